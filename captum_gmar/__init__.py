@@ -1,0 +1,14 @@
+"""captum_gmar: GMAR (gradient-driven multi-head attention rollout) for Hugging Face vision
+transformers, as Captum attribution methods.
+
+    from captum_gmar import GMARAttribution
+    attr = GMARAttribution(model).attribute(pixel_values, target=c)   # (B, C, H, W)
+"""
+
+from .attention_rollout import AttentionRollout
+from .gmar import GMARAttribution
+from .models import SUPPORTED_MODEL_CLASSES
+
+__version__ = "0.1.0"
+
+__all__ = ["AttentionRollout", "GMARAttribution", "SUPPORTED_MODEL_CLASSES", "__version__"]

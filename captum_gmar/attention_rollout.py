@@ -1,0 +1,87 @@
+"""Attention rollout (Abnar & Zuidema, 2020), the class-agnostic baseline GMAR extends."""
+
+from __future__ import annotations
+
+import numbers
+
+from captum.log import log_usage
+from torch import Tensor, nn
+
+from .attribution import AttentionAttribution, Explanation, InputType, OutputKind, check_alpha
+from .formatting import TargetType
+from .heads import HeadFusion, reduce_heads
+from .models import AttentionTrace
+from .rollout import add_residual, discard_lowest, rollout_cls_row
+
+
+class AttentionRollout(AttentionAttribution):
+    """Attention rollout: fuse heads (mean, max or min), optionally discard the weakest
+    attentions, add the residual ``(1 - alpha) * Abar + alpha * I`` with rows
+    renormalised, and read the class token's row of the product over layers.
+
+    Class-agnostic: ``target`` is checked but does not change the map. One forward pass,
+    no backward pass, any attention implementation.
+
+    Args:
+        model: a supported Hugging Face image classifier.
+        head_fusion: ``"mean"`` (default), ``"max"`` or ``"min"``.
+        discard_ratio: fraction of each layer's lowest fused attentions set to 0 before
+            the residual, in ``[0, 1)`` (vit-explain's option); default 0.
+        alpha: weight of the identity (residual) term, in ``[0, 1]``; default 0.5.
+        start_layer: first layer (0-based) that takes part.
+    """
+
+    needs_gradients = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        head_fusion: HeadFusion = "mean",
+        discard_ratio: float = 0.0,
+        alpha: float = 0.5,
+        start_layer: int = 0,
+    ) -> None:
+        if head_fusion not in ("mean", "max", "min"):
+            raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")
+        if isinstance(discard_ratio, bool) or not isinstance(discard_ratio, numbers.Real):
+            raise TypeError(f"discard_ratio must be a number in [0, 1), got {type(discard_ratio).__name__}")
+        if not 0.0 <= discard_ratio < 1.0:
+            raise ValueError(f"discard_ratio must lie in [0, 1), got {discard_ratio}")
+        self.head_fusion = head_fusion
+        self.discard_ratio = float(discard_ratio)
+        self.alpha = check_alpha(alpha)
+        super().__init__(model, start_layer=start_layer)
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "Attention Rollout"
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: InputType,
+        target: TargetType = None,
+        internal_batch_size: int | None = None,
+        output: OutputKind = "input",
+    ) -> InputType:
+        """Roll out the attention of each image.
+
+        Args:
+            inputs: pixel values ``(B, C, H, W)`` (or a 1-tuple of them).
+            target: accepted and validated like :meth:`GMARAttribution.attribute`'s, for
+                a common interface; rollout does not depend on it.
+            internal_batch_size: split the batch into chunks of this many examples.
+            output: ``"input"`` for ``(B, C, H, W)`` maps, ``"patches"`` for ``(B, h, w)``.
+
+        Returns:
+            float32, non-negative attributions on ``inputs``' device.
+        """
+        maps, _ = self._attribute(inputs, target, internal_batch_size, output)
+        return maps
+
+    def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
+        relevance = rollout_cls_row(
+            add_residual(discard_lowest(reduce_heads(trace.attention_probs(layer), self.head_fusion), self.discard_ratio), self.alpha)
+            for layer in reversed(self.layers)
+        )
+        return Explanation(relevance)

@@ -1,0 +1,122 @@
+"""The base class shared by the attention-based attribution methods.
+
+A small template method: :class:`AttentionAttribution` checks inputs and targets, splits
+the batch, runs one captured forward pass per chunk on the model's device and turns token
+relevance into maps. A subclass implements only :meth:`AttentionAttribution._explain`,
+which turns one :class:`~captum_gmar.models.AttentionTrace` into class-token relevance.
+"""
+
+from __future__ import annotations
+
+import numbers
+from abc import ABC, abstractmethod
+from typing import Literal, NamedTuple
+
+import torch
+from captum.attr import Attribution
+from torch import Tensor, nn
+
+from .formatting import TargetType, batch_slices, check_pixel_values, format_targets
+from .maps import input_map, patch_map
+from .models import AttentionTrace, VisionTransformer
+
+OutputKind = Literal["input", "patches"]
+InputType = Tensor | tuple[Tensor]
+
+
+class Explanation(NamedTuple):
+    """What :meth:`AttentionAttribution._explain` returns for a chunk of ``B`` examples."""
+
+    #: ``(B, T)`` float32 relevance of every token for the class token.
+    token_relevance: Tensor
+    #: ``(B, L', H)`` head weights of the layers taking part, or ``None``.
+    head_weights: Tensor | None = None
+
+
+class AttentionAttribution(Attribution, ABC):
+    """Base class of attribution methods that roll out a ViT's attention.
+
+    Args:
+        model: a supported Hugging Face image classifier (see
+            :data:`captum_gmar.models.SUPPORTED_MODEL_CLASSES`).
+        start_layer: first layer that takes part (0-based); earlier layers are skipped.
+
+    Attributes:
+        forward_func: ``pixel_values -> logits``, as Captum's metrics expect.
+    """
+
+    #: whether :meth:`_explain` needs a backward pass (class-specific methods do).
+    needs_gradients: bool = True
+
+    def __init__(self, model: nn.Module, start_layer: int = 0) -> None:
+        self.vit = VisionTransformer(model)
+        super().__init__(self.vit.logits)
+        num_layers = self.vit.num_layers
+        if isinstance(start_layer, bool) or not isinstance(start_layer, numbers.Integral):
+            raise TypeError(f"start_layer must be an int, got {type(start_layer).__name__}")
+        if not 0 <= start_layer < num_layers:
+            raise ValueError(f"start_layer must lie in [0, {num_layers - 1}] for this {num_layers}-layer model, got {start_layer}")
+        self.start_layer = int(start_layer)
+
+    @property
+    def layers(self) -> range:
+        """Indices of the layers taking part, first layer first."""
+        return range(self.start_layer, self.vit.num_layers)
+
+    @abstractmethod
+    def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
+        """Class-token relevance for one chunk.
+
+        Args:
+            trace: the captured forward pass of ``B`` examples.
+            targets: ``(B,)`` class indices on the model's device.
+        """
+
+    def _attribute(
+        self,
+        inputs: InputType,
+        target: TargetType,
+        internal_batch_size: int | None,
+        output: OutputKind,
+    ) -> tuple[InputType, Tensor | None]:
+        """Shared body of ``attribute``: returns the maps and the head weights (or None)."""
+        is_tuple = isinstance(inputs, tuple)
+        if is_tuple:
+            if len(inputs) != 1:
+                raise ValueError(f"inputs must be one tensor (or a 1-tuple), got a tuple of {len(inputs)}")
+            (pixel_values,) = inputs
+        else:
+            pixel_values = inputs
+        if output not in ("input", "patches"):
+            raise ValueError(f"output must be 'input' or 'patches', got {output!r}")
+        vit = self.vit
+        check_pixel_values(pixel_values, vit.num_channels, vit.patch_size)
+        batch_size = pixel_values.shape[0]
+        targets = format_targets(target, batch_size, vit.num_labels)
+        param = vit.parameter
+
+        explanations = []
+        for part in batch_slices(batch_size, internal_batch_size):
+            x = pixel_values[part].to(device=param.device, dtype=param.dtype)
+            with vit.trace(x, with_grad=self.needs_gradients) as trace:
+                chunk_targets = trace.logits.argmax(-1) if targets is None else targets[part].to(param.device)
+                explanations.append(self._explain(trace, chunk_targets))
+
+        relevance = torch.cat([e.token_relevance for e in explanations]).float()
+        maps = patch_map(relevance, vit.num_prefix_tokens, vit.grid(*pixel_values.shape[-2:]))
+        if output == "input":
+            maps = input_map(maps, vit.patch_size, tuple(pixel_values.shape))
+        maps = maps.to(pixel_values.device)
+        weights = None
+        if explanations[0].head_weights is not None:
+            weights = torch.cat([e.head_weights for e in explanations]).to(pixel_values.device)
+        return ((maps,) if is_tuple else maps), weights
+
+
+def check_alpha(alpha: float) -> float:
+    """Validate the residual weight ``alpha`` in ``[0, 1]``."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"alpha must be a number in [0, 1], got {type(alpha).__name__}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    return float(alpha)

@@ -1,0 +1,147 @@
+"""GMAR: Gradient-Driven Multi-Head Attention Rollout (Jo, Jang, Park; ICIP 2025)."""
+
+from __future__ import annotations
+
+from typing import Literal, overload
+
+import torch
+from captum.log import log_usage
+from torch import Tensor, nn
+
+from .attribution import AttentionAttribution, Explanation, InputType, OutputKind, check_alpha
+from .formatting import TargetType
+from .heads import Norm, attention_grad, fuse_heads, head_scores, normalize_head_weights, split_heads
+from .models import AttentionTrace
+from .rollout import add_residual, rollout_cls_row
+
+HeadGradient = Literal["context", "attention"]
+
+
+class GMARAttribution(AttentionAttribution):
+    """Attention rollout with every head weighted by how much the target logit depends on it.
+
+    For each layer ``l`` and head ``h`` the score ``g[b, l, h]`` is the L1 (or L2) norm of
+    the gradient of the target logit with respect to that head's output (the head's
+    channels of the attention output projection's input, over all tokens). Scores are
+    normalised to weights ``w`` that sum to 1 over heads, per layer and example; the
+    heads' attention maps are fused with those weights, the residual is modelled as
+    ``(1 - alpha) * Abar + alpha * I`` and the class token's row of the product over
+    layers is read over the patch tokens. One forward and one backward pass; no
+    parameter gradients; any attention implementation (the maps are rebuilt from the
+    captured queries and keys, so sdpa models need not switch to eager).
+
+    With uniform weights GMAR equals :class:`~captum_gmar.AttentionRollout` with mean
+    head fusion.
+
+    Args:
+        model: a supported Hugging Face image classifier, e.g. from
+            ``ViTForImageClassification.from_pretrained(path)``.
+        norm: ``"l1"`` (default) or ``"l2"`` head score.
+        alpha: weight of the identity (residual) term, in ``[0, 1]``; default 0.5.
+        head_gradient: ``"context"`` (default) scores heads by the gradient of their
+            outputs; ``"attention"`` by the gradient of their attention probabilities
+            (computed exactly as ``dL/dC_h @ V_h^T``, still without eager attention).
+        start_layer: first layer (0-based) that takes part in the rollout.
+
+    Example::
+
+        gmar = GMARAttribution(model)
+        attr = gmar.attribute(pixel_values, target=labels)  # (B, C, H, W)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        norm: Norm = "l1",
+        alpha: float = 0.5,
+        head_gradient: HeadGradient = "context",
+        start_layer: int = 0,
+    ) -> None:
+        if norm not in ("l1", "l2"):
+            raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
+        if head_gradient not in ("context", "attention"):
+            raise ValueError(f"head_gradient must be 'context' or 'attention', got {head_gradient!r}")
+        self.norm = norm
+        self.alpha = check_alpha(alpha)
+        self.head_gradient = head_gradient
+        super().__init__(model, start_layer=start_layer)
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "GMAR"
+
+    @overload
+    def attribute(
+        self,
+        inputs: InputType,
+        target: TargetType = None,
+        internal_batch_size: int | None = None,
+        output: OutputKind = "input",
+        *,
+        return_head_weights: Literal[False] = False,
+    ) -> InputType: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: InputType,
+        target: TargetType = None,
+        internal_batch_size: int | None = None,
+        output: OutputKind = "input",
+        *,
+        return_head_weights: Literal[True],
+    ) -> tuple[InputType, Tensor]: ...
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: InputType,
+        target: TargetType = None,
+        internal_batch_size: int | None = None,
+        output: OutputKind = "input",
+        *,
+        return_head_weights: bool = False,
+    ) -> InputType | tuple[InputType, Tensor]:
+        """Explain ``target`` for each image.
+
+        Args:
+            inputs: pixel values ``(B, C, H, W)`` (or a 1-tuple of them), any size the
+                model accepts; moved to the model's device and dtype for the passes.
+            target: Captum-style: an int or one-element tensor (one class for all), a
+                list or 1-D tensor (one class per example), or ``None`` for each
+                example's predicted class.
+            internal_batch_size: split the batch into chunks of this many examples
+                to bound memory; results are identical.
+            output: ``"input"`` for maps shaped like ``inputs`` (the patch map upsampled
+                bilinearly and repeated over channels), or ``"patches"`` for the patch
+                grid ``(B, h, w)``.
+            return_head_weights: also return the head weights ``(B, L', H)`` of the
+                ``L' = L - start_layer`` layers taking part (each row sums to 1).
+
+        Returns:
+            float32 attributions on ``inputs``' device, non-negative; with
+            ``return_head_weights`` a tuple ``(attributions, head_weights)``.
+        """
+        maps, weights = self._attribute(inputs, target, internal_batch_size, output)
+        return (maps, weights) if return_head_weights else maps
+
+    def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
+        layers = self.layers
+        grads = trace.context_grads(targets, layers)
+        weights = torch.stack(
+            [normalize_head_weights(head_scores(self._split_gradient(trace, i, g), self.norm)) for i, g in zip(layers, grads)],
+            dim=1,
+        )
+        del grads
+        relevance = rollout_cls_row(
+            add_residual(fuse_heads(trace.attention_probs(layer), weights[:, k]), self.alpha)
+            for k, layer in reversed(list(enumerate(layers)))
+        )
+        return Explanation(relevance, weights)
+
+    def _split_gradient(self, trace: AttentionTrace, layer: int, context_grad: Tensor) -> Tensor:
+        """The gradient GMAR scores, split by head: ``(B, H, T, d)`` or ``(B, H, T, T)``."""
+        heads = trace.blocks[layer].num_heads
+        if self.head_gradient == "context":
+            return split_heads(context_grad, heads)
+        return attention_grad(context_grad, trace.layers[layer].value, heads)

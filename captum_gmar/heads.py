@@ -1,0 +1,137 @@
+"""Per-head mathematics: attention maps, their gradients, head scores and head fusion.
+
+Pure functions over tensors; nothing here knows about models or hooks. Shapes use
+``B`` batch, ``H`` heads, ``T`` tokens, ``d`` head size, ``D = H * d``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Norm = Literal["l1", "l2"]
+HeadFusion = Literal["mean", "max", "min"]
+
+
+def split_heads(x: Tensor, num_heads: int) -> Tensor:
+    """Split the channels of per-token head outputs into heads.
+
+    Args:
+        x: ``(B, T, H * d)``; channels ``h*d ... (h+1)*d - 1`` belong to head ``h``,
+            as in the input of a ViT attention block's output projection.
+        num_heads: ``H``.
+
+    Returns:
+        ``(B, H, T, d)``, a view of ``x``.
+    """
+    batch, tokens, channels = x.shape
+    if channels % num_heads:
+        raise ValueError(f"{channels} channels cannot be split into {num_heads} heads")
+    return x.view(batch, tokens, num_heads, channels // num_heads).transpose(1, 2)
+
+
+def attention_probs(query: Tensor, key: Tensor, num_heads: int, scaling: float) -> Tensor:
+    """Attention probabilities ``softmax(q k^T * scaling)``, computed in float32.
+
+    This is what an eager ViT attention computes (no mask, no bias), so the maps can be
+    rebuilt from captured projections whatever kernel (sdpa, flash) ran the forward pass.
+
+    Args:
+        query, key: ``(B, T, H * d)`` outputs of the query and key projections.
+        num_heads: ``H``.
+        scaling: the score scale, usually ``d ** -0.5``.
+
+    Returns:
+        ``(B, H, T, T)`` float32, rows summing to 1.
+    """
+    q = split_heads(query.float(), num_heads)
+    k = split_heads(key.float(), num_heads)
+    return torch.softmax(q @ k.transpose(-1, -2) * scaling, dim=-1)
+
+
+def attention_grad(context_grad: Tensor, value: Tensor, num_heads: int) -> Tensor:
+    """Gradient with respect to the attention probabilities, from the context gradient.
+
+    A head's context is ``C_h = A_h @ V_h``, so ``dL/dA_h = dL/dC_h @ V_h^T`` exactly
+    (in eval mode, where attention dropout is the identity). This gives the attention
+    gradient without running the model in eager mode.
+
+    Args:
+        context_grad: ``(B, T, H * d)``, gradient w.r.t. the concatenated head outputs.
+        value: ``(B, T, H * d)``, the value projection's output.
+        num_heads: ``H``.
+
+    Returns:
+        ``(B, H, T, T)`` float32.
+    """
+    g = split_heads(context_grad.float(), num_heads)
+    v = split_heads(value.float(), num_heads)
+    return g @ v.transpose(-1, -2)
+
+
+def head_scores(grad: Tensor, norm: Norm = "l1") -> Tensor:
+    """GMAR head scores: the L1 or L2 norm of each head's gradient.
+
+    Args:
+        grad: ``(B, H, ...)``, a gradient split by head (``(B, H, T, d)`` for head outputs,
+            ``(B, H, T, T)`` for attention probabilities).
+        norm: ``"l1"`` (sum of absolute values) or ``"l2"`` (Euclidean norm).
+
+    Returns:
+        ``(B, H)`` float32, non-negative.
+    """
+    flat = grad.float().flatten(2)
+    if norm == "l1":
+        return flat.abs().sum(-1)
+    if norm == "l2":
+        return flat.square().sum(-1).sqrt()
+    raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
+
+
+def normalize_head_weights(scores: Tensor) -> Tensor:
+    """Normalise head scores to weights that sum to 1 over heads.
+
+    Args:
+        scores: ``(..., H)`` non-negative scores.
+
+    Returns:
+        ``(..., H)``; ``scores / scores.sum(-1)``, and uniform ``1 / H`` where the sum is 0
+        (a layer with no gradient at all gives every head the same weight).
+    """
+    total = scores.sum(-1, keepdim=True)
+    uniform = torch.full_like(scores, 1.0 / scores.shape[-1])
+    return torch.where(total > 0, scores / total.clamp_min(torch.finfo(scores.dtype).tiny), uniform)
+
+
+def fuse_heads(attn: Tensor, weights: Tensor) -> Tensor:
+    """Weighted sum of the heads' attention maps.
+
+    Args:
+        attn: ``(B, H, T, T)``.
+        weights: ``(B, H)``; with weights summing to 1 the fused rows still sum to 1.
+
+    Returns:
+        ``(B, T, T)``.
+    """
+    return torch.einsum("bhij,bh->bij", attn, weights.to(attn.dtype))
+
+
+def reduce_heads(attn: Tensor, fusion: HeadFusion = "mean") -> Tensor:
+    """Class-agnostic head fusion of attention rollout: mean, max or min over heads.
+
+    Args:
+        attn: ``(B, H, T, T)``.
+        fusion: ``"mean"``, ``"max"`` or ``"min"``.
+
+    Returns:
+        ``(B, T, T)``; rows sum to 1 only for ``"mean"``.
+    """
+    if fusion == "mean":
+        return attn.mean(1)
+    if fusion == "max":
+        return attn.amax(1)
+    if fusion == "min":
+        return attn.amin(1)
+    raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {fusion!r}")

@@ -1,0 +1,257 @@
+"""Model plumbing for Hugging Face vision transformers.
+
+Finds the attention blocks of a supported model (transformers 4.57 and 5.x module names),
+knows its special tokens and patch grid, and runs one forward pass while capturing, per
+layer, the query/key/value projections and the per-head outputs (the input of the
+attention's output projection). Nothing about the model is changed for good: hooks,
+train/eval modes and ``requires_grad`` flags are restored on exit, also after an error,
+and the attention implementation (eager, sdpa, flash) is never touched.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import transformers
+from torch import Tensor, nn
+
+from .heads import attention_probs
+
+#: Classification models this package explains, by transformers class name.
+SUPPORTED_MODEL_CLASSES: tuple[str, ...] = (
+    "ViTForImageClassification",
+    "DeiTForImageClassification",
+    "DeiTForImageClassificationWithTeacher",
+    "Dinov2ForImageClassification",
+    "Dinov2WithRegistersForImageClassification",
+)
+
+
+@dataclass(frozen=True)
+class AttentionBlock:
+    """The projections of one self-attention block.
+
+    ``output`` is the projection whose input is the concatenation of the heads' outputs
+    (``o_proj`` in transformers 5, ``attention.output.dense`` in 4.x).
+    """
+
+    query: nn.Module
+    key: nn.Module
+    value: nn.Module
+    output: nn.Module
+    num_heads: int
+    scaling: float
+
+
+@dataclass
+class LayerCapture:
+    """Tensors of one layer from one forward pass, each ``(B, T, H * d)``.
+
+    ``query``, ``key`` and ``value`` are detached; ``context`` (the heads' outputs) stays
+    in the autograd graph so that gradients with respect to it can be taken.
+    """
+
+    query: Tensor
+    key: Tensor
+    value: Tensor
+    context: Tensor
+
+
+@dataclass
+class AttentionTrace:
+    """What one forward pass left behind: the logits ``(B, K)`` and one capture per layer."""
+
+    logits: Tensor
+    blocks: Sequence[AttentionBlock]
+    layers: list[LayerCapture] = field(default_factory=list)
+
+    def attention_probs(self, layer: int) -> Tensor:
+        """``(B, H, T, T)`` float32 attention probabilities of ``layer``."""
+        block, cap = self.blocks[layer], self.layers[layer]
+        return attention_probs(cap.query, cap.key, block.num_heads, block.scaling)
+
+    def context_grads(self, targets: Tensor, layers: Sequence[int]) -> list[Tensor]:
+        """Gradients of ``sum_b logits[b, targets[b]]`` w.r.t. the heads' outputs.
+
+        One backward pass that stops at the lowest requested layer and computes no
+        parameter gradients.
+
+        Args:
+            targets: ``(B,)`` class indices.
+            layers: layer indices.
+
+        Returns:
+            One ``(B, T, H * d)`` tensor per requested layer, in the order given.
+        """
+        score = self.logits.gather(1, targets.view(-1, 1)).sum()
+        return list(torch.autograd.grad(score, [self.layers[i].context for i in layers]))
+
+
+class VisionTransformer:
+    """Adapter around a supported Hugging Face image classifier.
+
+    Args:
+        model: one of :data:`SUPPORTED_MODEL_CLASSES` (or a subclass), any attention
+            implementation, on any device and dtype.
+
+    Raises:
+        TypeError: if the model is not a supported vision transformer.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        supported = tuple(
+            getattr(transformers, name) for name in SUPPORTED_MODEL_CLASSES if hasattr(transformers, name)
+        )
+        if not isinstance(model, supported):
+            raise TypeError(
+                f"{type(model).__name__} is not a supported vision transformer. Supported: "
+                f"{', '.join(SUPPORTED_MODEL_CLASSES)} (load one with from_pretrained)."
+            )
+        self.model = model
+        config = model.config
+        self.blocks = _find_attention_blocks(model.base_model)
+        if len(self.blocks) != config.num_hidden_layers:
+            raise TypeError(
+                f"found {len(self.blocks)} attention blocks in {type(model).__name__} but the config has "
+                f"{config.num_hidden_layers} layers; this model's layout is not supported"
+            )
+        embeddings = model.base_model.embeddings
+        distillation = 1 if getattr(embeddings, "distillation_token", None) is not None else 0
+        registers = getattr(embeddings, "register_tokens", None)
+        #: tokens before the patches: CLS, then distillation or register tokens
+        self.num_prefix_tokens = 1 + distillation + (registers.shape[1] if registers is not None else 0)
+        self.patch_size = _pair(config.patch_size)
+        self.image_size = _pair(config.image_size)
+        self.num_channels: int = config.num_channels
+        self.num_labels: int = config.num_labels
+        self._takes_interpolate = "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def num_heads(self) -> int:
+        return self.blocks[0].num_heads
+
+    @property
+    def parameter(self) -> Tensor:
+        """A parameter of the model, to read its device and dtype from."""
+        return next(self.model.parameters())
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """The patch grid ``(h, w)`` for an input of ``height x width`` pixels."""
+        return height // self.patch_size[0], width // self.patch_size[1]
+
+    def logits(self, pixel_values: Tensor) -> Tensor:
+        """The model's logits ``(B, K)`` for ``pixel_values`` ``(B, C, H, W)``.
+
+        Passes ``interpolate_pos_encoding=True`` when the input size differs from the
+        training size and the model needs to be told. Usable as Captum's forward_func.
+        """
+        kwargs = {}
+        if self._takes_interpolate and tuple(pixel_values.shape[-2:]) != self.image_size:
+            kwargs["interpolate_pos_encoding"] = True
+        output = self.model(pixel_values=pixel_values, **kwargs)
+        return output.logits if hasattr(output, "logits") else output[0]
+
+    @contextmanager
+    def trace(self, pixel_values: Tensor, with_grad: bool) -> Iterator[AttentionTrace]:
+        """Run one forward pass in eval mode and capture every layer's tensors.
+
+        Inside the block the model is in eval mode with ``requires_grad=False`` on its
+        parameters (so a backward pass computes no parameter gradients); everything is
+        restored on exit.
+
+        Args:
+            pixel_values: ``(B, C, H, W)`` on the model's device and dtype.
+            with_grad: build the autograd graph (from the input up) for
+                :meth:`AttentionTrace.context_grads`.
+        """
+        model = self.model
+        modes = {module: module.training for module in model.modules()}
+        grads = {param: param.requires_grad for param in model.parameters()}
+        captures: list[dict[str, Tensor]] = [{} for _ in self.blocks]
+        handles = []
+        try:
+            model.eval()
+            for param in grads:
+                param.requires_grad_(False)
+            for store, block in zip(captures, self.blocks):
+                for name in ("query", "key", "value"):
+                    handles.append(getattr(block, name).register_forward_hook(_store_output(store, name)))
+                handles.append(block.output.register_forward_pre_hook(_store_input(store, "context")))
+            with torch.set_grad_enabled(with_grad):
+                x = pixel_values.detach().clone().requires_grad_(with_grad)
+                logits = self.logits(x)
+            for handle in handles:
+                handle.remove()
+            handles.clear()
+            trace = AttentionTrace(logits=logits, blocks=self.blocks, layers=[LayerCapture(**c) for c in captures])
+            self._check_tokens(trace, pixel_values)
+            with torch.set_grad_enabled(with_grad):
+                yield trace
+        finally:
+            for handle in handles:
+                handle.remove()
+            for param, flag in grads.items():
+                param.requires_grad_(flag)
+            for module, mode in modes.items():
+                module.training = mode
+
+    def _check_tokens(self, trace: AttentionTrace, pixel_values: Tensor) -> None:
+        h, w = self.grid(*pixel_values.shape[-2:])
+        expected = self.num_prefix_tokens + h * w
+        found = trace.layers[0].query.shape[1]
+        if found != expected:
+            raise RuntimeError(
+                f"expected {self.num_prefix_tokens} special tokens plus a {h}x{w} patch grid "
+                f"({expected} tokens), but the model produced {found} tokens"
+            )
+
+
+def _store_output(store: dict[str, Tensor], name: str):
+    def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
+        store[name] = output.detach()
+
+    return hook
+
+
+def _store_input(store: dict[str, Tensor], name: str):
+    def hook(module: nn.Module, args: tuple) -> None:
+        store[name] = args[0]
+
+    return hook
+
+
+def _find_attention_blocks(backbone: nn.Module) -> list[AttentionBlock]:
+    """Attention blocks of a ViT-family backbone, first layer first.
+
+    transformers 5 names the projections ``q_proj/k_proj/v_proj/o_proj`` on one module;
+    4.x has ``attention.{query,key,value}`` and ``output.dense`` under an outer module.
+    """
+    blocks = []
+    for module in backbone.modules():
+        if all(hasattr(module, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj")):
+            inner, projections = module, (module.q_proj, module.k_proj, module.v_proj, module.o_proj)
+        elif hasattr(module, "output") and hasattr(getattr(module, "attention", None), "query"):
+            inner = module.attention
+            projections = (inner.query, inner.key, inner.value, module.output.dense)
+        else:
+            continue
+        heads = int(inner.num_attention_heads)
+        head_dim = projections[0].out_features // heads
+        scaling = float(getattr(inner, "scaling", head_dim**-0.5))
+        blocks.append(AttentionBlock(*projections, num_heads=heads, scaling=scaling))
+    return blocks
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    first, second = value
+    return int(first), int(second)

@@ -1,0 +1,80 @@
+"""Rollout mathematics: residual term, discarding weak attentions, and the class-token row.
+
+Pure functions over fused, per-layer token-to-token matrices ``(B, T, T)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+
+def add_residual(attn: Tensor, alpha: float = 0.5) -> Tensor:
+    """Model the residual connection: ``(1 - alpha) * attn + alpha * I``, rows renormalised.
+
+    For a row-stochastic ``attn`` (mean or weighted fusion) the renormalisation changes
+    nothing; after max/min fusion or discarding it makes the rows sum to 1 again, as in
+    the reference rollout implementations.
+
+    Args:
+        attn: ``(B, T, T)`` fused attention.
+        alpha: weight of the identity, in ``[0, 1]``.
+
+    Returns:
+        ``(B, T, T)`` with rows summing to 1 (rows that are all zero stay zero).
+    """
+    eye = torch.eye(attn.shape[-1], dtype=attn.dtype, device=attn.device)
+    mixed = (1.0 - alpha) * attn + alpha * eye
+    return mixed / mixed.sum(-1, keepdim=True).clamp_min(torch.finfo(mixed.dtype).tiny)
+
+
+def discard_lowest(attn: Tensor, ratio: float) -> Tensor:
+    """Zero the lowest ``ratio`` of each example's attention entries (Abnar & Zuidema's
+    rollout as implemented in vit-explain). The class token's attention to itself is
+    never discarded.
+
+    Args:
+        attn: ``(B, T, T)`` fused attention.
+        ratio: fraction of the ``T * T`` entries to zero, in ``[0, 1)``.
+
+    Returns:
+        ``(B, T, T)``, a new tensor.
+    """
+    batch, tokens, _ = attn.shape
+    count = int(tokens * tokens * ratio)
+    if count == 0:
+        return attn
+    flat = attn.reshape(batch, -1)
+    ranked = flat.clone()
+    ranked[:, 0] = torch.inf  # entry (CLS, CLS) is kept
+    lowest = ranked.topk(count, dim=-1, largest=False).indices
+    return flat.scatter(-1, lowest, 0.0).view_as(attn)
+
+
+def rollout_cls_row(layers_top_down: Iterable[Tensor], token: int = 0) -> Tensor:
+    """Row ``token`` of the product ``M[L] @ M[L-1] @ ... @ M[1]``.
+
+    Only one row is needed, so it is carried as a row vector from the top layer down:
+    ``r = e_token^T M[L]``, then ``r = r @ M[l]``. That is ``O(L * T^2)`` per example
+    instead of ``O(L * T^3)``, and each matrix can be built just before it is used and
+    freed after, so only one layer's matrix is alive at a time.
+
+    Args:
+        layers_top_down: per-layer ``(B, T, T)`` matrices, the LAST layer first
+            (a generator is fine).
+        token: the row to read, 0 for the class token.
+
+    Returns:
+        ``(B, T)``, the relevance of every token for ``token``.
+    """
+    row: Tensor | None = None
+    for matrix in layers_top_down:
+        if row is None:
+            row = matrix[:, token, :]
+        else:
+            row = torch.bmm(row.unsqueeze(1), matrix).squeeze(1)
+    if row is None:
+        raise ValueError("rollout needs at least one layer")
+    return row

@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from captum_gmar.heads import (
+    attention_grad,
+    attention_probs,
+    fuse_heads,
+    head_scores,
+    normalize_head_weights,
+    reduce_heads,
+    split_heads,
+)
+
+B, T, H, D = 2, 5, 3, 4
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def random_attention(seed: int = 0) -> torch.Tensor:
+    return torch.softmax(torch.randn(B, H, T, T, generator=gen(seed)) * 3, dim=-1)
+
+
+def test_split_heads_puts_channel_blocks_on_heads():
+    x = torch.arange(B * T * H * D, dtype=torch.float32).view(B, T, H * D)
+    heads = split_heads(x, H)
+    assert heads.shape == (B, H, T, D)
+    for h in range(H):
+        torch.testing.assert_close(heads[:, h], x[..., h * D:(h + 1) * D])
+
+
+def test_split_heads_rejects_indivisible_channels():
+    with pytest.raises(ValueError, match="cannot be split"):
+        split_heads(torch.zeros(1, 2, 7), 3)
+
+
+def test_attention_probs_is_scaled_softmax():
+    q, k = torch.randn(2, B, T, H * D, generator=gen()).unbind(0)
+    probs = attention_probs(q, k, H, scaling=0.5)
+    qh, kh = split_heads(q, H), split_heads(k, H)
+    expected = torch.softmax(qh @ kh.transpose(-1, -2) * 0.5, dim=-1)
+    torch.testing.assert_close(probs, expected)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(B, H, T))
+    assert attention_probs(q.half(), k.half(), H, 0.5).dtype == torch.float32
+
+
+def test_attention_grad_equals_autograd():
+    attn = random_attention().requires_grad_(True)
+    value = torch.randn(B, T, H * D, generator=gen(1))
+    context = (attn @ split_heads(value, H)).transpose(1, 2).reshape(B, T, H * D)
+    weights = torch.randn(B, T, H * D, generator=gen(2))
+    (context * weights).sum().backward()
+    # d(sum(context * weights)) / d(context) == weights
+    torch.testing.assert_close(attention_grad(weights, value, H), attn.grad)
+
+
+def test_head_scores_l1_and_l2():
+    grad = torch.randn(B, H, T, D, generator=gen())
+    torch.testing.assert_close(head_scores(grad, "l1"), grad.abs().sum((2, 3)))
+    torch.testing.assert_close(head_scores(grad, "l2"), grad.pow(2).sum((2, 3)).sqrt())
+    with pytest.raises(ValueError, match="norm"):
+        head_scores(grad, "l3")
+
+
+def test_normalize_head_weights_sums_to_one_and_is_scale_invariant():
+    scores = torch.rand(B, 4, H, generator=gen())
+    weights = normalize_head_weights(scores)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(B, 4))
+    torch.testing.assert_close(normalize_head_weights(scores * 7.0), weights)
+
+
+def test_normalize_head_weights_uniform_where_all_zero():
+    scores = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 3.0]])
+    weights = normalize_head_weights(scores)
+    torch.testing.assert_close(weights[0], torch.full((3,), 1 / 3))
+    torch.testing.assert_close(weights[1], torch.tensor([0.25, 0.0, 0.75]))
+    assert torch.isfinite(weights).all()
+
+
+def test_fuse_heads_keeps_rows_stochastic_and_selects_one_hot_head():
+    attn = random_attention()
+    weights = normalize_head_weights(torch.rand(B, H, generator=gen(3)))
+    fused = fuse_heads(attn, weights)
+    assert fused.shape == (B, T, T)
+    torch.testing.assert_close(fused.sum(-1), torch.ones(B, T))
+    one_hot = torch.zeros(B, H)
+    one_hot[:, 1] = 1.0
+    torch.testing.assert_close(fuse_heads(attn, one_hot), attn[:, 1])
+
+
+def test_uniform_fusion_is_mean_fusion():
+    attn = random_attention()
+    torch.testing.assert_close(fuse_heads(attn, torch.full((B, H), 1 / H)), reduce_heads(attn, "mean"))
+
+
+def test_reduce_heads_modes():
+    attn = random_attention()
+    torch.testing.assert_close(reduce_heads(attn, "max"), attn.max(1).values)
+    torch.testing.assert_close(reduce_heads(attn, "min"), attn.min(1).values)
+    with pytest.raises(ValueError, match="head_fusion"):
+        reduce_heads(attn, "median")
