@@ -1,0 +1,76 @@
+import pytest
+import torch
+from conftest import MODEL_NAMES, PREFIX_TOKENS
+from reference_methods import eager_pass
+
+from captum_gmar.models import SUPPORTED_MODEL_CLASSES, VisionTransformer
+
+
+def test_every_supported_class_is_tested():
+    assert set(MODEL_NAMES) == set(SUPPORTED_MODEL_CLASSES)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_finds_blocks_tokens_and_grid(load_tiny, name):
+    vit = VisionTransformer(load_tiny(name))
+    assert vit.num_layers == 3 and vit.num_heads == 4
+    assert vit.num_prefix_tokens == PREFIX_TOKENS[name]
+    assert vit.patch_size == (8, 8) and vit.image_size == (32, 32)
+    assert vit.grid(40, 27) == (5, 3)
+    for block in vit.blocks:
+        assert block.scaling == pytest.approx(8**-0.5)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_sdpa_capture_rebuilds_the_eager_attention_maps(load_tiny, images, name):
+    _, eager_maps, _ = eager_pass(load_tiny(name, "eager"), images, None)
+    vit = VisionTransformer(load_tiny(name, "sdpa"))
+    with vit.trace(images, with_grad=False) as trace:
+        for layer in range(vit.num_layers):
+            torch.testing.assert_close(trace.attention_probs(layer), eager_maps[layer].detach(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_context_grads_equal_backward_without_parameter_grads(load_tiny, images, name):
+    targets = torch.tensor([1, 0, 4])
+    _, _, contexts = eager_pass(load_tiny(name, "eager"), images, targets)
+    model = load_tiny(name)
+    vit = VisionTransformer(model)
+    with vit.trace(images, with_grad=True) as trace:
+        grads = trace.context_grads(targets, [2, 0])
+    torch.testing.assert_close(grads[0], contexts[2].grad)
+    torch.testing.assert_close(grads[1], contexts[0].grad)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_trace_restores_the_model_when_the_body_raises(load_tiny, images):
+    model = load_tiny("ViTForImageClassification").train()
+    vit = VisionTransformer(model)
+    with pytest.raises(KeyError):
+        with vit.trace(images, with_grad=True) as trace:
+            assert not model.training and not any(p.requires_grad for p in model.parameters())
+            raise KeyError(trace)
+    assert all(m.training for m in model.modules())
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_trace_restores_the_model_when_the_forward_raises(load_tiny, images, monkeypatch):
+    model = load_tiny("ViTForImageClassification")
+    vit = VisionTransformer(model)
+
+    def fail(hidden):
+        raise RuntimeError("classifier failed")
+
+    monkeypatch.setattr(model.classifier, "forward", fail)
+    with pytest.raises(RuntimeError, match="classifier failed"):
+        with vit.trace(images, with_grad=True):
+            pass
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_logits_accept_other_image_sizes(load_tiny, name):
+    vit = VisionTransformer(load_tiny(name))
+    assert vit.logits(torch.randn(2, 3, 48, 16)).shape == (2, 5)
