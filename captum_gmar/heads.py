@@ -135,3 +135,16 @@ def reduce_heads(attn: Tensor, fusion: HeadFusion = "mean") -> Tensor:
     if fusion == "min":
         return attn.amin(1)
     raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {fusion!r}")
+
+
+def gradient_weighted_heads(attn: Tensor, grad: Tensor) -> Tensor:
+    """Chefer et al.'s (ICCV 2021) head fusion: ``mean_h relu(dy/dA * A)``.
+
+    Args:
+        attn: ``(B, H, T, T)`` attention probabilities.
+        grad: ``(B, H, T, T)`` gradient of the target logit w.r.t. them.
+
+    Returns:
+        ``(B, T, T)``, non-negative.
+    """
+    return (grad * attn).clamp_min(0).mean(1)

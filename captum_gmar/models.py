@@ -203,6 +203,29 @@ class VisionTransformer:
             for module, mode in modes.items():
                 module.training = mode
 
+    @contextmanager
+    def heads_zeroed(self, mask: Tensor) -> Iterator[None]:
+        """Zero chosen heads' outputs in every forward pass inside the block.
+
+        Args:
+            mask: bool, ``(L, H)`` (same heads for every example) or ``(B, L, H)``;
+                ``True`` zeroes that head's channels of the attention output projection's
+                input, i.e. removes the head's contribution to the residual stream.
+        """
+        if mask.shape[-2:] != (self.num_layers, self.num_heads) or mask.dim() not in (2, 3):
+            raise ValueError(f"mask must be (L, H) or (B, L, H) with L={self.num_layers}, H={self.num_heads}; got {tuple(mask.shape)}")
+        handles = []
+        try:
+            for layer, block in enumerate(self.blocks):
+                keep = (~mask[..., layer, :].bool()).float()  # (H,) or (B, H)
+                if keep.all():
+                    continue
+                handles.append(block.output.register_forward_pre_hook(_zero_heads(keep)))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
     def _check_tokens(self, trace: AttentionTrace, pixel_values: Tensor) -> None:
         h, w = self.grid(*pixel_values.shape[-2:])
         expected = self.num_prefix_tokens + h * w
@@ -224,6 +247,15 @@ def _store_output(store: dict[str, Tensor], name: str):
 def _store_input(store: dict[str, Tensor], name: str):
     def hook(module: nn.Module, args: tuple) -> None:
         store[name] = args[0]
+
+    return hook
+
+
+def _zero_heads(keep: Tensor):
+    def hook(module: nn.Module, args: tuple) -> tuple:
+        context = args[0]  # (B, T, H * d)
+        per_channel = keep.to(context.device, context.dtype).repeat_interleave(context.shape[-1] // keep.shape[-1], dim=-1)
+        return (context * (per_channel if per_channel.dim() == 1 else per_channel[:, None, :]),) + tuple(args[1:])
 
     return hook
 

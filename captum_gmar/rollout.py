@@ -30,6 +30,19 @@ def add_residual(attn: Tensor, alpha: float = 0.5) -> Tensor:
     return mixed / mixed.sum(-1, keepdim=True).clamp_min(torch.finfo(mixed.dtype).tiny)
 
 
+def add_identity(attn: Tensor) -> Tensor:
+    """``attn + I``: the update ``R = R + Abar @ R`` of Chefer et al. written as a factor,
+    since ``R + Abar @ R = (I + Abar) @ R``. No renormalisation.
+
+    Args:
+        attn: ``(B, T, T)``.
+
+    Returns:
+        ``(B, T, T)``.
+    """
+    return attn + torch.eye(attn.shape[-1], dtype=attn.dtype, device=attn.device)
+
+
 def discard_lowest(attn: Tensor, ratio: float) -> Tensor:
     """Zero the lowest ``ratio`` of each example's attention entries (Abnar & Zuidema's
     rollout as implemented in vit-explain). The class token's attention to itself is

@@ -81,3 +81,14 @@ def reference_rollout(model, x, prefix, head_fusion="mean", discard_ratio=0.0, a
         mixed = (1 - alpha) * fused + alpha * eye
         rollout = (mixed / mixed.sum(-1, keepdim=True)) @ rollout
     return rollout[:, 0, prefix:]
+
+
+def reference_gae(model, x, targets, prefix, start_layer=0):
+    """Chefer et al. 2021, as in their ViT notebook: ``R = I; R += mean_h relu(grad * A) @ R``."""
+    _, attentions, _ = eager_pass(model, x, targets)
+    tokens = attentions[0].shape[-1]
+    relevance = torch.eye(tokens).repeat(x.shape[0], 1, 1)
+    for attn in attentions[start_layer:]:
+        cam = (attn.grad * attn.detach()).clamp(min=0).mean(1)
+        relevance = relevance + cam @ relevance
+    return relevance[:, 0, prefix:]

@@ -5,6 +5,7 @@ from captum_gmar.heads import (
     attention_grad,
     attention_probs,
     fuse_heads,
+    gradient_weighted_heads,
     head_scores,
     normalize_head_weights,
     reduce_heads,
@@ -100,3 +101,11 @@ def test_reduce_heads_modes():
     torch.testing.assert_close(reduce_heads(attn, "min"), attn.min(1).values)
     with pytest.raises(ValueError, match="head_fusion"):
         reduce_heads(attn, "median")
+
+
+def test_gradient_weighted_heads_is_mean_of_positive_products():
+    attn = random_attention()
+    grad = torch.randn(B, H, T, T, generator=gen(5))
+    fused = gradient_weighted_heads(attn, grad)
+    torch.testing.assert_close(fused, torch.relu(grad * attn).mean(1))
+    assert (fused >= 0).all()

@@ -74,3 +74,32 @@ def test_trace_restores_the_model_when_the_forward_raises(load_tiny, images, mon
 def test_logits_accept_other_image_sizes(load_tiny, name):
     vit = VisionTransformer(load_tiny(name))
     assert vit.logits(torch.randn(2, 3, 48, 16)).shape == (2, 5)
+
+
+def test_heads_zeroed_removes_exactly_the_masked_heads(load_tiny, images):
+    model = load_tiny("DeiTForImageClassification")
+    vit = VisionTransformer(model)
+    baseline = vit.logits(images)
+    mask = torch.zeros(3, 4, dtype=torch.bool)
+    with vit.heads_zeroed(mask):
+        torch.testing.assert_close(vit.logits(images), baseline)
+    mask[1, 2] = True
+    with vit.trace(images, with_grad=False) as trace:
+        context = trace.layers[1].context.clone()
+    with vit.heads_zeroed(mask):
+        with vit.trace(images, with_grad=False) as trace:
+            masked = trace.layers[1].context
+            torch.testing.assert_close(masked[..., 16:24], torch.zeros_like(masked[..., 16:24]))
+            torch.testing.assert_close(masked[..., :16], context[..., :16])
+        assert not torch.allclose(vit.logits(images), baseline)
+    torch.testing.assert_close(vit.logits(images), baseline)  # hooks gone
+    per_example = torch.zeros(3, 3, 4, dtype=torch.bool)
+    per_example[0, 1, 2] = True
+    with vit.heads_zeroed(per_example):
+        out = vit.logits(images)
+    with vit.heads_zeroed(mask):
+        torch.testing.assert_close(out[0], vit.logits(images)[0])
+    torch.testing.assert_close(out[1:], baseline[1:])
+    with pytest.raises(ValueError, match="mask must be"):
+        with vit.heads_zeroed(torch.zeros(2, 4, dtype=torch.bool)):
+            pass

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from captum_gmar.rollout import add_residual, discard_lowest, rollout_cls_row
+from captum_gmar.rollout import add_identity, add_residual, discard_lowest, rollout_cls_row
 
 B, T = 2, 6
 
@@ -60,3 +60,8 @@ def test_rollout_cls_row_accepts_a_generator_and_needs_a_layer():
     torch.testing.assert_close(rollout_cls_row(m for m in reversed(mats)), rollout_cls_row(list(reversed(mats))))
     with pytest.raises(ValueError, match="at least one layer"):
         rollout_cls_row([])
+
+
+def test_add_identity_is_the_chefer_update_as_a_factor():
+    attn, rel = stochastic(4), stochastic(5)
+    torch.testing.assert_close(add_identity(attn) @ rel, rel + attn @ rel)

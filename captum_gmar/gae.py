@@ -1,0 +1,61 @@
+"""Generic attention explainability, "GAE" (Chefer, Gur & Wolf, ICCV 2021)."""
+
+from __future__ import annotations
+
+from captum.log import log_usage
+from torch import Tensor
+
+from .attribution import AttentionAttribution, Explanation, InputType, OutputKind
+from .formatting import TargetType
+from .heads import attention_grad, gradient_weighted_heads
+from .models import AttentionTrace
+from .rollout import add_identity, rollout_cls_row
+
+
+class GenericAttentionExplainability(AttentionAttribution):
+    """Chefer et al.'s gradient-weighted attention relevance for a ViT.
+
+    Per layer ``Abar = mean_h relu(dy_c/dA * A)``; starting from ``R = I`` each layer adds
+    ``Abar @ R``, and the class token's row of ``R`` over the patches is the map. One
+    forward and one backward pass (the attention gradient is ``dy/dC_h @ V_h^T``, so no
+    eager attention is needed).
+
+    Args:
+        model: a supported Hugging Face image classifier.
+        start_layer: first layer (0-based) that takes part.
+    """
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "GAE"
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: InputType,
+        target: TargetType = None,
+        internal_batch_size: int | None = None,
+        output: OutputKind = "input",
+    ) -> InputType:
+        """Explain ``target`` for each image; arguments as :meth:`GMARAttribution.attribute`.
+
+        Returns:
+            float32, non-negative attributions on ``inputs``' device: ``(B, C, H, W)``
+            or, with ``output="patches"``, ``(B, h, w)``.
+        """
+        maps, _ = self._attribute(inputs, target, internal_batch_size, output)
+        return maps
+
+    def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
+        layers = self.layers
+        grads = trace.context_grads(targets, layers)
+        relevance = rollout_cls_row(
+            add_identity(
+                gradient_weighted_heads(
+                    trace.attention_probs(layer),
+                    attention_grad(grad, trace.layers[layer].value, trace.blocks[layer].num_heads),
+                )
+            )
+            for layer, grad in zip(reversed(layers), reversed(grads))
+        )
+        return Explanation(relevance)

@@ -1,0 +1,25 @@
+import pytest
+import torch
+from conftest import MODEL_NAMES, PREFIX_TOKENS
+from reference_methods import reference_gae
+
+from captum_gmar import GenericAttentionExplainability
+
+TARGETS = torch.tensor([2, 0, 4])
+
+
+@pytest.mark.parametrize("start_layer", [0, 2])
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_matches_chefers_formulation(load_tiny, images, name, start_layer):
+    expected = reference_gae(load_tiny(name, "eager"), images, TARGETS, PREFIX_TOKENS[name], start_layer)
+    gae = GenericAttentionExplainability(load_tiny(name), start_layer=start_layer)
+    maps = gae.attribute(images, target=TARGETS, output="patches")
+    torch.testing.assert_close(maps.flatten(1), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_is_class_specific_and_captum_shaped(load_tiny, images):
+    gae = GenericAttentionExplainability(load_tiny("ViTForImageClassification"))
+    maps = gae.attribute(images[:1].expand(5, -1, -1, -1), target=list(range(5)))
+    assert maps.shape == (5, 3, 32, 32) and (maps >= 0).all()
+    assert (maps[0] - maps[1:]).abs().amax() > 1e-6
+    assert GenericAttentionExplainability.get_name() == "GAE"
