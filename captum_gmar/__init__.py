@@ -8,8 +8,16 @@ transformers, as Captum attribution methods.
 from .attention_rollout import AttentionRollout
 from .gae import GenericAttentionExplainability
 from .gmar import GMARAttribution
+from .gradcam import TokenGradCAM
 from .models import SUPPORTED_MODEL_CLASSES
 
 __version__ = "0.1.0"
 
-__all__ = ["AttentionRollout", "GMARAttribution", "GenericAttentionExplainability", "SUPPORTED_MODEL_CLASSES", "__version__"]
+__all__ = [
+    "AttentionRollout",
+    "GMARAttribution",
+    "GenericAttentionExplainability",
+    "SUPPORTED_MODEL_CLASSES",
+    "TokenGradCAM",
+    "__version__",
+]

@@ -49,12 +49,15 @@ class AttentionBlock:
 
 @dataclass
 class LayerCapture:
-    """Tensors of one layer from one forward pass, each ``(B, T, H * d)``.
+    """Tensors of one layer from one forward pass, each ``(B, T, D)``.
 
-    ``query``, ``key`` and ``value`` are detached; ``context`` (the heads' outputs) stays
-    in the autograd graph so that gradients with respect to it can be taken.
+    ``query``, ``key`` and ``value`` (the projections' outputs) are detached; ``hidden``
+    (the normalised tokens entering the attention) and ``context`` (the heads' outputs,
+    the input of the output projection) stay in the autograd graph so that gradients
+    with respect to them can be taken.
     """
 
+    hidden: Tensor
     query: Tensor
     key: Tensor
     value: Tensor
@@ -74,21 +77,26 @@ class AttentionTrace:
         block, cap = self.blocks[layer], self.layers[layer]
         return attention_probs(cap.query, cap.key, block.num_heads, block.scaling)
 
-    def context_grads(self, targets: Tensor, layers: Sequence[int]) -> list[Tensor]:
-        """Gradients of ``sum_b logits[b, targets[b]]`` w.r.t. the heads' outputs.
+    def target_grads(self, targets: Tensor, tensors: Sequence[Tensor]) -> list[Tensor]:
+        """Gradients of ``sum_b logits[b, targets[b]]`` w.r.t. captured ``tensors``.
 
-        One backward pass that stops at the lowest requested layer and computes no
-        parameter gradients.
+        One backward pass that stops at the lowest tensor asked for and computes no
+        parameter gradients. Examples are independent, so each example's gradient is
+        that of its own target logit.
 
         Args:
             targets: ``(B,)`` class indices.
-            layers: layer indices.
+            tensors: captured tensors in the graph (``hidden`` or ``context``).
 
         Returns:
-            One ``(B, T, H * d)`` tensor per requested layer, in the order given.
+            One gradient per tensor, same shapes, in the order given.
         """
         score = self.logits.gather(1, targets.view(-1, 1)).sum()
-        return list(torch.autograd.grad(score, [self.layers[i].context for i in layers]))
+        return list(torch.autograd.grad(score, list(tensors)))
+
+    def context_grads(self, targets: Tensor, layers: Sequence[int]) -> list[Tensor]:
+        """Gradients w.r.t. the heads' outputs ``(B, T, H * d)`` of ``layers``, in that order."""
+        return self.target_grads(targets, [self.layers[i].context for i in layers])
 
 
 class VisionTransformer:
@@ -184,6 +192,7 @@ class VisionTransformer:
             for store, block in zip(captures, self.blocks):
                 for name in ("query", "key", "value"):
                     handles.append(getattr(block, name).register_forward_hook(_store_output(store, name)))
+                handles.append(block.query.register_forward_pre_hook(_store_input(store, "hidden")))
                 handles.append(block.output.register_forward_pre_hook(_store_input(store, "context")))
             with torch.set_grad_enabled(with_grad):
                 x = pixel_values.detach().clone().requires_grad_(with_grad)

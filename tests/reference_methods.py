@@ -92,3 +92,25 @@ def reference_gae(model, x, targets, prefix, start_layer=0):
         cam = (attn.grad * attn.detach()).clamp(min=0).mean(1)
         relevance = relevance + cam @ relevance
     return relevance[:, 0, prefix:]
+
+
+def reference_gradcam(model, x, targets, prefix):
+    """Grad-CAM as pytorch-grad-cam applies it to a ViT: activations and gradients of the
+    last block's first LayerNorm output, patch tokens reshaped to a grid."""
+    names = [n for n, _ in model.named_modules() if n.endswith(("attention.q_proj", "attention.attention.query"))]
+    query = model.get_submodule(names[-1])
+    store = []
+    hook = query.register_forward_pre_hook(lambda mod, args: store.append(args[0]))
+    kwargs = {}
+    if "interpolate_pos_encoding" in inspect.signature(model.forward).parameters:
+        kwargs["interpolate_pos_encoding"] = True
+    try:
+        logits = model(pixel_values=x.clone().requires_grad_(True), **kwargs).logits
+    finally:
+        hook.remove()
+    (activations,) = store
+    activations.retain_grad()
+    logits.gather(1, targets.view(-1, 1)).sum().backward()
+    acts, grads = activations[:, prefix:].detach(), activations.grad[:, prefix:]
+    weights = grads.mean(1)  # (B, D): gradient averaged over the patch "pixels"
+    return torch.relu(torch.einsum("bpd,bd->bp", acts, weights))

@@ -1,0 +1,53 @@
+"""Grad-CAM on a ViT's tokens (Selvaraju et al. 2017, as applied to ViTs by pytorch-grad-cam)."""
+
+from __future__ import annotations
+
+import torch
+from captum.log import log_usage
+from torch import Tensor
+
+from .attribution import AttentionAttribution, Explanation, InputType, OutputKind
+from .formatting import TargetType
+from .models import AttentionTrace
+
+
+class TokenGradCAM(AttentionAttribution):
+    """Grad-CAM on the patch tokens entering the last block's attention.
+
+    The activations are the normalised tokens the last block's attention reads (the
+    target layer pytorch-grad-cam recommends for ViTs: the last block's output patch
+    tokens do not reach the class token, so their gradient is zero). Channel weights are
+    the gradients averaged over patches; the map is ``relu(sum_c w_c * A_c)`` per patch.
+
+    Args:
+        model: a supported Hugging Face image classifier.
+    """
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "Grad-CAM"
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: InputType,
+        target: TargetType = None,
+        internal_batch_size: int | None = None,
+        output: OutputKind = "input",
+    ) -> InputType:
+        """Explain ``target`` for each image; arguments as :meth:`GMARAttribution.attribute`.
+
+        Returns:
+            float32, non-negative attributions on ``inputs``' device: ``(B, C, H, W)``
+            or, with ``output="patches"``, ``(B, h, w)``.
+        """
+        maps, _ = self._attribute(inputs, target, internal_batch_size, output)
+        return maps
+
+    def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
+        prefix = self.vit.num_prefix_tokens
+        tokens = trace.layers[-1].hidden
+        (grad,) = trace.target_grads(targets, [tokens])
+        patches, patch_grad = tokens[:, prefix:].detach().float(), grad[:, prefix:].float()
+        cam = torch.relu((patches * patch_grad.mean(1, keepdim=True)).sum(-1))
+        return Explanation(torch.cat([cam.new_zeros(cam.shape[0], prefix), cam], dim=1))
