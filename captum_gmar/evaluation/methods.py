@@ -1,0 +1,87 @@
+"""Every compared method behind one call: ``method(images, targets) -> (B, H, W)`` maps.
+
+Attention methods (GMAR, rollout, GAE, Grad-CAM) give one map per image, repeated over
+channels; it is taken from channel 0. Captum's IntegratedGradients and Saliency give one
+value per channel; they are reduced to a map by the sum of absolute values over channels
+(the usual choice for image saliency figures and for deletion/insertion).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from captum.attr import Attribution, IntegratedGradients, Saliency
+from torch import Tensor, nn
+
+from ..attention_rollout import AttentionRollout
+from ..gae import GenericAttentionExplainability
+from ..gmar import GMARAttribution
+from ..gradcam import TokenGradCAM
+from ..models import VisionTransformer
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named attribution method with the comparison's calling convention."""
+
+    name: str
+    attribution: Attribution
+    #: keyword arguments given to ``attribution.attribute`` besides inputs and target
+    options: dict
+    #: whether ``attribute`` returns one value per channel (reduced by sum of abs)
+    per_channel: bool = False
+
+    def explain(self, images: Tensor, target: Tensor) -> Tensor:
+        """Captum-shaped attributions ``(B, C, H, W)`` (for Captum's metrics)."""
+        if self.per_channel:  # Captum's gradient methods want inputs that require grad
+            images = images.detach().requires_grad_(True)
+        return self.attribution.attribute(images, target=target, **self.options)
+
+    def __call__(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Pixel maps ``(B, H, W)`` for ``images`` ``(B, C, H, W)`` and ``targets`` ``(B,)``."""
+        attributions = self.explain(images, targets).detach()
+        if self.per_channel:
+            return attributions.abs().sum(1).float()
+        return attributions[:, 0].float()
+
+
+def _builders(ig_steps: int, ig_internal_batch_size: int | None) -> dict[str, Callable[[nn.Module], Method]]:
+    def captum_method(name: str, cls: type, options: dict) -> Callable[[nn.Module], Method]:
+        return lambda model: Method(name, cls(VisionTransformer(model).logits), options, per_channel=True)
+
+    return {
+        "gmar-l1": lambda model: Method("GMAR (L1)", GMARAttribution(model, norm="l1"), {}),
+        "gmar-l2": lambda model: Method("GMAR (L2)", GMARAttribution(model, norm="l2"), {}),
+        "rollout": lambda model: Method("Attention rollout", AttentionRollout(model), {}),
+        "gae": lambda model: Method("GAE", GenericAttentionExplainability(model), {}),
+        "gradcam": lambda model: Method("Grad-CAM", TokenGradCAM(model), {}),
+        "ig": captum_method(
+            f"IG ({ig_steps} steps)",
+            IntegratedGradients,
+            {"n_steps": ig_steps, "internal_batch_size": ig_internal_batch_size},
+        ),
+        "saliency": captum_method("Saliency", Saliency, {"abs": True}),
+    }
+
+
+#: method keys accepted by :func:`build_methods` and the command line, in display order
+METHOD_KEYS: tuple[str, ...] = tuple(_builders(50, None))
+
+
+def build_methods(
+    model: nn.Module,
+    keys: list[str] | tuple[str, ...] = METHOD_KEYS,
+    ig_steps: int = 50,
+    ig_internal_batch_size: int | None = None,
+) -> list[Method]:
+    """Build the methods named by ``keys`` (see :data:`METHOD_KEYS`) for ``model``.
+
+    IntegratedGradients uses a zero baseline (the mean image in normalised pixel space)
+    and ``ig_steps`` steps, evaluated ``ig_internal_batch_size`` at a time.
+    """
+    builders = _builders(ig_steps, ig_internal_batch_size)
+    unknown = [key for key in keys if key not in builders]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_KEYS)}")
+    return [builders[key](model) for key in keys]
