@@ -39,15 +39,19 @@ def show_map(
     map is treated as non-negative (``sign="positive"``); ``mask`` ``(H, W)`` is outlined.
     """
     attr = attribution.detach().float().cpu().clamp_min(0).unsqueeze(-1).numpy()
-    captum_viz.visualize_image_attr(
-        attr,
-        image,
-        method="blended_heat_map" if image is not None else "heat_map",
-        sign="positive",
-        plt_fig_axis=(ax.figure, ax),
-        use_pyplot=False,
-        alpha_overlay=0.6,
-    )
+    if attr.any():
+        captum_viz.visualize_image_attr(
+            attr,
+            image,
+            method="blended_heat_map" if image is not None else "heat_map",
+            sign="positive",
+            plt_fig_axis=(ax.figure, ax),
+            use_pyplot=False,
+            alpha_overlay=0.6,
+        )
+    else:  # Captum cannot scale an all-zero map; say so instead of drawing noise
+        ax.imshow(image if image is not None else np.zeros(attr.shape[:2]), cmap="gray")
+        ax.text(0.5, 0.5, "all zero", transform=ax.transAxes, ha="center", va="center", color="red", fontsize=8)
     if mask is not None:
         ax.contour(mask.cpu().numpy().astype(float), levels=[0.5], colors="white", linewidths=0.8)
     if title:
