@@ -47,6 +47,8 @@ class AttentionAttribution(Attribution, ABC):
 
     #: whether :meth:`_explain` needs a backward pass (class-specific methods do).
     needs_gradients: bool = True
+    #: whether :meth:`_explain` reads the layers' ``hidden`` tokens.
+    needs_hidden: bool = False
 
     def __init__(self, model: nn.Module, start_layer: int = 0) -> None:
         self.vit = VisionTransformer(model)
@@ -98,7 +100,7 @@ class AttentionAttribution(Attribution, ABC):
         explanations = []
         for part in batch_slices(batch_size, internal_batch_size):
             x = pixel_values[part].to(device=param.device, dtype=param.dtype)
-            with vit.trace(x, with_grad=self.needs_gradients) as trace:
+            with vit.trace(x, with_grad=self.needs_gradients, keep_hidden=self.needs_hidden) as trace:
                 chunk_targets = trace.logits.argmax(-1) if targets is None else targets[part].to(param.device)
                 explanations.append(self._explain(trace, chunk_targets))
 

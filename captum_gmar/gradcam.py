@@ -23,6 +23,8 @@ class TokenGradCAM(AttentionAttribution):
         model: a supported Hugging Face image classifier.
     """
 
+    needs_hidden = True
+
     @classmethod
     def get_name(cls) -> str:
         return "Grad-CAM"

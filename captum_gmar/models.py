@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 import transformers
 from torch import Tensor, nn
+from torch.autograd.graph import GradientEdge, get_gradient_edge
 
 from .heads import attention_probs
 
@@ -49,19 +50,21 @@ class AttentionBlock:
 
 @dataclass
 class LayerCapture:
-    """Tensors of one layer from one forward pass, each ``(B, T, D)``.
+    """What one layer left behind in one forward pass; tensors are ``(B, T, D)``.
 
-    ``query``, ``key`` and ``value`` (the projections' outputs) are detached; ``hidden``
-    (the normalised tokens entering the attention) and ``context`` (the heads' outputs,
-    the input of the output projection) stay in the autograd graph so that gradients
-    with respect to them can be taken.
+    ``query``, ``key`` and ``value`` are the projections' outputs, detached (autograd
+    keeps them for the attention's backward anyway, so holding them costs no memory).
+    ``context`` is where the heads' outputs (the output projection's input) sit in the
+    autograd graph: an edge to take gradients at, which does not keep the tensor alive
+    (``None`` without a graph). ``hidden``, the normalised tokens entering the attention,
+    is kept only when asked for, as it is the one tensor here autograd would not keep.
     """
 
-    hidden: Tensor
     query: Tensor
     key: Tensor
     value: Tensor
-    context: Tensor
+    context: GradientEdge | None
+    hidden: Tensor | None = None
 
 
 @dataclass
@@ -86,7 +89,8 @@ class AttentionTrace:
 
         Args:
             targets: ``(B,)`` class indices.
-            tensors: captured tensors in the graph (``hidden`` or ``context``).
+            tensors: captured tensors in the graph or gradient edges (``hidden``,
+                ``context``).
 
         Returns:
             One gradient per tensor, same shapes, in the order given.
@@ -168,7 +172,7 @@ class VisionTransformer:
         return output.logits if hasattr(output, "logits") else output[0]
 
     @contextmanager
-    def trace(self, pixel_values: Tensor, with_grad: bool) -> Iterator[AttentionTrace]:
+    def trace(self, pixel_values: Tensor, with_grad: bool, keep_hidden: bool = False) -> Iterator[AttentionTrace]:
         """Run one forward pass in eval mode and capture every layer's tensors.
 
         Inside the block the model is in eval mode with ``requires_grad=False`` on its
@@ -179,6 +183,7 @@ class VisionTransformer:
             pixel_values: ``(B, C, H, W)`` on the model's device and dtype.
             with_grad: build the autograd graph (from the input up) for
                 :meth:`AttentionTrace.context_grads`.
+            keep_hidden: also keep each layer's ``hidden`` tokens.
         """
         model = self.model
         modes = {module: module.training for module in model.modules()}
@@ -192,8 +197,9 @@ class VisionTransformer:
             for store, block in zip(captures, self.blocks):
                 for name in ("query", "key", "value"):
                     handles.append(getattr(block, name).register_forward_hook(_store_output(store, name)))
-                handles.append(block.query.register_forward_pre_hook(_store_input(store, "hidden")))
-                handles.append(block.output.register_forward_pre_hook(_store_input(store, "context")))
+                if keep_hidden:
+                    handles.append(block.query.register_forward_pre_hook(_store_input(store, "hidden")))
+                handles.append(block.output.register_forward_pre_hook(_store_edge(store, "context")))
             with torch.set_grad_enabled(with_grad):
                 x = pixel_values.detach().clone().requires_grad_(with_grad)
                 logits = self.logits(x)
@@ -265,6 +271,13 @@ def _zero_heads(keep: Tensor):
         context = args[0]  # (B, T, H * d)
         per_channel = keep.to(context.device, context.dtype).repeat_interleave(context.shape[-1] // keep.shape[-1], dim=-1)
         return (context * (per_channel if per_channel.dim() == 1 else per_channel[:, None, :]),) + tuple(args[1:])
+
+    return hook
+
+
+def _store_edge(store: dict[str, GradientEdge | None], name: str):
+    def hook(module: nn.Module, args: tuple) -> None:
+        store[name] = get_gradient_edge(args[0]) if args[0].requires_grad else None
 
     return hook
 

@@ -84,14 +84,22 @@ def test_heads_zeroed_removes_exactly_the_masked_heads(load_tiny, images):
     with vit.heads_zeroed(mask):
         torch.testing.assert_close(vit.logits(images), baseline)
     mask[1, 2] = True
-    with vit.trace(images, with_grad=False) as trace:
-        context = trace.layers[1].context.clone()
+    seen = []
+
+    def observe():  # registered after the zeroing hook, so it sees what o_proj gets
+        return vit.blocks[1].output.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+
+    hook = observe()
+    vit.logits(images)
+    hook.remove()
     with vit.heads_zeroed(mask):
-        with vit.trace(images, with_grad=False) as trace:
-            masked = trace.layers[1].context
-            torch.testing.assert_close(masked[..., 16:24], torch.zeros_like(masked[..., 16:24]))
-            torch.testing.assert_close(masked[..., :16], context[..., :16])
-        assert not torch.allclose(vit.logits(images), baseline)
+        hook = observe()
+        masked_logits = vit.logits(images)
+        hook.remove()
+    context, masked = seen
+    torch.testing.assert_close(masked[..., 16:24], torch.zeros_like(masked[..., 16:24]))
+    torch.testing.assert_close(masked[..., :16], context[..., :16])
+    assert not torch.allclose(masked_logits, baseline)
     torch.testing.assert_close(vit.logits(images), baseline)  # hooks gone
     per_example = torch.zeros(3, 3, 4, dtype=torch.bool)
     per_example[0, 1, 2] = True
