@@ -1,0 +1,102 @@
+"""Localisation: does a map point at the object, given its ground-truth pixel mask?
+
+Maps are ``(B, H, W)`` relevance at pixel resolution, masks ``(B, H, W)`` bool (e.g. the
+item masks of :func:`captum_gmar.datasets.make_scenes`). Every metric returns one value
+per example.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .faithfulness import check_maps
+
+
+class ClassSensitivity(NamedTuple):
+    """Shares of a map's mass in a two-item scene, each ``(B,)``."""
+
+    #: share on the item whose class was explained
+    on_target: Tensor
+    #: share on the other item
+    on_other: Tensor
+    #: ``on_target - on_other``: +1 perfect, 0 class-agnostic, -1 explains the wrong item
+    difference: Tensor
+
+
+def pointing_game(maps: Tensor, masks: Tensor, tolerance: int = 0) -> Tensor:
+    """Whether each map's maximum lies on the object (Zhang et al., ECCV 2016).
+
+    The maximum is ``argmax`` of the flattened map: among tied maxima the first in
+    row-major order, which is deterministic (a constant map points at the top-left
+    pixel).
+
+    Args:
+        maps: ``(B, H, W)`` relevance.
+        masks: ``(B, H, W)`` bool, the object's pixels.
+        tolerance: a hit also counts within this many pixels of the mask, in Chebyshev
+            distance (the mask is dilated by a ``(2t + 1)``-square max-pool).
+
+    Returns:
+        ``(B,)`` bool hits.
+    """
+    maps, masks = _check(maps, masks)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Integral) or tolerance < 0:
+        raise ValueError(f"tolerance must be a non-negative int (pixels), got {tolerance!r}")
+    if tolerance:
+        window = 2 * int(tolerance) + 1
+        masks = F.max_pool2d(masks.unsqueeze(1).float(), window, stride=1, padding=int(tolerance)).squeeze(1) > 0
+    peak = maps.flatten(1).argmax(1, keepdim=True)
+    return masks.flatten(1).gather(1, peak).squeeze(1)
+
+
+def mass_inside(maps: Tensor, masks: Tensor) -> Tensor:
+    """Share of each map's positive mass that falls inside the mask.
+
+    Negative relevance (evidence against the class, e.g. from signed methods) is
+    clamped to 0: it is no mass placed on a region.
+
+    Args:
+        maps: ``(B, H, W)`` relevance.
+        masks: ``(B, H, W)`` bool.
+
+    Returns:
+        ``(B,)`` float32 in ``[0, 1]``; 0 where a map has no positive mass.
+    """
+    maps, masks = _check(maps, masks)
+    mass = maps.clamp_min(0).flatten(1)
+    total = mass.sum(1)
+    inside = (mass * masks.flatten(1)).sum(1)
+    return torch.where(total > 0, inside / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0)
+
+
+def class_sensitivity(maps_target: Tensor, mask_target: Tensor, mask_other: Tensor) -> ClassSensitivity:
+    """How much of a map lands on the explained item rather than the other one.
+
+    For two-item scenes: ``maps_target`` explains the class of the item in
+    ``mask_target``. Pixels where the masks overlap count for both items.
+
+    Args:
+        maps_target: ``(B, H, W)`` relevance for the target item's class.
+        mask_target: ``(B, H, W)`` bool, the target item's pixels.
+        mask_other: ``(B, H, W)`` bool, the other item's pixels.
+
+    Returns:
+        :class:`ClassSensitivity` of ``(B,)`` float32 tensors, built on :func:`mass_inside`.
+    """
+    on_target = mass_inside(maps_target, mask_target)
+    on_other = mass_inside(maps_target, mask_other)
+    return ClassSensitivity(on_target, on_other, on_target - on_other)
+
+
+def _check(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
+    if not isinstance(masks, Tensor) or masks.dtype != torch.bool:
+        raise TypeError("masks must be a bool torch.Tensor of shape (B, H, W)")
+    if masks.dim() != 3:
+        raise ValueError(f"masks must have shape (B, H, W), got {tuple(masks.shape)}")
+    maps = check_maps(maps, tuple(masks.shape))
+    return maps, masks.to(maps.device)
