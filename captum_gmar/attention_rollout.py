@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numbers
 
-from captum.log import log_usage
 from torch import Tensor, nn
 
-from .attribution import AttentionAttribution, Explanation, InputType, OutputKind, check_alpha
-from .formatting import TargetType
+from .attribution import AttentionAttribution, Explanation, check_alpha
 from .heads import HeadFusion, reduce_heads
 from .models import AttentionTrace
 from .rollout import add_residual, discard_lowest, rollout_cls_row
@@ -55,29 +53,6 @@ class AttentionRollout(AttentionAttribution):
     @classmethod
     def get_name(cls) -> str:
         return "Attention Rollout"
-
-    @log_usage()
-    def attribute(
-        self,
-        inputs: InputType,
-        target: TargetType = None,
-        internal_batch_size: int | None = None,
-        output: OutputKind = "input",
-    ) -> InputType:
-        """Roll out the attention of each image.
-
-        Args:
-            inputs: pixel values ``(B, C, H, W)`` (or a 1-tuple of them).
-            target: accepted and validated like :meth:`GMARAttribution.attribute`'s, for
-                a common interface; rollout does not depend on it.
-            internal_batch_size: split the batch into chunks of this many examples.
-            output: ``"input"`` for ``(B, C, H, W)`` maps, ``"patches"`` for ``(B, h, w)``.
-
-        Returns:
-            float32, non-negative attributions on ``inputs``' device.
-        """
-        maps, _ = self._attribute(inputs, target, internal_batch_size, output)
-        return maps
 
     def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
         relevance = rollout_cls_row(

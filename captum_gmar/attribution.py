@@ -14,6 +14,7 @@ from typing import Literal, NamedTuple
 
 import torch
 from captum.attr import Attribution
+from captum.log import log_usage
 from torch import Tensor, nn
 
 from .formatting import TargetType, batch_slices, check_pixel_values, format_targets
@@ -64,6 +65,36 @@ class AttentionAttribution(Attribution, ABC):
     def layers(self) -> range:
         """Indices of the layers taking part, first layer first."""
         return range(self.start_layer, self.vit.num_layers)
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: InputType,
+        target: TargetType = None,
+        internal_batch_size: int | None = None,
+        output: OutputKind = "input",
+    ) -> InputType:
+        """Explain ``target`` for each image.
+
+        Args:
+            inputs: pixel values ``(B, C, H, W)`` (or a 1-tuple of them), any size the
+                model accepts; moved to the model's device and dtype for the passes.
+            target: Captum-style: an int or one-element tensor (one class for all), a
+                list or 1-D tensor (one class per example), or ``None`` for each
+                example's predicted class. Class-agnostic methods check it but do not
+                depend on it.
+            internal_batch_size: split the batch into chunks of this many examples to
+                bound memory; results equal the whole batch's up to float rounding.
+            output: ``"input"`` for maps shaped like ``inputs`` (the patch map upsampled
+                bilinearly and repeated over channels), or ``"patches"`` for the patch
+                grid ``(B, h, w)``.
+
+        Returns:
+            float32, non-negative attributions on ``inputs``' device (a 1-tuple when
+            ``inputs`` was one).
+        """
+        maps, _ = self._attribute(inputs, target, internal_batch_size, output)
+        return maps
 
     @abstractmethod
     def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:

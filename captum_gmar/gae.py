@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from captum.log import log_usage
 from torch import Tensor
 
-from .attribution import AttentionAttribution, Explanation, InputType, OutputKind
-from .formatting import TargetType
+from .attribution import AttentionAttribution, Explanation
 from .heads import attention_grad, gradient_weighted_heads
 from .models import AttentionTrace
 from .rollout import add_identity, rollout_cls_row
@@ -28,23 +26,6 @@ class GenericAttentionExplainability(AttentionAttribution):
     @classmethod
     def get_name(cls) -> str:
         return "GAE"
-
-    @log_usage()
-    def attribute(
-        self,
-        inputs: InputType,
-        target: TargetType = None,
-        internal_batch_size: int | None = None,
-        output: OutputKind = "input",
-    ) -> InputType:
-        """Explain ``target`` for each image; arguments as :meth:`GMARAttribution.attribute`.
-
-        Returns:
-            float32, non-negative attributions on ``inputs``' device: ``(B, C, H, W)``
-            or, with ``output="patches"``, ``(B, h, w)``.
-        """
-        maps, _ = self._attribute(inputs, target, internal_batch_size, output)
-        return maps
 
     def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
         layers = self.layers

@@ -104,23 +104,17 @@ class GMARAttribution(AttentionAttribution):
     ) -> InputType | tuple[InputType, Tensor]:
         """Explain ``target`` for each image.
 
+        Arguments as :meth:`AttentionAttribution.attribute
+        <captum_gmar.attribution.AttentionAttribution.attribute>`, and:
+
         Args:
-            inputs: pixel values ``(B, C, H, W)`` (or a 1-tuple of them), any size the
-                model accepts; moved to the model's device and dtype for the passes.
-            target: Captum-style: an int or one-element tensor (one class for all), a
-                list or 1-D tensor (one class per example), or ``None`` for each
-                example's predicted class.
-            internal_batch_size: split the batch into chunks of this many examples
-                to bound memory; results are identical.
-            output: ``"input"`` for maps shaped like ``inputs`` (the patch map upsampled
-                bilinearly and repeated over channels), or ``"patches"`` for the patch
-                grid ``(B, h, w)``.
             return_head_weights: also return the head weights ``(B, L', H)`` of the
                 ``L' = L - start_layer`` layers taking part (each row sums to 1).
 
         Returns:
-            float32 attributions on ``inputs``' device, non-negative; with
-            ``return_head_weights`` a tuple ``(attributions, head_weights)``.
+            float32, non-negative attributions on ``inputs``' device, ``(B, C, H, W)``
+            or ``(B, h, w)``; with ``return_head_weights`` a tuple ``(attributions,
+            head_weights)``.
         """
         maps, weights = self._attribute(inputs, target, internal_batch_size, output)
         return (maps, weights) if return_head_weights else maps

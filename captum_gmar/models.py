@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -95,7 +95,8 @@ class AttentionTrace:
         Returns:
             One gradient per tensor, same shapes, in the order given.
         """
-        score = self.logits.gather(1, targets.view(-1, 1)).sum()
+        index = targets.view(-1, 1).clone()  # a normal tensor even if made under inference_mode
+        score = self.logits.gather(1, index).sum()
         return list(torch.autograd.grad(score, list(tensors)))
 
     def context_grads(self, targets: Tensor, layers: Sequence[int]) -> list[Tensor]:
@@ -200,15 +201,14 @@ class VisionTransformer:
                 if keep_hidden:
                     handles.append(block.query.register_forward_pre_hook(_store_input(store, "hidden")))
                 handles.append(block.output.register_forward_pre_hook(_store_edge(store, "context")))
-            with torch.set_grad_enabled(with_grad):
+            with _autograd(with_grad):
                 x = pixel_values.detach().clone().requires_grad_(with_grad)
                 logits = self.logits(x)
-            for handle in handles:
-                handle.remove()
-            handles.clear()
-            trace = AttentionTrace(logits=logits, blocks=self.blocks, layers=[LayerCapture(**c) for c in captures])
-            self._check_tokens(trace, pixel_values)
-            with torch.set_grad_enabled(with_grad):
+                for handle in handles:
+                    handle.remove()
+                handles.clear()
+                trace = AttentionTrace(logits=logits, blocks=self.blocks, layers=[LayerCapture(**c) for c in captures])
+                self._check_tokens(trace, pixel_values)
                 yield trace
         finally:
             for handle in handles:
@@ -250,6 +250,18 @@ class VisionTransformer:
                 f"expected {self.num_prefix_tokens} special tokens plus a {h}x{w} patch grid "
                 f"({expected} tokens), but the model produced {found} tokens"
             )
+
+
+def _autograd(enabled: bool) -> ExitStack:
+    """Autograd on, also inside a caller's ``no_grad`` or ``inference_mode`` (the input is
+    cloned, so inference tensors are fine), or off."""
+    stack = ExitStack()
+    if enabled:
+        stack.enter_context(torch.inference_mode(False))
+        stack.enter_context(torch.enable_grad())
+    else:
+        stack.enter_context(torch.no_grad())
+    return stack
 
 
 def _store_output(store: dict[str, Tensor], name: str):

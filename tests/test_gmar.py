@@ -151,11 +151,14 @@ def test_eval_mode_is_used_even_for_a_model_in_training_mode(load_tiny, images):
     assert model.training
 
 
-def test_works_inside_no_grad(load_tiny, images):
+def test_works_inside_no_grad_and_inference_mode(load_tiny, images):
     gmar = GMARAttribution(load_tiny("ViTForImageClassification"))
     expected = gmar.attribute(images, target=1)
     with torch.no_grad():
         torch.testing.assert_close(gmar.attribute(images, target=1), expected)
+    with torch.inference_mode():
+        inference_images = images.clone()
+        torch.testing.assert_close(gmar.attribute(inference_images, target=1), expected)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -1,7 +1,7 @@
 """Localisation: does a map point at the object, given its ground-truth pixel mask?
 
 Maps are ``(B, H, W)`` relevance at pixel resolution, masks ``(B, H, W)`` bool (e.g. the
-item masks of :func:`captum_gmar.datasets.make_scenes`). Every metric returns one value
+item masks of :func:`captum_gmar.datasets.scenes.make_scenes`). Every metric returns one value
 per example.
 """
 
