@@ -10,6 +10,7 @@ from .gae import GenericAttentionExplainability
 from .gmar import GMARAttribution
 from .gradcam import TokenGradCAM
 from .models import SUPPORTED_MODEL_CLASSES
+from .reference import load_reference_model, load_sample_scenes
 
 __version__ = "0.1.0"
 
@@ -19,5 +20,7 @@ __all__ = [
     "GenericAttentionExplainability",
     "SUPPORTED_MODEL_CLASSES",
     "TokenGradCAM",
+    "load_reference_model",
+    "load_sample_scenes",
     "__version__",
 ]

@@ -1,0 +1,39 @@
+"""Smoke run of the training script (a few steps, a few evaluation scenes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoImageProcessor, ViTForImageClassification
+
+from captum_gmar.datasets import to_pixel_values
+from captum_gmar.datasets.fashion_mnist import DEFAULT_DATA_DIR
+from captum_gmar.reference import load_sample_scenes
+from captum_gmar.reference.train import main
+
+
+@pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_smoke_run(tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    args = ["--out", str(out), "--steps", "3", "--batch-size", "8", "--eval-scenes", "20"]
+    tiny = ["--hidden-size", "32", "--heads", "2", "--mlp-dim", "64", "--layers", "2"]
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng():  # training seeds the global RNG
+        assert main([*args, *tiny]) == 0
+    assert torch.get_num_threads() == threads
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 20 and 0.0 <= metrics["top1_one_item"] <= 1.0
+    card = (out / "README.md").read_text()
+    assert "--steps 3" in card and "top-1" in card
+
+    model = ViTForImageClassification.from_pretrained(out, local_files_only=True).eval()
+    assert model.config.num_hidden_layers == 2 and model.config.num_labels == 10
+    processor = AutoImageProcessor.from_pretrained(out, local_files_only=True)
+    images = load_sample_scenes().images[:2]
+    x = processor(images=list(images), return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(x, to_pixel_values(images), atol=1e-5, rtol=0)
+    with torch.no_grad():
+        assert model(pixel_values=x).logits.shape == (2, 10)
