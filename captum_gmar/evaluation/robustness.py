@@ -125,7 +125,9 @@ def sensitivity_score(
             shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
             n = x.shape[0]
             raise ValueError(f"explain_fn must return ({n}, C, H, W) or ({n}, H, W) maps for {n} images, got {shape}")
-        return (maps,)  # Captum iterates over the explanations of its (tuple) inputs
+        # Captum iterates over a tuple and flattens with .view(): gradients w.r.t. a conv
+        # input can come back channels-last, so make them contiguous.
+        return (maps.contiguous(),)
 
     def perturb(inputs: Tensor) -> Tensor:
         return inputs + torch.empty_like(inputs).uniform_(-radius, radius)

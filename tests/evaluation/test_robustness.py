@@ -66,3 +66,15 @@ def test_bad_arguments_raise(gmar, images):
         sensitivity_score(gmar.attribute, images, TARGETS, radius=-1.0)
     with pytest.raises(ValueError, match="explain_fn must return"):
         sensitivity_score(lambda x, target: x.flatten(1), images, TARGETS, n_perturb_samples=1)
+
+
+def test_sensitivity_accepts_non_contiguous_explanations(load_tiny, images):
+    """Captum's gradient attributions can come back channels-last (a conv's input gradient)."""
+    gmar = GMARAttribution(load_tiny("ViTForImageClassification"))
+
+    def channels_last(x, target):
+        return gmar.attribute(x, target=target).contiguous(memory_format=torch.channels_last)
+
+    assert not channels_last(images, torch.tensor([0, 1, 2])).is_contiguous()
+    scores = sensitivity_score(channels_last, images, torch.tensor([0, 1, 2]), n_perturb_samples=2)
+    assert torch.isfinite(scores).all()
