@@ -64,6 +64,7 @@ def _run_comparison(args: argparse.Namespace, scenes, methods: list[str], metric
         robustness_limit=getattr(args, "robustness_scenes", 0),
         ig_steps=args.ig_steps,
         ig_internal_batch_size=args.ig_internal_batch_size,
+        deletion_steps=getattr(args, "deletion_steps", 16),
         seed=args.seed,
     )
     summary = summarize(rows)
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--scenes", type=int, default=1000, help="evaluation scenes (default 1000)")
     comp.add_argument("--methods", default=",".join(METHOD_KEYS), help=f"comma-separated, of {', '.join(METHOD_KEYS)}")
     comp.add_argument("--metrics", default=",".join(METRIC_KEYS), help=f"comma-separated, of {', '.join(METRIC_KEYS)}")
+    comp.add_argument("--deletion-steps", type=int, default=16, help="steps of the deletion/insertion curves")
     comp.add_argument("--robustness-scenes", type=int, default=100, help="explanations scored by infidelity/sensitivity")
     comp.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory (default: the Debian package's)")
     _add_run_options(comp, "comparison-output")

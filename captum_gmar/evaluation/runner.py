@@ -94,6 +94,7 @@ def compare(
     robustness_limit: int = 100,
     ig_steps: int = 50,
     ig_internal_batch_size: int | None = None,
+    deletion_steps: int = 16,
     seed: int = 0,
     progress: bool = True,
 ) -> list[dict[str, float | int | str]]:
@@ -109,6 +110,7 @@ def compare(
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         batch_size: explanations per batch (IG's steps are split by
             ``ig_internal_batch_size``).
+        deletion_steps: steps of the deletion and insertion curves.
         seed: seeds torch and the robustness metrics' noise, so a run is reproducible.
 
     Returns:
@@ -139,8 +141,8 @@ def compare(
             maps = cost.output
             columns: dict[str, Tensor] = {}
             if "faithfulness" in metrics:
-                columns["deletion_auc"] = deletion_auc(score_fn, x, maps, t, baseline="blur")
-                columns["insertion_auc"] = insertion_auc(score_fn, x, maps, t, baseline="blur")
+                columns["deletion_auc"] = deletion_auc(score_fn, x, maps, t, baseline="blur", steps=deletion_steps)
+                columns["insertion_auc"] = insertion_auc(score_fn, x, maps, t, baseline="blur", steps=deletion_steps)
                 columns["positive_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=True)
                 columns["negative_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=False)
             if "localisation" in metrics:
