@@ -9,6 +9,7 @@ Exits non-zero when a cell raises.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-place", action="store_true", help="write the outputs back into the files")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
     args = parser.parse_args(argv)
+    os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend puts the figures in the outputs
     for path in args.notebooks:
         notebook = nbformat.read(path, as_version=4)
         start = time.perf_counter()
