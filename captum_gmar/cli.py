@@ -51,7 +51,15 @@ def _keys(text: str, allowed: Sequence[str], what: str) -> list[str]:
     return keys
 
 
-def _run_comparison(args: argparse.Namespace, scenes, methods: list[str], metrics: list[str], out: Path) -> list[dict]:
+def _run_comparison(
+    args: argparse.Namespace,
+    scenes,
+    methods: list[str],
+    metrics: list[str],
+    robustness_limit: int = 0,
+    deletion_steps: int = 16,
+) -> list[dict]:
+    out = Path(args.out)
     model = load_model(args.model)
     device = resolve_device(args.device)
     rows = compare(
@@ -61,10 +69,10 @@ def _run_comparison(args: argparse.Namespace, scenes, methods: list[str], metric
         metrics=metrics,
         device=str(device),
         batch_size=args.batch_size,
-        robustness_limit=getattr(args, "robustness_scenes", 0),
+        robustness_limit=robustness_limit,
         ig_steps=args.ig_steps,
         ig_internal_batch_size=args.ig_internal_batch_size,
-        deletion_steps=getattr(args, "deletion_steps", 16),
+        deletion_steps=deletion_steps,
         seed=args.seed,
     )
     summary = summarize(rows)
@@ -91,7 +99,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from .reference import load_sample_scenes
 
     args.model = None
-    _run_comparison(args, load_sample_scenes(), ["gmar-l1", "rollout", "ig"], ["localisation"], Path(args.out))
+    _run_comparison(args, load_sample_scenes(), ["gmar-l1", "rollout", "ig"], ["localisation"])
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -104,7 +112,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise CommandError(f"--scenes must be at least 1, got {args.scenes}")
     load_model(args.model)  # fail on a bad model directory before generating scenes
     scenes = make_scenes(args.scenes, "test", seed=args.seed, data_dir=args.data_dir)
-    _run_comparison(args, scenes, methods, metrics, Path(args.out))
+    _run_comparison(args, scenes, methods, metrics, args.robustness_scenes, args.deletion_steps)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
