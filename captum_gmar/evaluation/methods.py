@@ -38,12 +38,21 @@ class Method:
             images = images.detach().requires_grad_(True)
         return self.attribution.attribute(images, target=target, **self.options)
 
+    def maps_and_head_weights(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Pixel maps ``(B, H, W)`` and, for GMAR, its head weights ``(B, L, H)`` from the
+        same call (``None`` for the other methods)."""
+        weights = None
+        if isinstance(self.attribution, GMARAttribution):
+            attributions, weights = self.attribution.attribute(images, target=targets, return_head_weights=True, **self.options)
+        else:
+            attributions = self.explain(images, targets)
+        attributions = attributions.detach()
+        maps = attributions.abs().sum(1) if self.per_channel else attributions[:, 0]
+        return maps.float(), weights
+
     def __call__(self, images: Tensor, targets: Tensor) -> Tensor:
         """Pixel maps ``(B, H, W)`` for ``images`` ``(B, C, H, W)`` and ``targets`` ``(B,)``."""
-        attributions = self.explain(images, targets).detach()
-        if self.per_channel:
-            return attributions.abs().sum(1).float()
-        return attributions[:, 0].float()
+        return self.maps_and_head_weights(images, targets)[0]
 
 
 def _builders(ig_steps: int, ig_internal_batch_size: int | None) -> dict[str, Callable[[nn.Module], Method]]:

@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..datasets.scenes import Scenes, to_pixel_values
-from ..gmar import GMARAttribution
 from ..models import VisionTransformer
 from .cost import measure_cost
 from .faithfulness import deletion_auc, insertion_auc, perturbation_auc
@@ -137,8 +136,8 @@ def compare(
         for start in starts:
             part = slice(start, start + batch_size)
             x, t = tasks.pixel_values[part].to(dev), tasks.targets[part].to(dev)
-            cost = measure_cost(method, x, t, device=dev, repeats=1, warmup=0)
-            maps = cost.output
+            cost = measure_cost(method.maps_and_head_weights, x, t, device=dev, repeats=1, warmup=0)
+            maps, weights = cost.output
             columns: dict[str, Tensor] = {}
             if "faithfulness" in metrics:
                 columns["deletion_auc"] = deletion_auc(score_fn, x, maps, t, baseline="blur", steps=deletion_steps)
@@ -158,8 +157,7 @@ def compare(
                 if keep.stop:
                     columns["infidelity"][keep] = infidelity_score(vit.logits, x[keep], maps[keep], t[keep], seed=seed).cpu()
                     columns["sensitivity"][keep] = sensitivity_score(method.explain, x[keep], t[keep], seed=seed).cpu()
-            if "heads" in metrics and isinstance(method.attribution, GMARAttribution):
-                _, weights = method.attribution.attribute(x, target=t, return_head_weights=True)
+            if "heads" in metrics and weights is not None:  # GMAR's weights, from the timed call
                 drops = head_masking_drops(vit, x, t)
                 columns["head_rank_correlation"] = rank_correlation(weights, drops)
             for i in range(len(t)):
