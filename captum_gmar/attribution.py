@@ -48,6 +48,8 @@ class AttentionAttribution(Attribution, ABC):
 
     #: whether :meth:`_explain` needs a backward pass (class-specific methods do).
     needs_gradients: bool = True
+    #: whether :meth:`_explain` reads the layers' ``value`` projections.
+    needs_value: bool = False
     #: whether :meth:`_explain` reads the layers' ``hidden`` tokens.
     needs_hidden: bool = False
 
@@ -131,7 +133,9 @@ class AttentionAttribution(Attribution, ABC):
         explanations = []
         for part in batch_slices(batch_size, internal_batch_size):
             x = pixel_values[part].to(device=param.device, dtype=param.dtype)
-            with vit.trace(x, with_grad=self.needs_gradients, keep_hidden=self.needs_hidden) as trace:
+            with vit.trace(
+                x, with_grad=self.needs_gradients, keep_value=self.needs_value, keep_hidden=self.needs_hidden
+            ) as trace:
                 chunk_targets = trace.logits.argmax(-1) if targets is None else targets[part].to(param.device)
                 explanations.append(self._explain(trace, chunk_targets))
 

@@ -23,6 +23,8 @@ class GenericAttentionExplainability(AttentionAttribution):
         start_layer: first layer (0-based) that takes part.
     """
 
+    needs_value = True
+
     @classmethod
     def get_name(cls) -> str:
         return "GAE"

@@ -66,6 +66,10 @@ class GMARAttribution(AttentionAttribution):
         self.head_gradient = head_gradient
         super().__init__(model, start_layer=start_layer)
 
+    @property
+    def needs_value(self) -> bool:  # type: ignore[override]
+        return self.head_gradient == "attention"
+
     @classmethod
     def get_name(cls) -> str:
         return "GMAR"

@@ -52,18 +52,21 @@ class AttentionBlock:
 class LayerCapture:
     """What one layer left behind in one forward pass; tensors are ``(B, T, D)``.
 
-    ``query``, ``key`` and ``value`` are the projections' outputs, detached (autograd
-    keeps them for the attention's backward anyway, so holding them costs no memory).
-    ``context`` is where the heads' outputs (the output projection's input) sit in the
-    autograd graph: an edge to take gradients at, which does not keep the tensor alive
-    (``None`` without a graph). ``hidden``, the normalised tokens entering the attention,
-    is kept only when asked for, as it is the one tensor here autograd would not keep.
+    ``query``, ``key`` and ``value`` are the projections' outputs, detached. With sdpa
+    attention autograd saves these very tensors for the attention's backward, so
+    holding them costs no memory; eager attention saves reshaped copies instead, so
+    there each kept projection costs one ``(B, T, D)`` tensor per layer. That is why
+    ``value`` (needed only for attention-probability gradients) is kept only when
+    asked for. ``context`` is where the heads' outputs (the output projection's input)
+    sit in the autograd graph: an edge to take gradients at, which does not keep the
+    tensor alive (``None`` without a graph). ``hidden``, the normalised tokens entering
+    the attention, is kept only when asked for, as autograd would not keep it.
     """
 
     query: Tensor
     key: Tensor
-    value: Tensor
     context: GradientEdge | None
+    value: Tensor | None = None
     hidden: Tensor | None = None
 
 
@@ -173,7 +176,9 @@ class VisionTransformer:
         return output.logits if hasattr(output, "logits") else output[0]
 
     @contextmanager
-    def trace(self, pixel_values: Tensor, with_grad: bool, keep_hidden: bool = False) -> Iterator[AttentionTrace]:
+    def trace(
+        self, pixel_values: Tensor, with_grad: bool, keep_value: bool = False, keep_hidden: bool = False
+    ) -> Iterator[AttentionTrace]:
         """Run one forward pass in eval mode and capture every layer's tensors.
 
         Inside the block the model is in eval mode with ``requires_grad=False`` on its
@@ -184,6 +189,7 @@ class VisionTransformer:
             pixel_values: ``(B, C, H, W)`` on the model's device and dtype.
             with_grad: build the autograd graph (from the input up) for
                 :meth:`AttentionTrace.context_grads`.
+            keep_value: also keep each layer's ``value`` projection.
             keep_hidden: also keep each layer's ``hidden`` tokens.
         """
         model = self.model
@@ -196,7 +202,7 @@ class VisionTransformer:
             for param in grads:
                 param.requires_grad_(False)
             for store, block in zip(captures, self.blocks):
-                for name in ("query", "key", "value"):
+                for name in ("query", "key", "value") if keep_value else ("query", "key"):
                     handles.append(getattr(block, name).register_forward_hook(_store_output(store, name)))
                 if keep_hidden:
                     handles.append(block.query.register_forward_pre_hook(_store_input(store, "hidden")))

@@ -43,6 +43,16 @@ def test_context_grads_equal_backward_without_parameter_grads(load_tiny, images,
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_trace_keeps_value_and_hidden_only_when_asked(load_tiny, images):
+    vit = VisionTransformer(load_tiny("ViTForImageClassification"))
+    with vit.trace(images, with_grad=False) as trace:
+        assert all(cap.value is None and cap.hidden is None for cap in trace.layers)
+    with vit.trace(images, with_grad=False, keep_value=True, keep_hidden=True) as trace:
+        for block, cap in zip(vit.blocks, trace.layers):
+            torch.testing.assert_close(cap.value, block.value(cap.hidden))
+            torch.testing.assert_close(cap.query, block.query(cap.hidden))
+
+
 def test_trace_restores_the_model_when_the_body_raises(load_tiny, images):
     model = load_tiny("ViTForImageClassification").train()
     vit = VisionTransformer(model)
