@@ -1,10 +1,13 @@
 """Cluttered Fashion-MNIST scenes with a ground-truth pixel mask per item.
 
 A scene is a ``64 x 64`` RGB canvas holding one or two Fashion-MNIST items of
-different classes, each rescaled to 20-32 px (one item: up to 36 px), tinted with a
-random colour and placed at a random position. The background is coloured noise plus
-small low-contrast crops of other items, so neither the colour nor the global
-statistics of a scene tell its class and an explanation has to find the item itself.
+different classes, each rescaled to 24-32 px (one item: 28-40 px), drawn in a random
+grey level and placed at a random position on the 8-px grid of the reference model's
+patches (so an item looks the same to the model wherever it is; a small ViT trained on
+a CPU budget cannot learn sub-patch shift invariance as well). The background is
+coloured noise plus small low-contrast crops of other items in random colours, so
+neither the colour nor the global statistics of a scene tell its class and an
+explanation has to find the item itself.
 Each item's boolean mask marks its visible pixels, which makes the mask the expected
 answer of an attribution method. Two items overlap by at most 10% of the smaller mask
 whenever one of 50 random placements allows it; on Fashion-MNIST items that fails in
@@ -41,8 +44,10 @@ IMAGE_SIZE = 64
 PIXEL_MEAN = 0.5
 PIXEL_STD = 0.5
 
-_SCALE_ONE = (20, 36)  # item side in px, one-item scenes (inclusive)
-_SCALE_TWO = (20, 32)  # smaller for two items so they fit without much overlap
+_SCALE_ONE = (28, 40)  # item side in px, one-item scenes (inclusive)
+_SCALE_TWO = (24, 32)  # smaller for two items so they fit without much overlap
+_GRID = 8  # item corners sit on multiples of this (the reference model's patch size)
+_ITEM_GREY = (0.75, 1.0)  # item brightness: bright on the dark background
 _MASK_THRESHOLD = 0.15  # item alpha above which a pixel counts as the item's
 _MAX_OVERLAP = 0.1  # of the smaller item's mask, for two-item scenes
 _FRAGMENTS = (3, 7)  # clutter crops per scene (inclusive)
@@ -115,8 +120,8 @@ def _by_class(labels: np.ndarray) -> list[np.ndarray]:
 
 
 def _tint(rng: np.random.Generator) -> np.ndarray:
-    """A random saturated-or-grey colour in [0, 1]^3 that stays visible on the dark
-    background: the brightest channel is at least 0.6."""
+    """A random saturated-or-grey colour in [0, 1]^3 for a clutter crop: the brightest
+    channel is at least 0.6."""
     c = rng.uniform(0.0, 1.0, 3)
     c[rng.integers(3)] = rng.uniform(0.6, 1.0)
     return c.astype(np.float32)
@@ -126,7 +131,7 @@ def _background(rng: np.random.Generator, sources: np.ndarray) -> np.ndarray:
     """Noise plus small crops of random items at low contrast: ``float32 (H, W, 3)`` in
     [0, 1]."""
     s = IMAGE_SIZE
-    base = rng.uniform(0.0, 0.3, 3).astype(np.float32)
+    base = rng.uniform(0.0, 0.25, 3).astype(np.float32)
     canvas = base + 0.06 * rng.standard_normal((s, s, 3), dtype=np.float32)
     # Smooth blotches at patch scale so the noise is not plain i.i.d. pixels.
     blotch = 0.05 * rng.standard_normal((8, 8, 3), dtype=np.float32)
@@ -152,7 +157,7 @@ def _place(
     ``_MAX_OVERLAP`` of the smaller one, keeping the least-overlapping try."""
     best: tuple[float, int, int, np.ndarray] | None = None
     for _ in range(1 if taken is None else 50):
-        y, x = (int(v) for v in rng.integers(0, IMAGE_SIZE - size + 1, 2))
+        y, x = (int(v) * _GRID for v in rng.integers(0, (IMAGE_SIZE - size) // _GRID + 1, 2))
         mask = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
         mask[y : y + size, x : x + size] = alpha > _MASK_THRESHOLD
         if taken is None:
@@ -212,7 +217,8 @@ def make_scenes(
         classes = rng.choice(len(CLASS_NAMES), size=k, replace=False)
         taken: np.ndarray | None = None
         for slot, cls in enumerate(classes):
-            img = sources[pools[cls][rng.integers(len(pools[cls]))]].astype(np.float32) / 255.0
+            img = sources[pools[cls][rng.integers(len(pools[cls]))]].astype(np.float32)
+            img /= max(img.max(), 1.0)  # dim items (thin sandals) get full opacity too
             size = int(rng.integers(lo, hi + 1))
             a = _resize_matrix(size)
             alpha = np.clip(a @ img @ a.T, 0.0, 1.0)
@@ -220,7 +226,7 @@ def make_scenes(
                 alpha = alpha[:, ::-1]
             y, x, mask = _place(rng, size, taken, alpha)
             region = canvas[y : y + size, x : x + size]
-            region += alpha[..., None] * (_tint(rng) - region)
+            region += alpha[..., None] * (rng.uniform(*_ITEM_GREY) - region)
             masks[i, slot] = mask
             if taken is not None:
                 masks[i, 0] &= ~mask  # the later item is drawn on top

@@ -98,8 +98,10 @@ def test_one_item_mask_is_the_item(fake_dir: Path) -> None:
     s = make_scenes(30, "train", 3, num_items=1, data_dir=fake_dir)
     for image, mask in zip(s.images, s.masks[:, 0]):
         y0, y1, x0, x1 = _bbox(mask)
-        # A solid square item gives a solid square mask of 20-36 px, inside the canvas.
-        assert y1 - y0 == x1 - x0 and 20 <= y1 - y0 <= 36
+        # A solid square item gives a solid square mask of 28-40 px, inside the canvas,
+        # with its corner on the 8-px patch grid.
+        assert y1 - y0 == x1 - x0 and 28 <= y1 - y0 <= 40
+        assert y0 % 8 == 0 and x0 % 8 == 0
         assert mask.sum() == (y1 - y0) * (x1 - x0)
         # Every pixel of the mask shows the item's single colour ...
         colour = image[mask][0]
