@@ -1,6 +1,6 @@
 """Train the reference ViT on cluttered Fashion-MNIST scenes (multi-label).
 
-Usage (the shipped model, about 45 minutes on 2 idle CPU cores)::
+Usage (the shipped model, about 36 minutes on 2 idle CPU cores)::
 
     python -m captum_gmar.reference.train --out captum_gmar/reference/model
 

@@ -12,7 +12,7 @@ from transformers import AutoImageProcessor, ViTForImageClassification
 from captum_gmar.datasets import to_pixel_values
 from captum_gmar.datasets.fashion_mnist import DEFAULT_DATA_DIR
 from captum_gmar.reference import load_sample_scenes
-from captum_gmar.reference.train import main
+from captum_gmar.reference.train import build_model, main
 
 
 @pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
@@ -37,3 +37,21 @@ def test_smoke_run(tmp_path: Path) -> None:
     torch.testing.assert_close(x, to_pixel_values(images), atol=1e-5, rtol=0)
     with torch.no_grad():
         assert model(pixel_values=x).logits.shape == (2, 10)
+
+
+def test_position_embeddings_start_as_2d_sincos_codes() -> None:
+    model = build_model(hidden_size=32, num_layers=1, num_heads=2, mlp_dim=32)
+    pos = model.vit.embeddings.position_embeddings[0].detach()  # (1 + 8 * 8, 32)
+    assert pos.shape == (65, 32) and (pos[0] == 0).all()
+    rows, cols = torch.arange(64) // 8, torch.arange(64) % 8
+    # Channel 0 is sin(row), channel 8 cos(row), 16 sin(col), 24 cos(col) (frequency 1).
+    torch.testing.assert_close(pos[1:, 0], 0.5 * rows.float().sin())
+    torch.testing.assert_close(pos[1:, 8], 0.5 * rows.float().cos())
+    torch.testing.assert_close(pos[1:, 16], 0.5 * cols.float().sin())
+    torch.testing.assert_close(pos[1:, 24], 0.5 * cols.float().cos())
+    assert len({tuple(row.tolist()) for row in pos[1:]}) == 64  # every patch has its own code
+
+
+def test_hidden_size_must_split_into_four_code_blocks() -> None:
+    with pytest.raises(ValueError, match="multiple of 4"):
+        build_model(hidden_size=30, num_layers=1, num_heads=2, mlp_dim=32)
