@@ -22,12 +22,13 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
-from .fashion_mnist import CLASS_NAMES, Split, load_fashion_mnist
+from .fashion_mnist import CLASS_NAMES, Split, load_fashion_mnist, resolve_data_dir
 
 __all__ = [
     "IMAGE_SIZE",
@@ -115,37 +116,42 @@ def _resize_matrix(size: int, source: int = 28) -> np.ndarray:
     return a
 
 
-def _by_class(labels: np.ndarray) -> list[np.ndarray]:
-    return [np.flatnonzero(labels == c) for c in range(len(CLASS_NAMES))]
+@functools.lru_cache(maxsize=4)
+def _sources(split: Split, directory: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The split's images and, per class, the indices of its items (cached per resolved
+    directory: finding them costs more than drawing a training batch)."""
+    images, labels = load_fashion_mnist(split, directory)
+    return images, [np.flatnonzero(labels == c) for c in range(len(CLASS_NAMES))]
 
 
-def _tint(rng: np.random.Generator) -> np.ndarray:
-    """A random saturated-or-grey colour in [0, 1]^3 for a clutter crop: the brightest
-    channel is at least 0.6."""
-    c = rng.uniform(0.0, 1.0, 3)
-    c[rng.integers(3)] = rng.uniform(0.6, 1.0)
-    return c.astype(np.float32)
-
-
-def _background(rng: np.random.Generator, sources: np.ndarray) -> np.ndarray:
-    """Noise plus small crops of random items at low contrast: ``float32 (H, W, 3)`` in
-    [0, 1]."""
+def _backgrounds(n: int, rng: np.random.Generator, sources: np.ndarray) -> np.ndarray:
+    """``n`` canvases of noise plus small crops of random items in random colours at
+    low contrast: ``float32 (n, H, W, 3)`` in [0, 1]. Drawn for the whole batch at
+    once; only pasting the crops loops."""
     s = IMAGE_SIZE
-    base = rng.uniform(0.0, 0.25, 3).astype(np.float32)
-    canvas = base + 0.06 * rng.standard_normal((s, s, 3), dtype=np.float32)
+    canvas = rng.uniform(0.0, 0.25, (n, 1, 1, 3)).astype(np.float32)
+    canvas = canvas + 0.06 * rng.standard_normal((n, s, s, 3), dtype=np.float32)
     # Smooth blotches at patch scale so the noise is not plain i.i.d. pixels.
-    blotch = 0.05 * rng.standard_normal((8, 8, 3), dtype=np.float32)
-    canvas += np.repeat(np.repeat(blotch, 8, axis=0), 8, axis=1)
-    for _ in range(rng.integers(_FRAGMENTS[0], _FRAGMENTS[1] + 1)):
-        img = sources[rng.integers(len(sources))]
-        k = int(rng.integers(_FRAGMENT_SIZE[0], _FRAGMENT_SIZE[1] + 1))
-        # Crops come from the central region, where items have content.
-        y0, x0 = rng.integers(4, 24 - k + 1, 2)
-        crop = img[y0 : y0 + k, x0 : x0 + k].astype(np.float32) / 255.0
-        alpha = crop[..., None] * rng.uniform(*_FRAGMENT_ALPHA)
-        y, x = rng.integers(0, s - k + 1, 2)
-        region = canvas[y : y + k, x : x + k]
-        region += alpha * (_tint(rng) - region)
+    blotch = 0.05 * rng.standard_normal((n, 8, 1, 8, 1, 3), dtype=np.float32)
+    canvas.reshape(n, 8, s // 8, 8, s // 8, 3)[...] += blotch
+
+    counts = rng.integers(_FRAGMENTS[0], _FRAGMENTS[1] + 1, n)
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(n), counts)
+    source = rng.integers(len(sources), size=total)
+    size = rng.integers(_FRAGMENT_SIZE[0], _FRAGMENT_SIZE[1] + 1, total)
+    # Crops come from the central region, where items have content.
+    crop_yx = rng.integers(4, 24 - size + 1, (2, total))
+    paste_yx = rng.integers(0, s - size + 1, (2, total))
+    strength = rng.uniform(*_FRAGMENT_ALPHA, total).astype(np.float32)
+    # Saturated or grey colours: the brightest channel is at least 0.6.
+    tint = rng.uniform(0.0, 1.0, (total, 3)).astype(np.float32)
+    tint[np.arange(total), rng.integers(3, size=total)] = rng.uniform(0.6, 1.0, total)
+    for f in range(total):
+        k, (cy, cx), (y, x) = size[f], crop_yx[:, f], paste_yx[:, f]
+        alpha = sources[source[f], cy : cy + k, cx : cx + k, None] * (strength[f] / 255.0)
+        region = canvas[owner[f], y : y + k, x : x + k]
+        region += alpha * (tint[f] - region)
     return canvas
 
 
@@ -197,8 +203,7 @@ def make_scenes(
     """
     if num_items not in (1, 2, None):
         raise ValueError(f"num_items must be 1, 2 or None, got {num_items!r}")
-    sources, source_labels = load_fashion_mnist(split, data_dir)
-    pools = _by_class(source_labels)
+    sources, pools = _sources(split, resolve_data_dir(data_dir).resolve())
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     s = IMAGE_SIZE
 
@@ -210,8 +215,9 @@ def make_scenes(
         if num_items is not None
         else rng.integers(1, 3, n).astype(np.int64)
     )
+    canvases = _backgrounds(n, rng, sources)
     for i in range(n):
-        canvas = _background(rng, sources)
+        canvas = canvases[i]
         k = int(counts[i])
         lo, hi = _SCALE_ONE if k == 1 else _SCALE_TWO
         classes = rng.choice(len(CLASS_NAMES), size=k, replace=False)
