@@ -1,10 +1,11 @@
 """Cluttered Fashion-MNIST scenes with a ground-truth pixel mask per item.
 
 A scene is a ``64 x 64`` RGB canvas holding one or two Fashion-MNIST items of
-different classes, each rescaled to 24-32 px (one item: 28-40 px), drawn in a random
-grey level and placed at a random position on the 8-px grid of the reference model's
-patches (so an item looks the same to the model wherever it is; a small ViT trained on
-a CPU budget cannot learn sub-patch shift invariance as well). The background is
+different classes, each rescaled to 28-32 px (one item: 28-40 px; never below the
+native 28 px, so no item loses detail), drawn in a random grey level and placed at a
+random position on the 8-px grid of the reference model's patches (so an item looks
+the same to the model wherever it is; a small ViT trained on a CPU budget cannot learn
+sub-patch shift invariance as well). The background is
 coloured noise plus small low-contrast crops of other items in random colours, so
 neither the colour nor the global statistics of a scene tell its class and an
 explanation has to find the item itself.
@@ -46,7 +47,7 @@ PIXEL_MEAN = 0.5
 PIXEL_STD = 0.5
 
 _SCALE_ONE = (28, 40)  # item side in px, one-item scenes (inclusive)
-_SCALE_TWO = (24, 32)  # smaller for two items so they fit without much overlap
+_SCALE_TWO = (28, 32)  # smaller for two items so they fit; never below the native 28 px
 _GRID = 8  # item corners sit on multiples of this (the reference model's patch size)
 _ITEM_GREY = (0.75, 1.0)  # item brightness: bright on the dark background
 _MASK_THRESHOLD = 0.15  # item alpha above which a pixel counts as the item's

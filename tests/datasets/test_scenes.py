@@ -124,6 +124,7 @@ def test_two_item_masks_are_visible_parts(fake_dir: Path) -> None:
         # visible (full squares are the worst case for the overlap search).
         y0, y1, x0, x1 = _bbox(masks[1])
         assert masks[1].sum() == (y1 - y0) * (x1 - x0)
+        assert 28 <= y1 - y0 <= 32  # never below Fashion-MNIST's native 28 px
         y0, y1, x0, x1 = _bbox(masks[0])
         assert masks[0].sum() >= 0.5 * (y1 - y0) * (x1 - x0)
 
