@@ -100,11 +100,13 @@ def test_eager_attention_weights() -> None:
 @needs_data
 def test_accuracy_as_published(model: ViTForImageClassification) -> None:
     # The model card's figures come from 2000 scenes per kind (metrics.json). Re-measure
-    # on 300 fresh test-split scenes per kind and allow two binomial standard errors.
+    # on 1000 fresh test-split scenes per kind (a few seconds) and allow three binomial
+    # standard errors (3.3 and 4.4 points): a fixed draw must not fail by chance (with
+    # two errors one draw in 40 would), while a broken model or loader still fails.
     published = json.loads((REFERENCE_MODEL_DIR / "metrics.json").read_text())
     assert published["n"] == 2000
-    n = 300
+    n = 1000
     measured = evaluate_accuracy(model, n=n, seed=EVAL_SEED + 1000)
     for key in ("top1_one_item", "both_top2_two_items"):
         p = published[key]
-        assert measured[key] >= p - 2 * math.sqrt(p * (1 - p) / n), (key, measured[key], p)
+        assert measured[key] >= p - 3 * math.sqrt(p * (1 - p) / n), (key, measured[key], p)
