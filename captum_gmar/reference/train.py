@@ -1,6 +1,6 @@
 """Train the reference ViT on cluttered Fashion-MNIST scenes (multi-label).
 
-Usage (the shipped model, about 36 minutes on 2 idle CPU cores)::
+Usage (the shipped model, about 41 minutes on 2 idle CPU cores)::
 
     python -m captum_gmar.reference.train --out captum_gmar/reference/model
 
@@ -131,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=15000)
+    p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
@@ -231,7 +231,7 @@ A small `transformers.ViTForImageClassification` trained from scratch, shipped w
 
 ## Data
 `captum_gmar.datasets.make_scenes`: 64 x 64 scenes with one or two Fashion-MNIST items of
-different classes (28-40 px alone, 24-32 px in pairs; random grey level, mirror, and position
+different classes (28-40 px alone, 28-32 px in pairs; random grey level, mirror, and position
 on the 8-px patch grid) on coloured noise plus small low-contrast crops of other items, with a
 pixel mask per item. Training scenes use
 only the Fashion-MNIST training split; evaluation scenes only the test split.
