@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoImageProcessor, ViTForImageClassification
@@ -12,13 +13,17 @@ from transformers import AutoImageProcessor, ViTForImageClassification
 from captum_gmar.datasets import to_pixel_values
 from captum_gmar.datasets.fashion_mnist import DEFAULT_DATA_DIR
 from captum_gmar.reference import load_sample_scenes
-from captum_gmar.reference.train import build_model, main
+from captum_gmar.reference.train import _batch, build_model, main
 
 
-@pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
-def test_smoke_run(tmp_path: Path) -> None:
+needs_data = pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
+
+
+@needs_data
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_smoke_run(tmp_path: Path, workers: str) -> None:
     out = tmp_path / "model"
-    args = ["--out", str(out), "--steps", "3", "--batch-size", "8", "--eval-scenes", "20"]
+    args = ["--out", str(out), "--steps", "3", "--batch-size", "8", "--eval-scenes", "20", "--workers", workers]
     tiny = ["--hidden-size", "32", "--heads", "2", "--mlp-dim", "64", "--layers", "2"]
     threads = torch.get_num_threads()
     with torch.random.fork_rng():  # training seeds the global RNG
@@ -28,6 +33,7 @@ def test_smoke_run(tmp_path: Path) -> None:
     assert metrics["n"] == 20 and 0.0 <= metrics["top1_one_item"] <= 1.0
     card = (out / "README.md").read_text()
     assert "--steps 3" in card and "top-1" in card
+    assert f"{workers} data-parallel worker(s)" in card
 
     model = ViTForImageClassification.from_pretrained(out, local_files_only=True).eval()
     assert model.config.num_hidden_layers == 2 and model.config.num_labels == 10
@@ -55,3 +61,24 @@ def test_position_embeddings_start_as_2d_sincos_codes() -> None:
 def test_hidden_size_must_split_into_four_code_blocks() -> None:
     with pytest.raises(ValueError, match="multiple of 4"):
         build_model(hidden_size=30, num_layers=1, num_heads=2, mlp_dim=32)
+
+
+@needs_data
+def test_batch_puts_the_two_item_scenes_last() -> None:
+    pixel_values, targets = _batch(6, 4, np.random.default_rng(0), None)
+    assert pixel_values.shape == (6, 3, 64, 64)
+    assert targets.sum(dim=1).tolist() == [1, 1, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--workers", "3"], "multiple of --workers"),
+        (["--workers", "0"], "multiple of --workers"),
+        (["--two-item-share", "1.5"], "two-item-share"),
+    ],
+)
+def test_bad_options_are_refused_before_training(tmp_path: Path, flags: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        main(["--out", str(tmp_path / "model"), "--batch-size", "8", *flags])
+    assert not (tmp_path / "model").exists()
