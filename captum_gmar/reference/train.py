@@ -184,7 +184,9 @@ def train(args: argparse.Namespace, command: str) -> dict[str, float]:
     processes (gloo, ``args.threads`` torch threads each), every one drawing its own
     share of each batch; with one worker they run in this process, which keeps its
     torch thread count but has its global RNG seeded."""
-    if args.workers < 1 or args.batch_size % args.workers:
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if args.batch_size % args.workers:
         raise ValueError(f"--batch-size {args.batch_size} must be a multiple of --workers {args.workers}")
     if not 0.0 <= args.two_item_share <= 1.0:
         raise ValueError(f"--two-item-share must be in [0, 1], got {args.two_item_share}")

@@ -74,7 +74,7 @@ def test_batch_puts_the_two_item_scenes_last() -> None:
     ("flags", "message"),
     [
         (["--workers", "3"], "multiple of --workers"),
-        (["--workers", "0"], "multiple of --workers"),
+        (["--workers", "0"], "at least 1"),
         (["--two-item-share", "1.5"], "two-item-share"),
     ],
 )
