@@ -31,6 +31,8 @@ def check_pixel_values(pixel_values: object, num_channels: int, patch_size: tupl
     """
     if not isinstance(pixel_values, Tensor):
         raise TypeError(f"inputs must be a torch.Tensor of shape (B, C, H, W), got {type(pixel_values).__name__}")
+    if pixel_values.is_meta:
+        raise ValueError("inputs are on the meta device (shapes without values); pass real pixel values")
     if not pixel_values.is_floating_point():
         raise TypeError(
             f"inputs must be floating point (normalised pixel values), got {pixel_values.dtype}; "
@@ -68,6 +70,11 @@ def format_targets(target: TargetType, batch_size: int, num_labels: int) -> Tens
     """
     if target is None:
         return None
+    if isinstance(target, tuple):
+        raise TypeError(
+            f"target must not be a tuple, got {target!r}: in Captum a tuple indexes one multi-dimensional output, "
+            "but a classifier's logits are (B, K); pass a list for one class per example"
+        )
     if isinstance(target, Tensor):
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise TypeError(f"target tensor must hold integer class indices, got {target.dtype}")
@@ -77,11 +84,11 @@ def format_targets(target: TargetType, batch_size: int, num_labels: int) -> Tens
         if targets.numel() == 1:
             targets = targets.expand(batch_size)
     elif isinstance(target, numbers.Integral) and not isinstance(target, bool):
-        targets = torch.full((batch_size,), int(target), dtype=torch.long)
+        targets = torch.full((batch_size,), _class_index(target, num_labels), dtype=torch.long)
     elif isinstance(target, Sequence) and not isinstance(target, str):
         if not all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in target):
             raise TypeError("a target list must hold one integer class index per example")
-        targets = torch.tensor(list(target), dtype=torch.long)
+        targets = torch.tensor([_class_index(t, num_labels) for t in target], dtype=torch.long)
     else:
         raise TypeError(
             f"target must be None, an int, a list of ints or an integer tensor, got {type(target).__name__}"
@@ -90,10 +97,15 @@ def format_targets(target: TargetType, batch_size: int, num_labels: int) -> Tens
         raise ValueError(f"target has {targets.numel()} entries but the batch has {batch_size} examples")
     bad = (targets < 0) | (targets >= num_labels)
     if bad.any():
-        raise ValueError(
-            f"target {targets[bad][0].item()} is out of range: the model has {num_labels} classes (0..{num_labels - 1})"
-        )
+        _class_index(targets[bad][0].item(), num_labels)
     return targets.contiguous()
+
+
+def _class_index(target: numbers.Integral, num_labels: int) -> int:
+    """``target`` as an int, checked against ``[0, num_labels)`` before it meets int64."""
+    if not 0 <= target < num_labels:
+        raise ValueError(f"target {int(target)} is out of range: the model has {num_labels} classes (0..{num_labels - 1})")
+    return int(target)
 
 
 def batch_slices(batch_size: int, internal_batch_size: int | None) -> list[slice]:

@@ -24,6 +24,7 @@ def test_check_pixel_values_accepts_a_float_batch():
         (torch.zeros(1, 3, 4, 16), ValueError, "smaller than one 8x8 patch"),
         (torch.tensor([float("nan")]).expand(1, 3, 16, 16), ValueError, "NaN or infinite"),
         (torch.tensor([float("inf")]).expand(1, 3, 16, 16), ValueError, "NaN or infinite"),
+        (torch.zeros(1, 3, 16, 16, device="meta"), ValueError, "meta device"),
     ],
 )
 def test_check_pixel_values_rejects_bad_inputs(value, error, message):
@@ -57,6 +58,10 @@ def test_format_targets_captum_conventions():
         ("cat", TypeError, "target must be None"),
         ([0, 1.0, 2], TypeError, "one integer class index per example"),
         ([(0, 1), (1, 1), (2, 1)], TypeError, "one integer class index per example"),
+        ((1, 2, 3), TypeError, "tuple indexes one multi-dimensional output"),
+        (2**70, ValueError, "target 1180591620717411303424 is out of range"),
+        ([0, 2**70, 1], ValueError, "out of range"),
+        (np.uint64(2**63), ValueError, "out of range"),
     ],
 )
 def test_format_targets_rejects_bad_targets(target, error, message):
