@@ -17,8 +17,10 @@ from captum.attr import Attribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from .errors import InsufficientMemoryError, NonFiniteError
 from .formatting import TargetType, batch_slices, check_pixel_values, format_targets
 from .maps import input_map, patch_map
+from .memory import attention_call_bytes, available_bytes, gib
 from .models import AttentionTrace, VisionTransformer
 
 OutputKind = Literal["input", "patches"]
@@ -52,6 +54,8 @@ class AttentionAttribution(Attribution, ABC):
     needs_value: bool = False
     #: whether :meth:`_explain` reads the layers' ``hidden`` tokens.
     needs_hidden: bool = False
+    #: float32 ``(B, H, T, T)`` maps :meth:`_explain` holds at once (for the memory check).
+    maps_alive: int = 3
 
     def __init__(self, model: nn.Module, start_layer: int = 0) -> None:
         self.vit = VisionTransformer(model)
@@ -125,13 +129,19 @@ class AttentionAttribution(Attribution, ABC):
         if output not in ("input", "patches"):
             raise ValueError(f"output must be 'input' or 'patches', got {output!r}")
         vit = self.vit
+        param = vit.parameter
+        if param.is_meta:
+            raise ValueError("the model's parameters are on the meta device (no values); load its weights first")
         check_pixel_values(pixel_values, vit.num_channels, vit.patch_size)
         batch_size = pixel_values.shape[0]
         targets = format_targets(target, batch_size, vit.num_labels)
-        param = vit.parameter
+        if self.start_layer >= vit.num_layers:
+            raise ValueError(f"start_layer {self.start_layer} does not exist: the model now has {vit.num_layers} layers")
+        parts = batch_slices(batch_size, internal_batch_size)
+        self._check_memory(pixel_values.shape, parts[0].stop - parts[0].start, param)
 
         explanations = []
-        for part in batch_slices(batch_size, internal_batch_size):
+        for part in parts:
             x = pixel_values[part].to(device=param.device, dtype=param.dtype)
             with vit.trace(
                 x, with_grad=self.needs_gradients, keep_value=self.needs_value, keep_hidden=self.needs_hidden
@@ -140,6 +150,12 @@ class AttentionAttribution(Attribution, ABC):
                 explanations.append(self._explain(trace, chunk_targets))
 
         relevance = torch.cat([e.token_relevance for e in explanations]).float()
+        if not torch.isfinite(relevance).all():
+            raise NonFiniteError(
+                f"{self.get_name()} produced NaN or infinite relevance: the gradients or attention maps overflowed "
+                "(inputs far outside the image processor's range, or float16). Check the inputs' scale or run the "
+                "model in float32 or bfloat16."
+            )
         maps = patch_map(relevance, vit.num_prefix_tokens, vit.grid(*pixel_values.shape[-2:]))
         if output == "input":
             maps = input_map(maps, vit.patch_size, tuple(pixel_values.shape))
@@ -148,6 +164,34 @@ class AttentionAttribution(Attribution, ABC):
         if explanations[0].head_weights is not None:
             weights = torch.cat([e.head_weights for e in explanations]).to(pixel_values.device)
         return ((maps,) if is_tuple else maps), weights
+
+
+    def _check_memory(self, input_shape: torch.Size, chunk: int, param: Tensor) -> None:
+        """Refuse a call whose estimated peak memory exceeds what the device has available."""
+        vit = self.vit
+        height, width = input_shape[-2:]
+        tokens = vit.num_tokens(height, width)
+        saved = param.element_size() if self.needs_gradients and vit.keeps_attention_for_backward else 0
+
+        def need(batch: int) -> int:
+            return attention_call_bytes(
+                batch, tokens, vit.num_heads, vit.num_layers, vit.hidden_size, self.maps_alive, saved, param.element_size()
+            )
+
+        available = available_bytes(param.device)
+        if available is None or need(chunk) <= available:
+            return
+        fits = available // need(1)
+        size = f"{height}x{width} px ({tokens:,} tokens, {vit.num_heads} heads)"
+        if fits >= 1:
+            advice = f"pass internal_batch_size={fits} (or less) to explain the batch in chunks"
+        else:
+            native = "x".join(map(str, vit.image_size))
+            advice = f"resize the images (the model was trained at {native} px; memory grows with the side to the 4th power)"
+        raise InsufficientMemoryError(
+            f"{self.get_name()} on {chunk} image(s) of {size} would need about {gib(need(chunk))}, "
+            f"but only {gib(available)} are available on {param.device}: {advice}"
+        )
 
 
 def check_alpha(alpha: float) -> float:

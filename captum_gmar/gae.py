@@ -24,6 +24,7 @@ class GenericAttentionExplainability(AttentionAttribution):
     """
 
     needs_value = True
+    maps_alive = 5  # maps, their gradient and the product
 
     @classmethod
     def get_name(cls) -> str:

@@ -70,6 +70,10 @@ class GMARAttribution(AttentionAttribution):
     def needs_value(self) -> bool:  # type: ignore[override]
         return self.head_gradient == "attention"
 
+    @property
+    def maps_alive(self) -> int:  # type: ignore[override]
+        return 5 if self.head_gradient == "attention" else 3
+
     @classmethod
     def get_name(cls) -> str:
         return "GMAR"

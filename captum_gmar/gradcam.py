@@ -22,6 +22,7 @@ class TokenGradCAM(AttentionAttribution):
     """
 
     needs_hidden = True
+    maps_alive = 0  # no attention maps are built
 
     @classmethod
     def get_name(cls) -> str:

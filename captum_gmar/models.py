@@ -6,11 +6,18 @@ layer, the query/key/value projections and the per-head outputs (the input of th
 attention's output projection). Nothing about the model is changed for good: hooks,
 train/eval modes and ``requires_grad`` flags are restored on exit, also after an error,
 and the attention implementation (eager, sdpa, flash) is never touched.
+
+Models change after an attribution object is built (LoRA injected or merged, layers
+replaced), so the blocks are found again at every pass. Passes on one model are
+serialised by a per-model lock, so calls from several threads are safe (different models
+still run in parallel), and the capturing hooks ignore forward passes of other threads.
 """
 
 from __future__ import annotations
 
 import inspect
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +27,7 @@ import transformers
 from torch import Tensor, nn
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 
+from .errors import NonFiniteError, UnsupportedModelError
 from .heads import attention_probs
 
 #: Classification models this package explains, by transformers class name.
@@ -30,6 +38,9 @@ SUPPORTED_MODEL_CLASSES: tuple[str, ...] = (
     "Dinov2ForImageClassification",
     "Dinov2WithRegistersForImageClassification",
 )
+
+#: The model families of :data:`SUPPORTED_MODEL_CLASSES`, for messages.
+SUPPORTED_FAMILIES = "ViT, DeiT (with or without teacher), DINOv2 and DINOv2 with registers"
 
 
 @dataclass(frozen=True)
@@ -112,29 +123,19 @@ class VisionTransformer:
 
     Args:
         model: one of :data:`SUPPORTED_MODEL_CLASSES` (or a subclass), any attention
-            implementation, on any device and dtype.
+            implementation, on any device and dtype; also wrapped by peft
+            (``PeftModel``) or ``torch.compile`` (the wrapped model is used; its
+            passes run uncompiled).
 
     Raises:
-        TypeError: if the model is not a supported vision transformer.
+        UnsupportedModelError: if the model is not a supported vision transformer.
     """
 
     def __init__(self, model: nn.Module) -> None:
-        supported = tuple(
-            getattr(transformers, name) for name in SUPPORTED_MODEL_CLASSES if hasattr(transformers, name)
-        )
-        if not isinstance(model, supported):
-            raise TypeError(
-                f"{type(model).__name__} is not a supported vision transformer. Supported: "
-                f"{', '.join(SUPPORTED_MODEL_CLASSES)} (load one with from_pretrained)."
-            )
+        model = unwrap_model(model)
+        check_supported(model)
         self.model = model
         config = model.config
-        self.blocks = _find_attention_blocks(model.base_model)
-        if len(self.blocks) != config.num_hidden_layers:
-            raise TypeError(
-                f"found {len(self.blocks)} attention blocks in {type(model).__name__} but the config has "
-                f"{config.num_hidden_layers} layers; this model's layout is not supported"
-            )
         embeddings = model.base_model.embeddings
         distillation = 1 if getattr(embeddings, "distillation_token", None) is not None else 0
         registers = getattr(embeddings, "register_tokens", None)
@@ -144,24 +145,47 @@ class VisionTransformer:
         self.image_size = _pair(config.image_size)
         self.num_channels: int = config.num_channels
         self.num_labels: int = config.num_labels
+        self.num_layers: int = config.num_hidden_layers
+        self.num_heads: int = config.num_attention_heads
+        self.hidden_size: int = config.hidden_size
         self._takes_interpolate = "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
+        self.blocks  # noqa: B018 -- finds the blocks now, to fail here rather than at the first call
 
     @property
-    def num_layers(self) -> int:
-        return len(self.blocks)
+    def blocks(self) -> list[AttentionBlock]:
+        """The attention blocks as the model has them now, first layer first.
 
-    @property
-    def num_heads(self) -> int:
-        return self.blocks[0].num_heads
+        Found anew at every access (a walk over the modules, microseconds), so that
+        projections replaced after this adapter was built (LoRA injected or merged) are
+        the ones captured.
+        """
+        blocks = _find_attention_blocks(self.model.base_model)
+        if len(blocks) != self.num_layers:
+            raise UnsupportedModelError(
+                f"found {len(blocks)} attention blocks in {type(self.model).__name__} but the config has "
+                f"{self.num_layers} layers; this model's layout is not supported"
+            )
+        return blocks
 
     @property
     def parameter(self) -> Tensor:
         """A parameter of the model, to read its device and dtype from."""
         return next(self.model.parameters())
 
+    @property
+    def keeps_attention_for_backward(self) -> bool:
+        """Whether the model's own attention keeps its ``(B, H, T, T)`` probabilities for
+        the backward pass (eager attention does; sdpa and flash kernels do not)."""
+        return getattr(self.model.config, "_attn_implementation", "eager") == "eager"
+
     def grid(self, height: int, width: int) -> tuple[int, int]:
         """The patch grid ``(h, w)`` for an input of ``height x width`` pixels."""
         return height // self.patch_size[0], width // self.patch_size[1]
+
+    def num_tokens(self, height: int, width: int) -> int:
+        """``T``: special tokens plus patches for an input of ``height x width`` pixels."""
+        h, w = self.grid(height, width)
+        return self.num_prefix_tokens + h * w
 
     def logits(self, pixel_values: Tensor) -> Tensor:
         """The model's logits ``(B, K)`` for ``pixel_values`` ``(B, C, H, W)``.
@@ -181,9 +205,11 @@ class VisionTransformer:
     ) -> Iterator[AttentionTrace]:
         """Run one forward pass in eval mode and capture every layer's tensors.
 
-        Inside the block the model is in eval mode with ``requires_grad=False`` on its
-        parameters (so a backward pass computes no parameter gradients); everything is
-        restored on exit.
+        The pass runs under the model's lock, in eval mode with ``requires_grad=False`` on
+        the parameters (so a backward pass computes no parameter gradients); the model is
+        restored as it was (also after an error) and the lock released before the block's
+        body runs, so the body (backward pass, rollout) of one call overlaps the next
+        call's forward pass.
 
         Args:
             pixel_values: ``(B, C, H, W)`` on the model's device and dtype.
@@ -191,42 +217,47 @@ class VisionTransformer:
                 :meth:`AttentionTrace.context_grads`.
             keep_value: also keep each layer's ``value`` projection.
             keep_hidden: also keep each layer's ``hidden`` tokens.
+
+        Raises:
+            NonFiniteError: if a logit is NaN or infinite (overflow).
         """
         model = self.model
-        modes = {module: module.training for module in model.modules()}
-        grads = {param: param.requires_grad for param in model.parameters()}
-        captures: list[dict[str, Tensor]] = [{} for _ in self.blocks]
-        handles = []
-        try:
-            model.eval()
-            for param in grads:
-                param.requires_grad_(False)
-            for store, block in zip(captures, self.blocks):
-                for name in ("query", "key", "value") if keep_value else ("query", "key"):
-                    handles.append(getattr(block, name).register_forward_hook(_store_output(store, name)))
-                if keep_hidden:
-                    handles.append(block.query.register_forward_pre_hook(_store_input(store, "hidden")))
-                handles.append(block.output.register_forward_pre_hook(_store_edge(store, "context")))
-            with _autograd(with_grad):
-                x = pixel_values.detach().clone().requires_grad_(with_grad)
-                logits = self.logits(x)
+        with model_lock(model):
+            blocks = self.blocks
+            modes = {module: module.training for module in model.modules()}
+            grads = {param: param.requires_grad for param in model.parameters()}
+            captures: list[dict[str, Tensor]] = [{} for _ in blocks]
+            owner = threading.get_ident()
+            handles = []
+            try:
+                model.eval()
+                for param in grads:
+                    param.requires_grad_(False)
+                for store, block in zip(captures, blocks):
+                    for name in ("query", "key", "value") if keep_value else ("query", "key"):
+                        handles.append(getattr(block, name).register_forward_hook(_store_output(store, name, owner)))
+                    if keep_hidden:
+                        handles.append(block.query.register_forward_pre_hook(_store_input(store, "hidden", owner)))
+                    handles.append(block.output.register_forward_pre_hook(_store_edge(store, "context", owner)))
+                with _autograd(with_grad):
+                    x = pixel_values.detach().clone().requires_grad_(with_grad)
+                    logits = self.logits(x)
+            finally:
                 for handle in handles:
                     handle.remove()
-                handles.clear()
-                trace = AttentionTrace(logits=logits, blocks=self.blocks, layers=[LayerCapture(**c) for c in captures])
-                self._check_tokens(trace, pixel_values)
-                yield trace
-        finally:
-            for handle in handles:
-                handle.remove()
-            for param, flag in grads.items():
-                param.requires_grad_(flag)
-            for module, mode in modes.items():
-                module.training = mode
+                for param, flag in grads.items():
+                    param.requires_grad_(flag)
+                for module, mode in modes.items():
+                    module.training = mode
+        _check_finite_logits(logits)
+        trace = AttentionTrace(logits=logits, blocks=blocks, layers=[_layer_capture(c, i) for i, c in enumerate(captures)])
+        self._check_tokens(trace, pixel_values)
+        with _autograd(with_grad):
+            yield trace
 
     @contextmanager
     def heads_zeroed(self, mask: Tensor) -> Iterator[None]:
-        """Zero chosen heads' outputs in every forward pass inside the block.
+        """Zero chosen heads' outputs in this thread's forward passes inside the block.
 
         Args:
             mask: bool, ``(L, H)`` (same heads for every example) or ``(B, L, H)``;
@@ -235,13 +266,14 @@ class VisionTransformer:
         """
         if mask.shape[-2:] != (self.num_layers, self.num_heads) or mask.dim() not in (2, 3):
             raise ValueError(f"mask must be (L, H) or (B, L, H) with L={self.num_layers}, H={self.num_heads}; got {tuple(mask.shape)}")
+        owner = threading.get_ident()
         handles = []
         try:
             for layer, block in enumerate(self.blocks):
                 keep = (~mask[..., layer, :].bool()).float()  # (H,) or (B, H)
                 if keep.all():
                     continue
-                handles.append(block.output.register_forward_pre_hook(_zero_heads(keep)))
+                handles.append(block.output.register_forward_pre_hook(_zero_heads(keep, owner)))
             yield
         finally:
             for handle in handles:
@@ -258,6 +290,71 @@ class VisionTransformer:
             )
 
 
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The lock that serialises this package's passes on ``model`` (one per model, made on
+    first use, dropped with the model)."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The Hugging Face model inside peft and ``torch.compile`` wrappers.
+
+    ``PeftModel`` injects its adapters into the wrapped model's own modules, so the
+    wrapped model computes the same logits; a compiled wrapper's ``_orig_mod`` is the
+    model it compiled.
+    """
+    while True:
+        if type(model).__module__.startswith("peft.") and hasattr(model, "get_base_model"):
+            model = model.get_base_model()
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def check_supported(model: nn.Module) -> None:
+    """Raise :class:`UnsupportedModelError` unless ``model`` is a supported class."""
+    supported = tuple(getattr(transformers, name) for name in SUPPORTED_MODEL_CLASSES if hasattr(transformers, name))
+    if isinstance(model, supported):
+        return
+    name = type(model).__name__
+    why = ""
+    if "swin" in name.lower():
+        why = " (its windowed attention has no global token-to-token map to roll out)"
+    raise UnsupportedModelError(
+        f"{name} is not a supported vision transformer{why}. Supported: {SUPPORTED_FAMILIES} image classifiers "
+        f"({', '.join(SUPPORTED_MODEL_CLASSES)}), loaded with from_pretrained, also inside peft or torch.compile."
+    )
+
+
+def _check_finite_logits(logits: Tensor) -> None:
+    finite = torch.isfinite(logits.detach()).all(-1)
+    if not finite.all():
+        bad = torch.nonzero(~finite).flatten().tolist()
+        raise NonFiniteError(
+            f"the model's logits are NaN or infinite for example(s) {bad[:10]} (overflow: inputs far outside the "
+            "image processor's range, or a float16 model out of its range); no map can be computed from them. "
+            "Check the inputs' scale or run the model in float32 or bfloat16."
+        )
+
+
+def _layer_capture(store: dict, layer: int) -> LayerCapture:
+    if "query" not in store or "key" not in store or "context" not in store:
+        raise RuntimeError(
+            f"layer {layer}'s attention did not run its projections in the forward pass; "
+            "the model's attention module is not the one transformers defines"
+        )
+    return LayerCapture(**store)
+
+
 def _autograd(enabled: bool) -> ExitStack:
     """Autograd on, also inside a caller's ``no_grad`` or ``inference_mode`` (the input is
     cloned, so inference tensors are fine), or off."""
@@ -270,32 +367,37 @@ def _autograd(enabled: bool) -> ExitStack:
     return stack
 
 
-def _store_output(store: dict[str, Tensor], name: str):
+def _store_output(store: dict[str, Tensor], name: str, owner: int):
     def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
-        store[name] = output.detach()
+        if threading.get_ident() == owner:  # another thread's forward pass is not ours to capture
+            store[name] = output.detach()
 
     return hook
 
 
-def _store_input(store: dict[str, Tensor], name: str):
+def _store_input(store: dict[str, Tensor], name: str, owner: int):
     def hook(module: nn.Module, args: tuple) -> None:
-        store[name] = args[0]
+        if threading.get_ident() == owner:
+            store[name] = args[0]
 
     return hook
 
 
-def _zero_heads(keep: Tensor):
-    def hook(module: nn.Module, args: tuple) -> tuple:
+def _store_edge(store: dict[str, GradientEdge | None], name: str, owner: int):
+    def hook(module: nn.Module, args: tuple) -> None:
+        if threading.get_ident() == owner:
+            store[name] = get_gradient_edge(args[0]) if args[0].requires_grad else None
+
+    return hook
+
+
+def _zero_heads(keep: Tensor, owner: int):
+    def hook(module: nn.Module, args: tuple) -> tuple | None:
+        if threading.get_ident() != owner:
+            return None
         context = args[0]  # (B, T, H * d)
         per_channel = keep.to(context.device, context.dtype).repeat_interleave(context.shape[-1] // keep.shape[-1], dim=-1)
         return (context * (per_channel if per_channel.dim() == 1 else per_channel[:, None, :]),) + tuple(args[1:])
-
-    return hook
-
-
-def _store_edge(store: dict[str, GradientEdge | None], name: str):
-    def hook(module: nn.Module, args: tuple) -> None:
-        store[name] = get_gradient_edge(args[0]) if args[0].requires_grad else None
 
     return hook
 

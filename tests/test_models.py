@@ -53,12 +53,15 @@ def test_trace_keeps_value_and_hidden_only_when_asked(load_tiny, images):
             torch.testing.assert_close(cap.query, block.query(cap.hidden))
 
 
-def test_trace_restores_the_model_when_the_body_raises(load_tiny, images):
+def test_trace_restores_the_model_before_the_body_and_when_it_raises(load_tiny, images):
     model = load_tiny("ViTForImageClassification").train()
     vit = VisionTransformer(model)
     with pytest.raises(KeyError):
         with vit.trace(images, with_grad=True) as trace:
-            assert not model.training and not any(p.requires_grad for p in model.parameters())
+            # the pass ran in eval mode (no dropout), the model is already as it was
+            assert model.training and all(p.requires_grad for p in model.parameters())
+            trace.context_grads(torch.tensor([1, 0, 4]), [0])
+            assert all(p.grad is None for p in model.parameters())
             raise KeyError(trace)
     assert all(m.training for m in model.modules())
     assert all(p.requires_grad for p in model.parameters())
