@@ -171,11 +171,18 @@ class AttentionAttribution(Attribution, ABC):
         vit = self.vit
         height, width = input_shape[-2:]
         tokens = vit.num_tokens(height, width)
-        saved = param.element_size() if self.needs_gradients and vit.keeps_attention_for_backward else 0
 
         def need(batch: int) -> int:
             return attention_call_bytes(
-                batch, tokens, vit.num_heads, vit.num_layers, vit.hidden_size, self.maps_alive, saved, param.element_size()
+                batch,
+                tokens,
+                vit.num_heads,
+                vit.num_layers,
+                vit.hidden_size,
+                param.element_size(),
+                self.maps_alive,
+                backward=self.needs_gradients,
+                eager=vit.keeps_attention_for_backward,
             )
 
         available = available_bytes(param.device)

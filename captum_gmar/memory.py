@@ -7,10 +7,10 @@ GiB for one layer. The estimate lets :meth:`AttentionAttribution.attribute
 <captum_gmar.attribution.AttentionAttribution.attribute>` refuse such a call at once,
 with a way out, instead of running for minutes and dying in the allocator.
 
-Calibrated on the reference model (6 layers, 4 heads, CPU, float32, 1,025 and 4,097
-tokens, batch 1 and 2): the measured peak was 2.4-2.8 float32 maps for GMAR and rollout,
-4.5-5.1 for GAE, plus one map per layer in the model's dtype when an eager-attention
-model keeps its probabilities for the backward pass.
+Calibrated on the reference model (6 layers, 4 heads, CPU, float32, 1,025 to 4,097
+tokens, batch 1 and 2): the measured peak was 2.4-2.8 float32 maps for GMAR and rollout
+and 4.5-5.1 for GAE, or, when an eager-attention model keeps one map per layer for the
+backward pass, those maps plus two.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import torch
 
 #: bytes of a float32, the dtype the maps are rebuilt in
 _FLOAT32 = 4
-#: per token, layer and hidden channel: the activations a forward and backward pass keep
-#: (residual stream, LayerNorm outputs, projections and the MLP's 4x expansion)
-_ACTIVATIONS_PER_CHANNEL = 16
+#: per token, layer and hidden channel: the activations a forward pass keeps for a backward
+#: pass to the input (no parameter gradients: LayerNorm and GELU inputs, attention
+#: inputs and outputs, the MLP's 4x expansion), with room to spare
+_ACTIVATIONS_PER_CHANNEL = 8
 
 
 def attention_call_bytes(
@@ -32,9 +33,10 @@ def attention_call_bytes(
     heads: int,
     layers: int,
     hidden: int,
+    itemsize: int,
     maps_alive: int,
-    saved_map_itemsize: int,
-    activation_itemsize: int,
+    backward: bool,
+    eager: bool,
 ) -> int:
     """Estimated peak memory of one attribution call on ``batch`` images, in bytes.
 
@@ -42,16 +44,19 @@ def attention_call_bytes(
         batch: images in one pass (the chunk, with ``internal_batch_size``).
         tokens: ``T``, special tokens included.
         heads, layers, hidden: ``H``, ``L`` and ``D`` of the model.
+        itemsize: bytes per entry in the model's dtype.
         maps_alive: float32 ``(B, H, T, T)`` maps the method holds at once.
-        saved_map_itemsize: bytes per entry of the attention probabilities the model
-            itself keeps for the backward pass, one map per layer (0 when it keeps none:
-            sdpa/flash kernels, or no backward pass).
-        activation_itemsize: bytes per entry of the model's activations.
+        backward: whether the call runs a backward pass, for which the forward pass keeps
+            every layer's activations (without one, a layer's are freed after it ran).
+        eager: whether the model's attention is eager, which keeps each layer's
+            probabilities for the backward pass (sdpa and flash kernels do not).
     """
     one_map = batch * heads * tokens * tokens
-    maps = one_map * (maps_alive * _FLOAT32 + layers * saved_map_itemsize)
-    activations = batch * tokens * layers * hidden * _ACTIVATIONS_PER_CHANNEL * activation_itemsize
-    return maps + activations
+    activations = batch * tokens * hidden * _ACTIVATIONS_PER_CHANNEL * itemsize * (layers if backward else 1)
+    # eager attention holds a layer's scores and probabilities, and keeps the latter for the backward pass
+    eager_maps = ((layers if backward else 0) + 2) * one_map * itemsize if eager else 0
+    # the backward pass ends (and frees the graph) before the method builds its maps
+    return max(activations + eager_maps, maps_alive * one_map * _FLOAT32)
 
 
 def available_bytes(device: torch.device) -> int | None:

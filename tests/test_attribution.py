@@ -163,7 +163,7 @@ def test_the_memory_check_suggests_an_internal_batch_size_that_works(load_tiny, 
     x = torch.randn(8, 3, 128, 128)
     vit = explainer.vit
     one = attribution_module.attention_call_bytes(
-        1, vit.num_tokens(128, 128), 4, 3, 32, explainer.maps_alive, 4 if explainer.needs_gradients else 0, 4
+        1, vit.num_tokens(128, 128), 4, 3, 32, 4, explainer.maps_alive, explainer.needs_gradients, eager=True
     )
     monkeypatch.setattr(attribution_module, "available_bytes", lambda device: int(3.5 * one))
     with pytest.raises(InsufficientMemoryError, match="pass internal_batch_size=3 "):
