@@ -3,24 +3,48 @@ transformers, as Captum attribution methods.
 
     from captum_gmar import GMARAttribution
     attr = GMARAttribution(model).attribute(pixel_values, target=c)   # (B, C, H, W)
+
+The names below are imported on first use, so that ``import captum_gmar`` (and the
+command line's ``--help``) does not pay for importing torch, transformers and captum.
 """
 
-from .attention_rollout import AttentionRollout
-from .gae import GenericAttentionExplainability
-from .gmar import GMARAttribution
-from .gradcam import TokenGradCAM
-from .models import SUPPORTED_MODEL_CLASSES
-from .reference import load_reference_model, load_sample_scenes
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AttentionRollout",
-    "GMARAttribution",
-    "GenericAttentionExplainability",
-    "SUPPORTED_MODEL_CLASSES",
-    "TokenGradCAM",
-    "load_reference_model",
-    "load_sample_scenes",
-    "__version__",
-]
+#: public name -> module that defines it
+_EXPORTS = {
+    "AttentionRollout": ".attention_rollout",
+    "GMARAttribution": ".gmar",
+    "GenericAttentionExplainability": ".gae",
+    "SUPPORTED_MODEL_CLASSES": ".names",
+    "TokenGradCAM": ".gradcam",
+    "load_reference_model": ".reference",
+    "load_sample_scenes": ".reference",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'captum_gmar' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
+    from .attention_rollout import AttentionRollout
+    from .gae import GenericAttentionExplainability
+    from .gmar import GMARAttribution
+    from .gradcam import TokenGradCAM
+    from .names import SUPPORTED_MODEL_CLASSES
+    from .reference import load_reference_model, load_sample_scenes

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import torch
@@ -138,7 +139,7 @@ class AttentionAttribution(Attribution, ABC):
         if self.start_layer >= vit.num_layers:
             raise ValueError(f"start_layer {self.start_layer} does not exist: the model now has {vit.num_layers} layers")
         parts = batch_slices(batch_size, internal_batch_size)
-        self._check_memory(pixel_values.shape, parts[0].stop - parts[0].start, param)
+        self.check_memory(pixel_values.shape, internal_batch_size)
 
         explanations = []
         for part in parts:
@@ -166,10 +167,20 @@ class AttentionAttribution(Attribution, ABC):
         return ((maps,) if is_tuple else maps), weights
 
 
-    def _check_memory(self, input_shape: torch.Size, chunk: int, param: Tensor) -> None:
-        """Refuse a call whose estimated peak memory exceeds what the device has available."""
-        vit = self.vit
-        height, width = input_shape[-2:]
+    def check_memory(self, input_shape: Sequence[int], internal_batch_size: int | None = None) -> None:
+        """Refuse a call on inputs of ``input_shape`` ``(B, C, H, W)`` whose estimated peak
+        memory (see :mod:`captum_gmar.memory`) exceeds what the model's device has
+        available. ``attribute`` calls it first; call it yourself to fail before other
+        work on such inputs (e.g. a forward pass to predict the class).
+
+        Raises:
+            InsufficientMemoryError: naming the estimate, what is available, and either
+                an ``internal_batch_size`` that fits or, if one image does not fit,
+                that the images must be smaller.
+        """
+        vit, param = self.vit, self.vit.parameter
+        batch, _, height, width = input_shape
+        chunk = min(batch, internal_batch_size or batch)
         tokens = vit.num_tokens(height, width)
 
         def need(batch: int) -> int:

@@ -29,18 +29,10 @@ from torch.autograd.graph import GradientEdge, get_gradient_edge
 
 from .errors import NonFiniteError, UnsupportedModelError
 from .heads import attention_probs
+from .names import SUPPORTED_FAMILIES, SUPPORTED_MODEL_CLASSES
 
-#: Classification models this package explains, by transformers class name.
-SUPPORTED_MODEL_CLASSES: tuple[str, ...] = (
-    "ViTForImageClassification",
-    "DeiTForImageClassification",
-    "DeiTForImageClassificationWithTeacher",
-    "Dinov2ForImageClassification",
-    "Dinov2WithRegistersForImageClassification",
-)
+__all__ = ["SUPPORTED_MODEL_CLASSES", "AttentionTrace", "VisionTransformer", "check_supported", "model_lock", "unwrap_model"]
 
-#: The model families of :data:`SUPPORTED_MODEL_CLASSES`, for messages.
-SUPPORTED_FAMILIES = "ViT, DeiT (with or without teacher), DINOv2 and DINOv2 with registers"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,12 @@
-"""Figures: maps over images with Captum's ``visualize_image_attr``, and head weights."""
+"""Figures: maps over images, method against method, and head weights.
+
+Maps are drawn as a perceptually uniform heat map (``inferno``: dark is no relevance,
+bright is the most) over a greyscale copy of the image, each on its own scale (0 to its
+99th percentile, so that a few extreme pixels, common in gradient maps, do not wash the
+rest out) with its own colour bar. Captum's ``visualize_image_attr`` takes the same
+maps (see the docs); these figures draw with matplotlib directly to get the colour bars,
+the mask outline and its legend.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +15,17 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from captum.attr import visualization as captum_viz
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from torch import Tensor
+
+#: heat map of the maps: perceptually uniform, readable in greyscale print
+MAP_CMAP = "inferno"
+#: the upper end of each map's colour scale, as a percentile of its values
+SCALE_PERCENTILE = 99.0
+#: outline of the explained item's mask
+MASK_STYLE = dict(colors="#00e5ff", linewidths=1.0)
+_MASK_LABEL = "explained item (ground-truth mask)"
 
 
 def to_display_image(pixel_values: Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> np.ndarray:
@@ -26,36 +42,45 @@ def to_display_image(pixel_values: Tensor, mean: Sequence[float] | None = None, 
     return image.clamp(0, 1).permute(1, 2, 0).numpy()
 
 
+def map_scale(attribution: Tensor) -> float:
+    """Upper end of a map's colour scale: its :data:`SCALE_PERCENTILE` th percentile, or its
+    maximum where that percentile is 0 (sparse maps); 0 only for an all-zero map."""
+    values = attribution.detach().float().cpu().clamp_min(0).flatten()
+    scale = float(torch.quantile(values, SCALE_PERCENTILE / 100))
+    return scale if scale > 0 else float(values.max())
+
+
 def show_map(
     ax: plt.Axes,
     attribution: Tensor,
     image: np.ndarray | None = None,
     title: str | None = None,
     mask: Tensor | None = None,
+    colorbar: bool = True,
 ) -> None:
-    """Draw one ``(H, W)`` map on ``ax`` with Captum's ``visualize_image_attr``.
+    """Draw one ``(H, W)`` non-negative map on ``ax``.
 
-    Blended over ``image`` (``(H, W, C)`` in ``[0, 1]``) when given, else a heat map. The
-    map is treated as non-negative (``sign="positive"``); ``mask`` ``(H, W)`` is outlined.
+    Over a greyscale ``image`` (``(H, W, C)`` in ``[0, 1]``) when given, on the map's own
+    scale (see :func:`map_scale`) with a colour bar; ``mask`` ``(H, W)`` is outlined. An
+    all-zero map (e.g. GMAR with ``alpha=1``) is drawn as such and labelled.
     """
-    attr = attribution.detach().float().cpu().clamp_min(0).unsqueeze(-1).numpy()
-    if attr.any():
-        captum_viz.visualize_image_attr(
-            attr,
-            image,
-            method="blended_heat_map" if image is not None else "heat_map",
-            sign="positive",
-            plt_fig_axis=(ax.figure, ax),
-            use_pyplot=False,
-            alpha_overlay=0.6,
-        )
-    else:  # Captum cannot scale an all-zero map; say so instead of drawing noise
-        ax.imshow(image if image is not None else np.zeros(attr.shape[:2]), cmap="gray")
+    attr = attribution.detach().float().cpu().clamp_min(0).numpy()
+    if image is not None:
+        ax.imshow(image.mean(-1), cmap="gray", vmin=0, vmax=1)
+    scale = map_scale(attribution)
+    if scale > 0:
+        heat = ax.imshow(attr, cmap=MAP_CMAP, vmin=0, vmax=scale, alpha=0.7 if image is not None else 1.0)
+        if colorbar:
+            bar = ax.figure.colorbar(heat, ax=ax, fraction=0.046, pad=0.02, ticks=[0, scale])
+            bar.ax.set_yticklabels(["0", f"{scale:.2g}"], fontsize=6)
+    else:
         ax.text(0.5, 0.5, "all zero", transform=ax.transAxes, ha="center", va="center", color="red", fontsize=8)
-    if mask is not None:
-        ax.contour(mask.cpu().numpy().astype(float), levels=[0.5], colors="white", linewidths=0.8)
+    if mask is not None and mask.any():
+        ax.contour(mask.cpu().numpy().astype(float), levels=[0.5], **MASK_STYLE)
     if title:
         ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def comparison_grid(
@@ -63,7 +88,9 @@ def comparison_grid(
     maps: Mapping[str, Tensor],
     row_titles: Sequence[str] | None = None,
     masks: Tensor | None = None,
-    cell_size: float = 1.6,
+    cell_size: float = 1.9,
+    title: str | None = None,
+    caption: str | None = None,
 ) -> Figure:
     """One row per image: the image, then each method's map over it.
 
@@ -71,19 +98,28 @@ def comparison_grid(
         images: ``N`` display images ``(H, W, C)`` in ``[0, 1]``.
         maps: method name -> ``(N, H, W)`` maps, in column order.
         row_titles: ``N`` labels for the image column (e.g. the explained class).
-        masks: optional ``(N, H, W)`` bool masks of the explained item, outlined.
+        masks: optional ``(N, H, W)`` bool masks of the explained item, outlined (and
+            named in a legend).
+        title: figure title.
+        caption: text under the grid (e.g. device and timings).
     """
     rows, cols = len(images), 1 + len(maps)
-    fig, axes = plt.subplots(rows, cols, figsize=(cell_size * cols, cell_size * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cell_size * cols + 0.3 * len(maps), cell_size * rows + 1.0), squeeze=False)
     for i, image in enumerate(images):
         axes[i, 0].imshow(image)
         axes[i, 0].set_title(row_titles[i] if row_titles else "image", fontsize=8)
+        axes[i, 0].set_xticks([])
+        axes[i, 0].set_yticks([])
         for j, (name, method_maps) in enumerate(maps.items(), start=1):
             show_map(axes[i, j], method_maps[i], image, name if i == 0 else None, None if masks is None else masks[i])
-        for ax in axes[i]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.tight_layout()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    handles = [Line2D([], [], color=MASK_STYLE["colors"], lw=MASK_STYLE["linewidths"], label=_MASK_LABEL)] if masks is not None else []
+    footer = "maps: relevance on each map's own scale (0 to its 99th percentile), over the image in grey"
+    fig.text(0.5, 0.01, "\n".join(filter(None, [caption, footer])), ha="center", va="bottom", fontsize=7, wrap=True)
+    if handles:
+        fig.legend(handles=handles, loc="upper right", fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.045 + 0.02 * bool(caption), 1, 0.96 if title or handles else 1))
     return fig
 
 

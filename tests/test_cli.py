@@ -1,32 +1,58 @@
 """The command line: arguments, outputs and errors."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 import transformers
-from matplotlib import image as mpimg
+from PIL import Image
 
+import captum_gmar
+from captum_gmar import cli
 from captum_gmar.cli import main
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    """A tiny 64 px multi-label ViT saved with its image processor, as a user would."""
+    """A tiny 64 px multi-label ViT saved with an image processor that does not resize, as
+    the bundled reference model's does."""
     torch.manual_seed(0)
     config = transformers.ViTConfig(
         image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=64, num_labels=10, problem_type="multi_label_classification",
+        id2label={i: name for i, name in enumerate(["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])},
     )
     path = tmp_path_factory.mktemp("model")
     transformers.ViTForImageClassification(config).save_pretrained(path)
-    transformers.ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(path)
+    transformers.ViTImageProcessor(do_resize=False, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    """A 300 x 200 px RGB photo."""
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)).save(path)
     return str(path)
 
 
 def run(capsys, *argv):
     with pytest.raises(SystemExit) as exit_info:
         main(list(argv))
-    return exit_info.value.code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.err
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Fail the test if a model is loaded: argument and file errors must come first."""
+
+    def refuse(spec):
+        raise AssertionError(f"the model {spec} was loaded")
+
+    monkeypatch.setattr(cli, "load_model", refuse)
 
 
 def test_compare_writes_csv_table_and_figure(model_dir, tmp_path):
@@ -42,43 +68,108 @@ def test_compare_writes_csv_table_and_figure(model_dir, tmp_path):
     assert code == 0
     assert (out / "results.csv").is_file() and (out / "comparison.png").is_file()
     summary = (out / "summary.md").read_text()
-    assert "| GMAR (L1) |" in summary and "| Saliency |" in summary and "Device: cpu" in summary
+    assert "| GMAR (L1) |" in summary and "| Saliency |" in summary and "Device: cpu (CPU)" in summary
 
 
-def test_explain_one_image(model_dir, tmp_path, capsys):
-    image = tmp_path / "scene.png"
-    mpimg.imsave(image, np.random.default_rng(0).random((80, 72, 3)))
+def test_explain_resizes_to_the_models_size_and_explains_the_predicted_class(model_dir, photo, tmp_path, capsys):
     out = tmp_path / "fig.png"
-    assert main(["explain", str(image), "--model", model_dir, "--target", "3", "--out", str(out), "--device", "cpu"]) == 0
-    assert out.is_file() and "GMAR (L1)" in capsys.readouterr().out
+    assert main(["explain", photo, "--model", model_dir, "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "predicted: " in printed and "explaining" not in printed  # the default target is the prediction
+    assert "GMAR (L1)" in printed and out.is_file()
+    assert Image.open(out).size[0] > 500
+
+
+def test_explain_a_class_by_name_or_index(model_dir, photo, tmp_path, capsys, monkeypatch):
+    from captum_gmar.evaluation import methods
+
+    seen = []
+
+    original = methods.Method.__call__
+
+    def spy(self, images, targets):
+        seen.append((tuple(images.shape), targets.tolist()))
+        return original(self, images, targets)
+
+    monkeypatch.setattr(methods.Method, "__call__", spy)
+    main(["explain", photo, "--model", model_dir, "--target", "sneaker", "--methods", "rollout", "--out", str(tmp_path / "a.png"), "--device", "cpu"])
+    main(["explain", photo, "--model", model_dir, "--target", "7", "--methods", "rollout", "--native-resolution", "--out", str(tmp_path / "b.png"), "--device", "cpu"])
+    assert seen == [((1, 3, 64, 64), [7]), ((1, 3, 200, 300), [7])]
+
+
+def test_help_and_version_do_not_import_torch():
+    code = "import sys; from captum_gmar.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    for argv in (["--help"], ["--version"], ["explain", "--help"], ["compare", "--scenes", "0"]):
+        result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+        assert result.stdout.strip().endswith("False"), (argv, result.stdout, result.stderr)
+    version = subprocess.run([sys.executable, "-m", "captum_gmar", "--version"], capture_output=True, text=True, timeout=60)
+    assert version.stdout.strip() == f"captum-gmar {captum_gmar.__version__}"
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["compare", "--model", "/no/such/dir"], "does not exist or has no config.json"),
         (["compare", "--methods", "gmar-l1,lime"], "unknown method(s) lime"),
         (["compare", "--metrics", "beauty"], "unknown metric group(s) beauty"),
-        (["compare", "--scenes", "0"], "--scenes must be at least 1"),
-        (["explain", "x.png", "--model", "/no/such/dir", "--target", "1"], "does not exist"),
+        (["compare", "--scenes", "0"], "--scenes: must be at least 1, got 0"),
+        (["compare", "--ig-steps", "0"], "--ig-steps: must be at least 1, got 0"),
+        (["compare", "--figure-rows", "-1"], "--figure-rows: must be at least 0, got -1"),
+        (["compare", "--robustness-scenes", "-1"], "--robustness-scenes: must be at least 0, got -1"),
+        (["compare", "--batch-size", "two"], "--batch-size: expected an integer, got 'two'"),
+        (["compare", "--device", "gpu"], "unknown device 'gpu'"),
+        (["demo", "--device", "tpu"], "unknown device 'tpu'"),
+        (["explain", "x.png", "--methods", ""], "unknown method(s) (none given)"),
     ],
 )
-def test_argument_errors(capsys, argv, message):
+def test_argument_errors_are_one_line(capsys, argv, message, no_model_loading):
     code, err = run(capsys, *argv)
-    assert code == 2 and message in err
+    assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_unreadable_image_and_bad_target(model_dir, tmp_path, capsys):
+def make_folder(tmp_path, name, architecture, weights=True):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text(f'{{"architectures": ["{architecture}"], "id2label": {{"0": "a"}}, "patch_size": 8}}')
+    if weights:
+        (folder / "model.safetensors").write_bytes(b"")
+    return str(folder)
+
+
+def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading):
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(tiny)
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
-    code, err = run(capsys, "explain", str(broken), "--model", model_dir, "--target", "1")
-    assert code == 2 and "cannot read image" in err
-    good = tmp_path / "good.png"
-    mpimg.imsave(good, np.zeros((64, 64, 3)))
-    code, err = run(capsys, "explain", str(good), "--model", model_dir, "--target", "10")
-    assert code == 2 and "out of range" in err
+    cases = [
+        (["compare", "--model", "/no/such/dir"], "neither a reference model (vit-tiny) nor a folder with a config.json"),
+        (["compare", "--model", make_folder(tmp_path, "empty", "ViTForImageClassification", weights=False)], "has a config.json but no weights"),
+        (["explain", photo, "--model", make_folder(tmp_path, "swin", "SwinForImageClassification")], "windowed attention has no global map"),
+        (["explain", photo, "--model", make_folder(tmp_path, "convnext", "ConvNextForImageClassification")], "supported: ViT, DeiT"),
+        (["explain", "missing.png", "--model", model_dir], "image 'missing.png' does not exist"),
+        (["explain", str(broken), "--model", model_dir], "cannot read image"),
+        (["explain", str(tiny), "--model", model_dir], "is 4x4 px, smaller than one 8x8 patch"),
+        (["explain", photo, "--model", model_dir, "--target", "10"], "--target 10 is out of range: the model has 10 classes"),
+        (["explain", photo, "--model", model_dir, "--target", "Cat"], "'Cat' is not a class of this model; its classes: T-shirt/top, Trouser"),
+        (["compare", "--model", model_dir, "--data-dir", str(tmp_path / "nothing")], "Fashion-MNIST"),
+    ]
+    for argv, message in cases:
+        code, err = run(capsys, *argv)
+        assert code == 2 and message in err and "Traceback" not in err, (argv, err)
 
 
 def test_missing_subcommand(capsys):
     code, err = run(capsys)
     assert code == 2 and "required" in err
+
+
+def test_native_resolution_too_large_for_memory_fails_before_the_prediction(model_dir, photo, capsys, monkeypatch):
+    import captum_gmar.attribution
+    import captum_gmar.evaluation.runner
+
+    def no_prediction(vit):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(captum_gmar.attribution, "available_bytes", lambda device: 2**20)
+    monkeypatch.setattr(captum_gmar.evaluation.runner, "score_function", no_prediction)
+    code, err = run(capsys, "explain", photo, "--model", model_dir, "--native-resolution", "--device", "cpu")
+    assert code == 2 and "200x300 px" in err and "drop --native-resolution" in err

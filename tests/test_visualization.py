@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from captum_gmar.visualization import comparison_grid, head_weight_heatmap, to_display_image
+from captum_gmar.visualization import MAP_CMAP, comparison_grid, head_weight_heatmap, map_scale, show_map, to_display_image
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 
 def test_to_display_image_undoes_normalisation_or_scales():
@@ -17,14 +18,48 @@ def test_to_display_image_undoes_normalisation_or_scales():
     assert scaled.min() == 0.0 and scaled.max() == 1.0
 
 
-def test_comparison_grid_has_a_row_per_image_and_a_column_per_method():
+def test_map_scale_is_the_99th_percentile_or_the_maximum_of_a_sparse_map():
+    ramp = torch.arange(1000.0).view(10, 100)
+    assert map_scale(ramp) == pytest.approx(float(torch.quantile(ramp.flatten(), 0.99)))
+    sparse = torch.zeros(20, 20)
+    sparse[3, 4] = 2.5
+    assert map_scale(sparse) == 2.5
+    assert map_scale(torch.zeros(4, 4)) == 0.0
+    assert map_scale(-ramp) == 0.0  # negative relevance is no mass
+
+
+def test_show_map_overlays_a_heat_map_on_its_own_scale_with_a_colour_bar():
+    fig, ax = plt.subplots()
+    attribution = torch.rand(16, 16, generator=torch.Generator().manual_seed(0))
+    show_map(ax, attribution, np.full((16, 16, 3), 0.5), title="GMAR")
+    grey, heat = ax.images
+    assert grey.get_cmap().name == "gray" and heat.get_cmap().name == MAP_CMAP
+    assert heat.get_clim() == (0.0, pytest.approx(map_scale(attribution)))
+    assert len(fig.axes) == 2  # the map and its colour bar
+    plt.close(fig)
+
+
+def test_an_all_zero_map_is_labelled_not_scaled():
+    fig, ax = plt.subplots()
+    show_map(ax, torch.zeros(8, 8), np.zeros((8, 8, 3)))
+    assert [text.get_text() for text in ax.texts] == ["all zero"]
+    assert len(ax.images) == 1 and len(fig.axes) == 1  # the image only, no colour bar
+    plt.close(fig)
+
+
+def test_comparison_grid_rows_columns_legend_and_caption():
     images = [np.random.default_rng(0).random((16, 16, 3)) for _ in range(2)]
     maps = {"GMAR": torch.rand(2, 16, 16), "IG": torch.zeros(2, 16, 16)}
     masks = torch.zeros(2, 16, 16, dtype=torch.bool)
     masks[:, 4:8, 4:8] = True
-    fig = comparison_grid(images, maps, row_titles=["a", "b"], masks=masks)
-    assert len(fig.axes) == 6
-    assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "GMAR", "IG"]
+    fig = comparison_grid(images, maps, row_titles=["a", "b"], masks=masks, title="T", caption="device: cpu")
+    cells = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(cells) == 6 and len(fig.axes) == 8  # 2 x (image + 2 maps), a colour bar per non-zero map
+    assert [ax.get_title() for ax in cells[:3]] == ["a", "GMAR", "IG"]
+    assert fig.legends[0].get_texts()[0].get_text() == "explained item (ground-truth mask)"
+    assert fig._suptitle.get_text() == "T"
+    assert any("device: cpu" in text.get_text() for text in fig.texts)
+    plt.close(fig)
 
 
 def test_head_weight_heatmap_shows_layers_by_heads():

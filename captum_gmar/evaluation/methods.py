@@ -19,6 +19,9 @@ from ..gae import GenericAttentionExplainability
 from ..gmar import GMARAttribution
 from ..gradcam import TokenGradCAM
 from ..models import VisionTransformer
+from ..names import METHOD_KEYS
+
+__all__ = ["METHOD_KEYS", "Method", "build_methods"]
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,6 @@ def _builders(ig_steps: int, ig_internal_batch_size: int | None) -> dict[str, Ca
     }
 
 
-#: method keys accepted by :func:`build_methods` and the command line, in display order
-METHOD_KEYS: tuple[str, ...] = tuple(_builders(50, None))
 
 
 def build_methods(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torch import Tensor
 
 from ..datasets.scenes import PIXEL_MEAN, PIXEL_STD
 from ..visualization import comparison_grid, to_display_image
@@ -90,9 +91,13 @@ def comparison_figure(
     rows: Sequence[int],
     device: torch.device,
     id2label: dict[int, str],
+    score_fn: Callable[[Tensor], Tensor],
+    title: str | None = None,
+    caption: str | None = None,
 ) -> Figure:
     """Image | one map per method, for the explanation tasks ``rows``, the explained
-    item's mask outlined.
+    item's mask outlined; each row is titled with the explained class and the model's
+    score for it, and the predicted class where that differs.
 
     Args:
         methods: the compared methods.
@@ -100,10 +105,24 @@ def comparison_figure(
         rows: indices of the tasks to draw (one figure row each).
         device: where the methods' model lives.
         id2label: class names for the row titles (the model config's).
+        score_fn: images -> class scores ``(N, K)`` (probabilities).
+        title, caption: of the figure (see :func:`~captum_gmar.visualization.comparison_grid`).
     """
     index = torch.as_tensor(list(rows))
-    x, t = explanations.pixel_values[index], explanations.targets[index]
-    maps = {m.name: m(x.to(device), t.to(device)).cpu() for m in methods}
+    x, t = explanations.pixel_values[index].to(device), explanations.targets[index].to(device)
+    maps = {m.name: m(x, t).cpu() for m in methods}
+    with torch.no_grad():
+        scores = score_fn(x).cpu()
     images = [to_display_image(image, mean=[PIXEL_MEAN] * 3, std=[PIXEL_STD] * 3) for image in x]
-    titles = [id2label[int(c)] for c in t]
-    return comparison_grid(images, maps, row_titles=titles, masks=explanations.masks[index])
+    titles = [class_title(row_scores, int(target), id2label) for row_scores, target in zip(scores, t)]
+    return comparison_grid(images, maps, row_titles=titles, masks=explanations.masks[index], title=title, caption=caption)
+
+
+def class_title(scores: Tensor, target: int, id2label: dict[int, str]) -> str:
+    """``'Sneaker (p 0.93)'`` for the explained class, plus ``'predicted: Bag (p 0.80)'``
+    on a second line when the top class differs; ``scores`` ``(K,)``."""
+    predicted = int(scores.argmax())
+    text = f"{id2label[target]} (p {scores[target]:.2f})"
+    if predicted != target:
+        text += f"\npredicted: {id2label[predicted]} (p {scores[predicted]:.2f})"
+    return text

@@ -19,15 +19,14 @@ from tqdm.auto import tqdm
 
 from ..datasets.scenes import Scenes, to_pixel_values
 from ..models import VisionTransformer
+from ..names import METHOD_KEYS, METRIC_KEYS
 from .cost import measure_cost
 from .faithfulness import deletion_auc, insertion_auc, perturbation_auc
 from .head_importance import head_masking_drops, rank_correlation
 from .localisation import class_sensitivity, mass_inside, pointing_game
-from .methods import METHOD_KEYS, build_methods
+from .methods import build_methods
 from .robustness import infidelity_score, sensitivity_score
 
-#: metric groups accepted by :func:`compare` and the command line
-METRIC_KEYS: tuple[str, ...] = ("faithfulness", "localisation", "robustness", "heads")
 
 @dataclass(frozen=True)
 class Explanations:

@@ -14,6 +14,7 @@ import torch
 from transformers import ViTForImageClassification
 
 from ..datasets import make_scenes, to_pixel_values
+from ..names import REFERENCE_MODELS
 from .samples import load_sample_scenes
 
 __all__ = [
@@ -35,15 +36,20 @@ def load_reference_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     attn_implementation: str | None = None,
+    *,
+    name: str = "vit-tiny",
 ) -> ViTForImageClassification:
-    """Load the shipped reference ViT, offline, in eval mode.
+    """Load a shipped reference model, offline, in eval mode.
 
     Args:
+        name: which one, of :data:`captum_gmar.names.REFERENCE_MODELS`.
         device: where to put it (default: CPU).
         dtype: parameter dtype (default: float32, as stored).
         attn_implementation: e.g. ``"eager"`` to get attention weights from
             ``output_attentions=True``; ``None`` keeps the transformers default.
     """
+    if name not in REFERENCE_MODELS:
+        raise ValueError(f"unknown reference model {name!r}; choose from {', '.join(REFERENCE_MODELS)}")
     kwargs = {"local_files_only": True}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
