@@ -24,7 +24,12 @@ class AttentionRollout(AttentionAttribution):
         model: a supported Hugging Face image classifier.
         head_fusion: ``"mean"`` (default), ``"max"`` or ``"min"``.
         discard_ratio: fraction of each layer's lowest fused attentions set to 0 before
-            the residual, in ``[0, 1)`` (vit-explain's option); default 0.
+            the residual, in ``[0, 1)``; default 0. Exactly ``int(T * T * ratio)``
+            entries are zeroed per example, never the class token's attention to itself
+            (see :func:`~captum_gmar.rollout.discard_lowest`). vit-explain's option differs
+            in two ways: it drops the (CLS, CLS) entry from the set it zeroes, so it
+            zeroes one entry fewer when that entry is among the lowest, and it applies
+            the discard to the first example of a batch only.
         alpha: weight of the identity (residual) term, in ``[0, 1]``; default 0.5.
         start_layer: first layer (0-based) that takes part.
     """

@@ -44,9 +44,11 @@ def add_identity(attn: Tensor) -> Tensor:
 
 
 def discard_lowest(attn: Tensor, ratio: float) -> Tensor:
-    """Zero the lowest ``ratio`` of each example's attention entries (Abnar & Zuidema's
-    rollout as implemented in vit-explain). The class token's attention to itself is
-    never discarded.
+    """Zero the lowest ``ratio`` of each example's attention entries, as the discard option
+    of vit-explain's rollout does, with one difference: exactly ``int(T * T * ratio)``
+    entries other than the class token's attention to itself are zeroed, whereas
+    vit-explain takes the ``int(T * T * ratio)`` lowest entries and then spares (CLS, CLS)
+    if it is among them, zeroing one fewer.
 
     Args:
         attn: ``(B, T, T)`` fused attention.
