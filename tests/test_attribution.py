@@ -20,6 +20,11 @@ from captum_gmar.models import VisionTransformer
 VIT = "ViTForImageClassification"
 
 
+def vit_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The encoder layers of a ViT (transformers 5 and 4.57 names)."""
+    return model.vit.layers if hasattr(model.vit, "layers") else model.vit.encoder.layer
+
+
 def lora(model: torch.nn.Module) -> peft.PeftModel:
     """LoRA on the query and key projections, initialised non-zero so that it changes the maps."""
     names = ["q_proj", "k_proj"] if hasattr(model.vit, "layers") else ["query", "key"]  # transformers 5 / 4.57
@@ -59,7 +64,7 @@ def test_torch_compile_wrapper_is_unwrapped(load_tiny, images):
 def test_a_layer_removed_after_construction_is_reported(load_tiny, images):
     model = load_tiny(VIT)
     gmar = GMARAttribution(model, start_layer=2)
-    del model.vit.layers[2]
+    del vit_layers(model)[2]
     with pytest.raises(UnsupportedModelError, match="found 2 attention blocks .* config has 3 layers"):
         gmar.attribute(images, target=1)
 
@@ -115,9 +120,7 @@ def test_two_models_run_in_parallel(load_tiny, images):
         # would time out if calls on different models were serialised
         assert second_done.wait(timeout=30), "a call on another model was blocked"
 
-    handle = first.vit.layers[0].attention.q_proj.register_forward_pre_hook(wait_for_the_other_model) if hasattr(
-        first.vit, "layers"
-    ) else first.vit.encoder.layer[0].attention.attention.query.register_forward_pre_hook(wait_for_the_other_model)
+    handle = vit_layers(first)[0].register_forward_pre_hook(wait_for_the_other_model)
     try:
         with ThreadPoolExecutor(2) as pool:
             blocked = pool.submit(GMARAttribution(first).attribute, images, target=1)
