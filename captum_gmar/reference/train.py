@@ -95,7 +95,7 @@ def _sincos_2d(grid: int, dim: int) -> Tensor:
 def build_processor() -> ViTImageProcessor:
     """The image processor matching :func:`captum_gmar.datasets.scenes.to_pixel_values`."""
     return ViTImageProcessor(
-        do_resize=False,
+        do_resize=True,
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         do_rescale=True,
         rescale_factor=1 / 255,

@@ -84,6 +84,15 @@ def test_processor_matches_to_pixel_values() -> None:
     torch.testing.assert_close(out, to_pixel_values(images), atol=1e-5, rtol=0)
 
 
+def test_processor_resizes_a_photo_to_the_model_size() -> None:
+    """As for any Hugging Face model, the processor saved with the model makes its input
+    from a photo of any size (issue 13: it used to pass a 300 x 451 photo through as is)."""
+    processor = AutoImageProcessor.from_pretrained(REFERENCE_MODEL_DIR, local_files_only=True)
+    photo = np.random.default_rng(0).integers(0, 256, (300, 451, 3), dtype=np.uint8)
+    out = processor(images=photo, return_tensors="pt")["pixel_values"]
+    assert out.shape == (1, 3, 64, 64)
+
+
 def test_eager_attention_weights() -> None:
     model = load_reference_model(attn_implementation="eager", dtype=torch.float64)
     x = to_pixel_values(load_sample_scenes().images[:2]).double()
