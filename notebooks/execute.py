@@ -3,13 +3,15 @@
     python notebooks/execute.py              # check: run copies, leave the files as they are
     python notebooks/execute.py --in-place   # refresh the outputs stored in the files
 
-Exits non-zero when a cell raises.
+Exits non-zero when a cell raises, or when an output carries a warning or a path of this
+machine (stored outputs are read by every user; they must show results, not our set-up).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -18,6 +20,28 @@ import nbformat
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
+# What must not appear in an output: a Python warning, or an absolute path of this machine
+# (the repository, the interpreter's prefix, the home folder).
+_LEAKS = re.compile(
+    "|".join(
+        [r"\w*Warning\b"]
+        + [re.escape(str(p)) for p in {HERE.parent, Path(sys.prefix), Path(sys.base_prefix), Path.home()} if str(p) != "/"]
+    )
+)
+
+
+def output_problems(notebook: nbformat.NotebookNode) -> list[str]:
+    """One line per output that shows a warning or a path of this machine."""
+    problems = []
+    for index, cell in enumerate(notebook.cells):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            text = output.get("text", "") + "".join(str(v) for k, v in data.items() if not k.startswith("image/"))
+            text += "".join(output.get("traceback", []))
+            found = _LEAKS.search(text)
+            if found:
+                problems.append(f"cell {index}: {found.group(0)!r} in {text[max(0, found.start() - 60) : found.end() + 60]!r}")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,14 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
     args = parser.parse_args(argv)
     os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend puts the figures in the outputs
+    # Progress bars (ours through tqdm, the hub's and transformers' through huggingface_hub)
+    # are for live sessions, not for stored outputs.
+    os.environ.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    failed = False
     for path in args.notebooks:
         notebook = nbformat.read(path, as_version=4)
         start = time.perf_counter()
         NotebookClient(notebook, timeout=args.timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
         print(f"{path.name}: ran in {time.perf_counter() - start:.1f} s", flush=True)
-        if args.in_place:
+        problems = output_problems(notebook)
+        for problem in problems:
+            print(f"{path.name}: {problem}", file=sys.stderr)
+        failed |= bool(problems)
+        if args.in_place and not problems:
             nbformat.write(notebook, path)
-    return 0
+    return int(failed)
 
 
 if __name__ == "__main__":
