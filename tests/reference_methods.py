@@ -60,8 +60,8 @@ def eager_pass(model, x: torch.Tensor, targets: torch.Tensor | None, call=None):
     for module in timm_attention:
         module.fused_attn = False
         hooks.append(module.attn_drop.register_forward_hook(lambda mod, args, out: hooked.append(out)))
-    for module in vision.modules():  # transformers 5-style attention modules return their eager weights
-        if hasattr(module, "q_proj") and (hasattr(module, "o_proj") or hasattr(module, "out_proj")):
+    for module in vision.modules():  # transformers' attention modules return their eager weights
+        if hasattr(module, "q_proj") and (hasattr(module, "o_proj") or hasattr(module, "out_proj")) or hasattr(module, "query"):
             hooks.append(module.register_forward_hook(lambda mod, args, out: hooked.append(out[1])))
     try:
         logits, attentions = (call or _call_with_attentions)(model, x.clone().requires_grad_(True))
