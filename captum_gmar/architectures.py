@@ -217,7 +217,8 @@ def find_attention_blocks(vision: nn.Module) -> list[AttentionBlock]:
         elif hasattr(module, "output") and hasattr(getattr(module, "attention", None), "query"):
             inner = module.attention
             blocks.append(_hf_block(inner, inner.query, inner.key, inner.value, module.output.dense))
-        elif hasattr(module, "proj") and hasattr(module, "fused_attn") and isinstance(getattr(module, "num_heads", None), int):
+        elif hasattr(module, "proj") and hasattr(module, "fused_attn") and (hasattr(module, "qkv") or hasattr(module, "q_proj")):
+            # timm's Attention and EvaAttention (not the latent query of an attention-pooling head)
             blocks.append(AttentionBlock(module, getattr(module, "norm", module.proj), module.num_heads))
     return blocks
 

@@ -162,8 +162,9 @@ ZERO_SHOT_MODELS = {
 
 def randomise_(model: torch.nn.Module) -> torch.nn.Module:
     """Make read-out and capture bugs visible, in place: special tokens and position
-    embeddings that transformers initialises to zero (DeiT's, ViT-MSN's, BEiT's class
-    token, DINOv2's registers ...) get random values of ViT's initialisation scale (0.02),
+    embeddings initialised to zero or nearly (transformers' DeiT, ViT-MSN and BEiT class
+    tokens, DINOv2's registers, timm's class and register tokens ...) get random values
+    of ViT's initialisation scale (0.02),
     relative position bias tables (zero too) random values of the scores' scale (1), and
     the query and key weights are brought to a standard deviation of 0.16 (8 times ViT's
     initialisation, as wider-initialised families get too), so that attention is sharp
@@ -173,7 +174,7 @@ def randomise_(model: torch.nn.Module) -> torch.nn.Module:
         for name, param in model.named_parameters():
             if "relative_position_bias_table" in name:
                 param.copy_(torch.randn(param.shape, generator=generator))
-            elif any(key in name for key in _SPECIAL) and not param.any():
+            elif any(key in name for key in _SPECIAL) and param.abs().max() < 1e-3:
                 param.copy_(0.02 * torch.randn(param.shape, generator=generator))
             elif any(key in name for key in ("q_proj", "k_proj", "query", "key")) and param.dim() == 2:
                 param.mul_(0.16 / param.std())
@@ -183,7 +184,9 @@ def randomise_(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-_SPECIAL = ("cls_token", "class_embedding", "distillation_token", "register_tokens", "reg_token", "position_embedding", "pos_embed")
+_SPECIAL = (
+    "cls_token", "class_embedding", "distillation_token", "dist_token", "register_tokens", "reg_token", "position_embedding", "pos_embed"
+)
 
 
 def _save(make_config, cls_name: str, path) -> str:

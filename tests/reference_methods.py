@@ -56,7 +56,7 @@ def eager_pass(model, x: torch.Tensor, targets: torch.Tensor | None, call=None):
         for name, module in vision.named_modules()
         if name.endswith(CONTEXT_MODULES)
     ]
-    timm_attention = [m for m in model.modules() if hasattr(m, "fused_attn") and hasattr(m, "attn_drop")]
+    timm_attention = {m: m.fused_attn for m in model.modules() if hasattr(m, "fused_attn") and hasattr(m, "attn_drop")}
     for module in timm_attention:
         module.fused_attn = False
         hooks.append(module.attn_drop.register_forward_hook(lambda mod, args, out: hooked.append(out)))
@@ -68,8 +68,8 @@ def eager_pass(model, x: torch.Tensor, targets: torch.Tensor | None, call=None):
     finally:
         for hook in hooks:
             hook.remove()
-        for module in timm_attention:
-            module.fused_attn = True
+        for module, fused in timm_attention.items():
+            module.fused_attn = fused
     attentions = list(attentions) if attentions else hooked
     assert attentions and all(a is not None for a in attentions)
     if targets is not None:
