@@ -20,7 +20,7 @@ Two ways of capturing the attention (see :mod:`captum_gmar.capture`):
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -35,6 +35,7 @@ from .names import (
     TIMM_MODEL_CLASSES,
     ZERO_SHOT_MODEL_CLASSES,
 )
+from .zero_shot import Prompts, ZeroShotHead
 
 #: A group of tokens a classifier can read: the class token, the distillation token
 #: (DeiT), the mean of the patch tokens, the mean of all tokens, or the attention of an
@@ -153,7 +154,7 @@ def parse_pooling(spec: str) -> Pooling:
     return groups  # type: ignore[return-value]
 
 
-def describe(model: nn.Module, text: Mapping[str, Tensor] | Tensor | None = None) -> Architecture:
+def describe(model: nn.Module, text: Prompts | None = None) -> Architecture:
     """The :class:`Architecture` of a supported model.
 
     Args:
@@ -171,8 +172,6 @@ def describe(model: nn.Module, text: Mapping[str, Tensor] | Tensor | None = None
         raise ValueError(f"text prompts are for zero-shot image-text models ({', '.join(ZERO_SHOT_MODEL_CLASSES)}), "
                          f"not for {type(model).__name__}")
     if zero_shot:
-        from .zero_shot import ZeroShotHead
-
         if text is None:
             raise ValueError(f"{type(model).__name__} is explained zero-shot: pass the tokenized prompts as text= "
                              "(e.g. processor(text=prompts, padding=True, return_tensors='pt')); the target is a prompt's index")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
 
 from torch import Tensor, nn
 
@@ -12,6 +11,7 @@ from .attribution import AttentionAttribution, Explanation, check_alpha
 from .capture import AttentionTrace
 from .heads import HeadFusion, reduce_heads
 from .rollout import add_residual, discard_lowest, rollout_row
+from .zero_shot import Prompts
 
 
 class AttentionRollout(AttentionAttribution):
@@ -50,7 +50,7 @@ class AttentionRollout(AttentionAttribution):
         alpha: float = 0.5,
         start_layer: int = 0,
         readout: Readout = "auto",
-        text: Mapping[str, Tensor] | Tensor | None = None,
+        text: Prompts | None = None,
     ) -> None:
         if head_fusion not in ("mean", "max", "min"):
             raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import torch
@@ -19,13 +19,14 @@ from captum.attr import Attribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from .architectures import Pooling, Readout
+from .capture import AttentionTrace
 from .errors import InsufficientMemoryError, NonFiniteError
 from .formatting import TargetType, batch_slices, check_pixel_values, format_targets
 from .maps import input_map, patch_map
-from .architectures import Pooling, Readout
-from .capture import AttentionTrace
 from .memory import attention_call_bytes, available_bytes, gib
 from .models import VisionTransformer
+from .zero_shot import Prompts
 
 OutputKind = Literal["input", "patches"]
 InputType = Tensor | tuple[Tensor]
@@ -79,7 +80,7 @@ class AttentionAttribution(Attribution, ABC):
         model: nn.Module,
         start_layer: int = 0,
         readout: Readout | None = "auto",
-        text: Mapping[str, Tensor] | Tensor | None = None,
+        text: Prompts | None = None,
     ) -> None:
         self.vit = VisionTransformer(model, text)
         super().__init__(self.vit.logits)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Literal, overload
 
 import torch
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from .architectures import Readout
 from .attribution import AttentionAttribution, Explanation, InputType, OutputKind, check_alpha
+from .capture import AttentionTrace
 from .formatting import TargetType
 from .heads import Norm, attention_grad, fuse_heads, head_scores, normalize_head_weights, split_heads
-from .architectures import Readout
-from .capture import AttentionTrace
 from .rollout import add_residual, rollout_row
+from .zero_shot import Prompts
 
 HeadGradient = Literal["context", "attention"]
 
@@ -65,7 +65,7 @@ class GMARAttribution(AttentionAttribution):
         head_gradient: HeadGradient = "context",
         start_layer: int = 0,
         readout: Readout = "auto",
-        text: Mapping[str, Tensor] | Tensor | None = None,
+        text: Prompts | None = None,
     ) -> None:
         if norm not in ("l1", "l2"):
             raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")

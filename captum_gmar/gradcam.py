@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 from torch import Tensor, nn
 
 from .attribution import AttentionAttribution, Explanation
 from .capture import AttentionTrace
+from .zero_shot import Prompts
 
 
 class TokenGradCAM(AttentionAttribution):
@@ -27,7 +26,7 @@ class TokenGradCAM(AttentionAttribution):
     needs_hidden = True
     maps_alive = 0  # no attention maps are built
 
-    def __init__(self, model: nn.Module, text: Mapping[str, Tensor] | Tensor | None = None) -> None:
+    def __init__(self, model: nn.Module, text: Prompts | None = None) -> None:
         super().__init__(model, readout=None, text=text)  # no rollout, so no read-out row
 
     @classmethod

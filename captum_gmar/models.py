@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import torch
@@ -27,6 +27,7 @@ from .architectures import AttentionBlock, Architecture, Pooling, Readout, descr
 from .capture import AttentionTrace, capture_attention, layer_captures
 from .errors import NonFiniteError, UnsupportedModelError
 from .names import SUPPORTED_MODEL_CLASSES
+from .zero_shot import Prompts
 
 __all__ = ["SUPPORTED_MODEL_CLASSES", "AttentionTrace", "VisionTransformer", "model_lock", "unwrap_model"]
 
@@ -48,7 +49,7 @@ class VisionTransformer:
         UnsupportedModelError: if the model is not a supported vision transformer.
     """
 
-    def __init__(self, model: nn.Module, text: Mapping[str, Tensor] | Tensor | None = None) -> None:
+    def __init__(self, model: nn.Module, text: Prompts | None = None) -> None:
         self.model = unwrap_model(model)
         arch: Architecture = describe(self.model, text)
         self.architecture = arch

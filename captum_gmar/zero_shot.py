@@ -14,6 +14,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+#: tokenized prompts: the tokenizer's or processor's output (``input_ids`` and optionally
+#: ``attention_mask``), or an ``input_ids`` tensor ``(K, L)``
+Prompts = Mapping[str, Tensor] | Tensor
+
 _TEXT_KEYS = ("input_ids", "attention_mask", "position_ids")
 
 
@@ -30,8 +34,8 @@ class ZeroShotHead:
     text tower changed later (e.g. LoRA on it) needs a new attribution object.
     """
 
-    def __init__(self, model: nn.Module, text: Mapping[str, Tensor] | Tensor) -> None:
-        from .models import evaluating, model_lock
+    def __init__(self, model: nn.Module, text: Prompts) -> None:
+        from .models import evaluating, model_lock  # here: models imports this module (through architectures)
 
         inputs = {"input_ids": text} if isinstance(text, Tensor) else {k: text[k] for k in _TEXT_KEYS if k in text}
         ids = inputs.get("input_ids")
