@@ -22,7 +22,7 @@ Every hook ignores forward passes of other threads.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -189,7 +189,7 @@ class _KernelCapture(TorchFunctionMode):
         self.keep_value = keep_value
         self.store: dict[str, object] | None = None
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func: Callable, types: tuple, args: tuple = (), kwargs: dict | None = None) -> object:
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
         store = self.store

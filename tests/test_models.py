@@ -5,12 +5,19 @@ import torch
 from conftest import MODEL_NAMES, PREFIX_TOKENS, takes_other_sizes
 from reference_methods import eager_pass
 
+from captum_gmar import architectures, names
 from captum_gmar.heads import attention_probs, split_heads
 from captum_gmar.models import SUPPORTED_MODEL_CLASSES, VisionTransformer
 
 
 def test_every_supported_class_is_tested():
     assert set(MODEL_NAMES) == set(SUPPORTED_MODEL_CLASSES)
+
+
+def test_the_torch_free_names_are_the_architectures_the_package_knows():
+    assert set(SUPPORTED_MODEL_CLASSES) == set(architectures._CLASSIFIERS) | {"TimmWrapperForImageClassification"}
+    assert set(names.ZERO_SHOT_MODEL_CLASSES) == set(architectures._ZERO_SHOT)
+    assert set(names.BACKBONE_MODEL_CLASSES) == set(architectures._BACKBONES)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
