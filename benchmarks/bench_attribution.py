@@ -30,12 +30,14 @@ from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAt
 from captum_gmar.evaluation.cost import measure_cost
 from captum_gmar.models import VisionTransformer
 
-CONFIGS: dict[str, Callable[[], transformers.ViTConfig] | None] = {
+CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig] | None] = {
     "reference": None,  # the bundled model, 64 px
     "vit-b16": lambda: transformers.ViTConfig(num_labels=1000),  # 224 px, 12 x 12 heads, 768 wide
     "vit-l16": lambda: transformers.ViTConfig(
         hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, num_labels=1000
     ),
+    # BEiT-B/16 with a relative position bias per layer: attention captured at the kernel
+    "beit-b16": lambda: transformers.BeitConfig(use_relative_position_bias=True, num_labels=1000),
 }
 
 
@@ -47,7 +49,8 @@ def load(name: str, attn: str, device: torch.device) -> torch.nn.Module:
     config = CONFIGS[name]()
     config._attn_implementation = attn
     torch.manual_seed(0)
-    return transformers.ViTForImageClassification(config).to(device).eval()
+    model_class = transformers.BeitForImageClassification if name.startswith("beit") else transformers.ViTForImageClassification
+    return model_class(config).to(device).eval()
 
 
 def forward_backward(vit: VisionTransformer, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -6,22 +6,25 @@ import numbers
 
 from torch import Tensor, nn
 
+from .architectures import Readout
 from .attribution import AttentionAttribution, Explanation, check_alpha
+from .capture import AttentionTrace
 from .heads import HeadFusion, reduce_heads
-from .models import AttentionTrace
-from .rollout import add_residual, discard_lowest, rollout_cls_row
+from .rollout import add_residual, discard_lowest, rollout_row
+from .zero_shot import Prompts
 
 
 class AttentionRollout(AttentionAttribution):
     """Attention rollout: fuse heads (mean, max or min), optionally discard the weakest
     attentions, add the residual ``(1 - alpha) * Abar + alpha * I`` with rows
-    renormalised, and read the class token's row of the product over layers.
+    renormalised, and read the read-out row (the class token's, or the model's own
+    pooling, see ``readout``) of the product over layers.
 
     Class-agnostic: ``target`` is checked but does not change the map. One forward pass,
     no backward pass, any attention implementation.
 
     Args:
-        model: a supported Hugging Face image classifier.
+        model: a supported model (see ``docs/models.md``).
         head_fusion: ``"mean"`` (default), ``"max"`` or ``"min"``.
         discard_ratio: fraction of each layer's lowest fused attentions set to 0 before
             the residual, in ``[0, 1)``; default 0. Exactly ``int(T * T * ratio)``
@@ -32,6 +35,9 @@ class AttentionRollout(AttentionAttribution):
             the discard to the first example of a batch only.
         alpha: weight of the identity (residual) term, in ``[0, 1]``; default 0.5.
         start_layer: first layer (0-based) that takes part.
+        readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
+            :class:`~captum_gmar.attribution.AttentionAttribution`.
+        text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
     """
 
     needs_gradients = False
@@ -43,6 +49,8 @@ class AttentionRollout(AttentionAttribution):
         discard_ratio: float = 0.0,
         alpha: float = 0.5,
         start_layer: int = 0,
+        readout: Readout = "auto",
+        text: Prompts | None = None,
     ) -> None:
         if head_fusion not in ("mean", "max", "min"):
             raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")
@@ -53,15 +61,18 @@ class AttentionRollout(AttentionAttribution):
         self.head_fusion = head_fusion
         self.discard_ratio = float(discard_ratio)
         self.alpha = check_alpha(alpha)
-        super().__init__(model, start_layer=start_layer)
+        super().__init__(model, start_layer=start_layer, readout=readout, text=text)
 
     @classmethod
     def get_name(cls) -> str:
         return "Attention Rollout"
 
     def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
-        relevance = rollout_cls_row(
-            add_residual(discard_lowest(reduce_heads(trace.attention_probs(layer), self.head_fusion), self.discard_ratio), self.alpha)
-            for layer in reversed(self.layers)
+        relevance = rollout_row(
+            (
+                add_residual(discard_lowest(reduce_heads(trace.attention_probs(layer), self.head_fusion), self.discard_ratio), self.alpha)
+                for layer in reversed(self.layers)
+            ),
+            trace.readout(self.pooling),
         )
         return Explanation(relevance)

@@ -3,7 +3,8 @@
 A small template method: :class:`AttentionAttribution` checks inputs and targets, splits
 the batch, runs one captured forward pass per chunk on the model's device and turns token
 relevance into maps. A subclass implements only :meth:`AttentionAttribution._explain`,
-which turns one :class:`~captum_gmar.models.AttentionTrace` into class-token relevance.
+which turns one :class:`~captum_gmar.capture.AttentionTrace` into token relevance (the
+read-out row ``p`` of the rolled-out matrix, see :attr:`AttentionAttribution.pooling`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from captum.attr import Attribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from .architectures import Pooling, Readout
+from .capture import AttentionTrace
 from .errors import InsufficientMemoryError, NonFiniteError
 from .formatting import TargetType, batch_slices, check_pixel_values, format_targets
 from .maps import input_map, patch_map
 from .memory import attention_call_bytes, available_bytes, gib
-from .models import AttentionTrace, VisionTransformer
+from .models import VisionTransformer
+from .zero_shot import Prompts
 
 OutputKind = Literal["input", "patches"]
 InputType = Tensor | tuple[Tensor]
@@ -31,7 +35,7 @@ InputType = Tensor | tuple[Tensor]
 class Explanation(NamedTuple):
     """What :meth:`AttentionAttribution._explain` returns for a chunk of ``B`` examples."""
 
-    #: ``(B, T)`` float32 relevance of every token for the class token.
+    #: ``(B, T)`` float32 relevance of every token for the read-out.
     token_relevance: Tensor
     #: ``(B, L', H)`` head weights of the layers taking part, or ``None``.
     head_weights: Tensor | None = None
@@ -41,12 +45,25 @@ class AttentionAttribution(Attribution, ABC):
     """Base class of attribution methods that roll out a ViT's attention.
 
     Args:
-        model: a supported Hugging Face image classifier (see
-            :data:`captum_gmar.models.SUPPORTED_MODEL_CLASSES`).
+        model: a supported model (see ``docs/models.md``): a Hugging Face image
+            classifier (:data:`~captum_gmar.names.SUPPORTED_MODEL_CLASSES`), a zero-shot
+            image-text model with ``text``, a timm ViT, or a user's head on a supported
+            backbone.
         start_layer: first layer that takes part (0-based); earlier layers are skipped.
+        readout: which row of the rolled-out matrix is the map: ``"auto"`` (default)
+            reads the model's own pooling where its classifier reads one group of tokens
+            (the class token, the mean of the patch tokens or of all tokens) and the class
+            token where it combines several (DeiT with teacher, DINOv2); ``"cls"`` the
+            class token's row, as in the published methods; ``"model"`` the model's own
+            pooling ``p``, i.e. ``p^T R``; ``None`` for a method that reads no row.
+        text: for zero-shot image-text models (CLIP, MetaCLIP 2, SigLIP), the tokenized
+            prompts, e.g. ``processor(text=prompts, padding=True, return_tensors="pt")``;
+            ``target`` is then a prompt's index.
 
     Attributes:
         forward_func: ``pixel_values -> logits``, as Captum's metrics expect.
+        pooling: the token groups the read-out averages (``("class",)`` for the class
+            token; see :data:`~captum_gmar.architectures.Pooling`), or ``None``.
     """
 
     #: whether :meth:`_explain` needs a backward pass (class-specific methods do).
@@ -58,9 +75,16 @@ class AttentionAttribution(Attribution, ABC):
     #: float32 ``(B, H, T, T)`` maps :meth:`_explain` holds at once (for the memory check).
     maps_alive: int = 3
 
-    def __init__(self, model: nn.Module, start_layer: int = 0) -> None:
-        self.vit = VisionTransformer(model)
+    def __init__(
+        self,
+        model: nn.Module,
+        start_layer: int = 0,
+        readout: Readout | None = "auto",
+        text: Prompts | None = None,
+    ) -> None:
+        self.vit = VisionTransformer(model, text)
         super().__init__(self.vit.logits)
+        self.pooling: Pooling | None = None if readout is None else self.vit.readout_pooling(readout)
         num_layers = self.vit.num_layers
         if isinstance(start_layer, bool) or not isinstance(start_layer, numbers.Integral):
             raise TypeError(f"start_layer must be an int, got {type(start_layer).__name__}")
@@ -105,7 +129,7 @@ class AttentionAttribution(Attribution, ABC):
 
     @abstractmethod
     def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
-        """Class-token relevance for one chunk.
+        """Token relevance for one chunk (read with ``trace.readout(self.pooling)``).
 
         Args:
             trace: the captured forward pass of ``B`` examples.
@@ -166,7 +190,6 @@ class AttentionAttribution(Attribution, ABC):
             weights = torch.cat([e.head_weights for e in explanations]).to(pixel_values.device)
         return ((maps,) if is_tuple else maps), weights
 
-
     def check_memory(self, input_shape: Sequence[int], internal_batch_size: int | None = None) -> None:
         """Refuse a call on inputs of ``input_shape`` ``(B, C, H, W)`` whose estimated peak
         memory (see :mod:`captum_gmar.memory`) exceeds what the model's device has
@@ -194,6 +217,7 @@ class AttentionAttribution(Attribution, ABC):
                 self.maps_alive,
                 backward=self.needs_gradients,
                 eager=vit.keeps_attention_for_backward,
+                maps_kept=vit.keeps_attention_maps,
             )
 
         available = available_bytes(param.device)
@@ -204,8 +228,8 @@ class AttentionAttribution(Attribution, ABC):
         if fits >= 1:
             advice = f"pass internal_batch_size={fits} (or less) to explain the batch in chunks"
         else:
-            native = "x".join(map(str, vit.image_size))
-            advice = f"resize the images (the model was trained at {native} px; memory grows with the side to the 4th power)"
+            native = f"the model was trained at {'x'.join(map(str, vit.image_size))} px; " if vit.image_size else ""
+            advice = f"resize the images ({native}memory grows with the side to the 4th power)"
         raise InsufficientMemoryError(
             f"{self.get_name()} on {chunk} image(s) of {size} would need about {gib(need(chunk))}, "
             f"but only {gib(available)} are available on {param.device}: {advice}"

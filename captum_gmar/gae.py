@@ -5,22 +5,21 @@ from __future__ import annotations
 from torch import Tensor
 
 from .attribution import AttentionAttribution, Explanation
+from .capture import AttentionTrace
 from .heads import attention_grad, gradient_weighted_heads
-from .models import AttentionTrace
-from .rollout import add_identity, rollout_cls_row
+from .rollout import add_identity, rollout_row
 
 
 class GenericAttentionExplainability(AttentionAttribution):
     """Chefer et al.'s gradient-weighted attention relevance for a ViT.
 
     Per layer ``Abar = mean_h relu(dy_c/dA * A)``; starting from ``R = I`` each layer adds
-    ``Abar @ R``, and the class token's row of ``R`` over the patches is the map. One
-    forward and one backward pass (the attention gradient is ``dy/dC_h @ V_h^T``, so no
-    eager attention is needed).
+    ``Abar @ R``, and the read-out row of ``R`` (the class token's, or ``p^T R`` for the
+    model's own pooling ``p``) over the patches is the map. One forward and one backward
+    pass (the attention gradient is ``dy/dC_h @ V_h^T``, so no eager attention is needed).
 
-    Args:
-        model: a supported Hugging Face image classifier.
-        start_layer: first layer (0-based) that takes part.
+    Args as :class:`~captum_gmar.attribution.AttentionAttribution`: ``model``,
+    ``start_layer`` (first layer, 0-based, that takes part), ``readout`` and ``text``.
     """
 
     needs_value = True
@@ -33,13 +32,11 @@ class GenericAttentionExplainability(AttentionAttribution):
     def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
         layers = self.layers
         grads = trace.context_grads(targets, layers)
-        relevance = rollout_cls_row(
-            add_identity(
-                gradient_weighted_heads(
-                    trace.attention_probs(layer),
-                    attention_grad(grad, trace.layers[layer].value, trace.blocks[layer].num_heads),
-                )
-            )
-            for layer, grad in zip(reversed(layers), reversed(grads))
+        relevance = rollout_row(
+            (
+                add_identity(gradient_weighted_heads(trace.attention_probs(layer), attention_grad(grad, trace.layers[layer].value)))
+                for layer, grad in zip(reversed(layers), reversed(grads))
+            ),
+            trace.readout(self.pooling),
         )
         return Explanation(relevance)

@@ -8,11 +8,13 @@ import torch
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from .architectures import Readout
 from .attribution import AttentionAttribution, Explanation, InputType, OutputKind, check_alpha
+from .capture import AttentionTrace
 from .formatting import TargetType
 from .heads import Norm, attention_grad, fuse_heads, head_scores, normalize_head_weights, split_heads
-from .models import AttentionTrace
-from .rollout import add_residual, rollout_cls_row
+from .rollout import add_residual, rollout_row
+from .zero_shot import Prompts
 
 HeadGradient = Literal["context", "attention"]
 
@@ -25,8 +27,9 @@ class GMARAttribution(AttentionAttribution):
     channels of the attention output projection's input, over all tokens). Scores are
     normalised to weights ``w`` that sum to 1 over heads, per layer and example; the
     heads' attention maps are fused with those weights, the residual is modelled as
-    ``(1 - alpha) * Abar + alpha * I`` and the class token's row of the product over
-    layers is read over the patch tokens. One forward and one backward pass; no
+    ``(1 - alpha) * Abar + alpha * I`` and the read-out row of the product over layers
+    (the class token's, or the model's own pooling, see ``readout``) is read over the
+    patch tokens. One forward and one backward pass; no
     parameter gradients; any attention implementation (the maps are rebuilt from the
     captured queries and keys, so sdpa models need not switch to eager).
 
@@ -34,7 +37,7 @@ class GMARAttribution(AttentionAttribution):
     head fusion.
 
     Args:
-        model: a supported Hugging Face image classifier, e.g. from
+        model: a supported model (see ``docs/models.md``), e.g. from
             ``ViTForImageClassification.from_pretrained(path)``.
         norm: ``"l1"`` (default) or ``"l2"`` head score.
         alpha: weight of the identity (residual) term, in ``[0, 1]``; default 0.5.
@@ -42,11 +45,16 @@ class GMARAttribution(AttentionAttribution):
             outputs; ``"attention"`` by the gradient of their attention probabilities
             (computed exactly as ``dL/dC_h @ V_h^T``, still without eager attention).
         start_layer: first layer (0-based) that takes part in the rollout.
+        readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
+            :class:`~captum_gmar.attribution.AttentionAttribution`.
+        text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
 
     Example::
 
         gmar = GMARAttribution(model)
         attr = gmar.attribute(pixel_values, target=labels)  # (B, C, H, W)
+        zero_shot = GMARAttribution(clip, text=processor(text=prompts, padding=True, return_tensors="pt"))
+        attr = zero_shot.attribute(pixel_values, target=0)  # explains prompts[0]
     """
 
     def __init__(
@@ -56,6 +64,8 @@ class GMARAttribution(AttentionAttribution):
         alpha: float = 0.5,
         head_gradient: HeadGradient = "context",
         start_layer: int = 0,
+        readout: Readout = "auto",
+        text: Prompts | None = None,
     ) -> None:
         if norm not in ("l1", "l2"):
             raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
@@ -64,7 +74,7 @@ class GMARAttribution(AttentionAttribution):
         self.norm = norm
         self.alpha = check_alpha(alpha)
         self.head_gradient = head_gradient
-        super().__init__(model, start_layer=start_layer)
+        super().__init__(model, start_layer=start_layer, readout=readout, text=text)
 
     @property
     def needs_value(self) -> bool:  # type: ignore[override]
@@ -135,15 +145,14 @@ class GMARAttribution(AttentionAttribution):
             dim=1,
         )
         del grads
-        relevance = rollout_cls_row(
-            add_residual(fuse_heads(trace.attention_probs(layer), weights[:, k]), self.alpha)
-            for k, layer in reversed(list(enumerate(layers)))
+        relevance = rollout_row(
+            (add_residual(fuse_heads(trace.attention_probs(layer), weights[:, k]), self.alpha) for k, layer in reversed(list(enumerate(layers)))),
+            trace.readout(self.pooling),
         )
         return Explanation(relevance, weights)
 
     def _split_gradient(self, trace: AttentionTrace, layer: int, context_grad: Tensor) -> Tensor:
         """The gradient GMAR scores, split by head: ``(B, H, T, d)`` or ``(B, H, T, T)``."""
-        heads = trace.blocks[layer].num_heads
         if self.head_gradient == "context":
-            return split_heads(context_grad, heads)
-        return attention_grad(context_grad, trace.layers[layer].value, heads)
+            return split_heads(context_grad, trace.blocks[layer].num_heads)
+        return attention_grad(context_grad, trace.layers[layer].value)

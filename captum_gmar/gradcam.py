@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .attribution import AttentionAttribution, Explanation
-from .models import AttentionTrace
+from .capture import AttentionTrace
+from .zero_shot import Prompts
 
 
 class TokenGradCAM(AttentionAttribution):
@@ -18,11 +19,15 @@ class TokenGradCAM(AttentionAttribution):
     the gradients averaged over patches; the map is ``relu(sum_c w_c * A_c)`` per patch.
 
     Args:
-        model: a supported Hugging Face image classifier.
+        model: a supported model (see ``docs/models.md``).
+        text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
     """
 
     needs_hidden = True
     maps_alive = 0  # no attention maps are built
+
+    def __init__(self, model: nn.Module, text: Prompts | None = None) -> None:
+        super().__init__(model, readout=None, text=text)  # no rollout, so no read-out row
 
     @classmethod
     def get_name(cls) -> str:

@@ -32,26 +32,34 @@ def split_heads(x: Tensor, num_heads: int) -> Tensor:
     return x.view(batch, tokens, num_heads, channels // num_heads).transpose(1, 2)
 
 
-def attention_probs(query: Tensor, key: Tensor, num_heads: int, scaling: float) -> Tensor:
-    """Attention probabilities ``softmax(q k^T * scaling)``, computed in float32.
+def attention_probs(query: Tensor, key: Tensor, scaling: float, bias: Tensor | None = None) -> Tensor:
+    """Attention probabilities ``softmax(q k^T * scaling + bias)``, computed in float32.
 
-    This is what an eager ViT attention computes (no mask, no bias), so the maps can be
-    rebuilt from captured projections whatever kernel (sdpa, flash) ran the forward pass.
+    This is what an eager attention computes, so the maps can be rebuilt from the
+    queries and keys whatever kernel (sdpa, flash) ran the forward pass.
 
     Args:
-        query, key: ``(B, T, H * d)`` outputs of the query and key projections.
-        num_heads: ``H``.
+        query, key: ``(B, H, T, d)``, as the attention multiplied them (after any
+            rotary position embedding).
         scaling: the score scale, usually ``d ** -0.5``.
+        bias: added to the scores before the softmax, broadcastable to
+            ``(B, H, T, T)`` (e.g. BEiT's relative position bias), or a bool mask
+            (``True`` where a token may attend), as ``scaled_dot_product_attention``
+            takes it; ``None`` for none.
 
     Returns:
         ``(B, H, T, T)`` float32, rows summing to 1.
     """
-    q = split_heads(query.float(), num_heads)
-    k = split_heads(key.float(), num_heads)
-    return torch.softmax(q @ k.transpose(-1, -2) * scaling, dim=-1)
+    scores = query.float() @ key.float().transpose(-1, -2) * scaling
+    if bias is not None:
+        if bias.dtype == torch.bool:
+            scores = scores.masked_fill(~bias, float("-inf"))
+        else:
+            scores = scores + bias.float()
+    return torch.softmax(scores, dim=-1)
 
 
-def attention_grad(context_grad: Tensor, value: Tensor, num_heads: int) -> Tensor:
+def attention_grad(context_grad: Tensor, value: Tensor) -> Tensor:
     """Gradient with respect to the attention probabilities, from the context gradient.
 
     A head's context is ``C_h = A_h @ V_h``, so ``dL/dA_h = dL/dC_h @ V_h^T`` exactly
@@ -60,15 +68,13 @@ def attention_grad(context_grad: Tensor, value: Tensor, num_heads: int) -> Tenso
 
     Args:
         context_grad: ``(B, T, H * d)``, gradient w.r.t. the concatenated head outputs.
-        value: ``(B, T, H * d)``, the value projection's output.
-        num_heads: ``H``.
+        value: ``(B, H, T, d)``, the values the attention multiplied.
 
     Returns:
         ``(B, H, T, T)`` float32.
     """
-    g = split_heads(context_grad.float(), num_heads)
-    v = split_heads(value.float(), num_heads)
-    return g @ v.transpose(-1, -2)
+    g = split_heads(context_grad.float(), value.shape[1])
+    return g @ value.float().transpose(-1, -2)
 
 
 def head_scores(grad: Tensor, norm: Norm = "l1") -> Tensor:

@@ -37,6 +37,7 @@ def attention_call_bytes(
     maps_alive: int,
     backward: bool,
     eager: bool,
+    maps_kept: bool = False,
 ) -> int:
     """Estimated peak memory of one attribution call on ``batch`` images, in bytes.
 
@@ -50,13 +51,18 @@ def attention_call_bytes(
             every layer's activations (without one, a layer's are freed after it ran).
         eager: whether the model's attention is eager, which keeps each layer's
             probabilities for the backward pass (sdpa and flash kernels do not).
+        maps_kept: whether the capture keeps every layer's probabilities even without a
+            backward pass (an eager attention captured at its kernel, see
+            :mod:`captum_gmar.capture`).
     """
     one_map = batch * heads * tokens * tokens
     activations = batch * tokens * hidden * _ACTIVATIONS_PER_CHANNEL * itemsize * (layers if backward else 1)
     # eager attention holds a layer's scores and probabilities, and keeps the latter for the backward pass
-    eager_maps = ((layers if backward else 0) + 2) * one_map * itemsize if eager else 0
-    # the backward pass ends (and frees the graph) before the method builds its maps
-    return max(activations + eager_maps, maps_alive * one_map * _FLOAT32)
+    eager_maps = ((layers if backward or maps_kept else 0) + 2) * one_map * itemsize if eager else 0
+    # the backward pass ends (and frees the graph) before the method builds its maps; maps
+    # captured from an eager kernel stay alive until then
+    kept = layers * one_map * itemsize if eager and maps_kept else 0
+    return max(activations + eager_maps, kept + maps_alive * one_map * _FLOAT32)
 
 
 def available_bytes(device: torch.device) -> int | None:

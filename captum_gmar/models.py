@@ -1,11 +1,11 @@
-"""Model plumbing for Hugging Face vision transformers.
+"""Model plumbing: one captured forward pass of a supported vision transformer.
 
-Finds the attention blocks of a supported model (transformers 4.57 and 5.x module names),
-knows its special tokens and patch grid, and runs one forward pass while capturing, per
-layer, the query/key/value projections and the per-head outputs (the input of the
-attention's output projection). Nothing about the model is changed for good: hooks,
-train/eval modes and ``requires_grad`` flags are restored on exit, also after an error,
-and the attention implementation (eager, sdpa, flash) is never touched.
+:class:`VisionTransformer` wraps a supported model (see :mod:`captum_gmar.architectures`
+for what is known about each family) and runs one forward pass while capturing, per
+layer, what the attention computed and where the heads' outputs enter the output
+projection (see :mod:`captum_gmar.capture`). Nothing about the model is changed for good:
+hooks, train/eval modes and ``requires_grad`` flags are restored on exit, also after an
+error, and the attention implementation (eager, sdpa, flash) is never touched.
 
 Models change after an attribution object is built (LoRA injected or merged, layers
 replaced), so the blocks are found again at every pass. Passes on one model are
@@ -15,133 +15,53 @@ still run in parallel), and the capturing hooks ignore forward passes of other t
 
 from __future__ import annotations
 
-import inspect
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 
 import torch
-import transformers
 from torch import Tensor, nn
-from torch.autograd.graph import GradientEdge, get_gradient_edge
 
+from .architectures import AttentionBlock, Architecture, Pooling, Readout, describe
+from .capture import AttentionTrace, capture_attention, layer_captures
 from .errors import NonFiniteError, UnsupportedModelError
-from .heads import attention_probs
-from .names import SUPPORTED_FAMILIES, SUPPORTED_MODEL_CLASSES
+from .names import SUPPORTED_MODEL_CLASSES
+from .zero_shot import Prompts
 
-__all__ = ["SUPPORTED_MODEL_CLASSES", "AttentionTrace", "VisionTransformer", "check_supported", "model_lock", "unwrap_model"]
-
-
-
-@dataclass(frozen=True)
-class AttentionBlock:
-    """The projections of one self-attention block.
-
-    ``output`` is the projection whose input is the concatenation of the heads' outputs
-    (``o_proj`` in transformers 5, ``attention.output.dense`` in 4.x).
-    """
-
-    query: nn.Module
-    key: nn.Module
-    value: nn.Module
-    output: nn.Module
-    num_heads: int
-    scaling: float
-
-
-@dataclass
-class LayerCapture:
-    """What one layer left behind in one forward pass; tensors are ``(B, T, D)``.
-
-    ``query``, ``key`` and ``value`` are the projections' outputs, detached. With sdpa
-    attention autograd saves these very tensors for the attention's backward, so
-    holding them costs no memory; eager attention saves reshaped copies instead, so
-    there each kept projection costs one ``(B, T, D)`` tensor per layer. That is why
-    ``value`` (needed only for attention-probability gradients) is kept only when
-    asked for. ``context`` is where the heads' outputs (the output projection's input)
-    sit in the autograd graph: an edge to take gradients at, which does not keep the
-    tensor alive (``None`` without a graph). ``hidden``, the normalised tokens entering
-    the attention, is kept only when asked for, as autograd would not keep it.
-    """
-
-    query: Tensor
-    key: Tensor
-    context: GradientEdge | None
-    value: Tensor | None = None
-    hidden: Tensor | None = None
-
-
-@dataclass
-class AttentionTrace:
-    """What one forward pass left behind: the logits ``(B, K)`` and one capture per layer."""
-
-    logits: Tensor
-    blocks: Sequence[AttentionBlock]
-    layers: list[LayerCapture] = field(default_factory=list)
-
-    def attention_probs(self, layer: int) -> Tensor:
-        """``(B, H, T, T)`` float32 attention probabilities of ``layer``."""
-        block, cap = self.blocks[layer], self.layers[layer]
-        return attention_probs(cap.query, cap.key, block.num_heads, block.scaling)
-
-    def target_grads(self, targets: Tensor, tensors: Sequence[Tensor]) -> list[Tensor]:
-        """Gradients of ``sum_b logits[b, targets[b]]`` w.r.t. captured ``tensors``.
-
-        One backward pass that stops at the lowest tensor asked for and computes no
-        parameter gradients. Examples are independent, so each example's gradient is
-        that of its own target logit.
-
-        Args:
-            targets: ``(B,)`` class indices.
-            tensors: captured tensors in the graph or gradient edges (``hidden``,
-                ``context``).
-
-        Returns:
-            One gradient per tensor, same shapes, in the order given.
-        """
-        index = targets.view(-1, 1).clone()  # a normal tensor even if made under inference_mode
-        score = self.logits.gather(1, index).sum()
-        return list(torch.autograd.grad(score, list(tensors)))
-
-    def context_grads(self, targets: Tensor, layers: Sequence[int]) -> list[Tensor]:
-        """Gradients w.r.t. the heads' outputs ``(B, T, H * d)`` of ``layers``, in that order."""
-        return self.target_grads(targets, [self.layers[i].context for i in layers])
+__all__ = ["SUPPORTED_MODEL_CLASSES", "AttentionTrace", "VisionTransformer", "model_lock", "unwrap_model"]
 
 
 class VisionTransformer:
-    """Adapter around a supported Hugging Face image classifier.
+    """Adapter around a supported model.
 
     Args:
-        model: one of :data:`SUPPORTED_MODEL_CLASSES` (or a subclass), any attention
-            implementation, on any device and dtype; also wrapped by peft
-            (``PeftModel``) or ``torch.compile`` (the wrapped model is used; its
-            passes run uncompiled).
+        model: one of :data:`~captum_gmar.names.SUPPORTED_MODEL_CLASSES` (or a subclass),
+            a zero-shot image-text model (:data:`~captum_gmar.names.ZERO_SHOT_MODEL_CLASSES`)
+            with ``text``, a native timm ViT, or a user's classifier on a supported
+            backbone (see ``docs/models.md``); any attention implementation, on any device
+            and dtype; also wrapped by peft (``PeftModel``) or ``torch.compile`` (the
+            wrapped model is used; its passes run uncompiled).
+        text: for zero-shot models, the tokenized prompts (the tokenizer's or processor's
+            output, or an ``input_ids`` tensor); prompt ``k`` is class ``k``.
 
     Raises:
         UnsupportedModelError: if the model is not a supported vision transformer.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        model = unwrap_model(model)
-        check_supported(model)
-        self.model = model
-        config = model.config
-        embeddings = model.base_model.embeddings
-        distillation = 1 if getattr(embeddings, "distillation_token", None) is not None else 0
-        registers = getattr(embeddings, "register_tokens", None)
-        #: tokens before the patches: CLS, then distillation or register tokens
-        self.num_prefix_tokens = 1 + distillation + (registers.shape[1] if registers is not None else 0)
-        self.patch_size = _pair(config.patch_size)
-        self.image_size = _pair(config.image_size)
-        self.num_channels: int = config.num_channels
-        self.num_labels: int = config.num_labels
-        self.num_layers: int = config.num_hidden_layers
-        self.num_heads: int = config.num_attention_heads
-        self.hidden_size: int = config.hidden_size
-        self._takes_interpolate = "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
-        self.blocks  # noqa: B018 -- finds the blocks now, to fail here rather than at the first call
+    def __init__(self, model: nn.Module, text: Prompts | None = None) -> None:
+        self.model = unwrap_model(model)
+        arch: Architecture = describe(self.model, text)
+        self.architecture = arch
+        #: tokens before the patches: class token, then distillation or register tokens
+        self.num_prefix_tokens = arch.num_prefix_tokens
+        self.patch_size = arch.patch_size
+        self.image_size = arch.image_size
+        self.num_channels = arch.num_channels
+        self.num_labels = arch.num_labels
+        self.num_layers = arch.num_layers
+        self.hidden_size = arch.hidden_size
+        self.num_heads = self.blocks[0].num_heads  # also finds the blocks now, to fail here rather than at the first call
 
     @property
     def blocks(self) -> list[AttentionBlock]:
@@ -151,7 +71,7 @@ class VisionTransformer:
         projections replaced after this adapter was built (LoRA injected or merged) are
         the ones captured.
         """
-        blocks = _find_attention_blocks(self.model.base_model)
+        blocks = self.architecture.blocks()
         if len(blocks) != self.num_layers:
             raise UnsupportedModelError(
                 f"found {len(blocks)} attention blocks in {type(self.model).__name__} but the config has "
@@ -168,7 +88,18 @@ class VisionTransformer:
     def keeps_attention_for_backward(self) -> bool:
         """Whether the model's own attention keeps its ``(B, H, T, T)`` probabilities for
         the backward pass (eager attention does; sdpa and flash kernels do not)."""
-        return getattr(self.model.config, "_attn_implementation", "eager") == "eager"
+        return self.architecture.attention_is_eager()
+
+    @property
+    def keeps_attention_maps(self) -> bool:
+        """Whether a pass keeps every layer's ``(B, H, T, T)`` probabilities, with or
+        without a backward pass (the eager attention of a model captured at its kernel)."""
+        return self.architecture.capture == "kernel" and self.keeps_attention_for_backward
+
+    def readout_pooling(self, readout: Readout) -> Pooling:
+        """The token groups the rollout reads for ``readout`` (see
+        :meth:`Architecture.readout_pooling <captum_gmar.architectures.Architecture.readout_pooling>`)."""
+        return self.architecture.readout_pooling(readout)
 
     def grid(self, height: int, width: int) -> tuple[int, int]:
         """The patch grid ``(h, w)`` for an input of ``height x width`` pixels."""
@@ -180,22 +111,19 @@ class VisionTransformer:
         return self.num_prefix_tokens + h * w
 
     def logits(self, pixel_values: Tensor) -> Tensor:
-        """The model's logits ``(B, K)`` for ``pixel_values`` ``(B, C, H, W)``.
+        """The model's logits ``(B, K)`` for ``pixel_values`` ``(B, C, H, W)`` (for a
+        zero-shot model: the image-text logits, one per prompt).
 
         Passes ``interpolate_pos_encoding=True`` when the input size differs from the
         training size and the model needs to be told. Usable as Captum's forward_func.
         """
-        kwargs = {}
-        if self._takes_interpolate and tuple(pixel_values.shape[-2:]) != self.image_size:
-            kwargs["interpolate_pos_encoding"] = True
-        output = self.model(pixel_values=pixel_values, **kwargs)
-        return output.logits if hasattr(output, "logits") else output[0]
+        return self.architecture.logits(pixel_values)
 
     @contextmanager
     def trace(
         self, pixel_values: Tensor, with_grad: bool, keep_value: bool = False, keep_hidden: bool = False
     ) -> Iterator[AttentionTrace]:
-        """Run one forward pass in eval mode and capture every layer's tensors.
+        """Run one forward pass in eval mode and capture every layer's attention.
 
         The pass runs under the model's lock, in eval mode with ``requires_grad=False`` on
         the parameters (so a backward pass computes no parameter gradients); the model is
@@ -207,42 +135,24 @@ class VisionTransformer:
             pixel_values: ``(B, C, H, W)`` on the model's device and dtype.
             with_grad: build the autograd graph (from the input up) for
                 :meth:`AttentionTrace.context_grads`.
-            keep_value: also keep each layer's ``value`` projection.
+            keep_value: also keep each layer's values.
             keep_hidden: also keep each layer's ``hidden`` tokens.
 
         Raises:
             NonFiniteError: if a logit is NaN or infinite (overflow).
         """
         model = self.model
+        arch = self.architecture
         with model_lock(model):
             blocks = self.blocks
-            modes = {module: module.training for module in model.modules()}
-            grads = {param: param.requires_grad for param in model.parameters()}
-            captures: list[dict[str, Tensor]] = [{} for _ in blocks]
-            owner = threading.get_ident()
-            handles = []
-            try:
-                model.eval()
-                for param in grads:
-                    param.requires_grad_(False)
-                for store, block in zip(captures, blocks):
-                    for name in ("query", "key", "value") if keep_value else ("query", "key"):
-                        handles.append(getattr(block, name).register_forward_hook(_store_output(store, name, owner)))
-                    if keep_hidden:
-                        handles.append(block.query.register_forward_pre_hook(_store_input(store, "hidden", owner)))
-                    handles.append(block.output.register_forward_pre_hook(_store_edge(store, "context", owner)))
+            with evaluating(model), capture_attention(blocks, arch.capture, keep_value, keep_hidden, arch.probe) as (stores, pooled):
                 with _autograd(with_grad):
                     x = pixel_values.detach().clone().requires_grad_(with_grad)
                     logits = self.logits(x)
-            finally:
-                for handle in handles:
-                    handle.remove()
-                for param, flag in grads.items():
-                    param.requires_grad_(flag)
-                for module, mode in modes.items():
-                    module.training = mode
         _check_finite_logits(logits)
-        trace = AttentionTrace(logits=logits, blocks=blocks, layers=[_layer_capture(c, i) for i, c in enumerate(captures)])
+        trace = AttentionTrace(
+            logits=logits, blocks=blocks, num_prefix_tokens=self.num_prefix_tokens, layers=layer_captures(stores), probe=pooled.get("probe")
+        )
         self._check_tokens(trace, pixel_values)
         with _autograd(with_grad):
             yield trace
@@ -274,7 +184,7 @@ class VisionTransformer:
     def _check_tokens(self, trace: AttentionTrace, pixel_values: Tensor) -> None:
         h, w = self.grid(*pixel_values.shape[-2:])
         expected = self.num_prefix_tokens + h * w
-        found = trace.layers[0].query.shape[1]
+        found = trace.layers[0].num_tokens
         if found != expected:
             raise RuntimeError(
                 f"expected {self.num_prefix_tokens} special tokens plus a {h}x{w} patch grid "
@@ -296,6 +206,25 @@ def model_lock(model: nn.Module) -> threading.RLock:
         return lock
 
 
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode (dropout off) and ``requires_grad=False`` on every parameter (so a
+    backward pass computes no parameter gradients) inside the block; every module's mode
+    and every parameter's flag are restored on exit, also after an error."""
+    modes = {module: module.training for module in model.modules()}
+    grads = {param: param.requires_grad for param in model.parameters()}
+    try:
+        model.eval()
+        for param in grads:
+            param.requires_grad_(False)
+        yield
+    finally:
+        for param, flag in grads.items():
+            param.requires_grad_(flag)
+        for module, mode in modes.items():
+            module.training = mode
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The Hugging Face model inside peft and ``torch.compile`` wrappers.
 
@@ -312,21 +241,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def check_supported(model: nn.Module) -> None:
-    """Raise :class:`UnsupportedModelError` unless ``model`` is a supported class."""
-    supported = tuple(getattr(transformers, name) for name in SUPPORTED_MODEL_CLASSES if hasattr(transformers, name))
-    if isinstance(model, supported):
-        return
-    name = type(model).__name__
-    why = ""
-    if "swin" in name.lower():
-        why = " (its windowed attention has no global token-to-token map to roll out)"
-    raise UnsupportedModelError(
-        f"{name} is not a supported vision transformer{why}. Supported: {SUPPORTED_FAMILIES} image classifiers "
-        f"({', '.join(SUPPORTED_MODEL_CLASSES)}), loaded with from_pretrained, also inside peft or torch.compile."
-    )
-
-
 def _check_finite_logits(logits: Tensor) -> None:
     finite = torch.isfinite(logits.detach()).all(-1)
     if not finite.all():
@@ -336,15 +250,6 @@ def _check_finite_logits(logits: Tensor) -> None:
             "image processor's range, or a float16 model out of its range); no map can be computed from them. "
             "Check the inputs' scale or run the model in float32 or bfloat16."
         )
-
-
-def _layer_capture(store: dict, layer: int) -> LayerCapture:
-    if "query" not in store or "key" not in store or "context" not in store:
-        raise RuntimeError(
-            f"layer {layer}'s attention did not run its projections in the forward pass; "
-            "the model's attention module is not the one transformers defines"
-        )
-    return LayerCapture(**store)
 
 
 def _autograd(enabled: bool) -> ExitStack:
@@ -359,30 +264,6 @@ def _autograd(enabled: bool) -> ExitStack:
     return stack
 
 
-def _store_output(store: dict[str, Tensor], name: str, owner: int):
-    def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
-        if threading.get_ident() == owner:  # another thread's forward pass is not ours to capture
-            store[name] = output.detach()
-
-    return hook
-
-
-def _store_input(store: dict[str, Tensor], name: str, owner: int):
-    def hook(module: nn.Module, args: tuple) -> None:
-        if threading.get_ident() == owner:
-            store[name] = args[0]
-
-    return hook
-
-
-def _store_edge(store: dict[str, GradientEdge | None], name: str, owner: int):
-    def hook(module: nn.Module, args: tuple) -> None:
-        if threading.get_ident() == owner:
-            store[name] = get_gradient_edge(args[0]) if args[0].requires_grad else None
-
-    return hook
-
-
 def _zero_heads(keep: Tensor, owner: int):
     def hook(module: nn.Module, args: tuple) -> tuple | None:
         if threading.get_ident() != owner:
@@ -392,32 +273,3 @@ def _zero_heads(keep: Tensor, owner: int):
         return (context * (per_channel if per_channel.dim() == 1 else per_channel[:, None, :]),) + tuple(args[1:])
 
     return hook
-
-
-def _find_attention_blocks(backbone: nn.Module) -> list[AttentionBlock]:
-    """Attention blocks of a ViT-family backbone, first layer first.
-
-    transformers 5 names the projections ``q_proj/k_proj/v_proj/o_proj`` on one module;
-    4.x has ``attention.{query,key,value}`` and ``output.dense`` under an outer module.
-    """
-    blocks = []
-    for module in backbone.modules():
-        if all(hasattr(module, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj")):
-            inner, projections = module, (module.q_proj, module.k_proj, module.v_proj, module.o_proj)
-        elif hasattr(module, "output") and hasattr(getattr(module, "attention", None), "query"):
-            inner = module.attention
-            projections = (inner.query, inner.key, inner.value, module.output.dense)
-        else:
-            continue
-        heads = int(inner.num_attention_heads)
-        head_dim = projections[0].out_features // heads
-        scaling = float(getattr(inner, "scaling", head_dim**-0.5))
-        blocks.append(AttentionBlock(*projections, num_heads=heads, scaling=scaling))
-    return blocks
-
-
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    first, second = value
-    return int(first), int(second)

@@ -7,17 +7,38 @@ would take seconds. Nothing here imports more than the standard library.
 
 from __future__ import annotations
 
-#: Classification models this package explains, by transformers class name.
+#: Image classifiers this package explains, by transformers class name (all load with
+#: ``AutoModelForImageClassification``); see ``docs/models.md`` for what each reads.
 SUPPORTED_MODEL_CLASSES: tuple[str, ...] = (
     "ViTForImageClassification",
     "DeiTForImageClassification",
     "DeiTForImageClassificationWithTeacher",
     "Dinov2ForImageClassification",
     "Dinov2WithRegistersForImageClassification",
+    "ViTMSNForImageClassification",
+    "IJepaForImageClassification",
+    "BeitForImageClassification",
+    "Data2VecVisionForImageClassification",
+    "CLIPForImageClassification",
+    "MetaClip2ForImageClassification",
+    "SiglipForImageClassification",
+    "TimmWrapperForImageClassification",
 )
 
-#: The model families of :data:`SUPPORTED_MODEL_CLASSES`, for messages.
-SUPPORTED_FAMILIES = "ViT, DeiT (with or without teacher), DINOv2 and DINOv2 with registers"
+#: Image-text models explained zero-shot, with text prompts as the classes.
+ZERO_SHOT_MODEL_CLASSES: tuple[str, ...] = ("CLIPModel", "MetaClip2Model", "SiglipModel")
+
+#: Backbones accepted inside a user's own classifier (see ``docs/models.md``, "Your own head").
+BACKBONE_MODEL_CLASSES: tuple[str, ...] = ("DINOv3ViTModel", "ViTModel", "Dinov2Model", "Dinov2WithRegistersModel")
+
+#: Native timm models (``pip install "captum-gmar[timm]"``), by class name in ``timm.models``.
+TIMM_MODEL_CLASSES: tuple[str, ...] = ("VisionTransformer", "VisionTransformerDistilled", "Eva")
+
+#: The families of :data:`SUPPORTED_MODEL_CLASSES`, for messages ("... image classifiers").
+SUPPORTED_FAMILIES = (
+    "ViT, DeiT (with or without teacher), DINOv2 (with or without registers), ViT-MSN, I-JEPA, BEiT, "
+    "Data2Vec-Vision, CLIP, MetaCLIP 2, SigLIP and timm (through TimmWrapper)"
+)
 
 #: Methods of the comparison, in display order (see :mod:`captum_gmar.evaluation.methods`).
 METHOD_KEYS: tuple[str, ...] = ("gmar-l1", "gmar-l2", "rollout", "gae", "gradcam", "ig", "saliency")

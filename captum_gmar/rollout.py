@@ -1,11 +1,12 @@
-"""Rollout mathematics: residual term, discarding weak attentions, and the class-token row.
+"""Rollout mathematics: residual term, discarding weak attentions, the read-out row and
+its product with the layers.
 
 Pure functions over fused, per-layer token-to-token matrices ``(B, T, T)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -68,26 +69,52 @@ def discard_lowest(attn: Tensor, ratio: float) -> Tensor:
     return flat.scatter(-1, lowest, 0.0).view_as(attn)
 
 
-def rollout_cls_row(layers_top_down: Iterable[Tensor], token: int = 0) -> Tensor:
-    """Row ``token`` of the product ``M[L] @ M[L-1] @ ... @ M[1]``.
+def readout_row(num_tokens: int, spans: Sequence[tuple[int, int]]) -> Tensor:
+    """The read-out row ``p``: the average, over ``spans``, of the mean over each span's tokens.
+
+    This is how a classifier pools the last layer's tokens: the class token is the span
+    ``(0, 1)``, the mean of the patch tokens ``(S + 1, T)``, a head that averages a
+    class-token and a distillation-token head ``[(0, 1), (1, 2)]``.
+
+    Args:
+        num_tokens: ``T``.
+        spans: ``(start, stop)`` token ranges, each non-empty.
+
+    Returns:
+        ``(T,)`` float32, non-negative, summing to 1.
+    """
+    if not spans:
+        raise ValueError("the read-out needs at least one span of tokens")
+    row = torch.zeros(num_tokens)
+    for start, stop in spans:
+        if not 0 <= start < stop <= num_tokens:
+            raise ValueError(f"span ({start}, {stop}) is empty or outside the {num_tokens} tokens")
+        row[start:stop] += 1.0 / ((stop - start) * len(spans))
+    return row
+
+
+def rollout_row(layers_top_down: Iterable[Tensor], readout: Tensor) -> Tensor:
+    """The read-out row times the product: ``p^T M[L] @ M[L-1] @ ... @ M[1]``.
 
     Only one row is needed, so it is carried as a row vector from the top layer down:
-    ``r = e_token^T M[L]``, then ``r = r @ M[l]``. That is ``O(L * T^2)`` per example
+    ``r = p^T M[L]``, then ``r = r @ M[l]``. That is ``O(L * T^2)`` per example
     instead of ``O(L * T^3)``, and each matrix can be built just before it is used and
-    freed after, so only one layer's matrix is alive at a time.
+    freed after, so only one layer's matrix is alive at a time. With ``p = e_0`` this is
+    the class token's row of the product.
 
     Args:
         layers_top_down: per-layer ``(B, T, T)`` matrices, the LAST layer first
             (a generator is fine).
-        token: the row to read, 0 for the class token.
+        readout: ``p``, ``(T,)`` (the same for every example) or ``(B, T)``.
 
     Returns:
-        ``(B, T)``, the relevance of every token for ``token``.
+        ``(B, T)``, the relevance of every token for the read-out.
     """
     row: Tensor | None = None
     for matrix in layers_top_down:
         if row is None:
-            row = matrix[:, token, :]
+            p = readout.to(matrix.device, matrix.dtype)
+            row = (p.unsqueeze(-2) @ matrix).squeeze(-2)  # (1, T) or (B, 1, T) times (B, T, T)
         else:
             row = torch.bmm(row.unsqueeze(1), matrix).squeeze(1)
     if row is None:

@@ -1,24 +1,31 @@
 import pytest
 import torch
-from conftest import MODEL_NAMES, PREFIX_TOKENS
+from conftest import AUTO_READOUT, MODEL_NAMES, OPTION_MODELS, PREFIX_TOKENS
 from reference_methods import reference_rollout
 
 from captum_gmar import AttentionRollout
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("name", MODEL_NAMES)
+def test_matches_the_reference_rollout_on_every_class(load_tiny, images, name, attn):
+    expected = reference_rollout(load_tiny(name, "eager"), images, PREFIX_TOKENS[name], readout=AUTO_READOUT[name])
+    maps = AttentionRollout(load_tiny(name, attn)).attribute(images, output="patches")
+    torch.testing.assert_close(maps.flatten(1), expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", OPTION_MODELS)
 @pytest.mark.parametrize(
     "options",
     [
-        dict(),
         dict(head_fusion="max", discard_ratio=0.5),
         dict(head_fusion="min", alpha=0.3),
         dict(discard_ratio=0.9, start_layer=1),
     ],
-    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default",
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )
-def test_matches_the_reference_rollout(load_tiny, images, name, options):
-    expected = reference_rollout(load_tiny(name, "eager"), images, PREFIX_TOKENS[name], **options)
+def test_options_match_the_reference_rollout(load_tiny, images, name, options):
+    expected = reference_rollout(load_tiny(name, "eager"), images, PREFIX_TOKENS[name], readout=AUTO_READOUT[name], **options)
     maps = AttentionRollout(load_tiny(name), **options).attribute(images, output="patches")
     torch.testing.assert_close(maps.flatten(1), expected, rtol=1e-4, atol=1e-6)
 

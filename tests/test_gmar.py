@@ -2,7 +2,7 @@ import pytest
 import torch
 import transformers
 from captum.attr import Attribution
-from conftest import MODEL_NAMES, NUM_LABELS, PREFIX_TOKENS
+from conftest import AUTO_READOUT, KERNEL_CAPTURED, MODEL_NAMES, NUM_LABELS, OPTION_MODELS, POOLING, PREFIX_TOKENS, takes_other_sizes
 from reference_methods import reference_gmar
 
 import captum_gmar.gmar
@@ -18,7 +18,7 @@ def patches(attribution, x, target=TARGETS, **kwargs):
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_matches_the_straightforward_eager_implementation(load_tiny, images, name, attn):
-    expected, expected_weights = reference_gmar(load_tiny(name, "eager"), images, TARGETS, PREFIX_TOKENS[name])
+    expected, expected_weights = reference_gmar(load_tiny(name, "eager"), images, TARGETS, PREFIX_TOKENS[name], readout=AUTO_READOUT[name])
     maps, weights = GMARAttribution(load_tiny(name, attn)).attribute(
         images, target=TARGETS, output="patches", return_head_weights=True
     )
@@ -26,7 +26,7 @@ def test_matches_the_straightforward_eager_implementation(load_tiny, images, nam
     torch.testing.assert_close(weights, expected_weights, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", OPTION_MODELS)
 @pytest.mark.parametrize(
     "options",
     [
@@ -35,15 +35,18 @@ def test_matches_the_straightforward_eager_implementation(load_tiny, images, nam
         dict(head_gradient="attention", norm="l2"),
         dict(alpha=0.2, start_layer=1),
         dict(alpha=0.0),
+        dict(readout="model"),
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )
 def test_options_match_the_reference(load_tiny, images, name, options):
-    expected, _ = reference_gmar(load_tiny(name, "eager"), images, TARGETS, PREFIX_TOKENS[name], **options)
+    readout = POOLING[name] if options.get("readout") == "model" else AUTO_READOUT[name]
+    reference_options = {k: v for k, v in options.items() if k != "readout"}
+    expected, _ = reference_gmar(load_tiny(name, "eager"), images, TARGETS, PREFIX_TOKENS[name], readout=readout, **reference_options)
     torch.testing.assert_close(patches(GMARAttribution(load_tiny(name), **options), images), expected, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", OPTION_MODELS)
 def test_uniform_head_weights_give_mean_attention_rollout(load_tiny, images, name, monkeypatch):
     model = load_tiny(name)
     monkeypatch.setattr(captum_gmar.gmar, "head_scores", lambda grad, norm: torch.ones(grad.shape[:2]))
@@ -101,14 +104,21 @@ def test_output_shapes_and_head_weights(load_tiny, images):
     assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], maps)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_non_square_inputs_of_another_size(load_tiny, name):
+@pytest.mark.parametrize(
+    "name, attn",
+    # eager too where the eager attention is captured otherwise (probabilities at the kernel)
+    [(name, "sdpa") for name in MODEL_NAMES] + [(name, "eager") for name in KERNEL_CAPTURED],
+)
+def test_non_square_inputs_of_another_size(load_tiny, name, attn):
+    model = load_tiny(name, attn)
+    if not takes_other_sizes(model):
+        pytest.skip(f"{name} takes no interpolate_pos_encoding in this transformers version")
     x = torch.randn(2, 3, 40, 24, generator=torch.Generator().manual_seed(4))
     targets = torch.tensor([1, 2])
-    gmar = GMARAttribution(load_tiny(name))
+    gmar = GMARAttribution(model, readout="model")
     grid = gmar.attribute(x, target=targets, output="patches")
     assert grid.shape == (2, 5, 3)
-    expected, _ = reference_gmar(load_tiny(name, "eager"), x, targets, PREFIX_TOKENS[name])
+    expected, _ = reference_gmar(load_tiny(name, "eager"), x, targets, PREFIX_TOKENS[name], readout=POOLING[name])
     torch.testing.assert_close(grid.flatten(1), expected, rtol=1e-4, atol=1e-6)
     assert gmar.attribute(x, target=targets).shape == x.shape
 
@@ -135,7 +145,7 @@ def test_model_comes_back_as_it_was_after_an_error(load_tiny, images, monkeypatc
     def fail(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(captum_gmar.gmar, "rollout_cls_row", fail)
+    monkeypatch.setattr(captum_gmar.gmar, "rollout_row", fail)
     with pytest.raises(RuntimeError, match="boom"):
         gmar.attribute(images, target=1)
     assert all(m.training for m in model.modules())

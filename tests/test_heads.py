@@ -37,23 +37,35 @@ def test_split_heads_rejects_indivisible_channels():
 
 
 def test_attention_probs_is_scaled_softmax():
-    q, k = torch.randn(2, B, T, H * D, generator=gen()).unbind(0)
-    probs = attention_probs(q, k, H, scaling=0.5)
-    qh, kh = split_heads(q, H), split_heads(k, H)
-    expected = torch.softmax(qh @ kh.transpose(-1, -2) * 0.5, dim=-1)
+    q, k = torch.randn(2, B, H, T, D, generator=gen()).unbind(0)
+    probs = attention_probs(q, k, scaling=0.5)
+    expected = torch.softmax(q @ k.transpose(-1, -2) * 0.5, dim=-1)
     torch.testing.assert_close(probs, expected)
     torch.testing.assert_close(probs.sum(-1), torch.ones(B, H, T))
-    assert attention_probs(q.half(), k.half(), H, 0.5).dtype == torch.float32
+    assert attention_probs(q.half(), k.half(), 0.5).dtype == torch.float32
+
+
+def test_attention_probs_adds_a_bias_or_applies_a_bool_mask_as_sdpa_does():
+    q, k, v = torch.randn(3, B, H, T, D, generator=gen(3)).unbind(0)
+    bias = torch.randn(1, H, T, T, generator=gen(4))
+    probs = attention_probs(q, k, 0.5, bias)
+    torch.testing.assert_close(probs, torch.softmax(q @ k.transpose(-1, -2) * 0.5 + bias, dim=-1))
+    torch.testing.assert_close(probs @ v, torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=0.5))
+    mask = torch.rand(B, 1, T, T, generator=gen(5)) > 0.3
+    mask[..., 0] = True  # every row attends somewhere
+    masked = attention_probs(q, k, 0.5, mask)
+    assert (masked[~mask.expand_as(masked)] == 0).all()
+    torch.testing.assert_close(masked @ v, torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.5))
 
 
 def test_attention_grad_equals_autograd():
     attn = random_attention().requires_grad_(True)
-    value = torch.randn(B, T, H * D, generator=gen(1))
-    context = (attn @ split_heads(value, H)).transpose(1, 2).reshape(B, T, H * D)
+    value = torch.randn(B, H, T, D, generator=gen(1))
+    context = (attn @ value).transpose(1, 2).reshape(B, T, H * D)
     weights = torch.randn(B, T, H * D, generator=gen(2))
     (context * weights).sum().backward()
     # d(sum(context * weights)) / d(context) == weights
-    torch.testing.assert_close(attention_grad(weights, value, H), attn.grad)
+    torch.testing.assert_close(attention_grad(weights, value), attn.grad)
 
 
 def test_head_scores_l1_and_l2():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from captum_gmar.rollout import add_identity, add_residual, discard_lowest, rollout_cls_row
+from captum_gmar.rollout import add_identity, add_residual, discard_lowest, readout_row, rollout_row
 
 B, T = 2, 6
 
@@ -44,22 +44,37 @@ def test_discard_lowest_zeroes_the_lowest_entries_but_keeps_cls_to_cls():
     assert discard_lowest(attn, 0.0) is attn
 
 
-def test_rollout_cls_row_equals_full_product_row():
+def test_rollout_row_equals_the_full_products_row_and_pooled_rows():
     mats = [stochastic(s) for s in range(4)]  # first layer first
     product = torch.eye(T).expand(B, T, T)
     for m in mats:
         product = m @ product  # M[L] @ ... @ M[1]
-    row = rollout_cls_row(reversed(mats))
-    torch.testing.assert_close(row, product[:, 0])
-    torch.testing.assert_close(rollout_cls_row(reversed(mats), token=2), product[:, 2])
-    torch.testing.assert_close(row.sum(-1), torch.ones(B))
+    cls = rollout_row(reversed(mats), torch.eye(T)[0])
+    torch.testing.assert_close(cls, product[:, 0])
+    torch.testing.assert_close(cls.sum(-1), torch.ones(B))
+    p = torch.softmax(torch.randn(T, generator=torch.Generator().manual_seed(9)), dim=0)
+    torch.testing.assert_close(rollout_row(reversed(mats), p), p @ product)
+    per_example = torch.softmax(torch.randn(B, T, generator=torch.Generator().manual_seed(10)), dim=-1)
+    torch.testing.assert_close(rollout_row(reversed(mats), per_example), (per_example[:, None] @ product)[:, 0])
 
 
-def test_rollout_cls_row_accepts_a_generator_and_needs_a_layer():
+def test_rollout_row_accepts_a_generator_and_needs_a_layer():
     mats = [stochastic(s) for s in range(3)]
-    torch.testing.assert_close(rollout_cls_row(m for m in reversed(mats)), rollout_cls_row(list(reversed(mats))))
+    p = torch.eye(T)[0]
+    torch.testing.assert_close(rollout_row((m for m in reversed(mats)), p), rollout_row(list(reversed(mats)), p))
     with pytest.raises(ValueError, match="at least one layer"):
-        rollout_cls_row([])
+        rollout_row([], p)
+
+
+def test_readout_row_averages_spans_each_averaged_over_its_tokens():
+    torch.testing.assert_close(readout_row(5, [(0, 1)]), torch.tensor([1.0, 0, 0, 0, 0]))
+    torch.testing.assert_close(readout_row(5, [(1, 5)]), torch.tensor([0, 0.25, 0.25, 0.25, 0.25]))
+    torch.testing.assert_close(readout_row(5, [(0, 1), (1, 2)]), torch.tensor([0.5, 0.5, 0, 0, 0]))
+    torch.testing.assert_close(readout_row(6, [(0, 1), (2, 6)]), torch.tensor([0.5, 0, 0.125, 0.125, 0.125, 0.125]))
+    torch.testing.assert_close(readout_row(4, [(0, 4)]), torch.full((4,), 0.25))
+    for bad in ([], [(2, 2)], [(0, 7)]):
+        with pytest.raises(ValueError):
+            readout_row(5, bad)
 
 
 def test_add_identity_is_the_chefer_update_as_a_factor():

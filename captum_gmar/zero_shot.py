@@ -1,0 +1,74 @@
+"""Zero-shot classification with an image-text model: the text prompts are the classes.
+
+CLIP, MetaCLIP 2 and SigLIP score an image against a text by the scaled cosine similarity
+of their embeddings (plus a learnt bias for SigLIP), exactly as ``logits_per_image`` of
+the model's own forward. With ``K`` prompts these ``K`` logits play the role of class
+logits, and a map explains one prompt. The text tower runs once, when the attribution
+object is built; every pass then runs the vision tower only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+#: tokenized prompts: the tokenizer's or processor's output (``input_ids`` and optionally
+#: ``attention_mask``), or an ``input_ids`` tensor ``(K, L)``
+Prompts = Mapping[str, Tensor] | Tensor
+
+_TEXT_KEYS = ("input_ids", "attention_mask", "position_ids")
+
+
+class ZeroShotHead:
+    """The image-text logits of ``model`` against fixed, tokenized prompts.
+
+    Args:
+        model: a ``CLIPModel``, ``MetaClip2Model`` or ``SiglipModel``.
+        text: the tokenizer's or processor's output for the ``K`` prompts (a mapping with
+            ``input_ids`` and optionally ``attention_mask``; other keys such as
+            ``pixel_values`` are ignored), or an ``input_ids`` tensor ``(K, L)``.
+
+    The text embeddings are computed here, once, in eval mode and without gradients; a
+    text tower changed later (e.g. LoRA on it) needs a new attribution object.
+    """
+
+    def __init__(self, model: nn.Module, text: Prompts) -> None:
+        from .models import evaluating, model_lock  # here: models imports this module (through architectures)
+
+        inputs = {"input_ids": text} if isinstance(text, Tensor) else {k: text[k] for k in _TEXT_KEYS if k in text}
+        ids = inputs.get("input_ids")
+        if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.shape[0] == 0:
+            raise ValueError("text must hold input_ids (K prompts, L tokens), e.g. processor(text=prompts, padding=True, "
+                             f"return_tensors='pt'); got {type(text).__name__}")
+        self.model = model
+        device = next(model.parameters()).device
+        with model_lock(model), evaluating(model), torch.no_grad():
+            features = _pooled(model.get_text_features(**{k: v.to(device) for k, v in inputs.items()}))
+        #: ``(K, E)`` unit-norm text embeddings
+        self.text_embeds = features / features.norm(dim=-1, keepdim=True)
+        #: ``K``, the number of prompts (classes)
+        self.num_labels = int(ids.shape[0])
+
+    def logits(self, pixel_values: Tensor) -> Tensor:
+        """``(B, K)`` image-text logits, ``model(...).logits_per_image`` for these prompts.
+
+        Passes ``interpolate_pos_encoding=True`` for inputs of another size than the
+        vision tower's ``image_size``.
+        """
+        model = self.model
+        size = model.config.vision_config.image_size
+        other_size = tuple(pixel_values.shape[-2:]) != ((size, size) if isinstance(size, int) else tuple(size))
+        image = _pooled(model.get_image_features(pixel_values=pixel_values, interpolate_pos_encoding=other_size))
+        image = image / image.norm(dim=-1, keepdim=True)
+        text = self.text_embeds.to(image.device, image.dtype)
+        logits = image @ text.t() * model.logit_scale.exp().to(image.device)
+        bias = getattr(model, "logit_bias", None)  # SigLIP's sigmoid loss learns one
+        return logits + bias.to(image.device) if bias is not None else logits
+
+
+def _pooled(features: Tensor | object) -> Tensor:
+    """The embeddings of ``get_*_features``: a tensor in transformers 4.x, the
+    ``pooler_output`` of an output object in 5.x."""
+    return features if isinstance(features, Tensor) else features.pooler_output
