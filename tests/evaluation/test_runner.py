@@ -3,6 +3,8 @@ explanation tasks, streamed to a results file and resumed."""
 
 import json
 import math
+import os
+import platform
 import weakref
 
 import pytest
@@ -191,6 +193,16 @@ def test_resume_refuses_the_results_of_another_run(toy_model, tmp_path):
     run_file(path).unlink()
     with pytest.raises(ValueError, match="is missing"):
         compare(toy_model, ToyTasks(4), results=path, resume=True, **kwargs)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or not os.path.exists("/proc/self/statm"), reason="CPU memory is measured on Linux with glibc")
+def test_memory_is_measured_for_every_method_whatever_ran_before(scene_model):
+    """The warm-ups (IG's first) must not leave freed memory resident for the cheaper
+    methods to reuse unseen: each method's maps alone are 8 x 64 x 64 floats (128 KiB)."""
+    x = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    data = [{"pixel_values": image, "label": 1} for image in x]
+    rows = compare(scene_model, data, methods=["ig", "rollout", "gae"], metrics=[], device="cpu", batch_size=8, ig_steps=200, progress=False)
+    assert all(row["peak_memory_mb"] >= 0.125 for row in rows), {row["method"]: row["peak_memory_mb"] for row in rows}
 
 
 def test_every_method_gives_pixel_maps(scene_model):
