@@ -161,18 +161,17 @@ def _device_and_description(name: str):
 def _run_comparison(args: argparse.Namespace, dataset, methods: list[str], metrics: list[str]) -> None:
     """Compare on ``dataset`` (in every process ``torchrun`` started), then, on rank 0,
     summarise ``results.csv`` into summary.md / summary.json and draw the figure."""
+    import torch
+
     from .evaluation.distributed import describe_device, process_group
+    from .evaluation.runner import compare
 
     out = Path(args.out)
     with process_group(args.device) as ctx:
-        import torch
-
         devices = ctx.all_gather(describe_device(ctx.device))
         described = devices[0] if ctx.world_size == 1 else f"{ctx.world_size} processes: " + ", ".join(f"rank {r} {d}" for r, d in enumerate(devices))
         described += f", torch {torch.__version__}"
         model = load_model(args.model)
-        from .evaluation.runner import compare
-
         compare(
             model,
             dataset,
@@ -262,11 +261,12 @@ def cmd_compare(args: argparse.Namespace) -> None:
     else:
         dataset = _user_data(args, folder)
     metrics = args.metrics or list(METRIC_KEYS)
-    if not getattr(dataset, "has_masks", True):
+    if not dataset.has_masks:
         if args.metrics and "localisation" in args.metrics:
             raise CommandError(f"--metrics localisation needs masks, and {args.data!r} has none (a masks/ folder, a mask column or a boxes.csv)")
         metrics = [m for m in metrics if m != "localisation"]
-        print(f"{args.data} has no masks: localisation metrics are skipped")
+        if os.environ.get("RANK", "0") == "0":  # once, not once per process
+            print(f"{args.data} has no masks: localisation metrics are skipped")
     _run_comparison(args, dataset, args.methods, metrics)
 
 

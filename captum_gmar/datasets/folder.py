@@ -108,13 +108,14 @@ def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str])
                 raise ValueError(f"{key[0]!r} has both a mask and boxes: give one of the two")
             regions[key] = Region(boxes=boxes)
 
-    by_file: dict[str, list[tuple[str, int]]] = {}
+    labels_of: dict[str, list[int]] = {}
     for file, label, _ in tasks:
-        by_file.setdefault(file, []).append((file, label))
+        labels_of.setdefault(file, []).append(label)
     items = []
     for file, label, _ in sorted(tasks, key=lambda task: (task[0], task[1])):
-        others = [regions.get(key) for key in by_file[file] if key[1] != label]
-        items.append(FolderItem(file, label, regions.get((file, label)), tuple(r for r in others if r is not None) if all(others) else ()))
+        others = [regions.get((file, other)) for other in labels_of[file] if other != label]
+        # class sensitivity weighs the mass on every other object: all their regions or none
+        items.append(FolderItem(file, label, regions.get((file, label)), tuple(others) if all(others) else ()))
     return items
 
 

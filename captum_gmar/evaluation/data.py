@@ -154,6 +154,8 @@ class SceneTasks(Dataset):
     #: the reference model's normalisation, to draw the images
     image_mean = (PIXEL_MEAN,) * 3
     image_std = (PIXEL_STD,) * 3
+    #: every item has a mask
+    has_masks = True
 
     def __init__(self, scenes: Scenes) -> None:
         self.scenes = scenes
@@ -225,6 +227,7 @@ class ImageFolderTasks(_Processed):
         order = select(len(items), limit, seed)
         self.items: list[FolderItem] = [items[i] for i in order]
         super().__init__(processor, image_size, np.arange(len(self.items)), [f"{item.file}\t{item.label}" for item in self.items])
+        #: whether any item has a mask (or boxes)
         self.has_masks = any(item.region is not None for item in self.items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -269,6 +272,7 @@ class HubDatasetTasks(_Processed):
         elif any(not isinstance(label, int) or not 0 <= label < classes.count for label in labels):
             raise ValueError(f"the {self.label_column!r} column must hold class indices 0..{classes.count - 1} of the model (or be a ClassLabel)")
         self.dataset, self.labels = dataset, labels
+        #: whether the data set has a mask column
         self.has_masks = self.mask_column is not None
         order = select(len(dataset), limit, seed)
         super().__init__(processor, image_size, order, [f"{i}\t{labels[i]}" for i in order])

@@ -151,6 +151,6 @@ def test_saved_hugging_face_dataset(tmp_path):
         assert item["label"] == (1 if item["index"] == 0 else 0)  # ClassLabel names matched to the model's
         expected = transform_mask(data.processor, np.asarray(masks[item["index"]]) != 0, data.options)
         assert torch.equal(item["mask"], expected)
+    datasets.DatasetDict({"test": datasets.Dataset.from_dict({"label": [0]})}).save_to_disk(tmp_path / "dict")
     with pytest.raises(ValueError, match="DatasetDict"):
-        datasets.DatasetDict({"test": datasets.Dataset.from_dict({"label": [0]})}).save_to_disk(tmp_path / "dict")
         open_dataset(tmp_path / "dict", PROCESSORS["resize"](), ID2LABEL, 32)
