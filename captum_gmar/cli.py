@@ -1,4 +1,4 @@
-"""The ``captum-gmar`` command line: ``demo``, ``compare`` and ``explain``.
+"""The ``captum-gmar`` command line: ``demo``, ``compare``, ``explain`` and ``export-scenes``.
 
 Every argument is checked by the parser, and every file named on the command line before
 any model loads, so a mistake costs a one-line error, not a run. torch, transformers
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import InsufficientMemoryError, NonFiniteError, UnsupportedModelError
+from .errors import InsufficientMemoryError, NonFiniteError, RankFailedError, UnsupportedModelError
 from .names import METHOD_KEYS, METRIC_KEYS, REFERENCE_MODELS, SUPPORTED_FAMILIES, SUPPORTED_MODEL_CLASSES
 
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
@@ -51,6 +51,12 @@ def _int_at_least(least: int) -> Callable[[str], int]:
 def _device(text: str) -> str:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", text):
         raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto (CUDA when available), cpu, cuda or cuda:N")
+    return text
+
+
+def _folder(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
     return text
 
 
@@ -144,55 +150,72 @@ def load_model(spec: str | None):
 
 
 def _device_and_description(name: str):
-    from .evaluation.runner import resolve_device
-
-    device = resolve_device(name)
     import torch
 
-    described = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    return device, f"{device} ({described}), torch {torch.__version__}"
+    from .evaluation.distributed import Launch, describe_device, select_device
+
+    device = select_device(name, Launch(), torch.cuda.device_count())
+    return device, f"{describe_device(device)}, torch {torch.__version__}"
 
 
-def _run_comparison(args: argparse.Namespace, scenes, methods: list[str], metrics: list[str]) -> list[dict]:
+def _run_comparison(args: argparse.Namespace, dataset, methods: list[str], metrics: list[str]) -> None:
+    """Compare on ``dataset`` (in every process ``torchrun`` started), then, on rank 0,
+    summarise ``results.csv`` into summary.md / summary.json and draw the figure."""
+    import torch
+
+    from .evaluation.distributed import describe_device, process_group
+    from .evaluation.runner import compare
+
     out = Path(args.out)
-    device, described = _device_and_description(args.device)
-    model = load_model(args.model)
+    with process_group(args.device) as ctx:
+        devices = ctx.all_gather(describe_device(ctx.device))
+        described = devices[0] if ctx.world_size == 1 else f"{ctx.world_size} processes: " + ", ".join(f"rank {r} {d}" for r, d in enumerate(devices))
+        described += f", torch {torch.__version__}"
+        model = load_model(args.model)
+        compare(
+            model,
+            dataset,
+            methods=methods,
+            metrics=metrics,
+            device=args.device,
+            batch_size=args.batch_size,
+            robustness_limit=args.robustness_scenes,
+            ig_steps=args.ig_steps,
+            ig_internal_batch_size=args.ig_internal_batch_size,
+            deletion_steps=args.deletion_steps,
+            seed=args.seed,
+            results=out / "results.csv",
+            resume=args.resume,
+            workers=args.workers,
+        )
+        if ctx.rank == 0:
+            _report(args, model, dataset, methods, ctx.device, described)
+
+
+def _report(args: argparse.Namespace, model, dataset, methods: list[str], device, described: str) -> None:
     from .evaluation.methods import build_methods
-    from .evaluation.report import comparison_figure, markdown_table, summarize, write_csv
-    from .evaluation.runner import compare, explanation_tasks, score_function
+    from .evaluation.report import comparison_figure, markdown_table, read_csv, summarize
+    from .evaluation.runner import score_function
     from .models import VisionTransformer
 
-    rows = compare(
-        model,
-        scenes,
-        methods=methods,
-        metrics=metrics,
-        device=str(device),
-        batch_size=args.batch_size,
-        robustness_limit=args.robustness_scenes,
-        ig_steps=args.ig_steps,
-        ig_internal_batch_size=args.ig_internal_batch_size,
-        deletion_steps=args.deletion_steps,
-        seed=args.seed,
-    )
-    summary = summarize(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, out / "results.csv")
+    out = Path(args.out)
+    summary = summarize(read_csv(out / "results.csv"))
     header = f"Device: {described}; command: `captum-gmar {' '.join(sys.argv[1:])}`\n\n"
     (out / "summary.md").write_text(header + markdown_table(summary))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     written = [out / "results.csv", out / "summary.md"]
-    tasks = explanation_tasks(scenes)
     if args.figure_rows:
         built = build_methods(model, methods, ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_internal_batch_size)
         timings = ", ".join(f"{entry['method']} {entry['seconds_per_image'] * 1000:.1f} ms" for entry in summary)
         figure = comparison_figure(
             built,
-            tasks,
-            range(min(args.figure_rows, len(tasks))),
+            dataset,
+            range(min(args.figure_rows, len(dataset))),
             device,
             model.config.id2label,
             score_function(VisionTransformer(model)),
+            mean=dataset.image_mean,
+            std=dataset.image_std,
             title=f"{_model_name(args.model)}: what each method says the model looked at",
             caption=f"device: {described}; time per image: {timings}",
         )
@@ -200,7 +223,6 @@ def _run_comparison(args: argparse.Namespace, scenes, methods: list[str], metric
         written.append(out / "comparison.png")
     print(markdown_table(summary))
     print(f"wrote {', '.join(map(str, written))}")
-    return summary
 
 
 def _model_name(spec: str | None) -> str:
@@ -211,21 +233,70 @@ def _model_name(spec: str | None) -> str:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """GMAR, rollout and IG on the bundled scenes with the bundled model."""
+    from .evaluation.data import SceneTasks
     from .reference import load_sample_scenes
 
-    args.model, args.robustness_scenes, args.deletion_steps = None, 0, 16
-    _run_comparison(args, load_sample_scenes(), ["gmar-l1", "rollout", "ig"], ["localisation"])
+    args.model, args.robustness_scenes, args.deletion_steps, args.resume, args.workers = None, 0, 16, False, 0
+    _run_comparison(args, SceneTasks(load_sample_scenes()), ["gmar-l1", "rollout", "ig"], ["localisation"])
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    """Every chosen method and metric on N evaluation scenes from the test split."""
-    model_folder(args.model)  # a bad model folder fails before the scenes are drawn
-    from .datasets.fashion_mnist import resolve_data_dir
+    """Every chosen method and metric on evaluation scenes from the test split, or on the
+    user's data (``--data``)."""
+    folder = model_folder(args.model)  # a bad model folder fails before the data is read
+    if args.data is None and args.limit is not None:
+        raise CommandError("--limit applies to --data; the number of scenes is --scenes")
+    if args.data is not None and args.data_dir is not None:
+        raise CommandError("--data-dir is the Fashion-MNIST folder that scenes are drawn from; it does not apply with --data")
+    results = Path(args.out) / "results.csv"
+    if results.is_file() and results.stat().st_size and not (args.resume or args.overwrite):
+        raise CommandError(f"{results} exists: add --resume to continue that run, or --overwrite to start over")
+    if args.data is None:
+        from .datasets.fashion_mnist import resolve_data_dir
+        from .datasets.scenes import make_scenes
+        from .evaluation.data import SceneTasks
+
+        resolve_data_dir(args.data_dir)
+        dataset = SceneTasks(make_scenes(args.scenes, "test", seed=args.seed, data_dir=args.data_dir))
+    else:
+        dataset = _user_data(args, folder)
+    metrics = args.metrics or list(METRIC_KEYS)
+    if not dataset.has_masks:
+        if args.metrics and "localisation" in args.metrics:
+            raise CommandError(f"--metrics localisation needs masks, and {args.data!r} has none (a masks/ folder, a mask column or a boxes.csv)")
+        metrics = [m for m in metrics if m != "localisation"]
+        if os.environ.get("RANK", "0") == "0":  # once, not once per process
+            print(f"{args.data} has no masks: localisation metrics are skipped")
+    _run_comparison(args, dataset, args.methods, metrics)
+
+
+def _user_data(args: argparse.Namespace, folder: Path):
+    """``--data`` read with the model's image processor; every file is checked here, before
+    the model loads (images are decoded later, batch by batch)."""
+    config = _config(folder)
+    if not (folder / "preprocessor_config.json").is_file():
+        raise CommandError(f"model folder {str(folder)!r} has no image processor (preprocessor_config.json): save the model's with processor.save_pretrained(DIR)")
+    from transformers import AutoImageProcessor
+
+    from .evaluation.data import open_dataset
+
+    processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    return open_dataset(args.data, processor, config["id2label"], config.get("image_size", 224), limit=args.limit, seed=args.seed)
+
+
+def cmd_export_scenes(args: argparse.Namespace) -> None:
+    """Write N test-split scenes as an image folder with a mirrored masks/ tree."""
+    out = Path(args.dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CommandError(f"{args.dir!r} exists and is not an empty folder: export into a new one")
+    from .datasets.fashion_mnist import CLASS_NAMES, resolve_data_dir
+    from .datasets.folder import export_scenes
     from .datasets.scenes import make_scenes
 
     resolve_data_dir(args.data_dir)
-    scenes = make_scenes(args.scenes, "test", seed=args.seed, data_dir=args.data_dir)
-    _run_comparison(args, scenes, args.methods, args.metrics)
+    scenes = make_scenes(args.n, "test", seed=args.seed, data_dir=args.data_dir)
+    written = export_scenes(scenes, out, CLASS_NAMES)
+    print(f"wrote {written} images ({args.n} scenes, {int((scenes.num_items == 2).sum())} with two items, each written once per item) and their masks to {out}")
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -294,11 +365,9 @@ def _resize_options(processor, model, native: bool) -> dict[str, Any]:
     processor does not resize; none with ``--native-resolution``."""
     if native:
         return {"do_resize": False, "do_center_crop": False}
-    if getattr(processor, "do_resize", False):
-        return {}
-    size = model.config.image_size
-    height, width = (size, size) if isinstance(size, int) else size
-    return {"do_resize": True, "size": {"height": height, "width": width}}
+    from .evaluation.data import processor_options
+
+    return processor_options(processor, model.config.image_size)
 
 
 def _add_run_options(parser: argparse.ArgumentParser, out: str) -> None:
@@ -306,7 +375,7 @@ def _add_run_options(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--batch-size", type=_int_at_least(1), default=32, help="explanations per batch (default 32)")
     parser.add_argument("--ig-steps", type=_int_at_least(1), default=50, help="IntegratedGradients steps (default 50)")
     parser.add_argument("--ig-internal-batch-size", type=_int_at_least(1), default=None, help="IG's internal batch size")
-    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of scenes and metric noise (default 0)")
+    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the scenes, of the order of --data and of the metrics' noise (default 0)")
     parser.add_argument("--figure-rows", type=_int_at_least(0), default=6, help="explanations drawn in the figure, 0 for none (default 6)")
     parser.add_argument("--out", default=out, help=f"output directory (default {out})")
 
@@ -321,16 +390,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(demo, "demo-output")
     demo.set_defaults(run=cmd_demo)
 
-    comp = commands.add_parser("compare", help="compare methods on N evaluation scenes")
+    comp = commands.add_parser("compare", help="compare methods on evaluation scenes or on your own images (--data)")
     comp.add_argument("--model", default=None, help=models)
-    comp.add_argument("--scenes", type=_int_at_least(1), default=1000, help="evaluation scenes (default 1000)")
+    data = comp.add_mutually_exclusive_group()
+    data.add_argument("--scenes", type=_int_at_least(1), default=1000, help="evaluation scenes (default 1000)")
+    data.add_argument("--data", type=_folder, default=None, help="your images: a folder with one subfolder per class (or a labels.csv), optional masks/ or boxes.csv; or a folder saved by datasets' save_to_disk")
+    comp.add_argument("--limit", type=_int_at_least(1), default=None, help="with --data: evaluate N items, drawn in an order shuffled by --seed")
     comp.add_argument("--methods", type=_choices(METHOD_KEYS, "method(s)"), default=list(METHOD_KEYS), help=f"comma-separated, of {', '.join(METHOD_KEYS)}")
-    comp.add_argument("--metrics", type=_choices(METRIC_KEYS, "metric group(s)"), default=list(METRIC_KEYS), help=f"comma-separated, of {', '.join(METRIC_KEYS)}")
+    comp.add_argument("--metrics", type=_choices(METRIC_KEYS, "metric group(s)"), default=None, help=f"comma-separated, of {', '.join(METRIC_KEYS)} (default: all; localisation only where there are masks)")
     comp.add_argument("--deletion-steps", type=_int_at_least(1), default=16, help="steps of the deletion/insertion curves")
     comp.add_argument("--robustness-scenes", type=_int_at_least(0), default=100, help="explanations scored by infidelity/sensitivity")
-    comp.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory (default: the Debian package's)")
+    comp.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory of the scenes (default: the Debian package's)")
+    comp.add_argument("--workers", type=_int_at_least(0), default=0, help="processes reading and preprocessing images (default 0: the main process)")
+    again = comp.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run whose results.csv is in --out, skipping finished batches")
+    again.add_argument("--overwrite", action="store_true", help="replace the results.csv in --out")
     _add_run_options(comp, "comparison-output")
     comp.set_defaults(run=cmd_compare)
+
+    export = commands.add_parser("export-scenes", help="write test-split scenes as an image folder with masks, for --data")
+    export.add_argument("dir", help="new or empty folder")
+    export.add_argument("--n", type=_int_at_least(1), default=200, help="scenes (default 200)")
+    export.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the scenes (default 0)")
+    export.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory (default: the Debian package's)")
+    export.set_defaults(run=cmd_export_scenes)
 
     explain = commands.add_parser("explain", help="explain one image file")
     explain.add_argument("image", help="image file (PNG, JPEG, ...)")
@@ -349,10 +432,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")  # files only
+    # torchrun and accelerate launch set these; errors then name the process
+    rank = int(os.environ.get("RANK", "0"))
+    where = f" (rank {rank})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     try:
         args.run(args)
+    except RankFailedError as error:  # raised on every rank; the failing one reports it
+        user_error = isinstance(error.error, (CommandError, *_USER_ERRORS))
+        if error.rank != rank:
+            raise SystemExit(2 if user_error else 1) from None
+        if not user_error:
+            sys.stderr.write(error.remote_traceback)
+        parser.exit(2 if user_error else 1, f"captum-gmar {args.command}{where}: error: {error.error}\n")
     except (CommandError, *_USER_ERRORS) as error:
-        parser.exit(2, f"captum-gmar {args.command}: error: {error}\n")
+        parser.exit(2, f"captum-gmar {args.command}{where}: error: {error}\n")
+    except KeyboardInterrupt:
+        kept = f"; the finished batches are in {Path(args.out) / 'results.csv'}: add --resume to go on" if args.command == "compare" else ""
+        parser.exit(130, f"captum-gmar {args.command}{where}: interrupted{kept}\n")
     return 0
 
 

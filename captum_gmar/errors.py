@@ -14,3 +14,21 @@ class NonFiniteError(FloatingPointError):
 
 class InsufficientMemoryError(MemoryError):
     """A call would need more memory than the device has available."""
+
+
+class RankFailedError(RuntimeError):
+    """A process of a distributed run failed: raised on every rank at the same step.
+
+    Attributes:
+        rank: the (lowest) failing process's rank.
+        error: its exception (a ``RuntimeError`` naming the type where it did not pickle).
+        remote_traceback: the traceback as that process formatted it.
+        completed: what the ranks that did not fail returned at that step, in rank order.
+    """
+
+    def __init__(self, rank: int, error: BaseException, remote_traceback: str, completed: list | None = None) -> None:
+        super().__init__(f"rank {rank}: {error}")
+        self.rank = rank
+        self.error = error
+        self.remote_traceback = remote_traceback
+        self.completed = completed or []

@@ -1,5 +1,6 @@
 """The command line: arguments, outputs and errors."""
 
+import math
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from PIL import Image
 import captum_gmar
 from captum_gmar import cli
 from captum_gmar.cli import main
+from captum_gmar.evaluation.report import read_csv
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def test_explain_a_class_by_name_or_index(model_dir, photo, tmp_path, capsys, mo
 
 def test_help_and_version_do_not_import_torch():
     code = "import sys; from captum_gmar.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
-    for argv in (["--help"], ["--version"], ["explain", "--help"], ["compare", "--scenes", "0"]):
+    for argv in (["--help"], ["--version"], ["explain", "--help"], ["export-scenes", "--help"], ["compare", "--scenes", "0"]):
         result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
         assert result.stdout.strip().endswith("False"), (argv, result.stdout, result.stderr)
     version = subprocess.run([sys.executable, "-m", "captum_gmar", "--version"], capture_output=True, text=True, timeout=60)
@@ -119,6 +121,12 @@ def test_help_and_version_do_not_import_torch():
         (["compare", "--device", "gpu"], "unknown device 'gpu'"),
         (["demo", "--device", "tpu"], "unknown device 'tpu'"),
         (["explain", "x.png", "--methods", ""], "unknown method(s) (none given)"),
+        (["compare", "--data", "/no/such/folder"], "'/no/such/folder' is not a folder"),
+        (["compare", "--data", ".", "--scenes", "3"], "not allowed with argument"),
+        (["compare", "--resume", "--overwrite"], "not allowed with argument"),
+        (["compare", "--limit", "0"], "--limit: must be at least 1, got 0"),
+        (["compare", "--workers", "-1"], "--workers: must be at least 0, got -1"),
+        (["export-scenes", "x", "--n", "0"], "--n: must be at least 1, got 0"),
     ],
 )
 def test_argument_errors_are_one_line(capsys, argv, message, no_model_loading):
@@ -151,10 +159,92 @@ def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, pho
         (["explain", photo, "--model", model_dir, "--target", "10"], "--target 10 is out of range: the model has 10 classes"),
         (["explain", photo, "--model", model_dir, "--target", "Cat"], "'Cat' is not a class of this model; its classes: T-shirt/top, Trouser"),
         (["compare", "--model", model_dir, "--data-dir", str(tmp_path / "nothing")], "Fashion-MNIST"),
+        (["compare", "--model", model_dir, "--limit", "3"], "--limit applies to --data"),
+        (["compare", "--model", model_dir, "--data", str(tmp_path), "--data-dir", str(tmp_path)], "--data-dir is the Fashion-MNIST folder"),
+        (["compare", "--model", model_dir, "--data", str(tmp_path)], "holds no images"),
+        (["compare", "--model", model_dir, "--out", str(existing_results(tmp_path))], "results.csv exists: add --resume"),
+        (["export-scenes", str(tmp_path)], "is not an empty folder"),
     ]
     for argv, message in cases:
         code, err = run(capsys, *argv)
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+
+
+def existing_results(tmp_path):
+    """An output folder holding the results of an earlier run."""
+    out = tmp_path / "earlier"
+    out.mkdir()
+    (out / "results.csv").write_text("method,item\n")
+    return out
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Two classes of the test model (one named in lower case), four images of another size
+    than the model's; masks for the Trouser ones."""
+    rng = np.random.default_rng(0)
+    for i, label in enumerate(["Trouser", "Trouser", "bag", "bag"]):
+        for base, array in ((tmp_path / "data", rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)), (tmp_path / "data" / "masks", np.eye(50, 70, dtype=np.uint8))):
+            if base.name == "masks" and label != "Trouser":
+                continue
+            (base / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(base / label / f"{i}.png")
+    return tmp_path / "data"
+
+
+def test_compare_on_an_image_folder(model_dir, image_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--methods", "rollout", "--metrics", "faithfulness,localisation",
+            "--limit", "3", "--batch-size", "2", "--device", "cpu", "--figure-rows", "2", "--out", str(out)]
+    assert main(argv) == 0
+    rows = list(read_csv(out / "results.csv"))
+    assert len(rows) == 3 and all(row["file"].split("/")[0] in ("Trouser", "bag") for row in rows)
+    assert all(math.isnan(row["pointing_game"]) != row["file"].startswith("Trouser") for row in rows)
+    assert (out / "comparison.png").is_file() and "| Attention rollout |" in (out / "summary.md").read_text()
+    code, err = run(capsys, *argv)
+    assert code == 2 and "results.csv exists: add --resume" in err
+    assert main([*argv, "--resume"]) == 0 and len(list(read_csv(out / "results.csv"))) == 3
+
+
+def test_compare_without_masks_skips_localisation(model_dir, image_folder, tmp_path, capsys):
+    import shutil
+
+    shutil.rmtree(image_folder / "masks")
+    argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--methods", "rollout", "--device", "cpu", "--figure-rows", "0"]
+    code, err = run(capsys, *argv, "--metrics", "localisation", "--out", str(tmp_path / "a"))
+    assert code == 2 and "--metrics localisation needs masks" in err
+    assert main([*argv, "--metrics", "faithfulness", "--out", str(tmp_path / "b")]) == 0
+    assert main([*argv, "--robustness-scenes", "0", "--out", str(tmp_path / "c")]) == 0
+    assert "has no masks: localisation metrics are skipped" in capsys.readouterr().out
+    assert "mass_inside" not in next(read_csv(tmp_path / "c" / "results.csv"))
+
+
+def test_an_interrupted_compare_says_how_to_go_on(model_dir, image_folder, tmp_path, capsys, monkeypatch):
+    import captum_gmar.evaluation.runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(captum_gmar.evaluation.runner, "compare", interrupted)
+    code, err = run(capsys, "compare", "--model", model_dir, "--data", str(image_folder), "--device", "cpu", "--out", str(tmp_path / "out"))
+    assert code == 130 and "interrupted; the finished batches are in" in err and "add --resume" in err
+
+
+def test_export_scenes_writes_a_folder_compare_reads(tmp_path, capsys):
+    try:
+        from captum_gmar.datasets.fashion_mnist import resolve_data_dir
+
+        resolve_data_dir()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    assert main(["export-scenes", str(tmp_path / "scenes"), "--n", "4", "--seed", "1"]) == 0
+    assert "and their masks to" in capsys.readouterr().out
+    images = sorted(p.relative_to(tmp_path / "scenes").as_posix() for p in (tmp_path / "scenes").rglob("*.png"))
+    masks = [p for p in images if p.startswith("masks/")]
+    assert len(masks) * 2 == len(images) and {"masks/" + p for p in images if p not in masks} == set(masks)
+    assert main(["compare", "--data", str(tmp_path / "scenes"), "--methods", "rollout", "--metrics", "localisation", "--device", "cpu",
+                 "--figure-rows", "0", "--out", str(tmp_path / "out")]) == 0
+    assert all(row["pointing_game"] in (0.0, 1.0) for row in read_csv(tmp_path / "out" / "results.csv"))
 
 
 def test_missing_subcommand(capsys):

@@ -5,7 +5,7 @@ queries and keys after the projections, so its attention is captured at the kern
 import pytest
 import torch
 import transformers
-from conftest import VISION, randomise_
+from tiny_models import VISION, randomise_
 from reference_methods import eager_pass, reference_gae, reference_gmar, reference_rollout
 from torch import nn
 

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import AUTO_READOUT, MODEL_NAMES, OPTION_MODELS, POOLING, PREFIX_TOKENS
+from tiny_models import AUTO_READOUT, MODEL_NAMES, OPTION_MODELS, POOLING, PREFIX_TOKENS
 from reference_methods import reference_gae
 
 from captum_gmar import GenericAttentionExplainability

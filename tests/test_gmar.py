@@ -2,7 +2,7 @@ import pytest
 import torch
 import transformers
 from captum.attr import Attribution
-from conftest import AUTO_READOUT, KERNEL_CAPTURED, MODEL_NAMES, NUM_LABELS, OPTION_MODELS, POOLING, PREFIX_TOKENS, takes_other_sizes
+from tiny_models import AUTO_READOUT, KERNEL_CAPTURED, MODEL_NAMES, NUM_LABELS, OPTION_MODELS, POOLING, PREFIX_TOKENS, takes_other_sizes
 from reference_methods import reference_gmar
 
 import captum_gmar.gmar

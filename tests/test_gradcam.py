@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import MODEL_NAMES, PREFIX_TOKENS
+from tiny_models import MODEL_NAMES, PREFIX_TOKENS
 from reference_methods import reference_gradcam
 
 from captum_gmar import TokenGradCAM

@@ -2,7 +2,7 @@ import threading
 
 import pytest
 import torch
-from conftest import MODEL_NAMES, PREFIX_TOKENS, takes_other_sizes
+from tiny_models import MODEL_NAMES, PREFIX_TOKENS, takes_other_sizes
 from reference_methods import eager_pass
 
 from captum_gmar import architectures, names

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import AUTO_READOUT, MODEL_NAMES, POOLING, PREFIX_TOKENS
+from tiny_models import AUTO_READOUT, MODEL_NAMES, POOLING, PREFIX_TOKENS
 
 from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution, TokenGradCAM
 from captum_gmar.models import VisionTransformer

@@ -4,7 +4,7 @@ against the reference on timm's unfused attention."""
 
 import pytest
 import torch
-from conftest import import_timm, randomise_
+from tiny_models import import_timm, randomise_
 from reference_methods import reference_gae, reference_gmar, reference_gradcam, reference_rollout
 
 from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution, TokenGradCAM

@@ -4,7 +4,7 @@ logit. Tiny random models with token ids (no tokenizer, no download)."""
 import pytest
 import torch
 import transformers
-from conftest import ZERO_SHOT_MODELS
+from tiny_models import ZERO_SHOT_MODELS
 from reference_methods import reference_gae, reference_gmar, reference_rollout
 
 from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution, TokenGradCAM

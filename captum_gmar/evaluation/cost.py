@@ -55,7 +55,10 @@ def measure_cost(
       follows live memory, the first CPU measurement makes glibc serve every block of
       64 KiB or more with its own mapping, returned to the system when freed (without
       it, freed activations stay in the heap and the next call reuses them unseen);
-      this holds for the rest of the process and costs some page faults.
+      this holds for the rest of the process and costs some page faults. Small blocks
+      freed by earlier work still coalesce into large free heap chunks that a call
+      could reuse unseen, so before each timed call the heap's free pages are returned
+      to the system too (``malloc_trim``).
 
     Args:
         fn: the function to measure; ``args`` and ``kwargs`` are passed to it.
@@ -94,6 +97,7 @@ def measure_cost(
             seconds.append(time.perf_counter() - start)
             peaks.append(torch.cuda.max_memory_allocated(device) - before)
         else:
+            _release_free_heap()
             with _RssSampler() as sampler:
                 start = time.perf_counter()
                 output = fn(*args, **kwargs)
@@ -103,14 +107,27 @@ def measure_cost(
 
 
 @functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """glibc, or ``None`` where it is not the C library."""
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+@functools.cache
 def _return_freed_blocks_to_the_system() -> None:
     """Fix glibc's mmap threshold at 64 KiB (``mallopt(M_MMAP_THRESHOLD)``), so that
     freed tensors leave the resident set; a no-op where glibc is not the C library."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
+    if _libc() is not None:
+        _libc().mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
+
+
+def _release_free_heap() -> None:
+    """Return the free pages of glibc's heap to the system (``malloc_trim(0)``), so that
+    only live memory is resident when a measurement starts."""
+    if _libc() is not None:
+        _libc().malloc_trim(0)
 
 
 class _RssSampler:

@@ -1,21 +1,25 @@
-"""Reports of a comparison: summary statistics, CSV, Markdown table and figure grid."""
+"""Reports of a comparison: summary statistics, the results CSV (written as rows come,
+read back one row at a time), Markdown table and figure grid."""
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
+from torch.utils.data import Dataset
 
-from ..datasets.scenes import PIXEL_MEAN, PIXEL_STD
 from ..visualization import comparison_grid, to_display_image
+from .data import collate
 from .methods import Method
-from .runner import Explanations
 
 #: columns of the summary table, in order, with how to read them
 COLUMNS: dict[str, str] = {
@@ -24,8 +28,8 @@ COLUMNS: dict[str, str] = {
     "positive_perturbation_auc": "Chefer positive perturbation AUC (lower is better)",
     "negative_perturbation_auc": "Chefer negative perturbation AUC (higher is better)",
     "pointing_game": "Pointing game hit rate (higher is better)",
-    "mass_inside": "Share of the map's mass inside the target item's mask (higher is better)",
-    "class_sensitivity": "Two-item scenes: mass on the explained item minus mass on the other (higher is better)",
+    "mass_inside": "Share of the map's mass inside the explained object's mask (higher is better)",
+    "class_sensitivity": "Images with two labelled objects: mass on the explained one minus mass on the other (higher is better)",
     "infidelity": "Captum infidelity (lower is better)",
     "sensitivity": "Captum sensitivity_max (lower is better)",
     "head_rank_correlation": "Spearman correlation of head weights with head-masking logit drops (GMAR only)",
@@ -34,35 +38,117 @@ COLUMNS: dict[str, str] = {
 }
 
 
-def summarize(rows: Sequence[dict]) -> list[dict[str, float | str]]:
+def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, float | str]]:
     """Per method: the mean of each metric over the rows where it was computed, with the
     standard error of the mean (``<column>_sem``) and the row count; peak memory is the
-    maximum over batches."""
-    summary = []
-    for method in dict.fromkeys(row["method"] for row in rows):
-        mine = [row for row in rows if row["method"] == method]
-        entry: dict[str, float | str] = {"method": method, "explanations": len(mine)}
+    maximum over batches. One pass over ``rows`` (e.g. :func:`read_csv`), so a results
+    file of any length is summarised in constant memory."""
+    counts: dict[str, int] = {}
+    stats: dict[str, dict[str, _Running]] = {}
+    for row in rows:
+        method = str(row["method"])
+        counts[method] = counts.get(method, 0) + 1
+        columns = stats.setdefault(method, {})
         for column in COLUMNS:
-            values = np.array([row[column] for row in mine if column in row], dtype=float)
-            values = values[~np.isnan(values)]
-            if not len(values):
+            value = row.get(column)
+            if value is not None and not math.isnan(float(value)):
+                columns.setdefault(column, _Running()).add(float(value))
+    summary = []
+    for method, count in counts.items():
+        entry: dict[str, float | str] = {"method": method, "explanations": count}
+        for column in COLUMNS:
+            if column not in stats[method]:
                 continue
+            running = stats[method][column]
             if column == "peak_memory_mb":
-                entry[column] = float(values.max())
+                entry[column] = running.maximum
                 continue
-            entry[column] = float(values.mean())
-            entry[f"{column}_sem"] = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+            entry[column] = running.mean
+            entry[f"{column}_sem"] = running.sem
         summary.append(entry)
     return summary
 
 
-def write_csv(rows: Sequence[dict], path: str | os.PathLike[str]) -> None:
+class _Running:
+    """Count, mean, sum of squared deviations (Welford's update) and maximum of a stream."""
+
+    def __init__(self) -> None:
+        self.count, self.mean, self.squares, self.maximum = 0, 0.0, 0.0, -math.inf
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        delta = value - self.mean
+        self.mean += delta / self.count
+        self.squares += delta * (value - self.mean)
+        self.maximum = max(self.maximum, value)
+
+    @property
+    def sem(self) -> float:
+        """Standard error of the mean (sample standard deviation over sqrt(n)); 0 for one value."""
+        return math.sqrt(self.squares / (self.count - 1) / self.count) if self.count > 1 else 0.0
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> None:
     """Write the per-explanation rows (all columns that occur) to ``path``."""
-    fields = list(dict.fromkeys(key for row in rows for key in row))
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    with ResultsWriter(path) as writer:
+        writer.write(rows)
+
+
+class ResultsWriter:
+    """Appends result rows to a CSV file as they come, one batch per :meth:`write`.
+
+    The header is the columns of the first rows written (every batch holds every
+    method's rows, so the first has every column), or the existing file's when
+    appending. Each write ends with whole lines flushed and synced to disk, so a crash
+    leaves every earlier batch intact and at most the batch being written cut short.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], append: bool = False) -> None:
+        self.path = Path(path)
+        self._fields: list[str] | None = None
+        if append and self.path.is_file() and self.path.stat().st_size:
+            with open(self.path, newline="") as handle:
+                self._fields = next(csv.reader(handle))
+        self._handle = open(self.path, "a" if append else "w", newline="")
+
+    def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append ``rows``; columns a row lacks are left empty."""
+        if not rows:
+            return
+        buffer = io.StringIO()
+        if self._fields is None:
+            self._fields = list(dict.fromkeys(key for row in rows for key in row))
+            csv.writer(buffer).writerow(self._fields)
+        csv.DictWriter(buffer, fieldnames=self._fields, extrasaction="raise").writerows(rows)
+        self._handle.write(buffer.getvalue())
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_csv(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The rows of a results file, one at a time, typed: metric columns as floats (NaN
+    included), whole numbers as ints, ``True``/``False`` as bools, the rest as strings;
+    empty cells are left out of the row."""
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            yield {key: _parse(key, value) for key, value in row.items() if value not in ("", None)}
+
+
+def _parse(column: str, text: str) -> Any:
+    if column in COLUMNS:
+        return float(text)
+    if column != "method" and re.fullmatch(r"-?\d+", text):
+        return int(text)
+    return {"True": True, "False": False}.get(text, text)
 
 
 def markdown_table(summary: Sequence[dict]) -> str:
@@ -87,38 +173,43 @@ def markdown_table(summary: Sequence[dict]) -> str:
 
 def comparison_figure(
     methods: Sequence[Method],
-    explanations: Explanations,
-    rows: Sequence[int],
+    dataset: Dataset,
+    indices: Sequence[int],
     device: torch.device,
-    id2label: dict[int, str],
+    id2label: Mapping[int, str],
     score_fn: Callable[[Tensor], Tensor],
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     title: str | None = None,
     caption: str | None = None,
 ) -> Figure:
-    """Image | one map per method, for the explanation tasks ``rows``, the explained
-    item's mask outlined; each row is titled with the explained class and the model's
-    score for it, and the predicted class where that differs.
+    """Image | one map per method, for the items ``indices`` of ``dataset``, the explained
+    object's mask outlined where there is one; each row is titled with the explained
+    class and the model's score for it, and the predicted class where that differs.
 
     Args:
         methods: the compared methods.
-        explanations: the comparison's tasks.
-        rows: indices of the tasks to draw (one figure row each).
+        dataset: a data set of explanation tasks (see :mod:`~captum_gmar.evaluation.data`).
+        indices: the items to draw (one figure row each).
         device: where the methods' model lives.
         id2label: class names for the row titles (the model config's).
         score_fn: images -> class scores ``(N, K)`` (probabilities).
+        mean, std: the image processor's normalisation, undone to draw the images
+            (without them each image is min-max scaled).
         title, caption: of the figure (see :func:`~captum_gmar.visualization.comparison_grid`).
     """
-    index = torch.as_tensor(list(rows))
-    x, t = explanations.pixel_values[index].to(device), explanations.targets[index].to(device)
+    batch = collate([dataset[int(i)] for i in indices])
+    x, t = batch.pixel_values.to(device), batch.targets.to(device)
     maps = {m.name: m(x, t).cpu() for m in methods}
     with torch.no_grad():
         scores = score_fn(x).cpu()
-    images = [to_display_image(image, mean=[PIXEL_MEAN] * 3, std=[PIXEL_STD] * 3) for image in x]
+    images = [to_display_image(image, mean=mean, std=std) for image in x]
     titles = [class_title(row_scores, int(target), id2label) for row_scores, target in zip(scores, t)]
-    return comparison_grid(images, maps, row_titles=titles, masks=explanations.masks[index], title=title, caption=caption)
+    masks = batch.masks if batch.has_mask.any() else None
+    return comparison_grid(images, maps, row_titles=titles, masks=masks, title=title, caption=caption)
 
 
-def class_title(scores: Tensor, target: int, id2label: dict[int, str]) -> str:
+def class_title(scores: Tensor, target: int, id2label: Mapping[int, str]) -> str:
     """``'Sneaker (p 0.93)'`` for the explained class, plus ``'predicted: Bag (p 0.80)'``
     on a second line when the top class differs; ``scores`` ``(K,)``."""
     predicted = int(scores.argmax())

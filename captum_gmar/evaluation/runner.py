@@ -1,69 +1,50 @@
-"""The side-by-side comparison: every method, every metric, on evaluation scenes.
+"""The side-by-side comparison: every method, every metric, on a data set of explanation tasks.
 
-A scene with one item gives one explanation (its class); a scene with two items gives
-two, one per item, so that class sensitivity can compare the mass on the explained item
-with the mass on the other one. Every method explains the same images for the same
-targets in the same batches; the results are one row per method and explanation.
+An item of the data set (see :mod:`~captum_gmar.evaluation.data`) is one explanation: an
+image, the class to explain and, where known, the object's mask (and the other labelled
+objects' masks, for class sensitivity). Items are read ``batch_size`` at a time in the
+data set's order; every method explains the same batch, the metrics score its maps, and
+each method and item gives one row.
+
+The batch is the unit of work: rows are written to the results file batch by batch, a
+resumed run skips the finished batches, and processes started by ``torchrun`` share
+the batches out (:mod:`~captum_gmar.evaluation.distributed`). An item is therefore
+always explained in the same batch, and its row does not depend on how the run was
+interrupted or spread over processes (timings aside).
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import hashlib
+import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..datasets.scenes import Scenes, to_pixel_values
+from ..errors import RankFailedError
 from ..models import VisionTransformer
 from ..names import METHOD_KEYS, METRIC_KEYS
 from .cost import measure_cost
+from .data import Batch, collate
+from .distributed import Context, current_context
 from .faithfulness import deletion_auc, insertion_auc, perturbation_auc
 from .head_importance import head_masking_drops, rank_correlation
 from .localisation import class_sensitivity, mass_inside, pointing_game
-from .methods import build_methods
+from .methods import Method, build_methods
+from .report import ResultsWriter, read_csv
 from .robustness import infidelity_score, sensitivity_score
 
-
-@dataclass(frozen=True)
-class Explanations:
-    """The explanation tasks of a set of scenes, ``E`` of them.
-
-    Attributes:
-        pixel_values: ``(E, 3, H, W)`` model inputs.
-        targets: ``(E,)`` the class of the explained item.
-        masks: ``(E, H, W)`` the explained item's mask.
-        other_masks: ``(E, H, W)`` the other item's mask (all False in one-item scenes).
-        two_items: ``(E,)`` whether the scene holds two items.
-        scene: ``(E,)`` index of the scene.
-    """
-
-    pixel_values: Tensor
-    targets: Tensor
-    masks: Tensor
-    other_masks: Tensor
-    two_items: Tensor
-    scene: Tensor
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-
-def explanation_tasks(scenes: Scenes) -> Explanations:
-    """One task per item: scene ``i``'s item ``k`` explained with class ``labels[i, k]``."""
-    scene, slot = np.nonzero(scenes.labels >= 0)
-    masks = torch.from_numpy(scenes.masks)
-    return Explanations(
-        pixel_values=to_pixel_values(scenes.images)[scene],
-        targets=torch.from_numpy(scenes.labels[scene, slot]),
-        masks=masks[scene, slot],
-        other_masks=masks[scene, 1 - slot],
-        two_items=torch.from_numpy(scenes.num_items[scene] == 2),
-        scene=torch.from_numpy(scene),
-    )
+Row = dict[str, Any]
 
 
 def score_function(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
@@ -73,18 +54,33 @@ def score_function(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
     return lambda x: torch.softmax(vit.logits(x).float(), dim=-1)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` is CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
-    return torch.device(device)
+@dataclass(frozen=True)
+class Settings:
+    """What a comparison computes (see :func:`compare`); a resumed run must match it."""
+
+    methods: tuple[str, ...]
+    metrics: tuple[str, ...]
+    batch_size: int
+    robustness_limit: int
+    ig_steps: int
+    ig_internal_batch_size: int | None
+    deletion_steps: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.metrics if m not in METRIC_KEYS]
+        if unknown:
+            raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {', '.join(METRIC_KEYS)}")
+        unknown = [m for m in self.methods if m not in METHOD_KEYS]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHOD_KEYS)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
 def compare(
     model: nn.Module,
-    scenes: Scenes,
+    dataset: Dataset,
     methods: Sequence[str] = METHOD_KEYS,
     metrics: Sequence[str] = METRIC_KEYS,
     device: str = "auto",
@@ -95,81 +91,219 @@ def compare(
     deletion_steps: int = 16,
     seed: int = 0,
     progress: bool = True,
-) -> list[dict[str, float | int | str]]:
-    """Run ``methods`` on every explanation task of ``scenes`` and score them.
+    results: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    workers: int = 0,
+) -> list[Row] | None:
+    """Run ``methods`` on every item of ``dataset`` and score them.
+
+    Under ``torchrun`` (inside :func:`~captum_gmar.evaluation.distributed.process_group`)
+    each process explains its share of the batches on its own device, and rank 0 gets
+    (or writes) every row.
 
     Args:
-        model: a supported classifier (moved to ``device`` and put in eval mode).
-        scenes: evaluation scenes.
-        methods: keys of :data:`~captum_gmar.evaluation.methods.METHOD_KEYS`.
-        metrics: groups of :data:`METRIC_KEYS`; ``"robustness"`` (Captum's infidelity and
+        model: a supported classifier (moved to the device and put in eval mode).
+        dataset: a map-style data set of explanation tasks (see
+            :mod:`~captum_gmar.evaluation.data`), e.g. :class:`~.data.SceneTasks`.
+        methods: keys of :data:`~captum_gmar.names.METHOD_KEYS`.
+        metrics: groups of :data:`~captum_gmar.names.METRIC_KEYS`. ``"localisation"``
+            scores the items that have a mask (NaN for the others); class sensitivity
+            needs an ``other_mask`` too. ``"robustness"`` (Captum's infidelity and
             sensitivity_max, which re-run the method) is limited to the first
-            ``robustness_limit`` tasks; ``"heads"`` scores GMAR's head weights.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+            ``robustness_limit`` items; ``"heads"`` scores GMAR's head weights.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see
+            :func:`~captum_gmar.evaluation.distributed.select_device`).
         batch_size: explanations per batch (IG's steps are split by
             ``ig_internal_batch_size``).
         deletion_steps: steps of the deletion and insertion curves.
         seed: seeds torch and the robustness metrics' noise, so a run is reproducible.
+        progress: a progress bar (rank 0), counting the items of the whole job.
+        results: a CSV file to append the rows to as each batch finishes, with the
+            run's settings beside it (``<name>.run.json``); memory then stays flat
+            however long the data set. Without it the rows are returned.
+        resume: keep the finished batches of ``results`` and compute only the rest; the
+            settings, data set and model must be those of the run that wrote it. A
+            batch cut short by a crash is computed again.
+        workers: processes reading and preprocessing items (``DataLoader``'s ``num_workers``).
 
     Returns:
-        One row per method and task: ``method``, ``scene``, ``target``, ``two_items`` and
-        the metric columns of :data:`~captum_gmar.evaluation.report.COLUMNS` that were computed.
+        Without ``results``: one row per method and item (rank 0; ``[]`` on other ranks):
+        ``method``, ``item`` (index in ``dataset``), the item's naming entries
+        (``scene``, ``file``, ...), ``target`` and the metric columns of
+        :data:`~captum_gmar.evaluation.report.COLUMNS` that were computed. With
+        ``results``: ``None``, the rows are in the file (:func:`~.report.read_csv`).
     """
-    unknown = [m for m in metrics if m not in METRIC_KEYS]
-    if unknown:
-        raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {', '.join(METRIC_KEYS)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    settings = Settings(tuple(methods), tuple(metrics), batch_size, robustness_limit, ig_steps, ig_internal_batch_size, deletion_steps, seed)
+    if resume and results is None:
+        raise ValueError("resume=True needs the results file to resume")
+    ctx = current_context(device)
     torch.manual_seed(seed)
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
-    vit = VisionTransformer(model)
-    score_fn = score_function(vit)
-    built = build_methods(model, methods, ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size)
-    tasks = explanation_tasks(scenes)
-    starts = range(0, len(tasks), batch_size)
-    rows: list[dict[str, float | int | str]] = []
-    bar = tqdm(total=len(built) * len(starts), desc="compare", disable=not progress)
-    for method in built:
-        method(tasks.pixel_values[:1].to(dev), tasks.targets[:1].to(dev))  # warm-up, untimed
-        for start in starts:
-            part = slice(start, start + batch_size)
-            x, t = tasks.pixel_values[part].to(dev), tasks.targets[part].to(dev)
+    model = model.to(ctx.device).eval()
+    built = build_methods(model, settings.methods, ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size)
+    count = len(dataset)
+    batches = [range(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
+    data = {"items": count, "data_fingerprint": getattr(dataset, "fingerprint", None)}
+    seen = ctx.exchange(lambda: data)
+    if any(other != data for other in seen):
+        raise ValueError(f"the processes see different data ({seen}); every rank must read the same data set")
+    # as it reads back from JSON (tuples become lists), to compare with a saved run
+    identity = json.loads(json.dumps({**dataclasses.asdict(settings), **data, "model_fingerprint": model_fingerprint(model)}))
+    run = _Run(ctx, VisionTransformer(model), built, dataset, settings, workers)
+    if results is None:
+        rows: list[Row] = []
+        run(batches, rows.extend, progress)
+        return rows
+    path = Path(results)
+    done = ctx.exchange(lambda: _prepare_results(path, identity, [m.name for m in built], batches, resume) if ctx.rank == 0 else None)[0]
+    writer = ResultsWriter(path, append=True) if ctx.rank == 0 else None
+    try:
+        run([batch for k, batch in enumerate(batches) if k not in done], writer.write if writer else lambda rows: None, progress)
+    finally:
+        if writer:
+            writer.close()
+    return None
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """A short digest of the model's parameters and buffers (names, shapes and sums), to
+    tell checkpoints apart without copying the weights (9 digits: the same weights sum
+    alike on any device)."""
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(f"{name}{tuple(tensor.shape)}{float(tensor.double().sum()):.9e}".encode())
+    return digest.hexdigest()[:16]
+
+
+def run_file(results: str | os.PathLike[str]) -> Path:
+    """Where the settings of the run that writes ``results`` are kept: ``<name>.run.json``."""
+    return Path(results).with_suffix(".run.json")
+
+
+def _prepare_results(path: Path, identity: dict[str, Any], names: list[str], batches: list[range], resume: bool) -> set[int]:
+    """Start a results file, or, resuming, check that it was made by the same run, drop
+    the rows of unfinished batches (and a last line cut short) and return the finished
+    batches' numbers."""
+    if not (resume and path.is_file()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        run_file(path).write_text(json.dumps(identity, indent=2))
+        return set()
+    if not run_file(path).is_file():
+        raise ValueError(f"cannot resume {str(path)!r}: {str(run_file(path))!r}, the settings of the run that wrote it, is missing")
+    saved = json.loads(run_file(path).read_text())
+    changed = [f"{key} {saved.get(key)!r} then, {value!r} now" for key, value in identity.items() if saved.get(key) != value]
+    if changed:
+        raise ValueError(f"cannot resume {str(path)!r}: it was made by another run ({'; '.join(changed)}); use another output or start over")
+    _drop_cut_line(path)
+    methods_of: dict[int, set[str]] = {}
+    for row in read_csv(path):
+        methods_of.setdefault(row["item"], set()).add(row["method"])
+    done = {k for k, batch in enumerate(batches) if all(methods_of.get(item, set()) >= set(names) for item in batch)}
+    finished = {item for k in done for item in batches[k]}
+    if set(methods_of) - finished:  # rows of a batch cut short: it is computed again
+        _keep_items(path, finished)
+    return done
+
+
+def _keep_items(path: Path, items: set[int]) -> None:
+    """Rewrite a results file with only the rows of ``items``, line by line."""
+    kept = path.with_name(path.name + ".kept")
+    with open(path, newline="") as source, open(kept, "w", newline="") as target:
+        reader, writer = csv.reader(source), csv.writer(target)
+        header = next(reader)
+        writer.writerow(header)
+        column = header.index("item")
+        writer.writerows(line for line in reader if int(line[column]) in items)
+    os.replace(kept, path)
+
+
+def _drop_cut_line(path: Path) -> None:
+    """Truncate a file after its last newline: a crash may cut the last row short."""
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+class _Run:
+    """Explains and scores batches on this process, exchanging rows with the others."""
+
+    def __init__(self, ctx: Context, vit: VisionTransformer, methods: list[Method], dataset: Dataset, settings: Settings, workers: int) -> None:
+        self.ctx, self.vit, self.methods, self.dataset, self.settings, self.workers = ctx, vit, methods, dataset, settings, workers
+        self.score_fn = score_function(vit)
+        self.warm = False
+
+    def __call__(self, batches: list[range], emit: Callable[[list[Row]], None], progress: bool) -> None:
+        """Explain ``batches`` (every process the same list): rank ``r`` takes every
+        ``W``-th from the ``r``-th; rank 0 passes each step's rows to ``emit``, in order."""
+        ctx = self.ctx
+        mine = batches[ctx.rank :: ctx.world_size]
+        loader = iter(DataLoader(self.dataset, batch_sampler=[list(b) for b in mine], collate_fn=collate, num_workers=self.workers))
+        bar = tqdm(total=sum(map(len, batches)), unit="item", desc="compare", disable=not progress or ctx.rank != 0)
+        for step in range(math.ceil(len(batches) / ctx.world_size)):
+
+            def work() -> list[Row]:  # a rank past its last batch sends no rows
+                return self.score(next(loader), mine[step].start) if step < len(mine) else []
+
+            try:
+                parts = ctx.exchange(work)
+            except RankFailedError as error:  # keep the batches the other ranks finished
+                if ctx.rank == 0:
+                    emit([row for part in error.completed for row in part])
+                ctx.barrier()  # ... before the failing rank exits and the launcher stops the others
+                raise
+            rows = [row for part in parts for row in part]
+            if ctx.rank == 0:
+                emit(rows)
+                bar.update(len(rows) // len(self.methods))
+        bar.close()
+
+    def score(self, batch: Batch, start: int) -> list[Row]:
+        """Rows of every method for the items ``start, start + 1, ...`` of ``batch``."""
+        dev, settings = self.ctx.device, self.settings
+        x, t = batch.pixel_values.to(dev), batch.targets.to(dev)
+        if not self.warm:  # lazy initialisation and kernel choice stay out of the timings
+            for method in self.methods:
+                method(x[:1], t[:1])
+            self.warm = True
+        rows = []
+        for method in self.methods:
             cost = measure_cost(method.maps_and_head_weights, x, t, device=dev, repeats=1, warmup=0)
             maps, weights = cost.output
-            columns: dict[str, Tensor] = {}
-            if "faithfulness" in metrics:
-                columns["deletion_auc"] = deletion_auc(score_fn, x, maps, t, baseline="blur", steps=deletion_steps)
-                columns["insertion_auc"] = insertion_auc(score_fn, x, maps, t, baseline="blur", steps=deletion_steps)
-                columns["positive_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=True)
-                columns["negative_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=False)
-            if "localisation" in metrics:
-                masks, other = tasks.masks[part].to(dev), tasks.other_masks[part].to(dev)
-                columns["pointing_game"] = pointing_game(maps, masks).float()
-                columns["mass_inside"] = mass_inside(maps, masks)
-                sensitivity = class_sensitivity(maps, masks, other).difference
-                columns["class_sensitivity"] = torch.where(tasks.two_items[part].to(dev), sensitivity, math.nan)
-            if "robustness" in metrics:  # NaN beyond the first robustness_limit tasks
-                keep = slice(0, max(0, min(len(t), robustness_limit - start)))
-                columns["infidelity"] = torch.full((len(t),), math.nan)
-                columns["sensitivity"] = torch.full((len(t),), math.nan)
-                if keep.stop:
-                    columns["infidelity"][keep] = infidelity_score(vit.logits, x[keep], maps[keep], t[keep], seed=seed).cpu()
-                    columns["sensitivity"][keep] = sensitivity_score(method.explain, x[keep], t[keep], seed=seed).cpu()
-            if "heads" in metrics and weights is not None:  # GMAR's weights, from the timed call
-                drops = head_masking_drops(vit, x, t)
-                columns["head_rank_correlation"] = rank_correlation(weights, drops)
+            columns = self.metrics(method, batch, x, t, maps, weights, start)
             for i in range(len(t)):
-                row: dict[str, float | int | str] = {
-                    "method": method.name,
-                    "scene": int(tasks.scene[start + i]),
-                    "target": int(t[i]),
-                    "two_items": bool(tasks.two_items[start + i]),
-                    "seconds_per_image": cost.seconds_median / len(t),
-                    "peak_memory_mb": cost.peak_memory_bytes / 2**20,
-                }
+                row: Row = {"method": method.name, "item": start + i, **batch.info[i], "target": int(t[i])}
+                row["seconds_per_image"] = cost.seconds_median / len(t)
+                row["peak_memory_mb"] = cost.peak_memory_bytes / 2**20
                 row.update({name: float(values[i]) for name, values in columns.items()})
                 rows.append(row)
-            bar.update()
-    bar.close()
-    return rows
+        return rows
+
+    def metrics(self, method: Method, batch: Batch, x: Tensor, t: Tensor, maps: Tensor, weights: Tensor | None, start: int) -> dict[str, Tensor]:
+        """The metric columns of one method's ``maps`` ``(B, H, W)``, each ``(B,)``."""
+        metrics, score_fn, steps = self.settings.metrics, self.score_fn, self.settings.deletion_steps
+        columns: dict[str, Tensor] = {}
+        if "faithfulness" in metrics:
+            columns["deletion_auc"] = deletion_auc(score_fn, x, maps, t, baseline="blur", steps=steps)
+            columns["insertion_auc"] = insertion_auc(score_fn, x, maps, t, baseline="blur", steps=steps)
+            columns["positive_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=True)
+            columns["negative_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=False)
+        if "localisation" in metrics:  # NaN for items without the masks a metric needs
+            masks, has_mask = batch.masks.to(x.device), batch.has_mask.to(x.device)
+            has_both = (batch.has_mask & batch.has_other).to(x.device)
+            columns["pointing_game"] = torch.where(has_mask, pointing_game(maps, masks).float(), math.nan)
+            columns["mass_inside"] = torch.where(has_mask, mass_inside(maps, masks), math.nan)
+            sensitivity = class_sensitivity(maps, masks, batch.other_masks.to(x.device)).difference
+            columns["class_sensitivity"] = torch.where(has_both, sensitivity, math.nan)
+        if "robustness" in metrics:  # NaN beyond the first robustness_limit items
+            keep = slice(0, max(0, min(len(t), self.settings.robustness_limit - start)))
+            columns["infidelity"] = torch.full((len(t),), math.nan)
+            columns["sensitivity"] = torch.full((len(t),), math.nan)
+            if keep.stop:
+                seed = self.settings.seed
+                columns["infidelity"][keep] = infidelity_score(self.vit.logits, x[keep], maps[keep], t[keep], seed=seed).cpu()
+                columns["sensitivity"][keep] = sensitivity_score(method.explain, x[keep], t[keep], seed=seed).cpu()
+        if "heads" in metrics and weights is not None:  # GMAR's weights, from the timed call
+            columns["head_rank_correlation"] = rank_correlation(weights, head_masking_drops(self.vit, x, t))
+        return columns

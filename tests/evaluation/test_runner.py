@@ -1,17 +1,25 @@
-"""The comparison end to end on a few scenes, with a tiny random model on CPU."""
+"""The comparison end to end with tiny random models on CPU: on scenes, on any data set of
+explanation tasks, streamed to a results file and resumed."""
 
+import json
 import math
+import os
+import platform
+import weakref
 
 import pytest
 import torch
 import transformers
+from torch.utils.data import Dataset
 
 from captum_gmar.datasets.scenes import make_scenes
+from captum_gmar.evaluation.data import SceneTasks
 from captum_gmar.evaluation.methods import METHOD_KEYS, build_methods
-from captum_gmar.evaluation.report import markdown_table, summarize, write_csv
-from captum_gmar.evaluation.runner import compare, explanation_tasks
+from captum_gmar.evaluation.report import markdown_table, read_csv, summarize, write_csv
+from captum_gmar.evaluation.runner import compare, run_file
 
-pytest.importorskip("captum_gmar.datasets.fashion_mnist")
+#: measurements, not results: they differ from run to run
+TIMINGS = ("seconds_per_image", "peak_memory_mb")
 
 
 @pytest.fixture(scope="module")
@@ -22,34 +30,76 @@ def scenes():
         pytest.skip(str(error))
 
 
-@pytest.fixture(scope="module")
-def scene_model():
+def tiny_vit(image_size: int, num_labels: int, **config) -> transformers.ViTForImageClassification:
     torch.manual_seed(0)
     config = transformers.ViTConfig(
-        image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, num_labels=10, problem_type="multi_label_classification",
+        image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, num_labels=num_labels, **config,
     )
     return transformers.ViTForImageClassification(config).eval()
 
 
-def test_explanation_tasks_one_per_item(scenes):
-    tasks = explanation_tasks(scenes)
-    assert len(tasks) == int(scenes.num_items.sum())
-    for i in range(len(tasks)):
-        scene = int(tasks.scene[i])
-        assert int(tasks.targets[i]) in scenes.labels[scene].tolist()
-        assert tasks.masks[i].any()
-        assert bool(tasks.two_items[i]) == bool(tasks.other_masks[i].any())
-        assert not (tasks.masks[i] & tasks.other_masks[i]).any()
+@pytest.fixture(scope="module")
+def scene_model():
+    return tiny_vit(64, 10, problem_type="multi_label_classification")
 
 
-def test_compare_end_to_end(scenes, scene_model, tmp_path):
+@pytest.fixture(scope="module")
+def toy_model():
+    return tiny_vit(32, 3)
+
+
+class ToyTasks(Dataset):
+    """``n`` seeded random 32 px images of 3 classes; a mask on items 0, 1, 2 mod 4 (not 3),
+    an other object's mask on even items. Counts reads and the pixel tensors alive."""
+
+    def __init__(self, n: int, fail_at: int | None = None) -> None:
+        self.n, self.fail_at = n, fail_at
+        self.fingerprint = f"toy-{n}"
+        self.reads, self.alive, self.most_alive = 0, 0, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _released(self) -> None:
+        self.alive -= 1
+
+    def __getitem__(self, i: int) -> dict:
+        if i == self.fail_at:
+            raise RuntimeError(f"crash at item {i}")
+        self.reads += 1
+        pixel_values = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(i))
+        self.alive += 1
+        self.most_alive = max(self.most_alive, self.alive)
+        weakref.finalize(pixel_values, self._released)
+        mask = torch.zeros(32, 32, dtype=torch.bool)
+        mask[i % 3 * 8 : i % 3 * 8 + 12, 4:20] = True
+        other = torch.zeros(32, 32, dtype=torch.bool)
+        other[24:, 24:] = True
+        return {"pixel_values": pixel_values, "label": i % 3, "mask": mask if i % 4 != 3 else None,
+                "other_mask": other if i % 2 == 0 else None, "name": f"toy{i}"}
+
+
+def without_timings(rows):
+    return [{key: value for key, value in row.items() if key not in TIMINGS} for row in rows]
+
+
+def same_rows(first, second) -> bool:
+    """Equal row for row, NaN equal to NaN."""
+    def normal(rows):
+        return [{k: ("nan" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in without_timings(rows)]
+
+    return normal(first) == normal(second)
+
+
+def test_compare_end_to_end_on_scenes(scenes, scene_model, tmp_path):
     rows = compare(
-        scene_model, scenes, methods=["gmar-l1", "rollout", "ig"], device="cpu", batch_size=3,
+        scene_model, SceneTasks(scenes), methods=["gmar-l1", "rollout", "ig"], device="cpu", batch_size=3,
         robustness_limit=2, ig_steps=4, progress=False,
     )
-    tasks = len(explanation_tasks(scenes))
+    tasks = int(scenes.num_items.sum())
     assert len(rows) == 3 * tasks
+    assert sorted(row["item"] for row in rows) == sorted(list(range(tasks)) * 3)
     gmar_rows = [row for row in rows if row["method"] == "GMAR (L1)"]
     assert all(-1 <= row["head_rank_correlation"] <= 1 for row in gmar_rows)
     assert all("head_rank_correlation" not in row for row in rows if row["method"] != "GMAR (L1)")
@@ -61,23 +111,98 @@ def test_compare_end_to_end(scenes, scene_model, tmp_path):
     table = markdown_table(summary)
     assert table.count("\n| ") == 3 and "deletion_auc" in table
     write_csv(rows, tmp_path / "rows.csv")
-    assert (tmp_path / "rows.csv").read_text().count("\n") == len(rows) + 1
+    assert same_rows(list(read_csv(tmp_path / "rows.csv")), rows)
+
+
+def test_summary_is_mean_and_standard_error():
+    rows = [{"method": "a", "mass_inside": v, "peak_memory_mb": m} for v, m in ((0.1, 5.0), (0.3, 9.0), (math.nan, 1.0))]
+    (entry,) = summarize(iter(rows))
+    assert entry["explanations"] == 3 and entry["peak_memory_mb"] == 9.0
+    assert entry["mass_inside"] == pytest.approx(0.2) and entry["mass_inside_sem"] == pytest.approx(0.1)
 
 
 def test_compare_is_reproducible(scenes, scene_model):
     kwargs = dict(methods=["gae"], metrics=["robustness"], device="cpu", robustness_limit=3, progress=False, seed=5)
-    first, second = compare(scene_model, scenes, **kwargs), compare(scene_model, scenes, **kwargs)
+    first, second = (compare(scene_model, SceneTasks(scenes), **kwargs) for _ in range(2))
     assert [r["sensitivity"] for r in first[:3]] == [r["sensitivity"] for r in second[:3]]
 
 
-def test_compare_rejects_bad_arguments(scenes, scene_model):
+def test_compare_rejects_bad_arguments(toy_model, tmp_path):
     with pytest.raises(ValueError, match="unknown metric"):
-        compare(scene_model, scenes, metrics=["beauty"], device="cpu", progress=False)
+        compare(toy_model, ToyTasks(2), metrics=["beauty"], device="cpu", progress=False)
     with pytest.raises(ValueError, match="unknown method"):
-        compare(scene_model, scenes, methods=["lime"], device="cpu", progress=False)
+        compare(toy_model, ToyTasks(2), methods=["lime"], device="cpu", progress=False)
+    with pytest.raises(ValueError, match="needs the results file"):
+        compare(toy_model, ToyTasks(2), device="cpu", resume=True, progress=False)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
-            compare(scene_model, scenes, device="cuda", progress=False)
+            compare(toy_model, ToyTasks(2), device="cuda", progress=False)
+
+
+def test_localisation_where_the_masks_are(toy_model):
+    rows = compare(toy_model, ToyTasks(8), methods=["rollout"], metrics=["localisation"], device="cpu", batch_size=3, progress=False)
+    for row in rows:
+        i = row["item"]
+        assert row["name"] == f"toy{i}" and row["target"] == i % 3
+        assert math.isnan(row["mass_inside"]) == math.isnan(row["pointing_game"]) == (i % 4 == 3)
+        assert math.isnan(row["class_sensitivity"]) == (i % 2 == 1 or i % 4 == 3)
+
+
+def test_items_are_read_once_a_batch_at_a_time(toy_model):
+    data = ToyTasks(12)
+    compare(toy_model, data, methods=["rollout"], metrics=["faithfulness"], device="cpu", batch_size=3, progress=False)
+    assert data.reads == 12 and data.most_alive <= 3
+
+
+def test_rows_are_written_as_batches_finish_and_resume_equals_an_uninterrupted_run(toy_model, tmp_path):
+    kwargs = dict(methods=["gmar-l1", "ig"], device="cpu", batch_size=3, robustness_limit=4, ig_steps=2, progress=False)
+    whole = tmp_path / "whole.csv"
+    compare(toy_model, ToyTasks(10), results=whole, **kwargs)
+
+    path = tmp_path / "results.csv"
+    with pytest.raises(RuntimeError, match="crash at item 7"):
+        compare(toy_model, ToyTasks(10, fail_at=7), results=path, **kwargs)
+    written = list(read_csv(path))
+    assert sorted({row["item"] for row in written}) == list(range(6))  # batches 0 and 1, not batch 2
+    assert same_rows(written, list(read_csv(whole))[: len(written)])
+    with open(path, "a") as handle:  # a crash in the middle of a line
+        handle.write("GMAR (L1),6,toy6,0,0.01,")
+
+    data = ToyTasks(10)
+    compare(toy_model, data, results=path, resume=True, **kwargs)
+    assert data.reads == 4  # items 6 to 9 only
+    assert same_rows(list(read_csv(path)), list(read_csv(whole)))
+    compare(toy_model, ToyTasks(10), results=path, resume=True, **kwargs)  # nothing left to do
+    assert same_rows(list(read_csv(path)), list(read_csv(whole)))
+
+
+def test_resume_refuses_the_results_of_another_run(toy_model, tmp_path):
+    path = tmp_path / "results.csv"
+    kwargs = dict(methods=["rollout"], metrics=["faithfulness"], device="cpu", batch_size=2, progress=False)
+    compare(toy_model, ToyTasks(4), results=path, **kwargs)
+    assert json.loads(run_file(path).read_text())["batch_size"] == 2
+    with pytest.raises(ValueError, match="batch_size 2 then, 3 now"):
+        compare(toy_model, ToyTasks(4), results=path, resume=True, **{**kwargs, "batch_size": 3})
+    with pytest.raises(ValueError, match="items 4 then, 5 now"):
+        compare(toy_model, ToyTasks(5), results=path, resume=True, **kwargs)
+    retrained = tiny_vit(32, 3)
+    with torch.no_grad():
+        retrained.classifier.bias.add_(0.1)
+    with pytest.raises(ValueError, match="model_fingerprint"):
+        compare(retrained, ToyTasks(4), results=path, resume=True, **kwargs)
+    run_file(path).unlink()
+    with pytest.raises(ValueError, match="is missing"):
+        compare(toy_model, ToyTasks(4), results=path, resume=True, **kwargs)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or not os.path.exists("/proc/self/statm"), reason="CPU memory is measured on Linux with glibc")
+def test_memory_is_measured_for_every_method_whatever_ran_before(scene_model):
+    """The warm-ups (IG's first) must not leave freed memory resident for the cheaper
+    methods to reuse unseen: each method's maps alone are 8 x 64 x 64 floats (128 KiB)."""
+    x = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    data = [{"pixel_values": image, "label": 1} for image in x]
+    rows = compare(scene_model, data, methods=["ig", "rollout", "gae"], metrics=[], device="cpu", batch_size=8, ig_steps=200, progress=False)
+    assert all(row["peak_memory_mb"] >= 0.125 for row in rows), {row["method"]: row["peak_memory_mb"] for row in rows}
 
 
 def test_every_method_gives_pixel_maps(scene_model):

@@ -1,0 +1,294 @@
+"""Image folders as users keep them: one subfolder per class, or a ``labels.csv``; masks in a
+mirrored ``masks/`` tree or bounding boxes in a ``boxes.csv``.
+
+Layout (all paths relative to the folder, ``/``-separated)::
+
+    DIR/<class>/<name>.<ext>          one explanation per image, of its folder's class
+    DIR/masks/<class>/<name>.png      optional: the object's pixels (non-zero = object)
+    DIR/labels.csv                    optional, replaces the class folders: columns
+                                      file,label[,mask]; a file on several rows is
+                                      explained once per row (class sensitivity then
+                                      compares each row's mask with the others')
+    DIR/boxes.csv                     optional, instead of masks: file,x_min,y_min,x_max,y_max[,label]
+
+A class is a folder name or ``label`` value matched to the model's ``id2label``: a class
+name (case-insensitive) or a class index. Box corners are pixel coordinates of the image
+as stored, ``x_min <= x < x_max`` (fractions are widened to whole pixels); several boxes
+of one object are united. Scanning reads names and CSV files only, never image data, so
+that a large folder is checked in seconds before a model loads.
+
+:func:`export_scenes` writes evaluation scenes in this layout.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+__all__ = ["IMAGE_SUFFIXES", "ClassNames", "FolderItem", "Region", "export_scenes", "read_image", "read_region", "scan_folder"]
+
+#: image files the scan picks up (case-insensitive)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where an object is in an image: a mask file, or boxes (exactly one of the two)."""
+
+    #: mask PNG, relative to the folder
+    mask: str | None = None
+    #: ``(x_min, y_min, x_max, y_max)`` boxes in the stored image's pixels
+    boxes: tuple[Box, ...] = ()
+
+
+@dataclass(frozen=True)
+class FolderItem:
+    """One explanation task of a folder: explain ``label`` on the image ``file``."""
+
+    #: image, relative to the folder
+    file: str
+    #: class index of the model
+    label: int
+    #: the explained object's region, if known
+    region: Region | None
+    #: regions of the other labelled objects of the same image (``labels.csv`` rows)
+    others: tuple[Region, ...] = ()
+
+
+def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str]) -> list[FolderItem]:
+    """The explanation tasks of an image folder, in a fixed order (sorted by file, then label).
+
+    Args:
+        root: the folder (layout in the module docstring).
+        id2label: the model's class names, by index (``config.id2label``).
+
+    Raises:
+        FileNotFoundError: a missing folder, or a file that a CSV names.
+        ValueError: a layout problem (unknown class, empty folder, bad CSV, a mask and
+            boxes for one object), with what to change.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
+    classes = ClassNames(id2label)
+    labels_csv = root / "labels.csv"
+    if labels_csv.is_file():
+        rows = _read_csv(labels_csv, required=("file", "label"), optional=("mask",))
+        tasks = [(_existing(root, row["file"], labels_csv), classes.index(row["label"], f"{labels_csv.name} row {n}"), row.get("mask") or None) for n, row in rows]
+        explicit_masks = "mask" in rows[0][1] if rows else False
+    else:
+        tasks = [(file, classes.index(file.split("/")[0], f"folder {file.split('/')[0]!r}"), None) for file in _class_folder_images(root)]
+        explicit_masks = False
+    if not tasks:
+        raise ValueError(f"data folder {str(root)!r} holds no images: put them in one subfolder per class, or list them in a labels.csv")
+    seen: set[tuple[str, int]] = set()
+    for file, label, _ in tasks:
+        if (file, label) in seen:
+            raise ValueError(f"{file!r} is listed twice with class {classes.names[label]!r}")
+        seen.add((file, label))
+
+    regions: dict[tuple[str, int], Region] = {}
+    if explicit_masks:
+        regions = {(file, label): Region(mask=_existing(root, mask, labels_csv)) for file, label, mask in tasks if mask}
+    elif (root / "masks").is_dir():
+        regions = _mirrored_masks(root, tasks)
+    boxes_csv = root / "boxes.csv"
+    if boxes_csv.is_file():
+        for key, boxes in _read_boxes(boxes_csv, tasks, classes).items():
+            if key in regions:
+                raise ValueError(f"{key[0]!r} has both a mask and boxes: give one of the two")
+            regions[key] = Region(boxes=boxes)
+
+    labels_of: dict[str, list[int]] = {}
+    for file, label, _ in tasks:
+        labels_of.setdefault(file, []).append(label)
+    items = []
+    for file, label, _ in sorted(tasks, key=lambda task: (task[0], task[1])):
+        others = [regions.get((file, other)) for other in labels_of[file] if other != label]
+        # class sensitivity weighs the mass on every other object: all their regions or none
+        items.append(FolderItem(file, label, regions.get((file, label)), tuple(others) if all(others) else ()))
+    return items
+
+
+class ClassNames:
+    """Matches folder names and CSV labels to class indices: a class index, or a name,
+    case-insensitive and with ``-`` for a ``/`` (which a folder name cannot hold)."""
+
+    def __init__(self, id2label: Mapping[int | str, str]) -> None:
+        self.count = len(id2label)
+        self.names = [str(name) for _, name in sorted((int(i), n) for i, n in id2label.items())]
+        self.by_name: dict[str, int | None] = {}
+        for index, name in enumerate(self.names):
+            key = _folder_key(name)
+            self.by_name[key] = None if key in self.by_name else index  # None: two classes read alike
+
+    def index(self, text: str, where: str) -> int:
+        text = text.strip()
+        if re.fullmatch(r"\d+", text) and int(text) < self.count:
+            return int(text)
+        index = self.by_name.get(_folder_key(text), -1)
+        if index is None:
+            raise ValueError(f"{where}: {text!r} matches two classes of the model; use the class index")
+        if index >= 0:
+            return index
+        shown = ", ".join(self.names[:12]) + (", ..." if self.count > 12 else "")
+        raise ValueError(
+            f"{where}: {text!r} is not a class of the model (a class name, case-insensitive, or an index 0..{self.count - 1}; "
+            f"its classes: {shown}); rename the folder or list the files in a labels.csv"
+        )
+
+
+def _folder_key(name: str) -> str:
+    return name.strip().lower().replace("/", "-")
+
+
+def _class_folder_images(root: Path) -> list[str]:
+    files = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "masks" and not p.name.startswith(".")):
+        files += [path.relative_to(root).as_posix() for path in sorted(folder.rglob("*")) if _is_image(path)]
+    return files
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _existing(root: Path, relative: str, source: Path) -> str:
+    """``relative`` normalised to a ``/``-path inside ``root``; the file must exist."""
+    path = PurePosixPath(relative.strip().replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{source.name}: {relative!r} must be a path relative to the data folder")
+    if not (root / path).is_file():
+        raise FileNotFoundError(f"{source.name} names {relative!r}, which is not a file in {str(root)!r}")
+    return path.as_posix()
+
+
+def _read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """``(line number, row)`` of a CSV with a header holding ``required`` columns."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = [name.strip() for name in reader.fieldnames or []]
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise ValueError(f"{path.name} needs the columns {','.join(required)} (optional: {','.join(optional)}); it has {','.join(header) or 'no header'}")
+        reader.fieldnames = header
+        return [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k in required + optional}) for row in reader]
+
+
+def _mirrored_masks(root: Path, tasks: list[tuple[str, int, str | None]]) -> dict[tuple[str, int], Region]:
+    """``masks/<file with .png>`` for each task whose mask exists (one task per file)."""
+    regions = {}
+    counts: dict[str, int] = {}
+    for file, _, _ in tasks:
+        counts[file] = counts.get(file, 0) + 1
+    for file, label, _ in tasks:
+        mask = PurePosixPath("masks", file).with_suffix(".png").as_posix()
+        if (root / mask).is_file():
+            if counts[file] > 1:
+                raise ValueError(f"{file!r} has several labels, so masks/ cannot say whose mask {mask!r} is: add a mask column to labels.csv")
+            regions[(file, label)] = Region(mask=mask)
+    if not regions:
+        raise ValueError(f"{str(root / 'masks')!r} holds no mask of any image: a mask mirrors its image's path, e.g. masks/{PurePosixPath(tasks[0][0]).with_suffix('.png')}")
+    return regions
+
+
+def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: ClassNames) -> dict[tuple[str, int], tuple[Box, ...]]:
+    labels_of: dict[str, list[int]] = {}
+    for file, label, _ in tasks:
+        labels_of.setdefault(file, []).append(label)
+    boxes: dict[tuple[str, int], list[Box]] = {}
+    for n, row in _read_csv(path, required=("file", "x_min", "y_min", "x_max", "y_max"), optional=("label",)):
+        file = PurePosixPath(row["file"].replace("\\", "/")).as_posix()
+        if file not in labels_of:
+            raise ValueError(f"{path.name} row {n}: {row['file']!r} is not an image of the data set")
+        if row.get("label"):
+            label = classes.index(row["label"], f"{path.name} row {n}")
+            if label not in labels_of[file]:
+                raise ValueError(f"{path.name} row {n}: {row['file']!r} is not labelled {row['label']!r}")
+        elif len(labels_of[file]) > 1:
+            raise ValueError(f"{path.name} row {n}: {row['file']!r} has several labels; say whose box it is in a label column")
+        else:
+            label = labels_of[file][0]
+        try:
+            box = tuple(float(row[key]) for key in ("x_min", "y_min", "x_max", "y_max"))
+        except ValueError:
+            raise ValueError(f"{path.name} row {n}: box corners must be numbers") from None
+        if not (0 <= box[0] < box[2] and 0 <= box[1] < box[3]):
+            raise ValueError(f"{path.name} row {n}: a box needs 0 <= x_min < x_max and 0 <= y_min < y_max, got {box}")
+        boxes.setdefault((file, label), []).append(box)
+    return {key: tuple(value) for key, value in boxes.items()}
+
+
+def read_image(root: str | os.PathLike[str], file: str):
+    """The image as an RGB PIL image; a file that cannot be decoded is a ``ValueError``
+    naming it (scanning does not open images, so this is where a broken file shows)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(Path(root) / file) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ValueError(f"cannot read image {file!r}: {error}") from error
+
+
+def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, int]) -> np.ndarray:
+    """The region as a ``bool (H, W)`` mask of an image of ``size = (W, H)`` (PIL's order).
+
+    A mask file must have the image's size; its non-zero pixels are the object (palette
+    PNGs: non-zero palette index; colour PNGs: non-zero grey level).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    width, height = size
+    if region.mask is None:
+        mask = np.zeros((height, width), dtype=bool)
+        for x_min, y_min, x_max, y_max in region.boxes:
+            mask[math.floor(y_min) : math.ceil(y_max), math.floor(x_min) : math.ceil(x_max)] = True
+        return mask
+    try:
+        with Image.open(Path(root) / region.mask) as image:
+            if image.size != (width, height):
+                raise ValueError(f"mask {region.mask!r} is {image.width}x{image.height} px but its image is {width}x{height} px")
+            values = np.asarray(image if image.mode in ("1", "L", "P", "I", "I;16", "F") else image.convert("L"))
+    except (OSError, UnidentifiedImageError) as error:
+        raise ValueError(f"cannot read mask {region.mask!r}: {error}") from error
+    return values != 0
+
+
+def export_scenes(scenes, root: str | os.PathLike[str], class_names: tuple[str, ...] | list[str]) -> int:
+    """Write scenes as an image folder with a mirrored ``masks/`` tree.
+
+    Each explained item is one PNG in its class's folder, ``<class>/scene00012.png``, with
+    its mask at ``masks/<class>/scene00012.png``: a two-item scene is written once per
+    item (the same image in two class folders, each with its item's mask). ``/`` in a
+    class name becomes ``-`` (``T-shirt-top``), which :func:`scan_folder` matches back.
+
+    Args:
+        scenes: :class:`~captum_gmar.datasets.scenes.Scenes`.
+        root: an empty or new folder.
+        class_names: name of each class index.
+
+    Returns:
+        The number of images written.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    written = 0
+    for i in range(len(scenes)):
+        for slot in range(int(scenes.num_items[i])):
+            folder = class_names[int(scenes.labels[i, slot])].replace("/", "-")
+            for base, array in ((root, scenes.images[i]), (root / "masks", scenes.masks[i, slot].astype(np.uint8) * 255)):
+                (base / folder).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(base / folder / f"scene{i:05d}.png")
+            written += 1
+    return written

@@ -1,0 +1,325 @@
+"""Evaluation data: map-style datasets of explanation tasks, and their batches.
+
+The runner takes any map-style dataset (``len(dataset)`` and ``dataset[i]``) whose items
+are dicts of
+
+- ``"pixel_values"``: ``float (C, H, W)``, the model input;
+- ``"label"``: int, the class to explain;
+- ``"mask"`` (optional, may be ``None``): ``bool (H, W)``, the explained object's pixels,
+  at the geometry of ``pixel_values``;
+- ``"other_mask"`` (optional, may be ``None``): ``bool (H, W)``, the pixels of the
+  image's other labelled objects, for class sensitivity;
+- any other entries: scalars (str, int, float, bool) naming the item (``"scene"``,
+  ``"file"``), copied into the result rows.
+
+A dataset may have a ``fingerprint`` attribute, a str that names its items in order;
+resuming a run checks it. Items are read one batch at a time, never all at once.
+
+Three such datasets: :class:`SceneTasks` (the evaluation scenes, one task per item),
+:class:`ImageFolderTasks` (a folder in the layout of :mod:`captum_gmar.datasets.folder`)
+and :class:`HubDatasetTasks` (a Hugging Face ``datasets.Dataset``, e.g. one saved with
+``save_to_disk``); the last two preprocess each image with the model's image processor
+and carry masks through the same geometry (see :func:`transform_mask`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..datasets.folder import ClassNames, FolderItem, read_image, read_region, scan_folder
+from ..datasets.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
+
+__all__ = [
+    "Batch",
+    "HubDatasetTasks",
+    "ImageFolderTasks",
+    "SceneTasks",
+    "collate",
+    "open_dataset",
+    "processor_options",
+    "select",
+    "transform_mask",
+]
+
+#: item entries that are not copied into the rows
+_DATA_KEYS = ("pixel_values", "label", "mask", "other_mask")
+_NEAREST = 0  # PIL's (and transformers' PILImageResampling) nearest-neighbour code
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Items stacked for one pass, ``B`` of them.
+
+    Attributes:
+        pixel_values: ``float (B, C, H, W)``.
+        targets: ``int64 (B,)`` the classes to explain.
+        masks: ``bool (B, H, W)``, all False where ``has_mask`` is False.
+        has_mask: ``bool (B,)``.
+        other_masks: ``bool (B, H, W)``, all False where ``has_other`` is False.
+        has_other: ``bool (B,)``.
+        info: ``B`` dicts of the items' naming entries.
+    """
+
+    pixel_values: Tensor
+    targets: Tensor
+    masks: Tensor
+    has_mask: Tensor
+    other_masks: Tensor
+    has_other: Tensor
+    info: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def collate(items: Sequence[Mapping[str, Any]]) -> Batch:
+    """Stack items (see the module docstring) into a :class:`Batch`.
+
+    Raises:
+        ValueError: images of different sizes, or a mask whose size is not its image's.
+    """
+    shapes = {tuple(item["pixel_values"].shape) for item in items}
+    if len(shapes) > 1:
+        raise ValueError(f"the images of a batch have different sizes {sorted(shapes)}: the image processor must bring every image to one size")
+    pixel_values = torch.stack([item["pixel_values"] for item in items])
+    size = pixel_values.shape[-2:]
+
+    def stacked(key: str) -> tuple[Tensor, Tensor]:
+        present = torch.tensor([item.get(key) is not None for item in items])
+        masks = torch.zeros(len(items), *size, dtype=torch.bool)
+        for i, item in enumerate(items):
+            if item.get(key) is not None:
+                if tuple(item[key].shape) != tuple(size):
+                    raise ValueError(f"{key} of shape {tuple(item[key].shape)} does not match its image's {tuple(size)}")
+                masks[i] = item[key]
+        return masks, present
+
+    masks, has_mask = stacked("mask")
+    other_masks, has_other = stacked("other_mask")
+    info = [{key: value for key, value in item.items() if key not in _DATA_KEYS} for item in items]
+    targets = torch.tensor([int(item["label"]) for item in items], dtype=torch.long)
+    return Batch(pixel_values, targets, masks, has_mask, other_masks, has_other, info)
+
+
+def select(count: int, limit: int | None, seed: int) -> np.ndarray:
+    """The items evaluated out of ``count``: all of them in an order shuffled by ``seed``,
+    or the first ``limit`` of that order (so a larger limit extends a smaller one)."""
+    order = np.random.default_rng(seed).permutation(count)
+    return order if limit is None else order[:limit]
+
+
+def processor_options(processor: Any, image_size: int | Sequence[int]) -> dict[str, Any]:
+    """Options for ``processor`` so that every image comes out at one size: none when it
+    resizes by itself; else a resize to the model's ``image_size`` (the bundled reference
+    model's processor does not resize, as its scenes are made at its size)."""
+    if getattr(processor, "do_resize", False):
+        return {}
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return {"do_resize": True, "size": {"height": height, "width": width}}
+
+
+def transform_mask(processor: Any, mask: np.ndarray, options: Mapping[str, Any]) -> Tensor:
+    """Carry a mask through the image processor's geometry: ``bool (H, W)`` at the stored
+    image's size -> ``bool (h, w)`` at the model input's.
+
+    The mask goes through the processor itself, as a black-and-white image, with the same
+    ``options`` as its image but nearest-neighbour resampling and neither rescaling nor
+    normalisation, so that whatever the processor does to the geometry (resize to a size,
+    resize the shortest edge, center-crop) it does to the mask too, and no resampling
+    blends object and background.
+    """
+    image = np.repeat(mask.astype(np.uint8)[:, :, None] * 255, 3, axis=2)
+    out = processor(images=image, return_tensors="pt", do_rescale=False, do_normalize=False, resample=_NEAREST, **options)
+    return out["pixel_values"][0, 0] > 127
+
+
+class SceneTasks(Dataset):
+    """The explanation tasks of evaluation scenes: one per item, scene by scene.
+
+    Item ``k`` of scene ``i`` is explained with its class; its mask is the item's, and
+    in a two-item scene the other item's mask is ``other_mask``. Naming entries:
+    ``scene`` (index) and ``two_items``.
+    """
+
+    #: the reference model's normalisation, to draw the images
+    image_mean = (PIXEL_MEAN,) * 3
+    image_std = (PIXEL_STD,) * 3
+    #: every item has a mask
+    has_masks = True
+
+    def __init__(self, scenes: Scenes) -> None:
+        self.scenes = scenes
+        self.scene, self.slot = np.nonzero(scenes.labels >= 0)
+        digest = hashlib.sha256(np.ascontiguousarray(scenes.images).tobytes())
+        digest.update(np.ascontiguousarray(scenes.labels).tobytes())
+        self.fingerprint = f"scenes:{len(scenes)}:{digest.hexdigest()[:16]}"
+
+    def __len__(self) -> int:
+        return len(self.scene)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        scene, slot = int(self.scene[index]), int(self.slot[index])
+        two_items = bool(self.scenes.num_items[scene] == 2)
+        return {
+            "pixel_values": to_pixel_values(self.scenes.images[scene : scene + 1])[0],
+            "label": int(self.scenes.labels[scene, slot]),
+            "mask": torch.from_numpy(self.scenes.masks[scene, slot].copy()),
+            "other_mask": torch.from_numpy(self.scenes.masks[scene, 1 - slot].copy()) if two_items else None,
+            "scene": scene,
+            "two_items": two_items,
+        }
+
+
+class _Processed(Dataset):
+    """Images preprocessed by a model's image processor, masks through the same geometry."""
+
+    def __init__(self, processor: Any, image_size: int | Sequence[int], order: np.ndarray, names: Sequence[str]) -> None:
+        self.processor = processor
+        self.options = processor_options(processor, image_size)
+        self.order = order
+        #: the processor's normalisation, to draw the images
+        self.image_mean = getattr(processor, "image_mean", None)
+        self.image_std = getattr(processor, "image_std", None)
+        self.fingerprint = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def _item(self, image: Any, label: int, mask: np.ndarray | None, other: np.ndarray | None, info: dict[str, Any]) -> dict[str, Any]:
+        pixel_values = self.processor(images=image, return_tensors="pt", **self.options)["pixel_values"][0]
+        geometry = {key: None if value is None else transform_mask(self.processor, value, self.options) for key, value in (("mask", mask), ("other_mask", other))}
+        return {"pixel_values": pixel_values.float(), "label": label, **geometry, **info}
+
+
+class ImageFolderTasks(_Processed):
+    """An image folder (layout: :mod:`captum_gmar.datasets.folder`), shuffled by ``seed``
+    and cut to ``limit`` items (see :func:`select`). Naming entry: ``file``.
+
+    Args:
+        root: the folder.
+        processor: the model's image processor (``AutoImageProcessor``).
+        id2label: the model's class names (``config.id2label``).
+        image_size: the model's input size (``config.image_size``), used when the
+            processor does not resize (:func:`processor_options`).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        processor: Any,
+        id2label: Mapping[int | str, str],
+        image_size: int | Sequence[int],
+        limit: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.root = Path(root)
+        items = scan_folder(self.root, id2label)
+        order = select(len(items), limit, seed)
+        self.items: list[FolderItem] = [items[i] for i in order]
+        super().__init__(processor, image_size, np.arange(len(self.items)), [f"{item.file}\t{item.label}" for item in self.items])
+        #: whether any item has a mask (or boxes)
+        self.has_masks = any(item.region is not None for item in self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.items[index]
+        image = read_image(self.root, item.file)
+        mask = None if item.region is None else read_region(self.root, item.region, image.size)
+        other = None
+        if item.others:
+            other = np.logical_or.reduce([read_region(self.root, region, image.size) for region in item.others])
+        return self._item(image, item.label, mask, other, {"file": item.file})
+
+
+class HubDatasetTasks(_Processed):
+    """A Hugging Face ``datasets.Dataset`` with an ``image`` (or ``img``) column, a
+    ``label`` (or ``labels``) column and optionally a ``mask`` column (an image or array,
+    non-zero = object, the image's size), shuffled by ``seed`` and cut to ``limit`` items.
+    Class labels (``ClassLabel`` names) are matched to the model's class names, plain
+    integers taken as the model's class indices. Naming entry: ``index``, the row.
+
+    Args as for :class:`ImageFolderTasks`, with ``dataset`` for ``root``.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        processor: Any,
+        id2label: Mapping[int | str, str],
+        image_size: int | Sequence[int],
+        limit: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        columns = list(dataset.column_names)
+        self.image_column = _column(columns, ("image", "img"), "an image")
+        self.label_column = _column(columns, ("label", "labels"), "a label")
+        self.mask_column = "mask" if "mask" in columns else None
+        classes = ClassNames(id2label)
+        names = getattr(dataset.features[self.label_column], "names", None)
+        labels = list(dataset[self.label_column])
+        if names is not None:  # ClassLabel: its names must be classes of the model
+            to_model = [classes.index(name, f"class {name!r} of the data set") for name in names]
+            labels = [to_model[label] for label in labels]
+        elif any(not isinstance(label, int) or not 0 <= label < classes.count for label in labels):
+            raise ValueError(f"the {self.label_column!r} column must hold class indices 0..{classes.count - 1} of the model (or be a ClassLabel)")
+        self.dataset, self.labels = dataset, labels
+        #: whether the data set has a mask column
+        self.has_masks = self.mask_column is not None
+        order = select(len(dataset), limit, seed)
+        super().__init__(processor, image_size, order, [f"{i}\t{labels[i]}" for i in order])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = int(self.order[index])
+        record = self.dataset[row]
+        image = record[self.image_column].convert("RGB")
+        mask = None
+        if self.mask_column is not None and record[self.mask_column] is not None:
+            mask = np.asarray(record[self.mask_column])
+            mask = (mask.any(-1) if mask.ndim == 3 else mask) != 0
+            if mask.shape != (image.height, image.width):
+                raise ValueError(f"row {row}: the mask is {mask.shape[1]}x{mask.shape[0]} px but its image is {image.width}x{image.height} px")
+        return self._item(image, self.labels[row], mask, None, {"index": row})
+
+
+def _column(columns: list[str], names: tuple[str, ...], what: str) -> str:
+    for name in names:
+        if name in columns:
+            return name
+    raise ValueError(f"the data set needs {what} column ({' or '.join(names)}); it has {', '.join(columns)}")
+
+
+def open_dataset(
+    path: str | os.PathLike[str],
+    processor: Any,
+    id2label: Mapping[int | str, str],
+    image_size: int | Sequence[int],
+    limit: int | None = None,
+    seed: int = 0,
+) -> ImageFolderTasks | HubDatasetTasks:
+    """``--data``: a folder saved by ``datasets.Dataset.save_to_disk`` (it holds
+    ``dataset_info.json`` and ``state.json``), else an image folder. Everything is
+    checked here, before a model is needed; images are read later, item by item.
+
+    Raises:
+        FileNotFoundError, ValueError: with what to change (also for a saved data set
+        without the ``datasets`` package, an optional dependency).
+    """
+    path = Path(path)
+    if (path / "dataset_dict.json").is_file():
+        raise ValueError(f"{str(path)!r} holds a DatasetDict; save the split to evaluate alone, e.g. dataset['validation'].save_to_disk(DIR)")
+    if (path / "dataset_info.json").is_file() and (path / "state.json").is_file():
+        try:
+            from datasets import load_from_disk
+        except ImportError:
+            raise ValueError(f"{str(path)!r} is a saved Hugging Face data set, which needs the datasets package: pip install 'captum-gmar[datasets]'") from None
+        return HubDatasetTasks(load_from_disk(str(path)), processor, id2label, image_size, limit, seed)
+    return ImageFolderTasks(path, processor, id2label, image_size, limit, seed)

@@ -1,0 +1,115 @@
+"""Image folders: the layouts scan_folder reads, their errors, regions, and exported scenes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captum_gmar.datasets.folder import Region, export_scenes, read_region, scan_folder
+from captum_gmar.datasets.scenes import make_scenes
+
+ID2LABEL = {"0": "cat", "1": "dog", "2": "T-shirt/top"}
+
+
+def write_image(path: Path, size: tuple[int, int] = (20, 10), mode: str = "RGB", value: int = 0) -> None:
+    """An image of ``size = (W, H)``, one value everywhere."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, value).save(path)
+
+
+def test_class_folders_with_mirrored_masks(tmp_path):
+    for file in ("cat/a.jpg", "cat/sub/b.png", "dog/c.png", "T-shirt-top/d.png", "2/e.png"):
+        write_image(tmp_path / file)
+    write_image(tmp_path / "masks/cat/a.png", mode="L")  # a .jpg image's mask is a .png
+    write_image(tmp_path / "masks/dog/c.png", mode="L")
+    items = scan_folder(tmp_path, ID2LABEL)
+    assert [(item.file, item.label) for item in items] == [
+        ("2/e.png", 2), ("T-shirt-top/d.png", 2), ("cat/a.jpg", 0), ("cat/sub/b.png", 0), ("dog/c.png", 1),
+    ]
+    masks = {item.file: item.region for item in items}
+    assert masks["cat/a.jpg"] == Region(mask="masks/cat/a.png") and masks["dog/c.png"] == Region(mask="masks/dog/c.png")
+    assert masks["cat/sub/b.png"] is None and all(item.others == () for item in items)
+
+
+def test_labels_csv_with_two_objects_per_image(tmp_path):
+    write_image(tmp_path / "images/x.png")
+    write_image(tmp_path / "images/y.png")
+    for name in ("x-cat", "x-dog"):
+        write_image(tmp_path / f"m/{name}.png", mode="L")
+    (tmp_path / "labels.csv").write_text("file,label,mask\nimages/x.png,cat,m/x-cat.png\nimages/x.png,1,m/x-dog.png\nimages/y.png,DOG,\n")
+    items = scan_folder(tmp_path, ID2LABEL)
+    assert [(item.file, item.label, item.region) for item in items] == [
+        ("images/x.png", 0, Region(mask="m/x-cat.png")), ("images/x.png", 1, Region(mask="m/x-dog.png")), ("images/y.png", 1, None),
+    ]
+    assert items[0].others == (Region(mask="m/x-dog.png"),) and items[1].others == (Region(mask="m/x-cat.png"),)
+
+
+def test_boxes_csv(tmp_path):
+    write_image(tmp_path / "cat/a.png")
+    (tmp_path / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\ncat/a.png,1,2,4,5\ncat/a.png,10.5,0,12.2,1\n")
+    (item,) = scan_folder(tmp_path, ID2LABEL)
+    mask = read_region(tmp_path, item.region, (20, 10))
+    expected = np.zeros((10, 20), dtype=bool)
+    expected[2:5, 1:4] = True
+    expected[0:1, 10:13] = True  # fractional corners widen to whole pixels
+    np.testing.assert_array_equal(mask, expected)
+
+
+@pytest.mark.parametrize("mode, value", [("L", 3), ("P", 1), ("1", 1), ("RGB", (0, 9, 0)), ("I;16", 300)])
+def test_mask_files_mark_non_zero_pixels(tmp_path, mode, value):
+    image = Image.new(mode, (6, 4), 0)
+    image.putpixel((5, 1), value)
+    image.save(tmp_path / "m.png")
+    mask = read_region(tmp_path, Region(mask="m.png"), (6, 4))
+    assert mask.shape == (4, 6) and mask.sum() == 1 and mask[1, 5]
+
+
+@pytest.mark.parametrize(
+    "files, csvs, message",
+    [
+        ({"bird/a.png"}, {}, "'bird' is not a class of the model"),
+        (set(), {}, "holds no images"),
+        ({"cat/a.png", "masks/cat/other.png"}, {}, "holds no mask of any image"),
+        ({"a.png"}, {"labels.csv": "file,label\na.png,cat\na.png,cat\n"}, "listed twice"),
+        ({"a.png"}, {"labels.csv": "file,class\na.png,cat\n"}, "needs the columns file,label"),
+        ({"a.png"}, {"labels.csv": "file,label\nb.png,cat\n"}, "names 'b.png', which is not a file"),
+        ({"a.png"}, {"labels.csv": "file,label\n../a.png,cat\n"}, "must be a path relative to the data folder"),
+        ({"a.png", "masks/a.png"}, {"labels.csv": "file,label\na.png,cat\na.png,dog\n"}, "add a mask column"),
+        ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,5,0,2,3\n"}, "x_min < x_max"),
+        ({"cat/a.png", "masks/cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,2,3\n"}, "both a mask and boxes"),
+    ],
+)
+def test_layout_errors_say_what_to_change(tmp_path, files, csvs, message):
+    for file in files:
+        write_image(tmp_path / file)
+    for name, text in csvs.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        scan_folder(tmp_path, ID2LABEL)
+
+
+def test_a_mask_of_another_size_is_refused(tmp_path):
+    write_image(tmp_path / "m.png", size=(5, 5), mode="L")
+    with pytest.raises(ValueError, match="mask 'm.png' is 5x5 px but its image is 20x10 px"):
+        read_region(tmp_path, Region(mask="m.png"), (20, 10))
+
+
+def test_exported_scenes_read_back_as_the_scenes(fake_dir, tmp_path):
+    from captum_gmar.evaluation.data import SceneTasks
+
+    scenes = make_scenes(6, "test", seed=2, data_dir=fake_dir)
+    names = [f"class {c}" if c != 3 else "a/b" for c in range(10)]
+    written = export_scenes(scenes, tmp_path, names)
+    items = scan_folder(tmp_path, dict(enumerate(names)))
+    assert written == len(items) == int(scenes.num_items.sum())
+    tasks = SceneTasks(scenes)
+    by_key = {(int(item.file.split("scene")[1][:5]), item.label): item for item in items}
+    for i in range(len(tasks)):
+        task = tasks[i]
+        item = by_key[(task["scene"], task["label"])]
+        image = np.asarray(Image.open(tmp_path / item.file))
+        np.testing.assert_array_equal(image, scenes.images[task["scene"]])
+        np.testing.assert_array_equal(read_region(tmp_path, item.region, (64, 64)), task["mask"].numpy())

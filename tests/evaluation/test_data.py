@@ -1,0 +1,156 @@
+"""Evaluation data sets: masks follow their images through the image processor, folders
+and saved Hugging Face data sets read as explanation tasks, batches stack them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import transformers
+from PIL import Image
+
+from captum_gmar.evaluation.data import (
+    HubDatasetTasks,
+    ImageFolderTasks,
+    SceneTasks,
+    collate,
+    open_dataset,
+    processor_options,
+    select,
+    transform_mask,
+)
+
+ID2LABEL = {0: "cat", 1: "dog"}
+
+#: processors with each kind of geometry: resize to a size; resize then center-crop;
+#: shortest edge then crop (DINOv2's); ConvNeXt's crop_pct; none (the reference model's)
+PROCESSORS = {
+    "resize": lambda: transformers.ViTImageProcessor(size={"height": 32, "width": 32}),
+    "resize-crop": lambda: transformers.DeiTImageProcessor(size={"height": 40, "width": 40}, crop_size={"height": 32, "width": 32}),
+    "shortest-edge-crop": lambda: transformers.BitImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}),
+    "crop-pct": lambda: transformers.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.75),
+    "no-resize": lambda: transformers.ViTImageProcessor(do_resize=False),
+}
+
+
+def scene_with_object(width: int = 90, height: int = 60) -> tuple[Image.Image, np.ndarray]:
+    """A black image with a white rectangle near its right edge, and the rectangle's mask."""
+    mask = np.zeros((height, width), dtype=bool)
+    mask[10:40, 62:84] = True
+    return Image.fromarray(np.repeat(mask[:, :, None] * np.uint8(255), 3, axis=2)), mask
+
+
+@pytest.mark.parametrize("kind", PROCESSORS)
+def test_masks_take_the_geometry_of_their_images(kind):
+    processor = PROCESSORS[kind]()
+    options = processor_options(processor, 32)
+    image, mask = scene_with_object()
+    pixels = processor(images=image, return_tensors="pt", **options)["pixel_values"][0, 0]
+    moved = transform_mask(processor, mask, options)
+    assert moved.dtype == torch.bool and moved.shape == pixels.shape == (32, 32)
+    bright = pixels > pixels.min() + (pixels.max() - pixels.min()) / 2  # the object, as the model sees it
+    union = (moved | bright).sum()
+    assert (moved & bright).sum() / union > 0.85, kind  # bilinear edges aside, the same pixels
+    if kind != "resize":  # a plain resize of the mask misses the crop (sanity check of the test)
+        naive = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=(32, 32), mode="nearest")[0, 0] > 0
+        assert (naive & bright).sum() / (naive | bright).sum() < 0.85, kind
+
+
+def test_processor_options_resize_only_when_the_processor_does_not():
+    assert processor_options(PROCESSORS["resize"](), 64) == {}
+    assert processor_options(PROCESSORS["no-resize"](), (48, 64)) == {"do_resize": True, "size": {"height": 48, "width": 64}}
+
+
+def test_select_is_a_seeded_shuffle_whose_prefixes_agree():
+    assert sorted(select(10, None, seed=1)) == list(range(10))
+    assert list(select(10, 4, seed=1)) == list(select(10, 7, seed=1)[:4])
+    assert list(select(10, None, seed=1)) != list(select(10, None, seed=2))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Five images of two classes and sizes, masks for three of them."""
+    rng = np.random.default_rng(0)
+    for i, (label, size) in enumerate([("cat", (40, 30)), ("cat", (32, 32)), ("dog", (50, 50)), ("dog", (33, 20)), ("dog", (32, 32))]):
+        (tmp_path / label).mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(tmp_path / label / f"{i}.png")
+        if i < 3:
+            (tmp_path / "masks" / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray((rng.random((size[1], size[0])) > 0.5).astype(np.uint8)).save(tmp_path / "masks" / label / f"{i}.png")
+    return tmp_path
+
+
+def test_image_folder_items(folder):
+    processor = PROCESSORS["resize"]()
+    data = ImageFolderTasks(folder, processor, ID2LABEL, 32, seed=3)
+    assert len(data) == 5 and data.has_masks and data.image_mean == processor.image_mean
+    items = [data[i] for i in range(5)]
+    assert sorted(item["file"] for item in items) == ["cat/0.png", "cat/1.png", "dog/2.png", "dog/3.png", "dog/4.png"]
+    for item in items:
+        assert item["pixel_values"].shape == (3, 32, 32) and item["label"] == (0 if item["file"].startswith("cat") else 1)
+        assert (item["mask"] is not None) == (item["file"][4] in "012") and item["other_mask"] is None
+    batch = collate(items)
+    assert batch.pixel_values.shape == (5, 3, 32, 32) and batch.has_mask.sum() == 3 and not batch.has_other.any()
+    assert not batch.masks[~batch.has_mask].any() and batch.info[0] == {"file": items[0]["file"]}
+    # the same seed and data give the same order and fingerprint; a limit keeps a prefix
+    again = ImageFolderTasks(folder, processor, ID2LABEL, 32, seed=3)
+    assert again.fingerprint == data.fingerprint and again.items == data.items
+    assert ImageFolderTasks(folder, processor, ID2LABEL, 32, limit=2, seed=3).items == data.items[:2]
+
+
+def test_a_broken_image_is_an_error_naming_it(folder):
+    (folder / "cat" / "0.png").write_bytes((folder / "cat" / "0.png").read_bytes()[:100])
+    data = ImageFolderTasks(folder, PROCESSORS["resize"](), ID2LABEL, 32)
+    broken = next(i for i in range(len(data)) if data.items[i].file == "cat/0.png")
+    with pytest.raises(ValueError, match="cannot read image 'cat/0.png'"):
+        data[broken]
+
+
+def test_collate_refuses_images_of_different_sizes():
+    items = [{"pixel_values": torch.zeros(3, 8, 8), "label": 0}, {"pixel_values": torch.zeros(3, 8, 9), "label": 1}]
+    with pytest.raises(ValueError, match="different sizes"):
+        collate(items)
+    with pytest.raises(ValueError, match="does not match its image"):
+        collate([{"pixel_values": torch.zeros(3, 8, 8), "label": 0, "mask": torch.zeros(4, 4, dtype=torch.bool)}])
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    from captum_gmar.datasets.scenes import make_scenes
+
+    try:
+        return make_scenes(6, "test", seed=3)
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+
+
+def test_scene_tasks_one_per_item(scenes):
+    tasks = SceneTasks(scenes)
+    assert len(tasks) == int(scenes.num_items.sum())
+    for i in range(len(tasks)):
+        item = tasks[i]
+        scene = item["scene"]
+        assert item["label"] in scenes.labels[scene].tolist() and item["mask"].any()
+        assert item["two_items"] == (item["other_mask"] is not None) == (scenes.num_items[scene] == 2)
+        if item["two_items"]:
+            assert not (item["mask"] & item["other_mask"]).any()
+
+
+def test_saved_hugging_face_dataset(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)) for _ in range(3)]
+    masks = [Image.fromarray((rng.random((40, 30)) > 0.5).astype(np.uint8) * 255) for _ in range(3)]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["dog", "cat"]), "mask": datasets.Image()})
+    datasets.Dataset.from_dict({"image": images, "label": [0, 1, 1], "mask": masks}, features=features).save_to_disk(tmp_path / "saved")
+    data = open_dataset(tmp_path / "saved", PROCESSORS["resize"](), ID2LABEL, 32, seed=0)
+    assert isinstance(data, HubDatasetTasks) and len(data) == 3
+    for i in range(3):
+        item = data[i]
+        assert item["label"] == (1 if item["index"] == 0 else 0)  # ClassLabel names matched to the model's
+        expected = transform_mask(data.processor, np.asarray(masks[item["index"]]) != 0, data.options)
+        assert torch.equal(item["mask"], expected)
+    datasets.DatasetDict({"test": datasets.Dataset.from_dict({"label": [0]})}).save_to_disk(tmp_path / "dict")
+    with pytest.raises(ValueError, match="DatasetDict"):
+        open_dataset(tmp_path / "dict", PROCESSORS["resize"](), ID2LABEL, 32)
