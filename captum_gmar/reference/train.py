@@ -268,7 +268,9 @@ def _train(rank: int, args: argparse.Namespace, command: str) -> None:
 
     torch.set_num_threads(args.threads * args.workers)  # the others are done
     model.eval()
-    metrics = evaluate_accuracy(model, n=args.eval_scenes, seed=EVAL_SEED, data_dir=args.data_dir)
+    metrics = evaluate_accuracy(
+        model, n=args.eval_scenes, seed=EVAL_SEED, data_dir=args.data_dir, processor=build_processor()
+    )
     metrics["train_seconds"] = round(train_seconds, 1)
     metrics["final_loss"] = round(float(smoothed), 5)
 
