@@ -2,7 +2,8 @@
 
 Usage (the shipped model)::
 
-    python -m captum_gmar.reference.train_dinov2 --out captum_gmar/reference/dinov2_small
+    python -m captum_gmar.reference.train_dinov2 --out captum_gmar/reference/dinov2_small \\
+        --eval-scenes 500 --threads 1 --tune-blocks 4 --steps 1000 --lr 3e-5
 
 Two stages, on top of the converted DINOv2-S/14 backbone:
 
