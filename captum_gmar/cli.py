@@ -200,7 +200,7 @@ def _report(args: argparse.Namespace, model, dataset, methods: list[str], device
 
     out = Path(args.out)
     summary = summarize(read_csv(out / "results.csv"))
-    header = f"Device: {described}; command: `captum-gmar {' '.join(sys.argv[1:])}`\n\n"
+    header = f"Model: {_model_name(args.model)}; device: {described}; command: `captum-gmar {' '.join(sys.argv[1:])}`\n\n"
     (out / "summary.md").write_text(header + markdown_table(summary))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     written = [out / "results.csv", out / "summary.md"]
@@ -231,13 +231,25 @@ def _model_name(spec: str | None) -> str:
     return spec if spec in REFERENCE_MODELS else Path(spec).name
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    """GMAR, rollout and IG on the bundled scenes with the bundled model."""
+def _scene_tasks(scenes, spec: str | None, folder: Path):
+    """The scenes' explanation tasks for the model ``--model``: as ``vit-tiny`` takes them,
+    or through the model's own image processor (``dinov2-small``'s resizes them)."""
     from .evaluation.data import SceneTasks
+
+    if spec in (None, "vit-tiny"):
+        return SceneTasks(scenes)
+    from transformers import AutoImageProcessor
+
+    return SceneTasks(scenes, AutoImageProcessor.from_pretrained(folder, local_files_only=True))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """GMAR, rollout and IG on a reference model's bundled scenes."""
     from .reference import load_sample_scenes
 
-    args.model, args.robustness_scenes, args.deletion_steps, args.resume, args.workers = None, 0, 16, False, 0
-    _run_comparison(args, SceneTasks(load_sample_scenes()), ["gmar-l1", "rollout", "ig"], ["localisation"])
+    args.robustness_scenes, args.deletion_steps, args.resume, args.workers = 0, 16, False, 0
+    tasks = _scene_tasks(load_sample_scenes(args.model), args.model, model_folder(args.model))
+    _run_comparison(args, tasks, ["gmar-l1", "rollout", "ig"], ["localisation"])
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -254,10 +266,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if args.data is None:
         from .datasets.fashion_mnist import resolve_data_dir
         from .datasets.scenes import make_scenes
-        from .evaluation.data import SceneTasks
-
         resolve_data_dir(args.data_dir)
-        dataset = SceneTasks(make_scenes(args.scenes, "test", seed=args.seed, data_dir=args.data_dir))
+        dataset = _scene_tasks(make_scenes(args.scenes, "test", seed=args.seed, data_dir=args.data_dir), args.model, folder)
     else:
         dataset = _user_data(args, folder)
     metrics = args.metrics or list(METRIC_KEYS)
@@ -386,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     models = f"a reference model ({', '.join(REFERENCE_MODELS)}) or a folder saved with save_pretrained (default vit-tiny)"
 
-    demo = commands.add_parser("demo", help="GMAR, rollout and IG on the bundled scenes and model")
+    demo = commands.add_parser("demo", help="GMAR, rollout and IG on a reference model and its bundled scenes")
+    demo.add_argument("--model", choices=list(REFERENCE_MODELS), default="vit-tiny", help="a reference model (default vit-tiny)")
     _add_run_options(demo, "demo-output")
     demo.set_defaults(run=cmd_demo)
 

@@ -47,5 +47,7 @@ METHOD_KEYS: tuple[str, ...] = ("gmar-l1", "gmar-l2", "rollout", "gae", "gradcam
 METRIC_KEYS: tuple[str, ...] = ("faithfulness", "localisation", "robustness", "heads")
 
 #: Reference models shipped with the package: name -> folder (relative to the package)
-#: holding their ``config.json`` (see :func:`captum_gmar.reference.load_reference_model`).
-REFERENCE_MODELS: dict[str, str] = {"vit-tiny": "reference/model"}
+#: holding their ``config.json`` and image processor (see
+#: :func:`captum_gmar.reference.load_reference_model`; the backbone of ``dinov2-small``
+#: is converted into the user cache at its first load).
+REFERENCE_MODELS: dict[str, str] = {"vit-tiny": "reference/model", "dinov2-small": "reference/dinov2_small"}

@@ -70,7 +70,7 @@ def test_compare_writes_csv_table_and_figure(model_dir, tmp_path):
     assert code == 0
     assert (out / "results.csv").is_file() and (out / "comparison.png").is_file()
     summary = (out / "summary.md").read_text()
-    assert "| GMAR (L1) |" in summary and "| Saliency |" in summary and "Device: cpu (CPU)" in summary
+    assert "| GMAR (L1) |" in summary and "| Saliency |" in summary and "device: cpu (CPU)" in summary
 
 
 def test_explain_resizes_to_the_models_size_and_explains_the_predicted_class(model_dir, photo, tmp_path, capsys):
@@ -149,7 +149,7 @@ def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, pho
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
     cases = [
-        (["compare", "--model", "/no/such/dir"], "neither a reference model (vit-tiny) nor a folder with a config.json"),
+        (["compare", "--model", "/no/such/dir"], "neither a reference model (vit-tiny, dinov2-small) nor a folder with a config.json"),
         (["compare", "--model", make_folder(tmp_path, "empty", "ViTForImageClassification", weights=False)], "has a config.json but no weights"),
         (["explain", photo, "--model", make_folder(tmp_path, "swin", "SwinForImageClassification")], "windowed attention has no global map"),
         (["explain", photo, "--model", make_folder(tmp_path, "convnext", "ConvNextForImageClassification")], "supported: ViT, DeiT"),

@@ -149,17 +149,26 @@ class SceneTasks(Dataset):
     Item ``k`` of scene ``i`` is explained with its class; its mask is the item's, and
     in a two-item scene the other item's mask is ``other_mask``. Naming entries:
     ``scene`` (index) and ``two_items``.
+
+    Args:
+        scenes: the scenes (64 x 64 px).
+        processor: the model's image processor, for a model whose input is not the
+            scenes as they are (``dinov2-small``'s resizes them to 112 px and normalises
+            with ImageNet's statistics); masks then follow the same geometry (see
+            :func:`transform_mask`). ``None``: :func:`~captum_gmar.datasets.scenes.to_pixel_values`,
+            the ``vit-tiny`` model's input.
     """
 
-    #: the reference model's normalisation, to draw the images
-    image_mean = (PIXEL_MEAN,) * 3
-    image_std = (PIXEL_STD,) * 3
-    #: every item has a mask
+    #: whether every item has a mask
     has_masks = True
 
-    def __init__(self, scenes: Scenes) -> None:
+    def __init__(self, scenes: Scenes, processor: Any | None = None) -> None:
         self.scenes = scenes
         self.scene, self.slot = np.nonzero(scenes.labels >= 0)
+        self.processor = processor
+        #: the input's normalisation, to draw the images
+        self.image_mean = (PIXEL_MEAN,) * 3 if processor is None else tuple(processor.image_mean)
+        self.image_std = (PIXEL_STD,) * 3 if processor is None else tuple(processor.image_std)
         digest = hashlib.sha256(np.ascontiguousarray(scenes.images).tobytes())
         digest.update(np.ascontiguousarray(scenes.labels).tobytes())
         self.fingerprint = f"scenes:{len(scenes)}:{digest.hexdigest()[:16]}"
@@ -167,14 +176,25 @@ class SceneTasks(Dataset):
     def __len__(self) -> int:
         return len(self.scene)
 
+    def _geometry(self, mask: np.ndarray) -> Tensor:
+        if self.processor is None:
+            return torch.from_numpy(mask.copy())
+        return transform_mask(self.processor, mask, processor_options(self.processor, self.scenes.images.shape[1]))
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         scene, slot = int(self.scene[index]), int(self.slot[index])
         two_items = bool(self.scenes.num_items[scene] == 2)
+        images = self.scenes.images[scene : scene + 1]
+        if self.processor is None:
+            pixel_values = to_pixel_values(images)[0]
+        else:
+            options = processor_options(self.processor, images.shape[1])
+            pixel_values = self.processor(images=list(images), return_tensors="pt", **options)["pixel_values"][0].float()
         return {
-            "pixel_values": to_pixel_values(self.scenes.images[scene : scene + 1])[0],
+            "pixel_values": pixel_values,
             "label": int(self.scenes.labels[scene, slot]),
-            "mask": torch.from_numpy(self.scenes.masks[scene, slot].copy()),
-            "other_mask": torch.from_numpy(self.scenes.masks[scene, 1 - slot].copy()) if two_items else None,
+            "mask": self._geometry(self.scenes.masks[scene, slot]),
+            "other_mask": self._geometry(self.scenes.masks[scene, 1 - slot]) if two_items else None,
             "scene": scene,
             "two_items": two_items,
         }

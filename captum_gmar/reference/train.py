@@ -39,7 +39,17 @@ from ..datasets import CLASS_NAMES, IMAGE_SIZE, make_scenes, to_pixel_values
 from ..datasets.scenes import PIXEL_MEAN, PIXEL_STD
 from . import EVAL_SEED, evaluate_accuracy
 
-__all__ = ["BARS", "build_model", "build_processor", "main", "train"]
+__all__ = [
+    "BARS",
+    "accuracy_table",
+    "add_data_options",
+    "build_model",
+    "build_processor",
+    "main",
+    "run_script",
+    "script_parser",
+    "train",
+]
 
 #: Accuracy the project asks of the reference model (keys of ``evaluate_accuracy``).
 BARS = {"top1_one_item": 0.85, "both_top2_two_items": 0.70}
@@ -130,13 +140,16 @@ def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m captum_gmar.reference.train",
-        description="Train the reference multi-label ViT on Fashion-MNIST scenes.",
-    )
+def script_parser(module: str, description: str) -> argparse.ArgumentParser:
+    """A training script's parser for ``python -m module``, with ``--out`` and ``--seed``."""
+    p = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = script_parser("captum_gmar.reference.train", "Train the reference multi-label ViT on Fashion-MNIST scenes.")
     p.add_argument("--steps", type=int, default=24000)
     p.add_argument("--batch-size", type=int, default=32, help="scenes per step, all workers together")
     p.add_argument(
@@ -166,14 +179,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--mlp-dim", type=int, default=256)
-    p.add_argument(
+    add_data_options(p)
+    return p
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """``--eval-scenes`` and ``--data-dir``, which every training script takes."""
+    parser.add_argument(
         "--eval-scenes",
         type=int,
         default=2000,
         help="test-split scenes per kind (one-item, two-item) for the final accuracy",
     )
-    p.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST directory")
-    return p
+    parser.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST directory")
 
 
 def train(args: argparse.Namespace, command: str) -> dict[str, float]:
@@ -268,7 +286,9 @@ def _train(rank: int, args: argparse.Namespace, command: str) -> None:
 
     torch.set_num_threads(args.threads * args.workers)  # the others are done
     model.eval()
-    metrics = evaluate_accuracy(model, n=args.eval_scenes, seed=EVAL_SEED, data_dir=args.data_dir)
+    metrics = evaluate_accuracy(
+        model, n=args.eval_scenes, seed=EVAL_SEED, data_dir=args.data_dir, processor=build_processor()
+    )
     metrics["train_seconds"] = round(train_seconds, 1)
     metrics["final_loss"] = round(float(smoothed), 5)
 
@@ -325,6 +345,13 @@ Fashion-MNIST: Zalando Research, MIT licence (Debian package `dataset-fashion-mn
 Measured by `captum_gmar.reference.evaluate_accuracy(model, n={metrics["n"]}, seed={EVAL_SEED})`
 on test-split scenes:
 
+{accuracy_table(metrics)}"""
+
+
+def accuracy_table(metrics: dict) -> str:
+    """A model card's accuracy table (markdown) for ``metrics`` of
+    :func:`~captum_gmar.reference.evaluate_accuracy`, with the verdict on :data:`BARS`."""
+    return f"""\
 | scenes | metric | value |
 | --- | --- | --- |
 | {metrics["n"]} one-item | top-1 accuracy | {metrics["top1_one_item"]:.4f} |
@@ -341,14 +368,25 @@ def _verdict(metrics: dict, key: str) -> str:
     return "met" if metrics[key] >= BARS[key] else "NOT met"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
+def run_script(
+    module: str,
+    parser: argparse.ArgumentParser,
+    train: Callable[[argparse.Namespace, str], dict],
+    argv: Sequence[str] | None,
+) -> int:
+    """Parse ``argv`` (default: the command line), call ``train(args, command)`` with the
+    command as ``python -m module ...`` for the model card, print the metrics as JSON;
+    returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
-    command = shlex.join(["python", "-m", "captum_gmar.reference.train", *argv])
-    metrics = train(args, command)
+    args = parser.parse_args(argv)
+    metrics = train(args, shlex.join(["python", "-m", module, *argv]))
     print(json.dumps(metrics, indent=2))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    return run_script("captum_gmar.reference.train", _parser(), train, argv)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,23 @@ def test_scene_tasks_one_per_item(scenes):
             assert not (item["mask"] & item["other_mask"]).any()
 
 
+def test_scene_tasks_through_a_model_processor(scenes):
+    """A model that takes the scenes resized (dinov2-small: 112 px, ImageNet statistics)
+    gets them through its processor, and the masks follow the resize pixel for pixel."""
+    processor = transformers.ViTImageProcessor(size={"height": 112, "width": 112}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    plain, resized = SceneTasks(scenes), SceneTasks(scenes, processor)
+    assert resized.image_mean == (0.485, 0.456, 0.406) and plain.image_mean == (0.5, 0.5, 0.5)
+    for i in range(len(plain)):
+        item = resized[i]
+        assert item["pixel_values"].shape == (3, 112, 112) and item["mask"].shape == (112, 112)
+        image = np.asarray(Image.fromarray(scenes.images[item["scene"]]).resize((112, 112), Image.BILINEAR), dtype=np.float32)
+        expected = (torch.from_numpy(image / 255).permute(2, 0, 1) - torch.tensor(processor.image_mean).view(3, 1, 1)) / torch.tensor(processor.image_std).view(3, 1, 1)
+        torch.testing.assert_close(item["pixel_values"], expected, atol=0.03, rtol=0)
+        nearest = Image.fromarray(plain[i]["mask"].numpy().astype(np.uint8) * 255).resize((112, 112), Image.NEAREST)
+        assert torch.equal(item["mask"], torch.from_numpy(np.asarray(nearest) > 127))
+        assert (item["other_mask"] is None) == (plain[i]["other_mask"] is None)
+
+
 def test_saved_hugging_face_dataset(tmp_path):
     datasets = pytest.importorskip("datasets")
     rng = np.random.default_rng(1)

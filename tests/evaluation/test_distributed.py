@@ -151,7 +151,7 @@ def test_two_processes_write_the_rows_of_one(model_dir, folder, tmp_path):
     assert sorted(one, key=key) == sorted(two, key=key)  # to the bit, with one thread per process on both sides
     assert [key(row) for row in one] == [key(row) for row in two]  # gathered in the single process's order
     summary = (tmp_path / "two" / "summary.md").read_text()
-    assert "Device: 2 processes: rank 0 cpu (CPU), rank 1 cpu (CPU)" in summary and "| GMAR (L1) |" in summary
+    assert "device: 2 processes: rank 0 cpu (CPU), rank 1 cpu (CPU)" in summary and "| GMAR (L1) |" in summary
     assert (tmp_path / "two" / "comparison.png").is_file()
     print(f"torchrun, 2 CPU processes: {seconds:.1f} s")
 

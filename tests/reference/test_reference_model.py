@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import math
-
 import numpy as np
 import pytest
 import torch
+from reference_checks import assert_accuracy_as_published, needs_data
 from transformers import AutoImageProcessor, ViTForImageClassification
 
 from captum_gmar.datasets import CLASS_NAMES, Scenes, to_pixel_values
-from captum_gmar.datasets.fashion_mnist import DEFAULT_DATA_DIR
 from captum_gmar.reference import (
-    EVAL_SEED,
     REFERENCE_MODEL_DIR,
-    evaluate_accuracy,
     load_reference_model,
     load_sample_scenes,
 )
 from captum_gmar.reference.samples import make_sample_scenes
-
-needs_data = pytest.mark.skipif(
-    not DEFAULT_DATA_DIR.is_dir(), reason="dataset-fashion-mnist not installed"
-)
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +99,5 @@ def test_eager_attention_weights() -> None:
 
 @needs_data
 def test_accuracy_as_published(model: ViTForImageClassification) -> None:
-    # The model card's figures come from 2000 scenes per kind (metrics.json). Re-measure
-    # on 1000 fresh test-split scenes per kind (a few seconds) and allow three binomial
-    # standard errors (3.3 and 4.4 points): a fixed draw must not fail by chance (with
-    # two errors one draw in 40 would), while a broken model or loader still fails.
-    published = json.loads((REFERENCE_MODEL_DIR / "metrics.json").read_text())
-    assert published["n"] == 2000
-    n = 1000
-    measured = evaluate_accuracy(model, n=n, seed=EVAL_SEED + 1000)
-    for key in ("top1_one_item", "both_top2_two_items"):
-        p = published[key]
-        assert measured[key] >= p - 3 * math.sqrt(p * (1 - p) / n), (key, measured[key], p)
+    # 1000 scenes per kind: a few seconds; three standard errors are 3.3 and 4.4 points.
+    assert_accuracy_as_published(model, REFERENCE_MODEL_DIR / "metrics.json", n=1000)

@@ -8,15 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from reference_checks import needs_data
 from transformers import AutoImageProcessor, ViTForImageClassification
 
 from captum_gmar.datasets import to_pixel_values
-from captum_gmar.datasets.fashion_mnist import DEFAULT_DATA_DIR
 from captum_gmar.reference import load_sample_scenes
 from captum_gmar.reference.train import _batch, build_model, main
-
-
-needs_data = pytest.mark.skipif(not DEFAULT_DATA_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
 
 
 @needs_data

@@ -1,0 +1,32 @@
+"""Scenes to model input, through the image processor saved with each reference model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoImageProcessor, BaseImageProcessor, PreTrainedModel
+
+__all__ = ["load_image_processor", "scene_pixel_values"]
+
+
+def load_image_processor(model: PreTrainedModel) -> BaseImageProcessor:
+    """The image processor in the folder ``model`` was loaded from (``model.name_or_path``).
+
+    Raises:
+        ValueError: that folder holds no ``preprocessor_config.json``.
+    """
+    folder = Path(model.name_or_path or ".")
+    if not (folder / "preprocessor_config.json").is_file():
+        raise ValueError(
+            f"{type(model).__name__} was loaded from {str(folder)!r}, which holds no preprocessor_config.json; "
+            "load the model with from_pretrained from a folder that has its image processor"
+        )
+    return AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+
+
+def scene_pixel_values(processor: BaseImageProcessor, images: np.ndarray) -> torch.Tensor:
+    """``uint8 (N, H, W, 3)`` RGB images -> the model's ``float32 (N, 3, S, S)`` input,
+    as ``processor`` (from :func:`load_image_processor`) prepares them."""
+    return processor(images=list(images), return_tensors="pt")["pixel_values"]
