@@ -20,7 +20,7 @@ from typing import Any
 
 from . import __version__
 from .errors import InsufficientMemoryError, NonFiniteError, RankFailedError, UnsupportedModelError
-from .names import METHOD_KEYS, METRIC_KEYS, REFERENCE_MODELS, SUPPORTED_FAMILIES, SUPPORTED_MODEL_CLASSES
+from .names import DEFAULT_METRIC_KEYS, METHOD_KEYS, METRIC_KEYS, REFERENCE_MODELS, SUPPORTED_FAMILIES, SUPPORTED_MODEL_CLASSES
 
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (InsufficientMemoryError, NonFiniteError, UnsupportedModelError, FileNotFoundError, ValueError)
@@ -270,7 +270,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         dataset = _scene_tasks(make_scenes(args.scenes, "test", seed=args.seed, data_dir=args.data_dir), args.model, folder)
     else:
         dataset = _user_data(args, folder)
-    metrics = args.metrics or list(METRIC_KEYS)
+    metrics = args.metrics or list(DEFAULT_METRIC_KEYS)
     if not dataset.has_masks:
         if args.metrics and "localisation" in args.metrics:
             raise CommandError(f"--metrics localisation needs masks, and {args.data!r} has none (a masks/ folder, a mask column or a boxes.csv)")
@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data", type=_folder, default=None, help="your images: a folder with one subfolder per class (or a labels.csv), optional masks/ or boxes.csv; or a folder saved by datasets' save_to_disk")
     comp.add_argument("--limit", type=_int_at_least(1), default=None, help="with --data: evaluate N items, drawn in an order shuffled by --seed")
     comp.add_argument("--methods", type=_choices(METHOD_KEYS, "method(s)"), default=list(METHOD_KEYS), help=f"comma-separated, of {', '.join(METHOD_KEYS)}")
-    comp.add_argument("--metrics", type=_choices(METRIC_KEYS, "metric group(s)"), default=None, help=f"comma-separated, of {', '.join(METRIC_KEYS)} (default: all; localisation only where there are masks)")
+    comp.add_argument("--metrics", type=_choices(METRIC_KEYS, "metric group(s)"), default=None, help=f"comma-separated, of {', '.join(METRIC_KEYS)} (default: all but sanity; localisation only where there are masks)")
     comp.add_argument("--deletion-steps", type=_int_at_least(1), default=16, help="steps of the deletion/insertion curves")
     comp.add_argument("--robustness-scenes", type=_int_at_least(0), default=100, help="explanations scored by infidelity/sensitivity")
     comp.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory of the scenes (default: the Debian package's)")

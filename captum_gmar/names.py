@@ -44,7 +44,11 @@ SUPPORTED_FAMILIES = (
 METHOD_KEYS: tuple[str, ...] = ("gmar-l1", "gmar-l2", "rollout", "gae", "gradcam", "ig", "saliency")
 
 #: Metric groups of the comparison (see :func:`captum_gmar.evaluation.runner.compare`).
-METRIC_KEYS: tuple[str, ...] = ("faithfulness", "localisation", "robustness", "heads")
+METRIC_KEYS: tuple[str, ...] = ("faithfulness", "localisation", "robustness", "heads", "sanity")
+
+#: The groups a comparison computes unless told: all but ``sanity``, which explains every
+#: item three times more (on two re-initialised copies of the model).
+DEFAULT_METRIC_KEYS: tuple[str, ...] = ("faithfulness", "localisation", "robustness", "heads")
 
 #: Reference models shipped with the package: name -> folder (relative to the package)
 #: holding their ``config.json`` and image processor (see

@@ -33,6 +33,10 @@ COLUMNS: dict[str, str] = {
     "infidelity": "Captum infidelity (lower is better)",
     "sensitivity": "Captum sensitivity_max (lower is better)",
     "head_rank_correlation": "Spearman correlation of head weights with head-masking logit drops (GMAR only)",
+    "rollout_correlation": "Pearson correlation with attention rollout's map, on the patch grid",
+    "randomised_head_correlation": "Spearman correlation with the map after re-initialising the classifier head (lower: the map depends on it)",
+    "randomised_block_correlation": "Spearman correlation with the map after re-initialising the last block (lower: the map depends on it)",
+    "head_entropy": "Normalised entropy of the head weights, mean over layers (1: uniform, GMAR = rollout; GMAR only)",
     "seconds_per_image": "Wall time per image",
     "peak_memory_mb": "Peak extra memory of one batch (MB; RSS on CPU, allocated on CUDA)",
 }

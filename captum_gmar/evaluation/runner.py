@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..errors import RankFailedError
 from ..models import VisionTransformer
-from ..names import METHOD_KEYS, METRIC_KEYS
+from ..names import DEFAULT_METRIC_KEYS, METHOD_KEYS, METRIC_KEYS
 from .cost import measure_cost
 from .data import Batch, collate
 from .distributed import Context, current_context
@@ -43,6 +43,7 @@ from .localisation import class_sensitivity, mass_inside, pointing_game
 from .methods import Method, build_methods
 from .report import ResultsWriter, read_csv
 from .robustness import infidelity_score, sensitivity_score
+from .sanity import head_weight_entropy, map_correlation, randomised_copy
 
 Row = dict[str, Any]
 
@@ -82,7 +83,7 @@ def compare(
     model: nn.Module,
     dataset: Dataset,
     methods: Sequence[str] = METHOD_KEYS,
-    metrics: Sequence[str] = METRIC_KEYS,
+    metrics: Sequence[str] = DEFAULT_METRIC_KEYS,
     device: str = "auto",
     batch_size: int = 32,
     robustness_limit: int = 100,
@@ -110,7 +111,11 @@ def compare(
             scores the items that have a mask (NaN for the others); class sensitivity
             needs an ``other_mask`` too. ``"robustness"`` (Captum's infidelity and
             sensitivity_max, which re-run the method) is limited to the first
-            ``robustness_limit`` items; ``"heads"`` scores GMAR's head weights.
+            ``robustness_limit`` items; ``"heads"`` scores GMAR's head weights;
+            ``"sanity"`` (:mod:`~captum_gmar.evaluation.sanity`, also on the first
+            ``robustness_limit`` items) correlates each map with attention rollout's and
+            with the same method's on the model with its classifier head, or its last
+            block, re-initialised, and gives GMAR's head-weight entropy.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see
             :func:`~captum_gmar.evaluation.distributed.select_device`).
         batch_size: explanations per batch (IG's steps are split by
@@ -233,6 +238,12 @@ class _Run:
         self.ctx, self.vit, self.methods, self.dataset, self.settings, self.workers = ctx, vit, methods, dataset, settings, workers
         self.score_fn = score_function(vit)
         self.warm = False
+        if "sanity" in settings.metrics:  # the same methods on re-initialised copies of the model
+            options = {"ig_steps": settings.ig_steps, "ig_internal_batch_size": settings.ig_internal_batch_size}
+            self.rollout = build_methods(vit.model, ["rollout"])[0]
+            self.randomised = {
+                part: build_methods(randomised_copy(vit.model, part, settings.seed), settings.methods, **options) for part in ("head", "last_block")
+            }
 
     def __call__(self, batches: list[range], emit: Callable[[list[Row]], None], progress: bool) -> None:
         """Explain ``batches`` (every process the same list): rank ``r`` takes every
@@ -268,10 +279,10 @@ class _Run:
                 method(x[:1], t[:1])
             self.warm = True
         rows = []
-        for method in self.methods:
+        for index, method in enumerate(self.methods):
             cost = measure_cost(method.maps_and_head_weights, x, t, device=dev, repeats=1, warmup=0)
             maps, weights = cost.output
-            columns = self.metrics(method, batch, x, t, maps, weights, start)
+            columns = self.metrics(index, batch, x, t, maps, weights, start)
             for i in range(len(t)):
                 row: Row = {"method": method.name, "item": start + i, **batch.info[i], "target": int(t[i])}
                 row["seconds_per_image"] = cost.seconds_median / len(t)
@@ -280,9 +291,10 @@ class _Run:
                 rows.append(row)
         return rows
 
-    def metrics(self, method: Method, batch: Batch, x: Tensor, t: Tensor, maps: Tensor, weights: Tensor | None, start: int) -> dict[str, Tensor]:
-        """The metric columns of one method's ``maps`` ``(B, H, W)``, each ``(B,)``."""
+    def metrics(self, index: int, batch: Batch, x: Tensor, t: Tensor, maps: Tensor, weights: Tensor | None, start: int) -> dict[str, Tensor]:
+        """The metric columns of method ``index``'s ``maps`` ``(B, H, W)``, each ``(B,)``."""
         metrics, score_fn, steps = self.settings.metrics, self.score_fn, self.settings.deletion_steps
+        method = self.methods[index]
         columns: dict[str, Tensor] = {}
         if "faithfulness" in metrics:
             columns["deletion_auc"] = deletion_auc(score_fn, x, maps, t, baseline="blur", steps=steps)
@@ -306,4 +318,18 @@ class _Run:
                 columns["sensitivity"][keep] = sensitivity_score(method.explain, x[keep], t[keep], seed=seed).cpu()
         if "heads" in metrics and weights is not None:  # GMAR's weights, from the timed call
             columns["head_rank_correlation"] = rank_correlation(weights, head_masking_drops(self.vit, x, t))
+        if "sanity" in metrics:  # NaN beyond the first robustness_limit items, as robustness
+            keep = slice(0, max(0, min(len(t), self.settings.robustness_limit - start)))
+            patch = self.vit.patch_size
+            sanity = {
+                "rollout_correlation": lambda: map_correlation(maps[keep], self.rollout(x[keep], t[keep]), patch),
+                "randomised_head_correlation": lambda: map_correlation(maps[keep], self.randomised["head"][index](x[keep], t[keep]), patch, rank=True),
+                "randomised_block_correlation": lambda: map_correlation(maps[keep], self.randomised["last_block"][index](x[keep], t[keep]), patch, rank=True),
+            }
+            if weights is not None:
+                sanity["head_entropy"] = lambda: head_weight_entropy(weights[keep]).mean(-1)
+            for name, compute in sanity.items():
+                columns[name] = torch.full((len(t),), math.nan)
+                if keep.stop:
+                    columns[name][keep] = compute().cpu()
         return columns

@@ -1,0 +1,99 @@
+"""Sanity checks: map correlation, head-weight entropy, re-initialised copies, and the
+comparison's ``sanity`` metric group."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from captum_gmar.evaluation import SceneTasks, compare
+from captum_gmar.evaluation.sanity import head_weight_entropy, map_correlation, randomised_copy
+from captum_gmar.reference import load_reference_model, load_sample_scenes
+
+
+def test_map_correlation_identities():
+    a = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(map_correlation(a, a), torch.ones(3))
+    torch.testing.assert_close(map_correlation(a, -a), -torch.ones(3))
+    torch.testing.assert_close(map_correlation(a, 3 * a + 1), torch.ones(3))
+    # Spearman: any increasing transform keeps the ranks; Pearson does not stay 1
+    torch.testing.assert_close(map_correlation(a, a.exp() ** 5, rank=True), torch.ones(3))
+    assert (map_correlation(a, a.exp() ** 5) < 0.999).all()
+    constant = torch.ones(3, 16, 16)
+    assert map_correlation(a, constant).isnan().all()
+
+
+def test_map_correlation_compares_patch_means():
+    """Two maps with the same mean over every 4 x 4 patch agree on the patch grid."""
+    a = torch.rand(2, 16, 16, generator=torch.Generator().manual_seed(1))
+    noise = torch.rand(2, 16, 16, generator=torch.Generator().manual_seed(2))
+    patch_mean = torch.nn.functional.avg_pool2d(noise.unsqueeze(1), 4).repeat_interleave(4, -1).repeat_interleave(4, -2).squeeze(1)
+    b = a + noise - patch_mean  # moves pixels within each patch, keeps its mean
+    assert (map_correlation(a, b) < 0.99).all()
+    torch.testing.assert_close(map_correlation(a, b, patch_size=4), torch.ones(2))
+
+
+def test_map_correlation_ties_share_their_rank():
+    a = torch.tensor([[[0.0, 0.0], [1.0, 2.0]]])
+    b = torch.tensor([[[5.0, 5.0], [6.0, 7.0]]])
+    torch.testing.assert_close(map_correlation(a, b, rank=True), torch.ones(1))
+
+
+def test_map_correlation_rejects_other_shapes():
+    with pytest.raises(ValueError, match=r"\(B, H, W\)"):
+        map_correlation(torch.rand(2, 8, 8), torch.rand(2, 8, 9))
+
+
+def test_head_weight_entropy_bounds():
+    uniform = torch.full((2, 3, 4), 0.25)
+    one_hot = torch.zeros(2, 3, 4)
+    one_hot[..., 1] = 1
+    torch.testing.assert_close(head_weight_entropy(uniform), torch.ones(2, 3))
+    torch.testing.assert_close(head_weight_entropy(one_hot), torch.zeros(2, 3))
+    half = torch.tensor([[[0.5, 0.5, 0.0, 0.0]]])
+    torch.testing.assert_close(head_weight_entropy(half), torch.tensor([[0.5]]))
+    with pytest.raises(ValueError, match="at least two heads"):
+        head_weight_entropy(torch.ones(2, 3, 1))
+
+
+@pytest.mark.parametrize("part", ["head", "last_block"])
+def test_randomised_copy_changes_only_that_part(part):
+    model = load_reference_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    clone = randomised_copy(model, part, seed=0)
+    changed = {k for k, v in clone.state_dict().items() if not torch.equal(v, before[k])}
+    prefix = "classifier." if part == "head" else f"vit.encoder.layer.{model.config.num_hidden_layers - 1}."
+    if not any(k.startswith(prefix) for k in before):  # transformers 5 names the layers vit.layers
+        prefix = f"vit.layers.{model.config.num_hidden_layers - 1}."
+    assert changed and all(k.startswith(prefix) for k in changed)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the model is untouched
+    again = randomised_copy(model, part, seed=0)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in clone.state_dict().items())
+
+
+def test_randomised_copy_errors():
+    model = load_reference_model()
+    with pytest.raises(ValueError, match="'head' or 'last_block'"):
+        randomised_copy(model, "embeddings")
+    del model.classifier
+    with pytest.raises(ValueError, match="no classifier"):
+        randomised_copy(model, "head")
+
+
+def test_sanity_metric_group():
+    """Columns on the first robustness_limit items, NaN after; entropy for GMAR only; the
+    map of a class-agnostic method (rollout) ignores the classifier head entirely."""
+    model = load_reference_model()
+    rows = compare(model, SceneTasks(load_sample_scenes()), methods=["gmar-l1", "rollout"], metrics=["sanity"],
+                   device="cpu", batch_size=4, robustness_limit=6, progress=False)
+    by_method = {m: [r for r in rows if r["method"] == m] for m in ("GMAR (L1)", "Attention rollout")}
+    for method, method_rows in by_method.items():
+        for row in method_rows:
+            computed = row["item"] < 6
+            assert math.isnan(row["randomised_head_correlation"]) != computed
+            assert ("head_entropy" in row and not math.isnan(row["head_entropy"])) == (computed and method == "GMAR (L1)")
+    rollout = [r for r in by_method["Attention rollout"] if r["item"] < 6]
+    assert all(r["randomised_head_correlation"] == pytest.approx(1.0) and r["rollout_correlation"] == pytest.approx(1.0) for r in rollout)
+    assert all(r["randomised_block_correlation"] < 1.0 for r in rollout)
