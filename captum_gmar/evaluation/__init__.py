@@ -18,7 +18,7 @@ from .faithfulness import (
 )
 from .head_importance import GroupDrops, group_masking_drops, head_masking_drops, rank_correlation
 from .localisation import ClassSensitivity, class_sensitivity, mass_inside, pointing_game
-from .report import read_csv, summarize
+from .report import paired_differences, read_csv, summarize
 from .robustness import infidelity_score, sensitivity_score
 from .runner import compare
 
@@ -47,5 +47,6 @@ __all__ = [
     "rank_correlation",
     "read_csv",
     "sensitivity_score",
+    "paired_differences",
     "summarize",
 ]

@@ -73,6 +73,39 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, float | str]]
     return summary
 
 
+def paired_differences(rows: Iterable[Mapping[str, Any]], method: str, baseline: str) -> dict[str, dict[str, float]]:
+    """``method`` minus ``baseline`` on the same items, per metric of :data:`COLUMNS` (the
+    timings aside): ``{column: {"mean", "sem", "count"}}`` over the items where both were
+    computed. Pairing removes the items' own variance, so a difference far smaller than
+    either method's standard error in :func:`summarize` can still be resolved.
+
+    Rows are matched on ``item``; ``rows`` is read once but the baseline's rows are held
+    until their pair arrives (at most one row per item and method).
+
+    Raises:
+        ValueError: no item has rows of both methods.
+    """
+    waiting: dict[tuple[str, Any], Mapping[str, Any]] = {}
+    stats: dict[str, _Running] = {}
+    columns = [c for c in COLUMNS if c not in ("seconds_per_image", "peak_memory_mb")]
+    for row in rows:
+        name = str(row["method"])
+        if name not in (method, baseline):
+            continue
+        other = waiting.pop(((baseline if name == method else method), row["item"]), None)
+        if other is None:
+            waiting[(name, row["item"])] = row
+            continue
+        ours, theirs = (row, other) if name == method else (other, row)
+        for column in columns:
+            a, b = ours.get(column), theirs.get(column)
+            if a is not None and b is not None and not math.isnan(float(a)) and not math.isnan(float(b)):
+                stats.setdefault(column, _Running()).add(float(a) - float(b))
+    if not stats:
+        raise ValueError(f"no item has rows of both {method!r} and {baseline!r}")
+    return {column: {"mean": r.mean, "sem": r.sem, "count": r.count} for column, r in stats.items()}
+
+
 class _Running:
     """Count, mean, sum of squared deviations (Welford's update) and maximum of a stream."""
 
