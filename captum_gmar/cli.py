@@ -384,7 +384,9 @@ def _add_run_options(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--device", type=_device, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=_int_at_least(1), default=32, help="explanations per batch (default 32)")
     parser.add_argument("--ig-steps", type=_int_at_least(1), default=50, help="IntegratedGradients steps (default 50)")
-    parser.add_argument("--ig-internal-batch-size", type=_int_at_least(1), default=None, help="IG's internal batch size")
+    parser.add_argument(
+        "--ig-internal-batch-size", type=_int_at_least(1), default=None, help="images per IG pass (default: every step of the batch at once; demo: 100)"
+    )
     parser.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the scenes, of the order of --data and of the metrics' noise (default 0)")
     parser.add_argument("--figure-rows", type=_int_at_least(0), default=6, help="explanations drawn in the figure, 0 for none (default 6)")
     parser.add_argument("--out", default=out, help=f"output directory (default {out})")
@@ -399,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="GMAR, rollout and IG on a reference model and its bundled scenes")
     demo.add_argument("--model", choices=list(REFERENCE_MODELS), default="vit-tiny", help="a reference model (default vit-tiny)")
     _add_run_options(demo, "demo-output")
-    demo.set_defaults(run=cmd_demo)
+    # IG's 50 steps of the 12 bundled items at once take 13 GB on dinov2-small; 100 at a time, 2.5 GB
+    demo.set_defaults(run=cmd_demo, ig_internal_batch_size=100)
 
     comp = commands.add_parser("compare", help="compare methods on evaluation scenes or on your own images (--data)")
     comp.add_argument("--model", default=None, help=models)
