@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models import VisionTransformer
+from ._stats import average_ranks, pearson
 from .faithfulness import check_batch_size, check_images, check_targets
 
 
@@ -116,23 +117,9 @@ def rank_correlation(head_weights: Tensor, drops: Tensor) -> Tensor:
     _check_head_tensor(drops, tuple(head_weights.shape), "drops")
     if head_weights.shape[-1] < 2:
         raise ValueError("rank correlation needs at least two heads per layer")
-    x = _average_ranks(head_weights.float())
-    y = _average_ranks(drops.to(head_weights.device).float())
-    x = x - x.mean(-1, keepdim=True)
-    y = y - y.mean(-1, keepdim=True)
-    scale = (x.square().sum(-1) * y.square().sum(-1)).sqrt()
-    per_layer = torch.where(scale > 0, (x * y).sum(-1) / scale.clamp_min(torch.finfo(scale.dtype).tiny), 0.0)
-    return per_layer.mean(-1)
-
-
-def _average_ranks(x: Tensor) -> Tensor:
-    """0-based ranks along the last dimension, ties sharing their average rank.
-
-    Pairwise comparisons, ``O(H^2)``: cheap for the handful of heads of a layer.
-    """
-    below = (x.unsqueeze(-1) > x.unsqueeze(-2)).sum(-1)
-    tied = (x.unsqueeze(-1) == x.unsqueeze(-2)).sum(-1)
-    return below + (tied - 1) / 2
+    x = average_ranks(head_weights.float())
+    y = average_ranks(drops.to(head_weights.device).float())
+    return pearson(x, y, undefined=0.0).mean(-1)
 
 
 def _masked_target_logits(

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models import VisionTransformer, unwrap_model
+from ._stats import average_ranks, pearson
 
 __all__ = ["head_weight_entropy", "map_correlation", "randomised_copy"]
 
@@ -43,21 +44,8 @@ def map_correlation(a: Tensor, b: Tensor, patch_size: int | tuple[int, int] = 1,
         raise ValueError(f"map_correlation takes two (B, H, W) maps of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     x, y = (F.avg_pool2d(m.float().unsqueeze(1), patch_size).flatten(1) for m in (a, b.to(a.device)))
     if rank:
-        x, y = _average_ranks(x), _average_ranks(y)
-    x = x - x.mean(-1, keepdim=True)
-    y = y - y.mean(-1, keepdim=True)
-    scale = (x.square().sum(-1) * y.square().sum(-1)).sqrt()
-    return torch.where(scale > 0, (x * y).sum(-1) / scale.clamp_min(torch.finfo(scale.dtype).tiny), math.nan)
-
-
-def _average_ranks(x: Tensor) -> Tensor:
-    """0-based ranks along the last dimension ``(B, N)``, ties sharing their average rank."""
-    ranks = torch.empty_like(x)
-    for i in range(x.shape[0]):  # per item: torch.unique has no batch dimension
-        _, inverse, counts = torch.unique(x[i], return_inverse=True, return_counts=True)
-        first = counts.cumsum(0) - counts  # rank of each distinct value's first occurrence
-        ranks[i] = (first + (counts - 1) / 2)[inverse].to(x.dtype)
-    return ranks
+        x, y = average_ranks(x), average_ranks(y)
+    return pearson(x, y, undefined=math.nan)
 
 
 def head_weight_entropy(head_weights: Tensor) -> Tensor:
