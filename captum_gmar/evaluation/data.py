@@ -166,6 +166,7 @@ class SceneTasks(Dataset):
         self.scenes = scenes
         self.scene, self.slot = np.nonzero(scenes.labels >= 0)
         self.processor = processor
+        self.options = None if processor is None else processor_options(processor, scenes.images.shape[1])
         #: the input's normalisation, to draw the images
         self.image_mean = (PIXEL_MEAN,) * 3 if processor is None else tuple(processor.image_mean)
         self.image_std = (PIXEL_STD,) * 3 if processor is None else tuple(processor.image_std)
@@ -176,27 +177,19 @@ class SceneTasks(Dataset):
     def __len__(self) -> int:
         return len(self.scene)
 
-    def _geometry(self, mask: np.ndarray) -> Tensor:
-        if self.processor is None:
-            return torch.from_numpy(mask.copy())
-        return transform_mask(self.processor, mask, processor_options(self.processor, self.scenes.images.shape[1]))
-
     def __getitem__(self, index: int) -> dict[str, Any]:
         scene, slot = int(self.scene[index]), int(self.slot[index])
         two_items = bool(self.scenes.num_items[scene] == 2)
-        images = self.scenes.images[scene : scene + 1]
-        if self.processor is None:
-            pixel_values = to_pixel_values(images)[0]
-        else:
-            options = processor_options(self.processor, images.shape[1])
-            pixel_values = self.processor(images=list(images), return_tensors="pt", **options)["pixel_values"][0].float()
+        label, info = int(self.scenes.labels[scene, slot]), {"scene": scene, "two_items": two_items}
+        mask, other = self.scenes.masks[scene, slot], (self.scenes.masks[scene, 1 - slot] if two_items else None)
+        if self.processor is not None:
+            return _processed_item(self.processor, self.options, self.scenes.images[scene], label, mask, other, info)
         return {
-            "pixel_values": pixel_values,
-            "label": int(self.scenes.labels[scene, slot]),
-            "mask": self._geometry(self.scenes.masks[scene, slot]),
-            "other_mask": self._geometry(self.scenes.masks[scene, 1 - slot]) if two_items else None,
-            "scene": scene,
-            "two_items": two_items,
+            "pixel_values": to_pixel_values(self.scenes.images[scene : scene + 1])[0],
+            "label": label,
+            "mask": torch.from_numpy(mask.copy()),
+            "other_mask": None if other is None else torch.from_numpy(other.copy()),
+            **info,
         }
 
 
@@ -216,9 +209,17 @@ class _Processed(Dataset):
         return len(self.order)
 
     def _item(self, image: Any, label: int, mask: np.ndarray | None, other: np.ndarray | None, info: dict[str, Any]) -> dict[str, Any]:
-        pixel_values = self.processor(images=image, return_tensors="pt", **self.options)["pixel_values"][0]
-        geometry = {key: None if value is None else transform_mask(self.processor, value, self.options) for key, value in (("mask", mask), ("other_mask", other))}
-        return {"pixel_values": pixel_values.float(), "label": label, **geometry, **info}
+        return _processed_item(self.processor, self.options, image, label, mask, other, info)
+
+
+def _processed_item(
+    processor: Any, options: Mapping[str, Any], image: Any, label: int, mask: np.ndarray | None, other: np.ndarray | None, info: dict[str, Any]
+) -> dict[str, Any]:
+    """An item as ``processor`` prepares it with ``options``: the image, and its masks
+    through the same geometry (:func:`transform_mask`)."""
+    pixel_values = processor(images=image, return_tensors="pt", **options)["pixel_values"][0]
+    geometry = {key: None if value is None else transform_mask(processor, value, options) for key, value in (("mask", mask), ("other_mask", other))}
+    return {"pixel_values": pixel_values.float(), "label": label, **geometry, **info}
 
 
 class ImageFolderTasks(_Processed):
