@@ -278,11 +278,14 @@ class _Run:
             for method in self.methods:
                 method(x[:1], t[:1])
             self.warm = True
+        # robustness and sanity re-run the methods: only on the first robustness_limit items
+        keep = slice(0, max(0, min(len(t), settings.robustness_limit - start)))
+        rollout = self.rollout(x[keep], t[keep]) if "sanity" in settings.metrics and keep.stop else None  # once per batch
         rows = []
         for index, method in enumerate(self.methods):
             cost = measure_cost(method.maps_and_head_weights, x, t, device=dev, repeats=1, warmup=0)
             maps, weights = cost.output
-            columns = self.metrics(index, batch, x, t, maps, weights, start)
+            columns = self.metrics(index, batch, x, t, maps, weights, keep, rollout)
             for i in range(len(t)):
                 row: Row = {"method": method.name, "item": start + i, **batch.info[i], "target": int(t[i])}
                 row["seconds_per_image"] = cost.seconds_median / len(t)
@@ -291,8 +294,12 @@ class _Run:
                 rows.append(row)
         return rows
 
-    def metrics(self, index: int, batch: Batch, x: Tensor, t: Tensor, maps: Tensor, weights: Tensor | None, start: int) -> dict[str, Tensor]:
-        """The metric columns of method ``index``'s ``maps`` ``(B, H, W)``, each ``(B,)``."""
+    def metrics(
+        self, index: int, batch: Batch, x: Tensor, t: Tensor, maps: Tensor, weights: Tensor | None, keep: slice, rollout: Tensor | None
+    ) -> dict[str, Tensor]:
+        """The metric columns of method ``index``'s ``maps`` ``(B, H, W)``, each ``(B,)``;
+        those that re-run methods on the items ``keep`` only (NaN for the others), where
+        ``rollout`` holds attention rollout's maps."""
         metrics, score_fn, steps = self.settings.metrics, self.score_fn, self.settings.deletion_steps
         method = self.methods[index]
         columns: dict[str, Tensor] = {}
@@ -308,8 +315,7 @@ class _Run:
             columns["mass_inside"] = torch.where(has_mask, mass_inside(maps, masks), math.nan)
             sensitivity = class_sensitivity(maps, masks, batch.other_masks.to(x.device)).difference
             columns["class_sensitivity"] = torch.where(has_both, sensitivity, math.nan)
-        if "robustness" in metrics:  # NaN beyond the first robustness_limit items
-            keep = slice(0, max(0, min(len(t), self.settings.robustness_limit - start)))
+        if "robustness" in metrics:
             columns["infidelity"] = torch.full((len(t),), math.nan)
             columns["sensitivity"] = torch.full((len(t),), math.nan)
             if keep.stop:
@@ -318,18 +324,15 @@ class _Run:
                 columns["sensitivity"][keep] = sensitivity_score(method.explain, x[keep], t[keep], seed=seed).cpu()
         if "heads" in metrics and weights is not None:  # GMAR's weights, from the timed call
             columns["head_rank_correlation"] = rank_correlation(weights, head_masking_drops(self.vit, x, t))
-        if "sanity" in metrics:  # NaN beyond the first robustness_limit items, as robustness
-            keep = slice(0, max(0, min(len(t), self.settings.robustness_limit - start)))
-            patch = self.vit.patch_size
-            sanity = {
-                "rollout_correlation": lambda: map_correlation(maps[keep], self.rollout(x[keep], t[keep]), patch),
-                "randomised_head_correlation": lambda: map_correlation(maps[keep], self.randomised["head"][index](x[keep], t[keep]), patch, rank=True),
-                "randomised_block_correlation": lambda: map_correlation(maps[keep], self.randomised["last_block"][index](x[keep], t[keep]), patch, rank=True),
-            }
-            if weights is not None:
-                sanity["head_entropy"] = lambda: head_weight_entropy(weights[keep]).mean(-1)
-            for name, compute in sanity.items():
+        if "sanity" in metrics:
+            randomised = {"randomised_head_correlation": "head", "randomised_block_correlation": "last_block"}
+            for name in ["rollout_correlation", *randomised, *(["head_entropy"] if weights is not None else [])]:
                 columns[name] = torch.full((len(t),), math.nan)
-                if keep.stop:
-                    columns[name][keep] = compute().cpu()
+            if keep.stop:
+                patch, xk, tk = self.vit.patch_size, x[keep], t[keep]
+                columns["rollout_correlation"][keep] = map_correlation(maps[keep], rollout, patch).cpu()
+                for name, part in randomised.items():
+                    columns[name][keep] = map_correlation(maps[keep], self.randomised[part][index](xk, tk), patch, rank=True).cpu()
+                if weights is not None:
+                    columns["head_entropy"][keep] = head_weight_entropy(weights[keep]).mean(-1).cpu()
         return columns
