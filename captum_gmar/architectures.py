@@ -158,7 +158,7 @@ def describe(model: nn.Module, text: Prompts | None = None) -> Architecture:
     """The :class:`Architecture` of a supported model.
 
     Args:
-        model: an unwrapped model (see :func:`captum_gmar.models.unwrap_model`).
+        model: an unwrapped model (see :func:`captum_gmar.model_state.unwrap_model`).
         text: tokenized prompts, for the zero-shot models (:data:`ZERO_SHOT_MODEL_CLASSES`)
             only.
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from .model_state import evaluating, model_lock
+
 #: tokenized prompts: the tokenizer's or processor's output (``input_ids`` and optionally
 #: ``attention_mask``), or an ``input_ids`` tensor ``(K, L)``
 Prompts = Mapping[str, Tensor] | Tensor
@@ -35,8 +37,6 @@ class ZeroShotHead:
     """
 
     def __init__(self, model: nn.Module, text: Prompts) -> None:
-        from .models import evaluating, model_lock  # here: models imports this module (through architectures)
-
         inputs = {"input_ids": text} if isinstance(text, Tensor) else {k: text[k] for k in _TEXT_KEYS if k in text}
         ids = inputs.get("input_ids")
         if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.shape[0] == 0:

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models import VisionTransformer, unwrap_model
+from ..model_state import unwrap_model
+from ..models import VisionTransformer
 from ._stats import average_ranks, pearson
 
 __all__ = ["head_weight_entropy", "map_correlation", "randomised_copy"]

@@ -6,19 +6,17 @@ Each file holds 4 one-item and 4 two-item test-split scenes chosen by a fixed ru
 generate candidates from seed :data:`SAMPLES_SEED` and keep, in generation order, the
 first scenes of each kind that the model gets right (one-item: top-1 is the class;
 two-item: the top 2 are the two classes). Rebuild one with
-``python -m captum_gmar.reference.samples --name NAME``.
+``python -m captum_gmar.reference.rebuild_samples --name NAME``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
-from transformers import AutoModelForImageClassification, BaseImageProcessor, PreTrainedModel
+from transformers import BaseImageProcessor, PreTrainedModel
 
 from ..datasets import Scenes, make_scenes
 from .dinov2_classifier import HEAD_DIR
@@ -84,30 +82,3 @@ def _top1_right(top2: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def _top2_right(top2: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (np.sort(top2, axis=1) == np.sort(labels, axis=1)).all(axis=1)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Rebuild a reference model's bundled scenes (default: those of ``vit-tiny``)."""
-    from . import load_reference_model  # not at the top: the package imports this module
-
-    p = argparse.ArgumentParser(prog="python -m captum_gmar.reference.samples")
-    p.add_argument("--name", choices=list(SAMPLES_PATHS), default="vit-tiny", help="reference model")
-    p.add_argument("--model", type=Path, default=None, help="load the model from this folder instead")
-    p.add_argument("--out", type=Path, default=None, help="default: the model's bundled file")
-    p.add_argument("--data-dir", type=Path, default=None)
-    args = p.parse_args(argv)
-    if args.model is None:
-        model = load_reference_model(args.name)
-    else:
-        model = AutoModelForImageClassification.from_pretrained(args.model, local_files_only=True).eval()
-    args.out = args.out or SAMPLES_PATHS[args.name]
-    s = make_sample_scenes(model, data_dir=args.data_dir)
-    np.savez_compressed(
-        args.out, images=s.images, labels=s.labels, masks=s.masks, num_items=s.num_items
-    )
-    print(f"wrote {len(s)} scenes to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
