@@ -1,0 +1,165 @@
+"""Layer-wise relevance propagation rules in Gradient x Input form: pure functions over tensors.
+
+AttnLRP (Achtibat et al., ICML 2024) and CP-LRP (Ali et al., ICML 2022) explain a
+transformer with one forward and one backward pass: each operation keeps its forward
+value and gets a backward pass whose gradient, multiplied by the operation's input, is
+the relevance that the rule gives that input. The relevance of the pixels is then
+``pixel_values * gradient`` (as in the ``lxt`` package, whose ``efficient`` rules these
+reproduce):
+
+- linear maps (linear layers, convolutions, additions, means): the plain gradient (LRP-0),
+  or the generalised gamma rule on linear layers (:func:`gamma_linear`);
+- element-wise non-linearities (GELU, SiLU, ...): the identity rule (:func:`identity_rule`),
+  the relevance passes through unchanged;
+- normalisations (LayerNorm, RMSNorm, L2 normalisation): the normalising statistic is
+  treated as a constant (:func:`layer_norm`, :func:`rms_norm`, :func:`normalize`), so the
+  operation is linear in its input;
+- products of two input-dependent tensors (the attention's ``q k^T`` and ``P V``, gated
+  MLPs): the uniform rule, each factor gets half (:func:`divide_gradient`); through a
+  fused attention kernel that is ``1/4`` of the gradient for the queries and keys and
+  ``1/2`` for the values (:func:`attnlrp_attention_inputs`);
+- CP-LRP instead lets no gradient through the attention probabilities
+  (:func:`cp_attention_inputs`): the queries and keys are constants.
+
+Every function returns the operation's exact forward value; only the gradient changes.
+Nothing here knows about models or hooks (see :mod:`captum_gmar.propagation`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: the identity rule's stabiliser of ``y / x`` (``lxt``'s)
+IDENTITY_EPSILON = 1e-10
+#: the gamma rule's stabiliser of its denominators (``zennit``'s default)
+GAMMA_STABILIZER = 1e-6
+
+
+def with_gradient_of(value: Tensor, surrogate: Tensor) -> Tensor:
+    """``value`` in the forward pass, ``surrogate``'s gradient in the backward pass.
+
+    ``value.detach() + (surrogate - surrogate.detach())``: the second term is exactly 0,
+    so the forward value is ``value`` bit for bit, and the graph is ``surrogate``'s.
+    """
+    return value.detach() + (surrogate - surrogate.detach())
+
+
+def divide_gradient(x: Tensor, factor: float) -> Tensor:
+    """``x``, with its gradient divided by ``factor`` (the uniform rule's share)."""
+    return with_gradient_of(x, x / factor)
+
+
+def identity_rule(x: Tensor, y: Tensor) -> Tensor:
+    """``y = f(x)`` of an element-wise ``f``, with the gradient ``y / x`` (identity rule).
+
+    The relevance ``x * dL/dx = y * dL/dy`` passes through ``f`` unchanged. ``y / x``
+    is stabilised as in ``lxt`` (``x + 1e-10``); where that is 0 (an input of exactly 0
+    in float16) the gradient is 0.
+    """
+    denominator = x.detach() + IDENTITY_EPSILON
+    ratio = torch.where(denominator == 0, torch.zeros_like(denominator), y.detach() / denominator)
+    return with_gradient_of(y, x * ratio)
+
+
+def layer_norm(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
+    """``F.layer_norm`` with the standard deviation held constant in the backward pass."""
+    dims = tuple(range(-len(normalized_shape), 0))
+    centred = x - x.mean(dims, keepdim=True)
+    std = (centred.pow(2).mean(dims, keepdim=True) + eps).sqrt()
+    surrogate = centred / std.detach()
+    if weight is not None:
+        surrogate = surrogate * weight
+    if bias is not None:
+        surrogate = surrogate + bias
+    return with_gradient_of(F.layer_norm(x, normalized_shape, weight, bias, eps), surrogate)
+
+
+def rms_norm(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None, eps: float | None) -> Tensor:
+    """``F.rms_norm`` with the root mean square held constant in the backward pass."""
+    dims = tuple(range(-len(normalized_shape), 0))
+    eps = torch.finfo(x.dtype).eps if eps is None else eps
+    surrogate = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps).detach()
+    if weight is not None:
+        surrogate = surrogate * weight
+    return with_gradient_of(F.rms_norm(x, normalized_shape, weight, eps), surrogate)
+
+
+def normalize(x: Tensor, norm: Tensor) -> Tensor:
+    """``x / norm`` with the norm held constant (an L2-normalised embedding, CLIP's)."""
+    return x / norm.detach()
+
+
+def attnlrp_attention_inputs(query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """AttnLRP's uniform rule through a fused attention ``softmax(q k^T) v``: the two
+    products each halve the gradient, so queries and keys get ``1/4``, values ``1/2``."""
+    return divide_gradient(query, 4), divide_gradient(key, 4), divide_gradient(value, 2)
+
+
+def cp_attention_inputs(query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """CP-LRP: no gradient through the attention probabilities (queries and keys constant)."""
+    return query.detach(), key.detach(), value
+
+
+class _GammaLinear(torch.autograd.Function):
+    """``F.linear`` whose backward pass is the generalised gamma rule in Gradient x Input form."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, gamma: float) -> Tensor:  # type: ignore[override]
+        output = F.linear(x, weight, bias)
+        ctx.save_for_backward(x, weight, bias, output)
+        ctx.gamma = gamma
+        return output
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, weight, bias, output = ctx.saved_tensors
+        relevance = gamma_relevance(x, weight, bias, output, grad * output, ctx.gamma)
+        sign = torch.where(x == 0, torch.ones_like(x), x.sign())
+        return relevance / (x + sign * IDENTITY_EPSILON), None, None, None
+
+
+def gamma_linear(x: Tensor, weight: Tensor, bias: Tensor | None, gamma: float) -> Tensor:
+    """``F.linear(x, weight, bias)`` whose gradient carries the generalised gamma rule.
+
+    See :func:`gamma_relevance`; the gradient is that relevance divided by ``x`` (so
+    that ``x * gradient`` is the rule's relevance), as ``lxt`` does with ``zennit``.
+    """
+    return _GammaLinear.apply(x, weight, bias, gamma)
+
+
+def gamma_relevance(x: Tensor, weight: Tensor, bias: Tensor | None, output: Tensor, relevance: Tensor, gamma: float) -> Tensor:
+    """Generalised LRP-gamma (Montavon et al. 2019; Andeol et al. 2021) for ``y = x W^T + b``.
+
+    Outputs ``y > 0`` are explained by the positive contributions with the positive
+    weights boosted (``x+ (W + gamma W+)`` and ``x- (W + gamma W-)``), outputs ``y < 0``
+    by the negative ones; exactly ``zennit.rules.Gamma``.
+
+    Args:
+        x: ``(..., I)`` input; weight ``(O, I)``; bias ``(O,)`` or ``None``.
+        output: ``(..., O)`` the layer's output ``y``.
+        relevance: ``(..., O)`` relevance of the outputs.
+        gamma: the boost, ``>= 0`` (0 is LRP-0 up to the stabiliser).
+
+    Returns:
+        ``(..., I)`` relevance of the inputs.
+    """
+    positive_w = weight + gamma * weight.clamp(min=0)
+    negative_w = weight + gamma * weight.clamp(max=0)
+    positive_b = None if bias is None else bias + gamma * bias.clamp(min=0)
+    negative_b = None if bias is None else bias + gamma * bias.clamp(max=0)
+    x_pos, x_neg = x.clamp(min=0), x.clamp(max=0)
+    up = F.linear(x_pos, positive_w, positive_b) + F.linear(x_neg, negative_w)
+    down = F.linear(x_pos, negative_w, negative_b) + F.linear(x_neg, positive_w)
+    scale_up = (output > 0) * relevance / _stabilize(up)
+    scale_down = (output < 0) * relevance / _stabilize(down)
+    return (
+        x_pos * (scale_up @ positive_w + scale_down @ negative_w)
+        + x_neg * (scale_up @ negative_w + scale_down @ positive_w)
+    )
+
+
+def _stabilize(denominator: Tensor) -> Tensor:
+    sign = torch.where(denominator == 0, torch.ones_like(denominator), denominator.sign())
+    return denominator + sign * GAMMA_STABILIZER
