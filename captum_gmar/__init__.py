@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 #: public name -> module that defines it
 _EXPORTS = {
     "AttentionRollout": ".attention_rollout",
+    "AttnLRP": ".lrp",
+    "CPLRP": ".lrp",
     "GMARAttribution": ".gmar",
     "GenericAttentionExplainability": ".gae",
     "SUPPORTED_MODEL_CLASSES": ".names",
@@ -43,6 +45,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
     from .attention_rollout import AttentionRollout
+    from .lrp import CPLRP, AttnLRP
     from .gae import GenericAttentionExplainability
     from .gmar import GMARAttribution
     from .gradcam import TokenGradCAM

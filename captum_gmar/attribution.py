@@ -144,26 +144,13 @@ class AttentionAttribution(Attribution, ABC):
         output: OutputKind,
     ) -> tuple[InputType, Tensor | None]:
         """Shared body of ``attribute``: returns the maps and the head weights (or None)."""
-        is_tuple = isinstance(inputs, tuple)
-        if is_tuple:
-            if len(inputs) != 1:
-                raise ValueError(f"inputs must be one tensor (or a 1-tuple), got a tuple of {len(inputs)}")
-            (pixel_values,) = inputs
-        else:
-            pixel_values = inputs
-        if output not in ("input", "patches"):
-            raise ValueError(f"output must be 'input' or 'patches', got {output!r}")
         vit = self.vit
-        param = vit.parameter
-        if param.is_meta:
-            raise ValueError("the model's parameters are on the meta device (no values); load its weights first")
-        check_pixel_values(pixel_values, vit.num_channels, vit.patch_size)
-        batch_size = pixel_values.shape[0]
-        targets = format_targets(target, batch_size, vit.num_labels)
+        pixel_values, is_tuple, targets = prepare_call(vit, inputs, target, output)
         if self.start_layer >= vit.num_layers:
             raise ValueError(f"start_layer {self.start_layer} does not exist: the model now has {vit.num_layers} layers")
-        parts = batch_slices(batch_size, internal_batch_size)
+        parts = batch_slices(pixel_values.shape[0], internal_batch_size)
         self.check_memory(pixel_values.shape, internal_batch_size)
+        param = vit.parameter
 
         explanations = []
         for part in parts:
@@ -175,12 +162,7 @@ class AttentionAttribution(Attribution, ABC):
                 explanations.append(self._explain(trace, chunk_targets))
 
         relevance = torch.cat([e.token_relevance for e in explanations]).float()
-        if not torch.isfinite(relevance).all():
-            raise NonFiniteError(
-                f"{self.get_name()} produced NaN or infinite relevance: the gradients or attention maps overflowed "
-                "(inputs far outside the image processor's range, or float16). Check the inputs' scale or run the "
-                "model in float32 or bfloat16."
-            )
+        check_finite_relevance(relevance, self.get_name())
         maps = patch_map(relevance, vit.num_prefix_tokens, vit.grid(*pixel_values.shape[-2:]))
         if output == "input":
             maps = input_map(maps, vit.patch_size, tuple(pixel_values.shape))
@@ -201,39 +183,85 @@ class AttentionAttribution(Attribution, ABC):
                 an ``internal_batch_size`` that fits or, if one image does not fit,
                 that the images must be smaller.
         """
-        vit, param = self.vit, self.vit.parameter
-        batch, _, height, width = input_shape
-        chunk = min(batch, internal_batch_size or batch)
-        tokens = vit.num_tokens(height, width)
+        check_memory(self.vit, self.get_name(), input_shape, internal_batch_size, self.maps_alive, self.needs_gradients)
 
-        def need(batch: int) -> int:
-            return attention_call_bytes(
-                batch,
-                tokens,
-                vit.num_heads,
-                vit.num_layers,
-                vit.hidden_size,
-                param.element_size(),
-                self.maps_alive,
-                backward=self.needs_gradients,
-                eager=vit.keeps_attention_for_backward,
-                maps_kept=vit.keeps_attention_maps,
-            )
 
-        available = available_bytes(param.device)
-        if available is None or need(chunk) <= available:
-            return
-        fits = available // need(1)
-        size = f"{height}x{width} px ({tokens:,} tokens, {vit.num_heads} heads)"
-        if fits >= 1:
-            advice = f"pass internal_batch_size={fits} (or less) to explain the batch in chunks"
-        else:
-            native = f"the model was trained at {'x'.join(map(str, vit.image_size))} px; " if vit.image_size else ""
-            advice = f"resize the images ({native}memory grows with the side to the 4th power)"
-        raise InsufficientMemoryError(
-            f"{self.get_name()} on {chunk} image(s) of {size} would need about {gib(need(chunk))}, "
-            f"but only {gib(available)} are available on {param.device}: {advice}"
+def prepare_call(vit: VisionTransformer, inputs: InputType, target: TargetType, output: OutputKind) -> tuple[Tensor, bool, Tensor | None]:
+    """Check what ``attribute`` was given, before any model computation.
+
+    Returns:
+        The pixel values ``(B, C, H, W)``, whether ``inputs`` was a 1-tuple, and the
+        targets ``(B,)`` (``None``: each example's predicted class).
+    """
+    is_tuple = isinstance(inputs, tuple)
+    if is_tuple:
+        if len(inputs) != 1:
+            raise ValueError(f"inputs must be one tensor (or a 1-tuple), got a tuple of {len(inputs)}")
+        (pixel_values,) = inputs
+    else:
+        pixel_values = inputs
+    if output not in ("input", "patches"):
+        raise ValueError(f"output must be 'input' or 'patches', got {output!r}")
+    if vit.parameter.is_meta:
+        raise ValueError("the model's parameters are on the meta device (no values); load its weights first")
+    check_pixel_values(pixel_values, vit.num_channels, vit.patch_size)
+    return pixel_values, is_tuple, format_targets(target, pixel_values.shape[0], vit.num_labels)
+
+
+def check_finite_relevance(relevance: Tensor, method: str) -> None:
+    """Raise :class:`~captum_gmar.errors.NonFiniteError` if ``relevance`` has NaN or infinite entries."""
+    if not torch.isfinite(relevance).all():
+        raise NonFiniteError(
+            f"{method} produced NaN or infinite relevance: the gradients or attention maps overflowed "
+            "(inputs far outside the image processor's range, or float16). Check the inputs' scale or run the "
+            "model in float32 or bfloat16."
         )
+
+
+def check_memory(
+    vit: VisionTransformer,
+    method: str,
+    input_shape: Sequence[int],
+    internal_batch_size: int | None,
+    maps_alive: int,
+    backward: bool,
+) -> None:
+    """Refuse a call of ``method`` on inputs of ``input_shape`` that cannot fit (see
+    :meth:`AttentionAttribution.check_memory`); ``maps_alive`` and ``backward`` as in
+    :func:`~captum_gmar.memory.attention_call_bytes`."""
+    param = vit.parameter
+    batch, _, height, width = input_shape
+    chunk = min(batch, internal_batch_size or batch)
+    tokens = vit.num_tokens(height, width)
+
+    def need(batch: int) -> int:
+        return attention_call_bytes(
+            batch,
+            tokens,
+            vit.num_heads,
+            vit.num_layers,
+            vit.hidden_size,
+            param.element_size(),
+            maps_alive,
+            backward=backward,
+            eager=vit.keeps_attention_for_backward,
+            maps_kept=vit.keeps_attention_maps,
+        )
+
+    available = available_bytes(param.device)
+    if available is None or need(chunk) <= available:
+        return
+    fits = available // need(1)
+    size = f"{height}x{width} px ({tokens:,} tokens, {vit.num_heads} heads)"
+    if fits >= 1:
+        advice = f"pass internal_batch_size={fits} (or less) to explain the batch in chunks"
+    else:
+        native = f"the model was trained at {'x'.join(map(str, vit.image_size))} px; " if vit.image_size else ""
+        advice = f"resize the images ({native}memory grows with the side to the 4th power)"
+    raise InsufficientMemoryError(
+        f"{method} on {chunk} image(s) of {size} would need about {gib(need(chunk))}, "
+        f"but only {gib(available)} are available on {param.device}: {advice}"
+    )
 
 
 def check_alpha(alpha: float) -> float:

@@ -16,8 +16,8 @@ still run in parallel), and the capturing hooks ignore forward passes of other t
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -156,6 +156,42 @@ class VisionTransformer:
         self._check_tokens(trace, pixel_values)
         with _autograd(with_grad):
             yield trace
+
+    def input_gradient(
+        self, pixel_values: Tensor, targets: Tensor | None, rules: Callable[[list[AttentionBlock]], AbstractContextManager]
+    ) -> tuple[Tensor, Tensor]:
+        """One forward pass under ``rules`` and one backward pass to the input.
+
+        The forward pass runs as in :meth:`trace` (the model's lock, eval mode, no
+        parameter gradients, everything restored after) inside ``rules(blocks)``, a
+        context manager that changes how the gradient flows (e.g.
+        :func:`~captum_gmar.propagation.relevance_rules`); the backward pass of
+        ``sum_b logits[b, targets[b]]`` runs after the lock is released.
+
+        Args:
+            pixel_values: ``(B, C, H, W)`` on the model's device and dtype.
+            targets: ``(B,)`` class indices on that device, or ``None`` for each
+                example's predicted class.
+            rules: called with the attention blocks found for this pass.
+
+        Returns:
+            The gradient ``(B, C, H, W)`` in ``pixel_values``' dtype, and the targets
+            ``(B,)`` explained.
+
+        Raises:
+            NonFiniteError: if a logit is NaN or infinite (overflow).
+        """
+        model = self.model
+        with model_lock(model):
+            with evaluating(model), rules(self.blocks), _autograd(True):
+                x = pixel_values.detach().clone().requires_grad_(True)
+                logits = self.logits(x)
+        _check_finite_logits(logits)
+        with _autograd(True):
+            chosen = logits.detach().argmax(-1) if targets is None else targets
+            score = logits.gather(1, chosen.view(-1, 1).clone()).sum()
+            (gradient,) = torch.autograd.grad(score, x)
+        return gradient, chosen
 
     @contextmanager
     def heads_zeroed(self, mask: Tensor) -> Iterator[None]:

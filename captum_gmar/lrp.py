@@ -1,0 +1,145 @@
+"""AttnLRP (Achtibat et al., ICML 2024) and CP-LRP (Ali et al., ICML 2022) for every supported model.
+
+Layer-wise relevance propagation adapted to attention, in the Gradient x Input form of
+the ``lxt`` package: one forward pass with the rules of :mod:`captum_gmar.lrp_rules`
+applied during it (:mod:`captum_gmar.propagation`), one backward pass of the target
+logit, and the relevance of every input value is ``pixel_values * gradient``. Like
+Captum's IntegratedGradients the result is signed and per channel.
+"""
+
+from __future__ import annotations
+
+import numbers
+from functools import partial
+from typing import ClassVar
+
+import torch
+from captum.attr import Attribution
+from captum.log import log_usage
+from torch import Tensor, nn
+
+from .attribution import InputType, OutputKind, check_finite_relevance, check_memory, prepare_call
+from .formatting import TargetType, batch_slices
+from .models import VisionTransformer
+from .propagation import Variant, relevance_rules
+from .zero_shot import Prompts
+
+__all__ = ["AttnLRP", "CPLRP", "RelevancePropagation", "patch_relevance"]
+
+
+class RelevancePropagation(Attribution):
+    """Base class of the relevance-propagation methods: one forward and one backward pass.
+
+    Args:
+        model: a supported model (see ``docs/models.md``): a Hugging Face image
+            classifier, a zero-shot image-text model with ``text``, a timm ViT, or a
+            user's head on a supported backbone; any attention implementation (sdpa
+            stays sdpa), device and dtype.
+        gamma: the generalised gamma rule's boost on the linear layers (``zennit``'s
+            ``Gamma``, as ``lxt`` recommends for vision transformers); 0 (default) for
+            the plain gradient (LRP-0), as ``lxt`` applies to language models.
+        text: for zero-shot image-text models, the tokenized prompts.
+
+    Attributes:
+        forward_func: ``pixel_values -> logits``, as Captum's metrics expect.
+    """
+
+    #: the rules inside attention: ``"attnlrp"`` or ``"cplrp"``
+    variant: ClassVar[Variant]
+
+    def __init__(self, model: nn.Module, gamma: float = 0.0, text: Prompts | None = None) -> None:
+        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not gamma >= 0:
+            raise ValueError(f"gamma must be a number >= 0, got {gamma!r}")
+        self.gamma = float(gamma)
+        self.vit = VisionTransformer(model, text)
+        super().__init__(self.vit.logits)
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: InputType,
+        target: TargetType = None,
+        internal_batch_size: int | None = None,
+        output: OutputKind = "input",
+    ) -> InputType:
+        """Relevance of every input value for ``target``.
+
+        Args:
+            inputs: pixel values ``(B, C, H, W)`` (or a 1-tuple of them), any size the
+                model accepts; moved to the model's device and dtype for the passes.
+            target: Captum-style: an int or one-element tensor, a list or 1-D tensor
+                (one class per example), or ``None`` for each example's predicted class.
+            internal_batch_size: split the batch into chunks of this many examples to
+                bound memory; results equal the whole batch's up to float rounding.
+            output: ``"input"`` for relevance shaped like ``inputs``; ``"patches"`` for
+                its sum over the channels and pixels of each patch, ``(B, h, w)``.
+
+        Returns:
+            float32, signed relevance on ``inputs``' device (a 1-tuple when ``inputs``
+            was one). Positive: evidence for the target. Without biases its sum is the
+            target logit (CP-LRP; AttnLRP less what its softmaxes absorb).
+        """
+        vit = self.vit
+        pixel_values, is_tuple, targets = prepare_call(vit, inputs, target, output)
+        check_memory(vit, self.get_name(), pixel_values.shape, internal_batch_size, maps_alive=0, backward=True)
+        param = vit.parameter
+        rules = partial(relevance_rules, vit.model, variant=self.variant, gamma=self.gamma)
+        parts = []
+        for part in batch_slices(pixel_values.shape[0], internal_batch_size):
+            x = pixel_values[part].to(device=param.device, dtype=param.dtype)
+            chunk_targets = None if targets is None else targets[part].to(param.device)
+            gradient, _ = vit.input_gradient(x, chunk_targets, rules)
+            parts.append((x * gradient).float())
+        relevance = torch.cat(parts)
+        check_finite_relevance(relevance, self.get_name())
+        if output == "patches":
+            relevance = patch_relevance(relevance, vit.patch_size)
+        relevance = relevance.to(pixel_values.device)
+        return (relevance,) if is_tuple else relevance
+
+
+class AttnLRP(RelevancePropagation):
+    """AttnLRP (Achtibat et al., "AttnLRP: Attention-Aware Layer-Wise Relevance
+    Propagation for Transformers", ICML 2024), as ``lxt`` computes it.
+
+    LayerNorm with its statistics held constant, element-wise non-linearities by the
+    identity rule, the uniform rule on the attention's two products (queries and keys get
+    1/4 of the gradient, values 1/2) and on gated MLPs, linear layers by their gradient
+    (or the gamma rule). Arguments as :class:`RelevancePropagation`.
+
+    Example::
+
+        attr = AttnLRP(model).attribute(pixel_values, target=labels)       # (B, C, H, W), signed
+        heat = AttnLRP(model).attribute(pixel_values, output="patches")    # (B, h, w)
+    """
+
+    variant = "attnlrp"
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "AttnLRP"
+
+
+class CPLRP(RelevancePropagation):
+    """CP-LRP (Ali et al., "XAI for Transformers: Better Explanations through Conservative
+    Propagation", ICML 2022): as :class:`AttnLRP`, but no gradient flows through the
+    attention probabilities (they weigh the values as constants), which makes the
+    propagation conservative. Arguments as :class:`RelevancePropagation`."""
+
+    variant = "cplrp"
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "CP-LRP"
+
+
+def patch_relevance(relevance: Tensor, patch_size: tuple[int, int]) -> Tensor:
+    """Sum of ``(B, C, H, W)`` relevance over the channels and pixels of each patch: ``(B, h, w)``.
+
+    Pixels beyond the last whole patch (which the patch embedding never reads) are left out.
+    """
+    ph, pw = patch_size
+    batch, _, height, width = relevance.shape
+    h, w = height // ph, width // pw
+    covered = relevance[..., : h * ph, : w * pw].sum(1)
+    return covered.reshape(batch, h, ph, w, pw).sum((2, 4))
