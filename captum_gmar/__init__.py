@@ -24,6 +24,7 @@ _EXPORTS = {
     "GenericAttentionExplainability": ".gae",
     "SUPPORTED_MODEL_CLASSES": ".names",
     "TokenGradCAM": ".gradcam",
+    "RawAttention": ".raw_attention",
     "load_reference_model": ".reference",
     "load_sample_scenes": ".reference",
 }
@@ -50,4 +51,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
     from .gmar import GMARAttribution
     from .gradcam import TokenGradCAM
     from .names import SUPPORTED_MODEL_CLASSES
+    from .raw_attention import RawAttention
     from .reference import load_reference_model, load_sample_scenes

@@ -41,7 +41,9 @@ SUPPORTED_FAMILIES = (
 )
 
 #: Methods of the comparison, in display order (see :mod:`captum_gmar.evaluation.methods`).
-METHOD_KEYS: tuple[str, ...] = ("gmar-l1", "gmar-l2", "rollout", "gae", "gradcam", "ig", "saliency")
+METHOD_KEYS: tuple[str, ...] = (
+    "gmar-l1", "gmar-l2", "rollout", "raw-attention", "gae", "gradcam", "attnlrp", "cplrp", "ig", "saliency"
+)
 
 #: Metric groups of the comparison (see :func:`captum_gmar.evaluation.runner.compare`).
 METRIC_KEYS: tuple[str, ...] = ("faithfulness", "localisation", "robustness", "heads", "sanity")

@@ -1,9 +1,13 @@
 """Every compared method behind one call: ``method(images, targets) -> (B, H, W)`` maps.
 
-Attention methods (GMAR, rollout, GAE, Grad-CAM) give one map per image, repeated over
-channels; it is taken from channel 0. Captum's IntegratedGradients and Saliency give one
-value per channel; they are reduced to a map by the sum of absolute values over channels
-(the usual choice for image saliency figures and for deletion/insertion).
+Attention methods (GMAR, rollout, raw attention, GAE, Grad-CAM) give one map per image,
+repeated over channels; it is taken from channel 0. Captum's IntegratedGradients and
+Saliency give one value per channel; they are reduced to a map by the sum of absolute
+values over channels (the usual choice for image saliency figures and for
+deletion/insertion). AttnLRP and CP-LRP give signed relevance per channel, whose sign
+means something (evidence for or against the class): it is summed over channels and
+its positive part is the map (relevance for the class; the evidence against it ranks
+last, as zero).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from ..attention_rollout import AttentionRollout
 from ..gae import GenericAttentionExplainability
 from ..gmar import GMARAttribution
 from ..gradcam import TokenGradCAM
+from ..lrp import CPLRP, AttnLRP
 from ..models import VisionTransformer
 from ..names import METHOD_KEYS
+from ..raw_attention import RawAttention
 
 __all__ = ["METHOD_KEYS", "Method", "build_methods"]
 
@@ -32,12 +38,14 @@ class Method:
     attribution: Attribution
     #: keyword arguments given to ``attribution.attribute`` besides inputs and target
     options: dict
-    #: whether ``attribute`` returns one value per channel (reduced by sum of abs)
-    per_channel: bool = False
+    #: how ``attribute``'s channels become one map: ``"first"`` (a map repeated over
+    #: channels), ``"abs"`` (sum of absolute values) or ``"positive"`` (positive part of
+    #: the sum, for signed relevance)
+    reduce: str = "first"
 
     def explain(self, images: Tensor, target: Tensor) -> Tensor:
         """Captum-shaped attributions ``(B, C, H, W)`` (for Captum's metrics)."""
-        if self.per_channel:  # Captum's gradient methods want inputs that require grad
+        if self.reduce == "abs":  # Captum's gradient methods want inputs that require grad
             images = images.detach().requires_grad_(True)
         return self.attribution.attribute(images, target=target, **self.options)
 
@@ -50,7 +58,12 @@ class Method:
         else:
             attributions = self.explain(images, targets)
         attributions = attributions.detach()
-        maps = attributions.abs().sum(1) if self.per_channel else attributions[:, 0]
+        if self.reduce == "abs":
+            maps = attributions.abs().sum(1)
+        elif self.reduce == "positive":
+            maps = attributions.sum(1).clamp(min=0)
+        else:
+            maps = attributions[:, 0]
         return maps.float(), weights
 
     def __call__(self, images: Tensor, targets: Tensor) -> Tensor:
@@ -60,14 +73,17 @@ class Method:
 
 def _builders(ig_steps: int, ig_internal_batch_size: int | None) -> dict[str, Callable[[nn.Module], Method]]:
     def captum_method(name: str, cls: type, options: dict) -> Callable[[nn.Module], Method]:
-        return lambda model: Method(name, cls(VisionTransformer(model).logits), options, per_channel=True)
+        return lambda model: Method(name, cls(VisionTransformer(model).logits), options, reduce="abs")
 
     return {
         "gmar-l1": lambda model: Method("GMAR (L1)", GMARAttribution(model, norm="l1"), {}),
         "gmar-l2": lambda model: Method("GMAR (L2)", GMARAttribution(model, norm="l2"), {}),
         "rollout": lambda model: Method("Attention rollout", AttentionRollout(model), {}),
+        "raw-attention": lambda model: Method("Raw attention", RawAttention(model), {}),
         "gae": lambda model: Method("GAE", GenericAttentionExplainability(model), {}),
         "gradcam": lambda model: Method("Grad-CAM", TokenGradCAM(model), {}),
+        "attnlrp": lambda model: Method("AttnLRP", AttnLRP(model), {}, reduce="positive"),
+        "cplrp": lambda model: Method("CP-LRP", CPLRP(model), {}, reduce="positive"),
         "ig": captum_method(
             f"IG ({ig_steps} steps)",
             IntegratedGradients,
@@ -75,8 +91,6 @@ def _builders(ig_steps: int, ig_internal_batch_size: int | None) -> dict[str, Ca
         ),
         "saliency": captum_method("Saliency", Saliency, {"abs": True}),
     }
-
-
 
 
 def build_methods(

@@ -1,0 +1,46 @@
+"""Raw attention: the last layer's attention from the read-out token, the baseline every
+paper on transformer explanations reports."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .architectures import Readout
+from .attribution import AttentionAttribution, Explanation
+from .capture import AttentionTrace
+from .heads import HeadFusion, reduce_heads
+from .rollout import rollout_row
+from .zero_shot import Prompts
+
+
+class RawAttention(AttentionAttribution):
+    """The last layer's attention, heads fused (mean by default), read from the read-out
+    row: ``p^T Abar[L]`` (the class token's row for ``readout="cls"``).
+
+    Class-agnostic, one forward pass, no backward pass; rollout restricted to the last
+    layer and without the residual term.
+
+    Args:
+        model: a supported model (see ``docs/models.md``).
+        head_fusion: ``"mean"`` (default), ``"max"`` or ``"min"``.
+        readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
+            :class:`~captum_gmar.attribution.AttentionAttribution`.
+        text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
+    """
+
+    needs_gradients = False
+    maps_alive = 2
+
+    def __init__(self, model: nn.Module, head_fusion: HeadFusion = "mean", readout: Readout = "auto", text: Prompts | None = None) -> None:
+        if head_fusion not in ("mean", "max", "min"):
+            raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")
+        self.head_fusion = head_fusion
+        super().__init__(model, readout=readout, text=text)
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "Raw attention"
+
+    def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
+        last = reduce_heads(trace.attention_probs(self.vit.num_layers - 1), self.head_fusion)
+        return Explanation(rollout_row([last], trace.readout(self.pooling)))
