@@ -7,7 +7,7 @@ import torch
 from tiny_models import import_timm, randomise_
 from reference_methods import reference_gae, reference_gmar, reference_gradcam, reference_rollout
 
-from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution, TokenGradCAM
+from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution, TokenGradCAM
 from captum_gmar.models import VisionTransformer
 
 timm = import_timm()
@@ -93,3 +93,31 @@ def test_the_model_comes_back_as_it_was(images):
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     assert torch._C._len_torch_function_stack() == 0
+
+
+def _bias_free(model: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or name.endswith(("cls_token", "reg_token", "dist_token", "pos_embed")):
+                param.zero_()
+    return model.double().eval()
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+@pytest.mark.parametrize("key", MODELS)
+def test_cplrp_conserves_the_target_logit_without_biases(key, fused):
+    model = _bias_free(make(key, fused))
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    relevance = CPLRP(model).attribute(x, target=TARGETS)
+    with torch.no_grad():
+        logits = model(x).gather(1, TARGETS.view(-1, 1)).squeeze(1)
+    torch.testing.assert_close(relevance.double().sum((1, 2, 3)), logits, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", [AttnLRP, CPLRP])
+@pytest.mark.parametrize("key", MODELS)
+def test_lrp_fused_attention_equals_unfused(images, key, method):
+    fused = method(make(key, True)).attribute(images, target=TARGETS)
+    unfused = method(make(key, False)).attribute(images, target=TARGETS)
+    assert fused.abs().sum() > 0
+    torch.testing.assert_close(fused, unfused, rtol=1e-3, atol=1e-5 * unfused.abs().max().item())
