@@ -2,8 +2,9 @@
 
 For each model config, attention implementation and batch size it measures the model's
 forward, forward+backward (gradient w.r.t. the input, no parameter gradients), GMAR,
-attention rollout, GAE and Captum's IntegratedGradients (50 steps, the fastest of a few
-internal batch sizes), on one device, in one process: median wall time over repeats after
+attention rollout, raw attention, GAE, token Grad-CAM, AttnLRP, CP-LRP, Captum's Saliency
+and IntegratedGradients (50 steps, the fastest of a few internal batch sizes), on one
+device, in one process: median wall time over repeats after
 a warm-up, images per second, and peak extra memory (CUDA: allocated; CPU: resident set
 size, sampled). It prints a Markdown table and writes it with the device, the library
 versions and the command.
@@ -23,15 +24,24 @@ from pathlib import Path
 import captum
 import torch
 import transformers
-from captum.attr import IntegratedGradients
+from captum.attr import IntegratedGradients, Saliency
 from tqdm.auto import tqdm
 
-from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution
+from captum_gmar import (
+    CPLRP,
+    AttentionRollout,
+    AttnLRP,
+    GenericAttentionExplainability,
+    GMARAttribution,
+    RawAttention,
+    TokenGradCAM,
+)
 from captum_gmar.evaluation.cost import measure_cost
 from captum_gmar.models import VisionTransformer
 
 CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig] | None] = {
     "reference": None,  # the bundled model, 64 px
+    "dinov2-small": None,  # the pretrained DINOv2-S/14 reference classifier, 112 px (the pretrained extra)
     "vit-b16": lambda: transformers.ViTConfig(num_labels=1000),  # 224 px, 12 x 12 heads, 768 wide
     "vit-l16": lambda: transformers.ViTConfig(
         hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, num_labels=1000
@@ -42,10 +52,10 @@ CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig] | None] = {
 
 
 def load(name: str, attn: str, device: torch.device) -> torch.nn.Module:
-    if name == "reference":
+    if CONFIGS[name] is None:
         from captum_gmar.reference import load_reference_model
 
-        return load_reference_model(device=device, attn_implementation=attn)
+        return load_reference_model("vit-tiny" if name == "reference" else name, device=device, attn_implementation=attn)
     config = CONFIGS[name]()
     config._attn_implementation = attn
     torch.manual_seed(0)
@@ -79,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     cells = [(m, a, int(b)) for m in args.models.split(",") for a in args.attn.split(",") for b in args.batch_sizes.split(",")]
     for name, attn, batch in tqdm(cells, desc="benchmark"):
-        if batch > args.max_images and name != "reference":
+        if batch > args.max_images and CONFIGS[name] is not None:
             continue
         model = load(name, attn, device)
         vit = VisionTransformer(model)
@@ -93,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             "forward+backward": lambda: forward_backward(vit, x, target),
             "gmar": lambda: GMARAttribution(model).attribute(x, target=target),
             "rollout": lambda: AttentionRollout(model).attribute(x, target=target),
+            "raw-attention": lambda: RawAttention(model).attribute(x, target=target),
             "gae": lambda: GenericAttentionExplainability(model).attribute(x, target=target),
+            "gradcam": lambda: TokenGradCAM(model).attribute(x, target=target),
+            "attnlrp": lambda: AttnLRP(model).attribute(x, target=target),
+            "cplrp": lambda: CPLRP(model).attribute(x, target=target),
+            "saliency": lambda: Saliency(vit.logits).attribute(x.detach().requires_grad_(True), target=target),
         }
         results = {}
         for method in methods:
@@ -131,11 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     for n, a, b, m, t, *_ in rows:
         by_cell.setdefault((n, a, b), {})[m] = t
     for (n, a, b), times in by_cell.items():
-        if "gmar" in times and "forward+backward" in times:
-            text = f"- {n}, {a}, batch {b}: GMAR / forward+backward = {times['gmar'] / times['forward+backward']:.2f}"
-            if "ig" in times:
-                text += f"; IG / GMAR = {times['ig'] / times['gmar']:.1f}"
-            ratios.append(text)
+        if "forward+backward" in times:
+            floor = times["forward+backward"]
+            parts = [f"{m} / forward+backward = {times[m] / floor:.2f}" for m in ("gmar", "attnlrp", "cplrp") if m in times]
+            if "ig" in times and "gmar" in times:
+                parts.append(f"IG / GMAR = {times['ig'] / times['gmar']:.1f}")
+            if parts:
+                ratios.append(f"- {n}, {a}, batch {b}: " + "; ".join(parts))
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     header = [
         f"Device: {device_name}. torch {torch.__version__}, transformers {transformers.__version__}, captum {captum.__version__}, Python {platform.python_version()}.",
