@@ -67,8 +67,9 @@ def layer_norm(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | No
     """``F.layer_norm`` with the standard deviation held constant in the backward pass."""
     dims = tuple(range(-len(normalized_shape), 0))
     centred = x - x.mean(dims, keepdim=True)
-    std = (centred.pow(2).mean(dims, keepdim=True) + eps).sqrt()
-    surrogate = centred / std.detach()
+    # in float32 at least, as F.layer_norm computes it: a float16 square overflows
+    std = (centred.detach().float().pow(2).mean(dims, keepdim=True) + eps).sqrt().to(x.dtype)
+    surrogate = centred / std
     if weight is not None:
         surrogate = surrogate * weight
     if bias is not None:
@@ -80,7 +81,7 @@ def rms_norm(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None
     """``F.rms_norm`` with the root mean square held constant in the backward pass."""
     dims = tuple(range(-len(normalized_shape), 0))
     eps = torch.finfo(x.dtype).eps if eps is None else eps
-    surrogate = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps).detach()
+    surrogate = x * torch.rsqrt(x.detach().float().pow(2).mean(dims, keepdim=True) + eps).to(x.dtype)
     if weight is not None:
         surrogate = surrogate * weight
     return with_gradient_of(F.rms_norm(x, normalized_shape, weight, eps), surrogate)

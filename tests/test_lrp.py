@@ -283,3 +283,12 @@ def test_bad_inputs(load_tiny, images, call, error, match):
 def test_overflow_raises(load_tiny, images):
     with pytest.raises(NonFiniteError):
         AttnLRP(load_tiny("ViTForImageClassification", dtype=torch.float16)).attribute(images * 1e5, target=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_models_agree_with_float32(load_tiny, images, dtype):
+    expected = AttnLRP(load_tiny("Dinov2ForImageClassification")).attribute(images, target=TARGETS)
+    got = AttnLRP(load_tiny("Dinov2ForImageClassification", dtype=dtype)).attribute(images, target=TARGETS)
+    assert got.dtype == torch.float32 and torch.isfinite(got).all()
+    correlation = torch.corrcoef(torch.stack([got.flatten(), expected.flatten()]))[0, 1]
+    assert correlation > 0.9, correlation
