@@ -73,6 +73,34 @@ def forward_backward(vit: VisionTransformer, x: torch.Tensor, target: torch.Tens
     return torch.autograd.grad(logits.gather(1, target[:, None]).sum(), x)[0]
 
 
+def report(rows: list[tuple], device: torch.device, argv: list[str] | None) -> str:
+    """The Markdown table of ``rows`` with the ratios within each cell, the device and the command."""
+    lines = [
+        "| model | attention | batch | method | median time (s) | images/s | peak extra memory (MiB) | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {n} | {a} | {b} | {m} | {t:.4f} | {ips:.1f} | {mem:.0f} | {note} |" for n, a, b, m, t, ips, mem, note in rows]
+    ratios = ["", "Ratios within one cell (same model, attention and batch):", ""]
+    by_cell: dict[tuple, dict[str, float]] = {}
+    for n, a, b, m, t, *_ in rows:
+        by_cell.setdefault((n, a, b), {})[m] = t
+    for (n, a, b), times in by_cell.items():
+        if "forward+backward" in times:
+            floor = times["forward+backward"]
+            parts = [f"{m} / forward+backward = {times[m] / floor:.2f}" for m in ("gmar", "attnlrp", "cplrp") if m in times]
+            if "ig" in times and "gmar" in times:
+                parts.append(f"IG / GMAR = {times['ig'] / times['gmar']:.1f}")
+            if parts:
+                ratios.append(f"- {n}, {a}, batch {b}: " + "; ".join(parts))
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    header = [
+        f"Device: {device_name}. torch {torch.__version__}, transformers {transformers.__version__}, captum {captum.__version__}, Python {platform.python_version()}.",
+        f"Command: `python {' '.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))}` ({time.strftime('%Y-%m-%d')}).",
+        "",
+    ]
+    return "\n".join(header + lines + ratios) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="reference,vit-b16,vit-l16")
@@ -138,34 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             note = f"internal_batch_size={results['ig_internal_batch_size']}" if method == "ig" else ""
             rows.append((name, attn, batch, method, cost.seconds_median, batch / cost.seconds_median, cost.peak_memory_bytes / 2**20, note))
         del model, vit
-
-    lines = [
-        "| model | attention | batch | method | median time (s) | images/s | peak extra memory (MiB) | note |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [f"| {n} | {a} | {b} | {m} | {t:.4f} | {ips:.1f} | {mem:.0f} | {note} |" for n, a, b, m, t, ips, mem, note in rows]
-    ratios = ["", "Ratios within one cell (same model, attention and batch):", ""]
-    by_cell: dict[tuple, dict[str, float]] = {}
-    for n, a, b, m, t, *_ in rows:
-        by_cell.setdefault((n, a, b), {})[m] = t
-    for (n, a, b), times in by_cell.items():
-        if "forward+backward" in times:
-            floor = times["forward+backward"]
-            parts = [f"{m} / forward+backward = {times[m] / floor:.2f}" for m in ("gmar", "attnlrp", "cplrp") if m in times]
-            if "ig" in times and "gmar" in times:
-                parts.append(f"IG / GMAR = {times['ig'] / times['gmar']:.1f}")
-            if parts:
-                ratios.append(f"- {n}, {a}, batch {b}: " + "; ".join(parts))
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    header = [
-        f"Device: {device_name}. torch {torch.__version__}, transformers {transformers.__version__}, captum {captum.__version__}, Python {platform.python_version()}.",
-        f"Command: `python {' '.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))}` ({time.strftime('%Y-%m-%d')}).",
-        "",
-    ]
-    text = "\n".join(header + lines + ratios) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+        if args.out:  # after every cell, so that a long run interrupted keeps what it measured
+            Path(args.out).write_text(report(rows, device, argv))
+    print(report(rows, device, argv))
     return 0
 
 
