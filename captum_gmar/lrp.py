@@ -88,7 +88,7 @@ class RelevancePropagation(Attribution):
         for part in batch_slices(pixel_values.shape[0], internal_batch_size):
             x = pixel_values[part].to(device=param.device, dtype=param.dtype)
             chunk_targets = None if targets is None else targets[part].to(param.device)
-            gradient, _ = vit.input_gradient(x, chunk_targets, rules)
+            gradient = vit.input_gradient(x, chunk_targets, rules)
             parts.append((x * gradient).float())
         relevance = torch.cat(parts)
         check_finite_relevance(relevance, self.get_name())

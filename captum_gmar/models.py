@@ -159,7 +159,7 @@ class VisionTransformer:
 
     def input_gradient(
         self, pixel_values: Tensor, targets: Tensor | None, rules: Callable[[list[AttentionBlock]], AbstractContextManager]
-    ) -> tuple[Tensor, Tensor]:
+    ) -> Tensor:
         """One forward pass under ``rules`` and one backward pass to the input.
 
         The forward pass runs as in :meth:`trace` (the model's lock, eval mode, no
@@ -175,8 +175,7 @@ class VisionTransformer:
             rules: called with the attention blocks found for this pass.
 
         Returns:
-            The gradient ``(B, C, H, W)`` in ``pixel_values``' dtype, and the targets
-            ``(B,)`` explained.
+            The gradient ``(B, C, H, W)`` of the targets' logits, in ``pixel_values``' dtype.
 
         Raises:
             NonFiniteError: if a logit is NaN or infinite (overflow).
@@ -191,7 +190,7 @@ class VisionTransformer:
             chosen = logits.detach().argmax(-1) if targets is None else targets
             score = logits.gather(1, chosen.view(-1, 1).clone()).sum()
             (gradient,) = torch.autograd.grad(score, x)
-        return gradient, chosen
+        return gradient
 
     @contextmanager
     def heads_zeroed(self, mask: Tensor) -> Iterator[None]:
