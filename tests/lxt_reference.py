@@ -4,7 +4,11 @@
 ``import lxt.efficient`` fails on transformers 5 and ``import zennit`` needs torchvision,
 so their packages are not imported: the files that hold the rules (``lxt/efficient/rules.py``
 and ``patches.py``, ``zennit/core.py``, ``types.py`` and ``rules.py``) are loaded as modules of empty
-stand-in packages. ``pip install --no-deps lxt==2.1 zennit==0.5.1`` installs them.
+stand-in packages. They are found in the folder named by ``$LRP_REFERENCE_PATH``, where
+``pip install --no-deps --target "$LRP_REFERENCE_PATH" lxt==2.1 zennit==0.5.1`` put them
+(``.ci/run`` does), or, failing that, among the installed packages. A folder of their own
+keeps them off ``sys.path``: Quantus imports zennit when it is installed, and that import
+needs torchvision.
 Nothing here is patched globally: the reference applies ``lxt``'s functions to one
 model's modules for one pass and undoes it.
 """
@@ -12,6 +16,7 @@ model's modules for one pass and undoes it.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from contextlib import ExitStack, contextmanager
@@ -24,10 +29,7 @@ import torch
 def load_files(package: str, files: list[str]) -> dict[str, types.ModuleType]:
     """Load ``files`` (dotted names below ``package``) from the installed package's folder,
     in order, without importing the package; skip if it is not installed."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        pytest.skip(f"{package} is not installed (pip install --no-deps lxt==2.1 zennit==0.5.1)")
-    root = Path(spec.origin).parent
+    root = _package_folder(package)
     saved = {name: sys.modules.get(name) for name in sys.modules if name == package or name.startswith(package + ".")}
     loaded = {}
     try:
@@ -47,6 +49,19 @@ def load_files(package: str, files: list[str]) -> dict[str, types.ModuleType]:
             del sys.modules[name]
         sys.modules.update({k: v for k, v in saved.items() if v is not None})
     return loaded
+
+
+def _package_folder(package: str) -> Path:
+    folder = os.environ.get("LRP_REFERENCE_PATH")
+    if folder and (Path(folder) / package / "__init__.py").is_file():
+        return Path(folder) / package
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        pytest.skip(
+            f"{package} is not found: set LRP_REFERENCE_PATH to a folder made by "
+            "pip install --no-deps --target FOLDER lxt==2.1 zennit==0.5.1"
+        )
+    return Path(spec.origin).parent
 
 
 def lxt_modules() -> tuple[types.ModuleType, types.ModuleType]:
