@@ -1,6 +1,8 @@
 """Zero-shot image-text models: the prompts are the classes, the score is the image-text
 logit. Tiny random models with token ids (no tokenizer, no download)."""
 
+import re
+
 import pytest
 import torch
 import transformers
@@ -139,3 +141,29 @@ def test_the_model_comes_back_as_it_was(load, images, text):
     assert all(m.training for m in model.modules())
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: {**t, "input_ids": t["input_ids"].index_put((torch.tensor(2), torch.tensor(3)), torch.tensor(64))},
+         "prompt 2 has token id 64 at position 3, which is not below the vocabulary size 64"),
+        (lambda t: {**t, "input_ids": t["input_ids"].index_put((torch.tensor(1), torch.tensor(0)), torch.tensor(-1))},
+         "prompt 1 has token id -1 at position 0, which is negative"),
+        (lambda t: {**t, "input_ids": t["input_ids"].float()}, "input_ids are torch.float32; token ids must be integers"),
+        (lambda t: {**t, "attention_mask": t["attention_mask"][:, :5]}, "attention_mask is (4, 5) but input_ids are (4, 6)"),
+        (lambda t: {**t, "attention_mask": t["attention_mask"][:3]}, "attention_mask is (3, 6) but input_ids are (4, 6)"),
+    ],
+    ids=["too-large", "negative", "float", "mask-shorter", "mask-fewer-prompts"],
+)
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_prompts_are_refused_when_the_attribution_is_built(load, text, name, change, message):
+    model = load(name)
+    calls = []
+    hook = model.text_model.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match=re.escape(message)) as error:
+            GMARAttribution(model, text=change(text))
+    finally:
+        hook.remove()
+    assert "\n" not in str(error.value) and not calls
