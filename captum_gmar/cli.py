@@ -103,6 +103,30 @@ def _config(folder: Path) -> dict[str, Any]:
         raise CommandError(f"cannot read {folder / 'config.json'}: {error}") from error
 
 
+def check_output(path: str, figure: bool) -> None:
+    """``--out`` before any work: a figure file in a format matplotlib writes
+    (``figure=True``) or a results folder, in a place that can be written (the missing
+    folders of its path are made later)."""
+    out = Path(path)
+    if figure:
+        from matplotlib.backend_bases import FigureCanvasBase  # light: no backend, no pyplot
+
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if out.is_dir():
+            raise CommandError(f"--out {path!r} is a folder: name the figure file, e.g. {str(out / 'explanation.png')!r}")
+        if out.suffix.lower().lstrip(".") not in formats:
+            raise CommandError(f"--out {path!r}: the figure's format comes from its extension, one of {', '.join('.' + f for f in sorted(formats))}")
+    elif out.exists() and not out.is_dir():
+        raise CommandError(f"--out {path!r} is a file: name a folder for the results")
+    existing = out.parent if figure else out
+    while not existing.exists():  # the nearest part of the path that exists must be a writable folder
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"--out {path!r}: {str(existing)!r} is a file, so no folder can be made there")
+    if not os.access(existing, os.W_OK | os.X_OK) or (figure and out.exists() and not os.access(out, os.W_OK)):
+        raise CommandError(f"--out {path!r}: {str(out if figure and out.exists() else existing)!r} is not writable")
+
+
 def class_index(target: str, id2label: dict[str, str]) -> int:
     """``--target``: a class index, or a class name of ``id2label`` (case-insensitive)."""
     if re.fullmatch(r"-?\d+", target):
@@ -245,6 +269,7 @@ def _scene_tasks(scenes, spec: str | None, folder: Path):
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """GMAR, rollout and IG on a reference model's bundled scenes."""
+    check_output(args.out, figure=False)
     from .reference import load_sample_scenes
 
     args.robustness_scenes, args.deletion_steps, args.resume, args.workers = 0, 16, False, 0
@@ -255,6 +280,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     """Every chosen method and metric on evaluation scenes from the test split, or on the
     user's data (``--data``)."""
+    check_output(args.out, figure=False)
     folder = model_folder(args.model)  # a bad model folder fails before the data is read
     if args.data is None and args.limit is not None:
         raise CommandError("--limit applies to --data; the number of scenes is --scenes")
@@ -311,6 +337,7 @@ def cmd_export_scenes(args: argparse.Namespace) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     """Explain one image file with the chosen methods, for a class or the predicted one."""
+    check_output(args.out, figure=True)
     folder = model_folder(args.model)
     config = _config(folder)
     patch_size = config.get("patch_size", 1)
@@ -436,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--methods", type=_choices(METHOD_KEYS, "method(s)"), default=["gmar-l1", "rollout"], help=f"comma-separated, of {', '.join(METHOD_KEYS)}")
     explain.add_argument("--native-resolution", action="store_true", help="explain the image at its own size instead of the model's")
     explain.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
-    explain.add_argument("--out", default="explanation.png", help="figure file (default explanation.png)")
+    explain.add_argument("--out", default="explanation.png", help="figure file, its format from the extension: .png, .pdf, .svg, ... (default explanation.png)")
     explain.set_defaults(run=cmd_explain)
     return parser
 

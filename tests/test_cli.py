@@ -3,6 +3,7 @@
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,3 +264,26 @@ def test_native_resolution_too_large_for_memory_fails_before_the_prediction(mode
     monkeypatch.setattr(captum_gmar.evaluation.runner, "score_function", no_prediction)
     code, err = run(capsys, "explain", photo, "--model", model_dir, "--native-resolution", "--device", "cpu")
     assert code == 2 and "200x300 px" in err and "drop --native-resolution" in err
+
+
+def test_bad_outputs_are_refused_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (["explain", photo, "--out", str(tmp_path / "fig.txt")], "the figure's format comes from its extension, one of"),
+        (["explain", photo, "--out", str(tmp_path / "fig")], ".png"),
+        (["explain", photo, "--out", str(tmp_path)], "is a folder: name the figure file"),
+        (["explain", photo, "--out", str(a_file / "sub" / "fig.png")], f"{str(a_file)!r} is a file, so no folder can be made there"),
+        (["compare", "--model", model_dir, "--out", str(a_file)], "is a file: name a folder for the results"),
+        (["compare", "--model", model_dir, "--out", str(a_file / "out")], f"{str(a_file)!r} is a file, so no folder can be made there"),
+        (["demo", "--out", str(a_file / "out")], f"{str(a_file)!r} is a file, so no folder can be made there"),
+    ]
+    if Path("/proc/self").is_dir():  # a folder not even root may write in
+        cases += [
+            (["explain", photo, "--out", "/proc/self/fig.png"], "'/proc/self' is not writable"),
+            (["compare", "--model", model_dir, "--out", "/proc/self/out"], "'/proc/self' is not writable"),
+        ]
+    for argv, message in cases:
+        code, err = run(capsys, *argv)
+        assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1, (argv, err)
+    assert not (tmp_path / "fig.txt").exists()
