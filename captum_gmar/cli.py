@@ -142,15 +142,11 @@ def class_index(target: str, id2label: dict[str, str]) -> int:
 
 def read_image(path: str, patch_size: int):
     """The image file as RGB (a PIL image); at least one patch in each direction."""
-    from PIL import Image, UnidentifiedImageError
+    from .datasets.folder import read_image as read_rgb
 
     if not Path(path).is_file():
         raise CommandError(f"image {path!r} does not exist")
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise CommandError(f"cannot read image {path!r}: {error}") from error
+    rgb = read_rgb(".", path)
     if min(rgb.size) < patch_size:
         raise CommandError(f"image {path!r} is {rgb.width}x{rgb.height} px, smaller than one {patch_size}x{patch_size} patch of the model")
     return rgb
@@ -222,9 +218,16 @@ def _report(args: argparse.Namespace, model, dataset, methods: list[str], device
     from .evaluation.runner import score_function
     from .models import VisionTransformer
 
+    from .evaluation.runner import run_file
+
     out = Path(args.out)
-    summary = summarize(read_csv(out / "results.csv"))
-    header = f"Model: {_model_name(args.model)}; device: {described}; command: `captum-gmar {' '.join(sys.argv[1:])}`\n\n"
+    rows = list(read_csv(out / "results.csv"))
+    summary = summarize(rows)
+    unreadable = json.loads(run_file(out / "results.csv").read_text()).get("unreadable_count", 0)
+    skipped = [f"{unreadable} unreadable image(s) skipped, listed in {run_file(out / 'results.csv')}"] if unreadable else []
+    if not rows:
+        raise CommandError(f"no image could be read: {skipped[0]}")
+    header = "; ".join([f"Model: {_model_name(args.model)}", f"device: {described}", f"command: `captum-gmar {' '.join(sys.argv[1:])}`", *skipped]) + "\n\n"
     (out / "summary.md").write_text(header + markdown_table(summary))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     written = [out / "results.csv", out / "summary.md"]
@@ -234,7 +237,7 @@ def _report(args: argparse.Namespace, model, dataset, methods: list[str], device
         figure = comparison_figure(
             built,
             dataset,
-            range(min(args.figure_rows, len(dataset))),
+            sorted({row["item"] for row in rows})[: args.figure_rows],  # explained items: not the skipped ones
             device,
             model.config.id2label,
             score_function(VisionTransformer(model)),
@@ -246,6 +249,8 @@ def _report(args: argparse.Namespace, model, dataset, methods: list[str], device
         figure.savefig(out / "comparison.png", dpi=130)
         written.append(out / "comparison.png")
     print(markdown_table(summary))
+    for line in skipped:
+        print(line)
     print(f"wrote {', '.join(map(str, written))}")
 
 
@@ -284,6 +289,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     folder = model_folder(args.model)  # a bad model folder fails before the data is read
     if args.data is None and args.limit is not None:
         raise CommandError("--limit applies to --data; the number of scenes is --scenes")
+    if args.data is None and args.skip_unreadable:
+        raise CommandError("--skip-unreadable applies to --data: the evaluation scenes are generated, not read from image files")
     if args.data is not None and args.data_dir is not None:
         raise CommandError("--data-dir is the Fashion-MNIST folder that scenes are drawn from; it does not apply with --data")
     results = Path(args.out) / "results.csv"
@@ -317,7 +324,7 @@ def _user_data(args: argparse.Namespace, folder: Path):
     from .evaluation.data import open_dataset
 
     processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
-    return open_dataset(args.data, processor, config["id2label"], config.get("image_size", 224), limit=args.limit, seed=args.seed)
+    return open_dataset(args.data, processor, config["id2label"], config.get("image_size", 224), limit=args.limit, seed=args.seed, skip_unreadable=args.skip_unreadable)
 
 
 def cmd_export_scenes(args: argparse.Namespace) -> None:
@@ -442,6 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--deletion-steps", type=_int_at_least(1), default=16, help="steps of the deletion/insertion curves")
     comp.add_argument("--robustness-scenes", type=_int_at_least(0), default=100, help="explanations scored by infidelity/sensitivity")
     comp.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory of the scenes (default: the Debian package's)")
+    comp.add_argument(
+        "--skip-unreadable", action="store_true",
+        help="with --data: skip images that cannot be read (truncated, empty, too large), naming each on stderr, instead of stopping at the first",
+    )
     comp.add_argument("--workers", type=_int_at_least(0), default=0, help="processes reading and preprocessing images (default 0: the main process)")
     again = comp.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run whose results.csv is in --out, skipping finished batches")
