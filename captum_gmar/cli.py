@@ -75,15 +75,19 @@ def _choices(allowed: Sequence[str], what: str) -> Callable[[str], list[str]]:
 
 
 def model_folder(spec: str | None) -> Path:
-    """The folder holding ``config.json`` for ``--model`` (a reference model's name, or a
-    folder saved with ``save_pretrained``); checks that it holds weights of a supported
-    class, reading only ``config.json``."""
+    """The folder holding ``config.json`` for ``--model``: a reference model's name, a
+    folder saved with ``save_pretrained``, or a Hugging Face model id in the local hub
+    cache (never downloaded); checks that it holds weights of a supported class, reading
+    only ``config.json``."""
     if spec is None or spec in REFERENCE_MODELS:
         return Path(__file__).resolve().parent / REFERENCE_MODELS[spec or "vit-tiny"]
-    folder = Path(spec)
+    folder = Path(spec) if Path(spec).exists() else hub_snapshot(spec) or Path(spec)
     if not (folder / "config.json").is_file():
         names = ", ".join(REFERENCE_MODELS)
-        raise CommandError(f"model {spec!r} is neither a reference model ({names}) nor a folder with a config.json (save one with save_pretrained)")
+        raise CommandError(
+            f"model {spec!r} is neither a reference model ({names}), nor a folder with a config.json (save one with save_pretrained), "
+            f"nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)"
+        )
     if not any((folder / name).is_file() for name in _WEIGHTS):
         raise CommandError(f"model folder {spec!r} has a config.json but no weights ({' or '.join(_WEIGHTS[::2])}); save the model with save_pretrained")
     architectures = _config(folder).get("architectures") or []
@@ -94,6 +98,19 @@ def model_folder(spec: str | None) -> Path:
             f"supported: {SUPPORTED_FAMILIES} image classifiers ({', '.join(SUPPORTED_MODEL_CLASSES)})"
         )
     return folder
+
+
+def hub_snapshot(repo_id: str) -> Path | None:
+    """The folder of model ``repo_id`` (``"google/vit-base-patch16-224"``) in the local
+    Hugging Face cache (``HF_HUB_CACHE``), as ``hf download`` left it; ``None`` where it
+    is not cached or ``repo_id`` is not a model id. Nothing is downloaded."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError):
+        return None
 
 
 def _config(folder: Path) -> dict[str, Any]:
@@ -163,8 +180,8 @@ def load_model(spec: str | None):
         return load_reference_model(name=spec or "vit-tiny")
     from transformers import AutoModelForImageClassification
 
-    try:
-        return AutoModelForImageClassification.from_pretrained(spec, local_files_only=True).eval()
+    try:  # from the folder model_folder checked (a cached model's snapshot)
+        return AutoModelForImageClassification.from_pretrained(model_folder(spec), local_files_only=True).eval()
     except (OSError, ValueError) as error:
         raise CommandError(f"cannot load the model in {spec!r}: {error}") from error
 
@@ -257,7 +274,7 @@ def _report(args: argparse.Namespace, model, dataset, methods: list[str], device
 def _model_name(spec: str | None) -> str:
     if spec is None:
         return "vit-tiny"
-    return spec if spec in REFERENCE_MODELS else Path(spec).name
+    return Path(spec).name if Path(spec).is_dir() else spec  # a reference model's name or a hub model id as given
 
 
 def _scene_tasks(scenes, spec: str | None, folder: Path):
@@ -430,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="captum-gmar", description="GMAR attributions for Hugging Face vision transformers")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    models = f"a reference model ({', '.join(REFERENCE_MODELS)}) or a folder saved with save_pretrained (default vit-tiny)"
+    models = f"a reference model ({', '.join(REFERENCE_MODELS)}), a folder saved with save_pretrained, or a model id in the Hugging Face cache (default vit-tiny)"
 
     demo = commands.add_parser("demo", help="GMAR, rollout and IG on a reference model and its bundled scenes")
     demo.add_argument("--model", choices=list(REFERENCE_MODELS), default="vit-tiny", help="a reference model (default vit-tiny)")

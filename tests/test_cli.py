@@ -145,13 +145,14 @@ def make_folder(tmp_path, name, architecture, weights=True):
     return str(folder)
 
 
-def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading):
+def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading, hub_cache):
     tiny = tmp_path / "tiny.png"
     Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(tiny)
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
     cases = [
-        (["compare", "--model", "/no/such/dir"], "neither a reference model (vit-tiny, dinov2-small) nor a folder with a config.json"),
+        (["compare", "--model", "/no/such/dir"], "neither a reference model (vit-tiny, dinov2-small), nor a folder with a config.json"),
+        (["explain", photo, "--model", "google/vit-base-patch16-224"], "nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)"),
         (["compare", "--model", make_folder(tmp_path, "empty", "ViTForImageClassification", weights=False)], "has a config.json but no weights"),
         (["explain", photo, "--model", make_folder(tmp_path, "swin", "SwinForImageClassification")], "windowed attention has no global map"),
         (["explain", photo, "--model", make_folder(tmp_path, "convnext", "ConvNextForImageClassification")], "supported: ViT, DeiT"),
@@ -335,3 +336,12 @@ def test_a_decompression_bomb_is_a_one_line_error_or_skipped(model_dir, image_fo
     code, err = run(capsys, *argv, "--limit", "2", "--skip-unreadable", "--out", str(tmp_path / "b"))
     assert err.count("could be decompression bomb") == 2 and "Traceback" not in err
     assert code == 2 and last_line(err) == f"captum-gmar compare: error: no image could be read: 2 unreadable image(s) skipped, listed in {tmp_path / 'b' / 'results.run.json'}"
+
+
+def test_explain_a_model_of_the_hugging_face_cache(model_dir, photo, tmp_path, capsys, hub_cache):
+    argv = ["explain", photo, "--model", "someone/tiny-vit", "--methods", "rollout", "--device", "cpu", "--out", str(tmp_path / "fig.png")]
+    code, err = run(capsys, *argv)
+    assert code == 2 and "nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)" in err
+    hub_cache("someone/tiny-vit", model_dir)
+    assert main(argv) == 0 and (tmp_path / "fig.png").is_file()
+    assert "predicted: " in capsys.readouterr().out
