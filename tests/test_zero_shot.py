@@ -7,7 +7,7 @@ import pytest
 import torch
 import transformers
 from tiny_models import ZERO_SHOT_MODELS
-from reference_methods import reference_gae, reference_gmar, reference_rollout
+from reference_methods import probe_weights, reference_gae, reference_gmar, reference_rollout, zero_shot_call
 
 from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution, TokenGradCAM
 from captum_gmar.models import VisionTransformer
@@ -36,29 +36,6 @@ def load(tiny_model_dirs):
     return load
 
 
-def model_call(text):
-    """``call`` for the reference: the model's own forward, prompts and image together."""
-
-    def call(model, x):
-        size = model.config.vision_config.image_size
-        out = model(**text, pixel_values=x, output_attentions=True, interpolate_pos_encoding=tuple(x.shape[-2:]) != (size, size))
-        return out.logits_per_image, out.vision_model_output.attentions
-
-    return call
-
-
-def probe_weights(model, x, text):
-    """SigLIP: the pooling head's attention over the tokens, mean over its heads ``(B, T)``."""
-    store = []
-    hook = model.vision_model.head.attention.register_forward_hook(lambda mod, args, out: store.append(out[1][:, 0]))
-    try:
-        with torch.no_grad():
-            model_call(text)(model, x)
-    finally:
-        hook.remove()
-    return store[0]
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_logits_are_the_models_image_text_logits(load, images, text, name):
     model = load(name)
@@ -85,7 +62,7 @@ def test_the_text_tower_runs_once_at_construction(load, images, text, name):
 def reference_options(eager, x, text, name) -> tuple[int, dict]:
     """Special tokens and the reference's read-out options for a zero-shot model."""
     probe = probe_weights(eager, x, text) if POOLING[name] == ("probe",) else None
-    return (1 if probe is None else 0), dict(readout=POOLING[name], call=model_call(text), probe=probe)
+    return (1 if probe is None else 0), dict(readout=POOLING[name], call=zero_shot_call(text), probe=probe)
 
 
 @pytest.mark.parametrize("size", [(32, 32), (40, 24)], ids=["square", "non-square"])
