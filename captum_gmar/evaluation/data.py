@@ -382,7 +382,9 @@ def open_dataset(
 ) -> ImageFolderTasks | HubDatasetTasks:
     """``--data``: a folder saved by ``datasets.Dataset.save_to_disk`` (it holds
     ``dataset_info.json`` and ``state.json``), else an image folder. Everything is
-    checked here, before a model is needed; images are read later, item by item.
+    checked here, before a model is needed; images are read later, item by item (and,
+    with ``skip_unreadable``, those that cannot be read are skipped: see
+    :class:`ImageFolderTasks`).
 
     Raises:
         FileNotFoundError, ValueError: with what to change (also for a saved data set

@@ -297,13 +297,13 @@ class _Run:
                 except RankFailedError as error:  # keep the batches the other ranks finished
                     parts = error.completed
                     if ctx.rank == 0:
-                        self.emit(parts, emit, bar)
+                        self.pass_on(parts, emit, bar)
                     ctx.barrier()  # ... before the failing rank exits and the launcher stops the others
                     raise
                 if ctx.rank == 0:
-                    self.emit(parts, emit, bar)
+                    self.pass_on(parts, emit, bar)
 
-    def emit(self, parts: list[tuple[list[Row], list[Row]]], emit: Callable[[list[Row], list[Row]], None], bar: tqdm) -> None:
+    def pass_on(self, parts: list[tuple[list[Row], list[Row]]], emit: Callable[[list[Row], list[Row]], None], bar: tqdm) -> None:
         """Rank 0: the ranks' rows and unreadable items of one step to ``emit``."""
         rows = [row for part_rows, _ in parts for row in part_rows]
         unreadable = [entry for _, entries in parts for entry in entries]
