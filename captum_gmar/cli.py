@@ -341,7 +341,9 @@ def _user_data(args: argparse.Namespace, folder: Path):
     from .evaluation.data import open_dataset
 
     processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
-    return open_dataset(args.data, processor, config["id2label"], config.get("image_size", 224), limit=args.limit, seed=args.seed, skip_unreadable=args.skip_unreadable)
+    return open_dataset(
+        args.data, processor, config["id2label"], config.get("image_size", 224), limit=args.limit, seed=args.seed, skip_unreadable=args.skip_unreadable
+    )
 
 
 def cmd_export_scenes(args: argparse.Namespace) -> None:
@@ -447,7 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="captum-gmar", description="GMAR attributions for Hugging Face vision transformers")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    models = f"a reference model ({', '.join(REFERENCE_MODELS)}), a folder saved with save_pretrained, or a model id in the Hugging Face cache (default vit-tiny)"
+    models = (
+        f"a reference model ({', '.join(REFERENCE_MODELS)}), a folder saved with save_pretrained, "
+        "or a model id in the Hugging Face cache (default vit-tiny)"
+    )
 
     demo = commands.add_parser("demo", help="GMAR, rollout and IG on a reference model and its bundled scenes")
     demo.add_argument("--model", choices=list(REFERENCE_MODELS), default="vit-tiny", help="a reference model (default vit-tiny)")

@@ -114,7 +114,8 @@ def test_explain_a_cached_model_from_the_command_line(cat, tmp_path, capsys):
 
 
 def test_a_checkpoint_missing_from_the_cache_skips_its_test_saying_how_to_get_it(hub_cache, tmp_path):
-    with pytest.raises(pytest.skip.Exception, match=r"google/vit-base-patch16-224 is not in the Hugging Face cache \(.*hub-cache\): hf download google/vit-base-patch16-224"):
+    reason = r"google/vit-base-patch16-224 is not in the Hugging Face cache \(.*hub-cache\): hf download google/vit-base-patch16-224"
+    with pytest.raises(pytest.skip.Exception, match=reason):
         cached("google/vit-base-patch16-224")
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "config.json").write_text("{}")

@@ -79,7 +79,8 @@ def test_random_logit_tells_class_independent_maps_apart(scenes):
     def random_logit(key, a_batch=None, normalise=True):
         metric = quantus.RandomLogit(num_classes=10, seed=0, disable_warnings=True)
         kwargs = {"method": key, "normalise": normalise}
-        return np.array(metric(model=model, x_batch=x, y_batch=y, a_batch=a_batch, explain_func=explain_func, explain_func_kwargs=kwargs, device="cpu", batch_size=4))
+        scores = metric(model=model, x_batch=x, y_batch=y, a_batch=a_batch, explain_func=explain_func, explain_func_kwargs=kwargs, device="cpu", batch_size=4)
+        return np.array(scores)
 
     np.testing.assert_allclose(random_logit("rollout"), 1.0, atol=1e-6)
     assert (random_logit("gmar-l1") < 0.999).any()
