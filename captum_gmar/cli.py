@@ -75,15 +75,19 @@ def _choices(allowed: Sequence[str], what: str) -> Callable[[str], list[str]]:
 
 
 def model_folder(spec: str | None) -> Path:
-    """The folder holding ``config.json`` for ``--model`` (a reference model's name, or a
-    folder saved with ``save_pretrained``); checks that it holds weights of a supported
-    class, reading only ``config.json``."""
+    """The folder holding ``config.json`` for ``--model``: a reference model's name, a
+    folder saved with ``save_pretrained``, or a Hugging Face model id in the local hub
+    cache (never downloaded); checks that it holds weights of a supported class, reading
+    only ``config.json``."""
     if spec is None or spec in REFERENCE_MODELS:
         return Path(__file__).resolve().parent / REFERENCE_MODELS[spec or "vit-tiny"]
-    folder = Path(spec)
+    folder = Path(spec) if Path(spec).exists() else hub_snapshot(spec) or Path(spec)
     if not (folder / "config.json").is_file():
         names = ", ".join(REFERENCE_MODELS)
-        raise CommandError(f"model {spec!r} is neither a reference model ({names}) nor a folder with a config.json (save one with save_pretrained)")
+        raise CommandError(
+            f"model {spec!r} is neither a reference model ({names}), nor a folder with a config.json (save one with save_pretrained), "
+            f"nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)"
+        )
     if not any((folder / name).is_file() for name in _WEIGHTS):
         raise CommandError(f"model folder {spec!r} has a config.json but no weights ({' or '.join(_WEIGHTS[::2])}); save the model with save_pretrained")
     architectures = _config(folder).get("architectures") or []
@@ -96,11 +100,48 @@ def model_folder(spec: str | None) -> Path:
     return folder
 
 
+def hub_snapshot(repo_id: str) -> Path | None:
+    """The folder of model ``repo_id`` (``"google/vit-base-patch16-224"``) in the local
+    Hugging Face cache (``HF_HUB_CACHE``), as ``hf download`` left it; ``None`` where it
+    is not cached or ``repo_id`` is not a model id. Nothing is downloaded."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError):
+        return None
+
+
 def _config(folder: Path) -> dict[str, Any]:
     try:
         return json.loads((folder / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise CommandError(f"cannot read {folder / 'config.json'}: {error}") from error
+
+
+def check_output(path: str, figure: bool) -> None:
+    """``--out`` before any work: a figure file in a format matplotlib writes
+    (``figure=True``) or a results folder, in a place that can be written (the missing
+    folders of its path are made later)."""
+    out = Path(path)
+    if figure:
+        from matplotlib.backend_bases import FigureCanvasBase  # light: no backend, no pyplot
+
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if out.is_dir():
+            raise CommandError(f"--out {path!r} is a folder: name the figure file, e.g. {str(out / 'explanation.png')!r}")
+        if out.suffix.lower().lstrip(".") not in formats:
+            raise CommandError(f"--out {path!r}: the figure's format comes from its extension, one of {', '.join('.' + f for f in sorted(formats))}")
+    elif out.exists() and not out.is_dir():
+        raise CommandError(f"--out {path!r} is a file: name a folder for the results")
+    existing = out.parent if figure else out
+    while not existing.exists():  # the nearest part of the path that exists must be a writable folder
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"--out {path!r}: {str(existing)!r} is a file, so no folder can be made there")
+    if not os.access(existing, os.W_OK | os.X_OK) or (figure and out.exists() and not os.access(out, os.W_OK)):
+        raise CommandError(f"--out {path!r}: {str(out if figure and out.exists() else existing)!r} is not writable")
 
 
 def class_index(target: str, id2label: dict[str, str]) -> int:
@@ -118,15 +159,11 @@ def class_index(target: str, id2label: dict[str, str]) -> int:
 
 def read_image(path: str, patch_size: int):
     """The image file as RGB (a PIL image); at least one patch in each direction."""
-    from PIL import Image, UnidentifiedImageError
+    from .datasets.folder import read_image as read_rgb
 
     if not Path(path).is_file():
         raise CommandError(f"image {path!r} does not exist")
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise CommandError(f"cannot read image {path!r}: {error}") from error
+    rgb = read_rgb(".", path)
     if min(rgb.size) < patch_size:
         raise CommandError(f"image {path!r} is {rgb.width}x{rgb.height} px, smaller than one {patch_size}x{patch_size} patch of the model")
     return rgb
@@ -143,8 +180,8 @@ def load_model(spec: str | None):
         return load_reference_model(name=spec or "vit-tiny")
     from transformers import AutoModelForImageClassification
 
-    try:
-        return AutoModelForImageClassification.from_pretrained(spec, local_files_only=True).eval()
+    try:  # from the folder model_folder checked (a cached model's snapshot)
+        return AutoModelForImageClassification.from_pretrained(model_folder(spec), local_files_only=True).eval()
     except (OSError, ValueError) as error:
         raise CommandError(f"cannot load the model in {spec!r}: {error}") from error
 
@@ -198,9 +235,16 @@ def _report(args: argparse.Namespace, model, dataset, methods: list[str], device
     from .evaluation.runner import score_function
     from .models import VisionTransformer
 
+    from .evaluation.runner import run_file
+
     out = Path(args.out)
-    summary = summarize(read_csv(out / "results.csv"))
-    header = f"Model: {_model_name(args.model)}; device: {described}; command: `captum-gmar {' '.join(sys.argv[1:])}`\n\n"
+    rows = list(read_csv(out / "results.csv"))
+    summary = summarize(rows)
+    unreadable = json.loads(run_file(out / "results.csv").read_text()).get("unreadable_count", 0)
+    skipped = [f"{unreadable} unreadable image(s) skipped, listed in {run_file(out / 'results.csv')}"] if unreadable else []
+    if not rows:
+        raise CommandError(f"no image could be read: {skipped[0]}")
+    header = "; ".join([f"Model: {_model_name(args.model)}", f"device: {described}", f"command: `captum-gmar {' '.join(sys.argv[1:])}`", *skipped]) + "\n\n"
     (out / "summary.md").write_text(header + markdown_table(summary))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     written = [out / "results.csv", out / "summary.md"]
@@ -210,7 +254,7 @@ def _report(args: argparse.Namespace, model, dataset, methods: list[str], device
         figure = comparison_figure(
             built,
             dataset,
-            range(min(args.figure_rows, len(dataset))),
+            sorted({row["item"] for row in rows})[: args.figure_rows],  # explained items: not the skipped ones
             device,
             model.config.id2label,
             score_function(VisionTransformer(model)),
@@ -222,13 +266,15 @@ def _report(args: argparse.Namespace, model, dataset, methods: list[str], device
         figure.savefig(out / "comparison.png", dpi=130)
         written.append(out / "comparison.png")
     print(markdown_table(summary))
+    for line in skipped:
+        print(line)
     print(f"wrote {', '.join(map(str, written))}")
 
 
 def _model_name(spec: str | None) -> str:
     if spec is None:
         return "vit-tiny"
-    return spec if spec in REFERENCE_MODELS else Path(spec).name
+    return Path(spec).name if Path(spec).is_dir() else spec  # a reference model's name or a hub model id as given
 
 
 def _scene_tasks(scenes, spec: str | None, folder: Path):
@@ -245,6 +291,7 @@ def _scene_tasks(scenes, spec: str | None, folder: Path):
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """GMAR, rollout and IG on a reference model's bundled scenes."""
+    check_output(args.out, figure=False)
     from .reference import load_sample_scenes
 
     args.robustness_scenes, args.deletion_steps, args.resume, args.workers = 0, 16, False, 0
@@ -255,9 +302,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     """Every chosen method and metric on evaluation scenes from the test split, or on the
     user's data (``--data``)."""
+    check_output(args.out, figure=False)
     folder = model_folder(args.model)  # a bad model folder fails before the data is read
     if args.data is None and args.limit is not None:
         raise CommandError("--limit applies to --data; the number of scenes is --scenes")
+    if args.data is None and args.skip_unreadable:
+        raise CommandError("--skip-unreadable applies to --data: the evaluation scenes are generated, not read from image files")
     if args.data is not None and args.data_dir is not None:
         raise CommandError("--data-dir is the Fashion-MNIST folder that scenes are drawn from; it does not apply with --data")
     results = Path(args.out) / "results.csv"
@@ -291,7 +341,9 @@ def _user_data(args: argparse.Namespace, folder: Path):
     from .evaluation.data import open_dataset
 
     processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
-    return open_dataset(args.data, processor, config["id2label"], config.get("image_size", 224), limit=args.limit, seed=args.seed)
+    return open_dataset(
+        args.data, processor, config["id2label"], config.get("image_size", 224), limit=args.limit, seed=args.seed, skip_unreadable=args.skip_unreadable
+    )
 
 
 def cmd_export_scenes(args: argparse.Namespace) -> None:
@@ -311,6 +363,7 @@ def cmd_export_scenes(args: argparse.Namespace) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     """Explain one image file with the chosen methods, for a class or the predicted one."""
+    check_output(args.out, figure=True)
     folder = model_folder(args.model)
     config = _config(folder)
     patch_size = config.get("patch_size", 1)
@@ -396,7 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="captum-gmar", description="GMAR attributions for Hugging Face vision transformers")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    models = f"a reference model ({', '.join(REFERENCE_MODELS)}) or a folder saved with save_pretrained (default vit-tiny)"
+    models = (
+        f"a reference model ({', '.join(REFERENCE_MODELS)}), a folder saved with save_pretrained, "
+        "or a model id in the Hugging Face cache (default vit-tiny)"
+    )
 
     demo = commands.add_parser("demo", help="GMAR, rollout and IG on a reference model and its bundled scenes")
     demo.add_argument("--model", choices=list(REFERENCE_MODELS), default="vit-tiny", help="a reference model (default vit-tiny)")
@@ -415,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--deletion-steps", type=_int_at_least(1), default=16, help="steps of the deletion/insertion curves")
     comp.add_argument("--robustness-scenes", type=_int_at_least(0), default=100, help="explanations scored by infidelity/sensitivity")
     comp.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory of the scenes (default: the Debian package's)")
+    comp.add_argument(
+        "--skip-unreadable", action="store_true",
+        help="with --data: skip images that cannot be read (truncated, empty, too large), naming each on stderr, instead of stopping at the first",
+    )
     comp.add_argument("--workers", type=_int_at_least(0), default=0, help="processes reading and preprocessing images (default 0: the main process)")
     again = comp.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run whose results.csv is in --out, skipping finished batches")
@@ -436,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--methods", type=_choices(METHOD_KEYS, "method(s)"), default=["gmar-l1", "rollout"], help=f"comma-separated, of {', '.join(METHOD_KEYS)}")
     explain.add_argument("--native-resolution", action="store_true", help="explain the image at its own size instead of the model's")
     explain.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
-    explain.add_argument("--out", default="explanation.png", help="figure file (default explanation.png)")
+    explain.add_argument("--out", default="explanation.png", help="figure file, its format from the extension: .png, .pdf, .svg, ... (default explanation.png)")
     explain.set_defaults(run=cmd_explain)
     return parser
 

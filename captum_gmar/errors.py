@@ -16,6 +16,11 @@ class InsufficientMemoryError(MemoryError):
     """A call would need more memory than the device has available."""
 
 
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded: missing data, a truncated or empty file, a
+    format PIL does not read, or more pixels than PIL's decompression-bomb limit."""
+
+
 class RankFailedError(RuntimeError):
     """A process of a distributed run failed: raised on every rank at the same step.
 

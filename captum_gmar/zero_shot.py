@@ -32,6 +32,10 @@ class ZeroShotHead:
             ``input_ids`` and optionally ``attention_mask``; other keys such as
             ``pixel_values`` are ignored), or an ``input_ids`` tensor ``(K, L)``.
 
+    Raises:
+        ValueError: ``input_ids`` that are not integers in ``0 .. vocab_size - 1`` (naming
+            the prompt), or an ``attention_mask`` of another shape.
+
     The text embeddings are computed here, once, in eval mode and without gradients; a
     text tower changed later (e.g. LoRA on it) needs a new attribution object.
     """
@@ -42,6 +46,7 @@ class ZeroShotHead:
         if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.shape[0] == 0:
             raise ValueError("text must hold input_ids (K prompts, L tokens), e.g. processor(text=prompts, padding=True, "
                              f"return_tensors='pt'); got {type(text).__name__}")
+        _check_prompts(inputs, model.config.text_config.vocab_size)
         self.model = model
         device = next(model.parameters()).device
         with model_lock(model), evaluating(model), torch.no_grad():
@@ -66,6 +71,24 @@ class ZeroShotHead:
         logits = image @ text.t() * model.logit_scale.exp().to(image.device)
         bias = getattr(model, "logit_bias", None)  # SigLIP's sigmoid loss learns one
         return logits + bias.to(image.device) if bias is not None else logits
+
+
+def _check_prompts(inputs: Mapping[str, Tensor], vocab_size: int) -> None:
+    """Refuse prompts the text tower would fail on deep inside (torch's ``index out of
+    range in self``) or read silently wrong: ``input_ids`` ``(K, L)`` must be integer ids
+    in ``0 .. vocab_size - 1``, and ``attention_mask`` (if given) shaped like them."""
+    ids = inputs["input_ids"]
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise ValueError(f"text: every prompt's input_ids are {ids.dtype}; token ids must be integers (the tokenizer's output with return_tensors='pt')")
+    for rule, bad in (("negative", ids < 0), (f"not below the vocabulary size {vocab_size}", ids >= vocab_size)):
+        if bad.any():
+            prompt, position = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"text: prompt {prompt} has token id {int(ids[prompt, position])} at position {position}, which is {rule}; "
+                             f"token ids must be 0..{vocab_size - 1} (tokenize with this model's tokenizer)")
+    mask = inputs.get("attention_mask")
+    if mask is not None and tuple(mask.shape) != tuple(ids.shape):
+        raise ValueError(f"text: attention_mask is {tuple(mask.shape)} but input_ids are {tuple(ids.shape)} (prompts, tokens); "
+                         "they must have one shape: take both from one tokenizer call")
 
 
 def _pooled(features: Tensor | object) -> Tensor:

@@ -61,3 +61,28 @@ def load_tiny(tiny_model_dirs):
 def images() -> torch.Tensor:
     """A seeded batch of 3 images, ``(3, 3, 32, 32)``."""
     return torch.randn(3, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face hub cache in place of the user's; ``hub_cache(repo_id, folder)``
+    puts the files of ``folder`` in it as ``hf download repo_id`` would (one snapshot,
+    ``refs/main`` naming it) and returns the snapshot's path."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub-cache"
+    cache.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+
+    def add(repo_id: str, folder) -> str:
+        repo = cache / f"models--{repo_id.replace('/', '--')}"
+        commit = "0" * 40
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(commit)
+        snapshot = repo / "snapshots" / commit
+        shutil.copytree(folder, snapshot)
+        return str(snapshot)
+
+    return add

@@ -96,6 +96,30 @@ def _call_with_attentions(model, x):
     return out.logits, out.attentions
 
 
+def zero_shot_call(text):
+    """``call`` for the reference on a zero-shot image-text model and tokenized prompts
+    ``text``: the model's own forward, prompts and image together."""
+
+    def call(model, x):
+        size = model.config.vision_config.image_size
+        out = model(**text, pixel_values=x, output_attentions=True, interpolate_pos_encoding=tuple(x.shape[-2:]) != (size, size))
+        return out.logits_per_image, out.vision_model_output.attentions
+
+    return call
+
+
+def probe_weights(model, x, text):
+    """SigLIP: the pooling head's attention over the tokens, mean over its heads ``(B, T)``."""
+    store = []
+    hook = model.vision_model.head.attention.register_forward_hook(lambda mod, args, out: store.append(out[1][:, 0]))
+    try:
+        with torch.no_grad():
+            zero_shot_call(text)(model, x)
+    finally:
+        hook.remove()
+    return store[0]
+
+
 def _readout(attentions, prefix: int, readout: Sequence[str], probe: torch.Tensor | None) -> torch.Tensor:
     return pooling_vector(readout, prefix, attentions[0].shape[-1], probe)
 

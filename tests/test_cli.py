@@ -1,8 +1,10 @@
 """The command line: arguments, outputs and errors."""
 
+import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,13 +145,14 @@ def make_folder(tmp_path, name, architecture, weights=True):
     return str(folder)
 
 
-def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading):
+def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading, hub_cache):
     tiny = tmp_path / "tiny.png"
     Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(tiny)
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
     cases = [
-        (["compare", "--model", "/no/such/dir"], "neither a reference model (vit-tiny, dinov2-small) nor a folder with a config.json"),
+        (["compare", "--model", "/no/such/dir"], "neither a reference model (vit-tiny, dinov2-small), nor a folder with a config.json"),
+        (["explain", photo, "--model", "google/vit-base-patch16-224"], "nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)"),
         (["compare", "--model", make_folder(tmp_path, "empty", "ViTForImageClassification", weights=False)], "has a config.json but no weights"),
         (["explain", photo, "--model", make_folder(tmp_path, "swin", "SwinForImageClassification")], "windowed attention has no global map"),
         (["explain", photo, "--model", make_folder(tmp_path, "convnext", "ConvNextForImageClassification")], "supported: ViT, DeiT"),
@@ -160,6 +163,7 @@ def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, pho
         (["explain", photo, "--model", model_dir, "--target", "Cat"], "'Cat' is not a class of this model; its classes: T-shirt/top, Trouser"),
         (["compare", "--model", model_dir, "--data-dir", str(tmp_path / "nothing")], "Fashion-MNIST"),
         (["compare", "--model", model_dir, "--limit", "3"], "--limit applies to --data"),
+        (["compare", "--model", model_dir, "--skip-unreadable"], "--skip-unreadable applies to --data"),
         (["compare", "--model", model_dir, "--data", str(tmp_path), "--data-dir", str(tmp_path)], "--data-dir is the Fashion-MNIST folder"),
         (["compare", "--model", model_dir, "--data", str(tmp_path)], "holds no images"),
         (["compare", "--model", model_dir, "--out", str(existing_results(tmp_path))], "results.csv exists: add --resume"),
@@ -263,3 +267,82 @@ def test_native_resolution_too_large_for_memory_fails_before_the_prediction(mode
     monkeypatch.setattr(captum_gmar.evaluation.runner, "score_function", no_prediction)
     code, err = run(capsys, "explain", photo, "--model", model_dir, "--native-resolution", "--device", "cpu")
     assert code == 2 and "200x300 px" in err and "drop --native-resolution" in err
+
+
+def test_bad_outputs_are_refused_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (["explain", photo, "--out", str(tmp_path / "fig.txt")], "the figure's format comes from its extension, one of"),
+        (["explain", photo, "--out", str(tmp_path / "fig")], ".png"),
+        (["explain", photo, "--out", str(tmp_path)], "is a folder: name the figure file"),
+        (["explain", photo, "--out", str(a_file / "sub" / "fig.png")], f"{str(a_file)!r} is a file, so no folder can be made there"),
+        (["compare", "--model", model_dir, "--out", str(a_file)], "is a file: name a folder for the results"),
+        (["compare", "--model", model_dir, "--out", str(a_file / "out")], f"{str(a_file)!r} is a file, so no folder can be made there"),
+        (["demo", "--out", str(a_file / "out")], f"{str(a_file)!r} is a file, so no folder can be made there"),
+    ]
+    if Path("/proc/self").is_dir():  # a folder not even root may write in
+        cases += [
+            (["explain", photo, "--out", "/proc/self/fig.png"], "'/proc/self' is not writable"),
+            (["compare", "--model", model_dir, "--out", "/proc/self/out"], "'/proc/self' is not writable"),
+        ]
+    for argv, message in cases:
+        code, err = run(capsys, *argv)
+        assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1, (argv, err)
+    assert not (tmp_path / "fig.txt").exists()
+
+
+def last_line(err: str) -> str:
+    """The error line; transformers' progress bars may come before it."""
+    return err.strip().splitlines()[-1]
+
+
+def test_compare_stops_at_an_unreadable_image_or_skips_it_when_asked(model_dir, image_folder, tmp_path, capsys):
+    (image_folder / "bag" / "2.png").write_bytes(b"")
+    (image_folder / "Trouser" / "1.png").write_bytes((image_folder / "Trouser" / "1.png").read_bytes()[:200])
+    out = tmp_path / "out"
+    argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--methods", "rollout", "--metrics", "faithfulness",
+            "--batch-size", "2", "--device", "cpu", "--figure-rows", "4", "--out", str(out)]
+    code, err = run(capsys, *argv)
+    assert code == 2 and last_line(err).startswith("captum-gmar compare: error: cannot read image '") and "Traceback" not in err
+    # go on with the run that stopped: the unreadable images are skipped, named once, counted
+    assert main([*argv, "--resume", "--skip-unreadable"]) == 0
+    captured = capsys.readouterr()
+    assert [line.split("'")[1] for line in captured.err.splitlines() if line.startswith("skipped: ")] in (
+        ["bag/2.png", "Trouser/1.png"], ["Trouser/1.png", "bag/2.png"])
+    run_json = json.loads((out / "results.run.json").read_text())
+    assert run_json["unreadable_count"] == 2 and {entry["file"] for entry in run_json["unreadable"]} == {"bag/2.png", "Trouser/1.png"}
+    counted = f"2 unreadable image(s) skipped, listed in {out / 'results.run.json'}"
+    assert counted in captured.out and counted in (out / "summary.md").read_text()
+    rows = list(read_csv(out / "results.csv"))
+    assert sorted(row["file"] for row in rows) == ["Trouser/0.png", "bag/3.png"]
+    assert (out / "comparison.png").is_file()  # drawn from the explained items only
+    # resumed again: nothing read, the same rows and counts
+    assert main([*argv, "--resume", "--skip-unreadable"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped: " not in captured.err and counted in captured.out
+    assert list(read_csv(out / "results.csv")) == rows and json.loads((out / "results.run.json").read_text()) == run_json
+
+
+def test_a_decompression_bomb_is_a_one_line_error_or_skipped(model_dir, image_folder, photo, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # the folder's images are 70 x 50 px, over twice that
+    argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--methods", "rollout", "--metrics", "faithfulness",
+            "--device", "cpu", "--figure-rows", "0", "--limit", "1"]
+    code, err = run(capsys, *argv, "--out", str(tmp_path / "a"))
+    assert code == 2 and last_line(err).startswith("captum-gmar compare: error: cannot read image '") and "could be decompression bomb" in err
+    assert "Traceback" not in err
+    code, err = run(capsys, "explain", photo, "--model", model_dir, "--device", "cpu", "--out", str(tmp_path / "fig.png"))  # 300 x 200 px
+    assert code == 2 and f"cannot read image {photo!r}: Image size (60000 pixels) exceeds limit" in last_line(err) and "Traceback" not in err
+    code, err = run(capsys, *argv, "--limit", "2", "--skip-unreadable", "--out", str(tmp_path / "b"))
+    assert err.count("could be decompression bomb") == 2 and "Traceback" not in err
+    listed = tmp_path / "b" / "results.run.json"
+    assert code == 2 and last_line(err) == f"captum-gmar compare: error: no image could be read: 2 unreadable image(s) skipped, listed in {listed}"
+
+
+def test_explain_a_model_of_the_hugging_face_cache(model_dir, photo, tmp_path, capsys, hub_cache):
+    argv = ["explain", photo, "--model", "someone/tiny-vit", "--methods", "rollout", "--device", "cpu", "--out", str(tmp_path / "fig.png")]
+    code, err = run(capsys, *argv)
+    assert code == 2 and "nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)" in err
+    hub_cache("someone/tiny-vit", model_dir)
+    assert main(argv) == 0 and (tmp_path / "fig.png").is_file()
+    assert "predicted: " in capsys.readouterr().out

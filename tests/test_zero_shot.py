@@ -1,11 +1,13 @@
 """Zero-shot image-text models: the prompts are the classes, the score is the image-text
 logit. Tiny random models with token ids (no tokenizer, no download)."""
 
+import re
+
 import pytest
 import torch
 import transformers
 from tiny_models import ZERO_SHOT_MODELS
-from reference_methods import reference_gae, reference_gmar, reference_rollout
+from reference_methods import probe_weights, reference_gae, reference_gmar, reference_rollout, zero_shot_call
 
 from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution, TokenGradCAM
 from captum_gmar.models import VisionTransformer
@@ -34,29 +36,6 @@ def load(tiny_model_dirs):
     return load
 
 
-def model_call(text):
-    """``call`` for the reference: the model's own forward, prompts and image together."""
-
-    def call(model, x):
-        size = model.config.vision_config.image_size
-        out = model(**text, pixel_values=x, output_attentions=True, interpolate_pos_encoding=tuple(x.shape[-2:]) != (size, size))
-        return out.logits_per_image, out.vision_model_output.attentions
-
-    return call
-
-
-def probe_weights(model, x, text):
-    """SigLIP: the pooling head's attention over the tokens, mean over its heads ``(B, T)``."""
-    store = []
-    hook = model.vision_model.head.attention.register_forward_hook(lambda mod, args, out: store.append(out[1][:, 0]))
-    try:
-        with torch.no_grad():
-            model_call(text)(model, x)
-    finally:
-        hook.remove()
-    return store[0]
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_logits_are_the_models_image_text_logits(load, images, text, name):
     model = load(name)
@@ -83,7 +62,7 @@ def test_the_text_tower_runs_once_at_construction(load, images, text, name):
 def reference_options(eager, x, text, name) -> tuple[int, dict]:
     """Special tokens and the reference's read-out options for a zero-shot model."""
     probe = probe_weights(eager, x, text) if POOLING[name] == ("probe",) else None
-    return (1 if probe is None else 0), dict(readout=POOLING[name], call=model_call(text), probe=probe)
+    return (1 if probe is None else 0), dict(readout=POOLING[name], call=zero_shot_call(text), probe=probe)
 
 
 @pytest.mark.parametrize("size", [(32, 32), (40, 24)], ids=["square", "non-square"])
@@ -139,3 +118,29 @@ def test_the_model_comes_back_as_it_was(load, images, text):
     assert all(m.training for m in model.modules())
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: {**t, "input_ids": t["input_ids"].index_put((torch.tensor(2), torch.tensor(3)), torch.tensor(64))},
+         "prompt 2 has token id 64 at position 3, which is not below the vocabulary size 64"),
+        (lambda t: {**t, "input_ids": t["input_ids"].index_put((torch.tensor(1), torch.tensor(0)), torch.tensor(-1))},
+         "prompt 1 has token id -1 at position 0, which is negative"),
+        (lambda t: {**t, "input_ids": t["input_ids"].float()}, "input_ids are torch.float32; token ids must be integers"),
+        (lambda t: {**t, "attention_mask": t["attention_mask"][:, :5]}, "attention_mask is (4, 5) but input_ids are (4, 6)"),
+        (lambda t: {**t, "attention_mask": t["attention_mask"][:3]}, "attention_mask is (3, 6) but input_ids are (4, 6)"),
+    ],
+    ids=["too-large", "negative", "float", "mask-shorter", "mask-fewer-prompts"],
+)
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_prompts_are_refused_when_the_attribution_is_built(load, text, name, change, message):
+    model = load(name)
+    calls = []
+    hook = model.text_model.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match=re.escape(message)) as error:
+            GMARAttribution(model, text=change(text))
+    finally:
+        hook.remove()
+    assert "\n" not in str(error.value) and not calls

@@ -32,6 +32,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ..errors import UnreadableImageError
+
 __all__ = ["IMAGE_SUFFIXES", "ClassNames", "FolderItem", "Region", "export_scenes", "read_image", "read_region", "scan_folder"]
 
 #: image files the scan picks up (case-insensitive)
@@ -174,7 +176,7 @@ def _existing(root: Path, relative: str, source: Path) -> str:
 
 def _read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     """``(line number, row)`` of a CSV with a header holding ``required`` columns."""
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets save UTF-8 with a byte-order mark
         reader = csv.DictReader(handle)
         header = [name.strip() for name in reader.fieldnames or []]
         missing = [name for name in required if name not in header]
@@ -229,15 +231,22 @@ def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: C
 
 
 def read_image(root: str | os.PathLike[str], file: str):
-    """The image as an RGB PIL image; a file that cannot be decoded is a ``ValueError``
-    naming it (scanning does not open images, so this is where a broken file shows)."""
-    from PIL import Image, UnidentifiedImageError
+    """The image as an RGB PIL image.
+
+    Raises:
+        UnreadableImageError: (a ``ValueError``) naming the file, for one that cannot be
+            decoded (scanning does not open images, so this is where a broken file
+            shows), or one over PIL's decompression-bomb limit.
+    """
+    from PIL import Image
 
     try:
         with Image.open(Path(root) / file) as image:
             return image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise ValueError(f"cannot read image {file!r}: {error}") from error
+    except Image.DecompressionBombError as error:  # not an OSError
+        raise UnreadableImageError(f"cannot read image {file!r}: {error} (raise PIL.Image.MAX_IMAGE_PIXELS to read it if you trust it)") from error
+    except (OSError, ValueError) as error:  # UnidentifiedImageError is an OSError
+        raise UnreadableImageError(f"cannot read image {file!r}: {error}") from error
 
 
 def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, int]) -> np.ndarray:
@@ -246,7 +255,7 @@ def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, i
     A mask file must have the image's size; its non-zero pixels are the object (palette
     PNGs: non-zero palette index; colour PNGs: non-zero grey level).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     width, height = size
     if region.mask is None:
@@ -259,7 +268,7 @@ def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, i
             if image.size != (width, height):
                 raise ValueError(f"mask {region.mask!r} is {image.width}x{image.height} px but its image is {width}x{height} px")
             values = np.asarray(image if image.mode in ("1", "L", "P", "I", "I;16", "F") else image.convert("L"))
-    except (OSError, UnidentifiedImageError) as error:
+    except (OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read mask {region.mask!r}: {error}") from error
     return values != 0
 

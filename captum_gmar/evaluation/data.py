@@ -12,6 +12,11 @@ are dicts of
 - any other entries: scalars (str, int, float, bool) naming the item (``"scene"``,
   ``"file"``), copied into the result rows.
 
+An item that could not be read and is to be skipped is a dict of ``"unreadable"`` (the
+error message) and its naming entries: :func:`collate` leaves it out of the batch and
+lists it in ``Batch.unreadable`` (``skip_unreadable=True`` of :class:`ImageFolderTasks`
+and :class:`HubDatasetTasks`).
+
 A dataset may have a ``fingerprint`` attribute, a str that names its items in order;
 resuming a run checks it. Items are read one batch at a time, never all at once.
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +39,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..datasets.folder import ClassNames, FolderItem, read_image, read_region, scan_folder
 from ..datasets.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
+from ..errors import UnreadableImageError
 
 __all__ = [
     "Batch",
@@ -58,7 +66,7 @@ _NEAREST = 0  # PIL's (and transformers' PILImageResampling) nearest-neighbour c
 
 @dataclass(frozen=True)
 class Batch:
-    """Items stacked for one pass, ``B`` of them.
+    """Items stacked for one pass, ``B`` of them (the readable items of those sampled).
 
     Attributes:
         pixel_values: ``float (B, C, H, W)``.
@@ -68,6 +76,9 @@ class Batch:
         other_masks: ``bool (B, H, W)``, all False where ``has_other`` is False.
         has_other: ``bool (B,)``.
         info: ``B`` dicts of the items' naming entries.
+        positions: the ``B`` items' positions among the sampled items.
+        unreadable: the sampled items left out as unreadable: their ``"position"``,
+            naming entries and ``"error"``.
     """
 
     pixel_values: Tensor
@@ -77,17 +88,27 @@ class Batch:
     other_masks: Tensor
     has_other: Tensor
     info: list[dict[str, Any]]
+    positions: tuple[int, ...] = ()
+    unreadable: tuple[dict[str, Any], ...] = ()
 
     def __len__(self) -> int:
         return len(self.targets)
 
 
 def collate(items: Sequence[Mapping[str, Any]]) -> Batch:
-    """Stack items (see the module docstring) into a :class:`Batch`.
+    """Stack items (see the module docstring) into a :class:`Batch`, leaving out those
+    marked unreadable (a batch of none of them is empty: ``B = 0``, images ``(0, 0, 0, 0)``).
 
     Raises:
         ValueError: images of different sizes, or a mask whose size is not its image's.
     """
+    unreadable = tuple({"position": p, **{k: v for k, v in item.items() if k != "unreadable"}, "error": item["unreadable"]}
+                       for p, item in enumerate(items) if "unreadable" in item)
+    positions = tuple(p for p, item in enumerate(items) if "unreadable" not in item)
+    items = [items[p] for p in positions]
+    if not items:
+        masks, flags = torch.zeros(0, 0, 0, dtype=torch.bool), torch.zeros(0, dtype=torch.bool)
+        return Batch(torch.zeros(0, 0, 0, 0), torch.zeros(0, dtype=torch.long), masks, flags, masks, flags, [], (), unreadable)
     shapes = {tuple(item["pixel_values"].shape) for item in items}
     if len(shapes) > 1:
         raise ValueError(f"the images of a batch have different sizes {sorted(shapes)}: the image processor must bring every image to one size")
@@ -108,7 +129,7 @@ def collate(items: Sequence[Mapping[str, Any]]) -> Batch:
     other_masks, has_other = stacked("other_mask")
     info = [{key: value for key, value in item.items() if key not in _DATA_KEYS} for item in items]
     targets = torch.tensor([int(item["label"]) for item in items], dtype=torch.long)
-    return Batch(pixel_values, targets, masks, has_mask, other_masks, has_other, info)
+    return Batch(pixel_values, targets, masks, has_mask, other_masks, has_other, info, positions, unreadable)
 
 
 def select(count: int, limit: int | None, seed: int) -> np.ndarray:
@@ -193,11 +214,12 @@ class SceneTasks(Dataset):
         }
 
 
-class _Processed(Dataset):
+class _Processed(Dataset, ABC):
     """Images preprocessed by a model's image processor, masks through the same geometry."""
 
-    def __init__(self, processor: Any, image_size: int | Sequence[int], order: np.ndarray, names: Sequence[str]) -> None:
+    def __init__(self, processor: Any, image_size: int | Sequence[int], order: np.ndarray, names: Sequence[str], skip_unreadable: bool) -> None:
         self.processor = processor
+        self.skip_unreadable = skip_unreadable
         self.options = processor_options(processor, image_size)
         self.order = order
         #: the processor's normalisation, to draw the images
@@ -207,6 +229,22 @@ class _Processed(Dataset):
 
     def __len__(self) -> int:
         return len(self.order)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        try:
+            return self._task(index)
+        except UnreadableImageError as error:
+            if not self.skip_unreadable:
+                raise
+            return {"unreadable": str(error), **self._naming(index)}
+
+    @abstractmethod
+    def _task(self, index: int) -> dict[str, Any]:
+        """Item ``index`` (see the module docstring)."""
+
+    @abstractmethod
+    def _naming(self, index: int) -> dict[str, Any]:
+        """Item ``index``'s naming entries, without reading it."""
 
     def _item(self, image: Any, label: int, mask: np.ndarray | None, other: np.ndarray | None, info: dict[str, Any]) -> dict[str, Any]:
         return _processed_item(self.processor, self.options, image, label, mask, other, info)
@@ -232,6 +270,10 @@ class ImageFolderTasks(_Processed):
         id2label: the model's class names (``config.id2label``).
         image_size: the model's input size (``config.image_size``), used when the
             processor does not resize (:func:`processor_options`).
+        skip_unreadable: an image that cannot be read (truncated, empty, not an image,
+            over PIL's decompression-bomb limit) becomes an ``"unreadable"`` item that
+            :func:`collate` leaves out, instead of an
+            :class:`~captum_gmar.errors.UnreadableImageError` naming it.
     """
 
     def __init__(
@@ -242,23 +284,27 @@ class ImageFolderTasks(_Processed):
         image_size: int | Sequence[int],
         limit: int | None = None,
         seed: int = 0,
+        skip_unreadable: bool = False,
     ) -> None:
         self.root = Path(root)
         items = scan_folder(self.root, id2label)
         order = select(len(items), limit, seed)
         self.items: list[FolderItem] = [items[i] for i in order]
-        super().__init__(processor, image_size, np.arange(len(self.items)), [f"{item.file}\t{item.label}" for item in self.items])
+        super().__init__(processor, image_size, np.arange(len(self.items)), [f"{item.file}\t{item.label}" for item in self.items], skip_unreadable)
         #: whether any item has a mask (or boxes)
         self.has_masks = any(item.region is not None for item in self.items)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _naming(self, index: int) -> dict[str, Any]:
+        return {"file": self.items[index].file}
+
+    def _task(self, index: int) -> dict[str, Any]:
         item = self.items[index]
         image = read_image(self.root, item.file)
         mask = None if item.region is None else read_region(self.root, item.region, image.size)
         other = None
         if item.others:
             other = np.logical_or.reduce([read_region(self.root, region, image.size) for region in item.others])
-        return self._item(image, item.label, mask, other, {"file": item.file})
+        return self._item(image, item.label, mask, other, self._naming(index))
 
 
 class HubDatasetTasks(_Processed):
@@ -279,6 +325,7 @@ class HubDatasetTasks(_Processed):
         image_size: int | Sequence[int],
         limit: int | None = None,
         seed: int = 0,
+        skip_unreadable: bool = False,
     ) -> None:
         columns = list(dataset.column_names)
         self.image_column = _column(columns, ("image", "img"), "an image")
@@ -296,19 +343,25 @@ class HubDatasetTasks(_Processed):
         #: whether the data set has a mask column
         self.has_masks = self.mask_column is not None
         order = select(len(dataset), limit, seed)
-        super().__init__(processor, image_size, order, [f"{i}\t{labels[i]}" for i in order])
+        super().__init__(processor, image_size, order, [f"{i}\t{labels[i]}" for i in order], skip_unreadable)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _naming(self, index: int) -> dict[str, Any]:
+        return {"index": int(self.order[index])}
+
+    def _task(self, index: int) -> dict[str, Any]:
         row = int(self.order[index])
-        record = self.dataset[row]
-        image = record[self.image_column].convert("RGB")
+        try:  # datasets decodes the image when the row is read
+            record = self.dataset[row]
+            image = record[self.image_column].convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise UnreadableImageError(f"cannot read the image of row {row}: {error}") from error
         mask = None
         if self.mask_column is not None and record[self.mask_column] is not None:
             mask = np.asarray(record[self.mask_column])
             mask = (mask.any(-1) if mask.ndim == 3 else mask) != 0
             if mask.shape != (image.height, image.width):
                 raise ValueError(f"row {row}: the mask is {mask.shape[1]}x{mask.shape[0]} px but its image is {image.width}x{image.height} px")
-        return self._item(image, self.labels[row], mask, None, {"index": row})
+        return self._item(image, self.labels[row], mask, None, self._naming(index))
 
 
 def _column(columns: list[str], names: tuple[str, ...], what: str) -> str:
@@ -325,10 +378,13 @@ def open_dataset(
     image_size: int | Sequence[int],
     limit: int | None = None,
     seed: int = 0,
+    skip_unreadable: bool = False,
 ) -> ImageFolderTasks | HubDatasetTasks:
     """``--data``: a folder saved by ``datasets.Dataset.save_to_disk`` (it holds
     ``dataset_info.json`` and ``state.json``), else an image folder. Everything is
-    checked here, before a model is needed; images are read later, item by item.
+    checked here, before a model is needed; images are read later, item by item (and,
+    with ``skip_unreadable``, those that cannot be read are skipped: see
+    :class:`ImageFolderTasks`).
 
     Raises:
         FileNotFoundError, ValueError: with what to change (also for a saved data set
@@ -342,5 +398,5 @@ def open_dataset(
             from datasets import load_from_disk
         except ImportError:
             raise ValueError(f"{str(path)!r} is a saved Hugging Face data set, which needs the datasets package: pip install 'captum-gmar[datasets]'") from None
-        return HubDatasetTasks(load_from_disk(str(path)), processor, id2label, image_size, limit, seed)
-    return ImageFolderTasks(path, processor, id2label, image_size, limit, seed)
+        return HubDatasetTasks(load_from_disk(str(path)), processor, id2label, image_size, limit, seed, skip_unreadable)
+    return ImageFolderTasks(path, processor, id2label, image_size, limit, seed, skip_unreadable)

@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,10 @@ def compare(
             however long the data set. Without it the rows are returned.
         resume: keep the finished batches of ``results`` and compute only the rest; the
             settings, data set and model must be those of the run that wrote it. A
-            batch cut short by a crash is computed again.
+            batch cut short by a crash is computed again. Items that a data set skipped
+            as unreadable (``skip_unreadable=True`` of the image folders) count as
+            finished: each is named on stderr once, when read, and listed in
+            ``<name>.run.json`` (``unreadable``: item, naming entries, error).
         workers: processes reading and preprocessing items (``DataLoader``'s ``num_workers``).
 
     Returns:
@@ -156,13 +160,19 @@ def compare(
     run = _Run(ctx, VisionTransformer(model), built, dataset, settings, workers)
     if results is None:
         rows: list[Row] = []
-        run(batches, rows.extend, progress)
+        run(batches, lambda batch_rows, unreadable: rows.extend(batch_rows), progress)
         return rows
     path = Path(results)
     done = ctx.exchange(lambda: _prepare_results(path, identity, [m.name for m in built], batches, resume) if ctx.rank == 0 else None)[0]
     writer = ResultsWriter(path, append=True) if ctx.rank == 0 else None
+
+    def emit(batch_rows: list[Row], unreadable: list[Row]) -> None:
+        writer.write(batch_rows)
+        if unreadable:  # after the rows: a batch is finished once both are saved
+            _add_unreadable(path, unreadable)
+
     try:
-        run([batch for k, batch in enumerate(batches) if k not in done], writer.write if writer else lambda rows: None, progress)
+        run([batch for k, batch in enumerate(batches) if k not in done], emit if writer else lambda *parts: None, progress)
     finally:
         if writer:
             writer.close()
@@ -192,7 +202,7 @@ def _prepare_results(path: Path, identity: dict[str, Any], names: list[str], bat
     if not (resume and path.is_file()):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
-        run_file(path).write_text(json.dumps(identity, indent=2))
+        _write_run_file(path, identity)
         return set()
     if not run_file(path).is_file():
         raise ValueError(f"cannot resume {str(path)!r}: {str(run_file(path))!r}, the settings of the run that wrote it, is missing")
@@ -204,11 +214,29 @@ def _prepare_results(path: Path, identity: dict[str, Any], names: list[str], bat
     methods_of: dict[int, set[str]] = {}
     for row in read_csv(path):
         methods_of.setdefault(row["item"], set()).add(row["method"])
-    done = {k for k, batch in enumerate(batches) if all(methods_of.get(item, set()) >= set(names) for item in batch)}
+    skipped = {entry["item"] for entry in saved.get("unreadable", [])}
+    done = {k for k, batch in enumerate(batches) if all(item in skipped or methods_of.get(item, set()) >= set(names) for item in batch)}
     finished = {item for k in done for item in batches[k]}
     if set(methods_of) - finished:  # rows of a batch cut short: it is computed again
         _keep_items(path, finished)
+    if skipped - finished:  # ... and its unreadable items read again
+        _write_run_file(path, {**saved, "unreadable": [entry for entry in saved["unreadable"] if entry["item"] in finished]})
     return done
+
+
+def _add_unreadable(path: Path, entries: list[Row]) -> None:
+    """List items skipped as unreadable in the run's settings file (see :func:`compare`)."""
+    saved = json.loads(run_file(path).read_text())
+    _write_run_file(path, {**saved, "unreadable": saved.get("unreadable", []) + entries})
+
+
+def _write_run_file(path: Path, run: dict[str, Any]) -> None:
+    """Replace ``<name>.run.json`` at once (a crash leaves the old or the new one), with
+    ``unreadable_count`` kept equal to the length of the ``unreadable`` list."""
+    unreadable = run.get("unreadable", [])
+    temporary = run_file(path).with_name(run_file(path).name + ".new")
+    temporary.write_text(json.dumps({**run, "unreadable": unreadable, "unreadable_count": len(unreadable)}, indent=2))
+    os.replace(temporary, run_file(path))
 
 
 def _keep_items(path: Path, items: set[int]) -> None:
@@ -245,33 +273,50 @@ class _Run:
                 part: build_methods(randomised_copy(vit.model, part, settings.seed), settings.methods, **options) for part in ("head", "last_block")
             }
 
-    def __call__(self, batches: list[range], emit: Callable[[list[Row]], None], progress: bool) -> None:
+    def __call__(self, batches: list[range], emit: Callable[[list[Row], list[Row]], None], progress: bool) -> None:
         """Explain ``batches`` (every process the same list): rank ``r`` takes every
-        ``W``-th from the ``r``-th; rank 0 passes each step's rows to ``emit``, in order."""
+        ``W``-th from the ``r``-th; rank 0 passes each step's rows and the items it
+        skipped as unreadable (``item``, naming entries, ``error``; each named on stderr)
+        to ``emit``, in order."""
         ctx = self.ctx
         mine = batches[ctx.rank :: ctx.world_size]
         loader = iter(DataLoader(self.dataset, batch_sampler=[list(b) for b in mine], collate_fn=collate, num_workers=self.workers))
-        bar = tqdm(total=sum(map(len, batches)), unit="item", desc="compare", disable=not progress or ctx.rank != 0)
-        for step in range(math.ceil(len(batches) / ctx.world_size)):
+        # closed (its line ended) on an error too, so that the error starts a line
+        with tqdm(total=sum(map(len, batches)), unit="item", desc="compare", disable=not progress or ctx.rank != 0) as bar:
+            for step in range(math.ceil(len(batches) / ctx.world_size)):
 
-            def work() -> list[Row]:  # a rank past its last batch sends no rows
-                return self.score(next(loader), mine[step].start) if step < len(mine) else []
+                def work() -> tuple[list[Row], list[Row]]:  # a rank past its last batch sends nothing
+                    if step >= len(mine):
+                        return [], []
+                    batch, items = next(loader), mine[step]
+                    unreadable = [{"item": items[entry["position"]], **{k: v for k, v in entry.items() if k != "position"}} for entry in batch.unreadable]
+                    return self.score(batch, [items[p] for p in batch.positions]), unreadable
 
-            try:
-                parts = ctx.exchange(work)
-            except RankFailedError as error:  # keep the batches the other ranks finished
+                try:
+                    parts = ctx.exchange(work)
+                except RankFailedError as error:  # keep the batches the other ranks finished
+                    parts = error.completed
+                    if ctx.rank == 0:
+                        self.pass_on(parts, emit, bar)
+                    ctx.barrier()  # ... before the failing rank exits and the launcher stops the others
+                    raise
                 if ctx.rank == 0:
-                    emit([row for part in error.completed for row in part])
-                ctx.barrier()  # ... before the failing rank exits and the launcher stops the others
-                raise
-            rows = [row for part in parts for row in part]
-            if ctx.rank == 0:
-                emit(rows)
-                bar.update(len(rows) // len(self.methods))
-        bar.close()
+                    self.pass_on(parts, emit, bar)
 
-    def score(self, batch: Batch, start: int) -> list[Row]:
-        """Rows of every method for the items ``start, start + 1, ...`` of ``batch``."""
+    def pass_on(self, parts: list[tuple[list[Row], list[Row]]], emit: Callable[[list[Row], list[Row]], None], bar: tqdm) -> None:
+        """Rank 0: the ranks' rows and unreadable items of one step to ``emit``."""
+        rows = [row for part_rows, _ in parts for row in part_rows]
+        unreadable = [entry for _, entries in parts for entry in entries]
+        for entry in unreadable:
+            tqdm.write(f"skipped: {entry['error']}", file=sys.stderr)
+        emit(rows, unreadable)
+        bar.update(len(rows) // len(self.methods) + len(unreadable))
+
+    def score(self, batch: Batch, items: list[int]) -> list[Row]:
+        """Rows of every method for ``batch``, whose images are the data set's ``items``
+        (the readable items of a batch: not always consecutive)."""
+        if not items:
+            return []
         dev, settings = self.ctx.device, self.settings
         x, t = batch.pixel_values.to(dev), batch.targets.to(dev)
         if not self.warm:  # lazy initialisation and kernel choice stay out of the timings
@@ -279,7 +324,7 @@ class _Run:
                 method(x[:1], t[:1])
             self.warm = True
         # robustness and sanity re-run the methods: only on the first robustness_limit items
-        keep = slice(0, max(0, min(len(t), settings.robustness_limit - start)))
+        keep = slice(0, sum(item < settings.robustness_limit for item in items))
         rollout = self.rollout(x[keep], t[keep]) if "sanity" in settings.metrics and keep.stop else None  # once per batch
         rows = []
         for index, method in enumerate(self.methods):
@@ -287,7 +332,7 @@ class _Run:
             maps, weights = cost.output
             columns = self.metrics(index, batch, x, t, maps, weights, keep, rollout)
             for i in range(len(t)):
-                row: Row = {"method": method.name, "item": start + i, **batch.info[i], "target": int(t[i])}
+                row: Row = {"method": method.name, "item": items[i], **batch.info[i], "target": int(t[i])}
                 row["seconds_per_image"] = cost.seconds_median / len(t)
                 row["peak_memory_mb"] = cost.peak_memory_bytes / 2**20
                 row.update({name: float(values[i]) for name, values in columns.items()})

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captum_gmar.datasets.folder import Region, export_scenes, read_region, scan_folder
+from captum_gmar.datasets.folder import Region, export_scenes, read_image, read_region, scan_folder
+from captum_gmar.errors import UnreadableImageError
 from captum_gmar.datasets.scenes import make_scenes
 
 ID2LABEL = {"0": "cat", "1": "dog", "2": "T-shirt/top"}
@@ -45,6 +46,29 @@ def test_labels_csv_with_two_objects_per_image(tmp_path):
         ("images/x.png", 0, Region(mask="m/x-cat.png")), ("images/x.png", 1, Region(mask="m/x-dog.png")), ("images/y.png", 1, None),
     ]
     assert items[0].others == (Region(mask="m/x-dog.png"),) and items[1].others == (Region(mask="m/x-cat.png"),)
+
+
+def test_csv_files_saved_with_a_byte_order_mark(tmp_path):
+    """Spreadsheets save "CSV UTF-8" with a byte-order mark before the header."""
+    write_image(tmp_path / "images/x.png")
+    (tmp_path / "labels.csv").write_text("file,label\nimages/x.png,dog\n", encoding="utf-8-sig")
+    (tmp_path / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\nimages/x.png,1,2,4,5\n", encoding="utf-8-sig")
+    (item,) = scan_folder(tmp_path, ID2LABEL)
+    assert (item.file, item.label, item.region) == ("images/x.png", 1, Region(boxes=((1.0, 2.0, 4.0, 5.0),)))
+
+
+def test_unreadable_images_are_errors_naming_them(tmp_path, monkeypatch):
+    write_image(tmp_path / "big.png", size=(40, 30))
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "big.png").read_bytes()[:60])
+    assert read_image(tmp_path, "big.png").size == (40, 30)
+    for file, message in (("empty.png", "cannot identify image file"), ("cut.png", "")):
+        with pytest.raises(UnreadableImageError, match=f"cannot read image '{file}': {message}"):
+            read_image(tmp_path, file)
+    # a decompression bomb: more than twice PIL's limit of pixels, which PIL refuses
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    with pytest.raises(UnreadableImageError, match=r"cannot read image 'big.png': Image size \(1200 pixels\) exceeds limit .*PIL.Image.MAX_IMAGE_PIXELS"):
+        read_image(tmp_path, "big.png")
 
 
 def test_boxes_csv(tmp_path):

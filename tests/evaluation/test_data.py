@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import transformers
 from PIL import Image
 
+from captum_gmar.errors import UnreadableImageError
 from captum_gmar.evaluation.data import (
     HubDatasetTasks,
     ImageFolderTasks,
@@ -107,6 +108,29 @@ def test_a_broken_image_is_an_error_naming_it(folder):
         data[broken]
 
 
+def test_unreadable_images_are_skipped_when_asked(folder, monkeypatch):
+    (folder / "cat" / "0.png").write_bytes(b"")
+    (folder / "dog" / "2.png").write_bytes((folder / "dog" / "2.png").read_bytes()[:300])
+    data = open_dataset(folder, PROCESSORS["resize"](), ID2LABEL, 32, skip_unreadable=True)
+    items = [data[i] for i in range(len(data))]
+    unreadable = {item["file"]: item for item in items if "unreadable" in item}
+    assert sorted(unreadable) == ["cat/0.png", "dog/2.png"]
+    assert all(set(item) == {"unreadable", "file"} and item["unreadable"].startswith(f"cannot read image '{file}'") for file, item in unreadable.items())
+    batch = collate(items)
+    assert len(batch) == 3 and [items[p]["file"] for p in batch.positions] == [info["file"] for info in batch.info]
+    assert [(entry["position"], entry["file"], entry["error"]) for entry in batch.unreadable] == [
+        (p, item["file"], item["unreadable"]) for p, item in enumerate(items) if "unreadable" in item
+    ]
+    empty = collate([item for item in items if "unreadable" in item])
+    assert len(empty) == 0 and empty.pixel_values.shape[0] == 0 and len(empty.unreadable) == 2
+    # a decompression bomb too (more than twice PIL.Image.MAX_IMAGE_PIXELS)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)
+    bomb = next(i for i in range(len(data)) if data.items[i].file == "dog/3.png")  # 33 x 20 px
+    assert "Image size (660 pixels) exceeds limit of 600 pixels" in data[bomb]["unreadable"]
+    with pytest.raises(UnreadableImageError, match="cannot read image 'dog/3.png': Image size"):
+        ImageFolderTasks(folder, PROCESSORS["resize"](), ID2LABEL, 32)[bomb]
+
+
 def test_collate_refuses_images_of_different_sizes():
     items = [{"pixel_values": torch.zeros(3, 8, 8), "label": 0}, {"pixel_values": torch.zeros(3, 8, 9), "label": 1}]
     with pytest.raises(ValueError, match="different sizes"):
@@ -168,6 +192,11 @@ def test_saved_hugging_face_dataset(tmp_path):
         assert item["label"] == (1 if item["index"] == 0 else 0)  # ClassLabel names matched to the model's
         expected = transform_mask(data.processor, np.asarray(masks[item["index"]]) != 0, data.options)
         assert torch.equal(item["mask"], expected)
+    broken = datasets.Dataset.from_dict({"image": [{"bytes": b"not an image", "path": None}], "label": [0]}, features=datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=["dog", "cat"])}))
+    with pytest.raises(UnreadableImageError, match="cannot read the image of row 0: cannot identify image file"):
+        HubDatasetTasks(broken, PROCESSORS["resize"](), ID2LABEL, 32)[0]
+    assert HubDatasetTasks(broken, PROCESSORS["resize"](), ID2LABEL, 32, skip_unreadable=True)[0]["index"] == 0
     datasets.DatasetDict({"test": datasets.Dataset.from_dict({"label": [0]})}).save_to_disk(tmp_path / "dict")
     with pytest.raises(ValueError, match="DatasetDict"):
         open_dataset(tmp_path / "dict", PROCESSORS["resize"](), ID2LABEL, 32)

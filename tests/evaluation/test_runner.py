@@ -53,8 +53,8 @@ class ToyTasks(Dataset):
     """``n`` seeded random 32 px images of 3 classes; a mask on items 0, 1, 2 mod 4 (not 3),
     an other object's mask on even items. Counts reads and the pixel tensors alive."""
 
-    def __init__(self, n: int, fail_at: int | None = None) -> None:
-        self.n, self.fail_at = n, fail_at
+    def __init__(self, n: int, fail_at: int | None = None, unreadable: tuple[int, ...] = ()) -> None:
+        self.n, self.fail_at, self.unreadable = n, fail_at, unreadable
         self.fingerprint = f"toy-{n}"
         self.reads, self.alive, self.most_alive = 0, 0, 0
 
@@ -68,6 +68,8 @@ class ToyTasks(Dataset):
         if i == self.fail_at:
             raise RuntimeError(f"crash at item {i}")
         self.reads += 1
+        if i in self.unreadable:  # as ImageFolderTasks(skip_unreadable=True) gives it
+            return {"unreadable": f"cannot read image 'toy{i}'", "name": f"toy{i}"}
         pixel_values = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(i))
         self.alive += 1
         self.most_alive = max(self.most_alive, self.alive)
@@ -227,3 +229,44 @@ def test_every_method_gives_pixel_maps(scene_model):
     for method in build_methods(scene_model, METHOD_KEYS, ig_steps=3):
         maps = method(x, torch.tensor([1, 2]))
         assert maps.shape == (2, 64, 64) and (maps >= 0).all(), method.name
+
+
+def test_unreadable_items_are_skipped_named_once_listed_and_resumed(toy_model, tmp_path, capsys):
+    kwargs = dict(methods=["rollout", "gae"], metrics=["faithfulness", "robustness"], device="cpu", batch_size=3, robustness_limit=5, progress=False)
+    unreadable = (1, 6, 7, 8)  # one in batch 0, all of batch 2
+    whole = tmp_path / "whole.csv"
+    compare(toy_model, ToyTasks(11, unreadable=unreadable), results=whole, **kwargs)
+    rows = list(read_csv(whole))
+    assert sorted({row["item"] for row in rows}) == [0, 2, 3, 4, 5, 9, 10] and len(rows) == 14
+    assert all(row["name"] == f"toy{row['item']}" for row in rows)
+    # robustness on the first 5 items (0 to 4), whichever were skipped
+    assert {row["item"] for row in rows if not math.isnan(row["infidelity"])} == {0, 2, 3, 4}
+    run = json.loads(run_file(whole).read_text())
+    assert run["unreadable_count"] == 4
+    assert run["unreadable"] == [{"item": i, "name": f"toy{i}", "error": f"cannot read image 'toy{i}'"} for i in unreadable]
+    err = capsys.readouterr().err
+    assert all(err.count(f"skipped: cannot read image 'toy{i}'") == 1 for i in unreadable)
+
+    path = tmp_path / "results.csv"
+    with pytest.raises(RuntimeError, match="crash at item 10"):
+        compare(toy_model, ToyTasks(11, fail_at=10, unreadable=unreadable), results=path, **kwargs)
+    assert json.loads(run_file(path).read_text())["unreadable_count"] == 4
+    with open(path, "a") as handle:  # batch 3 cut short (9 written, 10 not)
+        handle.write("Attention rollout,9,toy9,0,0.1,0.2,0.3,0.4,0.5,0.6\n")
+    capsys.readouterr()
+    data = ToyTasks(11, unreadable=unreadable)
+    compare(toy_model, data, results=path, resume=True, **kwargs)
+    assert data.reads == 2 and "skipped" not in capsys.readouterr().err  # items 9 and 10; the skipped ones are not read again
+    assert same_rows(list(read_csv(path)), rows)
+    assert json.loads(run_file(path).read_text()) == run
+
+
+def test_a_resumed_run_rereads_the_unreadable_items_of_an_unfinished_batch(toy_model, tmp_path, capsys):
+    kwargs = dict(methods=["rollout"], metrics=["faithfulness"], device="cpu", batch_size=3, progress=False)
+    path = tmp_path / "results.csv"
+    with pytest.raises(RuntimeError, match="crash at item 5"):
+        compare(toy_model, ToyTasks(6, fail_at=5, unreadable=(4,)), results=path, **kwargs)
+    assert json.loads(run_file(path).read_text())["unreadable_count"] == 0  # batch 1 never finished
+    compare(toy_model, ToyTasks(6, unreadable=(4,)), results=path, resume=True, **kwargs)
+    assert [entry["item"] for entry in json.loads(run_file(path).read_text())["unreadable"]] == [4]
+    assert sorted({row["item"] for row in read_csv(path)}) == [0, 1, 2, 3, 5]
