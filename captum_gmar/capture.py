@@ -101,7 +101,7 @@ class AttentionTrace:
         tokens = self.layers[-1].num_tokens
         return readout_row(tokens, pooling_spans(tuple(pooling), self.num_prefix_tokens, tokens))
 
-    def target_grads(self, targets: Tensor, tensors: Sequence[Tensor | GradientEdge]) -> list[Tensor]:
+    def target_grads(self, targets: Tensor, tensors: Sequence[Tensor | GradientEdge], retain_graph: bool = False) -> list[Tensor]:
         """Gradients of ``sum_b logits[b, targets[b]]`` w.r.t. captured ``tensors``.
 
         One backward pass that stops at the lowest tensor asked for and computes no
@@ -112,17 +112,19 @@ class AttentionTrace:
             targets: ``(B,)`` class indices.
             tensors: captured tensors in the graph or gradient edges (``hidden``,
                 ``context``).
+            retain_graph: keep the graph for another backward pass (another target on
+                the same forward pass).
 
         Returns:
             One gradient per tensor, same shapes, in the order given.
         """
         index = targets.view(-1, 1).clone()  # a normal tensor even if made under inference_mode
         score = self.logits.gather(1, index).sum()
-        return list(torch.autograd.grad(score, list(tensors)))
+        return list(torch.autograd.grad(score, list(tensors), retain_graph=retain_graph))
 
-    def context_grads(self, targets: Tensor, layers: Sequence[int]) -> list[Tensor]:
+    def context_grads(self, targets: Tensor, layers: Sequence[int], retain_graph: bool = False) -> list[Tensor]:
         """Gradients w.r.t. the heads' outputs ``(B, T, H * d)`` of ``layers``, in that order."""
-        return self.target_grads(targets, [self.layers[i].context for i in layers])
+        return self.target_grads(targets, [self.layers[i].context for i in layers], retain_graph)
 
 
 @contextmanager

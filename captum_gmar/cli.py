@@ -20,7 +20,7 @@ from typing import Any
 
 from . import __version__
 from .errors import InsufficientMemoryError, NonFiniteError, RankFailedError, UnsupportedModelError
-from .names import DEFAULT_METRIC_KEYS, METHOD_KEYS, METRIC_KEYS, REFERENCE_MODELS, SUPPORTED_FAMILIES, SUPPORTED_MODEL_CLASSES
+from .names import ABLATION_KINDS, DEFAULT_METRIC_KEYS, METHOD_KEYS, METRIC_KEYS, REFERENCE_MODELS, SUPPORTED_FAMILIES, SUPPORTED_MODEL_CLASSES
 
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (InsufficientMemoryError, NonFiniteError, UnsupportedModelError, FileNotFoundError, ValueError)
@@ -224,14 +224,16 @@ def _run_comparison(args: argparse.Namespace, dataset, methods: list[str], metri
             results=out / "results.csv",
             resume=args.resume,
             workers=args.workers,
+            ablation=args.ablation,
         )
         if ctx.rank == 0:
             _report(args, model, dataset, methods, ctx.device, described)
 
 
 def _report(args: argparse.Namespace, model, dataset, methods: list[str], device, described: str) -> None:
+    from .evaluation.ablation import ablation_markdown, ablation_table
     from .evaluation.methods import build_methods
-    from .evaluation.report import comparison_figure, markdown_table, read_csv, summarize
+    from .evaluation.report import COLUMNS, comparison_figure, markdown_table, read_csv, summarize
     from .evaluation.runner import score_function
     from .models import VisionTransformer
 
@@ -245,7 +247,12 @@ def _report(args: argparse.Namespace, model, dataset, methods: list[str], device
     if not rows:
         raise CommandError(f"no image could be read: {skipped[0]}")
     header = "; ".join([f"Model: {_model_name(args.model)}", f"device: {described}", f"command: `captum-gmar {' '.join(sys.argv[1:])}`", *skipped]) + "\n\n"
-    (out / "summary.md").write_text(header + markdown_table(summary))
+    table = markdown_table(summary)
+    if args.ablation:
+        ablation = ablation_table(rows)
+        columns = [c for c in COLUMNS if any(c in entry for entry in ablation.values())]
+        table += "\nGMAR's ablations, paired on the same items with GMAR (L1) and with attention rollout:\n\n" + ablation_markdown(ablation, columns)
+    (out / "summary.md").write_text(header + table)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     written = [out / "results.csv", out / "summary.md"]
     if args.figure_rows:
@@ -265,7 +272,7 @@ def _report(args: argparse.Namespace, model, dataset, methods: list[str], device
         )
         figure.savefig(out / "comparison.png", dpi=130)
         written.append(out / "comparison.png")
-    print(markdown_table(summary))
+    print(table)
     for line in skipped:
         print(line)
     print(f"wrote {', '.join(map(str, written))}")
@@ -294,7 +301,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     check_output(args.out, figure=False)
     from .reference import load_sample_scenes
 
-    args.robustness_scenes, args.deletion_steps, args.resume, args.workers = 0, 16, False, 0
+    args.robustness_scenes, args.deletion_steps, args.resume, args.workers, args.ablation = 0, 16, False, 0, []
     tasks = _scene_tasks(load_sample_scenes(args.model), args.model, model_folder(args.model))
     _run_comparison(args, tasks, ["gmar-l1", "rollout", "ig"], ["localisation"])
 
@@ -303,6 +310,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     """Every chosen method and metric on evaluation scenes from the test split, or on the
     user's data (``--data``)."""
     check_output(args.out, figure=False)
+    if args.ablation and not {"gmar-l1", "rollout"} <= set(args.methods):
+        raise CommandError("--ablation is paired with GMAR (L1) and attention rollout: --methods must include gmar-l1 and rollout")
     folder = model_folder(args.model)  # a bad model folder fails before the data is read
     if args.data is None and args.limit is not None:
         raise CommandError("--limit applies to --data; the number of scenes is --scenes")
@@ -468,6 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--limit", type=_int_at_least(1), default=None, help="with --data: evaluate N items, drawn in an order shuffled by --seed")
     comp.add_argument("--methods", type=_choices(METHOD_KEYS, "method(s)"), default=list(METHOD_KEYS), help=f"comma-separated, of {', '.join(METHOD_KEYS)}")
     comp.add_argument("--metrics", type=_choices(METRIC_KEYS, "metric group(s)"), default=None, help=f"comma-separated, of {', '.join(METRIC_KEYS)} (default: all but sanity; localisation only where there are masks)")
+    comp.add_argument(
+        "--ablation",
+        type=_choices(ABLATION_KINDS, "ablation(s)"),
+        default=[],
+        help="also GMAR (L1) with one layer's head weights uniform (layers) or only one head's weight its own (heads), paired with gmar-l1 and rollout",
+    )
     comp.add_argument("--deletion-steps", type=_int_at_least(1), default=16, help="steps of the deletion/insertion curves")
     comp.add_argument("--robustness-scenes", type=_int_at_least(0), default=100, help="explanations scored by infidelity/sensitivity")
     comp.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory of the scenes (default: the Debian package's)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Literal, overload
 
 import torch
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 from .architectures import Readout
 from .attribution import AttentionAttribution, Explanation, InputType, OutputKind, check_alpha
 from .capture import AttentionTrace
-from .formatting import TargetType
+from .formatting import TargetType, batch_slices, check_pixel_values
 from .heads import Norm, attention_grad, fuse_heads, head_scores, normalize_head_weights, split_heads
 from .rollout import add_residual, rollout_row
 from .zero_shot import Prompts
@@ -48,6 +49,11 @@ class GMARAttribution(AttentionAttribution):
         readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
             :class:`~captum_gmar.attribution.AttentionAttribution`.
         text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
+        weight_transform: applied to the head weights ``(B, L', H)`` before the heads
+            are fused, returning weights of the same shape (each layer summing to 1),
+            e.g. ``functools.partial(uniform_except, keep=mask)`` (see
+            :func:`~captum_gmar.heads.uniform_except`) to ablate some of them;
+            ``return_head_weights`` then returns the transformed weights.
 
     Example::
 
@@ -66,6 +72,7 @@ class GMARAttribution(AttentionAttribution):
         start_layer: int = 0,
         readout: Readout = "auto",
         text: Prompts | None = None,
+        weight_transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if norm not in ("l1", "l2"):
             raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
@@ -74,6 +81,7 @@ class GMARAttribution(AttentionAttribution):
         self.norm = norm
         self.alpha = check_alpha(alpha)
         self.head_gradient = head_gradient
+        self.weight_transform = weight_transform
         super().__init__(model, start_layer=start_layer, readout=readout, text=text)
 
     @property
@@ -137,14 +145,62 @@ class GMARAttribution(AttentionAttribution):
         maps, weights = self._attribute(inputs, target, internal_batch_size, output)
         return (maps, weights) if return_head_weights else maps
 
+    def class_head_weights(
+        self, inputs: Tensor, classes: Sequence[int] | Tensor | None = None, internal_batch_size: int | None = None
+    ) -> Tensor:
+        """GMAR's head weights for every image and every class in ``classes``.
+
+        One forward pass per chunk of images and one backward pass per class on it (the
+        graph is kept between them), so explaining ``K`` classes costs one forward and
+        ``K`` backward passes, not ``K`` of each. ``weight_transform`` is not applied:
+        these are the weights GMAR computes.
+
+        Args:
+            inputs: pixel values ``(B, C, H, W)``.
+            classes: ``(K,)`` distinct class indices; ``None`` for every class of the model.
+            internal_batch_size: images per forward pass (default: all at once).
+
+        Returns:
+            ``(B, K, L', H)`` float32 on ``inputs``' device, each layer summing to 1.
+        """
+        vit, param = self.vit, self.vit.parameter
+        check_pixel_values(inputs, vit.num_channels, vit.patch_size)
+        classes = torch.arange(vit.num_labels) if classes is None else torch.as_tensor(classes)
+        if classes.dim() != 1 or not len(classes) or classes.is_floating_point() or classes.dtype == torch.bool:
+            raise ValueError(f"classes must be a non-empty 1-D sequence of class indices, got {classes.tolist()!r}")
+        if (classes < 0).any() or (classes >= vit.num_labels).any() or len(set(classes.tolist())) < len(classes):
+            raise ValueError(f"classes must be distinct indices in [0, {vit.num_labels - 1}], got {classes.tolist()}")
+        self.check_memory(inputs.shape, internal_batch_size)
+        chunks = []
+        for part in batch_slices(inputs.shape[0], internal_batch_size):
+            x = inputs[part].to(device=param.device, dtype=param.dtype)
+            with vit.trace(x, with_grad=True, keep_value=self.needs_value) as trace:
+                per_class = []
+                for k, c in enumerate(classes.tolist()):
+                    target = torch.full((len(x),), c, device=param.device)
+                    grads = trace.context_grads(target, self.layers, retain_graph=k < len(classes) - 1)
+                    per_class.append(self._weights(trace, grads))
+                    del grads
+                chunks.append(torch.stack(per_class, dim=1))
+        return torch.cat(chunks).to(inputs.device)
+
+    def _weights(self, trace: AttentionTrace, grads: Sequence[Tensor]) -> Tensor:
+        """Head weights ``(B, L', H)`` from the context gradients of the layers taking part."""
+        return torch.stack(
+            [normalize_head_weights(head_scores(self._split_gradient(trace, i, g), self.norm)) for i, g in zip(self.layers, grads)],
+            dim=1,
+        )
+
     def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
         layers = self.layers
         grads = trace.context_grads(targets, layers)
-        weights = torch.stack(
-            [normalize_head_weights(head_scores(self._split_gradient(trace, i, g), self.norm)) for i, g in zip(layers, grads)],
-            dim=1,
-        )
+        weights = self._weights(trace, grads)
         del grads
+        if self.weight_transform is not None:
+            transformed = self.weight_transform(weights)
+            if transformed.shape != weights.shape:
+                raise ValueError(f"weight_transform must return weights of shape {tuple(weights.shape)}, got {tuple(transformed.shape)}")
+            weights = transformed
         relevance = rollout_row(
             (add_residual(fuse_heads(trace.attention_probs(layer), weights[:, k]), self.alpha) for k, layer in reversed(list(enumerate(layers)))),
             trace.readout(self.pooling),

@@ -154,3 +154,31 @@ def gradient_weighted_heads(attn: Tensor, grad: Tensor) -> Tensor:
         ``(B, T, T)``, non-negative.
     """
     return (grad * attn).clamp_min(0).mean(1)
+
+
+def uniform_except(weights: Tensor, keep: Tensor) -> Tensor:
+    """Head weights with only the ``keep`` entries left as they are: the other heads of
+    each layer share what is left equally, so every layer still sums to 1.
+
+    An ablation of GMAR's weights: ``keep`` all ``False`` gives uniform weights (GMAR is
+    then attention rollout with mean fusion), all ``True`` GMAR's own; one layer
+    ``False`` makes that layer uniform, one entry ``True`` leaves one head's weight and
+    spreads the rest of its layer evenly.
+
+    Args:
+        weights: ``(B, L, H)``, non-negative, each layer summing to 1.
+        keep: ``(L, H)`` (the same for every example) or ``(B, L, H)`` bool.
+
+    Returns:
+        ``(B, L, H)`` in ``weights``' dtype.
+    """
+    if keep.dtype != torch.bool:
+        raise TypeError(f"keep must be a bool tensor, got {keep.dtype}")
+    if weights.dim() != 3 or keep.shape not in (weights.shape[1:], weights.shape):
+        raise ValueError(f"keep must be (L, H) or (B, L, H) for weights of shape (B, L, H) = {tuple(weights.shape)}, got {tuple(keep.shape)}")
+    keep = keep.to(weights.device).expand_as(weights)
+    kept = torch.where(keep, weights, 0.0)
+    others = (~keep).sum(-1, keepdim=True)
+    # a fully kept layer has no other heads: the clamp only avoids 0 / 0, nothing is shared
+    share = (1.0 - kept.sum(-1, keepdim=True)).clamp_min(0) / others.clamp_min(1)
+    return torch.where(keep, weights, share.to(weights.dtype))

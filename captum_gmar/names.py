@@ -48,6 +48,10 @@ METHOD_KEYS: tuple[str, ...] = (
 #: Metric groups of the comparison (see :func:`captum_gmar.evaluation.runner.compare`).
 METRIC_KEYS: tuple[str, ...] = ("faithfulness", "localisation", "robustness", "heads", "sanity")
 
+#: Ablations of GMAR's head weights a comparison can add (see
+#: :mod:`captum_gmar.evaluation.ablation`).
+ABLATION_KINDS: tuple[str, ...] = ("layers", "heads")
+
 #: The groups a comparison computes unless told: all but ``sanity``, which explains every
 #: item three times more (on two re-initialised copies of the model).
 DEFAULT_METRIC_KEYS: tuple[str, ...] = ("faithfulness", "localisation", "robustness", "heads")

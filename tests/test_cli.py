@@ -75,6 +75,21 @@ def test_compare_writes_csv_table_and_figure(model_dir, tmp_path):
     assert "| GMAR (L1) |" in summary and "| Saliency |" in summary and "device: cpu (CPU)" in summary
 
 
+def test_compare_with_an_ablation_writes_its_paired_table(model_dir, tmp_path):
+    try:
+        from captum_gmar.datasets.fashion_mnist import resolve_data_dir
+
+        resolve_data_dir()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    out = tmp_path / "out"
+    code = main(["compare", "--model", model_dir, "--scenes", "2", "--methods", "gmar-l1,rollout", "--metrics", "localisation",
+                 "--ablation", "layers", "--device", "cpu", "--figure-rows", "0", "--out", str(out)])
+    assert code == 0
+    summary = (out / "summary.md").read_text()
+    assert "| GMAR (L1), layer 1 uniform | " in summary and "gini − GMAR | gini − rollout" in summary
+
+
 def test_explain_resizes_to_the_models_size_and_explains_the_predicted_class(model_dir, photo, tmp_path, capsys):
     out = tmp_path / "fig.png"
     assert main(["explain", photo, "--model", model_dir, "--out", str(out), "--device", "cpu"]) == 0
@@ -128,6 +143,8 @@ def test_help_and_version_do_not_import_torch():
         (["compare", "--resume", "--overwrite"], "not allowed with argument"),
         (["compare", "--limit", "0"], "--limit: must be at least 1, got 0"),
         (["compare", "--workers", "-1"], "--workers: must be at least 0, got -1"),
+        (["compare", "--ablation", "tokens"], "unknown ablation(s) tokens; choose from layers, heads"),
+        (["compare", "--ablation", "layers", "--methods", "gmar-l1"], "--methods must include gmar-l1 and rollout"),
         (["export-scenes", "x", "--n", "0"], "--n: must be at least 1, got 0"),
     ],
 )

@@ -1,12 +1,17 @@
+from functools import partial
+
 import pytest
 import torch
 import transformers
 from captum.attr import Attribution
-from tiny_models import AUTO_READOUT, KERNEL_CAPTURED, MODEL_NAMES, NUM_LABELS, OPTION_MODELS, POOLING, PREFIX_TOKENS, takes_other_sizes
+from tiny_models import AUTO_READOUT, KERNEL_CAPTURED, MODEL_NAMES, NUM_LABELS, OPTION_MODELS, POOLING, PREFIX_TOKENS, VISION, takes_other_sizes
 from reference_methods import reference_gmar
 
 import captum_gmar.gmar
 from captum_gmar import AttentionRollout, GMARAttribution
+from captum_gmar.heads import uniform_except
+
+LAYERS, HEADS = VISION["num_hidden_layers"], VISION["num_attention_heads"]
 
 TARGETS = torch.tensor([0, 3, 1])
 
@@ -54,6 +59,45 @@ def test_uniform_head_weights_give_mean_attention_rollout(load_tiny, images, nam
         patches(GMARAttribution(model, alpha=0.3), images),
         patches(AttentionRollout(model, head_fusion="mean", alpha=0.3), images),
     )
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_weight_transform_ablates_weights_and_all_uniform_is_mean_rollout(load_tiny, images, name):
+    model = load_tiny(name)
+    uniform = GMARAttribution(model, weight_transform=partial(uniform_except, keep=torch.zeros(LAYERS, HEADS, dtype=torch.bool)))
+    torch.testing.assert_close(patches(uniform, images), patches(AttentionRollout(model, head_fusion="mean"), images))
+    _, own = GMARAttribution(model).attribute(images, target=TARGETS, return_head_weights=True)
+    keep = torch.zeros(LAYERS, HEADS, dtype=torch.bool)
+    keep[1, 2] = True
+    _, ablated = GMARAttribution(model, weight_transform=partial(uniform_except, keep=keep)).attribute(images, target=TARGETS, return_head_weights=True)
+    torch.testing.assert_close(ablated, uniform_except(own, keep))  # what was fused is returned
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_class_head_weights_equal_one_call_per_class(load_tiny, images, name):
+    gmar = GMARAttribution(load_tiny(name), norm="l2")
+    weights = gmar.class_head_weights(images, classes=[3, 0], internal_batch_size=2)
+    assert weights.shape == (3, 2, LAYERS, HEADS)
+    for k, c in enumerate([3, 0]):
+        _, expected = gmar.attribute(images, target=c, return_head_weights=True)
+        torch.testing.assert_close(weights[:, k], expected, rtol=1e-4, atol=1e-6)
+    assert gmar.class_head_weights(images[:1]).shape == (1, NUM_LABELS, LAYERS, HEADS)  # every class by default
+
+
+def test_class_head_weights_ignore_the_weight_transform_and_check_classes(load_tiny, images):
+    model = load_tiny("ViTForImageClassification")
+    own = GMARAttribution(model).class_head_weights(images, classes=[1, 2])
+    ablated = GMARAttribution(model, weight_transform=lambda w: torch.full_like(w, 1 / HEADS))
+    torch.testing.assert_close(ablated.class_head_weights(images, classes=[1, 2]), own)
+    for classes in ([], [1, 1], [NUM_LABELS], [-1], [0.5], [[0, 1]]):
+        with pytest.raises(ValueError, match="classes must be"):
+            ablated.class_head_weights(images, classes=classes)
+
+
+def test_weight_transform_must_keep_the_shape(load_tiny, images):
+    gmar = GMARAttribution(load_tiny("ViTForImageClassification"), weight_transform=lambda w: w[:, :1])
+    with pytest.raises(ValueError, match=r"weight_transform must return weights of shape \(3, 3, 4\)"):
+        gmar.attribute(images, target=0)
 
 
 def test_gradient_weighting_differs_from_rollout(load_tiny, images):

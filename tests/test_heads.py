@@ -10,6 +10,7 @@ from captum_gmar.heads import (
     normalize_head_weights,
     reduce_heads,
     split_heads,
+    uniform_except,
 )
 
 B, T, H, D = 2, 5, 3, 4
@@ -121,3 +122,21 @@ def test_gradient_weighted_heads_is_mean_of_positive_products():
     fused = gradient_weighted_heads(attn, grad)
     torch.testing.assert_close(fused, torch.relu(grad * attn).mean(1))
     assert (fused >= 0).all()
+
+
+def test_uniform_except_keeps_the_kept_and_shares_the_rest_evenly():
+    weights = torch.tensor([[[0.1, 0.2, 0.3, 0.4], [0.7, 0.1, 0.1, 0.1]]])
+    keep = torch.tensor([[False, True, False, False], [False, False, False, False]])
+    expected = torch.tensor([[[0.8 / 3, 0.2, 0.8 / 3, 0.8 / 3], [0.25, 0.25, 0.25, 0.25]]])
+    torch.testing.assert_close(uniform_except(weights, keep), expected)
+    torch.testing.assert_close(uniform_except(weights, torch.ones(2, 4, dtype=torch.bool)), weights)
+    per_example = keep.unsqueeze(0).repeat(2, 1, 1)
+    torch.testing.assert_close(uniform_except(weights.repeat(2, 1, 1), per_example), expected.repeat(2, 1, 1))
+
+
+def test_uniform_except_rejects_bad_masks():
+    weights = torch.full((2, 3, 4), 0.25)
+    with pytest.raises(TypeError, match="bool"):
+        uniform_except(weights, torch.ones(3, 4))
+    with pytest.raises(ValueError, match=r"\(L, H\) or \(B, L, H\)"):
+        uniform_except(weights, torch.ones(4, 3, dtype=torch.bool))

@@ -1,4 +1,5 @@
-"""Evaluation of attribution maps: faithfulness, localisation, robustness, head importance, cost.
+"""Evaluation of attribution maps: faithfulness, localisation, robustness, head importance,
+cost, and diagnostics of GMAR's head weights (decomposition, ablation, head profile).
 
 Pure functions over batched tensors that return one value per example (the caller
 averages); see each module for the conventions. :func:`compare` runs them for several
@@ -6,6 +7,7 @@ methods over a data set of explanation tasks (:mod:`.data`), in one process or s
 (:mod:`.distributed`); :mod:`.report` summarises the rows.
 """
 
+from .ablation import ablation_masks, ablation_methods, ablation_table
 from .cost import Cost, measure_cost
 from .data import HubDatasetTasks, ImageFolderTasks, SceneTasks, open_dataset
 from .faithfulness import (
@@ -17,25 +19,36 @@ from .faithfulness import (
     perturbation_curve,
 )
 from .head_importance import GroupDrops, group_masking_drops, head_masking_drops, rank_correlation
-from .localisation import ClassSensitivity, class_sensitivity, mass_inside, pointing_game
+from .head_profile import HeadProfile, head_profile, weight_correlations
+from .localisation import ClassSensitivity, class_sensitivity, gini_index, mass_inside, pointing_game
 from .report import paired_differences, read_csv, summarize
 from .robustness import infidelity_score, sensitivity_score
 from .runner import compare
+from .weight_decomposition import WeightDecomposition, class_share, decompose_head_weights
 
 __all__ = [
     "ClassSensitivity",
     "Cost",
     "GroupDrops",
+    "HeadProfile",
     "HubDatasetTasks",
     "ImageFolderTasks",
     "SceneTasks",
+    "WeightDecomposition",
+    "ablation_masks",
+    "ablation_methods",
+    "ablation_table",
     "blur",
     "class_sensitivity",
+    "class_share",
     "compare",
+    "decompose_head_weights",
     "deletion_auc",
     "deletion_insertion_curves",
+    "gini_index",
     "group_masking_drops",
     "head_masking_drops",
+    "head_profile",
     "infidelity_score",
     "insertion_auc",
     "mass_inside",
@@ -49,4 +62,5 @@ __all__ = [
     "sensitivity_score",
     "paired_differences",
     "summarize",
+    "weight_correlations",
 ]

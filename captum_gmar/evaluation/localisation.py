@@ -1,4 +1,5 @@
-"""Localisation: does a map point at the object, given its ground-truth pixel mask?
+"""Localisation: does a map point at the object, given its ground-truth pixel mask, and
+how concentrated is its mass?
 
 Maps are ``(B, H, W)`` relevance at pixel resolution, masks ``(B, H, W)`` bool (e.g. the
 item masks of :func:`captum_gmar.datasets.scenes.make_scenes`). Every metric returns one value
@@ -72,6 +73,31 @@ def mass_inside(maps: Tensor, masks: Tensor) -> Tensor:
     total = mass.sum(1)
     inside = (mass * masks.flatten(1)).sum(1)
     return torch.where(total > 0, inside / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0)
+
+
+def gini_index(maps: Tensor, patch_size: int | tuple[int, int] = 1) -> Tensor:
+    """Concentration of each map's mass: the Gini index of its values.
+
+    ``G = sum_i (2i - n - 1) x_(i) / (n sum_i x_i)`` over the ``n`` values sorted
+    ascending: 0 when every value is equal, ``(n - 1) / n`` when all the mass is on one.
+    Negative relevance is clamped to 0, as in :func:`mass_inside`.
+
+    Args:
+        maps: ``(B, H, W)`` relevance.
+        patch_size: average over patches of this size first (the model's patch size), so
+            an upsampled patch map is scored on the grid where it has its resolution.
+
+    Returns:
+        ``(B,)`` float32 in ``[0, 1)``; 0 where a map has no positive mass.
+    """
+    if not isinstance(maps, Tensor) or maps.dim() != 3:
+        raise ValueError(f"maps must be a (B, H, W) tensor, got {getattr(maps, 'shape', type(maps).__name__)}")
+    maps = check_maps(maps, tuple(maps.shape))
+    x = F.avg_pool2d(maps.clamp_min(0).unsqueeze(1), patch_size).flatten(1).sort(dim=1).values
+    n = x.shape[1]
+    rank = torch.arange(1, n + 1, dtype=x.dtype, device=x.device)
+    total = x.sum(1)
+    return torch.where(total > 0, ((2 * rank - n - 1) * x).sum(1) / (n * total.clamp_min(torch.finfo(x.dtype).tiny)), 0.0)
 
 
 def class_sensitivity(maps_target: Tensor, mask_target: Tensor, mask_other: Tensor) -> ClassSensitivity:

@@ -29,6 +29,7 @@ COLUMNS: dict[str, str] = {
     "negative_perturbation_auc": "Chefer negative perturbation AUC (higher is better)",
     "pointing_game": "Pointing game hit rate (higher is better)",
     "mass_inside": "Share of the map's mass inside the explained object's mask (higher is better)",
+    "gini": "Gini index of the map on the patch grid (0: mass spread evenly; near 1: on one patch)",
     "class_sensitivity": "Images with two labelled objects: mass on the explained one minus mass on the other (higher is better)",
     "infidelity": "Captum infidelity (lower is better)",
     "sensitivity": "Captum sensitivity_max (lower is better)",
@@ -37,6 +38,7 @@ COLUMNS: dict[str, str] = {
     "randomised_head_correlation": "Spearman correlation with the map after re-initialising the classifier head (lower: the map depends on it)",
     "randomised_block_correlation": "Spearman correlation with the map after re-initialising the last block (lower: the map depends on it)",
     "head_entropy": "Normalised entropy of the head weights, mean over layers (1: uniform, GMAR = rollout; GMAR only)",
+    "head_weight_class_share": "Share of the head weights' squared deviation from uniform that changes with the explained class, every class explained (GMAR only)",
     "seconds_per_image": "Wall time per image",
     "peak_memory_mb": "Peak extra memory of one batch (MB; RSS on CPU, allocated on CUDA)",
 }

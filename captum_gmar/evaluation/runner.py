@@ -33,18 +33,22 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..errors import RankFailedError
+from ..gmar import GMARAttribution
 from ..models import VisionTransformer
 from ..names import DEFAULT_METRIC_KEYS, METHOD_KEYS, METRIC_KEYS
 from .cost import measure_cost
+from ..names import ABLATION_KINDS
+from .ablation import ablation_methods
 from .data import Batch, collate
 from .distributed import Context, current_context
 from .faithfulness import deletion_auc, insertion_auc, perturbation_auc
 from .head_importance import head_masking_drops, rank_correlation
-from .localisation import class_sensitivity, mass_inside, pointing_game
+from .localisation import class_sensitivity, gini_index, mass_inside, pointing_game
 from .methods import Method, build_methods
 from .report import ResultsWriter, read_csv
 from .robustness import infidelity_score, sensitivity_score
 from .sanity import head_weight_entropy, map_correlation, randomised_copy
+from .weight_decomposition import class_share
 
 Row = dict[str, Any]
 
@@ -68,6 +72,7 @@ class Settings:
     ig_internal_batch_size: int | None
     deletion_steps: int
     seed: int
+    ablation: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRIC_KEYS]
@@ -78,6 +83,11 @@ class Settings:
             raise ValueError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHOD_KEYS)}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        unknown = [k for k in self.ablation if k not in ABLATION_KINDS]
+        if unknown:
+            raise ValueError(f"unknown ablation(s) {', '.join(unknown)}; choose from {', '.join(ABLATION_KINDS)}")
+        if self.ablation and not {"gmar-l1", "rollout"} <= set(self.methods):
+            raise ValueError("an ablation is paired with GMAR (L1) and attention rollout: the methods must include gmar-l1 and rollout")
 
 
 def compare(
@@ -96,6 +106,7 @@ def compare(
     results: str | os.PathLike[str] | None = None,
     resume: bool = False,
     workers: int = 0,
+    ablation: Sequence[str] = (),
 ) -> list[Row] | None:
     """Run ``methods`` on every item of ``dataset`` and score them.
 
@@ -116,7 +127,9 @@ def compare(
             ``"sanity"`` (:mod:`~captum_gmar.evaluation.sanity`, also on the first
             ``robustness_limit`` items) correlates each map with attention rollout's and
             with the same method's on the model with its classifier head, or its last
-            block, re-initialised, and gives GMAR's head-weight entropy.
+            block, re-initialised, and gives GMAR's head-weight entropy and the share of
+            its weights' deviation from uniform that changes with the explained class
+            (every class explained: one more backward pass per class).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see
             :func:`~captum_gmar.evaluation.distributed.select_device`).
         batch_size: explanations per batch (IG's steps are split by
@@ -134,6 +147,11 @@ def compare(
             finished: each is named on stderr once, when read, and listed in
             ``<name>.run.json`` (``unreadable``: item, naming entries, error).
         workers: processes reading and preprocessing items (``DataLoader``'s ``num_workers``).
+        ablation: kinds of :mod:`~captum_gmar.evaluation.ablation` (``"layers"``,
+            ``"heads"``): GMAR (L1) with one layer's head weights uniform, or with only one
+            head's weight its own, added as methods scored like the others (the
+            randomisation columns aside); needs ``gmar-l1`` and ``rollout`` among
+            ``methods``, to pair them with (:func:`~.ablation.ablation_table`).
 
     Returns:
         Without ``results``: one row per method and item (rank 0; ``[]`` on other ranks):
@@ -142,13 +160,16 @@ def compare(
         :data:`~captum_gmar.evaluation.report.COLUMNS` that were computed. With
         ``results``: ``None``, the rows are in the file (:func:`~.report.read_csv`).
     """
-    settings = Settings(tuple(methods), tuple(metrics), batch_size, robustness_limit, ig_steps, ig_internal_batch_size, deletion_steps, seed)
+    settings = Settings(
+        tuple(methods), tuple(metrics), batch_size, robustness_limit, ig_steps, ig_internal_batch_size, deletion_steps, seed, tuple(ablation)
+    )
     if resume and results is None:
         raise ValueError("resume=True needs the results file to resume")
     ctx = current_context(device)
     torch.manual_seed(seed)
     model = model.to(ctx.device).eval()
     built = build_methods(model, settings.methods, ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size)
+    built += ablation_methods(model, settings.ablation)
     count = len(dataset)
     batches = [range(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
     data = {"items": count, "data_fingerprint": getattr(dataset, "fingerprint", None)}
@@ -266,11 +287,12 @@ class _Run:
         self.ctx, self.vit, self.methods, self.dataset, self.settings, self.workers = ctx, vit, methods, dataset, settings, workers
         self.score_fn = score_function(vit)
         self.warm = False
-        if "sanity" in settings.metrics:  # the same methods on re-initialised copies of the model
+        if "sanity" in settings.metrics:  # the same methods (ablations aside) on re-initialised copies of the model
             options = {"ig_steps": settings.ig_steps, "ig_internal_batch_size": settings.ig_internal_batch_size}
             self.rollout = build_methods(vit.model, ["rollout"])[0]
             self.randomised = {
-                part: build_methods(randomised_copy(vit.model, part, settings.seed), settings.methods, **options) for part in ("head", "last_block")
+                part: {m.name: m for m in build_methods(randomised_copy(vit.model, part, settings.seed), settings.methods, **options)}
+                for part in ("head", "last_block")
             }
 
     def __call__(self, batches: list[range], emit: Callable[[list[Row], list[Row]], None], progress: bool) -> None:
@@ -360,6 +382,7 @@ class _Run:
             columns["mass_inside"] = torch.where(has_mask, mass_inside(maps, masks), math.nan)
             sensitivity = class_sensitivity(maps, masks, batch.other_masks.to(x.device)).difference
             columns["class_sensitivity"] = torch.where(has_both, sensitivity, math.nan)
+            columns["gini"] = gini_index(maps, self.vit.patch_size)
         if "robustness" in metrics:
             columns["infidelity"] = torch.full((len(t),), math.nan)
             columns["sensitivity"] = torch.full((len(t),), math.nan)
@@ -371,13 +394,19 @@ class _Run:
             columns["head_rank_correlation"] = rank_correlation(weights, head_masking_drops(self.vit, x, t))
         if "sanity" in metrics:
             randomised = {"randomised_head_correlation": "head", "randomised_block_correlation": "last_block"}
-            for name in ["rollout_correlation", *randomised, *(["head_entropy"] if weights is not None else [])]:
+            randomised = {name: part for name, part in randomised.items() if method.name in self.randomised[part]}
+            # GMAR's own weights (not an ablation's) for every class: how much they depend on it
+            gmar = isinstance(method.attribution, GMARAttribution) and method.attribution.weight_transform is None
+            names = ["rollout_correlation", *randomised, *(["head_entropy"] if weights is not None else []), *(["head_weight_class_share"] if gmar else [])]
+            for name in names:
                 columns[name] = torch.full((len(t),), math.nan)
             if keep.stop:
                 patch, xk, tk = self.vit.patch_size, x[keep], t[keep]
                 columns["rollout_correlation"][keep] = map_correlation(maps[keep], rollout, patch).cpu()
                 for name, part in randomised.items():
-                    columns[name][keep] = map_correlation(maps[keep], self.randomised[part][index](xk, tk), patch, rank=True).cpu()
+                    columns[name][keep] = map_correlation(maps[keep], self.randomised[part][method.name](xk, tk), patch, rank=True).cpu()
                 if weights is not None:
                     columns["head_entropy"][keep] = head_weight_entropy(weights[keep]).mean(-1).cpu()
+                if gmar:
+                    columns["head_weight_class_share"][keep] = class_share(method.attribution.class_head_weights(xk)).float().cpu()
         return columns

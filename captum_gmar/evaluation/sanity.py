@@ -25,7 +25,7 @@ from ..model_state import unwrap_model
 from ..models import VisionTransformer
 from ._stats import average_ranks, pearson
 
-__all__ = ["head_weight_entropy", "map_correlation", "randomised_copy"]
+__all__ = ["head_weight_entropy", "layer_of", "map_correlation", "randomised_copy"]
 
 Part = Literal["head", "last_block"]
 
@@ -84,7 +84,7 @@ def randomised_copy(model: nn.Module, part: Part, seed: int = 0) -> nn.Module:
         if not isinstance(target, nn.Module):
             raise ValueError(f"{type(clone).__name__} has no classifier module to re-initialise")
     else:
-        target = _layer_of(clone, VisionTransformer(clone).blocks[-1].attention)
+        target = layer_of(clone, VisionTransformer(clone).blocks[-1].attention)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         resettable = [m for m in target.modules() if hasattr(m, "reset_parameters")]
@@ -95,7 +95,7 @@ def randomised_copy(model: nn.Module, part: Part, seed: int = 0) -> nn.Module:
     return clone.eval()
 
 
-def _layer_of(model: nn.Module, attention: nn.Module) -> nn.Module:
+def layer_of(model: nn.Module, attention: nn.Module) -> nn.Module:
     """The transformer layer holding ``attention``: the outermost module below the
     ``ModuleList`` of layers that contains it."""
     for layers in model.modules():

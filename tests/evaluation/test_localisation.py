@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from captum_gmar.evaluation import ClassSensitivity, class_sensitivity, mass_inside, pointing_game
+from captum_gmar.evaluation import ClassSensitivity, class_sensitivity, gini_index, mass_inside, pointing_game
 
 
 def single_pixel(row: int, col: int, size: int = 5) -> torch.Tensor:
@@ -73,3 +73,24 @@ def test_bad_arguments_raise():
         mass_inside(torch.full_like(maps, float("nan")), masks)
     with pytest.raises(TypeError, match="floating-point"):
         mass_inside(masks, masks)
+
+
+def test_gini_index_exact_values():
+    even = torch.ones(1, 4, 4)
+    one = torch.zeros(1, 4, 4)
+    one[0, 2, 1] = 5.0
+    half = torch.zeros(1, 1, 4)
+    half[0, 0, :2] = 1.0
+    torch.testing.assert_close(gini_index(torch.cat([even, one])), torch.tensor([0.0, 15 / 16]))
+    torch.testing.assert_close(gini_index(half), torch.tensor([0.5]))  # (2*3-5)/4 + (2*4-5)/4 over n*sum = 8
+    torch.testing.assert_close(gini_index(torch.zeros(1, 4, 4)), torch.zeros(1))
+    torch.testing.assert_close(gini_index(-one), torch.zeros(1))  # negative relevance is no mass
+
+
+def test_gini_index_on_the_patch_grid():
+    """A patch map upsampled by repetition has the patch map's Gini on the patch grid."""
+    patch = torch.rand(2, 3, 3, generator=torch.Generator().manual_seed(0))
+    upsampled = patch.repeat_interleave(4, -1).repeat_interleave(4, -2)
+    torch.testing.assert_close(gini_index(upsampled, patch_size=4), gini_index(patch))
+    with pytest.raises(ValueError, match=r"\(B, H, W\)"):
+        gini_index(torch.rand(2, 1, 4, 4))

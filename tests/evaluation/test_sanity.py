@@ -94,6 +94,8 @@ def test_sanity_metric_group():
             computed = row["item"] < 6
             assert math.isnan(row["randomised_head_correlation"]) != computed
             assert ("head_entropy" in row and not math.isnan(row["head_entropy"])) == (computed and method == "GMAR (L1)")
+            share = row.get("head_weight_class_share", math.nan)
+            assert (0 <= share <= 1) == (computed and method == "GMAR (L1)")
     rollout = [r for r in by_method["Attention rollout"] if r["item"] < 6]
     assert all(r["randomised_head_correlation"] == pytest.approx(1.0) and r["rollout_correlation"] == pytest.approx(1.0) for r in rollout)
     assert all(r["randomised_block_correlation"] < 1.0 for r in rollout)
