@@ -46,9 +46,26 @@ def with_gradient_of(value: Tensor, surrogate: Tensor) -> Tensor:
     return value.detach() + (surrogate - surrogate.detach())
 
 
+class _ScaledGradient(torch.autograd.Function):
+    """``value`` in the forward pass; in the backward pass the gradient goes to ``x``,
+    multiplied by ``scale`` (a tensor broadcastable to ``x``, or a number)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, value: Tensor, scale: Tensor | float) -> Tensor:  # type: ignore[override]
+        if isinstance(scale, Tensor):
+            ctx.save_for_backward(scale)
+        ctx.scale = None if isinstance(scale, Tensor) else scale
+        return value.detach().view_as(value)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        scale = ctx.saved_tensors[0] if ctx.scale is None else ctx.scale
+        return grad * scale, None, None
+
+
 def divide_gradient(x: Tensor, factor: float) -> Tensor:
     """``x``, with its gradient divided by ``factor`` (the uniform rule's share)."""
-    return with_gradient_of(x, x / factor)
+    return _ScaledGradient.apply(x, x, 1.0 / factor)
 
 
 def identity_rule(x: Tensor, y: Tensor) -> Tensor:
@@ -58,23 +75,34 @@ def identity_rule(x: Tensor, y: Tensor) -> Tensor:
     is stabilised as in ``lxt`` (``x + 1e-10``); where that is 0 (an input of exactly 0
     in float16) the gradient is 0.
     """
-    denominator = x.detach() + IDENTITY_EPSILON
-    ratio = torch.where(denominator == 0, torch.zeros_like(denominator), y.detach() / denominator)
-    return with_gradient_of(y, x * ratio)
+    ratio = (y.detach() / (x.detach() + IDENTITY_EPSILON)).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    return _ScaledGradient.apply(x, y, ratio)
+
+
+class _LayerNormConstantStd(torch.autograd.Function):
+    """``F.layer_norm``, differentiated with the standard deviation held constant."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.dims, ctx.eps = tuple(range(-len(normalized_shape), 0)), eps
+        return F.layer_norm(x, normalized_shape, weight, bias, eps)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        dims = ctx.dims
+        # in float32 at least, as F.layer_norm computes it: a float16 square overflows
+        std = (x.float().var(dims, unbiased=False, keepdim=True) + ctx.eps).sqrt()
+        scaled = (grad if weight is None else grad * weight).float()
+        # d/dx of (x - mean(x)) / std * w with std constant: centre the incoming gradient
+        return ((scaled - scaled.mean(dims, keepdim=True)) / std).to(x.dtype), None, None, None, None
 
 
 def layer_norm(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
-    """``F.layer_norm`` with the standard deviation held constant in the backward pass."""
-    dims = tuple(range(-len(normalized_shape), 0))
-    centred = x - x.mean(dims, keepdim=True)
-    # in float32 at least, as F.layer_norm computes it: a float16 square overflows
-    std = (centred.detach().float().pow(2).mean(dims, keepdim=True) + eps).sqrt().to(x.dtype)
-    surrogate = centred / std
-    if weight is not None:
-        surrogate = surrogate * weight
-    if bias is not None:
-        surrogate = surrogate + bias
-    return with_gradient_of(F.layer_norm(x, normalized_shape, weight, bias, eps), surrogate)
+    """``F.layer_norm`` with the standard deviation held constant in the backward pass
+    (no gradient to ``weight`` and ``bias``, which the passes hold constant too)."""
+    return _LayerNormConstantStd.apply(x, tuple(normalized_shape), weight, bias, eps)
 
 
 def rms_norm(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None, eps: float | None) -> Tensor:
