@@ -93,8 +93,9 @@ class _LayerNormConstantStd(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         dims = ctx.dims
         # in float32 at least, as F.layer_norm computes it: a float16 square overflows
-        std = (x.float().var(dims, unbiased=False, keepdim=True) + ctx.eps).sqrt()
-        scaled = (grad if weight is None else grad * weight).float()
+        wide = torch.promote_types(x.dtype, torch.float32)
+        std = (x.to(wide).var(dims, unbiased=False, keepdim=True) + ctx.eps).sqrt()
+        scaled = (grad if weight is None else grad * weight).to(wide)
         # d/dx of (x - mean(x)) / std * w with std constant: centre the incoming gradient
         return ((scaled - scaled.mean(dims, keepdim=True)) / std).to(x.dtype), None, None, None, None
 
@@ -109,7 +110,8 @@ def rms_norm(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None
     """``F.rms_norm`` with the root mean square held constant in the backward pass."""
     dims = tuple(range(-len(normalized_shape), 0))
     eps = torch.finfo(x.dtype).eps if eps is None else eps
-    surrogate = x * torch.rsqrt(x.detach().float().pow(2).mean(dims, keepdim=True) + eps).to(x.dtype)
+    wide = torch.promote_types(x.dtype, torch.float32)
+    surrogate = x * torch.rsqrt(x.detach().to(wide).pow(2).mean(dims, keepdim=True) + eps).to(x.dtype)
     if weight is not None:
         surrogate = surrogate * weight
     return with_gradient_of(F.rms_norm(x, normalized_shape, weight, eps), surrogate)
