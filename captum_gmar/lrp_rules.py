@@ -63,6 +63,11 @@ class _ScaledGradient(torch.autograd.Function):
         return grad * scale, None, None
 
 
+class _IdentityRule(_ScaledGradient):
+    """:class:`_ScaledGradient` under its own name, so that a result of
+    :func:`identity_rule` can be told from others (:func:`carries_identity_rule`)."""
+
+
 def divide_gradient(x: Tensor, factor: float) -> Tensor:
     """``x``, with its gradient divided by ``factor`` (the uniform rule's share)."""
     return _ScaledGradient.apply(x, x, 1.0 / factor)
@@ -76,7 +81,12 @@ def identity_rule(x: Tensor, y: Tensor) -> Tensor:
     in float16) the gradient is 0.
     """
     ratio = (y.detach() / (x.detach() + IDENTITY_EPSILON)).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
-    return _ScaledGradient.apply(x, y, ratio)
+    return _IdentityRule.apply(x, y, ratio)
+
+
+def carries_identity_rule(y: Tensor) -> bool:
+    """Whether ``y`` is a result of :func:`identity_rule` (applying it again would change nothing)."""
+    return type(y.grad_fn) is _IdentityRule._backward_cls
 
 
 class _LayerNormConstantStd(torch.autograd.Function):

@@ -122,3 +122,10 @@ def zennit_relevance(rule, layer, x, relevance):
     finally:
         handles.remove()
     return x.grad
+
+
+def test_carries_identity_rule_tells_the_identity_rule_from_the_uniform_rule():
+    x = leaf(3)
+    assert rules.carries_identity_rule(rules.identity_rule(x, F.gelu(x)))
+    assert not rules.carries_identity_rule(rules.divide_gradient(x * x, 2))
+    assert not rules.carries_identity_rule(F.gelu(x))
