@@ -56,10 +56,12 @@ def test_output_norm_includes_dinov2s_layer_scale(load_tiny, images):
     layer = model.dinov2.encoder.layer[1]
     with torch.no_grad():
         layer.layer_scale1.lambda1.mul_(torch.linspace(0.5, 2.0, VISION["hidden_size"]))
-    profile = head_profile(GMARAttribution(model), images, torch.tensor([0, 1, 2]))
-    expected = output_norms(layer.attention.o_proj.weight, HEADS, layer.layer_scale1.lambda1)
+    gmar = GMARAttribution(model)
+    profile = head_profile(gmar, images, torch.tensor([0, 1, 2]))
+    projection = gmar.vit.blocks[1].output.weight  # o_proj in transformers 5, attention.output.dense in 4.57
+    expected = output_norms(projection, HEADS, layer.layer_scale1.lambda1)
     torch.testing.assert_close(profile.output_norm[0, 1], expected)
-    assert not torch.allclose(expected, output_norms(layer.attention.o_proj.weight, HEADS))
+    assert not torch.allclose(expected, output_norms(projection, HEADS))
 
 
 def test_head_profile_needs_gmars_own_weights_of_every_layer(load_tiny, images):
