@@ -139,6 +139,8 @@ def weight_correlations(profile: HeadProfile, layers: slice | list[int] = slice(
 def _output_norm(model: nn.Module, block) -> Tensor:
     """``(H,)`` :func:`output_norms` of ``block``, NaN where its output is not a linear layer."""
     output = block.output
+    if isinstance(output, nn.Identity) and isinstance(getattr(block.attention, "proj", None), nn.Linear):
+        output = block.attention.proj  # timm: the heads' outputs pass an identity norm, then the projection
     if not isinstance(output, nn.Linear) or output.in_features % block.num_heads:
         return torch.full((block.num_heads,), float("nan"))
     params = dict(layer_of(model, block.attention).named_parameters())

@@ -97,9 +97,9 @@ def randomised_copy(model: nn.Module, part: Part, seed: int = 0) -> nn.Module:
 
 def layer_of(model: nn.Module, attention: nn.Module) -> nn.Module:
     """The transformer layer holding ``attention``: the outermost module below the
-    ``ModuleList`` of layers that contains it."""
+    ``ModuleList`` (timm: ``Sequential``) of layers that contains it."""
     for layers in model.modules():
-        if isinstance(layers, nn.ModuleList):
+        if isinstance(layers, (nn.ModuleList, nn.Sequential)):  # transformers' layer lists, timm's blocks
             for layer in layers:
                 if any(m is attention for m in layer.modules()):
                     return layer
