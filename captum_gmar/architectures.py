@@ -28,14 +28,16 @@ import torch
 from torch import Tensor, nn
 
 from .errors import UnsupportedModelError
+from .model_state import unwrap_model
 from .names import (
     BACKBONE_MODEL_CLASSES,
+    EMBEDDING_MODEL_CLASSES,
     SUPPORTED_FAMILIES,
     SUPPORTED_MODEL_CLASSES,
     TIMM_MODEL_CLASSES,
     ZERO_SHOT_MODEL_CLASSES,
 )
-from .zero_shot import Prompts, ZeroShotHead
+from .zero_shot import Prompts, ZeroShotHead, image_features
 
 #: A group of tokens a classifier can read: the class token, the distillation token
 #: (DeiT), the mean of the patch tokens, the mean of all tokens, or the attention of an
@@ -166,7 +168,11 @@ def describe(model: nn.Module, text: Prompts | None = None) -> Architecture:
         UnsupportedModelError: if the model is none of the supported kinds.
         ValueError: if ``text`` is missing for a zero-shot model or given for another.
     """
-    names = {cls.__name__ for cls in type(model).__mro__ if cls.__module__.startswith("transformers.")}
+    if isinstance(model, EmbeddingHead):
+        if text is not None:
+            raise ValueError(f"text prompts are for zero-shot image-text models, not for {type(model).__name__}, a head on an embedding")
+        return _embedding_head(model)
+    names = _transformers_names(model)
     zero_shot = names & set(ZERO_SHOT_MODEL_CLASSES)
     if text is not None and not zero_shot:
         raise ValueError(f"text prompts are for zero-shot image-text models ({', '.join(ZERO_SHOT_MODEL_CLASSES)}), "
@@ -180,23 +186,36 @@ def describe(model: nn.Module, text: Prompts | None = None) -> Architecture:
         probe = model.vision_model.head.attention if pooling == ("probe",) else None
         return _hf(model, model.vision_model, family, pooling, "projections", head.num_labels, head.logits, probe=probe)
     if "TimmWrapperForImageClassification" in names:
-        return _timm(model.timm_model, model, model.config.num_labels, "timm (TimmWrapper)")
+        return _timm(model.timm_model, model.config.num_labels, "timm (TimmWrapper)", _output_logits(model))
     for name, (family, tower, pooling, capture) in _CLASSIFIERS.items():
         if name in names:
             vision = model.vision_model if tower == "vision_model" else model.base_model
             return _hf(model, vision, family, pooling(vision.config), capture, model.config.num_labels, _hf_logits(model, vision))
     if _is_timm(model):
-        return _timm(model, model, model.num_classes, "timm")
+        if model.num_classes == 0:
+            raise UnsupportedModelError(
+                f"this timm {type(model).__name__} has no classifier (num_classes=0) and returns an embedding: pass "
+                "references= (K reference embeddings, e.g. from captum_gmar.similarity.embed_images) to explain its "
+                "similarity to each"
+            )
+        return _timm(model, model.num_classes, "timm", model)
     backbone = _find_backbone(model)
     if backbone is not None:
         return _custom_head(model, backbone)
     name = type(model).__name__
+    if names & set(EMBEDDING_MODEL_CLASSES):
+        raise UnsupportedModelError(
+            f"{name} returns an embedding, not class logits: pass references= (K reference embeddings, e.g. from "
+            "captum_gmar.similarity.embed_images) to explain its similarity to each, or put your head on it "
+            "(see docs/models.md)"
+        )
     why = " (its windowed attention has no global token-to-token map to roll out)" if "swin" in name.lower() else ""
     raise UnsupportedModelError(
         f"{name} is not a supported vision transformer{why}. Supported: {SUPPORTED_FAMILIES} image classifiers "
         f"({', '.join(SUPPORTED_MODEL_CLASSES)}), also inside peft or torch.compile; zero-shot "
         f"{', '.join(ZERO_SHOT_MODEL_CLASSES)} with text prompts; timm {', '.join(TIMM_MODEL_CLASSES)}; and your own "
-        f"head on a {', '.join(BACKBONE_MODEL_CLASSES)} (see docs/models.md)."
+        f"head on a {', '.join(BACKBONE_MODEL_CLASSES)}; the embeddings of {', '.join(EMBEDDING_MODEL_CLASSES)} with "
+        "references= (see docs/models.md)."
     )
 
 
@@ -277,6 +296,25 @@ _BACKBONES: dict[str, tuple[str, CaptureKind]] = {
     "Dinov2WithRegistersModel": ("DINOv2", "projections"),
 }
 
+#: embedding model class -> (family, its embedding's pooling from the config, capture, the
+#: output field holding the embedding, the config field of its width); the vision
+#: transformer is the model's ``vision_model`` where it has one (CLIP's and SigLIP's
+#: towers in 4.57.x), else the model itself; see :class:`EmbeddingHead`
+_EMBEDDING_MODELS: dict[str, tuple[str, Callable[[object], Pooling], CaptureKind, str, str]] = {
+    "Dinov2Model": ("DINOv2", _class_token, "projections", "pooler_output", "hidden_size"),  # layernorm(CLS)
+    "Dinov2WithRegistersModel": ("DINOv2", _class_token, "projections", "pooler_output", "hidden_size"),
+    "DINOv3ViTModel": ("DINOv3", _class_token, "kernel", "pooler_output", "hidden_size"),
+    "ViTModel": ("ViT", _class_token, "projections", "pooler_output", "hidden_size"),  # tanh(dense(CLS))
+    "DeiTModel": ("DeiT", _class_token, "projections", "pooler_output", "hidden_size"),
+    "BeitModel": ("BEiT", _beit_pooling, "kernel", "pooler_output", "hidden_size"),
+    "Data2VecVisionModel": ("Data2Vec-Vision", _beit_pooling, "kernel", "pooler_output", "hidden_size"),
+    "CLIPVisionModel": ("CLIP", _class_token, "projections", "pooler_output", "hidden_size"),  # post_layernorm(CLS)
+    "CLIPVisionModelWithProjection": ("CLIP", _class_token, "projections", "image_embeds", "projection_dim"),
+    "MetaClip2VisionModel": ("MetaCLIP 2", _class_token, "projections", "pooler_output", "hidden_size"),
+    "MetaClip2VisionModelWithProjection": ("MetaCLIP 2", _class_token, "projections", "image_embeds", "projection_dim"),
+    "SiglipVisionModel": ("SigLIP", lambda config: ("probe",), "projections", "pooler_output", "hidden_size"),
+}
+
 _GROUP_NAMES = {
     "class": "the class token",
     "distillation": "the distillation token",
@@ -326,17 +364,18 @@ def _hf(
     )
 
 
-def _hf_logits(model: nn.Module, vision: nn.Module) -> Callable[[Tensor], Tensor]:
-    """Logits of a transformers classifier, passing ``interpolate_pos_encoding=True`` when
-    the input size differs from the training size and the model can be told (by name, or
-    through ``**kwargs`` to a vision transformer that takes it)."""
+def _hf_logits(model: nn.Module, vision: nn.Module, read: Callable[..., Tensor] | None = None) -> Callable[[Tensor], Tensor]:
+    """Logits of a transformers classifier (or ``read(pixel_values, **kwargs)`` of
+    ``model``), passing ``interpolate_pos_encoding=True`` when the input size differs from
+    the training size and the model can be told (by name, or through ``**kwargs`` to a
+    vision transformer that takes it)."""
     params = inspect.signature(model.forward).parameters
     takes = "interpolate_pos_encoding" in params or (
         any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         and "interpolate_pos_encoding" in inspect.signature(vision.forward).parameters
     )
     native = _pair(vision.config.image_size)
-    read = _output_logits(model)
+    read = read or _output_logits(model)
 
     def logits(pixel_values: Tensor) -> Tensor:
         if takes and tuple(pixel_values.shape[-2:]) != native:
@@ -354,17 +393,21 @@ def _output_logits(model: nn.Module) -> Callable[..., Tensor]:
     return read
 
 
+def _transformers_names(model: nn.Module) -> set[str]:
+    """Names of the transformers classes ``model`` is an instance of."""
+    return {cls.__name__ for cls in type(model).__mro__ if cls.__module__.startswith("transformers.")}
+
+
 def _is_timm(model: nn.Module) -> bool:
     return any(cls.__module__.startswith("timm.") and cls.__name__ in TIMM_MODEL_CLASSES for cls in type(model).__mro__)
 
 
-def _timm(vision: nn.Module, model: nn.Module, num_labels: int, family: str) -> Architecture:
+def _timm(vision: nn.Module, num_labels: int, family: str, logits: Callable[[Tensor], Tensor]) -> Architecture:
     """A timm ``VisionTransformer``, ``VisionTransformerDistilled`` or ``Eva``, native or
-    inside ``TimmWrapperForImageClassification`` (``model``: what to call for logits)."""
+    inside ``TimmWrapperForImageClassification`` or an :class:`EmbeddingHead`."""
     pooling, pooling_name = _timm_pooling(vision)
     patch_embed = vision.patch_embed
     image_size = getattr(patch_embed, "img_size", None)
-    read = _output_logits(model) if model is not vision else None
     return Architecture(
         family=family,
         vision=vision,
@@ -379,7 +422,7 @@ def _timm(vision: nn.Module, model: nn.Module, num_labels: int, family: str) -> 
         hidden_size=int(vision.embed_dim),
         num_layers=len(vision.blocks),
         num_labels=int(num_labels),
-        logits=read if read is not None else vision,
+        logits=logits,
     )
 
 
@@ -427,14 +470,23 @@ def _custom_head(model: nn.Module, backbone: nn.Module) -> Architecture:
     pooling = parse_pooling(getattr(model, "token_pooling", "class"))
     family, capture = next(_BACKBONES[cls.__name__] for cls in type(backbone).__mro__ if cls.__name__ in _BACKBONES)
 
+    return _hf(model, backbone, family, pooling, capture, num_labels, _head_logits(model, num_labels))
+
+
+def _head_logits(model: nn.Module, num_labels: int) -> Callable[[Tensor], Tensor]:
+    """The logits of a user's module, checked to be ``(B, num_labels)``."""
+    name = type(model).__name__
+
     def logits(pixel_values: Tensor) -> Tensor:
         output = model(pixel_values)
         output = output.logits if hasattr(output, "logits") else output
-        if not isinstance(output, torch.Tensor) or output.dim() != 2:
-            raise TypeError(f"{name}.forward(pixel_values) must return logits (B, num_labels) or an output with .logits")
+        if not isinstance(output, torch.Tensor) or tuple(output.shape) != (pixel_values.shape[0], num_labels):
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise TypeError(f"{name}.forward(pixel_values) must return logits (B, num_labels) = ({pixel_values.shape[0]}, {num_labels}) "
+                            f"or an output with .logits; got {shape}")
         return output
 
-    return _hf(model, backbone, family, pooling, capture, num_labels, logits)
+    return logits
 
 
 def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -442,3 +494,117 @@ def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
         return value, value
     first, second = value
     return int(first), int(second)
+
+
+class EmbeddingHead(nn.Module):
+    """Base class of a head on the embedding a supported backbone itself returns.
+
+    The embedding is the one the model returns: ``pooler_output`` of ``Dinov2Model``,
+    ``ViTModel`` (its pooler), ``BeitModel``, ``SiglipVisionModel``, ...,
+    ``image_embeds`` of ``CLIPVisionModelWithProjection``, ``get_image_features`` of a
+    zero-shot image-text model (its image tower), the output of a timm ViT created with
+    ``num_classes=0`` (see :data:`~captum_gmar.names.EMBEDDING_MODEL_CLASSES`). The
+    attribution methods read out the rollout where that embedding pools the tokens.
+    A subclass sets ``num_labels`` and implements ``forward(pixel_values) -> (B,
+    num_labels)`` from :meth:`embed` (e.g.
+    :class:`~captum_gmar.similarity.SimilarityModel`).
+
+    Args:
+        backbone: a supported embedding model (also inside peft or ``torch.compile``).
+
+    Raises:
+        UnsupportedModelError: ``backbone`` is not one of them.
+    """
+
+    num_labels: int
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = unwrap_model(backbone)
+        self.embedding_width = embedding_width(self.backbone)
+
+    def embed(self, pixel_values: Tensor) -> Tensor:
+        """``(B, D)`` embeddings of ``pixel_values`` ``(B, C, H, W)``, with autograd."""
+        return read_embedding(self.backbone, pixel_values)
+
+
+def embedding_width(model: nn.Module) -> int:
+    """``D``, the width of the embedding ``model`` returns (see :class:`EmbeddingHead`).
+
+    Raises:
+        UnsupportedModelError: ``model`` is not a supported embedding model.
+    """
+    kind, spec = _embedding_kind(model)
+    if kind == "zero-shot":
+        config = model.config
+        return int(getattr(config, "projection_dim", None) or config.vision_config.hidden_size)  # SigLIP: no projection
+    if kind == "timm":
+        return int(getattr(model, "head_hidden_size", None) or model.num_features)
+    return int(getattr(model.config, spec[4]))  # CLIPVisionModel's config is the vision config
+
+
+def read_embedding(model: nn.Module, pixel_values: Tensor) -> Tensor:
+    """``(B, D)``: the embedding ``model`` returns for ``pixel_values`` (see :class:`EmbeddingHead`)."""
+    kind, spec = _embedding_kind(model)
+    if kind == "zero-shot":
+        return image_features(model, pixel_values)
+    if kind == "timm":
+        return model(pixel_values)
+    field = spec[3]
+
+    def read(x: Tensor, **kwargs) -> Tensor:
+        output = model(pixel_values=x, **kwargs)
+        embedding = getattr(output, field)
+        return output.last_hidden_state[:, 0] if embedding is None else embedding  # ViT, DeiT, BEiT without pooler: CLS
+
+    return _hf_logits(model, _tower(model), read)(pixel_values)
+
+
+def _embedding_kind(model: nn.Module) -> tuple[str, tuple]:
+    """``("zero-shot", ())``, ``("timm", ())`` or ``("hf", _EMBEDDING_MODELS entry)``."""
+    names = _transformers_names(model)
+    if names & set(ZERO_SHOT_MODEL_CLASSES):
+        return "zero-shot", ()
+    if _is_timm(model):
+        if model.num_classes != 0:
+            raise UnsupportedModelError(f"this timm {type(model).__name__} has a classifier; for its embedding create it with num_classes=0")
+        return "timm", ()
+    found = [name for name in EMBEDDING_MODEL_CLASSES if name in names]
+    if not found:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} is not a supported embedding model; supported: {', '.join(EMBEDDING_MODEL_CLASSES)}, "
+            f"the image towers of {', '.join(ZERO_SHOT_MODEL_CLASSES)}, and timm ViTs created with num_classes=0"
+        )
+    return "hf", _EMBEDDING_MODELS[found[0]]
+
+
+def _tower(model: nn.Module) -> nn.Module:
+    """The vision transformer of an embedding model: its ``vision_model`` or itself."""
+    return getattr(model, "vision_model", model)
+
+
+def _embedding_head(head: EmbeddingHead) -> Architecture:
+    """The architecture of an :class:`EmbeddingHead`: its backbone's, read out where the
+    embedding pools the tokens, with the head's outputs as logits."""
+    name = type(head).__name__
+    num_labels = getattr(head, "num_labels", None)
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+        raise UnsupportedModelError(f"{name} must set an int num_labels >= 1 (the number of outputs of its forward)")
+    backbone = head.backbone
+    logits = _head_logits(head, num_labels)
+    kind, spec = _embedding_kind(backbone)
+    if kind == "timm":
+        return _timm(backbone, num_labels, "timm", logits)
+    if kind == "zero-shot":
+        family, pooling = _ZERO_SHOT[next(iter(_transformers_names(backbone) & set(ZERO_SHOT_MODEL_CLASSES)))]
+        vision = backbone.vision_model
+    else:
+        family, pooling_of, capture, _, _ = spec
+        vision = _tower(backbone)
+        pooling = pooling_of(vision.config) if getattr(backbone, "pooler", True) is not None else ("class",)
+    probe = None
+    if pooling == ("probe",):
+        probe = getattr(getattr(vision, "head", None), "attention", None)
+        if probe is None:
+            raise UnsupportedModelError(f"this {family} model has no attention-pooling head (vision_use_head=False), so it returns no embedding")
+    return _hf(head, vision, family, pooling, "projections" if kind == "zero-shot" else capture, num_labels, logits, probe=probe)

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from .architectures import Readout
 from .attribution import AttentionAttribution, Explanation, check_alpha
 from .capture import AttentionTrace
+from .formatting import Targets
 from .heads import HeadFusion, reduce_heads
 from .rollout import add_residual, discard_lowest, rollout_row
 from .zero_shot import Prompts
@@ -38,6 +39,8 @@ class AttentionRollout(AttentionAttribution):
         readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
             :class:`~captum_gmar.attribution.AttentionAttribution`.
         text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
+        references, center: reference embeddings for an embedding model (similarity as
+            classes); see :class:`~captum_gmar.attribution.AttentionAttribution`.
     """
 
     needs_gradients = False
@@ -51,6 +54,8 @@ class AttentionRollout(AttentionAttribution):
         start_layer: int = 0,
         readout: Readout = "auto",
         text: Prompts | None = None,
+        references: Tensor | None = None,
+        center: Tensor | None = None,
     ) -> None:
         if head_fusion not in ("mean", "max", "min"):
             raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")
@@ -61,13 +66,13 @@ class AttentionRollout(AttentionAttribution):
         self.head_fusion = head_fusion
         self.discard_ratio = float(discard_ratio)
         self.alpha = check_alpha(alpha)
-        super().__init__(model, start_layer=start_layer, readout=readout, text=text)
+        super().__init__(model, start_layer=start_layer, readout=readout, text=text, references=references, center=center)
 
     @classmethod
     def get_name(cls) -> str:
         return "Attention Rollout"
 
-    def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
+    def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
         relevance = rollout_row(
             (
                 add_residual(discard_lowest(reduce_heads(trace.attention_probs(layer), self.head_fusion), self.discard_ratio), self.alpha)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from .architectures import Pooling, Readout
 from .capture import AttentionTrace
 from .errors import InsufficientMemoryError, NonFiniteError
-from .formatting import TargetType, batch_slices, check_pixel_values, format_targets
+from .formatting import Targets, TargetType, batch_slices, check_pixel_values, chunk_targets, format_targets
 from .maps import input_map, patch_map
 from .memory import attention_call_bytes, available_bytes, gib
 from .models import VisionTransformer
@@ -59,6 +59,12 @@ class AttentionAttribution(Attribution, ABC):
         text: for zero-shot image-text models (CLIP, MetaCLIP 2, SigLIP), the tokenized
             prompts, e.g. ``processor(text=prompts, padding=True, return_tensors="pt")``;
             ``target`` is then a prompt's index.
+        references: for an embedding model (a backbone such as ``Dinov2Model``, CLIP's
+            or SigLIP's image tower, a timm ViT with ``num_classes=0``), ``(K, D)``
+            reference embeddings (:func:`~captum_gmar.similarity.embed_images`); class
+            ``k`` is the cosine similarity of the image's embedding to reference ``k``.
+        center: with ``references``, an optional ``(D,)`` centre (a gallery's mean
+            embedding) subtracted from both embeddings before the cosine.
 
     Attributes:
         forward_func: ``pixel_values -> logits``, as Captum's metrics expect.
@@ -81,8 +87,10 @@ class AttentionAttribution(Attribution, ABC):
         start_layer: int = 0,
         readout: Readout | None = "auto",
         text: Prompts | None = None,
+        references: Tensor | None = None,
+        center: Tensor | None = None,
     ) -> None:
-        self.vit = VisionTransformer(model, text)
+        self.vit = VisionTransformer(model, text, references, center)
         super().__init__(self.vit.logits)
         self.pooling: Pooling | None = None if readout is None else self.vit.readout_pooling(readout)
         num_layers = self.vit.num_layers
@@ -111,9 +119,11 @@ class AttentionAttribution(Attribution, ABC):
             inputs: pixel values ``(B, C, H, W)`` (or a 1-tuple of them), any size the
                 model accepts; moved to the model's device and dtype for the passes.
             target: Captum-style: an int or one-element tensor (one class for all), a
-                list or 1-D tensor (one class per example), or ``None`` for each
-                example's predicted class. Class-agnostic methods check it but do not
-                depend on it.
+                list or 1-D tensor (one class per example), ``None`` for each
+                example's predicted class, or a function of the logits ``(B, K)``
+                returning one score per example ``(B,)`` (e.g. ``lambda z: z[:, 3] -
+                z[:, 5]``, a margin; see :data:`~captum_gmar.formatting.TargetFunction`).
+                Class-agnostic methods check it but do not depend on it.
             internal_batch_size: split the batch into chunks of this many examples to
                 bound memory; results equal the whole batch's up to float rounding.
             output: ``"input"`` for maps shaped like ``inputs`` (the patch map upsampled
@@ -128,12 +138,13 @@ class AttentionAttribution(Attribution, ABC):
         return maps
 
     @abstractmethod
-    def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
+    def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
         """Token relevance for one chunk (read with ``trace.readout(self.pooling)``).
 
         Args:
             trace: the captured forward pass of ``B`` examples.
-            targets: ``(B,)`` class indices on the model's device.
+            targets: ``(B,)`` class indices on the model's device, or a target
+                function (see :data:`~captum_gmar.formatting.TargetFunction`).
         """
 
     def _attribute(
@@ -158,8 +169,8 @@ class AttentionAttribution(Attribution, ABC):
             with vit.trace(
                 x, with_grad=self.needs_gradients, keep_value=self.needs_value, keep_hidden=self.needs_hidden
             ) as trace:
-                chunk_targets = trace.logits.argmax(-1) if targets is None else targets[part].to(param.device)
-                explanations.append(self._explain(trace, chunk_targets))
+                chosen = trace.logits.argmax(-1) if targets is None else chunk_targets(targets, part, param.device)
+                explanations.append(self._explain(trace, chosen))
 
         relevance = torch.cat([e.token_relevance for e in explanations]).float()
         check_finite_relevance(relevance, self.get_name())
@@ -186,12 +197,12 @@ class AttentionAttribution(Attribution, ABC):
         check_memory(self.vit, self.get_name(), input_shape, internal_batch_size, self.maps_alive, self.needs_gradients)
 
 
-def prepare_call(vit: VisionTransformer, inputs: InputType, target: TargetType, output: OutputKind) -> tuple[Tensor, bool, Tensor | None]:
+def prepare_call(vit: VisionTransformer, inputs: InputType, target: TargetType, output: OutputKind) -> tuple[Tensor, bool, Targets]:
     """Check what ``attribute`` was given, before any model computation.
 
     Returns:
         The pixel values ``(B, C, H, W)``, whether ``inputs`` was a 1-tuple, and the
-        targets ``(B,)`` (``None``: each example's predicted class).
+        targets ``(B,)``, a target function, or ``None`` (each example's predicted class).
     """
     is_tuple = isinstance(inputs, tuple)
     if is_tuple:

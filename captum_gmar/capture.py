@@ -33,6 +33,7 @@ from torch.autograd.graph import GradientEdge, get_gradient_edge
 from torch.overrides import TorchFunctionMode
 
 from .architectures import AttentionBlock, CaptureKind, pooling_spans
+from .formatting import Targets, target_scores
 from .heads import attention_probs, split_heads
 from .rollout import readout_row
 
@@ -101,15 +102,16 @@ class AttentionTrace:
         tokens = self.layers[-1].num_tokens
         return readout_row(tokens, pooling_spans(tuple(pooling), self.num_prefix_tokens, tokens))
 
-    def target_grads(self, targets: Tensor, tensors: Sequence[Tensor | GradientEdge], retain_graph: bool = False) -> list[Tensor]:
-        """Gradients of ``sum_b logits[b, targets[b]]`` w.r.t. captured ``tensors``.
+    def target_grads(self, targets: Targets, tensors: Sequence[Tensor | GradientEdge], retain_graph: bool = False) -> list[Tensor]:
+        """Gradients of ``sum_b logits[b, targets[b]]`` (see
+        :func:`~captum_gmar.formatting.target_scores`) w.r.t. captured ``tensors``.
 
         One backward pass that stops at the lowest tensor asked for and computes no
         parameter gradients. Examples are independent, so each example's gradient is
         that of its own target logit.
 
         Args:
-            targets: ``(B,)`` class indices.
+            targets: ``(B,)`` class indices or a target function.
             tensors: captured tensors in the graph or gradient edges (``hidden``,
                 ``context``).
             retain_graph: keep the graph for another backward pass (another target on
@@ -118,11 +120,10 @@ class AttentionTrace:
         Returns:
             One gradient per tensor, same shapes, in the order given.
         """
-        index = targets.view(-1, 1).clone()  # a normal tensor even if made under inference_mode
-        score = self.logits.gather(1, index).sum()
+        score = target_scores(self.logits, targets).sum()
         return list(torch.autograd.grad(score, list(tensors), retain_graph=retain_graph))
 
-    def context_grads(self, targets: Tensor, layers: Sequence[int], retain_graph: bool = False) -> list[Tensor]:
+    def context_grads(self, targets: Targets, layers: Sequence[int], retain_graph: bool = False) -> list[Tensor]:
         """Gradients w.r.t. the heads' outputs ``(B, T, H * d)`` of ``layers``, in that order."""
         return self.target_grads(targets, [self.layers[i].context for i in layers], retain_graph)
 

@@ -7,15 +7,23 @@ what to do, before any model computation starts.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Union
 
 import torch
 from torch import Tensor
 
+#: A scalar of the model's output per example, in pytorch-grad-cam's style: called with
+#: the logits ``(B, K)`` of a batch (or chunk), returns ``(B,)`` (a margin between two
+#: classes, a probability, a regression output, ...); each example's value must depend
+#: on its own row only.
+TargetFunction = Callable[[Tensor], Tensor]
 #: Captum-style target: ``None`` (the predicted class), one class for every example
-#: (an int or a one-element tensor), or one class per example (a list or 1-D tensor).
-TargetType = Union[None, int, Sequence[int], Tensor]
+#: (an int or a one-element tensor), one class per example (a list or 1-D tensor), or a
+#: :data:`TargetFunction`.
+TargetType = Union[None, int, Sequence[int], Tensor, TargetFunction]
+#: What :func:`format_targets` returns: ``(B,)`` class indices, a function, or ``None``.
+Targets = Union[Tensor, TargetFunction, None]
 
 
 def check_pixel_values(pixel_values: object, num_channels: int, patch_size: tuple[int, int]) -> Tensor:
@@ -55,21 +63,26 @@ def check_pixel_values(pixel_values: object, num_channels: int, patch_size: tupl
     return pixel_values
 
 
-def format_targets(target: TargetType, batch_size: int, num_labels: int) -> Tensor | None:
+def format_targets(target: TargetType, batch_size: int, num_labels: int) -> Targets:
     """Turn a Captum-style ``target`` into one class index per example.
 
     Args:
-        target: ``None``, an int or one-element tensor (same class for all examples), or
-            a list / 1-D integer tensor of length ``batch_size``.
+        target: ``None``, an int or one-element tensor (same class for all examples), a
+            list / 1-D integer tensor of length ``batch_size``, or a
+            :data:`TargetFunction`.
         batch_size: ``B``.
         num_labels: number of classes ``K``; every index must lie in ``[0, K)``.
 
     Returns:
-        ``(B,)`` int64 tensor on the CPU, or ``None`` when ``target`` is ``None`` (the
-        predicted class is used, known only after the forward pass).
+        ``(B,)`` int64 tensor on the CPU; the function itself, checked on zero logits to
+        return ``(B,)``; or ``None`` when ``target`` is ``None`` (the predicted class is
+        used, known only after the forward pass).
     """
     if target is None:
         return None
+    if callable(target) and not isinstance(target, Tensor):
+        target_scores(torch.zeros(batch_size, num_labels), target)  # its shape checked before any model work
+        return target
     if isinstance(target, tuple):
         raise TypeError(
             f"target must not be a tuple, got {target!r}: in Captum a tuple indexes one multi-dimensional output, "
@@ -101,11 +114,36 @@ def format_targets(target: TargetType, batch_size: int, num_labels: int) -> Tens
     return targets.contiguous()
 
 
+def target_scores(logits: Tensor, targets: Targets) -> Tensor:
+    """``(B,)`` the scores explained: ``logits[b, targets[b]]``, ``targets(logits)`` for a
+    :data:`TargetFunction`, or each example's largest logit for ``None``.
+
+    Raises:
+        TypeError: a function that does not return a floating-point ``(B,)`` tensor.
+    """
+    if targets is None:
+        return logits.max(-1).values
+    if isinstance(targets, Tensor):
+        return logits.gather(1, targets.view(-1, 1).clone()).squeeze(1)  # clone: a normal tensor even under inference_mode
+    scores = targets(logits)
+    if not isinstance(scores, Tensor) or tuple(scores.shape) != (logits.shape[0],) or not scores.is_floating_point():
+        got = f"{tuple(scores.shape)} {scores.dtype}" if isinstance(scores, Tensor) else type(scores).__name__
+        raise TypeError(f"a target function must map the logits ({logits.shape[0]}, {logits.shape[1]}) to one floating-point "
+                        f"score per example ({logits.shape[0]},); got {got}")
+    return scores
+
+
 def _class_index(target: numbers.Integral, num_labels: int) -> int:
     """``target`` as an int, checked against ``[0, num_labels)`` before it meets int64."""
     if not 0 <= target < num_labels:
         raise ValueError(f"target {int(target)} is out of range: the model has {num_labels} classes (0..{num_labels - 1})")
     return int(target)
+
+
+def chunk_targets(targets: Targets, part: slice, device: torch.device) -> Targets:
+    """The targets of the examples ``part`` of a batch, on ``device`` (a function or
+    ``None`` as they are)."""
+    return targets[part].to(device) if isinstance(targets, Tensor) else targets
 
 
 def batch_slices(batch_size: int, internal_batch_size: int | None) -> list[slice]:

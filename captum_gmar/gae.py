@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from torch import Tensor
-
 from .attribution import AttentionAttribution, Explanation
 from .capture import AttentionTrace
+from .formatting import Targets
 from .heads import attention_grad, gradient_weighted_heads
 from .rollout import add_identity, rollout_row
 
@@ -19,7 +18,8 @@ class GenericAttentionExplainability(AttentionAttribution):
     pass (the attention gradient is ``dy/dC_h @ V_h^T``, so no eager attention is needed).
 
     Args as :class:`~captum_gmar.attribution.AttentionAttribution`: ``model``,
-    ``start_layer`` (first layer, 0-based, that takes part), ``readout`` and ``text``.
+    ``start_layer`` (first layer, 0-based, that takes part), ``readout``, ``text``,
+    ``references`` and ``center``.
     """
 
     needs_value = True
@@ -29,7 +29,7 @@ class GenericAttentionExplainability(AttentionAttribution):
     def get_name(cls) -> str:
         return "GAE"
 
-    def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
+    def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
         layers = self.layers
         grads = trace.context_grads(targets, layers)
         relevance = rollout_row(

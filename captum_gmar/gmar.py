@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .architectures import Readout
 from .attribution import AttentionAttribution, Explanation, InputType, OutputKind, check_alpha
 from .capture import AttentionTrace
-from .formatting import TargetType, batch_slices, check_pixel_values
+from .formatting import Targets, TargetType, batch_slices, check_pixel_values
 from .heads import Norm, attention_grad, fuse_heads, head_scores, normalize_head_weights, split_heads
 from .rollout import add_residual, rollout_row
 from .zero_shot import Prompts
@@ -49,6 +49,8 @@ class GMARAttribution(AttentionAttribution):
         readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
             :class:`~captum_gmar.attribution.AttentionAttribution`.
         text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
+        references, center: reference embeddings for an embedding model (similarity as
+            classes); see :class:`~captum_gmar.attribution.AttentionAttribution`.
         weight_transform: applied to the head weights ``(B, L', H)`` before the heads
             are fused, returning weights of the same shape (each layer summing to 1),
             e.g. ``functools.partial(uniform_except, keep=mask)`` (see
@@ -61,6 +63,8 @@ class GMARAttribution(AttentionAttribution):
         attr = gmar.attribute(pixel_values, target=labels)  # (B, C, H, W)
         zero_shot = GMARAttribution(clip, text=processor(text=prompts, padding=True, return_tensors="pt"))
         attr = zero_shot.attribute(pixel_values, target=0)  # explains prompts[0]
+        similarity = GMARAttribution(dinov2_backbone, references=embed_images(dinov2_backbone, refs))
+        attr = similarity.attribute(pixel_values, target=1)  # why each image resembles refs[1]
     """
 
     def __init__(
@@ -72,6 +76,8 @@ class GMARAttribution(AttentionAttribution):
         start_layer: int = 0,
         readout: Readout = "auto",
         text: Prompts | None = None,
+        references: Tensor | None = None,
+        center: Tensor | None = None,
         weight_transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if norm not in ("l1", "l2"):
@@ -82,7 +88,7 @@ class GMARAttribution(AttentionAttribution):
         self.alpha = check_alpha(alpha)
         self.head_gradient = head_gradient
         self.weight_transform = weight_transform
-        super().__init__(model, start_layer=start_layer, readout=readout, text=text)
+        super().__init__(model, start_layer=start_layer, readout=readout, text=text, references=references, center=center)
 
     @property
     def needs_value(self) -> bool:  # type: ignore[override]
@@ -191,7 +197,7 @@ class GMARAttribution(AttentionAttribution):
             dim=1,
         )
 
-    def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
+    def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
         layers = self.layers
         grads = trace.context_grads(targets, layers)
         weights = self._weights(trace, grads)

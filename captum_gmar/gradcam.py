@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from .attribution import AttentionAttribution, Explanation
 from .capture import AttentionTrace
+from .formatting import Targets
 from .zero_shot import Prompts
 
 
@@ -21,19 +22,23 @@ class TokenGradCAM(AttentionAttribution):
     Args:
         model: a supported model (see ``docs/models.md``).
         text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
+        references, center: reference embeddings for an embedding model (similarity as
+            classes); see :class:`~captum_gmar.attribution.AttentionAttribution`.
     """
 
     needs_hidden = True
     maps_alive = 0  # no attention maps are built
 
-    def __init__(self, model: nn.Module, text: Prompts | None = None) -> None:
-        super().__init__(model, readout=None, text=text)  # no rollout, so no read-out row
+    def __init__(
+        self, model: nn.Module, text: Prompts | None = None, references: Tensor | None = None, center: Tensor | None = None
+    ) -> None:
+        super().__init__(model, readout=None, text=text, references=references, center=center)  # no rollout, so no read-out row
 
     @classmethod
     def get_name(cls) -> str:
         return "Grad-CAM"
 
-    def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
+    def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
         prefix = self.vit.num_prefix_tokens
         tokens = trace.layers[-1].hidden
         (grad,) = trace.target_grads(targets, [tokens])

@@ -19,7 +19,7 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from .attribution import InputType, OutputKind, check_finite_relevance, check_memory, prepare_call
-from .formatting import TargetType, batch_slices
+from .formatting import TargetType, batch_slices, chunk_targets
 from .models import VisionTransformer
 from .propagation import Variant, relevance_rules
 from .zero_shot import Prompts
@@ -39,6 +39,8 @@ class RelevancePropagation(Attribution):
             ``Gamma``, as ``lxt`` recommends for vision transformers); 0 (default) for
             the plain gradient (LRP-0), as ``lxt`` applies to language models.
         text: for zero-shot image-text models, the tokenized prompts.
+        references, center: reference embeddings for an embedding model (similarity as
+            classes); see :class:`~captum_gmar.attribution.AttentionAttribution`.
 
     Attributes:
         forward_func: ``pixel_values -> logits``, as Captum's metrics expect.
@@ -47,11 +49,18 @@ class RelevancePropagation(Attribution):
     #: the rules inside attention: ``"attnlrp"`` or ``"cplrp"``
     variant: ClassVar[Variant]
 
-    def __init__(self, model: nn.Module, gamma: float = 0.0, text: Prompts | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        gamma: float = 0.0,
+        text: Prompts | None = None,
+        references: Tensor | None = None,
+        center: Tensor | None = None,
+    ) -> None:
         if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not gamma >= 0:
             raise ValueError(f"gamma must be a number >= 0, got {gamma!r}")
         self.gamma = float(gamma)
-        self.vit = VisionTransformer(model, text)
+        self.vit = VisionTransformer(model, text, references, center)
         super().__init__(self.vit.logits)
 
     @log_usage()
@@ -68,7 +77,8 @@ class RelevancePropagation(Attribution):
             inputs: pixel values ``(B, C, H, W)`` (or a 1-tuple of them), any size the
                 model accepts; moved to the model's device and dtype for the passes.
             target: Captum-style: an int or one-element tensor, a list or 1-D tensor
-                (one class per example), or ``None`` for each example's predicted class.
+                (one class per example), ``None`` for each example's predicted class,
+                or a function of the logits ``(B, K)`` returning ``(B,)`` scores.
             internal_batch_size: split the batch into chunks of this many examples to
                 bound memory; results equal the whole batch's up to float rounding.
             output: ``"input"`` for relevance shaped like ``inputs``; ``"patches"`` for
@@ -87,8 +97,7 @@ class RelevancePropagation(Attribution):
         parts = []
         for part in batch_slices(pixel_values.shape[0], internal_batch_size):
             x = pixel_values[part].to(device=param.device, dtype=param.dtype)
-            chunk_targets = None if targets is None else targets[part].to(param.device)
-            gradient = vit.input_gradient(x, chunk_targets, rules)
+            gradient = vit.input_gradient(x, chunk_targets(targets, part, param.device), rules)
             parts.append((x * gradient).float())
         relevance = torch.cat(parts)
         check_finite_relevance(relevance, self.get_name())

@@ -22,11 +22,13 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 import torch
 from torch import Tensor, nn
 
-from .architectures import AttentionBlock, Architecture, Pooling, Readout, describe
+from .architectures import AttentionBlock, Architecture, EmbeddingHead, Pooling, Readout, describe
 from .capture import AttentionTrace, capture_attention, layer_captures
 from .errors import NonFiniteError, UnsupportedModelError
+from .formatting import Targets, target_scores
 from .model_state import evaluating, model_lock, unwrap_model
 from .names import SUPPORTED_MODEL_CLASSES
+from .similarity import SimilarityModel
 from .zero_shot import Prompts
 
 __all__ = ["SUPPORTED_MODEL_CLASSES", "AttentionTrace", "VisionTransformer"]
@@ -44,13 +46,29 @@ class VisionTransformer:
             wrapped model is used; its passes run uncompiled).
         text: for zero-shot models, the tokenized prompts (the tokenizer's or processor's
             output, or an ``input_ids`` tensor); prompt ``k`` is class ``k``.
+        references: for embedding models, ``(K, D)`` reference embeddings; class ``k``
+            is the cosine similarity to reference ``k`` (the model is wrapped in a
+            :class:`~captum_gmar.similarity.SimilarityModel`).
+        center: with ``references``, an optional ``(D,)`` centre subtracted from the
+            embeddings before the cosine.
 
     Raises:
         UnsupportedModelError: if the model is not a supported vision transformer.
     """
 
-    def __init__(self, model: nn.Module, text: Prompts | None = None) -> None:
-        self.model = unwrap_model(model)
+    def __init__(
+        self, model: nn.Module, text: Prompts | None = None, references: Tensor | None = None, center: Tensor | None = None
+    ) -> None:
+        model = unwrap_model(model)
+        if references is not None:
+            if text is not None:
+                raise ValueError("pass text= (zero-shot prompts) or references= (embeddings), not both")
+            model = SimilarityModel(model, references, center)
+        elif center is not None:
+            raise ValueError("center= centres the embeddings compared with references=; pass references= too")
+        self.model = model
+        # passes on one backbone are serialised whatever head a call puts on it
+        self._lock_owner = model.backbone if isinstance(model, EmbeddingHead) else model
         arch: Architecture = describe(self.model, text)
         self.architecture = arch
         #: tokens before the patches: class token, then distillation or register tokens
@@ -143,7 +161,7 @@ class VisionTransformer:
         """
         model = self.model
         arch = self.architecture
-        with model_lock(model):
+        with model_lock(self._lock_owner):
             blocks = self.blocks
             with evaluating(model), capture_attention(blocks, arch.capture, keep_value, keep_hidden, arch.probe) as (stores, pooled):
                 with _autograd(with_grad):
@@ -158,7 +176,7 @@ class VisionTransformer:
             yield trace
 
     def input_gradient(
-        self, pixel_values: Tensor, targets: Tensor | None, rules: Callable[[list[AttentionBlock]], AbstractContextManager]
+        self, pixel_values: Tensor, targets: Targets, rules: Callable[[list[AttentionBlock]], AbstractContextManager]
     ) -> Tensor:
         """One forward pass under ``rules`` and one backward pass to the input.
 
@@ -170,8 +188,8 @@ class VisionTransformer:
 
         Args:
             pixel_values: ``(B, C, H, W)`` on the model's device and dtype.
-            targets: ``(B,)`` class indices on that device, or ``None`` for each
-                example's predicted class.
+            targets: ``(B,)`` class indices on that device, a target function, or
+                ``None`` for each example's predicted class.
             rules: called with the attention blocks found for this pass.
 
         Returns:
@@ -181,14 +199,13 @@ class VisionTransformer:
             NonFiniteError: if a logit is NaN or infinite (overflow).
         """
         model = self.model
-        with model_lock(model):
+        with model_lock(self._lock_owner):
             with evaluating(model), rules(self.blocks), _autograd(True):
                 x = pixel_values.detach().clone().requires_grad_(True)
                 logits = self.logits(x)
         _check_finite_logits(logits)
         with _autograd(True):
-            chosen = logits.detach().argmax(-1) if targets is None else targets
-            score = logits.gather(1, chosen.view(-1, 1).clone()).sum()
+            score = target_scores(logits, targets).sum()
             (gradient,) = torch.autograd.grad(score, x)
         return gradient
 

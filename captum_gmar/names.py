@@ -31,6 +31,24 @@ ZERO_SHOT_MODEL_CLASSES: tuple[str, ...] = ("CLIPModel", "MetaClip2Model", "Sigl
 #: Backbones accepted inside a user's own classifier (see ``docs/models.md``, "Your own head").
 BACKBONE_MODEL_CLASSES: tuple[str, ...] = ("DINOv3ViTModel", "ViTModel", "Dinov2Model", "Dinov2WithRegistersModel")
 
+#: Backbones whose own embedding is explained with ``references=`` (similarity to
+#: reference embeddings as classes; see :mod:`captum_gmar.similarity`), besides the
+#: zero-shot models' image towers and timm ViTs created with ``num_classes=0``.
+EMBEDDING_MODEL_CLASSES: tuple[str, ...] = (
+    "Dinov2Model",
+    "Dinov2WithRegistersModel",
+    "DINOv3ViTModel",
+    "ViTModel",
+    "DeiTModel",
+    "BeitModel",
+    "Data2VecVisionModel",
+    "CLIPVisionModel",
+    "CLIPVisionModelWithProjection",
+    "MetaClip2VisionModel",
+    "MetaClip2VisionModelWithProjection",
+    "SiglipVisionModel",
+)
+
 #: Native timm models (``pip install "captum-gmar[timm]"``), by class name in ``timm.models``.
 TIMM_MODEL_CLASSES: tuple[str, ...] = ("VisionTransformer", "VisionTransformerDistilled", "Eva")
 
@@ -60,4 +78,8 @@ DEFAULT_METRIC_KEYS: tuple[str, ...] = ("faithfulness", "localisation", "robustn
 #: holding their ``config.json`` and image processor (see
 #: :func:`captum_gmar.reference.load_reference_model`; the backbone of ``dinov2-small``
 #: is converted into the user cache at its first load).
-REFERENCE_MODELS: dict[str, str] = {"vit-tiny": "reference/model", "dinov2-small": "reference/dinov2_small"}
+REFERENCE_MODELS: dict[str, str] = {
+    "vit-tiny": "reference/model",
+    "dinov2-small": "reference/dinov2_small",
+    "dinov2-small-backbone": "reference/dinov2_small_backbone",
+}

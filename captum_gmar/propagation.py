@@ -6,7 +6,8 @@ for the duration of the forward pass, sees the model's calls and answers them wi
 rules' versions, which have the same forward values:
 
 - ``layer_norm``, ``rms_norm``, ``normalize`` and vector norms: the statistic held constant;
-- GELU, SiLU and other element-wise activations, called as functions: the identity rule;
+- GELU, SiLU, tanh (ViT's pooler) and other element-wise activations, called as
+  functions: the identity rule;
   activation modules that compute theirs from several operations (CLIP's QuickGELU,
   ``gelu_new``) get it through a forward hook on the module;
 - an element-wise or matrix product of two tensors that both depend on the input
@@ -39,7 +40,7 @@ from .architectures import AttentionBlock
 
 Variant = Literal["attnlrp", "cplrp"]
 
-_ACTIVATIONS = (F.gelu, F.silu, F.mish, F.relu, F.elu, F.hardswish, F.leaky_relu, F.softplus, F.relu6)
+_ACTIVATIONS = (F.gelu, F.silu, F.mish, F.relu, F.elu, F.hardswish, F.leaky_relu, F.softplus, F.relu6, torch.tanh, torch.Tensor.tanh)
 _SOFTMAX = (F.softmax, torch.softmax, torch.Tensor.softmax)
 _PRODUCTS = (torch.mul, torch.Tensor.mul, torch.Tensor.__mul__, torch.Tensor.__rmul__)
 _MATMUL = (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm)

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from .architectures import Readout
 from .attribution import AttentionAttribution, Explanation
 from .capture import AttentionTrace
+from .formatting import Targets
 from .heads import HeadFusion, reduce_heads
 from .rollout import rollout_row
 from .zero_shot import Prompts
@@ -26,21 +27,31 @@ class RawAttention(AttentionAttribution):
         readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
             :class:`~captum_gmar.attribution.AttentionAttribution`.
         text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
+        references, center: reference embeddings for an embedding model (similarity as
+            classes); see :class:`~captum_gmar.attribution.AttentionAttribution`.
     """
 
     needs_gradients = False
     maps_alive = 2
 
-    def __init__(self, model: nn.Module, head_fusion: HeadFusion = "mean", readout: Readout = "auto", text: Prompts | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        head_fusion: HeadFusion = "mean",
+        readout: Readout = "auto",
+        text: Prompts | None = None,
+        references: Tensor | None = None,
+        center: Tensor | None = None,
+    ) -> None:
         if head_fusion not in ("mean", "max", "min"):
             raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")
         self.head_fusion = head_fusion
-        super().__init__(model, readout=readout, text=text)
+        super().__init__(model, readout=readout, text=text, references=references, center=center)
 
     @classmethod
     def get_name(cls) -> str:
         return "Raw attention"
 
-    def _explain(self, trace: AttentionTrace, targets: Tensor) -> Explanation:
+    def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
         last = reduce_heads(trace.attention_probs(self.vit.num_layers - 1), self.head_fusion)
         return Explanation(rollout_row([last], trace.readout(self.pooling)))

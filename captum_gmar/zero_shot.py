@@ -63,14 +63,21 @@ class ZeroShotHead:
         vision tower's ``image_size``.
         """
         model = self.model
-        size = model.config.vision_config.image_size
-        other_size = tuple(pixel_values.shape[-2:]) != ((size, size) if isinstance(size, int) else tuple(size))
-        image = _pooled(model.get_image_features(pixel_values=pixel_values, interpolate_pos_encoding=other_size))
+        image = image_features(model, pixel_values)
         image = image / image.norm(dim=-1, keepdim=True)
         text = self.text_embeds.to(image.device, image.dtype)
         logits = image @ text.t() * model.logit_scale.exp().to(image.device)
         bias = getattr(model, "logit_bias", None)  # SigLIP's sigmoid loss learns one
         return logits + bias.to(image.device) if bias is not None else logits
+
+
+def image_features(model: nn.Module, pixel_values: Tensor) -> Tensor:
+    """``(B, E)`` image embeddings of an image-text model, ``get_image_features`` (not
+    normalised), with ``interpolate_pos_encoding=True`` for inputs of another size than
+    the vision tower's ``image_size``."""
+    size = model.config.vision_config.image_size
+    other_size = tuple(pixel_values.shape[-2:]) != ((size, size) if isinstance(size, int) else tuple(size))
+    return _pooled(model.get_image_features(pixel_values=pixel_values, interpolate_pos_encoding=other_size))
 
 
 def _check_prompts(inputs: Mapping[str, Tensor], vocab_size: int) -> None:

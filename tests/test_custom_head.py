@@ -126,5 +126,5 @@ def test_the_protocol_is_checked(load):
     two.num_labels = 5
     with pytest.raises(UnsupportedModelError, match="holds 2 supported backbones"):
         GMARAttribution(two)
-    with pytest.raises(UnsupportedModelError, match="not a supported vision transformer"):
-        GMARAttribution(load().backbone)  # a backbone has no logits to explain
+    with pytest.raises(UnsupportedModelError, match="returns an embedding, not class logits: pass references="):
+        GMARAttribution(load().backbone)  # a backbone has no logits to explain, only its similarity to references

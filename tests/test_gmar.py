@@ -289,13 +289,16 @@ def test_bad_attribute_arguments(load_tiny, images):
 
 
 @pytest.mark.parametrize(
-    "model",
+    "model, message",
     [
-        torch.nn.Linear(4, 2),
-        transformers.ViTModel(transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=32)),
+        (torch.nn.Linear(4, 2), "not a supported vision transformer"),
+        (
+            transformers.ViTModel(transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=32)),
+            "ViTModel returns an embedding, not class logits: pass references=",
+        ),
     ],
     ids=["linear", "vit-without-head"],
 )
-def test_unsupported_models(model):
-    with pytest.raises(TypeError, match="not a supported vision transformer"):
+def test_unsupported_models(model, message):
+    with pytest.raises(TypeError, match=message):
         GMARAttribution(model)
