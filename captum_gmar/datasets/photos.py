@@ -1,0 +1,160 @@
+"""Real photos, and composites of them that say where each photo is.
+
+The photos are the colour photographs bundled with scikit-image and scikit-learn (public
+domain, CC0 or CC BY 2.0; :data:`PHOTOS` names each one's source and licence), so they
+load offline. A composite places two or four of them side by side on one square canvas,
+each filling a cell of a random split (the split point between 35% and 65% of the side,
+each photo a random crop of its own with the cell's aspect ratio), so the ground truth of
+"which pixels show photo ``k``" is the cell. A reference view of a photo is another random
+crop of it, flipped left-right, as a retrieval query or a near-duplicate would be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["PHOTOS", "Composites", "load_photos", "make_composites", "reference_views"]
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data  # an optional dependency: the "photos" extra
+
+        return getattr(skimage.data, name)()
+
+    return load
+
+
+def _sklearn(index: int) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_images  # an optional dependency: the "photos" extra
+
+        return load_sample_images().images[index]
+
+    return load
+
+
+#: name -> (loader, source and licence)
+PHOTOS: dict[str, tuple[Callable[[], np.ndarray], str]] = {
+    "astronaut": (_skimage("astronaut"), "skimage.data.astronaut(): Eileen Collins, NASA; public domain"),
+    "chelsea": (_skimage("chelsea"), "skimage.data.chelsea(): a tabby cat, Stefan van der Walt; CC0"),
+    "coffee": (_skimage("coffee"), "skimage.data.coffee(): a coffee cup, Rachel Michetti; CC0"),
+    "rocket": (_skimage("rocket"), "skimage.data.rocket(): Falcon 9 launch of DSCOVR, SpaceX; public domain"),
+    "hubble": (_skimage("hubble_deep_field"), "skimage.data.hubble_deep_field(): Hubble eXtreme Deep Field, NASA; public domain"),
+    "ihc": (_skimage("immunohistochemistry"), "skimage.data.immunohistochemistry(): stained colonic glands, CMMI; no known restrictions"),
+    "retina": (_skimage("retina"), "skimage.data.retina(): a fundus photograph, Mikael Häggström; CC0"),
+    "china": (_sklearn(0), "sklearn.datasets.load_sample_images(), china.jpg: the Summer Palace, danielbuechele; CC BY 2.0"),
+    "flower": (_sklearn(1), "sklearn.datasets.load_sample_images(), flower.jpg: a flower, vultilion; CC BY 2.0"),
+}
+
+
+def load_photos(names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The photos named (default: all of :data:`PHOTOS`), ``uint8 (H, W, 3)`` RGB.
+
+    Raises:
+        ValueError: an unknown name.
+        ImportError: scikit-image or scikit-learn is missing (``pip install "captum-gmar[photos]"``).
+    """
+    names = list(PHOTOS) if names is None else list(names)
+    unknown = [name for name in names if name not in PHOTOS]
+    if unknown:
+        raise ValueError(f"unknown photo(s) {', '.join(unknown)}; the photos are {', '.join(PHOTOS)}")
+    try:
+        return {name: np.ascontiguousarray(PHOTOS[name][0]()[..., :3]) for name in names}
+    except ImportError as error:
+        raise ImportError(f'the bundled photos need scikit-image and scikit-learn: pip install "captum-gmar[photos]" ({error})') from error
+
+
+@dataclass(frozen=True)
+class Composites:
+    """``N`` composites of up to four photos on a square canvas of side ``S``.
+
+    Attributes:
+        images: ``uint8 (N, S, S, 3)``.
+        photos: ``int64 (N, 4)``, the index (in the list of photos given) of the photo
+            in each slot, ``-1`` for an unused slot.
+        masks: ``bool (N, 4, S, S)``, each slot's cell (all False when unused).
+    """
+
+    images: np.ndarray
+    photos: np.ndarray
+    masks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_photos(self) -> np.ndarray:
+        """``(N,)`` photos per composite (2 or 4)."""
+        return (self.photos >= 0).sum(1)
+
+
+def make_composites(
+    photos: Sequence[np.ndarray], n: int, seed: int, size: int = 448, counts: Sequence[int] = (2, 4)
+) -> Composites:
+    """``n`` composites of distinct photos drawn from ``photos``, seeded.
+
+    Args:
+        photos: ``uint8 (H, W, 3)`` images, at least ``max(counts)`` of them.
+        n: number of composites.
+        seed: for the layouts, the photos chosen and their crops.
+        size: the canvas side in pixels.
+        counts: photos per composite, drawn uniformly among these (2: side by side or
+            one above the other; 4: a 2 x 2 grid).
+    """
+    if not counts or any(c not in (2, 4) for c in counts):
+        raise ValueError(f"counts must be among 2 and 4, got {list(counts)}")
+    if len(photos) < max(counts):
+        raise ValueError(f"{max(counts)} photos per composite need at least {max(counts)} photos, got {len(photos)}")
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, size, size, 3), np.uint8)
+    chosen = np.full((n, 4), -1, np.int64)
+    masks = np.zeros((n, 4, size, size), bool)
+    for i in range(n):
+        count = int(rng.choice(counts))
+        chosen[i, :count] = rng.choice(len(photos), count, replace=False)
+        for slot, (top, bottom, left, right) in enumerate(_cells(rng, size, count)):
+            images[i, top:bottom, left:right] = _fill(photos[chosen[i, slot]], bottom - top, right - left, rng)
+            masks[i, slot, top:bottom, left:right] = True
+    return Composites(images, chosen, masks)
+
+
+def reference_views(photos: Sequence[np.ndarray], seed: int, keep: tuple[float, float] = (0.6, 0.85)) -> list[np.ndarray]:
+    """Another view of each photo: a random crop keeping ``keep`` of each side (its
+    position random too), flipped left-right."""
+    rng = np.random.default_rng(seed)
+    views = []
+    for photo in photos:
+        height, width = photo.shape[:2]
+        h, w = (int(round(side * rng.uniform(*keep))) for side in (height, width))
+        top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+        views.append(np.ascontiguousarray(photo[top : top + h, left : left + w, ::-1]))
+    return views
+
+
+def _cells(rng: np.random.Generator, size: int, count: int) -> list[tuple[int, int, int, int]]:
+    """``(top, bottom, left, right)`` of each cell of a random split of the canvas."""
+
+    def cut() -> int:
+        return int(round(size * rng.uniform(0.35, 0.65)))
+
+    if count == 2:
+        at = cut()
+        return [(0, size, 0, at), (0, size, at, size)] if rng.random() < 0.5 else [(0, at, 0, size), (at, size, 0, size)]
+    row, column = cut(), cut()
+    return [(0, row, 0, column), (0, row, column, size), (row, size, 0, column), (row, size, column, size)]
+
+
+def _fill(photo: np.ndarray, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A random crop of ``photo`` with the cell's aspect ratio (70-100% of the largest
+    such crop), resized to ``height x width``."""
+    rows, cols = photo.shape[:2]
+    scale = min(rows / height, cols / width) * rng.uniform(0.7, 1.0)
+    h, w = max(1, int(height * scale)), max(1, int(width * scale))
+    top, left = int(rng.integers(0, rows - h + 1)), int(rng.integers(0, cols - w + 1))
+    crop = Image.fromarray(photo[top : top + h, left : left + w])
+    return np.asarray(crop.resize((width, height), Image.Resampling.BICUBIC))
