@@ -213,6 +213,13 @@ def image_folder(tmp_path):
     return tmp_path / "data"
 
 
+def test_data_errors_are_one_line_before_any_model_loads(model_dir, image_folder, tmp_path, capsys, no_model_loading):
+    (image_folder / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\nbag/2.png,0,0,inf,5\n")
+    code, err = run(capsys, "compare", "--model", model_dir, "--data", str(image_folder), "--device", "cpu", "--out", str(tmp_path / "out"))
+    assert code == 2 and "Traceback" not in err
+    assert last_line(err) == "captum-gmar compare: error: boxes.csv row 2: x_max is 'inf'; box corners must be finite numbers, pixels of the image"
+
+
 def test_compare_on_an_image_folder(model_dir, image_folder, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--methods", "rollout", "--metrics", "faithfulness,localisation",

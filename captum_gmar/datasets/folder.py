@@ -12,10 +12,12 @@ Layout (all paths relative to the folder, ``/``-separated)::
     DIR/boxes.csv                     optional, instead of masks: file,x_min,y_min,x_max,y_max[,label]
 
 A class is a folder name or ``label`` value matched to the model's ``id2label``: a class
-name (case-insensitive) or a class index. Box corners are pixel coordinates of the image
-as stored, ``x_min <= x < x_max`` (fractions are widened to whole pixels); several boxes
-of one object are united. Scanning reads names and CSV files only, never image data, so
-that a large folder is checked in seconds before a model loads.
+name (case-insensitive) or a class index. Box corners are finite pixel coordinates of the
+image as stored, ``x_min <= x < x_max`` (fractions are widened to whole pixels, a box
+partly outside the image is cut to it); several boxes of one object are united. A mask
+holds 0 and one value for the object. Scanning reads names and CSV files only, never
+image data, so that a large folder is checked in seconds before a model loads; what needs
+the image (a box wholly outside it, a mask's size and values) is checked when it is read.
 
 :func:`export_scenes` writes evaluation scenes in this layout.
 """
@@ -27,7 +29,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -40,6 +42,7 @@ __all__ = ["IMAGE_SUFFIXES", "ClassNames", "FolderItem", "Region", "export_scene
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 Box = tuple[float, float, float, float]
+_CORNERS = ("x_min", "y_min", "x_max", "y_max")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class Region:
     mask: str | None = None
     #: ``(x_min, y_min, x_max, y_max)`` boxes in the stored image's pixels
     boxes: tuple[Box, ...] = ()
+    #: the ``boxes.csv`` row of each box, to name it in errors
+    rows: tuple[int, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -105,10 +110,10 @@ def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str])
         regions = _mirrored_masks(root, tasks)
     boxes_csv = root / "boxes.csv"
     if boxes_csv.is_file():
-        for key, boxes in _read_boxes(boxes_csv, tasks, classes).items():
+        for key, region in _read_boxes(boxes_csv, tasks, classes).items():
             if key in regions:
                 raise ValueError(f"{key[0]!r} has both a mask and boxes: give one of the two")
-            regions[key] = Region(boxes=boxes)
+            regions[key] = region
 
     labels_of: dict[str, list[int]] = {}
     for file, label, _ in tasks:
@@ -187,28 +192,32 @@ def _read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) 
 
 
 def _mirrored_masks(root: Path, tasks: list[tuple[str, int, str | None]]) -> dict[tuple[str, int], Region]:
-    """``masks/<file with .png>`` for each task whose mask exists (one task per file)."""
+    """``masks/<file with .png>`` for each task whose mask exists (one task per file, one
+    file per mask)."""
     regions = {}
     counts: dict[str, int] = {}
     for file, _, _ in tasks:
         counts[file] = counts.get(file, 0) + 1
+    image_of: dict[str, str] = {}
     for file, label, _ in tasks:
         mask = PurePosixPath("masks", file).with_suffix(".png").as_posix()
         if (root / mask).is_file():
             if counts[file] > 1:
                 raise ValueError(f"{file!r} has several labels, so masks/ cannot say whose mask {mask!r} is: add a mask column to labels.csv")
+            if image_of.setdefault(mask, file) != file:  # x.jpg and x.png: one mask cannot be known to be both objects'
+                raise ValueError(f"{mask!r} mirrors two images, {image_of[mask]!r} and {file!r}: rename one of them, or give each its mask in a labels.csv mask column")
             regions[(file, label)] = Region(mask=mask)
     if not regions:
         raise ValueError(f"{str(root / 'masks')!r} holds no mask of any image: a mask mirrors its image's path, e.g. masks/{PurePosixPath(tasks[0][0]).with_suffix('.png')}")
     return regions
 
 
-def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: ClassNames) -> dict[tuple[str, int], tuple[Box, ...]]:
+def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: ClassNames) -> dict[tuple[str, int], Region]:
     labels_of: dict[str, list[int]] = {}
     for file, label, _ in tasks:
         labels_of.setdefault(file, []).append(label)
-    boxes: dict[tuple[str, int], list[Box]] = {}
-    for n, row in _read_csv(path, required=("file", "x_min", "y_min", "x_max", "y_max"), optional=("label",)):
+    boxes: dict[tuple[str, int], list[tuple[Box, int]]] = {}
+    for n, row in _read_csv(path, required=("file", *_CORNERS), optional=("label",)):
         file = PurePosixPath(row["file"].replace("\\", "/")).as_posix()
         if file not in labels_of:
             raise ValueError(f"{path.name} row {n}: {row['file']!r} is not an image of the data set")
@@ -221,13 +230,16 @@ def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: C
         else:
             label = labels_of[file][0]
         try:
-            box = tuple(float(row[key]) for key in ("x_min", "y_min", "x_max", "y_max"))
+            box = tuple(float(row[key]) for key in _CORNERS)
         except ValueError:
             raise ValueError(f"{path.name} row {n}: box corners must be numbers") from None
+        for key, value in zip(_CORNERS, box):
+            if not math.isfinite(value):  # inf, 1e400 or nan: no pixel to round it to
+                raise ValueError(f"{path.name} row {n}: {key} is {row[key]!r}; box corners must be finite numbers, pixels of the image")
         if not (0 <= box[0] < box[2] and 0 <= box[1] < box[3]):
             raise ValueError(f"{path.name} row {n}: a box needs 0 <= x_min < x_max and 0 <= y_min < y_max, got {box}")
-        boxes.setdefault((file, label), []).append(box)
-    return {key: tuple(value) for key, value in boxes.items()}
+        boxes.setdefault((file, label), []).append((box, n))
+    return {key: Region(boxes=tuple(box for box, _ in value), rows=tuple(n for _, n in value)) for key, value in boxes.items()}
 
 
 def read_image(root: str | os.PathLike[str], file: str):
@@ -252,15 +264,23 @@ def read_image(root: str | os.PathLike[str], file: str):
 def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, int]) -> np.ndarray:
     """The region as a ``bool (H, W)`` mask of an image of ``size = (W, H)`` (PIL's order).
 
-    A mask file must have the image's size; its non-zero pixels are the object (palette
+    A box partly outside the image is cut to it. A mask file must have the image's size
+    and hold 0 and at most one other value; its non-zero pixels are the object (palette
     PNGs: non-zero palette index; colour PNGs: non-zero grey level).
+
+    Raises:
+        ValueError: a box wholly outside the image, a mask file of another size, one
+            with several non-zero values, or one that cannot be read; naming it.
     """
     from PIL import Image
 
     width, height = size
     if region.mask is None:
         mask = np.zeros((height, width), dtype=bool)
-        for x_min, y_min, x_max, y_max in region.boxes:
+        for k, (x_min, y_min, x_max, y_max) in enumerate(region.boxes):
+            if x_min >= width or y_min >= height:  # corners are >= 0 (the scan checks): no pixel of the image is in it
+                where = f"boxes.csv row {region.rows[k]}" if region.rows else "boxes.csv"
+                raise ValueError(f"{where}: the box {region.boxes[k]} lies wholly outside its {width}x{height} px image; box corners are pixels of the image as stored")
             mask[math.floor(y_min) : math.ceil(y_max), math.floor(x_min) : math.ceil(x_max)] = True
         return mask
     try:
@@ -270,6 +290,11 @@ def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, i
             values = np.asarray(image if image.mode in ("1", "L", "P", "I", "I;16", "F") else image.convert("L"))
     except (OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read mask {region.mask!r}: {error}") from error
+    levels = np.unique(values)
+    if np.count_nonzero(levels) > 1:  # anti-aliased edges or a class-index map: "non-zero" would merge them into one object
+        shown = ", ".join(str(level) for level in levels[:6]) + (", ..." if len(levels) > 6 else "")
+        raise ValueError(f"mask {region.mask!r} holds {len(levels)} values ({shown}); a mask holds 0 for the background and one value for the object "
+                         "(1 or 255): save it without anti-aliasing, one object per mask")
     return values != 0
 
 

@@ -104,6 +104,10 @@ def test_mask_files_mark_non_zero_pixels(tmp_path, mode, value):
         ({"a.png", "masks/a.png"}, {"labels.csv": "file,label\na.png,cat\na.png,dog\n"}, "add a mask column"),
         ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,5,0,2,3\n"}, "x_min < x_max"),
         ({"cat/a.png", "masks/cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,2,3\n"}, "both a mask and boxes"),
+        ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,inf,3\n"}, "boxes.csv row 2: x_max is 'inf'; box corners must be finite"),
+        ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,2,1e400\n"}, "boxes.csv row 2: y_max is '1e400'; box corners must be finite"),
+        ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,nan,0,2,3\n"}, "boxes.csv row 2: x_min is 'nan'; box corners must be finite"),
+        ({"cat/x.png", "cat/x.jpg", "masks/cat/x.png"}, {}, "'masks/cat/x.png' mirrors two images, 'cat/x.jpg' and 'cat/x.png'"),
     ],
 )
 def test_layout_errors_say_what_to_change(tmp_path, files, csvs, message):
@@ -119,6 +123,25 @@ def test_a_mask_of_another_size_is_refused(tmp_path):
     write_image(tmp_path / "m.png", size=(5, 5), mode="L")
     with pytest.raises(ValueError, match="mask 'm.png' is 5x5 px but its image is 20x10 px"):
         read_region(tmp_path, Region(mask="m.png"), (20, 10))
+
+
+@pytest.mark.parametrize("values", [(0, 128, 255), (0, 1, 2)], ids=["anti-aliased", "class-indices"])
+def test_a_mask_of_several_objects_values_is_refused(tmp_path, values):
+    Image.fromarray(np.array([values, values], dtype=np.uint8)).save(tmp_path / "m.png")
+    shown = ", ".join(map(str, values))
+    with pytest.raises(ValueError, match=f"mask 'm.png' holds 3 values \\({shown}\\); a mask holds 0 for the background and one value"):
+        read_region(tmp_path, Region(mask="m.png"), (3, 2))
+
+
+def test_a_box_wholly_outside_its_image_is_refused_and_one_partly_outside_is_cut(tmp_path):
+    write_image(tmp_path / "cat/a.png")  # 20 x 10 px
+    (tmp_path / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\ncat/a.png,15,5,30,40\ncat/a.png,2,10,4,12\n")
+    (item,) = scan_folder(tmp_path, ID2LABEL)
+    with pytest.raises(ValueError, match=r"boxes.csv row 3: the box \(2.0, 10.0, 4.0, 12.0\) lies wholly outside its 20x10 px image"):
+        read_region(tmp_path, item.region, (20, 10))
+    expected = np.zeros((10, 20), dtype=bool)
+    expected[5:, 15:] = True
+    np.testing.assert_array_equal(read_region(tmp_path, Region(boxes=item.region.boxes[:1]), (20, 10)), expected)
 
 
 def test_exported_scenes_read_back_as_the_scenes(fake_dir, tmp_path):

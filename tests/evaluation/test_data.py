@@ -131,6 +131,20 @@ def test_unreadable_images_are_skipped_when_asked(folder, monkeypatch):
         ImageFolderTasks(folder, PROCESSORS["resize"](), ID2LABEL, 32)[bomb]
 
 
+def test_boxes_that_cannot_be_scored_are_refused_not_scored_as_empty_masks(folder):
+    """A corner that is not finite is refused by the scan, before any image is read (it
+    overflowed when its batch was read); a box wholly outside its image when the image is
+    read, naming its row."""
+    (folder / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\ndog/3.png,0,0,1e400,5\n")
+    with pytest.raises(ValueError, match="boxes.csv row 2: x_max is '1e400'; box corners must be finite"):
+        open_dataset(folder, PROCESSORS["resize"](), ID2LABEL, 32)
+    (folder / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\ndog/3.png,33,0,40,5\n")  # dog/3.png is 33 x 20 px
+    data = open_dataset(folder, PROCESSORS["resize"](), ID2LABEL, 32)
+    outside = next(i for i in range(len(data)) if data.items[i].file == "dog/3.png")
+    with pytest.raises(ValueError, match=r"boxes.csv row 2: the box \(33.0, 0.0, 40.0, 5.0\) lies wholly outside its 33x20 px image"):
+        data[outside]
+
+
 def test_collate_refuses_images_of_different_sizes():
     items = [{"pixel_values": torch.zeros(3, 8, 8), "label": 0}, {"pixel_values": torch.zeros(3, 8, 9), "label": 1}]
     with pytest.raises(ValueError, match="different sizes"):
