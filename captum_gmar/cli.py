@@ -317,6 +317,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise CommandError("--limit applies to --data; the number of scenes is --scenes")
     if args.data is None and args.skip_unreadable:
         raise CommandError("--skip-unreadable applies to --data: the evaluation scenes are generated, not read from image files")
+    if args.data is None and args.follow_links:
+        raise CommandError("--follow-links applies to --data: the evaluation scenes are generated, not read from image files")
     if args.data is not None and args.data_dir is not None:
         raise CommandError("--data-dir is the Fashion-MNIST folder that scenes are drawn from; it does not apply with --data")
     results = Path(args.out) / "results.csv"
@@ -351,7 +353,14 @@ def _user_data(args: argparse.Namespace, folder: Path):
 
     processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
     return open_dataset(
-        args.data, processor, config["id2label"], config.get("image_size", 224), limit=args.limit, seed=args.seed, skip_unreadable=args.skip_unreadable
+        args.data,
+        processor,
+        config["id2label"],
+        config.get("image_size", 224),
+        limit=args.limit,
+        seed=args.seed,
+        skip_unreadable=args.skip_unreadable,
+        follow_links=args.follow_links,
     )
 
 
@@ -489,6 +498,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "--skip-unreadable", action="store_true",
         help="with --data: skip images that cannot be read (truncated, empty, too large), naming each on stderr, instead of stopping at the first",
+    )
+    comp.add_argument(
+        "--follow-links", action="store_true",
+        help="with --data: read files that symbolic links in the folder lead to outside it (by default such a link is refused, as a .. path is)",
     )
     comp.add_argument("--workers", type=_int_at_least(0), default=0, help="processes reading and preprocessing images (default 0: the main process)")
     again = comp.add_mutually_exclusive_group()

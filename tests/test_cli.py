@@ -213,11 +213,29 @@ def image_folder(tmp_path):
     return tmp_path / "data"
 
 
-def test_data_errors_are_one_line_before_any_model_loads(model_dir, image_folder, tmp_path, capsys, no_model_loading):
+def test_data_errors_are_one_line_before_any_model_loads(model_dir, image_folder, photo, tmp_path, capsys, no_model_loading):
+    argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--device", "cpu", "--out", str(tmp_path / "out")]
+    (image_folder / "bag" / "linked.png").symlink_to(photo)  # outside the data folder
+    cases = [
+        (argv, "image: 'bag/linked.png' leads out of the data folder through a symbolic link"),
+        (argv[:3] + ["--follow-links"], "--follow-links applies to --data"),
+    ]
+    for command, message in cases:
+        code, err = run(capsys, *command)
+        assert code == 2 and message in last_line(err) and "Traceback" not in err, (command, err)
+    (image_folder / "bag" / "linked.png").unlink()
     (image_folder / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\nbag/2.png,0,0,inf,5\n")
-    code, err = run(capsys, "compare", "--model", model_dir, "--data", str(image_folder), "--device", "cpu", "--out", str(tmp_path / "out"))
+    code, err = run(capsys, *argv)
     assert code == 2 and "Traceback" not in err
     assert last_line(err) == "captum-gmar compare: error: boxes.csv row 2: x_max is 'inf'; box corners must be finite numbers, pixels of the image"
+
+
+def test_compare_follows_links_out_of_the_data_folder_when_asked(model_dir, image_folder, photo, tmp_path):
+    (image_folder / "bag" / "linked.jpg").symlink_to(photo)
+    out = tmp_path / "out"
+    assert main(["compare", "--model", model_dir, "--data", str(image_folder), "--follow-links", "--methods", "rollout", "--metrics", "faithfulness",
+                 "--device", "cpu", "--figure-rows", "0", "--out", str(out)]) == 0
+    assert "bag/linked.jpg" in {row["file"] for row in read_csv(out / "results.csv")}
 
 
 def test_compare_on_an_image_folder(model_dir, image_folder, tmp_path, capsys):

@@ -11,6 +11,9 @@ Layout (all paths relative to the folder, ``/``-separated)::
                                       compares each row's mask with the others')
     DIR/boxes.csv                     optional, instead of masks: file,x_min,y_min,x_max,y_max[,label]
 
+Only files inside the folder are read: a ``..`` or absolute path is refused, and so is a
+symbolic link that leads out of the folder, unless ``follow_links=True`` (``--follow-links``).
+
 A class is a folder name or ``label`` value matched to the model's ``id2label``: a class
 name (case-insensitive) or a class index. Box corners are finite pixel coordinates of the
 image as stored, ``x_min <= x < x_max`` (fractions are widened to whole pixels, a box
@@ -71,17 +74,19 @@ class FolderItem:
     others: tuple[Region, ...] = ()
 
 
-def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str]) -> list[FolderItem]:
+def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str], follow_links: bool = False) -> list[FolderItem]:
     """The explanation tasks of an image folder, in a fixed order (sorted by file, then label).
 
     Args:
         root: the folder (layout in the module docstring).
         id2label: the model's class names, by index (``config.id2label``).
+        follow_links: read files that symbolic links in the folder lead to outside it
+            (by default such a file is refused, as a ``..`` path always is).
 
     Raises:
         FileNotFoundError: a missing folder, or a file that a CSV names.
         ValueError: a layout problem (unknown class, empty folder, bad CSV, a mask and
-            boxes for one object), with what to change.
+            boxes for one object, a path out of the folder), with what to change.
     """
     root = Path(root)
     if not root.is_dir():
@@ -89,11 +94,15 @@ def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str])
     classes = ClassNames(id2label)
     labels_csv = root / "labels.csv"
     if labels_csv.is_file():
+        _inside(root, labels_csv.name, "CSV file", follow_links)
         rows = _read_csv(labels_csv, required=("file", "label"), optional=("mask",))
-        tasks = [(_existing(root, row["file"], labels_csv), classes.index(row["label"], f"{labels_csv.name} row {n}"), row.get("mask") or None) for n, row in rows]
+        tasks = [
+            (_existing(root, row["file"], labels_csv, follow_links), classes.index(row["label"], f"{labels_csv.name} row {n}"), row.get("mask") or None)
+            for n, row in rows
+        ]
         explicit_masks = "mask" in rows[0][1] if rows else False
     else:
-        tasks = [(file, classes.index(file.split("/")[0], f"folder {file.split('/')[0]!r}"), None) for file in _class_folder_images(root)]
+        tasks = [(file, classes.index(file.split("/")[0], f"folder {file.split('/')[0]!r}"), None) for file in _class_folder_images(root, follow_links)]
         explicit_masks = False
     if not tasks:
         raise ValueError(f"data folder {str(root)!r} holds no images: put them in one subfolder per class, or list them in a labels.csv")
@@ -105,11 +114,12 @@ def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str])
 
     regions: dict[tuple[str, int], Region] = {}
     if explicit_masks:
-        regions = {(file, label): Region(mask=_existing(root, mask, labels_csv)) for file, label, mask in tasks if mask}
+        regions = {(file, label): Region(mask=_existing(root, mask, labels_csv, follow_links)) for file, label, mask in tasks if mask}
     elif (root / "masks").is_dir():
-        regions = _mirrored_masks(root, tasks)
+        regions = _mirrored_masks(root, tasks, follow_links)
     boxes_csv = root / "boxes.csv"
     if boxes_csv.is_file():
+        _inside(root, boxes_csv.name, "CSV file", follow_links)
         for key, region in _read_boxes(boxes_csv, tasks, classes).items():
             if key in regions:
                 raise ValueError(f"{key[0]!r} has both a mask and boxes: give one of the two")
@@ -158,10 +168,10 @@ def _folder_key(name: str) -> str:
     return name.strip().lower().replace("/", "-")
 
 
-def _class_folder_images(root: Path) -> list[str]:
+def _class_folder_images(root: Path, follow_links: bool) -> list[str]:
     files = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "masks" and not p.name.startswith(".")):
-        files += [path.relative_to(root).as_posix() for path in sorted(folder.rglob("*")) if _is_image(path)]
+        files += [_inside(root, path.relative_to(root).as_posix(), "image", follow_links) for path in sorted(folder.rglob("*")) if _is_image(path)]
     return files
 
 
@@ -169,14 +179,27 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def _existing(root: Path, relative: str, source: Path) -> str:
-    """``relative`` normalised to a ``/``-path inside ``root``; the file must exist."""
+def _inside(root: Path, relative: str, where: str, follow_links: bool) -> str:
+    """``relative`` normalised to a ``/``-path inside ``root``, refused where it leads out
+    of the folder: always by an absolute or ``..`` path, and through a symbolic link to a
+    place outside unless ``follow_links`` (a link within the folder is fine)."""
     path = PurePosixPath(relative.strip().replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts:
-        raise ValueError(f"{source.name}: {relative!r} must be a path relative to the data folder")
+        raise ValueError(f"{where}: {relative!r} must be a path relative to the data folder")
+    if not follow_links:
+        target = (root / path).resolve()
+        if not target.is_relative_to(root.resolve()):
+            raise ValueError(f"{where}: {relative!r} leads out of the data folder through a symbolic link (to {str(target)!r}); "
+                             "pass --follow-links (follow_links=True) to read it")
+    return path.as_posix()
+
+
+def _existing(root: Path, relative: str, source: Path, follow_links: bool) -> str:
+    """``relative`` normalised to a ``/``-path inside ``root`` (:func:`_inside`); the file must exist."""
+    path = _inside(root, relative, source.name, follow_links)
     if not (root / path).is_file():
         raise FileNotFoundError(f"{source.name} names {relative!r}, which is not a file in {str(root)!r}")
-    return path.as_posix()
+    return path
 
 
 def _read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -191,7 +214,7 @@ def _read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) 
         return [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k in required + optional}) for row in reader]
 
 
-def _mirrored_masks(root: Path, tasks: list[tuple[str, int, str | None]]) -> dict[tuple[str, int], Region]:
+def _mirrored_masks(root: Path, tasks: list[tuple[str, int, str | None]], follow_links: bool) -> dict[tuple[str, int], Region]:
     """``masks/<file with .png>`` for each task whose mask exists (one task per file, one
     file per mask)."""
     regions = {}
@@ -206,7 +229,7 @@ def _mirrored_masks(root: Path, tasks: list[tuple[str, int, str | None]]) -> dic
                 raise ValueError(f"{file!r} has several labels, so masks/ cannot say whose mask {mask!r} is: add a mask column to labels.csv")
             if image_of.setdefault(mask, file) != file:  # x.jpg and x.png: one mask cannot be known to be both objects'
                 raise ValueError(f"{mask!r} mirrors two images, {image_of[mask]!r} and {file!r}: rename one of them, or give each its mask in a labels.csv mask column")
-            regions[(file, label)] = Region(mask=mask)
+            regions[(file, label)] = Region(mask=_inside(root, mask, "mask", follow_links))
     if not regions:
         raise ValueError(f"{str(root / 'masks')!r} holds no mask of any image: a mask mirrors its image's path, e.g. masks/{PurePosixPath(tasks[0][0]).with_suffix('.png')}")
     return regions

@@ -274,6 +274,9 @@ class ImageFolderTasks(_Processed):
             over PIL's decompression-bomb limit) becomes an ``"unreadable"`` item that
             :func:`collate` leaves out, instead of an
             :class:`~captum_gmar.errors.UnreadableImageError` naming it.
+        follow_links: read files that symbolic links in the folder lead to outside it
+            (by default such a link is refused when the folder is scanned, as a ``..``
+            path is; see :func:`~captum_gmar.datasets.folder.scan_folder`).
     """
 
     def __init__(
@@ -285,9 +288,10 @@ class ImageFolderTasks(_Processed):
         limit: int | None = None,
         seed: int = 0,
         skip_unreadable: bool = False,
+        follow_links: bool = False,
     ) -> None:
         self.root = Path(root)
-        items = scan_folder(self.root, id2label)
+        items = scan_folder(self.root, id2label, follow_links)
         order = select(len(items), limit, seed)
         self.items: list[FolderItem] = [items[i] for i in order]
         super().__init__(processor, image_size, np.arange(len(self.items)), [f"{item.file}\t{item.label}" for item in self.items], skip_unreadable)
@@ -314,7 +318,8 @@ class HubDatasetTasks(_Processed):
     Class labels (``ClassLabel`` names) are matched to the model's class names, plain
     integers taken as the model's class indices. Naming entry: ``index``, the row.
 
-    Args as for :class:`ImageFolderTasks`, with ``dataset`` for ``root``.
+    Args as for :class:`ImageFolderTasks`, with ``dataset`` for ``root`` (and no
+    ``follow_links``: the data set is not a folder of files).
     """
 
     def __init__(
@@ -379,11 +384,13 @@ def open_dataset(
     limit: int | None = None,
     seed: int = 0,
     skip_unreadable: bool = False,
+    follow_links: bool = False,
 ) -> ImageFolderTasks | HubDatasetTasks:
     """``--data``: a folder saved by ``datasets.Dataset.save_to_disk`` (it holds
     ``dataset_info.json`` and ``state.json``), else an image folder. Everything is
     checked here, before a model is needed; images are read later, item by item (and,
-    with ``skip_unreadable``, those that cannot be read are skipped: see
+    with ``skip_unreadable``, those that cannot be read are skipped; with
+    ``follow_links``, an image folder's symbolic links out of it are followed: see
     :class:`ImageFolderTasks`).
 
     Raises:
@@ -399,4 +406,4 @@ def open_dataset(
         except ImportError:
             raise ValueError(f"{str(path)!r} is a saved Hugging Face data set, which needs the datasets package: pip install 'captum-gmar[datasets]'") from None
         return HubDatasetTasks(load_from_disk(str(path)), processor, id2label, image_size, limit, seed, skip_unreadable)
-    return ImageFolderTasks(path, processor, id2label, image_size, limit, seed, skip_unreadable)
+    return ImageFolderTasks(path, processor, id2label, image_size, limit, seed, skip_unreadable, follow_links)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,57 @@ def test_layout_errors_say_what_to_change(tmp_path, files, csvs, message):
         (tmp_path / name).write_text(text)
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         scan_folder(tmp_path, ID2LABEL)
+
+
+def link(path: Path, target: Path) -> None:
+    """A symbolic link at ``path`` to ``target``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda data, out: link(data / "cat/b.png", out / "b.png"), "image: 'cat/b.png'"),
+        (lambda data, out: link(data / "dog", out), "image: 'dog/b.png'"),
+        (lambda data, out: link(data / "masks/cat/a.png", out / "b.png"), "mask: 'masks/cat/a.png'"),
+        (lambda data, out: (link(data / "x.png", out / "b.png"), (data / "labels.csv").write_text("file,label\nx.png,cat\n")),
+         "labels.csv: 'x.png'"),
+        (lambda data, out: (link(data / "m.png", out / "b.png"), (data / "labels.csv").write_text("file,label,mask\ncat/a.png,cat,m.png\n")),
+         "labels.csv: 'm.png'"),
+        (lambda data, out: (link(data / "labels.csv", out / "labels.csv"), (out / "labels.csv").write_text("file,label\ncat/a.png,cat\n")),
+         "CSV file: 'labels.csv'"),
+        (lambda data, out: (link(data / "boxes.csv", out / "boxes.csv"), (out / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,1,1\n")),
+         "CSV file: 'boxes.csv'"),
+    ],
+    ids=["image", "class-folder", "mirrored-mask", "labels-csv-file", "labels-csv-mask", "labels-csv", "boxes-csv"],
+)
+def test_symbolic_links_out_of_the_folder_are_refused_unless_followed(tmp_path, make, message):
+    data, out = tmp_path / "data", tmp_path / "outside"
+    write_image(data / "cat/a.png")
+    write_image(out / "b.png", mode="L")
+    make(data, out)
+    refused = f"{message} leads out of the data folder through a symbolic link (to '{out}/"
+    with pytest.raises(ValueError, match=re.escape(refused) + r".*'\); pass --follow-links \(follow_links=True\) to read it"):
+        scan_folder(data, ID2LABEL)
+    assert scan_folder(data, ID2LABEL, follow_links=True)
+
+
+def test_a_link_out_is_refused_as_a_dotdot_path_to_the_same_file_and_a_link_within_is_read(tmp_path):
+    data = tmp_path / "data"
+    write_image(data / "cat/a.png")
+    write_image(tmp_path / "b.png")
+    link(data / "cat/b.png", tmp_path / "b.png")
+    link(data / "cat/c.png", data / "cat/a.png")  # within the folder
+    for named in ("../b.png", "cat/b.png"):
+        (data / "labels.csv").write_text(f"file,label\n{named},cat\ncat/c.png,cat\n")
+        with pytest.raises(ValueError, match=f"labels.csv: '{re.escape(named)}' (must be a path relative to|leads out of) the data folder"):
+            scan_folder(data, ID2LABEL)
+    assert [item.file for item in scan_folder(data, ID2LABEL, follow_links=True)] == ["cat/b.png", "cat/c.png"]
+    (data / "labels.csv").unlink()
+    (data / "cat/b.png").unlink()
+    link(data / "cat/sub", data / "cat")  # a folder linked within the folder is not scanned twice
+    assert [item.file for item in scan_folder(data, ID2LABEL)] == ["cat/a.png", "cat/c.png"]
 
 
 def test_a_mask_of_another_size_is_refused(tmp_path):

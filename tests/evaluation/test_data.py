@@ -145,6 +145,17 @@ def test_boxes_that_cannot_be_scored_are_refused_not_scored_as_empty_masks(folde
         data[outside]
 
 
+def test_a_symbolic_link_out_of_the_folder_is_read_only_when_followed(folder, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    Image.fromarray(np.zeros((20, 24, 3), dtype=np.uint8)).save(outside / "x.png")
+    (folder / "dog" / "x.png").symlink_to(outside / "x.png")
+    with pytest.raises(ValueError, match="image: 'dog/x.png' leads out of the data folder through a symbolic link"):
+        open_dataset(folder, PROCESSORS["resize"](), ID2LABEL, 32)
+    data = open_dataset(folder, PROCESSORS["resize"](), ID2LABEL, 32, follow_links=True)
+    linked = next(i for i in range(len(data)) if data.items[i].file == "dog/x.png")
+    assert data[linked]["pixel_values"].shape == (3, 32, 32) and data[linked]["label"] == 1
+
+
 def test_collate_refuses_images_of_different_sizes():
     items = [{"pixel_values": torch.zeros(3, 8, 8), "label": 0}, {"pixel_values": torch.zeros(3, 8, 9), "label": 1}]
     with pytest.raises(ValueError, match="different sizes"):
