@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import UnreadableImageError
 
-__all__ = ["IMAGE_SUFFIXES", "ClassNames", "FolderItem", "Region", "export_scenes", "read_image", "read_region", "scan_folder"]
+__all__ = ["IMAGE_SUFFIXES", "ClassNames", "FolderItem", "Region", "export_scenes", "object_pixels", "read_image", "read_region", "scan_folder"]
 
 #: image files the scan picks up (case-insensitive)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -313,10 +313,20 @@ def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, i
             values = np.asarray(image if image.mode in ("1", "L", "P", "I", "I;16", "F") else image.convert("L"))
     except (OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read mask {region.mask!r}: {error}") from error
+    return object_pixels(values, f"mask {region.mask!r}")
+
+
+def object_pixels(values: np.ndarray, name: str) -> np.ndarray:
+    """A mask's non-zero values, the object's pixels (``values != 0``).
+
+    Raises:
+        ValueError: naming the mask (``name``), for one that holds more than 0 and one
+            other value.
+    """
     levels = np.unique(values)
     if np.count_nonzero(levels) > 1:  # anti-aliased edges or a class-index map: "non-zero" would merge them into one object
         shown = ", ".join(str(level) for level in levels[:6]) + (", ..." if len(levels) > 6 else "")
-        raise ValueError(f"mask {region.mask!r} holds {len(levels)} values ({shown}); a mask holds 0 for the background and one value for the object "
+        raise ValueError(f"{name} holds {len(levels)} values ({shown}); a mask holds 0 for the background and one value for the object "
                          "(1 or 255): save it without anti-aliasing, one object per mask")
     return values != 0
 

@@ -43,7 +43,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..datasets.folder import ClassNames, FolderItem, read_image, read_region, scan_folder
+from ..datasets.folder import ClassNames, FolderItem, object_pixels, read_image, read_region, scan_folder
 from ..datasets.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
 from ..errors import UnreadableImageError
 
@@ -314,7 +314,8 @@ class ImageFolderTasks(_Processed):
 class HubDatasetTasks(_Processed):
     """A Hugging Face ``datasets.Dataset`` with an ``image`` (or ``img``) column, a
     ``label`` (or ``labels``) column and optionally a ``mask`` column (an image or array,
-    non-zero = object, the image's size), shuffled by ``seed`` and cut to ``limit`` items.
+    non-zero = object, the image's size, holding 0 and one other value), shuffled by
+    ``seed`` and cut to ``limit`` items.
     Class labels (``ClassLabel`` names) are matched to the model's class names, plain
     integers taken as the model's class indices. Naming entry: ``index``, the row.
 
@@ -362,8 +363,8 @@ class HubDatasetTasks(_Processed):
             raise UnreadableImageError(f"cannot read the image of row {row}: {error}") from error
         mask = None
         if self.mask_column is not None and record[self.mask_column] is not None:
-            mask = np.asarray(record[self.mask_column])
-            mask = (mask.any(-1) if mask.ndim == 3 else mask) != 0
+            mask = object_pixels(np.asarray(record[self.mask_column]), f"the mask of row {row}")
+            mask = mask.any(-1) if mask.ndim == 3 else mask
             if mask.shape != (image.height, image.width):
                 raise ValueError(f"row {row}: the mask is {mask.shape[1]}x{mask.shape[0]} px but its image is {image.width}x{image.height} px")
         return self._item(image, self.labels[row], mask, None, self._naming(index))

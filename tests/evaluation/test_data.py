@@ -222,6 +222,10 @@ def test_saved_hugging_face_dataset(tmp_path):
     with pytest.raises(UnreadableImageError, match="cannot read the image of row 0: cannot identify image file"):
         HubDatasetTasks(broken, PROCESSORS["resize"](), ID2LABEL, 32)[0]
     assert HubDatasetTasks(broken, PROCESSORS["resize"](), ID2LABEL, 32, skip_unreadable=True)[0]["index"] == 0
+    grey = datasets.Dataset.from_dict({"image": images[:1], "label": [0], "mask": [Image.fromarray(np.arange(1200, dtype=np.uint8).reshape(40, 30))]},
+                                      features=features)
+    with pytest.raises(ValueError, match=r"the mask of row 0 holds 256 values \(0, 1, 2, 3, 4, 5, ...\); a mask holds 0 for the background and one value"):
+        HubDatasetTasks(grey, PROCESSORS["resize"](), ID2LABEL, 32)[0]
     datasets.DatasetDict({"test": datasets.Dataset.from_dict({"label": [0]})}).save_to_disk(tmp_path / "dict")
     with pytest.raises(ValueError, match="DatasetDict"):
         open_dataset(tmp_path / "dict", PROCESSORS["resize"](), ID2LABEL, 32)
