@@ -25,6 +25,9 @@ from .names import ABLATION_KINDS, DEFAULT_METRIC_KEYS, METHOD_KEYS, METRIC_KEYS
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (InsufficientMemoryError, NonFiniteError, UnsupportedModelError, FileNotFoundError, ValueError)
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+#: the list, in each results folder of ``demo`` and ``compare``, of the files they wrote
+#: there: the only ones a later run may replace
+MANIFEST = ".captum-gmar-output.json"
 
 
 class CommandError(Exception):
@@ -120,21 +123,28 @@ def _config(folder: Path) -> dict[str, Any]:
         raise CommandError(f"cannot read {folder / 'config.json'}: {error}") from error
 
 
-def check_output(path: str, figure: bool) -> None:
-    """``--out`` before any work: a figure file in a format matplotlib writes
-    (``figure=True``) or a results folder, in a place that can be written (the missing
-    folders of its path are made later)."""
-    out = Path(path)
-    if figure:
-        from matplotlib.backend_bases import FigureCanvasBase  # light: no backend, no pyplot
+def check_output(path: str, figure: bool, files: Sequence[str] = ()) -> None:
+    """``--out`` before any work, in a place that can be written (the missing folders of
+    its path are made later): a figure file in a format matplotlib writes
+    (``figure=True``; one that exists is replaced, as named), or a results folder that is
+    new, empty or written by this package (its :data:`MANIFEST`), where none of
+    ``files`` exists unless this package wrote it."""
+    from matplotlib.backend_bases import FigureCanvasBase  # light: no backend, no pyplot
 
-        formats = FigureCanvasBase.get_supported_filetypes()
+    out = Path(path)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if figure:
         if out.is_dir():
             raise CommandError(f"--out {path!r} is a folder: name the figure file, e.g. {str(out / 'explanation.png')!r}")
         if out.suffix.lower().lstrip(".") not in formats:
             raise CommandError(f"--out {path!r}: the figure's format comes from its extension, one of {', '.join('.' + f for f in sorted(formats))}")
     elif out.exists() and not out.is_dir():
         raise CommandError(f"--out {path!r} is a file: name a folder for the results")
+    elif out.suffix.lower().lstrip(".") in formats:
+        raise CommandError(f"--out {path!r} names a figure, but --out is the folder of the results (the figure is its comparison.png): "
+                           f"name a folder, e.g. {str(out.with_suffix(''))!r}")
+    elif out.is_dir() and any(out.iterdir()):
+        _check_own_files(path, files)
     existing = out.parent if figure else out
     while not existing.exists():  # the nearest part of the path that exists must be a writable folder
         existing = existing.parent
@@ -142,6 +152,43 @@ def check_output(path: str, figure: bool) -> None:
         raise CommandError(f"--out {path!r}: {str(existing)!r} is a file, so no folder can be made there")
     if not os.access(existing, os.W_OK | os.X_OK) or (figure and out.exists() and not os.access(out, os.W_OK)):
         raise CommandError(f"--out {path!r}: {str(out if figure and out.exists() else existing)!r} is not writable")
+
+
+def _check_own_files(path: str, files: Sequence[str]) -> None:
+    """Refuse a non-empty results folder without this package's :data:`MANIFEST` (naming
+    its first files), or one where a file of ``files`` exists that the manifest does not
+    list: only files this package wrote are ever replaced."""
+    out = Path(path)
+    if not (out / MANIFEST).is_file():
+        names = sorted(entry.name for entry in out.iterdir())
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise CommandError(f"--out {path!r} holds files captum-gmar did not write ({shown}): name a new or empty folder")
+    own = _own_files(out)
+    foreign = [name for name in files if (out / name).exists() and name not in own]
+    if foreign:
+        raise CommandError(f"--out {path!r} holds {foreign[0]!r}, which captum-gmar did not write and does not replace: move it, or name a new or empty folder")
+
+
+def _own_files(out: Path) -> set[str]:
+    """The files this package wrote in the results folder ``out``, as its :data:`MANIFEST` lists them."""
+    try:
+        return set(json.loads((out / MANIFEST).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CommandError(f"cannot read {str(out / MANIFEST)!r} ({error!r}): name a new or empty folder for --out") from error
+
+
+def _claim_files(out: Path, files: Sequence[str]) -> None:
+    """List ``files`` in ``out``'s :data:`MANIFEST` (making the folder), before any of
+    them is written, so that a run cut short leaves them marked as this package's."""
+    own = _own_files(out) if (out / MANIFEST).is_file() else set()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).write_text(json.dumps({"written_by": f"captum-gmar {__version__}", "files": sorted(own | set(files))}, indent=2) + "\n")
+
+
+def _results_files(args: argparse.Namespace) -> list[str]:
+    """The files ``demo`` and ``compare`` write in ``--out`` (``results.run.json`` is the
+    runner's :func:`~captum_gmar.evaluation.runner.run_file` of ``results.csv``)."""
+    return ["results.csv", "results.run.json", "summary.md", "summary.json", *(["comparison.png"] if args.figure_rows else [])]
 
 
 def class_index(target: str, id2label: dict[str, str]) -> int:
@@ -208,6 +255,8 @@ def _run_comparison(args: argparse.Namespace, dataset, methods: list[str], metri
         devices = ctx.all_gather(describe_device(ctx.device))
         described = devices[0] if ctx.world_size == 1 else f"{ctx.world_size} processes: " + ", ".join(f"rank {r} {d}" for r, d in enumerate(devices))
         described += f", torch {torch.__version__}"
+        if ctx.rank == 0:  # the only process that writes to --out
+            _claim_files(out, _results_files(args))
         model = load_model(args.model)
         compare(
             model,
@@ -298,7 +347,7 @@ def _scene_tasks(scenes, spec: str | None, folder: Path):
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """GMAR, rollout and IG on a reference model's bundled scenes."""
-    check_output(args.out, figure=False)
+    check_output(args.out, figure=False, files=_results_files(args))
     from .reference import load_sample_scenes
 
     args.robustness_scenes, args.deletion_steps, args.resume, args.workers, args.ablation = 0, 16, False, 0, []
@@ -309,7 +358,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     """Every chosen method and metric on evaluation scenes from the test split, or on the
     user's data (``--data``)."""
-    check_output(args.out, figure=False)
+    check_output(args.out, figure=False, files=_results_files(args))
     if args.ablation and not {"gmar-l1", "rollout"} <= set(args.methods):
         raise CommandError("--ablation is paired with GMAR (L1) and attention rollout: --methods must include gmar-l1 and rollout")
     folder = model_folder(args.model)  # a bad model folder fails before the data is read
@@ -317,6 +366,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise CommandError("--limit applies to --data; the number of scenes is --scenes")
     if args.data is None and args.skip_unreadable:
         raise CommandError("--skip-unreadable applies to --data: the evaluation scenes are generated, not read from image files")
+    if args.data is None and args.follow_links:
+        raise CommandError("--follow-links applies to --data: the evaluation scenes are generated, not read from image files")
     if args.data is not None and args.data_dir is not None:
         raise CommandError("--data-dir is the Fashion-MNIST folder that scenes are drawn from; it does not apply with --data")
     results = Path(args.out) / "results.csv"
@@ -351,7 +402,14 @@ def _user_data(args: argparse.Namespace, folder: Path):
 
     processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
     return open_dataset(
-        args.data, processor, config["id2label"], config.get("image_size", 224), limit=args.limit, seed=args.seed, skip_unreadable=args.skip_unreadable
+        args.data,
+        processor,
+        config["id2label"],
+        config.get("image_size", 224),
+        limit=args.limit,
+        seed=args.seed,
+        skip_unreadable=args.skip_unreadable,
+        follow_links=args.follow_links,
     )
 
 
@@ -451,7 +509,11 @@ def _add_run_options(parser: argparse.ArgumentParser, out: str) -> None:
     )
     parser.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the scenes, of the order of --data and of the metrics' noise (default 0)")
     parser.add_argument("--figure-rows", type=_int_at_least(0), default=6, help="explanations drawn in the figure, 0 for none (default 6)")
-    parser.add_argument("--out", default=out, help=f"output directory (default {out})")
+    parser.add_argument(
+        "--out", default=out,
+        help=f"folder of the results, made if missing (default {out}); not a figure file: the figure is its comparison.png. "
+        "An existing folder must be empty or one captum-gmar wrote",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -490,10 +552,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-unreadable", action="store_true",
         help="with --data: skip images that cannot be read (truncated, empty, too large), naming each on stderr, instead of stopping at the first",
     )
+    comp.add_argument(
+        "--follow-links", action="store_true",
+        help="with --data: read files that symbolic links in the folder lead to outside it (by default such a link is refused, as a .. path is)",
+    )
     comp.add_argument("--workers", type=_int_at_least(0), default=0, help="processes reading and preprocessing images (default 0: the main process)")
     again = comp.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run whose results.csv is in --out, skipping finished batches")
-    again.add_argument("--overwrite", action="store_true", help="replace the results.csv in --out")
+    again.add_argument("--overwrite", action="store_true", help="start over, replacing the results in --out (never a file captum-gmar did not write)")
     _add_run_options(comp, "comparison-output")
     comp.set_defaults(run=cmd_compare)
 

@@ -34,7 +34,8 @@ class ZeroShotHead:
 
     Raises:
         ValueError: ``input_ids`` that are not integers in ``0 .. vocab_size - 1`` (naming
-            the prompt), or an ``attention_mask`` of another shape.
+            the prompt), or an ``attention_mask`` of another shape or with values other
+            than 0 and 1.
 
     The text embeddings are computed here, once, in eval mode and without gradients; a
     text tower changed later (e.g. LoRA on it) needs a new attribution object.
@@ -83,7 +84,8 @@ def image_features(model: nn.Module, pixel_values: Tensor) -> Tensor:
 def _check_prompts(inputs: Mapping[str, Tensor], vocab_size: int) -> None:
     """Refuse prompts the text tower would fail on deep inside (torch's ``index out of
     range in self``) or read silently wrong: ``input_ids`` ``(K, L)`` must be integer ids
-    in ``0 .. vocab_size - 1``, and ``attention_mask`` (if given) shaped like them."""
+    in ``0 .. vocab_size - 1``, and ``attention_mask`` (if given) shaped like them and
+    holding only 0 and 1."""
     ids = inputs["input_ids"]
     if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
         raise ValueError(f"text: every prompt's input_ids are {ids.dtype}; token ids must be integers (the tokenizer's output with return_tensors='pt')")
@@ -93,9 +95,16 @@ def _check_prompts(inputs: Mapping[str, Tensor], vocab_size: int) -> None:
             raise ValueError(f"text: prompt {prompt} has token id {int(ids[prompt, position])} at position {position}, which is {rule}; "
                              f"token ids must be 0..{vocab_size - 1} (tokenize with this model's tokenizer)")
     mask = inputs.get("attention_mask")
-    if mask is not None and tuple(mask.shape) != tuple(ids.shape):
+    if mask is None:
+        return
+    if tuple(mask.shape) != tuple(ids.shape):
         raise ValueError(f"text: attention_mask is {tuple(mask.shape)} but input_ids are {tuple(ids.shape)} (prompts, tokens); "
                          "they must have one shape: take both from one tokenizer call")
+    bad = (mask != 0) & (mask != 1)  # transformers' versions read other values differently (4.x takes a 2 for padding)
+    if bad.any():
+        prompt, position = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"text: prompt {prompt} has attention_mask value {mask[prompt, position].item()} at position {position}; "
+                         "the mask must be 1 for a token and 0 for padding (the tokenizer's output)")
 
 
 def _pooled(features: Tensor | object) -> Tensor:

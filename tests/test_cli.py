@@ -196,6 +196,7 @@ def existing_results(tmp_path):
     out = tmp_path / "earlier"
     out.mkdir()
     (out / "results.csv").write_text("method,item\n")
+    (out / cli.MANIFEST).write_text(json.dumps({"files": ["results.csv", "results.run.json", "summary.md", "summary.json", "comparison.png"]}))
     return out
 
 
@@ -213,6 +214,31 @@ def image_folder(tmp_path):
     return tmp_path / "data"
 
 
+def test_data_errors_are_one_line_before_any_model_loads(model_dir, image_folder, photo, tmp_path, capsys, no_model_loading):
+    argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--device", "cpu", "--out", str(tmp_path / "out")]
+    (image_folder / "bag" / "linked.png").symlink_to(photo)  # outside the data folder
+    cases = [
+        (argv, "image: 'bag/linked.png' leads out of the data folder through a symbolic link"),
+        (argv[:3] + ["--follow-links"], "--follow-links applies to --data"),
+    ]
+    for command, message in cases:
+        code, err = run(capsys, *command)
+        assert code == 2 and message in last_line(err) and "Traceback" not in err, (command, err)
+    (image_folder / "bag" / "linked.png").unlink()
+    (image_folder / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\nbag/2.png,0,0,inf,5\n")
+    code, err = run(capsys, *argv)
+    assert code == 2 and "Traceback" not in err
+    assert last_line(err) == "captum-gmar compare: error: boxes.csv row 2: x_max is 'inf'; box corners must be finite numbers, pixels of the image"
+
+
+def test_compare_follows_links_out_of_the_data_folder_when_asked(model_dir, image_folder, photo, tmp_path):
+    (image_folder / "bag" / "linked.jpg").symlink_to(photo)
+    out = tmp_path / "out"
+    assert main(["compare", "--model", model_dir, "--data", str(image_folder), "--follow-links", "--methods", "rollout", "--metrics", "faithfulness",
+                 "--device", "cpu", "--figure-rows", "0", "--out", str(out)]) == 0
+    assert "bag/linked.jpg" in {row["file"] for row in read_csv(out / "results.csv")}
+
+
 def test_compare_on_an_image_folder(model_dir, image_folder, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--methods", "rollout", "--metrics", "faithfulness,localisation",
@@ -222,9 +248,12 @@ def test_compare_on_an_image_folder(model_dir, image_folder, tmp_path, capsys):
     assert len(rows) == 3 and all(row["file"].split("/")[0] in ("Trouser", "bag") for row in rows)
     assert all(math.isnan(row["pointing_game"]) != row["file"].startswith("Trouser") for row in rows)
     assert (out / "comparison.png").is_file() and "| Attention rollout |" in (out / "summary.md").read_text()
+    assert json.loads((out / cli.MANIFEST).read_text())["files"] == ["comparison.png", "results.csv", "results.run.json", "summary.json", "summary.md"]
     code, err = run(capsys, *argv)
     assert code == 2 and "results.csv exists: add --resume" in err
+    (out / "notes.txt").write_text("mine")  # a file of the user's beside the run's is kept
     assert main([*argv, "--resume"]) == 0 and len(list(read_csv(out / "results.csv"))) == 3
+    assert main([*argv, "--overwrite"]) == 0 and (out / "notes.txt").read_text() == "mine"
 
 
 def test_compare_without_masks_skips_localisation(model_dir, image_folder, tmp_path, capsys):
@@ -286,7 +315,8 @@ def test_native_resolution_too_large_for_memory_fails_before_the_prediction(mode
     assert code == 2 and "200x300 px" in err and "drop --native-resolution" in err
 
 
-def test_bad_outputs_are_refused_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading):
+def test_bad_outputs_are_refused_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a relative --out would land
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     cases = [
@@ -297,6 +327,9 @@ def test_bad_outputs_are_refused_before_any_model_loads(capsys, tmp_path, photo,
         (["compare", "--model", model_dir, "--out", str(a_file)], "is a file: name a folder for the results"),
         (["compare", "--model", model_dir, "--out", str(a_file / "out")], f"{str(a_file)!r} is a file, so no folder can be made there"),
         (["demo", "--out", str(a_file / "out")], f"{str(a_file)!r} is a file, so no folder can be made there"),
+        (["demo", "--out", "demo.png"], "--out 'demo.png' names a figure, but --out is the folder of the results (the figure is its comparison.png): "
+                                         "name a folder, e.g. 'demo'"),
+        (["compare", "--model", model_dir, "--out", str(tmp_path / "cmp.PDF")], "names a figure, but --out is the folder of the results"),
     ]
     if Path("/proc/self").is_dir():  # a folder not even root may write in
         cases += [
@@ -306,7 +339,33 @@ def test_bad_outputs_are_refused_before_any_model_loads(capsys, tmp_path, photo,
     for argv, message in cases:
         code, err = run(capsys, *argv)
         assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1, (argv, err)
-    assert not (tmp_path / "fig.txt").exists()
+    assert not (tmp_path / "fig.txt").exists() and not Path("demo.png").exists()
+
+
+def test_an_output_folder_holding_files_of_the_user_is_refused_before_any_model_loads(capsys, tmp_path, model_dir, no_model_loading):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("my notes")
+    (user / "summary.md").write_text("my summary")
+    own = existing_results(tmp_path)
+    (own / "comparison.png").write_bytes(b"the user's figure")  # beside the package's files, not listed in its manifest
+    (own / cli.MANIFEST).write_text(json.dumps({"files": ["results.csv", "results.run.json", "summary.md", "summary.json"]}))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / cli.MANIFEST).write_text("{")
+    refused = f"--out {str(user)!r} holds files captum-gmar did not write (notes.txt, summary.md): name a new or empty folder"
+    cases = [
+        (["compare", "--model", model_dir, "--out", str(user)], refused),
+        (["compare", "--model", model_dir, "--out", str(user), "--overwrite"], refused),
+        (["demo", "--out", str(user)], refused),
+        (["compare", "--model", model_dir, "--out", str(own), "--overwrite"],
+         f"--out {str(own)!r} holds 'comparison.png', which captum-gmar did not write and does not replace: move it, or name a new or empty folder"),
+        (["compare", "--model", model_dir, "--out", str(broken)], f"cannot read {str(broken / cli.MANIFEST)!r}"),
+    ]
+    for argv, message in cases:
+        code, err = run(capsys, *argv)
+        assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1, (argv, err)
+    assert (user / "summary.md").read_text() == "my summary" and (own / "comparison.png").read_bytes() == b"the user's figure"
 
 
 def last_line(err: str) -> str:

@@ -130,8 +130,11 @@ def test_the_model_comes_back_as_it_was(load, images, text):
         (lambda t: {**t, "input_ids": t["input_ids"].float()}, "input_ids are torch.float32; token ids must be integers"),
         (lambda t: {**t, "attention_mask": t["attention_mask"][:, :5]}, "attention_mask is (4, 5) but input_ids are (4, 6)"),
         (lambda t: {**t, "attention_mask": t["attention_mask"][:3]}, "attention_mask is (3, 6) but input_ids are (4, 6)"),
+        (lambda t: {**t, "attention_mask": t["attention_mask"] * 2}, "prompt 0 has attention_mask value 2 at position 0; the mask must be 1 for a token and 0"),
+        (lambda t: {**t, "attention_mask": t["attention_mask"].float().index_put((torch.tensor(3), torch.tensor(1)), torch.tensor(0.5))},
+         "prompt 3 has attention_mask value 0.5 at position 1"),
     ],
-    ids=["too-large", "negative", "float", "mask-shorter", "mask-fewer-prompts"],
+    ids=["too-large", "negative", "float", "mask-shorter", "mask-fewer-prompts", "mask-of-twos", "mask-fraction"],
 )
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_prompts_are_refused_when_the_attribution_is_built(load, text, name, change, message):

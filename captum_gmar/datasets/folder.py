@@ -11,11 +11,16 @@ Layout (all paths relative to the folder, ``/``-separated)::
                                       compares each row's mask with the others')
     DIR/boxes.csv                     optional, instead of masks: file,x_min,y_min,x_max,y_max[,label]
 
+Only files inside the folder are read: a ``..`` or absolute path is refused, and so is a
+symbolic link that leads out of the folder, unless ``follow_links=True`` (``--follow-links``).
+
 A class is a folder name or ``label`` value matched to the model's ``id2label``: a class
-name (case-insensitive) or a class index. Box corners are pixel coordinates of the image
-as stored, ``x_min <= x < x_max`` (fractions are widened to whole pixels); several boxes
-of one object are united. Scanning reads names and CSV files only, never image data, so
-that a large folder is checked in seconds before a model loads.
+name (case-insensitive) or a class index. Box corners are finite pixel coordinates of the
+image as stored, ``x_min <= x < x_max`` (fractions are widened to whole pixels, a box
+partly outside the image is cut to it); several boxes of one object are united. A mask
+holds 0 and one value for the object. Scanning reads names and CSV files only, never
+image data, so that a large folder is checked in seconds before a model loads; what needs
+the image (a box wholly outside it, a mask's size and values) is checked when it is read.
 
 :func:`export_scenes` writes evaluation scenes in this layout.
 """
@@ -27,19 +32,20 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ..errors import UnreadableImageError
 
-__all__ = ["IMAGE_SUFFIXES", "ClassNames", "FolderItem", "Region", "export_scenes", "read_image", "read_region", "scan_folder"]
+__all__ = ["IMAGE_SUFFIXES", "ClassNames", "FolderItem", "Region", "export_scenes", "object_pixels", "read_image", "read_region", "scan_folder"]
 
 #: image files the scan picks up (case-insensitive)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 Box = tuple[float, float, float, float]
+_CORNERS = ("x_min", "y_min", "x_max", "y_max")
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class Region:
     mask: str | None = None
     #: ``(x_min, y_min, x_max, y_max)`` boxes in the stored image's pixels
     boxes: tuple[Box, ...] = ()
+    #: the ``boxes.csv`` row of each box, to name it in errors
+    rows: tuple[int, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -66,17 +74,19 @@ class FolderItem:
     others: tuple[Region, ...] = ()
 
 
-def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str]) -> list[FolderItem]:
+def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str], follow_links: bool = False) -> list[FolderItem]:
     """The explanation tasks of an image folder, in a fixed order (sorted by file, then label).
 
     Args:
         root: the folder (layout in the module docstring).
         id2label: the model's class names, by index (``config.id2label``).
+        follow_links: read files that symbolic links in the folder lead to outside it
+            (by default such a file is refused, as a ``..`` path always is).
 
     Raises:
         FileNotFoundError: a missing folder, or a file that a CSV names.
         ValueError: a layout problem (unknown class, empty folder, bad CSV, a mask and
-            boxes for one object), with what to change.
+            boxes for one object, a path out of the folder), with what to change.
     """
     root = Path(root)
     if not root.is_dir():
@@ -84,11 +94,15 @@ def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str])
     classes = ClassNames(id2label)
     labels_csv = root / "labels.csv"
     if labels_csv.is_file():
+        _inside(root, labels_csv.name, "CSV file", follow_links)
         rows = _read_csv(labels_csv, required=("file", "label"), optional=("mask",))
-        tasks = [(_existing(root, row["file"], labels_csv), classes.index(row["label"], f"{labels_csv.name} row {n}"), row.get("mask") or None) for n, row in rows]
+        tasks = [
+            (_existing(root, row["file"], labels_csv, follow_links), classes.index(row["label"], f"{labels_csv.name} row {n}"), row.get("mask") or None)
+            for n, row in rows
+        ]
         explicit_masks = "mask" in rows[0][1] if rows else False
     else:
-        tasks = [(file, classes.index(file.split("/")[0], f"folder {file.split('/')[0]!r}"), None) for file in _class_folder_images(root)]
+        tasks = [(file, classes.index(file.split("/")[0], f"folder {file.split('/')[0]!r}"), None) for file in _class_folder_images(root, follow_links)]
         explicit_masks = False
     if not tasks:
         raise ValueError(f"data folder {str(root)!r} holds no images: put them in one subfolder per class, or list them in a labels.csv")
@@ -100,15 +114,16 @@ def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str])
 
     regions: dict[tuple[str, int], Region] = {}
     if explicit_masks:
-        regions = {(file, label): Region(mask=_existing(root, mask, labels_csv)) for file, label, mask in tasks if mask}
+        regions = {(file, label): Region(mask=_existing(root, mask, labels_csv, follow_links)) for file, label, mask in tasks if mask}
     elif (root / "masks").is_dir():
-        regions = _mirrored_masks(root, tasks)
+        regions = _mirrored_masks(root, tasks, follow_links)
     boxes_csv = root / "boxes.csv"
     if boxes_csv.is_file():
-        for key, boxes in _read_boxes(boxes_csv, tasks, classes).items():
+        _inside(root, boxes_csv.name, "CSV file", follow_links)
+        for key, region in _read_boxes(boxes_csv, tasks, classes).items():
             if key in regions:
                 raise ValueError(f"{key[0]!r} has both a mask and boxes: give one of the two")
-            regions[key] = Region(boxes=boxes)
+            regions[key] = region
 
     labels_of: dict[str, list[int]] = {}
     for file, label, _ in tasks:
@@ -153,10 +168,10 @@ def _folder_key(name: str) -> str:
     return name.strip().lower().replace("/", "-")
 
 
-def _class_folder_images(root: Path) -> list[str]:
+def _class_folder_images(root: Path, follow_links: bool) -> list[str]:
     files = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "masks" and not p.name.startswith(".")):
-        files += [path.relative_to(root).as_posix() for path in sorted(folder.rglob("*")) if _is_image(path)]
+        files += [_inside(root, path.relative_to(root).as_posix(), "image", follow_links) for path in sorted(folder.rglob("*")) if _is_image(path)]
     return files
 
 
@@ -164,14 +179,27 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def _existing(root: Path, relative: str, source: Path) -> str:
-    """``relative`` normalised to a ``/``-path inside ``root``; the file must exist."""
+def _inside(root: Path, relative: str, where: str, follow_links: bool) -> str:
+    """``relative`` normalised to a ``/``-path inside ``root``, refused where it leads out
+    of the folder: always by an absolute or ``..`` path, and through a symbolic link to a
+    place outside unless ``follow_links`` (a link within the folder is fine)."""
     path = PurePosixPath(relative.strip().replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts:
-        raise ValueError(f"{source.name}: {relative!r} must be a path relative to the data folder")
+        raise ValueError(f"{where}: {relative!r} must be a path relative to the data folder")
+    if not follow_links:
+        target = (root / path).resolve()
+        if not target.is_relative_to(root.resolve()):
+            raise ValueError(f"{where}: {relative!r} leads out of the data folder through a symbolic link (to {str(target)!r}); "
+                             "pass --follow-links (follow_links=True) to read it")
+    return path.as_posix()
+
+
+def _existing(root: Path, relative: str, source: Path, follow_links: bool) -> str:
+    """``relative`` normalised to a ``/``-path inside ``root`` (:func:`_inside`); the file must exist."""
+    path = _inside(root, relative, source.name, follow_links)
     if not (root / path).is_file():
         raise FileNotFoundError(f"{source.name} names {relative!r}, which is not a file in {str(root)!r}")
-    return path.as_posix()
+    return path
 
 
 def _read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -186,29 +214,33 @@ def _read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) 
         return [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k in required + optional}) for row in reader]
 
 
-def _mirrored_masks(root: Path, tasks: list[tuple[str, int, str | None]]) -> dict[tuple[str, int], Region]:
-    """``masks/<file with .png>`` for each task whose mask exists (one task per file)."""
+def _mirrored_masks(root: Path, tasks: list[tuple[str, int, str | None]], follow_links: bool) -> dict[tuple[str, int], Region]:
+    """``masks/<file with .png>`` for each task whose mask exists (one task per file, one
+    file per mask)."""
     regions = {}
     counts: dict[str, int] = {}
     for file, _, _ in tasks:
         counts[file] = counts.get(file, 0) + 1
+    image_of: dict[str, str] = {}
     for file, label, _ in tasks:
         mask = PurePosixPath("masks", file).with_suffix(".png").as_posix()
         if (root / mask).is_file():
             if counts[file] > 1:
                 raise ValueError(f"{file!r} has several labels, so masks/ cannot say whose mask {mask!r} is: add a mask column to labels.csv")
-            regions[(file, label)] = Region(mask=mask)
+            if image_of.setdefault(mask, file) != file:  # x.jpg and x.png: one mask cannot be known to be both objects'
+                raise ValueError(f"{mask!r} mirrors two images, {image_of[mask]!r} and {file!r}: rename one of them, or give each its mask in a labels.csv mask column")
+            regions[(file, label)] = Region(mask=_inside(root, mask, "mask", follow_links))
     if not regions:
         raise ValueError(f"{str(root / 'masks')!r} holds no mask of any image: a mask mirrors its image's path, e.g. masks/{PurePosixPath(tasks[0][0]).with_suffix('.png')}")
     return regions
 
 
-def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: ClassNames) -> dict[tuple[str, int], tuple[Box, ...]]:
+def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: ClassNames) -> dict[tuple[str, int], Region]:
     labels_of: dict[str, list[int]] = {}
     for file, label, _ in tasks:
         labels_of.setdefault(file, []).append(label)
-    boxes: dict[tuple[str, int], list[Box]] = {}
-    for n, row in _read_csv(path, required=("file", "x_min", "y_min", "x_max", "y_max"), optional=("label",)):
+    boxes: dict[tuple[str, int], list[tuple[Box, int]]] = {}
+    for n, row in _read_csv(path, required=("file", *_CORNERS), optional=("label",)):
         file = PurePosixPath(row["file"].replace("\\", "/")).as_posix()
         if file not in labels_of:
             raise ValueError(f"{path.name} row {n}: {row['file']!r} is not an image of the data set")
@@ -221,13 +253,16 @@ def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: C
         else:
             label = labels_of[file][0]
         try:
-            box = tuple(float(row[key]) for key in ("x_min", "y_min", "x_max", "y_max"))
+            box = tuple(float(row[key]) for key in _CORNERS)
         except ValueError:
             raise ValueError(f"{path.name} row {n}: box corners must be numbers") from None
+        for key, value in zip(_CORNERS, box):
+            if not math.isfinite(value):  # inf, 1e400 or nan: no pixel to round it to
+                raise ValueError(f"{path.name} row {n}: {key} is {row[key]!r}; box corners must be finite numbers, pixels of the image")
         if not (0 <= box[0] < box[2] and 0 <= box[1] < box[3]):
             raise ValueError(f"{path.name} row {n}: a box needs 0 <= x_min < x_max and 0 <= y_min < y_max, got {box}")
-        boxes.setdefault((file, label), []).append(box)
-    return {key: tuple(value) for key, value in boxes.items()}
+        boxes.setdefault((file, label), []).append((box, n))
+    return {key: Region(boxes=tuple(box for box, _ in value), rows=tuple(n for _, n in value)) for key, value in boxes.items()}
 
 
 def read_image(root: str | os.PathLike[str], file: str):
@@ -252,15 +287,23 @@ def read_image(root: str | os.PathLike[str], file: str):
 def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, int]) -> np.ndarray:
     """The region as a ``bool (H, W)`` mask of an image of ``size = (W, H)`` (PIL's order).
 
-    A mask file must have the image's size; its non-zero pixels are the object (palette
+    A box partly outside the image is cut to it. A mask file must have the image's size
+    and hold 0 and at most one other value; its non-zero pixels are the object (palette
     PNGs: non-zero palette index; colour PNGs: non-zero grey level).
+
+    Raises:
+        ValueError: a box wholly outside the image, a mask file of another size, one
+            with several non-zero values, or one that cannot be read; naming it.
     """
     from PIL import Image
 
     width, height = size
     if region.mask is None:
         mask = np.zeros((height, width), dtype=bool)
-        for x_min, y_min, x_max, y_max in region.boxes:
+        for k, (x_min, y_min, x_max, y_max) in enumerate(region.boxes):
+            if x_min >= width or y_min >= height:  # corners are >= 0 (the scan checks): no pixel of the image is in it
+                where = f"boxes.csv row {region.rows[k]}" if region.rows else "boxes.csv"
+                raise ValueError(f"{where}: the box {region.boxes[k]} lies wholly outside its {width}x{height} px image; box corners are pixels of the image as stored")
             mask[math.floor(y_min) : math.ceil(y_max), math.floor(x_min) : math.ceil(x_max)] = True
         return mask
     try:
@@ -270,6 +313,21 @@ def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, i
             values = np.asarray(image if image.mode in ("1", "L", "P", "I", "I;16", "F") else image.convert("L"))
     except (OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read mask {region.mask!r}: {error}") from error
+    return object_pixels(values, f"mask {region.mask!r}")
+
+
+def object_pixels(values: np.ndarray, name: str) -> np.ndarray:
+    """A mask's non-zero values, the object's pixels (``values != 0``).
+
+    Raises:
+        ValueError: naming the mask (``name``), for one that holds more than 0 and one
+            other value.
+    """
+    levels = np.unique(values)
+    if np.count_nonzero(levels) > 1:  # anti-aliased edges or a class-index map: "non-zero" would merge them into one object
+        shown = ", ".join(str(level) for level in levels[:6]) + (", ..." if len(levels) > 6 else "")
+        raise ValueError(f"{name} holds {len(levels)} values ({shown}); a mask holds 0 for the background and one value for the object "
+                         "(1 or 255): save it without anti-aliasing, one object per mask")
     return values != 0
 
 

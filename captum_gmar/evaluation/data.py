@@ -43,7 +43,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..datasets.folder import ClassNames, FolderItem, read_image, read_region, scan_folder
+from ..datasets.folder import ClassNames, FolderItem, object_pixels, read_image, read_region, scan_folder
 from ..datasets.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
 from ..errors import UnreadableImageError
 
@@ -274,6 +274,9 @@ class ImageFolderTasks(_Processed):
             over PIL's decompression-bomb limit) becomes an ``"unreadable"`` item that
             :func:`collate` leaves out, instead of an
             :class:`~captum_gmar.errors.UnreadableImageError` naming it.
+        follow_links: read files that symbolic links in the folder lead to outside it
+            (by default such a link is refused when the folder is scanned, as a ``..``
+            path is; see :func:`~captum_gmar.datasets.folder.scan_folder`).
     """
 
     def __init__(
@@ -285,9 +288,10 @@ class ImageFolderTasks(_Processed):
         limit: int | None = None,
         seed: int = 0,
         skip_unreadable: bool = False,
+        follow_links: bool = False,
     ) -> None:
         self.root = Path(root)
-        items = scan_folder(self.root, id2label)
+        items = scan_folder(self.root, id2label, follow_links)
         order = select(len(items), limit, seed)
         self.items: list[FolderItem] = [items[i] for i in order]
         super().__init__(processor, image_size, np.arange(len(self.items)), [f"{item.file}\t{item.label}" for item in self.items], skip_unreadable)
@@ -310,11 +314,13 @@ class ImageFolderTasks(_Processed):
 class HubDatasetTasks(_Processed):
     """A Hugging Face ``datasets.Dataset`` with an ``image`` (or ``img``) column, a
     ``label`` (or ``labels``) column and optionally a ``mask`` column (an image or array,
-    non-zero = object, the image's size), shuffled by ``seed`` and cut to ``limit`` items.
+    non-zero = object, the image's size, holding 0 and one other value), shuffled by
+    ``seed`` and cut to ``limit`` items.
     Class labels (``ClassLabel`` names) are matched to the model's class names, plain
     integers taken as the model's class indices. Naming entry: ``index``, the row.
 
-    Args as for :class:`ImageFolderTasks`, with ``dataset`` for ``root``.
+    Args as for :class:`ImageFolderTasks`, with ``dataset`` for ``root`` (and no
+    ``follow_links``: the data set is not a folder of files).
     """
 
     def __init__(
@@ -357,8 +363,8 @@ class HubDatasetTasks(_Processed):
             raise UnreadableImageError(f"cannot read the image of row {row}: {error}") from error
         mask = None
         if self.mask_column is not None and record[self.mask_column] is not None:
-            mask = np.asarray(record[self.mask_column])
-            mask = (mask.any(-1) if mask.ndim == 3 else mask) != 0
+            mask = object_pixels(np.asarray(record[self.mask_column]), f"the mask of row {row}")
+            mask = mask.any(-1) if mask.ndim == 3 else mask
             if mask.shape != (image.height, image.width):
                 raise ValueError(f"row {row}: the mask is {mask.shape[1]}x{mask.shape[0]} px but its image is {image.width}x{image.height} px")
         return self._item(image, self.labels[row], mask, None, self._naming(index))
@@ -379,11 +385,13 @@ def open_dataset(
     limit: int | None = None,
     seed: int = 0,
     skip_unreadable: bool = False,
+    follow_links: bool = False,
 ) -> ImageFolderTasks | HubDatasetTasks:
     """``--data``: a folder saved by ``datasets.Dataset.save_to_disk`` (it holds
     ``dataset_info.json`` and ``state.json``), else an image folder. Everything is
     checked here, before a model is needed; images are read later, item by item (and,
-    with ``skip_unreadable``, those that cannot be read are skipped: see
+    with ``skip_unreadable``, those that cannot be read are skipped; with
+    ``follow_links``, an image folder's symbolic links out of it are followed: see
     :class:`ImageFolderTasks`).
 
     Raises:
@@ -399,4 +407,4 @@ def open_dataset(
         except ImportError:
             raise ValueError(f"{str(path)!r} is a saved Hugging Face data set, which needs the datasets package: pip install 'captum-gmar[datasets]'") from None
         return HubDatasetTasks(load_from_disk(str(path)), processor, id2label, image_size, limit, seed, skip_unreadable)
-    return ImageFolderTasks(path, processor, id2label, image_size, limit, seed, skip_unreadable)
+    return ImageFolderTasks(path, processor, id2label, image_size, limit, seed, skip_unreadable, follow_links)

@@ -83,7 +83,8 @@ def explain_func(
 
     Raises:
         ValueError: an unknown method, inputs that are not ``(N, C, H, W)``, targets of
-            another length, or a ``device`` other than the model's.
+            another length or that are not whole numbers (fractional, bool), or a
+            ``device`` other than the model's.
     """
     classifier = model.model if isinstance(model, QuantusModel) else model
     if method not in METHOD_KEYS:
@@ -94,7 +95,7 @@ def explain_func(
     x = torch.as_tensor(inputs, dtype=torch.float32, device=where)
     if x.dim() != 4:
         raise ValueError(f"inputs must be images (N, C, H, W), channel first; got shape {tuple(x.shape)}")
-    t = torch.as_tensor(targets, dtype=torch.long, device=where)
+    t = _class_indices(targets, where)
     t = t.expand(len(x)) if t.dim() == 0 else t
     if t.shape != (len(x),):
         raise ValueError(f"targets must hold one class per image: {len(x)} images, targets of shape {tuple(t.shape)}")
@@ -104,6 +105,19 @@ def explain_func(
         peak = maps.flatten(1).amax(1).clamp_min(torch.finfo(maps.dtype).tiny)
         maps = maps / peak.view(-1, 1, 1)
     return maps.unsqueeze(1).cpu().numpy()
+
+
+def _class_indices(targets: np.ndarray | Tensor | Sequence[int] | int, device: torch.device) -> Tensor:
+    """``targets`` as int64 class indices; a cast would truncate ``3.7`` to class 3 and read
+    ``True`` as class 1, so fractional, non-finite and bool targets are refused."""
+    t = torch.as_tensor(targets, device=device)
+    if t.dtype == torch.bool or t.dtype.is_complex:
+        raise ValueError(f"targets are {t.dtype}; they must be class indices (integers)")
+    if t.dtype.is_floating_point:  # whole floats (2.0) are classes, as numpy arrays of labels often hold them
+        fractional = ~torch.isfinite(t) | (t != t.round())
+        if fractional.any():
+            raise ValueError(f"targets must be class indices (integers); got {float(t[fractional][0])}")
+    return t.long()
 
 
 def _same_device(given: torch.device, model: torch.device) -> bool:

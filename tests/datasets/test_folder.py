@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,10 @@ def test_mask_files_mark_non_zero_pixels(tmp_path, mode, value):
         ({"a.png", "masks/a.png"}, {"labels.csv": "file,label\na.png,cat\na.png,dog\n"}, "add a mask column"),
         ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,5,0,2,3\n"}, "x_min < x_max"),
         ({"cat/a.png", "masks/cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,2,3\n"}, "both a mask and boxes"),
+        ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,inf,3\n"}, "boxes.csv row 2: x_max is 'inf'; box corners must be finite"),
+        ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,2,1e400\n"}, "boxes.csv row 2: y_max is '1e400'; box corners must be finite"),
+        ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,nan,0,2,3\n"}, "boxes.csv row 2: x_min is 'nan'; box corners must be finite"),
+        ({"cat/x.png", "cat/x.jpg", "masks/cat/x.png"}, {}, "'masks/cat/x.png' mirrors two images, 'cat/x.jpg' and 'cat/x.png'"),
     ],
 )
 def test_layout_errors_say_what_to_change(tmp_path, files, csvs, message):
@@ -115,10 +120,80 @@ def test_layout_errors_say_what_to_change(tmp_path, files, csvs, message):
         scan_folder(tmp_path, ID2LABEL)
 
 
+def link(path: Path, target: Path) -> None:
+    """A symbolic link at ``path`` to ``target``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda data, out: link(data / "cat/b.png", out / "b.png"), "image: 'cat/b.png'"),
+        (lambda data, out: link(data / "dog", out), "image: 'dog/b.png'"),
+        (lambda data, out: link(data / "masks/cat/a.png", out / "b.png"), "mask: 'masks/cat/a.png'"),
+        (lambda data, out: (link(data / "x.png", out / "b.png"), (data / "labels.csv").write_text("file,label\nx.png,cat\n")),
+         "labels.csv: 'x.png'"),
+        (lambda data, out: (link(data / "m.png", out / "b.png"), (data / "labels.csv").write_text("file,label,mask\ncat/a.png,cat,m.png\n")),
+         "labels.csv: 'm.png'"),
+        (lambda data, out: (link(data / "labels.csv", out / "labels.csv"), (out / "labels.csv").write_text("file,label\ncat/a.png,cat\n")),
+         "CSV file: 'labels.csv'"),
+        (lambda data, out: (link(data / "boxes.csv", out / "boxes.csv"), (out / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,1,1\n")),
+         "CSV file: 'boxes.csv'"),
+    ],
+    ids=["image", "class-folder", "mirrored-mask", "labels-csv-file", "labels-csv-mask", "labels-csv", "boxes-csv"],
+)
+def test_symbolic_links_out_of_the_folder_are_refused_unless_followed(tmp_path, make, message):
+    data, out = tmp_path / "data", tmp_path / "outside"
+    write_image(data / "cat/a.png")
+    write_image(out / "b.png", mode="L")
+    make(data, out)
+    refused = f"{message} leads out of the data folder through a symbolic link (to '{out}/"
+    with pytest.raises(ValueError, match=re.escape(refused) + r".*'\); pass --follow-links \(follow_links=True\) to read it"):
+        scan_folder(data, ID2LABEL)
+    assert scan_folder(data, ID2LABEL, follow_links=True)
+
+
+def test_a_link_out_is_refused_as_a_dotdot_path_to_the_same_file_and_a_link_within_is_read(tmp_path):
+    data = tmp_path / "data"
+    write_image(data / "cat/a.png")
+    write_image(tmp_path / "b.png")
+    link(data / "cat/b.png", tmp_path / "b.png")
+    link(data / "cat/c.png", data / "cat/a.png")  # within the folder
+    for named in ("../b.png", "cat/b.png"):
+        (data / "labels.csv").write_text(f"file,label\n{named},cat\ncat/c.png,cat\n")
+        with pytest.raises(ValueError, match=f"labels.csv: '{re.escape(named)}' (must be a path relative to|leads out of) the data folder"):
+            scan_folder(data, ID2LABEL)
+    assert [item.file for item in scan_folder(data, ID2LABEL, follow_links=True)] == ["cat/b.png", "cat/c.png"]
+    (data / "labels.csv").unlink()
+    (data / "cat/b.png").unlink()
+    link(data / "cat/sub", data / "cat")  # a folder linked within the folder is not scanned twice
+    assert [item.file for item in scan_folder(data, ID2LABEL)] == ["cat/a.png", "cat/c.png"]
+
+
 def test_a_mask_of_another_size_is_refused(tmp_path):
     write_image(tmp_path / "m.png", size=(5, 5), mode="L")
     with pytest.raises(ValueError, match="mask 'm.png' is 5x5 px but its image is 20x10 px"):
         read_region(tmp_path, Region(mask="m.png"), (20, 10))
+
+
+@pytest.mark.parametrize("values", [(0, 128, 255), (0, 1, 2)], ids=["anti-aliased", "class-indices"])
+def test_a_mask_of_several_objects_values_is_refused(tmp_path, values):
+    Image.fromarray(np.array([values, values], dtype=np.uint8)).save(tmp_path / "m.png")
+    shown = ", ".join(map(str, values))
+    with pytest.raises(ValueError, match=f"mask 'm.png' holds 3 values \\({shown}\\); a mask holds 0 for the background and one value"):
+        read_region(tmp_path, Region(mask="m.png"), (3, 2))
+
+
+def test_a_box_wholly_outside_its_image_is_refused_and_one_partly_outside_is_cut(tmp_path):
+    write_image(tmp_path / "cat/a.png")  # 20 x 10 px
+    (tmp_path / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\ncat/a.png,15,5,30,40\ncat/a.png,2,10,4,12\n")
+    (item,) = scan_folder(tmp_path, ID2LABEL)
+    with pytest.raises(ValueError, match=r"boxes.csv row 3: the box \(2.0, 10.0, 4.0, 12.0\) lies wholly outside its 20x10 px image"):
+        read_region(tmp_path, item.region, (20, 10))
+    expected = np.zeros((10, 20), dtype=bool)
+    expected[5:, 15:] = True
+    np.testing.assert_array_equal(read_region(tmp_path, Region(boxes=item.region.boxes[:1]), (20, 10)), expected)
 
 
 def test_exported_scenes_read_back_as_the_scenes(fake_dir, tmp_path):

@@ -131,6 +131,31 @@ def test_unreadable_images_are_skipped_when_asked(folder, monkeypatch):
         ImageFolderTasks(folder, PROCESSORS["resize"](), ID2LABEL, 32)[bomb]
 
 
+def test_boxes_that_cannot_be_scored_are_refused_not_scored_as_empty_masks(folder):
+    """A corner that is not finite is refused by the scan, before any image is read (it
+    overflowed when its batch was read); a box wholly outside its image when the image is
+    read, naming its row."""
+    (folder / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\ndog/3.png,0,0,1e400,5\n")
+    with pytest.raises(ValueError, match="boxes.csv row 2: x_max is '1e400'; box corners must be finite"):
+        open_dataset(folder, PROCESSORS["resize"](), ID2LABEL, 32)
+    (folder / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\ndog/3.png,33,0,40,5\n")  # dog/3.png is 33 x 20 px
+    data = open_dataset(folder, PROCESSORS["resize"](), ID2LABEL, 32)
+    outside = next(i for i in range(len(data)) if data.items[i].file == "dog/3.png")
+    with pytest.raises(ValueError, match=r"boxes.csv row 2: the box \(33.0, 0.0, 40.0, 5.0\) lies wholly outside its 33x20 px image"):
+        data[outside]
+
+
+def test_a_symbolic_link_out_of_the_folder_is_read_only_when_followed(folder, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    Image.fromarray(np.zeros((20, 24, 3), dtype=np.uint8)).save(outside / "x.png")
+    (folder / "dog" / "x.png").symlink_to(outside / "x.png")
+    with pytest.raises(ValueError, match="image: 'dog/x.png' leads out of the data folder through a symbolic link"):
+        open_dataset(folder, PROCESSORS["resize"](), ID2LABEL, 32)
+    data = open_dataset(folder, PROCESSORS["resize"](), ID2LABEL, 32, follow_links=True)
+    linked = next(i for i in range(len(data)) if data.items[i].file == "dog/x.png")
+    assert data[linked]["pixel_values"].shape == (3, 32, 32) and data[linked]["label"] == 1
+
+
 def test_collate_refuses_images_of_different_sizes():
     items = [{"pixel_values": torch.zeros(3, 8, 8), "label": 0}, {"pixel_values": torch.zeros(3, 8, 9), "label": 1}]
     with pytest.raises(ValueError, match="different sizes"):
@@ -197,6 +222,10 @@ def test_saved_hugging_face_dataset(tmp_path):
     with pytest.raises(UnreadableImageError, match="cannot read the image of row 0: cannot identify image file"):
         HubDatasetTasks(broken, PROCESSORS["resize"](), ID2LABEL, 32)[0]
     assert HubDatasetTasks(broken, PROCESSORS["resize"](), ID2LABEL, 32, skip_unreadable=True)[0]["index"] == 0
+    grey = datasets.Dataset.from_dict({"image": images[:1], "label": [0], "mask": [Image.fromarray(np.arange(1200, dtype=np.uint8).reshape(40, 30))]},
+                                      features=features)
+    with pytest.raises(ValueError, match=r"the mask of row 0 holds 256 values \(0, 1, 2, 3, 4, 5, ...\); a mask holds 0 for the background and one value"):
+        HubDatasetTasks(grey, PROCESSORS["resize"](), ID2LABEL, 32)[0]
     datasets.DatasetDict({"test": datasets.Dataset.from_dict({"label": [0]})}).save_to_disk(tmp_path / "dict")
     with pytest.raises(ValueError, match="DatasetDict"):
         open_dataset(tmp_path / "dict", PROCESSORS["resize"](), ID2LABEL, 32)

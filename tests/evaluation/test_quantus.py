@@ -40,6 +40,8 @@ def test_every_method_gives_the_maps_compare_scores(scenes):
     # numpy inputs, the wrapper Quantus passes, the method's own scale, one target for all
     raw = explain_func(model, x, 3, method="gmar-l1", normalise=False)
     np.testing.assert_allclose(raw[:, 0], build_methods(model.model, ["gmar-l1"])[0](torch.from_numpy(x), torch.full((6,), 3)).numpy())
+    # whole numbers in a float array are classes (a fractional one is refused: see below)
+    np.testing.assert_array_equal(explain_func(model, x, y.astype(np.float64), method="gmar-l1"), explain_func(model, x, y, method="gmar-l1"))
 
 
 @pytest.mark.parametrize(
@@ -48,6 +50,9 @@ def test_every_method_gives_the_maps_compare_scores(scenes):
         (dict(method="lime"), "unknown method 'lime'; choose from gmar-l1"),
         (dict(inputs=np.zeros((3, 64, 64), dtype=np.float32)), "inputs must be images (N, C, H, W), channel first; got shape (3, 64, 64)"),
         (dict(targets=[1, 2]), "targets must hold one class per image: 3 images, targets of shape (2,)"),
+        (dict(targets=np.array([1, 2, 3]) + 0.7), "targets must be class indices (integers); got 1.7"),
+        (dict(targets=np.array([1.0, float("nan"), 3.0])), "targets must be class indices (integers); got nan"),
+        (dict(targets=np.array([True, False, True])), "targets are torch.bool; they must be class indices (integers)"),
         (dict(device="cuda"), "device 'cuda' was given but the model is on cpu"),
     ],
 )
