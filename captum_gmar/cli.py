@@ -15,12 +15,23 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .errors import InsufficientMemoryError, NonFiniteError, RankFailedError, UnsupportedModelError
-from .names import ABLATION_KINDS, DEFAULT_METRIC_KEYS, METHOD_KEYS, METRIC_KEYS, REFERENCE_MODELS, SUPPORTED_FAMILIES, SUPPORTED_MODEL_CLASSES
+from .names import (
+    ABLATION_KINDS,
+    DEFAULT_METRIC_KEYS,
+    EMBEDDING_MODEL_CLASSES,
+    METHOD_KEYS,
+    METRIC_KEYS,
+    REFERENCE_MODELS,
+    SUPPORTED_FAMILIES,
+    SUPPORTED_MODEL_CLASSES,
+    ZERO_SHOT_MODEL_CLASSES,
+)
 
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (InsufficientMemoryError, NonFiniteError, UnsupportedModelError, FileNotFoundError, ValueError)
@@ -77,11 +88,12 @@ def _choices(allowed: Sequence[str], what: str) -> Callable[[str], list[str]]:
 # Checks of files and models, before anything is loaded.
 
 
-def model_folder(spec: str | None) -> Path:
+def model_folder(spec: str | None, embedding: bool = False) -> Path:
     """The folder holding ``config.json`` for ``--model``: a reference model's name, a
     folder saved with ``save_pretrained``, or a Hugging Face model id in the local hub
     cache (never downloaded); checks that it holds weights of a supported class, reading
-    only ``config.json``."""
+    only ``config.json``: a classifier, or with ``embedding`` (a similarity to explain) an
+    embedding model, a zero-shot model or a classifier (whose backbone is then used)."""
     if spec is None or spec in REFERENCE_MODELS:
         return Path(__file__).resolve().parent / REFERENCE_MODELS[spec or "vit-tiny"]
     folder = Path(spec) if Path(spec).exists() else hub_snapshot(spec) or Path(spec)
@@ -93,12 +105,19 @@ def model_folder(spec: str | None) -> Path:
         )
     if not any((folder / name).is_file() for name in _WEIGHTS):
         raise CommandError(f"model folder {spec!r} has a config.json but no weights ({' or '.join(_WEIGHTS[::2])}); save the model with save_pretrained")
-    architectures = _config(folder).get("architectures") or []
-    if architectures and not set(architectures) & set(SUPPORTED_MODEL_CLASSES):
-        swin = " (windowed attention has no global map to roll out)" if any("swin" in a.lower() for a in architectures) else ""
+    architectures = set(_config(folder).get("architectures") or [])
+    embedders = set(EMBEDDING_MODEL_CLASSES) | set(ZERO_SHOT_MODEL_CLASSES)
+    if architectures & embedders and not embedding:
         raise CommandError(
-            f"model {spec!r} is a {', '.join(architectures)}, which this package cannot explain{swin}; "
-            f"supported: {SUPPORTED_FAMILIES} image classifiers ({', '.join(SUPPORTED_MODEL_CLASSES)})"
+            f"model {spec!r} is a {', '.join(sorted(architectures))}, which returns an embedding, not classes: "
+            "explain its similarity to reference images with --similar-to (explain) or --task similarity (compare)"
+        )
+    if architectures and not architectures & (set(SUPPORTED_MODEL_CLASSES) | (embedders if embedding else set())):
+        swin = " (windowed attention has no global map to roll out)" if any("swin" in a.lower() for a in architectures) else ""
+        embeddings = f"; for similarity, the embedding models {', '.join(EMBEDDING_MODEL_CLASSES)}" if embedding else ""
+        raise CommandError(
+            f"model {spec!r} is a {', '.join(sorted(architectures))}, which this package cannot explain{swin}; "
+            f"supported: {SUPPORTED_FAMILIES} image classifiers ({', '.join(SUPPORTED_MODEL_CLASSES)}){embeddings}"
         )
     return folder
 
@@ -219,18 +238,30 @@ def read_image(path: str, patch_size: int):
 # Commands.
 
 
-def load_model(spec: str | None):
-    """The model of ``--model``, in eval mode (offline)."""
+def load_model(spec: str | None, embedding: bool = False):
+    """The model of ``--model``, in eval mode (offline); with ``embedding``, the model whose
+    embedding a similarity compares: an embedding or zero-shot model as it is, a
+    classifier's backbone (its ``base_model``)."""
     if spec is None or spec in REFERENCE_MODELS:
         from .reference import load_reference_model
 
-        return load_reference_model(name=spec or "vit-tiny")
-    from transformers import AutoModelForImageClassification
+        model = load_reference_model(name=spec or "vit-tiny")
+    else:
+        import transformers
 
-    try:  # from the folder model_folder checked (a cached model's snapshot)
-        return AutoModelForImageClassification.from_pretrained(model_folder(spec), local_files_only=True).eval()
-    except (OSError, ValueError) as error:
-        raise CommandError(f"cannot load the model in {spec!r}: {error}") from error
+        folder = model_folder(spec, embedding)
+        named = [name for name in _config(folder).get("architectures") or [] if name in (*EMBEDDING_MODEL_CLASSES, *ZERO_SHOT_MODEL_CLASSES)]
+        cls = getattr(transformers, named[0]) if named else transformers.AutoModelForImageClassification
+        try:  # from the folder model_folder checked (a cached model's snapshot)
+            model = cls.from_pretrained(folder, local_files_only=True).eval()
+        except (OSError, ValueError) as error:
+            raise CommandError(f"cannot load the model in {spec!r}: {error}") from error
+    if embedding and type(model).__name__ not in (*EMBEDDING_MODEL_CLASSES, *ZERO_SHOT_MODEL_CLASSES):
+        backbone = getattr(model, "base_model", model)
+        if backbone is model or type(backbone).__name__ not in EMBEDDING_MODEL_CLASSES:
+            raise CommandError(f"{_model_name(spec)} ({type(model).__name__}) has no backbone among {', '.join(EMBEDDING_MODEL_CLASSES)} whose embedding could be compared")
+        return backbone
+    return model
 
 
 def _device_and_description(name: str):
@@ -242,9 +273,46 @@ def _device_and_description(name: str):
     return device, f"{describe_device(device)}, torch {torch.__version__}"
 
 
-def _run_comparison(args: argparse.Namespace, dataset, methods: list[str], metrics: list[str]) -> None:
-    """Compare on ``dataset`` (in every process ``torchrun`` started), then, on rank 0,
-    summarise ``results.csv`` into summary.md / summary.json and draw the figure."""
+@dataclass(frozen=True)
+class _Subject:
+    """What a comparison explains: the model, its tasks, the classes' names, what its
+    scores are (``"p"``: probabilities; ``"cos"``: similarities) and the deletion baseline."""
+
+    model: Any
+    dataset: Any
+    id2label: dict[int, str]
+    score_name: str = "p"
+    baseline: str = "blur"
+
+
+def _classifier(args: argparse.Namespace, dataset) -> Callable[[], _Subject]:
+    def make() -> _Subject:
+        model = load_model(args.model)
+        return _Subject(model, dataset, model.config.id2label)
+
+    return make
+
+
+def _photo_similarity(args: argparse.Namespace, composites: int) -> Callable[[], _Subject]:
+    """The real-photo similarity benchmark on ``--model``'s embedding; deletion to the mean
+    image, since a blurred photo keeps most of its similarity (docs/similarity.md)."""
+
+    def make() -> _Subject:
+        from transformers import AutoImageProcessor
+
+        from .evaluation.photo_similarity import photo_similarity
+
+        backbone = load_model(args.model, embedding=True)
+        processor = AutoImageProcessor.from_pretrained(backbone.name_or_path, local_files_only=True)
+        bench = photo_similarity(backbone, processor, composites, seed=args.seed, center=args.center)
+        return _Subject(bench.model, bench.tasks, dict(enumerate(bench.names)), score_name="cos", baseline="zero")
+
+    return make
+
+
+def _run_comparison(args: argparse.Namespace, make: Callable[[], _Subject], methods: list[str], metrics: list[str]) -> None:
+    """Compare on the tasks of ``make()`` (in every process ``torchrun`` started), then, on
+    rank 0, summarise ``results.csv`` into summary.md / summary.json and draw the figure."""
     import torch
 
     from .evaluation.distributed import describe_device, process_group
@@ -257,10 +325,10 @@ def _run_comparison(args: argparse.Namespace, dataset, methods: list[str], metri
         described += f", torch {torch.__version__}"
         if ctx.rank == 0:  # the only process that writes to --out
             _claim_files(out, _results_files(args))
-        model = load_model(args.model)
+        subject = make()
         compare(
-            model,
-            dataset,
+            subject.model,
+            subject.dataset,
             methods=methods,
             metrics=metrics,
             device=args.device,
@@ -274,28 +342,37 @@ def _run_comparison(args: argparse.Namespace, dataset, methods: list[str], metri
             resume=args.resume,
             workers=args.workers,
             ablation=args.ablation,
+            baseline=subject.baseline,
         )
         if ctx.rank == 0:
-            _report(args, model, dataset, methods, ctx.device, described)
+            _report(args, subject, methods, ctx.device, described)
 
 
-def _report(args: argparse.Namespace, model, dataset, methods: list[str], device, described: str) -> None:
+def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], device, described: str) -> None:
     from .evaluation.ablation import ablation_markdown, ablation_table
     from .evaluation.methods import build_methods
     from .evaluation.report import COLUMNS, comparison_figure, markdown_table, read_csv, summarize
     from .evaluation.runner import score_function
     from .models import VisionTransformer
 
+    from .evaluation.data import CompositeTasks
+    from .evaluation.photo_similarity import add_class_specificity
     from .evaluation.runner import run_file
 
     out = Path(args.out)
     rows = list(read_csv(out / "results.csv"))
     summary = summarize(rows)
+    if isinstance(subject.dataset, CompositeTasks) and "mass_inside" in rows[0]:
+        summary = add_class_specificity(summary, rows)
     unreadable = json.loads(run_file(out / "results.csv").read_text()).get("unreadable_count", 0)
     skipped = [f"{unreadable} unreadable image(s) skipped, listed in {run_file(out / 'results.csv')}"] if unreadable else []
     if not rows:
         raise CommandError(f"no image could be read: {skipped[0]}")
-    header = "; ".join([f"Model: {_model_name(args.model)}", f"device: {described}", f"command: `captum-gmar {' '.join(sys.argv[1:])}`", *skipped]) + "\n\n"
+    what = [f"Model: {_model_name(args.model)}"]
+    if subject.score_name == "cos":
+        what.append(f"explained: cosine similarity of the embeddings{' less the references mean' if args.center == 'references' else ''}")
+    what += [f"deletion/insertion baseline: {'the mean image' if subject.baseline == 'zero' else subject.baseline}", f"device: {described}"]
+    header = "; ".join([*what, f"command: `captum-gmar {' '.join(sys.argv[1:])}`", *skipped]) + "\n\n"
     table = markdown_table(summary)
     if args.ablation:
         ablation = ablation_table(rows)
@@ -305,19 +382,22 @@ def _report(args: argparse.Namespace, model, dataset, methods: list[str], device
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     written = [out / "results.csv", out / "summary.md"]
     if args.figure_rows:
+        model, dataset = subject.model, subject.dataset
         built = build_methods(model, methods, ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_internal_batch_size)
         timings = ", ".join(f"{entry['method']} {entry['seconds_per_image'] * 1000:.1f} ms" for entry in summary)
+        looked_at = "what made each composite similar to the named photo" if subject.score_name == "cos" else "what the model looked at"
         figure = comparison_figure(
             built,
             dataset,
             sorted({row["item"] for row in rows})[: args.figure_rows],  # explained items: not the skipped ones
             device,
-            model.config.id2label,
+            subject.id2label,
             score_function(VisionTransformer(model)),
             mean=dataset.image_mean,
             std=dataset.image_std,
-            title=f"{_model_name(args.model)}: what each method says the model looked at",
+            title=f"{_model_name(args.model)}: {looked_at}, according to each method",
             caption=f"device: {described}; time per image: {timings}",
+            score_name=subject.score_name,
         )
         figure.savefig(out / "comparison.png", dpi=130)
         written.append(out / "comparison.png")
@@ -346,13 +426,19 @@ def _scene_tasks(scenes, spec: str | None, folder: Path):
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    """GMAR, rollout and IG on a reference model's bundled scenes."""
+    """GMAR, rollout and IG on a reference model's bundled scenes; for
+    ``dinov2-small-backbone``, GMAR, rollout and AttnLRP on composites of real photos."""
     check_output(args.out, figure=False, files=_results_files(args))
+    args.robustness_scenes, args.deletion_steps, args.resume, args.workers, args.ablation = 0, 16, False, 0, []
+    if args.model == "dinov2-small-backbone":
+        _check_photos()
+        args.center = "references"
+        _run_comparison(args, _photo_similarity(args, composites=4), ["gmar-l1", "rollout", "attnlrp"], ["localisation"])
+        return
     from .reference import load_sample_scenes
 
-    args.robustness_scenes, args.deletion_steps, args.resume, args.workers, args.ablation = 0, 16, False, 0, []
     tasks = _scene_tasks(load_sample_scenes(args.model), args.model, model_folder(args.model))
-    _run_comparison(args, tasks, ["gmar-l1", "rollout", "ig"], ["localisation"])
+    _run_comparison(args, _classifier(args, tasks), ["gmar-l1", "rollout", "ig"], ["localisation"])
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -361,7 +447,15 @@ def cmd_compare(args: argparse.Namespace) -> None:
     check_output(args.out, figure=False, files=_results_files(args))
     if args.ablation and not {"gmar-l1", "rollout"} <= set(args.methods):
         raise CommandError("--ablation is paired with GMAR (L1) and attention rollout: --methods must include gmar-l1 and rollout")
-    folder = model_folder(args.model)  # a bad model folder fails before the data is read
+    similarity = args.task == "similarity"
+    if similarity:
+        if args.data is not None:
+            raise CommandError("--task similarity runs on composites of the bundled photos (--scenes of them); --data is for classes")
+        args.model = args.model or "dinov2-small-backbone"
+        _check_photos()
+    elif args.center != "none":
+        raise CommandError("--center applies to --task similarity (it centres the embeddings the similarity compares)")
+    folder = model_folder(args.model, embedding=similarity)  # a bad model folder fails before the data is read
     if args.data is None and args.limit is not None:
         raise CommandError("--limit applies to --data; the number of scenes is --scenes")
     if args.data is None and args.skip_unreadable:
@@ -373,6 +467,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
     results = Path(args.out) / "results.csv"
     if results.is_file() and results.stat().st_size and not (args.resume or args.overwrite):
         raise CommandError(f"{results} exists: add --resume to continue that run, or --overwrite to start over")
+    metrics = args.metrics or list(DEFAULT_METRIC_KEYS)
+    if similarity:
+        _run_comparison(args, _photo_similarity(args, composites=args.scenes), args.methods, metrics)
+        return
     if args.data is None:
         from .datasets.fashion_mnist import resolve_data_dir
         from .datasets.scenes import make_scenes
@@ -380,14 +478,22 @@ def cmd_compare(args: argparse.Namespace) -> None:
         dataset = _scene_tasks(make_scenes(args.scenes, "test", seed=args.seed, data_dir=args.data_dir), args.model, folder)
     else:
         dataset = _user_data(args, folder)
-    metrics = args.metrics or list(DEFAULT_METRIC_KEYS)
     if not dataset.has_masks:
         if args.metrics and "localisation" in args.metrics:
             raise CommandError(f"--metrics localisation needs masks, and {args.data!r} has none (a masks/ folder, a mask column or a boxes.csv)")
         metrics = [m for m in metrics if m != "localisation"]
         if os.environ.get("RANK", "0") == "0":  # once, not once per process
             print(f"{args.data} has no masks: localisation metrics are skipped")
-    _run_comparison(args, dataset, args.methods, metrics)
+    _run_comparison(args, _classifier(args, dataset), args.methods, metrics)
+
+
+def _check_photos() -> None:
+    """The bundled photos need scikit-image and scikit-learn: say so before any work."""
+    import importlib.util
+
+    missing = [name for name in ("skimage", "sklearn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise CommandError(f'the bundled photos need scikit-image and scikit-learn ({", ".join(missing)} missing): pip install "captum-gmar[photos]"')
 
 
 def _user_data(args: argparse.Namespace, folder: Path):
@@ -429,15 +535,23 @@ def cmd_export_scenes(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    """Explain one image file with the chosen methods, for a class or the predicted one."""
+    """Explain one image file with the chosen methods: a class (or the predicted one), or
+    with ``--similar-to`` its similarity to each reference image."""
     check_output(args.out, figure=True)
-    folder = model_folder(args.model)
+    similarity = args.similar_to is not None
+    if similarity and args.target is not None:
+        raise CommandError("--target names a class; with --similar-to each reference image is explained in turn")
+    if not similarity and args.center != "none":
+        raise CommandError("--center applies to --similar-to (it centres the embeddings the similarity compares)")
+    folder = model_folder(args.model, embedding=similarity)
     config = _config(folder)
     patch_size = config.get("patch_size", 1)
-    image = read_image(args.image, patch_size if isinstance(patch_size, int) else min(patch_size))
-    target = None if args.target is None else class_index(args.target, config["id2label"])
+    patch_side = patch_size if isinstance(patch_size, int) else min(patch_size)
+    image = read_image(args.image, patch_side)
+    references = [read_image(path, patch_side) for path in args.similar_to or []]
+    target = None if similarity or args.target is None else class_index(args.target, config["id2label"])
     device, described = _device_and_description(args.device)
-    model = load_model(args.model).to(device)
+    model = load_model(args.model, embedding=similarity).to(device)
 
     import torch
     from transformers import AutoImageProcessor
@@ -450,7 +564,13 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from .visualization import comparison_grid, to_display_image
 
     processor = AutoImageProcessor.from_pretrained(model.name_or_path, local_files_only=True)
-    pixel_values = processor(images=image, return_tensors="pt", **_resize_options(processor, model, args.native_resolution))["pixel_values"]
+    options = _resize_options(processor, model, args.native_resolution)
+    pixel_values = processor(images=image, return_tensors="pt", **options)["pixel_values"]
+    if similarity:
+        from .similarity import SimilarityModel, embed_images
+
+        embeddings = torch.cat([embed_images(model, processor(images=r, return_tensors="pt", **options)["pixel_values"].to(device)) for r in references])
+        model = SimilarityModel(model, embeddings, embeddings.mean(0) if args.center == "references" else None)
     methods = build_methods(model, args.methods)
     for method in methods:  # an image too large for a method fails before the prediction's pass
         if isinstance(method.attribution, AttentionAttribution):
@@ -462,27 +582,36 @@ def cmd_explain(args: argparse.Namespace) -> None:
     x = pixel_values.to(device)
     with torch.no_grad():
         scores = score_function(VisionTransformer(model))(x)[0].cpu()
-    id2label = model.config.id2label
-    predicted = int(scores.argmax())
-    print(f"predicted: {id2label[predicted]} (class {predicted}), p {scores[predicted]:.3f}")
-    target = predicted if target is None else target
-    if target != predicted:
-        print(f"explaining: {id2label[target]} (class {target}), p {scores[target]:.3f}")
+    if similarity:
+        id2label = {k: Path(path).name for k, path in enumerate(args.similar_to)}
+        for k, name in id2label.items():
+            print(f"similarity to {name}: cos {scores[k]:.3f}{' (centred)' if args.center == 'references' else ''}")
+        targets = list(id2label)
+    else:
+        id2label = model.config.id2label
+        predicted = int(scores.argmax())
+        print(f"predicted: {id2label[predicted]} (class {predicted}), p {scores[predicted]:.3f}")
+        targets = [predicted if target is None else target]
+        if targets[0] != predicted:
+            print(f"explaining: {id2label[targets[0]]} (class {targets[0]}), p {scores[targets[0]]:.3f}")
     maps, timings = {}, []
+    rows = x.expand(len(targets), -1, -1, -1)  # one row per explained class or reference
     for method in methods:
         start = time.perf_counter()
-        maps[method.name] = method(x, torch.tensor([target], device=device)).cpu()
+        maps[method.name] = method(rows, torch.tensor(targets, device=device)).cpu()
         seconds = time.perf_counter() - start
         timings.append(f"{method.name} {seconds:.2f} s")
         print(f"{method.name}: {seconds:.3f} s")
     shown = to_display_image(pixel_values[0], processor.image_mean, processor.image_std)
     height, width = pixel_values.shape[-2:]
+    score_name = "cos" if similarity else "p"
     figure = comparison_grid(
-        [shown],
+        [shown] * len(targets),
         maps,
-        row_titles=[class_title(scores, target, id2label)],
+        row_titles=[class_title(scores, t, id2label, score_name) for t in targets],
         cell_size=2.6,
-        title=f"{Path(args.image).name} ({height}x{width} px as the model saw it)",
+        title=f"{Path(args.image).name} ({height}x{width} px as the model saw it)"
+        + (": why it is similar to each reference" if similarity else ""),
         caption=f"model: {_model_name(args.model)}; device: {described}; {', '.join(timings)}",
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -526,15 +655,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     demo = commands.add_parser("demo", help="GMAR, rollout and IG on a reference model and its bundled scenes")
-    demo.add_argument("--model", choices=list(REFERENCE_MODELS), default="vit-tiny", help="a reference model (default vit-tiny)")
+    demo.add_argument(
+        "--model", choices=list(REFERENCE_MODELS), default="vit-tiny",
+        help="a reference model (default vit-tiny); dinov2-small-backbone explains the similarity of composites of real photos",
+    )
     _add_run_options(demo, "demo-output")
     # IG's 50 steps of the 12 bundled items at once take 13 GB on dinov2-small; 100 at a time, 2.5 GB
     demo.set_defaults(run=cmd_demo, ig_internal_batch_size=100)
 
-    comp = commands.add_parser("compare", help="compare methods on evaluation scenes or on your own images (--data)")
-    comp.add_argument("--model", default=None, help=models)
+    comp = commands.add_parser("compare", help="compare methods on evaluation scenes, on your own images (--data), or on the similarity of real photos (--task similarity)")
+    comp.add_argument("--model", default=None, help=models + "; with --task similarity an embedding model (default dinov2-small-backbone) or a classifier's backbone")
+    comp.add_argument(
+        "--task", choices=["classes", "similarity"], default="classes",
+        help="classes (default): explain the model's classes; similarity: explain the cosine similarity of the embeddings of composites "
+        "of the bundled photos to another view of each photo, the photo's cell being the ground truth",
+    )
+    comp.add_argument(
+        "--center", choices=["none", "references"], default="none",
+        help="with --task similarity: none (default), the plain cosine; references, both embeddings less the references' mean embedding",
+    )
     data = comp.add_mutually_exclusive_group()
-    data.add_argument("--scenes", type=_int_at_least(1), default=1000, help="evaluation scenes (default 1000)")
+    data.add_argument("--scenes", type=_int_at_least(1), default=1000, help="evaluation scenes, or composites with --task similarity (default 1000)")
     data.add_argument("--data", type=_folder, default=None, help="your images: a folder with one subfolder per class (or a labels.csv), optional masks/ or boxes.csv; or a folder saved by datasets' save_to_disk")
     comp.add_argument("--limit", type=_int_at_least(1), default=None, help="with --data: evaluate N items, drawn in an order shuffled by --seed")
     comp.add_argument("--methods", type=_choices(METHOD_KEYS, "method(s)"), default=list(METHOD_KEYS), help=f"comma-separated, of {', '.join(METHOD_KEYS)}")
@@ -574,6 +715,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("image", help="image file (PNG, JPEG, ...)")
     explain.add_argument("--model", default=None, help=models)
     explain.add_argument("--target", default=None, help="class index or name to explain (default: the predicted class)")
+    explain.add_argument(
+        "--similar-to", nargs="+", metavar="IMAGE", default=None,
+        help="reference image(s): explain the image's similarity to each, for an embedding model (or a classifier's backbone)",
+    )
+    explain.add_argument(
+        "--center", choices=["none", "references"], default="none",
+        help="with --similar-to: none (default), the plain cosine; references, both embeddings less the references' mean embedding",
+    )
     explain.add_argument("--methods", type=_choices(METHOD_KEYS, "method(s)"), default=["gmar-l1", "rollout"], help=f"comma-separated, of {', '.join(METHOD_KEYS)}")
     explain.add_argument("--native-resolution", action="store_true", help="explain the image at its own size instead of the model's")
     explain.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")

@@ -20,11 +20,14 @@ and :class:`HubDatasetTasks`).
 A dataset may have a ``fingerprint`` attribute, a str that names its items in order;
 resuming a run checks it. Items are read one batch at a time, never all at once.
 
-Three such datasets: :class:`SceneTasks` (the evaluation scenes, one task per item),
+Four such datasets: :class:`SceneTasks` (the evaluation scenes, one task per item),
+:class:`CompositeTasks` (composites of real photos, one task per photo, its reference's
+index as the class, for a :class:`~captum_gmar.similarity.SimilarityModel`),
 :class:`ImageFolderTasks` (a folder in the layout of :mod:`captum_gmar.datasets.folder`)
 and :class:`HubDatasetTasks` (a Hugging Face ``datasets.Dataset``, e.g. one saved with
-``save_to_disk``); the last two preprocess each image with the model's image processor
-and carry masks through the same geometry (see :func:`transform_mask`).
+``save_to_disk``); all but the scenes for ``vit-tiny`` preprocess each image with the
+model's image processor and carry masks through the same geometry (see
+:func:`transform_mask`).
 """
 
 from __future__ import annotations
@@ -44,11 +47,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..datasets.folder import ClassNames, FolderItem, object_pixels, read_image, read_region, scan_folder
+from ..datasets.photos import Composites
 from ..datasets.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
 from ..errors import UnreadableImageError
 
 __all__ = [
     "Batch",
+    "CompositeTasks",
     "HubDatasetTasks",
     "ImageFolderTasks",
     "SceneTasks",
@@ -212,6 +217,46 @@ class SceneTasks(Dataset):
             "other_mask": None if other is None else torch.from_numpy(other.copy()),
             **info,
         }
+
+
+class CompositeTasks(Dataset):
+    """The explanation tasks of composites of photos: one per photo, composite by composite.
+
+    Photo ``k`` of a composite is explained with its index in the list of photos (the
+    index of its reference embedding, the class of a
+    :class:`~captum_gmar.similarity.SimilarityModel`); its mask is its cell, and
+    ``other_mask`` the cells of the composite's other photos. Naming entries:
+    ``composite`` (index), ``photos`` (2 or 4) and ``photo`` (its name).
+
+    Args:
+        composites: from :func:`~captum_gmar.datasets.photos.make_composites`.
+        names: the photos' names, in the order ``composites.photos`` indexes them.
+        processor: the model's image processor; masks follow its geometry.
+    """
+
+    has_masks = True
+
+    def __init__(self, composites: Composites, names: Sequence[str], processor: Any) -> None:
+        self.composites = composites
+        self.names = list(names)
+        self.composite, self.slot = np.nonzero(composites.photos >= 0)
+        self.processor = processor
+        self.options = processor_options(processor, composites.images.shape[1:3])
+        self.image_mean, self.image_std = tuple(processor.image_mean), tuple(processor.image_std)
+        digest = hashlib.sha256(np.ascontiguousarray(composites.images).tobytes())
+        digest.update(np.ascontiguousarray(composites.photos).tobytes())
+        self.fingerprint = f"composites:{len(composites)}:{digest.hexdigest()[:16]}"
+
+    def __len__(self) -> int:
+        return len(self.composite)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        composite, slot = int(self.composite[index]), int(self.slot[index])
+        photos, masks = self.composites.photos[composite], self.composites.masks[composite]
+        label = int(photos[slot])
+        other = masks[[s for s in range(len(photos)) if s != slot and photos[s] >= 0]].any(0)
+        info = {"composite": composite, "photos": int((photos >= 0).sum()), "photo": self.names[label]}
+        return _processed_item(self.processor, self.options, self.composites.images[composite], label, masks[slot], other, info)
 
 
 class _Processed(Dataset, ABC):

@@ -23,14 +23,16 @@ from .methods import Method
 
 #: columns of the summary table, in order, with how to read them
 COLUMNS: dict[str, str] = {
-    "deletion_auc": "Deletion AUC, blur baseline (lower is better)",
-    "insertion_auc": "Insertion AUC, blur baseline (higher is better)",
+    "deletion_auc": "Deletion AUC (lower is better; the baseline: blur, the mean image for similarities)",
+    "insertion_auc": "Insertion AUC (higher is better; the baseline: blur, the mean image for similarities)",
     "positive_perturbation_auc": "Chefer positive perturbation AUC (lower is better)",
     "negative_perturbation_auc": "Chefer negative perturbation AUC (higher is better)",
     "pointing_game": "Pointing game hit rate (higher is better)",
     "mass_inside": "Share of the map's mass inside the explained object's mask (higher is better)",
     "gini": "Gini index of the map on the patch grid (0: mass spread evenly; near 1: on one patch)",
     "class_sensitivity": "Images with two labelled objects: mass on the explained one minus mass on the other (higher is better)",
+    "class_specificity": "Composites of photos: the sum over their photos of the map's share on the explained photo's cell, less 1 "
+    "(0 for any map that does not change with the target; higher is better)",
     "infidelity": "Captum infidelity (lower is better)",
     "sensitivity": "Captum sensitivity_max (lower is better)",
     "head_rank_correlation": "Spearman correlation of head weights with head-masking logit drops (GMAR only)",
@@ -221,6 +223,7 @@ def comparison_figure(
     std: Sequence[float] | None = None,
     title: str | None = None,
     caption: str | None = None,
+    score_name: str = "p",
 ) -> Figure:
     """Image | one map per method, for the items ``indices`` of ``dataset``, the explained
     object's mask outlined where there is one; each row is titled with the explained
@@ -236,6 +239,7 @@ def comparison_figure(
         mean, std: the image processor's normalisation, undone to draw the images
             (without them each image is min-max scaled).
         title, caption: of the figure (see :func:`~captum_gmar.visualization.comparison_grid`).
+        score_name: what the scores are, in the row titles (see :func:`class_title`).
     """
     batch = collate([dataset[int(i)] for i in indices])
     x, t = batch.pixel_values.to(device), batch.targets.to(device)
@@ -243,16 +247,19 @@ def comparison_figure(
     with torch.no_grad():
         scores = score_fn(x).cpu()
     images = [to_display_image(image, mean=mean, std=std) for image in x]
-    titles = [class_title(row_scores, int(target), id2label) for row_scores, target in zip(scores, t)]
+    titles = [class_title(row_scores, int(target), id2label, score_name) for row_scores, target in zip(scores, t)]
     masks = batch.masks if batch.has_mask.any() else None
     return comparison_grid(images, maps, row_titles=titles, masks=masks, title=title, caption=caption)
 
 
-def class_title(scores: Tensor, target: int, id2label: Mapping[int, str]) -> str:
+def class_title(scores: Tensor, target: int, id2label: Mapping[int, str], score_name: str = "p") -> str:
     """``'Sneaker (p 0.93)'`` for the explained class, plus ``'predicted: Bag (p 0.80)'``
-    on a second line when the top class differs; ``scores`` ``(K,)``."""
+    on a second line when the top class differs; ``scores`` ``(K,)``. With
+    ``score_name="cos"`` (similarities to references): ``'like chelsea (cos 0.62)'`` and
+    ``'most like: rocket (cos 0.70)'``."""
     predicted = int(scores.argmax())
-    text = f"{id2label[target]} (p {scores[target]:.2f})"
+    similarity = score_name == "cos"
+    text = f"{'like ' if similarity else ''}{id2label[target]} ({score_name} {scores[target]:.2f})"
     if predicted != target:
-        text += f"\npredicted: {id2label[predicted]} (p {scores[predicted]:.2f})"
+        text += f"\n{'most like' if similarity else 'predicted'}: {id2label[predicted]} ({score_name} {scores[predicted]:.2f})"
     return text

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..architectures import EmbeddingHead
 from ..errors import RankFailedError
 from ..gmar import GMARAttribution
 from ..models import VisionTransformer
@@ -54,7 +55,11 @@ Row = dict[str, Any]
 
 
 def score_function(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
-    """Class scores the metrics perturb: sigmoid for multi-label models, else softmax."""
+    """Class scores the metrics perturb: the outputs themselves for a head on an embedding
+    (the cosine similarities of a :class:`~captum_gmar.similarity.SimilarityModel`),
+    sigmoid for multi-label models, else softmax."""
+    if isinstance(vit.model, EmbeddingHead):
+        return lambda x: vit.logits(x).float()
     if vit.model.config.problem_type == "multi_label_classification":
         return lambda x: torch.sigmoid(vit.logits(x).float())
     return lambda x: torch.softmax(vit.logits(x).float(), dim=-1)
@@ -73,6 +78,9 @@ class Settings:
     deletion_steps: int
     seed: int
     ablation: tuple[str, ...] = ()
+    #: what deletion removes the pixels to and insertion starts from (see
+    #: :func:`~.faithfulness.deletion_auc`)
+    baseline: str = "blur"
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRIC_KEYS]
@@ -86,6 +94,8 @@ class Settings:
         unknown = [k for k in self.ablation if k not in ABLATION_KINDS]
         if unknown:
             raise ValueError(f"unknown ablation(s) {', '.join(unknown)}; choose from {', '.join(ABLATION_KINDS)}")
+        if self.baseline not in ("blur", "zero"):
+            raise ValueError(f"baseline must be 'blur' or 'zero', got {self.baseline!r}")
         if self.ablation and not {"gmar-l1", "rollout"} <= set(self.methods):
             raise ValueError("an ablation is paired with GMAR (L1) and attention rollout: the methods must include gmar-l1 and rollout")
 
@@ -107,6 +117,7 @@ def compare(
     resume: bool = False,
     workers: int = 0,
     ablation: Sequence[str] = (),
+    baseline: str = "blur",
 ) -> list[Row] | None:
     """Run ``methods`` on every item of ``dataset`` and score them.
 
@@ -152,6 +163,10 @@ def compare(
             head's weight its own, added as methods scored like the others (the
             randomisation columns aside); needs ``gmar-l1`` and ``rollout`` among
             ``methods``, to pair them with (:func:`~.ablation.ablation_table`).
+        baseline: ``"blur"`` (default) or ``"zero"`` (the mean image, in normalised
+            pixels): what the deletion curve replaces the pixels with and the insertion
+            curve starts from. A similarity keeps most of its value on a blurred image,
+            so ``"zero"`` suits it better.
 
     Returns:
         Without ``results``: one row per method and item (rank 0; ``[]`` on other ranks):
@@ -161,7 +176,7 @@ def compare(
         ``results``: ``None``, the rows are in the file (:func:`~.report.read_csv`).
     """
     settings = Settings(
-        tuple(methods), tuple(metrics), batch_size, robustness_limit, ig_steps, ig_internal_batch_size, deletion_steps, seed, tuple(ablation)
+        tuple(methods), tuple(metrics), batch_size, robustness_limit, ig_steps, ig_internal_batch_size, deletion_steps, seed, tuple(ablation), baseline
     )
     if resume and results is None:
         raise ValueError("resume=True needs the results file to resume")
@@ -293,6 +308,7 @@ class _Run:
             self.randomised = {
                 part: {m.name: m for m in build_methods(randomised_copy(vit.model, part, settings.seed), settings.methods, **options)}
                 for part in ("head", "last_block")
+                if part != "head" or hasattr(vit.model, "classifier")  # a similarity's "head" is its references
             }
 
     def __call__(self, batches: list[range], emit: Callable[[list[Row], list[Row]], None], progress: bool) -> None:
@@ -371,8 +387,9 @@ class _Run:
         method = self.methods[index]
         columns: dict[str, Tensor] = {}
         if "faithfulness" in metrics:
-            columns["deletion_auc"] = deletion_auc(score_fn, x, maps, t, baseline="blur", steps=steps)
-            columns["insertion_auc"] = insertion_auc(score_fn, x, maps, t, baseline="blur", steps=steps)
+            baseline = self.settings.baseline
+            columns["deletion_auc"] = deletion_auc(score_fn, x, maps, t, baseline=baseline, steps=steps)
+            columns["insertion_auc"] = insertion_auc(score_fn, x, maps, t, baseline=baseline, steps=steps)
             columns["positive_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=True)
             columns["negative_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=False)
         if "localisation" in metrics:  # NaN for items without the masks a metric needs
@@ -394,7 +411,7 @@ class _Run:
             columns["head_rank_correlation"] = rank_correlation(weights, head_masking_drops(self.vit, x, t))
         if "sanity" in metrics:
             randomised = {"randomised_head_correlation": "head", "randomised_block_correlation": "last_block"}
-            randomised = {name: part for name, part in randomised.items() if method.name in self.randomised[part]}
+            randomised = {name: part for name, part in randomised.items() if method.name in self.randomised.get(part, {})}
             # GMAR's own weights (not an ablation's) for every class: how much they depend on it
             gmar = isinstance(method.attribution, GMARAttribution) and method.attribution.weight_transform is None
             names = ["rollout_correlation", *randomised, *(["head_entropy"] if weights is not None else []), *(["head_weight_class_share"] if gmar else [])]

@@ -1,0 +1,109 @@
+"""The real-photo similarity benchmark: which part of a composite makes it similar to a photo.
+
+The bundled photos (:mod:`captum_gmar.datasets.photos`) are placed two or four to a
+composite; the reference of photo ``k`` is the embedding of another view of it (a crop,
+flipped), so class ``k`` of a :class:`~captum_gmar.similarity.SimilarityModel` is the
+cosine similarity of the composite to that view, and the ground truth of where the
+similarity comes from is photo ``k``'s cell. Every photo of a composite is explained
+in turn, which gives class sensitivity (own cell minus the others') its meaning here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..datasets.photos import load_photos, make_composites, reference_views
+from ..similarity import SimilarityModel, embed_images
+from .data import CompositeTasks
+
+__all__ = ["Center", "PhotoSimilarity", "add_class_specificity", "class_specificity", "photo_similarity"]
+
+#: ``"none"``: the plain cosine; ``"references"``: both embeddings less the mean of the
+#: references' embeddings (what every photo shares).
+Center = Literal["none", "references"]
+
+
+@dataclass(frozen=True)
+class PhotoSimilarity:
+    """A similarity benchmark: the model to explain, its tasks and the photos' names."""
+
+    #: the backbone's cosine similarity to each photo's reference view
+    model: SimilarityModel
+    tasks: CompositeTasks
+    #: photo names, in the order of the references (the classes)
+    names: list[str]
+
+
+def photo_similarity(
+    backbone: nn.Module, processor: Any, composites: int, seed: int = 0, center: Center = "none", counts: tuple[int, ...] = (2, 4)
+) -> PhotoSimilarity:
+    """The benchmark on ``backbone`` with ``composites`` composites of the bundled photos.
+
+    Args:
+        backbone: a supported embedding model (see :class:`~captum_gmar.architectures.EmbeddingHead`).
+        processor: its image processor (each reference view is processed alone, keeping
+            its aspect ratio where the processor does).
+        composites: how many composites (each gives 2 or 4 tasks).
+        seed: the composites' seed; the reference views use ``seed + 1``.
+        center: see :data:`Center`.
+        counts: photos per composite, drawn among these.
+    """
+    if center not in ("none", "references"):
+        raise ValueError(f"center must be 'none' or 'references', got {center!r}")
+    photos = load_photos()
+    names, images = list(photos), list(photos.values())
+    views = reference_views(images, seed + 1)
+    references = torch.cat([embed_images(backbone, processor(images=view, return_tensors="pt")["pixel_values"]) for view in views])
+    model = SimilarityModel(backbone, references, references.mean(0) if center == "references" else None)
+    tasks = CompositeTasks(make_composites(images, composites, seed, counts=counts), names, processor)
+    return PhotoSimilarity(model, tasks, names)
+
+
+def class_specificity(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Per method, per composite whose every photo was explained: ``S = sum_k m_k - 1``,
+    where ``m_k`` is the share of the map for photo ``k``'s reference that lies on photo
+    ``k``'s cell (the rows' ``mass_inside``).
+
+    The cells partition the composite and each map's shares sum to 1, so a map that does
+    not change with the target (attention rollout, raw attention) gives exactly ``S = 0``
+    whatever it looks like; ``S > 0`` when each reference's map moves mass onto that
+    reference's photo (at most ``P - 1`` for ``P`` photos). Unlike ``class_sensitivity``
+    it does not depend on the cells' areas.
+
+    Args:
+        rows: result rows of a comparison on :class:`~.data.CompositeTasks` (``method``,
+            ``composite``, ``photos``, ``mass_inside``).
+
+    Returns:
+        method -> the ``S`` of each complete composite, in composite order.
+    """
+    shares: dict[str, dict[int, list[float]]] = {}
+    count: dict[int, int] = {}
+    for row in rows:
+        share = float(row["mass_inside"])
+        if not math.isnan(share):
+            shares.setdefault(str(row["method"]), {}).setdefault(int(row["composite"]), []).append(share)
+        count[int(row["composite"])] = int(row["photos"])
+    return {
+        method: [sum(values) - 1.0 for composite, values in sorted(by_composite.items()) if len(values) == count[composite]]
+        for method, by_composite in shares.items()
+    }
+
+
+def add_class_specificity(summary: list[dict[str, Any]], rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``summary`` (:func:`~.report.summarize`) with each method's mean
+    :func:`class_specificity` and its standard error (``class_specificity_sem``)."""
+    per_method = class_specificity(rows)
+    for entry in summary:
+        values = per_method.get(str(entry["method"]), [])
+        if len(values) > 1:
+            mean = sum(values) / len(values)
+            entry["class_specificity"] = mean
+            entry["class_specificity_sem"] = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+    return summary
