@@ -53,7 +53,7 @@ def run(capsys, *argv):
 def no_model_loading(monkeypatch):
     """Fail the test if a model is loaded: argument and file errors must come first."""
 
-    def refuse(spec):
+    def refuse(spec, embedding=False):
         raise AssertionError(f"the model {spec} was loaded")
 
     monkeypatch.setattr(cli, "load_model", refuse)
@@ -168,7 +168,7 @@ def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, pho
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
     cases = [
-        (["compare", "--model", "/no/such/dir"], "neither a reference model (vit-tiny, dinov2-small), nor a folder with a config.json"),
+        (["compare", "--model", "/no/such/dir"], "neither a reference model (vit-tiny, dinov2-small, dinov2-small-backbone), nor a folder with a config.json"),
         (["explain", photo, "--model", "google/vit-base-patch16-224"], "nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)"),
         (["compare", "--model", make_folder(tmp_path, "empty", "ViTForImageClassification", weights=False)], "has a config.json but no weights"),
         (["explain", photo, "--model", make_folder(tmp_path, "swin", "SwinForImageClassification")], "windowed attention has no global map"),
@@ -422,3 +422,65 @@ def test_explain_a_model_of_the_hugging_face_cache(model_dir, photo, tmp_path, c
     hub_cache("someone/tiny-vit", model_dir)
     assert main(argv) == 0 and (tmp_path / "fig.png").is_file()
     assert "predicted: " in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def backbone_dir(tmp_path_factory):
+    """A tiny DINOv2 backbone (no head) saved with an image processor that resizes to 32 px."""
+    torch.manual_seed(0)
+    config = transformers.Dinov2Config(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2)
+    path = tmp_path_factory.mktemp("backbone")
+    transformers.Dinov2Model(config).save_pretrained(path)
+    transformers.BitImageProcessor(size={"height": 32, "width": 32}, do_center_crop=False).save_pretrained(path)
+    return str(path)
+
+
+def test_explain_the_similarity_to_reference_images(backbone_dir, photo, tmp_path, capsys):
+    references = []
+    for k in range(2):
+        path = tmp_path / f"ref{k}.png"
+        Image.fromarray(np.random.default_rng(k + 1).integers(0, 255, (50 + 10 * k, 40, 3), dtype=np.uint8)).save(path)
+        references.append(str(path))
+    out = tmp_path / "similar.png"
+    assert main(["explain", photo, "--model", backbone_dir, "--similar-to", *references, "--methods", "gmar-l1,attnlrp", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "similarity to ref0.png: cos " in printed and "similarity to ref1.png: cos " in printed
+    assert Image.open(out).size[0] > 0
+    assert main(["explain", photo, "--model", backbone_dir, "--similar-to", *references, "--center", "references", "--methods", "rollout", "--out", str(out)]) == 0
+    assert "(centred)" in capsys.readouterr().out
+
+
+def test_compare_the_similarity_of_composites_of_the_bundled_photos(backbone_dir, tmp_path):
+    out = tmp_path / "similarity"
+    argv = ["compare", "--task", "similarity", "--model", backbone_dir, "--scenes", "3", "--methods", "gmar-l1,rollout"]
+    argv += ["--metrics", "faithfulness,localisation", "--deletion-steps", "2", "--figure-rows", "2", "--out", str(out)]
+    assert main(argv) == 0
+    summary = (out / "summary.md").read_text()
+    assert "cosine similarity of the embeddings" in summary and "deletion/insertion baseline: the mean image" in summary
+    entries = {entry["method"]: entry for entry in json.loads((out / "summary.json").read_text())}
+    assert entries["Attention rollout"]["class_specificity"] == pytest.approx(0.0, abs=1e-5)
+    rows = list(read_csv(out / "results.csv"))
+    assert {row["photo"] for row in rows} <= {"astronaut", "chelsea", "coffee", "rocket", "hubble", "ihc", "retina", "china", "flower"}
+    assert (out / "comparison.png").is_file()
+
+
+def test_similarity_errors_are_one_line_before_any_model_loads(capsys, tmp_path, photo, backbone_dir, model_dir, no_model_loading):
+    cases = [
+        (["explain", photo, "--model", backbone_dir, "--similar-to", "missing.png"], "image 'missing.png' does not exist"),
+        (["explain", photo, "--model", backbone_dir, "--similar-to", photo, "--target", "0"], "--target names a class; with --similar-to"),
+        (["explain", photo, "--model", model_dir, "--center", "references"], "--center applies to --similar-to"),
+        (["explain", photo, "--model", backbone_dir], "returns an embedding, not classes: explain its similarity to reference images with --similar-to"),
+        (["compare", "--model", backbone_dir], "returns an embedding, not classes"),
+        (["compare", "--model", model_dir, "--center", "references"], "--center applies to --task similarity"),
+        (["compare", "--task", "similarity", "--data", str(tmp_path)], "--task similarity runs on composites of the bundled photos"),
+        (["compare", "--task", "similarity", "--model", make_folder(tmp_path, "convnext", "ConvNextModel")], "for similarity, the embedding models Dinov2Model"),
+    ]
+    for argv, message in cases:
+        code, err = run(capsys, *argv)
+        assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+
+
+def test_a_classifier_given_for_a_similarity_is_explained_through_its_backbone(model_dir, photo, tmp_path, capsys):
+    out = tmp_path / "backbone.png"
+    assert main(["explain", photo, "--model", model_dir, "--similar-to", photo, "--methods", "gmar-l1", "--out", str(out)]) == 0
+    assert "similarity to photo.jpg: cos 1.000" in capsys.readouterr().out  # the same image: its own reference

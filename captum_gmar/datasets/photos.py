@@ -132,7 +132,7 @@ def reference_views(photos: Sequence[np.ndarray], seed: int, keep: tuple[float, 
         height, width = photo.shape[:2]
         h, w = (int(round(side * rng.uniform(*keep))) for side in (height, width))
         top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-        views.append(np.ascontiguousarray(photo[top : top + h, left : left + w, ::-1]))
+        views.append(np.ascontiguousarray(photo[top : top + h, left : left + w][:, ::-1]))  # columns reversed: a mirror image
     return views
 
 

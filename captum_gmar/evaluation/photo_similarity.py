@@ -86,9 +86,9 @@ def class_specificity(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[float
     shares: dict[str, dict[int, list[float]]] = {}
     count: dict[int, int] = {}
     for row in rows:
-        share = float(row["mass_inside"])
+        share, by_composite = float(row["mass_inside"]), shares.setdefault(str(row["method"]), {})
         if not math.isnan(share):
-            shares.setdefault(str(row["method"]), {}).setdefault(int(row["composite"]), []).append(share)
+            by_composite.setdefault(int(row["composite"]), []).append(share)
         count[int(row["composite"])] = int(row["photos"])
     return {
         method: [sum(values) - 1.0 for composite, values in sorted(by_composite.items()) if len(values) == count[composite]]

@@ -1,0 +1,97 @@
+"""The real-photo similarity benchmark: composite tasks, the comparison on a
+SimilarityModel, and class specificity."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from captum_gmar.datasets.photos import make_composites
+from captum_gmar.evaluation.data import CompositeTasks, collate
+from captum_gmar.evaluation.photo_similarity import add_class_specificity, class_specificity, photo_similarity
+from captum_gmar.evaluation.report import summarize
+from captum_gmar.evaluation.runner import compare, score_function
+from captum_gmar.models import VisionTransformer
+from captum_gmar.similarity import SimilarityModel
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    torch.manual_seed(0)
+    config = transformers.Dinov2Config(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2)
+    return transformers.Dinov2Model(config).eval()
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return transformers.BitImageProcessor(size={"height": 32, "width": 32}, do_center_crop=False)
+
+
+def test_composite_tasks_explain_every_photo_with_its_cell(processor):
+    photos = [np.full((50, 70, 3), 40 * k, np.uint8) for k in range(5)]
+    composites = make_composites(photos, 3, seed=0, size=64)
+    tasks = CompositeTasks(composites, [f"p{k}" for k in range(5)], processor)
+    assert len(tasks) == int(composites.num_photos.sum())
+    batch = collate([tasks[i] for i in range(len(tasks))])
+    assert batch.pixel_values.shape == (len(tasks), 3, 32, 32)
+    assert batch.has_mask.all() and batch.has_other.all()
+    assert not (batch.masks & batch.other_masks).any() and (batch.masks | batch.other_masks).all()  # the cells partition it
+    assert [info["photo"] for info in batch.info] == [f"p{k}" for k in batch.targets.tolist()]
+    first = composites.photos[0][composites.photos[0] >= 0]
+    assert batch.targets[: len(first)].tolist() == first.tolist()
+
+
+def test_class_specificity_is_the_own_cells_shares_less_one():
+    rows = [
+        {"method": "A", "composite": 0, "photos": 2, "mass_inside": 0.7},
+        {"method": "A", "composite": 0, "photos": 2, "mass_inside": 0.6},
+        {"method": "A", "composite": 1, "photos": 4, "mass_inside": 0.25},
+        {"method": "A", "composite": 1, "photos": 4, "mass_inside": 0.25},
+        {"method": "A", "composite": 1, "photos": 4, "mass_inside": 0.5},
+        {"method": "A", "composite": 1, "photos": 4, "mass_inside": 0.4},
+        {"method": "A", "composite": 2, "photos": 2, "mass_inside": 0.9},  # incomplete: left out
+        {"method": "B", "composite": 0, "photos": 2, "mass_inside": math.nan},
+    ]
+    assert class_specificity(rows)["A"] == pytest.approx([0.3, 0.4])
+    assert class_specificity(rows)["B"] == []
+    summary = add_class_specificity([{"method": "A"}, {"method": "B"}], rows)
+    assert summary[0]["class_specificity"] == pytest.approx(0.35) and summary[0]["class_specificity_sem"] == pytest.approx(0.05)
+    assert "class_specificity" not in summary[1]
+
+
+def test_the_comparison_of_a_similarity(backbone, processor):
+    bench = photo_similarity(backbone, processor, composites=3, seed=1, center="references")
+    assert bench.model.num_labels == 9 and bench.names[1] == "chelsea"
+    # the score the metrics perturb is the cosine itself, not a softmax over references
+    x = collate([bench.tasks[0]]).pixel_values
+    with torch.no_grad():
+        torch.testing.assert_close(score_function(VisionTransformer(bench.model))(x), bench.model(x))
+    rows = compare(
+        bench.model, bench.tasks, methods=["gmar-l1", "rollout"], metrics=["faithfulness", "localisation", "sanity"],
+        batch_size=4, robustness_limit=2, deletion_steps=2, baseline="zero", progress=False,
+    )
+    assert len(rows) == 2 * len(bench.tasks)
+    specificity = class_specificity(rows)
+    assert specificity["Attention rollout"] == pytest.approx([0.0] * 3, abs=1e-5)  # its map does not depend on the target
+    assert all(math.isfinite(s) for s in specificity["GMAR (L1)"])
+    entry = {e["method"]: e for e in summarize(rows)}["GMAR (L1)"]
+    assert "randomised_head_correlation" not in entry and math.isfinite(entry["randomised_block_correlation"])  # no classifier to re-initialise
+
+
+def test_the_deletion_baseline_is_checked(backbone, processor):
+    bench = photo_similarity(backbone, processor, composites=1)
+    with pytest.raises(ValueError, match="baseline must be 'blur' or 'zero', got 'noise'"):
+        compare(bench.model, bench.tasks, methods=["rollout"], metrics=["faithfulness"], baseline="noise", progress=False)
+    with pytest.raises(ValueError, match="center must be 'none' or 'references', got 'gallery'"):
+        photo_similarity(backbone, processor, composites=1, center="gallery")
+
+
+def test_centring_on_the_references_changes_the_cosine_not_the_task(backbone, processor):
+    plain = photo_similarity(backbone, processor, composites=2, seed=5)
+    centred = photo_similarity(backbone, processor, composites=2, seed=5, center="references")
+    assert isinstance(centred.model, SimilarityModel) and centred.model.center is not None and plain.model.center is None
+    assert plain.tasks.fingerprint == centred.tasks.fingerprint
+    torch.testing.assert_close(plain.model.references.norm(dim=-1), torch.ones(9))
+    assert not torch.allclose(plain.model.references, centred.model.references)
