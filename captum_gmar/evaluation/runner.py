@@ -126,7 +126,10 @@ def compare(
     (or writes) every row.
 
     Args:
-        model: a supported classifier (moved to the device and put in eval mode).
+        model: a supported classifier, or a head on an embedding such as a
+            :class:`~captum_gmar.similarity.SimilarityModel` (its outputs are then the
+            scores perturbed, and Chefer's perturbation AUCs, which count correct top
+            classes, are left out); moved to the device and put in eval mode.
         dataset: a map-style data set of explanation tasks (see
             :mod:`~captum_gmar.evaluation.data`), e.g. :class:`~.data.SceneTasks`.
         methods: keys of :data:`~captum_gmar.names.METHOD_KEYS`.
@@ -390,8 +393,9 @@ class _Run:
             baseline = self.settings.baseline
             columns["deletion_auc"] = deletion_auc(score_fn, x, maps, t, baseline=baseline, steps=steps)
             columns["insertion_auc"] = insertion_auc(score_fn, x, maps, t, baseline=baseline, steps=steps)
-            columns["positive_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=True)
-            columns["negative_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=False)
+            if not isinstance(self.vit.model, EmbeddingHead):  # Chefer's AUC counts correct top classes; a similarity has none
+                columns["positive_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=True)
+                columns["negative_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=False)
         if "localisation" in metrics:  # NaN for items without the masks a metric needs
             masks, has_mask = batch.masks.to(x.device), batch.has_mask.to(x.device)
             has_both = (batch.has_mask & batch.has_other).to(x.device)
