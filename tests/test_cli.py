@@ -451,6 +451,8 @@ def test_explain_the_similarity_to_reference_images(backbone_dir, photo, tmp_pat
 
 
 def test_compare_the_similarity_of_composites_of_the_bundled_photos(backbone_dir, tmp_path):
+    for module in ("skimage", "sklearn"):
+        pytest.importorskip(module, reason='the photos extra is not installed: pip install -e ".[photos]"')
     out = tmp_path / "similarity"
     argv = ["compare", "--task", "similarity", "--model", backbone_dir, "--scenes", "3", "--methods", "gmar-l1,rollout"]
     argv += ["--metrics", "faithfulness,localisation", "--deletion-steps", "2", "--figure-rows", "2", "--out", str(out)]

