@@ -7,8 +7,11 @@ Build (offline, warnings as errors)::
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import sys
+from pathlib import Path
 
 # The package is imported by autodoc from the repository, whether or not it is installed.
 sys.path.insert(0, os.path.abspath(".."))
@@ -69,15 +72,61 @@ def _restore_plain(app, what, name, obj, options, lines):
         lines[:] = _plain_docstrings.pop(name)
 
 
+# Formulas render offline: MathJax 3 is copied next to the built pages instead of being
+# loaded from a CDN (without network, a CDN page shows the raw TeX). The copy comes from the
+# django-static-mathjax wheel of the docs extra: MathJax 3.2.2 as plain files, which needs no
+# Django. tex-svg.js draws each glyph as an SVG path, so the pages need no web fonts. Only
+# its es5 folder is copied, without the other combined bundles beside tex-svg.js (the
+# extensions, menu and accessibility parts that tex-svg.js loads on demand stay).
+_MATHJAX_BUNDLE = "tex-svg.js"
+_mathjax_spec = importlib.util.find_spec("mathjax")
+_MATHJAX = (
+    Path(_mathjax_spec.origin).parent / "static" / "mathjax" / "es5"
+    if _mathjax_spec is not None and _mathjax_spec.origin
+    else None
+)
+if _MATHJAX is not None and (_MATHJAX / _MATHJAX_BUNDLE).is_file():
+    mathjax_path = f"mathjax/{_MATHJAX_BUNDLE}"  # relative to _static
+else:
+    _MATHJAX = None
+
+
+def _skip_other_bundles(folder, names):
+    if Path(folder) != _MATHJAX:
+        return []
+    return [n for n in names if n.endswith(".js") and n != _MATHJAX_BUNDLE]
+
+
+def _copy_mathjax(app, exception):
+    if exception is None and _MATHJAX is not None and app.builder.format == "html":
+        target = Path(app.outdir) / "_static" / "mathjax"
+        shutil.copytree(_MATHJAX, target, ignore=_skip_other_bundles, dirs_exist_ok=True)
+
+
+def _mathjax_missing(app):
+    if _MATHJAX is None and app.builder.format == "html":
+        from sphinx.util import logging
+
+        logging.getLogger(__name__).warning(
+            "MathJax is not installed (pip install django-static-mathjax, in the docs extra): "
+            "the pages load it from a CDN and show raw TeX offline"
+        )
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _save_plain, priority=499)
     app.connect("autodoc-process-docstring", _restore_plain, priority=501)
+    app.connect("builder-inited", _mathjax_missing)
+    app.connect("build-finished", _copy_mathjax)
 
 
-# No intersphinx: the build must work offline.
+# No intersphinx: the build must work offline (MathJax too, above).
 
 html_theme = "furo"
 html_title = f"captum_gmar {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+# Wide tables (results.md) scroll sideways inside the page, with a shade on the side that
+# has more columns.
+html_css_files = ["wide-tables.css"]
 pygments_style = "sphinx"
 pygments_dark_style = "monokai"
