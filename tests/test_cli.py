@@ -467,8 +467,11 @@ def test_compare_the_similarity_of_composites_of_the_bundled_photos(backbone_dir
 
 
 def test_similarity_errors_are_one_line_before_any_model_loads(capsys, tmp_path, photo, backbone_dir, model_dir, no_model_loading):
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not an image")
     cases = [
         (["explain", photo, "--model", backbone_dir, "--similar-to", "missing.png"], "image 'missing.png' does not exist"),
+        (["explain", photo, "--model", backbone_dir, "--similar-to", photo, str(broken)], "cannot read image"),
         (["explain", photo, "--model", backbone_dir, "--similar-to", photo, "--target", "0"], "--target names a class; with --similar-to"),
         (["explain", photo, "--model", model_dir, "--center", "references"], "--center applies to --similar-to"),
         (["explain", photo, "--model", backbone_dir], "returns an embedding, not classes: explain its similarity to reference images with --similar-to"),
