@@ -13,7 +13,7 @@ import torch
 import transformers
 
 import captum_gmar.attribution as attribution_module
-from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution
+from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution
 from captum_gmar.errors import InsufficientMemoryError, NonFiniteError, UnsupportedModelError
 from captum_gmar.models import VisionTransformer
 
@@ -161,14 +161,11 @@ def test_too_large_an_image_is_refused_before_any_work(load_tiny, monkeypatch):
         GMARAttribution(model).attribute(photo, target=1)
 
 
-@pytest.mark.parametrize("method", [GMARAttribution, AttentionRollout, GenericAttentionExplainability])
+@pytest.mark.parametrize("method", [GMARAttribution, AttentionRollout, GenericAttentionExplainability, AttnLRP, CPLRP])
 def test_the_memory_check_suggests_an_internal_batch_size_that_works(load_tiny, monkeypatch, method):
     explainer = method(load_tiny(VIT, attn="eager"))
-    x = torch.randn(8, 3, 128, 128)
-    vit = explainer.vit
-    one = attribution_module.attention_call_bytes(
-        1, vit.num_tokens(128, 128), 4, 3, 32, 4, explainer.maps_alive, explainer.needs_gradients, eager=True
-    )
+    x = torch.randn(8, 3, 192, 192)
+    one = explainer.estimate_bytes((1, 3, 192, 192))
     monkeypatch.setattr(attribution_module, "available_bytes", lambda device: int(3.5 * one))
     with pytest.raises(InsufficientMemoryError, match="pass internal_batch_size=3 "):
         explainer.attribute(x, target=1)
