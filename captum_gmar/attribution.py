@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
 
 import torch
@@ -21,10 +21,10 @@ from torch import Tensor, nn
 
 from .architectures import Pooling, Readout
 from .capture import AttentionTrace
-from .errors import InsufficientMemoryError, NonFiniteError
+from .errors import InsufficientMemoryError, NonFiniteError, TooSlowError
 from .formatting import Targets, TargetType, batch_slices, check_pixel_values, chunk_targets, format_targets
 from .maps import input_map, patch_map
-from .memory import attention_call_bytes, available_bytes, gib
+from .memory import SLOW_CALL_SECONDS, attention_call_bytes, attention_seconds, available_bytes, gib
 from .models import VisionTransformer
 from .zero_shot import Prompts
 
@@ -112,6 +112,8 @@ class AttentionAttribution(Attribution, ABC):
         target: TargetType = None,
         internal_batch_size: int | None = None,
         output: OutputKind = "input",
+        *,
+        allow_slow: bool = False,
     ) -> InputType:
         """Explain ``target`` for each image.
 
@@ -129,12 +131,15 @@ class AttentionAttribution(Attribution, ABC):
             output: ``"input"`` for maps shaped like ``inputs`` (the patch map upsampled
                 bilinearly and repeated over channels), or ``"patches"`` for the patch
                 grid ``(B, h, w)``.
+            allow_slow: run a call whose attention alone would take longer than
+                :data:`~captum_gmar.memory.SLOW_CALL_SECONDS` instead of refusing it
+                (see :meth:`check_memory`).
 
         Returns:
             float32, non-negative attributions on ``inputs``' device (a 1-tuple when
             ``inputs`` was one).
         """
-        maps, _ = self._attribute(inputs, target, internal_batch_size, output)
+        maps, _ = self._attribute(inputs, target, internal_batch_size, output, allow_slow)
         return maps
 
     @abstractmethod
@@ -153,6 +158,7 @@ class AttentionAttribution(Attribution, ABC):
         target: TargetType,
         internal_batch_size: int | None,
         output: OutputKind,
+        allow_slow: bool,
     ) -> tuple[InputType, Tensor | None]:
         """Shared body of ``attribute``: returns the maps and the head weights (or None)."""
         vit = self.vit
@@ -160,7 +166,7 @@ class AttentionAttribution(Attribution, ABC):
         if self.start_layer >= vit.num_layers:
             raise ValueError(f"start_layer {self.start_layer} does not exist: the model now has {vit.num_layers} layers")
         parts = batch_slices(pixel_values.shape[0], internal_batch_size)
-        self.check_memory(pixel_values.shape, internal_batch_size)
+        self.check_memory(pixel_values.shape, internal_batch_size, allow_slow)
         param = vit.parameter
 
         explanations = []
@@ -183,18 +189,40 @@ class AttentionAttribution(Attribution, ABC):
             weights = torch.cat([e.head_weights for e in explanations]).to(pixel_values.device)
         return ((maps,) if is_tuple else maps), weights
 
-    def check_memory(self, input_shape: Sequence[int], internal_batch_size: int | None = None) -> None:
-        """Refuse a call on inputs of ``input_shape`` ``(B, C, H, W)`` whose estimated peak
-        memory (see :mod:`captum_gmar.memory`) exceeds what the model's device has
-        available. ``attribute`` calls it first; call it yourself to fail before other
-        work on such inputs (e.g. a forward pass to predict the class).
+    def estimate_bytes(self, input_shape: Sequence[int]) -> int:
+        """Estimated peak memory, in bytes, of one pass on inputs of ``input_shape``
+        ``(B, C, H, W)`` (see :func:`~captum_gmar.memory.attention_call_bytes`)."""
+        vit = self.vit
+        batch, _, height, width = input_shape
+        return attention_call_bytes(
+            batch,
+            vit.num_tokens(height, width),
+            vit.num_heads,
+            vit.num_layers,
+            vit.hidden_size,
+            vit.parameter.element_size(),
+            self.maps_alive,
+            backward=self.needs_gradients,
+            eager=vit.keeps_attention_for_backward,
+            maps_kept=vit.keeps_attention_maps,
+        )
+
+    def check_memory(self, input_shape: Sequence[int], internal_batch_size: int | None = None, allow_slow: bool = False) -> None:
+        """Refuse, before any work, a call on inputs of ``input_shape`` ``(B, C, H, W)`` that
+        cannot fit in the memory the model's device has available, or (unless
+        ``allow_slow``) whose attention alone would take longer than
+        :data:`~captum_gmar.memory.SLOW_CALL_SECONDS` (see :mod:`captum_gmar.memory`).
+        ``attribute`` calls it first; call it yourself to fail before other work on such
+        inputs (e.g. a forward pass to predict the class).
 
         Raises:
             InsufficientMemoryError: naming the estimate, what is available, and either
                 an ``internal_batch_size`` that fits or, if one image does not fit,
                 that the images must be smaller.
+            TooSlowError: naming the least time the attention would take, and the
+                advice to resize the images or pass ``allow_slow=True``.
         """
-        check_memory(self.vit, self.get_name(), input_shape, internal_batch_size, self.maps_alive, self.needs_gradients)
+        check_call(self.vit, self.get_name(), input_shape, internal_batch_size, self.estimate_bytes, self.needs_gradients, allow_slow)
 
 
 def prepare_call(vit: VisionTransformer, inputs: InputType, target: TargetType, output: OutputKind) -> tuple[Tensor, bool, Targets]:
@@ -229,50 +257,53 @@ def check_finite_relevance(relevance: Tensor, method: str) -> None:
         )
 
 
-def check_memory(
+def check_call(
     vit: VisionTransformer,
     method: str,
     input_shape: Sequence[int],
     internal_batch_size: int | None,
-    maps_alive: int,
+    estimate_bytes: Callable[[Sequence[int]], int],
     backward: bool,
+    allow_slow: bool,
 ) -> None:
-    """Refuse a call of ``method`` on inputs of ``input_shape`` that cannot fit (see
-    :meth:`AttentionAttribution.check_memory`); ``maps_alive`` and ``backward`` as in
-    :func:`~captum_gmar.memory.attention_call_bytes`."""
+    """Refuse a call of ``method`` on inputs of ``input_shape`` ``(B, C, H, W)`` that cannot
+    fit, or (unless ``allow_slow``) would be too slow (see
+    :meth:`AttentionAttribution.check_memory`).
+
+    Args:
+        estimate_bytes: the method's peak memory for an input shape (one chunk).
+        backward: whether the method runs a backward pass (for the time).
+    """
     param = vit.parameter
-    batch, _, height, width = input_shape
+    batch, channels, height, width = input_shape
     chunk = min(batch, internal_batch_size or batch)
     tokens = vit.num_tokens(height, width)
+    size = f"{height}x{width} px ({tokens:,} tokens, {vit.num_heads} heads)"
+    native = f"the model was trained at {'x'.join(map(str, vit.image_size))} px; " if vit.image_size else ""
 
     def need(batch: int) -> int:
-        return attention_call_bytes(
-            batch,
-            tokens,
-            vit.num_heads,
-            vit.num_layers,
-            vit.hidden_size,
-            param.element_size(),
-            maps_alive,
-            backward=backward,
-            eager=vit.keeps_attention_for_backward,
-            maps_kept=vit.keeps_attention_maps,
-        )
+        return estimate_bytes((batch, channels, height, width))
 
     available = available_bytes(param.device)
-    if available is None or need(chunk) <= available:
+    if available is not None and need(chunk) > available:
+        fits = available // need(1)
+        if fits >= 1:
+            advice = f"pass internal_batch_size={fits} (or less) to explain the batch in chunks"
+        else:
+            advice = f"resize the images ({native}memory grows with the side to the 4th power)"
+        raise InsufficientMemoryError(
+            f"{method} on {chunk} image(s) of {size} would need about {gib(need(chunk))}, "
+            f"but only {gib(available)} are available on {param.device}: {advice}"
+        )
+    if allow_slow:
         return
-    fits = available // need(1)
-    size = f"{height}x{width} px ({tokens:,} tokens, {vit.num_heads} heads)"
-    if fits >= 1:
-        advice = f"pass internal_batch_size={fits} (or less) to explain the batch in chunks"
-    else:
-        native = f"the model was trained at {'x'.join(map(str, vit.image_size))} px; " if vit.image_size else ""
-        advice = f"resize the images ({native}memory grows with the side to the 4th power)"
-    raise InsufficientMemoryError(
-        f"{method} on {chunk} image(s) of {size} would need about {gib(need(chunk))}, "
-        f"but only {gib(available)} are available on {param.device}: {advice}"
-    )
+    seconds = attention_seconds(batch, tokens, vit.num_layers, vit.hidden_size, backward, param.device)
+    if seconds > SLOW_CALL_SECONDS:
+        raise TooSlowError(
+            f"{method} on {batch} image(s) of {size} would take at least {seconds / 60:,.0f} minutes on {param.device} "
+            f"for the attention alone: resize the images ({native}time grows with the side to the 4th power), "
+            "or pass allow_slow=True to run it anyway"
+        )
 
 
 def check_alpha(alpha: float) -> float:

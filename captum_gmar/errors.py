@@ -16,6 +16,10 @@ class InsufficientMemoryError(MemoryError):
     """A call would need more memory than the device has available."""
 
 
+class TooSlowError(RuntimeError):
+    """A call's attention alone would take far longer than anyone waits for one call."""
+
+
 class UnreadableImageError(ValueError):
     """An image file that cannot be decoded: missing data, a truncated or empty file, a
     format PIL does not read, or more pixels than PIL's decompression-bomb limit."""

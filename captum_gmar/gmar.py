@@ -111,6 +111,7 @@ class GMARAttribution(AttentionAttribution):
         output: OutputKind = "input",
         *,
         return_head_weights: Literal[False] = False,
+        allow_slow: bool = False,
     ) -> InputType: ...
 
     @overload
@@ -122,6 +123,7 @@ class GMARAttribution(AttentionAttribution):
         output: OutputKind = "input",
         *,
         return_head_weights: Literal[True],
+        allow_slow: bool = False,
     ) -> tuple[InputType, Tensor]: ...
 
     @log_usage()
@@ -133,6 +135,7 @@ class GMARAttribution(AttentionAttribution):
         output: OutputKind = "input",
         *,
         return_head_weights: bool = False,
+        allow_slow: bool = False,
     ) -> InputType | tuple[InputType, Tensor]:
         """Explain ``target`` for each image.
 
@@ -148,11 +151,16 @@ class GMARAttribution(AttentionAttribution):
             or ``(B, h, w)``; with ``return_head_weights`` a tuple ``(attributions,
             head_weights)``.
         """
-        maps, weights = self._attribute(inputs, target, internal_batch_size, output)
+        maps, weights = self._attribute(inputs, target, internal_batch_size, output, allow_slow)
         return (maps, weights) if return_head_weights else maps
 
     def class_head_weights(
-        self, inputs: Tensor, classes: Sequence[int] | Tensor | None = None, internal_batch_size: int | None = None
+        self,
+        inputs: Tensor,
+        classes: Sequence[int] | Tensor | None = None,
+        internal_batch_size: int | None = None,
+        *,
+        allow_slow: bool = False,
     ) -> Tensor:
         """GMAR's head weights for every image and every class in ``classes``.
 
@@ -165,6 +173,7 @@ class GMARAttribution(AttentionAttribution):
             inputs: pixel values ``(B, C, H, W)``.
             classes: ``(K,)`` distinct class indices; ``None`` for every class of the model.
             internal_batch_size: images per forward pass (default: all at once).
+            allow_slow: as in :meth:`attribute`.
 
         Returns:
             ``(B, K, L', H)`` float32 on ``inputs``' device, each layer summing to 1.
@@ -176,7 +185,7 @@ class GMARAttribution(AttentionAttribution):
             raise ValueError(f"classes must be a non-empty 1-D sequence of class indices, got {classes.tolist()!r}")
         if (classes < 0).any() or (classes >= vit.num_labels).any() or len(set(classes.tolist())) < len(classes):
             raise ValueError(f"classes must be distinct indices in [0, {vit.num_labels - 1}], got {classes.tolist()}")
-        self.check_memory(inputs.shape, internal_batch_size)
+        self.check_memory(inputs.shape, internal_batch_size, allow_slow)
         chunks = []
         for part in batch_slices(inputs.shape[0], internal_batch_size):
             x = inputs[part].to(device=param.device, dtype=param.dtype)

@@ -10,6 +10,7 @@ Captum's IntegratedGradients the result is signed and per channel.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from functools import partial
 from typing import ClassVar
 
@@ -18,8 +19,9 @@ from captum.attr import Attribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
-from .attribution import InputType, OutputKind, check_finite_relevance, check_memory, prepare_call
+from .attribution import InputType, OutputKind, check_call, check_finite_relevance, prepare_call
 from .formatting import TargetType, batch_slices, chunk_targets
+from .memory import relevance_call_bytes
 from .models import VisionTransformer
 from .propagation import Variant, relevance_rules
 from .zero_shot import Prompts
@@ -70,6 +72,8 @@ class RelevancePropagation(Attribution):
         target: TargetType = None,
         internal_batch_size: int | None = None,
         output: OutputKind = "input",
+        *,
+        allow_slow: bool = False,
     ) -> InputType:
         """Relevance of every input value for ``target``.
 
@@ -83,6 +87,9 @@ class RelevancePropagation(Attribution):
                 bound memory; results equal the whole batch's up to float rounding.
             output: ``"input"`` for relevance shaped like ``inputs``; ``"patches"`` for
                 its sum over the channels and pixels of each patch, ``(B, h, w)``.
+            allow_slow: run a call whose attention alone would take longer than
+                :data:`~captum_gmar.memory.SLOW_CALL_SECONDS` instead of refusing it
+                (see :meth:`check_memory`).
 
         Returns:
             float32, signed relevance on ``inputs``' device (a 1-tuple when ``inputs``
@@ -91,7 +98,7 @@ class RelevancePropagation(Attribution):
         """
         vit = self.vit
         pixel_values, is_tuple, targets = prepare_call(vit, inputs, target, output)
-        check_memory(vit, self.get_name(), pixel_values.shape, internal_batch_size, maps_alive=0, backward=True)
+        self.check_memory(pixel_values.shape, internal_batch_size, allow_slow)
         param = vit.parameter
         rules = partial(relevance_rules, vit.model, variant=self.variant, gamma=self.gamma)
         parts = []
@@ -105,6 +112,27 @@ class RelevancePropagation(Attribution):
             relevance = patch_relevance(relevance, vit.patch_size)
         relevance = relevance.to(pixel_values.device)
         return (relevance,) if is_tuple else relevance
+
+    def estimate_bytes(self, input_shape: Sequence[int]) -> int:
+        """Estimated peak memory, in bytes, of one pass on inputs of ``input_shape``
+        ``(B, C, H, W)`` (see :func:`~captum_gmar.memory.relevance_call_bytes`)."""
+        vit = self.vit
+        batch, _, height, width = input_shape
+        return relevance_call_bytes(
+            batch,
+            vit.num_tokens(height, width),
+            vit.num_heads,
+            vit.num_layers,
+            vit.hidden_size,
+            vit.parameter.element_size(),
+            eager=vit.keeps_attention_for_backward,
+        )
+
+    def check_memory(self, input_shape: Sequence[int], internal_batch_size: int | None = None, allow_slow: bool = False) -> None:
+        """Refuse a call that cannot fit or would be too slow, before any work; as
+        :meth:`AttentionAttribution.check_memory
+        <captum_gmar.attribution.AttentionAttribution.check_memory>`."""
+        check_call(self.vit, self.get_name(), input_shape, internal_batch_size, self.estimate_bytes, True, allow_slow)
 
 
 class AttnLRP(RelevancePropagation):

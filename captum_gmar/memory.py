@@ -1,30 +1,65 @@
-"""Memory an attention attribution needs, estimated before it runs, and what a device has free.
+"""Memory and time an attribution call needs, estimated before it runs, and what a device has free.
 
 Attention rollout and its relatives hold ``(B, H, T, T)`` maps: the memory grows with the
 square of the token count ``T``, i.e. with the fourth power of the image side. A photo
 fed at full resolution (4000 x 3000 px, patch 8: 187,501 tokens) would need hundreds of
-GiB for one layer. The estimate lets :meth:`AttentionAttribution.attribute
-<captum_gmar.attribution.AttentionAttribution.attribute>` refuse such a call at once,
-with a way out, instead of running for minutes and dying in the allocator.
+GiB for one layer. The estimates let every method (:meth:`AttentionAttribution.check_memory
+<captum_gmar.attribution.AttentionAttribution.check_memory>`, which ``attribute`` calls
+first) refuse such a call at once, with a way out, instead of running for hours or dying
+in the allocator.
 
-Calibrated on the reference model (6 layers, 4 heads, CPU, float32, 1,025 to 4,097
-tokens, batch 1 and 2): the measured peak was 2.4-2.8 float32 maps for GMAR and rollout
-and 4.5-5.1 for GAE, or, when an eager-attention model keeps one map per layer for the
-backward pass, those maps plus two.
+Memory: what the passes hold (per token, layer and hidden channel, in the model's dtype)
+plus the float32 maps the method holds, times :data:`SAFETY`. The two peaks do not always
+coincide (a backward pass may end before the maps are built), so the sum errs high.
+Fitted on ``dinov2-small`` (12 layers, 6 heads, 384 wide; 64 to 1,344 px, batch 1 and
+16) and the bundled ``vit-tiny`` (6 layers, 4 heads, 128 wide; 128 to 512 px), CPU,
+float32, sdpa and eager attention (``benchmarks/bench_memory.py``, table in
+``docs/benchmarks.md``): the estimate is at or above every measured peak, 1.06 to 2.74
+times it from 384 px up (more below, where the fixed part dominates). The
+relevance-propagation methods hold no maps (sdpa keeps none for its backward pass) but
+keep more per token than a plain backward pass: every rule's saved ratio or normalised
+input.
+
+Time: the attention's multiply-adds (``q k^T`` and ``P V``, and about twice that again
+for a backward pass) at 100 GFLOP/s per CPU thread, about the peak of a current x86-64
+core, so the estimate is a lower bound (the measured calls took 3.8 to 48 times longer,
+the ratio falling as the attention's share grows with ``T``). A call above
+:data:`SLOW_CALL_SECONDS` is refused unless ``allow_slow=True``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 #: bytes of a float32, the dtype the maps are rebuilt in
 _FLOAT32 = 4
-#: per token, layer and hidden channel: the activations a forward pass keeps for a backward
-#: pass to the input (no parameter gradients: LayerNorm and GELU inputs, attention
-#: inputs and outputs, the MLP's 4x expansion), with room to spare
-_ACTIVATIONS_PER_CHANNEL = 8
+#: values per token, layer and hidden channel that a forward pass keeps for a backward pass
+#: to the input (no parameter gradients: LayerNorm and GELU inputs, attention inputs and
+#: outputs) and the method's per-token tensors (the heads' gradients); measured 16-20
+_SAVED_PER_CHANNEL = 20
+#: the same without a backward pass: the queries and keys captured from every layer, and
+#: one layer's activations at a time; measured 5-7 (per layer)
+_CAPTURED_PER_CHANNEL = 7
+#: the same for AttnLRP and CP-LRP: the backward pass's activations and each rule's saved
+#: tensors; measured 18-23
+_RELEVANCE_PER_CHANNEL = 23
+#: the factor on every estimate; with it, the smallest margin over a measured peak was 1.06
+#: (attention rollout on vit-tiny at 384 px, where freed mid-sized maps stay in the heap)
+SAFETY = 1.4
+#: what any call allocates beyond the formula (thread-local buffers, the output), in bytes
+_FIXED_BYTES = 16 * 2**20
+#: floating-point operations per second assumed for one CPU thread in the attention (about
+#: a current x86-64 core's peak, so the time is a lower bound) and for an accelerator
+_CPU_FLOPS_PER_THREAD = 1e11
+_ACCELERATOR_FLOPS = 1e14
+#: a call whose attention alone would take longer than this (at the rates above) is refused
+#: unless ``allow_slow=True``: 10 minutes at a core's peak is an hour or more in practice
+SLOW_CALL_SECONDS = 600.0
 
 
 def attention_call_bytes(
@@ -39,7 +74,7 @@ def attention_call_bytes(
     eager: bool,
     maps_kept: bool = False,
 ) -> int:
-    """Estimated peak memory of one attribution call on ``batch`` images, in bytes.
+    """Estimated peak memory of one attention-map attribution call on ``batch`` images, in bytes.
 
     Args:
         batch: images in one pass (the chunk, with ``internal_batch_size``).
@@ -48,21 +83,54 @@ def attention_call_bytes(
         itemsize: bytes per entry in the model's dtype.
         maps_alive: float32 ``(B, H, T, T)`` maps the method holds at once.
         backward: whether the call runs a backward pass, for which the forward pass keeps
-            every layer's activations (without one, a layer's are freed after it ran).
+            every layer's activations.
         eager: whether the model's attention is eager, which keeps each layer's
             probabilities for the backward pass (sdpa and flash kernels do not).
         maps_kept: whether the capture keeps every layer's probabilities even without a
             backward pass (an eager attention captured at its kernel, see
             :mod:`captum_gmar.capture`).
     """
-    one_map = batch * heads * tokens * tokens
-    activations = batch * tokens * hidden * _ACTIVATIONS_PER_CHANNEL * itemsize * (layers if backward else 1)
-    # eager attention holds a layer's scores and probabilities, and keeps the latter for the backward pass
-    eager_maps = ((layers if backward or maps_kept else 0) + 2) * one_map * itemsize if eager else 0
-    # the backward pass ends (and frees the graph) before the method builds its maps; maps
-    # captured from an eager kernel stay alive until then
-    kept = layers * one_map * itemsize if eager and maps_kept else 0
-    return max(activations + eager_maps, kept + maps_alive * one_map * _FLOAT32)
+    per_channel = _SAVED_PER_CHANNEL if backward else _CAPTURED_PER_CHANNEL
+    kept = layers if backward or maps_kept else 0
+    held = batch * tokens * hidden * layers * per_channel * itemsize
+    held += _eager_maps_bytes(batch, tokens, heads, kept, itemsize, eager, backward)
+    return _with_margin(held + maps_alive * batch * heads * tokens * tokens * _FLOAT32)
+
+
+def relevance_call_bytes(batch: int, tokens: int, heads: int, layers: int, hidden: int, itemsize: int, eager: bool) -> int:
+    """Estimated peak memory of one AttnLRP or CP-LRP call on ``batch`` images, in bytes;
+    arguments as :func:`attention_call_bytes` (one forward and one backward pass, no maps
+    of the method's own)."""
+    held = batch * tokens * hidden * layers * _RELEVANCE_PER_CHANNEL * itemsize
+    return _with_margin(held + _eager_maps_bytes(batch, tokens, heads, layers, itemsize, eager, True))
+
+
+def _eager_maps_bytes(batch: int, tokens: int, heads: int, kept: int, itemsize: int, eager: bool, backward: bool) -> int:
+    """An eager attention's maps: ``kept`` layers' probabilities (kept for a backward pass
+    or by the capture), the scores and probabilities a layer computes, and their gradients
+    during a backward pass."""
+    return (kept + 2 + (2 if backward else 0)) * batch * heads * tokens * tokens * itemsize if eager else 0
+
+
+def _with_margin(held: int) -> int:
+    return int(SAFETY * held) + _FIXED_BYTES
+
+
+def attention_seconds(batch: int, tokens: int, layers: int, hidden: int, backward: bool, device: torch.device) -> float:
+    """A lower bound on the seconds the attention of a call on ``batch`` images takes.
+
+    ``q k^T`` and ``P V`` are ``2 T^2 D`` multiply-adds per layer and image (all heads
+    together); a backward pass computes both operands' gradients, about twice that again.
+
+    Args:
+        tokens, layers, hidden: ``T``, ``L`` and ``D`` of the model.
+        backward: whether the call runs a backward pass.
+        device: the model's device: a CPU runs :data:`_CPU_FLOPS_PER_THREAD` per thread
+            of ``torch.get_num_threads()``; any other device is taken as an accelerator.
+    """
+    flops = 2 * 2 * batch * layers * tokens**2 * hidden * (3 if backward else 1)
+    rate = torch.get_num_threads() * _CPU_FLOPS_PER_THREAD if device.type == "cpu" else _ACCELERATOR_FLOPS
+    return flops / rate
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -80,6 +148,29 @@ def available_bytes(device: torch.device) -> int | None:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     return None
+
+
+def peak_resident_increase(call: Callable[[], object]) -> int:
+    """How far ``call()`` raised this process's resident set above where it was, in bytes.
+
+    Exact, not sampled: freed heap is returned to the system first (glibc's
+    ``malloc_trim``), then the kernel's peak (``VmHWM``) is reset to the current resident
+    set through ``/proc/self/clear_refs``. Linux only; other threads' allocations count too.
+    """
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_bytes("VmRSS")
+    call()
+    return _status_bytes("VmHWM") - before
+
+
+def _status_bytes(field: str) -> int:
+    """A size field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} is not in /proc/self/status")
 
 
 def gib(size: int) -> str:

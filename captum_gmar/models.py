@@ -3,9 +3,11 @@
 :class:`VisionTransformer` wraps a supported model (see :mod:`captum_gmar.architectures`
 for what is known about each family) and runs one forward pass while capturing, per
 layer, what the attention computed and where the heads' outputs enter the output
-projection (see :mod:`captum_gmar.capture`). Nothing about the model is changed for good:
-hooks, train/eval modes and ``requires_grad`` flags are restored on exit, also after an
-error, and the attention implementation (eager, sdpa, flash) is never touched.
+projection (see :mod:`captum_gmar.capture`). Nothing about the model is changed: the
+hooks are removed on exit, also after an error; train/eval modes, ``requires_grad`` flags
+and the attention implementation (eager, sdpa, flash) are never touched, so other
+threads' passes (training included) run as they would alone (see
+:mod:`captum_gmar.model_state`).
 
 Models change after an attribution object is built (LoRA injected or merged, layers
 replaced), so the blocks are found again at every pass. Passes on one model are
@@ -26,7 +28,7 @@ from .architectures import AttentionBlock, Architecture, EmbeddingHead, Pooling,
 from .capture import AttentionTrace, capture_attention, layer_captures
 from .errors import NonFiniteError, UnsupportedModelError
 from .formatting import Targets, target_scores
-from .model_state import evaluating, model_lock, unwrap_model
+from .model_state import evaluating, frozen_parameters, model_lock, unchanged_weights, unwrap_model
 from .names import SUPPORTED_MODEL_CLASSES
 from .similarity import SimilarityModel
 from .zero_shot import Prompts
@@ -143,11 +145,11 @@ class VisionTransformer:
     ) -> Iterator[AttentionTrace]:
         """Run one forward pass in eval mode and capture every layer's attention.
 
-        The pass runs under the model's lock, in eval mode with ``requires_grad=False`` on
-        the parameters (so a backward pass computes no parameter gradients); the model is
-        restored as it was (also after an error) and the lock released before the block's
-        body runs, so the body (backward pass, rollout) of one call overlaps the next
-        call's forward pass.
+        The pass runs under the model's lock, in eval mode (a model in training mode is
+        refused) with the parameters held constant in this thread (so a backward pass
+        computes no parameter gradients); the hooks are removed (also after an error) and
+        the lock released before the block's body runs, so the body (backward pass,
+        rollout) of one call overlaps the next call's forward pass.
 
         Args:
             pixel_values: ``(B, C, H, W)`` on the model's device and dtype.
@@ -157,31 +159,35 @@ class VisionTransformer:
             keep_hidden: also keep each layer's ``hidden`` tokens.
 
         Raises:
+            ValueError: if the model is in training mode.
+            RuntimeError: if its weights change before the block ends (another thread's
+                optimizer step).
             NonFiniteError: if a logit is NaN or infinite (overflow).
         """
         model = self.model
         arch = self.architecture
-        with model_lock(self._lock_owner):
-            blocks = self.blocks
-            with evaluating(model), capture_attention(blocks, arch.capture, keep_value, keep_hidden, arch.probe) as (stores, pooled):
-                with _autograd(with_grad):
-                    x = pixel_values.detach().clone().requires_grad_(with_grad)
-                    logits = self.logits(x)
-        _check_finite_logits(logits)
-        trace = AttentionTrace(
-            logits=logits, blocks=blocks, num_prefix_tokens=self.num_prefix_tokens, layers=layer_captures(stores), probe=pooled.get("probe")
-        )
-        self._check_tokens(trace, pixel_values)
-        with _autograd(with_grad):
-            yield trace
+        with unchanged_weights(model):
+            with model_lock(self._lock_owner):
+                blocks = self.blocks
+                with evaluating(model), capture_attention(blocks, arch.capture, keep_value, keep_hidden, arch.probe) as (stores, pooled):
+                    with _autograd(with_grad), frozen_parameters():
+                        x = pixel_values.detach().clone().requires_grad_(with_grad)
+                        logits = self.logits(x)
+            _check_finite_logits(logits)
+            trace = AttentionTrace(
+                logits=logits, blocks=blocks, num_prefix_tokens=self.num_prefix_tokens, layers=layer_captures(stores), probe=pooled.get("probe")
+            )
+            self._check_tokens(trace, pixel_values)
+            with _autograd(with_grad):
+                yield trace
 
     def input_gradient(
         self, pixel_values: Tensor, targets: Targets, rules: Callable[[list[AttentionBlock]], AbstractContextManager]
     ) -> Tensor:
         """One forward pass under ``rules`` and one backward pass to the input.
 
-        The forward pass runs as in :meth:`trace` (the model's lock, eval mode, no
-        parameter gradients, everything restored after) inside ``rules(blocks)``, a
+        The forward pass runs as in :meth:`trace` (the model's lock, eval mode, the
+        parameters held constant in this thread) inside ``rules(blocks)``, a
         context manager that changes how the gradient flows (e.g.
         :func:`~captum_gmar.propagation.relevance_rules`); the backward pass of
         ``sum_b logits[b, targets[b]]`` runs after the lock is released.
@@ -196,17 +202,18 @@ class VisionTransformer:
             The gradient ``(B, C, H, W)`` of the targets' logits, in ``pixel_values``' dtype.
 
         Raises:
-            NonFiniteError: if a logit is NaN or infinite (overflow).
+            ValueError, RuntimeError, NonFiniteError: as :meth:`trace`.
         """
         model = self.model
-        with model_lock(self._lock_owner):
-            with evaluating(model), rules(self.blocks), _autograd(True):
-                x = pixel_values.detach().clone().requires_grad_(True)
-                logits = self.logits(x)
-        _check_finite_logits(logits)
-        with _autograd(True):
-            score = target_scores(logits, targets).sum()
-            (gradient,) = torch.autograd.grad(score, x)
+        with unchanged_weights(model):
+            with model_lock(self._lock_owner):
+                with evaluating(model), rules(self.blocks), _autograd(True), frozen_parameters():
+                    x = pixel_values.detach().clone().requires_grad_(True)
+                    logits = self.logits(x)
+            _check_finite_logits(logits)
+            with _autograd(True):
+                score = target_scores(logits, targets).sum()
+                (gradient,) = torch.autograd.grad(score, x)
         return gradient
 
     @contextmanager

@@ -13,7 +13,7 @@ import torch
 import transformers
 
 import captum_gmar.attribution as attribution_module
-from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution
+from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution
 from captum_gmar.errors import InsufficientMemoryError, NonFiniteError, UnsupportedModelError
 from captum_gmar.models import VisionTransformer
 
@@ -26,9 +26,10 @@ def vit_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 
 
 def lora(model: torch.nn.Module) -> peft.PeftModel:
-    """LoRA on the query and key projections, initialised non-zero so that it changes the maps."""
+    """LoRA on the query and key projections, initialised non-zero so that it changes the maps
+    (in eval mode: peft adds its layers in training mode, which an explanation refuses)."""
     names = ["q_proj", "k_proj"] if hasattr(model.vit, "layers") else ["query", "key"]  # transformers 5 / 4.57
-    return peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=names, init_lora_weights=False))
+    return peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=names, init_lora_weights=False)).eval()
 
 
 def test_lora_injected_after_construction_is_used(load_tiny, images):
@@ -70,7 +71,7 @@ def test_a_layer_removed_after_construction_is_reported(load_tiny, images):
 
 
 def test_calls_from_threads_on_one_model_equal_sequential_calls(load_tiny, images):
-    model = load_tiny(VIT).train()
+    model = load_tiny(VIT)
     expected = GMARAttribution(model).attribute(images, target=1)
     start = threading.Barrier(4)
 
@@ -83,8 +84,8 @@ def test_calls_from_threads_on_one_model_equal_sequential_calls(load_tiny, image
     for maps in results:
         for got in maps:
             torch.testing.assert_close(got, expected)
-    assert all(module.training for module in model.modules())
-    assert all(param.requires_grad for param in model.parameters())
+    assert not any(module.training for module in model.modules())
+    assert all(param.requires_grad and param.grad is None for param in model.parameters())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
@@ -133,10 +134,10 @@ def test_two_models_run_in_parallel(load_tiny, images):
 
 @pytest.mark.parametrize("dtype, scale", [(torch.float32, 1e20), (torch.float16, 1e5)])
 def test_overflow_raises_instead_of_returning_nan(load_tiny, images, dtype, scale):
-    model = load_tiny(VIT, dtype=dtype).train()
+    model = load_tiny(VIT, dtype=dtype)
     with pytest.raises(NonFiniteError, match="NaN or infinite"):
         GMARAttribution(model).attribute(images * scale, target=1)
-    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
 
 
 def test_non_finite_gradients_raise(load_tiny, images, monkeypatch):
@@ -160,14 +161,11 @@ def test_too_large_an_image_is_refused_before_any_work(load_tiny, monkeypatch):
         GMARAttribution(model).attribute(photo, target=1)
 
 
-@pytest.mark.parametrize("method", [GMARAttribution, AttentionRollout, GenericAttentionExplainability])
+@pytest.mark.parametrize("method", [GMARAttribution, AttentionRollout, GenericAttentionExplainability, AttnLRP, CPLRP])
 def test_the_memory_check_suggests_an_internal_batch_size_that_works(load_tiny, monkeypatch, method):
     explainer = method(load_tiny(VIT, attn="eager"))
-    x = torch.randn(8, 3, 128, 128)
-    vit = explainer.vit
-    one = attribution_module.attention_call_bytes(
-        1, vit.num_tokens(128, 128), 4, 3, 32, 4, explainer.maps_alive, explainer.needs_gradients, eager=True
-    )
+    x = torch.randn(8, 3, 192, 192)
+    one = explainer.estimate_bytes((1, 3, 192, 192))
     monkeypatch.setattr(attribution_module, "available_bytes", lambda device: int(3.5 * one))
     with pytest.raises(InsufficientMemoryError, match="pass internal_batch_size=3 "):
         explainer.attribute(x, target=1)

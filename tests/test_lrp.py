@@ -206,13 +206,12 @@ def test_captum_metrics_and_names(load_tiny, images):
 
 
 def test_the_model_is_restored_and_runs_normally_afterwards(load_tiny, images):
-    model = load_tiny("ViTForImageClassification").train()
+    model = load_tiny("ViTForImageClassification")
     before = {name: p.clone() for name, p in model.state_dict().items()}
     AttnLRP(model).attribute(images, target=1)
-    assert all(m.training for m in model.modules()) and all(p.requires_grad for p in model.parameters())
+    assert not any(m.training for m in model.modules()) and all(p.requires_grad and p.grad is None for p in model.parameters())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     assert all(torch.equal(before[name], p) for name, p in model.state_dict().items())
-    model.eval()
     x = images.clone().requires_grad_(True)
     model(pixel_values=x).logits[:, 1].sum().backward()  # plain gradient: no rule left behind
     plain = x.grad.clone()

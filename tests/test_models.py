@@ -65,23 +65,24 @@ def test_trace_keeps_value_and_hidden_only_when_asked(load_tiny, images):
 
 
 def test_trace_restores_the_model_before_the_body_and_when_it_raises(load_tiny, images):
-    model = load_tiny("ViTForImageClassification").train()
+    model = load_tiny("ViTForImageClassification")
     vit = VisionTransformer(model)
     with pytest.raises(KeyError):
         with vit.trace(images, with_grad=True) as trace:
-            # the pass ran in eval mode (no dropout), the model is already as it was
-            assert model.training and all(p.requires_grad for p in model.parameters())
+            # the hooks are gone, and no flag was ever flipped
+            assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+            assert all(p.requires_grad for p in model.parameters())
             trace.context_grads(torch.tensor([1, 0, 4]), [0])
             assert all(p.grad is None for p in model.parameters())
             raise KeyError(trace)
-    assert all(m.training for m in model.modules())
+    assert not any(m.training for m in model.modules())
     assert all(p.requires_grad for p in model.parameters())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
 @pytest.mark.parametrize("name", ["ViTForImageClassification", "Data2VecVisionForImageClassification"])  # hooks; kernel capture
 def test_trace_restores_the_model_when_the_forward_raises(load_tiny, images, monkeypatch, name):
-    model = load_tiny(name).train()
+    model = load_tiny(name)
     vit = VisionTransformer(model)
 
     def fail(hidden):
@@ -92,7 +93,7 @@ def test_trace_restores_the_model_when_the_forward_raises(load_tiny, images, mon
         with vit.trace(images, with_grad=True):
             pass
     assert torch._C._len_torch_function_stack() == 0
-    assert all(m.training for m in model.modules()) and all(p.requires_grad for p in model.parameters())
+    assert not any(m.training for m in model.modules()) and all(p.requires_grad for p in model.parameters())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 

@@ -1,0 +1,122 @@
+"""Peak memory of one attribution call on CPU against the package's estimate, per method and size.
+
+Each measurement runs in a fresh process: it loads the model, runs the method once on a
+small input (so that thread pools and lazily built kernels are in the baseline), and
+measures the call with :func:`~captum_gmar.memory.peak_resident_increase` (freed heap
+returned to the system, the kernel's peak resident set reset, then the peak's increase,
+exact rather than sampled). The increase is what the call needed; the estimate is what
+:meth:`estimate_bytes <captum_gmar.attribution.AttentionAttribution.estimate_bytes>` says
+for it now (computed when the table is written, so a changed estimate is compared with
+the same measurements).
+Measurements go to a JSON-lines file as they finish; ``--report-only`` writes the table
+from it again. Linux only.
+
+    python benchmarks/bench_memory.py --sizes 64,112,224,448,672,896,1024 --raw memory.jsonl --out memory.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import captum
+import torch
+import transformers
+
+from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution
+from captum_gmar.memory import gib, peak_resident_increase
+from captum_gmar.reference import load_reference_model
+
+METHODS = {
+    "gmar": GMARAttribution,
+    "rollout": AttentionRollout,
+    "gae": GenericAttentionExplainability,
+    "attnlrp": AttnLRP,
+    "cplrp": CPLRP,
+}
+
+
+def measure(model_name: str, attn: str, method: str, batch: int, size: int) -> dict[str, float]:
+    """Peak resident-set increase (bytes) and wall time (s) of one call, in this process."""
+    model = load_reference_model(model_name, attn_implementation=attn)
+    explainer = METHODS[method](model)
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    target = torch.zeros(batch, dtype=torch.long)
+    explainer.attribute(x[:1, :, :56, :56], target=0)  # warm-up: thread pools, kernels
+    start = time.perf_counter()
+    peak = peak_resident_increase(lambda: explainer.attribute(x, target=target, allow_slow=True))
+    return {"peak_bytes": peak, "seconds": time.perf_counter() - start}
+
+
+def report(rows: list[dict], argv: list[str]) -> str:
+    """The Markdown table of ``rows`` with the estimate now, the device, versions and the command."""
+    explainers: dict[tuple[str, str, str], object] = {}
+    lines = [
+        "| model | attention | method | batch | size (px) | tokens | measured peak (MiB) | estimate (MiB) | estimate / measured | time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        key = (row["model"], row["attn"], row["method"])
+        if key not in explainers:
+            explainers[key] = METHODS[row["method"]](load_reference_model(row["model"], attn_implementation=row["attn"]))
+        explainer = explainers[key]
+        estimate = explainer.estimate_bytes((row["batch"], 3, row["size"], row["size"]))
+        tokens = explainer.vit.num_tokens(row["size"], row["size"])
+        lines.append(
+            f"| {row['model']} | {row['attn']} | {row['method']} | {row['batch']} | {row['size']} | {tokens:,} | {row['peak_bytes'] / 2**20:,.0f} "
+            f"| {estimate / 2**20:,.0f} | {estimate / row['peak_bytes']:.2f} | {row['seconds']:.1f} |"
+        )
+    header = [
+        f"Device: CPU ({platform.machine()}, {torch.get_num_threads()} threads). torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, captum {captum.__version__}, Python {platform.python_version()}.",
+        f"Command: `python {' '.join([sys.argv[0]] + argv)}` ({time.strftime('%Y-%m-%d')}).",
+        "",
+    ]
+    return "\n".join(header + lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="dinov2-small", help="a reference model (captum_gmar.names.REFERENCE_MODELS)")
+    parser.add_argument("--attn", default="sdpa", help="the model's attention implementation")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--sizes", default="64,112,224,448", help="square image sides in pixels")
+    parser.add_argument("--batch-sizes", default="1")
+    parser.add_argument("--raw", required=True, help="JSON-lines file the measurements are appended to")
+    parser.add_argument("--out", default=None, help="Markdown file to write")
+    parser.add_argument("--report-only", action="store_true", help="write the table from --raw without measuring")
+    parser.add_argument("--one", nargs=3, metavar=("METHOD", "BATCH", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.one:  # the child process: one measurement, as JSON on stdout
+        method, batch, size = args.one
+        print(json.dumps(measure(args.model, args.attn, method, int(batch), int(size))))
+        return 0
+    raw = Path(args.raw)
+    if not args.report_only:
+        for method in args.methods.split(","):
+            for batch in map(int, args.batch_sizes.split(",")):
+                for size in map(int, args.sizes.split(",")):
+                    child = [sys.executable, __file__, "--model", args.model, "--attn", args.attn, "--raw", args.raw]
+                    child += ["--one", method, str(batch), str(size)]
+                    result = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+                    row = {"model": args.model, "attn": args.attn, "method": method, "batch": batch, "size": size, **result}
+                    print(f"{args.attn} {method} batch {batch} {size} px: {gib(row['peak_bytes'])} in {row['seconds']:.1f} s", flush=True)
+                    with raw.open("a") as out:
+                        out.write(json.dumps(row) + "\n")
+    rows = [json.loads(line) for line in raw.read_text().splitlines() if line.strip()]
+    table = report(rows, argv)
+    if args.out:
+        Path(args.out).write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
