@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import InsufficientMemoryError, NonFiniteError, RankFailedError, UnsupportedModelError
+from .errors import InsufficientMemoryError, NonFiniteError, RankFailedError, TooSlowError, UnsupportedModelError
 from .names import (
     ABLATION_KINDS,
     DEFAULT_METRIC_KEYS,
@@ -34,7 +34,7 @@ from .names import (
 )
 
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
-_USER_ERRORS = (InsufficientMemoryError, NonFiniteError, UnsupportedModelError, FileNotFoundError, ValueError)
+_USER_ERRORS = (InsufficientMemoryError, NonFiniteError, TooSlowError, UnsupportedModelError, FileNotFoundError, ValueError)
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 #: the list, in each results folder of ``demo`` and ``compare``, of the files they wrote
 #: there: the only ones a later run may replace
@@ -556,7 +556,6 @@ def cmd_explain(args: argparse.Namespace) -> None:
     import torch
     from transformers import AutoImageProcessor
 
-    from .attribution import AttentionAttribution
     from .evaluation.methods import build_methods
     from .evaluation.report import class_title
     from .evaluation.runner import score_function
@@ -572,11 +571,11 @@ def cmd_explain(args: argparse.Namespace) -> None:
         embeddings = torch.cat([embed_images(model, processor(images=r, return_tensors="pt", **options)["pixel_values"].to(device)) for r in references])
         model = SimilarityModel(model, embeddings, embeddings.mean(0) if args.center == "references" else None)
     methods = build_methods(model, args.methods)
-    for method in methods:  # an image too large for a method fails before the prediction's pass
-        if isinstance(method.attribution, AttentionAttribution):
+    for method in methods:  # an image too large (or too slow) for a method fails before the prediction's pass
+        if hasattr(method.attribution, "check_memory"):  # the package's methods; Captum's have no estimate
             try:
                 method.attribution.check_memory(pixel_values.shape)
-            except InsufficientMemoryError as error:
+            except (InsufficientMemoryError, TooSlowError) as error:
                 hint = "; or drop --native-resolution to explain it at the model's size" if args.native_resolution else ""
                 raise CommandError(f"{error}{hint}") from error
     x = pixel_values.to(device)

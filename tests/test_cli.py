@@ -315,6 +315,20 @@ def test_native_resolution_too_large_for_memory_fails_before_the_prediction(mode
     assert code == 2 and "200x300 px" in err and "drop --native-resolution" in err
 
 
+@pytest.mark.parametrize("method", ["gmar-l1", "attnlrp"])
+def test_a_call_too_slow_for_any_method_fails_before_the_prediction(model_dir, photo, capsys, monkeypatch, method):
+    import captum_gmar.attribution
+    import captum_gmar.evaluation.runner
+
+    def no_prediction(vit):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(captum_gmar.attribution, "SLOW_CALL_SECONDS", 0.0)
+    monkeypatch.setattr(captum_gmar.evaluation.runner, "score_function", no_prediction)
+    code, err = run(capsys, "explain", photo, "--model", model_dir, "--methods", method, "--device", "cpu")
+    assert code == 2 and "allow_slow=True" in err and "Traceback" not in err
+
+
 def test_bad_outputs_are_refused_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading, monkeypatch):
     monkeypatch.chdir(tmp_path)  # where a relative --out would land
     a_file = tmp_path / "a-file"
