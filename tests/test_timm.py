@@ -23,11 +23,12 @@ TARGETS = torch.tensor([4, 1, 0])
 
 
 def make(key: str, fused: bool = True, **options) -> torch.nn.Module:
-    """A tiny, seeded, randomised timm model (32 px, patch 8, 3 blocks of 4 heads, 5 classes)."""
+    """A tiny, seeded, randomised timm model (32 px, patch 8, 3 blocks of 4 heads, 5 classes
+    unless ``num_classes`` says otherwise)."""
     torch.manual_seed(0)
     model = timm.create_model(
-        MODELS[key][0], pretrained=False, img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=5,
-        dynamic_img_size=True, **options,
+        MODELS[key][0], pretrained=False, img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4,
+        dynamic_img_size=True, **{"num_classes": 5, **options},
     )
     for module in model.modules():
         if hasattr(module, "fused_attn"):
@@ -121,3 +122,32 @@ def test_lrp_fused_attention_equals_unfused(images, key, method):
     unfused = method(make(key, False)).attribute(images, target=TARGETS)
     assert fused.abs().sum() > 0
     torch.testing.assert_close(fused, unfused, rtol=1e-3, atol=1e-5 * unfused.abs().max().item())
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_a_timm_vit_without_head_is_explained_by_its_similarity_to_references(key):
+    """``num_classes=0``: the model returns its pooled embedding; the similarity is its
+    cosine to references, GMAR matches the reference on that score and CP-LRP conserves it."""
+    from captum_gmar.similarity import SimilarityModel, embed_images
+
+    _, prefix, pooling = MODELS[key]
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    model = make(key, num_classes=0)
+    references = embed_images(model, torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(7)))
+    with torch.no_grad():
+        expected = torch.nn.functional.cosine_similarity(model(x)[:, None], references[None], dim=-1)
+        torch.testing.assert_close(SimilarityModel(model, references)(x), expected)
+    similarity = SimilarityModel(make(key, num_classes=0), references)
+    reference, _ = reference_gmar(similarity, x, TARGETS % 4, prefix, readout=auto(pooling))
+    maps = GMARAttribution(make(key, num_classes=0), references=references).attribute(x, target=TARGETS % 4, output="patches")
+    torch.testing.assert_close(maps.flatten(1), reference, rtol=1e-4, atol=1e-6)
+    bias_free = _bias_free(make(key, num_classes=0))
+    explainer = CPLRP(bias_free, references=references.double())
+    relevance = explainer.attribute(x.double(), target=1)
+    with torch.no_grad():
+        cosine = explainer.forward_func(x.double())[:, 1]
+    torch.testing.assert_close(relevance.double().sum((1, 2, 3)), cosine, rtol=0, atol=1e-5)
+    with pytest.raises(TypeError, match="has a classifier; for its embedding create it with num_classes=0"):
+        GMARAttribution(make(key), references=references)
+    with pytest.raises(TypeError, match="has no classifier .num_classes=0. and returns an embedding: pass references="):
+        GMARAttribution(make(key, num_classes=0))
