@@ -123,12 +123,13 @@ def test_every_method_explains_every_embedding_model(name, method):
 def test_cplrp_conserves_the_cosine_without_biases(name):
     model = bias_free(tiny(name))
     x = images64()
-    explainer = CPLRP(model, references=embed_images(model, images64(2)).double())
+    others = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(9))  # not among x
+    explainer = CPLRP(model, references=embed_images(model, others).double())
     relevance = explainer.attribute(x, target=1)
     with torch.no_grad():
         cosine = explainer.forward_func(x)[:, 1]
     torch.testing.assert_close(relevance.double().sum((1, 2, 3)), cosine, rtol=0, atol=1e-5)
-    assert cosine.abs().min() > 1e-3  # not vacuous
+    assert cosine.abs().max() > 0.05 and relevance.abs().sum() > 0  # not vacuous
 
 
 def test_the_similarity_map_follows_the_reference():
