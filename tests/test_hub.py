@@ -1,7 +1,7 @@
 """Real checkpoints from the user's Hugging Face cache, on a real photo (``pytest -m hub``).
 
 Nothing is downloaded: a checkpoint missing from the cache skips its test, naming the
-``hf download`` command that fetches it (README, "Tests on real checkpoints"). Each test
+``hf download`` command that fetches it (docs/installation.md, "Tests on real checkpoints"). Each test
 checks the prediction on ``skimage.data.chelsea()`` (a tabby cat), GMAR against the eager
 reference (``reference_methods``) for that prediction, and, for image-text models,
 zero-shot classification with real prompts.
