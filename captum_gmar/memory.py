@@ -10,11 +10,16 @@ in the allocator.
 
 Memory: what the passes hold (per token, layer and hidden channel, in the model's dtype)
 plus the float32 maps the method holds, times :data:`SAFETY`. The two peaks do not always
-coincide (a backward pass may end before the maps are built), so the sum errs high.
+coincide (a backward pass may end before the maps are built), so the sum errs high. The
+maps are freed and rebuilt layer by layer, and the allocator may keep the freed ones
+resident (glibc does for blocks under 32 MiB): their size is counted once more, up to
+128 MiB. Without that term the resident peak of GAE on ``vit-tiny`` at 256 px (sdpa) was
+174 to 269 MiB over seven runs (one on the CI machine) against an estimate of 212 MiB, although the call holds only
+84 MiB at its peak when glibc returns every freed block (``MALLOC_MMAP_THRESHOLD_=131072``).
 Fitted on ``dinov2-small`` (12 layers, 6 heads, 384 wide; 64 to 1,344 px, batch 1 and
 16) and the bundled ``vit-tiny`` (6 layers, 4 heads, 128 wide; 128 to 512 px), CPU,
 float32, sdpa and eager attention (``benchmarks/bench_memory.py``, table in
-``docs/benchmarks.md``): the estimate is at or above every measured peak, 1.06 to 2.74
+``docs/benchmarks.md``): the estimate is at or above every measured peak, 1.38 to 2.82
 times it from 384 px up (more below, where the fixed part dominates). The
 relevance-propagation methods hold no maps (sdpa keeps none for its backward pass) but
 keep more per token than a plain backward pass: every rule's saved ratio or normalised
@@ -48,11 +53,17 @@ _CAPTURED_PER_CHANNEL = 7
 #: the same for AttnLRP and CP-LRP: the backward pass's activations and each rule's saved
 #: tensors; measured 18-23
 _RELEVANCE_PER_CHANNEL = 23
-#: the factor on every estimate; with it, the smallest margin over a measured peak was 1.06
-#: (attention rollout on vit-tiny at 384 px, where freed mid-sized maps stay in the heap)
+#: the factor on every estimate; with it and :data:`_HEAP_RETAINED_MAX`, the smallest margin
+#: over a measured peak is 1.38 (attention rollout on vit-tiny at 384 px)
 SAFETY = 1.4
 #: what any call allocates beyond the formula (thread-local buffers, the output), in bytes
 _FIXED_BYTES = 16 * 2**20
+#: the most of the maps' size counted again for freed blocks the allocator keeps resident:
+#: glibc serves blocks below its mmap threshold (raised up to 32 MiB as larger blocks are
+#: freed) from the heap and returns freed heap to the system only above a trim threshold of
+#: up to 64 MiB per arena; the maps are freed and rebuilt layer by layer, so their size can
+#: stay resident once more (two arenas: the caller's and torch's intra-op thread's)
+_HEAP_RETAINED_MAX = 2 * 64 * 2**20
 #: floating-point operations per second assumed for one CPU thread in the attention (about
 #: a current x86-64 core's peak, so the time is a lower bound) and for an accelerator
 _CPU_FLOPS_PER_THREAD = 1e11
@@ -92,17 +103,17 @@ def attention_call_bytes(
     """
     per_channel = _SAVED_PER_CHANNEL if backward else _CAPTURED_PER_CHANNEL
     kept = layers if backward or maps_kept else 0
-    held = batch * tokens * hidden * layers * per_channel * itemsize
-    held += _eager_maps_bytes(batch, tokens, heads, kept, itemsize, eager, backward)
-    return _with_margin(held + maps_alive * batch * heads * tokens * tokens * _FLOAT32)
+    activations = batch * tokens * hidden * layers * per_channel * itemsize
+    maps = _eager_maps_bytes(batch, tokens, heads, kept, itemsize, eager, backward) + maps_alive * batch * heads * tokens * tokens * _FLOAT32
+    return _with_margin(activations, maps)
 
 
 def relevance_call_bytes(batch: int, tokens: int, heads: int, layers: int, hidden: int, itemsize: int, eager: bool) -> int:
     """Estimated peak memory of one AttnLRP or CP-LRP call on ``batch`` images, in bytes;
     arguments as :func:`attention_call_bytes` (one forward and one backward pass, no maps
     of the method's own)."""
-    held = batch * tokens * hidden * layers * _RELEVANCE_PER_CHANNEL * itemsize
-    return _with_margin(held + _eager_maps_bytes(batch, tokens, heads, layers, itemsize, eager, True))
+    activations = batch * tokens * hidden * layers * _RELEVANCE_PER_CHANNEL * itemsize
+    return _with_margin(activations, _eager_maps_bytes(batch, tokens, heads, layers, itemsize, eager, True))
 
 
 def _eager_maps_bytes(batch: int, tokens: int, heads: int, kept: int, itemsize: int, eager: bool, backward: bool) -> int:
@@ -112,8 +123,10 @@ def _eager_maps_bytes(batch: int, tokens: int, heads: int, kept: int, itemsize: 
     return (kept + 2 + (2 if backward else 0)) * batch * heads * tokens * tokens * itemsize if eager else 0
 
 
-def _with_margin(held: int) -> int:
-    return int(SAFETY * held) + _FIXED_BYTES
+def _with_margin(activations: int, maps: int) -> int:
+    """What the passes and the maps hold, times :data:`SAFETY`, plus the maps' size once more
+    (up to :data:`_HEAP_RETAINED_MAX`) for freed maps the allocator keeps, plus the fixed part."""
+    return int(SAFETY * (activations + maps)) + min(maps, _HEAP_RETAINED_MAX) + _FIXED_BYTES
 
 
 def attention_seconds(batch: int, tokens: int, layers: int, hidden: int, backward: bool, device: torch.device) -> float:
