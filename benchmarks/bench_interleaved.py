@@ -86,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for name in names:
         t1, t2, t3 = quartiles(times[name])
-        r1, r2, r3 = quartiles([a / b for a, b in zip(times[name], times[base])])
+        r1, r2, r3 = quartiles([a / b for a, b in zip(times[name], times[base], strict=True)])
         print(f"| {name} | {t2:.4f} | {t1:.4f} to {t3:.4f} | {r2:.2f} | {r1:.2f} to {r3:.2f} |")
     if "gmar" in names:
         for name in names:
             if name not in (base, "gmar"):
-                r1, r2, r3 = quartiles([a / b for a, b in zip(times[name], times["gmar"])])
+                r1, r2, r3 = quartiles([a / b for a, b in zip(times[name], times["gmar"], strict=True)])
                 print(f"\n{name} / gmar, median over rounds: {r2:.2f} (quartiles {r1:.2f} to {r3:.2f})")
     return 0
 
