@@ -28,6 +28,7 @@ from .names import (
     METHOD_KEYS,
     METRIC_KEYS,
     REFERENCE_MODELS,
+    RELEVANCE_MAPS,
     SUPPORTED_FAMILIES,
     SUPPORTED_MODEL_CLASSES,
     ZERO_SHOT_MODEL_CLASSES,
@@ -35,6 +36,8 @@ from .names import (
 
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (InsufficientMemoryError, NonFiniteError, TooSlowError, UnsupportedModelError, FileNotFoundError, ValueError)
+#: ``--relevance-map`` in the words of the report's header
+_RELEVANCE_MAP_WORDS = {"positive": "the positive part of the relevance", "signed": "the signed relevance", "abs": "the absolute value of the relevance"}
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 #: the list, in each results folder of ``demo`` and ``compare``, of the files they wrote
 #: there: the only ones a later run may replace
@@ -343,6 +346,7 @@ def _run_comparison(args: argparse.Namespace, make: Callable[[], _Subject], meth
             workers=args.workers,
             ablation=args.ablation,
             baseline=subject.baseline,
+            relevance_map=args.relevance_map,
         )
         if ctx.rank == 0:
             _report(args, subject, methods, ctx.device, described)
@@ -371,7 +375,10 @@ def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], dev
     what = [f"Model: {_model_name(args.model)}"]
     if subject.score_name == "cos":
         what.append(f"explained: cosine similarity of the embeddings{' less the references mean' if args.center == 'references' else ''}")
-    what += [f"deletion/insertion baseline: {'the mean image' if subject.baseline == 'zero' else subject.baseline}", f"device: {described}"]
+    what += [f"deletion/insertion baseline: {'the mean image' if subject.baseline == 'zero' else subject.baseline}"]
+    if {"attnlrp", "cplrp"} & set(methods):
+        what.append(f"AttnLRP and CP-LRP map: {_RELEVANCE_MAP_WORDS[args.relevance_map]}")
+    what.append(f"device: {described}")
     header = "; ".join([*what, f"command: `captum-gmar {' '.join(sys.argv[1:])}`", *skipped]) + "\n\n"
     table = markdown_table(summary)
     if args.ablation:
@@ -684,6 +691,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_choices(ABLATION_KINDS, "ablation(s)"),
         default=[],
         help="also GMAR (L1) with one layer's head weights uniform (layers) or only one head's weight its own (heads), paired with gmar-l1 and rollout",
+    )
+    comp.add_argument(
+        "--relevance-map",
+        choices=RELEVANCE_MAPS,
+        default="positive",
+        help="how AttnLRP's and CP-LRP's signed relevance becomes their map: its positive part (default), the signed sum, or its absolute value",
     )
     comp.add_argument("--deletion-steps", type=_int_at_least(1), default=16, help="steps of the deletion/insertion curves")
     comp.add_argument("--robustness-scenes", type=_int_at_least(0), default=100, help="explanations scored by infidelity/sensitivity")

@@ -83,3 +83,10 @@ REFERENCE_MODELS: dict[str, str] = {
     "dinov2-small": "reference/dinov2_small",
     "dinov2-small-backbone": "reference/dinov2_small_backbone",
 }
+
+#: How the signed relevance of AttnLRP and CP-LRP becomes one map per image (the channels
+#: summed first): its positive part (the default: evidence for the target, the evidence
+#: against it tied at zero), the signed sum (evidence against ranks last, in its order), or
+#: its absolute value (evidence for and against alike). See
+#: :mod:`captum_gmar.evaluation.methods`.
+RELEVANCE_MAPS: tuple[str, ...] = ("positive", "signed", "abs")

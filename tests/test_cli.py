@@ -1,5 +1,6 @@
 """The command line: arguments, outputs and errors."""
 
+import csv
 import json
 import math
 import subprocess
@@ -88,6 +89,25 @@ def test_compare_with_an_ablation_writes_its_paired_table(model_dir, tmp_path):
     assert code == 0
     summary = (out / "summary.md").read_text()
     assert "| GMAR (L1), layer 1 uniform | " in summary and "gini − GMAR | gini − rollout" in summary
+
+
+def test_compare_scores_the_relevance_map_chosen_and_says_which(model_dir, tmp_path):
+    try:
+        from captum_gmar.datasets.fashion_mnist import resolve_data_dir
+
+        resolve_data_dir()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    aucs = {}
+    for choice in ("positive", "signed", "abs"):
+        out = tmp_path / choice
+        code = main(["compare", "--model", model_dir, "--scenes", "3", "--methods", "attnlrp", "--metrics", "faithfulness",
+                     "--relevance-map", choice, "--device", "cpu", "--figure-rows", "0", "--out", str(out)])
+        assert code == 0
+        summary = (out / "summary.md").read_text()
+        assert f"AttnLRP and CP-LRP map: the {'positive part of the relevance' if choice == 'positive' else 'signed relevance' if choice == 'signed' else 'absolute value of the relevance'}" in summary
+        aucs[choice] = [row["deletion_auc"] for row in csv.DictReader((out / "results.csv").open())]
+    assert aucs["abs"] != aucs["positive"]  # the maps rank the pixels differently
 
 
 def test_explain_resizes_to_the_models_size_and_explains_the_predicted_class(model_dir, photo, tmp_path, capsys):

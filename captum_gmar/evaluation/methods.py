@@ -5,9 +5,14 @@ repeated over channels; it is taken from channel 0. Captum's IntegratedGradients
 Saliency give one value per channel; they are reduced to a map by the sum of absolute
 values over channels (the usual choice for image saliency figures and for
 deletion/insertion). AttnLRP and CP-LRP give signed relevance per channel, whose sign
-means something (evidence for or against the class): it is summed over channels and
-its positive part is the map (relevance for the class; the evidence against it ranks
-last, as zero).
+means something (evidence for or against the class): it is summed over channels, and
+by default its positive part is the map (relevance for the class; the evidence against
+it ranks last, as zero). ``relevance_map`` chooses otherwise (see
+:data:`~captum_gmar.names.RELEVANCE_MAPS`): ``"signed"`` keeps the sum, so that the
+evidence against the class ranks last in its own order; ``"abs"`` takes its absolute
+value, ranking evidence against the class as high as evidence for it. The localisation
+metrics count negative values as no mass, so ``"signed"`` changes only the order-based
+metrics (deletion, insertion, the perturbation AUCs, rank correlations).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from ..gmar import GMARAttribution
 from ..gradcam import TokenGradCAM
 from ..lrp import CPLRP, AttnLRP
 from ..models import VisionTransformer
-from ..names import METHOD_KEYS
+from ..names import METHOD_KEYS, RELEVANCE_MAPS
 from ..raw_attention import RawAttention
 
 __all__ = ["METHOD_KEYS", "Method", "build_methods"]
@@ -39,8 +44,9 @@ class Method:
     #: keyword arguments given to ``attribution.attribute`` besides inputs and target
     options: dict
     #: how ``attribute``'s channels become one map: ``"first"`` (a map repeated over
-    #: channels), ``"abs"`` (sum of absolute values) or ``"positive"`` (positive part of
-    #: the sum, for signed relevance)
+    #: channels), ``"abs"`` (sum of absolute values: Captum's gradient methods), or for
+    #: signed relevance the sum's ``"positive"`` part, the ``"signed"`` sum or its
+    #: ``"abs_sum"`` (absolute value)
     reduce: str = "first"
 
     def explain(self, images: Tensor, target: Tensor) -> Tensor:
@@ -62,6 +68,10 @@ class Method:
             maps = attributions.abs().sum(1)
         elif self.reduce == "positive":
             maps = attributions.sum(1).clamp(min=0)
+        elif self.reduce == "signed":
+            maps = attributions.sum(1)
+        elif self.reduce == "abs_sum":
+            maps = attributions.sum(1).abs()
         else:
             maps = attributions[:, 0]
         return maps.float(), weights
@@ -71,9 +81,11 @@ class Method:
         return self.maps_and_head_weights(images, targets)[0]
 
 
-def _builders(ig_steps: int, ig_internal_batch_size: int | None) -> dict[str, Callable[[nn.Module], Method]]:
+def _builders(ig_steps: int, ig_internal_batch_size: int | None, relevance_map: str) -> dict[str, Callable[[nn.Module], Method]]:
     def captum_method(name: str, cls: type, options: dict) -> Callable[[nn.Module], Method]:
         return lambda model: Method(name, cls(VisionTransformer(model).logits), options, reduce="abs")
+
+    relevance = {"positive": "positive", "signed": "signed", "abs": "abs_sum"}[relevance_map]
 
     return {
         "gmar-l1": lambda model: Method("GMAR (L1)", GMARAttribution(model, norm="l1"), {}),
@@ -82,8 +94,8 @@ def _builders(ig_steps: int, ig_internal_batch_size: int | None) -> dict[str, Ca
         "raw-attention": lambda model: Method("Raw attention", RawAttention(model), {}),
         "gae": lambda model: Method("GAE", GenericAttentionExplainability(model), {}),
         "gradcam": lambda model: Method("Grad-CAM", TokenGradCAM(model), {}),
-        "attnlrp": lambda model: Method("AttnLRP", AttnLRP(model), {}, reduce="positive"),
-        "cplrp": lambda model: Method("CP-LRP", CPLRP(model), {}, reduce="positive"),
+        "attnlrp": lambda model: Method("AttnLRP", AttnLRP(model), {}, reduce=relevance),
+        "cplrp": lambda model: Method("CP-LRP", CPLRP(model), {}, reduce=relevance),
         "ig": captum_method(
             f"IG ({ig_steps} steps)",
             IntegratedGradients,
@@ -98,13 +110,18 @@ def build_methods(
     keys: list[str] | tuple[str, ...] = METHOD_KEYS,
     ig_steps: int = 50,
     ig_internal_batch_size: int | None = None,
+    relevance_map: str = "positive",
 ) -> list[Method]:
     """Build the methods named by ``keys`` (see :data:`METHOD_KEYS`) for ``model``.
 
     IntegratedGradients uses a zero baseline (the mean image in normalised pixel space)
     and ``ig_steps`` steps, evaluated ``ig_internal_batch_size`` at a time.
+    ``relevance_map`` (one of :data:`~captum_gmar.names.RELEVANCE_MAPS`) is how AttnLRP's
+    and CP-LRP's signed relevance becomes their map (see the module's docstring).
     """
-    builders = _builders(ig_steps, ig_internal_batch_size)
+    if relevance_map not in RELEVANCE_MAPS:
+        raise ValueError(f"relevance_map must be one of {', '.join(RELEVANCE_MAPS)}, got {relevance_map!r}")
+    builders = _builders(ig_steps, ig_internal_batch_size, relevance_map)
     unknown = [key for key in keys if key not in builders]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_KEYS)}")

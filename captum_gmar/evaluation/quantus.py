@@ -14,7 +14,8 @@ must return a numpy array. Two things stand between it and a Hugging Face classi
 
 The methods are those of ``compare`` (:func:`~captum_gmar.evaluation.methods.build_methods`),
 with the same maps: one per image, Captum's IG and Saliency reduced by the sum of
-absolute values over channels. This module does not import Quantus.
+absolute values over channels, AttnLRP's and CP-LRP's signed relevance as
+``relevance_map`` says. This module does not import Quantus.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def explain_func(
     ig_steps: int = 50,
     ig_internal_batch_size: int | None = None,
     device: str | torch.device | None = None,
+    relevance_map: str = "positive",
 ) -> np.ndarray:
     """Maps of ``method`` for Quantus: ``float32 (N, 1, H, W)``.
 
@@ -80,6 +82,10 @@ def explain_func(
             them run at once (``"ig"`` only).
         device: the device Quantus passes (``metric(..., device=...)``); it must be the
             model's, which is where the maps are computed.
+        relevance_map: how AttnLRP's and CP-LRP's signed relevance becomes their map:
+            ``"positive"`` (default), ``"signed"`` or ``"abs"`` (see
+            :mod:`~captum_gmar.evaluation.methods`). With ``"signed"`` and
+            ``normalise``, a map is divided by its largest absolute value.
 
     Raises:
         ValueError: an unknown method, inputs that are not ``(N, C, H, W)``, targets of
@@ -99,10 +105,10 @@ def explain_func(
     t = t.expand(len(x)) if t.dim() == 0 else t
     if t.shape != (len(x),):
         raise ValueError(f"targets must hold one class per image: {len(x)} images, targets of shape {tuple(t.shape)}")
-    (built,) = build_methods(classifier, [method], ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size)
+    (built,) = build_methods(classifier, [method], ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size, relevance_map=relevance_map)
     maps = built(x, t)
-    if normalise:  # each map by its own maximum; an all-zero map stays zero
-        peak = maps.flatten(1).amax(1).clamp_min(torch.finfo(maps.dtype).tiny)
+    if normalise:  # each map by its own maximum (of absolute values: a signed map); an all-zero map stays zero
+        peak = maps.flatten(1).abs().amax(1).clamp_min(torch.finfo(maps.dtype).tiny)
         maps = maps / peak.view(-1, 1, 1)
     return maps.unsqueeze(1).cpu().numpy()
 

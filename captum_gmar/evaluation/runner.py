@@ -36,10 +36,9 @@ from ..architectures import EmbeddingHead
 from ..errors import RankFailedError
 from ..gmar import GMARAttribution
 from ..models import VisionTransformer
-from ..names import DEFAULT_METRIC_KEYS, METHOD_KEYS, METRIC_KEYS
-from .cost import measure_cost
-from ..names import ABLATION_KINDS
+from ..names import ABLATION_KINDS, DEFAULT_METRIC_KEYS, METHOD_KEYS, METRIC_KEYS, RELEVANCE_MAPS
 from .ablation import ablation_methods
+from .cost import measure_cost
 from .data import Batch, collate
 from .distributed import Context, current_context
 from .faithfulness import deletion_auc, insertion_auc, perturbation_auc
@@ -81,6 +80,9 @@ class Settings:
     #: what deletion removes the pixels to and insertion starts from (see
     #: :func:`~.faithfulness.deletion_auc`)
     baseline: str = "blur"
+    #: how AttnLRP's and CP-LRP's signed relevance becomes their map (see
+    #: :func:`~.methods.build_methods`)
+    relevance_map: str = "positive"
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRIC_KEYS]
@@ -96,6 +98,8 @@ class Settings:
             raise ValueError(f"unknown ablation(s) {', '.join(unknown)}; choose from {', '.join(ABLATION_KINDS)}")
         if self.baseline not in ("blur", "zero"):
             raise ValueError(f"baseline must be 'blur' or 'zero', got {self.baseline!r}")
+        if self.relevance_map not in RELEVANCE_MAPS:
+            raise ValueError(f"relevance_map must be one of {', '.join(RELEVANCE_MAPS)}, got {self.relevance_map!r}")
         if self.ablation and not {"gmar-l1", "rollout"} <= set(self.methods):
             raise ValueError("an ablation is paired with GMAR (L1) and attention rollout: the methods must include gmar-l1 and rollout")
 
@@ -118,6 +122,7 @@ def compare(
     workers: int = 0,
     ablation: Sequence[str] = (),
     baseline: str = "blur",
+    relevance_map: str = "positive",
 ) -> list[Row] | None:
     """Run ``methods`` on every item of ``dataset`` and score them.
 
@@ -170,6 +175,9 @@ def compare(
             pixels): what the deletion curve replaces the pixels with and the insertion
             curve starts from. A similarity keeps most of its value on a blurred image,
             so ``"zero"`` suits it better.
+        relevance_map: how AttnLRP's and CP-LRP's signed relevance becomes their map:
+            ``"positive"`` (default), ``"signed"`` or ``"abs"`` (see
+            :mod:`~captum_gmar.evaluation.methods`).
 
     Returns:
         Without ``results``: one row per method and item (rank 0; ``[]`` on other ranks):
@@ -179,14 +187,14 @@ def compare(
         ``results``: ``None``, the rows are in the file (:func:`~.report.read_csv`).
     """
     settings = Settings(
-        tuple(methods), tuple(metrics), batch_size, robustness_limit, ig_steps, ig_internal_batch_size, deletion_steps, seed, tuple(ablation), baseline
+        tuple(methods), tuple(metrics), batch_size, robustness_limit, ig_steps, ig_internal_batch_size, deletion_steps, seed, tuple(ablation), baseline, relevance_map
     )
     if resume and results is None:
         raise ValueError("resume=True needs the results file to resume")
     ctx = current_context(device)
     torch.manual_seed(seed)
     model = model.to(ctx.device).eval()
-    built = build_methods(model, settings.methods, ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size)
+    built = build_methods(model, settings.methods, ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size, relevance_map=relevance_map)
     built += ablation_methods(model, settings.ablation)
     count = len(dataset)
     batches = [range(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
@@ -306,7 +314,7 @@ class _Run:
         self.score_fn = score_function(vit)
         self.warm = False
         if "sanity" in settings.metrics:  # the same methods (ablations aside) on re-initialised copies of the model
-            options = {"ig_steps": settings.ig_steps, "ig_internal_batch_size": settings.ig_internal_batch_size}
+            options = {"ig_steps": settings.ig_steps, "ig_internal_batch_size": settings.ig_internal_batch_size, "relevance_map": settings.relevance_map}
             self.rollout = build_methods(vit.model, ["rollout"])[0]
             self.randomised = {
                 part: {m.name: m for m in build_methods(randomised_copy(vit.model, part, settings.seed), settings.methods, **options)}

@@ -42,6 +42,11 @@ def test_every_method_gives_the_maps_compare_scores(scenes):
     np.testing.assert_allclose(raw[:, 0], build_methods(model.model, ["gmar-l1"])[0](torch.from_numpy(x), torch.full((6,), 3)).numpy())
     # whole numbers in a float array are classes (a fractional one is refused: see below)
     np.testing.assert_array_equal(explain_func(model, x, y.astype(np.float64), method="gmar-l1"), explain_func(model, x, y, method="gmar-l1"))
+    # the signed relevance, scaled by its largest absolute value
+    signed = build_methods(model.model, ["attnlrp"], relevance_map="signed")[0](torch.from_numpy(x), torch.from_numpy(y)).numpy()
+    maps = explain_func(model, x, y, method="attnlrp", relevance_map="signed")[:, 0]
+    assert (maps < 0).any()
+    np.testing.assert_allclose(maps, signed / np.abs(signed).max(axis=(1, 2), keepdims=True), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -54,6 +59,7 @@ def test_every_method_gives_the_maps_compare_scores(scenes):
         (dict(targets=np.array([1.0, float("nan"), 3.0])), "targets must be class indices (integers); got nan"),
         (dict(targets=np.array([True, False, True])), "targets are torch.bool; they must be class indices (integers)"),
         (dict(device="cuda"), "device 'cuda' was given but the model is on cpu"),
+        (dict(method="attnlrp", relevance_map="negative"), "relevance_map must be one of positive, signed, abs, got 'negative'"),
     ],
 )
 def test_bad_calls_are_refused(scenes, kwargs, message):

@@ -153,6 +153,8 @@ def test_compare_rejects_bad_arguments(toy_model, tmp_path):
         compare(toy_model, ToyTasks(2), methods=["lime"], device="cpu", progress=False)
     with pytest.raises(ValueError, match="needs the results file"):
         compare(toy_model, ToyTasks(2), device="cpu", resume=True, progress=False)
+    with pytest.raises(ValueError, match="relevance_map must be one of positive, signed, abs, got 'sign'"):
+        compare(toy_model, ToyTasks(2), device="cpu", relevance_map="sign", progress=False)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             compare(toy_model, ToyTasks(2), device="cuda", progress=False)
@@ -204,6 +206,8 @@ def test_resume_refuses_the_results_of_another_run(toy_model, tmp_path):
         compare(toy_model, ToyTasks(4), results=path, resume=True, **{**kwargs, "batch_size": 3})
     with pytest.raises(ValueError, match="items 4 then, 5 now"):
         compare(toy_model, ToyTasks(5), results=path, resume=True, **kwargs)
+    with pytest.raises(ValueError, match="relevance_map 'positive' then, 'signed' now"):
+        compare(toy_model, ToyTasks(4), results=path, resume=True, relevance_map="signed", **kwargs)
     retrained = tiny_vit(32, 3)
     with torch.no_grad():
         retrained.classifier.bias.add_(0.1)
