@@ -42,6 +42,8 @@ _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.
 #: the list, in each results folder of ``demo`` and ``compare``, of the files they wrote
 #: there: the only ones a later run may replace
 MANIFEST = ".captum-gmar-output.json"
+#: classes explained on an ``explain --out page.html`` without ``--target``: the top ones
+PAGE_CLASSES = 3
 
 
 class CommandError(Exception):
@@ -147,8 +149,8 @@ def _config(folder: Path) -> dict[str, Any]:
 
 def check_output(path: str, figure: bool, files: Sequence[str] = ()) -> None:
     """``--out`` before any work, in a place that can be written (the missing folders of
-    its path are made later): a figure file in a format matplotlib writes
-    (``figure=True``; one that exists is replaced, as named), or a results folder that is
+    its path are made later): a figure file in a format matplotlib writes, or an ``.html``
+    page (``figure=True``; one that exists is replaced, as named), or a results folder that is
     new, empty or written by this package (its :data:`MANIFEST`), where none of
     ``files`` exists unless this package wrote it."""
     from matplotlib.backend_bases import FigureCanvasBase  # light: no backend, no pyplot
@@ -158,8 +160,11 @@ def check_output(path: str, figure: bool, files: Sequence[str] = ()) -> None:
     if figure:
         if out.is_dir():
             raise CommandError(f"--out {path!r} is a folder: name the figure file, e.g. {str(out / 'explanation.png')!r}")
-        if out.suffix.lower().lstrip(".") not in formats:
-            raise CommandError(f"--out {path!r}: the figure's format comes from its extension, one of {', '.join('.' + f for f in sorted(formats))}")
+        if out.suffix.lower().lstrip(".") not in {*formats, "html"}:
+            raise CommandError(
+                f"--out {path!r}: the figure's format comes from its extension, one of {', '.join('.' + f for f in sorted(formats))}, "
+                "or .html for an interactive page"
+            )
     elif out.exists() and not out.is_dir():
         raise CommandError(f"--out {path!r} is a file: name a folder for the results")
     elif out.suffix.lower().lstrip(".") in formats:
@@ -545,6 +550,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     """Explain one image file with the chosen methods: a class (or the predicted one), or
     with ``--similar-to`` its similarity to each reference image."""
     check_output(args.out, figure=True)
+    page = Path(args.out).suffix.lower() == ".html"
     similarity = args.similar_to is not None
     if similarity and args.target is not None:
         raise CommandError("--target names a class; with --similar-to each reference image is explained in turn")
@@ -598,29 +604,51 @@ def cmd_explain(args: argparse.Namespace) -> None:
         predicted = int(scores.argmax())
         print(f"predicted: {id2label[predicted]} (class {predicted}), p {scores[predicted]:.3f}")
         targets = [predicted if target is None else target]
+        if page and target is None:  # a page has room for the top classes: a select chooses among them
+            targets = scores.topk(min(PAGE_CLASSES, len(scores))).indices.tolist()
         if targets[0] != predicted:
             print(f"explaining: {id2label[targets[0]]} (class {targets[0]}), p {scores[targets[0]]:.3f}")
-    maps, timings = {}, []
+    maps, head_weights, timings = {}, {}, []
     rows = x.expand(len(targets), -1, -1, -1)  # one row per explained class or reference
     for method in methods:
         start = time.perf_counter()
-        maps[method.name] = method(rows, torch.tensor(targets, device=device)).cpu()
+        method_maps, weights = method.maps_and_head_weights(rows, torch.tensor(targets, device=device))
+        maps[method.name] = method_maps.cpu()
+        if weights is not None:
+            head_weights[method.name] = weights.cpu()
         seconds = time.perf_counter() - start
         timings.append(f"{method.name} {seconds:.2f} s")
         print(f"{method.name}: {seconds:.3f} s")
     shown = to_display_image(pixel_values[0], processor.image_mean, processor.image_std)
     height, width = pixel_values.shape[-2:]
     score_name = "cos" if similarity else "p"
+    title = f"{Path(args.image).name} ({height}x{width} px as the model saw it)" + (": why it is similar to each reference" if similarity else "")
+    caption = f"model: {_model_name(args.model)}; device: {described}; {', '.join(timings)}"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if page:
+        from .pages import explanation_page
+
+        top = scores.topk(min(PAGE_CLASSES, len(scores))).indices.tolist() if not similarity else list(id2label)
+        explanation_page(
+            shown,
+            maps,
+            [class_title(scores, t, id2label, score_name) for t in targets],
+            head_weights=head_weights,
+            scores=[(id2label[t], float(scores[t])) for t in top],
+            score_name=score_name,
+            title=title,
+            caption=caption,
+        ).save(args.out)
+        print(f"wrote {args.out}")
+        return
     figure = comparison_grid(
         [shown] * len(targets),
         maps,
         row_titles=[class_title(scores, t, id2label, score_name) for t in targets],
         cell_size=2.6,
-        title=f"{Path(args.image).name} ({height}x{width} px as the model saw it)"
-        + (": why it is similar to each reference" if similarity else ""),
-        caption=f"model: {_model_name(args.model)}; device: {described}; {', '.join(timings)}",
+        title=title,
+        caption=caption,
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out, dpi=150)
     print(f"wrote {args.out}")
 
@@ -738,7 +766,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--methods", type=_choices(METHOD_KEYS, "method(s)"), default=["gmar-l1", "rollout"], help=f"comma-separated, of {', '.join(METHOD_KEYS)}")
     explain.add_argument("--native-resolution", action="store_true", help="explain the image at its own size instead of the model's")
     explain.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
-    explain.add_argument("--out", default="explanation.png", help="figure file, its format from the extension: .png, .pdf, .svg, ... (default explanation.png)")
+    explain.add_argument(
+        "--out", default="explanation.png",
+        help="figure file, its format from the extension: .png, .pdf, .svg, ... (default explanation.png); "
+        f"or .html: one self-contained interactive page (without --target, of the top {PAGE_CLASSES} classes)",
+    )
     explain.set_defaults(run=cmd_explain)
     return parser
 

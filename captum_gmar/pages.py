@@ -1,0 +1,269 @@
+"""Self-contained interactive HTML pages of explanations (``captum-gmar explain --out page.html``).
+
+A page is one file that needs no network: images are PNG data URIs, the script and the
+style are inline, the data (scores, colour scales, head weights) is JSON in a
+``<script type="application/json">``. Controls are native, keyboard-operable ``<select>``
+and ``<input type="range">`` elements with ``<label>``s. The maps are drawn as in
+:mod:`captum_gmar.visualization` (``inferno`` over a greyscale copy of the image, 0 to the
+99th percentile), here on each map's own scale or on one scale shared by a method's maps.
+
+Example::
+
+    page = explanation_page(image, {"GMAR (L1)": maps}, ["cat (p 0.91)"], head_weights={"GMAR (L1)": weights})
+    page.save("page.html")
+    page  # shown inline in Jupyter
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image
+from torch import Tensor
+
+from .visualization import MAP_CMAP, map_scale
+
+__all__ = ["ExplanationPage", "explanation_page"]
+
+#: colour map of the head-weight tables (as :func:`~captum_gmar.visualization.head_weight_heatmap`)
+HEAD_CMAP = "viridis"
+
+
+@dataclass(frozen=True)
+class ExplanationPage:
+    """One self-contained HTML page; ``save`` writes it, Jupyter shows it inline."""
+
+    html: str
+
+    def save(self, path: str | Path) -> Path:
+        """Write the page to ``path`` (UTF-8), making its missing folders; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.html, encoding="utf-8")
+        return path
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+
+def png_data_uri(pixels: np.ndarray) -> str:
+    """A ``data:image/png;base64,...`` URI of ``pixels``: ``(H, W)`` or ``(H, W, 3|4)`` uint8."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _colour(values: np.ndarray, cmap: str) -> np.ndarray:
+    """``values`` in ``[0, 1]`` (any shape) as uint8 RGB ``(..., 3)`` of the colour map."""
+    return (colormaps[cmap](np.clip(values, 0, 1))[..., :3] * 255).round().astype(np.uint8)
+
+
+def _hex(values: np.ndarray, cmap: str) -> list:
+    """``values`` in ``[0, 1]`` as nested lists of ``#rrggbb`` strings of the colour map."""
+    rgb = _colour(values, cmap)
+    return np.apply_along_axis(lambda c: "#%02x%02x%02x" % tuple(c), -1, rgb).tolist()
+
+
+def _heat(attribution: np.ndarray, scale: float) -> str:
+    """One ``(H, W)`` map on ``[0, scale]`` as a PNG data URI (black where the scale is 0)."""
+    normalised = np.clip(attribution, 0, None) / scale if scale > 0 else np.zeros_like(attribution)
+    return png_data_uri(_colour(normalised, MAP_CMAP))
+
+
+def _head_table(weights: Tensor) -> dict:
+    """One example's head weights ``(L, H)`` as values and cell colours (0 to their maximum)."""
+    values = weights.detach().float().cpu().numpy()
+    top = float(values.max()) or 1.0
+    return {"values": np.round(values, 4).tolist(), "colours": _hex(values / top, HEAD_CMAP), "max": top}
+
+
+def explanation_page(
+    image: np.ndarray,
+    maps: Mapping[str, Tensor],
+    targets: Sequence[str],
+    head_weights: Mapping[str, Tensor] | None = None,
+    scores: Sequence[tuple[str, float]] = (),
+    score_name: str = "p",
+    title: str = "Explanation",
+    caption: str = "",
+) -> ExplanationPage:
+    """An interactive page of one image's explanations.
+
+    Args:
+        image: the image as the model saw it, ``(H, W, 3)`` in ``[0, 1]`` (e.g. from
+            :func:`~captum_gmar.visualization.to_display_image`).
+        maps: method name -> ``(T, H, W)`` non-negative maps, one per explained target.
+        targets: ``T`` names of the explained targets (classes, prompts or references).
+        head_weights: method name -> ``(T, L, H)`` head weights (GMAR's
+            ``return_head_weights=True``), shown as a layers-by-heads table.
+        scores: the model's top ``(name, score)`` pairs, listed on the page.
+        score_name: what the scores are (``"p"``: probabilities, ``"cos"``: similarities).
+        title: the page's heading.
+        caption: a line under the heading (e.g. model, device, timings).
+
+    Returns:
+        an :class:`ExplanationPage`.
+    """
+    head_weights = head_weights or {}
+    if not maps:
+        raise ValueError("explanation_page needs at least one method's maps")
+    height, width = image.shape[:2]
+    for name, method_maps in maps.items():
+        if tuple(method_maps.shape) != (len(targets), height, width):
+            raise ValueError(f"maps of {name!r} are {tuple(method_maps.shape)}, expected ({len(targets)}, {height}, {width}): one per target, the image's size")
+    grey = (image.mean(-1) * 255).round().astype(np.uint8)
+    methods = []
+    for name, method_maps in maps.items():
+        arrays = method_maps.detach().float().cpu()
+        own = [map_scale(m) for m in arrays]
+        shared = max(own)
+        methods.append({
+            "name": name,
+            "maps": [
+                {"own": {"src": _heat(m.numpy(), s), "scale": s}, "shared": {"src": _heat(m.numpy(), shared), "scale": shared}}
+                for m, s in zip(arrays, own)
+            ],
+            "heads": [_head_table(w) for w in head_weights[name]] if name in head_weights else None,
+        })
+    data = {
+        "targets": list(targets),
+        "methods": methods,
+        "colourbar": png_data_uri(np.repeat(_colour(np.linspace(0, 1, 256), MAP_CMAP)[None], 12, axis=0)),
+    }
+    page_id = _page_id()
+    top = "".join(f"<tr><td>{html.escape(label)}</td><td>{score:.3f}</td></tr>" for label, score in scores)
+    top_table = (
+        f'<table class="cg-top"><caption>Model\'s top scores</caption><thead><tr><th scope="col">name</th>'
+        f'<th scope="col">{html.escape(score_name)}</th></tr></thead><tbody>{top}</tbody></table>' if scores else ""
+    )
+    payload = json.dumps(data).replace("</", "<\\/")
+    return ExplanationPage(
+        _TEMPLATE.replace("{{ID}}", page_id)
+        .replace("{{TITLE}}", html.escape(title))
+        .replace("{{CAPTION}}", html.escape(caption))
+        .replace("{{IMAGE}}", png_data_uri((image * 255).round().astype(np.uint8)))
+        .replace("{{GREY}}", png_data_uri(grey))
+        .replace("{{TOP}}", top_table)
+        .replace("{{DATA}}", payload)
+    )
+
+
+def _page_id() -> str:
+    """A fresh id for the page's elements, so that two pages can share a notebook."""
+    return "cg" + uuid.uuid4().hex[:8]
+
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{{TITLE}}</title>
+<style>
+#{{ID}} { font-family: system-ui, sans-serif; color: #222; max-width: 60rem; }
+#{{ID}} .cg-row { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
+#{{ID}} figure { margin: 0; }
+#{{ID}} .cg-stack { position: relative; width: 320px; height: auto; }
+#{{ID}} .cg-stack img { width: 320px; image-rendering: pixelated; display: block; }
+#{{ID}} .cg-stack img.cg-overlay { position: absolute; left: 0; top: 0; }
+#{{ID}} .cg-image { width: 320px; display: block; }
+#{{ID}} .cg-controls { max-width: 40rem; display: grid; grid-template-columns: max-content auto; gap: 0.4rem 0.8rem; align-items: center; margin: 1rem 0; }
+#{{ID}} .cg-bar { display: flex; align-items: center; gap: 0.4rem; font-size: 0.85rem; margin-top: 0.3rem; }
+#{{ID}} .cg-bar img { width: 240px; height: 12px; }
+#{{ID}} table { border-collapse: collapse; font-size: 0.85rem; }
+#{{ID}} th, #{{ID}} td { border: 1px solid #ccc; padding: 0.15rem 0.4rem; text-align: right; }
+#{{ID}} caption { text-align: left; font-weight: 600; padding-bottom: 0.3rem; }
+#{{ID}} .cg-heads td { min-width: 2.6rem; }
+#{{ID}} h2 { font-size: 1rem; margin: 1.2rem 0 0.4rem; }
+#{{ID}} .cg-caption { font-size: 0.85rem; color: #555; }
+</style>
+</head>
+<body>
+<main id="{{ID}}">
+<h1>{{TITLE}}</h1>
+<p class="cg-caption">{{CAPTION}}</p>
+<div class="cg-controls">
+  <label for="{{ID}}-method">Method</label><select id="{{ID}}-method"></select>
+  <label for="{{ID}}-target">Explained</label><select id="{{ID}}-target"></select>
+  <label for="{{ID}}-opacity">Map opacity</label><input type="range" id="{{ID}}-opacity" min="0" max="100" value="70">
+  <label for="{{ID}}-scale">Colour scale</label>
+  <select id="{{ID}}-scale"><option value="own">each map its own (0 to its 99th percentile)</option><option value="shared">shared by the method's maps</option></select>
+</div>
+<div class="cg-row">
+  <figure><img class="cg-image" src="{{IMAGE}}" alt="the image as the model saw it"><figcaption>image</figcaption></figure>
+  <figure>
+    <div class="cg-stack">
+      <img src="{{GREY}}" alt="the image in grey, under the map">
+      <img class="cg-overlay" id="{{ID}}-map" alt="">
+    </div>
+    <figcaption id="{{ID}}-mapcaption"></figcaption>
+    <div class="cg-bar"><span>0</span><img src="" id="{{ID}}-bar" alt="colour bar of the map: dark is no relevance, bright the most"><span id="{{ID}}-max"></span></div>
+  </figure>
+  {{TOP}}
+</div>
+<div id="{{ID}}-heads"></div>
+<script type="application/json" id="{{ID}}-data">{{DATA}}</script>
+<script>
+(function () {
+  var id = "{{ID}}";
+  var data = JSON.parse(document.getElementById(id + "-data").textContent);
+  function el(name) { return document.getElementById(id + "-" + name); }
+  var method = el("method"), target = el("target"), opacity = el("opacity"), scale = el("scale");
+  data.methods.forEach(function (m, i) { method.add(new Option(m.name, i)); });
+  data.targets.forEach(function (t, i) { target.add(new Option(t, i)); });
+  el("bar").src = data.colourbar;
+  function fmt(v) { return v === 0 ? "0" : Number(v.toPrecision(2)).toString(); }
+  function heads(m, t) {
+    var box = el("heads");
+    box.textContent = "";
+    if (!m.heads) { return; }
+    var h = m.heads[t], table = document.createElement("table");
+    table.className = "cg-heads";
+    var heading = document.createElement("h2");
+    heading.id = id + "-headstitle";
+    heading.textContent = m.name + " head weights for " + data.targets[t] + " (layers down, heads across; each layer sums to 1)";
+    table.setAttribute("aria-labelledby", heading.id);
+    box.appendChild(heading);
+    var head = table.createTHead().insertRow();
+    var corner = document.createElement("th"); corner.textContent = "layer \\\\ head"; head.appendChild(corner);
+    h.values[0].forEach(function (_, j) { var th = document.createElement("th"); th.scope = "col"; th.textContent = j; head.appendChild(th); });
+    var body = table.createTBody();
+    h.values.forEach(function (row, l) {
+      var tr = body.insertRow(), th = document.createElement("th");
+      th.scope = "row"; th.textContent = l; tr.appendChild(th);
+      row.forEach(function (v, j) {
+        var td = tr.insertCell();
+        td.textContent = v.toFixed(2);
+        td.style.background = h.colours[l][j];
+        td.style.color = v / h.max > 0.6 ? "#000" : "#fff";
+      });
+    });
+    box.appendChild(table);
+  }
+  function show() {
+    var m = data.methods[method.value], t = Number(target.value), shown = m.maps[t][scale.value];
+    var overlay = el("map");
+    overlay.src = shown.src;
+    overlay.style.opacity = opacity.value / 100;
+    overlay.alt = m.name + " map of " + data.targets[t] + ", opacity " + opacity.value + "%";
+    el("mapcaption").textContent = m.name + ": " + data.targets[t];
+    el("max").textContent = shown.scale > 0 ? fmt(shown.scale) : "0 (all zero)";
+    heads(m, t);
+  }
+  [method, target, scale].forEach(function (c) { c.addEventListener("change", show); });
+  opacity.addEventListener("input", show);
+  show();
+})();
+</script>
+</main>
+</body>
+</html>
+"""
