@@ -632,7 +632,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
         explanation_page(
             shown,
             maps,
-            [class_title(scores, t, id2label, score_name) for t in targets],
+            [class_title(scores, t, id2label, score_name).split("\n")[0] for t in targets],  # the page lists the top scores
             head_weights=head_weights,
             scores=[(id2label[t], float(scores[t])) for t in top],
             score_name=score_name,
