@@ -20,6 +20,7 @@ import base64
 import html
 import io
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +43,15 @@ HEAD_CMAP = "viridis"
 class ExplanationPage:
     """One self-contained HTML page; ``save`` writes it, Jupyter shows it inline."""
 
-    html: str
+    #: the page's heading and the document's title
+    title: str
+    #: the page's content: its style, elements, data and script, all inline
+    body: str
+
+    @property
+    def html(self) -> str:
+        """The whole HTML document."""
+        return _fill(_DOCUMENT, {"TITLE": html.escape(self.title), "BODY": self.body})
 
     def save(self, path: str | Path) -> Path:
         """Write the page to ``path`` (UTF-8), making its missing folders; returns the path."""
@@ -52,7 +61,7 @@ class ExplanationPage:
         return path
 
     def _repr_html_(self) -> str:
-        return self.html
+        return self.body  # a notebook's output is part of a page: no document of its own
 
 
 def png_data_uri(pixels: np.ndarray) -> str:
@@ -147,14 +156,23 @@ def explanation_page(
     )
     payload = json.dumps(data).replace("</", "<\\/")
     return ExplanationPage(
-        _TEMPLATE.replace("{{ID}}", page_id)
-        .replace("{{TITLE}}", html.escape(title))
-        .replace("{{CAPTION}}", html.escape(caption))
-        .replace("{{IMAGE}}", png_data_uri((image * 255).round().astype(np.uint8)))
-        .replace("{{GREY}}", png_data_uri(grey))
-        .replace("{{TOP}}", top_table)
-        .replace("{{DATA}}", payload)
+        title,
+        _fill(_BODY, {
+            "ID": page_id,
+            "TITLE": html.escape(title),
+            "CAPTION": html.escape(caption),
+            "IMAGE": png_data_uri((image * 255).round().astype(np.uint8)),
+            "GREY": png_data_uri(grey),
+            "TOP": top_table,
+            "DATA": payload,
+        }),
     )
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    """``template`` with each ``{{NAME}}`` replaced by ``values[NAME]``, in one pass (a value
+    holding ``{{...}}`` stays as it is)."""
+    return re.sub(r"\{\{([A-Z]+)\}\}", lambda match: values[match.group(1)], template)
 
 
 def _page_id() -> str:
@@ -162,12 +180,19 @@ def _page_id() -> str:
     return "cg" + uuid.uuid4().hex[:8]
 
 
-_TEMPLATE = """<!DOCTYPE html>
+_DOCUMENT = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>{{TITLE}}</title>
-<style>
+</head>
+<body>
+{{BODY}}
+</body>
+</html>
+"""
+
+_BODY = """<style>
 #{{ID}} { font-family: system-ui, sans-serif; color: #222; max-width: 60rem; }
 #{{ID}} .cg-row { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
 #{{ID}} figure { margin: 0; }
@@ -185,8 +210,6 @@ _TEMPLATE = """<!DOCTYPE html>
 #{{ID}} h2 { font-size: 1rem; margin: 1.2rem 0 0.4rem; }
 #{{ID}} .cg-caption { font-size: 0.85rem; color: #555; }
 </style>
-</head>
-<body>
 <main id="{{ID}}">
 <h1>{{TITLE}}</h1>
 <p class="cg-caption">{{CAPTION}}</p>
@@ -264,6 +287,4 @@ _TEMPLATE = """<!DOCTYPE html>
 })();
 </script>
 </main>
-</body>
-</html>
 """

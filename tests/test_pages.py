@@ -73,8 +73,10 @@ def test_the_page_is_one_file_with_everything_inline(page_file):
 def test_the_page_api_and_its_bad_input(tmp_path):
     image = np.random.default_rng(0).random((16, 24, 3))
     maps = torch.rand(2, 16, 24)
-    page = explanation_page(image, {"A </script> method": maps}, ["cat <b>", "dog"], scores=[("cat <b>", 0.9)], title="T & <i>")
-    assert isinstance(page, ExplanationPage) and page._repr_html_() == page.html
+    page = explanation_page(image, {"A </script> method": maps}, ["cat <b>", "dog"], scores=[("cat <b>", 0.9)], title="T & <i> {{DATA}}")
+    assert isinstance(page, ExplanationPage) and page.html.startswith("<!DOCTYPE html>")
+    assert page._repr_html_() in page.html and "<html" not in page._repr_html_()  # a fragment for a notebook
+    assert "<title>T &amp; &lt;i&gt; {{DATA}}</title>" in page.html  # a placeholder in a value stays as it is
     assert "T &amp; &lt;i&gt;" in page.html and "cat &lt;b&gt;" in page.html  # escaped in the HTML
     assert data_of(page.html)["methods"][0]["name"] == "A </script> method"  # and intact in the JSON
     assert page.save(tmp_path / "new" / "p.html").read_text(encoding="utf-8") == page.html
