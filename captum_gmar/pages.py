@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .visualization import MAP_CMAP, map_scale
 
-__all__ = ["ExplanationPage", "explanation_page"]
+__all__ = ["ExplanationPage", "comparison_report", "explanation_page"]
 
 #: colour map of the head-weight tables (as :func:`~captum_gmar.visualization.head_weight_heatmap`)
 HEAD_CMAP = "viridis"
@@ -283,6 +283,209 @@ _BODY = """<style>
   }
   [method, target, scale].forEach(function (c) { c.addEventListener("change", show); });
   opacity.addEventListener("input", show);
+  show();
+})();
+</script>
+</main>
+"""
+
+
+def _thumbnail(pixels: np.ndarray, side: int) -> str:
+    """``pixels`` (uint8 ``(H, W)`` or ``(H, W, 3)``) shrunk to at most ``side`` px, as a PNG data URI."""
+    picture = Image.fromarray(pixels)
+    picture.thumbnail((side, side))
+    return png_data_uri(np.asarray(picture))
+
+
+def comparison_report(
+    summary: Sequence[Mapping[str, object]],
+    columns: Mapping[str, str],
+    header: Sequence[str],
+    images: Sequence[np.ndarray],
+    maps: Mapping[str, Tensor],
+    titles: Sequence[str],
+    classes: Sequence[str],
+    metrics: Sequence[Mapping[str, Mapping[str, float]]],
+    left_out: int = 0,
+    title: str = "Comparison",
+    thumbnail: int = 96,
+) -> ExplanationPage:
+    """The page of a comparison (``compare``'s ``report.html``): its settings, the summary
+    table sortable by any column, and a gallery of explained items, sortable by a
+    method's metric and filterable by class.
+
+    Args:
+        summary: one entry per method (see :func:`~captum_gmar.evaluation.report.summarize`):
+            ``"method"``, each metric's mean and ``<metric>_sem``.
+        columns: the metrics shown, name -> description (the column header's tooltip).
+        header: lines naming the model, the settings, the device and the command.
+        images: the gallery's ``N`` images, ``(H, W, 3)`` in ``[0, 1]``.
+        maps: method name -> ``(N, H, W)`` non-negative maps of those images.
+        titles: ``N`` captions (the item, the explained class and its score).
+        classes: ``N`` explained classes' names, for the class filter.
+        metrics: ``N`` dicts method -> metric -> value, for the gallery's sort.
+        left_out: explained items not in the gallery (the page says so).
+        title: the page's heading.
+        thumbnail: the thumbnails' longest side, px.
+    """
+    if not len(images) == len(titles) == len(classes) == len(metrics) or any(len(m) != len(images) for m in maps.values()):
+        raise ValueError(f"the gallery needs as many titles, classes, metric rows and maps as images ({len(images)})")
+    shown = [c for c in columns if any(c in entry for entry in summary)]
+    head = "".join(
+        f'<th scope="col" title="{html.escape(columns[c])}"><button type="button">{html.escape(c)}</button></th>' for c in shown
+    )
+    body = []
+    for entry in summary:
+        cells = [f'<th scope="row" data-value="{html.escape(str(entry["method"]))}">{html.escape(str(entry["method"]))}</th>']
+        for c in shown:
+            value = entry.get(c)
+            if value is None:
+                cells.append('<td data-value=""></td>')
+                continue
+            sem = entry.get(f"{c}_sem")
+            text = f"{value:.4g}" + (f" ± {sem:.2g}" if isinstance(sem, float) and sem == sem else "")
+            cells.append(f'<td data-value="{value!r}">{text}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    table = (
+        '<table class="cg-summary"><caption>Summary: mean ± standard error per method '
+        "(click a column's header to sort by it; again to reverse)</caption>"
+        f'<thead><tr><th scope="col"><button type="button">method</button></th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    )
+    gallery = [
+        {
+            "title": item_title,
+            "class": item_class,
+            "image": _thumbnail((image * 255).round().astype(np.uint8), thumbnail),
+            "maps": {
+                name: _thumbnail(_colour(_normalised(method_maps[i]), MAP_CMAP), thumbnail) for name, method_maps in maps.items()
+            },
+            "metrics": {name: {k: v for k, v in values.items() if v == v} for name, values in item_metrics.items()},
+        }
+        for i, (image, item_title, item_class, item_metrics) in enumerate(zip(images, titles, classes, metrics))
+    ]
+    note = f"The gallery shows the first {len(images)} explained items; {left_out} more were explained but are not shown (their rows are in results.csv)." if left_out else ""
+    data = {"methods": list(maps), "metrics": shown, "gallery": gallery}
+    return ExplanationPage(
+        title,
+        _fill(_REPORT, {
+            "ID": _page_id(),
+            "TITLE": html.escape(title),
+            "HEADER": "".join(f"<li>{html.escape(line)}</li>" for line in header),
+            "TABLE": table,
+            "NOTE": html.escape(note),
+            "DATA": json.dumps(data).replace("</", "<\\/"),
+        }),
+    )
+
+
+def _normalised(attribution: Tensor) -> np.ndarray:
+    """One map on its own scale (0 to its 99th percentile, see :func:`~captum_gmar.visualization.map_scale`), in ``[0, 1]``."""
+    scale = map_scale(attribution)
+    values = attribution.detach().float().cpu().clamp_min(0).numpy()
+    return np.clip(values / scale, 0, 1) if scale > 0 else np.zeros_like(values)
+
+
+_REPORT = """<style>
+#{{ID}} { font-family: system-ui, sans-serif; color: #222; }
+#{{ID}} table { border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }
+#{{ID}} th, #{{ID}} td { border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: right; }
+#{{ID}} caption { text-align: left; font-weight: 600; padding-bottom: 0.3rem; white-space: nowrap; }
+#{{ID}} thead button { font: inherit; font-weight: 600; background: none; border: none; cursor: pointer; padding: 0; }
+#{{ID}} th[aria-sort=ascending] button::after { content: " \\\\25B2"; }
+#{{ID}} th[aria-sort=descending] button::after { content: " \\\\25BC"; }
+#{{ID}} .cg-controls { display: flex; flex-wrap: wrap; gap: 0.4rem 1rem; align-items: center; margin: 0.8rem 0; }
+#{{ID}} .cg-gallery { display: flex; flex-wrap: wrap; gap: 0.8rem; }
+#{{ID}} .cg-card { border: 1px solid #ddd; padding: 0.3rem; font-size: 0.75rem; }
+#{{ID}} .cg-card .cg-thumbs { display: flex; gap: 0.2rem; }
+#{{ID}} .cg-card img { width: 96px; image-rendering: pixelated; display: block; }
+#{{ID}} .cg-card figure { margin: 0; text-align: center; }
+#{{ID}} .cg-header { font-size: 0.85rem; color: #444; }
+</style>
+<main id="{{ID}}">
+<h1>{{TITLE}}</h1>
+<ul class="cg-header">{{HEADER}}</ul>
+{{TABLE}}
+<h2>Explained items</h2>
+<p>{{NOTE}} Each map on its own colour scale (inferno: dark is no relevance, bright the most, up to the map's 99th percentile), under each its value of the metric sorted by.</p>
+<div class="cg-controls">
+  <label for="{{ID}}-sort">Sort by</label><select id="{{ID}}-sort"></select>
+  <label for="{{ID}}-order">Order</label>
+  <select id="{{ID}}-order"><option value="1">ascending</option><option value="-1">descending</option></select>
+  <label for="{{ID}}-class">Class</label><select id="{{ID}}-class"></select>
+  <span id="{{ID}}-count" role="status"></span>
+</div>
+<div class="cg-gallery" id="{{ID}}-gallery"></div>
+<script type="application/json" id="{{ID}}-data">{{DATA}}</script>
+<script>
+(function () {
+  var id = "{{ID}}";
+  var root = document.getElementById(id);
+  var data = JSON.parse(document.getElementById(id + "-data").textContent);
+  function el(name) { return document.getElementById(id + "-" + name); }
+  // the summary: a click on a header sorts the rows by that column (numbers as numbers, empty cells last)
+  var table = root.querySelector("table.cg-summary");
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, column) {
+    th.querySelector("button").addEventListener("click", function () {
+      var direction = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
+      Array.prototype.forEach.call(table.tHead.rows[0].cells, function (other) { other.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", direction === 1 ? "ascending" : "descending");
+      var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[column].getAttribute("data-value"), y = b.cells[column].getAttribute("data-value");
+        if (x === "" || y === "") { return (x === "") - (y === ""); }
+        var p = parseFloat(x), q = parseFloat(y);
+        return direction * (isNaN(p) || isNaN(q) ? x.localeCompare(y) : p - q);
+      });
+      rows.forEach(function (row) { table.tBodies[0].appendChild(row); });
+    });
+  });
+  // the gallery
+  var sort = el("sort"), order = el("order"), filter = el("class");
+  sort.add(new Option("item (as explained)", ""));
+  data.methods.forEach(function (m) { data.metrics.forEach(function (k) { sort.add(new Option(m + ": " + k, JSON.stringify([m, k]))); }); });
+  filter.add(new Option("all", ""));
+  data.gallery.map(function (g) { return g["class"]; }).filter(function (c, i, all) { return all.indexOf(c) === i; }).sort()
+    .forEach(function (c) { filter.add(new Option(c, c)); });
+  var cards = data.gallery.map(function (g, i) {
+    var card = document.createElement("div");
+    card.className = "cg-card";
+    var heading = document.createElement("div");
+    heading.textContent = g.title;
+    card.appendChild(heading);
+    var thumbs = document.createElement("div");
+    thumbs.className = "cg-thumbs";
+    function add(src, caption, alt) {
+      var figure = document.createElement("figure"), img = document.createElement("img"), text = document.createElement("figcaption");
+      img.src = src; img.alt = alt; text.textContent = caption;
+      figure.appendChild(img); figure.appendChild(text); thumbs.appendChild(figure);
+      return text;
+    }
+    add(g.image, "image", g.title);
+    var values = data.methods.map(function (m) { return add(g.maps[m], m, m + " map of " + g.title); });
+    card.appendChild(thumbs);
+    return { card: card, item: g, index: i, values: values };
+  });
+  function value(c, key) { var v = (c.item.metrics[key[0]] || {})[key[1]]; return v === undefined ? null : v; }
+  function show() {
+    var key = sort.value ? JSON.parse(sort.value) : null, direction = Number(order.value), box = el("gallery");
+    var shown = cards.filter(function (c) { return !filter.value || c.item["class"] === filter.value; });
+    shown.sort(function (a, b) {
+      if (!key) { return direction * (a.index - b.index); }
+      var x = value(a, key), y = value(b, key);
+      if (x === null || y === null) { return (x === null) - (y === null); }
+      return direction * (x - y);
+    });
+    box.textContent = "";
+    shown.forEach(function (c) {
+      data.methods.forEach(function (m, j) {
+        var v = key ? (c.item.metrics[m] || {})[key[1]] : undefined;
+        c.values[j].textContent = m + (v === undefined ? "" : ": " + Number(v.toPrecision(3)));
+      });
+      box.appendChild(c.card);
+    });
+    el("count").textContent = shown.length + " of " + cards.length + " items shown";
+  }
+  [sort, order, filter].forEach(function (c) { c.addEventListener("change", show); });
   show();
 })();
 </script>
