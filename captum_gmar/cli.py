@@ -42,6 +42,8 @@ _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.
 #: the list, in each results folder of ``demo`` and ``compare``, of the files they wrote
 #: there: the only ones a later run may replace
 MANIFEST = ".captum-gmar-output.json"
+#: the most items a comparison's report.html shows the maps of (the page stays a few MB)
+GALLERY_MAX = 200
 #: classes explained on an ``explain --out page.html`` without ``--target``: the top ones
 PAGE_CLASSES = 3
 
@@ -65,6 +67,16 @@ def _int_at_least(least: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _at_most(parse: Callable[[str], int], most: int) -> Callable[[str], int]:
+    def check(text: str) -> int:
+        value = parse(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, got {value}")
+        return value
+
+    return check
 
 
 def _device(text: str) -> str:
@@ -215,7 +227,7 @@ def _claim_files(out: Path, files: Sequence[str]) -> None:
 def _results_files(args: argparse.Namespace) -> list[str]:
     """The files ``demo`` and ``compare`` write in ``--out`` (``results.run.json`` is the
     runner's :func:`~captum_gmar.evaluation.runner.run_file` of ``results.csv``)."""
-    return ["results.csv", "results.run.json", "summary.md", "summary.json", *(["comparison.png"] if args.figure_rows else [])]
+    return ["results.csv", "results.run.json", "summary.md", "summary.json", "report.html", *(["comparison.png"] if args.figure_rows else [])]
 
 
 def class_index(target: str, id2label: dict[str, str]) -> int:
@@ -392,10 +404,11 @@ def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], dev
         table += "\nGMAR's ablations, paired on the same items with GMAR (L1) and with attention rollout:\n\n" + ablation_markdown(ablation, columns)
     (out / "summary.md").write_text(header + table)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    written = [out / "results.csv", out / "summary.md"]
+    model, dataset = subject.model, subject.dataset
+    built = build_methods(model, methods, ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_internal_batch_size, relevance_map=args.relevance_map)
+    _gallery_report(args, subject, built, rows, summary, [*what, f"command: captum-gmar {' '.join(sys.argv[1:])}", *skipped], device)
+    written = [out / "results.csv", out / "summary.md", out / "report.html"]
     if args.figure_rows:
-        model, dataset = subject.model, subject.dataset
-        built = build_methods(model, methods, ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_internal_batch_size)
         timings = ", ".join(f"{entry['method']} {entry['seconds_per_image'] * 1000:.1f} ms" for entry in summary)
         looked_at = "what made each composite similar to the named photo" if subject.score_name == "cos" else "what the model looked at"
         figure = comparison_figure(
@@ -417,6 +430,52 @@ def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], dev
     for line in skipped:
         print(line)
     print(f"wrote {', '.join(map(str, written))}")
+
+
+def _gallery_report(args: argparse.Namespace, subject: _Subject, methods: list, rows: list[dict], summary: list[dict], header: list[str], device) -> None:
+    """``report.html``: the settings, the summary sortable by any column, and the maps of
+    the first ``--gallery`` explained items (recomputed, ``--batch-size`` at a time)."""
+    import torch
+
+    from .evaluation.data import collate
+    from .evaluation.report import COLUMNS, class_title
+    from .evaluation.runner import score_function
+    from .models import VisionTransformer
+    from .pages import comparison_report
+    from .visualization import to_display_image
+
+    explained = sorted({row["item"] for row in rows})  # not the skipped ones
+    items = explained[: args.gallery]
+    metrics: dict[int, dict[str, dict[str, float]]] = {item: {} for item in items}
+    for row in rows:
+        if row["item"] in metrics:
+            metrics[row["item"]][row["method"]] = {c: row[c] for c in COLUMNS if c in row}
+    images, titles, classes, maps = [], [], [], {m.name: [] for m in methods}
+    score = score_function(VisionTransformer(subject.model))
+    dataset = subject.dataset
+    for start in range(0, len(items), args.batch_size):
+        batch = collate([dataset[int(i)] for i in items[start : start + args.batch_size]])
+        x, t = batch.pixel_values.to(device), batch.targets.to(device)
+        for method in methods:
+            maps[method.name].append(method(x, t).cpu())
+        with torch.no_grad():
+            scores = score(x).cpu()
+        for item, image, row_scores, target in zip(items[start:], x, scores, t.tolist()):
+            images.append(to_display_image(image, mean=dataset.image_mean, std=dataset.image_std))
+            titles.append(f"item {item}: " + class_title(row_scores, target, subject.id2label, subject.score_name).replace("\n", "; "))
+            classes.append(subject.id2label[target])
+    comparison_report(
+        summary,
+        COLUMNS,
+        header,
+        images,
+        {name: torch.cat(parts) if parts else torch.zeros(0, 0, 0) for name, parts in maps.items()},
+        titles,
+        classes,
+        [metrics[item] for item in items],
+        left_out=len(explained) - len(items),
+        title=f"{_model_name(args.model)}: comparison of {', '.join(m.name for m in methods)}",
+    ).save(Path(args.out) / "report.html")
 
 
 def _model_name(spec: str | None) -> str:
@@ -673,6 +732,10 @@ def _add_run_options(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the scenes, of the order of --data and of the metrics' noise (default 0)")
     parser.add_argument("--figure-rows", type=_int_at_least(0), default=6, help="explanations drawn in the figure, 0 for none (default 6)")
     parser.add_argument(
+        "--gallery", type=_at_most(_int_at_least(0), GALLERY_MAX), default=48,
+        help=f"explained items whose maps report.html shows, at most {GALLERY_MAX} (default 48; the page says how many more there were)",
+    )
+    parser.add_argument(
         "--out", default=out,
         help=f"folder of the results, made if missing (default {out}); not a figure file: the figure is its comparison.png. "
         "An existing folder must be empty or one captum-gmar wrote",
@@ -695,7 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(demo, "demo-output")
     # IG's 50 steps of the 12 bundled items at once take 13 GB on dinov2-small; 100 at a time, 2.5 GB
-    demo.set_defaults(run=cmd_demo, ig_internal_batch_size=100)
+    demo.set_defaults(run=cmd_demo, ig_internal_batch_size=100, relevance_map="positive")
 
     comp = commands.add_parser("compare", help="compare methods on evaluation scenes, on your own images (--data), or on the similarity of real photos (--task similarity)")
     comp.add_argument("--model", default=None, help=models + "; with --task similarity an embedding model (default dinov2-small-backbone) or a classifier's backbone")

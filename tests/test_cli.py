@@ -268,7 +268,7 @@ def test_compare_on_an_image_folder(model_dir, image_folder, tmp_path, capsys):
     assert len(rows) == 3 and all(row["file"].split("/")[0] in ("Trouser", "bag") for row in rows)
     assert all(math.isnan(row["pointing_game"]) != row["file"].startswith("Trouser") for row in rows)
     assert (out / "comparison.png").is_file() and "| Attention rollout |" in (out / "summary.md").read_text()
-    assert json.loads((out / cli.MANIFEST).read_text())["files"] == ["comparison.png", "results.csv", "results.run.json", "summary.json", "summary.md"]
+    assert json.loads((out / cli.MANIFEST).read_text())["files"] == ["comparison.png", "report.html", "results.csv", "results.run.json", "summary.json", "summary.md"]
     code, err = run(capsys, *argv)
     assert code == 2 and "results.csv exists: add --resume" in err
     (out / "notes.txt").write_text("mine")  # a file of the user's beside the run's is kept
