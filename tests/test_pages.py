@@ -7,6 +7,7 @@ set, to that folder too."""
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import os
@@ -163,5 +164,95 @@ def test_the_page_in_a_browser(page_file, tmp_path):
         assert overlay.value_of_css_property("opacity") == "0"
         assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         _screenshot(driver, tmp_path, "explanation_page_rollout.png")
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def report_file(tmp_path_factory) -> Path:
+    """``report.html`` of a comparison on 6 scenes with the bundled model, 4 in its gallery."""
+    from captum_gmar.datasets.fashion_mnist import resolve_data_dir
+
+    try:
+        resolve_data_dir()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    out = tmp_path_factory.mktemp("report") / "out"
+    argv = ["compare", "--scenes", "6", "--methods", "gmar-l1,rollout,saliency", "--metrics", "localisation", "--device", "cpu",
+            "--figure-rows", "0", "--gallery", "4", "--out", str(out)]
+    assert main(argv) == 0
+    return out / "report.html"
+
+
+def test_the_report_is_one_file_with_everything_inline(report_file):
+    text = report_file.read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text) and "<link" not in text
+    assert "command: captum-gmar " in text and "device: cpu" in text
+    explained = len({row["item"] for row in csv.DictReader((report_file.parent / "results.csv").open())})
+    assert explained > 4 and f"{explained - 4} more were explained but are not shown" in text  # 4 shown
+    data = data_of(text)
+    assert data["methods"] == ["GMAR (L1)", "Attention rollout", "Saliency"] and len(data["gallery"]) == 4
+    for card in data["gallery"]:
+        for uri in [card["image"], *card["maps"].values()]:
+            assert decode_png(uri).size[0] > 0
+        assert set(card["metrics"]) == set(data["methods"]) and "mass_inside" in card["metrics"]["Saliency"]
+    assert len(text) < 1_000_000
+
+
+def test_a_gallery_too_large_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--gallery", "201"])
+    assert exit_info.value.code == 2 and "must be at most 200, got 201" in capsys.readouterr().err
+
+
+def test_the_report_in_a_browser(report_file, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = _driver()
+    try:
+        driver.get(report_file.as_uri())
+        assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        fetched = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert not [name for name in fetched if name.startswith(("http:", "https:"))], fetched
+        images = driver.find_elements(By.TAG_NAME, "img")
+        assert len(images) == 4 * 4
+        assert all(driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 0 for image in images)
+        assert all(image.get_attribute("alt") for image in images)
+        _screenshot(driver, tmp_path, "comparison_report.png")
+
+        def methods() -> list[str]:
+            return [row.find_element(By.TAG_NAME, "th").text for row in driver.find_elements(By.CSS_SELECTOR, "table.cg-summary tbody tr")]
+
+        def column(name: str) -> list[float]:
+            index = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "table.cg-summary thead th")].index(name)
+            return [float(row.find_elements(By.CSS_SELECTOR, "th, td")[index].get_attribute("data-value"))
+                    for row in driver.find_elements(By.CSS_SELECTOR, "table.cg-summary tbody tr")]
+
+        assert methods() == ["GMAR (L1)", "Attention rollout", "Saliency"]
+        header = driver.find_element(By.XPATH, "//table[contains(@class, 'cg-summary')]//thead//button[text()='mass_inside']")
+        header.click()
+        assert column("mass_inside") == sorted(column("mass_inside"))
+        header.click()
+        assert column("mass_inside") == sorted(column("mass_inside"), reverse=True)
+        driver.find_element(By.XPATH, "//table[contains(@class, 'cg-summary')]//thead//button[text()='method']").click()
+        assert methods() == sorted(methods())
+
+        def cards() -> list[str]:
+            return [card.find_element(By.TAG_NAME, "div").text for card in driver.find_elements(By.CSS_SELECTOR, ".cg-card")]
+
+        first = cards()
+        assert len(first) == 4 and first[0].startswith("item 0: ")
+        sort, order, filter_ = (Select(element) for element in driver.find_elements(By.CSS_SELECTOR, ".cg-controls select"))
+        sort.select_by_visible_text("Saliency: gini")
+        order.select_by_value("-1")
+        data = data_of(driver.page_source)
+        gini = {card["title"]: card["metrics"]["Saliency"]["gini"] for card in data["gallery"]}
+        assert [gini[title] for title in cards()] == sorted(gini.values(), reverse=True)
+        wanted = filter_.options[1].get_attribute("value")
+        filter_.select_by_index(1)
+        assert 0 < len(cards()) < 4 or all(card["class"] == wanted for card in data["gallery"])
+        assert all(card["class"] == wanted for card in data["gallery"] if card["title"] in cards())
+        assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     finally:
         driver.quit()
