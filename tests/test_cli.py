@@ -124,13 +124,13 @@ def test_explain_a_class_by_name_or_index(model_dir, photo, tmp_path, capsys, mo
 
     seen = []
 
-    original = methods.Method.__call__
+    original = methods.Method.maps_and_head_weights  # explain takes GMAR's head weights too, for --out page.html
 
     def spy(self, images, targets):
         seen.append((tuple(images.shape), targets.tolist()))
         return original(self, images, targets)
 
-    monkeypatch.setattr(methods.Method, "__call__", spy)
+    monkeypatch.setattr(methods.Method, "maps_and_head_weights", spy)
     main(["explain", photo, "--model", model_dir, "--target", "sneaker", "--methods", "rollout", "--out", str(tmp_path / "a.png"), "--device", "cpu"])
     main(["explain", photo, "--model", model_dir, "--target", "7", "--methods", "rollout", "--native-resolution", "--out", str(tmp_path / "b.png"), "--device", "cpu"])
     assert seen == [((1, 3, 64, 64), [7]), ((1, 3, 200, 300), [7])]
