@@ -20,6 +20,7 @@ import base64
 import html
 import io
 import json
+import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -79,7 +80,7 @@ def _colour(values: np.ndarray, cmap: str) -> np.ndarray:
 def _hex(values: np.ndarray, cmap: str) -> list:
     """``values`` in ``[0, 1]`` as nested lists of ``#rrggbb`` strings of the colour map."""
     rgb = _colour(values, cmap)
-    return np.apply_along_axis(lambda c: "#%02x%02x%02x" % tuple(c), -1, rgb).tolist()
+    return np.apply_along_axis(lambda c: "#" + bytes(c.tolist()).hex(), -1, rgb).tolist()
 
 
 def _heat(attribution: np.ndarray, scale: float) -> str:
@@ -343,7 +344,7 @@ def comparison_report(
                 cells.append('<td data-value=""></td>')
                 continue
             sem = entry.get(f"{c}_sem")
-            text = f"{value:.4g}" + (f" ± {sem:.2g}" if isinstance(sem, float) and sem == sem else "")
+            text = f"{value:.4g}" + (f" ± {sem:.2g}" if isinstance(sem, float) and math.isfinite(sem) else "")
             cells.append(f'<td data-value="{value!r}">{text}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     table = (
@@ -359,7 +360,7 @@ def comparison_report(
             "maps": {
                 name: _thumbnail(_colour(_normalised(method_maps[i]), MAP_CMAP), thumbnail) for name, method_maps in maps.items()
             },
-            "metrics": {name: {k: v for k, v in values.items() if v == v} for name, values in item_metrics.items()},
+            "metrics": {name: {k: v for k, v in values.items() if math.isfinite(v)} for name, values in item_metrics.items()},
         }
         for i, (image, item_title, item_class, item_metrics) in enumerate(zip(images, titles, classes, metrics))
     ]

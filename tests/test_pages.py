@@ -38,7 +38,7 @@ def page_file(tmp_path_factory) -> Path:
 
 def data_of(text: str) -> dict:
     """The JSON the page embeds."""
-    return json.loads(re.search(r'<script type="application/json" id="[^"]+">(.*?)</script>', text, re.S).group(1))
+    return json.loads(re.search(r'<script type="application/json" id="[^"]+">(.*?)</script>', text, re.DOTALL).group(1))
 
 
 def decode_png(uri: str) -> Image.Image:
