@@ -91,7 +91,16 @@ def test_the_page_api_and_its_bad_input(tmp_path):
 def test_explain_html_keeps_the_outputs_checks(tmp_path, capsys):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(photo)
-    for out, message in ((tmp_path / "page.htm", "or .html for an interactive page"), (tmp_path, "is a folder: name the figure file")):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (tmp_path / "page.htm", "or .html for an interactive page"),
+        (tmp_path, "is a folder: name the figure file"),
+        (a_file / "sub" / "page.html", f"{str(a_file)!r} is a file, so no folder can be made there"),
+    ]
+    if Path("/proc/self").is_dir():
+        cases.append((Path("/proc/self/page.html"), "'/proc/self' is not writable"))
+    for out, message in cases:
         with pytest.raises(SystemExit) as exit_info:
             main(["explain", str(photo), "--out", str(out)])
         err = capsys.readouterr().err
