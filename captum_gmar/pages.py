@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib import colormaps
 from PIL import Image
 from torch import Tensor
@@ -105,6 +106,7 @@ def explanation_page(
     score_name: str = "p",
     title: str = "Explanation",
     caption: str = "",
+    max_side: int = 640,
 ) -> ExplanationPage:
     """An interactive page of one image's explanations.
 
@@ -119,6 +121,9 @@ def explanation_page(
         score_name: what the scores are (``"p"``: probabilities, ``"cos"``: similarities).
         title: the page's heading.
         caption: a line under the heading (e.g. model, device, timings).
+        max_side: the image and the maps are embedded at most this many pixels on their
+            longer side (averaged down; the colour scales are the full maps'), so that a
+            large image explained at its own resolution still makes a page of a few MB.
 
     Returns:
         an :class:`ExplanationPage`.
@@ -130,12 +135,16 @@ def explanation_page(
     for name, method_maps in maps.items():
         if tuple(method_maps.shape) != (len(targets), height, width):
             raise ValueError(f"maps of {name!r} are {tuple(method_maps.shape)}, expected ({len(targets)}, {height}, {width}): one per target, the image's size")
+    factor = min(1.0, max_side / max(height, width))
+    size = (max(1, round(height * factor)), max(1, round(width * factor)))
+    image = _shrink(torch.as_tensor(image, dtype=torch.float32).permute(2, 0, 1), size).permute(1, 2, 0).numpy()
     grey = (image.mean(-1) * 255).round().astype(np.uint8)
     methods = []
     for name, method_maps in maps.items():
-        arrays = method_maps.detach().float().cpu()
-        own = [map_scale(m) for m in arrays]
+        full = method_maps.detach().float().cpu()
+        own = [map_scale(m) for m in full]
         shared = max(own)
+        arrays = _shrink(full, size)
         methods.append({
             "name": name,
             "maps": [
@@ -168,6 +177,13 @@ def explanation_page(
             "DATA": payload,
         }),
     )
+
+
+def _shrink(values: Tensor, size: tuple[int, int]) -> Tensor:
+    """``values`` ``(N, H, W)`` averaged down to ``(N, *size)`` (as they are where that is their size)."""
+    if tuple(values.shape[-2:]) == size:
+        return values
+    return torch.nn.functional.interpolate(values[None], size=size, mode="area")[0]
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:

@@ -84,6 +84,8 @@ def test_the_page_api_and_its_bad_input(tmp_path):
     assert explanation_page(image, {"m": maps}, ["a", "b"]).html != page.html
     with pytest.raises(ValueError, match=r"expected \(2, 16, 24\)"):
         explanation_page(image, {"m": maps[:1]}, ["a", "b"])
+    large = data_of(explanation_page(np.zeros((300, 600, 3)), {"m": torch.rand(1, 300, 600)}, ["a"], max_side=400).html)
+    assert decode_png(large["methods"][0]["maps"][0]["own"]["src"]).size == (400, 200)  # averaged down, (W, H)
     all_zero = data_of(explanation_page(image, {"m": torch.zeros(1, 16, 24)}, ["a"]).html)
     assert all_zero["methods"][0]["maps"][0]["own"]["scale"] == 0
 
