@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import InsufficientMemoryError, NonFiniteError, RankFailedError, TooSlowError, UnsupportedModelError
@@ -33,6 +33,9 @@ from .names import (
     SUPPORTED_MODEL_CLASSES,
     ZERO_SHOT_MODEL_CLASSES,
 )
+
+if TYPE_CHECKING:
+    from .evaluation.methods import Method
 
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (InsufficientMemoryError, NonFiniteError, TooSlowError, UnsupportedModelError, FileNotFoundError, ValueError)
@@ -432,7 +435,9 @@ def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], dev
     print(f"wrote {', '.join(map(str, written))}")
 
 
-def _gallery_report(args: argparse.Namespace, subject: _Subject, methods: list, rows: list[dict], summary: list[dict], header: list[str], device) -> None:
+def _gallery_report(
+    args: argparse.Namespace, subject: _Subject, methods: list[Method], rows: list[dict], summary: list[dict], header: list[str], device
+) -> None:
     """``report.html``: the settings, the summary sortable by any column, and the maps of
     the first ``--gallery`` explained items (recomputed, ``--batch-size`` at a time)."""
     import torch
