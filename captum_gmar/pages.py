@@ -1,4 +1,6 @@
-"""Self-contained interactive HTML pages of explanations (``captum-gmar explain --out page.html``).
+"""Self-contained interactive HTML pages: one image's explanations
+(:func:`explanation_page`, ``captum-gmar explain --out page.html``) and a comparison's
+report (:func:`comparison_report`, ``compare``'s ``report.html``).
 
 A page is one file that needs no network: images are PNG data URIs, the script and the
 style are inline, the data (scores, colour scales, head weights) is JSON in a
