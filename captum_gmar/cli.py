@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import InsufficientMemoryError, NonFiniteError, RankFailedError, TooSlowError, UnsupportedModelError
@@ -34,6 +34,9 @@ from .names import (
     ZERO_SHOT_MODEL_CLASSES,
 )
 
+if TYPE_CHECKING:
+    from .evaluation.methods import Method
+
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (InsufficientMemoryError, NonFiniteError, TooSlowError, UnsupportedModelError, FileNotFoundError, ValueError)
 #: ``--relevance-map`` in the words of the report's header
@@ -42,6 +45,10 @@ _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.
 #: the list, in each results folder of ``demo`` and ``compare``, of the files they wrote
 #: there: the only ones a later run may replace
 MANIFEST = ".captum-gmar-output.json"
+#: the most items a comparison's report.html shows the maps of (the page stays a few MB)
+GALLERY_MAX = 200
+#: classes explained on an ``explain --out page.html`` without ``--target``: the top ones
+PAGE_CLASSES = 3
 
 
 class CommandError(Exception):
@@ -63,6 +70,16 @@ def _int_at_least(least: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _at_most(parse: Callable[[str], int], most: int) -> Callable[[str], int]:
+    def check(text: str) -> int:
+        value = parse(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, got {value}")
+        return value
+
+    return check
 
 
 def _device(text: str) -> str:
@@ -147,8 +164,8 @@ def _config(folder: Path) -> dict[str, Any]:
 
 def check_output(path: str, figure: bool, files: Sequence[str] = ()) -> None:
     """``--out`` before any work, in a place that can be written (the missing folders of
-    its path are made later): a figure file in a format matplotlib writes
-    (``figure=True``; one that exists is replaced, as named), or a results folder that is
+    its path are made later): a figure file in a format matplotlib writes, or an ``.html``
+    page (``figure=True``; one that exists is replaced, as named), or a results folder that is
     new, empty or written by this package (its :data:`MANIFEST`), where none of
     ``files`` exists unless this package wrote it."""
     from matplotlib.backend_bases import FigureCanvasBase  # light: no backend, no pyplot
@@ -158,8 +175,11 @@ def check_output(path: str, figure: bool, files: Sequence[str] = ()) -> None:
     if figure:
         if out.is_dir():
             raise CommandError(f"--out {path!r} is a folder: name the figure file, e.g. {str(out / 'explanation.png')!r}")
-        if out.suffix.lower().lstrip(".") not in formats:
-            raise CommandError(f"--out {path!r}: the figure's format comes from its extension, one of {', '.join('.' + f for f in sorted(formats))}")
+        if out.suffix.lower().lstrip(".") not in {*formats, "html"}:
+            raise CommandError(
+                f"--out {path!r}: the figure's format comes from its extension, one of {', '.join('.' + f for f in sorted(formats))}, "
+                "or .html for an interactive page"
+            )
     elif out.exists() and not out.is_dir():
         raise CommandError(f"--out {path!r} is a file: name a folder for the results")
     elif out.suffix.lower().lstrip(".") in formats:
@@ -210,7 +230,7 @@ def _claim_files(out: Path, files: Sequence[str]) -> None:
 def _results_files(args: argparse.Namespace) -> list[str]:
     """The files ``demo`` and ``compare`` write in ``--out`` (``results.run.json`` is the
     runner's :func:`~captum_gmar.evaluation.runner.run_file` of ``results.csv``)."""
-    return ["results.csv", "results.run.json", "summary.md", "summary.json", *(["comparison.png"] if args.figure_rows else [])]
+    return ["results.csv", "results.run.json", "summary.md", "summary.json", "report.html", *(["comparison.png"] if args.figure_rows else [])]
 
 
 def class_index(target: str, id2label: dict[str, str]) -> int:
@@ -387,10 +407,11 @@ def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], dev
         table += "\nGMAR's ablations, paired on the same items with GMAR (L1) and with attention rollout:\n\n" + ablation_markdown(ablation, columns)
     (out / "summary.md").write_text(header + table)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    written = [out / "results.csv", out / "summary.md"]
+    model, dataset = subject.model, subject.dataset
+    built = build_methods(model, methods, ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_internal_batch_size, relevance_map=args.relevance_map)
+    _gallery_report(args, subject, built, rows, summary, [*what, f"command: captum-gmar {' '.join(sys.argv[1:])}", *skipped], device)
+    written = [out / "results.csv", out / "summary.md", out / "report.html"]
     if args.figure_rows:
-        model, dataset = subject.model, subject.dataset
-        built = build_methods(model, methods, ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_internal_batch_size)
         timings = ", ".join(f"{entry['method']} {entry['seconds_per_image'] * 1000:.1f} ms" for entry in summary)
         looked_at = "what made each composite similar to the named photo" if subject.score_name == "cos" else "what the model looked at"
         figure = comparison_figure(
@@ -412,6 +433,54 @@ def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], dev
     for line in skipped:
         print(line)
     print(f"wrote {', '.join(map(str, written))}")
+
+
+def _gallery_report(
+    args: argparse.Namespace, subject: _Subject, methods: list[Method], rows: list[dict], summary: list[dict], header: list[str], device
+) -> None:
+    """``report.html``: the settings, the summary sortable by any column, and the maps of
+    the first ``--gallery`` explained items (recomputed, ``--batch-size`` at a time)."""
+    import torch
+
+    from .evaluation.data import collate
+    from .evaluation.report import COLUMNS, class_title
+    from .evaluation.runner import score_function
+    from .models import VisionTransformer
+    from .pages import comparison_report
+    from .visualization import to_display_image
+
+    explained = sorted({row["item"] for row in rows})  # not the skipped ones
+    items = explained[: args.gallery]
+    metrics: dict[int, dict[str, dict[str, float]]] = {item: {} for item in items}
+    for row in rows:
+        if row["item"] in metrics:
+            metrics[row["item"]][row["method"]] = {c: row[c] for c in COLUMNS if c in row}
+    images, titles, classes, maps = [], [], [], {m.name: [] for m in methods}
+    score = score_function(VisionTransformer(subject.model))
+    dataset = subject.dataset
+    for start in range(0, len(items), args.batch_size):
+        batch = collate([dataset[int(i)] for i in items[start : start + args.batch_size]])
+        x, t = batch.pixel_values.to(device), batch.targets.to(device)
+        for method in methods:
+            maps[method.name].append(method(x, t).cpu())
+        with torch.no_grad():
+            scores = score(x).cpu()
+        for item, image, row_scores, target in zip(items[start:], x, scores, t.tolist()):
+            images.append(to_display_image(image, mean=dataset.image_mean, std=dataset.image_std))
+            titles.append(f"item {item}: " + class_title(row_scores, target, subject.id2label, subject.score_name).replace("\n", "; "))
+            classes.append(subject.id2label[target])
+    comparison_report(
+        summary,
+        COLUMNS,
+        header,
+        images,
+        {name: torch.cat(parts) if parts else torch.zeros(0, 0, 0) for name, parts in maps.items()},
+        titles,
+        classes,
+        [metrics[item] for item in items],
+        left_out=len(explained) - len(items),
+        title=f"{_model_name(args.model)}: comparison of {', '.join(m.name for m in methods)}",
+    ).save(Path(args.out) / "report.html")
 
 
 def _model_name(spec: str | None) -> str:
@@ -545,6 +614,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     """Explain one image file with the chosen methods: a class (or the predicted one), or
     with ``--similar-to`` its similarity to each reference image."""
     check_output(args.out, figure=True)
+    page = Path(args.out).suffix.lower() == ".html"
     similarity = args.similar_to is not None
     if similarity and args.target is not None:
         raise CommandError("--target names a class; with --similar-to each reference image is explained in turn")
@@ -598,29 +668,51 @@ def cmd_explain(args: argparse.Namespace) -> None:
         predicted = int(scores.argmax())
         print(f"predicted: {id2label[predicted]} (class {predicted}), p {scores[predicted]:.3f}")
         targets = [predicted if target is None else target]
+        if page and target is None:  # a page has room for the top classes: a select chooses among them
+            targets = scores.topk(min(PAGE_CLASSES, len(scores))).indices.tolist()
         if targets[0] != predicted:
             print(f"explaining: {id2label[targets[0]]} (class {targets[0]}), p {scores[targets[0]]:.3f}")
-    maps, timings = {}, []
+    maps, head_weights, timings = {}, {}, []
     rows = x.expand(len(targets), -1, -1, -1)  # one row per explained class or reference
     for method in methods:
         start = time.perf_counter()
-        maps[method.name] = method(rows, torch.tensor(targets, device=device)).cpu()
+        method_maps, weights = method.maps_and_head_weights(rows, torch.tensor(targets, device=device))
+        maps[method.name] = method_maps.cpu()
+        if weights is not None:
+            head_weights[method.name] = weights.cpu()
         seconds = time.perf_counter() - start
         timings.append(f"{method.name} {seconds:.2f} s")
         print(f"{method.name}: {seconds:.3f} s")
     shown = to_display_image(pixel_values[0], processor.image_mean, processor.image_std)
     height, width = pixel_values.shape[-2:]
     score_name = "cos" if similarity else "p"
+    title = f"{Path(args.image).name} ({height}x{width} px as the model saw it)" + (": why it is similar to each reference" if similarity else "")
+    caption = f"model: {_model_name(args.model)}; device: {described}; {', '.join(timings)}"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if page:
+        from .pages import explanation_page
+
+        top = scores.topk(min(PAGE_CLASSES, len(scores))).indices.tolist() if not similarity else list(id2label)
+        explanation_page(
+            shown,
+            maps,
+            [class_title(scores, t, id2label, score_name).split("\n")[0] for t in targets],  # the page lists the top scores
+            head_weights=head_weights,
+            scores=[(id2label[t], float(scores[t])) for t in top],
+            score_name=score_name,
+            title=title,
+            caption=caption,
+        ).save(args.out)
+        print(f"wrote {args.out}")
+        return
     figure = comparison_grid(
         [shown] * len(targets),
         maps,
         row_titles=[class_title(scores, t, id2label, score_name) for t in targets],
         cell_size=2.6,
-        title=f"{Path(args.image).name} ({height}x{width} px as the model saw it)"
-        + (": why it is similar to each reference" if similarity else ""),
-        caption=f"model: {_model_name(args.model)}; device: {described}; {', '.join(timings)}",
+        title=title,
+        caption=caption,
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out, dpi=150)
     print(f"wrote {args.out}")
 
@@ -645,6 +737,10 @@ def _add_run_options(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the scenes, of the order of --data and of the metrics' noise (default 0)")
     parser.add_argument("--figure-rows", type=_int_at_least(0), default=6, help="explanations drawn in the figure, 0 for none (default 6)")
     parser.add_argument(
+        "--gallery", type=_at_most(_int_at_least(0), GALLERY_MAX), default=48,
+        help=f"explained items whose maps report.html shows, at most {GALLERY_MAX} (default 48; the page says how many more there were)",
+    )
+    parser.add_argument(
         "--out", default=out,
         help=f"folder of the results, made if missing (default {out}); not a figure file: the figure is its comparison.png. "
         "An existing folder must be empty or one captum-gmar wrote",
@@ -667,7 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(demo, "demo-output")
     # IG's 50 steps of the 12 bundled items at once take 13 GB on dinov2-small; 100 at a time, 2.5 GB
-    demo.set_defaults(run=cmd_demo, ig_internal_batch_size=100)
+    demo.set_defaults(run=cmd_demo, ig_internal_batch_size=100, relevance_map="positive")
 
     comp = commands.add_parser("compare", help="compare methods on evaluation scenes, on your own images (--data), or on the similarity of real photos (--task similarity)")
     comp.add_argument("--model", default=None, help=models + "; with --task similarity an embedding model (default dinov2-small-backbone) or a classifier's backbone")
@@ -738,7 +834,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--methods", type=_choices(METHOD_KEYS, "method(s)"), default=["gmar-l1", "rollout"], help=f"comma-separated, of {', '.join(METHOD_KEYS)}")
     explain.add_argument("--native-resolution", action="store_true", help="explain the image at its own size instead of the model's")
     explain.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
-    explain.add_argument("--out", default="explanation.png", help="figure file, its format from the extension: .png, .pdf, .svg, ... (default explanation.png)")
+    explain.add_argument(
+        "--out", default="explanation.png",
+        help="figure file, its format from the extension: .png, .pdf, .svg, ... (default explanation.png); "
+        f"or .html: one self-contained interactive page (without --target, of the top {PAGE_CLASSES} classes)",
+    )
     explain.set_defaults(run=cmd_explain)
     return parser
 

@@ -124,13 +124,13 @@ def test_explain_a_class_by_name_or_index(model_dir, photo, tmp_path, capsys, mo
 
     seen = []
 
-    original = methods.Method.__call__
+    original = methods.Method.maps_and_head_weights  # explain takes GMAR's head weights too, for --out page.html
 
     def spy(self, images, targets):
         seen.append((tuple(images.shape), targets.tolist()))
         return original(self, images, targets)
 
-    monkeypatch.setattr(methods.Method, "__call__", spy)
+    monkeypatch.setattr(methods.Method, "maps_and_head_weights", spy)
     main(["explain", photo, "--model", model_dir, "--target", "sneaker", "--methods", "rollout", "--out", str(tmp_path / "a.png"), "--device", "cpu"])
     main(["explain", photo, "--model", model_dir, "--target", "7", "--methods", "rollout", "--native-resolution", "--out", str(tmp_path / "b.png"), "--device", "cpu"])
     assert seen == [((1, 3, 64, 64), [7]), ((1, 3, 200, 300), [7])]
@@ -268,7 +268,7 @@ def test_compare_on_an_image_folder(model_dir, image_folder, tmp_path, capsys):
     assert len(rows) == 3 and all(row["file"].split("/")[0] in ("Trouser", "bag") for row in rows)
     assert all(math.isnan(row["pointing_game"]) != row["file"].startswith("Trouser") for row in rows)
     assert (out / "comparison.png").is_file() and "| Attention rollout |" in (out / "summary.md").read_text()
-    assert json.loads((out / cli.MANIFEST).read_text())["files"] == ["comparison.png", "results.csv", "results.run.json", "summary.json", "summary.md"]
+    assert json.loads((out / cli.MANIFEST).read_text())["files"] == ["comparison.png", "report.html", "results.csv", "results.run.json", "summary.json", "summary.md"]
     code, err = run(capsys, *argv)
     assert code == 2 and "results.csv exists: add --resume" in err
     (out / "notes.txt").write_text("mine")  # a file of the user's beside the run's is kept

@@ -1,0 +1,269 @@
+"""The interactive HTML pages: self-contained files (checked without a browser), and in
+headless Chromium (selenium) pages that load offline, without errors, whose controls
+change what is shown. The browser tests skip, saying why, where Chromium, chromedriver or
+selenium is missing. Screenshots go to ``tmp_path`` and, with ``CAPTUM_GMAR_ARTEFACTS``
+set, to that folder too."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from captum_gmar.cli import main
+from captum_gmar.pages import ExplanationPage, explanation_page
+
+
+@pytest.fixture(scope="module")
+def page_file(tmp_path_factory) -> Path:
+    """A page written by ``explain --out page.html`` with the bundled model: GMAR, whose
+    head weights it shows, and rollout, for its top classes."""
+    folder = tmp_path_factory.mktemp("page")
+    photo = folder / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(photo)
+    out = folder / "sub" / "page.html"
+    assert main(["explain", str(photo), "--methods", "gmar-l1,rollout", "--device", "cpu", "--out", str(out)]) == 0
+    return out
+
+
+def data_of(text: str) -> dict:
+    """The JSON the page embeds."""
+    return json.loads(re.search(r'<script type="application/json" id="[^"]+">(.*?)</script>', text, re.DOTALL).group(1))
+
+
+def decode_png(uri: str) -> Image.Image:
+    assert uri.startswith("data:image/png;base64,")
+    raw = base64.b64decode(uri.split(",", 1)[1])
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    return Image.open(io.BytesIO(raw))
+
+
+def test_the_page_is_one_file_with_everything_inline(page_file):
+    text = page_file.read_text(encoding="utf-8")
+    assert [p.name for p in page_file.parent.iterdir()] == ["page.html"]  # nothing beside it
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)  # nothing fetched
+    assert "<link" not in text and "@import" not in text
+    assert 20_000 < len(text) < 2_000_000
+    data = data_of(text)
+    assert [m["name"] for m in data["methods"]] == ["GMAR (L1)", "Attention rollout"]
+    assert len(data["targets"]) == 3  # the top classes
+    uris = re.findall(r'src="(data:[^"]+)"', text) + [data["colourbar"]]
+    for method in data["methods"]:
+        for shown in method["maps"]:
+            uris += [shown["own"]["src"], shown["shared"]["src"]]
+            assert shown["shared"]["scale"] >= shown["own"]["scale"] > 0
+    assert len(uris) == 3 + 2 * 3 * 2
+    for uri in uris:
+        assert decode_png(uri).size[0] > 0
+    gmar, rollout = data["methods"]
+    assert rollout["heads"] is None
+    weights = np.array(gmar["heads"][0]["values"])  # (layers, heads), each layer summing to 1
+    assert weights.ndim == 2 and np.allclose(weights.sum(1), 1, atol=1e-2)
+
+
+def test_the_page_api_and_its_bad_input(tmp_path):
+    image = np.random.default_rng(0).random((16, 24, 3))
+    maps = torch.rand(2, 16, 24)
+    page = explanation_page(image, {"A </script> method": maps}, ["cat <b>", "dog"], scores=[("cat <b>", 0.9)], title="T & <i> {{DATA}}")
+    assert isinstance(page, ExplanationPage) and page.html.startswith("<!DOCTYPE html>")
+    assert page._repr_html_() in page.html and "<html" not in page._repr_html_()  # a fragment for a notebook
+    assert "<title>T &amp; &lt;i&gt; {{DATA}}</title>" in page.html  # a placeholder in a value stays as it is
+    assert "T &amp; &lt;i&gt;" in page.html and "cat &lt;b&gt;" in page.html  # escaped in the HTML
+    assert data_of(page.html)["methods"][0]["name"] == "A </script> method"  # and intact in the JSON
+    assert page.save(tmp_path / "new" / "p.html").read_text(encoding="utf-8") == page.html
+    assert explanation_page(image, {"m": maps}, ["a", "b"]).html != page.html
+    with pytest.raises(ValueError, match=r"expected \(2, 16, 24\)"):
+        explanation_page(image, {"m": maps[:1]}, ["a", "b"])
+    large = data_of(explanation_page(np.zeros((300, 600, 3)), {"m": torch.rand(1, 300, 600)}, ["a"], max_side=400).html)
+    assert decode_png(large["methods"][0]["maps"][0]["own"]["src"]).size == (400, 200)  # averaged down, (W, H)
+    all_zero = data_of(explanation_page(image, {"m": torch.zeros(1, 16, 24)}, ["a"]).html)
+    assert all_zero["methods"][0]["maps"][0]["own"]["scale"] == 0
+
+
+def test_explain_html_keeps_the_outputs_checks(tmp_path, capsys):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(photo)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (tmp_path / "page.htm", "or .html for an interactive page"),
+        (tmp_path, "is a folder: name the figure file"),
+        (a_file / "sub" / "page.html", f"{str(a_file)!r} is a file, so no folder can be made there"),
+    ]
+    if Path("/proc/self").is_dir():
+        cases.append((Path("/proc/self/page.html"), "'/proc/self' is not writable"))
+    for out, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["explain", str(photo), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def _driver():
+    """Headless Chromium with its console log, or a skip saying what is missing."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    chromedriver = shutil.which("chromedriver")
+    if not chromium or not chromedriver:
+        pytest.skip(f"no {'chromium' if not chromium else 'chromedriver'} on PATH (Debian: apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1000"):
+        options.add_argument(argument)
+    options.binary_location = chromium
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(chromedriver))
+
+
+def _screenshot(driver, tmp_path: Path, name: str) -> None:
+    driver.save_screenshot(str(tmp_path / name))
+    if os.environ.get("CAPTUM_GMAR_ARTEFACTS"):
+        folder = Path(os.environ["CAPTUM_GMAR_ARTEFACTS"])
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / name, folder / name)
+
+
+def test_the_page_in_a_browser(page_file, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    driver = _driver()
+    try:
+        driver.get(page_file.as_uri())
+        severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not severe, severe
+        fetched = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert not [name for name in fetched if name.startswith(("http:", "https:"))], fetched
+        images = driver.find_elements(By.TAG_NAME, "img")
+        assert len(images) == 4
+        for image in images:
+            assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 0
+            assert image.get_attribute("alt")
+        for control in driver.find_elements(By.CSS_SELECTOR, "select, input"):  # every control labelled
+            assert driver.find_elements(By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']")
+        _screenshot(driver, tmp_path, "explanation_page.png")
+
+        overlay = driver.find_element(By.CSS_SELECTOR, "img.cg-overlay")
+        first = overlay.get_attribute("src")
+        assert driver.find_elements(By.CSS_SELECTOR, "table.cg-heads")  # GMAR's head weights
+        method, target, scale = (Select(element) for element in driver.find_elements(By.TAG_NAME, "select"))
+        method.select_by_visible_text("Attention rollout")
+        assert overlay.get_attribute("src") != first
+        assert not driver.find_elements(By.CSS_SELECTOR, "table.cg-heads")  # rollout has none
+        before = overlay.get_attribute("src")
+        target.select_by_index(1)
+        assert overlay.get_attribute("src") != before
+        assert driver.find_element(By.CSS_SELECTOR, "[id$='-mapcaption']").text == "Attention rollout: " + target.first_selected_option.text
+        before = overlay.get_attribute("src")
+        scale.select_by_value("shared")
+        assert overlay.get_attribute("src") != before
+        opacity = driver.find_element(By.CSS_SELECTOR, "input[type=range]")
+        assert overlay.value_of_css_property("opacity") == "0.7"
+        opacity.send_keys(Keys.HOME)  # the keyboard works the slider
+        assert overlay.value_of_css_property("opacity") == "0"
+        assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        _screenshot(driver, tmp_path, "explanation_page_rollout.png")
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def report_file(tmp_path_factory) -> Path:
+    """``report.html`` of a comparison on 6 scenes with the bundled model, 4 in its gallery."""
+    from captum_gmar.datasets.fashion_mnist import resolve_data_dir
+
+    try:
+        resolve_data_dir()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    out = tmp_path_factory.mktemp("report") / "out"
+    argv = ["compare", "--scenes", "6", "--methods", "gmar-l1,rollout,saliency", "--metrics", "localisation", "--device", "cpu",
+            "--figure-rows", "0", "--gallery", "4", "--out", str(out)]
+    assert main(argv) == 0
+    return out / "report.html"
+
+
+def test_the_report_is_one_file_with_everything_inline(report_file):
+    text = report_file.read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text) and "<link" not in text
+    assert "command: captum-gmar " in text and "device: cpu" in text
+    explained = len({row["item"] for row in csv.DictReader((report_file.parent / "results.csv").open())})
+    assert explained > 4 and f"{explained - 4} more were explained but are not shown" in text  # 4 shown
+    data = data_of(text)
+    assert data["methods"] == ["GMAR (L1)", "Attention rollout", "Saliency"] and len(data["gallery"]) == 4
+    for card in data["gallery"]:
+        for uri in [card["image"], *card["maps"].values()]:
+            assert decode_png(uri).size[0] > 0
+        assert set(card["metrics"]) == set(data["methods"]) and "mass_inside" in card["metrics"]["Saliency"]
+    assert len(text) < 1_000_000
+
+
+def test_a_gallery_too_large_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--gallery", "201"])
+    assert exit_info.value.code == 2 and "must be at most 200, got 201" in capsys.readouterr().err
+
+
+def test_the_report_in_a_browser(report_file, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = _driver()
+    try:
+        driver.get(report_file.as_uri())
+        assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        fetched = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert not [name for name in fetched if name.startswith(("http:", "https:"))], fetched
+        images = driver.find_elements(By.TAG_NAME, "img")
+        assert len(images) == 4 * 4
+        assert all(driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 0 for image in images)
+        assert all(image.get_attribute("alt") for image in images)
+        _screenshot(driver, tmp_path, "comparison_report.png")
+
+        def methods() -> list[str]:
+            return [row.find_element(By.TAG_NAME, "th").text for row in driver.find_elements(By.CSS_SELECTOR, "table.cg-summary tbody tr")]
+
+        def column(name: str) -> list[float]:
+            index = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "table.cg-summary thead th")].index(name)
+            return [float(row.find_elements(By.CSS_SELECTOR, "th, td")[index].get_attribute("data-value"))
+                    for row in driver.find_elements(By.CSS_SELECTOR, "table.cg-summary tbody tr")]
+
+        assert methods() == ["GMAR (L1)", "Attention rollout", "Saliency"]
+        header = driver.find_element(By.XPATH, "//table[contains(@class, 'cg-summary')]//thead//button[text()='mass_inside']")
+        header.click()
+        assert column("mass_inside") == sorted(column("mass_inside"))
+        header.click()
+        assert column("mass_inside") == sorted(column("mass_inside"), reverse=True)
+        driver.find_element(By.XPATH, "//table[contains(@class, 'cg-summary')]//thead//button[text()='method']").click()
+        assert methods() == sorted(methods())
+
+        def cards() -> list[str]:
+            return [card.find_element(By.TAG_NAME, "div").text for card in driver.find_elements(By.CSS_SELECTOR, ".cg-card")]
+
+        first = cards()
+        assert len(first) == 4 and first[0].startswith("item 0: ")
+        sort, order, filter_ = (Select(element) for element in driver.find_elements(By.CSS_SELECTOR, ".cg-controls select"))
+        sort.select_by_visible_text("Saliency: gini")
+        order.select_by_value("-1")
+        data = data_of(driver.page_source)
+        gini = {card["title"]: card["metrics"]["Saliency"]["gini"] for card in data["gallery"]}
+        assert [gini[title] for title in cards()] == sorted(gini.values(), reverse=True)
+        wanted = filter_.options[1].get_attribute("value")
+        filter_.select_by_index(1)
+        assert 0 < len(cards()) < 4 or all(card["class"] == wanted for card in data["gallery"])
+        assert all(card["class"] == wanted for card in data["gallery"] if card["title"] in cards())
+        assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    finally:
+        driver.quit()
