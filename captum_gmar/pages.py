@@ -35,6 +35,7 @@ from matplotlib import colormaps
 from PIL import Image
 from torch import Tensor
 
+from .evaluation.report import summary_cell
 from .visualization import MAP_CMAP, map_scale
 
 __all__ = ["ExplanationPage", "comparison_report", "explanation_page"]
@@ -361,9 +362,7 @@ def comparison_report(
             if value is None:
                 cells.append('<td data-value=""></td>')
                 continue
-            sem = entry.get(f"{c}_sem")
-            text = f"{value:.4g}" + (f" ± {sem:.2g}" if isinstance(sem, float) and math.isfinite(sem) else "")
-            cells.append(f'<td data-value="{value!r}">{text}</td>')
+            cells.append(f'<td data-value="{value!r}">{html.escape(summary_cell(entry, c))}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     table = (
         '<table class="cg-summary"><caption>Summary: mean ± standard error per method '

@@ -192,21 +192,22 @@ def _parse(column: str, text: str) -> Any:
     return {"True": True, "False": False}.get(text, text)
 
 
+def summary_cell(entry: dict, column: str) -> str:
+    """One summary value as the tables show it: ``mean ± sem`` to 3 decimals, the time in
+    milliseconds, the memory in whole MB."""
+    if column == "seconds_per_image":
+        return f"{entry[column] * 1000:.2f} ms"
+    if column == "peak_memory_mb":
+        return f"{entry[column]:.0f}"
+    return f"{entry[column]:.3f} ± {entry[column + '_sem']:.3f}"
+
+
 def markdown_table(summary: Sequence[dict]) -> str:
     """The summary as a Markdown table: one row per method, ``mean ± sem`` per metric."""
     columns = [c for c in COLUMNS if any(c in entry for entry in summary)]
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for entry in summary:
-        cells = []
-        for column in columns:
-            if column not in entry:
-                cells.append("")
-            elif column == "seconds_per_image":
-                cells.append(f"{entry[column] * 1000:.2f} ms")
-            elif column == "peak_memory_mb":
-                cells.append(f"{entry[column]:.0f}")
-            else:
-                cells.append(f"{entry[column]:.3f} ± {entry[column + '_sem']:.3f}")
+        cells = [summary_cell(entry, column) if column in entry else "" for column in columns]
         lines.append(f"| {entry['method']} | " + " | ".join(cells) + " |")
     legend = [f"- `{column}`: {COLUMNS[column]}" for column in columns]
     return "\n".join(lines + [""] + legend) + "\n"
