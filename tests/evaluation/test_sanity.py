@@ -99,3 +99,15 @@ def test_sanity_metric_group():
     rollout = [r for r in by_method["Attention rollout"] if r["item"] < 6]
     assert all(r["randomised_head_correlation"] == pytest.approx(1.0) and r["rollout_correlation"] == pytest.approx(1.0) for r in rollout)
     assert all(r["randomised_block_correlation"] < 1.0 for r in rollout)
+
+
+def test_sanity_invariance_column_separates_gmars_output_gradient_norm_from_the_invariant_head_scores():
+    """Rescaling every head against its output projection leaves rollout's and the gate
+    score's maps as they were (to rounding), and moves GMAR (L1)'s."""
+    rows = compare(load_reference_model(), SceneTasks(load_sample_scenes()), methods=["gmar-l1", "gmar-gate", "rollout"], metrics=["sanity"],
+                   device="cpu", batch_size=4, robustness_limit=4, progress=False)
+    change = {m: [r["invariance"] for r in rows if r["method"] == m and r["item"] < 4] for m in ("GMAR (L1)", "GMAR (gate, abs)", "Attention rollout")}
+    assert all(len(values) == 4 for values in change.values())
+    assert max(change["Attention rollout"]) < 1e-5 and max(change["GMAR (gate, abs)"]) < 1e-4
+    assert min(change["GMAR (L1)"]) > 1e-3
+    assert all(math.isnan(r["invariance"]) for r in rows if r["item"] >= 4)
