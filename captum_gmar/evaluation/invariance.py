@@ -113,7 +113,7 @@ def _value_rows_and_output(block: AttentionBlock) -> tuple[list[tuple[Tensor, in
             f"{type(attention).__name__} normalises the heads' outputs (scale_norm) before its output projection: "
             "rescaling a head's values changes what the network computes, so there is no function-preserving rescaling"
         )
-    if hasattr(attention, "v_proj"):
+    if getattr(attention, "v_proj", None) is not None:  # EVA sets the unused one to None
         return _linear_rows(attention.v_proj, 0), attention.proj
     qkv = attention.qkv
     offset = 2 * qkv.out_features // 3
