@@ -51,8 +51,6 @@ class GMARAttribution(AttentionAttribution):
             says, and ``norm`` is not used. ``"attention"`` and ``"gate"`` are invariant
             to rescaling a head's value projection against its output projection,
             ``"context"`` is not (see :mod:`captum_gmar.evaluation.invariance`).
-        gate: for ``head_gradient="gate"``: ``"abs"`` (default) or ``"positive"`` part of
-            the gate gradient.
         start_layer: first layer (0-based) that takes part in the rollout.
         readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
             :class:`~captum_gmar.attribution.AttentionAttribution`.
@@ -64,6 +62,8 @@ class GMARAttribution(AttentionAttribution):
             e.g. ``functools.partial(uniform_except, keep=mask)`` (see
             :func:`~captum_gmar.heads.uniform_except`) to ablate some of them;
             ``return_head_weights`` then returns the transformed weights.
+        gate: for ``head_gradient="gate"``: ``"abs"`` (default) or ``"positive"`` part of
+            the gate gradient.
 
     Example::
 
@@ -81,13 +81,13 @@ class GMARAttribution(AttentionAttribution):
         norm: Norm = "l1",
         alpha: float = 0.5,
         head_gradient: HeadGradient = "context",
-        gate: GateSign = "abs",
         start_layer: int = 0,
         readout: Readout = "auto",
         text: Prompts | None = None,
         references: Tensor | None = None,
         center: Tensor | None = None,
         weight_transform: Callable[[Tensor], Tensor] | None = None,
+        gate: GateSign = "abs",
     ) -> None:
         if norm not in ("l1", "l2"):
             raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")

@@ -44,11 +44,11 @@ from .data import Batch, collate
 from .distributed import Context, current_context
 from .faithfulness import deletion_auc, insertion_auc, perturbation_auc
 from .head_importance import head_masking_drops, rank_correlation
+from .invariance import check_same_function, head_scales, map_change, reparametrised_copy
 from .localisation import class_sensitivity, gini_index, mass_inside, pointing_game
 from .methods import Method, build_methods
 from .report import ResultsWriter, read_csv
 from .robustness import infidelity_score, sensitivity_score
-from .invariance import check_same_function, head_scales, map_change, reparametrised_copy
 from .sanity import head_weight_entropy, map_correlation, randomised_copy
 from .weight_decomposition import class_share
 
