@@ -204,7 +204,7 @@ def invariance_table(
         (:func:`map_change` on the patch grid and on pixels, mean over images) and
         ``patch_change_max`` (the largest over images).
     """
-    model = unwrap_model(model).eval()
+    model = unwrap_model(model)  # in eval mode: the methods refuse a model in training mode
     vit = VisionTransformer(model)
     patch = vit.patch_size
     originals = {m.name: m(images, targets) for m in build_methods(model, list(methods), ig_steps=ig_steps)}
