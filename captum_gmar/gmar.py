@@ -13,11 +13,11 @@ from .architectures import Readout
 from .attribution import AttentionAttribution, Explanation, InputType, OutputKind, check_alpha
 from .capture import AttentionTrace
 from .formatting import Targets, TargetType, batch_slices, check_pixel_values
-from .heads import Norm, attention_grad, fuse_heads, head_scores, normalize_head_weights, split_heads
+from .heads import GateSign, Norm, attention_grad, fuse_heads, gate_scores, head_scores, normalize_head_weights, split_heads
 from .rollout import add_residual, rollout_row
 from .zero_shot import Prompts
 
-HeadGradient = Literal["context", "attention"]
+HeadGradient = Literal["context", "attention", "gate"]
 
 
 class GMARAttribution(AttentionAttribution):
@@ -42,9 +42,15 @@ class GMARAttribution(AttentionAttribution):
             ``ViTForImageClassification.from_pretrained(path)``.
         norm: ``"l1"`` (default) or ``"l2"`` head score.
         alpha: weight of the identity (residual) term, in ``[0, 1]``; default 0.5.
-        head_gradient: ``"context"`` (default) scores heads by the gradient of their
-            outputs; ``"attention"`` by the gradient of their attention probabilities
-            (computed exactly as ``dL/dC_h @ V_h^T``, still without eager attention).
+        head_gradient: ``"context"`` (default, the paper's) scores heads by the ``norm``
+            of the gradient of their outputs; ``"attention"`` by the ``norm`` of the
+            gradient of their attention probabilities (computed exactly as ``dL/dC_h @
+            V_h^T``, still without eager attention); ``"gate"`` by the gradient of a
+            multiplicative gate on each head's output, ``sum(dL/dC_h * C_h)`` (Michel et
+            al. 2019, see :func:`~captum_gmar.heads.gate_scores`), taken as ``gate``
+            says, and ``norm`` is not used. ``"attention"`` and ``"gate"`` are invariant
+            to rescaling a head's value projection against its output projection,
+            ``"context"`` is not (see :mod:`captum_gmar.evaluation.invariance`).
         start_layer: first layer (0-based) that takes part in the rollout.
         readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
             :class:`~captum_gmar.attribution.AttentionAttribution`.
@@ -56,6 +62,8 @@ class GMARAttribution(AttentionAttribution):
             e.g. ``functools.partial(uniform_except, keep=mask)`` (see
             :func:`~captum_gmar.heads.uniform_except`) to ablate some of them;
             ``return_head_weights`` then returns the transformed weights.
+        gate: for ``head_gradient="gate"``: ``"abs"`` (default) or ``"positive"`` part of
+            the gate gradient.
 
     Example::
 
@@ -79,24 +87,28 @@ class GMARAttribution(AttentionAttribution):
         references: Tensor | None = None,
         center: Tensor | None = None,
         weight_transform: Callable[[Tensor], Tensor] | None = None,
+        gate: GateSign = "abs",
     ) -> None:
         if norm not in ("l1", "l2"):
             raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
-        if head_gradient not in ("context", "attention"):
-            raise ValueError(f"head_gradient must be 'context' or 'attention', got {head_gradient!r}")
+        if head_gradient not in ("context", "attention", "gate"):
+            raise ValueError(f"head_gradient must be 'context', 'attention' or 'gate', got {head_gradient!r}")
+        if gate not in ("abs", "positive"):
+            raise ValueError(f"gate must be 'abs' or 'positive', got {gate!r}")
         self.norm = norm
         self.alpha = check_alpha(alpha)
         self.head_gradient = head_gradient
+        self.gate = gate
         self.weight_transform = weight_transform
         super().__init__(model, start_layer=start_layer, readout=readout, text=text, references=references, center=center)
 
     @property
     def needs_value(self) -> bool:  # type: ignore[override]
-        return self.head_gradient == "attention"
+        return self.head_gradient != "context"
 
     @property
     def maps_alive(self) -> int:  # type: ignore[override]
-        return 5 if self.head_gradient == "attention" else 3
+        return 3 if self.head_gradient == "context" else 5
 
     @classmethod
     def get_name(cls) -> str:
@@ -201,10 +213,7 @@ class GMARAttribution(AttentionAttribution):
 
     def _weights(self, trace: AttentionTrace, grads: Sequence[Tensor]) -> Tensor:
         """Head weights ``(B, L', H)`` from the context gradients of the layers taking part."""
-        return torch.stack(
-            [normalize_head_weights(head_scores(self._split_gradient(trace, i, g), self.norm)) for i, g in zip(self.layers, grads)],
-            dim=1,
-        )
+        return torch.stack([normalize_head_weights(self._head_scores(trace, i, g)) for i, g in zip(self.layers, grads)], dim=1)
 
     def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
         layers = self.layers
@@ -222,8 +231,13 @@ class GMARAttribution(AttentionAttribution):
         )
         return Explanation(relevance, weights)
 
-    def _split_gradient(self, trace: AttentionTrace, layer: int, context_grad: Tensor) -> Tensor:
-        """The gradient GMAR scores, split by head: ``(B, H, T, d)`` or ``(B, H, T, T)``."""
+    def _head_scores(self, trace: AttentionTrace, layer: int, context_grad: Tensor) -> Tensor:
+        """``(B, H)`` non-negative scores of ``layer``'s heads from its context gradient ``(B, T, H * d)``."""
+        value = trace.layers[layer].value
+        if self.head_gradient == "attention":
+            return head_scores(attention_grad(context_grad, value), self.norm)
+        grad = split_heads(context_grad, trace.blocks[layer].num_heads)
         if self.head_gradient == "context":
-            return split_heads(context_grad, trace.blocks[layer].num_heads)
-        return attention_grad(context_grad, trace.layers[layer].value)
+            return head_scores(grad, self.norm)
+        # the heads' outputs C_h = A_h @ V_h, rebuilt: the trace keeps no activations
+        return gate_scores(grad, trace.attention_probs(layer) @ value.float(), self.gate)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 Norm = Literal["l1", "l2"]
+GateSign = Literal["abs", "positive"]
 HeadFusion = Literal["mean", "max", "min"]
 
 
@@ -94,6 +95,37 @@ def head_scores(grad: Tensor, norm: Norm = "l1") -> Tensor:
     if norm == "l2":
         return flat.square().sum(-1).sqrt()
     raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
+
+
+def gate_scores(context_grad: Tensor, context: Tensor, sign: GateSign = "abs") -> Tensor:
+    """Head importance of Michel et al. (NeurIPS 2019): the gradient of the target with
+    respect to a multiplicative gate ``g_h`` on each head's output, at ``g_h = 1``.
+
+    With the head's output ``C_h`` multiplied by ``g_h`` before the output projection,
+    ``dy/dg_h = sum_{t, j} (dy/dC_h)[t, j] * C_h[t, j]``. Unlike the norm of ``dy/dC_h``
+    (:func:`head_scores`), it does not change when a head's value projection is divided
+    by ``c`` and the matching columns of the output projection multiplied by ``c``
+    (``C_h`` scales by ``1 / c``, its gradient by ``c``): it depends on what the network
+    computes, not on how it is parametrised.
+
+    Args:
+        context_grad: ``(B, H, T, d)``, the gradient w.r.t. the heads' outputs, split by head.
+        context: ``(B, H, T, d)``, the heads' outputs ``A_h @ V_h``.
+        sign: ``"abs"`` (the absolute value, Michel et al.'s: a head whose removal would
+            raise the target counts too) or ``"positive"`` (the positive part: only heads
+            whose output supports the target count).
+
+    Returns:
+        ``(B, H)`` float32, non-negative.
+    """
+    if context_grad.shape != context.shape or context.dim() != 4:
+        raise ValueError(f"context_grad and context must be (B, H, T, d) of one shape, got {tuple(context_grad.shape)} and {tuple(context.shape)}")
+    gate = (context_grad.float() * context.float()).sum((-2, -1))
+    if sign == "abs":
+        return gate.abs()
+    if sign == "positive":
+        return gate.clamp_min(0)
+    raise ValueError(f"gate must be 'abs' or 'positive', got {sign!r}")
 
 
 def normalize_head_weights(scores: Tensor) -> Tensor:

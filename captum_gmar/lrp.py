@@ -93,8 +93,12 @@ class RelevancePropagation(Attribution):
 
         Returns:
             float32, signed relevance on ``inputs``' device (a 1-tuple when ``inputs``
-            was one). Positive: evidence for the target. Without biases its sum is the
-            target logit (CP-LRP; AttnLRP less what its softmaxes absorb).
+            was one). Positive: evidence for the target. Its sum over the pixels is the
+            target logit (CP-LRP; AttnLRP less what its softmaxes absorb) only where
+            nothing but the pixels feeds the logit: every bias zeroed and, where the
+            model has them (DINOv2, ViT, ...), the special tokens (class, distillation,
+            register tokens) and the position embeddings zeroed too, since each absorbs
+            its share of the relevance (see docs/method.md).
         """
         vit = self.vit
         pixel_values, is_tuple, targets = prepare_call(vit, inputs, target, output)

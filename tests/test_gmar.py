@@ -51,6 +51,38 @@ def test_options_match_the_reference(load_tiny, images, name, options):
     torch.testing.assert_close(patches(GMARAttribution(load_tiny(name), **options), images), expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("gate", ["abs", "positive"])
+@pytest.mark.parametrize("name", OPTION_MODELS)
+def test_gate_head_weights_are_the_gradient_of_an_explicit_gate_on_each_head(load_tiny, images, name, gate):
+    model = load_tiny(name, "eager")
+    gmar = GMARAttribution(model, head_gradient="gate", gate=gate)
+    # one gate per layer, example and head, multiplying the head's channels before the output projection
+    gates = torch.ones(LAYERS, len(images), HEADS, requires_grad=True)
+
+    def gated(layer):
+        def hook(module, args):
+            b, t, channels = args[0].shape
+            scaled = args[0].view(b, t, HEADS, channels // HEADS) * gates[layer][:, None, :, None]
+            return scaled.view(b, t, channels), *args[1:]
+
+        return hook
+
+    handles = [block.output.register_forward_pre_hook(gated(i)) for i, block in enumerate(gmar.vit.blocks)]
+    try:
+        logits = gmar.vit.logits(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    # each example's gates reach only its own logits: one backward pass gives every example's gradient
+    (per_head,) = torch.autograd.grad(logits.gather(1, TARGETS[:, None]).sum(), gates)
+    scores = (per_head.abs() if gate == "abs" else per_head.clamp_min(0)).transpose(0, 1)  # (B, L, H)
+    expected = torch.where(scores.sum(-1, keepdim=True) > 0, scores / scores.sum(-1, keepdim=True), 1 / HEADS)
+    _, weights = gmar.attribute(images, target=TARGETS, return_head_weights=True)
+    torch.testing.assert_close(weights, expected, rtol=1e-4, atol=1e-6)
+    if gate == "positive":  # a head against the target gets no weight, which the absolute value would give it
+        assert (per_head < 0).any()
+
+
 @pytest.mark.parametrize("name", OPTION_MODELS)
 def test_uniform_head_weights_give_mean_attention_rollout(load_tiny, images, name, monkeypatch):
     model = load_tiny(name)
@@ -248,7 +280,8 @@ def test_captum_conventions(load_tiny):
     "kwargs, error, message",
     [
         (dict(norm="l3"), ValueError, "norm must be 'l1' or 'l2'"),
-        (dict(head_gradient="query"), ValueError, "head_gradient must be 'context' or 'attention'"),
+        (dict(head_gradient="query"), ValueError, "head_gradient must be 'context', 'attention' or 'gate'"),
+        (dict(head_gradient="gate", gate="negative"), ValueError, "gate must be 'abs' or 'positive'"),
         (dict(alpha=1.5), ValueError, r"alpha must lie in \[0, 1\]"),
         (dict(alpha=-0.1), ValueError, r"alpha must lie in \[0, 1\]"),
         (dict(alpha="half"), TypeError, "alpha must be a number"),

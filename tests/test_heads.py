@@ -4,6 +4,7 @@ import torch
 from captum_gmar.heads import (
     attention_grad,
     attention_probs,
+    gate_scores,
     fuse_heads,
     gradient_weighted_heads,
     head_scores,
@@ -140,3 +141,24 @@ def test_uniform_except_rejects_bad_masks():
         uniform_except(weights, torch.ones(3, 4))
     with pytest.raises(ValueError, match=r"\(L, H\) or \(B, L, H\)"):
         uniform_except(weights, torch.ones(4, 3, dtype=torch.bool))
+
+
+def test_gate_scores_are_the_gate_gradient_and_the_summed_attention_gradient_times_attention():
+    generator = torch.Generator().manual_seed(0)
+    attn = torch.softmax(torch.randn(2, 3, 5, 5, generator=generator), -1)
+    value = torch.randn(2, 3, 5, 4, generator=generator)
+    context_grad = torch.randn(2, 5, 12, generator=generator)
+    grad = split_heads(context_grad, 3)
+    gate = (grad * (attn @ value)).sum((-2, -1))
+    assert (gate < 0).any() and (gate > 0).any()
+    torch.testing.assert_close(gate_scores(grad, attn @ value), gate.abs())
+    torch.testing.assert_close(gate_scores(grad, attn @ value, "positive"), gate.clamp_min(0))
+    # sum_{t,j} dy/dC * C = sum_{t,s} dy/dA * A: the sum of GAE's product before its rectification
+    torch.testing.assert_close(gate, (attention_grad(context_grad, value) * attn).sum((-2, -1)))
+    # a head's values / c and its output gradient * c (the rescaling of evaluation.invariance): the same score
+    scale = torch.tensor([0.01, 1.0, 100.0])[None, :, None, None]
+    torch.testing.assert_close(gate_scores(grad * scale, attn @ (value / scale)), gate.abs(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="gate must be 'abs' or 'positive'"):
+        gate_scores(grad, attn @ value, "signed")
+    with pytest.raises(ValueError, match="of one shape"):
+        gate_scores(grad, value[..., :3])

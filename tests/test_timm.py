@@ -8,6 +8,8 @@ from tiny_models import import_timm, randomise_
 from reference_methods import reference_gae, reference_gmar, reference_gradcam, reference_rollout
 
 from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution, TokenGradCAM
+from captum_gmar.errors import UnsupportedModelError
+from captum_gmar.evaluation.invariance import invariance_table, reparametrised_copy
 from captum_gmar.models import VisionTransformer
 
 timm = import_timm()
@@ -151,3 +153,22 @@ def test_a_timm_vit_without_head_is_explained_by_its_similarity_to_references(ke
         GMARAttribution(make(key), references=references)
     with pytest.raises(TypeError, match="has no classifier .num_classes=0. and returns an embedding: pass references="):
         GMARAttribution(make(key, num_classes=0))
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
+@pytest.mark.parametrize("key", MODELS)
+def test_rescaling_heads_keeps_the_function_and_the_invariant_maps(images, key, fused):
+    """The value rows of timm's fused qkv (EVA02: with its separate value bias, and RoPE)
+    rescaled against the output projection: same logits, same maps for the gate score,
+    another map for GMAR's output-gradient norm."""
+    model = make(key, fused)
+    rows = invariance_table(model, images, TARGETS, ["gmar-l1", "gmar-gate", "gae"], scales=(100.0,), scopes=("all",))
+    change = {r["method"]: r["patch_change"] for r in rows}
+    assert rows[0]["logit_error"] < 1e-5
+    assert change["GMAR (gate, abs)"] < 1e-4 and change["GAE"] < 1e-4 and change["GMAR (L1)"] > 1e-3, change
+
+
+def test_rescaling_heads_is_refused_where_the_heads_outputs_are_normalised():
+    model = make("vit", scale_attn_norm=True)  # a LayerNorm between the heads' outputs and the output projection
+    with pytest.raises(UnsupportedModelError, match="normalises the heads' outputs"):
+        reparametrised_copy(model, torch.ones(3, 4))

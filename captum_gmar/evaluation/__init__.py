@@ -1,5 +1,5 @@
 """Evaluation of attribution maps: faithfulness, localisation, robustness, head importance,
-cost, and diagnostics of GMAR's head weights (decomposition, ablation, head profile).
+cost, implementation invariance, and diagnostics of GMAR's head weights (decomposition, ablation, head profile).
 
 Pure functions over batched tensors that return one value per example (the caller
 averages); see each module for the conventions. :func:`compare` runs them for several
@@ -20,6 +20,7 @@ from .faithfulness import (
 )
 from .head_importance import GroupDrops, group_masking_drops, head_masking_drops, rank_correlation
 from .head_profile import HeadProfile, head_profile, weight_correlations
+from .invariance import check_same_function, head_scales, invariance_table, map_change, reparametrised_copy
 from .localisation import ClassSensitivity, class_sensitivity, gini_index, mass_inside, pointing_game
 from .report import paired_differences, read_csv, summarize
 from .robustness import infidelity_score, sensitivity_score
@@ -39,6 +40,7 @@ __all__ = [
     "ablation_methods",
     "ablation_table",
     "blur",
+    "check_same_function",
     "class_sensitivity",
     "class_share",
     "compare",
@@ -49,8 +51,11 @@ __all__ = [
     "group_masking_drops",
     "head_masking_drops",
     "head_profile",
+    "head_scales",
     "infidelity_score",
     "insertion_auc",
+    "invariance_table",
+    "map_change",
     "mass_inside",
     "measure_cost",
     "open_dataset",
@@ -58,6 +63,7 @@ __all__ = [
     "perturbation_curve",
     "pointing_game",
     "rank_correlation",
+    "reparametrised_copy",
     "read_csv",
     "sensitivity_score",
     "paired_differences",

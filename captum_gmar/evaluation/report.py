@@ -39,6 +39,8 @@ COLUMNS: dict[str, str] = {
     "rollout_correlation": "Pearson correlation with attention rollout's map, on the patch grid",
     "randomised_head_correlation": "Spearman correlation with the map after re-initialising the classifier head (lower: the map depends on it)",
     "randomised_block_correlation": "Spearman correlation with the map after re-initialising the last block (lower: the map depends on it)",
+    "invariance": "Map change (total variation on the patch grid) when every head is rescaled, the function kept the same "
+    "(0: implementation-invariant; see evaluation.invariance)",
     "head_entropy": "Normalised entropy of the head weights, mean over layers (1: uniform, GMAR = rollout; GMAR only)",
     "head_weight_class_share": "Share of the head weights' squared deviation from uniform that changes with the explained class, every class explained (GMAR only)",
     "seconds_per_image": "Wall time per image",

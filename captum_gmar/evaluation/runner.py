@@ -43,6 +43,7 @@ from .data import Batch, collate
 from .distributed import Context, current_context
 from .faithfulness import deletion_auc, insertion_auc, perturbation_auc
 from .head_importance import head_masking_drops, rank_correlation
+from .invariance import check_same_function, head_scales, map_change, reparametrised_copy
 from .localisation import class_sensitivity, gini_index, mass_inside, pointing_game
 from .methods import Method, build_methods
 from .report import ResultsWriter, read_csv
@@ -62,6 +63,10 @@ def score_function(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
     if vit.model.config.problem_type == "multi_label_classification":
         return lambda x: torch.sigmoid(vit.logits(x).float())
     return lambda x: torch.softmax(vit.logits(x).float(), dim=-1)
+
+
+#: the sanity metrics' invariance column rescales every head by a factor in [1 / this, this]
+INVARIANCE_SCALE = 100.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,9 @@ def compare(
             ``"sanity"`` (:mod:`~captum_gmar.evaluation.sanity`, also on the first
             ``robustness_limit`` items) correlates each map with attention rollout's and
             with the same method's on the model with its classifier head, or its last
-            block, re-initialised, and gives GMAR's head-weight entropy and the share of
+            block, re-initialised, measures how much each map changes when every head is
+            rescaled without changing the function (``invariance``, see
+            :mod:`~captum_gmar.evaluation.invariance`), and gives GMAR's head-weight entropy and the share of
             its weights' deviation from uniform that changes with the explained class
             (every class explained: one more backward pass per class).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see
@@ -321,6 +328,11 @@ class _Run:
                 for part in ("head", "last_block")
                 if part != "head" or hasattr(vit.model, "classifier")  # a similarity's "head" is its references
             }
+            # every head of every layer rescaled by its own factor in [1/100, 100], the function kept the same
+            scales = head_scales(vit.num_layers, vit.num_heads, "all", INVARIANCE_SCALE, settings.seed)
+            self.reparametrised_model = reparametrised_copy(vit.model, scales)
+            self.reparametrised = {m.name: m for m in build_methods(self.reparametrised_model, settings.methods, **options)}
+            self.function_checked = False
 
     def __call__(self, batches: list[range], emit: Callable[[list[Row], list[Row]], None], progress: bool) -> None:
         """Explain ``batches`` (every process the same list): rank ``r`` takes every
@@ -375,6 +387,9 @@ class _Run:
         # robustness and sanity re-run the methods: only on the first robustness_limit items
         keep = slice(0, sum(item < settings.robustness_limit for item in items))
         rollout = self.rollout(x[keep], t[keep]) if "sanity" in settings.metrics and keep.stop else None  # once per batch
+        if rollout is not None and not self.function_checked:  # a map change means nothing if the logits changed
+            check_same_function(self.vit.model, self.reparametrised_model, x[keep])
+            self.function_checked = True
         rows = []
         for index, method in enumerate(self.methods):
             cost = measure_cost(method.maps_and_head_weights, x, t, device=dev, repeats=1, warmup=0)
@@ -426,7 +441,8 @@ class _Run:
             randomised = {name: part for name, part in randomised.items() if method.name in self.randomised.get(part, {})}
             # GMAR's own weights (not an ablation's) for every class: how much they depend on it
             gmar = isinstance(method.attribution, GMARAttribution) and method.attribution.weight_transform is None
-            names = ["rollout_correlation", *randomised, *(["head_entropy"] if weights is not None else []), *(["head_weight_class_share"] if gmar else [])]
+            invariance = method.name in self.reparametrised  # the ablations are not re-run
+            names = ["rollout_correlation", *randomised, *(["invariance"] if invariance else []), *(["head_entropy"] if weights is not None else []), *(["head_weight_class_share"] if gmar else [])]
             for name in names:
                 columns[name] = torch.full((len(t),), math.nan)
             if keep.stop:
@@ -434,6 +450,8 @@ class _Run:
                 columns["rollout_correlation"][keep] = map_correlation(maps[keep], rollout, patch).cpu()
                 for name, part in randomised.items():
                     columns[name][keep] = map_correlation(maps[keep], self.randomised[part][method.name](xk, tk), patch, rank=True).cpu()
+                if invariance:
+                    columns["invariance"][keep] = map_change(maps[keep], self.reparametrised[method.name](xk, tk), patch).cpu()
                 if weights is not None:
                     columns["head_entropy"][keep] = head_weight_entropy(weights[keep]).mean(-1).cpu()
                 if gmar:

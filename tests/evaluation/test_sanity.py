@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from captum_gmar.evaluation import SceneTasks, compare
+from captum_gmar.evaluation._stats import average_ranks, pearson
 from captum_gmar.evaluation.sanity import head_weight_entropy, map_correlation, randomised_copy
 from captum_gmar.reference import load_reference_model, load_sample_scenes
 
@@ -99,3 +100,43 @@ def test_sanity_metric_group():
     rollout = [r for r in by_method["Attention rollout"] if r["item"] < 6]
     assert all(r["randomised_head_correlation"] == pytest.approx(1.0) and r["rollout_correlation"] == pytest.approx(1.0) for r in rollout)
     assert all(r["randomised_block_correlation"] < 1.0 for r in rollout)
+
+
+def test_sanity_invariance_column_separates_gmars_output_gradient_norm_from_the_invariant_head_scores():
+    """Rescaling every head against its output projection leaves rollout's and the gate
+    score's maps as they were (to rounding), and moves GMAR (L1)'s."""
+    rows = compare(load_reference_model(), SceneTasks(load_sample_scenes()), methods=["gmar-l1", "gmar-gate", "rollout"], metrics=["sanity"],
+                   device="cpu", batch_size=4, robustness_limit=4, progress=False)
+    change = {m: [r["invariance"] for r in rows if r["method"] == m and r["item"] < 4] for m in ("GMAR (L1)", "GMAR (gate, abs)", "Attention rollout")}
+    assert all(len(values) == 4 for values in change.values())
+    assert max(change["Attention rollout"]) < 1e-5 and max(change["GMAR (gate, abs)"]) < 1e-4
+    assert min(change["GMAR (L1)"]) > 1e-3
+    assert all(math.isnan(r["invariance"]) for r in rows if r["item"] >= 4)
+
+
+def _pairwise_average_ranks(x):
+    """The former O(N^2) ranking, the reference of the sorting one."""
+    below = (x.unsqueeze(-1) > x.unsqueeze(-2)).sum(-1)
+    tied = (x.unsqueeze(-1) == x.unsqueeze(-2)).sum(-1)
+    return below + (tied - 1) / 2
+
+
+def test_rank_correlation_equals_the_pairwise_ranking_ties_included():
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 5, (3, 16, 16), generator=generator).float()  # many ties
+    b = torch.rand(3, 16, 16, generator=generator)
+    b[0] = 1.0  # a constant map: NaN as before
+    for x in (a.flatten(1), b.flatten(1), a[:, :4, :4].flatten(1)):
+        torch.testing.assert_close(average_ranks(x), _pairwise_average_ranks(x), rtol=0, atol=0)
+    expected = pearson(_pairwise_average_ranks(a.flatten(1)), _pairwise_average_ranks(b.flatten(1)), undefined=math.nan)
+    torch.testing.assert_close(map_correlation(a, b, rank=True), expected, equal_nan=True)
+
+
+def test_rank_correlation_of_large_pixel_maps_needs_no_pixels_by_pixels_matrix():
+    # 2 maps of 400 x 400 pixels: a pairwise ranking would ask for 2 * 160000^2 bytes (51 GB)
+    a = torch.arange(160_000.0).view(1, 400, 400).repeat(2, 1, 1)
+    b = a.clone()
+    b[1] = b[1].flip(-1)
+    torch.testing.assert_close(average_ranks(a.flatten(1)), a.flatten(1))
+    torch.testing.assert_close(map_correlation(a, b, rank=True)[0], torch.tensor(1.0))
+    assert map_correlation(a, b, rank=True)[1] < 1
