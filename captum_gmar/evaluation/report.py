@@ -39,6 +39,8 @@ COLUMNS: dict[str, str] = {
     "rollout_correlation": "Pearson correlation with attention rollout's map, on the patch grid",
     "randomised_head_correlation": "Spearman correlation with the map after re-initialising the classifier head (lower: the map depends on it)",
     "randomised_block_correlation": "Spearman correlation with the map after re-initialising the last block (lower: the map depends on it)",
+    "randomised_head_pixel_correlation": "the same as randomised_head_correlation on pixels instead of the patch grid",
+    "randomised_block_pixel_correlation": "the same as randomised_block_correlation on pixels instead of the patch grid",
     "invariance": "Map change (total variation on the patch grid) when every head is rescaled, the function kept the same "
     "(0: implementation-invariant; see evaluation.invariance)",
     "head_entropy": "Normalised entropy of the head weights, mean over layers (1: uniform, GMAR = rollout; GMAR only)",

@@ -439,17 +439,21 @@ class _Run:
         if "sanity" in metrics:
             randomised = {"randomised_head_correlation": "head", "randomised_block_correlation": "last_block"}
             randomised = {name: part for name, part in randomised.items() if method.name in self.randomised.get(part, {})}
+            # the same correlations on pixels, where a map with many exact zeros (LRP's positive part) has long ties
+            pixel_level = {name: name.replace("_correlation", "_pixel_correlation") for name in randomised}
             # GMAR's own weights (not an ablation's) for every class: how much they depend on it
             gmar = isinstance(method.attribution, GMARAttribution) and method.attribution.weight_transform is None
             invariance = method.name in self.reparametrised  # the ablations are not re-run
-            names = ["rollout_correlation", *randomised, *(["invariance"] if invariance else []), *(["head_entropy"] if weights is not None else []), *(["head_weight_class_share"] if gmar else [])]
+            names = ["rollout_correlation", *randomised, *pixel_level.values(), *(["invariance"] if invariance else []), *(["head_entropy"] if weights is not None else []), *(["head_weight_class_share"] if gmar else [])]
             for name in names:
                 columns[name] = torch.full((len(t),), math.nan)
             if keep.stop:
                 patch, xk, tk = self.vit.patch_size, x[keep], t[keep]
                 columns["rollout_correlation"][keep] = map_correlation(maps[keep], rollout, patch).cpu()
                 for name, part in randomised.items():
-                    columns[name][keep] = map_correlation(maps[keep], self.randomised[part][method.name](xk, tk), patch, rank=True).cpu()
+                    after = self.randomised[part][method.name](xk, tk)
+                    columns[name][keep] = map_correlation(maps[keep], after, patch, rank=True).cpu()
+                    columns[pixel_level[name]][keep] = map_correlation(maps[keep], after, rank=True).cpu()
                 if invariance:
                     columns["invariance"][keep] = map_change(maps[keep], self.reparametrised[method.name](xk, tk), patch).cpu()
                 if weights is not None:

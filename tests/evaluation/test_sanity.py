@@ -10,6 +10,8 @@ import torch
 
 from captum_gmar.evaluation import SceneTasks, compare
 from captum_gmar.evaluation._stats import average_ranks, pearson
+from captum_gmar.evaluation.data import collate
+from captum_gmar.evaluation.methods import build_methods
 from captum_gmar.evaluation.sanity import head_weight_entropy, map_correlation, randomised_copy
 from captum_gmar.reference import load_reference_model, load_sample_scenes
 
@@ -100,6 +102,24 @@ def test_sanity_metric_group():
     rollout = [r for r in by_method["Attention rollout"] if r["item"] < 6]
     assert all(r["randomised_head_correlation"] == pytest.approx(1.0) and r["rollout_correlation"] == pytest.approx(1.0) for r in rollout)
     assert all(r["randomised_block_correlation"] < 1.0 for r in rollout)
+    assert all(r["randomised_head_pixel_correlation"] == pytest.approx(1.0) for r in rollout)
+
+
+def test_randomisation_is_also_scored_on_pixels():
+    """The pixel-level columns are Spearman's correlation of the pixel maps before and after
+    the re-initialisation, computed here again from the methods themselves."""
+    model = load_reference_model()
+    tasks = SceneTasks(load_sample_scenes())
+    rows = compare(model, tasks, methods=["attnlrp"], metrics=["sanity"], device="cpu", batch_size=4, robustness_limit=4, progress=False)
+    batch = collate([tasks[i] for i in range(4)])
+    (before,) = build_methods(model, ["attnlrp"])
+    (after,) = build_methods(randomised_copy(model, "head", 0), ["attnlrp"])
+    a, b = before(batch.pixel_values, batch.targets), after(batch.pixel_values, batch.targets)
+    expected = {"randomised_head_pixel_correlation": map_correlation(a, b, rank=True),
+                "randomised_head_correlation": map_correlation(a, b, 8, rank=True)}
+    for name, values in expected.items():
+        got = torch.tensor([r[name] for r in sorted(rows, key=lambda r: r["item"])[:4]])
+        torch.testing.assert_close(got, values.float(), atol=1e-5, rtol=0)
 
 
 def test_sanity_invariance_column_separates_gmars_output_gradient_norm_from_the_invariant_head_scores():
