@@ -73,6 +73,27 @@ def forward_backward(vit: VisionTransformer, x: torch.Tensor, target: torch.Tens
     return torch.autograd.grad(logits.gather(1, target[:, None]).sum(), x)[0]
 
 
+def method_calls(model: torch.nn.Module, vit: VisionTransformer, x: torch.Tensor, target: torch.Tensor) -> dict[str, Callable[[], object]]:
+    """One zero-argument call per method key (IG aside, timed over internal batch sizes)."""
+
+    def no_grad_logits() -> torch.Tensor:
+        with torch.no_grad():
+            return vit.logits(x)
+
+    return {
+        "forward": no_grad_logits,
+        "forward+backward": lambda: forward_backward(vit, x, target),
+        "gmar": lambda: GMARAttribution(model).attribute(x, target=target),
+        "rollout": lambda: AttentionRollout(model).attribute(x, target=target),
+        "raw-attention": lambda: RawAttention(model).attribute(x, target=target),
+        "gae": lambda: GenericAttentionExplainability(model).attribute(x, target=target),
+        "gradcam": lambda: TokenGradCAM(model).attribute(x, target=target),
+        "attnlrp": lambda: AttnLRP(model).attribute(x, target=target),
+        "cplrp": lambda: CPLRP(model).attribute(x, target=target),
+        "saliency": lambda: Saliency(vit.logits).attribute(x.detach().requires_grad_(True), target=target),
+    }
+
+
 def report(rows: list[tuple], device: torch.device, argv: list[str] | None) -> str:
     """The Markdown table of ``rows`` with the ratios within each cell, the device and the command."""
     lines = [
@@ -129,18 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         size = INPUT_SIZES.get(name, vit.image_size)
         x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device, vit.parameter.dtype)
         target = torch.arange(batch, device=device) % vit.num_labels
-        runs: dict[str, Callable[[], object]] = {
-            "forward": lambda: torch.no_grad()(vit.logits)(x),
-            "forward+backward": lambda: forward_backward(vit, x, target),
-            "gmar": lambda: GMARAttribution(model).attribute(x, target=target),
-            "rollout": lambda: AttentionRollout(model).attribute(x, target=target),
-            "raw-attention": lambda: RawAttention(model).attribute(x, target=target),
-            "gae": lambda: GenericAttentionExplainability(model).attribute(x, target=target),
-            "gradcam": lambda: TokenGradCAM(model).attribute(x, target=target),
-            "attnlrp": lambda: AttnLRP(model).attribute(x, target=target),
-            "cplrp": lambda: CPLRP(model).attribute(x, target=target),
-            "saliency": lambda: Saliency(vit.logits).attribute(x.detach().requires_grad_(True), target=target),
-        }
+        runs = method_calls(model, vit, x, target)
         results = {}
         for method in methods:
             if method == "ig":

@@ -19,7 +19,6 @@ import torch
 from transformers import AutoImageProcessor
 
 import captum_gmar
-
 from captum_gmar.datasets import make_scenes
 from captum_gmar.evaluation import SceneTasks, invariance_table
 from captum_gmar.evaluation.data import collate

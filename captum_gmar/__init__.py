@@ -45,11 +45,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
-    from .attention_rollout import AttentionRollout
-    from .lrp import CPLRP, AttnLRP
-    from .gae import GenericAttentionExplainability
-    from .gmar import GMARAttribution
-    from .gradcam import TokenGradCAM
-    from .names import SUPPORTED_MODEL_CLASSES
-    from .raw_attention import RawAttention
-    from .reference import load_reference_model, load_sample_scenes
+    from .attention_rollout import AttentionRollout as AttentionRollout
+    from .gae import GenericAttentionExplainability as GenericAttentionExplainability
+    from .gmar import GMARAttribution as GMARAttribution
+    from .gradcam import TokenGradCAM as TokenGradCAM
+    from .lrp import CPLRP as CPLRP
+    from .lrp import AttnLRP as AttnLRP
+    from .names import SUPPORTED_MODEL_CLASSES as SUPPORTED_MODEL_CLASSES
+    from .raw_attention import RawAttention as RawAttention
+    from .reference import load_reference_model as load_reference_model
+    from .reference import load_sample_scenes as load_sample_scenes

@@ -374,14 +374,12 @@ def _run_comparison(args: argparse.Namespace, make: Callable[[], _Subject], meth
 
 def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], device, described: str) -> None:
     from .evaluation.ablation import ablation_markdown, ablation_table
-    from .evaluation.methods import build_methods
-    from .evaluation.report import COLUMNS, comparison_figure, markdown_table, read_csv, summarize
-    from .evaluation.runner import score_function
-    from .models import VisionTransformer
-
     from .evaluation.data import CompositeTasks
+    from .evaluation.methods import build_methods
     from .evaluation.photo_similarity import add_class_specificity
-    from .evaluation.runner import run_file
+    from .evaluation.report import COLUMNS, comparison_figure, markdown_table, read_csv, summarize
+    from .evaluation.runner import run_file, score_function
+    from .models import VisionTransformer
 
     out = Path(args.out)
     rows = list(read_csv(out / "results.csv"))

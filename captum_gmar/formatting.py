@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Union
 
 import torch
 from torch import Tensor
@@ -21,9 +20,9 @@ TargetFunction = Callable[[Tensor], Tensor]
 #: Captum-style target: ``None`` (the predicted class), one class for every example
 #: (an int or a one-element tensor), one class per example (a list or 1-D tensor), or a
 #: :data:`TargetFunction`.
-TargetType = Union[None, int, Sequence[int], Tensor, TargetFunction]
+TargetType = None | int | Sequence[int] | Tensor | TargetFunction
 #: What :func:`format_targets` returns: ``(B,)`` class indices, a function, or ``None``.
-Targets = Union[Tensor, TargetFunction, None]
+Targets = Tensor | TargetFunction | None
 
 
 def check_pixel_values(pixel_values: object, num_channels: int, patch_size: tuple[int, int]) -> Tensor:

@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 import torch
 from torch import Tensor, nn
 
-from .architectures import AttentionBlock, Architecture, EmbeddingHead, Pooling, Readout, describe
+from .architectures import Architecture, AttentionBlock, EmbeddingHead, Pooling, Readout, describe
 from .capture import AttentionTrace, capture_attention, layer_captures
 from .errors import NonFiniteError, UnsupportedModelError
 from .formatting import Targets, target_scores

@@ -13,9 +13,8 @@ import importlib.util
 
 import pytest
 import torch
-from tiny_models import IMAGE_SIZE, TINY_MODELS, ZERO_SHOT_MODELS, import_timm, randomise_
-
 import transformers  # after tiny_models, which makes torchvision importable first
+from tiny_models import IMAGE_SIZE, TINY_MODELS, ZERO_SHOT_MODELS, import_timm, randomise_
 
 
 def _save(make_config, cls_name: str, path) -> str:

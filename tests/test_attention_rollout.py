@@ -1,7 +1,7 @@
 import pytest
 import torch
-from tiny_models import AUTO_READOUT, MODEL_NAMES, OPTION_MODELS, PREFIX_TOKENS
 from reference_methods import reference_rollout
+from tiny_models import AUTO_READOUT, MODEL_NAMES, OPTION_MODELS, PREFIX_TOKENS
 
 from captum_gmar import AttentionRollout
 

@@ -5,8 +5,8 @@ queries and keys after the projections, so its attention is captured at the kern
 import pytest
 import torch
 import transformers
-from tiny_models import VISION, randomise_
 from reference_methods import eager_pass, reference_gae, reference_gmar, reference_rollout
+from tiny_models import VISION, randomise_
 from torch import nn
 
 from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution

@@ -4,8 +4,18 @@ import pytest
 import torch
 import transformers
 from captum.attr import Attribution
-from tiny_models import AUTO_READOUT, KERNEL_CAPTURED, MODEL_NAMES, NUM_LABELS, OPTION_MODELS, POOLING, PREFIX_TOKENS, VISION, takes_other_sizes
 from reference_methods import reference_gmar
+from tiny_models import (
+    AUTO_READOUT,
+    KERNEL_CAPTURED,
+    MODEL_NAMES,
+    NUM_LABELS,
+    OPTION_MODELS,
+    POOLING,
+    PREFIX_TOKENS,
+    VISION,
+    takes_other_sizes,
+)
 
 import captum_gmar.gmar
 from captum_gmar import AttentionRollout, GMARAttribution

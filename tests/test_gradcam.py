@@ -1,7 +1,7 @@
 import pytest
 import torch
-from tiny_models import MODEL_NAMES, PREFIX_TOKENS
 from reference_methods import reference_gradcam
+from tiny_models import MODEL_NAMES, PREFIX_TOKENS
 
 from captum_gmar import TokenGradCAM
 

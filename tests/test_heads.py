@@ -4,8 +4,8 @@ import torch
 from captum_gmar.heads import (
     attention_grad,
     attention_probs,
-    gate_scores,
     fuse_heads,
+    gate_scores,
     gradient_weighted_heads,
     head_scores,
     normalize_head_weights,

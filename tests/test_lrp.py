@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import pytest
 import torch
@@ -16,7 +15,7 @@ from lxt_reference import lxt_relevance
 from tiny_models import MODEL_NAMES, TINY_MODELS, ZERO_SHOT_MODELS, randomise_
 from torch.overrides import TorchFunctionMode
 
-from captum_gmar import AttnLRP, CPLRP
+from captum_gmar import CPLRP, AttnLRP
 from captum_gmar.errors import NonFiniteError
 from captum_gmar.lrp import patch_relevance
 

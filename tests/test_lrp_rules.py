@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from lxt_reference import zennit_rules
 
 from captum_gmar import lrp_rules as rules

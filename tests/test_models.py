@@ -2,8 +2,8 @@ import threading
 
 import pytest
 import torch
-from tiny_models import MODEL_NAMES, PREFIX_TOKENS, takes_other_sizes
 from reference_methods import eager_pass
+from tiny_models import MODEL_NAMES, PREFIX_TOKENS, takes_other_sizes
 
 from captum_gmar import architectures, names
 from captum_gmar.heads import attention_probs, split_heads

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from tiny_models import AUTO_READOUT, OPTION_MODELS, PREFIX_TOKENS
 from reference_methods import eager_pass, pooling_vector
+from tiny_models import AUTO_READOUT, OPTION_MODELS, PREFIX_TOKENS
 
 from captum_gmar import RawAttention
 

@@ -8,11 +8,11 @@ import threading
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
 from reference_methods import reference_gmar
 from test_lrp import bias_free, images64
 from tiny_models import VISION, ZERO_SHOT_MODELS, randomise_
 
-import transformers
 from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution, RawAttention, TokenGradCAM
 from captum_gmar.errors import UnsupportedModelError
 from captum_gmar.names import EMBEDDING_MODEL_CLASSES

@@ -4,8 +4,8 @@ against the reference on timm's unfused attention."""
 
 import pytest
 import torch
-from tiny_models import import_timm, randomise_
 from reference_methods import reference_gae, reference_gmar, reference_gradcam, reference_rollout
+from tiny_models import import_timm, randomise_
 
 from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution, TokenGradCAM
 from captum_gmar.errors import UnsupportedModelError

@@ -6,8 +6,8 @@ import re
 import pytest
 import torch
 import transformers
-from tiny_models import ZERO_SHOT_MODELS
 from reference_methods import probe_weights, reference_gae, reference_gmar, reference_rollout, zero_shot_call
+from tiny_models import ZERO_SHOT_MODELS
 
 from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution, TokenGradCAM
 from captum_gmar.models import VisionTransformer

@@ -103,7 +103,7 @@ def to_pixel_values(images: np.ndarray) -> torch.Tensor:
     return (x - PIXEL_MEAN) / PIXEL_STD
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resize_matrix(size: int, source: int = 28) -> np.ndarray:
     """``(size, source)`` linear-interpolation matrix (half-pixel centres), so that
     ``A @ img @ A.T`` bilinearly resizes a ``source x source`` image to ``size``."""

@@ -346,7 +346,7 @@ class _Run:
         with tqdm(total=sum(map(len, batches)), unit="item", desc="compare", disable=not progress or ctx.rank != 0) as bar:
             for step in range(math.ceil(len(batches) / ctx.world_size)):
 
-                def work() -> tuple[list[Row], list[Row]]:  # a rank past its last batch sends nothing
+                def work(step: int = step) -> tuple[list[Row], list[Row]]:  # a rank past its last batch sends nothing
                     if step >= len(mine):
                         return [], []
                     batch, items = next(loader), mine[step]

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from captum_gmar.datasets.folder import Region, export_scenes, read_image, read_region, scan_folder
-from captum_gmar.errors import UnreadableImageError
 from captum_gmar.datasets.scenes import make_scenes
+from captum_gmar.errors import UnreadableImageError
 
 ID2LABEL = {"0": "cat", "1": "dog", "2": "T-shirt/top"}
 

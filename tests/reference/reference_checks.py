@@ -1,12 +1,11 @@
 """Shared by the reference-model tests: skip markers, the published-accuracy check, and
-for the DINOv2 model a cache-folder fixture and its onnxruntime counterpart."""
+the DINOv2 backbone's onnxruntime counterpart (the cache-folder fixture is in conftest.py)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ import torch
 
 from captum_gmar.datasets.fashion_mnist import DEFAULT_DATA_DIR
 from captum_gmar.reference import EVAL_SEED, evaluate_accuracy
-from captum_gmar.reference.cache import CACHE_ENV
 from captum_gmar.reference.dinov2 import find_onnx_file
 
 #: The pretrained extra: what converting the backbone needs, and onnxruntime to check it.
@@ -41,16 +39,6 @@ def assert_accuracy_as_published(model, metrics_path: Path, n: int) -> None:
         p = published[key]
         se = math.sqrt(p * (1 - p) * (1 / n + 1 / published["n"]))
         assert measured[key] >= p - 3 * se, (key, measured[key], p)
-
-
-@pytest.fixture(scope="module")
-def module_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An empty cache folder, set as ``$CAPTUM_GMAR_CACHE`` for the test module, so the
-    tests convert the backbone themselves and leave the user's cache alone."""
-    path = tmp_path_factory.mktemp("captum_gmar_cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(CACHE_ENV, str(path))
-        yield path
 
 
 def onnxruntime_backbone(pixel_values: torch.Tensor) -> torch.Tensor:

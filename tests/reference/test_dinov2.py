@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from reference_checks import module_cache, needs_extra, onnxruntime_backbone  # noqa: F401 (fixture)
+from reference_checks import needs_extra, onnxruntime_backbone
 from transformers import AutoImageProcessor, Dinov2Model
 
 import captum_gmar.reference.dinov2 as dinov2

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from reference_checks import assert_accuracy_as_published, module_cache, needs_data, needs_extra  # noqa: F401
+from reference_checks import assert_accuracy_as_published, needs_data, needs_extra
 from reference_methods import reference_gmar
 from safetensors.torch import load_file, save_file
 from transformers import AutoImageProcessor, Dinov2ForImageClassification
