@@ -113,7 +113,11 @@ def report(rows: list[tuple], device: torch.device, argv: list[str] | None) -> s
                 parts.append(f"IG / GMAR = {times['ig'] / times['gmar']:.1f}")
             if parts:
                 ratios.append(f"- {n}, {a}, batch {b}: " + "; ".join(parts))
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    device_name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
     header = [
         f"Device: {device_name}. torch {torch.__version__}, transformers {transformers.__version__}, captum {captum.__version__}, Python {platform.python_version()}.",
         f"Command: `python {' '.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))}` ({time.strftime('%Y-%m-%d')}).",
@@ -161,8 +165,14 @@ def main(argv: list[str] | None = None) -> int:
                 for internal in map(int, args.ig_internal_batch_sizes.split(",")):
                     xi = x.detach().requires_grad_(True)
                     cost = measure_cost(
-                        ig.attribute, xi, device=device, target=target, n_steps=50,
-                        internal_batch_size=internal, repeats=1, warmup=0,
+                        ig.attribute,
+                        xi,
+                        device=device,
+                        target=target,
+                        n_steps=50,
+                        internal_batch_size=internal,
+                        repeats=1,
+                        warmup=0,
                     )
                     if best is None or cost.seconds_median < best[0].seconds_median:
                         best = (cost, internal)

@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         median = {kind: statistics.median(values) for kind, values in times.items()}
         rows.append((name, median["class"], median["similarity"], median["similarity"] / median["class"], spread))
         print(f"{name}: {rows[-1]}", file=sys.stderr)
-    print(f"Device: CPU ({platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}, transformers {transformers.__version__}")
+    print(
+        f"Device: CPU ({platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}, transformers {transformers.__version__}"
+    )
     print(f"Command: `python benchmarks/bench_similarity.py {' '.join(sys.argv[1:] if argv is None else argv)}`")
     print(f"Batch {args.batch_size}, {args.size} x {args.size} px, {args.references} references, {args.repeats} interleaved repeats\n")
     print("| method | class: ms / image | similarity: ms / image | similarity / class | ratio, 10th-90th percentile |")

@@ -43,8 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = invariance_table(model, batch.pixel_values, batch.targets, args.methods.split(","), ig_steps=args.ig_steps)
     seconds = time.perf_counter() - start
     columns = sorted({(r["scope"], r["scale"]) for r in rows}, key=lambda k: (["head", "layer", "all"].index(k[0]), k[1]))
-    print(f"{args.model}, {args.scenes} images, {seconds:.0f} s; largest relative logit difference {max(r['logit_error'] for r in rows):.1e}\n")
-    print("| method | " + " | ".join(f"{scope} x{scale:g}" if scope != "all" else f"all, 1/{scale:g}..{scale:g}" for scope, scale in columns) + " |")
+    print(
+        f"{args.model}, {args.scenes} images, {seconds:.0f} s; largest relative logit difference {max(r['logit_error'] for r in rows):.1e}\n"
+    )
+    print(
+        "| method | "
+        + " | ".join(f"{scope} x{scale:g}" if scope != "all" else f"all, 1/{scale:g}..{scale:g}" for scope, scale in columns)
+        + " |"
+    )
     print("|---" * (len(columns) + 1) + "|")
     for method in dict.fromkeys(r["method"] for r in rows):
         cells = {(r["scope"], r["scale"]): r for r in rows if r["method"] == method}

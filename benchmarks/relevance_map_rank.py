@@ -51,18 +51,31 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         kwargs = {"method": method, "relevance_map": choice}
         scores[method, choice] = np.array(
-            metric(model=model, x_batch=x, y_batch=y, s_batch=s, explain_func=explain_func, explain_func_kwargs=kwargs, device="cpu", batch_size=32)
+            metric(
+                model=model,
+                x_batch=x,
+                y_batch=y,
+                s_batch=s,
+                explain_func=explain_func,
+                explain_func_kwargs=kwargs,
+                device="cpu",
+                batch_size=32,
+            )
         )
         print(f"{method:8} {choice:9} {mean_and_error(scores[method, choice])} ({time.perf_counter() - start:.0f} s)", flush=True)
 
-    print(f"\nDevice: CPU ({platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}, quantus {quantus.__version__}.")
+    print(
+        f"\nDevice: CPU ({platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}, quantus {quantus.__version__}."
+    )
     print(f"Command: `python {' '.join([sys.argv[0]] + argv)}` ({time.strftime('%Y-%m-%d')}); {len(y)} items.\n")
     print("| method | map | RelevanceRankAccuracy ↑ | − GMAR (L1), paired |")
     print("|---|---|---|---|")
     for method, choice in runs:
         difference = scores[method, choice] - scores["gmar-l1", "positive"]
         paired = "" if method == "gmar-l1" else mean_and_error(difference)
-        print(f"| {method} | {choice if method in ('attnlrp', 'cplrp') else '(its own)'} | {mean_and_error(scores[method, choice])} | {paired} |")
+        print(
+            f"| {method} | {choice if method in ('attnlrp', 'cplrp') else '(its own)'} | {mean_and_error(scores[method, choice])} | {paired} |"
+        )
     return 0
 
 

@@ -134,8 +134,7 @@ class Architecture:
         if readout in ("model", "auto"):
             if self.pooling is None:
                 raise ValueError(
-                    f"this {name} model pools its tokens with {self.pooling_name}, which is not an average of tokens; "
-                    "use readout='cls'"
+                    f"this {name} model pools its tokens with {self.pooling_name}, which is not an average of tokens; use readout='cls'"
                 )
             return self.pooling
         raise ValueError(f"readout must be 'auto', 'cls' or 'model', got {readout!r}")
@@ -175,12 +174,15 @@ def describe(model: nn.Module, text: Prompts | None = None) -> Architecture:
     names = _transformers_names(model)
     zero_shot = names & set(ZERO_SHOT_MODEL_CLASSES)
     if text is not None and not zero_shot:
-        raise ValueError(f"text prompts are for zero-shot image-text models ({', '.join(ZERO_SHOT_MODEL_CLASSES)}), "
-                         f"not for {type(model).__name__}")
+        raise ValueError(
+            f"text prompts are for zero-shot image-text models ({', '.join(ZERO_SHOT_MODEL_CLASSES)}), not for {type(model).__name__}"
+        )
     if zero_shot:
         if text is None:
-            raise ValueError(f"{type(model).__name__} is explained zero-shot: pass the tokenized prompts as text= "
-                             "(e.g. processor(text=prompts, padding=True, return_tensors='pt')); the target is a prompt's index")
+            raise ValueError(
+                f"{type(model).__name__} is explained zero-shot: pass the tokenized prompts as text= "
+                "(e.g. processor(text=prompts, padding=True, return_tensors='pt')); the target is a prompt's index"
+            )
         head = ZeroShotHead(model, text)
         family, pooling = _ZERO_SHOT[zero_shot.pop()]
         probe = model.vision_model.head.attention if pooling == ("probe",) else None
@@ -446,9 +448,8 @@ def _find_backbone(model: nn.Module) -> nn.Module | None:
     found = [
         module
         for module in model.modules()
-        if module is not model and any(
-            cls.__module__.startswith("transformers.") and cls.__name__ in _BACKBONES for cls in type(module).__mro__
-        )
+        if module is not model
+        and any(cls.__module__.startswith("transformers.") and cls.__name__ in _BACKBONES for cls in type(module).__mro__)
     ]
     outer = [m for m in found if not any(m is not other and m in set(other.modules()) for other in found)]
     if len(outer) > 1:
@@ -482,8 +483,10 @@ def _head_logits(model: nn.Module, num_labels: int) -> Callable[[Tensor], Tensor
         output = output.logits if hasattr(output, "logits") else output
         if not isinstance(output, torch.Tensor) or tuple(output.shape) != (pixel_values.shape[0], num_labels):
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise TypeError(f"{name}.forward(pixel_values) must return logits (B, num_labels) = ({pixel_values.shape[0]}, {num_labels}) "
-                            f"or an output with .logits; got {shape}")
+            raise TypeError(
+                f"{name}.forward(pixel_values) must return logits (B, num_labels) = ({pixel_values.shape[0]}, {num_labels}) "
+                f"or an output with .logits; got {shape}"
+            )
         return output
 
     return logits
@@ -567,7 +570,9 @@ def _embedding_kind(model: nn.Module) -> tuple[str, tuple]:
         return "zero-shot", ()
     if _is_timm(model):
         if model.num_classes != 0:
-            raise UnsupportedModelError(f"this timm {type(model).__name__} has a classifier; for its embedding create it with num_classes=0")
+            raise UnsupportedModelError(
+                f"this timm {type(model).__name__} has a classifier; for its embedding create it with num_classes=0"
+            )
         return "timm", ()
     found = [name for name in EMBEDDING_MODEL_CLASSES if name in names]
     if not found:
@@ -606,5 +611,7 @@ def _embedding_head(head: EmbeddingHead) -> Architecture:
     if pooling == ("probe",):
         probe = getattr(getattr(vision, "head", None), "attention", None)
         if probe is None:
-            raise UnsupportedModelError(f"this {family} model has no attention-pooling head (vision_use_head=False), so it returns no embedding")
+            raise UnsupportedModelError(
+                f"this {family} model has no attention-pooling head (vision_use_head=False), so it returns no embedding"
+            )
     return _hf(head, vision, family, pooling, "projections" if kind == "zero-shot" else capture, num_labels, logits, probe=probe)

@@ -172,9 +172,7 @@ class AttentionAttribution(Attribution, ABC):
         explanations = []
         for part in parts:
             x = pixel_values[part].to(device=param.device, dtype=param.dtype)
-            with vit.trace(
-                x, with_grad=self.needs_gradients, keep_value=self.needs_value, keep_hidden=self.needs_hidden
-            ) as trace:
+            with vit.trace(x, with_grad=self.needs_gradients, keep_value=self.needs_value, keep_hidden=self.needs_hidden) as trace:
                 chosen = trace.logits.argmax(-1) if targets is None else chunk_targets(targets, part, param.device)
                 explanations.append(self._explain(trace, chosen))
 

@@ -40,7 +40,11 @@ if TYPE_CHECKING:
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (InsufficientMemoryError, NonFiniteError, TooSlowError, UnsupportedModelError, FileNotFoundError, ValueError)
 #: ``--relevance-map`` in the words of the report's header
-_RELEVANCE_MAP_WORDS = {"positive": "the positive part of the relevance", "signed": "the signed relevance", "abs": "the absolute value of the relevance"}
+_RELEVANCE_MAP_WORDS = {
+    "positive": "the positive part of the relevance",
+    "signed": "the signed relevance",
+    "abs": "the absolute value of the relevance",
+}
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 #: the list, in each results folder of ``demo`` and ``compare``, of the files they wrote
 #: there: the only ones a later run may replace
@@ -124,7 +128,9 @@ def model_folder(spec: str | None, embedding: bool = False) -> Path:
             f"nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)"
         )
     if not any((folder / name).is_file() for name in _WEIGHTS):
-        raise CommandError(f"model folder {spec!r} has a config.json but no weights ({' or '.join(_WEIGHTS[::2])}); save the model with save_pretrained")
+        raise CommandError(
+            f"model folder {spec!r} has a config.json but no weights ({' or '.join(_WEIGHTS[::2])}); save the model with save_pretrained"
+        )
     architectures = set(_config(folder).get("architectures") or [])
     embedders = set(EMBEDDING_MODEL_CLASSES) | set(ZERO_SHOT_MODEL_CLASSES)
     if architectures & embedders and not embedding:
@@ -183,8 +189,10 @@ def check_output(path: str, figure: bool, files: Sequence[str] = ()) -> None:
     elif out.exists() and not out.is_dir():
         raise CommandError(f"--out {path!r} is a file: name a folder for the results")
     elif out.suffix.lower().lstrip(".") in formats:
-        raise CommandError(f"--out {path!r} names a figure, but --out is the folder of the results (the figure is its comparison.png): "
-                           f"name a folder, e.g. {str(out.with_suffix(''))!r}")
+        raise CommandError(
+            f"--out {path!r} names a figure, but --out is the folder of the results (the figure is its comparison.png): "
+            f"name a folder, e.g. {str(out.with_suffix(''))!r}"
+        )
     elif out.is_dir() and any(out.iterdir()):
         _check_own_files(path, files)
     existing = out.parent if figure else out
@@ -208,7 +216,9 @@ def _check_own_files(path: str, files: Sequence[str]) -> None:
     own = _own_files(out)
     foreign = [name for name in files if (out / name).exists() and name not in own]
     if foreign:
-        raise CommandError(f"--out {path!r} holds {foreign[0]!r}, which captum-gmar did not write and does not replace: move it, or name a new or empty folder")
+        raise CommandError(
+            f"--out {path!r} holds {foreign[0]!r}, which captum-gmar did not write and does not replace: move it, or name a new or empty folder"
+        )
 
 
 def _own_files(out: Path) -> set[str]:
@@ -224,13 +234,22 @@ def _claim_files(out: Path, files: Sequence[str]) -> None:
     them is written, so that a run cut short leaves them marked as this package's."""
     own = _own_files(out) if (out / MANIFEST).is_file() else set()
     out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).write_text(json.dumps({"written_by": f"captum-gmar {__version__}", "files": sorted(own | set(files))}, indent=2) + "\n")
+    (out / MANIFEST).write_text(
+        json.dumps({"written_by": f"captum-gmar {__version__}", "files": sorted(own | set(files))}, indent=2) + "\n"
+    )
 
 
 def _results_files(args: argparse.Namespace) -> list[str]:
     """The files ``demo`` and ``compare`` write in ``--out`` (``results.run.json`` is the
     runner's :func:`~captum_gmar.evaluation.runner.run_file` of ``results.csv``)."""
-    return ["results.csv", "results.run.json", "summary.md", "summary.json", "report.html", *(["comparison.png"] if args.figure_rows else [])]
+    return [
+        "results.csv",
+        "results.run.json",
+        "summary.md",
+        "summary.json",
+        "report.html",
+        *(["comparison.png"] if args.figure_rows else []),
+    ]
 
 
 def class_index(target: str, id2label: dict[str, str]) -> int:
@@ -273,7 +292,9 @@ def load_model(spec: str | None, embedding: bool = False):
         import transformers
 
         folder = model_folder(spec, embedding)
-        named = [name for name in _config(folder).get("architectures") or [] if name in (*EMBEDDING_MODEL_CLASSES, *ZERO_SHOT_MODEL_CLASSES)]
+        named = [
+            name for name in _config(folder).get("architectures") or [] if name in (*EMBEDDING_MODEL_CLASSES, *ZERO_SHOT_MODEL_CLASSES)
+        ]
         cls = getattr(transformers, named[0]) if named else transformers.AutoModelForImageClassification
         try:  # from the folder model_folder checked (a cached model's snapshot)
             model = cls.from_pretrained(folder, local_files_only=True).eval()
@@ -282,7 +303,9 @@ def load_model(spec: str | None, embedding: bool = False):
     if embedding and type(model).__name__ not in (*EMBEDDING_MODEL_CLASSES, *ZERO_SHOT_MODEL_CLASSES):
         backbone = getattr(model, "base_model", model)
         if backbone is model or type(backbone).__name__ not in EMBEDDING_MODEL_CLASSES:
-            raise CommandError(f"{_model_name(spec)} ({type(model).__name__}) has no backbone among {', '.join(EMBEDDING_MODEL_CLASSES)} whose embedding could be compared")
+            raise CommandError(
+                f"{_model_name(spec)} ({type(model).__name__}) has no backbone among {', '.join(EMBEDDING_MODEL_CLASSES)} whose embedding could be compared"
+            )
         return backbone
     return model
 
@@ -344,7 +367,11 @@ def _run_comparison(args: argparse.Namespace, make: Callable[[], _Subject], meth
     out = Path(args.out)
     with process_group(args.device) as ctx:
         devices = ctx.all_gather(describe_device(ctx.device))
-        described = devices[0] if ctx.world_size == 1 else f"{ctx.world_size} processes: " + ", ".join(f"rank {r} {d}" for r, d in enumerate(devices))
+        described = (
+            devices[0]
+            if ctx.world_size == 1
+            else f"{ctx.world_size} processes: " + ", ".join(f"rank {r} {d}" for r, d in enumerate(devices))
+        )
         described += f", torch {torch.__version__}"
         if ctx.rank == 0:  # the only process that writes to --out
             _claim_files(out, _results_files(args))
@@ -402,11 +429,15 @@ def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], dev
     if args.ablation:
         ablation = ablation_table(rows)
         columns = [c for c in COLUMNS if any(c in entry for entry in ablation.values())]
-        table += "\nGMAR's ablations, paired on the same items with GMAR (L1) and with attention rollout:\n\n" + ablation_markdown(ablation, columns)
+        table += "\nGMAR's ablations, paired on the same items with GMAR (L1) and with attention rollout:\n\n" + ablation_markdown(
+            ablation, columns
+        )
     (out / "summary.md").write_text(header + table)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     model, dataset = subject.model, subject.dataset
-    built = build_methods(model, methods, ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_internal_batch_size, relevance_map=args.relevance_map)
+    built = build_methods(
+        model, methods, ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_internal_batch_size, relevance_map=args.relevance_map
+    )
     _gallery_report(args, subject, built, rows, summary, [*what, f"command: captum-gmar {' '.join(sys.argv[1:])}", *skipped], device)
     written = [out / "results.csv", out / "summary.md", out / "report.html"]
     if args.figure_rows:
@@ -548,13 +579,16 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if args.data is None:
         from .datasets.fashion_mnist import resolve_data_dir
         from .datasets.scenes import make_scenes
+
         resolve_data_dir(args.data_dir)
         dataset = _scene_tasks(make_scenes(args.scenes, "test", seed=args.seed, data_dir=args.data_dir), args.model, folder)
     else:
         dataset = _user_data(args, folder)
     if not dataset.has_masks:
         if args.metrics and "localisation" in args.metrics:
-            raise CommandError(f"--metrics localisation needs masks, and {args.data!r} has none (a masks/ folder, a mask column or a boxes.csv)")
+            raise CommandError(
+                f"--metrics localisation needs masks, and {args.data!r} has none (a masks/ folder, a mask column or a boxes.csv)"
+            )
         metrics = [m for m in metrics if m != "localisation"]
         if os.environ.get("RANK", "0") == "0":  # once, not once per process
             print(f"{args.data} has no masks: localisation metrics are skipped")
@@ -567,7 +601,9 @@ def _check_photos() -> None:
 
     missing = [name for name in ("skimage", "sklearn") if importlib.util.find_spec(name) is None]
     if missing:
-        raise CommandError(f'the bundled photos need scikit-image and scikit-learn ({", ".join(missing)} missing): pip install "captum-gmar[photos]"')
+        raise CommandError(
+            f'the bundled photos need scikit-image and scikit-learn ({", ".join(missing)} missing): pip install "captum-gmar[photos]"'
+        )
 
 
 def _user_data(args: argparse.Namespace, folder: Path):
@@ -575,7 +611,9 @@ def _user_data(args: argparse.Namespace, folder: Path):
     the model loads (images are decoded later, batch by batch)."""
     config = _config(folder)
     if not (folder / "preprocessor_config.json").is_file():
-        raise CommandError(f"model folder {str(folder)!r} has no image processor (preprocessor_config.json): save the model's with processor.save_pretrained(DIR)")
+        raise CommandError(
+            f"model folder {str(folder)!r} has no image processor (preprocessor_config.json): save the model's with processor.save_pretrained(DIR)"
+        )
     from transformers import AutoImageProcessor
 
     from .evaluation.data import open_dataset
@@ -605,7 +643,9 @@ def cmd_export_scenes(args: argparse.Namespace) -> None:
     resolve_data_dir(args.data_dir)
     scenes = make_scenes(args.n, "test", seed=args.seed, data_dir=args.data_dir)
     written = export_scenes(scenes, out, CLASS_NAMES)
-    print(f"wrote {written} images ({args.n} scenes, {int((scenes.num_items == 2).sum())} with two items, each written once per item) and their masks to {out}")
+    print(
+        f"wrote {written} images ({args.n} scenes, {int((scenes.num_items == 2).sum())} with two items, each written once per item) and their masks to {out}"
+    )
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -643,7 +683,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if similarity:
         from .similarity import SimilarityModel, embed_images
 
-        embeddings = torch.cat([embed_images(model, processor(images=r, return_tensors="pt", **options)["pixel_values"].to(device)) for r in references])
+        embeddings = torch.cat(
+            [embed_images(model, processor(images=r, return_tensors="pt", **options)["pixel_values"].to(device)) for r in references]
+        )
         model = SimilarityModel(model, embeddings, embeddings.mean(0) if args.center == "references" else None)
     methods = build_methods(model, args.methods)
     for method in methods:  # an image too large (or too slow) for a method fails before the prediction's pass
@@ -684,7 +726,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
     shown = to_display_image(pixel_values[0], processor.image_mean, processor.image_std)
     height, width = pixel_values.shape[-2:]
     score_name = "cos" if similarity else "p"
-    title = f"{Path(args.image).name} ({height}x{width} px as the model saw it)" + (": why it is similar to each reference" if similarity else "")
+    title = f"{Path(args.image).name} ({height}x{width} px as the model saw it)" + (
+        ": why it is similar to each reference" if similarity else ""
+    )
     caption = f"model: {_model_name(args.model)}; device: {described}; {', '.join(timings)}"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if page:
@@ -730,16 +774,24 @@ def _add_run_options(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--batch-size", type=_int_at_least(1), default=32, help="explanations per batch (default 32)")
     parser.add_argument("--ig-steps", type=_int_at_least(1), default=50, help="IntegratedGradients steps (default 50)")
     parser.add_argument(
-        "--ig-internal-batch-size", type=_int_at_least(1), default=None, help="images per IG pass (default: every step of the batch at once; demo: 100)"
+        "--ig-internal-batch-size",
+        type=_int_at_least(1),
+        default=None,
+        help="images per IG pass (default: every step of the batch at once; demo: 100)",
     )
-    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the scenes, of the order of --data and of the metrics' noise (default 0)")
+    parser.add_argument(
+        "--seed", type=_int_at_least(0), default=0, help="seed of the scenes, of the order of --data and of the metrics' noise (default 0)"
+    )
     parser.add_argument("--figure-rows", type=_int_at_least(0), default=6, help="explanations drawn in the figure, 0 for none (default 6)")
     parser.add_argument(
-        "--gallery", type=_at_most(_int_at_least(0), GALLERY_MAX), default=48,
+        "--gallery",
+        type=_at_most(_int_at_least(0), GALLERY_MAX),
+        default=48,
         help=f"explained items whose maps report.html shows, at most {GALLERY_MAX} (default 48; the page says how many more there were)",
     )
     parser.add_argument(
-        "--out", default=out,
+        "--out",
+        default=out,
         help=f"folder of the results, made if missing (default {out}); not a figure file: the figure is its comparison.png. "
         "An existing folder must be empty or one captum-gmar wrote",
     )
@@ -756,30 +808,62 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="GMAR, rollout and IG on a reference model and its bundled scenes")
     demo.add_argument(
-        "--model", choices=list(REFERENCE_MODELS), default="vit-tiny",
+        "--model",
+        choices=list(REFERENCE_MODELS),
+        default="vit-tiny",
         help="a reference model (default vit-tiny); dinov2-small-backbone explains the similarity of composites of real photos",
     )
     _add_run_options(demo, "demo-output")
     # IG's 50 steps of the 12 bundled items at once take 13 GB on dinov2-small; 100 at a time, 2.5 GB
     demo.set_defaults(run=cmd_demo, ig_internal_batch_size=100, relevance_map="positive")
 
-    comp = commands.add_parser("compare", help="compare methods on evaluation scenes, on your own images (--data), or on the similarity of real photos (--task similarity)")
-    comp.add_argument("--model", default=None, help=models + "; with --task similarity an embedding model (default dinov2-small-backbone) or a classifier's backbone")
+    comp = commands.add_parser(
+        "compare",
+        help="compare methods on evaluation scenes, on your own images (--data), or on the similarity of real photos (--task similarity)",
+    )
     comp.add_argument(
-        "--task", choices=["classes", "similarity"], default="classes",
+        "--model",
+        default=None,
+        help=models + "; with --task similarity an embedding model (default dinov2-small-backbone) or a classifier's backbone",
+    )
+    comp.add_argument(
+        "--task",
+        choices=["classes", "similarity"],
+        default="classes",
         help="classes (default): explain the model's classes; similarity: explain the cosine similarity of the embeddings of composites "
         "of the bundled photos to another view of each photo, the photo's cell being the ground truth",
     )
     comp.add_argument(
-        "--center", choices=["none", "references"], default="none",
+        "--center",
+        choices=["none", "references"],
+        default="none",
         help="with --task similarity: none (default), the plain cosine; references, both embeddings less the references' mean embedding",
     )
     data = comp.add_mutually_exclusive_group()
-    data.add_argument("--scenes", type=_int_at_least(1), default=1000, help="evaluation scenes, or composites with --task similarity (default 1000)")
-    data.add_argument("--data", type=_folder, default=None, help="your images: a folder with one subfolder per class (or a labels.csv), optional masks/ or boxes.csv; or a folder saved by datasets' save_to_disk")
-    comp.add_argument("--limit", type=_int_at_least(1), default=None, help="with --data: evaluate N items, drawn in an order shuffled by --seed")
-    comp.add_argument("--methods", type=_choices(METHOD_KEYS, "method(s)"), default=list(METHOD_KEYS), help=f"comma-separated, of {', '.join(METHOD_KEYS)}")
-    comp.add_argument("--metrics", type=_choices(METRIC_KEYS, "metric group(s)"), default=None, help=f"comma-separated, of {', '.join(METRIC_KEYS)} (default: all but sanity; localisation only where there are masks)")
+    data.add_argument(
+        "--scenes", type=_int_at_least(1), default=1000, help="evaluation scenes, or composites with --task similarity (default 1000)"
+    )
+    data.add_argument(
+        "--data",
+        type=_folder,
+        default=None,
+        help="your images: a folder with one subfolder per class (or a labels.csv), optional masks/ or boxes.csv; or a folder saved by datasets' save_to_disk",
+    )
+    comp.add_argument(
+        "--limit", type=_int_at_least(1), default=None, help="with --data: evaluate N items, drawn in an order shuffled by --seed"
+    )
+    comp.add_argument(
+        "--methods",
+        type=_choices(METHOD_KEYS, "method(s)"),
+        default=list(METHOD_KEYS),
+        help=f"comma-separated, of {', '.join(METHOD_KEYS)}",
+    )
+    comp.add_argument(
+        "--metrics",
+        type=_choices(METRIC_KEYS, "metric group(s)"),
+        default=None,
+        help=f"comma-separated, of {', '.join(METRIC_KEYS)} (default: all but sanity; localisation only where there are masks)",
+    )
     comp.add_argument(
         "--ablation",
         type=_choices(ABLATION_KINDS, "ablation(s)"),
@@ -796,17 +880,23 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--robustness-scenes", type=_int_at_least(0), default=100, help="explanations scored by infidelity/sensitivity")
     comp.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory of the scenes (default: the Debian package's)")
     comp.add_argument(
-        "--skip-unreadable", action="store_true",
+        "--skip-unreadable",
+        action="store_true",
         help="with --data: skip images that cannot be read (truncated, empty, too large), naming each on stderr, instead of stopping at the first",
     )
     comp.add_argument(
-        "--follow-links", action="store_true",
+        "--follow-links",
+        action="store_true",
         help="with --data: read files that symbolic links in the folder lead to outside it (by default such a link is refused, as a .. path is)",
     )
-    comp.add_argument("--workers", type=_int_at_least(0), default=0, help="processes reading and preprocessing images (default 0: the main process)")
+    comp.add_argument(
+        "--workers", type=_int_at_least(0), default=0, help="processes reading and preprocessing images (default 0: the main process)"
+    )
     again = comp.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run whose results.csv is in --out, skipping finished batches")
-    again.add_argument("--overwrite", action="store_true", help="start over, replacing the results in --out (never a file captum-gmar did not write)")
+    again.add_argument(
+        "--overwrite", action="store_true", help="start over, replacing the results in --out (never a file captum-gmar did not write)"
+    )
     _add_run_options(comp, "comparison-output")
     comp.set_defaults(run=cmd_compare)
 
@@ -822,18 +912,29 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--model", default=None, help=models)
     explain.add_argument("--target", default=None, help="class index or name to explain (default: the predicted class)")
     explain.add_argument(
-        "--similar-to", nargs="+", metavar="IMAGE", default=None,
+        "--similar-to",
+        nargs="+",
+        metavar="IMAGE",
+        default=None,
         help="reference image(s): explain the image's similarity to each, for an embedding model (or a classifier's backbone)",
     )
     explain.add_argument(
-        "--center", choices=["none", "references"], default="none",
+        "--center",
+        choices=["none", "references"],
+        default="none",
         help="with --similar-to: none (default), the plain cosine; references, both embeddings less the references' mean embedding",
     )
-    explain.add_argument("--methods", type=_choices(METHOD_KEYS, "method(s)"), default=["gmar-l1", "rollout"], help=f"comma-separated, of {', '.join(METHOD_KEYS)}")
+    explain.add_argument(
+        "--methods",
+        type=_choices(METHOD_KEYS, "method(s)"),
+        default=["gmar-l1", "rollout"],
+        help=f"comma-separated, of {', '.join(METHOD_KEYS)}",
+    )
     explain.add_argument("--native-resolution", action="store_true", help="explain the image at its own size instead of the model's")
     explain.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
     explain.add_argument(
-        "--out", default="explanation.png",
+        "--out",
+        default="explanation.png",
         help="figure file, its format from the extension: .png, .pdf, .svg, ... (default explanation.png); "
         f"or .html: one self-contained interactive page (without --target, of the top {PAGE_CLASSES} classes)",
     )

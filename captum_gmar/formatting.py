@@ -52,8 +52,7 @@ def check_pixel_values(pixel_values: object, num_channels: int, patch_size: tupl
         raise ValueError("inputs is an empty batch (B = 0); pass at least one image")
     if channels != num_channels:
         raise ValueError(
-            f"inputs have {channels} channels but the model expects {num_channels}; "
-            "inputs must be channels-first (B, C, H, W)"
+            f"inputs have {channels} channels but the model expects {num_channels}; inputs must be channels-first (B, C, H, W)"
         )
     if height < patch_size[0] or width < patch_size[1]:
         raise ValueError(f"images of {height}x{width} pixels are smaller than one {patch_size[0]}x{patch_size[1]} patch")
@@ -102,9 +101,7 @@ def format_targets(target: TargetType, batch_size: int, num_labels: int) -> Targ
             raise TypeError("a target list must hold one integer class index per example")
         targets = torch.tensor([_class_index(t, num_labels) for t in target], dtype=torch.long)
     else:
-        raise TypeError(
-            f"target must be None, an int, a list of ints or an integer tensor, got {type(target).__name__}"
-        )
+        raise TypeError(f"target must be None, an int, a list of ints or an integer tensor, got {type(target).__name__}")
     if targets.numel() != batch_size:
         raise ValueError(f"target has {targets.numel()} entries but the batch has {batch_size} examples")
     bad = (targets < 0) | (targets >= num_labels)
@@ -127,8 +124,10 @@ def target_scores(logits: Tensor, targets: Targets) -> Tensor:
     scores = targets(logits)
     if not isinstance(scores, Tensor) or tuple(scores.shape) != (logits.shape[0],) or not scores.is_floating_point():
         got = f"{tuple(scores.shape)} {scores.dtype}" if isinstance(scores, Tensor) else type(scores).__name__
-        raise TypeError(f"a target function must map the logits ({logits.shape[0]}, {logits.shape[1]}) to one floating-point "
-                        f"score per example ({logits.shape[0]},); got {got}")
+        raise TypeError(
+            f"a target function must map the logits ({logits.shape[0]}, {logits.shape[1]}) to one floating-point "
+            f"score per example ({logits.shape[0]},); got {got}"
+        )
     return scores
 
 

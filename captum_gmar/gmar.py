@@ -226,7 +226,10 @@ class GMARAttribution(AttentionAttribution):
                 raise ValueError(f"weight_transform must return weights of shape {tuple(weights.shape)}, got {tuple(transformed.shape)}")
             weights = transformed
         relevance = rollout_row(
-            (add_residual(fuse_heads(trace.attention_probs(layer), weights[:, k]), self.alpha) for k, layer in reversed(list(enumerate(layers)))),
+            (
+                add_residual(fuse_heads(trace.attention_probs(layer), weights[:, k]), self.alpha)
+                for k, layer in reversed(list(enumerate(layers)))
+            ),
             trace.readout(self.pooling),
         )
         return Explanation(relevance, weights)

@@ -119,7 +119,9 @@ def gate_scores(context_grad: Tensor, context: Tensor, sign: GateSign = "abs") -
         ``(B, H)`` float32, non-negative.
     """
     if context_grad.shape != context.shape or context.dim() != 4:
-        raise ValueError(f"context_grad and context must be (B, H, T, d) of one shape, got {tuple(context_grad.shape)} and {tuple(context.shape)}")
+        raise ValueError(
+            f"context_grad and context must be (B, H, T, d) of one shape, got {tuple(context_grad.shape)} and {tuple(context.shape)}"
+        )
     gate = (context_grad.float() * context.float()).sum((-2, -1))
     if sign == "abs":
         return gate.abs()
@@ -207,7 +209,9 @@ def uniform_except(weights: Tensor, keep: Tensor) -> Tensor:
     if keep.dtype != torch.bool:
         raise TypeError(f"keep must be a bool tensor, got {keep.dtype}")
     if weights.dim() != 3 or keep.shape not in (weights.shape[1:], weights.shape):
-        raise ValueError(f"keep must be (L, H) or (B, L, H) for weights of shape (B, L, H) = {tuple(weights.shape)}, got {tuple(keep.shape)}")
+        raise ValueError(
+            f"keep must be (L, H) or (B, L, H) for weights of shape (B, L, H) = {tuple(weights.shape)}, got {tuple(keep.shape)}"
+        )
     keep = keep.to(weights.device).expand_as(weights)
     kept = torch.where(keep, weights, 0.0)
     others = (~keep).sum(-1, keepdim=True)

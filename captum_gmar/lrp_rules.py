@@ -195,10 +195,7 @@ def gamma_relevance(x: Tensor, weight: Tensor, bias: Tensor | None, output: Tens
     down = F.linear(x_pos, negative_w, negative_b) + F.linear(x_neg, positive_w)
     scale_up = (output > 0) * relevance / _stabilize(up)
     scale_down = (output < 0) * relevance / _stabilize(down)
-    return (
-        x_pos * (scale_up @ positive_w + scale_down @ negative_w)
-        + x_neg * (scale_up @ negative_w + scale_down @ positive_w)
-    )
+    return x_pos * (scale_up @ positive_w + scale_down @ negative_w) + x_neg * (scale_up @ negative_w + scale_down @ positive_w)
 
 
 def _stabilize(denominator: Tensor) -> Tensor:

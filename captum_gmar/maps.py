@@ -42,8 +42,6 @@ def input_map(patches: Tensor, patch_size: tuple[int, int], input_shape: tuple[i
     """
     batch, channels, height, width = input_shape
     h, w = patches.shape[-2:]
-    covered = F.interpolate(
-        patches.unsqueeze(1), size=(h * patch_size[0], w * patch_size[1]), mode="bilinear", align_corners=False
-    )
+    covered = F.interpolate(patches.unsqueeze(1), size=(h * patch_size[0], w * patch_size[1]), mode="bilinear", align_corners=False)
     full = F.pad(covered, (0, width - covered.shape[-1], 0, height - covered.shape[-2]))
     return full.expand(batch, channels, height, width).contiguous()

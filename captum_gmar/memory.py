@@ -104,7 +104,9 @@ def attention_call_bytes(
     per_channel = _SAVED_PER_CHANNEL if backward else _CAPTURED_PER_CHANNEL
     kept = layers if backward or maps_kept else 0
     activations = batch * tokens * hidden * layers * per_channel * itemsize
-    maps = _eager_maps_bytes(batch, tokens, heads, kept, itemsize, eager, backward) + maps_alive * batch * heads * tokens * tokens * _FLOAT32
+    maps = (
+        _eager_maps_bytes(batch, tokens, heads, kept, itemsize, eager, backward) + maps_alive * batch * heads * tokens * tokens * _FLOAT32
+    )
     return _with_margin(activations, maps)
 
 

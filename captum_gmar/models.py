@@ -140,9 +140,7 @@ class VisionTransformer:
         return self.architecture.logits(pixel_values)
 
     @contextmanager
-    def trace(
-        self, pixel_values: Tensor, with_grad: bool, keep_value: bool = False, keep_hidden: bool = False
-    ) -> Iterator[AttentionTrace]:
+    def trace(self, pixel_values: Tensor, with_grad: bool, keep_value: bool = False, keep_hidden: bool = False) -> Iterator[AttentionTrace]:
         """Run one forward pass in eval mode and capture every layer's attention.
 
         The pass runs under the model's lock, in eval mode (a model in training mode is
@@ -175,7 +173,11 @@ class VisionTransformer:
                         logits = self.logits(x)
             _check_finite_logits(logits)
             trace = AttentionTrace(
-                logits=logits, blocks=blocks, num_prefix_tokens=self.num_prefix_tokens, layers=layer_captures(stores), probe=pooled.get("probe")
+                logits=logits,
+                blocks=blocks,
+                num_prefix_tokens=self.num_prefix_tokens,
+                layers=layer_captures(stores),
+                probe=pooled.get("probe"),
             )
             self._check_tokens(trace, pixel_values)
             with _autograd(with_grad):

@@ -60,7 +60,19 @@ SUPPORTED_FAMILIES = (
 
 #: Methods of the comparison, in display order (see :mod:`captum_gmar.evaluation.methods`).
 METHOD_KEYS: tuple[str, ...] = (
-    "gmar-l1", "gmar-l2", "gmar-attention", "gmar-gate", "gmar-gate-positive", "rollout", "raw-attention", "gae", "gradcam", "attnlrp", "cplrp", "ig", "saliency"
+    "gmar-l1",
+    "gmar-l2",
+    "gmar-attention",
+    "gmar-gate",
+    "gmar-gate-positive",
+    "rollout",
+    "raw-attention",
+    "gae",
+    "gradcam",
+    "attnlrp",
+    "cplrp",
+    "ig",
+    "saliency",
 )
 
 #: Metric groups of the comparison (see :func:`captum_gmar.evaluation.runner.compare`).

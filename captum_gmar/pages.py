@@ -137,7 +137,9 @@ def explanation_page(
     height, width = image.shape[:2]
     for name, method_maps in maps.items():
         if tuple(method_maps.shape) != (len(targets), height, width):
-            raise ValueError(f"maps of {name!r} are {tuple(method_maps.shape)}, expected ({len(targets)}, {height}, {width}): one per target, the image's size")
+            raise ValueError(
+                f"maps of {name!r} are {tuple(method_maps.shape)}, expected ({len(targets)}, {height}, {width}): one per target, the image's size"
+            )
     factor = min(1.0, max_side / max(height, width))
     size = (max(1, round(height * factor)), max(1, round(width * factor)))
     image = _shrink(torch.as_tensor(image, dtype=torch.float32).permute(2, 0, 1), size).permute(1, 2, 0).numpy()
@@ -148,14 +150,16 @@ def explanation_page(
         own = [map_scale(m) for m in full]
         shared = max(own)
         arrays = _shrink(full, size)
-        methods.append({
-            "name": name,
-            "maps": [
-                {"own": {"src": _heat(m.numpy(), s), "scale": s}, "shared": {"src": _heat(m.numpy(), shared), "scale": shared}}
-                for m, s in zip(arrays, own)
-            ],
-            "heads": [_head_table(w) for w in head_weights[name]] if name in head_weights else None,
-        })
+        methods.append(
+            {
+                "name": name,
+                "maps": [
+                    {"own": {"src": _heat(m.numpy(), s), "scale": s}, "shared": {"src": _heat(m.numpy(), shared), "scale": shared}}
+                    for m, s in zip(arrays, own)
+                ],
+                "heads": [_head_table(w) for w in head_weights[name]] if name in head_weights else None,
+            }
+        )
     data = {
         "targets": list(targets),
         "methods": methods,
@@ -165,20 +169,25 @@ def explanation_page(
     top = "".join(f"<tr><td>{html.escape(label)}</td><td>{score:.3f}</td></tr>" for label, score in scores)
     top_table = (
         f'<table class="cg-top"><caption>Model\'s top scores</caption><thead><tr><th scope="col">name</th>'
-        f'<th scope="col">{html.escape(score_name)}</th></tr></thead><tbody>{top}</tbody></table>' if scores else ""
+        f'<th scope="col">{html.escape(score_name)}</th></tr></thead><tbody>{top}</tbody></table>'
+        if scores
+        else ""
     )
     payload = json.dumps(data).replace("</", "<\\/")
     return ExplanationPage(
         title,
-        _fill(_BODY, {
-            "ID": page_id,
-            "TITLE": html.escape(title),
-            "CAPTION": html.escape(caption),
-            "IMAGE": png_data_uri((image * 255).round().astype(np.uint8)),
-            "GREY": png_data_uri(grey),
-            "TOP": top_table,
-            "DATA": payload,
-        }),
+        _fill(
+            _BODY,
+            {
+                "ID": page_id,
+                "TITLE": html.escape(title),
+                "CAPTION": html.escape(caption),
+                "IMAGE": png_data_uri((image * 255).round().astype(np.uint8)),
+                "GREY": png_data_uri(grey),
+                "TOP": top_table,
+                "DATA": payload,
+            },
+        ),
     )
 
 
@@ -351,9 +360,7 @@ def comparison_report(
     if not len(images) == len(titles) == len(classes) == len(metrics) or any(len(m) != len(images) for m in maps.values()):
         raise ValueError(f"the gallery needs as many titles, classes, metric rows and maps as images ({len(images)})")
     shown = [c for c in columns if any(c in entry for entry in summary)]
-    head = "".join(
-        f'<th scope="col" title="{html.escape(columns[c])}"><button type="button">{html.escape(c)}</button></th>' for c in shown
-    )
+    head = "".join(f'<th scope="col" title="{html.escape(columns[c])}"><button type="button">{html.escape(c)}</button></th>' for c in shown)
     body = []
     for entry in summary:
         cells = [f'<th scope="row" data-value="{html.escape(str(entry["method"]))}">{html.escape(str(entry["method"]))}</th>']
@@ -374,25 +381,30 @@ def comparison_report(
             "title": item_title,
             "class": item_class,
             "image": _thumbnail((image * 255).round().astype(np.uint8), thumbnail),
-            "maps": {
-                name: _thumbnail(_colour(_normalised(method_maps[i]), MAP_CMAP), thumbnail) for name, method_maps in maps.items()
-            },
+            "maps": {name: _thumbnail(_colour(_normalised(method_maps[i]), MAP_CMAP), thumbnail) for name, method_maps in maps.items()},
             "metrics": {name: {k: v for k, v in values.items() if math.isfinite(v)} for name, values in item_metrics.items()},
         }
         for i, (image, item_title, item_class, item_metrics) in enumerate(zip(images, titles, classes, metrics))
     ]
-    note = f"The gallery shows the first {len(images)} explained items; {left_out} more were explained but are not shown (their rows are in results.csv)." if left_out else ""
+    note = (
+        f"The gallery shows the first {len(images)} explained items; {left_out} more were explained but are not shown (their rows are in results.csv)."
+        if left_out
+        else ""
+    )
     data = {"methods": list(maps), "metrics": shown, "gallery": gallery}
     return ExplanationPage(
         title,
-        _fill(_REPORT, {
-            "ID": _page_id(),
-            "TITLE": html.escape(title),
-            "HEADER": "".join(f"<li>{html.escape(line)}</li>" for line in header),
-            "TABLE": table,
-            "NOTE": html.escape(note),
-            "DATA": json.dumps(data).replace("</", "<\\/"),
-        }),
+        _fill(
+            _REPORT,
+            {
+                "ID": _page_id(),
+                "TITLE": html.escape(title),
+                "HEADER": "".join(f"<li>{html.escape(line)}</li>" for line in header),
+                "TABLE": table,
+                "NOTE": html.escape(note),
+                "DATA": json.dumps(data).replace("</", "<\\/"),
+            },
+        ),
     )
 
 

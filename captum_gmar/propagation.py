@@ -94,7 +94,9 @@ class _RelevanceMode(TorchFunctionMode):
     def _rule(self, func: Callable, args: tuple, kwargs: dict) -> Callable[[], object] | None:
         """The rule's version of this call, or ``None`` to run it as it is."""
         if func is F.layer_norm:
-            return lambda: rules.layer_norm(*_bind(args, kwargs, ("input", "normalized_shape", "weight", "bias", "eps"), (None, None, 1e-5)))
+            return lambda: rules.layer_norm(
+                *_bind(args, kwargs, ("input", "normalized_shape", "weight", "bias", "eps"), (None, None, 1e-5))
+            )
         if func is F.rms_norm:
             return lambda: rules.rms_norm(*_bind(args, kwargs, ("input", "normalized_shape", "weight", "eps"), (None, None)))
         if func is F.normalize:

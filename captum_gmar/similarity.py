@@ -57,7 +57,9 @@ class SimilarityModel(EmbeddingHead):
         norms = references.norm(dim=-1)
         if (norms == 0).any():
             k = int((norms == 0).nonzero()[0])
-            raise ValueError(f"references: reference {k} has norm 0{' after centring' if center is not None else ''}, so its cosine is undefined")
+            raise ValueError(
+                f"references: reference {k} has norm 0{' after centring' if center is not None else ''}, so its cosine is undefined"
+            )
         self.num_labels = int(references.shape[0])
         device = next(self.backbone.parameters()).device
         # buffers: they move with .to() and count in the model's state (a resumed comparison checks them)

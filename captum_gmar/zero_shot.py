@@ -45,8 +45,10 @@ class ZeroShotHead:
         inputs = {"input_ids": text} if isinstance(text, Tensor) else {k: text[k] for k in _TEXT_KEYS if k in text}
         ids = inputs.get("input_ids")
         if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.shape[0] == 0:
-            raise ValueError("text must hold input_ids (K prompts, L tokens), e.g. processor(text=prompts, padding=True, "
-                             f"return_tensors='pt'); got {type(text).__name__}")
+            raise ValueError(
+                "text must hold input_ids (K prompts, L tokens), e.g. processor(text=prompts, padding=True, "
+                f"return_tensors='pt'); got {type(text).__name__}"
+            )
         _check_prompts(inputs, model.config.text_config.vocab_size)
         self.model = model
         device = next(model.parameters()).device
@@ -88,23 +90,31 @@ def _check_prompts(inputs: Mapping[str, Tensor], vocab_size: int) -> None:
     holding only 0 and 1."""
     ids = inputs["input_ids"]
     if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-        raise ValueError(f"text: every prompt's input_ids are {ids.dtype}; token ids must be integers (the tokenizer's output with return_tensors='pt')")
+        raise ValueError(
+            f"text: every prompt's input_ids are {ids.dtype}; token ids must be integers (the tokenizer's output with return_tensors='pt')"
+        )
     for rule, bad in (("negative", ids < 0), (f"not below the vocabulary size {vocab_size}", ids >= vocab_size)):
         if bad.any():
             prompt, position = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(f"text: prompt {prompt} has token id {int(ids[prompt, position])} at position {position}, which is {rule}; "
-                             f"token ids must be 0..{vocab_size - 1} (tokenize with this model's tokenizer)")
+            raise ValueError(
+                f"text: prompt {prompt} has token id {int(ids[prompt, position])} at position {position}, which is {rule}; "
+                f"token ids must be 0..{vocab_size - 1} (tokenize with this model's tokenizer)"
+            )
     mask = inputs.get("attention_mask")
     if mask is None:
         return
     if tuple(mask.shape) != tuple(ids.shape):
-        raise ValueError(f"text: attention_mask is {tuple(mask.shape)} but input_ids are {tuple(ids.shape)} (prompts, tokens); "
-                         "they must have one shape: take both from one tokenizer call")
+        raise ValueError(
+            f"text: attention_mask is {tuple(mask.shape)} but input_ids are {tuple(ids.shape)} (prompts, tokens); "
+            "they must have one shape: take both from one tokenizer call"
+        )
     bad = (mask != 0) & (mask != 1)  # transformers' versions read other values differently (4.x takes a 2 for padding)
     if bad.any():
         prompt, position = (int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"text: prompt {prompt} has attention_mask value {mask[prompt, position].item()} at position {position}; "
-                         "the mask must be 1 for a token and 0 for padding (the tokenizer's output)")
+        raise ValueError(
+            f"text: prompt {prompt} has attention_mask value {mask[prompt, position].item()} at position {position}; "
+            "the mask must be 1 for a token and 0 for padding (the tokenizer's output)"
+        )
 
 
 def _pooled(features: Tensor | object) -> Tensor:

@@ -53,7 +53,6 @@ autodoc_typehints_format = "short"
 autodoc_preserve_defaults = True
 
 
-
 # Napoleon reads the first line of a data or attribute docstring as "type: description",
 # so a ``#:`` comment such as "tokens before the patches: CLS, ..." would render with
 # "tokens before the patches" as its type. This package writes those docstrings as plain
@@ -80,11 +79,7 @@ def _restore_plain(app, what, name, obj, options, lines):
 # extensions, menu and accessibility parts that tex-svg.js loads on demand stay).
 _MATHJAX_BUNDLE = "tex-svg.js"
 _mathjax_spec = importlib.util.find_spec("mathjax")
-_MATHJAX = (
-    Path(_mathjax_spec.origin).parent / "static" / "mathjax" / "es5"
-    if _mathjax_spec is not None and _mathjax_spec.origin
-    else None
-)
+_MATHJAX = Path(_mathjax_spec.origin).parent / "static" / "mathjax" / "es5" if _mathjax_spec is not None and _mathjax_spec.origin else None
 if _MATHJAX is not None and (_MATHJAX / _MATHJAX_BUNDLE).is_file():
     mathjax_path = f"mathjax/{_MATHJAX_BUNDLE}"  # relative to _static
 else:

@@ -152,7 +152,9 @@ def reference_gmar(
     return (p.unsqueeze(-2) @ rollout).squeeze(-2)[:, prefix:], torch.stack(all_weights, 1)
 
 
-def reference_rollout(model, x, prefix, head_fusion="mean", discard_ratio=0.0, alpha=0.5, start_layer=0, readout=("class",), call=None, probe=None):
+def reference_rollout(
+    model, x, prefix, head_fusion="mean", discard_ratio=0.0, alpha=0.5, start_layer=0, readout=("class",), call=None, probe=None
+):
     """Attention rollout as in vit-explain: fuse, discard the lowest, add I, renormalise."""
     with torch.no_grad():
         _, attentions, _ = eager_pass(model, x, None, call)
@@ -189,7 +191,9 @@ def reference_gae(model, x, targets, prefix, start_layer=0, readout=("class",), 
 def reference_gradcam(model, x, targets, prefix):
     """Grad-CAM as pytorch-grad-cam applies it to a ViT: activations and gradients of the
     last block's first LayerNorm output, patch tokens reshaped to a grid."""
-    names = [n for n, _ in model.named_modules() if n.endswith(("attention.q_proj", "attention.attention.query", "self_attn.q_proj", "attn.qkv"))]
+    names = [
+        n for n, _ in model.named_modules() if n.endswith(("attention.q_proj", "attention.attention.query", "self_attn.q_proj", "attn.qkv"))
+    ]
     query = model.get_submodule(names[-1])
     store = []
     hook = query.register_forward_pre_hook(lambda mod, args: store.append(args[0]))

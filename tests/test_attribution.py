@@ -142,9 +142,9 @@ def test_overflow_raises_instead_of_returning_nan(load_tiny, images, dtype, scal
 
 def test_non_finite_gradients_raise(load_tiny, images, monkeypatch):
     gmar = GMARAttribution(load_tiny(VIT))
-    monkeypatch.setattr(gmar, "_explain", lambda trace, targets: attribution_module.Explanation(
-        torch.full((len(targets), 17), float("nan"))
-    ))
+    monkeypatch.setattr(
+        gmar, "_explain", lambda trace, targets: attribution_module.Explanation(torch.full((len(targets), 17), float("nan")))
+    )
     with pytest.raises(NonFiniteError, match="GMAR produced NaN or infinite relevance"):
         gmar.attribute(images, target=1)
 
@@ -157,7 +157,9 @@ def test_too_large_an_image_is_refused_before_any_work(load_tiny, monkeypatch):
 
     monkeypatch.setattr(model, "forward", no_forward)
     photo = torch.zeros(1, 3, 3000, 4000)  # 187,501 tokens: one layer's maps alone are 524 GiB
-    with pytest.raises(InsufficientMemoryError, match=r"3000x4000 px \(187,501 tokens, 4 heads\).*resize the images \(the model was trained at 32x32 px"):
+    with pytest.raises(
+        InsufficientMemoryError, match=r"3000x4000 px \(187,501 tokens, 4 heads\).*resize the images \(the model was trained at 32x32 px"
+    ):
         GMARAttribution(model).attribute(photo, target=1)
 
 

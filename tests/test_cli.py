@@ -25,9 +25,20 @@ def model_dir(tmp_path_factory):
     the bundled reference model's does."""
     torch.manual_seed(0)
     config = transformers.ViTConfig(
-        image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, num_labels=10, problem_type="multi_label_classification",
-        id2label={i: name for i, name in enumerate(["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])},
+        image_size=64,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_labels=10,
+        problem_type="multi_label_classification",
+        id2label={
+            i: name
+            for i, name in enumerate(
+                ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+            )
+        },
     )
     path = tmp_path_factory.mktemp("model")
     transformers.ViTForImageClassification(config).save_pretrained(path)
@@ -68,8 +79,25 @@ def test_compare_writes_csv_table_and_figure(model_dir, tmp_path):
     except FileNotFoundError as error:
         pytest.skip(str(error))
     out = tmp_path / "out"
-    code = main(["compare", "--model", model_dir, "--scenes", "3", "--methods", "gmar-l1,saliency",
-                 "--metrics", "localisation", "--device", "cpu", "--figure-rows", "2", "--out", str(out)])
+    code = main(
+        [
+            "compare",
+            "--model",
+            model_dir,
+            "--scenes",
+            "3",
+            "--methods",
+            "gmar-l1,saliency",
+            "--metrics",
+            "localisation",
+            "--device",
+            "cpu",
+            "--figure-rows",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     assert (out / "results.csv").is_file() and (out / "comparison.png").is_file()
     summary = (out / "summary.md").read_text()
@@ -84,8 +112,27 @@ def test_compare_with_an_ablation_writes_its_paired_table(model_dir, tmp_path):
     except FileNotFoundError as error:
         pytest.skip(str(error))
     out = tmp_path / "out"
-    code = main(["compare", "--model", model_dir, "--scenes", "2", "--methods", "gmar-l1,rollout", "--metrics", "localisation",
-                 "--ablation", "layers", "--device", "cpu", "--figure-rows", "0", "--out", str(out)])
+    code = main(
+        [
+            "compare",
+            "--model",
+            model_dir,
+            "--scenes",
+            "2",
+            "--methods",
+            "gmar-l1,rollout",
+            "--metrics",
+            "localisation",
+            "--ablation",
+            "layers",
+            "--device",
+            "cpu",
+            "--figure-rows",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     summary = (out / "summary.md").read_text()
     assert "| GMAR (L1), layer 1 uniform | " in summary and "gini − GMAR | gini − rollout" in summary
@@ -101,11 +148,33 @@ def test_compare_scores_the_relevance_map_chosen_and_says_which(model_dir, tmp_p
     aucs = {}
     for choice in ("positive", "signed", "abs"):
         out = tmp_path / choice
-        code = main(["compare", "--model", model_dir, "--scenes", "3", "--methods", "attnlrp", "--metrics", "faithfulness",
-                     "--relevance-map", choice, "--device", "cpu", "--figure-rows", "0", "--out", str(out)])
+        code = main(
+            [
+                "compare",
+                "--model",
+                model_dir,
+                "--scenes",
+                "3",
+                "--methods",
+                "attnlrp",
+                "--metrics",
+                "faithfulness",
+                "--relevance-map",
+                choice,
+                "--device",
+                "cpu",
+                "--figure-rows",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
         assert code == 0
         summary = (out / "summary.md").read_text()
-        assert f"AttnLRP and CP-LRP map: the {'positive part of the relevance' if choice == 'positive' else 'signed relevance' if choice == 'signed' else 'absolute value of the relevance'}" in summary
+        assert (
+            f"AttnLRP and CP-LRP map: the {'positive part of the relevance' if choice == 'positive' else 'signed relevance' if choice == 'signed' else 'absolute value of the relevance'}"
+            in summary
+        )
         aucs[choice] = [row["deletion_auc"] for row in csv.DictReader((out / "results.csv").open())]
     assert aucs["abs"] != aucs["positive"]  # the maps rank the pixels differently
 
@@ -131,8 +200,39 @@ def test_explain_a_class_by_name_or_index(model_dir, photo, tmp_path, capsys, mo
         return original(self, images, targets)
 
     monkeypatch.setattr(methods.Method, "maps_and_head_weights", spy)
-    main(["explain", photo, "--model", model_dir, "--target", "sneaker", "--methods", "rollout", "--out", str(tmp_path / "a.png"), "--device", "cpu"])
-    main(["explain", photo, "--model", model_dir, "--target", "7", "--methods", "rollout", "--native-resolution", "--out", str(tmp_path / "b.png"), "--device", "cpu"])
+    main(
+        [
+            "explain",
+            photo,
+            "--model",
+            model_dir,
+            "--target",
+            "sneaker",
+            "--methods",
+            "rollout",
+            "--out",
+            str(tmp_path / "a.png"),
+            "--device",
+            "cpu",
+        ]
+    )
+    main(
+        [
+            "explain",
+            photo,
+            "--model",
+            model_dir,
+            "--target",
+            "7",
+            "--methods",
+            "rollout",
+            "--native-resolution",
+            "--out",
+            str(tmp_path / "b.png"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert seen == [((1, 3, 64, 64), [7]), ((1, 3, 200, 300), [7])]
 
 
@@ -188,16 +288,31 @@ def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, pho
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
     cases = [
-        (["compare", "--model", "/no/such/dir"], "neither a reference model (vit-tiny, dinov2-small, dinov2-small-backbone), nor a folder with a config.json"),
-        (["explain", photo, "--model", "google/vit-base-patch16-224"], "nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)"),
-        (["compare", "--model", make_folder(tmp_path, "empty", "ViTForImageClassification", weights=False)], "has a config.json but no weights"),
-        (["explain", photo, "--model", make_folder(tmp_path, "swin", "SwinForImageClassification")], "windowed attention has no global map"),
+        (
+            ["compare", "--model", "/no/such/dir"],
+            "neither a reference model (vit-tiny, dinov2-small, dinov2-small-backbone), nor a folder with a config.json",
+        ),
+        (
+            ["explain", photo, "--model", "google/vit-base-patch16-224"],
+            "nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)",
+        ),
+        (
+            ["compare", "--model", make_folder(tmp_path, "empty", "ViTForImageClassification", weights=False)],
+            "has a config.json but no weights",
+        ),
+        (
+            ["explain", photo, "--model", make_folder(tmp_path, "swin", "SwinForImageClassification")],
+            "windowed attention has no global map",
+        ),
         (["explain", photo, "--model", make_folder(tmp_path, "convnext", "ConvNextForImageClassification")], "supported: ViT, DeiT"),
         (["explain", "missing.png", "--model", model_dir], "image 'missing.png' does not exist"),
         (["explain", str(broken), "--model", model_dir], "cannot read image"),
         (["explain", str(tiny), "--model", model_dir], "is 4x4 px, smaller than one 8x8 patch"),
         (["explain", photo, "--model", model_dir, "--target", "10"], "--target 10 is out of range: the model has 10 classes"),
-        (["explain", photo, "--model", model_dir, "--target", "Cat"], "'Cat' is not a class of this model; its classes: T-shirt/top, Trouser"),
+        (
+            ["explain", photo, "--model", model_dir, "--target", "Cat"],
+            "'Cat' is not a class of this model; its classes: T-shirt/top, Trouser",
+        ),
         (["compare", "--model", model_dir, "--data-dir", str(tmp_path / "nothing")], "Fashion-MNIST"),
         (["compare", "--model", model_dir, "--limit", "3"], "--limit applies to --data"),
         (["compare", "--model", model_dir, "--skip-unreadable"], "--skip-unreadable applies to --data"),
@@ -216,7 +331,9 @@ def existing_results(tmp_path):
     out = tmp_path / "earlier"
     out.mkdir()
     (out / "results.csv").write_text("method,item\n")
-    (out / cli.MANIFEST).write_text(json.dumps({"files": ["results.csv", "results.run.json", "summary.md", "summary.json", "comparison.png"]}))
+    (out / cli.MANIFEST).write_text(
+        json.dumps({"files": ["results.csv", "results.run.json", "summary.md", "summary.json", "comparison.png"]})
+    )
     return out
 
 
@@ -226,7 +343,10 @@ def image_folder(tmp_path):
     than the model's; masks for the Trouser ones."""
     rng = np.random.default_rng(0)
     for i, label in enumerate(["Trouser", "Trouser", "bag", "bag"]):
-        for base, array in ((tmp_path / "data", rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)), (tmp_path / "data" / "masks", np.eye(50, 70, dtype=np.uint8))):
+        for base, array in (
+            (tmp_path / "data", rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)),
+            (tmp_path / "data" / "masks", np.eye(50, 70, dtype=np.uint8)),
+        ):
             if base.name == "masks" and label != "Trouser":
                 continue
             (base / label).mkdir(parents=True, exist_ok=True)
@@ -248,27 +368,77 @@ def test_data_errors_are_one_line_before_any_model_loads(model_dir, image_folder
     (image_folder / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\nbag/2.png,0,0,inf,5\n")
     code, err = run(capsys, *argv)
     assert code == 2 and "Traceback" not in err
-    assert last_line(err) == "captum-gmar compare: error: boxes.csv row 2: x_max is 'inf'; box corners must be finite numbers, pixels of the image"
+    assert (
+        last_line(err)
+        == "captum-gmar compare: error: boxes.csv row 2: x_max is 'inf'; box corners must be finite numbers, pixels of the image"
+    )
 
 
 def test_compare_follows_links_out_of_the_data_folder_when_asked(model_dir, image_folder, photo, tmp_path):
     (image_folder / "bag" / "linked.jpg").symlink_to(photo)
     out = tmp_path / "out"
-    assert main(["compare", "--model", model_dir, "--data", str(image_folder), "--follow-links", "--methods", "rollout", "--metrics", "faithfulness",
-                 "--device", "cpu", "--figure-rows", "0", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--model",
+                model_dir,
+                "--data",
+                str(image_folder),
+                "--follow-links",
+                "--methods",
+                "rollout",
+                "--metrics",
+                "faithfulness",
+                "--device",
+                "cpu",
+                "--figure-rows",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "bag/linked.jpg" in {row["file"] for row in read_csv(out / "results.csv")}
 
 
 def test_compare_on_an_image_folder(model_dir, image_folder, tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--methods", "rollout", "--metrics", "faithfulness,localisation",
-            "--limit", "3", "--batch-size", "2", "--device", "cpu", "--figure-rows", "2", "--out", str(out)]
+    argv = [
+        "compare",
+        "--model",
+        model_dir,
+        "--data",
+        str(image_folder),
+        "--methods",
+        "rollout",
+        "--metrics",
+        "faithfulness,localisation",
+        "--limit",
+        "3",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--figure-rows",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     rows = list(read_csv(out / "results.csv"))
     assert len(rows) == 3 and all(row["file"].split("/")[0] in ("Trouser", "bag") for row in rows)
     assert all(math.isnan(row["pointing_game"]) != row["file"].startswith("Trouser") for row in rows)
     assert (out / "comparison.png").is_file() and "| Attention rollout |" in (out / "summary.md").read_text()
-    assert json.loads((out / cli.MANIFEST).read_text())["files"] == ["comparison.png", "report.html", "results.csv", "results.run.json", "summary.json", "summary.md"]
+    assert json.loads((out / cli.MANIFEST).read_text())["files"] == [
+        "comparison.png",
+        "report.html",
+        "results.csv",
+        "results.run.json",
+        "summary.json",
+        "summary.md",
+    ]
     code, err = run(capsys, *argv)
     assert code == 2 and "results.csv exists: add --resume" in err
     (out / "notes.txt").write_text("mine")  # a file of the user's beside the run's is kept
@@ -312,8 +482,26 @@ def test_export_scenes_writes_a_folder_compare_reads(tmp_path, capsys):
     images = sorted(p.relative_to(tmp_path / "scenes").as_posix() for p in (tmp_path / "scenes").rglob("*.png"))
     masks = [p for p in images if p.startswith("masks/")]
     assert len(masks) * 2 == len(images) and {"masks/" + p for p in images if p not in masks} == set(masks)
-    assert main(["compare", "--data", str(tmp_path / "scenes"), "--methods", "rollout", "--metrics", "localisation", "--device", "cpu",
-                 "--figure-rows", "0", "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--data",
+                str(tmp_path / "scenes"),
+                "--methods",
+                "rollout",
+                "--metrics",
+                "localisation",
+                "--device",
+                "cpu",
+                "--figure-rows",
+                "0",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     assert all(row["pointing_game"] in (0.0, 1.0) for row in read_csv(tmp_path / "out" / "results.csv"))
 
 
@@ -361,8 +549,11 @@ def test_bad_outputs_are_refused_before_any_model_loads(capsys, tmp_path, photo,
         (["compare", "--model", model_dir, "--out", str(a_file)], "is a file: name a folder for the results"),
         (["compare", "--model", model_dir, "--out", str(a_file / "out")], f"{str(a_file)!r} is a file, so no folder can be made there"),
         (["demo", "--out", str(a_file / "out")], f"{str(a_file)!r} is a file, so no folder can be made there"),
-        (["demo", "--out", "demo.png"], "--out 'demo.png' names a figure, but --out is the folder of the results (the figure is its comparison.png): "
-                                         "name a folder, e.g. 'demo'"),
+        (
+            ["demo", "--out", "demo.png"],
+            "--out 'demo.png' names a figure, but --out is the folder of the results (the figure is its comparison.png): "
+            "name a folder, e.g. 'demo'",
+        ),
         (["compare", "--model", model_dir, "--out", str(tmp_path / "cmp.PDF")], "names a figure, but --out is the folder of the results"),
     ]
     if Path("/proc/self").is_dir():  # a folder not even root may write in
@@ -392,8 +583,10 @@ def test_an_output_folder_holding_files_of_the_user_is_refused_before_any_model_
         (["compare", "--model", model_dir, "--out", str(user)], refused),
         (["compare", "--model", model_dir, "--out", str(user), "--overwrite"], refused),
         (["demo", "--out", str(user)], refused),
-        (["compare", "--model", model_dir, "--out", str(own), "--overwrite"],
-         f"--out {str(own)!r} holds 'comparison.png', which captum-gmar did not write and does not replace: move it, or name a new or empty folder"),
+        (
+            ["compare", "--model", model_dir, "--out", str(own), "--overwrite"],
+            f"--out {str(own)!r} holds 'comparison.png', which captum-gmar did not write and does not replace: move it, or name a new or empty folder",
+        ),
         (["compare", "--model", model_dir, "--out", str(broken)], f"cannot read {str(broken / cli.MANIFEST)!r}"),
     ]
     for argv, message in cases:
@@ -411,15 +604,34 @@ def test_compare_stops_at_an_unreadable_image_or_skips_it_when_asked(model_dir, 
     (image_folder / "bag" / "2.png").write_bytes(b"")
     (image_folder / "Trouser" / "1.png").write_bytes((image_folder / "Trouser" / "1.png").read_bytes()[:200])
     out = tmp_path / "out"
-    argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--methods", "rollout", "--metrics", "faithfulness",
-            "--batch-size", "2", "--device", "cpu", "--figure-rows", "4", "--out", str(out)]
+    argv = [
+        "compare",
+        "--model",
+        model_dir,
+        "--data",
+        str(image_folder),
+        "--methods",
+        "rollout",
+        "--metrics",
+        "faithfulness",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--figure-rows",
+        "4",
+        "--out",
+        str(out),
+    ]
     code, err = run(capsys, *argv)
     assert code == 2 and last_line(err).startswith("captum-gmar compare: error: cannot read image '") and "Traceback" not in err
     # go on with the run that stopped: the unreadable images are skipped, named once, counted
     assert main([*argv, "--resume", "--skip-unreadable"]) == 0
     captured = capsys.readouterr()
     assert [line.split("'")[1] for line in captured.err.splitlines() if line.startswith("skipped: ")] in (
-        ["bag/2.png", "Trouser/1.png"], ["Trouser/1.png", "bag/2.png"])
+        ["bag/2.png", "Trouser/1.png"],
+        ["Trouser/1.png", "bag/2.png"],
+    )
     run_json = json.loads((out / "results.run.json").read_text())
     assert run_json["unreadable_count"] == 2 and {entry["file"] for entry in run_json["unreadable"]} == {"bag/2.png", "Trouser/1.png"}
     counted = f"2 unreadable image(s) skipped, listed in {out / 'results.run.json'}"
@@ -436,17 +648,39 @@ def test_compare_stops_at_an_unreadable_image_or_skips_it_when_asked(model_dir, 
 
 def test_a_decompression_bomb_is_a_one_line_error_or_skipped(model_dir, image_folder, photo, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # the folder's images are 70 x 50 px, over twice that
-    argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--methods", "rollout", "--metrics", "faithfulness",
-            "--device", "cpu", "--figure-rows", "0", "--limit", "1"]
+    argv = [
+        "compare",
+        "--model",
+        model_dir,
+        "--data",
+        str(image_folder),
+        "--methods",
+        "rollout",
+        "--metrics",
+        "faithfulness",
+        "--device",
+        "cpu",
+        "--figure-rows",
+        "0",
+        "--limit",
+        "1",
+    ]
     code, err = run(capsys, *argv, "--out", str(tmp_path / "a"))
-    assert code == 2 and last_line(err).startswith("captum-gmar compare: error: cannot read image '") and "could be decompression bomb" in err
+    assert (
+        code == 2 and last_line(err).startswith("captum-gmar compare: error: cannot read image '") and "could be decompression bomb" in err
+    )
     assert "Traceback" not in err
     code, err = run(capsys, "explain", photo, "--model", model_dir, "--device", "cpu", "--out", str(tmp_path / "fig.png"))  # 300 x 200 px
-    assert code == 2 and f"cannot read image {photo!r}: Image size (60000 pixels) exceeds limit" in last_line(err) and "Traceback" not in err
+    assert (
+        code == 2 and f"cannot read image {photo!r}: Image size (60000 pixels) exceeds limit" in last_line(err) and "Traceback" not in err
+    )
     code, err = run(capsys, *argv, "--limit", "2", "--skip-unreadable", "--out", str(tmp_path / "b"))
     assert err.count("could be decompression bomb") == 2 and "Traceback" not in err
     listed = tmp_path / "b" / "results.run.json"
-    assert code == 2 and last_line(err) == f"captum-gmar compare: error: no image could be read: 2 unreadable image(s) skipped, listed in {listed}"
+    assert (
+        code == 2
+        and last_line(err) == f"captum-gmar compare: error: no image could be read: 2 unreadable image(s) skipped, listed in {listed}"
+    )
 
 
 def test_explain_a_model_of_the_hugging_face_cache(model_dir, photo, tmp_path, capsys, hub_cache):
@@ -476,11 +710,32 @@ def test_explain_the_similarity_to_reference_images(backbone_dir, photo, tmp_pat
         Image.fromarray(np.random.default_rng(k + 1).integers(0, 255, (50 + 10 * k, 40, 3), dtype=np.uint8)).save(path)
         references.append(str(path))
     out = tmp_path / "similar.png"
-    assert main(["explain", photo, "--model", backbone_dir, "--similar-to", *references, "--methods", "gmar-l1,attnlrp", "--out", str(out)]) == 0
+    assert (
+        main(["explain", photo, "--model", backbone_dir, "--similar-to", *references, "--methods", "gmar-l1,attnlrp", "--out", str(out)])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "similarity to ref0.png: cos " in printed and "similarity to ref1.png: cos " in printed
     assert Image.open(out).size[0] > 0
-    assert main(["explain", photo, "--model", backbone_dir, "--similar-to", *references, "--center", "references", "--methods", "rollout", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                photo,
+                "--model",
+                backbone_dir,
+                "--similar-to",
+                *references,
+                "--center",
+                "references",
+                "--methods",
+                "rollout",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "(centred)" in capsys.readouterr().out
 
 
@@ -508,11 +763,17 @@ def test_similarity_errors_are_one_line_before_any_model_loads(capsys, tmp_path,
         (["explain", photo, "--model", backbone_dir, "--similar-to", photo, str(broken)], "cannot read image"),
         (["explain", photo, "--model", backbone_dir, "--similar-to", photo, "--target", "0"], "--target names a class; with --similar-to"),
         (["explain", photo, "--model", model_dir, "--center", "references"], "--center applies to --similar-to"),
-        (["explain", photo, "--model", backbone_dir], "returns an embedding, not classes: explain its similarity to reference images with --similar-to"),
+        (
+            ["explain", photo, "--model", backbone_dir],
+            "returns an embedding, not classes: explain its similarity to reference images with --similar-to",
+        ),
         (["compare", "--model", backbone_dir], "returns an embedding, not classes"),
         (["compare", "--model", model_dir, "--center", "references"], "--center applies to --task similarity"),
         (["compare", "--task", "similarity", "--data", str(tmp_path)], "--task similarity runs on composites of the bundled photos"),
-        (["compare", "--task", "similarity", "--model", make_folder(tmp_path, "convnext", "ConvNextModel")], "for similarity, the embedding models Dinov2Model"),
+        (
+            ["compare", "--task", "similarity", "--model", make_folder(tmp_path, "convnext", "ConvNextModel")],
+            "for similarity, the embedding models Dinov2Model",
+        ),
     ]
     for argv, message in cases:
         code, err = run(capsys, *argv)

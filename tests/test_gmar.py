@@ -34,9 +34,7 @@ def patches(attribution, x, target=TARGETS, **kwargs):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_matches_the_straightforward_eager_implementation(load_tiny, images, name, attn):
     expected, expected_weights = reference_gmar(load_tiny(name, "eager"), images, TARGETS, PREFIX_TOKENS[name], readout=AUTO_READOUT[name])
-    maps, weights = GMARAttribution(load_tiny(name, attn)).attribute(
-        images, target=TARGETS, output="patches", return_head_weights=True
-    )
+    maps, weights = GMARAttribution(load_tiny(name, attn)).attribute(images, target=TARGETS, output="patches", return_head_weights=True)
     torch.testing.assert_close(maps.flatten(1), expected, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(weights, expected_weights, rtol=1e-4, atol=1e-6)
 
@@ -111,7 +109,9 @@ def test_weight_transform_ablates_weights_and_all_uniform_is_mean_rollout(load_t
     _, own = GMARAttribution(model).attribute(images, target=TARGETS, return_head_weights=True)
     keep = torch.zeros(LAYERS, HEADS, dtype=torch.bool)
     keep[1, 2] = True
-    _, ablated = GMARAttribution(model, weight_transform=partial(uniform_except, keep=keep)).attribute(images, target=TARGETS, return_head_weights=True)
+    _, ablated = GMARAttribution(model, weight_transform=partial(uniform_except, keep=keep)).attribute(
+        images, target=TARGETS, return_head_weights=True
+    )
     torch.testing.assert_close(ablated, uniform_except(own, keep))  # what was fused is returned
 
 

@@ -30,7 +30,7 @@ def test_split_heads_puts_channel_blocks_on_heads():
     heads = split_heads(x, H)
     assert heads.shape == (B, H, T, D)
     for h in range(H):
-        torch.testing.assert_close(heads[:, h], x[..., h * D:(h + 1) * D])
+        torch.testing.assert_close(heads[:, h], x[..., h * D : (h + 1) * D])
 
 
 def test_split_heads_rejects_indivisible_channels():

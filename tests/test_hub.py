@@ -71,7 +71,11 @@ def test_an_imagenet_classifier_sees_the_cat(repo_id, cat):
         pytest.importorskip("timm", reason="timm is not installed (pip install 'captum-gmar[timm]')")
     model = AutoModelForImageClassification.from_pretrained(folder, local_files_only=True).eval()
     # timm ignores attn_implementation (and 4.57 refuses it): the reference turns its fused attention off itself
-    eager = model if timm else AutoModelForImageClassification.from_pretrained(folder, local_files_only=True, attn_implementation="eager").eval()
+    eager = (
+        model
+        if timm
+        else AutoModelForImageClassification.from_pretrained(folder, local_files_only=True, attn_implementation="eager").eval()
+    )
     processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
     x = processor(images=cat, return_tensors="pt")["pixel_values"]
     with torch.no_grad():
@@ -107,7 +111,10 @@ def test_explain_a_cached_model_from_the_command_line(cat, tmp_path, capsys):
     repo_id = "google/vit-base-patch16-224"
     cached(repo_id)
     cat.save(tmp_path / "cat.png")
-    assert main(["explain", str(tmp_path / "cat.png"), "--model", repo_id, "--device", "cpu", "--out", str(tmp_path / "cat-explained.png")]) == 0
+    assert (
+        main(["explain", str(tmp_path / "cat.png"), "--model", repo_id, "--device", "cpu", "--out", str(tmp_path / "cat-explained.png")])
+        == 0
+    )
     predicted = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("predicted: "))
     assert "cat" in predicted.lower() or "tabby" in predicted.lower(), predicted
     assert (tmp_path / "cat-explained.png").is_file()

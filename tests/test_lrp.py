@@ -23,7 +23,12 @@ TARGETS = torch.tensor([0, 3, 1])
 METHODS = [AttnLRP, CPLRP]
 #: additive constants that take relevance away from the pixels (biases, tokens, positions)
 _CONSTANTS = (
-    "cls_token", "class_embedding", "distillation_token", "register_tokens", "position_embedding", "mask_token",
+    "cls_token",
+    "class_embedding",
+    "distillation_token",
+    "register_tokens",
+    "position_embedding",
+    "mask_token",
     "relative_position_bias_table",
 )
 
@@ -72,9 +77,7 @@ class SoftmaxAbsorption(TorchFunctionMode):
         return result
 
     def absorbed(self) -> torch.Tensor:
-        return sum(
-            (p * g["out"]).flatten(1).sum(1) - (s * g["in"]).flatten(1).sum(1) for s, p, g in self.pairs if "out" in g
-        )
+        return sum((p * g["out"]).flatten(1).sum(1) - (s * g["in"]).flatten(1).sum(1) for s, p, g in self.pairs if "out" in g)
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
@@ -181,8 +184,9 @@ def test_dinov3_user_head_conserves():
     from test_custom_head import DinoV3Classifier
 
     torch.manual_seed(0)
-    config = transformers.DINOv3ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                                          intermediate_size=64, num_register_tokens=2)
+    config = transformers.DINOv3ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64, num_register_tokens=2
+    )
     model = bias_free(DinoV3Classifier(randomise_(transformers.DINOv3ViTModel(config)), num_labels=5))
     x = images64()
     method = CPLRP(model)

@@ -88,7 +88,9 @@ def test_a_model_in_training_mode_is_refused_before_any_pass_and_left_as_it_was(
     assert not passes
     assert all(m.training for m in model.modules()) and all(p.requires_grad for p in model.parameters())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
-    torch.testing.assert_close(method(copy.deepcopy(model).eval()).attribute(images, target=1), method(model.eval()).attribute(images, target=1))
+    torch.testing.assert_close(
+        method(copy.deepcopy(model).eval()).attribute(images, target=1), method(model.eval()).attribute(images, target=1)
+    )
 
 
 @pytest.mark.parametrize("method", [GMARAttribution, AttnLRP])

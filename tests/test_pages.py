@@ -189,8 +189,23 @@ def report_file(tmp_path_factory) -> Path:
     except FileNotFoundError as error:
         pytest.skip(str(error))
     out = tmp_path_factory.mktemp("report") / "out"
-    argv = ["compare", "--scenes", "6", "--methods", "gmar-l1,rollout,saliency", "--metrics", "localisation", "--device", "cpu",
-            "--figure-rows", "0", "--gallery", "4", "--out", str(out)]
+    argv = [
+        "compare",
+        "--scenes",
+        "6",
+        "--methods",
+        "gmar-l1,rollout,saliency",
+        "--metrics",
+        "localisation",
+        "--device",
+        "cpu",
+        "--figure-rows",
+        "0",
+        "--gallery",
+        "4",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     return out / "report.html"
 
@@ -237,8 +252,10 @@ def test_the_report_in_a_browser(report_file, tmp_path):
 
         def column(name: str) -> list[float]:
             index = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "table.cg-summary thead th")].index(name)
-            return [float(row.find_elements(By.CSS_SELECTOR, "th, td")[index].get_attribute("data-value"))
-                    for row in driver.find_elements(By.CSS_SELECTOR, "table.cg-summary tbody tr")]
+            return [
+                float(row.find_elements(By.CSS_SELECTOR, "th, td")[index].get_attribute("data-value"))
+                for row in driver.find_elements(By.CSS_SELECTOR, "table.cg-summary tbody tr")
+            ]
 
         assert methods() == ["GMAR (L1)", "Attention rollout", "Saliency"]
         header = driver.find_element(By.XPATH, "//table[contains(@class, 'cg-summary')]//thead//button[text()='mass_inside']")

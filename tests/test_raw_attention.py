@@ -16,7 +16,7 @@ def test_last_layer_mean_attention_of_the_readout_row(load_tiny, images, name, a
     tokens = last.shape[-1]
     expected = pooling_vector(AUTO_READOUT[name], PREFIX_TOKENS[name], tokens) @ last
     got = RawAttention(load_tiny(name, attn)).attribute(images, target=0, output="patches")
-    torch.testing.assert_close(got.flatten(1), expected[:, PREFIX_TOKENS[name]:], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(got.flatten(1), expected[:, PREFIX_TOKENS[name] :], rtol=1e-4, atol=1e-6)
 
 
 def test_class_agnostic_and_checked(load_tiny, images):

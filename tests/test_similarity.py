@@ -24,7 +24,11 @@ MLP = dict(intermediate_size=64)
 #: embedding model class -> (config, special tokens, the output field holding its embedding)
 EMBEDDERS = {
     "Dinov2Model": (lambda: transformers.Dinov2Config(**VISION, mlp_ratio=2), 1, "pooler_output"),
-    "Dinov2WithRegistersModel": (lambda: transformers.Dinov2WithRegistersConfig(**VISION, mlp_ratio=2, num_register_tokens=4), 5, "pooler_output"),
+    "Dinov2WithRegistersModel": (
+        lambda: transformers.Dinov2WithRegistersConfig(**VISION, mlp_ratio=2, num_register_tokens=4),
+        5,
+        "pooler_output",
+    ),
     "DINOv3ViTModel": (lambda: transformers.DINOv3ViTConfig(**VISION, **MLP, num_register_tokens=2), 3, "pooler_output"),
     "ViTModel": (lambda: transformers.ViTConfig(**VISION, **MLP), 1, "pooler_output"),
     "DeiTModel": (lambda: transformers.DeiTConfig(**VISION, **MLP), 2, "pooler_output"),
@@ -33,7 +37,11 @@ EMBEDDERS = {
     "CLIPVisionModel": (lambda: transformers.CLIPVisionConfig(**VISION, **MLP), 1, "pooler_output"),
     "CLIPVisionModelWithProjection": (lambda: transformers.CLIPVisionConfig(**VISION, **MLP, projection_dim=24), 1, "image_embeds"),
     "MetaClip2VisionModel": (lambda: transformers.MetaClip2VisionConfig(**VISION, **MLP), 1, "pooler_output"),
-    "MetaClip2VisionModelWithProjection": (lambda: transformers.MetaClip2VisionConfig(**VISION, **MLP, projection_dim=24), 1, "image_embeds"),
+    "MetaClip2VisionModelWithProjection": (
+        lambda: transformers.MetaClip2VisionConfig(**VISION, **MLP, projection_dim=24),
+        1,
+        "image_embeds",
+    ),
     "SiglipVisionModel": (lambda: transformers.SiglipVisionConfig(**VISION, **MLP), 0, "pooler_output"),
     "CLIPModel": (ZERO_SHOT_MODELS["CLIPModel"], 1, None),  # image tower: get_image_features
     "SiglipModel": (ZERO_SHOT_MODELS["SiglipModel"], 0, None),
@@ -82,7 +90,9 @@ def test_the_similarity_is_the_cosine_of_the_models_own_embedding(name):
     center = expected_refs.mean(0) + 0.1
     with torch.no_grad():
         centred = SimilarityModel(model, references, center=center)(x)
-    torch.testing.assert_close(centred, F.cosine_similarity((expected_x - center)[:, None], (expected_refs - center)[None], dim=-1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        centred, F.cosine_similarity((expected_x - center)[:, None], (expected_refs - center)[None], dim=-1), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("name", ["Dinov2Model", "ViTModel", "CLIPVisionModelWithProjection"])
@@ -219,7 +229,9 @@ def test_a_target_function_of_the_wrong_shape_is_refused_before_any_work(method)
     calls = []
     model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(1), with_kwargs=True)
     explainer = method(model, references=torch.randn(3, 32))
-    with pytest.raises(TypeError, match=r"a target function must map the logits \(2, 3\) to one floating-point score per example \(2,\); got \(2, 3\)"):
+    with pytest.raises(
+        TypeError, match=r"a target function must map the logits \(2, 3\) to one floating-point score per example \(2,\); got \(2, 3\)"
+    ):
         explainer.attribute(images(2), target=lambda z: z)
     with pytest.raises(TypeError, match="got list"):
         explainer.attribute(images(2), target=lambda z: [0.0, 1.0])

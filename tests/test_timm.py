@@ -29,8 +29,15 @@ def make(key: str, fused: bool = True, **options) -> torch.nn.Module:
     unless ``num_classes`` says otherwise)."""
     torch.manual_seed(0)
     model = timm.create_model(
-        MODELS[key][0], pretrained=False, img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4,
-        dynamic_img_size=True, **{"num_classes": 5, **options},
+        MODELS[key][0],
+        pretrained=False,
+        img_size=32,
+        patch_size=8,
+        embed_dim=32,
+        depth=3,
+        num_heads=4,
+        dynamic_img_size=True,
+        **{"num_classes": 5, **options},
     )
     for module in model.modules():
         if hasattr(module, "fused_attn"):
@@ -73,7 +80,14 @@ def test_grad_cam(images):
 
 def test_what_the_adapter_reads_from_a_timm_model():
     vit = VisionTransformer(make("dinov2-registers"))
-    assert (vit.num_prefix_tokens, vit.patch_size, vit.image_size, vit.num_labels, vit.num_layers, vit.num_heads) == (5, (8, 8), (32, 32), 5, 3, 4)
+    assert (vit.num_prefix_tokens, vit.patch_size, vit.image_size, vit.num_labels, vit.num_layers, vit.num_heads) == (
+        5,
+        (8, 8),
+        (32, 32),
+        5,
+        3,
+        4,
+    )
     assert not vit.keeps_attention_for_backward and VisionTransformer(make("vit", fused=False)).keeps_attention_maps
 
 

@@ -87,7 +87,9 @@ def test_gae_and_rollout_match_the_reference(load, images, text, name):
     maps = GenericAttentionExplainability(model, text=text).attribute(images, target=TARGETS, output="patches")
     torch.testing.assert_close(maps.flatten(1), expected, rtol=1e-4, atol=1e-6)
     expected = reference_rollout(eager, images, prefix, **options)
-    torch.testing.assert_close(AttentionRollout(model, text=text).attribute(images, output="patches").flatten(1), expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        AttentionRollout(model, text=text).attribute(images, output="patches").flatten(1), expected, rtol=1e-4, atol=1e-6
+    )
 
 
 def test_grad_cam_and_targets(load, images, text):
@@ -123,16 +125,25 @@ def test_the_model_comes_back_as_it_was(load, images, text):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda t: {**t, "input_ids": t["input_ids"].index_put((torch.tensor(2), torch.tensor(3)), torch.tensor(64))},
-         "prompt 2 has token id 64 at position 3, which is not below the vocabulary size 64"),
-        (lambda t: {**t, "input_ids": t["input_ids"].index_put((torch.tensor(1), torch.tensor(0)), torch.tensor(-1))},
-         "prompt 1 has token id -1 at position 0, which is negative"),
+        (
+            lambda t: {**t, "input_ids": t["input_ids"].index_put((torch.tensor(2), torch.tensor(3)), torch.tensor(64))},
+            "prompt 2 has token id 64 at position 3, which is not below the vocabulary size 64",
+        ),
+        (
+            lambda t: {**t, "input_ids": t["input_ids"].index_put((torch.tensor(1), torch.tensor(0)), torch.tensor(-1))},
+            "prompt 1 has token id -1 at position 0, which is negative",
+        ),
         (lambda t: {**t, "input_ids": t["input_ids"].float()}, "input_ids are torch.float32; token ids must be integers"),
         (lambda t: {**t, "attention_mask": t["attention_mask"][:, :5]}, "attention_mask is (4, 5) but input_ids are (4, 6)"),
         (lambda t: {**t, "attention_mask": t["attention_mask"][:3]}, "attention_mask is (3, 6) but input_ids are (4, 6)"),
-        (lambda t: {**t, "attention_mask": t["attention_mask"] * 2}, "prompt 0 has attention_mask value 2 at position 0; the mask must be 1 for a token and 0"),
-        (lambda t: {**t, "attention_mask": t["attention_mask"].float().index_put((torch.tensor(3), torch.tensor(1)), torch.tensor(0.5))},
-         "prompt 3 has attention_mask value 0.5 at position 1"),
+        (
+            lambda t: {**t, "attention_mask": t["attention_mask"] * 2},
+            "prompt 0 has attention_mask value 2 at position 0; the mask must be 1 for a token and 0",
+        ),
+        (
+            lambda t: {**t, "attention_mask": t["attention_mask"].float().index_put((torch.tensor(3), torch.tensor(1)), torch.tensor(0.5))},
+            "prompt 3 has attention_mask value 0.5 at position 1",
+        ),
     ],
     ids=["too-large", "negative", "float", "mask-shorter", "mask-fewer-prompts", "mask-of-twos", "mask-fraction"],
 )

@@ -40,6 +40,7 @@ def _make_torchvision_importable() -> list:
         for op in ("nms", "qnms"):
             library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         import torchvision  # noqa: F401, F811
+
         return [library]
     return []
 
@@ -54,8 +55,15 @@ NUM_LABELS = 5
 VISION = dict(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden_size=32, num_hidden_layers=3, num_attention_heads=4)
 COMMON = dict(VISION, num_labels=NUM_LABELS)
 TEXT = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=64,
-    max_position_embeddings=16, bos_token_id=0, eos_token_id=2, pad_token_id=1,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    vocab_size=64,
+    max_position_embeddings=16,
+    bos_token_id=0,
+    eos_token_id=2,
+    pad_token_id=1,
 )
 
 
@@ -73,7 +81,9 @@ def _timm_wrapper_config():
     import_timm()
     return transformers.TimmWrapperConfig(
         architecture="vit_tiny_patch16_224",
-        model_args=dict(img_size=IMAGE_SIZE, patch_size=PATCH_SIZE, embed_dim=32, depth=3, num_heads=4, global_pool="avg", dynamic_img_size=True),
+        model_args=dict(
+            img_size=IMAGE_SIZE, patch_size=PATCH_SIZE, embed_dim=32, depth=3, num_heads=4, global_pool="avg", dynamic_img_size=True
+        ),
         num_labels=NUM_LABELS,
     )
 
@@ -84,7 +94,9 @@ TINY_MODELS = {
     "DeiTForImageClassification": lambda: transformers.DeiTConfig(**COMMON, intermediate_size=64),
     "DeiTForImageClassificationWithTeacher": lambda: transformers.DeiTConfig(**COMMON, intermediate_size=64),
     "Dinov2ForImageClassification": lambda: transformers.Dinov2Config(**COMMON, mlp_ratio=2),
-    "Dinov2WithRegistersForImageClassification": lambda: transformers.Dinov2WithRegistersConfig(**COMMON, mlp_ratio=2, num_register_tokens=4),
+    "Dinov2WithRegistersForImageClassification": lambda: transformers.Dinov2WithRegistersConfig(
+        **COMMON, mlp_ratio=2, num_register_tokens=4
+    ),
     "ViTMSNForImageClassification": lambda: transformers.ViTMSNConfig(**COMMON, intermediate_size=64),
     "IJepaForImageClassification": lambda: transformers.IJepaConfig(**COMMON, intermediate_size=64),
     # per-layer relative position bias, mean pooling; Data2Vec: one shared bias, class-token pooling
@@ -184,7 +196,14 @@ def randomise_(model: torch.nn.Module) -> torch.nn.Module:
 
 
 _SPECIAL = (
-    "cls_token", "class_embedding", "distillation_token", "dist_token", "register_tokens", "reg_token", "position_embedding", "pos_embed"
+    "cls_token",
+    "class_embedding",
+    "distillation_token",
+    "dist_token",
+    "register_tokens",
+    "reg_token",
+    "position_embedding",
+    "pos_embed",
 )
 
 

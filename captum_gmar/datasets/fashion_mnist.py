@@ -113,9 +113,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     dtype = np.dtype(_IDX_DTYPES[type_code])
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise ValueError(
-            f"{path}: payload has {len(raw) - header} bytes, header {dims} needs {expected}"
-        )
+        raise ValueError(f"{path}: payload has {len(raw) - header} bytes, header {dims} needs {expected}")
     data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     return data.astype(dtype.newbyteorder("="), copy=False)
 
@@ -129,9 +127,7 @@ def _load_cached(data_dir: Path, split: Split) -> tuple[np.ndarray, np.ndarray]:
             raise FileNotFoundError(_HELP.format(where=p, default=DEFAULT_DATA_DIR, env=ENV_VAR))
     images, labels = (read_idx(p) for p in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(
-            f"{data_dir}: {split} images {images.shape} and labels {labels.shape} do not match"
-        )
+        raise ValueError(f"{data_dir}: {split} images {images.shape} and labels {labels.shape} do not match")
     if labels.size and labels.max() >= len(CLASS_NAMES):
         raise ValueError(f"{data_dir}: {split} labels outside 0..{len(CLASS_NAMES) - 1}")
     # Cached arrays are shared between callers, so make them read-only.
@@ -141,9 +137,7 @@ def _load_cached(data_dir: Path, split: Split) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_fashion_mnist(
-    split: Split, data_dir: str | os.PathLike[str] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def load_fashion_mnist(split: Split, data_dir: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Load one split.
 
     Returns ``(images, labels)``: read-only ``uint8 (N, 28, 28)`` and ``int64 (N,)``

@@ -39,7 +39,17 @@ import numpy as np
 
 from ..errors import UnreadableImageError
 
-__all__ = ["IMAGE_SUFFIXES", "ClassNames", "FolderItem", "Region", "export_scenes", "object_pixels", "read_image", "read_region", "scan_folder"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ClassNames",
+    "FolderItem",
+    "Region",
+    "export_scenes",
+    "object_pixels",
+    "read_image",
+    "read_region",
+    "scan_folder",
+]
 
 #: image files the scan picks up (case-insensitive)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -97,12 +107,19 @@ def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str],
         _inside(root, labels_csv.name, "CSV file", follow_links)
         rows = _read_csv(labels_csv, required=("file", "label"), optional=("mask",))
         tasks = [
-            (_existing(root, row["file"], labels_csv, follow_links), classes.index(row["label"], f"{labels_csv.name} row {n}"), row.get("mask") or None)
+            (
+                _existing(root, row["file"], labels_csv, follow_links),
+                classes.index(row["label"], f"{labels_csv.name} row {n}"),
+                row.get("mask") or None,
+            )
             for n, row in rows
         ]
         explicit_masks = "mask" in rows[0][1] if rows else False
     else:
-        tasks = [(file, classes.index(file.split("/")[0], f"folder {file.split('/')[0]!r}"), None) for file in _class_folder_images(root, follow_links)]
+        tasks = [
+            (file, classes.index(file.split("/")[0], f"folder {file.split('/')[0]!r}"), None)
+            for file in _class_folder_images(root, follow_links)
+        ]
         explicit_masks = False
     if not tasks:
         raise ValueError(f"data folder {str(root)!r} holds no images: put them in one subfolder per class, or list them in a labels.csv")
@@ -171,7 +188,9 @@ def _folder_key(name: str) -> str:
 def _class_folder_images(root: Path, follow_links: bool) -> list[str]:
     files = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "masks" and not p.name.startswith(".")):
-        files += [_inside(root, path.relative_to(root).as_posix(), "image", follow_links) for path in sorted(folder.rglob("*")) if _is_image(path)]
+        files += [
+            _inside(root, path.relative_to(root).as_posix(), "image", follow_links) for path in sorted(folder.rglob("*")) if _is_image(path)
+        ]
     return files
 
 
@@ -189,8 +208,10 @@ def _inside(root: Path, relative: str, where: str, follow_links: bool) -> str:
     if not follow_links:
         target = (root / path).resolve()
         if not target.is_relative_to(root.resolve()):
-            raise ValueError(f"{where}: {relative!r} leads out of the data folder through a symbolic link (to {str(target)!r}); "
-                             "pass --follow-links (follow_links=True) to read it")
+            raise ValueError(
+                f"{where}: {relative!r} leads out of the data folder through a symbolic link (to {str(target)!r}); "
+                "pass --follow-links (follow_links=True) to read it"
+            )
     return path.as_posix()
 
 
@@ -209,7 +230,9 @@ def _read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) 
         header = [name.strip() for name in reader.fieldnames or []]
         missing = [name for name in required if name not in header]
         if missing:
-            raise ValueError(f"{path.name} needs the columns {','.join(required)} (optional: {','.join(optional)}); it has {','.join(header) or 'no header'}")
+            raise ValueError(
+                f"{path.name} needs the columns {','.join(required)} (optional: {','.join(optional)}); it has {','.join(header) or 'no header'}"
+            )
         reader.fieldnames = header
         return [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k in required + optional}) for row in reader]
 
@@ -226,12 +249,18 @@ def _mirrored_masks(root: Path, tasks: list[tuple[str, int, str | None]], follow
         mask = PurePosixPath("masks", file).with_suffix(".png").as_posix()
         if (root / mask).is_file():
             if counts[file] > 1:
-                raise ValueError(f"{file!r} has several labels, so masks/ cannot say whose mask {mask!r} is: add a mask column to labels.csv")
+                raise ValueError(
+                    f"{file!r} has several labels, so masks/ cannot say whose mask {mask!r} is: add a mask column to labels.csv"
+                )
             if image_of.setdefault(mask, file) != file:  # x.jpg and x.png: one mask cannot be known to be both objects'
-                raise ValueError(f"{mask!r} mirrors two images, {image_of[mask]!r} and {file!r}: rename one of them, or give each its mask in a labels.csv mask column")
+                raise ValueError(
+                    f"{mask!r} mirrors two images, {image_of[mask]!r} and {file!r}: rename one of them, or give each its mask in a labels.csv mask column"
+                )
             regions[(file, label)] = Region(mask=_inside(root, mask, "mask", follow_links))
     if not regions:
-        raise ValueError(f"{str(root / 'masks')!r} holds no mask of any image: a mask mirrors its image's path, e.g. masks/{PurePosixPath(tasks[0][0]).with_suffix('.png')}")
+        raise ValueError(
+            f"{str(root / 'masks')!r} holds no mask of any image: a mask mirrors its image's path, e.g. masks/{PurePosixPath(tasks[0][0]).with_suffix('.png')}"
+        )
     return regions
 
 
@@ -279,7 +308,9 @@ def read_image(root: str | os.PathLike[str], file: str):
         with Image.open(Path(root) / file) as image:
             return image.convert("RGB")
     except Image.DecompressionBombError as error:  # not an OSError
-        raise UnreadableImageError(f"cannot read image {file!r}: {error} (raise PIL.Image.MAX_IMAGE_PIXELS to read it if you trust it)") from error
+        raise UnreadableImageError(
+            f"cannot read image {file!r}: {error} (raise PIL.Image.MAX_IMAGE_PIXELS to read it if you trust it)"
+        ) from error
     except (OSError, ValueError) as error:  # UnidentifiedImageError is an OSError
         raise UnreadableImageError(f"cannot read image {file!r}: {error}") from error
 
@@ -303,7 +334,9 @@ def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, i
         for k, (x_min, y_min, x_max, y_max) in enumerate(region.boxes):
             if x_min >= width or y_min >= height:  # corners are >= 0 (the scan checks): no pixel of the image is in it
                 where = f"boxes.csv row {region.rows[k]}" if region.rows else "boxes.csv"
-                raise ValueError(f"{where}: the box {region.boxes[k]} lies wholly outside its {width}x{height} px image; box corners are pixels of the image as stored")
+                raise ValueError(
+                    f"{where}: the box {region.boxes[k]} lies wholly outside its {width}x{height} px image; box corners are pixels of the image as stored"
+                )
             mask[math.floor(y_min) : math.ceil(y_max), math.floor(x_min) : math.ceil(x_max)] = True
         return mask
     try:
@@ -326,8 +359,10 @@ def object_pixels(values: np.ndarray, name: str) -> np.ndarray:
     levels = np.unique(values)
     if np.count_nonzero(levels) > 1:  # anti-aliased edges or a class-index map: "non-zero" would merge them into one object
         shown = ", ".join(str(level) for level in levels[:6]) + (", ..." if len(levels) > 6 else "")
-        raise ValueError(f"{name} holds {len(levels)} values ({shown}); a mask holds 0 for the background and one value for the object "
-                         "(1 or 255): save it without anti-aliasing, one object per mask")
+        raise ValueError(
+            f"{name} holds {len(levels)} values ({shown}); a mask holds 0 for the background and one value for the object "
+            "(1 or 255): save it without anti-aliasing, one object per mask"
+        )
     return values != 0
 
 

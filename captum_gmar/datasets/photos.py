@@ -93,9 +93,7 @@ class Composites:
         return (self.photos >= 0).sum(1)
 
 
-def make_composites(
-    photos: Sequence[np.ndarray], n: int, seed: int, size: int = 448, counts: Sequence[int] = (2, 4)
-) -> Composites:
+def make_composites(photos: Sequence[np.ndarray], n: int, seed: int, size: int = 448, counts: Sequence[int] = (2, 4)) -> Composites:
     """``n`` composites of distinct photos drawn from ``photos``, seeded.
 
     Args:

@@ -82,9 +82,7 @@ class Scenes:
         """Select scenes; an integer index keeps the batch dimension (N = 1)."""
         if isinstance(index, (int, np.integer)):
             index = slice(int(index), int(index) + 1 or None)
-        return Scenes(
-            self.images[index], self.labels[index], self.masks[index], self.num_items[index]
-        )
+        return Scenes(self.images[index], self.labels[index], self.masks[index], self.num_items[index])
 
     def targets(self) -> torch.Tensor:
         """Multi-hot targets ``float32 (N, 10)``: 1 for every class present."""
@@ -156,9 +154,7 @@ def _backgrounds(n: int, rng: np.random.Generator, sources: np.ndarray) -> np.nd
     return canvas
 
 
-def _place(
-    rng: np.random.Generator, size: int, taken: np.ndarray | None, alpha: np.ndarray
-) -> tuple[int, int, np.ndarray]:
+def _place(rng: np.random.Generator, size: int, taken: np.ndarray | None, alpha: np.ndarray) -> tuple[int, int, np.ndarray]:
     """Pick a top-left corner for an item of side ``size``; with an item already
     placed (mask ``taken``), retry until the two masks overlap by at most
     ``_MAX_OVERLAP`` of the smaller one, keeping the least-overlapping try."""
@@ -211,11 +207,7 @@ def make_scenes(
     images = np.empty((n, s, s, 3), dtype=np.uint8)
     labels = np.full((n, 2), -1, dtype=np.int64)
     masks = np.zeros((n, 2, s, s), dtype=bool)
-    counts = (
-        np.full(n, num_items, dtype=np.int64)
-        if num_items is not None
-        else rng.integers(1, 3, n).astype(np.int64)
-    )
+    counts = np.full(n, num_items, dtype=np.int64) if num_items is not None else rng.integers(1, 3, n).astype(np.int64)
     canvases = _backgrounds(n, rng, sources)
     for i in range(n):
         canvas = canvases[i]

@@ -107,8 +107,11 @@ def collate(items: Sequence[Mapping[str, Any]]) -> Batch:
     Raises:
         ValueError: images of different sizes, or a mask whose size is not its image's.
     """
-    unreadable = tuple({"position": p, **{k: v for k, v in item.items() if k != "unreadable"}, "error": item["unreadable"]}
-                       for p, item in enumerate(items) if "unreadable" in item)
+    unreadable = tuple(
+        {"position": p, **{k: v for k, v in item.items() if k != "unreadable"}, "error": item["unreadable"]}
+        for p, item in enumerate(items)
+        if "unreadable" in item
+    )
     positions = tuple(p for p, item in enumerate(items) if "unreadable" not in item)
     items = [items[p] for p in positions]
     if not items:
@@ -116,7 +119,9 @@ def collate(items: Sequence[Mapping[str, Any]]) -> Batch:
         return Batch(torch.zeros(0, 0, 0, 0), torch.zeros(0, dtype=torch.long), masks, flags, masks, flags, [], (), unreadable)
     shapes = {tuple(item["pixel_values"].shape) for item in items}
     if len(shapes) > 1:
-        raise ValueError(f"the images of a batch have different sizes {sorted(shapes)}: the image processor must bring every image to one size")
+        raise ValueError(
+            f"the images of a batch have different sizes {sorted(shapes)}: the image processor must bring every image to one size"
+        )
     pixel_values = torch.stack([item["pixel_values"] for item in items])
     size = pixel_values.shape[-2:]
 
@@ -262,7 +267,9 @@ class CompositeTasks(Dataset):
 class _Processed(Dataset, ABC):
     """Images preprocessed by a model's image processor, masks through the same geometry."""
 
-    def __init__(self, processor: Any, image_size: int | Sequence[int], order: np.ndarray, names: Sequence[str], skip_unreadable: bool) -> None:
+    def __init__(
+        self, processor: Any, image_size: int | Sequence[int], order: np.ndarray, names: Sequence[str], skip_unreadable: bool
+    ) -> None:
         self.processor = processor
         self.skip_unreadable = skip_unreadable
         self.options = processor_options(processor, image_size)
@@ -296,12 +303,20 @@ class _Processed(Dataset, ABC):
 
 
 def _processed_item(
-    processor: Any, options: Mapping[str, Any], image: Any, label: int, mask: np.ndarray | None, other: np.ndarray | None, info: dict[str, Any]
+    processor: Any,
+    options: Mapping[str, Any],
+    image: Any,
+    label: int,
+    mask: np.ndarray | None,
+    other: np.ndarray | None,
+    info: dict[str, Any],
 ) -> dict[str, Any]:
     """An item as ``processor`` prepares it with ``options``: the image, and its masks
     through the same geometry (:func:`transform_mask`)."""
     pixel_values = processor(images=image, return_tensors="pt", **options)["pixel_values"][0]
-    geometry = {key: None if value is None else transform_mask(processor, value, options) for key, value in (("mask", mask), ("other_mask", other))}
+    geometry = {
+        key: None if value is None else transform_mask(processor, value, options) for key, value in (("mask", mask), ("other_mask", other))
+    }
     return {"pixel_values": pixel_values.float(), "label": label, **geometry, **info}
 
 
@@ -339,7 +354,9 @@ class ImageFolderTasks(_Processed):
         items = scan_folder(self.root, id2label, follow_links)
         order = select(len(items), limit, seed)
         self.items: list[FolderItem] = [items[i] for i in order]
-        super().__init__(processor, image_size, np.arange(len(self.items)), [f"{item.file}\t{item.label}" for item in self.items], skip_unreadable)
+        super().__init__(
+            processor, image_size, np.arange(len(self.items)), [f"{item.file}\t{item.label}" for item in self.items], skip_unreadable
+        )
         #: whether any item has a mask (or boxes)
         self.has_masks = any(item.region is not None for item in self.items)
 
@@ -389,7 +406,9 @@ class HubDatasetTasks(_Processed):
             to_model = [classes.index(name, f"class {name!r} of the data set") for name in names]
             labels = [to_model[label] for label in labels]
         elif any(not isinstance(label, int) or not 0 <= label < classes.count for label in labels):
-            raise ValueError(f"the {self.label_column!r} column must hold class indices 0..{classes.count - 1} of the model (or be a ClassLabel)")
+            raise ValueError(
+                f"the {self.label_column!r} column must hold class indices 0..{classes.count - 1} of the model (or be a ClassLabel)"
+            )
         self.dataset, self.labels = dataset, labels
         #: whether the data set has a mask column
         self.has_masks = self.mask_column is not None
@@ -411,7 +430,9 @@ class HubDatasetTasks(_Processed):
             mask = object_pixels(np.asarray(record[self.mask_column]), f"the mask of row {row}")
             mask = mask.any(-1) if mask.ndim == 3 else mask
             if mask.shape != (image.height, image.width):
-                raise ValueError(f"row {row}: the mask is {mask.shape[1]}x{mask.shape[0]} px but its image is {image.width}x{image.height} px")
+                raise ValueError(
+                    f"row {row}: the mask is {mask.shape[1]}x{mask.shape[0]} px but its image is {image.width}x{image.height} px"
+                )
         return self._item(image, self.labels[row], mask, None, self._naming(index))
 
 
@@ -445,11 +466,15 @@ def open_dataset(
     """
     path = Path(path)
     if (path / "dataset_dict.json").is_file():
-        raise ValueError(f"{str(path)!r} holds a DatasetDict; save the split to evaluate alone, e.g. dataset['validation'].save_to_disk(DIR)")
+        raise ValueError(
+            f"{str(path)!r} holds a DatasetDict; save the split to evaluate alone, e.g. dataset['validation'].save_to_disk(DIR)"
+        )
     if (path / "dataset_info.json").is_file() and (path / "state.json").is_file():
         try:
             from datasets import load_from_disk
         except ImportError:
-            raise ValueError(f"{str(path)!r} is a saved Hugging Face data set, which needs the datasets package: pip install 'captum-gmar[datasets]'") from None
+            raise ValueError(
+                f"{str(path)!r} is a saved Hugging Face data set, which needs the datasets package: pip install 'captum-gmar[datasets]'"
+            ) from None
         return HubDatasetTasks(load_from_disk(str(path)), processor, id2label, image_size, limit, seed, skip_unreadable)
     return ImageFolderTasks(path, processor, id2label, image_size, limit, seed, skip_unreadable, follow_links)

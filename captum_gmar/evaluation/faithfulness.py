@@ -233,9 +233,7 @@ def perturbation_curve(
     fractions = _check_fractions(fractions)
     zero = images.new_zeros(()).expand_as(images)
     ranked = maps if positive else -maps
-    correct = _path_scores(
-        score_fn, images, zero, ranked, fractions, targets, unit, patch_size, batch_size, _is_correct
-    )
+    correct = _path_scores(score_fn, images, zero, ranked, fractions, targets, unit, patch_size, batch_size, _is_correct)
     return fractions.to(device=images.device, dtype=torch.float32), correct
 
 
@@ -258,9 +256,7 @@ def perturbation_auc(
     most relevant first): lower is better. Negative (least relevant first): higher is
     better.
     """
-    fractions, correct = perturbation_curve(
-        score_fn, images, maps, targets, positive, fractions, unit, patch_size, batch_size
-    )
+    fractions, correct = perturbation_curve(score_fn, images, maps, targets, positive, fractions, unit, patch_size, batch_size)
     return torch.trapezoid(correct.float(), fractions, dim=-1) * 100
 
 
@@ -288,8 +284,7 @@ def _baseline(images: Tensor, baseline: Baseline) -> Tensor:
             return torch.broadcast_to(baseline.to(device=images.device, dtype=images.dtype), images.shape)
         except RuntimeError:
             raise ValueError(
-                f"a baseline tensor must broadcast to the images' shape {tuple(images.shape)}, "
-                f"got {tuple(baseline.shape)}"
+                f"a baseline tensor must broadcast to the images' shape {tuple(images.shape)}, got {tuple(baseline.shape)}"
             ) from None
     if baseline == "zero":
         return images.new_zeros(()).expand_as(images)

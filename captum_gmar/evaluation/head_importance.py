@@ -28,9 +28,7 @@ class GroupDrops(NamedTuple):
     bottom: Tensor
 
 
-def head_masking_drops(
-    vit: VisionTransformer | nn.Module, images: Tensor, targets: Tensor, batch_size: int = 64
-) -> Tensor:
+def head_masking_drops(vit: VisionTransformer | nn.Module, images: Tensor, targets: Tensor, batch_size: int = 64) -> Tensor:
     """Drop of the target logit when each head alone is zeroed.
 
     ``drop[b, l, h] = logit_clean - logit_with_head_(l, h)_zeroed`` for example ``b``'s
@@ -122,9 +120,7 @@ def rank_correlation(head_weights: Tensor, drops: Tensor) -> Tensor:
     return pearson(x, y, undefined=0.0).mean(-1)
 
 
-def _masked_target_logits(
-    vit: VisionTransformer, images: Tensor, targets: Tensor, masks: Tensor, batch_size: int
-) -> Tensor:
+def _masked_target_logits(vit: VisionTransformer, images: Tensor, targets: Tensor, masks: Tensor, batch_size: int) -> Tensor:
     """Target logit of every (mask, example) pair.
 
     Args:

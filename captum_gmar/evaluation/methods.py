@@ -93,7 +93,9 @@ def _builders(ig_steps: int, ig_internal_batch_size: int | None, relevance_map: 
         # head scores invariant to rescaling a head's values against its output projection (evaluation.invariance)
         "gmar-attention": lambda model: Method("GMAR (attention grad, L1)", GMARAttribution(model, head_gradient="attention"), {}),
         "gmar-gate": lambda model: Method("GMAR (gate, abs)", GMARAttribution(model, head_gradient="gate"), {}),
-        "gmar-gate-positive": lambda model: Method("GMAR (gate, positive)", GMARAttribution(model, head_gradient="gate", gate="positive"), {}),
+        "gmar-gate-positive": lambda model: Method(
+            "GMAR (gate, positive)", GMARAttribution(model, head_gradient="gate", gate="positive"), {}
+        ),
         "rollout": lambda model: Method("Attention rollout", AttentionRollout(model), {}),
         "raw-attention": lambda model: Method("Raw attention", RawAttention(model), {}),
         "gae": lambda model: Method("GAE", GenericAttentionExplainability(model), {}),

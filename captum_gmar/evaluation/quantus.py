@@ -97,7 +97,9 @@ def explain_func(
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHOD_KEYS)}")
     where = next(classifier.parameters()).device
     if device is not None and not _same_device(torch.device(device), where):
-        raise ValueError(f"device {str(device)!r} was given but the model is on {where}: move the model there (model.to(device)) or pass its device")
+        raise ValueError(
+            f"device {str(device)!r} was given but the model is on {where}: move the model there (model.to(device)) or pass its device"
+        )
     x = torch.as_tensor(inputs, dtype=torch.float32, device=where)
     if x.dim() != 4:
         raise ValueError(f"inputs must be images (N, C, H, W), channel first; got shape {tuple(x.shape)}")
@@ -105,7 +107,9 @@ def explain_func(
     t = t.expand(len(x)) if t.dim() == 0 else t
     if t.shape != (len(x),):
         raise ValueError(f"targets must hold one class per image: {len(x)} images, targets of shape {tuple(t.shape)}")
-    (built,) = build_methods(classifier, [method], ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size, relevance_map=relevance_map)
+    (built,) = build_methods(
+        classifier, [method], ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size, relevance_map=relevance_map
+    )
     maps = built(x, t)
     if normalise:  # each map by its own maximum (of absolute values: a signed map); an all-zero map stays zero
         peak = maps.flatten(1).abs().amax(1).clamp_min(torch.finfo(maps.dtype).tiny)

@@ -194,14 +194,26 @@ def compare(
         ``results``: ``None``, the rows are in the file (:func:`~.report.read_csv`).
     """
     settings = Settings(
-        tuple(methods), tuple(metrics), batch_size, robustness_limit, ig_steps, ig_internal_batch_size, deletion_steps, seed, tuple(ablation), baseline, relevance_map
+        tuple(methods),
+        tuple(metrics),
+        batch_size,
+        robustness_limit,
+        ig_steps,
+        ig_internal_batch_size,
+        deletion_steps,
+        seed,
+        tuple(ablation),
+        baseline,
+        relevance_map,
     )
     if resume and results is None:
         raise ValueError("resume=True needs the results file to resume")
     ctx = current_context(device)
     torch.manual_seed(seed)
     model = model.to(ctx.device).eval()
-    built = build_methods(model, settings.methods, ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size, relevance_map=relevance_map)
+    built = build_methods(
+        model, settings.methods, ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size, relevance_map=relevance_map
+    )
     built += ablation_methods(model, settings.ablation)
     count = len(dataset)
     batches = [range(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
@@ -263,7 +275,9 @@ def _prepare_results(path: Path, identity: dict[str, Any], names: list[str], bat
     saved = json.loads(run_file(path).read_text())
     changed = [f"{key} {saved.get(key)!r} then, {value!r} now" for key, value in identity.items() if saved.get(key) != value]
     if changed:
-        raise ValueError(f"cannot resume {str(path)!r}: it was made by another run ({'; '.join(changed)}); use another output or start over")
+        raise ValueError(
+            f"cannot resume {str(path)!r}: it was made by another run ({'; '.join(changed)}); use another output or start over"
+        )
     _drop_cut_line(path)
     methods_of: dict[int, set[str]] = {}
     for row in read_csv(path):
@@ -316,12 +330,18 @@ def _drop_cut_line(path: Path) -> None:
 class _Run:
     """Explains and scores batches on this process, exchanging rows with the others."""
 
-    def __init__(self, ctx: Context, vit: VisionTransformer, methods: list[Method], dataset: Dataset, settings: Settings, workers: int) -> None:
+    def __init__(
+        self, ctx: Context, vit: VisionTransformer, methods: list[Method], dataset: Dataset, settings: Settings, workers: int
+    ) -> None:
         self.ctx, self.vit, self.methods, self.dataset, self.settings, self.workers = ctx, vit, methods, dataset, settings, workers
         self.score_fn = score_function(vit)
         self.warm = False
         if "sanity" in settings.metrics:  # the same methods (ablations aside) on re-initialised copies of the model
-            options = {"ig_steps": settings.ig_steps, "ig_internal_batch_size": settings.ig_internal_batch_size, "relevance_map": settings.relevance_map}
+            options = {
+                "ig_steps": settings.ig_steps,
+                "ig_internal_batch_size": settings.ig_internal_batch_size,
+                "relevance_map": settings.relevance_map,
+            }
             self.rollout = build_methods(vit.model, ["rollout"])[0]
             self.randomised = {
                 part: {m.name: m for m in build_methods(randomised_copy(vit.model, part, settings.seed), settings.methods, **options)}
@@ -350,7 +370,10 @@ class _Run:
                     if step >= len(mine):
                         return [], []
                     batch, items = next(loader), mine[step]
-                    unreadable = [{"item": items[entry["position"]], **{k: v for k, v in entry.items() if k != "position"}} for entry in batch.unreadable]
+                    unreadable = [
+                        {"item": items[entry["position"]], **{k: v for k, v in entry.items() if k != "position"}}
+                        for entry in batch.unreadable
+                    ]
                     return self.score(batch, [items[p] for p in batch.positions]), unreadable
 
                 try:
@@ -444,7 +467,14 @@ class _Run:
             # GMAR's own weights (not an ablation's) for every class: how much they depend on it
             gmar = isinstance(method.attribution, GMARAttribution) and method.attribution.weight_transform is None
             invariance = method.name in self.reparametrised  # the ablations are not re-run
-            names = ["rollout_correlation", *randomised, *pixel_level.values(), *(["invariance"] if invariance else []), *(["head_entropy"] if weights is not None else []), *(["head_weight_class_share"] if gmar else [])]
+            names = [
+                "rollout_correlation",
+                *randomised,
+                *pixel_level.values(),
+                *(["invariance"] if invariance else []),
+                *(["head_entropy"] if weights is not None else []),
+                *(["head_weight_class_share"] if gmar else []),
+            ]
             for name in names:
                 columns[name] = torch.full((len(t),), math.nan)
             if keep.stop:

@@ -154,9 +154,7 @@ def convert_onnx(path: Path) -> dict[str, Tensor]:
 
     hidden = tensors["embeddings.cls_token"].shape[-1]
     grid = backbone_config().image_size // backbone_config().patch_size
-    constants = {
-        name: value for name, value in arrays.items() if name.startswith("onnx::") and not name.startswith("onnx::MatMul_")
-    }
+    constants = {name: value for name, value in arrays.items() if name.startswith("onnx::") and not name.startswith("onnx::MatMul_")}
     by_shape = {tuple(value.shape): value for value in constants.values()}
     class_pos, patch_pos = by_shape.get((1, 1, hidden)), by_shape.get((1, grid * grid, hidden))
     if len(constants) != 2 or class_pos is None or patch_pos is None:

@@ -31,9 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = AutoModelForImageClassification.from_pretrained(args.model, local_files_only=True).eval()
     args.out = args.out or SAMPLES_PATHS[args.name]
     s = make_sample_scenes(model, data_dir=args.data_dir)
-    np.savez_compressed(
-        args.out, images=s.images, labels=s.labels, masks=s.masks, num_items=s.num_items
-    )
+    np.savez_compressed(args.out, images=s.images, labels=s.labels, masks=s.masks, num_items=s.num_items)
     print(f"wrote {len(s)} scenes to {args.out}")
     return 0
 

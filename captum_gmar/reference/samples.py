@@ -47,9 +47,7 @@ def load_sample_scenes(name: str = "vit-tiny") -> Scenes:
     if name not in SAMPLES_PATHS:
         raise ValueError(f"unknown reference model {name!r}; the names are {', '.join(SAMPLES_PATHS)}")
     with np.load(SAMPLES_PATHS[name]) as f:
-        return Scenes(
-            images=f["images"], labels=f["labels"], masks=f["masks"], num_items=f["num_items"]
-        )
+        return Scenes(images=f["images"], labels=f["labels"], masks=f["masks"], num_items=f["num_items"])
 
 
 @torch.no_grad()

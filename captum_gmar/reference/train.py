@@ -165,8 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=2,
-        help="data-parallel processes (two single-threaded workers run a step on 2 cores "
-        "faster than one process with two threads)",
+        help="data-parallel processes (two single-threaded workers run a step on 2 cores faster than one process with two threads)",
     )
     p.add_argument(
         "--threads",
@@ -241,11 +240,7 @@ def _two_item_count(args: argparse.Namespace) -> int:
 def _batch(n: int, two_items: int, rng: np.random.Generator, data_dir: Path | None) -> tuple[Tensor, Tensor]:
     """``n`` fresh training scenes, the last ``two_items`` of them with two items:
     pixel values ``(n, 3, 64, 64)`` and multi-hot targets ``(n, 10)``."""
-    parts = [
-        make_scenes(count, "train", rng, num_items=k, data_dir=data_dir)
-        for k, count in ((1, n - two_items), (2, two_items))
-        if count
-    ]
+    parts = [make_scenes(count, "train", rng, num_items=k, data_dir=data_dir) for k, count in ((1, n - two_items), (2, two_items)) if count]
     return (
         torch.cat([to_pixel_values(p.images) for p in parts]),
         torch.cat([p.targets() for p in parts]),
@@ -286,9 +281,7 @@ def _train(rank: int, args: argparse.Namespace, command: str) -> None:
 
     torch.set_num_threads(args.threads * args.workers)  # the others are done
     model.eval()
-    metrics = evaluate_accuracy(
-        model, n=args.eval_scenes, seed=EVAL_SEED, data_dir=args.data_dir, processor=build_processor()
-    )
+    metrics = evaluate_accuracy(model, n=args.eval_scenes, seed=EVAL_SEED, data_dir=args.data_dir, processor=build_processor())
     metrics["train_seconds"] = round(train_seconds, 1)
     metrics["final_loss"] = round(float(smoothed), 5)
 
@@ -299,9 +292,7 @@ def _train(rank: int, args: argparse.Namespace, command: str) -> None:
     (args.out / "README.md").write_text(_model_card(args, model, metrics, command))
 
 
-def _model_card(
-    args: argparse.Namespace, model: ViTForImageClassification, metrics: dict, command: str
-) -> str:
+def _model_card(args: argparse.Namespace, model: ViTForImageClassification, metrics: dict, command: str) -> str:
     c = model.config
     n_params = sum(p.numel() for p in model.parameters())
     return f"""\

@@ -53,13 +53,9 @@ __all__ = ["fine_tune", "fit_head", "head_features", "main", "train"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = script_parser(
-        "captum_gmar.reference.train_dinov2", "Train the dinov2-small reference classifier on Fashion-MNIST scenes."
-    )
+    p = script_parser("captum_gmar.reference.train_dinov2", "Train the dinov2-small reference classifier on Fashion-MNIST scenes.")
     p.add_argument("--size", type=int, default=112, help="input side in px (a multiple of the patch size 14)")
-    p.add_argument(
-        "--two-item-share", type=float, default=2 / 3, help="share of training scenes with two items, both stages"
-    )
+    p.add_argument("--two-item-share", type=float, default=2 / 3, help="share of training scenes with two items, both stages")
     p.add_argument("--train-scenes", type=int, default=4000, help="scenes the head is first fitted to")
     p.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the head's weights in that fit")
     p.add_argument("--max-iter", type=int, default=500, help="L-BFGS iterations")
@@ -78,9 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _scenes(
-    n: int, share: float, rng: np.random.Generator, data_dir: Path | None
-) -> tuple[np.ndarray, Tensor]:
+def _scenes(n: int, share: float, rng: np.random.Generator, data_dir: Path | None) -> tuple[np.ndarray, Tensor]:
     """``n`` fresh training-split scenes, the last ``round(share * n)`` with two items:
     images ``uint8 (n, 64, 64, 3)`` and multi-hot targets ``float32 (n, 10)``."""
     two = round(share * n)
@@ -202,11 +196,7 @@ def _shipped_tensors(model: Dinov2ForImageClassification, blocks: int) -> dict[s
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         saved = load_file(Path(tmp) / "model.safetensors")
-    return {
-        name: value if name.startswith("classifier.") else value.half()
-        for name, value in saved.items()
-        if name.startswith(trained)
-    }
+    return {name: value if name.startswith("classifier.") else value.half() for name, value in saved.items() if name.startswith(trained)}
 
 
 def train(args: argparse.Namespace, command: str) -> dict[str, float]:
@@ -231,9 +221,7 @@ def train(args: argparse.Namespace, command: str) -> dict[str, float]:
     rng = np.random.default_rng(args.seed)
 
     start = time.perf_counter()
-    features, targets = head_features(
-        model, processor, args.train_scenes, args.two_item_share, rng, args.batch_size, args.data_dir
-    )
+    features, targets = head_features(model, processor, args.train_scenes, args.two_item_share, rng, args.batch_size, args.data_dir)
     feature_seconds = time.perf_counter() - start
     start = time.perf_counter()
     head_loss = fit_head(model.classifier, features, targets, args.l2, args.max_iter)

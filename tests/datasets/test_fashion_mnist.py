@@ -40,9 +40,7 @@ def test_class_names() -> None:
     assert fm.CLASS_NAMES[0] == "T-shirt/top" and fm.CLASS_NAMES[9] == "Ankle boot"
 
 
-@pytest.mark.parametrize(
-    ("dtype", "code"), [(np.uint8, 0x08), (np.int16, 0x0B), (np.int32, 0x0C), (np.float32, 0x0D)]
-)
+@pytest.mark.parametrize(("dtype", "code"), [(np.uint8, 0x08), (np.int16, 0x0B), (np.int32, 0x0C), (np.float32, 0x0D)])
 def test_read_idx_roundtrip(tmp_path: Path, dtype: type, code: int) -> None:
     array = np.arange(24).reshape(2, 3, 4).astype(dtype) * (1 if dtype is np.uint8 else -300)
     out = fm.read_idx(_write_gz(tmp_path / "a.gz", _idx_bytes(array, code)))

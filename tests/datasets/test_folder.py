@@ -29,7 +29,11 @@ def test_class_folders_with_mirrored_masks(tmp_path):
     write_image(tmp_path / "masks/dog/c.png", mode="L")
     items = scan_folder(tmp_path, ID2LABEL)
     assert [(item.file, item.label) for item in items] == [
-        ("2/e.png", 2), ("T-shirt-top/d.png", 2), ("cat/a.jpg", 0), ("cat/sub/b.png", 0), ("dog/c.png", 1),
+        ("2/e.png", 2),
+        ("T-shirt-top/d.png", 2),
+        ("cat/a.jpg", 0),
+        ("cat/sub/b.png", 0),
+        ("dog/c.png", 1),
     ]
     masks = {item.file: item.region for item in items}
     assert masks["cat/a.jpg"] == Region(mask="masks/cat/a.png") and masks["dog/c.png"] == Region(mask="masks/dog/c.png")
@@ -44,7 +48,9 @@ def test_labels_csv_with_two_objects_per_image(tmp_path):
     (tmp_path / "labels.csv").write_text("file,label,mask\nimages/x.png,cat,m/x-cat.png\nimages/x.png,1,m/x-dog.png\nimages/y.png,DOG,\n")
     items = scan_folder(tmp_path, ID2LABEL)
     assert [(item.file, item.label, item.region) for item in items] == [
-        ("images/x.png", 0, Region(mask="m/x-cat.png")), ("images/x.png", 1, Region(mask="m/x-dog.png")), ("images/y.png", 1, None),
+        ("images/x.png", 0, Region(mask="m/x-cat.png")),
+        ("images/x.png", 1, Region(mask="m/x-dog.png")),
+        ("images/y.png", 1, None),
     ]
     assert items[0].others == (Region(mask="m/x-dog.png"),) and items[1].others == (Region(mask="m/x-cat.png"),)
 
@@ -68,7 +74,9 @@ def test_unreadable_images_are_errors_naming_them(tmp_path, monkeypatch):
             read_image(tmp_path, file)
     # a decompression bomb: more than twice PIL's limit of pixels, which PIL refuses
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
-    with pytest.raises(UnreadableImageError, match=r"cannot read image 'big.png': Image size \(1200 pixels\) exceeds limit .*PIL.Image.MAX_IMAGE_PIXELS"):
+    with pytest.raises(
+        UnreadableImageError, match=r"cannot read image 'big.png': Image size \(1200 pixels\) exceeds limit .*PIL.Image.MAX_IMAGE_PIXELS"
+    ):
         read_image(tmp_path, "big.png")
 
 
@@ -105,9 +113,21 @@ def test_mask_files_mark_non_zero_pixels(tmp_path, mode, value):
         ({"a.png", "masks/a.png"}, {"labels.csv": "file,label\na.png,cat\na.png,dog\n"}, "add a mask column"),
         ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,5,0,2,3\n"}, "x_min < x_max"),
         ({"cat/a.png", "masks/cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,2,3\n"}, "both a mask and boxes"),
-        ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,inf,3\n"}, "boxes.csv row 2: x_max is 'inf'; box corners must be finite"),
-        ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,2,1e400\n"}, "boxes.csv row 2: y_max is '1e400'; box corners must be finite"),
-        ({"cat/a.png"}, {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,nan,0,2,3\n"}, "boxes.csv row 2: x_min is 'nan'; box corners must be finite"),
+        (
+            {"cat/a.png"},
+            {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,inf,3\n"},
+            "boxes.csv row 2: x_max is 'inf'; box corners must be finite",
+        ),
+        (
+            {"cat/a.png"},
+            {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,2,1e400\n"},
+            "boxes.csv row 2: y_max is '1e400'; box corners must be finite",
+        ),
+        (
+            {"cat/a.png"},
+            {"boxes.csv": "file,x_min,y_min,x_max,y_max\ncat/a.png,nan,0,2,3\n"},
+            "boxes.csv row 2: x_min is 'nan'; box corners must be finite",
+        ),
         ({"cat/x.png", "cat/x.jpg", "masks/cat/x.png"}, {}, "'masks/cat/x.png' mirrors two images, 'cat/x.jpg' and 'cat/x.png'"),
     ],
 )
@@ -132,14 +152,31 @@ def link(path: Path, target: Path) -> None:
         (lambda data, out: link(data / "cat/b.png", out / "b.png"), "image: 'cat/b.png'"),
         (lambda data, out: link(data / "dog", out), "image: 'dog/b.png'"),
         (lambda data, out: link(data / "masks/cat/a.png", out / "b.png"), "mask: 'masks/cat/a.png'"),
-        (lambda data, out: (link(data / "x.png", out / "b.png"), (data / "labels.csv").write_text("file,label\nx.png,cat\n")),
-         "labels.csv: 'x.png'"),
-        (lambda data, out: (link(data / "m.png", out / "b.png"), (data / "labels.csv").write_text("file,label,mask\ncat/a.png,cat,m.png\n")),
-         "labels.csv: 'm.png'"),
-        (lambda data, out: (link(data / "labels.csv", out / "labels.csv"), (out / "labels.csv").write_text("file,label\ncat/a.png,cat\n")),
-         "CSV file: 'labels.csv'"),
-        (lambda data, out: (link(data / "boxes.csv", out / "boxes.csv"), (out / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,1,1\n")),
-         "CSV file: 'boxes.csv'"),
+        (
+            lambda data, out: (link(data / "x.png", out / "b.png"), (data / "labels.csv").write_text("file,label\nx.png,cat\n")),
+            "labels.csv: 'x.png'",
+        ),
+        (
+            lambda data, out: (
+                link(data / "m.png", out / "b.png"),
+                (data / "labels.csv").write_text("file,label,mask\ncat/a.png,cat,m.png\n"),
+            ),
+            "labels.csv: 'm.png'",
+        ),
+        (
+            lambda data, out: (
+                link(data / "labels.csv", out / "labels.csv"),
+                (out / "labels.csv").write_text("file,label\ncat/a.png,cat\n"),
+            ),
+            "CSV file: 'labels.csv'",
+        ),
+        (
+            lambda data, out: (
+                link(data / "boxes.csv", out / "boxes.csv"),
+                (out / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\ncat/a.png,0,0,1,1\n"),
+            ),
+            "CSV file: 'boxes.csv'",
+        ),
     ],
     ids=["image", "class-folder", "mirrored-mask", "labels-csv-file", "labels-csv-mask", "labels-csv", "boxes-csv"],
 )

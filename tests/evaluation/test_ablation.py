@@ -47,8 +47,16 @@ def test_variants_move_between_gmar_and_rollout():
 
 def test_compare_with_an_ablation_and_its_table():
     model = tiny_vit(2)
-    rows = compare(model, ToyTasks(6), methods=["gmar-l1", "rollout"], metrics=["localisation", "sanity"], device="cpu",
-                   batch_size=3, progress=False, ablation=["layers"])
+    rows = compare(
+        model,
+        ToyTasks(6),
+        methods=["gmar-l1", "rollout"],
+        metrics=["localisation", "sanity"],
+        device="cpu",
+        batch_size=3,
+        progress=False,
+        ablation=["layers"],
+    )
     names = ["GMAR (L1)", "Attention rollout", "GMAR (L1), layer 0 uniform", "GMAR (L1), layer 1 uniform"]
     assert len(rows) == 4 * 6 and sorted({r["method"] for r in rows}) == sorted(names)
     variant = [r for r in rows if r["method"] == names[2]]

@@ -115,7 +115,10 @@ def test_unreadable_images_are_skipped_when_asked(folder, monkeypatch):
     items = [data[i] for i in range(len(data))]
     unreadable = {item["file"]: item for item in items if "unreadable" in item}
     assert sorted(unreadable) == ["cat/0.png", "dog/2.png"]
-    assert all(set(item) == {"unreadable", "file"} and item["unreadable"].startswith(f"cannot read image '{file}'") for file, item in unreadable.items())
+    assert all(
+        set(item) == {"unreadable", "file"} and item["unreadable"].startswith(f"cannot read image '{file}'")
+        for file, item in unreadable.items()
+    )
     batch = collate(items)
     assert len(batch) == 3 and [items[p]["file"] for p in batch.positions] == [info["file"] for info in batch.info]
     assert [(entry["position"], entry["file"], entry["error"]) for entry in batch.unreadable] == [
@@ -189,14 +192,18 @@ def test_scene_tasks_one_per_item(scenes):
 def test_scene_tasks_through_a_model_processor(scenes):
     """A model that takes the scenes resized (dinov2-small: 112 px, ImageNet statistics)
     gets them through its processor, and the masks follow the resize pixel for pixel."""
-    processor = transformers.ViTImageProcessor(size={"height": 112, "width": 112}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    processor = transformers.ViTImageProcessor(
+        size={"height": 112, "width": 112}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
+    )
     plain, resized = SceneTasks(scenes), SceneTasks(scenes, processor)
     assert resized.image_mean == (0.485, 0.456, 0.406) and plain.image_mean == (0.5, 0.5, 0.5)
     for i in range(len(plain)):
         item = resized[i]
         assert item["pixel_values"].shape == (3, 112, 112) and item["mask"].shape == (112, 112)
         image = np.asarray(Image.fromarray(scenes.images[item["scene"]]).resize((112, 112), Image.BILINEAR), dtype=np.float32)
-        expected = (torch.from_numpy(image / 255).permute(2, 0, 1) - torch.tensor(processor.image_mean).view(3, 1, 1)) / torch.tensor(processor.image_std).view(3, 1, 1)
+        expected = (torch.from_numpy(image / 255).permute(2, 0, 1) - torch.tensor(processor.image_mean).view(3, 1, 1)) / torch.tensor(
+            processor.image_std
+        ).view(3, 1, 1)
         torch.testing.assert_close(item["pixel_values"], expected, atol=0.03, rtol=0)
         nearest = Image.fromarray(plain[i]["mask"].numpy().astype(np.uint8) * 255).resize((112, 112), Image.NEAREST)
         assert torch.equal(item["mask"], torch.from_numpy(np.asarray(nearest) > 127))
@@ -217,14 +224,19 @@ def test_saved_hugging_face_dataset(tmp_path):
         assert item["label"] == (1 if item["index"] == 0 else 0)  # ClassLabel names matched to the model's
         expected = transform_mask(data.processor, np.asarray(masks[item["index"]]) != 0, data.options)
         assert torch.equal(item["mask"], expected)
-    broken = datasets.Dataset.from_dict({"image": [{"bytes": b"not an image", "path": None}], "label": [0]}, features=datasets.Features(
-        {"image": datasets.Image(), "label": datasets.ClassLabel(names=["dog", "cat"])}))
+    broken = datasets.Dataset.from_dict(
+        {"image": [{"bytes": b"not an image", "path": None}], "label": [0]},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["dog", "cat"])}),
+    )
     with pytest.raises(UnreadableImageError, match="cannot read the image of row 0: cannot identify image file"):
         HubDatasetTasks(broken, PROCESSORS["resize"](), ID2LABEL, 32)[0]
     assert HubDatasetTasks(broken, PROCESSORS["resize"](), ID2LABEL, 32, skip_unreadable=True)[0]["index"] == 0
-    grey = datasets.Dataset.from_dict({"image": images[:1], "label": [0], "mask": [Image.fromarray(np.arange(1200, dtype=np.uint8).reshape(40, 30))]},
-                                      features=features)
-    with pytest.raises(ValueError, match=r"the mask of row 0 holds 256 values \(0, 1, 2, 3, 4, 5, ...\); a mask holds 0 for the background and one value"):
+    grey = datasets.Dataset.from_dict(
+        {"image": images[:1], "label": [0], "mask": [Image.fromarray(np.arange(1200, dtype=np.uint8).reshape(40, 30))]}, features=features
+    )
+    with pytest.raises(
+        ValueError, match=r"the mask of row 0 holds 256 values \(0, 1, 2, 3, 4, 5, ...\); a mask holds 0 for the background and one value"
+    ):
         HubDatasetTasks(grey, PROCESSORS["resize"](), ID2LABEL, 32)[0]
     datasets.DatasetDict({"test": datasets.Dataset.from_dict({"label": [0]})}).save_to_disk(tmp_path / "dict")
     with pytest.raises(ValueError, match="DatasetDict"):

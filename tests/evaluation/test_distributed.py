@@ -94,8 +94,14 @@ def test_a_single_process_needs_no_group():
 def model_dir(tmp_path_factory):
     torch.manual_seed(0)
     config = transformers.ViTConfig(
-        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, num_labels=3, id2label=ID2LABEL,
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_labels=3,
+        id2label=ID2LABEL,
     )
     path = tmp_path_factory.mktemp("model")
     transformers.ViTForImageClassification(config).save_pretrained(path)
@@ -109,8 +115,10 @@ def folder(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(9):
         label, (width, height) = ID2LABEL[i % 3], [(40, 32), (32, 32), (48, 36)][i // 3]
-        for base, array in ((tmp_path / "data", rng.integers(0, 255, (height, width, 3), dtype=np.uint8)),
-                            (tmp_path / "data" / "masks", (rng.random((height, width)) > 0.6).astype(np.uint8))):
+        for base, array in (
+            (tmp_path / "data", rng.integers(0, 255, (height, width, 3), dtype=np.uint8)),
+            (tmp_path / "data" / "masks", (rng.random((height, width)) > 0.6).astype(np.uint8)),
+        ):
             (base / label).mkdir(parents=True, exist_ok=True)
             Image.fromarray(array).save(base / label / f"{i}.png")
     return tmp_path / "data"
@@ -127,14 +135,35 @@ def comparable(path) -> list[dict]:
     """The rows without the timing columns (measurements, not results), NaN as a string
     (NaN is unequal to itself)."""
     return [
-        {k: "nan" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items() if k not in ("seconds_per_image", "peak_memory_mb")}
+        {
+            k: "nan" if isinstance(v, float) and math.isnan(v) else v
+            for k, v in row.items()
+            if k not in ("seconds_per_image", "peak_memory_mb")
+        }
         for row in read_csv(path)
     ]
 
 
 def test_two_processes_write_the_rows_of_one(model_dir, folder, tmp_path):
-    options = ["compare", "--model", str(model_dir), "--data", str(folder), "--methods", "gmar-l1,rollout,ig", "--ig-steps", "2",
-               "--robustness-scenes", "5", "--batch-size", "2", "--device", "cpu", "--figure-rows", "2"]
+    options = [
+        "compare",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(folder),
+        "--methods",
+        "gmar-l1,rollout,ig",
+        "--ig-steps",
+        "2",
+        "--robustness-scenes",
+        "5",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--figure-rows",
+        "2",
+    ]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each torchrun process (OMP_NUM_THREADS=1)
     try:
@@ -161,8 +190,26 @@ def test_a_failing_rank_fails_the_run_with_its_error(model_dir, folder, tmp_path
     broken = ImageFolderTasks(folder, processor, ID2LABEL, 32).items[2].file  # batch 1: rank 1's
     (folder / broken).write_bytes((folder / broken).read_bytes()[:120])
     out = tmp_path / "out"
-    result = torchrun("compare", "--model", str(model_dir), "--data", str(folder), "--methods", "rollout", "--metrics", "faithfulness",
-                      "--batch-size", "2", "--device", "cpu", "--figure-rows", "0", "--out", str(out), timeout=120)
+    result = torchrun(
+        "compare",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(folder),
+        "--methods",
+        "rollout",
+        "--metrics",
+        "faithfulness",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--figure-rows",
+        "0",
+        "--out",
+        str(out),
+        timeout=120,
+    )
     assert result.returncode != 0
     assert result.stderr.count(f"captum-gmar compare (rank 1): error: cannot read image '{broken}'") == 1, result.stderr[-3000:]
     assert sorted(row["item"] for row in read_csv(out / "results.csv")) == [0, 1]  # rank 0's batch of that step is kept

@@ -73,9 +73,7 @@ def test_curves_run_between_the_image_and_the_baseline(scene):
     images, maps, targets = scene
     baseline = torch.full((3, 1, 1), 0.5)  # broadcast to the images
     for mode, first, last in (("deletion", 1.0, 0.5), ("insertion", 0.5, 1.0)):
-        fractions, scores = deletion_insertion_curves(
-            square_score, images, maps["random"], targets, mode=mode, baseline=baseline, steps=8
-        )
+        fractions, scores = deletion_insertion_curves(square_score, images, maps["random"], targets, mode=mode, baseline=baseline, steps=8)
         torch.testing.assert_close(fractions, torch.linspace(0, 1, 9))
         assert scores.shape == (B, 9) and scores.dtype == torch.float32
         torch.testing.assert_close(scores[:, 0], torch.full((B,), first))
@@ -140,9 +138,7 @@ def test_perturbation_tests_rank_perfect_and_inverted(scene):
 def test_perturbation_curve_starts_from_the_unperturbed_prediction(scene):
     images, maps, _ = scene
     targets = torch.tensor([0, 1, 0, 1])
-    fractions, correct = perturbation_curve(
-        square_score, images, maps["perfect"], targets, positive=True, fractions=[0.0, 0.5, 1.0]
-    )
+    fractions, correct = perturbation_curve(square_score, images, maps["perfect"], targets, positive=True, fractions=[0.0, 0.5, 1.0])
     torch.testing.assert_close(fractions, torch.tensor([0.0, 0.5, 1.0]))
     assert correct.dtype == torch.bool
     assert correct.tolist() == [[True, False, False], [False, True, True]] * 2

@@ -45,7 +45,7 @@ def test_a_head_that_contributes_nothing_has_no_drop(vit, images):
     dead = VisionTransformer(model)
     head_dim = model.config.hidden_size // H
     with torch.no_grad():
-        dead.blocks[1].output.weight[:, 2 * head_dim:3 * head_dim] = 0.0  # head (1, 2) reaches nothing
+        dead.blocks[1].output.weight[:, 2 * head_dim : 3 * head_dim] = 0.0  # head (1, 2) reaches nothing
     torch.testing.assert_close(head_masking_drops(dead, images, TARGETS)[:, 1, 2], torch.zeros(3), atol=1e-5, rtol=0)
 
 

@@ -9,7 +9,19 @@ from captum_gmar.models import VisionTransformer
 
 LAYERS, HEADS = VISION["num_hidden_layers"], VISION["num_attention_heads"]
 TARGETS = torch.tensor([0, 3, 1])
-INVARIANT = ["gmar-attention", "gmar-gate", "gmar-gate-positive", "rollout", "raw-attention", "gae", "gradcam", "attnlrp", "cplrp", "ig", "saliency"]
+INVARIANT = [
+    "gmar-attention",
+    "gmar-gate",
+    "gmar-gate-positive",
+    "rollout",
+    "raw-attention",
+    "gae",
+    "gradcam",
+    "attnlrp",
+    "cplrp",
+    "ig",
+    "saliency",
+]
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -54,7 +66,10 @@ def test_gmar_output_gradient_norm_is_not_implementation_invariant(load_tiny, im
 
 
 def test_head_scales():
-    assert torch.equal(head_scales(3, 4, "head", 10.0), torch.ones(3, 4, dtype=torch.float64).index_put_((torch.tensor(1), torch.tensor(0)), torch.tensor(10.0, dtype=torch.float64)))
+    assert torch.equal(
+        head_scales(3, 4, "head", 10.0),
+        torch.ones(3, 4, dtype=torch.float64).index_put_((torch.tensor(1), torch.tensor(0)), torch.tensor(10.0, dtype=torch.float64)),
+    )
     layer = head_scales(3, 4, "layer", 0.1)
     assert torch.equal(layer[1], torch.full((4,), 0.1, dtype=torch.float64)) and bool((layer[[0, 2]] == 1).all())
     spread = head_scales(3, 4, "all", 100.0, seed=2)

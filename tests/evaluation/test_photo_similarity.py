@@ -72,15 +72,24 @@ def test_the_comparison_of_a_similarity(backbone, processor):
     with torch.no_grad():
         torch.testing.assert_close(score_function(VisionTransformer(bench.model))(x), bench.model(x))
     rows = compare(
-        bench.model, bench.tasks, methods=["gmar-l1", "rollout"], metrics=["faithfulness", "localisation", "sanity"],
-        batch_size=4, robustness_limit=2, deletion_steps=2, baseline="zero", progress=False,
+        bench.model,
+        bench.tasks,
+        methods=["gmar-l1", "rollout"],
+        metrics=["faithfulness", "localisation", "sanity"],
+        batch_size=4,
+        robustness_limit=2,
+        deletion_steps=2,
+        baseline="zero",
+        progress=False,
     )
     assert len(rows) == 2 * len(bench.tasks)
     specificity = class_specificity(rows)
     assert specificity["Attention rollout"] == pytest.approx([0.0] * 3, abs=1e-5)  # its map does not depend on the target
     assert all(math.isfinite(s) for s in specificity["GMAR (L1)"])
     entry = {e["method"]: e for e in summarize(rows)}["GMAR (L1)"]
-    assert "randomised_head_correlation" not in entry and math.isfinite(entry["randomised_block_correlation"])  # no classifier to re-initialise
+    assert "randomised_head_correlation" not in entry and math.isfinite(
+        entry["randomised_block_correlation"]
+    )  # no classifier to re-initialise
 
 
 def test_the_deletion_baseline_is_checked(backbone, processor):

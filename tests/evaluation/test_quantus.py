@@ -41,7 +41,9 @@ def test_every_method_gives_the_maps_compare_scores(scenes):
     raw = explain_func(model, x, 3, method="gmar-l1", normalise=False)
     np.testing.assert_allclose(raw[:, 0], build_methods(model.model, ["gmar-l1"])[0](torch.from_numpy(x), torch.full((6,), 3)).numpy())
     # whole numbers in a float array are classes (a fractional one is refused: see below)
-    np.testing.assert_array_equal(explain_func(model, x, y.astype(np.float64), method="gmar-l1"), explain_func(model, x, y, method="gmar-l1"))
+    np.testing.assert_array_equal(
+        explain_func(model, x, y.astype(np.float64), method="gmar-l1"), explain_func(model, x, y, method="gmar-l1")
+    )
     # the signed relevance, scaled by its largest absolute value
     signed = build_methods(model.model, ["attnlrp"], relevance_map="signed")[0](torch.from_numpy(x), torch.from_numpy(y)).numpy()
     maps = explain_func(model, x, y, method="attnlrp", relevance_map="signed")[:, 0]
@@ -74,7 +76,15 @@ def test_pointing_game_as_quantus_scores_it(scenes):
     model, x, y, s = scenes
     for key in ("gmar-l1", "rollout"):
         hits = quantus.PointingGame(disable_warnings=True)(
-            model=model, x_batch=x, y_batch=y, a_batch=None, s_batch=s, explain_func=explain_func, explain_func_kwargs={"method": key}, device="cpu")
+            model=model,
+            x_batch=x,
+            y_batch=y,
+            a_batch=None,
+            s_batch=s,
+            explain_func=explain_func,
+            explain_func_kwargs={"method": key},
+            device="cpu",
+        )
         maps = torch.from_numpy(explain_func(model, x, y, method=key)[:, 0])
         peaks = maps == maps.flatten(1).amax(1).view(-1, 1, 1)
         assert hits == (peaks & torch.from_numpy(s[:, 0])).flatten(1).any(1).tolist(), key
@@ -91,7 +101,16 @@ def test_random_logit_tells_class_independent_maps_apart(scenes):
     def random_logit(key, a_batch=None, normalise=True):
         metric = quantus.RandomLogit(num_classes=10, seed=0, disable_warnings=True)
         kwargs = {"method": key, "normalise": normalise}
-        scores = metric(model=model, x_batch=x, y_batch=y, a_batch=a_batch, explain_func=explain_func, explain_func_kwargs=kwargs, device="cpu", batch_size=4)
+        scores = metric(
+            model=model,
+            x_batch=x,
+            y_batch=y,
+            a_batch=a_batch,
+            explain_func=explain_func,
+            explain_func_kwargs=kwargs,
+            device="cpu",
+            batch_size=4,
+        )
         return np.array(scores)
 
     np.testing.assert_allclose(random_logit("rollout"), 1.0, atol=1e-6)

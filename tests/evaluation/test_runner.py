@@ -33,8 +33,14 @@ def scenes():
 def tiny_vit(image_size: int, num_labels: int, **config) -> transformers.ViTForImageClassification:
     torch.manual_seed(0)
     config = transformers.ViTConfig(
-        image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, num_labels=num_labels, **config,
+        image_size=image_size,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_labels=num_labels,
+        **config,
     )
     return transformers.ViTForImageClassification(config).eval()
 
@@ -78,8 +84,13 @@ class ToyTasks(Dataset):
         mask[i % 3 * 8 : i % 3 * 8 + 12, 4:20] = True
         other = torch.zeros(32, 32, dtype=torch.bool)
         other[24:, 24:] = True
-        return {"pixel_values": pixel_values, "label": i % 3, "mask": mask if i % 4 != 3 else None,
-                "other_mask": other if i % 2 == 0 else None, "name": f"toy{i}"}
+        return {
+            "pixel_values": pixel_values,
+            "label": i % 3,
+            "mask": mask if i % 4 != 3 else None,
+            "other_mask": other if i % 2 == 0 else None,
+            "name": f"toy{i}",
+        }
 
 
 def without_timings(rows):
@@ -88,6 +99,7 @@ def without_timings(rows):
 
 def same_rows(first, second) -> bool:
     """Equal row for row, NaN equal to NaN."""
+
     def normal(rows):
         return [{k: ("nan" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in without_timings(rows)]
 
@@ -96,8 +108,14 @@ def same_rows(first, second) -> bool:
 
 def test_compare_end_to_end_on_scenes(scenes, scene_model, tmp_path):
     rows = compare(
-        scene_model, SceneTasks(scenes), methods=["gmar-l1", "rollout", "ig"], device="cpu", batch_size=3,
-        robustness_limit=2, ig_steps=4, progress=False,
+        scene_model,
+        SceneTasks(scenes),
+        methods=["gmar-l1", "rollout", "ig"],
+        device="cpu",
+        batch_size=3,
+        robustness_limit=2,
+        ig_steps=4,
+        progress=False,
     )
     tasks = int(scenes.num_items.sum())
     assert len(rows) == 3 * tasks
@@ -218,13 +236,17 @@ def test_resume_refuses_the_results_of_another_run(toy_model, tmp_path):
         compare(toy_model, ToyTasks(4), results=path, resume=True, **kwargs)
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or not os.path.exists("/proc/self/statm"), reason="CPU memory is measured on Linux with glibc")
+@pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc" or not os.path.exists("/proc/self/statm"), reason="CPU memory is measured on Linux with glibc"
+)
 def test_memory_is_measured_for_every_method_whatever_ran_before(scene_model):
     """The warm-ups (IG's first) must not leave freed memory resident for the cheaper
     methods to reuse unseen: each method's maps alone are 8 x 64 x 64 floats (128 KiB)."""
     x = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     data = [{"pixel_values": image, "label": 1} for image in x]
-    rows = compare(scene_model, data, methods=["ig", "rollout", "gae"], metrics=[], device="cpu", batch_size=8, ig_steps=200, progress=False)
+    rows = compare(
+        scene_model, data, methods=["ig", "rollout", "gae"], metrics=[], device="cpu", batch_size=8, ig_steps=200, progress=False
+    )
     assert all(row["peak_memory_mb"] >= 0.125 for row in rows), {row["method"]: row["peak_memory_mb"] for row in rows}
 
 
@@ -236,7 +258,9 @@ def test_every_method_gives_pixel_maps(scene_model):
 
 
 def test_unreadable_items_are_skipped_named_once_listed_and_resumed(toy_model, tmp_path, capsys):
-    kwargs = dict(methods=["rollout", "gae"], metrics=["faithfulness", "robustness"], device="cpu", batch_size=3, robustness_limit=5, progress=False)
+    kwargs = dict(
+        methods=["rollout", "gae"], metrics=["faithfulness", "robustness"], device="cpu", batch_size=3, robustness_limit=5, progress=False
+    )
     unreadable = (1, 6, 7, 8)  # one in batch 0, all of batch 2
     whole = tmp_path / "whole.csv"
     compare(toy_model, ToyTasks(11, unreadable=unreadable), results=whole, **kwargs)

@@ -89,8 +89,16 @@ def test_sanity_metric_group():
     """Columns on the first robustness_limit items, NaN after; entropy for GMAR only; the
     map of a class-agnostic method (rollout) ignores the classifier head entirely."""
     model = load_reference_model()
-    rows = compare(model, SceneTasks(load_sample_scenes()), methods=["gmar-l1", "rollout"], metrics=["sanity"],
-                   device="cpu", batch_size=4, robustness_limit=6, progress=False)
+    rows = compare(
+        model,
+        SceneTasks(load_sample_scenes()),
+        methods=["gmar-l1", "rollout"],
+        metrics=["sanity"],
+        device="cpu",
+        batch_size=4,
+        robustness_limit=6,
+        progress=False,
+    )
     by_method = {m: [r for r in rows if r["method"] == m] for m in ("GMAR (L1)", "Attention rollout")}
     for method, method_rows in by_method.items():
         for row in method_rows:
@@ -115,8 +123,10 @@ def test_randomisation_is_also_scored_on_pixels():
     (before,) = build_methods(model, ["attnlrp"])
     (after,) = build_methods(randomised_copy(model, "head", 0), ["attnlrp"])
     a, b = before(batch.pixel_values, batch.targets), after(batch.pixel_values, batch.targets)
-    expected = {"randomised_head_pixel_correlation": map_correlation(a, b, rank=True),
-                "randomised_head_correlation": map_correlation(a, b, 8, rank=True)}
+    expected = {
+        "randomised_head_pixel_correlation": map_correlation(a, b, rank=True),
+        "randomised_head_correlation": map_correlation(a, b, 8, rank=True),
+    }
     for name, values in expected.items():
         got = torch.tensor([r[name] for r in sorted(rows, key=lambda r: r["item"])[:4]])
         torch.testing.assert_close(got, values.float(), atol=1e-5, rtol=0)
@@ -125,9 +135,20 @@ def test_randomisation_is_also_scored_on_pixels():
 def test_sanity_invariance_column_separates_gmars_output_gradient_norm_from_the_invariant_head_scores():
     """Rescaling every head against its output projection leaves rollout's and the gate
     score's maps as they were (to rounding), and moves GMAR (L1)'s."""
-    rows = compare(load_reference_model(), SceneTasks(load_sample_scenes()), methods=["gmar-l1", "gmar-gate", "rollout"], metrics=["sanity"],
-                   device="cpu", batch_size=4, robustness_limit=4, progress=False)
-    change = {m: [r["invariance"] for r in rows if r["method"] == m and r["item"] < 4] for m in ("GMAR (L1)", "GMAR (gate, abs)", "Attention rollout")}
+    rows = compare(
+        load_reference_model(),
+        SceneTasks(load_sample_scenes()),
+        methods=["gmar-l1", "gmar-gate", "rollout"],
+        metrics=["sanity"],
+        device="cpu",
+        batch_size=4,
+        robustness_limit=4,
+        progress=False,
+    )
+    change = {
+        m: [r["invariance"] for r in rows if r["method"] == m and r["item"] < 4]
+        for m in ("GMAR (L1)", "GMAR (gate, abs)", "Attention rollout")
+    }
     assert all(len(values) == 4 for values in change.values())
     assert max(change["Attention rollout"]) < 1e-5 and max(change["GMAR (gate, abs)"]) < 1e-4
     assert min(change["GMAR (L1)"]) > 1e-3

@@ -88,9 +88,7 @@ def test_conversion_matches_the_stored_checksum_and_loads_without_gaps(module_ca
 
 
 @needs_extra
-def test_backbone_is_converted_once_and_says_where(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
+def test_backbone_is_converted_once_and_says_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     first = dinov2.backbone_dir()
     assert f"into {first}" in capsys.readouterr().err

@@ -193,8 +193,23 @@ def test_command_line_compare_on_dinov2(module_cache: Path, tmp_path: Path) -> N
     from captum_gmar.evaluation import read_csv
 
     out = tmp_path / "out"
-    argv = ["compare", "--model", "dinov2-small", "--scenes", "2", "--methods", "gmar-l1,rollout", "--metrics", "localisation",
-            "--device", "cpu", "--figure-rows", "1", "--out", str(out)]
+    argv = [
+        "compare",
+        "--model",
+        "dinov2-small",
+        "--scenes",
+        "2",
+        "--methods",
+        "gmar-l1,rollout",
+        "--metrics",
+        "localisation",
+        "--device",
+        "cpu",
+        "--figure-rows",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     rows = list(read_csv(out / "results.csv"))
     assert rows and all(0.0 <= float(row["mass_inside"]) <= 1.0 for row in rows)

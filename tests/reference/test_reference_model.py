@@ -92,9 +92,7 @@ def test_eager_attention_weights() -> None:
     heads, tokens = model.config.num_attention_heads, (64 // model.config.patch_size) ** 2 + 1
     assert len(out.attentions) == model.config.num_hidden_layers
     assert out.attentions[0].shape == (2, heads, tokens, tokens)
-    torch.testing.assert_close(
-        out.attentions[-1].sum(-1), torch.ones(2, heads, tokens, dtype=torch.float64)
-    )
+    torch.testing.assert_close(out.attentions[-1].sum(-1), torch.ones(2, heads, tokens, dtype=torch.float64))
 
 
 @needs_data
