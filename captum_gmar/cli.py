@@ -475,7 +475,7 @@ def _gallery_report(
     from .evaluation.report import COLUMNS, class_title
     from .evaluation.runner import score_function
     from .models import VisionTransformer
-    from .pages import comparison_report
+    from .pages import comparison_report, gallery_card
     from .visualization import to_display_image
 
     explained = sorted({row["item"] for row in rows})  # not the skipped ones
@@ -484,29 +484,31 @@ def _gallery_report(
     for row in rows:
         if row["item"] in metrics:
             metrics[row["item"]][row["method"]] = {c: row[c] for c in COLUMNS if c in row}
-    images, titles, classes, maps = [], [], [], {m.name: [] for m in methods}
+    cards = []  # thumbnails only: a gallery of 200 items holds no full-size maps
     score = score_function(VisionTransformer(subject.model))
     dataset = subject.dataset
     for start in range(0, len(items), args.batch_size):
         batch = collate([dataset[int(i)] for i in items[start : start + args.batch_size]])
         x, t = batch.pixel_values.to(device), batch.targets.to(device)
-        for method in methods:
-            maps[method.name].append(method(x, t).cpu())
+        maps = {method.name: method(x, t).cpu() for method in methods}
         with torch.no_grad():
             scores = score(x).cpu()
-        for item, image, row_scores, target in zip(items[start:], x, scores, t.tolist()):
-            images.append(to_display_image(image, mean=dataset.image_mean, std=dataset.image_std))
-            titles.append(f"item {item}: " + class_title(row_scores, target, subject.id2label, subject.score_name).replace("\n", "; "))
-            classes.append(subject.id2label[target])
+        for k, (item, image, row_scores, target) in enumerate(zip(items[start:], x, scores, t.tolist())):
+            cards.append(
+                gallery_card(
+                    to_display_image(image, mean=dataset.image_mean, std=dataset.image_std),
+                    {name: method_maps[k] for name, method_maps in maps.items()},
+                    f"item {item}: " + class_title(row_scores, target, subject.id2label, subject.score_name).replace("\n", "; "),
+                    subject.id2label[target],
+                    metrics[item],
+                )
+            )
     comparison_report(
         summary,
         COLUMNS,
         header,
-        images,
-        {name: torch.cat(parts) if parts else torch.zeros(0, 0, 0) for name, parts in maps.items()},
-        titles,
-        classes,
-        [metrics[item] for item in items],
+        [m.name for m in methods],
+        cards,
         left_out=len(explained) - len(items),
         title=f"{_model_name(args.model)}: comparison of {', '.join(m.name for m in methods)}",
     ).save(Path(args.out) / "report.html")

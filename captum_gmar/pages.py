@@ -38,7 +38,7 @@ from torch import Tensor
 from .evaluation.report import summary_cell
 from .visualization import MAP_CMAP, map_scale
 
-__all__ = ["ExplanationPage", "comparison_report", "explanation_page"]
+__all__ = ["ExplanationPage", "comparison_report", "explanation_page", "gallery_card"]
 
 #: colour map of the head-weight tables (as :func:`~captum_gmar.visualization.head_weight_heatmap`)
 HEAD_CMAP = "viridis"
@@ -326,18 +326,45 @@ def _thumbnail(pixels: np.ndarray, side: int) -> str:
     return png_data_uri(np.asarray(picture))
 
 
+def gallery_card(
+    image: np.ndarray,
+    maps: Mapping[str, Tensor],
+    title: str,
+    item_class: str,
+    metrics: Mapping[str, Mapping[str, float]],
+    thumbnail: int = 96,
+) -> dict[str, object]:
+    """One item of a comparison's gallery, its image and maps already shrunk to
+    thumbnails (PNG data URIs): a gallery of many items holds thumbnails only, never the
+    full-size maps.
+
+    Args:
+        image: ``(H, W, 3)`` in ``[0, 1]``.
+        maps: method name -> ``(H, W)`` non-negative map of the image, each coloured on
+            its own scale at full size before it is shrunk.
+        title: the caption (the item, the explained class and its score).
+        item_class: the explained class's name, for the class filter.
+        metrics: method name -> metric -> value, for the gallery's sort (non-finite
+            values are left out).
+        thumbnail: the thumbnails' longest side, px.
+    """
+    return {
+        "title": title,
+        "class": item_class,
+        "image": _thumbnail((image * 255).round().astype(np.uint8), thumbnail),
+        "maps": {name: _thumbnail(_colour(_normalised(m), MAP_CMAP), thumbnail) for name, m in maps.items()},
+        "metrics": {name: {k: v for k, v in values.items() if math.isfinite(v)} for name, values in metrics.items()},
+    }
+
+
 def comparison_report(
     summary: Sequence[Mapping[str, object]],
     columns: Mapping[str, str],
     header: Sequence[str],
-    images: Sequence[np.ndarray],
-    maps: Mapping[str, Tensor],
-    titles: Sequence[str],
-    classes: Sequence[str],
-    metrics: Sequence[Mapping[str, Mapping[str, float]]],
+    methods: Sequence[str],
+    cards: Sequence[Mapping[str, object]],
     left_out: int = 0,
     title: str = "Comparison",
-    thumbnail: int = 96,
 ) -> ExplanationPage:
     """The page of a comparison (``compare``'s ``report.html``): its settings, the summary
     table sortable by any column, and a gallery of explained items, sortable by a
@@ -348,17 +375,19 @@ def comparison_report(
             ``"method"``, each metric's mean and ``<metric>_sem``.
         columns: the metrics shown, name -> description (the column header's tooltip).
         header: lines naming the model, the settings, the device and the command.
-        images: the gallery's ``N`` images, ``(H, W, 3)`` in ``[0, 1]``.
-        maps: method name -> ``(N, H, W)`` non-negative maps of those images.
-        titles: ``N`` captions (the item, the explained class and its score).
-        classes: ``N`` explained classes' names, for the class filter.
-        metrics: ``N`` dicts method -> metric -> value, for the gallery's sort.
+        methods: the methods' names, in the order the gallery shows their maps.
+        cards: the gallery's items, each from :func:`gallery_card` with a map of every
+            method.
         left_out: explained items not in the gallery (the page says so).
         title: the page's heading.
-        thumbnail: the thumbnails' longest side, px.
     """
-    if not len(images) == len(titles) == len(classes) == len(metrics) or any(len(m) != len(images) for m in maps.values()):
-        raise ValueError(f"the gallery needs as many titles, classes, metric rows and maps as images ({len(images)})")
+    for card in cards:
+        card_maps = card.get("maps")
+        if not isinstance(card_maps, Mapping) or set(card_maps) != set(methods):
+            found = list(card_maps) if isinstance(card_maps, Mapping) else type(card_maps).__name__
+            raise ValueError(
+                f"every gallery card needs a map of each method {list(methods)}, one has {found} (build cards with gallery_card)"
+            )
     shown = [c for c in columns if any(c in entry for entry in summary)]
     head = "".join(f'<th scope="col" title="{html.escape(columns[c])}"><button type="button">{html.escape(c)}</button></th>' for c in shown)
     body = []
@@ -376,22 +405,12 @@ def comparison_report(
         "(click a column's header to sort by it; again to reverse)</caption>"
         f'<thead><tr><th scope="col"><button type="button">method</button></th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
     )
-    gallery = [
-        {
-            "title": item_title,
-            "class": item_class,
-            "image": _thumbnail((image * 255).round().astype(np.uint8), thumbnail),
-            "maps": {name: _thumbnail(_colour(_normalised(method_maps[i]), MAP_CMAP), thumbnail) for name, method_maps in maps.items()},
-            "metrics": {name: {k: v for k, v in values.items() if math.isfinite(v)} for name, values in item_metrics.items()},
-        }
-        for i, (image, item_title, item_class, item_metrics) in enumerate(zip(images, titles, classes, metrics))
-    ]
     note = (
-        f"The gallery shows the first {len(images)} explained items; {left_out} more were explained but are not shown (their rows are in results.csv)."
+        f"The gallery shows the first {len(cards)} explained items; {left_out} more were explained but are not shown (their rows are in results.csv)."
         if left_out
         else ""
     )
-    data = {"methods": list(maps), "metrics": shown, "gallery": gallery}
+    data = {"methods": list(methods), "metrics": shown, "gallery": list(cards)}
     return ExplanationPage(
         title,
         _fill(

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from captum_gmar.cli import main
-from captum_gmar.pages import ExplanationPage, explanation_page
+from captum_gmar.pages import ExplanationPage, comparison_report, explanation_page, gallery_card
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +223,21 @@ def test_the_report_is_one_file_with_everything_inline(report_file):
             assert decode_png(uri).size[0] > 0
         assert set(card["metrics"]) == set(data["methods"]) and "mass_inside" in card["metrics"]["Saliency"]
     assert len(text) < 1_000_000
+
+
+def test_a_gallery_card_holds_thumbnails_only_and_the_report_checks_its_methods():
+    image = np.random.default_rng(0).random((300, 200, 3))
+    sharp = torch.zeros(300, 200)
+    sharp[10, 10] = 1.0  # one bright pixel: coloured at full size, then shrunk
+    card = gallery_card(
+        image, {"a": torch.rand(300, 200), "b": sharp}, "item 0", "cat", {"a": {"gini": 0.5, "x": float("nan")}}, thumbnail=48
+    )
+    assert all(decode_png(uri).size == (32, 48) for uri in [card["image"], *card["maps"].values()])  # (width, height)
+    assert card["metrics"] == {"a": {"gini": 0.5}} and card["class"] == "cat"
+    page = comparison_report([{"method": "a", "gini": 0.5, "gini_sem": 0.01}], {"gini": "Gini"}, ["model: m"], ["a", "b"], [card])
+    assert len(data_of(page.html)["gallery"]) == 1
+    with pytest.raises(ValueError, match=r"needs a map of each method \['a', 'b', 'c'\], one has \['a', 'b'\]"):
+        comparison_report([{"method": "a"}], {}, [], ["a", "b", "c"], [card])
 
 
 def test_a_gallery_too_large_is_refused(capsys):
