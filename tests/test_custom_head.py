@@ -11,6 +11,7 @@ from torch import nn
 
 from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution
 from captum_gmar.errors import UnsupportedModelError
+from captum_gmar.evaluation.runner import score_function
 from captum_gmar.heads import attention_probs, split_heads
 from captum_gmar.models import VisionTransformer
 
@@ -111,6 +112,14 @@ def test_a_head_on_a_vit_backbone(tiny_model_dirs, images):
     expected, _ = reference_gmar(load("eager"), images, TARGETS, 1, readout=("patches",))
     maps = GMARAttribution(load("sdpa")).attribute(images, target=TARGETS, output="patches")
     torch.testing.assert_close(maps.flatten(1), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_the_comparison_scores_a_head_without_a_config(tiny_model_dirs, images):
+    """A user's head has no transformers config: its classes are scored by softmax."""
+    backbone = transformers.ViTModel.from_pretrained(tiny_model_dirs["ViTForImageClassification"], add_pooling_layer=False)
+    model = PatchMeanClassifier(backbone).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(score_function(VisionTransformer(model))(images), torch.softmax(model(images), dim=-1))
 
 
 def test_the_protocol_is_checked(load):

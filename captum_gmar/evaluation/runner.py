@@ -22,10 +22,10 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +37,7 @@ from ..errors import RankFailedError
 from ..gmar import GMARAttribution
 from ..models import VisionTransformer
 from ..names import ABLATION_KINDS, DEFAULT_METRIC_KEYS, METHOD_KEYS, METRIC_KEYS, RELEVANCE_MAPS
-from .ablation import ablation_methods
+from .ablation import AblationKind, ablation_methods
 from .cost import measure_cost
 from .data import Batch, collate
 from .distributed import Context, current_context
@@ -60,7 +60,7 @@ def score_function(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
     sigmoid for multi-label models, else softmax."""
     if isinstance(vit.model, EmbeddingHead):
         return lambda x: vit.logits(x).float()
-    if vit.model.config.problem_type == "multi_label_classification":
+    if getattr(getattr(vit.model, "config", None), "problem_type", None) == "multi_label_classification":
         return lambda x: torch.sigmoid(vit.logits(x).float())
     return lambda x: torch.softmax(vit.logits(x).float(), dim=-1)
 
@@ -214,8 +214,8 @@ def compare(
     built = build_methods(
         model, settings.methods, ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size, relevance_map=relevance_map
     )
-    built += ablation_methods(model, settings.ablation)
-    count = len(dataset)
+    built += ablation_methods(model, cast("tuple[AblationKind, ...]", settings.ablation))  # checked by Settings
+    count = len(cast(Sized, dataset))  # a map-style data set, with a length (see the docstring)
     batches = [range(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
     data = {"items": count, "data_fingerprint": getattr(dataset, "fingerprint", None)}
     seen = ctx.exchange(lambda: data)
@@ -229,16 +229,22 @@ def compare(
         run(batches, lambda batch_rows, unreadable: rows.extend(batch_rows), progress)
         return rows
     path = Path(results)
-    done = ctx.exchange(lambda: _prepare_results(path, identity, [m.name for m in built], batches, resume) if ctx.rank == 0 else None)[0]
+    # rank 0's answer, which every rank receives
+    done = (
+        ctx.exchange(lambda: _prepare_results(path, identity, [m.name for m in built], batches, resume) if ctx.rank == 0 else None)[0]
+        or set()
+    )
     writer = ResultsWriter(path, append=True) if ctx.rank == 0 else None
 
     def emit(batch_rows: list[Row], unreadable: list[Row]) -> None:
+        if writer is None:  # the other ranks pass their rows to rank 0
+            return
         writer.write(batch_rows)
         if unreadable:  # after the rows: a batch is finished once both are saved
             _add_unreadable(path, unreadable)
 
     try:
-        run([batch for k, batch in enumerate(batches) if k not in done], emit if writer else lambda *parts: None, progress)
+        run([batch for k, batch in enumerate(batches) if k not in done], emit, progress)
     finally:
         if writer:
             writer.close()
@@ -337,7 +343,7 @@ class _Run:
         self.score_fn = score_function(vit)
         self.warm = False
         if "sanity" in settings.metrics:  # the same methods (ablations aside) on re-initialised copies of the model
-            options = {
+            options: dict[str, Any] = {
                 "ig_steps": settings.ig_steps,
                 "ig_internal_batch_size": settings.ig_internal_batch_size,
                 "relevance_map": settings.relevance_map,
@@ -436,7 +442,7 @@ class _Run:
         method = self.methods[index]
         columns: dict[str, Tensor] = {}
         if "faithfulness" in metrics:
-            baseline = self.settings.baseline
+            baseline = cast("Literal['blur', 'zero']", self.settings.baseline)  # checked by Settings
             columns["deletion_auc"] = deletion_auc(score_fn, x, maps, t, baseline=baseline, steps=steps)
             columns["insertion_auc"] = insertion_auc(score_fn, x, maps, t, baseline=baseline, steps=steps)
             if not isinstance(self.vit.model, EmbeddingHead):  # Chefer's AUC counts correct top classes; a similarity has none
@@ -478,6 +484,7 @@ class _Run:
             for name in names:
                 columns[name] = torch.full((len(t),), math.nan)
             if keep.stop:
+                assert rollout is not None  # computed for the sanity metrics
                 patch, xk, tk = self.vit.patch_size, x[keep], t[keep]
                 columns["rollout_correlation"][keep] = map_correlation(maps[keep], rollout, patch).cpu()
                 for name, part in randomised.items():
