@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +47,10 @@ TokenGroup = Literal["class", "distillation", "patches", "tokens", "probe"]
 #: of these groups (each itself an average over its tokens).
 Pooling = tuple[TokenGroup, ...]
 CaptureKind = Literal["projections", "kernel"]
+#: A transformers or timm model, or a part of one: its submodules and configuration are
+#: found by name at run time (``model.config``, ``model.vision_model``, timm's
+#: ``patch_embed``), which :class:`torch.nn.Module`'s annotations cannot follow.
+ForeignModule = Any
 #: ``"auto"``: the model's own pooling where it reads one group of tokens, else the class
 #: token; ``"cls"``: the class token; ``"model"``: the model's own pooling.
 Readout = Literal["auto", "cls", "model"]
@@ -171,6 +175,7 @@ def describe(model: nn.Module, text: Prompts | None = None) -> Architecture:
         if text is not None:
             raise ValueError(f"text prompts are for zero-shot image-text models, not for {type(model).__name__}, a head on an embedding")
         return _embedding_head(model)
+    hf: ForeignModule = model
     names = _transformers_names(model)
     zero_shot = names & set(ZERO_SHOT_MODEL_CLASSES)
     if text is not None and not zero_shot:
@@ -185,22 +190,22 @@ def describe(model: nn.Module, text: Prompts | None = None) -> Architecture:
             )
         head = ZeroShotHead(model, text)
         family, pooling = _ZERO_SHOT[zero_shot.pop()]
-        probe = model.vision_model.head.attention if pooling == ("probe",) else None
-        return _hf(model, model.vision_model, family, pooling, "projections", head.num_labels, head.logits, probe=probe)
+        probe = hf.vision_model.head.attention if pooling == ("probe",) else None
+        return _hf(model, hf.vision_model, family, pooling, "projections", head.num_labels, head.logits, probe=probe)
     if "TimmWrapperForImageClassification" in names:
-        return _timm(model.timm_model, model.config.num_labels, "timm (TimmWrapper)", _output_logits(model))
-    for name, (family, tower, pooling, capture) in _CLASSIFIERS.items():
+        return _timm(hf.timm_model, hf.config.num_labels, "timm (TimmWrapper)", _output_logits(model))
+    for name, (family, tower, pooling_of, capture) in _CLASSIFIERS.items():
         if name in names:
-            vision = model.vision_model if tower == "vision_model" else model.base_model
-            return _hf(model, vision, family, pooling(vision.config), capture, model.config.num_labels, _hf_logits(model, vision))
+            vision = hf.vision_model if tower == "vision_model" else hf.base_model
+            return _hf(model, vision, family, pooling_of(vision.config), capture, hf.config.num_labels, _hf_logits(model, vision))
     if _is_timm(model):
-        if model.num_classes == 0:
+        if hf.num_classes == 0:
             raise UnsupportedModelError(
                 f"this timm {type(model).__name__} has no classifier (num_classes=0) and returns an embedding: pass "
                 "references= (K reference embeddings, e.g. from captum_gmar.similarity.embed_images) to explain its "
                 "similarity to each"
             )
-        return _timm(model, model.num_classes, "timm", model)
+        return _timm(model, hf.num_classes, "timm", model)
     backbone = _find_backbone(model)
     if backbone is not None:
         return _custom_head(model, backbone)
@@ -230,7 +235,8 @@ def find_attention_blocks(vision: nn.Module) -> list[AttentionBlock]:
     and ``proj``, with ``norm`` between the heads' outputs and ``proj``.
     """
     blocks = []
-    for module in vision.modules():
+    modules: list[ForeignModule] = list(vision.modules())
+    for module in modules:
         if all(hasattr(module, n) for n in ("q_proj", "k_proj", "v_proj")) and hasattr(module, "o_proj") | hasattr(module, "out_proj"):
             output = module.o_proj if hasattr(module, "o_proj") else module.out_proj
             blocks.append(_hf_block(module, module.q_proj, module.k_proj, module.v_proj, output))
@@ -243,7 +249,7 @@ def find_attention_blocks(vision: nn.Module) -> list[AttentionBlock]:
     return blocks
 
 
-def _hf_block(attention: nn.Module, query: nn.Module, key: nn.Module, value: nn.Module, output: nn.Module) -> AttentionBlock:
+def _hf_block(attention: ForeignModule, query: ForeignModule, key: nn.Module, value: nn.Module, output: nn.Module) -> AttentionBlock:
     heads = int(getattr(attention, "num_attention_heads", None) or attention.num_heads)
     head_dim = query.out_features // heads
     scaling = float(getattr(attention, "scaling", None) or getattr(attention, "scale", None) or head_dim**-0.5)
@@ -333,7 +339,7 @@ def _pooling_name(pooling: Pooling) -> str:
 
 def _hf(
     model: nn.Module,
-    vision: nn.Module,
+    vision: ForeignModule,
     family: str,
     pooling: Pooling,
     capture: CaptureKind,
@@ -366,7 +372,7 @@ def _hf(
     )
 
 
-def _hf_logits(model: nn.Module, vision: nn.Module, read: Callable[..., Tensor] | None = None) -> Callable[[Tensor], Tensor]:
+def _hf_logits(model: nn.Module, vision: ForeignModule, read: Callable[..., Tensor] | None = None) -> Callable[[Tensor], Tensor]:
     """Logits of a transformers classifier (or ``read(pixel_values, **kwargs)`` of
     ``model``), passing ``interpolate_pos_encoding=True`` when the input size differs from
     the training size and the model can be told (by name, or through ``**kwargs`` to a
@@ -404,7 +410,7 @@ def _is_timm(model: nn.Module) -> bool:
     return any(cls.__module__.startswith("timm.") and cls.__name__ in TIMM_MODEL_CLASSES for cls in type(model).__mro__)
 
 
-def _timm(vision: nn.Module, num_labels: int, family: str, logits: Callable[[Tensor], Tensor]) -> Architecture:
+def _timm(vision: ForeignModule, num_labels: int, family: str, logits: Callable[[Tensor], Tensor]) -> Architecture:
     """A timm ``VisionTransformer``, ``VisionTransformerDistilled`` or ``Eva``, native or
     inside ``TimmWrapperForImageClassification`` or an :class:`EmbeddingHead`."""
     pooling, pooling_name = _timm_pooling(vision)
@@ -428,7 +434,7 @@ def _timm(vision: nn.Module, num_labels: int, family: str, logits: Callable[[Ten
     )
 
 
-def _timm_pooling(model: nn.Module) -> tuple[Pooling | None, str]:
+def _timm_pooling(model: ForeignModule) -> tuple[Pooling | None, str]:
     """What a timm ViT's head reads (``forward_head``): see ``timm.models.vision_transformer.global_pool_nlc``."""
     if getattr(model, "head_dist", None) is not None:
         return ("class", "distillation"), _pooling_name(("class", "distillation"))
@@ -538,12 +544,13 @@ def embedding_width(model: nn.Module) -> int:
         UnsupportedModelError: ``model`` is not a supported embedding model.
     """
     kind, spec = _embedding_kind(model)
+    hf: ForeignModule = model
     if kind == "zero-shot":
-        config = model.config
+        config = hf.config
         return int(getattr(config, "projection_dim", None) or config.vision_config.hidden_size)  # SigLIP: no projection
     if kind == "timm":
-        return int(getattr(model, "head_hidden_size", None) or model.num_features)
-    return int(getattr(model.config, spec[4]))  # CLIPVisionModel's config is the vision config
+        return int(getattr(model, "head_hidden_size", None) or hf.num_features)
+    return int(getattr(hf.config, spec[4]))  # CLIPVisionModel's config is the vision config
 
 
 def read_embedding(model: nn.Module, pixel_values: Tensor) -> Tensor:
@@ -569,7 +576,8 @@ def _embedding_kind(model: nn.Module) -> tuple[str, tuple]:
     if names & set(ZERO_SHOT_MODEL_CLASSES):
         return "zero-shot", ()
     if _is_timm(model):
-        if model.num_classes != 0:
+        timm_model: ForeignModule = model
+        if timm_model.num_classes != 0:
             raise UnsupportedModelError(
                 f"this timm {type(model).__name__} has a classifier; for its embedding create it with num_classes=0"
             )

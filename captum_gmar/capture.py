@@ -25,14 +25,16 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
 
-from .architectures import AttentionBlock, CaptureKind, pooling_spans
+from .architectures import AttentionBlock, CaptureKind, Pooling, pooling_spans
 from .formatting import Targets, target_scores
 from .heads import attention_probs, split_heads
 from .rollout import readout_row
@@ -69,12 +71,15 @@ class LayerCapture:
     @property
     def num_tokens(self) -> int:
         """``T``, the tokens the attention saw."""
-        return (self.probs if self.probs is not None else self.query).shape[-2]
+        captured = self.probs if self.probs is not None else self.query
+        assert captured is not None  # layer_captures checks that one of them was
+        return captured.shape[-2]
 
     def attention_probs(self) -> Tensor:
         """``(B, H, T, T)`` float32 attention probabilities."""
         if self.probs is not None:
             return self.probs.float()
+        assert self.query is not None and self.key is not None and self.scale is not None  # captured with the query
         return attention_probs(self.query, self.key, self.scale, self.bias)
 
 
@@ -93,16 +98,26 @@ class AttentionTrace:
         """``(B, H, T, T)`` float32 attention probabilities of ``layer``."""
         return self.layers[layer].attention_probs()
 
-    def readout(self, pooling: Sequence[str]) -> Tensor:
+    def value(self, layer: int) -> Tensor:
+        """``(B, T, H * d)``: the value projection's output of ``layer``, kept by a pass with ``keep_value=True``."""
+        value = self.layers[layer].value
+        if value is None:
+            raise RuntimeError(f"layer {layer}'s value projection was not kept: trace the pass with keep_value=True")
+        return value
+
+    def readout(self, pooling: Pooling) -> Tensor:
         """The read-out row ``p`` for ``pooling`` (see
         :func:`~captum_gmar.architectures.pooling_spans`): ``(T,)``, or ``(B, T)`` for an
         attention-pooling head's probe, float32."""
         if tuple(pooling) == ("probe",):
+            assert self.probe is not None  # captured for every model that reads a probe
             return self.probe.float()
         tokens = self.layers[-1].num_tokens
         return readout_row(tokens, pooling_spans(tuple(pooling), self.num_prefix_tokens, tokens))
 
-    def target_grads(self, targets: Targets, tensors: Sequence[Tensor | GradientEdge], retain_graph: bool = False) -> list[Tensor]:
+    def target_grads(
+        self, targets: Targets, tensors: Sequence[Tensor] | Sequence[GradientEdge], retain_graph: bool = False
+    ) -> list[Tensor]:
         """Gradients of ``sum_b logits[b, targets[b]]`` (see
         :func:`~captum_gmar.formatting.target_scores`) w.r.t. captured ``tensors``.
 
@@ -121,11 +136,17 @@ class AttentionTrace:
             One gradient per tensor, same shapes, in the order given.
         """
         score = target_scores(self.logits, targets).sum()
-        return list(torch.autograd.grad(score, list(tensors), retain_graph=retain_graph))
+        return list(torch.autograd.grad(score, tensors, retain_graph=retain_graph))
 
     def context_grads(self, targets: Targets, layers: Sequence[int], retain_graph: bool = False) -> list[Tensor]:
         """Gradients w.r.t. the heads' outputs ``(B, T, H * d)`` of ``layers``, in that order."""
-        return self.target_grads(targets, [self.layers[i].context for i in layers], retain_graph)
+        edges = []
+        for i in layers:
+            edge = self.layers[i].context
+            if edge is None:
+                raise RuntimeError(f"layer {i}'s heads' outputs are not in the autograd graph: the forward pass ran without gradients")
+            edges.append(edge)
+        return self.target_grads(targets, edges, retain_graph)
 
 
 @contextmanager
@@ -144,12 +165,17 @@ def capture_attention(
     Every hook is removed on exit, also after an error.
     """
     owner = threading.get_ident()
-    stores: list[dict[str, object]] = [{} for _ in blocks]
+    stores: list[dict[str, Any]] = [{} for _ in blocks]
     pooled: dict[str, Tensor] = {}
     mode = _KernelCapture(keep_value) if kind == "kernel" else None
-    handles = []
+    handles: list[RemovableHandle] = []
+
+    def remove_hooks() -> None:
+        for handle in handles:
+            handle.remove()
+
     with ExitStack() as stack:
-        stack.callback(lambda: [handle.remove() for handle in handles])
+        stack.callback(remove_hooks)
         for store, block in zip(stores, blocks):
             if keep_hidden or mode is not None:
                 handles.append(block.attention.register_forward_pre_hook(_enter(store, owner, mode, keep_hidden), with_kwargs=True))
@@ -168,7 +194,7 @@ def capture_attention(
         yield stores, pooled
 
 
-def layer_captures(stores: Sequence[dict[str, object]]) -> list[LayerCapture]:
+def layer_captures(stores: Sequence[dict[str, Any]]) -> list[LayerCapture]:
     """Turn the filled dicts of :func:`capture_attention` into captures, checking that
     every layer's attention was seen."""
     captures = []

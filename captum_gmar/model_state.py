@@ -18,6 +18,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from torch import nn
 from torch.overrides import TorchFunctionMode
@@ -136,9 +137,10 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     model it compiled.
     """
     while True:
+        wrapper: Any = model  # peft's and torch.compile's wrappers: their parts are found by name
         if type(model).__module__.startswith("peft.") and hasattr(model, "get_base_model"):
-            model = model.get_base_model()
+            model = wrapper.get_base_model()
         elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
+            model = wrapper._orig_mod
         else:
             return model

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
 
 from . import lrp_rules as rules
 from .architectures import AttentionBlock
@@ -64,9 +65,14 @@ def relevance_rules(model: nn.Module, blocks: Sequence[AttentionBlock], variant:
     """
     owner = threading.get_ident()
     mode = _RelevanceMode(variant, gamma)
+    handles: list[RemovableHandle] = []
+
+    def remove_hooks() -> None:
+        for handle in handles:
+            handle.remove()
+
     with ExitStack() as stack:
-        handles = []
-        stack.callback(lambda: [handle.remove() for handle in handles])
+        stack.callback(remove_hooks)
         for module in model.modules():
             if type(module).__module__.startswith(_COMPOSITE_ACTIVATION_MODULES):
                 handles.append(module.register_forward_hook(_identity_hook(owner)))
@@ -116,7 +122,8 @@ class _RelevanceMode(TorchFunctionMode):
         if (func in _PRODUCTS or func in _MATMUL) and len(args) >= 2 and all(_depends_on_input(a) for a in args[:2]):
             return lambda: rules.divide_gradient(func(*args, **kwargs), 2)
         if func is F.linear and self.gamma > 0 and _depends_on_input(args[0]):
-            return lambda: rules.gamma_linear(*_bind(args, kwargs, ("input", "weight", "bias"), (None,)), self.gamma)
+            x, weight, bias = _bind(args, kwargs, ("input", "weight", "bias"), (None,))
+            return lambda: rules.gamma_linear(x, weight, bias, self.gamma)
         return None
 
     def _attention_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:

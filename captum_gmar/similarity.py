@@ -47,6 +47,9 @@ class SimilarityModel(EmbeddingHead):
             embedding width), NaN or infinite values, or a reference of (centred) norm 0.
     """
 
+    references: Tensor
+    center: Tensor | None
+
     def __init__(self, backbone: nn.Module, references: Tensor, center: Tensor | None = None) -> None:
         super().__init__(backbone)
         width = self.embedding_width

@@ -10,6 +10,7 @@ object is built; every pass then runs the vision tower only.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -49,11 +50,12 @@ class ZeroShotHead:
                 "text must hold input_ids (K prompts, L tokens), e.g. processor(text=prompts, padding=True, "
                 f"return_tensors='pt'); got {type(text).__name__}"
             )
-        _check_prompts(inputs, model.config.text_config.vocab_size)
-        self.model = model
+        clip: Any = model  # CLIP's, MetaCLIP 2's or SigLIP's parts, found by name
+        _check_prompts(inputs, clip.config.text_config.vocab_size)
+        self.model = clip
         device = next(model.parameters()).device
         with model_lock(model), evaluating(model), torch.no_grad():
-            features = _pooled(model.get_text_features(**{k: v.to(device) for k, v in inputs.items()}))
+            features = _pooled(clip.get_text_features(**{k: v.to(device) for k, v in inputs.items()}))
         #: ``(K, E)`` unit-norm text embeddings
         self.text_embeds = features / features.norm(dim=-1, keepdim=True)
         #: ``K``, the number of prompts (classes)
@@ -78,9 +80,10 @@ def image_features(model: nn.Module, pixel_values: Tensor) -> Tensor:
     """``(B, E)`` image embeddings of an image-text model, ``get_image_features`` (not
     normalised), with ``interpolate_pos_encoding=True`` for inputs of another size than
     the vision tower's ``image_size``."""
-    size = model.config.vision_config.image_size
+    clip: Any = model  # its parts, found by name
+    size = clip.config.vision_config.image_size
     other_size = tuple(pixel_values.shape[-2:]) != ((size, size) if isinstance(size, int) else tuple(size))
-    return _pooled(model.get_image_features(pixel_values=pixel_values, interpolate_pos_encoding=other_size))
+    return _pooled(clip.get_image_features(pixel_values=pixel_values, interpolate_pos_encoding=other_size))
 
 
 def _check_prompts(inputs: Mapping[str, Tensor], vocab_size: int) -> None:
@@ -117,7 +120,7 @@ def _check_prompts(inputs: Mapping[str, Tensor], vocab_size: int) -> None:
         )
 
 
-def _pooled(features: Tensor | object) -> Tensor:
+def _pooled(features: Any) -> Tensor:
     """The embeddings of ``get_*_features``: a tensor in transformers 4.x, the
     ``pooler_output`` of an output object in 5.x."""
     return features if isinstance(features, Tensor) else features.pooler_output
