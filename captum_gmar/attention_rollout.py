@@ -44,6 +44,9 @@ class AttentionRollout(AttentionAttribution):
     """
 
     needs_gradients = False
+    head_fusion: HeadFusion
+    discard_ratio: float
+    alpha: float
 
     def __init__(
         self,
@@ -78,6 +81,6 @@ class AttentionRollout(AttentionAttribution):
                 add_residual(discard_lowest(reduce_heads(trace.attention_probs(layer), self.head_fusion), self.discard_ratio), self.alpha)
                 for layer in reversed(self.layers)
             ),
-            trace.readout(self.pooling),
+            self._readout(trace),
         )
         return Explanation(relevance)

@@ -72,6 +72,9 @@ class AttentionAttribution(Attribution, ABC):
             token; see :data:`~captum_gmar.architectures.Pooling`), or ``None``.
     """
 
+    vit: VisionTransformer
+    pooling: Pooling | None
+    start_layer: int
     #: whether :meth:`_explain` needs a backward pass (class-specific methods do).
     needs_gradients: bool = True
     #: whether :meth:`_explain` reads the layers' ``value`` projections.
@@ -92,7 +95,7 @@ class AttentionAttribution(Attribution, ABC):
     ) -> None:
         self.vit = VisionTransformer(model, text, references, center)
         super().__init__(self.vit.logits)
-        self.pooling: Pooling | None = None if readout is None else self.vit.readout_pooling(readout)
+        self.pooling = None if readout is None else self.vit.readout_pooling(readout)
         num_layers = self.vit.num_layers
         if isinstance(start_layer, bool) or not isinstance(start_layer, numbers.Integral):
             raise TypeError(f"start_layer must be an int, got {type(start_layer).__name__}")
@@ -144,7 +147,7 @@ class AttentionAttribution(Attribution, ABC):
 
     @abstractmethod
     def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
-        """Token relevance for one chunk (read with ``trace.readout(self.pooling)``).
+        """Token relevance for one chunk (read out with :meth:`_readout`).
 
         Args:
             trace: the captured forward pass of ``B`` examples.
@@ -182,10 +185,15 @@ class AttentionAttribution(Attribution, ABC):
         if output == "input":
             maps = input_map(maps, vit.patch_size, tuple(pixel_values.shape))
         maps = maps.to(pixel_values.device)
-        weights = None
-        if explanations[0].head_weights is not None:
-            weights = torch.cat([e.head_weights for e in explanations]).to(pixel_values.device)
+        head_weights = [e.head_weights for e in explanations if e.head_weights is not None]  # all or none
+        weights = torch.cat(head_weights).to(pixel_values.device) if head_weights else None
         return ((maps,) if is_tuple else maps), weights
+
+    def _readout(self, trace: AttentionTrace) -> Tensor:
+        """The read-out row ``p`` of :attr:`pooling` in ``trace`` (see :meth:`AttentionTrace.readout`)."""
+        if self.pooling is None:
+            raise TypeError(f"{type(self).__name__} was made with readout=None and reads no row of the rolled-out matrix")
+        return trace.readout(self.pooling)
 
     def estimate_bytes(self, input_shape: Sequence[int]) -> int:
         """Estimated peak memory, in bytes, of one pass on inputs of ``input_shape``

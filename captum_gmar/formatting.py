@@ -95,18 +95,18 @@ def format_targets(target: TargetType, batch_size: int, num_labels: int) -> Targ
         if targets.numel() == 1:
             targets = targets.expand(batch_size)
     elif isinstance(target, numbers.Integral) and not isinstance(target, bool):
-        targets = torch.full((batch_size,), _class_index(target, num_labels), dtype=torch.long)
+        targets = torch.full((batch_size,), _class_index(int(target), num_labels), dtype=torch.long)
     elif isinstance(target, Sequence) and not isinstance(target, str):
         if not all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in target):
             raise TypeError("a target list must hold one integer class index per example")
-        targets = torch.tensor([_class_index(t, num_labels) for t in target], dtype=torch.long)
+        targets = torch.tensor([_class_index(int(t), num_labels) for t in target], dtype=torch.long)
     else:
         raise TypeError(f"target must be None, an int, a list of ints or an integer tensor, got {type(target).__name__}")
     if targets.numel() != batch_size:
         raise ValueError(f"target has {targets.numel()} entries but the batch has {batch_size} examples")
     bad = (targets < 0) | (targets >= num_labels)
     if bad.any():
-        _class_index(targets[bad][0].item(), num_labels)
+        _class_index(int(targets[bad][0].item()), num_labels)
     return targets.contiguous()
 
 
@@ -131,11 +131,11 @@ def target_scores(logits: Tensor, targets: Targets) -> Tensor:
     return scores
 
 
-def _class_index(target: numbers.Integral, num_labels: int) -> int:
-    """``target`` as an int, checked against ``[0, num_labels)`` before it meets int64."""
+def _class_index(target: int, num_labels: int) -> int:
+    """``target`` checked against ``[0, num_labels)`` before it meets int64."""
     if not 0 <= target < num_labels:
-        raise ValueError(f"target {int(target)} is out of range: the model has {num_labels} classes (0..{num_labels - 1})")
-    return int(target)
+        raise ValueError(f"target {target} is out of range: the model has {num_labels} classes (0..{num_labels - 1})")
+    return target
 
 
 def chunk_targets(targets: Targets, part: slice, device: torch.device) -> Targets:

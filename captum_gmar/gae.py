@@ -34,9 +34,9 @@ class GenericAttentionExplainability(AttentionAttribution):
         grads = trace.context_grads(targets, layers)
         relevance = rollout_row(
             (
-                add_identity(gradient_weighted_heads(trace.attention_probs(layer), attention_grad(grad, trace.layers[layer].value)))
+                add_identity(gradient_weighted_heads(trace.attention_probs(layer), attention_grad(grad, trace.value(layer))))
                 for layer, grad in zip(reversed(layers), reversed(grads))
             ),
-            trace.readout(self.pooling),
+            self._readout(trace),
         )
         return Explanation(relevance)

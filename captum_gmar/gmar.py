@@ -164,6 +164,7 @@ class GMARAttribution(AttentionAttribution):
             head_weights)``.
         """
         maps, weights = self._attribute(inputs, target, internal_batch_size, output, allow_slow)
+        assert weights is not None  # GMAR's _explain always returns them
         return (maps, weights) if return_head_weights else maps
 
     def class_head_weights(
@@ -230,17 +231,16 @@ class GMARAttribution(AttentionAttribution):
                 add_residual(fuse_heads(trace.attention_probs(layer), weights[:, k]), self.alpha)
                 for k, layer in reversed(list(enumerate(layers)))
             ),
-            trace.readout(self.pooling),
+            self._readout(trace),
         )
         return Explanation(relevance, weights)
 
     def _head_scores(self, trace: AttentionTrace, layer: int, context_grad: Tensor) -> Tensor:
         """``(B, H)`` non-negative scores of ``layer``'s heads from its context gradient ``(B, T, H * d)``."""
-        value = trace.layers[layer].value
         if self.head_gradient == "attention":
-            return head_scores(attention_grad(context_grad, value), self.norm)
+            return head_scores(attention_grad(context_grad, trace.value(layer)), self.norm)
         grad = split_heads(context_grad, trace.blocks[layer].num_heads)
         if self.head_gradient == "context":
             return head_scores(grad, self.norm)
         # the heads' outputs C_h = A_h @ V_h, rebuilt: the trace keeps no activations
-        return gate_scores(grad, trace.attention_probs(layer) @ value.float(), self.gate)
+        return gate_scores(grad, trace.attention_probs(layer) @ trace.value(layer).float(), self.gate)

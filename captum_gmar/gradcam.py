@@ -41,6 +41,7 @@ class TokenGradCAM(AttentionAttribution):
     def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
         prefix = self.vit.num_prefix_tokens
         tokens = trace.layers[-1].hidden
+        assert tokens is not None  # kept: needs_hidden
         (grad,) = trace.target_grads(targets, [tokens])
         patches, patch_grad = tokens[:, prefix:].detach().float(), grad[:, prefix:].float()
         cam = torch.relu((patches * patch_grad.mean(1, keepdim=True)).sum(-1))

@@ -50,6 +50,8 @@ class RelevancePropagation(Attribution):
 
     #: the rules inside attention: ``"attnlrp"`` or ``"cplrp"``
     variant: ClassVar[Variant]
+    vit: VisionTransformer
+    gamma: float
 
     def __init__(
         self,

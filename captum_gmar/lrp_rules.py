@@ -27,6 +27,8 @@ Nothing here knows about models or hooks (see :mod:`captum_gmar.propagation`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -51,14 +53,14 @@ class _ScaledGradient(torch.autograd.Function):
     multiplied by ``scale`` (a tensor broadcastable to ``x``, or a number)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, value: Tensor, scale: Tensor | float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, value: Tensor, scale: Tensor | float) -> Tensor:
         if isinstance(scale, Tensor):
             ctx.save_for_backward(scale)
         ctx.scale = None if isinstance(scale, Tensor) else scale
         return value.detach().view_as(value)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         scale = ctx.saved_tensors[0] if ctx.scale is None else ctx.scale
         return grad * scale, None, None
 
@@ -93,13 +95,13 @@ class _LayerNormConstantStd(torch.autograd.Function):
     """``F.layer_norm``, differentiated with the standard deviation held constant."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.dims, ctx.eps = tuple(range(-len(normalized_shape), 0)), eps
         return F.layer_norm(x, normalized_shape, weight, bias, eps)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         dims = ctx.dims
         # in float32 at least, as F.layer_norm computes it: a float16 square overflows
@@ -147,14 +149,14 @@ class _GammaLinear(torch.autograd.Function):
     """``F.linear`` whose backward pass is the generalised gamma rule in Gradient x Input form."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, gamma: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, gamma: float) -> Tensor:
         output = F.linear(x, weight, bias)
         ctx.save_for_backward(x, weight, bias, output)
         ctx.gamma = gamma
         return output
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight, bias, output = ctx.saved_tensors
         relevance = gamma_relevance(x, weight, bias, output, grad * output, ctx.gamma)
         sign = torch.where(x == 0, torch.ones_like(x), x.sign())

@@ -54,4 +54,4 @@ class RawAttention(AttentionAttribution):
 
     def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
         last = reduce_heads(trace.attention_probs(self.vit.num_layers - 1), self.head_fusion)
-        return Explanation(rollout_row([last], trace.readout(self.pooling)))
+        return Explanation(rollout_row([last], self._readout(trace)))

@@ -11,11 +11,12 @@ the mask outline and its legend.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any, overload
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from torch import Tensor
 
@@ -24,7 +25,7 @@ MAP_CMAP = "inferno"
 #: the upper end of each map's colour scale, as a percentile of its values
 SCALE_PERCENTILE = 99.0
 #: outline of the explained item's mask
-MASK_STYLE = dict(colors="#00e5ff", linewidths=1.0)
+MASK_STYLE: dict[str, Any] = {"colors": "#00e5ff", "linewidths": 1.0}
 _MASK_LABEL = "explained item (ground-truth mask)"
 
 
@@ -123,8 +124,15 @@ def comparison_grid(
     return fig
 
 
-def head_weight_heatmap(head_weights: Tensor, ax: plt.Axes | None = None, title: str = "GMAR head weights") -> Figure:
-    """Heat map of one example's head weights ``(L, H)``: layers down, heads across."""
+@overload
+def head_weight_heatmap(head_weights: Tensor, ax: None = None, title: str = ...) -> Figure: ...
+@overload
+def head_weight_heatmap(head_weights: Tensor, ax: plt.Axes, title: str = ...) -> Figure | SubFigure: ...
+
+
+def head_weight_heatmap(head_weights: Tensor, ax: plt.Axes | None = None, title: str = "GMAR head weights") -> Figure | SubFigure:
+    """Heat map of one example's head weights ``(L, H)``: layers down, heads across; returns
+    the figure holding it (a new one when ``ax`` is ``None``)."""
     weights = head_weights.detach().float().cpu().numpy()
     if ax is None:
         _, ax = plt.subplots(figsize=(0.45 * weights.shape[1] + 1.5, 0.35 * weights.shape[0] + 1.2))
