@@ -148,8 +148,9 @@ def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str],
     items = []
     for file, label, _ in sorted(tasks, key=lambda task: (task[0], task[1])):
         others = [regions.get((file, other)) for other in labels_of[file] if other != label]
+        found = tuple(region for region in others if region is not None)
         # class sensitivity weighs the mass on every other object: all their regions or none
-        items.append(FolderItem(file, label, regions.get((file, label)), tuple(others) if all(others) else ()))
+        items.append(FolderItem(file, label, regions.get((file, label)), found if len(found) == len(others) else ()))
     return items
 
 
@@ -282,7 +283,8 @@ def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: C
         else:
             label = labels_of[file][0]
         try:
-            box = tuple(float(row[key]) for key in _CORNERS)
+            x_min, y_min, x_max, y_max = (float(row[key]) for key in _CORNERS)
+            box = (x_min, y_min, x_max, y_max)
         except ValueError:
             raise ValueError(f"{path.name} row {n}: box corners must be numbers") from None
         for key, value in zip(_CORNERS, box):

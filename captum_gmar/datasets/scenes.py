@@ -24,7 +24,6 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -178,7 +177,7 @@ def make_scenes(
     n: int,
     split: Split,
     seed: int | np.random.Generator,
-    num_items: Literal[1, 2] | None = None,
+    num_items: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
 ) -> Scenes:
     """Generate ``n`` scenes.

@@ -119,19 +119,24 @@ def _libc() -> ctypes.CDLL | None:
 def _return_freed_blocks_to_the_system() -> None:
     """Fix glibc's mmap threshold at 64 KiB (``mallopt(M_MMAP_THRESHOLD)``), so that
     freed tensors leave the resident set; a no-op where glibc is not the C library."""
-    if _libc() is not None:
-        _libc().mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
 
 
 def _release_free_heap() -> None:
     """Return the free pages of glibc's heap to the system (``malloc_trim(0)``), so that
     only live memory is resident when a measurement starts."""
-    if _libc() is not None:
-        _libc().malloc_trim(0)
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 class _RssSampler:
     """Tracks the largest resident set size of this process while the block runs."""
+
+    before: int
+    peak: int
 
     def __init__(self) -> None:
         self._page = os.sysconf("SC_PAGE_SIZE")

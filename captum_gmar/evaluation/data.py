@@ -197,7 +197,7 @@ class SceneTasks(Dataset):
         self.scenes = scenes
         self.scene, self.slot = np.nonzero(scenes.labels >= 0)
         self.processor = processor
-        self.options = None if processor is None else processor_options(processor, scenes.images.shape[1])
+        self.options = {} if processor is None else processor_options(processor, scenes.images.shape[1])
         #: the input's normalisation, to draw the images
         self.image_mean = (PIXEL_MEAN,) * 3 if processor is None else tuple(processor.image_mean)
         self.image_std = (PIXEL_STD,) * 3 if processor is None else tuple(processor.image_std)
@@ -428,7 +428,7 @@ class HubDatasetTasks(_Processed):
         mask = None
         if self.mask_column is not None and record[self.mask_column] is not None:
             mask = object_pixels(np.asarray(record[self.mask_column]), f"the mask of row {row}")
-            mask = mask.any(-1) if mask.ndim == 3 else mask
+            mask = np.asarray(mask.any(-1)) if mask.ndim == 3 else mask
             if mask.shape != (image.height, image.width):
                 raise ValueError(
                     f"row {row}: the mask is {mask.shape[1]}x{mask.shape[0]} px but its image is {image.width}x{image.height} px"

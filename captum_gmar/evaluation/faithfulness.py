@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -56,8 +56,7 @@ def check_maps(maps: object, shape: tuple[int, int, int], name: str = "maps") ->
 
 def check_targets(targets: object, batch: int, device: torch.device) -> Tensor:
     """Validate ``(B,)`` integer class indices; returns them as int64 on ``device``."""
-    integer = isinstance(targets, Tensor) and not (targets.is_floating_point() or targets.is_complex())
-    if not integer or targets.dtype == torch.bool:
+    if not isinstance(targets, Tensor) or targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
         raise TypeError("targets must be an integer torch.Tensor of shape (B,)")
     if tuple(targets.shape) != (batch,):
         raise ValueError(f"targets must have shape (B,) = ({batch},), got {tuple(targets.shape)}")
@@ -323,7 +322,7 @@ def _unit_ranks(maps: Tensor, unit: Unit, patch_size: PatchSize) -> tuple[Tensor
 
 
 def _patch_pair(patch_size: int | tuple[int, int]) -> tuple[int, int]:
-    pair = (patch_size, patch_size) if isinstance(patch_size, numbers.Integral) else tuple(patch_size)
+    pair = (patch_size, patch_size) if isinstance(patch_size, numbers.Integral) else tuple(cast(Iterable[int], patch_size))
     if len(pair) != 2 or not all(isinstance(p, numbers.Integral) and not isinstance(p, bool) and p > 0 for p in pair):
         raise ValueError(f"patch_size must be a positive int or a pair of them, got {patch_size!r}")
     return int(pair[0]), int(pair[1])

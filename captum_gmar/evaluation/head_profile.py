@@ -105,10 +105,10 @@ def head_profile(gmar: GMARAttribution, images: Tensor, targets: Tensor) -> Head
     vit, param = gmar.vit, gmar.vit.parameter
     with vit.trace(images.to(device=param.device, dtype=param.dtype), with_grad=False, keep_value=True) as trace:
         shares, activation = [], []
-        for layer in trace.layers:
+        for k, layer in enumerate(trace.layers):
             attn = layer.attention_probs()
             shares.append(attention_shares(attn))
-            activation.append(head_activation(attn, layer.value))
+            activation.append(head_activation(attn, trace.value(k)))
     norms = torch.stack([_output_norm(vit.model, block) for block in vit.blocks]).to(weights.device)
     return HeadProfile(
         weight=weights.float(),

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..architectures import AttentionBlock
+from ..architectures import AttentionBlock, ForeignModule
 from ..errors import UnsupportedModelError
 from ..model_state import unwrap_model
 from ..models import VisionTransformer
@@ -101,13 +101,14 @@ def reparametrised_copy(model: nn.Module, scales: Tensor) -> nn.Module:
     return clone.eval()
 
 
-def _value_rows_and_output(block: AttentionBlock) -> tuple[list[tuple[Tensor, int]], nn.Linear]:
+def _value_rows_and_output(block: AttentionBlock) -> tuple[list[tuple[Tensor, int]], ForeignModule]:
     """The parameters holding a block's value projection (each with the index of its first
     value row: timm's fused ``qkv`` stacks queries, keys and values) and its output
-    projection, whose input is the heads' outputs."""
+    projection, whose input is the heads' outputs (a linear layer, or peft's wrapper of
+    one: ``in_features``, ``weight`` and ``bias`` are read by name)."""
     if block.value is not None:  # transformers: separate projections, the output projection is block.output
         return _linear_rows(block.value, 0), block.output
-    attention = block.attention  # timm: Attention (fused qkv or q/k/v_proj) and Eva (qkv with q_bias, v_bias)
+    attention: ForeignModule = block.attention  # timm: Attention (fused qkv or q/k/v_proj) and Eva (qkv with q_bias, v_bias)
     if not isinstance(getattr(attention, "norm", nn.Identity()), nn.Identity):
         raise UnsupportedModelError(
             f"{type(attention).__name__} normalises the heads' outputs (scale_norm) before its output projection: "
@@ -123,7 +124,7 @@ def _value_rows_and_output(block: AttentionBlock) -> tuple[list[tuple[Tensor, in
     return rows, attention.proj
 
 
-def _linear_rows(linear: nn.Linear, offset: int) -> list[tuple[Tensor, int]]:
+def _linear_rows(linear: ForeignModule, offset: int) -> list[tuple[Tensor, int]]:
     return [(linear.weight, offset)] + ([(linear.bias, offset)] if linear.bias is not None else [])
 
 

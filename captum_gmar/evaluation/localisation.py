@@ -92,7 +92,7 @@ def gini_index(maps: Tensor, patch_size: int | tuple[int, int] = 1) -> Tensor:
     """
     if not isinstance(maps, Tensor) or maps.dim() != 3:
         raise ValueError(f"maps must be a (B, H, W) tensor, got {getattr(maps, 'shape', type(maps).__name__)}")
-    maps = check_maps(maps, tuple(maps.shape))
+    maps = check_maps(maps, (maps.shape[0], maps.shape[1], maps.shape[2]))
     x = F.avg_pool2d(maps.clamp_min(0).unsqueeze(1), patch_size).flatten(1).sort(dim=1).values
     n = x.shape[1]
     rank = torch.arange(1, n + 1, dtype=x.dtype, device=x.device)
@@ -124,5 +124,5 @@ def _check(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
         raise TypeError("masks must be a bool torch.Tensor of shape (B, H, W)")
     if masks.dim() != 3:
         raise ValueError(f"masks must have shape (B, H, W), got {tuple(masks.shape)}")
-    maps = check_maps(maps, tuple(masks.shape))
+    maps = check_maps(maps, (masks.shape[0], masks.shape[1], masks.shape[2]))
     return maps, masks.to(maps.device)

@@ -61,6 +61,7 @@ class Method:
         weights = None
         if isinstance(self.attribution, GMARAttribution):
             attributions, weights = self.attribution.attribute(images, target=targets, return_head_weights=True, **self.options)
+            assert isinstance(attributions, Tensor)  # a tensor in, a tensor out
         else:
             attributions = self.explain(images, targets)
         attributions = attributions.detach()

@@ -196,7 +196,7 @@ def _parse(column: str, text: str) -> Any:
     return {"True": True, "False": False}.get(text, text)
 
 
-def summary_cell(entry: dict, column: str) -> str:
+def summary_cell(entry: Mapping[str, Any], column: str) -> str:
     """One summary value as the tables show it: ``mean ± sem`` to 3 decimals, the time in
     milliseconds, the memory in whole MB."""
     if column == "seconds_per_image":

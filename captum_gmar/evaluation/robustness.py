@@ -175,7 +175,7 @@ def _samples_per_call(part: slice, batch_size: int, n_perturb_samples: int) -> i
 
 
 def _check_positive(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 

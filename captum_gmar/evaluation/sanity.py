@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +87,7 @@ def randomised_copy(model: nn.Module, part: Part, seed: int = 0) -> nn.Module:
         target = layer_of(clone, VisionTransformer(clone).blocks[-1].attention)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        resettable = [m for m in target.modules() if hasattr(m, "reset_parameters")]
+        resettable: list[Any] = [m for m in target.modules() if hasattr(m, "reset_parameters")]  # each with that method
         if not resettable:
             raise ValueError(f"nothing in the {part} of {type(clone).__name__} can be re-initialised")
         for module in resettable:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,16 +70,18 @@ def load_reference_model(
     """
     if name not in REFERENCE_MODELS:
         raise ValueError(f"unknown reference model {name!r}; the names are {', '.join(REFERENCE_MODELS)}")
-    kwargs = {"local_files_only": True}
+    model_class: type[PreTrainedModel]
+    if name == "vit-tiny":
+        model_class, folder = ViTForImageClassification, REFERENCE_MODEL_DIR
+    elif name == "dinov2-small":
+        model_class, folder = Dinov2ForImageClassification, dinov2_model_dir()
+    else:
+        model_class, folder = Dinov2Model, backbone_model_dir()
+    kwargs: dict[str, Any] = {"local_files_only": True}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    if name == "vit-tiny":
-        model = ViTForImageClassification.from_pretrained(REFERENCE_MODEL_DIR, **kwargs)
-    elif name == "dinov2-small":
-        model = Dinov2ForImageClassification.from_pretrained(dinov2_model_dir(), **kwargs)
-    else:
-        model = Dinov2Model.from_pretrained(backbone_model_dir(), **kwargs)
-    model.to(device=device, dtype=dtype)
+    model = model_class.from_pretrained(folder, **kwargs)
+    model.to(device=device, dtype=dtype)  # type: ignore[call-arg]  # mypy misreads the decorator on PreTrainedModel.to
     return model.eval()
 
 

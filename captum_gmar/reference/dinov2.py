@@ -31,6 +31,7 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -153,7 +154,8 @@ def convert_onnx(path: Path) -> dict[str, Tensor]:
         tensors[key] = torch.from_numpy(np.array(arrays[weight], dtype=np.float32).T.copy())
 
     hidden = tensors["embeddings.cls_token"].shape[-1]
-    grid = backbone_config().image_size // backbone_config().patch_size
+    config = backbone_config()
+    grid = cast(int, config.image_size) // cast(int, config.patch_size)  # ints in this config
     constants = {name: value for name, value in arrays.items() if name.startswith("onnx::") and not name.startswith("onnx::MatMul_")}
     by_shape = {tuple(value.shape): value for value in constants.values()}
     class_pos, patch_pos = by_shape.get((1, 1, hidden)), by_shape.get((1, grid * grid, hidden))

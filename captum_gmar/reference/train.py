@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -75,8 +76,7 @@ def build_model(
         # Infinite fresh scenes: dropout would only slow the short CPU schedule down.
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
-        num_labels=len(CLASS_NAMES),
-        id2label=dict(enumerate(CLASS_NAMES)),
+        id2label=dict(enumerate(CLASS_NAMES)),  # num_labels = len(id2label)
         label2id={name: i for i, name in enumerate(CLASS_NAMES)},
         problem_type="multi_label_classification",
     )
@@ -127,7 +127,8 @@ def _warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
 
 def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     # No decay on biases, LayerNorm weights, CLS token and position embeddings.
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         skip = p.ndim < 2 or name.endswith(("cls_token", "position_embeddings"))
         (no_decay if skip else decay).append(p)
@@ -136,7 +137,7 @@ def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
         lr=lr,
         betas=(0.9, 0.999),
         # One kernel for all parameters, about 6% of a CPU step (on CPU since torch 2.4).
-        fused=torch.__version__ >= (2, 4),
+        fused=torch.__version__ >= "2.4",
     )
 
 
@@ -263,7 +264,7 @@ def _train(rank: int, args: argparse.Namespace, command: str) -> None:
 
     start = time.perf_counter()
     bar = tqdm(range(args.steps), desc="train", unit="step", mininterval=5.0, disable=rank > 0)
-    smoothed = None
+    smoothed: float | None = None
     for _ in bar:
         pixel_values, targets = _batch(local_batch, two_items, rng, args.data_dir)
         loss = F.binary_cross_entropy_with_logits(net(pixel_values=pixel_values).logits, targets)
@@ -283,7 +284,9 @@ def _train(rank: int, args: argparse.Namespace, command: str) -> None:
     model.eval()
     metrics = evaluate_accuracy(model, n=args.eval_scenes, seed=EVAL_SEED, data_dir=args.data_dir, processor=build_processor())
     metrics["train_seconds"] = round(train_seconds, 1)
-    metrics["final_loss"] = round(float(smoothed), 5)
+    if smoothed is None:
+        raise ValueError("no training step ran (--steps 0)")
+    metrics["final_loss"] = round(smoothed, 5)
 
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out, safe_serialization=True)
@@ -294,6 +297,7 @@ def _train(rank: int, args: argparse.Namespace, command: str) -> None:
 
 def _model_card(args: argparse.Namespace, model: ViTForImageClassification, metrics: dict, command: str) -> str:
     c = model.config
+    patches = (cast(int, c.image_size) // cast(int, c.patch_size)) ** 2  # ints in this config
     n_params = sum(p.numel() for p in model.parameters())
     return f"""\
 # captum_gmar reference model: ViT on cluttered Fashion-MNIST scenes
@@ -305,7 +309,7 @@ A small `transformers.ViTForImageClassification` trained from scratch, shipped w
 ## Architecture
 - ViT, CLS-token classification head, {c.num_hidden_layers} layers, {c.num_attention_heads} heads,
   hidden size {c.hidden_size}, MLP {c.intermediate_size}, patch {c.patch_size} x {c.patch_size},
-  image {c.image_size} x {c.image_size} x 3 ({(c.image_size // c.patch_size) ** 2} patches + CLS),
+  image {c.image_size} x {c.image_size} x 3 ({patches} patches + CLS),
   {n_params:,} parameters, float32, safetensors.
 - `problem_type="multi_label_classification"`: one independent sigmoid per class;
   `id2label` = the 10 Fashion-MNIST classes.

@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -164,7 +165,7 @@ def fine_tune(
     for p in params:
         p.requires_grad_(True)
     model.train()
-    smoothed = None
+    smoothed: float | None = None
     try:
         bar = tqdm(range(steps), desc="tune", unit="step", mininterval=10.0)
         for _ in bar:
@@ -182,7 +183,9 @@ def fine_tune(
         model.eval()
         for p, flag in frozen.items():
             p.requires_grad_(flag)
-    return float(smoothed)
+    if smoothed is None:
+        raise ValueError("no fine-tuning step ran (steps=0)")
+    return smoothed
 
 
 def _shipped_tensors(model: Dinov2ForImageClassification, blocks: int) -> dict[str, Tensor]:
@@ -190,7 +193,7 @@ def _shipped_tensors(model: Dinov2ForImageClassification, blocks: int) -> dict[s
     last ``blocks`` blocks and the final LayerNorm (float16), under the names
     ``save_pretrained`` writes (which transformers 4.x and 5.x both load)."""
     layers = model.config.num_hidden_layers
-    trained = ("classifier.",)
+    trained: tuple[str, ...] = ("classifier.",)
     if blocks:
         trained += ("dinov2.layernorm.", *(f"dinov2.encoder.layer.{i}." for i in range(layers - blocks, layers)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,6 +227,7 @@ def train(args: argparse.Namespace, command: str) -> dict[str, float]:
     features, targets = head_features(model, processor, args.train_scenes, args.two_item_share, rng, args.batch_size, args.data_dir)
     feature_seconds = time.perf_counter() - start
     start = time.perf_counter()
+    assert isinstance(model.classifier, torch.nn.Linear)  # a classifier with labels
     head_loss = fit_head(model.classifier, features, targets, args.l2, args.max_iter)
     head_seconds = time.perf_counter() - start
     tune_loss, start = None, time.perf_counter()
@@ -237,7 +241,7 @@ def train(args: argparse.Namespace, command: str) -> dict[str, float]:
     save_file(_shipped_tensors(model, args.tune_blocks), args.out / HEAD_FILE, metadata={"format": "pt"})
     shipped = Dinov2ForImageClassification.from_pretrained(model_dir(args.out), local_files_only=True).eval()
     start = time.perf_counter()
-    metrics = evaluate_accuracy(shipped, n=args.eval_scenes, seed=EVAL_SEED, data_dir=args.data_dir)
+    metrics: dict[str, Any] = evaluate_accuracy(shipped, n=args.eval_scenes, seed=EVAL_SEED, data_dir=args.data_dir)
     metrics.update(
         size=args.size,
         tune_blocks=args.tune_blocks,
