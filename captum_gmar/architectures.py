@@ -256,19 +256,19 @@ def _hf_block(attention: ForeignModule, query: ForeignModule, key: nn.Module, va
     return AttentionBlock(attention, output, heads, query, key, value, scaling)
 
 
-def _class_token(config) -> Pooling:
+def _class_token(config: Any) -> Pooling:
     return ("class",)
 
 
-def _patch_mean(config) -> Pooling:
+def _patch_mean(config: Any) -> Pooling:
     return ("patches",)
 
 
-def _token_mean(config) -> Pooling:
+def _token_mean(config: Any) -> Pooling:
     return ("tokens",)
 
 
-def _beit_pooling(config) -> Pooling:
+def _beit_pooling(config: Any) -> Pooling:
     # BeitPooler / Data2VecVisionPooler: mean of tokens[1:] (layer-normed) or the class token
     return ("patches",) if config.use_mean_pooling else ("class",)
 
@@ -394,7 +394,7 @@ def _hf_logits(model: nn.Module, vision: ForeignModule, read: Callable[..., Tens
 
 
 def _output_logits(model: nn.Module) -> Callable[..., Tensor]:
-    def read(pixel_values: Tensor, **kwargs) -> Tensor:
+    def read(pixel_values: Tensor, **kwargs: Any) -> Tensor:
         output = model(pixel_values=pixel_values, **kwargs)
         return output.logits if hasattr(output, "logits") else output[0]
 
@@ -562,7 +562,7 @@ def read_embedding(model: nn.Module, pixel_values: Tensor) -> Tensor:
         return model(pixel_values)
     field = spec[3]
 
-    def read(x: Tensor, **kwargs) -> Tensor:
+    def read(x: Tensor, **kwargs: Any) -> Tensor:
         output = model(pixel_values=x, **kwargs)
         embedding = getattr(output, field)
         return output.last_hidden_state[:, 0] if embedding is None else embedding  # ViT, DeiT, BEiT without pooler: CLS

@@ -244,7 +244,7 @@ class _KernelCapture(TorchFunctionMode):
         return result
 
 
-def _enter(store: dict[str, object], owner: int, mode: _KernelCapture | None, keep_hidden: bool):
+def _enter(store: dict[str, object], owner: int, mode: _KernelCapture | None, keep_hidden: bool) -> Callable[..., None]:
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
         if threading.get_ident() != owner:  # another thread's forward pass is not ours to capture
             return
@@ -256,7 +256,7 @@ def _enter(store: dict[str, object], owner: int, mode: _KernelCapture | None, ke
     return hook
 
 
-def _leave(mode: _KernelCapture, owner: int):
+def _leave(mode: _KernelCapture, owner: int) -> Callable[..., None]:
     def hook(module: nn.Module, args: tuple, output: object) -> None:
         if threading.get_ident() == owner:
             mode.store = None
@@ -264,7 +264,7 @@ def _leave(mode: _KernelCapture, owner: int):
     return hook
 
 
-def _store_heads(store: dict[str, object], name: str, num_heads: int, owner: int):
+def _store_heads(store: dict[str, object], name: str, num_heads: int, owner: int) -> Callable[..., None]:
     def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
         if threading.get_ident() == owner:
             store[name] = split_heads(output.detach(), num_heads)  # a view: (B, T, H * d) as (B, H, T, d)
@@ -272,7 +272,7 @@ def _store_heads(store: dict[str, object], name: str, num_heads: int, owner: int
     return hook
 
 
-def _store_edge(store: dict[str, object], owner: int):
+def _store_edge(store: dict[str, object], owner: int) -> Callable[..., None]:
     def hook(module: nn.Module, args: tuple) -> None:
         if threading.get_ident() == owner:
             store["context"] = get_gradient_edge(args[0]) if args[0].requires_grad else None
@@ -280,7 +280,7 @@ def _store_edge(store: dict[str, object], owner: int):
     return hook
 
 
-def _store_probe(pooled: dict[str, Tensor], owner: int):
+def _store_probe(pooled: dict[str, Tensor], owner: int) -> Callable[..., None]:
     def hook(module: nn.Module, args: tuple, output: tuple[Tensor, Tensor]) -> None:
         if threading.get_ident() == owner:
             pooled["probe"] = output[1].detach()[:, 0]  # (B, 1, T) averaged over heads -> (B, T)

@@ -34,7 +34,13 @@ from .names import (
     ZERO_SHOT_MODEL_CLASSES,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used, so that --help stays fast
+    import torch
+    from PIL import Image
+
+    from .architectures import ForeignModule
+    from .datasets.scenes import Scenes
+    from .evaluation.data import HubDatasetTasks, ImageFolderTasks, SceneTasks
     from .evaluation.methods import Method
 
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
@@ -265,7 +271,7 @@ def class_index(target: str, id2label: dict[str, str]) -> int:
     return by_name[target.lower()]
 
 
-def read_image(path: str, patch_size: int):
+def read_image(path: str, patch_size: int) -> Image.Image:
     """The image file as RGB (a PIL image); at least one patch in each direction."""
     from .datasets.folder import read_image as read_rgb
 
@@ -280,7 +286,7 @@ def read_image(path: str, patch_size: int):
 # Commands.
 
 
-def load_model(spec: str | None, embedding: bool = False):
+def load_model(spec: str | None, embedding: bool = False) -> ForeignModule:
     """The model of ``--model``, in eval mode (offline); with ``embedding``, the model whose
     embedding a similarity compares: an embedding or zero-shot model as it is, a
     classifier's backbone (its ``base_model``)."""
@@ -310,7 +316,7 @@ def load_model(spec: str | None, embedding: bool = False):
     return model
 
 
-def _device_and_description(name: str):
+def _device_and_description(name: str) -> tuple[torch.device, str]:
     import torch
 
     from .evaluation.distributed import Launch, describe_device, select_device
@@ -331,7 +337,7 @@ class _Subject:
     baseline: str = "blur"
 
 
-def _classifier(args: argparse.Namespace, dataset) -> Callable[[], _Subject]:
+def _classifier(args: argparse.Namespace, dataset: Any) -> Callable[[], _Subject]:
     def make() -> _Subject:
         model = load_model(args.model)
         return _Subject(model, dataset, model.config.id2label)
@@ -399,7 +405,7 @@ def _run_comparison(args: argparse.Namespace, make: Callable[[], _Subject], meth
             _report(args, subject, methods, ctx.device, described)
 
 
-def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], device, described: str) -> None:
+def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], device: torch.device, described: str) -> None:
     from .evaluation.ablation import ablation_markdown, ablation_table
     from .evaluation.data import CompositeTasks
     from .evaluation.methods import build_methods
@@ -465,7 +471,13 @@ def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], dev
 
 
 def _gallery_report(
-    args: argparse.Namespace, subject: _Subject, methods: list[Method], rows: list[dict], summary: list[dict], header: list[str], device
+    args: argparse.Namespace,
+    subject: _Subject,
+    methods: list[Method],
+    rows: list[dict],
+    summary: list[dict],
+    header: list[str],
+    device: torch.device,
 ) -> None:
     """``report.html``: the settings, the summary sortable by any column, and the maps of
     the first ``--gallery`` explained items (recomputed, ``--batch-size`` at a time)."""
@@ -520,7 +532,7 @@ def _model_name(spec: str | None) -> str:
     return Path(spec).name if Path(spec).is_dir() else spec  # a reference model's name or a hub model id as given
 
 
-def _scene_tasks(scenes, spec: str | None, folder: Path):
+def _scene_tasks(scenes: Scenes, spec: str | None, folder: Path) -> SceneTasks:
     """The scenes' explanation tasks for the model ``--model``: as ``vit-tiny`` takes them,
     or through the model's own image processor (``dinov2-small``'s resizes them)."""
     from .evaluation.data import SceneTasks
@@ -583,7 +595,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
         from .datasets.scenes import make_scenes
 
         resolve_data_dir(args.data_dir)
-        dataset = _scene_tasks(make_scenes(args.scenes, "test", seed=args.seed, data_dir=args.data_dir), args.model, folder)
+        dataset: SceneTasks | ImageFolderTasks | HubDatasetTasks = _scene_tasks(
+            make_scenes(args.scenes, "test", seed=args.seed, data_dir=args.data_dir), args.model, folder
+        )
     else:
         dataset = _user_data(args, folder)
     if not dataset.has_masks:
@@ -608,7 +622,7 @@ def _check_photos() -> None:
         )
 
 
-def _user_data(args: argparse.Namespace, folder: Path):
+def _user_data(args: argparse.Namespace, folder: Path) -> ImageFolderTasks | HubDatasetTasks:
     """``--data`` read with the model's image processor; every file is checked here, before
     the model loads (images are decoded later, batch by batch)."""
     config = _config(folder)
@@ -761,7 +775,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
-def _resize_options(processor, model, native: bool) -> dict[str, Any]:
+def _resize_options(processor: Any, model: ForeignModule, native: bool) -> dict[str, Any]:
     """The image processor's options: its own resizing; the model's training size where the
     processor does not resize; none with ``--native-resolution``."""
     if native:

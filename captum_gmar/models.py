@@ -276,7 +276,7 @@ def _autograd(enabled: bool) -> ExitStack:
     return stack
 
 
-def _zero_heads(keep: Tensor, owner: int):
+def _zero_heads(keep: Tensor, owner: int) -> Callable[[nn.Module, tuple], tuple | None]:
     def hook(module: nn.Module, args: tuple) -> tuple | None:
         if threading.get_ident() != owner:
             return None

@@ -157,7 +157,7 @@ def _normalize(x: Tensor, p: float, dim: int, eps: float) -> Tensor:
     return rules.normalize(x, x.norm(p, dim, keepdim=True).clamp_min(eps))
 
 
-def _scope(mode: _RelevanceMode, owner: int, entering: bool):
+def _scope(mode: _RelevanceMode, owner: int, entering: bool) -> Callable[..., None]:
     def hook(module: nn.Module, args: tuple, *output: object) -> None:
         if threading.get_ident() == owner:
             mode.in_attention = entering
@@ -165,7 +165,7 @@ def _scope(mode: _RelevanceMode, owner: int, entering: bool):
     return hook
 
 
-def _identity_hook(owner: int):
+def _identity_hook(owner: int) -> Callable[[nn.Module, tuple, Tensor], Tensor | None]:
     def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
         if threading.get_ident() != owner or not args or not _depends_on_input(args[0]):
             return None

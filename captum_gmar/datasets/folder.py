@@ -34,10 +34,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import UnreadableImageError
+
+if TYPE_CHECKING:  # imported where used: reading a folder needs neither
+    from PIL import Image
+
+    from .scenes import Scenes
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -296,7 +302,7 @@ def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: C
     return {key: Region(boxes=tuple(box for box, _ in value), rows=tuple(n for _, n in value)) for key, value in boxes.items()}
 
 
-def read_image(root: str | os.PathLike[str], file: str):
+def read_image(root: str | os.PathLike[str], file: str) -> Image.Image:
     """The image as an RGB PIL image.
 
     Raises:
@@ -368,7 +374,7 @@ def object_pixels(values: np.ndarray, name: str) -> np.ndarray:
     return values != 0
 
 
-def export_scenes(scenes, root: str | os.PathLike[str], class_names: tuple[str, ...] | list[str]) -> int:
+def export_scenes(scenes: Scenes, root: str | os.PathLike[str], class_names: tuple[str, ...] | list[str]) -> int:
     """Write scenes as an image folder with a mirrored ``masks/`` tree.
 
     Each explained item is one PNG in its class's folder, ``<class>/scene00012.png``, with

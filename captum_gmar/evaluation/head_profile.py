@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ..architectures import AttentionBlock
 from ..gmar import GMARAttribution
 from ..heads import split_heads
 from .head_importance import rank_correlation
@@ -136,11 +137,12 @@ def weight_correlations(profile: HeadProfile, layers: slice | list[int] = slice(
     }
 
 
-def _output_norm(model: nn.Module, block) -> Tensor:
+def _output_norm(model: nn.Module, block: AttentionBlock) -> Tensor:
     """``(H,)`` :func:`output_norms` of ``block``, NaN where its output is not a linear layer."""
     output = block.output
-    if isinstance(output, nn.Identity) and isinstance(getattr(block.attention, "proj", None), nn.Linear):
-        output = block.attention.proj  # timm: the heads' outputs pass an identity norm, then the projection
+    proj = getattr(block.attention, "proj", None)
+    if isinstance(output, nn.Identity) and isinstance(proj, nn.Linear):
+        output = proj  # timm: the heads' outputs pass an identity norm, then the projection
     if not isinstance(output, nn.Linear) or output.in_features % block.num_heads:
         return torch.full((block.num_heads,), float("nan"))
     params = dict(layer_of(model, block.attention).named_parameters())
