@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import torch
 from torch import Tensor, nn
@@ -156,7 +156,7 @@ def parse_pooling(spec: str) -> Pooling:
     allowed = [group for group in get_args(TokenGroup) if group != "probe"]  # the probe is SigLIP's pooling head's
     if any(group not in allowed for group in groups) or len(set(groups)) != len(groups):
         raise ValueError(f"token_pooling must be '+'-joined distinct groups among {', '.join(allowed)}; got {spec!r}")
-    return groups  # type: ignore[return-value]
+    return cast(Pooling, groups)  # each group checked above
 
 
 def describe(model: nn.Module, text: Prompts | None = None) -> Architecture:

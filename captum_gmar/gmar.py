@@ -102,6 +102,7 @@ class GMARAttribution(AttentionAttribution):
         self.weight_transform = weight_transform
         super().__init__(model, start_layer=start_layer, readout=readout, text=text, references=references, center=center)
 
+    # properties where the base class has plain attributes (mypy reports any such override)
     @property
     def needs_value(self) -> bool:  # type: ignore[override]
         return self.head_gradient != "context"
