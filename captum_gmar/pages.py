@@ -76,6 +76,15 @@ def png_data_uri(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def script_json(data: object) -> str:
+    """``data`` as JSON that is safe inside a ``<script>`` element: ``<``, ``>`` and ``&``
+    as ``\\u`` escapes, so that no name (a label ``<!--<script>``, a file ``</script>.png``)
+    can end the element or switch the HTML parser into another state; U+2028 and U+2029,
+    line breaks in older JavaScript, escaped too (``ensure_ascii`` does that)."""
+    text = json.dumps(data, ensure_ascii=True, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _colour(values: np.ndarray, cmap: str) -> np.ndarray:
     """``values`` in ``[0, 1]`` (any shape) as uint8 RGB ``(..., 3)`` of the colour map."""
     return (colormaps[cmap](np.clip(values, 0, 1))[..., :3] * 255).round().astype(np.uint8)
@@ -173,7 +182,6 @@ def explanation_page(
         if scores
         else ""
     )
-    payload = json.dumps(data).replace("</", "<\\/")
     return ExplanationPage(
         title,
         _fill(
@@ -185,7 +193,7 @@ def explanation_page(
                 "IMAGE": png_data_uri((image * 255).round().astype(np.uint8)),
                 "GREY": png_data_uri(grey),
                 "TOP": top_table,
-                "DATA": payload,
+                "DATA": script_json(data),
             },
         ),
     )
@@ -421,7 +429,7 @@ def comparison_report(
                 "HEADER": "".join(f"<li>{html.escape(line)}</li>" for line in header),
                 "TABLE": table,
                 "NOTE": html.escape(note),
-                "DATA": json.dumps(data).replace("</", "<\\/"),
+                "DATA": script_json(data),
             },
         ),
     )
@@ -440,8 +448,8 @@ _REPORT = """<style>
 #{{ID}} th, #{{ID}} td { border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: right; }
 #{{ID}} caption { text-align: left; font-weight: 600; padding-bottom: 0.3rem; white-space: nowrap; }
 #{{ID}} thead button { font: inherit; font-weight: 600; background: none; border: none; cursor: pointer; padding: 0; }
-#{{ID}} th[aria-sort=ascending] button::after { content: " \\\\25B2"; }
-#{{ID}} th[aria-sort=descending] button::after { content: " \\\\25BC"; }
+#{{ID}} th[aria-sort=ascending] button::after { content: " \\25B2"; }
+#{{ID}} th[aria-sort=descending] button::after { content: " \\25BC"; }
 #{{ID}} .cg-controls { display: flex; flex-wrap: wrap; gap: 0.4rem 1rem; align-items: center; margin: 0.8rem 0; }
 #{{ID}} .cg-gallery { display: flex; flex-wrap: wrap; gap: 0.8rem; }
 #{{ID}} .cg-card { border: 1px solid #ddd; padding: 0.3rem; font-size: 0.75rem; }

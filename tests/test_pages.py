@@ -162,10 +162,15 @@ def test_the_page_in_a_browser(page_file, tmp_path):
         method.select_by_visible_text("Attention rollout")
         assert overlay.get_attribute("src") != first
         assert not driver.find_elements(By.CSS_SELECTOR, "table.cg-heads")  # rollout has none
+        # GMAR's maps differ by class (rollout's do not): a class whose own scale is below the
+        # shared one, so that choosing it, and then the shared scale, changes the picture
+        method.select_by_visible_text("GMAR (L1)")
         before = overlay.get_attribute("src")
-        target.select_by_index(1)
-        assert overlay.get_attribute("src") != before
-        assert driver.find_element(By.CSS_SELECTOR, "[id$='-mapcaption']").text == "Attention rollout: " + target.first_selected_option.text
+        gmar_maps = data_of(page_file.read_text(encoding="utf-8"))["methods"][0]["maps"]
+        dimmer = next(t for t, shown in enumerate(gmar_maps) if shown["own"]["scale"] < shown["shared"]["scale"])
+        target.select_by_index(dimmer)
+        assert dimmer == 0 or overlay.get_attribute("src") != before
+        assert driver.find_element(By.CSS_SELECTOR, "[id$='-mapcaption']").text == "GMAR (L1): " + target.first_selected_option.text
         before = overlay.get_attribute("src")
         scale.select_by_value("shared")
         assert overlay.get_attribute("src") != before
@@ -297,5 +302,74 @@ def test_the_report_in_a_browser(report_file, tmp_path):
         assert 0 < len(cards()) < 4 or all(card["class"] == wanted for card in data["gallery"])
         assert all(card["class"] == wanted for card in data["gallery"] if card["title"] in cards())
         assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+
+
+#: names that end or derail a script element, or break a line in older JavaScript
+HOSTILE = ["<!--<script>", "</script><b>x", "a & b > c\u2028d\u2029e"]
+
+
+def test_hostile_names_stay_data_in_the_page_and_the_report(tmp_path):
+    """Labels, method names and file names are data: in the browser every choice and every
+    map is still there, with the names shown as given, and no script they hold runs."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    image = np.random.default_rng(0).random((16, 24, 3))
+    page = explanation_page(
+        image,
+        {HOSTILE[0]: torch.rand(3, 16, 24), "rollout": torch.rand(3, 16, 24)},
+        HOSTILE,
+        head_weights={HOSTILE[0]: torch.rand(3, 2, 4)},
+        scores=[(name, 0.3) for name in HOSTILE],
+        title=HOSTILE[1],
+    ).save(tmp_path / "page.html")
+    card = gallery_card(image, {HOSTILE[0]: torch.rand(16, 24)}, HOSTILE[1], HOSTILE[0], {HOSTILE[0]: {"gini": 0.5}})
+    report = comparison_report(
+        [{"method": HOSTILE[0], "gini": 0.5, "gini_sem": 0.01}], {"gini": HOSTILE[2]}, HOSTILE, [HOSTILE[0]], [card], title=HOSTILE[0]
+    ).save(tmp_path / "report.html")
+    for saved in (page, report):
+        assert data_of(saved.read_text(encoding="utf-8"))  # the embedded JSON is whole
+
+    driver = _driver()
+    try:
+        driver.get(page.as_uri())
+        assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        method, target, _ = (Select(element) for element in driver.find_elements(By.TAG_NAME, "select"))
+        assert [o.get_attribute("textContent") for o in method.options] == [HOSTILE[0], "rollout"]
+        assert [o.get_attribute("textContent") for o in target.options] == HOSTILE
+        overlay = driver.find_element(By.CSS_SELECTOR, "img.cg-overlay")
+        assert overlay.get_attribute("src").startswith("data:image/png;base64,")
+        assert driver.find_elements(By.CSS_SELECTOR, "table.cg-heads")
+        assert driver.find_element(By.TAG_NAME, "h1").text == HOSTILE[1]
+        assert not driver.find_elements(By.XPATH, "//b[text()='x']")  # the name's markup is text, not an element
+        _screenshot(driver, tmp_path, "hostile_page.png")
+
+        driver.get(report.as_uri())
+        assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        cards = driver.find_elements(By.CSS_SELECTOR, ".cg-card")
+        assert len(cards) == 1 and cards[0].find_element(By.TAG_NAME, "div").get_attribute("textContent") == HOSTILE[1]
+        classes = Select(driver.find_elements(By.CSS_SELECTOR, ".cg-controls select")[2])
+        assert [o.get_attribute("textContent") for o in classes.options] == ["all", HOSTILE[0]]
+        _screenshot(driver, tmp_path, "hostile_report.png")
+    finally:
+        driver.quit()
+
+
+def test_the_sorted_columns_mark_is_an_arrow_in_the_browser(tmp_path):
+    from selenium.webdriver.common.by import By
+
+    summary = [{"method": "a", "gini": 0.5, "gini_sem": 0.01}, {"method": "b", "gini": 0.2, "gini_sem": 0.01}]
+    report = comparison_report(summary, {"gini": "Gini index"}, [], [], []).save(tmp_path / "report.html")
+    driver = _driver()
+    try:
+        driver.get(report.as_uri())
+        button = driver.find_element(By.XPATH, "//thead//button[text()='gini']")
+        marks = []
+        for _ in range(2):
+            button.click()
+            marks.append(driver.execute_script("return getComputedStyle(arguments[0], '::after').content", button))
+        assert marks == ['" \u25b2"', '" \u25bc"']  # the arrows, not the escape's text
     finally:
         driver.quit()
