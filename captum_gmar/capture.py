@@ -35,6 +35,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
 from .architectures import AttentionBlock, CaptureKind, Pooling, pooling_spans
+from .errors import NonFiniteError
 from .formatting import Targets, target_scores
 from .heads import attention_probs, split_heads
 from .rollout import readout_row
@@ -135,8 +136,7 @@ class AttentionTrace:
         Returns:
             One gradient per tensor, same shapes, in the order given.
         """
-        score = target_scores(self.logits, targets).sum()
-        return list(torch.autograd.grad(score, tensors, retain_graph=retain_graph))
+        return score_gradients(self.logits, targets, tensors, retain_graph)
 
     def context_grads(self, targets: Targets, layers: Sequence[int], retain_graph: bool = False) -> list[Tensor]:
         """Gradients w.r.t. the heads' outputs ``(B, T, H * d)`` of ``layers``, in that order."""
@@ -147,6 +147,47 @@ class AttentionTrace:
                 raise RuntimeError(f"layer {i}'s heads' outputs are not in the autograd graph: the forward pass ran without gradients")
             edges.append(edge)
         return self.target_grads(targets, edges, retain_graph)
+
+
+def score_gradients(
+    logits: Tensor, targets: Targets, tensors: Sequence[Tensor] | Sequence[GradientEdge], retain_graph: bool = False
+) -> list[Tensor]:
+    """Gradients of the explained scores ``sum_b score[b]`` (see
+    :func:`~captum_gmar.formatting.target_scores`) w.r.t. ``tensors``, each ``(B, ...)``.
+
+    A map of a score that is not a number explains nothing, and one method would hide it
+    where another fails (GMAR's head weights fall back to uniform on NaN gradients, which
+    is attention rollout's map), so both the scores and the gradients are checked here,
+    where every gradient-based method takes them.
+
+    Raises:
+        NonFiniteError: naming the examples whose score (e.g. a target function's log or
+            square root of a negative number, even where its gradient is finite) or whose
+            gradient (e.g. a square root at 0) is NaN or infinite.
+    """
+    scores = target_scores(logits, targets)
+    bad_scores = ~torch.isfinite(scores.detach())
+    if bad_scores.any():  # one host sync per call: the backward pass needs the scores anyway
+        raise NonFiniteError(
+            f"the explained score is NaN or infinite for example(s) {_first(bad_scores)}: a target function that returns "
+            "NaN (a log or square root of a negative number) or a logit that overflowed; no map explains such a score"
+        )
+    gradients = list(torch.autograd.grad(scores.sum(), tensors, retain_graph=retain_graph))
+    bad = torch.zeros_like(bad_scores)
+    for gradient in gradients:  # on the device, without a sync per tensor
+        bad |= ~torch.isfinite(gradient).flatten(1).all(1)
+    if bad.any():
+        raise NonFiniteError(
+            f"the gradient of the explained score is NaN or infinite for example(s) {_first(bad)} (e.g. a target function's "
+            "square root at 0, or an overflow in float16): the map would not be a number; change the target function, or run "
+            "the model in float32 or bfloat16"
+        )
+    return gradients
+
+
+def _first(bad: Tensor) -> list[int]:
+    """The first ten indices where ``bad`` ``(B,)`` is true."""
+    return torch.nonzero(bad).flatten()[:10].tolist()
 
 
 @contextmanager

@@ -25,9 +25,9 @@ import torch
 from torch import Tensor, nn
 
 from .architectures import Architecture, AttentionBlock, EmbeddingHead, Pooling, Readout, describe
-from .capture import AttentionTrace, capture_attention, layer_captures
+from .capture import AttentionTrace, capture_attention, layer_captures, score_gradients
 from .errors import NonFiniteError, UnsupportedModelError
-from .formatting import Targets, target_scores
+from .formatting import Targets
 from .model_state import evaluating, frozen_parameters, model_lock, unchanged_weights, unwrap_model
 from .names import SUPPORTED_MODEL_CLASSES
 from .similarity import SimilarityModel
@@ -214,8 +214,7 @@ class VisionTransformer:
                     logits = self.logits(x)
             _check_finite_logits(logits)
             with _autograd(True):
-                score = target_scores(logits, targets).sum()
-                (gradient,) = torch.autograd.grad(score, x)
+                (gradient,) = score_gradients(logits, targets, [x])
         return gradient
 
     @contextmanager

@@ -13,7 +13,7 @@ import torch
 import transformers
 
 import captum_gmar.attribution as attribution_module
-from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution
+from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution, TokenGradCAM
 from captum_gmar.errors import InsufficientMemoryError, NonFiniteError, UnsupportedModelError
 from captum_gmar.models import VisionTransformer
 
@@ -147,6 +147,34 @@ def test_non_finite_gradients_raise(load_tiny, images, monkeypatch):
     )
     with pytest.raises(NonFiniteError, match="GMAR produced NaN or infinite relevance"):
         gmar.attribute(images, target=1)
+
+
+GRADIENT_METHODS = [GMARAttribution, GenericAttentionExplainability, TokenGradCAM, AttnLRP, CPLRP]
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "score, message",
+    [
+        (lambda z: z[:, 0] * float("nan"), "explained score is NaN"),
+        (lambda z: (z[:, 0] - 1e6).sqrt(), "explained score is NaN"),  # NaN score, NaN gradient
+        (lambda z: (z[:, 0] - 1e6).neg().neg().log(), "explained score is NaN"),  # NaN score, finite gradient
+        (lambda z: (z[:, 0] - z[:, 0]).sqrt(), "gradient of the explained score"),  # score 0, gradient inf
+    ],
+    ids=["nan", "sqrt-negative", "log-negative", "sqrt-at-zero"],
+)
+def test_a_score_or_gradient_that_is_not_a_number_is_refused_by_every_method(load_tiny, images, method, score, message):
+    # GMAR used to return rollout's map here: NaN head scores fell back to uniform weights
+    with pytest.raises(NonFiniteError, match=message):
+        method(load_tiny(VIT)).attribute(images, target=score)
+
+
+def test_the_error_names_the_examples_whose_score_is_not_a_number(load_tiny, images):
+    def second_is_nan(z: torch.Tensor) -> torch.Tensor:
+        return z[:, 0] * torch.tensor([1.0, float("nan")] + [1.0] * (len(z) - 2))
+
+    with pytest.raises(NonFiniteError, match=r"example\(s\) \[1\]"):
+        GMARAttribution(load_tiny(VIT)).attribute(images, target=second_is_nan)
 
 
 def test_too_large_an_image_is_refused_before_any_work(load_tiny, monkeypatch):
