@@ -3,9 +3,14 @@ parameters, and unwrapping.
 
 Nothing here changes what other threads see: a module's train/eval mode and a
 parameter's ``requires_grad`` flag are shared by every thread, so a pass never flips them
-(a training thread's dropout and parameter gradients would silently change). The passes
-need eval mode, so a model in training mode is refused; the parameters are held constant
-by a function mode active in the explaining thread only.
+(a training thread's dropout and parameter gradients would silently change). A pass must
+compute what eval mode computes, so a module whose training mode changes the output
+(dropout with ``p > 0``, batch norm, stochastic depth) is refused before the pass, and a
+function mode active in the explaining thread refuses, where it happens, any dropout,
+batch statistic or random draw during the pass (another thread switching the model to
+training mode mid-call). Modules without such a layer, a user's new head in training mode
+for one, run as they are. The parameters are held constant by another function mode of
+the explaining thread.
 
 Kept apart from the model plumbing (:mod:`captum_gmar.models`) and importing nothing of
 this package, so that any module (the zero-shot head, the evaluation) can use it without
@@ -20,10 +25,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["evaluating", "frozen_parameters", "model_lock", "unchanged_weights", "unwrap_model"]
+__all__ = ["evaluating", "frozen_parameters", "model_lock", "training_effects", "unchanged_weights", "unwrap_model"]
 
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
@@ -42,30 +49,131 @@ def model_lock(model: nn.Module) -> threading.RLock:
 
 @contextmanager
 def evaluating(model: nn.Module) -> Iterator[None]:
-    """Require eval mode of every module of ``model`` (the package's own wrappers aside)
-    on entry and on leaving the block; nothing is switched.
+    """Require that ``model`` computes in this thread what eval mode computes, for the block.
+
+    On entry, a module in training mode whose output depends on the mode is refused
+    (:func:`training_effects`); inside the block, a function mode of this thread refuses
+    every call that only training mode makes, where it is made: a dropout with ``p > 0``,
+    ``scaled_dot_product_attention`` with dropout, batch statistics, a random draw (a
+    module switched to training mode by another thread during the pass). Nothing is
+    switched.
 
     Raises:
-        ValueError: a module is in training mode (on leaving: was switched to it during
-            the block, e.g. by another thread).
+        ValueError: naming the module and what its training mode would change.
     """
-    _check_eval_mode(model, "is in training mode")
-    yield
-    _check_eval_mode(model, "was switched to training mode during the pass (by another thread?)")
+    _check_eval_mode(model)
+    with _EvalOnly(model):
+        yield
 
 
-def _check_eval_mode(model: nn.Module, state: str) -> None:
-    # the package's wrappers (a similarity head, Quantus' model) have no layer that depends on the mode
-    training = [name or "the model" for name, module in model.named_modules() if module.training and not _is_own(module)]
-    if training:
+def training_effects(model: nn.Module) -> list[tuple[str, str]]:
+    """``(name, effect)`` of each module of ``model`` in training mode whose output depends
+    on the mode: dropout with ``p > 0`` (also an attention's dropout probability, as
+    Hugging Face attentions keep it), stochastic depth (``drop_prob > 0``), batch norm, and
+    instance norm with running statistics. Modules in training mode without such an
+    effect (linear layers, layer norms, a user's new head) are not listed."""
+    found = []
+    for name, module in model.named_modules():
+        if module.training and not _is_own(module):
+            effect = _training_effect(module)
+            if effect:
+                found.append((name or "the model", effect))
+    return found
+
+
+def _training_effect(module: nn.Module) -> str | None:
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        return f"dropout p={module.p}" if module.p > 0 else None
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return "batch norm (batch statistics, and its running statistics would be updated)"
+    if isinstance(module, nn.modules.instancenorm._InstanceNorm) and module.track_running_stats:
+        return "instance norm with running statistics (they would be updated)"
+    stochastic = "drop" in type(module).__name__.lower()  # timm's PatchDropout keeps its rate as `prob`
+    for attribute, value in vars(module).items():  # plain attributes, e.g. an attention's dropout probability
+        if isinstance(value, float) and value > 0 and ("drop" in attribute.lower() or (stochastic and attribute == "prob")):
+            kind = "stochastic depth" if "path" in type(module).__name__.lower() or attribute == "drop_prob" else "dropout"
+            return f"{kind} {attribute}={value}"
+    return None
+
+
+def _check_eval_mode(model: nn.Module) -> None:
+    effects = training_effects(model)
+    if effects:
+        name, effect = effects[0]
+        more = f" and {len(effects) - 1} more" if len(effects) > 1 else ""
         raise ValueError(
-            f"{type(model).__name__} {state} ({len(training)} modules, e.g. {training[0]}): the passes need eval mode, "
-            "which is shared by every thread; call model.eval() first, or explain a copy (copy.deepcopy(model).eval())"
+            f"{type(model).__name__} is in training mode, where {name} ({effect}){more} would change the output: the passes "
+            "need what eval mode computes, and the mode is shared by every thread; call model.eval() first, or explain a copy "
+            "(copy.deepcopy(model).eval())"
         )
 
 
 def _is_own(module: nn.Module) -> bool:
+    # the package's wrappers (a similarity head, Quantus' model) have no layer that depends on the mode
     return type(module).__module__.split(".")[0] == __name__.split(".")[0]
+
+
+#: calls that draw random numbers: no output of eval mode depends on one
+_RANDOM = frozenset(
+    {
+        torch.rand, torch.rand_like, torch.randn, torch.randn_like, torch.randint, torch.randint_like, torch.randperm,
+        torch.bernoulli, torch.normal, torch.poisson, torch.multinomial,
+        torch.Tensor.bernoulli, torch.Tensor.bernoulli_, torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.random_,
+        torch.Tensor.exponential_, torch.Tensor.geometric_, torch.Tensor.log_normal_, torch.Tensor.cauchy_, torch.Tensor.multinomial,
+    }
+)  # fmt: skip
+#: dropouts: ``(input, p, training, ...)``
+_DROPOUTS = frozenset({F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout})
+#: ATen's dropouts, which a model may call directly: ``(input, p, train)``
+_TORCH_DROPOUTS = frozenset(
+    {torch.dropout, torch.dropout_, torch.alpha_dropout, torch.alpha_dropout_, torch.feature_dropout, torch.feature_dropout_,
+     torch.feature_alpha_dropout, torch.feature_alpha_dropout_}
+)  # fmt: skip
+
+
+def _training_call(func: Callable, args: tuple, kwargs: dict) -> str | None:
+    """What makes this call differ from eval mode's, or ``None``."""
+    if func in _RANDOM:
+        return f"a random draw ({getattr(func, '__name__', func)})"
+    if func in _DROPOUTS or func in _TORCH_DROPOUTS:
+        p = args[1] if len(args) > 1 else kwargs.get("p", 0.5)
+        training = args[2] if len(args) > 2 else kwargs.get("training", kwargs.get("train", True))
+        return f"a dropout with p={p} in training mode" if training and p > 0 else None
+    if func is F.scaled_dot_product_attention:
+        p = args[4] if len(args) > 4 else kwargs.get("dropout_p", 0.0)
+        return f"an attention dropout with p={p}" if p > 0 else None
+    if func is F.batch_norm:
+        return "a batch norm with batch statistics" if (args[5] if len(args) > 5 else kwargs.get("training", False)) else None
+    if func is F.instance_norm:
+        running = args[1] if len(args) > 1 else kwargs.get("running_mean")
+        use_input_stats = args[5] if len(args) > 5 else kwargs.get("use_input_stats", True)
+        return "an instance norm updating its running statistics" if running is not None and use_input_stats else None
+    return None
+
+
+class _EvalOnly(TorchFunctionMode):
+    """Refuses, in the thread that entered it, every call that only training mode makes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def __torch_function__(self, func: Callable, types: tuple, args: tuple = (), kwargs: dict | None = None) -> object:
+        kwargs = kwargs or {}
+        call = _training_call(func, args, kwargs)
+        if call is not None:
+            now = training_effects(self.model)
+            where = (
+                f"{now[0][0]} is in training mode now ({now[0][1]})"
+                if now
+                else "no module that depends on the mode is in training mode now"
+            )
+            raise ValueError(
+                f"{type(self.model).__name__} ran {call} during the pass, so the map would not be eval mode's: {where}. "
+                "Was the model switched to training mode during the call (by another thread)? Call model.eval() and keep "
+                "it there while explaining, or explain a copy (copy.deepcopy(model).eval())"
+            )
+        return func(*args, **kwargs)
 
 
 @contextmanager

@@ -137,3 +137,18 @@ def test_the_protocol_is_checked(load):
         GMARAttribution(two)
     with pytest.raises(UnsupportedModelError, match="returns an embedding, not class logits: pass references="):
         GMARAttribution(load().backbone)  # a backbone has no logits to explain, only its similarity to references
+
+
+def test_the_docs_example_runs_as_written_on_a_new_head_in_training_mode(load, tmp_path):
+    """docs/models.md's "Your own head" block, given a backbone folder, images and labels:
+    the new head is in training mode, which changes nothing it computes, so it is explained."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    block = next(b for b in re.findall(r"^```python\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE) if "class DinoV3Classifier" in b)
+    backbone = load("sdpa").backbone
+    backbone.save_pretrained(tmp_path)
+    namespace = {"path": tmp_path, "pixel_values": torch.randn(3, 3, 32, 32), "labels": TARGETS}
+    exec(compile(block, "docs/models.md, Your own head", "exec"), namespace)
+    assert namespace["model"].training and namespace["attr"].shape == (3, 3, 32, 32)

@@ -75,27 +75,98 @@ def test_a_training_thread_keeps_its_gradients_while_another_thread_explains(loa
             torch.testing.assert_close(got, expected[index])
 
 
+def with_dropout(load_tiny, **config) -> torch.nn.Module:
+    """The tiny ViT (or DINOv2 where ``drop_path_rate`` is given) with dropout or stochastic depth, in eval mode."""
+    name = "Dinov2ForImageClassification" if "drop_path_rate" in config else VIT
+    model = load_tiny(name)
+    return type(model).from_pretrained(model.name_or_path, attn_implementation="sdpa", **config).eval()
+
+
+class BatchNormHead(torch.nn.Module):
+    """A user's head with batch norm on the tiny ViT's class token."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.backbone = model.vit
+        self.norm = torch.nn.BatchNorm1d(model.config.hidden_size)
+        self.classifier = torch.nn.Linear(model.config.hidden_size, 3)
+        self.num_labels = 3
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.norm(self.backbone(pixel_values=pixel_values).last_hidden_state[:, 0]))
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_a_model_in_training_mode_is_refused_before_any_pass_and_left_as_it_was(load_tiny, images, method):
-    model = load_tiny(VIT)
+@pytest.mark.parametrize(
+    "make, named",
+    [
+        (lambda load: with_dropout(load, hidden_dropout_prob=0.3), r"vit\.embeddings\.dropout \(dropout p=0\.3\)"),
+        (lambda load: with_dropout(load, attention_probs_dropout_prob=0.3), r"attention \(dropout attention_dropout=0\.3\)"),
+        (lambda load: with_dropout(load, drop_path_rate=0.2), r"drop_path \(stochastic depth drop_prob=0\.\d+\)"),
+        (lambda load: BatchNormHead(load(VIT)), r"norm \(batch norm"),
+    ],
+    ids=["dropout", "attention-dropout", "stochastic-depth", "batch-norm"],
+)
+def test_training_mode_that_changes_the_output_is_refused_before_any_pass_naming_the_module(load_tiny, images, method, make, named):
+    model = make(load_tiny)
     explainer = method(model)
     model.train()
     passes = []
     handle = model.register_forward_pre_hook(lambda module, args: passes.append(1))
-    with pytest.raises(ValueError, match=r"^ViTForImageClassification is in training mode .*call model\.eval\(\) first, or explain a copy"):
+    with pytest.raises(ValueError, match=rf"^\w+ is in training mode, where .*{named}.*call model\.eval\(\) first, or explain a copy"):
         explainer.attribute(images, target=1)
     handle.remove()
     assert not passes
     assert all(m.training for m in model.modules()) and all(p.requires_grad for p in model.parameters())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
-    torch.testing.assert_close(
-        method(copy.deepcopy(model).eval()).attribute(images, target=1), method(model.eval()).attribute(images, target=1)
-    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_training_mode_that_changes_nothing_is_explained_as_eval_mode_would(load_tiny, images, method):
+    model = load_tiny(VIT)  # no dropout, no stochastic depth: training mode computes what eval mode computes
+    expected = method(model).attribute(images, target=1)
+    model.train()
+    torch.testing.assert_close(method(model).attribute(images, target=1), expected)
+    assert all(m.training for m in model.modules())  # left as it was
+
+
+def test_a_mode_switch_during_the_calls_never_changes_a_map_silently(load_tiny, images):
+    """Another thread toggles training mode while maps are made: each map is eval mode's or
+    the call is refused; none is changed by dropout without a word."""
+    model = with_dropout(load_tiny, hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3)
+    gmar = GMARAttribution(model)
+    expected = gmar.attribute(images, target=1)
+    done = threading.Event()
+
+    def toggle() -> None:
+        while not done.is_set():
+            model.train()
+            done.wait(0.0005)
+            model.eval()
+            done.wait(0.0005)
+
+    toggler = threading.Thread(target=toggle)
+    toggler.start()
+    same, refused = 0, 0
+    try:
+        for _ in range(60):
+            try:
+                got = gmar.attribute(images, target=1)
+            except ValueError as error:
+                assert "training mode" in str(error)
+                refused += 1
+                continue
+            torch.testing.assert_close(got, expected)  # never a dropout's map
+            same += 1
+    finally:
+        done.set()
+        toggler.join()
+    assert refused > 0 and same + refused == 60
 
 
 @pytest.mark.parametrize("method", [GMARAttribution, AttnLRP])
 def test_a_switch_to_training_mode_or_a_weight_change_during_the_pass_is_reported(load_tiny, images, method):
-    model = load_tiny(VIT)
+    model = with_dropout(load_tiny, hidden_dropout_prob=0.3)
     explainer = method(model)
 
     def in_another_thread(change):
@@ -107,7 +178,9 @@ def test_a_switch_to_training_mode_or_a_weight_change_during_the_pass_is_reporte
         return explainer.vit.blocks[1].attention.register_forward_pre_hook(hook)
 
     handle = in_another_thread(model.train)
-    with pytest.raises(ValueError, match="switched to training mode during the pass.*call model.eval"):
+    with pytest.raises(
+        ValueError, match="ran a dropout with p=0.3 in training mode during the pass.*is in training mode now.*Call model.eval"
+    ):
         explainer.attribute(images, target=1)
     handle.remove()
     model.eval()
