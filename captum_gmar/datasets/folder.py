@@ -55,6 +55,7 @@ __all__ = [
     "read_image",
     "read_region",
     "scan_folder",
+    "to_rgb",
 ]
 
 #: image files the scan picks up (case-insensitive)
@@ -303,24 +304,53 @@ def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: C
 
 
 def read_image(root: str | os.PathLike[str], file: str) -> Image.Image:
-    """The image as an RGB PIL image.
+    """The image as an RGB PIL image (see :func:`to_rgb` for the pixel formats read).
 
     Raises:
         UnreadableImageError: (a ``ValueError``) naming the file, for one that cannot be
             decoded (scanning does not open images, so this is where a broken file
-            shows), or one over PIL's decompression-bomb limit.
+            shows), one over PIL's decompression-bomb limit, or one of 32-bit or
+            floating-point pixels.
     """
     from PIL import Image
 
     try:
         with Image.open(Path(root) / file) as image:
-            return image.convert("RGB")
+            image.load()
     except Image.DecompressionBombError as error:  # not an OSError
         raise UnreadableImageError(
             f"cannot read image {file!r}: {error} (raise PIL.Image.MAX_IMAGE_PIXELS to read it if you trust it)"
         ) from error
     except (OSError, ValueError) as error:  # UnidentifiedImageError is an OSError
         raise UnreadableImageError(f"cannot read image {file!r}: {error}") from error
+    return to_rgb(image, f"image {file!r}")
+
+
+def to_rgb(image: Image.Image, name: str) -> Image.Image:
+    """A decoded image as 8-bit RGB.
+
+    16-bit images (grey PNGs and TIFFs, PIL mode ``I;16``; 16-bit PGMs, mode ``I`` of
+    format PPM) are scaled from 0..65535 to 0..255 (PIL reads 16-bit colour PNGs by
+    their high byte, which differs by at most 1). 32-bit integer (mode ``I``) and floating-point (mode ``F``) images are
+    refused: no format fixes their range (0..1, 0..255, 0..65535 or a measured
+    quantity), so any scale would be a guess that reads some images as black or white.
+
+    Raises:
+        UnreadableImageError: naming the image (``name``), for 32-bit or floating-point
+            pixels.
+    """
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PPM"):  # PPM scales any maxval to 0..65535
+        # / 257 = * 255 / 65535: an 8-bit value v widened to 16 bits (v * 257) reads back as v
+        grey = np.rint(np.asarray(image, dtype=np.float64) / 257)
+        return Image.fromarray(grey.astype(np.uint8)).convert("RGB")
+    if image.mode in ("I", "F"):
+        kind = "32-bit integers" if image.mode == "I" else "floating-point numbers"
+        raise UnreadableImageError(
+            f"cannot read {name}: its pixels are {kind} (PIL mode {image.mode}), whose range is unknown; convert it to an 8- or 16-bit image"
+        )
+    return image.convert("RGB")
 
 
 def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, int]) -> np.ndarray:
@@ -351,7 +381,8 @@ def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, i
         with Image.open(Path(root) / region.mask) as image:
             if image.size != (width, height):
                 raise ValueError(f"mask {region.mask!r} is {image.width}x{image.height} px but its image is {width}x{height} px")
-            values = np.asarray(image if image.mode in ("1", "L", "P", "I", "I;16", "F") else image.convert("L"))
+            labels = image.mode in ("1", "L", "P", "I", "F") or image.mode.startswith("I;16")  # any bit depth: the values as stored
+            values = np.asarray(image if labels else image.convert("L"))
     except (OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read mask {region.mask!r}: {error}") from error
     return object_pixels(values, f"mask {region.mask!r}")

@@ -241,3 +241,15 @@ def test_saved_hugging_face_dataset(tmp_path):
     datasets.DatasetDict({"test": datasets.Dataset.from_dict({"label": [0]})}).save_to_disk(tmp_path / "dict")
     with pytest.raises(ValueError, match="DatasetDict"):
         open_dataset(tmp_path / "dict", PROCESSORS["resize"](), ID2LABEL, 32)
+
+
+def test_a_16_bit_image_of_a_saved_dataset_reads_as_its_8_bit_original(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    grey = np.random.default_rng(2).integers(0, 256, (40, 30), dtype=np.uint8)
+    images = [Image.fromarray(grey), Image.fromarray(grey.astype(np.uint16) * 257)]  # PIL modes L and I;16
+    assert images[1].mode == "I;16"
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["dog", "cat"])})
+    datasets.Dataset.from_dict({"image": images, "label": [0, 0]}, features=features).save_to_disk(tmp_path / "saved")
+    data = open_dataset(tmp_path / "saved", PROCESSORS["resize"](), ID2LABEL, 32)
+    eight, sixteen = sorted((data[i] for i in range(2)), key=lambda item: item["index"])
+    torch.testing.assert_close(sixteen["pixel_values"], eight["pixel_values"])
