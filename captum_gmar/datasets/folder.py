@@ -15,8 +15,9 @@ Only files inside the folder are read: a ``..`` or absolute path is refused, and
 symbolic link that leads out of the folder, unless ``follow_links=True`` (``--follow-links``).
 
 A class is a folder name or ``label`` value matched to the model's ``id2label``: a class
-name (case-insensitive) or a class index. Box corners are finite pixel coordinates of the
-image as stored, ``x_min <= x < x_max`` (fractions are widened to whole pixels, a box
+name (case-insensitive) or a class index. Images and masks are read upright, as viewers
+show them: a photo's EXIF orientation is applied. Box corners are finite pixel
+coordinates of the upright image, ``x_min <= x < x_max`` (fractions are widened to whole pixels, a box
 partly outside the image is cut to it); several boxes of one object are united. A mask
 holds 0 and one value for the object. Scanning reads names and CSV files only, never
 image data, so that a large folder is checked in seconds before a model loads; what needs
@@ -71,7 +72,7 @@ class Region:
 
     #: mask PNG, relative to the folder
     mask: str | None = None
-    #: ``(x_min, y_min, x_max, y_max)`` boxes in the stored image's pixels
+    #: ``(x_min, y_min, x_max, y_max)`` boxes in the upright image's pixels
     boxes: tuple[Box, ...] = ()
     #: the ``boxes.csv`` row of each box, to name it in errors
     rows: tuple[int, ...] = field(default=(), compare=False)
@@ -304,7 +305,9 @@ def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: C
 
 
 def read_image(root: str | os.PathLike[str], file: str) -> Image.Image:
-    """The image as an RGB PIL image (see :func:`to_rgb` for the pixel formats read).
+    """The image as an RGB PIL image, upright (its EXIF orientation applied, as viewers
+    and the masks drawn on what they show have it); :func:`to_rgb` says which pixel
+    formats are read.
 
     Raises:
         UnreadableImageError: (a ``ValueError``) naming the file, for one that cannot be
@@ -312,11 +315,11 @@ def read_image(root: str | os.PathLike[str], file: str) -> Image.Image:
             shows), one over PIL's decompression-bomb limit, or one of 32-bit or
             floating-point pixels.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(Path(root) / file) as image:
-            image.load()
+            ImageOps.exif_transpose(image, in_place=True)  # in place: keeps image.format, which to_rgb reads
     except Image.DecompressionBombError as error:  # not an OSError
         raise UnreadableImageError(
             f"cannot read image {file!r}: {error} (raise PIL.Image.MAX_IMAGE_PIXELS to read it if you trust it)"
@@ -354,17 +357,19 @@ def to_rgb(image: Image.Image, name: str) -> Image.Image:
 
 
 def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, int]) -> np.ndarray:
-    """The region as a ``bool (H, W)`` mask of an image of ``size = (W, H)`` (PIL's order).
+    """The region as a ``bool (H, W)`` mask of an image of ``size = (W, H)`` (PIL's order:
+    the upright image's, as :func:`read_image` gives it).
 
-    A box partly outside the image is cut to it. A mask file must have the image's size
-    and hold 0 and at most one other value; its non-zero pixels are the object (palette
-    PNGs: non-zero palette index; colour PNGs: non-zero grey level).
+    A box partly outside the image is cut to it. A mask file, read upright as the image
+    is (its EXIF orientation applied), must have the image's size and hold 0 and at most
+    one other value; its non-zero pixels are the object (palette PNGs: non-zero palette
+    index; colour PNGs: non-zero grey level).
 
     Raises:
         ValueError: a box wholly outside the image, a mask file of another size, one
             with several non-zero values, or one that cannot be read; naming it.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     width, height = size
     if region.mask is None:
@@ -373,12 +378,14 @@ def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, i
             if x_min >= width or y_min >= height:  # corners are >= 0 (the scan checks): no pixel of the image is in it
                 where = f"boxes.csv row {region.rows[k]}" if region.rows else "boxes.csv"
                 raise ValueError(
-                    f"{where}: the box {region.boxes[k]} lies wholly outside its {width}x{height} px image; box corners are pixels of the image as stored"
+                    f"{where}: the box {region.boxes[k]} lies wholly outside its {width}x{height} px image; "
+                    "box corners are pixels of the image upright, as viewers show it"
                 )
             mask[math.floor(y_min) : math.ceil(y_max), math.floor(x_min) : math.ceil(x_max)] = True
         return mask
     try:
         with Image.open(Path(root) / region.mask) as image:
+            ImageOps.exif_transpose(image, in_place=True)
             if image.size != (width, height):
                 raise ValueError(f"mask {region.mask!r} is {image.width}x{image.height} px but its image is {width}x{height} px")
             labels = image.mode in ("1", "L", "P", "I", "F") or image.mode.startswith("I;16")  # any bit depth: the values as stored

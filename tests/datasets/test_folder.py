@@ -172,6 +172,33 @@ def test_masks_of_any_bit_depth_mark_their_non_zero_values(tmp_path, file, value
         read_region(tmp_path, Region(mask=file), (2, 2))
 
 
+def rotated_for_orientation_6(upright: np.ndarray) -> Image.Image:
+    """The pixels a camera stores for the ``upright`` picture when held on its side, with
+    the EXIF orientation 6 that tells viewers to turn them 90 degrees clockwise."""
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(upright)))  # counter-clockwise
+    stored.getexif()[0x0112] = 6  # Orientation
+    return stored
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_images_and_masks_are_read_upright_by_their_exif_orientation(tmp_path, suffix):
+    upright = np.zeros((30, 20), dtype=bool)  # portrait: 20 px wide, 30 px high
+    upright[2:8, 3:15] = True  # a bar near the top
+    picture = np.repeat(upright[:, :, None] * np.uint8(255), 3, axis=2)
+    stored = rotated_for_orientation_6(picture)
+    stored.save(tmp_path / f"photo{suffix}", exif=stored.getexif(), quality=95)
+    image = read_image(tmp_path, f"photo{suffix}")
+    assert image.size == (20, 30)
+    np.testing.assert_array_equal(np.asarray(image)[..., 0] > 127, upright)
+    # a mask drawn over the photo as viewers show it has no orientation of its own
+    Image.fromarray(upright.astype(np.uint8) * 255).save(tmp_path / "drawn.png")
+    np.testing.assert_array_equal(read_region(tmp_path, Region(mask="drawn.png"), image.size), upright)
+    # one saved from the camera's pixels keeps their orientation, and is read upright too
+    mask = rotated_for_orientation_6(upright.astype(np.uint8))
+    mask.save(tmp_path / "kept.png", exif=mask.getexif())
+    np.testing.assert_array_equal(read_region(tmp_path, Region(mask="kept.png"), image.size), upright)
+
+
 @pytest.mark.parametrize(
     "files, csvs, message",
     [

@@ -100,6 +100,22 @@ def test_image_folder_items(folder):
     assert ImageFolderTasks(folder, processor, ID2LABEL, 32, limit=2, seed=3).items == data.items[:2]
 
 
+def test_a_photo_with_an_exif_orientation_is_explained_upright_with_the_mask_drawn_on_it(tmp_path):
+    """A phone photo stores its pixels on their side with an EXIF orientation; the mask
+    drawn on the photo as viewers show it is upright."""
+    image, mask = scene_with_object(40, 60)  # portrait
+    stored = image.transpose(Image.Transpose.ROTATE_90)  # the pixels on their side
+    exif = stored.getexif()
+    exif[0x0112] = 6  # Orientation: turn them 90 degrees clockwise to show them
+    (tmp_path / "cat").mkdir()
+    stored.save(tmp_path / "cat" / "photo.jpg", exif=exif, quality=95)
+    (tmp_path / "masks" / "cat").mkdir(parents=True)
+    Image.fromarray(mask).save(tmp_path / "masks" / "cat" / "photo.png")
+    item = ImageFolderTasks(tmp_path, PROCESSORS["no-resize"](), ID2LABEL, (60, 40))[0]  # the image's size: not resized
+    assert torch.equal(item["mask"], torch.from_numpy(mask))
+    assert torch.equal(item["pixel_values"][0] > 0, item["mask"])  # the white object lies under its mask
+
+
 def test_a_broken_image_is_an_error_naming_it(folder):
     (folder / "cat" / "0.png").write_bytes((folder / "cat" / "0.png").read_bytes()[:100])
     data = ImageFolderTasks(folder, PROCESSORS["resize"](), ID2LABEL, 32)
