@@ -6,6 +6,10 @@ bright is the most) over a greyscale copy of the image, each on its own scale (0
 rest out) with its own colour bar. Captum's ``visualize_image_attr`` takes the same
 maps (see the docs); these figures draw with matplotlib directly to get the colour bars,
 the mask outline and its legend.
+
+Text is drawn as given: titles and captions hold file names, class names and model paths,
+in which a ``$`` is a character, not the start of matplotlib's mathtext (``cost $5 and $6``
+would lose its dollars, ``$\\bad$.png`` would fail to draw).
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from typing import Any, overload
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
 from torch import Tensor
 
 #: heat map of the maps: perceptually uniform, readable in greyscale print
@@ -27,6 +33,15 @@ SCALE_PERCENTILE = 99.0
 #: outline of the explained item's mask
 MASK_STYLE: dict[str, Any] = {"colors": "#00e5ff", "linewidths": 1.0}
 _MASK_LABEL = "explained item (ground-truth mask)"
+
+
+def _as_given(artist: Artist) -> None:
+    """Draw every text of ``artist`` (a figure or an axes) as its characters: no mathtext,
+    and no LaTeX where ``text.usetex`` is set, for which a ``$``, ``\\`` or ``_`` of a
+    file name is markup."""
+    for text in artist.findobj(Text):
+        text.set_parse_math(False)
+        text.set_usetex(False)
 
 
 def to_display_image(pixel_values: Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> np.ndarray:
@@ -82,6 +97,7 @@ def show_map(
         ax.set_title(title, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
+    _as_given(ax)
 
 
 def comparison_grid(
@@ -120,6 +136,7 @@ def comparison_grid(
     fig.text(0.5, 0.01, "\n".join(filter(None, [caption, footer])), ha="center", va="bottom", fontsize=7, wrap=True)
     if handles:
         fig.legend(handles=handles, loc="upper right", fontsize=7, frameon=False)
+    _as_given(fig)  # before tight_layout, which measures the texts as drawn
     fig.tight_layout(rect=(0, 0.045 + 0.02 * bool(caption), 1, 0.96 if title or handles else 1))
     return fig
 
@@ -143,4 +160,5 @@ def head_weight_heatmap(head_weights: Tensor, ax: plt.Axes | None = None, title:
     ax.set_yticks(range(weights.shape[0]))
     ax.set_title(title, fontsize=9)
     ax.figure.colorbar(image, ax=ax, fraction=0.05)
+    _as_given(ax)
     return ax.figure

@@ -188,6 +188,22 @@ def test_explain_resizes_to_the_models_size_and_explains_the_predicted_class(mod
     assert Image.open(out).size[0] > 500
 
 
+def test_explain_an_image_whose_name_holds_dollars_draws_it_as_given(tmp_path, monkeypatch):
+    """matplotlib reads ``$...$`` as mathtext: ``$\\bad$`` failed to draw, after the work."""
+    from captum_gmar import visualization
+
+    image = tmp_path / "$\\bad$.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(image)
+    figures = []
+    grid = visualization.comparison_grid
+    monkeypatch.setattr(visualization, "comparison_grid", lambda *args, **kwargs: figures.append(grid(*args, **kwargs)) or figures[-1])
+    out = tmp_path / "fig.png"
+    argv = ["explain", str(image), "--model", "vit-tiny", "--methods", "gmar-l1,rollout", "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 0 and Image.open(out).size[0] > 500
+    title = figures[0]._suptitle
+    assert title.get_text().startswith("$\\bad$.png (") and not title.get_parse_math()
+
+
 def test_explain_a_class_by_name_or_index(model_dir, photo, tmp_path, capsys, monkeypatch):
     from captum_gmar.evaluation import methods
 

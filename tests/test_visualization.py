@@ -1,3 +1,6 @@
+import io
+import re
+
 import matplotlib
 import numpy as np
 import pytest
@@ -59,6 +62,44 @@ def test_comparison_grid_rows_columns_legend_and_caption():
     assert fig.legends[0].get_texts()[0].get_text() == "explained item (ground-truth mask)"
     assert fig._suptitle.get_text() == "T"
     assert any("device: cpu" in text.get_text() for text in fig.texts)
+    plt.close(fig)
+
+
+DOLLARS = ["$\\bad$.png", "cost $5 and $6"]  # mathtext would fail on the first and drop the second's dollars
+
+
+def drawn_strings(fig: matplotlib.figure.Figure) -> list[str]:
+    """The strings of the figure's texts as drawn: SVG with its text as ``<text>``
+    elements (mathtext would be drawn glyph by glyph, or not at all)."""
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buffer, format="svg")
+    return [re.sub("&amp;", "&", text) for text in re.findall(r"<text[^>]*>([^<]*)</text>", buffer.getvalue())]
+
+
+def test_titles_and_captions_are_drawn_as_given():
+    """File names and class names with ``$`` are drawn as they are, not as mathtext."""
+    images = [np.full((16, 16, 3), 0.5)] * 2
+    fig = comparison_grid(images, {DOLLARS[1]: torch.rand(2, 16, 16)}, row_titles=DOLLARS, title=DOLLARS[0], caption=DOLLARS[1])
+    fig.savefig(io.BytesIO(), format="png")
+    drawn = drawn_strings(fig)
+    assert drawn.count(DOLLARS[0]) == 2  # the title and a row title
+    assert drawn.count(DOLLARS[1]) == 3  # a row title, the column title and the caption's line
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    show_map(ax, torch.zeros(8, 8), title=DOLLARS[0])
+    head_weight_heatmap(torch.rand(2, 3), ax=fig.add_subplot(2, 1, 2), title=DOLLARS[1])
+    fig.savefig(io.BytesIO(), format="png")
+    assert {"all zero", *DOLLARS} <= set(drawn_strings(fig))
+    plt.close(fig)
+
+
+def test_titles_are_not_typeset_by_latex_where_usetex_is_set():
+    """Under ``text.usetex`` a ``$``, ``\\`` or ``_`` of a file name is LaTeX markup."""
+    with matplotlib.rc_context({"text.usetex": True}):
+        fig = comparison_grid([np.full((16, 16, 3), 0.5)], {"GMAR": torch.rand(1, 16, 16)}, row_titles=DOLLARS[:1], title=DOLLARS[1])
+    titles = [text for text in fig.findobj(matplotlib.text.Text) if text.get_text() in DOLLARS]
+    assert len(titles) == 2 and not any(text.get_usetex() or text.get_parse_math() for text in titles)
     plt.close(fig)
 
 

@@ -15,8 +15,9 @@ Only files inside the folder are read: a ``..`` or absolute path is refused, and
 symbolic link that leads out of the folder, unless ``follow_links=True`` (``--follow-links``).
 
 A class is a folder name or ``label`` value matched to the model's ``id2label``: a class
-name (case-insensitive) or a class index. Box corners are finite pixel coordinates of the
-image as stored, ``x_min <= x < x_max`` (fractions are widened to whole pixels, a box
+name (case-insensitive) or a class index. Images and masks are read upright, as viewers
+show them: a photo's EXIF orientation is applied. Box corners are finite pixel
+coordinates of the upright image, ``x_min <= x < x_max`` (fractions are widened to whole pixels, a box
 partly outside the image is cut to it); several boxes of one object are united. A mask
 holds 0 and one value for the object. Scanning reads names and CSV files only, never
 image data, so that a large folder is checked in seconds before a model loads; what needs
@@ -55,6 +56,7 @@ __all__ = [
     "read_image",
     "read_region",
     "scan_folder",
+    "to_rgb",
 ]
 
 #: image files the scan picks up (case-insensitive)
@@ -70,7 +72,7 @@ class Region:
 
     #: mask PNG, relative to the folder
     mask: str | None = None
-    #: ``(x_min, y_min, x_max, y_max)`` boxes in the stored image's pixels
+    #: ``(x_min, y_min, x_max, y_max)`` boxes in the upright image's pixels
     boxes: tuple[Box, ...] = ()
     #: the ``boxes.csv`` row of each box, to name it in errors
     rows: tuple[int, ...] = field(default=(), compare=False)
@@ -303,38 +305,71 @@ def _read_boxes(path: Path, tasks: list[tuple[str, int, str | None]], classes: C
 
 
 def read_image(root: str | os.PathLike[str], file: str) -> Image.Image:
-    """The image as an RGB PIL image.
+    """The image as an RGB PIL image, upright (its EXIF orientation applied, as viewers
+    and the masks drawn on what they show have it); :func:`to_rgb` says which pixel
+    formats are read.
 
     Raises:
         UnreadableImageError: (a ``ValueError``) naming the file, for one that cannot be
             decoded (scanning does not open images, so this is where a broken file
-            shows), or one over PIL's decompression-bomb limit.
+            shows), one over PIL's decompression-bomb limit, or one of 32-bit or
+            floating-point pixels.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(Path(root) / file) as image:
-            return image.convert("RGB")
+            ImageOps.exif_transpose(image, in_place=True)  # in place: keeps image.format, which to_rgb reads
     except Image.DecompressionBombError as error:  # not an OSError
         raise UnreadableImageError(
             f"cannot read image {file!r}: {error} (raise PIL.Image.MAX_IMAGE_PIXELS to read it if you trust it)"
         ) from error
     except (OSError, ValueError) as error:  # UnidentifiedImageError is an OSError
         raise UnreadableImageError(f"cannot read image {file!r}: {error}") from error
+    return to_rgb(image, f"image {file!r}")
+
+
+def to_rgb(image: Image.Image, name: str) -> Image.Image:
+    """A decoded image as 8-bit RGB.
+
+    16-bit images (grey PNGs and TIFFs, PIL mode ``I;16``; 16-bit PGMs, mode ``I`` of
+    format PPM) are scaled from 0..65535 to 0..255 (PIL reads 16-bit colour PNGs by
+    their high byte, which differs by at most 1). 32-bit integer (mode ``I``) and floating-point (mode ``F``) images are
+    refused: no format fixes their range (0..1, 0..255, 0..65535 or a measured
+    quantity), so any scale would be a guess that reads some images as black or white.
+
+    Raises:
+        UnreadableImageError: naming the image (``name``), for 32-bit or floating-point
+            pixels.
+    """
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PPM"):  # PPM scales any maxval to 0..65535
+        # / 257 = * 255 / 65535: an 8-bit value v widened to 16 bits (v * 257) reads back as v
+        grey = np.rint(np.asarray(image, dtype=np.float64) / 257)
+        return Image.fromarray(grey.astype(np.uint8)).convert("RGB")
+    if image.mode in ("I", "F"):
+        kind = "32-bit integers" if image.mode == "I" else "floating-point numbers"
+        raise UnreadableImageError(
+            f"cannot read {name}: its pixels are {kind} (PIL mode {image.mode}), whose range is unknown; convert it to an 8- or 16-bit image"
+        )
+    return image.convert("RGB")
 
 
 def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, int]) -> np.ndarray:
-    """The region as a ``bool (H, W)`` mask of an image of ``size = (W, H)`` (PIL's order).
+    """The region as a ``bool (H, W)`` mask of an image of ``size = (W, H)`` (PIL's order:
+    the upright image's, as :func:`read_image` gives it).
 
-    A box partly outside the image is cut to it. A mask file must have the image's size
-    and hold 0 and at most one other value; its non-zero pixels are the object (palette
-    PNGs: non-zero palette index; colour PNGs: non-zero grey level).
+    A box partly outside the image is cut to it. A mask file, read upright as the image
+    is (its EXIF orientation applied), must have the image's size and hold 0 and at most
+    one other value; its non-zero pixels are the object (palette PNGs: non-zero palette
+    index; colour PNGs: non-zero grey level).
 
     Raises:
         ValueError: a box wholly outside the image, a mask file of another size, one
             with several non-zero values, or one that cannot be read; naming it.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     width, height = size
     if region.mask is None:
@@ -343,15 +378,18 @@ def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, i
             if x_min >= width or y_min >= height:  # corners are >= 0 (the scan checks): no pixel of the image is in it
                 where = f"boxes.csv row {region.rows[k]}" if region.rows else "boxes.csv"
                 raise ValueError(
-                    f"{where}: the box {region.boxes[k]} lies wholly outside its {width}x{height} px image; box corners are pixels of the image as stored"
+                    f"{where}: the box {region.boxes[k]} lies wholly outside its {width}x{height} px image; "
+                    "box corners are pixels of the image upright, as viewers show it"
                 )
             mask[math.floor(y_min) : math.ceil(y_max), math.floor(x_min) : math.ceil(x_max)] = True
         return mask
     try:
         with Image.open(Path(root) / region.mask) as image:
+            ImageOps.exif_transpose(image, in_place=True)
             if image.size != (width, height):
                 raise ValueError(f"mask {region.mask!r} is {image.width}x{image.height} px but its image is {width}x{height} px")
-            values = np.asarray(image if image.mode in ("1", "L", "P", "I", "I;16", "F") else image.convert("L"))
+            labels = image.mode in ("1", "L", "P", "I", "F") or image.mode.startswith("I;16")  # any bit depth: the values as stored
+            values = np.asarray(image if labels else image.convert("L"))
     except (OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read mask {region.mask!r}: {error}") from error
     return object_pixels(values, f"mask {region.mask!r}")

@@ -46,7 +46,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..datasets.folder import ClassNames, FolderItem, object_pixels, read_image, read_region, scan_folder
+from ..datasets.folder import ClassNames, FolderItem, object_pixels, read_image, read_region, scan_folder, to_rgb
 from ..datasets.photos import Composites
 from ..datasets.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
 from ..errors import UnreadableImageError
@@ -422,9 +422,9 @@ class HubDatasetTasks(_Processed):
         row = int(self.order[index])
         try:  # datasets decodes the image when the row is read
             record = self.dataset[row]
-            image = record[self.image_column].convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             raise UnreadableImageError(f"cannot read the image of row {row}: {error}") from error
+        image = to_rgb(record[self.image_column], f"the image of row {row}")
         mask = None
         if self.mask_column is not None and record[self.mask_column] is not None:
             mask = object_pixels(np.asarray(record[self.mask_column]), f"the mask of row {row}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +100,103 @@ def test_mask_files_mark_non_zero_pixels(tmp_path, mode, value):
     image.save(tmp_path / "m.png")
     mask = read_region(tmp_path, Region(mask="m.png"), (6, 4))
     assert mask.shape == (4, 6) and mask.sum() == 1 and mask[1, 5]
+
+
+def write_png16(path: Path, values: np.ndarray) -> None:
+    """A 16-bit colour PNG of ``values`` ``(H, W, 3 or 4)`` uint16 (PIL writes 16-bit grey
+    PNGs only)."""
+    height, width, channels = values.shape
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in values)  # filter type 0 on each row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, {3: 2, 4: 6}[channels], 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_images_read_as_their_8_bit_originals(tmp_path):
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, (12, 16), dtype=np.uint8)
+    Image.fromarray(colour).save(tmp_path / "colour8.png")
+    Image.fromarray(grey).save(tmp_path / "grey8.png")
+    wide = grey.astype(np.uint16) * 257  # 0..255 spread over 0..65535, as image editors widen 8 to 16 bits
+    Image.fromarray(wide).save(tmp_path / "grey16.png")  # PIL mode I;16
+    Image.fromarray(wide).save(tmp_path / "grey16.tif")
+    Image.fromarray(wide.astype(">u2")).save(tmp_path / "grey16b.tif")  # I;16B
+    Image.fromarray(wide).save(tmp_path / "grey16.ppm")  # a PGM of maxval 65535: PIL mode I
+    write_png16(tmp_path / "colour16.png", colour.astype(np.uint16) * 257)
+    write_png16(tmp_path / "alpha16.png", np.dstack([colour, np.full((12, 16), 255, np.uint8)]).astype(np.uint16) * 257)
+    for file in ("grey16.png", "grey16.tif", "grey16b.tif", "grey16.ppm"):
+        np.testing.assert_array_equal(np.asarray(read_image(tmp_path, file)), np.asarray(read_image(tmp_path, "grey8.png")), err_msg=file)
+    for file in ("colour16.png", "alpha16.png"):
+        np.testing.assert_array_equal(np.asarray(read_image(tmp_path, file)), colour, err_msg=file)
+    half = Image.fromarray(np.array([[0, 32768, 65535]], dtype=np.uint16))
+    half.save(tmp_path / "levels.png")
+    np.testing.assert_array_equal(np.asarray(read_image(tmp_path, "levels.png"))[0, :, 0], [0, 128, 255])
+
+
+@pytest.mark.parametrize(
+    "values, kind",
+    [(np.array([[0, 70000]], dtype=np.int32), "32-bit integers"), (np.array([[0.0, 0.5]], dtype=np.float32), "floating-point numbers")],
+    ids=["int32", "float32"],
+)
+def test_32_bit_and_floating_point_images_are_refused(tmp_path, values, kind):
+    Image.fromarray(values).save(tmp_path / "deep.tif")
+    with pytest.raises(UnreadableImageError) as refused:
+        read_image(tmp_path, "deep.tif")
+    assert str(refused.value) == (
+        f"cannot read image 'deep.tif': its pixels are {kind} (PIL mode {'I' if kind[0] == '3' else 'F'}), whose range is unknown; "
+        "convert it to an 8- or 16-bit image"
+    )
+
+
+@pytest.mark.parametrize(
+    "file, values",
+    [
+        ("m.png", np.array([[0, 300], [0, 0]], dtype=np.uint16)),
+        ("m.tif", np.array([[0, 300], [0, 0]], dtype=">u2")),
+        ("m.tif", np.array([[0, 70000], [0, 0]], dtype=np.int32)),
+        ("m.tif", np.array([[0, 0.5], [0, 0]], dtype=np.float32)),
+    ],
+    ids=["16-bit", "16-bit-big-endian", "int32", "float32"],
+)
+def test_masks_of_any_bit_depth_mark_their_non_zero_values(tmp_path, file, values):
+    Image.fromarray(values).save(tmp_path / file)
+    np.testing.assert_array_equal(read_region(tmp_path, Region(mask=file), (2, 2)), values != 0)
+    several = values.copy()
+    several[1, 1] = values[0, 1] + 100  # two objects' values: not merged into one by clipping to 8 bits
+    Image.fromarray(several).save(tmp_path / file)
+    with pytest.raises(ValueError, match="holds 3 values"):
+        read_region(tmp_path, Region(mask=file), (2, 2))
+
+
+def rotated_for_orientation_6(upright: np.ndarray) -> Image.Image:
+    """The pixels a camera stores for the ``upright`` picture when held on its side, with
+    the EXIF orientation 6 that tells viewers to turn them 90 degrees clockwise."""
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(upright)))  # counter-clockwise
+    stored.getexif()[0x0112] = 6  # Orientation
+    return stored
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_images_and_masks_are_read_upright_by_their_exif_orientation(tmp_path, suffix):
+    upright = np.zeros((30, 20), dtype=bool)  # portrait: 20 px wide, 30 px high
+    upright[2:8, 3:15] = True  # a bar near the top
+    picture = np.repeat(upright[:, :, None] * np.uint8(255), 3, axis=2)
+    stored = rotated_for_orientation_6(picture)
+    stored.save(tmp_path / f"photo{suffix}", exif=stored.getexif(), quality=95)
+    image = read_image(tmp_path, f"photo{suffix}")
+    assert image.size == (20, 30)
+    np.testing.assert_array_equal(np.asarray(image)[..., 0] > 127, upright)
+    # a mask drawn over the photo as viewers show it has no orientation of its own
+    Image.fromarray(upright.astype(np.uint8) * 255).save(tmp_path / "drawn.png")
+    np.testing.assert_array_equal(read_region(tmp_path, Region(mask="drawn.png"), image.size), upright)
+    # one saved from the camera's pixels keeps their orientation, and is read upright too
+    mask = rotated_for_orientation_6(upright.astype(np.uint8))
+    mask.save(tmp_path / "kept.png", exif=mask.getexif())
+    np.testing.assert_array_equal(read_region(tmp_path, Region(mask="kept.png"), image.size), upright)
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,22 @@ def test_image_folder_items(folder):
     assert ImageFolderTasks(folder, processor, ID2LABEL, 32, limit=2, seed=3).items == data.items[:2]
 
 
+def test_a_photo_with_an_exif_orientation_is_explained_upright_with_the_mask_drawn_on_it(tmp_path):
+    """A phone photo stores its pixels on their side with an EXIF orientation; the mask
+    drawn on the photo as viewers show it is upright."""
+    image, mask = scene_with_object(40, 60)  # portrait
+    stored = image.transpose(Image.Transpose.ROTATE_90)  # the pixels on their side
+    exif = stored.getexif()
+    exif[0x0112] = 6  # Orientation: turn them 90 degrees clockwise to show them
+    (tmp_path / "cat").mkdir()
+    stored.save(tmp_path / "cat" / "photo.jpg", exif=exif, quality=95)
+    (tmp_path / "masks" / "cat").mkdir(parents=True)
+    Image.fromarray(mask).save(tmp_path / "masks" / "cat" / "photo.png")
+    item = ImageFolderTasks(tmp_path, PROCESSORS["no-resize"](), ID2LABEL, (60, 40))[0]  # the image's size: not resized
+    assert torch.equal(item["mask"], torch.from_numpy(mask))
+    assert torch.equal(item["pixel_values"][0] > 0, item["mask"])  # the white object lies under its mask
+
+
 def test_a_broken_image_is_an_error_naming_it(folder):
     (folder / "cat" / "0.png").write_bytes((folder / "cat" / "0.png").read_bytes()[:100])
     data = ImageFolderTasks(folder, PROCESSORS["resize"](), ID2LABEL, 32)
@@ -241,3 +257,15 @@ def test_saved_hugging_face_dataset(tmp_path):
     datasets.DatasetDict({"test": datasets.Dataset.from_dict({"label": [0]})}).save_to_disk(tmp_path / "dict")
     with pytest.raises(ValueError, match="DatasetDict"):
         open_dataset(tmp_path / "dict", PROCESSORS["resize"](), ID2LABEL, 32)
+
+
+def test_a_16_bit_image_of_a_saved_dataset_reads_as_its_8_bit_original(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    grey = np.random.default_rng(2).integers(0, 256, (40, 30), dtype=np.uint8)
+    images = [Image.fromarray(grey), Image.fromarray(grey.astype(np.uint16) * 257)]  # PIL modes L and I;16
+    assert images[1].mode == "I;16"
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["dog", "cat"])})
+    datasets.Dataset.from_dict({"image": images, "label": [0, 0]}, features=features).save_to_disk(tmp_path / "saved")
+    data = open_dataset(tmp_path / "saved", PROCESSORS["resize"](), ID2LABEL, 32)
+    eight, sixteen = sorted((data[i] for i in range(2)), key=lambda item: item["index"])
+    torch.testing.assert_close(sixteen["pixel_values"], eight["pixel_values"])
