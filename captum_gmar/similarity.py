@@ -71,11 +71,20 @@ class SimilarityModel(EmbeddingHead):
 
     def forward(self, pixel_values: Tensor) -> Tensor:
         """``(B, K)`` cosine similarities of the images' (centred) embeddings to the references."""
-        image = self.embed(pixel_values)
-        if self.center is not None:
-            image = image - self.center.to(image.device, image.dtype)
-        image = image / image.norm(dim=-1, keepdim=True)
-        return image @ self.references.to(image.device, image.dtype).t()
+        embedding = self.embed(pixel_values)
+        image = embedding if self.center is None else embedding - self.center.to(embedding.device, embedding.dtype)
+        norms = image.norm(dim=-1, keepdim=True)
+        # the direction of a vector within rounding of 0 (an image's own embedding less itself, which another pass computes
+        # in another order) is rounding noise, and 0/0 later reads as an overflow; one sync per pass
+        zero = (norms <= torch.finfo(image.dtype).eps ** 0.5 * embedding.norm(dim=-1, keepdim=True)).flatten()
+        if zero.any():
+            raise ValueError(
+                f"the embedding of image(s) {zero.nonzero().flatten()[:10].tolist()} "
+                + ("equals center, so the centred embedding is 0" if self.center is not None else "is 0")
+                + " and its cosine to a reference is undefined"
+                + (": centre on a gallery's mean embedding, not on one of the explained images'" if self.center is not None else "")
+            )
+        return (image / norms) @ self.references.to(image.device, image.dtype).t()
 
 
 def embed_images(model: nn.Module, pixel_values: Tensor, internal_batch_size: int | None = None) -> Tensor:

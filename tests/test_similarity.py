@@ -236,3 +236,13 @@ def test_a_target_function_of_the_wrong_shape_is_refused_before_any_work(method)
     with pytest.raises(TypeError, match="got list"):
         explainer.attribute(images(2), target=lambda z: [0.0, 1.0])
     assert not calls
+
+
+@pytest.mark.parametrize("method", [GMARAttribution, AttnLRP])
+def test_a_centre_equal_to_the_images_own_embedding_is_refused_saying_so(method):
+    model = tiny("Dinov2Model")
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    own = embed_images(model, x[1:])[0]
+    explainer = method(model, references=torch.randn(3, 32), center=own)
+    with pytest.raises(ValueError, match=r"embedding of image\(s\) \[1\] equals center.*centre on a gallery's mean embedding"):
+        explainer.attribute(x, target=0)
