@@ -10,6 +10,7 @@ read-out row ``p`` of the rolled-out matrix, see :attr:`AttentionAttribution.poo
 from __future__ import annotations
 
 import numbers
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
@@ -24,7 +25,16 @@ from .capture import AttentionTrace
 from .errors import InsufficientMemoryError, NonFiniteError, TooSlowError
 from .formatting import Targets, TargetType, batch_slices, check_pixel_values, chunk_targets, format_targets
 from .maps import input_map, patch_map
-from .memory import SLOW_CALL_SECONDS, attention_call_bytes, attention_seconds, available_bytes, gib
+from .memory import (
+    MEASURE_ABOVE_SECONDS,
+    SLOW_CALL_SECONDS,
+    attention_call_bytes,
+    attention_seconds,
+    available_bytes,
+    fitted_seconds,
+    gib,
+    probe_tokens,
+)
 from .models import VisionTransformer
 from .zero_shot import Prompts
 
@@ -228,7 +238,16 @@ class AttentionAttribution(Attribution, ABC):
             TooSlowError: naming the least time the attention would take, and the
                 advice to resize the images or pass ``allow_slow=True``.
         """
-        check_call(self.vit, self.get_name(), input_shape, internal_batch_size, self.estimate_bytes, self.needs_gradients, allow_slow)
+        check_call(
+            self.vit,
+            self.get_name(),
+            input_shape,
+            internal_batch_size,
+            self.estimate_bytes,
+            self.needs_gradients,
+            allow_slow,
+            lambda x: self._attribute(x, None, None, "patches", True),
+        )
 
 
 def prepare_call(vit: VisionTransformer, inputs: InputType, target: TargetType, output: OutputKind) -> tuple[Tensor, bool, Targets]:
@@ -271,6 +290,7 @@ def check_call(
     estimate_bytes: Callable[[Sequence[int]], int],
     backward: bool,
     allow_slow: bool,
+    run: Callable[[Tensor], object],
 ) -> None:
     """Refuse a call of ``method`` on inputs of ``input_shape`` ``(B, C, H, W)`` that cannot
     fit, or (unless ``allow_slow``) would be too slow (see
@@ -279,6 +299,9 @@ def check_call(
     Args:
         estimate_bytes: the method's peak memory for an input shape (one chunk).
         backward: whether the method runs a backward pass (for the time).
+        run: the method without checks, on ``(1, C, H', W')`` pixel values, for timing it
+            on smaller inputs where the lower bound on the time is high
+            (:func:`~captum_gmar.memory.fitted_seconds`).
     """
     param = vit.parameter
     batch, channels, height, width = input_shape
@@ -303,13 +326,39 @@ def check_call(
         )
     if allow_slow:
         return
-    seconds = attention_seconds(batch, tokens, vit.num_layers, vit.hidden_size, backward, param.device)
+    bound = attention_seconds(batch, tokens, vit.num_layers, vit.hidden_size, backward, param.device)
+    how = "at least"
+    seconds = bound
+    if MEASURE_ABOVE_SECONDS < bound <= SLOW_CALL_SECONDS:
+        if batch >= 4:  # one image of the call itself is at most a quarter of it
+            seconds = batch * _timed(run, vit, channels, (height, width))
+            how = "about (one image timed on this device)"
+        else:  # smaller images, whose attention already dominates, and the fit of a T^2 + b T
+            probes = []
+            for probe in probe_tokens(tokens):
+                side = max(1, round((probe - vit.num_prefix_tokens) ** 0.5))  # a square grid of about that many tokens
+                size = (side * vit.patch_size[0], side * vit.patch_size[1])
+                probes.append((vit.num_tokens(*size), _timed(run, vit, channels, size)))
+            seconds = batch * fitted_seconds(probes, tokens)
+            how = f"about (timed on this device at {probes[0][0]:,} and {probes[1][0]:,} tokens)"
     if seconds > SLOW_CALL_SECONDS:
         raise TooSlowError(
-            f"{method} on {batch} image(s) of {size} would take at least {seconds / 60:,.0f} minutes on {param.device} "
-            f"for the attention alone: resize the images ({native}time grows with the side to the 4th power), "
-            "or pass allow_slow=True to run it anyway"
+            f"{method} on {batch} image(s) of {size} would take {how} {seconds / 60:,.0f} minutes on {param.device}: "
+            f"resize the images ({native}time grows with the side to the 4th power), or pass allow_slow=True to run it anyway"
         )
+
+
+def _timed(run: Callable[[Tensor], object], vit: VisionTransformer, channels: int, size: tuple[int, int]) -> float:
+    """Seconds ``run`` takes on one image of ``size`` ``(H, W)`` pixels."""
+    param = vit.parameter
+    x = torch.zeros(1, channels, *size, device=param.device, dtype=param.dtype)
+    if param.device.type == "cuda":
+        torch.cuda.synchronize(param.device)
+    start = time.perf_counter()
+    run(x)  # its maps come back on the device: the sync below waits for them
+    if param.device.type == "cuda":
+        torch.cuda.synchronize(param.device)
+    return time.perf_counter() - start
 
 
 def check_alpha(alpha: float) -> float:

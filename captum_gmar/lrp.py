@@ -138,7 +138,16 @@ class RelevancePropagation(Attribution):
         """Refuse a call that cannot fit or would be too slow, before any work; as
         :meth:`AttentionAttribution.check_memory
         <captum_gmar.attribution.AttentionAttribution.check_memory>`."""
-        check_call(self.vit, self.get_name(), input_shape, internal_batch_size, self.estimate_bytes, True, allow_slow)
+        check_call(
+            self.vit,
+            self.get_name(),
+            input_shape,
+            internal_batch_size,
+            self.estimate_bytes,
+            True,
+            allow_slow,
+            lambda x: self.attribute(x, output="patches", allow_slow=True),
+        )
 
 
 class AttnLRP(RelevancePropagation):

@@ -25,11 +25,17 @@ relevance-propagation methods hold no maps (sdpa keeps none for its backward pas
 keep more per token than a plain backward pass: every rule's saved ratio or normalised
 input.
 
-Time: the attention's multiply-adds (``q k^T`` and ``P V``, and about twice that again
-for a backward pass) at 100 GFLOP/s per CPU thread, about the peak of a current x86-64
-core, so the estimate is a lower bound (the measured calls took 3.8 to 48 times longer,
-the ratio falling as the attention's share grows with ``T``). A call above
-:data:`SLOW_CALL_SECONDS` is refused unless ``allow_slow=True``.
+Time: first a lower bound, the attention's multiply-adds (``q k^T`` and ``P V``, and
+about twice that again for a backward pass) at 100 GFLOP/s per CPU thread, about the peak
+of a current x86-64 core; a call above :data:`SLOW_CALL_SECONDS` by it is refused at once.
+The real time is several times the bound (3.8 to 48 times on the calls measured, since
+softmax, the rules and the maps are memory-bound), so a call whose bound exceeds
+:data:`MEASURE_ABOVE_SECONDS` is timed: on one image of its own size where the batch
+has 4 or more, otherwise on one image of each of two smaller sizes
+(:func:`probe_tokens`), the per-image time fitted as ``a T^2 + b T``
+(:func:`fitted_seconds`: the attention's and the per-token layers' parts) and
+extrapolated to the call. A call above :data:`SLOW_CALL_SECONDS` by that estimate is
+refused unless ``allow_slow=True``.
 """
 
 from __future__ import annotations
@@ -68,9 +74,14 @@ _HEAP_RETAINED_MAX = 2 * 64 * 2**20
 #: a current x86-64 core's peak, so the time is a lower bound) and for an accelerator
 _CPU_FLOPS_PER_THREAD = 1e11
 _ACCELERATOR_FLOPS = 1e14
-#: a call whose attention alone would take longer than this (at the rates above) is refused
-#: unless ``allow_slow=True``: 10 minutes at a core's peak is an hour or more in practice
+#: a call estimated to take longer than this is refused unless ``allow_slow=True``
 SLOW_CALL_SECONDS = 600.0
+#: a call whose lower bound exceeds this is timed on smaller inputs before it runs (the
+#: real time was up to 48 times the bound; the two probes cost about 1/16 and 1/64 of one
+#: image's call at the size that triggers them)
+MEASURE_ABOVE_SECONDS = SLOW_CALL_SECONDS / 48
+#: the larger probe's tokens: at most this many, and at most a quarter of the call's
+_PROBE_TOKENS_MAX = 4096
 
 
 def attention_call_bytes(
@@ -146,6 +157,29 @@ def attention_seconds(batch: int, tokens: int, layers: int, hidden: int, backwar
     flops = 2 * 2 * batch * layers * tokens**2 * hidden * (3 if backward else 1)
     rate = torch.get_num_threads() * _CPU_FLOPS_PER_THREAD if device.type == "cpu" else _ACCELERATOR_FLOPS
     return flops / rate
+
+
+def probe_tokens(tokens: int) -> tuple[int, int]:
+    """The token counts of the two timed probes of a call on ``tokens`` tokens: a quarter of
+    them (at most :data:`_PROBE_TOKENS_MAX`) and half that, so that the attention's ``T^2``
+    part already dominates while each probe costs a small share of the call."""
+    larger = min(tokens // 4, _PROBE_TOKENS_MAX)
+    return larger // 2, larger
+
+
+def fitted_seconds(probes: list[tuple[int, float]], tokens: int) -> float:
+    """Seconds per image at ``tokens`` tokens, from per-image times measured at two token
+    counts ``[(T1, s1), (T2, s2)]``: the exact fit of ``a T^2 + b T`` (the attention's
+    part and the per-token layers' part), each coefficient at least 0 (timing noise can
+    make one negative; the other then carries the time alone)."""
+    (t1, s1), (t2, s2) = probes
+    a = (s2 / t2 - s1 / t1) / (t2 - t1)
+    b = s1 / t1 - a * t1
+    if a < 0:
+        a, b = 0.0, max(s1 / t1, s2 / t2)
+    elif b < 0:
+        a, b = max(s1 / t1**2, s2 / t2**2), 0.0
+    return a * tokens**2 + b * tokens
 
 
 def available_bytes(device: torch.device) -> int | None:

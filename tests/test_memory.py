@@ -27,7 +27,9 @@ from captum_gmar.memory import (
     attention_call_bytes,
     attention_seconds,
     available_bytes,
+    fitted_seconds,
     gib,
+    probe_tokens,
     relevance_call_bytes,
 )
 
@@ -151,14 +153,15 @@ def test_a_call_too_slow_is_refused_before_any_forward_pass_unless_allowed(dinov
     photo = torch.zeros(1, 3, 4096, 4096)  # 85,265 tokens
     message = (
         rf"^{re.escape(explainer.get_name())} on 1 image\(s\) of 4096x4096 px \(85,265 tokens, 6 heads\) would take at least "
-        r"[\d,]+ minutes on cpu for the attention alone: resize the images \(.*time grows with the side to the 4th power\), "
+        r"[\d,]+ minutes on cpu: resize the images \(.*time grows with the side to the 4th power\), "
         r"or pass allow_slow=True to run it anyway$"
     )
     try:
         with pytest.raises(TooSlowError, match=message):
             explainer.attribute(photo, target=0)
         explainer.check_memory(photo.shape, allow_slow=True)  # what allow_slow=True lets through
-        explainer.check_memory((1, 3, 1024, 1024))  # 5,330 tokens: not refused
+        monkeypatch.setattr(attribution_module, "MEASURE_ABOVE_SECONDS", float("inf"))  # no timing of 1024 px here
+        explainer.check_memory((1, 3, 1024, 1024))  # 5,330 tokens: not refused by the bound
     finally:
         handle.remove()
     assert not passes
@@ -168,3 +171,30 @@ def test_available_bytes_on_the_cpu():
     available = available_bytes(torch.device("cpu"))
     assert available is None or 0 < available < 2**50
     assert available_bytes(torch.device("meta")) is None
+
+
+def test_the_fit_of_the_per_image_time():
+    def exact(tokens: int) -> float:
+        return 2e-9 * tokens**2 + 3e-6 * tokens
+
+    assert fitted_seconds([(1000, exact(1000)), (2000, exact(2000))], 20_000) == pytest.approx(exact(20_000))
+    # noise that makes a coefficient negative: the other carries the time alone, never less than measured
+    assert fitted_seconds([(1000, 1.0), (2000, 1.5)], 4000) == pytest.approx(4.0)  # a < 0: linear from the slower probe
+    assert fitted_seconds([(1000, 1.0), (2000, 5.0)], 4000) == pytest.approx(20.0)  # b < 0: quadratic from the slower probe
+    assert probe_tokens(85_265) == (2048, 4096) and probe_tokens(5_330) == (666, 1332)
+
+
+@pytest.mark.parametrize("batch, timed", [(1, "timed on this device at [\\d,]+ and [\\d,]+ tokens"), (4, "one image timed on this device")])
+def test_a_call_whose_bound_is_low_but_whose_timed_estimate_is_too_slow_is_refused(load_tiny, monkeypatch, batch, timed):
+    """The lower bound lets the call through; the time measured on smaller inputs (or one image
+    of the call) does not: the estimate comes from this device's throughput."""
+    monkeypatch.setattr(attribution_module, "available_bytes", lambda device: None)
+    monkeypatch.setattr(attribution_module, "MEASURE_ABOVE_SECONDS", 0.0)  # time every call
+    explainer = GMARAttribution(load_tiny("ViTForImageClassification"))
+    vit = explainer.vit
+    bound = attention_seconds(batch, vit.num_tokens(256, 256), vit.num_layers, vit.hidden_size, True, torch.device("cpu"))
+    monkeypatch.setattr(attribution_module, "SLOW_CALL_SECONDS", 1.5 * bound)  # the bound passes; the real time is several times it
+    with pytest.raises(TooSlowError, match=rf"would take about \({timed}\) [\d,.]+ minutes on cpu"):
+        explainer.attribute(torch.zeros(batch, 3, 256, 256), target=0)
+    monkeypatch.setattr(attribution_module, "SLOW_CALL_SECONDS", 600.0)
+    assert explainer.attribute(torch.zeros(batch, 3, 256, 256), target=0).shape == (batch, 3, 256, 256)
