@@ -595,6 +595,38 @@ def test_an_output_folder_holding_files_of_the_user_is_refused_before_any_model_
     assert (user / "summary.md").read_text() == "my summary" and (own / "comparison.png").read_bytes() == b"the user's figure"
 
 
+def test_links_in_the_output_are_refused_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading):
+    """A results file, the manifest or --out itself planted as a symbolic link is refused:
+    the files it leads to (or would make, dangling) outside the folder are left alone."""
+    mine = tmp_path / "mine.md"
+    mine.write_text("the user's file")
+    summary = existing_results(tmp_path)
+    (summary / "summary.md").symlink_to(mine)
+    manifest = tmp_path / "manifest"
+    manifest.mkdir()
+    user_json = tmp_path / "mine.json"
+    user_json.write_text('{"files": []}')  # reads as a manifest
+    (manifest / cli.MANIFEST).symlink_to(user_json)
+    (tmp_path / "dangling").mkdir()
+    dangling = existing_results(tmp_path / "dangling")
+    (dangling / "comparison.png").symlink_to(tmp_path / "made-outside.png")
+    (tmp_path / "out-link").symlink_to(tmp_path / "no-such-folder")
+    (tmp_path / "figure.png").symlink_to(mine)
+    compare = ["compare", "--model", model_dir, "--device", "cpu"]
+    cases = [
+        ([*compare, "--out", str(summary), "--overwrite"], f"holds 'summary.md' as a symbolic link (to {str(mine)!r})"),
+        ([*compare, "--out", str(manifest)], f"holds {cli.MANIFEST!r} as a symbolic link"),
+        (["demo", "--out", str(dangling)], "holds 'comparison.png' as a symbolic link"),
+        ([*compare, "--out", str(tmp_path / "out-link")], "is a symbolic link to"),
+        (["explain", photo, "--out", str(tmp_path / "figure.png")], "is a symbolic link (to"),
+    ]
+    for argv, message in cases:
+        code, err = run(capsys, *argv)
+        assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1, (argv, err)
+    assert mine.read_text() == "the user's file" and user_json.read_text() == '{"files": []}'
+    assert not (tmp_path / "made-outside.png").exists() and not (tmp_path / "no-such-folder").exists()
+
+
 def last_line(err: str) -> str:
     """The error line; transformers' progress bars may come before it."""
     return err.strip().splitlines()[-1]
