@@ -125,19 +125,21 @@ def model_folder(spec: str | None, embedding: bool = False) -> Path:
     cache (never downloaded); checks that it holds weights of a supported class, reading
     only ``config.json``: a classifier, or with ``embedding`` (a similarity to explain) an
     embedding model, a zero-shot model or a classifier (whose backbone is then used)."""
-    if spec is None or spec in REFERENCE_MODELS:
-        return Path(__file__).resolve().parent / REFERENCE_MODELS[spec or "vit-tiny"]
-    folder = Path(spec) if Path(spec).exists() else hub_snapshot(spec) or Path(spec)
-    if not (folder / "config.json").is_file():
-        names = ", ".join(REFERENCE_MODELS)
-        raise CommandError(
-            f"model {spec!r} is neither a reference model ({names}), nor a folder with a config.json (save one with save_pretrained), "
-            f"nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)"
-        )
-    if not any((folder / name).is_file() for name in _WEIGHTS):
-        raise CommandError(
-            f"model folder {spec!r} has a config.json but no weights ({' or '.join(_WEIGHTS[::2])}); save the model with save_pretrained"
-        )
+    if spec is None or spec in REFERENCE_MODELS:  # bundled: the DINOv2 weights are built in the user cache on first load
+        spec = spec or "vit-tiny"
+        folder = Path(__file__).resolve().parent / REFERENCE_MODELS[spec]
+    else:
+        folder = Path(spec) if Path(spec).exists() else hub_snapshot(spec) or Path(spec)
+        if not (folder / "config.json").is_file():
+            names = ", ".join(REFERENCE_MODELS)
+            raise CommandError(
+                f"model {spec!r} is neither a reference model ({names}), nor a folder with a config.json (save one with save_pretrained), "
+                f"nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)"
+            )
+        if not any((folder / name).is_file() for name in _WEIGHTS):
+            raise CommandError(
+                f"model folder {spec!r} has a config.json but no weights ({' or '.join(_WEIGHTS[::2])}); save the model with save_pretrained"
+            )
     architectures = set(_config(folder).get("architectures") or [])
     embedders = set(EMBEDDING_MODEL_CLASSES) | set(ZERO_SHOT_MODEL_CLASSES)
     if architectures & embedders and not embedding:

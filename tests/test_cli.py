@@ -812,6 +812,16 @@ def test_similarity_errors_are_one_line_before_any_model_loads(capsys, tmp_path,
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)
 
 
+def test_an_embedding_model_without_references_is_refused_before_it_loads(capsys, photo, no_model_loading):
+    cases = [
+        ["explain", photo, "--model", "dinov2-small-backbone"],
+        ["compare", "--model", "dinov2-small-backbone", "--device", "cpu"],
+    ]
+    for argv in cases:
+        code, err = run(capsys, *argv)
+        assert code == 2 and "'dinov2-small-backbone' is a Dinov2Model, which returns an embedding, not classes" in err, (argv, err)
+
+
 def test_a_classifier_given_for_a_similarity_is_explained_through_its_backbone(model_dir, photo, tmp_path, capsys):
     out = tmp_path / "backbone.png"
     assert main(["explain", photo, "--model", model_dir, "--similar-to", photo, "--methods", "gmar-l1", "--out", str(out)]) == 0
