@@ -690,6 +690,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
     """Explain one image file with the chosen methods: a class (or the predicted one), or
     with ``--similar-to`` its similarity to each reference image."""
     check_output(args.out, figure=True)
+    for path in [args.image, *(args.similar_to or [])]:  # the same file under any name: a hard link, a path through a link
+        if os.path.exists(args.out) and os.path.exists(path) and os.path.samefile(args.out, path):
+            raise CommandError(f"--out {args.out!r} is the image {path!r}, which the figure would replace: name another file")
     page = Path(args.out).suffix.lower() == ".html"
     similarity = args.similar_to is not None
     if similarity and args.target is not None:

@@ -812,6 +812,25 @@ def test_similarity_errors_are_one_line_before_any_model_loads(capsys, tmp_path,
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)
 
 
+def test_explain_never_writes_over_its_images(capsys, tmp_path, photo, backbone_dir, no_model_loading):
+    reference = tmp_path / "reference.png"
+    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(reference)
+    (tmp_path / "hard-link.png").hardlink_to(reference)
+    before = Path(photo).read_bytes(), reference.read_bytes()
+    cases = [
+        (["explain", photo, "--out", photo], f"--out {photo!r} is the image {photo!r}, which the figure would replace: name another file"),
+        (["explain", photo, "--out", str(tmp_path / "." / "photo.jpg")], "which the figure would replace"),
+        (
+            ["explain", photo, "--model", backbone_dir, "--similar-to", photo, str(reference), "--out", str(tmp_path / "hard-link.png")],
+            f"is the image {str(reference)!r}",
+        ),
+    ]
+    for argv, message in cases:
+        code, err = run(capsys, *argv)
+        assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1, (argv, err)
+    assert (Path(photo).read_bytes(), reference.read_bytes()) == before
+
+
 def test_an_embedding_model_without_references_is_refused_before_it_loads(capsys, photo, no_model_loading):
     cases = [
         ["explain", photo, "--model", "dinov2-small-backbone"],
