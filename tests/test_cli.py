@@ -632,6 +632,31 @@ def last_line(err: str) -> str:
     return err.strip().splitlines()[-1]
 
 
+def test_entries_of_the_data_named_like_images_that_are_no_files_are_unreadable_images(model_dir, image_folder, tmp_path, capsys):
+    (image_folder / "bag" / "folder.png").mkdir()
+    (image_folder / "Trouser" / "loop.png").symlink_to("loop.png")
+    out = tmp_path / "out"
+    argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--methods", "rollout", "--metrics", "faithfulness"]
+    argv += ["--device", "cpu", "--figure-rows", "0", "--gallery", "0", "--out", str(out)]
+    code, err = run(capsys, *argv)
+    assert code == 2 and "Traceback" not in err
+    assert last_line(err) in (
+        "captum-gmar compare: error: cannot read image 'Trouser/loop.png': it is a symbolic link loop, which cannot be resolved",
+        "captum-gmar compare: error: cannot read image 'bag/folder.png': it is a folder, not an image file",
+    )
+    assert main([*argv, "--overwrite", "--skip-unreadable"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped: cannot read image 'bag/folder.png': it is a folder, not an image file" in captured.err
+    assert "skipped: cannot read image 'Trouser/loop.png': it is a symbolic link loop" in captured.err
+    run_json = json.loads((out / "results.run.json").read_text())
+    assert run_json["unreadable_count"] == 2 and {entry["file"] for entry in run_json["unreadable"]} == {
+        "bag/folder.png",
+        "Trouser/loop.png",
+    }
+    assert f"2 unreadable image(s) skipped, listed in {out / 'results.run.json'}" in captured.out
+    assert len({row["file"] for row in read_csv(out / "results.csv")}) == 4
+
+
 def test_compare_stops_at_an_unreadable_image_or_skips_it_when_asked(model_dir, image_folder, tmp_path, capsys):
     (image_folder / "bag" / "2.png").write_bytes(b"")
     (image_folder / "Trouser" / "1.png").write_bytes((image_folder / "Trouser" / "1.png").read_bytes()[:200])
