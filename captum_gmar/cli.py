@@ -294,10 +294,12 @@ def class_index(target: str, id2label: dict[str, str]) -> int:
 
 def read_image(path: str, patch_size: int) -> Image.Image:
     """The image file as RGB (a PIL image); at least one patch in each direction."""
+    from .datasets.folder import not_a_file
     from .datasets.folder import read_image as read_rgb
 
-    if not Path(path).is_file():
-        raise CommandError(f"image {path!r} does not exist")
+    why = not_a_file(path)
+    if why:
+        raise CommandError(f"image {path!r} {why}")
     rgb = read_rgb(".", path)
     if min(rgb.size) < patch_size:
         raise CommandError(f"image {path!r} is {rgb.width}x{rgb.height} px, smaller than one {patch_size}x{patch_size} patch of the model")

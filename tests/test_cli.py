@@ -287,6 +287,10 @@ def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, pho
     Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(tiny)
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
+    loop = tmp_path / "loop.png"
+    loop.symlink_to("loop.png")
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to("gone.png")
     cases = [
         (
             ["compare", "--model", "/no/such/dir"],
@@ -308,6 +312,12 @@ def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, pho
         (["explain", "missing.png", "--model", model_dir], "image 'missing.png' does not exist"),
         (["explain", str(broken), "--model", model_dir], "cannot read image"),
         (["explain", str(tiny), "--model", model_dir], "is 4x4 px, smaller than one 8x8 patch"),
+        (["explain", str(tmp_path), "--model", model_dir], f"image {str(tmp_path)!r} is a folder, not an image file"),
+        (["explain", str(loop), "--model", model_dir], f"image {str(loop)!r} is a symbolic link loop, which cannot be resolved"),
+        (
+            ["explain", str(dangling), "--model", model_dir],
+            f"image {str(dangling)!r} is a symbolic link to 'gone.png', which does not exist",
+        ),
         (["explain", photo, "--model", model_dir, "--target", "10"], "--target 10 is out of range: the model has 10 classes"),
         (
             ["explain", photo, "--model", model_dir, "--target", "Cat"],
@@ -815,9 +825,13 @@ def test_compare_the_similarity_of_composites_of_the_bundled_photos(backbone_dir
 def test_similarity_errors_are_one_line_before_any_model_loads(capsys, tmp_path, photo, backbone_dir, model_dir, no_model_loading):
     broken = tmp_path / "broken.jpg"
     broken.write_text("not an image")
+    loop = tmp_path / "loop.png"
+    loop.symlink_to("loop.png")
     cases = [
         (["explain", photo, "--model", backbone_dir, "--similar-to", "missing.png"], "image 'missing.png' does not exist"),
         (["explain", photo, "--model", backbone_dir, "--similar-to", photo, str(broken)], "cannot read image"),
+        (["explain", photo, "--model", backbone_dir, "--similar-to", str(tmp_path)], "is a folder, not an image file"),
+        (["explain", photo, "--model", backbone_dir, "--similar-to", str(loop)], "is a symbolic link loop, which cannot be resolved"),
         (["explain", photo, "--model", backbone_dir, "--similar-to", photo, "--target", "0"], "--target names a class; with --similar-to"),
         (["explain", photo, "--model", model_dir, "--center", "references"], "--center applies to --similar-to"),
         (
