@@ -292,8 +292,9 @@ def class_index(target: str, id2label: dict[str, str]) -> int:
     return by_name[target.lower()]
 
 
-def read_image(path: str, patch_size: int) -> Image.Image:
-    """The image file as RGB (a PIL image); at least one patch in each direction."""
+def read_image(path: str, patch_size: int | None = None) -> Image.Image:
+    """The image file as RGB (a PIL image); with ``patch_size`` (an image explained at its
+    own size, ``--native-resolution``) at least one patch in each direction."""
     from .datasets.folder import not_a_file
     from .datasets.folder import read_image as read_rgb
 
@@ -301,8 +302,11 @@ def read_image(path: str, patch_size: int) -> Image.Image:
     if why:
         raise CommandError(f"image {path!r} {why}")
     rgb = read_rgb(".", path)
-    if min(rgb.size) < patch_size:
-        raise CommandError(f"image {path!r} is {rgb.width}x{rgb.height} px, smaller than one {patch_size}x{patch_size} patch of the model")
+    if patch_size is not None and min(rgb.size) < patch_size:
+        raise CommandError(
+            f"image {path!r} is {rgb.width}x{rgb.height} px, smaller than one {patch_size}x{patch_size} patch of the model: "
+            "drop --native-resolution to explain it at the model's size"
+        )
     return rgb
 
 
@@ -705,8 +709,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
     config = _config(folder)
     patch_size = config.get("patch_size", 1)
     patch_side = patch_size if isinstance(patch_size, int) else min(patch_size)
-    image = read_image(args.image, patch_side)
-    references = [read_image(path, patch_side) for path in args.similar_to or []]
+    least = patch_side if args.native_resolution else None  # else the image processor resizes any image to the model's size
+    image = read_image(args.image, least)
+    references = [read_image(path, least) for path in args.similar_to or []]
     target = None if similarity or args.target is None else class_index(args.target, config["id2label"])
     device, described = _device_and_description(args.device)
     model = load_model(args.model, embedding=similarity).to(device)

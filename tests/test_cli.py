@@ -311,7 +311,10 @@ def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, pho
         (["explain", photo, "--model", make_folder(tmp_path, "convnext", "ConvNextForImageClassification")], "supported: ViT, DeiT"),
         (["explain", "missing.png", "--model", model_dir], "image 'missing.png' does not exist"),
         (["explain", str(broken), "--model", model_dir], "cannot read image"),
-        (["explain", str(tiny), "--model", model_dir], "is 4x4 px, smaller than one 8x8 patch"),
+        (
+            ["explain", str(tiny), "--model", model_dir, "--native-resolution"],
+            "is 4x4 px, smaller than one 8x8 patch of the model: drop --native-resolution",
+        ),
         (["explain", str(tmp_path), "--model", model_dir], f"image {str(tmp_path)!r} is a folder, not an image file"),
         (["explain", str(loop), "--model", model_dir], f"image {str(loop)!r} is a symbolic link loop, which cannot be resolved"),
         (
@@ -640,6 +643,25 @@ def test_links_in_the_output_are_refused_before_any_model_loads(capsys, tmp_path
 def last_line(err: str) -> str:
     """The error line; transformers' progress bars may come before it."""
     return err.strip().splitlines()[-1]
+
+
+def test_images_smaller_than_a_patch_are_resized_by_explain_as_by_compare(tmp_path, capsys):
+    """The reference model's processor resizes a 1x1 or a 1x10000 px image to 64 px, for
+    explain as for compare --data; only --native-resolution needs a patch."""
+    for name, size in (("dot.png", (1, 1)), ("line.png", (10000, 1))):
+        image = Image.fromarray(np.full((size[1], size[0], 3), 200, dtype=np.uint8))
+        image.save(tmp_path / name)
+        (tmp_path / "data" / "Trouser").mkdir(parents=True, exist_ok=True)
+        image.save(tmp_path / "data" / "Trouser" / name)
+        argv = ["explain", str(tmp_path / name), "--model", "vit-tiny", "--methods", "rollout", "--device", "cpu"]
+        assert main([*argv, "--out", str(tmp_path / f"{name}.svg")]) == 0 and (tmp_path / f"{name}.svg").stat().st_size
+        assert "predicted: " in capsys.readouterr().out
+        code, err = run(capsys, *argv, "--native-resolution", "--out", str(tmp_path / "native.png"))
+        assert code == 2 and f"is {size[0]}x{size[1]} px, smaller than one 8x8 patch of the model" in err
+    out = tmp_path / "out"
+    argv = ["compare", "--model", "vit-tiny", "--data", str(tmp_path / "data"), "--methods", "rollout", "--metrics", "faithfulness"]
+    assert main([*argv, "--device", "cpu", "--figure-rows", "0", "--gallery", "0", "--out", str(out)]) == 0
+    assert sorted({row["file"] for row in read_csv(out / "results.csv")}) == ["Trouser/dot.png", "Trouser/line.png"]
 
 
 def test_entries_of_the_data_named_like_images_that_are_no_files_are_unreadable_images(model_dir, image_folder, tmp_path, capsys):
