@@ -36,6 +36,7 @@ from .names import (
 
 if TYPE_CHECKING:  # imported where used, so that --help stays fast
     import torch
+    from matplotlib.figure import Figure
     from PIL import Image
 
     from .architectures import ForeignModule
@@ -124,19 +125,21 @@ def model_folder(spec: str | None, embedding: bool = False) -> Path:
     cache (never downloaded); checks that it holds weights of a supported class, reading
     only ``config.json``: a classifier, or with ``embedding`` (a similarity to explain) an
     embedding model, a zero-shot model or a classifier (whose backbone is then used)."""
-    if spec is None or spec in REFERENCE_MODELS:
-        return Path(__file__).resolve().parent / REFERENCE_MODELS[spec or "vit-tiny"]
-    folder = Path(spec) if Path(spec).exists() else hub_snapshot(spec) or Path(spec)
-    if not (folder / "config.json").is_file():
-        names = ", ".join(REFERENCE_MODELS)
-        raise CommandError(
-            f"model {spec!r} is neither a reference model ({names}), nor a folder with a config.json (save one with save_pretrained), "
-            f"nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)"
-        )
-    if not any((folder / name).is_file() for name in _WEIGHTS):
-        raise CommandError(
-            f"model folder {spec!r} has a config.json but no weights ({' or '.join(_WEIGHTS[::2])}); save the model with save_pretrained"
-        )
+    if spec is None or spec in REFERENCE_MODELS:  # bundled: the DINOv2 weights are built in the user cache on first load
+        spec = spec or "vit-tiny"
+        folder = Path(__file__).resolve().parent / REFERENCE_MODELS[spec]
+    else:
+        folder = Path(spec) if Path(spec).exists() else hub_snapshot(spec) or Path(spec)
+        if not (folder / "config.json").is_file():
+            names = ", ".join(REFERENCE_MODELS)
+            raise CommandError(
+                f"model {spec!r} is neither a reference model ({names}), nor a folder with a config.json (save one with save_pretrained), "
+                f"nor a model in the Hugging Face cache (download one with: hf download MODEL_ID)"
+            )
+        if not any((folder / name).is_file() for name in _WEIGHTS):
+            raise CommandError(
+                f"model folder {spec!r} has a config.json but no weights ({' or '.join(_WEIGHTS[::2])}); save the model with save_pretrained"
+            )
     architectures = set(_config(folder).get("architectures") or [])
     embedders = set(EMBEDDING_MODEL_CLASSES) | set(ZERO_SHOT_MODEL_CLASSES)
     if architectures & embedders and not embedding:
@@ -179,11 +182,21 @@ def check_output(path: str, figure: bool, files: Sequence[str] = ()) -> None:
     its path are made later): a figure file in a format matplotlib writes, or an ``.html``
     page (``figure=True``; one that exists is replaced, as named), or a results folder that is
     new, empty or written by this package (its :data:`MANIFEST`), where none of
-    ``files`` exists unless this package wrote it."""
+    ``files`` exists unless this package wrote it. A symbolic link is refused where a file
+    would be written: this package replaces its files, it never writes through a link
+    (a results folder reached through a link is fine)."""
     from matplotlib.backend_bases import FigureCanvasBase  # light: no backend, no pyplot
 
     out = Path(path)
     formats = FigureCanvasBase.get_supported_filetypes()
+    if out.is_symlink() and figure:
+        raise CommandError(
+            f"--out {path!r} is a symbolic link (to {os.readlink(out)!r}), which captum-gmar does not write through: name a file"
+        )
+    if out.is_symlink() and not out.exists():
+        raise CommandError(
+            f"--out {path!r} is a symbolic link to {os.readlink(out)!r}, which does not exist: name a folder for the results"
+        )
     if figure:
         if out.is_dir():
             raise CommandError(f"--out {path!r} is a folder: name the figure file, e.g. {str(out / 'explanation.png')!r}")
@@ -200,6 +213,12 @@ def check_output(path: str, figure: bool, files: Sequence[str] = ()) -> None:
             f"name a folder, e.g. {str(out.with_suffix(''))!r}"
         )
     elif out.is_dir() and any(out.iterdir()):
+        for name in (MANIFEST, *files):
+            if (out / name).is_symlink():
+                raise CommandError(
+                    f"--out {path!r} holds {name!r} as a symbolic link (to {os.readlink(out / name)!r}), which captum-gmar "
+                    "does not write through: remove the link, or name a new or empty folder"
+                )
         _check_own_files(path, files)
     existing = out.parent if figure else out
     while not existing.exists():  # the nearest part of the path that exists must be a writable folder
@@ -238,10 +257,12 @@ def _own_files(out: Path) -> set[str]:
 def _claim_files(out: Path, files: Sequence[str]) -> None:
     """List ``files`` in ``out``'s :data:`MANIFEST` (making the folder), before any of
     them is written, so that a run cut short leaves them marked as this package's."""
+    from .evaluation.files import write_atomic
+
     own = _own_files(out) if (out / MANIFEST).is_file() else set()
     out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).write_text(
-        json.dumps({"written_by": f"captum-gmar {__version__}", "files": sorted(own | set(files))}, indent=2) + "\n"
+    write_atomic(
+        out / MANIFEST, json.dumps({"written_by": f"captum-gmar {__version__}", "files": sorted(own | set(files))}, indent=2) + "\n"
     )
 
 
@@ -271,15 +292,21 @@ def class_index(target: str, id2label: dict[str, str]) -> int:
     return by_name[target.lower()]
 
 
-def read_image(path: str, patch_size: int) -> Image.Image:
-    """The image file as RGB (a PIL image); at least one patch in each direction."""
+def read_image(path: str, patch_size: int | None = None) -> Image.Image:
+    """The image file as RGB (a PIL image); with ``patch_size`` (an image explained at its
+    own size, ``--native-resolution``) at least one patch in each direction."""
+    from .datasets.folder import not_a_file
     from .datasets.folder import read_image as read_rgb
 
-    if not Path(path).is_file():
-        raise CommandError(f"image {path!r} does not exist")
+    why = not_a_file(path)
+    if why:
+        raise CommandError(f"image {path!r} {why}")
     rgb = read_rgb(".", path)
-    if min(rgb.size) < patch_size:
-        raise CommandError(f"image {path!r} is {rgb.width}x{rgb.height} px, smaller than one {patch_size}x{patch_size} patch of the model")
+    if patch_size is not None and min(rgb.size) < patch_size:
+        raise CommandError(
+            f"image {path!r} is {rgb.width}x{rgb.height} px, smaller than one {patch_size}x{patch_size} patch of the model: "
+            "drop --native-resolution to explain it at the model's size"
+        )
     return rgb
 
 
@@ -408,6 +435,7 @@ def _run_comparison(args: argparse.Namespace, make: Callable[[], _Subject], meth
 def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], device: torch.device, described: str) -> None:
     from .evaluation.ablation import ablation_markdown, ablation_table
     from .evaluation.data import CompositeTasks
+    from .evaluation.files import write_atomic
     from .evaluation.methods import build_methods
     from .evaluation.photo_similarity import add_class_specificity
     from .evaluation.report import COLUMNS, comparison_figure, markdown_table, read_csv, summarize
@@ -438,8 +466,8 @@ def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], dev
         table += "\nGMAR's ablations, paired on the same items with GMAR (L1) and with attention rollout:\n\n" + ablation_markdown(
             ablation, columns
         )
-    (out / "summary.md").write_text(header + table)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(out / "summary.md", header + table)
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     model, dataset = subject.model, subject.dataset
     built = build_methods(
         model, methods, ig_steps=args.ig_steps, ig_internal_batch_size=args.ig_internal_batch_size, relevance_map=args.relevance_map
@@ -462,7 +490,7 @@ def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], dev
             caption=f"device: {described}; time per image: {timings}",
             score_name=subject.score_name,
         )
-        figure.savefig(out / "comparison.png", dpi=130)
+        save_figure(figure, out / "comparison.png", dpi=130)
         written.append(out / "comparison.png")
     print(table)
     for line in skipped:
@@ -668,6 +696,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
     """Explain one image file with the chosen methods: a class (or the predicted one), or
     with ``--similar-to`` its similarity to each reference image."""
     check_output(args.out, figure=True)
+    for path in [args.image, *(args.similar_to or [])]:  # the same file under any name: a hard link, a path through a link
+        if os.path.exists(args.out) and os.path.exists(path) and os.path.samefile(args.out, path):
+            raise CommandError(f"--out {args.out!r} is the image {path!r}, which the figure would replace: name another file")
     page = Path(args.out).suffix.lower() == ".html"
     similarity = args.similar_to is not None
     if similarity and args.target is not None:
@@ -678,8 +709,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
     config = _config(folder)
     patch_size = config.get("patch_size", 1)
     patch_side = patch_size if isinstance(patch_size, int) else min(patch_size)
-    image = read_image(args.image, patch_side)
-    references = [read_image(path, patch_side) for path in args.similar_to or []]
+    least = patch_side if args.native_resolution else None  # else the image processor resizes any image to the model's size
+    image = read_image(args.image, least)
+    references = [read_image(path, least) for path in args.similar_to or []]
     target = None if similarity or args.target is None else class_index(args.target, config["id2label"])
     device, described = _device_and_description(args.device)
     model = load_model(args.model, embedding=similarity).to(device)
@@ -771,8 +803,20 @@ def cmd_explain(args: argparse.Namespace) -> None:
         title=title,
         caption=caption,
     )
-    figure.savefig(args.out, dpi=150)
+    save_figure(figure, args.out, dpi=150)
     print(f"wrote {args.out}")
+
+
+def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int) -> None:
+    """Save ``figure`` to ``path`` in the format of its extension, replacing the file at once
+    (:func:`~captum_gmar.evaluation.files.write_atomic`: a symbolic link there is replaced, not written through)."""
+    import io
+
+    from .evaluation.files import write_atomic
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".").lower(), dpi=dpi)
+    write_atomic(path, buffer.getvalue())
 
 
 def _resize_options(processor: Any, model: ForeignModule, native: bool) -> dict[str, Any]:

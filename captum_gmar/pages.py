@@ -59,10 +59,13 @@ class ExplanationPage:
         return _fill(_DOCUMENT, {"TITLE": html.escape(self.title), "BODY": self.body})
 
     def save(self, path: str | Path) -> Path:
-        """Write the page to ``path`` (UTF-8), making its missing folders; returns the path."""
+        """Write the page to ``path`` (UTF-8), making its missing folders; returns the path.
+        The page replaces the file at once: a symbolic link there is replaced, not written through."""
+        from .evaluation.files import write_atomic
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.html, encoding="utf-8")
+        write_atomic(path, self.html)
         return path
 
     def _repr_html_(self) -> str:

@@ -303,6 +303,10 @@ def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, pho
     Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(tiny)
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
+    loop = tmp_path / "loop.png"
+    loop.symlink_to("loop.png")
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to("gone.png")
     cases = [
         (
             ["compare", "--model", "/no/such/dir"],
@@ -323,7 +327,16 @@ def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, pho
         (["explain", photo, "--model", make_folder(tmp_path, "convnext", "ConvNextForImageClassification")], "supported: ViT, DeiT"),
         (["explain", "missing.png", "--model", model_dir], "image 'missing.png' does not exist"),
         (["explain", str(broken), "--model", model_dir], "cannot read image"),
-        (["explain", str(tiny), "--model", model_dir], "is 4x4 px, smaller than one 8x8 patch"),
+        (
+            ["explain", str(tiny), "--model", model_dir, "--native-resolution"],
+            "is 4x4 px, smaller than one 8x8 patch of the model: drop --native-resolution",
+        ),
+        (["explain", str(tmp_path), "--model", model_dir], f"image {str(tmp_path)!r} is a folder, not an image file"),
+        (["explain", str(loop), "--model", model_dir], f"image {str(loop)!r} is a symbolic link loop, which cannot be resolved"),
+        (
+            ["explain", str(dangling), "--model", model_dir],
+            f"image {str(dangling)!r} is a symbolic link to 'gone.png', which does not exist",
+        ),
         (["explain", photo, "--model", model_dir, "--target", "10"], "--target 10 is out of range: the model has 10 classes"),
         (
             ["explain", photo, "--model", model_dir, "--target", "Cat"],
@@ -611,9 +624,85 @@ def test_an_output_folder_holding_files_of_the_user_is_refused_before_any_model_
     assert (user / "summary.md").read_text() == "my summary" and (own / "comparison.png").read_bytes() == b"the user's figure"
 
 
+def test_links_in_the_output_are_refused_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading):
+    """A results file, the manifest or --out itself planted as a symbolic link is refused:
+    the files it leads to (or would make, dangling) outside the folder are left alone."""
+    mine = tmp_path / "mine.md"
+    mine.write_text("the user's file")
+    summary = existing_results(tmp_path)
+    (summary / "summary.md").symlink_to(mine)
+    manifest = tmp_path / "manifest"
+    manifest.mkdir()
+    user_json = tmp_path / "mine.json"
+    user_json.write_text('{"files": []}')  # reads as a manifest
+    (manifest / cli.MANIFEST).symlink_to(user_json)
+    (tmp_path / "dangling").mkdir()
+    dangling = existing_results(tmp_path / "dangling")
+    (dangling / "comparison.png").symlink_to(tmp_path / "made-outside.png")
+    (tmp_path / "out-link").symlink_to(tmp_path / "no-such-folder")
+    (tmp_path / "figure.png").symlink_to(mine)
+    compare = ["compare", "--model", model_dir, "--device", "cpu"]
+    cases = [
+        ([*compare, "--out", str(summary), "--overwrite"], f"holds 'summary.md' as a symbolic link (to {str(mine)!r})"),
+        ([*compare, "--out", str(manifest)], f"holds {cli.MANIFEST!r} as a symbolic link"),
+        (["demo", "--out", str(dangling)], "holds 'comparison.png' as a symbolic link"),
+        ([*compare, "--out", str(tmp_path / "out-link")], "is a symbolic link to"),
+        (["explain", photo, "--out", str(tmp_path / "figure.png")], "is a symbolic link (to"),
+    ]
+    for argv, message in cases:
+        code, err = run(capsys, *argv)
+        assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1, (argv, err)
+    assert mine.read_text() == "the user's file" and user_json.read_text() == '{"files": []}'
+    assert not (tmp_path / "made-outside.png").exists() and not (tmp_path / "no-such-folder").exists()
+
+
 def last_line(err: str) -> str:
     """The error line; transformers' progress bars may come before it."""
     return err.strip().splitlines()[-1]
+
+
+def test_images_smaller_than_a_patch_are_resized_by_explain_as_by_compare(tmp_path, capsys):
+    """The reference model's processor resizes a 1x1 or a 1x10000 px image to 64 px, for
+    explain as for compare --data; only --native-resolution needs a patch."""
+    for name, size in (("dot.png", (1, 1)), ("line.png", (10000, 1))):
+        image = Image.fromarray(np.full((size[1], size[0], 3), 200, dtype=np.uint8))
+        image.save(tmp_path / name)
+        (tmp_path / "data" / "Trouser").mkdir(parents=True, exist_ok=True)
+        image.save(tmp_path / "data" / "Trouser" / name)
+        argv = ["explain", str(tmp_path / name), "--model", "vit-tiny", "--methods", "rollout", "--device", "cpu"]
+        assert main([*argv, "--out", str(tmp_path / f"{name}.svg")]) == 0 and (tmp_path / f"{name}.svg").stat().st_size
+        assert "predicted: " in capsys.readouterr().out
+        code, err = run(capsys, *argv, "--native-resolution", "--out", str(tmp_path / "native.png"))
+        assert code == 2 and f"is {size[0]}x{size[1]} px, smaller than one 8x8 patch of the model" in err
+    out = tmp_path / "out"
+    argv = ["compare", "--model", "vit-tiny", "--data", str(tmp_path / "data"), "--methods", "rollout", "--metrics", "faithfulness"]
+    assert main([*argv, "--device", "cpu", "--figure-rows", "0", "--gallery", "0", "--out", str(out)]) == 0
+    assert sorted({row["file"] for row in read_csv(out / "results.csv")}) == ["Trouser/dot.png", "Trouser/line.png"]
+
+
+def test_entries_of_the_data_named_like_images_that_are_no_files_are_unreadable_images(model_dir, image_folder, tmp_path, capsys):
+    (image_folder / "bag" / "folder.png").mkdir()
+    (image_folder / "Trouser" / "loop.png").symlink_to("loop.png")
+    out = tmp_path / "out"
+    argv = ["compare", "--model", model_dir, "--data", str(image_folder), "--methods", "rollout", "--metrics", "faithfulness"]
+    argv += ["--device", "cpu", "--figure-rows", "0", "--gallery", "0", "--out", str(out)]
+    code, err = run(capsys, *argv)
+    assert code == 2 and "Traceback" not in err
+    assert last_line(err) in (
+        "captum-gmar compare: error: cannot read image 'Trouser/loop.png': it is a symbolic link loop, which cannot be resolved",
+        "captum-gmar compare: error: cannot read image 'bag/folder.png': it is a folder, not an image file",
+    )
+    assert main([*argv, "--overwrite", "--skip-unreadable"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped: cannot read image 'bag/folder.png': it is a folder, not an image file" in captured.err
+    assert "skipped: cannot read image 'Trouser/loop.png': it is a symbolic link loop" in captured.err
+    run_json = json.loads((out / "results.run.json").read_text())
+    assert run_json["unreadable_count"] == 2 and {entry["file"] for entry in run_json["unreadable"]} == {
+        "bag/folder.png",
+        "Trouser/loop.png",
+    }
+    assert f"2 unreadable image(s) skipped, listed in {out / 'results.run.json'}" in captured.out
+    assert len({row["file"] for row in read_csv(out / "results.csv")}) == 4
 
 
 def test_compare_stops_at_an_unreadable_image_or_skips_it_when_asked(model_dir, image_folder, tmp_path, capsys):
@@ -774,9 +863,13 @@ def test_compare_the_similarity_of_composites_of_the_bundled_photos(backbone_dir
 def test_similarity_errors_are_one_line_before_any_model_loads(capsys, tmp_path, photo, backbone_dir, model_dir, no_model_loading):
     broken = tmp_path / "broken.jpg"
     broken.write_text("not an image")
+    loop = tmp_path / "loop.png"
+    loop.symlink_to("loop.png")
     cases = [
         (["explain", photo, "--model", backbone_dir, "--similar-to", "missing.png"], "image 'missing.png' does not exist"),
         (["explain", photo, "--model", backbone_dir, "--similar-to", photo, str(broken)], "cannot read image"),
+        (["explain", photo, "--model", backbone_dir, "--similar-to", str(tmp_path)], "is a folder, not an image file"),
+        (["explain", photo, "--model", backbone_dir, "--similar-to", str(loop)], "is a symbolic link loop, which cannot be resolved"),
         (["explain", photo, "--model", backbone_dir, "--similar-to", photo, "--target", "0"], "--target names a class; with --similar-to"),
         (["explain", photo, "--model", model_dir, "--center", "references"], "--center applies to --similar-to"),
         (
@@ -794,6 +887,35 @@ def test_similarity_errors_are_one_line_before_any_model_loads(capsys, tmp_path,
     for argv, message in cases:
         code, err = run(capsys, *argv)
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+
+
+def test_explain_never_writes_over_its_images(capsys, tmp_path, photo, backbone_dir, no_model_loading):
+    reference = tmp_path / "reference.png"
+    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(reference)
+    (tmp_path / "hard-link.png").hardlink_to(reference)
+    before = Path(photo).read_bytes(), reference.read_bytes()
+    cases = [
+        (["explain", photo, "--out", photo], f"--out {photo!r} is the image {photo!r}, which the figure would replace: name another file"),
+        (["explain", photo, "--out", str(tmp_path / "." / "photo.jpg")], "which the figure would replace"),
+        (
+            ["explain", photo, "--model", backbone_dir, "--similar-to", photo, str(reference), "--out", str(tmp_path / "hard-link.png")],
+            f"is the image {str(reference)!r}",
+        ),
+    ]
+    for argv, message in cases:
+        code, err = run(capsys, *argv)
+        assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1, (argv, err)
+    assert (Path(photo).read_bytes(), reference.read_bytes()) == before
+
+
+def test_an_embedding_model_without_references_is_refused_before_it_loads(capsys, photo, no_model_loading):
+    cases = [
+        ["explain", photo, "--model", "dinov2-small-backbone"],
+        ["compare", "--model", "dinov2-small-backbone", "--device", "cpu"],
+    ]
+    for argv in cases:
+        code, err = run(capsys, *argv)
+        assert code == 2 and "'dinov2-small-backbone' is a Dinov2Model, which returns an embedding, not classes" in err, (argv, err)
 
 
 def test_a_classifier_given_for_a_similarity_is_explained_through_its_backbone(model_dir, photo, tmp_path, capsys):

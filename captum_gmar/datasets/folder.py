@@ -22,6 +22,8 @@ partly outside the image is cut to it); several boxes of one object are united. 
 holds 0 and one value for the object. Scanning reads names and CSV files only, never
 image data, so that a large folder is checked in seconds before a model loads; what needs
 the image (a box wholly outside it, a mask's size and values) is checked when it is read.
+An entry named like an image that is no file (a folder ``x.png/``, a symbolic link loop or
+a dangling link) is an image that cannot be read, as a truncated file is.
 
 :func:`export_scenes` writes evaluation scenes in this layout.
 """
@@ -29,9 +31,11 @@ the image (a box wholly outside it, a mask's size and values) is checked when it
 from __future__ import annotations
 
 import csv
+import errno
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -52,6 +56,7 @@ __all__ = [
     "FolderItem",
     "Region",
     "export_scenes",
+    "not_a_file",
     "object_pixels",
     "read_image",
     "read_region",
@@ -116,7 +121,7 @@ def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str],
         rows = _read_csv(labels_csv, required=("file", "label"), optional=("mask",))
         tasks = [
             (
-                _existing(root, row["file"], labels_csv, follow_links),
+                _existing(root, row["file"], labels_csv, follow_links, image=True),
                 classes.index(row["label"], f"{labels_csv.name} row {n}"),
                 row.get("mask") or None,
             )
@@ -204,7 +209,8 @@ def _class_folder_images(root: Path, follow_links: bool) -> list[str]:
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    """Named like an image: one that is no file (a folder, a link loop) is read, and fails, as an unreadable image."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
 def _inside(root: Path, relative: str, where: str, follow_links: bool) -> str:
@@ -215,7 +221,7 @@ def _inside(root: Path, relative: str, where: str, follow_links: bool) -> str:
     if path.is_absolute() or ".." in path.parts:
         raise ValueError(f"{where}: {relative!r} must be a path relative to the data folder")
     if not follow_links:
-        target = (root / path).resolve()
+        target = Path(os.path.realpath(root / path))  # as far as it resolves: a link loop stays where it is
         if not target.is_relative_to(root.resolve()):
             raise ValueError(
                 f"{where}: {relative!r} leads out of the data folder through a symbolic link (to {str(target)!r}); "
@@ -224,10 +230,12 @@ def _inside(root: Path, relative: str, where: str, follow_links: bool) -> str:
     return path.as_posix()
 
 
-def _existing(root: Path, relative: str, source: Path, follow_links: bool) -> str:
-    """``relative`` normalised to a ``/``-path inside ``root`` (:func:`_inside`); the file must exist."""
+def _existing(root: Path, relative: str, source: Path, follow_links: bool, image: bool = False) -> str:
+    """``relative`` normalised to a ``/``-path inside ``root`` (:func:`_inside`); the file
+    must exist, or for an ``image`` an entry of that name (one that is no file is read, and
+    fails, as an unreadable image)."""
     path = _inside(root, relative, source.name, follow_links)
-    if not (root / path).is_file():
+    if not (os.path.lexists(root / path) if image else (root / path).is_file()):
         raise FileNotFoundError(f"{source.name} names {relative!r}, which is not a file in {str(root)!r}")
     return path
 
@@ -312,11 +320,15 @@ def read_image(root: str | os.PathLike[str], file: str) -> Image.Image:
     Raises:
         UnreadableImageError: (a ``ValueError``) naming the file, for one that cannot be
             decoded (scanning does not open images, so this is where a broken file
-            shows), one over PIL's decompression-bomb limit, or one of 32-bit or
-            floating-point pixels.
+            shows), one over PIL's decompression-bomb limit, one of 32-bit or
+            floating-point pixels, or one that is no file (a folder, a symbolic link
+            loop: :func:`not_a_file`).
     """
     from PIL import Image, ImageOps
 
+    why = not_a_file(Path(root) / file)
+    if why:
+        raise UnreadableImageError(f"cannot read image {file!r}: it {why}")
     try:
         with Image.open(Path(root) / file) as image:
             ImageOps.exif_transpose(image, in_place=True)  # in place: keeps image.format, which to_rgb reads
@@ -354,6 +366,24 @@ def to_rgb(image: Image.Image, name: str) -> Image.Image:
             f"cannot read {name}: its pixels are {kind} (PIL mode {image.mode}), whose range is unknown; convert it to an 8- or 16-bit image"
         )
     return image.convert("RGB")
+
+
+def not_a_file(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` is not a file that can be read, in words (``"is a folder, not an image
+    file"``, ``"is a symbolic link loop"``, ``"does not exist"``, ...); ``None`` for a file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "is a symbolic link loop, which cannot be resolved"
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            return f"is a symbolic link to {os.readlink(path)!r}, which does not exist" if os.path.islink(path) else "does not exist"
+        return f"cannot be read ({error.strerror})"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not an image file"
+    if not stat.S_ISREG(mode):  # a FIFO would block the reader
+        return "is not a regular file"
+    return None
 
 
 def read_region(root: str | os.PathLike[str], region: Region, size: tuple[int, int]) -> np.ndarray:

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from ..visualization import comparison_grid, to_display_image
 from .data import collate
+from .files import open_no_follow
 from .methods import Method
 
 #: columns of the summary table, in order, with how to read them
@@ -145,16 +146,17 @@ class ResultsWriter:
     The header is the columns of the first rows written (every batch holds every
     method's rows, so the first has every column), or the existing file's when
     appending. Each write ends with whole lines flushed and synced to disk, so a crash
-    leaves every earlier batch intact and at most the batch being written cut short.
+    leaves every earlier batch intact and at most the batch being written cut short. A
+    symbolic link at ``path`` is refused (an ``OSError``), never written through.
     """
 
     def __init__(self, path: str | os.PathLike[str], append: bool = False) -> None:
         self.path = Path(path)
         self._fields: list[str] | None = None
         if append and self.path.is_file() and self.path.stat().st_size:
-            with open(self.path, newline="") as handle:
+            with open(self.path, newline="", encoding="utf-8") as handle:
                 self._fields = next(csv.reader(handle))
-        self._handle = open(self.path, "a" if append else "w", newline="")
+        self._handle = open_no_follow(self.path, "a" if append else "w", newline="")
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append ``rows``; columns a row lacks are left empty."""
@@ -183,7 +185,7 @@ def read_csv(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """The rows of a results file, one at a time, typed: metric columns as floats (NaN
     included), whole numbers as ints, ``True``/``False`` as bools, the rest as strings;
     empty cells are left out of the row."""
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             yield {key: _parse(key, value) for key, value in row.items() if value not in ("", None)}
 

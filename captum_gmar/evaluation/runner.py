@@ -42,6 +42,7 @@ from .cost import measure_cost
 from .data import Batch, collate
 from .distributed import Context, current_context
 from .faithfulness import deletion_auc, insertion_auc, perturbation_auc
+from .files import open_no_follow, replacing, write_atomic
 from .head_importance import head_masking_drops, rank_correlation
 from .invariance import check_same_function, head_scales, map_change, reparametrised_copy
 from .localisation import class_sensitivity, gini_index, mass_inside, pointing_game
@@ -165,7 +166,8 @@ def compare(
         progress: a progress bar (rank 0), counting the items of the whole job.
         results: a CSV file to append the rows to as each batch finishes, with the
             run's settings beside it (``<name>.run.json``); memory then stays flat
-            however long the data set. Without it the rows are returned.
+            however long the data set. Without it the rows are returned. Neither may
+            be a symbolic link.
         resume: keep the finished batches of ``results`` and compute only the rest; the
             settings, data set and model must be those of the run that wrote it. A
             batch cut short by a crash is computed again. Items that a data set skipped
@@ -208,6 +210,9 @@ def compare(
     )
     if resume and results is None:
         raise ValueError("resume=True needs the results file to resume")
+    linked = [path for path in (Path(results), run_file(results)) if path.is_symlink()] if results is not None else []
+    if linked:  # writing there would replace the link, or append to what it points to
+        raise ValueError(f"{str(linked[0])!r} is a symbolic link: name a results file of its own, not a link")
     ctx = current_context(device)
     torch.manual_seed(seed)
     model = model.to(ctx.device).eval()
@@ -273,7 +278,7 @@ def _prepare_results(path: Path, identity: dict[str, Any], names: list[str], bat
     batches' numbers."""
     if not (resume and path.is_file()):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")
+        write_atomic(path, "")
         _write_run_file(path, identity)
         return set()
     if not run_file(path).is_file():
@@ -308,26 +313,23 @@ def _write_run_file(path: Path, run: dict[str, Any]) -> None:
     """Replace ``<name>.run.json`` at once (a crash leaves the old or the new one), with
     ``unreadable_count`` kept equal to the length of the ``unreadable`` list."""
     unreadable = run.get("unreadable", [])
-    temporary = run_file(path).with_name(run_file(path).name + ".new")
-    temporary.write_text(json.dumps({**run, "unreadable": unreadable, "unreadable_count": len(unreadable)}, indent=2))
-    os.replace(temporary, run_file(path))
+    write_atomic(run_file(path), json.dumps({**run, "unreadable": unreadable, "unreadable_count": len(unreadable)}, indent=2))
 
 
 def _keep_items(path: Path, items: set[int]) -> None:
-    """Rewrite a results file with only the rows of ``items``, line by line."""
-    kept = path.with_name(path.name + ".kept")
-    with open(path, newline="") as source, open(kept, "w", newline="") as target:
+    """Rewrite a results file with only the rows of ``items``, line by line (into a new
+    file that then replaces it)."""
+    with open(path, newline="", encoding="utf-8") as source, replacing(path, newline="") as target:
         reader, writer = csv.reader(source), csv.writer(target)
         header = next(reader)
         writer.writerow(header)
         column = header.index("item")
         writer.writerows(line for line in reader if int(line[column]) in items)
-    os.replace(kept, path)
 
 
 def _drop_cut_line(path: Path) -> None:
     """Truncate a file after its last newline: a crash may cut the last row short."""
-    with open(path, "rb+") as handle:
+    with open_no_follow(path, "r+b") as handle:
         data = handle.read()
         if data and not data.endswith(b"\n"):
             handle.truncate(data.rfind(b"\n") + 1)

@@ -239,6 +239,27 @@ def test_layout_errors_say_what_to_change(tmp_path, files, csvs, message):
         scan_folder(tmp_path, ID2LABEL)
 
 
+@pytest.mark.parametrize("listed", [False, True], ids=["class-folders", "labels-csv"])
+def test_entries_named_like_images_that_are_no_files_are_unreadable_images(tmp_path, listed):
+    write_image(tmp_path / "cat/a.png")
+    (tmp_path / "cat/folder.png").mkdir()
+    (tmp_path / "cat/loop.png").symlink_to("loop.png")
+    (tmp_path / "cat/dangling.png").symlink_to("gone.png")
+    if listed:
+        names = ["a.png", "dangling.png", "folder.png", "loop.png"]
+        (tmp_path / "labels.csv").write_text("file,label\n" + "".join(f"cat/{name},cat\n" for name in names))
+    items = scan_folder(tmp_path, ID2LABEL)
+    assert [item.file for item in items] == ["cat/a.png", "cat/dangling.png", "cat/folder.png", "cat/loop.png"]
+    assert read_image(tmp_path, "cat/a.png").size == (20, 10)
+    for file, why in [
+        ("cat/folder.png", "is a folder, not an image file"),
+        ("cat/loop.png", "is a symbolic link loop, which cannot be resolved"),
+        ("cat/dangling.png", "is a symbolic link to 'gone.png', which does not exist"),
+    ]:
+        with pytest.raises(UnreadableImageError, match=re.escape(f"cannot read image {file!r}: it {why}")):
+            read_image(tmp_path, file)
+
+
 def link(path: Path, target: Path) -> None:
     """A symbolic link at ``path`` to ``target``."""
     path.parent.mkdir(parents=True, exist_ok=True)

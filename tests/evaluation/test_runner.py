@@ -298,3 +298,40 @@ def test_a_resumed_run_rereads_the_unreadable_items_of_an_unfinished_batch(toy_m
     compare(toy_model, ToyTasks(6, unreadable=(4,)), results=path, resume=True, **kwargs)
     assert [entry["item"] for entry in json.loads(run_file(path).read_text())["unreadable"]] == [4]
     assert sorted({row["item"] for row in read_csv(path)}) == [0, 1, 2, 3, 5]
+
+
+def test_links_beside_the_results_are_never_written_through(toy_model, tmp_path):
+    """A link planted under the names the runner once wrote its temporary files to (the
+    settings' ``.new``, the kept rows' ``.kept``) leads nowhere: every file is replaced."""
+    kwargs = dict(methods=["rollout"], metrics=["faithfulness"], device="cpu", batch_size=2, progress=False)
+    mine = tmp_path / "mine.txt"
+    mine.write_text("the user's file")
+    path = tmp_path / "out" / "results.csv"
+    path.parent.mkdir()
+    (path.parent / "results.run.json.new").symlink_to(mine)
+    with pytest.raises(RuntimeError, match="crash at item 3"):
+        compare(toy_model, ToyTasks(4, fail_at=3), results=path, **kwargs)
+    assert mine.read_text() == "the user's file"
+    with open(path, "a") as handle:  # batch 1 cut short: resuming rewrites the file without its rows
+        handle.write("Attention rollout,2,toy2,2,0.1,0.2,0.3,0.4,0.5,0.6\n")
+    (path.parent / "results.csv.kept").symlink_to(mine)
+    compare(toy_model, ToyTasks(4), results=path, resume=True, **kwargs)
+    assert mine.read_text() == "the user's file"
+    assert not path.is_symlink() and not run_file(path).is_symlink()
+    assert sorted({row["item"] for row in read_csv(path)}) == [0, 1, 2, 3]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.csv", "results.csv.kept", "results.run.json", "results.run.json.new"]
+
+
+def test_results_that_are_symbolic_links_are_refused(toy_model, tmp_path):
+    mine = tmp_path / "mine.csv"
+    mine.write_text("the user's file")
+    kwargs = dict(methods=["rollout"], metrics=["faithfulness"], device="cpu", progress=False)
+    (tmp_path / "results.csv").symlink_to(mine)
+    (tmp_path / "dangling.run.json").symlink_to(tmp_path / "nowhere.json")
+    for name in ("results.csv", "dangling.csv"):
+        with pytest.raises(ValueError, match="is a symbolic link: name a results file of its own"):
+            compare(toy_model, ToyTasks(2), results=tmp_path / name, **kwargs)
+    assert mine.read_text() == "the user's file" and not (tmp_path / "nowhere.json").exists()
+    with pytest.raises(OSError, match="is a symbolic link, which captum-gmar does not write through"):
+        write_csv([{"method": "a", "item": 0}], tmp_path / "results.csv")
+    assert mine.read_text() == "the user's file"

@@ -1,0 +1,84 @@
+"""Writing results without following symbolic links.
+
+A results folder may hold a symbolic link that someone put there, by mistake or not, under
+the name of a file the package writes. Every write therefore goes to a new file made in
+the same folder and then renamed onto the name (:func:`write_atomic`, :func:`replacing`):
+a rename replaces a link itself and never writes into what it points to, and a crash
+leaves the old file or the new one, never half of one. A file that is appended to as a
+run goes on is opened with ``O_NOFOLLOW`` (:func:`open_no_follow`), so that a link there
+is an error instead of being followed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any, Literal
+
+__all__ = ["open_no_follow", "replacing", "write_atomic"]
+
+#: 0 where the system has no such flag (Windows), whose links need privileges to make
+_NO_FOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
+_OPEN_FLAGS = {
+    "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+    "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+    "r+b": os.O_RDWR,
+}
+
+
+@contextmanager
+def replacing(path: str | os.PathLike[str], binary: bool = False, newline: str | None = None) -> Iterator[IO[Any]]:
+    """A new file, open for writing (UTF-8 text, or bytes with ``binary``), that replaces
+    ``path`` when the block ends without an error, and is removed when it raises.
+
+    The file is made exclusively, under a fresh name in ``path``'s folder, with the
+    permissions a new file gets there (``0o666`` less the umask), then synced and renamed
+    onto ``path``: a symbolic link at ``path`` is replaced, never written through.
+    """
+    path = Path(path)
+    while True:  # a name nobody holds: O_EXCL fails on any file there, a link included
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(descriptor, "wb" if binary else "w", encoding=None if binary else "utf-8", newline=newline) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
+    """Replace ``path`` with a file holding ``data`` (text as UTF-8), through
+    :func:`replacing`: a symbolic link at ``path`` is replaced, not written through."""
+    with replacing(path, binary=isinstance(data, bytes)) as handle:
+        handle.write(data)
+
+
+def open_no_follow(path: str | os.PathLike[str], mode: Literal["a", "w", "r+b"], newline: str | None = None) -> IO[Any]:
+    """``path`` opened to append UTF-8 text (``"a"``, made if missing), to write it from
+    the start (``"w"``) or to read and write bytes (``"r+b"``), refusing a symbolic link.
+
+    Raises:
+        OSError: ``ELOOP``, naming ``path``, where it is a symbolic link (dangling or not).
+    """
+    try:
+        descriptor = os.open(path, _OPEN_FLAGS[mode] | _NO_FOLLOW, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP and os.path.islink(path):
+            raise OSError(errno.ELOOP, "is a symbolic link, which captum-gmar does not write through", str(path)) from None
+        raise
+    if mode == "r+b":
+        return os.fdopen(descriptor, mode)
+    return os.fdopen(descriptor, mode, encoding="utf-8", newline=newline)
