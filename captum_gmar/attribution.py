@@ -330,22 +330,31 @@ def check_call(
     how = "at least"
     seconds = bound
     if MEASURE_ABOVE_SECONDS < bound <= SLOW_CALL_SECONDS:
-        if batch >= 4:  # one image of the call itself is at most a quarter of it
-            seconds = batch * _timed(run, vit, channels, (height, width))
-            how = "about (one image timed on this device)"
-        else:  # smaller images, whose attention already dominates, and the fit of a T^2 + b T
-            probes = []
-            for probe in probe_tokens(tokens):
-                side = max(1, round((probe - vit.num_prefix_tokens) ** 0.5))  # a square grid of about that many tokens
-                size = (side * vit.patch_size[0], side * vit.patch_size[1])
-                probes.append((vit.num_tokens(*size), _timed(run, vit, channels, size)))
-            seconds = batch * fitted_seconds(probes, tokens)
-            how = f"about (timed on this device at {probes[0][0]:,} and {probes[1][0]:,} tokens)"
+        seconds, how = timed_estimate(vit, input_shape, run)
+        how = f"about ({how})"
     if seconds > SLOW_CALL_SECONDS:
         raise TooSlowError(
             f"{method} on {batch} image(s) of {size} would take {how} {seconds / 60:,.0f} minutes on {param.device}: "
             f"resize the images ({native}time grows with the side to the 4th power), or pass allow_slow=True to run it anyway"
         )
+
+
+def timed_estimate(vit: VisionTransformer, input_shape: Sequence[int], run: Callable[[Tensor], object]) -> tuple[float, str]:
+    """Seconds a call of ``run`` on inputs of ``input_shape`` ``(B, C, H, W)`` will take, from
+    this device's measured throughput, and how it was measured: one image of that size
+    timed where the batch has 4 or more (at most a quarter of the call), otherwise one
+    image of each of two smaller sizes (:func:`~captum_gmar.memory.probe_tokens`) and the
+    fit of ``a T^2 + b T`` (:func:`~captum_gmar.memory.fitted_seconds`)."""
+    batch, channels, height, width = input_shape
+    if batch >= 4:
+        return batch * _timed(run, vit, channels, (height, width)), "one image timed on this device"
+    probes = []
+    for probe in probe_tokens(vit.num_tokens(height, width)):
+        side = max(1, round((probe - vit.num_prefix_tokens) ** 0.5))  # a square grid of about that many tokens
+        size = (side * vit.patch_size[0], side * vit.patch_size[1])
+        probes.append((vit.num_tokens(*size), _timed(run, vit, channels, size)))
+    seconds = batch * fitted_seconds(probes, vit.num_tokens(height, width))
+    return seconds, f"timed on this device at {probes[0][0]:,} and {probes[1][0]:,} tokens"
 
 
 def _timed(run: Callable[[Tensor], object], vit: VisionTransformer, channels: int, size: tuple[int, int]) -> float:

@@ -10,6 +10,7 @@ and sharpen the attention.
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,3 +86,14 @@ def hub_cache(tmp_path, monkeypatch):
         return str(snapshot)
 
     return add
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist() -> Path:
+    """The Fashion-MNIST folder the scenes are drawn from, or a skip saying how to get it."""
+    from captum_gmar.datasets.fashion_mnist import resolve_data_dir
+
+    try:
+        return Path(resolve_data_dir())
+    except FileNotFoundError as error:
+        pytest.skip(str(error))

@@ -71,13 +71,7 @@ def no_model_loading(monkeypatch):
     monkeypatch.setattr(cli, "load_model", refuse)
 
 
-def test_compare_writes_csv_table_and_figure(model_dir, tmp_path):
-    try:
-        from captum_gmar.datasets.fashion_mnist import resolve_data_dir
-
-        resolve_data_dir()
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
+def test_compare_writes_csv_table_and_figure(model_dir, tmp_path, fashion_mnist):
     out = tmp_path / "out"
     code = main(
         [
@@ -104,13 +98,7 @@ def test_compare_writes_csv_table_and_figure(model_dir, tmp_path):
     assert "| GMAR (L1) |" in summary and "| Saliency |" in summary and "device: cpu (CPU)" in summary
 
 
-def test_compare_with_an_ablation_writes_its_paired_table(model_dir, tmp_path):
-    try:
-        from captum_gmar.datasets.fashion_mnist import resolve_data_dir
-
-        resolve_data_dir()
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
+def test_compare_with_an_ablation_writes_its_paired_table(model_dir, tmp_path, fashion_mnist):
     out = tmp_path / "out"
     code = main(
         [
@@ -138,13 +126,7 @@ def test_compare_with_an_ablation_writes_its_paired_table(model_dir, tmp_path):
     assert "| GMAR (L1), layer 1 uniform | " in summary and "gini − GMAR | gini − rollout" in summary
 
 
-def test_compare_scores_the_relevance_map_chosen_and_says_which(model_dir, tmp_path):
-    try:
-        from captum_gmar.datasets.fashion_mnist import resolve_data_dir
-
-        resolve_data_dir()
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
+def test_compare_scores_the_relevance_map_chosen_and_says_which(model_dir, tmp_path, fashion_mnist):
     aucs = {}
     for choice in ("positive", "signed", "abs"):
         out = tmp_path / choice
@@ -499,13 +481,7 @@ def test_an_interrupted_compare_says_how_to_go_on(model_dir, image_folder, tmp_p
     assert code == 130 and "interrupted; the finished batches are in" in err and "add --resume" in err
 
 
-def test_export_scenes_writes_a_folder_compare_reads(tmp_path, capsys):
-    try:
-        from captum_gmar.datasets.fashion_mnist import resolve_data_dir
-
-        resolve_data_dir()
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
+def test_export_scenes_writes_a_folder_compare_reads(tmp_path, capsys, fashion_mnist):
     assert main(["export-scenes", str(tmp_path / "scenes"), "--n", "4", "--seed", "1"]) == 0
     assert "and their masks to" in capsys.readouterr().out
     images = sorted(p.relative_to(tmp_path / "scenes").as_posix() for p in (tmp_path / "scenes").rglob("*.png"))

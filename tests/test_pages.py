@@ -185,14 +185,8 @@ def test_the_page_in_a_browser(page_file, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def report_file(tmp_path_factory) -> Path:
+def report_file(tmp_path_factory, fashion_mnist) -> Path:
     """``report.html`` of a comparison on 6 scenes with the bundled model, 4 in its gallery."""
-    from captum_gmar.datasets.fashion_mnist import resolve_data_dir
-
-    try:
-        resolve_data_dir()
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
     out = tmp_path_factory.mktemp("report") / "out"
     argv = [
         "compare",
