@@ -53,7 +53,10 @@ def main() -> None:
             start = time.perf_counter()
             explainer.attribute(torch.zeros(shape), target=0, output="patches", allow_slow=True)
             seconds = time.perf_counter() - start
-            print(f"| {explainer.get_name()} | {side} | {tokens:,} | {bound:.1f} | {estimate:.1f} | {seconds:.1f} | {seconds / estimate:.2f} |", flush=True)
+            print(
+                f"| {explainer.get_name()} | {side} | {tokens:,} | {bound:.1f} | {estimate:.1f} | {seconds:.1f} | {seconds / estimate:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

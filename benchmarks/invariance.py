@@ -1,7 +1,7 @@
 """Implementation invariance of every method on a reference model: how much each map moves
 when heads are rescaled against their output projection, the function kept the same.
 
-Runs :func:`captum_gmar.evaluation.invariance.invariance_table` on evaluation scenes
+Runs :func:`captum_gmar.evaluation.metrics.invariance.invariance_table` on evaluation scenes
 (``make_scenes(n, "test", seed=0)``, each explained for its first item's class) for one
 head, one layer and all heads, and prints a markdown table: the mean change of the map on
 the patch grid (pixels in brackets) per method, scope and scale.

@@ -26,8 +26,8 @@ from transformers import AutoImageProcessor
 from captum_gmar import CPLRP, AttnLRP
 from captum_gmar.datasets import make_scenes
 from captum_gmar.evaluation.data import SceneTasks, collate
-from captum_gmar.evaluation.faithfulness import deletion_auc, insertion_auc, perturbation_auc
-from captum_gmar.evaluation.localisation import class_sensitivity, mass_inside, pointing_game
+from captum_gmar.evaluation.metrics.faithfulness import deletion_auc, insertion_auc, perturbation_auc
+from captum_gmar.evaluation.metrics.localisation import class_sensitivity, mass_inside, pointing_game
 from captum_gmar.evaluation.methods import Method
 from captum_gmar.evaluation.report import markdown_table, summarize
 from captum_gmar.evaluation.runner import score_function

@@ -19,7 +19,7 @@ import torch
 from transformers import AutoImageProcessor
 
 from captum_gmar.evaluation.data import collate
-from captum_gmar.evaluation.faithfulness import blur
+from captum_gmar.evaluation.metrics.faithfulness import blur
 from captum_gmar.evaluation.photo_similarity import photo_similarity
 from captum_gmar.reference import load_reference_model
 

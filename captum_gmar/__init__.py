@@ -13,7 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._moved import install as _install_moved_paths
+
 __version__ = "0.1.0"
+_install_moved_paths()  # modules that moved stay importable at their old paths
 
 #: public name -> module that defines it
 _EXPORTS = {

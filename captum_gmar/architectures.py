@@ -623,3 +623,14 @@ def _embedding_head(head: EmbeddingHead) -> Architecture:
                 f"this {family} model has no attention-pooling head (vision_use_head=False), so it returns no embedding"
             )
     return _hf(head, vision, family, pooling, "projections" if kind == "zero-shot" else capture, num_labels, logits, probe=probe)
+
+
+def layer_of(model: nn.Module, attention: nn.Module) -> nn.Module:
+    """The transformer layer holding ``attention``: the outermost module below the
+    ``ModuleList`` (timm: ``Sequential``) of layers that contains it."""
+    for layers in model.modules():
+        if isinstance(layers, (nn.ModuleList, nn.Sequential)):  # transformers' layer lists, timm's blocks
+            for layer in layers:
+                if any(m is attention for m in layer.modules()):
+                    return layer
+    raise ValueError(f"cannot find the layer holding {type(attention).__name__}")

@@ -433,12 +433,19 @@ def _run_comparison(args: argparse.Namespace, make: Callable[[], _Subject], meth
 
 
 def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], device: torch.device, described: str) -> None:
-    from .evaluation.ablation import ablation_markdown, ablation_table
     from .evaluation.data import CompositeTasks
     from .evaluation.files import write_atomic
     from .evaluation.methods import build_methods
     from .evaluation.photo_similarity import add_class_specificity
-    from .evaluation.report import COLUMNS, comparison_figure, markdown_table, read_csv, summarize
+    from .evaluation.report import (
+        ablation_markdown,
+        ablation_table,
+        comparison_figure,
+        markdown_table,
+        read_csv,
+        summarize,
+        summary_columns,
+    )
     from .evaluation.runner import run_file, score_function
     from .models import VisionTransformer
 
@@ -462,7 +469,7 @@ def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], dev
     table = markdown_table(summary)
     if args.ablation:
         ablation = ablation_table(rows)
-        columns = [c for c in COLUMNS if any(c in entry for entry in ablation.values())]
+        columns = [c for c in summary_columns() if any(c in entry for entry in ablation.values())]
         table += "\nGMAR's ablations, paired on the same items with GMAR (L1) and with attention rollout:\n\n" + ablation_markdown(
             ablation, columns
         )
@@ -512,7 +519,7 @@ def _gallery_report(
     import torch
 
     from .evaluation.data import collate
-    from .evaluation.report import COLUMNS, class_title
+    from .evaluation.report import class_title, summary_columns
     from .evaluation.runner import score_function
     from .models import VisionTransformer
     from .pages import comparison_report, gallery_card
@@ -523,7 +530,7 @@ def _gallery_report(
     metrics: dict[int, dict[str, dict[str, float]]] = {item: {} for item in items}
     for row in rows:
         if row["item"] in metrics:
-            metrics[row["item"]][row["method"]] = {c: row[c] for c in COLUMNS if c in row}
+            metrics[row["item"]][row["method"]] = {c: row[c] for c in summary_columns() if c in row}
     cards = []  # thumbnails only: a gallery of 200 items holds no full-size maps
     score = score_function(VisionTransformer(subject.model))
     dataset = subject.dataset
@@ -545,7 +552,7 @@ def _gallery_report(
             )
     comparison_report(
         summary,
-        COLUMNS,
+        summary_columns(),
         header,
         [m.name for m in methods],
         cards,

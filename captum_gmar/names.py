@@ -75,8 +75,19 @@ METHOD_KEYS: tuple[str, ...] = (
     "saliency",
 )
 
-#: Metric groups of the comparison (see :func:`captum_gmar.evaluation.runner.compare`).
-METRIC_KEYS: tuple[str, ...] = ("faithfulness", "localisation", "robustness", "heads", "sanity")
+#: Metric groups of the comparison, in the order their columns are written: key -> the
+#: ``module:Class`` of its :class:`~captum_gmar.evaluation.metrics.base.MetricGroup`,
+#: imported when a comparison uses it (see :mod:`captum_gmar.evaluation.metrics.registry`).
+METRIC_GROUPS: dict[str, str] = {
+    "faithfulness": "captum_gmar.evaluation.metrics.faithfulness:Faithfulness",
+    "localisation": "captum_gmar.evaluation.metrics.localisation:Localisation",
+    "robustness": "captum_gmar.evaluation.metrics.robustness:Robustness",
+    "heads": "captum_gmar.evaluation.metrics.heads:HeadImportance",
+    "sanity": "captum_gmar.evaluation.metrics.sanity:Sanity",
+}
+
+#: The metric groups' keys (see :func:`captum_gmar.evaluation.runner.compare`).
+METRIC_KEYS: tuple[str, ...] = tuple(METRIC_GROUPS)
 
 #: Ablations of GMAR's head weights a comparison can add (see
 #: :mod:`captum_gmar.evaluation.ablation`).

@@ -82,3 +82,13 @@ def test_no_import_cycles():
 
 def test_model_state_imports_nothing_of_the_package():
     assert import_graph()["captum_gmar.model_state"] == set()
+
+
+def test_the_old_paths_of_moved_modules_import_the_modules_themselves():
+    import importlib
+
+    from captum_gmar._moved import MOVED
+
+    for old, new in MOVED.items():
+        module = importlib.import_module(old)
+        assert module is importlib.import_module(new) and module.__spec__.name == new, old

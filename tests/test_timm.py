@@ -9,7 +9,7 @@ from tiny_models import import_timm, randomise_
 
 from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution, TokenGradCAM
 from captum_gmar.errors import UnsupportedModelError
-from captum_gmar.evaluation.invariance import invariance_table, reparametrised_copy
+from captum_gmar.evaluation.metrics.invariance import invariance_table, reparametrised_copy
 from captum_gmar.models import VisionTransformer
 
 timm = import_timm()

@@ -7,10 +7,13 @@ methods over a data set of explanation tasks (:mod:`.data`), in one process or s
 (:mod:`.distributed`); :mod:`.report` summarises the rows.
 """
 
-from .ablation import ablation_masks, ablation_methods, ablation_table
 from .cost import Cost, measure_cost
 from .data import HubDatasetTasks, ImageFolderTasks, SceneTasks, open_dataset
-from .faithfulness import (
+from .diagnostics.ablation import ablation_masks, ablation_methods
+from .diagnostics.head_importance import GroupDrops, group_masking_drops, head_masking_drops, rank_correlation
+from .diagnostics.head_profile import HeadProfile, head_profile, weight_correlations
+from .diagnostics.weight_decomposition import WeightDecomposition, class_share, decompose_head_weights
+from .metrics.faithfulness import (
     blur,
     deletion_auc,
     deletion_insertion_curves,
@@ -18,14 +21,11 @@ from .faithfulness import (
     perturbation_auc,
     perturbation_curve,
 )
-from .head_importance import GroupDrops, group_masking_drops, head_masking_drops, rank_correlation
-from .head_profile import HeadProfile, head_profile, weight_correlations
-from .invariance import check_same_function, head_scales, invariance_table, map_change, reparametrised_copy
-from .localisation import ClassSensitivity, class_sensitivity, gini_index, mass_inside, pointing_game
-from .report import paired_differences, read_csv, summarize
-from .robustness import infidelity_score, sensitivity_score
+from .metrics.invariance import check_same_function, head_scales, invariance_table, map_change, reparametrised_copy
+from .metrics.localisation import ClassSensitivity, class_sensitivity, gini_index, mass_inside, pointing_game
+from .metrics.robustness import infidelity_score, sensitivity_score
+from .report import ablation_table, paired_differences, read_csv, summarize
 from .runner import compare
-from .weight_decomposition import WeightDecomposition, class_share, decompose_head_weights
 
 __all__ = [
     "ClassSensitivity",

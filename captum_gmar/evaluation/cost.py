@@ -14,6 +14,12 @@ from typing import Any, NamedTuple
 
 import torch
 
+#: the columns a comparison writes for each method's cost, with how to read them
+COST_COLUMNS: dict[str, str] = {
+    "seconds_per_image": "Wall time per image",
+    "peak_memory_mb": "Peak extra memory of one batch (MB; RSS on CPU, allocated on CUDA)",
+}
+
 _SAMPLE_SECONDS = 0.002
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 

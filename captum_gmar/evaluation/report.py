@@ -18,37 +18,18 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..visualization import comparison_grid, to_display_image
+from .cost import COST_COLUMNS
 from .data import collate
 from .files import open_no_follow
 from .methods import Method
+from .metrics.registry import metric_columns
 
-#: columns of the summary table, in order, with how to read them
-COLUMNS: dict[str, str] = {
-    "deletion_auc": "Deletion AUC (lower is better; the baseline: blur, the mean image for similarities)",
-    "insertion_auc": "Insertion AUC (higher is better; the baseline: blur, the mean image for similarities)",
-    "positive_perturbation_auc": "Chefer positive perturbation AUC (lower is better)",
-    "negative_perturbation_auc": "Chefer negative perturbation AUC (higher is better)",
-    "pointing_game": "Pointing game hit rate (higher is better)",
-    "mass_inside": "Share of the map's mass inside the explained object's mask (higher is better)",
-    "gini": "Gini index of the map on the patch grid (0: mass spread evenly; near 1: on one patch)",
-    "class_sensitivity": "Images with two labelled objects: mass on the explained one minus mass on the other (higher is better)",
-    "class_specificity": "Composites of photos: the sum over their photos of the map's share on the explained photo's cell, less 1 "
-    "(0 for any map that does not change with the target; higher is better)",
-    "infidelity": "Captum infidelity (lower is better)",
-    "sensitivity": "Captum sensitivity_max (lower is better)",
-    "head_rank_correlation": "Spearman correlation of head weights with head-masking logit drops (GMAR only)",
-    "rollout_correlation": "Pearson correlation with attention rollout's map, on the patch grid",
-    "randomised_head_correlation": "Spearman correlation with the map after re-initialising the classifier head (lower: the map depends on it)",
-    "randomised_block_correlation": "Spearman correlation with the map after re-initialising the last block (lower: the map depends on it)",
-    "randomised_head_pixel_correlation": "the same as randomised_head_correlation on pixels instead of the patch grid",
-    "randomised_block_pixel_correlation": "the same as randomised_block_correlation on pixels instead of the patch grid",
-    "invariance": "Map change (total variation on the patch grid) when every head is rescaled, the function kept the same "
-    "(0: implementation-invariant; see evaluation.invariance)",
-    "head_entropy": "Normalised entropy of the head weights, mean over layers (1: uniform, GMAR = rollout; GMAR only)",
-    "head_weight_class_share": "Share of the head weights' squared deviation from uniform that changes with the explained class, every class explained (GMAR only)",
-    "seconds_per_image": "Wall time per image",
-    "peak_memory_mb": "Peak extra memory of one batch (MB; RSS on CPU, allocated on CUDA)",
-}
+
+def summary_columns() -> dict[str, str]:
+    """The columns of the summary, in order, name -> how to read them: every metric group's
+    (:func:`~captum_gmar.evaluation.metrics.registry.metric_columns`), then the cost's
+    (:data:`~captum_gmar.evaluation.cost.COST_COLUMNS`)."""
+    return {**{name: column.description for name, column in metric_columns().items()}, **COST_COLUMNS}
 
 
 def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, float | str]]:
@@ -56,20 +37,21 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, float | str]]
     standard error of the mean (``<column>_sem``) and the row count; peak memory is the
     maximum over batches. One pass over ``rows`` (e.g. :func:`read_csv`), so a results
     file of any length is summarised in constant memory."""
+    names = summary_columns()
     counts: dict[str, int] = {}
     stats: dict[str, dict[str, _Running]] = {}
     for row in rows:
         method = str(row["method"])
         counts[method] = counts.get(method, 0) + 1
         columns = stats.setdefault(method, {})
-        for column in COLUMNS:
+        for column in names:
             value = row.get(column)
             if value is not None and not math.isnan(float(value)):
                 columns.setdefault(column, _Running()).add(float(value))
     summary = []
     for method, count in counts.items():
         entry: dict[str, float | str] = {"method": method, "explanations": count}
-        for column in COLUMNS:
+        for column in names:
             if column not in stats[method]:
                 continue
             running = stats[method][column]
@@ -83,7 +65,7 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, float | str]]
 
 
 def paired_differences(rows: Iterable[Mapping[str, Any]], method: str, baseline: str) -> dict[str, dict[str, float]]:
-    """``method`` minus ``baseline`` on the same items, per metric of :data:`COLUMNS` (the
+    """``method`` minus ``baseline`` on the same items, per metric of :func:`summary_columns` (the
     timings aside): ``{column: {"mean", "sem", "count"}}`` over the items where both were
     computed. Pairing removes the items' own variance, so a difference far smaller than
     either method's standard error in :func:`summarize` can still be resolved.
@@ -96,7 +78,7 @@ def paired_differences(rows: Iterable[Mapping[str, Any]], method: str, baseline:
     """
     waiting: dict[tuple[str, Any], Mapping[str, Any]] = {}
     stats: dict[str, _Running] = {}
-    columns = [c for c in COLUMNS if c not in ("seconds_per_image", "peak_memory_mb")]
+    columns = [c for c in summary_columns() if c not in COST_COLUMNS]
     for row in rows:
         name = str(row["method"])
         if name not in (method, baseline):
@@ -191,7 +173,7 @@ def read_csv(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
 
 
 def _parse(column: str, text: str) -> Any:
-    if column in COLUMNS:
+    if column in summary_columns():
         return float(text)
     if column != "method" and re.fullmatch(r"-?\d+", text):
         return int(text)
@@ -210,12 +192,13 @@ def summary_cell(entry: Mapping[str, Any], column: str) -> str:
 
 def markdown_table(summary: Sequence[dict]) -> str:
     """The summary as a Markdown table: one row per method, ``mean ± sem`` per metric."""
-    columns = [c for c in COLUMNS if any(c in entry for entry in summary)]
+    descriptions = summary_columns()
+    columns = [c for c in descriptions if any(c in entry for entry in summary)]
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for entry in summary:
         cells = [summary_cell(entry, column) if column in entry else "" for column in columns]
         lines.append(f"| {entry['method']} | " + " | ".join(cells) + " |")
-    legend = [f"- `{column}`: {COLUMNS[column]}" for column in columns]
+    legend = [f"- `{column}`: {descriptions[column]}" for column in columns]
     return "\n".join(lines + [""] + legend) + "\n"
 
 
@@ -270,3 +253,46 @@ def class_title(scores: Tensor, target: int, id2label: Mapping[int, str], score_
     if predicted != target:
         text += f"\n{'most like' if similarity else 'predicted'}: {id2label[predicted]} ({score_name} {scores[predicted]:.2f})"
     return text
+
+
+def ablation_table(
+    rows: Iterable[Mapping[str, Any]], base: str = "GMAR (L1)", rollout: str = "Attention rollout"
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Every ablated variant of ``base`` against ``base`` and against ``rollout``, paired
+    on the same items (:func:`paired_differences`).
+
+    Args:
+        rows: a comparison's rows (e.g. ``list(read_csv(path))``) with ``base``,
+            ``rollout`` and the variants named ``"<base>, ..."``.
+
+    Returns:
+        ``{variant: {column: {"vs_gmar": {mean, sem, count}, "vs_rollout": {...}}}}``, the
+        variants in the order they first appear.
+
+    Raises:
+        ValueError: ``rows`` hold no variant of ``base``.
+    """
+    rows = list(rows)
+    variants = list(dict.fromkeys(str(r["method"]) for r in rows if str(r["method"]).startswith(f"{base}, ")))
+    if not variants:
+        raise ValueError(f"the rows hold no ablated variant of {base!r}")
+    table = {}
+    for variant in variants:
+        against = {"vs_gmar": paired_differences(rows, variant, base), "vs_rollout": paired_differences(rows, variant, rollout)}
+        table[variant] = {c: {k: against[k][c] for k in against} for c in summary_columns() if all(c in against[k] for k in against)}
+    return table
+
+
+def ablation_markdown(table: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]], columns: Sequence[str]) -> str:
+    """:func:`ablation_table` as Markdown: one row per variant, per column of ``columns``
+    the paired change against GMAR and against rollout, ``mean ± sem``."""
+    header = [f"{c} − GMAR | {c} − rollout" for c in columns]
+    lines = ["| variant | " + " | ".join(header) + " |", "|---" * (2 * len(columns) + 1) + "|"]
+    for variant, entry in table.items():
+        cells = []
+        for column in columns:
+            for side in ("vs_gmar", "vs_rollout"):
+                value = entry.get(column, {}).get(side)
+                cells.append(f"{value['mean']:+.3f} ± {value['sem']:.3f}" if value else "")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -34,23 +34,17 @@ from tqdm.auto import tqdm
 
 from ..architectures import EmbeddingHead
 from ..errors import RankFailedError
-from ..gmar import GMARAttribution
 from ..models import VisionTransformer
-from ..names import ABLATION_KINDS, DEFAULT_METRIC_KEYS, METHOD_KEYS, METRIC_KEYS, RELEVANCE_MAPS
-from .ablation import AblationKind, ablation_methods
+from ..names import ABLATION_KINDS, DEFAULT_METRIC_KEYS, METHOD_KEYS, RELEVANCE_MAPS
 from .cost import measure_cost
 from .data import Batch, collate
+from .diagnostics.ablation import AblationKind, ablation_methods
 from .distributed import Context, current_context
-from .faithfulness import deletion_auc, insertion_auc, perturbation_auc
 from .files import open_no_follow, replacing, write_atomic
-from .head_importance import head_masking_drops, rank_correlation
-from .invariance import check_same_function, head_scales, map_change, reparametrised_copy
-from .localisation import class_sensitivity, gini_index, mass_inside, pointing_game
 from .methods import Method, build_methods
+from .metrics.base import MetricGroup, MetricInputs
+from .metrics.registry import metric_group, metric_keys
 from .report import ResultsWriter, read_csv
-from .robustness import infidelity_score, sensitivity_score
-from .sanity import head_weight_entropy, map_correlation, randomised_copy
-from .weight_decomposition import class_share
 
 Row = dict[str, Any]
 
@@ -64,10 +58,6 @@ def score_function(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
     if getattr(getattr(vit.model, "config", None), "problem_type", None) == "multi_label_classification":
         return lambda x: torch.sigmoid(vit.logits(x).float())
     return lambda x: torch.softmax(vit.logits(x).float(), dim=-1)
-
-
-#: the sanity metrics' invariance column rescales every head by a factor in [1 / this, this]
-INVARIANCE_SCALE = 100.0
 
 
 @dataclass(frozen=True)
@@ -91,9 +81,9 @@ class Settings:
     relevance_map: str = "positive"
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.metrics if m not in METRIC_KEYS]
+        unknown = [m for m in self.metrics if m not in metric_keys()]
         if unknown:
-            raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {', '.join(METRIC_KEYS)}")
+            raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {', '.join(metric_keys())}")
         unknown = [m for m in self.methods if m not in METHOD_KEYS]
         if unknown or not self.methods:
             raise ValueError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHOD_KEYS)}")
@@ -344,23 +334,8 @@ class _Run:
         self.ctx, self.vit, self.methods, self.dataset, self.settings, self.workers = ctx, vit, methods, dataset, settings, workers
         self.score_fn = score_function(vit)
         self.warm = False
-        if "sanity" in settings.metrics:  # the same methods (ablations aside) on re-initialised copies of the model
-            options: dict[str, Any] = {
-                "ig_steps": settings.ig_steps,
-                "ig_internal_batch_size": settings.ig_internal_batch_size,
-                "relevance_map": settings.relevance_map,
-            }
-            self.rollout = build_methods(vit.model, ["rollout"])[0]
-            self.randomised = {
-                part: {m.name: m for m in build_methods(randomised_copy(vit.model, part, settings.seed), settings.methods, **options)}
-                for part in ("head", "last_block")
-                if part != "head" or hasattr(vit.model, "classifier")  # a similarity's "head" is its references
-            }
-            # every head of every layer rescaled by its own factor in [1/100, 100], the function kept the same
-            scales = head_scales(vit.num_layers, vit.num_heads, "all", INVARIANCE_SCALE, settings.seed)
-            self.reparametrised_model = reparametrised_copy(vit.model, scales)
-            self.reparametrised = {m.name: m for m in build_methods(self.reparametrised_model, settings.methods, **options)}
-            self.function_checked = False
+        # the chosen groups, in the order their columns are written, each built once for the run
+        self.groups: list[MetricGroup] = [metric_group(key)(vit, methods, settings) for key in metric_keys() if key in settings.metrics]
 
     def __call__(self, batches: list[range], emit: Callable[[list[Row], list[Row]], None], progress: bool) -> None:
         """Explain ``batches`` (every process the same list): rank ``r`` takes every
@@ -417,15 +392,14 @@ class _Run:
             self.warm = True
         # robustness and sanity re-run the methods: only on the first robustness_limit items
         keep = slice(0, sum(item < settings.robustness_limit for item in items))
-        rollout = self.rollout(x[keep], t[keep]) if "sanity" in settings.metrics and keep.stop else None  # once per batch
-        if rollout is not None and not self.function_checked:  # a map change means nothing if the logits changed
-            check_same_function(self.vit.model, self.reparametrised_model, x[keep])
-            self.function_checked = True
+        for group in self.groups:
+            group.start_batch(x, t, keep)
         rows = []
-        for index, method in enumerate(self.methods):
+        for method in self.methods:
             cost = measure_cost(method.maps_and_head_weights, x, t, device=dev, repeats=1, warmup=0)
             maps, weights = cost.output
-            columns = self.metrics(index, batch, x, t, maps, weights, keep, rollout)
+            inputs = MetricInputs(self.vit, method, batch, x, t, maps, weights, keep, self.score_fn)
+            columns = {name: values for group in self.groups for name, values in group.compute(inputs).items()}
             for i in range(len(t)):
                 row: Row = {"method": method.name, "item": items[i], **batch.info[i], "target": int(t[i])}
                 row["seconds_per_image"] = cost.seconds_median / len(t)
@@ -433,70 +407,3 @@ class _Run:
                 row.update({name: float(values[i]) for name, values in columns.items()})
                 rows.append(row)
         return rows
-
-    def metrics(
-        self, index: int, batch: Batch, x: Tensor, t: Tensor, maps: Tensor, weights: Tensor | None, keep: slice, rollout: Tensor | None
-    ) -> dict[str, Tensor]:
-        """The metric columns of method ``index``'s ``maps`` ``(B, H, W)``, each ``(B,)``;
-        those that re-run methods on the items ``keep`` only (NaN for the others), where
-        ``rollout`` holds attention rollout's maps."""
-        metrics, score_fn, steps = self.settings.metrics, self.score_fn, self.settings.deletion_steps
-        method = self.methods[index]
-        columns: dict[str, Tensor] = {}
-        if "faithfulness" in metrics:
-            baseline = cast("Literal['blur', 'zero']", self.settings.baseline)  # checked by Settings
-            columns["deletion_auc"] = deletion_auc(score_fn, x, maps, t, baseline=baseline, steps=steps)
-            columns["insertion_auc"] = insertion_auc(score_fn, x, maps, t, baseline=baseline, steps=steps)
-            if not isinstance(self.vit.model, EmbeddingHead):  # Chefer's AUC counts correct top classes; a similarity has none
-                columns["positive_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=True)
-                columns["negative_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=False)
-        if "localisation" in metrics:  # NaN for items without the masks a metric needs
-            masks, has_mask = batch.masks.to(x.device), batch.has_mask.to(x.device)
-            has_both = (batch.has_mask & batch.has_other).to(x.device)
-            columns["pointing_game"] = torch.where(has_mask, pointing_game(maps, masks).float(), math.nan)
-            columns["mass_inside"] = torch.where(has_mask, mass_inside(maps, masks), math.nan)
-            sensitivity = class_sensitivity(maps, masks, batch.other_masks.to(x.device)).difference
-            columns["class_sensitivity"] = torch.where(has_both, sensitivity, math.nan)
-            columns["gini"] = gini_index(maps, self.vit.patch_size)
-        if "robustness" in metrics:
-            columns["infidelity"] = torch.full((len(t),), math.nan)
-            columns["sensitivity"] = torch.full((len(t),), math.nan)
-            if keep.stop:
-                seed = self.settings.seed
-                columns["infidelity"][keep] = infidelity_score(self.vit.logits, x[keep], maps[keep], t[keep], seed=seed).cpu()
-                columns["sensitivity"][keep] = sensitivity_score(method.explain, x[keep], t[keep], seed=seed).cpu()
-        if "heads" in metrics and weights is not None:  # GMAR's weights, from the timed call
-            columns["head_rank_correlation"] = rank_correlation(weights, head_masking_drops(self.vit, x, t))
-        if "sanity" in metrics:
-            randomised = {"randomised_head_correlation": "head", "randomised_block_correlation": "last_block"}
-            randomised = {name: part for name, part in randomised.items() if method.name in self.randomised.get(part, {})}
-            # the same correlations on pixels, where a map with many exact zeros (LRP's positive part) has long ties
-            pixel_level = {name: name.replace("_correlation", "_pixel_correlation") for name in randomised}
-            # GMAR's own weights (not an ablation's) for every class: how much they depend on it
-            gmar = isinstance(method.attribution, GMARAttribution) and method.attribution.weight_transform is None
-            invariance = method.name in self.reparametrised  # the ablations are not re-run
-            names = [
-                "rollout_correlation",
-                *randomised,
-                *pixel_level.values(),
-                *(["invariance"] if invariance else []),
-                *(["head_entropy"] if weights is not None else []),
-                *(["head_weight_class_share"] if gmar else []),
-            ]
-            for name in names:
-                columns[name] = torch.full((len(t),), math.nan)
-            if keep.stop:
-                assert rollout is not None  # computed for the sanity metrics
-                patch, xk, tk = self.vit.patch_size, x[keep], t[keep]
-                columns["rollout_correlation"][keep] = map_correlation(maps[keep], rollout, patch).cpu()
-                for name, part in randomised.items():
-                    after = self.randomised[part][method.name](xk, tk)
-                    columns[name][keep] = map_correlation(maps[keep], after, patch, rank=True).cpu()
-                    columns[pixel_level[name]][keep] = map_correlation(maps[keep], after, rank=True).cpu()
-                if invariance:
-                    columns["invariance"][keep] = map_change(maps[keep], self.reparametrised[method.name](xk, tk), patch).cpu()
-                if weights is not None:
-                    columns["head_entropy"][keep] = head_weight_entropy(weights[keep]).mean(-1).cpu()
-                if gmar:
-                    columns["head_weight_class_share"][keep] = class_share(method.attribution.class_head_weights(xk)).float().cpu()
-        return columns

@@ -7,8 +7,8 @@ import torch
 
 from captum_gmar import load_reference_model, load_sample_scenes
 from captum_gmar.evaluation.data import SceneTasks, collate
-from captum_gmar.evaluation.localisation import pointing_game
 from captum_gmar.evaluation.methods import build_methods
+from captum_gmar.evaluation.metrics.localisation import pointing_game
 from captum_gmar.evaluation.quantus import QuantusModel, explain_func
 from captum_gmar.names import METHOD_KEYS
 

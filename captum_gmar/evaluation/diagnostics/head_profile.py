@@ -18,11 +18,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..architectures import AttentionBlock
-from ..gmar import GMARAttribution
-from ..heads import split_heads
+from ...architectures import AttentionBlock, layer_of
+from ...gmar import GMARAttribution
+from ...heads import split_heads
 from .head_importance import rank_correlation
-from .sanity import layer_of
 
 #: parameter names of a transformer layer's scale on the attention branch, by family:
 #: DINOv2 (with or without registers), BEiT / Data2Vec-Vision, timm

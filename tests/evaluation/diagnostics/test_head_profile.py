@@ -7,7 +7,7 @@ from tiny_models import MODEL_NAMES, NUM_LABELS, VISION
 
 from captum_gmar import GMARAttribution
 from captum_gmar.evaluation import head_profile, weight_correlations
-from captum_gmar.evaluation.head_profile import attention_shares, head_activation, output_norms
+from captum_gmar.evaluation.diagnostics.head_profile import attention_shares, head_activation, output_norms
 
 LAYERS, HEADS = VISION["num_hidden_layers"], VISION["num_attention_heads"]
 

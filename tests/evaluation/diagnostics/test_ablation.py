@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 import transformers
-from test_runner import ToyTasks
+from toy_tasks import ToyTasks
 
 from captum_gmar import AttentionRollout, GMARAttribution
 from captum_gmar.evaluation import ablation_masks, ablation_methods, ablation_table, compare
-from captum_gmar.evaluation.ablation import ablation_markdown
+from captum_gmar.evaluation.report import ablation_markdown
 
 
 def tiny_vit(layers: int) -> transformers.ViTForImageClassification:

@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..architectures import AttentionBlock, ForeignModule
-from ..errors import UnsupportedModelError
-from ..model_state import unwrap_model
-from ..models import VisionTransformer
-from .methods import build_methods
+from ...architectures import AttentionBlock, ForeignModule
+from ...errors import UnsupportedModelError
+from ...model_state import unwrap_model
+from ...models import VisionTransformer
+from ..methods import build_methods
 
 __all__ = ["Scope", "check_same_function", "head_scales", "invariance_table", "map_change", "reparametrised_copy"]
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from tiny_models import MODEL_NAMES, OPTION_MODELS, VISION
 
-from captum_gmar.evaluation.invariance import check_same_function, head_scales, invariance_table, map_change, reparametrised_copy
+from captum_gmar.evaluation.metrics.invariance import check_same_function, head_scales, invariance_table, map_change, reparametrised_copy
 from captum_gmar.models import VisionTransformer
 
 LAYERS, HEADS = VISION["num_hidden_layers"], VISION["num_attention_heads"]

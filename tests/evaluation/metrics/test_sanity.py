@@ -12,7 +12,7 @@ from captum_gmar.evaluation import SceneTasks, compare
 from captum_gmar.evaluation._stats import average_ranks, pearson
 from captum_gmar.evaluation.data import collate
 from captum_gmar.evaluation.methods import build_methods
-from captum_gmar.evaluation.sanity import head_weight_entropy, map_correlation, randomised_copy
+from captum_gmar.evaluation.metrics.sanity import head_weight_entropy, map_correlation, randomised_copy
 from captum_gmar.reference import load_reference_model, load_sample_scenes
 
 

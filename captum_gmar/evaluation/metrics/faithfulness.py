@@ -21,6 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import check_batch_size, check_images, check_maps, check_targets
+from .base import Column, MetricGroup, MetricInputs
+
 ScoreFn = Callable[[Tensor], Tensor]
 Mode = Literal["deletion", "insertion"]
 Unit = Literal["pixel", "patch"]
@@ -29,49 +32,6 @@ PatchSize = int | tuple[int, int] | None
 
 #: Chefer et al.'s fractions of pixels removed: 0%, 10%, ..., 90%.
 CHEFER_FRACTIONS: tuple[float, ...] = tuple(i / 10 for i in range(10))
-
-
-def check_images(images: object) -> Tensor:
-    """Validate a non-empty floating-point batch ``(B, C, H, W)``; returns it."""
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
-    if not images.is_floating_point():
-        raise TypeError(f"images must be floating point (normalised pixel values), got {images.dtype}")
-    if images.dim() != 4 or images.shape[0] == 0:
-        raise ValueError(f"images must be a non-empty (B, C, H, W) batch, got shape {tuple(images.shape)}")
-    return images
-
-
-def check_maps(maps: object, shape: tuple[int, int, int], name: str = "maps") -> Tensor:
-    """Validate finite float maps of ``shape`` ``(B, H, W)``; returns them as float32."""
-    if not isinstance(maps, Tensor) or not maps.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point torch.Tensor of shape (B, H, W)")
-    if tuple(maps.shape) != tuple(shape):
-        hint = "; reduce the channels first (e.g. maps.mean(1))" if maps.dim() == 4 else ""
-        raise ValueError(f"{name} must have shape (B, H, W) = {tuple(shape)}, got {tuple(maps.shape)}{hint}")
-    if not torch.isfinite(maps).all():
-        raise ValueError(f"{name} contain NaN or infinite values")
-    return maps.float()
-
-
-def check_targets(targets: object, batch: int, device: torch.device) -> Tensor:
-    """Validate ``(B,)`` integer class indices; returns them as int64 on ``device``."""
-    if not isinstance(targets, Tensor) or targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
-        raise TypeError("targets must be an integer torch.Tensor of shape (B,)")
-    if tuple(targets.shape) != (batch,):
-        raise ValueError(f"targets must have shape (B,) = ({batch},), got {tuple(targets.shape)}")
-    if (targets < 0).any():
-        raise ValueError("targets must be non-negative class indices")
-    return targets.to(device=device, dtype=torch.long)
-
-
-def check_batch_size(batch_size: object) -> int:
-    """Validate a chunk size: a positive int."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return int(batch_size)
 
 
 def blur(images: Tensor, sigma: float = 5.0) -> Tensor:
@@ -385,3 +345,29 @@ def _target_score(scores: Tensor, targets: Tensor) -> Tensor:
 
 def _is_correct(scores: Tensor, targets: Tensor) -> Tensor:
     return scores.argmax(1) == targets
+
+
+class Faithfulness(MetricGroup):
+    """Deletion and insertion AUCs, and Chefer's perturbation AUCs (which count correct top
+    classes, so a similarity has none)."""
+
+    key = "faithfulness"
+    columns = (
+        Column("deletion_auc", "Deletion AUC (lower is better; the baseline: blur, the mean image for similarities)", "lower"),
+        Column("insertion_auc", "Insertion AUC (higher is better; the baseline: blur, the mean image for similarities)", "higher"),
+        Column("positive_perturbation_auc", "Chefer positive perturbation AUC (lower is better)", "lower", ("classes",)),
+        Column("negative_perturbation_auc", "Chefer negative perturbation AUC (higher is better)", "higher", ("classes",)),
+    )
+
+    def compute(self, inputs: MetricInputs) -> dict[str, Tensor]:
+        x, maps, t, score_fn = inputs.x, inputs.maps, inputs.t, inputs.score_fn
+        baseline = cast("Literal['blur', 'zero']", self.settings.baseline)  # checked by Settings
+        steps = self.settings.deletion_steps
+        columns = {
+            "deletion_auc": deletion_auc(score_fn, x, maps, t, baseline=baseline, steps=steps),
+            "insertion_auc": insertion_auc(score_fn, x, maps, t, baseline=baseline, steps=steps),
+        }
+        if "positive_perturbation_auc" in self.wanted:
+            columns["positive_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=True)
+            columns["negative_perturbation_auc"] = perturbation_auc(score_fn, x, maps, t, positive=False)
+        return columns

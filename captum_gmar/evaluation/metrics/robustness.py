@@ -10,6 +10,7 @@ with the same ``batch_size``.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 
@@ -17,7 +18,8 @@ import torch
 from captum.metrics import infidelity, sensitivity_max
 from torch import Tensor
 
-from .faithfulness import check_batch_size, check_images, check_targets
+from ..checks import check_batch_size, check_images, check_targets
+from .base import Column, MetricGroup, MetricInputs
 
 
 def infidelity_score(
@@ -183,3 +185,22 @@ def _check_count(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
+
+
+class Robustness(MetricGroup):
+    """Captum's infidelity and sensitivity_max, which re-run the method: on the first
+    ``robustness_limit`` items only (NaN for the others)."""
+
+    key = "robustness"
+    columns = (
+        Column("infidelity", "Captum infidelity (lower is better)", "lower"),
+        Column("sensitivity", "Captum sensitivity_max (lower is better)", "lower"),
+    )
+
+    def compute(self, inputs: MetricInputs) -> dict[str, Tensor]:
+        x, t, maps, keep, seed = inputs.x, inputs.t, inputs.maps, inputs.keep, self.settings.seed
+        columns = {name: torch.full((len(t),), math.nan) for name in ("infidelity", "sensitivity")}
+        if keep.stop:
+            columns["infidelity"][keep] = infidelity_score(self.vit.logits, x[keep], maps[keep], t[keep], seed=seed).cpu()
+            columns["sensitivity"][keep] = sensitivity_score(inputs.method.explain, x[keep], t[keep], seed=seed).cpu()
+        return columns

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from captum_gmar.evaluation.weight_decomposition import COMPONENTS, class_share, decompose_head_weights
+from captum_gmar.evaluation.diagnostics.weight_decomposition import COMPONENTS, class_share, decompose_head_weights
 
 N, K, L, H = 5, 4, 3, 4
 

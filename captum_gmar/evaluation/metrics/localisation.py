@@ -8,6 +8,7 @@ per example.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import NamedTuple
 
@@ -15,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .faithfulness import check_maps
+from ..checks import check_maps
+from .base import Column, MetricGroup, MetricInputs
 
 
 class ClassSensitivity(NamedTuple):
@@ -126,3 +128,41 @@ def _check(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"masks must have shape (B, H, W), got {tuple(masks.shape)}")
     maps = check_maps(maps, (masks.shape[0], masks.shape[1], masks.shape[2]))
     return maps, masks.to(maps.device)
+
+
+class Localisation(MetricGroup):
+    """Where the map's mass lies against the explained object's mask (NaN for items
+    without the masks a column needs), and how concentrated it is."""
+
+    key = "localisation"
+    columns = (
+        Column("pointing_game", "Pointing game hit rate (higher is better)", "higher"),
+        Column("mass_inside", "Share of the map's mass inside the explained object's mask (higher is better)", "higher"),
+        Column("gini", "Gini index of the map on the patch grid (0: mass spread evenly; near 1: on one patch)"),
+        Column(
+            "class_sensitivity",
+            "Images with two labelled objects: mass on the explained one minus mass on the other (higher is better)",
+            "higher",
+        ),
+        # a summary column only: composites' class specificity from their rows' mass_inside
+        # (captum_gmar.evaluation.photo_similarity.add_class_specificity)
+        Column(
+            "class_specificity",
+            "Composites of photos: the sum over their photos of the map's share on the explained photo's cell, less 1 "
+            "(0 for any map that does not change with the target; higher is better)",
+            "higher",
+            ("similarity",),
+        ),
+    )
+
+    def compute(self, inputs: MetricInputs) -> dict[str, Tensor]:
+        batch, maps, device = inputs.batch, inputs.maps, inputs.x.device
+        masks, has_mask = batch.masks.to(device), batch.has_mask.to(device)
+        has_both = (batch.has_mask & batch.has_other).to(device)
+        sensitivity = class_sensitivity(maps, masks, batch.other_masks.to(device)).difference
+        return {
+            "pointing_game": torch.where(has_mask, pointing_game(maps, masks).float(), math.nan),
+            "mass_inside": torch.where(has_mask, mass_inside(maps, masks), math.nan),
+            "class_sensitivity": torch.where(has_both, sensitivity, math.nan),
+            "gini": gini_index(maps, self.vit.patch_size),
+        }

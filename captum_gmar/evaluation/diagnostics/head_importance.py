@@ -14,9 +14,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..models import VisionTransformer
-from ._stats import average_ranks, pearson
-from .faithfulness import check_batch_size, check_images, check_targets
+from ...models import VisionTransformer
+from .._stats import average_ranks, pearson
+from ..checks import check_batch_size, check_images, check_targets
 
 
 class GroupDrops(NamedTuple):
