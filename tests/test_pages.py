@@ -22,6 +22,7 @@ from PIL import Image
 
 from captum_gmar.cli import main
 from captum_gmar.pages import ExplanationPage, comparison_report, explanation_page, gallery_card
+from captum_gmar.pages.render import Markup, element, fill, page_content, template
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,68 @@ def test_the_page_api_and_its_bad_input(tmp_path):
     assert decode_png(large["methods"][0]["maps"][0]["own"]["src"]).size == (400, 200)  # averaged down, (W, H)
     all_zero = data_of(explanation_page(image, {"m": torch.zeros(1, 16, 24)}, ["a"]).html)
     assert all_zero["methods"][0]["maps"][0]["own"]["scale"] == 0
+
+
+def test_slots_are_filled_with_escaped_text_and_markup_as_it_is():
+    text = '<p title="<!--slot:tip-->"><!--slot:text--></p><!--slot:markup--><style>/*slot:id*/ b {}</style>'
+    filled = fill(text, {"tip": '"x" & y', "text": "<b>a</b> <!--slot:tip-->", "markup": Markup("<i>ok</i>"), "id": Markup("#cg1")})
+    assert isinstance(filled, Markup)
+    assert filled == '<p title="&quot;x&quot; &amp; y">&lt;b&gt;a&lt;/b&gt; &lt;!--slot:tip--&gt;</p><i>ok</i><style>#cg1 b {}</style>'
+    assert fill("<!--slot:a--><!--slot:a-->", {"a": Markup("<!--slot:a-->")}) == "<!--slot:a--><!--slot:a-->"  # one pass
+    with pytest.raises(ValueError, match=r"slots without a value: \['text'\], values for no slot: \[\]"):
+        fill(text, {"tip": "", "markup": "", "id": ""})
+    with pytest.raises(ValueError, match=r"slots without a value: \[\], values for no slot: \['extra'\]"):
+        fill(text, {"tip": "", "text": "", "markup": "", "id": "", "extra": ""})
+    with pytest.raises(TypeError, match="must be a str, got int"):
+        fill("<!--slot:n-->", {"n": 3})
+
+
+def test_elements_escape_their_text_and_attributes():
+    cell = element("td", "a < b", data_value='1" onclick="x', class_="cg")
+    assert cell == '<td data-value="1&quot; onclick=&quot;x" class="cg">a &lt; b</td>'
+    assert element("tr", cell, "&") == f"<tr>{cell}&amp;</tr>"  # markup children as they are, text escaped
+
+
+def test_a_page_id_must_be_an_identifier():
+    for bad in ["", "1cg", 'cg" onload="x', "cg-1", "cg{}"]:
+        with pytest.raises(ValueError, match="a page's id is letters, digits and '_'"):
+            page_content("report", bad)
+
+
+def test_the_templates_are_package_data():
+    from importlib import resources
+
+    folder = resources.files("captum_gmar.pages") / "templates"
+    names = sorted(entry.name for entry in folder.iterdir())
+    assert names == ["document.html", "explanation.html", "explanation.js", "pages.css", "report.html", "report.js"]
+    for name in names:
+        text = template(name)
+        assert text == (folder / name).read_text(encoding="utf-8") and text.endswith("\n")
+        assert "</script" not in text.lower() or name.endswith(".html")  # inlined in script and style elements
+        assert "</style" not in text.lower() or name.endswith(".html")
+    assert 'textContent = "layer \\\\ head"' in template("explanation.js")  # a JS escape, written once
+    assert 'content: " \\25B2"' in template("pages.css")
+
+
+def test_each_page_is_one_file_with_the_stylesheet_inline_once():
+    image = np.random.default_rng(0).random((16, 24, 3))
+    card = gallery_card(image, {"m": torch.rand(16, 24)}, "item", "cat", {"m": {"gini": 0.5}})
+    pages = [
+        explanation_page(image, {"m": torch.rand(1, 16, 24)}, ["cat"], scores=[("cat", 0.9)]),
+        comparison_report([{"method": "m", "gini": 0.5, "gini_sem": 0.01}], {"gini": "Gini"}, ["model: m"], ["m"], [card]),
+    ]
+    ids = []
+    for page in pages:
+        text = page.html
+        page_id = re.search(r'<main id="(cg[0-9a-f]{8})" class="cg-(explanation|report)">', text).group(1)
+        ids.append(page_id)
+        assert text.count("<style>") == text.count("</style>") == 1 and "<link" not in text and "@import" not in text
+        assert text.count(fill(template("pages.css"), {"id": Markup(page_id)})) == 1  # the one stylesheet, whole
+        assert text.count("<script>") == 1 and "slot:" not in text
+        style = re.search(r"<style>(.*)</style>", text, re.DOTALL).group(1)
+        selectors = [s.strip() for rule in re.sub(r"/\*.*?\*/", "", style).split("}") if "{" in rule for s in rule.split("{")[0].split(",")]
+        assert selectors and all(re.match(f"#{page_id}\\b", s) for s in selectors)  # scoped: two pages share a notebook
+    assert ids[0] != ids[1]
 
 
 def test_explain_html_keeps_the_outputs_checks(tmp_path, capsys):

@@ -22,6 +22,14 @@ def test_py_typed_marker_is_shipped():
     assert "py.typed" in _pyproject()["tool"]["setuptools"]["package-data"]["captum_gmar"]
 
 
+def test_the_pages_templates_are_shipped():
+    from fnmatch import fnmatch
+
+    globs = _pyproject()["tool"]["setuptools"]["package-data"]["captum_gmar"]
+    templates = [path.relative_to(ROOT / "captum_gmar").as_posix() for path in (ROOT / "captum_gmar" / "pages" / "templates").iterdir()]
+    assert templates and all(any(fnmatch(name, glob) for glob in globs) for name in templates)
+
+
 def test_license_matches_the_declared_one():
     project = _pyproject()["project"]
     assert project["license"] == "BSD-3-Clause"
