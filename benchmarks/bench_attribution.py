@@ -37,7 +37,7 @@ from captum_gmar import (
     TokenGradCAM,
 )
 from captum_gmar.evaluation.cost import measure_cost
-from captum_gmar.models import VisionTransformer
+from captum_gmar.vit.model import VisionTransformer
 
 CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig] | None] = {
     "reference": None,  # the bundled model, 64 px

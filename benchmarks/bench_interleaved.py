@@ -25,7 +25,7 @@ import transformers
 from bench_attribution import INPUT_SIZES, forward_backward, load
 
 from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution
-from captum_gmar.models import VisionTransformer
+from captum_gmar.vit.model import VisionTransformer
 
 METHODS = {"gmar": GMARAttribution, "rollout": AttentionRollout, "gae": GenericAttentionExplainability, "attnlrp": AttnLRP, "cplrp": CPLRP}
 

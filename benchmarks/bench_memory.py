@@ -2,10 +2,10 @@
 
 Each measurement runs in a fresh process: it loads the model, runs the method once on a
 small input (so that thread pools and lazily built kernels are in the baseline), and
-measures the call with :func:`~captum_gmar.memory.peak_resident_increase` (freed heap
+measures the call with :func:`~captum_gmar.core.memory.peak_resident_increase` (freed heap
 returned to the system, the kernel's peak resident set reset, then the peak's increase,
 exact rather than sampled). The increase is what the call needed; the estimate is what
-:meth:`estimate_bytes <captum_gmar.attribution.AttentionAttribution.estimate_bytes>` says
+:meth:`estimate_bytes <captum_gmar.methods.base.AttentionAttribution.estimate_bytes>` says
 for it now (computed when the table is written, so a changed estimate is compared with
 the same measurements).
 Measurements go to a JSON-lines file as they finish; ``--report-only`` writes the table
@@ -29,7 +29,7 @@ import torch
 import transformers
 
 from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution
-from captum_gmar.memory import gib, peak_resident_increase
+from captum_gmar.core.memory import gib, peak_resident_increase
 from captum_gmar.reference import load_reference_model
 
 METHODS = {

@@ -1,9 +1,9 @@
 """The time guard's estimates against the real time of one attribution call, per method and size.
 
-For each method and image side: the lower bound (:func:`~captum_gmar.memory.attention_seconds`),
+For each method and image side: the lower bound (:func:`~captum_gmar.core.memory.attention_seconds`),
 the estimate from this device's measured throughput that the guard uses above
-:data:`~captum_gmar.memory.MEASURE_ABOVE_SECONDS`
-(:func:`~captum_gmar.attribution.timed_estimate`: two smaller images and the fit of
+:data:`~captum_gmar.core.memory.MEASURE_ABOVE_SECONDS`
+(:func:`~captum_gmar.methods.base.timed_estimate`: two smaller images and the fit of
 ``a T^2 + b T``), and the time of the call itself, on a DINOv2-S/14-shaped classifier
 (12 layers, 6 heads, 384 wide; random weights: the time does not depend on them).
 Prints a Markdown table.
@@ -21,8 +21,8 @@ import torch
 import transformers
 
 from captum_gmar import AttnLRP, GMARAttribution
-from captum_gmar.attribution import timed_estimate
-from captum_gmar.memory import attention_seconds
+from captum_gmar.core.memory import attention_seconds
+from captum_gmar.methods.base import timed_estimate
 
 METHODS = {"gmar": GMARAttribution, "attnlrp": AttnLRP}
 

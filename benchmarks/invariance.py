@@ -19,9 +19,9 @@ import torch
 from transformers import AutoImageProcessor
 
 import captum_gmar
-from captum_gmar.datasets import make_scenes
 from captum_gmar.evaluation import SceneTasks, invariance_table
 from captum_gmar.evaluation.data import collate
+from captum_gmar.imagedata import make_scenes
 from captum_gmar.names import METHOD_KEYS, REFERENCE_MODELS
 from captum_gmar.reference import load_reference_model
 

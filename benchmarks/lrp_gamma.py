@@ -24,15 +24,15 @@ from tqdm.auto import tqdm
 from transformers import AutoImageProcessor
 
 from captum_gmar import CPLRP, AttnLRP
-from captum_gmar.datasets import make_scenes
 from captum_gmar.evaluation.data import SceneTasks, collate
+from captum_gmar.evaluation.methods import Method
 from captum_gmar.evaluation.metrics.faithfulness import deletion_auc, insertion_auc, perturbation_auc
 from captum_gmar.evaluation.metrics.localisation import class_sensitivity, mass_inside, pointing_game
-from captum_gmar.evaluation.methods import Method
 from captum_gmar.evaluation.report import markdown_table, summarize
 from captum_gmar.evaluation.runner import score_function
-from captum_gmar.models import VisionTransformer
+from captum_gmar.imagedata import make_scenes
 from captum_gmar.reference import load_reference_model
+from captum_gmar.vit.model import VisionTransformer
 
 
 def main(argv: list[str] | None = None) -> int:

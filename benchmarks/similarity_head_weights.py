@@ -19,9 +19,9 @@ from transformers import AutoImageProcessor
 
 from captum_gmar import GMARAttribution
 from captum_gmar.evaluation.data import collate
-from captum_gmar.evaluation.photo_similarity import photo_similarity
-from captum_gmar.evaluation.metrics.sanity import map_correlation
 from captum_gmar.evaluation.diagnostics.weight_decomposition import decompose_head_weights
+from captum_gmar.evaluation.metrics.sanity import map_correlation
+from captum_gmar.evaluation.photo_similarity import photo_similarity
 from captum_gmar.reference import load_reference_model
 
 

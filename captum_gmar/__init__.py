@@ -20,14 +20,14 @@ _install_moved_paths()  # modules that moved stay importable at their old paths
 
 #: public name -> module that defines it
 _EXPORTS = {
-    "AttentionRollout": ".attention_rollout",
-    "AttnLRP": ".lrp",
-    "CPLRP": ".lrp",
-    "GMARAttribution": ".gmar",
-    "GenericAttentionExplainability": ".gae",
+    "AttentionRollout": ".methods.attention_rollout",
+    "AttnLRP": ".methods.lrp",
+    "CPLRP": ".methods.lrp",
+    "GMARAttribution": ".methods.gmar",
+    "GenericAttentionExplainability": ".methods.gae",
     "SUPPORTED_MODEL_CLASSES": ".names",
-    "TokenGradCAM": ".gradcam",
-    "RawAttention": ".raw_attention",
+    "TokenGradCAM": ".methods.gradcam",
+    "RawAttention": ".methods.raw_attention",
     "load_reference_model": ".reference",
     "load_sample_scenes": ".reference",
 }
@@ -48,13 +48,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
-    from .attention_rollout import AttentionRollout as AttentionRollout
-    from .gae import GenericAttentionExplainability as GenericAttentionExplainability
-    from .gmar import GMARAttribution as GMARAttribution
-    from .gradcam import TokenGradCAM as TokenGradCAM
-    from .lrp import CPLRP as CPLRP
-    from .lrp import AttnLRP as AttnLRP
+    from .methods.attention_rollout import AttentionRollout as AttentionRollout
+    from .methods.gae import GenericAttentionExplainability as GenericAttentionExplainability
+    from .methods.gmar import GMARAttribution as GMARAttribution
+    from .methods.gradcam import TokenGradCAM as TokenGradCAM
+    from .methods.lrp import CPLRP as CPLRP
+    from .methods.lrp import AttnLRP as AttnLRP
+    from .methods.raw_attention import RawAttention as RawAttention
     from .names import SUPPORTED_MODEL_CLASSES as SUPPORTED_MODEL_CLASSES
-    from .raw_attention import RawAttention as RawAttention
     from .reference import load_reference_model as load_reference_model
     from .reference import load_sample_scenes as load_sample_scenes

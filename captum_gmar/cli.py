@@ -39,10 +39,10 @@ if TYPE_CHECKING:  # imported where used, so that --help stays fast
     from matplotlib.figure import Figure
     from PIL import Image
 
-    from .architectures import ForeignModule
-    from .datasets.scenes import Scenes
     from .evaluation.data import HubDatasetTasks, ImageFolderTasks, SceneTasks
     from .evaluation.methods import Method
+    from .imagedata.scenes import Scenes
+    from .vit.blocks import ForeignModule
 
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (InsufficientMemoryError, NonFiniteError, TooSlowError, UnsupportedModelError, FileNotFoundError, ValueError)
@@ -295,8 +295,8 @@ def class_index(target: str, id2label: dict[str, str]) -> int:
 def read_image(path: str, patch_size: int | None = None) -> Image.Image:
     """The image file as RGB (a PIL image); with ``patch_size`` (an image explained at its
     own size, ``--native-resolution``) at least one patch in each direction."""
-    from .datasets.folder import not_a_file
-    from .datasets.folder import read_image as read_rgb
+    from .imagedata.folder import not_a_file
+    from .imagedata.folder import read_image as read_rgb
 
     why = not_a_file(path)
     if why:
@@ -447,7 +447,7 @@ def _report(args: argparse.Namespace, subject: _Subject, methods: list[str], dev
         summary_columns,
     )
     from .evaluation.runner import run_file, score_function
-    from .models import VisionTransformer
+    from .vit.model import VisionTransformer
 
     out = Path(args.out)
     rows = list(read_csv(out / "results.csv"))
@@ -521,9 +521,9 @@ def _gallery_report(
     from .evaluation.data import collate
     from .evaluation.report import class_title, summary_columns
     from .evaluation.runner import score_function
-    from .models import VisionTransformer
     from .pages import comparison_report, gallery_card
     from .visualization import to_display_image
+    from .vit.model import VisionTransformer
 
     explained = sorted({row["item"] for row in rows})  # not the skipped ones
     items = explained[: args.gallery]
@@ -626,8 +626,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         _run_comparison(args, _photo_similarity(args, composites=args.scenes), args.methods, metrics)
         return
     if args.data is None:
-        from .datasets.fashion_mnist import resolve_data_dir
-        from .datasets.scenes import make_scenes
+        from .imagedata.fashion_mnist import resolve_data_dir
+        from .imagedata.scenes import make_scenes
 
         resolve_data_dir(args.data_dir)
         dataset: SceneTasks | ImageFolderTasks | HubDatasetTasks = _scene_tasks(
@@ -687,9 +687,9 @@ def cmd_export_scenes(args: argparse.Namespace) -> None:
     out = Path(args.dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CommandError(f"{args.dir!r} exists and is not an empty folder: export into a new one")
-    from .datasets.fashion_mnist import CLASS_NAMES, resolve_data_dir
-    from .datasets.folder import export_scenes
-    from .datasets.scenes import make_scenes
+    from .imagedata.fashion_mnist import CLASS_NAMES, resolve_data_dir
+    from .imagedata.folder import export_scenes
+    from .imagedata.scenes import make_scenes
 
     resolve_data_dir(args.data_dir)
     scenes = make_scenes(args.n, "test", seed=args.seed, data_dir=args.data_dir)
@@ -729,14 +729,14 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from .evaluation.methods import build_methods
     from .evaluation.report import class_title
     from .evaluation.runner import score_function
-    from .models import VisionTransformer
     from .visualization import comparison_grid, to_display_image
+    from .vit.model import VisionTransformer
 
     processor = AutoImageProcessor.from_pretrained(model.name_or_path, local_files_only=True)
     options = _resize_options(processor, model, args.native_resolution)
     pixel_values = processor(images=image, return_tensors="pt", **options)["pixel_values"]
     if similarity:
-        from .similarity import SimilarityModel, embed_images
+        from .vit.similarity import SimilarityModel, embed_images
 
         embeddings = torch.cat(
             [embed_images(model, processor(images=r, return_tensors="pt", **options)["pixel_values"].to(device)) for r in references]

@@ -7,47 +7,77 @@ would take seconds. Nothing here imports more than the standard library.
 
 from __future__ import annotations
 
-#: Image classifiers this package explains, by transformers class name (all load with
-#: ``AutoModelForImageClassification``); see ``docs/models.md`` for what each reads.
-SUPPORTED_MODEL_CLASSES: tuple[str, ...] = (
-    "ViTForImageClassification",
-    "DeiTForImageClassification",
-    "DeiTForImageClassificationWithTeacher",
-    "Dinov2ForImageClassification",
-    "Dinov2WithRegistersForImageClassification",
-    "ViTMSNForImageClassification",
-    "IJepaForImageClassification",
-    "BeitForImageClassification",
-    "Data2VecVisionForImageClassification",
-    "CLIPForImageClassification",
-    "MetaClip2ForImageClassification",
-    "SiglipForImageClassification",
-    "TimmWrapperForImageClassification",
-)
+#: The supported families, the one table of them (read by :mod:`captum_gmar.vit.architectures`,
+#: which knows how to explain each). What a model reads from the last layer's tokens is
+#: written as token groups joined by ``+`` (see :data:`captum_gmar.vit.blocks.TokenGroup`),
+#: or ``"beit"``: BEiT's pooler, the mean of the patch tokens where ``config.use_mean_pooling``,
+#: else the class token. The capture is ``"projections"`` or ``"kernel"`` (see
+#: :mod:`captum_gmar.vit.capture`).
 
-#: Image-text models explained zero-shot, with text prompts as the classes.
-ZERO_SHOT_MODEL_CLASSES: tuple[str, ...] = ("CLIPModel", "MetaClip2Model", "SiglipModel")
+#: Image classifiers, by transformers class name (all load with
+#: ``AutoModelForImageClassification``): class -> (family, where its vision transformer is
+#: (``"base"``: ``base_model``, or ``"vision_model"``), what its classifier reads, capture).
+CLASSIFIERS: dict[str, tuple[str, str, str, str]] = {
+    "ViTForImageClassification": ("ViT", "base", "class", "projections"),
+    "DeiTForImageClassification": ("DeiT", "base", "class", "projections"),
+    "DeiTForImageClassificationWithTeacher": ("DeiT", "base", "class+distillation", "projections"),
+    "Dinov2ForImageClassification": ("DINOv2", "base", "class+patches", "projections"),
+    "Dinov2WithRegistersForImageClassification": ("DINOv2", "base", "class+patches", "projections"),
+    "ViTMSNForImageClassification": ("ViT-MSN", "base", "class", "projections"),
+    "IJepaForImageClassification": ("I-JEPA", "base", "tokens", "projections"),
+    "BeitForImageClassification": ("BEiT", "base", "beit", "kernel"),
+    "Data2VecVisionForImageClassification": ("Data2Vec-Vision", "base", "beit", "kernel"),
+    "CLIPForImageClassification": ("CLIP", "vision_model", "patches", "projections"),
+    "MetaClip2ForImageClassification": ("MetaCLIP 2", "vision_model", "patches", "projections"),
+    "SiglipForImageClassification": ("SigLIP", "vision_model", "tokens", "projections"),
+}
 
-#: Backbones accepted inside a user's own classifier (see ``docs/models.md``, "Your own head").
-BACKBONE_MODEL_CLASSES: tuple[str, ...] = ("DINOv3ViTModel", "ViTModel", "Dinov2Model", "Dinov2WithRegistersModel")
+#: Image-text models explained zero-shot, with text prompts as the classes: class ->
+#: (family, what its image embedding reads: CLIP's projection of the class token, SigLIP's
+#: attention-pooling head's probe).
+ZERO_SHOT_MODELS: dict[str, tuple[str, str]] = {
+    "CLIPModel": ("CLIP", "class"),
+    "MetaClip2Model": ("MetaCLIP 2", "class"),
+    "SiglipModel": ("SigLIP", "probe"),
+}
 
-#: Backbones whose own embedding is explained with ``references=`` (similarity to
-#: reference embeddings as classes; see :mod:`captum_gmar.similarity`), besides the
-#: zero-shot models' image towers and timm ViTs created with ``num_classes=0``.
-EMBEDDING_MODEL_CLASSES: tuple[str, ...] = (
-    "Dinov2Model",
-    "Dinov2WithRegistersModel",
-    "DINOv3ViTModel",
-    "ViTModel",
-    "DeiTModel",
-    "BeitModel",
-    "Data2VecVisionModel",
-    "CLIPVisionModel",
-    "CLIPVisionModelWithProjection",
-    "MetaClip2VisionModel",
-    "MetaClip2VisionModelWithProjection",
-    "SiglipVisionModel",
-)
+#: Backbones accepted inside a user's own classifier (see ``docs/models.md``, "Your own
+#: head"): class -> (family, capture).
+BACKBONES: dict[str, tuple[str, str]] = {
+    "DINOv3ViTModel": ("DINOv3", "kernel"),
+    "ViTModel": ("ViT", "projections"),
+    "Dinov2Model": ("DINOv2", "projections"),
+    "Dinov2WithRegistersModel": ("DINOv2", "projections"),
+}
+
+#: Backbones whose own embedding is explained with ``references=`` (similarity to reference
+#: embeddings as classes; see :mod:`captum_gmar.vit.similarity`), besides the zero-shot
+#: models' image towers and timm ViTs created with ``num_classes=0``: class -> (family,
+#: what the embedding reads, capture, the output field holding it, the config field of its
+#: width). The vision transformer is the model's ``vision_model`` where it has one.
+EMBEDDING_MODELS: dict[str, tuple[str, str, str, str, str]] = {
+    "Dinov2Model": ("DINOv2", "class", "projections", "pooler_output", "hidden_size"),  # layernorm(CLS)
+    "Dinov2WithRegistersModel": ("DINOv2", "class", "projections", "pooler_output", "hidden_size"),
+    "DINOv3ViTModel": ("DINOv3", "class", "kernel", "pooler_output", "hidden_size"),
+    "ViTModel": ("ViT", "class", "projections", "pooler_output", "hidden_size"),  # tanh(dense(CLS))
+    "DeiTModel": ("DeiT", "class", "projections", "pooler_output", "hidden_size"),
+    "BeitModel": ("BEiT", "beit", "kernel", "pooler_output", "hidden_size"),
+    "Data2VecVisionModel": ("Data2Vec-Vision", "beit", "kernel", "pooler_output", "hidden_size"),
+    "CLIPVisionModel": ("CLIP", "class", "projections", "pooler_output", "hidden_size"),  # post_layernorm(CLS)
+    "CLIPVisionModelWithProjection": ("CLIP", "class", "projections", "image_embeds", "projection_dim"),
+    "MetaClip2VisionModel": ("MetaCLIP 2", "class", "projections", "pooler_output", "hidden_size"),
+    "MetaClip2VisionModelWithProjection": ("MetaCLIP 2", "class", "projections", "image_embeds", "projection_dim"),
+    "SiglipVisionModel": ("SigLIP", "probe", "projections", "pooler_output", "hidden_size"),
+}
+
+#: Image classifiers this package explains, by transformers class name (see ``docs/models.md``).
+SUPPORTED_MODEL_CLASSES: tuple[str, ...] = (*CLASSIFIERS, "TimmWrapperForImageClassification")
+#: Image-text models explained zero-shot.
+ZERO_SHOT_MODEL_CLASSES: tuple[str, ...] = tuple(ZERO_SHOT_MODELS)
+#: Backbones accepted inside a user's own classifier.
+BACKBONE_MODEL_CLASSES: tuple[str, ...] = tuple(BACKBONES)
+#: Backbones whose own embedding is explained with ``references=``.
+EMBEDDING_MODEL_CLASSES: tuple[str, ...] = tuple(EMBEDDING_MODELS)
 
 #: Native timm models (``pip install "captum-gmar[timm]"``), by class name in ``timm.models``.
 TIMM_MODEL_CLASSES: tuple[str, ...] = ("VisionTransformer", "VisionTransformerDistilled", "Eva")

@@ -91,7 +91,7 @@ def hub_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def fashion_mnist() -> Path:
     """The Fashion-MNIST folder the scenes are drawn from, or a skip saying how to get it."""
-    from captum_gmar.datasets.fashion_mnist import resolve_data_dir
+    from captum_gmar.imagedata.fashion_mnist import resolve_data_dir
 
     try:
         return Path(resolve_data_dir())

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from captum_gmar.heads import split_heads
+from captum_gmar.core.heads import split_heads
 
 #: names of the modules whose input is the concatenated heads' outputs
 CONTEXT_MODULES = ("attention.o_proj", "attention.output.dense", "self_attn.out_proj", "attn.proj")

@@ -15,7 +15,7 @@ from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassif
 
 from captum_gmar import GMARAttribution
 from captum_gmar.cli import hub_snapshot, main
-from captum_gmar.models import VisionTransformer
+from captum_gmar.vit.model import VisionTransformer
 
 #: ImageNet-1k's cats: tabby, tiger cat, Persian, Siamese, Egyptian cat
 CATS = range(281, 286)

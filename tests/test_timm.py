@@ -10,7 +10,7 @@ from tiny_models import import_timm, randomise_
 from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution, TokenGradCAM
 from captum_gmar.errors import UnsupportedModelError
 from captum_gmar.evaluation.metrics.invariance import invariance_table, reparametrised_copy
-from captum_gmar.models import VisionTransformer
+from captum_gmar.vit.model import VisionTransformer
 
 timm = import_timm()
 
@@ -144,7 +144,7 @@ def test_lrp_fused_attention_equals_unfused(images, key, method):
 def test_a_timm_vit_without_head_is_explained_by_its_similarity_to_references(key):
     """``num_classes=0``: the model returns its pooled embedding; the similarity is its
     cosine to references, GMAR matches the reference on that score and CP-LRP conserves it."""
-    from captum_gmar.similarity import SimilarityModel, embed_images
+    from captum_gmar.vit.similarity import SimilarityModel, embed_images
 
     _, prefix, pooling = MODELS[key]
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(6))

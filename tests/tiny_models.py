@@ -212,3 +212,29 @@ def takes_other_sizes(model: torch.nn.Module) -> bool:
     classifiers cannot: their forward takes neither the argument nor ``**kwargs``)."""
     parameters = inspect.signature(model.forward).parameters
     return "interpolate_pos_encoding" in parameters or "kwargs" in parameters
+
+
+#: additive constants that take relevance away from the pixels (biases, tokens, positions)
+_CONSTANTS = (
+    "cls_token",
+    "class_embedding",
+    "distillation_token",
+    "register_tokens",
+    "position_embedding",
+    "mask_token",
+    "relative_position_bias_table",
+)
+
+
+def bias_free(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` in float64 with every bias, special token and position embedding zeroed, so
+    that a conservative propagation gives the target logit to the pixels, all of it."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or any(key in name for key in _CONSTANTS):
+                param.zero_()
+    return model.double().eval()
+
+
+def images64(batch: int = 3, size: tuple[int, int] = (32, 32)) -> torch.Tensor:
+    return torch.randn(batch, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))

@@ -22,8 +22,8 @@ resuming a run checks it. Items are read one batch at a time, never all at once.
 
 Four such datasets: :class:`SceneTasks` (the evaluation scenes, one task per item),
 :class:`CompositeTasks` (composites of real photos, one task per photo, its reference's
-index as the class, for a :class:`~captum_gmar.similarity.SimilarityModel`),
-:class:`ImageFolderTasks` (a folder in the layout of :mod:`captum_gmar.datasets.folder`)
+index as the class, for a :class:`~captum_gmar.vit.similarity.SimilarityModel`),
+:class:`ImageFolderTasks` (a folder in the layout of :mod:`captum_gmar.imagedata.folder`)
 and :class:`HubDatasetTasks` (a Hugging Face ``datasets.Dataset``, e.g. one saved with
 ``save_to_disk``); all but the scenes for ``vit-tiny`` preprocess each image with the
 model's image processor and carry masks through the same geometry (see
@@ -46,10 +46,10 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..datasets.folder import ClassNames, FolderItem, object_pixels, read_image, read_region, scan_folder, to_rgb
-from ..datasets.photos import Composites
-from ..datasets.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
 from ..errors import UnreadableImageError
+from ..imagedata.folder import ClassNames, FolderItem, object_pixels, read_image, read_region, scan_folder, to_rgb
+from ..imagedata.photos import Composites
+from ..imagedata.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
 
 __all__ = [
     "Batch",
@@ -186,7 +186,7 @@ class SceneTasks(Dataset):
         processor: the model's image processor, for a model whose input is not the
             scenes as they are (``dinov2-small``'s resizes them to 112 px and normalises
             with ImageNet's statistics); masks then follow the same geometry (see
-            :func:`transform_mask`). ``None``: :func:`~captum_gmar.datasets.scenes.to_pixel_values`,
+            :func:`transform_mask`). ``None``: :func:`~captum_gmar.imagedata.scenes.to_pixel_values`,
             the ``vit-tiny`` model's input.
     """
 
@@ -229,12 +229,12 @@ class CompositeTasks(Dataset):
 
     Photo ``k`` of a composite is explained with its index in the list of photos (the
     index of its reference embedding, the class of a
-    :class:`~captum_gmar.similarity.SimilarityModel`); its mask is its cell, and
+    :class:`~captum_gmar.vit.similarity.SimilarityModel`); its mask is its cell, and
     ``other_mask`` the cells of the composite's other photos. Naming entries:
     ``composite`` (index), ``photos`` (2 or 4) and ``photo`` (its name).
 
     Args:
-        composites: from :func:`~captum_gmar.datasets.photos.make_composites`.
+        composites: from :func:`~captum_gmar.imagedata.photos.make_composites`.
         names: the photos' names, in the order ``composites.photos`` indexes them.
         processor: the model's image processor; masks follow its geometry.
     """
@@ -321,7 +321,7 @@ def _processed_item(
 
 
 class ImageFolderTasks(_Processed):
-    """An image folder (layout: :mod:`captum_gmar.datasets.folder`), shuffled by ``seed``
+    """An image folder (layout: :mod:`captum_gmar.imagedata.folder`), shuffled by ``seed``
     and cut to ``limit`` items (see :func:`select`). Naming entry: ``file``.
 
     Args:
@@ -336,7 +336,7 @@ class ImageFolderTasks(_Processed):
             :class:`~captum_gmar.errors.UnreadableImageError` naming it.
         follow_links: read files that symbolic links in the folder lead to outside it
             (by default such a link is refused when the folder is scanned, as a ``..``
-            path is; see :func:`~captum_gmar.datasets.folder.scan_folder`).
+            path is; see :func:`~captum_gmar.imagedata.folder.scan_folder`).
     """
 
     def __init__(

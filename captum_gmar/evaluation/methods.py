@@ -23,16 +23,19 @@ from dataclasses import dataclass
 from captum.attr import Attribution, IntegratedGradients, Saliency
 from torch import Tensor, nn
 
-from ..attention_rollout import AttentionRollout
-from ..gae import GenericAttentionExplainability
-from ..gmar import GMARAttribution
-from ..gradcam import TokenGradCAM
-from ..lrp import CPLRP, AttnLRP
-from ..models import VisionTransformer
+from ..methods.attention_rollout import AttentionRollout
+from ..methods.gae import GenericAttentionExplainability
+from ..methods.gmar import GMARAttribution
+from ..methods.gradcam import TokenGradCAM
+from ..methods.lrp import CPLRP, AttnLRP
+from ..methods.raw_attention import RawAttention
 from ..names import METHOD_KEYS, RELEVANCE_MAPS
-from ..raw_attention import RawAttention
+from ..vit.model import VisionTransformer
 
-__all__ = ["METHOD_KEYS", "Method", "build_methods"]
+__all__ = ["METHOD_KEYS", "Method", "build_methods", "method_keys", "register_method"]
+
+#: methods added with register_method: key -> build(model) -> Method
+_REGISTERED: dict[str, Callable[[nn.Module], Method]] = {}
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,27 @@ def build_methods(
     """
     if relevance_map not in RELEVANCE_MAPS:
         raise ValueError(f"relevance_map must be one of {', '.join(RELEVANCE_MAPS)}, got {relevance_map!r}")
-    builders = _builders(ig_steps, ig_internal_batch_size, relevance_map)
+    builders = {**_builders(ig_steps, ig_internal_batch_size, relevance_map), **_REGISTERED}
     unknown = [key for key in keys if key not in builders]
     if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_KEYS)}")
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(method_keys())}")
     return [builders[key](model) for key in keys]
+
+
+def register_method(key: str, build: Callable[[nn.Module], Method]) -> None:
+    """Add a method to those a comparison can run, under ``key`` (``compare(methods=[...,
+    key])``): ``build(model)`` returns the :class:`Method` for a model, e.g.
+    ``lambda model: Method("My method", MyAttribution(model), {})`` for a Captum
+    ``Attribution`` whose ``attribute(images, target=...)`` returns ``(B, C, H, W)`` maps.
+
+    Raises:
+        ValueError: ``key`` is a built-in method's or already registered.
+    """
+    if key in METHOD_KEYS or key in _REGISTERED:
+        raise ValueError(f"method {key!r} exists already; choose another key")
+    _REGISTERED[key] = build
+
+
+def method_keys() -> tuple[str, ...]:
+    """The keys of every method a comparison can run: the built-in ones, then the registered."""
+    return (*METHOD_KEYS, *_REGISTERED)

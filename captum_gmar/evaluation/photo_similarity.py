@@ -1,8 +1,8 @@
 """The real-photo similarity benchmark: which part of a composite makes it similar to a photo.
 
-The bundled photos (:mod:`captum_gmar.datasets.photos`) are placed two or four to a
+The bundled photos (:mod:`captum_gmar.imagedata.photos`) are placed two or four to a
 composite; the reference of photo ``k`` is the embedding of another view of it (a crop,
-flipped), so class ``k`` of a :class:`~captum_gmar.similarity.SimilarityModel` is the
+flipped), so class ``k`` of a :class:`~captum_gmar.vit.similarity.SimilarityModel` is the
 cosine similarity of the composite to that view, and the ground truth of where the
 similarity comes from is photo ``k``'s cell. Every photo of a composite is explained
 in turn, which gives class sensitivity (own cell minus the others') its meaning here.
@@ -18,8 +18,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..datasets.photos import load_photos, make_composites, reference_views
-from ..similarity import SimilarityModel, embed_images
+from ..imagedata.photos import load_photos, make_composites, reference_views
+from ..vit.similarity import SimilarityModel, embed_images
 from .data import CompositeTasks
 
 __all__ = ["Center", "PhotoSimilarity", "add_class_specificity", "class_specificity", "photo_similarity"]
@@ -46,7 +46,7 @@ def photo_similarity(
     """The benchmark on ``backbone`` with ``composites`` composites of the bundled photos.
 
     Args:
-        backbone: a supported embedding model (see :class:`~captum_gmar.architectures.EmbeddingHead`).
+        backbone: a supported embedding model (see :class:`~captum_gmar.vit.embedding.EmbeddingHead`).
         processor: its image processor (each reference view is processed alone, keeping
             its aspect ratio where the processor does).
         composites: how many composites (each gives 2 or 4 tasks).

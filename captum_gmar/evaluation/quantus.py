@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..models import VisionTransformer
 from ..names import METHOD_KEYS
+from ..vit.model import VisionTransformer
 from .methods import build_methods
 
 __all__ = ["QuantusModel", "explain_func"]

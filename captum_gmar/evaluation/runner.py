@@ -32,16 +32,16 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..architectures import EmbeddingHead
 from ..errors import RankFailedError
-from ..models import VisionTransformer
 from ..names import ABLATION_KINDS, DEFAULT_METRIC_KEYS, METHOD_KEYS, RELEVANCE_MAPS
+from ..vit.embedding import EmbeddingHead
+from ..vit.model import VisionTransformer
 from .cost import measure_cost
 from .data import Batch, collate
 from .diagnostics.ablation import AblationKind, ablation_methods
 from .distributed import Context, current_context
 from .files import open_no_follow, replacing, write_atomic
-from .methods import Method, build_methods
+from .methods import Method, build_methods, method_keys
 from .metrics.base import MetricGroup, MetricInputs
 from .metrics.registry import metric_group, metric_keys
 from .report import ResultsWriter, read_csv
@@ -51,7 +51,7 @@ Row = dict[str, Any]
 
 def score_function(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
     """Class scores the metrics perturb: the outputs themselves for a head on an embedding
-    (the cosine similarities of a :class:`~captum_gmar.similarity.SimilarityModel`),
+    (the cosine similarities of a :class:`~captum_gmar.vit.similarity.SimilarityModel`),
     sigmoid for multi-label models, else softmax."""
     if isinstance(vit.model, EmbeddingHead):
         return lambda x: vit.logits(x).float()
@@ -84,9 +84,9 @@ class Settings:
         unknown = [m for m in self.metrics if m not in metric_keys()]
         if unknown:
             raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {', '.join(metric_keys())}")
-        unknown = [m for m in self.methods if m not in METHOD_KEYS]
+        unknown = [m for m in self.methods if m not in method_keys()]
         if unknown or not self.methods:
-            raise ValueError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHOD_KEYS)}")
+            raise ValueError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(method_keys())}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         unknown = [k for k in self.ablation if k not in ABLATION_KINDS]
@@ -128,7 +128,7 @@ def compare(
 
     Args:
         model: a supported classifier, or a head on an embedding such as a
-            :class:`~captum_gmar.similarity.SimilarityModel` (its outputs are then the
+            :class:`~captum_gmar.vit.similarity.SimilarityModel` (its outputs are then the
             scores perturbed, and Chefer's perturbation AUCs, which count correct top
             classes, are left out); moved to the device and put in eval mode.
         dataset: a map-style data set of explanation tasks (see

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import BaseImageProcessor, Dinov2ForImageClassification, Dinov2Model, PreTrainedModel, ViTForImageClassification
 
-from ..datasets import make_scenes
+from ..imagedata import make_scenes
 from ..names import REFERENCE_MODELS
 from .dinov2 import backbone_model_dir
 from .dinov2_classifier import model_dir as dinov2_model_dir

@@ -19,7 +19,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from transformers import Dinov2Config
 
-from ..datasets import CLASS_NAMES
+from ..imagedata import CLASS_NAMES
 from .cache import cache_root, publish_dir
 from .dinov2 import BACKBONE_SHA256, backbone_config, backbone_dir
 

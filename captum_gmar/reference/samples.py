@@ -6,7 +6,7 @@ Each file holds 4 one-item and 4 two-item test-split scenes chosen by a fixed ru
 generate candidates from seed :data:`SAMPLES_SEED` and keep, in generation order, the
 first scenes of each kind that the model gets right (one-item: top-1 is the class;
 two-item: the top 2 are the two classes). Rebuild one with
-``python -m captum_gmar.reference.rebuild_samples --name NAME``.
+``python -m tools.reference.rebuild_samples --name NAME``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from transformers import BaseImageProcessor, PreTrainedModel
 
-from ..datasets import Scenes, make_scenes
+from ..imagedata import Scenes, make_scenes
 from .dinov2_classifier import HEAD_DIR
 from .inputs import load_image_processor, scene_pixel_values
 

@@ -185,7 +185,7 @@ def test_collate_refuses_images_of_different_sizes():
 
 @pytest.fixture(scope="module")
 def scenes():
-    from captum_gmar.datasets.scenes import make_scenes
+    from captum_gmar.imagedata.scenes import make_scenes
 
     try:
         return make_scenes(6, "test", seed=3)

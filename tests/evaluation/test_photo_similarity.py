@@ -8,13 +8,13 @@ import pytest
 import torch
 import transformers
 
-from captum_gmar.datasets.photos import make_composites
 from captum_gmar.evaluation.data import CompositeTasks, collate
 from captum_gmar.evaluation.photo_similarity import add_class_specificity, class_specificity, photo_similarity
 from captum_gmar.evaluation.report import summarize
 from captum_gmar.evaluation.runner import compare, score_function
-from captum_gmar.models import VisionTransformer
-from captum_gmar.similarity import SimilarityModel
+from captum_gmar.imagedata.photos import make_composites
+from captum_gmar.vit.model import VisionTransformer
+from captum_gmar.vit.similarity import SimilarityModel
 
 for _module in ("skimage", "sklearn"):  # the bundled photos: pip install -e ".[photos]"
     pytest.importorskip(_module, reason='the photos extra is not installed: pip install -e ".[photos]"')

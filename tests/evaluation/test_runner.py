@@ -11,11 +11,11 @@ import torch
 import transformers
 from toy_tasks import ToyTasks
 
-from captum_gmar.datasets.scenes import make_scenes
 from captum_gmar.evaluation.data import SceneTasks
 from captum_gmar.evaluation.methods import METHOD_KEYS, build_methods
 from captum_gmar.evaluation.report import markdown_table, paired_differences, read_csv, summarize, write_csv
 from captum_gmar.evaluation.runner import compare, run_file
+from captum_gmar.imagedata.scenes import make_scenes
 
 #: measurements, not results: they differ from run to run
 TIMINGS = ("seconds_per_image", "peak_memory_mb")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from captum_gmar.datasets.fashion_mnist import DEFAULT_DATA_DIR
+from captum_gmar.imagedata.fashion_mnist import DEFAULT_DATA_DIR
 from captum_gmar.reference import EVAL_SEED, evaluate_accuracy
 from captum_gmar.reference.dinov2 import find_onnx_file
 

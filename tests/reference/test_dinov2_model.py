@@ -18,12 +18,12 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoImageProcessor, Dinov2ForImageClassification
 
 from captum_gmar import GMARAttribution
-from captum_gmar.datasets import CLASS_NAMES
+from captum_gmar.imagedata import CLASS_NAMES
 from captum_gmar.reference import load_reference_model, load_sample_scenes
 from captum_gmar.reference.dinov2_classifier import HEAD_DIR, HEAD_FILE, MODEL_FILES, model_dir
 from captum_gmar.reference.inputs import load_image_processor, scene_pixel_values
 from captum_gmar.reference.samples import make_sample_scenes
-from captum_gmar.reference.train_dinov2 import fine_tune, main
+from tools.reference.train_dinov2 import fine_tune, main
 
 # ImageNet statistics, as documented for the image processor.
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)

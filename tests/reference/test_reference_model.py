@@ -8,7 +8,7 @@ import torch
 from reference_checks import assert_accuracy_as_published, needs_data
 from transformers import AutoImageProcessor, ViTForImageClassification
 
-from captum_gmar.datasets import CLASS_NAMES, Scenes, to_pixel_values
+from captum_gmar.imagedata import CLASS_NAMES, Scenes, to_pixel_values
 from captum_gmar.reference import (
     REFERENCE_MODEL_DIR,
     load_reference_model,

@@ -11,9 +11,9 @@ import torch
 from reference_checks import needs_data
 from transformers import AutoImageProcessor, ViTForImageClassification
 
-from captum_gmar.datasets import to_pixel_values
+from captum_gmar.imagedata import to_pixel_values
 from captum_gmar.reference import load_sample_scenes
-from captum_gmar.reference.train import _batch, build_model, main
+from tools.reference.train import _batch, build_model, main
 
 
 @needs_data

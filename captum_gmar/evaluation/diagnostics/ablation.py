@@ -1,7 +1,7 @@
 """Which layers and heads carry GMAR's difference from attention rollout.
 
 GMAR with some of its head weights replaced by uniform ones (see
-:func:`~captum_gmar.heads.uniform_except`): one layer made uniform at a time (if the
+:func:`~captum_gmar.core.heads.uniform_except`): one layer made uniform at a time (if the
 metric moves back to rollout's, that layer carried the difference), and one head left
 with GMAR's weight while every other weight is uniform (if the metric moves to GMAR's,
 that head alone carries it). The variants are compared methods like any other
@@ -18,17 +18,17 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ...gmar import GMARAttribution
-from ...heads import Norm, uniform_except
-from ...models import VisionTransformer
+from ...core.heads import Norm, uniform_except
+from ...methods.gmar import GMARAttribution
 from ...names import ABLATION_KINDS
+from ...vit.model import VisionTransformer
 from ..methods import Method
 
 AblationKind = Literal["layers", "heads"]
 
 
 def ablation_masks(num_layers: int, num_heads: int, kind: AblationKind) -> dict[str, Tensor]:
-    """The ``keep`` masks ``(L, H)`` of :func:`~captum_gmar.heads.uniform_except`, by
+    """The ``keep`` masks ``(L, H)`` of :func:`~captum_gmar.core.heads.uniform_except`, by
     variant name: ``"layer l uniform"`` (every weight GMAR's but layer ``l``'s) for
     ``"layers"``, ``"only head l.h"`` (head ``h`` of layer ``l`` keeps GMAR's weight, the
     rest is uniform) for ``"heads"``."""

@@ -1,7 +1,7 @@
 """Head importance: do GMAR's head weights pick the heads the prediction depends on?
 
 The ground truth is a masking experiment: zero a head's output (see
-:meth:`~captum_gmar.models.VisionTransformer.heads_zeroed`) and measure how much the
+:meth:`~captum_gmar.vit.model.VisionTransformer.heads_zeroed`) and measure how much the
 target logit drops. Masked forward passes are batched: each image of a chunk carries
 its own head mask, so many (example, mask) pairs share one forward pass.
 """
@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ...models import VisionTransformer
+from ...vit.model import VisionTransformer
 from .._stats import average_ranks, pearson
 from ..checks import check_batch_size, check_images, check_targets
 
@@ -35,7 +35,7 @@ def head_masking_drops(vit: VisionTransformer | nn.Module, images: Tensor, targe
     target: ``L * H`` masked passes over the batch, without gradients.
 
     Args:
-        vit: a :class:`~captum_gmar.models.VisionTransformer` or a supported Hugging Face
+        vit: a :class:`~captum_gmar.vit.model.VisionTransformer` or a supported Hugging Face
             model, in eval mode.
         images: ``(B, C, H, W)``.
         targets: ``(B,)`` class indices.
@@ -70,7 +70,7 @@ def group_masking_drops(
     stable sort). A faithful head weighting gives ``top`` well above ``bottom``.
 
     Args:
-        vit: a :class:`~captum_gmar.models.VisionTransformer` or a supported Hugging Face
+        vit: a :class:`~captum_gmar.vit.model.VisionTransformer` or a supported Hugging Face
             model, in eval mode.
         images: ``(B, C, H, W)``.
         targets: ``(B,)`` class indices.

@@ -18,9 +18,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ...architectures import AttentionBlock, layer_of
-from ...gmar import GMARAttribution
-from ...heads import split_heads
+from ...core.heads import split_heads
+from ...methods.gmar import GMARAttribution
+from ...vit.blocks import AttentionBlock, layer_of
 from .head_importance import rank_correlation
 
 #: parameter names of a transformer layer's scale on the attention branch, by family:

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from torch import Tensor
 
-from ...architectures import EmbeddingHead
+from ...vit.embedding import EmbeddingHead
 
 if TYPE_CHECKING:  # the harness's types, for annotations only
-    from ...models import VisionTransformer
+    from ...vit.model import VisionTransformer
     from ..data import Batch
     from ..methods import Method
 

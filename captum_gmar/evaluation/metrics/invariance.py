@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...architectures import AttentionBlock, ForeignModule
 from ...errors import UnsupportedModelError
-from ...model_state import unwrap_model
-from ...models import VisionTransformer
+from ...vit.blocks import AttentionBlock, ForeignModule
+from ...vit.model import VisionTransformer
+from ...vit.model_state import unwrap_model
 from ..methods import build_methods
 
 __all__ = ["Scope", "check_same_function", "head_scales", "invariance_table", "map_change", "reparametrised_copy"]

@@ -2,7 +2,7 @@
 how concentrated is its mass?
 
 Maps are ``(B, H, W)`` relevance at pixel resolution, masks ``(B, H, W)`` bool (e.g. the
-item masks of :func:`captum_gmar.datasets.scenes.make_scenes`). Every metric returns one value
+item masks of :func:`captum_gmar.imagedata.scenes.make_scenes`). Every metric returns one value
 per example.
 """
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from captum_gmar.evaluation import GroupDrops, group_masking_drops, head_masking_drops, rank_correlation
-from captum_gmar.models import VisionTransformer
+from captum_gmar.vit.model import VisionTransformer
 
 TARGETS = torch.tensor([1, 0, 4])
 L, H = 3, 4

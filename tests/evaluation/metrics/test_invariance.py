@@ -5,7 +5,7 @@ import torch
 from tiny_models import MODEL_NAMES, OPTION_MODELS, VISION
 
 from captum_gmar.evaluation.metrics.invariance import check_same_function, head_scales, invariance_table, map_change, reparametrised_copy
-from captum_gmar.models import VisionTransformer
+from captum_gmar.vit.model import VisionTransformer
 
 LAYERS, HEADS = VISION["num_hidden_layers"], VISION["num_attention_heads"]
 TARGETS = torch.tensor([0, 3, 1])

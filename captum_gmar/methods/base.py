@@ -1,0 +1,379 @@
+"""The base class shared by the attention-based attribution methods.
+
+A small template method: :class:`AttentionAttribution` checks inputs and targets, splits
+the batch, runs one captured forward pass per chunk on the model's device and turns token
+relevance into maps. A subclass implements only :meth:`AttentionAttribution._explain`,
+which turns one :class:`~captum_gmar.vit.capture.AttentionTrace` into token relevance (the
+read-out row ``p`` of the rolled-out matrix, see :attr:`AttentionAttribution.pooling`).
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
+
+import torch
+from captum.attr import Attribution
+from captum.log import log_usage
+from torch import Tensor, nn
+
+from ..core.formatting import Targets, TargetType, batch_slices, check_pixel_values, chunk_targets, format_targets
+from ..core.maps import input_map, patch_map
+from ..core.memory import (
+    MEASURE_ABOVE_SECONDS,
+    SLOW_CALL_SECONDS,
+    attention_call_bytes,
+    attention_seconds,
+    available_bytes,
+    fitted_seconds,
+    gib,
+    probe_tokens,
+)
+from ..errors import InsufficientMemoryError, NonFiniteError, TooSlowError
+from ..vit.blocks import Pooling, Readout
+from ..vit.capture import AttentionTrace
+from ..vit.model import VisionTransformer
+from ..vit.zero_shot import Prompts
+
+OutputKind = Literal["input", "patches"]
+InputType = Tensor | tuple[Tensor]
+
+
+class Explanation(NamedTuple):
+    """What :meth:`AttentionAttribution._explain` returns for a chunk of ``B`` examples."""
+
+    #: ``(B, T)`` float32 relevance of every token for the read-out.
+    token_relevance: Tensor
+    #: ``(B, L', H)`` head weights of the layers taking part, or ``None``.
+    head_weights: Tensor | None = None
+
+
+class AttentionAttribution(Attribution, ABC):
+    """Base class of attribution methods that roll out a ViT's attention.
+
+    Args:
+        model: a supported model (see ``docs/models.md``): a Hugging Face image
+            classifier (:data:`~captum_gmar.names.SUPPORTED_MODEL_CLASSES`), a zero-shot
+            image-text model with ``text``, a timm ViT, or a user's head on a supported
+            backbone.
+        start_layer: first layer that takes part (0-based); earlier layers are skipped.
+        readout: which row of the rolled-out matrix is the map: ``"auto"`` (default)
+            reads the model's own pooling where its classifier reads one group of tokens
+            (the class token, the mean of the patch tokens or of all tokens) and the class
+            token where it combines several (DeiT with teacher, DINOv2); ``"cls"`` the
+            class token's row, as in the published methods; ``"model"`` the model's own
+            pooling ``p``, i.e. ``p^T R``; ``None`` for a method that reads no row.
+        text: for zero-shot image-text models (CLIP, MetaCLIP 2, SigLIP), the tokenized
+            prompts, e.g. ``processor(text=prompts, padding=True, return_tensors="pt")``;
+            ``target`` is then a prompt's index.
+        references: for an embedding model (a backbone such as ``Dinov2Model``, CLIP's
+            or SigLIP's image tower, a timm ViT with ``num_classes=0``), ``(K, D)``
+            reference embeddings (:func:`~captum_gmar.vit.similarity.embed_images`); class
+            ``k`` is the cosine similarity of the image's embedding to reference ``k``.
+        center: with ``references``, an optional ``(D,)`` centre (a gallery's mean
+            embedding) subtracted from both embeddings before the cosine.
+
+    Attributes:
+        forward_func: ``pixel_values -> logits``, as Captum's metrics expect.
+        pooling: the token groups the read-out averages (``("class",)`` for the class
+            token; see :data:`~captum_gmar.vit.architectures.Pooling`), or ``None``.
+    """
+
+    vit: VisionTransformer
+    pooling: Pooling | None
+    start_layer: int
+    #: whether :meth:`_explain` needs a backward pass (class-specific methods do).
+    needs_gradients: bool = True
+    #: whether :meth:`_explain` reads the layers' ``value`` projections.
+    needs_value: bool = False
+    #: whether :meth:`_explain` reads the layers' ``hidden`` tokens.
+    needs_hidden: bool = False
+    #: float32 ``(B, H, T, T)`` maps :meth:`_explain` holds at once (for the memory check).
+    maps_alive: int = 3
+
+    def __init__(
+        self,
+        model: nn.Module,
+        start_layer: int = 0,
+        readout: Readout | None = "auto",
+        text: Prompts | None = None,
+        references: Tensor | None = None,
+        center: Tensor | None = None,
+    ) -> None:
+        self.vit = VisionTransformer(model, text, references, center)
+        super().__init__(self.vit.logits)
+        self.pooling = None if readout is None else self.vit.readout_pooling(readout)
+        num_layers = self.vit.num_layers
+        if isinstance(start_layer, bool) or not isinstance(start_layer, numbers.Integral):
+            raise TypeError(f"start_layer must be an int, got {type(start_layer).__name__}")
+        if not 0 <= start_layer < num_layers:
+            raise ValueError(f"start_layer must lie in [0, {num_layers - 1}] for this {num_layers}-layer model, got {start_layer}")
+        self.start_layer = int(start_layer)
+
+    @property
+    def layers(self) -> range:
+        """Indices of the layers taking part, first layer first."""
+        return range(self.start_layer, self.vit.num_layers)
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: InputType,
+        target: TargetType = None,
+        internal_batch_size: int | None = None,
+        output: OutputKind = "input",
+        *,
+        allow_slow: bool = False,
+    ) -> InputType:
+        """Explain ``target`` for each image.
+
+        Args:
+            inputs: pixel values ``(B, C, H, W)`` (or a 1-tuple of them), any size the
+                model accepts; moved to the model's device and dtype for the passes.
+            target: Captum-style: an int or one-element tensor (one class for all), a
+                list or 1-D tensor (one class per example), ``None`` for each
+                example's predicted class, or a function of the logits ``(B, K)``
+                returning one score per example ``(B,)`` (e.g. ``lambda z: z[:, 3] -
+                z[:, 5]``, a margin; see :data:`~captum_gmar.core.formatting.TargetFunction`).
+                Class-agnostic methods check it but do not depend on it.
+            internal_batch_size: split the batch into chunks of this many examples to
+                bound memory; results equal the whole batch's up to float rounding.
+            output: ``"input"`` for maps shaped like ``inputs`` (the patch map upsampled
+                bilinearly and repeated over channels), or ``"patches"`` for the patch
+                grid ``(B, h, w)``.
+            allow_slow: run a call whose attention alone would take longer than
+                :data:`~captum_gmar.core.memory.SLOW_CALL_SECONDS` instead of refusing it
+                (see :meth:`check_memory`).
+
+        Returns:
+            float32, non-negative attributions on ``inputs``' device (a 1-tuple when
+            ``inputs`` was one).
+        """
+        maps, _ = self._attribute(inputs, target, internal_batch_size, output, allow_slow)
+        return maps
+
+    @abstractmethod
+    def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
+        """Token relevance for one chunk (read out with :meth:`_readout`).
+
+        Args:
+            trace: the captured forward pass of ``B`` examples.
+            targets: ``(B,)`` class indices on the model's device, or a target
+                function (see :data:`~captum_gmar.core.formatting.TargetFunction`).
+        """
+
+    def _attribute(
+        self,
+        inputs: InputType,
+        target: TargetType,
+        internal_batch_size: int | None,
+        output: OutputKind,
+        allow_slow: bool,
+    ) -> tuple[InputType, Tensor | None]:
+        """Shared body of ``attribute``: returns the maps and the head weights (or None)."""
+        vit = self.vit
+        pixel_values, is_tuple, targets = prepare_call(vit, inputs, target, output)
+        if self.start_layer >= vit.num_layers:
+            raise ValueError(f"start_layer {self.start_layer} does not exist: the model now has {vit.num_layers} layers")
+        parts = batch_slices(pixel_values.shape[0], internal_batch_size)
+        self.check_memory(pixel_values.shape, internal_batch_size, allow_slow)
+        param = vit.parameter
+
+        explanations = []
+        for part in parts:
+            x = pixel_values[part].to(device=param.device, dtype=param.dtype)
+            with vit.trace(x, with_grad=self.needs_gradients, keep_value=self.needs_value, keep_hidden=self.needs_hidden) as trace:
+                chosen = trace.logits.argmax(-1) if targets is None else chunk_targets(targets, part, param.device)
+                explanations.append(self._explain(trace, chosen))
+
+        relevance = torch.cat([e.token_relevance for e in explanations]).float()
+        check_finite_relevance(relevance, self.get_name())
+        maps = patch_map(relevance, vit.num_prefix_tokens, vit.grid(*pixel_values.shape[-2:]))
+        if output == "input":
+            maps = input_map(maps, vit.patch_size, tuple(pixel_values.shape))
+        maps = maps.to(pixel_values.device)
+        head_weights = [e.head_weights for e in explanations if e.head_weights is not None]  # all or none
+        weights = torch.cat(head_weights).to(pixel_values.device) if head_weights else None
+        return ((maps,) if is_tuple else maps), weights
+
+    def _readout(self, trace: AttentionTrace) -> Tensor:
+        """The read-out row ``p`` of :attr:`pooling` in ``trace`` (see :meth:`AttentionTrace.readout`)."""
+        if self.pooling is None:
+            raise TypeError(f"{type(self).__name__} was made with readout=None and reads no row of the rolled-out matrix")
+        return trace.readout(self.pooling)
+
+    def estimate_bytes(self, input_shape: Sequence[int]) -> int:
+        """Estimated peak memory, in bytes, of one pass on inputs of ``input_shape``
+        ``(B, C, H, W)`` (see :func:`~captum_gmar.core.memory.attention_call_bytes`)."""
+        vit = self.vit
+        batch, _, height, width = input_shape
+        return attention_call_bytes(
+            batch,
+            vit.num_tokens(height, width),
+            vit.num_heads,
+            vit.num_layers,
+            vit.hidden_size,
+            vit.parameter.element_size(),
+            self.maps_alive,
+            backward=self.needs_gradients,
+            eager=vit.keeps_attention_for_backward,
+            maps_kept=vit.keeps_attention_maps,
+        )
+
+    def check_memory(self, input_shape: Sequence[int], internal_batch_size: int | None = None, allow_slow: bool = False) -> None:
+        """Refuse, before any work, a call on inputs of ``input_shape`` ``(B, C, H, W)`` that
+        cannot fit in the memory the model's device has available, or (unless
+        ``allow_slow``) whose attention alone would take longer than
+        :data:`~captum_gmar.core.memory.SLOW_CALL_SECONDS` (see :mod:`captum_gmar.core.memory`).
+        ``attribute`` calls it first; call it yourself to fail before other work on such
+        inputs (e.g. a forward pass to predict the class).
+
+        Raises:
+            InsufficientMemoryError: naming the estimate, what is available, and either
+                an ``internal_batch_size`` that fits or, if one image does not fit,
+                that the images must be smaller.
+            TooSlowError: naming the least time the attention would take, and the
+                advice to resize the images or pass ``allow_slow=True``.
+        """
+        check_call(
+            self.vit,
+            self.get_name(),
+            input_shape,
+            internal_batch_size,
+            self.estimate_bytes,
+            self.needs_gradients,
+            allow_slow,
+            lambda x: self._attribute(x, None, None, "patches", True),
+        )
+
+
+def prepare_call(vit: VisionTransformer, inputs: InputType, target: TargetType, output: OutputKind) -> tuple[Tensor, bool, Targets]:
+    """Check what ``attribute`` was given, before any model computation.
+
+    Returns:
+        The pixel values ``(B, C, H, W)``, whether ``inputs`` was a 1-tuple, and the
+        targets ``(B,)``, a target function, or ``None`` (each example's predicted class).
+    """
+    is_tuple = isinstance(inputs, tuple)
+    if is_tuple:
+        if len(inputs) != 1:
+            raise ValueError(f"inputs must be one tensor (or a 1-tuple), got a tuple of {len(inputs)}")
+        (pixel_values,) = inputs
+    else:
+        pixel_values = inputs
+    if output not in ("input", "patches"):
+        raise ValueError(f"output must be 'input' or 'patches', got {output!r}")
+    if vit.parameter.is_meta:
+        raise ValueError("the model's parameters are on the meta device (no values); load its weights first")
+    check_pixel_values(pixel_values, vit.num_channels, vit.patch_size)
+    return pixel_values, is_tuple, format_targets(target, pixel_values.shape[0], vit.num_labels)
+
+
+def check_finite_relevance(relevance: Tensor, method: str) -> None:
+    """Raise :class:`~captum_gmar.errors.NonFiniteError` if ``relevance`` has NaN or infinite entries."""
+    if not torch.isfinite(relevance).all():
+        raise NonFiniteError(
+            f"{method} produced NaN or infinite relevance: the gradients or attention maps overflowed "
+            "(inputs far outside the image processor's range, or float16). Check the inputs' scale or run the "
+            "model in float32 or bfloat16."
+        )
+
+
+def check_call(
+    vit: VisionTransformer,
+    method: str,
+    input_shape: Sequence[int],
+    internal_batch_size: int | None,
+    estimate_bytes: Callable[[Sequence[int]], int],
+    backward: bool,
+    allow_slow: bool,
+    run: Callable[[Tensor], object],
+) -> None:
+    """Refuse a call of ``method`` on inputs of ``input_shape`` ``(B, C, H, W)`` that cannot
+    fit, or (unless ``allow_slow``) would be too slow (see
+    :meth:`AttentionAttribution.check_memory`).
+
+    Args:
+        estimate_bytes: the method's peak memory for an input shape (one chunk).
+        backward: whether the method runs a backward pass (for the time).
+        run: the method without checks, on ``(1, C, H', W')`` pixel values, for timing it
+            on smaller inputs where the lower bound on the time is high
+            (:func:`~captum_gmar.core.memory.fitted_seconds`).
+    """
+    param = vit.parameter
+    batch, channels, height, width = input_shape
+    chunk = min(batch, internal_batch_size or batch)
+    tokens = vit.num_tokens(height, width)
+    size = f"{height}x{width} px ({tokens:,} tokens, {vit.num_heads} heads)"
+    native = f"the model was trained at {'x'.join(map(str, vit.image_size))} px; " if vit.image_size else ""
+
+    def need(batch: int) -> int:
+        return estimate_bytes((batch, channels, height, width))
+
+    available = available_bytes(param.device)
+    if available is not None and need(chunk) > available:
+        fits = available // need(1)
+        if fits >= 1:
+            advice = f"pass internal_batch_size={fits} (or less) to explain the batch in chunks"
+        else:
+            advice = f"resize the images ({native}memory grows with the side to the 4th power)"
+        raise InsufficientMemoryError(
+            f"{method} on {chunk} image(s) of {size} would need about {gib(need(chunk))}, "
+            f"but only {gib(available)} are available on {param.device}: {advice}"
+        )
+    if allow_slow:
+        return
+    bound = attention_seconds(batch, tokens, vit.num_layers, vit.hidden_size, backward, param.device)
+    how = "at least"
+    seconds = bound
+    if MEASURE_ABOVE_SECONDS < bound <= SLOW_CALL_SECONDS:
+        seconds, how = timed_estimate(vit, input_shape, run)
+        how = f"about ({how})"
+    if seconds > SLOW_CALL_SECONDS:
+        raise TooSlowError(
+            f"{method} on {batch} image(s) of {size} would take {how} {seconds / 60:,.0f} minutes on {param.device}: "
+            f"resize the images ({native}time grows with the side to the 4th power), or pass allow_slow=True to run it anyway"
+        )
+
+
+def timed_estimate(vit: VisionTransformer, input_shape: Sequence[int], run: Callable[[Tensor], object]) -> tuple[float, str]:
+    """Seconds a call of ``run`` on inputs of ``input_shape`` ``(B, C, H, W)`` will take, from
+    this device's measured throughput, and how it was measured: one image of that size
+    timed where the batch has 4 or more (at most a quarter of the call), otherwise one
+    image of each of two smaller sizes (:func:`~captum_gmar.core.memory.probe_tokens`) and the
+    fit of ``a T^2 + b T`` (:func:`~captum_gmar.core.memory.fitted_seconds`)."""
+    batch, channels, height, width = input_shape
+    if batch >= 4:
+        return batch * _timed(run, vit, channels, (height, width)), "one image timed on this device"
+    probes = []
+    for probe in probe_tokens(vit.num_tokens(height, width)):
+        side = max(1, round((probe - vit.num_prefix_tokens) ** 0.5))  # a square grid of about that many tokens
+        size = (side * vit.patch_size[0], side * vit.patch_size[1])
+        probes.append((vit.num_tokens(*size), _timed(run, vit, channels, size)))
+    seconds = batch * fitted_seconds(probes, vit.num_tokens(height, width))
+    return seconds, f"timed on this device at {probes[0][0]:,} and {probes[1][0]:,} tokens"
+
+
+def _timed(run: Callable[[Tensor], object], vit: VisionTransformer, channels: int, size: tuple[int, int]) -> float:
+    """Seconds ``run`` takes on one image of ``size`` ``(H, W)`` pixels."""
+    param = vit.parameter
+    x = torch.zeros(1, channels, *size, device=param.device, dtype=param.dtype)
+    if param.device.type == "cuda":
+        torch.cuda.synchronize(param.device)
+    start = time.perf_counter()
+    run(x)  # its maps come back on the device: the sync below waits for them
+    if param.device.type == "cuda":
+        torch.cuda.synchronize(param.device)
+    return time.perf_counter() - start
+
+
+def check_alpha(alpha: float) -> float:
+    """Validate the residual weight ``alpha`` in ``[0, 1]``."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"alpha must be a number in [0, 1], got {type(alpha).__name__}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    return float(alpha)

@@ -1,0 +1,197 @@
+"""AttnLRP (Achtibat et al., ICML 2024) and CP-LRP (Ali et al., ICML 2022) for every supported model.
+
+Layer-wise relevance propagation adapted to attention, in the Gradient x Input form of
+the ``lxt`` package: one forward pass with the rules of :mod:`captum_gmar.core.lrp_rules`
+applied during it (:mod:`captum_gmar.vit.propagation`), one backward pass of the target
+logit, and the relevance of every input value is ``pixel_values * gradient``. Like
+Captum's IntegratedGradients the result is signed and per channel.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from functools import partial
+from typing import ClassVar
+
+import torch
+from captum.attr import Attribution
+from captum.log import log_usage
+from torch import Tensor, nn
+
+from ..core.formatting import TargetType, batch_slices, chunk_targets
+from ..core.memory import relevance_call_bytes
+from ..vit.model import VisionTransformer
+from ..vit.propagation import Variant, relevance_rules
+from ..vit.zero_shot import Prompts
+from .base import InputType, OutputKind, check_call, check_finite_relevance, prepare_call
+
+__all__ = ["AttnLRP", "CPLRP", "RelevancePropagation", "patch_relevance"]
+
+
+class RelevancePropagation(Attribution):
+    """Base class of the relevance-propagation methods: one forward and one backward pass.
+
+    Args:
+        model: a supported model (see ``docs/models.md``): a Hugging Face image
+            classifier, a zero-shot image-text model with ``text``, a timm ViT, or a
+            user's head on a supported backbone; any attention implementation (sdpa
+            stays sdpa), device and dtype.
+        gamma: the generalised gamma rule's boost on the linear layers (``zennit``'s
+            ``Gamma``, as ``lxt`` recommends for vision transformers); 0 (default) for
+            the plain gradient (LRP-0), as ``lxt`` applies to language models.
+        text: for zero-shot image-text models, the tokenized prompts.
+        references, center: reference embeddings for an embedding model (similarity as
+            classes); see :class:`~captum_gmar.methods.base.AttentionAttribution`.
+
+    Attributes:
+        forward_func: ``pixel_values -> logits``, as Captum's metrics expect.
+    """
+
+    #: the rules inside attention: ``"attnlrp"`` or ``"cplrp"``
+    variant: ClassVar[Variant]
+    vit: VisionTransformer
+    gamma: float
+
+    def __init__(
+        self,
+        model: nn.Module,
+        gamma: float = 0.0,
+        text: Prompts | None = None,
+        references: Tensor | None = None,
+        center: Tensor | None = None,
+    ) -> None:
+        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not gamma >= 0:
+            raise ValueError(f"gamma must be a number >= 0, got {gamma!r}")
+        self.gamma = float(gamma)
+        self.vit = VisionTransformer(model, text, references, center)
+        super().__init__(self.vit.logits)
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: InputType,
+        target: TargetType = None,
+        internal_batch_size: int | None = None,
+        output: OutputKind = "input",
+        *,
+        allow_slow: bool = False,
+    ) -> InputType:
+        """Relevance of every input value for ``target``.
+
+        Args:
+            inputs: pixel values ``(B, C, H, W)`` (or a 1-tuple of them), any size the
+                model accepts; moved to the model's device and dtype for the passes.
+            target: Captum-style: an int or one-element tensor, a list or 1-D tensor
+                (one class per example), ``None`` for each example's predicted class,
+                or a function of the logits ``(B, K)`` returning ``(B,)`` scores.
+            internal_batch_size: split the batch into chunks of this many examples to
+                bound memory; results equal the whole batch's up to float rounding.
+            output: ``"input"`` for relevance shaped like ``inputs``; ``"patches"`` for
+                its sum over the channels and pixels of each patch, ``(B, h, w)``.
+            allow_slow: run a call whose attention alone would take longer than
+                :data:`~captum_gmar.core.memory.SLOW_CALL_SECONDS` instead of refusing it
+                (see :meth:`check_memory`).
+
+        Returns:
+            float32, signed relevance on ``inputs``' device (a 1-tuple when ``inputs``
+            was one). Positive: evidence for the target. Its sum over the pixels is the
+            target logit (CP-LRP; AttnLRP less what its softmaxes absorb) only where
+            nothing but the pixels feeds the logit: every bias zeroed and, where the
+            model has them (DINOv2, ViT, ...), the special tokens (class, distillation,
+            register tokens) and the position embeddings zeroed too, since each absorbs
+            its share of the relevance (see docs/method.md).
+        """
+        vit = self.vit
+        pixel_values, is_tuple, targets = prepare_call(vit, inputs, target, output)
+        self.check_memory(pixel_values.shape, internal_batch_size, allow_slow)
+        param = vit.parameter
+        rules = partial(relevance_rules, vit.model, variant=self.variant, gamma=self.gamma)
+        parts = []
+        for part in batch_slices(pixel_values.shape[0], internal_batch_size):
+            x = pixel_values[part].to(device=param.device, dtype=param.dtype)
+            gradient = vit.input_gradient(x, chunk_targets(targets, part, param.device), rules)
+            parts.append((x * gradient).float())
+        relevance = torch.cat(parts)
+        check_finite_relevance(relevance, self.get_name())
+        if output == "patches":
+            relevance = patch_relevance(relevance, vit.patch_size)
+        relevance = relevance.to(pixel_values.device)
+        return (relevance,) if is_tuple else relevance
+
+    def estimate_bytes(self, input_shape: Sequence[int]) -> int:
+        """Estimated peak memory, in bytes, of one pass on inputs of ``input_shape``
+        ``(B, C, H, W)`` (see :func:`~captum_gmar.core.memory.relevance_call_bytes`)."""
+        vit = self.vit
+        batch, _, height, width = input_shape
+        return relevance_call_bytes(
+            batch,
+            vit.num_tokens(height, width),
+            vit.num_heads,
+            vit.num_layers,
+            vit.hidden_size,
+            vit.parameter.element_size(),
+            eager=vit.keeps_attention_for_backward,
+        )
+
+    def check_memory(self, input_shape: Sequence[int], internal_batch_size: int | None = None, allow_slow: bool = False) -> None:
+        """Refuse a call that cannot fit or would be too slow, before any work; as
+        :meth:`AttentionAttribution.check_memory
+        <captum_gmar.methods.base.AttentionAttribution.check_memory>`."""
+        check_call(
+            self.vit,
+            self.get_name(),
+            input_shape,
+            internal_batch_size,
+            self.estimate_bytes,
+            True,
+            allow_slow,
+            lambda x: self.attribute(x, output="patches", allow_slow=True),
+        )
+
+
+class AttnLRP(RelevancePropagation):
+    """AttnLRP (Achtibat et al., "AttnLRP: Attention-Aware Layer-Wise Relevance
+    Propagation for Transformers", ICML 2024), as ``lxt`` computes it.
+
+    LayerNorm with its statistics held constant, element-wise non-linearities by the
+    identity rule, the uniform rule on the attention's two products (queries and keys get
+    1/4 of the gradient, values 1/2) and on gated MLPs, linear layers by their gradient
+    (or the gamma rule). Arguments as :class:`RelevancePropagation`.
+
+    Example::
+
+        attr = AttnLRP(model).attribute(pixel_values, target=labels)       # (B, C, H, W), signed
+        heat = AttnLRP(model).attribute(pixel_values, output="patches")    # (B, h, w)
+    """
+
+    variant = "attnlrp"
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "AttnLRP"
+
+
+class CPLRP(RelevancePropagation):
+    """CP-LRP (Ali et al., "XAI for Transformers: Better Explanations through Conservative
+    Propagation", ICML 2022): as :class:`AttnLRP`, but no gradient flows through the
+    attention probabilities (they weigh the values as constants), which makes the
+    propagation conservative. Arguments as :class:`RelevancePropagation`."""
+
+    variant = "cplrp"
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "CP-LRP"
+
+
+def patch_relevance(relevance: Tensor, patch_size: tuple[int, int]) -> Tensor:
+    """Sum of ``(B, C, H, W)`` relevance over the channels and pixels of each patch: ``(B, h, w)``.
+
+    Pixels beyond the last whole patch (which the patch embedding never reads) are left out.
+    """
+    ph, pw = patch_size
+    batch, _, height, width = relevance.shape
+    h, w = height // ph, width // pw
+    covered = relevance[..., : h * ph, : w * pw].sum(1)
+    return covered.reshape(batch, h, ph, w, pw).sum((2, 4))

@@ -1,0 +1,1 @@
+"""Maintenance scripts of the repository, outside the installed package."""
