@@ -102,3 +102,6 @@ REFERENCE_MODELS: dict[str, str] = {
 #: its absolute value (evidence for and against alike). See
 #: :mod:`captum_gmar.evaluation.methods`.
 RELEVANCE_MAPS: tuple[str, ...] = ("positive", "signed", "abs")
+
+#: the most items a comparison's report.html shows the maps of (the page stays a few MB)
+GALLERY_MAX = 200

@@ -4,7 +4,8 @@ cost, implementation invariance, and diagnostics of GMAR's head weights (decompo
 Pure functions over batched tensors that return one value per example (the caller
 averages); see each module for the conventions. :func:`compare` runs them for several
 methods over a data set of explanation tasks (:mod:`.data`), in one process or several
-(:mod:`.distributed`); :mod:`.report` summarises the rows.
+(:mod:`.distributed`); :mod:`.report` summarises the rows and
+:func:`write_report` writes a results folder (summary, report page, figure) from them.
 
 The names below are imported on first use, so that the torch-free :mod:`.settings` (and
 the command line's ``--help``, which shows its defaults) does not pay for importing torch.
@@ -59,6 +60,7 @@ _EXPORTS = {
     "summarize": ".report",
     "weight_correlations": ".head_profile",
     "WeightDecomposition": ".weight_decomposition",
+    "write_report": ".results_folder",
 }
 
 __all__ = list(_EXPORTS)
@@ -112,6 +114,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
     from .report import paired_differences as paired_differences
     from .report import read_csv as read_csv
     from .report import summarize as summarize
+    from .results_folder import write_report as write_report
     from .robustness import infidelity_score as infidelity_score
     from .robustness import sensitivity_score as sensitivity_score
     from .runner import compare as compare
