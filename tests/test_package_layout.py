@@ -82,3 +82,14 @@ def test_no_import_cycles():
 
 def test_model_state_imports_nothing_of_the_package():
     assert import_graph()["captum_gmar.model_state"] == set()
+
+
+def test_the_library_does_not_import_the_command_line():
+    """The command line is the top layer: only ``python -m captum_gmar`` imports it."""
+    graph = import_graph()
+    importers = {
+        name
+        for name, imports in graph.items()
+        if not name.startswith("captum_gmar.cli") and any(m.startswith("captum_gmar.cli") for m in imports)
+    }
+    assert importers == {"captum_gmar.__main__"}
