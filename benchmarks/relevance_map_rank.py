@@ -22,10 +22,10 @@ import torch
 from transformers import AutoImageProcessor
 
 from captum_gmar import load_reference_model
-from captum_gmar.cli import model_folder
 from captum_gmar.evaluation.data import SceneTasks, collate
 from captum_gmar.evaluation.quantus import QuantusModel, explain_func
 from captum_gmar.imagedata.scenes import make_scenes
+from captum_gmar.loading import model_folder
 from captum_gmar.names import RELEVANCE_MAPS
 
 

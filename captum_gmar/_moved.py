@@ -17,6 +17,7 @@ from types import ModuleType
 
 #: old dotted path -> the module's path now
 MOVED: dict[str, str] = {
+    "captum_gmar.evaluation.files": "captum_gmar.files",
     "captum_gmar.attribution": "captum_gmar.methods.base",
     "captum_gmar.gmar": "captum_gmar.methods.gmar",
     "captum_gmar.attention_rollout": "captum_gmar.methods.attention_rollout",

@@ -120,7 +120,7 @@ METRIC_GROUPS: dict[str, str] = {
 METRIC_KEYS: tuple[str, ...] = tuple(METRIC_GROUPS)
 
 #: Ablations of GMAR's head weights a comparison can add (see
-#: :mod:`captum_gmar.evaluation.ablation`).
+#: :mod:`captum_gmar.evaluation.diagnostics.ablation`).
 ABLATION_KINDS: tuple[str, ...] = ("layers", "heads")
 
 #: The groups a comparison computes unless told: all but ``sanity``, which explains every
@@ -143,3 +143,6 @@ REFERENCE_MODELS: dict[str, str] = {
 #: its absolute value (evidence for and against alike). See
 #: :mod:`captum_gmar.evaluation.methods`.
 RELEVANCE_MAPS: tuple[str, ...] = ("positive", "signed", "abs")
+
+#: the most items a comparison's report.html shows the maps of (the page stays a few MB)
+GALLERY_MAX = 200

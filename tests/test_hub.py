@@ -14,7 +14,8 @@ from reference_methods import probe_weights, reference_gmar, zero_shot_call
 from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, AutoProcessor
 
 from captum_gmar import GMARAttribution
-from captum_gmar.cli import hub_snapshot, main
+from captum_gmar.cli import main
+from captum_gmar.loading import hub_snapshot
 from captum_gmar.vit.model import VisionTransformer
 
 #: ImageNet-1k's cats: tabby, tiger cat, Persian, Siamese, Egyptian cat

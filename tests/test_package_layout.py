@@ -97,13 +97,12 @@ def test_the_old_paths_of_moved_modules_import_the_modules_themselves():
 #: the package's layers, lowest first: a module imports its own layer's and lower layers'
 #: modules only (the layout of docs/extending.md)
 LAYERS = [
-    ("captum_gmar.names", "captum_gmar.errors", "captum_gmar._moved"),
+    ("captum_gmar.names", "captum_gmar.errors", "captum_gmar._moved", "captum_gmar.files"),
     ("captum_gmar.core",),
     ("captum_gmar.vit",),
     ("captum_gmar.methods",),
-    ("captum_gmar.imagedata", "captum_gmar.reference", "captum_gmar.visualization"),
+    ("captum_gmar.imagedata", "captum_gmar.reference", "captum_gmar.visualization", "captum_gmar.pages"),
     ("captum_gmar.evaluation",),
-    ("captum_gmar.pages",),
     ("captum_gmar.loading",),
     ("captum_gmar.cli", "captum_gmar.__main__"),
 ]

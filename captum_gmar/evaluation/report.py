@@ -17,10 +17,11 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..files import open_no_follow
+from ..pages.report import summary_cell
 from ..visualization import comparison_grid, to_display_image
 from .cost import COST_COLUMNS
 from .data import collate
-from .files import open_no_follow
 from .methods import Method
 from .metrics.registry import metric_columns
 
@@ -178,16 +179,6 @@ def _parse(column: str, text: str) -> Any:
     if column != "method" and re.fullmatch(r"-?\d+", text):
         return int(text)
     return {"True": True, "False": False}.get(text, text)
-
-
-def summary_cell(entry: Mapping[str, Any], column: str) -> str:
-    """One summary value as the tables show it: ``mean ± sem`` to 3 decimals, the time in
-    milliseconds, the memory in whole MB."""
-    if column == "seconds_per_image":
-        return f"{entry[column] * 1000:.2f} ms"
-    if column == "peak_memory_mb":
-        return f"{entry[column]:.0f}"
-    return f"{entry[column]:.3f} ± {entry[column + '_sem']:.3f}"
 
 
 def markdown_table(summary: Sequence[dict]) -> str:

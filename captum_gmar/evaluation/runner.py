@@ -22,8 +22,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence, Sized
-from dataclasses import dataclass
+from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,18 +32,18 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..errors import RankFailedError
-from ..names import ABLATION_KINDS, DEFAULT_METRIC_KEYS, METHOD_KEYS, RELEVANCE_MAPS
+from ..files import open_no_follow, replacing, write_atomic
 from ..vit.embedding import EmbeddingHead
 from ..vit.model import VisionTransformer
 from .cost import measure_cost
 from .data import Batch, collate
 from .diagnostics.ablation import AblationKind, ablation_methods
 from .distributed import Context, current_context
-from .files import open_no_follow, replacing, write_atomic
-from .methods import Method, build_methods, method_keys
+from .methods import Method, build_methods
 from .metrics.base import MetricGroup, MetricInputs
 from .metrics.registry import metric_group, metric_keys
 from .report import ResultsWriter, read_csv
+from .settings import Settings
 
 Row = dict[str, Any]
 
@@ -60,67 +59,24 @@ def score_function(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
     return lambda x: torch.softmax(vit.logits(x).float(), dim=-1)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What a comparison computes (see :func:`compare`); a resumed run must match it."""
-
-    methods: tuple[str, ...]
-    metrics: tuple[str, ...]
-    batch_size: int
-    robustness_limit: int
-    ig_steps: int
-    ig_internal_batch_size: int | None
-    deletion_steps: int
-    seed: int
-    ablation: tuple[str, ...] = ()
-    #: what deletion removes the pixels to and insertion starts from (see
-    #: :func:`~.faithfulness.deletion_auc`)
-    baseline: str = "blur"
-    #: how AttnLRP's and CP-LRP's signed relevance becomes their map (see
-    #: :func:`~.methods.build_methods`)
-    relevance_map: str = "positive"
-
-    def __post_init__(self) -> None:
-        unknown = [m for m in self.metrics if m not in metric_keys()]
-        if unknown:
-            raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {', '.join(metric_keys())}")
-        unknown = [m for m in self.methods if m not in method_keys()]
-        if unknown or not self.methods:
-            raise ValueError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(method_keys())}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        unknown = [k for k in self.ablation if k not in ABLATION_KINDS]
-        if unknown:
-            raise ValueError(f"unknown ablation(s) {', '.join(unknown)}; choose from {', '.join(ABLATION_KINDS)}")
-        if self.baseline not in ("blur", "zero"):
-            raise ValueError(f"baseline must be 'blur' or 'zero', got {self.baseline!r}")
-        if self.relevance_map not in RELEVANCE_MAPS:
-            raise ValueError(f"relevance_map must be one of {', '.join(RELEVANCE_MAPS)}, got {self.relevance_map!r}")
-        if self.ablation and not {"gmar-l1", "rollout"} <= set(self.methods):
-            raise ValueError("an ablation is paired with GMAR (L1) and attention rollout: the methods must include gmar-l1 and rollout")
-
-
 def compare(
     model: nn.Module,
     dataset: Dataset,
-    methods: Sequence[str] = METHOD_KEYS,
-    metrics: Sequence[str] = DEFAULT_METRIC_KEYS,
-    device: str = "auto",
-    batch_size: int = 32,
-    robustness_limit: int = 100,
-    ig_steps: int = 50,
-    ig_internal_batch_size: int | None = None,
-    deletion_steps: int = 16,
-    seed: int = 0,
-    progress: bool = True,
+    settings: Settings | None = None,
+    *,
     results: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    device: str = "auto",
+    progress: bool = True,
     workers: int = 0,
-    ablation: Sequence[str] = (),
-    baseline: str = "blur",
-    relevance_map: str = "positive",
+    **overrides: Any,
 ) -> list[Row] | None:
-    """Run ``methods`` on every item of ``dataset`` and score them.
+    """Run the methods of ``settings`` on every item of ``dataset`` and score them.
+
+    ``compare(model, data, Settings(methods=["gmar-l1", "ig"]))`` and
+    ``compare(model, data, methods=["gmar-l1", "ig"])`` are the same call: keyword
+    arguments other than those below are fields of :class:`~.settings.Settings`, which
+    replace those of ``settings`` (by default ``Settings()``).
 
     Under ``torchrun`` (inside :func:`~captum_gmar.evaluation.distributed.process_group`)
     each process explains its share of the batches on its own device, and rank 0 gets
@@ -133,26 +89,10 @@ def compare(
             classes, are left out); moved to the device and put in eval mode.
         dataset: a map-style data set of explanation tasks (see
             :mod:`~captum_gmar.evaluation.data`), e.g. :class:`~.data.SceneTasks`.
-        methods: keys of :data:`~captum_gmar.names.METHOD_KEYS`.
-        metrics: groups of :data:`~captum_gmar.names.METRIC_KEYS`. ``"localisation"``
-            scores the items that have a mask (NaN for the others); class sensitivity
-            needs an ``other_mask`` too. ``"robustness"`` (Captum's infidelity and
-            sensitivity_max, which re-run the method) is limited to the first
-            ``robustness_limit`` items; ``"heads"`` scores GMAR's head weights;
-            ``"sanity"`` (:mod:`~captum_gmar.evaluation.sanity`, also on the first
-            ``robustness_limit`` items) correlates each map with attention rollout's and
-            with the same method's on the model with its classifier head, or its last
-            block, re-initialised, measures how much each map changes when every head is
-            rescaled without changing the function (``invariance``, see
-            :mod:`~captum_gmar.evaluation.invariance`), and gives GMAR's head-weight entropy and the share of
-            its weights' deviation from uniform that changes with the explained class
-            (every class explained: one more backward pass per class).
+        settings: what is computed, :class:`~.settings.Settings` (methods, metrics,
+            batch size, seed, ...); saved beside ``results``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see
             :func:`~captum_gmar.evaluation.distributed.select_device`).
-        batch_size: explanations per batch (IG's steps are split by
-            ``ig_internal_batch_size``).
-        deletion_steps: steps of the deletion and insertion curves.
-        seed: seeds torch and the robustness metrics' noise, so a run is reproducible.
         progress: a progress bar (rank 0), counting the items of the whole job.
         results: a CSV file to append the rows to as each batch finishes, with the
             run's settings beside it (``<name>.run.json``); memory then stays flat
@@ -165,18 +105,12 @@ def compare(
             finished: each is named on stderr once, when read, and listed in
             ``<name>.run.json`` (``unreadable``: item, naming entries, error).
         workers: processes reading and preprocessing items (``DataLoader``'s ``num_workers``).
-        ablation: kinds of :mod:`~captum_gmar.evaluation.ablation` (``"layers"``,
-            ``"heads"``): GMAR (L1) with one layer's head weights uniform, or with only one
-            head's weight its own, added as methods scored like the others (the
-            randomisation columns aside); needs ``gmar-l1`` and ``rollout`` among
-            ``methods``, to pair them with (:func:`~.ablation.ablation_table`).
-        baseline: ``"blur"`` (default) or ``"zero"`` (the mean image, in normalised
-            pixels): what the deletion curve replaces the pixels with and the insertion
-            curve starts from. A similarity keeps most of its value on a blurred image,
-            so ``"zero"`` suits it better.
-        relevance_map: how AttnLRP's and CP-LRP's signed relevance becomes their map:
-            ``"positive"`` (default), ``"signed"`` or ``"abs"`` (see
-            :mod:`~captum_gmar.evaluation.methods`).
+        overrides: fields of :class:`~.settings.Settings`, replacing those of ``settings``.
+
+    Raises:
+        ValueError: a setting out of range (see :class:`~.settings.Settings`), ``resume``
+            without ``results``, a results file that is a symbolic link, or one that
+            another run wrote (resuming).
 
     Returns:
         Without ``results``: one row per method and item (rank 0; ``[]`` on other ranks):
@@ -185,33 +119,25 @@ def compare(
         :data:`~captum_gmar.evaluation.report.COLUMNS` that were computed. With
         ``results``: ``None``, the rows are in the file (:func:`~.report.read_csv`).
     """
-    settings = Settings(
-        tuple(methods),
-        tuple(metrics),
-        batch_size,
-        robustness_limit,
-        ig_steps,
-        ig_internal_batch_size,
-        deletion_steps,
-        seed,
-        tuple(ablation),
-        baseline,
-        relevance_map,
-    )
+    settings = dataclasses.replace(settings or Settings(), **overrides)
     if resume and results is None:
         raise ValueError("resume=True needs the results file to resume")
     linked = [path for path in (Path(results), run_file(results)) if path.is_symlink()] if results is not None else []
     if linked:  # writing there would replace the link, or append to what it points to
         raise ValueError(f"{str(linked[0])!r} is a symbolic link: name a results file of its own, not a link")
     ctx = current_context(device)
-    torch.manual_seed(seed)
+    torch.manual_seed(settings.seed)
     model = model.to(ctx.device).eval()
     built = build_methods(
-        model, settings.methods, ig_steps=ig_steps, ig_internal_batch_size=ig_internal_batch_size, relevance_map=relevance_map
+        model,
+        settings.methods,
+        ig_steps=settings.ig_steps,
+        ig_internal_batch_size=settings.ig_internal_batch_size,
+        relevance_map=settings.relevance_map,
     )
     built += ablation_methods(model, cast("tuple[AblationKind, ...]", settings.ablation))  # checked by Settings
     count = len(cast(Sized, dataset))  # a map-style data set, with a length (see the docstring)
-    batches = [range(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
+    batches = [range(start, min(start + settings.batch_size, count)) for start in range(0, count, settings.batch_size)]
     data = {"items": count, "data_fingerprint": getattr(dataset, "fingerprint", None)}
     seen = ctx.exchange(lambda: data)
     if any(other != data for other in seen):

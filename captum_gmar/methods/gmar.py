@@ -50,7 +50,7 @@ class GMARAttribution(AttentionAttribution):
             al. 2019, see :func:`~captum_gmar.core.heads.gate_scores`), taken as ``gate``
             says, and ``norm`` is not used. ``"attention"`` and ``"gate"`` are invariant
             to rescaling a head's value projection against its output projection,
-            ``"context"`` is not (see :mod:`captum_gmar.evaluation.invariance`).
+            ``"context"`` is not (see :mod:`captum_gmar.evaluation.metrics.invariance`).
         start_layer: first layer (0-based) that takes part in the rollout.
         readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
             :class:`~captum_gmar.methods.base.AttentionAttribution`.

@@ -108,7 +108,7 @@ class ExplanationPage:
     def save(self, path: str | Path) -> Path:
         """Write the page to ``path`` (UTF-8), making its missing folders; returns the path.
         The page replaces the file at once: a symbolic link there is replaced, not written through."""
-        from ..evaluation.files import write_atomic
+        from ..files import write_atomic
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

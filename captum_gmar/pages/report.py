@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from torch import Tensor
 
-from ..evaluation.report import summary_cell
 from ..visualization import MAP_CMAP
 from .images import colour, own_scale, thumbnail_uri
 from .render import ExplanationPage, Markup, element, new_page_id, page_content, script_json
+
+
+def summary_cell(entry: Mapping[str, Any], column: str) -> str:
+    """One summary value as the tables show it: ``mean ± sem`` to 3 decimals, the time in
+    milliseconds, the memory in whole MB."""
+    if column == "seconds_per_image":
+        return f"{entry[column] * 1000:.2f} ms"
+    if column == "peak_memory_mb":
+        return f"{entry[column]:.0f}"
+    return f"{entry[column]:.3f} ± {entry[column + '_sem']:.3f}"
 
 
 def gallery_card(

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from captum_gmar.evaluation.files import open_no_follow, replacing, write_atomic
+from captum_gmar.files import open_no_follow, replacing, write_atomic
 
 
 def test_write_atomic_replaces_a_link_instead_of_writing_through_it(tmp_path):

@@ -7,19 +7,30 @@ a rename replaces a link itself and never writes into what it points to, and a c
 leaves the old file or the new one, never half of one. A file that is appended to as a
 run goes on is opened with ``O_NOFOLLOW`` (:func:`open_no_follow`), so that a link there
 is an error instead of being followed.
+
+A results folder also lists the files the package wrote there (:data:`MANIFEST`): a later
+run replaces those, and only those (:func:`claim_files`).
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
-__all__ = ["open_no_follow", "replacing", "write_atomic"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["MANIFEST", "claim_files", "foreign_files", "open_no_follow", "own_files", "replacing", "save_figure", "write_atomic"]
+
+#: the list, in a results folder, of the files this package wrote there: the only ones it
+#: replaces
+MANIFEST = ".captum-gmar-output.json"
 
 #: 0 where the system has no such flag (Windows), whose links need privileges to make
 _NO_FOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
@@ -66,6 +77,15 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
         handle.write(data)
 
 
+def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int) -> None:
+    """Save ``figure`` to ``path`` in the format of its extension, through :func:`write_atomic`."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".").lower(), dpi=dpi)
+    write_atomic(path, buffer.getvalue())
+
+
 def open_no_follow(path: str | os.PathLike[str], mode: Literal["a", "w", "r+b"], newline: str | None = None) -> IO[Any]:
     """``path`` opened to append UTF-8 text (``"a"``, made if missing), to write it from
     the start (``"w"``) or to read and write bytes (``"r+b"``), refusing a symbolic link.
@@ -82,3 +102,49 @@ def open_no_follow(path: str | os.PathLike[str], mode: Literal["a", "w", "r+b"],
     if mode == "r+b":
         return os.fdopen(descriptor, mode)
     return os.fdopen(descriptor, mode, encoding="utf-8", newline=newline)
+
+
+def own_files(folder: str | os.PathLike[str]) -> set[str]:
+    """The files this package wrote in ``folder``, as its :data:`MANIFEST` lists them (none
+    where it has no manifest).
+
+    Raises:
+        ValueError: the manifest cannot be read.
+    """
+    manifest = Path(folder) / MANIFEST
+    if not manifest.is_file():
+        return set()
+    try:
+        return set(json.loads(manifest.read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"cannot read {str(manifest)!r} ({error!r}): name a new or empty folder") from error
+
+
+def foreign_files(folder: str | os.PathLike[str], files: Sequence[str]) -> list[str]:
+    """The names of ``files`` that exist in ``folder`` but that this package did not write
+    there (see :func:`own_files`): it never replaces them."""
+    own = own_files(folder)
+    return [name for name in files if os.path.lexists(Path(folder) / name) and name not in own]
+
+
+def claim_files(folder: str | os.PathLike[str], files: Sequence[str]) -> None:
+    """List ``files`` in ``folder``'s :data:`MANIFEST` (making the folder), before any of
+    them is written, so that a run cut short leaves them marked as this package's.
+
+    Raises:
+        FileExistsError: one of ``files`` exists there and this package did not write it.
+    """
+    from . import __version__
+
+    folder = Path(folder)
+    foreign = foreign_files(folder, files)
+    if foreign:
+        raise FileExistsError(
+            f"{str(folder)!r} holds {foreign[0]!r}, which captum-gmar did not write and does not replace: "
+            "move it, or name a new or empty folder"
+        )
+    own = own_files(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(
+        folder / MANIFEST, json.dumps({"written_by": f"captum-gmar {__version__}", "files": sorted(own | set(files))}, indent=2) + "\n"
+    )

@@ -1,0 +1,37 @@
+"""``captum-gmar export-scenes``: test-split scenes written as an image folder with masks,
+which ``compare --data`` reads."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .options import CommandError, ExportOptions, add_scene_source, int_at_least
+
+
+def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
+    """``export-scenes``' parser, among ``commands``."""
+    parser = commands.add_parser("export-scenes", help=help, description=help)
+    parser.add_argument("dir", help="new or empty folder")
+    parser.add_argument("--n", type=int_at_least(1), default=200, help="scenes (default 200)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the scenes (default 0)")
+    add_scene_source(parser)
+    parser.set_defaults(options=ExportOptions.from_arguments)
+
+
+def run(options: ExportOptions) -> None:
+    """Write ``--n`` test-split scenes as an image folder with a mirrored masks/ tree."""
+    out = Path(options.dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CommandError(f"{options.dir!r} exists and is not an empty folder: export into a new one")
+    from ..imagedata.fashion_mnist import CLASS_NAMES, resolve_data_dir
+    from ..imagedata.folder import export_scenes
+    from ..imagedata.scenes import make_scenes
+
+    resolve_data_dir(options.data_dir)
+    scenes = make_scenes(options.n, "test", seed=options.seed, data_dir=options.data_dir)
+    written = export_scenes(scenes, out, CLASS_NAMES)
+    print(
+        f"wrote {written} images ({options.n} scenes, {int((scenes.num_items == 2).sum())} with two items, "
+        f"each written once per item) and their masks to {out}"
+    )

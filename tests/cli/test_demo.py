@@ -1,0 +1,28 @@
+"""``captum-gmar demo``: the settings it runs with (its results: tests/test_results_unchanged.py)."""
+
+import argparse
+
+from captum_gmar.cli import demo
+from captum_gmar.evaluation.settings import Settings
+
+
+def demo_options(*argv):
+    parser = argparse.ArgumentParser()
+    demo.add_parser(parser.add_subparsers(), "demo")
+    args = parser.parse_args(["demo", *argv])
+    return args.options(args)
+
+
+def test_the_demo_compares_gmar_with_rollout_and_ig_on_localisation():
+    options = demo_options()
+    assert options.model == "vit-tiny" and options.center == "none" and options.out == "demo-output"
+    assert options.settings == Settings(
+        methods=("gmar-l1", "rollout", "ig"), metrics=("localisation",), robustness_limit=0, ig_internal_batch_size=100
+    )
+
+
+def test_the_embedding_models_demo_explains_centred_similarities_with_attnlrp():
+    options = demo_options("--model", "dinov2-small-backbone", "--seed", "3")
+    assert options.center == "references"
+    assert options.settings.methods == ("gmar-l1", "rollout", "attnlrp") and options.settings.baseline == "zero"
+    assert options.settings.seed == 3
