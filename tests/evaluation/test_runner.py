@@ -13,7 +13,7 @@ from toy_tasks import ToyTasks
 
 from captum_gmar.evaluation.data import SceneTasks
 from captum_gmar.evaluation.methods import METHOD_KEYS, build_methods
-from captum_gmar.evaluation.report import markdown_table, paired_differences, read_csv, summarize, write_csv
+from captum_gmar.evaluation.report import markdown_table, read_csv, summarize, write_csv
 from captum_gmar.evaluation.runner import compare, run_file
 from captum_gmar.imagedata.scenes import make_scenes
 
@@ -93,30 +93,6 @@ def test_compare_end_to_end_on_scenes(scenes, scene_model, tmp_path):
     assert table.count("\n| ") == 3 and "deletion_auc" in table
     write_csv(rows, tmp_path / "rows.csv")
     assert same_rows(list(read_csv(tmp_path / "rows.csv")), rows)
-
-
-def test_summary_is_mean_and_standard_error():
-    rows = [{"method": "a", "mass_inside": v, "peak_memory_mb": m} for v, m in ((0.1, 5.0), (0.3, 9.0), (math.nan, 1.0))]
-    (entry,) = summarize(iter(rows))
-    assert entry["explanations"] == 3 and entry["peak_memory_mb"] == 9.0
-    assert entry["mass_inside"] == pytest.approx(0.2) and entry["mass_inside_sem"] == pytest.approx(0.1)
-
-
-def test_paired_differences_match_items_in_any_order():
-    rows = [
-        {"method": "b", "item": 1, "mass_inside": 0.5, "pointing_game": math.nan},
-        {"method": "a", "item": 0, "mass_inside": 0.4, "pointing_game": 1.0},
-        {"method": "c", "item": 0, "mass_inside": 9.0},
-        {"method": "b", "item": 0, "mass_inside": 0.1, "pointing_game": 0.0},
-        {"method": "a", "item": 1, "mass_inside": 0.6, "pointing_game": 1.0},
-        {"method": "a", "item": 2, "mass_inside": 0.9},  # no pair
-    ]
-    diff = paired_differences(iter(rows), "a", "b")
-    assert diff["mass_inside"]["count"] == 2 and diff["mass_inside"]["mean"] == pytest.approx(0.2)
-    assert diff["mass_inside"]["sem"] == pytest.approx(0.1)  # differences 0.3 and 0.1
-    assert diff["pointing_game"] == {"mean": 1.0, "sem": 0.0, "count": 1}  # the NaN pair is left out
-    with pytest.raises(ValueError, match="no item has rows of both"):
-        paired_differences(rows, "a", "z")
 
 
 def test_compare_is_reproducible(scenes, scene_model):
