@@ -149,14 +149,20 @@ def select(count: int, limit: int | None, seed: int) -> np.ndarray:
     return order if limit is None else order[:limit]
 
 
+#: how the package's images are laid out, told to every image processor (``(H, W, 3)``)
+CHANNELS_LAST: dict[str, Any] = {"input_data_format": "channels_last"}
+
+
 def processor_options(processor: Any, image_size: int | Sequence[int]) -> dict[str, Any]:
     """Options for ``processor`` so that every image comes out at one size: none when it
     resizes by itself; else a resize to the model's ``image_size`` (the bundled reference
-    model's processor does not resize, as its scenes are made at its size)."""
+    model's processor does not resize, as its scenes are made at its size). Images are
+    always read as channels last: transformers 4.57 guesses the layout from the shape and
+    takes a 1 or 3 px high image for channels first (an error, or a wrong image)."""
     if getattr(processor, "do_resize", False):
-        return {}
+        return dict(CHANNELS_LAST)
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-    return {"do_resize": True, "size": {"height": height, "width": width}}
+    return {**CHANNELS_LAST, "do_resize": True, "size": {"height": height, "width": width}}
 
 
 def transform_mask(processor: Any, mask: np.ndarray, options: Mapping[str, Any]) -> Tensor:
