@@ -1,6 +1,6 @@
 """The metric groups a comparison can compute: the built-in ones of
 :data:`~captum_gmar.names.METRIC_GROUPS` (imported when used) and those registered with
-:func:`register_metric_group`.
+:func:`register_metric_group`::
 
     from captum_gmar.evaluation.metrics import Column, MetricGroup, register_metric_group
 
