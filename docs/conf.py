@@ -2,7 +2,7 @@
 
 Build (offline, warnings as errors)::
 
-    sphinx-build -W --keep-going -b html docs /tmp/docs-html
+    sphinx-build -W -b html docs docs/_build/html
 """
 
 from __future__ import annotations
