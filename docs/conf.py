@@ -2,7 +2,7 @@
 
 Build (offline, warnings as errors)::
 
-    sphinx-build -W --keep-going -b html docs /tmp/docs-html
+    sphinx-build -W -b html docs docs/_build/html
 """
 
 from __future__ import annotations
@@ -108,7 +108,25 @@ def _mathjax_missing(app):
         )
 
 
+# Table cells that hold a short value (a number with its standard error, "6.3e-03 (6.9e-03)",
+# a time, a method's name) get the class "nowrap", which wide-tables.css keeps on one line:
+# a browser would otherwise break "6.3e-03" at its hyphen and "0.168 ± 0.006" at its spaces
+# to squeeze a wide table into the page. Longer cells (sentences) wrap as usual; header
+# cells wrap too. A table wider than the page scrolls sideways (wide-tables.css).
+_NOWRAP_MAX_CHARS = 40
+
+
+def _mark_short_cells(app, doctree):
+    from docutils import nodes
+
+    for body in doctree.findall(nodes.tbody):
+        for entry in body.findall(nodes.entry):
+            if len(entry.astext()) <= _NOWRAP_MAX_CHARS:
+                entry["classes"].append("nowrap")
+
+
 def setup(app):
+    app.connect("doctree-read", _mark_short_cells)
     app.connect("autodoc-process-docstring", _save_plain, priority=499)
     app.connect("autodoc-process-docstring", _restore_plain, priority=501)
     app.connect("builder-inited", _mathjax_missing)
@@ -121,7 +139,7 @@ html_theme = "furo"
 html_title = f"captum_gmar {release}"
 html_static_path = ["_static"]
 # Wide tables (results.md) scroll sideways inside the page, with a shade on the side that
-# has more columns.
+# has more columns, and short cells stay on one line (_mark_short_cells above).
 html_css_files = ["wide-tables.css"]
 pygments_style = "sphinx"
 pygments_dark_style = "monokai"
