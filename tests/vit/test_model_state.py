@@ -101,7 +101,10 @@ class BatchNormHead(torch.nn.Module):
     "make, named",
     [
         (lambda load: with_dropout(load, hidden_dropout_prob=0.3), r"vit\.embeddings\.dropout \(dropout p=0\.3\)"),
-        (lambda load: with_dropout(load, attention_probs_dropout_prob=0.3), r"attention \(dropout (attention_dropout|dropout_prob)=0\.3\)"  # the attribute in transformers 5 and 4.57),
+        (
+            lambda load: with_dropout(load, attention_probs_dropout_prob=0.3),
+            r"attention \(dropout (attention_dropout|dropout_prob)=0\.3\)",
+        ),  # the attribute in transformers 5, 4.57
         (lambda load: with_dropout(load, drop_path_rate=0.2), r"drop_path \(stochastic depth drop_prob=0\.\d+\)"),
         (lambda load: BatchNormHead(load(VIT)), r"norm \(batch norm"),
     ],
