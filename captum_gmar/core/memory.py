@@ -34,7 +34,7 @@ softmax, the rules and the maps are memory-bound), so a call whose bound exceeds
 has 4 or more, otherwise on one image of each of two smaller sizes
 (:func:`probe_tokens`), the per-image time fitted as ``a T^2 + b T``
 (:func:`fitted_seconds`: the attention's and the per-token layers' parts) and
-extrapolated to the call. A call above :data:`SLOW_CALL_SECONDS` by that estimate is
+extrapolated to the call, times :data:`EXTRAPOLATION_MARGIN`. A call above :data:`SLOW_CALL_SECONDS` by that estimate is
 refused unless ``allow_slow=True``.
 """
 
@@ -82,6 +82,10 @@ SLOW_CALL_SECONDS = 600.0
 MEASURE_ABOVE_SECONDS = SLOW_CALL_SECONDS / 48
 #: the larger probe's tokens: at most this many, and at most a quarter of the call's
 _PROBE_TOKENS_MAX = 4096
+#: the factor on a time extrapolated from smaller images: calls of GMAR and AttnLRP on a
+#: DINOv2-S/14-shaped model at 518 to 1,022 px took 0.96 to 2.3 times the extrapolation
+#: (2-core x86_64 CPU, ``benchmarks/bench_time_estimate.py``, docs/benchmarks.md)
+EXTRAPOLATION_MARGIN = 2.0
 
 
 def attention_call_bytes(

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..core.formatting import Targets, TargetType, batch_slices, check_pixel_values, chunk_targets, format_targets
 from ..core.maps import input_map, patch_map
 from ..core.memory import (
+    EXTRAPOLATION_MARGIN,
     MEASURE_ABOVE_SECONDS,
     SLOW_CALL_SECONDS,
     attention_call_bytes,
@@ -353,8 +354,11 @@ def timed_estimate(vit: VisionTransformer, input_shape: Sequence[int], run: Call
         side = max(1, round((probe - vit.num_prefix_tokens) ** 0.5))  # a square grid of about that many tokens
         size = (side * vit.patch_size[0], side * vit.patch_size[1])
         probes.append((vit.num_tokens(*size), _timed(run, vit, channels, size)))
-    seconds = batch * fitted_seconds(probes, vit.num_tokens(height, width))
-    return seconds, f"timed on this device at {probes[0][0]:,} and {probes[1][0]:,} tokens"
+    seconds = EXTRAPOLATION_MARGIN * batch * fitted_seconds(probes, vit.num_tokens(height, width))
+    return (
+        seconds,
+        f"timed on this device at {probes[0][0]:,} and {probes[1][0]:,} tokens, times {EXTRAPOLATION_MARGIN:g} for the extrapolation",
+    )
 
 
 def _timed(run: Callable[[Tensor], object], vit: VisionTransformer, channels: int, size: tuple[int, int]) -> float:
