@@ -5,7 +5,8 @@ composite; the reference of photo ``k`` is the embedding of another view of it (
 flipped), so class ``k`` of a :class:`~captum_gmar.vit.similarity.SimilarityModel` is the
 cosine similarity of the composite to that view, and the ground truth of where the
 similarity comes from is photo ``k``'s cell. Every photo of a composite is explained
-in turn, which gives class sensitivity (own cell minus the others') its meaning here.
+in turn, which gives class specificity (:func:`class_specificity`: does the map move
+with the named photo?) its meaning here.
 """
 
 from __future__ import annotations

@@ -83,6 +83,7 @@ def test_the_comparison_of_a_similarity(backbone, processor):
         progress=False,
     )
     assert len(rows) == 2 * len(bench.tasks)
+    assert "class_sensitivity" not in rows[0]  # defined for two labelled objects; composites have class_specificity
     specificity = class_specificity(rows)
     assert specificity["Attention rollout"] == pytest.approx([0.0] * 3, abs=1e-5)  # its map does not depend on the target
     assert all(math.isfinite(s) for s in specificity["GMAR (L1)"])
