@@ -177,8 +177,9 @@ def classifier(options: RunOptions, dataset: Any) -> Callable[[], Subject]:
     return make
 
 
-def photo_similarity(options: RunOptions, composites: int) -> Callable[[], Subject]:
-    """The real-photo similarity benchmark on ``--model``'s embedding, loaded when called."""
+def photo_similarity(options: RunOptions, composites: int, candidates: int | None = None) -> Callable[[], Subject]:
+    """The real-photo similarity benchmark on ``--model``'s embedding, loaded when called
+    (``candidates``: see :func:`~captum_gmar.evaluation.photo_similarity.photo_similarity`)."""
 
     def make() -> Subject:
         from transformers import AutoImageProcessor
@@ -187,7 +188,7 @@ def photo_similarity(options: RunOptions, composites: int) -> Callable[[], Subje
 
         backbone = loading.load_model(options.model, embedding=True)
         processor = AutoImageProcessor.from_pretrained(backbone.name_or_path, local_files_only=True)
-        bench = photo_similarity(backbone, processor, composites, seed=options.settings.seed, center=options.center)
+        bench = photo_similarity(backbone, processor, composites, seed=options.settings.seed, center=options.center, candidates=candidates)
         return Subject(bench.model, bench.tasks, dict(enumerate(bench.names)))
 
     return make

@@ -21,8 +21,8 @@ def test_the_demo_compares_gmar_with_rollout_and_ig_on_localisation():
     )
 
 
-def test_the_embedding_models_demo_explains_centred_similarities_with_attnlrp():
+def test_the_embedding_models_demo_explains_centred_similarities_with_attnlrp_and_gae():
     options = demo_options("--model", "dinov2-small-backbone", "--seed", "3")
     assert options.center == "references"
-    assert options.settings.methods == ("gmar-l1", "rollout", "attnlrp") and options.settings.baseline == "zero"
+    assert options.settings.methods == ("gmar-l1", "rollout", "attnlrp", "gae") and options.settings.baseline == "zero"
     assert options.settings.seed == 3

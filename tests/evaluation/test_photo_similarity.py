@@ -9,7 +9,7 @@ import torch
 import transformers
 
 from captum_gmar.evaluation.data import CompositeTasks, collate
-from captum_gmar.evaluation.photo_similarity import add_class_specificity, class_specificity, photo_similarity
+from captum_gmar.evaluation.photo_similarity import add_class_specificity, class_specificity, own_photo_margins, photo_similarity
 from captum_gmar.evaluation.report import summarize
 from captum_gmar.evaluation.runner import compare, score_function
 from captum_gmar.imagedata.photos import make_composites
@@ -91,6 +91,25 @@ def test_the_comparison_of_a_similarity(backbone, processor):
     assert "randomised_head_correlation" not in entry and math.isfinite(
         entry["randomised_block_correlation"]
     )  # no classifier to re-initialise
+
+
+def test_candidates_keep_the_composites_whose_own_photos_rank_highest(backbone, processor):
+    drawn = photo_similarity(backbone, processor, composites=6, seed=2, center="references")
+    margins = own_photo_margins(drawn.model, drawn.tasks)
+    x = collate([drawn.tasks[0]]).pixel_values
+    with torch.no_grad():
+        scores = drawn.model(x)[0]
+    photos = drawn.tasks.composites.photos[0]
+    own, others = photos[photos >= 0].tolist(), [k for k in range(9) if k not in photos]
+    assert margins[0] == pytest.approx(float(scores[own].min() - scores[others].max()))
+    kept = photo_similarity(backbone, processor, composites=2, seed=2, center="references", candidates=6)
+    best = sorted(torch.argsort(margins, descending=True, stable=True)[:2].tolist())
+    assert np.array_equal(kept.tasks.composites.photos, drawn.tasks.composites.photos[best])  # the best two, in the order drawn
+    assert np.array_equal(kept.tasks.composites.masks, drawn.tasks.composites.masks[best])
+    again = photo_similarity(backbone, processor, composites=2, seed=2, center="references", candidates=6)
+    assert again.tasks.fingerprint == kept.tasks.fingerprint
+    with pytest.raises(ValueError, match="candidates must be at least composites"):
+        photo_similarity(backbone, processor, composites=2, candidates=1)
 
 
 def test_the_deletion_baseline_is_checked(backbone, processor):
