@@ -226,6 +226,7 @@ def run_comparison(options: RunOptions, make: Callable[[], Subject]) -> None:
         )
         if ctx.rank != 0:
             return
+        print(_writing(options, len(subject.dataset)), flush=True)  # the maps are computed again: this takes a while
         report = write_report(
             out,
             subject.model,
@@ -243,6 +244,14 @@ def run_comparison(options: RunOptions, make: Callable[[], Subject]) -> None:
     for line in report.skipped:
         print(line)
     print(f"wrote {', '.join(map(str, report.files))}")
+
+
+def _writing(options: RunOptions, items: int) -> str:
+    """What :func:`~captum_gmar.evaluation.write_report` is about to write for a run on
+    ``items`` explanation tasks."""
+    gallery = f"report.html (maps of {min(options.gallery, items)} items)"
+    figure = f" and comparison.png ({min(options.figure_rows, items)} rows)" if options.figure_rows else ""
+    return f"writing summary.md, summary.json, {gallery}{figure} in {options.out}, computing their maps again ..."
 
 
 def scene_tasks(scenes: Scenes, spec: str | None, model_folder: Path) -> SceneTasks:
