@@ -14,6 +14,7 @@ would lose its dollars, ``$\\bad$.png`` would fail to draw).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any, overload
 
@@ -32,7 +33,17 @@ MAP_CMAP = "inferno"
 SCALE_PERCENTILE = 99.0
 #: outline of the explained item's mask
 MASK_STYLE: dict[str, Any] = {"colors": "#00e5ff", "linewidths": 1.0}
+#: characters of 7 pt text per inch, and the height of one of its lines, to wrap and place captions
+_CHARS_PER_INCH, _LINE_INCHES = 17, 0.13
 _MASK_LABEL = "explained item (ground-truth mask)"
+#: each colour bar's label: its values are the map's own, in the method's units
+BAR_LABEL = "relevance"
+#: what the colour bars show, under every grid
+BARS_FOOTER = (
+    "colour bars: each map's relevance in its method's own units, from 0 to the map's 99th percentile "
+    "(its maximum where that is 0; higher values take the top colour); the scales differ between maps and methods. "
+    "Maps are drawn over the image in grey."
+)
 
 
 def _as_given(artist: Artist) -> None:
@@ -89,6 +100,7 @@ def show_map(
         if colorbar:
             bar = ax.figure.colorbar(heat, ax=ax, fraction=0.046, pad=0.02, ticks=[0, scale])
             bar.ax.set_yticklabels(["0", f"{scale:.2g}"], fontsize=6)
+            bar.set_label(BAR_LABEL, fontsize=6, labelpad=-4)
     else:
         ax.text(0.5, 0.5, "all zero", transform=ax.transAxes, ha="center", va="center", color="red", fontsize=8)
     if mask is not None and mask.any():
@@ -108,6 +120,7 @@ def comparison_grid(
     cell_size: float = 1.9,
     title: str | None = None,
     caption: str | None = None,
+    column_notes: Mapping[str, str] | None = None,
 ) -> Figure:
     """One row per image: the image, then each method's map over it.
 
@@ -118,26 +131,33 @@ def comparison_grid(
         masks: optional ``(N, H, W)`` bool masks of the explained item, outlined (and
             named in a legend).
         title: figure title.
-        caption: text under the grid (e.g. device and timings).
+        caption: text under the grid (e.g. device and timings), wrapped to the figure's width.
+        column_notes: method name -> a line under its column's title, wrapped likewise.
     """
     rows, cols = len(images), 1 + len(maps)
-    fig, axes = plt.subplots(rows, cols, figsize=(cell_size * cols + 0.3 * len(maps), cell_size * rows + 1.0), squeeze=False)
+    width = cell_size * cols + 0.3 * len(maps)
+    footer = "\n".join(textwrap.fill(text, int(width * _CHARS_PER_INCH)) for text in filter(None, [caption, BARS_FOOTER]))
+    notes = {name: textwrap.fill(note, int(cell_size * _CHARS_PER_INCH * 0.8)) for name, note in (column_notes or {}).items()}
+    header = max((note.count("\n") + 1 for note in notes.values()), default=0)  # lines under the column titles
+    height = cell_size * rows + 0.7 + _LINE_INCHES * (footer.count("\n") + 1 + header)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
     for i, image in enumerate(images):
         axes[i, 0].imshow(image)
         axes[i, 0].set_title(row_titles[i] if row_titles else "image", fontsize=8)
         axes[i, 0].set_xticks([])
         axes[i, 0].set_yticks([])
         for j, (name, method_maps) in enumerate(maps.items(), start=1):
-            show_map(axes[i, j], method_maps[i], image, name if i == 0 else None, None if masks is None else masks[i])
+            heading = "\n".join(filter(None, [name, notes.get(name)])) if i == 0 else None
+            show_map(axes[i, j], method_maps[i], image, heading, None if masks is None else masks[i])
     if title:
         fig.suptitle(title, fontsize=10)
     handles = [Line2D([], [], color=MASK_STYLE["colors"], lw=MASK_STYLE["linewidths"], label=_MASK_LABEL)] if masks is not None else []
-    footer = "maps: relevance on each map's own scale (0 to its 99th percentile), over the image in grey"
-    fig.text(0.5, 0.01, "\n".join(filter(None, [caption, footer])), ha="center", va="bottom", fontsize=7, wrap=True)
+    fig.text(0.5, 0.01, footer, ha="center", va="bottom", fontsize=7)
     if handles:
         fig.legend(handles=handles, loc="upper right", fontsize=7, frameon=False)
     _as_given(fig)  # before tight_layout, which measures the texts as drawn
-    fig.tight_layout(rect=(0, 0.045 + 0.02 * bool(caption), 1, 0.96 if title or handles else 1))
+    bottom = (0.1 + _LINE_INCHES * (footer.count("\n") + 1)) / height
+    fig.tight_layout(rect=(0, bottom, 1, 1 - 0.45 / height if title or handles else 1))
     return fig
 
 

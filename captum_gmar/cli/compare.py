@@ -177,8 +177,9 @@ def classifier(options: RunOptions, dataset: Any) -> Callable[[], Subject]:
     return make
 
 
-def photo_similarity(options: RunOptions, composites: int) -> Callable[[], Subject]:
-    """The real-photo similarity benchmark on ``--model``'s embedding, loaded when called."""
+def photo_similarity(options: RunOptions, composites: int, candidates: int | None = None) -> Callable[[], Subject]:
+    """The real-photo similarity benchmark on ``--model``'s embedding, loaded when called
+    (``candidates``: see :func:`~captum_gmar.evaluation.photo_similarity.photo_similarity`)."""
 
     def make() -> Subject:
         from transformers import AutoImageProcessor
@@ -187,7 +188,7 @@ def photo_similarity(options: RunOptions, composites: int) -> Callable[[], Subje
 
         backbone = loading.load_model(options.model, embedding=True)
         processor = AutoImageProcessor.from_pretrained(backbone.name_or_path, local_files_only=True)
-        bench = photo_similarity(backbone, processor, composites, seed=options.settings.seed, center=options.center)
+        bench = photo_similarity(backbone, processor, composites, seed=options.settings.seed, center=options.center, candidates=candidates)
         return Subject(bench.model, bench.tasks, dict(enumerate(bench.names)))
 
     return make
@@ -225,6 +226,7 @@ def run_comparison(options: RunOptions, make: Callable[[], Subject]) -> None:
         )
         if ctx.rank != 0:
             return
+        print(_writing(options, len(subject.dataset)), flush=True)  # the maps are computed again: this takes a while
         report = write_report(
             out,
             subject.model,
@@ -242,6 +244,14 @@ def run_comparison(options: RunOptions, make: Callable[[], Subject]) -> None:
     for line in report.skipped:
         print(line)
     print(f"wrote {', '.join(map(str, report.files))}")
+
+
+def _writing(options: RunOptions, items: int) -> str:
+    """What :func:`~captum_gmar.evaluation.write_report` is about to write for a run on
+    ``items`` explanation tasks."""
+    gallery = f"report.html (maps of {min(options.gallery, items)} items)"
+    figure = f" and comparison.png ({min(options.figure_rows, items)} rows)" if options.figure_rows else ""
+    return f"writing summary.md, summary.json, {gallery}{figure} in {options.out}, computing their maps again ..."
 
 
 def scene_tasks(scenes: Scenes, spec: str | None, model_folder: Path) -> SceneTasks:

@@ -1,5 +1,5 @@
 """``captum-gmar demo``: GMAR, rollout and IG on a reference model's bundled scenes; for
-``dinov2-small-backbone``, GMAR, rollout and AttnLRP on composites of real photos."""
+``dinov2-small-backbone``, GMAR, rollout, AttnLRP and GAE on composites of real photos."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def run(options: RunOptions) -> None:
     check_output(options.out, figure=False, files=results_files(options))
     if options.model == SIMILARITY_MODEL:
         check_photos()
-        run_comparison(options, photo_similarity(options, composites=4))
+        # the 4 of 16 composites drawn whose embedding ranks their own photos highest: the
+        # question "what makes it similar to photo k?" is then asked of a photo the model sees
+        run_comparison(options, photo_similarity(options, composites=4, candidates=16))
         return
     from ..reference import load_sample_scenes
 

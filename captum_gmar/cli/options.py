@@ -177,12 +177,13 @@ class RunOptions:
     @classmethod
     def demo(cls, args: argparse.Namespace) -> RunOptions:
         """``demo``'s: GMAR, rollout and IG on a classifier's scenes, localisation only; for
-        the embedding model, AttnLRP instead of IG, on centred similarities, deletion to the
-        mean image (a blurred photo keeps most of its similarity: docs/similarity.md)."""
+        the embedding model, AttnLRP and GAE (whose maps move with the named photo, where
+        GMAR's and rollout's barely do) instead of IG, on centred similarities, deletion to
+        the mean image (a blurred photo keeps most of its similarity: docs/similarity.md)."""
         similarity = args.model == SIMILARITY_MODEL
         settings = run_settings(
             args,
-            methods=("gmar-l1", "rollout", "attnlrp" if similarity else "ig"),
+            methods=("gmar-l1", "rollout", *(("attnlrp", "gae") if similarity else ("ig",))),
             metrics=("localisation",),
             robustness_limit=0,
             baseline="zero" if similarity else "blur",

@@ -5,7 +5,8 @@ composite; the reference of photo ``k`` is the embedding of another view of it (
 flipped), so class ``k`` of a :class:`~captum_gmar.vit.similarity.SimilarityModel` is the
 cosine similarity of the composite to that view, and the ground truth of where the
 similarity comes from is photo ``k``'s cell. Every photo of a composite is explained
-in turn, which gives class sensitivity (own cell minus the others') its meaning here.
+in turn, which gives class specificity (:func:`class_specificity`: does the map move
+with the named photo?) its meaning here.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from ..imagedata.photos import load_photos, make_composites, reference_views
+from ..imagedata.photos import Composites, load_photos, make_composites, reference_views
 from ..vit.similarity import SimilarityModel, embed_images
-from .data import CompositeTasks
+from .data import CompositeTasks, collate
 
-__all__ = ["Center", "PhotoSimilarity", "add_class_specificity", "class_specificity", "photo_similarity"]
+__all__ = ["Center", "PhotoSimilarity", "add_class_specificity", "class_specificity", "own_photo_margins", "photo_similarity"]
 
 #: ``"none"``: the plain cosine; ``"references"``: both embeddings less the mean of the
 #: references' embeddings (what every photo shares).
@@ -41,7 +43,13 @@ class PhotoSimilarity:
 
 
 def photo_similarity(
-    backbone: nn.Module, processor: Any, composites: int, seed: int = 0, center: Center = "none", counts: tuple[int, ...] = (2, 4)
+    backbone: nn.Module,
+    processor: Any,
+    composites: int,
+    seed: int = 0,
+    center: Center = "none",
+    counts: tuple[int, ...] = (2, 4),
+    candidates: int | None = None,
 ) -> PhotoSimilarity:
     """The benchmark on ``backbone`` with ``composites`` composites of the bundled photos.
 
@@ -53,6 +61,10 @@ def photo_similarity(
         seed: the composites' seed; the reference views use ``seed + 1``.
         center: see :data:`Center`.
         counts: photos per composite, drawn among these.
+        candidates: draw this many composites (at least ``composites``) and keep the
+            ``composites`` of them with the largest :func:`own_photo_margins`, in the order
+            drawn: those on which "which part makes it similar to photo ``k``?" is asked
+            of a photo the model finds in it. ``None``: the composites drawn, as they come.
     """
     if center not in ("none", "references"):
         raise ValueError(f"center must be 'none' or 'references', got {center!r}")
@@ -61,8 +73,27 @@ def photo_similarity(
     views = reference_views(images, seed + 1)
     references = torch.cat([embed_images(backbone, processor(images=view, return_tensors="pt")["pixel_values"]) for view in views])
     model = SimilarityModel(backbone, references, references.mean(0) if center == "references" else None)
-    tasks = CompositeTasks(make_composites(images, composites, seed, counts=counts), names, processor)
-    return PhotoSimilarity(model, tasks, names)
+    if candidates is not None and candidates < composites:
+        raise ValueError(f"candidates must be at least composites ({composites}), got {candidates}")
+    drawn = make_composites(images, candidates or composites, seed, counts=counts)
+    if candidates is not None:
+        margins = own_photo_margins(model, CompositeTasks(drawn, names, processor))
+        keep = np.sort(np.argsort(-margins.numpy(), kind="stable")[:composites])
+        drawn = Composites(drawn.images[keep], drawn.photos[keep], drawn.masks[keep])
+    return PhotoSimilarity(model, CompositeTasks(drawn, names, processor), names)
+
+
+def own_photo_margins(model: SimilarityModel, tasks: CompositeTasks) -> Tensor:
+    """``(N,)`` per composite of ``tasks``: its lowest similarity to its own photos'
+    references less its highest to the other photos'; positive where the model ranks
+    every photo of the composite above every other photo."""
+    first = np.unique(tasks.composite, return_index=True)[1]  # each composite's first task: its image
+    x = collate([tasks[int(i)] for i in first]).pixel_values.to(model.references.device)
+    with torch.no_grad():
+        scores = model(x).cpu()  # (N, K)
+    photos = torch.from_numpy(tasks.composites.photos)  # (N, 4), -1 for an unused slot
+    own = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, photos.clamp_min(0), photos >= 0)
+    return scores.masked_fill(~own, math.inf).amin(1) - scores.masked_fill(own, -math.inf).amax(1)
 
 
 def class_specificity(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[float]]:

@@ -205,6 +205,7 @@ def comparison_figure(
     title: str | None = None,
     caption: str | None = None,
     score_name: str = "p",
+    column_notes: Mapping[str, str] | None = None,
 ) -> Figure:
     """Image | one map per method, for the items ``indices`` of ``dataset``, the explained
     object's mask outlined where there is one; each row is titled with the explained
@@ -221,6 +222,7 @@ def comparison_figure(
             (without them each image is min-max scaled).
         title, caption: of the figure (see :func:`~captum_gmar.visualization.comparison_grid`).
         score_name: what the scores are, in the row titles (see :func:`class_title`).
+        column_notes: method name -> a line under its column's title (e.g. its class specificity).
     """
     batch = collate([dataset[int(i)] for i in indices])
     x, t = batch.pixel_values.to(device), batch.targets.to(device)
@@ -230,17 +232,19 @@ def comparison_figure(
     images = [to_display_image(image, mean=mean, std=std) for image in x]
     titles = [class_title(row_scores, int(target), id2label, score_name) for row_scores, target in zip(scores, t)]
     masks = batch.masks if batch.has_mask.any() else None
-    return comparison_grid(images, maps, row_titles=titles, masks=masks, title=title, caption=caption)
+    return comparison_grid(images, maps, row_titles=titles, masks=masks, title=title, caption=caption, column_notes=column_notes)
 
 
 def class_title(scores: Tensor, target: int, id2label: Mapping[int, str], score_name: str = "p") -> str:
     """``'Sneaker (p 0.93)'`` for the explained class, plus ``'predicted: Bag (p 0.80)'``
     on a second line when the top class differs; ``scores`` ``(K,)``. With
-    ``score_name="cos"`` (similarities to references): ``'like chelsea (cos 0.62)'`` and
-    ``'most like: rocket (cos 0.70)'``."""
+    ``score_name="cos"`` (similarities to references) the named reference's rank among
+    the ``K`` too: ``'like chelsea (cos 0.62, rank 2 of 9)'`` and ``'most like: rocket
+    (cos 0.70)'``."""
     predicted = int(scores.argmax())
     similarity = score_name == "cos"
-    text = f"{'like ' if similarity else ''}{id2label[target]} ({score_name} {scores[target]:.2f})"
+    rank = f", rank {int((scores > scores[target]).sum()) + 1} of {len(scores)}" if similarity else ""
+    text = f"{'like ' if similarity else ''}{id2label[target]} ({score_name} {scores[target]:.2f}{rank})"
     if predicted != target:
         text += f"\n{'most like' if similarity else 'predicted'}: {id2label[predicted]} ({score_name} {scores[predicted]:.2f})"
     return text

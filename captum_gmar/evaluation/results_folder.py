@@ -175,6 +175,9 @@ def write_report(
     if figure_rows:
         timings = ", ".join(f"{entry['method']} {entry['seconds_per_image'] * 1000:.1f} ms" for entry in summary)
         looked_at = "what made each composite similar to the named photo" if similarity else "what the model looked at"
+        caption = f"device: {described}; time per image: {timings}"
+        if similarity:
+            caption = f"{_similarity_legend(model.center is not None, len(classes))}\n{caption}"
         figure = comparison_figure(
             methods,
             dataset,
@@ -185,8 +188,9 @@ def write_report(
             mean=subject.dataset.image_mean,
             std=subject.dataset.image_std,
             title=f"{name}: {looked_at}, according to each method",
-            caption=f"device: {described}; time per image: {timings}",
+            caption=caption,
             score_name=subject.score_name,
+            column_notes={str(e["method"]): specificity_note(float(e["class_specificity"])) for e in summary if "class_specificity" in e},
         )
         save_figure(figure, out / "comparison.png", dpi=130)
         written.append(out / "comparison.png")
@@ -202,6 +206,33 @@ class _Subject:
     dataset: Any
     id2label: Mapping[int, str]
     score_name: str
+
+
+#: a class specificity below this in size (under 1% of a map's mass moved over a
+#: composite's photos) reads as a map that does not change with the named photo
+_SPECIFIC = 0.01
+
+
+def specificity_note(specificity: float) -> str:
+    """What a method's mean class specificity (:func:`~.photo_similarity.class_specificity`)
+    says of its maps, with the value, for a column of the figure."""
+    if specificity >= _SPECIFIC:
+        return f"map moves onto the named photo (class specificity {specificity:.2f})"
+    if specificity <= -_SPECIFIC:
+        return f"map moves off the named photo (class specificity {specificity:.2f})"
+    return f"map (nearly) the same whichever photo is named (class specificity {specificity:.2f})"
+
+
+def _similarity_legend(centred: bool, references: int) -> str:
+    """What the numbers of a similarity's figure are: the row titles' and the columns'."""
+    less = ", both less the mean of the references' embeddings" if centred else ""
+    return (
+        "under each composite: cos, the cosine similarity of the composite's embedding to the named photo's reference view "
+        f"(another crop of the photo, mirrored){less}, and its rank among the {references} photos' references; "
+        "the cyan outline is the named photo's cell. Class specificity: the sum over a composite's photos of the share of "
+        "the map for each photo that lies on that photo's cell, less 1, averaged over the composites (0 when the map does "
+        "not change with the named photo; up to 1 for 2 photos, 3 for 4)."
+    )
 
 
 def _name_of(model: nn.Module) -> str:

@@ -1,7 +1,9 @@
 """The real-photo similarity benchmark: composite tasks, the comparison on a
 SimilarityModel, and class specificity."""
 
+import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 import transformers
 
 from captum_gmar.evaluation.data import CompositeTasks, collate
-from captum_gmar.evaluation.photo_similarity import add_class_specificity, class_specificity, photo_similarity
+from captum_gmar.evaluation.photo_similarity import add_class_specificity, class_specificity, own_photo_margins, photo_similarity
 from captum_gmar.evaluation.report import summarize
 from captum_gmar.evaluation.runner import compare, score_function
 from captum_gmar.imagedata.photos import make_composites
@@ -83,6 +85,7 @@ def test_the_comparison_of_a_similarity(backbone, processor):
         progress=False,
     )
     assert len(rows) == 2 * len(bench.tasks)
+    assert "class_sensitivity" not in rows[0]  # defined for two labelled objects; composites have class_specificity
     specificity = class_specificity(rows)
     assert specificity["Attention rollout"] == pytest.approx([0.0] * 3, abs=1e-5)  # its map does not depend on the target
     assert all(math.isfinite(s) for s in specificity["GMAR (L1)"])
@@ -90,6 +93,25 @@ def test_the_comparison_of_a_similarity(backbone, processor):
     assert "randomised_head_correlation" not in entry and math.isfinite(
         entry["randomised_block_correlation"]
     )  # no classifier to re-initialise
+
+
+def test_candidates_keep_the_composites_whose_own_photos_rank_highest(backbone, processor):
+    drawn = photo_similarity(backbone, processor, composites=6, seed=2, center="references")
+    margins = own_photo_margins(drawn.model, drawn.tasks)
+    x = collate([drawn.tasks[0]]).pixel_values
+    with torch.no_grad():
+        scores = drawn.model(x)[0]
+    photos = drawn.tasks.composites.photos[0]
+    own, others = photos[photos >= 0].tolist(), [k for k in range(9) if k not in photos]
+    assert margins[0] == pytest.approx(float(scores[own].min() - scores[others].max()))
+    kept = photo_similarity(backbone, processor, composites=2, seed=2, center="references", candidates=6)
+    best = sorted(torch.argsort(margins, descending=True, stable=True)[:2].tolist())
+    assert np.array_equal(kept.tasks.composites.photos, drawn.tasks.composites.photos[best])  # the best two, in the order drawn
+    assert np.array_equal(kept.tasks.composites.masks, drawn.tasks.composites.masks[best])
+    again = photo_similarity(backbone, processor, composites=2, seed=2, center="references", candidates=6)
+    assert again.tasks.fingerprint == kept.tasks.fingerprint
+    with pytest.raises(ValueError, match="candidates must be at least composites"):
+        photo_similarity(backbone, processor, composites=2, candidates=1)
 
 
 def test_the_deletion_baseline_is_checked(backbone, processor):
@@ -107,3 +129,37 @@ def test_centring_on_the_references_changes_the_cosine_not_the_task(backbone, pr
     assert plain.tasks.fingerprint == centred.tasks.fingerprint
     torch.testing.assert_close(plain.model.references.norm(dim=-1), torch.ones(9))
     assert not torch.allclose(plain.model.references, centred.model.references)
+
+
+def test_the_figure_says_what_its_numbers_are(backbone, processor, tmp_path, monkeypatch):
+    from matplotlib.text import Text
+
+    from captum_gmar.evaluation import results_folder
+
+    bench = photo_similarity(backbone, processor, composites=2, seed=1, center="references")
+    compare(
+        bench.model,
+        bench.tasks,
+        methods=["rollout", "gae"],
+        metrics=["localisation"],
+        batch_size=4,
+        results=tmp_path / "results.csv",
+        progress=False,
+    )
+    figures = []
+    monkeypatch.setattr(results_folder, "save_figure", lambda figure, path, dpi: figures.append(figure))
+    report = results_folder.write_report(
+        tmp_path, bench.model, bench.tasks, id2label=dict(enumerate(bench.names)), figure_rows=2, gallery=1
+    )
+    assert "class_sensitivity" not in report.table and "class_specificity" in report.table
+    texts = [text.get_text() for text in figures[0].findobj(Text)]
+    summary = {entry["method"]: entry for entry in json.loads((tmp_path / "summary.json").read_text())}
+    rollout = f"map (nearly) the same whichever photo is named (class specificity {summary['Attention rollout']['class_specificity']:.2f})"
+    assert any(text.replace("\n", " ").startswith(f"Attention rollout {rollout}") for text in texts)
+    gae = f"(class specificity {summary['GAE']['class_specificity']:.2f})"
+    assert any(text.startswith("GAE\n") and text.replace("\n", " ").endswith(gae) for text in texts)  # the run's own number
+    assert any(re.fullmatch(r"like \w+ \(cos -?\d\.\d\d, rank \d of 9\)(\nmost like: .*)?", text) for text in texts)
+    caption = " ".join(text.replace("\n", " ") for text in texts)
+    assert "cos, the cosine similarity of the composite's embedding to the named photo's reference view" in caption
+    assert "both less the mean of the references' embeddings" in caption and "rank among the 9 photos' references" in caption
+    assert "from 0 to the map's 99th percentile" in caption and texts.count("relevance") >= 2  # the colour bars' label

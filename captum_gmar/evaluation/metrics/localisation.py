@@ -143,6 +143,7 @@ class Localisation(MetricGroup):
             "class_sensitivity",
             "Images with two labelled objects: mass on the explained one minus mass on the other (higher is better)",
             "higher",
+            ("classes",),  # a composite's other cells are one to three photos: its class_specificity instead
         ),
         # a summary column only: composites' class specificity from their rows' mass_inside
         # (captum_gmar.evaluation.photo_similarity.add_class_specificity)
@@ -158,11 +159,13 @@ class Localisation(MetricGroup):
     def compute(self, inputs: MetricInputs) -> dict[str, Tensor]:
         batch, maps, device = inputs.batch, inputs.maps, inputs.x.device
         masks, has_mask = batch.masks.to(device), batch.has_mask.to(device)
-        has_both = (batch.has_mask & batch.has_other).to(device)
-        sensitivity = class_sensitivity(maps, masks, batch.other_masks.to(device)).difference
-        return {
+        columns = {
             "pointing_game": torch.where(has_mask, pointing_game(maps, masks).float(), math.nan),
             "mass_inside": torch.where(has_mask, mass_inside(maps, masks), math.nan),
-            "class_sensitivity": torch.where(has_both, sensitivity, math.nan),
-            "gini": gini_index(maps, self.vit.patch_size),
         }
+        if "class_sensitivity" in self.wanted:
+            has_both = (batch.has_mask & batch.has_other).to(device)
+            sensitivity = class_sensitivity(maps, masks, batch.other_masks.to(device)).difference
+            columns["class_sensitivity"] = torch.where(has_both, sensitivity, math.nan)
+        columns["gini"] = gini_index(maps, self.vit.patch_size)
+        return columns
