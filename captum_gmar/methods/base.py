@@ -48,8 +48,9 @@ InputType = Tensor | tuple[Tensor]
 class Explanation(NamedTuple):
     """What :meth:`AttentionAttribution._explain` returns for a chunk of ``B`` examples."""
 
-    #: ``(B, T)`` float32 relevance of every token for the read-out.
-    token_relevance: Tensor
+    #: the relevance of every token for the read-out, ``(B, T)`` (for relevance
+    #: propagation: of every input value, ``(B, C, H, W)``)
+    relevance: Tensor
     #: ``(B, L', H)`` head weights of the layers taking part, or ``None``.
     head_weights: Tensor | None = None
 
@@ -57,15 +58,12 @@ class Explanation(NamedTuple):
 class ViTAttribution(Attribution, ABC):
     """What every method on a wrapped vision transformer shares: the wrapper (its logits
     are ``forward_func``), the checked ``attribute`` call, and the check that it fits in
-    memory and time before any work. A subclass implements :meth:`_attribute` and
-    :meth:`estimate_bytes`.
+    memory and time before any work. ``attribute`` splits the batch into chunks; a
+    subclass implements how one chunk is explained (:meth:`_chunk`), how the relevance
+    becomes the output (:meth:`_shaped`) and its memory estimate (:meth:`estimate_bytes`).
 
     Args:
-        model: a supported model (see ``docs/models.md``), or one already wrapped in a
-            :class:`~captum_gmar.vit.model.VisionTransformer` (used as it is, so that
-            several methods share one wrapper; ``text``, ``references`` and ``center``
-            are then the wrapper's, not given here).
-        text, references, center: see :class:`AttentionAttribution`.
+        vit: the wrapped model (see :func:`~captum_gmar.vit.model.as_vision_transformer`).
 
     Attributes:
         forward_func: ``pixel_values -> logits``, as Captum's metrics expect.
@@ -75,15 +73,9 @@ class ViTAttribution(Attribution, ABC):
     #: whether a call runs a backward pass (for the time it takes)
     needs_gradients: bool = True
 
-    def __init__(
-        self,
-        model: nn.Module | VisionTransformer,
-        text: Prompts | None = None,
-        references: Tensor | None = None,
-        center: Tensor | None = None,
-    ) -> None:
-        self.vit = as_vision_transformer(model, text, references, center)
-        super().__init__(self.vit.logits)
+    def __init__(self, vit: VisionTransformer) -> None:
+        self.vit = vit
+        super().__init__(vit.logits)
 
     @log_usage()
     def attribute(
@@ -124,7 +116,6 @@ class ViTAttribution(Attribution, ABC):
         maps, _ = self._attribute(inputs, target, internal_batch_size, output, allow_slow)
         return maps
 
-    @abstractmethod
     def _attribute(
         self,
         inputs: InputType,
@@ -133,8 +124,49 @@ class ViTAttribution(Attribution, ABC):
         output: OutputKind,
         allow_slow: bool,
     ) -> tuple[InputType, Tensor | None]:
-        """Shared body of ``attribute``: returns the attributions and the head weights
-        ``(B, L', H)`` (or ``None``)."""
+        """Shared body of ``attribute``: the attributions and the head weights ``(B, L', H)``
+        (or ``None``)."""
+        vit = self.vit
+        pixel_values, is_tuple, targets = prepare_call(vit, inputs, target, output)
+        self._check_model()
+        parts = batch_slices(pixel_values.shape[0], internal_batch_size)
+        self.check_memory(pixel_values.shape, internal_batch_size, allow_slow)
+        param = vit.parameter
+        explanations = [
+            self._chunk(pixel_values[part].to(device=param.device, dtype=param.dtype), chunk_targets(targets, part, param.device))
+            for part in parts
+        ]
+        relevance = torch.cat([e.relevance for e in explanations]).float()
+        check_finite_relevance(relevance, self.get_name())
+        maps = self._shaped(relevance, tuple(pixel_values.shape), output).to(pixel_values.device)
+        head_weights = [e.head_weights for e in explanations if e.head_weights is not None]  # all or none
+        weights = torch.cat(head_weights).to(pixel_values.device) if head_weights else None
+        return ((maps,) if is_tuple else maps), weights
+
+    def _check_model(self) -> None:  # noqa: B027 (most methods need no check of the model as it is now)
+        """Refuse a call on the model as it is now (e.g. layers removed since construction)."""
+
+    @abstractmethod
+    def _chunk(self, x: Tensor, targets: Targets) -> Explanation:
+        """The relevance of a chunk of ``B`` examples.
+
+        Args:
+            x: ``(B, C, H, W)`` pixel values on the model's device and dtype.
+            targets: ``(B,)`` class indices on the model's device, a target function,
+                or ``None`` for each example's predicted class.
+        """
+
+    @abstractmethod
+    def _shaped(self, relevance: Tensor, input_shape: tuple[int, ...], output: OutputKind) -> Tensor:
+        """The attributions ``attribute`` returns for ``output`` from the float32 relevance
+        of the whole batch, on inputs of ``input_shape`` ``(B, C, H, W)``."""
+
+    def _sizes(self, input_shape: Sequence[int]) -> tuple[int, int, int, int, int, int]:
+        """``(B, T, H, L, D, bytes per value)`` of a call on inputs of ``input_shape``
+        ``(B, C, H, W)``: what the estimates of :mod:`captum_gmar.core.memory` take."""
+        vit = self.vit
+        batch, _, height, width = input_shape
+        return batch, vit.num_tokens(height, width), vit.num_heads, vit.num_layers, vit.hidden_size, vit.parameter.element_size()
 
     @abstractmethod
     def estimate_bytes(self, input_shape: Sequence[int]) -> int:
@@ -218,7 +250,7 @@ class AttentionAttribution(ViTAttribution):
         references: Tensor | None = None,
         center: Tensor | None = None,
     ) -> None:
-        super().__init__(model, text, references, center)
+        super().__init__(as_vision_transformer(model, text, references, center))
         self.pooling = None if readout is None else self.vit.readout_pooling(readout)
         num_layers = self.vit.num_layers
         if isinstance(start_layer, bool) or not isinstance(start_layer, numbers.Integral):
@@ -242,38 +274,20 @@ class AttentionAttribution(ViTAttribution):
                 function (see :data:`~captum_gmar.core.formatting.TargetFunction`).
         """
 
-    def _attribute(
-        self,
-        inputs: InputType,
-        target: TargetType,
-        internal_batch_size: int | None,
-        output: OutputKind,
-        allow_slow: bool,
-    ) -> tuple[InputType, Tensor | None]:
+    def _check_model(self) -> None:
+        if self.start_layer >= self.vit.num_layers:
+            raise ValueError(f"start_layer {self.start_layer} does not exist: the model now has {self.vit.num_layers} layers")
+
+    def _chunk(self, x: Tensor, targets: Targets) -> Explanation:
+        """One captured pass of the chunk, explained by :meth:`_explain`."""
+        with self.vit.trace(x, with_grad=self.needs_gradients, keep_value=self.needs_value, keep_hidden=self.needs_hidden) as trace:
+            return self._explain(trace, trace.logits.argmax(-1) if targets is None else targets)
+
+    def _shaped(self, relevance: Tensor, input_shape: tuple[int, ...], output: OutputKind) -> Tensor:
+        """The patch map ``(B, h, w)`` of the token relevance, upsampled to ``input_shape`` for ``"input"``."""
         vit = self.vit
-        pixel_values, is_tuple, targets = prepare_call(vit, inputs, target, output)
-        if self.start_layer >= vit.num_layers:
-            raise ValueError(f"start_layer {self.start_layer} does not exist: the model now has {vit.num_layers} layers")
-        parts = batch_slices(pixel_values.shape[0], internal_batch_size)
-        self.check_memory(pixel_values.shape, internal_batch_size, allow_slow)
-        param = vit.parameter
-
-        explanations = []
-        for part in parts:
-            x = pixel_values[part].to(device=param.device, dtype=param.dtype)
-            with vit.trace(x, with_grad=self.needs_gradients, keep_value=self.needs_value, keep_hidden=self.needs_hidden) as trace:
-                chosen = trace.logits.argmax(-1) if targets is None else chunk_targets(targets, part, param.device)
-                explanations.append(self._explain(trace, chosen))
-
-        relevance = torch.cat([e.token_relevance for e in explanations]).float()
-        check_finite_relevance(relevance, self.get_name())
-        maps = patch_map(relevance, vit.num_prefix_tokens, vit.grid(*pixel_values.shape[-2:]))
-        if output == "input":
-            maps = input_map(maps, vit.patch_size, tuple(pixel_values.shape))
-        maps = maps.to(pixel_values.device)
-        head_weights = [e.head_weights for e in explanations if e.head_weights is not None]  # all or none
-        weights = torch.cat(head_weights).to(pixel_values.device) if head_weights else None
-        return ((maps,) if is_tuple else maps), weights
+        maps = patch_map(relevance, vit.num_prefix_tokens, vit.grid(*input_shape[-2:]))
+        return input_map(maps, vit.patch_size, input_shape) if output == "input" else maps
 
     def _readout(self, trace: AttentionTrace) -> Tensor:
         """The read-out row ``p`` of :attr:`pooling` in ``trace`` (see :meth:`AttentionTrace.readout`)."""
@@ -284,14 +298,8 @@ class AttentionAttribution(ViTAttribution):
     def estimate_bytes(self, input_shape: Sequence[int]) -> int:
         """As :meth:`ViTAttribution.estimate_bytes` (see :func:`~captum_gmar.core.memory.attention_call_bytes`)."""
         vit = self.vit
-        batch, _, height, width = input_shape
         return attention_call_bytes(
-            batch,
-            vit.num_tokens(height, width),
-            vit.num_heads,
-            vit.num_layers,
-            vit.hidden_size,
-            vit.parameter.element_size(),
+            *self._sizes(input_shape),
             self.maps_alive,
             backward=self.needs_gradients,
             eager=vit.keeps_attention_for_backward,

@@ -14,15 +14,14 @@ from collections.abc import Sequence
 from functools import partial
 from typing import ClassVar
 
-import torch
 from torch import Tensor, nn
 
-from ..core.formatting import TargetType, batch_slices, chunk_targets
+from ..core.formatting import Targets
 from ..core.memory import relevance_call_bytes
-from ..vit.model import VisionTransformer
+from ..vit.model import VisionTransformer, as_vision_transformer
 from ..vit.propagation import Variant, relevance_rules
 from ..vit.zero_shot import Prompts
-from .base import InputType, OutputKind, ViTAttribution, check_finite_relevance, prepare_call
+from .base import Explanation, OutputKind, ViTAttribution
 
 __all__ = ["AttnLRP", "CPLRP", "RelevancePropagation", "patch_relevance"]
 
@@ -70,48 +69,21 @@ class RelevancePropagation(ViTAttribution):
         if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not gamma >= 0:
             raise ValueError(f"gamma must be a number >= 0, got {gamma!r}")
         self.gamma = float(gamma)
-        super().__init__(model, text, references, center)
+        super().__init__(as_vision_transformer(model, text, references, center))
 
-    def _attribute(
-        self,
-        inputs: InputType,
-        target: TargetType,
-        internal_batch_size: int | None,
-        output: OutputKind,
-        allow_slow: bool,
-    ) -> tuple[InputType, None]:
-        """The relevance of every input value, ``pixel_values * gradient``; no head weights."""
-        vit = self.vit
-        pixel_values, is_tuple, targets = prepare_call(vit, inputs, target, output)
-        self.check_memory(pixel_values.shape, internal_batch_size, allow_slow)
-        param = vit.parameter
-        rules = partial(relevance_rules, vit.model, variant=self.variant, gamma=self.gamma)
-        parts = []
-        for part in batch_slices(pixel_values.shape[0], internal_batch_size):
-            x = pixel_values[part].to(device=param.device, dtype=param.dtype)
-            gradient = vit.input_gradient(x, chunk_targets(targets, part, param.device), rules)
-            parts.append((x * gradient).float())
-        relevance = torch.cat(parts)
-        check_finite_relevance(relevance, self.get_name())
-        if output == "patches":
-            relevance = patch_relevance(relevance, vit.patch_size)
-        relevance = relevance.to(pixel_values.device)
-        return ((relevance,) if is_tuple else relevance), None
+    def _chunk(self, x: Tensor, targets: Targets) -> Explanation:
+        """The relevance of every input value, ``x * gradient``, from one pass under the rules."""
+        rules = partial(relevance_rules, self.vit.model, variant=self.variant, gamma=self.gamma)
+        return Explanation(x * self.vit.input_gradient(x, targets, rules))
+
+    def _shaped(self, relevance: Tensor, input_shape: tuple[int, ...], output: OutputKind) -> Tensor:
+        """The relevance as it is, or summed over each patch for ``"patches"``."""
+        return patch_relevance(relevance, self.vit.patch_size) if output == "patches" else relevance
 
     def estimate_bytes(self, input_shape: Sequence[int]) -> int:
         """As :meth:`~captum_gmar.methods.base.ViTAttribution.estimate_bytes` (see
         :func:`~captum_gmar.core.memory.relevance_call_bytes`)."""
-        vit = self.vit
-        batch, _, height, width = input_shape
-        return relevance_call_bytes(
-            batch,
-            vit.num_tokens(height, width),
-            vit.num_heads,
-            vit.num_layers,
-            vit.hidden_size,
-            vit.parameter.element_size(),
-            eager=vit.keeps_attention_for_backward,
-        )
+        return relevance_call_bytes(*self._sizes(input_shape), eager=self.vit.keeps_attention_for_backward)
 
 
 class AttnLRP(RelevancePropagation):
