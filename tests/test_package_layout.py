@@ -97,7 +97,7 @@ def test_the_old_paths_of_moved_modules_import_the_modules_themselves():
 #: the package's layers, lowest first: a module imports its own layer's and lower layers'
 #: modules only (the layout of docs/extending.md)
 LAYERS = [
-    ("captum_gmar.names", "captum_gmar.errors", "captum_gmar._moved", "captum_gmar.files"),
+    ("captum_gmar.names", "captum_gmar.errors", "captum_gmar._moved", "captum_gmar.files", "captum_gmar._lazy"),
     ("captum_gmar.core",),
     ("captum_gmar.vit",),
     ("captum_gmar.methods",),

@@ -203,7 +203,7 @@ def _device_and_description(name: str) -> tuple[torch.device, str]:
 def _resize_options(processor: Any, model: ForeignModule, native: bool) -> dict[str, Any]:
     """The image processor's options: its own resizing; the model's training size where the
     processor does not resize; none with ``--native-resolution``."""
-    from ..evaluation.data import CHANNELS_LAST, processor_options
+    from ..evaluation.batches import CHANNELS_LAST, processor_options
 
     if native:
         return {**CHANNELS_LAST, "do_resize": False, "do_center_crop": False}

@@ -27,7 +27,8 @@ index as the class, for a :class:`~captum_gmar.vit.similarity.SimilarityModel`),
 and :class:`HubDatasetTasks` (a Hugging Face ``datasets.Dataset``, e.g. one saved with
 ``save_to_disk``); all but the scenes for ``vit-tiny`` preprocess each image with the
 model's image processor and carry masks through the same geometry (see
-:func:`transform_mask`).
+:func:`transform_mask`). Batches, and the preparation of an item with an image
+processor, are in :mod:`captum_gmar.evaluation.batches` (imported here too).
 """
 
 from __future__ import annotations
@@ -36,20 +37,19 @@ import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import UnreadableImageError
 from ..imagedata.folder import ClassNames, FolderItem, object_pixels, read_image, read_region, scan_folder, to_rgb
 from ..imagedata.photos import Composites
 from ..imagedata.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
+from .batches import Batch, collate, processed_item, processor_options, select, transform_mask
 
 __all__ = [
     "Batch",
@@ -64,123 +64,32 @@ __all__ = [
     "transform_mask",
 ]
 
-#: item entries that are not copied into the rows
-_DATA_KEYS = ("pixel_values", "label", "mask", "other_mask")
-_NEAREST = 0  # PIL's (and transformers' PILImageResampling) nearest-neighbour code
 
+class _SlotTasks(Dataset):
+    """One task per filled slot of a stack of images: a scene's items, a composite's photos.
 
-@dataclass(frozen=True)
-class Batch:
-    """Items stacked for one pass, ``B`` of them (the readable items of those sampled).
-
-    Attributes:
-        pixel_values: ``float (B, C, H, W)``.
-        targets: ``int64 (B,)`` the classes to explain.
-        masks: ``bool (B, H, W)``, all False where ``has_mask`` is False.
-        has_mask: ``bool (B,)``.
-        other_masks: ``bool (B, H, W)``, all False where ``has_other`` is False.
-        has_other: ``bool (B,)``.
-        info: ``B`` dicts of the items' naming entries.
-        positions: the ``B`` items' positions among the sampled items.
-        unreadable: the sampled items left out as unreadable: their ``"position"``,
-            naming entries and ``"error"``.
+    Args:
+        kind: names the data in the fingerprint (``"scenes"``, ``"composites"``).
+        images: ``(N, H, W, 3)`` uint8, the stack.
+        slots: ``(N, S)`` int, each slot's class (or photo), ``-1`` where it is empty.
     """
 
-    pixel_values: Tensor
-    targets: Tensor
-    masks: Tensor
-    has_mask: Tensor
-    other_masks: Tensor
-    has_other: Tensor
-    info: list[dict[str, Any]]
-    positions: tuple[int, ...] = ()
-    unreadable: tuple[dict[str, Any], ...] = ()
+    def __init__(self, kind: str, images: np.ndarray, slots: np.ndarray) -> None:
+        #: ``(n,)`` the image and the slot of each of the ``n`` tasks, image by image
+        self.image_of, self.slot = np.nonzero(slots >= 0)
+        digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+        digest.update(np.ascontiguousarray(slots).tobytes())
+        self.fingerprint = f"{kind}:{len(images)}:{digest.hexdigest()[:16]}"
 
     def __len__(self) -> int:
-        return len(self.targets)
+        return len(self.image_of)
+
+    def place(self, index: int) -> tuple[int, int]:
+        """Task ``index``'s image and slot."""
+        return int(self.image_of[index]), int(self.slot[index])
 
 
-def collate(items: Sequence[Mapping[str, Any]]) -> Batch:
-    """Stack items (see the module docstring) into a :class:`Batch`, leaving out those
-    marked unreadable (a batch of none of them is empty: ``B = 0``, images ``(0, 0, 0, 0)``).
-
-    Raises:
-        ValueError: images of different sizes, or a mask whose size is not its image's.
-    """
-    unreadable = tuple(
-        {"position": p, **{k: v for k, v in item.items() if k != "unreadable"}, "error": item["unreadable"]}
-        for p, item in enumerate(items)
-        if "unreadable" in item
-    )
-    positions = tuple(p for p, item in enumerate(items) if "unreadable" not in item)
-    items = [items[p] for p in positions]
-    if not items:
-        masks, flags = torch.zeros(0, 0, 0, dtype=torch.bool), torch.zeros(0, dtype=torch.bool)
-        return Batch(torch.zeros(0, 0, 0, 0), torch.zeros(0, dtype=torch.long), masks, flags, masks, flags, [], (), unreadable)
-    shapes = {tuple(item["pixel_values"].shape) for item in items}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"the images of a batch have different sizes {sorted(shapes)}: the image processor must bring every image to one size"
-        )
-    pixel_values = torch.stack([item["pixel_values"] for item in items])
-    size = pixel_values.shape[-2:]
-
-    def stacked(key: str) -> tuple[Tensor, Tensor]:
-        present = torch.tensor([item.get(key) is not None for item in items])
-        masks = torch.zeros(len(items), *size, dtype=torch.bool)
-        for i, item in enumerate(items):
-            if item.get(key) is not None:
-                if tuple(item[key].shape) != tuple(size):
-                    raise ValueError(f"{key} of shape {tuple(item[key].shape)} does not match its image's {tuple(size)}")
-                masks[i] = item[key]
-        return masks, present
-
-    masks, has_mask = stacked("mask")
-    other_masks, has_other = stacked("other_mask")
-    info = [{key: value for key, value in item.items() if key not in _DATA_KEYS} for item in items]
-    targets = torch.tensor([int(item["label"]) for item in items], dtype=torch.long)
-    return Batch(pixel_values, targets, masks, has_mask, other_masks, has_other, info, positions, unreadable)
-
-
-def select(count: int, limit: int | None, seed: int) -> np.ndarray:
-    """The items evaluated out of ``count``: all of them in an order shuffled by ``seed``,
-    or the first ``limit`` of that order (so a larger limit extends a smaller one)."""
-    order = np.random.default_rng(seed).permutation(count)
-    return order if limit is None else order[:limit]
-
-
-#: how the package's images are laid out, told to every image processor (``(H, W, 3)``)
-CHANNELS_LAST: dict[str, Any] = {"input_data_format": "channels_last"}
-
-
-def processor_options(processor: Any, image_size: int | Sequence[int]) -> dict[str, Any]:
-    """Options for ``processor`` so that every image comes out at one size: none when it
-    resizes by itself; else a resize to the model's ``image_size`` (the bundled reference
-    model's processor does not resize, as its scenes are made at its size). Images are
-    always read as channels last: transformers 4.57 guesses the layout from the shape and
-    takes a 1 or 3 px high image for channels first (an error, or a wrong image)."""
-    if getattr(processor, "do_resize", False):
-        return dict(CHANNELS_LAST)
-    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-    return {**CHANNELS_LAST, "do_resize": True, "size": {"height": height, "width": width}}
-
-
-def transform_mask(processor: Any, mask: np.ndarray, options: Mapping[str, Any]) -> Tensor:
-    """Carry a mask through the image processor's geometry: ``bool (H, W)`` at the stored
-    image's size -> ``bool (h, w)`` at the model input's.
-
-    The mask goes through the processor itself, as a black-and-white image, with the same
-    ``options`` as its image but nearest-neighbour resampling and neither rescaling nor
-    normalisation, so that whatever the processor does to the geometry (resize to a size,
-    resize the shortest edge, center-crop) it does to the mask too, and no resampling
-    blends object and background.
-    """
-    image = np.repeat(mask.astype(np.uint8)[:, :, None] * 255, 3, axis=2)
-    out = processor(images=image, return_tensors="pt", do_rescale=False, do_normalize=False, resample=_NEAREST, **options)
-    return out["pixel_values"][0, 0] > 127
-
-
-class SceneTasks(Dataset):
+class SceneTasks(_SlotTasks):
     """The explanation tasks of evaluation scenes: one per item, scene by scene.
 
     Item ``k`` of scene ``i`` is explained with its class; its mask is the item's, and
@@ -200,27 +109,23 @@ class SceneTasks(Dataset):
     has_masks = True
 
     def __init__(self, scenes: Scenes, processor: Any | None = None) -> None:
+        super().__init__("scenes", scenes.images, scenes.labels)
         self.scenes = scenes
-        self.scene, self.slot = np.nonzero(scenes.labels >= 0)
+        #: the scene of each task
+        self.scene = self.image_of
         self.processor = processor
         self.options = {} if processor is None else processor_options(processor, scenes.images.shape[1])
         #: the input's normalisation, to draw the images
         self.image_mean = (PIXEL_MEAN,) * 3 if processor is None else tuple(processor.image_mean)
         self.image_std = (PIXEL_STD,) * 3 if processor is None else tuple(processor.image_std)
-        digest = hashlib.sha256(np.ascontiguousarray(scenes.images).tobytes())
-        digest.update(np.ascontiguousarray(scenes.labels).tobytes())
-        self.fingerprint = f"scenes:{len(scenes)}:{digest.hexdigest()[:16]}"
-
-    def __len__(self) -> int:
-        return len(self.scene)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        scene, slot = int(self.scene[index]), int(self.slot[index])
+        scene, slot = self.place(index)
         two_items = bool(self.scenes.num_items[scene] == 2)
         label, info = int(self.scenes.labels[scene, slot]), {"scene": scene, "two_items": two_items}
         mask, other = self.scenes.masks[scene, slot], (self.scenes.masks[scene, 1 - slot] if two_items else None)
         if self.processor is not None:
-            return _processed_item(self.processor, self.options, self.scenes.images[scene], label, mask, other, info)
+            return processed_item(self.processor, self.options, self.scenes.images[scene], label, mask, other, info)
         return {
             "pixel_values": to_pixel_values(self.scenes.images[scene : scene + 1])[0],
             "label": label,
@@ -230,7 +135,7 @@ class SceneTasks(Dataset):
         }
 
 
-class CompositeTasks(Dataset):
+class CompositeTasks(_SlotTasks):
     """The explanation tasks of composites of photos: one per photo, composite by composite.
 
     Photo ``k`` of a composite is explained with its index in the list of photos (the
@@ -248,26 +153,22 @@ class CompositeTasks(Dataset):
     has_masks = True
 
     def __init__(self, composites: Composites, names: Sequence[str], processor: Any) -> None:
+        super().__init__("composites", composites.images, composites.photos)
         self.composites = composites
         self.names = list(names)
-        self.composite, self.slot = np.nonzero(composites.photos >= 0)
+        #: the composite of each task
+        self.composite = self.image_of
         self.processor = processor
         self.options = processor_options(processor, composites.images.shape[1:3])
         self.image_mean, self.image_std = tuple(processor.image_mean), tuple(processor.image_std)
-        digest = hashlib.sha256(np.ascontiguousarray(composites.images).tobytes())
-        digest.update(np.ascontiguousarray(composites.photos).tobytes())
-        self.fingerprint = f"composites:{len(composites)}:{digest.hexdigest()[:16]}"
-
-    def __len__(self) -> int:
-        return len(self.composite)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        composite, slot = int(self.composite[index]), int(self.slot[index])
+        composite, slot = self.place(index)
         photos, masks = self.composites.photos[composite], self.composites.masks[composite]
         label = int(photos[slot])
         other = masks[[s for s in range(len(photos)) if s != slot and photos[s] >= 0]].any(0)
         info = {"composite": composite, "photos": int((photos >= 0).sum()), "photo": self.names[label]}
-        return _processed_item(self.processor, self.options, self.composites.images[composite], label, masks[slot], other, info)
+        return processed_item(self.processor, self.options, self.composites.images[composite], label, masks[slot], other, info)
 
 
 class _Processed(Dataset, ABC):
@@ -305,25 +206,7 @@ class _Processed(Dataset, ABC):
         """Item ``index``'s naming entries, without reading it."""
 
     def _item(self, image: Any, label: int, mask: np.ndarray | None, other: np.ndarray | None, info: dict[str, Any]) -> dict[str, Any]:
-        return _processed_item(self.processor, self.options, image, label, mask, other, info)
-
-
-def _processed_item(
-    processor: Any,
-    options: Mapping[str, Any],
-    image: Any,
-    label: int,
-    mask: np.ndarray | None,
-    other: np.ndarray | None,
-    info: dict[str, Any],
-) -> dict[str, Any]:
-    """An item as ``processor`` prepares it with ``options``: the image, and its masks
-    through the same geometry (:func:`transform_mask`)."""
-    pixel_values = processor(images=image, return_tensors="pt", **options)["pixel_values"][0]
-    geometry = {
-        key: None if value is None else transform_mask(processor, value, options) for key, value in (("mask", mask), ("other_mask", other))
-    }
-    return {"pixel_values": pixel_values.float(), "label": label, **geometry, **info}
+        return processed_item(self.processor, self.options, image, label, mask, other, info)
 
 
 class ImageFolderTasks(_Processed):

@@ -30,7 +30,7 @@ from ..methods.gradcam import TokenGradCAM
 from ..methods.lrp import CPLRP, AttnLRP
 from ..methods.raw_attention import RawAttention
 from ..names import METHOD_KEYS, RELEVANCE_MAPS
-from ..vit.model import VisionTransformer
+from ..vit.model import VisionTransformer, as_vision_transformer
 
 __all__ = ["METHOD_KEYS", "Method", "build_methods", "method_keys", "register_method"]
 
@@ -85,27 +85,25 @@ class Method:
         return self.maps_and_head_weights(images, targets)[0]
 
 
-def _builders(ig_steps: int, ig_internal_batch_size: int | None, relevance_map: str) -> dict[str, Callable[[nn.Module], Method]]:
-    def captum_method(name: str, cls: type, options: dict) -> Callable[[nn.Module], Method]:
-        return lambda model: Method(name, cls(VisionTransformer(model).logits), options, reduce="abs")
+def _builders(ig_steps: int, ig_internal_batch_size: int | None, relevance_map: str) -> dict[str, Callable[[VisionTransformer], Method]]:
+    def captum_method(name: str, cls: type, options: dict) -> Callable[[VisionTransformer], Method]:
+        return lambda vit: Method(name, cls(vit.logits), options, reduce="abs")
 
     relevance = {"positive": "positive", "signed": "signed", "abs": "abs_sum"}[relevance_map]
 
     return {
-        "gmar-l1": lambda model: Method("GMAR (L1)", GMARAttribution(model, norm="l1"), {}),
-        "gmar-l2": lambda model: Method("GMAR (L2)", GMARAttribution(model, norm="l2"), {}),
+        "gmar-l1": lambda vit: Method("GMAR (L1)", GMARAttribution(vit, norm="l1"), {}),
+        "gmar-l2": lambda vit: Method("GMAR (L2)", GMARAttribution(vit, norm="l2"), {}),
         # head scores invariant to rescaling a head's values against its output projection (evaluation.invariance)
-        "gmar-attention": lambda model: Method("GMAR (attention grad, L1)", GMARAttribution(model, head_gradient="attention"), {}),
-        "gmar-gate": lambda model: Method("GMAR (gate, abs)", GMARAttribution(model, head_gradient="gate"), {}),
-        "gmar-gate-positive": lambda model: Method(
-            "GMAR (gate, positive)", GMARAttribution(model, head_gradient="gate", gate="positive"), {}
-        ),
-        "rollout": lambda model: Method("Attention rollout", AttentionRollout(model), {}),
-        "raw-attention": lambda model: Method("Raw attention", RawAttention(model), {}),
-        "gae": lambda model: Method("GAE", GenericAttentionExplainability(model), {}),
-        "gradcam": lambda model: Method("Grad-CAM", TokenGradCAM(model), {}),
-        "attnlrp": lambda model: Method("AttnLRP", AttnLRP(model), {}, reduce=relevance),
-        "cplrp": lambda model: Method("CP-LRP", CPLRP(model), {}, reduce=relevance),
+        "gmar-attention": lambda vit: Method("GMAR (attention grad, L1)", GMARAttribution(vit, head_gradient="attention"), {}),
+        "gmar-gate": lambda vit: Method("GMAR (gate, abs)", GMARAttribution(vit, head_gradient="gate"), {}),
+        "gmar-gate-positive": lambda vit: Method("GMAR (gate, positive)", GMARAttribution(vit, head_gradient="gate", gate="positive"), {}),
+        "rollout": lambda vit: Method("Attention rollout", AttentionRollout(vit), {}),
+        "raw-attention": lambda vit: Method("Raw attention", RawAttention(vit), {}),
+        "gae": lambda vit: Method("GAE", GenericAttentionExplainability(vit), {}),
+        "gradcam": lambda vit: Method("Grad-CAM", TokenGradCAM(vit), {}),
+        "attnlrp": lambda vit: Method("AttnLRP", AttnLRP(vit), {}, reduce=relevance),
+        "cplrp": lambda vit: Method("CP-LRP", CPLRP(vit), {}, reduce=relevance),
         "ig": captum_method(
             f"IG ({ig_steps} steps)",
             IntegratedGradients,
@@ -116,13 +114,16 @@ def _builders(ig_steps: int, ig_internal_batch_size: int | None, relevance_map: 
 
 
 def build_methods(
-    model: nn.Module,
+    model_or_vit: nn.Module | VisionTransformer,
     keys: list[str] | tuple[str, ...] = METHOD_KEYS,
     ig_steps: int = 50,
     ig_internal_batch_size: int | None = None,
     relevance_map: str = "positive",
 ) -> list[Method]:
-    """Build the methods named by ``keys`` (see :data:`METHOD_KEYS`) for ``model``.
+    """Build the methods named by ``keys`` (see :data:`METHOD_KEYS`) for a model, or for
+    one already wrapped in a :class:`~captum_gmar.vit.model.VisionTransformer`, which
+    every built-in method then shares (a registered method's builder gets the model,
+    ``vit.model`` for a wrapped one).
 
     IntegratedGradients uses a zero baseline (the mean image in normalised pixel space)
     and ``ig_steps`` steps, evaluated ``ig_internal_batch_size`` at a time.
@@ -131,11 +132,20 @@ def build_methods(
     """
     if relevance_map not in RELEVANCE_MAPS:
         raise ValueError(f"relevance_map must be one of {', '.join(RELEVANCE_MAPS)}, got {relevance_map!r}")
-    builders = {**_builders(ig_steps, ig_internal_batch_size, relevance_map), **_REGISTERED}
-    unknown = [key for key in keys if key not in builders]
+    builtin = _builders(ig_steps, ig_internal_batch_size, relevance_map)
+    unknown = [key for key in keys if key not in builtin and key not in _REGISTERED]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(method_keys())}")
-    return [builders[key](model) for key in keys]
+    model = model_or_vit.model if isinstance(model_or_vit, VisionTransformer) else model_or_vit
+    vit: VisionTransformer | None = None  # wrapped at the first built-in method, then shared
+    methods = []
+    for key in keys:
+        if key in _REGISTERED:
+            methods.append(_REGISTERED[key](model))
+        else:
+            vit = vit or as_vision_transformer(model_or_vit)
+            methods.append(builtin[key](vit))
+    return methods
 
 
 def register_method(key: str, build: Callable[[nn.Module], Method]) -> None:

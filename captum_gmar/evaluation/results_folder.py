@@ -37,10 +37,10 @@ from ..vit.model import VisionTransformer
 from ..vit.similarity import SimilarityModel
 from .data import CompositeTasks, collate
 from .distributed import Launch, describe_device, select_device
-from .methods import Method, build_methods
+from .methods import Method
 from .photo_similarity import add_class_specificity
 from .report import ablation_markdown, ablation_table, class_title, comparison_figure, markdown_table, read_csv, summarize, summary_columns
-from .runner import run_file, score_function
+from .runner import run_file, score_function, settings_methods
 from .settings import Settings
 
 __all__ = ["RESULTS", "Report", "report_files", "write_report"]
@@ -147,13 +147,8 @@ def write_report(
     header = "; ".join([*what, *([f"command: `{command}`"] if command else []), *skipped]) + "\n\n"
     write_atomic(out / "summary.md", header + table)
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))
-    methods = build_methods(
-        model,
-        settings.methods,
-        ig_steps=settings.ig_steps,
-        ig_internal_batch_size=settings.ig_internal_batch_size,
-        relevance_map=settings.relevance_map,
-    )
+    vit = VisionTransformer(model)  # one wrapper for the methods and the figure's scores
+    methods = settings_methods(vit, settings)
     classes = dict(id2label) if id2label is not None else cast(Any, model).config.id2label
     subject = _Subject(model, dataset, classes, "cos" if similarity else "p")
     explained_items = sorted({row["item"] for row in rows})  # not the skipped ones
@@ -184,7 +179,7 @@ def write_report(
             explained_items[:figure_rows],
             device,
             subject.id2label,
-            score_function(VisionTransformer(model)),
+            score_function(vit),
             mean=subject.dataset.image_mean,
             std=subject.dataset.image_std,
             title=f"{name}: {looked_at}, according to each method",

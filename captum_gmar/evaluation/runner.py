@@ -59,6 +59,18 @@ def score_function(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
     return lambda x: torch.softmax(vit.logits(x).float(), dim=-1)
 
 
+def settings_methods(model_or_vit: nn.Module | VisionTransformer, settings: Settings) -> list[Method]:
+    """The methods of ``settings`` (``methods`` with the IG and relevance-map options; not
+    the ablations) for a model or its wrapper (see :func:`~.methods.build_methods`)."""
+    return build_methods(
+        model_or_vit,
+        settings.methods,
+        ig_steps=settings.ig_steps,
+        ig_internal_batch_size=settings.ig_internal_batch_size,
+        relevance_map=settings.relevance_map,
+    )
+
+
 def compare(
     model: nn.Module,
     dataset: Dataset,
@@ -128,14 +140,8 @@ def compare(
     ctx = current_context(device)
     torch.manual_seed(settings.seed)
     model = model.to(ctx.device).eval()
-    built = build_methods(
-        model,
-        settings.methods,
-        ig_steps=settings.ig_steps,
-        ig_internal_batch_size=settings.ig_internal_batch_size,
-        relevance_map=settings.relevance_map,
-    )
-    built += ablation_methods(model, cast("tuple[AblationKind, ...]", settings.ablation))  # checked by Settings
+    vit = VisionTransformer(model)  # the one wrapper of the model: every method and metric group shares it
+    built = settings_methods(vit, settings) + ablation_methods(vit, cast("tuple[AblationKind, ...]", settings.ablation))
     count = len(cast(Sized, dataset))  # a map-style data set, with a length (see the docstring)
     batches = [range(start, min(start + settings.batch_size, count)) for start in range(0, count, settings.batch_size)]
     data = {"items": count, "data_fingerprint": getattr(dataset, "fingerprint", None)}
@@ -144,7 +150,7 @@ def compare(
         raise ValueError(f"the processes see different data ({seen}); every rank must read the same data set")
     # as it reads back from JSON (tuples become lists), to compare with a saved run
     identity = json.loads(json.dumps({**dataclasses.asdict(settings), **data, "model_fingerprint": model_fingerprint(model)}))
-    run = _Run(ctx, VisionTransformer(model), built, dataset, settings, workers)
+    run = _Run(ctx, vit, built, dataset, settings, workers)
     if results is None:
         rows: list[Row] = []
         run(batches, lambda batch_rows, unreadable: rows.extend(batch_rows), progress)

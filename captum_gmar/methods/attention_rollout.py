@@ -11,8 +11,9 @@ from ..core.heads import HeadFusion, reduce_heads
 from ..core.rollout import add_residual, discard_lowest, rollout_row
 from ..vit.blocks import Readout
 from ..vit.capture import AttentionTrace
+from ..vit.model import VisionTransformer
 from ..vit.zero_shot import Prompts
-from .base import AttentionAttribution, Explanation, check_alpha
+from .base import AttentionAttribution, Explanation, check_alpha, check_head_fusion
 
 
 class AttentionRollout(AttentionAttribution):
@@ -35,12 +36,9 @@ class AttentionRollout(AttentionAttribution):
             zeroes one entry fewer when that entry is among the lowest, and it applies
             the discard to the first example of a batch only.
         alpha: weight of the identity (residual) term, in ``[0, 1]``; default 0.5.
-        start_layer: first layer (0-based) that takes part.
-        readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
-            :class:`~captum_gmar.methods.base.AttentionAttribution`.
-        text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
-        references, center: reference embeddings for an embedding model (similarity as
-            classes); see :class:`~captum_gmar.methods.base.AttentionAttribution`.
+        start_layer, readout, text, references, center: as
+            :class:`~captum_gmar.methods.base.AttentionAttribution`; ``model`` may be one
+            already wrapped in a :class:`~captum_gmar.vit.model.VisionTransformer`.
     """
 
     needs_gradients = False
@@ -50,7 +48,7 @@ class AttentionRollout(AttentionAttribution):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | VisionTransformer,
         head_fusion: HeadFusion = "mean",
         discard_ratio: float = 0.0,
         alpha: float = 0.5,
@@ -60,8 +58,7 @@ class AttentionRollout(AttentionAttribution):
         references: Tensor | None = None,
         center: Tensor | None = None,
     ) -> None:
-        if head_fusion not in ("mean", "max", "min"):
-            raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")
+        check_head_fusion(head_fusion)
         if isinstance(discard_ratio, bool) or not isinstance(discard_ratio, numbers.Real):
             raise TypeError(f"discard_ratio must be a number in [0, 1), got {type(discard_ratio).__name__}")
         if not 0.0 <= discard_ratio < 1.0:

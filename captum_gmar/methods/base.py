@@ -1,6 +1,8 @@
-"""The base class shared by the attention-based attribution methods.
+"""The base classes of the attribution methods.
 
-A small template method: :class:`AttentionAttribution` checks inputs and targets, splits
+:class:`ViTAttribution` holds what every method shares: the wrapped model, the checked
+``attribute`` call and the memory and time check before it. A small template method:
+:class:`AttentionAttribution` checks inputs and targets, splits
 the batch, runs one captured forward pass per chunk on the model's device and turns token
 relevance into maps. A subclass implements only :meth:`AttentionAttribution._explain`,
 which turns one :class:`~captum_gmar.vit.capture.AttentionTrace` into token relevance (the
@@ -21,6 +23,7 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from ..core.formatting import Targets, TargetType, batch_slices, check_pixel_values, chunk_targets, format_targets
+from ..core.heads import HeadFusion
 from ..core.maps import input_map, patch_map
 from ..core.memory import (
     EXTRAPOLATION_MARGIN,
@@ -36,7 +39,7 @@ from ..core.memory import (
 from ..errors import InsufficientMemoryError, NonFiniteError, TooSlowError
 from ..vit.blocks import Pooling, Readout
 from ..vit.capture import AttentionTrace
-from ..vit.model import VisionTransformer
+from ..vit.model import VisionTransformer, as_vision_transformer
 from ..vit.zero_shot import Prompts
 
 OutputKind = Literal["input", "patches"]
@@ -46,78 +49,34 @@ InputType = Tensor | tuple[Tensor]
 class Explanation(NamedTuple):
     """What :meth:`AttentionAttribution._explain` returns for a chunk of ``B`` examples."""
 
-    #: ``(B, T)`` float32 relevance of every token for the read-out.
-    token_relevance: Tensor
+    #: the relevance of every token for the read-out, ``(B, T)`` (for relevance
+    #: propagation: of every input value, ``(B, C, H, W)``)
+    relevance: Tensor
     #: ``(B, L', H)`` head weights of the layers taking part, or ``None``.
     head_weights: Tensor | None = None
 
 
-class AttentionAttribution(Attribution, ABC):
-    """Base class of attribution methods that roll out a ViT's attention.
+class ViTAttribution(Attribution, ABC):
+    """What every method on a wrapped vision transformer shares: the wrapper (its logits
+    are ``forward_func``), the checked ``attribute`` call, and the check that it fits in
+    memory and time before any work. ``attribute`` splits the batch into chunks; a
+    subclass implements how one chunk is explained (:meth:`_chunk`), how the relevance
+    becomes the output (:meth:`_shaped`) and its memory estimate (:meth:`estimate_bytes`).
 
     Args:
-        model: a supported model (see ``docs/models.md``): a Hugging Face image
-            classifier (:data:`~captum_gmar.names.SUPPORTED_MODEL_CLASSES`), a zero-shot
-            image-text model with ``text``, a timm ViT, or a user's head on a supported
-            backbone.
-        start_layer: first layer that takes part (0-based); earlier layers are skipped.
-        readout: which row of the rolled-out matrix is the map: ``"auto"`` (default)
-            reads the model's own pooling where its classifier reads one group of tokens
-            (the class token, the mean of the patch tokens or of all tokens) and the class
-            token where it combines several (DeiT with teacher, DINOv2); ``"cls"`` the
-            class token's row, as in the published methods; ``"model"`` the model's own
-            pooling ``p``, i.e. ``p^T R``; ``None`` for a method that reads no row.
-        text: for zero-shot image-text models (CLIP, MetaCLIP 2, SigLIP), the tokenized
-            prompts, e.g. ``processor(text=prompts, padding=True, return_tensors="pt")``;
-            ``target`` is then a prompt's index.
-        references: for an embedding model (a backbone such as ``Dinov2Model``, CLIP's
-            or SigLIP's image tower, a timm ViT with ``num_classes=0``), ``(K, D)``
-            reference embeddings (:func:`~captum_gmar.vit.similarity.embed_images`); class
-            ``k`` is the cosine similarity of the image's embedding to reference ``k``.
-        center: with ``references``, an optional ``(D,)`` centre (a gallery's mean
-            embedding) subtracted from both embeddings before the cosine.
+        vit: the wrapped model (see :func:`~captum_gmar.vit.model.as_vision_transformer`).
 
     Attributes:
         forward_func: ``pixel_values -> logits``, as Captum's metrics expect.
-        pooling: the token groups the read-out averages (``("class",)`` for the class
-            token; see :data:`~captum_gmar.vit.architectures.Pooling`), or ``None``.
     """
 
     vit: VisionTransformer
-    pooling: Pooling | None
-    start_layer: int
-    #: whether :meth:`_explain` needs a backward pass (class-specific methods do).
+    #: whether a call runs a backward pass (for the time it takes)
     needs_gradients: bool = True
-    #: whether :meth:`_explain` reads the layers' ``value`` projections.
-    needs_value: bool = False
-    #: whether :meth:`_explain` reads the layers' ``hidden`` tokens.
-    needs_hidden: bool = False
-    #: float32 ``(B, H, T, T)`` maps :meth:`_explain` holds at once (for the memory check).
-    maps_alive: int = 3
 
-    def __init__(
-        self,
-        model: nn.Module,
-        start_layer: int = 0,
-        readout: Readout | None = "auto",
-        text: Prompts | None = None,
-        references: Tensor | None = None,
-        center: Tensor | None = None,
-    ) -> None:
-        self.vit = VisionTransformer(model, text, references, center)
-        super().__init__(self.vit.logits)
-        self.pooling = None if readout is None else self.vit.readout_pooling(readout)
-        num_layers = self.vit.num_layers
-        if isinstance(start_layer, bool) or not isinstance(start_layer, numbers.Integral):
-            raise TypeError(f"start_layer must be an int, got {type(start_layer).__name__}")
-        if not 0 <= start_layer < num_layers:
-            raise ValueError(f"start_layer must lie in [0, {num_layers - 1}] for this {num_layers}-layer model, got {start_layer}")
-        self.start_layer = int(start_layer)
-
-    @property
-    def layers(self) -> range:
-        """Indices of the layers taking part, first layer first."""
-        return range(self.start_layer, self.vit.num_layers)
+    def __init__(self, vit: VisionTransformer) -> None:
+        self.vit = vit
+        super().__init__(vit.logits)
 
     @log_usage()
     def attribute(
@@ -142,29 +101,21 @@ class AttentionAttribution(Attribution, ABC):
                 Class-agnostic methods check it but do not depend on it.
             internal_batch_size: split the batch into chunks of this many examples to
                 bound memory; results equal the whole batch's up to float rounding.
-            output: ``"input"`` for maps shaped like ``inputs`` (the patch map upsampled
-                bilinearly and repeated over channels), or ``"patches"`` for the patch
-                grid ``(B, h, w)``.
+            output: ``"input"`` for attributions shaped like ``inputs`` (an attention
+                method's patch map upsampled bilinearly and repeated over channels), or
+                ``"patches"`` for the patch grid ``(B, h, w)`` (for relevance
+                propagation, the sum over the channels and pixels of each patch).
             allow_slow: run a call whose attention alone would take longer than
                 :data:`~captum_gmar.core.memory.SLOW_CALL_SECONDS` instead of refusing it
                 (see :meth:`check_memory`).
 
         Returns:
-            float32, non-negative attributions on ``inputs``' device (a 1-tuple when
-            ``inputs`` was one).
+            float32 attributions on ``inputs``' device (a 1-tuple when ``inputs`` was
+            one): non-negative maps for the attention methods, signed relevance for
+            relevance propagation (see :class:`~captum_gmar.methods.lrp.RelevancePropagation`).
         """
         maps, _ = self._attribute(inputs, target, internal_batch_size, output, allow_slow)
         return maps
-
-    @abstractmethod
-    def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
-        """Token relevance for one chunk (read out with :meth:`_readout`).
-
-        Args:
-            trace: the captured forward pass of ``B`` examples.
-            targets: ``(B,)`` class indices on the model's device, or a target
-                function (see :data:`~captum_gmar.core.formatting.TargetFunction`).
-        """
 
     def _attribute(
         self,
@@ -174,55 +125,53 @@ class AttentionAttribution(Attribution, ABC):
         output: OutputKind,
         allow_slow: bool,
     ) -> tuple[InputType, Tensor | None]:
-        """Shared body of ``attribute``: returns the maps and the head weights (or None)."""
+        """Shared body of ``attribute``: the attributions and the head weights ``(B, L', H)``
+        (or ``None``)."""
         vit = self.vit
         pixel_values, is_tuple, targets = prepare_call(vit, inputs, target, output)
-        if self.start_layer >= vit.num_layers:
-            raise ValueError(f"start_layer {self.start_layer} does not exist: the model now has {vit.num_layers} layers")
+        self._check_model()
         parts = batch_slices(pixel_values.shape[0], internal_batch_size)
         self.check_memory(pixel_values.shape, internal_batch_size, allow_slow)
         param = vit.parameter
-
-        explanations = []
-        for part in parts:
-            x = pixel_values[part].to(device=param.device, dtype=param.dtype)
-            with vit.trace(x, with_grad=self.needs_gradients, keep_value=self.needs_value, keep_hidden=self.needs_hidden) as trace:
-                chosen = trace.logits.argmax(-1) if targets is None else chunk_targets(targets, part, param.device)
-                explanations.append(self._explain(trace, chosen))
-
-        relevance = torch.cat([e.token_relevance for e in explanations]).float()
+        explanations = [
+            self._chunk(pixel_values[part].to(device=param.device, dtype=param.dtype), chunk_targets(targets, part, param.device))
+            for part in parts
+        ]
+        relevance = torch.cat([e.relevance for e in explanations]).float()
         check_finite_relevance(relevance, self.get_name())
-        maps = patch_map(relevance, vit.num_prefix_tokens, vit.grid(*pixel_values.shape[-2:]))
-        if output == "input":
-            maps = input_map(maps, vit.patch_size, tuple(pixel_values.shape))
-        maps = maps.to(pixel_values.device)
+        maps = self._shaped(relevance, tuple(pixel_values.shape), output).to(pixel_values.device)
         head_weights = [e.head_weights for e in explanations if e.head_weights is not None]  # all or none
         weights = torch.cat(head_weights).to(pixel_values.device) if head_weights else None
         return ((maps,) if is_tuple else maps), weights
 
-    def _readout(self, trace: AttentionTrace) -> Tensor:
-        """The read-out row ``p`` of :attr:`pooling` in ``trace`` (see :meth:`AttentionTrace.readout`)."""
-        if self.pooling is None:
-            raise TypeError(f"{type(self).__name__} was made with readout=None and reads no row of the rolled-out matrix")
-        return trace.readout(self.pooling)
+    def _check_model(self) -> None:  # noqa: B027 (most methods need no check of the model as it is now)
+        """Refuse a call on the model as it is now (e.g. layers removed since construction)."""
 
-    def estimate_bytes(self, input_shape: Sequence[int]) -> int:
-        """Estimated peak memory, in bytes, of one pass on inputs of ``input_shape``
-        ``(B, C, H, W)`` (see :func:`~captum_gmar.core.memory.attention_call_bytes`)."""
+    @abstractmethod
+    def _chunk(self, x: Tensor, targets: Targets) -> Explanation:
+        """The relevance of a chunk of ``B`` examples.
+
+        Args:
+            x: ``(B, C, H, W)`` pixel values on the model's device and dtype.
+            targets: ``(B,)`` class indices on the model's device, a target function,
+                or ``None`` for each example's predicted class.
+        """
+
+    @abstractmethod
+    def _shaped(self, relevance: Tensor, input_shape: tuple[int, ...], output: OutputKind) -> Tensor:
+        """The attributions ``attribute`` returns for ``output`` from the float32 relevance
+        of the whole batch, on inputs of ``input_shape`` ``(B, C, H, W)``."""
+
+    def _sizes(self, input_shape: Sequence[int]) -> tuple[int, int, int, int, int, int]:
+        """``(B, T, H, L, D, bytes per value)`` of a call on inputs of ``input_shape``
+        ``(B, C, H, W)``: what the estimates of :mod:`captum_gmar.core.memory` take."""
         vit = self.vit
         batch, _, height, width = input_shape
-        return attention_call_bytes(
-            batch,
-            vit.num_tokens(height, width),
-            vit.num_heads,
-            vit.num_layers,
-            vit.hidden_size,
-            vit.parameter.element_size(),
-            self.maps_alive,
-            backward=self.needs_gradients,
-            eager=vit.keeps_attention_for_backward,
-            maps_kept=vit.keeps_attention_maps,
-        )
+        return batch, vit.num_tokens(height, width), vit.num_heads, vit.num_layers, vit.hidden_size, vit.parameter.element_size()
+
+    @abstractmethod
+    def estimate_bytes(self, input_shape: Sequence[int]) -> int:
+        """Estimated peak memory, in bytes, of one pass on inputs of ``input_shape`` ``(B, C, H, W)``."""
 
     def check_memory(self, input_shape: Sequence[int], internal_batch_size: int | None = None, allow_slow: bool = False) -> None:
         """Refuse, before any work, a call on inputs of ``input_shape`` ``(B, C, H, W)`` that
@@ -248,6 +197,114 @@ class AttentionAttribution(Attribution, ABC):
             self.needs_gradients,
             allow_slow,
             lambda x: self._attribute(x, None, None, "patches", True),
+        )
+
+
+class AttentionAttribution(ViTAttribution):
+    """Base class of attribution methods that roll out a ViT's attention.
+
+    Args:
+        model: a supported model (see ``docs/models.md``): a Hugging Face image
+            classifier (:data:`~captum_gmar.names.SUPPORTED_MODEL_CLASSES`), a zero-shot
+            image-text model with ``text``, a timm ViT, or a user's head on a supported
+            backbone; or such a model already wrapped in a
+            :class:`~captum_gmar.vit.model.VisionTransformer`, used as it is (then
+            without ``text``, ``references`` and ``center``, which are the wrapper's).
+        start_layer: first layer that takes part (0-based); earlier layers are skipped.
+        readout: which row of the rolled-out matrix is the map: ``"auto"`` (default)
+            reads the model's own pooling where its classifier reads one group of tokens
+            (the class token, the mean of the patch tokens or of all tokens) and the class
+            token where it combines several (DeiT with teacher, DINOv2); ``"cls"`` the
+            class token's row, as in the published methods; ``"model"`` the model's own
+            pooling ``p``, i.e. ``p^T R``; ``None`` for a method that reads no row.
+        text: for zero-shot image-text models (CLIP, MetaCLIP 2, SigLIP), the tokenized
+            prompts, e.g. ``processor(text=prompts, padding=True, return_tensors="pt")``;
+            ``target`` is then a prompt's index.
+        references: for an embedding model (a backbone such as ``Dinov2Model``, CLIP's
+            or SigLIP's image tower, a timm ViT with ``num_classes=0``), ``(K, D)``
+            reference embeddings (:func:`~captum_gmar.vit.similarity.embed_images`); class
+            ``k`` is the cosine similarity of the image's embedding to reference ``k``.
+        center: with ``references``, an optional ``(D,)`` centre (a gallery's mean
+            embedding) subtracted from both embeddings before the cosine.
+
+    Attributes:
+        forward_func: ``pixel_values -> logits``, as Captum's metrics expect.
+        pooling: the token groups the read-out averages (``("class",)`` for the class
+            token; see :data:`~captum_gmar.vit.architectures.Pooling`), or ``None``.
+    """
+
+    pooling: Pooling | None
+    start_layer: int
+    #: whether :meth:`_explain` reads the layers' ``value`` projections.
+    needs_value: bool = False
+    #: whether :meth:`_explain` reads the layers' ``hidden`` tokens.
+    needs_hidden: bool = False
+    #: float32 ``(B, H, T, T)`` maps :meth:`_explain` holds at once (for the memory check).
+    maps_alive: int = 3
+
+    def __init__(
+        self,
+        model: nn.Module | VisionTransformer,
+        start_layer: int = 0,
+        readout: Readout | None = "auto",
+        text: Prompts | None = None,
+        references: Tensor | None = None,
+        center: Tensor | None = None,
+    ) -> None:
+        super().__init__(as_vision_transformer(model, text, references, center))
+        self.pooling = None if readout is None else self.vit.readout_pooling(readout)
+        num_layers = self.vit.num_layers
+        if isinstance(start_layer, bool) or not isinstance(start_layer, numbers.Integral):
+            raise TypeError(f"start_layer must be an int, got {type(start_layer).__name__}")
+        if not 0 <= start_layer < num_layers:
+            raise ValueError(f"start_layer must lie in [0, {num_layers - 1}] for this {num_layers}-layer model, got {start_layer}")
+        self.start_layer = int(start_layer)
+
+    @property
+    def layers(self) -> range:
+        """Indices of the layers taking part, first layer first."""
+        return range(self.start_layer, self.vit.num_layers)
+
+    @abstractmethod
+    def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
+        """Token relevance for one chunk (read out with :meth:`_readout`).
+
+        Args:
+            trace: the captured forward pass of ``B`` examples.
+            targets: ``(B,)`` class indices on the model's device, or a target
+                function (see :data:`~captum_gmar.core.formatting.TargetFunction`).
+        """
+
+    def _check_model(self) -> None:
+        if self.start_layer >= self.vit.num_layers:
+            raise ValueError(f"start_layer {self.start_layer} does not exist: the model now has {self.vit.num_layers} layers")
+
+    def _chunk(self, x: Tensor, targets: Targets) -> Explanation:
+        """One captured pass of the chunk, explained by :meth:`_explain`."""
+        with self.vit.trace(x, with_grad=self.needs_gradients, keep_value=self.needs_value, keep_hidden=self.needs_hidden) as trace:
+            return self._explain(trace, trace.logits.argmax(-1) if targets is None else targets)
+
+    def _shaped(self, relevance: Tensor, input_shape: tuple[int, ...], output: OutputKind) -> Tensor:
+        """The patch map ``(B, h, w)`` of the token relevance, upsampled to ``input_shape`` for ``"input"``."""
+        vit = self.vit
+        maps = patch_map(relevance, vit.num_prefix_tokens, vit.grid(*input_shape[-2:]))
+        return input_map(maps, vit.patch_size, input_shape) if output == "input" else maps
+
+    def _readout(self, trace: AttentionTrace) -> Tensor:
+        """The read-out row ``p`` of :attr:`pooling` in ``trace`` (see :meth:`AttentionTrace.readout`)."""
+        if self.pooling is None:
+            raise TypeError(f"{type(self).__name__} was made with readout=None and reads no row of the rolled-out matrix")
+        return trace.readout(self.pooling)
+
+    def estimate_bytes(self, input_shape: Sequence[int]) -> int:
+        """As :meth:`ViTAttribution.estimate_bytes` (see :func:`~captum_gmar.core.memory.attention_call_bytes`)."""
+        vit = self.vit
+        return attention_call_bytes(
+            *self._sizes(input_shape),
+            self.maps_alive,
+            backward=self.needs_gradients,
+            eager=vit.keeps_attention_for_backward,
+            maps_kept=vit.keeps_attention_maps,
         )
 
 
@@ -381,3 +438,10 @@ def check_alpha(alpha: float) -> float:
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     return float(alpha)
+
+
+def check_head_fusion(head_fusion: HeadFusion) -> HeadFusion:
+    """Validate how the heads' maps are fused: ``"mean"``, ``"max"`` or ``"min"``."""
+    if head_fusion not in ("mean", "max", "min"):
+        raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")
+    return head_fusion

@@ -19,7 +19,8 @@ class GenericAttentionExplainability(AttentionAttribution):
 
     Args as :class:`~captum_gmar.methods.base.AttentionAttribution`: ``model``,
     ``start_layer`` (first layer, 0-based, that takes part), ``readout``, ``text``,
-    ``references`` and ``center``.
+    ``references`` and ``center`` (``model`` may be one already wrapped in a
+    :class:`~captum_gmar.vit.model.VisionTransformer`).
     """
 
     needs_value = True

@@ -14,6 +14,7 @@ from ..core.heads import GateSign, Norm, attention_grad, fuse_heads, gate_scores
 from ..core.rollout import add_residual, rollout_row
 from ..vit.blocks import Readout
 from ..vit.capture import AttentionTrace
+from ..vit.model import VisionTransformer
 from ..vit.zero_shot import Prompts
 from .base import AttentionAttribution, Explanation, InputType, OutputKind, check_alpha
 
@@ -51,12 +52,9 @@ class GMARAttribution(AttentionAttribution):
             says, and ``norm`` is not used. ``"attention"`` and ``"gate"`` are invariant
             to rescaling a head's value projection against its output projection,
             ``"context"`` is not (see :mod:`captum_gmar.evaluation.metrics.invariance`).
-        start_layer: first layer (0-based) that takes part in the rollout.
-        readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
-            :class:`~captum_gmar.methods.base.AttentionAttribution`.
-        text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
-        references, center: reference embeddings for an embedding model (similarity as
-            classes); see :class:`~captum_gmar.methods.base.AttentionAttribution`.
+        start_layer, readout, text, references, center: as
+            :class:`~captum_gmar.methods.base.AttentionAttribution`; ``model`` may be one
+            already wrapped in a :class:`~captum_gmar.vit.model.VisionTransformer`.
         weight_transform: applied to the head weights ``(B, L', H)`` before the heads
             are fused, returning weights of the same shape (each layer summing to 1),
             e.g. ``functools.partial(uniform_except, keep=mask)`` (see
@@ -77,7 +75,7 @@ class GMARAttribution(AttentionAttribution):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | VisionTransformer,
         norm: Norm = "l1",
         alpha: float = 0.5,
         head_gradient: HeadGradient = "context",

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ..core.formatting import Targets
 from ..vit.capture import AttentionTrace
+from ..vit.model import VisionTransformer
 from ..vit.zero_shot import Prompts
 from .base import AttentionAttribution, Explanation
 
@@ -20,17 +21,20 @@ class TokenGradCAM(AttentionAttribution):
     the gradients averaged over patches; the map is ``relu(sum_c w_c * A_c)`` per patch.
 
     Args:
-        model: a supported model (see ``docs/models.md``).
-        text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
-        references, center: reference embeddings for an embedding model (similarity as
-            classes); see :class:`~captum_gmar.methods.base.AttentionAttribution`.
+        model, text, references, center: as
+            :class:`~captum_gmar.methods.base.AttentionAttribution` (``model`` may be one
+            already wrapped in a :class:`~captum_gmar.vit.model.VisionTransformer`).
     """
 
     needs_hidden = True
     maps_alive = 0  # no attention maps are built
 
     def __init__(
-        self, model: nn.Module, text: Prompts | None = None, references: Tensor | None = None, center: Tensor | None = None
+        self,
+        model: nn.Module | VisionTransformer,
+        text: Prompts | None = None,
+        references: Tensor | None = None,
+        center: Tensor | None = None,
     ) -> None:
         super().__init__(model, readout=None, text=text, references=references, center=center)  # no rollout, so no read-out row
 

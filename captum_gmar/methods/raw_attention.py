@@ -10,8 +10,9 @@ from ..core.heads import HeadFusion, reduce_heads
 from ..core.rollout import rollout_row
 from ..vit.blocks import Readout
 from ..vit.capture import AttentionTrace
+from ..vit.model import VisionTransformer
 from ..vit.zero_shot import Prompts
-from .base import AttentionAttribution, Explanation
+from .base import AttentionAttribution, Explanation, check_head_fusion
 
 
 class RawAttention(AttentionAttribution):
@@ -24,11 +25,9 @@ class RawAttention(AttentionAttribution):
     Args:
         model: a supported model (see ``docs/models.md``).
         head_fusion: ``"mean"`` (default), ``"max"`` or ``"min"``.
-        readout: ``"auto"`` (default), ``"cls"`` or ``"model"``; see
-            :class:`~captum_gmar.methods.base.AttentionAttribution`.
-        text: tokenized prompts for a zero-shot image-text model (CLIP, SigLIP).
-        references, center: reference embeddings for an embedding model (similarity as
-            classes); see :class:`~captum_gmar.methods.base.AttentionAttribution`.
+        readout, text, references, center: as
+            :class:`~captum_gmar.methods.base.AttentionAttribution`; ``model`` may be one
+            already wrapped in a :class:`~captum_gmar.vit.model.VisionTransformer`.
     """
 
     needs_gradients = False
@@ -36,16 +35,14 @@ class RawAttention(AttentionAttribution):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | VisionTransformer,
         head_fusion: HeadFusion = "mean",
         readout: Readout = "auto",
         text: Prompts | None = None,
         references: Tensor | None = None,
         center: Tensor | None = None,
     ) -> None:
-        if head_fusion not in ("mean", "max", "min"):
-            raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")
-        self.head_fusion = head_fusion
+        self.head_fusion = check_head_fusion(head_fusion)
         super().__init__(model, readout=readout, text=text, references=references, center=center)
 
     @classmethod

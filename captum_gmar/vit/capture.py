@@ -32,13 +32,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 from torch.overrides import TorchFunctionMode
-from torch.utils.hooks import RemovableHandle
 
 from ..core.formatting import Targets, target_scores
 from ..core.heads import attention_probs, split_heads
 from ..core.rollout import readout_row
 from ..errors import NonFiniteError
 from .blocks import AttentionBlock, CaptureKind, Pooling, pooling_spans
+from .model_state import removing_hooks
 
 _SOFTMAX = (F.softmax, torch.softmax, torch.Tensor.softmax)
 _MATMUL = (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__)
@@ -209,14 +209,7 @@ def capture_attention(
     stores: list[dict[str, Any]] = [{} for _ in blocks]
     pooled: dict[str, Tensor] = {}
     mode = _KernelCapture(keep_value) if kind == "kernel" else None
-    handles: list[RemovableHandle] = []
-
-    def remove_hooks() -> None:
-        for handle in handles:
-            handle.remove()
-
-    with ExitStack() as stack:
-        stack.callback(remove_hooks)
+    with removing_hooks() as handles, ExitStack() as stack:
         for store, block in zip(stores, blocks):
             if keep_hidden or mode is not None:
                 handles.append(block.attention.register_forward_pre_hook(_enter(store, owner, mode, keep_hidden), with_kwargs=True))

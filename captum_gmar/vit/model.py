@@ -35,7 +35,7 @@ from .model_state import evaluating, frozen_parameters, model_lock, unchanged_we
 from .similarity import SimilarityModel
 from .zero_shot import Prompts
 
-__all__ = ["SUPPORTED_MODEL_CLASSES", "AttentionTrace", "VisionTransformer"]
+__all__ = ["SUPPORTED_MODEL_CLASSES", "AttentionTrace", "VisionTransformer", "as_vision_transformer"]
 
 
 class VisionTransformer:
@@ -286,3 +286,24 @@ def _zero_heads(keep: Tensor, owner: int) -> Callable[[nn.Module, tuple], tuple 
         return (context * (per_channel if per_channel.dim() == 1 else per_channel[:, None, :]),) + tuple(args[1:])
 
     return hook
+
+
+def as_vision_transformer(
+    model: nn.Module | VisionTransformer, text: Prompts | None = None, references: Tensor | None = None, center: Tensor | None = None
+) -> VisionTransformer:
+    """``model`` wrapped (see :class:`VisionTransformer` for the arguments), or ``model``
+    itself where it is wrapped already, so that one wrapper serves every method and
+    metric of a comparison.
+
+    Raises:
+        ValueError: ``text``, ``references`` or ``center`` given with a wrapped model
+            (they are the wrapper's: pass them to :class:`VisionTransformer`).
+    """
+    if not isinstance(model, VisionTransformer):
+        return VisionTransformer(model, text, references, center)
+    if text is not None or references is not None or center is not None:
+        raise ValueError(
+            "text=, references= and center= go with the model when it is wrapped, VisionTransformer(model, text=...); "
+            "this one is wrapped already"
+        )
+    return model

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
 
 __all__ = ["evaluating", "frozen_parameters", "model_lock", "training_effects", "unchanged_weights", "unwrap_model"]
 
@@ -174,6 +175,18 @@ class _EvalOnly(TorchFunctionMode):
                 "it there while explaining, or explain a copy (copy.deepcopy(model).eval())"
             )
         return func(*args, **kwargs)
+
+
+@contextmanager
+def removing_hooks() -> Iterator[list[RemovableHandle]]:
+    """A list to put the handles of hooks in; every one is removed on exit, also after an
+    error, so that a pass leaves the model's hooks as it found them."""
+    handles: list[RemovableHandle] = []
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextmanager

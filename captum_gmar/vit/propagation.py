@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
-from torch.utils.hooks import RemovableHandle
 
 from ..core import lrp_rules as rules
 from .blocks import AttentionBlock
+from .model_state import removing_hooks
 
 Variant = Literal["attnlrp", "cplrp"]
 
@@ -65,14 +65,7 @@ def relevance_rules(model: nn.Module, blocks: Sequence[AttentionBlock], variant:
     """
     owner = threading.get_ident()
     mode = _RelevanceMode(variant, gamma)
-    handles: list[RemovableHandle] = []
-
-    def remove_hooks() -> None:
-        for handle in handles:
-            handle.remove()
-
-    with ExitStack() as stack:
-        stack.callback(remove_hooks)
+    with removing_hooks() as handles, ExitStack() as stack:
         for module in model.modules():
             if type(module).__module__.startswith(_COMPOSITE_ACTIVATION_MODULES):
                 handles.append(module.register_forward_hook(_identity_hook(owner)))

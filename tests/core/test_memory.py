@@ -184,7 +184,10 @@ def test_the_fit_of_the_per_image_time():
     assert probe_tokens(85_265) == (2048, 4096) and probe_tokens(5_330) == (666, 1332)
 
 
-@pytest.mark.parametrize("batch, timed", [(1, "timed on this device at [\\d,]+ and [\\d,]+ tokens, times 2 for the extrapolation"), (4, "one image timed on this device")])
+@pytest.mark.parametrize(
+    "batch, timed",
+    [(1, "timed on this device at [\\d,]+ and [\\d,]+ tokens, times 2 for the extrapolation"), (4, "one image timed on this device")],
+)
 def test_a_call_whose_bound_is_low_but_whose_timed_estimate_is_too_slow_is_refused(load_tiny, monkeypatch, batch, timed):
     """The lower bound lets the call through; the time measured on smaller inputs (or one image
     of the call) does not: the estimate comes from this device's throughput."""

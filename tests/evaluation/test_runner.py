@@ -272,3 +272,29 @@ def test_results_that_are_symbolic_links_are_refused(toy_model, tmp_path):
     with pytest.raises(OSError, match="is a symbolic link, which captum-gmar does not write through"):
         write_csv([{"method": "a", "item": 0}], tmp_path / "results.csv")
     assert mine.read_text() == "the user's file"
+
+
+def test_a_comparison_wraps_the_model_once(toy_model, monkeypatch):
+    from captum_gmar.vit.model import VisionTransformer
+
+    built = []
+    init = VisionTransformer.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(args[0] if args else kwargs["model"])
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(VisionTransformer, "__init__", counting_init)
+    compare(
+        toy_model,
+        ToyTasks(3),
+        methods=list(METHOD_KEYS),
+        metrics=["faithfulness", "localisation", "robustness", "heads"],
+        ablation=["layers"],
+        device="cpu",
+        ig_steps=2,
+        deletion_steps=2,
+        robustness_limit=1,
+        progress=False,
+    )
+    assert built == [toy_model]

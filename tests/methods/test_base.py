@@ -216,3 +216,14 @@ def test_unsupported_models_say_which_families_are():
     convnext = transformers.ConvNextForImageClassification(transformers.ConvNextConfig(hidden_sizes=[8], depths=[1], num_stages=1))
     with pytest.raises(UnsupportedModelError, match="ConvNextForImageClassification is not a supported vision transformer"):
         VisionTransformer(convnext)
+
+
+@pytest.mark.parametrize("cls", [GMARAttribution, AttentionRollout, GenericAttentionExplainability, TokenGradCAM, AttnLRP, CPLRP])
+def test_a_wrapped_model_is_used_as_it_is_and_gives_the_same_maps(load_tiny, images, cls):
+    model = load_tiny(VIT)
+    vit = VisionTransformer(model)
+    shared = cls(vit)
+    assert shared.vit is vit
+    torch.testing.assert_close(shared.attribute(images, target=1), cls(model).attribute(images, target=1), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="wrapped already"):
+        cls(vit, text=torch.zeros(2, 3, dtype=torch.long))

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ...core.heads import Norm, uniform_except
 from ...methods.gmar import GMARAttribution
 from ...names import ABLATION_KINDS
-from ...vit.model import VisionTransformer
+from ...vit.model import VisionTransformer, as_vision_transformer
 from ..methods import Method
 
 AblationKind = Literal["layers", "heads"]
@@ -48,13 +48,15 @@ def ablation_masks(num_layers: int, num_heads: int, kind: AblationKind) -> dict[
     return masks
 
 
-def ablation_methods(model: nn.Module, kinds: Sequence[AblationKind], norm: Norm = "l1") -> list[Method]:
-    """GMAR's ablated variants for ``model``, named ``"GMAR (L1), layer 3 uniform"`` and
-    so on (see :func:`ablation_masks`), every layer of the model taking part."""
-    vit = VisionTransformer(model)
+def ablation_methods(model_or_vit: nn.Module | VisionTransformer, kinds: Sequence[AblationKind], norm: Norm = "l1") -> list[Method]:
+    """GMAR's ablated variants for a model (or one already wrapped in a
+    :class:`~captum_gmar.vit.model.VisionTransformer`, which they then share), named
+    ``"GMAR (L1), layer 3 uniform"`` and so on (see :func:`ablation_masks`), every layer of
+    the model taking part."""
+    vit = as_vision_transformer(model_or_vit)
     base = f"GMAR ({norm.upper()})"
     return [
-        Method(f"{base}, {name}", GMARAttribution(model, norm=norm, weight_transform=partial(uniform_except, keep=keep)), {})
+        Method(f"{base}, {name}", GMARAttribution(vit, norm=norm, weight_transform=partial(uniform_except, keep=keep)), {})
         for kind in kinds
         for name, keep in ablation_masks(vit.num_layers, vit.num_heads, kind).items()
     ]

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ...vit.model import VisionTransformer
+from ...vit.model import VisionTransformer, as_vision_transformer
 from .._stats import average_ranks, pearson
 from ..checks import check_batch_size, check_images, check_targets
 
@@ -145,7 +145,7 @@ def _masked_target_logits(vit: VisionTransformer, images: Tensor, targets: Tenso
 
 
 def _as_vit(vit: VisionTransformer | nn.Module) -> VisionTransformer:
-    vit = vit if isinstance(vit, VisionTransformer) else VisionTransformer(vit)
+    vit = as_vision_transformer(vit)
     if vit.model.training:
         raise ValueError("the model is in training mode (dropout would make drops random); call model.eval() first")
     return vit

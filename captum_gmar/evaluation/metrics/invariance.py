@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ...errors import UnsupportedModelError
 from ...vit.blocks import AttentionBlock, ForeignModule
-from ...vit.model import VisionTransformer
+from ...vit.model import VisionTransformer, as_vision_transformer
 from ...vit.model_state import unwrap_model
 from ..methods import build_methods
 
@@ -128,20 +128,22 @@ def _linear_rows(linear: ForeignModule, offset: int) -> list[tuple[Tensor, int]]
     return [(linear.weight, offset)] + ([(linear.bias, offset)] if linear.bias is not None else [])
 
 
-def check_same_function(model: nn.Module, clone: nn.Module, images: Tensor, rtol: float = 1e-4) -> float:
-    """The largest logit difference between ``model`` and ``clone`` on ``images``,
+def check_same_function(model: nn.Module | VisionTransformer, clone: nn.Module, images: Tensor, rtol: float = 1e-4) -> float:
+    """The largest logit difference between ``model`` (or its wrapper, a
+    :class:`~captum_gmar.vit.model.VisionTransformer`) and ``clone`` on ``images``,
     relative to the largest logit (at least 1).
 
     Raises:
         RuntimeError: it exceeds ``rtol``: the surgery changed the function (a family
             it does not handle), so no map comparison would mean anything.
     """
+    vit = as_vision_transformer(model)
     with torch.no_grad():
-        before, after = VisionTransformer(model).logits(images).float(), VisionTransformer(clone).logits(images).float()
+        before, after = vit.logits(images).float(), VisionTransformer(clone).logits(images).float()
     error = float((after - before).abs().max() / before.abs().max().clamp_min(1))
     if not error <= rtol:
         raise RuntimeError(
-            f"the reparametrised {type(unwrap_model(model)).__name__} computes other logits (relative difference {error:.2e} > "
+            f"the reparametrised {type(vit.model).__name__} computes other logits (relative difference {error:.2e} > "
             f"{rtol:.0e}): the rescaling is not function-preserving for this model"
         )
     return error
@@ -208,7 +210,7 @@ def invariance_table(
     model = unwrap_model(model)  # in eval mode: the methods refuse a model in training mode
     vit = VisionTransformer(model)
     patch = vit.patch_size
-    originals = {m.name: m(images, targets) for m in build_methods(model, list(methods), ig_steps=ig_steps)}
+    originals = {m.name: m(images, targets) for m in build_methods(vit, list(methods), ig_steps=ig_steps)}
     rows: list[dict[str, object]] = []
     done: set[tuple[str, float]] = set()
     for scope in scopes:
@@ -218,7 +220,7 @@ def invariance_table(
                 continue
             done.add(key)
             clone = reparametrised_copy(model, head_scales(vit.num_layers, vit.num_heads, scope, scale, seed))
-            error = check_same_function(model, clone, images, rtol)
+            error = check_same_function(vit, clone, images, rtol)
             for method in build_methods(clone, list(methods), ig_steps=ig_steps):
                 maps, before = method(images, targets), originals[method.name]
                 on_patches = map_change(before, maps, patch)

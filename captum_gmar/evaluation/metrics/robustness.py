@@ -53,13 +53,9 @@ def infidelity_score(
     Returns:
         ``(B,)`` non-negative.
     """
-    check_images(images)
-    batch = images.shape[0]
-    targets = check_targets(targets, batch, images.device)
+    batch, targets, n_perturb_samples, batch_size = _checked(images, targets, n_perturb_samples, batch_size)
     attributions = _broadcast_attributions(attributions, images)
     _check_positive(noise_std, "noise_std")
-    n_perturb_samples = _check_count(n_perturb_samples, "n_perturb_samples")
-    batch_size = check_batch_size(batch_size)
     generator = torch.Generator(device=images.device).manual_seed(int(seed))
 
     def perturb(inputs: Tensor) -> tuple[Tensor, Tensor]:
@@ -106,19 +102,14 @@ def sensitivity_score(
         images: ``(B, C, H, W)``.
         targets: ``(B,)`` class indices.
         radius: half-width of the uniform noise, in pixel-value units.
-        n_perturb_samples: perturbed copies per example.
-        seed: seeds the noise.
-        batch_size: most images per ``explain_fn`` call, at least the chunk's examples.
+        n_perturb_samples, seed, batch_size: as in :func:`infidelity_score` (``explain_fn``
+            in place of ``forward_func``).
 
     Returns:
         ``(B,)`` non-negative.
     """
-    check_images(images)
-    batch = images.shape[0]
-    targets = check_targets(targets, batch, images.device)
+    batch, targets, n_perturb_samples, batch_size = _checked(images, targets, n_perturb_samples, batch_size)
     _check_positive(radius, "radius")
-    n_perturb_samples = _check_count(n_perturb_samples, "n_perturb_samples")
-    batch_size = check_batch_size(batch_size)
 
     def explain(inputs: Tensor | tuple[Tensor], target: Tensor) -> tuple[Tensor]:
         x = inputs[0] if isinstance(inputs, tuple) else inputs
@@ -149,6 +140,15 @@ def sensitivity_score(
             for part in _chunks(batch, batch_size)
         ]
     return torch.cat(scores)
+
+
+def _checked(images: Tensor, targets: Tensor, n_perturb_samples: int, batch_size: int) -> tuple[int, Tensor, int, int]:
+    """The arguments both metrics take, checked: the batch's size ``B``, the targets
+    ``(B,)`` on the images' device, the copies per example and the images per call."""
+    check_images(images)
+    batch = images.shape[0]
+    targets = check_targets(targets, batch, images.device)
+    return batch, targets, _check_count(n_perturb_samples, "n_perturb_samples"), check_batch_size(batch_size)
 
 
 def _broadcast_attributions(attributions: object, images: Tensor) -> Tensor:

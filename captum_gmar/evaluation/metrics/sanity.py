@@ -153,7 +153,7 @@ class Sanity(MetricGroup):
             "ig_internal_batch_size": settings.ig_internal_batch_size,
             "relevance_map": settings.relevance_map,
         }
-        self.rollout = build_methods(vit.model, ["rollout"])[0]
+        self.rollout = build_methods(vit, ["rollout"])[0]
         # the same methods (the ablations aside) on re-initialised copies of the model
         self.randomised = {
             part: {m.name: m for m in build_methods(randomised_copy(vit.model, part, seed), keys, **options)}
@@ -172,7 +172,7 @@ class Sanity(MetricGroup):
         """Attention rollout's maps of the batch, once for every method's correlation."""
         self.rollout_maps = self.rollout(x[keep], t[keep]) if keep.stop else None
         if self.rollout_maps is not None and not self.function_checked:  # a map change means nothing if the logits changed
-            check_same_function(self.vit.model, self.reparametrised_model, x[keep])
+            check_same_function(self.vit, self.reparametrised_model, x[keep])
             self.function_checked = True
 
     def compute(self, inputs: MetricInputs) -> dict[str, Tensor]:

@@ -1,0 +1,151 @@
+"""Items and batches of evaluation data: stacking items into a :class:`Batch`
+(:func:`collate`), choosing the items evaluated (:func:`select`), and preparing an image
+and its masks with a model's image processor (:func:`processor_options`,
+:func:`transform_mask`, :func:`processed_item`). What an item holds is described in
+:mod:`captum_gmar.evaluation.data`, whose data sets make them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["CHANNELS_LAST", "Batch", "collate", "processed_item", "processor_options", "select", "transform_mask"]
+
+#: item entries that are not copied into the rows
+_DATA_KEYS = ("pixel_values", "label", "mask", "other_mask")
+_NEAREST = 0  # PIL's (and transformers' PILImageResampling) nearest-neighbour code
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Items stacked for one pass, ``B`` of them (the readable items of those sampled).
+
+    Attributes:
+        pixel_values: ``float (B, C, H, W)``.
+        targets: ``int64 (B,)`` the classes to explain.
+        masks: ``bool (B, H, W)``, all False where ``has_mask`` is False.
+        has_mask: ``bool (B,)``.
+        other_masks: ``bool (B, H, W)``, all False where ``has_other`` is False.
+        has_other: ``bool (B,)``.
+        info: ``B`` dicts of the items' naming entries.
+        positions: the ``B`` items' positions among the sampled items.
+        unreadable: the sampled items left out as unreadable: their ``"position"``,
+            naming entries and ``"error"``.
+    """
+
+    pixel_values: Tensor
+    targets: Tensor
+    masks: Tensor
+    has_mask: Tensor
+    other_masks: Tensor
+    has_other: Tensor
+    info: list[dict[str, Any]]
+    positions: tuple[int, ...] = ()
+    unreadable: tuple[dict[str, Any], ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def collate(items: Sequence[Mapping[str, Any]]) -> Batch:
+    """Stack items (see the module docstring) into a :class:`Batch`, leaving out those
+    marked unreadable (a batch of none of them is empty: ``B = 0``, images ``(0, 0, 0, 0)``).
+
+    Raises:
+        ValueError: images of different sizes, or a mask whose size is not its image's.
+    """
+    unreadable = tuple(
+        {"position": p, **{k: v for k, v in item.items() if k != "unreadable"}, "error": item["unreadable"]}
+        for p, item in enumerate(items)
+        if "unreadable" in item
+    )
+    positions = tuple(p for p, item in enumerate(items) if "unreadable" not in item)
+    items = [items[p] for p in positions]
+    if not items:
+        masks, flags = torch.zeros(0, 0, 0, dtype=torch.bool), torch.zeros(0, dtype=torch.bool)
+        return Batch(torch.zeros(0, 0, 0, 0), torch.zeros(0, dtype=torch.long), masks, flags, masks, flags, [], (), unreadable)
+    shapes = {tuple(item["pixel_values"].shape) for item in items}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"the images of a batch have different sizes {sorted(shapes)}: the image processor must bring every image to one size"
+        )
+    pixel_values = torch.stack([item["pixel_values"] for item in items])
+    size = pixel_values.shape[-2:]
+
+    def stacked(key: str) -> tuple[Tensor, Tensor]:
+        present = torch.tensor([item.get(key) is not None for item in items])
+        masks = torch.zeros(len(items), *size, dtype=torch.bool)
+        for i, item in enumerate(items):
+            if item.get(key) is not None:
+                if tuple(item[key].shape) != tuple(size):
+                    raise ValueError(f"{key} of shape {tuple(item[key].shape)} does not match its image's {tuple(size)}")
+                masks[i] = item[key]
+        return masks, present
+
+    masks, has_mask = stacked("mask")
+    other_masks, has_other = stacked("other_mask")
+    info = [{key: value for key, value in item.items() if key not in _DATA_KEYS} for item in items]
+    targets = torch.tensor([int(item["label"]) for item in items], dtype=torch.long)
+    return Batch(pixel_values, targets, masks, has_mask, other_masks, has_other, info, positions, unreadable)
+
+
+def select(count: int, limit: int | None, seed: int) -> np.ndarray:
+    """The items evaluated out of ``count``: all of them in an order shuffled by ``seed``,
+    or the first ``limit`` of that order (so a larger limit extends a smaller one)."""
+    order = np.random.default_rng(seed).permutation(count)
+    return order if limit is None else order[:limit]
+
+
+#: how the package's images are laid out, told to every image processor (``(H, W, 3)``)
+CHANNELS_LAST: dict[str, Any] = {"input_data_format": "channels_last"}
+
+
+def processor_options(processor: Any, image_size: int | Sequence[int]) -> dict[str, Any]:
+    """Options for ``processor`` so that every image comes out at one size: none when it
+    resizes by itself; else a resize to the model's ``image_size`` (the bundled reference
+    model's processor does not resize, as its scenes are made at its size). Images are
+    always read as channels last: transformers 4.57 guesses the layout from the shape and
+    takes a 1 or 3 px high image for channels first (an error, or a wrong image)."""
+    if getattr(processor, "do_resize", False):
+        return dict(CHANNELS_LAST)
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return {**CHANNELS_LAST, "do_resize": True, "size": {"height": height, "width": width}}
+
+
+def transform_mask(processor: Any, mask: np.ndarray, options: Mapping[str, Any]) -> Tensor:
+    """Carry a mask through the image processor's geometry: ``bool (H, W)`` at the stored
+    image's size -> ``bool (h, w)`` at the model input's.
+
+    The mask goes through the processor itself, as a black-and-white image, with the same
+    ``options`` as its image but nearest-neighbour resampling and neither rescaling nor
+    normalisation, so that whatever the processor does to the geometry (resize to a size,
+    resize the shortest edge, center-crop) it does to the mask too, and no resampling
+    blends object and background.
+    """
+    image = np.repeat(mask.astype(np.uint8)[:, :, None] * 255, 3, axis=2)
+    out = processor(images=image, return_tensors="pt", do_rescale=False, do_normalize=False, resample=_NEAREST, **options)
+    return out["pixel_values"][0, 0] > 127
+
+
+def processed_item(
+    processor: Any,
+    options: Mapping[str, Any],
+    image: Any,
+    label: int,
+    mask: np.ndarray | None,
+    other: np.ndarray | None,
+    info: dict[str, Any],
+) -> dict[str, Any]:
+    """An item as ``processor`` prepares it with ``options``: the image, and its masks
+    through the same geometry (:func:`transform_mask`)."""
+    pixel_values = processor(images=image, return_tensors="pt", **options)["pixel_values"][0]
+    geometry = {
+        key: None if value is None else transform_mask(processor, value, options) for key, value in (("mask", mask), ("other_mask", other))
+    }
+    return {"pixel_values": pixel_values.float(), "label": label, **geometry, **info}
