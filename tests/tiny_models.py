@@ -238,3 +238,20 @@ def bias_free(model: torch.nn.Module) -> torch.nn.Module:
 
 def images64(batch: int = 3, size: tuple[int, int] = (32, 32)) -> torch.Tensor:
     return torch.randn(batch, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+
+class DinoV3Classifier(torch.nn.Module):
+    """The example of docs/models.md: a linear probe on the class token and the mean patch token."""
+
+    token_pooling = "class+patches"
+
+    def __init__(self, backbone: transformers.DINOv3ViTModel, num_labels: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.num_labels = num_labels
+        self.head = torch.nn.Linear(2 * backbone.config.hidden_size, num_labels)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        tokens = self.backbone(pixel_values=pixel_values).last_hidden_state
+        prefix = 1 + self.backbone.config.num_register_tokens
+        return self.head(torch.cat([tokens[:, 0], tokens[:, prefix:].mean(1)], dim=-1))

@@ -157,7 +157,7 @@ def test_internal_batch_size_and_tuples_and_predicted_class(load_tiny, images):
 
 
 def test_dinov3_user_head_conserves():
-    from test_custom_head import DinoV3Classifier
+    from tiny_models import DinoV3Classifier
 
     torch.manual_seed(0)
     config = transformers.DINOv3ViTConfig(

@@ -6,7 +6,7 @@ import pytest
 import torch
 import transformers
 from reference_methods import eager_pass, reference_gae, reference_gmar, reference_rollout
-from tiny_models import VISION, randomise_
+from tiny_models import VISION, DinoV3Classifier, randomise_
 from torch import nn
 
 from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution
@@ -18,23 +18,6 @@ from captum_gmar.vit.model import VisionTransformer
 REGISTERS = 2
 PREFIX = 1 + REGISTERS
 TARGETS = torch.tensor([2, 0, 1])
-
-
-class DinoV3Classifier(nn.Module):
-    """The example of docs/models.md: a linear probe on the class token and the mean patch token."""
-
-    token_pooling = "class+patches"
-
-    def __init__(self, backbone: transformers.DINOv3ViTModel, num_labels: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.num_labels = num_labels
-        self.head = nn.Linear(2 * backbone.config.hidden_size, num_labels)
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        tokens = self.backbone(pixel_values=pixel_values).last_hidden_state
-        prefix = 1 + self.backbone.config.num_register_tokens
-        return self.head(torch.cat([tokens[:, 0], tokens[:, prefix:].mean(1)], dim=-1))
 
 
 class PatchMeanClassifier(nn.Module):
