@@ -3,8 +3,9 @@ was restructured: every metric of every row of ``results.csv`` and every entry o
 ``summary.json``, timings and memory aside (they depend on the machine).
 
 The expected files in ``tests/data/unchanged/`` were written by the commands below on
-torch 2.13.0 (CPU) and transformers 5.24.0; floats are compared to 1e-4 relative, since
-other BLAS builds round differently. After a deliberate change of what a metric computes,
+torch 2.13.0 (CPU) and transformers 5.24.0; floats are compared to 1e-3 relative, since
+other BLAS builds and transformers 4.57 round differently (on 4.57.6 a deletion AUC
+differed by 2.3e-4 relative: maps equal to their last digits can order pixels otherwise). After a deliberate change of what a metric computes,
 write them again with the same commands.
 """
 
@@ -33,14 +34,14 @@ COMMANDS = {
 
 
 def same(got: str | float, want: str | float) -> bool:
-    """Equal as text, or as numbers to 1e-4 relative (1e-6 absolute); NaN equals NaN."""
+    """Equal as text, or as numbers to 1e-3 relative (1e-6 absolute); NaN equals NaN."""
     if got == want:
         return True
     try:
         a, b = float(got), float(want)
     except (TypeError, ValueError):
         return False
-    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-6)
 
 
 @pytest.mark.slow
