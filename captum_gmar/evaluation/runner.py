@@ -128,7 +128,7 @@ def compare(
         Without ``results``: one row per method and item (rank 0; ``[]`` on other ranks):
         ``method``, ``item`` (index in ``dataset``), the item's naming entries
         (``scene``, ``file``, ...), ``target`` and the metric columns of
-        :data:`~captum_gmar.evaluation.report.COLUMNS` that were computed. With
+        :func:`~captum_gmar.evaluation.report.summary_columns` that were computed. With
         ``results``: ``None``, the rows are in the file (:func:`~.report.read_csv`).
     """
     settings = dataclasses.replace(settings or Settings(), **overrides)

@@ -20,6 +20,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from ..files import write_atomic
+
 __all__ = ["ExplanationPage", "Markup", "element", "fill", "new_page_id", "page_content", "script_json", "template"]
 
 _SLOT = re.compile(r"<!--slot:(\w+)-->|/\*slot:(\w+)\*/")
@@ -108,8 +110,6 @@ class ExplanationPage:
     def save(self, path: str | Path) -> Path:
         """Write the page to ``path`` (UTF-8), making its missing folders; returns the path.
         The page replaces the file at once: a symbolic link there is replaced, not written through."""
-        from ..files import write_atomic
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, self.html)
