@@ -54,6 +54,20 @@ class Explanation(NamedTuple):
     relevance: Tensor
     #: ``(B, L', H)`` head weights of the layers taking part, or ``None``.
     head_weights: Tensor | None = None
+    #: ``(B, K)`` the logits of the pass, detached (set by :meth:`ViTAttribution._chunk`)
+    logits: Tensor | None = None
+
+
+class Attributed(NamedTuple):
+    """What :meth:`ViTAttribution.attribute_with_logits` returns for ``B`` images."""
+
+    #: as ``attribute`` returns them (``(B, C, H, W)``, or ``(B, h, w)`` for ``output="patches"``)
+    attributions: Tensor
+    #: ``(B, L', H)`` GMAR's head weights, or ``None`` for the other methods
+    head_weights: Tensor | None
+    #: ``(B, K)`` float32 logits of the explained pass (the model's outputs: class logits,
+    #: image-text logits or similarities), whose ``argmax`` is the predicted class
+    logits: Tensor
 
 
 class ViTAttribution(Attribution, ABC):
@@ -114,8 +128,21 @@ class ViTAttribution(Attribution, ABC):
             one): non-negative maps for the attention methods, signed relevance for
             relevance propagation (see :class:`~captum_gmar.methods.lrp.RelevancePropagation`).
         """
-        maps, _ = self._attribute(inputs, target, internal_batch_size, output, allow_slow)
+        maps, _, _ = self._attribute(inputs, target, internal_batch_size, output, allow_slow)
         return maps
+
+    def attribute_with_logits(
+        self, inputs: Tensor, target: TargetType = None, internal_batch_size: int | None = None, output: OutputKind = "input"
+    ) -> Attributed:
+        """As :meth:`attribute` (a tensor in), with the logits of the same pass: the
+        predicted class and its score at no extra cost (a data set's job records them
+        beside each map)."""
+        maps, weights, logits = self._attribute(inputs, target, internal_batch_size, output, False)
+        assert isinstance(maps, Tensor)  # a tensor in, a tensor out
+        if logits is None:  # a subclass whose _chunk keeps no logits: one more forward pass
+            with torch.no_grad():
+                logits = self.vit.logits(inputs.to(self.vit.parameter.device)).float().to(inputs.device)
+        return Attributed(maps, weights, logits)
 
     def _attribute(
         self,
@@ -124,9 +151,9 @@ class ViTAttribution(Attribution, ABC):
         internal_batch_size: int | None,
         output: OutputKind,
         allow_slow: bool,
-    ) -> tuple[InputType, Tensor | None]:
-        """Shared body of ``attribute``: the attributions and the head weights ``(B, L', H)``
-        (or ``None``)."""
+    ) -> tuple[InputType, Tensor | None, Tensor | None]:
+        """Shared body of ``attribute``: the attributions, the head weights ``(B, L', H)``
+        (or ``None``) and the logits ``(B, K)`` (``None`` where :meth:`_chunk` kept none)."""
         vit = self.vit
         pixel_values, is_tuple, targets = prepare_call(vit, inputs, target, output)
         self._check_model()
@@ -137,12 +164,22 @@ class ViTAttribution(Attribution, ABC):
             self._chunk(pixel_values[part].to(device=param.device, dtype=param.dtype), chunk_targets(targets, part, param.device))
             for part in parts
         ]
+        maps, weights, logits = self._joined(explanations, tuple(pixel_values.shape), output, pixel_values.device)
+        return ((maps,) if is_tuple else maps), weights, logits
+
+    def _joined(
+        self, explanations: Sequence[Explanation], input_shape: tuple[int, ...], output: OutputKind, device: torch.device
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The chunks' explanations as one batch: the attributions for ``output``, the head
+        weights (or ``None``) and the logits (or ``None``), on ``device``."""
         relevance = torch.cat([e.relevance for e in explanations]).float()
         check_finite_relevance(relevance, self.get_name())
-        maps = self._shaped(relevance, tuple(pixel_values.shape), output).to(pixel_values.device)
+        maps = self._shaped(relevance, input_shape, output).to(device)
         head_weights = [e.head_weights for e in explanations if e.head_weights is not None]  # all or none
-        weights = torch.cat(head_weights).to(pixel_values.device) if head_weights else None
-        return ((maps,) if is_tuple else maps), weights
+        weights = torch.cat(head_weights).to(device) if head_weights else None
+        kept = [e.logits for e in explanations if e.logits is not None]  # all or none (a subclass may keep none)
+        logits = torch.cat(kept).float().to(device) if kept else None
+        return maps, weights, logits
 
     def _check_model(self) -> None:  # noqa: B027 (most methods need no check of the model as it is now)
         """Refuse a call on the model as it is now (e.g. layers removed since construction)."""
@@ -282,7 +319,8 @@ class AttentionAttribution(ViTAttribution):
     def _chunk(self, x: Tensor, targets: Targets) -> Explanation:
         """One captured pass of the chunk, explained by :meth:`_explain`."""
         with self.vit.trace(x, with_grad=self.needs_gradients, keep_value=self.needs_value, keep_hidden=self.needs_hidden) as trace:
-            return self._explain(trace, trace.logits.argmax(-1) if targets is None else targets)
+            explanation = self._explain(trace, trace.logits.argmax(-1) if targets is None else targets)
+            return explanation._replace(logits=trace.logits.detach())
 
     def _shaped(self, relevance: Tensor, input_shape: tuple[int, ...], output: OutputKind) -> Tensor:
         """The patch map ``(B, h, w)`` of the token relevance, upsampled to ``input_shape`` for ``"input"``."""

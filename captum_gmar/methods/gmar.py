@@ -162,7 +162,7 @@ class GMARAttribution(AttentionAttribution):
             or ``(B, h, w)``; with ``return_head_weights`` a tuple ``(attributions,
             head_weights)``.
         """
-        maps, weights = self._attribute(inputs, target, internal_batch_size, output, allow_slow)
+        maps, weights, _ = self._attribute(inputs, target, internal_batch_size, output, allow_slow)
         assert weights is not None  # GMAR's _explain always returns them
         return (maps, weights) if return_head_weights else maps
 

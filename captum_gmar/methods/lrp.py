@@ -74,7 +74,8 @@ class RelevancePropagation(ViTAttribution):
     def _chunk(self, x: Tensor, targets: Targets) -> Explanation:
         """The relevance of every input value, ``x * gradient``, from one pass under the rules."""
         rules = partial(relevance_rules, self.vit.model, variant=self.variant, gamma=self.gamma)
-        return Explanation(x * self.vit.input_gradient(x, targets, rules))
+        gradient, logits = self.vit.input_gradient(x, targets, rules)
+        return Explanation(x * gradient, logits=logits)
 
     def _shaped(self, relevance: Tensor, input_shape: tuple[int, ...], output: OutputKind) -> Tensor:
         """The relevance as it is, or summed over each patch for ``"patches"``."""

@@ -94,6 +94,10 @@ class AttentionTrace:
     num_prefix_tokens: int
     layers: list[LayerCapture] = field(default_factory=list)
     probe: Tensor | None = None
+    #: several methods explain this one pass (:func:`~captum_gmar.methods.shared.attribute_together`):
+    #: each backward pass keeps the graph for the next, and the heads' output gradients of
+    #: the one set of targets they all explain are computed once (layer -> gradient)
+    shared_grads: dict[int, Tensor] | None = None
 
     def attention_probs(self, layer: int) -> Tensor:
         """``(B, H, T, T)`` float32 attention probabilities of ``layer``."""
@@ -136,10 +140,20 @@ class AttentionTrace:
         Returns:
             One gradient per tensor, same shapes, in the order given.
         """
-        return score_gradients(self.logits, targets, tensors, retain_graph)
+        return score_gradients(self.logits, targets, tensors, retain_graph or self.shared_grads is not None)
 
     def context_grads(self, targets: Targets, layers: Sequence[int], retain_graph: bool = False) -> list[Tensor]:
-        """Gradients w.r.t. the heads' outputs ``(B, T, H * d)`` of ``layers``, in that order."""
+        """Gradients w.r.t. the heads' outputs ``(B, T, H * d)`` of ``layers``, in that order
+        (on a shared pass, computed once per layer: see :attr:`shared_grads`)."""
+        cache = self.shared_grads
+        if cache is not None:
+            missing = [i for i in layers if i not in cache]
+            if missing:
+                cache.update(zip(missing, self._context_grads(targets, missing, retain_graph)))
+            return [cache[i] for i in layers]
+        return self._context_grads(targets, layers, retain_graph)
+
+    def _context_grads(self, targets: Targets, layers: Sequence[int], retain_graph: bool) -> list[Tensor]:
         edges = []
         for i in layers:
             edge = self.layers[i].context

@@ -187,7 +187,7 @@ class VisionTransformer:
 
     def input_gradient(
         self, pixel_values: Tensor, targets: Targets, rules: Callable[[list[AttentionBlock]], AbstractContextManager]
-    ) -> Tensor:
+    ) -> tuple[Tensor, Tensor]:
         """One forward pass under ``rules`` and one backward pass to the input.
 
         The forward pass runs as in :meth:`trace` (the model's lock, eval mode, the
@@ -203,7 +203,9 @@ class VisionTransformer:
             rules: called with the attention blocks found for this pass.
 
         Returns:
-            The gradient ``(B, C, H, W)`` of the targets' logits, in ``pixel_values``' dtype.
+            The gradient ``(B, C, H, W)`` of the targets' logits, in ``pixel_values``' dtype,
+            and the logits ``(B, K)`` of the pass, detached (the rules change the backward
+            pass only: these are the model's logits).
 
         Raises:
             ValueError, RuntimeError, NonFiniteError: as :meth:`trace`.
@@ -217,7 +219,7 @@ class VisionTransformer:
             _check_finite_logits(logits)
             with _autograd(True):
                 (gradient,) = score_gradients(logits, targets, [x])
-        return gradient
+        return gradient, logits.detach()
 
     @contextmanager
     def heads_zeroed(self, mask: Tensor) -> Iterator[None]:
