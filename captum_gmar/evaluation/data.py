@@ -46,7 +46,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import UnreadableImageError
-from ..imagedata.folder import ClassNames, FolderItem, object_pixels, read_image, read_region, scan_folder, to_rgb
+from ..imagedata.folder import ClassNames, FolderItem, object_pixels, read_image, read_region, scan_folder, scan_images, to_rgb
 from ..imagedata.photos import Composites
 from ..imagedata.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
 from .batches import Batch, collate, processed_item, processor_options, select, transform_mask
@@ -216,7 +216,9 @@ class ImageFolderTasks(_Processed):
     Args:
         root: the folder.
         processor: the model's image processor (``AutoImageProcessor``).
-        id2label: the model's class names (``config.id2label``).
+        id2label: the model's class names (``config.id2label``); ``None`` reads every
+            image of the folder (:func:`~captum_gmar.imagedata.folder.scan_images`),
+            unlabelled: each item's ``label`` is then ``-1``.
         image_size: the model's input size (``config.image_size``), used when the
             processor does not resize (:func:`processor_options`).
         skip_unreadable: an image that cannot be read (truncated, empty, not an image,
@@ -232,7 +234,7 @@ class ImageFolderTasks(_Processed):
         self,
         root: str | os.PathLike[str],
         processor: Any,
-        id2label: Mapping[int | str, str],
+        id2label: Mapping[int | str, str] | None,
         image_size: int | Sequence[int],
         limit: int | None = None,
         seed: int = 0,
@@ -240,7 +242,10 @@ class ImageFolderTasks(_Processed):
         follow_links: bool = False,
     ) -> None:
         self.root = Path(root)
-        items = scan_folder(self.root, id2label, follow_links)
+        if id2label is None:
+            items = [FolderItem(file, -1, None) for file in scan_images(self.root, follow_links)]
+        else:
+            items = scan_folder(self.root, id2label, follow_links)
         order = select(len(items), limit, seed)
         self.items: list[FolderItem] = [items[i] for i in order]
         super().__init__(
@@ -248,6 +253,8 @@ class ImageFolderTasks(_Processed):
         )
         #: whether any item has a mask (or boxes)
         self.has_masks = any(item.region is not None for item in self.items)
+        #: whether the items carry labels (``id2label`` was given)
+        self.labelled = id2label is not None
 
     def _naming(self, index: int) -> dict[str, Any]:
         return {"file": self.items[index].file}
@@ -271,14 +278,15 @@ class HubDatasetTasks(_Processed):
     integers taken as the model's class indices. Naming entry: ``index``, the row.
 
     Args as for :class:`ImageFolderTasks`, with ``dataset`` for ``root`` (and no
-    ``follow_links``: the data set is not a folder of files).
+    ``follow_links``: the data set is not a folder of files); with ``id2label=None`` the
+    label column is not read (and need not exist): every ``label`` is ``-1``.
     """
 
     def __init__(
         self,
         dataset: Any,
         processor: Any,
-        id2label: Mapping[int | str, str],
+        id2label: Mapping[int | str, str] | None,
         image_size: int | Sequence[int],
         limit: int | None = None,
         seed: int = 0,
@@ -286,23 +294,30 @@ class HubDatasetTasks(_Processed):
     ) -> None:
         columns = list(dataset.column_names)
         self.image_column = _column(columns, ("image", "img"), "an image")
-        self.label_column = _column(columns, ("label", "labels"), "a label")
         self.mask_column = "mask" if "mask" in columns else None
+        labels = self._labels(dataset, columns, id2label)
+        self.dataset, self.labels = dataset, labels
+        #: whether the data set has a mask column
+        self.has_masks = self.mask_column is not None
+        #: whether the items carry labels (``id2label`` was given)
+        self.labelled = id2label is not None
+        order = select(len(dataset), limit, seed)
+        super().__init__(processor, image_size, order, [f"{i}\t{labels[i]}" for i in order], skip_unreadable)
+
+    def _labels(self, dataset: Any, columns: list[str], id2label: Mapping[int | str, str] | None) -> list[int]:
+        """Each row's class index of the model (``-1`` each without ``id2label``)."""
+        if id2label is None:
+            return [-1] * len(dataset)
+        column = _column(columns, ("label", "labels"), "a label")
         classes = ClassNames(id2label)
-        names = getattr(dataset.features[self.label_column], "names", None)
-        labels = list(dataset[self.label_column])
+        names = getattr(dataset.features[column], "names", None)
+        labels = list(dataset[column])
         if names is not None:  # ClassLabel: its names must be classes of the model
             to_model = [classes.index(name, f"class {name!r} of the data set") for name in names]
             labels = [to_model[label] for label in labels]
         elif any(not isinstance(label, int) or not 0 <= label < classes.count for label in labels):
-            raise ValueError(
-                f"the {self.label_column!r} column must hold class indices 0..{classes.count - 1} of the model (or be a ClassLabel)"
-            )
-        self.dataset, self.labels = dataset, labels
-        #: whether the data set has a mask column
-        self.has_masks = self.mask_column is not None
-        order = select(len(dataset), limit, seed)
-        super().__init__(processor, image_size, order, [f"{i}\t{labels[i]}" for i in order], skip_unreadable)
+            raise ValueError(f"the {column!r} column must hold class indices 0..{classes.count - 1} of the model (or be a ClassLabel)")
+        return labels
 
     def _naming(self, index: int) -> dict[str, Any]:
         return {"index": int(self.order[index])}
@@ -335,7 +350,7 @@ def _column(columns: list[str], names: tuple[str, ...], what: str) -> str:
 def open_dataset(
     path: str | os.PathLike[str],
     processor: Any,
-    id2label: Mapping[int | str, str],
+    id2label: Mapping[int | str, str] | None,
     image_size: int | Sequence[int],
     limit: int | None = None,
     seed: int = 0,
@@ -347,7 +362,8 @@ def open_dataset(
     checked here, before a model is needed; images are read later, item by item (and,
     with ``skip_unreadable``, those that cannot be read are skipped; with
     ``follow_links``, an image folder's symbolic links out of it are followed: see
-    :class:`ImageFolderTasks`).
+    :class:`ImageFolderTasks`). With ``id2label=None`` no labels are read: every image
+    is an item, labelled ``-1``.
 
     Raises:
         FileNotFoundError, ValueError: with what to change (also for a saved data set

@@ -59,6 +59,7 @@ __all__ = [
     "read_image",
     "read_region",
     "scan_folder",
+    "scan_images",
     "to_rgb",
 ]
 
@@ -163,6 +164,25 @@ def scan_folder(root: str | os.PathLike[str], id2label: Mapping[int | str, str],
         # class sensitivity weighs the mass on every other object: all their regions or none
         items.append(FolderItem(file, label, regions.get((file, label)), found if len(found) == len(others) else ()))
     return items
+
+
+def scan_images(root: str | os.PathLike[str], follow_links: bool = False) -> list[str]:
+    """Every image file of a folder, labelled or not, sorted: those at its top level and in
+    its subfolders (``masks/`` aside), as ``/``-paths relative to it, for a job that needs no
+    labels (explaining each image's predicted class, or its similarity to references).
+
+    Raises:
+        FileNotFoundError: a missing folder.
+        ValueError: a folder without images, or a path out of it (see :func:`scan_folder`).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
+    top = sorted(path.relative_to(root).as_posix() for path in root.iterdir() if _is_image(path))
+    files = [_inside(root, file, "image", follow_links) for file in top] + _class_folder_images(root, follow_links)
+    if not files:
+        raise ValueError(f"data folder {str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return sorted(files)
 
 
 class ClassNames:
