@@ -27,6 +27,8 @@ _EXPORTS = {
     "GenericAttentionExplainability": ".methods.gae",
     "SUPPORTED_MODEL_CLASSES": ".names",
     "TokenGradCAM": ".methods.gradcam",
+    "explain_dataset": ".dataset_maps",
+    "load_maps": ".dataset_maps",
     "RawAttention": ".methods.raw_attention",
     "load_reference_model": ".reference",
     "load_sample_scenes": ".reference",
@@ -38,6 +40,8 @@ __all__ = [*_EXPORTS, "__version__"]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 
 if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
+    from .dataset_maps import explain_dataset as explain_dataset
+    from .dataset_maps import load_maps as load_maps
     from .methods.attention_rollout import AttentionRollout as AttentionRollout
     from .methods.gae import GenericAttentionExplainability as GenericAttentionExplainability
     from .methods.gmar import GMARAttribution as GMARAttribution

@@ -67,8 +67,19 @@ class Method:
             assert isinstance(attributions, Tensor)  # a tensor in, a tensor out
         else:
             attributions = self.explain(images, targets)
+        return self.to_maps(attributions), weights
+
+    def to_maps(self, attributions: Tensor) -> Tensor:
+        """The maps of ``attribute``'s output, by :attr:`reduce`: float32 ``(B, H, W)`` from
+        ``(B, C, H, W)`` attributions; from patch maps ``(B, h, w)`` (``output="patches"``,
+        where relevance is already summed over each patch's channels and pixels), the same
+        sign choice on the patch sums."""
         attributions = attributions.detach()
-        if self.reduce == "abs":
+        if attributions.dim() == 3:
+            maps = {"positive": attributions.clamp(min=0), "abs_sum": attributions.abs(), "abs": attributions.abs()}.get(
+                self.reduce, attributions
+            )
+        elif self.reduce == "abs":
             maps = attributions.abs().sum(1)
         elif self.reduce == "positive":
             maps = attributions.sum(1).clamp(min=0)
@@ -78,7 +89,7 @@ class Method:
             maps = attributions.sum(1).abs()
         else:
             maps = attributions[:, 0]
-        return maps.float(), weights
+        return maps.float()
 
     def __call__(self, images: Tensor, targets: Tensor) -> Tensor:
         """Pixel maps ``(B, H, W)`` for ``images`` ``(B, C, H, W)`` and ``targets`` ``(B,)``."""

@@ -49,14 +49,21 @@ Row = dict[str, Any]
 
 
 def score_function(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
-    """Class scores the metrics perturb: the outputs themselves for a head on an embedding
-    (the cosine similarities of a :class:`~captum_gmar.vit.similarity.SimilarityModel`),
-    sigmoid for multi-label models, else softmax."""
+    """Class scores the metrics perturb, ``pixel_values -> (B, K)``: the model's logits
+    through :func:`logit_scores`."""
+    scores = logit_scores(vit)
+    return lambda x: scores(vit.logits(x))
+
+
+def logit_scores(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
+    """The class scores of logits ``(B, K)``: the outputs themselves for a head on an
+    embedding (the cosine similarities of a :class:`~captum_gmar.vit.similarity.SimilarityModel`),
+    sigmoid for multi-label models, else softmax; float32."""
     if isinstance(vit.model, EmbeddingHead):
-        return lambda x: vit.logits(x).float()
+        return lambda logits: logits.float()
     if getattr(getattr(vit.model, "config", None), "problem_type", None) == "multi_label_classification":
-        return lambda x: torch.sigmoid(vit.logits(x).float())
-    return lambda x: torch.softmax(vit.logits(x).float(), dim=-1)
+        return lambda logits: torch.sigmoid(logits.float())
+    return lambda logits: torch.softmax(logits.float(), dim=-1)
 
 
 def settings_methods(model_or_vit: nn.Module | VisionTransformer, settings: Settings) -> list[Method]:

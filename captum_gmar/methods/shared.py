@@ -64,9 +64,9 @@ def attribute_together(
         with vit.trace(x, with_grad=with_grad, keep_value=keep_value, keep_hidden=keep_hidden) as trace:
             trace.shared_grads = {}
             explained = trace.logits.argmax(-1) if targets is None else chunk_targets(targets, part, param.device)
-            logits = trace.logits.detach()
+            chunk_logits = trace.logits.detach()
             for method, explanations in zip(methods, chunks):
-                explanations.append(method._explain(trace, explained)._replace(logits=logits))
+                explanations.append(method._explain(trace, explained)._replace(logits=chunk_logits))
     results = []
     shared_logits: Tensor | None = None
     for method, explanations in zip(methods, chunks):

@@ -1,0 +1,346 @@
+"""Explain a whole data set and keep every map: :func:`explain_dataset`.
+
+Images are read ``batch_size`` at a time; every method explains the batch (the attention
+methods on one shared pass, :func:`~captum_gmar.methods.shared.attribute_together`), and
+the maps go to shards of bounded size (:mod:`~captum_gmar.dataset_maps.storage`), so
+memory stays flat however many images there are. A job killed at any point is resumed
+from its whole shards: the images they hold are not explained again. Under ``torchrun``
+each process explains every ``W``-th batch and writes shards of its own; no file is
+written by two processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..evaluation.batches import Batch, collate
+from ..evaluation.distributed import current_context
+from ..evaluation.methods import Method, build_methods
+from ..evaluation.runner import logit_scores, model_fingerprint
+from ..files import claim_files, write_atomic
+from ..imagedata.folder import ClassNames
+from ..methods.base import ViTAttribution
+from ..methods.shared import attribute_together, shares_passes
+from ..vit.model import VisionTransformer
+from .storage import (
+    FORMAT,
+    INDEX,
+    JOB_FILE,
+    MAPS_FILES,
+    SHARDS,
+    UNREADABLE,
+    MapRecords,
+    Record,
+    ShardWriter,
+    finished_items,
+    load_maps,
+    remove_leftovers,
+    write_index,
+)
+
+__all__ = ["TARGETS", "explain_dataset"]
+
+#: the targets by name (besides a class index or name): each image's predicted class, its
+#: label, or every class (for references and prompts, a few classes)
+TARGETS = ("predicted", "label", "all")
+#: ``target="all"`` explains each class: refused above this many (a classifier's 1,000
+#: classes would write 1,000 maps per image and method)
+ALL_TARGETS_MAX = 64
+Resolution = Literal["patches", "pixels"]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What each batch does, fixed before any work."""
+
+    vit: VisionTransformer
+    methods: list[tuple[str, Method]]
+    target: int | str
+    output: Literal["patches", "input"]
+    class_names: list[str]
+    scores: Callable[[Tensor], Tensor]
+
+
+def explain_dataset(
+    model: nn.Module | VisionTransformer,
+    data: Dataset,
+    methods: Sequence[str] = ("gmar-l1", "rollout"),
+    out: str | os.PathLike[str] = "maps",
+    *,
+    target: int | str = "predicted",
+    class_names: Sequence[str] | Mapping[int, str] | None = None,
+    resolution: Resolution = "patches",
+    dtype: Literal["float32", "float16"] = "float32",
+    batch_size: int = 32,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    workers: int = 0,
+    relevance_map: str = "positive",
+    ig_steps: int = 50,
+    shard_mb: float = 64.0,
+    about: Mapping[str, Any] | None = None,
+) -> MapRecords | None:
+    """Explain every image of ``data`` with ``methods`` and write the maps to ``out``.
+
+    Args:
+        model: a supported classifier, a head on an embedding such as a
+            :class:`~captum_gmar.vit.similarity.SimilarityModel` (the references are the
+            classes), or a :class:`~captum_gmar.vit.model.VisionTransformer` (e.g. a
+            zero-shot model with its ``text`` prompts); moved to the device, eval mode.
+        data: a map-style data set of items (see :mod:`~captum_gmar.evaluation.data`), e.g.
+            :func:`~captum_gmar.evaluation.data.open_dataset`'s; unlabelled items have
+            ``label`` ``-1``.
+        methods: keys of :func:`~captum_gmar.evaluation.methods.method_keys`.
+        out: the maps folder (layout: :mod:`~captum_gmar.dataset_maps.storage`): new, empty,
+            or one this package wrote.
+        target: ``"predicted"`` (each image's top class), ``"label"`` (its label),
+            ``"all"`` (every class, at most :data:`ALL_TARGETS_MAX`: for references or
+            prompts), or one class for every image: its index or name.
+        class_names: the classes' names (default: ``config.id2label``, else ``"class k"``).
+        resolution: ``"patches"``: maps on the patch grid ``(h, w)`` (relevance
+            propagation's and Captum's summed over each patch); ``"pixels"``: at the
+            input's pixels ``(H, W)``, as ``attribute`` returns them.
+        dtype: the maps' storage type; ``"float16"`` halves the files and keeps about
+            three significant digits (values below 6e-5 lose more).
+        batch_size: images per batch.
+        resume: keep the shards of a job on the same model, data and settings in ``out``
+            and explain only the images they lack.
+        overwrite: remove the maps of another job in ``out`` and start over.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        progress: a progress bar (images, images/s) on rank 0.
+        workers: processes reading and preprocessing images (``DataLoader``'s ``num_workers``).
+        relevance_map, ig_steps: how AttnLRP's and CP-LRP's relevance becomes a map, and
+            IG's steps (see :func:`~captum_gmar.evaluation.methods.build_methods`).
+        shard_mb: the maps a shard holds, in MiB (a process buffers one shard).
+        about: more entries for ``maps.json`` that a resumed job must match (the
+            command line records the model's name, the references, the prompts).
+
+    Returns:
+        The records (:func:`~captum_gmar.dataset_maps.storage.load_maps`) on rank 0,
+        ``None`` on the others.
+
+    Raises:
+        ValueError: before any work: an unknown method, target or setting; ``target="label"``
+            on unlabelled data; ``out`` holding maps of another job (without ``resume``
+            or ``overwrite``), or files this package did not write.
+    """
+    if resolution not in ("patches", "pixels"):
+        raise ValueError(f"resolution must be 'patches' or 'pixels', got {resolution!r}")
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+    if batch_size < 1 or shard_mb <= 0:
+        raise ValueError(f"batch_size must be at least 1 and shard_mb positive, got {batch_size} and {shard_mb}")
+    if resume and overwrite:
+        raise ValueError("resume keeps the maps in out, overwrite removes them: choose one")
+    ctx = current_context(device)
+    vit = model if isinstance(model, VisionTransformer) else VisionTransformer(model.to(ctx.device).eval())
+    vit.model.to(ctx.device).eval()
+    built = build_methods(vit, list(methods), ig_steps=ig_steps, relevance_map=relevance_map)
+    names = _class_names(vit, class_names)
+    plan = _Plan(
+        vit,
+        list(zip(methods, built)),
+        _target(target, names, data),
+        "patches" if resolution == "patches" else "input",
+        names,
+        logit_scores(vit),
+    )
+    count = len(cast(Sized, data))
+    job = json.loads(
+        json.dumps(  # as it reads back from JSON, to compare with a saved job
+            {
+                "format": FORMAT,
+                "methods": {key: method.name for key, method in plan.methods},
+                "target": target,
+                "resolution": resolution,
+                "dtype": dtype,
+                "relevance_map": relevance_map,
+                "ig_steps": ig_steps,
+                "items": count,
+                "data_fingerprint": getattr(data, "fingerprint", None),
+                "model_fingerprint": model_fingerprint(vit.model),
+                "classes": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16],
+                **(about or {}),
+            }
+        )
+    )
+    folder = Path(out)
+    done: set[int] = ctx.broadcast(_prepare(folder, job, resume, overwrite) if ctx.rank == 0 else set())
+    remaining = [item for item in range(count) if item not in done]
+    batches = [remaining[start : start + batch_size] for start in range(0, len(remaining), batch_size)]
+    mine = batches[ctx.rank :: ctx.world_size]
+    writer = ShardWriter(folder, ctx.rank, job["methods"], getattr(torch, dtype), int(shard_mb * 2**20))
+    loader = DataLoader(data, batch_sampler=mine, collate_fn=collate, num_workers=workers)
+    described = "explain" if ctx.world_size == 1 else f"explain (rank 0 of {ctx.world_size})"
+    with tqdm(total=sum(map(len, mine)), unit="image", desc=described, disable=not progress or ctx.rank != 0) as bar:
+        for items, batch in zip(mine, loader):
+            unreadable = [{"item": items[e["position"]], "image": _image_name(e), "error": e["error"]} for e in batch.unreadable]
+            for entry in unreadable:
+                tqdm.write(f"skipped: {entry['error']}", file=sys.stderr)
+            writer.add(_explain_batch(plan, batch, [items[p] for p in batch.positions], ctx.device), unreadable)
+            bar.update(len(items))
+    writer.flush()
+    ctx.barrier()  # every rank's shards are written
+    if ctx.rank != 0:
+        return None
+    write_index(folder, dict(enumerate(names)))
+    return load_maps(folder)
+
+
+def _class_names(vit: VisionTransformer, given: Sequence[str] | Mapping[int, str] | None) -> list[str]:
+    """The names of the model's ``K`` classes (prompts, references)."""
+    count = vit.num_labels
+    if given is None:
+        id2label = getattr(getattr(vit.model, "config", None), "id2label", None) or {}
+        given = {int(k): str(v) for k, v in id2label.items()} if len(id2label) == count else {}
+    named = dict(enumerate(given)) if not isinstance(given, Mapping) else dict(given)
+    if len(named) not in (0, count):
+        raise ValueError(f"class_names names {len(named)} classes; the model has {count}")
+    return [str(named.get(k, f"class {k}")) for k in range(count)]
+
+
+def _target(target: int | str, names: list[str], data: Dataset) -> int | str:
+    """``target`` checked: a name of :data:`TARGETS`, or a class index."""
+    if target == "label":
+        if not getattr(data, "labelled", True):
+            raise ValueError("target='label' explains each image's label, but the data has none: read it with the model's classes")
+        return target
+    if target == "all" and len(names) > ALL_TARGETS_MAX:
+        raise ValueError(
+            f"target='all' would explain each of the model's {len(names)} classes on every image; "
+            f"it is for references or prompts (at most {ALL_TARGETS_MAX}): choose a class, 'label' or 'predicted'"
+        )
+    if target in TARGETS:
+        return target
+    if isinstance(target, bool) or not isinstance(target, (int, str)):
+        raise ValueError(f"target must be a class index or name or one of {', '.join(TARGETS)}, got {target!r}")
+    if isinstance(target, int):
+        if not 0 <= target < len(names):
+            raise ValueError(f"target {target} is not a class of the model (0..{len(names) - 1})")
+        return target
+    return ClassNames(dict(enumerate(names))).index(target, "target")
+
+
+def _prepare(folder: Path, job: dict[str, Any], resume: bool, overwrite: bool) -> set[int]:
+    """Rank 0: check ``out`` and start or resume the job there; the images already done."""
+    try:
+        claim_files(folder, MAPS_FILES)
+    except (FileExistsError, ValueError) as error:
+        raise ValueError(str(error)) from None
+    saved_path = folder / JOB_FILE
+    if saved_path.is_file() and not overwrite:
+        saved = json.loads(saved_path.read_text())
+        if not resume:
+            raise ValueError(
+                f"{str(folder)!r} holds the maps of a job ({saved.get('items')} images, methods {', '.join(saved.get('methods', {}))}): "
+                "resume it (resume=True, --resume) or start over (overwrite=True, --overwrite)"
+            )
+        changed = [f"{key} {saved.get(key)!r} then, {value!r} now" for key, value in job.items() if saved.get(key) != value]
+        if changed:
+            raise ValueError(
+                f"cannot resume {str(folder)!r}: its maps are of another job ({'; '.join(changed)}); use --overwrite or another folder"
+            )
+        remove_leftovers(folder)
+        return finished_items(folder)
+    for name in (INDEX, UNREADABLE):
+        (folder / name).unlink(missing_ok=True)
+    shutil.rmtree(folder / SHARDS, ignore_errors=True)
+    (folder / SHARDS).mkdir(parents=True)
+    write_atomic(saved_path, json.dumps(job, indent=2) + "\n")
+    return set()
+
+
+def _image_name(info: Mapping[str, Any]) -> str:
+    """How the index names an image: its file, or its row in a saved data set."""
+    return str(info.get("file", info.get("index", "")))
+
+
+def _explain_batch(plan: _Plan, batch: Batch, items: list[int], device: torch.device) -> list[Record]:
+    """Every method's maps of one batch's readable images, as records (one per image and target)."""
+    if not items:
+        return []
+    x = batch.pixel_values.to(device)
+    labels = batch.targets
+    rows = torch.arange(len(items))
+    if plan.target == "all":  # every class of every image: one row each
+        rows = rows.repeat_interleave(len(plan.class_names))
+        x = x[rows.to(device)]
+    given: Tensor | None = None
+    if plan.target == "label":
+        given = labels.to(device)
+    elif isinstance(plan.target, int):
+        given = torch.full((len(rows),), plan.target, device=device)
+    elif plan.target == "all":
+        given = torch.arange(len(plan.class_names), device=device).repeat(len(items))
+    maps: dict[str, Tensor] = {}
+    logits: Tensor | None = None
+    shared = [(key, method) for key, method in plan.methods if shares_passes(method.attribution)]
+    if shared:  # one pass for the attention methods; it also gives the logits, hence the predicted class
+        results = attribute_together([cast(Any, m.attribution) for _, m in shared], x, given, output=plan.output)
+        for (key, method), result in zip(shared, results):
+            maps[key] = method.to_maps(result.attributions)
+        logits = results[0].logits
+    for key, method in plan.methods:
+        if key in maps:
+            continue
+        if logits is not None and given is None:
+            given = logits.argmax(-1)
+        if isinstance(method.attribution, ViTAttribution) and not method.options:
+            result = method.attribution.attribute_with_logits(x, given, output=plan.output)
+            maps[key] = method.to_maps(result.attributions)
+            logits = result.logits if logits is None else logits
+        else:  # Captum's methods: pixel maps, summed over each patch for the patch grid
+            if given is None:
+                with torch.no_grad():
+                    logits = plan.vit.logits(x).float()
+                given = logits.argmax(-1)
+            pixel = method(x, given)
+            maps[key] = _patch_sums(pixel, plan.vit.patch_size) if plan.output == "patches" else pixel
+    if logits is None:  # methods that each returned no logits
+        with torch.no_grad():
+            logits = plan.vit.logits(x).float()
+    explained = logits.argmax(-1) if given is None else given
+    scores = plan.scores(logits).gather(1, explained[:, None])[:, 0].cpu()
+    predicted = logits.argmax(-1).cpu()
+    explained = explained.cpu()
+    cpu_maps = {key: value.cpu() for key, value in maps.items()}
+    records = []
+    for row, image in enumerate(rows.tolist()):
+        info = batch.info[image]
+        target = int(explained[row])
+        records.append(
+            Record(
+                item=items[image],
+                image=_image_name(info),
+                target=target,
+                target_name=plan.class_names[target],
+                label=int(labels[image]),
+                predicted=int(predicted[row]),
+                score=float(scores[row]),
+                maps={key: value[row] for key, value in cpu_maps.items()},
+            )
+        )
+    return records
+
+
+def _patch_sums(maps: Tensor, patch_size: tuple[int, int]) -> Tensor:
+    """``(B, H, W)`` pixel maps summed over each patch of ``patch_size`` ``(ph, pw)`` px: ``(B, h, w)``."""
+    height, width = maps.shape[-2:]
+    if height % patch_size[0] or width % patch_size[1]:
+        raise ValueError(f"the inputs ({height}x{width} px) are not whole patches of {patch_size} px: use resolution='pixels'")
+    return torch.nn.functional.avg_pool2d(maps[:, None], patch_size)[:, 0] * (patch_size[0] * patch_size[1])
