@@ -21,8 +21,10 @@ from .options import (
     CommandError,
     CompareOptions,
     RunOptions,
+    add_again,
     add_center,
     add_methods,
+    add_reading,
     add_run_options,
     add_scene_source,
     choices,
@@ -91,24 +93,8 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
         "--robustness-scenes", type=int_at_least(0), default=DEFAULTS.robustness_limit, help="explanations scored by infidelity/sensitivity"
     )
     add_scene_source(parser)
-    parser.add_argument(
-        "--skip-unreadable",
-        action="store_true",
-        help="with --data: skip images that cannot be read (truncated, empty, too large), naming each on stderr, instead of stopping at the first",
-    )
-    parser.add_argument(
-        "--follow-links",
-        action="store_true",
-        help="with --data: read files that symbolic links in the folder lead to outside it (by default such a link is refused, as a .. path is)",
-    )
-    parser.add_argument(
-        "--workers", type=int_at_least(0), default=0, help="processes reading and preprocessing images (default 0: the main process)"
-    )
-    again = parser.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="continue the run whose results.csv is in --out, skipping finished batches")
-    again.add_argument(
-        "--overwrite", action="store_true", help="start over, replacing the results in --out (never a file captum-gmar did not write)"
-    )
+    add_reading(parser, "--data")
+    add_again(parser, "run whose results.csv", "results")
     add_run_options(parser, "comparison-output")
     parser.set_defaults(options=CompareOptions.from_arguments)
 

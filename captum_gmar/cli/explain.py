@@ -1,6 +1,7 @@
 """``captum-gmar explain``: explain one image file with the chosen methods, as a figure or
 an interactive page: a class (or the predicted one), or with ``--similar-to`` its
-similarity to each reference image."""
+similarity to each reference image. A folder of images is explained image by image into a
+maps folder (:mod:`~captum_gmar.cli.explain_folder`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 from .. import loading
 from ..errors import InsufficientMemoryError, TooSlowError
-from .options import MODELS_HELP, PAGE_CLASSES, CommandError, ExplainOptions, add_center, add_device, add_methods
+from ..names import GALLERY_MAX
+from .options import (
+    FOLDER_BATCH,
+    FOLDER_GALLERY,
+    MODELS_HELP,
+    PAGE_CLASSES,
+    CommandError,
+    ExplainOptions,
+    add_again,
+    add_center,
+    add_device,
+    add_methods,
+    add_reading,
+    int_at_least,
+)
 from .output import check_output
 
 if TYPE_CHECKING:
@@ -26,9 +41,18 @@ if TYPE_CHECKING:
 def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
     """``explain``'s parser, among ``commands``."""
     parser = commands.add_parser("explain", help=help, description=help)
-    parser.add_argument("image", help="image file (PNG, JPEG, ...)")
+    parser.add_argument(
+        "image",
+        help="image file (PNG, JPEG, ...); or a folder of images (class folders, a labels.csv, or none) or a saved "
+        "Hugging Face data set: every image is explained and the maps are kept in --out (docs/dataset-maps.md)",
+    )
     parser.add_argument("--model", default=None, help=MODELS_HELP)
-    parser.add_argument("--target", default=None, help="class index or name to explain (default: the predicted class)")
+    parser.add_argument(
+        "--target",
+        default=None,
+        help="class index or name to explain (default: the predicted class); for a folder also label (each image's label) "
+        "or all (each reference or prompt)",
+    )
     parser.add_argument(
         "--similar-to",
         nargs="+",
@@ -37,21 +61,52 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
         help="reference image(s): explain the image's similarity to each, for an embedding model (or a classifier's backbone)",
     )
     add_center(parser, "--similar-to")
+    parser.add_argument(
+        "--text",
+        nargs="+",
+        metavar="PROMPT",
+        default=None,
+        help="with a folder, for a zero-shot image-text model (CLIP, MetaCLIP 2, SigLIP): the prompts that are its classes",
+    )
     add_methods(parser, ["gmar-l1", "rollout"])
     parser.add_argument("--native-resolution", action="store_true", help="explain the image at its own size instead of the model's")
     add_device(parser)
     parser.add_argument(
         "--out",
-        default="explanation.png",
+        default=None,
         help="figure file, its format from the extension: .png, .pdf, .svg, ... (default explanation.png); "
-        f"or .html: one self-contained interactive page (without --target, of the top {PAGE_CLASSES} classes)",
+        f"or .html: one self-contained interactive page (without --target, of the top {PAGE_CLASSES} classes). "
+        "For a folder: the maps folder (default maps)",
     )
+    maps = parser.add_argument_group("a folder of images")
+    maps.add_argument("--batch-size", type=int_at_least(1), default=None, help=f"images per batch (default {FOLDER_BATCH})")
+    maps.add_argument(
+        "--resolution",
+        choices=["patches", "pixels"],
+        default=None,
+        help="maps on the patch grid (default) or at the input's pixels, as attribute returns them",
+    )
+    maps.add_argument("--float16", action="store_true", help="store the maps as float16 (half the size, about three significant digits)")
+    maps.add_argument(
+        "--gallery",
+        type=int_at_least(0, most=GALLERY_MAX),
+        default=None,
+        help=f"images whose maps report.html shows, at most {GALLERY_MAX} (default {FOLDER_GALLERY}; 0 for no page)",
+    )
+    maps.add_argument("--overlays", action="store_true", help="also write each map over its image as a PNG, in overlays/")
+    add_reading(maps, "a folder")
+    add_again(maps, "job whose maps", "maps")
     parser.set_defaults(options=ExplainOptions.from_arguments)
 
 
 def run(options: ExplainOptions) -> None:
-    """Explain ``options.image`` (see the module's docstring); every file is checked before
-    the model loads."""
+    """Explain ``options.image`` (see the module's docstring), or every image of a folder
+    (:mod:`~captum_gmar.cli.explain_folder`); every file is checked before the model loads."""
+    if options.folder:
+        from .explain_folder import run as run_folder
+
+        run_folder(options)
+        return
     check_output(options.out, figure=True)
     for path in [options.image, *(options.similar_to or [])]:  # the same file under any name: a hard link, a path through a link
         if os.path.exists(options.out) and os.path.exists(path) and os.path.samefile(options.out, path):

@@ -106,6 +106,35 @@ def add_center(parser: argparse.ArgumentParser, applies_to: str) -> None:
     )
 
 
+def add_reading(parser: argparse.ArgumentParser, applies_to: str) -> None:
+    """How a folder of images (or a saved data set) is read: ``--skip-unreadable``,
+    ``--follow-links``, ``--workers``."""
+    parser.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help=f"with {applies_to}: skip images that cannot be read (truncated, empty, too large), naming each on stderr, "
+        "instead of stopping at the first",
+    )
+    parser.add_argument(
+        "--follow-links",
+        action="store_true",
+        help=f"with {applies_to}: read files that symbolic links in the folder lead to outside it (by default such a link is refused, "
+        "as a .. path is)",
+    )
+    parser.add_argument(
+        "--workers", type=int_at_least(0), default=0, help="processes reading and preprocessing images (default 0: the main process)"
+    )
+
+
+def add_again(parser: argparse.ArgumentParser, continued: str, replaced: str) -> None:
+    """``--resume`` and ``--overwrite`` of a job whose files are in ``--out``."""
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help=f"continue the {continued} is in --out, skipping what is finished")
+    again.add_argument(
+        "--overwrite", action="store_true", help=f"start over, replacing the {replaced} in --out (never a file captum-gmar did not write)"
+    )
+
+
 def add_scene_source(parser: argparse.ArgumentParser) -> None:
     """``--data-dir``: where the evaluation scenes' Fashion-MNIST is."""
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory of the scenes (default: the Debian package's)")
@@ -254,10 +283,32 @@ class CompareOptions:
         )
 
 
+#: a folder's images per batch, unless ``--batch-size`` says
+FOLDER_BATCH = 32
+#: images in a maps folder's report.html, unless ``--gallery`` says
+FOLDER_GALLERY = 24
+#: the options that apply only to a folder of images, by their ``ExplainOptions`` field
+_FOLDER_ONLY = {
+    "text": "--text",
+    "batch_size": "--batch-size",
+    "resolution": "--resolution",
+    "float16": "--float16",
+    "gallery": "--gallery",
+    "overlays": "--overlays",
+    "skip_unreadable": "--skip-unreadable",
+    "follow_links": "--follow-links",
+    "workers": "--workers",
+    "resume": "--resume",
+    "overwrite": "--overwrite",
+}
+
+
 @dataclass(frozen=True)
 class ExplainOptions:
-    """``explain``'s: the image, the model, and what to explain: a class (``target``: an
-    index or a name; ``None``: the predicted one) or the similarity to each of ``similar_to``."""
+    """``explain``'s: the image (or folder of images), the model, and what to explain: a
+    class (``target``: an index or a name; ``None``: the predicted one) or the similarity
+    to each of ``similar_to``; for a folder also each image's ``label``, or ``all``
+    references or ``text`` prompts, and how its maps are kept."""
 
     image: str
     model: str | None
@@ -268,18 +319,67 @@ class ExplainOptions:
     native_resolution: bool
     device: str
     out: str
+    text: tuple[str, ...] | None = None
+    batch_size: int | None = None
+    resolution: Literal["patches", "pixels"] | None = None
+    float16: bool = False
+    gallery: int | None = None
+    overlays: bool = False
+    skip_unreadable: bool = False
+    follow_links: bool = False
+    workers: int = 0
+    resume: bool = False
+    overwrite: bool = False
+
+    @property
+    def folder(self) -> bool:
+        """Whether ``image`` is a folder (of images, or a saved data set)."""
+        return Path(self.image).is_dir()
 
     def __post_init__(self) -> None:
-        if self.similar_to is not None and self.target is not None:
-            raise CommandError("--target names a class; with --similar-to each reference image is explained in turn")
         if self.similar_to is None and self.center != "none":
             raise CommandError("--center applies to --similar-to (it centres the embeddings the similarity compares)")
+        if self.text is not None and self.similar_to is not None:
+            raise CommandError("--text makes prompts the classes, --similar-to reference images: give one of the two")
+        if self.folder:
+            if self.native_resolution:
+                raise CommandError(
+                    "--native-resolution applies to one image: a folder's images are brought to the model's size, to batch them"
+                )
+            return
+        given = [option for field, option in _FOLDER_ONLY.items() if getattr(self, field) not in (None, False, 0)]
+        if given:
+            raise CommandError(f"{given[0]} applies to a folder of images; {self.image!r} is one image")
+        if self.similar_to is not None and self.target is not None:
+            raise CommandError("--target names a class; with --similar-to each reference image is explained in turn")
+        if self.target in ("label", "all"):
+            raise CommandError(f"--target {self.target} applies to a folder of images; for one image give a class index or name")
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> ExplainOptions:
         similar_to = tuple(args.similar_to) if args.similar_to is not None else None
+        folder = Path(args.image).is_dir()
         return cls(
-            args.image, args.model, args.target, similar_to, args.center, args.methods, args.native_resolution, args.device, args.out
+            args.image,
+            args.model,
+            args.target,
+            similar_to,
+            args.center,
+            args.methods,
+            args.native_resolution,
+            args.device,
+            args.out or ("maps" if folder else "explanation.png"),
+            text=tuple(args.text) if args.text is not None else None,
+            batch_size=args.batch_size,
+            resolution=args.resolution,
+            float16=args.float16,
+            gallery=args.gallery,
+            overlays=args.overlays,
+            skip_unreadable=args.skip_unreadable,
+            follow_links=args.follow_links,
+            workers=args.workers,
+            resume=args.resume,
+            overwrite=args.overwrite,
         )
 
 

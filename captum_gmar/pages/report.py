@@ -63,6 +63,7 @@ def comparison_report(
     cards: Sequence[Mapping[str, object]],
     left_out: int = 0,
     title: str = "Comparison",
+    left_out_where: str = "results.csv",
 ) -> ExplanationPage:
     """The page of a comparison (``compare``'s ``report.html``): its settings, the summary
     table sortable by any column, and a gallery of explained items, sortable by a
@@ -78,6 +79,7 @@ def comparison_report(
             method.
         left_out: explained items not in the gallery (the page says so).
         title: the page's heading.
+        left_out_where: the file that holds the items left out.
     """
     for card in cards:
         card_maps = card.get("maps")
@@ -88,7 +90,7 @@ def comparison_report(
             )
     shown = [c for c in columns if any(c in entry for entry in summary)]
     note = (
-        f"The gallery shows the first {len(cards)} explained items; {left_out} more were explained but are not shown (their rows are in results.csv)."
+        f"The gallery shows the first {len(cards)} explained items; {left_out} more were explained but are not shown (they are in {left_out_where})."
         if left_out
         else ""
     )

@@ -213,3 +213,28 @@ def test_a_failing_rank_fails_the_run_with_its_error(model_dir, folder, tmp_path
     assert result.returncode != 0
     assert result.stderr.count(f"captum-gmar compare (rank 1): error: cannot read image '{broken}'") == 1, result.stderr[-3000:]
     assert sorted(row["item"] for row in read_csv(out / "results.csv")) == [0, 1]  # rank 0's batch of that step is kept
+
+
+def test_two_processes_explain_a_folder_into_shards_of_their_own(model_dir, folder, tmp_path):
+    """``explain FOLDER`` under torchrun: each rank writes its own shards, together every
+    image once, each map as a single process stores it."""
+    from captum_gmar import load_maps
+
+    options = ["explain", str(folder), "--model", str(model_dir), "--methods", "gmar-l1,attnlrp", "--batch-size", "2", "--device", "cpu"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*options, "--out", str(tmp_path / "one"), "--gallery", "0"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = torchrun(*options, "--out", str(tmp_path / "two"), "--gallery", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    shards = sorted(path.name for path in (tmp_path / "two" / "shards").iterdir())
+    assert {name.split("-")[0] for name in shards} == {"rank0", "rank1"}
+    one = {(r.item, r.method): r for r in load_maps(tmp_path / "one")}
+    two = load_maps(tmp_path / "two")
+    assert sorted((r.item, r.method) for r in two) == sorted(one)
+    for record in two:
+        torch.testing.assert_close(record.map, one[(record.item, record.method)].map, rtol=0, atol=0)
+        assert record.target == one[(record.item, record.method)].target
+    assert (tmp_path / "two" / "report.html").is_file() and "wrote 18 maps of 9 images" in result.stdout
