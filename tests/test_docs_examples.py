@@ -59,6 +59,17 @@ NEEDS = {
     "quantus.md": [_needs_quantus, _needs_pretrained, _needs_fashion_mnist],
 }
 
+def _scenes_folder(folder: Path) -> None:
+    """``IMAGES/``, the labelled image folder dataset-maps.md explains: 12 exported scenes."""
+    from captum_gmar.cli import main
+
+    assert main(["export-scenes", str(folder / "IMAGES"), "--n", "12"]) == 0
+
+
+#: What a page's blocks read, made in the folder they run in (after NEEDS).
+SETUP = {"dataset-maps.md": _scenes_folder}
+NEEDS["dataset-maps.md"] = [_needs_fashion_mnist]
+
 #: Pages whose runnable blocks take minutes on 2 CPU cores (quantus.md's run: 1.5 minutes).
 SLOW = {"quantus.md"}
 
@@ -76,9 +87,13 @@ def test_docs_python_blocks_run(name, tmp_path, monkeypatch):
     for need in NEEDS.get(name, []):
         need()
     monkeypatch.chdir(tmp_path)  # nothing the examples write lands in the repository
+    if name in SETUP:
+        SETUP[name](tmp_path)
     namespace: dict = {}
     for number, block in blocks:
         exec(compile(block, f"docs/{name}, Python block {number}", "exec"), namespace)
+    if name == "dataset-maps.md":
+        assert len(namespace["records"]) == len(namespace["data"]) > 12 and namespace["heat"].shape == (8, 8)
     if name == "index.md":
         assert namespace["attr"].shape == namespace["pixel_values"].shape == (8, 3, 64, 64)
         assert namespace["w"].shape == (8, 6, 4)

@@ -145,3 +145,12 @@ def test_bad_folders_are_refused(tmp_path):
     other.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
     with pytest.raises(ValueError, match="not a readable shard"):
         load_maps(folder)
+
+
+def test_the_docs_describe_every_index_column_in_order():
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "dataset-maps.md").read_text()
+    table = page[page.index("`index.csv` has one row per map") :].split("\n\n")[1]
+    assert re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE) == list(INDEX_COLUMNS)
