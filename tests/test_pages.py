@@ -430,3 +430,28 @@ def test_the_sorted_columns_mark_is_an_arrow_in_the_browser(tmp_path):
         assert marks == ['" \u25b2"', '" \u25bc"']  # the arrows, not the escape's text
     finally:
         driver.quit()
+
+
+def test_a_gallery_alone_in_a_browser(tmp_path):
+    """A maps folder's page: no summary table, the class filter works, no script error."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    image = np.random.default_rng(0).random((64, 64, 3))
+    cards = [
+        gallery_card(image, {"gmar-l1": torch.rand(64, 64)}, f"{k}.png: {name}", name, {}) for k, name in enumerate(["cat", "dog", "cat"])
+    ]
+    path = tmp_path / "report.html"
+    comparison_report([], {}, ["model: m"], ["gmar-l1"], cards, left_out=5, title="Maps", left_out_where="index.csv").save(path)
+    driver = _driver()
+    try:
+        driver.get(path.as_uri())
+        assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not driver.find_elements(By.CSS_SELECTOR, "table.cg-summary")
+        assert "5 more were explained but are not shown (they are in index.csv)" in driver.page_source
+        assert len(driver.find_elements(By.TAG_NAME, "img")) == 6
+        Select(driver.find_element(By.CSS_SELECTOR, "select[id$='-class']")).select_by_visible_text("cat")
+        assert len([c for c in driver.find_elements(By.CSS_SELECTOR, ".cg-card") if c.is_displayed()]) == 2
+        _screenshot(driver, tmp_path, "maps_gallery.png")
+    finally:
+        driver.quit()

@@ -141,7 +141,7 @@ def _explain(options: ExplainOptions, data: Any, processor: Any, names: list[str
         ]
         if gallery:
             print(f"writing {out / PAGE} (the first {min(gallery, images)} images) ...", flush=True)
-            write_gallery(out / PAGE, data, records, gallery, header)
+            write_gallery(out / PAGE, data, records, gallery, header, names)
         if options.overlays:
             print(f"writing {len(records)} overlays to {out / OVERLAYS} ...", flush=True)
             write_overlays(out / OVERLAYS, data, records)

@@ -44,7 +44,9 @@ def _at_image(values: Tensor, size: tuple[int, int]) -> Tensor:
     return torch.nn.functional.interpolate(values[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
 
 
-def write_gallery(path: str | os.PathLike[str], data: Any, records: Sequence[MapRecord], images: int, header: Sequence[str]) -> None:
+def write_gallery(
+    path: str | os.PathLike[str], data: Any, records: Sequence[MapRecord], images: int, header: Sequence[str], class_names: Sequence[str]
+) -> None:
     """``report.html``: the first ``images`` explained images (each target on a card of its
     own) with every method's map, filterable by the explained class.
 
@@ -54,18 +56,19 @@ def write_gallery(path: str | os.PathLike[str], data: Any, records: Sequence[Map
         records: the job's records (:func:`~captum_gmar.dataset_maps.storage.load_maps`).
         images: how many images to show.
         header: lines naming the model, the data, the device and the command.
+        class_names: the model's classes (references, prompts), to name the predicted one.
     """
     methods = list(dict.fromkeys(record.method for record in records))
     cards = []
     for together, image in _images(data, records, images):
         first = together[0]
         size = image.shape[:2]
-        label = f"; label {first.label}" if first.label >= 0 else ""
+        label = f"; label {class_names[first.label]}" if first.label >= 0 else ""
         cards.append(
             gallery_card(
                 image,
                 {record.method: _at_image(record.map, size) for record in together},
-                f"{first.image}: {first.target_name} (score {first.score:.3g}; predicted class {first.predicted}{label})",
+                f"{first.image}: {first.target_name} (score {first.score:.3g}; predicted {class_names[first.predicted]}{label})",
                 first.target_name,
                 {},
             )

@@ -257,7 +257,8 @@ def _prepare(folder: Path, job: dict[str, Any], resume: bool, overwrite: bool) -
             )
         remove_leftovers(folder)
         return finished_items(folder)
-    for name in (INDEX, UNREADABLE):
+    # the old job's description goes first: a start killed half-way leaves no shards claimed by either job
+    for name in (JOB_FILE, INDEX, UNREADABLE):
         (folder / name).unlink(missing_ok=True)
     shutil.rmtree(folder / SHARDS, ignore_errors=True)
     (folder / SHARDS).mkdir(parents=True)

@@ -71,7 +71,8 @@ def comparison_report(
 
     Args:
         summary: one entry per method (see :func:`~captum_gmar.evaluation.report.summarize`):
-            ``"method"``, each metric's mean and ``<metric>_sem``.
+            ``"method"``, each metric's mean and ``<metric>_sem``; none for a gallery
+            alone (a maps folder's page: no summary table).
         columns: the metrics shown, name -> description (the column header's tooltip).
         header: lines naming the model, the settings, the device and the command.
         methods: the methods' names, in the order the gallery shows their maps.
@@ -100,8 +101,9 @@ def comparison_report(
         new_page_id(),
         title=title,
         header=Markup("".join(element("li", line) for line in header)),
-        table=_summary_table(summary, columns, shown),
+        table=_summary_table(summary, columns, shown) if summary else Markup(""),  # a gallery alone: no table
         note=note,
+        metric_note=", under each its value of the metric sorted by" if shown else "",
         data=script_json(data),
     )
     return ExplanationPage(title, content)

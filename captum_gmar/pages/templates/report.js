@@ -4,8 +4,8 @@
   var data = JSON.parse(document.getElementById(id + "-data").textContent);
   function el(name) { return document.getElementById(id + "-" + name); }
   // the summary: a click on a header sorts the rows by that column (numbers as numbers, empty cells last)
-  var table = root.querySelector("table.cg-summary");
-  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, column) {
+  var table = root.querySelector("table.cg-summary");  // none on a gallery alone
+  Array.prototype.forEach.call(table ? table.tHead.rows[0].cells : [], function (th, column) {
     th.querySelector("button").addEventListener("click", function () {
       var direction = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
       Array.prototype.forEach.call(table.tHead.rows[0].cells, function (other) { other.removeAttribute("aria-sort"); });
