@@ -59,6 +59,7 @@ NEEDS = {
     "quantus.md": [_needs_quantus, _needs_pretrained, _needs_fashion_mnist],
 }
 
+
 def _scenes_folder(folder: Path) -> None:
     """``IMAGES/``, the labelled image folder dataset-maps.md explains: 12 exported scenes."""
     from captum_gmar.cli import main

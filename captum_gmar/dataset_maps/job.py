@@ -238,6 +238,9 @@ def _target(target: int | str, names: list[str], data: Dataset) -> int | str:
 
 def _prepare(folder: Path, job: dict[str, Any], resume: bool, overwrite: bool) -> set[int]:
     """Rank 0: check ``out`` and start or resume the job there; the images already done."""
+    linked = [name for name in MAPS_FILES if (folder / name).is_symlink()]
+    if linked:  # the package replaces its files and never writes through a link
+        raise ValueError(f"{str(folder / linked[0])!r} is a symbolic link, which captum-gmar does not write through: remove it")
     try:
         claim_files(folder, MAPS_FILES)
     except (FileExistsError, ValueError) as error:

@@ -230,3 +230,14 @@ def test_zero_shot_prompts_are_the_classes(processor, images, tmp_path):
     for k in range(3):
         own = GMARAttribution(clip, text=prompts).attribute(x, target=k, output="patches")[0]
         torch.testing.assert_close(stored(records, "gmar-l1")[(2, k)].map, own, rtol=1e-4, atol=1e-7)
+
+
+def test_a_planted_link_is_never_written_through(model, processor, images, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "maps"
+    out.mkdir()
+    (out / "shards").symlink_to(outside)
+    with pytest.raises(ValueError, match="is a symbolic link"):
+        explain_dataset(model, dataset(images, processor), ["rollout"], out, progress=False)
+    assert not list(outside.iterdir())
