@@ -177,7 +177,9 @@ def main() -> None:
     print(f"| job (files to shards and index) | {ran['seconds']:.2f} | {images / ran['seconds']:.1f} |")
     if measured:
         shared, alone = measured["timings"]["methods shared"], measured["timings"]["methods alone"]
-        print(f"\njob over the methods as it runs them: {ran['seconds'] / shared - 1:+.1%}; over each method alone: {ran['seconds'] / alone - 1:+.1%}")
+        print(
+            f"\njob over the methods as it runs them: {ran['seconds'] / shared - 1:+.1%}; over each method alone: {ran['seconds'] / alone - 1:+.1%}"
+        )
     quarter = len(samples) // 4
     print(
         f"job's peak resident set {ran['peak_rss'] / 2**20:.0f} MiB; resident set sampled every 0.5 s: "

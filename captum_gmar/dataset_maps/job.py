@@ -180,7 +180,8 @@ def explain_dataset(
         )
     )
     folder = Path(out)
-    done: set[int] = ctx.broadcast(_prepare(folder, job, resume, overwrite) if ctx.rank == 0 else set())
+    # rank 0 prepares the folder; its error (another job's maps there) reaches every rank
+    done: set[int] = ctx.exchange(lambda: _prepare(folder, job, resume, overwrite) if ctx.rank == 0 else set())[0]
     remaining = [item for item in range(count) if item not in done]
     batches = [remaining[start : start + batch_size] for start in range(0, len(remaining), batch_size)]
     mine = batches[ctx.rank :: ctx.world_size]
