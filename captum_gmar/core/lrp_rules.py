@@ -50,7 +50,13 @@ def with_gradient_of(value: Tensor, surrogate: Tensor) -> Tensor:
 
 class _ScaledGradient(torch.autograd.Function):
     """``value`` in the forward pass; in the backward pass the gradient goes to ``x``,
-    multiplied by ``scale`` (a tensor broadcastable to ``x``, or a number)."""
+    multiplied by ``scale`` (a tensor broadcastable to ``x``, or a number).
+
+    Apply it through :func:`_scaled`, which passes ``value`` detached: an input that
+    requires grad would keep its whole graph alive (autograd links the node to every
+    such input, even one whose gradient is ``None``), e.g. a GELU's saved input next
+    to the identity rule's ratio.
+    """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, value: Tensor, scale: Tensor | float) -> Tensor:
@@ -70,9 +76,14 @@ class _IdentityRule(_ScaledGradient):
     :func:`identity_rule` can be told from others (:func:`carries_identity_rule`)."""
 
 
+def _scaled(function: type[_ScaledGradient], x: Tensor, value: Tensor, scale: Tensor | float) -> Tensor:
+    """``function.apply(x, value, scale)`` with ``value`` detached (see :class:`_ScaledGradient`)."""
+    return function.apply(x, value.detach(), scale)
+
+
 def divide_gradient(x: Tensor, factor: float) -> Tensor:
     """``x``, with its gradient divided by ``factor`` (the uniform rule's share)."""
-    return _ScaledGradient.apply(x, x, 1.0 / factor)
+    return _scaled(_ScaledGradient, x, x, 1.0 / factor)
 
 
 def identity_rule(x: Tensor, y: Tensor) -> Tensor:
@@ -83,7 +94,7 @@ def identity_rule(x: Tensor, y: Tensor) -> Tensor:
     in float16) the gradient is 0.
     """
     ratio = (y.detach() / (x.detach() + IDENTITY_EPSILON)).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
-    return _IdentityRule.apply(x, y, ratio)
+    return _scaled(_IdentityRule, x, y, ratio)
 
 
 def carries_identity_rule(y: Tensor) -> bool:
