@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .. import loading
 from ..errors import InsufficientMemoryError, TooSlowError
 from ..names import GALLERY_MAX
+from .images import read_image
 from .options import (
     FOLDER_BATCH,
     FOLDER_GALLERY,
@@ -33,7 +34,6 @@ from .output import check_output
 
 if TYPE_CHECKING:
     import torch
-    from PIL import Image
 
     from ..vit.architectures import ForeignModule
 
@@ -226,24 +226,6 @@ def class_index(target: str, id2label: dict[str, str]) -> int:
     if target.lower() not in by_name:
         raise CommandError(f"--target {target!r} is not a class of this model; its classes: {', '.join(id2label.values())}")
     return by_name[target.lower()]
-
-
-def read_image(path: str, patch_size: int | None = None) -> Image.Image:
-    """The image file as RGB (a PIL image); with ``patch_size`` (an image explained at its
-    own size, ``--native-resolution``) at least one patch in each direction."""
-    from ..imagedata.folder import not_a_file
-    from ..imagedata.folder import read_image as read_rgb
-
-    why = not_a_file(path)
-    if why:
-        raise CommandError(f"image {path!r} {why}")
-    rgb = read_rgb(".", path)
-    if patch_size is not None and min(rgb.size) < patch_size:
-        raise CommandError(
-            f"image {path!r} is {rgb.width}x{rgb.height} px, smaller than one {patch_size}x{patch_size} patch of the model: "
-            "drop --native-resolution to explain it at the model's size"
-        )
-    return rgb
 
 
 def _device_and_description(name: str) -> tuple[torch.device, str]:

@@ -12,7 +12,7 @@ from typing import Any
 from .. import loading
 from ..dataset_maps.storage import JOB_FILE, MAPS_FILES
 from ..names import ZERO_SHOT_MODELS
-from .explain import read_image
+from .images import read_image
 from .options import FOLDER_BATCH, FOLDER_GALLERY, CommandError, ExplainOptions
 from .output import check_output
 
