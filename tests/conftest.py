@@ -97,3 +97,16 @@ def fashion_mnist() -> Path:
         return Path(resolve_data_dir())
     except FileNotFoundError as error:
         pytest.skip(str(error))
+
+
+@pytest.fixture(scope="session")
+def opencv_photos() -> Path:
+    """The folder of OpenCV's sample photos (Debian's opencv-doc), or a skip saying how to get it."""
+    from captum_gmar.imagedata.photos import OPENCV_DATA_DIR, OPENCV_ENV_VAR, opencv_data_dir
+
+    folder = opencv_data_dir()
+    if folder is None:
+        pytest.skip(
+            f"OpenCV's sample photos were not found: `apt-get install opencv-doc` (files land in {OPENCV_DATA_DIR}) or set {OPENCV_ENV_VAR}"
+        )
+    return folder

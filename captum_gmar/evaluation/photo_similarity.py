@@ -12,7 +12,7 @@ with the named photo?) its meaning here.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,6 +50,7 @@ def photo_similarity(
     center: Center = "none",
     counts: tuple[int, ...] = (2, 4),
     candidates: int | None = None,
+    photos: Sequence[str] | None = None,
 ) -> PhotoSimilarity:
     """The benchmark on ``backbone`` with ``composites`` composites of the bundled photos.
 
@@ -65,11 +66,16 @@ def photo_similarity(
             ``composites`` of them with the largest :func:`own_photo_margins`, in the order
             drawn: those on which "which part makes it similar to photo ``k``?" is asked
             of a photo the model finds in it. ``None``: the composites drawn, as they come.
+        photos: the names of the photos drawn from, each one a class
+            (:func:`~captum_gmar.imagedata.photos.load_photos`; default the nine of
+            :data:`~captum_gmar.imagedata.photos.PHOTOS`;
+            :func:`~captum_gmar.imagedata.photos.available_photos` adds OpenCV's where
+            installed).
     """
     if center not in ("none", "references"):
         raise ValueError(f"center must be 'none' or 'references', got {center!r}")
-    photos = load_photos()
-    names, images = list(photos), list(photos.values())
+    loaded = load_photos(photos)
+    names, images = list(loaded), list(loaded.values())
     views = reference_views(images, seed + 1)
     references = torch.cat([embed_images(backbone, processor(images=view, return_tensors="pt")["pixel_values"]) for view in views])
     model = SimilarityModel(backbone, references, references.mean(0) if center == "references" else None)

@@ -2,7 +2,10 @@
 
 The photos are the colour photographs bundled with scikit-image and scikit-learn (public
 domain, CC0 or CC BY 2.0; :data:`PHOTOS` names each one's source and licence), so they
-load offline. A composite places two or four of them side by side on one square canvas,
+load offline. Where Debian's ``opencv-doc`` package is installed, the real colour
+photographs among OpenCV's sample images (:data:`OPENCV_PHOTOS`, read in place from
+:data:`OPENCV_DATA_DIR`, never copied) can be loaded by name too, and
+:func:`available_photos` adds them to the pool. A composite places two or four of them side by side on one square canvas,
 each filling a cell of a random split (the split point between 35% and 65% of the side,
 each photo a random crop of its own with the cell's aspect ratio), so the ground truth of
 "which pixels show photo ``k``" is the cell. A reference view of a photo is another random
@@ -11,13 +14,28 @@ crop of it, flipped left-right, as a retrieval query or a near-duplicate would b
 
 from __future__ import annotations
 
+import gzip
+import io
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["PHOTOS", "Composites", "load_photos", "make_composites", "reference_views"]
+__all__ = [
+    "OPENCV_DATA_DIR",
+    "OPENCV_ENV_VAR",
+    "OPENCV_PHOTOS",
+    "PHOTOS",
+    "Composites",
+    "available_photos",
+    "load_photos",
+    "make_composites",
+    "opencv_data_dir",
+    "reference_views",
+]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -52,19 +70,89 @@ PHOTOS: dict[str, tuple[Callable[[], np.ndarray], str]] = {
 }
 
 
+#: Where Debian's ``opencv-doc`` package (``apt-get install opencv-doc``) installs OpenCV's
+#: sample images (``samples/data`` of the OpenCV source tree).
+OPENCV_DATA_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
+
+#: Environment variable naming another folder that holds the files of :data:`OPENCV_PHOTOS`.
+OPENCV_ENV_VAR = "CAPTUM_GMAR_OPENCV_DATA"
+
+_OPENCV_SOURCE = "OpenCV's samples/data, Debian package opencv-doc; Apache-2.0 and BSD-3-Clause (the package's copyright file)"
+
+#: name -> (file in :data:`OPENCV_DATA_DIR`, what it shows). The real colour photographs
+#: among OpenCV's sample images, one of each stereo or viewpoint pair; left out: renders,
+#: drawings and synthetic patterns, a painting, greyscale calibration shots, text
+#: documents, a deliberately blurred car and a watermarked press photo. The Debian
+#: package's copyright file puts the whole tree under Apache-2.0 and BSD-3-Clause (its
+#: only excluded images are the Lena photos); it names no photographer per image.
+OPENCV_PHOTOS: dict[str, tuple[str, str]] = {
+    "aerial": ("aero1.jpg", "an aerial view of a town"),
+    "aloe": ("aloeL.jpg", "an aloe in a pot (a Middlebury stereo view)"),
+    "apple": ("apple.jpg", "an apple"),
+    "baboon": ("baboon.jpg", "a mandrill's face"),
+    "board": ("board.jpg", "a circuit board"),
+    "building": ("building.jpg", "an office building"),
+    "butterfly": ("butterfly.jpg", "a butterfly on a leaf"),
+    "dog": ("chicky_512.png", "a small dog"),
+    "notebook": ("ela_original.jpg", "a notebook with an elastic band"),
+    "fruits": ("fruits.jpg", "cut citrus fruits and a kiwi"),
+    "graffiti": ("graf1.png", "a graffiti wall (an Oxford affine-covariant view)"),
+    "palace": ("home.jpg", "a palace's towers against the sky"),
+    "books": ("left.jpg", "two books on a floor (a stereo view)"),
+    "street": ("leuvenA.jpg", "a cobbled street in Leuven"),
+    "orange": ("orange.jpg", "an orange"),
+    "toys": ("rubberwhale1.png", "toys and a shell (a Middlebury optical-flow frame)"),
+    "smarties": ("smarties.png", "sweets on white"),
+    "squirrel": ("squirrel_cls.jpg", "a squirrel on a branch"),
+    "desk": ("stuff.jpg", "a pencil, a lighter and caps on a desk"),
+}
+
+
+def opencv_data_dir() -> Path | None:
+    """The folder the OpenCV photos are read from (``$CAPTUM_GMAR_OPENCV_DATA``, else
+    :data:`OPENCV_DATA_DIR`), or ``None`` when it does not hold all of them."""
+    folder = Path(os.environ.get(OPENCV_ENV_VAR) or OPENCV_DATA_DIR)
+    files = [name for name, _ in OPENCV_PHOTOS.values()]
+    return folder if all((folder / f).is_file() or (folder / f"{f}.gz").is_file() for f in files) else None
+
+
+def available_photos() -> list[str]:
+    """The photo pool: the names of :data:`PHOTOS`, then those of :data:`OPENCV_PHOTOS`
+    where :func:`opencv_data_dir` finds them (``apt-get install opencv-doc``)."""
+    return list(PHOTOS) + (list(OPENCV_PHOTOS) if opencv_data_dir() is not None else [])
+
+
+def _read_opencv(name: str) -> np.ndarray:
+    folder = opencv_data_dir()
+    if folder is None:
+        raise FileNotFoundError(
+            f"the OpenCV photo {name!r} is read from Debian's opencv-doc package: `apt-get install opencv-doc` "
+            f"(files land in {OPENCV_DATA_DIR}), or name a folder holding {', '.join(f for f, _ in OPENCV_PHOTOS.values())} "
+            f"in the {OPENCV_ENV_VAR} environment variable"
+        )
+    path = folder / OPENCV_PHOTOS[name][0]
+    data = path.read_bytes() if path.is_file() else gzip.decompress((folder / f"{path.name}.gz").read_bytes())
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
 def load_photos(names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """The photos named (default: all of :data:`PHOTOS`), ``uint8 (H, W, 3)`` RGB.
+    """The photos named (default: all of :data:`PHOTOS`; names of :data:`OPENCV_PHOTOS`
+    too), ``uint8 (H, W, 3)`` RGB.
 
     Raises:
         ValueError: an unknown name.
         ImportError: scikit-image or scikit-learn is missing (``pip install "captum-gmar[photos]"``).
+        FileNotFoundError: an OpenCV photo named, and ``opencv-doc`` not installed.
     """
     names = list(PHOTOS) if names is None else list(names)
-    unknown = [name for name in names if name not in PHOTOS]
+    unknown = [name for name in names if name not in PHOTOS and name not in OPENCV_PHOTOS]
     if unknown:
-        raise ValueError(f"unknown photo(s) {', '.join(unknown)}; the photos are {', '.join(PHOTOS)}")
+        raise ValueError(
+            f"unknown photo(s) {', '.join(unknown)}; the photos are {', '.join(PHOTOS)} and, from opencv-doc, {', '.join(OPENCV_PHOTOS)}"
+        )
     try:
-        return {name: np.ascontiguousarray(PHOTOS[name][0]()[..., :3]) for name in names}
+        return {name: np.ascontiguousarray(PHOTOS[name][0]()[..., :3] if name in PHOTOS else _read_opencv(name)) for name in names}
     except ImportError as error:
         raise ImportError(f'the bundled photos need scikit-image and scikit-learn: pip install "captum-gmar[photos]" ({error})') from error
 

@@ -114,6 +114,13 @@ def test_candidates_keep_the_composites_whose_own_photos_rank_highest(backbone, 
         photo_similarity(backbone, processor, composites=2, candidates=1)
 
 
+def test_the_photos_named_are_the_classes(backbone, processor):
+    names = ["flower", "chelsea", "rocket", "coffee", "astronaut"]
+    bench = photo_similarity(backbone, processor, composites=3, seed=0, photos=names)
+    assert bench.names == names and bench.model.references.shape[0] == 5
+    assert set(bench.tasks.composites.photos.ravel()) <= {-1, 0, 1, 2, 3, 4}
+
+
 def test_the_deletion_baseline_is_checked(backbone, processor):
     bench = photo_similarity(backbone, processor, composites=1)
     with pytest.raises(ValueError, match="baseline must be 'blur' or 'zero', got 'noise'"):

@@ -1,9 +1,21 @@
 """The bundled real photos, composites of them and reference views."""
 
+import gzip
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
-from captum_gmar.imagedata.photos import PHOTOS, load_photos, make_composites, reference_views
+from captum_gmar.imagedata.photos import (
+    OPENCV_ENV_VAR,
+    OPENCV_PHOTOS,
+    PHOTOS,
+    available_photos,
+    load_photos,
+    make_composites,
+    reference_views,
+)
 
 for _module in ("skimage", "sklearn"):  # the bundled photos: pip install -e ".[photos]"
     pytest.importorskip(_module, reason='the photos extra is not installed: pip install -e ".[photos]"')
@@ -24,6 +36,36 @@ def test_every_photo_loads_offline_as_rgb():
         assert image.std() > 10, name  # a photo, not a flat image
     with pytest.raises(ValueError, match="unknown photo.*lena; the photos are astronaut"):
         load_photos(["chelsea", "lena"])
+
+
+def test_the_opencv_photos_load_in_place_as_rgb(opencv_photos):
+    assert available_photos() == list(PHOTOS) + list(OPENCV_PHOTOS) and len(available_photos()) == 28
+    photos = load_photos(list(OPENCV_PHOTOS))
+    for name, image in photos.items():
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and min(image.shape[:2]) >= 300, name
+        assert image.std() > 10, name
+    assert len({image.tobytes() for image in photos.values()}) == len(photos)  # no photo twice
+
+
+def test_without_the_opencv_photos_the_pool_is_the_nine(tmp_path, monkeypatch):
+    monkeypatch.setenv(OPENCV_ENV_VAR, str(tmp_path))  # a folder without them
+    assert available_photos() == list(PHOTOS)
+    with pytest.raises(FileNotFoundError, match="apt-get install opencv-doc"):
+        load_photos(["chelsea", "baboon"])
+
+
+def test_opencv_photos_are_read_from_the_folder_named_compressed_or_not(tmp_path, monkeypatch):
+    for k, (file, _) in enumerate(OPENCV_PHOTOS.values()):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((8, 12, 4 if k == 0 else 3), k, np.uint8)).save(buffer, format="PNG")  # the first with alpha
+        if k % 2:
+            (tmp_path / f"{file}.gz").write_bytes(gzip.compress(buffer.getvalue()))
+        else:
+            (tmp_path / file).write_bytes(buffer.getvalue())
+    monkeypatch.setenv(OPENCV_ENV_VAR, str(tmp_path))
+    assert available_photos()[len(PHOTOS) :] == list(OPENCV_PHOTOS)
+    for k, (name, image) in enumerate(load_photos(list(OPENCV_PHOTOS)).items()):
+        assert image.shape == (8, 12, 3) and (image == k).all(), name
 
 
 @pytest.mark.parametrize("counts", [(2,), (4,), (2, 4)])
