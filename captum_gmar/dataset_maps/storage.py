@@ -35,9 +35,11 @@ import csv
 import json
 import os
 import re
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +109,15 @@ class Record:
     maps: Mapping[str, Tensor]
 
 
+#: records a shard holds at most, whatever the maps' size: a record's fields and its maps'
+#: views cost about a kilobyte of Python objects while they wait in the buffer, which
+#: small maps (a 16 x 16 patch grid is 1 KiB) would otherwise let grow to a million
+SHARD_RECORDS = 2048
+
+
 class ShardWriter:
-    """Writes one process's records into shards of at most ``shard_bytes`` of maps.
+    """Writes one process's records into shards of at most ``shard_bytes`` of maps and
+    :data:`SHARD_RECORDS` records.
 
     Args:
         folder: the maps folder.
@@ -134,7 +143,7 @@ class ShardWriter:
         self.records += records
         self.unreadable += unreadable
         self.bytes += sum(m.numel() * self.dtype.itemsize for record in records for m in record.maps.values())
-        if self.bytes >= self.shard_bytes:
+        if self.bytes >= self.shard_bytes or len(self.records) >= SHARD_RECORDS:
             self.flush()
 
     def flush(self) -> None:
@@ -268,21 +277,33 @@ class MapRecord:
 
 class MapRecords(Sequence[MapRecord]):
     """The records of a maps folder (see :func:`load_maps`), in order: shard by shard, each
-    image's targets in turn, each target's methods in the job's order."""
+    image's targets in turn, each target's methods in the job's order. Each
+    :class:`MapRecord` is made when asked for; only the shards' headers are held."""
 
-    def __init__(self, records: list[MapRecord], unreadable: list[dict[str, Any]]) -> None:
-        self._records = records
+    def __init__(self, shards: list[_Shard], method: str | None, unreadable: list[dict[str, Any]]) -> None:
+        self._shards = shards
+        self._methods = [[key for key in shard.methods if method in (None, key)] for shard in shards]
+        #: records before each shard, and in all
+        self._starts = list(accumulate((len(shard.images) * len(keys) for shard, keys in zip(shards, self._methods)), initial=0))
         #: the images the job skipped as unreadable: ``item``, ``image``, ``error``
         self.unreadable = unreadable
 
     def __len__(self) -> int:
-        return len(self._records)
+        return self._starts[-1]
 
     def __getitem__(self, index: int) -> MapRecord:  # type: ignore[override]
-        return self._records[index]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"record {index} of {len(self)}")
+        index %= len(self)
+        k = bisect_right(self._starts, index) - 1
+        row, which = divmod(index - self._starts[k], len(self._methods[k]))
+        return MapRecord(self._shards[k], row, self._methods[k][which])
 
     def __iter__(self) -> Iterator[MapRecord]:
-        return iter(self._records)
+        for shard, keys in zip(self._shards, self._methods):
+            for row in range(len(shard.images)):
+                for key in keys:
+                    yield MapRecord(shard, row, key)
 
     def __repr__(self) -> str:
         return f"MapRecords({len(self)} maps, {len(self.unreadable)} unreadable images)"
@@ -310,13 +331,8 @@ def load_maps(folder: str | os.PathLike[str], method: str | None = None) -> MapR
     methods = json.loads((folder / JOB_FILE).read_text())["methods"]
     if method is not None and method not in methods:
         raise ValueError(f"the job in {str(folder)!r} has no method {method!r}; it has {', '.join(methods)}")
-    records, unreadable = [], []
-    for path in shard_paths(folder):
-        shard = _read_shard(path)
-        unreadable += shard.unreadable
-        for row in range(len(shard.images)):
-            records += [MapRecord(shard, row, key) for key in shard.methods if method in (None, key)]
-    return MapRecords(records, unreadable)
+    shards = [_read_shard(path) for path in shard_paths(folder)]
+    return MapRecords(shards, method, [entry for shard in shards for entry in shard.unreadable])
 
 
 def write_index(folder: str | os.PathLike[str], class_names: Mapping[int, str]) -> tuple[int, int]:

@@ -67,6 +67,17 @@ def test_records_read_back_lazily_in_order(tmp_path, monkeypatch):
     torch.testing.assert_close(first.map, torch.full((4, 4), 1.0))
     assert len(opened) == headers + 1
     assert [r.item for r in load_maps(folder, method="rollout")] == [0, 1, 2]
+    assert (loaded[-1].item, loaded[-1].method) == (2, "rollout") and len(loaded) == 6
+    with pytest.raises(IndexError):
+        loaded[6]
+
+
+def test_a_shard_holds_at_most_shard_records(tmp_path, monkeypatch):
+    import captum_gmar.dataset_maps.storage as storage
+
+    monkeypatch.setattr(storage, "SHARD_RECORDS", 3)
+    folder = folder_with(tmp_path, [[0, 1], [2, 3], [4]])  # the size bound is far away
+    assert len(shard_paths(folder)) == 2 and [r.item for r in load_maps(folder, method="rollout")] == [0, 1, 2, 3, 4]
 
 
 def test_shards_open_without_the_package(tmp_path):
