@@ -15,7 +15,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["CHANNELS_LAST", "Batch", "collate", "processed_item", "processor_options", "select", "transform_mask"]
+__all__ = [
+    "CHANNELS_LAST",
+    "Batch",
+    "collate",
+    "processed_item",
+    "processed_pixels",
+    "processor_options",
+    "select",
+    "transform_mask",
+    "with_masks",
+]
 
 #: item entries that are not copied into the rows
 _DATA_KEYS = ("pixel_values", "label", "mask", "other_mask")
@@ -145,6 +155,32 @@ def processed_item(
     """An item as ``processor`` prepares it with ``options``: the image, and its masks
     through the same geometry (:func:`transform_mask`)."""
     pixel_values = processor(images=image, return_tensors="pt", **options)["pixel_values"][0]
+    return with_masks(processor, options, pixel_values, label, mask, other, info)
+
+
+def processed_pixels(processor: Any, options: Mapping[str, Any], images: Sequence[Any]) -> list[Tensor]:
+    """The pixel values ``(C, H, W)`` of each PIL image as ``processor`` prepares it with
+    ``options``: in one call where the outputs have one size (a processor that resizes,
+    or images of one size; the call's own cost is most of a small image's), else one by
+    one. The same values either way."""
+    if not images:
+        return []
+    resizes = options.get("do_resize", getattr(processor, "do_resize", False))
+    if resizes or len({image.size for image in images}) == 1:
+        return list(processor(images=list(images), return_tensors="pt", **options)["pixel_values"])
+    return [processor(images=image, return_tensors="pt", **options)["pixel_values"][0] for image in images]
+
+
+def with_masks(
+    processor: Any,
+    options: Mapping[str, Any],
+    pixel_values: Tensor,
+    label: int,
+    mask: np.ndarray | None,
+    other: np.ndarray | None,
+    info: dict[str, Any],
+) -> dict[str, Any]:
+    """An item of prepared ``pixel_values``, its masks through the processor's geometry."""
     geometry = {
         key: None if value is None else transform_mask(processor, value, options) for key, value in (("mask", mask), ("other_mask", other))
     }

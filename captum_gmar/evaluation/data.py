@@ -38,7 +38,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ from ..errors import UnreadableImageError
 from ..imagedata.folder import ClassNames, FolderItem, object_pixels, read_image, read_region, scan_folder, scan_images, to_rgb
 from ..imagedata.photos import Composites
 from ..imagedata.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
-from .batches import Batch, collate, processed_item, processor_options, select, transform_mask
+from .batches import Batch, collate, processed_item, processed_pixels, processor_options, select, transform_mask, with_masks
 
 __all__ = [
     "Batch",
@@ -190,23 +190,45 @@ class _Processed(Dataset, ABC):
         return len(self.order)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        try:
-            return self._task(index)
-        except UnreadableImageError as error:
-            if not self.skip_unreadable:
-                raise
-            return {"unreadable": str(error), **self._naming(index)}
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """Items ``indices`` (a ``DataLoader`` asks for a batch's at once): the images
+        through one call of the image processor (:func:`~.batches.processed_pixels`)."""
+        read: list[_Read | dict[str, Any]] = []
+        for index in indices:
+            try:
+                read.append(self._read(index))
+            except UnreadableImageError as error:
+                if not self.skip_unreadable:
+                    raise
+                read.append({"unreadable": str(error), **self._naming(index)})
+        found = [entry for entry in read if isinstance(entry, _Read)]
+        pixels = iter(processed_pixels(self.processor, self.options, [entry.image for entry in found]))
+        return [
+            with_masks(self.processor, self.options, next(pixels), entry.label, entry.mask, entry.other, entry.info)
+            if isinstance(entry, _Read)
+            else entry
+            for entry in read
+        ]
 
     @abstractmethod
-    def _task(self, index: int) -> dict[str, Any]:
-        """Item ``index`` (see the module docstring)."""
+    def _read(self, index: int) -> _Read:
+        """Item ``index``'s image, label, masks and naming entries, as read (see the module docstring)."""
 
     @abstractmethod
     def _naming(self, index: int) -> dict[str, Any]:
         """Item ``index``'s naming entries, without reading it."""
 
-    def _item(self, image: Any, label: int, mask: np.ndarray | None, other: np.ndarray | None, info: dict[str, Any]) -> dict[str, Any]:
-        return processed_item(self.processor, self.options, image, label, mask, other, info)
+
+class _Read(NamedTuple):
+    """An item as read, before the image processor."""
+
+    image: Image.Image
+    label: int
+    mask: np.ndarray | None
+    other: np.ndarray | None
+    info: dict[str, Any]
 
 
 class ImageFolderTasks(_Processed):
@@ -259,14 +281,14 @@ class ImageFolderTasks(_Processed):
     def _naming(self, index: int) -> dict[str, Any]:
         return {"file": self.items[index].file}
 
-    def _task(self, index: int) -> dict[str, Any]:
+    def _read(self, index: int) -> _Read:
         item = self.items[index]
         image = read_image(self.root, item.file)
         mask = None if item.region is None else read_region(self.root, item.region, image.size)
         other = None
         if item.others:
             other = np.logical_or.reduce([read_region(self.root, region, image.size) for region in item.others])
-        return self._item(image, item.label, mask, other, self._naming(index))
+        return _Read(image, item.label, mask, other, self._naming(index))
 
 
 class HubDatasetTasks(_Processed):
@@ -322,7 +344,7 @@ class HubDatasetTasks(_Processed):
     def _naming(self, index: int) -> dict[str, Any]:
         return {"index": int(self.order[index])}
 
-    def _task(self, index: int) -> dict[str, Any]:
+    def _read(self, index: int) -> _Read:
         row = int(self.order[index])
         try:  # datasets decodes the image when the row is read
             record = self.dataset[row]
@@ -337,7 +359,7 @@ class HubDatasetTasks(_Processed):
                 raise ValueError(
                     f"row {row}: the mask is {mask.shape[1]}x{mask.shape[0]} px but its image is {image.width}x{image.height} px"
                 )
-        return self._item(image, self.labels[row], mask, None, self._naming(index))
+        return _Read(image, self.labels[row], mask, None, self._naming(index))
 
 
 def _column(columns: list[str], names: tuple[str, ...], what: str) -> str:

@@ -274,3 +274,23 @@ def test_a_16_bit_image_of_a_saved_dataset_reads_as_its_8_bit_original(tmp_path)
     data = open_dataset(tmp_path / "saved", PROCESSORS["resize"](), ID2LABEL, 32)
     eight, sixteen = sorted((data[i] for i in range(2)), key=lambda item: item["index"])
     torch.testing.assert_close(sixteen["pixel_values"], eight["pixel_values"])
+
+
+@pytest.mark.parametrize("kind", PROCESSORS)
+def test_a_batch_read_at_once_equals_its_items_read_one_by_one(folder, kind):
+    """A DataLoader asks for a batch's items at once (``__getitems__``): one processor call
+    where the outputs have one size, the same items as one call each."""
+    (folder / "dog" / "3.png").write_bytes(b"")  # unreadable, skipped in place
+    data = ImageFolderTasks(folder, PROCESSORS[kind](), ID2LABEL, 32, skip_unreadable=True)
+    together = data.__getitems__(list(range(len(data))))
+    for index, item in enumerate(together):
+        alone = data[index]
+        assert item.keys() == alone.keys()
+        for key, value in item.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, alone[key]), (key, index)
+            else:
+                assert value == alone[key]
+    assert sum("unreadable" in item for item in together) == 1
+    same_size = [i for i in range(len(data)) if data.items[i].file in ("cat/1.png", "dog/4.png")]  # both 32 x 32
+    assert [item["pixel_values"].shape for item in data.__getitems__(same_size)] == [data[i]["pixel_values"].shape for i in same_size]
