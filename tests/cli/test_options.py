@@ -58,6 +58,8 @@ def test_missing_subcommand(capsys):
 
 
 def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, photo, model_dir, no_model_loading, hub_cache):
+    empty = tmp_path / "empty-folder"
+    empty.mkdir()
     tiny = tmp_path / "tiny.png"
     Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(tiny)
     broken = tmp_path / "broken.png"
@@ -90,7 +92,7 @@ def test_file_and_model_errors_come_before_any_model_loads(capsys, tmp_path, pho
             ["explain", str(tiny), "--model", model_dir, "--native-resolution"],
             "is 4x4 px, smaller than one 8x8 patch of the model: drop --native-resolution",
         ),
-        (["explain", str(tmp_path), "--model", model_dir], f"image {str(tmp_path)!r} is a folder, not an image file"),
+        (["explain", str(empty), "--model", model_dir], f"data folder {str(empty)!r} holds no images"),  # a folder is a data set
         (["explain", str(loop), "--model", model_dir], f"image {str(loop)!r} is a symbolic link loop, which cannot be resolved"),
         (
             ["explain", str(dangling), "--model", model_dir],
