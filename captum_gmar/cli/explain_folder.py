@@ -5,6 +5,7 @@ image. Every argument and file is checked before the model loads."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,10 @@ def run(options: ExplainOptions) -> None:
     else:
         names, references = [config["id2label"][str(k)] for k in range(len(config["id2label"]))], []
     target: int | str = _target(options.target, names)
+    if target == "label" and similarity:
+        raise CommandError(
+            "--target label explains each image's label; with --similar-to the references are the classes: use predicted, all or a reference"
+        )
 
     from transformers import AutoImageProcessor
 
@@ -93,6 +98,9 @@ def _explain(options: ExplainOptions, data: Any, processor: Any, names: list[str
     with process_group(options.device) as ctx:
         if ctx.rank == 0:
             claim_files(options.out, [*MAPS_FILES, PAGE, OVERLAYS])
+            if not options.resume:  # the pictures of another job would name this one's records
+                (Path(options.out) / PAGE).unlink(missing_ok=True)
+                shutil.rmtree(Path(options.out) / OVERLAYS, ignore_errors=True)
         model: Any = loading.load_model(options.model, embedding=options.similar_to is not None).to(ctx.device)
         about: dict[str, Any] = {"model": loading.model_name(options.model)}
         if options.similar_to is not None:
@@ -129,7 +137,7 @@ def _explain(options: ExplainOptions, data: Any, processor: Any, names: list[str
         if records is None:  # not rank 0
             return
         out = Path(options.out)
-        images = len({record.item for record in records})
+        images = records.images
         print(f"wrote {len(records)} maps of {images} images to {out / 'shards'}, their index {out / 'index.csv'}")
         if records.unreadable:
             print(f"skipped {len(records.unreadable)} unreadable images, listed in {out / 'unreadable.csv'}")

@@ -30,7 +30,7 @@ from ..evaluation.batches import Batch, collate
 from ..evaluation.distributed import current_context
 from ..evaluation.methods import Method, build_methods
 from ..evaluation.runner import logit_scores, model_fingerprint
-from ..files import claim_files, write_atomic
+from ..files import MANIFEST, claim_files, write_atomic
 from ..imagedata.folder import ClassNames
 from ..methods.base import ViTAttribution
 from ..methods.shared import attribute_together, shares_passes
@@ -182,6 +182,11 @@ def explain_dataset(
     folder = Path(out)
     # rank 0 prepares the folder; its error (another job's maps there) reaches every rank
     done: set[int] = ctx.exchange(lambda: _prepare(folder, job, resume, overwrite) if ctx.rank == 0 else set())[0]
+    seen = ctx.exchange(lambda: (folder / JOB_FILE).is_file())
+    if not all(seen):  # each rank resumes from, and writes into, the one folder
+        raise ValueError(
+            f"out {str(folder)!r} must be on a file system every process sees; ranks {[r for r, s in enumerate(seen) if not s]} do not see it"
+        )
     remaining = [item for item in range(count) if item not in done]
     batches = [remaining[start : start + batch_size] for start in range(0, len(remaining), batch_size)]
     mine = batches[ctx.rank :: ctx.world_size]
@@ -242,6 +247,9 @@ def _prepare(folder: Path, job: dict[str, Any], resume: bool, overwrite: bool) -
     linked = [name for name in MAPS_FILES if (folder / name).is_symlink()]
     if linked:  # the package replaces its files and never writes through a link
         raise ValueError(f"{str(folder / linked[0])!r} is a symbolic link, which captum-gmar does not write through: remove it")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
+        shown = ", ".join(sorted(entry.name for entry in folder.iterdir())[:3])
+        raise ValueError(f"{str(folder)!r} holds files captum-gmar did not write ({shown}): name a new or empty folder")
     try:
         claim_files(folder, MAPS_FILES)
     except (FileExistsError, ValueError) as error:
@@ -287,6 +295,9 @@ def _explain_batch(plan: _Plan, batch: Batch, items: list[int], device: torch.de
         x = x[rows.to(device)]
     given: Tensor | None = None
     if plan.target == "label":
+        if (labels < 0).any():
+            image = _image_name(batch.info[int((labels < 0).nonzero()[0])])
+            raise ValueError(f"image {image!r} has no label (-1): target='label' needs every image labelled")
         given = labels.to(device)
     elif isinstance(plan.target, int):
         given = torch.full((len(rows),), plan.target, device=device)
@@ -294,12 +305,19 @@ def _explain_batch(plan: _Plan, batch: Batch, items: list[int], device: torch.de
         given = torch.arange(len(plan.class_names), device=device).repeat(len(items))
     maps: dict[str, Tensor] = {}
     logits: Tensor | None = None
-    shared = [(key, method) for key, method in plan.methods if shares_passes(method.attribution)]
-    if shared:  # one pass for the attention methods; it also gives the logits, hence the predicted class
+    # one pass for the attention methods of each wrapped model (a registered method may wrap
+    # its own); the first pass's logits give the predicted class the other methods explain
+    groups: dict[int, list[tuple[str, Method]]] = {}
+    for key, method in plan.methods:
+        if shares_passes(method.attribution) and not method.options:
+            groups.setdefault(id(cast(Any, method.attribution).vit), []).append((key, method))
+    for shared in groups.values():
         results = attribute_together([cast(Any, m.attribution) for _, m in shared], x, given, output=plan.output)
         for (key, method), result in zip(shared, results):
             maps[key] = method.to_maps(result.attributions)
-        logits = results[0].logits
+        if logits is None:
+            logits = results[0].logits
+            given = logits.argmax(-1) if given is None else given
     for key, method in plan.methods:
         if key in maps:
             continue
@@ -323,7 +341,8 @@ def _explain_batch(plan: _Plan, batch: Batch, items: list[int], device: torch.de
     scores = plan.scores(logits).gather(1, explained[:, None])[:, 0].cpu()
     predicted = logits.argmax(-1).cpu()
     explained = explained.cpu()
-    cpu_maps = {key: value.cpu() for key, value in maps.items()}
+    # contiguous: a map that is a view of the attributions would keep all their channels alive in the buffer
+    cpu_maps = {key: value.cpu().contiguous() for key, value in maps.items()}
     records = []
     for row, image in enumerate(rows.tolist()):
         info = batch.info[image]

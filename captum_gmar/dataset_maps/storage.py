@@ -116,8 +116,9 @@ SHARD_RECORDS = 2048
 
 
 class ShardWriter:
-    """Writes one process's records into shards of at most ``shard_bytes`` of maps and
-    :data:`SHARD_RECORDS` records.
+    """Writes one process's records into shards of at most ``shard_bytes`` of buffered
+    maps (float32) and :data:`SHARD_RECORDS` records, whole batches each (a single batch
+    beyond a bound is a shard of its own).
 
     Args:
         folder: the maps folder.
@@ -138,11 +139,15 @@ class ShardWriter:
         self.bytes = 0
 
     def add(self, records: Sequence[Record], unreadable: Sequence[dict[str, Any]] = ()) -> None:
-        """Buffer one batch's records (whole images) and unreadable images; write a shard
-        when the buffer is full."""
+        """Buffer one batch's records (whole images) and unreadable images, first writing
+        the buffer as a shard where they would take it past a bound (a batch larger than
+        the bounds makes a shard of its own)."""
+        size = sum(m.numel() * m.element_size() for record in records for m in record.maps.values())  # as buffered
+        if self.records and (self.bytes + size > self.shard_bytes or len(self.records) + len(records) > SHARD_RECORDS):
+            self.flush()
         self.records += records
         self.unreadable += unreadable
-        self.bytes += sum(m.numel() * self.dtype.itemsize for record in records for m in record.maps.values())
+        self.bytes += size
         if self.bytes >= self.shard_bytes or len(self.records) >= SHARD_RECORDS:
             self.flush()
 
@@ -290,6 +295,11 @@ class MapRecords(Sequence[MapRecord]):
 
     def __len__(self) -> int:
         return self._starts[-1]
+
+    @property
+    def images(self) -> int:
+        """How many images the records explain (a shard holds whole images)."""
+        return sum(len(set(shard.columns["item"])) for shard in self._shards)
 
     def __getitem__(self, index: int) -> MapRecord:  # type: ignore[override]
         if not -len(self) <= index < len(self):

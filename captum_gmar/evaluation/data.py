@@ -336,7 +336,7 @@ class HubDatasetTasks(_Processed):
         labels = list(dataset[column])
         if names is not None:  # ClassLabel: its names must be classes of the model
             to_model = [classes.index(name, f"class {name!r} of the data set") for name in names]
-            labels = [to_model[label] for label in labels]
+            labels = [to_model[label] if label >= 0 else -1 for label in labels]  # -1: an unlabelled row (a test split's)
         elif any(not isinstance(label, int) or not 0 <= label < classes.count for label in labels):
             raise ValueError(f"the {column!r} column must hold class indices 0..{classes.count - 1} of the model (or be a ClassLabel)")
         return labels

@@ -37,6 +37,7 @@ def test_a_folder_is_explained_into_a_maps_folder(model_dir, image_folder, tmp_p
     assert code == 2 and "another job" in err and "resolution 'patches' then, 'pixels' now" in err
     assert main([*argv, "--overwrite", "--resolution", "pixels", "--float16", "--gallery", "0"]) == 0
     assert {r.shape for r in load_maps(out)} == {(64, 64)} and {r.dtype for r in load_maps(out)} == {"float16"}
+    assert not (out / "report.html").exists()  # the other job's page is gone (this one has --gallery 0)
 
 
 def test_an_unlabelled_folder_is_explained_and_says_so(model_dir, tmp_path, capsys):
@@ -99,3 +100,8 @@ def test_an_empty_folder_is_refused(capsys, model_dir, tmp_path, no_model_loadin
     (tmp_path / "empty").mkdir()
     code, err = run(capsys, "explain", str(tmp_path / "empty"), "--model", model_dir, "--out", str(tmp_path / "m"))
     assert code == 2 and "holds no images" in err
+
+
+def test_labels_are_not_references(capsys, backbone_dir, image_folder, photo, no_model_loading):
+    code, err = run(capsys, "explain", str(image_folder), "--model", backbone_dir, "--similar-to", photo, "--target", "label")
+    assert code == 2 and "with --similar-to the references are the classes" in err

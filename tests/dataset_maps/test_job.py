@@ -241,3 +241,27 @@ def test_a_planted_link_is_never_written_through(model, processor, images, tmp_p
     with pytest.raises(ValueError, match="is a symbolic link"):
         explain_dataset(model, dataset(images, processor), ["rollout"], out, progress=False)
     assert not list(outside.iterdir())
+
+
+def test_a_registered_method_on_its_own_wrapper_shares_nothing_and_is_right(model, processor, images, tmp_path):
+    from captum_gmar.evaluation import methods as registry
+    from captum_gmar.evaluation.methods import Method
+
+    registry.register_method("gmar-alpha", lambda m: Method("GMAR (alpha 0.5)", GMARAttribution(m, alpha=0.5), {}))
+    try:
+        data = dataset(images, processor)
+        records = explain_dataset(model, data, ["gmar-l1", "gmar-alpha"], tmp_path / "maps", progress=False)
+    finally:
+        del registry._REGISTERED["gmar-alpha"]
+    x = data[1]["pixel_values"][None]
+    record = stored(records, "gmar-alpha")[(1, stored(records, "gmar-l1")[(1, records[2].target)].target)]
+    own = GMARAttribution(model, alpha=0.5).attribute(x, target=record.target, output="patches")[0]
+    torch.testing.assert_close(record.map, own, rtol=1e-4, atol=1e-7)
+
+
+def test_a_folder_of_other_files_is_refused(model, processor, images, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds files captum-gmar did not write .notes.txt"):
+        explain_dataset(model, dataset(images, processor), ["rollout"], out, progress=False)

@@ -78,6 +78,8 @@ def test_a_shard_holds_at_most_shard_records(tmp_path, monkeypatch):
     monkeypatch.setattr(storage, "SHARD_RECORDS", 3)
     folder = folder_with(tmp_path, [[0, 1], [2, 3], [4]])  # the size bound is far away
     assert len(shard_paths(folder)) == 2 and [r.item for r in load_maps(folder, method="rollout")] == [0, 1, 2, 3, 4]
+    assert [len(load_file(str(path))["item"]) for path in shard_paths(folder)] == [2, 3]  # whole batches, none past the bound
+    assert load_maps(folder).images == 5
 
 
 def test_shards_open_without_the_package(tmp_path):
