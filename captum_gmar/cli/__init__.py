@@ -41,7 +41,7 @@ COMMANDS = {
         "compare methods on evaluation scenes, on your own images (--data), or on the similarity of real photos (--task similarity)",
     ),
     "export-scenes": Command(".export_scenes", "write test-split scenes as an image folder with masks, for --data"),
-    "explain": Command(".explain", "explain one image file"),
+    "explain": Command(".explain", "explain one image file, or every image of a folder into a maps folder"),
 }
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (
