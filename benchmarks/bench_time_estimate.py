@@ -3,7 +3,7 @@
 For each method and image side: the lower bound (:func:`~captum_gmar.core.memory.attention_seconds`),
 the estimate from this device's measured throughput that the guard uses above
 :data:`~captum_gmar.core.memory.MEASURE_ABOVE_SECONDS`
-(:func:`~captum_gmar.methods.base.timed_estimate`: two smaller images and the fit of
+(:func:`~captum_gmar.methods.guard.timed_estimate`: two smaller images and the fit of
 ``a T^2 + b T``), and the time of the call itself, on a DINOv2-S/14-shaped classifier
 (12 layers, 6 heads, 384 wide; random weights: the time does not depend on them).
 Prints a Markdown table.
@@ -22,7 +22,7 @@ import transformers
 
 from captum_gmar import AttnLRP, GMARAttribution
 from captum_gmar.core.memory import EXTRAPOLATION_MARGIN, attention_seconds
-from captum_gmar.methods.base import timed_estimate
+from captum_gmar.methods.guard import timed_estimate
 
 METHODS = {"gmar": GMARAttribution, "attnlrp": AttnLRP}
 

@@ -86,12 +86,12 @@ def test_explain_a_class_by_name_or_index(model_dir, photo, tmp_path, capsys, mo
 
 def test_native_resolution_too_large_for_memory_fails_before_the_prediction(model_dir, photo, capsys, monkeypatch):
     import captum_gmar.evaluation.runner
-    import captum_gmar.methods.base
+    import captum_gmar.methods.guard
 
     def no_prediction(vit):
         raise AssertionError("the model ran")
 
-    monkeypatch.setattr(captum_gmar.methods.base, "available_bytes", lambda device: 2**20)
+    monkeypatch.setattr(captum_gmar.methods.guard, "available_bytes", lambda device: 2**20)
     monkeypatch.setattr(captum_gmar.evaluation.runner, "score_function", no_prediction)
     code, err = run(capsys, "explain", photo, "--model", model_dir, "--native-resolution", "--device", "cpu")
     assert code == 2 and "200x300 px" in err and "drop --native-resolution" in err
@@ -100,12 +100,12 @@ def test_native_resolution_too_large_for_memory_fails_before_the_prediction(mode
 @pytest.mark.parametrize("method", ["gmar-l1", "attnlrp"])
 def test_a_call_too_slow_for_any_method_fails_before_the_prediction(model_dir, photo, capsys, monkeypatch, method):
     import captum_gmar.evaluation.runner
-    import captum_gmar.methods.base
+    import captum_gmar.methods.guard
 
     def no_prediction(vit):
         raise AssertionError("the model ran")
 
-    monkeypatch.setattr(captum_gmar.methods.base, "SLOW_CALL_SECONDS", 0.0)
+    monkeypatch.setattr(captum_gmar.methods.guard, "SLOW_CALL_SECONDS", 0.0)
     monkeypatch.setattr(captum_gmar.evaluation.runner, "score_function", no_prediction)
     code, err = run(capsys, "explain", photo, "--model", model_dir, "--methods", method, "--device", "cpu")
     assert code == 2 and "allow_slow=True" in err and "Traceback" not in err

@@ -10,7 +10,7 @@ import pytest
 import torch
 import transformers
 
-import captum_gmar.methods.base as attribution_module
+import captum_gmar.methods.guard as guard_module
 from captum_gmar import (
     CPLRP,
     AttentionRollout,
@@ -145,7 +145,7 @@ def dinov2_small_shaped() -> torch.nn.Module:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_a_call_too_slow_is_refused_before_any_forward_pass_unless_allowed(dinov2_small_shaped, monkeypatch, method):
-    monkeypatch.setattr(attribution_module, "available_bytes", lambda device: None)  # memory is not the question here
+    monkeypatch.setattr(guard_module, "available_bytes", lambda device: None)  # memory is not the question here
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the issue's CPU
     explainer = method(dinov2_small_shaped)
     passes = []
@@ -160,7 +160,7 @@ def test_a_call_too_slow_is_refused_before_any_forward_pass_unless_allowed(dinov
         with pytest.raises(TooSlowError, match=message):
             explainer.attribute(photo, target=0)
         explainer.check_memory(photo.shape, allow_slow=True)  # what allow_slow=True lets through
-        monkeypatch.setattr(attribution_module, "MEASURE_ABOVE_SECONDS", float("inf"))  # no timing of 1024 px here
+        monkeypatch.setattr(guard_module, "MEASURE_ABOVE_SECONDS", float("inf"))  # no timing of 1024 px here
         explainer.check_memory((1, 3, 1024, 1024))  # 5,330 tokens: not refused by the bound
     finally:
         handle.remove()
@@ -191,13 +191,13 @@ def test_the_fit_of_the_per_image_time():
 def test_a_call_whose_bound_is_low_but_whose_timed_estimate_is_too_slow_is_refused(load_tiny, monkeypatch, batch, timed):
     """The lower bound lets the call through; the time measured on smaller inputs (or one image
     of the call) does not: the estimate comes from this device's throughput."""
-    monkeypatch.setattr(attribution_module, "available_bytes", lambda device: None)
-    monkeypatch.setattr(attribution_module, "MEASURE_ABOVE_SECONDS", 0.0)  # time every call
+    monkeypatch.setattr(guard_module, "available_bytes", lambda device: None)
+    monkeypatch.setattr(guard_module, "MEASURE_ABOVE_SECONDS", 0.0)  # time every call
     explainer = GMARAttribution(load_tiny("ViTForImageClassification"))
     vit = explainer.vit
     bound = attention_seconds(batch, vit.num_tokens(256, 256), vit.num_layers, vit.hidden_size, True, torch.device("cpu"))
-    monkeypatch.setattr(attribution_module, "SLOW_CALL_SECONDS", 1.5 * bound)  # the bound passes; the real time is several times it
+    monkeypatch.setattr(guard_module, "SLOW_CALL_SECONDS", 1.5 * bound)  # the bound passes; the real time is several times it
     with pytest.raises(TooSlowError, match=rf"would take about \({timed}\) [\d,.]+ minutes on cpu"):
         explainer.attribute(torch.zeros(batch, 3, 256, 256), target=0)
-    monkeypatch.setattr(attribution_module, "SLOW_CALL_SECONDS", 600.0)
+    monkeypatch.setattr(guard_module, "SLOW_CALL_SECONDS", 600.0)
     assert explainer.attribute(torch.zeros(batch, 3, 256, 256), target=0).shape == (batch, 3, 256, 256)

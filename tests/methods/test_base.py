@@ -13,6 +13,7 @@ import torch
 import transformers
 
 import captum_gmar.methods.base as attribution_module
+import captum_gmar.methods.guard as guard_module
 from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution, TokenGradCAM
 from captum_gmar.errors import InsufficientMemoryError, NonFiniteError, UnsupportedModelError
 from captum_gmar.vit.model import VisionTransformer
@@ -196,7 +197,7 @@ def test_the_memory_check_suggests_an_internal_batch_size_that_works(load_tiny, 
     explainer = method(load_tiny(VIT, attn="eager"))
     x = torch.randn(8, 3, 192, 192)
     one = explainer.estimate_bytes((1, 3, 192, 192))
-    monkeypatch.setattr(attribution_module, "available_bytes", lambda device: int(3.5 * one))
+    monkeypatch.setattr(guard_module, "available_bytes", lambda device: int(3.5 * one))
     with pytest.raises(InsufficientMemoryError, match="pass internal_batch_size=3 "):
         explainer.attribute(x, target=1)
     explainer.attribute(x, target=1, internal_batch_size=3)
