@@ -154,7 +154,7 @@ def processed_item(
 ) -> dict[str, Any]:
     """An item as ``processor`` prepares it with ``options``: the image, and its masks
     through the same geometry (:func:`transform_mask`)."""
-    pixel_values = processor(images=image, return_tensors="pt", **options)["pixel_values"][0]
+    (pixel_values,) = processed_pixels(processor, options, [image])
     return with_masks(processor, options, pixel_values, label, mask, other, info)
 
 

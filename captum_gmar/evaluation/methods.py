@@ -75,21 +75,15 @@ class Method:
         where relevance is already summed over each patch's channels and pixels), the same
         sign choice on the patch sums."""
         attributions = attributions.detach()
-        if attributions.dim() == 3:
-            maps = {"positive": attributions.clamp(min=0), "abs_sum": attributions.abs(), "abs": attributions.abs()}.get(
-                self.reduce, attributions
-            )
-        elif self.reduce == "abs":
-            maps = attributions.abs().sum(1)
-        elif self.reduce == "positive":
-            maps = attributions.sum(1).clamp(min=0)
-        elif self.reduce == "signed":
-            maps = attributions.sum(1)
-        elif self.reduce == "abs_sum":
-            maps = attributions.sum(1).abs()
-        else:
-            maps = attributions[:, 0]
-        return maps.float()
+        if attributions.dim() == 4:  # channels to one map first
+            if self.reduce == "first":
+                return attributions[:, 0].float()
+            attributions = attributions.abs().sum(1) if self.reduce == "abs" else attributions.sum(1)
+        if self.reduce == "positive":
+            return attributions.clamp(min=0).float()
+        if self.reduce in ("abs_sum", "abs"):
+            return attributions.abs().float()
+        return attributions.float()
 
     def __call__(self, images: Tensor, targets: Tensor) -> Tensor:
         """Pixel maps ``(B, H, W)`` for ``images`` ``(B, C, H, W)`` and ``targets`` ``(B,)``."""
