@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from itertools import groupby, islice
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +59,10 @@ def write_gallery(
         header: lines naming the model, the data, the device and the command.
         class_names: the model's classes (references, prompts), to name the predicted one.
     """
-    methods = list(dict.fromkeys(record.method for record in islice(records, 64)))  # the first image's hold them all
+    methods: list[str] = []
     cards = []
     for together, image in _images(data, records, images):
+        methods = methods or [record.method for record in together]  # every image and target has every method
         first = together[0]
         size = image.shape[:2]
         label = f"; label {class_names[first.label]}" if first.label >= 0 else ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from ..core.formatting import TargetType, batch_slices, chunk_targets
@@ -59,21 +60,20 @@ def attribute_together(
     keep_hidden = any(method.needs_hidden for method in methods)
     param = vit.parameter
     chunks: list[list[Explanation]] = [[] for _ in methods]
+    chunk_logits: list[Tensor] = []
     for part in parts:
         x = pixel_values[part].to(device=param.device, dtype=param.dtype)
         with vit.trace(x, with_grad=with_grad, keep_value=keep_value, keep_hidden=keep_hidden) as trace:
             trace.shared_grads = {}
             explained = trace.logits.argmax(-1) if targets is None else chunk_targets(targets, part, param.device)
-            chunk_logits = trace.logits.detach()
+            chunk_logits.append(trace.logits.detach())
             for method, explanations in zip(methods, chunks):
-                explanations.append(method._explain(trace, explained)._replace(logits=chunk_logits))
+                explanations.append(method._explain(trace, explained))
+    logits = torch.cat(chunk_logits).float().to(pixel_values.device)  # the pass's, once for every method
     results = []
-    shared_logits: Tensor | None = None
     for method, explanations in zip(methods, chunks):
-        maps, weights, logits = method._joined(explanations, tuple(pixel_values.shape), output, pixel_values.device)
-        assert logits is not None  # set above
-        shared_logits = logits if shared_logits is None else shared_logits
-        results.append(Attributed(maps, weights, shared_logits))
+        maps, weights, _ = method._joined(explanations, tuple(pixel_values.shape), output, pixel_values.device)
+        results.append(Attributed(maps, weights, logits))
     return results
 
 
