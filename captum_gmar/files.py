@@ -78,11 +78,18 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
 
 
 def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int) -> None:
-    """Save ``figure`` to ``path`` in the format of its extension, through :func:`write_atomic`."""
+    """Save ``figure`` to ``path`` in the format of its extension, through :func:`write_atomic`,
+    and close it: the package's figures are files, and pyplot would otherwise hold every one
+    for the life of the process (a notebook or service running many comparisons)."""
     import io
 
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=Path(path).suffix.lstrip(".").lower(), dpi=dpi)
+    try:
+        figure.savefig(buffer, format=Path(path).suffix.lstrip(".").lower(), dpi=dpi)
+    finally:
+        plt.close(figure)
     write_atomic(path, buffer.getvalue())
 
 
