@@ -35,7 +35,11 @@ class Command(NamedTuple):
 
 #: command name -> its module and help, in the order ``--help`` lists them
 COMMANDS = {
-    "demo": Command(".demo", "GMAR, rollout and IG on a reference model and its bundled scenes"),
+    "demo": Command(
+        ".demo",
+        "GMAR beside rollout and IG on a reference classifier's bundled scenes, or beside rollout, AttnLRP and GAE "
+        "on composites of real photos (--model dinov2-small-backbone)",
+    ),
     "compare": Command(
         ".compare",
         "compare methods on evaluation scenes, on your own images (--data), or on the similarity of real photos (--task similarity)",
