@@ -13,6 +13,7 @@ from typing import Any
 from .. import loading
 from ..dataset_maps.storage import JOB_FILE, MAPS_FILES
 from ..names import ZERO_SHOT_MODELS
+from .announce import announce, sample_sizes, warn_if_far
 from .images import read_image
 from .options import FOLDER_BATCH, FOLDER_GALLERY, CommandError, ExplainOptions
 from .output import check_output
@@ -46,7 +47,8 @@ def run(options: ExplainOptions) -> None:
     elif options.text is not None:
         names, references = list(options.text), []
     else:
-        names, references = [config["id2label"][str(k)] for k in range(len(config["id2label"]))], []
+        names, references = loading.class_names(config), []
+    announce(options.model, folder, names, "references" if similarity else "prompts" if options.text is not None else "classes")
     target: int | str = _target(options.target, names)
     if target == "label" and similarity:
         raise CommandError(
@@ -71,6 +73,7 @@ def run(options: ExplainOptions) -> None:
             data = open_dataset(options.image, processor, None, size, **reading)
         except (ValueError, FileNotFoundError) as unlabelled:
             raise CommandError(str(unlabelled)) from unlabelled
+    warn_if_far(options.model, sample_sizes(data))
     _explain(options, data, processor, names, references, target)
 
 
