@@ -177,6 +177,7 @@ JOB = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_job_killed_at_any_point_resumes_without_loss_or_double(model_dir, tmp_path):
     images = tmp_path / "images"
     write_images(images, 40)
