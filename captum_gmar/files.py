@@ -9,7 +9,9 @@ run goes on is opened with ``O_NOFOLLOW`` (:func:`open_no_follow`), so that a li
 is an error instead of being followed.
 
 A results folder also lists the files the package wrote there (:data:`MANIFEST`): a later
-run replaces those, and only those (:func:`claim_files`).
+run replaces those, and only those (:func:`claim_files`). A job that writes a folder for a
+long time holds the folder's lock (:func:`folder_lock`), so that a second job never writes
+it at the same time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import errno
 import json
 import os
 import secrets
+import socket
+import sys
+import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -26,11 +32,31 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["MANIFEST", "claim_files", "foreign_files", "open_no_follow", "own_files", "replacing", "save_figure", "write_atomic"]
+if sys.platform == "win32":  # no fcntl: msvcrt locks a byte of the file instead
+    import msvcrt
+else:
+    import fcntl
+
+__all__ = [
+    "LOCK",
+    "MANIFEST",
+    "claim_files",
+    "folder_in_use",
+    "folder_lock",
+    "foreign_files",
+    "open_no_follow",
+    "own_files",
+    "replacing",
+    "save_figure",
+    "write_atomic",
+]
 
 #: the list, in a results folder, of the files this package wrote there: the only ones it
 #: replaces
 MANIFEST = ".captum-gmar-output.json"
+#: the file in a folder that a job writing it holds locked (:func:`folder_lock`); it names
+#: the process
+LOCK = ".captum-gmar.lock"
 
 #: 0 where the system has no such flag (Windows), whose links need privileges to make
 _NO_FOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
@@ -148,3 +174,109 @@ def claim_files(folder: str | os.PathLike[str], files: Sequence[str]) -> None:
     write_atomic(
         folder / MANIFEST, json.dumps({"written_by": f"captum-gmar {__version__}", "files": sorted(own | set(files))}, indent=2) + "\n"
     )
+
+
+#: the locks this process holds: (lock file, thread) -> how many blocks hold it
+_HELD: dict[tuple[str, int], int] = {}
+_HELD_GUARD = threading.Lock()
+#: errors of a file system that has no locks (some network and FUSE file systems)
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``folder``'s lock for the block: an exclusive lock of the operating system on
+    its :data:`LOCK` file (made if missing, never through a symbolic link), which the
+    system releases when the process ends, however it ends (SIGKILL included), so a job
+    killed never leaves the folder locked. The thread that holds it may enter the block
+    again (the command line holds it around :func:`~captum_gmar.dataset_maps.explain_dataset`'s
+    own). ``flock`` on POSIX systems, ``msvcrt.locking`` on Windows; on a file system
+    without locks a warning says that nothing keeps a second job out.
+
+    Raises:
+        ValueError: another process (or thread) holds the lock: a job is running there.
+    """
+    path = Path(folder) / LOCK
+    key = (os.path.realpath(path), threading.get_ident())
+    with _HELD_GUARD:
+        held = _HELD.get(key, 0)
+        _HELD[key] = held + 1
+    descriptor = None
+    try:
+        if not held:
+            descriptor = _acquire(path)
+            if descriptor is None:
+                raise ValueError(
+                    f"{str(folder)!r} is in use: a captum-gmar job is running there ({_holder(path)}); "
+                    "wait for it to end, or name another folder"
+                )
+            if descriptor >= 0:  # the holder named for the job that is refused
+                os.ftruncate(descriptor, 0)
+                os.write(descriptor, f"process {os.getpid()} on {socket.gethostname()}".encode())
+        yield
+    finally:
+        with _HELD_GUARD:
+            _HELD[key] -= 1
+            if not _HELD[key]:
+                del _HELD[key]
+        if descriptor is not None and descriptor >= 0:
+            _release(descriptor)
+
+
+def folder_in_use(folder: str | os.PathLike[str]) -> str | None:
+    """Who holds ``folder``'s lock (:func:`folder_lock`), in words, where another process
+    or thread does; ``None`` where nobody does (or this thread does). Takes and releases
+    the lock where it is free."""
+    path = Path(folder) / LOCK
+    with _HELD_GUARD:
+        if (os.path.realpath(path), threading.get_ident()) in _HELD:
+            return None
+    if not path.is_file() or path.is_symlink():
+        return None
+    descriptor = _acquire(path)
+    if descriptor is None:
+        return _holder(path)
+    if descriptor >= 0:
+        _release(descriptor)
+    return None
+
+
+def _acquire(path: Path) -> int | None:
+    """``path`` opened and locked: its descriptor; ``None`` where another holds the lock,
+    ``-1`` where the file system has no locks (after a warning)."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ValueError(f"{str(path)!r} is a symbolic link, which captum-gmar does not write through: remove it") from None
+        raise
+    try:
+        if sys.platform == "win32":
+            os.lseek(descriptor, 0, os.SEEK_SET)
+            msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)  # the first byte: raises at once where it is locked
+        else:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(descriptor)
+        if error.errno in _NO_LOCKS:
+            warnings.warn(f"{str(path.parent)!r} cannot be locked ({error.strerror}): make sure no other job writes it", stacklevel=4)
+            return -1
+        if isinstance(error, BlockingIOError) or error.errno in (errno.EACCES, errno.EAGAIN, errno.EDEADLK):
+            return None
+        raise
+    return descriptor
+
+
+def _release(descriptor: int) -> None:
+    if sys.platform == "win32":
+        os.lseek(descriptor, 0, os.SEEK_SET)
+        msvcrt.locking(descriptor, msvcrt.LK_UNLCK, 1)
+    os.close(descriptor)  # closing releases flock's lock
+
+
+def _holder(path: Path) -> str:
+    """The process that holds ``path``'s lock, as it wrote itself there."""
+    try:
+        return path.read_text(errors="replace").strip() or "a process"
+    except OSError:  # Windows refuses to read a locked byte
+        return "a process"

@@ -1,11 +1,27 @@
-"""Results are written without following symbolic links."""
+"""Results are written without following symbolic links; a folder's lock keeps a second
+job out and dies with the process that holds it."""
 
 import os
+import signal
 import stat
+import subprocess
+import sys
+import threading
 
 import pytest
 
-from captum_gmar.files import open_no_follow, replacing, write_atomic
+from captum_gmar.files import LOCK, folder_in_use, folder_lock, open_no_follow, replacing, write_atomic
+
+HOLD = (
+    "import sys; from captum_gmar.files import folder_lock\nwith folder_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()"
+)
+
+
+def holding(folder):
+    """A second process that holds ``folder``'s lock until its stdin closes (or it is killed)."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdout.readline() == b"held\n"
+    return process
 
 
 def test_write_atomic_replaces_a_link_instead_of_writing_through_it(tmp_path):
@@ -45,3 +61,38 @@ def test_open_no_follow_refuses_a_link(tmp_path, mode):
     with open_no_follow(mine, mode) as handle:  # a file of its own is opened as asked
         handle.write(b"x" if mode == "r+b" else "x")
     assert mine.read_text() == {"a": "the user's filex", "w": "x", "r+b": "xhe user's file"}[mode]
+
+
+def test_a_folder_locked_by_another_process_is_refused_until_it_dies(tmp_path):
+    holder = holding(tmp_path)
+    try:
+        assert folder_in_use(tmp_path) == f"process {holder.pid} on {os.uname().nodename}"
+        with pytest.raises(ValueError, match=rf"is in use: a captum-gmar job is running there \(process {holder.pid} on .*\)"):
+            with folder_lock(tmp_path):
+                pass
+        holder.send_signal(signal.SIGKILL)  # the system releases a dead process's lock
+        holder.wait(timeout=30)
+        assert folder_in_use(tmp_path) is None
+        with folder_lock(tmp_path), folder_lock(tmp_path):  # the holder's thread may enter again
+            assert folder_in_use(tmp_path) is None
+            other = subprocess.run([sys.executable, "-c", HOLD, str(tmp_path)], capture_output=True, timeout=60)
+            assert other.returncode == 1 and b"a captum-gmar job is running there" in other.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / LOCK).is_file()  # kept: removing a lock file others may have opened would split the lock
+
+
+def test_another_thread_is_refused_and_a_linked_lock_file_is_not_followed(tmp_path):
+    refused = []
+    with folder_lock(tmp_path):
+        thread = threading.Thread(target=lambda: refused.append(folder_in_use(tmp_path)))
+        thread.start()
+        thread.join()
+    assert refused == [f"process {os.getpid()} on {os.uname().nodename}"]
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / LOCK).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="is a symbolic link"), folder_lock(linked):
+        pass
+    assert not (tmp_path / "elsewhere").exists()

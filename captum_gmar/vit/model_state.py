@@ -25,6 +25,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import torch
@@ -186,7 +187,7 @@ def _called_from(model: nn.Module) -> str:
     modules = {id(module): name for name, module in model.named_modules()}
     skipped = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
     code = module = None
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and (code is None or module is None):
         if code is None and not frame.f_code.co_filename.startswith(skipped):
             code = f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})"
