@@ -29,6 +29,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from .errors import DiskFullError
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -58,6 +60,8 @@ MANIFEST = ".captum-gmar-output.json"
 #: the process
 LOCK = ".captum-gmar.lock"
 
+#: a full disk, or a disk quota reached
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))  # Windows has no EDQUOT
 #: 0 where the system has no such flag (Windows), whose links need privileges to make
 _NO_FOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
 _OPEN_FLAGS = {
@@ -70,7 +74,8 @@ _OPEN_FLAGS = {
 @contextmanager
 def replacing(path: str | os.PathLike[str], binary: bool = False, newline: str | None = None) -> Iterator[IO[Any]]:
     """A new file, open for writing (UTF-8 text, or bytes with ``binary``), that replaces
-    ``path`` when the block ends without an error, and is removed when it raises.
+    ``path`` when the block ends without an error, and is removed when it raises (a full
+    disk as :class:`~captum_gmar.errors.DiskFullError`, naming the folder).
 
     The file is made exclusively, under a fresh name in ``path``'s folder, with the
     permissions a new file gets there (``0o666`` less the umask), then synced and renamed
@@ -90,9 +95,13 @@ def replacing(path: str | os.PathLike[str], binary: bool = False, newline: str |
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.errno in _DISK_FULL:
+            raise DiskFullError(
+                f"no space left on the disk of {str(path.parent)!r} to write {path.name!r} ({error.strerror}); it is as it was"
+            ) from error
         raise
 
 
@@ -225,15 +234,16 @@ def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
 
 def folder_in_use(folder: str | os.PathLike[str]) -> str | None:
     """Who holds ``folder``'s lock (:func:`folder_lock`), in words, where another process
-    or thread does; ``None`` where nobody does (or this thread does). Takes and releases
-    the lock where it is free."""
+    or thread does; ``None`` where nobody does (or this thread does). Takes and releases a
+    shared lock where it is free (on POSIX systems: processes that ask at once do not see
+    each other)."""
     path = Path(folder) / LOCK
     with _HELD_GUARD:
         if (os.path.realpath(path), threading.get_ident()) in _HELD:
             return None
     if not path.is_file() or path.is_symlink():
         return None
-    descriptor = _acquire(path)
+    descriptor = _acquire(path, shared=True)
     if descriptor is None:
         return _holder(path)
     if descriptor >= 0:
@@ -241,8 +251,9 @@ def folder_in_use(folder: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def _acquire(path: Path) -> int | None:
-    """``path`` opened and locked: its descriptor; ``None`` where another holds the lock,
+def _acquire(path: Path, shared: bool = False) -> int | None:
+    """``path`` opened and locked (``shared``: a lock that other shared ones do not
+    exclude, on POSIX systems): its descriptor; ``None`` where another holds the lock,
     ``-1`` where the file system has no locks (after a warning)."""
     try:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o666)
@@ -255,7 +266,7 @@ def _acquire(path: Path) -> int | None:
             os.lseek(descriptor, 0, os.SEEK_SET)
             msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)  # the first byte: raises at once where it is locked
         else:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError as error:
         os.close(descriptor)
         if error.errno in _NO_LOCKS:

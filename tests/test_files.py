@@ -2,6 +2,7 @@
 job out and dies with the process that holds it."""
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -96,3 +97,39 @@ def test_another_thread_is_refused_and_a_linked_lock_file_is_not_followed(tmp_pa
     with pytest.raises(ValueError, match="is a symbolic link"), folder_lock(linked):
         pass
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_full_disk_leaves_the_old_file_and_says_which_folder(tmp_path, monkeypatch):
+    import errno
+
+    import captum_gmar.files
+    from captum_gmar.errors import DiskFullError
+
+    path = tmp_path / "index.csv"
+    path.write_text("old rows")
+
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(captum_gmar.files.os, "fsync", full)
+    with pytest.raises(DiskFullError, match=rf"^no space left on the disk of {re.escape(repr(str(tmp_path)))} to write 'index.csv'"):
+        write_atomic(path, "new rows")
+    assert path.read_text() == "old rows" and [p.name for p in tmp_path.iterdir()] == ["index.csv"]
+
+
+WINDOWS = """
+import sys, types
+calls = []
+sys.platform = "win32"  # no fcntl there: msvcrt locks the file's first byte
+sys.modules["msvcrt"] = types.SimpleNamespace(LK_NBLCK=2, LK_UNLCK=0, locking=lambda fd, mode, n: calls.append((mode, n)))
+from captum_gmar.files import folder_in_use, folder_lock
+with folder_lock(sys.argv[1]):
+    assert folder_in_use(sys.argv[1]) is None
+print(calls)
+"""
+
+
+def test_the_lock_takes_msvcrt_where_there_is_no_fcntl(tmp_path):
+    done = subprocess.run([sys.executable, "-c", WINDOWS, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[(2, 1), (0, 1)]"
