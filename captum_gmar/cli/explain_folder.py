@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import shutil
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from .. import loading
-from ..dataset_maps.storage import JOB_FILE, MAPS_FILES
+from ..dataset_maps.checks import MAPS_FILES, job_to_resume
+from ..files import folder_in_use
 from ..names import ZERO_SHOT_MODELS
 from .images import read_image
 from .options import FOLDER_BATCH, FOLDER_GALLERY, CommandError, ExplainOptions
@@ -24,9 +26,7 @@ PAGE, OVERLAYS = "report.html", "overlays"
 def run(options: ExplainOptions) -> None:
     """Explain every image of the folder ``options.image`` into the maps folder ``options.out``."""
     check_output(options.out, figure=False, files=[*MAPS_FILES, PAGE, OVERLAYS])
-    out = Path(options.out)
-    if (out / JOB_FILE).is_file() and not (options.resume or options.overwrite):
-        raise CommandError(f"--out {options.out!r} holds the maps of a job: add --resume to continue it, or --overwrite to start over")
+    _check_maps_folder(options)
     similarity = options.similar_to is not None
     folder = loading.model_folder(options.model, embedding=similarity)
     config = loading.read_config(folder)
@@ -86,21 +86,37 @@ def _target(given: str | None, names: list[str]) -> int | str:
         raise CommandError(str(error)) from error
 
 
+def _check_maps_folder(options: ExplainOptions) -> None:
+    """``--out`` as a maps folder, before any work: no job running there, no maps that
+    this job would neither resume nor overwrite (:func:`~captum_gmar.dataset_maps.checks.job_to_resume`)."""
+    holder = folder_in_use(options.out)
+    if holder is not None:
+        raise CommandError(
+            f"--out {options.out!r} is in use: a captum-gmar job is running there ({holder}); wait for it to end, or name another folder"
+        )
+    job_to_resume(options.out, options.resume, options.overwrite)
+
+
 def _explain(options: ExplainOptions, data: Any, processor: Any, names: list[str], references: list[Any], target: int | str) -> None:
     import torch
 
     from ..dataset_maps import explain_dataset
     from ..dataset_maps.gallery import write_gallery, write_overlays
     from ..evaluation.distributed import describe_device, process_group
-    from ..files import claim_files
+    from ..files import claim_files, folder_lock
     from ..vit.model import VisionTransformer
 
-    with process_group(options.device) as ctx:
-        if ctx.rank == 0:
-            claim_files(options.out, [*MAPS_FILES, PAGE, OVERLAYS])
-            if not options.resume:  # the pictures of another job would name this one's records
-                (Path(options.out) / PAGE).unlink(missing_ok=True)
-                shutil.rmtree(Path(options.out) / OVERLAYS, ignore_errors=True)
+    def claim(held: ExitStack) -> None:
+        """Rank 0: the folder locked for the whole job, its pictures and its gallery's included."""
+        claim_files(options.out, [*MAPS_FILES, PAGE, OVERLAYS])
+        held.enter_context(folder_lock(options.out))
+        _check_maps_folder(options)  # again, under the lock
+        if not options.resume:  # the pictures of another job would name this one's records
+            (Path(options.out) / PAGE).unlink(missing_ok=True)
+            shutil.rmtree(Path(options.out) / OVERLAYS, ignore_errors=True)
+
+    with process_group(options.device) as ctx, ExitStack() as held:
+        ctx.exchange(lambda: claim(held) if ctx.rank == 0 else None)  # its error reaches every rank
         model: Any = loading.load_model(options.model, embedding=options.similar_to is not None).to(ctx.device)
         about: dict[str, Any] = {"model": loading.model_name(options.model)}
         if options.similar_to is not None:
