@@ -43,7 +43,7 @@ __all__ = [
     "LOCK",
     "MANIFEST",
     "claim_files",
-    "folder_in_use",
+    "check_not_in_use",
     "folder_lock",
     "foreign_files",
     "open_no_follow",
@@ -215,10 +215,7 @@ def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
         if not held:
             descriptor = _acquire(path)
             if descriptor is None:
-                raise ValueError(
-                    f"{str(folder)!r} is in use: a captum-gmar job is running there ({_holder(path)}); "
-                    "wait for it to end, or name another folder"
-                )
+                raise _in_use(folder)
             if descriptor >= 0:  # the holder named for the job that is refused
                 os.ftruncate(descriptor, 0)
                 os.write(descriptor, f"process {os.getpid()} on {socket.gethostname()}".encode())
@@ -232,23 +229,33 @@ def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
             _release(descriptor)
 
 
-def folder_in_use(folder: str | os.PathLike[str]) -> str | None:
-    """Who holds ``folder``'s lock (:func:`folder_lock`), in words, where another process
-    or thread does; ``None`` where nobody does (or this thread does). Takes and releases a
-    shared lock where it is free (on POSIX systems: processes that ask at once do not see
-    each other)."""
+def check_not_in_use(folder: str | os.PathLike[str]) -> None:
+    """Refuse ``folder`` where another process or thread holds its lock (:func:`folder_lock`),
+    before a job starts; this thread's own lock is no refusal. Takes and releases a shared
+    lock where it is free (on POSIX systems: processes that ask at once do not see each
+    other, as the ranks of one job do).
+
+    Raises:
+        ValueError: a job is running there, naming its process.
+    """
     path = Path(folder) / LOCK
     with _HELD_GUARD:
         if (os.path.realpath(path), threading.get_ident()) in _HELD:
-            return None
+            return
     if not path.is_file() or path.is_symlink():
-        return None
+        return
     descriptor = _acquire(path, shared=True)
     if descriptor is None:
-        return _holder(path)
+        raise _in_use(folder)
     if descriptor >= 0:
         _release(descriptor)
-    return None
+
+
+def _in_use(folder: str | os.PathLike[str]) -> ValueError:
+    return ValueError(
+        f"{str(folder)!r} is in use: a captum-gmar job is running there ({_holder(Path(folder) / LOCK)}); "
+        "wait for it to end, or name another folder"
+    )
 
 
 def _acquire(path: Path, shared: bool = False) -> int | None:

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from captum_gmar.files import LOCK, folder_in_use, folder_lock, open_no_follow, replacing, write_atomic
+from captum_gmar.files import LOCK, check_not_in_use, folder_lock, open_no_follow, replacing, write_atomic
 
 HOLD = (
     "import sys; from captum_gmar.files import folder_lock\nwith folder_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()"
@@ -67,15 +67,16 @@ def test_open_no_follow_refuses_a_link(tmp_path, mode):
 def test_a_folder_locked_by_another_process_is_refused_until_it_dies(tmp_path):
     holder = holding(tmp_path)
     try:
-        assert folder_in_use(tmp_path) == f"process {holder.pid} on {os.uname().nodename}"
-        with pytest.raises(ValueError, match=rf"is in use: a captum-gmar job is running there \(process {holder.pid} on .*\)"):
-            with folder_lock(tmp_path):
-                pass
+        in_use = rf"^{re.escape(repr(str(tmp_path)))} is in use: a captum-gmar job is running there \(process {holder.pid} on {os.uname().nodename}\)"
+        with pytest.raises(ValueError, match=in_use):
+            check_not_in_use(tmp_path)
+        with pytest.raises(ValueError, match=in_use), folder_lock(tmp_path):
+            pass
         holder.send_signal(signal.SIGKILL)  # the system releases a dead process's lock
         holder.wait(timeout=30)
-        assert folder_in_use(tmp_path) is None
+        check_not_in_use(tmp_path)
         with folder_lock(tmp_path), folder_lock(tmp_path):  # the holder's thread may enter again
-            assert folder_in_use(tmp_path) is None
+            check_not_in_use(tmp_path)
             other = subprocess.run([sys.executable, "-c", HOLD, str(tmp_path)], capture_output=True, timeout=60)
             assert other.returncode == 1 and b"a captum-gmar job is running there" in other.stderr
     finally:
@@ -86,11 +87,18 @@ def test_a_folder_locked_by_another_process_is_refused_until_it_dies(tmp_path):
 
 def test_another_thread_is_refused_and_a_linked_lock_file_is_not_followed(tmp_path):
     refused = []
+
+    def check() -> None:
+        try:
+            check_not_in_use(tmp_path)
+        except ValueError as error:
+            refused.append(str(error))
+
     with folder_lock(tmp_path):
-        thread = threading.Thread(target=lambda: refused.append(folder_in_use(tmp_path)))
+        thread = threading.Thread(target=check)
         thread.start()
         thread.join()
-    assert refused == [f"process {os.getpid()} on {os.uname().nodename}"]
+    assert len(refused) == 1 and f"(process {os.getpid()} on {os.uname().nodename})" in refused[0]
     linked = tmp_path / "linked"
     linked.mkdir()
     (linked / LOCK).symlink_to(tmp_path / "elsewhere")
@@ -122,9 +130,9 @@ import sys, types
 calls = []
 sys.platform = "win32"  # no fcntl there: msvcrt locks the file's first byte
 sys.modules["msvcrt"] = types.SimpleNamespace(LK_NBLCK=2, LK_UNLCK=0, locking=lambda fd, mode, n: calls.append((mode, n)))
-from captum_gmar.files import folder_in_use, folder_lock
+from captum_gmar.files import check_not_in_use, folder_lock
 with folder_lock(sys.argv[1]):
-    assert folder_in_use(sys.argv[1]) is None
+    check_not_in_use(sys.argv[1])
 print(calls)
 """
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import loading
-from ..dataset_maps.checks import MAPS_FILES, job_to_resume
-from ..files import folder_in_use
+from ..dataset_maps.checks import MAPS_FILES, job_to_resume, shard_paths
+from ..files import check_not_in_use
 from ..names import ZERO_SHOT_MODELS
 from .images import read_image
 from .options import FOLDER_BATCH, FOLDER_GALLERY, CommandError, ExplainOptions
@@ -89,11 +89,7 @@ def _target(given: str | None, names: list[str]) -> int | str:
 def _check_maps_folder(options: ExplainOptions) -> None:
     """``--out`` as a maps folder, before any work: no job running there, no maps that
     this job would neither resume nor overwrite (:func:`~captum_gmar.dataset_maps.checks.job_to_resume`)."""
-    holder = folder_in_use(options.out)
-    if holder is not None:
-        raise CommandError(
-            f"--out {options.out!r} is in use: a captum-gmar job is running there ({holder}); wait for it to end, or name another folder"
-        )
+    check_not_in_use(options.out)
     job_to_resume(options.out, options.resume, options.overwrite)
 
 
@@ -106,14 +102,18 @@ def _explain(options: ExplainOptions, data: Any, processor: Any, names: list[str
     from ..files import claim_files, folder_lock
     from ..vit.model import VisionTransformer
 
+    out = Path(options.out)
+    kept: dict[str, tuple[int, int]] = {}
+
     def claim(held: ExitStack) -> None:
-        """Rank 0: the folder locked for the whole job, its pictures and its gallery's included."""
-        claim_files(options.out, [*MAPS_FILES, PAGE, OVERLAYS])
-        held.enter_context(folder_lock(options.out))
+        """Rank 0: the folder locked for the whole job, its pictures included."""
+        claim_files(out, [*MAPS_FILES, PAGE, OVERLAYS])
+        held.enter_context(folder_lock(out))
         _check_maps_folder(options)  # again, under the lock
-        if not options.resume:  # the pictures of another job would name this one's records
-            (Path(options.out) / PAGE).unlink(missing_ok=True)
-            shutil.rmtree(Path(options.out) / OVERLAYS, ignore_errors=True)
+        if options.resume:
+            kept.update(_shard_states(out))
+        else:  # the pictures of another job would name this one's records
+            _remove_pictures(out)
 
     with process_group(options.device) as ctx, ExitStack() as held:
         ctx.exchange(lambda: claim(held) if ctx.rank == 0 else None)  # its error reaches every rank
@@ -152,7 +152,9 @@ def _explain(options: ExplainOptions, data: Any, processor: Any, names: list[str
         )
         if records is None:  # not rank 0
             return
-        out = Path(options.out)
+        now = _shard_states(out)
+        if any(now.get(name) != state for name, state in kept.items()):  # the resume removed maps the pictures may show
+            _remove_pictures(out)
         images = records.images
         print(f"wrote {len(records)} maps of {images} images to {out / 'shards'}, their index {out / 'index.csv'}")
         if records.unreadable:
@@ -170,3 +172,16 @@ def _explain(options: ExplainOptions, data: Any, processor: Any, names: list[str
             print(f"writing {len(records)} overlays to {out / OVERLAYS} ...", flush=True)
             write_overlays(out / OVERLAYS, data, records)
         print("done")
+
+
+def _shard_states(out: Path) -> dict[str, tuple[int, int]]:
+    """Each shard's modification time and size: a resume that rewrites a shard or sets it
+    aside (images changed, damage) removes maps that the pictures may show."""
+    return {path.name: (path.lstat().st_mtime_ns, path.lstat().st_size) for path in shard_paths(out)}
+
+
+def _remove_pictures(out: Path) -> None:
+    """``report.html`` and the overlays, pictures of maps that are no longer there (written
+    again where the command asks for them)."""
+    (out / PAGE).unlink(missing_ok=True)
+    shutil.rmtree(out / OVERLAYS, ignore_errors=True)

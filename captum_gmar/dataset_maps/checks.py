@@ -97,7 +97,7 @@ class Shard:
     @property
     def items(self) -> set[int]:
         """The images the shard holds, explained or unreadable."""
-        return set(self.contents)
+        return set(self.columns["item"]) | {entry["item"] for entry in self.unreadable}
 
 
 def shard_paths(folder: str | os.PathLike[str]) -> list[Path]:
@@ -124,7 +124,8 @@ def has_shards(folder: str | os.PathLike[str]) -> bool:
 
 def remove_leftovers(folder: str | os.PathLike[str]) -> None:
     """Remove the temporary files a killed job left among the shards (never a shard)."""
-    for path in (Path(folder) / SHARDS).iterdir():
+    shards = Path(folder) / SHARDS
+    for path in shards.iterdir() if shards.is_dir() else ():
         if _temporary(path):
             path.unlink(missing_ok=True)
 
@@ -216,7 +217,7 @@ def read_shard(path: Path) -> Shard:
             metadata = handle.metadata() or {}
             if metadata.get("format") != FORMAT:
                 raise DamagedShardError(path, f"its format is {metadata.get('format')!r}, not {FORMAT!r}")
-            header = {key: _metadata(path, metadata, key) for key in ("images", "target_names", "methods", "unreadable", "contents")}
+            header = {key: _metadata(path, metadata, key) for key in _HEADER}
             n = len(header["images"])
             names = set(handle.keys())
             columns: dict[str, list[Any]] = {}
@@ -300,7 +301,7 @@ def _check_items(shard: Shard) -> None:
     skipped = [entry["item"] for entry in shard.unreadable]
     if len(set(skipped)) < len(skipped) or set(skipped) & set(items):
         raise DamagedShardError(shard.path, "it lists an image as unreadable twice, or as unreadable and explained")
-    if min(items + skipped, default=0) < 0 or set(shard.contents) != set(items) | set(skipped):
+    if min(items + skipped, default=0) < 0 or shard.contents.keys() != shard.items:
         raise DamagedShardError(shard.path, "its header's 'contents' does not name its images (or an item is negative)")
 
 

@@ -3,10 +3,13 @@
 Images are read ``batch_size`` at a time; every method explains the batch (the attention
 methods on one shared pass, :func:`~captum_gmar.methods.shared.attribute_together`), and
 the maps go to shards of bounded size (:mod:`~captum_gmar.dataset_maps.storage`), so
-memory stays flat however many images there are. A job killed at any point is resumed
-from its whole shards: the images they hold are not explained again. Under ``torchrun``
-each process explains every ``W``-th batch and writes shards of its own; no file is
-written by two processes.
+memory stays flat however many images there are. A job holds the folder's lock from start
+to end (:func:`~captum_gmar.files.folder_lock`), so a second job there is refused. A job
+killed at any point is resumed from its whole shards: the images they hold are not
+explained again, unless their content or label changed since (the data set's
+``source``), and a damaged shard is set aside (:mod:`~captum_gmar.dataset_maps.checks`)
+and its images explained again. Under ``torchrun`` each process explains every ``W``-th
+batch and writes shards of its own; no file is written by two processes.
 """
 
 from __future__ import annotations
@@ -120,7 +123,11 @@ def explain_dataset(
             three significant digits (values below 6e-5 lose more).
         batch_size: images per batch.
         resume: keep the shards of a job on the same model, data and settings in ``out``
-            and explain only the images they lack.
+            and explain only the images they lack. Damaged shards are set aside in
+            ``shards/damaged/`` and the maps of images changed since they were made
+            (another content or label, where the data set has ``source``, see
+            :mod:`~captum_gmar.evaluation.data`) removed; stderr says so, and those images
+            are explained again.
         overwrite: remove the maps of another job in ``out`` and start over.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         progress: a progress bar (images, images/s) on rank 0.
@@ -137,8 +144,11 @@ def explain_dataset(
 
     Raises:
         ValueError: before any work: an unknown method, target or setting; ``target="label"``
-            on unlabelled data; ``out`` holding maps of another job (without ``resume``
-            or ``overwrite``), or files this package did not write.
+            on unlabelled data; ``out`` in use by another job, holding maps of another job
+            (without ``resume`` or ``overwrite``), shards without ``maps.json`` (without
+            ``overwrite``), a damaged ``maps.json``, or files this package did not write.
+        ~captum_gmar.errors.DiskFullError: the disk filled up; the shards written are
+            whole, so the job resumes once there is space.
     """
     if resolution not in ("patches", "pixels"):
         raise ValueError(f"resolution must be 'patches' or 'pixels', got {resolution!r}")
@@ -317,8 +327,8 @@ def _resumed(folder: Path, job: dict[str, Any], data: Dataset, progress: bool) -
             if shard.items & changed.keys():
                 drop_items(shard, set(changed))
         print(
-            f"{len(changed)} image{'s' * (len(changed) > 1)} changed since their maps were made "
-            f"(the first: {text_name(next(iter(changed.values())))!r}): their maps are removed and they are explained again",
+            f"{len(changed)} of the images done changed since their maps were made (the first: "
+            f"{text_name(next(iter(changed.values())))!r}): their maps are removed and those images explained again",
             file=sys.stderr,
         )
     return {item for shard in checked.shards for item in shard.items} - changed.keys()

@@ -44,7 +44,7 @@ import json
 import os
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from itertools import accumulate
 from pathlib import Path
@@ -295,7 +295,8 @@ def load_maps(folder: str | os.PathLike[str], method: str | None = None) -> MapR
     checked = check_shards(folder, job)
     if checked.damaged:
         raise checked.damaged[0]
-    return MapRecords(checked.shards, method, [entry for shard in checked.shards for entry in shard.unreadable])
+    shards = [replace(shard, contents={}) for shard in checked.shards]  # the records need no contents, a large part of the headers
+    return MapRecords(shards, method, [entry for shard in shards for entry in shard.unreadable])
 
 
 def write_index(folder: str | os.PathLike[str], class_names: Mapping[int, str], records: MapRecords | None = None) -> tuple[int, int]:

@@ -98,9 +98,9 @@ def not_a_file(path: str | os.PathLike[str]) -> str | None:
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    """What identifies a file's content: ``sha256:`` and the SHA-256 of its bytes (about
-    1 GB/s, far cheaper than decoding an image); ``""`` for an entry that is no file that
-    can be read (:func:`not_a_file`)."""
+    """What identifies a file's content: ``sha256:`` and the SHA-256 of its bytes (as
+    ``sha256sum`` prints it; hashing an image costs a small part of decoding it); ``""``
+    for an entry that is no file that can be read (:func:`not_a_file`)."""
     if not_a_file(path):
         return ""
     digest = hashlib.sha256()

@@ -122,7 +122,7 @@ def test_a_folder_a_job_is_writing_is_refused_before_the_model_loads(capsys, mod
         for option in ("--overwrite", "--resume"):
             code, err = run(capsys, "explain", str(image_folder), "--model", model_dir, "--out", str(out), option)
             assert code == 2 and err.count("\n") == 1, err
-            assert f"--out {str(out)!r} is in use: a captum-gmar job is running there (process {holder.pid} on" in err
+            assert f"{str(out)!r} is in use: a captum-gmar job is running there (process {holder.pid} on" in err
     finally:
         holder.kill()
         holder.wait()
@@ -148,3 +148,16 @@ def test_a_file_name_that_is_not_utf8_does_not_stop_the_job(model_dir, image_fol
         assert "bag/sac-\\xe9.png" in {row["image"] for row in csv.DictReader(handle)}
     assert '"title": "bag/sac-\\\\xe9.png: ' in (out / "report.html").read_text(encoding="utf-8")  # JSON in the page
     assert "broken.png" in (out / "unreadable.csv").read_text()
+
+
+def test_a_resume_that_replaces_maps_removes_the_pictures_of_the_old_ones(model_dir, image_folder, tmp_path, capsys):
+    out = tmp_path / "maps"
+    argv = ["explain", str(image_folder), "--model", model_dir, "--methods", "rollout", "--out", str(out)]
+    assert main([*argv, "--overlays", "--gallery", "1"]) == 0
+    assert main([*argv, "--resume", "--gallery", "0"]) == 0  # nothing changed: the pictures are kept
+    assert len(list((out / "overlays").glob("*.png"))) == 4 and (out / "report.html").is_file()
+    Image.fromarray(np.random.default_rng(7).integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(image_folder / "bag" / "2.png")
+    capsys.readouterr()
+    assert main([*argv, "--resume", "--gallery", "0"]) == 0
+    assert "1 of the images done changed since their maps were made (the first: 'bag/2.png')" in capsys.readouterr().err
+    assert not (out / "overlays").exists() and not (out / "report.html").exists()

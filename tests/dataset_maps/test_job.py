@@ -289,13 +289,13 @@ def test_images_changed_before_a_resume_are_explained_again(model, processor, tm
     data = dataset(images, processor)
     capsys.readouterr()
     replaced = explain_dataset(model, data, ["gmar-l1"], out, batch_size=4, resume=True, progress=False)
-    assert "1 image changed since their maps were made (the first: 'cat/0000.png')" in capsys.readouterr().err
+    assert "1 of the images done changed since their maps were made (the first: 'cat/0000.png')" in capsys.readouterr().err
     (images / "cat").rename(images / "was-cat")
     (images / "dog").rename(images / "cat")
     (images / "was-cat").rename(images / "dog")
     data = dataset(images, processor)
     swapped = explain_dataset(model, data, ["gmar-l1"], out, batch_size=4, resume=True, progress=False)
-    assert "12 images changed since their maps were made" in capsys.readouterr().err
+    assert "12 of the images done changed since their maps were made" in capsys.readouterr().err
     fresh = explain_dataset(model, data, ["gmar-l1"], tmp_path / "fresh", progress=False)
     assert len(replaced) == len(swapped) == len(fresh) == 12
     expected = {(r.image, r.target): r.map for r in fresh}
