@@ -9,7 +9,9 @@ run goes on is opened with ``O_NOFOLLOW`` (:func:`open_no_follow`), so that a li
 is an error instead of being followed.
 
 A results folder also lists the files the package wrote there (:data:`MANIFEST`): a later
-run replaces those, and only those (:func:`claim_files`).
+run replaces those, and only those (:func:`claim_files`). A job that writes a folder for a
+long time holds the folder's lock (:func:`folder_lock`), so that a second job never writes
+it at the same time.
 """
 
 from __future__ import annotations
@@ -18,20 +20,48 @@ import errno
 import json
 import os
 import secrets
+import socket
+import sys
+import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from .errors import DiskFullError
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["MANIFEST", "claim_files", "foreign_files", "open_no_follow", "own_files", "replacing", "save_figure", "write_atomic"]
+if sys.platform == "win32":  # no fcntl: msvcrt locks a byte of the file instead
+    import msvcrt
+else:
+    import fcntl
+
+__all__ = [
+    "LOCK",
+    "MANIFEST",
+    "claim_files",
+    "check_not_in_use",
+    "folder_lock",
+    "foreign_files",
+    "open_no_follow",
+    "own_files",
+    "replacing",
+    "save_figure",
+    "write_atomic",
+]
 
 #: the list, in a results folder, of the files this package wrote there: the only ones it
 #: replaces
 MANIFEST = ".captum-gmar-output.json"
+#: the file in a folder that a job writing it holds locked (:func:`folder_lock`); it names
+#: the process
+LOCK = ".captum-gmar.lock"
 
+#: a full disk, or a disk quota reached
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))  # Windows has no EDQUOT
 #: 0 where the system has no such flag (Windows), whose links need privileges to make
 _NO_FOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
 _OPEN_FLAGS = {
@@ -44,7 +74,8 @@ _OPEN_FLAGS = {
 @contextmanager
 def replacing(path: str | os.PathLike[str], binary: bool = False, newline: str | None = None) -> Iterator[IO[Any]]:
     """A new file, open for writing (UTF-8 text, or bytes with ``binary``), that replaces
-    ``path`` when the block ends without an error, and is removed when it raises.
+    ``path`` when the block ends without an error, and is removed when it raises (a full
+    disk as :class:`~captum_gmar.errors.DiskFullError`, naming the folder).
 
     The file is made exclusively, under a fresh name in ``path``'s folder, with the
     permissions a new file gets there (``0o666`` less the umask), then synced and renamed
@@ -64,9 +95,13 @@ def replacing(path: str | os.PathLike[str], binary: bool = False, newline: str |
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.errno in _DISK_FULL:
+            raise DiskFullError(
+                f"no space left on the disk of {str(path.parent)!r} to write {path.name!r} ({error.strerror}); it is as it was"
+            ) from error
         raise
 
 
@@ -155,3 +190,118 @@ def claim_files(folder: str | os.PathLike[str], files: Sequence[str]) -> None:
     write_atomic(
         folder / MANIFEST, json.dumps({"written_by": f"captum-gmar {__version__}", "files": sorted(own | set(files))}, indent=2) + "\n"
     )
+
+
+#: the locks this process holds: (lock file, thread) -> how many blocks hold it
+_HELD: dict[tuple[str, int], int] = {}
+_HELD_GUARD = threading.Lock()
+#: errors of a file system that has no locks (some network and FUSE file systems)
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``folder``'s lock for the block: an exclusive lock of the operating system on
+    its :data:`LOCK` file (made if missing, never through a symbolic link), which the
+    system releases when the process ends, however it ends (SIGKILL included), so a job
+    killed never leaves the folder locked. The thread that holds it may enter the block
+    again (the command line holds it around :func:`~captum_gmar.dataset_maps.explain_dataset`'s
+    own). ``flock`` on POSIX systems, ``msvcrt.locking`` on Windows; on a file system
+    without locks a warning says that nothing keeps a second job out.
+
+    Raises:
+        ValueError: another process (or thread) holds the lock: a job is running there.
+    """
+    path = Path(folder) / LOCK
+    key = (os.path.realpath(path), threading.get_ident())
+    with _HELD_GUARD:
+        held = _HELD.get(key, 0)
+        _HELD[key] = held + 1
+    descriptor = None
+    try:
+        if not held:
+            descriptor = _acquire(path)
+            if descriptor is None:
+                raise _in_use(folder)
+            if descriptor >= 0:  # the holder named for the job that is refused
+                os.ftruncate(descriptor, 0)
+                os.write(descriptor, f"process {os.getpid()} on {socket.gethostname()}".encode())
+        yield
+    finally:
+        with _HELD_GUARD:
+            _HELD[key] -= 1
+            if not _HELD[key]:
+                del _HELD[key]
+        if descriptor is not None and descriptor >= 0:
+            _release(descriptor)
+
+
+def check_not_in_use(folder: str | os.PathLike[str]) -> None:
+    """Refuse ``folder`` where another process or thread holds its lock (:func:`folder_lock`),
+    before a job starts; this thread's own lock is no refusal. Takes and releases a shared
+    lock where it is free (on POSIX systems: processes that ask at once do not see each
+    other, as the ranks of one job do).
+
+    Raises:
+        ValueError: a job is running there, naming its process.
+    """
+    path = Path(folder) / LOCK
+    with _HELD_GUARD:
+        if (os.path.realpath(path), threading.get_ident()) in _HELD:
+            return
+    if not path.is_file() or path.is_symlink():
+        return
+    descriptor = _acquire(path, shared=True)
+    if descriptor is None:
+        raise _in_use(folder)
+    if descriptor >= 0:
+        _release(descriptor)
+
+
+def _in_use(folder: str | os.PathLike[str]) -> ValueError:
+    return ValueError(
+        f"{str(folder)!r} is in use: a captum-gmar job is running there ({_holder(Path(folder) / LOCK)}); "
+        "wait for it to end, or name another folder"
+    )
+
+
+def _acquire(path: Path, shared: bool = False) -> int | None:
+    """``path`` opened and locked (``shared``: a lock that other shared ones do not
+    exclude, on POSIX systems): its descriptor; ``None`` where another holds the lock,
+    ``-1`` where the file system has no locks (after a warning)."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ValueError(f"{str(path)!r} is a symbolic link, which captum-gmar does not write through: remove it") from None
+        raise
+    try:
+        if sys.platform == "win32":
+            os.lseek(descriptor, 0, os.SEEK_SET)
+            msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)  # the first byte: raises at once where it is locked
+        else:
+            fcntl.flock(descriptor, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(descriptor)
+        if error.errno in _NO_LOCKS:
+            warnings.warn(f"{str(path.parent)!r} cannot be locked ({error.strerror}): make sure no other job writes it", stacklevel=4)
+            return -1
+        if isinstance(error, BlockingIOError) or error.errno in (errno.EACCES, errno.EAGAIN, errno.EDEADLK):
+            return None
+        raise
+    return descriptor
+
+
+def _release(descriptor: int) -> None:
+    if sys.platform == "win32":
+        os.lseek(descriptor, 0, os.SEEK_SET)
+        msvcrt.locking(descriptor, msvcrt.LK_UNLCK, 1)
+    os.close(descriptor)  # closing releases flock's lock
+
+
+def _holder(path: Path) -> str:
+    """The process that holds ``path``'s lock, as it wrote itself there."""
+    try:
+        return path.read_text(errors="replace").strip() or "a process"
+    except OSError:  # Windows refuses to read a locked byte
+        return "a process"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .. import __version__
-from ..errors import InsufficientMemoryError, NonFiniteError, RankFailedError, TooSlowError, UnsupportedModelError
+from ..errors import DiskFullError, InsufficientMemoryError, NonFiniteError, RankFailedError, TooSlowError, UnsupportedModelError
 from ..loading import hub_snapshot, load_model, model_folder
 from .options import CommandError
 
@@ -50,6 +50,7 @@ COMMANDS = {
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (
     CommandError,
+    DiskFullError,
     InsufficientMemoryError,
     NonFiniteError,
     TooSlowError,
