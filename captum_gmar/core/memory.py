@@ -21,9 +21,11 @@ Fitted on ``dinov2-small`` (12 layers, 6 heads, 384 wide; 64 to 1,344 px, batch 
 float32, sdpa and eager attention (``benchmarks/bench_memory.py``, table in
 ``docs/benchmarks.md``): the estimate is at or above every measured peak, 1.38 to 2.82
 times it from 384 px up (more below, where the fixed part dominates). The
-relevance-propagation methods hold no maps (sdpa keeps none for its backward pass) but
-keep more per token than a plain backward pass: every rule's saved ratio or normalised
-input.
+relevance-propagation methods hold no maps of their own (sdpa keeps none for its backward
+pass) but every rule's saved ratio or normalised input; their estimate, with the smaller
+:data:`RELEVANCE_SAFETY`, is 1.21 to 1.42 times the measured peak on ``dinov2-small``
+from 224 px up with sdpa (1.22 for AttnLRP at 1,024 px), 1.11 to 2.00 with eager
+attention, and up to 1.74 on ``vit-tiny``.
 
 Time: first a lower bound, the attention's multiply-adds (``q k^T`` and ``P V``, and
 about twice that again for a backward pass) at 100 GFLOP/s per CPU thread, about the peak
@@ -57,11 +59,15 @@ _SAVED_PER_CHANNEL = 20
 #: one layer's activations at a time; measured 5-7 (per layer)
 _CAPTURED_PER_CHANNEL = 7
 #: the same for AttnLRP and CP-LRP: the backward pass's activations and each rule's saved
-#: tensors; measured 18-23
-_RELEVANCE_PER_CHANNEL = 23
+#: tensors; measured 15-17 on ``dinov2-small``, 12-13 on the 128-wide ``vit-tiny``
+_RELEVANCE_PER_CHANNEL = 16
 #: the factor on every estimate; with it and :data:`_HEAP_RETAINED_MAX`, the smallest margin
 #: over a measured peak is 1.38 (attention rollout on vit-tiny at 384 px)
 SAFETY = 1.4
+#: the factor on AttnLRP's and CP-LRP's estimates: their passes hold no maps of the method's
+#: own, so their peak follows the per-channel count closely; with it the estimate is 1.21 to
+#: 1.42 times the measured peak on ``dinov2-small`` from 224 px up (1.22 at 1,024 px)
+RELEVANCE_SAFETY = 1.25
 #: what any call allocates beyond the formula (thread-local buffers, the output), in bytes
 _FIXED_BYTES = 16 * 2**20
 #: the most of the maps' size counted again for freed blocks the allocator keeps resident:
@@ -125,25 +131,34 @@ def attention_call_bytes(
     return _with_margin(activations, maps)
 
 
-def relevance_call_bytes(batch: int, tokens: int, heads: int, layers: int, hidden: int, itemsize: int, eager: bool) -> int:
+def relevance_call_bytes(
+    batch: int, tokens: int, heads: int, layers: int, hidden: int, itemsize: int, eager: bool, attention_gradient: bool
+) -> int:
     """Estimated peak memory of one AttnLRP or CP-LRP call on ``batch`` images, in bytes;
     arguments as :func:`attention_call_bytes` (one forward and one backward pass, no maps
-    of the method's own)."""
+    of the method's own), with :data:`RELEVANCE_SAFETY` for :data:`SAFETY`.
+
+    Args:
+        attention_gradient: whether relevance flows through the attention probabilities
+            (AttnLRP); CP-LRP holds them constant, so an eager attention computes no
+            gradient of its scores and probabilities.
+    """
     activations = batch * tokens * hidden * layers * _RELEVANCE_PER_CHANNEL * itemsize
-    return _with_margin(activations, _eager_maps_bytes(batch, tokens, heads, layers, itemsize, eager, True))
+    maps = _eager_maps_bytes(batch, tokens, heads, layers, itemsize, eager, attention_gradient)
+    return _with_margin(activations, maps, RELEVANCE_SAFETY)
 
 
-def _eager_maps_bytes(batch: int, tokens: int, heads: int, kept: int, itemsize: int, eager: bool, backward: bool) -> int:
+def _eager_maps_bytes(batch: int, tokens: int, heads: int, kept: int, itemsize: int, eager: bool, gradients: bool) -> int:
     """An eager attention's maps: ``kept`` layers' probabilities (kept for a backward pass
     or by the capture), the scores and probabilities a layer computes, and their gradients
-    during a backward pass."""
-    return (kept + 2 + (2 if backward else 0)) * batch * heads * tokens * tokens * itemsize if eager else 0
+    where a backward pass goes through them (``gradients``)."""
+    return (kept + 2 + (2 if gradients else 0)) * batch * heads * tokens * tokens * itemsize if eager else 0
 
 
-def _with_margin(activations: int, maps: int) -> int:
-    """What the passes and the maps hold, times :data:`SAFETY`, plus the maps' size once more
+def _with_margin(activations: int, maps: int, safety: float = SAFETY) -> int:
+    """What the passes and the maps hold, times ``safety``, plus the maps' size once more
     (up to :data:`_HEAP_RETAINED_MAX`) for freed maps the allocator keeps, plus the fixed part."""
-    return int(SAFETY * (activations + maps)) + min(maps, _HEAP_RETAINED_MAX) + _FIXED_BYTES
+    return int(safety * (activations + maps)) + min(maps, _HEAP_RETAINED_MAX) + _FIXED_BYTES
 
 
 def attention_seconds(batch: int, tokens: int, layers: int, hidden: int, backward: bool, device: torch.device) -> float:

@@ -84,7 +84,10 @@ class RelevancePropagation(ViTAttribution):
     def estimate_bytes(self, input_shape: Sequence[int]) -> int:
         """As :meth:`~captum_gmar.methods.base.ViTAttribution.estimate_bytes` (see
         :func:`~captum_gmar.core.memory.relevance_call_bytes`)."""
-        return relevance_call_bytes(*self._sizes(input_shape), eager=self.vit.keeps_attention_for_backward)
+        attention_gradient = self.variant == "attnlrp"
+        return relevance_call_bytes(
+            *self._sizes(input_shape), eager=self.vit.keeps_attention_for_backward, attention_gradient=attention_gradient
+        )
 
 
 class AttnLRP(RelevancePropagation):

@@ -21,6 +21,7 @@ from captum_gmar import (
     TokenGradCAM,
 )
 from captum_gmar.core.memory import (
+    RELEVANCE_SAFETY,
     SAFETY,
     SLOW_CALL_SECONDS,
     attention_call_bytes,
@@ -94,7 +95,7 @@ def test_freed_maps_the_allocator_keeps_are_counted_up_to_a_bound():
     large = 3 * 4 * 5000 * 5000 * 4  # 1.2 GB: the allowance stops at 128 MiB
     assert extra(5000, 3) == pytest.approx(SAFETY * large + 128 * 2**20, abs=1)
     # no maps, nothing counted again: AttnLRP under sdpa
-    assert relevance_call_bytes(1, 500, 4, 6, 0, 4, False) == attention_call_bytes(1, 500, 4, 6, 0, 4, 0, False, False)
+    assert relevance_call_bytes(1, 500, 4, 6, 0, 4, False, True) == attention_call_bytes(1, 500, 4, 6, 0, 4, 0, False, False)
 
 
 def test_a_backward_pass_holds_more_per_token_and_every_layer_counts():
@@ -108,17 +109,25 @@ def test_a_backward_pass_holds_more_per_token_and_every_layer_counts():
 @pytest.mark.parametrize("eager", [False, True])
 def test_the_relevance_estimate_grows_with_every_dimension(eager):
     def need(batch=1, tokens=100, heads=4, layers=6, hidden=128, itemsize=4) -> int:
-        return relevance_call_bytes(batch, tokens, heads, layers, hidden, itemsize, eager)
+        return relevance_call_bytes(batch, tokens, heads, layers, hidden, itemsize, eager, True)
 
-    fixed = relevance_call_bytes(1, 100, 4, 6, 0, 4, False)
+    fixed = relevance_call_bytes(1, 100, 4, 6, 0, 4, False, True)
     base = need()
     assert base > fixed > 0
     assert _held(need(batch=3), fixed) == pytest.approx(3 * _held(base, fixed), rel=1e-6)
     for grown in (need(tokens=200), need(layers=12), need(hidden=256), need(itemsize=8)):
         assert grown > base
     assert (need(heads=8) > base) == eager  # only an eager attention keeps (B, H, T, T) maps
-    # a plain backward pass keeps less per token than the rules do
-    assert relevance_call_bytes(1, 100, 4, 6, 128, 4, False) > attention_call_bytes(1, 100, 4, 6, 128, 4, 0, True, False)
+
+
+def test_cp_lrp_under_eager_attention_holds_no_gradient_of_the_probabilities():
+    """AttnLRP's relevance flows through the probabilities, so an eager layer's backward pass
+    holds the gradients of its scores and probabilities: two (B, H, T, T) maps more than
+    CP-LRP, which holds the probabilities constant; under sdpa neither holds maps."""
+    one_map = 1 * 4 * 100 * 100 * 4
+    attnlrp, cplrp = (relevance_call_bytes(1, 100, 4, 6, 128, 4, True, gradient) for gradient in (True, False))
+    assert attnlrp - cplrp == pytest.approx((RELEVANCE_SAFETY + 1) * 2 * one_map, abs=2)
+    assert relevance_call_bytes(1, 100, 4, 6, 128, 4, False, True) == relevance_call_bytes(1, 100, 4, 6, 128, 4, False, False)
 
 
 def test_the_attention_time_grows_with_the_square_of_the_tokens_and_counts_the_backward_pass(monkeypatch):
