@@ -26,7 +26,17 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["MANIFEST", "claim_files", "foreign_files", "open_no_follow", "own_files", "replacing", "save_figure", "write_atomic"]
+__all__ = [
+    "MANIFEST",
+    "check_folder",
+    "claim_files",
+    "foreign_files",
+    "open_no_follow",
+    "own_files",
+    "replacing",
+    "save_figure",
+    "write_atomic",
+]
 
 #: the list, in a results folder, of the files this package wrote there: the only ones it
 #: replaces
@@ -125,6 +135,32 @@ def foreign_files(folder: str | os.PathLike[str], files: Sequence[str]) -> list[
     there (see :func:`own_files`): it never replaces them."""
     own = own_files(folder)
     return [name for name in files if os.path.lexists(Path(folder) / name) and name not in own]
+
+
+def check_folder(folder: str | os.PathLike[str], files: Sequence[str]) -> None:
+    """Refuse, before any work, a folder where this package would write ``files``: one
+    that is a file, one that holds files but no :data:`MANIFEST` (someone else's folder),
+    one where one of ``files`` is a symbolic link, or one where one of them exists and
+    this package did not write it. A missing or empty folder passes.
+
+    Raises:
+        ValueError: one line naming the folder and what to do.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is a file, not a folder: name a new or empty folder")
+    linked = [name for name in files if (folder / name).is_symlink()]
+    if linked:  # the package replaces its files and never writes through a link
+        raise ValueError(f"{str(folder / linked[0])!r} is a symbolic link, which captum-gmar does not write through: remove it")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
+        shown = ", ".join(sorted(entry.name for entry in folder.iterdir())[:3])
+        raise ValueError(f"{str(folder)!r} holds files captum-gmar did not write ({shown}): name a new or empty folder")
+    foreign = foreign_files(folder, files)
+    if foreign:
+        raise ValueError(
+            f"{str(folder)!r} holds {foreign[0]!r}, which captum-gmar did not write and does not replace: "
+            "move it, or name a new or empty folder"
+        )
 
 
 def claim_files(folder: str | os.PathLike[str], files: Sequence[str]) -> None:

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from captum_gmar.files import open_no_follow, replacing, write_atomic
+from captum_gmar.files import MANIFEST, check_folder, claim_files, open_no_follow, replacing, write_atomic
 
 
 def test_write_atomic_replaces_a_link_instead_of_writing_through_it(tmp_path):
@@ -45,3 +45,22 @@ def test_open_no_follow_refuses_a_link(tmp_path, mode):
     with open_no_follow(mine, mode) as handle:  # a file of its own is opened as asked
         handle.write(b"x" if mode == "r+b" else "x")
     assert mine.read_text() == {"a": "the user's filex", "w": "x", "r+b": "xhe user's file"}[mode]
+
+
+def test_check_folder_refuses_folders_the_package_may_not_write_into(tmp_path):
+    check_folder(tmp_path / "new", ["a.csv"])  # missing: fine
+    check_folder(tmp_path, ["a.csv"])  # empty: fine
+    assert not (tmp_path / "new").exists() and not (tmp_path / MANIFEST).exists()  # nothing made
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds files captum-gmar did not write \(notes.txt\): name a new or empty folder"):
+        check_folder(tmp_path, ["a.csv"])
+    claim_files(tmp_path / "own", ["a.csv"])
+    check_folder(tmp_path / "own", ["a.csv", "b.csv"])  # the package's folder
+    (tmp_path / "own" / "b.csv").write_text("someone's")
+    with pytest.raises(ValueError, match="holds 'b.csv', which captum-gmar did not write and does not replace"):
+        check_folder(tmp_path / "own", ["a.csv", "b.csv"])
+    (tmp_path / "own" / "a.csv").symlink_to(tmp_path / "notes.txt")
+    with pytest.raises(ValueError, match="a.csv' is a symbolic link, which captum-gmar does not write through"):
+        check_folder(tmp_path / "own", ["a.csv"])
+    with pytest.raises(ValueError, match="notes.txt' is a file, not a folder"):
+        check_folder(tmp_path / "notes.txt", ["a.csv"])

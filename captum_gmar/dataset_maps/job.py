@@ -30,7 +30,7 @@ from ..evaluation.batches import Batch, collate
 from ..evaluation.distributed import current_context
 from ..evaluation.methods import Method, build_methods
 from ..evaluation.runner import logit_scores, model_fingerprint
-from ..files import MANIFEST, claim_files, write_atomic
+from ..files import check_folder, claim_files, write_atomic
 from ..imagedata.folder import ClassNames
 from ..methods.base import ViTAttribution
 from ..methods.shared import attribute_together, shares_passes
@@ -244,16 +244,8 @@ def _target(target: int | str, names: list[str], data: Dataset) -> int | str:
 
 def _prepare(folder: Path, job: dict[str, Any], resume: bool, overwrite: bool) -> set[int]:
     """Rank 0: check ``out`` and start or resume the job there; the images already done."""
-    linked = [name for name in MAPS_FILES if (folder / name).is_symlink()]
-    if linked:  # the package replaces its files and never writes through a link
-        raise ValueError(f"{str(folder / linked[0])!r} is a symbolic link, which captum-gmar does not write through: remove it")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
-        shown = ", ".join(sorted(entry.name for entry in folder.iterdir())[:3])
-        raise ValueError(f"{str(folder)!r} holds files captum-gmar did not write ({shown}): name a new or empty folder")
-    try:
-        claim_files(folder, MAPS_FILES)
-    except (FileExistsError, ValueError) as error:
-        raise ValueError(str(error)) from None
+    check_folder(folder, MAPS_FILES)
+    claim_files(folder, MAPS_FILES)
     saved_path = folder / JOB_FILE
     if saved_path.is_file() and not overwrite:
         saved = json.loads(saved_path.read_text())

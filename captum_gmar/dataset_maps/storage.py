@@ -39,7 +39,7 @@ from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import accumulate
+from itertools import accumulate, groupby
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ __all__ = [
     "Record",
     "ShardWriter",
     "load_maps",
+    "read_maps",
     "write_index",
 ]
 
@@ -92,6 +93,11 @@ INDEX_COLUMNS: dict[str, str] = {
 #: safetensors' names of the storage types
 _DTYPE_NAMES = {"F32": "float32", "F16": "float16"}
 _SHARD_NAME = re.compile(r"rank(\d+)-(\d{6})\.safetensors")
+
+
+def _tensor(method: str) -> str:
+    """The shard's tensor holding a method's maps."""
+    return f"maps.{method}"
 
 
 @dataclass(frozen=True)
@@ -164,7 +170,7 @@ class ShardWriter:
             "score": torch.tensor([r.score for r in records], dtype=torch.float32),
         }
         for key in self.methods:
-            tensors[f"maps.{key}"] = (
+            tensors[_tensor(key)] = (
                 torch.stack([r.maps[key] for r in records]).to(self.dtype) if records else torch.zeros(0, 0, 0, dtype=self.dtype)
             )
         metadata = {
@@ -211,7 +217,7 @@ def _shard_header(path: Path) -> _Shard:
         methods = json.loads(metadata["methods"])
         maps = {}
         for key in methods:
-            part = handle.get_slice(f"maps.{key}")
+            part = handle.get_slice(_tensor(key))
             maps[key] = (tuple(part.get_shape()[1:]), _DTYPE_NAMES[part.get_dtype()])
     return _Shard(
         path,
@@ -274,7 +280,7 @@ class MapRecord:
     def map(self) -> Tensor:
         """``(h, w)`` float32, the stored map."""
         with safe_open(str(self._shard.path), framework="pt") as handle:
-            return handle.get_slice(f"maps.{self.method}")[self.row].float()
+            return handle.get_slice(_tensor(self.method))[self.row].float()
 
     def __repr__(self) -> str:
         return f"MapRecord(image={self.image!r}, method={self.method!r}, target={self.target} ({self.target_name}), score={self.score:.4g})"
@@ -345,6 +351,35 @@ def load_maps(folder: str | os.PathLike[str], method: str | None = None) -> MapR
     return MapRecords(shards, method, [entry for shard in shards for entry in shard.unreadable])
 
 
+def read_maps(records: Sequence[MapRecord]) -> Tensor:
+    """The maps of ``records``, stacked: ``(n, h, w)`` float32, in their order.
+
+    Each shard is opened once per run of consecutive records in it, and each of its
+    methods' maps read once: reading a folder's records in :func:`load_maps`' order a few
+    thousand at a time reads each shard about once, where ``record.map`` opens the shard
+    for every map.
+
+    Raises:
+        ValueError: the records' maps are of different shapes.
+    """
+    shapes = {record.shape for record in records}
+    if len(shapes) > 1:
+        raise ValueError(f"the records' maps are of different shapes ({', '.join(sorted(map(str, shapes)))}): read each shape apart")
+    out = torch.empty((len(records), *(shapes.pop() if shapes else (0, 0))))
+    position = 0
+    for shard, run in groupby(records, key=lambda record: record.shard):
+        rows: dict[str, tuple[list[int], list[int]]] = {}
+        for record in run:
+            into, taken = rows.setdefault(record.method, ([], []))
+            into.append(position)
+            taken.append(record.row)
+            position += 1
+        with safe_open(str(shard), framework="pt") as handle:
+            for method, (into, taken) in rows.items():
+                out[into] = handle.get_tensor(_tensor(method))[taken].float()
+    return out
+
+
 def write_index(folder: str | os.PathLike[str], class_names: Mapping[int, str]) -> tuple[int, int]:
     """Write ``index.csv`` (:data:`INDEX_COLUMNS`) and ``unreadable.csv`` from the
     folder's shards; ``class_names`` names the labels. Returns the number of maps and of
@@ -377,7 +412,7 @@ def write_index(folder: str | os.PathLike[str], class_names: Mapping[int, str]) 
                             "shape": "x".join(map(str, record.shape)),
                             "dtype": record.dtype,
                             "shard": path.relative_to(folder).as_posix(),
-                            "tensor": f"maps.{key}",
+                            "tensor": _tensor(key),
                             "row": row,
                         }
                     )

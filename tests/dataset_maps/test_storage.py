@@ -17,6 +17,7 @@ from captum_gmar.dataset_maps.storage import (
     ShardWriter,
     finished_items,
     load_maps,
+    read_maps,
     remove_leftovers,
     shard_paths,
     write_index,
@@ -70,6 +71,35 @@ def test_records_read_back_lazily_in_order(tmp_path, monkeypatch):
     assert (loaded[-1].item, loaded[-1].method) == (2, "rollout") and len(loaded) == 6
     with pytest.raises(IndexError):
         loaded[6]
+
+
+def test_read_maps_reads_the_records_maps_each_shard_once(tmp_path, monkeypatch):
+    folder = folder_with(tmp_path, [[0, 1], [2, 3], [4]], shard_bytes=1)  # a shard per batch
+    loaded = load_maps(folder)
+    import captum_gmar.dataset_maps.storage as storage
+
+    opened = []
+    original = storage.safe_open
+    monkeypatch.setattr(storage, "safe_open", lambda *a, **k: opened.append(a[0]) or original(*a, **k))
+    stacked = read_maps(loaded)
+    assert stacked.shape == (10, 4, 4) and stacked.dtype == torch.float32
+    assert sorted(opened) == sorted({str(r.shard) for r in loaded})  # once each
+    opened.clear()
+    for position, record in enumerate(loaded):
+        torch.testing.assert_close(stacked[position], record.map)
+    some = [loaded[9], loaded[0], loaded[3]]  # any order, any method
+    torch.testing.assert_close(read_maps(some), torch.stack([r.map for r in some]))
+    assert read_maps([]).shape == (0, 0, 0)
+
+
+def test_read_maps_refuses_maps_of_two_shapes(tmp_path):
+    (tmp_path / JOB_FILE).write_text(json.dumps({"format": FORMAT, "methods": METHODS}))
+    writer = ShardWriter(tmp_path, 0, METHODS, torch.float32, 1)
+    writer.add(records([0]))
+    writer.add(records([1], maps_shape=(2, 2)))
+    writer.flush()
+    with pytest.raises(ValueError, match=r"the records' maps are of different shapes \(\(2, 2\), \(4, 4\)\): read each shape apart"):
+        read_maps(load_maps(tmp_path))
 
 
 def test_a_shard_holds_at_most_shard_records(tmp_path, monkeypatch):
