@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-__all__ = ["PARTS", "Part", "as_maps", "distributions", "flat_maps", "pool"]
+__all__ = ["PARTS", "Part", "as_maps", "check_part", "distributions", "flat_maps", "pool"]
 
 #: which part of a signed map counts as its mass (see :func:`distributions`)
 PARTS = ("positive", "abs")
@@ -48,9 +48,14 @@ def as_maps(maps: Any, name: str = "maps") -> np.ndarray:
     return array
 
 
-def _mass(maps: np.ndarray, part: Part) -> np.ndarray:
+def check_part(part: str) -> None:
+    """Refuse a ``part`` not in :data:`PARTS` (ValueError)."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+
+
+def _mass(maps: np.ndarray, part: Part) -> np.ndarray:
+    check_part(part)
     return np.maximum(maps, 0) if part == "positive" else np.abs(maps)
 
 

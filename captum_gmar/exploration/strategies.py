@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._extra import need, require
-from .normalise import PARTS, Part, as_maps, distributions
+from .normalise import Part, as_maps, check_part, distributions
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -143,8 +143,7 @@ def check_settings(n_clusters: int | None, max_clusters: int, neighbours: int, t
     Raises:
         ValueError: one line naming the setting.
     """
-    if part not in PARTS:
-        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+    check_part(part)
     if n_clusters is not None and (isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters < 2):
         raise ValueError(f"n_clusters must be an integer of at least 2 (or None: chosen by eigengap), got {n_clusters!r}")
     for name, value, least in (("max_clusters", max_clusters, 2), ("neighbours", neighbours, 1), ("typical", typical, 1)):
