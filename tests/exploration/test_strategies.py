@@ -188,7 +188,7 @@ def test_the_package_imports_without_scikit_learn_and_says_how_to_get_it():
     code = (
         "import sys\n"
         "import captum_gmar\n"
-        "captum_gmar.find_strategies\n"
+        "captum_gmar.find_strategies, captum_gmar.explore\n"
         "print('sklearn' in sys.modules, 'scipy' in sys.modules)\n"
         "sys.modules['sklearn'] = None  # as if not installed\n"
         "import numpy as np\n"
