@@ -1,5 +1,5 @@
 """captum_gmar: GMAR (gradient-driven multi-head attention rollout) for Hugging Face vision
-transformers, as Captum attribution methods.
+transformers, as Captum attribution methods::
 
     from captum_gmar import GMARAttribution
     attr = GMARAttribution(model).attribute(pixel_values, target=c)   # (B, C, H, W)

@@ -20,6 +20,11 @@ class TooSlowError(RuntimeError):
     """A call's attention alone would take far longer than anyone waits for one call."""
 
 
+class DiskFullError(OSError):
+    """No space left on a device, or a disk quota reached, while a file was written: the
+    file is as it was (nothing half-written is left)."""
+
+
 class UnreadableImageError(ValueError):
     """An image file that cannot be decoded: missing data, a truncated or empty file, a
     format PIL does not read, or more pixels than PIL's decompression-bomb limit."""

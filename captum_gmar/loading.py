@@ -10,20 +10,33 @@ imported only by :func:`load_model`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .names import EMBEDDING_MODEL_CLASSES, REFERENCE_MODELS, SUPPORTED_FAMILIES, SUPPORTED_MODEL_CLASSES, ZERO_SHOT_MODEL_CLASSES
+from .names import (
+    EMBEDDING_MODEL_CLASSES,
+    REFERENCE_MODELS,
+    REFERENCE_TRAINING,
+    SUPPORTED_FAMILIES,
+    SUPPORTED_MODEL_CLASSES,
+    ZERO_SHOT_MODEL_CLASSES,
+)
 
 if TYPE_CHECKING:
     from .vit.architectures import ForeignModule
 
-__all__ = ["hub_snapshot", "load_model", "model_folder", "model_name", "read_config"]
+__all__ = ["class_names", "describe_model", "hub_snapshot", "load_model", "model_folder", "model_name", "read_config", "trained_on_warning"]
 
 #: the files ``save_pretrained`` writes the weights to, one of which a model folder holds
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 #: the reference model explained where none is named
 DEFAULT_MODEL = "vit-tiny"
+#: images at least this many times a reference model's input size (shorter side) are far
+#: from what it was trained on: see :func:`trained_on_warning`
+FAR_LARGER = 3
+#: class names :func:`describe_model` shows before "..."
+_SHOWN_CLASSES = 8
 
 
 def model_folder(spec: str | None, embedding: bool = False) -> Path:
@@ -137,3 +150,40 @@ def model_name(spec: str | None) -> str:
     if spec is None:
         return DEFAULT_MODEL
     return Path(spec).name if Path(spec).is_dir() else spec
+
+
+def class_names(config: dict[str, Any]) -> list[str]:
+    """A classifier's class names in index order, from its ``config.json`` (``id2label``)."""
+    id2label = config.get("id2label") or {}
+    return [str(id2label[key]) for key in sorted(id2label, key=int)]
+
+
+def describe_model(spec: str | None, config: dict[str, Any], classes: Sequence[str], kind: str = "classes") -> str:
+    """The line a command prints first: the model it loads and what it was trained on
+    where the package knows (a reference model), then its ``classes`` (the references or
+    prompts that stand for them: name them in ``kind``), e.g. ``model: vit-tiny
+    (ViTForImageClassification, trained on 64 px Fashion-MNIST scenes ...); 10 classes:
+    T-shirt/top, Trouser, ...``."""
+    name = model_name(spec)
+    architecture = ", ".join(config.get("architectures") or []) or "model"
+    trained = REFERENCE_TRAINING.get(spec or DEFAULT_MODEL) if spec is None or spec in REFERENCE_MODELS else None
+    about = f"{architecture}, bundled, trained on {trained[0]}" if trained else architecture
+    shown = ", ".join(classes[:_SHOWN_CLASSES]) + (", ..." if len(classes) > _SHOWN_CLASSES else "")
+    return f"model: {name} ({about}); {len(classes)} {kind}: {shown}"
+
+
+def trained_on_warning(spec: str | None, sizes: Sequence[tuple[int, int]]) -> str | None:
+    """A warning where a reference model is to explain images (``sizes``: ``(width,
+    height)`` of some of them) at least :data:`FAR_LARGER` times its input size on their
+    shorter side: its classes and maps then say little about them; ``None`` otherwise."""
+    if not (spec is None or spec in REFERENCE_MODELS) or not sizes:
+        return None
+    trained_on, size = REFERENCE_TRAINING[spec or DEFAULT_MODEL]
+    shortest = min(min(width, height) for width, height in sizes)
+    if size is None or shortest < FAR_LARGER * size:
+        return None
+    return (
+        f"warning: the images are {shortest} px and more on their shorter side, but {model_name(spec)} was trained on {trained_on}: "
+        "its classes and maps say little about such images; name your own model with --model (a folder saved with "
+        "save_pretrained, or a model id in the local Hugging Face cache)"
+    )

@@ -137,6 +137,16 @@ REFERENCE_MODELS: dict[str, str] = {
     "dinov2-small-backbone": "reference/dinov2_small_backbone",
 }
 
+#: What each reference model was trained on, and at what input size (px; ``None`` for a
+#: backbone pretrained on photos of every size): commands name it when they load the model,
+#: and warn when they explain images far larger than that input (see
+#: :func:`captum_gmar.loading.trained_on_warning`).
+REFERENCE_TRAINING: dict[str, tuple[str, int | None]] = {
+    "vit-tiny": ("64 px Fashion-MNIST scenes (clothing items on noise), from scratch", 64),
+    "dinov2-small": ("112 px Fashion-MNIST scenes (its head and last 4 blocks; the DINOv2-S/14 backbone pretrained on photos)", 112),
+    "dinov2-small-backbone": ("photos (DINOv2-S/14's self-supervised pretraining)", None),
+}
+
 #: How the signed relevance of AttnLRP and CP-LRP becomes one map per image (the channels
 #: summed first): its positive part (the default: evidence for the target, the evidence
 #: against it tied at zero), the signed sum (evidence against ranks last, in its order), or

@@ -104,12 +104,24 @@ def show_map(
     else:
         ax.text(0.5, 0.5, "all zero", transform=ax.transAxes, ha="center", va="center", color="red", fontsize=8)
     if mask is not None and mask.any():
-        ax.contour(mask.cpu().numpy().astype(float), levels=[0.5], **MASK_STYLE)
+        outline(ax, mask)
     if title:
         ax.set_title(title, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
     _as_given(ax)
+
+
+def outline(ax: plt.Axes, mask: Tensor) -> None:
+    """Outline the ``(H, W)`` bool ``mask`` on ``ax`` all round, along the image's edges too:
+    a mask that fills the left half of an image is a rectangle, not only the middle line
+    (which the right half's outline would share)."""
+    height, width = mask.shape
+    padded = np.pad(mask.cpu().numpy().astype(float), 1)  # zero beyond the edges: the contour closes there
+    # pixel centres at 0 .. W-1 as imshow draws them: the padding's at -1 and W, so the
+    # edge contour runs along the image's border, half a pixel out from the outer centres
+    lines = ax.contour(np.arange(-1, width + 1), np.arange(-1, height + 1), padded, levels=[0.5], **MASK_STYLE)
+    lines.set_clip_on(False)  # the line on the border is drawn whole, over the axes' frame
 
 
 def comparison_grid(

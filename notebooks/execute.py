@@ -13,11 +13,13 @@ import argparse
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from traitlets.config import Config
 
 HERE = Path(__file__).resolve().parent
 # What must not appear in an output: a Python warning, or an absolute path of this machine
@@ -53,6 +55,16 @@ def _convert_dinov2_first() -> None:
     load_reference_model("dinov2-small")
 
 
+def _local_sockets(folder: str) -> Config:
+    """The kernel's configuration: local sockets in ``folder`` where the system has them
+    (over TCP the kernel warns, rightly, that anything on the machine could read its traffic)."""
+    config = Config()
+    if os.name == "posix":
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = os.path.join(folder, "kernel")
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, default=sorted(HERE.glob("[0-9]*.ipynb")))
@@ -68,7 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.notebooks:
         notebook = nbformat.read(path, as_version=4)
         start = time.perf_counter()
-        NotebookClient(notebook, timeout=args.timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
+        with tempfile.TemporaryDirectory() as sockets:
+            NotebookClient(
+                notebook,
+                config=_local_sockets(sockets),
+                kernel_name="python3",
+                timeout=args.timeout,
+                resources={"metadata": {"path": str(HERE)}},
+            ).execute()
         print(f"{path.name}: ran in {time.perf_counter() - start:.1f} s", flush=True)
         problems = output_problems(notebook)
         for problem in problems:

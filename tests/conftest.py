@@ -10,6 +10,7 @@ and sharpen the attention.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,15 @@ def load_tiny(tiny_model_dirs):
         return model.eval()
 
     return load
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures a test drew are closed after it (pyplot holds each until closed); the
+    package's own figure files close theirs, which tests/evaluation/test_results_folder.py checks."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
 
 
 @pytest.fixture

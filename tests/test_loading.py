@@ -41,3 +41,34 @@ def test_a_saved_classifier_loads_or_gives_its_backbone(tiny_model_dirs):
     model = load_model(folder)
     assert type(model).__name__ == "ViTForImageClassification" and not model.training
     assert type(load_model(folder, embedding=True)).__name__ == "ViTModel"
+
+
+def test_a_model_is_described_with_what_it_was_trained_on_and_its_classes(tmp_path):
+    from captum_gmar.loading import class_names, describe_model, read_config
+
+    config = read_config(model_folder(None))
+    line = describe_model(None, config, class_names(config))
+    assert line.startswith("model: vit-tiny (ViTForImageClassification, bundled, trained on 64 px Fashion-MNIST scenes")
+    assert line.endswith("; 10 classes: T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, ...")
+    own = {"architectures": ["ViTForImageClassification"], "id2label": {"1": "dog", "0": "cat"}}
+    assert (
+        describe_model(str(tmp_path), own, class_names(own)) == f"model: {tmp_path.name} (ViTForImageClassification); 2 classes: cat, dog"
+    )
+    assert describe_model("dinov2-small-backbone", {"architectures": ["Dinov2Model"]}, ["a.jpg"], "references").endswith(
+        "; 1 references: a.jpg"
+    )
+
+
+def test_a_reference_model_warns_only_on_images_far_larger_than_it_was_trained_on(tmp_path):
+    from captum_gmar.loading import FAR_LARGER, trained_on_warning
+
+    assert trained_on_warning("vit-tiny", [(FAR_LARGER * 64 - 1, 4000)]) is None  # the shorter side decides
+    assert trained_on_warning(None, [(4032, 3024), (100, 4000)]) is None  # one image near the model's size: no warning
+    warning = trained_on_warning("vit-tiny", [(4032, 3024), (640, 480)])
+    assert (
+        warning is not None and "480 px and more" in warning and "trained on 64 px Fashion-MNIST scenes" in warning and "--model" in warning
+    )
+    assert trained_on_warning("dinov2-small", [(336, 336)]) is not None and trained_on_warning("dinov2-small", [(335, 400)]) is None
+    assert trained_on_warning("dinov2-small-backbone", [(4000, 4000)]) is None  # pretrained on photos of every size
+    assert trained_on_warning(str(tmp_path), [(4000, 4000)]) is None  # the user's own model: the package cannot know
+    assert trained_on_warning("vit-tiny", []) is None

@@ -109,3 +109,23 @@ def test_head_weight_heatmap_shows_layers_by_heads():
     image = fig.axes[0].images[0]
     assert image.get_array().shape == (6, 4)
     assert fig.axes[0].get_ylabel() == "layer"
+
+
+def test_a_half_image_mask_is_outlined_all_round_not_only_at_the_divide():
+    """The left and the right half of a two-photo composite: each outline is its own
+    rectangle (both would otherwise be the one line down the middle)."""
+    from captum_gmar.visualization import outline
+
+    left = torch.zeros(16, 32, dtype=torch.bool)
+    left[:, :16] = True
+    boxes = []
+    for mask in (left, ~left):
+        fig, ax = plt.subplots()
+        ax.imshow(np.zeros((16, 32)))
+        outline(ax, mask)
+        points = np.concatenate([path.vertices for path in ax.collections[-1].get_paths()])
+        boxes.append((points[:, 0].min(), points[:, 0].max(), points[:, 1].min(), points[:, 1].max()))
+        plt.close(fig)
+    # pixel edges: the image spans -0.5 .. 31.5 across and -0.5 .. 15.5 down; the halves meet at 15.5
+    assert boxes[0] == pytest.approx((-0.5, 15.5, -0.5, 15.5), abs=0.01)
+    assert boxes[1] == pytest.approx((15.5, 31.5, -0.5, 15.5), abs=0.01)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .. import __version__
-from ..errors import InsufficientMemoryError, NonFiniteError, RankFailedError, TooSlowError, UnsupportedModelError
+from ..errors import DiskFullError, InsufficientMemoryError, NonFiniteError, RankFailedError, TooSlowError, UnsupportedModelError
 from ..loading import hub_snapshot, load_model, model_folder
 from .options import CommandError
 
@@ -35,7 +35,11 @@ class Command(NamedTuple):
 
 #: command name -> its module and help, in the order ``--help`` lists them
 COMMANDS = {
-    "demo": Command(".demo", "GMAR, rollout and IG on a reference model and its bundled scenes"),
+    "demo": Command(
+        ".demo",
+        "GMAR beside rollout and IG on a reference classifier's bundled scenes, or beside rollout, AttnLRP and GAE "
+        "on composites of real photos (--model dinov2-small-backbone)",
+    ),
     "compare": Command(
         ".compare",
         "compare methods on evaluation scenes, on your own images (--data), or on the similarity of real photos (--task similarity)",
@@ -46,6 +50,7 @@ COMMANDS = {
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (
     CommandError,
+    DiskFullError,
     InsufficientMemoryError,
     NonFiniteError,
     TooSlowError,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import loading
 from ..names import ABLATION_KINDS, METRIC_KEYS, RELEVANCE_MAPS
+from .announce import announce, sample_sizes, warn_if_far
 from .options import (
     DEFAULTS,
     MODELS_HELP,
@@ -108,6 +109,7 @@ def run(options: CompareOptions) -> None:
     if similarity:
         check_photos()
     model_folder = loading.model_folder(comparison.model, embedding=similarity)  # a bad model folder fails before the data is read
+    announce_subject(comparison.model, model_folder, similarity)
     results = Path(comparison.out) / "results.csv"
     if results.is_file() and results.stat().st_size and not (comparison.resume or options.overwrite):
         raise CommandError(f"{results} exists: add --resume to continue that run, or --overwrite to start over")
@@ -123,6 +125,7 @@ def run(options: CompareOptions) -> None:
         dataset: SceneTasks | ImageFolderTasks | HubDatasetTasks = scene_tasks(scenes, comparison.model, model_folder)
     else:
         dataset = _user_data(options, model_folder)
+        warn_if_far(comparison.model, sample_sizes(dataset))
     if not dataset.has_masks:
         if options.metrics_given and "localisation" in comparison.settings.metrics:
             raise CommandError(
@@ -133,6 +136,17 @@ def run(options: CompareOptions) -> None:
         if os.environ.get("RANK", "0") == "0":  # once, not once per process
             print(f"{options.data} has no masks: localisation metrics are skipped")
     run_comparison(comparison, classifier(comparison, dataset))
+
+
+def announce_subject(model: str | None, folder: Path, similarity: bool) -> None:
+    """The line naming the model and its classes, or for a similarity the bundled photos
+    whose reference views stand for them."""
+    if similarity:
+        from ..imagedata.photos import PHOTOS
+
+        announce(model, folder, list(PHOTOS), "references (another view of each bundled photo)")
+    else:
+        announce(model, folder, loading.class_names(loading.read_config(folder)))
 
 
 def results_files(options: RunOptions) -> list[str]:

@@ -7,7 +7,7 @@ import argparse
 
 from .. import loading
 from ..names import REFERENCE_MODELS
-from .compare import check_photos, classifier, photo_similarity, results_files, run_comparison, scene_tasks
+from .compare import announce_subject, check_photos, classifier, photo_similarity, results_files, run_comparison, scene_tasks
 from .options import SIMILARITY_MODEL, RunOptions, add_run_options
 from .output import check_output
 
@@ -29,6 +29,9 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
 def run(options: RunOptions) -> None:
     """The demo's comparison (see :meth:`~captum_gmar.cli.options.RunOptions.demo`)."""
     check_output(options.out, figure=False, files=results_files(options))
+    announce_subject(
+        options.model, loading.model_folder(options.model, embedding=options.model == SIMILARITY_MODEL), options.model == SIMILARITY_MODEL
+    )
     if options.model == SIMILARITY_MODEL:
         check_photos()
         # the 4 of 16 composites drawn whose embedding ranks their own photos highest: the

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .. import loading
 from ..errors import InsufficientMemoryError, TooSlowError
 from ..names import GALLERY_MAX
+from .announce import announce, warn_if_far
 from .images import read_image
 from .options import (
     FOLDER_BATCH,
@@ -113,13 +114,19 @@ def run(options: ExplainOptions) -> None:
             raise CommandError(f"--out {options.out!r} is the image {path!r}, which the figure would replace: name another file")
     page = Path(options.out).suffix.lower() == ".html"
     similarity = options.similar_to is not None
-    config = loading.read_config(loading.model_folder(options.model, embedding=similarity))
+    folder = loading.model_folder(options.model, embedding=similarity)
+    config = loading.read_config(folder)
     patch_size = config.get("patch_size", 1)
     patch_side = patch_size if isinstance(patch_size, int) else min(patch_size)
     least = patch_side if options.native_resolution else None  # else the image processor resizes any image to the model's size
     image = read_image(options.image, least)
     references = [read_image(path, least) for path in options.similar_to or []]
     target = None if similarity or options.target is None else class_index(options.target, config["id2label"])
+    if similarity:
+        announce(options.model, folder, [Path(path).name for path in options.similar_to or ()], "references")
+    else:
+        announce(options.model, folder, loading.class_names(config))
+        warn_if_far(options.model, [image.size])
     device, described = _device_and_description(options.device)
     model = loading.load_model(options.model, embedding=similarity).to(device)
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import shutil
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from .. import loading
-from ..dataset_maps.storage import JOB_FILE, MAPS_FILES
+from ..dataset_maps.checks import MAPS_FILES, job_to_resume, shard_paths
+from ..files import check_not_in_use
 from ..names import ZERO_SHOT_MODELS
+from .announce import announce, sample_sizes, warn_if_far
 from .images import read_image
 from .options import FOLDER_BATCH, FOLDER_GALLERY, CommandError, ExplainOptions
 from .output import check_output
@@ -24,9 +27,7 @@ PAGE, OVERLAYS = "report.html", "overlays"
 def run(options: ExplainOptions) -> None:
     """Explain every image of the folder ``options.image`` into the maps folder ``options.out``."""
     check_output(options.out, figure=False, files=[*MAPS_FILES, PAGE, OVERLAYS])
-    out = Path(options.out)
-    if (out / JOB_FILE).is_file() and not (options.resume or options.overwrite):
-        raise CommandError(f"--out {options.out!r} holds the maps of a job: add --resume to continue it, or --overwrite to start over")
+    _check_maps_folder(options)
     similarity = options.similar_to is not None
     folder = loading.model_folder(options.model, embedding=similarity)
     config = loading.read_config(folder)
@@ -46,7 +47,8 @@ def run(options: ExplainOptions) -> None:
     elif options.text is not None:
         names, references = list(options.text), []
     else:
-        names, references = [config["id2label"][str(k)] for k in range(len(config["id2label"]))], []
+        names, references = loading.class_names(config), []
+    announce(options.model, folder, names, "references" if similarity else "prompts" if options.text is not None else "classes")
     target: int | str = _target(options.target, names)
     if target == "label" and similarity:
         raise CommandError(
@@ -71,6 +73,7 @@ def run(options: ExplainOptions) -> None:
             data = open_dataset(options.image, processor, None, size, **reading)
         except (ValueError, FileNotFoundError) as unlabelled:
             raise CommandError(str(unlabelled)) from unlabelled
+    warn_if_far(options.model, sample_sizes(data))
     _explain(options, data, processor, names, references, target)
 
 
@@ -86,21 +89,37 @@ def _target(given: str | None, names: list[str]) -> int | str:
         raise CommandError(str(error)) from error
 
 
+def _check_maps_folder(options: ExplainOptions) -> None:
+    """``--out`` as a maps folder, before any work: no job running there, no maps that
+    this job would neither resume nor overwrite (:func:`~captum_gmar.dataset_maps.checks.job_to_resume`)."""
+    check_not_in_use(options.out)
+    job_to_resume(options.out, options.resume, options.overwrite)
+
+
 def _explain(options: ExplainOptions, data: Any, processor: Any, names: list[str], references: list[Any], target: int | str) -> None:
     import torch
 
     from ..dataset_maps import explain_dataset
     from ..dataset_maps.gallery import write_gallery, write_overlays
     from ..evaluation.distributed import describe_device, process_group
-    from ..files import claim_files
+    from ..files import claim_files, folder_lock
     from ..vit.model import VisionTransformer
 
-    with process_group(options.device) as ctx:
-        if ctx.rank == 0:
-            claim_files(options.out, [*MAPS_FILES, PAGE, OVERLAYS])
-            if not options.resume:  # the pictures of another job would name this one's records
-                (Path(options.out) / PAGE).unlink(missing_ok=True)
-                shutil.rmtree(Path(options.out) / OVERLAYS, ignore_errors=True)
+    out = Path(options.out)
+    kept: dict[str, tuple[int, int]] = {}
+
+    def claim(held: ExitStack) -> None:
+        """Rank 0: the folder locked for the whole job, its pictures included."""
+        claim_files(out, [*MAPS_FILES, PAGE, OVERLAYS])
+        held.enter_context(folder_lock(out))
+        _check_maps_folder(options)  # again, under the lock
+        if options.resume:
+            kept.update(_shard_states(out))
+        else:  # the pictures of another job would name this one's records
+            _remove_pictures(out)
+
+    with process_group(options.device) as ctx, ExitStack() as held:
+        ctx.exchange(lambda: claim(held) if ctx.rank == 0 else None)  # its error reaches every rank
         model: Any = loading.load_model(options.model, embedding=options.similar_to is not None).to(ctx.device)
         about: dict[str, Any] = {"model": loading.model_name(options.model)}
         if options.similar_to is not None:
@@ -136,7 +155,9 @@ def _explain(options: ExplainOptions, data: Any, processor: Any, names: list[str
         )
         if records is None:  # not rank 0
             return
-        out = Path(options.out)
+        now = _shard_states(out)
+        if any(now.get(name) != state for name, state in kept.items()):  # the resume removed maps the pictures may show
+            _remove_pictures(out)
         images = records.images
         print(f"wrote {len(records)} maps of {images} images to {out / 'shards'}, their index {out / 'index.csv'}")
         if records.unreadable:
@@ -154,3 +175,16 @@ def _explain(options: ExplainOptions, data: Any, processor: Any, names: list[str
             print(f"writing {len(records)} overlays to {out / OVERLAYS} ...", flush=True)
             write_overlays(out / OVERLAYS, data, records)
         print("done")
+
+
+def _shard_states(out: Path) -> dict[str, tuple[int, int]]:
+    """Each shard's modification time and size: a resume that rewrites a shard or sets it
+    aside (images changed, damage) removes maps that the pictures may show."""
+    return {path.name: (path.lstat().st_mtime_ns, path.lstat().st_size) for path in shard_paths(out)}
+
+
+def _remove_pictures(out: Path) -> None:
+    """``report.html`` and the overlays, pictures of maps that are no longer there (written
+    again where the command asks for them)."""
+    (out / PAGE).unlink(missing_ok=True)
+    shutil.rmtree(out / OVERLAYS, ignore_errors=True)

@@ -18,7 +18,7 @@ from ..files import write_atomic
 from ..pages.images import colour, own_scale
 from ..pages.report import comparison_report, gallery_card
 from ..visualization import MAP_CMAP, to_display_image
-from .storage import MapRecord
+from .storage import MapRecord, text_name
 
 __all__ = ["overlay", "write_gallery", "write_overlays"]
 
@@ -70,7 +70,7 @@ def write_gallery(
             gallery_card(
                 image,
                 {record.method: _at_image(record.map, size) for record in together},
-                f"{first.image}: {first.target_name} (score {first.score:.3g}; predicted {class_names[first.predicted]}{label})",
+                f"{text_name(first.image)}: {first.target_name} (score {first.score:.3g}; predicted {class_names[first.predicted]}{label})",
                 first.target_name,
                 {},
             )

@@ -3,10 +3,13 @@
 Images are read ``batch_size`` at a time; every method explains the batch (the attention
 methods on one shared pass, :func:`~captum_gmar.methods.shared.attribute_together`), and
 the maps go to shards of bounded size (:mod:`~captum_gmar.dataset_maps.storage`), so
-memory stays flat however many images there are. A job killed at any point is resumed
-from its whole shards: the images they hold are not explained again. Under ``torchrun``
-each process explains every ``W``-th batch and writes shards of its own; no file is
-written by two processes.
+memory stays flat however many images there are. A job holds the folder's lock from start
+to end (:func:`~captum_gmar.files.folder_lock`), so a second job there is refused. A job
+killed at any point is resumed from its whole shards: the images they hold are not
+explained again, unless their content or label changed since (the data set's
+``source``), and a damaged shard is set aside (:mod:`~captum_gmar.dataset_maps.checks`)
+and its images explained again. Under ``torchrun`` each process explains every ``W``-th
+batch and writes shards of its own; no file is written by two processes.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -26,30 +30,30 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..errors import DiskFullError
 from ..evaluation.batches import Batch, collate
-from ..evaluation.distributed import current_context
+from ..evaluation.distributed import Context, current_context
 from ..evaluation.methods import Method, build_methods
 from ..evaluation.runner import logit_scores, model_fingerprint
-from ..files import check_folder, claim_files, write_atomic
+from ..files import check_folder, claim_files, folder_lock, write_atomic
 from ..imagedata.folder import ClassNames
 from ..methods.base import ViTAttribution
 from ..methods.shared import attribute_together, shares_passes
 from ..vit.model import VisionTransformer
-from .storage import (
+from .checks import (
     FORMAT,
     INDEX,
     JOB_FILE,
     MAPS_FILES,
     SHARDS,
     UNREADABLE,
-    MapRecords,
-    Record,
-    ShardWriter,
-    finished_items,
-    load_maps,
+    Shard,
+    check_shards,
+    job_to_resume,
     remove_leftovers,
-    write_index,
+    set_aside,
 )
+from .storage import MapRecords, Record, ShardWriter, drop_items, load_maps, text_name, write_index
 
 __all__ = ["TARGETS", "explain_dataset"]
 
@@ -119,7 +123,11 @@ def explain_dataset(
             three significant digits (values below 6e-5 lose more).
         batch_size: images per batch.
         resume: keep the shards of a job on the same model, data and settings in ``out``
-            and explain only the images they lack.
+            and explain only the images they lack. Damaged shards are set aside in
+            ``shards/damaged/`` and the maps of images changed since they were made
+            (another content or label, where the data set has ``source``, see
+            :mod:`~captum_gmar.evaluation.data`) removed; stderr says so, and those images
+            are explained again.
         overwrite: remove the maps of another job in ``out`` and start over.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         progress: a progress bar (images, images/s) on rank 0.
@@ -136,8 +144,11 @@ def explain_dataset(
 
     Raises:
         ValueError: before any work: an unknown method, target or setting; ``target="label"``
-            on unlabelled data; ``out`` holding maps of another job (without ``resume``
-            or ``overwrite``), or files this package did not write.
+            on unlabelled data; ``out`` in use by another job, holding maps of another job
+            (without ``resume`` or ``overwrite``), shards without ``maps.json`` (without
+            ``overwrite``), a damaged ``maps.json``, or files this package did not write.
+        ~captum_gmar.errors.DiskFullError: the disk filled up; the shards written are
+            whole, so the job resumes once there is space.
     """
     if resolution not in ("patches", "pixels"):
         raise ValueError(f"resolution must be 'patches' or 'pixels', got {resolution!r}")
@@ -180,32 +191,59 @@ def explain_dataset(
         )
     )
     folder = Path(out)
-    # rank 0 prepares the folder; its error (another job's maps there) reaches every rank
-    done: set[int] = ctx.exchange(lambda: _prepare(folder, job, resume, overwrite) if ctx.rank == 0 else set())[0]
-    seen = ctx.exchange(lambda: (folder / JOB_FILE).is_file())
-    if not all(seen):  # each rank resumes from, and writes into, the one folder
-        raise ValueError(
-            f"out {str(folder)!r} must be on a file system every process sees; ranks {[r for r, s in enumerate(seen) if not s]} do not see it"
-        )
-    remaining = [item for item in range(count) if item not in done]
-    batches = [remaining[start : start + batch_size] for start in range(0, len(remaining), batch_size)]
-    mine = batches[ctx.rank :: ctx.world_size]
-    writer = ShardWriter(folder, ctx.rank, job["methods"], getattr(torch, dtype), int(shard_mb * 2**20))
-    loader = DataLoader(data, batch_sampler=mine, collate_fn=collate, num_workers=workers)
+    with ExitStack() as held:
+        # rank 0 locks the folder for the whole job and prepares it; its error (a job running
+        # there, another job's maps, a damaged maps.json) reaches every rank
+        done: set[int] = ctx.exchange(lambda: _prepare(folder, job, data, resume, overwrite, progress, held) if ctx.rank == 0 else set())[0]
+        seen = ctx.exchange(lambda: (folder / JOB_FILE).is_file())
+        if not all(seen):  # each rank resumes from, and writes into, the one folder
+            raise ValueError(
+                f"out {str(folder)!r} must be on a file system every process sees; ranks {[r for r, s in enumerate(seen) if not s]} do not see it"
+            )
+        remaining = [item for item in range(count) if item not in done]
+        batches = [remaining[start : start + batch_size] for start in range(0, len(remaining), batch_size)]
+        writer = ShardWriter(folder, ctx.rank, job["methods"], getattr(torch, dtype), int(shard_mb * 2**20))
+        try:
+            _explain_batches(plan, data, batches[ctx.rank :: ctx.world_size], writer, ctx, workers, progress)
+            ctx.barrier()  # every rank's shards are written
+            if ctx.rank != 0:
+                return None
+            records = load_maps(folder)
+            write_index(folder, dict(enumerate(names)), records)
+        except DiskFullError as error:
+            raise DiskFullError(
+                f"{error}: the maps written so far are whole; free some space, then resume the job (--resume, resume=True)"
+            ) from error
+        return records
+
+
+def _explain_batches(
+    plan: _Plan, data: Dataset, mine: list[list[int]], writer: ShardWriter, ctx: Context, workers: int, progress: bool
+) -> None:
+    """Explain this rank's batches (``mine``, items) into ``writer``'s shards, with what
+    identifies each image's content (``data.source``, where the data set has it)."""
+    source = getattr(data, "source", None)
+    contents: dict[int, str] = {}
+
+    def identified() -> Iterator[list[int]]:
+        # the loader reads a batch's images after taking its items from here, so a file
+        # replaced after being identified is found changed on resume, never the other way round
+        for items in mine:
+            if source is not None:
+                contents.update((item, source(item).content) for item in items)
+            yield items
+
+    loader = DataLoader(data, batch_sampler=identified(), collate_fn=collate, num_workers=workers)
     described = "explain" if ctx.world_size == 1 else f"explain (rank 0 of {ctx.world_size})"
     with tqdm(total=sum(map(len, mine)), unit="image", desc=described, disable=not progress or ctx.rank != 0) as bar:
         for items, batch in zip(mine, loader):
             unreadable = [{"item": items[e["position"]], "image": _image_name(e), "error": e["error"]} for e in batch.unreadable]
             for entry in unreadable:
                 tqdm.write(f"skipped: {entry['error']}", file=sys.stderr)
-            writer.add(_explain_batch(plan, batch, [items[p] for p in batch.positions], ctx.device), unreadable)
+            records = _explain_batch(plan, batch, [items[p] for p in batch.positions], ctx.device)
+            writer.add(records, unreadable, {item: contents.pop(item, "") for item in items})
             bar.update(len(items))
     writer.flush()
-    ctx.barrier()  # every rank's shards are written
-    if ctx.rank != 0:
-        return None
-    write_index(folder, dict(enumerate(names)))
-    return load_maps(folder)
 
 
 def _class_names(vit: VisionTransformer, given: Sequence[str] | Mapping[int, str] | None) -> list[str]:
@@ -242,32 +280,72 @@ def _target(target: int | str, names: list[str], data: Dataset) -> int | str:
     return ClassNames(dict(enumerate(names))).index(target, "target")
 
 
-def _prepare(folder: Path, job: dict[str, Any], resume: bool, overwrite: bool) -> set[int]:
-    """Rank 0: check ``out`` and start or resume the job there; the images already done."""
+def _prepare(folder: Path, job: dict[str, Any], data: Dataset, resume: bool, overwrite: bool, progress: bool, held: ExitStack) -> set[int]:
+    """Rank 0: check ``out``, lock it for the job (in ``held``), and start or resume the
+    job there; the images already done."""
     check_folder(folder, MAPS_FILES)
-    claim_files(folder, MAPS_FILES)
-    saved_path = folder / JOB_FILE
-    if saved_path.is_file() and not overwrite:
-        saved = json.loads(saved_path.read_text())
-        if not resume:
-            raise ValueError(
-                f"{str(folder)!r} holds the maps of a job ({saved.get('items')} images, methods {', '.join(saved.get('methods', {}))}): "
-                "resume it (resume=True, --resume) or start over (overwrite=True, --overwrite)"
-            )
-        changed = [f"{key} {saved.get(key)!r} then, {value!r} now" for key, value in job.items() if saved.get(key) != value]
-        if changed:
-            raise ValueError(
-                f"cannot resume {str(folder)!r}: its maps are of another job ({'; '.join(changed)}); use --overwrite or another folder"
-            )
-        remove_leftovers(folder)
-        return finished_items(folder)
-    # the old job's description goes first: a start killed half-way leaves no shards claimed by either job
-    for name in (JOB_FILE, INDEX, UNREADABLE):
-        (folder / name).unlink(missing_ok=True)
-    shutil.rmtree(folder / SHARDS, ignore_errors=True)
-    (folder / SHARDS).mkdir(parents=True)
-    write_atomic(saved_path, json.dumps(job, indent=2) + "\n")
-    return set()
+    try:
+        claim_files(folder, MAPS_FILES)
+    except (FileExistsError, ValueError) as error:
+        raise ValueError(str(error)) from None
+    held.enter_context(folder_lock(folder))
+    saved = job_to_resume(folder, resume, overwrite)
+    if saved is None:
+        # the old job's description goes first: a start killed half-way leaves no shards claimed by either job
+        for name in (JOB_FILE, INDEX, UNREADABLE):
+            (folder / name).unlink(missing_ok=True)
+        shutil.rmtree(folder / SHARDS, ignore_errors=True)
+        (folder / SHARDS).mkdir(parents=True)
+        write_atomic(folder / JOB_FILE, json.dumps(job, indent=2) + "\n")
+        return set()
+    changed = [f"{key} {saved.get(key)!r} then, {value!r} now" for key, value in job.items() if saved.get(key) != value]
+    if changed:
+        raise ValueError(
+            f"cannot resume {str(folder)!r}: its maps are of another job ({'; '.join(changed)}); use --overwrite or another folder"
+        )
+    remove_leftovers(folder)
+    return _resumed(folder, saved, data, progress)
+
+
+def _resumed(folder: Path, job: dict[str, Any], data: Dataset, progress: bool) -> set[int]:
+    """Rank 0: the images a resumed job finds done. Damaged shards are set aside (kept in
+    ``shards/damaged/``), and the maps of images changed since they were made (another
+    content or label, :func:`_changed`) removed from their shards; stderr says so, and
+    those images are explained again."""
+    checked = check_shards(folder, job)
+    for error in checked.damaged:
+        moved = set_aside(error)
+        print(f"set aside {str(error.path)!r} in {str(moved.parent)!r}: {error.reason}; its images are explained again", file=sys.stderr)
+    changed = _changed(checked.shards, data, progress)
+    if changed:
+        for shard in checked.shards:
+            if shard.items & changed.keys():
+                drop_items(shard, set(changed))
+        print(
+            f"{len(changed)} of the images done changed since their maps were made (the first: "
+            f"{text_name(next(iter(changed.values())))!r}): their maps are removed and those images explained again",
+            file=sys.stderr,
+        )
+    return {item for shard in checked.shards for item in shard.items} - changed.keys()
+
+
+def _changed(shards: list[Shard], data: Dataset, progress: bool) -> dict[int, str]:
+    """The images of ``shards`` whose content or label differs now (``data.source``; a data
+    set without it is trusted as its ``fingerprint`` says): item -> image name."""
+    source = getattr(data, "source", None)
+    if source is None:
+        return {}
+    changed = {}
+    with tqdm(total=sum(len(shard.items) for shard in shards), unit="image", desc="check the images done", disable=not progress) as bar:
+        for shard in shards:
+            labels = dict(zip(shard.columns["item"], shard.columns["label"]))
+            names = dict(zip(shard.columns["item"], shard.images)) | {entry["item"]: entry["image"] for entry in shard.unreadable}
+            for item, content in shard.contents.items():
+                now = source(item)
+                if now.content != content or labels.get(item, now.label) != now.label:  # an unreadable image has no label stored
+                    changed[item] = names[item]
+                bar.update()
+    return changed
 
 
 def _image_name(info: Mapping[str, Any]) -> str:

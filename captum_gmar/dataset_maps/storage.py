@@ -6,14 +6,18 @@ Layout of ``OUT/``::
                                     type, data set (a resumed job must match it)
     shards/rank<R>-<NNNNNN>.safetensors
                                     the maps of consecutive records of one process
+    shards/damaged/                 shards a resumed job found damaged, set aside
     index.csv                       one row per map (:data:`INDEX_COLUMNS`), written when
                                     the job ends; the shards alone are complete
     unreadable.csv                  the images skipped as unreadable: item, image, error
+    .captum-gmar.lock               locked by the job that writes the folder
 
 A record is one explained (image, target) pair. A shard holds whole images (every target
 and every method of an image is in the shard that holds it), as safetensors tensors:
 
-- ``item`` int64 ``(n,)``: the image's position in the data set;
+- ``item`` int64 ``(n,)``: the image's index in the data set the job explained
+  (``data[item]``: for a folder, its place in the order shuffled by the seed 0, see
+  :func:`~captum_gmar.evaluation.data.open_dataset`);
 - ``target`` int64 ``(n,)``: the explained class (prompt, reference) index;
 - ``label`` int64 ``(n,)``: the image's label, ``-1`` where the data has none;
 - ``predicted`` int64 ``(n,)``: the model's top class;
@@ -22,10 +26,14 @@ and every method of an image is in the shard that holds it), as safetensors tens
 - ``maps.<method>`` float32 or float16 ``(n, h, w)``: the method's maps, on the patch
   grid or at the input's pixels;
 
-and, in the header's metadata (strings), ``format`` (:data:`FORMAT`), ``images`` and
-``target_names`` (JSON lists of ``n`` strings), ``methods`` (JSON: key -> display name)
-and ``unreadable`` (JSON list of ``{"item", "image", "error"}``). Each shard is written to
-a new file renamed onto its name, so a job killed at any point leaves whole shards; a
+and, in the header's metadata (strings), ``format`` (:data:`~.checks.FORMAT`), ``images``
+and ``target_names`` (JSON lists of ``n`` strings), ``methods`` (JSON: key -> display
+name), ``unreadable`` (JSON list of ``{"item", "image", "error"}``) and ``contents`` (JSON:
+item -> what identified the image's content when it was read, for every image of the
+shard). A file name that is not UTF-8 keeps its bytes losslessly: each byte that is not
+UTF-8 is a lone surrogate U+DC80..U+DCFF (``os.fsdecode``'s reading; JSON writes it
+``\\udcXX``), and in the CSV files ``\\xXX`` (:func:`text_name`). Each shard is written
+to a new file renamed onto its name, so a job killed at any point leaves whole shards; a
 resumed job keeps them and explains the images they do not hold.
 """
 
@@ -34,49 +42,38 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from itertools import accumulate, groupby
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save as save_tensors
 from torch import Tensor
 
 from ..files import replacing, write_atomic
+from .checks import COLUMNS, FORMAT, INDEX, JOB_FILE, SHARDS, UNREADABLE, Shard, check_shards, read_job, shard_number, shard_paths
 
 __all__ = [
-    "FORMAT",
     "INDEX_COLUMNS",
-    "JOB_FILE",
-    "MAPS_FILES",
     "MapRecord",
     "MapRecords",
     "Record",
     "ShardWriter",
     "load_maps",
     "read_maps",
+    "text_name",
     "write_index",
 ]
 
-#: the ``format`` entry of every shard's metadata and of ``maps.json``
-FORMAT = "captum-gmar-maps/1"
-#: the job's description, written first
-JOB_FILE = "maps.json"
-SHARDS = "shards"
-INDEX = "index.csv"
-UNREADABLE = "unreadable.csv"
-#: the names a maps folder holds (the folder's manifest lists them, see :func:`~captum_gmar.files.claim_files`)
-MAPS_FILES = (JOB_FILE, SHARDS, INDEX, UNREADABLE)
 #: ``index.csv``'s columns: one row per map
 INDEX_COLUMNS: dict[str, str] = {
-    "image": "the image: its file relative to the data folder, or its row in a saved data set",
-    "item": "its position in the data set (0-based)",
+    "image": "the image: its file relative to the data folder (bytes that are not UTF-8 as \\xXX), or its row in a saved data set",
+    "item": "its index in the data set the job explained (for a folder, its place in the order shuffled by the seed 0)",
     "label": "its label (class index), -1 where the data has none",
     "label_name": "the label's name ('' where none)",
     "target": "the explained class, prompt or reference (index)",
@@ -90,14 +87,6 @@ INDEX_COLUMNS: dict[str, str] = {
     "tensor": "the tensor of the map in that file",
     "row": "the map's row in that tensor",
 }
-#: safetensors' names of the storage types
-_DTYPE_NAMES = {"F32": "float32", "F16": "float16"}
-_SHARD_NAME = re.compile(r"rank(\d+)-(\d{6})\.safetensors")
-
-
-def _tensor(method: str) -> str:
-    """The shard's tensor holding a method's maps."""
-    return f"maps.{method}"
 
 
 @dataclass(frozen=True)
@@ -138,21 +127,24 @@ class ShardWriter:
         self.folder = folder / SHARDS
         self.rank, self.methods, self.dtype, self.shard_bytes = rank, dict(methods), dtype, shard_bytes
         self.folder.mkdir(parents=True, exist_ok=True)
-        taken = [int(match[2]) for path in self.folder.iterdir() if (match := _SHARD_NAME.fullmatch(path.name)) and int(match[1]) == rank]
-        self.next = max(taken, default=-1) + 1
+        self.next = max((number for r, number in map(shard_number, shard_paths(folder)) if r == rank), default=-1) + 1
         self.records: list[Record] = []
         self.unreadable: list[dict[str, Any]] = []
+        self.contents: dict[int, str] = {}
         self.bytes = 0
 
-    def add(self, records: Sequence[Record], unreadable: Sequence[dict[str, Any]] = ()) -> None:
-        """Buffer one batch's records (whole images) and unreadable images, first writing
-        the buffer as a shard where they would take it past a bound (a batch larger than
-        the bounds makes a shard of its own)."""
+    def add(self, records: Sequence[Record], unreadable: Sequence[dict[str, Any]] = (), contents: Mapping[int, str] | None = None) -> None:
+        """Buffer one batch's records (whole images) and unreadable images (``item``,
+        ``image``, ``error``), with what identifies each image's content (``contents``, by
+        item; ``""`` for those it lacks), first writing the buffer as a shard where they
+        would take it past a bound (a batch larger than the bounds makes a shard of its own)."""
         size = sum(m.numel() * m.element_size() for record in records for m in record.maps.values())  # as buffered
         if self.records and (self.bytes + size > self.shard_bytes or len(self.records) + len(records) > SHARD_RECORDS):
             self.flush()
         self.records += records
         self.unreadable += unreadable
+        for item in [r.item for r in records] + [entry["item"] for entry in unreadable]:
+            self.contents[item] = (contents or {}).get(item, "")
         self.bytes += size
         if self.bytes >= self.shard_bytes or len(self.records) >= SHARD_RECORDS:
             self.flush()
@@ -162,15 +154,9 @@ class ShardWriter:
         if not self.records and not self.unreadable:
             return
         records = self.records
-        tensors: dict[str, Tensor] = {
-            "item": torch.tensor([r.item for r in records], dtype=torch.int64),
-            "target": torch.tensor([r.target for r in records], dtype=torch.int64),
-            "label": torch.tensor([r.label for r in records], dtype=torch.int64),
-            "predicted": torch.tensor([r.predicted for r in records], dtype=torch.int64),
-            "score": torch.tensor([r.score for r in records], dtype=torch.float32),
-        }
+        tensors = {name: torch.tensor([getattr(r, name) for r in records], dtype=_TORCH_DTYPES[dtype]) for name, dtype in COLUMNS.items()}
         for key in self.methods:
-            tensors[_tensor(key)] = (
+            tensors[f"maps.{key}"] = (
                 torch.stack([r.maps[key] for r in records]).to(self.dtype) if records else torch.zeros(0, 0, 0, dtype=self.dtype)
             )
         metadata = {
@@ -179,80 +165,37 @@ class ShardWriter:
             "target_names": json.dumps([r.target_name for r in records]),
             "methods": json.dumps(self.methods),
             "unreadable": json.dumps(self.unreadable),
+            "contents": json.dumps(self.contents),
         }
         # a new file renamed onto its name: a job killed now leaves no shard or a whole one
         write_atomic(self.folder / f"rank{self.rank}-{self.next:06d}.safetensors", save_tensors(tensors, metadata))
         self.next += 1
-        self.records, self.unreadable, self.bytes = [], [], 0
+        self.records, self.unreadable, self.contents, self.bytes = [], [], {}, 0
 
 
-@dataclass(frozen=True)
-class _Shard:
-    path: Path
-    images: list[str]
-    target_names: list[str]
-    methods: dict[str, str]
-    unreadable: list[dict[str, Any]]
-    columns: dict[str, list[Any]]
-    #: method key -> the shape ``(h, w)`` and dtype name of its maps
-    maps: dict[str, tuple[tuple[int, ...], str]]
+#: :data:`~.checks.COLUMNS`' safetensors types as torch's
+_TORCH_DTYPES = {"I64": torch.int64, "F32": torch.float32}
 
 
-def _read_shard(path: Path) -> _Shard:
-    """A shard's header and small tensors (not its maps)."""
-    try:
-        return _shard_header(path)
-    except SafetensorError as error:
-        raise ValueError(
-            f"{str(path)!r} is not a readable shard ({error}): a file among the shards that captum-gmar did not write"
-        ) from error
-
-
-def _shard_header(path: Path) -> _Shard:
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-        if metadata.get("format") != FORMAT:
-            raise ValueError(f"{str(path)!r} is not a shard of captum-gmar maps (format {metadata.get('format')!r}, expected {FORMAT!r})")
-        columns = {name: handle.get_tensor(name).tolist() for name in ("item", "target", "label", "predicted", "score")}
-        methods = json.loads(metadata["methods"])
-        maps = {}
-        for key in methods:
-            part = handle.get_slice(_tensor(key))
-            maps[key] = (tuple(part.get_shape()[1:]), _DTYPE_NAMES[part.get_dtype()])
-    return _Shard(
-        path,
-        json.loads(metadata["images"]),
-        json.loads(metadata["target_names"]),
-        methods,
-        json.loads(metadata["unreadable"]),
-        columns,
-        maps,
+def drop_items(shard: Shard, items: set[int]) -> None:
+    """Rewrite ``shard`` without the records and unreadable entries of ``items`` (its other
+    images as they were), or remove it where it holds nothing else. The new shard replaces
+    the old one whole: a job killed meanwhile leaves one of the two."""
+    if not shard.items - items:
+        shard.path.unlink()
+        return
+    with safe_open(str(shard.path), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+        kept = torch.tensor([item not in items for item in shard.columns["item"]], dtype=torch.bool)
+        tensors = {name: handle.get_tensor(name)[kept] for name in handle.keys()}
+    rows = kept.tolist()
+    metadata.update(
+        images=json.dumps([name for name, keep in zip(shard.images, rows) if keep]),
+        target_names=json.dumps([name for name, keep in zip(shard.target_names, rows) if keep]),
+        unreadable=json.dumps([entry for entry in shard.unreadable if entry["item"] not in items]),
+        contents=json.dumps({item: text for item, text in shard.contents.items() if item not in items}),
     )
-
-
-def shard_paths(folder: str | os.PathLike[str]) -> list[Path]:
-    """The folder's shards, in order (by rank, then number)."""
-    shards = Path(folder) / SHARDS
-    if not shards.is_dir():
-        return []
-    named = [(match, path) for path in shards.iterdir() if (match := _SHARD_NAME.fullmatch(path.name))]
-    return [path for match, path in sorted(named, key=lambda entry: (int(entry[0][1]), int(entry[0][2])))]
-
-
-def remove_leftovers(folder: str | os.PathLike[str]) -> None:
-    """Remove the temporary files a killed job left among the shards (never a shard)."""
-    for path in (Path(folder) / SHARDS).glob(".rank*.safetensors.*.tmp"):
-        path.unlink(missing_ok=True)
-
-
-def finished_items(folder: str | os.PathLike[str]) -> set[int]:
-    """The items (images) the folder's shards hold, explained or listed as unreadable."""
-    done: set[int] = set()
-    for path in shard_paths(folder):
-        shard = _read_shard(path)
-        done.update(shard.columns["item"])
-        done.update(entry["item"] for entry in shard.unreadable)
-    return done
+    write_atomic(shard.path, save_tensors(tensors, metadata))
 
 
 class MapRecord:
@@ -260,7 +203,7 @@ class MapRecord:
     ``label``, ``predicted``, ``score``, ``shape``, and ``map``, the ``(h, w)`` float32
     tensor, read from its shard when first asked for."""
 
-    def __init__(self, shard: _Shard, row: int, method: str) -> None:
+    def __init__(self, shard: Shard, row: int, method: str) -> None:
         self._shard, self.row, self.method = shard, row, method
         self.image: str = shard.images[row]
         self.item: int = shard.columns["item"][row]
@@ -280,7 +223,7 @@ class MapRecord:
     def map(self) -> Tensor:
         """``(h, w)`` float32, the stored map."""
         with safe_open(str(self._shard.path), framework="pt") as handle:
-            return handle.get_slice(_tensor(self.method))[self.row].float()
+            return handle.get_slice(f"maps.{self.method}")[self.row].float()
 
     def __repr__(self) -> str:
         return f"MapRecord(image={self.image!r}, method={self.method!r}, target={self.target} ({self.target_name}), score={self.score:.4g})"
@@ -291,7 +234,7 @@ class MapRecords(Sequence[MapRecord]):
     image's targets in turn, each target's methods in the job's order. Each
     :class:`MapRecord` is made when asked for; only the shards' headers are held."""
 
-    def __init__(self, shards: list[_Shard], method: str | None, unreadable: list[dict[str, Any]]) -> None:
+    def __init__(self, shards: list[Shard], method: str | None, unreadable: list[dict[str, Any]]) -> None:
         self._shards = shards
         self._methods = [[key for key in shard.methods if method in (None, key)] for shard in shards]
         #: records before each shard, and in all
@@ -331,7 +274,9 @@ def load_maps(folder: str | os.PathLike[str], method: str | None = None) -> MapR
 
     A stored map equals what the method returned for that image (float16 storage aside:
     about three significant digits). Works while a job is still writing (the shards
-    written so far) and after one was killed.
+    written so far) and after one was killed. Every shard is checked against its header,
+    the others and ``maps.json`` first (:func:`~captum_gmar.dataset_maps.checks.check_shards`):
+    no image is read twice, none from a damaged shard.
 
     Args:
         folder: the job's output folder.
@@ -339,15 +284,19 @@ def load_maps(folder: str | os.PathLike[str], method: str | None = None) -> MapR
 
     Raises:
         FileNotFoundError: ``folder`` holds no maps.
-        ValueError: a file among the shards is not one, or ``method`` is not in the job.
+        ValueError: ``maps.json`` or a shard is damaged (naming the file and what is wrong),
+            or ``method`` is not in the job.
     """
     folder = Path(folder)
-    if not (folder / JOB_FILE).is_file():
+    job = read_job(folder)
+    if job is None:
         raise FileNotFoundError(f"{str(folder)!r} holds no maps ({JOB_FILE} is missing): name the folder a job wrote")
-    methods = json.loads((folder / JOB_FILE).read_text())["methods"]
-    if method is not None and method not in methods:
-        raise ValueError(f"the job in {str(folder)!r} has no method {method!r}; it has {', '.join(methods)}")
-    shards = [_read_shard(path) for path in shard_paths(folder)]
+    if method is not None and method not in job["methods"]:
+        raise ValueError(f"the job in {str(folder)!r} has no method {method!r}; it has {', '.join(job['methods'])}")
+    checked = check_shards(folder, job)
+    if checked.damaged:
+        raise checked.damaged[0]
+    shards = [replace(shard, contents={}) for shard in checked.shards]  # the records need no contents, a large part of the headers
     return MapRecords(shards, method, [entry for shard in shards for entry in shard.unreadable])
 
 
@@ -376,45 +325,52 @@ def read_maps(records: Sequence[MapRecord]) -> Tensor:
             position += 1
         with safe_open(str(shard), framework="pt") as handle:
             for method, (into, taken) in rows.items():
-                out[into] = handle.get_tensor(_tensor(method))[taken].float()
+                out[into] = handle.get_tensor(f"maps.{method}")[taken].float()
     return out
 
 
-def write_index(folder: str | os.PathLike[str], class_names: Mapping[int, str]) -> tuple[int, int]:
+def write_index(folder: str | os.PathLike[str], class_names: Mapping[int, str], records: MapRecords | None = None) -> tuple[int, int]:
     """Write ``index.csv`` (:data:`INDEX_COLUMNS`) and ``unreadable.csv`` from the
-    folder's shards; ``class_names`` names the labels. Returns the number of maps and of
-    unreadable images."""
+    folder's shards (``records``: :func:`load_maps`' of all methods, read again where not
+    given); ``class_names`` names the labels. Names are written as :func:`text_name` gives
+    them. Returns the number of maps and of unreadable images."""
     folder = Path(folder)
-    maps = unreadable = 0
+    records = load_maps(folder) if records is None else records
+    maps = 0
     with replacing(folder / INDEX, newline="") as index, replacing(folder / UNREADABLE, newline="") as skipped:
-        rows = csv.DictWriter(index, fieldnames=list(INDEX_COLUMNS))
-        rows.writeheader()
         errors = csv.DictWriter(skipped, fieldnames=["item", "image", "error"])
         errors.writeheader()
-        for path in shard_paths(folder):
-            shard = _read_shard(path)
-            errors.writerows(shard.unreadable)
-            unreadable += len(shard.unreadable)
-            for row in range(len(shard.images)):
-                for key in shard.methods:
-                    record = MapRecord(shard, row, key)
-                    rows.writerow(
-                        {
-                            "image": record.image,
-                            "item": record.item,
-                            "label": record.label,
-                            "label_name": class_names.get(record.label, ""),
-                            "target": record.target,
-                            "target_name": record.target_name,
-                            "score": f"{record.score:.6g}",
-                            "predicted": record.predicted,
-                            "method": key,
-                            "shape": "x".join(map(str, record.shape)),
-                            "dtype": record.dtype,
-                            "shard": path.relative_to(folder).as_posix(),
-                            "tensor": _tensor(key),
-                            "row": row,
-                        }
-                    )
-                    maps += 1
-    return maps, unreadable
+        errors.writerows({**entry, "image": text_name(entry["image"])} for entry in records.unreadable)
+        rows = csv.DictWriter(index, fieldnames=list(INDEX_COLUMNS))
+        rows.writeheader()
+        for record in records:
+            rows.writerow(
+                {
+                    "image": text_name(record.image),
+                    "item": record.item,
+                    "label": record.label,
+                    "label_name": class_names.get(record.label, ""),
+                    "target": record.target,
+                    "target_name": record.target_name,
+                    "score": f"{record.score:.6g}",
+                    "predicted": record.predicted,
+                    "method": record.method,
+                    "shape": "x".join(map(str, record.shape)),
+                    "dtype": record.dtype,
+                    "shard": record.shard.relative_to(folder).as_posix(),
+                    "tensor": f"maps.{record.method}",
+                    "row": record.row,
+                }
+            )
+            maps += 1
+    return maps, len(records.unreadable)
+
+
+def text_name(name: str) -> str:
+    """``name`` as UTF-8 text holds it: each byte of a file name that is not UTF-8 (a lone
+    surrogate U+DC80..U+DCFF, as ``os.fsdecode`` reads it) written ``\\xXX``. A folder's
+    names hold no backslash (a scan reads it as ``/``), so this is lossless for them."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # another lone surrogate (a Windows name): \udXXX
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")

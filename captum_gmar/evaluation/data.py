@@ -18,7 +18,11 @@ lists it in ``Batch.unreadable`` (``skip_unreadable=True`` of :class:`ImageFolde
 and :class:`HubDatasetTasks`).
 
 A dataset may have a ``fingerprint`` attribute, a str that names its items in order;
-resuming a run checks it. Items are read one batch at a time, never all at once.
+resuming a run checks it. It may also have a ``source(index)`` method, item ``index``'s
+:class:`Source` (what identifies its image's content, and its label) found without
+decoding the image, which a resumed explanation of the data set compares with what it
+recorded, to explain again the images changed since. Items are read one batch at a
+time, never all at once.
 
 Four such datasets: :class:`SceneTasks` (the evaluation scenes, one task per item),
 :class:`CompositeTasks` (composites of real photos, one task per photo, its reference's
@@ -46,7 +50,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import UnreadableImageError
-from ..imagedata.folder import ClassNames, FolderItem, object_pixels, read_image, read_region, scan_folder, scan_images, to_rgb
+from ..imagedata.folder import ClassNames, FolderItem, file_digest, object_pixels, read_image, read_region, scan_folder, scan_images, to_rgb
 from ..imagedata.photos import Composites
 from ..imagedata.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
 from .batches import Batch, collate, processed_item, processed_pixels, processor_options, select, transform_mask, with_masks
@@ -57,6 +61,7 @@ __all__ = [
     "HubDatasetTasks",
     "ImageFolderTasks",
     "SceneTasks",
+    "Source",
     "collate",
     "open_dataset",
     "processor_options",
@@ -184,7 +189,8 @@ class _Processed(Dataset, ABC):
         #: the processor's normalisation, to draw the images
         self.image_mean = getattr(processor, "image_mean", None)
         self.image_std = getattr(processor, "image_std", None)
-        self.fingerprint = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+        # surrogateescape: a file name that is not UTF-8 as the bytes it is
+        self.fingerprint = hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
     def __len__(self) -> int:
         return len(self.order)
@@ -213,12 +219,26 @@ class _Processed(Dataset, ABC):
         ]
 
     @abstractmethod
+    def source(self, index: int) -> Source:
+        """Item ``index``'s :class:`Source`, found without decoding its image."""
+
+    @abstractmethod
     def _read(self, index: int) -> _Read:
         """Item ``index``'s image, label, masks and naming entries, as read (see the module docstring)."""
 
     @abstractmethod
     def _naming(self, index: int) -> dict[str, Any]:
         """Item ``index``'s naming entries, without reading it."""
+
+
+class Source(NamedTuple):
+    """An item's image as the data holds it now, found without decoding it."""
+
+    #: what identifies the image's content: ``sha256:`` and the file's digest (``""`` for
+    #: an entry that is no file), or ``dataset:`` and a saved data set's fingerprint
+    content: str
+    #: its label, as the item has it
+    label: int
 
 
 class _Read(NamedTuple):
@@ -281,6 +301,11 @@ class ImageFolderTasks(_Processed):
     def _naming(self, index: int) -> dict[str, Any]:
         return {"file": self.items[index].file}
 
+    def source(self, index: int) -> Source:
+        """The file's SHA-256 (reading a file is much cheaper than decoding it), and the item's label."""
+        item = self.items[index]
+        return Source(file_digest(self.root / item.file), item.label)
+
     def _read(self, index: int) -> _Read:
         item = self.items[index]
         image = read_image(self.root, item.file)
@@ -316,6 +341,12 @@ class HubDatasetTasks(_Processed):
     ) -> None:
         columns = list(dataset.column_names)
         self.image_column = _column(columns, ("image", "img"), "an image")
+        kind = getattr(dataset.features[self.image_column], "_type", None)  # datasets' feature types name themselves
+        if kind != "Image":
+            raise ValueError(
+                f"the data set's {self.image_column!r} column holds {kind or 'values'}, not images: cast it to images first, "
+                f"e.g. dataset.cast_column({self.image_column!r}, datasets.Image())"
+            )
         self.mask_column = "mask" if "mask" in columns else None
         labels = self._labels(dataset, columns, id2label)
         self.dataset, self.labels = dataset, labels
@@ -344,12 +375,19 @@ class HubDatasetTasks(_Processed):
     def _naming(self, index: int) -> dict[str, Any]:
         return {"index": int(self.order[index])}
 
+    def source(self, index: int) -> Source:
+        """The data set's fingerprint (``datasets`` makes a new one for any change, and
+        ``save_to_disk`` keeps it), so a changed data set is explained again whole; the row's label."""
+        return Source(f"dataset:{getattr(self.dataset, '_fingerprint', '')}", self.labels[int(self.order[index])])
+
     def _read(self, index: int) -> _Read:
         row = int(self.order[index])
         try:  # datasets decodes the image when the row is read
             record = self.dataset[row]
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             raise UnreadableImageError(f"cannot read the image of row {row}: {error}") from error
+        if record[self.image_column] is None:
+            raise UnreadableImageError(f"row {row} has no image (its {self.image_column!r} is None)")
         image = to_rgb(record[self.image_column], f"the image of row {row}")
         mask = None
         if self.mask_column is not None and record[self.mask_column] is not None:

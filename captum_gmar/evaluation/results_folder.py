@@ -132,7 +132,8 @@ def write_report(
     if similarity:
         centred = " less the centre" if model.center is not None else ""
         what.append(f"explained: {explained or 'cosine similarity of the embeddings' + centred}")
-    what += [f"deletion/insertion baseline: {'the mean image' if settings.baseline == 'zero' else settings.baseline}"]
+    if "faithfulness" in settings.metrics:  # the only group that fills the removed pixels
+        what.append(f"deletion/insertion baseline: {'the mean image' if settings.baseline == 'zero' else settings.baseline}")
     if {"attnlrp", "cplrp"} & set(settings.methods):
         what.append(f"AttnLRP and CP-LRP map: {_RELEVANCE_MAP_WORDS[settings.relevance_map]}")
     described = device_description or f"{describe_device(device)}, torch {torch.__version__}"
@@ -172,7 +173,8 @@ def write_report(
         looked_at = "what made each composite similar to the named photo" if similarity else "what the model looked at"
         caption = f"device: {described}; time per image: {timings}"
         if similarity:
-            caption = f"{_similarity_legend(model.center is not None, len(classes))}\n{caption}"
+            drawn = _composites_drawn(dataset, explained_items, figure_rows)
+            caption = "\n".join(filter(None, [_similarity_legend(model.center is not None, len(classes)), drawn, caption]))
         figure = comparison_figure(
             methods,
             dataset,
@@ -222,12 +224,26 @@ def _similarity_legend(centred: bool, references: int) -> str:
     """What the numbers of a similarity's figure are: the row titles' and the columns'."""
     less = ", both less the mean of the references' embeddings" if centred else ""
     return (
-        "under each composite: cos, the cosine similarity of the composite's embedding to the named photo's reference view "
+        "above each composite: cos, the cosine similarity of the composite's embedding to the named photo's reference view "
         f"(another crop of the photo, mirrored){less}, and its rank among the {references} photos' references; "
         "the cyan outline is the named photo's cell. Class specificity: the sum over a composite's photos of the share of "
         "the map for each photo that lies on that photo's cell, less 1, averaged over the composites (0 when the map does "
         "not change with the named photo; up to 1 for 2 photos, 3 for 4)."
     )
+
+
+def _composites_drawn(dataset: Dataset, explained: Sequence[int], rows: int) -> str:
+    """Which composites a similarity's figure draws of those explained, and what their
+    photos show ("" for data other than composites of the package's photos)."""
+    if not isinstance(dataset, CompositeTasks):
+        return ""
+    from ..imagedata.photos import describe_photo
+
+    drawn = list(dict.fromkeys(int(dataset.composite[i]) for i in explained[:rows]))
+    total = len({int(dataset.composite[i]) for i in explained})
+    photos = dict.fromkeys(dataset.names[p] for c in drawn for p in dataset.composites.photos[c] if p >= 0)
+    shown = f"the first {len(drawn)} of the {total} composites explained" if len(drawn) < total else f"the {total} composites explained"
+    return f"{shown}, one row per photo named; their photos: " + "; ".join(f"{name}, {describe_photo(name)}" for name in photos) + "."
 
 
 def _name_of(model: nn.Module) -> str:

@@ -23,11 +23,13 @@ holds 0 and one value for the object. Scanning reads names and CSV files only, n
 image data, so that a large folder is checked in seconds before a model loads; what needs
 the image (a box wholly outside it, a mask's size and values) is checked when it is read.
 An entry named like an image that is no file (a folder ``x.png/``, a symbolic link loop or
-a dangling link) is an image that cannot be read, as a truncated file is.
+a dangling link) is an image that cannot be read, as a truncated file is. A folder that
+this package wrote results to (it holds their manifest: a maps folder given as ``--out``
+inside the data folder, say) is left out of the scan.
 
 :func:`export_scenes` writes evaluation scenes in this layout. Reading one image or mask
-file (:func:`read_image`, :func:`to_rgb`, :func:`object_pixels`, :func:`not_a_file`) is
-:mod:`captum_gmar.imagedata.images`'s, imported here too.
+file (:func:`read_image`, :func:`to_rgb`, :func:`object_pixels`, :func:`not_a_file`,
+:func:`file_digest`) is :mod:`captum_gmar.imagedata.images`'s, imported here too.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .images import not_a_file, object_pixels, read_image, to_rgb
+from ..files import MANIFEST
+from .images import file_digest, not_a_file, object_pixels, read_image, to_rgb
 
 if TYPE_CHECKING:  # imported where used: reading a folder needs neither
     from .scenes import Scenes
@@ -54,6 +57,7 @@ __all__ = [
     "FolderItem",
     "Region",
     "export_scenes",
+    "file_digest",
     "not_a_file",
     "object_pixels",
     "read_image",
@@ -220,8 +224,13 @@ def _folder_key(name: str) -> str:
 def _class_folder_images(root: Path, follow_links: bool) -> list[str]:
     files = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "masks" and not p.name.startswith(".")):
+        entries = sorted(folder.rglob("*"))
+        # a folder this package wrote results to (a maps folder's overlays, --out inside the data) holds no data
+        results = [entry.parent for entry in entries if entry.name == MANIFEST]
         files += [
-            _inside(root, path.relative_to(root).as_posix(), "image", follow_links) for path in sorted(folder.rglob("*")) if _is_image(path)
+            _inside(root, path.relative_to(root).as_posix(), "image", follow_links)
+            for path in entries
+            if _is_image(path) and not any(path.is_relative_to(result) for result in results)
         ]
     return files
 

@@ -7,6 +7,7 @@ re-exports these names) and the data sets of :mod:`captum_gmar.evaluation.data`.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..errors import UnreadableImageError
 if TYPE_CHECKING:  # imported where used: importing the package needs no PIL
     from PIL import Image
 
-__all__ = ["not_a_file", "object_pixels", "read_image", "to_rgb"]
+__all__ = ["file_digest", "not_a_file", "object_pixels", "read_image", "to_rgb"]
 
 
 def read_image(root: str | os.PathLike[str], file: str) -> Image.Image:
@@ -94,6 +95,22 @@ def not_a_file(path: str | os.PathLike[str]) -> str | None:
     if not stat.S_ISREG(mode):  # a FIFO would block the reader
         return "is not a regular file"
     return None
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """What identifies a file's content: ``sha256:`` and the SHA-256 of its bytes (as
+    ``sha256sum`` prints it; hashing an image costs a small part of decoding it); ``""``
+    for an entry that is no file that can be read (:func:`not_a_file`)."""
+    if not_a_file(path):
+        return ""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(2**20):
+                digest.update(chunk)
+    except OSError:
+        return ""
+    return f"sha256:{digest.hexdigest()}"
 
 
 def object_pixels(values: np.ndarray, name: str) -> np.ndarray:

@@ -56,17 +56,25 @@ def _sklearn(index: int) -> Callable[[], np.ndarray]:
     return load
 
 
-#: name -> (loader, source and licence)
-PHOTOS: dict[str, tuple[Callable[[], np.ndarray], str]] = {
-    "astronaut": (_skimage("astronaut"), "skimage.data.astronaut(): Eileen Collins, NASA; public domain"),
-    "chelsea": (_skimage("chelsea"), "skimage.data.chelsea(): a tabby cat, Stefan van der Walt; CC0"),
-    "coffee": (_skimage("coffee"), "skimage.data.coffee(): a coffee cup, Rachel Michetti; CC0"),
-    "rocket": (_skimage("rocket"), "skimage.data.rocket(): Falcon 9 launch of DSCOVR, SpaceX; public domain"),
-    "hubble": (_skimage("hubble_deep_field"), "skimage.data.hubble_deep_field(): Hubble eXtreme Deep Field, NASA; public domain"),
-    "ihc": (_skimage("immunohistochemistry"), "skimage.data.immunohistochemistry(): stained colonic glands, CMMI; no known restrictions"),
-    "retina": (_skimage("retina"), "skimage.data.retina(): a fundus photograph, Mikael Häggström; CC0"),
-    "china": (_sklearn(0), "sklearn.datasets.load_sample_images(), china.jpg: the Summer Palace, danielbuechele; CC BY 2.0"),
-    "flower": (_sklearn(1), "sklearn.datasets.load_sample_images(), flower.jpg: a flower, vultilion; CC BY 2.0"),
+#: name -> (loader, what it shows, source and licence)
+PHOTOS: dict[str, tuple[Callable[[], np.ndarray], str, str]] = {
+    "astronaut": (_skimage("astronaut"), "an astronaut's portrait", "skimage.data.astronaut(): Eileen Collins, NASA; public domain"),
+    "chelsea": (_skimage("chelsea"), "a tabby cat", "skimage.data.chelsea(): Stefan van der Walt; CC0"),
+    "coffee": (_skimage("coffee"), "a cup of coffee", "skimage.data.coffee(): Rachel Michetti; CC0"),
+    "rocket": (_skimage("rocket"), "a rocket launch", "skimage.data.rocket(): Falcon 9 launch of DSCOVR, SpaceX; public domain"),
+    "hubble": (
+        _skimage("hubble_deep_field"),
+        "galaxies in deep space",
+        "skimage.data.hubble_deep_field(): Hubble eXtreme Deep Field, NASA; public domain",
+    ),
+    "ihc": (
+        _skimage("immunohistochemistry"),
+        "a stained tissue slide (immunohistochemistry)",
+        "skimage.data.immunohistochemistry(): colonic glands, CMMI; no known restrictions",
+    ),
+    "retina": (_skimage("retina"), "an eye's retina (fundus photograph)", "skimage.data.retina(): Mikael Häggström; CC0"),
+    "china": (_sklearn(0), "the Summer Palace, Beijing", "sklearn.datasets.load_sample_images(), china.jpg: danielbuechele; CC BY 2.0"),
+    "flower": (_sklearn(1), "a dahlia", "sklearn.datasets.load_sample_images(), flower.jpg: vultilion; CC BY 2.0"),
 }
 
 
@@ -120,6 +128,11 @@ def available_photos() -> list[str]:
     """The photo pool: the names of :data:`PHOTOS`, then those of :data:`OPENCV_PHOTOS`
     where :func:`opencv_data_dir` finds them (``apt-get install opencv-doc``)."""
     return list(PHOTOS) + (list(OPENCV_PHOTOS) if opencv_data_dir() is not None else [])
+
+
+def describe_photo(name: str) -> str:
+    """What photo ``name`` (of :data:`PHOTOS` or :data:`OPENCV_PHOTOS`) shows, in a few words."""
+    return PHOTOS[name][1] if name in PHOTOS else OPENCV_PHOTOS[name][1]
 
 
 def _read_opencv(name: str) -> np.ndarray:

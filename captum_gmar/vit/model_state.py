@@ -19,10 +19,13 @@ an import cycle.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import torch
@@ -164,17 +167,35 @@ class _EvalOnly(TorchFunctionMode):
         call = _training_call(func, args, kwargs)
         if call is not None:
             now = training_effects(self.model)
-            where = (
-                f"{now[0][0]} is in training mode now ({now[0][1]})"
-                if now
-                else "no module that depends on the mode is in training mode now"
-            )
-            raise ValueError(
-                f"{type(self.model).__name__} ran {call} during the pass, so the map would not be eval mode's: {where}. "
-                "Was the model switched to training mode during the call (by another thread)? Call model.eval() and keep "
-                "it there while explaining, or explain a copy (copy.deepcopy(model).eval())"
+            found = f"{type(self.model).__name__} ran {call} during the pass{_called_from(self.model)}"
+            if now:
+                raise ValueError(
+                    f"{found}, so the map would not be eval mode's: {now[0][0]} is in training mode now ({now[0][1]}). Was the "
+                    "model switched to training mode during the call (by another thread)? Call model.eval() and keep it there "
+                    "while explaining, or explain a copy (copy.deepcopy(model).eval())"
+                )
+            raise ValueError(  # the model's own code draws: no mode is to blame
+                f"{found}, so the map would change from call to call: remove the draw, or make it deterministic, while explaining"
             )
         return func(*args, **kwargs)
+
+
+def _called_from(model: nn.Module) -> str:
+    """Where the call being made comes from, in words: the innermost function outside torch
+    and this package (a hook's, a model's ``forward``: its name, file and line), and the
+    innermost module of ``model`` that runs (the one whose ``forward`` or hook it is)."""
+    modules = {id(module): name for name, module in model.named_modules()}
+    skipped = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
+    code = module = None
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and (code is None or module is None):
+        if code is None and not frame.f_code.co_filename.startswith(skipped):
+            code = f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})"
+        owner = frame.f_locals.get("self")
+        if module is None and isinstance(owner, nn.Module) and id(owner) in modules:
+            module = f"module {modules[id(owner)]!r}" if modules[id(owner)] else "the model"
+        frame = frame.f_back
+    return (f" in {code}" if code else "") + (f", within {module} (its forward or a hook on it)" if module else "")
 
 
 @contextmanager

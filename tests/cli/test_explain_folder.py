@@ -3,6 +3,9 @@ gallery page and overlays; resume and refusals before any work."""
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +14,8 @@ from PIL import Image
 
 from captum_gmar import load_maps
 from captum_gmar.cli import main
+from captum_gmar.dataset_maps.checks import MAPS_FILES
+from captum_gmar.files import claim_files
 
 
 def test_a_folder_is_explained_into_a_maps_folder(model_dir, image_folder, tmp_path, capsys):
@@ -29,7 +34,7 @@ def test_a_folder_is_explained_into_a_maps_folder(model_dir, image_folder, tmp_p
     assert json.loads((out / "maps.json").read_text())["model"] == model_dir.split("/")[-1]
     # the same command again is refused before any work; resumed, it explains nothing more
     code, err = run(capsys, *argv, "--target", "label")
-    assert code == 2 and "holds the maps of a job: add --resume" in err
+    assert code == 2 and "holds the maps of a job (4 images, methods gmar-l1, rollout): add --resume" in err and err.count("\n") == 1
     assert main([*argv, "--target", "label", "--resume", "--gallery", "0"]) == 0
     assert "wrote 8 maps of 4 images" in capsys.readouterr().out
     # other settings need --overwrite
@@ -105,3 +110,54 @@ def test_an_empty_folder_is_refused(capsys, model_dir, tmp_path, no_model_loadin
 def test_labels_are_not_references(capsys, backbone_dir, image_folder, photo, no_model_loading):
     code, err = run(capsys, "explain", str(image_folder), "--model", backbone_dir, "--similar-to", photo, "--target", "label")
     assert code == 2 and "with --similar-to the references are the classes" in err
+
+
+def test_a_folder_a_job_is_writing_is_refused_before_the_model_loads(capsys, model_dir, image_folder, tmp_path, no_model_loading):
+    out = tmp_path / "maps"
+    claim_files(out, MAPS_FILES)  # as a job writing it has
+    hold = "import sys; from captum_gmar.files import folder_lock\nwith folder_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        for option in ("--overwrite", "--resume"):
+            code, err = run(capsys, "explain", str(image_folder), "--model", model_dir, "--out", str(out), option)
+            assert code == 2 and err.count("\n") == 1, err
+            assert f"{str(out)!r} is in use: a captum-gmar job is running there (process {holder.pid} on" in err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_out_inside_the_data_folder_is_not_read_as_data(model_dir, image_folder, capsys):
+    out = image_folder / "maps"
+    argv = ["explain", str(image_folder), "--model", model_dir, "--methods", "rollout", "--out", str(out), "--overlays", "--gallery", "0"]
+    assert main(argv) == 0 and len(list((out / "overlays").glob("*.png"))) == 4
+    assert main([*argv, "--overwrite"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("wrote 4 maps of 4 images") == 2 and "no labels read" not in captured.err
+
+
+def test_a_file_name_that_is_not_utf8_does_not_stop_the_job(model_dir, image_folder, tmp_path, capsys):
+    os.rename(image_folder / "bag" / "2.png", image_folder / os.fsdecode(b"bag/sac-\xe9.png"))
+    (image_folder / "bag" / "broken.png").write_bytes(b"")
+    out = tmp_path / "maps"
+    argv = ["explain", str(image_folder), "--model", model_dir, "--methods", "rollout", "--out", str(out), "--skip-unreadable"]
+    assert main([*argv, "--gallery", "4"]) == 0
+    assert "wrote 4 maps of 4 images" in capsys.readouterr().out
+    with open(out / "index.csv", newline="", encoding="utf-8") as handle:
+        assert "bag/sac-\\xe9.png" in {row["image"] for row in csv.DictReader(handle)}
+    assert '"title": "bag/sac-\\\\xe9.png: ' in (out / "report.html").read_text(encoding="utf-8")  # JSON in the page
+    assert "broken.png" in (out / "unreadable.csv").read_text()
+
+
+def test_a_resume_that_replaces_maps_removes_the_pictures_of_the_old_ones(model_dir, image_folder, tmp_path, capsys):
+    out = tmp_path / "maps"
+    argv = ["explain", str(image_folder), "--model", model_dir, "--methods", "rollout", "--out", str(out)]
+    assert main([*argv, "--overlays", "--gallery", "1"]) == 0
+    assert main([*argv, "--resume", "--gallery", "0"]) == 0  # nothing changed: the pictures are kept
+    assert len(list((out / "overlays").glob("*.png"))) == 4 and (out / "report.html").is_file()
+    Image.fromarray(np.random.default_rng(7).integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(image_folder / "bag" / "2.png")
+    capsys.readouterr()
+    assert main([*argv, "--resume", "--gallery", "0"]) == 0
+    assert "1 of the images done changed since their maps were made (the first: 'bag/2.png')" in capsys.readouterr().err
+    assert not (out / "overlays").exists() and not (out / "report.html").exists()

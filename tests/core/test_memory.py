@@ -37,8 +37,15 @@ METHODS = [GMARAttribution, AttentionRollout, GenericAttentionExplainability, Ra
 
 
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="measuring the peak needs Linux's /proc/self/clear_refs")
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-@pytest.mark.parametrize("method", [GMARAttribution, GenericAttentionExplainability, AttentionRollout, AttnLRP, CPLRP])
+@pytest.mark.parametrize(
+    ("method", "attn"),
+    # one call in the default run, each taking about 10 s; every method and attention with -m slow
+    [
+        pytest.param(method, attn, marks=[] if (method, attn) == (GMARAttribution, "sdpa") else [pytest.mark.slow])
+        for method in (GMARAttribution, GenericAttentionExplainability, AttentionRollout, AttnLRP, CPLRP)
+        for attn in ("sdpa", "eager")
+    ],
+)
 def test_the_estimate_is_at_or_above_the_measured_peak(method, attn):
     # in a fresh process, as the heap of this one holds what earlier tests left
     script = f"""

@@ -3,6 +3,8 @@ resumed after SIGKILL at any point loses and doubles nothing, bad input is refus
 
 from __future__ import annotations
 
+import csv
+import errno
 import json
 import os
 import signal
@@ -18,9 +20,11 @@ import pytest
 import torch
 from maps_helpers import CLASSES, write_images
 from PIL import Image
+from safetensors import safe_open
 
 from captum_gmar import AttentionRollout, AttnLRP, GMARAttribution, explain_dataset, load_maps
-from captum_gmar.dataset_maps.storage import shard_paths
+from captum_gmar.dataset_maps.checks import shard_paths
+from captum_gmar.errors import DiskFullError
 from captum_gmar.evaluation.data import open_dataset
 from captum_gmar.vit.similarity import SimilarityModel
 
@@ -136,7 +140,7 @@ def test_an_output_of_another_job_is_kept_unless_told(model, processor, images, 
     data = dataset(images, processor)
     out = tmp_path / "maps"
     explain_dataset(model, data, ["rollout"], out, progress=False)
-    with pytest.raises(ValueError, match="resume it .* or start over"):
+    with pytest.raises(ValueError, match="add --resume .* to continue it, or --overwrite .* to start over"):
         explain_dataset(model, data, ["rollout"], out, progress=False)
     with pytest.raises(ValueError, match="another job .*methods"):
         explain_dataset(model, data, ["gmar-l1"], out, resume=True, progress=False)
@@ -177,20 +181,25 @@ JOB = textwrap.dedent(
 )
 
 
-def test_a_job_killed_at_any_point_resumes_without_loss_or_double(model_dir, tmp_path):
+def job_process(model_dir, tmp_path, out, resume: bool) -> subprocess.Popen:
+    """:data:`JOB` in another process, on 40 images (written on the first call)."""
     images = tmp_path / "images"
-    write_images(images, 40)
-    script = tmp_path / "job.py"
-    script.write_text(JOB)
+    if not images.exists():
+        write_images(images, 40)
+        (tmp_path / "job.py").write_text(JOB)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(tmp_path / "job.py"), str(model_dir), str(images), str(out), "1" if resume else "0"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_a_job_killed_at_any_point_resumes_without_loss_or_double(model_dir, tmp_path):
     full = tmp_path / "full"
-    subprocess.run([sys.executable, str(script), str(model_dir), str(images), str(full), "0"], check=True, env=env, capture_output=True)
+    assert job_process(model_dir, tmp_path, full, resume=False).wait() == 0
     out = tmp_path / "killed"
     kills = 0
     for attempt in range(6):  # kill after a growing number of shards, then let it finish
-        process = subprocess.Popen(
-            [sys.executable, str(script), str(model_dir), str(images), str(out), "1"], env=env, stdout=subprocess.PIPE
-        )
+        process = job_process(model_dir, tmp_path, out, resume=True)
         if attempt < 5:
             wanted = 4 * (attempt + 1)
             deadline = time.monotonic() + 60
@@ -265,3 +274,104 @@ def test_a_folder_of_other_files_is_refused(model, processor, images, tmp_path):
     (out / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="holds files captum-gmar did not write .notes.txt"):
         explain_dataset(model, dataset(images, processor), ["rollout"], out, progress=False)
+
+
+def test_images_changed_before_a_resume_are_explained_again(model, processor, tmp_path, capsys):
+    images = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):  # the same file names in both class folders, other pictures
+        (images / label).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (36, 40, 3), dtype=np.uint8)).save(images / label / f"{i:04d}.png")
+    out = tmp_path / "maps"
+    explain_dataset(model, dataset(images, processor), ["gmar-l1"], out, batch_size=4, shard_mb=1e-4, progress=False)
+    # another picture under one name; then the class folders swapped, so every picture moves
+    Image.fromarray(np.random.default_rng(9).integers(0, 255, (36, 40, 3), dtype=np.uint8)).save(images / "cat" / "0000.png")
+    data = dataset(images, processor)
+    capsys.readouterr()
+    replaced = explain_dataset(model, data, ["gmar-l1"], out, batch_size=4, resume=True, progress=False)
+    assert "1 of the images done changed since their maps were made (the first: 'cat/0000.png')" in capsys.readouterr().err
+    (images / "cat").rename(images / "was-cat")
+    (images / "dog").rename(images / "cat")
+    (images / "was-cat").rename(images / "dog")
+    data = dataset(images, processor)
+    swapped = explain_dataset(model, data, ["gmar-l1"], out, batch_size=4, resume=True, progress=False)
+    assert "12 of the images done changed since their maps were made" in capsys.readouterr().err
+    fresh = explain_dataset(model, data, ["gmar-l1"], tmp_path / "fresh", progress=False)
+    assert len(replaced) == len(swapped) == len(fresh) == 12
+    expected = {(r.image, r.target): r.map for r in fresh}
+    assert {(r.image, r.target) for r in swapped} == set(expected)
+    for record in swapped:
+        torch.testing.assert_close(record.map, expected[(record.image, record.target)])
+    with open(out / "index.csv", newline="") as handle:
+        assert sorted((row["image"], row["item"]) for row in csv.DictReader(handle)) == sorted((r.image, str(r.item)) for r in fresh)
+
+
+def test_a_second_job_is_refused_while_one_runs_and_a_killed_one_frees_the_folder(model_dir, model, processor, tmp_path):
+    out = tmp_path / "maps"
+    running = job_process(model_dir, tmp_path, out, resume=False)
+    images = tmp_path / "images"
+    try:
+        deadline = time.monotonic() + 60
+        while running.poll() is None and not shard_paths(out) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert running.poll() is None, "the job ended before a second one could start"
+        for options in ({"overwrite": True}, {"resume": True}):
+            with pytest.raises(ValueError, match=rf"maps' is in use: a captum-gmar job is running there \(process {running.pid} on "):
+                explain_dataset(model, dataset(images, processor, labelled=False), ["gmar-l1", "rollout"], out, progress=False, **options)
+        running.send_signal(signal.SIGKILL)
+    finally:
+        running.kill()
+        running.wait()
+    records = explain_dataset(
+        model,
+        dataset(images, processor, labelled=False),
+        ["gmar-l1", "rollout"],
+        out,
+        batch_size=2,
+        shard_mb=1e-4,
+        resume=True,
+        progress=False,
+    )
+    assert Counter((r.item, r.method) for r in records) == {(i, m): 1 for i in range(40) for m in ("gmar-l1", "rollout")}
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_loses_nothing(model, processor, images, tmp_path, monkeypatch):
+    import captum_gmar.files
+
+    data = dataset(images, processor)
+    out = tmp_path / "maps"
+    syncs = []
+
+    def full_after_three(descriptor):  # maps.json, the manifest, a shard; then the disk is full
+        syncs.append(descriptor)
+        if len(syncs) > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(captum_gmar.files.os, "fsync", full_after_three)
+    with pytest.raises(DiskFullError) as full:
+        explain_dataset(model, data, ["rollout"], out, batch_size=4, shard_mb=1e-4, progress=False)
+    message = str(full.value)
+    assert f"no space left on the disk of {str(out / 'shards')!r}" in message and "resume the job" in message and "\n" not in message
+    assert [p.name for p in (out / "shards").iterdir()] == ["rank0-000000.safetensors"]  # whole, nothing half-written
+    monkeypatch.undo()
+    resumed = explain_dataset(model, data, ["rollout"], out, batch_size=4, resume=True, progress=False)
+    fresh = {r.item: r.map for r in explain_dataset(model, data, ["rollout"], tmp_path / "fresh", progress=False)}
+    assert sorted(r.item for r in resumed) == sorted(fresh)
+    for record in resumed:
+        torch.testing.assert_close(record.map, fresh[record.item])
+
+
+def test_a_file_name_that_is_not_utf8_is_explained_and_kept_losslessly(model, processor, images, tmp_path):
+    odd = os.fsdecode(b"cat/caf\xe9-\xff.png")  # Latin-1 bytes: lone surrogates once decoded
+    os.rename(images / "cat" / "0000.png", images / odd)
+    (images / "dog" / "broken.png").write_bytes(b"not a png")
+    data = dataset(images, processor, skip_unreadable=True)
+    records = explain_dataset(model, data, ["rollout"], tmp_path / "maps", progress=False)
+    assert len(records) == 10 and [entry["image"] for entry in records.unreadable] == ["dog/broken.png"]
+    (stored,) = [r for r in records if r.image == odd]
+    assert os.fsencode(stored.image) == b"cat/caf\xe9-\xff.png" and (images / stored.image).is_file()
+    with open(tmp_path / "maps" / "index.csv", newline="", encoding="utf-8") as handle:
+        assert r"cat/caf\xe9-\xff.png" in {row["image"] for row in csv.DictReader(handle)}
+    header = json.loads(safe_open(str(stored.shard), "np").metadata()["images"])
+    assert odd in header

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.numpy import load_file
 
-from captum_gmar.dataset_maps.storage import (
-    FORMAT,
-    INDEX_COLUMNS,
-    JOB_FILE,
-    Record,
-    ShardWriter,
-    finished_items,
-    load_maps,
-    read_maps,
-    remove_leftovers,
-    shard_paths,
-    write_index,
-)
+from captum_gmar.dataset_maps.checks import FORMAT, JOB_FILE, remove_leftovers, shard_paths
+from captum_gmar.dataset_maps.storage import INDEX_COLUMNS, Record, ShardWriter, load_maps, read_maps, write_index
 
 METHODS = {"gmar-l1": "GMAR (L1)", "rollout": "Attention rollout"}
 
@@ -43,7 +33,8 @@ def records(items, maps_shape=(4, 4)):
 
 
 def folder_with(tmp_path, batches, shard_bytes=10**9, dtype=torch.float32, unreadable=()):
-    (tmp_path / JOB_FILE).write_text(json.dumps({"format": FORMAT, "methods": METHODS}))
+    job = {"format": FORMAT, "methods": METHODS, "items": 100, "dtype": str(dtype).removeprefix("torch.")}
+    (tmp_path / JOB_FILE).write_text(json.dumps(job))
     writer = ShardWriter(tmp_path, 0, METHODS, dtype, shard_bytes)
     for batch in batches:
         writer.add(records(batch), unreadable)
@@ -84,7 +75,6 @@ def test_read_maps_reads_the_records_maps_each_shard_once(tmp_path, monkeypatch)
     stacked = read_maps(loaded)
     assert stacked.shape == (10, 4, 4) and stacked.dtype == torch.float32
     assert sorted(opened) == sorted({str(r.shard) for r in loaded})  # once each
-    opened.clear()
     for position, record in enumerate(loaded):
         torch.testing.assert_close(stacked[position], record.map)
     some = [loaded[9], loaded[0], loaded[3]]  # any order, any method
@@ -92,14 +82,10 @@ def test_read_maps_reads_the_records_maps_each_shard_once(tmp_path, monkeypatch)
     assert read_maps([]).shape == (0, 0, 0)
 
 
-def test_read_maps_refuses_maps_of_two_shapes(tmp_path):
-    (tmp_path / JOB_FILE).write_text(json.dumps({"format": FORMAT, "methods": METHODS}))
-    writer = ShardWriter(tmp_path, 0, METHODS, torch.float32, 1)
-    writer.add(records([0]))
-    writer.add(records([1], maps_shape=(2, 2)))
-    writer.flush()
+def test_read_maps_refuses_maps_of_two_shapes():
+    two = [SimpleNamespace(shape=(4, 4)), SimpleNamespace(shape=(2, 2))]  # refused before any shard is opened
     with pytest.raises(ValueError, match=r"the records' maps are of different shapes \(\(2, 2\), \(4, 4\)\): read each shape apart"):
-        read_maps(load_maps(tmp_path))
+        read_maps(two)
 
 
 def test_a_shard_holds_at_most_shard_records(tmp_path, monkeypatch):
@@ -125,7 +111,7 @@ def test_shards_are_cut_by_size_and_hold_whole_batches(tmp_path):
     one_batch = 2 * 2 * 16 * 4  # two records, two methods, 4 x 4 float32
     folder = folder_with(tmp_path, [[0, 1], [2, 3], [4]], shard_bytes=one_batch)
     assert [p.name for p in shard_paths(folder)] == ["rank0-000000.safetensors", "rank0-000001.safetensors", "rank0-000002.safetensors"]
-    assert finished_items(folder) == {0, 1, 2, 3, 4}
+    assert {r.item for r in load_maps(folder)} == {0, 1, 2, 3, 4}
     # a writer started again continues the numbering
     ShardWriter(folder, 0, METHODS, torch.float32, 1).add(records([5]))
     assert shard_paths(folder)[-1].name == "rank0-000003.safetensors"
@@ -163,7 +149,6 @@ def test_index_lists_every_map_and_the_unreadable(tmp_path):
     }
     assert load_file(str(folder / rows[3]["shard"]))[rows[3]["tensor"]][int(rows[3]["row"])][0, 0] == 2.0  # item 1, rollout
     assert load_maps(folder).unreadable == skipped
-    assert finished_items(folder) == {0, 1, 9}
 
 
 def test_leftovers_of_a_killed_write_are_removed_and_never_read(tmp_path):
@@ -183,10 +168,10 @@ def test_bad_folders_are_refused(tmp_path):
         load_maps(folder, method="gae")
     other = folder / "shards" / "rank0-000005.safetensors"
     other.write_bytes(shard_paths(folder)[0].read_bytes().replace(FORMAT.encode(), b"captum-gmar-maps/9"))
-    with pytest.raises(ValueError, match="not a shard of captum-gmar maps"):
+    with pytest.raises(ValueError, match="rank0-000005.safetensors' is damaged: its format is 'captum-gmar-maps/9'"):
         load_maps(folder)
     other.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
-    with pytest.raises(ValueError, match="not a readable shard"):
+    with pytest.raises(ValueError, match="rank0-000005.safetensors' is damaged: not a safetensors file"):
         load_maps(folder)
 
 

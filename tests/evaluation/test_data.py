@@ -294,3 +294,36 @@ def test_a_batch_read_at_once_equals_its_items_read_one_by_one(folder, kind):
     assert sum("unreadable" in item for item in together) == 1
     same_size = [i for i in range(len(data)) if data.items[i].file in ("cat/1.png", "dog/4.png")]  # both 32 x 32
     assert [item["pixel_values"].shape for item in data.__getitems__(same_size)] == [data[i]["pixel_values"].shape for i in same_size]
+
+
+def test_a_missing_image_of_a_saved_dataset_is_one_line_naming_its_row_and_arrays_are_refused_first(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    picture = Image.fromarray(np.random.default_rng(3).integers(0, 255, (40, 30, 3), dtype=np.uint8))
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["dog", "cat"])})
+    datasets.Dataset.from_dict({"image": [picture, None], "label": [0, 1]}, features=features).save_to_disk(tmp_path / "missing")
+    data = open_dataset(tmp_path / "missing", PROCESSORS["resize"](), ID2LABEL, 32, seed=0)
+    second = [i for i in range(2) if data.order[i] == 1][0]
+    with pytest.raises(UnreadableImageError, match=r"^row 1 has no image \(its 'image' is None\)$"):
+        data[second]
+    skipping = open_dataset(tmp_path / "missing", PROCESSORS["resize"](), ID2LABEL, 32, seed=0, skip_unreadable=True)
+    assert skipping[second] == {"unreadable": "row 1 has no image (its 'image' is None)", "index": 1}
+    arrays = datasets.Dataset.from_dict({"image": [np.asarray(picture)], "label": [0]})
+    arrays.save_to_disk(tmp_path / "arrays")
+    with pytest.raises(ValueError, match=r"^the data set's 'image' column holds List, not images: cast it to images first"):
+        open_dataset(tmp_path / "arrays", PROCESSORS["resize"](), ID2LABEL, 32)
+
+
+def test_a_source_names_the_content_and_label_without_decoding(folder, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    data = ImageFolderTasks(folder, PROCESSORS["resize"](), ID2LABEL, 32)
+    before = [data.source(i) for i in range(len(data))]
+    assert [source.label for source in before] == [item.label for item in data.items]
+    assert len({source.content for source in before}) == len(data) and all(s.content.startswith("sha256:") for s in before)
+    (folder / data.items[0].file).write_bytes((folder / data.items[1].file).read_bytes())  # another picture under its name
+    assert data.source(0).content == before[1].content and data.source(1) == before[1]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["dog", "cat"])})
+    picture = Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8))
+    hub = HubDatasetTasks(
+        datasets.Dataset.from_dict({"image": [picture], "label": [1]}, features=features), PROCESSORS["resize"](), ID2LABEL, 32
+    )
+    assert hub.source(0).content.startswith("dataset:") and hub.source(0).label == 0  # ClassLabel "cat" is the model's class 0

@@ -144,6 +144,7 @@ def comparable(path) -> list[dict]:
     ]
 
 
+@pytest.mark.slow
 def test_two_processes_write_the_rows_of_one(model_dir, folder, tmp_path):
     options = [
         "compare",
@@ -185,6 +186,7 @@ def test_two_processes_write_the_rows_of_one(model_dir, folder, tmp_path):
     print(f"torchrun, 2 CPU processes: {seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_a_failing_rank_fails_the_run_with_its_error(model_dir, folder, tmp_path):
     processor = transformers.ViTImageProcessor.from_pretrained(model_dir)
     broken = ImageFolderTasks(folder, processor, ID2LABEL, 32).items[2].file  # batch 1: rank 1's
@@ -215,6 +217,7 @@ def test_a_failing_rank_fails_the_run_with_its_error(model_dir, folder, tmp_path
     assert sorted(row["item"] for row in read_csv(out / "results.csv")) == [0, 1]  # rank 0's batch of that step is kept
 
 
+@pytest.mark.slow
 def test_two_processes_explain_a_folder_into_shards_of_their_own(model_dir, folder, tmp_path):
     """``explain FOLDER`` under torchrun: each rank writes its own shards, together every
     image once, each map as a single process stores it."""

@@ -20,13 +20,18 @@ def comparison(tmp_path_factory):
 
 
 def test_compare_then_write_report_writes_the_whole_folder(comparison):
+    import matplotlib.pyplot as plt
+
     out, model, tasks = comparison
+    figures = plt.get_fignums()
     report = write_report(out, model, tasks, model_name="vit-tiny", device="cpu", command="notebook", figure_rows=2, gallery=3)
     assert [path.name for path in report.files] == ["results.csv", "summary.md", "report.html", "comparison.png"]
     assert all(path.is_file() for path in report.files) and report.skipped == []
+    assert plt.get_fignums() == figures  # the figure written is closed: a notebook running many reports holds none of them
     summary = (out / "summary.md").read_text()
     header = summary.splitlines()[0]
-    assert header.startswith("Model: vit-tiny; deletion/insertion baseline: blur; device: cpu (CPU), torch ")
+    # no deletion/insertion baseline: the faithfulness metrics, which fill removed pixels with one, did not run
+    assert header.startswith("Model: vit-tiny; device: cpu (CPU), torch ")
     assert header.endswith("; command: `notebook`") and report.table in summary
     assert [entry["method"] for entry in json.loads((out / "summary.json").read_text())] == ["GMAR (L1)", "Attention rollout"]
     page = (out / "report.html").read_text()

@@ -16,7 +16,8 @@ import transformers
 from synthetic_maps import planted_maps
 
 from captum_gmar import explain_dataset, explore, load_maps, load_reference_model, load_sample_scenes
-from captum_gmar.dataset_maps.storage import FORMAT, JOB_FILE, Record, ShardWriter
+from captum_gmar.dataset_maps.checks import FORMAT, JOB_FILE
+from captum_gmar.dataset_maps.storage import Record, ShardWriter
 from captum_gmar.exploration.folder import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, EXPLORE_FILES
 from captum_gmar.files import MANIFEST, claim_files
 
@@ -111,7 +112,7 @@ def write_folder(folder: Path, maps: dict[str, np.ndarray], targets: np.ndarray)
     """A maps folder holding ``maps`` (method -> ``(N, h, w)``), image ``i`` explained for ``targets[i]``."""
     methods = {key: key.upper() for key in maps}
     folder.mkdir()
-    (folder / JOB_FILE).write_text(json.dumps({"format": FORMAT, "methods": methods}))
+    (folder / JOB_FILE).write_text(json.dumps({"format": FORMAT, "methods": methods, "items": len(targets), "dtype": "float32"}))
     writer = ShardWriter(folder, 0, methods, torch.float32, 2**16)
     for start in range(0, len(targets), 32):
         writer.add(

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from captum_gmar.errors import UnreadableImageError
-from captum_gmar.imagedata.folder import Region, export_scenes, read_image, read_region, scan_folder
+from captum_gmar.imagedata.folder import Region, export_scenes, read_image, read_region, scan_folder, scan_images
 from captum_gmar.imagedata.scenes import make_scenes
 
 ID2LABEL = {"0": "cat", "1": "dog", "2": "T-shirt/top"}
@@ -369,3 +369,12 @@ def test_exported_scenes_read_back_as_the_scenes(fake_dir, tmp_path):
         image = np.asarray(Image.open(tmp_path / item.file))
         np.testing.assert_array_equal(image, scenes.images[task["scene"]])
         np.testing.assert_array_equal(read_region(tmp_path, item.region, (64, 64)), task["mask"].numpy())
+
+
+def test_a_results_folder_inside_the_data_folder_is_left_out_of_the_scan(tmp_path):
+    for file in ("cat/a.png", "dog/b.png", "cat/maps/overlays/000000-0-rollout.png", "maps/overlays/000001-1-rollout.png"):
+        write_image(tmp_path / file)
+    for results in ("cat/maps", "maps"):  # --out inside the data, as a class folder and within one
+        (tmp_path / results / ".captum-gmar-output.json").write_text('{"files": ["overlays"]}')
+    assert scan_images(tmp_path) == ["cat/a.png", "dog/b.png"]
+    assert [item.file for item in scan_folder(tmp_path, ID2LABEL)] == ["cat/a.png", "dog/b.png"]

@@ -265,6 +265,7 @@ def test_cuda_matches_cpu(load_tiny, images, name):
     torch.testing.assert_close(cuda, cpu, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_vit_b16_shaped_config_at_224():
     torch.manual_seed(0)
     config = transformers.ViTConfig(num_labels=10)  # ViT-B/16: 12 layers, 12 heads, 768 wide, 224 px

@@ -111,7 +111,7 @@ def test_a_wrong_checksum_is_refused_and_nothing_is_cached(tmp_path: Path, monke
 
 
 @needs_extra
-@pytest.mark.parametrize("size", [224, 112])
+@pytest.mark.parametrize("size", [pytest.param(224, marks=pytest.mark.slow), 112])
 def test_backbone_matches_onnxruntime(module_cache: Path, tmp_path: Path, size: int) -> None:
     # Random pixels and two scenes as the dinov2-small image processor prepares them.
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(processor_config(size)))

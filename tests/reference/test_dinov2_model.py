@@ -110,6 +110,7 @@ def test_logits_on_its_sample_scenes(model: Dinov2ForImageClassification) -> Non
     assert (np.sort(top2[two], 1) == np.sort(scenes.labels[two], 1)).all()
 
 
+@pytest.mark.slow
 @needs_extra
 @needs_data
 def test_sample_scenes_are_reproducible(model: Dinov2ForImageClassification) -> None:
@@ -118,6 +119,7 @@ def test_sample_scenes_are_reproducible(model: Dinov2ForImageClassification) -> 
         np.testing.assert_array_equal(getattr(rebuilt, field), getattr(bundled, field))
 
 
+@pytest.mark.slow
 @needs_extra
 @needs_data
 def test_accuracy_as_published(model: Dinov2ForImageClassification) -> None:
@@ -154,6 +156,7 @@ def test_fine_tuning_changes_only_the_tuned_blocks(model: Dinov2ForImageClassifi
     assert not tuned.training
 
 
+@pytest.mark.slow
 @needs_extra
 @needs_data
 def test_training_smoke_run(module_cache: Path, tmp_path: Path) -> None:
@@ -184,6 +187,7 @@ def test_training_refuses_a_size_off_the_patch_grid(tmp_path: Path) -> None:
     assert not (tmp_path / "head").exists()
 
 
+@pytest.mark.slow
 @needs_extra
 @needs_data
 def test_command_line_compare_on_dinov2(module_cache: Path, tmp_path: Path) -> None:

@@ -95,6 +95,7 @@ def test_eager_attention_weights() -> None:
     torch.testing.assert_close(out.attentions[-1].sum(-1), torch.ones(2, heads, tokens, dtype=torch.float64))
 
 
+@pytest.mark.slow
 @needs_data
 def test_accuracy_as_published(model: ViTForImageClassification) -> None:
     # 1000 scenes per kind: a few seconds; three standard errors are 3.3 and 4.4 points.

@@ -16,6 +16,7 @@ from captum_gmar.reference import load_sample_scenes
 from tools.reference.train import _batch, build_model, main
 
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_smoke_run(tmp_path: Path, workers: str) -> None:

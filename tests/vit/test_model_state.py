@@ -192,3 +192,21 @@ def test_a_switch_to_training_mode_or_a_weight_change_during_the_pass_is_reporte
         explainer.attribute(images, target=1)
     handle.remove()
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
+def test_a_random_draw_in_eval_mode_is_reported_as_what_it_is_and_where(load_tiny, images):
+    model = load_tiny(VIT)  # in eval mode: no module's training mode is in play
+
+    def noisy_hook(module, args, output):  # the user's own noise, not training mode's
+        return output + 0.01 * torch.randn_like(output)
+
+    handle = model.vit.layers[1].mlp.register_forward_hook(noisy_hook)
+    try:
+        with pytest.raises(ValueError) as refused:
+            GMARAttribution(model).attribute(images, target=1)
+    finally:
+        handle.remove()
+    message = str(refused.value)
+    assert "a random draw (randn_like) during the pass" in message
+    assert "noisy_hook" in message and "test_model_state.py" in message and "'vit.layers.1.mlp'" in message
+    assert "training mode" not in message and "\n" not in message
