@@ -9,6 +9,8 @@ Layout of ``EXP/``::
     strategies.json     per method and explained class: the spectrum, the clusters ranked by
                         suspicion with their mean maps, typical images and purity
                         (:func:`explore` documents its keys)
+    explore.html        the explorer page, with explore-data/ and thumbs/
+                        (:mod:`~captum_gmar.exploration.page`)
 
 The maps are read through :func:`~captum_gmar.dataset_maps.load_maps` and
 :func:`~captum_gmar.dataset_maps.read_maps`, a few thousand at a time, into one
@@ -37,6 +39,7 @@ from ..files import check_folder, claim_files, replacing, write_atomic
 from ._extra import require
 from .disagreement import FIGURES, Disagreement, check_top_share, find_disagreement
 from .normalise import Part, flat_maps, pool
+from .page import DATA, PAGE, THUMBS, Placement, write_page
 from .strategies import Strategies, check_settings, find_strategies, maps_needed
 
 __all__ = ["CLUSTER_COLUMNS", "DISAGREEMENT_COLUMNS", "EXPLORE_FILES", "FORMAT", "Exploration", "explore"]
@@ -45,7 +48,7 @@ __all__ = ["CLUSTER_COLUMNS", "DISAGREEMENT_COLUMNS", "EXPLORE_FILES", "FORMAT",
 FORMAT = "captum-gmar-explore/1"
 CLUSTERS, DISAGREEMENT, STRATEGIES = "clusters.csv", "disagreement.csv", "strategies.json"
 #: the files an explore folder holds (its manifest lists them)
-EXPLORE_FILES = (CLUSTERS, DISAGREEMENT, STRATEGIES)
+EXPLORE_FILES = (CLUSTERS, DISAGREEMENT, STRATEGIES, PAGE, DATA, THUMBS)
 #: ``clusters.csv``'s columns: one row per map
 CLUSTER_COLUMNS: dict[str, str] = {
     "image": "the image, as the maps folder's index.csv names it",
@@ -116,6 +119,8 @@ def explore(
     out: str | os.PathLike[str],
     *,
     methods: Sequence[str] | None = None,
+    classes: Sequence[int | str] | None = None,
+    images: str | os.PathLike[str] | None = None,
     n_clusters: int | None = None,
     max_clusters: int = 10,
     neighbours: int = 10,
@@ -156,6 +161,9 @@ def explore(
         maps_folder: a folder :func:`~captum_gmar.explain_dataset` wrote.
         out: the folder to write: new, empty, or one this package wrote.
         methods: the methods to explore (their keys; default: the job's).
+        classes: the explained classes to explore, by index or name (default: all).
+        images: the image folder the maps folder's job read: the page shows each image's
+            thumbnail (its ``image`` names the file in this folder); default: none.
         n_clusters, max_clusters, neighbours, part, typical, seed: as
             :func:`~captum_gmar.exploration.find_strategies`'s, for every group.
         top_share: as :func:`~captum_gmar.exploration.find_disagreement`'s (``part`` too).
@@ -167,9 +175,11 @@ def explore(
 
     Raises:
         FileNotFoundError: ``maps_folder`` holds no maps.
-        ValueError: before any map is read: a method not in the job, a bad setting, an
-            ``out`` holding files this package did not write, or no group with enough
-            maps to cluster; after, NaN or infinite maps (naming how many).
+        ValueError: before any map is read: a method or class not in the job, a bad
+            setting, an ``out`` holding files this package did not write, or no group with
+            enough maps to cluster; before any file is written: NaN or infinite maps
+            (naming how many), a method whose maps are all constant, or no group left with
+            enough maps that are not.
         ImportError: scikit-learn or SciPy is missing (``pip install 'captum-gmar[explore]'``).
     """
     check_settings(n_clusters, max_clusters, neighbours, typical, part)
@@ -179,8 +189,11 @@ def explore(
     require()
     records = load_maps(maps_folder)
     chosen = _methods(maps_folder, methods)
+    if images is not None and not Path(images).is_dir():
+        raise FileNotFoundError(f"images {str(images)!r} is not a folder: name the image folder the maps folder's job read")
     check_folder(out, EXPLORE_FILES)
-    rows, shapes, class_names = _read_fields(records, chosen)
+    targets = _targets(maps_folder, records, classes)
+    rows, shapes, class_names = _read_fields(records, chosen, targets)
     keys = list(rows)
     if not keys:
         raise ValueError(f"{str(maps_folder)!r} holds no maps of {', '.join(chosen) if chosen else 'any method'} yet")
@@ -194,7 +207,8 @@ def explore(
             "explain more images, or lower neighbours and max_clusters"
         )
     grids = {key: _grid(shape, max_side) for key, shape in shapes.items()}
-    values = _read_maps(records, keys, rows, grids, progress)
+    values = _read_maps(records, keys, targets, rows, grids, progress)
+    _check_not_flat(maps_folder, values, groups, part, needed)
     clustering: dict[str, Any] = {
         "n_clusters": n_clusters,
         "max_clusters": max_clusters,
@@ -221,10 +235,11 @@ def explore(
                 bar.update(1)
     compared = find_disagreement({key: values[key] for key in keys}, top_share=top_share, part=part) if len(keys) > 1 else None
     folder = Path(out)
-    files = tuple(sorted([CLUSTERS, STRATEGIES] + ([DISAGREEMENT] if compared is not None else [])))
+    files = tuple(sorted([CLUSTERS, STRATEGIES] + ([DISAGREEMENT] if compared is not None else [])))  # the page's come last
     claim_files(folder, EXPLORE_FILES)
+    placements = {key: _placement(len(rows[key].item), key, groups, found) for key in keys}
     with replacing(folder / CLUSTERS, newline="") as handle:
-        _write_clusters(handle, rows, groups, found, class_names)
+        _write_clusters(handle, rows, placements, class_names)
     if compared is not None:
         with replacing(folder / DISAGREEMENT, newline="") as handle:
             _write_disagreement(handle, first, compared, class_names)
@@ -254,7 +269,19 @@ def explore(
         ],
     }
     write_atomic(folder / STRATEGIES, json.dumps(summary, indent=1) + "\n")
-    return Exploration(folder, found, skipped, compared, files)
+    fields = {name: getattr(first, name) for name in ("item", "target", "label", "predicted", "score")}
+    write_page(
+        folder,
+        summary,
+        {"image": first.image, **{name: column.tolist() for name, column in fields.items()}},
+        placements,
+        values,
+        None if compared is None else (compared.score, [compared.methods[i] if i >= 0 else "" for i in compared.odd]),
+        part,
+        images,
+        progress,
+    )
+    return Exploration(folder, found, skipped, compared, (*files, PAGE, DATA, *([THUMBS] if images is not None else [])))
 
 
 def _methods(folder: str | os.PathLike[str], methods: Sequence[str] | None) -> list[str] | None:
@@ -268,16 +295,36 @@ def _methods(folder: str | os.PathLike[str], methods: Sequence[str] | None) -> l
     return list(dict.fromkeys(methods))
 
 
+def _targets(folder: str | os.PathLike[str], records: Sequence[MapRecord], classes: Sequence[int | str] | None) -> set[int] | None:
+    """The explained classes asked for, as indices, each checked against the maps
+    (``None``: all)."""
+    if classes is None:
+        return None
+    if isinstance(classes, str) or not classes:
+        raise ValueError(f"classes must be a list of class indices or names, got {classes!r}")
+    names = {record.target: record.target_name for record in records}
+    by_name = {name: target for target, name in names.items()}
+    chosen = set()
+    for given in classes:
+        target = by_name.get(given) if isinstance(given, str) and not given.isdigit() else int(given)
+        if target not in names:
+            raise ValueError(
+                f"{str(folder)!r} holds no maps explaining class {given!r}; it explains {', '.join(f'{t} ({n})' for t, n in sorted(names.items()))}"
+            )
+        chosen.add(target)
+    return chosen
+
+
 def _read_fields(
-    records: Sequence[MapRecord], methods: list[str] | None
+    records: Sequence[MapRecord], methods: list[str] | None, targets: set[int] | None
 ) -> tuple[dict[str, _Rows], dict[str, tuple[int, ...]], dict[int, str]]:
-    """Every record's fields (not its map), per method; each method's map shape; and the
-    explained classes' names (index -> name)."""
+    """Every record's fields (not its map), per method (and of ``targets`` only, where
+    given); each method's map shape; and the explained classes' names (index -> name)."""
     fields: dict[str, dict[str, list[Any]]] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     class_names: dict[int, str] = {}
     for record in records:
-        if methods is not None and record.method not in methods:
+        if (methods is not None and record.method not in methods) or (targets is not None and record.target not in targets):
             continue
         class_names.setdefault(record.target, record.target_name)
         if shapes.setdefault(record.method, tuple(record.shape)) != tuple(record.shape):
@@ -316,9 +363,15 @@ def _grid(shape: tuple[int, ...], max_side: int) -> tuple[int, int]:
 
 
 def _read_maps(
-    records: Sequence[MapRecord], keys: list[str], rows: dict[str, _Rows], grids: dict[str, tuple[int, int]], progress: bool
+    records: Sequence[MapRecord],
+    keys: list[str],
+    targets: set[int] | None,
+    rows: dict[str, _Rows],
+    grids: dict[str, tuple[int, int]],
+    progress: bool,
 ) -> dict[str, np.ndarray]:
-    """Each method's maps, ``float32 (rows, h, w)`` on its grid, read a chunk at a time."""
+    """Each method's maps (of ``targets``, where given), ``float32 (rows, h, w)`` on its
+    grid, read a chunk at a time."""
     values = {key: np.empty((len(rows[key].item), *grids[key]), dtype=np.float32) for key in keys}
     filled = dict.fromkeys(keys, 0)
     pending: dict[str, list[MapRecord]] = {key: [] for key in keys}
@@ -332,7 +385,7 @@ def _read_maps(
 
     with tqdm(total=sum(len(rows[key].item) for key in keys), unit="map", desc="read maps", disable=not progress) as bar:
         for record in records:
-            if record.method in pending:
+            if record.method in pending and (targets is None or record.target in targets):
                 pending[record.method].append(record)
                 if len(pending[record.method]) == _CHUNK:
                     flush(record.method)
@@ -351,32 +404,56 @@ def _read_maps(
     return values
 
 
+def _check_not_flat(
+    folder: str | os.PathLike[str], values: dict[str, np.ndarray], groups: dict[int, np.ndarray], part: Part, needed: int
+) -> None:
+    """Refuse maps that say nothing (constant), before any file is written: a method whose
+    maps are all flat, or no group left with ``needed`` maps that are not."""
+    left = 0
+    for key, array in values.items():
+        flat = flat_maps(array, part)
+        if flat.all():
+            raise ValueError(
+                f"{str(folder)!r}: every map of {key!r} is constant ({part} part): it shows nothing to cluster; "
+                "leave the method out (methods=, --methods) or explain those images again"
+            )
+        left = max(left, *(int((~flat[members]).sum()) for members in groups.values()))
+    if left < needed:
+        raise ValueError(
+            f"{str(folder)!r}: no class has the {needed} maps that are not constant a method needs to be clustered (the most: {left}); "
+            "explain more images, or lower neighbours and max_clusters"
+        )
+
+
+def _placement(count: int, key: str, groups: dict[int, np.ndarray], found: dict[tuple[str, int], Strategies]) -> Placement:
+    """Method ``key``'s rows as the clustering of each of its groups left them."""
+    cluster = np.full(count, -2, dtype=np.int64)
+    rank = np.zeros(count, dtype=np.int64)
+    place = np.full((count, 2), np.nan)
+    for target, members in groups.items():
+        strategies = found.get((key, target))
+        if strategies is None:
+            continue
+        ranks = {c.label: position + 1 for position, c in enumerate(strategies.ranking)}
+        cluster[members] = strategies.labels
+        rank[members] = [ranks.get(int(label), 0) for label in strategies.labels]
+        place[members] = strategies.embedding
+    return Placement(cluster, rank, place)
+
+
 def _number(value: float) -> str:
     return "" if not math.isfinite(value) else f"{value:.{_DIGITS}g}"
 
 
-def _write_clusters(
-    handle: Any,
-    rows: dict[str, _Rows],
-    groups: dict[int, np.ndarray],
-    found: dict[tuple[str, int], Strategies],
-    class_names: dict[int, str],
-) -> None:
+def _write_clusters(handle: Any, rows: dict[str, _Rows], placements: dict[str, Placement], class_names: dict[int, str]) -> None:
     writer = csv.writer(handle)
     writer.writerow(CLUSTER_COLUMNS)
     for key, fields in rows.items():
         # each row's cluster, rank and (x, y), empty where its group was not clustered
-        cluster = np.full(len(fields.item), "", dtype=object)
-        rank = np.full(len(fields.item), "", dtype=object)
-        place = np.full((len(fields.item), 2), np.nan)
-        for target, members in groups.items():
-            strategies = found.get((key, target))
-            if strategies is None:
-                continue
-            ranks = {c.label: position + 1 for position, c in enumerate(strategies.ranking)}
-            cluster[members] = strategies.labels
-            rank[members] = [ranks.get(int(label), "") for label in strategies.labels]
-            place[members] = strategies.embedding
+        placement = placements[key]
+        cluster = ["" if c == -2 else c for c in placement.cluster.tolist()]
+        rank = ["" if r == 0 else r for r in placement.rank.tolist()]
+        place = placement.place
         for i in range(len(fields.item)):
             writer.writerow(
                 [

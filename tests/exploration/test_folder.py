@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import transformers
+from PIL import Image
 from synthetic_maps import planted_maps
 
 from captum_gmar import explain_dataset, explore, load_maps, load_reference_model, load_sample_scenes
@@ -48,10 +49,13 @@ def files_under(folder: Path) -> dict[str, float]:
 
 def test_a_real_job_is_explored(job, tmp_path, capsys):
     before = files_under(job)
-    result = explore(job, tmp_path / "exp", **SMALL)
+    result = explore(job, tmp_path / "exp", images=job.parent / "scenes", **SMALL)
     assert files_under(job) == before  # the maps folder untouched
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == sorted([*EXPLORE_FILES, MANIFEST])
     assert set(result.files) == set(EXPLORE_FILES)
+    assert sorted(p.name for p in (tmp_path / "exp" / "explore-data").iterdir()) == ["index.js", "maps-00000.js"]
+    sheet = Image.open(tmp_path / "exp" / "thumbs" / "00000.jpg")  # 12 thumbnails of 64 px on a sheet of 16 x 16
+    assert sheet.size == (1024, 1024) and np.asarray(sheet)[:64, :64].std() > 10 and np.asarray(sheet)[-64:, -64:].std() < 3
     assert json.loads((tmp_path / "exp" / MANIFEST).read_text())["files"] == sorted(EXPLORE_FILES)
     records = list(load_maps(job))
     clusters = pd.read_csv(tmp_path / "exp" / "clusters.csv")
