@@ -133,8 +133,7 @@ def write_page(
             bar.update(min(CHUNK, count - start))
     page_id = new_page_id()
     header = (
-        f"{count:,} explained images of {summary['maps']}; methods {', '.join(values)}; "
-        f"{len(summary['class_names'])} classes explained"
+        f"{count:,} explained images of {summary['maps']}; methods {', '.join(values)}; {len(summary['class_names'])} classes explained"
     )
     body = page_content("explore", page_id, title=index["title"], header=header)
     ExplanationPage(index["title"], body).save(folder / PAGE)
