@@ -1,8 +1,16 @@
-"""Synthetic patch maps of one class: objects, and a planted shortcut on a share of them."""
+"""Synthetic patch maps of one class: objects, and a planted shortcut on a share of them;
+and a maps folder that holds given maps."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import torch
+
+from captum_gmar.dataset_maps.checks import FORMAT, JOB_FILE
+from captum_gmar.dataset_maps.storage import Record, ShardWriter
 
 #: the shortcut's patches: a 2 x 2 tag in the top-left corner
 TAG = (slice(0, 2), slice(0, 2))
@@ -37,3 +45,31 @@ def planted_maps(count: int, tagged_share: float = 0.1, size: int = 14, seed: in
     tag /= tag.sum(axis=(1, 2), keepdims=True)
     maps[tagged] = (1 - share[:, None, None]) * maps[tagged] + share[:, None, None] * tag
     return maps.astype(np.float32), tagged
+
+
+def write_folder(folder: Path, maps: dict[str, np.ndarray], targets: np.ndarray, scores: np.ndarray | None = None) -> Path:
+    """A maps folder holding ``maps`` (method -> ``(N, h, w)``), image ``i`` (``img/i.png``)
+    explained for ``targets[i]``, labelled ``i % 3``, predicted ``targets[i]``, its score
+    ``scores[i]`` (default 0.5)."""
+    methods = {key: key.upper() for key in maps}
+    folder.mkdir()
+    (folder / JOB_FILE).write_text(json.dumps({"format": FORMAT, "methods": methods, "items": len(targets), "dtype": "float32"}))
+    writer = ShardWriter(folder, 0, methods, torch.float32, 2**16)
+    for start in range(0, len(targets), 32):
+        writer.add(
+            [
+                Record(
+                    i,
+                    f"img/{i}.png",
+                    int(targets[i]),
+                    f"class {targets[i]}",
+                    i % 3,
+                    int(targets[i]),
+                    0.5 if scores is None else float(scores[i]),
+                    {k: torch.from_numpy(v[i]) for k, v in maps.items()},
+                )
+                for i in range(start, min(start + 32, len(targets)))
+            ]
+        )
+    writer.flush()
+    return folder

@@ -11,14 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import transformers
 from PIL import Image
-from synthetic_maps import planted_maps
+from synthetic_maps import planted_maps, write_folder
 
 from captum_gmar import explain_dataset, explore, load_maps, load_reference_model, load_sample_scenes
-from captum_gmar.dataset_maps.checks import FORMAT, JOB_FILE
-from captum_gmar.dataset_maps.storage import Record, ShardWriter
 from captum_gmar.exploration.folder import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, EXPLORE_FILES
 from captum_gmar.files import MANIFEST, claim_files
 
@@ -112,32 +109,6 @@ def test_a_real_job_is_explored(job, tmp_path, capsys):
     assert set(pd.read_csv(tmp_path / "exp" / "clusters.csv").method) == {"rollout"}
 
 
-def write_folder(folder: Path, maps: dict[str, np.ndarray], targets: np.ndarray) -> Path:
-    """A maps folder holding ``maps`` (method -> ``(N, h, w)``), image ``i`` explained for ``targets[i]``."""
-    methods = {key: key.upper() for key in maps}
-    folder.mkdir()
-    (folder / JOB_FILE).write_text(json.dumps({"format": FORMAT, "methods": methods, "items": len(targets), "dtype": "float32"}))
-    writer = ShardWriter(folder, 0, methods, torch.float32, 2**16)
-    for start in range(0, len(targets), 32):
-        writer.add(
-            [
-                Record(
-                    i,
-                    f"img/{i}.png",
-                    int(targets[i]),
-                    f"class {targets[i]}",
-                    i % 3,
-                    int(targets[i]),
-                    0.5,
-                    {k: torch.from_numpy(v[i]) for k, v in maps.items()},
-                )
-                for i in range(start, min(start + 32, len(targets)))
-            ]
-        )
-    writer.flush()
-    return folder
-
-
 def test_a_stored_shortcut_ranks_first_and_small_classes_are_skipped(tmp_path, capsys):
     maps, tagged = planted_maps(300, seed=4)
     other, _ = planted_maps(5, tagged_share=0, seed=5)
@@ -229,3 +200,39 @@ def test_nan_maps_are_refused_naming_the_image_and_nothing_is_written(tmp_path):
         explore(folder, tmp_path / "exp", **SMALL)
     one_line(error)
     assert not (tmp_path / "exp").exists()
+
+
+def test_constant_maps_are_refused_before_anything_is_written(tmp_path):
+    maps, _ = planted_maps(40, seed=8)
+    folder = write_folder(tmp_path / "maps", {"a": maps, "b": np.full_like(maps, 0.25)}, np.zeros(40, dtype=int))
+    with pytest.raises(ValueError, match=r"every map of 'b' is constant \(positive part\): it shows nothing to cluster") as error:
+        explore(folder, tmp_path / "exp", **SMALL)
+    one_line(error)
+    mostly = maps.copy()
+    mostly[5:] = 0  # 35 of 40 flat: 5 left, fewer than the 7 these settings need
+    folder = write_folder(tmp_path / "few", {"a": mostly}, np.zeros(40, dtype=int))
+    with pytest.raises(
+        ValueError, match=r"no class has the 7 maps that are not constant a method needs to be clustered \(the most: 5\)"
+    ) as error:
+        explore(folder, tmp_path / "exp", neighbours=6, max_clusters=3, progress=False)
+    one_line(error)
+    assert not (tmp_path / "exp").exists()
+
+
+def test_classes_are_chosen_by_index_or_name_and_images_must_be_a_folder(tmp_path):
+    maps, _ = planted_maps(60, seed=9)
+    folder = write_folder(tmp_path / "maps", {"a": maps}, np.array([0] * 30 + [1] * 30))
+    result = explore(folder, tmp_path / "exp", classes=["class 1"], **SMALL)
+    assert set(result.strategies) == {("a", 1)} and set(pd.read_csv(tmp_path / "exp" / "clusters.csv").target) == {1}
+    assert set(explore(folder, tmp_path / "exp", classes=[0, "1"], **SMALL).strategies) == {("a", 0), ("a", 1)}
+    for classes, message in (
+        (["cat"], "holds no maps explaining class 'cat'; it explains 0 .class 0., 1 .class 1."),
+        ("0", "classes must be a list"),
+    ):
+        with pytest.raises(ValueError, match=message) as error:
+            explore(folder, tmp_path / "other", classes=classes, **SMALL)
+        one_line(error)
+    with pytest.raises(FileNotFoundError, match="images '.*nothing' is not a folder: name the image folder") as error:
+        explore(folder, tmp_path / "other", images=tmp_path / "nothing", **SMALL)
+    one_line(error)
+    assert not (tmp_path / "other").exists()

@@ -193,7 +193,11 @@ def test_too_large_an_image_is_refused_before_any_work(load_tiny, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "method", [GMARAttribution, *(pytest.param(m, marks=pytest.mark.slow) for m in (AttentionRollout, GenericAttentionExplainability, AttnLRP, CPLRP))]
+    "method",
+    [
+        GMARAttribution,
+        *(pytest.param(m, marks=pytest.mark.slow) for m in (AttentionRollout, GenericAttentionExplainability, AttnLRP, CPLRP)),
+    ],
 )
 def test_the_memory_check_suggests_an_internal_batch_size_that_works(load_tiny, monkeypatch, method):
     explainer = method(load_tiny(VIT, attn="eager"))

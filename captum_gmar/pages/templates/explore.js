@@ -242,7 +242,8 @@
     strip.appendChild(figure);
     var canvases = D.methods.map(function (m) {
       var f = document.createElement("figure"), canvas = mapCanvas(D.grids[m], m), text = document.createElement("figcaption");
-      text.textContent = m + (F.odd && F.odd[row] === m ? " (odd one)" : "");
+      text.textContent = m;
+      if (F.odd && F.odd[row] === m) { text.className = "cg-odd"; text.title = m + " disagrees most with the other methods on this image"; }
       var rank = D.placements[m].rank[row];
       if (rank > 0) { canvas.style.outline = "3px solid " + rankColour(rank); }
       f.appendChild(canvas); f.appendChild(text); strip.appendChild(f);
@@ -352,9 +353,15 @@
     writeHash();
     var g = group();
     status.textContent = state.m + ", explained class " + className(Number(state.c)) + ": " + filtered.length.toLocaleString() + " maps kept by the filters" +
-      (g && g.clusters ? ", " + g.n_clusters + " clusters" : "") + (state.sel ? "; selection: " + state.sel.replace(":", " ") : "") + ".";
+      (g && g.clusters ? ", " + g.n_clusters + " clusters" : "") + (state.sel ? "; selection: " + describe(selection(), g) : "") + ".";
     status.className = "cg-status";
     if (!root.hasAttribute("data-ready-ms")) { root.setAttribute("data-ready-ms", performance.now().toFixed(0)); }
+  }
+  function describe(sel, g) {
+    if (!sel) { return "none"; }
+    if (sel.box) { return "a box of " + shown.length.toLocaleString() + " maps"; }
+    var found = g && g.clusters ? g.clusters.filter(function (c) { return c.cluster === sel.cluster; })[0] : null;
+    return found ? "cluster #" + found.rank : "cluster " + sel.cluster;
   }
   function change(values) {
     Object.keys(values).forEach(function (key) { state[key] = values[key]; });
