@@ -129,14 +129,14 @@
       root.setAttribute("data-drawn", "0");
       return;
     }
-    var chosen = {};
+    var chosen = {}, dot = filtered.length > 5000 ? 3 : 5;  // small dots where there are many
     shown.forEach(function (i) { chosen[i] = 1; });
     [false, true].forEach(function (front) {  // the selected points over the others
       filtered.forEach(function (i) {
         if (P.x[i] === null || (!!chosen[i] || !sel) !== front) { return; }
         var p = toPixel(P.x[i], P.y[i]);
         context.fillStyle = front ? rankColour(P.rank[i]) : "#dddddd";
-        context.fillRect(p[0] - 1.5, p[1] - 1.5, 3, 3);
+        context.fillRect(p[0] - dot / 2, p[1] - dot / 2, dot, dot);
         drawn++;
       });
     });
