@@ -191,6 +191,8 @@ def explore(
     chosen = _methods(maps_folder, methods)
     if images is not None and not Path(images).is_dir():
         raise FileNotFoundError(f"images {str(images)!r} is not a folder: name the image folder the maps folder's job read")
+    if Path(out).resolve() == Path(maps_folder).resolve():
+        raise ValueError(f"out {str(out)!r} is the maps folder: name another folder, which explore writes alone")
     check_folder(out, EXPLORE_FILES)
     targets = _targets(maps_folder, records, classes)
     rows, shapes, class_names = _read_fields(records, chosen, targets)

@@ -187,6 +187,9 @@ def test_an_out_folder_of_other_files_is_refused(job, tmp_path):
     with pytest.raises(ValueError, match="holds 'clusters.csv', which captum-gmar did not write and does not replace") as error:
         explore(job, tmp_path / "own", **SMALL)
     one_line(error)
+    with pytest.raises(ValueError, match="is the maps folder: name another folder, which explore writes alone") as error:
+        explore(job, job, **SMALL)
+    one_line(error)
     assert sorted(p.name for p in theirs.iterdir()) == ["notes.txt"]
     assert (tmp_path / "own" / "clusters.csv").read_text() == "someone's rows"
 
