@@ -196,7 +196,7 @@
   function thumb(row) {
     var box = document.createElement("div");
     box.className = "cg-thumb";
-    if (!D.thumbs) { box.textContent = "no thumbnail"; return box; }
+    if (!D.thumbs) { box.textContent = "no thumbnail"; box.title = "explore --images FOLDER shows the images"; return box; }
     var per = Math.round(Math.sqrt(D.thumbs.sheet)), at = row % D.thumbs.sheet, sheet = Math.floor(row / D.thumbs.sheet);
     var name = String(sheet); while (name.length < 5) { name = "0" + name; }
     box.style.backgroundImage = "url(thumbs/" + name + ".jpg)";
@@ -284,9 +284,13 @@
     var g = group(), list = el("clusters"), sel = selection();
     list.textContent = "";
     el("eigen-note").textContent = "";
-    eigen.getContext("2d").clearRect(0, 0, eigen.width, eigen.height);
+    eigen.style.display = "none";  // drawn where the group was clustered
     if (!g) { list.textContent = "No maps of this method explain this class."; return; }
-    if (!g.clusters) { list.textContent = "Not clustered: " + g.note + "."; return; }
+    if (!g.clusters) {
+      list.textContent = "Not clustered: " + g.note + ".";
+      el("eigen-note").textContent = "No spectrum: these maps were not clustered.";
+      return;
+    }
     var rowOf = {};
     for (var i = 0; i < N; i++) { if (String(F.target[i]) === state.c) { rowOf[F.item[i]] = i; } }
     g.clusters.forEach(function (c) {
@@ -330,6 +334,7 @@
     drawEigen(g);
   }
   function drawEigen(g) {
+    eigen.style.display = "block";
     var ctx = eigen.getContext("2d"), values = g.eigenvalues, w = eigen.width, h = eigen.height, pad = 18;
     var top = Math.max.apply(null, values) || 1, step = (w - 2 * pad) / Math.max(1, values.length - 1);
     ctx.fillStyle = "#fafafa"; ctx.fillRect(0, 0, w, h);
