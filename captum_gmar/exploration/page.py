@@ -132,9 +132,8 @@ def write_page(
             write_atomic(data / f"maps-{number:05d}.js", f"window.EXPLORE_CHUNK({number}, {json.dumps(chunk)});\n")
             bar.update(min(CHUNK, count - start))
     page_id = new_page_id()
-    header = (
-        f"{count:,} explained images of {summary['maps']}; methods {', '.join(values)}; {len(summary['class_names'])} classes explained"
-    )
+    classes = len(summary["class_names"])
+    header = f"{count:,} explained images of {summary['maps']}; methods {', '.join(values)}; {classes} {'class' if classes == 1 else 'classes'} explained"
     body = page_content("explore", page_id, title=index["title"], header=header)
     ExplanationPage(index["title"], body).save(folder / PAGE)
 
