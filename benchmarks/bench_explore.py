@@ -68,6 +68,7 @@ def _write_folder(folder: Path, maps: np.ndarray, methods: int) -> None:
                     int(rng.integers(0, 10)),
                     int(rng.integers(0, 2)) * 3,
                     float(rng.random()),
+                    float(rng.random()) - 0.5,
                     {key: tensors[i] + 0.01 * k * torch.rand_like(tensors[i]) for k, key in enumerate(keys)},
                 )
                 for i in range(start, min(start + 256, len(maps)))

@@ -408,7 +408,13 @@ def _explain_batch(plan: _Plan, batch: Batch, items: list[int], device: torch.de
         with torch.no_grad():
             logits = plan.vit.logits(x).float()
     explained = logits.argmax(-1) if given is None else given
-    scores = plan.scores(logits).gather(1, explained[:, None])[:, 0].cpu()
+    every = plan.scores(logits)
+    scores = every.gather(1, explained[:, None])[:, 0]
+    # the margin over the other classes' best: NaN where there is none
+    others = (
+        every.scatter(1, explained[:, None], float("-inf")).max(1).values if every.shape[1] > 1 else torch.full_like(scores, float("nan"))
+    )
+    margins, scores = (scores - others).cpu(), scores.cpu()
     predicted = logits.argmax(-1).cpu()
     explained = explained.cpu()
     # contiguous: a map that is a view of the attributions would keep all their channels alive in the buffer
@@ -426,6 +432,7 @@ def _explain_batch(plan: _Plan, batch: Batch, items: list[int], device: torch.de
                 label=int(labels[image]),
                 predicted=int(predicted[row]),
                 score=float(scores[row]),
+                margin=float(margins[row]),
                 maps={key: value[row] for key, value in cpu_maps.items()},
             )
         )

@@ -23,6 +23,8 @@ and every method of an image is in the shard that holds it), as safetensors tens
 - ``predicted`` int64 ``(n,)``: the model's top class;
 - ``score`` float32 ``(n,)``: the explained class's score (softmax probability, sigmoid
   for multi-label models, the similarity itself for an embedding);
+- ``margin`` float32 ``(n,)``: ``score`` less the highest score of the other classes
+  (negative where another class scores higher; NaN where there is no other class);
 - ``maps.<method>`` float32 or float16 ``(n, h, w)``: the method's maps, on the patch
   grid or at the input's pixels;
 
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
@@ -79,6 +82,7 @@ INDEX_COLUMNS: dict[str, str] = {
     "target": "the explained class, prompt or reference (index)",
     "target_name": "its name",
     "score": "the explained class's score: softmax probability, sigmoid for multi-label models, the similarity for an embedding",
+    "margin": "the score less the highest score of the other classes (negative where another class scores higher; empty with one class)",
     "predicted": "the model's top class (index)",
     "method": "the method's key (e.g. gmar-l1)",
     "shape": "the map's shape, height x width (the patch grid, or the input's pixels)",
@@ -100,6 +104,8 @@ class Record:
     label: int
     predicted: int
     score: float
+    #: ``score`` less the highest score of the other classes (NaN with one class)
+    margin: float
     #: method key -> its map ``(h, w)``
     maps: Mapping[str, Tensor]
 
@@ -200,7 +206,7 @@ def drop_items(shard: Shard, items: set[int]) -> None:
 
 class MapRecord:
     """One stored map: ``image``, ``item``, ``method``, ``target``, ``target_name``,
-    ``label``, ``predicted``, ``score``, ``shape``, and ``map``, the ``(h, w)`` float32
+    ``label``, ``predicted``, ``score``, ``margin``, ``shape``, and ``map``, the ``(h, w)`` float32
     tensor, read from its shard when first asked for."""
 
     def __init__(self, shard: Shard, row: int, method: str) -> None:
@@ -212,6 +218,7 @@ class MapRecord:
         self.label: int = shard.columns["label"][row]
         self.predicted: int = shard.columns["predicted"][row]
         self.score: float = shard.columns["score"][row]
+        self.margin: float = shard.columns["margin"][row]
         self.shape, self.dtype = shard.maps[method]
 
     @property
@@ -353,6 +360,7 @@ def write_index(folder: str | os.PathLike[str], class_names: Mapping[int, str], 
                     "target": record.target,
                     "target_name": record.target_name,
                     "score": f"{record.score:.6g}",
+                    "margin": "" if math.isnan(record.margin) else f"{record.margin:.6g}",
                     "predicted": record.predicted,
                     "method": record.method,
                     "shape": "x".join(map(str, record.shape)),

@@ -59,6 +59,7 @@ CLUSTER_COLUMNS: dict[str, str] = {
     "label": "the image's label, -1 where the data has none",
     "predicted": "the model's top class",
     "score": "the explained class's score",
+    "margin": "the score less the other classes' best (empty with one class)",
     "cluster": "the map's cluster among the maps of its method and target; -1: flat (constant), set aside; empty: not clustered (too few maps)",
     "rank": "its cluster's rank by suspicion, 1 the most suspicious; empty where cluster is -1 or empty",
     "x": "the map's embedding, first coordinate; empty where not clustered",
@@ -77,6 +78,7 @@ DISAGREEMENT_COLUMNS: dict[str, str] = {
     "label": "the image's label, -1 where none",
     "predicted": "the model's top class",
     "score": "the explained class's score",
+    "margin": "the score less the other classes' best (empty with one class)",
 }
 #: maps read per call of read_maps: a few shards' worth
 _CHUNK = 4096
@@ -112,6 +114,7 @@ class _Rows:
     label: np.ndarray
     predicted: np.ndarray
     score: np.ndarray
+    margin: np.ndarray
 
 
 def explore(
@@ -271,7 +274,7 @@ def explore(
         ],
     }
     write_atomic(folder / STRATEGIES, json.dumps(summary, indent=1) + "\n")
-    fields = {name: getattr(first, name) for name in ("item", "target", "label", "predicted", "score")}
+    fields = {name: getattr(first, name) for name in ("item", "target", "label", "predicted", "score", "margin")}
     write_page(
         folder,
         summary,
@@ -333,7 +336,9 @@ def _read_fields(
             raise ValueError(
                 f"the maps of {record.method!r} are of two shapes ({shapes[record.method]} and {tuple(record.shape)}): explore reads one grid per method"
             )
-        columns = fields.setdefault(record.method, {name: [] for name in ("image", "item", "target", "label", "predicted", "score")})
+        columns = fields.setdefault(
+            record.method, {name: [] for name in ("image", "item", "target", "label", "predicted", "score", "margin")}
+        )
         for name, column in columns.items():
             column.append(getattr(record, name))
     rows = {
@@ -344,6 +349,7 @@ def _read_fields(
             np.array(columns["label"], dtype=np.int64),
             np.array(columns["predicted"], dtype=np.int64),
             np.array(columns["score"], dtype=np.float64),
+            np.array(columns["margin"], dtype=np.float64),
         )
         for key, columns in fields.items()
     }
@@ -467,6 +473,7 @@ def _write_clusters(handle: Any, rows: dict[str, _Rows], placements: dict[str, P
                     fields.label[i],
                     fields.predicted[i],
                     _number(fields.score[i]),
+                    _number(fields.margin[i]),
                     cluster[i],
                     rank[i],
                     _number(place[i, 0]),
@@ -492,6 +499,7 @@ def _write_disagreement(handle: Any, fields: _Rows, compared: Disagreement, clas
                 fields.label[i],
                 fields.predicted[i],
                 _number(fields.score[i]),
+                _number(fields.margin[i]),
                 *map(_number, values[i]),
                 *map(_number, compared.per_method[i]),
                 _number(compared.score[i]),

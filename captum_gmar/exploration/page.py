@@ -79,7 +79,7 @@ def write_page(
     Args:
         folder: the explore folder.
         summary: ``strategies.json``'s content (its groups are shown per cluster).
-        rows: ``image``, ``item``, ``target``, ``label``, ``predicted``, ``score``: one
+        rows: ``image``, ``item``, ``target``, ``label``, ``predicted``, ``score``, ``margin``: one
             list each, a value per row (an explained image and target).
         placements: method -> its :class:`Placement`.
         values: method -> its maps ``float32 (N, h, w)``.
@@ -111,6 +111,7 @@ def write_page(
         "fields": {
             **{name: rows[name] for name in ("image", "item", "target", "label", "predicted")},
             "score": _round(rows["score"]),
+            "margin": _round(rows["margin"]),
             "disagreement": None if disagreement is None else _round(disagreement[0]),
             "odd": None if disagreement is None else disagreement[1],
         },

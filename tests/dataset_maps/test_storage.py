@@ -26,6 +26,7 @@ def records(items, maps_shape=(4, 4)):
             label=1,
             predicted=2,
             score=0.25 + i / 100,
+            margin=0.1 - i / 100,
             maps={key: torch.full(maps_shape, float(i + k)) for k, key in enumerate(METHODS)},
         )
         for i in items
@@ -139,6 +140,7 @@ def test_index_lists_every_map_and_the_unreadable(tmp_path):
         "target": "0",
         "target_name": "class 0",
         "score": "0.25",
+        "margin": "0.1",
         "predicted": "2",
         "method": "rollout",
         "shape": "4x4",

@@ -66,6 +66,7 @@ def write_folder(folder: Path, maps: dict[str, np.ndarray], targets: np.ndarray,
                     i % 3,
                     int(targets[i]),
                     0.5 if scores is None else float(scores[i]),
+                    0.5 - i / len(targets),
                     {k: torch.from_numpy(v[i]) for k, v in maps.items()},
                 )
                 for i in range(start, min(start + 32, len(targets)))

@@ -118,6 +118,9 @@ def test_the_page_offline_in_chromium(exp, tmp_path):
         choose(driver, "order", "1")
         score = field(driver, "score")
         assert [score[r] for r in rows(driver)] == sorted(score[r] for r in range(COUNT))[:40]
+        choose(driver, "sort", "margin")
+        margin = field(driver, "margin")
+        assert [margin[r] for r in rows(driver)] == sorted(margin[r] for r in range(COUNT))[:40]
         choose(driver, "sort", "cluster")
         choose(driver, "order", "-1")
         assert [rank[r] for r in rows(driver)] == sorted(rank[r] for r in range(COUNT))[:40]

@@ -32,7 +32,7 @@
     option(select[name], "", "all");
     distinct(Object.keys(seen[name]).map(Number)).forEach(function (v) { option(select[name], String(v), v < 0 ? "none" : v + ": " + className(v)); });
   });
-  var SORTS = [["score", "score of the explained class"], ["cluster", "cluster (most suspicious first)"], ["item", "position in the data"]];
+  var SORTS = [["score", "score of the explained class"], ["margin", "margin over the other classes"], ["cluster", "cluster (most suspicious first)"], ["item", "position in the data"]];
   if (F.disagreement) { SORTS.splice(1, 0, ["disagreement", "disagreement between methods"]); }
   SORTS.forEach(function (s) { option(select.sort, s[0], s[1]); });
 
@@ -253,7 +253,7 @@
     var P = D.placements[state.m], lines = [
       F.image[row],
       "label " + className(F.label[row]) + ", predicted " + className(F.predicted[row]) + (F.label[row] >= 0 ? (F.label[row] === F.predicted[row] ? " (correct)" : " (wrong)") : ""),
-      "score " + number(F.score[row]) + (F.disagreement ? ", disagreement " + number(F.disagreement[row]) : "") +
+      "score " + number(F.score[row]) + ", margin " + number(F.margin[row]) + (F.disagreement ? ", disagreement " + number(F.disagreement[row]) : "") +
         ", " + state.m + " cluster " + (P.rank[row] > 0 ? "#" + P.rank[row] : P.cluster[row] === -1 ? "flat" : "–")
     ];
     lines.forEach(function (text, k) {
