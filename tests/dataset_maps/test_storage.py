@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -184,3 +186,14 @@ def test_the_docs_describe_every_index_column_in_order():
     page = (Path(__file__).resolve().parents[2] / "docs" / "dataset-maps.md").read_text()
     table = page[page.index("`index.csv` has one row per map") :].split("\n\n")[1]
     assert re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE) == list(INDEX_COLUMNS)
+
+
+def test_a_margin_without_another_class_is_nan_and_an_empty_cell(tmp_path):
+    (tmp_path / JOB_FILE).write_text(json.dumps({"format": FORMAT, "methods": METHODS, "items": 1, "dtype": "float32"}))
+    writer = ShardWriter(tmp_path, 0, METHODS, torch.float32, 2**20)
+    writer.add([replace(records([0])[0], margin=float("nan"))])  # one reference: no other class to beat
+    writer.flush()
+    assert all(math.isnan(record.margin) for record in load_maps(tmp_path))
+    write_index(tmp_path, {})
+    with open(tmp_path / "index.csv", newline="") as handle:
+        assert [row["margin"] for row in csv.DictReader(handle)] == ["", ""]
