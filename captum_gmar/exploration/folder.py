@@ -240,7 +240,12 @@ def explore(
                 bar.update(1)
     compared = find_disagreement({key: values[key] for key in keys}, top_share=top_share, part=part) if len(keys) > 1 else None
     folder = Path(out)
-    files = tuple(sorted([CLUSTERS, STRATEGIES] + ([DISAGREEMENT] if compared is not None else [])))  # the page's come last
+    files = (
+        *sorted([CLUSTERS, STRATEGIES] + ([DISAGREEMENT] if compared is not None else [])),
+        PAGE,
+        DATA,
+        *([THUMBS] if images is not None else []),
+    )
     claim_files(folder, EXPLORE_FILES)
     placements = {key: _placement(len(rows[key].item), key, groups, found) for key in keys}
     with replacing(folder / CLUSTERS, newline="") as handle:
@@ -286,7 +291,7 @@ def explore(
         images,
         progress,
     )
-    return Exploration(folder, found, skipped, compared, (*files, PAGE, DATA, *([THUMBS] if images is not None else [])))
+    return Exploration(folder, found, skipped, compared, files)
 
 
 def _methods(folder: str | os.PathLike[str], methods: Sequence[str] | None) -> list[str] | None:

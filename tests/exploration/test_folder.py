@@ -84,6 +84,11 @@ def test_a_real_job_is_explored(job, tmp_path, capsys):
     np.testing.assert_allclose(compared["spearman:gmar-l1:rollout"], result.disagreement.figure("spearman")[:, 0], rtol=1e-5)
     summary = json.loads((tmp_path / "exp" / "strategies.json").read_text())
     assert summary["format"] == "captum-gmar-explore/1" and summary["methods"] == ["gmar-l1", "rollout"]
+    assert (
+        summary["files"]
+        == list(result.files)
+        == ["clusters.csv", "disagreement.csv", "strategies.json", "explore.html", "explore-data", "thumbs"]
+    )
     assert summary["disagreement"] == {"pairs": [["gmar-l1", "rollout"]], "top_k": 7, "grid": [8, 8], "rows": 12}
     group = summary["groups"][0]
     assert (group["method"], group["target"], group["maps"], group["flat"], group["grid"], group["note"]) == (
