@@ -28,6 +28,8 @@ _EXPORTS = {
     "SUPPORTED_MODEL_CLASSES": ".names",
     "TokenGradCAM": ".methods.gradcam",
     "explain_dataset": ".dataset_maps",
+    "explore": ".exploration",
+    "find_strategies": ".exploration",
     "load_maps": ".dataset_maps",
     "RawAttention": ".methods.raw_attention",
     "load_reference_model": ".reference",
@@ -42,6 +44,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
     from .dataset_maps import explain_dataset as explain_dataset
     from .dataset_maps import load_maps as load_maps
+    from .exploration import explore as explore
+    from .exploration import find_strategies as find_strategies
     from .methods.attention_rollout import AttentionRollout as AttentionRollout
     from .methods.gae import GenericAttentionExplainability as GenericAttentionExplainability
     from .methods.gmar import GMARAttribution as GMARAttribution

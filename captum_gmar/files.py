@@ -42,8 +42,9 @@ else:
 __all__ = [
     "LOCK",
     "MANIFEST",
-    "claim_files",
+    "check_folder",
     "check_not_in_use",
+    "claim_files",
     "folder_lock",
     "foreign_files",
     "open_no_follow",
@@ -181,15 +182,39 @@ def claim_files(folder: str | os.PathLike[str], files: Sequence[str]) -> None:
     folder = Path(folder)
     foreign = foreign_files(folder, files)
     if foreign:
-        raise FileExistsError(
-            f"{str(folder)!r} holds {foreign[0]!r}, which captum-gmar did not write and does not replace: "
-            "move it, or name a new or empty folder"
-        )
+        raise FileExistsError(_foreign(folder, foreign[0]))
     own = own_files(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(
         folder / MANIFEST, json.dumps({"written_by": f"captum-gmar {__version__}", "files": sorted(own | set(files))}, indent=2) + "\n"
     )
+
+
+def check_folder(folder: str | os.PathLike[str], files: Sequence[str]) -> None:
+    """Refuse, before any work, a folder where this package would write ``files``: one
+    that is a file, one that holds files but no :data:`MANIFEST` (someone else's folder),
+    one where one of ``files`` is a symbolic link, or one where one of them exists and
+    this package did not write it. A missing or empty folder passes; nothing is made.
+
+    Raises:
+        ValueError: one line naming the folder and what to do.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is a file, not a folder: name a new or empty folder")
+    linked = [name for name in files if (folder / name).is_symlink()]
+    if linked:  # the package replaces its files and never writes through a link
+        raise ValueError(f"{str(folder / linked[0])!r} is a symbolic link, which captum-gmar does not write through: remove it")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
+        shown = ", ".join(sorted(entry.name for entry in folder.iterdir())[:3])
+        raise ValueError(f"{str(folder)!r} holds files captum-gmar did not write ({shown}): name a new or empty folder")
+    foreign = foreign_files(folder, files)
+    if foreign:
+        raise ValueError(_foreign(folder, foreign[0]))
+
+
+def _foreign(folder: Path, name: str) -> str:
+    return f"{str(folder)!r} holds {name!r}, which captum-gmar did not write and does not replace: move it, or name a new or empty folder"
 
 
 #: the locks this process holds: (lock file, thread) -> how many blocks hold it

@@ -14,6 +14,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 NOT_RUN: dict[tuple[str, int], str] = {
     ("evaluate-your-data.md", 1): "needs your own model folder (my-vit/) and images (my-images/)",
     ("evaluate-your-data.md", 2): "continues block 1, on your own model and images",
+    ("explore.md", 2): "needs the maps folder and scenes the commands above it write (tests/cli/test_explore.py runs the same)",
     ("extending.md", 1): "run by tests/test_extending.py, which keeps its registrations out of the other tests",
     ("extending.md", 2): "run by tests/test_extending.py, which keeps its registrations out of the other tests",
     ("models.md", 1): "needs a DINOv3 checkpoint folder (path), which is not available offline",

@@ -11,7 +11,17 @@ import threading
 
 import pytest
 
-from captum_gmar.files import LOCK, check_not_in_use, folder_lock, open_no_follow, replacing, write_atomic
+from captum_gmar.files import (
+    LOCK,
+    MANIFEST,
+    check_folder,
+    check_not_in_use,
+    claim_files,
+    folder_lock,
+    open_no_follow,
+    replacing,
+    write_atomic,
+)
 
 HOLD = (
     "import sys; from captum_gmar.files import folder_lock\nwith folder_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()"
@@ -141,3 +151,22 @@ def test_the_lock_takes_msvcrt_where_there_is_no_fcntl(tmp_path):
     done = subprocess.run([sys.executable, "-c", WINDOWS, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[(2, 1), (0, 1)]"
+
+
+def test_check_folder_refuses_folders_the_package_may_not_write_into(tmp_path):
+    check_folder(tmp_path / "new", ["a.csv"])  # missing: fine
+    check_folder(tmp_path, ["a.csv"])  # empty: fine
+    assert not (tmp_path / "new").exists() and not (tmp_path / MANIFEST).exists()  # nothing made
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds files captum-gmar did not write \(notes.txt\): name a new or empty folder"):
+        check_folder(tmp_path, ["a.csv"])
+    claim_files(tmp_path / "own", ["a.csv"])
+    check_folder(tmp_path / "own", ["a.csv", "b.csv"])  # the package's folder
+    (tmp_path / "own" / "b.csv").write_text("someone's")
+    with pytest.raises(ValueError, match="holds 'b.csv', which captum-gmar did not write and does not replace"):
+        check_folder(tmp_path / "own", ["a.csv", "b.csv"])
+    (tmp_path / "own" / "a.csv").symlink_to(tmp_path / "notes.txt")
+    with pytest.raises(ValueError, match="a.csv' is a symbolic link, which captum-gmar does not write through"):
+        check_folder(tmp_path / "own", ["a.csv"])
+    with pytest.raises(ValueError, match="notes.txt' is a file, not a folder"):
+        check_folder(tmp_path / "notes.txt", ["a.csv"])

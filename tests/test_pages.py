@@ -10,9 +10,7 @@ import base64
 import csv
 import io
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from PIL import Image
 from captum_gmar.cli import main
 from captum_gmar.pages import ExplanationPage, comparison_report, explanation_page, gallery_card
 from captum_gmar.pages.render import Markup, element, fill, page_content, template
+from tests.browser import chromium, screenshot
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +121,16 @@ def test_the_templates_are_package_data():
 
     folder = resources.files("captum_gmar.pages") / "templates"
     names = sorted(entry.name for entry in folder.iterdir())
-    assert names == ["document.html", "explanation.html", "explanation.js", "pages.css", "report.html", "report.js"]
+    assert names == [
+        "document.html",
+        "explanation.html",
+        "explanation.js",
+        "explore.html",
+        "explore.js",
+        "pages.css",
+        "report.html",
+        "report.js",
+    ]
     for name in names:
         text = template(name)
         assert text == (folder / name).read_text(encoding="utf-8") and text.endswith("\n")
@@ -172,37 +180,12 @@ def test_explain_html_keeps_the_outputs_checks(tmp_path, capsys):
         assert exit_info.value.code == 2 and message in err and err.count("\n") == 1
 
 
-def _driver():
-    """Headless Chromium with its console log, or a skip saying what is missing."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    chromedriver = shutil.which("chromedriver")
-    if not chromium or not chromedriver:
-        pytest.skip(f"no {'chromium' if not chromium else 'chromedriver'} on PATH (Debian: apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1000"):
-        options.add_argument(argument)
-    options.binary_location = chromium
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(chromedriver))
-
-
-def _screenshot(driver, tmp_path: Path, name: str) -> None:
-    driver.save_screenshot(str(tmp_path / name))
-    if os.environ.get("CAPTUM_GMAR_ARTEFACTS"):
-        folder = Path(os.environ["CAPTUM_GMAR_ARTEFACTS"])
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / name, folder / name)
-
-
 def test_the_page_in_a_browser(page_file, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
-    driver = _driver()
+    driver = chromium()
     try:
         driver.get(page_file.as_uri())
         severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
@@ -216,7 +199,7 @@ def test_the_page_in_a_browser(page_file, tmp_path):
             assert image.get_attribute("alt")
         for control in driver.find_elements(By.CSS_SELECTOR, "select, input"):  # every control labelled
             assert driver.find_elements(By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']")
-        _screenshot(driver, tmp_path, "explanation_page.png")
+        screenshot(driver, tmp_path, "explanation_page.png")
 
         overlay = driver.find_element(By.CSS_SELECTOR, "img.cg-overlay")
         first = overlay.get_attribute("src")
@@ -242,7 +225,7 @@ def test_the_page_in_a_browser(page_file, tmp_path):
         opacity.send_keys(Keys.HOME)  # the keyboard works the slider
         assert overlay.value_of_css_property("opacity") == "0"
         assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        _screenshot(driver, tmp_path, "explanation_page_rollout.png")
+        screenshot(driver, tmp_path, "explanation_page_rollout.png")
     finally:
         driver.quit()
 
@@ -312,7 +295,7 @@ def test_the_report_in_a_browser(report_file, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    driver = _driver()
+    driver = chromium()
     try:
         driver.get(report_file.as_uri())
         assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
@@ -322,7 +305,7 @@ def test_the_report_in_a_browser(report_file, tmp_path):
         assert len(images) == 4 * 4
         assert all(driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 0 for image in images)
         assert all(image.get_attribute("alt") for image in images)
-        _screenshot(driver, tmp_path, "comparison_report.png")
+        screenshot(driver, tmp_path, "comparison_report.png")
 
         def methods() -> list[str]:
             return [row.find_element(By.TAG_NAME, "th").text for row in driver.find_elements(By.CSS_SELECTOR, "table.cg-summary tbody tr")]
@@ -389,7 +372,7 @@ def test_hostile_names_stay_data_in_the_page_and_the_report(tmp_path):
     for saved in (page, report):
         assert data_of(saved.read_text(encoding="utf-8"))  # the embedded JSON is whole
 
-    driver = _driver()
+    driver = chromium()
     try:
         driver.get(page.as_uri())
         assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
@@ -401,7 +384,7 @@ def test_hostile_names_stay_data_in_the_page_and_the_report(tmp_path):
         assert driver.find_elements(By.CSS_SELECTOR, "table.cg-heads")
         assert driver.find_element(By.TAG_NAME, "h1").text == HOSTILE[1]
         assert not driver.find_elements(By.XPATH, "//b[text()='x']")  # the name's markup is text, not an element
-        _screenshot(driver, tmp_path, "hostile_page.png")
+        screenshot(driver, tmp_path, "hostile_page.png")
 
         driver.get(report.as_uri())
         assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
@@ -409,7 +392,7 @@ def test_hostile_names_stay_data_in_the_page_and_the_report(tmp_path):
         assert len(cards) == 1 and cards[0].find_element(By.TAG_NAME, "div").get_attribute("textContent") == HOSTILE[1]
         classes = Select(driver.find_elements(By.CSS_SELECTOR, ".cg-controls select")[2])
         assert [o.get_attribute("textContent") for o in classes.options] == ["all", HOSTILE[0]]
-        _screenshot(driver, tmp_path, "hostile_report.png")
+        screenshot(driver, tmp_path, "hostile_report.png")
     finally:
         driver.quit()
 
@@ -419,7 +402,7 @@ def test_the_sorted_columns_mark_is_an_arrow_in_the_browser(tmp_path):
 
     summary = [{"method": "a", "gini": 0.5, "gini_sem": 0.01}, {"method": "b", "gini": 0.2, "gini_sem": 0.01}]
     report = comparison_report(summary, {"gini": "Gini index"}, [], [], []).save(tmp_path / "report.html")
-    driver = _driver()
+    driver = chromium()
     try:
         driver.get(report.as_uri())
         button = driver.find_element(By.XPATH, "//thead//button[text()='gini']")
@@ -443,7 +426,7 @@ def test_a_gallery_alone_in_a_browser(tmp_path):
     ]
     path = tmp_path / "report.html"
     comparison_report([], {}, ["model: m"], ["gmar-l1"], cards, left_out=5, title="Maps", left_out_where="index.csv").save(path)
-    driver = _driver()
+    driver = chromium()
     try:
         driver.get(path.as_uri())
         assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
@@ -452,6 +435,6 @@ def test_a_gallery_alone_in_a_browser(tmp_path):
         assert len(driver.find_elements(By.TAG_NAME, "img")) == 6
         Select(driver.find_element(By.CSS_SELECTOR, "select[id$='-class']")).select_by_visible_text("cat")
         assert len([c for c in driver.find_elements(By.CSS_SELECTOR, ".cg-card") if c.is_displayed()]) == 2
-        _screenshot(driver, tmp_path, "maps_gallery.png")
+        screenshot(driver, tmp_path, "maps_gallery.png")
     finally:
         driver.quit()

@@ -1,4 +1,4 @@
-"""The ``captum-gmar`` command line: ``demo``, ``compare``, ``explain`` and ``export-scenes``.
+"""The ``captum-gmar`` command line: ``demo``, ``compare``, ``explain``, ``explore`` and ``export-scenes``.
 
 :data:`COMMANDS` maps each command to its module, imported only when that command runs;
 each module has ``add_parser(commands, help)`` and ``run(options)``, which takes the
@@ -46,6 +46,11 @@ COMMANDS = {
     ),
     "export-scenes": Command(".export_scenes", "write test-split scenes as an image folder with masks, for --data"),
     "explain": Command(".explain", "explain one image file, or every image of a folder into a maps folder"),
+    "explore": Command(
+        ".explore",
+        "find the strategies in a maps folder (clusters of each class's maps, most suspicious first) and where the methods "
+        "disagree, with an offline page to browse them",
+    ),
 }
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (

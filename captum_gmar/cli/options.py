@@ -395,3 +395,41 @@ class ExportOptions:
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> ExportOptions:
         return cls(args.dir, args.n, args.seed, args.data_dir)
+
+
+@dataclass(frozen=True)
+class ExploreOptions:
+    """``explore``'s: the maps folder ``maps`` explored into ``out``, which of its
+    methods and explained classes (``None``: all), the clustering's settings, and the image
+    folder its thumbnails come from."""
+
+    maps: str
+    out: str
+    methods: tuple[str, ...] | None
+    classes: tuple[str, ...] | None
+    clusters: int | None
+    max_clusters: int
+    neighbours: int
+    images: str | None
+    seed: int
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> ExploreOptions:
+        def listed(text: str | None) -> tuple[str, ...] | None:
+            return None if text is None else tuple(key.strip() for key in text.split(",") if key.strip())
+
+        return cls(
+            args.maps,
+            args.out,
+            listed(args.methods),
+            listed(args.classes),
+            args.clusters,
+            args.max_clusters,
+            args.neighbours,
+            args.images,
+            args.seed,
+        )
+
+    def __post_init__(self) -> None:
+        if self.clusters is not None and self.clusters > self.max_clusters:
+            raise CommandError(f"--clusters {self.clusters} is more than --max-clusters {self.max_clusters}: raise --max-clusters too")

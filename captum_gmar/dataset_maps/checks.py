@@ -46,7 +46,7 @@ __all__ = [
 
 #: the ``format`` entry of every shard's metadata and of ``maps.json``; shards of format
 #: ``captum-gmar-maps/1`` recorded no image's content, so a folder of them is explained again
-FORMAT = "captum-gmar-maps/2"
+FORMAT = "captum-gmar-maps/3"
 #: the job's description, written first
 JOB_FILE = "maps.json"
 SHARDS = "shards"
@@ -57,7 +57,7 @@ UNREADABLE = "unreadable.csv"
 #: the names a maps folder holds (the folder's manifest lists them, see :func:`~captum_gmar.files.claim_files`)
 MAPS_FILES = (JOB_FILE, SHARDS, INDEX, UNREADABLE, LOCK)
 #: every shard's small tensors, ``(n,)`` each, one row per record: their safetensors types
-COLUMNS = {"item": "I64", "target": "I64", "label": "I64", "predicted": "I64", "score": "F32"}
+COLUMNS = {"item": "I64", "target": "I64", "label": "I64", "predicted": "I64", "score": "F32", "margin": "F32"}
 #: the maps' storage types: safetensors' names -> ours
 MAP_DTYPES = {"F32": "float32", "F16": "float16"}
 _SHARD_NAME = re.compile(r"rank(\d+)-(\d{6})\.safetensors")

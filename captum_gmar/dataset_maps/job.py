@@ -35,7 +35,7 @@ from ..evaluation.batches import Batch, collate
 from ..evaluation.distributed import Context, current_context
 from ..evaluation.methods import Method, build_methods
 from ..evaluation.runner import logit_scores, model_fingerprint
-from ..files import MANIFEST, claim_files, folder_lock, write_atomic
+from ..files import check_folder, claim_files, folder_lock, write_atomic
 from ..imagedata.folder import ClassNames
 from ..methods.base import ViTAttribution
 from ..methods.shared import attribute_together, shares_passes
@@ -283,12 +283,7 @@ def _target(target: int | str, names: list[str], data: Dataset) -> int | str:
 def _prepare(folder: Path, job: dict[str, Any], data: Dataset, resume: bool, overwrite: bool, progress: bool, held: ExitStack) -> set[int]:
     """Rank 0: check ``out``, lock it for the job (in ``held``), and start or resume the
     job there; the images already done."""
-    linked = [name for name in MAPS_FILES if (folder / name).is_symlink()]
-    if linked:  # the package replaces its files and never writes through a link
-        raise ValueError(f"{str(folder / linked[0])!r} is a symbolic link, which captum-gmar does not write through: remove it")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
-        shown = ", ".join(sorted(entry.name for entry in folder.iterdir())[:3])
-        raise ValueError(f"{str(folder)!r} holds files captum-gmar did not write ({shown}): name a new or empty folder")
+    check_folder(folder, MAPS_FILES)
     try:
         claim_files(folder, MAPS_FILES)
     except (FileExistsError, ValueError) as error:
@@ -413,7 +408,13 @@ def _explain_batch(plan: _Plan, batch: Batch, items: list[int], device: torch.de
         with torch.no_grad():
             logits = plan.vit.logits(x).float()
     explained = logits.argmax(-1) if given is None else given
-    scores = plan.scores(logits).gather(1, explained[:, None])[:, 0].cpu()
+    every = plan.scores(logits)
+    scores = every.gather(1, explained[:, None])[:, 0]
+    # the margin over the other classes' best: NaN where there is none
+    others = (
+        every.scatter(1, explained[:, None], float("-inf")).max(1).values if every.shape[1] > 1 else torch.full_like(scores, float("nan"))
+    )
+    margins, scores = (scores - others).cpu(), scores.cpu()
     predicted = logits.argmax(-1).cpu()
     explained = explained.cpu()
     # contiguous: a map that is a view of the attributions would keep all their channels alive in the buffer
@@ -431,6 +432,7 @@ def _explain_batch(plan: _Plan, batch: Batch, items: list[int], device: torch.de
                 label=int(labels[image]),
                 predicted=int(predicted[row]),
                 score=float(scores[row]),
+                margin=float(margins[row]),
                 maps={key: value[row] for key, value in cpu_maps.items()},
             )
         )

@@ -23,6 +23,8 @@ and every method of an image is in the shard that holds it), as safetensors tens
 - ``predicted`` int64 ``(n,)``: the model's top class;
 - ``score`` float32 ``(n,)``: the explained class's score (softmax probability, sigmoid
   for multi-label models, the similarity itself for an embedding);
+- ``margin`` float32 ``(n,)``: ``score`` less the highest score of the other classes
+  (negative where another class scores higher; NaN where there is no other class);
 - ``maps.<method>`` float32 or float16 ``(n, h, w)``: the method's maps, on the patch
   grid or at the input's pixels;
 
@@ -41,12 +43,13 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from itertools import accumulate
+from itertools import accumulate, groupby
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,7 @@ __all__ = [
     "Record",
     "ShardWriter",
     "load_maps",
+    "read_maps",
     "text_name",
     "write_index",
 ]
@@ -78,6 +82,7 @@ INDEX_COLUMNS: dict[str, str] = {
     "target": "the explained class, prompt or reference (index)",
     "target_name": "its name",
     "score": "the explained class's score: softmax probability, sigmoid for multi-label models, the similarity for an embedding",
+    "margin": "the score less the highest score of the other classes (negative where another class scores higher; empty with one class)",
     "predicted": "the model's top class (index)",
     "method": "the method's key (e.g. gmar-l1)",
     "shape": "the map's shape, height x width (the patch grid, or the input's pixels)",
@@ -99,6 +104,8 @@ class Record:
     label: int
     predicted: int
     score: float
+    #: ``score`` less the highest score of the other classes (NaN with one class)
+    margin: float
     #: method key -> its map ``(h, w)``
     maps: Mapping[str, Tensor]
 
@@ -199,7 +206,7 @@ def drop_items(shard: Shard, items: set[int]) -> None:
 
 class MapRecord:
     """One stored map: ``image``, ``item``, ``method``, ``target``, ``target_name``,
-    ``label``, ``predicted``, ``score``, ``shape``, and ``map``, the ``(h, w)`` float32
+    ``label``, ``predicted``, ``score``, ``margin``, ``shape``, and ``map``, the ``(h, w)`` float32
     tensor, read from its shard when first asked for."""
 
     def __init__(self, shard: Shard, row: int, method: str) -> None:
@@ -211,6 +218,7 @@ class MapRecord:
         self.label: int = shard.columns["label"][row]
         self.predicted: int = shard.columns["predicted"][row]
         self.score: float = shard.columns["score"][row]
+        self.margin: float = shard.columns["margin"][row]
         self.shape, self.dtype = shard.maps[method]
 
     @property
@@ -299,6 +307,35 @@ def load_maps(folder: str | os.PathLike[str], method: str | None = None) -> MapR
     return MapRecords(shards, method, [entry for shard in shards for entry in shard.unreadable])
 
 
+def read_maps(records: Sequence[MapRecord]) -> Tensor:
+    """The maps of ``records``, stacked: ``(n, h, w)`` float32, in their order.
+
+    Each shard is opened once per run of consecutive records in it, and each of its
+    methods' maps read once: reading a folder's records in :func:`load_maps`' order a few
+    thousand at a time reads each shard about once, where ``record.map`` opens the shard
+    for every map.
+
+    Raises:
+        ValueError: the records' maps are of different shapes.
+    """
+    shapes = {record.shape for record in records}
+    if len(shapes) > 1:
+        raise ValueError(f"the records' maps are of different shapes ({', '.join(sorted(map(str, shapes)))}): read each shape apart")
+    out = torch.empty((len(records), *(shapes.pop() if shapes else (0, 0))))
+    position = 0
+    for shard, run in groupby(records, key=lambda record: record.shard):
+        rows: dict[str, tuple[list[int], list[int]]] = {}
+        for record in run:
+            into, taken = rows.setdefault(record.method, ([], []))
+            into.append(position)
+            taken.append(record.row)
+            position += 1
+        with safe_open(str(shard), framework="pt") as handle:
+            for method, (into, taken) in rows.items():
+                out[into] = handle.get_tensor(f"maps.{method}")[taken].float()
+    return out
+
+
 def write_index(folder: str | os.PathLike[str], class_names: Mapping[int, str], records: MapRecords | None = None) -> tuple[int, int]:
     """Write ``index.csv`` (:data:`INDEX_COLUMNS`) and ``unreadable.csv`` from the
     folder's shards (``records``: :func:`load_maps`' of all methods, read again where not
@@ -323,6 +360,7 @@ def write_index(folder: str | os.PathLike[str], class_names: Mapping[int, str], 
                     "target": record.target,
                     "target_name": record.target_name,
                     "score": f"{record.score:.6g}",
+                    "margin": "" if math.isnan(record.margin) else f"{record.margin:.6g}",
                     "predicted": record.predicted,
                     "method": record.method,
                     "shape": "x".join(map(str, record.shape)),

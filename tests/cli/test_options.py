@@ -17,7 +17,14 @@ from captum_gmar.evaluation.settings import Settings
 
 def test_help_and_version_do_not_import_torch():
     code = "import sys; from captum_gmar.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
-    for argv in (["--help"], ["--version"], ["explain", "--help"], ["export-scenes", "--help"], ["compare", "--scenes", "0"]):
+    for argv in (
+        ["--help"],
+        ["--version"],
+        ["explain", "--help"],
+        ["explore", "--help"],
+        ["export-scenes", "--help"],
+        ["compare", "--scenes", "0"],
+    ):
         result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
         assert result.stdout.strip().endswith("False"), (argv, result.stdout, result.stderr)
     version = subprocess.run([sys.executable, "-m", "captum_gmar", "--version"], capture_output=True, text=True, timeout=60)

@@ -62,6 +62,8 @@ def test_stored_maps_equal_the_methods_own(model, processor, images, tmp_path, r
     first = stored(records, "gmar-l1")[(3, int(predicted[3]))]
     assert first.image == data.items[3].file and first.label == data[3]["label"]
     assert first.score == pytest.approx(float(torch.softmax(logits[3], -1)[predicted[3]]), rel=1e-5)
+    top_two = torch.softmax(logits[3], -1).topk(2).values  # explained: the predicted class, so the margin is over the second
+    assert first.margin == pytest.approx(float(top_two[0] - top_two[1]), rel=1e-4)
 
 
 def test_targets_label_class_and_every_reference(model, processor, images, tmp_path):

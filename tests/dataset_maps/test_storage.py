@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.numpy import load_file
 
 from captum_gmar.dataset_maps.checks import FORMAT, JOB_FILE, remove_leftovers, shard_paths
-from captum_gmar.dataset_maps.storage import INDEX_COLUMNS, Record, ShardWriter, load_maps, write_index
+from captum_gmar.dataset_maps.storage import INDEX_COLUMNS, Record, ShardWriter, load_maps, read_maps, write_index
 
 METHODS = {"gmar-l1": "GMAR (L1)", "rollout": "Attention rollout"}
 
@@ -25,6 +28,7 @@ def records(items, maps_shape=(4, 4)):
             label=1,
             predicted=2,
             score=0.25 + i / 100,
+            margin=0.1 - i / 100,
             maps={key: torch.full(maps_shape, float(i + k)) for k, key in enumerate(METHODS)},
         )
         for i in items
@@ -61,6 +65,30 @@ def test_records_read_back_lazily_in_order(tmp_path, monkeypatch):
     assert (loaded[-1].item, loaded[-1].method) == (2, "rollout") and len(loaded) == 6
     with pytest.raises(IndexError):
         loaded[6]
+
+
+def test_read_maps_reads_the_records_maps_each_shard_once(tmp_path, monkeypatch):
+    folder = folder_with(tmp_path, [[0, 1], [2, 3], [4]], shard_bytes=1)  # a shard per batch
+    loaded = load_maps(folder)
+    import captum_gmar.dataset_maps.storage as storage
+
+    opened = []
+    original = storage.safe_open
+    monkeypatch.setattr(storage, "safe_open", lambda *a, **k: opened.append(a[0]) or original(*a, **k))
+    stacked = read_maps(loaded)
+    assert stacked.shape == (10, 4, 4) and stacked.dtype == torch.float32
+    assert sorted(opened) == sorted({str(r.shard) for r in loaded})  # once each
+    for position, record in enumerate(loaded):
+        torch.testing.assert_close(stacked[position], record.map)
+    some = [loaded[9], loaded[0], loaded[3]]  # any order, any method
+    torch.testing.assert_close(read_maps(some), torch.stack([r.map for r in some]))
+    assert read_maps([]).shape == (0, 0, 0)
+
+
+def test_read_maps_refuses_maps_of_two_shapes():
+    two = [SimpleNamespace(shape=(4, 4)), SimpleNamespace(shape=(2, 2))]  # refused before any shard is opened
+    with pytest.raises(ValueError, match=r"the records' maps are of different shapes \(\(2, 2\), \(4, 4\)\): read each shape apart"):
+        read_maps(two)
 
 
 def test_a_shard_holds_at_most_shard_records(tmp_path, monkeypatch):
@@ -114,6 +142,7 @@ def test_index_lists_every_map_and_the_unreadable(tmp_path):
         "target": "0",
         "target_name": "class 0",
         "score": "0.25",
+        "margin": "0.1",
         "predicted": "2",
         "method": "rollout",
         "shape": "4x4",
@@ -157,3 +186,14 @@ def test_the_docs_describe_every_index_column_in_order():
     page = (Path(__file__).resolve().parents[2] / "docs" / "dataset-maps.md").read_text()
     table = page[page.index("`index.csv` has one row per map") :].split("\n\n")[1]
     assert re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE) == list(INDEX_COLUMNS)
+
+
+def test_a_margin_without_another_class_is_nan_and_an_empty_cell(tmp_path):
+    (tmp_path / JOB_FILE).write_text(json.dumps({"format": FORMAT, "methods": METHODS, "items": 1, "dtype": "float32"}))
+    writer = ShardWriter(tmp_path, 0, METHODS, torch.float32, 2**20)
+    writer.add([replace(records([0])[0], margin=float("nan"))])  # one reference: no other class to beat
+    writer.flush()
+    assert all(math.isnan(record.margin) for record in load_maps(tmp_path))
+    write_index(tmp_path, {})
+    with open(tmp_path / "index.csv", newline="") as handle:
+        assert [row["margin"] for row in csv.DictReader(handle)] == ["", ""]

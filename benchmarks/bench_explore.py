@@ -1,0 +1,206 @@
+"""What finding a class's strategies costs, at 10,000 and 100,000 maps: wall time and
+memory of :func:`~captum_gmar.find_strategies`, and optionally of
+:func:`~captum_gmar.explore` on a maps folder of that many images.
+
+The maps are synthetic 14 x 14 patch maps (``tests/exploration/synthetic_maps.py``): an
+object blob at a random place on each, a corner tag carrying most of the mass on 10% of
+them. Each size runs in a fresh process, one after the other: the maps are made, then
+the resident set's peak is reset (``/proc/self/clear_refs``) and the call runs; its
+peak (``VmHWM``) less the resident set just before the call is the call's own memory.
+The first-ranked cluster's recall and precision of the tagged maps are printed too.
+
+With ``--page``, ``explore.html`` of each size is opened from the disk in headless
+Chromium (selenium): the time from navigation to the first drawn view (scatter, clusters,
+the first cards' frames), and to redraw it after a filter and after a sort (each the
+median of 5), and the folder's size per image.
+
+    python benchmarks/bench_explore.py --maps 10000 100000
+    python benchmarks/bench_explore.py --maps 10000 30000 100000 --explore --methods 2 --page
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "exploration"))
+from synthetic_maps import planted_maps  # noqa: E402  (a test helper: the maps the tests use)
+
+
+def _resident() -> tuple[int, int]:
+    """The resident set and its peak since the last reset, in bytes."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return int(status["VmRSS"].split()[0]) * 1024, int(status["VmHWM"].split()[0]) * 1024
+
+
+def _write_folder(folder: Path, maps: np.ndarray, methods: int) -> None:
+    """A maps folder of ``maps`` (every image explained for class 0), the same maps for
+    each of ``methods`` methods (written as the job writes them)."""
+    import torch
+
+    from captum_gmar.dataset_maps.checks import FORMAT, JOB_FILE
+    from captum_gmar.dataset_maps.storage import Record, ShardWriter, write_index
+
+    keys = {f"m{k}": f"method {k}" for k in range(methods)}
+    folder.mkdir(parents=True)
+    (folder / JOB_FILE).write_text(json.dumps({"format": FORMAT, "methods": keys, "items": len(maps), "dtype": "float32"}))
+    writer = ShardWriter(folder, 0, keys, torch.float32, 64 * 2**20)
+    tensors = torch.from_numpy(maps)
+    rng = np.random.default_rng(1)
+    for start in range(0, len(maps), 256):
+        writer.add(
+            [
+                # each method's map a little different, labels and scores varied: the page's filters and sorts have work to do
+                Record(
+                    i,
+                    f"{i:06d}.png",
+                    0,
+                    "class 0",
+                    int(rng.integers(0, 10)),
+                    int(rng.integers(0, 2)) * 3,
+                    float(rng.random()),
+                    float(rng.random()) - 0.5,
+                    {key: tensors[i] + 0.01 * k * torch.rand_like(tensors[i]) for k, key in enumerate(keys)},
+                )
+                for i in range(start, min(start + 256, len(maps)))
+            ]
+        )
+    writer.flush()
+    write_index(folder, {0: "class 0"})
+
+
+def child(count: int, what: str, methods: int, page: bool) -> dict:
+    """One measurement, in this process."""
+    from captum_gmar import explore, find_strategies
+
+    maps, tagged = planted_maps(count, seed=0)
+    find_strategies(maps[:200], max_clusters=3)  # imports and first calls, out of the timing
+    timing: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if what == "explore":
+            _write_folder(Path(tmp) / "maps", maps, methods)
+            del maps
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM from here: the call, not the maps' making
+        before = _resident()[0]
+        start = time.perf_counter()
+        if what == "explore":
+            result = explore(Path(tmp) / "maps", Path(tmp) / "exp", progress=False)
+            strategies = result.strategies["m0", 0]
+        else:
+            strategies = find_strategies(maps)
+        seconds = time.perf_counter() - start
+        peak = _resident()[1]
+        if page:
+            timing = page_timing(Path(tmp) / "exp", count)
+    first = strategies.labels == strategies.ranking[0].label
+    return {
+        "maps": count,  # images, with explore
+        "seconds": seconds,
+        "before": before,
+        "peak": peak,
+        "k": strategies.n_clusters,
+        "edges": strategies.edges,
+        "recall": float((first & tagged).sum() / tagged.sum()),
+        "precision": float((first & tagged).sum() / first.sum()),
+        **timing,
+    }
+
+
+def page_timing(folder: Path, images: int) -> dict:
+    """``explore.html`` in headless Chromium: milliseconds to the first drawn view, to
+    redraw after a filter and after a sort (medians of 5), and the page's bytes per image."""
+    import shutil
+    import statistics
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1300,1000"):
+        options.add_argument(argument)
+    options.binary_location = shutil.which("chromium") or ""
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver") or ""))
+    changed = """
+        var select = document.querySelector(arguments[0]), start = performance.now();
+        select.value = arguments[1]; select.dispatchEvent(new Event('change'));
+        return performance.now() - start;"""
+    try:
+        driver.get((folder / "explore.html").as_uri())
+        first = driver.execute_script("return Number(document.querySelector('main').getAttribute('data-ready-ms'))")
+        filters = [driver.execute_script(changed, "select[id$='-label']", value) for value in ["3", "", "5", "", "7"]]
+        sorts = [
+            driver.execute_script(changed, "select[id$='-sort']", value) for value in ["score", "cluster", "score", "cluster", "score"]
+        ]
+    finally:
+        driver.quit()
+    page = sum(path.stat().st_size for path in [folder / "explore.html", *(folder / "explore-data").iterdir()])
+    return {"first_ms": first, "filter_ms": statistics.median(filters), "sort_ms": statistics.median(sorts), "page_bytes": page / images}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--maps", type=int, nargs="+", default=[10000, 100000], help="the numbers of maps, one run each")
+    parser.add_argument("--explore", action="store_true", help="time explore on a maps folder instead of find_strategies on an array")
+    parser.add_argument("--methods", type=int, default=1, help="with --explore: the methods in the folder (each with the same maps)")
+    parser.add_argument("--page", action="store_true", help="with --explore: time the page in headless Chromium (selenium)")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)  # one measurement's own process
+    args = parser.parse_args()
+    what = "explore" if args.explore else "find_strategies"
+    if args.child:
+        print(json.dumps(child(args.child, what, args.methods, args.page)))
+        return
+    import scipy
+    import sklearn
+    import torch
+
+    rows = []
+    for count in args.maps:
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            str(count),
+            "--methods",
+            str(args.methods),
+            *(["--explore"] if args.explore else []),
+            *(["--page"] if args.page else []),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    print(
+        f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), scikit-learn {sklearn.__version__}, SciPy {scipy.__version__}, numpy {np.__version__}; "
+        f"{what}{f' ({args.methods} methods)' if args.explore else ''} on synthetic 14 x 14 maps, 10% tagged\n"
+    )
+    unit = "images" if args.explore else "maps"
+    print(
+        f"| {unit} | seconds | peak RSS (MiB) | its own (MiB) | KiB per {unit[:-1]} | clusters | graph entries | first cluster: recall, precision |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for row in rows:
+        own = row["peak"] - row["before"]
+        print(
+            f"| {row['maps']:,} | {row['seconds']:.1f} | {row['peak'] / 2**20:.0f} | {own / 2**20:.0f} | {own / 1024 / row['maps']:.2f} "
+            f"| {row['k']} | {row['edges']:,} | {row['recall']:.2f}, {row['precision']:.2f} |"
+        )
+    if args.page:
+        print("\nexplore.html in headless Chromium (the machine above)\n")
+        print("| images | first view (ms) | filter (ms) | sort (ms) | page, KiB per image |")
+        print("|---:|---:|---:|---:|---:|")
+        for row in rows:
+            print(
+                f"| {row['maps']:,} | {row['first_ms']:.0f} | {row['filter_ms']:.0f} | {row['sort_ms']:.0f} | {row['page_bytes'] / 1024:.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

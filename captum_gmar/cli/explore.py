@@ -1,0 +1,73 @@
+"""``captum-gmar explore MAPS``: a maps folder's strategies and where its methods disagree
+(:func:`~captum_gmar.exploration.explore`), written to ``--out`` with the explorer page.
+The folders are checked before any map is read; the first line names what is explored."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from .options import CommandError, ExploreOptions, folder, int_at_least
+
+
+def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
+    """``explore``'s parser, among ``commands``."""
+    parser = commands.add_parser("explore", help=help, description=help)
+    parser.add_argument("maps", type=folder, help="a maps folder, as explain FOLDER (or explain_dataset) wrote it")
+    parser.add_argument(
+        "--out",
+        default="explore",
+        help="the folder to write: new, empty, or an earlier explore's, which is replaced (default explore)",
+    )
+    parser.add_argument("--methods", default=None, help="comma-separated method keys of the maps folder (default: all of them)")
+    parser.add_argument("--classes", default=None, help="comma-separated explained classes, by index or name (default: all)")
+    parser.add_argument(
+        "--clusters", type=int_at_least(2), default=None, help="clusters per method and class (default: chosen by the largest eigengap)"
+    )
+    parser.add_argument("--max-clusters", type=int_at_least(2), default=10, help="the most clusters the eigengap may choose (default 10)")
+    parser.add_argument("--neighbours", type=int_at_least(1), default=10, help="neighbours of each map in the graph (default 10)")
+    parser.add_argument(
+        "--images",
+        type=folder,
+        default=None,
+        help="the image folder the maps folder's job read: the page shows each image's thumbnail (default: none)",
+    )
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="k-means' seed (default 0)")
+    parser.set_defaults(options=ExploreOptions.from_arguments)
+
+
+def run(options: ExploreOptions) -> None:
+    """Explore ``options.maps`` into ``options.out``."""
+    from ..dataset_maps import load_maps
+    from ..dataset_maps.checks import read_job
+    from ..exploration import explore
+
+    records = load_maps(options.maps)
+    job = read_job(options.maps) or {}
+    methods = [key for key in job.get("methods", {}) if options.methods is None or key in options.methods]
+    targets = Counter((record.target, record.target_name) for record in records if record.method == methods[0]) if methods else Counter()
+    shown = ", ".join(f"{name} ({count:,})" for (_, name), count in sorted(targets.items())[:5]) + (", ..." if len(targets) > 5 else "")
+    print(
+        f"exploring {options.maps}: {records.images:,} images explained by {job.get('model', 'a model')}, "
+        f"{len(records):,} maps of {len(job.get('methods', {}))} methods (exploring {', '.join(methods) or 'none'}); "
+        f"{len(targets)} explained classes: {shown}",
+        flush=True,
+    )
+    if options.methods is not None and not options.methods:
+        raise CommandError("--methods names no method")
+    result = explore(
+        options.maps,
+        options.out,
+        methods=options.methods,
+        classes=options.classes,
+        images=options.images,
+        n_clusters=options.clusters,
+        max_clusters=options.max_clusters,
+        neighbours=options.neighbours,
+        seed=options.seed,
+    )
+    clustered = len(result.strategies)
+    print(
+        f"wrote {', '.join(result.files)} to {result.folder} ({clustered} method-and-class groups clustered"
+        f"{f', {len(result.skipped)} too small' if result.skipped else ''}); open {result.folder / 'explore.html'} in a browser"
+    )

@@ -1,0 +1,386 @@
+(function () {
+  var id = "/*slot:id*/";
+  var root = document.getElementById(id);
+  function el(name) { return document.getElementById(id + "-" + name); }
+  var status = el("status");
+  var D = window.EXPLORE_INDEX;
+  if (!D) {
+    status.textContent = "explore-data/index.js did not load: keep explore.html beside its explore-data folder.";
+    status.className = "cg-status cg-error";
+    return;
+  }
+  var F = D.fields, N = D.rows, PAGE = 40, CARD = 64;
+  var PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f"];
+  function rankColour(rank) { return rank > 0 ? PALETTE[(rank - 1) % PALETTE.length] : "#bbbbbb"; }
+  function className(index) { return index < 0 ? "none" : (D.class_names[index] !== undefined ? D.class_names[index] : String(index)); }
+  function percent(x) { return x === null || x === undefined ? "–" : Math.round(100 * x) + "%"; }
+  function number(x) { return x === null || x === undefined ? "–" : (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3)); }
+  function option(select, value, text) { select.add(new Option(text, value)); }
+
+  // the controls' choices
+  var select = {
+    method: el("method"), "class": el("class"), label: el("label"), predicted: el("predicted"),
+    correct: el("correct"), sort: el("sort"), order: el("order")
+  };
+  D.methods.forEach(function (m) { option(select.method, m, m); });
+  function distinct(values) { return values.filter(function (v, i, all) { return all.indexOf(v) === i; }).sort(function (a, b) { return a - b; }); }
+  var targets = distinct(Object.keys(D.class_names).map(Number));
+  targets.forEach(function (t) { option(select["class"], String(t), t + ": " + className(t)); });
+  var seen = { label: {}, predicted: {} };
+  for (var i = 0; i < N; i++) { seen.label[F.label[i]] = 1; seen.predicted[F.predicted[i]] = 1; }
+  ["label", "predicted"].forEach(function (name) {
+    option(select[name], "", "all");
+    distinct(Object.keys(seen[name]).map(Number)).forEach(function (v) { option(select[name], String(v), v < 0 ? "none" : v + ": " + className(v)); });
+  });
+  var SORTS = [["score", "score of the explained class"], ["margin", "margin over the other classes"], ["cluster", "cluster (most suspicious first)"], ["item", "position in the data"]];
+  if (F.disagreement) { SORTS.splice(1, 0, ["disagreement", "disagreement between methods"]); }
+  SORTS.forEach(function (s) { option(select.sort, s[0], s[1]); });
+
+  // the view, kept in the URL's hash so that a link restores it
+  var state = { m: D.methods[0], c: String(firstClustered()), label: "", predicted: "", correct: "", sort: F.disagreement ? "disagreement" : "score", order: "-1", sel: "", page: 0 };
+  function firstClustered() {
+    for (var g = 0; g < D.groups.length; g++) { if (D.groups[g].clusters) { return D.groups[g].target; } }
+    return targets[0];
+  }
+  function readHash() {
+    var params = new URLSearchParams(location.hash.slice(1));
+    Object.keys(state).forEach(function (key) { if (params.has(key)) { state[key] = key === "page" ? Math.max(0, parseInt(params.get(key), 10) || 0) : params.get(key); } });
+    if (D.methods.indexOf(state.m) < 0) { state.m = D.methods[0]; }
+    if (targets.indexOf(Number(state.c)) < 0) { state.c = String(firstClustered()); }
+    ["label", "predicted", "correct", "sort", "order"].forEach(function (key) {
+      var s = select[key];
+      if (!Array.prototype.some.call(s.options, function (o) { return o.value === state[key]; })) { state[key] = s.options[0].value; }
+    });
+  }
+  var written = null;
+  function writeHash() {
+    var params = new URLSearchParams();
+    Object.keys(state).forEach(function (key) { params.set(key, String(state[key])); });
+    written = "#" + params.toString();
+    if (location.hash !== written) { history.replaceState(null, "", written); }
+  }
+  function showControls() {
+    select.method.value = state.m; select["class"].value = state.c;
+    ["label", "predicted", "correct", "sort", "order"].forEach(function (key) { select[key].value = state[key]; });
+  }
+
+  function group() {
+    for (var g = 0; g < D.groups.length; g++) {
+      if (D.groups[g].method === state.m && String(D.groups[g].target) === state.c) { return D.groups[g]; }
+    }
+    return null;
+  }
+  function selection() {
+    if (!state.sel) { return null; }
+    var parts = state.sel.split(":");
+    if (parts[0] === "cluster") { return { cluster: Number(parts[1]) }; }
+    var box = parts[1].split(",").map(Number);
+    return box.length === 4 && box.every(isFinite) ? { box: box } : null;
+  }
+
+  // the rows the filters keep (the scatter's points), and those the selection keeps too (the cards)
+  var filtered = [], shown = [];
+  function compute() {
+    var P = D.placements[state.m], c = Number(state.c), sel = selection();
+    var label = state.label === "" ? null : Number(state.label), predicted = state.predicted === "" ? null : Number(state.predicted);
+    filtered = []; shown = [];
+    for (var i = 0; i < N; i++) {
+      if (F.target[i] !== c) { continue; }
+      if (label !== null && F.label[i] !== label) { continue; }
+      if (predicted !== null && F.predicted[i] !== predicted) { continue; }
+      if (state.correct && (F.label[i] < 0 || (F.label[i] === F.predicted[i]) !== (state.correct === "correct"))) { continue; }
+      filtered.push(i);
+      if (sel && sel.cluster !== undefined && P.cluster[i] !== sel.cluster) { continue; }
+      if (sel && sel.box && !(P.x[i] !== null && P.x[i] >= sel.box[0] && P.x[i] <= sel.box[2] && P.y[i] >= sel.box[1] && P.y[i] <= sel.box[3])) { continue; }
+      shown.push(i);
+    }
+    var key = state.sort, order = Number(state.order);
+    var values = key === "cluster" ? P.rank.map(function (r) { return r > 0 ? -r : null; }) : F[key];  // rank 1 first when descending
+    shown.sort(function (a, b) {
+      var x = values[a], y = values[b];
+      if (x === null || y === null) { return (x === null) - (y === null) || a - b; }
+      return order * (x - y) || a - b;
+    });
+  }
+
+  // the scatter
+  var scatter = el("scatter"), context = scatter.getContext("2d"), frame = null, dragging = null;
+  function bounds() {
+    var P = D.placements[state.m], c = Number(state.c), b = [Infinity, Infinity, -Infinity, -Infinity];
+    for (var i = 0; i < N; i++) {
+      if (F.target[i] !== c || P.x[i] === null) { continue; }
+      b[0] = Math.min(b[0], P.x[i]); b[1] = Math.min(b[1], P.y[i]); b[2] = Math.max(b[2], P.x[i]); b[3] = Math.max(b[3], P.y[i]);
+    }
+    if (!isFinite(b[0])) { return null; }
+    var padX = (b[2] - b[0]) * 0.05 || 1, padY = (b[3] - b[1]) * 0.05 || 1;
+    return [b[0] - padX, b[1] - padY, b[2] + padX, b[3] + padY];
+  }
+  function toPixel(x, y) { return [(x - frame[0]) / (frame[2] - frame[0]) * scatter.width, (1 - (y - frame[1]) / (frame[3] - frame[1])) * scatter.height]; }
+  function toData(px, py) { return [frame[0] + px / scatter.width * (frame[2] - frame[0]), frame[1] + (1 - py / scatter.height) * (frame[3] - frame[1])]; }
+  function drawScatter() {
+    var P = D.placements[state.m], sel = selection();
+    context.clearRect(0, 0, scatter.width, scatter.height);
+    context.fillStyle = "#fafafa"; context.fillRect(0, 0, scatter.width, scatter.height);
+    frame = bounds();
+    var drawn = 0;
+    if (!frame) {
+      context.fillStyle = "#555"; context.font = "14px sans-serif";
+      context.fillText("These maps were not clustered (see the note on the right).", 12, 24);
+      root.setAttribute("data-drawn", "0");
+      return;
+    }
+    var chosen = {}, dot = filtered.length > 5000 ? 3 : 5;  // small dots where there are many
+    shown.forEach(function (i) { chosen[i] = 1; });
+    [false, true].forEach(function (front) {  // the selected points over the others
+      filtered.forEach(function (i) {
+        if (P.x[i] === null || (!!chosen[i] || !sel) !== front) { return; }
+        var p = toPixel(P.x[i], P.y[i]);
+        context.fillStyle = front ? rankColour(P.rank[i]) : "#dddddd";
+        context.fillRect(p[0] - dot / 2, p[1] - dot / 2, dot, dot);
+        drawn++;
+      });
+    });
+    if (sel && sel.box) { drawBox(toPixel(sel.box[0], sel.box[3]), toPixel(sel.box[2], sel.box[1])); }
+    root.setAttribute("data-drawn", String(drawn));
+  }
+  function drawBox(a, b) {
+    context.strokeStyle = "#000"; context.setLineDash([4, 3]);
+    context.strokeRect(Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.abs(b[0] - a[0]), Math.abs(b[1] - a[1]));
+    context.setLineDash([]);
+  }
+  function where(event) {
+    var r = scatter.getBoundingClientRect();
+    return [(event.clientX - r.left) * scatter.width / r.width, (event.clientY - r.top) * scatter.height / r.height];
+  }
+  scatter.addEventListener("mousedown", function (event) { if (frame) { dragging = { from: where(event), to: where(event) }; } });
+  scatter.addEventListener("mousemove", function (event) {
+    if (!dragging) { return; }
+    dragging.to = where(event);
+    drawScatter(); drawBox(dragging.from, dragging.to);
+  });
+  window.addEventListener("mouseup", function () {
+    if (!dragging) { return; }
+    var a = dragging.from, b = dragging.to;
+    dragging = null;
+    if (Math.abs(a[0] - b[0]) + Math.abs(a[1] - b[1]) < 4) { clickPoint(a); return; }
+    var p = toData(Math.min(a[0], b[0]), Math.max(a[1], b[1])), q = toData(Math.max(a[0], b[0]), Math.min(a[1], b[1]));
+    change({ sel: "box:" + [p[0], p[1], q[0], q[1]].map(function (v) { return v.toPrecision(4); }).join(","), page: 0 });
+  });
+  function clickPoint(at) {  // a click on a point selects its cluster
+    var P = D.placements[state.m], best = -1, distance = 64;
+    filtered.forEach(function (i) {
+      if (P.x[i] === null || P.cluster[i] < 0) { return; }
+      var p = toPixel(P.x[i], P.y[i]), d = (p[0] - at[0]) * (p[0] - at[0]) + (p[1] - at[1]) * (p[1] - at[1]);
+      if (d < distance) { distance = d; best = i; }
+    });
+    change({ sel: best >= 0 ? "cluster:" + P.cluster[best] : "", page: 0 });
+  }
+
+  // a map drawn from its bytes: a canvas of the grid's size, scaled by the style
+  function drawMap(canvas, bytes, offset, grid) {
+    canvas.width = grid[1]; canvas.height = grid[0];
+    var image = canvas.getContext("2d").createImageData(grid[1], grid[0]);
+    for (var k = 0; k < grid[0] * grid[1]; k++) {
+      var colour = D.colours[bytes[offset + k]];
+      image.data[4 * k] = colour[0]; image.data[4 * k + 1] = colour[1]; image.data[4 * k + 2] = colour[2]; image.data[4 * k + 3] = 255;
+    }
+    canvas.getContext("2d").putImageData(image, 0, 0);
+  }
+  function mapCanvas(grid, title) {
+    var canvas = document.createElement("canvas");
+    canvas.className = "cg-map";
+    canvas.style.width = CARD + "px"; canvas.style.height = Math.round(CARD * grid[0] / grid[1]) + "px";
+    canvas.title = title;
+    return canvas;
+  }
+  function thumb(row) {
+    var box = document.createElement("div");
+    box.className = "cg-thumb";
+    if (!D.thumbs) { box.textContent = "no thumbnail"; box.title = "explore --images FOLDER shows the images"; return box; }
+    var per = Math.round(Math.sqrt(D.thumbs.sheet)), at = row % D.thumbs.sheet, sheet = Math.floor(row / D.thumbs.sheet);
+    var name = String(sheet); while (name.length < 5) { name = "0" + name; }
+    box.style.backgroundImage = "url(thumbs/" + name + ".jpg)";
+    box.style.backgroundPosition = (-(at % per) * D.thumbs.side) + "px " + (-Math.floor(at / per) * D.thumbs.side) + "px";
+    return box;
+  }
+
+  // the sidecar files of maps, loaded by script elements when a card needs them
+  var chunks = {}, waiting = {};
+  window.EXPLORE_CHUNK = function (number, data) {
+    var decoded = {};
+    Object.keys(data).forEach(function (m) {
+      var text = atob(data[m]), bytes = new Uint8Array(text.length);
+      for (var k = 0; k < text.length; k++) { bytes[k] = text.charCodeAt(k); }
+      decoded[m] = bytes;
+    });
+    chunks[number] = decoded;
+    (waiting[number] || []).forEach(function (draw) { draw(decoded); });
+    delete waiting[number];
+  };
+  function withChunk(number, draw) {
+    if (chunks[number]) { draw(chunks[number]); return; }
+    if (!waiting[number]) {
+      waiting[number] = [];
+      var script = document.createElement("script"), name = String(number);
+      while (name.length < 5) { name = "0" + name; }
+      script.src = "explore-data/maps-" + name + ".js";
+      script.onerror = function () { status.textContent = "explore-data/maps-" + name + ".js did not load."; status.className = "cg-status cg-error"; };
+      document.head.appendChild(script);
+    }
+    waiting[number].push(draw);
+  }
+
+  function card(row) {
+    var box = document.createElement("div");
+    box.className = "cg-card";
+    box.setAttribute("data-row", String(row));
+    var strip = document.createElement("div");
+    strip.className = "cg-strip";
+    var figure = document.createElement("figure");
+    figure.appendChild(thumb(row));
+    var caption = document.createElement("figcaption"); caption.textContent = "image"; figure.appendChild(caption);
+    strip.appendChild(figure);
+    var canvases = D.methods.map(function (m) {
+      var f = document.createElement("figure"), canvas = mapCanvas(D.grids[m], m), text = document.createElement("figcaption");
+      text.textContent = m;
+      if (F.odd && F.odd[row] === m) { text.className = "cg-odd"; text.title = m + " disagrees most with the other methods on this image"; }
+      var rank = D.placements[m].rank[row];
+      if (rank > 0) { canvas.style.outline = "3px solid " + rankColour(rank); }
+      f.appendChild(canvas); f.appendChild(text); strip.appendChild(f);
+      return canvas;
+    });
+    box.appendChild(strip);
+    var P = D.placements[state.m], lines = [
+      F.image[row],
+      "label " + className(F.label[row]) + ", predicted " + className(F.predicted[row]) + (F.label[row] >= 0 ? (F.label[row] === F.predicted[row] ? " (correct)" : " (wrong)") : ""),
+      "score " + number(F.score[row]) + ", margin " + number(F.margin[row]) + (F.disagreement ? ", disagreement " + number(F.disagreement[row]) : "") +
+        ", " + state.m + " cluster " + (P.rank[row] > 0 ? "#" + P.rank[row] : P.cluster[row] === -1 ? "flat" : "–")
+    ];
+    lines.forEach(function (text, k) {
+      var line = document.createElement("div"); line.textContent = text;
+      if (k === 0) { line.className = "cg-name"; line.title = text; }
+      box.appendChild(line);
+    });
+    withChunk(Math.floor(row / D.chunk), function (data) {
+      var at = row % D.chunk;
+      D.methods.forEach(function (m, k) { var g = D.grids[m]; drawMap(canvases[k], data[m], at * g[0] * g[1], g); });
+    });
+    return box;
+  }
+  function drawCards() {
+    var pages = Math.max(1, Math.ceil(shown.length / PAGE));
+    state.page = Math.min(state.page, pages - 1);
+    var cards = el("cards");
+    cards.textContent = "";
+    shown.slice(state.page * PAGE, (state.page + 1) * PAGE).forEach(function (row) { cards.appendChild(card(row)); });
+    el("count").textContent = "(" + shown.length.toLocaleString() + " of the " + filtered.length.toLocaleString() + " the filters keep)";
+    el("page").textContent = shown.length ? "cards " + (state.page * PAGE + 1) + "–" + Math.min(shown.length, (state.page + 1) * PAGE) + ", page " + (state.page + 1) + " of " + pages : "no card";
+    el("prev").disabled = state.page === 0; el("next").disabled = state.page >= pages - 1;
+  }
+
+  // the chosen group's clusters and spectrum
+  var eigen = el("eigen");
+  function drawClusters() {
+    var g = group(), list = el("clusters"), sel = selection();
+    list.textContent = "";
+    el("eigen-note").textContent = "";
+    eigen.style.display = "none";  // drawn where the group was clustered
+    if (!g) { list.textContent = "No maps of this method explain this class."; return; }
+    if (!g.clusters) {
+      list.textContent = "Not clustered: " + g.note + ".";
+      el("eigen-note").textContent = "No spectrum: these maps were not clustered.";
+      return;
+    }
+    var rowOf = {};
+    for (var i = 0; i < N; i++) { if (String(F.target[i]) === state.c) { rowOf[F.item[i]] = i; } }
+    g.clusters.forEach(function (c) {
+      var box = document.createElement("div");
+      box.className = "cg-cluster" + (sel && sel.cluster === c.cluster ? " cg-chosen" : "");
+      box.setAttribute("data-cluster", String(c.cluster));
+      box.tabIndex = 0;
+      var head = document.createElement("div"), swatch = document.createElement("span");
+      swatch.className = "cg-swatch"; swatch.style.background = rankColour(c.rank);
+      head.appendChild(swatch);
+      head.appendChild(document.createTextNode("#" + c.rank + ": " + c.size.toLocaleString() + " maps (" + percent(c.size / g.maps) + "), suspicion " + number(c.suspicion)));
+      head.className = "cg-cluster-head";
+      box.appendChild(head);
+      var body = document.createElement("div"); body.className = "cg-cluster-body";
+      var mean = mapCanvas(g.grid, "mean map of cluster #" + c.rank), flat = [].concat.apply([], c.mean_map);
+      var top = Math.max.apply(null, flat) || 1;
+      drawMap(mean, flat.map(function (v) { return Math.round(255 * Math.max(0, v) / top); }), 0, g.grid);
+      var meanFigure = document.createElement("figure"), meanCaption = document.createElement("figcaption");
+      meanCaption.textContent = "mean map"; meanFigure.appendChild(mean); meanFigure.appendChild(meanCaption);
+      body.appendChild(meanFigure);
+      var text = document.createElement("div");
+      text.className = "cg-cluster-text";
+      function purity(p) { return p ? percent(p.purity) + " " + className(p.majority) : "–"; }
+      [c.reason, "labels: " + purity(c.labels) + "; predictions: " + purity(c.predictions) + "; correct " + percent(c.correct)].forEach(function (t) {
+        var line = document.createElement("div"); line.textContent = t; text.appendChild(line);
+      });
+      var typical = document.createElement("div"); typical.className = "cg-typical";
+      c.typical.slice(0, 6).forEach(function (t) {
+        var row = rowOf[t.item];
+        if (row === undefined) { return; }
+        var small = thumb(row); small.title = t.image; typical.appendChild(small);
+      });
+      if (D.thumbs) { text.appendChild(typical); }
+      body.appendChild(text);
+      box.appendChild(body);
+      function choose() { change({ sel: sel && sel.cluster === c.cluster ? "" : "cluster:" + c.cluster, page: 0 }); }
+      box.addEventListener("click", choose);
+      box.addEventListener("keydown", function (event) { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); choose(); } });
+      list.appendChild(box);
+    });
+    drawEigen(g);
+  }
+  function drawEigen(g) {
+    eigen.style.display = "block";
+    var ctx = eigen.getContext("2d"), values = g.eigenvalues, w = eigen.width, h = eigen.height, pad = 18;
+    var top = Math.max.apply(null, values) || 1, step = (w - 2 * pad) / Math.max(1, values.length - 1);
+    ctx.fillStyle = "#fafafa"; ctx.fillRect(0, 0, w, h);
+    function at(k) { return [pad + k * step, h - pad - (h - 2 * pad) * values[k] / top]; }
+    var k = g.n_clusters, a = at(k - 1), b = at(k);
+    ctx.fillStyle = "rgba(214, 39, 40, 0.15)"; ctx.fillRect(a[0], b[1], b[0] - a[0], a[1] - b[1]);
+    ctx.strokeStyle = "#333"; ctx.beginPath();
+    values.forEach(function (v, j) { var p = at(j); if (j) { ctx.lineTo(p[0], p[1]); } else { ctx.moveTo(p[0], p[1]); } });
+    ctx.stroke();
+    ctx.fillStyle = "#333"; ctx.font = "10px sans-serif";
+    values.forEach(function (v, j) { var p = at(j); ctx.fillRect(p[0] - 2, p[1] - 2, 4, 4); ctx.fillText(String(j + 1), p[0] - 3, h - 4); });
+    el("eigen-note").textContent = "The smallest eigenvalues of the maps' graph Laplacian; the largest gap, after the " + k + "th (shaded), gives " + k + " clusters.";
+  }
+
+  function render() {
+    showControls();
+    compute();
+    drawScatter();
+    drawClusters();
+    drawCards();
+    writeHash();
+    var g = group();
+    status.textContent = state.m + ", explained class " + className(Number(state.c)) + ": " + filtered.length.toLocaleString() + " maps kept by the filters" +
+      (g && g.clusters ? ", " + g.n_clusters + " clusters" : "") + (state.sel ? "; selection: " + describe(selection(), g) : "") + ".";
+    status.className = "cg-status";
+    if (!root.hasAttribute("data-ready-ms")) { root.setAttribute("data-ready-ms", performance.now().toFixed(0)); }
+  }
+  function describe(sel, g) {
+    if (!sel) { return "none"; }
+    if (sel.box) { return "a box of " + shown.length.toLocaleString() + " maps"; }
+    var found = g && g.clusters ? g.clusters.filter(function (c) { return c.cluster === sel.cluster; })[0] : null;
+    return found ? "cluster #" + found.rank : "cluster " + sel.cluster;
+  }
+  function change(values) {
+    Object.keys(values).forEach(function (key) { state[key] = values[key]; });
+    render();
+  }
+  select.method.addEventListener("change", function () { change({ m: select.method.value, sel: "", page: 0 }); });
+  select["class"].addEventListener("change", function () { change({ c: select["class"].value, sel: "", page: 0 }); });
+  ["label", "predicted", "correct", "sort", "order"].forEach(function (key) {
+    select[key].addEventListener("change", function () { var v = {}; v[key] = select[key].value; v.page = 0; change(v); });
+  });
+  el("clear").addEventListener("click", function () { change({ sel: "", page: 0 }); });
+  el("prev").addEventListener("click", function () { change({ page: state.page - 1 }); });
+  el("next").addEventListener("click", function () { change({ page: state.page + 1 }); });
+  window.addEventListener("hashchange", function () { if (location.hash !== written) { readHash(); render(); } });
+  readHash();
+  render();
+})();

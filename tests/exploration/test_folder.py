@@ -1,0 +1,246 @@
+"""``explore``: on a real job's maps it writes clusters.csv, disagreement.csv and
+strategies.json, with a row per map and per image; on stored maps with a planted
+shortcut its first-ranked cluster is the shortcut; bad input is one line, before any
+work, and nothing is written outside EXP (nor in it, where refused)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import transformers
+from PIL import Image
+from synthetic_maps import planted_maps, write_folder
+
+from captum_gmar import explain_dataset, explore, load_maps, load_reference_model, load_sample_scenes
+from captum_gmar.exploration.folder import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, EXPLORE_FILES
+from captum_gmar.files import MANIFEST, claim_files
+
+#: settings that cluster the 12 maps of the bundled scenes
+SMALL = {"neighbours": 3, "max_clusters": 3, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory) -> Path:
+    """A real job: the bundled sample scenes (12 images) explained by the reference model
+    with GMAR and rollout, every image for class 0 (one group of 12 maps per method)."""
+    from captum_gmar.evaluation.data import open_dataset
+    from captum_gmar.imagedata.fashion_mnist import CLASS_NAMES
+    from captum_gmar.imagedata.folder import export_scenes
+
+    root = tmp_path_factory.mktemp("job")
+    export_scenes(load_sample_scenes(), root / "scenes", CLASS_NAMES)
+    model = load_reference_model()
+    processor = transformers.AutoImageProcessor.from_pretrained(model.name_or_path, local_files_only=True)
+    data = open_dataset(root / "scenes", processor, dict(enumerate(CLASS_NAMES)), 64)
+    explain_dataset(model, data, ["gmar-l1", "rollout"], root / "maps", target=0, progress=False)
+    return root / "maps"
+
+
+def files_under(folder: Path) -> dict[str, float]:
+    return {str(path.relative_to(folder)): path.stat().st_mtime_ns for path in folder.rglob("*")}
+
+
+def test_a_real_job_is_explored(job, tmp_path, capsys):
+    before = files_under(job)
+    result = explore(job, tmp_path / "exp", images=job.parent / "scenes", **SMALL)
+    assert files_under(job) == before  # the maps folder untouched
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == sorted([*EXPLORE_FILES, MANIFEST])
+    assert set(result.files) == set(EXPLORE_FILES)
+    assert sorted(p.name for p in (tmp_path / "exp" / "explore-data").iterdir()) == ["index.js", "maps-00000.js"]
+    sheet = Image.open(tmp_path / "exp" / "thumbs" / "00000.jpg")  # 12 thumbnails of 64 px on a sheet of 16 x 16
+    assert sheet.size == (1024, 1024) and np.asarray(sheet)[:64, :64].std() > 10 and np.asarray(sheet)[-64:, -64:].std() < 3
+    assert json.loads((tmp_path / "exp" / MANIFEST).read_text())["files"] == sorted(EXPLORE_FILES)
+    records = list(load_maps(job))
+    clusters = pd.read_csv(tmp_path / "exp" / "clusters.csv")
+    assert list(clusters.columns) == list(CLUSTER_COLUMNS) and len(clusters) == len(records) == 24
+    in_order = [r for method in ("gmar-l1", "rollout") for r in records if r.method == method]  # method by method
+    assert [(r.image, r.item, r.method, r.target) for r in in_order] == list(
+        clusters[["image", "item", "method", "target"]].itertuples(index=False, name=None)
+    )
+    assert (clusters.target_name == "T-shirt/top").all()
+    for method, rows in clusters.groupby("method"):
+        strategies = result.strategies[method, 0]
+        np.testing.assert_array_equal(rows.cluster, strategies.labels)
+        np.testing.assert_allclose(rows[["x", "y"]], strategies.embedding, rtol=1e-5)
+        ranks = {c.label: rank for rank, c in enumerate(strategies.ranking, start=1)}
+        assert list(rows["rank"]) == [ranks[label] for label in strategies.labels]
+    compared = pd.read_csv(tmp_path / "exp" / "disagreement.csv")
+    assert len(compared) == 12 and list(compared.columns) == [
+        *DISAGREEMENT_COLUMNS,
+        "spearman:gmar-l1:rollout",
+        "pearson:gmar-l1:rollout",
+        "overlap:gmar-l1:rollout",
+        "bhattacharyya:gmar-l1:rollout",
+        "disagreement:gmar-l1",
+        "disagreement:rollout",
+        "disagreement",
+        "odd_method",
+    ]
+    assert compared["odd_method"].isna().all()  # two methods: no odd one
+    np.testing.assert_allclose(compared["spearman:gmar-l1:rollout"], result.disagreement.figure("spearman")[:, 0], rtol=1e-5)
+    summary = json.loads((tmp_path / "exp" / "strategies.json").read_text())
+    assert summary["format"] == "captum-gmar-explore/1" and summary["methods"] == ["gmar-l1", "rollout"]
+    assert (
+        summary["files"]
+        == list(result.files)
+        == ["clusters.csv", "disagreement.csv", "strategies.json", "explore.html", "explore-data", "thumbs"]
+    )
+    assert summary["disagreement"] == {"pairs": [["gmar-l1", "rollout"]], "top_k": 7, "grid": [8, 8], "rows": 12}
+    group = summary["groups"][0]
+    assert (group["method"], group["target"], group["maps"], group["flat"], group["grid"], group["note"]) == (
+        "gmar-l1",
+        0,
+        12,
+        0,
+        [8, 8],
+        None,
+    )
+    assert len(group["eigengaps"]) == len(group["eigenvalues"]) - 1 == 3 and len(group["clusters"]) == group["n_clusters"]
+    cluster = group["clusters"][0]
+    assert cluster["rank"] == 1 and sum(c["size"] for c in group["clusters"]) == 12
+    assert np.array(cluster["mean_map"]).shape == (8, 8) and sum(map(sum, cluster["mean_map"])) == pytest.approx(1, rel=1e-4)
+    members = clusters[(clusters.method == "gmar-l1") & (clusters.cluster == cluster["cluster"])]
+    assert {t["item"] for t in cluster["typical"]} <= set(members.item)
+    labels = members.label.value_counts()
+    assert cluster["labels"]["purity"] == pytest.approx(labels.max() / labels.sum(), rel=1e-5)
+    assert cluster["correct"] == pytest.approx(float((members.label == members.predicted).mean()), rel=1e-5)
+    assert capsys.readouterr().err == ""  # progress=False, nothing skipped
+    explore(job, tmp_path / "exp", methods=["rollout"], **SMALL)  # again, into its own folder: one method
+    assert not (tmp_path / "exp" / "disagreement.csv").exists()  # the earlier one, of two methods, is gone
+    assert set(pd.read_csv(tmp_path / "exp" / "clusters.csv").method) == {"rollout"}
+
+
+def test_a_stored_shortcut_ranks_first_and_small_classes_are_skipped(tmp_path, capsys):
+    maps, tagged = planted_maps(300, seed=4)
+    other, _ = planted_maps(5, tagged_share=0, seed=5)
+    targets = np.array([0] * 300 + [1] * 5)
+    both = np.concatenate([maps, other])
+    folder = write_folder(tmp_path / "maps", {"a": both, "b": np.sqrt(both)}, targets)
+    result = explore(folder, tmp_path / "exp", progress=False)
+    assert set(result.strategies) == {("a", 0), ("b", 0)} and set(result.skipped) == {("a", 1), ("b", 1)}
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "explore: a, class 1: not clustered (5 maps, 0 of them flat: fewer than the 12 that clustering needs)",
+        "explore: b, class 1: not clustered (5 maps, 0 of them flat: fewer than the 12 that clustering needs)",
+    ]
+    clusters = pd.read_csv(tmp_path / "exp" / "clusters.csv")
+    for method in ("a", "b"):
+        rows = clusters[(clusters.method == method) & (clusters.target == 0)]
+        first = (rows["rank"] == 1).to_numpy()
+        assert (first & tagged).sum() / tagged.sum() >= 0.9 and (first & tagged).sum() / first.sum() >= 0.9
+    skipped = clusters[clusters.target == 1]
+    assert len(skipped) == 10 and skipped[["cluster", "rank", "x", "y"]].isna().all().all()
+    summary = json.loads((tmp_path / "exp" / "strategies.json").read_text())
+    notes = {(g["method"], g["target"]): g["note"] for g in summary["groups"]}
+    assert notes[("a", 1)] == "5 maps, 0 of them flat: fewer than the 12 that clustering needs" and notes[("a", 0)] is None
+    assert "clusters" not in summary["groups"][1] and summary["class_names"] == {"0": "class 0", "1": "class 1"}
+    assert len(pd.read_csv(tmp_path / "exp" / "disagreement.csv")) == 305
+
+
+def test_pixel_maps_are_pooled_as_they_are_read(tmp_path):
+    maps, _ = planted_maps(40, seed=6)
+    pixels = np.repeat(np.repeat(maps, 4, axis=1), 4, axis=2)  # 56 x 56
+    folder = write_folder(tmp_path / "maps", {"a": pixels, "b": pixels}, np.zeros(40, dtype=int))
+    result = explore(folder, tmp_path / "exp", max_side=28, **SMALL)
+    assert result.strategies["a", 0].mean_maps.shape[1:] == (28, 28) and result.disagreement.grid == (28, 28)
+    summary = json.loads((tmp_path / "exp" / "strategies.json").read_text())
+    assert summary["groups"][0]["grid"] == [28, 28]
+
+
+def one_line(error: pytest.ExceptionInfo) -> str:
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_bad_input_is_refused_before_any_work_and_writes_nothing(job, tmp_path):
+    before = files_under(tmp_path)
+    with pytest.raises(FileNotFoundError, match="holds no maps .maps.json is missing.") as error:
+        explore(tmp_path / "nothing", tmp_path / "exp", **SMALL)
+    one_line(error)
+    with pytest.raises(ValueError, match="has no method 'gae'; it has gmar-l1, rollout") as error:
+        explore(job, tmp_path / "exp", methods=["gmar-l1", "gae"], **SMALL)
+    one_line(error)
+    for settings, message in (
+        ({"neighbours": 0}, "neighbours must be an integer of at least 1"),
+        ({"top_share": 2}, r"top_share must be a number in \(0, 1\]"),
+        ({"max_side": 1}, "max_side must be an integer of at least 2"),
+        ({"part": "signed"}, "part must be one of positive, abs"),
+        ({"methods": "gmar-l1"}, "methods must be a list of method keys"),
+    ):
+        with pytest.raises(ValueError, match=message) as error:
+            explore(job, tmp_path / "exp", **{**SMALL, **settings})
+        one_line(error)
+    with pytest.raises(ValueError, match=r"no class has the 13 maps a method needs to be clustered \(the most: 12\)") as error:
+        explore(job, tmp_path / "exp", neighbours=12, progress=False)
+    one_line(error)
+    assert files_under(tmp_path) == before  # nothing written
+
+
+def test_an_out_folder_of_other_files_is_refused(job, tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds files captum-gmar did not write \(notes.txt\): name a new or empty folder") as error:
+        explore(job, theirs, **SMALL)
+    one_line(error)
+    claim_files(tmp_path / "own", ["report.html"])
+    (tmp_path / "own" / "clusters.csv").write_text("someone's rows")
+    with pytest.raises(ValueError, match="holds 'clusters.csv', which captum-gmar did not write and does not replace") as error:
+        explore(job, tmp_path / "own", **SMALL)
+    one_line(error)
+    with pytest.raises(ValueError, match="is the maps folder: name another folder, which explore writes alone") as error:
+        explore(job, job, **SMALL)
+    one_line(error)
+    assert sorted(p.name for p in theirs.iterdir()) == ["notes.txt"]
+    assert (tmp_path / "own" / "clusters.csv").read_text() == "someone's rows"
+
+
+def test_nan_maps_are_refused_naming_the_image_and_nothing_is_written(tmp_path):
+    maps, _ = planted_maps(30, seed=7)
+    broken = maps.copy()
+    broken[[4, 9], 0, 0] = np.nan
+    folder = write_folder(tmp_path / "maps", {"a": maps, "b": broken}, np.zeros(30, dtype=int))
+    with pytest.raises(ValueError, match=r"2 maps of 'b' hold NaN or infinite values \(the first: image 'img/4.png', target 0\)") as error:
+        explore(folder, tmp_path / "exp", **SMALL)
+    one_line(error)
+    assert not (tmp_path / "exp").exists()
+
+
+def test_constant_maps_are_refused_before_anything_is_written(tmp_path):
+    maps, _ = planted_maps(40, seed=8)
+    folder = write_folder(tmp_path / "maps", {"a": maps, "b": np.full_like(maps, 0.25)}, np.zeros(40, dtype=int))
+    with pytest.raises(ValueError, match=r"every map of 'b' is constant \(positive part\): it shows nothing to cluster") as error:
+        explore(folder, tmp_path / "exp", **SMALL)
+    one_line(error)
+    mostly = maps.copy()
+    mostly[5:] = 0  # 35 of 40 flat: 5 left, fewer than the 7 these settings need
+    folder = write_folder(tmp_path / "few", {"a": mostly}, np.zeros(40, dtype=int))
+    with pytest.raises(
+        ValueError, match=r"no class has the 7 maps that are not constant a method needs to be clustered \(the most: 5\)"
+    ) as error:
+        explore(folder, tmp_path / "exp", neighbours=6, max_clusters=3, progress=False)
+    one_line(error)
+    assert not (tmp_path / "exp").exists()
+
+
+def test_classes_are_chosen_by_index_or_name_and_images_must_be_a_folder(tmp_path):
+    maps, _ = planted_maps(60, seed=9)
+    folder = write_folder(tmp_path / "maps", {"a": maps}, np.array([0] * 30 + [1] * 30))
+    result = explore(folder, tmp_path / "exp", classes=["class 1"], **SMALL)
+    assert set(result.strategies) == {("a", 1)} and set(pd.read_csv(tmp_path / "exp" / "clusters.csv").target) == {1}
+    assert set(explore(folder, tmp_path / "exp", classes=[0, "1"], **SMALL).strategies) == {("a", 0), ("a", 1)}
+    for classes, message in (
+        (["cat"], "holds no maps explaining class 'cat'; it explains 0 .class 0., 1 .class 1."),
+        ("0", "classes must be a list"),
+    ):
+        with pytest.raises(ValueError, match=message) as error:
+            explore(folder, tmp_path / "other", classes=classes, **SMALL)
+        one_line(error)
+    with pytest.raises(FileNotFoundError, match="images '.*nothing' is not a folder: name the image folder") as error:
+        explore(folder, tmp_path / "other", images=tmp_path / "nothing", **SMALL)
+    one_line(error)
+    assert not (tmp_path / "other").exists()

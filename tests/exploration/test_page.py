@@ -1,0 +1,173 @@
+"""``explore.html`` in headless Chromium with the network off, opened from the disk: it
+loads without errors or requests, the scatter draws, a cluster or a box selects the
+cards, filters and sorts change them, and the URL restores the view. Screenshots go to
+``tmp_path`` (and ``CAPTUM_GMAR_ARTEFACTS``)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from synthetic_maps import planted_maps, write_folder
+
+from captum_gmar import explore
+from tests.browser import chromium, requested, screenshot
+
+COUNT = 240
+
+
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory) -> Path:
+    """An explore folder of 240 maps of class 0 (10% tagged) and 60 of class 1, three
+    methods, with thumbnails."""
+    root = tmp_path_factory.mktemp("page")
+    maps, tagged = planted_maps(COUNT, seed=4)
+    other, _ = planted_maps(60, tagged_share=0, seed=5)
+    both = np.concatenate([maps, other])
+    targets = np.array([0] * COUNT + [1] * 60)
+    scores = np.random.default_rng(0).random(len(targets))
+    write_folder(root / "maps", {"gmar-l1": both, "rollout": np.sqrt(both), "gae": np.roll(both, 3, axis=2)}, targets, scores)
+    (root / "images" / "img").mkdir(parents=True)
+    for i in range(len(targets)):
+        pixels = np.full((32, 32, 3), 150, dtype=np.uint8)
+        if i < COUNT and tagged[i]:
+            pixels[:5, :5] = (255, 0, 0)
+        Image.fromarray(pixels).save(root / "images" / "img" / f"{i}.png")
+    explore(root / "maps", root / "exp", images=root / "images", neighbours=8, progress=False)
+    return root / "exp"
+
+
+def test_the_page_and_its_data_are_small_files_beside_it(exp):
+    page = (exp / "explore.html").read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", page)  # nothing from the network
+    assert '<script src="explore-data/index.js"></script>' in page
+    index = (exp / "explore-data" / "index.js").read_text()
+    assert index.startswith("window.EXPLORE_INDEX = ")
+    data = json.loads(index.removeprefix("window.EXPLORE_INDEX = ").rstrip().removesuffix(";"))
+    assert data["rows"] == COUNT + 60 and data["methods"] == ["gmar-l1", "rollout", "gae"] and data["grids"]["gae"] == [14, 14]
+    assert len(data["placements"]["rollout"]["x"]) == COUNT + 60 and data["thumbs"] == {"side": 64, "sheet": 256, "sheets": 2}
+    chunk = (exp / "explore-data" / "maps-00000.js").read_text()
+    assert chunk.startswith("window.EXPLORE_CHUNK(0, {")
+    assert len(chunk) < (COUNT + 60) * 3 * 196 * 4 / 3 + 1000  # one byte per patch, base64
+
+
+def rows(driver) -> list[int]:
+    return driver.execute_script("return Array.from(document.querySelectorAll('.cg-card')).map(c => Number(c.dataset.row))")
+
+
+def field(driver, name: str, method: str | None = None) -> list:
+    where = f"EXPLORE_INDEX.placements[{json.dumps(method)}]" if method else "EXPLORE_INDEX.fields"
+    return driver.execute_script(f"return {where}[{json.dumps(name)}]")
+
+
+def choose(driver, name: str, value: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("css selector", f"select[id$='-{name}']")).select_by_value(value)
+
+
+def test_the_page_offline_in_chromium(exp, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium("1300,1300")
+    try:
+        driver.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
+        driver.get((exp / "explore.html").as_uri())
+        main = driver.find_element("css selector", "main")
+        WebDriverWait(driver, 10).until(lambda d: main.get_attribute("data-ready-ms"))
+        # the scatter: every map of the first class that was clustered, gmar-l1's
+        assert main.get_attribute("data-drawn") == str(COUNT)
+        assert driver.find_element("css selector", "[role=status]").text.startswith("gmar-l1, explained class class 0: 240 maps")
+        # the cards: the first page, by disagreement, highest first; every method's map drawn
+        disagreement = field(driver, "disagreement")
+        shown = rows(driver)
+        assert len(shown) == 40 and [disagreement[r] for r in shown] == sorted((disagreement[r] for r in range(COUNT)), reverse=True)[:40]
+        WebDriverWait(driver, 10).until(
+            lambda d: d.execute_script(
+                "return Array.from(document.querySelectorAll('.cg-card canvas')).every(c => c.width === 14 && "
+                "c.getContext('2d').getImageData(0, 0, 14, 14).data.some((v, i) => i % 4 !== 3 && v > 0))"
+            )
+        )
+        assert len(driver.find_elements("css selector", ".cg-card canvas")) == 40 * 3
+        screenshot(driver, tmp_path, "explore.png")
+        # a click on the first-ranked cluster: its maps only, the tagged ones
+        rank = field(driver, "rank", "gmar-l1")
+        driver.find_element("css selector", ".cg-cluster").click()
+        first = {r for r in range(COUNT) if rank[r] == 1}
+        assert set(rows(driver)) == first and "sel=cluster" in driver.current_url
+        tagged = {r for r in range(COUNT) if Image.open(exp.parent / "images" / "img" / f"{r}.png").getpixel((0, 0)) == (255, 0, 0)}
+        assert len(first & tagged) >= 0.9 * len(tagged) and len(first & tagged) >= 0.9 * len(first)
+        screenshot(driver, tmp_path, "explore_cluster.png")
+        # filters: a label, then wrong predictions
+        choose(driver, "label", "1")
+        label, predicted = field(driver, "label"), field(driver, "predicted")
+        assert rows(driver) and all(label[r] == 1 and rank[r] == 1 for r in rows(driver))
+        driver.find_element("css selector", "button[id$='-clear']").click()
+        choose(driver, "correct", "wrong")
+        kept = rows(driver)
+        assert len(kept) == 40 and all(label[r] == 1 and label[r] != predicted[r] for r in kept)
+        # sorts: score, ascending; cluster, most suspicious first
+        choose(driver, "label", "")
+        choose(driver, "correct", "")
+        choose(driver, "sort", "score")
+        choose(driver, "order", "1")
+        score = field(driver, "score")
+        assert [score[r] for r in rows(driver)] == sorted(score[r] for r in range(COUNT))[:40]
+        choose(driver, "sort", "margin")
+        margin = field(driver, "margin")
+        assert [margin[r] for r in rows(driver)] == sorted(margin[r] for r in range(COUNT))[:40]
+        choose(driver, "sort", "cluster")
+        choose(driver, "order", "-1")
+        assert [rank[r] for r in rows(driver)] == sorted(rank[r] for r in range(COUNT))[:40]
+        # the next page of cards
+        driver.find_element("css selector", "button[id$='-next']").click()
+        assert len(rows(driver)) == 40 and "page=1" in driver.current_url
+        # a box dragged on the scatter: the maps inside it
+        canvas = driver.find_element("css selector", "canvas[id$='-scatter']")
+        ActionChains(driver).move_to_element_with_offset(canvas, -200, -180).click_and_hold().move_by_offset(200, 360).release().perform()
+        box = [float(v) for v in re.search(r"sel=box%3A([^&]+)", driver.current_url).group(1).split("%2C")]
+        x, y = field(driver, "x", "gmar-l1"), field(driver, "y", "gmar-l1")
+        inside = {r for r in range(COUNT) if box[0] <= x[r] <= box[2] and box[1] <= y[r] <= box[3]}
+        assert 0 < len(inside) < COUNT and set(rows(driver)) <= inside and len(rows(driver)) == min(40, len(inside))
+        # another method and class: its own scatter and clusters
+        choose(driver, "method", "rollout")
+        choose(driver, "class", "1")
+        assert main.get_attribute("data-drawn") == "60" and "sel=&" in driver.current_url
+        assert all(field(driver, "target")[r] == 1 for r in rows(driver))
+        # the URL restores the view: a fresh load of a saved link
+        choose(driver, "class", "0")
+        driver.find_elements("css selector", ".cg-cluster")[1].click()
+        choose(driver, "sort", "score")
+        link, before = driver.current_url, rows(driver)
+        driver.get("about:blank")
+        driver.get(link)
+        WebDriverWait(driver, 10).until(lambda d: d.find_element("css selector", "main").get_attribute("data-ready-ms"))
+        assert rows(driver) == before and driver.current_url == link
+        values = driver.execute_script("return Array.from(document.querySelectorAll('select')).map(s => s.value)")
+        assert values == ["rollout", "0", "", "", "", "score", "-1"]
+        assert driver.find_elements("css selector", ".cg-cluster")[1].get_attribute("class") == "cg-cluster cg-chosen"
+        screenshot(driver, tmp_path, "explore_restored.png")
+        # no error, and nothing but the folder's own files read
+        assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        read = requested(driver)
+        assert {exp.as_uri() + "/explore-data/maps-00000.js", exp.as_uri() + "/thumbs/00001.jpg"} <= set(read)
+        assert all(name.startswith(exp.as_uri() + "/") for name in read), read
+    finally:
+        driver.quit()
+
+
+def test_a_page_without_its_data_says_so(exp, tmp_path):
+    alone = tmp_path / "alone.html"
+    alone.write_text((exp / "explore.html").read_text(encoding="utf-8"), encoding="utf-8")
+    driver = chromium()
+    try:
+        driver.get(alone.as_uri())
+        status = driver.find_element("css selector", "[role=status]")
+        assert status.text == "explore-data/index.js did not load: keep explore.html beside its explore-data folder."
+    finally:
+        driver.quit()
