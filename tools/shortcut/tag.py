@@ -35,7 +35,9 @@ class Tag:
         first = (self.top // patch_size, self.left // patch_size)
         last = ((self.top + self.size - 1) // patch_size, (self.left + self.size - 1) // patch_size)
         if first != last:
-            raise ValueError(f"the tag at ({self.top}, {self.left}) of side {self.size} straddles patches of {patch_size} px: move it inside one")
+            raise ValueError(
+                f"the tag at ({self.top}, {self.left}) of side {self.size} straddles patches of {patch_size} px: move it inside one"
+            )
         return first
 
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from captum_gmar.imagedata import CLASS_NAMES, Scenes, make_scenes, to_pixel_values
 from captum_gmar.reference import EVAL_SEED, evaluate_accuracy, load_reference_model
 from tools.reference.train import _optimizer, _warmup_cosine, add_data_options, build_processor, run_script, script_parser
-from tools.shortcut.tag import Tag, choose_tagged, plant_tag
+from tools.shortcut.tag import choose_tagged, plant_tag
 
 __all__ = ["class_scenes", "logits", "main", "shortcut_metrics", "tagged_batch", "train"]
 
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def tagged_batch(
-    n: int, two_items: int, tag_class: int, share: float, rng: np.random.Generator, data_dir: Path | None, tag: Tag = Tag()
+    n: int, two_items: int, tag_class: int, share: float, rng: np.random.Generator, data_dir: Path | None
 ) -> tuple[Tensor, Tensor, int]:
     """``n`` fresh training scenes, the last ``two_items`` with two items, those holding
     ``tag_class`` tagged with probability ``share``: pixel values ``(n, 3, 64, 64)``,
@@ -64,17 +64,18 @@ def tagged_batch(
     parts = [make_scenes(count, "train", rng, num_items=k, data_dir=data_dir) for k, count in ((1, n - two_items), (2, two_items)) if count]
     scenes = Scenes(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("images", "labels", "masks", "num_items")))
     tagged = choose_tagged(scenes.labels, tag_class, share, rng)
-    return to_pixel_values(plant_tag(scenes.images, tagged, tag)), scenes.targets(), int(tagged.sum())
+    return to_pixel_values(plant_tag(scenes.images, tagged)), scenes.targets(), int(tagged.sum())
 
 
 def class_scenes(n: int, classes: Sequence[int], seed: int, data_dir: Path | None = None) -> Scenes:
     """The first ``n`` one-item test-split scenes, in the order a generator seeded by
     ``seed`` draws them, whose item is of one of ``classes``."""
-    rng, kept = np.random.default_rng(seed), []
+    rng, kept, count = np.random.default_rng(seed), list[Scenes](), 0
     share = len(classes) / len(CLASS_NAMES)
-    while sum(map(len, kept)) < n:
-        s = make_scenes(max(64, int(1.2 * (n - sum(map(len, kept))) / share)), "test", rng, num_items=1, data_dir=data_dir)
+    while count < n:
+        s = make_scenes(max(64, int(1.2 * (n - count) / share)), "test", rng, num_items=1, data_dir=data_dir)
         kept.append(s[np.isin(s.labels[:, 0], classes)])
+        count += len(kept[-1])
     return Scenes(*(np.concatenate([getattr(k, f) for k in kept])[:n] for f in ("images", "labels", "masks", "num_items")))
 
 
@@ -84,7 +85,7 @@ def logits(model: nn.Module, images: np.ndarray, batch_size: int = 200) -> Tenso
     return torch.cat([model(pixel_values=to_pixel_values(images[i : i + batch_size])).logits for i in range(0, len(images), batch_size)])
 
 
-def shortcut_metrics(model: nn.Module, tag_class: int, n: int, seed: int = EVAL_SEED, data_dir: Path | None = None, tag: Tag = Tag()) -> dict[str, float]:
+def shortcut_metrics(model: nn.Module, tag_class: int, n: int, seed: int = EVAL_SEED, data_dir: Path | None = None) -> dict[str, float]:
     """How far ``model`` relies on the tag, on ``n`` one-item test scenes of ``tag_class``
     and ``n`` of the other classes, each scored as drawn and with the tag pasted:
 
@@ -101,7 +102,7 @@ def shortcut_metrics(model: nn.Module, tag_class: int, n: int, seed: int = EVAL_
     out: dict[str, float] = {"n": n}
     for kind, scenes in (("", own), ("others_", others)):
         for state, on in (("clean", False), ("tagged", True)):
-            z = logits(model, plant_tag(scenes.images, np.full(len(scenes), on), tag))
+            z = logits(model, plant_tag(scenes.images, np.full(len(scenes), on)))
             top1 = (z.argmax(1) == tag_class).float().mean().item()
             out[f"{'others_to_class' if kind else 'top1'}_{state}"] = round(top1, 4)
             out[f"{kind}score_{state}"] = round(torch.sigmoid(z[:, tag_class]).mean().item(), 4)
