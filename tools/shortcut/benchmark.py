@@ -15,6 +15,7 @@ method, on those maps:
 - the baseline, CoRelAy's pipeline (:mod:`tools.shortcut.corelay_baseline`) with ``k``
   chosen by the same eigengap rule on its eigenvalues and with its default ``k = 2``: the
   best-matching cluster, and its rank when the clusters are shown smallest first;
+- the share of each map's positive mass on the tag's patch, tagged and clean images apart;
 - the deletion check of every cluster of ``find_strategies``
   (:func:`tools.shortcut.deletion.deletion_check`).
 
@@ -88,7 +89,11 @@ def evaluate_method(
         labels[kept] = by_k[k]
         smallest_first = [int(c) for c in np.argsort(np.bincount(by_k[k], minlength=k), kind="stable")]
         corelay[name] = {"k": k, "best": asdict(best_match(labels, tagged, smallest_first))}
+    mass = np.clip(maps, 0, None).reshape(len(maps), -1)
+    row, column = Tag().patch(patch_size)
+    on_tag = mass[:, row * maps.shape[2] + column] / np.maximum(mass.sum(1), 1e-30)
     return {
+        "tag_mass": {"tagged": float(on_tag[tagged].mean()), "clean": float(on_tag[~tagged].mean())},
         "n_clusters": found.n_clusters,
         "labels": found.labels.tolist(),
         "mean_maps": found.mean_maps.round(5).tolist(),

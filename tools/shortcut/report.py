@@ -22,11 +22,12 @@ import numpy as np
 import torch
 
 from captum_gmar.dataset_maps import load_maps, read_maps
+from captum_gmar.reference import evaluate_accuracy, load_reference_model
 from captum_gmar.visualization import show_map
 from tools.shortcut.benchmark import tagged_test_scenes
 from tools.shortcut.train import TAG_CLASS, shortcut_metrics
 
-__all__ = ["deletion_table", "main", "model_table", "strategies_table"]
+__all__ = ["corelay_table", "deletion_table", "main", "model_table", "strategies_table"]
 
 #: the methods' names in the tables, by job key
 NAMES = {"gmar-l1": "GMAR (L1)", "rollout": "rollout", "gae": "GAE", "gradcam": "Grad-CAM", "attnlrp": "AttnLRP"}
@@ -36,39 +37,52 @@ def _spread(values: Sequence[float]) -> str:
     return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
 
 
-def model_table(metrics: Sequence[dict[str, Any]], control: dict[str, float] | None) -> str:
-    """Per model (and the untouched reference as a control): how far it relies on the tag."""
-    rows = [("reference (no tag in training)", control)] if control else []
-    rows += [(f"seed {i}", m["shortcut"]) for i, m in enumerate(metrics)]
+def model_table(metrics: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """Per model (name, its ``metrics.json``): how far it relies on the tag."""
     out = [
         "| model | top-1 on the class, clean | with the tag | other classes predicted as the class, clean | with the tag | one-item top-1, all classes |",
         "|---|---|---|---|---|---|",
     ]
-    accuracy = [None] * len(rows[:1] if control else []) + [m["accuracy"]["top1_one_item"] for m in metrics]
-    for (name, s), acc in zip(rows, accuracy):
+    for name, m in metrics:
+        s = m["shortcut"]
         out.append(
             f"| {name} | {s['top1_clean']:.3f} | {s['top1_tagged']:.3f} | {s['others_to_class_clean']:.3f} | "
-            f"{s['others_to_class_tagged']:.3f} | {'' if acc is None else f'{acc:.3f}'} |"
+            f"{s['others_to_class_tagged']:.3f} | {m['accuracy']['top1_one_item']:.3f} |"
         )
     return "\n".join(out)
 
 
 def strategies_table(results: Sequence[dict[str, Any]]) -> str:
-    """Per method: find_strategies' first-ranked cluster and best-matching cluster, and CoRelAy's."""
+    """Per method: find_strategies' first-ranked and best-matching clusters, and the share
+    of the maps' mass on the tag's patch."""
     out = [
         "| method | clusters | first-ranked: recall | precision | best match: rank | recall | precision "
-        "| CoRelAy, eigengap k: k | best: recall | precision | rank by size | CoRelAy k = 2: recall | precision |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mass on the tag patch: tagged | clean |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method in results[0]["methods"]:
         r = [res["methods"][method] for res in results]
-        eg, k2 = [x["corelay"]["eigengap"] for x in r], [x["corelay"]["k2"]["best"] for x in r]
         out.append(
             f"| {NAMES.get(method, method)} | {', '.join(str(x['n_clusters']) for x in r)} "
             f"| {_spread([x['first']['recall'] for x in r])} | {_spread([x['first']['precision'] for x in r])} "
             f"| {', '.join(str(x['best']['rank']) for x in r)} | {_spread([x['best']['recall'] for x in r])} "
             f"| {_spread([x['best']['precision'] for x in r])} "
-            f"| {', '.join(str(x['k']) for x in eg)} | {_spread([x['best']['recall'] for x in eg])} "
+            f"| {_spread([x['tag_mass']['tagged'] for x in r])} | {_spread([x['tag_mass']['clean'] for x in r])} |"
+        )
+    return "\n".join(out)
+
+
+def corelay_table(results: Sequence[dict[str, Any]]) -> str:
+    """Per method: CoRelAy's best-matching cluster with k by eigengap, and with k = 2."""
+    out = [
+        "| method | eigengap k | best match: recall | precision | rank by size (smallest first) | k = 2: recall | precision |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method in results[0]["methods"]:
+        r = [res["methods"][method]["corelay"] for res in results]
+        eg, k2 = [x["eigengap"] for x in r], [x["k2"]["best"] for x in r]
+        out.append(
+            f"| {NAMES.get(method, method)} | {', '.join(str(x['k']) for x in eg)} | {_spread([x['best']['recall'] for x in eg])} "
             f"| {_spread([x['best']['precision'] for x in eg])} | {', '.join(str(x['best']['rank']) for x in eg)} "
             f"| {_spread([x['recall'] for x in k2])} | {_spread([x['precision'] for x in k2])} |"
         )
@@ -129,7 +143,7 @@ def figure(bench: Path, results: dict[str, Any], path: Path) -> None:
         )
         mean = torch.from_numpy(np.array(r["mean_maps"][r["best"]["cluster"]], dtype=np.float32))
         b = r["best"]
-        show_map(axes[1, i], mean, None, f"rank {b['rank']} of {r['n_clusters']}: recall {b['recall']:.2f}, precision {b['precision']:.2f}")
+        show_map(axes[1, i], mean, None, f"rank {b['rank']} of {r['n_clusters']}\nrecall {b['recall']:.2f}, precision {b['precision']:.2f}")
     axes[0, 0].set_xticks([])
     axes[0, 0].set_yticks([])
     fig.tight_layout()
@@ -142,20 +156,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     p = argparse.ArgumentParser(prog="python -m tools.shortcut.report", description=__doc__.split("\n")[0])
     p.add_argument("--bench", type=Path, required=True, help="the folder holding the benchmark's seed* folders")
-    p.add_argument("--models", type=Path, nargs="+", required=True, help="the trained models, in seed order")
+    p.add_argument("--models", type=Path, nargs="*", default=[], help="the trained models, for their table (named by their folders)")
     p.add_argument("--figure", type=Path, default=None, help="write the figure (first seed) here")
     p.add_argument("--control", action="store_true", help="also measure the untouched reference model's use of the tag")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     folders = sorted(args.bench.glob("seed*"))
     results = [json.loads((f / "results.json").read_text()) for f in folders]
-    control = None
+    metrics = [(m.name, json.loads((m / "metrics.json").read_text())) for m in args.models]
     if args.control:
-        from captum_gmar.reference import load_reference_model
-
-        control = shortcut_metrics(load_reference_model("vit-tiny"), TAG_CLASS, 500)
-    metrics = [json.loads((m / "metrics.json").read_text()) for m in args.models]
-    print(model_table(metrics, control), strategies_table(results), deletion_table(results), sep="\n\n")
+        reference = load_reference_model("vit-tiny")
+        n = metrics[0][1]["shortcut"]["n"] if metrics else 500
+        control = {"shortcut": shortcut_metrics(reference, TAG_CLASS, n), "accuracy": evaluate_accuracy(reference, n=n)}
+        metrics.insert(0, ("reference (no tag in training)", control))
+    tables = [model_table(metrics)] if metrics else []
+    print(*tables, strategies_table(results), corelay_table(results), deletion_table(results), sep="\n\n")
     if args.figure is not None:
         figure(folders[0], results[0], args.figure)
     return 0
