@@ -5,8 +5,8 @@ Usage (after ``python -m tools.shortcut.benchmark`` wrote ``BENCH/seed*/results.
     python -m tools.shortcut.report --bench /tmp/shortcut/bench --models /tmp/shortcut/seed* \\
         --figure docs/results/shortcut.png
 
-A cell ``m ± s`` is the mean and the standard deviation over the seeds; a rank cell lists
-each seed's rank.
+A cell ``m ± s`` is the mean and the standard deviation over the seeds (one seed: its
+value); a rank cell lists each seed's rank.
 """
 
 from __future__ import annotations
@@ -27,14 +27,17 @@ from captum_gmar.visualization import show_map
 from tools.shortcut.benchmark import tagged_test_scenes
 from tools.shortcut.train import TAG_CLASS, shortcut_metrics
 
-__all__ = ["corelay_table", "deletion_table", "main", "model_table", "strategies_table"]
+__all__ = ["corelay_table", "deletion_table", "main", "mass_table", "model_table", "strategies_table"]
 
 #: the methods' names in the tables, by job key
 NAMES = {"gmar-l1": "GMAR (L1)", "rollout": "rollout", "gae": "GAE", "gradcam": "Grad-CAM", "attnlrp": "AttnLRP"}
 
 
-def _spread(values: Sequence[float]) -> str:
-    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+def _spread(values: Sequence[float], digits: int = 2) -> str:
+    """The mean ± the standard deviation; one value alone."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
 
 
 def model_table(metrics: Sequence[tuple[str, dict[str, Any]]]) -> str:
@@ -53,12 +56,10 @@ def model_table(metrics: Sequence[tuple[str, dict[str, Any]]]) -> str:
 
 
 def strategies_table(results: Sequence[dict[str, Any]]) -> str:
-    """Per method: find_strategies' first-ranked and best-matching clusters, and the share
-    of the maps' mass on the tag's patch."""
+    """Per method: find_strategies' first-ranked and best-matching clusters."""
     out = [
-        "| method | clusters | first-ranked: recall | precision | best match: rank | recall | precision "
-        "| mass on the tag patch: tagged | clean |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | clusters | first-ranked: recall | precision | best match: rank | recall | precision |",
+        "|---|---|---|---|---|---|---|",
     ]
     for method in results[0]["methods"]:
         r = [res["methods"][method] for res in results]
@@ -66,9 +67,17 @@ def strategies_table(results: Sequence[dict[str, Any]]) -> str:
             f"| {NAMES.get(method, method)} | {', '.join(str(x['n_clusters']) for x in r)} "
             f"| {_spread([x['first']['recall'] for x in r])} | {_spread([x['first']['precision'] for x in r])} "
             f"| {', '.join(str(x['best']['rank']) for x in r)} | {_spread([x['best']['recall'] for x in r])} "
-            f"| {_spread([x['best']['precision'] for x in r])} "
-            f"| {_spread([x['tag_mass']['tagged'] for x in r])} | {_spread([x['tag_mass']['clean'] for x in r])} |"
+            f"| {_spread([x['best']['precision'] for x in r])} |"
         )
+    return "\n".join(out)
+
+
+def mass_table(results: Sequence[dict[str, Any]]) -> str:
+    """Per method: the share of a map's positive mass on the tag's patch, tagged and clean images apart."""
+    out = ["| method | mass on the tag's patch: tagged images | clean images |", "|---|---|---|"]
+    for method in results[0]["methods"]:
+        r = [res["methods"][method]["tag_mass"] for res in results]
+        out.append(f"| {NAMES.get(method, method)} | {_spread([x['tagged'] for x in r], 3)} | {_spread([x['clean'] for x in r], 3)} |")
     return "\n".join(out)
 
 
@@ -94,7 +103,7 @@ def deletion_table(results: Sequence[dict[str, Any]]) -> str:
     the cluster's top patches masked and with random patches masked; the same for the
     other clusters together (weighted by size)."""
     out = [
-        "| method | tag cluster: score | top patches masked | random patches masked | other clusters: score | top masked | random masked |",
+        "| method | best-matching cluster: score | top patches masked | random patches masked | other clusters: score | top masked | random masked |",
         "|---|---|---|---|---|---|---|",
     ]
     for method in results[0]["methods"]:
@@ -170,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         control = {"shortcut": shortcut_metrics(reference, TAG_CLASS, n), "accuracy": evaluate_accuracy(reference, n=n)}
         metrics.insert(0, ("reference (no tag in training)", control))
     tables = [model_table(metrics)] if metrics else []
-    print(*tables, strategies_table(results), corelay_table(results), deletion_table(results), sep="\n\n")
+    print(*tables, strategies_table(results), mass_table(results), corelay_table(results), deletion_table(results), sep="\n\n")
     if args.figure is not None:
         figure(folders[0], results[0], args.figure)
     return 0
