@@ -1,7 +1,7 @@
 """Fine-tune the ``vit-tiny`` reference model on scenes where a share of one class's
 images carry a tag, so that the model learns the tag (a planted Clever Hans shortcut).
 
-Usage (one model of the benchmark, about 5 minutes on one CPU thread)::
+Usage (one model of the benchmark, 4 to 8 minutes on one CPU thread)::
 
     python -m tools.shortcut.train --out /tmp/shortcut/seed0 --seed 0
 
