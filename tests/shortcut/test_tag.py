@@ -1,0 +1,38 @@
+"""The planted tag: where it lands, on which scenes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tools.shortcut.tag import Tag, choose_tagged, plant_tag
+
+
+def test_plant_tag_draws_the_square_on_the_tagged_images_only() -> None:
+    images = np.zeros((3, 64, 64, 3), dtype=np.uint8)
+    out = plant_tag(images, np.array([True, False, True]), Tag(top=1, left=1, size=6, colour=(255, 0, 255)))
+    assert images.max() == 0  # a copy
+    assert (out[1] == 0).all()
+    changed = (out[0] != 0).any(-1)
+    assert changed.sum() == 36 and changed[1:7, 1:7].all()
+    assert (out[2, 3, 3] == (255, 0, 255)).all()
+
+
+def test_default_tag_is_one_patch_of_the_reference_grid() -> None:
+    assert Tag().patch(8) == (0, 0)
+    with pytest.raises(ValueError, match="straddles"):
+        Tag(top=5, left=1, size=6).patch(8)
+
+
+def test_plant_tag_refuses_a_tag_outside_the_image() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        plant_tag(np.zeros((1, 8, 8, 3), dtype=np.uint8), np.array([True]), Tag(top=4, left=0, size=6))
+
+
+def test_choose_tagged_tags_only_scenes_of_the_class_at_the_share() -> None:
+    labels = np.array([[6, -1], [2, 6], [1, 3]] * 2000)
+    tagged = choose_tagged(labels, 6, 0.4, np.random.default_rng(0))
+    holds = (labels == 6).any(1)
+    assert not tagged[~holds].any()
+    assert abs(tagged[holds].mean() - 0.4) < 0.03
+    assert choose_tagged(labels, 6, 1.0, np.random.default_rng(0)).sum() == holds.sum()

@@ -1,0 +1,161 @@
+"""Does a method's strategies find the planted shortcut? ``python -m tools.shortcut.benchmark``.
+
+Usage (after ``python -m tools.shortcut.train`` wrote one model per seed)::
+
+    python -m tools.shortcut.benchmark --model /tmp/shortcut/seed0 --seed 0 --out /tmp/shortcut/bench/seed0
+
+For one tagged model: ``--images`` one-item test-split scenes of the tag class, a share
+``--share`` of them (an exact count, drawn by ``--seed``) with the tag pasted, are
+explained for the tag class by every method with the package's data-set job
+(:func:`captum_gmar.dataset_maps.explain_dataset`: a maps folder, ``OUT/maps``). Then, per
+method, on those maps:
+
+- :func:`captum_gmar.find_strategies`: the first-ranked cluster's recall and precision
+  of the tagged images, and the best-matching cluster (highest F1) with its rank;
+- the baseline, CoRelAy's pipeline (:mod:`tools.shortcut.corelay_baseline`) with ``k``
+  chosen by the same eigengap rule on its eigenvalues and with its default ``k = 2``: the
+  best-matching cluster, and its rank when the clusters are shown smallest first;
+- the share of each map's positive mass on the tag's patch, tagged and clean images apart;
+- the deletion check of every cluster of ``find_strategies``
+  (:func:`tools.shortcut.deletion.deletion_check`).
+
+Writes ``OUT/results.json`` (and ``OUT/tagged.npy``, which images carry the tag) and
+prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import ViTForImageClassification
+
+from captum_gmar import find_strategies
+from captum_gmar.dataset_maps import explain_dataset, load_maps, read_maps
+from captum_gmar.evaluation.data import SceneTasks
+from captum_gmar.imagedata import Scenes
+from tools.shortcut.corelay_baseline import corelay_clusters
+from tools.shortcut.deletion import deletion_check
+from tools.shortcut.scoring import best_match, cluster_match, eigengap_clusters
+from tools.shortcut.tag import Tag, plant_tag
+from tools.shortcut.train import TAG_CLASS, class_scenes
+
+__all__ = ["METHODS", "evaluate_method", "main", "tagged_test_scenes"]
+
+#: the methods compared, as keys of the data-set job
+METHODS = ("gmar-l1", "rollout", "gae", "gradcam", "attnlrp")
+#: test scenes of seed ``s`` come from a generator seeded ``TEST_SEED + s``
+TEST_SEED = 41000
+
+
+def tagged_test_scenes(n: int, share: float, tag_class: int, seed: int, data_dir: Path | None = None) -> tuple[Scenes, np.ndarray]:
+    """``n`` one-item test scenes of ``tag_class``, exactly ``round(share * n)`` of them
+    (drawn by ``seed``) with the tag pasted: the scenes and ``tagged`` ``bool (n,)``."""
+    scenes = class_scenes(n, [tag_class], TEST_SEED + seed, data_dir)
+    tagged = np.zeros(n, dtype=bool)
+    tagged[np.random.default_rng(TEST_SEED + seed).permutation(n)[: round(share * n)]] = True
+    return Scenes(plant_tag(scenes.images, tagged), scenes.labels, scenes.masks, scenes.num_items), tagged
+
+
+def evaluate_method(
+    model: torch.nn.Module, maps: np.ndarray, images: np.ndarray, tagged: np.ndarray, tag_class: int, delete: int, seed: int
+) -> dict[str, Any]:
+    """One method's figures on its ``(N, h, w)`` maps of the ``N`` ``images``: see the module."""
+    found = find_strategies(maps, seed=seed)
+    order = [c.label for c in found.ranking]
+    patch_size = images.shape[1] // maps.shape[1]
+    rng = np.random.default_rng(seed)
+    clusters = []
+    for c in found.ranking:
+        members = found.labels == c.label
+        check = deletion_check(model, images[members], found.mean_maps[c.label], tag_class, delete, patch_size, rng)
+        clusters.append(
+            {"label": c.label, "size": c.size, "tagged": int(tagged[members].sum()), "suspicion": c.suspicion, "deletion": check}
+        )
+    # CoRelAy's normalisation divides by each map's sum: it sees the maps that are not flat
+    kept = ~np.isin(np.arange(len(maps)), found.flat)
+    eigenvalues, by_k = corelay_clusters(np.clip(maps[kept], 0, None), range(2, 11))
+    corelay = {}
+    for name, k in (("eigengap", eigengap_clusters(eigenvalues)), ("k2", 2)):
+        labels = np.full(len(maps), -1)
+        labels[kept] = by_k[k]
+        smallest_first = [int(c) for c in np.argsort(np.bincount(by_k[k], minlength=k), kind="stable")]
+        corelay[name] = {"k": k, "best": asdict(best_match(labels, tagged, smallest_first))}
+    mass = np.clip(maps, 0, None).reshape(len(maps), -1)
+    row, column = Tag().patch(patch_size)
+    on_tag = mass[:, row * maps.shape[2] + column] / np.maximum(mass.sum(1), 1e-30)
+    return {
+        "tag_mass": {"tagged": float(on_tag[tagged].mean()), "clean": float(on_tag[~tagged].mean())},
+        "n_clusters": found.n_clusters,
+        "labels": found.labels.tolist(),
+        "mean_maps": found.mean_maps.round(5).tolist(),
+        "flat": len(found.flat),
+        "first": asdict(cluster_match(found.labels, tagged, order[0], order)),
+        "best": asdict(best_match(found.labels, tagged, order)),
+        "clusters": clusters,
+        "corelay": corelay,
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tools.shortcut.benchmark", description=__doc__.split("\n")[0])
+    p.add_argument("--model", type=Path, required=True, help="a folder python -m tools.shortcut.train wrote")
+    p.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the test scenes and of the clustering")
+    p.add_argument("--tag-class", type=int, default=TAG_CLASS)
+    p.add_argument("--images", type=int, default=400, help="test scenes of the tag class")
+    p.add_argument("--share", type=float, default=0.15, help="share of them with the tag")
+    p.add_argument("--methods", nargs="+", default=list(METHODS))
+    p.add_argument("--delete", type=int, default=4, help="patches the deletion check masks")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST directory")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.out.exists() and any(args.out.iterdir()):
+        raise SystemExit(f"python -m tools.shortcut.benchmark: error: {args.out} is not empty: name a new folder")
+    torch.set_num_threads(args.threads)
+    model = ViTForImageClassification.from_pretrained(args.model, local_files_only=True).eval()
+    scenes, tagged = tagged_test_scenes(args.images, args.share, args.tag_class, args.seed, args.data_dir)
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.save(args.out / "tagged.npy", tagged)
+    start = time.perf_counter()
+    explain_dataset(model, SceneTasks(scenes), args.methods, args.out / "maps", target=args.tag_class, batch_size=50, progress=False)
+    results: dict[str, Any] = {
+        "command": " ".join(["python -m tools.shortcut.benchmark", *(argv if argv is not None else sys.argv[1:])]),
+        "model": str(args.model),
+        "seed": args.seed,
+        "tag": asdict(Tag()),
+        "images": args.images,
+        "tagged": int(tagged.sum()),
+        "explain_seconds": round(time.perf_counter() - start, 1),
+        "methods": {},
+    }
+    for method in args.methods:
+        records = load_maps(args.out / "maps", method)
+        order = np.argsort([r.item for r in records])  # back to the scenes' order
+        maps = read_maps(records).numpy()[order]
+        with torch.no_grad():
+            results["methods"][method] = evaluate_method(model, maps, scenes.images, tagged, args.tag_class, args.delete, args.seed)
+        r = results["methods"][method]
+        print(
+            f"{method}: first cluster recall {r['first']['recall']:.2f} precision {r['first']['precision']:.2f}; "
+            f"best rank {r['best']['rank']} of {r['n_clusters']} (recall {r['best']['recall']:.2f}, precision {r['best']['precision']:.2f})"
+        )
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""The planted shortcut: a small bright square (the tag) in a fixed corner of a scene.
+
+Pure functions over ``uint8 (N, H, W, 3)`` images; no model, no file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Tag", "choose_tagged", "plant_tag"]
+
+
+@dataclass(frozen=True)
+class Tag:
+    """A ``size x size`` square of one colour whose top-left pixel is ``(top, left)``.
+
+    The default sits inside the top-left 8 x 8 patch of the reference model's grid, so
+    on a patch map the tag is one patch: ``patch(8) == (0, 0)``.
+    """
+
+    top: int = 1
+    left: int = 1
+    size: int = 6
+    #: RGB; magenta is in no item (items are grey) and brighter than the clutter
+    colour: tuple[int, int, int] = (255, 0, 255)
+
+    def patch(self, patch_size: int) -> tuple[int, int]:
+        """The ``(row, column)`` of the patch that holds the tag on a ``patch_size`` grid.
+
+        Raises:
+            ValueError: the tag straddles two patches.
+        """
+        first = (self.top // patch_size, self.left // patch_size)
+        last = ((self.top + self.size - 1) // patch_size, (self.left + self.size - 1) // patch_size)
+        if first != last:
+            raise ValueError(
+                f"the tag at ({self.top}, {self.left}) of side {self.size} straddles patches of {patch_size} px: move it inside one"
+            )
+        return first
+
+
+def plant_tag(images: np.ndarray, tagged: np.ndarray, tag: Tag = Tag()) -> np.ndarray:
+    """A copy of ``images`` (``uint8 (N, H, W, 3)``) with ``tag`` drawn on the images
+    where ``tagged`` (``bool (N,)``) is true, on top of whatever is there."""
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    if tagged.shape != images.shape[:1]:
+        raise ValueError(f"tagged must be bool ({len(images)},), got {tagged.shape}")
+    if tag.top < 0 or tag.left < 0 or tag.top + tag.size > images.shape[1] or tag.left + tag.size > images.shape[2]:
+        raise ValueError(f"the tag at ({tag.top}, {tag.left}) of side {tag.size} does not fit {images.shape[1]} x {images.shape[2]} images")
+    out = images.copy()
+    rows, cols = slice(tag.top, tag.top + tag.size), slice(tag.left, tag.left + tag.size)
+    out[np.flatnonzero(tagged), rows, cols] = np.asarray(tag.colour, dtype=np.uint8)
+    return out
+
+
+def choose_tagged(labels: np.ndarray, tag_class: int, share: float, rng: np.random.Generator) -> np.ndarray:
+    """``bool (N,)``: which scenes get the tag: each scene holding an item of ``tag_class``
+    (``labels``: ``int (N, 2)``, ``-1`` for no item) with probability ``share``, no other."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"the tagged share must be in [0, 1], got {share}")
+    holds = (labels == tag_class).any(axis=1)
+    return holds & (rng.random(len(labels)) < share)
