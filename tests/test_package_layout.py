@@ -1,4 +1,5 @@
-"""The package's modules import each other without cycles (function-level imports included)."""
+"""The package's modules import each other without cycles (function-level imports included),
+and the tests' files can all be collected in one run."""
 
 from __future__ import annotations
 
@@ -125,3 +126,15 @@ def test_no_module_imports_a_layer_above_its_own():
         if target != "captum_gmar" and layer_of(target) > layer_of(module)
     ]
     assert not upward, upward
+
+
+def test_no_two_test_files_share_a_name():
+    """pytest imports each test folder's files as top-level modules (no ``__init__.py``), so
+    two files of one name in different folders stop the collection of the whole suite."""
+    tests = Path(__file__).resolve().parent
+    by_name: dict[str, list[str]] = {}
+    for path in tests.rglob("*.py"):
+        by_name.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    shared = {name: paths for name, paths in by_name.items() if len(paths) > 1 and name != "conftest.py"}
+    assert not shared, f"rename one of each: {shared}"
+
