@@ -71,7 +71,7 @@ from .normalise import Part, as_maps, check_part, distributions
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
 
-__all__ = ["Cluster", "Strategies", "check_settings", "find_strategies", "maps_needed"]
+__all__ = ["Cluster", "Strategies", "check_settings", "clusters_by_eigengap", "find_strategies", "maps_needed"]
 
 #: ``tau``, the regularising weight of step 4, as a share of the graph's mean degree
 REGULARISATION = 0.1
@@ -202,7 +202,7 @@ def find_strategies(
     count = max(max_clusters, n_clusters or 0) + 1
     eigenvalues, vectors = _spectrum(affinity, count, seed)
     eigengaps = np.diff(eigenvalues)
-    k = n_clusters if n_clusters is not None else int(np.argmax(eigengaps[1:max_clusters])) + 2
+    k = n_clusters if n_clusters is not None else clusters_by_eigengap(eigenvalues, max_clusters)
     rows = vectors[:, :k] / np.linalg.norm(vectors[:, :k], axis=1, keepdims=True)
     fitted = need("sklearn.cluster").KMeans(n_clusters=k, n_init=10, random_state=seed).fit(rows)
     inner, centres = _numbered(fitted.labels_, fitted.cluster_centers_)
@@ -228,6 +228,16 @@ def find_strategies(
         flat=np.flatnonzero(flat),
         edges=affinity.nnz,
     )
+
+
+def clusters_by_eigengap(eigenvalues: np.ndarray, max_clusters: int = 10) -> int:
+    """The number of clusters ``k`` in ``2 .. max_clusters`` with the largest gap
+    ``e[k] - e[k - 1]`` between the ascending eigenvalues ``e`` (at least ``max_clusters + 1``)
+    of a graph Laplacian."""
+    e = np.sort(np.asarray(eigenvalues, dtype=np.float64))
+    if len(e) <= max_clusters:
+        raise ValueError(f"{len(e)} eigenvalues: need more than max_clusters={max_clusters}")
+    return int(np.argmax(np.diff(e)[1:max_clusters])) + 2
 
 
 def _affinity(features: np.ndarray, neighbours: int) -> csr_matrix:

@@ -14,7 +14,7 @@ import torch
 from synthetic_maps import TAG, planted_maps
 
 from captum_gmar.exploration import find_strategies
-from captum_gmar.exploration.strategies import maps_needed
+from captum_gmar.exploration.strategies import clusters_by_eigengap, maps_needed
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +201,10 @@ def test_the_package_imports_without_scikit_learn_and_says_how_to_get_it():
     lines = result.stdout.splitlines()
     assert lines[0] == "False False", result.stderr
     assert lines[1].startswith("exploring maps needs scikit-learn and SciPy: pip install 'captum-gmar[explore]'"), result.stdout
+
+
+def test_clusters_by_eigengap_picks_the_largest_gap_in_any_order() -> None:
+    eigenvalues = np.array([0.0, 0.01, 0.02, 0.5, 0.55, 0.6, 0.62, 0.65, 0.7, 0.72, 0.75, 0.8])
+    assert clusters_by_eigengap(eigenvalues[::-1]) == 3
+    with pytest.raises(ValueError, match="need more than max_clusters=10"):
+        clusters_by_eigengap(eigenvalues[:10])

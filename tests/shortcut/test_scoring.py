@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.shortcut.scoring import best_match, cluster_match, eigengap_clusters
+from tools.shortcut.scoring import best_match, cluster_match
 
 
 def test_cluster_match_counts_recall_precision_and_rank() -> None:
@@ -28,8 +28,3 @@ def test_best_match_takes_the_highest_f1_not_the_highest_recall() -> None:
 def test_cluster_match_refuses_no_tagged_image() -> None:
     with pytest.raises(ValueError, match="no image is tagged"):
         cluster_match(np.zeros(4, dtype=int), np.zeros(4, dtype=bool), 0)
-
-
-def test_eigengap_clusters_picks_the_largest_gap() -> None:
-    eigenvalues = np.array([0.0, 0.01, 0.02, 0.5, 0.55, 0.6, 0.62, 0.65, 0.7, 0.72, 0.75, 0.8])
-    assert eigengap_clusters(eigenvalues[::-1]) == 3

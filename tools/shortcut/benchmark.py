@@ -41,10 +41,11 @@ from transformers import ViTForImageClassification
 from captum_gmar import find_strategies
 from captum_gmar.dataset_maps import explain_dataset, load_maps, read_maps
 from captum_gmar.evaluation.data import SceneTasks
+from captum_gmar.exploration.strategies import clusters_by_eigengap
 from captum_gmar.imagedata import Scenes
 from tools.shortcut.corelay_baseline import corelay_clusters
 from tools.shortcut.deletion import deletion_check
-from tools.shortcut.scoring import best_match, cluster_match, eigengap_clusters
+from tools.shortcut.scoring import best_match, cluster_match
 from tools.shortcut.tag import Tag, plant_tag
 from tools.shortcut.train import TAG_CLASS, class_scenes
 
@@ -84,7 +85,7 @@ def evaluate_method(
     kept = ~np.isin(np.arange(len(maps)), found.flat)
     eigenvalues, by_k = corelay_clusters(np.clip(maps[kept], 0, None), range(2, 11))
     corelay = {}
-    for name, k in (("eigengap", eigengap_clusters(eigenvalues)), ("k2", 2)):
+    for name, k in (("eigengap", clusters_by_eigengap(eigenvalues)), ("k2", 2)):
         labels = np.full(len(maps), -1)
         labels[kept] = by_k[k]
         smallest_first = [int(c) for c in np.argsort(np.bincount(by_k[k], minlength=k), kind="stable")]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Match", "best_match", "cluster_match", "eigengap_clusters"]
+__all__ = ["Match", "best_match", "cluster_match"]
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,3 @@ def best_match(labels: np.ndarray, tagged: np.ndarray, order: Sequence[int] | No
     among ties); ``order`` as for :func:`cluster_match`."""
     clusters = sorted(set(labels[labels >= 0].tolist()))
     return max((cluster_match(labels, tagged, c, order) for c in clusters), key=lambda m: (m.f1, -m.cluster))
-
-
-def eigengap_clusters(eigenvalues: np.ndarray, max_clusters: int = 10) -> int:
-    """The number of clusters ``k`` in ``2 .. max_clusters`` with the largest gap
-    ``e[k] - e[k - 1]`` between the ascending eigenvalues ``e`` of a graph Laplacian."""
-    e = np.sort(np.asarray(eigenvalues, dtype=np.float64))
-    if len(e) <= max_clusters:
-        raise ValueError(f"{len(e)} eigenvalues: need more than max_clusters={max_clusters}")
-    return int(np.argmax(np.diff(e)[1:max_clusters])) + 2
