@@ -137,4 +137,3 @@ def test_no_two_test_files_share_a_name():
         by_name.setdefault(path.name, []).append(str(path.relative_to(tests)))
     shared = {name: paths for name, paths in by_name.items() if len(paths) > 1 and name != "conftest.py"}
     assert not shared, f"rename one of each: {shared}"
-
