@@ -16,6 +16,9 @@ resident (glibc does for blocks under 32 MiB): their size is counted once more, 
 128 MiB. Without that term the resident peak of GAE on ``vit-tiny`` at 256 px (sdpa) was
 174 to 269 MiB over seven runs (one on the CI machine) against an estimate of 212 MiB, although the call holds only
 84 MiB at its peak when glibc returns every freed block (``MALLOC_MMAP_THRESHOLD_=131072``).
+With it (292 MiB), single calls peaked at 149 to 257 MiB in 40 calls and once, in a
+run of ``.ci/run``, at 300 MiB: the estimate is for the typical call, at or above the
+median of five.
 Fitted on ``dinov2-small`` (12 layers, 6 heads, 384 wide; 64 to 1,344 px, batch 1 and
 16) and the bundled ``vit-tiny`` (6 layers, 4 heads, 128 wide; 128 to 512 px), CPU,
 float32, sdpa and eager attention (``benchmarks/bench_memory.py``, table in
