@@ -20,12 +20,9 @@ per patch each), never with a Python object per map.
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import os
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +34,11 @@ from tqdm.auto import tqdm
 from ..dataset_maps import MapRecord, load_maps, read_maps
 from ..files import check_folder, claim_files, replacing, write_atomic
 from ._extra import require
-from .disagreement import FIGURES, Disagreement, check_top_share, find_disagreement
+from .disagreement import Disagreement, check_top_share, find_disagreement
 from .normalise import Part, flat_maps, pool
 from .page import DATA, PAGE, THUMBS, Placement, write_page
 from .strategies import Strategies, check_settings, find_strategies, maps_needed
+from .tables import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, Rows, disagreement_summary, group_summary, write_clusters, write_disagreement
 
 __all__ = ["CLUSTER_COLUMNS", "DISAGREEMENT_COLUMNS", "EXPLORE_FILES", "FORMAT", "Exploration", "explore"]
 
@@ -49,41 +47,8 @@ FORMAT = "captum-gmar-explore/1"
 CLUSTERS, DISAGREEMENT, STRATEGIES = "clusters.csv", "disagreement.csv", "strategies.json"
 #: the files an explore folder holds (its manifest lists them)
 EXPLORE_FILES = (CLUSTERS, DISAGREEMENT, STRATEGIES, PAGE, DATA, THUMBS)
-#: ``clusters.csv``'s columns: one row per map
-CLUSTER_COLUMNS: dict[str, str] = {
-    "image": "the image, as the maps folder's index.csv names it",
-    "item": "its position in the data set (0-based)",
-    "method": "the method's key",
-    "target": "the explained class (index)",
-    "target_name": "its name",
-    "label": "the image's label, -1 where the data has none",
-    "predicted": "the model's top class",
-    "score": "the explained class's score",
-    "margin": "the score less the other classes' best (empty with one class)",
-    "cluster": "the map's cluster among the maps of its method and target; -1: flat (constant), set aside; empty: not clustered (too few maps)",
-    "rank": "its cluster's rank by suspicion, 1 the most suspicious; empty where cluster is -1 or empty",
-    "x": "the map's embedding, first coordinate; empty where not clustered",
-    "y": "second coordinate",
-}
-#: ``disagreement.csv``'s first columns; then ``FIGURE:A:B`` for each of
-#: :data:`~captum_gmar.exploration.disagreement.FIGURES` (``spearman``, ``pearson``,
-#: ``overlap``, ``bhattacharyya``) and each pair of methods ``A``, ``B``; ``disagreement:M``
-#: for each method ``M`` (its disagreement with the others); ``disagreement`` (the score);
-#: ``odd_method`` (the method that disagrees most, empty with two methods)
-DISAGREEMENT_COLUMNS: dict[str, str] = {
-    "image": "the image",
-    "item": "its position in the data set",
-    "target": "the explained class",
-    "target_name": "its name",
-    "label": "the image's label, -1 where none",
-    "predicted": "the model's top class",
-    "score": "the explained class's score",
-    "margin": "the score less the other classes' best (empty with one class)",
-}
 #: maps read per call of read_maps: a few shards' worth
 _CHUNK = 4096
-#: significant digits of the written floats
-_DIGITS = 6
 
 
 @dataclass(frozen=True)
@@ -101,20 +66,6 @@ class Exploration:
     disagreement: Disagreement | None
     #: the files written, relative to ``folder``
     files: tuple[str, ...]
-
-
-@dataclass
-class _Rows:
-    """The fields of one method's records, in the maps folder's order (row ``i`` of every
-    method is the same image and target)."""
-
-    image: list[str]
-    item: np.ndarray
-    target: np.ndarray
-    label: np.ndarray
-    predicted: np.ndarray
-    score: np.ndarray
-    margin: np.ndarray
 
 
 def explore(
@@ -249,10 +200,10 @@ def explore(
     claim_files(folder, EXPLORE_FILES)
     placements = {key: _placement(len(rows[key].item), key, groups, found) for key in keys}
     with replacing(folder / CLUSTERS, newline="") as handle:
-        _write_clusters(handle, rows, placements, class_names)
+        write_clusters(handle, rows, placements, class_names)
     if compared is not None:
         with replacing(folder / DISAGREEMENT, newline="") as handle:
-            _write_disagreement(handle, first, compared, class_names)
+            write_disagreement(handle, first, compared, class_names)
     else:
         (folder / DISAGREEMENT).unlink(missing_ok=True)  # an earlier exploration's, of other methods
     summary = {
@@ -262,9 +213,9 @@ def explore(
         "methods": keys,
         "class_names": {str(target): name for target, name in class_names.items()},
         "files": list(files),
-        "disagreement": None if compared is None else _disagreement_summary(compared),
+        "disagreement": None if compared is None else disagreement_summary(compared),
         "groups": [
-            _group_summary(
+            group_summary(
                 (key, target),
                 members,
                 first,
@@ -327,7 +278,7 @@ def _targets(folder: str | os.PathLike[str], records: Sequence[MapRecord], class
 
 def _read_fields(
     records: Sequence[MapRecord], methods: list[str] | None, targets: set[int] | None
-) -> tuple[dict[str, _Rows], dict[str, tuple[int, ...]], dict[int, str]]:
+) -> tuple[dict[str, Rows], dict[str, tuple[int, ...]], dict[int, str]]:
     """Every record's fields (not its map), per method (and of ``targets`` only, where
     given); each method's map shape; and the explained classes' names (index -> name)."""
     fields: dict[str, dict[str, list[Any]]] = {}
@@ -347,7 +298,7 @@ def _read_fields(
         for name, column in columns.items():
             column.append(getattr(record, name))
     rows = {
-        key: _Rows(
+        key: Rows(
             columns["image"],
             np.array(columns["item"], dtype=np.int64),
             np.array(columns["target"], dtype=np.int64),
@@ -379,7 +330,7 @@ def _read_maps(
     records: Sequence[MapRecord],
     keys: list[str],
     targets: set[int] | None,
-    rows: dict[str, _Rows],
+    rows: dict[str, Rows],
     grids: dict[str, tuple[int, int]],
     progress: bool,
 ) -> dict[str, np.ndarray]:
@@ -452,149 +403,3 @@ def _placement(count: int, key: str, groups: dict[int, np.ndarray], found: dict[
         rank[members] = [ranks.get(int(label), 0) for label in strategies.labels]
         place[members] = strategies.embedding
     return Placement(cluster, rank, place)
-
-
-def _number(value: float) -> str:
-    return "" if not math.isfinite(value) else f"{value:.{_DIGITS}g}"
-
-
-def _write_clusters(handle: Any, rows: dict[str, _Rows], placements: dict[str, Placement], class_names: dict[int, str]) -> None:
-    writer = csv.writer(handle)
-    writer.writerow(CLUSTER_COLUMNS)
-    for key, fields in rows.items():
-        # each row's cluster, rank and (x, y), empty where its group was not clustered
-        placement = placements[key]
-        cluster = ["" if c == -2 else c for c in placement.cluster.tolist()]
-        rank = ["" if r == 0 else r for r in placement.rank.tolist()]
-        place = placement.place
-        for i in range(len(fields.item)):
-            writer.writerow(
-                [
-                    fields.image[i],
-                    fields.item[i],
-                    key,
-                    fields.target[i],
-                    class_names[int(fields.target[i])],
-                    fields.label[i],
-                    fields.predicted[i],
-                    _number(fields.score[i]),
-                    _number(fields.margin[i]),
-                    cluster[i],
-                    rank[i],
-                    _number(place[i, 0]),
-                    _number(place[i, 1]),
-                ]
-            )
-
-
-def _write_disagreement(handle: Any, fields: _Rows, compared: Disagreement, class_names: dict[int, str]) -> None:
-    writer = csv.writer(handle)
-    pairs = [f"{a}:{b}" for a, b in compared.pairs]
-    figures = [f"{figure}:{pair}" for figure in FIGURES for pair in pairs]
-    writer.writerow([*DISAGREEMENT_COLUMNS, *figures, *(f"disagreement:{key}" for key in compared.methods), "disagreement", "odd_method"])
-    # (N, figures, pairs) flattened: figure by figure, each pair in turn, as the header
-    values = compared.figures.transpose(0, 2, 1).reshape(len(fields.item), -1)
-    for i in range(len(fields.item)):
-        writer.writerow(
-            [
-                fields.image[i],
-                fields.item[i],
-                fields.target[i],
-                class_names[int(fields.target[i])],
-                fields.label[i],
-                fields.predicted[i],
-                _number(fields.score[i]),
-                _number(fields.margin[i]),
-                *map(_number, values[i]),
-                *map(_number, compared.per_method[i]),
-                _number(compared.score[i]),
-                compared.methods[compared.odd[i]] if compared.odd[i] >= 0 else "",
-            ]
-        )
-
-
-def _purity(values: np.ndarray) -> dict[str, Any] | None:
-    """``counts`` by class, the ``majority`` class and its share (``purity``) of ``values``
-    (``-1``, no label, left out); ``None`` where none is left."""
-    counts = Counter(int(v) for v in values if v >= 0)
-    if not counts:
-        return None
-    majority, most = max(counts.items(), key=lambda entry: (entry[1], -entry[0]))
-    return {"counts": {str(k): v for k, v in sorted(counts.items())}, "majority": majority, "purity": _rounded(most / sum(counts.values()))}
-
-
-def _rounded(value: float) -> float:
-    return float(f"{value:.{_DIGITS}g}")
-
-
-def _nested(array: np.ndarray) -> Any:
-    """An array as nested lists of rounded floats, for JSON."""
-    return np.vectorize(_rounded, otypes=[float])(array).tolist()
-
-
-def _disagreement_summary(compared: Disagreement) -> dict[str, Any]:
-    """``strategies.json``'s entry on the disagreement: what its columns compare."""
-    return {
-        "pairs": [list(pair) for pair in compared.pairs],
-        "top_k": compared.top_k,
-        "grid": list(compared.grid),
-        "rows": len(compared.score),
-    }
-
-
-def _group_summary(
-    group: tuple[str, int],
-    members: np.ndarray,
-    fields: _Rows,
-    grid: tuple[int, int],
-    flat: int,
-    strategies: Strategies | None,
-    note: str | None,
-    class_names: dict[int, str],
-) -> dict[str, Any]:
-    """One method's and class's entry of ``strategies.json``."""
-    key, target = group
-    entry: dict[str, Any] = {
-        "method": key,
-        "target": target,
-        "target_name": class_names[target],
-        "maps": len(members),
-        "flat": flat,
-        "grid": list(grid),
-        "note": note,
-    }
-    if strategies is None:
-        return entry
-    labels, predicted = fields.label[members], fields.predicted[members]
-    clusters = []
-    for rank, cluster in enumerate(strategies.ranking, start=1):
-        inside = strategies.labels == cluster.label
-        labelled = inside & (labels >= 0)
-        clusters.append(
-            {
-                "cluster": cluster.label,
-                "rank": rank,
-                "size": cluster.size,
-                "suspicion": _rounded(cluster.suspicion),
-                "small": _rounded(cluster.small),
-                "tight": _rounded(cluster.tight),
-                "concentrated": _rounded(cluster.concentrated),
-                "away": _rounded(cluster.away),
-                "reason": cluster.reason,
-                "mean_map": _nested(strategies.mean_maps[cluster.label]),
-                "typical": [
-                    {"item": int(fields.item[members[i]]), "image": fields.image[members[i]]} for i in strategies.typical[cluster.label]
-                ],
-                "labels": _purity(labels[inside]),
-                "predictions": _purity(predicted[inside]),
-                "correct": _rounded(float(np.mean(labels[labelled] == predicted[labelled]))) if labelled.any() else None,
-            }
-        )
-    entry.update(
-        eigenvalues=_nested(strategies.eigenvalues),
-        eigengaps=_nested(strategies.eigengaps),
-        n_clusters=strategies.n_clusters,
-        embedding_axes=_nested(strategies.embedding_axes),
-        clusters=clusters,
-    )
-    return entry
