@@ -18,7 +18,9 @@ resident (glibc does for blocks under 32 MiB): their size is counted once more, 
 84 MiB at its peak when glibc returns every freed block (``MALLOC_MMAP_THRESHOLD_=131072``).
 With it (292 MiB), single calls peaked at 149 to 257 MiB in 40 calls and once, in a
 run of ``.ci/run``, at 300 MiB: the estimate is for the typical call, at or above the
-median of five.
+median of five. Less the allowances for freed maps and the fixed part, it is at most 2.8
+times what the call's tensors hold at their peak (every freed block returned) for every
+method on ``vit-tiny`` at 256 px.
 Fitted on ``dinov2-small`` (12 layers, 6 heads, 384 wide; 64 to 1,344 px, batch 1 and
 16) and the bundled ``vit-tiny`` (6 layers, 4 heads, 128 wide; 128 to 512 px), CPU,
 float32, sdpa and eager attention (``benchmarks/bench_memory.py``, table in
