@@ -380,5 +380,5 @@ def text_name(name: str) -> str:
     names hold no backslash (a scan reads it as ``/``), so this is lossless for them."""
     try:
         return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # another lone surrogate (a Windows name): \udXXX
+    except UnicodeEncodeError:  # another lone surrogate (a Windows name): written as its \u escape
         return name.encode("utf-8", "backslashreplace").decode("utf-8")

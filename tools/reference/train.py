@@ -125,6 +125,25 @@ def _warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
+def train_step(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    pixel_values: Tensor,
+    targets: Tensor,
+) -> Tensor:
+    """One optimisation step on a batch: sigmoid cross-entropy of ``net``'s logits
+    ``(B, classes)`` against ``targets`` (multi-hot, ``(B, classes)``), gradients clipped to
+    norm 1, then the schedule's step. Returns the loss (on the device, not synced)."""
+    loss = F.binary_cross_entropy_with_logits(net(pixel_values=pixel_values).logits, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0, foreach=True)
+    optimizer.step()
+    schedule.step()
+    return loss
+
+
 def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     # No decay on biases, LayerNorm weights, CLS token and position embeddings.
     decay: list[torch.nn.Parameter] = []
@@ -267,13 +286,7 @@ def _train(rank: int, args: argparse.Namespace, command: str) -> None:
     smoothed: float | None = None
     for _ in bar:
         pixel_values, targets = _batch(local_batch, two_items, rng, args.data_dir)
-        loss = F.binary_cross_entropy_with_logits(net(pixel_values=pixel_values).logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
-        optimizer.step()
-        schedule.step()
-        value = loss.item()  # this worker's share of the batch
+        value = train_step(net, optimizer, schedule, pixel_values, targets).item()  # this worker's share of the batch
         smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
         bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{schedule.get_last_lr()[0]:.2e}")
     train_seconds = time.perf_counter() - start

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from captum_gmar.imagedata import CLASS_NAMES, Scenes, make_scenes, to_pixel_values
 from captum_gmar.reference import EVAL_SEED, evaluate_accuracy, load_reference_model
-from tools.reference.train import _optimizer, _warmup_cosine, add_data_options, build_processor, run_script, script_parser
+from tools.reference.train import _optimizer, _warmup_cosine, add_data_options, build_processor, run_script, script_parser, train_step
 from tools.shortcut.tag import choose_tagged, plant_tag
 
 __all__ = ["class_scenes", "logits", "main", "shortcut_metrics", "tagged_batch", "train"]
@@ -135,12 +134,7 @@ def _train(args: argparse.Namespace, command: str) -> dict:
     start, seen = time.perf_counter(), 0
     for _ in tqdm(range(args.steps), desc="fine-tune", unit="step", mininterval=10.0):
         pixel_values, targets, tagged = tagged_batch(args.batch_size, two_items, args.tag_class, args.share, rng, args.data_dir)
-        loss = F.binary_cross_entropy_with_logits(model(pixel_values=pixel_values).logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
-        optimizer.step()
-        schedule.step()
+        train_step(model, optimizer, schedule, pixel_values, targets)
         seen += tagged
     model.eval()
     metrics: dict = {
