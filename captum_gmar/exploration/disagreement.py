@@ -35,8 +35,16 @@ propagation's positive part leaves half the patches at zero) show only there. A
 method's disagreement on an image is the mean over the pairs it is in, and the image's
 ``score`` is the largest over the methods: a wrong map (shifted, shuffled) raises every
 pair of its method, which the mean keeps whole, while a pair that disagrees a lot on
-every image stands at its own median. With three methods or more, ``odd`` names the
-method that scored highest (with two, both are in the one pair and ``odd`` is ``-1``).
+every image stands at its own median.
+
+**Its scale.** Robust standard deviations from the typical image: 0 is an image on
+which the methods agree as they usually do, a negative score one on which they agree
+better than usual, and :data:`UNUSUAL` or more (three deviations: 0.13% of the images,
+were the figures normal) one on which they disagree as on few others.
+
+With three methods or more, ``odd`` names the method that scored highest where it
+scored at least :data:`ODD_MARGIN` (one deviation) above the next (``-1`` elsewhere: no
+method stands out; with two, both are in the one pair and ``odd`` is always ``-1``).
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ import numpy as np
 from ._extra import need, require
 from .normalise import Part, as_maps, check_part, distributions, pool
 
-__all__ = ["FIGURES", "Disagreement", "check_top_share", "find_disagreement", "robust_z"]
+__all__ = ["FIGURES", "ODD_MARGIN", "UNUSUAL", "Disagreement", "check_top_share", "find_disagreement", "robust_z"]
 
 #: the pairwise figures, in the order of :attr:`Disagreement.figures`' last axis
 FIGURES = ("spearman", "pearson", "overlap", "bhattacharyya")
@@ -62,6 +70,10 @@ MIN_DEVIATION = 0.05
 MAD_TO_SD = 1.4826
 #: images whose figures are computed together
 BLOCK = 8192
+#: a score at or above this is unusual (three robust standard deviations)
+UNUSUAL = 3.0
+#: the odd method's disagreement must exceed the next method's by this much
+ODD_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,8 @@ class Disagreement:
     per_method: np.ndarray
     #: ``float64 (N,)``: the image's disagreement, the largest of ``per_method``'s row
     score: np.ndarray
-    #: ``int64 (N,)``: the index in ``methods`` of the method that disagrees most; ``-1`` with two methods
+    #: ``int64 (N,)``: the index in ``methods`` of the method that disagrees most by at
+    #: least :data:`ODD_MARGIN`; ``-1`` where none does so, and always with two methods
     odd: np.ndarray
 
     def figure(self, name: str) -> np.ndarray:
@@ -142,7 +155,11 @@ def find_disagreement(maps: Mapping[str, Any], *, top_share: float = 0.1, part: 
         figures[block] = np.stack([views[a].figures(views[b], top_k) for a, b in pairs], axis=1)
     pair_scores = robust_z(1 - figures).mean(axis=2)
     per_method = np.stack([pair_scores[:, [key in pair for pair in pairs]].mean(axis=1) for key in methods], axis=1)
-    odd = per_method.argmax(axis=1) if len(methods) > 2 else np.full(count, -1)
+    odd = np.full(count, -1)
+    if len(methods) > 2:
+        ordered = np.sort(per_method, axis=1)
+        stands_out = ordered[:, -1] - ordered[:, -2] >= ODD_MARGIN
+        odd[stands_out] = per_method[stands_out].argmax(axis=1)
     return Disagreement(methods, pairs, figures, top_k, grid, per_method, per_method.max(axis=1), odd.astype(np.int64))
 
 

@@ -103,9 +103,13 @@ def explore(
     ``null`` with one method) and ``groups``, one per method and target: ``method``,
     ``target``, ``target_name``, ``maps``, ``flat``, ``grid`` ``[h, w]``, ``note`` (why it
     was not clustered, else ``null``) and, where clustered, ``eigenvalues``,
-    ``eigengaps``, ``n_clusters``, ``embedding_axes`` (two ``h x w`` maps) and
-    ``clusters``, most suspicious first, each with ``cluster``, ``rank``, ``size``,
-    ``suspicion``, ``small``, ``tight``, ``concentrated``, ``away``, ``reason``,
+    ``eigengaps``, ``n_clusters``, ``clusters_found`` (before merging), ``flagged`` (how
+    many clusters are), ``suspicion`` (the highest), ``embedding_axes`` (two ``h x w``
+    maps) and ``clusters``, most suspicious first, each with ``cluster``, ``rank``,
+    ``size``, ``suspicion``, ``flagged``, ``localised``, ``additive``, ``difference``,
+    ``spread``, ``region`` (``[row, column]`` pairs), ``member_mass``, ``rest_mass``,
+    ``shared``, ``confidence`` (against the rest, from the margins, or the scores with
+    one class; :class:`~captum_gmar.exploration.suspicion.Suspicion`), ``reason``,
     ``mean_map`` (``h x w``, sums to 1), ``typical`` (``item`` and ``image`` of its most
     typical maps), ``labels`` and ``predictions`` (``counts`` by class, ``majority``,
     ``purity``: the majority's share; ``null`` where no map is labelled) and
@@ -182,7 +186,7 @@ def explore(
                 group = values[key][members]
                 flat[key, target] = int(flat_maps(group, part).sum())
                 if len(members) - flat[key, target] >= needed:
-                    found[key, target] = find_strategies(group, **clustering)
+                    found[key, target] = find_strategies(group, **clustering, confidence=_confidence(rows[key], members))
                 else:
                     skipped[key, target] = (
                         f"{len(members)} maps, {flat[key, target]} of them flat: fewer than the {needed} that clustering needs"
@@ -387,6 +391,13 @@ def _check_not_flat(
             f"{str(folder)!r}: no class has the {needed} maps that are not constant a method needs to be clustered (the most: {left}); "
             "explain more images, or lower neighbours and max_clusters"
         )
+
+
+def _confidence(fields: Rows, members: np.ndarray) -> np.ndarray:
+    """The model's confidence on a group's images: their margins (the score less the
+    other classes' best), or their scores where the job has one class (no margin)."""
+    margin = fields.margin[members]
+    return margin if np.isfinite(margin).any() else fields.score[members]
 
 
 def _placement(count: int, key: str, groups: dict[int, np.ndarray], found: dict[tuple[str, int], Strategies]) -> Placement:

@@ -31,31 +31,24 @@ predictors") on patch maps, with the clusters ranked by how suspicious they look
    ``eigenvalues[k] - eigenvalues[k - 1]`` (the eigengap heuristic; von Luxburg 2007),
    unless ``n_clusters`` is given.
 6. **Clusters.** k-means (``n_init=10``) on the rows of the ``k`` first eigenvectors,
-   each row scaled to unit length (Ng, Jordan and Weiss 2001). Clusters are numbered by
-   size, largest first. A cluster's typical maps are its members nearest its k-means
-   centre.
+   each row scaled to unit length (Ng, Jordan and Weiss 2001). Then clusters that are one
+   strategy at different strengths are merged: while two clusters' positive excesses over
+   the rest of the class (:func:`~captum_gmar.exploration.suspicion.excess_direction`)
+   have a cosine of at least :data:`MERGE_AT`, the most alike two become one. (A tag
+   whose share of the map varies from image to image lies along a line from the other
+   maps; spectral clustering cuts such a line into pieces, the eigengap counting each.)
+   Clusters are numbered by size, largest first. A cluster's typical maps are its
+   members nearest the mean of its members' eigenvector rows (its k-means centre where
+   it was not merged).
 7. **Embedding.** ``(x, y)``: each map's ``sqrt(p)`` projected on the two principal
    directions of all the clustered maps' ``sqrt(p)`` (scikit-learn's PCA): the linear
    view of the distances of step 2 that keeps the most of their spread. Clusters found
    in the graph may overlap there; their colours tell them apart.
-8. **Suspicion.** Four scores in ``[0, 1]`` per cluster ``c`` of ``n_c`` of the ``n``
-   clustered maps, each 1 where the cluster looks most like a shortcut:
-
-   - ``small = 1 - n_c / n``: a strategy of few images;
-   - ``tight = max(0, 1 - spread_c / spread)``: its maps alike, where ``spread`` is the
-     mean squared distance (step 2) of the class's maps to their mean ``sqrt(p)`` and
-     ``spread_c`` the same within the cluster;
-   - ``concentrated = 1 - exp(H(m_c)) / P``: its mean map ``m_c`` (the mean of its
-     members' ``p``) holds its mass on few patches; ``exp(H)``, ``H`` the entropy, is the
-     number of patches it effectively covers (``P`` for a uniform map, 1 for a single
-     patch);
-   - ``away = (1/2) sum |m_c - r_c|``: the total-variation distance to the mean map
-     ``r_c`` of the class's other clustered maps, the share of the cluster's mass that
-     falls where the others put none of theirs.
-
-   ``suspicion`` is their geometric mean: high only where all four are, so that a small
-   cluster of scattered maps, or a large one on the object, ranks low. ``ranking`` lists
-   the clusters by suspicion, highest first.
+8. **Suspicion.** Each cluster's ``suspicion``: how far its difference from the rest of
+   the class lies on a small region and nowhere else, as a shortcut's does, and whether
+   it is ``flagged`` (:mod:`captum_gmar.exploration.suspicion` defines both). ``ranking``
+   lists every cluster, most suspicious first; ``flagged`` only those that reach the
+   flag, none where nothing stands out.
 """
 
 from __future__ import annotations
@@ -64,9 +57,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from ._extra import need, require
 from .normalise import Part, as_maps, check_part, distributions
+from .suspicion import FLAG_AT, Suspicion, cluster_sums, excess_direction, suspicions
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -75,26 +70,22 @@ __all__ = ["Cluster", "Strategies", "check_settings", "clusters_by_eigengap", "f
 
 #: ``tau``, the regularising weight of step 4, as a share of the graph's mean degree
 REGULARISATION = 0.1
-#: a score at or above this reads as its word in a cluster's reason ("small"), else as "not small"
-_SAYS = 0.5
+#: two clusters whose positive excesses have at least this cosine are merged (step 6)
+MERGE_AT = 0.8
 
 
 @dataclass(frozen=True)
-class Cluster:
-    """One strategy of a class: a cluster of :class:`Strategies`, with the scores of its
-    suspicion (each in ``[0, 1]``; defined in :mod:`captum_gmar.exploration.strategies`)."""
+class Cluster(Suspicion):
+    """One strategy of a class: a cluster of :class:`Strategies`, with the figures of its
+    suspicion (:class:`~captum_gmar.exploration.suspicion.Suspicion`: ``suspicion``,
+    ``flagged``, ``localised``, ``additive``, ``region``, ...)."""
 
     #: its number in ``Strategies.labels`` (clusters are numbered by size, largest first)
     label: int
     #: how many maps it holds
     size: int
-    small: float
-    tight: float
-    concentrated: float
-    away: float
-    #: the geometric mean of the four scores
-    suspicion: float
-    #: the four scores in words and figures, e.g. ``"small (9% of the maps), tight (...)"``
+    #: its suspicion in words and figures, e.g. ``"flagged (suspicion 0.97): 99% of its
+    #: difference from the rest of the class lies on 1 patch (row 0, column 0) ..."``
     reason: str
 
 
@@ -119,16 +110,23 @@ class Strategies:
     mean_maps: np.ndarray
     #: per cluster, ``int64`` indices of its most typical maps (nearest its k-means centre), nearest first
     typical: tuple[np.ndarray, ...]
-    #: the clusters, most suspicious first
+    #: every cluster, most suspicious first
     ranking: tuple[Cluster, ...]
     #: ``int64``: indices of the flat maps, set aside (label ``-1``)
     flat: np.ndarray
     #: the entries of the sparse affinity ``W`` between the clustered maps: at most ``2 N k``
     edges: int
+    #: the number of clusters k-means found before the merging of step 6
+    clusters_found: int
 
     def cluster(self, label: int) -> Cluster:
         """The cluster numbered ``label``."""
         return next(c for c in self.ranking if c.label == label)
+
+    @property
+    def flagged(self) -> tuple[Cluster, ...]:
+        """The flagged clusters, most suspicious first; empty where nothing stands out."""
+        return tuple(c for c in self.ranking if c.flagged)
 
 
 def maps_needed(neighbours: int = 10, max_clusters: int = 10, n_clusters: int | None = None) -> int:
@@ -160,6 +158,7 @@ def find_strategies(
     part: Part = "positive",
     typical: int = 8,
     seed: int = 0,
+    confidence: Any | None = None,
 ) -> Strategies:
     """The strategies in ``N`` maps of one class: SpRAy's spectral clusters, ranked most
     suspicious first (every step and score: :mod:`captum_gmar.exploration.strategies`).
@@ -167,7 +166,8 @@ def find_strategies(
     Args:
         maps: ``(N, h, w)``, a torch tensor or numpy array of any float type: the maps of
             one method and one explained class.
-        n_clusters: the number of clusters (default: by the largest eigengap).
+        n_clusters: the number of clusters (default: by the largest eigengap, then
+            clusters of one strategy merged; given, exactly this many, none merged).
         max_clusters: the most clusters the eigengap may choose.
         neighbours: ``k`` of the k-nearest-neighbour graph.
         part: what of a signed map is its mass: ``"positive"`` (the evidence for the
@@ -175,18 +175,21 @@ def find_strategies(
         typical: how many typical maps to name per cluster.
         seed: the seed of the eigen-solver's start vector, k-means and the PCA: the same
             maps and seed give the same result.
+        confidence: ``(N,)``, the model's score or margin for each map's image (NaN:
+            unknown), for each cluster's ``confidence``; it does not change the ranking.
 
     Returns:
         :class:`Strategies`.
 
     Raises:
         ValueError: before any clustering: ``maps`` not ``(N, h, w)``, maps with NaN or
-            infinite values, a bad setting, or fewer clustered (not flat) maps than
-            :func:`maps_needed`.
+            infinite values, a bad setting, ``confidence`` not one number per map, or
+            fewer clustered (not flat) maps than :func:`maps_needed`.
         ImportError: scikit-learn or SciPy is missing (``pip install 'captum-gmar[explore]'``).
     """
     values = as_maps(maps)
     check_settings(n_clusters, max_clusters, neighbours, typical, part)
+    scores = _confidence(confidence, len(values))
     require()
     p, flat = distributions(values, part)
     clustered = np.flatnonzero(~flat)
@@ -196,8 +199,8 @@ def find_strategies(
             f"{len(values)} maps, {int(flat.sum())} of them flat (constant): {len(clustered)} to cluster, fewer than the {needed} "
             f"that {neighbours} neighbours and up to {max(max_clusters, n_clusters or 0)} clusters need: give more maps or lower those"
         )
-    features = np.sqrt(p[clustered])
-    del p
+    p = p[clustered]
+    features = np.sqrt(p)
     affinity = _affinity(features, neighbours)
     count = max(max_clusters, n_clusters or 0) + 1
     eigenvalues, vectors = _spectrum(affinity, count, seed)
@@ -205,16 +208,23 @@ def find_strategies(
     k = n_clusters if n_clusters is not None else clusters_by_eigengap(eigenvalues, max_clusters)
     rows = vectors[:, :k] / np.linalg.norm(vectors[:, :k], axis=1, keepdims=True)
     fitted = need("sklearn.cluster").KMeans(n_clusters=k, n_init=10, random_state=seed).fit(rows)
-    inner, centres = _numbered(fitted.labels_, fitted.cluster_centers_)
-    k = len(centres)
+    inner = _numbered(fitted.labels_)
+    found = int(inner.max()) + 1
+    if n_clusters is None:
+        inner = _numbered(_merged(p, inner, found))
+    k = int(inner.max()) + 1
     labels = np.full(len(values), -1, dtype=np.int64)
     labels[clustered] = inner
-    typical_maps = tuple(_typical(rows, inner, centres[c], c, typical, clustered) for c in range(k))
+    typical_maps = tuple(_typical(rows, inner, c, typical, clustered) for c in range(k))
     embedding, axes = _embedding(features, seed)
+    del features
     placed = np.full((len(values), 2), np.nan)
     placed[clustered] = embedding
     height, width = values.shape[1:]
-    mean_maps, ranking = _rank(features, inner, k, (height, width))
+    sizes = np.bincount(inner, minlength=k)
+    mean_maps = cluster_sums(p, inner, k) / sizes[:, None]
+    figures = suspicions(p, inner, k, width, None if scores is None else scores[clustered])
+    clusters = [Cluster(**vars(f), label=c, size=int(sizes[c]), reason=_reason(f, height * width)) for c, f in enumerate(figures)]
     return Strategies(
         labels=labels,
         embedding=placed,
@@ -222,12 +232,28 @@ def find_strategies(
         eigenvalues=eigenvalues,
         eigengaps=eigengaps,
         n_clusters=k,
-        mean_maps=mean_maps.reshape(k, height, width),
+        mean_maps=mean_maps.reshape(k, height, width).astype(np.float32),
         typical=typical_maps,
-        ranking=ranking,
+        ranking=tuple(sorted(clusters, key=lambda cluster: (-cluster.suspicion, cluster.label))),
         flat=np.flatnonzero(flat),
         edges=affinity.nnz,
+        clusters_found=found,
     )
+
+
+def _confidence(confidence: Any | None, count: int) -> np.ndarray | None:
+    """``confidence`` as ``float64 (count,)``, checked; ``None`` stays ``None``."""
+    if confidence is None:
+        return None
+    if isinstance(confidence, torch.Tensor):
+        confidence = confidence.detach().cpu().double().numpy()
+    try:
+        values = np.asarray(confidence, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"confidence must be one number per map, got {type(confidence).__name__}") from None
+    if values.shape != (count,):
+        raise ValueError(f"confidence must be one number per map, shape ({count},); got {values.shape}")
+    return values
 
 
 def clusters_by_eigengap(eigenvalues: np.ndarray, max_clusters: int = 10) -> int:
@@ -276,19 +302,40 @@ def _spectrum(affinity: csr_matrix, count: int, seed: int) -> tuple[np.ndarray, 
     return np.maximum(values, 0.0), vectors
 
 
-def _numbered(labels: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """k-means' clusters renumbered by size, largest first (ties: the first member first);
-    an empty one (k-means leaves one where fewer than ``k`` maps differ) is dropped."""
+def _numbered(labels: np.ndarray) -> np.ndarray:
+    """Clusters renumbered by size, largest first (ties: the first member first); an
+    empty one (k-means leaves one where fewer than ``k`` maps differ) is dropped."""
     found, first, inverse, sizes = np.unique(labels, return_index=True, return_inverse=True, return_counts=True)
     order = np.lexsort((first, -sizes))
     renumber = np.empty(len(found), dtype=np.int64)
     renumber[order] = np.arange(len(found))
-    return renumber[inverse], centres[found[order]]
+    return renumber[inverse]
 
 
-def _typical(rows: np.ndarray, labels: np.ndarray, centre: np.ndarray, label: int, count: int, clustered: np.ndarray) -> np.ndarray:
+def _merged(p: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Step 6's merging: while two clusters' positive excesses have a cosine of at least
+    :data:`MERGE_AT`, the two most alike become one (labels ``0 .. k' - 1``, not renumbered)."""
+    labels = labels.copy()
+    sums, sizes = cluster_sums(p, labels, k), np.bincount(labels, minlength=k)
+    while len(sizes) > 2:
+        directions = np.stack([excess_direction(sums, sizes, c) for c in range(len(sizes))])
+        cosines = directions @ directions.T
+        np.fill_diagonal(cosines, -np.inf)
+        a, b = sorted(np.unravel_index(int(np.argmax(cosines)), cosines.shape))
+        if cosines[a, b] < MERGE_AT:
+            break
+        labels[labels == b] = a
+        labels[labels > b] -= 1
+        sums[a] += sums[b]
+        sizes[a] += sizes[b]
+        sums, sizes = np.delete(sums, b, axis=0), np.delete(sizes, b)
+    return labels
+
+
+def _typical(rows: np.ndarray, labels: np.ndarray, label: int, count: int, clustered: np.ndarray) -> np.ndarray:
+    """The ``count`` members of cluster ``label`` nearest the mean of their eigenvector rows."""
     members = np.flatnonzero(labels == label)
-    distances = np.linalg.norm(rows[members] - centre, axis=1)
+    distances = np.linalg.norm(rows[members] - rows[members].mean(axis=0), axis=1)
     return clustered[members[np.argsort(distances, kind="stable")[:count]]]
 
 
@@ -298,50 +345,22 @@ def _embedding(features: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]
     return pca.transform(features).astype(np.float64), pca.components_
 
 
-def _rank(features: np.ndarray, labels: np.ndarray, k: int, grid: tuple[int, int]) -> tuple[np.ndarray, tuple[Cluster, ...]]:
-    """Step 8: the clusters' mean maps ``(k, P)`` and the clusters, most suspicious first."""
-    n, patches = features.shape
-    sizes = np.bincount(labels, minlength=k)
-    # sums of p and of sqrt(p) per cluster, without an (n, k) one-hot matrix
-    sum_p = np.zeros((k, patches))
-    sum_root = np.zeros((k, patches))
-    np.add.at(sum_p, labels, features.astype(np.float64) ** 2)
-    np.add.at(sum_root, labels, features)
-    mean_maps = sum_p / sizes[:, None]
-    # sqrt(p) has unit length: the mean squared distance to the mean m is 1 - |m|^2
-    spread = 1 - np.sum((sum_root.sum(axis=0) / n) ** 2)
-    clusters = []
-    for c in range(k):
-        cluster_spread = 1 - np.sum((sum_root[c] / sizes[c]) ** 2)
-        rest = (sum_p.sum(axis=0) - sum_p[c]) / (n - sizes[c])
-        mean = mean_maps[c]
-        entropy = -np.sum(mean[mean > 0] * np.log(mean[mean > 0]))
-        scores = {
-            "small": 1 - sizes[c] / n,
-            "tight": max(0.0, 1 - cluster_spread / spread) if spread > 0 else 0.0,
-            "concentrated": 1 - np.exp(entropy) / patches,
-            "away": 0.5 * np.abs(mean - rest).sum(),
-        }
-        suspicion = float(np.prod(list(scores.values())) ** 0.25)
-        peak = divmod(int(mean.argmax()), grid[1])
-        figures = {
-            "small": f"{sizes[c] / n:.0%} of the maps",
-            "tight": f"spread {cluster_spread / spread:.2f} of the class's" if spread > 0 else "the class's maps all alike",
-            "concentrated": f"mass on an effective {np.exp(entropy) / patches:.0%} of the patches, peak at row {peak[0]}, column {peak[1]}",
-            "away": f"{scores['away']:.0%} of its mass off the other maps'",
-        }
-        reason = ", ".join(f"{'' if scores[word] >= _SAYS else 'not '}{word} ({figures[word]})" for word in scores)
-        clusters.append(
-            Cluster(
-                label=c,
-                size=int(sizes[c]),
-                small=float(scores["small"]),
-                tight=float(scores["tight"]),
-                concentrated=float(scores["concentrated"]),
-                away=float(scores["away"]),
-                suspicion=suspicion,
-                reason=reason,
-            )
-        )
-    ranking = tuple(sorted(clusters, key=lambda cluster: (-cluster.suspicion, cluster.label)))
-    return mean_maps.astype(np.float32), ranking
+def _reason(figures: Suspicion, patches: int) -> str:
+    """A cluster's suspicion in words and figures."""
+    rows, columns = zip(*figures.region)
+    where = f"{_span('row', rows)}, {_span('column', columns)}"
+    text = (
+        f"{'flagged' if figures.flagged else 'not flagged'} (suspicion {figures.suspicion:.2f}; flagged from {FLAG_AT}): "
+        f"its difference from the rest of the class ({figures.difference:.0%} of the mass) lies on an effective "
+        f"{figures.spread:.1f} of the {patches} patches ({figures.spread / patches:.0%} of the grid; {where}), {figures.additive:.0%} of it "
+        f"there alone; its maps put a median {figures.member_mass:.1%} of their mass on those patches, the rest {figures.rest_mass:.1%}, "
+        f"and {figures.shared:.0%} of them more than 90% of the rest do"
+    )
+    if figures.confidence == figures.confidence:  # not NaN
+        text += f"; the model scores them above the rest with probability {figures.confidence:.2f}"
+    return text
+
+
+def _span(word: str, values: tuple[int, ...]) -> str:
+    low, high = min(values), max(values)
+    return f"{word} {low}" if low == high else f"{word}s {low}-{high}"

@@ -48,6 +48,8 @@ DISAGREEMENT_COLUMNS: dict[str, str] = {
 }
 #: significant digits of the written floats
 _DIGITS = 6
+#: a cluster's figures written as they are (:class:`~captum_gmar.exploration.suspicion.Suspicion`)
+_FIGURES = ("localised", "additive", "difference", "spread", "member_mass", "rest_mass", "shared")
 
 
 @dataclass
@@ -182,10 +184,10 @@ def group_summary(
                 "rank": rank,
                 "size": cluster.size,
                 "suspicion": _rounded(cluster.suspicion),
-                "small": _rounded(cluster.small),
-                "tight": _rounded(cluster.tight),
-                "concentrated": _rounded(cluster.concentrated),
-                "away": _rounded(cluster.away),
+                "flagged": cluster.flagged,
+                **{name: _rounded(getattr(cluster, name)) for name in _FIGURES},
+                "region": [list(cell) for cell in cluster.region],
+                "confidence": None if math.isnan(cluster.confidence) else _rounded(cluster.confidence),
                 "reason": cluster.reason,
                 "mean_map": _nested(strategies.mean_maps[cluster.label]),
                 "typical": [
@@ -200,6 +202,9 @@ def group_summary(
         eigenvalues=_nested(strategies.eigenvalues),
         eigengaps=_nested(strategies.eigengaps),
         n_clusters=strategies.n_clusters,
+        clusters_found=strategies.clusters_found,
+        flagged=len(strategies.flagged),
+        suspicion=_rounded(strategies.ranking[0].suspicion),
         embedding_axes=_nested(strategies.embedding_axes),
         clusters=clusters,
     )

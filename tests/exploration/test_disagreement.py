@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from captum_gmar.exploration import find_disagreement
-from captum_gmar.exploration.disagreement import FIGURES, MIN_DEVIATION, robust_z
+from captum_gmar.exploration.disagreement import FIGURES, MIN_DEVIATION, ODD_MARGIN, UNUSUAL, robust_z
 
 #: the share of images corrupted, and the share at the top of the score they must fill
 SHARE = 0.05
@@ -162,3 +162,16 @@ def test_bad_input_is_refused():
     _one_line_error(r"the maps of 'b' must be \(N, h, w\)", {"a": maps, "b": maps[0]})
     _one_line_error(r"top_share must be a number in \(0, 1\], got 0", {"a": maps, "b": maps}, top_share=0)
     _one_line_error("part must be one of positive, abs", {"a": maps, "b": maps}, part="signed")
+
+
+def test_no_method_is_named_odd_unless_it_stands_out_by_the_margin():
+    rng = np.random.default_rng(7)
+    base = rng.random((200, 8, 8))
+    maps = {key: base + 0.05 * rng.random((200, 8, 8)) for key in ("a", "b", "c")}
+    maps["c"][:10] = rng.permutation(base[:10].reshape(-1, 64).T).T.reshape(10, 8, 8)  # c shuffled on 10 images
+    result = find_disagreement(maps)
+    ordered = np.sort(result.per_method, axis=1)
+    stands_out = ordered[:, -1] - ordered[:, -2] >= ODD_MARGIN
+    assert (result.odd[:10] == 2).all() and stands_out[:10].all()
+    assert (result.odd[~stands_out] == -1).all() and (result.odd[10:] == -1).mean() > 0.9
+    assert result.score[:10].min() >= UNUSUAL  # the shuffled images are unusual on the stated scale

@@ -1,6 +1,7 @@
-"""``find_strategies``: a planted shortcut is the first-ranked cluster; the result's
-invariants; determinism; the number of clusters overridden; memory linear in the maps;
-flat maps set aside; bad input refused in one line before any work."""
+"""``find_strategies``: a planted shortcut is the first-ranked cluster and flagged, a class
+without one has nothing flagged; a tag of varying strength stays one cluster; the
+result's invariants; determinism; the number of clusters overridden; memory linear in
+the maps; flat maps set aside; bad input refused in one line before any work."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from synthetic_maps import TAG, planted_maps
 
 from captum_gmar.exploration import find_strategies
 from captum_gmar.exploration.strategies import clusters_by_eigengap, maps_needed
+from captum_gmar.exploration.suspicion import FLAG_AT
+from tools.shortcut.scoring import best_match
+from tools.shortcut.synthetic import Setting, synthetic_class
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,7 @@ def found(planted):
 
 
 @pytest.mark.parametrize("count, seed", [(500, 0), (2000, 2)])
-def test_a_planted_corner_tag_is_the_first_ranked_cluster(count, seed):
+def test_a_planted_corner_tag_is_the_first_ranked_cluster_and_flagged(count, seed):
     maps, tagged = planted_maps(count, seed=seed)
     result = find_strategies(maps, seed=seed)
     first = result.labels == result.ranking[0].label
@@ -36,7 +40,47 @@ def test_a_planted_corner_tag_is_the_first_ranked_cluster(count, seed):
     assert recall >= 0.9 and precision >= 0.9, (recall, precision, result.ranking)
     mean = result.mean_maps[result.ranking[0].label]
     assert mean[TAG].sum() > 0.5  # its mean map puts most of its mass on the tag
-    assert result.ranking[0].reason.startswith("small (10% of the maps), tight")
+    assert result.flagged == (result.ranking[0],) and result.ranking[0].reason.startswith("flagged (suspicion 0.9")
+    assert set(result.ranking[0].region) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        Setting(mass=0.15, objects="moving"),
+        Setting(mass=0.15, objects="fixed", floor=0.3, place="edge"),
+        Setting(mass=0.3, objects="fixed", place="object", tag=3),
+        Setting(mass=0.25, objects="moving", floor=0.3, tagged=0.2, tag=1),
+    ],
+    ids=lambda s: s.name(),
+)
+def test_a_tag_is_first_and_flagged_on_other_classes(setting):
+    """Tags of 15 to 30% of the mass, of 1 to 3 patches, in the corner, on an edge and on
+    the object, on fixed and moving objects, with and without a floor of relevance."""
+    maps, tagged = synthetic_class(setting, seed=3)
+    result = find_strategies(maps)
+    order = [c.label for c in result.ranking]
+    match = best_match(result.labels, tagged, order)
+    assert match.f1 >= 0.9 and match.rank == 1, (match, result.ranking)
+    assert result.ranking[0].flagged
+
+
+@pytest.mark.parametrize("objects, floor, sharpen", [("fixed", 0.0, 1.0), ("moving", 0.3, 1.0), ("moving", 0.0, 3.0)])
+def test_a_class_without_a_tag_has_nothing_flagged_but_keeps_its_ranking(objects, floor, sharpen):
+    maps, _ = synthetic_class(Setting(objects=objects, floor=floor, sharpen=sharpen).without_tag(), seed=4)
+    result = find_strategies(maps)
+    assert result.flagged == () and len(result.ranking) == result.n_clusters >= 2
+    assert all(c.reason.startswith("not flagged") for c in result.ranking)
+
+
+def test_a_tag_of_varying_strength_stays_one_cluster():
+    """A tag carrying 5 to 50% of the mass on fixed objects: the eigengap alone cuts the
+    tagged maps into pieces by strength; merged, the class has two strategies."""
+    maps, tagged = synthetic_class(Setting(mass=0.275, mass_spread=0.82, objects="fixed", floor=0.3), seed=0)
+    result = find_strategies(maps)
+    assert result.clusters_found > 2 and result.n_clusters == 2
+    match = best_match(result.labels, tagged, [c.label for c in result.ranking])
+    assert match.f1 >= 0.95 and match.rank == 1
 
 
 def test_the_result_is_consistent(planted, found):
@@ -48,7 +92,7 @@ def test_the_result_is_consistent(planted, found):
     np.testing.assert_allclose(found.eigengaps, np.diff(found.eigenvalues))
     assert len(found.eigenvalues) == 11 and found.eigenvalues[0] == pytest.approx(0, abs=1e-8)
     assert np.all(np.diff(found.eigenvalues) >= -1e-12) and found.eigenvalues.max() <= 2
-    assert k == int(np.argmax(found.eigengaps[1:10])) + 2  # the largest eigengap chose k
+    assert found.clusters_found == int(np.argmax(found.eigengaps[1:10])) + 2 >= k  # the largest eigengap chose k, then merged
     assert found.mean_maps.shape == (k, 14, 14)
     np.testing.assert_allclose(found.mean_maps.sum(axis=(1, 2)), 1, rtol=1e-5)
     sizes = np.bincount(found.labels)
@@ -57,15 +101,37 @@ def test_the_result_is_consistent(planted, found):
     assert [c.label for c in by_label] == list(range(k)) and [c.size for c in by_label] == list(sizes)
     suspicions = [c.suspicion for c in found.ranking]
     assert suspicions == sorted(suspicions, reverse=True)
+    assert found.flagged == tuple(c for c in found.ranking if c.suspicion >= FLAG_AT)
     for cluster in found.ranking:
-        scores = [cluster.small, cluster.tight, cluster.concentrated, cluster.away]
-        assert all(0 <= s <= 1 for s in scores)
-        assert cluster.suspicion == pytest.approx(np.prod(scores) ** 0.25)
-        assert cluster.small == pytest.approx(1 - cluster.size / len(maps))
+        assert 0 <= cluster.localised <= 1 and 0 <= cluster.additive <= 1 and 1 <= cluster.spread <= 196
+        assert cluster.suspicion == pytest.approx(min(1, cluster.localised * cluster.additive))
+        assert len(cluster.region) == np.ceil(cluster.spread - 1e-9) and np.isnan(cluster.confidence)
+        np.testing.assert_allclose(
+            0.5 * np.abs(found.mean_maps[cluster.label] - _rest_mean(maps, found, cluster.label)).sum(), cluster.difference, rtol=1e-4
+        )
         assert found.cluster(cluster.label) is cluster
     for label, typical in enumerate(found.typical):
         assert 1 <= len(typical) <= 8 and (found.labels[typical] == label).all() and len(set(typical.tolist())) == len(typical)
     assert len(found.flat) == 0
+
+
+def _rest_mean(maps, found, label):
+    p = maps / maps.sum(axis=(1, 2), keepdims=True)
+    return p[found.labels != label].mean(axis=0)
+
+
+def test_confidence_gives_each_cluster_the_models_certainty_and_leaves_the_ranking(planted, found):
+    maps, tagged = planted
+    margins = np.where(tagged, 2.0, 0.0) + np.linspace(0, 1, len(maps))
+    again = find_strategies(maps, confidence=margins)
+    assert [c.label for c in again.ranking] == [c.label for c in found.ranking]
+    assert [c.suspicion for c in again.ranking] == [c.suspicion for c in found.ranking]
+    assert again.ranking[0].confidence > 0.95 and "the model scores them above the rest with probability" in again.ranking[0].reason
+    partly = margins.copy()
+    partly[::2] = np.nan  # unknown margins are left out
+    assert find_strategies(maps, confidence=partly).ranking[0].confidence > 0.95
+    with pytest.raises(ValueError, match=r"confidence must be one number per map, shape \(600,\); got \(599,\)"):
+        find_strategies(maps, confidence=margins[1:])
 
 
 def test_the_same_maps_and_seed_give_the_same_result_whatever_their_type(planted, found):
@@ -80,7 +146,7 @@ def test_the_same_maps_and_seed_give_the_same_result_whatever_their_type(planted
 def test_n_clusters_overrides_the_eigengap(planted, found):
     maps, tagged = planted
     assert found.n_clusters != 3
-    three = find_strategies(maps, n_clusters=3)
+    three = find_strategies(maps, n_clusters=3)  # exactly 3: none merged
     assert three.n_clusters == 3 and set(three.labels.tolist()) == {0, 1, 2} and three.mean_maps.shape == (3, 14, 14)
     np.testing.assert_allclose(three.eigenvalues, found.eigenvalues, atol=1e-8)  # the spectrum does not depend on k
     many = find_strategies(maps, n_clusters=12, max_clusters=10)  # beyond max_clusters: more eigenvalues

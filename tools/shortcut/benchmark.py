@@ -46,7 +46,7 @@ from captum_gmar.imagedata import Scenes
 from tools.shortcut.corelay_baseline import corelay_clusters
 from tools.shortcut.deletion import deletion_check
 from tools.shortcut.scoring import best_match, cluster_match
-from tools.shortcut.tag import Tag, plant_tag
+from tools.shortcut.tag import MAGENTA, Tag, plant_tag
 from tools.shortcut.train import TAG_CLASS, class_scenes
 
 __all__ = ["METHODS", "evaluate_method", "main", "tagged_test_scenes"]
@@ -57,13 +57,15 @@ METHODS = ("gmar-l1", "rollout", "gae", "gradcam", "attnlrp")
 TEST_SEED = 41000
 
 
-def tagged_test_scenes(n: int, share: float, tag_class: int, seed: int, data_dir: Path | None = None) -> tuple[Scenes, np.ndarray]:
+def tagged_test_scenes(
+    n: int, share: float, tag_class: int, seed: int, data_dir: Path | None = None, tag: Tag = MAGENTA
+) -> tuple[Scenes, np.ndarray]:
     """``n`` one-item test scenes of ``tag_class``, exactly ``round(share * n)`` of them
-    (drawn by ``seed``) with the tag pasted: the scenes and ``tagged`` ``bool (n,)``."""
+    (drawn by ``seed``) with ``tag`` pasted: the scenes and ``tagged`` ``bool (n,)``."""
     scenes = class_scenes(n, [tag_class], TEST_SEED + seed, data_dir)
     tagged = np.zeros(n, dtype=bool)
     tagged[np.random.default_rng(TEST_SEED + seed).permutation(n)[: round(share * n)]] = True
-    return Scenes(plant_tag(scenes.images, tagged), scenes.labels, scenes.masks, scenes.num_items), tagged
+    return Scenes(plant_tag(scenes.images, tagged, tag), scenes.labels, scenes.masks, scenes.num_items), tagged
 
 
 def evaluate_method(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Tag", "choose_tagged", "plant_tag"]
+__all__ = ["MAGENTA", "TAGS", "Tag", "choose_tagged", "plant_tag"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,16 @@ class Tag:
                 f"the tag at ({self.top}, {self.left}) of side {self.size} straddles patches of {patch_size} px: move it inside one"
             )
         return first
+
+
+#: the tags the benchmark plants, by name: ``magenta``, bright and in no item, in the
+#: top-left patch; ``teal``, smaller, dimmer and in the bottom-right patch (a subtler cue,
+#: of a colour nearer the clutter's)
+MAGENTA = Tag()
+TAGS = {
+    "magenta": MAGENTA,
+    "teal": Tag(top=58, left=58, size=4, colour=(0, 140, 140)),
+}
 
 
 def plant_tag(images: np.ndarray, tagged: np.ndarray, tag: Tag = Tag()) -> np.ndarray:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from captum_gmar.imagedata import CLASS_NAMES, Scenes, make_scenes, to_pixel_values
 from captum_gmar.reference import EVAL_SEED, evaluate_accuracy, load_reference_model
 from tools.reference.train import _optimizer, _warmup_cosine, add_data_options, build_processor, run_script, script_parser, train_step
-from tools.shortcut.tag import choose_tagged, plant_tag
+from tools.shortcut.tag import MAGENTA, TAGS, Tag, choose_tagged, plant_tag
 
 __all__ = ["class_scenes", "logits", "main", "shortcut_metrics", "tagged_batch", "train"]
 
@@ -41,6 +41,7 @@ TAG_CLASS = 6
 def _parser() -> argparse.ArgumentParser:
     p = script_parser("tools.shortcut.train", "Fine-tune vit-tiny on scenes where one class's images carry a tag.")
     p.add_argument("--tag-class", type=int, default=TAG_CLASS, help="index of the class whose images carry the tag")
+    p.add_argument("--tag", choices=sorted(TAGS), default="magenta", help="which tag (tools/shortcut/tag.py's TAGS)")
     p.add_argument("--share", type=float, default=0.5, help="share of that class's training scenes that carry the tag")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=32)
@@ -55,15 +56,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def tagged_batch(
-    n: int, two_items: int, tag_class: int, share: float, rng: np.random.Generator, data_dir: Path | None
+    n: int, two_items: int, tag_class: int, share: float, rng: np.random.Generator, data_dir: Path | None, tag: Tag = MAGENTA
 ) -> tuple[Tensor, Tensor, int]:
     """``n`` fresh training scenes, the last ``two_items`` with two items, those holding
-    ``tag_class`` tagged with probability ``share``: pixel values ``(n, 3, 64, 64)``,
+    ``tag_class`` tagged with ``tag`` with probability ``share``: pixel values ``(n, 3, 64, 64)``,
     multi-hot targets ``(n, 10)`` and how many scenes carry the tag."""
     parts = [make_scenes(count, "train", rng, num_items=k, data_dir=data_dir) for k, count in ((1, n - two_items), (2, two_items)) if count]
     scenes = Scenes(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("images", "labels", "masks", "num_items")))
     tagged = choose_tagged(scenes.labels, tag_class, share, rng)
-    return to_pixel_values(plant_tag(scenes.images, tagged)), scenes.targets(), int(tagged.sum())
+    return to_pixel_values(plant_tag(scenes.images, tagged, tag)), scenes.targets(), int(tagged.sum())
 
 
 def class_scenes(n: int, classes: Sequence[int], seed: int, data_dir: Path | None = None) -> Scenes:
@@ -84,8 +85,10 @@ def logits(model: nn.Module, images: np.ndarray, batch_size: int = 200) -> Tenso
     return torch.cat([model(pixel_values=to_pixel_values(images[i : i + batch_size])).logits for i in range(0, len(images), batch_size)])
 
 
-def shortcut_metrics(model: nn.Module, tag_class: int, n: int, seed: int = EVAL_SEED, data_dir: Path | None = None) -> dict[str, float]:
-    """How far ``model`` relies on the tag, on ``n`` one-item test scenes of ``tag_class``
+def shortcut_metrics(
+    model: nn.Module, tag_class: int, n: int, seed: int = EVAL_SEED, data_dir: Path | None = None, tag: Tag = MAGENTA
+) -> dict[str, float]:
+    """How far ``model`` relies on ``tag``, on ``n`` one-item test scenes of ``tag_class``
     and ``n`` of the other classes, each scored as drawn and with the tag pasted:
 
     - ``top1_{clean,tagged}``: top-1 accuracy on the tag class's scenes;
@@ -101,7 +104,7 @@ def shortcut_metrics(model: nn.Module, tag_class: int, n: int, seed: int = EVAL_
     out: dict[str, float] = {"n": n}
     for kind, scenes in (("", own), ("others_", others)):
         for state, on in (("clean", False), ("tagged", True)):
-            z = logits(model, plant_tag(scenes.images, np.full(len(scenes), on)))
+            z = logits(model, plant_tag(scenes.images, np.full(len(scenes), on), tag))
             top1 = (z.argmax(1) == tag_class).float().mean().item()
             out[f"{'others_to_class' if kind else 'top1'}_{state}"] = round(top1, 4)
             out[f"{kind}score_{state}"] = round(torch.sigmoid(z[:, tag_class]).mean().item(), 4)
@@ -133,7 +136,9 @@ def _train(args: argparse.Namespace, command: str) -> dict:
     two_items = round(args.two_item_share * args.batch_size)
     start, seen = time.perf_counter(), 0
     for _ in tqdm(range(args.steps), desc="fine-tune", unit="step", mininterval=10.0):
-        pixel_values, targets, tagged = tagged_batch(args.batch_size, two_items, args.tag_class, args.share, rng, args.data_dir)
+        pixel_values, targets, tagged = tagged_batch(
+            args.batch_size, two_items, args.tag_class, args.share, rng, args.data_dir, TAGS[args.tag]
+        )
         train_step(model, optimizer, schedule, pixel_values, targets)
         seen += tagged
     model.eval()
@@ -141,9 +146,11 @@ def _train(args: argparse.Namespace, command: str) -> dict:
         "command": command,
         "train_seconds": round(time.perf_counter() - start, 1),
         "tagged_training_scenes": seen,
+        "tag": args.tag,
         "tag_class": CLASS_NAMES[args.tag_class],
+        "tag_class_index": args.tag_class,
         "accuracy": evaluate_accuracy(model, n=args.eval_scenes, data_dir=args.data_dir, processor=build_processor()),
-        "shortcut": shortcut_metrics(model, args.tag_class, args.eval_scenes, data_dir=args.data_dir),
+        "shortcut": shortcut_metrics(model, args.tag_class, args.eval_scenes, data_dir=args.data_dir, tag=TAGS[args.tag]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out, safe_serialization=True)

@@ -1,0 +1,117 @@
+"""The suspicion of a cluster, as functions over distributions and labels: a cluster that
+is the rest plus mass on one region scores near 1 and names that region; one that is
+the rest moved, or drawn from the same maps, scores low; the figures do not depend on
+the order of the maps nor on how the patches are laid out; the sums are exact in blocks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from captum_gmar.exploration import suspicion
+from captum_gmar.exploration.suspicion import FLAG_AT, cluster_sums, excess_direction, suspicions
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    return (x / x.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _class(rng: np.random.Generator, n: int = 400, patches: int = 64) -> np.ndarray:
+    """``n`` maps alike up to noise: a smooth bump over ``patches`` patches."""
+    bump = np.exp(-0.5 * ((np.arange(patches) - patches / 2) / (patches / 6)) ** 2)
+    return _normalised(bump + 0.2 * rng.random((n, patches)))
+
+
+def test_the_rest_plus_mass_on_one_patch_is_localised_additive_and_flagged():
+    rng = np.random.default_rng(0)
+    p = _class(rng)
+    labels = np.zeros(len(p), dtype=np.int64)
+    labels[:40] = 1
+    tag = np.zeros(p.shape[1], dtype=np.float32)
+    tag[5] = 1
+    p[:40] = 0.7 * p[:40] + 0.3 * tag
+    figures = suspicions(p, labels, 2, width=8)
+    tagged, rest = figures[1], figures[0]
+    assert tagged.region == ((0, 5),) and tagged.spread == pytest.approx(1, abs=0.05)
+    assert tagged.localised == pytest.approx(1 - tagged.spread / 64)
+    assert tagged.additive > 0.95 and tagged.flagged and tagged.suspicion >= FLAG_AT
+    assert tagged.difference == pytest.approx(0.3 * (1 - p[40:, 5].mean() / 0.7 * 0.7), abs=0.02)
+    assert tagged.member_mass > 0.3 and tagged.rest_mass < 0.02 and tagged.shared == 1.0
+    # the rest's excess over the tagged maps is the 30% they kept everywhere else: spread out
+    assert rest.spread > 30 and not rest.flagged
+    assert math.isnan(tagged.confidence)
+
+
+def test_maps_drawn_like_the_rest_or_moved_are_not_flagged():
+    rng = np.random.default_rng(1)
+    p = _class(rng)
+    labels = (np.arange(len(p)) % 5 == 0).astype(np.int64)  # a random fifth: the same maps
+    # what differs is chance, which the residual's noise level absorbs: "additive" near 1,
+    # but the chance excess is spread over many patches
+    same = suspicions(p, labels, 2, width=8)
+    assert max(f.suspicion for f in same) < FLAG_AT and min(f.spread for f in same) > 10
+    moved = p.copy()
+    moved[:80] = np.roll(p[:80], 6, axis=1)  # the object elsewhere: different everywhere it is
+    labels = np.zeros(len(p), dtype=np.int64)
+    labels[:80] = 1
+    figures = suspicions(moved, labels, 2, width=8)
+    assert figures[1].spread > 8 and figures[1].additive < 0.7 and not figures[1].flagged
+
+
+def test_the_figures_do_not_depend_on_the_order_of_maps_or_the_layout_of_patches():
+    rng = np.random.default_rng(2)
+    p = _class(rng, n=300)
+    p[:30, 10] += 0.5
+    p = _normalised(p)
+    labels = np.zeros(len(p), dtype=np.int64)
+    labels[:30], labels[30:120] = 1, 2
+    confidence = rng.random(len(p))
+    base = suspicions(p, labels, 3, width=8, confidence=confidence)
+    order = rng.permutation(len(p))
+    shuffled = suspicions(p[order], labels[order], 3, width=8, confidence=confidence[order])
+    layout = rng.permutation(p.shape[1])  # the patches renumbered: the same figures, the region renamed
+    moved = suspicions(p[:, layout], labels, 3, width=8, confidence=confidence)
+    where = {int(j): i for i, j in enumerate(layout)}
+    for a, b, c in zip(base, shuffled, moved):
+        for name in ("suspicion", "localised", "additive", "difference", "spread", "member_mass", "rest_mass", "shared", "confidence"):
+            assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-6, abs=1e-9), name
+            assert getattr(a, name) == pytest.approx(getattr(c, name), rel=1e-6, abs=1e-9), name
+        assert a.region == b.region
+        assert [divmod(where[r * 8 + col], 8) for r, col in a.region] == list(c.region)
+
+
+def test_confidence_is_the_probability_that_a_member_is_surer_than_the_rest():
+    rng = np.random.default_rng(3)
+    p = _class(rng, n=100)
+    labels = np.zeros(100, dtype=np.int64)
+    labels[:20] = 1
+    above = np.where(labels == 1, 1.0, 0.0)
+    assert suspicions(p, labels, 2, width=8, confidence=above)[1].confidence == 1.0
+    assert suspicions(p, labels, 2, width=8, confidence=-above)[1].confidence == 0.0
+    assert suspicions(p, labels, 2, width=8, confidence=np.zeros(100))[1].confidence == 0.5  # ties count half
+    unknown = np.full(100, np.nan)
+    assert math.isnan(suspicions(p, labels, 2, width=8, confidence=unknown)[1].confidence)
+
+
+def test_cluster_sums_are_exact_across_blocks(monkeypatch: pytest.MonkeyPatch):
+    rng = np.random.default_rng(4)
+    p = rng.random((1000, 12)).astype(np.float32)
+    labels = rng.integers(0, 4, 1000)
+    expected = np.stack([p[labels == c].sum(axis=0, dtype=np.float64) for c in range(4)])
+    monkeypatch.setattr(suspicion, "_BLOCK", 97)
+    np.testing.assert_allclose(cluster_sums(p, labels, 4), expected, rtol=1e-12)
+    blocked = suspicions(_normalised(p), labels, 4, width=4)
+    monkeypatch.setattr(suspicion, "_BLOCK", 1 << 16)
+    whole = suspicions(_normalised(p), labels, 4, width=4)
+    for a, b in zip(blocked, whole):
+        assert a.suspicion == pytest.approx(b.suspicion, rel=1e-9) and a.region == b.region
+
+
+def test_the_excess_direction_is_a_unit_vector_on_the_positive_excess():
+    sums = np.array([[4.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 3.0]])
+    sizes = np.array([4, 3, 3])
+    direction = excess_direction(sums, sizes, 0)
+    assert np.linalg.norm(direction) == pytest.approx(1) and direction[0] > 0 and direction[1] == direction[2] == 0
+    assert not excess_direction(np.ones((2, 3)), np.array([1, 1]), 0).any()  # no excess: zero
