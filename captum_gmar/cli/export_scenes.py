@@ -15,6 +15,13 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
     parser.add_argument("dir", help="new or empty folder")
     parser.add_argument("--n", type=int_at_least(1), default=200, help="scenes (default 200)")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the scenes (default 0)")
+    parser.add_argument(
+        "--items",
+        choices=["1", "2", "mixed"],
+        default="mixed",
+        help="items per scene: 1 (one image and one explanation per scene), 2, or mixed, half and half (default; "
+        "a two-item scene is written once per item, in each item's class folder)",
+    )
     add_scene_source(parser)
     parser.set_defaults(options=ExportOptions.from_arguments)
 
@@ -29,9 +36,9 @@ def run(options: ExportOptions) -> None:
     from ..imagedata.scenes import make_scenes
 
     resolve_data_dir(options.data_dir)
-    scenes = make_scenes(options.n, "test", seed=options.seed, data_dir=options.data_dir)
+    scenes = make_scenes(options.n, "test", seed=options.seed, num_items=options.items, data_dir=options.data_dir)
     written = export_scenes(scenes, out, CLASS_NAMES)
+    two = int((scenes.num_items == 2).sum())
     print(
-        f"wrote {written} images ({options.n} scenes, {int((scenes.num_items == 2).sum())} with two items, "
-        f"each written once per item) and their masks to {out}"
+        f"wrote {written} images ({options.n} scenes{f', {two} with two items, each written once per item' if two else ''}) and their masks to {out}"
     )

@@ -186,6 +186,8 @@ def explain_dataset(
                 "data_fingerprint": getattr(data, "fingerprint", None),
                 "model_fingerprint": model_fingerprint(vit.model),
                 "classes": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16],
+                # every class's name, for readers that show a label or a prediction that was never explained
+                "class_names": names,
                 **(about or {}),
             }
         )
@@ -298,7 +300,12 @@ def _prepare(folder: Path, job: dict[str, Any], data: Dataset, resume: bool, ove
         (folder / SHARDS).mkdir(parents=True)
         write_atomic(folder / JOB_FILE, json.dumps(job, indent=2) + "\n")
         return set()
-    changed = [f"{key} {saved.get(key)!r} then, {value!r} now" for key, value in job.items() if saved.get(key) != value]
+    # "class_names" spells out the "classes" fingerprint: a folder written before it was kept resumes
+    changed = [
+        f"{key} {saved.get(key)!r} then, {value!r} now"
+        for key, value in job.items()
+        if saved.get(key) != value and not (key == "class_names" and key not in saved)
+    ]
     if changed:
         raise ValueError(
             f"cannot resume {str(folder)!r}: its maps are of another job ({'; '.join(changed)}); use --overwrite or another folder"

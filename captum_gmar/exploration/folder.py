@@ -25,15 +25,18 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ..dataset_maps import MapRecord, load_maps, read_maps
 from ..files import check_folder, claim_files, replacing, write_atomic
 from ._extra import require
+from .causal import CausalCheck, causal_check
 from .disagreement import Disagreement, check_top_share, find_disagreement
 from .normalise import Part, flat_maps, pool
 from .page import DATA, PAGE, THUMBS, Placement, write_page
@@ -49,6 +52,8 @@ CLUSTERS, DISAGREEMENT, STRATEGIES = "clusters.csv", "disagreement.csv", "strate
 EXPLORE_FILES = (CLUSTERS, DISAGREEMENT, STRATEGIES, PAGE, DATA, THUMBS)
 #: maps read per call of read_maps: a few shards' worth
 _CHUNK = 4096
+#: the most images of a cluster, and of the rest of its class, the causal check scores
+CAUSAL_IMAGES = 64
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class Exploration:
     disagreement: Disagreement | None
     #: the files written, relative to ``folder``
     files: tuple[str, ...]
+    #: ``(method, target, cluster)`` -> the causal check of that cluster (with ``model=``)
+    causal: dict[tuple[str, int, int], CausalCheck]
 
 
 def explore(
@@ -83,6 +90,8 @@ def explore(
     top_share: float = 0.1,
     max_side: int = 32,
     seed: int = 0,
+    model: Any | None = None,
+    processor: Any | None = None,
     progress: bool = True,
 ) -> Exploration:
     """Find the strategies of each method and class in a maps folder, and where the
@@ -126,6 +135,14 @@ def explore(
             :func:`~captum_gmar.exploration.find_strategies`'s, for every group.
         top_share: as :func:`~captum_gmar.exploration.find_disagreement`'s (``part`` too).
         max_side: the largest grid side the maps keep.
+        model: the model the maps folder's job explained (a transformers model or its
+            :class:`~captum_gmar.vit.model.VisionTransformer`), for the causal check of each
+            group's first-ranked and flagged clusters
+            (:func:`~captum_gmar.exploration.causal.causal_check`: their region masked on up
+            to :data:`CAUSAL_IMAGES` of their images, against random patches and the class's
+            other images); needs ``images``. Default: no check.
+        processor: the model's image processor (default: the bundled reference model's own,
+            for one of those; any other model needs it).
         progress: progress bars (maps read, groups clustered) on stderr.
 
     Returns:
@@ -152,6 +169,7 @@ def explore(
     if Path(out).resolve() == Path(maps_folder).resolve():
         raise ValueError(f"out {str(out)!r} is the maps folder: name another folder, which explore writes alone")
     check_folder(out, EXPLORE_FILES)
+    checker = None if model is None else _Checker(model, processor, images, seed)
     targets = _targets(maps_folder, records, classes)
     rows, shapes, class_names = _read_fields(records, chosen, targets)
     keys = list(rows)
@@ -193,6 +211,7 @@ def explore(
                     )
                     tqdm.write(f"explore: {key}, {class_names[target]}: not clustered ({skipped[key, target]})", file=sys.stderr)
                 bar.update(1)
+    causal = {} if checker is None else checker.run(found, groups, rows, progress)
     compared = find_disagreement({key: values[key] for key in keys}, top_share=top_share, part=part) if len(keys) > 1 else None
     folder = Path(out)
     files = (
@@ -228,6 +247,7 @@ def explore(
                 found.get((key, target)),
                 skipped.get((key, target)),
                 class_names,
+                {label: check for (m, t, label), check in causal.items() if (m, t) == (key, target)},
             )
             for key in keys
             for target, members in groups.items()
@@ -246,7 +266,7 @@ def explore(
         images,
         progress,
     )
-    return Exploration(folder, found, skipped, compared, files)
+    return Exploration(folder, found, skipped, compared, files, causal)
 
 
 def _methods(folder: str | os.PathLike[str], methods: Sequence[str] | None) -> list[str] | None:
@@ -398,6 +418,66 @@ def _confidence(fields: Rows, members: np.ndarray) -> np.ndarray:
     other classes' best), or their scores where the job has one class (no margin)."""
     margin = fields.margin[members]
     return margin if np.isfinite(margin).any() else fields.score[members]
+
+
+class _Checker:
+    """The causal check of the clusters that matter: each group's first-ranked cluster and
+    its flagged ones (see :func:`explore`)."""
+
+    def __init__(self, model: Any, processor: Any | None, images: str | os.PathLike[str] | None, seed: int) -> None:
+        from ..evaluation.batches import processor_options
+        from ..evaluation.runner import logit_scores
+        from ..vit.model import VisionTransformer
+
+        if images is None:
+            raise ValueError(
+                "the causal check (model=, --model) masks the clusters' images: name the image folder the job read (images=, --images)"
+            )
+        vit = model if isinstance(model, VisionTransformer) else VisionTransformer(model.eval())
+        if processor is None:
+            from ..reference.inputs import load_image_processor
+
+            try:
+                processor = load_image_processor(vit.model)
+            except ValueError as error:
+                raise ValueError(f"give the model's image processor (processor=): {error}") from None
+        self.vit, self.processor, self.root, self.seed = vit, processor, Path(images), seed
+        self.options = processor_options(processor, vit.image_size or (224, 224))
+        self.scores = logit_scores(vit)
+
+    def run(
+        self, found: dict[tuple[str, int], Strategies], groups: dict[int, np.ndarray], rows: dict[str, Rows], progress: bool
+    ) -> dict[tuple[str, int, int], CausalCheck]:
+        """Every group's first-ranked and flagged clusters, checked."""
+        chosen = [(key, target, c) for (key, target), s in found.items() for c in s.ranking if c.flagged or c is s.ranking[0]]
+        rng = np.random.default_rng(self.seed)
+        checks = {}
+        for key, target, cluster in tqdm(chosen, unit="cluster", desc="causal check", disable=not progress):
+            labels, names = found[key, target].labels, rows[key].image
+            members = groups[target]
+            inside = rng.permutation(members[labels == cluster.label])[:CAUSAL_IMAGES]
+            outside = rng.permutation(members[(labels != cluster.label) & (labels >= 0)])[:CAUSAL_IMAGES]
+            grid = found[key, target].mean_maps.shape[1:]
+            checks[key, target, cluster.label] = causal_check(
+                partial(self._score, target=target),
+                self._pixels([names[i] for i in inside]),
+                self._pixels([names[i] for i in outside]) if len(outside) else None,
+                cluster.region,
+                (int(grid[0]), int(grid[1])),
+                seed=self.seed,
+            )
+        return checks
+
+    def _score(self, pixel_values: torch.Tensor, target: int) -> torch.Tensor:
+        """The class ``target``'s score ``(B,)``, as the maps folder stores it."""
+        return self.scores(self.vit.logits(pixel_values))[:, target]
+
+    def _pixels(self, names: Sequence[str]) -> torch.Tensor:
+        from ..evaluation.batches import processed_pixels
+        from ..imagedata.images import read_image
+
+        pixels = processed_pixels(self.processor, self.options, [read_image(self.root, name) for name in names])
+        return torch.stack(pixels).to(next(self.vit.model.parameters()).device)
 
 
 def _placement(count: int, key: str, groups: dict[int, np.ndarray], found: dict[tuple[str, int], Strategies]) -> Placement:

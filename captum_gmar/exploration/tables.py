@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .causal import CausalCheck
 from .disagreement import FIGURES, Disagreement
 from .page import Placement
 from .strategies import Strategies
@@ -140,6 +141,13 @@ def _nested(array: np.ndarray) -> Any:
     return np.vectorize(_rounded, otypes=[float])(array).tolist()
 
 
+def _causal(check: CausalCheck | None) -> dict[str, Any] | None:
+    if check is None:
+        return None
+    figures = {**vars(check), "effect": check.effect, "specific": check.specific}
+    return {name: value if isinstance(value, int) else None if math.isnan(value) else _rounded(value) for name, value in figures.items()}
+
+
 def disagreement_summary(compared: Disagreement) -> dict[str, Any]:
     """``strategies.json``'s entry on the disagreement: what its columns compare."""
     return {
@@ -159,8 +167,10 @@ def group_summary(
     strategies: Strategies | None,
     note: str | None,
     class_names: dict[int, str],
+    causal: dict[int, CausalCheck],
 ) -> dict[str, Any]:
-    """One method's and class's entry of ``strategies.json``."""
+    """One method's and class's entry of ``strategies.json`` (``causal``: cluster label ->
+    its causal check, where one ran)."""
     key, target = group
     entry: dict[str, Any] = {
         "method": key,
@@ -196,6 +206,7 @@ def group_summary(
                 "labels": _purity(labels[inside]),
                 "predictions": _purity(predicted[inside]),
                 "correct": _rounded(float(np.mean(labels[labelled] == predicted[labelled]))) if labelled.any() else None,
+                "causal": _causal(causal.get(cluster.label)),
             }
         )
     entry.update(

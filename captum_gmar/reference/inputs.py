@@ -6,18 +6,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoImageProcessor, BaseImageProcessor, PreTrainedModel
+from torch import nn
+from transformers import AutoImageProcessor, BaseImageProcessor
 
 __all__ = ["load_image_processor", "scene_pixel_values"]
 
 
-def load_image_processor(model: PreTrainedModel) -> BaseImageProcessor:
+def load_image_processor(model: nn.Module) -> BaseImageProcessor:
     """The image processor in the folder ``model`` was loaded from (``model.name_or_path``).
 
     Raises:
-        ValueError: that folder holds no ``preprocessor_config.json``.
+        ValueError: that folder holds no ``preprocessor_config.json`` (or the model was not
+            loaded with ``from_pretrained``).
     """
-    folder = Path(model.name_or_path or ".")
+    folder = Path(getattr(model, "name_or_path", None) or ".")
     if not (folder / "preprocessor_config.json").is_file():
         raise ValueError(
             f"{type(model).__name__} was loaded from {str(folder)!r}, which holds no preprocessor_config.json; "

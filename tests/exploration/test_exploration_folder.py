@@ -244,3 +244,20 @@ def test_classes_are_chosen_by_index_or_name_and_images_must_be_a_folder(tmp_pat
         explore(folder, tmp_path / "other", images=tmp_path / "nothing", **SMALL)
     one_line(error)
     assert not (tmp_path / "other").exists()
+
+
+def test_with_the_model_each_groups_first_and_flagged_clusters_get_the_causal_check(job, tmp_path):
+    model = load_reference_model()
+    result = explore(job, tmp_path / "exp", images=job.parent / "scenes", model=model, **SMALL)
+    checked = {(method, target) for method, target, _ in result.causal}
+    assert checked == set(result.strategies)  # every clustered group
+    for (method, target), strategies in result.strategies.items():
+        labels = {label for m, t, label in result.causal if (m, t) == (method, target)}
+        assert labels == {c.label for c in strategies.ranking if c.flagged or c is strategies.ranking[0]}
+    summary = json.loads((tmp_path / "exp" / "strategies.json").read_text())
+    first = summary["groups"][0]["clusters"][0]
+    check = result.causal["gmar-l1", 0, first["cluster"]]
+    assert first["causal"]["members"] == check.members == first["size"] and first["causal"]["others"] == 12 - first["size"]
+    assert 0 <= check.score <= 1 and first["causal"]["effect"] == pytest.approx(check.random - check.region, rel=1e-4)
+    with pytest.raises(ValueError, match="the causal check .* masks the clusters' images: name the image folder"):
+        explore(job, tmp_path / "exp2", model=model, **SMALL)

@@ -25,12 +25,21 @@ from captum_gmar.dataset_maps import load_maps, read_maps
 from captum_gmar.reference import evaluate_accuracy, load_reference_model
 from captum_gmar.visualization import show_map
 from tools.shortcut.benchmark import tagged_test_scenes
-from tools.shortcut.train import TAG_CLASS, shortcut_metrics
+from tools.shortcut.tag import TAGS
+from tools.shortcut.train import shortcut_metrics
 
-__all__ = ["corelay_table", "deletion_table", "main", "mass_table", "model_table", "strategies_table"]
+__all__ = ["causal_table", "corelay_table", "main", "mass_table", "model_table", "slices_table", "strategies_table"]
 
 #: the methods' names in the tables, by job key
-NAMES = {"gmar-l1": "GMAR (L1)", "rollout": "rollout", "gae": "GAE", "gradcam": "Grad-CAM", "attnlrp": "AttnLRP"}
+NAMES = {
+    "gmar-l1": "GMAR (L1)",
+    "gmar-gate": "GMAR (gate)",
+    "gmar-gate-positive": "GMAR (gate, positive)",
+    "rollout": "rollout",
+    "gae": "GAE",
+    "gradcam": "Grad-CAM",
+    "attnlrp": "AttnLRP",
+}
 
 
 def _spread(values: Sequence[float], digits: int = 2) -> str:
@@ -56,20 +65,35 @@ def model_table(metrics: Sequence[tuple[str, dict[str, Any]]]) -> str:
 
 
 def strategies_table(results: Sequence[dict[str, Any]]) -> str:
-    """Per method: find_strategies' first-ranked and best-matching clusters."""
+    """Per method: find_strategies' first-ranked and best-matching clusters, and the flag."""
     out = [
-        "| method | clusters | first-ranked: recall | precision | best match: rank | recall | precision |",
-        "|---|---|---|---|---|---|---|",
+        "| method | clusters | first-ranked: recall | precision | flagged | best match: rank | recall | precision | flagged clusters |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method in results[0]["methods"]:
         r = [res["methods"][method] for res in results]
         out.append(
             f"| {NAMES.get(method, method)} | {', '.join(str(x['n_clusters']) for x in r)} "
             f"| {_spread([x['first']['recall'] for x in r])} | {_spread([x['first']['precision'] for x in r])} "
+            f"| {sum(x['first']['flagged'] for x in r)} of {len(r)} "
             f"| {', '.join(str(x['best']['rank']) for x in r)} | {_spread([x['best']['recall'] for x in r])} "
-            f"| {_spread([x['best']['precision'] for x in r])} |"
+            f"| {_spread([x['best']['precision'] for x in r])} | {', '.join(str(x['flagged']) for x in r)} |"
         )
     return "\n".join(out)
+
+
+def slices_table(results: Sequence[dict[str, Any]]) -> str:
+    """The slices of the model's embeddings: the best-matching slice, and the first one
+    (most confident)."""
+    r = [res["slices"] for res in results]
+    return "\n".join(
+        [
+            "| slices (by BIC) | best match: rank | recall | precision | first (most confident): recall | precision |",
+            "|---|---|---|---|---|---|",
+            f"| {', '.join(str(x['k']) for x in r)} | {', '.join(str(x['best']['rank']) for x in r)} | {_spread([x['best']['recall'] for x in r])} "
+            f"| {_spread([x['best']['precision'] for x in r])} | {_spread([x['first']['recall'] for x in r])} | {_spread([x['first']['precision'] for x in r])} |",
+        ]
+    )
 
 
 def mass_table(results: Sequence[dict[str, Any]]) -> str:
@@ -98,25 +122,29 @@ def corelay_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def deletion_table(results: Sequence[dict[str, Any]]) -> str:
-    """Per method: the class score of the best-matching cluster's images as they are, with
-    the cluster's top patches masked and with random patches masked; the same for the
-    other clusters together (weighted by size)."""
+def causal_table(results: Sequence[dict[str, Any]]) -> str:
+    """Per method: the causal check of the best-matching cluster (its images as they are,
+    its region masked, random patches masked; the class's other images as they are and
+    with the same region masked), and of the other clusters, weighted by size."""
     out = [
-        "| method | best-matching cluster: score | top patches masked | random patches masked | other clusters: score | top masked | random masked |",
-        "|---|---|---|---|---|---|---|",
+        "| method | best-matching cluster: score | region masked | random masked | the rest: score | region masked "
+        "| other clusters: score | region masked | random masked |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method in results[0]["methods"]:
-        tag: dict[str, list[float]] = {"score": [], "top": [], "random": []}
-        rest: dict[str, list[float]] = {"score": [], "top": [], "random": []}
+        best: dict[str, list[float]] = {"score": [], "region": [], "random": [], "others_score": [], "others_region": []}
+        rest: dict[str, list[float]] = {"score": [], "region": [], "random": []}
         for res in results:
             r = res["methods"][method]
-            best = r["best"]["cluster"]
-            others = [c for c in r["clusters"] if c["label"] != best]
-            for key in tag:
-                tag[key] += [c["deletion"][key] for c in r["clusters"] if c["label"] == best]
-                rest[key].append(sum(c["deletion"][key] * c["size"] for c in others) / sum(c["size"] for c in others))
-        out.append(f"| {NAMES.get(method, method)} | " + " | ".join(_spread(v) for v in (*tag.values(), *rest.values())) + " |")
+            label = r["best"]["cluster"]
+            for c in r["clusters"]:
+                if c["label"] == label:
+                    for key in best:
+                        best[key].append(c["causal"][key])
+            others = [c for c in r["clusters"] if c["label"] != label]
+            for key in rest:
+                rest[key].append(sum(c["causal"][key] * c["size"] for c in others) / sum(c["size"] for c in others))
+        out.append(f"| {NAMES.get(method, method)} | " + " | ".join(_spread(v) for v in (*best.values(), *rest.values())) + " |")
     return "\n".join(out)
 
 
@@ -124,7 +152,9 @@ def figure(bench: Path, results: dict[str, Any], path: Path) -> None:
     """One tagged image of the first seed (the one most methods put in their tag cluster),
     each method's map of it, and each method's tag-cluster mean map, into ``path``."""
     tagged = np.load(bench / "tagged.npy")
-    scenes, _ = tagged_test_scenes(results["images"], results["tagged"] / results["images"], TAG_CLASS, results["seed"])
+    scenes, _ = tagged_test_scenes(
+        results["images"], results["tagged"] / results["images"], results["tag_class"], results["seed"], tag=TAGS[results["tag"]]
+    )
     methods = list(results["methods"])
     maps, labels = {}, {}
     for method in methods:
@@ -176,10 +206,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.control:
         reference = load_reference_model("vit-tiny")
         n = metrics[0][1]["shortcut"]["n"] if metrics else 500
-        control = {"shortcut": shortcut_metrics(reference, TAG_CLASS, n), "accuracy": evaluate_accuracy(reference, n=n)}
+        tag, tag_class = results[0]["tag"], results[0]["tag_class"]
+        control = {"shortcut": shortcut_metrics(reference, tag_class, n, tag=TAGS[tag]), "accuracy": evaluate_accuracy(reference, n=n)}
         metrics.insert(0, ("reference (no tag in training)", control))
     tables = [model_table(metrics)] if metrics else []
-    print(*tables, strategies_table(results), mass_table(results), corelay_table(results), deletion_table(results), sep="\n\n")
+    print(
+        *tables,
+        strategies_table(results),
+        slices_table(results),
+        mass_table(results),
+        corelay_table(results),
+        causal_table(results),
+        sep="\n\n",
+    )
     if args.figure is not None:
         figure(folders[0], results[0], args.figure)
     return 0
