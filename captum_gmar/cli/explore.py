@@ -33,6 +33,12 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
         help="the image folder the maps folder's job read: the page shows each image's thumbnail (default: none)",
     )
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="k-means' seed (default 0)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="the model the job explained (a folder, a bundled model's name): the causal check masks each group's first-ranked "
+        "and flagged clusters' region on their images (needs --images; default: no check)",
+    )
     parser.set_defaults(options=ExploreOptions.from_arguments)
 
 
@@ -55,6 +61,14 @@ def run(options: ExploreOptions) -> None:
     )
     if options.methods is not None and not options.methods:
         raise CommandError("--methods names no method")
+    model = None
+    if options.model is not None:
+        from .. import loading
+
+        try:
+            model = loading.load_model(options.model)
+        except (FileNotFoundError, ValueError) as error:
+            raise CommandError(str(error)) from error
     result = explore(
         options.maps,
         options.out,
@@ -65,9 +79,17 @@ def run(options: ExploreOptions) -> None:
         max_clusters=options.max_clusters,
         neighbours=options.neighbours,
         seed=options.seed,
+        model=model,
     )
     clustered = len(result.strategies)
+    flagged = result.flagged()
     print(
         f"wrote {', '.join(result.files)} to {result.folder} ({clustered} method-and-class groups clustered"
-        f"{f', {len(result.skipped)} too small' if result.skipped else ''}); open {result.folder / 'explore.html'} in a browser"
+        f"{f', {len(result.skipped)} too small' if result.skipped else ''}); "
+        + (
+            f"{len(flagged)} flagged clusters, the first: {flagged[0][0]}, class {flagged[0][1]}, cluster #1 of its group"
+            if flagged
+            else "no flagged cluster: nothing stands out"
+        )
+        + f"; open {result.folder / 'explore.html'} in a browser"
     )

@@ -414,6 +414,7 @@ class ExploreOptions:
     neighbours: int
     images: str | None
     seed: int
+    model: str | None
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> ExploreOptions:
@@ -430,8 +431,13 @@ class ExploreOptions:
             args.neighbours,
             args.images,
             args.seed,
+            args.model,
         )
 
     def __post_init__(self) -> None:
+        if self.model is not None and self.images is None:
+            raise CommandError(
+                "--model runs the causal check, which masks the clusters' images: name the image folder the job read (--images)"
+            )
         if self.clusters is not None and self.clusters > self.max_clusters:
             raise CommandError(f"--clusters {self.clusters} is more than --max-clusters {self.max_clusters}: raise --max-clusters too")

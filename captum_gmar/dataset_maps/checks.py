@@ -49,6 +49,8 @@ __all__ = [
 FORMAT = "captum-gmar-maps/3"
 #: the job's description, written first
 JOB_FILE = "maps.json"
+#: how a message names starting a job over (explore reads maps folders too, and has no such option)
+START_OVER = "explain --overwrite, explain_dataset(..., overwrite=True)"
 SHARDS = "shards"
 #: the folder, in ``shards/``, of the shards a resumed job found damaged
 DAMAGED = "damaged"
@@ -146,11 +148,11 @@ def read_job(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None
     where = f"{str(path)!r}"
     if not path.is_file():
-        raise ValueError(f"{where} is not a file: restore the job's description, or start over (--overwrite, overwrite=True)")
+        raise ValueError(f"{where} is not a file: restore the job's description, or start over ({START_OVER})")
     try:
         job = json.loads(path.read_bytes())
     except ValueError as error:  # invalid JSON or UTF-8
-        raise ValueError(f"{where} is not JSON ({error}): restore it, or start over (--overwrite, overwrite=True)") from None
+        raise ValueError(f"{where} is not JSON ({error}): restore it, or start over ({START_OVER})") from None
     methods = job.get("methods") if isinstance(job, dict) else None
     if not (
         isinstance(methods, dict)
@@ -160,12 +162,12 @@ def read_job(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     ):
         raise ValueError(
             f"{where} is not the description of a maps job (methods, items and dtype); it holds {json.dumps(job)[:80]}: "
-            "restore it, or start over (--overwrite, overwrite=True)"
+            f"restore it, or start over ({START_OVER})"
         )
     if job.get("format") != FORMAT:
         raise ValueError(
             f"{where} describes maps of format {job.get('format')!r}, which this captum-gmar ({FORMAT!r}) does not read: "
-            "explain the data again (--overwrite, overwrite=True)"
+            f"explain the data again ({START_OVER})"
         )
     return job
 

@@ -5,7 +5,8 @@ the explorer page reads. scikit-learn and SciPy (the ``explore`` extra) are impo
 only when these run."""
 
 from .disagreement import Disagreement, find_disagreement
-from .folder import Exploration, explore
+from .folder import explore
+from .result import Exploration
 from .strategies import Cluster, Strategies, find_strategies
 
 __all__ = ["Cluster", "Disagreement", "Exploration", "Strategies", "explore", "find_disagreement", "find_strategies"]

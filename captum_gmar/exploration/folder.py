@@ -24,7 +24,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,16 @@ import torch
 from tqdm.auto import tqdm
 
 from ..dataset_maps import MapRecord, load_maps, read_maps
+from ..dataset_maps.checks import read_job
 from ..files import check_folder, claim_files, replacing, write_atomic
 from ._extra import require
 from .causal import CausalCheck, causal_check
-from .disagreement import Disagreement, check_top_share, find_disagreement
+from .disagreement import check_top_share, find_disagreement
 from .normalise import Part, flat_maps, pool
 from .page import DATA, PAGE, THUMBS, Placement, write_page
+from .result import Exploration, overview_order
 from .strategies import Strategies, check_settings, find_strategies, maps_needed
+from .suspicion import FLAG_AT
 from .tables import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, Rows, disagreement_summary, group_summary, write_clusters, write_disagreement
 
 __all__ = ["CLUSTER_COLUMNS", "DISAGREEMENT_COLUMNS", "EXPLORE_FILES", "FORMAT", "Exploration", "explore"]
@@ -54,25 +56,6 @@ EXPLORE_FILES = (CLUSTERS, DISAGREEMENT, STRATEGIES, PAGE, DATA, THUMBS)
 _CHUNK = 4096
 #: the most images of a cluster, and of the rest of its class, the causal check scores
 CAUSAL_IMAGES = 64
-
-
-@dataclass(frozen=True)
-class Exploration:
-    """What :func:`explore` found and wrote."""
-
-    #: the folder written
-    folder: Path
-    #: ``(method, target)`` -> the strategies of that method's maps of that class
-    strategies: dict[tuple[str, int], Strategies]
-    #: ``(method, target)`` -> why those maps were not clustered
-    skipped: dict[tuple[str, int], str]
-    #: the methods' disagreement, row ``i`` the ``i``-th explained (image, target) in the
-    #: maps folder's order (``None`` with one method)
-    disagreement: Disagreement | None
-    #: the files written, relative to ``folder``
-    files: tuple[str, ...]
-    #: ``(method, target, cluster)`` -> the causal check of that cluster (with ``model=``)
-    causal: dict[tuple[str, int, int], CausalCheck]
 
 
 def explore(
@@ -107,7 +90,11 @@ def explore(
     as they are read.
 
     ``strategies.json`` holds ``format``, ``maps`` (the folder read), ``settings``,
-    ``methods``, ``class_names`` (index -> name, of the classes seen as targets),
+    ``methods``, ``targets`` (the explained classes), ``class_names`` (index -> name:
+    every class of the model where the job kept their names, else the explained ones),
+    ``flag_at`` (the suspicion that flags a cluster), ``model`` (as the job names it),
+    ``overview`` (the clustered groups' indices in ``groups``, those with a flagged cluster
+    first, then by their most suspicious cluster: the order the page shows them in),
     ``files`` (those written), ``disagreement`` (``pairs``, ``top_k``, ``grid``, ``rows``;
     ``null`` with one method) and ``groups``, one per method and target: ``method``,
     ``target``, ``target_name``, ``maps``, ``flat``, ``grid`` ``[h, w]``, ``note`` (why it
@@ -182,7 +169,7 @@ def explore(
         largest = max(len(members) for members in groups.values())
         raise ValueError(
             f"{str(maps_folder)!r}: no class has the {needed} maps a method needs to be clustered (the most: {largest}); "
-            "explain more images, or lower neighbours and max_clusters"
+            "explain more images, or lower neighbours and max_clusters (--neighbours, --max-clusters)"
         )
     grids = {key: _grid(shape, max_side) for key, shape in shapes.items()}
     values = _read_maps(records, keys, targets, rows, grids, progress)
@@ -229,12 +216,15 @@ def explore(
             write_disagreement(handle, first, compared, class_names)
     else:
         (folder / DISAGREEMENT).unlink(missing_ok=True)  # an earlier exploration's, of other methods
-    summary = {
+    summary: dict[str, Any] = {
         "format": FORMAT,
         "maps": str(maps_folder),
         "settings": {**clustering, "top_share": top_share, "max_side": max_side},
         "methods": keys,
-        "class_names": {str(target): name for target, name in class_names.items()},
+        "targets": list(class_names),
+        "class_names": {str(target): name for target, name in {**_job_class_names(maps_folder), **class_names}.items()},
+        "flag_at": FLAG_AT,
+        "model": (read_job(maps_folder) or {}).get("model"),
         "files": list(files),
         "disagreement": None if compared is None else disagreement_summary(compared),
         "groups": [
@@ -253,6 +243,7 @@ def explore(
             for target, members in groups.items()
         ],
     }
+    summary["overview"] = overview_order(summary["groups"])
     write_atomic(folder / STRATEGIES, json.dumps(summary, indent=1) + "\n")
     fields = {name: getattr(first, name) for name in ("item", "target", "label", "predicted", "score", "margin")}
     write_page(
@@ -266,7 +257,12 @@ def explore(
         images,
         progress,
     )
-    return Exploration(folder, found, skipped, compared, files, causal)
+    return Exploration(folder, found, skipped, compared, files, causal, summary, None if images is None else Path(images))
+
+
+def _job_class_names(folder: str | os.PathLike[str]) -> dict[int, str]:
+    """Every class's name, as the job kept them (none for a job that did not)."""
+    return dict(enumerate((read_job(folder) or {}).get("class_names") or []))
 
 
 def _methods(folder: str | os.PathLike[str], methods: Sequence[str] | None) -> list[str] | None:
@@ -409,7 +405,7 @@ def _check_not_flat(
     if left < needed:
         raise ValueError(
             f"{str(folder)!r}: no class has the {needed} maps that are not constant a method needs to be clustered (the most: {left}); "
-            "explain more images, or lower neighbours and max_clusters"
+            "explain more images, or lower neighbours and max_clusters (--neighbours, --max-clusters)"
         )
 
 

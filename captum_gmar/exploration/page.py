@@ -8,14 +8,15 @@ Layout, beside ``clusters.csv``::
                                (templates/explore.html and explore.js, pages.css)
     explore-data/index.js      every row's fields, each method's cluster, rank and place in
                                the scatter, the groups' spectra and clusters (JSON)
-    explore-data/maps-NNNNN.js :data:`CHUNK` rows' maps, each method's as uint8 (0 the
-                               map's minimum part, 255 its maximum), base64; loaded when a
-                               card shows one of those rows
-    thumbs/NNNNN.jpg           with ``images``: :data:`SHEET` thumbnails of
-                               :data:`THUMB` pixels, a sheet per :data:`SHEET` rows
+    explore-data/maps-NNNNN.js the maps of ``CHUNK`` rows, each method's as uint8 (0 none
+                               of the map's mass, 255 its most), base64; loaded when a card
+                               shows one of those rows
+    thumbs/NNNNN.jpg           with ``images``: ``SHEET`` thumbnails of ``THUMB`` pixels,
+                               a sheet per ``SHEET`` rows
 
-The page draws the maps itself from those bytes, on a grid of at most :data:`PAGE_SIDE`
-patches a side.
+The page draws the maps itself from those bytes, on a grid of at most ``PAGE_SIDE``
+patches a side. It opens on the group (method and explained class) whose most suspicious
+cluster is flagged and most suspicious, with an overview of every group in that order.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..pages.images import colour
 from ..pages.render import ExplanationPage, new_page_id, page_content, script_json
 from ..visualization import MAP_CMAP
 from .normalise import Part, pool
+from .suspicion import FLAG_CALIBRATION
 
 __all__ = ["CHUNK", "DATA", "PAGE", "PAGE_SIDE", "SHEET", "THUMB", "THUMBS", "Placement", "write_page"]
 
@@ -97,9 +99,18 @@ def write_page(
     count = len(rows["item"])
     grids = {key: _page_grid(array.shape[1:]) for key, array in values.items()}
     sheets = _write_thumbs(folder / THUMBS, rows["image"], images, progress) if images is not None else 0
+    model = summary.get("model") or "a model"
     index = {
-        "title": f"Strategies in {summary['maps']}",
+        "title": f"Strategies of {model}, and where its explanations disagree",
         "maps": summary["maps"],
+        "model": model,
+        "targets": summary["targets"],
+        "overview": summary["overview"],
+        "flag_at": summary["flag_at"],
+        "calibration": FLAG_CALIBRATION,
+        "disagreement_scale": None
+        if summary["disagreement"] is None
+        else {k: summary["disagreement"][k] for k in ("unusual", "odd_margin")},
         "rows": count,
         "chunk": CHUNK,
         "part": part,
@@ -133,8 +144,11 @@ def write_page(
             write_atomic(data / f"maps-{number:05d}.js", f"window.EXPLORE_CHUNK({number}, {json.dumps(chunk)});\n")
             bar.update(min(CHUNK, count - start))
     page_id = new_page_id()
-    classes = len(summary["class_names"])
-    header = f"{count:,} explained images of {summary['maps']}; methods {', '.join(values)}; {classes} {'class' if classes == 1 else 'classes'} explained"
+    classes = len(summary["targets"])
+    header = (
+        f"{count:,} explained images of the maps folder {summary['maps']}; methods {', '.join(values)}; "
+        f"{classes} {'class' if classes == 1 else 'classes'} explained"
+    )
     body = page_content("explore", page_id, title=index["title"], header=header)
     ExplanationPage(index["title"], body).save(folder / PAGE)
 

@@ -47,10 +47,14 @@ import numpy as np
 
 from ._extra import need
 
-__all__ = ["FLAG_AT", "Suspicion", "cluster_sums", "excess", "excess_direction", "suspicions"]
+__all__ = ["FLAG_AT", "FLAG_CALIBRATION", "Suspicion", "cluster_sums", "excess", "excess_direction", "suspicions"]
 
 #: the suspicion at or above which a cluster is flagged
 FLAG_AT = 0.8
+#: what the flag's threshold was measured against (``docs/results.md``, "Finding a planted shortcut")
+FLAG_CALIBRATION = (
+    "Where no shortcut was planted, 2 of 140 method-and-class groups of the reference models' own classes (1.4%) had a flagged cluster"
+)
 #: maps read per block when summing over the maps: memory stays O(block * P)
 _BLOCK = 65536
 

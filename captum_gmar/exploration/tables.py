@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .causal import CausalCheck
-from .disagreement import FIGURES, Disagreement
+from .disagreement import FIGURES, ODD_MARGIN, UNUSUAL, Disagreement
 from .page import Placement
 from .strategies import Strategies
 
@@ -149,12 +149,15 @@ def _causal(check: CausalCheck | None) -> dict[str, Any] | None:
 
 
 def disagreement_summary(compared: Disagreement) -> dict[str, Any]:
-    """``strategies.json``'s entry on the disagreement: what its columns compare."""
+    """``strategies.json``'s entry on the disagreement: what its columns compare, and the
+    score's scale (robust standard deviations from the typical image)."""
     return {
         "pairs": [list(pair) for pair in compared.pairs],
         "top_k": compared.top_k,
         "grid": list(compared.grid),
         "rows": len(compared.score),
+        "unusual": UNUSUAL,
+        "odd_margin": ODD_MARGIN,
     }
 
 

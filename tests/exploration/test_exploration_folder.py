@@ -89,7 +89,15 @@ def test_a_real_job_is_explored(job, tmp_path, capsys):
         == list(result.files)
         == ["clusters.csv", "disagreement.csv", "strategies.json", "explore.html", "explore-data", "thumbs"]
     )
-    assert summary["disagreement"] == {"pairs": [["gmar-l1", "rollout"]], "top_k": 7, "grid": [8, 8], "rows": 12}
+    assert summary["disagreement"] == {
+        "pairs": [["gmar-l1", "rollout"]],
+        "top_k": 7,
+        "grid": [8, 8],
+        "rows": 12,
+        "unusual": 3.0,
+        "odd_margin": 1.0,
+    }
+    assert summary["targets"] == [0] and summary["class_names"]["3"] == "Dress" and summary["flag_at"] == 0.8
     group = summary["groups"][0]
     assert (group["method"], group["target"], group["maps"], group["flat"], group["grid"], group["note"]) == (
         "gmar-l1",
@@ -139,6 +147,20 @@ def test_a_stored_shortcut_ranks_first_and_small_classes_are_skipped(tmp_path, c
     assert notes[("a", 1)] == "5 maps, 0 of them flat: fewer than the 12 that clustering needs" and notes[("a", 0)] is None
     assert "clusters" not in summary["groups"][1] and summary["class_names"] == {"0": "class 0", "1": "class 1"}
     assert len(pd.read_csv(tmp_path / "exp" / "disagreement.csv")) == 305
+    # the overview: both clustered groups, flagged first; the flagged clusters; a cluster's rows; the notebook view
+    overview = result.overview()
+    assert [g["method"] for g in overview] == [summary["groups"][i]["method"] for i in summary["overview"]] and len(overview) == 2
+    assert all(g["flagged"] == 1 and g["clusters"][0]["flagged"] for g in overview)
+    assert [(m, t, c.label) for m, t, c in result.flagged()] == [(g["method"], 0, g["clusters"][0]["cluster"]) for g in overview]
+    label = result.strategies["a", 0].ranking[0].label
+    table = result.rows("a", 0, cluster=label)
+    assert list(table.columns) == list(CLUSTER_COLUMNS) and len(table) == result.strategies["a", 0].ranking[0].size
+    assert (table["rank"] == 1).all() and len(result.rows("a", 0)) == 300
+    with pytest.raises(ValueError, match="no clustered maps of 'a' explaining class 1"):
+        result.rows("a", 1)
+    shown = result._repr_html_()
+    assert shown.count("<h4>") == 2 and "2 of the 2 method-and-class groups have a flagged cluster" in shown
+    assert "exploration.rows(&#x27;a&#x27;, 0, cluster=" in shown and shown.count("data:image/png;base64") == 2  # mean maps, no images
 
 
 def test_pixel_maps_are_pooled_as_they_are_read(tmp_path):

@@ -1,6 +1,7 @@
 """``explore.html`` in headless Chromium with the network off, opened from the disk: it
-loads without errors or requests, the scatter draws, a cluster or a box selects the
-cards, filters and sorts change them, and the URL restores the view. Screenshots go to
+loads without errors or requests, opens on the most suspicious flagged cluster with an
+overview of every group, the scatter draws, a cluster or a box selects the cards,
+filters and sorts change them, and the URL restores the view. Screenshots go to
 ``tmp_path`` (and ``CAPTUM_GMAR_ARTEFACTS``)."""
 
 from __future__ import annotations
@@ -80,7 +81,26 @@ def test_the_page_offline_in_chromium(exp, tmp_path):
         driver.get((exp / "explore.html").as_uri())
         main = driver.find_element("css selector", "main")
         WebDriverWait(driver, 10).until(lambda d: main.get_attribute("data-ready-ms"))
-        # the scatter: every map of the first class that was clustered, gmar-l1's
+        # it opens on the overview's first group, a flagged one, its flagged cluster chosen: the tagged maps
+        verdict = driver.find_element("css selector", "[id$='-verdict']").text
+        assert verdict.startswith("3 of the 6 method-and-class groups have a flagged cluster") and "(suspicion 0.8 or more)" in verdict
+        overview = [
+            [td.text for td in tr.find_elements("css selector", "td")]
+            for tr in driver.find_elements("css selector", "[id$='-overview'] tbody tr")
+        ]
+        assert [row[5] != "0" for row in overview] == [True] * 3 + [False] * 3 and all(row[2] == "0: class 0" for row in overview[:3])
+        suspicions = [float(row[6]) for row in overview]
+        assert suspicions[:3] == sorted(suspicions[:3], reverse=True) and min(suspicions[:3]) >= 0.8 > max(suspicions[3:])
+        assert driver.find_element("css selector", "[id$='-overview'] tbody tr").get_attribute("class") == "cg-current"
+        assert "sel=cluster" in driver.current_url and f"m={overview[0][1]}" in driver.current_url
+        opened = field(driver, "rank", overview[0][1])
+        tagged = {r for r in range(COUNT) if Image.open(exp.parent / "images" / "img" / f"{r}.png").getpixel((0, 0)) == (255, 0, 0)}
+        assert set(rows(driver)) == {r for r in range(COUNT) if opened[r] == 1} and len(set(rows(driver)) & tagged) >= 0.9 * len(tagged)
+        assert "What next" in driver.find_element("css selector", ".cg-cluster.cg-flagged .cg-next").text
+        screenshot(driver, tmp_path, "explore_opened.png")
+        choose(driver, "method", "gmar-l1")
+        driver.find_element("css selector", "button[id$='-clear']").click()
+        # the scatter: every map of the class, gmar-l1's
         assert main.get_attribute("data-drawn") == str(COUNT)
         assert driver.find_element("css selector", "[role=status]").text.startswith("gmar-l1, explained class class 0: 240 maps")
         # the cards: the first page, by disagreement, highest first; every method's map drawn
@@ -100,7 +120,6 @@ def test_the_page_offline_in_chromium(exp, tmp_path):
         driver.find_element("css selector", ".cg-cluster").click()
         first = {r for r in range(COUNT) if rank[r] == 1}
         assert set(rows(driver)) == first and "sel=cluster" in driver.current_url
-        tagged = {r for r in range(COUNT) if Image.open(exp.parent / "images" / "img" / f"{r}.png").getpixel((0, 0)) == (255, 0, 0)}
         assert len(first & tagged) >= 0.9 * len(tagged) and len(first & tagged) >= 0.9 * len(first)
         screenshot(driver, tmp_path, "explore_cluster.png")
         # filters: a label, then wrong predictions
@@ -150,7 +169,7 @@ def test_the_page_offline_in_chromium(exp, tmp_path):
         assert rows(driver) == before and driver.current_url == link
         values = driver.execute_script("return Array.from(document.querySelectorAll('select')).map(s => s.value)")
         assert values == ["rollout", "0", "", "", "", "score", "-1"]
-        assert driver.find_elements("css selector", ".cg-cluster")[1].get_attribute("class") == "cg-cluster cg-chosen"
+        assert "cg-chosen" in driver.find_elements("css selector", ".cg-cluster")[1].get_attribute("class").split()
         screenshot(driver, tmp_path, "explore_restored.png")
         # no error, and nothing but the folder's own files read
         assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]

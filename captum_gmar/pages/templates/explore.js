@@ -16,6 +16,20 @@
   function percent(x) { return x === null || x === undefined ? "–" : Math.round(100 * x) + "%"; }
   function number(x) { return x === null || x === undefined ? "–" : (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3)); }
   function option(select, value, text) { select.add(new Option(text, value)); }
+  function ordinal(k) { var tens = k % 100, last = k % 10; return k + (tens > 10 && tens < 14 ? "th" : last === 1 ? "st" : last === 2 ? "nd" : last === 3 ? "rd" : "th"); }
+  function span(word, values) {
+    var low = Math.min.apply(null, values), high = Math.max.apply(null, values);
+    return low === high ? word + " " + low : word + "s " + low + "–" + high;
+  }
+  function regionText(c) {
+    return span("row", c.region.map(function (cell) { return cell[0]; })) + ", " + span("column", c.region.map(function (cell) { return cell[1]; }));
+  }
+  var SCALE = D.disagreement_scale;
+  function disagreementText(x) {
+    return x === null || x === undefined ? "–" : number(x) + (x >= SCALE.unusual ? " (unusual)" : "");
+  }
+  // every clustered group, those with a flagged cluster first, then by their most suspicious cluster (strategies.json's "overview")
+  var ranked = D.overview.map(function (i) { return D.groups[i]; });
 
   // the controls' choices
   var select = {
@@ -24,7 +38,7 @@
   };
   D.methods.forEach(function (m) { option(select.method, m, m); });
   function distinct(values) { return values.filter(function (v, i, all) { return all.indexOf(v) === i; }).sort(function (a, b) { return a - b; }); }
-  var targets = distinct(Object.keys(D.class_names).map(Number));
+  var targets = distinct(D.targets);
   targets.forEach(function (t) { option(select["class"], String(t), t + ": " + className(t)); });
   var seen = { label: {}, predicted: {} };
   for (var i = 0; i < N; i++) { seen.label[F.label[i]] = 1; seen.predicted[F.predicted[i]] = 1; }
@@ -33,15 +47,17 @@
     distinct(Object.keys(seen[name]).map(Number)).forEach(function (v) { option(select[name], String(v), v < 0 ? "none" : v + ": " + className(v)); });
   });
   var SORTS = [["score", "score of the explained class"], ["margin", "margin over the other classes"], ["cluster", "cluster (most suspicious first)"], ["item", "position in the data"]];
-  if (F.disagreement) { SORTS.splice(1, 0, ["disagreement", "disagreement between methods"]); }
+  if (F.disagreement) { SORTS.splice(1, 0, ["disagreement", "disagreement between methods (robust deviations from the typical image)"]); }
   SORTS.forEach(function (s) { option(select.sort, s[0], s[1]); });
 
   // the view, kept in the URL's hash so that a link restores it
-  var state = { m: D.methods[0], c: String(firstClustered()), label: "", predicted: "", correct: "", sort: F.disagreement ? "disagreement" : "score", order: "-1", sel: "", page: 0 };
-  function firstClustered() {
-    for (var g = 0; g < D.groups.length; g++) { if (D.groups[g].clusters) { return D.groups[g].target; } }
-    return targets[0];
-  }
+  // it opens on the first group of the overview, its most suspicious cluster chosen where flagged
+  var opening = ranked[0];
+  var state = {
+    m: opening ? opening.method : D.methods[0], c: String(opening ? opening.target : targets[0]), label: "", predicted: "", correct: "",
+    sort: F.disagreement ? "disagreement" : "score", order: "-1", sel: opening && opening.flagged ? "cluster:" + opening.clusters[0].cluster : "", page: 0
+  };
+  function firstClustered() { return opening ? opening.target : targets[0]; }
   function readHash() {
     var params = new URLSearchParams(location.hash.slice(1));
     Object.keys(state).forEach(function (key) { if (params.has(key)) { state[key] = key === "page" ? Math.max(0, parseInt(params.get(key), 10) || 0) : params.get(key); } });
@@ -79,16 +95,18 @@
   }
 
   // the rows the filters keep (the scatter's points), and those the selection keeps too (the cards)
-  var filtered = [], shown = [];
+  var filtered = [], shown = [], left = [];
   function compute() {
     var P = D.placements[state.m], c = Number(state.c), sel = selection();
     var label = state.label === "" ? null : Number(state.label), predicted = state.predicted === "" ? null : Number(state.predicted);
-    filtered = []; shown = [];
+    filtered = []; shown = []; left = [];
     for (var i = 0; i < N; i++) {
       if (F.target[i] !== c) { continue; }
+      left.push(i);  // filtered out below: kept in the scatter's frame, pale
       if (label !== null && F.label[i] !== label) { continue; }
       if (predicted !== null && F.predicted[i] !== predicted) { continue; }
       if (state.correct && (F.label[i] < 0 || (F.label[i] === F.predicted[i]) !== (state.correct === "correct"))) { continue; }
+      left.pop();
       filtered.push(i);
       if (sel && sel.cluster !== undefined && P.cluster[i] !== sel.cluster) { continue; }
       if (sel && sel.box && !(P.x[i] !== null && P.x[i] >= sel.box[0] && P.x[i] <= sel.box[2] && P.y[i] >= sel.box[1] && P.y[i] <= sel.box[3])) { continue; }
@@ -131,6 +149,12 @@
     }
     var chosen = {}, dot = filtered.length > 5000 ? 3 : 5;  // small dots where there are many
     shown.forEach(function (i) { chosen[i] = 1; });
+    context.fillStyle = "#f0f0f0";
+    left.forEach(function (i) {  // the maps the filters leave out, behind the others
+      if (P.x[i] === null) { return; }
+      var p = toPixel(P.x[i], P.y[i]);
+      context.fillRect(p[0] - dot / 2, p[1] - dot / 2, dot, dot);
+    });
     [false, true].forEach(function (front) {  // the selected points over the others
       filtered.forEach(function (i) {
         if (P.x[i] === null || (!!chosen[i] || !sel) !== front) { return; }
@@ -243,7 +267,7 @@
     var canvases = D.methods.map(function (m) {
       var f = document.createElement("figure"), canvas = mapCanvas(D.grids[m], m), text = document.createElement("figcaption");
       text.textContent = m;
-      if (F.odd && F.odd[row] === m) { text.className = "cg-odd"; text.title = m + " disagrees most with the other methods on this image"; }
+      if (F.odd && F.odd[row] === m) { text.className = "cg-odd"; text.title = m + " disagrees with the other methods on this image more than any other method does, by at least " + SCALE.odd_margin + " deviation"; }
       var rank = D.placements[m].rank[row];
       if (rank > 0) { canvas.style.outline = "3px solid " + rankColour(rank); }
       f.appendChild(canvas); f.appendChild(text); strip.appendChild(f);
@@ -253,7 +277,7 @@
     var P = D.placements[state.m], lines = [
       F.image[row],
       "label " + className(F.label[row]) + ", predicted " + className(F.predicted[row]) + (F.label[row] >= 0 ? (F.label[row] === F.predicted[row] ? " (correct)" : " (wrong)") : ""),
-      "score " + number(F.score[row]) + ", margin " + number(F.margin[row]) + (F.disagreement ? ", disagreement " + number(F.disagreement[row]) : "") +
+      "score " + number(F.score[row]) + ", margin " + number(F.margin[row]) + (F.disagreement ? ", disagreement " + disagreementText(F.disagreement[row]) : "") +
         ", " + state.m + " cluster " + (P.rank[row] > 0 ? "#" + P.rank[row] : P.cluster[row] === -1 ? "flat" : "–")
     ];
     lines.forEach(function (text, k) {
@@ -295,13 +319,14 @@
     for (var i = 0; i < N; i++) { if (String(F.target[i]) === state.c) { rowOf[F.item[i]] = i; } }
     g.clusters.forEach(function (c) {
       var box = document.createElement("div");
-      box.className = "cg-cluster" + (sel && sel.cluster === c.cluster ? " cg-chosen" : "");
+      box.className = "cg-cluster" + (c.flagged ? " cg-flagged" : "") + (sel && sel.cluster === c.cluster ? " cg-chosen" : "");
       box.setAttribute("data-cluster", String(c.cluster));
       box.tabIndex = 0;
       var head = document.createElement("div"), swatch = document.createElement("span");
       swatch.className = "cg-swatch"; swatch.style.background = rankColour(c.rank);
       head.appendChild(swatch);
       head.appendChild(document.createTextNode("#" + c.rank + ": " + c.size.toLocaleString() + " maps (" + percent(c.size / g.maps) + "), suspicion " + number(c.suspicion)));
+      if (c.flagged) { var flag = document.createElement("span"); flag.className = "cg-flag"; flag.textContent = " — flagged"; head.appendChild(flag); }
       head.className = "cg-cluster-head";
       box.appendChild(head);
       var body = document.createElement("div"); body.className = "cg-cluster-body";
@@ -324,6 +349,7 @@
         var small = thumb(row); small.title = t.image; typical.appendChild(small);
       });
       if (D.thumbs) { text.appendChild(typical); }
+      if (c.flagged || c.causal) { text.appendChild(nextSteps(g, c)); }
       body.appendChild(text);
       box.appendChild(body);
       function choose() { change({ sel: sel && sel.cluster === c.cluster ? "" : "cluster:" + c.cluster, page: 0 }); }
@@ -333,30 +359,91 @@
     });
     drawEigen(g);
   }
+  // for a flagged cluster: what to look at next, and where its rows are
+  function nextSteps(g, c) {
+    var box = document.createElement("div");
+    box.className = "cg-next";
+    function line(parts) {
+      var div = document.createElement("div");
+      parts.forEach(function (part) {
+        if (typeof part === "string") { div.appendChild(document.createTextNode(part)); return; }
+        var node = document.createElement(part.href ? "a" : "code");
+        node.textContent = part.text;
+        if (part.href) { node.href = part.href; }
+        div.appendChild(node);
+      });
+      box.appendChild(div);
+    }
+    line(["What next: its " + c.size.toLocaleString() + " images are the cards below (click the cluster to select them)."]);
+    if (c.causal) {
+      var k = c.causal;
+      line(["Causal check: masking its region (" + regionText(c) + ") on " + k.members + " of its images moves their score from " + number(k.score) + " to " +
+        number(k.region) + "; as many random patches, to " + number(k.random) + (k.others ? "; on " + k.others + " of the class's other images, from " +
+        number(k.others_score) + " to " + number(k.others_region) : "") + "."]);
+    } else {
+      line(["Causal check: ", { text: "captum-gmar explore " + D.maps + " --out EXP --images IMAGES --model MODEL" }, " masks its region on its images."]);
+    }
+    line(["Its rows: ", { text: "clusters.csv", href: "clusters.csv" }, ", read with pandas: ",
+      { text: "pandas.read_csv(\"clusters.csv\").query(\"method == '" + g.method + "' and target == " + g.target + " and cluster == " + c.cluster + "\")" }]);
+    line(["Its figures: ", { text: "strategies.json", href: "strategies.json" }, " (this group's clusters), ", { text: "disagreement.csv", href: "disagreement.csv" }, "."]);
+    return box;
+  }
   function drawEigen(g) {
     eigen.style.display = "block";
     var ctx = eigen.getContext("2d"), values = g.eigenvalues, w = eigen.width, h = eigen.height, pad = 18;
     var top = Math.max.apply(null, values) || 1, step = (w - 2 * pad) / Math.max(1, values.length - 1);
     ctx.fillStyle = "#fafafa"; ctx.fillRect(0, 0, w, h);
     function at(k) { return [pad + k * step, h - pad - (h - 2 * pad) * values[k] / top]; }
-    var k = g.n_clusters, a = at(k - 1), b = at(k);
+    var k = g.clusters_found, a = at(k - 1), b = at(k);
     ctx.fillStyle = "rgba(214, 39, 40, 0.15)"; ctx.fillRect(a[0], b[1], b[0] - a[0], a[1] - b[1]);
     ctx.strokeStyle = "#333"; ctx.beginPath();
     values.forEach(function (v, j) { var p = at(j); if (j) { ctx.lineTo(p[0], p[1]); } else { ctx.moveTo(p[0], p[1]); } });
     ctx.stroke();
     ctx.fillStyle = "#333"; ctx.font = "10px sans-serif";
     values.forEach(function (v, j) { var p = at(j); ctx.fillRect(p[0] - 2, p[1] - 2, 4, 4); ctx.fillText(String(j + 1), p[0] - 3, h - 4); });
-    el("eigen-note").textContent = "The smallest eigenvalues of the maps' graph Laplacian; the largest gap, after the " + k + "th (shaded), gives " + k + " clusters.";
+    el("eigen-note").textContent = "The smallest eigenvalues of the maps' graph Laplacian; the largest gap, after the " + ordinal(g.clusters_found) + " (shaded), gives " +
+      g.clusters_found + " clusters" + (g.clusters_found !== g.n_clusters ? ", " + g.n_clusters + " once the clusters of one strategy at different strengths are merged." : ".");
   }
+
+  // the overview of every group, and the verdict
+  var showAll = false, OVERVIEW = 20;
+  function drawOverview() {
+    var flagged = ranked.filter(function (g) { return g.flagged > 0; }).length;
+    el("verdict").textContent = (flagged
+      ? flagged + " of the " + ranked.length + " method-and-class groups have a flagged cluster: its difference from the rest of its class lies on a small region, nearly all of it there, as a shortcut's does (suspicion " + D.flag_at + " or more). Start with the first row."
+      : "Nothing stands out: no cluster of the " + ranked.length + " method-and-class groups reaches the flag (suspicion " + D.flag_at + ").") +
+      " " + D.calibration + " (docs/results.md, “Finding a planted shortcut”).";
+    var body = el("overview").tBodies[0];
+    body.textContent = "";
+    ranked.slice(0, showAll ? ranked.length : OVERVIEW).forEach(function (g, k) {
+      var c = g.clusters[0], tr = body.insertRow();
+      if (g.method === state.m && String(g.target) === state.c) { tr.className = "cg-current"; }
+      var causal = c.causal ? number(c.causal.score) + ", " + number(c.causal.region) + ", " + number(c.causal.random) : "–";
+      [String(k + 1), g.method, g.target + ": " + className(g.target), g.maps.toLocaleString(), String(g.n_clusters), String(g.flagged), number(c.suspicion),
+        c.size.toLocaleString() + " (" + percent(c.size / g.maps) + ")", regionText(c), c.confidence === null ? "–" : number(c.confidence), causal].forEach(function (text, column) {
+        var td = tr.insertCell(); td.textContent = text;
+        if ((column === 5 || column === 6) && g.flagged) { td.className = "cg-flag"; }
+      });
+      tr.addEventListener("click", function () { change({ m: g.method, c: String(g.target), sel: "cluster:" + c.cluster, page: 0 }); });
+    });
+    var more = el("more");
+    more.style.display = ranked.length > OVERVIEW ? "" : "none";
+    more.textContent = showAll ? "show the first " + OVERVIEW : "show all " + ranked.length + " groups";
+  }
+  el("more").addEventListener("click", function () { showAll = !showAll; drawOverview(); });
 
   function render() {
     showControls();
+    drawOverview();
     compute();
     drawScatter();
     drawClusters();
     drawCards();
     writeHash();
     var g = group();
+    el("cards-caption").textContent = "Each card: the image, then each method's map (inferno: dark is none of its mass, bright its most), framed in the colour of its cluster among that method's maps" +
+      (F.disagreement ? "; in red the method that disagrees with the others more than any other does, by at least " + SCALE.odd_margin + " deviation" : "") +
+      "; the image's label, prediction, score and margin" + (F.disagreement ? ", and how far its methods disagree, in robust deviations from the typical image (" + SCALE.unusual + " or more: unusual)" : "") + ".";
     status.textContent = state.m + ", explained class " + className(Number(state.c)) + ": " + filtered.length.toLocaleString() + " maps kept by the filters" +
       (g && g.clusters ? ", " + g.n_clusters + " clusters" : "") + (state.sel ? "; selection: " + describe(selection(), g) : "") + ".";
     status.className = "cg-status";

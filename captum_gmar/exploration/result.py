@@ -1,0 +1,147 @@
+"""What :func:`~captum_gmar.exploration.explore` returns: the strategies it found, in the
+order to look at them, a cluster's rows as a table, and the same overview as the page's
+shown inline in Jupyter."""
+
+from __future__ import annotations
+
+import csv
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .causal import CausalCheck
+from .disagreement import Disagreement
+from .strategies import Strategies
+
+__all__ = ["Exploration", "overview_order"]
+
+#: the groups, and the flagged clusters, the notebook view shows at most
+SHOWN_GROUPS, SHOWN_FLAGGED = 20, 5
+
+
+def overview_order(groups: Sequence[dict[str, Any]]) -> list[int]:
+    """The indices of ``strategies.json``'s clustered groups in the order to look at them:
+    those with a flagged cluster first, then by their most suspicious cluster's suspicion
+    (the page's overview and :meth:`Exploration.overview` both read this order)."""
+    clustered = [i for i, group in enumerate(groups) if group.get("clusters")]
+    return sorted(clustered, key=lambda i: (groups[i]["flagged"] == 0, -groups[i]["suspicion"], i))
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """What :func:`~captum_gmar.exploration.explore` found and wrote."""
+
+    #: the folder written
+    folder: Path
+    #: ``(method, target)`` -> the strategies of that method's maps of that class
+    strategies: dict[tuple[str, int], Strategies]
+    #: ``(method, target)`` -> why those maps were not clustered
+    skipped: dict[tuple[str, int], str]
+    #: the methods' disagreement, row ``i`` the ``i``-th explained (image, target) in the
+    #: maps folder's order (``None`` with one method)
+    disagreement: Disagreement | None
+    #: the files written, relative to ``folder``
+    files: tuple[str, ...]
+    #: ``(method, target, cluster)`` -> the causal check of that cluster (with ``model=``)
+    causal: dict[tuple[str, int, int], CausalCheck]
+    #: ``strategies.json``'s content
+    summary: dict[str, Any]
+    #: the image folder the job read, where given (the notebook view's thumbnails)
+    images: Path | None = None
+
+    def overview(self) -> list[dict[str, Any]]:
+        """The clustered groups of ``strategies.json``, those with a flagged cluster first,
+        then by their most suspicious cluster (each with its ``clusters``, most suspicious first)."""
+        groups = self.summary["groups"]
+        return [groups[i] for i in overview_order(groups)]
+
+    def flagged(self) -> list[tuple[str, int, Any]]:
+        """``(method, target, cluster)`` of every flagged cluster, in the overview's order."""
+        return [
+            (g["method"], g["target"], self.strategies[g["method"], g["target"]].cluster(c["cluster"]))
+            for g in self.overview()
+            for c in g["clusters"]
+            if c["flagged"]
+        ]
+
+    def rows(self, method: str, target: int, cluster: int | None = None) -> Any:
+        """The rows of ``clusters.csv`` of ``method``'s maps of class ``target`` (of its
+        cluster numbered ``cluster`` only, where given), with their images, labels,
+        predictions, scores and places: a pandas ``DataFrame`` where pandas is installed,
+        else a list of dicts (the CSV's strings)."""
+        if (method, target) not in self.strategies:
+            raise ValueError(f"no clustered maps of {method!r} explaining class {target}; clustered: {sorted(self.strategies)}")
+        path = self.folder / "clusters.csv"
+        try:
+            import pandas as pd
+        except ImportError:
+            with path.open(newline="") as handle:
+                return [
+                    row
+                    for row in csv.DictReader(handle)
+                    if row["method"] == method and int(row["target"]) == target and (cluster is None or row["cluster"] == str(cluster))
+                ]
+        table = pd.read_csv(path)
+        chosen = (table["method"] == method) & (table["target"] == target)
+        if cluster is not None:
+            chosen &= table["cluster"] == cluster
+        return table[chosen].reset_index(drop=True)
+
+    def _repr_html_(self) -> str:
+        """The overview in Jupyter: the verdict, the groups in the order to look at them,
+        and each flagged cluster with its mean map, typical images and figures."""
+        from ..imagedata.images import read_image
+        from ..pages.images import heat, thumbnail_uri
+
+        groups = self.overview()
+        flagged = [g for g in groups if g["flagged"]]
+        names = self.summary["class_names"]
+        verdict = (
+            f"{len(flagged)} of the {len(groups)} method-and-class groups have a flagged cluster (suspicion {self.summary['flag_at']} or more)"
+            if flagged
+            else f"Nothing stands out: no cluster of the {len(groups)} method-and-class groups reaches the flag (suspicion {self.summary['flag_at']})"
+        )
+        out = [f"<div><p><b>{html.escape(verdict)}</b>. The page: <code>{html.escape(str(self.folder / 'explore.html'))}</code>.</p>"]
+        out.append(
+            "<table><tr><th>#</th><th>method</th><th>class</th><th>maps</th><th>clusters</th><th>flagged</th>"
+            "<th>most suspicious cluster: suspicion</th><th>its maps</th></tr>"
+        )
+        for k, g in enumerate(groups[:SHOWN_GROUPS], start=1):
+            top = g["clusters"][0]
+            out.append(
+                f"<tr><td>{k}</td><td>{html.escape(g['method'])}</td><td>{g['target']}: {html.escape(names[str(g['target'])])}</td>"
+                f"<td>{g['maps']:,}</td><td>{g['n_clusters']}</td><td>{g['flagged']}</td><td>{top['suspicion']:.3f}</td><td>{top['size']:,}</td></tr>"
+            )
+        out.append("</table>")
+        if len(groups) > SHOWN_GROUPS:
+            out.append(f"<p>... and {len(groups) - SHOWN_GROUPS} more groups: <code>exploration.overview()</code>.</p>")
+        shown = 0
+        for g in flagged:
+            for c in g["clusters"]:
+                if not c["flagged"] or shown == SHOWN_FLAGGED:
+                    continue
+                shown += 1
+                mean = np.array(c["mean_map"], dtype=np.float32)
+                mean = np.kron(mean, np.ones((max(1, 96 // mean.shape[0]),) * 2, dtype=np.float32))
+                pictures = [f'<img src="{heat(mean, float(mean.max()))}" title="mean map" style="image-rendering: pixelated">']
+                for typical in c["typical"][:6] if self.images is not None else []:
+                    try:
+                        picture = np.asarray(read_image(str(self.images), typical["image"]))
+                    except (OSError, ValueError):
+                        continue
+                    pictures.append(f'<img src="{thumbnail_uri(picture, 96)}" title="{html.escape(typical["image"])}">')
+                causal = self.causal.get((g["method"], g["target"], c["cluster"]))
+                query = f"exploration.rows({g['method']!r}, {g['target']}, cluster={c['cluster']})"
+                out.append(
+                    f"<h4>{html.escape(g['method'])}, class {g['target']} ({html.escape(names[str(g['target'])])}): cluster #{c['rank']}, "
+                    f"{c['size']:,} maps, suspicion {c['suspicion']:.3f}</h4><div>{' '.join(pictures)}</div>"
+                    f"<p>{html.escape(c['reason'])}</p>"
+                    + (f"<p>Causal check: {html.escape(causal.summary())}.</p>" if causal is not None else "")
+                    + f"<p>Its rows: <code>{html.escape(query)}</code></p>"
+                )
+        out.append("</div>")
+        return "".join(out)
