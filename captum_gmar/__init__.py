@@ -31,6 +31,8 @@ _EXPORTS = {
     "explore": ".exploration",
     "find_strategies": ".exploration",
     "load_maps": ".dataset_maps",
+    "locate_heads": ".heads",
+    "without_heads": ".heads",
     "RawAttention": ".methods.raw_attention",
     "load_reference_model": ".reference",
     "load_sample_scenes": ".reference",
@@ -46,6 +48,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs, which do not run __getattr__
     from .dataset_maps import load_maps as load_maps
     from .exploration import explore as explore
     from .exploration import find_strategies as find_strategies
+    from .heads import locate_heads as locate_heads
+    from .heads import without_heads as without_heads
     from .methods.attention_rollout import AttentionRollout as AttentionRollout
     from .methods.gae import GenericAttentionExplainability as GenericAttentionExplainability
     from .methods.gmar import GMARAttribution as GMARAttribution

@@ -26,7 +26,6 @@ MOVED: dict[str, str] = {
     "captum_gmar.lrp": "captum_gmar.methods.lrp",
     "captum_gmar.raw_attention": "captum_gmar.methods.raw_attention",
     "captum_gmar.rollout": "captum_gmar.core.rollout",
-    "captum_gmar.heads": "captum_gmar.core.heads",
     "captum_gmar.maps": "captum_gmar.core.maps",
     "captum_gmar.lrp_rules": "captum_gmar.core.lrp_rules",
     "captum_gmar.formatting": "captum_gmar.core.formatting",

@@ -105,7 +105,7 @@ LAYERS = [
     ("captum_gmar.imagedata", "captum_gmar.reference", "captum_gmar.visualization", "captum_gmar.pages"),
     ("captum_gmar.evaluation",),
     ("captum_gmar.loading", "captum_gmar.dataset_maps"),
-    ("captum_gmar.exploration",),
+    ("captum_gmar.exploration", "captum_gmar.heads"),
     ("captum_gmar.cli", "captum_gmar.__main__"),
 ]
 

@@ -243,3 +243,37 @@ class GMARAttribution(AttentionAttribution):
             return head_scores(grad, self.norm)
         # the heads' outputs C_h = A_h @ V_h, rebuilt: the trace keeps no activations
         return gate_scores(grad, trace.attention_probs(layer) @ trace.value(layer).float(), self.gate)
+
+
+def shared_head_weights(
+    variants: dict[str, GMARAttribution], inputs: Tensor, target: int, internal_batch_size: int = 64
+) -> dict[str, Tensor]:
+    """Several GMAR variants' head weights for class ``target`` from one forward and one
+    backward pass per chunk of images: the head scores differ (``norm``,
+    ``head_gradient``, ``gate``), the gradients they read are the same.
+
+    Args:
+        variants: name -> a :class:`GMARAttribution`, all on one wrapped model (one
+            :class:`~captum_gmar.vit.model.VisionTransformer`) and with the same layers.
+        inputs: pixel values ``(B, C, H, W)``.
+        target: the class whose score the gradients are of.
+        internal_batch_size: images per pass.
+
+    Returns:
+        name -> ``(B, L', H)`` float32 on ``inputs``' device, each layer summing to 1.
+    """
+    first = next(iter(variants.values()))
+    vit, param, layers = first.vit, first.vit.parameter, first.layers
+    if any(v.vit is not vit or v.layers != layers for v in variants.values()):
+        raise ValueError("the variants must share one wrapped model (VisionTransformer) and their layers")
+    check_pixel_values(inputs, vit.num_channels, vit.patch_size)
+    keep_value = any(v.needs_value for v in variants.values())
+    out: dict[str, list[Tensor]] = {name: [] for name in variants}
+    for part in batch_slices(inputs.shape[0], internal_batch_size):
+        x = inputs[part].to(device=param.device, dtype=param.dtype)
+        with vit.trace(x, with_grad=True, keep_value=keep_value) as trace:
+            grads = trace.context_grads(torch.full((len(x),), target, device=param.device), layers)
+            for name, variant in variants.items():
+                out[name].append(variant._weights(trace, grads).detach())
+            del grads
+    return {name: torch.cat(chunks).to(inputs.device) for name, chunks in out.items()}

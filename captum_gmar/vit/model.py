@@ -230,8 +230,25 @@ class VisionTransformer:
                 ``True`` zeroes that head's channels of the attention output projection's
                 input, i.e. removes the head's contribution to the residual stream.
         """
+        with self.heads_replaced(mask):
+            yield
+
+    @contextmanager
+    def heads_replaced(self, mask: Tensor, values: Tensor | None = None) -> Iterator[None]:
+        """Replace chosen heads' outputs by fixed values (zero by default) in this thread's
+        forward passes inside the block: the heads' ablation, zero or mean.
+
+        Args:
+            mask: bool, ``(L, H)`` (same heads for every example) or ``(B, L, H)``;
+                ``True`` replaces that head's channels of the attention output projection's
+                input, at every token.
+            values: ``(L, H, d)``, what a replaced head outputs at every token (e.g. its
+                mean output over reference images, :func:`head_means`); ``None``: zero.
+        """
         if mask.shape[-2:] != (self.num_layers, self.num_heads) or mask.dim() not in (2, 3):
             raise ValueError(f"mask must be (L, H) or (B, L, H) with L={self.num_layers}, H={self.num_heads}; got {tuple(mask.shape)}")
+        if values is not None and (values.dim() != 3 or tuple(values.shape[:2]) != (self.num_layers, self.num_heads)):
+            raise ValueError(f"values must be (L, H, d) with L={self.num_layers}, H={self.num_heads}; got {tuple(values.shape)}")
         owner = threading.get_ident()
         handles = []
         try:
@@ -239,11 +256,40 @@ class VisionTransformer:
                 keep = (~mask[..., layer, :].bool()).float()  # (H,) or (B, H)
                 if keep.all():
                     continue
-                handles.append(block.output.register_forward_pre_hook(_zero_heads(keep, owner)))
+                fill = None if values is None else values[layer].reshape(-1)  # (H * d,)
+                handles.append(block.output.register_forward_pre_hook(_replace_heads(keep, fill, owner)))
             yield
         finally:
             for handle in handles:
                 handle.remove()
+
+    def head_means(self, pixel_values: Tensor, batch_size: int = 64) -> Tensor:
+        """Each head's mean output over the images ``pixel_values`` ``(N, C, H, W)`` and
+        their tokens: ``(L, H, d)`` float32 (what :meth:`heads_replaced` puts in place of a
+        head for its mean ablation)."""
+        sums: list[Tensor | None] = [None] * self.num_layers
+        count = 0
+        owner = threading.get_ident()
+
+        def summing(layer: int) -> Callable[[nn.Module, tuple], None]:
+            def hook(module: nn.Module, args: tuple) -> None:
+                if threading.get_ident() == owner:
+                    total = args[0].detach().float().sum(dim=(0, 1))
+                    sums[layer] = total if sums[layer] is None else sums[layer] + total
+
+            return hook
+
+        handles = [block.output.register_forward_pre_hook(summing(layer)) for layer, block in enumerate(self.blocks)]
+        try:
+            with torch.no_grad():
+                for start in range(0, len(pixel_values), batch_size):
+                    x = pixel_values[start : start + batch_size].to(device=self.parameter.device, dtype=self.parameter.dtype)
+                    self.logits(x)
+                    count += len(x) * self.num_tokens(*x.shape[-2:])
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.stack([total / count for total in sums if total is not None]).view(self.num_layers, self.num_heads, -1)
 
     def _check_tokens(self, trace: AttentionTrace, pixel_values: Tensor) -> None:
         h, w = self.grid(*pixel_values.shape[-2:])
@@ -279,13 +325,17 @@ def _autograd(enabled: bool) -> ExitStack:
     return stack
 
 
-def _zero_heads(keep: Tensor, owner: int) -> Callable[[nn.Module, tuple], tuple | None]:
+def _replace_heads(keep: Tensor, fill: Tensor | None, owner: int) -> Callable[[nn.Module, tuple], tuple | None]:
     def hook(module: nn.Module, args: tuple) -> tuple | None:
         if threading.get_ident() != owner:
             return None
         context = args[0]  # (B, T, H * d)
         per_channel = keep.to(context.device, context.dtype).repeat_interleave(context.shape[-1] // keep.shape[-1], dim=-1)
-        return (context * (per_channel if per_channel.dim() == 1 else per_channel[:, None, :]),) + tuple(args[1:])
+        per_channel = per_channel if per_channel.dim() == 1 else per_channel[:, None, :]
+        replaced = context * per_channel
+        if fill is not None:
+            replaced = replaced + fill.to(context.device, context.dtype) * (1 - per_channel)
+        return (replaced,) + tuple(args[1:])
 
     return hook
 

@@ -83,3 +83,26 @@ def test_heads_zeroed_removes_exactly_the_masked_heads(load_tiny, images):
     with pytest.raises(ValueError, match="mask must be"):
         with vit.heads_zeroed(torch.zeros(2, 4, dtype=torch.bool)):
             pass
+
+
+def test_heads_replaced_puts_the_given_output_in_place_of_each_chosen_head(load_tiny, images):
+    vit = VisionTransformer(load_tiny("DeiTForImageClassification"))
+    means = vit.head_means(images)
+    assert means.shape == (vit.num_layers, vit.num_heads, 8)  # d = 32 channels / 4 heads
+    seen = []
+    mask = torch.zeros(vit.num_layers, vit.num_heads, dtype=torch.bool)
+    mask[1, 2] = True
+    with vit.heads_replaced(mask, means):
+        hook = vit.blocks[1].output.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+        vit.logits(images)
+        hook.remove()
+    torch.testing.assert_close(seen[0][..., 16:24], means[1, 2].expand_as(seen[0][..., 16:24]))
+    # the mean over images and tokens of a head's output, as captured without any replacement
+    captured = []
+    hook = vit.blocks[0].output.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
+    vit.logits(images)
+    hook.remove()
+    torch.testing.assert_close(means[0].reshape(-1), captured[0].float().mean(dim=(0, 1)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"values must be \(L, H, d\)"):
+        with vit.heads_replaced(mask, means[0]):
+            pass
