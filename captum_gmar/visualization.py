@@ -194,3 +194,32 @@ def head_weight_heatmap(head_weights: Tensor, ax: plt.Axes | None = None, title:
     ax.figure.colorbar(image, ax=ax, fraction=0.05)
     _as_given(ax)
     return ax.figure
+
+
+def head_grids(grids: dict[str, Tensor], title: str = "") -> Figure:
+    """One ``(L, H)`` grid per name side by side (layers down, heads across), each on a
+    colour scale centred at 0 (blue below, red above) of its own, the largest head
+    outlined: the effect of ablating each head beside each head score."""
+    fig, axes = plt.subplots(
+        1, len(grids), figsize=(2.4 * len(grids) + 0.6, 0.3 * next(iter(grids.values())).shape[0] + 1.9), squeeze=False
+    )
+    for ax, (name, grid) in zip(axes[0], grids.items()):
+        values = grid.detach().float().cpu().numpy()
+        finite = values[np.isfinite(values)]
+        bound = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
+        image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
+        if finite.size:
+            row, column = np.unravel_index(np.nanargmax(values), values.shape)
+            ax.add_patch(plt.Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("head", fontsize=8)
+        ax.set_xticks(range(values.shape[1]))
+        ax.set_yticks(range(values.shape[0]))
+        ax.tick_params(labelsize=6)
+        fig.colorbar(image, ax=ax, fraction=0.06)
+    axes[0][0].set_ylabel("layer", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _as_given(fig)
+    fig.tight_layout()
+    return fig

@@ -1,4 +1,4 @@
-"""The ``captum-gmar`` command line: ``demo``, ``compare``, ``explain``, ``explore`` and ``export-scenes``.
+"""The ``captum-gmar`` command line: ``demo``, ``compare``, ``explain``, ``explore``, ``heads`` and ``export-scenes``.
 
 :data:`COMMANDS` maps each command to its module, imported only when that command runs;
 each module has ``add_parser(commands, help)`` and ``run(options)``, which takes the
@@ -50,6 +50,11 @@ COMMANDS = {
         ".explore",
         "find the strategies in a maps folder (clusters of each class's maps, most suspicious first) and where the methods "
         "disagree, with an offline page to browse them",
+    ),
+    "heads": Command(
+        ".heads",
+        "which heads make a strategy's cluster differ from the rest of its class (every head score against the exact "
+        "ablation), and the model without them (--remove)",
     ),
 }
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)

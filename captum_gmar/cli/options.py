@@ -441,3 +441,35 @@ class ExploreOptions:
             )
         if self.clusters is not None and self.clusters > self.max_clusters:
             raise CommandError(f"--clusters {self.clusters} is more than --max-clusters {self.max_clusters}: raise --max-clusters too")
+
+
+@dataclass(frozen=True)
+class HeadsOptions:
+    """``heads``': the cluster ``cluster`` of the maps folder ``maps``, its images read from
+    ``images``, located with ``model``; the results in ``out``, and the model without the
+    first ``remove`` heads (``mode``)."""
+
+    maps: str
+    model: str
+    cluster: str
+    images: str
+    out: str
+    remove: int | None
+    mode: Literal["zero", "mean"]
+    max_images: int
+    budget: int | None
+    seed: int
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> HeadsOptions:
+        return cls(
+            args.maps, args.model, args.cluster, args.images, args.out, args.remove, args.mode, args.max_images, args.budget, args.seed
+        )
+
+    def __post_init__(self) -> None:
+        from ..heads.cluster import parse_cluster
+
+        try:
+            parse_cluster(self.cluster)
+        except ValueError as error:
+            raise CommandError(f"--cluster: {error}") from None

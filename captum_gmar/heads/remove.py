@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import numbers
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -29,15 +29,16 @@ from ..vit.model import VisionTransformer, as_vision_transformer
 __all__ = ["RemovalMode", "without_heads"]
 
 RemovalMode = Literal["zero", "mean"]
+Model = TypeVar("Model", bound=nn.Module)
 
 
 def without_heads(
-    model: nn.Module,
+    model: Model,
     heads: Sequence[tuple[int, int]],
     mode: RemovalMode = "zero",
     reference_images: Tensor | None = None,
     batch_size: int = 64,
-) -> nn.Module:
+) -> Model:
     """A copy of ``model`` with ``heads`` removed (see :mod:`captum_gmar.heads.remove`).
 
     Args:

@@ -383,6 +383,7 @@
     } else {
       line(["Causal check: ", { text: "captum-gmar explore " + D.maps + " --out EXP --images IMAGES --model MODEL" }, " masks its region on its images."]);
     }
+    line(["Which heads carry it, and the model without them: ", { text: "captum-gmar heads " + D.maps + " --model MODEL --cluster " + g.method + ":" + g.target + ":" + c.rank + " --images IMAGES" }]);
     line(["Its rows: ", { text: "clusters.csv", href: "clusters.csv" }, ", read with pandas: ",
       { text: "pandas.read_csv(\"clusters.csv\").query(\"method == '" + g.method + "' and target == " + g.target + " and cluster == " + c.cluster + "\")" }]);
     line(["Its figures: ", { text: "strategies.json", href: "strategies.json" }, " (this group's clusters), ", { text: "disagreement.csv", href: "disagreement.csv" }, "."]);
