@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tools.shortcut import benchmark, report, train
+from tools.shortcut import benchmark, heads, report, train
 
 
 @pytest.mark.slow
@@ -32,3 +32,7 @@ def test_train_benchmark_report(tmp_path: Path, fashion_mnist: Path, capsys: pyt
     assert report.main(["--bench", str(bench.parent), "--models", str(model), "--figure", str(tmp_path / "f.png")]) == 0
     printed = capsys.readouterr().out
     assert "| seed0 |" in printed and printed.count("| GAE |") == 4 and (tmp_path / "f.png").stat().st_size > 0
+    assert heads.main(["--models", str(model), "--out", str(tmp_path / "heads.json"), "--images", "8", "--others", "20"]) == 0
+    found = json.loads((tmp_path / "heads.json").read_text())["models"][0]
+    assert set(found["removed_share"]) == {"ablation", "ablation (mean)", *heads.RANKINGS} and found["heads"] == [6, 4]
+    assert "| ablation |" in capsys.readouterr().out
