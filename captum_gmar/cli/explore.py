@@ -34,6 +34,12 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
     )
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="k-means' seed (default 0)")
     parser.add_argument(
+        "--workers",
+        type=int_at_least(1),
+        default=1,
+        help="processes clustering method-and-class groups at once (default 1); under torchrun the ranks share the groups too",
+    )
+    parser.add_argument(
         "--model",
         default=None,
         help="the model the job explained (a folder, a bundled model's name): the causal check masks each group's first-ranked "
@@ -69,18 +75,24 @@ def run(options: ExploreOptions) -> None:
             model = loading.load_model(options.model)
         except (FileNotFoundError, ValueError) as error:
             raise CommandError(str(error)) from error
-    result = explore(
-        options.maps,
-        options.out,
-        methods=options.methods,
-        classes=options.classes,
-        images=options.images,
-        n_clusters=options.clusters,
-        max_clusters=options.max_clusters,
-        neighbours=options.neighbours,
-        seed=options.seed,
-        model=model,
-    )
+    from ..evaluation.distributed import process_group
+
+    with process_group("cpu"):  # under torchrun, the ranks share the groups; a single process needs none
+        result = explore(
+            options.maps,
+            options.out,
+            methods=options.methods,
+            classes=options.classes,
+            images=options.images,
+            n_clusters=options.clusters,
+            max_clusters=options.max_clusters,
+            neighbours=options.neighbours,
+            seed=options.seed,
+            model=model,
+            workers=options.workers,
+        )
+    if result is None:  # another rank than 0: rank 0 writes and reports
+        return
     clustered = len(result.strategies)
     flagged = result.flagged()
     print(

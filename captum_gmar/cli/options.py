@@ -415,6 +415,7 @@ class ExploreOptions:
     images: str | None
     seed: int
     model: str | None
+    workers: int
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> ExploreOptions:
@@ -432,6 +433,7 @@ class ExploreOptions:
             args.images,
             args.seed,
             args.model,
+            args.workers,
         )
 
     def __post_init__(self) -> None:

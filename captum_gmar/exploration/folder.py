@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 
 from ..dataset_maps import MapRecord, load_maps, read_maps
 from ..dataset_maps.checks import read_job
-from ..files import check_folder, claim_files, replacing, write_atomic
+from ..evaluation.distributed import Context, current_context
+from ..files import check_folder, check_not_in_use, claim_files, replacing, write_atomic
 from ._extra import require
 from .causal import CausalCheck, causal_check
 from .disagreement import check_top_share, find_disagreement
@@ -75,8 +76,9 @@ def explore(
     seed: int = 0,
     model: Any | None = None,
     processor: Any | None = None,
+    workers: int = 1,
     progress: bool = True,
-) -> Exploration:
+) -> Exploration | None:
     """Find the strategies of each method and class in a maps folder, and where the
     methods disagree, and write them to ``out``.
 
@@ -130,10 +132,14 @@ def explore(
             other images); needs ``images``. Default: no check.
         processor: the model's image processor (default: the bundled reference model's own,
             for one of those; any other model needs it).
+        workers: processes clustering groups at once (each holds one group's maps and
+            :func:`~captum_gmar.exploration.find_strategies`' working memory: see
+            docs/benchmarks.md); under ``torchrun`` (a process group of the CPU's gloo
+            initialised) the groups are dealt to the ranks too, and rank 0 writes the folder.
         progress: progress bars (maps read, groups clustered) on stderr.
 
     Returns:
-        :class:`Exploration`.
+        :class:`Exploration` (``None`` on a rank other than 0).
 
     Raises:
         FileNotFoundError: ``maps_folder`` holds no maps.
@@ -146,10 +152,13 @@ def explore(
     """
     check_settings(n_clusters, max_clusters, neighbours, typical, part)
     check_top_share(top_share)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer of at least 1, got {workers!r}")
     if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 2:
         raise ValueError(f"max_side must be an integer of at least 2, got {max_side!r}")
     require()
     records = load_maps(maps_folder)
+    _check_finished(maps_folder, records)
     chosen = _methods(maps_folder, methods)
     if images is not None and not Path(images).is_dir():
         raise FileNotFoundError(f"images {str(images)!r} is not a folder: name the image folder the maps folder's job read")
@@ -182,22 +191,15 @@ def explore(
         "typical": typical,
         "seed": seed,
     }
-    found: dict[tuple[str, int], Strategies] = {}
-    skipped: dict[tuple[str, int], str] = {}
-    flat: dict[tuple[str, int], int] = {}
-    with tqdm(total=len(keys) * len(groups), unit="group", desc="cluster", disable=not progress) as bar:
-        for key in keys:
-            for target, members in groups.items():
-                group = values[key][members]
-                flat[key, target] = int(flat_maps(group, part).sum())
-                if len(members) - flat[key, target] >= needed:
-                    found[key, target] = find_strategies(group, **clustering, confidence=_confidence(rows[key], members))
-                else:
-                    skipped[key, target] = (
-                        f"{len(members)} maps, {flat[key, target]} of them flat: fewer than the {needed} that clustering needs"
-                    )
-                    tqdm.write(f"explore: {key}, {class_names[target]}: not clustered ({skipped[key, target]})", file=sys.stderr)
-                bar.update(1)
+    context = current_context("cpu")
+    outcomes = _cluster_groups(values, groups, rows, clustering, part, needed, workers, context, progress)
+    if context.rank != 0:
+        return None  # rank 0 writes the folder
+    found = {group: outcome for group, (outcome, _) in outcomes.items() if isinstance(outcome, Strategies)}
+    skipped = {group: outcome for group, (outcome, _) in outcomes.items() if isinstance(outcome, str)}
+    flat = {group: count for group, (_, count) in outcomes.items()}
+    for key, target in skipped:
+        print(f"explore: {key}, {class_names[target]}: not clustered ({skipped[key, target]})", file=sys.stderr)
     causal = {} if checker is None else checker.run(found, groups, rows, progress)
     compared = find_disagreement({key: values[key] for key in keys}, top_share=top_share, part=part) if len(keys) > 1 else None
     folder = Path(out)
@@ -258,6 +260,67 @@ def explore(
         progress,
     )
     return Exploration(folder, found, skipped, compared, files, causal, summary, None if images is None else Path(images))
+
+
+def _cluster_groups(
+    values: dict[str, np.ndarray],
+    groups: dict[int, np.ndarray],
+    rows: dict[str, Rows],
+    clustering: dict[str, Any],
+    part: Part,
+    needed: int,
+    workers: int,
+    context: Context,
+    progress: bool,
+) -> dict[tuple[str, int], tuple[Strategies | str, int]]:
+    """Every (method, target) group clustered, or why it was not, and its flat maps: this
+    rank's share of the groups (round robin) on ``workers`` processes, gathered from every rank."""
+    jobs = [(key, target) for key in values for target in groups][context.rank :: context.world_size]
+    tasks = [(values[key][groups[target]], _confidence(rows[key], groups[target]), part, needed, clustering) for key, target in jobs]
+    bar = tqdm(total=len(jobs), unit="group", desc="cluster", disable=not progress or context.rank != 0)
+    if workers > 1 and len(tasks) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawned, not forked: a fork of a process that runs torch's threads may hang
+        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = []
+            for result in pool.map(_cluster_group, tasks):
+                results.append(result)
+                bar.update(1)
+    else:
+        results = []
+        for task in tasks:
+            results.append(_cluster_group(task))
+            bar.update(1)
+    bar.close()
+    mine = dict(zip(jobs, results))
+    return {group: outcome for share in context.exchange(lambda: mine) for group, outcome in share.items()}
+
+
+def _cluster_group(task: tuple[np.ndarray, np.ndarray, Part, int, dict[str, Any]]) -> tuple[Strategies | str, int]:
+    """One group's strategies (or why it was not clustered) and its number of flat maps."""
+    group, confidence, part, needed, clustering = task
+    flat = int(flat_maps(group, part).sum())
+    if len(group) - flat < needed:
+        return f"{len(group)} maps, {flat} of them flat: fewer than the {needed} that clustering needs", flat
+    return find_strategies(group, **clustering, confidence=confidence), flat
+
+
+def _check_finished(folder: str | os.PathLike[str], records: Any) -> None:
+    """Refuse a maps folder a job is still writing (it holds the folder's lock), saying how
+    far it has come: its clusters would change as the job goes on."""
+    try:
+        check_not_in_use(folder)
+    except ValueError:
+        items = (read_job(folder) or {}).get("items")
+        raise ValueError(
+            f"{str(folder)!r} is still being written by a running captum-gmar job ({records.images:,} of "
+            f"{f'{items:,}' if isinstance(items, int) else 'its'} images explained so far): "
+            "explore it once the job has ended"
+        ) from None
+    except OSError:  # a folder we may not lock (read-only): no job can be writing it
+        return
 
 
 def _job_class_names(folder: str | os.PathLike[str]) -> dict[int, str]:

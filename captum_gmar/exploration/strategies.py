@@ -12,9 +12,9 @@ predictors") on patch maps, with the clusters ranked by how suspicious they look
    ``sqrt(q)`` (``sqrt(2)`` times their Hellinger distance): it ranges from 0 to
    ``sqrt(2)`` (no patch in common) whatever the maps' spread, where the Euclidean distance
    between ``p`` and ``q`` would make every diffuse map near every other.
-3. **Graph.** Each map's ``neighbours`` nearest maps (scikit-learn's brute-force
-   ``NearestNeighbors``, which works through the maps in blocks: memory ``O(N k)``, never
-   ``N x N``), weighted by a Gaussian kernel with local scales (Zelnik-Manor and Perona
+3. **Graph.** Each map's ``neighbours`` nearest maps (exact, scikit-learn's brute-force
+   search, which works through the maps in blocks, up to 50,000 maps; approximate above:
+   :mod:`~captum_gmar.exploration.neighbours`; memory ``O(N k)``, never ``N x N``), weighted by a Gaussian kernel with local scales (Zelnik-Manor and Perona
    2004), ``w_ij = exp(-d_ij^2 / (s_i s_j))``, ``s_i`` the distance to map ``i``'s
    farthest kept neighbour; an edge is kept where either end chose the other
    (``W = max(W, W^T)``, at most ``2 N k`` entries).
@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from ._extra import need, require
+from .neighbours import Search, nearest_neighbours
 from .normalise import Part, as_maps, check_part, distributions
 from .suspicion import FLAG_AT, Suspicion, cluster_sums, excess_direction, suspicions
 
@@ -159,6 +160,7 @@ def find_strategies(
     typical: int = 8,
     seed: int = 0,
     confidence: Any | None = None,
+    search: Search = "auto",
 ) -> Strategies:
     """The strategies in ``N`` maps of one class: SpRAy's spectral clusters, ranked most
     suspicious first (every step and score: :mod:`captum_gmar.exploration.strategies`).
@@ -177,6 +179,10 @@ def find_strategies(
             maps and seed give the same result.
         confidence: ``(N,)``, the model's score or margin for each map's image (NaN:
             unknown), for each cluster's ``confidence``; it does not change the ranking.
+        search: how the neighbours of step 3 are found: ``"exact"``, ``"approximate"``
+            (faiss's HNSW graph) or ``"auto"``, exact up to
+            :data:`~captum_gmar.exploration.neighbours.EXACT_UP_TO` maps
+            (:mod:`captum_gmar.exploration.neighbours`).
 
     Returns:
         :class:`Strategies`.
@@ -201,7 +207,7 @@ def find_strategies(
         )
     p = p[clustered]
     features = np.sqrt(p)
-    affinity = _affinity(features, neighbours)
+    affinity = _affinity(features, neighbours, search)
     count = max(max_clusters, n_clusters or 0) + 1
     eigenvalues, vectors = _spectrum(affinity, count, seed)
     eigengaps = np.diff(eigenvalues)
@@ -266,19 +272,18 @@ def clusters_by_eigengap(eigenvalues: np.ndarray, max_clusters: int = 10) -> int
     return int(np.argmax(np.diff(e)[1:max_clusters])) + 2
 
 
-def _affinity(features: np.ndarray, neighbours: int) -> csr_matrix:
+def _affinity(features: np.ndarray, neighbours: int, search: Search) -> csr_matrix:
     """Step 3: the symmetric sparse affinity ``(n, n)`` of the kNN graph."""
-    # brute force: trees do no better in h*w dimensions, and scikit-learn's brute-force
-    # search reduces the distances block by block, keeping only each row's k nearest
-    nearest = need("sklearn.neighbors").NearestNeighbors(n_neighbors=neighbours, algorithm="brute")
-    graph = nearest.fit(features).kneighbors_graph(mode="distance").tocoo()
-    scale = np.zeros(len(features))
-    np.maximum.at(scale, graph.row, graph.data)
+    distances, indices = nearest_neighbours(features, neighbours, search)
+    n = len(features)
+    rows = np.repeat(np.arange(n), neighbours)
+    columns, found = indices.ravel(), distances.ravel().astype(np.float64)
+    scale = distances.max(axis=1).astype(np.float64)  # the farthest kept neighbour
     positive = scale[scale > 0]
     # identical maps are at distance 0: a floor keeps their kernel finite
     scale = np.maximum(scale, 1e-3 * (np.median(positive) if len(positive) else 1.0))
-    weights = np.exp(-(graph.data.astype(np.float64) ** 2) / (scale[graph.row] * scale[graph.col]))
-    directed = need("scipy.sparse").csr_matrix((weights, (graph.row, graph.col)), shape=graph.shape)
+    weights = np.exp(-(found**2) / (scale[rows] * scale[columns]))
+    directed = need("scipy.sparse").csr_matrix((weights, (rows, columns)), shape=(n, n))
     return directed.maximum(directed.T).tocsr()
 
 

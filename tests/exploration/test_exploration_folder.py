@@ -283,3 +283,30 @@ def test_with_the_model_each_groups_first_and_flagged_clusters_get_the_causal_ch
     assert 0 <= check.score <= 1 and first["causal"]["effect"] == pytest.approx(check.random - check.region, rel=1e-4)
     with pytest.raises(ValueError, match="the causal check .* masks the clusters' images: name the image folder"):
         explore(job, tmp_path / "exp2", model=model, **SMALL)
+
+
+def test_a_folder_a_job_is_still_writing_is_refused_saying_how_far_it_has_come(job, tmp_path):
+    import threading
+
+    from captum_gmar.files import folder_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with folder_lock(job):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    try:
+        with pytest.raises(
+            ValueError, match=r"is still being written by a running captum-gmar job \(12 of 12 images explained so far\)"
+        ) as error:
+            explore(job, tmp_path / "exp", **SMALL)
+        assert "\n" not in str(error.value) and not (tmp_path / "exp").exists()
+    finally:
+        release.set()
+        holder.join()
+    explore(job, tmp_path / "exp", **SMALL)  # the job has ended

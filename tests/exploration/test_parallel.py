@@ -1,0 +1,56 @@
+"""The groups clustered in parallel: on worker processes, and across the ranks of a
+torchrun job (gloo, two CPU processes), the files are those of one process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic_maps import planted_maps, write_folder
+
+from captum_gmar import explore
+
+#: the files compared: everything but the page, whose id is fresh each time
+COMPARED = ("clusters.csv", "disagreement.csv", "strategies.json", "explore-data/index.js", "explore-data/maps-00000.js")
+
+
+@pytest.fixture(scope="module")
+def maps(tmp_path_factory) -> Path:
+    """Two methods' maps of three classes (80 maps each, the first with a tag)."""
+    parts = [planted_maps(80, tagged_share=share, seed=seed)[0] for share, seed in ((0.1, 1), (0.0, 2), (0.0, 3))]
+    both = np.concatenate(parts)
+    targets = np.repeat(np.arange(3), 80)
+    return write_folder(tmp_path_factory.mktemp("parallel") / "maps", {"a": both, "b": np.sqrt(both)}, targets)
+
+
+def _same(one: Path, two: Path) -> None:
+    for name in COMPARED:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+
+
+def test_worker_processes_write_the_files_of_one(maps, tmp_path):
+    explore(maps, tmp_path / "one", progress=False)
+    explore(maps, tmp_path / "two", workers=2, progress=False)
+    _same(tmp_path / "one", tmp_path / "two")
+    with pytest.raises(ValueError, match="workers must be an integer of at least 1, got 0"):
+        explore(maps, tmp_path / "three", workers=0)
+
+
+@pytest.mark.slow
+def test_two_ranks_of_torchrun_write_the_files_of_one(maps, tmp_path):
+    assert __import__("captum_gmar.cli", fromlist=["main"]).main(["explore", str(maps), "--out", str(tmp_path / "one")]) == 0
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "captum_gmar"]
+    result = subprocess.run(
+        [*command, "explore", str(maps), "--out", str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("wrote clusters.csv") == 1  # rank 0 writes and reports
+    _same(tmp_path / "one", tmp_path / "two")
