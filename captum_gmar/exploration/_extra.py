@@ -1,5 +1,5 @@
-"""The ``explore`` extra: scikit-learn and SciPy, imported when exploring, never by
-``import captum_gmar``."""
+"""The ``explore`` extra: scikit-learn, SciPy and faiss (the approximate neighbours of large
+classes), imported when exploring, never by ``import captum_gmar``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def require() -> None:
 
 
 def need(module: str) -> ModuleType:
-    """``module`` of scikit-learn or SciPy, imported.
+    """``module`` of scikit-learn, SciPy or faiss, imported.
 
     Raises:
         ImportError: it is missing, saying how to install the extra.
@@ -28,4 +28,4 @@ def need(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ImportError(f"exploring maps needs scikit-learn and SciPy: {INSTALL_HINT} ({error})") from error
+        raise ImportError(f"exploring maps needs scikit-learn, SciPy and faiss-cpu: {INSTALL_HINT} ({error})") from error

@@ -266,7 +266,7 @@ def test_the_package_imports_without_scikit_learn_and_says_how_to_get_it():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     lines = result.stdout.splitlines()
     assert lines[0] == "False False", result.stderr
-    assert lines[1].startswith("exploring maps needs scikit-learn and SciPy: pip install 'captum-gmar[explore]'"), result.stdout
+    assert lines[1].startswith("exploring maps needs scikit-learn, SciPy and faiss-cpu: pip install 'captum-gmar[explore]'"), result.stdout
 
 
 def test_clusters_by_eigengap_picks_the_largest_gap_in_any_order() -> None:
