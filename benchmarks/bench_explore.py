@@ -78,8 +78,9 @@ def _write_folder(folder: Path, maps: np.ndarray, methods: int) -> None:
     write_index(folder, {0: "class 0"})
 
 
-def child(count: int, what: str, methods: int, page: bool) -> dict:
-    """One measurement, in this process."""
+def child(count: int, what: str, methods: int, page: bool, search: str = "auto", labels: Path | None = None) -> dict:
+    """One measurement, in this process (``labels``: a folder to keep the clusters in, as
+    ``SEARCH-COUNT.npy``, for the agreement of two searches)."""
     from captum_gmar import explore, find_strategies
 
     maps, tagged = planted_maps(count, seed=0)
@@ -96,13 +97,16 @@ def child(count: int, what: str, methods: int, page: bool) -> dict:
             result = explore(Path(tmp) / "maps", Path(tmp) / "exp", progress=False)
             strategies = result.strategies["m0", 0]
         else:
-            strategies = find_strategies(maps)
+            strategies = find_strategies(maps, search=search)
         seconds = time.perf_counter() - start
         peak = _resident()[1]
         if page:
             timing = page_timing(Path(tmp) / "exp", count)
     first = strategies.labels == strategies.ranking[0].label
+    if labels is not None:
+        np.save(labels / f"{search}-{count}.npy", strategies.labels)
     return {
+        "search": search,
         "maps": count,  # images, with explore
         "seconds": seconds,
         "before": before,
@@ -152,30 +156,40 @@ def main() -> None:
     parser.add_argument("--explore", action="store_true", help="time explore on a maps folder instead of find_strategies on an array")
     parser.add_argument("--methods", type=int, default=1, help="with --explore: the methods in the folder (each with the same maps)")
     parser.add_argument("--page", action="store_true", help="with --explore: time the page in headless Chromium (selenium)")
+    parser.add_argument(
+        "--search", nargs="+", default=["auto"], choices=["auto", "exact", "approximate"], help="find_strategies' searches, each timed"
+    )
+    parser.add_argument("--labels", type=Path, default=None, help="keep each run's clusters here; print the searches' agreement")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)  # one measurement's own process
     args = parser.parse_args()
     what = "explore" if args.explore else "find_strategies"
     if args.child:
-        print(json.dumps(child(args.child, what, args.methods, args.page)))
+        print(json.dumps(child(args.child, what, args.methods, args.page, args.search[0], args.labels)))
         return
     import scipy
     import sklearn
     import torch
 
     rows = []
+    if args.labels is not None:
+        args.labels.mkdir(parents=True, exist_ok=True)
     for count in args.maps:
-        command = [
-            sys.executable,
-            __file__,
-            "--child",
-            str(count),
-            "--methods",
-            str(args.methods),
-            *(["--explore"] if args.explore else []),
-            *(["--page"] if args.page else []),
-        ]
-        result = subprocess.run(command, capture_output=True, text=True, check=True)
-        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        for search in args.search:
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                str(count),
+                "--methods",
+                str(args.methods),
+                "--search",
+                search,
+                *(["--labels", str(args.labels)] if args.labels is not None else []),
+                *(["--explore"] if args.explore else []),
+                *(["--page"] if args.page else []),
+            ]
+            result = subprocess.run(command, capture_output=True, text=True, check=True)
+            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     print(
         f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), scikit-learn {sklearn.__version__}, SciPy {scipy.__version__}, numpy {np.__version__}; "
@@ -183,14 +197,22 @@ def main() -> None:
     )
     unit = "images" if args.explore else "maps"
     print(
-        f"| {unit} | seconds | peak RSS (MiB) | its own (MiB) | KiB per {unit[:-1]} | clusters | graph entries | first cluster: recall, precision |"
+        f"| {unit} | search | seconds | peak RSS (MiB) | its own (MiB) | KiB per {unit[:-1]} | clusters | graph entries | "
+        "first cluster: recall, precision | agreement with exact (ARI) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for row in rows:
         own = row["peak"] - row["before"]
+        exact = args.labels / f"exact-{row['maps']}.npy" if args.labels is not None else None
+        mine = args.labels / f"{row['search']}-{row['maps']}.npy" if args.labels is not None else None
+        agreement = "–"
+        if exact is not None and mine is not None and exact.exists() and row["search"] != "exact":
+            from sklearn.metrics import adjusted_rand_score
+
+            agreement = f"{adjusted_rand_score(np.load(exact), np.load(mine)):.4f}"
         print(
-            f"| {row['maps']:,} | {row['seconds']:.1f} | {row['peak'] / 2**20:.0f} | {own / 2**20:.0f} | {own / 1024 / row['maps']:.2f} "
-            f"| {row['k']} | {row['edges']:,} | {row['recall']:.2f}, {row['precision']:.2f} |"
+            f"| {row['maps']:,} | {row['search']} | {row['seconds']:.1f} | {row['peak'] / 2**20:.0f} | {own / 2**20:.0f} | {own / 1024 / row['maps']:.2f} "
+            f"| {row['k']} | {row['edges']:,} | {row['recall']:.2f}, {row['precision']:.2f} | {agreement} |"
         )
     if args.page:
         print("\nexplore.html in headless Chromium (the machine above)\n")
