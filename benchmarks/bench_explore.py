@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/, which the test helper's maps come from
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "exploration"))
 from synthetic_maps import planted_maps  # noqa: E402  (a test helper: the maps the tests use)
 

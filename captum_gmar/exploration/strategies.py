@@ -13,7 +13,7 @@ predictors") on patch maps, with the clusters ranked by how suspicious they look
    ``sqrt(2)`` (no patch in common) whatever the maps' spread, where the Euclidean distance
    between ``p`` and ``q`` would make every diffuse map near every other.
 3. **Graph.** Each map's ``neighbours`` nearest maps (exact, scikit-learn's brute-force
-   search, which works through the maps in blocks, up to 50,000 maps; approximate above:
+   search, which works through the maps in blocks, up to 20,000 maps; approximate above:
    :mod:`~captum_gmar.exploration.neighbours`; memory ``O(N k)``, never ``N x N``), weighted by a Gaussian kernel with local scales (Zelnik-Manor and Perona
    2004), ``w_ij = exp(-d_ij^2 / (s_i s_j))``, ``s_i`` the distance to map ``i``'s
    farthest kept neighbour; an edge is kept where either end chose the other
@@ -175,12 +175,12 @@ def find_strategies(
         part: what of a signed map is its mass: ``"positive"`` (the evidence for the
             class) or ``"abs"``.
         typical: how many typical maps to name per cluster.
-        seed: the seed of the eigen-solver's start vector, k-means and the PCA: the same
+        seed: the seed of the approximate search's cells, the eigen-solver's start vector, k-means and the PCA: the same
             maps and seed give the same result.
         confidence: ``(N,)``, the model's score or margin for each map's image (NaN:
             unknown), for each cluster's ``confidence``; it does not change the ranking.
         search: how the neighbours of step 3 are found: ``"exact"``, ``"approximate"``
-            (faiss's HNSW graph) or ``"auto"``, exact up to
+            (faiss's inverted file) or ``"auto"``, exact up to
             :data:`~captum_gmar.exploration.neighbours.EXACT_UP_TO` maps
             (:mod:`captum_gmar.exploration.neighbours`).
 
@@ -207,7 +207,7 @@ def find_strategies(
         )
     p = p[clustered]
     features = np.sqrt(p)
-    affinity = _affinity(features, neighbours, search)
+    affinity = _affinity(features, neighbours, search, seed)
     count = max(max_clusters, n_clusters or 0) + 1
     eigenvalues, vectors = _spectrum(affinity, count, seed)
     eigengaps = np.diff(eigenvalues)
@@ -272,9 +272,9 @@ def clusters_by_eigengap(eigenvalues: np.ndarray, max_clusters: int = 10) -> int
     return int(np.argmax(np.diff(e)[1:max_clusters])) + 2
 
 
-def _affinity(features: np.ndarray, neighbours: int, search: Search) -> csr_matrix:
+def _affinity(features: np.ndarray, neighbours: int, search: Search, seed: int) -> csr_matrix:
     """Step 3: the symmetric sparse affinity ``(n, n)`` of the kNN graph."""
-    distances, indices = nearest_neighbours(features, neighbours, search)
+    distances, indices = nearest_neighbours(features, neighbours, search, seed)
     n = len(features)
     rows = np.repeat(np.arange(n), neighbours)
     columns, found = indices.ravel(), distances.ravel().astype(np.float64)
