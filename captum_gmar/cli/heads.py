@@ -54,6 +54,7 @@ def run(options: HeadsOptions) -> None:
     import torch
 
     from .. import loading
+    from ..exploration.page import DATA, HEADS, write_heads_list
     from ..files import claim_files, replacing, save_figure, write_atomic
     from ..heads import locate_heads, without_heads
     from ..heads.cluster import cluster_images, find_cluster
@@ -123,4 +124,7 @@ def run(options: HeadsOptions) -> None:
             f"on the cluster's images {before[0]:.3f} -> {after[0]:.3f}, on the rest {before[1]:.3f} -> {after[1]:.3f}"
         )
     write_atomic(out / "heads.json", json.dumps(summary, indent=1) + "\n")
+    explored = out.resolve().parent.parent
+    if out.resolve().parent.name == HEADS and (explored / DATA / "heads.js").is_file():  # into an explore folder: its page lists the run
+        write_heads_list(explored)
     print(f"wrote {', '.join(f for f in FILES if (out / f).exists())} to {out}")

@@ -5,7 +5,7 @@
 - **Approximate**: faiss's inverted file (``IndexIVFFlat``; ``faiss-cpu``, in the
   ``explore`` extra): k-means cuts the maps into ``nlist = 4 sqrt(N)`` cells (trained on
   ``64 nlist`` maps drawn by ``seed``, at most ``N``), and each map's neighbours are found
-  among the maps of the ``nprobe = 16`` cells whose centres are nearest it, by exact
+  among the maps of the ``nprobe = 24`` cells whose centres are nearest it, by exact
   distances: time about ``O(N^1.5 P)``, memory ``O(N P)`` (a copy of the maps in the
   index). The cells are trained on one thread, so that the same maps and seed give the
   same cells; each map's search is independent of the others' and exact within its
@@ -31,7 +31,7 @@ Search = Literal["auto", "exact", "approximate"]
 EXACT_UP_TO = 20_000
 #: the inverted file's cells per square root of the maps, the cells searched, and the maps
 #: per cell its k-means is trained on
-_CELLS, _PROBES, _TRAIN = 4, 16, 64
+_CELLS, _PROBES, _TRAIN = 4, 24, 64
 
 
 def nearest_neighbours(features: np.ndarray, k: int, search: Search = "auto", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +74,7 @@ def _inverted_file(features: np.ndarray, k: int, seed: int) -> tuple[np.ndarray,
         squared, found = index.search(features, k + 1)
     finally:
         faiss.omp_set_num_threads(threads)
+    del index  # its copy of the maps
     if (found < 0).any():  # faiss marks a neighbour it could not find with -1
         raise RuntimeError(f"the approximate search found fewer than {k} neighbours for some maps: search exactly (search='exact')")
     # leave each row out of its own neighbours: where it was found, drop it; else drop the farthest

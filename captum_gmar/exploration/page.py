@@ -6,11 +6,20 @@ Layout, beside ``clusters.csv``::
 
     explore.html               the page: controls, scatter, cluster panel, card grid
                                (templates/explore.html and explore.js, pages.css)
-    explore-data/index.js      every row's fields, each method's cluster, rank and place in
-                               the scatter, the groups' spectra and clusters (JSON)
+    explore-data/index.js      the groups' spectra and clusters, the overview's order, the
+                               classes and their files (JSON): what the first view needs
+    explore-data/class-KKKKK.js the rows of the K-th explained class: their row numbers,
+                               labels, predictions, scores, margins and disagreement, as
+                               base64 of little-endian typed arrays; loaded when the class
+                               is shown
+    explore-data/group-MM-KKKKK.js method M's cluster, rank and place in the scatter for
+                               those rows, the same way; loaded when the method is shown
+                               (or a card frames its maps)
+    explore-data/heads.js      the heads runs written into ``heads/`` (their figures show
+                               under their cluster)
     explore-data/maps-NNNNN.js the maps of ``CHUNK`` rows, each method's as uint8 (0 none
-                               of the map's mass, 255 its most), base64; loaded when a card
-                               shows one of those rows
+                               of the map's mass, 255 its most), base64, and the rows'
+                               image names; loaded when a card shows one of those rows
     thumbs/NNNNN.jpg           with ``images``: ``SHEET`` thumbnails of ``THUMB`` pixels,
                                a sheet per ``SHEET`` rows
 
@@ -40,9 +49,11 @@ from ..visualization import MAP_CMAP
 from .normalise import Part, pool
 from .suspicion import FLAG_CALIBRATION
 
-__all__ = ["CHUNK", "DATA", "PAGE", "PAGE_SIDE", "SHEET", "THUMB", "THUMBS", "Placement", "write_page"]
+__all__ = ["CHUNK", "DATA", "HEADS", "PAGE", "PAGE_SIDE", "SHEET", "THUMB", "THUMBS", "Placement", "write_heads_list", "write_page"]
 
 PAGE, DATA, THUMBS = "explore.html", "explore-data", "thumbs"
+#: the folder of the heads runs written into an explore folder (``captum-gmar heads --out EXP/heads/...``)
+HEADS = "heads"
 #: rows per maps file: a card grid's page loads one or two
 CHUNK = 1024
 #: the largest side, in patches, of the maps the page draws
@@ -100,6 +111,14 @@ def write_page(
     grids = {key: _page_grid(array.shape[1:]) for key, array in values.items()}
     sheets = _write_thumbs(folder / THUMBS, rows["image"], images, progress) if images is not None else 0
     model = summary.get("model") or "a model"
+    targets = np.asarray(rows["target"], dtype=np.int64)
+    classes = []
+    for number, target in enumerate(summary["targets"]):
+        members = np.flatnonzero(targets == target)
+        classes.append({"target": target, "rows": len(members), "file": f"class-{number:05d}.js"})
+        _write_class(data, number, target, members, rows, disagreement, list(values))
+        for m, key in enumerate(values):  # the methods in the index's order
+            _write_group(data, m, number, members, placements[key])
     index = {
         "title": f"Strategies of {model}, and where its explanations disagree",
         "maps": summary["maps"],
@@ -117,50 +136,91 @@ def write_page(
         "methods": list(values),
         "grids": {key: list(grid) for key, grid in grids.items()},
         "class_names": summary["class_names"],
+        "classes": classes,
         "colours": colour(np.linspace(0, 1, 256), MAP_CMAP).tolist(),  # the maps' 256 colours, RGB
         "thumbs": {"side": THUMB, "sheet": SHEET, "sheets": sheets} if sheets else None,
-        "fields": {
-            **{name: rows[name] for name in ("image", "item", "target", "label", "predicted")},
-            "score": _round(rows["score"]),
-            "margin": _round(rows["margin"]),
-            "disagreement": None if disagreement is None else _round(disagreement[0]),
-            "odd": None if disagreement is None else disagreement[1],
-        },
-        "placements": {
-            key: {
-                "cluster": placement.cluster.tolist(),
-                "rank": placement.rank.tolist(),
-                "x": _round(placement.place[:, 0]),
-                "y": _round(placement.place[:, 1]),
-            }
-            for key, placement in placements.items()
-        },
-        "groups": [{name: value for name, value in group.items() if name != "embedding_axes"} for group in summary["groups"]],
+        "groups": [_shown_group(group, rows) for group in summary["groups"]],
     }
     write_atomic(data / "index.js", f"window.EXPLORE_INDEX = {script_json(index)};\n")
+    write_heads_list(folder)
     with tqdm(total=count, unit="map", desc="page", disable=not progress) as bar:
         for number, start in enumerate(range(0, count, CHUNK)):
-            chunk = {key: _encoded(array[start : start + CHUNK], grids[key], part) for key, array in values.items()}
+            chunk: dict[str, Any] = {key: _encoded(array[start : start + CHUNK], grids[key], part) for key, array in values.items()}
+            chunk["names"] = rows["image"][start : start + CHUNK]
             write_atomic(data / f"maps-{number:05d}.js", f"window.EXPLORE_CHUNK({number}, {json.dumps(chunk)});\n")
             bar.update(min(CHUNK, count - start))
     page_id = new_page_id()
-    classes = len(summary["targets"])
+    explained = len(summary["targets"])
     header = (
         f"{count:,} explained images of the maps folder {summary['maps']}; methods {', '.join(values)}; "
-        f"{classes} {'class' if classes == 1 else 'classes'} explained"
+        f"{explained} {'class' if explained == 1 else 'classes'} explained"
     )
     body = page_content("explore", page_id, title=index["title"], header=header)
     ExplanationPage(index["title"], body).save(folder / PAGE)
 
 
+def _shown_group(group: dict[str, Any], rows: dict[str, list[Any]]) -> dict[str, Any]:
+    """A group of ``strategies.json`` as the page reads it: without the embedding's axes,
+    each typical image with its row (its thumbnail's place)."""
+    shown = {name: value for name, value in group.items() if name not in ("embedding_axes", "clusters")}
+    if "clusters" in group:
+        where = {(t, i): row for row, (t, i) in enumerate(zip(rows["target"], rows["item"])) if t == group["target"]}
+        shown["clusters"] = [
+            {**cluster, "typical": [{**typical, "row": where.get((group["target"], typical["item"]))} for typical in cluster["typical"]]}
+            for cluster in group["clusters"]
+        ]
+    return shown
+
+
+def write_heads_list(folder: Path) -> None:
+    """``explore-data/heads.js``: the heads runs in ``folder/heads/`` (``captum-gmar heads
+    --out EXP/heads/METHOD-CLASS-RANK``), whose figures the page shows under their cluster."""
+    runs = sorted(path.parent.name for path in (folder / HEADS).glob("*/heads.png"))
+    write_atomic(folder / DATA / "heads.js", f"window.EXPLORE_HEADS = {json.dumps(runs)};\n")
+
+
+def _typed(values: Any, dtype: str) -> str:
+    """``values`` as base64 of a little-endian typed array (``"<i4"``, ``"<f4"`` ...): the
+    page reads it with one ``atob`` and a typed view, whatever the number of rows."""
+    return base64.b64encode(np.ascontiguousarray(np.asarray(values), dtype=np.dtype(dtype)).tobytes()).decode("ascii")
+
+
+def _write_class(
+    data: Path, number: int, target: int, members: np.ndarray, rows: dict[str, list[Any]], disagreement: Any, methods: list[str]
+) -> None:
+    """``class-KKKKK.js``: the K-th explained class's rows (their numbers and fields)."""
+
+    def column(name: str) -> np.ndarray:
+        return np.asarray(rows[name])[members]
+
+    content = {
+        "rows": _typed(members, "<i4"),
+        "label": _typed(column("label"), "<i4"),
+        "predicted": _typed(column("predicted"), "<i4"),
+        "score": _typed(column("score"), "<f4"),
+        "margin": _typed(column("margin"), "<f4"),  # NaN: none
+        "disagreement": None if disagreement is None else _typed(np.asarray(disagreement[0])[members], "<f4"),
+        "odd": None
+        if disagreement is None
+        else _typed([methods.index(m) if m else -1 for m in np.asarray(disagreement[1], dtype=object)[members]], "<i1"),
+    }
+    write_atomic(data / f"class-{number:05d}.js", f"window.EXPLORE_CLASS({number}, {json.dumps(content)});\n")
+
+
+def _write_group(data: Path, method: int, number: int, members: np.ndarray, placement: Placement) -> None:
+    """``group-MM-KKKKK.js``: method M's clusters, ranks and places for the K-th class's rows."""
+    content = {
+        "cluster": _typed(placement.cluster[members], "<i4"),
+        "rank": _typed(placement.rank[members], "<i4"),
+        "x": _typed(placement.place[members, 0], "<f4"),
+        "y": _typed(placement.place[members, 1], "<f4"),
+    }
+    write_atomic(data / f"group-{method:02d}-{number:05d}.js", f"window.EXPLORE_GROUP({method}, {number}, {json.dumps(content)});\n")
+
+
 def _page_grid(shape: Sequence[int]) -> tuple[int, int]:
     scale = min(1.0, PAGE_SIDE / max(shape))
     return (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
-
-
-def _round(values: Any) -> list[float | None]:
-    """Numbers for JSON, rounded; ``None`` for NaN."""
-    return [None if not np.isfinite(v) else float(f"{v:.{_DIGITS}g}") for v in np.asarray(values, dtype=np.float64)]
 
 
 def _encoded(maps: np.ndarray, grid: tuple[int, int], part: Part) -> str:

@@ -205,7 +205,8 @@ def find_strategies(
             f"{len(values)} maps, {int(flat.sum())} of them flat (constant): {len(clustered)} to cluster, fewer than the {needed} "
             f"that {neighbours} neighbours and up to {max(max_clusters, n_clusters or 0)} clusters need: give more maps or lower those"
         )
-    p = p[clustered]
+    if len(clustered) < len(p):  # flat maps set aside; else no copy (memory: the maps are most of it)
+        p = p[clustered]
     features = np.sqrt(p)
     affinity = _affinity(features, neighbours, search, seed)
     count = max(max_clusters, n_clusters or 0) + 1

@@ -53,7 +53,8 @@ __all__ = ["FLAG_AT", "FLAG_CALIBRATION", "Suspicion", "cluster_sums", "excess",
 FLAG_AT = 0.8
 #: what the flag's threshold was measured against (``docs/results.md``, "Finding a planted shortcut")
 FLAG_CALIBRATION = (
-    "Where no shortcut was planted, 2 of 140 method-and-class groups of the reference models' own classes (1.4%) had a flagged cluster"
+    "Where no shortcut was planted, 2 of 290 method-and-class groups had a flagged cluster: 1 of 70 of each reference "
+    "model's own classes, none of 70 of the untouched vit-tiny on tagged images, none of 80 synthetic classes"
 )
 #: maps read per block when summing over the maps: memory stays O(block * P)
 _BLOCK = 65536

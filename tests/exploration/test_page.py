@@ -6,6 +6,7 @@ filters and sorts change them, and the URL restores the view. Screenshots go to
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -50,10 +51,20 @@ def test_the_page_and_its_data_are_small_files_beside_it(exp):
     assert index.startswith("window.EXPLORE_INDEX = ")
     data = json.loads(index.removeprefix("window.EXPLORE_INDEX = ").rstrip().removesuffix(";"))
     assert data["rows"] == COUNT + 60 and data["methods"] == ["gmar-l1", "rollout", "gae"] and data["grids"]["gae"] == [14, 14]
-    assert len(data["placements"]["rollout"]["x"]) == COUNT + 60 and data["thumbs"] == {"side": 64, "sheet": 256, "sheets": 2}
+    assert data["classes"] == [{"target": 0, "rows": COUNT, "file": "class-00000.js"}, {"target": 1, "rows": 60, "file": "class-00001.js"}]
+    assert data["thumbs"] == {"side": 64, "sheet": 256, "sheets": 2} and not {"fields", "placements"} & set(data)  # no column of every row
+    # each class's columns, and each method's places for them, in files of their own: typed arrays in base64
+    rows = json.loads(
+        (exp / "explore-data" / "class-00001.js").read_text().removeprefix("window.EXPLORE_CLASS(1, ").rstrip().removesuffix(");")
+    )
+    assert np.array_equal(np.frombuffer(base64.b64decode(rows["rows"]), "<i4"), np.arange(COUNT, COUNT + 60))
+    place = json.loads(
+        (exp / "explore-data" / "group-01-00000.js").read_text().removeprefix("window.EXPLORE_GROUP(1, 0, ").rstrip().removesuffix(");")
+    )
+    assert len(np.frombuffer(base64.b64decode(place["x"]), "<f4")) == COUNT
     chunk = (exp / "explore-data" / "maps-00000.js").read_text()
-    assert chunk.startswith("window.EXPLORE_CHUNK(0, {")
-    assert len(chunk) < (COUNT + 60) * 3 * 196 * 4 / 3 + 1000  # one byte per patch, base64
+    assert chunk.startswith("window.EXPLORE_CHUNK(0, {") and '"names": ["img/0.png"' in chunk
+    assert len(chunk) < (COUNT + 60) * (3 * 196 * 4 / 3 + 20) + 1000  # one byte per patch, base64, and the names
 
 
 def rows(driver) -> list[int]:
@@ -61,14 +72,16 @@ def rows(driver) -> list[int]:
 
 
 def field(driver, name: str, method: str | None = None) -> list:
-    where = f"EXPLORE_INDEX.placements[{json.dumps(method)}]" if method else "EXPLORE_INDEX.fields"
-    return driver.execute_script(f"return {where}[{json.dumps(name)}]")
+    """A column of the loaded classes, by row number (the page's EXPLORE_FIELD)."""
+    return driver.execute_script(f"return EXPLORE_FIELD({json.dumps(name)}, {json.dumps(method)})")
 
 
 def choose(driver, name: str, value: str) -> None:
-    from selenium.webdriver.support.ui import Select
+    """Choose ``value`` in a control, and wait for the view (a class's files load first)."""
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     Select(driver.find_element("css selector", f"select[id$='-{name}']")).select_by_value(value)
+    WebDriverWait(driver, 10).until(lambda d: d.find_element("css selector", "main").get_attribute("data-view"))
 
 
 def test_the_page_offline_in_chromium(exp, tmp_path):
@@ -84,6 +97,7 @@ def test_the_page_offline_in_chromium(exp, tmp_path):
         # it opens on the overview's first group, a flagged one, its flagged cluster chosen: the tagged maps
         verdict = driver.find_element("css selector", "[id$='-verdict']").text
         assert verdict.startswith("3 of the 6 method-and-class groups have a flagged cluster") and "(suspicion 0.8 or more)" in verdict
+        assert "2 of 290 method-and-class groups had a flagged cluster" in verdict
         overview = [
             [td.text for td in tr.find_elements("css selector", "td")]
             for tr in driver.find_elements("css selector", "[id$='-overview'] tbody tr")

@@ -9,12 +9,63 @@
     status.className = "cg-status cg-error";
     return;
   }
-  var F = D.fields, N = D.rows, PAGE = 40, CARD = 64;
+  var N = D.rows, PAGE = 40, CARD = 64, DENSE = 20000;  // beyond DENSE points the scatter is drawn by density
+  // the rows of a class (fields) and a method's places for them, loaded from their files when shown: typed arrays
+  function decode(text, Type) {
+    if (text === null || text === undefined) { return null; }
+    var raw = atob(text), bytes = new Uint8Array(raw.length);
+    for (var k = 0; k < raw.length; k++) { bytes[k] = raw.charCodeAt(k); }
+    return new Type(bytes.buffer);
+  }
+  var classData = {}, groupData = {}, pending = {};
+  function load(src, key, done) {
+    if (pending[key]) { pending[key].push(done); return; }
+    pending[key] = [done];
+    var script = document.createElement("script");
+    script.src = "explore-data/" + src;
+    script.onerror = function () { status.textContent = "explore-data/" + src + " did not load."; status.className = "cg-status cg-error"; };
+    document.head.appendChild(script);
+  }
+  function finish(key) { var waiting = pending[key] || []; delete pending[key]; waiting.forEach(function (f) { f(); }); }
+  window.EXPLORE_CLASS = function (number, c) {
+    classData[number] = {
+      rows: decode(c.rows, Int32Array), label: decode(c.label, Int32Array), predicted: decode(c.predicted, Int32Array),
+      score: decode(c.score, Float32Array), margin: decode(c.margin, Float32Array), disagreement: decode(c.disagreement, Float32Array),
+      odd: decode(c.odd, Int8Array)
+    };
+    finish("class" + number);
+  };
+  window.EXPLORE_GROUP = function (method, number, g) {
+    groupData[method + ":" + number] = { cluster: decode(g.cluster, Int32Array), rank: decode(g.rank, Int32Array), x: decode(g.x, Float32Array), y: decode(g.y, Float32Array) };
+    finish("group" + method + ":" + number);
+  };
+  function classNumber(target) { for (var k = 0; k < D.classes.length; k++) { if (String(D.classes[k].target) === String(target)) { return k; } } return -1; }
+  function pad(number) { var name = String(number); while (name.length < 5) { name = "0" + name; } return name; }
+  function methodIndex(m) { return D.methods.indexOf(m); }
+  function withClass(number, done) { if (classData[number]) { done(); return; } load("class-" + pad(number) + ".js", "class" + number, done); }
+  function withGroup(m, number, done) {
+    var key = methodIndex(m) + ":" + number, mm = String(methodIndex(m));
+    if (groupData[key]) { done(); return; }
+    load("group-" + (mm.length < 2 ? "0" + mm : mm) + "-" + pad(number) + ".js", "group" + key, done);
+  }
+  function value(x) { return x === undefined || x === null || x !== x ? null : x; }  // NaN: none
+  // the loaded classes' columns by row number (for tests and the console): EXPLORE_FIELD("score"), EXPLORE_FIELD("rank", "gae")
+  window.EXPLORE_FIELD = function (name, method) {
+    var out = new Array(N).fill(null);
+    Object.keys(classData).forEach(function (number) {
+      var c = classData[number], source = method ? groupData[methodIndex(method) + ":" + number] : c;
+      if (!source) { return; }
+      for (var j = 0; j < c.rows.length; j++) {
+        out[c.rows[j]] = name === "target" ? D.classes[number].target : name === "item" ? c.rows[j] : value(source[name][j]);
+      }
+    });
+    return out;
+  };
   var PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f"];
   function rankColour(rank) { return rank > 0 ? PALETTE[(rank - 1) % PALETTE.length] : "#bbbbbb"; }
   function className(index) { return index < 0 ? "none" : (D.class_names[index] !== undefined ? D.class_names[index] : String(index)); }
-  function percent(x) { return x === null || x === undefined ? "–" : Math.round(100 * x) + "%"; }
-  function number(x) { return x === null || x === undefined ? "–" : (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3)); }
+  function percent(x) { return x === null || x === undefined || x !== x ? "–" : Math.round(100 * x) + "%"; }
+  function number(x) { return x === null || x === undefined || x !== x ? "–" : (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3)); }
   function option(select, value, text) { select.add(new Option(text, value)); }
   function ordinal(k) { var tens = k % 100, last = k % 10; return k + (tens > 10 && tens < 14 ? "th" : last === 1 ? "st" : last === 2 ? "nd" : last === 3 ? "rd" : "th"); }
   function span(word, values) {
@@ -26,7 +77,7 @@
   }
   var SCALE = D.disagreement_scale;
   function disagreementText(x) {
-    return x === null || x === undefined ? "–" : number(x) + (x >= SCALE.unusual ? " (unusual)" : "");
+    return x === null || x === undefined || x !== x ? "–" : number(x) + (x >= SCALE.unusual ? " (unusual)" : "");
   }
   // every clustered group, those with a flagged cluster first, then by their most suspicious cluster (strategies.json's "overview")
   var ranked = D.overview.map(function (i) { return D.groups[i]; });
@@ -40,14 +91,13 @@
   function distinct(values) { return values.filter(function (v, i, all) { return all.indexOf(v) === i; }).sort(function (a, b) { return a - b; }); }
   var targets = distinct(D.targets);
   targets.forEach(function (t) { option(select["class"], String(t), t + ": " + className(t)); });
-  var seen = { label: {}, predicted: {} };
-  for (var i = 0; i < N; i++) { seen.label[F.label[i]] = 1; seen.predicted[F.predicted[i]] = 1; }
   ["label", "predicted"].forEach(function (name) {
     option(select[name], "", "all");
-    distinct(Object.keys(seen[name]).map(Number)).forEach(function (v) { option(select[name], String(v), v < 0 ? "none" : v + ": " + className(v)); });
+    option(select[name], "-1", "none");
+    Object.keys(D.class_names).map(Number).sort(function (a, b) { return a - b; }).forEach(function (v) { option(select[name], String(v), v + ": " + className(v)); });
   });
   var SORTS = [["score", "score of the explained class"], ["margin", "margin over the other classes"], ["cluster", "cluster (most suspicious first)"], ["item", "position in the data"]];
-  if (F.disagreement) { SORTS.splice(1, 0, ["disagreement", "disagreement between methods (robust deviations from the typical image)"]); }
+  if (D.disagreement_scale) { SORTS.splice(1, 0, ["disagreement", "disagreement between methods (robust deviations from the typical image)"]); }
   SORTS.forEach(function (s) { option(select.sort, s[0], s[1]); });
 
   // the view, kept in the URL's hash so that a link restores it
@@ -55,7 +105,7 @@
   var opening = ranked[0];
   var state = {
     m: opening ? opening.method : D.methods[0], c: String(opening ? opening.target : targets[0]), label: "", predicted: "", correct: "",
-    sort: F.disagreement ? "disagreement" : "score", order: "-1", sel: opening && opening.flagged ? "cluster:" + opening.clusters[0].cluster : "", page: 0
+    sort: D.disagreement_scale ? "disagreement" : "score", order: "-1", sel: opening && opening.flagged ? "cluster:" + opening.clusters[0].cluster : "", page: 0
   };
   function firstClustered() { return opening ? opening.target : targets[0]; }
   function readHash() {
@@ -94,40 +144,68 @@
     return box.length === 4 && box.every(isFinite) ? { box: box } : null;
   }
 
-  // the rows the filters keep (the scatter's points), and those the selection keeps too (the cards)
-  var filtered = [], shown = [], left = [];
+  // the rows the filters keep (the scatter's points), and those the selection keeps too (the cards): local
+  // indices into the current class's arrays (C), the method's places (P)
+  var filtered = [], shown = [], left = [], C = null, P = null;
   function compute() {
-    var P = D.placements[state.m], c = Number(state.c), sel = selection();
+    var sel = selection();
     var label = state.label === "" ? null : Number(state.label), predicted = state.predicted === "" ? null : Number(state.predicted);
     filtered = []; shown = []; left = [];
-    for (var i = 0; i < N; i++) {
-      if (F.target[i] !== c) { continue; }
-      left.push(i);  // filtered out below: kept in the scatter's frame, pale
-      if (label !== null && F.label[i] !== label) { continue; }
-      if (predicted !== null && F.predicted[i] !== predicted) { continue; }
-      if (state.correct && (F.label[i] < 0 || (F.label[i] === F.predicted[i]) !== (state.correct === "correct"))) { continue; }
-      left.pop();
-      filtered.push(i);
-      if (sel && sel.cluster !== undefined && P.cluster[i] !== sel.cluster) { continue; }
-      if (sel && sel.box && !(P.x[i] !== null && P.x[i] >= sel.box[0] && P.x[i] <= sel.box[2] && P.y[i] >= sel.box[1] && P.y[i] <= sel.box[3])) { continue; }
-      shown.push(i);
+    var n = C.rows.length;
+    for (var j = 0; j < n; j++) {
+      if ((label !== null && C.label[j] !== label) || (predicted !== null && C.predicted[j] !== predicted) ||
+          (state.correct && (C.label[j] < 0 || (C.label[j] === C.predicted[j]) !== (state.correct === "correct")))) { left.push(j); continue; }
+      filtered.push(j);
+      if (sel && sel.cluster !== undefined && P.cluster[j] !== sel.cluster) { continue; }
+      if (sel && sel.box && !(P.x[j] === P.x[j] && P.x[j] >= sel.box[0] && P.x[j] <= sel.box[2] && P.y[j] >= sel.box[1] && P.y[j] <= sel.box[3])) { continue; }
+      shown.push(j);
     }
-    var key = state.sort, order = Number(state.order);
-    var values = key === "cluster" ? P.rank.map(function (r) { return r > 0 ? -r : null; }) : F[key];  // rank 1 first when descending
-    shown.sort(function (a, b) {
-      var x = values[a], y = values[b];
-      if (x === null || y === null) { return (x === null) - (y === null) || a - b; }
-      return order * (x - y) || a - b;
-    });
+    var key = state.sort, order = Number(state.order), keys;
+    if (key === "cluster") { keys = function (j) { return P.rank[j] > 0 ? -P.rank[j] : null; }; }  // rank 1 first when descending
+    else if (key === "item") { keys = function (j) { return C.rows[j]; }; }
+    else { keys = function (j) { return value(C[key][j]); }; }
+    // only the pages up to the one shown are put in order: a partial selection, not a sort of every row
+    shown = ordered(shown, keys, order, (state.page + 1) * PAGE);
+  }
+  function ordered(list, keys, order, needed) {
+    var values = new Float64Array(list.length), missing = [], present = [];
+    list.forEach(function (j, k) { var v = keys(j); if (v === null) { missing.push(j); } else { values[k] = v; present.push(k); } });
+    function before(a, b) { return order * (values[a] - values[b]) || list[a] - list[b]; }
+    var top;
+    if (needed < present.length / 8) {  // a bounded heap of the first `needed`
+      var heap = [];
+      function up(i) { while (i > 0) { var p = (i - 1) >> 1; if (before(heap[p], heap[i]) < 0) { var t = heap[p]; heap[p] = heap[i]; heap[i] = t; i = p; } else { break; } } }
+      function down(i) {
+        for (;;) {
+          var l = 2 * i + 1, r = l + 1, m = i;
+          if (l < heap.length && before(heap[l], heap[m]) > 0) { m = l; }
+          if (r < heap.length && before(heap[r], heap[m]) > 0) { m = r; }
+          if (m === i) { break; }
+          var t = heap[m]; heap[m] = heap[i]; heap[i] = t; i = m;
+        }
+      }
+      present.forEach(function (k) {
+        if (heap.length < needed) { heap.push(k); up(heap.length - 1); }
+        else if (before(k, heap[0]) < 0) { heap[0] = k; down(0); }
+      });
+      top = heap.sort(before);
+      var chosen = {};
+      top.forEach(function (k) { chosen[k] = 1; });
+      present.forEach(function (k) { if (!chosen[k]) { top.push(k); } });  // the rest after, unordered: never shown before a later page asks
+    } else {
+      top = present.sort(before);
+    }
+    return top.map(function (k) { return list[k]; }).concat(missing.sort(function (a, b) { return C.rows[a] - C.rows[b]; }));
   }
 
   // the scatter
   var scatter = el("scatter"), context = scatter.getContext("2d"), frame = null, dragging = null;
   function bounds() {
-    var P = D.placements[state.m], c = Number(state.c), b = [Infinity, Infinity, -Infinity, -Infinity];
-    for (var i = 0; i < N; i++) {
-      if (F.target[i] !== c || P.x[i] === null) { continue; }
-      b[0] = Math.min(b[0], P.x[i]); b[1] = Math.min(b[1], P.y[i]); b[2] = Math.max(b[2], P.x[i]); b[3] = Math.max(b[3], P.y[i]);
+    var b = [Infinity, Infinity, -Infinity, -Infinity];
+    for (var j = 0; j < P.x.length; j++) {
+      var x = P.x[j], y = P.y[j];
+      if (x !== x) { continue; }
+      if (x < b[0]) { b[0] = x; } if (y < b[1]) { b[1] = y; } if (x > b[2]) { b[2] = x; } if (y > b[3]) { b[3] = y; }
     }
     if (!isFinite(b[0])) { return null; }
     var padX = (b[2] - b[0]) * 0.05 || 1, padY = (b[3] - b[1]) * 0.05 || 1;
@@ -135,35 +213,51 @@
   }
   function toPixel(x, y) { return [(x - frame[0]) / (frame[2] - frame[0]) * scatter.width, (1 - (y - frame[1]) / (frame[3] - frame[1])) * scatter.height]; }
   function toData(px, py) { return [frame[0] + px / scatter.width * (frame[2] - frame[0]), frame[1] + (1 - py / scatter.height) * (frame[3] - frame[1])]; }
+  function hex(colour) { return [parseInt(colour.slice(1, 3), 16), parseInt(colour.slice(3, 5), 16), parseInt(colour.slice(5, 7), 16)]; }
   function drawScatter() {
-    var P = D.placements[state.m], sel = selection();
+    var sel = selection();
     context.clearRect(0, 0, scatter.width, scatter.height);
     context.fillStyle = "#fafafa"; context.fillRect(0, 0, scatter.width, scatter.height);
     frame = bounds();
-    var drawn = 0;
     if (!frame) {
       context.fillStyle = "#555"; context.font = "14px sans-serif";
       context.fillText("These maps were not clustered (see the note on the right).", 12, 24);
       root.setAttribute("data-drawn", "0");
       return;
     }
-    var chosen = {}, dot = filtered.length > 5000 ? 3 : 5;  // small dots where there are many
-    shown.forEach(function (i) { chosen[i] = 1; });
-    context.fillStyle = "#f0f0f0";
-    left.forEach(function (i) {  // the maps the filters leave out, behind the others
-      if (P.x[i] === null) { return; }
-      var p = toPixel(P.x[i], P.y[i]);
-      context.fillRect(p[0] - dot / 2, p[1] - dot / 2, dot, dot);
-    });
-    [false, true].forEach(function (front) {  // the selected points over the others
-      filtered.forEach(function (i) {
-        if (P.x[i] === null || (!!chosen[i] || !sel) !== front) { return; }
-        var p = toPixel(P.x[i], P.y[i]);
-        context.fillStyle = front ? rankColour(P.rank[i]) : "#dddddd";
-        context.fillRect(p[0] - dot / 2, p[1] - dot / 2, dot, dot);
-        drawn++;
+    var chosen = new Uint8Array(P.x.length);
+    shown.forEach(function (j) { chosen[j] = 1; });
+    var layers = [[left, function () { return [240, 240, 240]; }], [filtered.filter(function (j) { return sel && !chosen[j]; }), function () { return [221, 221, 221]; }],
+      [filtered.filter(function (j) { return !sel || chosen[j]; }), function (j) { return hex(rankColour(P.rank[j])); }]];
+    var drawn = 0, dense = P.x.length > DENSE;
+    if (dense) {  // by density: each pixel the colour of its last map, darker where more maps lie
+      var w = scatter.width, h = scatter.height, image = context.getImageData(0, 0, w, h), counts = new Uint32Array(w * h), colours = new Uint8Array(3 * w * h);
+      layers.forEach(function (layer) {
+        layer[0].forEach(function (j) {
+          if (P.x[j] !== P.x[j]) { return; }
+          var p = toPixel(P.x[j], P.y[j]), at = Math.min(h - 1, Math.max(0, p[1] | 0)) * w + Math.min(w - 1, Math.max(0, p[0] | 0)), c = layer[1](j);
+          counts[at]++; colours[3 * at] = c[0]; colours[3 * at + 1] = c[1]; colours[3 * at + 2] = c[2];
+          if (layer === layers[2]) { drawn++; }
+        });
       });
-    });
+      for (var at = 0; at < w * h; at++) {
+        if (!counts[at]) { continue; }
+        var shade = Math.max(0.35, 1 - Math.log(counts[at]) / 6);
+        image.data[4 * at] = colours[3 * at] * shade; image.data[4 * at + 1] = colours[3 * at + 1] * shade; image.data[4 * at + 2] = colours[3 * at + 2] * shade; image.data[4 * at + 3] = 255;
+      }
+      context.putImageData(image, 0, 0);
+    } else {
+      var dot = filtered.length > 5000 ? 3 : 5;  // small dots where there are many
+      layers.forEach(function (layer) {
+        layer[0].forEach(function (j) {
+          if (P.x[j] !== P.x[j]) { return; }
+          var p = toPixel(P.x[j], P.y[j]), c = layer[1](j);
+          context.fillStyle = "rgb(" + c.join(",") + ")";
+          context.fillRect(p[0] - dot / 2, p[1] - dot / 2, dot, dot);
+          if (layer === layers[2]) { drawn++; }
+        });
+      });
+    }
     if (sel && sel.box) { drawBox(toPixel(sel.box[0], sel.box[3]), toPixel(sel.box[2], sel.box[1])); }
     root.setAttribute("data-drawn", String(drawn));
   }
@@ -191,11 +285,11 @@
     change({ sel: "box:" + [p[0], p[1], q[0], q[1]].map(function (v) { return v.toPrecision(4); }).join(","), page: 0 });
   });
   function clickPoint(at) {  // a click on a point selects its cluster
-    var P = D.placements[state.m], best = -1, distance = 64;
-    filtered.forEach(function (i) {
-      if (P.x[i] === null || P.cluster[i] < 0) { return; }
-      var p = toPixel(P.x[i], P.y[i]), d = (p[0] - at[0]) * (p[0] - at[0]) + (p[1] - at[1]) * (p[1] - at[1]);
-      if (d < distance) { distance = d; best = i; }
+    var best = -1, distance = 64;
+    filtered.forEach(function (j) {
+      if (P.x[j] !== P.x[j] || P.cluster[j] < 0) { return; }
+      var p = toPixel(P.x[j], P.y[j]), d = (p[0] - at[0]) * (p[0] - at[0]) + (p[1] - at[1]) * (p[1] - at[1]);
+      if (d < distance) { distance = d; best = j; }
     });
     change({ sel: best >= 0 ? "cluster:" + P.cluster[best] : "", page: 0 });
   }
@@ -231,8 +325,8 @@
   // the sidecar files of maps, loaded by script elements when a card needs them
   var chunks = {}, waiting = {};
   window.EXPLORE_CHUNK = function (number, data) {
-    var decoded = {};
-    Object.keys(data).forEach(function (m) {
+    var decoded = { names: data.names };
+    D.methods.forEach(function (m) {
       var text = atob(data[m]), bytes = new Uint8Array(text.length);
       for (var k = 0; k < text.length; k++) { bytes[k] = text.charCodeAt(k); }
       decoded[m] = bytes;
@@ -254,7 +348,8 @@
     waiting[number].push(draw);
   }
 
-  function card(row) {
+  function card(j) {
+    var row = C.rows[j], which = classNumber(state.c);
     var box = document.createElement("div");
     box.className = "cg-card";
     box.setAttribute("data-row", String(row));
@@ -264,29 +359,28 @@
     figure.appendChild(thumb(row));
     var caption = document.createElement("figcaption"); caption.textContent = "image"; figure.appendChild(caption);
     strip.appendChild(figure);
+    var odd = C.odd && C.odd[j] >= 0 ? D.methods[C.odd[j]] : null;
     var canvases = D.methods.map(function (m) {
       var f = document.createElement("figure"), canvas = mapCanvas(D.grids[m], m), text = document.createElement("figcaption");
       text.textContent = m;
-      if (F.odd && F.odd[row] === m) { text.className = "cg-odd"; text.title = m + " disagrees with the other methods on this image more than any other method does, by at least " + SCALE.odd_margin + " deviation"; }
-      var rank = D.placements[m].rank[row];
-      if (rank > 0) { canvas.style.outline = "3px solid " + rankColour(rank); }
+      if (odd === m) { text.className = "cg-odd"; text.title = m + " disagrees with the other methods on this image more than any other method does, by at least " + SCALE.odd_margin + " deviation"; }
+      withGroup(m, which, function () {  // each method's frame: the colour of its cluster, once that method's places are loaded
+        var rank = groupData[methodIndex(m) + ":" + which].rank[j];
+        if (rank > 0) { canvas.style.outline = "3px solid " + rankColour(rank); }
+      });
       f.appendChild(canvas); f.appendChild(text); strip.appendChild(f);
       return canvas;
     });
     box.appendChild(strip);
-    var P = D.placements[state.m], lines = [
-      F.image[row],
-      "label " + className(F.label[row]) + ", predicted " + className(F.predicted[row]) + (F.label[row] >= 0 ? (F.label[row] === F.predicted[row] ? " (correct)" : " (wrong)") : ""),
-      "score " + number(F.score[row]) + ", margin " + number(F.margin[row]) + (F.disagreement ? ", disagreement " + disagreementText(F.disagreement[row]) : "") +
-        ", " + state.m + " cluster " + (P.rank[row] > 0 ? "#" + P.rank[row] : P.cluster[row] === -1 ? "flat" : "–")
-    ];
-    lines.forEach(function (text, k) {
-      var line = document.createElement("div"); line.textContent = text;
-      if (k === 0) { line.className = "cg-name"; line.title = text; }
-      box.appendChild(line);
-    });
+    var name = document.createElement("div"); name.className = "cg-name"; box.appendChild(name);
+    [
+      "label " + className(C.label[j]) + ", predicted " + className(C.predicted[j]) + (C.label[j] >= 0 ? (C.label[j] === C.predicted[j] ? " (correct)" : " (wrong)") : ""),
+      "score " + number(C.score[j]) + ", margin " + number(value(C.margin[j])) + (C.disagreement ? ", disagreement " + disagreementText(C.disagreement[j]) : "") +
+        ", " + state.m + " cluster " + (P.rank[j] > 0 ? "#" + P.rank[j] : P.cluster[j] === -1 ? "flat" : "–")
+    ].forEach(function (text) { var line = document.createElement("div"); line.textContent = text; box.appendChild(line); });
     withChunk(Math.floor(row / D.chunk), function (data) {
       var at = row % D.chunk;
+      name.textContent = data.names[at]; name.title = data.names[at];
       D.methods.forEach(function (m, k) { var g = D.grids[m]; drawMap(canvases[k], data[m], at * g[0] * g[1], g); });
     });
     return box;
@@ -315,8 +409,6 @@
       el("eigen-note").textContent = "No spectrum: these maps were not clustered.";
       return;
     }
-    var rowOf = {};
-    for (var i = 0; i < N; i++) { if (String(F.target[i]) === state.c) { rowOf[F.item[i]] = i; } }
     g.clusters.forEach(function (c) {
       var box = document.createElement("div");
       box.className = "cg-cluster" + (c.flagged ? " cg-flagged" : "") + (sel && sel.cluster === c.cluster ? " cg-chosen" : "");
@@ -344,8 +436,8 @@
       });
       var typical = document.createElement("div"); typical.className = "cg-typical";
       c.typical.slice(0, 6).forEach(function (t) {
-        var row = rowOf[t.item];
-        if (row === undefined) { return; }
+        var row = t.row;
+        if (row === null || row === undefined) { return; }
         var small = thumb(row); small.title = t.image; typical.appendChild(small);
       });
       if (D.thumbs) { text.appendChild(typical); }
@@ -383,7 +475,14 @@
     } else {
       line(["Causal check: ", { text: "captum-gmar explore " + D.maps + " --out EXP --images IMAGES --model MODEL" }, " masks its region on its images."]);
     }
-    line(["Which heads carry it, and the model without them: ", { text: "captum-gmar heads " + D.maps + " --model MODEL --cluster " + g.method + ":" + g.target + ":" + c.rank + " --images IMAGES" }]);
+    var run = g.method + "-" + g.target + "-" + c.rank;
+    line(["Which heads carry it, and the model without them: ", { text: "captum-gmar heads " + D.maps + " --model MODEL --cluster " + g.method + ":" + g.target + ":" + c.rank +
+      " --images IMAGES --out EXP/heads/" + run }, " (run into this folder, its grid shows here)."]);
+    if ((window.EXPLORE_HEADS || []).indexOf(run) >= 0) {  // a heads run in this folder (explore-data/heads.js lists them): its figure
+      var grid = document.createElement("img");
+      grid.className = "cg-heads"; grid.alt = "the heads of this cluster: the ablation effect beside each head score"; grid.src = "heads/" + run + "/heads.png";
+      box.appendChild(grid);
+    }
     line(["Its rows: ", { text: "clusters.csv", href: "clusters.csv" }, ", read with pandas: ",
       { text: "pandas.read_csv(\"clusters.csv\").query(\"method == '" + g.method + "' and target == " + g.target + " and cluster == " + c.cluster + "\")" }]);
     line(["Its figures: ", { text: "strategies.json", href: "strategies.json" }, " (this group's clusters), ", { text: "disagreement.csv", href: "disagreement.csv" }, "."]);
@@ -434,6 +533,16 @@
   el("more").addEventListener("click", function () { showAll = !showAll; drawOverview(); });
 
   function render() {
+    var number = classNumber(state.c);
+    if (number < 0) { return; }
+    if (!classData[number] || !groupData[methodIndex(state.m) + ":" + number]) {  // its files first, then the view
+      status.textContent = "Loading the rows of class " + className(Number(state.c)) + "…";
+      root.removeAttribute("data-view");
+      withClass(number, function () { withGroup(state.m, number, render); });
+      return;
+    }
+    C = classData[number];
+    P = groupData[methodIndex(state.m) + ":" + number];
     showControls();
     drawOverview();
     compute();
@@ -443,12 +552,13 @@
     writeHash();
     var g = group();
     el("cards-caption").textContent = "Each card: the image, then each method's map (inferno: dark is none of its mass, bright its most), framed in the colour of its cluster among that method's maps" +
-      (F.disagreement ? "; in red the method that disagrees with the others more than any other does, by at least " + SCALE.odd_margin + " deviation" : "") +
-      "; the image's label, prediction, score and margin" + (F.disagreement ? ", and how far its methods disagree, in robust deviations from the typical image (" + SCALE.unusual + " or more: unusual)" : "") + ".";
+      (D.disagreement_scale ? "; in red the method that disagrees with the others more than any other does, by at least " + SCALE.odd_margin + " deviation" : "") +
+      "; the image's label, prediction, score and margin" + (D.disagreement_scale ? ", and how far its methods disagree, in robust deviations from the typical image (" + SCALE.unusual + " or more: unusual)" : "") + ".";
     status.textContent = state.m + ", explained class " + className(Number(state.c)) + ": " + filtered.length.toLocaleString() + " maps kept by the filters" +
       (g && g.clusters ? ", " + g.n_clusters + " clusters" : "") + (state.sel ? "; selection: " + describe(selection(), g) : "") + ".";
     status.className = "cg-status";
     if (!root.hasAttribute("data-ready-ms")) { root.setAttribute("data-ready-ms", performance.now().toFixed(0)); }
+    root.setAttribute("data-view", state.m + ":" + state.c);  // the view drawn (a class's files load first)
   }
   function describe(sel, g) {
     if (!sel) { return "none"; }
