@@ -50,7 +50,14 @@ def test_a_real_job_is_explored(job, tmp_path, capsys):
     assert files_under(job) == before  # the maps folder untouched
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == sorted([*EXPLORE_FILES, MANIFEST])
     assert set(result.files) == set(EXPLORE_FILES)
-    assert sorted(p.name for p in (tmp_path / "exp" / "explore-data").iterdir()) == ["index.js", "maps-00000.js"]
+    assert sorted(p.name for p in (tmp_path / "exp" / "explore-data").iterdir()) == [
+        "class-00000.js",
+        "group-00-00000.js",
+        "group-01-00000.js",
+        "heads.js",
+        "index.js",
+        "maps-00000.js",
+    ]
     sheet = Image.open(tmp_path / "exp" / "thumbs" / "00000.jpg")  # 12 thumbnails of 64 px on a sheet of 16 x 16
     assert sheet.size == (1024, 1024) and np.asarray(sheet)[:64, :64].std() > 10 and np.asarray(sheet)[-64:, -64:].std() < 3
     assert json.loads((tmp_path / "exp" / MANIFEST).read_text())["files"] == sorted(EXPLORE_FILES)
