@@ -53,7 +53,8 @@ def _write_folder(folder: Path, maps: np.ndarray, methods: int) -> None:
 
     keys = {f"m{k}": f"method {k}" for k in range(methods)}
     folder.mkdir(parents=True)
-    (folder / JOB_FILE).write_text(json.dumps({"format": FORMAT, "methods": keys, "items": len(maps), "dtype": "float32"}))
+    job = {"format": FORMAT, "methods": keys, "items": len(maps), "dtype": "float32", "class_names": [f"class {k}" for k in range(10)]}
+    (folder / JOB_FILE).write_text(json.dumps(job))
     writer = ShardWriter(folder, 0, keys, torch.float32, 64 * 2**20)
     tensors = torch.from_numpy(maps)
     rng = np.random.default_rng(1)
@@ -91,6 +92,7 @@ def child(count: int, what: str, methods: int, page: bool, search: str = "auto",
         if what == "explore":
             _write_folder(Path(tmp) / "maps", maps, methods)
             del maps
+            timing.update(_reading(Path(tmp) / "maps"))
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM from here: the call, not the maps' making
         before = _resident()[0]
         start = time.perf_counter()
@@ -118,6 +120,28 @@ def child(count: int, what: str, methods: int, page: bool, search: str = "auto",
         "precision": float((first & tagged).sum() / first.sum()),
         **timing,
     }
+
+
+def _reading(folder: Path) -> dict:
+    """Reading every map of a maps folder back, streaming: ``load_maps`` (the records, from
+    the shards' headers) then ``read_maps`` 4,096 records at a time; its time and its
+    own peak memory."""
+    from captum_gmar.dataset_maps import load_maps, read_maps
+
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _resident()[0]
+    start = time.perf_counter()
+    records = load_maps(folder)
+    listed = time.perf_counter() - start
+    chunk: list = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == 4096:
+            read_maps(chunk)
+            chunk = []
+    if chunk:
+        read_maps(chunk)
+    return {"read_seconds": time.perf_counter() - start, "list_seconds": listed, "read_peak": _resident()[1] - before}
 
 
 def page_timing(folder: Path, images: int) -> dict:
@@ -215,6 +239,14 @@ def main() -> None:
             f"| {row['maps']:,} | {row['search']} | {row['seconds']:.1f} | {row['peak'] / 2**20:.0f} | {own / 2**20:.0f} | {own / 1024 / row['maps']:.2f} "
             f"| {row['k']} | {row['edges']:,} | {row['recall']:.2f}, {row['precision']:.2f} | {agreement} |"
         )
+    if args.explore:
+        print("\nReading the maps folder back: load_maps, then read_maps 4,096 records at a time\n")
+        print("| images | maps | load_maps (s) | every map read (s) | its own peak (MiB) |")
+        print("|---:|---:|---:|---:|---:|")
+        for row in rows:
+            print(
+                f"| {row['maps']:,} | {row['maps'] * args.methods:,} | {row['list_seconds']:.1f} | {row['read_seconds']:.1f} | {row['read_peak'] / 2**20:.0f} |"
+            )
     if args.page:
         print("\nexplore.html in headless Chromium (the machine above)\n")
         print("| images | first view (ms) | filter (ms) | sort (ms) | page, KiB per image |")

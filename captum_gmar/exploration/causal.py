@@ -4,19 +4,33 @@ random patches masked on the same images, and against the same region masked on 
 class's other images.
 
 A masked patch is filled with its image's mean value per channel (no edge and no colour
-the image lacks). Pure functions over pixel values and a scoring function: the model is
-whatever ``scores`` calls.
+the image lacks). The check itself is pure, over pixel values and a scoring function
+(:func:`causal_check`); :class:`ClusterChecker` runs it with a model on a maps folder's
+clusters, reading their images.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
-__all__ = ["CausalCheck", "causal_check", "mask_patches", "random_patches"]
+if TYPE_CHECKING:
+    from .strategies import Strategies
+    from .tables import Rows
+
+__all__ = ["CAUSAL_IMAGES", "CausalCheck", "ClusterChecker", "causal_check", "mask_patches", "random_patches"]
+
+#: the most images of a cluster, and of the rest of its class, the causal check scores
+CAUSAL_IMAGES = 64
 
 
 @dataclass(frozen=True)
@@ -123,3 +137,65 @@ def causal_check(
         region=out["region"],
         random=out["random"],
     )
+
+
+class ClusterChecker:
+    """The causal check of the clusters that matter, with a model and the images its maps
+    folder's job read: each group's first-ranked cluster and its flagged ones, on up to
+    :data:`CAUSAL_IMAGES` of their images and of the rest of their class (see
+    :func:`~captum_gmar.exploration.explore`)."""
+
+    def __init__(self, model: Any, processor: Any | None, images: str | os.PathLike[str] | None, seed: int) -> None:
+        from ..evaluation.batches import processor_options
+        from ..evaluation.runner import logit_scores
+        from ..vit.model import VisionTransformer
+
+        if images is None:
+            raise ValueError(
+                "the causal check (model=, --model) masks the clusters' images: name the image folder the job read (images=, --images)"
+            )
+        vit = model if isinstance(model, VisionTransformer) else VisionTransformer(model.eval())
+        if processor is None:
+            from ..reference.inputs import load_image_processor
+
+            try:
+                processor = load_image_processor(vit.model)
+            except ValueError as error:
+                raise ValueError(f"give the model's image processor (processor=): {error}") from None
+        self.vit, self.processor, self.root, self.seed = vit, processor, Path(images), seed
+        self.options = processor_options(processor, vit.image_size or (224, 224))
+        self.scores = logit_scores(vit)
+
+    def run(
+        self, found: dict[tuple[str, int], Strategies], groups: dict[int, np.ndarray], rows: dict[str, Rows], progress: bool
+    ) -> dict[tuple[str, int, int], CausalCheck]:
+        """Every group's first-ranked and flagged clusters, checked."""
+        chosen = [(key, target, c) for (key, target), s in found.items() for c in s.ranking if c.flagged or c is s.ranking[0]]
+        rng = np.random.default_rng(self.seed)
+        checks = {}
+        for key, target, cluster in tqdm(chosen, unit="cluster", desc="causal check", disable=not progress):
+            labels, names = found[key, target].labels, rows[key].image
+            members = groups[target]
+            inside = rng.permutation(members[labels == cluster.label])[:CAUSAL_IMAGES]
+            outside = rng.permutation(members[(labels != cluster.label) & (labels >= 0)])[:CAUSAL_IMAGES]
+            grid = found[key, target].mean_maps.shape[1:]
+            checks[key, target, cluster.label] = causal_check(
+                partial(self._score, target=target),
+                self._pixels([names[i] for i in inside]),
+                self._pixels([names[i] for i in outside]) if len(outside) else None,
+                cluster.region,
+                (int(grid[0]), int(grid[1])),
+                seed=self.seed,
+            )
+        return checks
+
+    def _score(self, pixel_values: torch.Tensor, target: int) -> torch.Tensor:
+        """The class ``target``'s score ``(B,)``, as the maps folder stores it."""
+        return self.scores(self.vit.logits(pixel_values))[:, target]
+
+    def _pixels(self, names: Sequence[str]) -> torch.Tensor:
+        from ..evaluation.batches import processed_pixels
+        from ..imagedata.images import read_image
+
+        pixels = processed_pixels(self.processor, self.options, [read_image(self.root, name) for name in names])
+        return torch.stack(pixels).to(next(self.vit.model.parameters()).device)

@@ -24,12 +24,10 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..dataset_maps import MapRecord, load_maps, read_maps
@@ -37,7 +35,7 @@ from ..dataset_maps.checks import read_job
 from ..evaluation.distributed import Context, current_context
 from ..files import check_folder, check_not_in_use, claim_files, replacing, write_atomic
 from ._extra import require
-from .causal import CausalCheck, causal_check
+from .causal import ClusterChecker
 from .disagreement import check_top_share, find_disagreement
 from .normalise import Part, flat_maps, pool
 from .page import DATA, PAGE, THUMBS, Placement, write_page
@@ -55,8 +53,6 @@ CLUSTERS, DISAGREEMENT, STRATEGIES = "clusters.csv", "disagreement.csv", "strate
 EXPLORE_FILES = (CLUSTERS, DISAGREEMENT, STRATEGIES, PAGE, DATA, THUMBS)
 #: maps read per call of read_maps: a few shards' worth
 _CHUNK = 4096
-#: the most images of a cluster, and of the rest of its class, the causal check scores
-CAUSAL_IMAGES = 64
 
 
 def explore(
@@ -128,7 +124,7 @@ def explore(
             :class:`~captum_gmar.vit.model.VisionTransformer`), for the causal check of each
             group's first-ranked and flagged clusters
             (:func:`~captum_gmar.exploration.causal.causal_check`: their region masked on up
-            to :data:`CAUSAL_IMAGES` of their images, against random patches and the class's
+            to :data:`~captum_gmar.exploration.causal.CAUSAL_IMAGES` of their images, against random patches and the class's
             other images); needs ``images``. Default: no check.
         processor: the model's image processor (default: the bundled reference model's own,
             for one of those; any other model needs it).
@@ -165,7 +161,7 @@ def explore(
     if Path(out).resolve() == Path(maps_folder).resolve():
         raise ValueError(f"out {str(out)!r} is the maps folder: name another folder, which explore writes alone")
     check_folder(out, EXPLORE_FILES)
-    checker = None if model is None else _Checker(model, processor, images, seed)
+    checker = None if model is None else ClusterChecker(model, processor, images, seed)
     targets = _targets(maps_folder, records, classes)
     rows, shapes, class_names = _read_fields(records, chosen, targets)
     keys = list(rows)
@@ -477,66 +473,6 @@ def _confidence(fields: Rows, members: np.ndarray) -> np.ndarray:
     other classes' best), or their scores where the job has one class (no margin)."""
     margin = fields.margin[members]
     return margin if np.isfinite(margin).any() else fields.score[members]
-
-
-class _Checker:
-    """The causal check of the clusters that matter: each group's first-ranked cluster and
-    its flagged ones (see :func:`explore`)."""
-
-    def __init__(self, model: Any, processor: Any | None, images: str | os.PathLike[str] | None, seed: int) -> None:
-        from ..evaluation.batches import processor_options
-        from ..evaluation.runner import logit_scores
-        from ..vit.model import VisionTransformer
-
-        if images is None:
-            raise ValueError(
-                "the causal check (model=, --model) masks the clusters' images: name the image folder the job read (images=, --images)"
-            )
-        vit = model if isinstance(model, VisionTransformer) else VisionTransformer(model.eval())
-        if processor is None:
-            from ..reference.inputs import load_image_processor
-
-            try:
-                processor = load_image_processor(vit.model)
-            except ValueError as error:
-                raise ValueError(f"give the model's image processor (processor=): {error}") from None
-        self.vit, self.processor, self.root, self.seed = vit, processor, Path(images), seed
-        self.options = processor_options(processor, vit.image_size or (224, 224))
-        self.scores = logit_scores(vit)
-
-    def run(
-        self, found: dict[tuple[str, int], Strategies], groups: dict[int, np.ndarray], rows: dict[str, Rows], progress: bool
-    ) -> dict[tuple[str, int, int], CausalCheck]:
-        """Every group's first-ranked and flagged clusters, checked."""
-        chosen = [(key, target, c) for (key, target), s in found.items() for c in s.ranking if c.flagged or c is s.ranking[0]]
-        rng = np.random.default_rng(self.seed)
-        checks = {}
-        for key, target, cluster in tqdm(chosen, unit="cluster", desc="causal check", disable=not progress):
-            labels, names = found[key, target].labels, rows[key].image
-            members = groups[target]
-            inside = rng.permutation(members[labels == cluster.label])[:CAUSAL_IMAGES]
-            outside = rng.permutation(members[(labels != cluster.label) & (labels >= 0)])[:CAUSAL_IMAGES]
-            grid = found[key, target].mean_maps.shape[1:]
-            checks[key, target, cluster.label] = causal_check(
-                partial(self._score, target=target),
-                self._pixels([names[i] for i in inside]),
-                self._pixels([names[i] for i in outside]) if len(outside) else None,
-                cluster.region,
-                (int(grid[0]), int(grid[1])),
-                seed=self.seed,
-            )
-        return checks
-
-    def _score(self, pixel_values: torch.Tensor, target: int) -> torch.Tensor:
-        """The class ``target``'s score ``(B,)``, as the maps folder stores it."""
-        return self.scores(self.vit.logits(pixel_values))[:, target]
-
-    def _pixels(self, names: Sequence[str]) -> torch.Tensor:
-        from ..evaluation.batches import processed_pixels
-        from ..imagedata.images import read_image
-
-        pixels = processed_pixels(self.processor, self.options, [read_image(self.root, name) for name in names])
-        return torch.stack(pixels).to(next(self.vit.model.parameters()).device)
 
 
 def _placement(count: int, key: str, groups: dict[int, np.ndarray], found: dict[tuple[str, int], Strategies]) -> Placement:
