@@ -1,6 +1,8 @@
-"""What finding a class's strategies costs, at 10,000 and 100,000 maps: wall time and
-memory of :func:`~captum_gmar.find_strategies`, and optionally of
-:func:`~captum_gmar.explore` on a maps folder of that many images.
+"""What finding a class's strategies costs, from 10,000 to 1,000,000 maps: wall time and
+memory of :func:`~captum_gmar.find_strategies` (with the exact or the approximate
+neighbour search, and the agreement of their clusters), and optionally of
+:func:`~captum_gmar.explore` on a maps folder of that many images (and of reading the
+folder back).
 
 The maps are synthetic 14 x 14 patch maps (``tests/exploration/synthetic_maps.py``): an
 object blob at a random place on each, a corner tag carrying most of the mass on 10% of
@@ -14,8 +16,8 @@ Chromium (selenium): the time from navigation to the first drawn view (scatter, 
 the first cards' frames), and to redraw it after a filter and after a sort (each the
 median of 5), and the folder's size per image.
 
-    python benchmarks/bench_explore.py --maps 10000 100000
-    python benchmarks/bench_explore.py --maps 10000 30000 100000 --explore --methods 2 --page
+    python benchmarks/bench_explore.py --maps 10000 100000 300000 --search exact approximate --labels LABELS
+    python benchmarks/bench_explore.py --maps 100000 --explore --methods 4 --page
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def child(count: int, what: str, methods: int, page: bool, search: str = "auto",
         seconds = time.perf_counter() - start
         peak = _resident()[1]
         if page:
-            timing = page_timing(Path(tmp) / "exp", count)
+            timing.update(page_timing(Path(tmp) / "exp", count))
     first = strategies.labels == strategies.ranking[0].label
     if labels is not None:
         np.save(labels / f"{search}-{count}.npy", strategies.labels)
@@ -154,7 +156,7 @@ def page_timing(folder: Path, images: int) -> dict:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1300,1000"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1300,1000", "--enable-precise-memory-info"):
         options.add_argument(argument)
     options.binary_location = shutil.which("chromium") or ""
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver") or ""))
@@ -164,15 +166,28 @@ def page_timing(folder: Path, images: int) -> dict:
         return performance.now() - start;"""
     try:
         driver.get((folder / "explore.html").as_uri())
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        # the first view waits for the shown class's files, loaded by script elements after the page
+        WebDriverWait(driver, 120, poll_frequency=0.05).until(
+            lambda d: d.find_element("css selector", "main").get_attribute("data-ready-ms")
+        )
         first = driver.execute_script("return Number(document.querySelector('main').getAttribute('data-ready-ms'))")
         filters = [driver.execute_script(changed, "select[id$='-label']", value) for value in ["3", "", "5", "", "7"]]
         sorts = [
             driver.execute_script(changed, "select[id$='-sort']", value) for value in ["score", "cluster", "score", "cluster", "score"]
         ]
+        heap = driver.execute_script("return performance.memory.usedJSHeapSize")  # the tab's JavaScript heap, after the view
     finally:
         driver.quit()
     page = sum(path.stat().st_size for path in [folder / "explore.html", *(folder / "explore-data").iterdir()])
-    return {"first_ms": first, "filter_ms": statistics.median(filters), "sort_ms": statistics.median(sorts), "page_bytes": page / images}
+    return {
+        "first_ms": first,
+        "filter_ms": statistics.median(filters),
+        "sort_ms": statistics.median(sorts),
+        "page_bytes": page / images,
+        "heap_bytes": heap,
+    }
 
 
 def main() -> None:
@@ -249,11 +264,12 @@ def main() -> None:
             )
     if args.page:
         print("\nexplore.html in headless Chromium (the machine above)\n")
-        print("| images | first view (ms) | filter (ms) | sort (ms) | page, KiB per image |")
-        print("|---:|---:|---:|---:|---:|")
+        print("| images | first view (ms) | filter (ms) | sort (ms) | page, KiB per image | the tab's JavaScript heap (MiB) |")
+        print("|---:|---:|---:|---:|---:|---:|")
         for row in rows:
             print(
-                f"| {row['maps']:,} | {row['first_ms']:.0f} | {row['filter_ms']:.0f} | {row['sort_ms']:.0f} | {row['page_bytes'] / 1024:.2f} |"
+                f"| {row['maps']:,} | {row['first_ms']:.0f} | {row['filter_ms']:.0f} | {row['sort_ms']:.0f} | {row['page_bytes'] / 1024:.2f} "
+                f"| {row['heap_bytes'] / 2**20:.0f} |"
             )
 
 
