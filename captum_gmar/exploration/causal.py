@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from .strategies import Strategies
-    from .tables import Rows
 
 __all__ = ["CAUSAL_IMAGES", "CausalCheck", "ClusterChecker", "causal_check", "mask_patches", "random_patches"]
 
@@ -167,14 +166,21 @@ class ClusterChecker:
         self.scores = logit_scores(vit)
 
     def run(
-        self, found: dict[tuple[str, int], Strategies], groups: dict[int, np.ndarray], rows: dict[str, Rows], progress: bool
+        self, found: dict[tuple[str, int], Strategies], groups: dict[int, np.ndarray], images: dict[str, list[str]], progress: bool
     ) -> dict[tuple[str, int, int], CausalCheck]:
-        """Every group's first-ranked and flagged clusters, checked."""
+        """Every group's first-ranked and flagged clusters, checked.
+
+        Args:
+            found: each (method, class) group's strategies.
+            groups: each class's rows of the maps folder.
+            images: each method's image names, row by row.
+            progress: whether to show a progress bar.
+        """
         chosen = [(key, target, c) for (key, target), s in found.items() for c in s.ranking if c.flagged or c is s.ranking[0]]
         rng = np.random.default_rng(self.seed)
         checks = {}
         for key, target, cluster in tqdm(chosen, unit="cluster", desc="causal check", disable=not progress):
-            labels, names = found[key, target].labels, rows[key].image
+            labels, names = found[key, target].labels, images[key]
             members = groups[target]
             inside = rng.permutation(members[labels == cluster.label])[:CAUSAL_IMAGES]
             outside = rng.permutation(members[(labels != cluster.label) & (labels >= 0)])[:CAUSAL_IMAGES]

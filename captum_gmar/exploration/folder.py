@@ -196,7 +196,7 @@ def explore(
     flat = {group: count for group, (_, count) in outcomes.items()}
     for key, target in skipped:
         print(f"explore: {key}, {class_names[target]}: not clustered ({skipped[key, target]})", file=sys.stderr)
-    causal = {} if checker is None else checker.run(found, groups, rows, progress)
+    causal = {} if checker is None else checker.run(found, groups, {key: r.image for key, r in rows.items()}, progress)
     compared = find_disagreement({key: values[key] for key in keys}, top_share=top_share, part=part) if len(keys) > 1 else None
     folder = Path(out)
     files = (
