@@ -8,7 +8,8 @@ exact rather than sampled). The increase is what the call needed; the estimate i
 :meth:`estimate_bytes <captum_gmar.methods.base.AttentionAttribution.estimate_bytes>` says
 for it now (computed when the table is written, so a changed estimate is compared with
 the same measurements).
-Measurements go to a JSON-lines file as they finish; ``--report-only`` writes the table
+With ``--calls 5`` each process makes five calls and keeps the median peak, as
+``tests/core/test_memory.py`` does. Measurements go to a JSON-lines file as they finish; ``--report-only`` writes the table
 from it again. Linux only.
 
     python benchmarks/bench_memory.py --sizes 64,112,224,448,672,896,1024 --raw memory.jsonl --out memory.md
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +30,7 @@ import captum
 import torch
 import transformers
 
-from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution
+from captum_gmar import CPLRP, AttentionRollout, AttnLRP, GenericAttentionExplainability, GMARAttribution, RawAttention, TokenGradCAM
 from captum_gmar.core.memory import gib, peak_resident_increase
 from captum_gmar.reference import load_reference_model
 
@@ -38,19 +40,22 @@ METHODS = {
     "gae": GenericAttentionExplainability,
     "attnlrp": AttnLRP,
     "cplrp": CPLRP,
+    "raw": RawAttention,
+    "gradcam": TokenGradCAM,
 }
 
 
-def measure(model_name: str, attn: str, method: str, batch: int, size: int) -> dict[str, float]:
-    """Peak resident-set increase (bytes) and wall time (s) of one call, in this process."""
+def measure(model_name: str, attn: str, method: str, batch: int, size: int, calls: int = 1) -> dict[str, float]:
+    """Peak resident-set increase (bytes; the median over ``calls`` calls) and wall time (s)
+    of one call, in this process."""
     model = load_reference_model(model_name, attn_implementation=attn)
     explainer = METHODS[method](model)
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     target = torch.zeros(batch, dtype=torch.long)
     explainer.attribute(x[:1, :, :56, :56], target=0)  # warm-up: thread pools, kernels
     start = time.perf_counter()
-    peak = peak_resident_increase(lambda: explainer.attribute(x, target=target, allow_slow=True))
-    return {"peak_bytes": peak, "seconds": time.perf_counter() - start}
+    peaks = [peak_resident_increase(lambda: explainer.attribute(x, target=target, allow_slow=True)) for _ in range(calls)]
+    return {"peak_bytes": statistics.median(peaks), "seconds": (time.perf_counter() - start) / calls, "calls": calls}
 
 
 def report(rows: list[dict], argv: list[str]) -> str:
@@ -90,13 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default="1")
     parser.add_argument("--raw", required=True, help="JSON-lines file the measurements are appended to")
     parser.add_argument("--out", default=None, help="Markdown file to write")
+    parser.add_argument(
+        "--calls", type=int, default=1, help="calls per process; the median peak is kept (tests/core/test_memory.py takes 5)"
+    )
     parser.add_argument("--report-only", action="store_true", help="write the table from --raw without measuring")
     parser.add_argument("--one", nargs=3, metavar=("METHOD", "BATCH", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.one:  # the child process: one measurement, as JSON on stdout
         method, batch, size = args.one
-        print(json.dumps(measure(args.model, args.attn, method, int(batch), int(size))))
+        print(json.dumps(measure(args.model, args.attn, method, int(batch), int(size), args.calls)))
         return 0
     raw = Path(args.raw)
     if not args.report_only:
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             for batch in map(int, args.batch_sizes.split(",")):
                 for size in map(int, args.sizes.split(",")):
                     child = [sys.executable, __file__, "--model", args.model, "--attn", args.attn, "--raw", args.raw]
-                    child += ["--one", method, str(batch), str(size)]
+                    child += ["--calls", str(args.calls), "--one", method, str(batch), str(size)]
                     result = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
                     row = {"model": args.model, "attn": args.attn, "method": method, "batch": batch, "size": size, **result}
                     print(f"{args.attn} {method} batch {batch} {size} px: {gib(row['peak_bytes'])} in {row['seconds']:.1f} s", flush=True)

@@ -9,28 +9,30 @@ first) refuse such a call at once, with a way out, instead of running for hours 
 in the allocator.
 
 Memory: what the passes hold (per token, layer and hidden channel, in the model's dtype)
-plus the float32 maps the method holds, times :data:`SAFETY`. The two peaks do not always
-coincide (a backward pass may end before the maps are built), so the sum errs high. The
-maps are freed and rebuilt layer by layer, and the allocator may keep the freed ones
-resident (glibc does for blocks under 32 MiB): their size is counted once more, up to
-128 MiB. Without that term the resident peak of GAE on ``vit-tiny`` at 256 px (sdpa) was
-174 to 269 MiB over seven runs (one on the CI machine) against an estimate of 212 MiB, although the call holds only
-84 MiB at its peak when glibc returns every freed block (``MALLOC_MMAP_THRESHOLD_=131072``).
-With it (292 MiB), single calls peaked at 149 to 257 MiB in 40 calls and once, in a
-run of ``.ci/run``, at 300 MiB: the estimate is for the typical call, at or above the
-median of five. Less the allowances for freed maps and the fixed part, it is at most 2.8
-times what the call's tensors hold at their peak (every freed block returned) for every
-method on ``vit-tiny`` at 256 px.
+plus the attention maps, times :data:`SAFETY`. The maps are an eager attention's (kept
+for a backward pass, or computed for a moment within a layer) and the float32 maps the
+method builds from what was captured; the two are not alive at once (an eager
+attention's are freed with its pass, before the method builds its own), so the larger
+counts, besides the probabilities a capture at the kernel keeps. The passes and the maps
+do not always peak together either (a backward pass may end before the maps are built),
+but their sum is kept: an estimate taking the larger of the two was below the measured
+peak of every method with a backward pass. The maps are freed and rebuilt layer by
+layer, and the allocator may keep the freed ones resident (glibc does for blocks under
+32 MiB): their size is counted once more, up to 128 MiB. Without that term the resident
+peak of GAE on ``vit-tiny`` at 256 px (sdpa) was 174 to 269 MiB over seven runs against
+an estimate of 212 MiB, although the call holds only 84 MiB at its peak when glibc returns every freed
+block (``MALLOC_MMAP_THRESHOLD_``). The estimate is for the typical call: at or above the
+median peak of five calls and at most twice it, for every method and both attention
+kernels on ``vit-tiny`` at 256 px (1.18 to 1.77 times it in two runs,
+``tests/core/test_memory.py``).
 Fitted on ``dinov2-small`` (12 layers, 6 heads, 384 wide; 64 to 1,344 px, batch 1 and
 16) and the bundled ``vit-tiny`` (6 layers, 4 heads, 128 wide; 128 to 512 px), CPU,
 float32, sdpa and eager attention (``benchmarks/bench_memory.py``, table in
-``docs/benchmarks.md``): the estimate is at or above every measured peak, 1.38 to 2.82
-times it from 384 px up (more below, where the fixed part dominates). The
-relevance-propagation methods hold no maps of their own (sdpa keeps none for its backward
-pass) but every rule's saved ratio or normalised input; their estimate, with the smaller
-:data:`RELEVANCE_SAFETY`, is 1.21 to 1.42 times the measured peak on ``dinov2-small``
-from 224 px up with sdpa (1.22 for AttnLRP at 1,024 px), 1.11 to 2.00 with eager
-attention, and up to 1.74 on ``vit-tiny``.
+``docs/benchmarks.md``): the estimate is at or above every measured peak, 1.10 to 2.27
+times it from 224 px up (more below, where the fixed part dominates). Calls that hold no
+maps (AttnLRP and CP-LRP, which keep every rule's saved ratio or normalised input
+instead, and Token Grad-CAM under sdpa) follow the per-channel count closely and take
+the smaller :data:`RELEVANCE_SAFETY`.
 
 Time: first a lower bound, the attention's multiply-adds (``q k^T`` and ``P V``, and
 about twice that again for a backward pass) at 100 GFLOP/s per CPU thread, about the peak
@@ -58,20 +60,25 @@ import torch
 _FLOAT32 = 4
 #: values per token, layer and hidden channel that a forward pass keeps for a backward pass
 #: to the input (no parameter gradients: LayerNorm and GELU inputs, attention inputs and
-#: outputs) and the method's per-token tensors (the heads' gradients); measured 16-20
-_SAVED_PER_CHANNEL = 20
+#: outputs) and the method's per-token tensors (the heads' gradients); with the margins
+#: below, the estimate is at least 1.30 times every measured peak of GMAR and GAE
+#: (``dinov2-small`` keeps more per channel than the 128-wide ``vit-tiny``: its layer scales)
+_SAVED_PER_CHANNEL = 16
 #: the same without a backward pass: the queries and keys captured from every layer, and
-#: one layer's activations at a time; measured 5-7 (per layer)
-_CAPTURED_PER_CHANNEL = 7
+#: one layer's activations at a time; with the margins, at least 1.30 times every measured
+#: peak of attention rollout
+_CAPTURED_PER_CHANNEL = 4
 #: the same for AttnLRP and CP-LRP: the backward pass's activations and each rule's saved
 #: tensors; measured 15-17 on ``dinov2-small``, 12-13 on the 128-wide ``vit-tiny``
 _RELEVANCE_PER_CHANNEL = 16
-#: the factor on every estimate; with it and :data:`_HEAP_RETAINED_MAX`, the smallest margin
-#: over a measured peak is 1.38 (attention rollout on vit-tiny at 384 px)
+#: the factor on the estimate of a call that holds attention maps; with it and
+#: :data:`_HEAP_RETAINED_MAX`, the smallest margin over a measured peak is 1.10 (raw
+#: attention, eager, on dinov2-small at 448 px)
 SAFETY = 1.4
-#: the factor on AttnLRP's and CP-LRP's estimates: their passes hold no maps of the method's
-#: own, so their peak follows the per-channel count closely; with it the estimate is 1.21 to
-#: 1.42 times the measured peak on ``dinov2-small`` from 224 px up (1.22 at 1,024 px)
+#: the factor on the estimate of a call that holds no maps of the method's own (AttnLRP's
+#: and CP-LRP's, Token Grad-CAM's under sdpa): its peak follows the per-channel count
+#: closely; with it the estimate is 1.18 to 1.42 times the measured peak on
+#: ``dinov2-small`` from 224 px up with sdpa
 RELEVANCE_SAFETY = 1.25
 #: what any call allocates beyond the formula (thread-local buffers, the output), in bytes
 _FIXED_BYTES = 16 * 2**20
@@ -128,12 +135,16 @@ def attention_call_bytes(
             :mod:`captum_gmar.vit.capture`).
     """
     per_channel = _SAVED_PER_CHANNEL if backward else _CAPTURED_PER_CHANNEL
-    kept = layers if backward or maps_kept else 0
     activations = batch * tokens * hidden * layers * per_channel * itemsize
-    maps = (
-        _eager_maps_bytes(batch, tokens, heads, kept, itemsize, eager, backward) + maps_alive * batch * heads * tokens * tokens * _FLOAT32
-    )
-    return _with_margin(activations, maps)
+    kept, transient = _eager_maps_bytes(batch, tokens, heads, layers if backward or maps_kept else 0, itemsize, eager, backward)
+    method_maps = maps_alive * batch * heads * tokens * tokens * _FLOAT32
+    # An eager attention's maps (every layer's, kept for the backward pass, or one layer's
+    # for a moment) are freed before the method builds its own from what was captured, so
+    # the larger counts (eager rollout on vit-tiny at 256 px held 44 MiB with every freed
+    # block returned, as under sdpa); the probabilities a capture at the kernel keeps
+    # without a backward pass are the method's input and stay beside its maps.
+    maps = max(kept + transient, method_maps) if backward else kept + max(transient, method_maps)
+    return _with_margin(activations, maps, SAFETY if maps else RELEVANCE_SAFETY)
 
 
 def relevance_call_bytes(
@@ -149,15 +160,19 @@ def relevance_call_bytes(
             gradient of its scores and probabilities.
     """
     activations = batch * tokens * hidden * layers * _RELEVANCE_PER_CHANNEL * itemsize
-    maps = _eager_maps_bytes(batch, tokens, heads, layers, itemsize, eager, attention_gradient)
+    maps = sum(_eager_maps_bytes(batch, tokens, heads, layers, itemsize, eager, attention_gradient))
     return _with_margin(activations, maps, RELEVANCE_SAFETY)
 
 
-def _eager_maps_bytes(batch: int, tokens: int, heads: int, kept: int, itemsize: int, eager: bool, gradients: bool) -> int:
-    """An eager attention's maps: ``kept`` layers' probabilities (kept for a backward pass
-    or by the capture), the scores and probabilities a layer computes, and their gradients
-    where a backward pass goes through them (``gradients``)."""
-    return (kept + 2 + (2 if gradients else 0)) * batch * heads * tokens * tokens * itemsize if eager else 0
+def _eager_maps_bytes(batch: int, tokens: int, heads: int, kept: int, itemsize: int, eager: bool, gradients: bool) -> tuple[int, int]:
+    """An eager attention's maps, in bytes: ``kept`` layers' probabilities (kept for a
+    backward pass or by the capture), and what one layer holds for a moment: the scores and
+    probabilities it computes, and their gradients where a backward pass goes through them
+    (``gradients``). ``(0, 0)`` for other kernels."""
+    if not eager:
+        return 0, 0
+    one_map = batch * heads * tokens * tokens * itemsize
+    return kept * one_map, (2 + (2 if gradients else 0)) * one_map
 
 
 def _with_margin(activations: int, maps: int, safety: float = SAFETY) -> int:

@@ -21,8 +21,6 @@ from captum_gmar import (
     TokenGradCAM,
 )
 from captum_gmar.core.memory import (
-    _FIXED_BYTES,
-    _HEAP_RETAINED_MAX,
     RELEVANCE_SAFETY,
     SAFETY,
     SLOW_CALL_SECONDS,
@@ -42,25 +40,23 @@ METHODS = [GMARAttribution, AttentionRollout, GenericAttentionExplainability, Ra
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="measuring the peak needs Linux's /proc/self/clear_refs")
 @pytest.mark.parametrize(
     ("method", "attn"),
-    # one call in the default run, each taking about 10 s; every method and attention with -m slow
+    # one call in the default run, each taking about 5 s; every method and attention with -m slow
     [
         pytest.param(method, attn, marks=[] if (method, attn) == (GMARAttribution, "sdpa") else [pytest.mark.slow])
-        for method in (GMARAttribution, GenericAttentionExplainability, AttentionRollout, AttnLRP, CPLRP)
+        for method in METHODS
         for attn in ("sdpa", "eager")
     ],
 )
-def test_the_estimate_is_at_or_above_the_measured_peak(method, attn):
+def test_the_estimate_is_at_or_above_the_measured_peak_and_at_most_twice_it(method, attn):
     # In a fresh process, as the heap of this one holds what earlier tests left. The peak
     # of one call depends on which freed blocks glibc keeps (GAE on this model at 256 px:
     # 149 to 257 MiB over 40 calls, once 300), so the estimate is held against the median
-    # of five calls (each after a malloc_trim), the peak a call has as often as not. The
-    # upper bound is held against what the call's tensors hold at their peak, measured with
-    # glibc returning every freed block at once (MALLOC_MMAP_THRESHOLD_: repeatable to
-    # 1 MiB, where the median moved by up to a third between runs): beyond the allowances
-    # for the allocator and the fixed part, the estimate is at most 3 times that (2.8 at
-    # most over these methods on transformers 5.24 and 4.57).
+    # of five calls (each after a malloc_trim), the peak a call has as often as not: at or
+    # above it, so that a call is not refused that fits, and at most twice it, so that the
+    # guard does not refuse early (1.18 to 1.77 times it in two runs of every method,
+    # docs/benchmarks.md).
     script = f"""
-import statistics, sys
+import statistics
 import torch
 from captum_gmar import {method.__name__}
 from captum_gmar.core.memory import peak_resident_increase
@@ -68,20 +64,12 @@ from captum_gmar.reference import load_reference_model
 explainer = {method.__name__}(load_reference_model(attn_implementation={attn!r}))
 x = torch.randn(1, 3, 256, 256)  # 1,025 tokens
 explainer.attribute(x[..., :56, :56], target=1)  # warm-up: thread pools and kernels are not the call's
-peaks = [peak_resident_increase(lambda: explainer.attribute(x, target=1)) for _ in range(int(sys.argv[1]))]
-print(int(statistics.median(peaks)), max(peaks), explainer.estimate_bytes(x.shape))
+peaks = [peak_resident_increase(lambda: explainer.attribute(x, target=1)) for _ in range(5)]
+print(int(statistics.median(peaks)), explainer.estimate_bytes(x.shape))
 """
-
-    def measured(calls: int, **environment: str) -> tuple[int, int, int]:
-        run = subprocess.run(
-            [sys.executable, "-c", script, str(calls)], capture_output=True, text=True, check=True, env={**os.environ, **environment}
-        )
-        median, largest, estimate = map(int, run.stdout.split())
-        return median, largest, estimate
-
-    typical, _, estimate = measured(5)
-    _, held, _ = measured(2, MALLOC_MMAP_THRESHOLD_="65536")
-    assert typical <= estimate <= 3 * held + _HEAP_RETAINED_MAX + _FIXED_BYTES, (gib(estimate), gib(typical), gib(held))
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    typical, estimate = map(int, run.stdout.split())
+    assert typical <= estimate <= 2 * typical, (gib(estimate), gib(typical))
 
 
 def _held(estimate: int, fixed: int) -> float:
@@ -100,9 +88,24 @@ def test_the_maps_grow_with_the_square_of_the_tokens_and_with_the_batch():
     assert base == pytest.approx(100 * 100 * 4 * 3 * 4, rel=1e-6)  # three float32 maps
     assert maps_only(1, 200) == pytest.approx(4 * base, rel=1e-6)
     assert maps_only(3, 100) == pytest.approx(3 * base, rel=1e-6)
-    # float16 maps kept by 6 eager layers for the backward pass, the 2 a layer computes and their gradients, besides the method's
-    assert maps_only(1, 100, eager=True) == pytest.approx(base + (6 + 2 + 2) * 100 * 100 * 4 * 2, rel=1e-6)
-    assert maps_only(1, 100, backward=False, eager=True) == pytest.approx(base + 2 * 100 * 100 * 4 * 2, rel=1e-6)
+    # float16 maps kept by 6 eager layers for the backward pass, the 2 a layer computes and their gradients: freed
+    # before the method builds its own, so the larger of the two counts
+    assert maps_only(1, 100, eager=True) == pytest.approx((6 + 2 + 2) * 100 * 100 * 4 * 2, rel=1e-6)
+    # without a backward pass a layer's 2 maps are gone before the method builds its 3: the larger counts, not both
+    assert maps_only(1, 100, backward=False, eager=True) == pytest.approx(base, rel=1e-6)
+
+
+def test_without_a_backward_pass_the_larger_of_a_layers_maps_and_the_methods_counts():
+    one_map = 4 * 100 * 100 * 4  # (1, 4, 100, 100) in float32
+
+    def maps(maps_alive: int, eager: bool, maps_kept: bool = False) -> int:
+        with_maps = attention_call_bytes(1, 100, 4, 6, 0, 4, maps_alive, False, eager, maps_kept)
+        return round((with_maps - attention_call_bytes(1, 100, 4, 6, 0, 4, 0, False, False)) / (SAFETY + 1))
+
+    assert maps(1, eager=True) == pytest.approx(2 * one_map, abs=1)  # the layer's scores and probabilities
+    assert maps(3, eager=True) == maps(3, eager=False) == pytest.approx(3 * one_map, abs=1)  # the method's three
+    # probabilities kept by a capture at the kernel stay while the method's maps are built
+    assert maps(3, eager=True, maps_kept=True) == pytest.approx((6 + 3) * one_map, abs=1)
 
 
 def test_freed_maps_the_allocator_keeps_are_counted_up_to_a_bound():
