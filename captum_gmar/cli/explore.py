@@ -99,7 +99,7 @@ def run(options: ExploreOptions) -> None:
         f"wrote {', '.join(result.files)} to {result.folder} ({clustered} method-and-class groups clustered"
         f"{f', {len(result.skipped)} too small' if result.skipped else ''}); "
         + (
-            f"{len(flagged)} flagged clusters, the first: {flagged[0][0]}, class {flagged[0][1]}, cluster #1 of its group"
+            f"{len(flagged)} flagged cluster{'' if len(flagged) == 1 else 's'}, the first: {flagged[0][0]}, class {flagged[0][1]}, cluster #1 of its group"
             if flagged
             else "no flagged cluster: nothing stands out"
         )
