@@ -32,15 +32,16 @@ from tqdm.auto import tqdm
 
 from ..dataset_maps import MapRecord, load_maps, read_maps
 from ..dataset_maps.checks import read_job
-from ..evaluation.distributed import Context, current_context
+from ..evaluation.distributed import current_context
 from ..files import check_folder, check_not_in_use, claim_files, replacing, write_atomic
 from ._extra import require
 from .causal import ClusterChecker
 from .disagreement import check_top_share, find_disagreement
+from .groups import cluster_groups
 from .normalise import Part, flat_maps, pool
 from .page import DATA, PAGE, THUMBS, Placement, write_page
 from .result import Exploration, overview_order
-from .strategies import Strategies, check_settings, find_strategies, maps_needed
+from .strategies import Strategies, check_settings, maps_needed
 from .suspicion import FLAG_AT
 from .tables import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, Rows, disagreement_summary, group_summary, write_clusters, write_disagreement
 
@@ -188,7 +189,7 @@ def explore(
         "seed": seed,
     }
     context = current_context("cpu")
-    outcomes = _cluster_groups(values, groups, rows, clustering, part, needed, workers, context, progress)
+    outcomes = cluster_groups(values, groups, rows, clustering, part, needed, workers, context, progress)
     if context.rank != 0:
         return None  # rank 0 writes the folder
     found = {group: outcome for group, (outcome, _) in outcomes.items() if isinstance(outcome, Strategies)}
@@ -256,51 +257,6 @@ def explore(
         progress,
     )
     return Exploration(folder, found, skipped, compared, files, causal, summary, None if images is None else Path(images))
-
-
-def _cluster_groups(
-    values: dict[str, np.ndarray],
-    groups: dict[int, np.ndarray],
-    rows: dict[str, Rows],
-    clustering: dict[str, Any],
-    part: Part,
-    needed: int,
-    workers: int,
-    context: Context,
-    progress: bool,
-) -> dict[tuple[str, int], tuple[Strategies | str, int]]:
-    """Every (method, target) group clustered, or why it was not, and its flat maps: this
-    rank's share of the groups (round robin) on ``workers`` processes, gathered from every rank."""
-    jobs = [(key, target) for key in values for target in groups][context.rank :: context.world_size]
-    tasks = [(values[key][groups[target]], _confidence(rows[key], groups[target]), part, needed, clustering) for key, target in jobs]
-    bar = tqdm(total=len(jobs), unit="group", desc="cluster", disable=not progress or context.rank != 0)
-    if workers > 1 and len(tasks) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawned, not forked: a fork of a process that runs torch's threads may hang
-        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = []
-            for result in pool.map(_cluster_group, tasks):
-                results.append(result)
-                bar.update(1)
-    else:
-        results = []
-        for task in tasks:
-            results.append(_cluster_group(task))
-            bar.update(1)
-    bar.close()
-    mine = dict(zip(jobs, results))
-    return {group: outcome for share in context.exchange(lambda: mine) for group, outcome in share.items()}
-
-
-def _cluster_group(task: tuple[np.ndarray, np.ndarray, Part, int, dict[str, Any]]) -> tuple[Strategies | str, int]:
-    """One group's strategies (or why it was not clustered) and its number of flat maps."""
-    group, confidence, part, needed, clustering = task
-    flat = int(flat_maps(group, part).sum())
-    if len(group) - flat < needed:
-        return f"{len(group)} maps, {flat} of them flat: fewer than the {needed} that clustering needs", flat
-    return find_strategies(group, **clustering, confidence=confidence), flat
 
 
 def _check_finished(folder: str | os.PathLike[str], records: Any) -> None:
@@ -466,13 +422,6 @@ def _check_not_flat(
             f"{str(folder)!r}: no class has the {needed} maps that are not constant a method needs to be clustered (the most: {left}); "
             "explain more images, or lower neighbours and max_clusters (--neighbours, --max-clusters)"
         )
-
-
-def _confidence(fields: Rows, members: np.ndarray) -> np.ndarray:
-    """The model's confidence on a group's images: their margins (the score less the
-    other classes' best), or their scores where the job has one class (no margin)."""
-    margin = fields.margin[members]
-    return margin if np.isfinite(margin).any() else fields.score[members]
 
 
 def _placement(count: int, key: str, groups: dict[int, np.ndarray], found: dict[tuple[str, int], Strategies]) -> Placement:
