@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .. import loading
 from ..names import ABLATION_KINDS, METRIC_KEYS, RELEVANCE_MAPS
 from .announce import announce, sample_sizes, warn_if_far
+from .arguments import choices, folder, int_at_least
 from .options import (
     DEFAULTS,
     MODELS_HELP,
@@ -28,9 +29,6 @@ from .options import (
     add_reading,
     add_run_options,
     add_scene_source,
-    choices,
-    folder,
-    int_at_least,
 )
 from .output import check_output
 

@@ -16,6 +16,7 @@ from .. import loading
 from ..errors import InsufficientMemoryError, TooSlowError
 from ..names import GALLERY_MAX
 from .announce import announce, warn_if_far
+from .arguments import int_at_least
 from .images import read_image
 from .options import (
     FOLDER_BATCH,
@@ -29,7 +30,6 @@ from .options import (
     add_device,
     add_methods,
     add_reading,
-    int_at_least,
 )
 from .output import check_output
 

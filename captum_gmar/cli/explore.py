@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from .options import CommandError, ExploreOptions, folder, int_at_least
+from .arguments import folder, int_at_least
+from .options import CommandError, ExploreOptions
 
 
 def add_parser(commands: argparse._SubParsersAction, help: str) -> None:

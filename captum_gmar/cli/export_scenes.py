@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import CommandError, ExportOptions, add_scene_source, int_at_least
+from .arguments import int_at_least
+from .options import CommandError, ExportOptions, add_scene_source
 
 
 def add_parser(commands: argparse._SubParsersAction, help: str) -> None:

@@ -11,7 +11,8 @@ import csv
 import json
 from pathlib import Path
 
-from .options import CommandError, HeadsOptions, folder, int_at_least
+from .arguments import folder, int_at_least
+from .options import CommandError, HeadsOptions
 
 #: what ``--out`` holds
 FILES = ("heads.csv", "heads.json", "heads.png", "model")

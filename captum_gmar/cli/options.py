@@ -1,5 +1,5 @@
-"""The commands' options: each defined once here, with the argument types that parse them,
-and the typed, frozen options objects the commands run with.
+"""The commands' options: each defined once here, parsed by the argument types of
+:mod:`~captum_gmar.cli.arguments`, and the typed, frozen options objects the commands run with.
 
 An options object checks what the parser alone cannot (an option that applies only with
 another, e.g. ``--limit`` without ``--data``) in its ``__post_init__``, so a mistake is a
@@ -11,14 +11,14 @@ defaults and whose checks are the only ones. torch-free, so that ``--help`` answ
 from __future__ import annotations
 
 import argparse
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from ..evaluation.settings import Settings
 from ..names import GALLERY_MAX, METHOD_KEYS, REFERENCE_MODELS
+from .arguments import choices, device, int_at_least
 
 #: the defaults of a run's settings, which the options' defaults are
 DEFAULTS = Settings()
@@ -34,54 +34,6 @@ MODELS_HELP = (
 
 class CommandError(Exception):
     """A problem with the command's arguments or files, reported as ``error: ...``."""
-
-
-# Argument types: each turns a string into a value or raises ArgumentTypeError, which the
-# parser reports with the usage line.
-
-
-def int_at_least(least: int, most: int | None = None) -> Callable[[str], int]:
-    """An integer of at least ``least`` (and at most ``most``)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
-        if most is not None and value > most:
-            raise argparse.ArgumentTypeError(f"must be at most {most}, got {value}")
-        return value
-
-    return parse
-
-
-def device(text: str) -> str:
-    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", text):
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto (CUDA when available), cpu, cuda or cuda:N")
-    return text
-
-
-def folder(text: str) -> str:
-    """A folder that exists."""
-    if not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
-    return text
-
-
-def choices(allowed: Sequence[str], what: str) -> Callable[[str], tuple[str, ...]]:
-    """A comma-separated list of keys of ``allowed``."""
-
-    def parse(text: str) -> tuple[str, ...]:
-        keys = [key.strip() for key in text.split(",") if key.strip()]
-        unknown = [key for key in keys if key not in allowed]
-        if unknown or not keys:
-            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}")
-        return tuple(keys)
-
-    return parse
 
 
 # Options shared by commands, each defined once.
