@@ -137,18 +137,17 @@ def run(options: ExplainOptions) -> None:
     from ..evaluation.report import class_title
     from ..evaluation.runner import score_function
     from ..files import save_figure
+    from ..imagedata.processing import process_images
     from ..visualization import comparison_grid, to_display_image
     from ..vit.model import VisionTransformer
 
     processor = AutoImageProcessor.from_pretrained(model.name_or_path, local_files_only=True)
     resize = _resize_options(processor, model, options.native_resolution)
-    pixel_values = processor(images=image, return_tensors="pt", **resize)["pixel_values"]
+    pixel_values = process_images(processor, image, **resize)
     if similarity:
         from ..vit.similarity import SimilarityModel, embed_images
 
-        embeddings = torch.cat(
-            [embed_images(model, processor(images=r, return_tensors="pt", **resize)["pixel_values"].to(device)) for r in references]
-        )
+        embeddings = torch.cat([embed_images(model, process_images(processor, r, **resize).to(device)) for r in references])
         model = SimilarityModel(model, embeddings, embeddings.mean(0) if options.center == "references" else None)
     methods = build_methods(model, options.methods)
     for method in methods:  # an image too large (or too slow) for a method fails before the prediction's pass
@@ -247,9 +246,9 @@ def _device_and_description(name: str) -> tuple[torch.device, str]:
 def _resize_options(processor: Any, model: ForeignModule, native: bool) -> dict[str, Any]:
     """The image processor's options: its own resizing; the model's training size where the
     processor does not resize; none with ``--native-resolution``."""
-    from ..evaluation.batches import CHANNELS_LAST, processor_options
+    from ..imagedata.processing import processor_options
 
     if native:
-        return {**CHANNELS_LAST, "do_resize": False, "do_center_crop": False}
+        return {"do_resize": False, "do_center_crop": False}
 
     return processor_options(processor, model.config.image_size)

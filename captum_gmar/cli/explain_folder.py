@@ -103,6 +103,7 @@ def _explain(options: ExplainOptions, data: Any, processor: Any, names: list[str
     from ..dataset_maps.gallery import write_gallery, write_overlays
     from ..evaluation.distributed import describe_device, process_group
     from ..files import claim_files, folder_lock
+    from ..imagedata.processing import process_images
     from ..vit.model import VisionTransformer
 
     out = Path(options.out)
@@ -125,7 +126,7 @@ def _explain(options: ExplainOptions, data: Any, processor: Any, names: list[str
         if options.similar_to is not None:
             from ..vit.similarity import SimilarityModel, embed_images
 
-            pixels = processor(images=references, return_tensors="pt", **data.options)["pixel_values"]  # as the data's images
+            pixels = process_images(processor, references, **data.options)  # as the data's images
             embeddings = embed_images(model, pixels.to(ctx.device))
             model = SimilarityModel(model, embeddings, embeddings.mean(0) if options.center == "references" else None)
             about.update(references=names, center=options.center)

@@ -1,7 +1,7 @@
 """Items and batches of evaluation data: stacking items into a :class:`Batch`
-(:func:`collate`), choosing the items evaluated (:func:`select`), and preparing an image
-and its masks with a model's image processor (:func:`processor_options`,
-:func:`transform_mask`, :func:`processed_item`). What an item holds is described in
+(:func:`collate`), choosing the items evaluated (:func:`select`), and an item's image
+and masks as a model's image processor prepares them (:func:`processed_item`, through
+:mod:`captum_gmar.imagedata.processing`). What an item holds is described in
 :mod:`captum_gmar.evaluation.data`, whose data sets make them.
 """
 
@@ -15,21 +15,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = [
-    "CHANNELS_LAST",
-    "Batch",
-    "collate",
-    "processed_item",
-    "processed_pixels",
-    "processor_options",
-    "select",
-    "transform_mask",
-    "with_masks",
-]
+from ..imagedata.processing import processed_pixels, transform_mask
+
+__all__ = ["Batch", "collate", "processed_item", "select", "with_masks"]
 
 #: item entries that are not copied into the rows
 _DATA_KEYS = ("pixel_values", "label", "mask", "other_mask")
-_NEAREST = 0  # PIL's (and transformers' PILImageResampling) nearest-neighbour code
 
 
 @dataclass(frozen=True)
@@ -112,37 +103,6 @@ def select(count: int, limit: int | None, seed: int) -> np.ndarray:
     return order if limit is None else order[:limit]
 
 
-#: how the package's images are laid out, told to every image processor (``(H, W, 3)``)
-CHANNELS_LAST: dict[str, Any] = {"input_data_format": "channels_last"}
-
-
-def processor_options(processor: Any, image_size: int | Sequence[int]) -> dict[str, Any]:
-    """Options for ``processor`` so that every image comes out at one size: none when it
-    resizes by itself; else a resize to the model's ``image_size`` (the bundled reference
-    model's processor does not resize, as its scenes are made at its size). Images are
-    always read as channels last: transformers 4.57 guesses the layout from the shape and
-    takes a 1 or 3 px high image for channels first (an error, or a wrong image)."""
-    if getattr(processor, "do_resize", False):
-        return dict(CHANNELS_LAST)
-    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-    return {**CHANNELS_LAST, "do_resize": True, "size": {"height": height, "width": width}}
-
-
-def transform_mask(processor: Any, mask: np.ndarray, options: Mapping[str, Any]) -> Tensor:
-    """Carry a mask through the image processor's geometry: ``bool (H, W)`` at the stored
-    image's size -> ``bool (h, w)`` at the model input's.
-
-    The mask goes through the processor itself, as a black-and-white image, with the same
-    ``options`` as its image but nearest-neighbour resampling and neither rescaling nor
-    normalisation, so that whatever the processor does to the geometry (resize to a size,
-    resize the shortest edge, center-crop) it does to the mask too, and no resampling
-    blends object and background.
-    """
-    image = np.repeat(mask.astype(np.uint8)[:, :, None] * 255, 3, axis=2)
-    out = processor(images=image, return_tensors="pt", do_rescale=False, do_normalize=False, resample=_NEAREST, **options)
-    return out["pixel_values"][0, 0] > 127
-
-
 def processed_item(
     processor: Any,
     options: Mapping[str, Any],
@@ -156,19 +116,6 @@ def processed_item(
     through the same geometry (:func:`transform_mask`)."""
     (pixel_values,) = processed_pixels(processor, options, [image])
     return with_masks(processor, options, pixel_values, label, mask, other, info)
-
-
-def processed_pixels(processor: Any, options: Mapping[str, Any], images: Sequence[Any]) -> list[Tensor]:
-    """The pixel values ``(C, H, W)`` of each PIL image as ``processor`` prepares it with
-    ``options``: in one call where the outputs have one size (a processor that resizes,
-    or images of one size; the call's own cost is most of a small image's), else one by
-    one. The same values either way."""
-    if not images:
-        return []
-    resizes = options.get("do_resize", getattr(processor, "do_resize", False))
-    if resizes or len({image.size for image in images}) == 1:
-        return list(processor(images=list(images), return_tensors="pt", **options)["pixel_values"])
-    return [processor(images=image, return_tensors="pt", **options)["pixel_values"][0] for image in images]
 
 
 def with_masks(

@@ -31,8 +31,9 @@ index as the class, for a :class:`~captum_gmar.vit.similarity.SimilarityModel`),
 and :class:`HubDatasetTasks` (a Hugging Face ``datasets.Dataset``, e.g. one saved with
 ``save_to_disk``); all but the scenes for ``vit-tiny`` preprocess each image with the
 model's image processor and carry masks through the same geometry (see
-:func:`transform_mask`). Batches, and the preparation of an item with an image
-processor, are in :mod:`captum_gmar.evaluation.batches` (imported here too).
+:func:`~captum_gmar.imagedata.processing.transform_mask`). Batches, and the preparation
+of an item with an image processor, are in :mod:`captum_gmar.evaluation.batches`
+(imported here too).
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ from torch.utils.data import Dataset
 from ..errors import UnreadableImageError
 from ..imagedata.folder import ClassNames, FolderItem, file_digest, object_pixels, read_image, read_region, scan_folder, scan_images, to_rgb
 from ..imagedata.photos import Composites
+from ..imagedata.processing import processed_pixels, processor_options
 from ..imagedata.scenes import PIXEL_MEAN, PIXEL_STD, Scenes, to_pixel_values
-from .batches import Batch, collate, processed_item, processed_pixels, processor_options, select, transform_mask, with_masks
+from .batches import Batch, collate, processed_item, select, with_masks
 
 __all__ = [
     "Batch",
@@ -64,9 +66,7 @@ __all__ = [
     "Source",
     "collate",
     "open_dataset",
-    "processor_options",
     "select",
-    "transform_mask",
 ]
 
 
@@ -106,7 +106,7 @@ class SceneTasks(_SlotTasks):
         processor: the model's image processor, for a model whose input is not the
             scenes as they are (``dinov2-small``'s resizes them to 112 px and normalises
             with ImageNet's statistics); masks then follow the same geometry (see
-            :func:`transform_mask`). ``None``: :func:`~captum_gmar.imagedata.scenes.to_pixel_values`,
+            :func:`~captum_gmar.imagedata.processing.transform_mask`). ``None``: :func:`~captum_gmar.imagedata.scenes.to_pixel_values`,
             the ``vit-tiny`` model's input.
     """
 
@@ -200,7 +200,7 @@ class _Processed(Dataset, ABC):
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         """Items ``indices`` (a ``DataLoader`` asks for a batch's at once): the images
-        through one call of the image processor (:func:`~.batches.processed_pixels`)."""
+        through one call of the image processor (:func:`~captum_gmar.imagedata.processing.processed_pixels`)."""
         read: list[_Read | dict[str, Any]] = []
         for index in indices:
             try:
@@ -262,7 +262,7 @@ class ImageFolderTasks(_Processed):
             image of the folder (:func:`~captum_gmar.imagedata.folder.scan_images`),
             unlabelled: each item's ``label`` is then ``-1``.
         image_size: the model's input size (``config.image_size``), used when the
-            processor does not resize (:func:`processor_options`).
+            processor does not resize (:func:`~captum_gmar.imagedata.processing.processor_options`).
         skip_unreadable: an image that cannot be read (truncated, empty, not an image,
             over PIL's decompression-bomb limit) becomes an ``"unreadable"`` item that
             :func:`collate` leaves out, instead of an

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..imagedata.photos import Composites, load_photos, make_composites, reference_views
+from ..imagedata.processing import process_images
 from ..vit.similarity import SimilarityModel, embed_images
 from .data import CompositeTasks, collate
 
@@ -77,7 +78,7 @@ def photo_similarity(
     loaded = load_photos(photos)
     names, images = list(loaded), list(loaded.values())
     views = reference_views(images, seed + 1)
-    references = torch.cat([embed_images(backbone, processor(images=view, return_tensors="pt")["pixel_values"]) for view in views])
+    references = torch.cat([embed_images(backbone, process_images(processor, view)) for view in views])
     model = SimilarityModel(backbone, references, references.mean(0) if center == "references" else None)
     if candidates is not None and candidates < composites:
         raise ValueError(f"candidates must be at least composites ({composites}), got {candidates}")

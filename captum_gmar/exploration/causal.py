@@ -145,8 +145,8 @@ class ClusterChecker:
     :func:`~captum_gmar.exploration.explore`)."""
 
     def __init__(self, model: Any, processor: Any | None, images: str | os.PathLike[str] | None, seed: int) -> None:
-        from ..evaluation.batches import processor_options
         from ..evaluation.runner import logit_scores
+        from ..imagedata.processing import processor_options
         from ..vit.model import VisionTransformer
 
         if images is None:
@@ -200,8 +200,8 @@ class ClusterChecker:
         return self.scores(self.vit.logits(pixel_values))[:, target]
 
     def _pixels(self, names: Sequence[str]) -> torch.Tensor:
-        from ..evaluation.batches import processed_pixels
         from ..imagedata.images import read_image
+        from ..imagedata.processing import processed_pixels
 
         pixels = processed_pixels(self.processor, self.options, [read_image(self.root, name) for name in names])
         return torch.stack(pixels).to(next(self.vit.model.parameters()).device)

@@ -118,8 +118,8 @@ def cluster_images(
     Raises:
         FileNotFoundError, UnreadableImageError: an image is missing or cannot be read.
     """
-    from ..evaluation.batches import processed_pixels, processor_options
     from ..imagedata.images import read_image
+    from ..imagedata.processing import processed_pixels, processor_options
 
     rng = np.random.default_rng(seed)
     options = processor_options(processor, image_size)

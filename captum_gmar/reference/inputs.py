@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from transformers import AutoImageProcessor, BaseImageProcessor
 
+from ..imagedata.processing import process_images
+
 __all__ = ["load_image_processor", "scene_pixel_values"]
 
 
@@ -31,4 +33,4 @@ def load_image_processor(model: nn.Module) -> BaseImageProcessor:
 def scene_pixel_values(processor: BaseImageProcessor, images: np.ndarray) -> torch.Tensor:
     """``uint8 (N, H, W, 3)`` RGB images -> the model's ``float32 (N, 3, S, S)`` input,
     as ``processor`` (from :func:`load_image_processor`) prepares them."""
-    return processor(images=list(images), return_tensors="pt")["pixel_values"]
+    return process_images(processor, images)

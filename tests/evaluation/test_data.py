@@ -17,10 +17,9 @@ from captum_gmar.evaluation.data import (
     SceneTasks,
     collate,
     open_dataset,
-    processor_options,
     select,
-    transform_mask,
 )
+from captum_gmar.imagedata.processing import processor_options, transform_mask
 
 ID2LABEL = {0: "cat", 1: "dog"}
 
@@ -59,10 +58,8 @@ def test_masks_take_the_geometry_of_their_images(kind):
 
 
 def test_processor_options_resize_only_when_the_processor_does_not():
-    channels_last = {"input_data_format": "channels_last"}  # told, not guessed from the shape (4.57 guesses)
-    assert processor_options(PROCESSORS["resize"](), 64) == channels_last
+    assert processor_options(PROCESSORS["resize"](), 64) == {}
     assert processor_options(PROCESSORS["no-resize"](), (48, 64)) == {
-        **channels_last,
         "do_resize": True,
         "size": {"height": 48, "width": 64},
     }
@@ -225,10 +222,20 @@ def test_scene_tasks_through_a_model_processor(scenes):
         expected = (torch.from_numpy(image / 255).permute(2, 0, 1) - torch.tensor(processor.image_mean).view(3, 1, 1)) / torch.tensor(
             processor.image_std
         ).view(3, 1, 1)
-        torch.testing.assert_close(item["pixel_values"], expected, atol=0.03, rtol=0)
+        # PIL's bilinear resize as the reference: torchvision's rounds otherwise, by up to 0.035 (one value in 37,632)
+        torch.testing.assert_close(item["pixel_values"], expected, atol=0.05 if torchvision_backend(processor) else 0.03, rtol=0)
         nearest = Image.fromarray(plain[i]["mask"].numpy().astype(np.uint8) * 255).resize((112, 112), Image.NEAREST)
-        assert torch.equal(item["mask"], torch.from_numpy(np.asarray(nearest) > 127))
+        pil_nearest = torch.from_numpy(np.asarray(nearest) > 127)
+        if torchvision_backend(processor):  # torchvision rounds nearest-neighbour sampling its own way: edges move by a pixel
+            assert (item["mask"] & pil_nearest).sum() / (item["mask"] | pil_nearest).sum() > 0.9
+        else:
+            assert torch.equal(item["mask"], pil_nearest)
         assert (item["other_mask"] is None) == (plain[i]["other_mask"] is None)
+
+
+def torchvision_backend(processor) -> bool:
+    """Whether ``processor`` resizes with torchvision (transformers 5 with torchvision installed), not PIL."""
+    return any(cls.__name__ == "TorchvisionBackend" or cls.__name__.endswith("ImageProcessorFast") for cls in type(processor).__mro__)
 
 
 def test_saved_hugging_face_dataset(tmp_path):
