@@ -111,7 +111,9 @@ def test_every_family_sdpa_equals_eager(load_tiny, images, name, method):
     sdpa = method(load_tiny(name, "sdpa")).attribute(images, target=TARGETS)
     assert sdpa.shape == images.shape and sdpa.dtype == torch.float32
     assert torch.isfinite(sdpa).all() and sdpa.abs().sum() > 0
-    torch.testing.assert_close(sdpa, eager, rtol=1e-3, atol=1e-5 * eager.abs().max().item())
+    # sdpa's fused kernel rounds otherwise than eager's softmax, and relevance propagation carries
+    # it on: up to 4e-4 of the map's largest value for DINOv2 on torch 2.4 (56 of 9,216 values)
+    torch.testing.assert_close(sdpa, eager, rtol=1e-3, atol=1e-3 * eager.abs().max().item())
 
 
 @pytest.mark.parametrize("name", list(ZERO_SHOT_MODELS))
