@@ -5,6 +5,8 @@ Usage::
     # the reference models' own classes: 300 one-item test scenes per class, every method
     python -m tools.shortcut.controls explain --model vit-tiny --out controls/vit-tiny
     python -m tools.shortcut.controls explain --model dinov2-small --out controls/dinov2-small
+    # the same at 20, 50, 100 and 300 maps a class: random draws of each class's maps
+    python -m tools.shortcut.controls sizes controls/vit-tiny
     # the share of (method, class) groups with a flagged cluster, per source
     python -m tools.shortcut.controls report --classes controls/vit-tiny controls/dinov2-small \\
         --untouched bench/control-magenta bench/control-teal --family family.json
@@ -75,6 +77,34 @@ def _groups(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def sizes_report(classes: Path, sizes: Sequence[int], draws: int) -> str:
+    """The share of (method, class) groups with a flagged cluster when each class has only
+    ``n`` maps: ``draws`` random draws (seeded) of ``n`` of each class's maps, for each
+    ``n`` of ``sizes`` (a draw of all the maps is made once)."""
+    rows: list[dict[str, Any]] = []
+    folders = sorted(classes.glob("class*/maps"))
+    for folder in tqdm(folders, desc="classes"):
+        job = read_job(folder)
+        assert job is not None, f"{folder} holds no maps"
+        for method in job["methods"]:
+            records = load_maps(folder, method)
+            maps, margins = read_maps(records).numpy(), np.array([r.margin for r in records])
+            for n in sizes:
+                for draw in range(draws if n < len(maps) else 1):
+                    pick = np.random.default_rng(draw).permutation(len(maps))[:n]
+                    found = find_strategies(maps[pick], confidence=margins[pick], seed=draw)
+                    rows.append({"method": method, "n": n, "flagged": len(found.flagged) > 0})
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    out = ["| maps a class | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for n in sizes:
+        cells = []
+        for method in methods:
+            picked = [r["flagged"] for r in rows if r["n"] == n and r["method"] == method]
+            cells.append(f"{sum(picked)} of {len(picked)}")
+        out.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def _line(source: str, rows: Sequence[dict[str, Any]]) -> str:
     tops = [r["top_suspicion"] for r in rows]
     flagged = sum(r["flagged"] > 0 for r in rows)
@@ -127,9 +157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--classes", type=Path, nargs="*", default=[])
     r.add_argument("--untouched", type=Path, nargs="*", default=[])
     r.add_argument("--family", type=Path, default=None)
+    z = commands.add_parser("sizes", help="the share of groups with a flagged cluster at smaller class sizes")
+    z.add_argument("classes", type=Path, help="a folder the explain command wrote")
+    z.add_argument("--sizes", type=int, nargs="+", default=[20, 50, 100, 300])
+    z.add_argument("--draws", type=int, default=10)
     args = p.parse_args(argv)
     if args.command == "explain":
         explain(args.model, args.out, args.images, args.methods)
+    elif args.command == "sizes":
+        print(sizes_report(args.classes, args.sizes, args.draws))
     else:
         print(report(args.classes, args.untouched, args.family))
     return 0

@@ -12,7 +12,11 @@ a share ``mass`` of their mass (each map's share drawn uniformly within ``mass_s
 of it, relatively: 0.2 gives 0.8 to 1.2 times ``mass``) on a
 ``tag x tag`` square of patches at ``place``: ``"corner"`` (the top-left),
 ``"edge"`` (the middle of the top edge) or ``"object"`` (the grid's centre, on a fixed
-object, and on a moving one where it passes).
+object, and on a moving one where it passes). Other shapes than that square
+(``"square"``) cover more of the grid, whatever ``tag`` and ``place``: ``"frame"`` the
+grid's outer ring of patches, ``"line"`` every other patch of the bottom row (a dashed
+caption), ``"bracket"`` the top row and the left column, ``"spread"`` a fixed scatter of
+a fifth of the grid's patches (drawn with the seed 0, the same in every class).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["Setting", "synthetic_class", "tag_patches"]
+__all__ = ["Setting", "synthetic_class", "tag_mask", "tag_patches"]
 
 Place = Literal["corner", "edge", "object"]
+Shape = Literal["square", "frame", "line", "bracket", "spread"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class Setting:
     #: the tag's side, in patches
     tag: int = 2
     place: Place = "corner"
+    #: the tag's shape: the ``tag x tag`` square at ``place``, or a larger one (see the module)
+    shape: Shape = "square"
     #: the share of the maps that carry the tag (0: none)
     tagged: float = 0.1
     #: the share of every map's mass spread evenly over the grid
@@ -70,7 +77,8 @@ class Setting:
             if self.mass_spread == 0.2
             else f"{self.mass * (1 - self.mass_spread):.0%}-{min(1, self.mass * (1 + self.mass_spread)):.0%}"
         )
-        return f"{self.tag}x{self.tag} tag at the {self.place}, {mass} of the mass, on {self.tagged:.0%} of the maps; {objects}"
+        what = f"{self.tag}x{self.tag} tag at the {self.place}" if self.shape == "square" else f"{self.shape} tag"
+        return f"{what}, {mass} of the mass, on {self.tagged:.0%} of the maps; {objects}"
 
 
 def tag_patches(setting: Setting) -> tuple[slice, slice]:
@@ -85,6 +93,25 @@ def tag_patches(setting: Setting) -> tuple[slice, slice]:
     else:
         raise ValueError(f"place must be corner, edge or object, got {setting.place!r}")
     return slice(top, top + side), slice(left, left + side)
+
+
+def tag_mask(setting: Setting) -> np.ndarray:
+    """``bool (size, size)``: the tag's patches, for any ``shape``."""
+    size = setting.size
+    mask = np.zeros((size, size), dtype=bool)
+    if setting.shape == "square":
+        mask[tag_patches(setting)] = True
+    elif setting.shape == "frame":
+        mask[[0, -1], :] = mask[:, [0, -1]] = True
+    elif setting.shape == "line":
+        mask[-1, ::2] = True
+    elif setting.shape == "bracket":
+        mask[0, :] = mask[:, 0] = True
+    elif setting.shape == "spread":
+        mask.flat[np.random.default_rng(0).choice(size * size, round(0.2 * size * size), replace=False)] = True
+    else:
+        raise ValueError(f"shape must be square, frame, line, bracket or spread, got {setting.shape!r}")
+    return mask
 
 
 def synthetic_class(setting: Setting, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,8 +150,8 @@ def synthetic_class(setting: Setting, seed: int) -> tuple[np.ndarray, np.ndarray
         low, high = 1 - setting.mass_spread, 1 + setting.mass_spread
         share = np.clip(setting.mass * rng.uniform(low, high, int(tagged.sum())), 0, 1).astype(np.float32)
         tag = np.zeros((len(share), size, size), dtype=np.float32)
-        patches = tag_patches(setting)
-        tag[:, patches[0], patches[1]] = rng.uniform(0.7, 1.0, (len(share), setting.tag, setting.tag))
+        where = tag_mask(setting)
+        tag[:, where] = rng.uniform(0.7, 1.0, (len(share), int(where.sum())))
         tag /= tag.sum(axis=(1, 2), keepdims=True)
         maps[tagged] = (1 - share[:, None, None]) * maps[tagged] + share[:, None, None] * tag
     return maps.astype(np.float32), tagged
