@@ -42,7 +42,7 @@ from .normalise import Part, flat_maps, pool
 from .page import DATA, PAGE, THUMBS, Placement, write_page
 from .result import Exploration, overview_order
 from .strategies import Strategies, check_settings, maps_needed
-from .suspicion import FLAG_AT
+from .suspicion import FLAG_AT, FLAG_RULE
 from .tables import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, Rows, disagreement_summary, group_summary, write_clusters, write_disagreement
 
 __all__ = ["CLUSTER_COLUMNS", "DISAGREEMENT_COLUMNS", "EXPLORE_FILES", "FORMAT", "Exploration", "explore"]
@@ -91,7 +91,7 @@ def explore(
     ``strategies.json`` holds ``format``, ``maps`` (the folder read), ``settings``,
     ``methods``, ``targets`` (the explained classes), ``class_names`` (index -> name:
     every class of the model where the job kept their names, else the explained ones),
-    ``flag_at`` (the suspicion that flags a cluster), ``model`` (as the job names it),
+    ``flag_at`` (the suspicion that flags a cluster of 20 maps or more), ``flag_rule`` (the flag's rule in words), ``model`` (as the job names it),
     ``overview`` (the clustered groups' indices in ``groups``, those with a flagged cluster
     first, then by their most suspicious cluster: the order the page shows them in),
     ``files`` (those written), ``disagreement`` (``pairs``, ``top_k``, ``grid``, ``rows``;
@@ -223,6 +223,7 @@ def explore(
         "targets": list(class_names),
         "class_names": {str(target): name for target, name in {**_job_class_names(maps_folder), **class_names}.items()},
         "flag_at": FLAG_AT,
+        "flag_rule": FLAG_RULE,
         "model": (read_job(maps_folder) or {}).get("model"),
         "files": list(files),
         "disagreement": None if compared is None else disagreement_summary(compared),

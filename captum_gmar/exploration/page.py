@@ -125,7 +125,7 @@ def write_page(
         "model": model,
         "targets": summary["targets"],
         "overview": summary["overview"],
-        "flag_at": summary["flag_at"],
+        "flag_rule": summary.get("flag_rule", f"suspicion {summary['flag_at']} or more"),
         "calibration": FLAG_CALIBRATION,
         "disagreement_scale": None
         if summary["disagreement"] is None

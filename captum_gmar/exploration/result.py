@@ -101,9 +101,9 @@ class Exploration:
         flagged = [g for g in groups if g["flagged"]]
         names = self.summary["class_names"]
         verdict = (
-            f"{len(flagged)} of the {len(groups)} method-and-class groups have a flagged cluster (suspicion {self.summary['flag_at']} or more)"
+            f"{len(flagged)} of the {len(groups)} method-and-class groups {'has' if len(flagged) == 1 else 'have'} a flagged cluster ({self.summary.get('flag_rule', self.summary['flag_at'])})"
             if flagged
-            else f"Nothing stands out: no cluster of the {len(groups)} method-and-class groups reaches the flag (suspicion {self.summary['flag_at']})"
+            else f"Nothing stands out: no cluster of the {len(groups)} method-and-class groups reaches the flag ({self.summary.get('flag_rule', self.summary['flag_at'])})"
         )
         out = [f"<div><p><b>{html.escape(verdict)}</b>. The page: <code>{html.escape(str(self.folder / 'explore.html'))}</code>.</p>"]
         out.append(

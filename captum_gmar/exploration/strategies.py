@@ -62,7 +62,7 @@ import torch
 from ._extra import need, require
 from .neighbours import Search, nearest_neighbours
 from .normalise import Part, as_maps, check_part, distributions
-from .suspicion import FLAG_AT, Suspicion, cluster_sums, excess_direction, suspicions
+from .suspicion import MIN_FLAGGED, Suspicion, cluster_sums, excess_direction, suspicions
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -355,11 +355,17 @@ def _reason(figures: Suspicion, patches: int) -> str:
     """A cluster's suspicion in words and figures."""
     rows, columns = zip(*figures.region)
     where = f"{_span('row', rows)}, {_span('column', columns)}"
+    threshold = (
+        f"flagged from {figures.threshold:.2f} at its size"
+        if figures.threshold is not None
+        else f"fewer than {MIN_FLAGGED} maps are never flagged"
+    )
     text = (
-        f"{'flagged' if figures.flagged else 'not flagged'} (suspicion {figures.suspicion:.2f}; flagged from {FLAG_AT}): "
+        f"{'flagged' if figures.flagged else 'not flagged'} (suspicion {figures.suspicion:.2f}; {threshold}): "
         f"its difference from the rest of the class ({figures.difference:.0%} of the mass) lies on an effective "
         f"{figures.spread:.1f} of the {patches} patches ({figures.spread / patches:.0%} of the grid; {where}), {figures.additive:.0%} of it "
-        f"there alone; its maps put a median {figures.member_mass:.1%} of their mass on those patches, the rest {figures.rest_mass:.1%}, "
+        f"there alone, and what its maps hold elsewhere is {figures.intact:.0%} as concentrated as the rest's; the difference is "
+        f"{1 + 2 * figures.beyond:.1f} times its chance level or more (3 counts in full); its maps put a median {figures.member_mass:.1%} of their mass on those patches, the rest {figures.rest_mass:.1%}, "
         f"and {figures.shared:.0%} of them more than 90% of the rest do"
     )
     if figures.confidence == figures.confidence:  # not NaN

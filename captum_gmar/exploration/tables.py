@@ -50,7 +50,7 @@ DISAGREEMENT_COLUMNS: dict[str, str] = {
 #: significant digits of the written floats
 _DIGITS = 6
 #: a cluster's figures written as they are (:class:`~captum_gmar.exploration.suspicion.Suspicion`)
-_FIGURES = ("localised", "additive", "difference", "spread", "member_mass", "rest_mass", "shared")
+_FIGURES = ("localised", "additive", "intact", "beyond", "threshold", "difference", "spread", "member_mass", "rest_mass", "shared")
 
 
 @dataclass
@@ -132,8 +132,8 @@ def _purity(values: np.ndarray) -> dict[str, Any] | None:
     return {"counts": {str(k): v for k, v in sorted(counts.items())}, "majority": majority, "purity": _rounded(most / sum(counts.values()))}
 
 
-def _rounded(value: float) -> float:
-    return float(f"{value:.{_DIGITS}g}")
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.{_DIGITS}g}")
 
 
 def _nested(array: np.ndarray) -> Any:

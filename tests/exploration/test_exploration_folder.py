@@ -104,7 +104,12 @@ def test_a_real_job_is_explored(job, tmp_path, capsys):
         "unusual": 3.0,
         "odd_margin": 1.0,
     }
-    assert summary["targets"] == [0] and summary["class_names"]["3"] == "Dress" and summary["flag_at"] == 0.8
+    assert (
+        summary["targets"] == [0]
+        and summary["class_names"]["3"] == "Dress"
+        and summary["flag_at"] == 0.9
+        and "0.99 at 8" in summary["flag_rule"]
+    )
     group = summary["groups"][0]
     assert (group["method"], group["target"], group["maps"], group["flat"], group["grid"], group["note"]) == (
         "gmar-l1",

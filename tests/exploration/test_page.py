@@ -96,8 +96,11 @@ def test_the_page_offline_in_chromium(exp, tmp_path):
         WebDriverWait(driver, 10).until(lambda d: main.get_attribute("data-ready-ms"))
         # it opens on the overview's first group, a flagged one, its flagged cluster chosen: the tagged maps
         verdict = driver.find_element("css selector", "[id$='-verdict']").text
-        assert verdict.startswith("3 of the 6 method-and-class groups have a flagged cluster") and "(suspicion 0.8 or more)" in verdict
-        assert "2 of 290 method-and-class groups had a flagged cluster" in verdict
+        assert (
+            verdict.startswith("3 of the 6 method-and-class groups have a flagged cluster")
+            and "(suspicion 0.9 or more for a cluster of 20 maps or more, up to 0.99 at 8; none of fewer)" in verdict
+        )
+        assert "at most 5% of method-and-class groups had a flagged cluster" in verdict
         overview = [
             [td.text for td in tr.find_elements("css selector", "td")]
             for tr in driver.find_elements("css selector", "[id$='-overview'] tbody tr")

@@ -16,7 +16,7 @@ from synthetic_maps import TAG, planted_maps
 
 from captum_gmar.exploration import find_strategies
 from captum_gmar.exploration.strategies import clusters_by_eigengap, maps_needed
-from captum_gmar.exploration.suspicion import FLAG_AT
+from captum_gmar.exploration.suspicion import MIN_FLAGGED, flag_threshold
 from tools.shortcut.scoring import best_match
 from tools.shortcut.synthetic import Setting, synthetic_class
 
@@ -40,7 +40,7 @@ def test_a_planted_corner_tag_is_the_first_ranked_cluster_and_flagged(count, see
     assert recall >= 0.9 and precision >= 0.9, (recall, precision, result.ranking)
     mean = result.mean_maps[result.ranking[0].label]
     assert mean[TAG].sum() > 0.5  # its mean map puts most of its mass on the tag
-    assert result.flagged == (result.ranking[0],) and result.ranking[0].reason.startswith("flagged (suspicion 0.9")
+    assert result.flagged == (result.ranking[0],) and result.ranking[0].reason.startswith("flagged (suspicion ")
     assert set(result.ranking[0].region) == {(0, 0), (0, 1), (1, 0), (1, 1)}
 
 
@@ -101,10 +101,11 @@ def test_the_result_is_consistent(planted, found):
     assert [c.label for c in by_label] == list(range(k)) and [c.size for c in by_label] == list(sizes)
     suspicions = [c.suspicion for c in found.ranking]
     assert suspicions == sorted(suspicions, reverse=True)
-    assert found.flagged == tuple(c for c in found.ranking if c.suspicion >= FLAG_AT)
+    assert found.flagged == tuple(c for c in found.ranking if c.size >= MIN_FLAGGED and c.suspicion >= flag_threshold(c.size))
     for cluster in found.ranking:
         assert 0 <= cluster.localised <= 1 and 0 <= cluster.additive <= 1 and 1 <= cluster.spread <= 196
-        assert cluster.suspicion == pytest.approx(min(1, cluster.localised * cluster.additive))
+        assert 0 <= cluster.intact <= 1 and 0 <= cluster.beyond <= 1
+        assert cluster.suspicion == pytest.approx(cluster.additive * cluster.intact * cluster.beyond)
         assert len(cluster.region) == np.ceil(cluster.spread - 1e-9) and np.isnan(cluster.confidence)
         np.testing.assert_allclose(
             0.5 * np.abs(found.mean_maps[cluster.label] - _rest_mean(maps, found, cluster.label)).sum(), cluster.difference, rtol=1e-4

@@ -1,6 +1,7 @@
 """The suspicion of a cluster, as functions over distributions and labels: a cluster that
-is the rest plus mass on one region scores near 1 and names that region; one that is
-the rest moved, or drawn from the same maps, scores low; the figures do not depend on
+is the rest plus mass on one region, of one patch or a frame, scores near 1 and names
+that region; one that is the rest moved, or drawn from the same maps, scores low; a
+small cluster must score more to be flagged, and one of a few maps never is; the figures do not depend on
 the order of the maps nor on how the patches are laid out; the sums are exact in blocks."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from captum_gmar.exploration import suspicion
-from captum_gmar.exploration.suspicion import FLAG_AT, cluster_sums, excess_direction, suspicions
+from captum_gmar.exploration.suspicion import FLAG_AT, FLAG_SMALL, MIN_FLAGGED, cluster_sums, excess_direction, flag_threshold, suspicions
 
 
 def _normalised(x: np.ndarray) -> np.ndarray:
@@ -60,6 +61,39 @@ def test_maps_drawn_like_the_rest_or_moved_are_not_flagged():
     assert figures[1].spread > 8 and figures[1].additive < 0.7 and not figures[1].flagged
 
 
+def test_a_frame_is_as_suspicious_as_a_tag_of_one_patch():
+    rng = np.random.default_rng(5)
+    rows, columns = np.mgrid[0:8, 0:8]
+    bump = np.exp(-0.5 * ((rows - 3.5) ** 2 + (columns - 3.5) ** 2) / 1.5**2).ravel()  # an object in the middle
+    p = _normalised(bump + 0.05 * rng.random((400, 64)))
+    frame = np.zeros((8, 8), dtype=np.float32)
+    frame[[0, -1], :] = frame[:, [0, -1]] = 1  # 28 of the 64 patches
+    frame = frame.ravel() / frame.sum()
+    labels = np.zeros(len(p), dtype=np.int64)
+    labels[:40] = 1
+    p[:40] = 0.7 * p[:40] + 0.3 * frame
+    framed = suspicions(p, labels, 2, width=8)[1]
+    assert framed.spread > 20 and framed.localised < 0.7  # most of a ring: no small region
+    assert framed.additive > 0.95 and framed.intact > 0.95 and framed.beyond == 1.0 and framed.flagged
+    assert {(0, 0), (7, 7), (0, 7), (7, 0)} <= set(framed.region)
+
+
+def test_a_small_cluster_needs_more_and_a_few_maps_are_never_flagged():
+    assert flag_threshold(MIN_FLAGGED - 1) is None and flag_threshold(MIN_FLAGGED) == pytest.approx(FLAG_SMALL)
+    assert flag_threshold(20) == flag_threshold(10_000) == pytest.approx(FLAG_AT)
+    thresholds = [flag_threshold(n) for n in range(MIN_FLAGGED, 30)]
+    assert thresholds == sorted(thresholds, reverse=True)
+    rng = np.random.default_rng(6)
+    p = _class(rng, n=100)
+    tag = np.zeros(p.shape[1], dtype=np.float32)
+    tag[5] = 1
+    labels = np.zeros(len(p), dtype=np.int64)
+    labels[: MIN_FLAGGED - 1] = 1
+    p[: MIN_FLAGGED - 1] = 0.7 * p[: MIN_FLAGGED - 1] + 0.3 * tag
+    few = suspicions(p, labels, 2, width=8)[1]
+    assert few.suspicion > FLAG_SMALL and few.threshold is None and not few.flagged
+
+
 def test_the_figures_do_not_depend_on_the_order_of_maps_or_the_layout_of_patches():
     rng = np.random.default_rng(2)
     p = _class(rng, n=300)
@@ -75,7 +109,19 @@ def test_the_figures_do_not_depend_on_the_order_of_maps_or_the_layout_of_patches
     moved = suspicions(p[:, layout], labels, 3, width=8, confidence=confidence)
     where = {int(j): i for i, j in enumerate(layout)}
     for a, b, c in zip(base, shuffled, moved):
-        for name in ("suspicion", "localised", "additive", "difference", "spread", "member_mass", "rest_mass", "shared", "confidence"):
+        for name in (
+            "suspicion",
+            "localised",
+            "additive",
+            "intact",
+            "beyond",
+            "difference",
+            "spread",
+            "member_mass",
+            "rest_mass",
+            "shared",
+            "confidence",
+        ):
             assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-6, abs=1e-9), name
             assert getattr(a, name) == pytest.approx(getattr(c, name), rel=1e-6, abs=1e-9), name
         assert a.region == b.region

@@ -510,9 +510,9 @@
   function drawOverview() {
     var flagged = ranked.filter(function (g) { return g.flagged > 0; }).length;
     el("verdict").textContent = (flagged
-      ? flagged + " of the " + ranked.length + " method-and-class groups have a flagged cluster: its difference from the rest of its class lies on a small region, nearly all of it there, as a shortcut's does (suspicion " + D.flag_at + " or more). Start with the first row."
-      : "Nothing stands out: no cluster of the " + ranked.length + " method-and-class groups reaches the flag (suspicion " + D.flag_at + ").") +
-      " " + D.calibration + " (docs/results.md, “Finding a planted shortcut”).";
+      ? flagged + " of the " + ranked.length + " method-and-class groups " + (flagged === 1 ? "has" : "have") + " a flagged cluster: its difference from the rest of its class lies on one region, of any size, nearly all of it there, and its maps keep the rest of the class's content, as a shortcut's do (" + D.flag_rule + "). Start with the first row."
+      : "Nothing stands out: no cluster of the " + ranked.length + " method-and-class groups reaches the flag (" + D.flag_rule + ").") +
+      " " + D.calibration + " (docs/results.md, “Shortcuts of any shape”).";
     var body = el("overview").tBodies[0];
     body.textContent = "";
     ranked.slice(0, showAll ? ranked.length : OVERVIEW).forEach(function (g, k) {
@@ -554,7 +554,7 @@
     el("cards-caption").textContent = "Each card: the image, then each method's map (inferno: dark is none of its mass, bright its most), framed in the colour of its cluster among that method's maps" +
       (D.disagreement_scale ? "; in red the method that disagrees with the others more than any other does, by at least " + SCALE.odd_margin + " deviation" : "") +
       "; the image's label, prediction, score and margin" + (D.disagreement_scale ? ", and how far its methods disagree, in robust deviations from the typical image (" + SCALE.unusual + " or more: unusual)" : "") + ".";
-    status.textContent = state.m + ", explained class " + className(Number(state.c)) + ": " + filtered.length.toLocaleString() + " maps kept by the filters" +
+    status.textContent = state.m + ", explained class " + className(Number(state.c)) + ": " + filtered.length.toLocaleString() + (filtered.length === 1 ? " map" : " maps") + " kept by the filters" +
       (g && g.clusters ? ", " + g.n_clusters + " clusters" : "") + (state.sel ? "; selection: " + describe(selection(), g) : "") + ".";
     status.className = "cg-status";
     if (!root.hasAttribute("data-ready-ms")) { root.setAttribute("data-ready-ms", performance.now().toFixed(0)); }
