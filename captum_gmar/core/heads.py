@@ -51,7 +51,12 @@ def attention_probs(query: Tensor, key: Tensor, scaling: float, bias: Tensor | N
     Returns:
         ``(B, H, T, T)`` float32, rows summing to 1.
     """
-    scores = query.float() @ key.float().transpose(-1, -2) * scaling
+    batch, heads, tokens, size = query.shape
+    q = _float(query).reshape(batch * heads, tokens, size)
+    k = _float(key).reshape(batch * heads, key.shape[-2], size)
+    # the scale applied inside the product (the GEMM's alpha; with beta=0 the first argument is
+    # ignored): one operation where a product and a multiplication by a Python number take five
+    scores = torch.baddbmm(q.new_empty(1, 1, 1), q, k.transpose(1, 2), beta=0, alpha=scaling).view(batch, heads, tokens, -1)
     if bias is not None:
         if bias.dtype == torch.bool:
             scores = scores.masked_fill(~bias, float("-inf"))
@@ -76,6 +81,29 @@ def attention_grad(context_grad: Tensor, value: Tensor) -> Tensor:
     """
     g = split_heads(context_grad.float(), value.shape[1])
     return g @ value.float().transpose(-1, -2)
+
+
+def _float(x: Tensor) -> Tensor:
+    """``x`` as float32, without an operation where it already is (each one a kernel
+    launch on a GPU, which small batches wait on)."""
+    return x if x.dtype == torch.float32 else x.float()
+
+
+def context_head_scores(context_grad: Tensor, num_heads: int, norm: Norm = "l1") -> Tensor:
+    """:func:`head_scores` of the heads' output gradient ``(B, T, H * d)``, read in place:
+    ``head_scores(split_heads(context_grad, num_heads), norm)``, without the copy that
+    flattening the split view would make.
+
+    Returns:
+        ``(B, H)`` float32, non-negative.
+    """
+    batch, tokens, channels = context_grad.shape
+    if channels % num_heads:
+        raise ValueError(f"{channels} channels cannot be split into {num_heads} heads")
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
+    grad = _float(context_grad).view(batch, tokens, num_heads, channels // num_heads)
+    return torch.linalg.vector_norm(grad, 1 if norm == "l1" else 2, dim=(1, 3))  # one reduction over tokens and channels
 
 
 def head_scores(grad: Tensor, norm: Norm = "l1") -> Tensor:
@@ -155,7 +183,10 @@ def fuse_heads(attn: Tensor, weights: Tensor) -> Tensor:
     Returns:
         ``(B, T, T)``.
     """
-    return torch.einsum("bhij,bh->bij", attn, weights.to(attn.dtype))
+    batch, heads, tokens, _ = attn.shape
+    weights = weights if weights.dtype == attn.dtype else weights.to(attn.dtype)
+    fused = torch.bmm(weights.unsqueeze(1), attn.reshape(batch, heads, tokens * tokens))  # one product, no einsum planning
+    return fused.view(batch, tokens, tokens)
 
 
 def reduce_heads(attn: Tensor, fusion: HeadFusion = "mean") -> Tensor:

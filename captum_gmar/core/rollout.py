@@ -27,7 +27,7 @@ def add_residual(attn: Tensor, alpha: float = 0.5) -> Tensor:
         ``(B, T, T)`` with rows summing to 1 (rows that are all zero stay zero).
     """
     eye = torch.eye(attn.shape[-1], dtype=attn.dtype, device=attn.device)
-    mixed = (1.0 - alpha) * attn + alpha * eye
+    mixed = torch.lerp(attn, eye, alpha)  # (1 - alpha) * attn + alpha * I in one operation (a Python number costs a copy in a product)
     return mixed / mixed.sum(-1, keepdim=True).clamp_min(torch.finfo(mixed.dtype).tiny)
 
 
@@ -110,13 +110,13 @@ def rollout_row(layers_top_down: Iterable[Tensor], readout: Tensor) -> Tensor:
     Returns:
         ``(B, T)``, the relevance of every token for the read-out.
     """
-    row: Tensor | None = None
+    row: Tensor | None = None  # (B, 1, T) between the layers: one product per layer, no reshaping
     for matrix in layers_top_down:
         if row is None:
             p = readout.to(matrix.device, matrix.dtype)
-            row = (p.unsqueeze(-2) @ matrix).squeeze(-2)  # (1, T) or (B, 1, T) times (B, T, T)
+            row = p.unsqueeze(-2) @ matrix  # (1, T) or (B, 1, T) times (B, T, T)
         else:
-            row = torch.bmm(row.unsqueeze(1), matrix).squeeze(1)
+            row = torch.bmm(row, matrix)
     if row is None:
         raise ValueError("rollout needs at least one layer")
-    return row
+    return row.squeeze(-2)

@@ -10,7 +10,17 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from ..core.formatting import Targets, TargetType, batch_slices, check_pixel_values
-from ..core.heads import GateSign, Norm, attention_grad, fuse_heads, gate_scores, head_scores, normalize_head_weights, split_heads
+from ..core.heads import (
+    GateSign,
+    Norm,
+    attention_grad,
+    context_head_scores,
+    fuse_heads,
+    gate_scores,
+    head_scores,
+    normalize_head_weights,
+    split_heads,
+)
 from ..core.rollout import add_residual, rollout_row
 from ..vit.blocks import Readout
 from ..vit.capture import AttentionTrace
@@ -213,7 +223,7 @@ class GMARAttribution(AttentionAttribution):
 
     def _weights(self, trace: AttentionTrace, grads: Sequence[Tensor]) -> Tensor:
         """Head weights ``(B, L', H)`` from the context gradients of the layers taking part."""
-        return torch.stack([normalize_head_weights(self._head_scores(trace, i, g)) for i, g in zip(self.layers, grads)], dim=1)
+        return normalize_head_weights(torch.stack([self._head_scores(trace, i, g) for i, g in zip(self.layers, grads)], dim=1))
 
     def _explain(self, trace: AttentionTrace, targets: Targets) -> Explanation:
         layers = self.layers
@@ -238,9 +248,9 @@ class GMARAttribution(AttentionAttribution):
         """``(B, H)`` non-negative scores of ``layer``'s heads from its context gradient ``(B, T, H * d)``."""
         if self.head_gradient == "attention":
             return head_scores(attention_grad(context_grad, trace.value(layer)), self.norm)
-        grad = split_heads(context_grad, trace.blocks[layer].num_heads)
         if self.head_gradient == "context":
-            return head_scores(grad, self.norm)
+            return context_head_scores(context_grad, trace.blocks[layer].num_heads, self.norm)
+        grad = split_heads(context_grad, trace.blocks[layer].num_heads)
         # the heads' outputs C_h = A_h @ V_h, rebuilt: the trace keeps no activations
         return gate_scores(grad, trace.attention_probs(layer) @ trace.value(layer).float(), self.gate)
 

@@ -234,8 +234,8 @@ class _FrozenParameters(TorchFunctionMode):
 
 def _detached(value: object) -> object:
     if isinstance(value, nn.Parameter):
-        return value.detach()
-    if isinstance(value, (list, tuple)) and any(isinstance(item, nn.Parameter) for item in value):
+        return value.detach() if value.requires_grad else value  # a frozen one is outside the graph already
+    if isinstance(value, (list, tuple)) and any(isinstance(item, nn.Parameter) and item.requires_grad for item in value):
         return type(value)(item.detach() if isinstance(item, nn.Parameter) else item for item in value)
     return value
 

@@ -4,6 +4,7 @@ import torch
 from captum_gmar.core.heads import (
     attention_grad,
     attention_probs,
+    context_head_scores,
     fuse_heads,
     gate_scores,
     gradient_weighted_heads,
@@ -68,6 +69,17 @@ def test_attention_grad_equals_autograd():
     (context * weights).sum().backward()
     # d(sum(context * weights)) / d(context) == weights
     torch.testing.assert_close(attention_grad(weights, value), attn.grad)
+
+
+@pytest.mark.parametrize("norm", ["l1", "l2"])
+def test_context_head_scores_are_the_split_heads_scores(norm):
+    context_grad = torch.randn(B, T, H * D, generator=gen(3))
+    torch.testing.assert_close(context_head_scores(context_grad, H, norm), head_scores(split_heads(context_grad, H), norm))
+    torch.testing.assert_close(context_head_scores(context_grad.half(), H, norm), head_scores(split_heads(context_grad.half(), H), norm))
+    with pytest.raises(ValueError, match="norm"):
+        context_head_scores(context_grad, H, "l3")
+    with pytest.raises(ValueError, match="cannot be split"):
+        context_head_scores(context_grad, 5, norm)
 
 
 def test_head_scores_l1_and_l2():

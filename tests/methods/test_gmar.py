@@ -94,7 +94,8 @@ def test_gate_head_weights_are_the_gradient_of_an_explicit_gate_on_each_head(loa
 @pytest.mark.parametrize("name", OPTION_MODELS)
 def test_uniform_head_weights_give_mean_attention_rollout(load_tiny, images, name, monkeypatch):
     model = load_tiny(name)
-    monkeypatch.setattr(captum_gmar.methods.gmar, "head_scores", lambda grad, norm: torch.ones(grad.shape[:2]))
+    # every head scored alike: (B, H) ones from the heads' output gradient (B, T, H * d)
+    monkeypatch.setattr(captum_gmar.methods.gmar, "context_head_scores", lambda grad, heads, norm: torch.ones(len(grad), heads))
     torch.testing.assert_close(
         patches(GMARAttribution(model, alpha=0.3), images),
         patches(AttentionRollout(model, head_fusion="mean", alpha=0.3), images),

@@ -34,11 +34,11 @@ from tqdm import tqdm
 from captum_gmar import find_strategies
 from tools.shortcut.family import FACTORS, ISOLATED, controls
 from tools.shortcut.scoring import best_match
-from tools.shortcut.synthetic import Setting, synthetic_class
+from tools.shortcut.synthetic import Setting, Shape, synthetic_class
 
 __all__ = ["SHAPES", "SIZES", "main"]
 
-SHAPES = ("square", "frame", "line", "bracket", "spread")
+SHAPES: tuple[Shape, ...] = ("square", "frame", "line", "bracket", "spread")
 SIZES = (20, 50, 100, 300)
 
 
@@ -55,6 +55,7 @@ def run_shape(setting: Setting, seed: int) -> dict[str, Any]:
     found = find_strategies(maps, seed=seed)
     order = [c.label for c in found.ranking]
     best = best_match(found.labels, tagged, order)
+    assert best.rank is not None  # an order was given
     cluster = next(c for c in found.ranking if c.label == order[best.rank - 1])
     return {
         "setting": asdict(setting),
