@@ -68,6 +68,7 @@ _USER_ERRORS = (
     FileNotFoundError,
     FileExistsError,
     ValueError,
+    ImportError,  # a library the command needs is missing: the message says what to install
 )
 
 

@@ -180,12 +180,11 @@ def photo_similarity(options: RunOptions, composites: int, candidates: int | Non
     (``candidates``: see :func:`~captum_gmar.evaluation.photo_similarity.photo_similarity`)."""
 
     def make() -> Subject:
-        from transformers import AutoImageProcessor
-
         from ..evaluation.photo_similarity import photo_similarity
+        from ..imagedata.processing import load_processor
 
         backbone = loading.load_model(options.model, embedding=True)
-        processor = AutoImageProcessor.from_pretrained(backbone.name_or_path, local_files_only=True)
+        processor = load_processor(backbone.name_or_path)
         bench = photo_similarity(backbone, processor, composites, seed=options.settings.seed, center=options.center, candidates=candidates)
         return Subject(bench.model, bench.tasks, dict(enumerate(bench.names)))
 
@@ -259,9 +258,9 @@ def scene_tasks(scenes: Scenes, spec: str | None, model_folder: Path) -> SceneTa
 
     if spec in (None, "vit-tiny"):
         return SceneTasks(scenes)
-    from transformers import AutoImageProcessor
+    from ..imagedata.processing import load_processor
 
-    return SceneTasks(scenes, AutoImageProcessor.from_pretrained(model_folder, local_files_only=True))
+    return SceneTasks(scenes, load_processor(model_folder))
 
 
 def check_photos() -> None:
@@ -284,12 +283,11 @@ def _user_data(options: CompareOptions, model_folder: Path) -> ImageFolderTasks 
             f"model folder {str(model_folder)!r} has no image processor (preprocessor_config.json): "
             "save the model's with processor.save_pretrained(DIR)"
         )
-    from transformers import AutoImageProcessor
-
     from ..evaluation.data import open_dataset
+    from ..imagedata.processing import load_processor
 
     assert options.data is not None  # the caller reads scenes otherwise
-    processor = AutoImageProcessor.from_pretrained(model_folder, local_files_only=True)
+    processor = load_processor(model_folder)
     return open_dataset(
         options.data,
         processor,

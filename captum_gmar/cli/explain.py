@@ -131,17 +131,16 @@ def run(options: ExplainOptions) -> None:
     model = loading.load_model(options.model, embedding=similarity).to(device)
 
     import torch
-    from transformers import AutoImageProcessor
 
     from ..evaluation.methods import build_methods
     from ..evaluation.report import class_title
     from ..evaluation.runner import score_function
     from ..files import save_figure
-    from ..imagedata.processing import process_images
+    from ..imagedata.processing import load_processor, process_images
     from ..visualization import comparison_grid, to_display_image
     from ..vit.model import VisionTransformer
 
-    processor = AutoImageProcessor.from_pretrained(model.name_or_path, local_files_only=True)
+    processor = load_processor(model.name_or_path)
     resize = _resize_options(processor, model, options.native_resolution)
     pixel_values = process_images(processor, image, **resize)
     if similarity:

@@ -55,11 +55,10 @@ def run(options: ExplainOptions) -> None:
             "--target label explains each image's label; with --similar-to the references are the classes: use predicted, all or a reference"
         )
 
-    from transformers import AutoImageProcessor
-
     from ..evaluation.data import open_dataset
+    from ..imagedata.processing import load_processor
 
-    processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    processor = load_processor(folder)
     size = config.get("image_size", config.get("vision_config", {}).get("image_size", 224))
     reading: dict[str, Any] = {"skip_unreadable": options.skip_unreadable, "follow_links": options.follow_links}
     classes: dict[int | str, str] | None = None if similarity else dict(enumerate(names))

@@ -12,6 +12,7 @@ layout, so a PIL image named channels last comes out with its axes mixed (an err
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,29 @@ from torch import Tensor
 if TYPE_CHECKING:  # imported where used: importing the package needs no PIL
     from PIL import Image
 
-__all__ = ["image_array", "process_images", "processed_pixels", "processor_options", "transform_mask"]
+__all__ = ["image_array", "load_processor", "process_images", "processed_pixels", "processor_options", "transform_mask"]
 
 _NEAREST = 0  # PIL's (and transformers' PILImageResampling) nearest-neighbour code
+
+
+def load_processor(folder: str | os.PathLike[str]) -> Any:
+    """The image processor saved in ``folder`` (``preprocessor_config.json``), from the disk only.
+
+    Raises:
+        ImportError: in one line, where this transformers release loads image processors
+            only with torchvision installed (some 5.x releases do) and it is not.
+    """
+    import transformers
+
+    try:
+        return transformers.AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    except ImportError as error:
+        if "torchvision" not in str(error).lower():
+            raise
+        raise ImportError(
+            f"transformers {transformers.__version__} loads image processors only with torchvision installed: "
+            "pip install torchvision (the release that matches your torch), or another transformers release"
+        ) from None
 
 
 def image_array(image: Image.Image | np.ndarray) -> np.ndarray:

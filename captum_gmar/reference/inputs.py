@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoImageProcessor, BaseImageProcessor
+from transformers import BaseImageProcessor
 
-from ..imagedata.processing import process_images
+from ..imagedata.processing import load_processor, process_images
 
 __all__ = ["load_image_processor", "scene_pixel_values"]
 
@@ -27,7 +27,7 @@ def load_image_processor(model: nn.Module) -> BaseImageProcessor:
             f"{type(model).__name__} was loaded from {str(folder)!r}, which holds no preprocessor_config.json; "
             "load the model with from_pretrained from a folder that has its image processor"
         )
-    return AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    return load_processor(folder)
 
 
 def scene_pixel_values(processor: BaseImageProcessor, images: np.ndarray) -> torch.Tensor:

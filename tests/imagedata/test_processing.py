@@ -12,7 +12,7 @@ import torch
 import transformers
 from PIL import Image
 
-from captum_gmar.imagedata.processing import image_array, process_images, processed_pixels, processor_options
+from captum_gmar.imagedata.processing import image_array, load_processor, process_images, processed_pixels, processor_options
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
 FAST = importlib.util.find_spec("torchvision") is not None and hasattr(transformers, "ViTImageProcessorFast")
@@ -67,3 +67,14 @@ def test_grey_and_rgba_images_become_rgb():
 def test_other_arrays_are_refused(bad):
     with pytest.raises(ValueError, match="uint8"):
         image_array(bad)
+
+
+def test_a_processor_loads_from_its_folder_or_says_it_needs_torchvision(tmp_path):
+    transformers.ViTImageProcessor(do_resize=False).save_pretrained(tmp_path)
+    try:
+        expected = transformers.AutoImageProcessor.from_pretrained(tmp_path, local_files_only=True)
+    except ImportError:  # some transformers 5 releases load image processors only with torchvision
+        with pytest.raises(ImportError, match=r"^transformers \S+ loads image processors only with torchvision installed: pip install torchvision"):
+            load_processor(tmp_path)
+    else:
+        assert type(load_processor(tmp_path)) is type(expected)
