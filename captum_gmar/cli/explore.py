@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from typing import Any
 
 from .arguments import folder, int_at_least
 from .options import CommandError, ExploreOptions
@@ -100,9 +101,15 @@ def run(options: ExploreOptions) -> None:
         f"wrote {', '.join(result.files)} to {result.folder} ({clustered} method-and-class groups clustered"
         f"{f', {len(result.skipped)} too small' if result.skipped else ''}); "
         + (
-            f"{len(flagged)} flagged cluster{'' if len(flagged) == 1 else 's'}, the first: {flagged[0][0]}, class {flagged[0][1]}, cluster #1 of its group"
+            f"{len(flagged)} flagged cluster{'' if len(flagged) == 1 else 's'}, the first: {flagged[0][0]}, "
+            f"{flagged[0][1]}: {result.summary['class_names'][str(flagged[0][1])]}, cluster #{_rank(result, *flagged[0])} of its group"
             if flagged
             else "no flagged cluster: nothing stands out"
         )
         + f"; open {result.folder / 'explore.html'} in a browser"
     )
+
+
+def _rank(result: Any, method: str, target: int, cluster: Any) -> int:
+    """A cluster's rank in its group, 1 the most suspicious (as the page and ``heads`` number it)."""
+    return result.strategies[method, target].ranking.index(cluster) + 1

@@ -1,7 +1,9 @@
 """Does the model rely on what a cluster's maps point at? The causal check: mask the
 cluster's region on its images, and see how far the class score falls, against as many
 random patches masked on the same images, and against the same region masked on the
-class's other images.
+class's other images. :class:`ClusterChecker` runs it, and the transplant check
+(:mod:`captum_gmar.exploration.transplant`: the region pasted on other classes' images)
+beside it, on the same images.
 
 A masked patch is filled with its image's mean value per channel (no edge and no colour
 the image lacks). The check itself is pure, over pixel values and a scoring function
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
+
+from .transplant import Transplant, transplant_check
 
 if TYPE_CHECKING:
     from .strategies import Strategies
@@ -48,6 +52,8 @@ class CausalCheck:
     #: their mean score as they are, and with the same region masked (NaN with none)
     others_score: float
     others_region: float
+    #: the transplant check of the same cluster, run beside it (:mod:`captum_gmar.exploration.transplant`)
+    transplant: Transplant | None = None
 
     @property
     def effect(self) -> float:
@@ -67,6 +73,8 @@ class CausalCheck:
         )
         if self.others:
             text += f"; on {self.others} of the class's other images, from {self.others_score:.3f} to {self.others_region:.3f}"
+        if self.transplant is not None:
+            text += f"; {self.transplant.summary()}"
         return text
 
 
@@ -184,15 +192,18 @@ class ClusterChecker:
             members = groups[target]
             inside = rng.permutation(members[labels == cluster.label])[:CAUSAL_IMAGES]
             outside = rng.permutation(members[(labels != cluster.label) & (labels >= 0)])[:CAUSAL_IMAGES]
+            elsewhere = [rows for other, rows in groups.items() if other != target]  # images explained for other classes
+            pasted_on = rng.permutation(np.concatenate(elsewhere))[:CAUSAL_IMAGES] if elsewhere else np.zeros(0, dtype=np.int64)
             grid = found[key, target].mean_maps.shape[1:]
-            checks[key, target, cluster.label] = causal_check(
-                partial(self._score, target=target),
-                self._pixels([names[i] for i in inside]),
-                self._pixels([names[i] for i in outside]) if len(outside) else None,
-                cluster.region,
-                (int(grid[0]), int(grid[1])),
-                seed=self.seed,
+            score = partial(self._score, target=target)
+            pixels = self._pixels([names[i] for i in inside])
+            rest = self._pixels([names[i] for i in outside]) if len(outside) else None
+            region, shape = cluster.region, (int(grid[0]), int(grid[1]))
+            transplant = transplant_check(
+                score, pixels, rest, self._pixels([names[i] for i in pasted_on]) if len(pasted_on) else None, region, shape, self.seed
             )
+            check = causal_check(score, pixels, rest, region, shape, seed=self.seed)
+            checks[key, target, cluster.label] = replace(check, transplant=transplant)
         return checks
 
     def _score(self, pixel_values: torch.Tensor, target: int) -> torch.Tensor:

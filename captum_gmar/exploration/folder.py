@@ -225,6 +225,11 @@ def explore(
         "flag_at": FLAG_AT,
         "flag_rule": FLAG_RULE,
         "model": (read_job(maps_folder) or {}).get("model"),
+        # what explore was given, for the page's commands (its next steps name them)
+        "given": {
+            "model": None if model is None else (read_job(maps_folder) or {}).get("model") or getattr(model, "name_or_path", None),
+            "images": None if images is None else str(images),
+        },
         "files": list(files),
         "disagreement": None if compared is None else disagreement_summary(compared),
         "groups": [

@@ -123,6 +123,7 @@ def write_page(
         "title": f"Strategies of {model}, and where its explanations disagree",
         "maps": summary["maps"],
         "model": model,
+        "given": summary.get("given", {"model": None, "images": None}),
         "targets": summary["targets"],
         "overview": summary["overview"],
         "flag_rule": summary.get("flag_rule", f"suspicion {summary['flag_at']} or more"),

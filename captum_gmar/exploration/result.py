@@ -68,9 +68,10 @@ class Exploration:
             if c["flagged"]
         ]
 
-    def rows(self, method: str, target: int, cluster: int | None = None) -> Any:
+    def rows(self, method: str, target: int, rank: int | None = None) -> Any:
         """The rows of ``clusters.csv`` of ``method``'s maps of class ``target`` (of its
-        cluster numbered ``cluster`` only, where given), with their images, labels,
+        cluster ranked ``rank`` only, where given: 1 the most suspicious, as the page, the
+        command line and ``METHOD:CLASS:RANK`` number them), with their images, labels,
         predictions, scores and places: a pandas ``DataFrame`` where pandas is installed,
         else a list of dicts (the CSV's strings)."""
         if (method, target) not in self.strategies:
@@ -83,12 +84,12 @@ class Exploration:
                 return [
                     row
                     for row in csv.DictReader(handle)
-                    if row["method"] == method and int(row["target"]) == target and (cluster is None or row["cluster"] == str(cluster))
+                    if row["method"] == method and int(row["target"]) == target and (rank is None or row["rank"] == str(rank))
                 ]
         table = pd.read_csv(path)
         chosen = (table["method"] == method) & (table["target"] == target)
-        if cluster is not None:
-            chosen &= table["cluster"] == cluster
+        if rank is not None:
+            chosen &= table["rank"] == rank
         return table[chosen].reset_index(drop=True)
 
     def _repr_html_(self) -> str:
@@ -135,7 +136,7 @@ class Exploration:
                         continue
                     pictures.append(f'<img src="{thumbnail_uri(picture, 96)}" title="{html.escape(typical["image"])}">')
                 causal = self.causal.get((g["method"], g["target"], c["cluster"]))
-                query = f"exploration.rows({g['method']!r}, {g['target']}, cluster={c['cluster']})"
+                query = f"exploration.rows({g['method']!r}, {g['target']}, rank={c['rank']})"
                 out.append(
                     f"<h4>{html.escape(g['method'])}, class {g['target']} ({html.escape(names[str(g['target'])])}): cluster #{c['rank']}, "
                     f"{c['size']:,} maps, suspicion {c['suspicion']:.3f}</h4><div>{' '.join(pictures)}</div>"

@@ -144,8 +144,26 @@ def _nested(array: np.ndarray) -> Any:
 def _causal(check: CausalCheck | None) -> dict[str, Any] | None:
     if check is None:
         return None
-    figures = {**vars(check), "effect": check.effect, "specific": check.specific}
-    return {name: value if isinstance(value, int) else None if math.isnan(value) else _rounded(value) for name, value in figures.items()}
+    figures = {name: value for name, value in vars(check).items() if name != "transplant"}
+    return _figures({**figures, "effect": check.effect, "specific": check.specific})
+
+
+def _transplant(check: CausalCheck | None) -> dict[str, Any]:
+    """A cluster's ``transplant_rise`` and ``transplant_control`` (``None`` where none ran
+    or with nothing to paste on, ``transplant_note`` saying why) and the rest of the check."""
+    transplant = None if check is None else check.transplant
+    if transplant is None:
+        return {"transplant_rise": None, "transplant_control": None, "transplant": None}
+    figures = _figures(vars(transplant))
+    return {"transplant_rise": figures["rise"], "transplant_control": figures["control"], "transplant": figures}
+
+
+def _figures(figures: dict[str, Any]) -> dict[str, Any]:
+    """Counts and text as they are, floats rounded, NaN as ``None``."""
+    return {
+        name: value if value is None or isinstance(value, (int, str)) else None if math.isnan(value) else _rounded(value)
+        for name, value in figures.items()
+    }
 
 
 def disagreement_summary(compared: Disagreement) -> dict[str, Any]:
@@ -210,6 +228,7 @@ def group_summary(
                 "predictions": _purity(predicted[inside]),
                 "correct": _rounded(float(np.mean(labels[labelled] == predicted[labelled]))) if labelled.any() else None,
                 "causal": _causal(causal.get(cluster.label)),
+                **_transplant(causal.get(cluster.label)),
             }
         )
     entry.update(

@@ -164,15 +164,14 @@ def test_a_stored_shortcut_ranks_first_and_small_classes_are_skipped(tmp_path, c
     assert [g["method"] for g in overview] == [summary["groups"][i]["method"] for i in summary["overview"]] and len(overview) == 2
     assert all(g["flagged"] == 1 and g["clusters"][0]["flagged"] for g in overview)
     assert [(m, t, c.label) for m, t, c in result.flagged()] == [(g["method"], 0, g["clusters"][0]["cluster"]) for g in overview]
-    label = result.strategies["a", 0].ranking[0].label
-    table = result.rows("a", 0, cluster=label)
+    table = result.rows("a", 0, rank=1)
     assert list(table.columns) == list(CLUSTER_COLUMNS) and len(table) == result.strategies["a", 0].ranking[0].size
     assert (table["rank"] == 1).all() and len(result.rows("a", 0)) == 300
     with pytest.raises(ValueError, match="no clustered maps of 'a' explaining class 1"):
         result.rows("a", 1)
     shown = result._repr_html_()
     assert shown.count("<h4>") == 2 and "2 of the 2 method-and-class groups have a flagged cluster" in shown
-    assert "exploration.rows(&#x27;a&#x27;, 0, cluster=" in shown and shown.count("data:image/png;base64") == 2  # mean maps, no images
+    assert "exploration.rows(&#x27;a&#x27;, 0, rank=1)" in shown and shown.count("data:image/png;base64") == 2  # mean maps, no images
 
 
 def test_pixel_maps_are_pooled_as_they_are_read(tmp_path):
@@ -293,8 +292,28 @@ def test_with_the_model_each_groups_first_and_flagged_clusters_get_the_causal_ch
     check = result.causal["gmar-l1", 0, first["cluster"]]
     assert first["causal"]["members"] == check.members == first["size"] and first["causal"]["others"] == 12 - first["size"]
     assert 0 <= check.score <= 1 and first["causal"]["effect"] == pytest.approx(check.random - check.region, rel=1e-4)
+    # the transplant beside it: one class explained here, so nothing to paste on, and why
+    assert first["transplant_rise"] is None and first["transplant_control"] is None
+    assert first["transplant"]["note"] == "the images hold no other class to paste on" and check.transplant is not None
     with pytest.raises(ValueError, match="the causal check .* masks the clusters' images: name the image folder"):
         explore(job, tmp_path / "exp2", model=model, **SMALL)
+
+
+def test_the_transplant_pastes_a_clusters_region_on_the_images_of_another_class(job, tmp_path):
+    """The job explains one class; its 12 images stand for another class's here too, so
+    that the checker has images to paste on."""
+    from captum_gmar.exploration.causal import ClusterChecker
+
+    result = explore(job, tmp_path / "exp", images=job.parent / "scenes", **SMALL)
+    names = [record.image for record in load_maps(job, "gmar-l1")]
+    checker = ClusterChecker(load_reference_model(), None, job.parent / "scenes", seed=0)
+    found = {("gmar-l1", 0): result.strategies["gmar-l1", 0]}
+    checks = checker.run(found, {0: np.arange(12), 1: np.arange(12)}, {"gmar-l1": names}, progress=False)
+    for check in checks.values():
+        transplant = check.transplant
+        assert transplant is not None and transplant.pasted == 12 and transplant.note is None
+        assert -1 <= transplant.rise <= 1 and -1 <= transplant.control <= 1 and transplant.pasted_own == check.others
+        assert "pasted on 12 images of other classes" in check.summary()
 
 
 def test_a_folder_a_job_is_still_writing_is_refused_saying_how_far_it_has_come(job, tmp_path):

@@ -66,6 +66,9 @@
   function className(index) { return index < 0 ? "none" : (D.class_names[index] !== undefined ? D.class_names[index] : String(index)); }
   function percent(x) { return x === null || x === undefined || x !== x ? "–" : Math.round(100 * x) + "%"; }
   function number(x) { return x === null || x === undefined || x !== x ? "–" : (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3)); }
+  function signed(x) { return x === null || x === undefined || x !== x ? "–" : (x >= 0 ? "+" : "") + x.toFixed(3); }
+  // the model and images explore was given, in the commands the page suggests (else placeholders to fill)
+  var MODEL = (D.given && D.given.model) || "MODEL", IMAGES = (D.given && D.given.images) || "IMAGES";
   function option(select, value, text) { select.add(new Option(text, value)); }
   function ordinal(k) { var tens = k % 100, last = k % 10; return k + (tens > 10 && tens < 14 ? "th" : last === 1 ? "st" : last === 2 ? "nd" : last === 3 ? "rd" : "th"); }
   function span(word, values) {
@@ -473,18 +476,25 @@
         number(k.region) + "; as many random patches, to " + number(k.random) + (k.others ? "; on " + k.others + " of the class's other images, from " +
         number(k.others_score) + " to " + number(k.others_region) : "") + "."]);
     } else {
-      line(["Causal check: ", { text: "captum-gmar explore " + D.maps + " --out EXP --images IMAGES --model MODEL" }, " masks its region on its images."]);
+      line(["Causal check: ", { text: "captum-gmar explore " + D.maps + " --out EXP --images " + IMAGES + " --model " + MODEL }, " masks its region on its images."]);
+    }
+    if (c.transplant_rise !== null && c.transplant_rise !== undefined) {
+      line(["Transplant: its region pasted on " + c.transplant.pasted + " images of other classes raises the class's score by " + signed(c.transplant_rise) +
+        "; the same place cut from the class's other images, by " + (c.transplant_control === null ? "– (none to cut from)" : signed(c.transplant_control)) +
+        ". A rise well above the control confirms that the region alone carries the class."]);
+    } else if (c.transplant && c.transplant.note) {
+      line(["Transplant: none (" + c.transplant.note + ")."]);
     }
     var run = g.method + "-" + g.target + "-" + c.rank;
-    line(["Which heads carry it, and the model without them: ", { text: "captum-gmar heads " + D.maps + " --model MODEL --cluster " + g.method + ":" + g.target + ":" + c.rank +
-      " --images IMAGES --out EXP/heads/" + run }, " (run into this folder, its grid shows here)."]);
+    line(["Which heads carry it, and the model without them: ", { text: "captum-gmar heads " + D.maps + " --model " + MODEL + " --cluster " + g.method + ":" + g.target + ":" + c.rank +
+      " --images " + IMAGES + " --out EXP/heads/" + run }, " (run into this folder, its grid shows here)."]);
     if ((window.EXPLORE_HEADS || []).indexOf(run) >= 0) {  // a heads run in this folder (explore-data/heads.js lists them): its figure
       var grid = document.createElement("img");
       grid.className = "cg-heads"; grid.alt = "the heads of this cluster: the ablation effect beside each head score"; grid.src = "heads/" + run + "/heads.png";
       box.appendChild(grid);
     }
     line(["Its rows: ", { text: "clusters.csv", href: "clusters.csv" }, ", read with pandas: ",
-      { text: "pandas.read_csv(\"clusters.csv\").query(\"method == '" + g.method + "' and target == " + g.target + " and cluster == " + c.cluster + "\")" }]);
+      { text: "pandas.read_csv(\"clusters.csv\").query(\"method == '" + g.method + "' and target == " + g.target + " and rank == " + c.rank + "\")" }]);
     line(["Its figures: ", { text: "strategies.json", href: "strategies.json" }, " (this group's clusters), ", { text: "disagreement.csv", href: "disagreement.csv" }, "."]);
     return box;
   }
@@ -518,7 +528,8 @@
     ranked.slice(0, showAll ? ranked.length : OVERVIEW).forEach(function (g, k) {
       var c = g.clusters[0], tr = body.insertRow();
       if (g.method === state.m && String(g.target) === state.c) { tr.className = "cg-current"; }
-      var causal = c.causal ? number(c.causal.score) + ", " + number(c.causal.region) + ", " + number(c.causal.random) : "–";
+      var causal = (c.causal ? number(c.causal.score) + ", " + number(c.causal.region) + ", " + number(c.causal.random) : "–") +
+        (c.transplant_rise !== null && c.transplant_rise !== undefined ? "; " + signed(c.transplant_rise) + " (" + signed(c.transplant_control) + ")" : "");
       [String(k + 1), g.method, g.target + ": " + className(g.target), g.maps.toLocaleString(), String(g.n_clusters), String(g.flagged), number(c.suspicion),
         c.size.toLocaleString() + " (" + percent(c.size / g.maps) + ")", regionText(c), c.confidence === null ? "–" : number(c.confidence), causal].forEach(function (text, column) {
         var td = tr.insertCell(); td.textContent = text;

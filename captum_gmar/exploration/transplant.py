@@ -1,0 +1,112 @@
+"""Does a cluster's region carry the class by itself? The transplant check: paste the
+region's pixels, cut from the cluster's images, onto images of other classes, and see how
+far the class's score rises; against the same region cut from the class's images outside
+the cluster (its ordinary content in that place, without what the cluster has there).
+
+The causal check (:mod:`captum_gmar.exploration.causal`) shows that the model uses the
+region on the cluster's own images; a transplant shows that the region alone moves the
+model elsewhere: "pasted on 64 T-shirts, it turns 0.95 of them into Sandals". Pure, over
+pixel values and a scoring function; :class:`~captum_gmar.exploration.causal.ClusterChecker`
+runs it on a maps folder's clusters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["Transplant", "paste_region", "region_mask", "transplant_check"]
+
+
+@dataclass(frozen=True)
+class Transplant:
+    """The class's mean score rise where the region is pasted (see the module)."""
+
+    #: on the other classes' images: the cluster's region pasted, and the rest's (NaN: none)
+    rise: float
+    control: float
+    #: how many other classes' images were pasted on
+    pasted: int
+    #: on the class's own images outside the cluster, the cluster's region pasted (NaN: none)
+    rise_own: float
+    pasted_own: int
+    #: why the figures are NaN, or ``None``
+    note: str | None = None
+
+    def summary(self) -> str:
+        """The check in words and figures."""
+        if not self.pasted:
+            return f"no transplant: {self.note}"
+        control = "none to cut from" if math.isnan(self.control) else f"{self.control:+.3f}"
+        text = (
+            f"its region pasted on {self.pasted} images of other classes raises the class's score by {self.rise:+.3f} "
+            f"(the same place cut from the class's other images: {control})"
+        )
+        if self.pasted_own:
+            text += f"; on {self.pasted_own} of the class's other images by {self.rise_own:+.3f}"
+        return text
+
+
+def region_mask(region: Sequence[tuple[int, int]], grid: tuple[int, int], size: tuple[int, int], device: torch.device) -> Tensor:
+    """``float (1, 1, H, W)``: 1 on the pixels of the ``region``'s patches of ``grid``
+    ``(h, w)`` laid over an image of ``size`` ``(H, W)`` (nearest cell), else 0."""
+    cells = torch.zeros(grid[0] * grid[1], device=device)
+    cells[[r * grid[1] + c for r, c in region]] = 1.0
+    return torch.nn.functional.interpolate(cells.view(1, 1, *grid), size=size, mode="nearest")
+
+
+def paste_region(targets: Tensor, donors: Tensor, mask: Tensor) -> Tensor:
+    """``targets`` ``(B, C, H, W)`` with the pixels under ``mask`` ``(1, 1, H, W)`` taken
+    from ``donors`` ``(B, C, H, W)``, image by image."""
+    return targets * (1 - mask) + donors * mask
+
+
+def transplant_check(
+    scores: Callable[[Tensor], Tensor],
+    members: Tensor,
+    rest: Tensor | None,
+    others: Tensor | None,
+    region: Sequence[tuple[int, int]],
+    grid: tuple[int, int],
+    seed: int = 0,
+) -> Transplant:
+    """The transplant check of a cluster.
+
+    Args:
+        scores: pixel values ``(B, C, H, W)`` -> the class's score ``(B,)`` (the sigmoid
+            for a multi-label model, else the softmax: a probability, so that a rise reads
+            as a share of images turned).
+        members: the cluster's images ``(N, C, H, W)``, the donors of the region.
+        rest: the class's images outside the cluster ``(M, C, H, W)``, the control's donors
+            and the own-class targets, or ``None``.
+        others: images of other classes ``(K, C, H, W)``, the targets, or ``None``.
+        region: ``(row, column)`` patches of ``grid`` ``(h, w)``.
+        seed: which donor goes to which target.
+
+    Returns:
+        :class:`Transplant`; NaN figures with a ``note`` where there is nothing to paste
+        on, or no image to take the control from.
+    """
+    if not len(members):
+        raise ValueError("a transplant needs the cluster's images (members)")
+    mask = region_mask(region, grid, (members.shape[-2], members.shape[-1]), members.device)
+    generator = torch.Generator().manual_seed(seed)
+
+    def rise(donors: Tensor, targets: Tensor) -> float:
+        picked = donors[torch.randint(len(donors), (len(targets),), generator=generator).to(donors.device)]
+        return float((scores(paste_region(targets, picked, mask)) - scores(targets)).float().mean())
+
+    nan = math.nan
+    with torch.no_grad():
+        own = rise(members, rest) if rest is not None and len(rest) else nan
+        if others is None or not len(others):
+            note = "the images hold no other class to paste on"
+            return Transplant(nan, nan, 0, own, 0 if rest is None else len(rest), note)
+        pasted = rise(members, others)
+        control = rise(rest, others) if rest is not None and len(rest) else nan
+    note = None if rest is not None and len(rest) else "the class has no image outside the cluster for the control"
+    return Transplant(pasted, control, len(others), own, 0 if rest is None else len(rest), note)

@@ -1,0 +1,55 @@
+"""The transplant check: pasting takes exactly the region's pixels from the donors; a
+model that reads one patch rises where the cluster's region is pasted on other images and
+not where the rest's is; with no other class to paste on, the figures are NaN and say why."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from captum_gmar.exploration.transplant import paste_region, region_mask, transplant_check
+
+
+def test_paste_region_takes_exactly_the_regions_pixels_from_each_donor():
+    targets = torch.zeros(2, 3, 10, 10)
+    donors = torch.arange(2 * 3 * 10 * 10, dtype=torch.float32).view(2, 3, 10, 10)
+    mask = region_mask([(0, 1)], (2, 2), (10, 10), torch.device("cpu"))  # a 2 x 2 grid on 10 px: 5 px cells
+    pasted = paste_region(targets, donors, mask)
+    assert torch.equal(pasted[:, :, :5, 5:], donors[:, :, :5, 5:])
+    assert not pasted[:, :, 5:, :].any() and not pasted[:, :, :, :5].any()
+    odd = region_mask([(1, 1)], (2, 2), (7, 9), torch.device("cpu"))  # an image size the grid does not divide
+    assert odd.shape == (1, 1, 7, 9) and odd[0, 0, -1, -1] == 1 and odd[0, 0, 0, 0] == 0
+
+
+def test_a_model_that_reads_one_patch_rises_where_the_clusters_region_is_pasted():
+    """The score is the brightness of the top-left 4 x 4 pixels: the cluster's images are
+    bright there, the rest of the class and the other classes are not."""
+    generator = torch.Generator().manual_seed(0)
+    members = torch.rand(20, 3, 16, 16, generator=generator) * 0.2
+    members[:, :, :4, :4] = 1.0
+    rest = torch.rand(30, 3, 16, 16, generator=generator) * 0.2
+    others = torch.rand(25, 3, 16, 16, generator=generator) * 0.2
+
+    def scores(x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, :4, :4].mean(dim=(1, 2, 3))
+
+    check = transplant_check(scores, members, rest, others, [(0, 0)], (4, 4), seed=1)
+    assert check.pasted == 25 and check.pasted_own == 30 and check.note is None
+    assert check.rise == pytest.approx(1.0 - float(scores(others).mean()), abs=1e-6)  # every pasted image's corner turns bright
+    assert abs(check.control) < 0.05 and check.rise_own > 0.8
+    assert "pasted on 25 images of other classes raises the class's score by +0.899" in check.summary()
+    elsewhere = transplant_check(scores, members, rest, others, [(3, 3)], (4, 4))  # a region the model does not read
+    assert abs(elsewhere.rise) < 1e-6
+
+
+def test_with_no_other_class_the_figures_are_nan_and_say_why():
+    members = torch.rand(4, 3, 8, 8)
+    check = transplant_check(lambda x: x.mean(dim=(1, 2, 3)), members, torch.rand(3, 3, 8, 8), None, [(0, 0)], (2, 2))
+    assert math.isnan(check.rise) and math.isnan(check.control) and check.pasted == 0
+    assert check.note == "the images hold no other class to paste on" and check.summary().startswith("no transplant")
+    alone = transplant_check(lambda x: x.mean(dim=(1, 2, 3)), members, None, torch.rand(5, 3, 8, 8), [(0, 0)], (2, 2))
+    assert alone.pasted == 5 and math.isnan(alone.control) and "none to cut from" in alone.summary()
+    with pytest.raises(ValueError, match="needs the cluster's images"):
+        transplant_check(lambda x: x.mean(dim=(1, 2, 3)), members[:0], None, None, [(0, 0)], (2, 2))
