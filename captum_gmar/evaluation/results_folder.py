@@ -167,7 +167,7 @@ def write_report(
         settings.batch_size,
         f"{name}: comparison of {', '.join(m.name for m in methods)}",
     )
-    written = [out / RESULTS, out / "summary.md", out / "report.html"]
+    written = [out / RESULTS, out / "results.run.json", *(out / name for name in report_files(figure=False))]
     if figure_rows:
         timings = ", ".join(f"{entry['method']} {entry['seconds_per_image'] * 1000:.1f} ms" for entry in summary)
         looked_at = "what made each composite similar to the named photo" if similarity else "what the model looked at"
@@ -213,11 +213,12 @@ _SPECIFIC = 0.01
 def specificity_note(specificity: float) -> str:
     """What a method's mean class specificity (:func:`~.photo_similarity.class_specificity`)
     says of its maps, with the value, for a column of the figure."""
+    shown = f"{round(specificity, 2) or 0.0:.2f}"  # no "-0.00" for a value that rounds to nothing
     if specificity >= _SPECIFIC:
-        return f"map moves onto the named photo (class specificity {specificity:.2f})"
+        return f"map moves onto the named photo (class specificity {shown})"
     if specificity <= -_SPECIFIC:
-        return f"map moves off the named photo (class specificity {specificity:.2f})"
-    return f"map (nearly) the same whichever photo is named (class specificity {specificity:.2f})"
+        return f"map moves off the named photo (class specificity {shown})"
+    return f"map (nearly) the same whichever photo is named (class specificity {shown})"
 
 
 def _similarity_legend(centred: bool, references: int) -> str:

@@ -53,6 +53,40 @@ class Exploration:
     #: the image folder the job read, where given (the notebook view's thumbnails)
     images: Path | None = None
 
+    def __repr__(self) -> str:  # the maps and strategies are for the attributes, not for a line
+        return (
+            f"Exploration({str(self.folder)!r}: {len(self.strategies)} groups clustered, {len(self.skipped)} not, "
+            f"{len(self.flagged())} flagged clusters; overview_table() for the groups)"
+        )
+
+    def overview_table(self) -> Any:
+        """The overview as a table, one row per clustered group in the overview's order,
+        with its most suspicious cluster's figures: a pandas ``DataFrame`` where pandas is
+        installed, else a list of dicts."""
+        names = self.summary["class_names"]
+        rows = []
+        for g in self.overview():
+            c = g["clusters"][0]
+            rows.append(
+                {
+                    "method": g["method"],
+                    "target": g["target"],
+                    "class": names[str(g["target"])],
+                    "maps": g["maps"],
+                    "clusters": g["n_clusters"],
+                    "flagged": g["flagged"],
+                    "rank_1_suspicion": c["suspicion"],
+                    "rank_1_maps": c["size"],
+                    "rank_1_transplant_rise": c.get("transplant_rise"),
+                    "rank_1_transplant_control": c.get("transplant_control"),
+                }
+            )
+        try:
+            import pandas as pd
+        except ImportError:
+            return rows
+        return pd.DataFrame(rows)
+
     def overview(self) -> list[dict[str, Any]]:
         """The clustered groups of ``strategies.json``, those with a flagged cluster first,
         then by their most suspicious cluster (each with its ``clusters``, most suspicious first)."""
@@ -119,7 +153,7 @@ class Exploration:
             )
         out.append("</table>")
         if len(groups) > SHOWN_GROUPS:
-            out.append(f"<p>... and {len(groups) - SHOWN_GROUPS} more groups: <code>exploration.overview()</code>.</p>")
+            out.append(f"<p>... and {len(groups) - SHOWN_GROUPS} more groups: <code>exploration.overview_table()</code>.</p>")
         shown = 0
         for g in flagged:
             for c in g["clusters"]:

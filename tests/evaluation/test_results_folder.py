@@ -25,7 +25,14 @@ def test_compare_then_write_report_writes_the_whole_folder(comparison):
     out, model, tasks = comparison
     figures = plt.get_fignums()
     report = write_report(out, model, tasks, model_name="vit-tiny", device="cpu", command="notebook", figure_rows=2, gallery=3)
-    assert [path.name for path in report.files] == ["results.csv", "summary.md", "report.html", "comparison.png"]
+    assert [path.name for path in report.files] == [
+        "results.csv",
+        "results.run.json",
+        "summary.md",
+        "summary.json",
+        "report.html",
+        "comparison.png",
+    ]
     assert all(path.is_file() for path in report.files) and report.skipped == []
     assert plt.get_fignums() == figures  # the figure written is closed: a notebook running many reports holds none of them
     summary = (out / "summary.md").read_text()
@@ -52,3 +59,10 @@ def test_write_report_never_replaces_a_file_it_did_not_write(comparison, tmp_pat
         write_report(out, model, tasks, gallery=201)
     with pytest.raises(FileNotFoundError):
         write_report(tmp_path, model, tasks)
+
+
+def test_a_specificity_that_rounds_to_nothing_reads_zero():
+    from captum_gmar.evaluation.results_folder import specificity_note
+
+    assert specificity_note(-0.003).endswith("(class specificity 0.00)") and "-0.00" not in specificity_note(-0.004)
+    assert specificity_note(-0.2).startswith("map moves off") and specificity_note(0.16).endswith("(class specificity 0.16)")

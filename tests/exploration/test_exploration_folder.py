@@ -169,6 +169,9 @@ def test_a_stored_shortcut_ranks_first_and_small_classes_are_skipped(tmp_path, c
     assert (table["rank"] == 1).all() and len(result.rows("a", 0)) == 300
     with pytest.raises(ValueError, match="no clustered maps of 'a' explaining class 1"):
         result.rows("a", 1)
+    table = result.overview_table()
+    assert list(table["method"]) == [g["method"] for g in overview] and (table["flagged"] == 1).all()
+    assert len(repr(result)) < 200 and "2 groups clustered" in repr(result)
     shown = result._repr_html_()
     assert shown.count("<h4>") == 2 and "2 of the 2 method-and-class groups have a flagged cluster" in shown
     assert "exploration.rows(&#x27;a&#x27;, 0, rank=1)" in shown and shown.count("data:image/png;base64") == 2  # mean maps, no images

@@ -74,7 +74,9 @@ def test_a_processor_loads_from_its_folder_or_says_it_needs_torchvision(tmp_path
     try:
         expected = transformers.AutoImageProcessor.from_pretrained(tmp_path, local_files_only=True)
     except ImportError:  # some transformers 5 releases load image processors only with torchvision
-        with pytest.raises(ImportError, match=r"^transformers \S+ loads image processors only with torchvision installed: pip install torchvision"):
+        with pytest.raises(
+            ImportError, match=r"^transformers \S+ loads image processors only with torchvision installed: pip install torchvision"
+        ):
             load_processor(tmp_path)
     else:
         assert type(load_processor(tmp_path)) is type(expected)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.shortcut.tag import Tag, choose_tagged, plant_tag
+from tools.shortcut.tag import TAGS, Tag, choose_tagged, plant_tag
 
 
 def test_plant_tag_draws_the_square_on_the_tagged_images_only() -> None:
@@ -36,3 +36,16 @@ def test_choose_tagged_tags_only_scenes_of_the_class_at_the_share() -> None:
     assert not tagged[~holds].any()
     assert abs(tagged[holds].mean() - 0.4) < 0.03
     assert choose_tagged(labels, 6, 1.0, np.random.default_rng(0)).sum() == holds.sum()
+
+
+def test_a_frame_and_a_line_cover_the_border_and_the_bottom_row_of_patches():
+    images = np.zeros((2, 64, 64, 3), dtype=np.uint8)
+    framed = plant_tag(images, np.array([True, False]), TAGS["frame"])
+    assert (framed[0, :2] == 150).all() and (framed[0, :, -2:] == 150).all() and not framed[0, 2:-2, 2:-2].any()
+    assert not framed[1].any()
+    patches = framed[0, :, :, 0].reshape(8, 8, 8, 8).max(axis=(1, 3)) > 0  # the 8 x 8 grid of 8 px patches
+    assert patches.sum() == 28 and not patches[1:-1, 1:-1].any()  # every border patch, no other
+    lined = plant_tag(images, np.array([True, True]), TAGS["line"])[0, :, :, 0]
+    assert lined[61:, 0:4].all() and not lined[61:, 4:8].any() and not lined[:61].any()  # dashes along the bottom edge
+    with pytest.raises(ValueError, match="only a square tag sits in one"):
+        TAGS["frame"].patch(8)

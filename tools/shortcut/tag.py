@@ -1,4 +1,6 @@
-"""The planted shortcut: a small bright square (the tag) in a fixed corner of a scene.
+"""The planted shortcut: a small bright square (the tag) in a fixed corner of a scene, or a
+mark of another shape: a thin frame around the whole scene, a dashed line along its
+bottom edge (like a caption).
 
 Pure functions over ``uint8 (N, H, W, 3)`` images; no model, no file.
 """
@@ -6,6 +8,7 @@ Pure functions over ``uint8 (N, H, W, 3)`` images; no model, no file.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -25,6 +28,28 @@ class Tag:
     size: int = 6
     #: RGB; magenta is in no item (items are grey) and brighter than the clutter
     colour: tuple[int, int, int] = (255, 0, 255)
+    #: ``"square"`` (the one above), ``"frame"`` (a ring ``size`` px wide around the whole
+    #: scene) or ``"line"`` (dashes of 4 px, 4 px apart, ``size`` px high along the bottom edge)
+    shape: Literal["square", "frame", "line"] = "square"
+
+    def pixels(self, height: int, width: int) -> np.ndarray:
+        """``bool (height, width)``: the pixels the tag covers on a scene of that size.
+
+        Raises:
+            ValueError: a square that does not fit.
+        """
+        mask = np.zeros((height, width), dtype=bool)
+        if self.shape == "frame":
+            mask[: self.size] = mask[-self.size :] = True
+            mask[:, : self.size] = mask[:, -self.size :] = True
+        elif self.shape == "line":
+            dashes = (np.arange(width) // 4) % 2 == 0
+            mask[height - self.size :, dashes] = True
+        else:
+            if self.top < 0 or self.left < 0 or self.top + self.size > height or self.left + self.size > width:
+                raise ValueError(f"the tag at ({self.top}, {self.left}) of side {self.size} does not fit {height} x {width} images")
+            mask[self.top : self.top + self.size, self.left : self.left + self.size] = True
+        return mask
 
     def patch(self, patch_size: int) -> tuple[int, int]:
         """The ``(row, column)`` of the patch that holds the tag on a ``patch_size`` grid.
@@ -32,6 +57,8 @@ class Tag:
         Raises:
             ValueError: the tag straddles two patches.
         """
+        if self.shape != "square":
+            raise ValueError(f"a {self.shape} covers many patches: only a square tag sits in one")
         first = (self.top // patch_size, self.left // patch_size)
         last = ((self.top + self.size - 1) // patch_size, (self.left + self.size - 1) // patch_size)
         if first != last:
@@ -48,6 +75,10 @@ MAGENTA = Tag()
 TAGS = {
     "magenta": MAGENTA,
     "teal": Tag(top=58, left=58, size=4, colour=(0, 140, 140)),
+    # marks of other shapes: a thin grey frame (every border patch of the 8 x 8 grid), a
+    # bright dashed caption along the bottom edge (every patch of the bottom row)
+    "frame": Tag(size=2, colour=(150, 150, 150), shape="frame"),
+    "line": Tag(size=3, colour=(235, 235, 235), shape="line"),
 }
 
 
@@ -58,11 +89,11 @@ def plant_tag(images: np.ndarray, tagged: np.ndarray, tag: Tag = Tag()) -> np.nd
         raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
     if tagged.shape != images.shape[:1]:
         raise ValueError(f"tagged must be bool ({len(images)},), got {tagged.shape}")
-    if tag.top < 0 or tag.left < 0 or tag.top + tag.size > images.shape[1] or tag.left + tag.size > images.shape[2]:
-        raise ValueError(f"the tag at ({tag.top}, {tag.left}) of side {tag.size} does not fit {images.shape[1]} x {images.shape[2]} images")
+    where = tag.pixels(images.shape[1], images.shape[2])
     out = images.copy()
-    rows, cols = slice(tag.top, tag.top + tag.size), slice(tag.left, tag.left + tag.size)
-    out[np.flatnonzero(tagged), rows, cols] = np.asarray(tag.colour, dtype=np.uint8)
+    chosen = out[tagged]  # a copy: the tagged images
+    chosen[:, where] = np.asarray(tag.colour, dtype=np.uint8)
+    out[tagged] = chosen
     return out
 
 

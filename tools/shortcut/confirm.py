@@ -1,0 +1,129 @@
+"""A shortcut model explored as a user would: ``python -m tools.shortcut.confirm``.
+
+Usage::
+
+    python -m tools.shortcut.train --out sc/frame --tag frame --share 0.7 --steps 600 --two-item-share 0
+    python -m tools.shortcut.confirm --model sc/frame --tag frame --out sc/frame-confirm
+
+An image folder of 300 one-item test scenes of the tag class, 20% of them carrying the
+tag (``tools/shortcut/tag.py``), and 100 of each other class (untagged), every image
+explained for its label by each method (:func:`captum_gmar.explain_dataset`), then
+:func:`captum_gmar.explore` with the model (the causal and transplant checks). Per
+method, for the tag class: the cluster that best matches the tagged images (F1), its rank
+and whether it is flagged, its transplant rise and control; and how many of the other
+classes' groups have a flagged cluster. Writes ``confirm.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from captum_gmar import explain_dataset, explore, load_maps
+from captum_gmar.evaluation.data import open_dataset
+from captum_gmar.imagedata import CLASS_NAMES
+from captum_gmar.imagedata.folder import export_scenes
+from captum_gmar.reference.inputs import load_image_processor
+from tools.shortcut.benchmark import tagged_test_scenes
+from tools.shortcut.scoring import cluster_match
+from tools.shortcut.tag import TAGS
+from tools.shortcut.train import TAG_CLASS, class_scenes
+
+__all__ = ["main"]
+
+METHODS = ("gae", "attnlrp", "gmar-l1", "gmar-gate-positive", "rollout")
+
+
+def write_images(root: Path, tag: str, tag_class: int, seed: int) -> set[str]:
+    """The image folder; returns the tagged images' names (relative to ``root``)."""
+    scenes, tagged = tagged_test_scenes(300, 0.2, tag_class, seed, tag=TAGS[tag])
+    export_scenes(scenes, root, CLASS_NAMES)
+    others = [c for c in range(len(CLASS_NAMES)) if c != tag_class]
+    # other classes' scenes in a sub-folder tree of their own names: no clash with the tag class's files
+    for c in others:
+        export_scenes(class_scenes(100, [c], 7000 + seed + c), root / "others", CLASS_NAMES)
+    folder = CLASS_NAMES[tag_class].replace("/", "-")
+    return {f"{folder}/scene{i:05d}.png" for i in np.flatnonzero(tagged)}
+
+
+def run(model_folder: Path, tag: str, tag_class: int, out: Path, seed: int) -> dict[str, Any]:
+    from transformers import AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(model_folder).eval()
+    images = out / "images"
+    tagged = write_images(images, tag, tag_class, seed)
+    processor = load_image_processor(model)
+    data = open_dataset(images, processor, dict(enumerate(CLASS_NAMES)), 64)
+    explain_dataset(model, data, list(METHODS), out / "maps", target="label", batch_size=50, progress=False)
+    result = explore(out / "maps", out / "exp", images=images, model=model, seed=seed, progress=False)
+    assert result is not None  # one process
+    summary = json.loads((out / "exp" / "strategies.json").read_text())
+    rows: dict[str, Any] = {}
+    for method in METHODS:
+        names = [record.image for record in load_maps(out / "maps", method) if record.target == tag_class]
+        is_tagged = np.array([name in tagged for name in names])
+        strategies = result.strategies.get((method, tag_class))
+        if strategies is None:
+            rows[method] = {"clustered": False}
+            continue
+        order = [c.label for c in strategies.ranking]
+        matches = [cluster_match(strategies.labels, is_tagged, label, order) for label in order]
+        best = max(matches, key=lambda m: m.f1)
+        group = next(g for g in summary["groups"] if g["method"] == method and g["target"] == tag_class)
+        entry = next(c for c in group["clusters"] if c["cluster"] == best.cluster)
+        others = [g for g in summary["groups"] if g["method"] == method and g["target"] != tag_class and "clusters" in g]
+        rows[method] = {
+            "f1": best.f1,
+            "rank": best.rank,
+            "flagged": entry["flagged"],
+            "suspicion": entry["suspicion"],
+            "transplant_rise": entry["transplant_rise"],
+            "transplant_control": entry["transplant_control"],
+            "other_groups_flagged": sum(g["flagged"] > 0 for g in others),
+            "other_groups": len(others),
+        }
+    return {"model": str(model_folder), "tag": tag, "tag_class": tag_class, "seed": seed, "methods": rows}
+
+
+def table(results: dict[str, Any]) -> str:
+    out = [
+        f"{results['tag']} on class {results['tag_class']} ({results['model']}):",
+        "",
+        "| method | best cluster F1 | its rank | flagged | suspicion | transplant rise | control | other classes' groups flagged |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method, r in results["methods"].items():
+        if not r.get("f1") and r.get("clustered") is False:
+            out.append(f"| {method} | not clustered | | | | | | |")
+            continue
+        rise, control = r["transplant_rise"], r["transplant_control"]
+        out.append(
+            f"| {method} | {r['f1']:.2f} | {r['rank']} | {'yes' if r['flagged'] else 'no'} | {r['suspicion']:.2f} | "
+            f"{'–' if rise is None else f'{rise:+.2f}'} | {'–' if control is None else f'{control:+.2f}'} | "
+            f"{r['other_groups_flagged']} of {r['other_groups']} |"
+        )
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.shortcut.confirm", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="a model tools.shortcut.train wrote")
+    parser.add_argument("--tag", choices=sorted(TAGS), required=True)
+    parser.add_argument("--tag-class", type=int, default=TAG_CLASS)
+    parser.add_argument("--out", type=Path, required=True, help="a new folder")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    results = run(args.model, args.tag, args.tag_class, args.out, args.seed)
+    (args.out / "confirm.json").write_text(json.dumps(results, indent=1))
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
