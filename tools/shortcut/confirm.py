@@ -45,9 +45,8 @@ def write_images(root: Path, tag: str, tag_class: int, seed: int) -> set[str]:
     scenes, tagged = tagged_test_scenes(300, 0.2, tag_class, seed, tag=TAGS[tag])
     export_scenes(scenes, root, CLASS_NAMES)
     others = [c for c in range(len(CLASS_NAMES)) if c != tag_class]
-    # other classes' scenes in a sub-folder tree of their own names: no clash with the tag class's files
-    for c in others:
-        export_scenes(class_scenes(100, [c], 7000 + seed + c), root / "others", CLASS_NAMES)
+    for c in others:  # each in its own class folder: no clash with the tag class's files
+        export_scenes(class_scenes(100, [c], 7000 + seed + c), root, CLASS_NAMES)
     folder = CLASS_NAMES[tag_class].replace("/", "-")
     return {f"{folder}/scene{i:05d}.png" for i in np.flatnonzero(tagged)}
 
