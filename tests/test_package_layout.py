@@ -106,6 +106,7 @@ LAYERS = [
     ("captum_gmar.evaluation",),
     ("captum_gmar.loading", "captum_gmar.dataset_maps"),
     ("captum_gmar.exploration", "captum_gmar.heads"),
+    ("captum_gmar.repair",),  # a confirmed shortcut's repair: the heads, the transplant
     ("captum_gmar.cli", "captum_gmar.__main__"),
 ]
 

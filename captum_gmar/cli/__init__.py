@@ -56,6 +56,11 @@ COMMANDS = {
         "which heads make a strategy's cluster differ from the rest of its class (every head score against the exact "
         "ablation), and the model without them (--remove)",
     ),
+    "repair": Command(
+        ".repair",
+        "the model repaired of a confirmed shortcut's cluster: its heads removed, or a counterfactual fine-tune, "
+        "measured by the shortcut pasted on held-out images of other classes",
+    ),
 }
 #: errors reported as one line (``captum-gmar CMD: error: ...``, exit status 2)
 _USER_ERRORS = (

@@ -9,7 +9,8 @@ from collections import Counter
 from typing import Any
 
 from .arguments import folder, int_at_least
-from .options import CommandError, ExploreOptions
+from .maps_options import ExploreOptions
+from .options import CommandError
 
 
 def add_parser(commands: argparse._SubParsersAction, help: str) -> None:

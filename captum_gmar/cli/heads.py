@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from .arguments import folder, int_at_least
-from .options import CommandError, HeadsOptions
+from .maps_options import HeadsOptions
+from .options import CommandError
 
 #: what ``--out`` holds
 FILES = ("heads.csv", "heads.json", "heads.png", "model")

@@ -108,5 +108,5 @@ def transplant_check(
             return Transplant(nan, nan, 0, own, 0 if rest is None else len(rest), note)
         pasted = rise(members, others)
         control = rise(rest, others) if rest is not None and len(rest) else nan
-    note = None if rest is not None and len(rest) else "the class has no image outside the cluster for the control"
-    return Transplant(pasted, control, len(others), own, 0 if rest is None else len(rest), note)
+    missing = None if rest is not None and len(rest) else "the class has no image outside the cluster for the control"
+    return Transplant(pasted, control, len(others), own, 0 if rest is None else len(rest), missing)

@@ -42,6 +42,9 @@ class Cluster:
     #: the image names (relative to the job's image folder) of its maps, and of the rest's
     members: tuple[str, ...]
     others: tuple[str, ...]
+    #: its region, ``(row, column)`` patches of the ``grid`` ``(h, w)`` it was clustered on
+    region: tuple[tuple[int, int], ...] = ()
+    grid: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ def find_cluster(maps_folder: str | os.PathLike[str], spec: str) -> Cluster:
         flagged=cluster.flagged,
         members=tuple(chosen[i].image for i in np.flatnonzero(inside)),
         others=tuple(chosen[i].image for i in np.flatnonzero(outside)),
+        region=cluster.region,
+        grid=(int(maps.shape[1]), int(maps.shape[2])),
     )
 
 

@@ -3,7 +3,7 @@
 Usage::
 
     python -m tools.shortcut.train --out sc/frame --tag frame --share 0.7 --steps 600 --two-item-share 0
-    python -m tools.shortcut.confirm --model sc/frame --tag frame --out sc/frame-confirm
+    python -m tools.shortcut.confirm --model sc/frame --tag frame --out sc/frame-confirm [--repair]
 
 An image folder of 300 one-item test scenes of the tag class, 20% of them carrying the
 tag (``tools/shortcut/tag.py``), and 100 of each other class (untagged), every image
@@ -11,7 +11,10 @@ explained for its label by each method (:func:`captum_gmar.explain_dataset`), th
 :func:`captum_gmar.explore` with the model (the causal and transplant checks). Per
 method, for the tag class: the cluster that best matches the tagged images (F1), its rank
 and whether it is flagged, its transplant rise and control; and how many of the other
-classes' groups have a flagged cluster. Writes ``confirm.json`` and prints a table.
+classes' groups have a flagged cluster. With ``--repair``, the model is then repaired of the
+best-ranked flagged cluster of AttnLRP (else GAE) with ``captum-gmar repair`` (``--how
+auto``), on a folder of 1,000 training-split scenes (100 a class, the tag on 70% of the tag
+class's, as in training): ``OUT/repaired``. Writes ``confirm.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ from typing import Any
 import numpy as np
 
 from captum_gmar import explain_dataset, explore, load_maps
+from captum_gmar.cli import main as cli_main
 from captum_gmar.evaluation.data import open_dataset
 from captum_gmar.imagedata import CLASS_NAMES
 from captum_gmar.imagedata.folder import export_scenes
 from captum_gmar.reference.inputs import load_image_processor
 from tools.shortcut.benchmark import tagged_test_scenes
 from tools.shortcut.scoring import cluster_match
-from tools.shortcut.tag import TAGS
+from tools.shortcut.tag import TAGS, plant_tag
 from tools.shortcut.train import TAG_CLASS, class_scenes
 
 __all__ = ["main"]
@@ -49,6 +53,22 @@ def write_images(root: Path, tag: str, tag_class: int, seed: int) -> set[str]:
         export_scenes(class_scenes(100, [c], 7000 + seed + c), root, CLASS_NAMES)
     folder = CLASS_NAMES[tag_class].replace("/", "-")
     return {f"{folder}/scene{i:05d}.png" for i in np.flatnonzero(tagged)}
+
+
+def write_training_images(root: Path, tag: str, tag_class: int, seed: int) -> None:
+    """100 one-item training-split scenes of each class, the tag on 70% of the tag class's."""
+    from captum_gmar.imagedata.scenes import Scenes, make_scenes
+
+    rng = np.random.default_rng(9000 + seed)
+    fields = ("images", "labels", "masks", "num_items")
+    for c in range(len(CLASS_NAMES)):
+        kept: list[Scenes] = []
+        while sum(len(k) for k in kept) < 100:
+            drawn = make_scenes(200, "train", rng, num_items=1)
+            kept.append(drawn[drawn.labels[:, 0] == c])
+        scenes = Scenes(*(np.concatenate([getattr(k, f) for k in kept])[:100] for f in fields))
+        tagged = rng.random(100) < (0.7 if c == tag_class else 0.0)
+        export_scenes(Scenes(plant_tag(scenes.images, tagged, TAGS[tag]), scenes.labels, scenes.masks, scenes.num_items), root, CLASS_NAMES)
 
 
 def run(model_folder: Path, tag: str, tag_class: int, out: Path, seed: int) -> dict[str, Any]:
@@ -117,10 +137,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tag-class", type=int, default=TAG_CLASS)
     parser.add_argument("--out", type=Path, required=True, help="a new folder")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repair", action="store_true", help="then repair the model of the flagged AttnLRP (or GAE) cluster")
     args = parser.parse_args(argv)
     results = run(args.model, args.tag, args.tag_class, args.out, args.seed)
     (args.out / "confirm.json").write_text(json.dumps(results, indent=1))
     print(table(results))
+    if args.repair:
+        method = next((m for m in ("attnlrp", "gae") if results["methods"][m].get("flagged")), None)
+        if method is None:
+            print("no flagged AttnLRP or GAE cluster to repair")
+            return 1
+        write_training_images(args.out / "data", args.tag, args.tag_class, args.seed)
+        spec = f"{method}:{args.tag_class}:{results['methods'][method]['rank']}"
+        command = ["repair", str(args.out / "maps"), "--model", str(args.model), "--cluster", spec]
+        command += ["--images", str(args.out / "images"), "--data", str(args.out / "data"), "--out", str(args.out / "repaired")]
+        return cli_main(command)
     return 0
 
 

@@ -1,0 +1,120 @@
+"""The options of the commands that read a maps folder (``explore``, ``heads``, ``repair``):
+one frozen object per command, checked in one line each before anything loads. The
+options shared by every command are in :mod:`captum_gmar.cli.options`."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Literal
+
+from .options import CommandError
+
+__all__ = ["ExploreOptions", "HeadsOptions", "RepairOptions"]
+
+
+@dataclass(frozen=True)
+class ExploreOptions:
+    """``explore``'s: the maps folder ``maps`` explored into ``out``, which of its
+    methods and explained classes (``None``: all), the clustering's settings, and the image
+    folder its thumbnails come from."""
+
+    maps: str
+    out: str
+    methods: tuple[str, ...] | None
+    classes: tuple[str, ...] | None
+    clusters: int | None
+    max_clusters: int
+    neighbours: int
+    images: str | None
+    seed: int
+    model: str | None
+    workers: int
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> ExploreOptions:
+        def listed(text: str | None) -> tuple[str, ...] | None:
+            return None if text is None else tuple(key.strip() for key in text.split(",") if key.strip())
+
+        return cls(
+            args.maps,
+            args.out,
+            listed(args.methods),
+            listed(args.classes),
+            args.clusters,
+            args.max_clusters,
+            args.neighbours,
+            args.images,
+            args.seed,
+            args.model,
+            args.workers,
+        )
+
+    def __post_init__(self) -> None:
+        if self.model is not None and self.images is None:
+            raise CommandError(
+                "--model runs the causal check, which masks the clusters' images: name the image folder the job read (--images)"
+            )
+        if self.clusters is not None and self.clusters > self.max_clusters:
+            raise CommandError(f"--clusters {self.clusters} is more than --max-clusters {self.max_clusters}: raise --max-clusters too")
+
+
+@dataclass(frozen=True)
+class HeadsOptions:
+    """``heads``': the cluster ``cluster`` of the maps folder ``maps``, its images read from
+    ``images``, located with ``model``; the results in ``out``, and the model without the
+    first ``remove`` heads (``mode``)."""
+
+    maps: str
+    model: str
+    cluster: str
+    images: str
+    out: str
+    remove: int | None
+    mode: Literal["zero", "mean"]
+    max_images: int
+    budget: int | None
+    seed: int
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> HeadsOptions:
+        return cls(*(getattr(args, name) for name in cls.__dataclass_fields__))
+
+    def __post_init__(self) -> None:
+        _check_cluster(self.cluster)
+
+
+def _check_cluster(spec: str) -> None:
+    """A ``--cluster METHOD:CLASS:RANK`` refused in one line before anything loads."""
+    from ..heads.cluster import parse_cluster
+
+    try:
+        parse_cluster(spec)
+    except ValueError as error:
+        raise CommandError(f"--cluster: {error}") from None
+
+
+@dataclass(frozen=True)
+class RepairOptions:
+    """``repair``'s: the cluster ``cluster`` of the maps folder ``maps`` (its images in
+    ``images``) repaired in ``model`` with ``how``, trained and measured on the labelled
+    folder ``data``; the repaired model in ``out``."""
+
+    maps: str
+    model: str
+    cluster: str
+    images: str
+    data: str
+    out: str
+    how: Literal["heads", "finetune", "auto"]
+    budget: float
+    steps: int
+    max_images: int
+    seed: int
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> RepairOptions:
+        return cls(*(getattr(args, name) for name in cls.__dataclass_fields__))
+
+    def __post_init__(self) -> None:
+        _check_cluster(self.cluster)

@@ -1,0 +1,150 @@
+"""``captum-gmar repair MAPS --model M --cluster METHOD:CLASS:RANK --images FOLDER --data FOLDER --out DIR``:
+the model repaired of a confirmed shortcut (:func:`~captum_gmar.repair.repair`), saved in
+``DIR`` as a standard model folder (config, weights, image processor: ``from_pretrained(DIR)``
+and ``explain --model DIR`` load it), with ``repair.json`` and ``repair.md`` beside it:
+each repair's transplant rise and clean accuracy, before and after, and the time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .arguments import folder, int_at_least
+from .maps_options import RepairOptions
+from .options import CommandError
+
+#: what ``--out`` holds beside the model's own files
+FILES = ("repair.json", "repair.md", "config.json", "model.safetensors", "preprocessor_config.json")
+
+
+def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
+    """``repair``'s parser, among ``commands``."""
+    parser = commands.add_parser("repair", help=help, description=help)
+    parser.add_argument("maps", type=folder, help="a maps folder, as explain FOLDER (or explain_dataset) wrote it")
+    parser.add_argument("--model", required=True, help="the model the job explained: a folder, or a bundled model's name")
+    parser.add_argument(
+        "--cluster", required=True, help="METHOD:CLASS:RANK, the shortcut's cluster as explore ranks it (e.g. attnlrp:Shirt:1)"
+    )
+    parser.add_argument("--images", type=folder, required=True, help="the image folder the maps folder's job read")
+    parser.add_argument(
+        "--data", type=folder, required=True, help="labelled images of every class, one folder per class (usually training images)"
+    )
+    parser.add_argument(
+        "--out", default="repaired", help="the repaired model's folder (default repaired): new, empty, or an earlier repair's"
+    )
+    parser.add_argument(
+        "--how",
+        choices=["auto", "heads", "finetune"],
+        default="auto",
+        help="heads (remove the heads that carry it), finetune (a counterfactual fine-tune) or auto (default: heads, then the fine-tune where they fall short)",
+    )
+    parser.add_argument("--budget", type=float, default=1.0, help="the clean accuracy a repair may cost, in points (default 1)")
+    parser.add_argument("--steps", type=int_at_least(1), default=300, help="the fine-tune's steps (default 300)")
+    parser.add_argument("--max-images", type=int_at_least(1), default=2000, help="the most --data images read (default 2000)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="the held-out fifth, the draws and the fine-tune (default 0)")
+    parser.set_defaults(options=RepairOptions.from_arguments)
+
+
+def run(options: RepairOptions) -> None:
+    """Repair the model of ``options.cluster``; save it and the report in ``options.out``."""
+    from .output import check_output
+
+    check_output(options.out, figure=False, files=FILES)
+    import torch
+
+    from .. import loading
+    from ..dataset_maps.checks import read_job
+    from ..evaluation.runner import model_fingerprint
+    from ..files import claim_files, write_atomic
+    from ..heads.cluster import cluster_images, find_cluster
+    from ..reference.inputs import load_image_processor
+    from ..repair import Shortcut, repair
+    from ..vit.model import VisionTransformer
+
+    cluster = find_cluster(options.maps, options.cluster)  # a bad cluster is refused before the model loads
+    try:
+        model = loading.load_model(options.model)
+    except (FileNotFoundError, ValueError) as error:
+        raise CommandError(str(error)) from error
+    made_by = (read_job(options.maps) or {}).get("model_fingerprint")
+    if made_by is not None and made_by != model_fingerprint(model):
+        raise CommandError(
+            f"{options.maps} holds the maps of another model than {options.model} (their weights differ): repair the model they explain"
+        )
+    processor = load_image_processor(model)
+    size = VisionTransformer(model).image_size or (224, 224)
+    found = cluster_images(cluster, options.images, processor, size, 64, options.seed)
+    data = _labelled(options.data, processor, model.config.id2label, size, options.max_images, options.seed)
+    if not (data.labels == cluster.target).any():
+        raise CommandError(f"--data holds no image of the class {cluster.target_name!r}: it needs labelled images of every class")
+    shortcut = Shortcut(cluster.target, cluster.region, cluster.grid, found.members, found.others)
+    print(
+        f"repairing {loading.model_name(options.model)} of {options.cluster} ({len(cluster.members)} images, region of "
+        f"{len(cluster.region)} patches) with {options.how}, on {len(data)} labelled images of {options.data} (a fifth held out)",
+        flush=True,
+    )
+    done = repair(model, shortcut, data, options.how, budget=options.budget / 100, steps=options.steps, seed=options.seed)
+    if done.chosen is None or done.chosen.model is None:
+        refused = "; ".join(f"{a.how}: {a.refused}" for a in done.attempts)
+        raise CommandError(f"no repair could run on this model ({refused})")
+    out = Path(options.out)
+    claim_files(out, FILES)
+    chosen: Any = done.chosen.model  # a transformers model of the input's class
+    chosen.save_pretrained(out)
+    processor.save_pretrained(out)
+    table = done.table()
+    report: dict[str, Any] = {
+        "maps": str(options.maps),
+        "cluster": options.cluster,
+        "class": cluster.target,
+        "class_name": cluster.target_name,
+        "region": [list(p) for p in cluster.region],
+        "grid": list(cluster.grid),
+        "chosen": done.chosen.how,
+        "table": table,
+        "changed": {a.how: a.changed for a in done.attempts},
+        "per_class_after": {a.how: a.after.per_class for a in done.attempts if a.after is not None},
+        "per_class_before": done.before.per_class,
+    }
+    write_atomic(out / "repair.json", json.dumps(report, indent=1) + "\n")
+    write_atomic(out / "repair.md", _markdown(options, cluster.target_name, table, done.chosen.how))
+    print(_markdown(options, cluster.target_name, table, done.chosen.how))
+    print(f"saved the model repaired by {done.chosen.how} in {out}: from_pretrained({str(out)!r}), or explain --model {out}")
+    torch.cuda.empty_cache()
+
+
+def _labelled(root: str, processor: Any, id2label: Mapping[int | str, str], size: Any, limit: int, seed: int) -> Any:
+    """Up to ``limit`` labelled images of the folder ``root`` (one folder per class), as pixel values."""
+    import torch
+
+    from ..evaluation.data import open_dataset
+    from ..repair import Labelled
+
+    data = open_dataset(root, processor, id2label, size)
+    picked = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:limit].tolist()
+    items = [data[i] for i in picked]
+    return Labelled(torch.stack([item["pixel_values"] for item in items]), torch.tensor([int(item["label"]) for item in items]))
+
+
+def _markdown(options: RepairOptions, name: str, table: list[dict[str, Any]], chosen: str) -> str:
+    def cell(value: Any, points: bool = False) -> str:
+        if value is None:
+            return "–"
+        return f"{100 * value:.1f}%" if points else f"{value:+.3f}" if isinstance(value, float) else str(value)
+
+    lines = [
+        f"Repair of {options.cluster} ({name}) in {options.model}; chosen: {chosen}. The transplant rise: the class's mean "
+        "probability rise with the shortcut's pixels pasted on held-out images of other classes.",
+        "",
+        "| repair | transplant rise | clean accuracy | worst class | seconds | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in table:
+        lines.append(
+            f"| {row['repair']} | {cell(row['transplant_rise'])} | {cell(row['accuracy'], True)} | {cell(row['worst_class_accuracy'], True)} | "
+            f"{row['seconds']:.0f} | {row['note'] or ''} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,166 @@
+"""From a confirmed shortcut to a repaired model.
+
+One way in for every repair (:data:`REPAIRS`): each takes the model, the
+:class:`~captum_gmar.repair.shortcut.Shortcut`, the labelled images to train on and to
+hold out, and the settings, and returns the repaired model and what it changed, so that
+:func:`repair` compares them in one loop and a new repair is one file and one entry.
+
+- ``heads`` (:mod:`~captum_gmar.repair.heads`): the heads that carry the shortcut removed,
+  as many as measurement says;
+- ``finetune`` (:mod:`~captum_gmar.repair.finetune`): a brief counterfactual fine-tune;
+- ``auto``: heads first, then the fine-tune where the heads leave more than a tenth of the
+  transplant rise or were refused.
+
+Every repair is judged alike (:func:`~captum_gmar.repair.shortcut.measure`): the transplant
+rise on held-out images of other classes, before and after, and the clean accuracy overall
+and per class. The repaired model is a standard transformers model of its class.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from torch import nn
+
+from ..errors import UnsupportedModelError
+from .finetune import repair_finetune
+from .heads import repair_heads
+from .shortcut import Labelled, Measurement, Shortcut, measure
+
+__all__ = ["REPAIRS", "Labelled", "Measurement", "Repaired", "Shortcut", "measure", "repair"]
+
+How = Literal["heads", "finetune", "auto"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the repairs may spend: clean accuracy (a share: 0.01 is one point), heads, steps."""
+
+    budget: float = 0.01
+    max_heads: int = 12
+    steps: int = 300
+    seed: int = 0
+    progress: bool = True
+
+
+def _heads(
+    model: nn.Module, shortcut: Shortcut, train: Labelled, held_out: Labelled, settings: Settings
+) -> tuple[nn.Module, dict[str, Any]]:
+    found = repair_heads(model, shortcut, held_out, settings.budget, settings.max_heads, settings.progress, settings.seed)
+    curve = [{"heads": k, "rise": m.rise, "accuracy": m.accuracy} for k, m in found.curve]
+    return found.model, {"heads": [list(head) for head in found.heads], "curve": curve}
+
+
+def _finetune(
+    model: nn.Module, shortcut: Shortcut, train: Labelled, held_out: Labelled, settings: Settings
+) -> tuple[nn.Module, dict[str, Any]]:
+    repaired = repair_finetune(model, shortcut, train, settings.steps, seed=settings.seed, progress=settings.progress)
+    return repaired, {"steps": settings.steps, "trained_on": len(train)}
+
+
+#: every repair by name: ``(model, shortcut, train, held_out, settings) -> (model, what it changed)``
+REPAIRS: dict[str, Callable[[nn.Module, Shortcut, Labelled, Labelled, Settings], tuple[nn.Module, dict[str, Any]]]] = {
+    "heads": _heads,
+    "finetune": _finetune,
+}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One repair tried: its name, the model, the measurement after, the time, what it changed."""
+
+    how: str
+    model: nn.Module | None
+    after: Measurement | None
+    seconds: float
+    changed: dict[str, Any] = field(default_factory=dict)
+    #: why it did not run, or ``None``
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """The repairs tried on one shortcut, and the one chosen (see :func:`repair`)."""
+
+    before: Measurement
+    attempts: tuple[Attempt, ...]
+    #: the chosen attempt's model (``None`` where every repair was refused)
+    chosen: Attempt | None
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per attempt, and one for the model as it was: the transplant rise,
+        clean accuracy, the worst class's, the time."""
+        rows = [_row("none (as it was)", self.before, 0.0)]
+        rows += [_row(a.how, a.after, a.seconds, a.refused) for a in self.attempts]
+        return rows
+
+
+def _row(how: str, after: Measurement | None, seconds: float, refused: str | None = None) -> dict[str, Any]:
+    if after is None:
+        return {"repair": how, "transplant_rise": None, "accuracy": None, "worst_class_accuracy": None, "seconds": seconds, "note": refused}
+    worst = min(after.per_class.values()) if after.per_class else float("nan")
+    return {
+        "repair": how,
+        "transplant_rise": after.rise,
+        "accuracy": after.accuracy,
+        "worst_class_accuracy": worst,
+        "seconds": seconds,
+        "note": refused,
+    }
+
+
+def repair(
+    model: nn.Module,
+    shortcut: Shortcut,
+    data: Labelled,
+    how: How = "auto",
+    held_out: float = 0.2,
+    **settings: Any,
+) -> Repaired:
+    """Repair ``model`` of ``shortcut``.
+
+    Args:
+        model: a supported model in eval mode (not changed).
+        shortcut: what to remove.
+        data: labelled images of every class (usually training images); a seeded fifth
+            (``held_out``) of each class is kept out to measure on.
+        how: ``"heads"``, ``"finetune"`` or ``"auto"`` (heads, then the fine-tune where the
+            heads leave more than a tenth of the rise or are refused).
+        settings: :class:`Settings`' fields (``budget``, ``max_heads``, ``steps``, ``seed``,
+            ``progress``).
+
+    Returns:
+        :class:`Repaired`: the measurement before, each attempt, the one chosen (the
+        lowest rise among those within the accuracy budget, else the lowest rise).
+
+    Raises:
+        ValueError: ``how`` unknown, or ``data`` without images of another class than the shortcut's.
+    """
+    if how not in ("heads", "finetune", "auto"):
+        raise ValueError(f"how must be heads, finetune or auto, got {how!r}")
+    options = Settings(**settings)
+    train, kept = data.split(held_out, options.seed)
+    if not (kept.labels != shortcut.target).any():
+        raise ValueError("the data hold no image of another class than the shortcut's: nothing to measure its transplant on")
+    before = measure(model, shortcut, kept, seed=options.seed)
+    attempts: list[Attempt] = []
+    for name in ["heads", "finetune"] if how == "auto" else [how]:
+        if name == "finetune" and how == "auto" and attempts and attempts[-1].after is not None:
+            last = attempts[-1].after
+            if last.rise <= 0.1 * before.rise and before.accuracy - last.accuracy <= options.budget:
+                break  # the heads did it
+        start = time.perf_counter()
+        try:
+            repaired, changed = REPAIRS[name](model, shortcut, train, kept, options)
+        except UnsupportedModelError as error:
+            attempts.append(Attempt(name, None, None, time.perf_counter() - start, refused=str(error)))
+            continue
+        after = measure(repaired, shortcut, kept, seed=options.seed)
+        attempts.append(Attempt(name, repaired, after, time.perf_counter() - start, changed))
+    done = [a for a in attempts if a.after is not None]
+    within = [a for a in done if a.after is not None and before.accuracy - a.after.accuracy <= options.budget]
+    chosen = min(within or done, key=lambda a: a.after.rise if a.after is not None else float("inf"), default=None)
+    return Repaired(before, tuple(attempts), chosen)

@@ -1,0 +1,80 @@
+"""The repairs: one shortcut description, one measurement for all, each repair a copy of
+the model (the original untouched) that reloads with from_pretrained; auto tries the heads
+first; a fine-tune that cannot train, or data without another class, is refused in one line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+from captum_gmar import load_reference_model, load_sample_scenes
+from captum_gmar.imagedata import to_pixel_values
+from captum_gmar.repair import Labelled, Shortcut, measure, repair
+from captum_gmar.repair.finetune import repair_finetune
+from captum_gmar.repair.heads import repair_heads
+
+
+@pytest.fixture(scope="module")
+def setting():
+    """The reference model, the 8 sample scenes twice over as labelled data, and a
+    "shortcut": a bright corner patch on the first three scenes, for class 3."""
+    scenes = load_sample_scenes()
+    pixels = to_pixel_values(scenes.images)
+    labels = torch.from_numpy(scenes.labels[:, 0])
+    donors = pixels[:3].clone()
+    donors[:, :, :8, :8] = 2.0
+    shortcut = Shortcut(3, ((0, 0),), (8, 8), donors, pixels[3:6])
+    return load_reference_model(), shortcut, Labelled(torch.cat([pixels, pixels]), torch.cat([labels, labels]))
+
+
+def test_split_holds_out_a_share_of_every_class():
+    labels = torch.tensor([0] * 10 + [1] * 5)
+    train, kept = Labelled(torch.zeros(15, 3, 4, 4), labels).split(0.2, seed=0)
+    assert (kept.labels == 0).sum() == 2 and (kept.labels == 1).sum() == 1 and len(train) == 12
+    again, _ = Labelled(torch.zeros(15, 3, 4, 4), labels).split(0.2, seed=0)
+    assert torch.equal(train.labels, again.labels)
+
+
+def test_measure_gives_the_transplant_rise_and_the_clean_accuracy(setting):
+    model, shortcut, data = setting
+    found = measure(model, shortcut, data)
+    assert -1 <= found.rise <= 1 and 0 <= found.accuracy <= 1
+    assert set(found.per_class) == set(data.labels.tolist())
+    logits = model(pixel_values=data.pixels).logits
+    assert found.accuracy == pytest.approx(float((logits.argmax(1) == data.labels).float().mean()))
+
+
+def test_the_fine_tune_is_a_copy_that_reloads(setting, tmp_path):
+    model, shortcut, data = setting
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    repaired = repair_finetune(model, shortcut, data, steps=3, batch_size=4, progress=False)
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())  # the original untouched
+    assert not repaired.training and any(not torch.equal(before[n], v) for n, v in repaired.state_dict().items())
+    repaired.save_pretrained(tmp_path)
+    reloaded = transformers.AutoModelForImageClassification.from_pretrained(tmp_path)
+    torch.testing.assert_close(reloaded(pixel_values=data.pixels[:2]).logits, repaired(pixel_values=data.pixels[:2]).logits)
+
+
+def test_heads_are_removed_while_the_rise_falls_within_the_budget(setting):
+    model, shortcut, data = setting
+    found = repair_heads(model, shortcut, data, budget=0.5, max_heads=3, progress=False)
+    counts = [k for k, _ in found.curve]
+    assert counts == list(range(len(counts))) and len(found.heads) <= 3 and len(counts) <= 4
+    rises = [m.rise for _, m in found.curve]
+    assert all(b < a for a, b in zip(rises[: len(found.heads) + 1], rises[1 : len(found.heads) + 1]))  # each kept head lowered it
+    with pytest.raises(ValueError, match="needs the rest of its class"):
+        repair_heads(model, Shortcut(3, ((0, 0),), (8, 8), shortcut.donors), data, progress=False)
+
+
+def test_auto_tries_heads_then_fine_tunes_and_chooses_within_the_budget(setting):
+    model, shortcut, data = setting
+    done = repair(model, shortcut, data, how="auto", budget=1.0, max_heads=2, steps=2, progress=False)
+    assert [a.how for a in done.attempts][0] == "heads" and done.chosen is not None
+    rows = done.table()
+    assert rows[0]["repair"] == "none (as it was)" and [r["repair"] for r in rows[1:]] == [a.how for a in done.attempts]
+    with pytest.raises(ValueError, match="how must be"):
+        repair(model, shortcut, data, how="prune")
+    only_class = Labelled(data.pixels[data.labels == 3], data.labels[data.labels == 3])
+    with pytest.raises(ValueError, match="no image of another class"):
+        repair(model, shortcut, only_class, how="finetune", steps=1, progress=False)
