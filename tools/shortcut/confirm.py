@@ -12,7 +12,8 @@ explained for its label by each method (:func:`captum_gmar.explain_dataset`), th
 method, for the tag class: the cluster that best matches the tagged images (F1), its rank
 and whether it is flagged, its transplant rise and control; and how many of the other
 classes' groups have a flagged cluster. With ``--repair``, the model is then repaired of the
-best-ranked flagged cluster of AttnLRP (else GAE) with ``captum-gmar repair`` (``--how
+shortcut's cluster as found (flagged, or first-ranked and isolating it; AttnLRP's, else
+GAE's, else the first method's) with ``captum-gmar repair`` (``--how
 auto``), on a folder of 1,000 training-split scenes (100 a class, the tag on 70% of the tag
 class's, as in training): ``OUT/repaired``. Writes ``confirm.json`` and prints a table.
 """
@@ -137,15 +138,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tag-class", type=int, default=TAG_CLASS)
     parser.add_argument("--out", type=Path, required=True, help="a new folder")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repair", action="store_true", help="then repair the model of the flagged AttnLRP (or GAE) cluster")
+    parser.add_argument("--repair", action="store_true", help="then repair the model of the shortcut's cluster as found")
+    parser.add_argument("--explored", action="store_true", help="OUT holds the images, maps and exploration already: repair only")
     args = parser.parse_args(argv)
-    results = run(args.model, args.tag, args.tag_class, args.out, args.seed)
-    (args.out / "confirm.json").write_text(json.dumps(results, indent=1))
+    if args.explored:
+        results = json.loads((args.out / "confirm.json").read_text())
+    else:
+        results = run(args.model, args.tag, args.tag_class, args.out, args.seed)
+        (args.out / "confirm.json").write_text(json.dumps(results, indent=1))
     print(table(results))
     if args.repair:
-        method = next((m for m in ("attnlrp", "gae") if results["methods"][m].get("flagged")), None)
+        # the shortcut's cluster as found: flagged, else first-ranked and isolating it (F1 >= 0.9)
+        found = [m for m, r in results["methods"].items() if r.get("flagged") or (r.get("rank") == 1 and r.get("f1", 0) >= 0.9)]
+        method = next((m for m in ("attnlrp", "gae", *METHODS) if m in found), None)
         if method is None:
-            print("no flagged AttnLRP or GAE cluster to repair")
+            print("no method flags the shortcut's cluster or ranks it first: nothing to repair")
             return 1
         write_training_images(args.out / "data", args.tag, args.tag_class, args.seed)
         spec = f"{method}:{args.tag_class}:{results['methods'][method]['rank']}"
