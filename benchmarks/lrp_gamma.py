@@ -29,10 +29,10 @@ from captum_gmar.evaluation.methods import Method
 from captum_gmar.evaluation.metrics.faithfulness import deletion_auc, insertion_auc, perturbation_auc
 from captum_gmar.evaluation.metrics.localisation import class_sensitivity, mass_inside, pointing_game
 from captum_gmar.evaluation.report import markdown_table, summarize
-from captum_gmar.evaluation.runner import score_function
 from captum_gmar.imagedata import make_scenes
 from captum_gmar.reference import load_reference_model
 from captum_gmar.vit.model import VisionTransformer
+from captum_gmar.vit.outputs import score_function
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,11 +134,11 @@ def run(options: ExplainOptions) -> None:
 
     from ..evaluation.methods import build_methods
     from ..evaluation.report import class_title
-    from ..evaluation.runner import score_function
     from ..files import save_figure
     from ..imagedata.processing import load_processor, process_images
     from ..visualization import comparison_grid, to_display_image
     from ..vit.model import VisionTransformer
+    from ..vit.outputs import score_function
 
     processor = load_processor(model.name_or_path)
     resize = _resize_options(processor, model, options.native_resolution)

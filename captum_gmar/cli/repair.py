@@ -57,12 +57,12 @@ def run(options: RepairOptions) -> None:
 
     from .. import loading
     from ..dataset_maps.checks import read_job
-    from ..evaluation.runner import model_fingerprint
     from ..files import claim_files, write_atomic
     from ..heads.cluster import cluster_images, find_cluster
     from ..reference.inputs import load_image_processor
     from ..repair import Shortcut, repair
     from ..vit.model import VisionTransformer
+    from ..vit.outputs import model_fingerprint
 
     cluster = find_cluster(options.maps, options.cluster)  # a bad cluster is refused before the model loads
     try:

@@ -154,3 +154,12 @@ def batch_slices(batch_size: int, internal_batch_size: int | None) -> list[slice
         raise ValueError(f"internal_batch_size must be at least 1, got {internal_batch_size}")
     step = int(internal_batch_size)
     return [slice(start, min(start + step, batch_size)) for start in range(0, batch_size, step)]
+
+
+def check_batch_size(batch_size: object) -> int:
+    """Validate a chunk size: a positive int."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return int(batch_size)

@@ -1,4 +1,4 @@
-"""From token relevance to maps: the patch grid, and maps shaped like the input."""
+"""From token relevance to maps: the patch grid, maps shaped like the input, and pixel maps summed per patch."""
 
 from __future__ import annotations
 
@@ -45,3 +45,11 @@ def input_map(patches: Tensor, patch_size: tuple[int, int], input_shape: tuple[i
     covered = F.interpolate(patches.unsqueeze(1), size=(h * patch_size[0], w * patch_size[1]), mode="bilinear", align_corners=False)
     full = F.pad(covered, (0, width - covered.shape[-1], 0, height - covered.shape[-2]))
     return full.expand(batch, channels, height, width).contiguous()
+
+
+def patch_sums(maps: Tensor, patch_size: tuple[int, int]) -> Tensor:
+    """``(B, H, W)`` pixel maps summed over each patch of ``patch_size`` ``(ph, pw)`` px: ``(B, h, w)``."""
+    height, width = maps.shape[-2:]
+    if height % patch_size[0] or width % patch_size[1]:
+        raise ValueError(f"the inputs ({height}x{width} px) are not whole patches of {patch_size} px: use resolution='pixels'")
+    return F.avg_pool2d(maps[:, None], patch_size)[:, 0] * (patch_size[0] * patch_size[1])

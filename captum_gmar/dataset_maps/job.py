@@ -30,16 +30,17 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..core.maps import patch_sums
 from ..errors import DiskFullError
 from ..evaluation.batches import Batch, collate
 from ..evaluation.distributed import Context, current_context
 from ..evaluation.methods import Method, build_methods
-from ..evaluation.runner import logit_scores, model_fingerprint
 from ..files import check_folder, claim_files, folder_lock, write_atomic
 from ..imagedata.folder import ClassNames
 from ..methods.base import ViTAttribution
 from ..methods.shared import attribute_together, shares_passes
 from ..vit.model import VisionTransformer
+from ..vit.outputs import logit_scores, model_fingerprint
 from .checks import (
     FORMAT,
     INDEX,
@@ -410,7 +411,7 @@ def _explain_batch(plan: _Plan, batch: Batch, items: list[int], device: torch.de
                     logits = plan.vit.logits(x).float()
                 given = logits.argmax(-1)
             pixel = method(x, given)
-            maps[key] = _patch_sums(pixel, plan.vit.patch_size) if plan.output == "patches" else pixel
+            maps[key] = patch_sums(pixel, plan.vit.patch_size) if plan.output == "patches" else pixel
     if logits is None:  # methods that each returned no logits
         with torch.no_grad():
             logits = plan.vit.logits(x).float()
@@ -444,11 +445,3 @@ def _explain_batch(plan: _Plan, batch: Batch, items: list[int], device: torch.de
             )
         )
     return records
-
-
-def _patch_sums(maps: Tensor, patch_size: tuple[int, int]) -> Tensor:
-    """``(B, H, W)`` pixel maps summed over each patch of ``patch_size`` ``(ph, pw)`` px: ``(B, h, w)``."""
-    height, width = maps.shape[-2:]
-    if height % patch_size[0] or width % patch_size[1]:
-        raise ValueError(f"the inputs ({height}x{width} px) are not whole patches of {patch_size} px: use resolution='pixels'")
-    return torch.nn.functional.avg_pool2d(maps[:, None], patch_size)[:, 0] * (patch_size[0] * patch_size[1])

@@ -3,8 +3,6 @@ chunk sizes, each raising an error that says what was expected."""
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import Tensor
 
@@ -41,12 +39,3 @@ def check_targets(targets: object, batch: int, device: torch.device) -> Tensor:
     if (targets < 0).any():
         raise ValueError("targets must be non-negative class indices")
     return targets.to(device=device, dtype=torch.long)
-
-
-def check_batch_size(batch_size: object) -> int:
-    """Validate a chunk size: a positive int."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return int(batch_size)

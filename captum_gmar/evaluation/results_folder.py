@@ -34,13 +34,14 @@ from ..names import GALLERY_MAX
 from ..pages import comparison_report, gallery_card
 from ..visualization import to_display_image
 from ..vit.model import VisionTransformer
+from ..vit.outputs import score_function
 from ..vit.similarity import SimilarityModel
 from .data import CompositeTasks, collate
 from .distributed import Launch, describe_device, select_device
 from .methods import Method
 from .photo_similarity import add_class_specificity
 from .report import ablation_markdown, ablation_table, class_title, comparison_figure, markdown_table, read_csv, summarize, summary_columns
-from .runner import run_file, score_function, settings_methods
+from .runner import run_file, settings_methods
 from .settings import Settings
 
 __all__ = ["RESULTS", "Report", "report_files", "write_report"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -27,14 +26,14 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..errors import RankFailedError
 from ..files import open_no_follow, replacing, write_atomic
-from ..vit.embedding import EmbeddingHead
 from ..vit.model import VisionTransformer
+from ..vit.outputs import model_fingerprint, score_function
 from .cost import measure_cost
 from .data import Batch, collate
 from .diagnostics.ablation import AblationKind, ablation_methods
@@ -46,24 +45,6 @@ from .report import ResultsWriter, read_csv
 from .settings import Settings
 
 Row = dict[str, Any]
-
-
-def score_function(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
-    """Class scores the metrics perturb, ``pixel_values -> (B, K)``: the model's logits
-    through :func:`logit_scores`."""
-    scores = logit_scores(vit)
-    return lambda x: scores(vit.logits(x))
-
-
-def logit_scores(vit: VisionTransformer) -> Callable[[Tensor], Tensor]:
-    """The class scores of logits ``(B, K)``: the outputs themselves for a head on an
-    embedding (the cosine similarities of a :class:`~captum_gmar.vit.similarity.SimilarityModel`),
-    sigmoid for multi-label models, else softmax; float32."""
-    if isinstance(vit.model, EmbeddingHead):
-        return lambda logits: logits.float()
-    if getattr(getattr(vit.model, "config", None), "problem_type", None) == "multi_label_classification":
-        return lambda logits: torch.sigmoid(logits.float())
-    return lambda logits: torch.softmax(logits.float(), dim=-1)
 
 
 def settings_methods(model_or_vit: nn.Module | VisionTransformer, settings: Settings) -> list[Method]:
@@ -183,17 +164,6 @@ def compare(
         if writer:
             writer.close()
     return None
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """A short digest of the model's parameters and buffers (names, shapes and sums), to
-    tell checkpoints apart without copying the weights (9 digits: the same weights sum
-    alike on any device)."""
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, tensor in sorted(model.state_dict().items()):
-            digest.update(f"{name}{tuple(tensor.shape)}{float(tensor.double().sum()):.9e}".encode())
-    return digest.hexdigest()[:16]
 
 
 def run_file(results: str | os.PathLike[str]) -> Path:

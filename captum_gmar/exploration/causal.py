@@ -153,9 +153,9 @@ class ClusterChecker:
     :func:`~captum_gmar.exploration.explore`)."""
 
     def __init__(self, model: Any, processor: Any | None, images: str | os.PathLike[str] | None, seed: int) -> None:
-        from ..evaluation.runner import logit_scores
         from ..imagedata.processing import processor_options
         from ..vit.model import VisionTransformer
+        from ..vit.outputs import logit_scores
 
         if images is None:
             raise ValueError(

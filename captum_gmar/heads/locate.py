@@ -35,10 +35,9 @@ from torch import Tensor, nn
 
 from ..core.formatting import check_pixel_values
 from ..evaluation._stats import average_ranks, pearson
-from ..evaluation.diagnostics.head_importance import masked_target_outputs
-from ..evaluation.runner import logit_scores
 from ..methods.gmar import GMARAttribution, shared_head_weights
 from ..vit.model import VisionTransformer, as_vision_transformer
+from ..vit.outputs import logit_scores, masked_target_outputs
 
 __all__ = ["BUDGET", "EFFECTS", "HEAD_SCORES", "HeadLocation", "locate_heads"]
 

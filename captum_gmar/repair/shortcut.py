@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..exploration.transplant import transplant_check
 from ..vit.model import VisionTransformer
+from ..vit.outputs import logit_scores
 
 __all__ = ["Labelled", "Measurement", "Shortcut", "measure"]
 
@@ -72,7 +73,6 @@ class Measurement:
 
 def measure(model: nn.Module, shortcut: Shortcut, held_out: Labelled, batch_size: int = 64, seed: int = 0) -> Measurement:
     """The transplant rise on ``held_out``'s images of other classes, and the clean accuracy."""
-    from ..evaluation.runner import logit_scores
 
     vit = VisionTransformer(model.eval())
     device = vit.parameter.device

@@ -13,9 +13,10 @@ import transformers
 from captum_gmar.evaluation.data import CompositeTasks, collate
 from captum_gmar.evaluation.photo_similarity import add_class_specificity, class_specificity, own_photo_margins, photo_similarity
 from captum_gmar.evaluation.report import summarize
-from captum_gmar.evaluation.runner import compare, score_function
+from captum_gmar.evaluation.runner import compare
 from captum_gmar.imagedata.photos import make_composites
 from captum_gmar.vit.model import VisionTransformer
+from captum_gmar.vit.outputs import score_function
 from captum_gmar.vit.similarity import SimilarityModel
 
 for _module in ("skimage", "sklearn"):  # the bundled photos: pip install -e ".[photos]"

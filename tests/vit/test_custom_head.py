@@ -12,8 +12,8 @@ from torch import nn
 from captum_gmar import AttentionRollout, GenericAttentionExplainability, GMARAttribution
 from captum_gmar.core.heads import attention_probs, split_heads
 from captum_gmar.errors import UnsupportedModelError
-from captum_gmar.evaluation.runner import score_function
 from captum_gmar.vit.model import VisionTransformer
+from captum_gmar.vit.outputs import score_function
 
 REGISTERS = 2
 PREFIX = 1 + REGISTERS

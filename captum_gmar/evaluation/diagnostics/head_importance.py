@@ -9,15 +9,15 @@ its own head mask, so many (example, mask) pairs share one forward pass.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ...vit.model import VisionTransformer, as_vision_transformer
+from ...vit.outputs import masked_target_outputs
 from .._stats import average_ranks, pearson
-from ..checks import check_batch_size, check_images, check_targets
+from ..checks import check_images, check_targets
 
 
 class GroupDrops(NamedTuple):
@@ -125,48 +125,6 @@ def _masked_target_logits(vit: VisionTransformer, images: Tensor, targets: Tenso
     """Target logit of every (mask, example) pair: ``(M, B)`` float32 on the images' device
     (``masks``: ``(M, B, L, H)`` bool, one head mask per pair, may be an expanded view)."""
     return masked_target_outputs(vit, images, targets, masks, batch_size)[0]
-
-
-def masked_target_outputs(
-    vit: VisionTransformer,
-    images: Tensor,
-    targets: Tensor,
-    masks: Tensor,
-    batch_size: int,
-    values: Tensor | None = None,
-    scores: Callable[[Tensor], Tensor] | None = None,
-) -> tuple[Tensor, Tensor | None]:
-    """The target's logit, and its score, for every (mask, example) pair, the masked heads
-    replaced (zeroed, or by ``values``; see
-    :meth:`~captum_gmar.vit.model.VisionTransformer.heads_replaced`), many pairs per
-    forward pass.
-
-    Args:
-        masks: ``(M, B, L, H)`` bool, one head mask per pair (may be an expanded view).
-        values: ``(L, H, d)``: a replaced head's output; ``None``: zero.
-        scores: logits ``(n, K)`` -> scores ``(n, K)`` (e.g. the sigmoid), or ``None``.
-
-    Returns:
-        ``(M, B)`` float32 logits on the images' device, and the scores alike (``None``
-        without ``scores``).
-    """
-    batch_size = check_batch_size(batch_size)
-    param = vit.parameter
-    count, batch = masks.shape[:2]
-    logits_out, scores_out = [], []
-    with torch.no_grad():
-        for first in range(0, count * batch, batch_size):
-            pair = torch.arange(first, min(first + batch_size, count * batch), device=images.device)
-            which, example = pair // batch, pair % batch
-            x = images[example].to(device=param.device, dtype=param.dtype)
-            with vit.heads_replaced(masks[which, example].to(param.device), values):
-                logits = vit.logits(x).float()
-            chosen = targets[example].to(param.device).view(-1, 1)
-            logits_out.append(logits.gather(1, chosen).squeeze(1))
-            if scores is not None:
-                scores_out.append(scores(logits).gather(1, chosen).squeeze(1))
-    logit = torch.cat(logits_out).to(images.device).view(count, batch)
-    return logit, (torch.cat(scores_out).to(images.device).view(count, batch) if scores is not None else None)
 
 
 def _as_vit(vit: VisionTransformer | nn.Module) -> VisionTransformer:

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..checks import check_batch_size, check_images, check_maps, check_targets
+from ...core.formatting import check_batch_size
+from ..checks import check_images, check_maps, check_targets
 from .base import Column, MetricGroup, MetricInputs
 
 ScoreFn = Callable[[Tensor], Tensor]

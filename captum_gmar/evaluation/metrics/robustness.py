@@ -18,7 +18,8 @@ import torch
 from captum.metrics import infidelity, sensitivity_max
 from torch import Tensor
 
-from ..checks import check_batch_size, check_images, check_targets
+from ...core.formatting import check_batch_size
+from ..checks import check_images, check_targets
 from .base import Column, MetricGroup, MetricInputs
 
 
