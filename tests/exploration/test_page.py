@@ -113,7 +113,8 @@ def test_the_page_offline_in_chromium(exp, tmp_path):
         opened = field(driver, "rank", overview[0][1])
         tagged = {r for r in range(COUNT) if Image.open(exp.parent / "images" / "img" / f"{r}.png").getpixel((0, 0)) == (255, 0, 0)}
         assert set(rows(driver)) == {r for r in range(COUNT) if opened[r] == 1} and len(set(rows(driver)) & tagged) >= 0.9 * len(tagged)
-        assert "What next" in driver.find_element("css selector", ".cg-cluster.cg-flagged .cg-next").text
+        steps = driver.find_element("css selector", ".cg-cluster.cg-flagged .cg-next").text
+        assert "What next" in steps and "captum-gmar heads " in steps and "captum-gmar repair " in steps and "--data TRAIN" in steps
         screenshot(driver, tmp_path, "explore_opened.png")
         choose(driver, "method", "gmar-l1")
         driver.find_element("css selector", "button[id$='-clear']").click()

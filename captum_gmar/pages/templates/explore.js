@@ -488,6 +488,8 @@
     var run = g.method + "-" + g.target + "-" + c.rank;
     line(["Which heads carry it, and the model without them: ", { text: "captum-gmar heads " + D.maps + " --model " + MODEL + " --cluster " + g.method + ":" + g.target + ":" + c.rank +
       " --images " + IMAGES + " --out EXP/heads/" + run }, " (run into this folder, its grid shows here)."]);
+    line(["A shortcut removed, measured on labelled images of every class (TRAIN: one folder per class): ", { text: "captum-gmar repair " + D.maps +
+      " --model " + MODEL + " --cluster " + g.method + ":" + g.target + ":" + c.rank + " --images " + IMAGES + " --data TRAIN --out repaired" }, "."]);
     if ((window.EXPLORE_HEADS || []).indexOf(run) >= 0) {  // a heads run in this folder (explore-data/heads.js lists them): its figure
       var grid = document.createElement("img");
       grid.className = "cg-heads"; grid.alt = "the heads of this cluster: the ablation effect beside each head score"; grid.src = "heads/" + run + "/heads.png";
