@@ -133,8 +133,10 @@ def repair(
             ``progress``).
 
     Returns:
-        :class:`Repaired`: the measurement before, each attempt, the one chosen (the
-        lowest rise among those within the accuracy budget, else the lowest rise).
+        :class:`Repaired`: the measurement before, each attempt, the one chosen: of those
+        that remove nine tenths of the transplant rise, the one within the budget with the
+        lowest rise, else the one that costs least accuracy; where none does, the lowest
+        rise within the budget, else the lowest rise.
 
     Raises:
         ValueError: ``how`` unknown, or ``data`` without images of another class than the shortcut's.
@@ -160,7 +162,17 @@ def repair(
             continue
         after = measure(repaired, shortcut, kept, seed=options.seed)
         attempts.append(Attempt(name, repaired, after, time.perf_counter() - start, changed))
-    done = [a for a in attempts if a.after is not None]
-    within = [a for a in done if a.after is not None and before.accuracy - a.after.accuracy <= options.budget]
-    chosen = min(within or done, key=lambda a: a.after.rise if a.after is not None else float("inf"), default=None)
-    return Repaired(before, tuple(attempts), chosen)
+    return Repaired(before, tuple(attempts), _choose(before, attempts, options.budget))
+
+
+def _choose(before: Measurement, attempts: list[Attempt], budget: float) -> Attempt | None:
+    """The repair to keep: of those that remove nine tenths of the rise, the one within the
+    budget with the lowest rise, else the one that costs least accuracy; where none removes
+    that much, the lowest rise within the budget, else the lowest rise."""
+    done = [(a, a.after) for a in attempts if a.after is not None]
+    removed = [(a, m) for a, m in done if m.rise <= 0.1 * before.rise]
+    within = [(a, m) for a, m in done if before.accuracy - m.accuracy <= budget]
+    if removed:
+        kept = [pair for pair in removed if pair in within]
+        return min(kept, key=lambda p: p[1].rise)[0] if kept else max(removed, key=lambda p: p[1].accuracy)[0]
+    return min(within or done, key=lambda p: p[1].rise)[0] if done else None

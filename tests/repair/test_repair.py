@@ -10,7 +10,7 @@ import transformers
 
 from captum_gmar import load_reference_model, load_sample_scenes
 from captum_gmar.imagedata import to_pixel_values
-from captum_gmar.repair import Labelled, Shortcut, measure, repair
+from captum_gmar.repair import Labelled, Measurement, Shortcut, measure, repair
 from captum_gmar.repair.finetune import repair_finetune
 from captum_gmar.repair.heads import repair_heads
 
@@ -78,3 +78,15 @@ def test_auto_tries_heads_then_fine_tunes_and_chooses_within_the_budget(setting)
     only_class = Labelled(data.pixels[data.labels == 3], data.labels[data.labels == 3])
     with pytest.raises(ValueError, match="no image of another class"):
         repair(model, shortcut, only_class, how="finetune", steps=1, progress=False)
+
+
+def test_the_repair_kept_removes_the_shortcut_first_then_respects_the_budget():
+    from captum_gmar.repair import Attempt, _choose
+
+    before = Measurement(0.8, 0.90, {})
+    heads = Attempt("heads", None, Measurement(0.6, 0.895, {}), 1.0)  # within the budget, most of the rise left
+    tuned = Attempt("finetune", None, Measurement(0.02, 0.87, {}), 1.0)  # the rise gone, 3 points spent
+    assert _choose(before, [heads, tuned], budget=0.01) is tuned  # a repair that repairs, its cost in the table
+    gentle = Attempt("finetune", None, Measurement(0.05, 0.895, {}), 1.0)
+    assert _choose(before, [heads, tuned, gentle], budget=0.01) is gentle  # both removed: the one within the budget
+    assert _choose(before, [heads], budget=0.01) is heads and _choose(before, [], budget=0.01) is None
