@@ -12,8 +12,7 @@ import json
 from pathlib import Path
 
 from .arguments import folder, int_at_least
-from .maps_options import HeadsOptions
-from .options import CommandError
+from .maps_options import HeadsOptions, cluster_and_model
 
 #: what ``--out`` holds
 FILES = ("heads.csv", "heads.json", "heads.png", "model")
@@ -59,16 +58,12 @@ def run(options: HeadsOptions) -> None:
     from ..exploration.page import DATA, HEADS, write_heads_list
     from ..files import claim_files, replacing, save_figure, write_atomic
     from ..heads import locate_heads, without_heads
-    from ..heads.cluster import cluster_images, find_cluster
+    from ..heads.cluster import cluster_images
     from ..reference.inputs import load_image_processor
     from ..visualization import head_grids
     from ..vit.model import VisionTransformer
 
-    cluster = find_cluster(options.maps, options.cluster)  # a bad cluster is refused before the model loads
-    try:
-        model = loading.load_model(options.model)
-    except (FileNotFoundError, ValueError) as error:
-        raise CommandError(str(error)) from error
+    cluster, model = cluster_and_model(options.maps, options.cluster, options.model)
     processor = load_image_processor(model)
     vit = VisionTransformer(model)
     print(

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .options import CommandError
 
-__all__ = ["ExploreOptions", "HeadsOptions", "RepairOptions"]
+__all__ = ["ExploreOptions", "HeadsOptions", "RepairOptions", "cluster_and_model"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +118,16 @@ class RepairOptions:
 
     def __post_init__(self) -> None:
         _check_cluster(self.cluster)
+
+
+def cluster_and_model(maps: str, cluster: str, model: str) -> tuple[Any, Any]:
+    """The cluster ``METHOD:CLASS:RANK`` of the maps folder ``maps`` (refused in one line
+    before the model loads), and the model ``model``."""
+    from .. import loading
+    from ..heads.cluster import find_cluster
+
+    found = find_cluster(maps, cluster)
+    try:
+        return found, loading.load_model(model)
+    except (FileNotFoundError, ValueError) as error:
+        raise CommandError(str(error)) from error

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .arguments import folder, int_at_least
-from .maps_options import RepairOptions
+from .maps_options import RepairOptions, cluster_and_model
 from .options import CommandError
 
 #: what ``--out`` holds beside the model's own files
@@ -53,22 +53,16 @@ def run(options: RepairOptions) -> None:
     from .output import check_output
 
     check_output(options.out, figure=False, files=FILES)
-    import torch
-
     from .. import loading
     from ..dataset_maps.checks import read_job
     from ..files import claim_files, write_atomic
-    from ..heads.cluster import cluster_images, find_cluster
+    from ..heads.cluster import cluster_images
     from ..reference.inputs import load_image_processor
     from ..repair import Shortcut, repair
     from ..vit.model import VisionTransformer
     from ..vit.outputs import model_fingerprint
 
-    cluster = find_cluster(options.maps, options.cluster)  # a bad cluster is refused before the model loads
-    try:
-        model = loading.load_model(options.model)
-    except (FileNotFoundError, ValueError) as error:
-        raise CommandError(str(error)) from error
+    cluster, model = cluster_and_model(options.maps, options.cluster, options.model)
     made_by = (read_job(options.maps) or {}).get("model_fingerprint")
     if made_by is not None and made_by != model_fingerprint(model):
         raise CommandError(
@@ -113,7 +107,6 @@ def run(options: RepairOptions) -> None:
     write_atomic(out / "repair.md", _markdown(options, cluster.target_name, table, done.chosen.how))
     print(_markdown(options, cluster.target_name, table, done.chosen.how))
     print(f"saved the model repaired by {done.chosen.how} in {out}: from_pretrained({str(out)!r}), or explain --model {out}")
-    torch.cuda.empty_cache()
 
 
 def _labelled(root: str, processor: Any, id2label: Mapping[int | str, str], size: Any, limit: int, seed: int) -> Any:
