@@ -42,6 +42,9 @@ class AttentionRollout(AttentionAttribution):
     """
 
     needs_gradients = False
+    #: a layer's softmaxed scores and the fused map with its residual (the scale is applied
+    #: inside the scores' product, the residual in one operation)
+    maps_alive = 2
     head_fusion: HeadFusion
     discard_ratio: float
     alpha: float

@@ -31,7 +31,8 @@ class RawAttention(AttentionAttribution):
     """
 
     needs_gradients = False
-    maps_alive = 2
+    #: the map of a layer's scores, softmaxed (one product builds them: no second map for the scale)
+    maps_alive = 1
 
     def __init__(
         self,
