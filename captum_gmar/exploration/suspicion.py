@@ -226,8 +226,7 @@ def _one(
     scale = np.divide(1.0, 1.0 - on_region, out=np.zeros_like(on_region), where=on_region < 1 - 1e-6)
     keep = np.ones(patches, dtype=bool)
     keep[region] = False
-    first, second, counts = _weighted_moments(p, keep, scale, members)
-    spreads = _residual_spreads(p, keep, scale)
+    first, second, counts, spreads = _residuals(p, keep, scale, members)
     means = first / np.maximum(counts, 1)[:, None]
     gap = 0.5 * float(np.abs(means[0] - means[1]).sum())
     total = counts.sum()
@@ -262,11 +261,15 @@ def _one(
     )
 
 
-def _weighted_moments(p: np.ndarray, keep: np.ndarray, scale: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The sums of the residual maps ``scale_i * p_i[keep]`` and of their squares, over the
-    members (row 0) and the rest (row 1), and how many maps of each have a residual."""
+def _residuals(
+    p: np.ndarray, keep: np.ndarray, scale: np.ndarray, members: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """In one pass over the residual maps ``scale_i * p_i[keep]``: their sums and the sums
+    of their squares over the members (row 0) and the rest (row 1), how many maps of each
+    have a residual, and each map's effective number of patches, ``exp`` of its entropy
+    (``float64 (n,)``; 1 for a map with no residual)."""
     first, second = np.zeros((2, int(keep.sum()))), np.zeros((2, int(keep.sum())))
-    counts = np.zeros(2)
+    counts, spreads = np.zeros(2), np.ones(len(p))
     for start in range(0, len(p), _BLOCK):
         block = p[start : start + _BLOCK][:, keep].astype(np.float64) * scale[start : start + _BLOCK, None]
         inside, has = members[start : start + _BLOCK], scale[start : start + _BLOCK] > 0
@@ -274,18 +277,9 @@ def _weighted_moments(p: np.ndarray, keep: np.ndarray, scale: np.ndarray, member
             first[row] += block[where].sum(axis=0)
             second[row] += (block[where] ** 2).sum(axis=0)
             counts[row] += where.sum()
-    return first, second, counts
-
-
-def _residual_spreads(p: np.ndarray, keep: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """``float64 (n,)``: each residual map's effective number of patches, ``exp`` of the
-    entropy of ``scale_i * p_i[keep]`` (1 for a map with no residual)."""
-    out = np.ones(len(p))
-    for start in range(0, len(p), _BLOCK):
-        block = p[start : start + _BLOCK][:, keep].astype(np.float64) * scale[start : start + _BLOCK, None]
         logs = np.log(block, out=np.zeros_like(block), where=block > 0)
-        out[start : start + _BLOCK] = np.exp(-(block * logs).sum(axis=1))
-    return out
+        spreads[start : start + _BLOCK] = np.exp(-(block * logs).sum(axis=1))
+    return first, second, counts, spreads
 
 
 def _auc(members: np.ndarray, rest: np.ndarray) -> float:
