@@ -104,8 +104,9 @@ def run(options: RepairOptions) -> None:
         "per_class_before": done.before.per_class,
     }
     write_atomic(out / "repair.json", json.dumps(report, indent=1) + "\n")
-    write_atomic(out / "repair.md", _markdown(options, cluster.target_name, table, done.chosen.how))
-    print(_markdown(options, cluster.target_name, table, done.chosen.how))
+    summary = _markdown(options, cluster.target_name, table, done.chosen.how)
+    write_atomic(out / "repair.md", summary)
+    print(summary)
     print(f"saved the model repaired by {done.chosen.how} in {out}: from_pretrained({str(out)!r}), or explain --model {out}")
 
 

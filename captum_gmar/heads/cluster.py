@@ -43,8 +43,8 @@ class Cluster:
     members: tuple[str, ...]
     others: tuple[str, ...]
     #: its region, ``(row, column)`` patches of the ``grid`` ``(h, w)`` it was clustered on
-    region: tuple[tuple[int, int], ...] = ()
-    grid: tuple[int, int] = (0, 0)
+    region: tuple[tuple[int, int], ...]
+    grid: tuple[int, int]
 
 
 @dataclass(frozen=True)
