@@ -215,6 +215,7 @@ def explore(
             write_disagreement(handle, first, compared, class_names)
     else:
         (folder / DISAGREEMENT).unlink(missing_ok=True)  # an earlier exploration's, of other methods
+    job_model = (read_job(maps_folder) or {}).get("model")
     summary: dict[str, Any] = {
         "format": FORMAT,
         "maps": str(maps_folder),
@@ -224,10 +225,10 @@ def explore(
         "class_names": {str(target): name for target, name in {**_job_class_names(maps_folder), **class_names}.items()},
         "flag_at": FLAG_AT,
         "flag_rule": FLAG_RULE,
-        "model": (read_job(maps_folder) or {}).get("model"),
+        "model": job_model,
         # what explore was given, for the page's commands (its next steps name them)
         "given": {
-            "model": None if model is None else (read_job(maps_folder) or {}).get("model") or getattr(model, "name_or_path", None),
+            "model": None if model is None else job_model or getattr(model, "name_or_path", None),
             "images": None if images is None else str(images),
         },
         "files": list(files),
