@@ -12,8 +12,12 @@ distribution over the ``P`` patches:
    variation distance ``D`` between the two mean maps (the share of mass the cluster
    moves).
 2. **Region.** ``n_eff = exp(H(e+ / D))``, the number of patches the positive excess
-   effectively covers (``H`` the entropy); the region ``E`` is the ``ceil(n_eff)``
-   patches of largest excess. ``localised = 1 - n_eff / P`` describes it (1 for one
+   effectively covers (``H`` the entropy); the region ``E`` starts as the ``ceil(n_eff)``
+   patches of largest excess, and grows where the members' mean, less the rest's scaled
+   by the share of mass the members keep outside ``E``, at least doubles the scaled
+   rest's (:func:`_region`): a member that puts most of its mass on a frame has little
+   left for the rest of its map, so the plain excess misses the frame's patches where
+   the rest has some mass too. ``localised = 1 - n_eff / P`` describes it (1 for one
    patch, 0 for the whole grid) but does not enter the suspicion: a frame or a line of
    text is as much a shortcut as a corner tag.
 3. **What is left, on average.** Every map with the region removed and renormalised;
@@ -99,6 +103,10 @@ FLAG_CALIBRATION = (
 _KEEP_FULL = 0.25
 #: a cluster's difference counts in full from this many times its chance level (``beyond``)
 _FULL_BEYOND = 3.0
+#: the most times the region grows (:func:`_region`); it holds still after two or three
+_REGION_STEPS = 5
+#: a patch joins the region where the members hold this many times the rest's mass, scaled (:func:`_region`)
+_GROWTH = 2.0
 #: maps read per block when summing over the maps: memory stays O(block * P)
 _BLOCK = 65536
 
@@ -214,12 +222,10 @@ def _one(
     deviation: float,
 ) -> Suspicion:
     patches = p.shape[1]
+    member_mean = sums[c] / sizes[c]
     e = excess(sums, sizes, c)
-    positive = np.clip(e, 0, None)
-    difference = float(positive.sum())
-    share = positive / difference if difference > 0 else np.full(patches, 1 / patches)
-    spread = math.exp(-float(np.sum(share[share > 0] * np.log(share[share > 0]))))
-    region = np.argsort(-e, kind="stable")[: math.ceil(spread - 1e-9)]
+    difference = float(np.clip(e, 0, None).sum())
+    region, spread = _region(member_mean, member_mean - e)
     members = labels == c
     on_region = p[:, region].sum(axis=1, dtype=np.float64)
     # residual maps: the region removed, each renormalised (a map all on the region has none)
@@ -259,6 +265,45 @@ def _one(
         beyond=beyond,
         threshold=flag_threshold(int(members.sum())),
     )
+
+
+def _region(member_mean: np.ndarray, rest_mean: np.ndarray) -> tuple[np.ndarray, float]:
+    """The region ``E`` (patch indices, largest excess first) and ``n_eff``, the patches the cluster's added mass
+    effectively covers (module docstring, step 2).
+
+    A member's map is modelled as ``(1 - a) q + a t``: ``q`` a map as the rest have them,
+    ``t`` what the cluster adds. Outside ``t``'s patches the members' mean is the rest's
+    scaled by ``kept = 1 - a``, so the mass the cluster adds is ``member_mean - kept *
+    rest_mean``. The plain excess (``kept = 1``) hides the part of a large region (a frame)
+    where the rest has some mass too: a member that puts 60% of its mass on the frame keeps
+    40% for the rest of its map. Starting from the plain excess's region, ``kept`` is
+    estimated from the region (the members' mass outside it over the rest's), and the
+    region grows by the patches among the ``n_eff`` of largest added mass where the
+    members hold at least :data:`_GROWTH` times the scaled rest (as much added as
+    ordinary mass), until it holds still. Means only: no pass over the maps.
+    """
+    added = np.clip(member_mean - rest_mean, 0, None)
+    region = np.argsort(-(member_mean - rest_mean), kind="stable")[: math.ceil(_spread(added) - 1e-9)]
+    for _ in range(_REGION_STEPS):
+        outside = 1 - float(rest_mean[region].sum())
+        kept = min(1.0, (1 - float(member_mean[region].sum())) / outside) if outside > 1e-6 else 1.0
+        scaled = member_mean - kept * rest_mean
+        top = np.argsort(-scaled, kind="stable")[: math.ceil(_spread(np.clip(scaled, 0, None)) - 1e-9)]
+        grown = np.union1d(region, top[member_mean[top] >= _GROWTH * kept * rest_mean[top]])
+        if len(grown) == len(region):
+            break
+        region = grown
+    return region[np.argsort(-(member_mean - rest_mean)[region], kind="stable")], _spread(added)
+
+
+def _spread(mass: np.ndarray) -> float:
+    """``exp`` of the entropy of ``mass`` ``(P,)`` normalised: the patches it effectively
+    covers (``P`` where it has none)."""
+    total = float(mass.sum())
+    if total <= 0:
+        return float(len(mass))
+    share = mass[mass > 0] / total
+    return math.exp(-float(np.sum(share * np.log(share))))
 
 
 def _residuals(

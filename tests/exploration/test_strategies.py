@@ -106,7 +106,12 @@ def test_the_result_is_consistent(planted, found):
         assert 0 <= cluster.localised <= 1 and 0 <= cluster.additive <= 1 and 1 <= cluster.spread <= 196
         assert 0 <= cluster.intact <= 1 and 0 <= cluster.beyond <= 1
         assert cluster.suspicion == pytest.approx(cluster.additive * cluster.intact * cluster.beyond)
-        assert len(cluster.region) == np.ceil(cluster.spread - 1e-9) and np.isnan(cluster.confidence)
+        # the region: the n_eff patches of largest excess first, then those it grew by (fewer excess)
+        excess = (found.mean_maps[cluster.label] - _rest_mean(maps, found, cluster.label)).ravel()
+        first = int(np.ceil(cluster.spread - 1e-9))
+        named = [r * 14 + c for r, c in cluster.region]
+        assert len(named) >= first and len(set(named)) == len(named) and np.isnan(cluster.confidence)
+        assert set(named[:first]) == set(np.argsort(-excess, kind="stable")[:first].tolist())
         np.testing.assert_allclose(
             0.5 * np.abs(found.mean_maps[cluster.label] - _rest_mean(maps, found, cluster.label)).sum(), cluster.difference, rtol=1e-4
         )

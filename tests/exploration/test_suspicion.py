@@ -78,6 +78,27 @@ def test_a_frame_is_as_suspicious_as_a_tag_of_one_patch():
     assert {(0, 0), (7, 7), (0, 7), (7, 0)} <= set(framed.region)
 
 
+def test_a_frame_that_takes_most_of_its_maps_is_found_whole_where_the_rest_has_mass_on_it():
+    # the class's objects sit near the top edge; the framed maps keep 30% for their
+    # object, so their mean on the top row is below the rest's though the frame added to
+    # it: the plain excess leaves the top row out of the region, the scaled one does not
+    rng = np.random.default_rng(7)
+    rows, columns = np.mgrid[0:8, 0:8]
+    centres = np.stack([rng.integers(1, 3, 400), rng.integers(1, 7, 400)], axis=1)
+    objects = np.exp(-0.5 * ((rows[None] - centres[:, :1, None]) ** 2 + (columns[None] - centres[:, 1:, None]) ** 2) / 0.8**2)
+    p = _normalised(objects.reshape(400, 64) + 0.01 * rng.random((400, 64)))
+    frame = np.zeros((8, 8), dtype=np.float32)
+    frame[[0, -1], :] = frame[:, [0, -1]] = 1
+    frame = frame.ravel() / frame.sum()
+    labels = np.zeros(len(p), dtype=np.int64)
+    labels[:100] = 1
+    p[:100] = 0.3 * p[:100] + 0.7 * frame
+    framed = suspicions(p, labels, 2, width=8)[1]
+    ring = {(r, c) for r in range(8) for c in range(8) if r in (0, 7) or c in (0, 7)}
+    assert set(framed.region) == ring
+    assert framed.additive > 0.9 and framed.flagged
+
+
 def test_a_small_cluster_needs_more_and_a_few_maps_are_never_flagged():
     assert flag_threshold(MIN_FLAGGED - 1) is None and flag_threshold(MIN_FLAGGED) == pytest.approx(FLAG_SMALL)
     assert flag_threshold(20) == flag_threshold(10_000) == pytest.approx(FLAG_AT)
