@@ -56,6 +56,16 @@ def test_the_fine_tune_is_a_copy_that_reloads(setting, tmp_path):
     torch.testing.assert_close(reloaded(pixel_values=data.pixels[:2]).logits, repaired(pixel_values=data.pixels[:2]).logits)
 
 
+def test_the_fine_tune_moves_the_model_only_where_the_paste_changes_its_output(setting):
+    # every image's target is the original's output on it without the paste: with nothing
+    # pasted, each starts at its target (zero gradient) and the weights stay as they were
+    model, shortcut, data = setting
+    unchanged = repair_finetune(model, shortcut, data, steps=2, batch_size=4, pasted_share=0.0, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), unchanged.state_dict().values()))
+    pasted = repair_finetune(model, shortcut, data, steps=2, batch_size=4, pasted_share=1.0, progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), pasted.state_dict().values()))
+
+
 def test_heads_are_removed_while_the_rise_falls_within_the_budget(setting):
     model, shortcut, data = setting
     found = repair_heads(model, shortcut, data, budget=0.5, max_heads=3, progress=False)

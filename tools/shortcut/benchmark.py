@@ -59,12 +59,19 @@ from tools.shortcut.slices import embed, embedding_slices
 from tools.shortcut.tag import MAGENTA, TAGS, Tag, plant_tag
 from tools.shortcut.train import TAG_CLASS, class_scenes
 
-__all__ = ["METHODS", "evaluate_method", "main", "tagged_test_scenes"]
+__all__ = ["METHODS", "evaluate_method", "main", "tagged_rows", "tagged_test_scenes"]
 
 #: the methods compared, as keys of the data-set job
 METHODS = ("gmar-l1", "gmar-gate", "gmar-gate-positive", "rollout", "gae", "gradcam", "attnlrp")
 #: test scenes of seed ``s`` come from a generator seeded ``TEST_SEED + s``
 TEST_SEED = 41000
+
+
+def tagged_rows(n: int, share: float, seed: int) -> np.ndarray:
+    """``bool (n,)``: which of :func:`tagged_test_scenes`' ``n`` scenes carry the tag."""
+    tagged = np.zeros(n, dtype=bool)
+    tagged[np.random.default_rng(TEST_SEED + seed).permutation(n)[: round(share * n)]] = True
+    return tagged
 
 
 def tagged_test_scenes(
@@ -73,8 +80,7 @@ def tagged_test_scenes(
     """``n`` one-item test scenes of ``tag_class``, exactly ``round(share * n)`` of them
     (drawn by ``seed``) with ``tag`` pasted: the scenes and ``tagged`` ``bool (n,)``."""
     scenes = class_scenes(n, [tag_class], TEST_SEED + seed, data_dir)
-    tagged = np.zeros(n, dtype=bool)
-    tagged[np.random.default_rng(TEST_SEED + seed).permutation(n)[: round(share * n)]] = True
+    tagged = tagged_rows(n, share, seed)
     return Scenes(plant_tag(scenes.images, tagged, tag), scenes.labels, scenes.masks, scenes.num_items), tagged
 
 

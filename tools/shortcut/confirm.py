@@ -35,7 +35,7 @@ from captum_gmar.evaluation.data import open_dataset
 from captum_gmar.imagedata import CLASS_NAMES
 from captum_gmar.imagedata.folder import export_scenes
 from captum_gmar.reference.inputs import load_image_processor
-from tools.shortcut.benchmark import tagged_test_scenes
+from tools.shortcut.benchmark import tagged_rows, tagged_test_scenes
 from tools.shortcut.scoring import cluster_match
 from tools.shortcut.tag import TAGS, plant_tag
 from tools.shortcut.train import TAG_CLASS, class_scenes
@@ -47,11 +47,17 @@ METHODS = ("gae", "attnlrp", "gmar-l1", "gmar-gate-positive", "rollout")
 
 def write_images(root: Path, tag: str, tag_class: int, seed: int) -> set[str]:
     """The image folder; returns the tagged images' names (relative to ``root``)."""
-    scenes, tagged = tagged_test_scenes(300, 0.2, tag_class, seed, tag=TAGS[tag])
+    scenes, _ = tagged_test_scenes(300, 0.2, tag_class, seed, tag=TAGS[tag])
     export_scenes(scenes, root, CLASS_NAMES)
     others = [c for c in range(len(CLASS_NAMES)) if c != tag_class]
     for c in others:  # each in its own class folder: no clash with the tag class's files
         export_scenes(class_scenes(100, [c], 7000 + seed + c), root, CLASS_NAMES)
+    return tagged_names(tag_class, seed)
+
+
+def tagged_names(tag_class: int, seed: int) -> set[str]:
+    """The tagged images' names in the folder :func:`write_images` writes."""
+    tagged = tagged_rows(300, 0.2, seed)
     folder = CLASS_NAMES[tag_class].replace("/", "-")
     return {f"{folder}/scene{i:05d}.png" for i in np.flatnonzero(tagged)}
 
@@ -77,10 +83,13 @@ def run(model_folder: Path, tag: str, tag_class: int, out: Path, seed: int) -> d
 
     model = AutoModelForImageClassification.from_pretrained(model_folder).eval()
     images = out / "images"
-    tagged = write_images(images, tag, tag_class, seed)
-    processor = load_image_processor(model)
-    data = open_dataset(images, processor, dict(enumerate(CLASS_NAMES)), 64)
-    explain_dataset(model, data, list(METHODS), out / "maps", target="label", batch_size=50, progress=False)
+    if (out / "maps" / "maps.json").exists():  # explained before: explored again (a changed suspicion)
+        tagged = tagged_names(tag_class, seed)
+    else:
+        tagged = write_images(images, tag, tag_class, seed)
+        processor = load_image_processor(model)
+        data = open_dataset(images, processor, dict(enumerate(CLASS_NAMES)), 64)
+        explain_dataset(model, data, list(METHODS), out / "maps", target="label", batch_size=50, progress=False)
     result = explore(out / "maps", out / "exp", images=images, model=model, seed=seed, progress=False)
     assert result is not None  # one process
     summary = json.loads((out / "exp" / "strategies.json").read_text())
