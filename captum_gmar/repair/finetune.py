@@ -3,9 +3,8 @@ to the original as R-ClArC asks, Bareeva et al. 2024): paste the shortcut's pixe
 images of every class and fine-tune briefly so that the model says, of each image, what
 the original model said of it without the paste. The mark stops predicting the class,
 and the images without it keep the original's outputs, so clean accuracy moves little.
-Any model :class:`~captum_gmar.vit.model.VisionTransformer` gives logits for (classifiers,
-zero-shot models' prompts) is repaired so, whatever carries the shortcut: heads, several of
-them, or the MLPs.
+Any classifier :class:`~captum_gmar.vit.model.VisionTransformer` reads logits from is
+repaired so, whatever carries the shortcut: heads, several of them, or the MLPs.
 """
 
 from __future__ import annotations
