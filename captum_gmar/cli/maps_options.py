@@ -5,12 +5,14 @@ options shared by every command are in :mod:`captum_gmar.cli.options`."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal, TypeVar, cast
 
 from .options import CommandError
 
 __all__ = ["ExploreOptions", "HeadsOptions", "RepairOptions", "cluster_and_model"]
+
+_Options = TypeVar("_Options", bound="_ClusterOptions")
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,22 @@ class ExploreOptions:
             raise CommandError(f"--clusters {self.clusters} is more than --max-clusters {self.max_clusters}: raise --max-clusters too")
 
 
+class _ClusterOptions:
+    """The options of a command that names a ``--cluster METHOD:CLASS:RANK``: made from the
+    parser's arguments by field name, the cluster refused in one line before anything loads."""
+
+    cluster: str
+
+    @classmethod
+    def from_arguments(cls: type[_Options], args: argparse.Namespace) -> _Options:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cast(Any, cls))})
+
+    def __post_init__(self) -> None:
+        _check_cluster(self.cluster)
+
+
 @dataclass(frozen=True)
-class HeadsOptions:
+class HeadsOptions(_ClusterOptions):
     """``heads``': the cluster ``cluster`` of the maps folder ``maps``, its images read from
     ``images``, located with ``model``; the results in ``out``, and the model without the
     first ``remove`` heads (``mode``)."""
@@ -76,13 +92,6 @@ class HeadsOptions:
     budget: int | None
     seed: int
 
-    @classmethod
-    def from_arguments(cls, args: argparse.Namespace) -> HeadsOptions:
-        return cls(*(getattr(args, name) for name in cls.__dataclass_fields__))
-
-    def __post_init__(self) -> None:
-        _check_cluster(self.cluster)
-
 
 def _check_cluster(spec: str) -> None:
     """A ``--cluster METHOD:CLASS:RANK`` refused in one line before anything loads."""
@@ -95,7 +104,7 @@ def _check_cluster(spec: str) -> None:
 
 
 @dataclass(frozen=True)
-class RepairOptions:
+class RepairOptions(_ClusterOptions):
     """``repair``'s: the cluster ``cluster`` of the maps folder ``maps`` (its images in
     ``images``) repaired in ``model`` with ``how``, trained and measured on the labelled
     folder ``data``; the repaired model in ``out``."""
@@ -111,13 +120,6 @@ class RepairOptions:
     steps: int
     max_images: int
     seed: int
-
-    @classmethod
-    def from_arguments(cls, args: argparse.Namespace) -> RepairOptions:
-        return cls(*(getattr(args, name) for name in cls.__dataclass_fields__))
-
-    def __post_init__(self) -> None:
-        _check_cluster(self.cluster)
 
 
 def cluster_and_model(maps: str, cluster: str, model: str) -> tuple[Any, Any]:

@@ -282,8 +282,9 @@ def _region(member_mean: np.ndarray, rest_mean: np.ndarray) -> tuple[np.ndarray,
     members hold at least :data:`_GROWTH` times the scaled rest (as much added as
     ordinary mass), until it holds still. Means only: no pass over the maps.
     """
-    added = np.clip(member_mean - rest_mean, 0, None)
-    region = np.argsort(-(member_mean - rest_mean), kind="stable")[: math.ceil(_spread(added) - 1e-9)]
+    plain = member_mean - rest_mean
+    spread = _spread(np.clip(plain, 0, None))
+    region = np.argsort(-plain, kind="stable")[: math.ceil(spread - 1e-9)]
     for _ in range(_REGION_STEPS):
         outside = 1 - float(rest_mean[region].sum())
         kept = min(1.0, (1 - float(member_mean[region].sum())) / outside) if outside > 1e-6 else 1.0
@@ -293,7 +294,7 @@ def _region(member_mean: np.ndarray, rest_mean: np.ndarray) -> tuple[np.ndarray,
         if len(grown) == len(region):
             break
         region = grown
-    return region[np.argsort(-(member_mean - rest_mean)[region], kind="stable")], _spread(added)
+    return region[np.argsort(-plain[region], kind="stable")], spread
 
 
 def _spread(mass: np.ndarray) -> float:

@@ -45,14 +45,13 @@ __all__ = ["main"]
 METHODS = ("gae", "attnlrp", "gmar-l1", "gmar-gate-positive", "rollout")
 
 
-def write_images(root: Path, tag: str, tag_class: int, seed: int) -> set[str]:
-    """The image folder; returns the tagged images' names (relative to ``root``)."""
+def write_images(root: Path, tag: str, tag_class: int, seed: int) -> None:
+    """The image folder (its tagged images: :func:`tagged_names`)."""
     scenes, _ = tagged_test_scenes(300, 0.2, tag_class, seed, tag=TAGS[tag])
     export_scenes(scenes, root, CLASS_NAMES)
     others = [c for c in range(len(CLASS_NAMES)) if c != tag_class]
     for c in others:  # each in its own class folder: no clash with the tag class's files
         export_scenes(class_scenes(100, [c], 7000 + seed + c), root, CLASS_NAMES)
-    return tagged_names(tag_class, seed)
 
 
 def tagged_names(tag_class: int, seed: int) -> set[str]:
@@ -83,10 +82,9 @@ def run(model_folder: Path, tag: str, tag_class: int, out: Path, seed: int) -> d
 
     model = AutoModelForImageClassification.from_pretrained(model_folder).eval()
     images = out / "images"
-    if (out / "maps" / "maps.json").exists():  # explained before: explored again (a changed suspicion)
-        tagged = tagged_names(tag_class, seed)
-    else:
-        tagged = write_images(images, tag, tag_class, seed)
+    tagged = tagged_names(tag_class, seed)
+    if not (out / "maps" / "maps.json").exists():  # else explained before: explored again (a changed suspicion)
+        write_images(images, tag, tag_class, seed)
         processor = load_image_processor(model)
         data = open_dataset(images, processor, dict(enumerate(CLASS_NAMES)), 64)
         explain_dataset(model, data, list(METHODS), out / "maps", target="label", batch_size=50, progress=False)
