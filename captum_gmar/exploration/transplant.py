@@ -96,17 +96,19 @@ def transplant_check(
     mask = region_mask(region, grid, (members.shape[-2], members.shape[-1]), members.device)
     generator = torch.Generator().manual_seed(seed)
 
-    def rise(donors: Tensor, targets: Tensor) -> float:
+    def rise(donors: Tensor, targets: Tensor, plain: Tensor) -> float:
+        """The mean rise of the score over ``plain``, the targets' own scores."""
         picked = donors[torch.randint(len(donors), (len(targets),), generator=generator).to(donors.device)]
-        return float((scores(paste_region(targets, picked, mask)) - scores(targets)).float().mean())
+        return float((scores(paste_region(targets, picked, mask)) - plain).float().mean())
 
     nan = math.nan
     with torch.no_grad():
-        own = rise(members, rest) if rest is not None and len(rest) else nan
+        own = rise(members, rest, scores(rest)) if rest is not None and len(rest) else nan
         if others is None or not len(others):
             note = "the images hold no other class to paste on"
             return Transplant(nan, nan, 0, own, 0 if rest is None else len(rest), note)
-        pasted = rise(members, others)
-        control = rise(rest, others) if rest is not None and len(rest) else nan
+        plain = scores(others)  # once for the pasted and the control
+        pasted = rise(members, others, plain)
+        control = rise(rest, others, plain) if rest is not None and len(rest) else nan
     missing = None if rest is not None and len(rest) else "the class has no image outside the cluster for the control"
     return Transplant(pasted, control, len(others), own, 0 if rest is None else len(rest), missing)

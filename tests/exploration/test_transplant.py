@@ -42,6 +42,9 @@ def test_a_model_that_reads_one_patch_rises_where_the_clusters_region_is_pasted(
     assert "pasted on 25 images of other classes raises the class's score by +0.899" in check.summary()
     elsewhere = transplant_check(scores, members, rest, others, [(3, 3)], (4, 4))  # a region the model does not read
     assert abs(elsewhere.rise) < 1e-6
+    seen: list[int] = []
+    transplant_check(lambda x: seen.append(len(x)) or scores(x), members, rest, others, [(0, 0)], (4, 4))
+    assert sorted(seen) == [25, 25, 25, 30, 30]  # each set's own scores once: the rest, the others; three pastes
 
 
 def test_with_no_other_class_the_figures_are_nan_and_say_why():
