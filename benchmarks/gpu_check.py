@@ -14,7 +14,8 @@ stopped half-way leaves what it measured. The parts:
   on the device against the CPU, in bfloat16 and float16 against float32, and two threads
   on one model against the serial maps;
 - ``memory.csv``: each method's memory estimate against the CUDA allocator's peak, ViT-B/16
-  at batch 1 and 16 (sdpa and eager);
+  at batch 1 and 16 (sdpa and eager), and families outside the estimate's fit (BEiT,
+  DeiT, CLIP; ``benchmarks/memory_families.py``) at batch 16;
 - ``bench.md``: ``benchmarks/bench_attribution.py`` on vit-tiny, ViT-B/16 and ViT-L/16;
 - ``compare/``: ``captum-gmar compare`` on 1,000 scenes, IG included;
 - ``dataset.json``: ``captum-gmar explain`` on a folder of 5,000 scenes with ``--workers``,
@@ -136,26 +137,47 @@ def memory(out: Path, quick: bool) -> str:
         raise Skip("no CUDA device: the estimate is checked against the CUDA allocator's peak")
     from captum_gmar.evaluation.methods import build_methods
 
-    config = transformers.ViTConfig(num_labels=1000) if not quick else transformers.ViTConfig(num_hidden_layers=2, num_labels=10)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from memory_families import families
+
+    keys = ("gmar-l1", "gmar-attention", "rollout", "raw-attention", "gae", "gradcam", "attnlrp", "cplrp")
+    sizes = {"num_labels": 1000} if not quick else {"num_hidden_layers": 2, "num_labels": 10}
+    models = {"ViT-B/16": lambda attn: transformers.ViTForImageClassification(transformers.ViTConfig(**sizes, attn_implementation=attn))}
+    if not quick:
+        models.update(families())
     rows = []
-    for attn in ("sdpa", "eager"):
-        config._attn_implementation = attn
-        model = transformers.ViTForImageClassification(config).eval().cuda()
-        for key in ("gmar-l1", "rollout", "gae", "attnlrp"):
-            (method,) = build_methods(model, [key])
-            for batch in (1, 16):
-                x = torch.randn(batch, 3, 224, 224, device="cuda")
-                estimate = method.attribution.estimate_bytes(x.shape)
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-                before = torch.cuda.memory_allocated()
-                method.attribution.attribute(x, target=0)
-                torch.cuda.synchronize()
-                peak = torch.cuda.max_memory_allocated() - before
-                rows.append({"attention": attn, "method": key, "batch": batch, "estimate_mib": estimate / 2**20, "peak_mib": peak / 2**20})
+    for name, make in models.items():
+        for attn in ("sdpa", "eager"):
+            torch.manual_seed(0)
+            model = make(attn).eval().cuda()
+            for key in keys:
+                (method,) = build_methods(model, [key])
+                for batch in (1, 16) if name == "ViT-B/16" else (16,):
+                    x = torch.randn(batch, 3, 224, 224, device="cuda")
+                    method.attribution.attribute(x[:1], target=0)  # warm-up: lazily built kernels and workspaces
+                    estimate = method.attribution.estimate_bytes(x.shape)
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                    before = torch.cuda.memory_allocated()
+                    method.attribution.attribute(x, target=0)
+                    torch.cuda.synchronize()
+                    peak = torch.cuda.max_memory_allocated() - before
+                    row = {
+                        "model": name,
+                        "attention": attn,
+                        "method": key,
+                        "batch": batch,
+                        "estimate_mib": estimate / 2**20,
+                        "peak_mib": peak / 2**20,
+                    }
+                    rows.append(row)
+            del model
+            torch.cuda.empty_cache()
     _write_csv(out / "memory.csv", rows)
-    ratios = [r["estimate_mib"] / max(r["peak_mib"], 1e-9) for r in rows]
-    return f"estimate over peak {min(ratios):.2f} to {max(ratios):.2f}"
+    ratios = {r["model"]: [] for r in rows}
+    for r in rows:
+        ratios[r["model"]].append(r["estimate_mib"] / max(r["peak_mib"], 1e-9))
+    return "estimate over peak: " + "; ".join(f"{model} {min(v):.2f} to {max(v):.2f}" for model, v in ratios.items())
 
 
 def bench(out: Path, quick: bool) -> str:

@@ -8,31 +8,30 @@ GiB for one layer. The estimates let every method (:meth:`AttentionAttribution.c
 first) refuse such a call at once, with a way out, instead of running for hours or dying
 in the allocator.
 
-Memory: what the passes hold (per token, layer and hidden channel, in the model's dtype)
-plus the attention maps, times :data:`SAFETY`. The maps are an eager attention's (kept
-for a backward pass, or computed for a moment within a layer) and the float32 maps the
-method builds from what was captured; the two are not alive at once (an eager
-attention's are freed with its pass, before the method builds its own), so the larger
-counts, besides the probabilities a capture at the kernel keeps. The passes and the maps
-do not always peak together either (a backward pass may end before the maps are built),
-but their sum is kept: an estimate taking the larger of the two was below the measured
-peak of every method with a backward pass. The maps are freed and rebuilt layer by
-layer, and the allocator may keep the freed ones resident (glibc does for blocks under
-32 MiB): their size is counted once more, up to 128 MiB. Without that term the resident
-peak of GAE on ``vit-tiny`` at 256 px (sdpa) was 174 to 269 MiB over seven runs against
-an estimate of 212 MiB, although the call holds only 84 MiB at its peak when glibc returns every freed
-block (``MALLOC_MMAP_THRESHOLD_``). The estimate is for the typical call: at or above the
-median peak of five calls and at most twice it, for every method and both attention
-kernels on ``vit-tiny`` at 256 px (1.18 to 1.77 times it in two runs,
-``tests/core/test_memory.py``).
-Fitted on ``dinov2-small`` (12 layers, 6 heads, 384 wide; 64 to 1,344 px, batch 1 and
-16) and the bundled ``vit-tiny`` (6 layers, 4 heads, 128 wide; 128 to 512 px), CPU,
-float32, sdpa and eager attention (``benchmarks/bench_memory.py``, table in
-``docs/benchmarks.md``): the estimate is at or above every measured peak, 1.10 to 2.27
-times it from 224 px up (more below, where the fixed part dominates). Calls that hold no
-maps (AttnLRP and CP-LRP, which keep every rule's saved ratio or normalised input
-instead, and Token Grad-CAM under sdpa) follow the per-channel count closely and take
-the smaller :data:`RELEVANCE_SAFETY`.
+Memory: the tensors alive at the call's peak (:func:`live_bytes`), which is what a caching
+allocator such as CUDA's holds (``torch.cuda.max_memory_allocated``), and on a CPU what
+the C library keeps resident besides (:func:`estimated_bytes`). A call has two phases, and
+its peak is the larger of them:
+
+- the passes: the forward pass's graph for the backward pass (or, without one, what the
+  capture keeps of every layer), the layer in flight, copies of the images, and an eager
+  attention's ``(B, H, T, T)`` probabilities (kept for the backward pass, or computed for
+  a moment within a layer);
+- the maps: what the capture kept of every layer (queries and keys, and values, tokens
+  and the heads' gradients where the method reads them), copies of the images and the
+  float32 maps the method builds from them. The graph is freed before they are built.
+
+The coefficients (:data:`COEFFICIENTS`, and each method's ``maps_alive``) were fitted on
+the peak of live tensors, measured on CPU with :func:`peak_live_bytes`
+(``benchmarks/bench_memory.py --measure live``, ``benchmarks/fit_memory.py``): every
+method, sdpa and eager attention, a random ViT-B/16 at 224 px (batch 1 and 16),
+``dinov2-small`` (112 to 672 px, batch 1 and 16), ``vit-tiny`` (64 to 512 px, batch 1 and
+8) and five small random ViT and DINOv2 shapes (2 to 6 layers, 64 to 192 wide, 64 to
+384 px). The CPU's live peak of the ViT-B/16 calls is the CUDA allocator's peak measured
+on an H200 to 0.6 MiB, so the fit holds for CUDA: the estimate for a CUDA device is 1.03
+to 1.20 times the H200's peak of every method at batch 1 and 16, and 1.04 to 1.62 times
+the live peak of every call measured from 16 MiB up (``docs/benchmarks.md``; below it for
+CLIP's ``quick_gelu``, which keeps more per channel than the GELU of the fit).
 
 Time: first a lower bound, the attention's multiply-adds (``q k^T`` and ``P V``, and
 about twice that again for a backward pass) at 100 GFLOP/s per CPU thread, about the peak
@@ -52,42 +51,69 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-#: bytes of a float32, the dtype the maps are rebuilt in
+#: bytes of a float32, the dtype of the images and of the maps the methods build
 _FLOAT32 = 4
-#: values per token, layer and hidden channel that a forward pass keeps for a backward pass
-#: to the input (no parameter gradients: LayerNorm and GELU inputs, attention inputs and
-#: outputs) and the method's per-token tensors (the heads' gradients); with the margins
-#: below, the estimate is at least 1.30 times every measured peak of GMAR and GAE
-#: (``dinov2-small`` keeps more per channel than the 128-wide ``vit-tiny``: its layer scales)
-_SAVED_PER_CHANNEL = 16
-#: the same without a backward pass: the queries and keys captured from every layer, and
-#: one layer's activations at a time; with the margins, at least 1.30 times every measured
-#: peak of attention rollout
-_CAPTURED_PER_CHANNEL = 4
-#: the same for AttnLRP and CP-LRP: the backward pass's activations and each rule's saved
-#: tensors; measured 15-17 on ``dinov2-small``, 12-13 on the 128-wide ``vit-tiny``
-_RELEVANCE_PER_CHANNEL = 16
-#: the factor on the estimate of a call that holds attention maps; with it and
-#: :data:`_HEAP_RETAINED_MAX`, the smallest margin over a measured peak is 1.10 (raw
-#: attention, eager, on dinov2-small at 448 px)
-SAFETY = 1.4
-#: the factor on the estimate of a call that holds no maps of the method's own (AttnLRP's
-#: and CP-LRP's, Token Grad-CAM's under sdpa): its peak follows the per-channel count
-#: closely; with it the estimate is 1.18 to 1.42 times the measured peak on
-#: ``dinov2-small`` from 224 px up with sdpa
-RELEVANCE_SAFETY = 1.25
-#: what any call allocates beyond the formula (thread-local buffers, the output), in bytes
-_FIXED_BYTES = 16 * 2**20
-#: the most of the maps' size counted again for freed blocks the allocator keeps resident:
-#: glibc serves blocks below its mmap threshold (raised up to 32 MiB as larger blocks are
-#: freed) from the heap and returns freed heap to the system only above a trim threshold of
-#: up to 64 MiB per arena; the maps are freed and rebuilt layer by layer, so their size can
-#: stay resident once more (two arenas: the caller's and torch's intra-op thread's)
+#: bytes per unit of each term of :func:`attention_call_phases` and
+#: :func:`relevance_call_phases`, fitted on the measured peak of live tensors
+#: (``benchmarks/fit_memory.py``, see the module's docstring):
+#:
+#: - ``graph``: values per token, layer and hidden channel (model dtype) that the forward
+#:   pass keeps for a backward pass to the input, with the parameters held constant (the
+#:   inputs of the LayerNorms, the GELU and the attention, the attention's output);
+#:   ``relevance`` the same under the rules of AttnLRP and CP-LRP (each rule's saved tensors);
+#: - ``captured``: the ``(B, T, D)`` tensors per layer the capture keeps (counted exactly);
+#: - ``layer``: values per token and hidden channel of the one layer in flight (its MLP
+#:   is 4 times as wide, with its gradients during the backward pass);
+#: - ``pass_images``, ``relevance_images``, ``maps_images``: float32 copies of the images
+#:   alive during the passes (the input, its gradient), under the relevance rules (and
+#:   ``x * gradient``), and while the maps are built (and the output map at the input's size);
+#: - ``eager_kept``: an eager attention's probabilities kept per layer for the backward
+#:   pass, in maps of the model's dtype; ``eager_moment`` per map a layer computes for a
+#:   moment (its scores and probabilities, and their gradients where the backward pass
+#:   goes through them);
+#: - ``maps``: the method's own float32 maps, counted by its ``maps_alive`` (fitted per method).
+COEFFICIENTS: dict[str, float] = {
+    "graph": 11.27,
+    "relevance": 10.03,
+    "captured": 1.0,
+    "layer": 12.49,
+    "pass_images": 0.69,
+    "relevance_images": 1.46,
+    "maps_images": 2.35,
+    "eager_kept": 0.86,
+    "eager_moment": 0.89,
+    "maps": 1.0,
+}
+#: a phase of a call: the bytes of each term of :data:`COEFFICIENTS` per unit of its coefficient
+Terms = dict[str, float]
+#: the factor on the fitted live tensors: a call of a model outside the fit may hold a
+#: little more (the fit's smallest ratio is 1.0 by construction)
+LIVE_MARGIN = 1.05
+#: on a CPU, the factor on the live tensors of the phases added up, and the share of an
+#: eager attention's ``(B, H, T, T)`` maps counted again, for what the C library keeps
+#: resident: glibc keeps the small blocks the passes free in its heap while the maps are
+#: built, and serves the maps, freed and rebuilt layer by layer, from the heap once its
+#: mmap threshold has risen (up to 32 MiB); the resident peak of the bundled ``vit-tiny``
+#: at 256 px (median of five calls) was 0.97 to 1.85 times the phases' live tensors added
+#: up, by method. With these the estimate is 1.11 to 2.13 times that median for every
+#: method and both attention kernels (``tests/core/test_memory.py``, docs/benchmarks.md)
+RESIDENT_FACTOR = 1.8
+_RESIDENT_EAGER = 0.375
+#: the most counted for the eager maps: glibc returns blocks above its mmap threshold (at
+#: most 32 MiB) to the system when they are freed, and freed heap above a trim threshold of
+#: up to 64 MiB per arena (two arenas: the caller's and torch's intra-op thread's)
 _HEAP_RETAINED_MAX = 2 * 64 * 2**20
+#: what a call on a CPU holds beyond the formula (thread-local buffers, the output), in
+#: bytes, and per thread of ``torch.get_num_threads()``: the CPU's sdpa kernels keep
+#: buffers per thread (up to 1.0 MiB each measured, ``vit-tiny`` and ``dinov2-small``
+#: at 1,025 tokens, 2 to 64 threads)
+_FIXED_BYTES = 4 * 2**20
+_PER_THREAD_BYTES = 2**20
 #: floating-point operations per second assumed for one CPU thread in the attention (about
 #: a current x86-64 core's peak, so the time is a lower bound) and for an accelerator
 _CPU_FLOPS_PER_THREAD = 1e11
@@ -106,79 +132,138 @@ _PROBE_TOKENS_MAX = 4096
 EXTRAPOLATION_MARGIN = 2.0
 
 
-def attention_call_bytes(
-    batch: int,
-    tokens: int,
-    heads: int,
-    layers: int,
-    hidden: int,
-    itemsize: int,
-    maps_alive: int,
-    backward: bool,
-    eager: bool,
-    maps_kept: bool = False,
-) -> int:
-    """Estimated peak memory of one attention-map attribution call on ``batch`` images, in bytes.
+@dataclass(frozen=True)
+class CallSizes:
+    """The sizes one attribution call's memory depends on.
 
-    Args:
+    Attributes:
         batch: images in one pass (the chunk, with ``internal_batch_size``).
         tokens: ``T``, special tokens included.
         heads, layers, hidden: ``H``, ``L`` and ``D`` of the model.
-        itemsize: bytes per entry in the model's dtype.
-        maps_alive: float32 ``(B, H, T, T)`` maps the method holds at once.
+        itemsize: bytes per value in the model's dtype.
+        pixels: values per image, ``C * H * W``.
+    """
+
+    batch: int
+    tokens: int
+    heads: int
+    layers: int
+    hidden: int
+    itemsize: int
+    pixels: int
+
+    @property
+    def layer_bytes(self) -> int:
+        """One ``(B, T, D)`` tensor in the model's dtype."""
+        return self.batch * self.tokens * self.hidden * self.itemsize
+
+    @property
+    def map_values(self) -> int:
+        """Entries of one ``(B, H, T, T)`` map."""
+        return self.batch * self.heads * self.tokens**2
+
+    @property
+    def image_bytes(self) -> int:
+        """The batch of images in float32."""
+        return self.batch * self.pixels * _FLOAT32
+
+
+def attention_call_phases(
+    sizes: CallSizes, maps_alive: float, captured: int, backward: bool, eager: bool, maps_kept: bool, bias_kept: bool = False
+) -> tuple[Terms, Terms]:
+    """The terms of the two phases of an attention-map attribution call: the passes, and
+    the building of the maps after them (the graph is freed by then).
+
+    Args:
+        sizes: the call's sizes.
+        maps_alive: float32 ``(B, H, T, T)`` maps' worth the method holds at once while it
+            builds its maps (fitted per method).
+        captured: ``(B, T, D)`` tensors per layer the capture keeps for the maps: queries
+            and keys, and values, tokens and the heads' gradients where the method reads them.
         backward: whether the call runs a backward pass, for which the forward pass keeps
             every layer's activations.
         eager: whether the model's attention is eager, which keeps each layer's
             probabilities for the backward pass (sdpa and flash kernels do not).
-        maps_kept: whether the capture keeps every layer's probabilities even without a
-            backward pass (an eager attention captured at its kernel, see
-            :mod:`captum_gmar.vit.capture`).
+        maps_kept: whether the capture keeps every layer's probabilities (an eager
+            attention captured at its kernel, see :mod:`captum_gmar.vit.capture`).
+        bias_kept: whether the passes keep every layer's ``(1, H, T, T)`` relative
+            position bias (given to an sdpa kernel, which saves it; the capture keeps it too).
     """
-    per_channel = _SAVED_PER_CHANNEL if backward else _CAPTURED_PER_CHANNEL
-    activations = batch * tokens * hidden * layers * per_channel * itemsize
-    kept, transient = _eager_maps_bytes(batch, tokens, heads, layers if backward or maps_kept else 0, itemsize, eager, backward)
-    method_maps = maps_alive * batch * heads * tokens * tokens * _FLOAT32
-    # An eager attention's maps (every layer's, kept for the backward pass, or one layer's
-    # for a moment) are freed before the method builds its own from what was captured, so
-    # the larger counts (eager rollout on vit-tiny at 256 px held 44 MiB with every freed
-    # block returned, as under sdpa); the probabilities a capture at the kernel keeps
-    # without a backward pass are the method's input and stay beside its maps.
-    maps = max(kept + transient, method_maps) if backward else kept + max(transient, method_maps)
-    return _with_margin(activations, maps, SAFETY if maps else RELEVANCE_SAFETY)
+    layers, per_layer, one_map = sizes.layers, sizes.layer_bytes, sizes.map_values * sizes.itemsize
+    bias = _bias_bytes(sizes, bias_kept)
+    passes = {
+        "graph": layers * per_layer if backward else 0,
+        "captured": (0 if backward else captured * layers * per_layer) + bias,
+        "layer": per_layer,
+        "pass_images": sizes.image_bytes,
+        **_eager_terms(sizes, eager, keeps=backward or maps_kept, gradients=backward),
+    }
+    building = {
+        "captured": captured * layers * per_layer + bias + (layers * one_map if maps_kept else 0),
+        "maps_images": sizes.image_bytes,
+        "maps": maps_alive * sizes.map_values * _FLOAT32,
+    }
+    return passes, building
 
 
-def relevance_call_bytes(
-    batch: int, tokens: int, heads: int, layers: int, hidden: int, itemsize: int, eager: bool, attention_gradient: bool
-) -> int:
-    """Estimated peak memory of one AttnLRP or CP-LRP call on ``batch`` images, in bytes;
-    arguments as :func:`attention_call_bytes` (one forward and one backward pass, no maps
-    of the method's own), with :data:`RELEVANCE_SAFETY` for :data:`SAFETY`.
+def relevance_call_phases(sizes: CallSizes, eager: bool, attention_gradient: bool, bias_kept: bool = False) -> tuple[Terms]:
+    """The terms of an AttnLRP or CP-LRP call: one forward and one backward pass under the
+    rules, no maps of the method's own; arguments as :func:`attention_call_phases`.
 
     Args:
         attention_gradient: whether relevance flows through the attention probabilities
             (AttnLRP); CP-LRP holds them constant, so an eager attention computes no
             gradient of its scores and probabilities.
     """
-    activations = batch * tokens * hidden * layers * _RELEVANCE_PER_CHANNEL * itemsize
-    maps = sum(_eager_maps_bytes(batch, tokens, heads, layers, itemsize, eager, attention_gradient))
-    return _with_margin(activations, maps, RELEVANCE_SAFETY)
+    return (
+        {
+            "relevance": sizes.layers * sizes.layer_bytes,
+            "captured": _bias_bytes(sizes, bias_kept),
+            "layer": sizes.layer_bytes,
+            "relevance_images": sizes.image_bytes,
+            **_eager_terms(sizes, eager, keeps=True, gradients=attention_gradient),
+        },
+    )
 
 
-def _eager_maps_bytes(batch: int, tokens: int, heads: int, kept: int, itemsize: int, eager: bool, gradients: bool) -> tuple[int, int]:
-    """An eager attention's maps, in bytes: ``kept`` layers' probabilities (kept for a
-    backward pass or by the capture), and what one layer holds for a moment: the scores and
-    probabilities it computes, and their gradients where a backward pass goes through them
-    (``gradients``). ``(0, 0)`` for other kernels."""
+def _bias_bytes(sizes: CallSizes, kept: bool) -> int:
+    """Every layer's ``(1, H, T, T)`` relative position bias, where it is kept."""
+    return sizes.layers * sizes.heads * sizes.tokens**2 * sizes.itemsize if kept else 0
+
+
+def _eager_terms(sizes: CallSizes, eager: bool, keeps: bool, gradients: bool) -> Terms:
+    """An eager attention's maps: every layer's probabilities where they are kept (for a
+    backward pass, or by the capture), and the maps a layer computes for a moment (scores
+    and probabilities, and their gradients where the backward pass goes through them)."""
     if not eager:
-        return 0, 0
-    one_map = batch * heads * tokens * tokens * itemsize
-    return kept * one_map, (2 + (2 if gradients else 0)) * one_map
+        return {}
+    one_map = sizes.map_values * sizes.itemsize
+    return {"eager_kept": sizes.layers * one_map if keeps else 0, "eager_moment": (2 + 2 * gradients) * one_map}
 
 
-def _with_margin(activations: int, maps: int, safety: float = SAFETY) -> int:
-    """What the passes and the maps hold, times ``safety``, plus the maps' size once more
-    (up to :data:`_HEAP_RETAINED_MAX`) for freed maps the allocator keeps, plus the fixed part."""
-    return int(safety * (activations + maps)) + min(maps, _HEAP_RETAINED_MAX) + _FIXED_BYTES
+def live_bytes(phases: tuple[Terms, ...]) -> float:
+    """The fitted peak of live tensors of a call: its largest phase under :data:`COEFFICIENTS`."""
+    return max(sum(COEFFICIENTS[term] * size for term, size in phase.items()) for phase in phases)
+
+
+def estimated_bytes(phases: tuple[Terms, ...], resident: bool) -> int:
+    """The estimated peak memory of a call of ``phases``, in bytes: under a caching
+    allocator (CUDA's), the fitted live tensors (:func:`live_bytes`) times
+    :data:`LIVE_MARGIN`; on a CPU (``resident``), the phases' live tensors added up (what the
+    capture keeps counted once: it is alive in both) times that and :data:`RESIDENT_FACTOR`,
+    plus an eager attention's maps times :data:`_RESIDENT_EAGER` (up to
+    :data:`_HEAP_RETAINED_MAX`), the fixed part and the threads' buffers."""
+    if not resident:
+        return int(LIVE_MARGIN * live_bytes(phases))
+    passes, *later = phases
+    live = LIVE_MARGIN * RESIDENT_FACTOR * live_bytes(phases)
+    added_up = live_bytes((passes,)) + sum(
+        live_bytes(({term: size for term, size in phase.items() if term != "captured"},)) for phase in later
+    )
+    kept = min(LIVE_MARGIN * RESIDENT_FACTOR * added_up - live, _HEAP_RETAINED_MAX)
+    eager = min(_RESIDENT_EAGER * (passes.get("eager_kept", 0) + passes.get("eager_moment", 0)), _HEAP_RETAINED_MAX)
+    threads = torch.get_num_threads() * _PER_THREAD_BYTES
+    return int(live + kept + eager + _FIXED_BYTES + threads)
 
 
 def attention_seconds(batch: int, tokens: int, layers: int, hidden: int, backward: bool, device: torch.device) -> float:
@@ -250,6 +335,23 @@ def peak_resident_increase(call: Callable[[], object]) -> int:
     before = _status_bytes("VmRSS")
     call()
     return _status_bytes("VmHWM") - before
+
+
+def peak_live_bytes(call: Callable[[], object]) -> int:
+    """The most bytes of tensors alive at once during ``call()`` on CPU, above those alive before.
+
+    Every allocation and free of PyTorch's CPU allocator, in order, from ``torch.profiler``
+    (``profile_memory=True``): what a caching allocator such as CUDA's counts as allocated
+    (``torch.cuda.max_memory_allocated``), without what the C library keeps resident.
+    """
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as profile:
+        call()
+    events = [event for event in profile.profiler.kineto_results.events() if event.name() == "[memory]"]
+    alive = peak = 0
+    for event in sorted(events, key=lambda event: event.start_ns()):  # stable: same-time events keep their order
+        alive += event.nbytes()
+        peak = max(peak, alive)
+    return peak
 
 
 def _status_bytes(field: str) -> int:

@@ -43,8 +43,9 @@ class AttentionRollout(AttentionAttribution):
 
     needs_gradients = False
     #: a layer's softmaxed scores and the fused map with its residual (the scale is applied
-    #: inside the scores' product, the residual in one operation)
-    maps_alive = 2
+    #: inside the scores' product, the residual in one operation), fitted on the measured
+    #: peak (benchmarks/fit_memory.py)
+    maps_alive = 2.25
     head_fusion: HeadFusion
     discard_ratio: float
     alpha: float

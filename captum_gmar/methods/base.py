@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..core.formatting import Targets, TargetType, batch_slices, check_pixel_values, chunk_targets, format_targets
 from ..core.heads import HeadFusion
 from ..core.maps import input_map, patch_map
-from ..core.memory import attention_call_bytes
+from ..core.memory import CallSizes, Terms, attention_call_phases, estimated_bytes
 from ..errors import NonFiniteError
 from ..vit.blocks import Pooling, Readout
 from ..vit.capture import AttentionTrace
@@ -189,16 +189,27 @@ class ViTAttribution(Attribution, ABC):
         """The attributions ``attribute`` returns for ``output`` from the float32 relevance
         of the whole batch, on inputs of ``input_shape`` ``(B, C, H, W)``."""
 
-    def _sizes(self, input_shape: Sequence[int]) -> tuple[int, int, int, int, int, int]:
-        """``(B, T, H, L, D, bytes per value)`` of a call on inputs of ``input_shape``
-        ``(B, C, H, W)``: what the estimates of :mod:`captum_gmar.core.memory` take."""
+    def _sizes(self, input_shape: Sequence[int]) -> CallSizes:
+        """The sizes of a call on inputs of ``input_shape`` ``(B, C, H, W)`` that the
+        estimates of :mod:`captum_gmar.core.memory` take."""
         vit = self.vit
-        batch, _, height, width = input_shape
-        return batch, vit.num_tokens(height, width), vit.num_heads, vit.num_layers, vit.hidden_size, vit.parameter.element_size()
+        batch, channels, height, width = input_shape
+        tokens = vit.num_tokens(height, width)
+        itemsize = vit.parameter.element_size()
+        return CallSizes(batch, tokens, vit.num_heads, vit.num_layers, vit.hidden_size, itemsize, channels * height * width)
 
     @abstractmethod
-    def estimate_bytes(self, input_shape: Sequence[int]) -> int:
-        """Estimated peak memory, in bytes, of one pass on inputs of ``input_shape`` ``(B, C, H, W)``."""
+    def memory_phases(self, input_shape: Sequence[int]) -> tuple[Terms, ...]:
+        """The terms of the phases of one pass on inputs of ``input_shape`` ``(B, C, H, W)``
+        (see :func:`~captum_gmar.core.memory.attention_call_phases`)."""
+
+    def estimate_bytes(self, input_shape: Sequence[int], device: torch.device | str | None = None) -> int:
+        """Estimated peak memory, in bytes, of one pass on inputs of ``input_shape``
+        ``(B, C, H, W)`` on ``device`` (the model's by default): the tensors alive at the
+        peak, and on a CPU what the C library keeps resident besides (see
+        :mod:`captum_gmar.core.memory`)."""
+        device = torch.device(device if device is not None else self.vit.parameter.device)
+        return estimated_bytes(self.memory_phases(input_shape), resident=device.type == "cpu")
 
     def check_memory(self, input_shape: Sequence[int], internal_batch_size: int | None = None, allow_slow: bool = False) -> None:
         """Refuse, before any work, a call on inputs of ``input_shape`` ``(B, C, H, W)`` that
@@ -266,8 +277,10 @@ class AttentionAttribution(ViTAttribution):
     needs_value: bool = False
     #: whether :meth:`_explain` reads the layers' ``hidden`` tokens.
     needs_hidden: bool = False
-    #: float32 ``(B, H, T, T)`` maps :meth:`_explain` holds at once (for the memory check).
-    maps_alive: int = 3
+    #: float32 ``(B, H, T, T)`` maps' worth :meth:`_explain` holds at once, beside what the
+    #: capture kept (for the memory check; fitted on the measured peak, see
+    #: :func:`~captum_gmar.core.memory.attention_call_bytes`)
+    maps_alive: float = 3.0
 
     def __init__(
         self,
@@ -324,15 +337,19 @@ class AttentionAttribution(ViTAttribution):
             raise TypeError(f"{type(self).__name__} was made with readout=None and reads no row of the rolled-out matrix")
         return trace.readout(self.pooling)
 
-    def estimate_bytes(self, input_shape: Sequence[int]) -> int:
-        """As :meth:`ViTAttribution.estimate_bytes` (see :func:`~captum_gmar.core.memory.attention_call_bytes`)."""
+    def memory_phases(self, input_shape: Sequence[int]) -> tuple[Terms, ...]:
+        """As :meth:`ViTAttribution.memory_phases` (see :func:`~captum_gmar.core.memory.attention_call_phases`)."""
         vit = self.vit
-        return attention_call_bytes(
-            *self._sizes(input_shape),
+        # what the capture keeps per layer: queries and keys, and what _explain reads besides
+        captured = 2 + self.needs_value + self.needs_hidden + self.needs_gradients
+        return attention_call_phases(
+            self._sizes(input_shape),
             self.maps_alive,
+            captured,
             backward=self.needs_gradients,
             eager=vit.keeps_attention_for_backward,
             maps_kept=vit.keeps_attention_maps,
+            bias_kept=vit.keeps_attention_bias,
         )
 
 

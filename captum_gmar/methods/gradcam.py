@@ -27,7 +27,7 @@ class TokenGradCAM(AttentionAttribution):
     """
 
     needs_hidden = True
-    maps_alive = 0  # no attention maps are built
+    maps_alive = 0.0  # no attention maps are built
 
     def __init__(
         self,

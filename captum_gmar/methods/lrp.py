@@ -17,7 +17,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from ..core.formatting import Targets
-from ..core.memory import relevance_call_bytes
+from ..core.memory import Terms, relevance_call_phases
 from ..vit.model import VisionTransformer, as_vision_transformer
 from ..vit.propagation import Variant, relevance_rules
 from ..vit.zero_shot import Prompts
@@ -81,12 +81,13 @@ class RelevancePropagation(ViTAttribution):
         """The relevance as it is, or summed over each patch for ``"patches"``."""
         return patch_relevance(relevance, self.vit.patch_size) if output == "patches" else relevance
 
-    def estimate_bytes(self, input_shape: Sequence[int]) -> int:
-        """As :meth:`~captum_gmar.methods.base.ViTAttribution.estimate_bytes` (see
-        :func:`~captum_gmar.core.memory.relevance_call_bytes`)."""
+    def memory_phases(self, input_shape: Sequence[int]) -> tuple[Terms, ...]:
+        """As :meth:`~captum_gmar.methods.base.ViTAttribution.memory_phases` (see
+        :func:`~captum_gmar.core.memory.relevance_call_phases`)."""
         attention_gradient = self.variant == "attnlrp"
-        return relevance_call_bytes(
-            *self._sizes(input_shape), eager=self.vit.keeps_attention_for_backward, attention_gradient=attention_gradient
+        vit = self.vit
+        return relevance_call_phases(
+            self._sizes(input_shape), vit.keeps_attention_for_backward, attention_gradient, bias_kept=vit.keeps_attention_bias
         )
 
 

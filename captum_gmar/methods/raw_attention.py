@@ -31,8 +31,8 @@ class RawAttention(AttentionAttribution):
     """
 
     needs_gradients = False
-    #: the map of a layer's scores, softmaxed (one product builds them: no second map for the scale)
-    maps_alive = 1
+    #: a layer's scores and their softmax, fitted on the measured peak (benchmarks/fit_memory.py)
+    maps_alive = 2.0
 
     def __init__(
         self,

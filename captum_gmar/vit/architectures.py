@@ -78,6 +78,9 @@ class Architecture:
     logits: Callable[[Tensor], Tensor]
     #: the attention-pooling head whose attention is the ``"probe"`` group, if any
     probe: nn.Module | None = None
+    #: whether the attention's scores get a relative position bias (BEiT, Data2Vec-Vision),
+    #: which a capture at the kernel keeps per layer beside the queries and keys
+    position_bias: bool = False
 
     def blocks(self) -> list[AttentionBlock]:
         """The attention blocks as the model has them now, first layer first."""
@@ -241,6 +244,9 @@ def _hf(
         num_labels=int(num_labels),
         logits=logits,
         probe=probe,
+        position_bias=bool(
+            getattr(config, "use_relative_position_bias", False) or getattr(config, "use_shared_relative_position_bias", False)
+        ),
     )
 
 

@@ -118,6 +118,13 @@ class VisionTransformer:
         without a backward pass (the eager attention of a model captured at its kernel)."""
         return self.architecture.capture == "kernel" and self.keeps_attention_for_backward
 
+    @property
+    def keeps_attention_bias(self) -> bool:
+        """Whether a pass keeps every layer's ``(1, H, T, T)`` relative position bias: a
+        model whose attention adds one, given to an sdpa or flash kernel (which saves it for
+        the backward pass, and the capture keeps it)."""
+        return self.architecture.position_bias and not self.keeps_attention_for_backward
+
     def readout_pooling(self, readout: Readout) -> Pooling:
         """The token groups the rollout reads for ``readout`` (see
         :meth:`Architecture.readout_pooling <captum_gmar.vit.architectures.Architecture.readout_pooling>`)."""
