@@ -5,7 +5,7 @@ small input (so that thread pools and lazily built kernels are in the baseline),
 measures the call with :func:`~captum_gmar.core.memory.peak_resident_increase` (freed heap
 returned to the system, the kernel's peak resident set reset, then the peak's increase,
 exact rather than sampled). The increase is what the call needed; the estimate is what
-:meth:`estimate_bytes <captum_gmar.methods.base.AttentionAttribution.estimate_bytes>` says
+:meth:`estimate_bytes <captum_gmar.methods.base.ViTAttribution.estimate_bytes>` says
 for it now (computed when the table is written, so a changed estimate is compared with
 the same measurements).
 With ``--calls 5`` each process makes five calls and keeps the median peak, as
@@ -96,7 +96,8 @@ def report(rows: list[dict], argv: list[str]) -> str:
         if key not in explainers:
             explainers[key] = METHODS[row["method"]](load_model(row["model"], row["attn"]))
         explainer = explainers[key]
-        estimate = explainer.estimate_bytes((row["batch"], 3, row["size"], row["size"]))
+        live = row.get("measure") == "live"  # against the estimate for a caching allocator's device
+        estimate = explainer.estimate_bytes((row["batch"], 3, row["size"], row["size"]), device="cuda" if live else None)
         tokens = explainer.vit.num_tokens(row["size"], row["size"])
         lines.append(
             f"| {row['model']} | {row['attn']} | {row['method']} | {row['batch']} | {row['size']} | {tokens:,} | {row['peak_bytes'] / 2**20:,.0f} "

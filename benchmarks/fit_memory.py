@@ -131,10 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-mib", type=float, default=16.0, help="calls below this peak are left out of the fit and the report")
     args = parser.parse_args(argv)
     rows = [json.loads(line) for path in args.raw for line in Path(path).read_text().splitlines() if line.strip()]
-    rows = [row for row in rows if row.get("measure", "live") == "live" and row["peak_bytes"] >= args.min_mib * 2**20]
+    # rows written before bench_memory.py recorded the measure hold resident peaks
+    rows = [row for row in rows if row.get("measure") == "live" and row["peak_bytes"] >= args.min_mib * 2**20]
     phases = phases_of(rows)
-    explainers = {row["method"]: METHODS[row["method"]](load_model("vit-tiny", "sdpa")) for row in rows}
-    maps_alive = {method: float(getattr(explainer, "maps_alive", 0.0)) for method, explainer in explainers.items()}
+    model = load_model("vit-tiny", "sdpa")
+    maps_alive = {method: float(getattr(METHODS[method](model), "maps_alive", 0.0)) for method in {row["method"] for row in rows}}
     coefficients, maps, spread = fit(rows, phases, maps_alive)
     print(f"{len(rows)} calls of at least {args.min_mib:g} MiB; the largest estimate / measured: {spread:.3f} (the smallest 1.000)")
     print("COEFFICIENTS:", ", ".join(f"{name}={value:.3f}" for name, value in coefficients.items()))

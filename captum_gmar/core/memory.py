@@ -24,14 +24,16 @@ its peak is the larger of them:
 The coefficients (:data:`COEFFICIENTS`, and each method's ``maps_alive``) were fitted on
 the peak of live tensors, measured on CPU with :func:`peak_live_bytes`
 (``benchmarks/bench_memory.py --measure live``, ``benchmarks/fit_memory.py``): every
-method, sdpa and eager attention, a random ViT-B/16 at 224 px (batch 1 and 16),
+method, sdpa and eager attention, on a random ViT-B/16 at 224 px (batch 1 and 16),
 ``dinov2-small`` (112 to 672 px, batch 1 and 16), ``vit-tiny`` (64 to 512 px, batch 1 and
-8) and five small random ViT and DINOv2 shapes (2 to 6 layers, 64 to 192 wide, 64 to
-384 px). The CPU's live peak of the ViT-B/16 calls is the CUDA allocator's peak measured
+8; with eager attention GMAR alone) and five small random ViT and DINOv2 shapes (2 to 6
+layers, 64 to 192 wide, 64 to 384 px). The CPU's live peak of the ViT-B/16 calls is the CUDA allocator's peak measured
 on an H200 to 0.6 MiB, so the fit holds for CUDA: the estimate for a CUDA device is 1.03
 to 1.20 times the H200's peak of every method at batch 1 and 16, and 1.04 to 1.62 times
-the live peak of every call measured from 16 MiB up (``docs/benchmarks.md``; below it for
-CLIP's ``quick_gelu``, which keeps more per channel than the GELU of the fit).
+the live peak of every call measured from 16 MiB up (``docs/benchmarks.md``). What a
+model keeps beyond the fit's GELU ViTs is counted exactly: the relative position biases
+of BEiT and Data2Vec-Vision under sdpa, and the wider activations of CLIP's ``quick_gelu``
+(:class:`CallSizes`).
 
 Time: first a lower bound, the attention's multiply-adds (``q k^T`` and ``P V``, and
 about twice that again for a backward pass) at 100 GFLOP/s per CPU thread, about the peak
@@ -94,19 +96,22 @@ Terms = dict[str, float]
 #: the factor on the fitted live tensors: a call of a model outside the fit may hold a
 #: little more (the fit's smallest ratio is 1.0 by construction)
 LIVE_MARGIN = 1.05
-#: on a CPU, the factor on the live tensors of the phases added up, and the share of an
-#: eager attention's ``(B, H, T, T)`` maps counted again, for what the C library keeps
+#: on a CPU, the factor on the live tensors, also on those of the other phase, which stay
 #: resident: glibc keeps the small blocks the passes free in its heap while the maps are
 #: built, and serves the maps, freed and rebuilt layer by layer, from the heap once its
-#: mmap threshold has risen (up to 32 MiB); the resident peak of the bundled ``vit-tiny``
-#: at 256 px (median of five calls) was 0.97 to 1.85 times the phases' live tensors added
-#: up, by method. With these the estimate is 1.11 to 2.13 times that median for every
-#: method and both attention kernels (``tests/core/test_memory.py``, docs/benchmarks.md)
+#: mmap threshold has risen (up to 32 MiB). How much stays differs by method: the median
+#: resident peak of five calls of the bundled ``vit-tiny`` at 256 px was 1.1 times raw
+#: attention's live peak and 2.3 times GAE's (sdpa); with these the estimate is 1.10 to 2.04
+#: times that median for every method and both attention kernels
+#: (``tests/core/test_memory.py``, docs/benchmarks.md)
 RESIDENT_FACTOR = 1.8
+#: the share of an eager attention's ``(B, H, T, T)`` maps (kept for the backward pass, or of
+#: the moment) counted again on a CPU: freed layer by layer, they stay in the heap
 _RESIDENT_EAGER = 0.375
-#: the most counted for the eager maps: glibc returns blocks above its mmap threshold (at
-#: most 32 MiB) to the system when they are freed, and freed heap above a trim threshold of
-#: up to 64 MiB per arena (two arenas: the caller's and torch's intra-op thread's)
+#: the most counted for freed blocks kept resident: glibc returns blocks above its mmap
+#: threshold (at most 32 MiB) to the system when they are freed, and freed heap above a
+#: trim threshold of up to 64 MiB per arena (two arenas: the caller's and torch's intra-op
+#: thread's)
 _HEAP_RETAINED_MAX = 2 * 64 * 2**20
 #: what a call on a CPU holds beyond the formula (thread-local buffers, the output), in
 #: bytes, and per thread of ``torch.get_num_threads()``: the CPU's sdpa kernels keep
@@ -142,6 +147,10 @@ class CallSizes:
         heads, layers, hidden: ``H``, ``L`` and ``D`` of the model.
         itemsize: bytes per value in the model's dtype.
         pixels: values per image, ``C * H * W``.
+        biases: ``(1, H, T, T)`` relative position biases the passes keep (an sdpa kernel
+            saves them; the capture keeps them).
+        activation_extra: values per token and hidden channel the MLP's activation keeps
+            for a backward pass beyond a GELU's (and computes within a layer).
     """
 
     batch: int
@@ -151,6 +160,8 @@ class CallSizes:
     hidden: int
     itemsize: int
     pixels: int
+    biases: int = 0
+    activation_extra: float = 0.0
 
     @property
     def layer_bytes(self) -> int:
@@ -169,7 +180,7 @@ class CallSizes:
 
 
 def attention_call_phases(
-    sizes: CallSizes, maps_alive: float, captured: int, backward: bool, eager: bool, maps_kept: bool, bias_kept: bool = False
+    sizes: CallSizes, maps_alive: float, captured: int, backward: bool, eager: bool, maps_kept: bool
 ) -> tuple[Terms, Terms]:
     """The terms of the two phases of an attention-map attribution call: the passes, and
     the building of the maps after them (the graph is freed by then).
@@ -186,14 +197,16 @@ def attention_call_phases(
             probabilities for the backward pass (sdpa and flash kernels do not).
         maps_kept: whether the capture keeps every layer's probabilities (an eager
             attention captured at its kernel, see :mod:`captum_gmar.vit.capture`).
-        bias_kept: whether the passes keep every layer's ``(1, H, T, T)`` relative
-            position bias (given to an sdpa kernel, which saves it; the capture keeps it too).
+
+    The terms counted exactly (coefficient 1) are under ``"captured"``: the capture's
+    tensors, the relative position biases, and what an activation keeps beyond a GELU.
     """
     layers, per_layer, one_map = sizes.layers, sizes.layer_bytes, sizes.map_values * sizes.itemsize
-    bias = _bias_bytes(sizes, bias_kept)
+    bias = sizes.biases * sizes.heads * sizes.tokens**2 * sizes.itemsize
+    activation = sizes.activation_extra * (layers if backward else 1) * per_layer
     passes = {
         "graph": layers * per_layer if backward else 0,
-        "captured": (0 if backward else captured * layers * per_layer) + bias,
+        "captured": (0 if backward else captured * layers * per_layer) + bias + activation,
         "layer": per_layer,
         "pass_images": sizes.image_bytes,
         **_eager_terms(sizes, eager, keeps=backward or maps_kept, gradients=backward),
@@ -206,7 +219,7 @@ def attention_call_phases(
     return passes, building
 
 
-def relevance_call_phases(sizes: CallSizes, eager: bool, attention_gradient: bool, bias_kept: bool = False) -> tuple[Terms]:
+def relevance_call_phases(sizes: CallSizes, eager: bool, attention_gradient: bool) -> tuple[Terms]:
     """The terms of an AttnLRP or CP-LRP call: one forward and one backward pass under the
     rules, no maps of the method's own; arguments as :func:`attention_call_phases`.
 
@@ -218,17 +231,13 @@ def relevance_call_phases(sizes: CallSizes, eager: bool, attention_gradient: boo
     return (
         {
             "relevance": sizes.layers * sizes.layer_bytes,
-            "captured": _bias_bytes(sizes, bias_kept),
+            # the rules pass the activations' gradient through unchanged: only a layer's temporaries
+            "captured": sizes.biases * sizes.heads * sizes.tokens**2 * sizes.itemsize + sizes.activation_extra * sizes.layer_bytes,
             "layer": sizes.layer_bytes,
             "relevance_images": sizes.image_bytes,
             **_eager_terms(sizes, eager, keeps=True, gradients=attention_gradient),
         },
     )
-
-
-def _bias_bytes(sizes: CallSizes, kept: bool) -> int:
-    """Every layer's ``(1, H, T, T)`` relative position bias, where it is kept."""
-    return sizes.layers * sizes.heads * sizes.tokens**2 * sizes.itemsize if kept else 0
 
 
 def _eager_terms(sizes: CallSizes, eager: bool, keeps: bool, gradients: bool) -> Terms:
@@ -249,21 +258,26 @@ def live_bytes(phases: tuple[Terms, ...]) -> float:
 def estimated_bytes(phases: tuple[Terms, ...], resident: bool) -> int:
     """The estimated peak memory of a call of ``phases``, in bytes: under a caching
     allocator (CUDA's), the fitted live tensors (:func:`live_bytes`) times
-    :data:`LIVE_MARGIN`; on a CPU (``resident``), the phases' live tensors added up (what the
-    capture keeps counted once: it is alive in both) times that and :data:`RESIDENT_FACTOR`,
-    plus an eager attention's maps times :data:`_RESIDENT_EAGER` (up to
-    :data:`_HEAP_RETAINED_MAX`), the fixed part and the threads' buffers."""
+    :data:`LIVE_MARGIN`; on a CPU (``resident``) that times :data:`RESIDENT_FACTOR`, plus what
+    the C library keeps of the freed blocks (up to :data:`_HEAP_RETAINED_MAX`): the other
+    phase's live tensors (those the capture kept are alive in both and not counted again),
+    likewise scaled, and :data:`_RESIDENT_EAGER` of an eager attention's maps; plus the
+    fixed part and the threads' buffers."""
+    live = live_bytes(phases)
     if not resident:
-        return int(LIVE_MARGIN * live_bytes(phases))
+        return int(LIVE_MARGIN * live)
     passes, *later = phases
-    live = LIVE_MARGIN * RESIDENT_FACTOR * live_bytes(phases)
-    added_up = live_bytes((passes,)) + sum(
+    # the phases added up, without an eager attention's maps (their share is below) and,
+    # after the passes, without what the capture kept: alive during the passes too (for a
+    # backward pass the graph holds the queries, keys and values)
+    eager_terms = ("eager_kept", "eager_moment")
+    added_up = live_bytes(({term: size for term, size in passes.items() if term not in eager_terms},)) + sum(
         live_bytes(({term: size for term, size in phase.items() if term != "captured"},)) for phase in later
     )
-    kept = min(LIVE_MARGIN * RESIDENT_FACTOR * added_up - live, _HEAP_RETAINED_MAX)
-    eager = min(_RESIDENT_EAGER * (passes.get("eager_kept", 0) + passes.get("eager_moment", 0)), _HEAP_RETAINED_MAX)
+    eager = sum(passes.get(term, 0) for term in eager_terms)
+    retained = min(LIVE_MARGIN * RESIDENT_FACTOR * max(added_up - live, 0) + _RESIDENT_EAGER * eager, _HEAP_RETAINED_MAX)
     threads = torch.get_num_threads() * _PER_THREAD_BYTES
-    return int(live + kept + eager + _FIXED_BYTES + threads)
+    return int(LIVE_MARGIN * RESIDENT_FACTOR * live + retained + _FIXED_BYTES + threads)
 
 
 def attention_seconds(batch: int, tokens: int, layers: int, hidden: int, backward: bool, device: torch.device) -> float:

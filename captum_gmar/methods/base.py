@@ -65,7 +65,8 @@ class ViTAttribution(Attribution, ABC):
     are ``forward_func``), the checked ``attribute`` call, and the check that it fits in
     memory and time before any work. ``attribute`` splits the batch into chunks; a
     subclass implements how one chunk is explained (:meth:`_chunk`), how the relevance
-    becomes the output (:meth:`_shaped`) and its memory estimate (:meth:`estimate_bytes`).
+    becomes the output (:meth:`_shaped`) and the terms of its memory estimate
+    (:meth:`memory_phases`, which :meth:`estimate_bytes` sums).
 
     Args:
         vit: the wrapped model (see :func:`~captum_gmar.vit.model.as_vision_transformer`).
@@ -196,7 +197,17 @@ class ViTAttribution(Attribution, ABC):
         batch, channels, height, width = input_shape
         tokens = vit.num_tokens(height, width)
         itemsize = vit.parameter.element_size()
-        return CallSizes(batch, tokens, vit.num_heads, vit.num_layers, vit.hidden_size, itemsize, channels * height * width)
+        return CallSizes(
+            batch,
+            tokens,
+            vit.num_heads,
+            vit.num_layers,
+            vit.hidden_size,
+            itemsize,
+            channels * height * width,
+            biases=vit.kept_attention_biases,
+            activation_extra=vit.architecture.activation_extra,
+        )
 
     @abstractmethod
     def memory_phases(self, input_shape: Sequence[int]) -> tuple[Terms, ...]:
@@ -278,8 +289,8 @@ class AttentionAttribution(ViTAttribution):
     #: whether :meth:`_explain` reads the layers' ``hidden`` tokens.
     needs_hidden: bool = False
     #: float32 ``(B, H, T, T)`` maps' worth :meth:`_explain` holds at once, beside what the
-    #: capture kept (for the memory check; fitted on the measured peak, see
-    #: :func:`~captum_gmar.core.memory.attention_call_bytes`)
+    #: capture kept (for the memory check; fitted on the measured peak by
+    #: ``benchmarks/fit_memory.py``, see :func:`~captum_gmar.core.memory.attention_call_phases`)
     maps_alive: float = 3.0
 
     def __init__(
@@ -340,8 +351,9 @@ class AttentionAttribution(ViTAttribution):
     def memory_phases(self, input_shape: Sequence[int]) -> tuple[Terms, ...]:
         """As :meth:`ViTAttribution.memory_phases` (see :func:`~captum_gmar.core.memory.attention_call_phases`)."""
         vit = self.vit
-        # what the capture keeps per layer: queries and keys, and what _explain reads besides
-        captured = 2 + self.needs_value + self.needs_hidden + self.needs_gradients
+        # what the capture keeps per layer: queries and keys (or, at an eager kernel, the
+        # probabilities, counted by maps_kept), and what _explain reads besides
+        captured = 2 * (not vit.keeps_attention_maps) + self.needs_value + self.needs_hidden + self.needs_gradients
         return attention_call_phases(
             self._sizes(input_shape),
             self.maps_alive,
@@ -349,7 +361,6 @@ class AttentionAttribution(ViTAttribution):
             backward=self.needs_gradients,
             eager=vit.keeps_attention_for_backward,
             maps_kept=vit.keeps_attention_maps,
-            bias_kept=vit.keeps_attention_bias,
         )
 
 

@@ -85,10 +85,7 @@ class RelevancePropagation(ViTAttribution):
         """As :meth:`~captum_gmar.methods.base.ViTAttribution.memory_phases` (see
         :func:`~captum_gmar.core.memory.relevance_call_phases`)."""
         attention_gradient = self.variant == "attnlrp"
-        vit = self.vit
-        return relevance_call_phases(
-            self._sizes(input_shape), vit.keeps_attention_for_backward, attention_gradient, bias_kept=vit.keeps_attention_bias
-        )
+        return relevance_call_phases(self._sizes(input_shape), self.vit.keeps_attention_for_backward, attention_gradient)
 
 
 class AttnLRP(RelevancePropagation):

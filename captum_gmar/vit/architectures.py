@@ -78,9 +78,14 @@ class Architecture:
     logits: Callable[[Tensor], Tensor]
     #: the attention-pooling head whose attention is the ``"probe"`` group, if any
     probe: nn.Module | None = None
-    #: whether the attention's scores get a relative position bias (BEiT, Data2Vec-Vision),
-    #: which a capture at the kernel keeps per layer beside the queries and keys
-    position_bias: bool = False
+    #: the distinct ``(1, H, T, T)`` relative position biases the attention's scores get:
+    #: one per layer (BEiT, Data2Vec-Vision), one shared by every layer, or none; an sdpa
+    #: kernel saves them for the backward pass and a capture at the kernel keeps them
+    position_biases: int = 0
+    #: values per token and hidden channel that the MLP's activation keeps for the backward
+    #: pass beyond what a GELU keeps: CLIP's ``quick_gelu`` (``x * sigmoid(1.702 x)``) keeps
+    #: the sigmoid's output, as wide as the MLP
+    activation_extra: float = 0.0
 
     def blocks(self) -> list[AttentionBlock]:
         """The attention blocks as the model has them now, first layer first."""
@@ -244,10 +249,17 @@ def _hf(
         num_labels=int(num_labels),
         logits=logits,
         probe=probe,
-        position_bias=bool(
-            getattr(config, "use_relative_position_bias", False) or getattr(config, "use_shared_relative_position_bias", False)
-        ),
+        position_biases=_position_biases(config),
+        activation_extra=config.intermediate_size / config.hidden_size if getattr(config, "hidden_act", None) == "quick_gelu" else 0.0,
     )
+
+
+def _position_biases(config: Any) -> int:
+    """The distinct relative position biases of a Hugging Face vision config (see
+    :attr:`Architecture.position_biases`)."""
+    if getattr(config, "use_relative_position_bias", False):
+        return int(config.num_hidden_layers)
+    return int(bool(getattr(config, "use_shared_relative_position_bias", False)))
 
 
 def _timm(vision: ForeignModule, num_labels: int, family: str, logits: Callable[[Tensor], Tensor]) -> Architecture:

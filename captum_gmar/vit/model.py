@@ -119,11 +119,11 @@ class VisionTransformer:
         return self.architecture.capture == "kernel" and self.keeps_attention_for_backward
 
     @property
-    def keeps_attention_bias(self) -> bool:
-        """Whether a pass keeps every layer's ``(1, H, T, T)`` relative position bias: a
-        model whose attention adds one, given to an sdpa or flash kernel (which saves it for
-        the backward pass, and the capture keeps it)."""
-        return self.architecture.position_bias and not self.keeps_attention_for_backward
+    def kept_attention_biases(self) -> int:
+        """The ``(1, H, T, T)`` relative position biases a pass keeps: those of a model whose
+        attention adds them, given to an sdpa or flash kernel (which saves them for the
+        backward pass, and the capture keeps them); none under eager attention."""
+        return 0 if self.keeps_attention_for_backward else self.architecture.position_biases
 
     def readout_pooling(self, readout: Readout) -> Pooling:
         """The token groups the rollout reads for ``readout`` (see
