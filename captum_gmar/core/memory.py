@@ -202,7 +202,7 @@ def attention_call_phases(
     tensors, the relative position biases, and what an activation keeps beyond a GELU.
     """
     layers, per_layer, one_map = sizes.layers, sizes.layer_bytes, sizes.map_values * sizes.itemsize
-    bias = sizes.biases * sizes.heads * sizes.tokens**2 * sizes.itemsize
+    bias = _bias_bytes(sizes)
     activation = sizes.activation_extra * (layers if backward else 1) * per_layer
     passes = {
         "graph": layers * per_layer if backward else 0,
@@ -232,12 +232,21 @@ def relevance_call_phases(sizes: CallSizes, eager: bool, attention_gradient: boo
         {
             "relevance": sizes.layers * sizes.layer_bytes,
             # the rules pass the activations' gradient through unchanged: only a layer's temporaries
-            "captured": sizes.biases * sizes.heads * sizes.tokens**2 * sizes.itemsize + sizes.activation_extra * sizes.layer_bytes,
+            "captured": _bias_bytes(sizes) + sizes.activation_extra * sizes.layer_bytes,
             "layer": sizes.layer_bytes,
             "relevance_images": sizes.image_bytes,
             **_eager_terms(sizes, eager, keeps=True, gradients=attention_gradient),
         },
     )
+
+
+def _bias_bytes(sizes: CallSizes) -> int:
+    """The relative position biases kept, ``(1, H, T, T)`` each, and where there are any, one
+    layer's ``(B, H, T, T)`` scores: an sdpa kernel given a float mask may build them (with
+    transformers 4.57, BEiT's sdpa calls held up to two thirds of a map more per image)."""
+    if not sizes.biases:
+        return 0
+    return (sizes.biases * sizes.heads * sizes.tokens**2 + sizes.map_values) * sizes.itemsize
 
 
 def _eager_terms(sizes: CallSizes, eager: bool, keeps: bool, gradients: bool) -> Terms:

@@ -131,7 +131,7 @@ def test_the_estimate_for_a_caching_allocator_is_1_to_1_5_times_the_peak_of_live
     network = load_reference_model(model, attn_implementation=attn) if model == "vit-tiny" else _random_model(model, attn)
     explainer = method(network)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    explainer.attribute(x[:1, :, :56, :56], target=1)  # warm-up: lazily built kernels
+    explainer.attribute(x[:1], target=1)  # warm-up: lazily built kernels (at the call's size: CLIP takes no other in transformers 4)
     peak = peak_live_bytes(lambda: explainer.attribute(x, target=1))
     estimate = explainer.estimate_bytes(shape, device="cuda")
     assert peak <= estimate <= 1.5 * peak, (gib(estimate), gib(peak), estimate / peak)
@@ -193,9 +193,10 @@ def test_relative_position_biases_are_counted_once_each():
     assert [_position_biases(config) for config in (per_layer, shared, transformers.ViTConfig())] == [5, 1, 0]
     one_bias = 4 * 100 * 100 * 4  # (1, 4, 100, 100) in float32, whatever the batch
     with_biases = replace(_sizes(batch=3), biases=5)
+    # and one layer's (3, 4, 100, 100) scores, which the kernel may build from a float mask
     assert live_bytes(attention_call_phases(with_biases, 3.0, 3, False, False, False)[1:]) - live_bytes(
         attention_call_phases(_sizes(batch=3), 3.0, 3, False, False, False)[1:]
-    ) == pytest.approx(5 * one_bias)
+    ) == pytest.approx(5 * one_bias + 3 * one_bias)
 
 
 def test_cp_lrp_under_eager_attention_holds_no_gradient_of_the_probabilities():
