@@ -67,7 +67,7 @@ def test_on_a_cpu_the_estimate_is_at_or_above_the_median_resident_peak_and_at_mo
     # it, so that a call is not refused that fits, and at most 2.25 times it, so that the
     # guard does not refuse early. The bound is not 2: what glibc keeps differs by method
     # (the median was 1.1 times raw attention's live peak and 2.3 times GAE's), so one
-    # estimate at or above GAE's median is 1.99 to 2.04 times raw attention's (1.10 to 2.04
+    # estimate at or above GAE's median is 1.99 to 2.04 times raw attention's (1.11 to 2.04
     # times it over every method in two runs, docs/benchmarks.md).
     script = f"""
 import statistics
