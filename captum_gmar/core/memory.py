@@ -101,10 +101,11 @@ LIVE_MARGIN = 1.05
 #: built, and serves the maps, freed and rebuilt layer by layer, from the heap once its
 #: mmap threshold has risen (up to 32 MiB). How much stays differs by method: the median
 #: resident peak of five calls of the bundled ``vit-tiny`` at 256 px was 1.1 times raw
-#: attention's live peak and 2.3 times GAE's (sdpa); with these the estimate is 1.11 to 2.04
-#: times that median for every method and both attention kernels
+#: attention's live peak and 2.3 times GAE's (sdpa), and GAE's from 156 to 233 MiB between
+#: runs and machines; with these the estimate is 1.35 to 2.47 times that median for every
+#: method and both attention kernels
 #: (``tests/core/test_memory.py``, docs/benchmarks.md)
-RESIDENT_FACTOR = 1.8
+RESIDENT_FACTOR = 2.2
 #: the share of an eager attention's ``(B, H, T, T)`` maps (kept for the backward pass, or of
 #: the moment) counted again on a CPU: freed layer by layer, they stay in the heap
 _RESIDENT_EAGER = 1.2

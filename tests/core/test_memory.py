@@ -59,16 +59,17 @@ METHODS = [GMARAttribution, AttentionRollout, GenericAttentionExplainability, Ra
         for attn in ("sdpa", "eager")
     ],
 )
-def test_on_a_cpu_the_estimate_is_at_or_above_the_median_resident_peak_and_at_most_2_25_times_it(method, attn):
+def test_on_a_cpu_the_estimate_is_at_or_above_the_median_resident_peak_and_at_most_2_75_times_it(method, attn):
     # In a fresh process, as the heap of this one holds what earlier tests left. The peak
     # of one call depends on which freed blocks glibc keeps (GAE on this model at 256 px:
     # 142 to 231 MiB over 30 calls), so the estimate is held against the median of five
     # calls (each after a malloc_trim), the peak a call has as often as not: at or above
     # it, so that a call is not refused that fits, and at most 2.25 times it, so that the
     # guard does not refuse early. The bound is not 2: what glibc keeps differs by method
-    # (the median was 1.1 times raw attention's live peak and 2.3 times GAE's), so one
-    # estimate at or above GAE's median is 1.99 to 2.04 times raw attention's (1.11 to 2.04
-    # times it over every method in two runs, docs/benchmarks.md).
+    # (the median was 1.1 times raw attention's live peak and 2.3 times GAE's) and between
+    # runs and machines (GAE's median 156 to 195 MiB here, 233 in a CI run), so one
+    # estimate at or above GAE's median everywhere is 2.40 to 2.47 times raw attention's
+    # (1.35 to 2.47 times it over every method in two runs, docs/benchmarks.md).
     script = f"""
 import statistics
 import torch
@@ -84,7 +85,7 @@ print(int(statistics.median(peaks)), explainer.estimate_bytes(x.shape))
 """
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     typical, estimate = map(int, run.stdout.split())
-    assert typical <= estimate <= 2.25 * typical, (gib(estimate), gib(typical))
+    assert typical <= estimate <= 2.75 * typical, (gib(estimate), gib(typical))
 
 
 def _random_model(name: str, attn: str) -> torch.nn.Module:
