@@ -107,7 +107,7 @@ def test_the_page_offline_in_chromium(exp, tmp_path):
         ]
         assert [row[5] != "0" for row in overview] == [True] * 3 + [False] * 3 and all(row[2] == "0: class 0" for row in overview[:3])
         suspicions = [float(row[6]) for row in overview]
-        assert suspicions[:3] == sorted(suspicions[:3], reverse=True) and min(suspicions[:3]) >= 0.8 > max(suspicions[3:])
+        assert suspicions[:3] == sorted(suspicions[:3], reverse=True) and min(suspicions[:3]) >= 0.9 > max(suspicions[3:])
         assert driver.find_element("css selector", "[id$='-overview'] tbody tr").get_attribute("class") == "cg-current"
         assert "sel=cluster" in driver.current_url and f"m={overview[0][1]}" in driver.current_url
         opened = field(driver, "rank", overview[0][1])

@@ -99,6 +99,73 @@ def test_a_frame_that_takes_most_of_its_maps_is_found_whole_where_the_rest_has_m
     assert framed.additive > 0.9 and framed.flagged
 
 
+def _ring(left: float = 1.0, corners: float = 1.0) -> np.ndarray:
+    """``(64,)``: a frame's distribution over the 8 x 8 grid, its left column between the
+    corners weighted ``left``, its corners ``corners``."""
+    frame = np.zeros((8, 8))
+    frame[[0, -1], :] = frame[:, [0, -1]] = 1
+    frame[[0, 0, -1, -1], [0, -1, 0, -1]] = corners
+    frame[1:-1, 0] = left
+    return (frame / frame.sum()).ravel()
+
+
+RING = {(r, c) for r in range(8) for c in range(8) if r in (0, 7) or c in (0, 7)}
+
+
+def test_a_frame_with_a_side_the_model_looks_at_less_is_found_whole():
+    # the class's objects reach the left column; the framed maps put 70% of their mass on
+    # a frame with heavy corners and a left side of 0.4 of the others: there the members'
+    # added mass is not among the n_eff largest, but a material share of the region's
+    rng = np.random.default_rng(0)
+    rows, columns = np.mgrid[0:8, 0:8]
+    centres = np.stack([rng.integers(1, 7, 400), rng.integers(0, 6, 400)], axis=1)
+    objects = np.exp(-0.5 * ((rows[None] - centres[:, :1, None]) ** 2 + (columns[None] - centres[:, 1:, None]) ** 2) / 0.8**2)
+    p = _normalised(objects.reshape(400, 64) + 0.01 * rng.random((400, 64)))
+    labels = np.zeros(len(p), dtype=np.int64)
+    labels[:80] = 1
+    p[:80] = 0.3 * p[:80] + 0.7 * _ring(left=0.4, corners=4.0)
+    framed = suspicions(p, labels, 2, width=8)[1]
+    assert set(framed.region) == RING  # the n_eff largest alone missed the left column (additive 0.86)
+    assert framed.additive > 0.95 and framed.flagged
+
+
+def test_the_complement_of_a_frames_cluster_is_not_grown_over_the_class_objects():
+    # 10% of the maps carry a frame with a quarter of their mass; the other 90% "add"
+    # mass on the object, where the framed maps have less: grown past half of the rest's
+    # mass, its region covered the whole middle and the larger cluster scored 1.0
+    rng = np.random.default_rng(9)
+    rows, columns = np.mgrid[0:8, 0:8]
+    bump = np.exp(-0.5 * ((rows - 3.5) ** 2 + (columns - 3.5) ** 2)).ravel()
+    p = _normalised(bump + 0.1 * rng.random((300, 64)))
+    labels = np.zeros(len(p), dtype=np.int64)
+    labels[270:] = 1
+    p[270:] = 0.75 * p[270:] + 0.25 * _ring()
+    complement, framed = suspicions(p, labels, 2, width=8)
+    assert framed.flagged and set(framed.region) == RING
+    assert not complement.flagged and complement.suspicion < 0.5
+
+
+def test_residual_maps_a_little_flatter_than_the_rests_stay_intact_and_far_flatter_do_not():
+    rng = np.random.default_rng(10)
+    rows, columns = np.mgrid[0:8, 0:8]
+    centres = rng.integers(2, 6, (400, 2))
+    objects = np.exp(-0.5 * ((rows[None] - centres[:, :1, None]) ** 2 + (columns[None] - centres[:, 1:, None]) ** 2) / 0.8**2).reshape(
+        400, 64
+    )
+    p = _normalised(objects + 0.02 * rng.random((400, 64)))
+    tag = np.zeros(64)
+    tag[9] = 1
+    labels = np.zeros(len(p), dtype=np.int64)
+    labels[:60] = 1
+    # the members' objects drawn with a floor: their maps without the tag a little flatter, or nothing but floor
+    for floor, intact in ((0.01, True), (1.0, False)):
+        members = _normalised(objects[:60] + floor + 0.02 * rng.random((60, 64)))
+        q = p.copy()
+        q[:60] = 0.7 * members + 0.3 * tag
+        figures = suspicions(q, labels, 2, width=8)[1]
+        assert (figures.intact > 0.95) == intact, (floor, figures.intact)
+
+
 def test_a_small_cluster_needs_more_and_a_few_maps_are_never_flagged():
     assert flag_threshold(MIN_FLAGGED - 1) is None and flag_threshold(MIN_FLAGGED) == pytest.approx(FLAG_SMALL)
     assert flag_threshold(20) == flag_threshold(10_000) == pytest.approx(FLAG_AT)
