@@ -98,11 +98,13 @@ def run(options: ExploreOptions) -> None:
         return
     clustered = len(result.strategies)
     flagged = result.flagged()
+    confirmed = sum(g["confirmed"] for g in result.summary["groups"] if g.get("clusters"))
     print(
         f"wrote {', '.join(result.files)} to {result.folder} ({clustered} method-and-class groups clustered"
         f"{f', {len(result.skipped)} too small' if result.skipped else ''}); "
         + (
-            f"{len(flagged)} flagged cluster{'' if len(flagged) == 1 else 's'}, the first: {flagged[0][0]}, "
+            f"{len(flagged)} flagged cluster{'' if len(flagged) == 1 else 's'}{f' ({confirmed} confirmed by the transplant)' if confirmed else ''}, "
+            f"the first: {flagged[0][0]}, "
             f"{flagged[0][1]}: {result.summary['class_names'][str(flagged[0][1])]}, cluster #{_rank(result, *flagged[0])} of its group"
             if flagged
             else "no flagged cluster: nothing stands out"

@@ -44,6 +44,7 @@ from .result import Exploration, overview_order
 from .strategies import Strategies, check_settings, maps_needed
 from .suspicion import FLAG_AT, FLAG_RULE
 from .tables import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, Rows, disagreement_summary, group_summary, write_clusters, write_disagreement
+from .transplant import CONFIRMS_BY
 
 __all__ = ["CLUSTER_COLUMNS", "DISAGREEMENT_COLUMNS", "EXPLORE_FILES", "FORMAT", "Exploration", "explore"]
 
@@ -92,19 +93,24 @@ def explore(
     ``methods``, ``targets`` (the explained classes), ``class_names`` (index -> name:
     every class of the model where the job kept their names, else the explained ones),
     ``flag_at`` (the suspicion that flags a cluster of 20 maps or more), ``flag_rule`` (the flag's rule in words), ``model`` (as the job names it),
-    ``overview`` (the clustered groups' indices in ``groups``, those with a flagged cluster
-    first, then by their most suspicious cluster: the order the page shows them in),
+    ``overview`` (the clustered groups' indices in ``groups``, those with a confirmed cluster
+    first, then those with a flagged one, then by their most suspicious cluster: the order
+    the page shows them in), ``confirms_by`` (what a transplant must rise beyond its control
+    to confirm a flagged cluster),
     ``files`` (those written), ``disagreement`` (``pairs``, ``top_k``, ``grid``, ``rows``;
     ``null`` with one method) and ``groups``, one per method and target: ``method``,
     ``target``, ``target_name``, ``maps``, ``flat``, ``grid`` ``[h, w]``, ``note`` (why it
     was not clustered, else ``null``) and, where clustered, ``eigenvalues``,
     ``eigengaps``, ``n_clusters``, ``clusters_found`` (before merging), ``flagged`` (how
-    many clusters are), ``suspicion`` (the highest), ``embedding_axes`` (two ``h x w``
+    many clusters are), ``confirmed`` (how many of those the transplant confirms), ``suspicion`` (the highest), ``embedding_axes`` (two ``h x w``
     maps) and ``clusters``, most suspicious first, each with ``cluster``, ``rank``,
     ``size``, ``suspicion``, ``flagged``, ``localised``, ``additive``, ``difference``,
     ``spread``, ``region`` (``[row, column]`` pairs), ``member_mass``, ``rest_mass``,
     ``shared``, ``confidence`` (against the rest, from the margins, or the scores with
     one class; :class:`~captum_gmar.exploration.suspicion.Suspicion`), ``reason``,
+    ``transplant_rise``, ``transplant_control``, ``transplant`` and ``confirmed`` (flagged,
+    and the transplant rose :data:`~captum_gmar.exploration.transplant.CONFIRMS_BY` beyond
+    its control; where a model was given),
     ``mean_map`` (``h x w``, sums to 1), ``typical`` (``item`` and ``image`` of its most
     typical maps), ``labels`` and ``predictions`` (``counts`` by class, ``majority``,
     ``purity``: the majority's share; ``null`` where no map is labelled) and
@@ -225,6 +231,7 @@ def explore(
         "class_names": {str(target): name for target, name in {**_job_class_names(maps_folder), **class_names}.items()},
         "flag_at": FLAG_AT,
         "flag_rule": FLAG_RULE,
+        "confirms_by": CONFIRMS_BY,
         "model": job_model,
         # what explore was given, for the page's commands (its next steps name them)
         "given": {

@@ -25,10 +25,11 @@ SHOWN_GROUPS, SHOWN_FLAGGED = 20, 5
 
 def overview_order(groups: Sequence[dict[str, Any]]) -> list[int]:
     """The indices of ``strategies.json``'s clustered groups in the order to look at them:
-    those with a flagged cluster first, then by their most suspicious cluster's suspicion
-    (the page's overview and :meth:`Exploration.overview` both read this order)."""
+    those with a confirmed cluster first (flagged, and its transplant confirms it), then
+    those with a flagged one, then by their most suspicious cluster's suspicion (the page's
+    overview and :meth:`Exploration.overview` both read this order)."""
     clustered = [i for i, group in enumerate(groups) if group.get("clusters")]
-    return sorted(clustered, key=lambda i: (groups[i]["flagged"] == 0, -groups[i]["suspicion"], i))
+    return sorted(clustered, key=lambda i: (groups[i]["confirmed"] == 0, groups[i]["flagged"] == 0, -groups[i]["suspicion"], i))
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Exploration:
                     "maps": g["maps"],
                     "clusters": g["n_clusters"],
                     "flagged": g["flagged"],
+                    "confirmed": g["confirmed"],
                     "rank_1_suspicion": c["suspicion"],
                     "rank_1_maps": c["size"],
                     "rank_1_transplant_rise": c.get("transplant_rise"),
@@ -88,8 +90,8 @@ class Exploration:
         return pd.DataFrame(rows)
 
     def overview(self) -> list[dict[str, Any]]:
-        """The clustered groups of ``strategies.json``, those with a flagged cluster first,
-        then by their most suspicious cluster (each with its ``clusters``, most suspicious first)."""
+        """The clustered groups of ``strategies.json``, those with a confirmed cluster first,
+        then those with a flagged one, then by their most suspicious cluster (each with its ``clusters``, most suspicious first)."""
         groups = self.summary["groups"]
         return [groups[i] for i in overview_order(groups)]
 
@@ -134,9 +136,11 @@ class Exploration:
 
         groups = self.overview()
         flagged = [g for g in groups if g["flagged"]]
+        confirmed = sum(g["confirmed"] > 0 for g in groups)
         names = self.summary["class_names"]
         verdict = (
             f"{len(flagged)} of the {len(groups)} method-and-class groups {'has' if len(flagged) == 1 else 'have'} a flagged cluster ({self.summary.get('flag_rule', self.summary['flag_at'])})"
+            + (f"; {confirmed} confirmed by the transplant (listed first)" if confirmed else "")
             if flagged
             else f"Nothing stands out: no cluster of the {len(groups)} method-and-class groups reaches the flag ({self.summary.get('flag_rule', self.summary['flag_at'])})"
         )
@@ -149,7 +153,7 @@ class Exploration:
             top = g["clusters"][0]
             out.append(
                 f"<tr><td>{k}</td><td>{html.escape(g['method'])}</td><td>{g['target']}: {html.escape(names[str(g['target'])])}</td>"
-                f"<td>{g['maps']:,}</td><td>{g['n_clusters']}</td><td>{g['flagged']}</td><td>{top['suspicion']:.3f}</td><td>{top['size']:,}</td></tr>"
+                f"<td>{g['maps']:,}</td><td>{g['n_clusters']}</td><td>{g['flagged']}{', confirmed' if g['confirmed'] else ''}</td><td>{top['suspicion']:.3f}</td><td>{top['size']:,}</td></tr>"
             )
         out.append("</table>")
         if len(groups) > SHOWN_GROUPS:

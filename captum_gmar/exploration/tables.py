@@ -148,14 +148,16 @@ def _causal(check: CausalCheck | None) -> dict[str, Any] | None:
     return _figures({**figures, "effect": check.effect, "specific": check.specific})
 
 
-def _transplant(check: CausalCheck | None) -> dict[str, Any]:
+def _transplant(check: CausalCheck | None, flagged: bool) -> dict[str, Any]:
     """A cluster's ``transplant_rise`` and ``transplant_control`` (``None`` where none ran
-    or with nothing to paste on, ``transplant_note`` saying why) and the rest of the check."""
+    or with nothing to paste on, ``transplant_note`` saying why), the rest of the check, and
+    whether it is ``confirmed``: flagged, and its transplant confirms it."""
     transplant = None if check is None else check.transplant
     if transplant is None:
-        return {"transplant_rise": None, "transplant_control": None, "transplant": None}
+        return {"transplant_rise": None, "transplant_control": None, "transplant": None, "confirmed": False}
     figures = _figures(vars(transplant))
-    return {"transplant_rise": figures["rise"], "transplant_control": figures["control"], "transplant": figures}
+    confirmed = flagged and transplant.confirms
+    return {"transplant_rise": figures["rise"], "transplant_control": figures["control"], "transplant": figures, "confirmed": confirmed}
 
 
 def _figures(figures: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +230,7 @@ def group_summary(
                 "predictions": _purity(predicted[inside]),
                 "correct": _rounded(float(np.mean(labels[labelled] == predicted[labelled]))) if labelled.any() else None,
                 "causal": _causal(causal.get(cluster.label)),
-                **_transplant(causal.get(cluster.label)),
+                **_transplant(causal.get(cluster.label), cluster.flagged),
             }
         )
     entry.update(
@@ -237,6 +239,7 @@ def group_summary(
         n_clusters=strategies.n_clusters,
         clusters_found=strategies.clusters_found,
         flagged=len(strategies.flagged),
+        confirmed=sum(c["confirmed"] for c in clusters),
         suspicion=_rounded(strategies.ranking[0].suspicion),
         embedding_axes=_nested(strategies.embedding_axes),
         clusters=clusters,

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Transplant", "paste_region", "region_mask", "transplant_check"]
+__all__ = ["CONFIRMS_BY", "Transplant", "paste_region", "region_mask", "transplant_check"]
+
+#: a flagged cluster is *confirmed* where its region, pasted on other classes' images, raises
+#: the class's score by this much more than the control paste (the shortcuts measured rose
+#: by 0.43 to 0.92 over controls of at most 0.03; an untouched model's by -0.02)
+CONFIRMS_BY = 0.2
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,15 @@ class Transplant:
     pasted_own: int
     #: why the figures are NaN, or ``None``
     note: str | None = None
+
+    @property
+    def confirms(self) -> bool:
+        """Whether the region moves the model by itself: its rise on other classes' images
+        exceeds the control's (0 where there is none, or it falls) by :data:`CONFIRMS_BY`."""
+        if not self.pasted or math.isnan(self.rise):
+            return False
+        control = 0.0 if math.isnan(self.control) else max(self.control, 0.0)
+        return self.rise - control >= CONFIRMS_BY
 
     def summary(self) -> str:
         """The check in words and figures."""

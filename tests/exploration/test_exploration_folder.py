@@ -298,6 +298,7 @@ def test_with_the_model_each_groups_first_and_flagged_clusters_get_the_causal_ch
     # the transplant beside it: one class explained here, so nothing to paste on, and why
     assert first["transplant_rise"] is None and first["transplant_control"] is None
     assert first["transplant"]["note"] == "the images hold no other class to paste on" and check.transplant is not None
+    assert first["confirmed"] is False and summary["groups"][0]["confirmed"] == 0 and summary["confirms_by"] == 0.2  # nothing confirms
     with pytest.raises(ValueError, match="the causal check .* masks the clusters' images: name the image folder"):
         explore(job, tmp_path / "exp2", model=model, **SMALL)
 

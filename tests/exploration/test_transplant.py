@@ -1,6 +1,7 @@
 """The transplant check: pasting takes exactly the region's pixels from the donors; a
 model that reads one patch rises where the cluster's region is pasted on other images and
-not where the rest's is; with no other class to paste on, the figures are NaN and say why."""
+not where the rest's is; with no other class to paste on, the figures are NaN and say why;
+a rise beyond the control by CONFIRMS_BY confirms, and the overview lists confirmed groups first."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import math
 import pytest
 import torch
 
-from captum_gmar.exploration.transplant import paste_region, region_mask, transplant_check
+from captum_gmar.exploration.result import overview_order
+from captum_gmar.exploration.transplant import CONFIRMS_BY, Transplant, paste_region, region_mask, transplant_check
 
 
 def test_paste_region_takes_exactly_the_regions_pixels_from_each_donor():
@@ -56,3 +58,20 @@ def test_with_no_other_class_the_figures_are_nan_and_say_why():
     assert alone.pasted == 5 and math.isnan(alone.control) and "none to cut from" in alone.summary()
     with pytest.raises(ValueError, match="needs the cluster's images"):
         transplant_check(lambda x: x.mean(dim=(1, 2, 3)), members[:0], None, None, [(0, 0)], (2, 2))
+
+
+def test_a_rise_beyond_its_control_confirms_and_confirmed_groups_come_first():
+    def check(rise: float, control: float, pasted: int = 10) -> Transplant:
+        return Transplant(rise, control, pasted, math.nan, 0)
+
+    assert check(0.43, 0.03).confirms and check(CONFIRMS_BY, 0.0).confirms
+    assert not check(0.3, 0.2).confirms and not check(-0.02, 0.02).confirms
+    assert check(0.25, math.nan).confirms and check(0.25, -0.5).confirms  # no control, or one that falls: against 0
+    assert not check(math.nan, math.nan, pasted=0).confirms
+    groups = [
+        {"clusters": [{}], "flagged": 1, "confirmed": 0, "suspicion": 0.99},
+        {"clusters": [], "flagged": 0, "confirmed": 0, "suspicion": 0.0},  # not clustered: not listed
+        {"clusters": [{}], "flagged": 0, "confirmed": 0, "suspicion": 0.95},
+        {"clusters": [{}], "flagged": 1, "confirmed": 1, "suspicion": 0.91},
+    ]
+    assert overview_order(groups) == [3, 0, 2]

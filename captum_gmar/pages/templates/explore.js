@@ -82,7 +82,7 @@
   function disagreementText(x) {
     return x === null || x === undefined || x !== x ? "–" : number(x) + (x >= SCALE.unusual ? " (unusual)" : "");
   }
-  // every clustered group, those with a flagged cluster first, then by their most suspicious cluster (strategies.json's "overview")
+  // every clustered group, those with a confirmed cluster first, then a flagged one, then by their most suspicious cluster (strategies.json's "overview")
   var ranked = D.overview.map(function (i) { return D.groups[i]; });
 
   // the controls' choices
@@ -421,7 +421,7 @@
       swatch.className = "cg-swatch"; swatch.style.background = rankColour(c.rank);
       head.appendChild(swatch);
       head.appendChild(document.createTextNode("#" + c.rank + ": " + c.size.toLocaleString() + " maps (" + percent(c.size / g.maps) + "), suspicion " + number(c.suspicion)));
-      if (c.flagged) { var flag = document.createElement("span"); flag.className = "cg-flag"; flag.textContent = " — flagged"; head.appendChild(flag); }
+      if (c.flagged) { var flag = document.createElement("span"); flag.className = "cg-flag"; flag.textContent = " — flagged" + (c.confirmed ? ", confirmed by the transplant" : ""); head.appendChild(flag); }
       head.className = "cg-cluster-head";
       box.appendChild(head);
       var body = document.createElement("div"); body.className = "cg-cluster-body";
@@ -521,8 +521,11 @@
   var showAll = false, OVERVIEW = 20;
   function drawOverview() {
     var flagged = ranked.filter(function (g) { return g.flagged > 0; }).length;
+    var confirmed = ranked.filter(function (g) { return g.confirmed > 0; }).length;
     el("verdict").textContent = (flagged
-      ? flagged + " of the " + ranked.length + " method-and-class groups " + (flagged === 1 ? "has" : "have") + " a flagged cluster: its difference from the rest of its class lies on one region, of any size, nearly all of it there, and its maps keep the rest of the class's content, as a shortcut's do (" + D.flag_rule + "). Start with the first row."
+      ? flagged + " of the " + ranked.length + " method-and-class groups " + (flagged === 1 ? "has" : "have") + " a flagged cluster: its difference from the rest of its class lies on one region, of any size, nearly all of it there, and its maps keep the rest of the class's content, as a shortcut's do (" + D.flag_rule + "). " +
+        (confirmed ? confirmed + " of them " + (confirmed === 1 ? "is" : "are") + " confirmed, listed first: the flagged cluster's region, pasted on other classes' images, raises the class's score by at least " + D.confirms_by + " more than the same place cut from the class's other images does. " : "") +
+        "Start with the first row."
       : "Nothing stands out: no cluster of the " + ranked.length + " method-and-class groups reaches the flag (" + D.flag_rule + ").") +
       " " + D.calibration + " (docs/results.md, “Shortcuts of any shape”).";
     var body = el("overview").tBodies[0];
@@ -532,7 +535,7 @@
       if (g.method === state.m && String(g.target) === state.c) { tr.className = "cg-current"; }
       var causal = (c.causal ? number(c.causal.score) + ", " + number(c.causal.region) + ", " + number(c.causal.random) : "–") +
         (c.transplant_rise !== null && c.transplant_rise !== undefined ? "; " + signed(c.transplant_rise) + " (" + signed(c.transplant_control) + ")" : "");
-      [String(k + 1), g.method, g.target + ": " + className(g.target), g.maps.toLocaleString(), String(g.n_clusters), String(g.flagged), number(c.suspicion),
+      [String(k + 1), g.method, g.target + ": " + className(g.target), g.maps.toLocaleString(), String(g.n_clusters), String(g.flagged) + (g.confirmed ? ", " + g.confirmed + " confirmed" : ""), number(c.suspicion),
         c.size.toLocaleString() + " (" + percent(c.size / g.maps) + ")", regionText(c), c.confidence === null ? "–" : number(c.confidence), causal].forEach(function (text, column) {
         var td = tr.insertCell(); td.textContent = text;
         if ((column === 5 || column === 6) && g.flagged) { td.className = "cg-flag"; }
