@@ -131,7 +131,7 @@ def _markdown(options: RepairOptions, name: str, table: list[dict[str, Any]], ch
 
     lines = [
         f"Repair of {options.cluster} ({name}) in {options.model}; chosen: {chosen}. The transplant rise: the class's mean "
-        "probability rise with the shortcut's pixels pasted on held-out images of other classes.",
+        "probability rise with the shortcut's mark (the region's pixels its images share) pasted on held-out images of other classes.",
         "",
         "| repair | transplant rise | clean accuracy | worst class | seconds | note |",
         "|---|---|---|---|---|---|",

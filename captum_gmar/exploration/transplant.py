@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["CONFIRMS_BY", "Transplant", "paste_region", "region_mask", "transplant_check"]
+__all__ = ["CONFIRMS_BY", "MARK_CONTRAST", "Transplant", "mark_mask", "paste_region", "region_mask", "transplant_check"]
 
 #: a flagged cluster is *confirmed* where its region, pasted on other classes' images, raises
 #: the class's score by this much more than the control paste (the shortcuts measured rose
@@ -73,6 +73,30 @@ def region_mask(region: Sequence[tuple[int, int]], grid: tuple[int, int], size: 
     return torch.nn.functional.interpolate(cells.view(1, 1, *grid), size=size, mode="nearest")
 
 
+#: a pixel of the region belongs to the mark where the cluster's images differ from the rest's
+#: by this many times their own spread there (:func:`mark_mask`)
+MARK_CONTRAST = 2.0
+
+
+def mark_mask(members: Tensor, rest: Tensor | None, mask: Tensor) -> Tensor:
+    """``float (1, 1, H, W)``: the pixels of ``mask`` (a :func:`region_mask`) that hold the
+    cluster's mark: where the cluster's images ``(N, C, H, W)`` agree with one another and
+    differ from the rest of the class's ``(M, C, H, W)``, ``|mean_members - mean_rest| /
+    (std_members + std_rest / 10)`` at least :data:`MARK_CONTRAST` (averaged over the
+    channels; the rest's spread is its mean over the pixels). A tag, a frame or a line of
+    text is drawn alike on every image that carries it; the object beside it in the region
+    varies, and is left out. ``mask`` itself where no rest is given, or no pixel qualifies
+    (a mark that moves, or differs from image to image).
+    """
+    if rest is None or len(rest) < 2 or len(members) < 2:
+        return mask
+    members, rest = members.float(), rest.float().to(members.device)
+    spread = members.std(0) + 0.1 * rest.std(0).mean() + 1e-6
+    contrast = ((members.mean(0) - rest.mean(0)).abs() / spread).mean(0)
+    mark = mask * (contrast >= MARK_CONTRAST).to(mask.dtype)
+    return mark if mark.any() else mask
+
+
 def paste_region(targets: Tensor, donors: Tensor, mask: Tensor) -> Tensor:
     """``targets`` ``(B, C, H, W)`` with the pixels under ``mask`` ``(1, 1, H, W)`` taken
     from ``donors`` ``(B, C, H, W)``, image by image."""
@@ -87,6 +111,7 @@ def transplant_check(
     region: Sequence[tuple[int, int]],
     grid: tuple[int, int],
     seed: int = 0,
+    mask: Tensor | None = None,
 ) -> Transplant:
     """The transplant check of a cluster.
 
@@ -100,6 +125,8 @@ def transplant_check(
         others: images of other classes ``(K, C, H, W)``, the targets, or ``None``.
         region: ``(row, column)`` patches of ``grid`` ``(h, w)``.
         seed: which donor goes to which target.
+        mask: ``(1, 1, H, W)``, the pixels to paste, such as the mark's
+            (:func:`mark_mask`); default: the region's (:func:`region_mask`).
 
     Returns:
         :class:`Transplant`; NaN figures with a ``note`` where there is nothing to paste
@@ -107,7 +134,8 @@ def transplant_check(
     """
     if not len(members):
         raise ValueError("a transplant needs the cluster's images (members)")
-    mask = region_mask(region, grid, (members.shape[-2], members.shape[-1]), members.device)
+    if mask is None:
+        mask = region_mask(region, grid, (members.shape[-2], members.shape[-1]), members.device)
     generator = torch.Generator().manual_seed(seed)
 
     def rise(donors: Tensor, targets: Tensor, plain: Tensor) -> float:

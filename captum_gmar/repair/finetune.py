@@ -1,5 +1,5 @@
 """Repair by a counterfactual fine-tune (the idea of A-ClArC, Anders et al. 2022, kept close
-to the original as R-ClArC asks, Bareeva et al. 2024): paste the shortcut's pixels onto
+to the original as R-ClArC asks, Bareeva et al. 2024): paste the shortcut's mark onto
 images of every class and fine-tune briefly so that the model says, of each image, what
 the original model said of it without the paste. The mark stops predicting the class,
 and the images without it keep the original's outputs, so clean accuracy moves little.
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..exploration.transplant import paste_region, region_mask
+from ..exploration.transplant import paste_region
 from ..vit.model import VisionTransformer
 from .shortcut import Labelled, Shortcut
 
@@ -34,12 +34,19 @@ def repair_finetune(
     progress: bool = True,
 ) -> nn.Module:
     """A copy of ``model`` fine-tuned ``steps`` steps on ``train``'s images, a share
-    ``pasted_share`` of each batch with the shortcut's pixels (from a random donor) pasted
-    on. The target of every image is the original model's output on it without the paste:
+    ``pasted_share`` of each batch with the shortcut's mark (the region's pixels where its
+    images agree and differ from the class's others,
+    :func:`~captum_gmar.exploration.transplant.mark_mask`; from a random donor) pasted on.
+    The target of every image is the original model's output on it without the paste:
     its softmax (cross-entropy), or its sigmoids for a multi-label model (binary
     cross-entropy). An image without the paste starts at its target (no gradient), so the
-    model moves only where the paste changes what it says. On the model's device; AdamW at
-    ``lr`` without weight decay; seeded.
+    model moves only where the paste changes what it says. Each image is first flipped
+    left to right (half of them) and the batch shifted by up to an eighth of its side
+    (circularly; the mark is pasted after, in its place): the target is the original's
+    output on that image, so no label needs to survive the change, and the model is held
+    to the original's outputs on more images than ``train`` holds (on two shortcut models,
+    17% to 22% fewer clean test images turned right or wrong than without it). On the
+    model's device; AdamW at ``lr`` without weight decay; seeded.
 
     Raises:
         ValueError: no training images.
@@ -55,12 +62,14 @@ def repair_finetune(
     # no weight decay: an image without the paste is already at its target, and stays there
     optimizer = torch.optim.AdamW(repaired.parameters(), lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
-    height, width = train.pixels.shape[-2:]
-    mask = region_mask(shortcut.region, shortcut.grid, (height, width), train.pixels.device)
+    # the mark alone: pasting the whole region carries the donors' objects along, and the
+    # model would learn to ignore the class's own content there (a line along the bottom
+    # edge cut the bottoms of coats too: Coat's clean accuracy fell 14 to 25 points)
+    mask = shortcut.mark().to(train.pixels.device)
     multi_label = getattr(getattr(model, "config", None), "problem_type", None) == "multi_label_classification"
     for _ in tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress):
         rows = torch.randint(len(train), (batch_size,), generator=generator)
-        x = train.pixels[rows]
+        x = _varied(train.pixels[rows], generator)
         pasted = torch.rand(batch_size, generator=generator) < pasted_share
         donors = shortcut.donors[torch.randint(len(shortcut.donors), (batch_size,), generator=generator)]
         shown = torch.where(pasted[:, None, None, None], paste_region(x, donors, mask), x)
@@ -71,6 +80,17 @@ def repair_finetune(
         loss.backward()
         optimizer.step()
     return repaired.eval()
+
+
+def _varied(x: Tensor, generator: torch.Generator) -> Tensor:
+    """``x`` ``(B, C, H, W)`` with half of its images (drawn) flipped left to right, and
+    all shifted circularly by one drawn offset of up to an eighth of each side."""
+    flipped = torch.rand(len(x), generator=generator) < 0.5
+    x = torch.where(flipped.to(x.device)[:, None, None, None], x.flip(-1), x)
+    height, width = x.shape[-2:]
+    dy = int(torch.randint(-(height // 8), height // 8 + 1, (1,), generator=generator))
+    dx = int(torch.randint(-(width // 8), width // 8 + 1, (1,), generator=generator))
+    return x.roll((dy, dx), dims=(-2, -1))
 
 
 def _distance(logits: Tensor, target: Tensor, multi_label: bool) -> Tensor:

@@ -4,7 +4,7 @@ repair takes, and the one measurement every repair is judged by.
 A :class:`Shortcut` is a region of the patch grid, the class it turns images into, and the
 images it was seen on (the cluster's, whose region pixels are pasted elsewhere).
 :func:`measure` gives a model's transplant rise (the class's mean probability rise on
-held-out images of other classes with the shortcut's pixels pasted on them,
+held-out images of other classes with the shortcut's mark pasted on them,
 :func:`~captum_gmar.exploration.transplant.transplant_check`) and its clean top-1 accuracy,
 overall and per class, on held-out labelled images.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..exploration.transplant import transplant_check
+from ..exploration.transplant import mark_mask, region_mask, transplant_check
 from ..vit.model import VisionTransformer
 from ..vit.outputs import logit_scores
 
@@ -36,6 +36,13 @@ class Shortcut:
     donors: Tensor
     #: ``(M, C, H, W)``: the class's images without it (the rest of the class), or ``None``
     rest: Tensor | None = None
+
+    def mark(self) -> Tensor:
+        """``(1, 1, H, W)``: the pixels of the region that hold the shortcut's mark
+        (:func:`~captum_gmar.exploration.transplant.mark_mask`), what the repairs paste
+        and the measurement pastes: the donors' objects in the region stay out."""
+        size = (self.donors.shape[-2], self.donors.shape[-1])
+        return mark_mask(self.donors, self.rest, region_mask(self.region, self.grid, size, self.donors.device))
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,8 @@ class Measurement:
 
 
 def measure(model: nn.Module, shortcut: Shortcut, held_out: Labelled, batch_size: int = 64, seed: int = 0) -> Measurement:
-    """The transplant rise on ``held_out``'s images of other classes, and the clean accuracy."""
+    """The transplant rise of the shortcut's mark (:meth:`Shortcut.mark`) on ``held_out``'s
+    images of other classes, and the clean accuracy."""
 
     vit = VisionTransformer(model.eval())
     device = vit.parameter.device
@@ -84,7 +92,14 @@ def measure(model: nn.Module, shortcut: Shortcut, held_out: Labelled, batch_size
 
     others = held_out.pixels[held_out.labels != shortcut.target]
     transplant = transplant_check(
-        lambda x: scores(logits(x))[:, shortcut.target], shortcut.donors, None, others, shortcut.region, shortcut.grid, seed
+        lambda x: scores(logits(x))[:, shortcut.target],
+        shortcut.donors,
+        None,
+        others,
+        shortcut.region,
+        shortcut.grid,
+        seed,
+        mask=shortcut.mark(),
     )
     right = logits(held_out.pixels).argmax(1) == held_out.labels
     per_class = {int(c): float(right[held_out.labels == c].float().mean()) for c in held_out.labels.unique()}

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from captum_gmar.exploration.result import overview_order
-from captum_gmar.exploration.transplant import CONFIRMS_BY, Transplant, paste_region, region_mask, transplant_check
+from captum_gmar.exploration.transplant import CONFIRMS_BY, Transplant, mark_mask, paste_region, region_mask, transplant_check
 
 
 def test_paste_region_takes_exactly_the_regions_pixels_from_each_donor():
@@ -75,3 +75,21 @@ def test_a_rise_beyond_its_control_confirms_and_confirmed_groups_come_first():
         {"clusters": [{}], "flagged": 1, "confirmed": 1, "suspicion": 0.91},
     ]
     assert overview_order(groups) == [3, 0, 2]
+
+
+def test_the_mark_is_the_regions_pixels_the_clusters_images_share_and_the_rest_lack():
+    generator = torch.Generator().manual_seed(2)
+    members = torch.rand(30, 3, 16, 16, generator=generator)  # objects that vary from image to image
+    rest = torch.rand(40, 3, 16, 16, generator=generator)
+    members[:, :, 1, :8] = 1.0  # a line drawn alike on every member, inside the top-left patches
+    region = region_mask([(0, 0), (0, 1)], (4, 4), (16, 16), torch.device("cpu"))  # the top half-row of patches: 4 x 8 px
+    mark = mark_mask(members, rest, region)
+    expected = torch.zeros(1, 1, 16, 16)
+    expected[..., 1, :8] = 1
+    assert torch.equal(mark, expected)  # the line, not the rest of the region
+    assert torch.equal(mark_mask(members, None, region), region)  # no rest to tell the mark from
+    moving = members.clone()
+    moving[:, :, 1, :8] = rest[:30, :, 1, :8]
+    for i in range(30):  # drawn at another place on each image: no pixel shared
+        moving[i, :, i % 4, 8 + i % 8] = 1.0
+    assert torch.equal(mark_mask(moving, rest, region), region)

@@ -45,6 +45,19 @@ def test_measure_gives_the_transplant_rise_and_the_clean_accuracy(setting):
     assert found.accuracy == pytest.approx(float((logits.argmax(1) == data.labels).float().mean()))
 
 
+def test_the_shortcuts_mark_is_the_part_of_its_region_its_images_share(setting):
+    model, shortcut, data = setting
+    region = torch.zeros(1, 1, 64, 64)
+    region[..., :8, :8] = 1
+    assert torch.equal(shortcut.mark(), region)  # the donors' whole 8 x 8 corner is the mark
+    donors = shortcut.donors.clone()
+    donors[:, :, :8, :8] = shortcut.rest[:3, :, :8, :8]  # the corner as the rest have it...
+    donors[:, :, 2:4, :8] = 2.0  # ...but for a bar two pixels high
+    bar = Shortcut(3, ((0, 0),), (8, 8), donors, shortcut.rest).mark()
+    assert bar[..., 2:4, :8].all() and bar.sum() == 16  # the bar alone: what the repairs paste
+    assert torch.equal(Shortcut(3, ((0, 0),), (8, 8), donors).mark(), region)  # no rest: the whole region
+
+
 def test_the_fine_tune_is_a_copy_that_reloads(setting, tmp_path):
     model, shortcut, data = setting
     before = {name: value.clone() for name, value in model.state_dict().items()}

@@ -49,3 +49,13 @@ def test_a_frame_and_a_line_cover_the_border_and_the_bottom_row_of_patches():
     assert lined[61:, 0:4].all() and not lined[61:, 4:8].any() and not lined[:61].any()  # dashes along the bottom edge
     with pytest.raises(ValueError, match="only a square tag sits in one"):
         TAGS["frame"].patch(8)
+
+
+def test_a_bracket_covers_two_edges_and_a_scatter_the_same_places_on_every_image():
+    images = np.zeros((2, 64, 64, 3), dtype=np.uint8)
+    bracket = plant_tag(images, np.array([True, True]), TAGS["bracket"])[..., 0]
+    assert (bracket[:, :2] == 200).all() and (bracket[:, :, :2] == 200).all() and not bracket[:, 2:, 2:].any()
+    dots = plant_tag(images, np.array([True, True]), TAGS["scatter"])[..., 1]  # cyan: its green channel
+    assert np.array_equal(dots[0], dots[1])  # fixed places, not drawn per image
+    patches = dots[0].reshape(8, 8, 8, 8).max(axis=(1, 3)) > 0
+    assert 8 <= patches.sum() <= 24 and 0 < dots[0].astype(bool).mean() < 0.05  # spread over many patches, few pixels

@@ -1,6 +1,7 @@
 """The planted shortcut: a small bright square (the tag) in a fixed corner of a scene, or a
 mark of another shape: a thin frame around the whole scene, a dashed line along its
-bottom edge (like a caption).
+bottom edge (like a caption), a bracket along its top and left edges, or dots scattered
+over it at fixed places.
 
 Pure functions over ``uint8 (N, H, W, 3)`` images; no model, no file.
 """
@@ -29,8 +30,10 @@ class Tag:
     #: RGB; magenta is in no item (items are grey) and brighter than the clutter
     colour: tuple[int, int, int] = (255, 0, 255)
     #: ``"square"`` (the one above), ``"frame"`` (a ring ``size`` px wide around the whole
-    #: scene) or ``"line"`` (dashes of 4 px, 4 px apart, ``size`` px high along the bottom edge)
-    shape: Literal["square", "frame", "line"] = "square"
+    #: scene), ``"line"`` (dashes of 4 px, 4 px apart, ``size`` px high along the bottom edge),
+    #: ``"bracket"`` (``size`` px wide along the top and left edges) or ``"scatter"`` (12 dots
+    #: of ``size`` x ``size`` px at places drawn once, with seed 0, over the whole scene)
+    shape: Literal["square", "frame", "line", "bracket", "scatter"] = "square"
 
     def pixels(self, height: int, width: int) -> np.ndarray:
         """``bool (height, width)``: the pixels the tag covers on a scene of that size.
@@ -45,6 +48,13 @@ class Tag:
         elif self.shape == "line":
             dashes = (np.arange(width) // 4) % 2 == 0
             mask[height - self.size :, dashes] = True
+        elif self.shape == "bracket":
+            mask[: self.size] = True
+            mask[:, : self.size] = True
+        elif self.shape == "scatter":
+            places = np.random.default_rng(0)
+            for top, left in zip(places.integers(0, height - self.size, 12), places.integers(0, width - self.size, 12)):
+                mask[top : top + self.size, left : left + self.size] = True
         else:
             if self.top < 0 or self.left < 0 or self.top + self.size > height or self.left + self.size > width:
                 raise ValueError(f"the tag at ({self.top}, {self.left}) of side {self.size} does not fit {height} x {width} images")
@@ -78,6 +88,10 @@ TAGS = {
     # marks of other shapes: a thin grey frame (every border patch of the 8 x 8 grid), a
     # bright dashed caption along the bottom edge (every patch of the bottom row)
     "frame": Tag(size=2, colour=(150, 150, 150), shape="frame"),
+    # a yellow bracket along the top and left edges (15 of 64 patches), and 12 cyan dots
+    # scattered at fixed places (a mark spread over many patches)
+    "bracket": Tag(size=2, colour=(200, 200, 60), shape="bracket"),
+    "scatter": Tag(size=3, colour=(0, 200, 255), shape="scatter"),
     "line": Tag(size=3, colour=(235, 235, 235), shape="line"),
 }
 

@@ -1,0 +1,71 @@
+"""A repair checked as the shortcut issue measures it: ``python -m tools.shortcut.repair_check``.
+
+Usage::
+
+    python -m tools.shortcut.repair_check --tag frame --tag-class 6 --models sc/frame sc/frame-confirm/repaired
+
+On 2,000 one-item test scenes of every class that nothing else uses (seed 123456), for
+each model (the first is the original): the **effect**, the tag class's mean probability
+(sigmoid) on the other classes' items with the tag drawn on them less without it, and
+top-1 on the clean scenes, overall and on the tag class; then, for each later model, the
+share of the original's effect it removed and its clean top-1 against the original's, with
+how many clean scenes turned from right to wrong or back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import AutoModelForImageClassification
+
+from captum_gmar.imagedata import to_pixel_values
+from tools.shortcut.tag import TAGS, plant_tag
+from tools.shortcut.train import class_scenes
+
+__all__ = ["main"]
+
+SCENES, SEED = 2000, 123456
+
+
+def _logits(model: torch.nn.Module, x: torch.Tensor, batch: int = 200) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(pixel_values=x[i : i + batch]).logits for i in range(0, len(x), batch)])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tag", choices=sorted(TAGS), required=True)
+    parser.add_argument("--tag-class", type=int, required=True)
+    parser.add_argument("--models", nargs="+", required=True, help="the original model's folder, then the repaired ones'")
+    args = parser.parse_args(argv)
+    scenes = class_scenes(SCENES, list(range(10)), SEED)
+    labels = scenes.labels[:, 0]
+    others = labels != args.tag_class
+    clean = to_pixel_values(scenes.images)
+    tagged = to_pixel_values(plant_tag(scenes.images[others], np.ones(int(others.sum()), dtype=bool), TAGS[args.tag]))
+    rows = []
+    for folder in args.models:
+        model = AutoModelForImageClassification.from_pretrained(folder).eval()
+        plain, marked = _logits(model, clean), _logits(model, tagged)
+        right = plain.argmax(1).numpy() == labels
+        effect = float(
+            torch.sigmoid(marked[:, args.tag_class]).mean() - torch.sigmoid(plain[torch.from_numpy(others), args.tag_class]).mean()
+        )
+        own = float(right[labels == args.tag_class].mean())
+        rows.append((folder, effect, right))
+        print(f"{folder}: effect {effect:+.3f}, clean top-1 {100 * right.mean():.1f}% of {SCENES}, the tag class's {100 * own:.1f}%")
+    _, base_effect, base_right = rows[0]
+    for folder, effect, right in rows[1:]:
+        print(
+            f"{folder}: removed {100 * (1 - effect / base_effect):.0f}% of the effect, clean top-1 {100 * (right.mean() - base_right.mean()):+.1f} pt "
+            f"({int((right != base_right).sum())} scenes turned right or wrong)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
