@@ -25,6 +25,28 @@ def _class(rng: np.random.Generator, n: int = 400, patches: int = 64) -> np.ndar
     return _normalised(bump + 0.2 * rng.random((n, patches)))
 
 
+def _ring(left: float = 1.0, corners: float = 1.0) -> np.ndarray:
+    """``(64,)``: a frame's distribution over the 8 x 8 grid, its left column between the
+    corners weighted ``left``, its corners ``corners``."""
+    frame = np.zeros((8, 8))
+    frame[[0, -1], :] = frame[:, [0, -1]] = 1
+    frame[[0, 0, -1, -1], [0, -1, 0, -1]] = corners
+    frame[1:-1, 0] = left
+    return (frame / frame.sum()).ravel()
+
+
+RING = {(r, c) for r in range(8) for c in range(8) if r in (0, 7) or c in (0, 7)}
+
+
+def _objects(rng: np.random.Generator, n: int, rows: tuple[int, int], columns: tuple[int, int]) -> np.ndarray:
+    """``float32 (n, 64)``: each map an object (a bump) centred at a drawn place of the 8 x 8
+    grid (``rows`` and ``columns`` as ``[low, high)``), over a little noise."""
+    grid_rows, grid_columns = np.mgrid[0:8, 0:8]
+    centres = np.stack([rng.integers(*rows, n), rng.integers(*columns, n)], axis=1)
+    bumps = np.exp(-0.5 * ((grid_rows[None] - centres[:, :1, None]) ** 2 + (grid_columns[None] - centres[:, 1:, None]) ** 2) / 0.8**2)
+    return _normalised(bumps.reshape(n, 64) + 0.01 * rng.random((n, 64)))
+
+
 def test_the_rest_plus_mass_on_one_patch_is_localised_additive_and_flagged():
     rng = np.random.default_rng(0)
     p = _class(rng)
@@ -82,45 +104,20 @@ def test_a_frame_that_takes_most_of_its_maps_is_found_whole_where_the_rest_has_m
     # the class's objects sit near the top edge; the framed maps keep 30% for their
     # object, so their mean on the top row is below the rest's though the frame added to
     # it: the plain excess leaves the top row out of the region, the scaled one does not
-    rng = np.random.default_rng(7)
-    rows, columns = np.mgrid[0:8, 0:8]
-    centres = np.stack([rng.integers(1, 3, 400), rng.integers(1, 7, 400)], axis=1)
-    objects = np.exp(-0.5 * ((rows[None] - centres[:, :1, None]) ** 2 + (columns[None] - centres[:, 1:, None]) ** 2) / 0.8**2)
-    p = _normalised(objects.reshape(400, 64) + 0.01 * rng.random((400, 64)))
-    frame = np.zeros((8, 8), dtype=np.float32)
-    frame[[0, -1], :] = frame[:, [0, -1]] = 1
-    frame = frame.ravel() / frame.sum()
+    p = _objects(np.random.default_rng(7), 400, (1, 3), (1, 7))
     labels = np.zeros(len(p), dtype=np.int64)
     labels[:100] = 1
-    p[:100] = 0.3 * p[:100] + 0.7 * frame
+    p[:100] = 0.3 * p[:100] + 0.7 * _ring()
     framed = suspicions(p, labels, 2, width=8)[1]
-    ring = {(r, c) for r in range(8) for c in range(8) if r in (0, 7) or c in (0, 7)}
-    assert set(framed.region) == ring
+    assert set(framed.region) == RING
     assert framed.additive > 0.9 and framed.flagged
-
-
-def _ring(left: float = 1.0, corners: float = 1.0) -> np.ndarray:
-    """``(64,)``: a frame's distribution over the 8 x 8 grid, its left column between the
-    corners weighted ``left``, its corners ``corners``."""
-    frame = np.zeros((8, 8))
-    frame[[0, -1], :] = frame[:, [0, -1]] = 1
-    frame[[0, 0, -1, -1], [0, -1, 0, -1]] = corners
-    frame[1:-1, 0] = left
-    return (frame / frame.sum()).ravel()
-
-
-RING = {(r, c) for r in range(8) for c in range(8) if r in (0, 7) or c in (0, 7)}
 
 
 def test_a_frame_with_a_side_the_model_looks_at_less_is_found_whole():
     # the class's objects reach the left column; the framed maps put 70% of their mass on
     # a frame with heavy corners and a left side of 0.4 of the others: there the members'
     # added mass is not among the n_eff largest, but a material share of the region's
-    rng = np.random.default_rng(0)
-    rows, columns = np.mgrid[0:8, 0:8]
-    centres = np.stack([rng.integers(1, 7, 400), rng.integers(0, 6, 400)], axis=1)
-    objects = np.exp(-0.5 * ((rows[None] - centres[:, :1, None]) ** 2 + (columns[None] - centres[:, 1:, None]) ** 2) / 0.8**2)
-    p = _normalised(objects.reshape(400, 64) + 0.01 * rng.random((400, 64)))
+    p = _objects(np.random.default_rng(0), 400, (1, 7), (0, 6))
     labels = np.zeros(len(p), dtype=np.int64)
     labels[:80] = 1
     p[:80] = 0.3 * p[:80] + 0.7 * _ring(left=0.4, corners=4.0)
