@@ -28,22 +28,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ..dataset_maps import MapRecord, load_maps, read_maps
+from ..dataset_maps import load_maps
 from ..dataset_maps.checks import read_job
 from ..evaluation.distributed import current_context
-from ..files import check_folder, check_not_in_use, claim_files, replacing, write_atomic
+from ..files import check_folder, claim_files, replacing, write_atomic
 from ._extra import require
 from .causal import ClusterChecker
 from .disagreement import check_top_share, find_disagreement
 from .groups import cluster_groups
-from .normalise import Part, flat_maps, pool
+from .normalise import Part
 from .page import DATA, PAGE, THUMBS, Placement, write_page
+from .reading import check_finished, check_not_flat, chosen_methods, chosen_targets, job_class_names, map_grid, read_fields, read_group_maps
 from .result import Exploration, overview_order
 from .strategies import Strategies, check_settings, maps_needed
 from .suspicion import FLAG_AT, FLAG_RULE
-from .tables import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, Rows, disagreement_summary, group_summary, write_clusters, write_disagreement
+from .tables import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, disagreement_summary, group_summary, write_clusters, write_disagreement
 from .transplant import CONFIRMS_BY
 
 __all__ = ["CLUSTER_COLUMNS", "DISAGREEMENT_COLUMNS", "EXPLORE_FILES", "FORMAT", "Exploration", "explore"]
@@ -53,8 +53,6 @@ FORMAT = "captum-gmar-explore/1"
 CLUSTERS, DISAGREEMENT, STRATEGIES = "clusters.csv", "disagreement.csv", "strategies.json"
 #: the files an explore folder holds (its manifest lists them)
 EXPLORE_FILES = (CLUSTERS, DISAGREEMENT, STRATEGIES, PAGE, DATA, THUMBS)
-#: maps read per call of read_maps: a few shards' worth
-_CHUNK = 4096
 
 
 def explore(
@@ -161,16 +159,16 @@ def explore(
         raise ValueError(f"max_side must be an integer of at least 2, got {max_side!r}")
     require()
     records = load_maps(maps_folder)
-    _check_finished(maps_folder, records)
-    chosen = _methods(maps_folder, methods)
+    check_finished(maps_folder, records)
+    chosen = chosen_methods(maps_folder, methods)
     if images is not None and not Path(images).is_dir():
         raise FileNotFoundError(f"images {str(images)!r} is not a folder: name the image folder the maps folder's job read")
     if Path(out).resolve() == Path(maps_folder).resolve():
         raise ValueError(f"out {str(out)!r} is the maps folder: name another folder, which explore writes alone")
     check_folder(out, EXPLORE_FILES)
     checker = None if model is None else ClusterChecker(model, processor, images, seed)
-    targets = _targets(maps_folder, records, classes)
-    rows, shapes, class_names = _read_fields(records, chosen, targets)
+    targets = chosen_targets(maps_folder, records, classes)
+    rows, shapes, class_names = read_fields(records, chosen, targets)
     keys = list(rows)
     if not keys:
         raise ValueError(f"{str(maps_folder)!r} holds no maps of {', '.join(chosen) if chosen else 'any method'} yet")
@@ -183,9 +181,9 @@ def explore(
             f"{str(maps_folder)!r}: no class has the {needed} maps a method needs to be clustered (the most: {largest}); "
             "explain more images, or lower neighbours and max_clusters (--neighbours, --max-clusters)"
         )
-    grids = {key: _grid(shape, max_side) for key, shape in shapes.items()}
-    values = _read_maps(records, keys, targets, rows, grids, progress)
-    _check_not_flat(maps_folder, values, groups, part, needed)
+    grids = {key: map_grid(shape, max_side) for key, shape in shapes.items()}
+    values = read_group_maps(records, keys, targets, rows, grids, progress)
+    check_not_flat(maps_folder, values, groups, part, needed)
     clustering: dict[str, Any] = {
         "n_clusters": n_clusters,
         "max_clusters": max_clusters,
@@ -228,7 +226,7 @@ def explore(
         "settings": {**clustering, "top_share": top_share, "max_side": max_side},
         "methods": keys,
         "targets": list(class_names),
-        "class_names": {str(target): name for target, name in {**_job_class_names(maps_folder), **class_names}.items()},
+        "class_names": {str(target): name for target, name in {**job_class_names(maps_folder), **class_names}.items()},
         "flag_at": FLAG_AT,
         "flag_rule": FLAG_RULE,
         "confirms_by": CONFIRMS_BY,
@@ -271,171 +269,6 @@ def explore(
         progress,
     )
     return Exploration(folder, found, skipped, compared, files, causal, summary, None if images is None else Path(images))
-
-
-def _check_finished(folder: str | os.PathLike[str], records: Any) -> None:
-    """Refuse a maps folder a job is still writing (it holds the folder's lock), saying how
-    far it has come: its clusters would change as the job goes on."""
-    try:
-        check_not_in_use(folder)
-    except ValueError:
-        items = (read_job(folder) or {}).get("items")
-        raise ValueError(
-            f"{str(folder)!r} is still being written by a running captum-gmar job ({records.images:,} of "
-            f"{f'{items:,}' if isinstance(items, int) else 'its'} images explained so far): "
-            "explore it once the job has ended"
-        ) from None
-    except OSError:  # a folder we may not lock (read-only): no job can be writing it
-        return
-
-
-def _job_class_names(folder: str | os.PathLike[str]) -> dict[int, str]:
-    """Every class's name, as the job kept them (none for a job that did not)."""
-    return dict(enumerate((read_job(folder) or {}).get("class_names") or []))
-
-
-def _methods(folder: str | os.PathLike[str], methods: Sequence[str] | None) -> list[str] | None:
-    """The methods asked for, each checked against the job (``None``: all of the job's)."""
-    if methods is None:
-        return None
-    if isinstance(methods, str) or not methods:
-        raise ValueError(f"methods must be a list of method keys, got {methods!r}")
-    for key in methods:
-        load_maps(folder, method=key)  # a method not in the job: its ValueError names the job's
-    return list(dict.fromkeys(methods))
-
-
-def _targets(folder: str | os.PathLike[str], records: Sequence[MapRecord], classes: Sequence[int | str] | None) -> set[int] | None:
-    """The explained classes asked for, as indices, each checked against the maps
-    (``None``: all)."""
-    if classes is None:
-        return None
-    if isinstance(classes, str) or not classes:
-        raise ValueError(f"classes must be a list of class indices or names, got {classes!r}")
-    names = {record.target: record.target_name for record in records}
-    by_name = {name: target for target, name in names.items()}
-    chosen = set()
-    for given in classes:
-        target = by_name.get(given) if isinstance(given, str) and not given.isdigit() else int(given)
-        if target not in names:
-            raise ValueError(
-                f"{str(folder)!r} holds no maps explaining class {given!r}; it explains {', '.join(f'{t} ({n})' for t, n in sorted(names.items()))}"
-            )
-        chosen.add(target)
-    return chosen
-
-
-def _read_fields(
-    records: Sequence[MapRecord], methods: list[str] | None, targets: set[int] | None
-) -> tuple[dict[str, Rows], dict[str, tuple[int, ...]], dict[int, str]]:
-    """Every record's fields (not its map), per method (and of ``targets`` only, where
-    given); each method's map shape; and the explained classes' names (index -> name)."""
-    fields: dict[str, dict[str, list[Any]]] = {}
-    shapes: dict[str, tuple[int, ...]] = {}
-    class_names: dict[int, str] = {}
-    for record in records:
-        if (methods is not None and record.method not in methods) or (targets is not None and record.target not in targets):
-            continue
-        class_names.setdefault(record.target, record.target_name)
-        if shapes.setdefault(record.method, tuple(record.shape)) != tuple(record.shape):
-            raise ValueError(
-                f"the maps of {record.method!r} are of two shapes ({shapes[record.method]} and {tuple(record.shape)}): explore reads one grid per method"
-            )
-        columns = fields.setdefault(
-            record.method, {name: [] for name in ("image", "item", "target", "label", "predicted", "score", "margin")}
-        )
-        for name, column in columns.items():
-            column.append(getattr(record, name))
-    rows = {
-        key: Rows(
-            columns["image"],
-            np.array(columns["item"], dtype=np.int64),
-            np.array(columns["target"], dtype=np.int64),
-            np.array(columns["label"], dtype=np.int64),
-            np.array(columns["predicted"], dtype=np.int64),
-            np.array(columns["score"], dtype=np.float64),
-            np.array(columns["margin"], dtype=np.float64),
-        )
-        for key, columns in fields.items()
-    }
-    if methods is not None:
-        rows = {key: rows[key] for key in methods if key in rows}
-    reference = next(iter(rows.values()), None)
-    for key, other in rows.items():  # every image has every method: rows line up
-        if reference is not None and not (np.array_equal(other.item, reference.item) and np.array_equal(other.target, reference.target)):
-            raise ValueError(
-                f"the maps of {key!r} are not of the same images and targets as the other methods': the maps folder is damaged"
-            )
-    return rows, shapes, dict(sorted(class_names.items()))
-
-
-def _grid(shape: tuple[int, ...], max_side: int) -> tuple[int, int]:
-    """The grid maps of ``shape`` are kept on: at most ``max_side`` on a side."""
-    scale = min(1.0, max_side / max(shape))
-    return (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
-
-
-def _read_maps(
-    records: Sequence[MapRecord],
-    keys: list[str],
-    targets: set[int] | None,
-    rows: dict[str, Rows],
-    grids: dict[str, tuple[int, int]],
-    progress: bool,
-) -> dict[str, np.ndarray]:
-    """Each method's maps (of ``targets``, where given), ``float32 (rows, h, w)`` on its
-    grid, read a chunk at a time."""
-    values = {key: np.empty((len(rows[key].item), *grids[key]), dtype=np.float32) for key in keys}
-    filled = dict.fromkeys(keys, 0)
-    pending: dict[str, list[MapRecord]] = {key: [] for key in keys}
-
-    def flush(key: str) -> None:
-        chunk = pending[key]
-        values[key][filled[key] : filled[key] + len(chunk)] = pool(read_maps(chunk).numpy(), grids[key])
-        filled[key] += len(chunk)
-        bar.update(len(chunk))
-        pending[key] = []
-
-    with tqdm(total=sum(len(rows[key].item) for key in keys), unit="map", desc="read maps", disable=not progress) as bar:
-        for record in records:
-            if record.method in pending and (targets is None or record.target in targets):
-                pending[record.method].append(record)
-                if len(pending[record.method]) == _CHUNK:
-                    flush(record.method)
-        for key in keys:
-            if pending[key]:
-                flush(key)
-    for key, array in values.items():
-        finite = np.isfinite(array).all(axis=(1, 2))
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            first = rows[key]
-            raise ValueError(
-                f"{len(bad)} maps of {key!r} hold NaN or infinite values (the first: image {first.image[bad[0]]!r}, target {first.target[bad[0]]}); "
-                "explain those images again"
-            )
-    return values
-
-
-def _check_not_flat(
-    folder: str | os.PathLike[str], values: dict[str, np.ndarray], groups: dict[int, np.ndarray], part: Part, needed: int
-) -> None:
-    """Refuse maps that say nothing (constant), before any file is written: a method whose
-    maps are all flat, or no group left with ``needed`` maps that are not."""
-    left = 0
-    for key, array in values.items():
-        flat = flat_maps(array, part)
-        if flat.all():
-            raise ValueError(
-                f"{str(folder)!r}: every map of {key!r} is constant ({part} part): it shows nothing to cluster; "
-                "leave the method out (methods=, --methods) or explain those images again"
-            )
-        left = max(left, *(int((~flat[members]).sum()) for members in groups.values()))
-    if left < needed:
-        raise ValueError(
-            f"{str(folder)!r}: no class has the {needed} maps that are not constant a method needs to be clustered (the most: {left}); "
-            "explain more images, or lower neighbours and max_clusters (--neighbours, --max-clusters)"
-        )
 
 
 def _placement(count: int, key: str, groups: dict[int, np.ndarray], found: dict[tuple[str, int], Strategies]) -> Placement:
