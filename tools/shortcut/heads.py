@@ -46,8 +46,8 @@ from captum_gmar.heads.remove import RemovalMode
 from captum_gmar.imagedata import CLASS_NAMES, to_pixel_values
 from captum_gmar.vit.model import VisionTransformer
 from tools.shortcut.benchmark import tagged_test_scenes
-from tools.shortcut.tag import TAGS, Tag, plant_tag
-from tools.shortcut.train import class_scenes, logits
+from tools.shortcut.tag import TAGS, plant_tag
+from tools.shortcut.train import class_scenes, logits, shortcut_effect
 
 __all__ = ["direct_effects", "evaluate_model", "main"]
 
@@ -89,12 +89,6 @@ def direct_effects(model: ViTForImageClassification, pixel_values: Tensor, targe
             per_head.append(((contribution - contribution.mean(-1, keepdim=True)) / scale) @ row)
         effects.append(torch.stack(per_head, dim=1))
     return torch.stack(effects, dim=1).detach()
-
-
-def _shortcut_effect(model: torch.nn.Module, others: np.ndarray, tag: Tag, target: int) -> float:
-    """The mean class probability on other classes' items with the tag, less without."""
-    tagged = plant_tag(others, np.ones(len(others), dtype=bool), tag)
-    return float(torch.sigmoid(logits(model, tagged)[:, target]).mean() - torch.sigmoid(logits(model, others)[:, target]).mean())
 
 
 def _accuracies(model: torch.nn.Module, groups: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
@@ -141,7 +135,7 @@ def evaluate_model(folder: Path, images: int, others_count: int, seed: int) -> d
         **{name: _by(location.scores[name]) for name in HEAD_SCORES if name in RANKINGS},
         "ltc": _by(ltc),
     }
-    base = _shortcut_effect(model, others.images, tag, target)
+    base = shortcut_effect(model, others.images, tag, target)
     removal: dict[str, dict[str, float]] = {}
     for name, ranking in orders.items():
         modes: tuple[RemovalMode, ...] = ("zero", "mean") if name == "ablation" else ("zero",)
@@ -150,14 +144,14 @@ def evaluate_model(folder: Path, images: int, others_count: int, seed: int) -> d
             removal[key] = {}
             for k in SIZES:
                 corrected = without_heads(model, ranking[:k], mode=mode, reference_images=x[~tagged])
-                removal[key][str(k)] = 1 - _shortcut_effect(corrected, others.images, tag, target) / base
+                removal[key][str(k)] = 1 - shortcut_effect(corrected, others.images, tag, target) / base
     rng = np.random.default_rng(seed)
     removal["random"] = {
         str(k): float(
             np.mean(
                 [
                     1
-                    - _shortcut_effect(
+                    - shortcut_effect(
                         without_heads(model, [divmod(int(i), heads) for i in rng.choice(layers * heads, k, replace=False)]),
                         others.images,
                         tag,

@@ -18,22 +18,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import numpy as np
-import torch
 from transformers import AutoModelForImageClassification
 
-from captum_gmar.imagedata import to_pixel_values
-from tools.shortcut.tag import TAGS, plant_tag
-from tools.shortcut.train import class_scenes
+from tools.shortcut.tag import TAGS
+from tools.shortcut.train import class_scenes, logits, shortcut_effect
 
 __all__ = ["main"]
 
 SCENES, SEED = 2000, 123456
-
-
-def _logits(model: torch.nn.Module, x: torch.Tensor, batch: int = 200) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model(pixel_values=x[i : i + batch]).logits for i in range(0, len(x), batch)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,16 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenes = class_scenes(SCENES, list(range(10)), SEED)
     labels = scenes.labels[:, 0]
     others = labels != args.tag_class
-    clean = to_pixel_values(scenes.images)
-    tagged = to_pixel_values(plant_tag(scenes.images[others], np.ones(int(others.sum()), dtype=bool), TAGS[args.tag]))
     rows = []
     for folder in args.models:
         model = AutoModelForImageClassification.from_pretrained(folder).eval()
-        plain, marked = _logits(model, clean), _logits(model, tagged)
-        right = plain.argmax(1).numpy() == labels
-        effect = float(
-            torch.sigmoid(marked[:, args.tag_class]).mean() - torch.sigmoid(plain[torch.from_numpy(others), args.tag_class]).mean()
-        )
+        right = logits(model, scenes.images).argmax(1).numpy() == labels
+        effect = shortcut_effect(model, scenes.images[others], TAGS[args.tag], args.tag_class)
         own = float(right[labels == args.tag_class].mean())
         rows.append((folder, effect, right))
         print(f"{folder}: effect {effect:+.3f}, clean top-1 {100 * right.mean():.1f}% of {SCENES}, the tag class's {100 * own:.1f}%")

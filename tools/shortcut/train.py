@@ -85,6 +85,13 @@ def logits(model: nn.Module, images: np.ndarray, batch_size: int = 200) -> Tenso
     return torch.cat([model(pixel_values=to_pixel_values(images[i : i + batch_size])).logits for i in range(0, len(images), batch_size)])
 
 
+def shortcut_effect(model: nn.Module, others: np.ndarray, tag: Tag, target: int) -> float:
+    """The mean probability (sigmoid) of class ``target`` on the other classes' ``uint8``
+    scenes ``others`` with ``tag`` drawn on them, less without it."""
+    tagged = plant_tag(others, np.ones(len(others), dtype=bool), tag)
+    return float(torch.sigmoid(logits(model, tagged)[:, target]).mean() - torch.sigmoid(logits(model, others)[:, target]).mean())
+
+
 def shortcut_metrics(
     model: nn.Module, tag_class: int, n: int, seed: int = EVAL_SEED, data_dir: Path | None = None, tag: Tag = MAGENTA
 ) -> dict[str, float]:
