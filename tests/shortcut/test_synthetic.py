@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tools.shortcut.family import run_setting, settings
-from tools.shortcut.synthetic import Setting, synthetic_class, tag_patches
+from tools.shortcut.shapes import run_pair
+from tools.shortcut.synthetic import Setting, synthetic_class, tag_mask, tag_patches, two_tags_class
 
 
 @pytest.mark.parametrize("place, expected", [("corner", (0, 0)), ("edge", (0, 6)), ("object", (6, 6))])
@@ -46,3 +47,22 @@ def test_the_family_covers_every_combination_and_a_run_scores_the_tag():
     row = run_setting(Setting(mass=0.3, count=400), seed=0)
     assert row["best"]["f1"] >= 0.9 and row["best"]["rank"] == 1 and row["first"]["flagged"]
     assert row["clusters"] <= row["clusters_found"]
+
+
+def test_two_tags_sit_on_disjoint_maps_each_with_its_share_on_its_own_patches():
+    setting = Setting(shape="line", count=400)
+    maps, line, square = two_tags_class(setting, "square", seed=3)
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1, rtol=1e-5)
+    assert line.sum() == square.sum() == 40 and not (line & square).any()
+    # the first tag is synthetic_class's own: the same maps where the second is not
+    alone, tagged = synthetic_class(setting, seed=3)
+    np.testing.assert_array_equal(tagged, line)
+    np.testing.assert_array_equal(maps[~square], alone[~square])
+    on_square = maps[:, tag_mask(Setting(shape="square"))].sum(1)
+    assert (on_square[square] >= 0.8 * setting.mass - 1e-6).all() and on_square[square].mean() > on_square[line].mean() + 0.15
+
+
+def test_both_of_two_tags_in_one_class_are_found_first_and_flagged():
+    row = run_pair(Setting(shape="square", objects="fixed", count=300), "frame", seed=0)
+    assert sorted(t["rank"] for t in row["tags"]) == [1, 2]
+    assert all(t["f1"] >= 0.9 and t["flagged"] for t in row["tags"]) and row["others_flagged"] == 0

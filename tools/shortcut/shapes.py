@@ -13,6 +13,9 @@ Two parts, on synthetic classes (:mod:`tools.shortcut.synthetic`), each given to
   of 300 maps, 25% of their mass, on fixed and moving objects, with and without a
   relevance floor, plain and sharpened maps, ``--seeds`` seeds each. Per class: whether
   a cluster isolates the tag (F1 >= 0.9), its rank, whether it is flagged.
+- **pairs**: two shortcuts in one class, a tag of each of two shapes (every pair of
+  shapes) on 10% of the maps each, the others as for the shapes. Per tag: whether a
+  cluster isolates it, its rank, whether it is flagged.
 - **sizes**: classes without a tag (every kind of object, floor and sharpness) of 20,
   50, 100 and 300 maps, ``--control-seeds`` seeds each: the share with a flagged cluster.
 """
@@ -32,9 +35,10 @@ import numpy as np
 from tqdm import tqdm
 
 from captum_gmar import find_strategies
+from captum_gmar.exploration.strategies import Cluster, Strategies
 from tools.shortcut.family import FACTORS, ISOLATED, controls
 from tools.shortcut.scoring import best_match
-from tools.shortcut.synthetic import Setting, Shape, synthetic_class
+from tools.shortcut.synthetic import Setting, Shape, synthetic_class, two_tags_class
 
 __all__ = ["SHAPES", "SIZES", "main"]
 
@@ -50,21 +54,47 @@ def shape_settings() -> list[Setting]:
     ]
 
 
-def run_shape(setting: Setting, seed: int) -> dict[str, Any]:
-    maps, tagged = synthetic_class(setting, seed)
-    found = find_strategies(maps, seed=seed)
+def _found(found: Strategies, tagged: np.ndarray) -> tuple[dict[str, Any], Cluster]:
+    """The cluster that best matches the ``tagged`` maps: its F1, rank, flag and suspicion."""
     order = [c.label for c in found.ranking]
     best = best_match(found.labels, tagged, order)
     assert best.rank is not None  # an order was given
     cluster = next(c for c in found.ranking if c.label == order[best.rank - 1])
+    return {"f1": best.f1, "rank": best.rank, "flagged": cluster.flagged, "suspicion": cluster.suspicion}, cluster
+
+
+def run_shape(setting: Setting, seed: int) -> dict[str, Any]:
+    maps, tagged = synthetic_class(setting, seed)
+    found = find_strategies(maps, seed=seed)
+    figures, cluster = _found(found, tagged)
     return {
         "setting": asdict(setting),
         "seed": seed,
-        "f1": best.f1,
-        "rank": best.rank,
-        "flagged": cluster.flagged,
-        "suspicion": cluster.suspicion,
+        **figures,
         "others_flagged": sum(c.flagged for c in found.ranking if c is not cluster),
+    }
+
+
+def pair_settings() -> list[tuple[Setting, Shape]]:
+    """Every pair of shapes on every kind of object, floor and sharpness, 300 maps a class."""
+    return [
+        (replace(setting, shape=first), second)
+        for first, second in itertools.combinations(SHAPES, 2)
+        for setting in shape_settings()
+        if setting.shape == "square"
+    ]
+
+
+def run_pair(setting: Setting, second: Shape, seed: int) -> dict[str, Any]:
+    maps, *tagged = two_tags_class(setting, second, seed)
+    found = find_strategies(maps, seed=seed)
+    tags = [_found(found, t) for t in tagged]
+    return {
+        "setting": asdict(setting),
+        "second": second,
+        "seed": seed,
+        "tags": [figures for figures, _ in tags],
+        "others_flagged": sum(c.flagged for c in found.ranking if all(c is not cluster for _, cluster in tags)),
     }
 
 
@@ -81,6 +111,8 @@ def report(results: dict[str, Any]) -> str:
     ]
     for shape in SHAPES:
         rows = [r for r in results["shapes"] if r["setting"]["shape"] == shape]
+        if not rows:
+            continue
         isolated = [r for r in rows if r["f1"] >= ISOLATED]
         first = sum(r["rank"] == 1 for r in isolated)
         flagged = sum(r["rank"] == 1 and r["flagged"] for r in isolated)
@@ -88,9 +120,27 @@ def report(results: dict[str, Any]) -> str:
             f"| {shape} | {len(rows)} | {len(isolated)} | {first} of {len(isolated)} | {flagged} of {len(isolated)} | "
             f"{sum(r['others_flagged'] > 0 for r in rows)} |"
         )
+    out += [
+        "",
+        "| shapes | classes | both isolated (F1 >= 0.9) | both among the first two when isolated | both flagged | one isolated | it first and flagged | other clusters flagged |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for first, second in itertools.combinations(SHAPES, 2):
+        rows = [r for r in results.get("pairs", []) if (r["setting"]["shape"], r["second"]) == (first, second)]
+        if not rows:
+            continue
+        both = [r for r in rows if all(t["f1"] >= ISOLATED for t in r["tags"])]
+        one = [t for r in rows if sum(t["f1"] >= ISOLATED for t in r["tags"]) == 1 for t in r["tags"] if t["f1"] >= ISOLATED]
+        out.append(
+            f"| {first} and {second} | {len(rows)} | {len(both)} | {sum(all(t['rank'] <= 2 for t in r['tags']) for r in both)} of {len(both)} | "
+            f"{sum(all(t['flagged'] for t in r['tags']) for r in both)} of {len(both)} | {len(one)} | "
+            f"{sum(t['rank'] == 1 and t['flagged'] for t in one)} of {len(one)} | {sum(r['others_flagged'] > 0 for r in rows)} |"
+        )
     out += ["", "| maps a class | classes without a tag | with a flagged cluster | highest suspicion (median) |", "|---|---|---|---|"]
     for size in SIZES:
         rows = [r for r in results["sizes"] if r["setting"]["count"] == size]
+        if not rows:
+            continue
         flagged = sum(r["flagged"] > 0 for r in rows)
         out.append(f"| {size} | {len(rows)} | {flagged} ({flagged / len(rows):.1%}) | {np.median([r['top'] for r in rows]):.2f} |")
     return "\n".join(out)
@@ -102,17 +152,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="print the tables of a results file")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--control-seeds", type=int, default=25)
+    parser.add_argument("--parts", nargs="+", choices=("shapes", "pairs", "sizes"), default=["shapes", "pairs", "sizes"])
     args = parser.parse_args(argv)
     if args.report:
         print(report(json.loads(args.report.read_text())))
         return 0
     if args.out is None:
         parser.error("give --out (run) or --report (tables)")
-    jobs = [(s, seed) for s in shape_settings() for seed in range(args.seeds)]
+    jobs = [(s, seed) for s in shape_settings() for seed in range(args.seeds)] if "shapes" in args.parts else []
     shapes = [run_shape(s, seed) for s, seed in tqdm(jobs, desc="shapes")]
-    size_jobs = [(replace(s, count=n), seed) for n in SIZES for s in controls() for seed in range(args.control_seeds)]
+    pair_jobs = [(s, second, seed) for s, second in pair_settings() for seed in range(args.seeds)] if "pairs" in args.parts else []
+    pairs = [run_pair(s, second, seed) for s, second, seed in tqdm(pair_jobs, desc="pairs")]
+    size_jobs = (
+        [(replace(s, count=n), seed) for n in SIZES for s in controls() for seed in range(args.control_seeds)]
+        if "sizes" in args.parts
+        else []
+    )
     sizes = [run_control(s, 1000 + seed) for s, seed in tqdm(size_jobs, desc="sizes")]
-    results = {"command": "python -m tools.shortcut." + " ".join(["shapes", *sys.argv[1:]]), "shapes": shapes, "sizes": sizes}
+    results = {
+        "command": "python -m tools.shortcut." + " ".join(["shapes", *sys.argv[1:]]),
+        "shapes": shapes,
+        "pairs": pairs,
+        "sizes": sizes,
+    }
     args.out.write_text(json.dumps(results, indent=1))
     print(report(results))
     return 0

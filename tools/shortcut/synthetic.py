@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["Setting", "synthetic_class", "tag_mask", "tag_patches"]
+__all__ = ["Setting", "synthetic_class", "tag_mask", "tag_patches", "two_tags_class"]
 
 Place = Literal["corner", "edge", "object"]
 Shape = Literal["square", "frame", "line", "bracket", "spread"]
@@ -147,11 +147,31 @@ def synthetic_class(setting: Setting, seed: int) -> tuple[np.ndarray, np.ndarray
     tagged = np.zeros(n, dtype=bool)
     if setting.has_tag:
         tagged[rng.choice(n, max(1, round(setting.tagged * n)), replace=False)] = True
-        low, high = 1 - setting.mass_spread, 1 + setting.mass_spread
-        share = np.clip(setting.mass * rng.uniform(low, high, int(tagged.sum())), 0, 1).astype(np.float32)
-        tag = np.zeros((len(share), size, size), dtype=np.float32)
-        where = tag_mask(setting)
-        tag[:, where] = rng.uniform(0.7, 1.0, (len(share), int(where.sum())))
-        tag /= tag.sum(axis=(1, 2), keepdims=True)
-        maps[tagged] = (1 - share[:, None, None]) * maps[tagged] + share[:, None, None] * tag
+        _add_tag(maps, tagged, setting, rng)
     return maps.astype(np.float32), tagged
+
+
+def two_tags_class(setting: Setting, second: Shape, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A class with two shortcuts: ``setting``'s tag on a share ``setting.tagged`` of the
+    maps, and a tag of shape ``second`` (the same mass) on as many others. The maps
+    ``float32 (count, size, size)`` and which carry each tag, ``bool (count,)`` twice."""
+    maps, first = synthetic_class(setting, seed)
+    rng = np.random.default_rng([seed, 1])
+    others = np.flatnonzero(~first)
+    tagged = np.zeros(len(maps), dtype=bool)
+    tagged[rng.choice(others, min(int(first.sum()), len(others)), replace=False)] = True
+    _add_tag(maps, tagged, replace(setting, shape=second), rng)
+    return maps, first, tagged
+
+
+def _add_tag(maps: np.ndarray, tagged: np.ndarray, setting: Setting, rng: np.random.Generator) -> None:
+    """Put ``setting``'s tag on the ``tagged`` maps of ``maps`` ``(n, size, size)``, in place:
+    each a share of its mass drawn around ``setting.mass``, spread unevenly over the tag's patches."""
+    size = setting.size
+    low, high = 1 - setting.mass_spread, 1 + setting.mass_spread
+    share = np.clip(setting.mass * rng.uniform(low, high, int(tagged.sum())), 0, 1).astype(np.float32)
+    tag = np.zeros((len(share), size, size), dtype=np.float32)
+    where = tag_mask(setting)
+    tag[:, where] = rng.uniform(0.7, 1.0, (len(share), int(where.sum())))
+    tag /= tag.sum(axis=(1, 2), keepdims=True)
+    maps[tagged] = (1 - share[:, None, None]) * maps[tagged] + share[:, None, None] * tag
