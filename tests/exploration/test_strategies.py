@@ -122,8 +122,12 @@ def test_the_result_is_consistent(planted, found):
 
 
 def _rest_mean(maps, found, label):
+    """The mean of the maps a cluster is scored against: the others, less the other flagged
+    clusters where it is not flagged itself (a second shortcut, ``suspicion``'s step 7)."""
     p = maps / maps.sum(axis=(1, 2), keepdims=True)
-    return p[found.labels != label].mean(axis=0)
+    flagged = {c.label for c in found.flagged}
+    left_out = {label} if label in flagged else {label} | flagged
+    return p[~np.isin(found.labels, list(left_out))].mean(axis=0)
 
 
 def test_confidence_gives_each_cluster_the_models_certainty_and_leaves_the_ranking(planted, found):

@@ -246,3 +246,21 @@ def test_the_excess_direction_is_a_unit_vector_on_the_positive_excess():
     direction = excess_direction(sums, sizes, 0)
     assert np.linalg.norm(direction) == pytest.approx(1) and direction[0] > 0 and direction[1] == direction[2] == 0
     assert not excess_direction(np.ones((2, 3)), np.array([1, 1]), 0).any()  # no excess: zero
+
+
+def test_a_second_shortcut_is_scored_against_the_rest_less_the_flagged_cluster():
+    rng = np.random.default_rng(8)
+    p = _class(rng)
+    labels = np.zeros(len(p), dtype=np.int64)
+    labels[:40], labels[40:80] = 1, 2
+    first, second = np.zeros(64, dtype=np.float32), np.zeros(64, dtype=np.float32)
+    first[5], second[60] = 1, 1
+    p[:40] = 0.4 * p[:40] + 0.6 * first  # a strong mark, which the rest would otherwise hold
+    p[40:80] = 0.7 * p[40:80] + 0.3 * second
+    figures = suspicions(p, labels, 3, width=8)
+    assert figures[1].flagged and figures[2].flagged
+    # scored as if the first shortcut's maps were not in the class (its mark in the rest
+    # would make the second's maps look as if they lacked it: additive about 0.8)
+    alone = suspicions(p[40:], (labels[40:] == 2).astype(np.int64), 2, width=8)[1]
+    assert figures[2].region == alone.region and figures[2].additive == pytest.approx(alone.additive, abs=1e-9)
+    assert figures[2].rest_mass == pytest.approx(alone.rest_mass)
