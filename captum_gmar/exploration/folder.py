@@ -105,7 +105,8 @@ def explore(
     ``size``, ``suspicion``, ``flagged``, ``localised``, ``additive``, ``difference``,
     ``spread``, ``region`` (``[row, column]`` pairs), ``member_mass``, ``rest_mass``,
     ``shared``, ``confidence`` (against the rest, from the margins, or the scores with
-    one class; :class:`~captum_gmar.exploration.suspicion.Suspicion`), ``reason``,
+    one class; :class:`~captum_gmar.exploration.suspicion.Suspicion`),
+    ``rest_less_flagged`` (scored against the rest less the flagged clusters), ``reason``,
     ``transplant_rise``, ``transplant_control``, ``transplant`` and ``confirmed`` (flagged,
     and the transplant rose :data:`~captum_gmar.exploration.transplant.CONFIRMS_BY` beyond
     its control; where a model was given),

@@ -362,7 +362,8 @@ def _reason(figures: Suspicion, patches: int) -> str:
     )
     text = (
         f"{'flagged' if figures.flagged else 'not flagged'} (suspicion {figures.suspicion:.2f}; {threshold}): "
-        f"its difference from the rest of the class ({figures.difference:.0%} of the mass) lies on an effective "
+        f"its difference from the rest of the class{' less the flagged clusters' if figures.rest_less_flagged else ''} "
+        f"({figures.difference:.0%} of the mass) lies on an effective "
         f"{figures.spread:.1f} of the {patches} patches ({figures.spread / patches:.0%} of the grid; {where}), {figures.additive:.0%} of it "
         f"there alone, and what its maps hold elsewhere is {figures.intact:.0%} as concentrated as the rest's; the difference is "
         f"{1 + 2 * figures.beyond:.1f} times its chance level or more (3 counts in full); its maps put a median {figures.member_mass:.1%} of their mass on those patches, the rest {figures.rest_mass:.1%}, "

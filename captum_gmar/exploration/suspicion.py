@@ -78,7 +78,7 @@ classes drawn at those sizes (``docs/results.md``, "Shortcuts of any shape": the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -154,6 +154,8 @@ class Suspicion:
     beyond: float
     #: the suspicion that flags a cluster of this many maps; ``None`` for fewer than :data:`MIN_FLAGGED`
     threshold: float | None
+    #: whether "the rest" is the class's other maps less the flagged clusters (step 7)
+    rest_less_flagged: bool
 
     @property
     def flagged(self) -> bool:
@@ -220,7 +222,8 @@ def suspicions(p: np.ndarray, labels: np.ndarray, k: int, width: int, confidence
         less_sums, less_sizes = sums.copy(), sizes.copy()
         less_sums[others], less_sizes[others] = 0, 0
         less_confidence = None if confidence is None else confidence[kept]
-        figures[c] = _one(p[kept], labels[kept], c, less_sums, less_sizes, width, less_confidence, deviation)
+        again = _one(p[kept], labels[kept], c, less_sums, less_sizes, width, less_confidence, deviation)
+        figures[c] = replace(again, rest_less_flagged=True)
     return figures
 
 
@@ -295,6 +298,7 @@ def _one(
         intact=intact,
         beyond=beyond,
         threshold=flag_threshold(int(members.sum())),
+        rest_less_flagged=False,
     )
 
 

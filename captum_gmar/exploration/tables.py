@@ -219,6 +219,7 @@ def group_summary(
                 "suspicion": _rounded(cluster.suspicion),
                 "flagged": cluster.flagged,
                 **{name: _rounded(getattr(cluster, name)) for name in _FIGURES},
+                "rest_less_flagged": cluster.rest_less_flagged,
                 "region": [list(cell) for cell in cluster.region],
                 "confidence": None if math.isnan(cluster.confidence) else _rounded(cluster.confidence),
                 "reason": cluster.reason,

@@ -264,3 +264,4 @@ def test_a_second_shortcut_is_scored_against_the_rest_less_the_flagged_cluster()
     alone = suspicions(p[40:], (labels[40:] == 2).astype(np.int64), 2, width=8)[1]
     assert figures[2].region == alone.region and figures[2].additive == pytest.approx(alone.additive, abs=1e-9)
     assert figures[2].rest_mass == pytest.approx(alone.rest_mass)
+    assert figures[2].rest_less_flagged and not figures[1].rest_less_flagged and not alone.rest_less_flagged
