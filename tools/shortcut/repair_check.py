@@ -9,14 +9,17 @@ each model (the first is the original): the **effect**, the tag class's mean pro
 (sigmoid) on the other classes' items with the tag drawn on them less without it, and
 top-1 on the clean scenes, overall and on the tag class; then, for each later model, the
 share of the original's effect it removed and its clean top-1 against the original's, with
-how many clean scenes turned from right to wrong or back.
+how many clean scenes turned from right to wrong or back. ``--json PATH`` also writes
+them (what ``tools.shortcut.end_to_end`` reads).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from transformers import AutoModelForImageClassification
 
@@ -33,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tag", choices=sorted(TAGS), required=True)
     parser.add_argument("--tag-class", type=int, required=True)
     parser.add_argument("--models", nargs="+", required=True, help="the original model's folder, then the repaired ones'")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     scenes = class_scenes(SCENES, list(range(10)), SEED)
     labels = scenes.labels[:, 0]
@@ -46,10 +50,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append((folder, effect, right))
         print(f"{folder}: effect {effect:+.3f}, clean top-1 {100 * right.mean():.1f}% of {SCENES}, the tag class's {100 * own:.1f}%")
     _, base_effect, base_right = rows[0]
-    for folder, effect, right in rows[1:]:
+    figures = []
+    for folder, effect, right in rows:
+        figures.append(
+            {
+                "model": folder,
+                "effect": effect,
+                "removed": 1 - effect / base_effect,
+                "top1": float(right.mean()),
+                "top1_change": float(right.mean() - base_right.mean()),
+                "tag_class_top1": float(right[labels == args.tag_class].mean()),
+                "turned": int((right != base_right).sum()),
+            }
+        )
+    for row in figures[1:]:
         print(
-            f"{folder}: removed {100 * (1 - effect / base_effect):.0f}% of the effect, clean top-1 {100 * (right.mean() - base_right.mean()):+.1f} pt "
-            f"({int((right != base_right).sum())} scenes turned right or wrong)"
+            f"{row['model']}: removed {100 * row['removed']:.0f}% of the effect, clean top-1 {100 * row['top1_change']:+.1f} pt "
+            f"({row['turned']} scenes turned right or wrong)"
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps({"tag": args.tag, "tag_class": args.tag_class, "scenes": SCENES, "models": figures}, indent=1) + "\n"
         )
     return 0
 

@@ -1,0 +1,41 @@
+"""The end-to-end report: found, confirmed and repaired, read from the files the scripts write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tools.shortcut.end_to_end import report
+
+
+def _write(folder: Path, check: bool) -> None:
+    methods = {
+        "attnlrp": {"f1": 0.99, "rank": 1, "flagged": True, "transplant_rise": 0.9, "transplant_control": 0.02},
+        "gae": {"f1": 0.95, "rank": 1, "flagged": True, "transplant_rise": 0.15, "transplant_control": 0.0},  # rises too little
+        "rollout": {"f1": 0.3, "rank": 4, "flagged": False, "transplant_rise": None, "transplant_control": None},
+    }
+    (folder / "repaired").mkdir(parents=True)
+    (folder / "confirm.json").write_text(json.dumps({"tag": "frame", "tag_class": 6, "methods": methods}))
+    table = [
+        {"repair": "none (as it was)", "transplant_rise": 0.94, "accuracy": 0.905},
+        {"repair": "heads", "transplant_rise": 0.89, "accuracy": 0.895},
+        {"repair": "finetune", "transplant_rise": 0.04, "accuracy": 0.865},
+    ]
+    (folder / "repaired" / "repair.json").write_text(json.dumps({"cluster": "attnlrp:6:1", "chosen": "finetune", "table": table}))
+    if check:
+        models = [{"removed": 0.0, "top1_change": 0.0}, {"removed": 0.96, "top1_change": -0.002}]
+        (folder / "repair_check.json").write_text(json.dumps({"models": models}))
+
+
+def test_the_report_says_who_found_confirmed_and_what_removed_it(tmp_path: Path) -> None:
+    _write(tmp_path / "a", check=True)
+    text = report([tmp_path / "a"])
+    assert "| frame | attnlrp | 0.99 | 1 | yes, confirmed | +0.90 (+0.02) |" in text
+    assert "| frame | gae | 0.95 | 1 | yes | +0.15 (+0.00) |" in text and "| frame | rollout | 0.30 | 4 | no | – |" in text
+    assert "| frame | `attnlrp:6:1` | finetune | +0.94 → +0.04 | 90.5% → 86.5% | 96% | -0.2 pt |" in text
+    assert "- frame: first and flagged by attnlrp, gae; confirmed by attnlrp; finetune removed 96% at -0.2 pt of clean top-1." in text
+
+
+def test_a_repair_not_checked_on_the_test_scenes_says_so(tmp_path: Path) -> None:
+    _write(tmp_path / "b", check=False)
+    assert "finetune chosen (not measured on the test scenes)" in report([tmp_path / "b"])

@@ -1,0 +1,108 @@
+"""The planted-shortcut benchmark end to end, found, confirmed and repaired: ``python -m tools.shortcut.end_to_end``.
+
+Usage (each ``O`` a folder ``tools.shortcut.confirm --repair`` wrote, then
+``tools.shortcut.repair_check ... --json O/repair_check.json``)::
+
+    python -m tools.shortcut.end_to_end sc/magenta-confirm sc/teal-confirm sc/frame-confirm sc/line-confirm
+
+Prints two Markdown tables and one line per shortcut:
+
+- **found and confirmed**, per shortcut and method: the cluster that best matches the
+  marked images (F1), its rank, whether it is flagged, and its transplant rise against
+  its control (where ``explore`` ran the transplant: the cluster was flagged or first);
+- **repaired**, per shortcut: the cluster repaired, the repair ``auto`` chose, the held-out
+  transplant rise and accuracy before and after (``repair.json``), and the issue's measure
+  on 2,000 test scenes (``repair_check.json``): the share of the effect removed and the
+  change of clean top-1;
+- which methods find it (first and flagged) and confirm it, and what removed it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from captum_gmar.exploration.transplant import CONFIRMS_BY
+
+__all__ = ["main"]
+
+#: a cluster isolates the shortcut from this F1
+ISOLATED = 0.9
+
+
+def _read(folder: Path) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    """``confirm.json``, and ``repaired/repair.json`` and ``repair_check.json`` where present."""
+
+    def optional(path: Path) -> dict[str, Any] | None:
+        return json.loads(path.read_text()) if path.exists() else None
+
+    return (
+        json.loads((folder / "confirm.json").read_text()),
+        optional(folder / "repaired" / "repair.json"),
+        optional(folder / "repair_check.json"),
+    )
+
+
+def _rise(r: dict[str, Any]) -> str:
+    rise, control = r.get("transplant_rise"), r.get("transplant_control")
+    return "–" if rise is None else f"{rise:+.2f} ({control:+.2f})"
+
+
+def report(folders: Sequence[Path]) -> str:
+    found = ["| shortcut | method | best F1 | its rank | flagged | transplant rise (control) |", "|---|---|---|---|---|---|"]
+    repaired = [
+        "| shortcut | cluster | chosen | held-out rise | held-out accuracy | effect removed | clean top-1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines = []
+    for folder in folders:
+        confirm, repair, check = _read(folder)
+        tag = confirm["tag"]
+        first_and_flagged, confirmed = [], []
+        for method, r in confirm["methods"].items():
+            if r.get("f1") is None:
+                found.append(f"| {tag} | {method} | not clustered | | | |")
+                continue
+            flagged = r["flagged"] and r["rank"] == 1 and r["f1"] >= ISOLATED
+            rise, control = r.get("transplant_rise"), r.get("transplant_control")
+            is_confirmed = flagged and rise is not None and control is not None and rise - control >= CONFIRMS_BY
+            first_and_flagged += [method] if flagged else []
+            confirmed += [method] if is_confirmed else []
+            found.append(
+                f"| {tag} | {method} | {r['f1']:.2f} | {r['rank']} | {'yes' if r['flagged'] else 'no'}"
+                f"{', confirmed' if is_confirmed else ''} | {_rise(r)} |"
+            )
+        removal = "not repaired"
+        if repair is not None:
+            table = {row["repair"]: row for row in repair["table"]}
+            before, after = table["none (as it was)"], table[repair["chosen"]]
+            measure = "| | |"
+            removal = f"{repair['chosen']} chosen (not measured on the test scenes)"
+            if check is not None:
+                last = check["models"][-1]
+                measure = f"| {100 * last['removed']:.0f}% | {100 * last['top1_change']:+.1f} pt |"
+                removal = f"{repair['chosen']} removed {100 * last['removed']:.0f}% at {100 * last['top1_change']:+.1f} pt of clean top-1"
+            repaired.append(
+                f"| {tag} | `{repair['cluster']}` | {repair['chosen']} | {before['transplant_rise']:+.2f} → {after['transplant_rise']:+.2f} | "
+                f"{100 * before['accuracy']:.1f}% → {100 * after['accuracy']:.1f}% {measure}"
+            )
+        lines.append(
+            f"- {tag}: first and flagged by {', '.join(first_and_flagged) or 'no method'}; confirmed by "
+            f"{', '.join(confirmed) or 'none'}; {removal}."
+        )
+    return "\n".join([*found, "", *repaired, "", *lines])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="folders tools.shortcut.confirm --repair wrote")
+    print(report(parser.parse_args(argv).folders))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
