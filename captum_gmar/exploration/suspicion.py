@@ -218,11 +218,9 @@ def suspicions(p: np.ndarray, labels: np.ndarray, k: int, width: int, confidence
         if figures[c].flagged or not others or sizes.sum() - sizes[c] - sizes[others].sum() == 0:
             continue
         # against the rest less the flagged clusters (step 7 of the module)
-        kept = ~np.isin(labels, others)
         less_sums, less_sizes = sums.copy(), sizes.copy()
         less_sums[others], less_sizes[others] = 0, 0
-        less_confidence = None if confidence is None else confidence[kept]
-        again = _one(p[kept], labels[kept], c, less_sums, less_sizes, width, less_confidence, deviation)
+        again = _one(p, labels, c, less_sums, less_sizes, width, confidence, deviation, counted=~np.isin(labels, others))
         figures[c] = replace(again, rest_less_flagged=True)
     return figures
 
@@ -253,19 +251,23 @@ def _one(
     width: int,
     confidence: np.ndarray | None,
     deviation: float,
+    counted: np.ndarray | None = None,
 ) -> Suspicion:
+    """Cluster ``c``'s figures against the rest: the other maps, only those ``counted``
+    (``bool (n,)``) where given (``sums`` and ``sizes`` then count only those)."""
     patches = p.shape[1]
     member_mean = sums[c] / sizes[c]
     e = excess(sums, sizes, c)
     difference = float(np.clip(e, 0, None).sum())
     region, spread = _region(member_mean, member_mean - e)
     members = labels == c
+    rest = ~members if counted is None else ~members & counted
     on_region = p[:, region].sum(axis=1, dtype=np.float64)
     # residual maps: the region removed, each renormalised (a map all on the region has none)
     scale = np.divide(1.0, 1.0 - on_region, out=np.zeros_like(on_region), where=on_region < 1 - 1e-6)
     keep = np.ones(patches, dtype=bool)
     keep[region] = False
-    first, second, counts, spreads = _residuals(p, keep, scale, members)
+    first, second, counts, spreads = _residuals(p, keep, scale, members, rest)
     means = first / np.maximum(counts, 1)[:, None]
     gap = 0.5 * float(np.abs(means[0] - means[1]).sum())
     total = counts.sum()
@@ -274,16 +276,16 @@ def _one(
     localised = 1 - spread / patches
     additive = float(np.clip(1 - max(0.0, gap - noise) / difference if difference > 0 else 0.0, 0.0, 1.0))
     has = scale > 0
-    inside, outside = spreads[members & has], spreads[~members & has]
+    inside, outside = spreads[members & has], spreads[rest & has]
     flatness = float(np.median(outside) / np.median(inside)) if len(inside) and len(outside) else 0.0
     concentrated = min(1.0, flatness / _FLATTER)
-    left, rest_left = float(np.median(1 - on_region[members])), float(np.median(1 - on_region[~members]))
+    left, rest_left = float(np.median(1 - on_region[members])), float(np.median(1 - on_region[rest]))
     kept = min(1.0, left / (_KEEP_FULL * rest_left)) if rest_left > 0 else 0.0
     intact = concentrated * kept
     chance = _chance(sizes[c], sizes.sum() - sizes[c], deviation)
     beyond = float(np.clip((difference / chance - 1) / (_FULL_BEYOND - 1), 0.0, 1.0)) if chance > 0 else 1.0
     suspicion = additive * intact * beyond
-    rest_on_region = on_region[~members]
+    rest_on_region = on_region[rest]
     return Suspicion(
         suspicion=suspicion,
         localised=float(localised),
@@ -294,7 +296,7 @@ def _one(
         member_mass=float(np.median(on_region[members])),
         rest_mass=float(np.median(rest_on_region)),
         shared=float(np.mean(on_region[members] > np.quantile(rest_on_region, 0.9))),
-        confidence=_auc(confidence[members], confidence[~members]) if confidence is not None else math.nan,
+        confidence=_auc(confidence[members], confidence[rest]) if confidence is not None else math.nan,
         intact=intact,
         beyond=beyond,
         threshold=flag_threshold(int(members.sum())),
@@ -354,18 +356,18 @@ def _spread(mass: np.ndarray) -> float:
 
 
 def _residuals(
-    p: np.ndarray, keep: np.ndarray, scale: np.ndarray, members: np.ndarray
+    p: np.ndarray, keep: np.ndarray, scale: np.ndarray, members: np.ndarray, rest: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """In one pass over the residual maps ``scale_i * p_i[keep]``: their sums and the sums
-    of their squares over the members (row 0) and the rest (row 1), how many maps of each
+    of their squares over the ``members`` (row 0) and the ``rest`` (row 1), how many maps of each
     have a residual, and each map's effective number of patches, ``exp`` of its entropy
     (``float64 (n,)``; 1 for a map with no residual)."""
     first, second = np.zeros((2, int(keep.sum()))), np.zeros((2, int(keep.sum())))
     counts, spreads = np.zeros(2), np.ones(len(p))
     for start in range(0, len(p), _BLOCK):
         block = p[start : start + _BLOCK][:, keep].astype(np.float64) * scale[start : start + _BLOCK, None]
-        inside, has = members[start : start + _BLOCK], scale[start : start + _BLOCK] > 0
-        for row, where in enumerate((inside & has, ~inside & has)):
+        inside, outside, has = members[start : start + _BLOCK], rest[start : start + _BLOCK], scale[start : start + _BLOCK] > 0
+        for row, where in enumerate((inside & has, outside & has)):
             first[row] += block[where].sum(axis=0)
             second[row] += (block[where] ** 2).sum(axis=0)
             counts[row] += where.sum()
