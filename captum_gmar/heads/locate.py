@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..core.correlation import average_ranks, pearson
 from ..core.formatting import check_pixel_values
-from ..evaluation._stats import average_ranks, pearson
 from ..methods.gmar import GMARAttribution, shared_head_weights
 from ..vit.model import VisionTransformer, as_vision_transformer
 from ..vit.outputs import logit_scores, masked_target_outputs

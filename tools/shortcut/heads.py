@@ -205,7 +205,7 @@ def _by(values: Tensor) -> list[tuple[int, int]]:
 
 
 def _spearman(a: Tensor, b: Tensor) -> float:
-    from captum_gmar.evaluation._stats import average_ranks, pearson
+    from captum_gmar.core.correlation import average_ranks, pearson
 
     return float(pearson(average_ranks(a.double()), average_ranks(b.double()), undefined=0.0))
 

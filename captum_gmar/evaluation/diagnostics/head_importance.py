@@ -14,9 +14,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ...core.correlation import average_ranks, pearson
 from ...vit.model import VisionTransformer, as_vision_transformer
 from ...vit.outputs import masked_target_outputs
-from .._stats import average_ranks, pearson
 from ..checks import check_images, check_targets
 
 

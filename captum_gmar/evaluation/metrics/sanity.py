@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...core.correlation import average_ranks, pearson
 from ...methods.gmar import GMARAttribution
 from ...vit.blocks import layer_of
 from ...vit.model import VisionTransformer
 from ...vit.model_state import unwrap_model
-from .._stats import average_ranks, pearson
 from ..diagnostics.weight_decomposition import class_share
 from ..methods import Method, build_methods
 from .base import Column, MetricGroup, MetricInputs

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
+from captum_gmar.core.correlation import average_ranks, pearson
 from captum_gmar.evaluation import SceneTasks, compare
-from captum_gmar.evaluation._stats import average_ranks, pearson
 from captum_gmar.evaluation.data import collate
 from captum_gmar.evaluation.methods import build_methods
 from captum_gmar.evaluation.metrics.sanity import head_weight_entropy, map_correlation, randomised_copy

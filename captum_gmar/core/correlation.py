@@ -1,4 +1,5 @@
-"""Correlation over the last dimension, shared by the head-importance and sanity metrics."""
+"""Rank and Pearson correlation over the last dimension: the head scores against their
+ablation (``heads.locate``, the head-importance diagnostic) and the sanity metrics."""
 
 from __future__ import annotations
 
