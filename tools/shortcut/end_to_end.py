@@ -14,7 +14,9 @@ Prints two Markdown tables and one line per shortcut:
   transplant rise and accuracy before and after (``repair.json``), and the issue's measure
   on 2,000 test scenes (``repair_check.json``): the share of the effect removed and the
   change of clean top-1;
-- which methods find it (first and flagged) and confirm it, and what removed it.
+- which methods find it (a cluster isolating it, F1 at least 0.9, first and flagged) and
+  confirm it (its transplant rises :data:`~captum_gmar.exploration.transplant.CONFIRMS_BY`
+  beyond its control), and what removed it.
 """
 
 from __future__ import annotations
@@ -67,11 +69,11 @@ def report(folders: Sequence[Path]) -> str:
             if r.get("f1") is None:
                 found.append(f"| {tag} | {method} | not clustered | | | |")
                 continue
-            flagged = r["flagged"] and r["rank"] == 1 and r["f1"] >= ISOLATED
             rise, control = r.get("transplant_rise"), r.get("transplant_control")
-            is_confirmed = flagged and rise is not None and control is not None and rise - control >= CONFIRMS_BY
-            first_and_flagged += [method] if flagged else []
-            confirmed += [method] if is_confirmed else []
+            is_confirmed = r["flagged"] and rise is not None and control is not None and rise - control >= CONFIRMS_BY
+            if r["flagged"] and r["rank"] == 1 and r["f1"] >= ISOLATED:  # it isolates the shortcut, first and flagged
+                first_and_flagged.append(method)
+                confirmed += [method] if is_confirmed else []
             found.append(
                 f"| {tag} | {method} | {r['f1']:.2f} | {r['rank']} | {'yes' if r['flagged'] else 'no'}"
                 f"{', confirmed' if is_confirmed else ''} | {_rise(r)} |"
