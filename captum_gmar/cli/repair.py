@@ -48,17 +48,15 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
     parser.set_defaults(options=RepairOptions.from_arguments)
 
 
-def run(options: RepairOptions) -> None:
-    """Repair the model of ``options.cluster``; save it and the report in ``options.out``."""
-    from .output import check_output
-
-    check_output(options.out, figure=False, files=FILES)
-    from .. import loading
+def read_shortcut(options: RepairOptions) -> tuple[Any, Any, Any, Any, Any]:
+    """What a repair of ``options`` starts from, each refused in one line: the cluster
+    (``heads.cluster.Cluster``), the model, its image processor, the
+    :class:`~captum_gmar.repair.Shortcut` (up to 64 of the cluster's images, and of the
+    rest) and the labelled ``--data`` images (:class:`~captum_gmar.repair.Labelled`)."""
     from ..dataset_maps.checks import read_job
-    from ..files import claim_files, write_atomic
     from ..heads.cluster import cluster_images
     from ..reference.inputs import load_image_processor
-    from ..repair import Shortcut, repair
+    from ..repair import Shortcut
     from ..vit.model import VisionTransformer
     from ..vit.outputs import model_fingerprint
 
@@ -74,7 +72,19 @@ def run(options: RepairOptions) -> None:
     data = _labelled(options.data, processor, model.config.id2label, size, options.max_images, options.seed)
     if not (data.labels == cluster.target).any():
         raise CommandError(f"--data holds no image of the class {cluster.target_name!r}: it needs labelled images of every class")
-    shortcut = Shortcut(cluster.target, cluster.region, cluster.grid, found.members, found.others)
+    return cluster, model, processor, Shortcut(cluster.target, cluster.region, cluster.grid, found.members, found.others), data
+
+
+def run(options: RepairOptions) -> None:
+    """Repair the model of ``options.cluster``; save it and the report in ``options.out``."""
+    from .output import check_output
+
+    check_output(options.out, figure=False, files=FILES)
+    from .. import loading
+    from ..files import claim_files, write_atomic
+    from ..repair import repair
+
+    cluster, model, processor, shortcut, data = read_shortcut(options)
     print(
         f"repairing {loading.model_name(options.model)} of {options.cluster} ({len(cluster.members)} images, region of "
         f"{len(cluster.region)} patches) with {options.how}, on {len(data)} labelled images of {options.data} (a fifth held out)",

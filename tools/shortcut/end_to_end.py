@@ -29,11 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from captum_gmar.exploration.transplant import CONFIRMS_BY
+from tools.shortcut.family import ISOLATED
 
 __all__ = ["main"]
-
-#: a cluster isolates the shortcut from this F1
-ISOLATED = 0.9
 
 
 def _read(folder: Path) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:

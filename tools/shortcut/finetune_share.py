@@ -20,19 +20,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from torch import nn
-
-from captum_gmar.cli.maps_options import cluster_and_model
-from captum_gmar.cli.repair import _labelled
-from captum_gmar.heads.cluster import cluster_images
-from captum_gmar.reference.inputs import load_image_processor
-from captum_gmar.repair import Shortcut
+from captum_gmar.cli.maps_options import RepairOptions
+from captum_gmar.cli.repair import read_shortcut
 from captum_gmar.repair.finetune import repair_finetune
-from captum_gmar.vit.model import VisionTransformer
-from tools.shortcut.repair_check import SCENES, SEED
+from tools.shortcut.repair_check import compared, scored
 from tools.shortcut.tag import TAGS
-from tools.shortcut.train import class_scenes, logits, shortcut_effect
 
 __all__ = ["main"]
 
@@ -48,34 +40,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args(argv)
-    cluster, model = cluster_and_model(str(args.root / "maps"), args.cluster, str(args.model))
-    processor = load_image_processor(model)
-    size = VisionTransformer(model).image_size or (224, 224)
-    found = cluster_images(cluster, str(args.root / "images"), processor, size, 64, 0)
-    data = _labelled(str(args.root / "data"), processor, model.config.id2label, size, 100_000, 0)
-    shortcut = Shortcut(cluster.target, cluster.region, cluster.grid, found.members, found.others)
+    root = args.root
+    options = RepairOptions(
+        maps=str(root / "maps"),
+        model=str(args.model),
+        cluster=args.cluster,
+        images=str(root / "images"),
+        data=str(root / "data"),
+        out="",
+        how="finetune",
+        budget=1.0,
+        steps=args.steps,
+        max_images=2000,
+        seed=0,
+    )
+    _, model, _, shortcut, data = read_shortcut(options)  # as captum-gmar repair reads them
     train, _ = data.split(0.2, 0)  # as repair holds out a fifth
-    scenes = class_scenes(SCENES, list(range(10)), SEED)
-    labels = scenes.labels[:, 0]
-    others, own = labels != args.tag_class, labels == args.tag_class
-
-    def measured(m: nn.Module) -> tuple[float, np.ndarray]:
-        right = logits(m, scenes.images).argmax(1).numpy() == labels
-        return shortcut_effect(m, scenes.images[others], TAGS[args.tag], args.tag_class), right
-
-    base_effect, base_right = measured(model)
+    tag = TAGS[args.tag]
+    original = scored(model, tag, args.tag_class)
+    base = compared("original", original, original, args.tag_class)
     print(
-        f"original: effect {base_effect:+.3f}, clean top-1 {100 * base_right.mean():.1f}%, the tag class's {100 * base_right[own].mean():.1f}%"
+        f"original: effect {base['effect']:+.3f}, clean top-1 {100 * base['top1']:.1f}%, the tag class's {100 * base['tag_class_top1']:.1f}%"
     )
     for share in args.shares:
         for seed in args.seeds:
             start = time.perf_counter()
             repaired = repair_finetune(model, shortcut, train, steps=args.steps, pasted_share=share, seed=seed, progress=False)
-            effect, right = measured(repaired)
+            row = compared(f"share {share} seed {seed}", scored(repaired, tag, args.tag_class), original, args.tag_class)
             print(
-                f"share {share} seed {seed}: removed {100 * (1 - effect / base_effect):.0f}%, clean top-1 "
-                f"{100 * (right.mean() - base_right.mean()):+.2f} pt, the tag class's {100 * (right[own].mean() - base_right[own].mean()):+.1f} pt, "
-                f"{int((right != base_right).sum())} scenes turned ({time.perf_counter() - start:.0f} s)",
+                f"{row['model']}: removed {100 * row['removed']:.0f}%, clean top-1 {100 * row['top1_change']:+.2f} pt, "
+                f"the tag class's {100 * (row['tag_class_top1'] - base['tag_class_top1']):+.1f} pt, "
+                f"{row['turned']} scenes turned ({time.perf_counter() - start:.0f} s)",
                 flush=True,
             )
     return 0

@@ -16,19 +16,56 @@ them (what ``tools.shortcut.end_to_end`` reads).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+from torch import nn
 from transformers import AutoModelForImageClassification
 
-from tools.shortcut.tag import TAGS
+from tools.shortcut.tag import TAGS, Tag
 from tools.shortcut.train import class_scenes, logits, shortcut_effect
 
-__all__ = ["main"]
+__all__ = ["Scored", "compared", "main", "scored"]
 
 SCENES, SEED = 2000, 123456
+#: a model's effect and which clean scenes it gets right (``bool (SCENES,)``)
+Scored = tuple[float, np.ndarray]
+
+
+@functools.cache
+def _scenes() -> tuple[np.ndarray, np.ndarray]:
+    """The test scenes, ``uint8 (SCENES, 64, 64, 3)``, and their labels."""
+    scenes = class_scenes(SCENES, list(range(10)), SEED)
+    return scenes.images, scenes.labels[:, 0]
+
+
+def scored(model: nn.Module, tag: Tag, tag_class: int) -> Scored:
+    """``model``'s effect of ``tag`` on ``tag_class`` (on the other classes' scenes) and
+    which clean scenes it gets right."""
+    images, labels = _scenes()
+    right = logits(model, images).argmax(1).numpy() == labels
+    return shortcut_effect(model, images[labels != tag_class], tag, tag_class), right
+
+
+def compared(name: str, model: Scored, original: Scored, tag_class: int) -> dict[str, Any]:
+    """``model``'s figures against the ``original``'s: the share of the effect removed,
+    clean top-1 and its change, the tag class's top-1, and the scenes turned right or wrong."""
+    (effect, right), (base_effect, base_right) = model, original
+    labels = _scenes()[1]
+    return {
+        "model": name,
+        "effect": effect,
+        "removed": 1 - effect / base_effect,
+        "top1": float(right.mean()),
+        "top1_change": float(right.mean() - base_right.mean()),
+        "tag_class_top1": float(right[labels == tag_class].mean()),
+        "turned": int((right != base_right).sum()),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,30 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", required=True, help="the original model's folder, then the repaired ones'")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
-    scenes = class_scenes(SCENES, list(range(10)), SEED)
-    labels = scenes.labels[:, 0]
-    others = labels != args.tag_class
-    rows = []
-    for folder in args.models:
-        model = AutoModelForImageClassification.from_pretrained(folder).eval()
-        right = logits(model, scenes.images).argmax(1).numpy() == labels
-        effect = shortcut_effect(model, scenes.images[others], TAGS[args.tag], args.tag_class)
-        own = float(right[labels == args.tag_class].mean())
-        rows.append((folder, effect, right))
-        print(f"{folder}: effect {effect:+.3f}, clean top-1 {100 * right.mean():.1f}% of {SCENES}, the tag class's {100 * own:.1f}%")
-    _, base_effect, base_right = rows[0]
-    figures = []
-    for folder, effect, right in rows:
-        figures.append(
-            {
-                "model": folder,
-                "effect": effect,
-                "removed": 1 - effect / base_effect,
-                "top1": float(right.mean()),
-                "top1_change": float(right.mean() - base_right.mean()),
-                "tag_class_top1": float(right[labels == args.tag_class].mean()),
-                "turned": int((right != base_right).sum()),
-            }
+    results = [
+        scored(AutoModelForImageClassification.from_pretrained(folder).eval(), TAGS[args.tag], args.tag_class) for folder in args.models
+    ]
+    figures = [compared(folder, result, results[0], args.tag_class) for folder, result in zip(args.models, results)]
+    for row in figures:
+        print(
+            f"{row['model']}: effect {row['effect']:+.3f}, clean top-1 {100 * row['top1']:.1f}% of {SCENES}, "
+            f"the tag class's {100 * row['tag_class_top1']:.1f}%"
         )
     for row in figures[1:]:
         print(
