@@ -46,10 +46,11 @@ SHAPES: tuple[Shape, ...] = ("square", "frame", "line", "bracket", "spread")
 SIZES = (20, 50, 100, 300)
 
 
-def shape_settings() -> list[Setting]:
-    """Every shape on every kind of object, floor and sharpness, 300 maps a class."""
+def shape_settings(count: int = 300, tagged: float = 0.1) -> list[Setting]:
+    """Every shape on every kind of object, floor and sharpness: ``count`` maps a class, a
+    share ``tagged`` of them with the tag."""
     return [
-        Setting(shape=shape, objects=objects, floor=floor, sharpen=sharpen, count=300)
+        Setting(shape=shape, objects=objects, floor=floor, sharpen=sharpen, count=count, tagged=tagged)
         for shape, objects, floor, sharpen in itertools.product(SHAPES, FACTORS["objects"], FACTORS["floor"], FACTORS["sharpen"])
     ]
 
@@ -75,12 +76,13 @@ def run_shape(setting: Setting, seed: int) -> dict[str, Any]:
     }
 
 
-def pair_settings() -> list[tuple[Setting, Shape]]:
-    """Every pair of shapes on every kind of object, floor and sharpness, 300 maps a class."""
+def pair_settings(count: int = 300, tagged: float = 0.1) -> list[tuple[Setting, Shape]]:
+    """Every pair of shapes on every kind of object, floor and sharpness (as :func:`shape_settings`;
+    each tag on a share ``tagged`` of the maps)."""
     return [
         (replace(setting, shape=first), second)
         for first, second in itertools.combinations(SHAPES, 2)
-        for setting in shape_settings()
+        for setting in shape_settings(count, tagged)
         if setting.shape == "square"
     ]
 
@@ -152,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="print the tables of a results file")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--control-seeds", type=int, default=25)
+    parser.add_argument("--count", type=int, default=300, help="maps a class, for the shapes and the pairs")
+    parser.add_argument("--tagged", type=float, default=0.1, help="the share of a class's maps with each tag")
     parser.add_argument("--parts", nargs="+", choices=("shapes", "pairs", "sizes"), default=["shapes", "pairs", "sizes"])
     args = parser.parse_args(argv)
     if args.report:
@@ -159,9 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.out is None:
         parser.error("give --out (run) or --report (tables)")
-    jobs = [(s, seed) for s in shape_settings() for seed in range(args.seeds)] if "shapes" in args.parts else []
+    jobs = [(s, seed) for s in shape_settings(args.count, args.tagged) for seed in range(args.seeds)] if "shapes" in args.parts else []
     shapes = [run_shape(s, seed) for s, seed in tqdm(jobs, desc="shapes")]
-    pair_jobs = [(s, second, seed) for s, second in pair_settings() for seed in range(args.seeds)] if "pairs" in args.parts else []
+    pair_jobs = (
+        [(s, second, seed) for s, second in pair_settings(args.count, args.tagged) for seed in range(args.seeds)]
+        if "pairs" in args.parts
+        else []
+    )
     pairs = [run_pair(s, second, seed) for s, second, seed in tqdm(pair_jobs, desc="pairs")]
     size_jobs = (
         [(replace(s, count=n), seed) for n in SIZES for s in controls() for seed in range(args.control_seeds)]
