@@ -10,8 +10,9 @@ in the allocator.
 
 Memory: the tensors alive at the call's peak (:func:`live_bytes`), which is what a caching
 allocator such as CUDA's holds (``torch.cuda.max_memory_allocated``), and on a CPU what
-the C library keeps resident besides (:func:`estimated_bytes`). A call has two phases, and
-its peak is the larger of them:
+the C library keeps resident besides (:func:`estimated_bytes`: glibc keeps freed heap
+blocks, while blocks above its largest mmap threshold, 32 MiB, are resident only while
+alive, :func:`mmapped_terms`). A call has two phases, and its peak is the larger of them:
 
 - the passes: the forward pass's graph for the backward pass (or, without one, what the
   capture keeps of every layer), the layer in flight, copies of the images, and an eager
@@ -69,6 +70,7 @@ _FLOAT32 = 4
 #:   inputs of the LayerNorms, the GELU and the attention, the attention's output);
 #:   ``relevance`` the same under the rules of AttnLRP and CP-LRP (each rule's saved tensors);
 #: - ``captured``: the ``(B, T, D)`` tensors per layer the capture keeps (counted exactly);
+#:   ``captured_maps`` the ``(B, H, T, T)`` probabilities it keeps at an eager kernel;
 #: - ``layer``: values per token and hidden channel of the one layer in flight (its MLP
 #:   is 4 times as wide, with its gradients during the backward pass);
 #: - ``pass_images``, ``relevance_images``, ``maps_images``: float32 copies of the images
@@ -83,6 +85,7 @@ COEFFICIENTS: dict[str, float] = {
     "graph": 11.27,
     "relevance": 10.03,
     "captured": 1.0,
+    "captured_maps": 1.0,
     "layer": 12.49,
     "pass_images": 0.69,
     "relevance_images": 1.46,
@@ -96,23 +99,27 @@ Terms = dict[str, float]
 #: the factor on the fitted live tensors: a call of a model outside the fit may hold a
 #: little more (the fit's smallest ratio is 1.0 by construction)
 LIVE_MARGIN = 1.05
-#: on a CPU, the factor on the live tensors, also on those of the other phase, which stay
-#: resident: glibc keeps the small blocks the passes free in its heap while the maps are
-#: built, and serves the maps, freed and rebuilt layer by layer, from the heap once its
-#: mmap threshold has risen (up to 32 MiB). How much stays differs by method: the median
-#: resident peak of five calls of the bundled ``vit-tiny`` at 256 px was 1.1 times raw
-#: attention's live peak and 2.3 times GAE's (sdpa), and GAE's from 156 to 233 MiB between
-#: runs and machines; with these the estimate is 1.35 to 2.47 times that median for every
-#: method and both attention kernels
-#: (``tests/core/test_memory.py``, docs/benchmarks.md)
+#: on a CPU, the factor on the live tensors glibc serves from its heap, also on those of
+#: the other phase, which stay resident: it keeps the small blocks the passes free while
+#: the maps are built, and serves blocks up to its mmap threshold (which rises with the
+#: blocks freed, up to 32 MiB) from the heap. How much stays differs by method: the median
+#: resident peak of five calls of the bundled ``vit-tiny`` at 256 px was 1.1 to 1.2 times
+#: raw attention's live peak and 2.3 times GAE's (sdpa), and GAE's from 156 to 233 MiB
+#: between runs and machines; with these the estimate is 1.35 to 2.49 times that median
+#: for every method and both attention kernels (``tests/core/test_memory.py``,
+#: docs/benchmarks.md). With the threshold held fixed (``MALLOC_MMAP_THRESHOLD_=131072``)
+#: the median is the live peak, 1.00 to 1.04 times it, and the calls 1.5 to 2 times slower
 RESIDENT_FACTOR = 2.2
 #: the share of an eager attention's ``(B, H, T, T)`` maps (kept for the backward pass, or of
 #: the moment) counted again on a CPU: freed layer by layer, they stay in the heap
 _RESIDENT_EAGER = 1.2
-#: the most counted for freed blocks kept resident: glibc returns blocks above its mmap
-#: threshold (at most 32 MiB) to the system when they are freed, and freed heap above a
-#: trim threshold of up to 64 MiB per arena (two arenas: the caller's and torch's intra-op
-#: thread's)
+#: glibc's largest mmap threshold on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``): a block above
+#: it is always served by ``mmap`` (see :func:`mmapped_terms`)
+_MMAP_THRESHOLD_MAX = 32 * 2**20
+#: the most counted for freed blocks of the other phases kept resident beyond a phase's
+#: high-water mark: glibc returns blocks above its mmap threshold to the system when they
+#: are freed, and freed heap above a trim threshold of up to 64 MiB per arena (two arenas:
+#: the caller's and torch's intra-op thread's)
 _HEAP_RETAINED_MAX = 2 * 64 * 2**20
 #: what a call on a CPU holds beyond the formula (thread-local buffers, the output), in
 #: bytes, and per thread of ``torch.get_num_threads()``: the CPU's sdpa kernels keep
@@ -199,8 +206,9 @@ def attention_call_phases(
         maps_kept: whether the capture keeps every layer's probabilities (an eager
             attention captured at its kernel, see :mod:`captum_gmar.vit.capture`).
 
-    The terms counted exactly (coefficient 1) are under ``"captured"``: the capture's
-    tensors, the relative position biases, and what an activation keeps beyond a GELU.
+    The terms counted exactly (coefficient 1) are under ``"captured"`` and
+    ``"captured_maps"``: the capture's tensors, the relative position biases, and what an
+    activation keeps beyond a GELU.
     """
     layers, per_layer, one_map = sizes.layers, sizes.layer_bytes, sizes.map_values * sizes.itemsize
     bias = _bias_bytes(sizes)
@@ -213,7 +221,8 @@ def attention_call_phases(
         **_eager_terms(sizes, eager, keeps=backward or maps_kept, gradients=backward),
     }
     building = {
-        "captured": captured * layers * per_layer + bias + (layers * one_map if maps_kept else 0),
+        "captured": captured * layers * per_layer + bias,
+        "captured_maps": layers * one_map if maps_kept else 0,
         "maps_images": sizes.image_bytes,
         "maps": maps_alive * sizes.map_values * _FLOAT32,
     }
@@ -265,29 +274,69 @@ def live_bytes(phases: tuple[Terms, ...]) -> float:
     return max(sum(COEFFICIENTS[term] * size for term, size in phase.items()) for phase in phases)
 
 
-def estimated_bytes(phases: tuple[Terms, ...], resident: bool) -> int:
-    """The estimated peak memory of a call of ``phases``, in bytes: under a caching
-    allocator (CUDA's), the fitted live tensors (:func:`live_bytes`) times
-    :data:`LIVE_MARGIN`; on a CPU (``resident``) that times :data:`RESIDENT_FACTOR`, plus what
-    the C library keeps of the freed blocks (up to :data:`_HEAP_RETAINED_MAX`): the other
-    phase's live tensors (those the capture kept are alive in both and not counted again),
-    likewise scaled, and :data:`_RESIDENT_EAGER` of an eager attention's maps; plus the
-    fixed part and the threads' buffers."""
-    live = live_bytes(phases)
+def mmapped_terms(sizes: CallSizes) -> frozenset[str]:
+    """The terms of a call of ``sizes`` whose every block is larger than glibc's largest
+    mmap threshold (:data:`_MMAP_THRESHOLD_MAX`): served by ``mmap`` and returned to the
+    system when freed, they are resident while alive and only then. The smallest block of
+    each term: a ``(B, T, D)`` tensor for the layers' terms, the batch of images, one
+    ``(B, H, T, T)`` map of an eager attention, and one image's ``(T, T)`` float32 map for
+    the method's own maps."""
+    layer, images, eager_map = sizes.layer_bytes, sizes.image_bytes, sizes.map_values * sizes.itemsize
+    smallest = {
+        "graph": layer,
+        "relevance": layer,
+        "captured": layer,
+        "layer": layer,
+        "pass_images": images,
+        "relevance_images": images,
+        "maps_images": images,
+        "eager_kept": eager_map,
+        "eager_moment": eager_map,
+        "captured_maps": eager_map,
+        "maps": sizes.tokens**2 * _FLOAT32,
+    }
+    return frozenset(term for term, block in smallest.items() if block > _MMAP_THRESHOLD_MAX)
+
+
+def estimated_bytes(phases: tuple[Terms, ...], resident: bool, mmapped: frozenset[str] = frozenset()) -> int:
+    """The estimated peak memory of a call of ``phases``, in bytes.
+
+    Under a caching allocator (CUDA's), the fitted live tensors (:func:`live_bytes`) times
+    :data:`LIVE_MARGIN`. On a CPU (``resident``), with glibc's ``malloc``, the largest
+    phase of:
+
+    - its terms served from the heap (all but ``mmapped``, see :func:`mmapped_terms`),
+      times :data:`RESIDENT_FACTOR` as well;
+    - its ``mmapped`` terms, once: resident while alive and only then;
+    - what the heap keeps of the other phases' terms (those the capture kept are alive in
+      every phase and not counted again), likewise scaled, and :data:`_RESIDENT_EAGER` of
+      an eager attention's maps served from the heap, up to :data:`_HEAP_RETAINED_MAX`; and
+      at least the earlier phases' high-water mark: the blocks the capture kept pin the
+      heap, and blocks served by ``mmap`` do not reuse its holes;
+
+    plus the fixed part and the threads' buffers.
+    """
     if not resident:
-        return int(LIVE_MARGIN * live)
-    passes, *later = phases
-    # the phases added up, without an eager attention's maps (their share is below) and,
-    # after the passes, without what the capture kept: alive during the passes too (for a
-    # backward pass the graph holds the queries, keys and values)
+        return int(LIVE_MARGIN * live_bytes(phases))
+    on_heap = tuple({term: size for term, size in phase.items() if term not in mmapped} for phase in phases)
+    heap = [live_bytes((phase,)) for phase in on_heap]
+    # the heap's phases added up, without an eager attention's maps (their share is counted
+    # apart) and, after the passes, without what the capture kept: alive during the passes
+    # too (for a backward pass the graph holds the queries, keys and values)
     eager_terms = ("eager_kept", "eager_moment")
+    passes, *later = on_heap
     added_up = live_bytes(({term: size for term, size in passes.items() if term not in eager_terms},)) + sum(
-        live_bytes(({term: size for term, size in phase.items() if term != "captured"},)) for phase in later
+        live_bytes(({term: size for term, size in phase.items() if term not in ("captured", "captured_maps")},)) for phase in later
     )
     eager = sum(passes.get(term, 0) for term in eager_terms)
-    retained = min(LIVE_MARGIN * RESIDENT_FACTOR * max(added_up - live, 0) + _RESIDENT_EAGER * eager, _HEAP_RETAINED_MAX)
+    peaks = []
+    for index, phase in enumerate(phases):
+        mapped = live_bytes(({term: size for term, size in phase.items() if term in mmapped},))
+        retained = min(LIVE_MARGIN * RESIDENT_FACTOR * max(added_up - heap[index], 0) + _RESIDENT_EAGER * eager, _HEAP_RETAINED_MAX)
+        high_water = LIVE_MARGIN * RESIDENT_FACTOR * max(max(heap[:index], default=0.0) - heap[index], 0)
+        peaks.append(LIVE_MARGIN * (RESIDENT_FACTOR * heap[index] + mapped) + max(retained, high_water))
     threads = torch.get_num_threads() * _PER_THREAD_BYTES
-    return int(LIVE_MARGIN * RESIDENT_FACTOR * live + retained + _FIXED_BYTES + threads)
+    return int(max(peaks) + _FIXED_BYTES + threads)
 
 
 def attention_seconds(batch: int, tokens: int, layers: int, hidden: int, backward: bool, device: torch.device) -> float:

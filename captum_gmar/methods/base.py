@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..core.formatting import Targets, TargetType, batch_slices, check_pixel_values, chunk_targets, format_targets
 from ..core.heads import HeadFusion
 from ..core.maps import input_map, patch_map
-from ..core.memory import CallSizes, Terms, attention_call_phases, estimated_bytes
+from ..core.memory import CallSizes, Terms, attention_call_phases, estimated_bytes, mmapped_terms
 from ..errors import NonFiniteError
 from ..vit.blocks import Pooling, Readout
 from ..vit.capture import AttentionTrace
@@ -220,7 +220,10 @@ class ViTAttribution(Attribution, ABC):
         peak, and on a CPU what the C library keeps resident besides (see
         :mod:`captum_gmar.core.memory`)."""
         device = torch.device(device if device is not None else self.vit.parameter.device)
-        return estimated_bytes(self.memory_phases(input_shape), resident=device.type == "cpu")
+        resident = device.type == "cpu"
+        return estimated_bytes(
+            self.memory_phases(input_shape), resident, mmapped_terms(self._sizes(input_shape)) if resident else frozenset()
+        )
 
     def check_memory(self, input_shape: Sequence[int], internal_batch_size: int | None = None, allow_slow: bool = False) -> None:
         """Refuse, before any work, a call on inputs of ``input_shape`` ``(B, C, H, W)`` that
