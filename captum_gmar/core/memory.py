@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,25 +102,25 @@ Terms = dict[str, float]
 LIVE_MARGIN = 1.05
 #: on a CPU, the factor on the live tensors glibc serves from its heap, also on those of
 #: the other phase, which stay resident: it keeps the small blocks the passes free while
-#: the maps are built, and serves blocks up to its mmap threshold (which rises with the
-#: blocks freed, up to 32 MiB) from the heap. How much stays differs by method: the median
+#: the maps are built, and serves blocks up to its mmap threshold (which rises as blocks
+#: it served by mmap are freed, up to 32 MiB) from the heap. How much stays differs by method: the median
 #: resident peak of five calls of the bundled ``vit-tiny`` at 256 px was 1.1 to 1.2 times
 #: raw attention's live peak and 2.3 times GAE's (sdpa), and GAE's from 156 to 233 MiB
 #: between runs and machines; with these the estimate is 1.35 to 2.49 times that median
 #: for every method and both attention kernels (``tests/core/test_memory.py``,
 #: docs/benchmarks.md). With the threshold held fixed (``MALLOC_MMAP_THRESHOLD_=131072``)
-#: the median is the live peak, 1.00 to 1.04 times it, and the calls 1.5 to 2 times slower
+#: the median is the live peak, 1.00 to 1.04 times it, and the calls 1.5 to 2.1 times slower
 RESIDENT_FACTOR = 2.2
 #: the share of an eager attention's ``(B, H, T, T)`` maps (kept for the backward pass, or of
 #: the moment) counted again on a CPU: freed layer by layer, they stay in the heap
 _RESIDENT_EAGER = 1.2
 #: glibc's largest mmap threshold on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``): a block above
-#: it is always served by ``mmap`` (see :func:`mmapped_terms`)
+#: it is served by ``mmap`` unless a free heap chunk is as large (see :func:`mmapped_terms`)
 _MMAP_THRESHOLD_MAX = 32 * 2**20
 #: the most counted for freed blocks of the other phases kept resident beyond a phase's
 #: high-water mark: glibc returns blocks above its mmap threshold to the system when they
-#: are freed, and freed heap above a trim threshold of up to 64 MiB per arena (two arenas:
-#: the caller's and torch's intra-op thread's)
+#: are freed, and the free top of its heap above a trim threshold of up to 64 MiB per
+#: arena (two arenas: the caller's and torch's intra-op thread's); holes within it stay
 _HEAP_RETAINED_MAX = 2 * 64 * 2**20
 #: what a call on a CPU holds beyond the formula (thread-local buffers, the output), in
 #: bytes, and per thread of ``torch.get_num_threads()``: the CPU's sdpa kernels keep
@@ -206,9 +207,9 @@ def attention_call_phases(
         maps_kept: whether the capture keeps every layer's probabilities (an eager
             attention captured at its kernel, see :mod:`captum_gmar.vit.capture`).
 
-    The terms counted exactly (coefficient 1) are under ``"captured"`` and
-    ``"captured_maps"``: the capture's tensors, the relative position biases, and what an
-    activation keeps beyond a GELU.
+    The terms counted exactly (coefficient 1) are under ``"captured"``, the capture's
+    tensors, the relative position biases and what an activation keeps beyond a GELU, and
+    ``"captured_maps"``, the probabilities the capture keeps at an eager kernel.
     """
     layers, per_layer, one_map = sizes.layers, sizes.layer_bytes, sizes.map_values * sizes.itemsize
     bias = _bias_bytes(sizes)
@@ -274,28 +275,50 @@ def live_bytes(phases: tuple[Terms, ...]) -> float:
     return max(sum(COEFFICIENTS[term] * size for term, size in phase.items()) for phase in phases)
 
 
-def mmapped_terms(sizes: CallSizes) -> frozenset[str]:
-    """The terms of a call of ``sizes`` whose every block is larger than glibc's largest
-    mmap threshold (:data:`_MMAP_THRESHOLD_MAX`): served by ``mmap`` and returned to the
-    system when freed, they are resident while alive and only then. The smallest block of
-    each term: a ``(B, T, D)`` tensor for the layers' terms, the batch of images, one
-    ``(B, H, T, T)`` map of an eager attention, and one image's ``(T, T)`` float32 map for
-    the method's own maps."""
-    layer, images, eager_map = sizes.layer_bytes, sizes.image_bytes, sizes.map_values * sizes.itemsize
-    smallest = {
+def malloc_defaults() -> bool:
+    """Whether this process allocates with glibc's ``malloc`` under its default mmap and trim
+    settings, as far as the environment tells: no ``MALLOC_*`` variable, no ``glibc.malloc``
+    tunable, no ``LD_PRELOAD`` (which may put jemalloc or tcmalloc in its place). A call of
+    ``mallopt`` within the process is not seen."""
+    if platform.libc_ver()[0] != "glibc" or os.environ.get("LD_PRELOAD"):
+        return False
+    return not any(name.startswith("MALLOC_") for name in os.environ) and "glibc.malloc." not in os.environ.get("GLIBC_TUNABLES", "")
+
+
+def smallest_blocks(sizes: CallSizes) -> dict[str, int]:
+    """The bytes of the smallest large block of each term of :data:`COEFFICIENTS` in a call
+    of ``sizes``, 0 for the terms counted as heap blocks whatever their size: a ``(B, T,
+    D)`` tensor for the layers' terms (beside them only LayerNorm's statistics and sdpa's
+    log-sum-exp, ``(B, T)`` and ``(B, H, T)``); one ``(B, H, T, T)`` map of an eager
+    attention; one image's ``(T, T)`` float32 map for the method's maps (with a
+    ``discard_ratio`` below 1/3, rollout's ``topk`` holds smaller ones, a few MiB); the
+    capture's tensors (the relative position biases, ``(1, H, T, T)``, do not grow with the
+    batch) and the copies of the images (the output map is ``(B, 1, H, W)``) as heap blocks."""
+    layer, eager_map = sizes.layer_bytes, sizes.map_values * sizes.itemsize
+    return {
         "graph": layer,
         "relevance": layer,
-        "captured": layer,
         "layer": layer,
-        "pass_images": images,
-        "relevance_images": images,
-        "maps_images": images,
+        "captured": 0,
+        "captured_maps": eager_map,
+        "pass_images": 0,
+        "relevance_images": 0,
+        "maps_images": 0,
         "eager_kept": eager_map,
         "eager_moment": eager_map,
-        "captured_maps": eager_map,
         "maps": sizes.tokens**2 * _FLOAT32,
     }
-    return frozenset(term for term, block in smallest.items() if block > _MMAP_THRESHOLD_MAX)
+
+
+def mmapped_terms(sizes: CallSizes) -> frozenset[str]:
+    """The terms of a call of ``sizes`` whose large blocks (:func:`smallest_blocks`) are
+    above glibc's largest mmap threshold (:data:`_MMAP_THRESHOLD_MAX`): served by ``mmap``
+    where the heap has no free chunk as large, and returned to the system when freed, they
+    stay resident only while alive. None where :func:`malloc_defaults` is false: an
+    allocator or settings of the user's may keep them."""
+    if not malloc_defaults():
+        return frozenset()
+    return frozenset(term for term, block in smallest_blocks(sizes).items() if block > _MMAP_THRESHOLD_MAX)
 
 
 def estimated_bytes(phases: tuple[Terms, ...], resident: bool, mmapped: frozenset[str] = frozenset()) -> int:
@@ -311,15 +334,16 @@ def estimated_bytes(phases: tuple[Terms, ...], resident: bool, mmapped: frozense
     - what the heap keeps of the other phases' terms (those the capture kept are alive in
       every phase and not counted again), likewise scaled, and :data:`_RESIDENT_EAGER` of
       an eager attention's maps served from the heap, up to :data:`_HEAP_RETAINED_MAX`; and
-      at least the earlier phases' high-water mark: the blocks the capture kept pin the
-      heap, and blocks served by ``mmap`` do not reuse its holes;
+      at least the earlier phases' heap, likewise scaled: freed heap stays resident while
+      the later phase's ``mmapped`` blocks are alive (without it GAE on ``dinov2-small`` at
+      896 and 1,024 px was at 0.91 to 0.94 times its peak);
 
     plus the fixed part and the threads' buffers.
     """
     if not resident:
         return int(LIVE_MARGIN * live_bytes(phases))
     on_heap = tuple({term: size for term, size in phase.items() if term not in mmapped} for phase in phases)
-    heap = [live_bytes((phase,)) for phase in on_heap]
+    heap_bytes = [live_bytes((phase,)) for phase in on_heap]
     # the heap's phases added up, without an eager attention's maps (their share is counted
     # apart) and, after the passes, without what the capture kept: alive during the passes
     # too (for a backward pass the graph holds the queries, keys and values)
@@ -330,11 +354,11 @@ def estimated_bytes(phases: tuple[Terms, ...], resident: bool, mmapped: frozense
     )
     eager = sum(passes.get(term, 0) for term in eager_terms)
     peaks = []
-    for index, phase in enumerate(phases):
-        mapped = live_bytes(({term: size for term, size in phase.items() if term in mmapped},))
-        retained = min(LIVE_MARGIN * RESIDENT_FACTOR * max(added_up - heap[index], 0) + _RESIDENT_EAGER * eager, _HEAP_RETAINED_MAX)
-        high_water = LIVE_MARGIN * RESIDENT_FACTOR * max(max(heap[:index], default=0.0) - heap[index], 0)
-        peaks.append(LIVE_MARGIN * (RESIDENT_FACTOR * heap[index] + mapped) + max(retained, high_water))
+    for index, (phase, heap) in enumerate(zip(phases, heap_bytes)):
+        mmapped_bytes = live_bytes(({term: size for term, size in phase.items() if term in mmapped},))
+        retained = min(LIVE_MARGIN * RESIDENT_FACTOR * max(added_up - heap, 0) + _RESIDENT_EAGER * eager, _HEAP_RETAINED_MAX)
+        high_water = LIVE_MARGIN * RESIDENT_FACTOR * max(max(heap_bytes[:index], default=0.0) - heap, 0)
+        peaks.append(LIVE_MARGIN * (RESIDENT_FACTOR * heap + mmapped_bytes) + max(retained, high_water))
     threads = torch.get_num_threads() * _PER_THREAD_BYTES
     return int(max(peaks) + _FIXED_BYTES + threads)
 

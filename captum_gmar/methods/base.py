@@ -220,10 +220,7 @@ class ViTAttribution(Attribution, ABC):
         peak, and on a CPU what the C library keeps resident besides (see
         :mod:`captum_gmar.core.memory`)."""
         device = torch.device(device if device is not None else self.vit.parameter.device)
-        resident = device.type == "cpu"
-        return estimated_bytes(
-            self.memory_phases(input_shape), resident, mmapped_terms(self._sizes(input_shape)) if resident else frozenset()
-        )
+        return estimated_bytes(self.memory_phases(input_shape), device.type == "cpu", mmapped_terms(self._sizes(input_shape)))
 
     def check_memory(self, input_shape: Sequence[int], internal_batch_size: int | None = None, allow_slow: bool = False) -> None:
         """Refuse, before any work, a call on inputs of ``input_shape`` ``(B, C, H, W)`` that

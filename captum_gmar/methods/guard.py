@@ -60,7 +60,12 @@ def check_call(
 
     available = available_bytes(param.device)
     if available is not None and need(chunk) > available:
-        fits = available // need(1)
+        # the largest chunk that fits; the estimate grows with the batch, not in proportion
+        # (its terms cross glibc's mmap threshold), so it is searched, not divided
+        fits, above = 0, chunk
+        while above - fits > 1:
+            middle = (fits + above) // 2
+            fits, above = (middle, above) if need(middle) <= available else (fits, middle)
         if fits >= 1:
             advice = f"pass internal_batch_size={fits} (or less) to explain the batch in chunks"
         else:

@@ -11,6 +11,7 @@ import pytest
 import torch
 import transformers
 
+import captum_gmar.core.memory as memory_module
 import captum_gmar.methods.guard as guard_module
 from captum_gmar import (
     CPLRP,
@@ -38,10 +39,12 @@ from captum_gmar.core.memory import (
     fitted_seconds,
     gib,
     live_bytes,
+    malloc_defaults,
     mmapped_terms,
     peak_live_bytes,
     probe_tokens,
     relevance_call_phases,
+    smallest_blocks,
 )
 from captum_gmar.errors import TooSlowError
 from captum_gmar.reference import load_reference_model
@@ -55,12 +58,13 @@ LINUX_PEAK = pytest.mark.skipif(
 )
 
 
-def _median_resident_peak_and_estimate(method: type, attn: str, side: int) -> tuple[int, int]:
+def _median_resident_peak_and_estimate(method: type, attn: str, side: int, chunks: int = 1) -> tuple[int, int]:
     """The median resident peak of five calls of ``method`` on the bundled ``vit-tiny`` at
-    ``side`` px, and the estimate, in a fresh process: the heap of this one holds what
-    earlier tests left. The peak of one call depends on which freed blocks glibc keeps
-    (GAE at 256 px: 142 to 231 MiB over 30 calls), so the estimate is held against the
-    median of five calls (each after a malloc_trim), the peak a call has as often as not."""
+    ``side`` px (``chunks`` images, one at a time through ``internal_batch_size``), and the
+    estimate for one, in a fresh process: the heap of this one holds what earlier tests
+    left. The peak of one call depends on which freed blocks glibc keeps (GAE at 256 px: 142
+    to 231 MiB over 30 calls), so the estimate is held against the median of five calls
+    (each after a malloc_trim), the peak a call has as often as not."""
     script = f"""
 import statistics
 import torch
@@ -68,10 +72,10 @@ from captum_gmar import {method.__name__}
 from captum_gmar.core.memory import peak_resident_increase
 from captum_gmar.reference import load_reference_model
 explainer = {method.__name__}(load_reference_model(attn_implementation={attn!r}))
-x = torch.randn(1, 3, {side}, {side})
-explainer.attribute(x[..., :56, :56], target=1)  # warm-up: thread pools and kernels are not the call's
-peaks = [peak_resident_increase(lambda: explainer.attribute(x, target=1)) for _ in range(5)]
-print(int(statistics.median(peaks)), explainer.estimate_bytes(x.shape))
+x = torch.randn({chunks}, 3, {side}, {side})
+explainer.attribute(x[:1, :, :56, :56], target=1)  # warm-up: thread pools and kernels are not the call's
+peaks = [peak_resident_increase(lambda: explainer.attribute(x, target=1, internal_batch_size=1)) for _ in range(5)]
+print(int(statistics.median(peaks)), explainer.estimate_bytes(x[:1].shape))
 """
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     typical, estimate = map(int, run.stdout.split())
@@ -105,19 +109,26 @@ def test_on_a_cpu_the_estimate_is_at_or_above_the_median_resident_peak_and_at_mo
 
 
 @LINUX_PEAK
+@pytest.mark.skipif(not malloc_defaults(), reason="glibc's malloc with its default settings serves these maps by mmap")
 @pytest.mark.parametrize(
-    ("method", "attn"),
+    ("method", "attn", "chunks"),
     # the methods whose maps are served by mmap at 512 px; one in the default run (about 16 s)
-    [pytest.param(AttentionRollout, "sdpa")]
-    + [pytest.param(method, "sdpa", marks=pytest.mark.slow) for method in (GMARAttribution, GenericAttentionExplainability, RawAttention)]
-    + [pytest.param(method, "eager", marks=pytest.mark.slow) for method in METHODS],
+    [pytest.param(AttentionRollout, "sdpa", 1)]
+    + [
+        pytest.param(method, "sdpa", 1, marks=pytest.mark.slow)
+        for method in (GMARAttribution, GenericAttentionExplainability, RawAttention)
+    ]
+    + [pytest.param(method, "eager", 1, marks=pytest.mark.slow) for method in METHODS]
+    + [pytest.param(GMARAttribution, "sdpa", 2, marks=pytest.mark.slow)],  # two chunks: the second reuses the first's heap
 )
-def test_on_a_cpu_maps_served_by_mmap_are_counted_once_at_most_1_5_times_the_median_resident_peak(method, attn):
+def test_on_a_cpu_maps_served_by_mmap_are_counted_once_at_most_1_75_times_the_median_resident_peak(method, attn, chunks):
     # At 512 px (4,097 tokens) a map is 64 MiB or more, above glibc's largest mmap
     # threshold: resident while alive and only then, so the estimate counts it once (it
-    # was 2.1 to 2.7 times the median when it counted them as heap; 1.16 to 1.35 now).
-    typical, estimate = _median_resident_peak_and_estimate(method, attn, 512)
-    assert typical <= estimate <= 1.5 * typical, (gib(estimate), gib(typical))
+    # was 2.1 to 2.6 times the median when it counted them as heap blocks; 1.16 to 1.35
+    # now). The bound is 1.75, not 1.5: the estimate is up to 1.61 times the live peak
+    # (GMAR, sdpa), below which no resident peak can fall, whatever the heap keeps.
+    typical, estimate = _median_resident_peak_and_estimate(method, attn, 512, chunks)
+    assert typical <= estimate <= 1.75 * typical, (gib(estimate), gib(typical))
 
 
 def _random_model(name: str, attn: str) -> torch.nn.Module:
@@ -280,12 +291,18 @@ def test_on_a_cpu_the_phases_add_up_and_an_eager_attentions_maps_count_again_up_
 
 def test_blocks_above_glibcs_largest_mmap_threshold_are_served_by_mmap_and_count_once_on_a_cpu(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    monkeypatch.setattr(memory_module, "malloc_defaults", lambda: True)
     fixed = _FIXED_BYTES + 8 * _PER_THREAD_BYTES
+    assert set(smallest_blocks(_sizes())) == set(COEFFICIENTS)  # a new term is placed, heap or not
     # one image's (T, T) float32 map: 32 MiB at 2,896 tokens, above it at 2,897
     assert "maps" not in mmapped_terms(_sizes(tokens=2896)) and "maps" in mmapped_terms(_sizes(tokens=2897))
-    # an eager attention's (B, H, T, T) maps in the model's dtype; the layers' terms by one (B, T, D) tensor
-    assert {"eager_kept", "eager_moment", "captured_maps"} <= mmapped_terms(_sizes(batch=2, tokens=1449, itemsize=4))
+    # an eager attention's (B, H, T, T) maps in the model's dtype: 32 MiB in float16 at 2,048 tokens and 4 heads
+    eager = {"eager_kept", "eager_moment", "captured_maps"}
+    assert not eager & mmapped_terms(_sizes(tokens=2048, itemsize=2)) and eager <= mmapped_terms(_sizes(tokens=2049, itemsize=2))
+    assert eager <= mmapped_terms(_sizes(tokens=2048, itemsize=4))
+    # the layers' terms by one (B, T, D) tensor; the capture's and the images' always on the heap
     assert "graph" not in mmapped_terms(_sizes(tokens=2897)) and "graph" in mmapped_terms(_sizes(batch=64, tokens=2897))
+    assert not {"captured", "pass_images", "maps_images"} & mmapped_terms(_sizes(batch=4096, tokens=2897))
     assert mmapped_terms(_sizes()) == frozenset()
 
     phases = attention_call_phases(_sizes(tokens=500), 3.0, 3, True, False, False)
@@ -307,6 +324,29 @@ def test_blocks_above_glibcs_largest_mmap_threshold_are_served_by_mmap_and_count
     assert LIVE_MARGIN * RESIDENT_FACTOR * (live_bytes((passes,)) - heap) > _HEAP_RETAINED_MAX
     expected = LIVE_MARGIN * (RESIDENT_FACTOR * live_bytes((passes,)) + COEFFICIENTS["maps"] * building["maps"])
     assert estimated_bytes(phases, True, frozenset({"maps"})) == pytest.approx(expected + fixed, abs=2)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MALLOC_MMAP_THRESHOLD_", "268435456"),
+        ("MALLOC_MMAP_MAX_", "0"),
+        ("GLIBC_TUNABLES", "glibc.malloc.mmap_max=0"),
+        ("LD_PRELOAD", "libjemalloc.so.2"),
+    ],
+)
+def test_under_another_allocator_or_settings_every_block_counts_as_a_heap_block(monkeypatch, variable, value):
+    # glibc serves a 100 MiB block from its heap with any of these (measured on glibc 2.36)
+    monkeypatch.setattr(memory_module.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    for name in [name for name in os.environ if name.startswith("MALLOC_")] + ["LD_PRELOAD", "GLIBC_TUNABLES"]:
+        monkeypatch.delenv(name, raising=False)
+    large = _sizes(tokens=4097)
+    assert "maps" in mmapped_terms(large)
+    monkeypatch.setenv(variable, value)
+    assert mmapped_terms(large) == frozenset()
+    monkeypatch.setattr(memory_module.platform, "libc_ver", lambda: ("", ""))  # musl, or macOS's allocator
+    monkeypatch.delenv(variable)
+    assert mmapped_terms(large) == frozenset()
 
 
 def test_the_attention_time_grows_with_the_square_of_the_tokens_and_counts_the_backward_pass(monkeypatch):

@@ -209,6 +209,15 @@ def test_the_memory_check_suggests_an_internal_batch_size_that_works(load_tiny, 
     explainer.attribute(x, target=1, internal_batch_size=3)
 
 
+def test_the_suggested_internal_batch_size_fits_where_the_estimate_grows_faster_than_the_batch(load_tiny, monkeypatch):
+    # on a CPU a term crosses glibc's mmap threshold as the batch grows, so need(b) is not b * need(1)
+    explainer = GMARAttribution(load_tiny(VIT))
+    monkeypatch.setattr(explainer, "estimate_bytes", lambda shape: 2**20 * shape[0] ** 2)
+    monkeypatch.setattr(guard_module, "available_bytes", lambda device: 10 * 2**20)
+    with pytest.raises(InsufficientMemoryError, match="pass internal_batch_size=3 "):  # 9 MiB fits, 16 does not; 10 // 1 would say 10
+        explainer.attribute(torch.randn(8, 3, 32, 32), target=1)
+
+
 def test_meta_model_is_rejected_at_once(load_tiny, images):
     model = load_tiny(VIT).to("meta")
     with pytest.raises(ValueError, match="meta device"):
