@@ -117,6 +117,9 @@ _RESIDENT_EAGER = 1.2
 #: glibc's largest mmap threshold on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``): a block above
 #: it is served by ``mmap`` unless a free heap chunk is as large (see :func:`mmapped_terms`)
 _MMAP_THRESHOLD_MAX = 32 * 2**20
+#: glibc's settings that change which blocks it serves by mmap and how much freed heap it
+#: keeps (``mallopt``'s ``M_*``; an arena's count and the checks do not)
+_MALLOC_SETTINGS = ("mmap_threshold", "mmap_max", "trim_threshold", "top_pad", "hugetlb")
 #: the most counted for freed blocks of the other phases kept resident beyond a phase's
 #: high-water mark: glibc returns blocks above its mmap threshold to the system when they
 #: are freed, and the free top of its heap above a trim threshold of up to 64 MiB per
@@ -277,12 +280,14 @@ def live_bytes(phases: tuple[Terms, ...]) -> float:
 
 def malloc_defaults() -> bool:
     """Whether this process allocates with glibc's ``malloc`` under its default mmap and trim
-    settings, as far as the environment tells: no ``MALLOC_*`` variable, no ``glibc.malloc``
-    tunable, no ``LD_PRELOAD`` (which may put jemalloc or tcmalloc in its place). A call of
-    ``mallopt`` within the process is not seen."""
+    settings, as far as the environment tells: none of :data:`_MALLOC_SETTINGS` among the
+    variables or in ``GLIBC_TUNABLES`` (``MALLOC_MMAP_THRESHOLD_``,
+    ``glibc.malloc.mmap_threshold``), no ``LD_PRELOAD`` (which may put jemalloc or tcmalloc
+    in its place). A call of ``mallopt`` within the process is not seen."""
     if platform.libc_ver()[0] != "glibc" or os.environ.get("LD_PRELOAD"):
         return False
-    return not any(name.startswith("MALLOC_") for name in os.environ) and "glibc.malloc." not in os.environ.get("GLIBC_TUNABLES", "")
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    return not any(f"MALLOC_{name.upper()}_" in os.environ or f"glibc.malloc.{name}" in tunables for name in _MALLOC_SETTINGS)
 
 
 def smallest_blocks(sizes: CallSizes) -> dict[str, int]:
