@@ -60,8 +60,9 @@ def check_call(
 
     available = available_bytes(param.device)
     if available is not None and need(chunk) > available:
-        # the largest chunk that fits; the estimate grows with the batch, not in proportion
-        # (its terms cross glibc's mmap threshold), so it is searched, not divided
+        # a chunk that fits, searched, not divided: on a CPU the estimate is not in proportion
+        # to the batch (its fixed part; a term whose blocks cross glibc's mmap threshold
+        # counts once above it, so it may even fall), and each size tried is one that fits
         fits, above = 0, chunk
         while above - fits > 1:
             middle = (fits + above) // 2
