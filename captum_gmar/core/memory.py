@@ -12,7 +12,7 @@ Memory: the tensors alive at the call's peak (:func:`live_bytes`), which is what
 allocator such as CUDA's holds (``torch.cuda.max_memory_allocated``), and on a CPU what
 the C library keeps resident besides (:func:`estimated_bytes`: glibc keeps freed heap
 blocks, while blocks above its largest mmap threshold, 32 MiB, are resident only while
-alive, :func:`mmapped_terms`). A call has two phases, and its peak is the larger of them:
+alive, :func:`~captum_gmar.core.allocator.mmapped_terms`). A call has two phases, and its peak is the larger of them:
 
 - the passes: the forward pass's graph for the backward pass (or, without one, what the
   capture keeps of every layer), the layer in flight, copies of the images, and an eager
@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,12 +113,6 @@ RESIDENT_FACTOR = 2.2
 #: the share of an eager attention's ``(B, H, T, T)`` maps (kept for the backward pass, or of
 #: the moment) counted again on a CPU: freed layer by layer, they stay in the heap
 _RESIDENT_EAGER = 1.2
-#: glibc's largest mmap threshold on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``): a block above
-#: it is served by ``mmap`` unless a free heap chunk is as large (see :func:`mmapped_terms`)
-_MMAP_THRESHOLD_MAX = 32 * 2**20
-#: glibc's settings that change which blocks it serves by mmap and how much freed heap it
-#: keeps (``mallopt``'s ``M_*``; an arena's count and the checks do not)
-_MALLOC_SETTINGS = ("mmap_threshold", "mmap_max", "trim_threshold", "top_pad", "hugetlb")
 #: the most counted for freed blocks of the other phases kept resident beyond a phase's
 #: high-water mark: glibc returns blocks above its mmap threshold to the system when they
 #: are freed, and the free top of its heap above a trim threshold of up to 64 MiB per
@@ -278,54 +271,6 @@ def live_bytes(phases: tuple[Terms, ...]) -> float:
     return max(sum(COEFFICIENTS[term] * size for term, size in phase.items()) for phase in phases)
 
 
-def malloc_defaults() -> bool:
-    """Whether this process allocates with glibc's ``malloc`` under its default mmap and trim
-    settings, as far as the environment tells: none of :data:`_MALLOC_SETTINGS` among the
-    variables or in ``GLIBC_TUNABLES`` (``MALLOC_MMAP_THRESHOLD_``,
-    ``glibc.malloc.mmap_threshold``), no ``LD_PRELOAD`` (which may put jemalloc or tcmalloc
-    in its place). A call of ``mallopt`` within the process is not seen."""
-    if platform.libc_ver()[0] != "glibc" or os.environ.get("LD_PRELOAD"):
-        return False
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    return not any(f"MALLOC_{name.upper()}_" in os.environ or f"glibc.malloc.{name}" in tunables for name in _MALLOC_SETTINGS)
-
-
-def smallest_blocks(sizes: CallSizes) -> dict[str, int]:
-    """The bytes of the smallest large block of each term of :data:`COEFFICIENTS` in a call
-    of ``sizes``, 0 for the terms counted as heap blocks whatever their size: a ``(B, T,
-    D)`` tensor for the layers' terms (beside them only LayerNorm's statistics and sdpa's
-    log-sum-exp, ``(B, T)`` and ``(B, H, T)``); one ``(B, H, T, T)`` map of an eager
-    attention; one image's ``(T, T)`` float32 map for the method's maps (with a
-    ``discard_ratio`` below 1/3, rollout's ``topk`` holds smaller ones, a few MiB); the
-    capture's tensors (the relative position biases, ``(1, H, T, T)``, do not grow with the
-    batch) and the copies of the images (the output map is ``(B, 1, H, W)``) as heap blocks."""
-    layer, eager_map = sizes.layer_bytes, sizes.map_values * sizes.itemsize
-    return {
-        "graph": layer,
-        "relevance": layer,
-        "layer": layer,
-        "captured": 0,
-        "captured_maps": eager_map,
-        "pass_images": 0,
-        "relevance_images": 0,
-        "maps_images": 0,
-        "eager_kept": eager_map,
-        "eager_moment": eager_map,
-        "maps": sizes.tokens**2 * _FLOAT32,
-    }
-
-
-def mmapped_terms(sizes: CallSizes) -> frozenset[str]:
-    """The terms of a call of ``sizes`` whose large blocks (:func:`smallest_blocks`) are
-    above glibc's largest mmap threshold (:data:`_MMAP_THRESHOLD_MAX`): served by ``mmap``
-    where the heap has no free chunk as large, and returned to the system when freed, they
-    stay resident only while alive. None where :func:`malloc_defaults` is false: an
-    allocator or settings of the user's may keep them."""
-    if not malloc_defaults():
-        return frozenset()
-    return frozenset(term for term, block in smallest_blocks(sizes).items() if block > _MMAP_THRESHOLD_MAX)
-
-
 def estimated_bytes(phases: tuple[Terms, ...], resident: bool, mmapped: frozenset[str] = frozenset()) -> int:
     """The estimated peak memory of a call of ``phases``, in bytes.
 
@@ -333,7 +278,7 @@ def estimated_bytes(phases: tuple[Terms, ...], resident: bool, mmapped: frozense
     :data:`LIVE_MARGIN`. On a CPU (``resident``), with glibc's ``malloc``, the largest
     phase of:
 
-    - its terms served from the heap (all but ``mmapped``, see :func:`mmapped_terms`),
+    - its terms served from the heap (all but ``mmapped``, see :func:`~captum_gmar.core.allocator.mmapped_terms`),
       times :data:`RESIDENT_FACTOR` as well;
     - its ``mmapped`` terms, once: resident while alive and only then;
     - what the heap keeps of the other phases' terms (those the capture kept are alive in

@@ -21,10 +21,11 @@ from captum.attr import Attribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from ..core.allocator import mmapped_terms
 from ..core.formatting import Targets, TargetType, batch_slices, check_pixel_values, chunk_targets, format_targets
 from ..core.heads import HeadFusion
 from ..core.maps import input_map, patch_map
-from ..core.memory import CallSizes, Terms, attention_call_phases, estimated_bytes, mmapped_terms
+from ..core.memory import CallSizes, Terms, attention_call_phases, estimated_bytes
 from ..errors import NonFiniteError
 from ..vit.blocks import Pooling, Readout
 from ..vit.capture import AttentionTrace

@@ -11,7 +11,7 @@ import pytest
 import torch
 import transformers
 
-import captum_gmar.core.memory as memory_module
+import captum_gmar.core.allocator as allocator_module
 import captum_gmar.methods.guard as guard_module
 from captum_gmar import (
     CPLRP,
@@ -22,6 +22,7 @@ from captum_gmar import (
     RawAttention,
     TokenGradCAM,
 )
+from captum_gmar.core.allocator import malloc_defaults, mmapped_terms, smallest_blocks
 from captum_gmar.core.memory import (
     _FIXED_BYTES,
     _HEAP_RETAINED_MAX,
@@ -39,12 +40,9 @@ from captum_gmar.core.memory import (
     fitted_seconds,
     gib,
     live_bytes,
-    malloc_defaults,
-    mmapped_terms,
     peak_live_bytes,
     probe_tokens,
     relevance_call_phases,
-    smallest_blocks,
 )
 from captum_gmar.errors import TooSlowError
 from captum_gmar.reference import load_reference_model
@@ -291,7 +289,7 @@ def test_on_a_cpu_the_phases_add_up_and_an_eager_attentions_maps_count_again_up_
 
 def test_blocks_above_glibcs_largest_mmap_threshold_are_served_by_mmap_and_count_once_on_a_cpu(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
-    monkeypatch.setattr(memory_module, "malloc_defaults", lambda: True)
+    monkeypatch.setattr(allocator_module, "malloc_defaults", lambda: True)
     fixed = _FIXED_BYTES + 8 * _PER_THREAD_BYTES
     assert set(smallest_blocks(_sizes())) == set(COEFFICIENTS)  # a new term is placed, heap or not
     # one image's (T, T) float32 map: 32 MiB at 2,896 tokens, above it at 2,897
@@ -324,29 +322,6 @@ def test_blocks_above_glibcs_largest_mmap_threshold_are_served_by_mmap_and_count
     assert LIVE_MARGIN * RESIDENT_FACTOR * (live_bytes((passes,)) - heap) > _HEAP_RETAINED_MAX
     expected = LIVE_MARGIN * (RESIDENT_FACTOR * live_bytes((passes,)) + COEFFICIENTS["maps"] * building["maps"])
     assert estimated_bytes(phases, True, frozenset({"maps"})) == pytest.approx(expected + fixed, abs=2)
-
-
-@pytest.mark.parametrize(
-    ("variable", "value"),
-    [
-        ("MALLOC_MMAP_THRESHOLD_", "268435456"),
-        ("MALLOC_MMAP_MAX_", "0"),
-        ("GLIBC_TUNABLES", "glibc.malloc.mmap_max=0"),
-        ("LD_PRELOAD", "libjemalloc.so.2"),
-    ],
-)
-def test_under_another_allocator_or_settings_every_block_counts_as_a_heap_block(monkeypatch, variable, value):
-    # glibc serves a 100 MiB block from its heap with any of these (measured on glibc 2.36)
-    monkeypatch.setattr(memory_module.platform, "libc_ver", lambda: ("glibc", "2.36"))
-    for name in [name for name in os.environ if name.startswith("MALLOC_")] + ["LD_PRELOAD", "GLIBC_TUNABLES"]:
-        monkeypatch.delenv(name, raising=False)
-    large = _sizes(tokens=4097)
-    assert "maps" in mmapped_terms(large)
-    monkeypatch.setenv(variable, value)
-    assert mmapped_terms(large) == frozenset()
-    monkeypatch.setattr(memory_module.platform, "libc_ver", lambda: ("", ""))  # musl, or macOS's allocator
-    monkeypatch.delenv(variable)
-    assert mmapped_terms(large) == frozenset()
 
 
 def test_the_attention_time_grows_with_the_square_of_the_tokens_and_counts_the_backward_pass(monkeypatch):
