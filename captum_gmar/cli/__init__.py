@@ -1,4 +1,4 @@
-"""The ``captum-gmar`` command line: ``demo``, ``compare``, ``explain``, ``explore``, ``heads`` and ``export-scenes``.
+"""The ``captum-gmar`` command line: ``demo``, ``compare``, ``export-scenes``, ``explain``, ``explore``, ``heads`` and ``repair``.
 
 :data:`COMMANDS` maps each command to its module, imported only when that command runs;
 each module has ``add_parser(commands, help)`` and ``run(options)``, which takes the
@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from .. import __version__
 from ..errors import DiskFullError, InsufficientMemoryError, NonFiniteError, RankFailedError, TooSlowError, UnsupportedModelError
@@ -44,7 +44,9 @@ COMMANDS = {
         ".compare",
         "compare methods on evaluation scenes, on your own images (--data), or on the similarity of real photos (--task similarity)",
     ),
-    "export-scenes": Command(".export_scenes", "write test-split scenes as an image folder with masks, for --data"),
+    "export-scenes": Command(
+        ".export_scenes", "write scenes of the test split (or --split train) as an image folder with masks, for explain and --data"
+    ),
     "explain": Command(".explain", "explain one image file, or every image of a folder into a maps folder"),
     "explore": Command(
         ".explore",
@@ -77,11 +79,20 @@ _USER_ERRORS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (the usage block would bury the one
+    line that matters); ``--help`` still shows the usage. Subcommands' parsers are of
+    this class too (``add_subparsers`` makes them so)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command of ``argv`` (default: the process's arguments); returns 0, or exits
     with status 2 on a wrong argument or file, 1 on a failure and 130 when interrupted."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="captum-gmar", description="GMAR attributions for Hugging Face vision transformers")
+    parser = _Parser(prog="captum-gmar", description="GMAR attributions for Hugging Face vision transformers")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)  # the top level's options take no value
