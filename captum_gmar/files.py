@@ -48,6 +48,7 @@ __all__ = [
     "folder_lock",
     "foreign_files",
     "open_no_follow",
+    "other_results",
     "own_files",
     "replacing",
     "save_figure",
@@ -211,6 +212,19 @@ def check_folder(folder: str | os.PathLike[str], files: Sequence[str]) -> None:
     foreign = foreign_files(folder, files)
     if foreign:
         raise ValueError(_foreign(folder, foreign[0]))
+    others = other_results(folder, files)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise ValueError(f"{str(folder)!r} holds another command's results ({shown}): name a new or empty folder")
+
+
+def other_results(folder: str | os.PathLike[str], files: Sequence[str]) -> list[str]:
+    """The files this package wrote in ``folder`` where none of them is one of ``files``:
+    another command's results (a maps folder, an explore folder, a repaired model), which a
+    command writing ``files`` must not mix its own into. Empty where the folder holds none
+    of this package's files, or some of ``files`` (an earlier run of the same command)."""
+    own = own_files(folder)
+    return [] if own & set(files) else sorted(own)
 
 
 def _foreign(folder: Path, name: str) -> str:

@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 from .arguments import folder, int_at_least
-from .maps_options import ExploreOptions
+from .maps_options import ExploreOptions, load_model_of
 from .options import CommandError
 
 
@@ -52,32 +52,34 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
 
 
 def run(options: ExploreOptions) -> None:
-    """Explore ``options.maps`` into ``options.out``."""
+    """Explore ``options.maps`` into ``options.out``: every option checked, and the model
+    loaded and checked to be the maps', before the first line is printed."""
     from ..dataset_maps import load_maps
     from ..dataset_maps.checks import read_job
     from ..exploration import explore
+    from ..exploration.folder import EXPLORE_FILES
+    from ..exploration.reading import check_finished, chosen_methods, chosen_targets
+    from ..files import check_folder
+    from .output import check_apart
 
+    if options.methods is not None and not options.methods:
+        raise CommandError("--methods names no method")
+    check_apart(options.out, {"the maps folder": options.maps, "--images": options.images})
+    check_folder(options.out, EXPLORE_FILES)
     records = load_maps(options.maps)
+    check_finished(options.maps, records)
     job = read_job(options.maps) or {}
-    methods = [key for key in job.get("methods", {}) if options.methods is None or key in options.methods]
+    methods = chosen_methods(options.maps, options.methods) or list(job.get("methods", {}))
+    chosen_targets(options.maps, records, options.classes)
+    model = None if options.model is None else load_model_of(options.maps, options.model)
     targets = Counter((record.target, record.target_name) for record in records if record.method == methods[0]) if methods else Counter()
     shown = ", ".join(f"{name} ({count:,})" for (_, name), count in sorted(targets.items())[:5]) + (", ..." if len(targets) > 5 else "")
     print(
         f"exploring {options.maps}: {records.images:,} images explained by {job.get('model', 'a model')}, "
-        f"{len(records):,} maps of {len(job.get('methods', {}))} methods (exploring {', '.join(methods) or 'none'}); "
+        f"{len(records):,} maps of {len(job.get('methods', {}))} methods (exploring {', '.join(methods)}); "
         f"{len(targets)} explained classes: {shown}",
         flush=True,
     )
-    if options.methods is not None and not options.methods:
-        raise CommandError("--methods names no method")
-    model = None
-    if options.model is not None:
-        from .. import loading
-
-        try:
-            model = loading.load_model(options.model)
-        except (FileNotFoundError, ValueError) as error:
-            raise CommandError(str(error)) from error
     from ..evaluation.distributed import process_group
 
     with process_group("cpu"):  # under torchrun, the ranks share the groups; a single process needs none

@@ -49,8 +49,10 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
 
 def run(options: HeadsOptions) -> None:
     """Locate the heads of ``options.cluster``; save the model without the first ones where asked."""
-    from .output import check_output
+    from ..exploration.folder import STRATEGIES
+    from .output import check_apart, check_output
 
+    check_apart(options.out, {"the maps folder": options.maps, "--images": options.images}, nest_in=STRATEGIES)
     check_output(options.out, figure=False, files=FILES)
     import torch
 

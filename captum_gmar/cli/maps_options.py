@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from .options import CommandError
 
-__all__ = ["ExploreOptions", "HeadsOptions", "RepairOptions", "cluster_and_model"]
+__all__ = ["ExploreOptions", "HeadsOptions", "RepairOptions", "check_model_of", "cluster_and_model", "load_model_of"]
 
 _Options = TypeVar("_Options", bound="_ClusterOptions")
 
@@ -124,12 +124,38 @@ class RepairOptions(_ClusterOptions):
 
 def cluster_and_model(maps: str, cluster: str, model: str) -> tuple[Any, Any]:
     """The cluster ``METHOD:CLASS:RANK`` of the maps folder ``maps`` (refused in one line
-    before the model loads), and the model ``model``."""
-    from .. import loading
+    before the model loads), and the model ``model``, refused where it is not the one the
+    maps explain (:func:`load_model_of`)."""
     from ..heads.cluster import find_cluster
 
     found = find_cluster(maps, cluster)
+    return found, load_model_of(maps, model)
+
+
+def load_model_of(maps: str, model: str) -> Any:
+    """The model ``model`` (a folder or a bundled model's name), loaded and checked to be
+    the one whose maps ``maps`` holds (:func:`check_model_of`); each refused in one line."""
+    from .. import loading
+
     try:
-        return found, loading.load_model(model)
+        loaded = loading.load_model(model)
     except (FileNotFoundError, ValueError) as error:
         raise CommandError(str(error)) from error
+    check_model_of(maps, loaded, model)
+    return loaded
+
+
+def check_model_of(maps: str, model: Any, name: str) -> None:
+    """Refuse a model whose weights are not those of the model the maps folder's job
+    explained (its ``model_fingerprint``; a job that recorded none is not checked): every
+    check and repair of its clusters would measure another model."""
+    from ..dataset_maps.checks import read_job
+    from ..vit.outputs import model_fingerprint
+
+    job = read_job(maps) or {}
+    made_by = job.get("model_fingerprint")
+    if made_by is not None and made_by != model_fingerprint(model):
+        raise CommandError(
+            f"{maps} holds the maps of another model than {name} (their weights differ): name the model they explain"
+            + (f" (--model {job['model']})" if isinstance(job.get("model"), str) else "")
+        )

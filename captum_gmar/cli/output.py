@@ -4,10 +4,10 @@ folder (``demo``, ``compare``) that holds no file captum-gmar did not write."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..files import MANIFEST, foreign_files
+from ..files import MANIFEST, foreign_files, other_results
 from .options import CommandError
 
 
@@ -70,8 +70,7 @@ def _check_own_files(path: str, files: Sequence[str]) -> None:
             )
     if not (out / MANIFEST).is_file():
         names = sorted(entry.name for entry in out.iterdir())
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        raise CommandError(f"--out {path!r} holds files captum-gmar did not write ({shown}): name a new or empty folder")
+        raise CommandError(f"--out {path!r} holds files captum-gmar did not write ({_shown(names)}): name a new or empty folder")
     try:
         foreign = foreign_files(out, files)
     except ValueError as error:
@@ -80,3 +79,34 @@ def _check_own_files(path: str, files: Sequence[str]) -> None:
         raise CommandError(
             f"--out {path!r} holds {foreign[0]!r}, which captum-gmar did not write and does not replace: move it, or name a new or empty folder"
         )
+    others = other_results(out, files) if files else []
+    if others:
+        raise CommandError(f"--out {path!r} holds another command's results ({_shown(others)}): name a new or empty folder")
+
+
+def check_apart(path: str, inputs: Mapping[str, str | None], nest_in: str | None = None) -> None:
+    """``--out`` refused where a run would write into what it reads, or into another
+    command's results: the folder of one of ``inputs`` (what the option reads -> its folder)
+    or a folder inside it, or a folder inside a results folder captum-gmar wrote (its
+    :data:`~captum_gmar.files.MANIFEST`), unless that folder's manifest lists ``nest_in``
+    (``heads`` runs go inside an explore folder, whose page lists them)."""
+    out = Path(path).resolve()
+    for what, folder in inputs.items():
+        if folder is not None and out.is_relative_to(Path(folder).resolve()):
+            where = "is" if out == Path(folder).resolve() else "lies inside"
+            raise CommandError(f"--out {path!r} {where} {what} ({folder}), which this command reads: name a folder outside it")
+    for parent in out.parents:
+        if (parent / MANIFEST).is_file():
+            try:
+                listed = other_results(parent, [nest_in] if nest_in else [])
+            except ValueError:
+                listed = ["an unreadable manifest"]
+            if listed:
+                raise CommandError(
+                    f"--out {path!r} lies inside {str(parent)!r}, another command's results ({_shown(listed)}): name a folder outside it"
+                )
+
+
+def _shown(names: Sequence[str]) -> str:
+    """The first three of ``names``, and how many more."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")

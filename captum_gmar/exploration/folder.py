@@ -164,8 +164,9 @@ def explore(
     chosen = chosen_methods(maps_folder, methods)
     if images is not None and not Path(images).is_dir():
         raise FileNotFoundError(f"images {str(images)!r} is not a folder: name the image folder the maps folder's job read")
-    if Path(out).resolve() == Path(maps_folder).resolve():
-        raise ValueError(f"out {str(out)!r} is the maps folder: name another folder, which explore writes alone")
+    if Path(out).resolve().is_relative_to(Path(maps_folder).resolve()):
+        where = "is" if Path(out).resolve() == Path(maps_folder).resolve() else "lies inside"
+        raise ValueError(f"out {str(out)!r} {where} the maps folder: name another folder, which explore writes alone")
     check_folder(out, EXPLORE_FILES)
     checker = None if model is None else ClusterChecker(model, processor, images, seed)
     targets = chosen_targets(maps_folder, records, classes)
@@ -236,6 +237,7 @@ def explore(
         "given": {
             "model": None if model is None else job_model or getattr(model, "name_or_path", None),
             "images": None if images is None else str(images),
+            "out": str(out),
         },
         "files": list(files),
         "disagreement": None if compared is None else disagreement_summary(compared),

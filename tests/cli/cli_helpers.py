@@ -2,6 +2,7 @@
 folders and earlier results."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,22 @@ def existing_results(tmp_path):
 def last_line(err: str) -> str:
     """The error line; transformers' progress bars may come before it."""
     return err.strip().splitlines()[-1]
+
+
+def explain_scenes(root: Path, methods: list[str]) -> Path:
+    """The bundled sample scenes (12 images) written to ``root/scenes`` as an image folder
+    and explained by the reference model with ``methods`` into ``root/maps``, every image
+    for class 0; returns ``root``."""
+    import transformers
+
+    from captum_gmar import explain_dataset, load_reference_model, load_sample_scenes
+    from captum_gmar.evaluation.data import open_dataset
+    from captum_gmar.imagedata.fashion_mnist import CLASS_NAMES
+    from captum_gmar.imagedata.folder import export_scenes
+
+    export_scenes(load_sample_scenes(), root / "scenes", CLASS_NAMES)
+    model = load_reference_model()
+    processor = transformers.AutoImageProcessor.from_pretrained(model.name_or_path, local_files_only=True)
+    data = open_dataset(root / "scenes", processor, dict(enumerate(CLASS_NAMES)), 64)
+    explain_dataset(model, data, methods, root / "maps", target=0, progress=False)
+    return root

@@ -1,13 +1,16 @@
 """Fixtures of the command line's tests: a tiny classifier and backbone saved with image
 processors, a photo, an image folder, and a guard that no model loads."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import transformers
 from PIL import Image
 
-from captum_gmar import loading
+from captum_gmar import load_reference_model, loading
 
 
 @pytest.fixture(scope="session")
@@ -80,4 +83,17 @@ def backbone_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("backbone")
     transformers.Dinov2Model(config).save_pretrained(path)
     transformers.BitImageProcessor(size={"height": 32, "width": 32}, do_center_crop=False).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory) -> str:
+    """The bundled vit-tiny with one weight tensor changed, saved with its image processor:
+    a model folder that loads like the maps' model but is not it."""
+    model = load_reference_model()
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    path = tmp_path_factory.mktemp("other")
+    model.save_pretrained(path)
+    shutil.copy(Path(load_reference_model().name_or_path) / "preprocessor_config.json", path)
     return str(path)

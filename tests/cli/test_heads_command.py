@@ -11,28 +11,16 @@ import pandas as pd
 import pytest
 import torch
 import transformers
-from cli_helpers import last_line, run
+from cli_helpers import explain_scenes, last_line, run
 
-from captum_gmar import explain_dataset, load_reference_model, load_sample_scenes
 from captum_gmar.cli import main
 from captum_gmar.vit.model import VisionTransformer
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory) -> Path:
-    """The bundled sample scenes (12 images) explained by the reference model with GMAR,
-    every image for class 0."""
-    from captum_gmar.evaluation.data import open_dataset
-    from captum_gmar.imagedata.fashion_mnist import CLASS_NAMES
-    from captum_gmar.imagedata.folder import export_scenes
-
-    root = tmp_path_factory.mktemp("heads")
-    export_scenes(load_sample_scenes(), root / "scenes", CLASS_NAMES)
-    model = load_reference_model()
-    processor = transformers.AutoImageProcessor.from_pretrained(model.name_or_path, local_files_only=True)
-    data = open_dataset(root / "scenes", processor, dict(enumerate(CLASS_NAMES)), 64)
-    explain_dataset(model, data, ["gmar-l1"], root / "maps", target=0, progress=False)
-    return root
+    """The bundled sample scenes explained by the reference model with GMAR."""
+    return explain_scenes(tmp_path_factory.mktemp("heads"), ["gmar-l1"])
 
 
 def test_heads_locates_a_clusters_heads_and_saves_the_model_without_the_first(job, tmp_path, capsys):
