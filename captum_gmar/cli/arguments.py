@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["choices", "device", "folder", "int_at_least"]
+__all__ = ["choices", "device", "float_between", "folder", "int_at_least"]
 
 
 def int_at_least(least: int, most: int | None = None) -> Callable[[str], int]:
@@ -24,6 +24,21 @@ def int_at_least(least: int, most: int | None = None) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
         if most is not None and value > most:
             raise argparse.ArgumentTypeError(f"must be at most {most}, got {value}")
+        return value
+
+    return parse
+
+
+def float_between(least: float, most: float) -> Callable[[str], float]:
+    """A finite number from ``least`` to ``most``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not least <= value <= most:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"must be from {least:g} to {most:g}, got {text}")
         return value
 
     return parse

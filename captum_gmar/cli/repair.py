@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .arguments import folder, int_at_least
+from .arguments import float_between, folder, int_at_least
 from .maps_options import RepairOptions, cluster_and_model
 from .options import CommandError
 
@@ -41,7 +42,9 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
         default="auto",
         help="heads (remove the heads that carry it), finetune (a counterfactual fine-tune) or auto (default: heads, then the fine-tune where they fall short)",
     )
-    parser.add_argument("--budget", type=float, default=1.0, help="the clean accuracy a repair may cost, in points (default 1)")
+    parser.add_argument(
+        "--budget", type=float_between(0, 100), default=1.0, help="the clean accuracy a repair may cost, in points, 0 to 100 (default 1)"
+    )
     parser.add_argument("--steps", type=int_at_least(1), default=300, help="the fine-tune's steps (default 300)")
     parser.add_argument("--max-images", type=int_at_least(1), default=2000, help="the most --data images read (default 2000)")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="the held-out fifth, the draws and the fine-tune (default 0)")
@@ -53,19 +56,12 @@ def read_shortcut(options: RepairOptions) -> tuple[Any, Any, Any, Any, Any]:
     (``heads.cluster.Cluster``), the model, its image processor, the
     :class:`~captum_gmar.repair.Shortcut` (up to 64 of the cluster's images, and of the
     rest) and the labelled ``--data`` images (:class:`~captum_gmar.repair.Labelled`)."""
-    from ..dataset_maps.checks import read_job
     from ..heads.cluster import cluster_images
     from ..reference.inputs import load_image_processor
     from ..repair import Shortcut
     from ..vit.model import VisionTransformer
-    from ..vit.outputs import model_fingerprint
 
     cluster, model = cluster_and_model(options.maps, options.cluster, options.model)
-    made_by = (read_job(options.maps) or {}).get("model_fingerprint")
-    if made_by is not None and made_by != model_fingerprint(model):
-        raise CommandError(
-            f"{options.maps} holds the maps of another model than {options.model} (their weights differ): repair the model they explain"
-        )
     processor = load_image_processor(model)
     size = VisionTransformer(model).image_size or (224, 224)
     found = cluster_images(cluster, options.images, processor, size, 64, options.seed)
@@ -77,17 +73,26 @@ def read_shortcut(options: RepairOptions) -> tuple[Any, Any, Any, Any, Any]:
 
 def run(options: RepairOptions) -> None:
     """Repair the model of ``options.cluster``; save it and the report in ``options.out``."""
-    from .output import check_output
+    from .output import check_apart, check_output
 
+    check_apart(options.out, {"the maps folder": options.maps, "--images": options.images, "--data": options.data})
     check_output(options.out, figure=False, files=FILES)
     from .. import loading
     from ..files import claim_files, write_atomic
+    from ..heads.cluster import region_words
     from ..repair import repair
 
     cluster, model, processor, shortcut, data = read_shortcut(options)
+    if not cluster.flagged:
+        print(
+            f"note: {options.cluster} is not flagged as a shortcut (suspicion {cluster.suspicion:.3f}): the repair removes whatever "
+            f"the model reads in its region ({region_words(cluster.region)}), which may be the class's own object",
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         f"repairing {loading.model_name(options.model)} of {options.cluster} ({len(cluster.members)} images, region of "
-        f"{len(cluster.region)} patches) with {options.how}, on {len(data)} labelled images of {options.data} (a fifth held out)",
+        f"{region_words(cluster.region)}) with {options.how}, on {len(data)} labelled images of {options.data} (a fifth held out)",
         flush=True,
     )
     done = repair(model, shortcut, data, options.how, budget=options.budget / 100, steps=options.steps, seed=options.seed)
@@ -114,7 +119,8 @@ def run(options: RepairOptions) -> None:
         "per_class_before": done.before.per_class,
     }
     write_atomic(out / "repair.json", json.dumps(report, indent=1) + "\n")
-    summary = _markdown(options, cluster.target_name, table, done.chosen.how)
+    names = {int(label): str(n) for label, n in (model.config.id2label or {}).items()}
+    summary = _markdown(options, cluster.target_name, table, done.chosen.how, names)
     write_atomic(out / "repair.md", summary)
     print(summary)
     print(f"saved the model repaired by {done.chosen.how} in {out}: from_pretrained({str(out)!r}), or explain --model {out}")
@@ -133,22 +139,32 @@ def _labelled(root: str, processor: Any, id2label: Mapping[int | str, str], size
     return Labelled(torch.stack([item["pixel_values"] for item in items]), torch.tensor([int(item["label"]) for item in items]))
 
 
-def _markdown(options: RepairOptions, name: str, table: list[dict[str, Any]], chosen: str) -> str:
+def _markdown(options: RepairOptions, name: str, table: list[dict[str, Any]], chosen: str, class_names: Mapping[int, str]) -> str:
     def cell(value: Any, points: bool = False) -> str:
         if value is None:
             return "–"
         return f"{100 * value:.1f}%" if points else f"{value:+.3f}" if isinstance(value, float) else str(value)
 
+    def cost(row: dict[str, Any]) -> str:
+        if row["cost_points"] is None or row["repair"] == table[0]["repair"]:
+            return "–"
+        return f"{-row['cost_points']:+.1f}" + (" (over the budget)" if row["over_budget"] else "")
+
+    def worst(row: dict[str, Any]) -> str:
+        label = row["worst_class"]
+        return "–" if label is None else f"{class_names.get(label, label)} {cell(row['worst_class_accuracy'], True)}"
+
     lines = [
-        f"Repair of {options.cluster} ({name}) in {options.model}; chosen: {chosen}. The transplant rise: the class's mean "
-        "probability rise with the shortcut's mark (the region's pixels its images share) pasted on held-out images of other classes.",
+        f"Repair of {options.cluster} ({name}) in {options.model}; chosen: {chosen}; budget: {options.budget:g} points of clean "
+        "accuracy. The transplant rise: the class's mean probability rise with the shortcut's mark (the region's pixels its images "
+        "share) pasted on held-out images of other classes; removed: the share of the rise before that is gone.",
         "",
-        "| repair | transplant rise | clean accuracy | worst class | seconds | note |",
-        "|---|---|---|---|---|---|",
+        "| repair | transplant rise | removed | clean accuracy | change (points) | worst class | seconds | note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in table:
         lines.append(
-            f"| {row['repair']} | {cell(row['transplant_rise'])} | {cell(row['accuracy'], True)} | {cell(row['worst_class_accuracy'], True)} | "
-            f"{row['seconds']:.0f} | {row['note'] or ''} |"
+            f"| {row['repair']} | {cell(row['transplant_rise'])} | {cell(row['removed'], True) if row is not table[0] else '–'} | "
+            f"{cell(row['accuracy'], True)} | {cost(row)} | {worst(row)} | {row['seconds']:.0f} | {row['note'] or ''} |"
         )
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from ..dataset_maps import load_maps, read_maps
 from ..exploration import find_strategies
 from ..exploration.normalise import pool
 
-__all__ = ["Cluster", "ClusterImages", "cluster_images", "find_cluster", "parse_cluster"]
+__all__ = ["Cluster", "ClusterImages", "cluster_images", "find_cluster", "parse_cluster", "region_words"]
 
 #: the largest grid side the maps are clustered on, as explore's ``max_side``
 MAX_SIDE = 32
@@ -45,6 +45,20 @@ class Cluster:
     #: its region, ``(row, column)`` patches of the ``grid`` ``(h, w)`` it was clustered on
     region: tuple[tuple[int, int], ...]
     grid: tuple[int, int]
+
+
+def region_words(region: tuple[tuple[int, int], ...] | list[list[int]]) -> str:
+    """A region of patches in words, as the explorer page says it: ``"2 patches in rows
+    0–2, column 0"`` (the rows and columns it spans)."""
+
+    def span(word: str, values: list[int]) -> str:
+        low, high = min(values), max(values)
+        return f"{word} {low}" if low == high else f"{word}s {low}–{high}"
+
+    count = f"{len(region)} patch{'' if len(region) == 1 else 'es'}"
+    if not region:
+        return count
+    return f"{count} in {span('row', [p[0] for p in region])}, {span('column', [p[1] for p in region])}"
 
 
 @dataclass(frozen=True)

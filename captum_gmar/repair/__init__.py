@@ -89,27 +89,56 @@ class Repaired:
     attempts: tuple[Attempt, ...]
     #: the chosen attempt's model (``None`` where every repair was refused)
     chosen: Attempt | None
+    #: the clean accuracy a repair may cost (a share: 0.01 is one point)
+    budget: float = 0.01
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per attempt, and one for the model as it was: the transplant rise,
-        clean accuracy, the worst class's, the time."""
-        rows = [_row("none (as it was)", self.before, 0.0)]
-        rows += [_row(a.how, a.after, a.seconds, a.refused) for a in self.attempts]
+        """One row per attempt, and one for the model as it was: the transplant rise and the
+        share of it removed, clean accuracy and its cost in points (``over_budget`` where it
+        costs more than the budget), the worst class and its accuracy, the time, and a note
+        (why a repair did not run, or where the heads' curve stopped short of its best rise)."""
+        rows = [self._row("none (as it was)", self.before, 0.0)]
+        rows += [self._row(a.how, a.after, a.seconds, a.refused or _curve_note(a, self.budget)) for a in self.attempts]
         return rows
 
+    def _row(self, how: str, after: Measurement | None, seconds: float, note: str | None = None) -> dict[str, Any]:
+        if after is None:
+            return {
+                "repair": how,
+                **dict.fromkeys(
+                    ("transplant_rise", "removed", "accuracy", "cost_points", "over_budget", "worst_class", "worst_class_accuracy")
+                ),
+                "seconds": seconds,
+                "note": note,
+            }
+        worst = min(after.per_class, key=after.per_class.__getitem__) if after.per_class else None
+        cost = self.before.accuracy - after.accuracy
+        return {
+            "repair": how,
+            "transplant_rise": after.rise,
+            "removed": 1 - after.rise / self.before.rise if self.before.rise > 0 else None,
+            "accuracy": after.accuracy,
+            "cost_points": 100 * cost,
+            "over_budget": cost > self.budget,
+            "worst_class": worst,
+            "worst_class_accuracy": None if worst is None else after.per_class[worst],
+            "seconds": seconds,
+            "note": note,
+        }
 
-def _row(how: str, after: Measurement | None, seconds: float, refused: str | None = None) -> dict[str, Any]:
-    if after is None:
-        return {"repair": how, "transplant_rise": None, "accuracy": None, "worst_class_accuracy": None, "seconds": seconds, "note": refused}
-    worst = min(after.per_class.values()) if after.per_class else float("nan")
-    return {
-        "repair": how,
-        "transplant_rise": after.rise,
-        "accuracy": after.accuracy,
-        "worst_class_accuracy": worst,
-        "seconds": seconds,
-        "note": refused,
-    }
+
+def _curve_note(attempt: Attempt, budget: float) -> str | None:
+    """Where the heads' curve stopped because the next head cost more than the budget: what
+    that head would have done (its rise and cost), which the chosen row does not show."""
+    curve = attempt.changed.get("curve") or []
+    if len(curve) < 2 or curve[0]["accuracy"] - curve[-1]["accuracy"] <= budget:
+        return None
+    kept, refused = len(curve) - 2, curve[-1]
+    cost = 100 * (curve[0]["accuracy"] - refused["accuracy"])
+    return (
+        f"{kept} head{'' if kept == 1 else 's'} removed: {refused['heads']} took the rise to {refused['rise']:.3f} "
+        f"but cost {cost:.1f} points, over the budget of {100 * budget:g}"
+    )
 
 
 def repair(
@@ -162,7 +191,7 @@ def repair(
             continue
         after = measure(repaired, shortcut, kept, seed=options.seed)
         attempts.append(Attempt(name, repaired, after, time.perf_counter() - start, changed))
-    return Repaired(before, tuple(attempts), _choose(before, attempts, options.budget))
+    return Repaired(before, tuple(attempts), _choose(before, attempts, options.budget), options.budget)
 
 
 def _choose(before: Measurement, attempts: list[Attempt], budget: float) -> Attempt | None:

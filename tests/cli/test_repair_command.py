@@ -5,33 +5,24 @@ explained again; bad input is one line."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
-from cli_helpers import last_line, run
+from cli_helpers import explain_scenes, last_line, run
 
-from captum_gmar import GMARAttribution, explain_dataset, load_reference_model, load_sample_scenes
+from captum_gmar import GMARAttribution, explore
 from captum_gmar.cli import main
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory) -> Path:
-    """The bundled sample scenes explained by the reference model with GAE, each image
-    for its label (so that several classes hold images); the same scenes as --data."""
-    from captum_gmar.evaluation.data import open_dataset
-    from captum_gmar.imagedata.fashion_mnist import CLASS_NAMES
-    from captum_gmar.imagedata.folder import export_scenes
-
-    root = tmp_path_factory.mktemp("repair")
-    export_scenes(load_sample_scenes(), root / "scenes", CLASS_NAMES)
-    model = load_reference_model()
-    processor = transformers.AutoImageProcessor.from_pretrained(model.name_or_path, local_files_only=True)
-    data = open_dataset(root / "scenes", processor, dict(enumerate(CLASS_NAMES)), 64)
-    explain_dataset(model, data, ["gae"], root / "maps", target=0, progress=False)
-    return root
+    """The bundled sample scenes explained by the reference model with GAE; the same scenes
+    as --data."""
+    return explain_scenes(tmp_path_factory.mktemp("repair"), ["gae"])
 
 
 def command(job: Path, out: Path, *extra: str) -> list[str]:
@@ -47,8 +38,16 @@ def command(job: Path, out: Path, *extra: str) -> list[str]:
 def test_repair_saves_a_model_folder_that_reloads_and_explains(job, tmp_path, capsys):
     out = tmp_path / "repaired"
     assert main(command(job, out, "--how", "finetune", "--steps", "2", "--budget", "100")) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert printed.startswith("repairing vit-tiny of gae:T-shirt/top:1 (") and "saved the model repaired by finetune in" in printed
+    assert re.search(r"region of \d+ patch(es)? in rows? \d+(–\d+)?, columns? \d+(–\d+)?\)", printed.splitlines()[0])
+    # the cluster is no flagged shortcut: one line says what the repair will remove
+    assert re.fullmatch(
+        r"note: gae:T-shirt/top:1 is not flagged as a shortcut \(suspicion [\d.]+\): the repair removes whatever the model reads in its "
+        r"region \(\d+ patch.*\), which may be the class's own object\n",
+        [line + "\n" for line in captured.err.splitlines() if line.startswith("note:")][0],
+    )
     report = json.loads((out / "repair.json").read_text())
     assert report["chosen"] == "finetune" and [row["repair"] for row in report["table"]] == ["none (as it was)", "finetune"]
     assert report["table"][1]["accuracy"] is not None and "| finetune |" in (out / "repair.md").read_text()
@@ -69,7 +68,7 @@ def test_repair_saves_a_model_folder_that_reloads_and_explains(job, tmp_path, ca
         ({"--model": "other"}, "holds the maps of another model than"),
     ],
 )
-def test_bad_input_is_one_line(job, tmp_path, capsys, change, message):
+def test_bad_input_is_one_line(job, other_model, tmp_path, capsys, change, message):
     args = command(job, tmp_path / "out")
     if change.get("--data") == "nodata":  # a labelled folder without the class
         data = tmp_path / "data"
@@ -77,13 +76,37 @@ def test_bad_input_is_one_line(job, tmp_path, capsys, change, message):
         shutil.rmtree(data / "T-shirt-top")
         change = {"--data": str(data)}
     if change.get("--model") == "other":  # another model's weights
-        other = load_reference_model()
-        with torch.no_grad():
-            next(other.parameters()).add_(1.0)
-        other.save_pretrained(tmp_path / "other")
-        shutil.copy(Path(load_reference_model().name_or_path) / "preprocessor_config.json", tmp_path / "other")
-        change = {"--model": str(tmp_path / "other")}
+        change = {"--model": other_model}
     for flag, value in change.items():
         args[args.index(flag) + 1] = value
     code, err = run(capsys, *args)
     assert code == 2 and last_line(err).startswith("captum-gmar repair: error: ") and message in last_line(err), err
+
+
+def test_a_budget_outside_0_to_100_points_is_refused_before_any_work(job, tmp_path, capsys, no_model_loading):
+    for budget in ("-5", "101", "nan", "one"):
+        code, err = run(capsys, *command(job, tmp_path / "out", "--budget", budget))
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "argument --budget: " in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("maps", r"is the maps folder \(.*\), which this command reads"),
+        ("maps/fixed", r"lies inside the maps folder \(.*\), which this command reads"),
+        ("scenes/fixed", r"lies inside --images \(.*\), which this command reads"),
+        ("exp", r"holds another command's results \(.*clusters.csv"),
+        ("exp/fixed", r"lies inside '.*exp', another command's results \(.*clusters.csv"),
+    ],
+)
+def test_out_where_it_would_mix_with_what_the_run_reads_or_another_commands_results_is_refused(
+    job, tmp_path, capsys, no_model_loading, where, message
+):
+    explored = tmp_path / "exp"
+    explore(job / "maps", explored, progress=False)
+    out = (tmp_path if where.startswith("exp") else job) / where
+    before = {path: path.stat().st_mtime_ns for root in (job, explored) for path in root.rglob("*")}
+    code, err = run(capsys, *command(job, out))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
+    assert {path: path.stat().st_mtime_ns for root in (job, explored) for path in root.rglob("*")} == before  # nothing written

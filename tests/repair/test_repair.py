@@ -113,3 +113,21 @@ def test_the_repair_kept_removes_the_shortcut_first_then_respects_the_budget():
     gentle = Attempt("finetune", None, Measurement(0.05, 0.895, {}), 1.0)
     assert _choose(before, [heads, tuned, gentle], budget=0.01) is gentle  # both removed: the one within the budget
     assert _choose(before, [heads], budget=0.01) is heads and _choose(before, [], budget=0.01) is None
+
+
+def test_the_table_says_the_share_removed_the_cost_the_worst_class_and_why_the_heads_stopped():
+    from captum_gmar.repair import Attempt, Repaired
+
+    before = Measurement(0.585, 0.90, {0: 0.95, 1: 0.85})
+    curve = [{"heads": 0, "rise": 0.585, "accuracy": 0.90}, {"heads": 1, "rise": 0.084, "accuracy": 0.885}]
+    heads = Attempt("heads", None, before, 2.0, {"heads": [], "curve": curve})  # one head over the budget: none kept
+    tuned = Attempt("finetune", None, Measurement(0.03, 0.877, {0: 0.93, 1: 0.824}), 9.0)
+    rows = Repaired(before, (heads, tuned), tuned, budget=0.01).table()
+    assert [r["repair"] for r in rows] == ["none (as it was)", "heads", "finetune"]
+    assert rows[1]["removed"] == 0.0 and rows[1]["cost_points"] == 0.0 and not rows[1]["over_budget"]
+    assert rows[1]["note"] == "0 heads removed: 1 took the rise to 0.084 but cost 1.5 points, over the budget of 1"
+    assert rows[2]["removed"] == pytest.approx(1 - 0.03 / 0.585) and rows[2]["cost_points"] == pytest.approx(2.3)
+    assert rows[2]["over_budget"] and rows[2]["worst_class"] == 1 and rows[2]["worst_class_accuracy"] == 0.824
+    assert rows[2]["note"] is None  # no curve: nothing to say
+    refused = Repaired(before, (Attempt("heads", None, None, 0.1, refused="a LoRA adapter"),), None).table()[1]
+    assert refused["removed"] is None and refused["over_budget"] is None and refused["note"] == "a LoRA adapter"
