@@ -114,7 +114,16 @@ def test_the_page_offline_in_chromium(exp, tmp_path):
         tagged = {r for r in range(COUNT) if Image.open(exp.parent / "images" / "img" / f"{r}.png").getpixel((0, 0)) == (255, 0, 0)}
         assert set(rows(driver)) == {r for r in range(COUNT) if opened[r] == 1} and len(set(rows(driver)) & tagged) >= 0.9 * len(tagged)
         steps = driver.find_element("css selector", ".cg-cluster.cg-flagged .cg-next").text
-        assert "What next" in steps and "captum-gmar heads " in steps and "captum-gmar repair " in steps and "--data TRAIN" in steps
+        assert "What next" in steps and "captum-gmar heads " in steps and f" --out {exp}/heads/" in steps  # the page's own folder
+        # explored without a model: nothing confirmed, so no repair is offered, and the page says why
+        assert (
+            "captum-gmar repair" not in steps
+            and "Repair: offered once the transplant confirms the cluster (explore with --model runs it)" in steps
+        )
+        eigen = driver.find_element("css selector", "[id$='eigen-note']").text
+        assert re.search(
+            r"the gap after the 1st does not count, however large; the largest gap after the 2nd or a later one is after the \d+\w\w", eigen
+        )
         screenshot(driver, tmp_path, "explore_opened.png")
         choose(driver, "method", "gmar-l1")
         driver.find_element("css selector", "button[id$='-clear']").click()

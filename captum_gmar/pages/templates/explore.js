@@ -68,15 +68,20 @@
   function number(x) { return x === null || x === undefined || x !== x ? "–" : (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3)); }
   function signed(x) { return x === null || x === undefined || x !== x ? "–" : (x >= 0 ? "+" : "") + x.toFixed(3); }
   // the model and images explore was given, in the commands the page suggests (else placeholders to fill)
-  var MODEL = (D.given && D.given.model) || "MODEL", IMAGES = (D.given && D.given.images) || "IMAGES";
+  var MODEL = (D.given && D.given.model) || D.model || "MODEL", IMAGES = (D.given && D.given.images) || "IMAGES", OUT = (D.given && D.given.out) || "EXP";
+  // the bundled classifiers, trained on Fashion-MNIST scenes: repair's --data can be exported for them
+  var BUNDLED = ["vit-tiny", "dinov2-small"];
   function option(select, value, text) { select.add(new Option(text, value)); }
   function ordinal(k) { var tens = k % 100, last = k % 10; return k + (tens > 10 && tens < 14 ? "th" : last === 1 ? "st" : last === 2 ? "nd" : last === 3 ? "rd" : "th"); }
   function span(word, values) {
     var low = Math.min.apply(null, values), high = Math.max.apply(null, values);
     return low === high ? word + " " + low : word + "s " + low + "–" + high;
   }
+  // as captum_gmar.heads.cluster.region_words says it: "2 patches in rows 0–2, column 0"
   function regionText(c) {
-    return span("row", c.region.map(function (cell) { return cell[0]; })) + ", " + span("column", c.region.map(function (cell) { return cell[1]; }));
+    var count = c.region.length + (c.region.length === 1 ? " patch" : " patches");
+    return c.region.length ? count + " in " + span("row", c.region.map(function (cell) { return cell[0]; })) + ", " +
+      span("column", c.region.map(function (cell) { return cell[1]; })) : count;
   }
   var SCALE = D.disagreement_scale;
   function disagreementText(x) {
@@ -470,13 +475,14 @@
       box.appendChild(div);
     }
     line(["What next: its " + c.size.toLocaleString() + " images are the cards below (click the cluster to select them)."]);
+    if (IMAGES === "IMAGES") { line(["IMAGES below: the image folder the maps folder's job read (explore --images fills it in)."]); }
     if (c.causal) {
       var k = c.causal;
       line(["Causal check: masking its region (" + regionText(c) + ") on " + k.members + " of its images moves their score from " + number(k.score) + " to " +
         number(k.region) + "; as many random patches, to " + number(k.random) + (k.others ? "; on " + k.others + " of the class's other images, from " +
         number(k.others_score) + " to " + number(k.others_region) : "") + "."]);
     } else {
-      line(["Causal check: ", { text: "captum-gmar explore " + D.maps + " --out EXP --images " + IMAGES + " --model " + MODEL }, " masks its region on its images."]);
+      line(["Causal check: ", { text: "captum-gmar explore " + D.maps + " --out " + OUT + " --images " + IMAGES + " --model " + MODEL }, " masks its region on its images."]);
     }
     if (c.transplant_rise !== null && c.transplant_rise !== undefined) {
       line(["Transplant: its region pasted on " + c.transplant.pasted + " images of other classes raises the class's score by " + signed(c.transplant_rise) +
@@ -487,9 +493,17 @@
     }
     var run = g.method + "-" + g.target + "-" + c.rank;
     line(["Which heads carry it, and the model without them: ", { text: "captum-gmar heads " + D.maps + " --model " + MODEL + " --cluster " + g.method + ":" + g.target + ":" + c.rank +
-      " --images " + IMAGES + " --out EXP/heads/" + run }, " (run into this folder, its grid shows here)."]);
-    line(["A shortcut removed, measured on labelled images of every class (TRAIN: one folder per class): ", { text: "captum-gmar repair " + D.maps +
-      " --model " + MODEL + " --cluster " + g.method + ":" + g.target + ":" + c.rank + " --images " + IMAGES + " --data TRAIN --out repaired" }, "."]);
+      " --images " + IMAGES + " --out " + OUT + "/heads/" + run }, " (run into this folder, its grid shows here)."]);
+    if (c.confirmed) {
+      line(["The shortcut removed, measured on labelled images of every class: ", { text: "captum-gmar repair " + D.maps +
+        " --model " + MODEL + " --cluster " + g.method + ":" + g.target + ":" + c.rank + " --images " + IMAGES + " --data TRAIN --out repaired" }, "."]);
+      line(BUNDLED.indexOf(D.model) >= 0
+        ? ["TRAIN: labelled images of every class, one folder per class; for " + D.model + ": ", { text: "captum-gmar export-scenes TRAIN --split train --n 1000 --items 1" }, "."]
+        : ["TRAIN: labelled images of every class, one folder per class (usually the training images), as explain FOLDER reads them."]);
+    } else {
+      line(["Repair: offered once the transplant confirms the cluster (" + (c.transplant_rise === null || c.transplant_rise === undefined
+        ? "explore with --model runs it" : "its rise does not stand " + D.confirms_by + " above its control") + "): a region that is not confirmed may be the class's own object."]);
+    }
     if ((window.EXPLORE_HEADS || []).indexOf(run) >= 0) {  // a heads run in this folder (explore-data/heads.js lists them): its figure
       var grid = document.createElement("img");
       grid.className = "cg-heads"; grid.alt = "the heads of this cluster: the ablation effect beside each head score"; grid.src = "heads/" + run + "/heads.png";
@@ -513,7 +527,8 @@
     ctx.stroke();
     ctx.fillStyle = "#333"; ctx.font = "10px sans-serif";
     values.forEach(function (v, j) { var p = at(j); ctx.fillRect(p[0] - 2, p[1] - 2, 4, 4); ctx.fillText(String(j + 1), p[0] - 3, h - 4); });
-    el("eigen-note").textContent = "The smallest eigenvalues of the maps' graph Laplacian; the largest gap, after the " + ordinal(g.clusters_found) + " (shaded), gives " +
+    el("eigen-note").textContent = "The smallest eigenvalues of the maps' graph Laplacian. The search starts at 2 clusters, so the gap after the 1st does not count, " +
+      "however large; the largest gap after the 2nd or a later one is after the " + ordinal(g.clusters_found) + " (shaded) and gives " +
       g.clusters_found + " clusters" + (g.clusters_found !== g.n_clusters ? ", " + g.n_clusters + " once the clusters of one strategy at different strengths are merged." : ".");
   }
 
