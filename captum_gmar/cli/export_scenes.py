@@ -1,5 +1,6 @@
-"""``captum-gmar export-scenes``: test-split scenes written as an image folder with masks,
-which ``compare --data`` reads."""
+"""``captum-gmar export-scenes``: scenes of Fashion-MNIST's test split (or its training
+split, ``--split train``) written as an image folder with masks, which ``compare --data``,
+``explain`` and ``repair --data`` read."""
 
 from __future__ import annotations
 
@@ -23,12 +24,19 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
         help="items per scene: 1 (one image and one explanation per scene), 2, or mixed, half and half (default; "
         "a two-item scene is written once per item, in each item's class folder)",
     )
+    parser.add_argument(
+        "--split",
+        choices=["test", "train"],
+        default="test",
+        help="Fashion-MNIST's split the items come from: test (default; to explain and compare) or train (labelled "
+        "training images, e.g. repair's --data)",
+    )
     add_scene_source(parser)
     parser.set_defaults(options=ExportOptions.from_arguments)
 
 
 def run(options: ExportOptions) -> None:
-    """Write ``--n`` test-split scenes as an image folder with a mirrored masks/ tree."""
+    """Write ``--n`` scenes of ``--split`` as an image folder with a mirrored masks/ tree."""
     out = Path(options.dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CommandError(f"{options.dir!r} exists and is not an empty folder: export into a new one")
@@ -37,7 +45,7 @@ def run(options: ExportOptions) -> None:
     from ..imagedata.scenes import make_scenes
 
     resolve_data_dir(options.data_dir)
-    scenes = make_scenes(options.n, "test", seed=options.seed, num_items=options.items, data_dir=options.data_dir)
+    scenes = make_scenes(options.n, options.split, seed=options.seed, num_items=options.items, data_dir=options.data_dir)
     written = export_scenes(scenes, out, CLASS_NAMES)
     two = int((scenes.num_items == 2).sum())
     print(

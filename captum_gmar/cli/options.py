@@ -337,15 +337,16 @@ class ExplainOptions:
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """``export-scenes``': ``n`` test-split scenes of ``seed``, of ``items`` items each
-    (``None``: half with one, half with two), into the folder ``dir``."""
+    """``export-scenes``': ``n`` scenes of ``seed`` drawn from Fashion-MNIST's ``split``, of
+    ``items`` items each (``None``: half with one, half with two), into the folder ``dir``."""
 
     dir: str
     n: int
     seed: int
     items: int | None
     data_dir: str | None
+    split: Literal["test", "train"] = "test"
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> ExportOptions:
-        return cls(args.dir, args.n, args.seed, None if args.items == "mixed" else int(args.items), args.data_dir)
+        return cls(args.dir, args.n, args.seed, None if args.items == "mixed" else int(args.items), args.data_dir, args.split)

@@ -31,3 +31,19 @@ def test_export_scenes_writes_a_folder_compare_reads(tmp_path, capsys, fashion_m
         == 0
     )
     assert all(row["pointing_game"] in (0.0, 1.0) for row in read_csv(tmp_path / "out" / "results.csv"))
+
+
+def test_export_scenes_draws_the_training_split_when_asked(tmp_path, capsys, fashion_mnist):
+    from PIL import Image
+
+    for split in ("test", "train"):
+        assert main(["export-scenes", str(tmp_path / split), "--n", "3", "--seed", "1", "--items", "1", "--split", split]) == 0
+    test, train = (sorted((tmp_path / split).rglob("*.png")) for split in ("test", "train"))
+    assert len(test) == len(train) == 6  # three images, three masks
+    assert [Image.open(a).tobytes() for a in test] != [Image.open(b).tobytes() for b in train]  # other items, same seed
+    code = None
+    try:
+        main(["export-scenes", str(tmp_path / "x"), "--split", "validation"])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code == 2 and "argument --split: invalid choice: 'validation'" in capsys.readouterr().err and not (tmp_path / "x").exists()
