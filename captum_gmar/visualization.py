@@ -133,6 +133,7 @@ def comparison_grid(
     title: str | None = None,
     caption: str | None = None,
     column_notes: Mapping[str, str] | None = None,
+    mask_label: str | None = None,
 ) -> Figure:
     """One row per image: the image, then each method's map over it.
 
@@ -145,6 +146,7 @@ def comparison_grid(
         title: figure title.
         caption: text under the grid (e.g. device and timings), wrapped to the figure's width.
         column_notes: method name -> a line under its column's title, wrapped likewise.
+        mask_label: what the masks outline, in the legend (default: the explained item's ground-truth mask).
     """
     rows, cols = len(images), 1 + len(maps)
     width = cell_size * cols + 0.3 * len(maps)
@@ -163,7 +165,11 @@ def comparison_grid(
             show_map(axes[i, j], method_maps[i], image, heading, None if masks is None else masks[i])
     if title:
         fig.suptitle(title, fontsize=10)
-    handles = [Line2D([], [], color=MASK_STYLE["colors"], lw=MASK_STYLE["linewidths"], label=_MASK_LABEL)] if masks is not None else []
+    handles = (
+        [Line2D([], [], color=MASK_STYLE["colors"], lw=MASK_STYLE["linewidths"], label=mask_label or _MASK_LABEL)]
+        if masks is not None
+        else []
+    )
     fig.text(0.5, 0.01, footer, ha="center", va="bottom", fontsize=7)
     if handles:
         fig.legend(handles=handles, loc="upper right", fontsize=7, frameon=False)

@@ -232,7 +232,10 @@ def comparison_figure(
     images = [to_display_image(image, mean=mean, std=std) for image in x]
     titles = [class_title(row_scores, int(target), id2label, score_name) for row_scores, target in zip(scores, t)]
     masks = batch.masks if batch.has_mask.any() else None
-    return comparison_grid(images, maps, row_titles=titles, masks=masks, title=title, caption=caption, column_notes=column_notes)
+    named = "named photo (its place in the composite)" if score_name == "cos" else None  # what the outline is
+    return comparison_grid(
+        images, maps, row_titles=titles, masks=masks, title=title, caption=caption, column_notes=column_notes, mask_label=named
+    )
 
 
 def class_title(scores: Tensor, target: int, id2label: Mapping[int, str], score_name: str = "p") -> str:

@@ -170,5 +170,6 @@ def test_the_figure_says_what_its_numbers_are(backbone, processor, tmp_path, mon
     assert any(re.fullmatch(r"like \w+ \(cos -?\d\.\d\d, rank \d of 9\)(\nmost like: .*)?", text) for text in texts)
     caption = " ".join(text.replace("\n", " ") for text in texts)
     assert "cos, the cosine similarity of the composite's embedding to the named photo's reference view" in caption
+    assert [t.get_text() for t in figures[0].legends[0].get_texts()] == ["named photo (its place in the composite)"]  # not "explained item"
     assert "both less the mean of the references' embeddings" in caption and "rank among the 9 photos' references" in caption
     assert "from 0 to the map's 99th percentile" in caption and texts.count("relevance") >= 2  # the colour bars' label
