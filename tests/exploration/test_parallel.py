@@ -28,8 +28,10 @@ def maps(tmp_path_factory) -> Path:
 
 
 def _same(one: Path, two: Path) -> None:
-    for name in COMPARED:
-        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    for name in COMPARED:  # each names its own folder, for the page's commands
+        assert (one / name).read_bytes().replace(str(one).encode(), b"OUT") == (two / name).read_bytes().replace(
+            str(two).encode(), b"OUT"
+        ), name
 
 
 def test_worker_processes_write_the_files_of_one(maps, tmp_path):
@@ -42,14 +44,21 @@ def test_worker_processes_write_the_files_of_one(maps, tmp_path):
 
 @pytest.mark.slow
 def test_two_ranks_of_torchrun_write_the_files_of_one(maps, tmp_path):
-    assert __import__("captum_gmar.cli", fromlist=["main"]).main(["explore", str(maps), "--out", str(tmp_path / "one")]) == 0
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "captum_gmar"]
-    result = subprocess.run(
-        [*command, "explore", str(maps), "--out", str(tmp_path / "two")],
+    # the single process with one thread from its start, as torchrun starts each rank: the
+    # embedding's last digit changes with the thread count on some CPUs (AMD EPYC), and a
+    # limit set once the libraries are loaded does not undo it
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run(
+        [sys.executable, "-m", "captum_gmar", "explore", str(maps), "--out", str(tmp_path / "one")],
         capture_output=True,
         text=True,
         timeout=240,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env=one_thread,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "captum_gmar"]
+    result = subprocess.run(
+        [*command, "explore", str(maps), "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=240, env=one_thread
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("wrote clusters.csv") == 1  # rank 0 writes and reports
