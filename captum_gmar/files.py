@@ -45,6 +45,7 @@ __all__ = [
     "check_folder",
     "check_not_in_use",
     "claim_files",
+    "first_names",
     "folder_lock",
     "foreign_files",
     "open_no_follow",
@@ -214,8 +215,7 @@ def check_folder(folder: str | os.PathLike[str], files: Sequence[str]) -> None:
         raise ValueError(_foreign(folder, foreign[0]))
     others = other_results(folder, files)
     if others:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise ValueError(f"{str(folder)!r} holds another command's results ({shown}): name a new or empty folder")
+        raise ValueError(f"{str(folder)!r} holds another command's results ({first_names(others)}): name a new or empty folder")
 
 
 def other_results(folder: str | os.PathLike[str], files: Sequence[str]) -> list[str]:
@@ -225,6 +225,11 @@ def other_results(folder: str | os.PathLike[str], files: Sequence[str]) -> list[
     of this package's files, or some of ``files`` (an earlier run of the same command)."""
     own = own_files(folder)
     return [] if own & set(files) else sorted(own)
+
+
+def first_names(names: Sequence[str]) -> str:
+    """The first three of ``names``, and how many more, for a one-line message."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _foreign(folder: Path, name: str) -> str:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..files import MANIFEST, foreign_files, other_results
+from ..files import MANIFEST, first_names, foreign_files, other_results
 from .options import CommandError
 
 
@@ -70,7 +70,7 @@ def _check_own_files(path: str, files: Sequence[str]) -> None:
             )
     if not (out / MANIFEST).is_file():
         names = sorted(entry.name for entry in out.iterdir())
-        raise CommandError(f"--out {path!r} holds files captum-gmar did not write ({_shown(names)}): name a new or empty folder")
+        raise CommandError(f"--out {path!r} holds files captum-gmar did not write ({first_names(names)}): name a new or empty folder")
     try:
         foreign = foreign_files(out, files)
     except ValueError as error:
@@ -81,7 +81,7 @@ def _check_own_files(path: str, files: Sequence[str]) -> None:
         )
     others = other_results(out, files) if files else []
     if others:
-        raise CommandError(f"--out {path!r} holds another command's results ({_shown(others)}): name a new or empty folder")
+        raise CommandError(f"--out {path!r} holds another command's results ({first_names(others)}): name a new or empty folder")
 
 
 def check_apart(path: str, inputs: Mapping[str, str | None], nest_in: str | None = None) -> None:
@@ -103,10 +103,5 @@ def check_apart(path: str, inputs: Mapping[str, str | None], nest_in: str | None
                 listed = ["an unreadable manifest"]
             if listed:
                 raise CommandError(
-                    f"--out {path!r} lies inside {str(parent)!r}, another command's results ({_shown(listed)}): name a folder outside it"
+                    f"--out {path!r} lies inside {str(parent)!r}, another command's results ({first_names(listed)}): name a folder outside it"
                 )
-
-
-def _shown(names: Sequence[str]) -> str:
-    """The first three of ``names``, and how many more."""
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
