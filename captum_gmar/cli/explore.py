@@ -101,15 +101,18 @@ def run(options: ExploreOptions) -> None:
     clustered = len(result.strategies)
     flagged = result.flagged()
     confirmed = sum(g["confirmed"] for g in result.summary["groups"] if g.get("clusters"))
+    by_model = result.summary.get("flag_by_transplant") is not None  # the transplant decided the flag
+    how = " by the transplant" if by_model else f" ({confirmed} confirmed by the transplant)" if confirmed else ""
     print(
         f"wrote {', '.join(result.files)} to {result.folder} ({clustered} method-and-class groups clustered"
         f"{f', {len(result.skipped)} too small' if result.skipped else ''}); "
         + (
-            f"{len(flagged)} flagged cluster{'' if len(flagged) == 1 else 's'}{f' ({confirmed} confirmed by the transplant)' if confirmed else ''}, "
+            f"{len(flagged)} cluster{'' if len(flagged) == 1 else 's'} flagged{how}, "
             f"the first: {flagged[0][0]}, "
             f"{flagged[0][1]}: {result.summary['class_names'][str(flagged[0][1])]}, cluster #{_rank(result, *flagged[0])} of its group"
             if flagged
             else "no flagged cluster: nothing stands out"
+            + (" (every cluster's region pasted on other classes' images: none rose beyond its control and its null)" if by_model else "")
         )
         + f"; open {result.folder / 'explore.html'} in a browser"
     )

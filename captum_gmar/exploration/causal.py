@@ -13,6 +13,7 @@ clusters, reading their images.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -25,12 +26,21 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .transplant import Transplant, transplant_check
+from .normalise import Part, distributions
+from .transplant import Transplant, best_shifts, moved, transplant_check
 
 if TYPE_CHECKING:
     from .strategies import Strategies
 
-__all__ = ["CAUSAL_IMAGES", "CausalCheck", "ClusterChecker", "causal_check", "mask_patches", "random_patches"]
+__all__ = [
+    "CAUSAL_IMAGES",
+    "CausalCheck",
+    "ClusterChecker",
+    "causal_check",
+    "decided_by_transplant",
+    "mask_patches",
+    "random_patches",
+]
 
 #: the most images of a cluster, and of the rest of its class, the causal check scores
 CAUSAL_IMAGES = 64
@@ -41,7 +51,9 @@ class CausalCheck:
     """The mean class score of a cluster's images and of the class's other images, as
     they are and masked (see :mod:`captum_gmar.exploration.causal`)."""
 
-    #: how many of the cluster's images were scored
+    #: how many of the cluster's images were scored (0: not masked, the figures NaN; only
+    #: the clusters the transplant confirms are, or where nothing could be pasted, the
+    #: first-ranked and suspected ones)
     members: int
     #: their mean score as they are, with the region masked, with random patches masked
     score: float
@@ -67,6 +79,8 @@ class CausalCheck:
 
     def summary(self) -> str:
         """The check in words and figures."""
+        if not self.members:
+            return "not masked (the clusters the transplant confirms are)" + (f"; {self.transplant.summary()}" if self.transplant else "")
         text = (
             f"masking its region on {self.members} of its images moves their score from {self.score:.3f} to {self.region:.3f} "
             f"(as many random patches: {self.random:.3f})"
@@ -147,10 +161,19 @@ def causal_check(
 
 
 class ClusterChecker:
-    """The causal check of the clusters that matter, with a model and the images its maps
-    folder's job read: each group's first-ranked cluster and its flagged ones, on up to
-    :data:`CAUSAL_IMAGES` of their images and of the rest of their class (see
-    :func:`~captum_gmar.exploration.explore`)."""
+    """The checks of every cluster, with a model and the images its maps folder's job read
+    (see :func:`~captum_gmar.exploration.explore`). Every cluster of every group: its region
+    pasted on up to :data:`CAUSAL_IMAGES` images of other classes, and its null beside it,
+    in one batch (:mod:`~captum_gmar.exploration.transplant`, ``screen``). Where the rise
+    stands beyond the null as far as a confirmation needs: the control and the class's own
+    images too. Where the
+    transplant confirms: the masking check (:func:`causal_check`). Each image is read once
+    per class, and the images pasted on, and their scores, are the same for every cluster of
+    a class.
+
+    Its cost does not grow with the maps: ``2 K`` forward passes a cluster (``K`` the images
+    pasted on, at most :data:`CAUSAL_IMAGES`), about ``5 K`` more for each candidate and
+    ``7 K`` for the masking check of each confirmed one (docs/explore.md gives the seconds)."""
 
     def __init__(self, model: Any, processor: Any | None, images: str | os.PathLike[str] | None, seed: int) -> None:
         from ..imagedata.processing import processor_options
@@ -174,37 +197,106 @@ class ClusterChecker:
         self.scores = logit_scores(vit)
 
     def run(
-        self, found: dict[tuple[str, int], Strategies], groups: dict[int, np.ndarray], images: dict[str, list[str]], progress: bool
+        self,
+        found: dict[tuple[str, int], Strategies],
+        groups: dict[int, np.ndarray],
+        images: dict[str, list[str]],
+        maps: dict[str, np.ndarray],
+        part: Part,
+        progress: bool,
     ) -> dict[tuple[str, int, int], CausalCheck]:
-        """Every group's first-ranked and flagged clusters, checked.
+        """Every cluster's transplant; the masking check of the confirmed ones (the others'
+        :class:`CausalCheck` has ``members=0`` and NaN masking figures; where nothing can be
+        pasted, the first-ranked and suspected ones are masked instead).
 
         Args:
             found: each (method, class) group's strategies.
-            groups: each class's rows of the maps folder.
+            groups: each class's rows of the maps folder (the same rows for every method).
             images: each method's image names, row by row.
+            maps: each method's maps ``(rows, h, w)``, row by row (the null moves each image
+                by its own map).
+            part: the maps' part that counts as their mass (as they were clustered).
             progress: whether to show a progress bar.
         """
-        chosen = [(key, target, c) for (key, target), s in found.items() for c in s.ranking if c.flagged or c is s.ranking[0]]
         rng = np.random.default_rng(self.seed)
-        checks = {}
-        for key, target, cluster in tqdm(chosen, unit="cluster", desc="causal check", disable=not progress):
-            labels, names = found[key, target].labels, images[key]
-            members = groups[target]
-            inside = rng.permutation(members[labels == cluster.label])[:CAUSAL_IMAGES]
-            outside = rng.permutation(members[(labels != cluster.label) & (labels >= 0)])[:CAUSAL_IMAGES]
-            elsewhere = [rows for other, rows in groups.items() if other != target]  # images explained for other classes
-            pasted_on = rng.permutation(np.concatenate(elsewhere))[:CAUSAL_IMAGES] if elsewhere else np.zeros(0, dtype=np.int64)
-            grid = found[key, target].mean_maps.shape[1:]
+        checks: dict[tuple[str, int, int], CausalCheck] = {}
+        order = sorted(found, key=lambda group: (group[1], group[0]))  # by class: its images are read once
+        bar = tqdm(total=sum(len(found[g].ranking) for g in order), unit="cluster", desc="transplant", disable=not progress)
+        pixels_of: dict[int, Tensor] = {}  # row -> its pixel values, for the class at hand
+        current, pasted_on = None, np.zeros(0, dtype=np.int64)
+        for key, target in order:
+            strategies = found[key, target]
+            pixels = partial(self._cached, names=images[key], cache=pixels_of)
+            if target != current:  # a new class: new images to paste on, the same for all its groups
+                current = target
+                pixels_of.clear()
+                elsewhere = [rows for other, rows in groups.items() if other != target]  # images explained for other classes
+                pasted_on = rng.permutation(np.concatenate(elsewhere))[:CAUSAL_IMAGES] if elsewhere else np.zeros(0, dtype=np.int64)
+            members, labels = groups[target], strategies.labels
+            masses = distributions(maps[key][members], part)[0].reshape(len(members), *maps[key].shape[1:])
+            grid = (int(strategies.mean_maps.shape[1]), int(strategies.mean_maps.shape[2]))
             score = partial(self._score, target=target)
-            pixels = self._pixels([names[i] for i in inside])
-            rest = self._pixels([names[i] for i in outside]) if len(outside) else None
-            region, shape = cluster.region, (int(grid[0]), int(grid[1]))
-            transplant = transplant_check(
-                score, pixels, rest, self._pixels([names[i] for i in pasted_on]) if len(pasted_on) else None, region, shape, self.seed
-            )
-            check = causal_check(score, pixels, rest, region, shape, seed=self.seed)
-            checks[key, target, cluster.label] = replace(check, transplant=transplant)
+            others = pixels(pasted_on) if len(pasted_on) else None
+            with torch.no_grad():
+                plain = None if others is None else score(others)  # the images pasted on, as they are: once per group
+            for cluster in strategies.ranking:
+                inside = rng.permutation(members[labels == cluster.label])[:CAUSAL_IMAGES]
+                outside = rng.permutation(members[(labels != cluster.label) & (labels >= 0)])[:CAUSAL_IMAGES]
+                donors = pixels(inside)
+                rest = pixels(outside) if len(outside) else None
+                null = None
+                if others is not None:
+                    size = (int(donors.shape[-2]), int(donors.shape[-1]))
+                    null = self._null(strategies, cluster.label, members, masses, len(pasted_on), rng, pixels, size)
+                check_with = partial(
+                    transplant_check, score, donors, region=cluster.region, grid=grid, seed=self.seed, null_donors=null, plain=plain
+                )
+                # every cluster: the paste and the null in one batch; the control and the class's own images where it may confirm
+                transplant = check_with(None, others, screen=True)
+                first = cluster is strategies.ranking[0]
+                if not transplant.pasted or transplant.confirms:
+                    transplant = check_with(rest, others)
+                if transplant.confirms or (not transplant.pasted and (first or cluster.suspected)):  # nothing to paste on: as before
+                    check = causal_check(score, donors, rest, cluster.region, grid, seed=self.seed)
+                else:  # not masked
+                    nan = math.nan
+                    check = CausalCheck(members=0, score=nan, region=nan, random=nan, others=0, others_score=nan, others_region=nan)
+                checks[key, target, cluster.label] = replace(check, transplant=transplant)
+                bar.update()
+        bar.close()
         return checks
+
+    @staticmethod
+    def _null(
+        strategies: Strategies,
+        label: int,
+        members: np.ndarray,
+        masses: np.ndarray,
+        count: int,
+        rng: np.random.Generator,
+        pixels: Callable[[np.ndarray], Tensor],
+        size: tuple[int, int],
+    ) -> Tensor | None:
+        """The null's ``count`` donors for cluster ``label``: images of the class's other
+        clusters in turn (each cluster as often as the next), each moved by whole patches
+        so that the most of its own map (``masses``, the class's maps' mass row by row, in
+        ``members``' order) lies on this cluster's region; ``None`` where the class has no
+        other cluster."""
+        clusters = [c.label for c in strategies.ranking if c.label != label]
+        if not clusters:
+            return None
+        picked = np.array([rng.choice(np.flatnonzero(strategies.labels == clusters[j % len(clusters)])) for j in range(count)])
+        grid = masses.shape[1:]
+        shifts = best_shifts(torch.from_numpy(masses[picked]), strategies.cluster(label).region)
+        patch = torch.tensor([size[0] / grid[0], size[1] / grid[1]])
+        return moved(pixels(members[picked]), (shifts * patch).round().long())
+
+    def _cached(self, rows: np.ndarray, names: Sequence[str], cache: dict[int, Tensor]) -> Tensor:
+        """The pixel values ``(len(rows), C, H, W)`` of the images of ``rows``, each read once into ``cache``."""
+        missing = [row for row in dict.fromkeys(int(row) for row in rows) if row not in cache]
+        if missing:
+            cache.update(zip(missing, self._pixels([names[row] for row in missing]), strict=True))
+        return torch.stack([cache[int(row)] for row in rows])
 
     def _score(self, pixel_values: torch.Tensor, target: int) -> torch.Tensor:
         """The class ``target``'s score ``(B,)``, as the maps folder stores it."""
@@ -216,3 +308,28 @@ class ClusterChecker:
 
         pixels = processed_pixels(self.processor, self.options, [read_image(self.root, name) for name in names])
         return torch.stack(pixels).to(next(self.vit.model.parameters()).device)
+
+
+def decided_by_transplant(
+    found: dict[tuple[str, int], Strategies], checks: dict[tuple[str, int, int], CausalCheck]
+) -> dict[tuple[str, int], Strategies]:
+    """``found`` with each cluster whose transplant ran (something was pasted) flagged by
+    it: flagged where :attr:`~captum_gmar.exploration.transplant.Transplant.confirms`, not
+    flagged where not, whatever its suspicion, and its ``reason`` led by the transplant's
+    figures. The ranking stays the suspicion's."""
+    decided = {}
+    for (key, target), strategies in found.items():
+        ranking = []
+        for cluster in strategies.ranking:
+            check = checks.get((key, target, cluster.label))
+            transplant = None if check is None else check.transplant
+            if transplant is None or not transplant.pasted:
+                ranking.append(cluster)
+                continue
+            verdict = transplant.confirms
+            reason = (
+                f"{'flagged' if verdict else 'not flagged'} by the transplant ({transplant.summary()}); its maps alone: {cluster.reason}"
+            )
+            ranking.append(replace(cluster, transplant_confirms=verdict, reason=reason))
+        decided[key, target] = replace(strategies, ranking=tuple(ranking))
+    return decided

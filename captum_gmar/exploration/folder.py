@@ -34,7 +34,7 @@ from ..dataset_maps.checks import read_job
 from ..evaluation.distributed import current_context
 from ..files import check_folder, claim_files, replacing, write_atomic
 from ._extra import require
-from .causal import ClusterChecker
+from .causal import ClusterChecker, decided_by_transplant
 from .disagreement import check_top_share, find_disagreement
 from .groups import cluster_groups
 from .normalise import Part
@@ -44,7 +44,7 @@ from .result import Exploration, overview_order
 from .strategies import Strategies, check_settings, maps_needed
 from .suspicion import FLAG_AT, FLAG_RULE
 from .tables import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, disagreement_summary, group_summary, write_clusters, write_disagreement
-from .transplant import CONFIRMS_BY
+from .transplant import CONFIRMS_BY, TRANSPLANT_RULE
 
 __all__ = ["CLUSTER_COLUMNS", "DISAGREEMENT_COLUMNS", "EXPLORE_FILES", "FORMAT", "Exploration", "explore"]
 
@@ -94,7 +94,8 @@ def explore(
     ``overview`` (the clustered groups' indices in ``groups``, those with a confirmed cluster
     first, then those with a flagged one, then by their most suspicious cluster: the order
     the page shows them in), ``confirms_by`` (what a transplant must rise beyond its control
-    to confirm a flagged cluster),
+    and its null to confirm a cluster), ``flag_by_transplant`` (with a model: the
+    transplant's rule in words; ``null`` without),
     ``files`` (those written), ``disagreement`` (``pairs``, ``top_k``, ``grid``, ``rows``;
     ``null`` with one method) and ``groups``, one per method and target: ``method``,
     ``target``, ``target_name``, ``maps``, ``flat``, ``grid`` ``[h, w]``, ``note`` (why it
@@ -102,14 +103,17 @@ def explore(
     ``eigengaps``, ``n_clusters``, ``clusters_found`` (before merging), ``flagged`` (how
     many clusters are), ``confirmed`` (how many of those the transplant confirms), ``suspicion`` (the highest), ``embedding_axes`` (two ``h x w``
     maps) and ``clusters``, most suspicious first, each with ``cluster``, ``rank``,
-    ``size``, ``suspicion``, ``flagged``, ``localised``, ``additive``, ``difference``,
+    ``size``, ``suspicion``, ``flagged``, ``flagged_by`` (``"transplant"`` where a model was
+    given and something was pasted, else ``"suspicion"``), ``suspected`` (whether the
+    suspicion alone reaches the flag), ``localised``, ``additive``, ``difference``,
     ``spread``, ``region`` (``[row, column]`` pairs), ``member_mass``, ``rest_mass``,
     ``shared``, ``confidence`` (against the rest, from the margins, or the scores with
     one class; :class:`~captum_gmar.exploration.suspicion.Suspicion`),
     ``rest_less_flagged`` (scored against the rest less the flagged clusters), ``reason``,
-    ``transplant_rise``, ``transplant_control``, ``transplant`` and ``confirmed`` (flagged,
-    and the transplant rose :data:`~captum_gmar.exploration.transplant.CONFIRMS_BY` beyond
-    its control; where a model was given),
+    ``transplant_rise``, ``transplant_control``, ``transplant_null``, ``transplant`` and
+    ``confirmed`` (flagged, and the transplant rose
+    :data:`~captum_gmar.exploration.transplant.CONFIRMS_BY` beyond its control and its null;
+    where a model was given),
     ``mean_map`` (``h x w``, sums to 1), ``typical`` (``item`` and ``image`` of its most
     typical maps), ``labels`` and ``predictions`` (``counts`` by class, ``majority``,
     ``purity``: the majority's share; ``null`` where no map is labelled) and
@@ -127,11 +131,12 @@ def explore(
         top_share: as :func:`~captum_gmar.exploration.find_disagreement`'s (``part`` too).
         max_side: the largest grid side the maps keep.
         model: the model the maps folder's job explained (a transformers model or its
-            :class:`~captum_gmar.vit.model.VisionTransformer`), for the causal check of each
-            group's first-ranked and flagged clusters
-            (:func:`~captum_gmar.exploration.causal.causal_check`: their region masked on up
-            to :data:`~captum_gmar.exploration.causal.CAUSAL_IMAGES` of their images, against random patches and the class's
-            other images); needs ``images``. Default: no check.
+            :class:`~captum_gmar.vit.model.VisionTransformer`): every cluster's transplant
+            against its control and its null, which then decides the flag, and the masking
+            check of each confirmed cluster
+            (:class:`~captum_gmar.exploration.causal.ClusterChecker`,
+            :mod:`~captum_gmar.exploration.transplant`); needs ``images``. Default: no
+            check, the suspicion flags.
         processor: the model's image processor (default: the bundled reference model's own,
             for one of those; any other model needs it).
         workers: processes clustering groups at once (each holds one group's maps and
@@ -203,7 +208,8 @@ def explore(
     flat = {group: count for group, (_, count) in outcomes.items()}
     for key, target in skipped:
         print(f"explore: {key}, {class_names[target]}: not clustered ({skipped[key, target]})", file=sys.stderr)
-    causal = {} if checker is None else checker.run(found, groups, {key: r.image for key, r in rows.items()}, progress)
+    causal = {} if checker is None else checker.run(found, groups, {key: r.image for key, r in rows.items()}, values, part, progress)
+    found = decided_by_transplant(found, causal)  # with the model, its transplant decides the flag
     compared = find_disagreement({key: values[key] for key in keys}, top_share=top_share, part=part) if len(keys) > 1 else None
     folder = Path(out)
     files = (
@@ -232,6 +238,7 @@ def explore(
         "flag_at": FLAG_AT,
         "flag_rule": FLAG_RULE,
         "confirms_by": CONFIRMS_BY,
+        "flag_by_transplant": None if model is None else TRANSPLANT_RULE,
         "model": job_model,
         # what explore was given, for the page's commands (its next steps name them)
         "given": {

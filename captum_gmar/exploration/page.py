@@ -129,6 +129,7 @@ def write_page(
         "flag_rule": summary.get("flag_rule", f"suspicion {summary['flag_at']} or more"),
         "calibration": FLAG_CALIBRATION,
         "confirms_by": summary["confirms_by"],
+        "flag_by_transplant": summary.get("flag_by_transplant"),
         "disagreement_scale": None
         if summary["disagreement"] is None
         else {k: summary["disagreement"][k] for k in ("unusual", "odd_margin")},

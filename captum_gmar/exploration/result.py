@@ -138,11 +138,12 @@ class Exploration:
         flagged = [g for g in groups if g["flagged"]]
         confirmed = sum(g["confirmed"] > 0 for g in groups)
         names = self.summary["class_names"]
+        rule = self.summary.get("flag_by_transplant") or self.summary.get("flag_rule", self.summary["flag_at"])
         verdict = (
-            f"{len(flagged)} of the {len(groups)} method-and-class groups {'has' if len(flagged) == 1 else 'have'} a flagged cluster ({self.summary.get('flag_rule', self.summary['flag_at'])})"
+            f"{len(flagged)} of the {len(groups)} method-and-class groups {'has' if len(flagged) == 1 else 'have'} a flagged cluster ({rule})"
             + (f"; {confirmed} confirmed by the transplant (listed first)" if confirmed else "")
             if flagged
-            else f"Nothing stands out: no cluster of the {len(groups)} method-and-class groups reaches the flag ({self.summary.get('flag_rule', self.summary['flag_at'])})"
+            else f"Nothing stands out: no cluster of the {len(groups)} method-and-class groups reaches the flag ({rule})"
         )
         out = [f"<div><p><b>{html.escape(verdict)}</b>. The page: <code>{html.escape(str(self.folder / 'explore.html'))}</code>.</p>"]
         out.append(

@@ -87,7 +87,22 @@ class Cluster(Suspicion):
     size: int
     #: its suspicion in words and figures, e.g. ``"flagged (suspicion 0.97): 99% of its
     #: difference from the rest of the class lies on 1 patch (row 0, column 0) ..."``
+    #: (with the transplant's verdict first, where it decided)
     reason: str
+    #: whether the transplant confirms it, where one ran with the model (``explore(model=)``):
+    #: it then decides :attr:`flagged`; ``None``: the suspicion decides
+    transplant_confirms: bool | None = None
+
+    @property
+    def flagged(self) -> bool:
+        """Whether the cluster is flagged: by the transplant where one ran (the model's
+        evidence), else by its suspicion (``suspicion >= threshold``)."""
+        return self.suspected if self.transplant_confirms is None else self.transplant_confirms
+
+    @property
+    def flagged_by(self) -> str:
+        """What decided :attr:`flagged`: ``"transplant"`` or ``"suspicion"``."""
+        return "suspicion" if self.transplant_confirms is None else "transplant"
 
 
 @dataclass(frozen=True)

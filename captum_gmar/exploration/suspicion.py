@@ -158,8 +158,13 @@ class Suspicion:
     rest_less_flagged: bool
 
     @property
-    def flagged(self) -> bool:
+    def suspected(self) -> bool:
+        """Whether the suspicion reaches the flag (``suspicion >= threshold``)."""
         return self.threshold is not None and self.suspicion >= self.threshold
+
+    @property
+    def flagged(self) -> bool:
+        return self.suspected
 
 
 def flag_threshold(maps: int) -> float | None:

@@ -142,7 +142,7 @@ def _nested(array: np.ndarray) -> Any:
 
 
 def _causal(check: CausalCheck | None) -> dict[str, Any] | None:
-    if check is None:
+    if check is None or not check.members:  # no check, or only the transplant ran
         return None
     figures = {name: value for name, value in vars(check).items() if name != "transplant"}
     return _figures({**figures, "effect": check.effect, "specific": check.specific})
@@ -154,10 +154,16 @@ def _transplant(check: CausalCheck | None, flagged: bool) -> dict[str, Any]:
     whether it is ``confirmed``: flagged, and its transplant confirms it."""
     transplant = None if check is None else check.transplant
     if transplant is None:
-        return {"transplant_rise": None, "transplant_control": None, "transplant": None, "confirmed": False}
-    figures = _figures(vars(transplant))
+        return {"transplant_rise": None, "transplant_control": None, "transplant_null": None, "transplant": None, "confirmed": False}
+    figures = _figures({**vars(transplant), "beyond": transplant.beyond, "needed": transplant.needed})
     confirmed = flagged and transplant.confirms
-    return {"transplant_rise": figures["rise"], "transplant_control": figures["control"], "transplant": figures, "confirmed": confirmed}
+    return {
+        "transplant_rise": figures["rise"],
+        "transplant_control": figures["control"],
+        "transplant_null": figures["null"],
+        "transplant": figures,
+        "confirmed": confirmed,
+    }
 
 
 def _figures(figures: dict[str, Any]) -> dict[str, Any]:
@@ -218,6 +224,8 @@ def group_summary(
                 "size": cluster.size,
                 "suspicion": _rounded(cluster.suspicion),
                 "flagged": cluster.flagged,
+                "flagged_by": cluster.flagged_by,
+                "suspected": cluster.suspected,
                 **{name: _rounded(getattr(cluster, name)) for name in _FIGURES},
                 "rest_less_flagged": cluster.rest_less_flagged,
                 "region": [list(cell) for cell in cluster.region],

@@ -6,6 +6,7 @@ work, and nothing is written outside EXP (nor in it, where refused)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -282,14 +283,17 @@ def test_classes_are_chosen_by_index_or_name_and_images_must_be_a_folder(tmp_pat
     assert not (tmp_path / "other").exists()
 
 
-def test_with_the_model_each_groups_first_and_flagged_clusters_get_the_causal_check(job, tmp_path):
+def test_with_the_model_every_cluster_gets_the_transplant(job, tmp_path):
     model = load_reference_model()
     result = explore(job, tmp_path / "exp", images=job.parent / "scenes", model=model, **SMALL)
-    checked = {(method, target) for method, target, _ in result.causal}
-    assert checked == set(result.strategies)  # every clustered group
     for (method, target), strategies in result.strategies.items():
         labels = {label for m, t, label in result.causal if (m, t) == (method, target)}
-        assert labels == {c.label for c in strategies.ranking if c.flagged or c is strategies.ranking[0]}
+        assert labels == {c.label for c in strategies.ranking}  # every cluster: its transplant
+        # one class explained: nothing to paste on, so the first-ranked and suspected clusters are masked, as before
+        masked = {label for m, t, label in result.causal if (m, t) == (method, target) and result.causal[m, t, label].members}
+        assert masked == {c.label for c in strategies.ranking if c.suspected or c is strategies.ranking[0]}
+        # nothing was pasted (one class): the suspicion still decides the flag
+        assert all(c.flagged_by == "suspicion" and c.transplant_confirms is None for c in strategies.ranking)
     summary = json.loads((tmp_path / "exp" / "strategies.json").read_text())
     first = summary["groups"][0]["clusters"][0]
     check = result.causal["gmar-l1", 0, first["cluster"]]
@@ -306,18 +310,33 @@ def test_with_the_model_each_groups_first_and_flagged_clusters_get_the_causal_ch
 def test_the_transplant_pastes_a_clusters_region_on_the_images_of_another_class(job, tmp_path):
     """The job explains one class; its 12 images stand for another class's here too, so
     that the checker has images to paste on."""
-    from captum_gmar.exploration.causal import ClusterChecker
+    from captum_gmar.dataset_maps.storage import read_maps
+    from captum_gmar.exploration.causal import ClusterChecker, decided_by_transplant
 
     result = explore(job, tmp_path / "exp", images=job.parent / "scenes", **SMALL)
-    names = [record.image for record in load_maps(job, "gmar-l1")]
+    records = load_maps(job, "gmar-l1")
+    names, maps = [record.image for record in records], read_maps(records).numpy()
     checker = ClusterChecker(load_reference_model(), None, job.parent / "scenes", seed=0)
     found = {("gmar-l1", 0): result.strategies["gmar-l1", 0]}
-    checks = checker.run(found, {0: np.arange(12), 1: np.arange(12)}, {"gmar-l1": names}, progress=False)
-    for check in checks.values():
+    checks = checker.run(found, {0: np.arange(12), 1: np.arange(12)}, {"gmar-l1": names}, {"gmar-l1": maps}, "positive", progress=False)
+    strategies = found["gmar-l1", 0]
+    assert {label for _, _, label in checks} == {c.label for c in strategies.ranking}  # every cluster
+    for (_, _, label), check in checks.items():
         transplant = check.transplant
-        assert transplant is not None and transplant.pasted == 12 and transplant.note is None
-        assert -1 <= transplant.rise <= 1 and -1 <= transplant.control <= 1 and transplant.pasted_own == check.others
-        assert "pasted on 12 images of other classes" in check.summary()
+        assert transplant is not None and transplant.pasted == 12 and -1 <= transplant.rise <= 1 and -1 <= transplant.null <= 1
+        assert "pasted on 12 images of other classes" in check.summary() and "the class's other clusters moved there" in check.summary()
+        if transplant.screened:  # the paste and the null only: the rise does not stand beyond the null
+            assert not transplant.confirms and transplant.rise - transplant.null < transplant.needed
+            assert math.isnan(transplant.control) and "not pasted, the rise standing less than the null" in check.summary()
+        else:
+            assert transplant.note is None and -1 <= transplant.control <= 1
+            assert transplant.pasted_own == int(np.sum((strategies.labels != label) & (strategies.labels >= 0)))
+        assert bool(check.members) == transplant.confirms  # the masking check: where the transplant confirms
+    decided = decided_by_transplant(found, checks)["gmar-l1", 0]
+    for cluster in decided.ranking:
+        assert cluster.flagged_by == "transplant" and cluster.flagged == checks["gmar-l1", 0, cluster.label].transplant.confirms
+        assert cluster.reason.startswith(("flagged by the transplant (", "not flagged by the transplant ("))
+        assert cluster.suspected == strategies.cluster(cluster.label).suspected  # the suspicion's verdict, kept beside it
 
 
 def test_a_folder_a_job_is_still_writing_is_refused_saying_how_far_it_has_come(job, tmp_path):

@@ -10,8 +10,16 @@ from tools.shortcut.end_to_end import report
 
 def _write(folder: Path, check: bool) -> None:
     methods = {
-        "attnlrp": {"f1": 0.99, "rank": 1, "flagged": True, "transplant_rise": 0.9, "transplant_control": 0.02},
+        "attnlrp": {"f1": 0.99, "rank": 3, "flagged": True, "transplant_rise": 0.9, "transplant_control": 0.02, "transplant_null": 0.05},
         "gae": {"f1": 0.95, "rank": 1, "flagged": True, "transplant_rise": 0.15, "transplant_control": 0.0},  # rises too little
+        "gmar-l1": {
+            "f1": 0.9,
+            "rank": 1,
+            "flagged": True,
+            "transplant_rise": 0.9,
+            "transplant_control": 0.0,
+            "transplant_null": 0.8,
+        },  # as its null
         "rollout": {"f1": 0.3, "rank": 4, "flagged": False, "transplant_rise": None, "transplant_control": None},
     }
     (folder / "repaired").mkdir(parents=True)
@@ -30,10 +38,14 @@ def _write(folder: Path, check: bool) -> None:
 def test_the_report_says_who_found_confirmed_and_what_removed_it(tmp_path: Path) -> None:
     _write(tmp_path / "a", check=True)
     text = report([tmp_path / "a"])
-    assert "| frame | attnlrp | 0.99 | 1 | yes, confirmed | +0.90 (+0.02) |" in text
-    assert "| frame | gae | 0.95 | 1 | yes | +0.15 (+0.00) |" in text and "| frame | rollout | 0.30 | 4 | no | – |" in text
+    assert "| frame | attnlrp | 0.99 | 3 | yes, confirmed | +0.90 (+0.02, +0.05) |" in text  # ranked third: still found
+    assert "| frame | gae | 0.95 | 1 | yes | +0.15 (+0.00, –) |" in text and "| frame | rollout | 0.30 | 4 | no | – |" in text
+    assert "| frame | gmar-l1 | 0.90 | 1 | yes | +0.90 (+0.00, +0.80) |" in text  # no more than the class's own images moved there
     assert "| frame | `attnlrp:6:1` | finetune | +0.94 → +0.04 | 90.5% → 86.5% | 96% | -0.2 pt |" in text
-    assert "- frame: first and flagged by attnlrp, gae; confirmed by attnlrp; finetune removed 96% at -0.2 pt of clean top-1." in text
+    assert (
+        "- frame: isolated and flagged by attnlrp, gae, gmar-l1; confirmed by attnlrp; finetune removed 96% at -0.2 pt of clean top-1."
+        in text
+    )
 
 
 def test_a_repair_not_checked_on_the_test_scenes_says_so(tmp_path: Path) -> None:

@@ -112,6 +112,8 @@ def run(model_folder: Path, tag: str, tag_class: int, out: Path, seed: int) -> d
             "suspicion": entry["suspicion"],
             "transplant_rise": entry["transplant_rise"],
             "transplant_control": entry["transplant_control"],
+            "transplant_null": entry.get("transplant_null"),
+            "flagged_by": entry.get("flagged_by"),
             "other_groups_flagged": sum(g["flagged"] > 0 for g in others),
             "other_groups": len(others),
         }
@@ -122,17 +124,19 @@ def table(results: dict[str, Any]) -> str:
     out = [
         f"{results['tag']} on class {results['tag_class']} ({results['model']}):",
         "",
-        "| method | best cluster F1 | its rank | flagged | suspicion | transplant rise | control | other classes' groups flagged |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | best cluster F1 | its rank | flagged (by) | suspicion | transplant rise | control | null | other classes' groups flagged |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method, r in results["methods"].items():
         if not r.get("f1") and r.get("clustered") is False:
-            out.append(f"| {method} | not clustered | | | | | | |")
+            out.append(f"| {method} | not clustered | | | | | | | |")
             continue
-        rise, control = r["transplant_rise"], r["transplant_control"]
+        rise, control, null = r["transplant_rise"], r["transplant_control"], r.get("transplant_null")
+        by = f" ({r['flagged_by']})" if r.get("flagged_by") else ""
         out.append(
-            f"| {method} | {r['f1']:.2f} | {r['rank']} | {'yes' if r['flagged'] else 'no'} | {r['suspicion']:.2f} | "
+            f"| {method} | {r['f1']:.2f} | {r['rank']} | {'yes' if r['flagged'] else 'no'}{by} | {r['suspicion']:.2f} | "
             f"{'–' if rise is None else f'{rise:+.2f}'} | {'–' if control is None else f'{control:+.2f}'} | "
+            f"{'–' if null is None else f'{null:+.2f}'} | "
             f"{r['other_groups_flagged']} of {r['other_groups']} |"
         )
     return "\n".join(out)

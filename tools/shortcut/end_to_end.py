@@ -9,14 +9,15 @@ Prints two Markdown tables and one line per shortcut:
 
 - **found and confirmed**, per shortcut and method: the cluster that best matches the
   marked images (F1), its rank, whether it is flagged, and its transplant rise against
-  its control (where ``explore`` ran the transplant: the cluster was flagged or first);
+  its control and null (``explore`` with the model pastes every cluster);
 - **repaired**, per shortcut: the cluster repaired, the repair ``auto`` chose, the held-out
   transplant rise and accuracy before and after (``repair.json``), and the issue's measure
   on 2,000 test scenes (``repair_check.json``): the share of the effect removed and the
   change of clean top-1;
-- which methods find it (a cluster isolating it, F1 at least 0.9, first and flagged) and
-  confirm it (its transplant rises :data:`~captum_gmar.exploration.transplant.CONFIRMS_BY`
-  beyond its control), and what removed it.
+- which methods find it (a cluster isolating it, F1 at least 0.9, flagged, whatever its
+  rank) and confirm it (its transplant rises
+  :data:`~captum_gmar.exploration.transplant.CONFIRMS_BY` beyond its control and its null),
+  and what removed it.
 """
 
 from __future__ import annotations
@@ -48,12 +49,21 @@ def _read(folder: Path) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str
 
 
 def _rise(r: dict[str, Any]) -> str:
-    rise, control = r.get("transplant_rise"), r.get("transplant_control")
-    return "–" if rise is None else f"{rise:+.2f} ({control:+.2f})"
+    rise, control, null = r.get("transplant_rise"), r.get("transplant_control"), r.get("transplant_null")
+    if rise is None:
+        return "–"
+    return f"{rise:+.2f} ({'–' if control is None else f'{control:+.2f}'}, {'–' if null is None else f'{null:+.2f}'})"
+
+
+def _beyond(r: dict[str, Any]) -> float | None:
+    """The rise less the larger of its control and its null (each 0 where missing or falling)."""
+    if r.get("transplant_rise") is None:
+        return None
+    return float(r["transplant_rise"]) - max([0.0] + [r[k] for k in ("transplant_control", "transplant_null") if r.get(k) is not None])
 
 
 def report(folders: Sequence[Path]) -> str:
-    found = ["| shortcut | method | best F1 | its rank | flagged | transplant rise (control) |", "|---|---|---|---|---|---|"]
+    found = ["| shortcut | method | best F1 | its rank | flagged | transplant rise (control, null) |", "|---|---|---|---|---|---|"]
     repaired = [
         "| shortcut | cluster | chosen | held-out rise | held-out accuracy | effect removed | clean top-1 |",
         "|---|---|---|---|---|---|---|",
@@ -62,15 +72,15 @@ def report(folders: Sequence[Path]) -> str:
     for folder in folders:
         confirm, repair, check = _read(folder)
         tag = confirm["tag"]
-        first_and_flagged, confirmed = [], []
+        isolated_and_flagged, confirmed = [], []
         for method, r in confirm["methods"].items():
             if r.get("f1") is None:
                 found.append(f"| {tag} | {method} | not clustered | | | |")
                 continue
-            rise, control = r.get("transplant_rise"), r.get("transplant_control")
-            is_confirmed = r["flagged"] and rise is not None and control is not None and rise - control >= CONFIRMS_BY
-            if r["flagged"] and r["rank"] == 1 and r["f1"] >= ISOLATED:  # it isolates the shortcut, first and flagged
-                first_and_flagged.append(method)
+            beyond = _beyond(r)
+            is_confirmed = r["flagged"] and beyond is not None and beyond >= CONFIRMS_BY
+            if r["flagged"] and r["f1"] >= ISOLATED:  # it isolates the shortcut, and is flagged, whatever its rank
+                isolated_and_flagged.append(method)
                 confirmed += [method] if is_confirmed else []
             found.append(
                 f"| {tag} | {method} | {r['f1']:.2f} | {r['rank']} | {'yes' if r['flagged'] else 'no'}"
@@ -91,7 +101,7 @@ def report(folders: Sequence[Path]) -> str:
                 f"{100 * before['accuracy']:.1f}% → {100 * after['accuracy']:.1f}% {measure}"
             )
         lines.append(
-            f"- {tag}: first and flagged by {', '.join(first_and_flagged) or 'no method'}; confirmed by "
+            f"- {tag}: isolated and flagged by {', '.join(isolated_and_flagged) or 'no method'}; confirmed by "
             f"{', '.join(confirmed) or 'none'}; {removal}."
         )
     return "\n".join([*found, "", *repaired, "", *lines])

@@ -426,7 +426,8 @@
       swatch.className = "cg-swatch"; swatch.style.background = rankColour(c.rank);
       head.appendChild(swatch);
       head.appendChild(document.createTextNode("#" + c.rank + ": " + c.size.toLocaleString() + " maps (" + percent(c.size / g.maps) + "), suspicion " + number(c.suspicion)));
-      if (c.flagged) { var flag = document.createElement("span"); flag.className = "cg-flag"; flag.textContent = " — flagged" + (c.confirmed ? ", confirmed by the transplant" : ""); head.appendChild(flag); }
+      if (c.flagged) { var flag = document.createElement("span"); flag.className = "cg-flag"; flag.textContent = " — flagged" + (c.flagged_by === "transplant" ? " by the transplant" : c.confirmed ? ", confirmed by the transplant" : ""); head.appendChild(flag); }
+      else if (c.suspected && c.flagged_by === "transplant") { head.appendChild(document.createTextNode(" — suspicious maps, not confirmed by the transplant")); }
       head.className = "cg-cluster-head";
       box.appendChild(head);
       var body = document.createElement("div"); body.className = "cg-cluster-body";
@@ -449,7 +450,7 @@
         var small = thumb(row); small.title = t.image; typical.appendChild(small);
       });
       if (D.thumbs) { text.appendChild(typical); }
-      if (c.flagged || c.causal) { text.appendChild(nextSteps(g, c)); }
+      if (c.flagged || c.suspected || c.causal) { text.appendChild(nextSteps(g, c)); }
       body.appendChild(text);
       box.appendChild(body);
       function choose() { change({ sel: sel && sel.cluster === c.cluster ? "" : "cluster:" + c.cluster, page: 0 }); }
@@ -487,7 +488,9 @@
     if (c.transplant_rise !== null && c.transplant_rise !== undefined) {
       line(["Transplant: its region pasted on " + c.transplant.pasted + " images of other classes raises the class's score by " + signed(c.transplant_rise) +
         "; the same place cut from the class's other images, by " + (c.transplant_control === null ? "– (none to cut from)" : signed(c.transplant_control)) +
-        ". A rise well above the control confirms that the region alone carries the class."]);
+        "; the class's other clusters' images, each moved so that the most of its own map lies there, by " + (c.transplant_null === null || c.transplant_null === undefined ? "– (no other cluster)" : signed(c.transplant_null)) +
+        ". A rise " + number(c.transplant.needed === null || c.transplant.needed === undefined ? D.confirms_by : c.transplant.needed) +
+        " above both (" + D.confirms_by + ", or more where the null spreads at the cluster's size) confirms that the region carries the class by something the class's own object there does not: a rise the moved images match is the object itself."]);
     } else if (c.transplant && c.transplant.note) {
       line(["Transplant: none (" + c.transplant.note + ")."]);
     }
@@ -502,7 +505,7 @@
         : ["TRAIN: labelled images of every class, one folder per class (usually the training images), as explain FOLDER reads them."]);
     } else {
       line(["Repair: offered once the transplant confirms the cluster (" + (c.transplant_rise === null || c.transplant_rise === undefined
-        ? "explore with --model runs it" : "its rise does not stand " + D.confirms_by + " above its control") + "): a region that is not confirmed may be the class's own object."]);
+        ? "explore with --model runs it" : "its rise does not stand " + D.confirms_by + " above its control and its null") + "): a region that is not confirmed may be the class's own object."]);
     }
     if ((window.EXPLORE_HEADS || []).indexOf(run) >= 0) {  // a heads run in this folder (explore-data/heads.js lists them): its figure
       var grid = document.createElement("img");
@@ -537,19 +540,27 @@
   function drawOverview() {
     var flagged = ranked.filter(function (g) { return g.flagged > 0; }).length;
     var confirmed = ranked.filter(function (g) { return g.confirmed > 0; }).length;
-    el("verdict").textContent = (flagged
-      ? flagged + " of the " + ranked.length + " method-and-class groups " + (flagged === 1 ? "has" : "have") + " a flagged cluster: its difference from the rest of its class lies on one region, of any size, nearly all of it there, and its maps keep the rest of the class's content, as a shortcut's do (" + D.flag_rule + "). " +
-        (confirmed ? confirmed + " of them " + (confirmed === 1 ? "is" : "are") + " confirmed, listed first: the flagged cluster's region, pasted on other classes' images, raises the class's score by at least " + D.confirms_by + " more than the same place cut from the class's other images does. " : "") +
-        "Start with the first row."
-      : "Nothing stands out: no cluster of the " + ranked.length + " method-and-class groups reaches the flag (" + D.flag_rule + ").") +
-      " " + D.calibration + " (docs/results.md, “Shortcuts of any shape”).";
+    var noPlace = " A shortcut with no place (a tint, a texture or a blur over the whole image) shows in no region: these checks cannot find it.";
+    el("verdict").textContent = D.flag_by_transplant
+      ? (flagged
+        ? flagged + " of the " + ranked.length + " method-and-class groups " + (flagged === 1 ? "has" : "have") + " a cluster flagged by the model itself: " + D.flag_by_transplant + ". Listed first; start with the first row."
+        : "Nothing stands out: every cluster of the " + ranked.length + " method-and-class groups was pasted on other classes' images, and none rose " + D.confirms_by +
+          " beyond both the same place cut from the class's other images and the class's other clusters moved there.") +
+        " The suspicion of the maps orders the clusters; with the model it no longer flags them." + noPlace
+      : (flagged
+        ? flagged + " of the " + ranked.length + " method-and-class groups " + (flagged === 1 ? "has" : "have") + " a flagged cluster: its difference from the rest of its class lies on one region, of any size, nearly all of it there, and its maps keep the rest of the class's content, as a shortcut's do (" + D.flag_rule + "). " +
+          (confirmed ? confirmed + " of them " + (confirmed === 1 ? "is" : "are") + " confirmed, listed first: the flagged cluster's region, pasted on other classes' images, raises the class's score by at least " + D.confirms_by + " more than the same place cut from the class's other images does. " : "") +
+          "Start with the first row."
+        : "Nothing stands out: no cluster of the " + ranked.length + " method-and-class groups reaches the flag (" + D.flag_rule + "). explore --model lets the model decide: it pastes every cluster's region.") +
+        " " + D.calibration + " (docs/results.md, “Shortcuts of any shape”)." + noPlace;
     var body = el("overview").tBodies[0];
     body.textContent = "";
     ranked.slice(0, showAll ? ranked.length : OVERVIEW).forEach(function (g, k) {
       var c = g.clusters[0], tr = body.insertRow();
       if (g.method === state.m && String(g.target) === state.c) { tr.className = "cg-current"; }
       var causal = (c.causal ? number(c.causal.score) + ", " + number(c.causal.region) + ", " + number(c.causal.random) : "–") +
-        (c.transplant_rise !== null && c.transplant_rise !== undefined ? "; " + signed(c.transplant_rise) + " (" + signed(c.transplant_control) + ")" : "");
+        (c.transplant_rise !== null && c.transplant_rise !== undefined ? "; " + signed(c.transplant_rise) + " (" + signed(c.transplant_control) +
+          (c.transplant_null === null || c.transplant_null === undefined ? "" : ", " + signed(c.transplant_null)) + ")" : "");
       [String(k + 1), g.method, g.target + ": " + className(g.target), g.maps.toLocaleString(), String(g.n_clusters), String(g.flagged) + (g.confirmed ? ", " + g.confirmed + " confirmed" : ""), number(c.suspicion),
         c.size.toLocaleString() + " (" + percent(c.size / g.maps) + ")", regionText(c), c.confidence === null ? "–" : number(c.confidence), causal].forEach(function (text, column) {
         var td = tr.insertCell(); td.textContent = text;
