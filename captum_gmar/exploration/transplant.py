@@ -38,7 +38,6 @@ __all__ = [
     "mark_mask",
     "moved",
     "paste_region",
-    "region_centre",
     "region_mask",
     "transplant_check",
 ]
@@ -134,12 +133,6 @@ def region_mask(region: Sequence[tuple[int, int]], grid: tuple[int, int], size: 
     cells = torch.zeros(grid[0] * grid[1], device=device)
     cells[[r * grid[1] + c for r, c in region]] = 1.0
     return torch.nn.functional.interpolate(cells.view(1, 1, *grid), size=size, mode="nearest")
-
-
-def region_centre(region: Sequence[tuple[int, int]]) -> tuple[float, float]:
-    """The mean ``(row, column)`` of a region's patches."""
-    rows, columns = zip(*region, strict=True)
-    return sum(rows) / len(rows), sum(columns) / len(columns)
 
 
 def best_shifts(masses: Tensor, region: Sequence[tuple[int, int]]) -> Tensor:

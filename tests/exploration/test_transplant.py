@@ -22,7 +22,6 @@ from captum_gmar.exploration.transplant import (
     mark_mask,
     moved,
     paste_region,
-    region_centre,
     region_mask,
     transplant_check,
 )
@@ -98,7 +97,6 @@ def test_moved_shifts_each_image_and_fills_what_comes_in_with_its_mean():
     assert torch.all(out[0, 0, 0, :] == images[0].mean()) and torch.all(out[0, 0, :, 2:] == images[0].mean())
     assert torch.equal(out[1], images[1])
     assert torch.all(moved(images, torch.tensor([[4, 0], [0, -9]])) == images.mean(dim=(2, 3), keepdim=True))  # out of the picture
-    assert region_centre([(0, 0), (2, 4)]) == (1.0, 2.0)
 
 
 def test_best_shifts_move_each_maps_mass_onto_the_region_by_the_smallest_move():
