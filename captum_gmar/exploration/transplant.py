@@ -52,7 +52,9 @@ CONFIRMS_BY = 0.2
 #: above the null's mean by chance (calibrated on the untouched vit-tiny, docs/results.md)
 NULL_Z = 3.0
 #: a screened transplant's note: only the paste and the null ran
-SCREENED = f"screened: the control and the class's own images are pasted where the rise stands {CONFIRMS_BY} beyond the null"
+SCREENED = (
+    "screened: the control and the class's own images are pasted where the rise stands beyond the null as far as a confirmation needs"
+)
 #: the flag where a model is given, in words (``strategies.json``'s ``flag_by_transplant``)
 TRANSPLANT_RULE = (
     f"its region, pasted on other classes' images, raises the class's score at least {CONFIRMS_BY} beyond both the same place "
