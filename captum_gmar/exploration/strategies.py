@@ -54,23 +54,19 @@ predictors") on patch maps, with the clusters ranked by how suspicious they look
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from ._extra import need, require
-from .neighbours import Search, nearest_neighbours
+from .neighbours import Search
 from .normalise import Part, as_maps, check_part, distributions
+from .spectral import clusters_by_eigengap, numbered, spectral_clusters
 from .suspicion import MIN_FLAGGED, Suspicion, cluster_sums, excess_direction, suspicions
-
-if TYPE_CHECKING:
-    from scipy.sparse import csr_matrix
 
 __all__ = ["Cluster", "Strategies", "check_settings", "clusters_by_eigengap", "find_strategies", "maps_needed"]
 
-#: ``tau``, the regularising weight of step 4, as a share of the graph's mean degree
-REGULARISATION = 0.1
 #: two clusters whose positive excesses have at least this cosine are merged (step 6)
 MERGE_AT = 0.8
 
@@ -223,17 +219,13 @@ def find_strategies(
     if len(clustered) < len(p):  # flat maps set aside; else no copy (memory: the maps are most of it)
         p = p[clustered]
     features = np.sqrt(p)
-    affinity = _affinity(features, neighbours, search, seed)
-    count = max(max_clusters, n_clusters or 0) + 1
-    eigenvalues, vectors = _spectrum(affinity, count, seed)
-    eigengaps = np.diff(eigenvalues)
-    k = n_clusters if n_clusters is not None else clusters_by_eigengap(eigenvalues, max_clusters)
-    rows = vectors[:, :k] / np.linalg.norm(vectors[:, :k], axis=1, keepdims=True)
-    fitted = need("sklearn.cluster").KMeans(n_clusters=k, n_init=10, random_state=seed).fit(rows)
-    inner = _numbered(fitted.labels_)
+    spectral = spectral_clusters(
+        features, n_clusters=n_clusters, max_clusters=max_clusters, neighbours=neighbours, search=search, seed=seed
+    )
+    eigenvalues, rows, inner = spectral.eigenvalues, spectral.rows, spectral.labels
     found = int(inner.max()) + 1
     if n_clusters is None:
-        inner = _numbered(_merged(p, inner, found))
+        inner = numbered(_merged(p, inner, found))
     k = int(inner.max()) + 1
     labels = np.full(len(values), -1, dtype=np.int64)
     labels[clustered] = inner
@@ -252,13 +244,13 @@ def find_strategies(
         embedding=placed,
         embedding_axes=axes.reshape(2, height, width).astype(np.float32),
         eigenvalues=eigenvalues,
-        eigengaps=eigengaps,
+        eigengaps=np.diff(eigenvalues),
         n_clusters=k,
         mean_maps=mean_maps.reshape(k, height, width).astype(np.float32),
         typical=typical_maps,
         ranking=tuple(sorted(clusters, key=lambda cluster: (-cluster.suspicion, cluster.label))),
         flat=np.flatnonzero(flat),
-        edges=affinity.nnz,
+        edges=spectral.edges,
         clusters_found=found,
     )
 
@@ -276,61 +268,6 @@ def _confidence(confidence: Any | None, count: int) -> np.ndarray | None:
     if values.shape != (count,):
         raise ValueError(f"confidence must be one number per map, shape ({count},); got {values.shape}")
     return values
-
-
-def clusters_by_eigengap(eigenvalues: np.ndarray, max_clusters: int = 10) -> int:
-    """The number of clusters ``k`` in ``2 .. max_clusters`` with the largest gap
-    ``e[k] - e[k - 1]`` between the ascending eigenvalues ``e`` (at least ``max_clusters + 1``)
-    of a graph Laplacian."""
-    e = np.sort(np.asarray(eigenvalues, dtype=np.float64))
-    if len(e) <= max_clusters:
-        raise ValueError(f"{len(e)} eigenvalues: need more than max_clusters={max_clusters}")
-    return int(np.argmax(np.diff(e)[1:max_clusters])) + 2
-
-
-def _affinity(features: np.ndarray, neighbours: int, search: Search, seed: int) -> csr_matrix:
-    """Step 3: the symmetric sparse affinity ``(n, n)`` of the kNN graph."""
-    distances, indices = nearest_neighbours(features, neighbours, search, seed)
-    n = len(features)
-    rows = np.repeat(np.arange(n), neighbours)
-    columns, found = indices.ravel(), distances.ravel().astype(np.float64)
-    scale = distances.max(axis=1).astype(np.float64)  # the farthest kept neighbour
-    positive = scale[scale > 0]
-    # identical maps are at distance 0: a floor keeps their kernel finite
-    scale = np.maximum(scale, 1e-3 * (np.median(positive) if len(positive) else 1.0))
-    weights = np.exp(-(found**2) / (scale[rows] * scale[columns]))
-    directed = need("scipy.sparse").csr_matrix((weights, (rows, columns)), shape=(n, n))
-    return directed.maximum(directed.T).tocsr()
-
-
-def _spectrum(affinity: csr_matrix, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Step 4: the ``count`` smallest eigenvalues of the regularised normalised Laplacian,
-    ascending, and their eigenvectors ``(n, count)`` (each signed so that its largest
-    entry is positive)."""
-    n = affinity.shape[0]
-    degrees = np.asarray(affinity.sum(axis=1)).ravel()
-    tau = REGULARISATION * degrees.mean()
-    scale = 1 / np.sqrt(degrees + tau)
-    sparse, linalg = need("scipy.sparse"), need("scipy.sparse.linalg")
-    normalised = sparse.diags(scale) @ affinity @ sparse.diags(scale)
-    # I - L = D^-1/2 W D^-1/2 + (tau / n) s s^T, never formed: a sparse product and a dot
-    operator = linalg.LinearOperator((n, n), matvec=lambda x: normalised @ x + (tau / n) * scale * (scale @ x), dtype=np.float64)
-    start = np.random.default_rng(seed).uniform(-1, 1, n)
-    values, vectors = linalg.eigsh(operator, k=count, which="LA", v0=start)
-    order = np.argsort(-values)
-    values, vectors = 1 - values[order], vectors[:, order]
-    vectors *= np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(count)])
-    return np.maximum(values, 0.0), vectors
-
-
-def _numbered(labels: np.ndarray) -> np.ndarray:
-    """Clusters renumbered by size, largest first (ties: the first member first); an
-    empty one (k-means leaves one where fewer than ``k`` maps differ) is dropped."""
-    found, first, inverse, sizes = np.unique(labels, return_index=True, return_inverse=True, return_counts=True)
-    order = np.lexsort((first, -sizes))
-    renumber = np.empty(len(found), dtype=np.int64)
-    renumber[order] = np.arange(len(found))
-    return renumber[inverse]
 
 
 def _merged(p: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
