@@ -45,8 +45,15 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="the model the job explained (a folder, a bundled model's name): the causal check masks each group's first-ranked "
-        "and flagged clusters' region on their images (needs --images; default: no check)",
+        help="the model the job explained (a folder, a bundled model's name): every cluster's region pasted on other classes' "
+        "images decides its flag, and each class's images are clustered by the model's features too, for shortcuts with no "
+        "place (needs --images; default: no check)",
+    )
+    parser.add_argument(
+        "--feature-layer",
+        type=int_at_least(0),
+        default=None,
+        help="with --model: the layer (from 0) whose patch tokens, pooled, are the features clustered (default: the middle one)",
     )
     parser.set_defaults(options=ExploreOptions.from_arguments)
 
@@ -72,6 +79,14 @@ def run(options: ExploreOptions) -> None:
     methods = chosen_methods(options.maps, options.methods) or list(job.get("methods", {}))
     chosen_targets(options.maps, records, options.classes)
     model = None if options.model is None else load_model_of(options.maps, options.model)
+    if model is not None:
+        from ..exploration.features import check_layer
+        from ..vit.model import VisionTransformer
+
+        try:
+            check_layer(options.feature_layer, VisionTransformer(model).num_layers)
+        except ValueError as error:
+            raise CommandError(f"--feature-layer: {error}") from None
     targets = Counter((record.target, record.target_name) for record in records if record.method == methods[0]) if methods else Counter()
     shown = ", ".join(f"{name} ({count:,})" for (_, name), count in sorted(targets.items())[:5]) + (", ..." if len(targets) > 5 else "")
     print(
@@ -94,6 +109,7 @@ def run(options: ExploreOptions) -> None:
             neighbours=options.neighbours,
             seed=options.seed,
             model=model,
+            feature_layer=options.feature_layer,
             workers=options.workers,
         )
     if result is None:  # another rank than 0: rank 0 writes and reports
@@ -114,7 +130,24 @@ def run(options: ExploreOptions) -> None:
             else "no flagged cluster: nothing stands out"
             + (" (every cluster's region pasted on other classes' images: none rose beyond its control and its null)" if by_model else "")
         )
+        + _in_features(result)
         + f"; open {result.folder / 'explore.html'} in a browser"
+    )
+
+
+def _in_features(result: Any) -> str:
+    """What the model's features found, for the last line (nothing without a model)."""
+    features = result.summary.get("features")
+    if features is None:
+        return ""
+    flagged = [(g, c) for g in features["groups"] for c in g.get("clusters", []) if c["flagged"]]
+    where = f"in the model's features (layer {features['layer']})"
+    if not flagged:
+        return f"; {where}: no shortcut with no place (no cluster that no map isolates raised the class beyond random directions)"
+    group, cluster = flagged[0]
+    return (
+        f"; {where}: {len(flagged)} shortcut{'' if len(flagged) == 1 else 's'} with no place, the first: {group['target_name']}, "
+        f"feature cluster {cluster['cluster']} ({cluster['size']} images, rise {cluster['direction']['rise']:+.3f})"
     )
 
 

@@ -32,6 +32,7 @@ class ExploreOptions:
     seed: int
     model: str | None
     workers: int
+    feature_layer: int | None = None
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> ExploreOptions:
@@ -50,9 +51,12 @@ class ExploreOptions:
             args.seed,
             args.model,
             args.workers,
+            args.feature_layer,
         )
 
     def __post_init__(self) -> None:
+        if self.model is None and self.feature_layer is not None:
+            raise CommandError("--feature-layer chooses the model's layer whose features are clustered: give --model too")
         if self.model is not None and self.images is None:
             raise CommandError(
                 "--model runs the causal check, which masks the clusters' images: name the image folder the job read (--images)"

@@ -222,14 +222,14 @@ class ClusterChecker:
         checks: dict[tuple[str, int, int], CausalCheck] = {}
         order = sorted(found, key=lambda group: (group[1], group[0]))  # by class: its images are read once
         bar = tqdm(total=sum(len(found[g].ranking) for g in order), unit="cluster", desc="transplant", disable=not progress)
-        pixels_of: dict[int, Tensor] = {}  # row -> its pixel values, for the class at hand
+        cache: dict[int, Tensor] = {}  # row -> its pixel values, for the class at hand
         current, pasted_on = None, np.zeros(0, dtype=np.int64)
         for key, target in order:
             strategies = found[key, target]
-            pixels = partial(self._cached, names=images[key], cache=pixels_of)
+            pixels = partial(self._cached, names=images[key], cache=cache)
             if target != current:  # a new class: new images to paste on, the same for all its groups
                 current = target
-                pixels_of.clear()
+                cache.clear()
                 elsewhere = [rows for other, rows in groups.items() if other != target]  # images explained for other classes
                 pasted_on = rng.permutation(np.concatenate(elsewhere))[:CAUSAL_IMAGES] if elsewhere else np.zeros(0, dtype=np.int64)
             members, labels = groups[target], strategies.labels
@@ -295,14 +295,15 @@ class ClusterChecker:
         """The pixel values ``(len(rows), C, H, W)`` of the images of ``rows``, each read once into ``cache``."""
         missing = [row for row in dict.fromkeys(int(row) for row in rows) if row not in cache]
         if missing:
-            cache.update(zip(missing, self._pixels([names[row] for row in missing]), strict=True))
+            cache.update(zip(missing, self.pixels_of([names[row] for row in missing]), strict=True))
         return torch.stack([cache[int(row)] for row in rows])
 
     def _score(self, pixel_values: torch.Tensor, target: int) -> torch.Tensor:
         """The class ``target``'s score ``(B,)``, as the maps folder stores it."""
         return self.scores(self.vit.logits(pixel_values))[:, target]
 
-    def _pixels(self, names: Sequence[str]) -> torch.Tensor:
+    def pixels_of(self, names: Sequence[str]) -> torch.Tensor:
+        """The pixel values ``(len(names), C, H, W)`` of the named images of the folder, as the model reads them."""
         from ..imagedata.images import read_image
         from ..imagedata.processing import processed_pixels
 

@@ -36,6 +36,7 @@ from ..files import check_folder, claim_files, replacing, write_atomic
 from ._extra import require
 from .causal import ClusterChecker, decided_by_transplant
 from .disagreement import check_top_share, find_disagreement
+from .features import FEATURE_RULE, FeatureChecker
 from .groups import cluster_groups
 from .normalise import Part
 from .page import DATA, PAGE, THUMBS, Placement, write_page
@@ -43,7 +44,15 @@ from .reading import check_finished, check_not_flat, chosen_methods, chosen_targ
 from .result import Exploration, overview_order
 from .strategies import Strategies, check_settings, maps_needed
 from .suspicion import FLAG_AT, FLAG_RULE
-from .tables import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, disagreement_summary, group_summary, write_clusters, write_disagreement
+from .tables import (
+    CLUSTER_COLUMNS,
+    DISAGREEMENT_COLUMNS,
+    disagreement_summary,
+    feature_summary,
+    group_summary,
+    write_clusters,
+    write_disagreement,
+)
 from .transplant import CONFIRMS_BY, TRANSPLANT_RULE
 
 __all__ = ["CLUSTER_COLUMNS", "DISAGREEMENT_COLUMNS", "EXPLORE_FILES", "FORMAT", "Exploration", "explore"]
@@ -72,6 +81,7 @@ def explore(
     seed: int = 0,
     model: Any | None = None,
     processor: Any | None = None,
+    feature_layer: int | None = None,
     workers: int = 1,
     progress: bool = True,
 ) -> Exploration | None:
@@ -95,7 +105,16 @@ def explore(
     first, then those with a flagged one, then by their most suspicious cluster: the order
     the page shows them in), ``confirms_by`` (what a transplant must rise beyond its control
     and its null to confirm a cluster), ``flag_by_transplant`` (with a model: the
-    transplant's rule in words; ``null`` without),
+    transplant's rule in words; ``null`` without), ``features`` (with a model: each class's
+    images clustered by the model's features, :mod:`~captum_gmar.exploration.features`:
+    ``layer``, ``rule`` and ``groups``, one per class, each with ``target``,
+    ``target_name``, ``images``, ``note`` (why it was not clustered, else ``null``),
+    ``eigenvalues``, ``flagged`` and ``clusters``, flagged first, each with ``cluster``,
+    ``rank``, ``size``, ``flagged`` (a shortcut with no place), ``no_place``, ``matched``
+    (``method``, ``cluster``, ``f1`` of the map cluster that best isolates its images),
+    ``direction`` (the intervention's ``recipients``, ``norm``, ``plain``, ``rise``,
+    ``random``, ``random_spread``, ``beyond``, ``needed``, ``confirmed``), ``reason`` and
+    ``typical`` (``row`` and ``image`` of its most typical images); ``null`` without a model),
     ``files`` (those written), ``disagreement`` (``pairs``, ``top_k``, ``grid``, ``rows``;
     ``null`` with one method) and ``groups``, one per method and target: ``method``,
     ``target``, ``target_name``, ``maps``, ``flat``, ``grid`` ``[h, w]``, ``note`` (why it
@@ -139,6 +158,9 @@ def explore(
             check, the suspicion flags.
         processor: the model's image processor (default: the bundled reference model's own,
             for one of those; any other model needs it).
+        feature_layer: with ``model``, the layer (from 0) whose output's patch tokens,
+            pooled, are the features each class's images are clustered by (default: the
+            middle one, :func:`~captum_gmar.exploration.features.default_layer`).
         workers: processes clustering groups at once (each holds one group's maps and
             :func:`~captum_gmar.exploration.find_strategies`' working memory: see
             docs/benchmarks.md); under ``torchrun`` (a process group of the CPU's gloo
@@ -173,7 +195,10 @@ def explore(
         where = "is" if Path(out).resolve() == Path(maps_folder).resolve() else "lies inside"
         raise ValueError(f"out {str(out)!r} {where} the maps folder: name another folder, which explore writes alone")
     check_folder(out, EXPLORE_FILES)
+    if model is None and feature_layer is not None:
+        raise ValueError("feature_layer chooses the model's layer whose features are clustered: give the model too (model=)")
     checker = None if model is None else ClusterChecker(model, processor, images, seed)
+    in_features = None if checker is None else FeatureChecker(checker, feature_layer)
     targets = chosen_targets(maps_folder, records, classes)
     rows, shapes, class_names = read_fields(records, chosen, targets)
     keys = list(rows)
@@ -210,6 +235,8 @@ def explore(
         print(f"explore: {key}, {class_names[target]}: not clustered ({skipped[key, target]})", file=sys.stderr)
     causal = {} if checker is None else checker.run(found, groups, {key: r.image for key, r in rows.items()}, values, part, progress)
     found = decided_by_transplant(found, causal)  # with the model, its transplant decides the flag
+    # with the model: each class's images clustered by its features, for what no map can place
+    features = {} if in_features is None else in_features.run(groups, first.image, found, clustering, progress)
     compared = find_disagreement({key: values[key] for key in keys}, top_share=top_share, part=part) if len(keys) > 1 else None
     folder = Path(out)
     files = (
@@ -239,6 +266,9 @@ def explore(
         "flag_rule": FLAG_RULE,
         "confirms_by": CONFIRMS_BY,
         "flag_by_transplant": None if model is None else TRANSPLANT_RULE,
+        "features": None
+        if in_features is None
+        else feature_summary(features, in_features.layer, FEATURE_RULE, class_names, groups, first.image),
         "model": job_model,
         # what explore was given, for the page's commands (its next steps name them)
         "given": {
@@ -278,7 +308,7 @@ def explore(
         images,
         progress,
     )
-    return Exploration(folder, found, skipped, compared, files, causal, summary, None if images is None else Path(images))
+    return Exploration(folder, found, skipped, compared, files, causal, summary, None if images is None else Path(images), features)
 
 
 def _placement(count: int, key: str, groups: dict[int, np.ndarray], found: dict[tuple[str, int], Strategies]) -> Placement:

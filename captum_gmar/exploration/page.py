@@ -130,6 +130,7 @@ def write_page(
         "calibration": FLAG_CALIBRATION,
         "confirms_by": summary["confirms_by"],
         "flag_by_transplant": summary.get("flag_by_transplant"),
+        "features": summary.get("features"),
         "disagreement_scale": None
         if summary["disagreement"] is None
         else {k: summary["disagreement"][k] for k in ("unusual", "odd_margin")},

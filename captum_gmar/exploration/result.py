@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from .causal import CausalCheck
 from .disagreement import Disagreement
+from .features import FeatureStrategies
 from .strategies import Strategies
 
 __all__ = ["Exploration", "overview_order"]
@@ -53,6 +54,9 @@ class Exploration:
     summary: dict[str, Any]
     #: the image folder the job read, where given (the notebook view's thumbnails)
     images: Path | None = None
+    #: with ``model=``: target -> the strategies in the model's features of that class's
+    #: images (:mod:`~captum_gmar.exploration.features`), or why they were not clustered
+    features: dict[int, FeatureStrategies | str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # the maps and strategies are for the attributes, not for a line
         return (

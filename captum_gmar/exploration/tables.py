@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from .causal import CausalCheck
 from .disagreement import FIGURES, ODD_MARGIN, UNUSUAL, Disagreement
+from .features import FeatureStrategies
 from .page import Placement
 from .strategies import Strategies
 
@@ -254,3 +256,51 @@ def group_summary(
         clusters=clusters,
     )
     return entry
+
+
+def feature_summary(
+    features: dict[int, FeatureStrategies | str],
+    layer: int,
+    rule: str,
+    class_names: dict[int, str],
+    groups: dict[int, np.ndarray],
+    images: Sequence[str],
+) -> dict[str, Any]:
+    """``strategies.json``'s ``features``: each class's strategies in the model's features
+    (``groups``: each class's rows; ``images``: each row's image)."""
+    entries = []
+    for target, found in features.items():
+        rows = groups[target]
+        entry: dict[str, Any] = {"target": target, "target_name": class_names[target], "images": len(rows), "note": None}
+        if isinstance(found, str):
+            entries.append({**entry, "note": found})
+            continue
+        clusters = []
+        for rank, cluster in enumerate(found.ranking, start=1):
+            check = cluster.check
+            clusters.append(
+                {
+                    "cluster": cluster.label,
+                    "rank": rank,
+                    "size": cluster.size,
+                    "flagged": cluster.flagged,
+                    "no_place": cluster.no_place,
+                    "matched": None
+                    if cluster.matched is None
+                    else {"method": cluster.matched[0], "cluster": cluster.matched[1], "f1": _rounded(cluster.matched[2])},
+                    "direction": None
+                    if check is None
+                    else {
+                        **{
+                            name: _rounded(getattr(check, name))
+                            for name in ("norm", "plain", "rise", "random", "random_spread", "beyond", "needed")
+                        },
+                        "recipients": check.recipients,
+                        "confirmed": check.confirms,
+                    },
+                    "reason": cluster.reason,
+                    "typical": [{"row": int(rows[i]), "image": images[rows[i]]} for i in found.typical[cluster.label]],
+                }
+            )
+        entries.append({**entry, "eigenvalues": _nested(found.eigenvalues), "flagged": len(found.flagged), "clusters": clusters})
+    return {"layer": layer, "rule": rule, "groups": entries}

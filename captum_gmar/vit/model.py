@@ -71,8 +71,9 @@ class VisionTransformer:
         elif center is not None:
             raise ValueError("center= centres the embeddings compared with references=; pass references= too")
         self.model = model
-        # passes on one backbone are serialised whatever head a call puts on it
-        self._lock_owner = model.backbone if isinstance(model, EmbeddingHead) else model
+        #: the module whose lock (:func:`~captum_gmar.vit.model_state.model_lock`) serialises
+        #: passes: the backbone, whatever head a call puts on it
+        self.lock_owner = model.backbone if isinstance(model, EmbeddingHead) else model
         arch: Architecture = describe(self.model, text)
         self.architecture = arch
         #: tokens before the patches: class token, then distillation or register tokens
@@ -174,7 +175,7 @@ class VisionTransformer:
         model = self.model
         arch = self.architecture
         with unchanged_weights(model):
-            with model_lock(self._lock_owner):
+            with model_lock(self.lock_owner):
                 blocks = self.blocks
                 with evaluating(model), capture_attention(blocks, arch.capture, keep_value, keep_hidden, arch.probe) as (stores, pooled):
                     with _autograd(with_grad), frozen_parameters():
@@ -219,7 +220,7 @@ class VisionTransformer:
         """
         model = self.model
         with unchanged_weights(model):
-            with model_lock(self._lock_owner):
+            with model_lock(self.lock_owner):
                 with evaluating(model), rules(self.blocks), _autograd(True), frozen_parameters():
                     x = pixel_values.detach().clone().requires_grad_(True)
                     logits = self.logits(x)

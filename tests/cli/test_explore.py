@@ -47,6 +47,8 @@ def test_explore_writes_what_explore_writes_and_names_what_it_explores(maps, tmp
         (["--classes", "dog"], r"holds no maps explaining class 'dog'; it explains 0 \(class 0\), 1 \(class 1\)"),
         (["--clusters", "59", "--max-clusters", "59"], r"no class has the 61 maps a method needs to be clustered \(the most: 60\)"),
         (["--clusters", "5", "--max-clusters", "4"], "--clusters 5 is more than --max-clusters 4"),
+        (["--feature-layer", "1"], "--feature-layer chooses the model's layer whose features are clustered: give --model too"),
+        (["--feature-layer", "-1"], "argument --feature-layer: must be at least 0, got -1"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(maps, tmp_path, capsys, arguments, message):

@@ -303,8 +303,24 @@ def test_with_the_model_every_cluster_gets_the_transplant(job, tmp_path):
     assert first["transplant_rise"] is None and first["transplant_control"] is None
     assert first["transplant"]["note"] == "the images hold no other class to paste on" and check.transplant is not None
     assert first["confirmed"] is False and summary["groups"][0]["confirmed"] == 0 and summary["confirms_by"] == 0.2  # nothing confirms
+    # the class's images clustered by the model's features too (the middle layer of 6); no other class to add a direction to
+    features = summary["features"]
+    assert features["layer"] == 2 and "beyond random directions of the same norm" in features["rule"]
+    (group,) = features["groups"]
+    found = result.features[0]
+    assert group["target"] == 0 and group["images"] == 12 and len(found.labels) == 12 and found.layer == 2
+    assert [c["cluster"] for c in group["clusters"]] == [c.label for c in found.ranking] and group["flagged"] == 0
+    for entry, cluster in zip(group["clusters"], found.ranking):
+        assert entry["direction"] is None and not entry["flagged"] and entry["size"] == int(np.sum(found.labels == cluster.label))
+        assert entry["matched"]["method"] in ("gmar-l1", "rollout") and 0 < entry["matched"]["f1"] <= 1
+        assert "no image of another class to add its direction to" in entry["reason"] and entry["typical"]
     with pytest.raises(ValueError, match="the causal check .* masks the clusters' images: name the image folder"):
         explore(job, tmp_path / "exp2", model=model, **SMALL)
+    with pytest.raises(ValueError, match=r"^feature_layer chooses the model's layer whose features are clustered: give the model too"):
+        explore(job, tmp_path / "exp3", images=job.parent / "scenes", feature_layer=1, **SMALL)
+    with pytest.raises(ValueError, match=r"^the features' layer must be an integer from 0 to 5 \(this model's layers\), got 6$"):
+        explore(job, tmp_path / "exp4", images=job.parent / "scenes", model=model, feature_layer=6, **SMALL)
+    assert not (tmp_path / "exp3").exists() and not (tmp_path / "exp4").exists()
 
 
 def test_the_transplant_pastes_a_clusters_region_on_the_images_of_another_class(job, tmp_path):
@@ -337,6 +353,33 @@ def test_the_transplant_pastes_a_clusters_region_on_the_images_of_another_class(
         assert cluster.flagged_by == "transplant" and cluster.flagged == checks["gmar-l1", 0, cluster.label].transplant.confirms
         assert cluster.reason.startswith(("flagged by the transplant (", "not flagged by the transplant ("))
         assert cluster.suspected == strategies.cluster(cluster.label).suspected  # the suspicion's verdict, kept beside it
+
+
+def test_the_features_direction_is_added_to_the_images_of_another_class(job):
+    """As above, the job's 12 images stand for a second class too: each feature cluster's
+    direction is added to them against random directions of its norm."""
+    from captum_gmar.exploration.causal import ClusterChecker
+    from captum_gmar.exploration.features import RANDOM_DIRECTIONS, FeatureChecker
+
+    checker = ClusterChecker(load_reference_model(), None, job.parent / "scenes", seed=0)
+    records = load_maps(job, "gmar-l1")
+    names = [record.image for record in records]
+    settings = {"max_clusters": 3, "neighbours": 3, "typical": 2, "seed": 0}
+    found = FeatureChecker(checker, None).run({0: np.arange(12), 1: np.arange(12)}, names, {}, settings, progress=False)
+    assert set(found) == {0, 1}
+    strategies = found[0]
+    assert not isinstance(strategies, str) and strategies.layer == 2
+    for cluster in strategies.ranking:
+        check = cluster.check
+        assert check is not None and check.recipients == 12 and 0 <= check.plain <= 1 and check.norm > 0
+        assert -1 <= check.rise <= 1 and -1 <= check.random <= 1 and check.random_spread >= 0
+        assert cluster.matched is None and cluster.no_place  # no maps given: nothing places it
+        assert cluster.flagged == check.confirms and "random directions of the same norm" in cluster.reason
+    assert RANDOM_DIRECTIONS == 8
+    # the same images and seed: the same clusters and figures
+    again = FeatureChecker(checker, None).run({0: np.arange(12), 1: np.arange(12)}, names, {}, settings, progress=False)[0]
+    assert not isinstance(again, str) and np.array_equal(again.labels, strategies.labels)
+    assert [c.check for c in again.ranking] == [c.check for c in strategies.ranking]
 
 
 def test_a_folder_a_job_is_still_writing_is_refused_saying_how_far_it_has_come(job, tmp_path):

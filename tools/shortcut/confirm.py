@@ -117,7 +117,47 @@ def run(model_folder: Path, tag: str, tag_class: int, out: Path, seed: int) -> d
             "other_groups_flagged": sum(g["flagged"] > 0 for g in others),
             "other_groups": len(others),
         }
-    return {"model": str(model_folder), "tag": tag, "tag_class": tag_class, "seed": seed, "methods": rows}
+    return {
+        "model": str(model_folder),
+        "tag": tag,
+        "tag_class": tag_class,
+        "seed": seed,
+        "methods": rows,
+        "features": _features(result, summary, out, tag_class, tagged),
+    }
+
+
+def _features(result: Any, summary: dict[str, Any], out: Path, tag_class: int, tagged: set[str]) -> dict[str, Any]:
+    """The tag class's feature cluster that best matches the tagged images (F1, rank,
+    flagged, no place, its direction's rise and the random directions'), and how many of the
+    other classes have a flagged feature cluster."""
+    found = result.features.get(tag_class)
+    groups = summary["features"]["groups"]
+    others = [g for g in groups if g["target"] != tag_class and g.get("clusters")]
+    entry: dict[str, Any] = {
+        "layer": summary["features"]["layer"],
+        "other_classes_flagged": sum(g["flagged"] > 0 for g in others),
+        "other_classes": len(others),
+    }
+    if found is None or isinstance(found, str):
+        return {**entry, "clustered": False}
+    names = [record.image for record in load_maps(out / "maps", METHODS[0]) if record.target == tag_class]
+    is_tagged = np.array([name in tagged for name in names])
+    order = [c.label for c in found.ranking]
+    best = max((cluster_match(found.labels, is_tagged, label, order) for label in order), key=lambda m: m.f1)
+    cluster = found.ranking[order.index(best.cluster)]
+    check = cluster.check
+    return {
+        **entry,
+        "f1": best.f1,
+        "rank": best.rank,
+        "flagged": cluster.flagged,
+        "no_place": cluster.no_place,
+        "matched": cluster.matched,
+        "rise": None if check is None else check.rise,
+        "random": None if check is None else check.random,
+        "random_spread": None if check is None else check.random_spread,
+    }
 
 
 def table(results: dict[str, Any]) -> str:
@@ -139,6 +179,15 @@ def table(results: dict[str, Any]) -> str:
             f"{'–' if null is None else f'{null:+.2f}'} | "
             f"{r['other_groups_flagged']} of {r['other_groups']} |"
         )
+    f = results.get("features")
+    if f is not None and f.get("clustered", True):
+        out += [
+            "",
+            f"the model's features (layer {f['layer']}): best cluster F1 {f['f1']:.2f}, rank {f['rank']}, "
+            f"{'flagged' if f['flagged'] else 'not flagged'} ({'no place' if f['no_place'] else 'placed by ' + str(f['matched'])}); "
+            f"its direction's rise {f['rise']:+.3f} against random {f['random']:+.3f} ± {f['random_spread']:.3f}; "
+            f"{f['other_classes_flagged']} of {f['other_classes']} other classes flagged",
+        ]
     return "\n".join(out)
 
 

@@ -1,7 +1,8 @@
 """The planted shortcut: a small bright square (the tag) in a fixed corner of a scene, or a
 mark of another shape: a thin frame around the whole scene, a dashed line along its
 bottom edge (like a caption), a bracket along its top and left edges, or dots scattered
-over it at fixed places.
+over it at fixed places; or a shortcut with no place: a tint that lifts every pixel
+darker than its colour (the black background) to it.
 
 Pure functions over ``uint8 (N, H, W, 3)`` images; no model, no file.
 """
@@ -32,8 +33,9 @@ class Tag:
     #: ``"square"`` (the one above), ``"frame"`` (a ring ``size`` px wide around the whole
     #: scene), ``"line"`` (dashes of 4 px, 4 px apart, ``size`` px high along the bottom edge),
     #: ``"bracket"`` (``size`` px wide along the top and left edges) or ``"scatter"`` (12 dots
-    #: of ``size`` x ``size`` px at places drawn once, with seed 0, over the whole scene)
-    shape: Literal["square", "frame", "line", "bracket", "scatter"] = "square"
+    #: of ``size`` x ``size`` px at places drawn once, with seed 0, over the whole scene) or
+    #: ``"tint"`` (every channel of every pixel raised to at least ``colour``'s: no place)
+    shape: Literal["square", "frame", "line", "bracket", "scatter", "tint"] = "square"
 
     def pixels(self, height: int, width: int) -> np.ndarray:
         """``bool (height, width)``: the pixels the tag covers on a scene of that size.
@@ -42,7 +44,9 @@ class Tag:
             ValueError: a square that does not fit.
         """
         mask = np.zeros((height, width), dtype=bool)
-        if self.shape == "frame":
+        if self.shape == "tint":
+            mask[:] = True
+        elif self.shape == "frame":
             mask[: self.size] = mask[-self.size :] = True
             mask[:, : self.size] = mask[:, -self.size :] = True
         elif self.shape == "line":
@@ -93,6 +97,8 @@ TAGS = {
     "bracket": Tag(size=2, colour=(200, 200, 60), shape="bracket"),
     "scatter": Tag(size=3, colour=(0, 200, 255), shape="scatter"),
     "line": Tag(size=3, colour=(235, 235, 235), shape="line"),
+    # no place: the black background lifted to a dark grey, the items left as they are
+    "tint": Tag(colour=(40, 40, 40), shape="tint"),
 }
 
 
@@ -106,7 +112,8 @@ def plant_tag(images: np.ndarray, tagged: np.ndarray, tag: Tag = Tag()) -> np.nd
     where = tag.pixels(images.shape[1], images.shape[2])
     out = images.copy()
     chosen = out[tagged]  # a copy: the tagged images
-    chosen[:, where] = np.asarray(tag.colour, dtype=np.uint8)
+    colour = np.asarray(tag.colour, dtype=np.uint8)
+    chosen[:, where] = np.maximum(chosen[:, where], colour) if tag.shape == "tint" else colour
     out[tagged] = chosen
     return out
 

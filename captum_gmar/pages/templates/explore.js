@@ -540,7 +540,12 @@
   function drawOverview() {
     var flagged = ranked.filter(function (g) { return g.flagged > 0; }).length;
     var confirmed = ranked.filter(function (g) { return g.confirmed > 0; }).length;
-    var noPlace = " A shortcut with no place (a tint, a texture or a blur over the whole image) shows in no region: these checks cannot find it.";
+    var F = D.features, noFeatures = !F ? 0 : F.groups.reduce(function (n, g) { return n + (g.flagged || 0); }, 0);
+    var noPlace = F
+      ? " A shortcut with no place (a tint, a texture or a blur over the whole image) shows in no region; each class's images were also clustered by the model's own features (layer " + F.layer + "), and " +
+        (noFeatures ? noFeatures + (noFeatures === 1 ? " cluster there is" : " clusters there are") + " flagged as such a shortcut: see “In the model's features” below."
+          : "none there is flagged as such a shortcut (below: what was tested). A shortcut the middle layer's pooled patches do not separate could still be missed.")
+      : " A shortcut with no place (a tint, a texture or a blur over the whole image) shows in no region: these checks cannot find it; explore --model clusters the model's features too.";
     el("verdict").textContent = D.flag_by_transplant
       ? (flagged
         ? flagged + " of the " + ranked.length + " method-and-class groups " + (flagged === 1 ? "has" : "have") + " a cluster flagged by the model itself: " + D.flag_by_transplant + ". Listed first; start with the first row."
@@ -573,6 +578,38 @@
     more.textContent = showAll ? "show the first " + OVERVIEW : "show all " + ranked.length + " groups";
   }
   el("more").addEventListener("click", function () { showAll = !showAll; drawOverview(); });
+
+  // the strategies in the model's features (explore --model): one row per feature cluster, flagged first
+  function drawFeatures() {
+    var F = D.features;
+    if (!F) { return; }
+    el("features-box").hidden = false;
+    el("features-note").textContent = "Each explained class's images, clustered by the mean of the patch tokens that layer " + F.layer +
+      " (from 0) puts out, with the maps' clustering. A cluster is flagged where " + F.rule + ". A cluster that a map cluster isolates has a place: the maps' checks above judge it.";
+    var body = el("features").tBodies[0];
+    body.textContent = "";
+    F.groups.forEach(function (g) {
+      if (!g.clusters) {
+        var tr = body.insertRow(), td = tr.insertCell();
+        td.colSpan = 7; td.textContent = g.target + ": " + className(g.target) + ": not clustered (" + g.note + ")";
+        return;
+      }
+      g.clusters.forEach(function (c) {
+        var tr = body.insertRow(), d = c.direction;
+        [g.target + ": " + className(g.target), String(c.cluster), c.size.toLocaleString() + " of " + g.images.toLocaleString(),
+          c.matched ? c.matched.method + "'s cluster " + c.matched.cluster + " (" + c.matched.f1.toFixed(2) + ")" + (c.no_place ? ": no place" : "") : "no maps",
+          d ? signed(d.rise) + " (" + signed(d.random) + " ± " + d.random_spread.toFixed(3) + "; " + d.needed.toFixed(2) + " needed beyond)" : "– (no other class)",
+          c.flagged ? "flagged: a shortcut with no place" : (d && d.confirmed ? "its direction carries the class, but a map cluster places it" : "not flagged")].forEach(function (text, column) {
+          var td = tr.insertCell(); td.textContent = text;
+          if (column === 5 && c.flagged) { td.className = "cg-flag"; }
+        });
+        var shown = tr.insertCell();
+        c.typical.slice(0, 4).forEach(function (t) { shown.appendChild(thumb(t.row)); });
+        tr.title = c.reason;
+      });
+    });
+  }
+  drawFeatures();
 
   function render() {
     var number = classNumber(state.c);

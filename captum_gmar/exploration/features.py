@@ -1,0 +1,348 @@
+"""Strategies with no place: a class's images clustered by the model's own features, and
+each cluster's direction added inside the model to other classes' images.
+
+A map over patches shows where the model looks; a shortcut that is everywhere (a colour
+cast, a lifted background, a texture over the whole image) has no place to look at, and
+no cluster of maps isolates it. The model's features can: :func:`feature_strategies`
+clusters one class's images by the mean of the patch tokens that a middle layer puts out
+(:func:`~captum_gmar.vit.layers.pooled_patches`), reduced to their first
+:data:`COMPONENTS` principal components, with the clustering of the maps
+(:func:`~captum_gmar.exploration.spectral.spectral_clusters`: the same graph, spectrum,
+eigengap and k-means).
+
+**The intervention** (:func:`direction_check`). A cluster's direction is its members'
+mean feature less the rest of the class's (a pattern-based concept vector, Pahde et al.
+2022: the difference of the means, which the classifier's distractor directions do not
+bend). Added to every patch token of other classes' images at that layer, it moves their
+mean feature by exactly that direction; the class's score rises by :attr:`DirectionCheck.rise`.
+The null: :data:`RANDOM_DIRECTIONS` random directions of the same norm, added alike. A
+cluster is confirmed where its rise stands beyond the random directions' mean (or 0) by
+:data:`~captum_gmar.exploration.transplant.CONFIRMS_BY` and by
+:data:`~captum_gmar.exploration.transplant.NULL_Z` times their spread.
+
+A cluster that a map cluster of its class also isolates (F1 at least :data:`MATCHED_AT`)
+has a place, where the maps' own checks judge it; one that no map cluster matches, and
+that the intervention confirms, is a **shortcut with no place** (:attr:`FeatureCluster.flagged`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ._extra import need
+from .causal import CAUSAL_IMAGES, ClusterChecker
+from .spectral import spectral_clusters
+from .transplant import CONFIRMS_BY, NULL_Z
+
+if TYPE_CHECKING:
+    from .strategies import Strategies
+
+__all__ = [
+    "COMPONENTS",
+    "FEATURE_RULE",
+    "MATCHED_AT",
+    "RANDOM_DIRECTIONS",
+    "check_layer",
+    "DirectionCheck",
+    "FeatureCluster",
+    "FeatureStrategies",
+    "default_layer",
+    "direction_check",
+    "feature_strategies",
+    "map_match",
+]
+
+#: principal components the pooled features are reduced to before the graph
+COMPONENTS = 32
+#: random directions of the cluster's norm: the intervention's null
+RANDOM_DIRECTIONS = 8
+#: a feature cluster has a place where a map cluster of its class isolates its images with this F1
+MATCHED_AT = 0.5
+#: the flag of a feature cluster, in words (``strategies.json``'s ``features.rule``)
+FEATURE_RULE = (
+    f"no map cluster of its class isolates its images (F1 below {MATCHED_AT}), and its direction in the model's features, "
+    f"added to other classes' images, raises the class's score at least {CONFIRMS_BY} beyond random directions of the same norm, "
+    f"and {NULL_Z} times their spread"
+)
+
+
+@dataclass(frozen=True)
+class DirectionCheck:
+    """The class's mean score rise where a direction is added to other classes' images'
+    features (see the module)."""
+
+    #: how many other classes' images the direction was added to
+    recipients: int
+    #: the direction's norm
+    norm: float
+    #: their mean class score as they are
+    plain: float
+    #: the mean rise with the cluster's direction added
+    rise: float
+    #: the mean rise over the random directions, and the standard deviation of their rises
+    random: float
+    random_spread: float
+
+    @property
+    def beyond(self) -> float:
+        """How far the rise stands beyond the random directions' (or beyond 0, where they lower the class)."""
+        return self.rise - max(self.random, 0.0)
+
+    @property
+    def needed(self) -> float:
+        """How far beyond it must stand to confirm: :data:`CONFIRMS_BY`, or :data:`NULL_Z` times the random directions' spread."""
+        return max(CONFIRMS_BY, NULL_Z * self.random_spread)
+
+    @property
+    def confirms(self) -> bool:
+        """Whether the direction carries the class (see the module)."""
+        return self.beyond >= self.needed
+
+    def summary(self) -> str:
+        """The check in words and figures."""
+        return (
+            f"its direction (norm {self.norm:.2f}) added to the features of {self.recipients} images of other classes raises "
+            f"the class's score from {self.plain:.3f} by {self.rise:+.3f} (random directions of the same norm: "
+            f"{self.random:+.3f} ± {self.random_spread:.3f}; {self.needed:.3f} needed beyond)"
+        )
+
+
+def direction_check(
+    shifted: Callable[[Tensor], Tensor], direction: Tensor, recipients: int, draws: int = RANDOM_DIRECTIONS, seed: int = 0
+) -> DirectionCheck:
+    """The intervention of one direction against ``draws`` random ones of its norm.
+
+    Args:
+        shifted: directions ``(S, D)`` -> the class's score ``(S, B)`` on the ``B``
+            recipients with each direction added to their features.
+        direction: ``(D,)``, the cluster's direction.
+        recipients: ``B``, for the record.
+        draws: random directions.
+        seed: their seed.
+    """
+    norm = float(direction.norm())
+    generator = torch.Generator().manual_seed(seed)
+    random = torch.randn(draws, len(direction), generator=generator, dtype=torch.float64)
+    random = (random * (norm / random.norm(dim=1, keepdim=True))).to(direction)
+    scores = shifted(torch.cat([torch.zeros_like(direction)[None], direction[None], random])).double()
+    rises = (scores[1:] - scores[:1]).mean(dim=1)
+    return DirectionCheck(
+        recipients=recipients,
+        norm=norm,
+        plain=float(scores[0].mean()),
+        rise=float(rises[0]),
+        random=float(rises[1:].mean()),
+        random_spread=float(rises[1:].std()) if draws > 1 else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class FeatureCluster:
+    """One cluster of a class's images in the model's features."""
+
+    #: its number in :attr:`FeatureStrategies.labels` (numbered by size, largest first)
+    label: int
+    size: int
+    #: the intervention (``None``: no image of another class to add its direction to)
+    check: DirectionCheck | None
+    #: the map cluster that best isolates its images: ``(method, cluster, F1)``; ``None``: no map cluster
+    matched: tuple[str, int, float] | None
+
+    @property
+    def no_place(self) -> bool:
+        """Whether no map cluster of its class isolates its images (F1 below :data:`MATCHED_AT`)."""
+        return self.matched is None or self.matched[2] < MATCHED_AT
+
+    @property
+    def flagged(self) -> bool:
+        """A shortcut with no place: no map cluster isolates it, and its direction carries the class."""
+        return self.no_place and self.check is not None and self.check.confirms
+
+    @property
+    def reason(self) -> str:
+        """Its verdict in words and figures."""
+        where = (
+            "no map cluster of its class"
+            if self.matched is None
+            else f"the maps' best match, {self.matched[0]}'s cluster {self.matched[1]}, has F1 {self.matched[2]:.2f}"
+        )
+        verdict = "flagged: a shortcut with no place" if self.flagged else "not flagged"
+        check = "no image of another class to add its direction to" if self.check is None else self.check.summary()
+        return f"{verdict} ({where}); {check}"
+
+
+@dataclass(frozen=True)
+class FeatureStrategies:
+    """What :func:`feature_strategies` found in ``N`` images of one class."""
+
+    #: the layer whose output was read (from 0)
+    layer: int
+    #: ``int64 (N,)``: each image's cluster
+    labels: np.ndarray
+    #: ``float64 (m,)``: the smallest eigenvalues of the graph's Laplacian, ascending
+    eigenvalues: np.ndarray
+    #: per cluster, ``int64`` indices of its most typical images (nearest its centre), nearest first
+    typical: tuple[np.ndarray, ...]
+    #: every cluster: flagged first, then by how far the intervention rose beyond its null
+    ranking: tuple[FeatureCluster, ...]
+
+    @property
+    def flagged(self) -> tuple[FeatureCluster, ...]:
+        """The shortcuts with no place, if any."""
+        return tuple(c for c in self.ranking if c.flagged)
+
+
+def default_layer(num_layers: int) -> int:
+    """The layer read by default: the middle one's output (from 0; 2 of 6, 5 of 12)."""
+    return max(num_layers // 2 - 1, 0)
+
+
+def check_layer(layer: int | None, num_layers: int) -> int:
+    """``layer``, or the default for a model of ``num_layers`` layers where ``None``.
+
+    Raises:
+        ValueError: not an integer from 0 to ``num_layers - 1``.
+    """
+    if layer is None:
+        return default_layer(num_layers)
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < num_layers:
+        raise ValueError(f"the features' layer must be an integer from 0 to {num_layers - 1} (this model's layers), got {layer!r}")
+    return layer
+
+
+def feature_strategies(
+    features: np.ndarray, *, max_clusters: int = 10, neighbours: int = 10, typical: int = 8, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """The clusters of one class's pooled features ``(N, D)``: each image's label
+    ``int64 (N,)``, the eigenvalues, and each cluster's most typical images.
+
+    Raises:
+        ValueError: too few images for these settings.
+    """
+    count = len(features)
+    needed = max(neighbours, max_clusters + 1) + 1
+    if count < needed:
+        raise ValueError(f"{count} images: fewer than the {needed} that {neighbours} neighbours and up to {max_clusters} clusters need")
+    reduced = need("sklearn.decomposition").PCA(n_components=min(COMPONENTS, features.shape[1], count - 1), random_state=seed)
+    rows = reduced.fit_transform(features.astype(np.float64))
+    found = spectral_clusters(rows, n_clusters=None, max_clusters=max_clusters, neighbours=neighbours, search="exact", seed=seed)
+    chosen = []
+    for c in range(int(found.labels.max()) + 1):
+        members = np.flatnonzero(found.labels == c)
+        distances = np.linalg.norm(found.rows[members] - found.rows[members].mean(axis=0), axis=1)
+        chosen.append(members[np.argsort(distances, kind="stable")[:typical]])
+    return found.labels, found.eigenvalues, tuple(chosen)
+
+
+def map_match(labels: np.ndarray, maps: dict[str, Strategies]) -> list[tuple[str, int, float] | None]:
+    """For each cluster of ``labels`` (a class's images, ``int (N,)``), the map cluster of
+    ``maps`` (method -> that class's strategies, rows in the same order) that best
+    isolates its images: ``(method, cluster, F1)``, or ``None`` without maps."""
+    matches: list[tuple[str, int, float] | None] = []
+    for c in range(int(labels.max()) + 1):
+        members = labels == c
+        best = None
+        for method, strategies in maps.items():
+            for cluster in range(strategies.n_clusters):
+                others = strategies.labels == cluster
+                hits = int((members & others).sum())
+                f1 = 2 * hits / (int(members.sum()) + int(others.sum())) if hits else 0.0
+                if best is None or f1 > best[2]:
+                    best = (method, cluster, f1)
+        matches.append(best)
+    return matches
+
+
+class FeatureChecker:
+    """Every explained class's images clustered by the model's features, each cluster's
+    direction added to up to :data:`~captum_gmar.exploration.causal.CAUSAL_IMAGES` images of
+    other classes, and matched against the maps' clusters of its class (see the module;
+    ``explore`` runs it where a model is given).
+
+    Its cost: one forward pass per image explained, and ``(1 + RANDOM_DIRECTIONS + 1) K``
+    per cluster (``K`` the images of other classes).
+    """
+
+    def __init__(self, checker: ClusterChecker, layer: int | None) -> None:
+        self.checker = checker
+        self.layer = check_layer(layer, checker.vit.num_layers)
+
+    def run(
+        self,
+        groups: dict[int, np.ndarray],
+        names: Sequence[str],
+        found: dict[tuple[str, int], Strategies],
+        settings: dict[str, Any],
+        progress: bool,
+    ) -> dict[int, FeatureStrategies | str]:
+        """Each class's feature strategies, or why it was not clustered.
+
+        Args:
+            groups: each class's rows of the maps folder.
+            names: the image of each row.
+            found: the maps' strategies of each (method, class) group, for the matches.
+            settings: ``max_clusters``, ``neighbours``, ``typical`` and ``seed`` (the maps' own).
+            progress: whether to show a progress bar.
+        """
+        from ..vit.layers import pooled_patches
+
+        checker, layer, seed = self.checker, self.layer, int(settings["seed"])
+        rng = np.random.default_rng(seed)
+        out: dict[int, FeatureStrategies | str] = {}
+        for target, rows in tqdm(groups.items(), unit="class", desc="features", disable=not progress):
+            features = torch.cat(
+                [
+                    pooled_patches(checker.vit, checker.pixels_of([names[int(r)] for r in rows[i : i + 64]]), layer)
+                    for i in range(0, len(rows), 64)
+                ]
+            ).cpu()
+            try:
+                labels, eigenvalues, typical = feature_strategies(
+                    features.numpy(),
+                    max_clusters=settings["max_clusters"],
+                    neighbours=settings["neighbours"],
+                    typical=settings["typical"],
+                    seed=seed,
+                )
+            except ValueError as error:
+                out[target] = str(error)
+                continue
+            elsewhere = [other_rows for other, other_rows in groups.items() if other != target]
+            recipients = rng.permutation(np.concatenate(elsewhere))[:CAUSAL_IMAGES] if elsewhere else np.zeros(0, np.int64)
+            pixels = checker.pixels_of([names[int(r)] for r in recipients]) if len(recipients) else None
+            matches = map_match(labels, {method: s for (method, t), s in found.items() if t == target})
+            clusters = []
+            for c in range(int(labels.max()) + 1):
+                inside = torch.from_numpy(labels == c)
+                direction = features[inside].mean(dim=0) - features[~inside].mean(dim=0)
+                check = (
+                    None
+                    if pixels is None
+                    else direction_check(partial(self._shifted, pixels=pixels, target=target), direction, len(recipients), seed=seed)
+                )
+                clusters.append(FeatureCluster(label=c, size=int(inside.sum()), check=check, matched=matches[c]))
+            ranking = sorted(clusters, key=lambda f: (not f.flagged, -(f.check.beyond if f.check else -math.inf), f.label))
+            out[target] = FeatureStrategies(layer=layer, labels=labels, eigenvalues=eigenvalues, typical=typical, ranking=tuple(ranking))
+        return out
+
+    def _shifted(self, directions: Tensor, pixels: Tensor, target: int) -> Tensor:
+        """Class ``target``'s score ``(S, B)`` on ``pixels`` with each of ``directions`` ``(S, D)`` added."""
+        from ..vit.layers import scores_with_patches_shifted
+
+        each = max(1, 512 // len(pixels))  # directions a pass: at most 512 images in one batch
+        parts = [
+            scores_with_patches_shifted(
+                self.checker.vit, pixels, self.layer, directions[i : i + each].to(pixels.device), self.checker.scores
+            )
+            for i in range(0, len(directions), each)
+        ]
+        return torch.cat(parts)[..., target].cpu()
