@@ -603,8 +603,10 @@
           var td = tr.insertCell(); td.textContent = text;
           if (column === 5 && c.flagged) { td.className = "cg-flag"; }
         });
-        var shown = tr.insertCell();
+        var shown = document.createElement("div");
+        shown.className = "cg-thumb-row";
         c.typical.slice(0, 4).forEach(function (t) { shown.appendChild(thumb(t.row)); });
+        tr.insertCell().appendChild(shown);
         tr.title = c.reason;
       });
     });
