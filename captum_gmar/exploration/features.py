@@ -15,7 +15,9 @@ mean feature less the rest of the class's (a pattern-based concept vector, Pahde
 2022: the difference of the means, which the classifier's distractor directions do not
 bend). Added to every patch token of other classes' images at that layer, it moves their
 mean feature by exactly that direction; the class's score rises by :attr:`DirectionCheck.rise`.
-The null: :data:`RANDOM_DIRECTIONS` random directions of the same norm, added alike. A
+The null: :data:`RANDOM_DIRECTIONS` random directions of the same norm, added alike (drawn
+only where the rise reaches :data:`~captum_gmar.exploration.transplant.CONFIRMS_BY`: below,
+nothing could confirm it). A
 cluster is confirmed where its rise stands beyond the random directions' mean (or 0) by
 :data:`~captum_gmar.exploration.transplant.CONFIRMS_BY` and by
 :data:`~captum_gmar.exploration.transplant.NULL_Z` times their spread.
@@ -39,7 +41,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._extra import need
-from .causal import CAUSAL_IMAGES, ClusterChecker
+from .causal import ClusterChecker
 from .spectral import spectral_clusters
 from .transplant import CONFIRMS_BY, NULL_Z
 
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMPONENTS",
+    "FEATURE_IMAGES",
     "FEATURE_RULE",
     "MATCHED_AT",
     "RANDOM_DIRECTIONS",
@@ -65,6 +68,9 @@ __all__ = [
 COMPONENTS = 32
 #: random directions of the cluster's norm: the intervention's null
 RANDOM_DIRECTIONS = 8
+#: the most images of other classes a direction is added to (half the transplant's: a
+#: direction that rises far enough is followed by ``RANDOM_DIRECTIONS`` passes over them)
+FEATURE_IMAGES = 32
 #: a feature cluster has a place where a map cluster of its class isolates its images with this F1
 MATCHED_AT = 0.5
 #: the flag of a feature cluster, in words (``strategies.json``'s ``features.rule``)
@@ -89,18 +95,25 @@ class DirectionCheck:
     #: the mean rise with the cluster's direction added
     rise: float
     #: the mean rise over the random directions, and the standard deviation of their rises
+    #: (NaN: not drawn, the rise being below :data:`CONFIRMS_BY`, short of any confirmation)
     random: float
     random_spread: float
 
     @property
+    def screened(self) -> bool:
+        """Whether the random directions were left undrawn (the rise below :data:`CONFIRMS_BY`)."""
+        return math.isnan(self.random)
+
+    @property
     def beyond(self) -> float:
-        """How far the rise stands beyond the random directions' (or beyond 0, where they lower the class)."""
-        return self.rise - max(self.random, 0.0)
+        """How far the rise stands beyond the random directions' (or beyond 0, where they
+        lower the class, or were not drawn)."""
+        return self.rise - (0.0 if self.screened else max(self.random, 0.0))
 
     @property
     def needed(self) -> float:
         """How far beyond it must stand to confirm: :data:`CONFIRMS_BY`, or :data:`NULL_Z` times the random directions' spread."""
-        return max(CONFIRMS_BY, NULL_Z * self.random_spread)
+        return CONFIRMS_BY if self.screened else max(CONFIRMS_BY, NULL_Z * self.random_spread)
 
     @property
     def confirms(self) -> bool:
@@ -109,40 +122,42 @@ class DirectionCheck:
 
     def summary(self) -> str:
         """The check in words and figures."""
+        null = (
+            f"random directions not drawn: the rise is below {CONFIRMS_BY}, short of any confirmation"
+            if self.screened
+            else f"random directions of the same norm: {self.random:+.3f} ± {self.random_spread:.3f}; {self.needed:.3f} needed beyond"
+        )
         return (
             f"its direction (norm {self.norm:.2f}) added to the features of {self.recipients} images of other classes raises "
-            f"the class's score from {self.plain:.3f} by {self.rise:+.3f} (random directions of the same norm: "
-            f"{self.random:+.3f} ± {self.random_spread:.3f}; {self.needed:.3f} needed beyond)"
+            f"the class's score from {self.plain:.3f} by {self.rise:+.3f} ({null})"
         )
 
 
 def direction_check(
-    shifted: Callable[[Tensor], Tensor], direction: Tensor, recipients: int, draws: int = RANDOM_DIRECTIONS, seed: int = 0
+    shifted: Callable[[Tensor], Tensor], direction: Tensor, plain: Tensor, draws: int = RANDOM_DIRECTIONS, seed: int = 0
 ) -> DirectionCheck:
-    """The intervention of one direction against ``draws`` random ones of its norm.
+    """The intervention of one direction against ``draws`` random ones of its norm, drawn
+    only where its rise reaches :data:`CONFIRMS_BY` (below, nothing could confirm it).
 
     Args:
         shifted: directions ``(S, D)`` -> the class's score ``(S, B)`` on the ``B``
             recipients with each direction added to their features.
         direction: ``(D,)``, the cluster's direction.
-        recipients: ``B``, for the record.
+        plain: ``(B,)``, the class's score on the recipients as they are (the same for
+            every cluster of a class: scored once).
         draws: random directions.
         seed: their seed.
     """
-    norm = float(direction.norm())
-    generator = torch.Generator().manual_seed(seed)
-    random = torch.randn(draws, len(direction), generator=generator, dtype=torch.float64)
-    random = (random * (norm / random.norm(dim=1, keepdim=True))).to(direction)
-    scores = shifted(torch.cat([torch.zeros_like(direction)[None], direction[None], random])).double()
-    rises = (scores[1:] - scores[:1]).mean(dim=1)
-    return DirectionCheck(
-        recipients=recipients,
-        norm=norm,
-        plain=float(scores[0].mean()),
-        rise=float(rises[0]),
-        random=float(rises[1:].mean()),
-        random_spread=float(rises[1:].std()) if draws > 1 else 0.0,
-    )
+    norm, plain = float(direction.norm()), plain.double()
+    rise = float((shifted(direction[None])[0].double() - plain).mean())
+    random, spread = math.nan, math.nan
+    if rise >= CONFIRMS_BY:
+        generator = torch.Generator().manual_seed(seed)
+        drawn = torch.randn(draws, len(direction), generator=generator, dtype=torch.float64)
+        drawn = (drawn * (norm / drawn.norm(dim=1, keepdim=True))).to(direction)
+        rises = (shifted(drawn).double() - plain).mean(dim=1)
+        random, spread = float(rises.mean()), float(rises.std()) if draws > 1 else 0.0
+    return DirectionCheck(recipients=len(plain), norm=norm, plain=float(plain.mean()), rise=rise, random=random, random_spread=spread)
 
 
 @dataclass(frozen=True)
@@ -264,12 +279,13 @@ def map_match(labels: np.ndarray, maps: dict[str, Strategies]) -> list[tuple[str
 
 class FeatureChecker:
     """Every explained class's images clustered by the model's features, each cluster's
-    direction added to up to :data:`~captum_gmar.exploration.causal.CAUSAL_IMAGES` images of
-    other classes, and matched against the maps' clusters of its class (see the module;
-    ``explore`` runs it where a model is given).
+    direction added to up to :data:`FEATURE_IMAGES` images of other classes, and matched
+    against the maps' clusters of its class (see the module; ``explore`` runs it where a
+    model is given).
 
-    Its cost: one forward pass per image explained, and ``(1 + RANDOM_DIRECTIONS + 1) K``
-    per cluster (``K`` the images of other classes).
+    Its cost: one forward pass per image explained, ``K`` per class (the images of other
+    classes as they are, ``K`` at most :data:`FEATURE_IMAGES`), ``K`` per cluster, and
+    ``RANDOM_DIRECTIONS K`` more for each whose rise reaches :data:`CONFIRMS_BY`.
     """
 
     def __init__(self, checker: ClusterChecker, layer: int | None) -> None:
@@ -317,8 +333,9 @@ class FeatureChecker:
                 out[target] = str(error)
                 continue
             elsewhere = [other_rows for other, other_rows in groups.items() if other != target]
-            recipients = rng.permutation(np.concatenate(elsewhere))[:CAUSAL_IMAGES] if elsewhere else np.zeros(0, np.int64)
+            recipients = rng.permutation(np.concatenate(elsewhere))[:FEATURE_IMAGES] if elsewhere else np.zeros(0, np.int64)
             pixels = checker.pixels_of([names[int(r)] for r in recipients]) if len(recipients) else None
+            plain = None if pixels is None else self._shifted(torch.zeros(1, features.shape[1]), pixels, target)[0]
             matches = map_match(labels, {method: s for (method, t), s in found.items() if t == target})
             clusters = []
             for c in range(int(labels.max()) + 1):
@@ -326,8 +343,8 @@ class FeatureChecker:
                 direction = features[inside].mean(dim=0) - features[~inside].mean(dim=0)
                 check = (
                     None
-                    if pixels is None
-                    else direction_check(partial(self._shifted, pixels=pixels, target=target), direction, len(recipients), seed=seed)
+                    if pixels is None or plain is None
+                    else direction_check(partial(self._shifted, pixels=pixels, target=target), direction, plain, seed=seed)
                 )
                 clusters.append(FeatureCluster(label=c, size=int(inside.sum()), check=check, matched=matches[c]))
             ranking = sorted(clusters, key=lambda f: (not f.flagged, -(f.check.beyond if f.check else -math.inf), f.label))

@@ -113,7 +113,8 @@ def explore(
     ``rank``, ``size``, ``flagged`` (a shortcut with no place), ``no_place``, ``matched``
     (``method``, ``cluster``, ``f1`` of the map cluster that best isolates its images),
     ``direction`` (the intervention's ``recipients``, ``norm``, ``plain``, ``rise``,
-    ``random``, ``random_spread``, ``beyond``, ``needed``, ``confirmed``), ``reason`` and
+    ``random``, ``random_spread`` (``null`` where not drawn), ``screened``, ``beyond``,
+    ``needed``, ``confirmed``), ``reason`` and
     ``typical`` (``row`` and ``image`` of its most typical images); ``null`` without a model),
     ``files`` (those written), ``disagreement`` (``pairs``, ``top_k``, ``grid``, ``rows``;
     ``null`` with one method) and ``groups``, one per method and target: ``method``,

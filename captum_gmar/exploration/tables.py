@@ -138,6 +138,11 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else float(f"{value:.{_DIGITS}g}")
 
 
+def _finite(value: float) -> float | None:
+    """A figure for JSON, ``null`` where NaN (not measured)."""
+    return None if math.isnan(value) else _rounded(value)
+
+
 def _nested(array: np.ndarray) -> Any:
     """An array as nested lists of rounded floats, for JSON."""
     return np.vectorize(_rounded, otypes=[float])(array).tolist()
@@ -292,9 +297,10 @@ def feature_summary(
                     if check is None
                     else {
                         **{
-                            name: _rounded(getattr(check, name))
+                            name: _finite(getattr(check, name))
                             for name in ("norm", "plain", "rise", "random", "random_spread", "beyond", "needed")
                         },
+                        "screened": check.screened,
                         "recipients": check.recipients,
                         "confirmed": check.confirms,
                     },

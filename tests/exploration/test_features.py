@@ -3,6 +3,8 @@ direction, the intervention confirms a direction the scores depend on and no oth
 matches against the maps' clusters are F1s, and a cluster is a shortcut with no place only
 where no map cluster isolates it and its direction carries the class."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -64,14 +66,19 @@ def test_a_direction_the_scores_depend_on_is_confirmed_and_an_orthogonal_one_is_
     weights[0] = 1.0
     along = torch.zeros(DIM)
     along[0] = 4.0
-    check = direction_check(linear_scores(weights), along, recipients=40, seed=0)
+    shifted = linear_scores(weights)
+    plain = shifted(torch.zeros(1, DIM))[0]
+    check = direction_check(shifted, along, plain, seed=0)
     assert check.rise == pytest.approx(float(torch.sigmoid(torch.tensor(2.0)) - torch.sigmoid(torch.tensor(-2.0))), abs=1e-6)
     assert check.norm == pytest.approx(4.0) and check.recipients == 40
     assert abs(check.random) < 0.1 and check.confirms  # random directions of norm 4 barely touch the first axis
     across = torch.zeros(DIM)
     across[1] = 4.0
-    assert direction_check(linear_scores(weights), across, recipients=40, seed=0).rise == pytest.approx(0.0, abs=1e-6)
-    assert not direction_check(linear_scores(weights), across, recipients=40, seed=0).confirms
+    flat = direction_check(shifted, across, plain, seed=0)
+    assert flat.rise == pytest.approx(0.0, abs=1e-6) and not flat.confirms
+    # below 0.2 nothing could confirm it: the random directions are not drawn
+    assert flat.screened and math.isnan(flat.random) and not check.screened
+    assert "random directions not drawn: the rise is below 0.2" in flat.summary()
 
 
 def test_the_random_directions_spread_raises_what_a_rise_needs() -> None:
@@ -82,6 +89,8 @@ def test_the_random_directions_spread_raises_what_a_rise_needs() -> None:
     lowering = DirectionCheck(recipients=64, norm=1.0, plain=0.1, rise=0.25, random=-0.3, random_spread=0.01)
     assert lowering.beyond == pytest.approx(0.25)  # beyond 0 where the random directions lower the class
     assert "raises the class's score from 0.100 by +0.500" in calm.summary()
+    undrawn = DirectionCheck(recipients=64, norm=1.0, plain=0.1, rise=0.15, random=math.nan, random_spread=math.nan)
+    assert undrawn.screened and undrawn.beyond == pytest.approx(0.15) and undrawn.needed == 0.2 and not undrawn.confirms
 
 
 def test_matches_are_the_best_f1_over_every_method_and_cluster() -> None:

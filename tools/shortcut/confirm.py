@@ -155,8 +155,8 @@ def _features(result: Any, summary: dict[str, Any], out: Path, tag_class: int, t
         "no_place": cluster.no_place,
         "matched": cluster.matched,
         "rise": None if check is None else check.rise,
-        "random": None if check is None else check.random,
-        "random_spread": None if check is None else check.random_spread,
+        "random": None if check is None or check.screened else check.random,
+        "random_spread": None if check is None or check.screened else check.random_spread,
     }
 
 
@@ -185,7 +185,13 @@ def table(results: dict[str, Any]) -> str:
             "",
             f"the model's features (layer {f['layer']}): best cluster F1 {f['f1']:.2f}, rank {f['rank']}, "
             f"{'flagged' if f['flagged'] else 'not flagged'} ({'no place' if f['no_place'] else 'placed by ' + str(f['matched'])}); "
-            f"its direction's rise {f['rise']:+.3f} against random {f['random']:+.3f} ± {f['random_spread']:.3f}; "
+            f"its direction's rise {f['rise']:+.3f}"
+            + (
+                " (random directions not drawn: below 0.2)"
+                if f["random"] is None
+                else f" against random {f['random']:+.3f} ± {f['random_spread']:.3f}"
+            )
+            + "; "
             f"{f['other_classes_flagged']} of {f['other_classes']} other classes flagged",
         ]
     return "\n".join(out)

@@ -598,7 +598,7 @@
         var tr = body.insertRow(), d = c.direction;
         [g.target + ": " + className(g.target), String(c.cluster), c.size.toLocaleString() + " of " + g.images.toLocaleString(),
           c.matched ? c.matched.method + "'s cluster " + c.matched.cluster + " (" + c.matched.f1.toFixed(2) + ")" + (c.no_place ? ": no place" : "") : "no maps",
-          d ? signed(d.rise) + " (" + signed(d.random) + " ± " + d.random_spread.toFixed(3) + "; " + d.needed.toFixed(2) + " needed beyond)" : "– (no other class)",
+          d ? signed(d.rise) + (d.screened ? " (below " + D.confirms_by + ": random directions not drawn)" : " (" + signed(d.random) + " ± " + d.random_spread.toFixed(3) + "; " + d.needed.toFixed(2) + " needed beyond)") : "– (no other class)",
           c.flagged ? "flagged: a shortcut with no place" : (d && d.confirmed ? "its direction carries the class, but a map cluster places it" : "not flagged")].forEach(function (text, column) {
           var td = tr.insertCell(); td.textContent = text;
           if (column === 5 && c.flagged) { td.className = "cg-flag"; }
