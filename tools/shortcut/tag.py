@@ -97,8 +97,10 @@ TAGS = {
     "bracket": Tag(size=2, colour=(200, 200, 60), shape="bracket"),
     "scatter": Tag(size=3, colour=(0, 200, 255), shape="scatter"),
     "line": Tag(size=3, colour=(235, 235, 235), shape="line"),
-    # no place: the black background lifted to a dark grey, the items left as they are
+    # no place: the black background lifted to a dark grey, the items left as they are; and
+    # lifted further, a stronger cue
     "tint": Tag(colour=(40, 40, 40), shape="tint"),
+    "tint-strong": Tag(colour=(90, 90, 90), shape="tint"),
 }
 
 
