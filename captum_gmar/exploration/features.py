@@ -13,8 +13,9 @@ eigengap and k-means).
 **The intervention** (:func:`direction_check`). A cluster's direction is its members'
 mean feature less the rest of the class's (a pattern-based concept vector, Pahde et al.
 2022: the difference of the means, which the classifier's distractor directions do not
-bend). Added to every patch token of other classes' images at that layer, it moves their
-mean feature by exactly that direction; the class's score rises by :attr:`DirectionCheck.rise`.
+bend). Added to every token of other classes' images at that layer (the class token too,
+which a classifier reads: :mod:`captum_gmar.vit.layers`), it moves their mean feature by
+exactly that direction; the class's score rises by :attr:`DirectionCheck.rise`.
 The null: :data:`RANDOM_DIRECTIONS` random directions of the same norm, added alike (drawn
 only where the rise reaches :data:`~captum_gmar.exploration.transplant.CONFIRMS_BY`: below,
 nothing could confirm it). A
@@ -353,11 +354,11 @@ class FeatureChecker:
 
     def _shifted(self, directions: Tensor, pixels: Tensor, target: int) -> Tensor:
         """Class ``target``'s score ``(S, B)`` on ``pixels`` with each of ``directions`` ``(S, D)`` added."""
-        from ..vit.layers import scores_with_patches_shifted
+        from ..vit.layers import scores_with_tokens_shifted
 
         each = max(1, 512 // len(pixels))  # directions a pass: at most 512 images in one batch
         parts = [
-            scores_with_patches_shifted(
+            scores_with_tokens_shifted(
                 self.checker.vit, pixels, self.layer, directions[i : i + each].to(pixels.device), self.checker.scores
             )
             for i in range(0, len(directions), each)

@@ -1,6 +1,6 @@
 """The residual stream between a model's layers: the patch tokens a layer puts out, read
-(pooled over the patches) and shifted by a direction, for the strategies found in the
-model's features (:mod:`captum_gmar.exploration.features`).
+(pooled over the patches), and every token it puts out shifted by a direction, for the
+strategies found in the model's features (:mod:`captum_gmar.exploration.features`).
 
 A layer is the module that holds one attention block and adds its branches to the tokens:
 the child of the model's list of layers (``encoder.layer``, ``encoder.layers``, timm's
@@ -24,7 +24,7 @@ from ..errors import UnsupportedModelError
 from .model import VisionTransformer
 from .model_state import evaluating, model_lock
 
-__all__ = ["layer_modules", "pooled_patches", "scores_with_patches_shifted"]
+__all__ = ["layer_modules", "pooled_patches", "scores_with_tokens_shifted"]
 
 
 def layer_modules(vit: VisionTransformer) -> list[nn.Module]:
@@ -85,18 +85,16 @@ def pooled_patches(vit: VisionTransformer, pixel_values: Tensor, layer: int) -> 
 
 
 @torch.no_grad()
-def scores_with_patches_shifted(
+def scores_with_tokens_shifted(
     vit: VisionTransformer, pixel_values: Tensor, layer: int, directions: Tensor, scores: Callable[[Tensor], Tensor]
 ) -> Tensor:
     """The class scores ``(S, B, K)`` of ``pixel_values`` ``(B, C, H, W)`` with each of
-    ``directions`` ``(S, D)`` in turn added to every patch token that layer ``layer`` puts
-    out; ``scores`` turns logits into scores. One pass of ``S * B`` images."""
+    ``directions`` ``(S, D)`` in turn added to every token that layer ``layer`` puts out;
+    ``scores`` turns logits into scores. One pass of ``S * B`` images."""
     count, batch = len(directions), len(pixel_values)
 
     def shift(tokens: Tensor) -> Tensor:
-        moved = tokens.unflatten(0, (count, batch)).clone()
-        moved[:, :, vit.num_prefix_tokens :] += directions.to(tokens.dtype)[:, None, None, :]
-        return moved.flatten(0, 1)
+        return (tokens.unflatten(0, (count, batch)) + directions.to(tokens.dtype)[:, None, None, :]).flatten(0, 1)
 
     repeated = pixel_values.repeat(count, 1, 1, 1)
     with model_lock(vit.lock_owner), evaluating(vit.model), _layer_output_edited(vit, layer, shift):

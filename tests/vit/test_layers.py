@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny_models import MODEL_NAMES, PREFIX_TOKENS
 
-from captum_gmar.vit.layers import layer_modules, pooled_patches, scores_with_patches_shifted
+from captum_gmar.vit.layers import layer_modules, pooled_patches, scores_with_tokens_shifted
 from captum_gmar.vit.model import VisionTransformer
 from captum_gmar.vit.outputs import logit_scores
 
@@ -35,7 +35,7 @@ def test_a_direction_moves_the_scores_only_inside_the_call(load_tiny, images):
     directions = torch.zeros(3, vit.hidden_size)
     directions[1, 0] = 5.0
     directions[2] = -directions[1]
-    shifted = scores_with_patches_shifted(vit, images, 1, directions, scores)
+    shifted = scores_with_tokens_shifted(vit, images, 1, directions, scores)
     assert shifted.shape == (3, 3, 5)
     torch.testing.assert_close(shifted[0], plain)  # the zero direction changes nothing
     assert (shifted[1] - plain).abs().max() > 1e-3 and (shifted[1] - shifted[2]).abs().max() > 1e-3
@@ -48,7 +48,7 @@ def test_a_direction_moves_the_scores_only_inside_the_call(load_tiny, images):
 
     handle = vit.model.vit.layernorm.register_forward_pre_hook(keep)
     try:
-        scores_with_patches_shifted(vit, images, 2, directions[1:2], scores)
+        scores_with_tokens_shifted(vit, images, 2, directions[1:2], scores)
     finally:
         handle.remove()
     torch.testing.assert_close(moved["tokens"][:, 1:].mean(dim=1), pooled_patches(vit, images, 2) + directions[1], rtol=1e-5, atol=1e-5)
