@@ -235,7 +235,7 @@ class ClusterChecker:
             members, labels = groups[target], strategies.labels
             masses = distributions(maps[key][members], part)[0].reshape(len(members), *maps[key].shape[1:])
             grid = (int(strategies.mean_maps.shape[1]), int(strategies.mean_maps.shape[2]))
-            score = partial(self._score, target=target)
+            score = partial(self.class_scores, target=target)
             others = pixels(pasted_on) if len(pasted_on) else None
             with torch.no_grad():
                 plain = None if others is None else score(others)  # the images pasted on, as they are: once per group
@@ -298,7 +298,7 @@ class ClusterChecker:
             cache.update(zip(missing, self.pixels_of([names[row] for row in missing]), strict=True))
         return torch.stack([cache[int(row)] for row in rows])
 
-    def _score(self, pixel_values: torch.Tensor, target: int) -> torch.Tensor:
+    def class_scores(self, pixel_values: torch.Tensor, target: int) -> torch.Tensor:
         """The class ``target``'s score ``(B,)``, as the maps folder stores it."""
         return self.scores(self.vit.logits(pixel_values))[:, target]
 

@@ -43,7 +43,8 @@ from tqdm.auto import tqdm
 
 from ._extra import need
 from .causal import ClusterChecker
-from .spectral import spectral_clusters
+from .spectral import spectral_clusters, typical_members
+from .strategies import maps_needed
 from .transplant import CONFIRMS_BY, NULL_Z
 
 if TYPE_CHECKING:
@@ -245,18 +246,14 @@ def feature_strategies(
         ValueError: too few images for these settings.
     """
     count = len(features)
-    needed = max(neighbours, max_clusters + 1) + 1
+    needed = maps_needed(neighbours, max_clusters)
     if count < needed:
         raise ValueError(f"{count} images: fewer than the {needed} that {neighbours} neighbours and up to {max_clusters} clusters need")
     reduced = need("sklearn.decomposition").PCA(n_components=min(COMPONENTS, features.shape[1], count - 1), random_state=seed)
     rows = reduced.fit_transform(features.astype(np.float64))
     found = spectral_clusters(rows, n_clusters=None, max_clusters=max_clusters, neighbours=neighbours, search="exact", seed=seed)
-    chosen = []
-    for c in range(int(found.labels.max()) + 1):
-        members = np.flatnonzero(found.labels == c)
-        distances = np.linalg.norm(found.rows[members] - found.rows[members].mean(axis=0), axis=1)
-        chosen.append(members[np.argsort(distances, kind="stable")[:typical]])
-    return found.labels, found.eigenvalues, tuple(chosen)
+    chosen = tuple(typical_members(found.rows, found.labels, c, typical) for c in range(int(found.labels.max()) + 1))
+    return found.labels, found.eigenvalues, chosen
 
 
 def map_match(labels: np.ndarray, maps: dict[str, Strategies]) -> list[tuple[str, int, float] | None]:
@@ -336,7 +333,8 @@ class FeatureChecker:
             elsewhere = [other_rows for other, other_rows in groups.items() if other != target]
             recipients = rng.permutation(np.concatenate(elsewhere))[:FEATURE_IMAGES] if elsewhere else np.zeros(0, np.int64)
             pixels = checker.pixels_of([names[int(r)] for r in recipients]) if len(recipients) else None
-            plain = None if pixels is None else self._shifted(torch.zeros(1, features.shape[1]), pixels, target)[0]
+            with torch.no_grad():  # the recipients as they are: scored once per class
+                plain = None if pixels is None else checker.class_scores(pixels, target).cpu()
             matches = map_match(labels, {method: s for (method, t), s in found.items() if t == target})
             clusters = []
             for c in range(int(labels.max()) + 1):
@@ -344,7 +342,7 @@ class FeatureChecker:
                 direction = features[inside].mean(dim=0) - features[~inside].mean(dim=0)
                 check = (
                     None
-                    if pixels is None or plain is None
+                    if pixels is None or plain is None  # both or neither
                     else direction_check(partial(self._shifted, pixels=pixels, target=target), direction, plain, seed=seed)
                 )
                 clusters.append(FeatureCluster(label=c, size=int(inside.sum()), check=check, matched=matches[c]))

@@ -23,7 +23,7 @@ from .neighbours import Search, nearest_neighbours
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
 
-__all__ = ["REGULARISATION", "Spectral", "affinity", "clusters_by_eigengap", "numbered", "spectral_clusters", "spectrum"]
+__all__ = ["REGULARISATION", "Spectral", "affinity", "clusters_by_eigengap", "numbered", "spectral_clusters", "spectrum", "typical_members"]
 
 #: ``tau``, the regularising weight of the Laplacian, as a share of the graph's mean degree
 REGULARISATION = 0.1
@@ -110,3 +110,11 @@ def numbered(labels: np.ndarray) -> np.ndarray:
     renumber = np.empty(len(found), dtype=np.int64)
     renumber[order] = np.arange(len(found))
     return renumber[inverse]
+
+
+def typical_members(rows: np.ndarray, labels: np.ndarray, label: int, count: int) -> np.ndarray:
+    """The indices of the ``count`` members of cluster ``label`` whose eigenvector ``rows``
+    lie nearest the mean of theirs, nearest first."""
+    members = np.flatnonzero(labels == label)
+    distances = np.linalg.norm(rows[members] - rows[members].mean(axis=0), axis=1)
+    return members[np.argsort(distances, kind="stable")[:count]]

@@ -62,7 +62,7 @@ import torch
 from ._extra import need, require
 from .neighbours import Search
 from .normalise import Part, as_maps, check_part, distributions
-from .spectral import clusters_by_eigengap, numbered, spectral_clusters
+from .spectral import clusters_by_eigengap, numbered, spectral_clusters, typical_members
 from .suspicion import MIN_FLAGGED, Suspicion, cluster_sums, excess_direction, suspicions
 
 __all__ = ["Cluster", "Strategies", "check_settings", "clusters_by_eigengap", "find_strategies", "maps_needed"]
@@ -229,7 +229,7 @@ def find_strategies(
     k = int(inner.max()) + 1
     labels = np.full(len(values), -1, dtype=np.int64)
     labels[clustered] = inner
-    typical_maps = tuple(_typical(rows, inner, c, typical, clustered) for c in range(k))
+    typical_maps = tuple(clustered[typical_members(rows, inner, c, typical)] for c in range(k))
     embedding, axes = _embedding(features, seed)
     del features
     placed = np.full((len(values), 2), np.nan)
@@ -288,13 +288,6 @@ def _merged(p: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
         sizes[a] += sizes[b]
         sums, sizes = np.delete(sums, b, axis=0), np.delete(sizes, b)
     return labels
-
-
-def _typical(rows: np.ndarray, labels: np.ndarray, label: int, count: int, clustered: np.ndarray) -> np.ndarray:
-    """The ``count`` members of cluster ``label`` nearest the mean of their eigenvector rows."""
-    members = np.flatnonzero(labels == label)
-    distances = np.linalg.norm(rows[members] - rows[members].mean(axis=0), axis=1)
-    return clustered[members[np.argsort(distances, kind="stable")[:count]]]
 
 
 def _embedding(features: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
