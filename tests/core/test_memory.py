@@ -1,10 +1,9 @@
 """The memory and time estimates: at or above the measured peak, growing with every
 dimension, and the refusal of a call too slow, before any forward pass."""
 
+import multiprocessing
 import os
 import re
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -56,13 +55,22 @@ LINUX_PEAK = pytest.mark.skipif(
 )
 
 
+# Each measurement runs in a process of its own, forked from a server that imported torch,
+# transformers and the package once: the heap of this process holds what earlier tests
+# left, and a fresh interpreter per measurement spent 6 to 8 of its 10 to 15 s on imports
+# (forty of them in the slow run). Peaks measured both ways agreed within the heap's own
+# spread (raw attention at 512 px: 574 and 573 MiB; GMAR eager at 512 px: 2,218 and 2,215).
+_FORKS = multiprocessing.get_context("forkserver")
+_FORKS.set_forkserver_preload(["torch", "transformers", "captum_gmar", "captum_gmar.reference"])
+
+
 def _median_resident_peak_and_estimate(method: type, attn: str, side: int, chunks: int = 1, calls: int = 5) -> tuple[int, int]:
     """The median resident peak of ``calls`` calls of ``method`` on the bundled ``vit-tiny``
     at ``side`` px (``chunks`` images, one at a time through ``internal_batch_size``), and
-    the estimate for one, in a fresh process: the heap of this one holds what earlier tests
-    left. The peak of one call depends on which freed blocks glibc keeps (GAE at 256 px: 142
-    to 231 MiB over 30 calls), so the estimate is held against the median of several calls
-    (each after a malloc_trim), the peak a call has as often as not."""
+    the estimate for one, in a process of its own. The peak of one call depends on which
+    freed blocks glibc keeps (GAE at 256 px: 142 to 231 MiB over 30 calls), so the estimate
+    is held against the median of several calls (each after a malloc_trim), the peak a call
+    has as often as not."""
     script = f"""
 import statistics
 import torch
@@ -73,10 +81,18 @@ explainer = {method.__name__}(load_reference_model(attn_implementation={attn!r})
 x = torch.randn({chunks}, 3, {side}, {side})
 explainer.attribute(x[:1, :, :56, :56], target=1)  # warm-up: thread pools and kernels are not the call's
 peaks = [peak_resident_increase(lambda: explainer.attribute(x, target=1, internal_batch_size=1)) for _ in range({calls})]
-print(int(statistics.median(peaks)), explainer.estimate_bytes(x[:1].shape))
+connection.send((int(statistics.median(peaks)), explainer.estimate_bytes(x[:1].shape)))
 """
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    typical, estimate = map(int, run.stdout.split())
+    receiver, sender = _FORKS.Pipe(duplex=False)
+    process = _FORKS.Process(target=exec, args=(script, {"connection": sender}))
+    process.start()
+    sender.close()
+    try:
+        typical, estimate = receiver.recv()
+    except EOFError:  # it died before sending: its traceback went to stderr
+        process.join()
+        raise AssertionError(f"the measuring process failed with exit code {process.exitcode}") from None
+    process.join()
     return typical, estimate
 
 
