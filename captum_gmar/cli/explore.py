@@ -53,7 +53,7 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
         "--feature-layer",
         type=int_at_least(0),
         default=None,
-        help="with --model: the layer (from 0) whose patch tokens, pooled, are the features clustered (default: the middle one)",
+        help="with --model: the layer (from 0) whose patch tokens, pooled, are the features clustered (default: two thirds of the way up, 4 of 6 layers)",
     )
     parser.set_defaults(options=ExploreOptions.from_arguments)
 

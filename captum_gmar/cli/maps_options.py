@@ -124,6 +124,15 @@ class RepairOptions(_ClusterOptions):
     steps: int
     max_images: int
     seed: int
+    feature_layer: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.feature_layer is not None and not self.cluster.startswith("features:"):
+            raise CommandError(
+                "--feature-layer chooses the layer of a cluster of the model's features (--cluster features:CLASS:RANK): "
+                f"{self.cluster} is a cluster of maps"
+            )
 
 
 def cluster_and_model(maps: str, cluster: str, model: str) -> tuple[Any, Any]:

@@ -1,5 +1,7 @@
 """``captum-gmar repair MAPS --model M --cluster METHOD:CLASS:RANK --images FOLDER --data FOLDER --out DIR``:
-the model repaired of a confirmed shortcut (:func:`~captum_gmar.repair.repair`), saved in
+the model repaired of a confirmed shortcut (:func:`~captum_gmar.repair.repair`): a cluster
+of a method's maps (its region's mark pasted), or ``features:CLASS:RANK``, a cluster of the
+model's features (its direction added at ``--feature-layer``), saved in
 ``DIR`` as a standard model folder (config, weights, image processor: ``from_pretrained(DIR)``
 and ``explain --model DIR`` load it), with ``repair.json`` and ``repair.md`` beside it:
 each repair's transplant rise and clean accuracy, before and after, and the time."""
@@ -10,11 +12,12 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .arguments import float_between, folder, int_at_least
-from .maps_options import RepairOptions, cluster_and_model
+from .maps_options import RepairOptions, cluster_and_model, load_model_of
 from .options import CommandError
 
 #: what ``--out`` holds beside the model's own files
@@ -27,7 +30,10 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
     parser.add_argument("maps", type=folder, help="a maps folder, as explain FOLDER (or explain_dataset) wrote it")
     parser.add_argument("--model", required=True, help="the model the job explained: a folder, or a bundled model's name")
     parser.add_argument(
-        "--cluster", required=True, help="METHOD:CLASS:RANK, the shortcut's cluster as explore ranks it (e.g. attnlrp:Shirt:1)"
+        "--cluster",
+        required=True,
+        help="METHOD:CLASS:RANK, the shortcut's cluster as explore ranks it (e.g. attnlrp:Shirt:1); "
+        "features:CLASS:RANK for a cluster of the model's features (a shortcut with no place)",
     )
     parser.add_argument("--images", type=folder, required=True, help="the image folder the maps folder's job read")
     parser.add_argument(
@@ -48,27 +54,132 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
     parser.add_argument("--steps", type=int_at_least(1), default=300, help="the fine-tune's steps (default 300)")
     parser.add_argument("--max-images", type=int_at_least(1), default=2000, help="the most --data images read (default 2000)")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="the held-out fifth, the draws and the fine-tune (default 0)")
+    parser.add_argument(
+        "--feature-layer",
+        type=int_at_least(0),
+        default=None,
+        help="with --cluster features:CLASS:RANK: the layer its features were clustered at, as explore's --feature-layer (default: its default)",
+    )
     parser.set_defaults(options=RepairOptions.from_arguments)
 
 
-def read_shortcut(options: RepairOptions) -> tuple[Any, Any, Any, Any, Any]:
-    """What a repair of ``options`` starts from, each refused in one line: the cluster
-    (``heads.cluster.Cluster``), the model, its image processor, the
-    :class:`~captum_gmar.repair.Shortcut` (up to 64 of the cluster's images, and of the
-    rest) and the labelled ``--data`` images (:class:`~captum_gmar.repair.Labelled`)."""
-    from ..heads.cluster import cluster_images
+@dataclass(frozen=True)
+class _Found:
+    """The cluster a repair removes, as the command reports it."""
+
+    target: int
+    target_name: str
+    size: int
+    flagged: bool
+    #: where or how it is put on, in words ("region of 2 patches in rows 0–2, column 0")
+    where: str
+    #: the note printed where it is not flagged
+    unflagged: str
+    #: what ``repair.json`` records of it
+    recorded: dict[str, Any]
+
+
+def read_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any, Any]:
+    """What a repair of ``options`` starts from, each refused in one line: the cluster, the
+    model, its image processor, the :class:`~captum_gmar.repair.Shortcut` (up to 64 of the
+    cluster's images, and of the rest) and the labelled ``--data`` images
+    (:class:`~captum_gmar.repair.Labelled`)."""
+    from ..heads.cluster import cluster_images, parse_cluster, region_words
     from ..reference.inputs import load_image_processor
     from ..repair import Shortcut
     from ..vit.model import VisionTransformer
 
-    cluster, model = cluster_and_model(options.maps, options.cluster, options.model)
-    processor = load_image_processor(model)
+    if parse_cluster(options.cluster)[0] == "features":
+        found, shortcut, model, processor = _feature_shortcut(options)
+    else:
+        cluster, model = cluster_and_model(options.maps, options.cluster, options.model)
+        processor = load_image_processor(model)
+        size = VisionTransformer(model).image_size or (224, 224)
+        images = cluster_images(cluster, options.images, processor, size, 64, options.seed)
+        shortcut = Shortcut.of_region(cluster.target, cluster.region, cluster.grid, images.members, images.others)
+        words = region_words(cluster.region)
+        found = _Found(
+            cluster.target,
+            cluster.target_name,
+            len(cluster.members),
+            cluster.flagged,
+            f"region of {words}",
+            f"is not flagged as a shortcut (suspicion {cluster.suspicion:.3f}): the repair removes whatever the model reads in its "
+            f"region ({words}), which may be the class's own object",
+            {"region": [list(p) for p in cluster.region], "grid": list(cluster.grid)},
+        )
     size = VisionTransformer(model).image_size or (224, 224)
-    found = cluster_images(cluster, options.images, processor, size, 64, options.seed)
     data = _labelled(options.data, processor, model.config.id2label, size, options.max_images, options.seed)
-    if not (data.labels == cluster.target).any():
-        raise CommandError(f"--data holds no image of the class {cluster.target_name!r}: it needs labelled images of every class")
-    return cluster, model, processor, Shortcut(cluster.target, cluster.region, cluster.grid, found.members, found.others), data
+    if not (data.labels == found.target).any():
+        raise CommandError(f"--data holds no image of the class {found.target_name!r}: it needs labelled images of every class")
+    return found, model, processor, shortcut, data
+
+
+def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
+    """The cluster ``features:CLASS:RANK`` of the model's features, found again as explore
+    found it with its defaults (the class's images, their clusters, each cluster's
+    direction checked and ranked); its shortcut (the direction added at its layer), the
+    model and its image processor. The class is refused before the model loads."""
+    import numpy as np
+
+    from ..dataset_maps import load_maps
+    from ..exploration.causal import ClusterChecker
+    from ..exploration.features import FeatureChecker
+    from ..exploration.reading import read_fields
+    from ..heads.cluster import class_strategies, parse_cluster
+    from ..reference.inputs import load_image_processor
+    from ..repair import Shortcut
+
+    _, given, rank = parse_cluster(options.cluster)
+    rows, _, class_names = read_fields(load_maps(options.maps), None, None)
+    first = rows[next(iter(rows))]
+    target = int(given) if given.isdigit() else next((t for t, n in class_names.items() if n == given), None)
+    if target not in class_names:
+        known = ", ".join(f"{t} ({n})" for t, n in sorted(class_names.items()))
+        raise CommandError(f"{options.maps} holds no maps explaining class {given!r}; it explains {known}")
+    model = load_model_of(options.maps, options.model)
+    processor = load_image_processor(model)
+    groups = {t: np.flatnonzero(first.target == t) for t in np.unique(first.target).tolist()}
+    found = {}  # the maps' clusters of the class, which place (match) a cluster of the features
+    for method in rows:
+        try:
+            found[method, target] = class_strategies(options.maps, method, str(target))[1]
+        except ValueError:
+            continue  # too few maps: explore left this group out too
+    try:
+        checker = ClusterChecker(model, processor, options.images, options.seed)
+        features = FeatureChecker(checker, options.feature_layer)
+    except ValueError as error:
+        raise CommandError(f"--feature-layer: {error}") from None
+    settings = {"max_clusters": 10, "neighbours": 10, "typical": 8, "seed": options.seed}  # explore's defaults
+    strategies = features.run_class(target, groups, first.image, found, settings)
+    name = class_names[target]
+    if isinstance(strategies, str):
+        raise CommandError(f"the images of class {name!r} were not clustered by their features: {strategies}")
+    if rank > len(strategies.ranking):
+        raise CommandError(f"the features of class {name!r} form {len(strategies.ranking)} clusters: the rank must be at most that")
+    cluster = strategies.ranking[rank - 1]
+    names = [first.image[int(r)] for r in groups[target]]
+    inside = strategies.labels == cluster.label
+    drawn = np.random.default_rng(options.seed)
+
+    def pixels(chosen: np.ndarray) -> Any:
+        picked = sorted(drawn.permutation(np.flatnonzero(chosen))[:64].tolist())
+        return checker.pixels_of([names[i] for i in picked]).cpu()
+
+    layer = features.layer
+    shortcut = Shortcut.of_direction(target, layer, cluster.direction, pixels(inside), pixels(~inside))
+    where = f"no place: its direction (norm {float(cluster.direction.norm()):.2f}) added at layer {layer}"
+    found_cluster = _Found(
+        target,
+        name,
+        cluster.size,
+        cluster.flagged,
+        where,
+        f"is not flagged as a shortcut with no place ({cluster.reason}): the repair removes whatever the model reads in its direction",
+        {"layer": layer, "direction_norm": float(cluster.direction.norm())},
+    )
+    return found_cluster, shortcut, model, processor
 
 
 def run(options: RepairOptions) -> None:
@@ -79,20 +190,14 @@ def run(options: RepairOptions) -> None:
     check_output(options.out, figure=False, files=FILES)
     from .. import loading
     from ..files import claim_files, write_atomic
-    from ..heads.cluster import region_words
     from ..repair import repair
 
     cluster, model, processor, shortcut, data = read_shortcut(options)
     if not cluster.flagged:
-        print(
-            f"note: {options.cluster} is not flagged as a shortcut (suspicion {cluster.suspicion:.3f}): the repair removes whatever "
-            f"the model reads in its region ({region_words(cluster.region)}), which may be the class's own object",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"note: {options.cluster} {cluster.unflagged}", file=sys.stderr, flush=True)
     print(
-        f"repairing {loading.model_name(options.model)} of {options.cluster} ({len(cluster.members)} images, region of "
-        f"{region_words(cluster.region)}) with {options.how}, on {len(data)} labelled images of {options.data} (a fifth held out)",
+        f"repairing {loading.model_name(options.model)} of {options.cluster} ({cluster.size} images, {cluster.where}) with "
+        f"{options.how}, on {len(data)} labelled images of {options.data} (a fifth held out)",
         flush=True,
     )
     done = repair(model, shortcut, data, options.how, budget=options.budget / 100, steps=options.steps, seed=options.seed)
@@ -110,8 +215,7 @@ def run(options: RepairOptions) -> None:
         "cluster": options.cluster,
         "class": cluster.target,
         "class_name": cluster.target_name,
-        "region": [list(p) for p in cluster.region],
-        "grid": list(cluster.grid),
+        **cluster.recorded,
         "chosen": done.chosen.how,
         "table": table,
         "changed": {a.how: a.changed for a in done.attempts},

@@ -4,7 +4,7 @@ each cluster's direction added inside the model to other classes' images.
 A map over patches shows where the model looks; a shortcut that is everywhere (a colour
 cast, a lifted background, a texture over the whole image) has no place to look at, and
 no cluster of maps isolates it. The model's features can: :func:`feature_strategies`
-clusters one class's images by the mean of the patch tokens that a middle layer puts out
+clusters one class's images by the mean of the patch tokens that a later layer puts out
 (:func:`~captum_gmar.vit.layers.pooled_patches`), reduced to their first
 :data:`COMPONENTS` principal components, with the clustering of the maps
 (:func:`~captum_gmar.exploration.spectral.spectral_clusters`: the same graph, spectrum,
@@ -57,6 +57,8 @@ __all__ = [
     "MATCHED_AT",
     "RANDOM_DIRECTIONS",
     "check_layer",
+    "class_features",
+    "cluster_direction",
     "DirectionCheck",
     "FeatureCluster",
     "FeatureStrategies",
@@ -173,6 +175,9 @@ class FeatureCluster:
     check: DirectionCheck | None
     #: the map cluster that best isolates its images: ``(method, cluster, F1)``; ``None``: no map cluster
     matched: tuple[str, int, float] | None
+    #: ``(D,)``: its direction (:func:`cluster_direction`), what the intervention adds
+    #: (:class:`~captum_gmar.exploration.intervention.Shift`) and a repair removes
+    direction: Tensor
 
     @property
     def no_place(self) -> bool:
@@ -219,8 +224,10 @@ class FeatureStrategies:
 
 
 def default_layer(num_layers: int) -> int:
-    """The layer read by default: the middle one's output (from 0; 2 of 6, 5 of 12)."""
-    return max(num_layers // 2 - 1, 0)
+    """The layer read by default: two thirds of the way up (from 0; 4 of 6, 8 of 12). On
+    the strong-tint model (docs/explore.md) the middle layer's features split the tinted
+    images into three clusters, and layer 4's held them in one."""
+    return max(2 * num_layers // 3, 0)
 
 
 def check_layer(layer: int | None, num_layers: int) -> int:
@@ -254,6 +261,22 @@ def feature_strategies(
     found = spectral_clusters(rows, n_clusters=None, max_clusters=max_clusters, neighbours=neighbours, search="exact", seed=seed)
     chosen = tuple(typical_members(found.rows, found.labels, c, typical) for c in range(int(found.labels.max()) + 1))
     return found.labels, found.eigenvalues, chosen
+
+
+def class_features(checker: ClusterChecker, names: Sequence[str], layer: int, batch_size: int = 64) -> Tensor:
+    """The pooled features ``(N, D)`` (on the CPU) at ``layer`` of the named images of the
+    checker's folder (:func:`~captum_gmar.vit.layers.pooled_patches`), read ``batch_size`` at a time."""
+    from ..vit.layers import pooled_patches
+
+    return torch.cat(
+        [pooled_patches(checker.vit, checker.pixels_of(names[i : i + batch_size]), layer) for i in range(0, len(names), batch_size)]
+    ).cpu()
+
+
+def cluster_direction(features: Tensor, inside: Tensor) -> Tensor:
+    """A cluster's direction ``(D,)``: its members' mean feature less the rest of its class's
+    (``features`` ``(N, D)``, ``inside`` ``bool (N,)``)."""
+    return features[inside].mean(dim=0) - features[~inside].mean(dim=0)
 
 
 def map_match(labels: np.ndarray, maps: dict[str, Strategies]) -> list[tuple[str, int, float] | None]:
@@ -307,48 +330,56 @@ class FeatureChecker:
             settings: ``max_clusters``, ``neighbours``, ``typical`` and ``seed`` (the maps' own).
             progress: whether to show a progress bar.
         """
-        from ..vit.layers import pooled_patches
+        return {
+            target: self.run_class(target, groups, names, found, settings)
+            for target in tqdm(groups, unit="class", desc="features", disable=not progress)
+        }
 
+    def run_class(
+        self,
+        target: int,
+        groups: dict[int, np.ndarray],
+        names: Sequence[str],
+        found: dict[tuple[str, int], Strategies],
+        settings: dict[str, Any],
+    ) -> FeatureStrategies | str:
+        """Class ``target``'s feature strategies, or why it was not clustered (the
+        arguments as :meth:`run`'s): the same whether run alone or among every class."""
         checker, layer, seed = self.checker, self.layer, int(settings["seed"])
-        rng = np.random.default_rng(seed)
-        out: dict[int, FeatureStrategies | str] = {}
-        for target, rows in tqdm(groups.items(), unit="class", desc="features", disable=not progress):
-            features = torch.cat(
-                [
-                    pooled_patches(checker.vit, checker.pixels_of([names[int(r)] for r in rows[i : i + 64]]), layer)
-                    for i in range(0, len(rows), 64)
-                ]
-            ).cpu()
-            try:
-                labels, eigenvalues, typical = feature_strategies(
-                    features.numpy(),
-                    max_clusters=settings["max_clusters"],
-                    neighbours=settings["neighbours"],
-                    typical=settings["typical"],
-                    seed=seed,
-                )
-            except ValueError as error:
-                out[target] = str(error)
-                continue
-            elsewhere = [other_rows for other, other_rows in groups.items() if other != target]
-            recipients = rng.permutation(np.concatenate(elsewhere))[:FEATURE_IMAGES] if elsewhere else np.zeros(0, np.int64)
-            pixels = checker.pixels_of([names[int(r)] for r in recipients]) if len(recipients) else None
-            with torch.no_grad():  # the recipients as they are: scored once per class
-                plain = None if pixels is None else checker.class_scores(pixels, target).cpu()
-            matches = map_match(labels, {method: s for (method, t), s in found.items() if t == target})
-            clusters = []
-            for c in range(int(labels.max()) + 1):
-                inside = torch.from_numpy(labels == c)
-                direction = features[inside].mean(dim=0) - features[~inside].mean(dim=0)
-                check = (
-                    None
-                    if pixels is None or plain is None  # both or neither
-                    else direction_check(partial(self._shifted, pixels=pixels, target=target), direction, plain, seed=seed)
-                )
-                clusters.append(FeatureCluster(label=c, size=int(inside.sum()), check=check, matched=matches[c]))
-            ranking = sorted(clusters, key=lambda f: (not f.flagged, -(f.check.beyond if f.check else -math.inf), f.label))
-            out[target] = FeatureStrategies(layer=layer, labels=labels, eigenvalues=eigenvalues, typical=typical, ranking=tuple(ranking))
-        return out
+        features = class_features(checker, [names[int(r)] for r in groups[target]], layer)
+        try:
+            labels, eigenvalues, typical = feature_strategies(
+                features.numpy(),
+                max_clusters=settings["max_clusters"],
+                neighbours=settings["neighbours"],
+                typical=settings["typical"],
+                seed=seed,
+            )
+        except ValueError as error:
+            return str(error)
+        elsewhere = [other_rows for other, other_rows in groups.items() if other != target]
+        # drawn for each class alone, so that one class's check reruns by itself
+        recipients = (
+            np.random.default_rng([seed, target]).permutation(np.concatenate(elsewhere))[:FEATURE_IMAGES]
+            if elsewhere
+            else np.zeros(0, np.int64)
+        )
+        pixels = checker.pixels_of([names[int(r)] for r in recipients]) if len(recipients) else None
+        with torch.no_grad():  # the recipients as they are: scored once per class
+            plain = None if pixels is None else checker.class_scores(pixels, target).cpu()
+        matches = map_match(labels, {method: s for (method, t), s in found.items() if t == target})
+        clusters = []
+        for c in range(int(labels.max()) + 1):
+            inside = torch.from_numpy(labels == c)
+            direction = cluster_direction(features, inside)
+            check = (
+                None
+                if pixels is None or plain is None  # both or neither
+                else direction_check(partial(self._shifted, pixels=pixels, target=target), direction, plain, seed=seed)
+            )
+            clusters.append(FeatureCluster(c, int(inside.sum()), check, matches[c], direction))
+        ranking = sorted(clusters, key=lambda f: (not f.flagged, -(f.check.beyond if f.check else -math.inf), f.label))
+        return FeatureStrategies(layer=layer, labels=labels, eigenvalues=eigenvalues, typical=typical, ranking=tuple(ranking))
 
     def _shifted(self, directions: Tensor, pixels: Tensor, target: int) -> Tensor:
         """Class ``target``'s score ``(S, B)`` on ``pixels`` with each of ``directions`` ``(S, D)`` added."""

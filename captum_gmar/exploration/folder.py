@@ -161,7 +161,7 @@ def explore(
             for one of those; any other model needs it).
         feature_layer: with ``model``, the layer (from 0) whose output's patch tokens,
             pooled, are the features each class's images are clustered by (default: the
-            middle one, :func:`~captum_gmar.exploration.features.default_layer`).
+            one two thirds of the way up, :func:`~captum_gmar.exploration.features.default_layer`).
         workers: processes clustering groups at once (each holds one group's maps and
             :func:`~captum_gmar.exploration.find_strategies`' working memory: see
             docs/benchmarks.md); under ``torchrun`` (a process group of the CPU's gloo

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..dataset_maps import load_maps, read_maps
+from ..dataset_maps import MapRecord, load_maps, read_maps
 from ..exploration import find_strategies
 from ..exploration.normalise import pool
+from ..exploration.strategies import Strategies
 
-__all__ = ["Cluster", "ClusterImages", "cluster_images", "find_cluster", "parse_cluster", "region_words"]
+__all__ = ["Cluster", "ClusterImages", "class_strategies", "cluster_images", "find_cluster", "parse_cluster", "region_words"]
 
 #: the largest grid side the maps are clustered on, as explore's ``max_side``
 MAX_SIDE = 32
@@ -84,15 +85,15 @@ def parse_cluster(spec: str) -> tuple[str, str, int]:
     return parts[0], parts[1], int(parts[2])
 
 
-def find_cluster(maps_folder: str | os.PathLike[str], spec: str) -> Cluster:
-    """The cluster ``spec`` of ``maps_folder``'s maps (no model needed).
+def class_strategies(maps_folder: str | os.PathLike[str], method: str, given: str) -> tuple[list[MapRecord], Strategies, tuple[int, int]]:
+    """The maps of ``method`` explaining class ``given`` (an index or a name) in
+    ``maps_folder``, clustered as :func:`~captum_gmar.explore` clusters them with its
+    defaults: their records, the strategies, and the grid they were clustered on.
 
     Raises:
-        ValueError: a bad spec, a method or class the folder does not hold, a rank beyond
-            the class's clusters, or a class with too few maps to cluster.
+        ValueError: a method or class the folder does not hold, or a class with too few maps.
         FileNotFoundError: ``maps_folder`` holds no maps.
     """
-    method, given, rank = parse_cluster(spec)
     records = load_maps(maps_folder, method)
     names = {record.target: record.target_name for record in records}
     target = next((t for t, n in names.items() if n == given), None) if not given.isdigit() else int(given)
@@ -107,22 +108,36 @@ def find_cluster(maps_folder: str | os.PathLike[str], spec: str) -> Cluster:
     maps = pool(maps, (max(1, round(maps.shape[1] * scale)), max(1, round(maps.shape[2] * scale))))
     margins = np.array([record.margin for record in chosen])
     found = find_strategies(maps, confidence=margins if np.isfinite(margins).any() else np.array([r.score for r in chosen]))
+    return chosen, found, (int(maps.shape[1]), int(maps.shape[2]))
+
+
+def find_cluster(maps_folder: str | os.PathLike[str], spec: str) -> Cluster:
+    """The cluster ``spec`` of ``maps_folder``'s maps (no model needed).
+
+    Raises:
+        ValueError: a bad spec, a method or class the folder does not hold, a rank beyond
+            the class's clusters, or a class with too few maps to cluster.
+        FileNotFoundError: ``maps_folder`` holds no maps.
+    """
+    method, given, rank = parse_cluster(spec)
+    chosen, found, grid = class_strategies(maps_folder, method, given)
+    target, name = chosen[0].target, chosen[0].target_name
     if rank > len(found.ranking):
-        raise ValueError(f"{method}'s maps of class {names[target]!r} form {len(found.ranking)} clusters: the rank must be at most that")
+        raise ValueError(f"{method}'s maps of class {name!r} form {len(found.ranking)} clusters: the rank must be at most that")
     cluster = found.ranking[rank - 1]
     inside = found.labels == cluster.label
     outside = ~inside & (found.labels >= 0)
     return Cluster(
         method=method,
         target=int(target),
-        target_name=names[target],
+        target_name=name,
         rank=rank,
         suspicion=cluster.suspicion,
         flagged=cluster.flagged,
         members=tuple(chosen[i].image for i in np.flatnonzero(inside)),
         others=tuple(chosen[i].image for i in np.flatnonzero(outside)),
         region=cluster.region,
-        grid=(int(maps.shape[1]), int(maps.shape[2])),
+        grid=grid,
     )
 
 

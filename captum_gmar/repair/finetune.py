@@ -1,8 +1,10 @@
 """Repair by a counterfactual fine-tune (the idea of A-ClArC, Anders et al. 2022, kept close
-to the original as R-ClArC asks, Bareeva et al. 2024): paste the shortcut's mark onto
-images of every class and fine-tune briefly so that the model says, of each image, what
-the original model said of it without the paste. The mark stops predicting the class,
-and the images without it keep the original's outputs, so clean accuracy moves little.
+to the original as R-ClArC asks, Bareeva et al. 2024): put the shortcut onto images of
+every class (its mark pasted, or its direction added in the features:
+:class:`~captum_gmar.exploration.intervention.Intervention`) and fine-tune briefly so that
+the model says, of each image, what the original model said of it without. The shortcut
+stops predicting the class, and the images without it keep the original's outputs, so
+clean accuracy moves little.
 Any classifier :class:`~captum_gmar.vit.model.VisionTransformer` reads logits from is
 repaired so, whatever carries the shortcut: heads, several of them, or the MLPs.
 """
@@ -15,7 +17,6 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..exploration.transplant import paste_region
 from ..vit.model import VisionTransformer
 from .shortcut import Labelled, Shortcut
 
@@ -34,10 +35,9 @@ def repair_finetune(
     progress: bool = True,
 ) -> nn.Module:
     """A copy of ``model`` fine-tuned ``steps`` steps on ``train``'s images, a share
-    ``pasted_share`` of each batch with the shortcut's mark (the region's pixels where its
-    images agree and differ from the class's others,
-    :func:`~captum_gmar.exploration.transplant.mark_mask`; from a random donor) pasted on.
-    The target of every image is the original model's output on it without the paste:
+    ``pasted_share`` of each batch with the shortcut put on (``shortcut.intervention``:
+    its mark pasted from a random donor, or its direction added at its layer).
+    The target of every image is the original model's output on it without the shortcut:
     its softmax (cross-entropy), or its sigmoids for a multi-label model (binary
     cross-entropy). An image without the paste starts at its target (no gradient), so the
     model moves only where the paste changes what it says, and the images without it hold
@@ -65,20 +65,19 @@ def repair_finetune(
     # no weight decay: an image without the paste is already at its target, and stays there
     optimizer = torch.optim.AdamW(repaired.parameters(), lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
-    # the mark alone: pasting the whole region carries the donors' objects along, and the
-    # model would learn to ignore the class's own content there (a line along the bottom
-    # edge cut the bottoms of coats too: Coat's clean accuracy fell 14 to 25 points)
-    mask = shortcut.mark().to(train.pixels.device)
+    # a region's shortcut pastes its mark alone (Shortcut.of_region): pasting the whole
+    # region carries the donors' objects along, and the model would learn to ignore the
+    # class's own content there (a line along the bottom edge cut the bottoms of coats too:
+    # Coat's clean accuracy fell 14 to 25 points)
     multi_label = getattr(getattr(model, "config", None), "problem_type", None) == "multi_label_classification"
     for _ in tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress):
         rows = torch.randint(len(train), (batch_size,), generator=generator)
         x = _varied(train.pixels[rows], generator)
         pasted = torch.rand(batch_size, generator=generator) < pasted_share
-        donors = shortcut.donors[torch.randint(len(shortcut.donors), (batch_size,), generator=generator)]
-        shown = torch.where(pasted[:, None, None, None], paste_region(x, donors, mask), x)
+        x = x.to(device)
         with torch.no_grad():
-            target = original.logits(x.to(device)).float()
-        loss = _distance(student.logits(shown.to(device)).float(), target, multi_label)
+            target = original.logits(x).float()
+        loss = _distance(shortcut.intervention.logits(student, x, pasted.to(device), generator).float(), target, multi_label)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -50,7 +50,7 @@ def repair_heads(
     """
     if shortcut.rest is None or not len(shortcut.rest):
         raise ValueError("locating the shortcut's heads needs the rest of its class's images (Shortcut.rest)")
-    ranking = locate_heads(model, shortcut.donors, shortcut.rest, shortcut.target).ranking
+    ranking = locate_heads(model, shortcut.members, shortcut.rest, shortcut.target).ranking
     before = measure(model, shortcut, held_out, seed=seed)
     curve = [(0, before)]
     best, best_model = 0, model

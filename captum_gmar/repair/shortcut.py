@@ -1,22 +1,24 @@
 """A confirmed shortcut, and how far a model still follows it: the one description every
 repair takes, and the one measurement every repair is judged by.
 
-A :class:`Shortcut` is a region of the patch grid, the class it turns images into, and the
-images it was seen on (the cluster's, whose region pixels are pasted elsewhere).
-:func:`measure` gives a model's transplant rise (the class's mean probability rise on
-held-out images of other classes with the shortcut's mark pasted on them,
-:func:`~captum_gmar.exploration.transplant.transplant_check`) and its clean top-1 accuracy,
-overall and per class, on held-out labelled images.
+A :class:`Shortcut` is an :class:`~captum_gmar.exploration.intervention.Intervention` (a
+region's mark pasted, or a direction added in the model's features), with the images it
+was seen on (the cluster's) and the rest of its class. :func:`measure` gives a model's
+rise (the class's mean probability rise on held-out images of other classes with the
+intervention on them, :meth:`~captum_gmar.exploration.intervention.Intervention.rise`)
+and its clean top-1 accuracy, overall and per class, on held-out labelled images.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ..exploration.transplant import mark_mask, region_mask, transplant_check
+from ..exploration.intervention import Intervention, Paste, Shift
+from ..exploration.transplant import mark_mask, region_mask
 from ..vit.model import VisionTransformer
 from ..vit.outputs import logit_scores
 
@@ -25,24 +27,37 @@ __all__ = ["Labelled", "Measurement", "Shortcut", "measure"]
 
 @dataclass(frozen=True)
 class Shortcut:
-    """What a repair removes."""
+    """What a repair removes: how it is put on images, and the images that carry it."""
 
-    #: the class the shortcut turns images into
-    target: int
-    #: its region: ``(row, column)`` patches of ``grid`` ``(h, w)``
-    region: tuple[tuple[int, int], ...]
-    grid: tuple[int, int]
-    #: ``(N, C, H, W)``: images that carry it (the cluster's), the donors of its pixels
-    donors: Tensor
+    #: how the shortcut is put onto images (its class: ``intervention.target``)
+    intervention: Intervention
+    #: ``(N, C, H, W)``: images that carry it (the cluster's)
+    members: Tensor
     #: ``(M, C, H, W)``: the class's images without it (the rest of the class), or ``None``
     rest: Tensor | None = None
 
-    def mark(self) -> Tensor:
-        """``(1, 1, H, W)``: the pixels of the region that hold the shortcut's mark
-        (:func:`~captum_gmar.exploration.transplant.mark_mask`), what the repairs paste
-        and the measurement pastes: the donors' objects in the region stay out."""
-        size = (self.donors.shape[-2], self.donors.shape[-1])
-        return mark_mask(self.donors, self.rest, region_mask(self.region, self.grid, size, self.donors.device))
+    @property
+    def target(self) -> int:
+        """The class the shortcut turns images into."""
+        return self.intervention.target
+
+    @classmethod
+    def of_region(
+        cls, target: int, region: Sequence[tuple[int, int]], grid: tuple[int, int], members: Tensor, rest: Tensor | None = None
+    ) -> Shortcut:
+        """A shortcut in a region of patches (``(row, column)`` of ``grid`` ``(h, w)``):
+        the members' pixels pasted where they hold its mark
+        (:func:`~captum_gmar.exploration.transplant.mark_mask`; the whole region where no
+        rest is given): the donors' objects in the region stay out."""
+        size = (members.shape[-2], members.shape[-1])
+        mask = mark_mask(members, rest, region_mask(region, grid, size, members.device))
+        return cls(Paste(target, mask, members), members, rest)
+
+    @classmethod
+    def of_direction(cls, target: int, layer: int, direction: Tensor, members: Tensor, rest: Tensor | None = None) -> Shortcut:
+        """A shortcut with no place: ``direction`` ``(D,)`` added to every token that layer
+        ``layer`` puts out (:mod:`~captum_gmar.exploration.features`)."""
+        return cls(Shift(target, layer, direction), members, rest)
 
 
 @dataclass(frozen=True)
@@ -79,28 +94,16 @@ class Measurement:
 
 
 def measure(model: nn.Module, shortcut: Shortcut, held_out: Labelled, batch_size: int = 64, seed: int = 0) -> Measurement:
-    """The transplant rise of the shortcut's mark (:meth:`Shortcut.mark`) on ``held_out``'s
-    images of other classes, and the clean accuracy."""
-
+    """The shortcut's rise on ``held_out``'s images of other classes
+    (:meth:`~captum_gmar.exploration.intervention.Intervention.rise`), and the clean accuracy."""
     vit = VisionTransformer(model.eval())
     device = vit.parameter.device
-    scores = logit_scores(vit)
-
-    def logits(x: Tensor) -> Tensor:
-        with torch.no_grad():
-            return torch.cat([vit.logits(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
-
+    with torch.no_grad():
+        logits = torch.cat(
+            [vit.logits(held_out.pixels[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(held_out), batch_size)]
+        )
     others = held_out.pixels[held_out.labels != shortcut.target]
-    transplant = transplant_check(
-        lambda x: scores(logits(x))[:, shortcut.target],
-        shortcut.donors,
-        None,
-        others,
-        shortcut.region,
-        shortcut.grid,
-        seed,
-        mask=shortcut.mark(),
-    )
-    right = logits(held_out.pixels).argmax(1) == held_out.labels
+    rise = shortcut.intervention.rise(vit, others, logit_scores(vit), seed, batch_size)
+    right = logits.argmax(1) == held_out.labels
     per_class = {int(c): float(right[held_out.labels == c].float().mean()) for c in held_out.labels.unique()}
-    return Measurement(transplant.rise, float(right.float().mean()), per_class)
+    return Measurement(rise, float(right.float().mean()), per_class)

@@ -24,7 +24,7 @@ from ..errors import UnsupportedModelError
 from .model import VisionTransformer
 from .model_state import evaluating, model_lock
 
-__all__ = ["layer_modules", "pooled_patches", "scores_with_tokens_shifted"]
+__all__ = ["layer_modules", "pooled_patches", "scores_with_tokens_shifted", "tokens_shifted"]
 
 
 def layer_modules(vit: VisionTransformer) -> list[nn.Module]:
@@ -70,6 +70,26 @@ def _layer_output_edited(vit: VisionTransformer, layer: int, edit: Callable[[Ten
         handle.remove()
 
 
+@contextmanager
+def tokens_shifted(vit: VisionTransformer, layer: int, shifts: Tensor) -> Iterator[None]:
+    """Within the block, this thread's passes of ``B`` images have ``shifts`` ``(B, D)``
+    added to every token that layer ``layer`` (from 0) puts out, image by image (a row
+    of zeros leaves its image as it is). Neither locks the model nor changes its mode: a
+    fine-tune trains through it (see :func:`scores_with_tokens_shifted` for scoring).
+
+    Raises:
+        ValueError: a pass of another number of images than ``shifts`` has rows.
+    """
+
+    def shift(tokens: Tensor) -> Tensor:
+        if len(tokens) != len(shifts):
+            raise ValueError(f"{len(shifts)} shifts for a pass of {len(tokens)} images")
+        return tokens + shifts.to(tokens.device, tokens.dtype)[:, None, :]
+
+    with _layer_output_edited(vit, layer, shift):
+        yield
+
+
 @torch.no_grad()
 def pooled_patches(vit: VisionTransformer, pixel_values: Tensor, layer: int) -> Tensor:
     """The mean of the patch tokens that layer ``layer`` (from 0) puts out, ``(B, D)``
@@ -92,11 +112,7 @@ def scores_with_tokens_shifted(
     ``directions`` ``(S, D)`` in turn added to every token that layer ``layer`` puts out;
     ``scores`` turns logits into scores. One pass of ``S * B`` images."""
     count, batch = len(directions), len(pixel_values)
-
-    def shift(tokens: Tensor) -> Tensor:
-        return (tokens.unflatten(0, (count, batch)) + directions.to(tokens.dtype)[:, None, None, :]).flatten(0, 1)
-
     repeated = pixel_values.repeat(count, 1, 1, 1)
-    with model_lock(vit.lock_owner), evaluating(vit.model), _layer_output_edited(vit, layer, shift):
+    with model_lock(vit.lock_owner), evaluating(vit.model), tokens_shifted(vit, layer, directions.repeat_interleave(batch, 0)):
         logits = vit.logits(repeated)
     return scores(logits).unflatten(0, (count, batch))

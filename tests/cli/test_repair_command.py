@@ -66,6 +66,13 @@ def test_repair_saves_a_model_folder_that_reloads_and_explains(job, tmp_path, ca
         ({"--cluster": "gae-1"}, "--cluster: a cluster is METHOD:CLASS:RANK"),
         ({"--data": "nodata"}, "--data holds no image of the class 'T-shirt/top'"),
         ({"--model": "other"}, "holds the maps of another model than"),
+        ({"--cluster": "features:Sandal:1"}, "holds no maps explaining class 'Sandal'"),
+        ({"--cluster": "features:T-shirt/top:9"}, "the features of class 'T-shirt/top' form"),
+        (
+            {"--cluster": "features:T-shirt/top:1", "+": "--feature-layer=6"},
+            "--feature-layer: the features' layer must be an integer from 0 to 5",
+        ),
+        ({"+": "--feature-layer=2"}, "--feature-layer chooses the layer of a cluster of the model's features"),
     ],
 )
 def test_bad_input_is_one_line(job, other_model, tmp_path, capsys, change, message):
@@ -78,9 +85,32 @@ def test_bad_input_is_one_line(job, other_model, tmp_path, capsys, change, messa
     if change.get("--model") == "other":  # another model's weights
         change = {"--model": other_model}
     for flag, value in change.items():
-        args[args.index(flag) + 1] = value
+        if flag == "+":  # an option added, not a value changed
+            args.append(value)
+        else:
+            args[args.index(flag) + 1] = value
     code, err = run(capsys, *args)
     assert code == 2 and last_line(err).startswith("captum-gmar repair: error: ") and message in last_line(err), err
+
+
+def test_a_cluster_of_the_features_is_repaired_through_its_direction(job, tmp_path, capsys):
+    # features:CLASS:RANK: the class's images clustered by the model's features as explore
+    # clusters them, and the cluster's direction added at its layer in the fine-tune
+    out = tmp_path / "features"
+    args = command(job, out, "--how", "finetune", "--steps", "2", "--budget", "100", "--feature-layer", "3")
+    args[args.index("--cluster") + 1] = "features:T-shirt/top:1"
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert re.match(
+        r"repairing vit-tiny of features:T-shirt/top:1 \(\d+ images, no place: its direction \(norm [\d.]+\) added at layer 3\) with finetune",
+        captured.out,
+    )
+    # the sample scenes all stand for one class here: no other class's images to check its direction on
+    assert "note: features:T-shirt/top:1 is not flagged as a shortcut with no place" in captured.err
+    report = json.loads((out / "repair.json").read_text())
+    assert report["layer"] == 3 and report["direction_norm"] > 0 and "region" not in report
+    assert report["table"][1]["repair"] == "finetune" and report["table"][1]["transplant_rise"] is not None
+    assert transformers.AutoModelForImageClassification.from_pretrained(out).config.num_hidden_layers == 6
 
 
 def test_a_budget_outside_0_to_100_points_is_refused_before_any_work(job, tmp_path, capsys, no_model_loading):

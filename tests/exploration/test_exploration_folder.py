@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import transformers
 from PIL import Image
 from synthetic_maps import planted_maps, write_folder
@@ -303,12 +304,12 @@ def test_with_the_model_every_cluster_gets_the_transplant(job, tmp_path):
     assert first["transplant_rise"] is None and first["transplant_control"] is None
     assert first["transplant"]["note"] == "the images hold no other class to paste on" and check.transplant is not None
     assert first["confirmed"] is False and summary["groups"][0]["confirmed"] == 0 and summary["confirms_by"] == 0.2  # nothing confirms
-    # the class's images clustered by the model's features too (the middle layer of 6); no other class to add a direction to
+    # the class's images clustered by the model's features too (layer 4 of 6, the default); no other class to add a direction to
     features = summary["features"]
-    assert features["layer"] == 2 and "beyond random directions of the same norm" in features["rule"]
+    assert features["layer"] == 4 and "beyond random directions of the same norm" in features["rule"]
     (group,) = features["groups"]
     found = result.features[0]
-    assert group["target"] == 0 and group["images"] == 12 and len(found.labels) == 12 and found.layer == 2
+    assert group["target"] == 0 and group["images"] == 12 and len(found.labels) == 12 and found.layer == 4
     assert [c["cluster"] for c in group["clusters"]] == [c.label for c in found.ranking] and group["flagged"] == 0
     for entry, cluster in zip(group["clusters"], found.ranking):
         assert entry["direction"] is None and not entry["flagged"] and entry["size"] == int(np.sum(found.labels == cluster.label))
@@ -368,7 +369,7 @@ def test_the_features_direction_is_added_to_the_images_of_another_class(job):
     found = FeatureChecker(checker, None).run({0: np.arange(12), 1: np.arange(12)}, names, {}, settings, progress=False)
     assert set(found) == {0, 1}
     strategies = found[0]
-    assert not isinstance(strategies, str) and strategies.layer == 2
+    assert not isinstance(strategies, str) and strategies.layer == 4
     for cluster in strategies.ranking:
         check = cluster.check
         assert check is not None and check.recipients == 12 and 0 <= check.plain <= 1 and check.norm > 0
@@ -376,11 +377,15 @@ def test_the_features_direction_is_added_to_the_images_of_another_class(job):
         assert check.screened or (-1 <= check.random <= 1 and check.random_spread >= 0)
         assert cluster.matched is None and cluster.no_place  # no maps given: nothing places it
         assert cluster.flagged == check.confirms and "random directions" in cluster.reason
+        members = torch.from_numpy(strategies.labels == cluster.label)
+        assert cluster.direction.shape == (checker.vit.hidden_size,) and members.sum() == cluster.size
     assert RANDOM_DIRECTIONS == 8
-    # the same images and seed: the same clusters and figures
-    again = FeatureChecker(checker, None).run({0: np.arange(12), 1: np.arange(12)}, names, {}, settings, progress=False)[0]
+    # the same images and seed: the same clusters and figures, whether the class runs among
+    # the others or alone (as repair finds a cluster of the features again)
+    again = FeatureChecker(checker, None).run_class(0, {0: np.arange(12), 1: np.arange(12)}, names, {}, settings)
     assert not isinstance(again, str) and np.array_equal(again.labels, strategies.labels)
     assert [repr(c.check) for c in again.ranking] == [repr(c.check) for c in strategies.ranking]
+    assert all(torch.equal(a.direction, b.direction) for a, b in zip(again.ranking, strategies.ranking, strict=True))
 
 
 def test_a_folder_a_job_is_still_writing_is_refused_saying_how_far_it_has_come(job, tmp_path):

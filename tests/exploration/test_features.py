@@ -22,6 +22,7 @@ from captum_gmar.exploration.features import (
 from captum_gmar.exploration.strategies import find_strategies
 
 DIM = 64
+ANY = torch.zeros(DIM)  # a direction, where only the verdict is tested
 
 
 def offset_features(count: int = 300, share: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -111,17 +112,17 @@ def test_matches_are_the_best_f1_over_every_method_and_cluster() -> None:
 def test_a_shortcut_with_no_place_is_unmatched_and_confirmed() -> None:
     confirmed = DirectionCheck(recipients=64, norm=1.0, plain=0.1, rise=0.6, random=0.0, random_spread=0.01)
     refuted = DirectionCheck(recipients=64, norm=1.0, plain=0.1, rise=0.05, random=0.0, random_spread=0.01)
-    assert FeatureCluster(0, 30, confirmed, ("gae", 1, MATCHED_AT - 0.01)).flagged
-    assert FeatureCluster(0, 30, confirmed, None).flagged
-    placed = FeatureCluster(0, 30, confirmed, ("gae", 1, MATCHED_AT))
+    assert FeatureCluster(0, 30, confirmed, ("gae", 1, MATCHED_AT - 0.01), ANY).flagged
+    assert FeatureCluster(0, 30, confirmed, None, ANY).flagged
+    placed = FeatureCluster(0, 30, confirmed, ("gae", 1, MATCHED_AT), ANY)
     assert not placed.flagged and not placed.no_place and "gae's cluster 1, has F1 0.50" in placed.reason
-    assert not FeatureCluster(0, 30, refuted, None).flagged
-    assert not FeatureCluster(0, 30, None, None).flagged  # nothing to add the direction to
+    assert not FeatureCluster(0, 30, refuted, None, ANY).flagged
+    assert not FeatureCluster(0, 30, None, None, ANY).flagged  # nothing to add the direction to
 
 
-def test_the_layer_defaults_to_the_middle_and_others_are_refused() -> None:
-    assert [default_layer(n) for n in (1, 3, 6, 12)] == [0, 0, 2, 5]
-    assert check_layer(None, 6) == 2 and check_layer(5, 6) == 5
+def test_the_layer_defaults_to_two_thirds_of_the_way_up_and_others_are_refused() -> None:
+    assert [default_layer(n) for n in (1, 3, 6, 12)] == [0, 2, 4, 8]
+    assert check_layer(None, 6) == 4 and check_layer(5, 6) == 5
     for bad in (-1, 6, 2.0, True):
         with pytest.raises(ValueError, match=r"^the features' layer must be an integer from 0 to 5 \(this model's layers\), got"):
             check_layer(bad, 6)

@@ -13,6 +13,8 @@ from captum_gmar.imagedata import to_pixel_values
 from captum_gmar.repair import Labelled, Measurement, Shortcut, measure, repair
 from captum_gmar.repair.finetune import repair_finetune
 from captum_gmar.repair.heads import repair_heads
+from captum_gmar.vit.layers import pooled_patches
+from captum_gmar.vit.model import VisionTransformer
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def setting():
     labels = torch.from_numpy(scenes.labels[:, 0])
     donors = pixels[:3].clone()
     donors[:, :, :8, :8] = 2.0
-    shortcut = Shortcut(3, ((0, 0),), (8, 8), donors, pixels[3:6])
+    shortcut = Shortcut.of_region(3, ((0, 0),), (8, 8), donors, pixels[3:6])
     return load_reference_model(), shortcut, Labelled(torch.cat([pixels, pixels]), torch.cat([labels, labels]))
 
 
@@ -49,13 +51,13 @@ def test_the_shortcuts_mark_is_the_part_of_its_region_its_images_share(setting):
     model, shortcut, data = setting
     region = torch.zeros(1, 1, 64, 64)
     region[..., :8, :8] = 1
-    assert torch.equal(shortcut.mark(), region)  # the donors' whole 8 x 8 corner is the mark
-    donors = shortcut.donors.clone()
+    assert torch.equal(shortcut.intervention.mask, region)  # the donors' whole 8 x 8 corner is the mark
+    donors = shortcut.members.clone()
     donors[:, :, :8, :8] = shortcut.rest[:3, :, :8, :8]  # the corner as the rest have it...
     donors[:, :, 2:4, :8] = 2.0  # ...but for a bar two pixels high
-    bar = Shortcut(3, ((0, 0),), (8, 8), donors, shortcut.rest).mark()
+    bar = Shortcut.of_region(3, ((0, 0),), (8, 8), donors, shortcut.rest).intervention.mask
     assert bar[..., 2:4, :8].all() and bar.sum() == 16  # the bar alone: what the repairs paste
-    assert torch.equal(Shortcut(3, ((0, 0),), (8, 8), donors).mark(), region)  # no rest: the whole region
+    assert torch.equal(Shortcut.of_region(3, ((0, 0),), (8, 8), donors).intervention.mask, region)  # no rest: the whole region
 
 
 def test_the_fine_tune_is_a_copy_that_reloads(setting, tmp_path):
@@ -87,7 +89,7 @@ def test_heads_are_removed_while_the_rise_falls_within_the_budget(setting):
     rises = [m.rise for _, m in found.curve]
     assert all(b < a for a, b in zip(rises[: len(found.heads) + 1], rises[1 : len(found.heads) + 1]))  # each kept head lowered it
     with pytest.raises(ValueError, match="needs the rest of its class"):
-        repair_heads(model, Shortcut(3, ((0, 0),), (8, 8), shortcut.donors), data, progress=False)
+        repair_heads(model, Shortcut.of_region(3, ((0, 0),), (8, 8), shortcut.members), data, progress=False)
 
 
 def test_auto_tries_heads_then_fine_tunes_and_chooses_within_the_budget(setting):
@@ -131,3 +133,19 @@ def test_the_table_says_the_share_removed_the_cost_the_worst_class_and_why_the_h
     assert rows[2]["note"] is None  # no curve: nothing to say
     refused = Repaired(before, (Attempt("heads", None, None, 0.1, refused="a LoRA adapter"),), None).table()[1]
     assert refused["removed"] is None and refused["over_budget"] is None and refused["note"] == "a LoRA adapter"
+
+
+def test_a_shortcut_with_no_place_is_repaired_through_its_direction(setting):
+    # a direction in the features: the same measurement (its rise on other classes' images)
+    # and the same fine-tune, which adds it at its layer on a share of each batch
+    model, region, data = setting
+    features = pooled_patches(VisionTransformer(model), data.pixels, 2)
+    direction = 8 * (features[data.labels == 3].mean(0) - features[data.labels != 3].mean(0))  # class 3's, lengthened
+    shortcut = Shortcut.of_direction(3, 2, direction, region.members, region.rest)
+    assert shortcut.target == 3 and "layer 2" in shortcut.intervention.describe()
+    before = measure(model, shortcut, data)
+    assert before.rise > 0.15 and before.accuracy == measure(model, region, data).accuracy
+    unchanged = repair_finetune(model, shortcut, data, steps=2, batch_size=4, pasted_share=0.0, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), unchanged.state_dict().values()))
+    repaired = repair_finetune(model, shortcut, data, steps=30, batch_size=8, lr=1e-3, pasted_share=0.5, progress=False)
+    assert abs(measure(repaired, shortcut, data).rise) < 0.5 * abs(before.rise)

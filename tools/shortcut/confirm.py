@@ -13,7 +13,8 @@ method, for the tag class: the cluster that best matches the tagged images (F1),
 and whether it is flagged, its transplant rise and control; and how many of the other
 classes' groups have a flagged cluster. With ``--repair``, the model is then repaired of the
 shortcut's cluster as found (flagged, or first-ranked and isolating it; AttnLRP's, else
-GAE's, else the first method's) with ``captum-gmar repair`` (``--how
+GAE's, else the first method's; else the features' cluster, flagged with F1 at least 0.8,
+at its layer) with ``captum-gmar repair`` (``--how
 auto``), on a folder of 1,000 training-split scenes (100 a class, the tag on 70% of the tag
 class's, as in training): ``OUT/repaired``. Writes ``confirm.json`` and prints a table.
 """
@@ -217,12 +218,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the shortcut's cluster as found: flagged, else first-ranked and isolating it (F1 >= 0.9)
         found = [m for m, r in results["methods"].items() if r.get("flagged") or (r.get("rank") == 1 and r.get("f1", 0) >= 0.9)]
         method = next((m for m in ("attnlrp", "gae", *METHODS) if m in found), None)
-        if method is None:
-            print("no method flags the shortcut's cluster or ranks it first: nothing to repair")
+        features = results.get("features") or {}
+        if method is not None:
+            spec, extra = f"{method}:{args.tag_class}:{results['methods'][method]['rank']}", []
+        elif features.get("flagged") and features.get("f1", 0) >= 0.8:  # a shortcut with no place, found in the features
+            spec, extra = f"features:{args.tag_class}:{features['rank']}", ["--feature-layer", str(features["layer"])]
+        else:
+            print("no method flags the shortcut's cluster or ranks it first, nor do the features: nothing to repair")
             return 1
         write_training_images(args.out / "data", args.tag, args.tag_class, args.seed)
-        spec = f"{method}:{args.tag_class}:{results['methods'][method]['rank']}"
-        command = ["repair", str(args.out / "maps"), "--model", str(args.model), "--cluster", spec]
+        command = ["repair", str(args.out / "maps"), "--model", str(args.model), "--cluster", spec, *extra]
         command += ["--images", str(args.out / "images"), "--data", str(args.out / "data"), "--out", str(args.out / "repaired")]
         return cli_main(command)
     return 0

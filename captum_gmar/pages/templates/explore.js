@@ -544,7 +544,7 @@
     var noPlace = F
       ? " A shortcut with no place (a tint, a texture or a blur over the whole image) shows in no region; each class's images were also clustered by the model's own features (layer " + F.layer + "), and " +
         (noFeatures ? noFeatures + (noFeatures === 1 ? " cluster there is" : " clusters there are") + " flagged as such a shortcut: see “In the model's features” below."
-          : "none there is flagged as such a shortcut (below: what was tested). A shortcut the middle layer's pooled patches do not separate could still be missed.")
+          : "none there is flagged as such a shortcut (below: what was tested). A shortcut that layer " + F.layer + "'s pooled patches do not separate could still be missed (explore --feature-layer reads another).")
       : " A shortcut with no place (a tint, a texture or a blur over the whole image) shows in no region: these checks cannot find it; explore --model clusters the model's features too.";
     el("verdict").textContent = D.flag_by_transplant
       ? (flagged
@@ -596,7 +596,7 @@
       }
       g.clusters.forEach(function (c) {
         var tr = body.insertRow(), d = c.direction;
-        [g.target + ": " + className(g.target), String(c.cluster), c.size.toLocaleString() + " of " + g.images.toLocaleString(),
+        [g.target + ": " + className(g.target), String(c.cluster) + " (" + ordinal(c.rank) + ")", c.size.toLocaleString() + " of " + g.images.toLocaleString(),
           c.matched ? c.matched.method + "'s cluster " + c.matched.cluster + " (" + c.matched.f1.toFixed(2) + ")" + (c.no_place ? ": no place" : "") : "no maps",
           d ? signed(d.rise) + (d.screened ? " (below " + D.confirms_by + ": random directions not drawn)" : " (" + signed(d.random) + " ± " + d.random_spread.toFixed(3) + "; " + d.needed.toFixed(2) + " needed beyond)") : "– (no other class)",
           c.flagged ? "flagged: a shortcut with no place" : (d && d.confirmed ? "its direction carries the class, but a map cluster places it" : "not flagged")].forEach(function (text, column) {
@@ -610,6 +610,22 @@
         tr.title = c.reason;
       });
     });
+    // a repair for each shortcut with no place: its direction added at the layer in a counterfactual fine-tune
+    var next = el("features-next");
+    next.textContent = "";
+    F.groups.forEach(function (g) {
+      (g.clusters || []).filter(function (c) { return c.flagged; }).forEach(function (c) {
+        var div = document.createElement("div"), code = document.createElement("code");
+        code.textContent = "captum-gmar repair " + D.maps + " --model " + MODEL + " --cluster features:" + g.target + ":" + c.rank +
+          " --feature-layer " + F.layer + " --images " + IMAGES + " --data TRAIN --out repaired";
+        div.appendChild(document.createTextNode("The shortcut of " + className(g.target) + "'s feature cluster " + c.cluster + " removed (its direction added at layer " +
+          F.layer + " on a quarter of each batch of a counterfactual fine-tune), measured on labelled images of every class (TRAIN: one folder per class" +
+          (BUNDLED.indexOf(D.model) >= 0 ? "; for " + D.model + ": captum-gmar export-scenes TRAIN --split train --n 1000 --items 1" : "") + "): "));
+        div.appendChild(code);
+        next.appendChild(div);
+      });
+    });
+    next.hidden = !next.childNodes.length;
   }
   drawFeatures();
 

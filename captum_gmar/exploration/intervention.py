@@ -1,0 +1,105 @@
+"""Every way the audit puts a shortcut onto images, behind one interface.
+
+A shortcut is tested, measured and repaired by the same act: put it onto images and see
+what the model says. :class:`Intervention` is that act:
+
+- :class:`Paste`: pixels pasted from the shortcut's images, under a mask: a region of
+  patches (:func:`~captum_gmar.exploration.transplant.region_mask`) or the mark inside it
+  (:func:`~captum_gmar.exploration.transplant.mark_mask`);
+- :class:`Shift`: a direction added to every token one layer puts out
+  (:func:`~captum_gmar.vit.layers.tokens_shifted`), for a shortcut with no place
+  (:mod:`~captum_gmar.exploration.features`).
+
+:meth:`Intervention.logits` is the model's output on a batch with the intervention on the
+images chosen, through which a fine-tune trains (:func:`~captum_gmar.repair.finetune.repair_finetune`);
+:meth:`Intervention.rise` is the class's mean score rise on images of other classes, what
+every repair is judged by (:func:`~captum_gmar.repair.shortcut.measure`). A new kind of
+intervention is one class here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..vit.layers import tokens_shifted
+from ..vit.model import VisionTransformer
+from .transplant import paste_region
+
+__all__ = ["Intervention", "Paste", "Shift"]
+
+
+class Intervention(ABC):
+    """Puts a shortcut of class :attr:`target` onto images."""
+
+    target: int
+
+    @abstractmethod
+    def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+        """The logits ``(B, K)`` of ``pixel_values`` ``(B, C, H, W)`` (on the model's
+        device) with the intervention on the images where ``applied`` (``bool (B,)``) is
+        set; what it draws (donors) from ``generator``. Differentiable: no ``no_grad``."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """What is put on, in words."""
+
+    def rise(
+        self, vit: VisionTransformer, images: Tensor, scores: Callable[[Tensor], Tensor], seed: int = 0, batch_size: int = 64
+    ) -> float:
+        """The class's mean score rise on ``images`` ``(N, C, H, W)`` (of other classes)
+        with the intervention on every one of them; ``scores`` turns logits into scores
+        (:func:`~captum_gmar.vit.outputs.logit_scores`). NaN without images."""
+        if not len(images):
+            return float("nan")
+        generator = torch.Generator().manual_seed(seed)
+        device = vit.parameter.device
+        rises = []
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                x = images[start : start + batch_size].to(device)
+                on = self.logits(vit, x, torch.ones(len(x), dtype=torch.bool, device=device), generator)
+                rises.append((scores(on.float()) - scores(vit.logits(x).float()))[:, self.target].double().cpu())
+        return float(torch.cat(rises).mean())
+
+
+@dataclass(frozen=True)
+class Paste(Intervention):
+    """Pixels under :attr:`mask` taken from one of :attr:`donors`, drawn per image."""
+
+    target: int
+    #: ``float (1, 1, H, W)``: 1 where pixels are pasted
+    mask: Tensor
+    #: ``(N, C, H, W)``: the images the pixels are cut from (the shortcut's cluster)
+    donors: Tensor
+
+    def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+        drawn = self.donors[torch.randint(len(self.donors), (len(pixel_values),), generator=generator)]
+        pasted = paste_region(pixel_values, drawn.to(pixel_values.device), self.mask.to(pixel_values.device))
+        return vit.logits(torch.where(applied.to(pixel_values.device)[:, None, None, None], pasted, pixel_values))
+
+    def describe(self) -> str:
+        return f"{int(self.mask.sum())} pixels pasted from {len(self.donors)} images"
+
+
+@dataclass(frozen=True)
+class Shift(Intervention):
+    """:attr:`direction` added to every token that layer :attr:`layer` puts out."""
+
+    target: int
+    #: the layer (from 0)
+    layer: int
+    #: ``(D,)``: the cluster's mean feature less its class's others' (:mod:`~captum_gmar.exploration.features`)
+    direction: Tensor
+
+    def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+        shifts = applied.to(pixel_values.device, self.direction.dtype)[:, None] * self.direction.to(pixel_values.device)
+        with tokens_shifted(vit, self.layer, shifts):
+            return vit.logits(pixel_values)
+
+    def describe(self) -> str:
+        return f"a direction of norm {float(self.direction.norm()):.2f} added at layer {self.layer}"
