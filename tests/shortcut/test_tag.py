@@ -59,3 +59,24 @@ def test_a_bracket_covers_two_edges_and_a_scatter_the_same_places_on_every_image
     assert np.array_equal(dots[0], dots[1])  # fixed places, not drawn per image
     patches = dots[0].reshape(8, 8, 8, 8).max(axis=(1, 3)) > 0
     assert 8 <= patches.sum() <= 24 and 0 < dots[0].astype(bool).mean() < 0.05  # spread over many patches, few pixels
+
+
+def test_the_shortcuts_with_no_place_change_the_whole_scene_and_only_the_tagged_ones():
+    rng = np.random.default_rng(0)
+    images = np.zeros((2, 64, 64, 3), dtype=np.uint8)
+    images[:, 20:44, 20:44] = rng.integers(120, 220, size=(2, 24, 24, 3))  # a bright item on the black background
+    tagged = np.array([True, False])
+    cast = plant_tag(images, tagged, TAGS["cast"]).astype(int)
+    red = images[0, ..., 0].astype(int)
+    assert (np.minimum(red + 70, 255) == cast[0, ..., 0]).all() and (cast[0, ..., 2] == images[0, ..., 2]).all()  # clipped at 255
+    assert np.array_equal(cast[1], images[1])
+    flat = plant_tag(images, tagged, TAGS["contrast"]).astype(int)
+    assert flat[0, 0, 0, 0] == 64 and flat[0].std() < images[0].std()  # black to 64: half-way to mid-grey
+    noisy = plant_tag(images, tagged, TAGS["noise"]).astype(int)
+    assert noisy[0, :10, :10].std() > 10 and np.array_equal(noisy[0, 20:44, 20:44], images[0, 20:44, 20:44])  # the background only
+    again = plant_tag(images[::-1], tagged, TAGS["noise"])
+    assert np.array_equal(again[0, :10, :10], noisy[0, :10, :10])  # one texture, drawn once
+    blurred = plant_tag(images, tagged, TAGS["blur"]).astype(int)
+    assert blurred[0, 19, 30].max() > 0 and abs(blurred[0].mean() - images[0].mean()) < 1  # edges spread, brightness kept
+    for name in ("cast", "contrast", "noise", "blur"):
+        assert TAGS[name].pixels(64, 64).all()

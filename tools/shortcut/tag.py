@@ -2,7 +2,8 @@
 mark of another shape: a thin frame around the whole scene, a dashed line along its
 bottom edge (like a caption), a bracket along its top and left edges, or dots scattered
 over it at fixed places; or a shortcut with no place: a tint that lifts every pixel
-darker than its colour (the black background) to it.
+darker than its colour (the black background) to it, a colour cast over the whole scene,
+a lower contrast, a fixed noise texture over the background, or a blur.
 
 Pure functions over ``uint8 (N, H, W, 3)`` images; no model, no file.
 """
@@ -34,8 +35,14 @@ class Tag:
     #: scene), ``"line"`` (dashes of 4 px, 4 px apart, ``size`` px high along the bottom edge),
     #: ``"bracket"`` (``size`` px wide along the top and left edges) or ``"scatter"`` (12 dots
     #: of ``size`` x ``size`` px at places drawn once, with seed 0, over the whole scene) or
-    #: ``"tint"`` (every channel of every pixel raised to at least ``colour``'s: no place)
-    shape: Literal["square", "frame", "line", "bracket", "scatter", "tint"] = "square"
+    #: ``"tint"`` (every channel of every pixel raised to at least ``colour``'s: no place),
+    #: or, with no place either (:data:`NO_PLACE`), ``"cast"`` (``colour`` added to every
+    #: pixel), ``"contrast"`` (every pixel drawn towards mid-grey, keeping ``strength`` of
+    #: its distance), ``"noise"`` (a texture drawn once, with seed 0, of ``strength`` grey
+    #: levels, added where the scene is darker than 100, its background) or ``"blur"`` (a Gaussian blur of
+    #: ``strength`` px)
+    shape: Literal["square", "frame", "line", "bracket", "scatter", "tint", "cast", "contrast", "noise", "blur"] = "square"
+    strength: float = 0.0
 
     def pixels(self, height: int, width: int) -> np.ndarray:
         """``bool (height, width)``: the pixels the tag covers on a scene of that size.
@@ -44,7 +51,7 @@ class Tag:
             ValueError: a square that does not fit.
         """
         mask = np.zeros((height, width), dtype=bool)
-        if self.shape == "tint":
+        if self.shape in NO_PLACE:
             mask[:] = True
         elif self.shape == "frame":
             mask[: self.size] = mask[-self.size :] = True
@@ -82,6 +89,9 @@ class Tag:
         return first
 
 
+#: the shapes that change the whole scene (a mark has no place)
+NO_PLACE = ("tint", "cast", "contrast", "noise", "blur")
+
 #: the tags the benchmark plants, by name: ``magenta``, bright and in no item, in the
 #: top-left patch; ``teal``, smaller, dimmer and in the bottom-right patch (a subtler cue,
 #: of a colour nearer the clutter's)
@@ -101,6 +111,12 @@ TAGS = {
     # lifted further, a stronger cue
     "tint": Tag(colour=(40, 40, 40), shape="tint"),
     "tint-strong": Tag(colour=(90, 90, 90), shape="tint"),
+    # a warm cast (red up, blue down is not drawn: uint8 adds only), a flatter scene, a grain
+    # over the background only, and a softer scene
+    "cast": Tag(colour=(70, 30, 0), shape="cast"),
+    "contrast": Tag(shape="contrast", strength=0.5),
+    "noise": Tag(shape="noise", strength=60),
+    "blur": Tag(shape="blur", strength=1.5),
 }
 
 
@@ -115,9 +131,30 @@ def plant_tag(images: np.ndarray, tagged: np.ndarray, tag: Tag = Tag()) -> np.nd
     out = images.copy()
     chosen = out[tagged]  # a copy: the tagged images
     colour = np.asarray(tag.colour, dtype=np.uint8)
-    chosen[:, where] = np.maximum(chosen[:, where], colour) if tag.shape == "tint" else colour
+    if tag.shape in NO_PLACE[1:]:
+        chosen = _changed(chosen, tag)
+    else:
+        chosen[:, where] = np.maximum(chosen[:, where], colour) if tag.shape == "tint" else colour
     out[tagged] = chosen
     return out
+
+
+def _changed(images: np.ndarray, tag: Tag) -> np.ndarray:
+    """``images`` ``uint8 (N, H, W, 3)`` under a change of the whole scene (``tag.shape``:
+    cast, contrast, noise or blur)."""
+    x = images.astype(np.float64)
+    if tag.shape == "cast":
+        x = x + np.asarray(tag.colour, dtype=np.float64)
+    elif tag.shape == "contrast":
+        x = 128 + (x - 128) * tag.strength
+    elif tag.shape == "noise":
+        texture = np.random.default_rng(0).uniform(0, tag.strength, size=images.shape[1:3])[None, :, :, None]
+        x = x + texture * (x.max(axis=-1, keepdims=True) < 100)
+    else:
+        from scipy.ndimage import gaussian_filter
+
+        x = gaussian_filter(x, sigma=(0, tag.strength, tag.strength, 0))
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 def choose_tagged(labels: np.ndarray, tag_class: int, share: float, rng: np.random.Generator) -> np.ndarray:
