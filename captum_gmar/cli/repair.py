@@ -75,6 +75,8 @@ class _Found:
     where: str
     #: the note printed where it is not flagged
     unflagged: str
+    #: how the measurement puts it on, in words
+    put_on: str
     #: what ``repair.json`` records of it
     recorded: dict[str, Any]
 
@@ -106,6 +108,7 @@ def read_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any, Any]:
             f"region of {words}",
             f"is not flagged as a shortcut (suspicion {cluster.suspicion:.3f}): the repair removes whatever the model reads in its "
             f"region ({words}), which may be the class's own object",
+            "the shortcut's mark (the region's pixels its images share) pasted",
             {"region": [list(p) for p in cluster.region], "grid": list(cluster.grid)},
         )
     size = VisionTransformer(model).image_size or (224, 224)
@@ -124,11 +127,12 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
 
     from ..dataset_maps import load_maps
     from ..exploration.causal import ClusterChecker
-    from ..exploration.features import FeatureChecker
+    from ..exploration.features import FeatureChecker, check_layer
     from ..exploration.reading import read_fields
     from ..heads.cluster import class_strategies, parse_cluster
     from ..reference.inputs import load_image_processor
     from ..repair import Shortcut
+    from ..vit.model import VisionTransformer
 
     _, given, rank = parse_cluster(options.cluster)
     rows, _, class_names = read_fields(load_maps(options.maps), None, None)
@@ -138,6 +142,10 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
         known = ", ".join(f"{t} ({n})" for t, n in sorted(class_names.items()))
         raise CommandError(f"{options.maps} holds no maps explaining class {given!r}; it explains {known}")
     model = load_model_of(options.maps, options.model)
+    try:
+        check_layer(options.feature_layer, VisionTransformer(model).num_layers)
+    except ValueError as error:
+        raise CommandError(f"--feature-layer: {error}") from None
     processor = load_image_processor(model)
     groups = {t: np.flatnonzero(first.target == t) for t in np.unique(first.target).tolist()}
     found = {}  # the maps' clusters of the class, which place (match) a cluster of the features
@@ -146,12 +154,11 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
             found[method, target] = class_strategies(options.maps, method, str(target))[1]
         except ValueError:
             continue  # too few maps: explore left this group out too
-    try:
-        checker = ClusterChecker(model, processor, options.images, options.seed)
-        features = FeatureChecker(checker, options.feature_layer)
-    except ValueError as error:
-        raise CommandError(f"--feature-layer: {error}") from None
-    settings = {"max_clusters": 10, "neighbours": 10, "typical": 8, "seed": options.seed}  # explore's defaults
+    # explore's defaults, its seed (0) included, as for a cluster of maps (find_cluster):
+    # --seed draws the held-out fifth and the fine-tune, not the clusters
+    settings = {"max_clusters": 10, "neighbours": 10, "typical": 8, "seed": 0}
+    features = FeatureChecker(ClusterChecker(model, processor, options.images, 0), options.feature_layer)
+    checker = features.checker
     strategies = features.run_class(target, groups, first.image, found, settings)
     name = class_names[target]
     if isinstance(strategies, str):
@@ -169,17 +176,26 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
 
     layer = features.layer
     shortcut = Shortcut.of_direction(target, layer, cluster.direction, pixels(inside), pixels(~inside))
-    where = f"no place: its direction (norm {float(cluster.direction.norm()):.2f}) added at layer {layer}"
+    added = f"its direction (norm {float(cluster.direction.norm()):.2f}) added at layer {layer}"
     found_cluster = _Found(
         target,
         name,
         cluster.size,
         cluster.flagged,
-        where,
-        f"is not flagged as a shortcut with no place ({cluster.reason}): the repair removes whatever the model reads in its direction",
+        f"no place: {added}",
+        f"is not flagged as a shortcut with no place ({_unflagged(cluster)}): the repair removes whatever the model reads in its direction",
+        added,
         {"layer": layer, "direction_norm": float(cluster.direction.norm())},
     )
     return found_cluster, shortcut, model, processor
+
+
+def _unflagged(cluster: Any) -> str:
+    """Why a cluster of the features (``exploration.features.FeatureCluster``) is not flagged, in words."""
+    if not cluster.no_place:
+        method, number, f1 = cluster.matched
+        return f"{method}'s cluster {number} places it, with F1 {f1:.2f}"
+    return "no image of another class to add its direction to" if cluster.check is None else cluster.check.summary()
 
 
 def run(options: RepairOptions) -> None:
@@ -224,7 +240,7 @@ def run(options: RepairOptions) -> None:
     }
     write_atomic(out / "repair.json", json.dumps(report, indent=1) + "\n")
     names = {int(label): str(n) for label, n in (model.config.id2label or {}).items()}
-    summary = _markdown(options, cluster.target_name, table, done.chosen.how, names)
+    summary = _markdown(options, cluster.target_name, table, done.chosen.how, names, cluster.put_on)
     write_atomic(out / "repair.md", summary)
     print(summary)
     print(f"saved the model repaired by {done.chosen.how} in {out}: from_pretrained({str(out)!r}), or explain --model {out}")
@@ -243,7 +259,9 @@ def _labelled(root: str, processor: Any, id2label: Mapping[int | str, str], size
     return Labelled(torch.stack([item["pixel_values"] for item in items]), torch.tensor([int(item["label"]) for item in items]))
 
 
-def _markdown(options: RepairOptions, name: str, table: list[dict[str, Any]], chosen: str, class_names: Mapping[int, str]) -> str:
+def _markdown(
+    options: RepairOptions, name: str, table: list[dict[str, Any]], chosen: str, class_names: Mapping[int, str], put_on: str
+) -> str:
     def cell(value: Any, points: bool = False) -> str:
         if value is None:
             return "–"
@@ -260,8 +278,8 @@ def _markdown(options: RepairOptions, name: str, table: list[dict[str, Any]], ch
 
     lines = [
         f"Repair of {options.cluster} ({name}) in {options.model}; chosen: {chosen}; budget: {options.budget:g} points of clean "
-        "accuracy. The transplant rise: the class's mean probability rise with the shortcut's mark (the region's pixels its images "
-        "share) pasted on held-out images of other classes; removed: the share of the rise before that is gone.",
+        f"accuracy. The transplant rise: the class's mean probability rise with {put_on} on held-out images of other classes; "
+        "removed: the share of the rise before that is gone.",
         "",
         "| repair | transplant rise | removed | clean accuracy | change (points) | worst class | seconds | note |",
         "|---|---|---|---|---|---|---|---|",

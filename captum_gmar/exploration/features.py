@@ -164,7 +164,7 @@ def direction_check(
     return DirectionCheck(recipients=len(plain), norm=norm, plain=float(plain.mean()), rise=rise, random=random, random_spread=spread)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds its direction, a tensor
 class FeatureCluster:
     """One cluster of a class's images in the model's features."""
 
@@ -202,7 +202,7 @@ class FeatureCluster:
         return f"{verdict} ({where}); {check}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds arrays
 class FeatureStrategies:
     """What :func:`feature_strategies` found in ``N`` images of one class."""
 
@@ -224,9 +224,10 @@ class FeatureStrategies:
 
 
 def default_layer(num_layers: int) -> int:
-    """The layer read by default: two thirds of the way up (from 0; 4 of 6, 8 of 12). On
-    the strong-tint model (docs/explore.md) the middle layer's features split the tinted
-    images into three clusters, and layer 4's held them in one."""
+    """The layer read by default, counting from 0: ``2 n // 3`` of ``n`` (4 of vit-tiny's
+    0 to 5, the fifth block's output; 8 of 0 to 11). On the strong-tint model
+    (docs/explore.md) layer 2's features split the tinted images into three clusters, and
+    layer 4's held them in one."""
     return max(2 * num_layers // 3, 0)
 
 

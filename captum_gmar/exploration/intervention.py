@@ -67,7 +67,7 @@ class Intervention(ABC):
         return float(torch.cat(rises).mean())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
 class Paste(Intervention):
     """Pixels under :attr:`mask` taken from one of :attr:`donors`, drawn per image."""
 
@@ -86,7 +86,7 @@ class Paste(Intervention):
         return f"{int(self.mask.sum())} pixels pasted from {len(self.donors)} images"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
 class Shift(Intervention):
     """:attr:`direction` added to every token that layer :attr:`layer` puts out."""
 

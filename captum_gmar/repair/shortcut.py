@@ -25,7 +25,7 @@ from ..vit.outputs import logit_scores
 __all__ = ["Labelled", "Measurement", "Shortcut", "measure"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
 class Shortcut:
     """What a repair removes: how it is put on images, and the images that carry it."""
 
