@@ -13,33 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import transformers
 from PIL import Image
 from synthetic_maps import planted_maps, write_folder
 
-from captum_gmar import explain_dataset, explore, load_maps, load_reference_model, load_sample_scenes
+from captum_gmar import explore, load_maps, load_reference_model
 from captum_gmar.exploration.folder import CLUSTER_COLUMNS, DISAGREEMENT_COLUMNS, EXPLORE_FILES
 from captum_gmar.files import MANIFEST, claim_files
 
 #: settings that cluster the 12 maps of the bundled scenes
 SMALL = {"neighbours": 3, "max_clusters": 3, "progress": False}
-
-
-@pytest.fixture(scope="module")
-def job(tmp_path_factory) -> Path:
-    """A real job: the bundled sample scenes (12 images) explained by the reference model
-    with GMAR and rollout, every image for class 0 (one group of 12 maps per method)."""
-    from captum_gmar.evaluation.data import open_dataset
-    from captum_gmar.imagedata.fashion_mnist import CLASS_NAMES
-    from captum_gmar.imagedata.folder import export_scenes
-
-    root = tmp_path_factory.mktemp("job")
-    export_scenes(load_sample_scenes(), root / "scenes", CLASS_NAMES)
-    model = load_reference_model()
-    processor = transformers.AutoImageProcessor.from_pretrained(model.name_or_path, local_files_only=True)
-    data = open_dataset(root / "scenes", processor, dict(enumerate(CLASS_NAMES)), 64)
-    explain_dataset(model, data, ["gmar-l1", "rollout"], root / "maps", target=0, progress=False)
-    return root / "maps"
 
 
 def files_under(folder: Path) -> dict[str, float]:

@@ -217,3 +217,44 @@ def test_a_page_without_its_data_says_so(exp, tmp_path):
         assert status.text == "explore-data/index.js did not load: keep explore.html beside its explore-data folder."
     finally:
         driver.quit()
+
+
+def test_a_shortcut_with_no_place_gets_its_repair_command(job, tmp_path, monkeypatch):
+    # the 12 sample scenes, one class: every feature cluster taken as flagged (no other class
+    # to confirm one by); the section lists them by number and rank, and under the table the
+    # repair of each, with the layer its features were read at
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from captum_gmar import load_reference_model
+    from captum_gmar.exploration.features import FeatureCluster
+
+    monkeypatch.setattr(FeatureCluster, "flagged", property(lambda cluster: True))
+    out = tmp_path / "exp"
+    images = job.parent / "scenes"
+    explore(job, out, images=images, model=load_reference_model(), feature_layer=3, neighbours=3, max_clusters=3, progress=False)
+    clusters = json.loads((out / "strategies.json").read_text())["features"]["groups"][0]["clusters"]
+    driver = chromium("1300,1300")
+    try:
+        driver.get((out / "explore.html").as_uri())
+        WebDriverWait(driver, 10).until(lambda d: d.find_element("css selector", "main").get_attribute("data-ready-ms"))
+        table = [
+            [td.text for td in tr.find_elements("css selector", "td")]
+            for tr in driver.find_elements("css selector", "[id$='-features'] tbody tr")
+        ]
+        assert [row[1] for row in table] == [f"{c['cluster']} ({['1st', '2nd', '3rd'][c['rank'] - 1]})" for c in clusters]
+        commands = [code.text for code in driver.find_elements("css selector", "[id$='-features-next'] code")]
+        assert len(commands) == len(clusters)
+        for command, cluster in zip(commands, clusters, strict=True):  # the model as explore was given it: here, an object's folder
+            assert re.fullmatch(
+                rf"captum-gmar repair {job} --model \S+ --cluster features:0:{cluster['rank']} --feature-layer 3 --images {images} "
+                "--data TRAIN --out repaired",
+                command,
+            )
+        assert (
+            "labelled images of every class (TRAIN: one folder per class)"
+            in driver.find_element("css selector", "[id$='-features-next']").text
+        )
+        screenshot(driver, tmp_path, "explore_features.png")
+        assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    finally:
+        driver.quit()
