@@ -6,6 +6,9 @@ what the model says. :class:`Intervention` is that act:
 - :class:`Paste`: pixels pasted from the shortcut's images, under a mask: a region of
   patches (:func:`~captum_gmar.exploration.transplant.region_mask`) or the mark inside it
   (:func:`~captum_gmar.exploration.transplant.mark_mask`);
+- :class:`Add`: a difference added to every pixel (the shortcut's images' mean less the
+  rest of their class's), for a shortcut with no place that adds to the image (a tint, a
+  cast, a texture);
 - :class:`Shift`: a direction added to every token one layer puts out
   (:func:`~captum_gmar.vit.layers.tokens_shifted`), for a shortcut with no place
   (:mod:`~captum_gmar.exploration.features`).
@@ -30,7 +33,7 @@ from ..vit.layers import tokens_shifted
 from ..vit.model import VisionTransformer
 from .transplant import paste_region
 
-__all__ = ["Intervention", "Paste", "Shift"]
+__all__ = ["Add", "Intervention", "Paste", "Shift"]
 
 
 class Intervention(ABC):
@@ -84,6 +87,22 @@ class Paste(Intervention):
 
     def describe(self) -> str:
         return f"{int(self.mask.sum())} pixels pasted from {len(self.donors)} images"
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
+class Add(Intervention):
+    """:attr:`difference` added to every image's pixel values."""
+
+    target: int
+    #: ``(1, C, H, W)``, in the model's pixel values (after its processor's normalisation)
+    difference: Tensor
+
+    def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+        added = applied.to(pixel_values.device, pixel_values.dtype)[:, None, None, None] * self.difference.to(pixel_values)
+        return vit.logits(pixel_values + added)
+
+    def describe(self) -> str:
+        return f"a difference of mean {float(self.difference.abs().mean()):.3f} added to every pixel"
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors

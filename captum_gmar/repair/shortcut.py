@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..exploration.intervention import Intervention, Paste, Shift
+from ..exploration.intervention import Add, Intervention, Paste, Shift
 from ..exploration.transplant import mark_mask, region_mask
 from ..vit.model import VisionTransformer
 from ..vit.outputs import logit_scores
@@ -52,6 +52,15 @@ class Shortcut:
         size = (members.shape[-2], members.shape[-1])
         mask = mark_mask(members, rest, region_mask(region, grid, size, members.device))
         return cls(Paste(target, mask, members), members, rest)
+
+    @classmethod
+    def of_difference(cls, target: int, members: Tensor, rest: Tensor) -> Shortcut:
+        """A shortcut with no place put on as its images' mean pixel values less the rest of
+        their class's, added to every pixel (:class:`~captum_gmar.exploration.intervention.Add`):
+        a proxy of a tint, a cast or a texture, which the repair of a cluster of the features
+        uses (on the strong-tint model it removed half of the drawn tint's effect, where the
+        features' direction removed none: docs/repair.md)."""
+        return cls(Add(target, (members.float().mean(0) - rest.float().mean(0).to(members.device))[None]), members, rest)
 
     @classmethod
     def of_direction(cls, target: int, layer: int, direction: Tensor, members: Tensor, rest: Tensor | None = None) -> Shortcut:

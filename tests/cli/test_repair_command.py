@@ -101,12 +101,18 @@ def test_a_cluster_of_the_features_is_repaired_through_its_direction(job, tmp_pa
     args[args.index("--cluster") + 1] = "features:T-shirt/top:1"
     assert main(args) == 0
     captured = capsys.readouterr()
-    assert re.match(
-        r"repairing vit-tiny of features:T-shirt/top:1 \(\d+ images, no place: its direction \(norm [\d.]+\) added at layer 3\) with finetune",
-        captured.out,
+    assert (
+        captured.out.startswith("repairing vit-tiny of features:T-shirt/top:1 (")
+        and "images, no place, found at layer 3: its images' mean difference from the rest of the class, added to every pixel) with finetune"
+        in captured.out
     )
     # the sample scenes all stand for one class here: no other class's images to check its direction on
     assert "note: features:T-shirt/top:1 is not flagged as a shortcut with no place" in captured.err
+    assert "note: a shortcut with no place is measured here through a proxy" in captured.err
+    assert (
+        "with its images' mean difference from the rest of the class, added to every pixel on held-out images"
+        in (out / "repair.md").read_text()
+    )
     report = json.loads((out / "repair.json").read_text())
     assert report["layer"] == 3 and report["direction_norm"] > 0 and "region" not in report
     assert report["table"][1]["repair"] == "finetune" and report["table"][1]["transplant_rise"] is not None

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from captum_gmar import load_reference_model, load_sample_scenes
-from captum_gmar.exploration.intervention import Paste, Shift
+from captum_gmar.exploration.intervention import Add, Paste, Shift
 from captum_gmar.imagedata import to_pixel_values
 from captum_gmar.vit.layers import scores_with_tokens_shifted
 from captum_gmar.vit.model import VisionTransformer
@@ -26,12 +26,14 @@ def _corner(size: int = 64) -> torch.Tensor:
     return mask
 
 
-@pytest.mark.parametrize("kind", ["paste", "shift"])
+@pytest.mark.parametrize("kind", ["paste", "add", "shift"])
 def test_only_the_images_chosen_change(vit_and_pixels, kind):
     vit, pixels = vit_and_pixels
-    intervention = (
-        Paste(3, _corner(), torch.full((2, 3, 64, 64), 2.0)) if kind == "paste" else Shift(3, 1, torch.linspace(-2, 2, vit.hidden_size))
-    )
+    intervention = {
+        "paste": Paste(3, _corner(), torch.full((2, 3, 64, 64), 2.0)),
+        "add": Add(3, 0.5 * _corner().expand(1, 3, 64, 64)),
+        "shift": Shift(3, 1, torch.linspace(-2, 2, vit.hidden_size)),
+    }[kind]
     applied = torch.tensor([True, False] * 4)
     with torch.no_grad():
         plain = vit.logits(pixels)
@@ -58,4 +60,5 @@ def test_nothing_put_on_rises_by_nothing(vit_and_pixels):
     scores = logit_scores(vit)
     assert Shift(2, 0, torch.zeros(vit.hidden_size)).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-6)
     assert Paste(2, torch.zeros(1, 1, 64, 64), pixels[:2]).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-6)
+    assert Add(2, torch.zeros(1, 3, 64, 64)).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-6)
     assert torch.isnan(torch.tensor(Paste(2, _corner(), pixels[:2]).rise(vit, pixels[:0], scores)))

@@ -149,3 +149,16 @@ def test_a_shortcut_with_no_place_is_repaired_through_its_direction(setting):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), unchanged.state_dict().values()))
     repaired = repair_finetune(model, shortcut, data, steps=30, batch_size=8, lr=1e-3, pasted_share=0.5, progress=False)
     assert abs(measure(repaired, shortcut, data).rise) < 0.5 * abs(before.rise)
+
+
+def test_a_shortcut_with_no_place_is_put_on_as_its_images_mean_difference(setting):
+    model, region, data = setting
+    shortcut = Shortcut.of_difference(3, region.members, region.rest)
+    difference = shortcut.intervention.difference
+    assert difference.shape == (1, 3, 64, 64) and torch.allclose(difference[0], region.members.mean(0) - region.rest.mean(0))
+    assert "added to every pixel" in shortcut.intervention.describe() and shortcut.target == 3
+    # measured by adding it to the other classes' held-out images: their score change, image by image
+    others = data.pixels[data.labels != 3]
+    with torch.no_grad():  # the bundled model is multi-label: its scores are sigmoids
+        expected = (model(pixel_values=others + difference).logits.sigmoid() - model(pixel_values=others).logits.sigmoid())[:, 3]
+    assert measure(model, shortcut, data).rise == pytest.approx(float(expected.double().mean()), abs=1e-5)
