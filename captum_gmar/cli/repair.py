@@ -244,6 +244,7 @@ def run(options: RepairOptions) -> None:
         "cluster": options.cluster,
         "class": cluster.target,
         "class_name": cluster.target_name,
+        "put_on": cluster.put_on,
         **cluster.recorded,
         "chosen": done.chosen.how,
         "table": table,

@@ -115,6 +115,7 @@ def test_a_cluster_of_the_features_is_repaired_through_its_direction(job, tmp_pa
     )
     report = json.loads((out / "repair.json").read_text())
     assert report["layer"] == 3 and report["direction_norm"] > 0 and "region" not in report
+    assert report["put_on"] == "its images' mean difference from the rest of the class, added to every pixel"
     assert report["table"][1]["repair"] == "finetune" and report["table"][1]["transplant_rise"] is not None
     assert transformers.AutoModelForImageClassification.from_pretrained(out).config.num_hidden_layers == 6
 
