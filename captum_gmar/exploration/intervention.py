@@ -52,11 +52,19 @@ class Intervention(ABC):
         """What is put on, in words."""
 
     def rise(
-        self, vit: VisionTransformer, images: Tensor, scores: Callable[[Tensor], Tensor], seed: int = 0, batch_size: int = 64
+        self,
+        vit: VisionTransformer,
+        images: Tensor,
+        scores: Callable[[Tensor], Tensor],
+        seed: int = 0,
+        batch_size: int = 64,
+        plain: Tensor | None = None,
     ) -> float:
         """The class's mean score rise on ``images`` ``(N, C, H, W)`` (of other classes)
         with the intervention on every one of them; ``scores`` turns logits into scores
-        (:func:`~captum_gmar.vit.outputs.logit_scores`). NaN without images."""
+        (:func:`~captum_gmar.vit.outputs.logit_scores`); ``plain``, the class's scores
+        ``(N,)`` on the images as they are where already known (else scored here). NaN
+        without images."""
         if not len(images):
             return float("nan")
         generator = torch.Generator().manual_seed(seed)
@@ -65,8 +73,9 @@ class Intervention(ABC):
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
                 x = images[start : start + batch_size].to(device)
-                on = self.logits(vit, x, torch.ones(len(x), dtype=torch.bool, device=device), generator)
-                rises.append((scores(on.float()) - scores(vit.logits(x).float()))[:, self.target].double().cpu())
+                on = scores(self.logits(vit, x, torch.ones(len(x), dtype=torch.bool, device=device), generator).float())
+                off = scores(vit.logits(x).float())[:, self.target] if plain is None else plain[start : start + batch_size].to(device)
+                rises.append((on[:, self.target] - off).double().cpu())
         return float(torch.cat(rises).mean())
 
 

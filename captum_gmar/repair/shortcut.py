@@ -111,8 +111,9 @@ def measure(model: nn.Module, shortcut: Shortcut, held_out: Labelled, batch_size
         logits = torch.cat(
             [vit.logits(held_out.pixels[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(held_out), batch_size)]
         )
-    others = held_out.pixels[held_out.labels != shortcut.target]
-    rise = shortcut.intervention.rise(vit, others, logit_scores(vit), seed, batch_size)
+    others = held_out.labels != shortcut.target
+    scores = logit_scores(vit)  # the other classes' plain scores from the pass that gives the accuracy
+    rise = shortcut.intervention.rise(vit, held_out.pixels[others], scores, seed, batch_size, scores(logits[others])[:, shortcut.target])
     right = logits.argmax(1) == held_out.labels
     per_class = {int(c): float(right[held_out.labels == c].float().mean()) for c in held_out.labels.unique()}
     return Measurement(rise, float(right.float().mean()), per_class)
