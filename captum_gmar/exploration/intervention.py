@@ -7,8 +7,12 @@ what the model says. :class:`Intervention` is that act:
   patches (:func:`~captum_gmar.exploration.transplant.region_mask`) or the mark inside it
   (:func:`~captum_gmar.exploration.transplant.mark_mask`);
 - :class:`Add`: a difference added to every pixel (the shortcut's images' mean less the
-  rest of their class's), for a shortcut with no place that adds to the image (a tint, a
-  cast, a texture);
+  rest of their class's), for a shortcut with no place that adds to the image (a cast, a
+  texture);
+- :class:`Curve`: every pixel value mapped through a tone curve of its channel, the one
+  that turns the rest of the class's values into the shortcut's images' (histogram
+  matching), for a shortcut with no place that changes every pixel by its value (a tint,
+  a cast, a contrast change);
 - :class:`Shift`: a direction added to every token one layer puts out
   (:func:`~captum_gmar.vit.layers.tokens_shifted`), for a shortcut with no place
   (:mod:`~captum_gmar.exploration.features`).
@@ -33,7 +37,7 @@ from ..vit.layers import tokens_shifted
 from ..vit.model import VisionTransformer
 from .transplant import paste_region
 
-__all__ = ["Add", "Intervention", "Paste", "Shift"]
+__all__ = ["Add", "Curve", "Intervention", "Paste", "Shift"]
 
 
 class Intervention(ABC):
@@ -112,6 +116,69 @@ class Add(Intervention):
 
     def describe(self) -> str:
         return f"a difference of mean {float(self.difference.abs().mean()):.3f} added to every pixel"
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
+class Curve(Intervention):
+    """Every pixel value mapped through its channel's tone curve: piecewise linear between
+    :attr:`values` at levels evenly spaced from :attr:`low` to :attr:`high`, and shifted as
+    the curve's ends are outside them."""
+
+    target: int
+    #: ``(C,)``: each channel's first level
+    low: Tensor
+    #: ``(C,)``: each channel's last level
+    high: Tensor
+    #: ``(C, K)``: what each channel's ``K`` levels become
+    values: Tensor
+
+    @classmethod
+    def matching(cls, target: int, members: Tensor, rest: Tensor, levels: int = 256) -> Curve:
+        """The curve that turns the values of ``rest`` ``(M, C, H, W)`` into those of
+        ``members`` ``(N, C, H, W)``, channel by channel (histogram matching): a level ``v``
+        becomes the members' quantile at the share of the rest's values below ``v`` (half
+        of those equal to it counted, so that a mass of one value, a black background, maps
+        to the middle of what it becomes). Both hold images of one class, so what they
+        show cancels and what tells them apart stays."""
+        members, rest = members.float(), rest.float().to(members.device)
+        channels = members.shape[1]
+        ours = members.transpose(0, 1).reshape(channels, -1).sort(dim=1).values
+        theirs = rest.transpose(0, 1).reshape(channels, -1).sort(dim=1).values
+        low, high = theirs[:, 0], theirs[:, -1]
+        steps = torch.linspace(0, 1, levels, device=members.device)
+        grid = low[:, None] + steps[None] * (high - low)[:, None]  # (C, K)
+        below = torch.searchsorted(theirs, grid, right=False) + torch.searchsorted(theirs, grid, right=True)
+        share = below.float() / (2 * theirs.shape[1])  # (C, K) in [0, 1]
+        at = share * (ours.shape[1] - 1)
+        lower = at.floor().long().clamp(max=ours.shape[1] - 1)
+        upper = (lower + 1).clamp(max=ours.shape[1] - 1)
+        weight = at - lower
+        values = ours.gather(1, lower) * (1 - weight) + ours.gather(1, upper) * weight
+        return cls(target, low, high, values)
+
+    def mapped(self, pixel_values: Tensor) -> Tensor:
+        """``pixel_values`` ``(B, C, H, W)`` through the curve."""
+        low, high, values = (t.to(pixel_values) for t in (self.low, self.high, self.values))
+        batch, channels = pixel_values.shape[:2]
+        levels = values.shape[1]
+        flat = pixel_values.reshape(batch, channels, -1)
+        span = (high - low).clamp(min=torch.finfo(flat.dtype).tiny)[None, :, None]
+        at = ((flat - low[None, :, None]) / span * (levels - 1)).clamp(0, levels - 1)
+        lower = at.floor().long().clamp(max=levels - 2)
+        table = values[None].expand(batch, -1, -1)
+        on = torch.lerp(table.gather(2, lower), table.gather(2, lower + 1), at - lower)
+        # beyond the levels, the value keeps its distance from the nearest end
+        on = on + (flat - high[None, :, None]).clamp(min=0) + (flat - low[None, :, None]).clamp(max=0)
+        return on.reshape(pixel_values.shape)
+
+    def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+        mapped = self.mapped(pixel_values)
+        return vit.logits(torch.where(applied.to(pixel_values.device)[:, None, None, None], mapped, pixel_values))
+
+    def describe(self) -> str:
+        levels = torch.linspace(0, 1, self.values.shape[1], device=self.values.device)
+        identity = self.low[:, None] + levels[None] * (self.high - self.low)[:, None]
+        return f"a tone curve per channel that moves a pixel value by {float((self.values - identity).abs().mean()):.3f} on average"
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors

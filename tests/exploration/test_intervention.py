@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from captum_gmar import load_reference_model, load_sample_scenes
-from captum_gmar.exploration.intervention import Add, Paste, Shift
+from captum_gmar.exploration.intervention import Add, Curve, Paste, Shift
 from captum_gmar.imagedata import to_pixel_values
 from captum_gmar.vit.layers import scores_with_tokens_shifted
 from captum_gmar.vit.model import VisionTransformer
@@ -26,12 +26,19 @@ def _corner(size: int = 64) -> torch.Tensor:
     return mask
 
 
-@pytest.mark.parametrize("kind", ["paste", "add", "shift"])
+def _identity(low: float = -2.0, high: float = 2.0, levels: int = 5) -> Curve:
+    """A curve that leaves every value as it is: its values are its levels."""
+    grid = torch.linspace(low, high, levels).expand(3, -1)
+    return Curve(3, torch.full((3,), low), torch.full((3,), high), grid.clone())
+
+
+@pytest.mark.parametrize("kind", ["paste", "add", "curve", "shift"])
 def test_only_the_images_chosen_change(vit_and_pixels, kind):
     vit, pixels = vit_and_pixels
     intervention = {
         "paste": Paste(3, _corner(), torch.full((2, 3, 64, 64), 2.0)),
         "add": Add(3, 0.5 * _corner().expand(1, 3, 64, 64)),
+        "curve": Curve(3, _identity().low, _identity().high, _identity().values.flip(1)),  # every value negated
         "shift": Shift(3, 1, torch.linspace(-2, 2, vit.hidden_size)),
     }[kind]
     applied = torch.tensor([True, False] * 4)
@@ -61,4 +68,45 @@ def test_nothing_put_on_rises_by_nothing(vit_and_pixels):
     assert Shift(2, 0, torch.zeros(vit.hidden_size)).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-6)
     assert Paste(2, torch.zeros(1, 1, 64, 64), pixels[:2]).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-6)
     assert Add(2, torch.zeros(1, 3, 64, 64)).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-6)
+    assert _identity().rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-5)  # lerp's rounding, a few ulps
     assert torch.isnan(torch.tensor(Paste(2, _corner(), pixels[:2]).rise(vit, pixels[:0], scores)))
+
+
+def _scenes(count: int, generator: torch.Generator) -> torch.Tensor:
+    """``(count, 3, 32, 32)``: a black background, and an item of random values in the middle."""
+    scenes = torch.zeros(count, 3, 32, 32)
+    scenes[:, :, 8:24, 8:24] = torch.rand(count, 3, 16, 16, generator=generator)
+    return scenes
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda x: x.clamp(min=0.35), id="tint"),
+        pytest.param(lambda x: x + torch.tensor([0.3, 0.1, 0.0])[None, :, None, None], id="cast"),
+        pytest.param(lambda x: 0.5 + 0.5 * (x - 0.5), id="contrast"),
+    ],
+)
+def test_a_curve_matched_to_changed_images_makes_the_change(change):
+    generator = torch.Generator().manual_seed(0)
+    curve = Curve.matching(1, change(_scenes(64, generator)), _scenes(64, generator))
+    fresh = _scenes(16, generator)
+    # the curve is estimated from two draws of 64 scenes: on a level the items hold, the
+    # quantiles of 16,384 values each are off by about 1/128 of the range at worst
+    torch.testing.assert_close(curve.mapped(fresh), change(fresh), atol=0.02, rtol=0)
+    assert float((curve.mapped(fresh) - change(fresh)).abs().mean()) < 2e-3
+
+
+def test_a_curve_matched_to_the_same_images_changes_nothing():
+    generator = torch.Generator().manual_seed(1)
+    scenes = _scenes(64, generator)
+    # each level lands in a gap between two of the 16,384 sorted values a channel holds, and
+    # the curve is a chord between levels: off by well under a thousandth of the range
+    torch.testing.assert_close(Curve.matching(1, scenes, scenes).mapped(scenes), scenes, atol=1e-3, rtol=0)
+
+
+def test_values_beyond_a_curves_levels_keep_their_distance_from_its_ends():
+    curve = Curve(0, torch.zeros(3), torch.ones(3), torch.tensor([[0.5, 0.5, 2.0]]).expand(3, -1))
+    values = torch.tensor([-1.0, 0.0, 0.25, 0.5, 0.75, 1.0, 3.0]).reshape(1, 1, 1, 7).expand(2, 3, 1, 7)
+    expected = torch.tensor([-0.5, 0.5, 0.5, 0.5, 1.25, 2.0, 4.0]).reshape(1, 1, 1, 7).expand(2, 3, 1, 7)
+    torch.testing.assert_close(curve.mapped(values), expected)
