@@ -91,8 +91,9 @@ def read_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any, Any]:
     from ..repair import Shortcut
     from ..vit.model import VisionTransformer
 
+    proxies: dict[str, Any] = {}
     if parse_cluster(options.cluster)[0] == "features":
-        found, shortcut, model, processor = _feature_shortcut(options)
+        found, proxies, model, processor = _feature_shortcut(options)
     else:
         cluster, model = cluster_and_model(options.maps, options.cluster, options.model)
         processor = load_image_processor(model)
@@ -115,14 +116,46 @@ def read_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any, Any]:
     data = _labelled(options.data, processor, model.config.id2label, size, options.max_images, options.seed)
     if not (data.labels == found.target).any():
         raise CommandError(f"--data holds no image of the class {found.target_name!r}: it needs labelled images of every class")
+    if proxies:
+        found, shortcut = _strongest_proxy(found, proxies, model, data, options.seed)
     return found, model, processor, shortcut, data
+
+
+def _strongest_proxy(found: _Found, proxies: dict[str, Any], model: Any, data: Any, seed: int) -> tuple[_Found, Any]:
+    """Of the ways ``proxies`` (words -> :class:`~captum_gmar.repair.Shortcut`) of putting a
+    shortcut with no place on, the one that raises its class most on up to 64 of ``data``'s
+    images of other classes, drawn from those the repair trains on (its held-out fifth,
+    which measures the repair, stays out); ``found`` with it and every proxy's rise.
+    Refused where none raises the class by ``CONFIRMS_BY``."""
+    import dataclasses
+
+    import torch
+
+    from ..exploration.transplant import CONFIRMS_BY
+    from ..repair import strongest
+
+    train, _ = data.split(0.2, seed)  # as repair() splits it
+    others = torch.nonzero(train.labels != found.target).flatten()
+    others = others[torch.randperm(len(others), generator=torch.Generator().manual_seed(seed))[:64]].sort().values
+    shortcut, rises = strongest(list(proxies.values()), model, train.pixels[others], seed=seed)
+    if max(rises) < CONFIRMS_BY:  # a fine-tune would remove what the model does not follow
+        tried = " and by ".join(f"{r:+.3f} with {w.split(',')[0]}" for w, r in zip(proxies, rises, strict=True))
+        raise CommandError(
+            f"no proxy of the cluster raises the class {found.target_name!r} enough to repair: on {len(others)} training images of "
+            f"other classes, it rises by {tried}, below the {CONFIRMS_BY} that confirms a shortcut; a repair cannot remove what it "
+            "cannot put on (a blur, for one: docs/repair.md)"
+        )
+    words = next(w for w, proxy in proxies.items() if proxy is shortcut)
+    recorded = {**found.recorded, "proxies": [{"put_on": w, "rise": r} for w, r in zip(proxies, rises, strict=True)]}
+    return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=words, recorded=recorded), shortcut
 
 
 def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
     """The cluster ``features:CLASS:RANK`` of the model's features, found again as explore
     found it with its defaults (the class's images, their clusters, each cluster's
-    direction checked and ranked); its shortcut (the direction added at its layer), the
-    model and its image processor. The class is refused before the model loads."""
+    direction checked and ranked); the proxies that could put it on (words ->
+    :class:`~captum_gmar.repair.Shortcut`: its images' tone curve, their mean difference),
+    the model and its image processor. The class is refused before the model loads."""
     import numpy as np
 
     from ..dataset_maps import load_maps
@@ -175,24 +208,29 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
         return checker.pixels_of([names[i] for i in picked]).cpu()
 
     layer = features.layer
-    # put on through the images' mean difference in pixels, not the direction in the features:
-    # on the strong-tint model a fine-tune against the direction removed 95% of the
-    # direction's rise and none of the drawn tint's effect; against the difference, half
-    # of it (docs/repair.md)
-    shortcut = Shortcut.of_difference(target, pixels(inside), pixels(~inside))
-    added = "its images' mean difference from the rest of the class, added to every pixel"
+    # put on through the images' pixels, not the direction in the features (on the
+    # strong-tint model a fine-tune against the direction removed 95% of the direction's
+    # rise and none of the drawn tint's effect): a tone curve or a difference, whichever
+    # the model follows most (_strongest_proxy; docs/repair.md)
+    members, rest = pixels(inside), pixels(~inside)
+    proxies = {
+        "a tone curve per channel, the one that turns the rest of the class's pixel values into its images'": Shortcut.of_curve(
+            target, members, rest
+        ),
+        "its images' mean difference from the rest of the class, added to every pixel": Shortcut.of_difference(target, members, rest),
+    }
     found_cluster = _Found(
         target,
         name,
         cluster.size,
         cluster.flagged,
-        f"no place, found at layer {layer}: {added}",
+        f"no place, found at layer {layer}",
         f"is not flagged as a shortcut with no place ({_unflagged(cluster)}): the repair removes whatever the model reads in its images' "
         "difference from the rest of the class",
-        added,
+        "",  # the proxy the model follows most (_strongest_proxy)
         {"layer": layer, "direction_norm": float(cluster.direction.norm())},
     )
-    return found_cluster, shortcut, model, processor
+    return found_cluster, proxies, model, processor
 
 
 def _unflagged(cluster: Any) -> str:
@@ -217,10 +255,11 @@ def run(options: RepairOptions) -> None:
     if not cluster.flagged:
         print(f"note: {options.cluster} {cluster.unflagged}", file=sys.stderr, flush=True)
     if "layer" in cluster.recorded:
+        rises = ", ".join(f"{p['put_on'].split(',')[0]} {p['rise']:+.3f}" for p in cluster.recorded["proxies"])
         print(
-            f"note: a shortcut with no place is measured here through a proxy, {cluster.put_on}: check the repaired model on images "
-            "that carry the shortcut itself (on the strong-tint model the proxy showed 86% of its rise removed, and the drawn tint's "
-            "effect fell by half)",
+            f"note: a shortcut with no place is measured here through a proxy, {cluster.put_on}, the one of two the model follows "
+            f"most on other classes' training images (the class's rise: {rises}); check the repaired model on images that carry the "
+            "shortcut itself (docs/repair.md: on five planted models the drawn shortcut's effect fell by 0% to 89%)",
             file=sys.stderr,
             flush=True,
         )

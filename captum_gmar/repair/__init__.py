@@ -28,9 +28,9 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from .finetune import repair_finetune
 from .heads import repair_heads
-from .shortcut import Labelled, Measurement, Shortcut, measure
+from .shortcut import Labelled, Measurement, Shortcut, measure, strongest
 
-__all__ = ["REPAIRS", "Labelled", "Measurement", "Repaired", "Shortcut", "measure", "repair"]
+__all__ = ["REPAIRS", "Labelled", "Measurement", "Repaired", "Shortcut", "measure", "repair", "strongest"]
 
 How = Literal["heads", "finetune", "auto"]
 

@@ -2,8 +2,10 @@
 repair takes, and the one measurement every repair is judged by.
 
 A :class:`Shortcut` is an :class:`~captum_gmar.exploration.intervention.Intervention` (a
-region's mark pasted, or a direction added in the model's features), with the images it
-was seen on (the cluster's) and the rest of its class. :func:`measure` gives a model's
+region's mark pasted, a tone curve or a difference over the whole image, or a direction
+added in the model's features), with the images it was seen on (the cluster's) and the
+rest of its class. Where several could put it on, :func:`strongest` keeps the one the
+model follows most. :func:`measure` gives a model's
 rise (the class's mean probability rise on held-out images of other classes with the
 intervention on them, :meth:`~captum_gmar.exploration.intervention.Intervention.rise`)
 and its clean top-1 accuracy, overall and per class, on held-out labelled images.
@@ -17,12 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..exploration.intervention import Add, Intervention, Paste, Shift
+from ..exploration.intervention import Add, Curve, Intervention, Paste, Shift
 from ..exploration.transplant import mark_mask, region_mask
 from ..vit.model import VisionTransformer
 from ..vit.outputs import logit_scores
 
-__all__ = ["Labelled", "Measurement", "Shortcut", "measure"]
+__all__ = ["Labelled", "Measurement", "Shortcut", "measure", "strongest"]
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
@@ -57,10 +59,16 @@ class Shortcut:
     def of_difference(cls, target: int, members: Tensor, rest: Tensor) -> Shortcut:
         """A shortcut with no place put on as its images' mean pixel values less the rest of
         their class's, added to every pixel (:class:`~captum_gmar.exploration.intervention.Add`):
-        a proxy of a tint, a cast or a texture, which the repair of a cluster of the features
-        uses (on the strong-tint model it removed half of the drawn tint's effect, where the
-        features' direction removed none: docs/repair.md)."""
+        a proxy of a texture or a cast (docs/repair.md)."""
         return cls(Add(target, (members.float().mean(0) - rest.float().mean(0).to(members.device))[None]), members, rest)
+
+    @classmethod
+    def of_curve(cls, target: int, members: Tensor, rest: Tensor) -> Shortcut:
+        """A shortcut with no place put on as the tone curve that turns the rest of the
+        class's pixel values into its images' (:meth:`~captum_gmar.exploration.intervention.Curve.matching`):
+        a proxy of a tint, a cast or a contrast change, anything that changes a pixel by its
+        value alone (docs/repair.md)."""
+        return cls(Curve.matching(target, members, rest), members, rest)
 
     @classmethod
     def of_direction(cls, target: int, layer: int, direction: Tensor, members: Tensor, rest: Tensor | None = None) -> Shortcut:
@@ -117,3 +125,27 @@ def measure(model: nn.Module, shortcut: Shortcut, held_out: Labelled, batch_size
     right = logits.argmax(1) == held_out.labels
     per_class = {int(c): float(right[held_out.labels == c].float().mean()) for c in held_out.labels.unique()}
     return Measurement(rise, float(right.float().mean()), per_class)
+
+
+def strongest(
+    shortcuts: Sequence[Shortcut], model: nn.Module, images: Tensor, batch_size: int = 64, seed: int = 0
+) -> tuple[Shortcut, list[float]]:
+    """Of several ways of putting one shortcut on (proxies of a shortcut with no place), the
+    one that raises its class most on ``images`` ``(N, C, H, W)`` of other classes, and each
+    one's rise (:meth:`~captum_gmar.exploration.intervention.Intervention.rise`): the proxy
+    that reproduces most of what the model reads in the shortcut's images, which a repair
+    then removes.
+
+    Raises:
+        ValueError: no shortcut, or no image.
+    """
+    if not shortcuts or not len(images):
+        raise ValueError("strongest needs shortcuts and images of other classes to put them on")
+    vit = VisionTransformer(model.eval())
+    scores = logit_scores(vit)
+    with torch.no_grad():
+        plain = torch.cat(
+            [scores(vit.logits(images[i : i + batch_size].to(vit.parameter.device)).float()) for i in range(0, len(images), batch_size)]
+        )
+    rises = [s.intervention.rise(vit, images, scores, seed, batch_size, plain[:, s.target]) for s in shortcuts]
+    return shortcuts[max(range(len(rises)), key=rises.__getitem__)], rises

@@ -250,10 +250,9 @@ def test_a_shortcut_with_no_place_gets_its_repair_command(job, tmp_path, monkeyp
                 "--data TRAIN --out repaired",
                 command,
             )
-        assert (
-            "labelled images of every class (TRAIN: one folder per class)"
-            in driver.find_element("css selector", "[id$='-features-next']").text
-        )
+        said = driver.find_element("css selector", "[id$='-features-next']").text
+        assert "labelled images of every class (TRAIN: one folder per class)" in said
+        assert "by their tone curve or their mean difference from the rest of the class, whichever the model follows most" in said
         screenshot(driver, tmp_path, "explore_features.png")
         assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     finally:

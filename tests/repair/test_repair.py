@@ -9,8 +9,9 @@ import torch
 import transformers
 
 from captum_gmar import load_reference_model, load_sample_scenes
+from captum_gmar.exploration.intervention import Add
 from captum_gmar.imagedata import to_pixel_values
-from captum_gmar.repair import Labelled, Measurement, Shortcut, measure, repair
+from captum_gmar.repair import Labelled, Measurement, Shortcut, measure, repair, strongest
 from captum_gmar.repair.finetune import repair_finetune
 from captum_gmar.repair.heads import repair_heads
 from captum_gmar.vit.layers import pooled_patches
@@ -162,3 +163,22 @@ def test_a_shortcut_with_no_place_is_put_on_as_its_images_mean_difference(settin
     with torch.no_grad():  # the bundled model is multi-label: its scores are sigmoids
         expected = (model(pixel_values=others + difference).logits.sigmoid() - model(pixel_values=others).logits.sigmoid())[:, 3]
     assert measure(model, shortcut, data).rise == pytest.approx(float(expected.double().mean()), abs=1e-5)
+
+
+def test_of_several_proxies_the_one_the_model_follows_most_is_kept(setting):
+    model, region, data = setting
+    others = data.pixels[data.labels != 3]
+    proxies = [
+        Shortcut(Add(3, torch.zeros(1, 3, 64, 64)), region.members, region.rest),  # puts nothing on
+        Shortcut.of_curve(3, region.members, region.rest),
+        Shortcut.of_difference(3, region.members, region.rest),
+    ]
+    kept, rises = strongest(proxies, model, others, batch_size=7)
+    assert rises[0] == pytest.approx(0.0, abs=1e-6) and rises[1] != pytest.approx(rises[2], abs=1e-4)
+    assert kept is proxies[max(range(3), key=rises.__getitem__)]
+    # each rise is the one the shortcut's measurement gives on those images
+    assert rises[1:] == pytest.approx(
+        [measure(model, p, Labelled(others, data.labels[data.labels != 3])).rise for p in proxies[1:]], abs=1e-6
+    )
+    with pytest.raises(ValueError, match="needs shortcuts and images"):
+        strongest([], model, others)

@@ -610,7 +610,7 @@
         tr.title = c.reason;
       });
     });
-    // a repair for each shortcut with no place: its direction added at the layer in a counterfactual fine-tune
+    // a repair for each shortcut with no place: put on in pixels (a tone curve or a difference) in a counterfactual fine-tune
     var next = el("features-next");
     next.textContent = "";
     F.groups.forEach(function (g) {
@@ -618,8 +618,8 @@
         var div = document.createElement("div"), code = document.createElement("code");
         code.textContent = "captum-gmar repair " + D.maps + " --model " + MODEL + " --cluster features:" + g.target + ":" + c.rank +
           " --feature-layer " + F.layer + " --images " + IMAGES + " --data TRAIN --out repaired";
-        div.appendChild(document.createTextNode("The shortcut of " + className(g.target) + "'s feature cluster " + c.cluster + " removed (its direction added at layer " +
-          F.layer + " on a quarter of each batch of a counterfactual fine-tune), measured on labelled images of every class (TRAIN: one folder per class" +
+        div.appendChild(document.createTextNode("The shortcut of " + className(g.target) + "'s feature cluster " + c.cluster + " removed (put on through its images' pixels, " +
+          "by their tone curve or their mean difference from the rest of the class, whichever the model follows most, on a quarter of each batch of a counterfactual fine-tune), measured on labelled images of every class (TRAIN: one folder per class" +
           (BUNDLED.indexOf(D.model) >= 0 ? "; for " + D.model + ": captum-gmar export-scenes TRAIN --split train --n 1000 --items 1" : "") + "): "));
         div.appendChild(code);
         next.appendChild(div);
