@@ -143,11 +143,16 @@ def _in_features(result: Any) -> str:
     flagged = [(g, c) for g in features["groups"] for c in g.get("clusters", []) if c["flagged"]]
     where = f"in the model's features (layer {features['layer']})"
     if not flagged:
-        return f"; {where}: no shortcut with no place (no cluster that no map isolates raised the class beyond random directions)"
+        return (
+            f"; {where}: no shortcut with no place (no cluster that no map isolates raised the class beyond its null, by its "
+            "direction or its tone curve)"
+        )
     group, cluster = flagged[0]
+    checks = {"direction": cluster["direction"], "tone curve": cluster["curve"]}
+    rises = ", ".join(f"its {name}'s rise {checks[name]['rise']:+.3f}" for name in cluster["confirmed_by"])
     return (
         f"; {where}: {len(flagged)} shortcut{'' if len(flagged) == 1 else 's'} with no place, the first: {group['target_name']}, "
-        f"feature cluster {cluster['cluster']} ({cluster['size']} images, rise {cluster['direction']['rise']:+.3f})"
+        f"feature cluster {cluster['cluster']} ({cluster['size']} images, confirmed by {rises})"
     )
 
 

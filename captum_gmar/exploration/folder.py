@@ -114,7 +114,9 @@ def explore(
     (``method``, ``cluster``, ``f1`` of the map cluster that best isolates its images),
     ``direction`` (the intervention's ``recipients``, ``norm``, ``plain``, ``rise``,
     ``random``, ``random_spread`` (``null`` where not drawn), ``screened``, ``beyond``,
-    ``needed``, ``confirmed``), ``reason`` and
+    ``needed``, ``confirmed``), ``curve`` (its tone curve put on in pixels, with the
+    same figures as the direction but ``norm`` and ``plain``), ``confirmed_by``
+    (``"direction"``, ``"tone curve"``, both or neither), ``reason`` and
     ``typical`` (``row`` and ``image`` of its most typical images); ``null`` without a model),
     ``files`` (those written), ``disagreement`` (``pairs``, ``top_k``, ``grid``, ``rows``;
     ``null`` with one method) and ``groups``, one per method and target: ``method``,

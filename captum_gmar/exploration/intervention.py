@@ -110,6 +110,12 @@ class Add(Intervention):
     #: ``(1, C, H, W)``, in the model's pixel values (after its processor's normalisation)
     difference: Tensor
 
+    @classmethod
+    def between(cls, target: int, members: Tensor, rest: Tensor) -> Add:
+        """The mean of ``members`` ``(N, C, H, W)`` less the mean of ``rest`` ``(M, C, H, W)``:
+        both hold images of one class, so what they show cancels and what tells them apart stays."""
+        return cls(target, (members.float().mean(0) - rest.float().mean(0).to(members.device))[None])
+
     def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
         added = applied.to(pixel_values.device, pixel_values.dtype)[:, None, None, None] * self.difference.to(pixel_values)
         return vit.logits(pixel_values + added)

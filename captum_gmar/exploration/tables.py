@@ -304,6 +304,15 @@ def feature_summary(
                         "recipients": check.recipients,
                         "confirmed": check.confirms,
                     },
+                    "curve": None
+                    if cluster.curve is None
+                    else {
+                        **{name: _finite(getattr(cluster.curve, name)) for name in ("rise", "random", "random_spread", "beyond", "needed")},
+                        "screened": cluster.curve.screened,
+                        "recipients": cluster.curve.recipients,
+                        "confirmed": cluster.curve.confirms,
+                    },
+                    "confirmed_by": list(cluster.confirmed_by),
                     "reason": cluster.reason,
                     "typical": [{"row": int(rows[i]), "image": images[rows[i]]} for i in found.typical[cluster.label]],
                 }

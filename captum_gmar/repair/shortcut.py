@@ -60,7 +60,7 @@ class Shortcut:
         """A shortcut with no place put on as its images' mean pixel values less the rest of
         their class's, added to every pixel (:class:`~captum_gmar.exploration.intervention.Add`):
         a proxy of a texture or a cast (docs/repair.md)."""
-        return cls(Add(target, (members.float().mean(0) - rest.float().mean(0).to(members.device))[None]), members, rest)
+        return cls(Add.between(target, members, rest), members, rest)
 
     @classmethod
     def of_curve(cls, target: int, members: Tensor, rest: Tensor) -> Shortcut:

@@ -66,3 +66,32 @@ def test_a_folder_that_is_not_a_maps_folder_is_refused(tmp_path, capsys):
     code, err = run(capsys, "explore", str(tmp_path / "nowhere"))
     assert code == 2 and last_line(err).endswith("nowhere' is not a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+def test_the_last_line_names_what_confirmed_the_first_shortcut_with_no_place():
+    from types import SimpleNamespace
+
+    from captum_gmar.cli.explore import _in_features
+
+    def result(*clusters):
+        return SimpleNamespace(summary={"features": {"layer": 4, "groups": [{"target_name": "Shirt", "clusters": list(clusters)}]}})
+
+    plain = {"flagged": False, "confirmed_by": [], "cluster": 0, "size": 9, "direction": {"rise": 0.01}, "curve": {"rise": 0.02}}
+    contrast = {
+        "flagged": True,
+        "confirmed_by": ["tone curve"],
+        "cluster": 1,
+        "size": 61,
+        "direction": {"rise": 0.182},
+        "curve": {"rise": 0.613},
+    }
+    assert _in_features(result(plain, contrast)) == (
+        "; in the model's features (layer 4): 1 shortcut with no place, the first: Shirt, feature cluster 1 (61 images, "
+        "confirmed by its tone curve's rise +0.613)"
+    )
+    both = {**contrast, "confirmed_by": ["direction", "tone curve"]}
+    assert "confirmed by its direction's rise +0.182, its tone curve's rise +0.613)" in _in_features(result(both))
+    assert _in_features(result(plain)).endswith(
+        "no cluster that no map isolates raised the class beyond its null, by its direction or its tone curve)"
+    )
+    assert _in_features(SimpleNamespace(summary={"features": None})) == ""

@@ -288,13 +288,17 @@ def test_with_the_model_every_cluster_gets_the_transplant(job, tmp_path):
     assert first["confirmed"] is False and summary["groups"][0]["confirmed"] == 0 and summary["confirms_by"] == 0.2  # nothing confirms
     # the class's images clustered by the model's features too (layer 4 of 6, the default); no other class to add a direction to
     features = summary["features"]
-    assert features["layer"] == 4 and "beyond random directions of the same norm" in features["rule"]
+    assert (
+        features["layer"] == 4
+        and "beyond its null (random directions of the same norm; the curve made from random images" in features["rule"]
+    )
     (group,) = features["groups"]
     found = result.features[0]
     assert group["target"] == 0 and group["images"] == 12 and len(found.labels) == 12 and found.layer == 4
     assert [c["cluster"] for c in group["clusters"]] == [c.label for c in found.ranking] and group["flagged"] == 0
     for entry, cluster in zip(group["clusters"], found.ranking):
-        assert entry["direction"] is None and not entry["flagged"] and entry["size"] == int(np.sum(found.labels == cluster.label))
+        assert entry["direction"] is None and entry["curve"] is None and entry["confirmed_by"] == []
+        assert not entry["flagged"] and entry["size"] == int(np.sum(found.labels == cluster.label))
         assert entry["matched"]["method"] in ("gmar-l1", "rollout") and 0 < entry["matched"]["f1"] <= 1
         assert "no image of another class to add its direction to" in entry["reason"] and entry["typical"]
     with pytest.raises(ValueError, match="the causal check .* masks the clusters' images: name the image folder"):
@@ -358,7 +362,14 @@ def test_the_features_direction_is_added_to_the_images_of_another_class(job):
         assert -1 <= check.rise <= 1 and check.screened == (check.rise < 0.2)  # the random directions: only where it may confirm
         assert check.screened or (-1 <= check.random <= 1 and check.random_spread >= 0)
         assert cluster.matched is None and cluster.no_place  # no maps given: nothing places it
-        assert cluster.flagged == check.confirms and "random directions" in cluster.reason
+        # its tone curve put on in pixels, on the same images
+        curve = cluster.curve
+        assert curve is not None and curve.recipients == 12 and -1 <= curve.rise <= 1
+        assert curve.screened == (curve.rise < 0.2) and (curve.screened or curve.random_spread >= 0)
+        assert cluster.confirmed_by == tuple(n for n, c in (("direction", check), ("tone curve", curve)) if c.confirms)
+        assert (
+            cluster.flagged == bool(cluster.confirmed_by) and "random directions" in cluster.reason and "its tone curve" in cluster.reason
+        )
         members = torch.from_numpy(strategies.labels == cluster.label)
         assert cluster.direction.shape == (checker.vit.hidden_size,) and members.sum() == cluster.size
     assert RANDOM_DIRECTIONS == 8
@@ -367,6 +378,7 @@ def test_the_features_direction_is_added_to_the_images_of_another_class(job):
     again = FeatureChecker(checker, None).run_class(0, {0: np.arange(12), 1: np.arange(12)}, names, {}, settings)
     assert not isinstance(again, str) and np.array_equal(again.labels, strategies.labels)
     assert [repr(c.check) for c in again.ranking] == [repr(c.check) for c in strategies.ranking]
+    assert [repr(c.curve) for c in again.ranking] == [repr(c.curve) for c in strategies.ranking]
     assert all(torch.equal(a.direction, b.direction) for a, b in zip(again.ranking, strategies.ranking, strict=True))
 
 

@@ -1,7 +1,7 @@
 """Strategies in the model's features: the clustering isolates a group offset along one
 direction, the intervention confirms a direction the scores depend on and no other, the
 matches against the maps' clusters are F1s, and a cluster is a shortcut with no place only
-where no map cluster isolates it and its direction carries the class."""
+where no map cluster isolates it and its direction, or its tone curve, carries the class."""
 
 import math
 
@@ -11,9 +11,11 @@ import torch
 
 from captum_gmar.exploration.features import (
     MATCHED_AT,
+    CurveCheck,
     DirectionCheck,
     FeatureCluster,
     check_layer,
+    curve_check,
     default_layer,
     direction_check,
     feature_strategies,
@@ -79,7 +81,7 @@ def test_a_direction_the_scores_depend_on_is_confirmed_and_an_orthogonal_one_is_
     assert flat.rise == pytest.approx(0.0, abs=1e-6) and not flat.confirms
     # below 0.2 nothing could confirm it: the random directions are not drawn
     assert flat.screened and math.isnan(flat.random) and not check.screened
-    assert "random directions not drawn: the rise is below 0.2" in flat.summary()
+    assert "random directions of the same norm not drawn: the rise is below 0.2" in flat.summary()
 
 
 def test_the_random_directions_spread_raises_what_a_rise_needs() -> None:
@@ -126,3 +128,43 @@ def test_the_layer_defaults_to_two_thirds_of_the_way_up_and_others_are_refused()
     for bad in (-1, 6, 2.0, True):
         with pytest.raises(ValueError, match=r"^the features' layer must be an integer from 0 to 5 \(this model's layers\), got"):
             check_layer(bad, 6)
+
+
+def test_a_tone_curve_is_confirmed_beyond_the_curve_made_from_random_images_of_the_class() -> None:
+    inside = np.arange(40) < 10
+    drawn = []
+
+    def rise_of(chosen: np.ndarray) -> float:  # the cluster's images carry the class; random ones a share of that
+        drawn.append(chosen.copy())
+        return 0.7 * float(chosen[inside].sum()) / chosen.sum()
+
+    check = curve_check(rise_of, inside, recipients=32, draws=5, seed=3)
+    assert check.rise == pytest.approx(0.7) and check.recipients == 32
+    # the null: five draws of as many images of the class as the cluster holds, at random
+    assert len(drawn) == 6 and np.array_equal(drawn[0], inside) and all(d.sum() == 10 for d in drawn[1:])
+    expected = [rise_of(d) for d in drawn[1:6]]
+    assert check.random == pytest.approx(np.mean(expected)) and check.random_spread == pytest.approx(np.std(expected, ddof=1))
+    assert (
+        check.confirms
+        and "its tone curve, put on 32 images of other classes in pixels, raises the class's score by +0.700" in check.summary()
+    )
+    # below 0.2 nothing could confirm it: the null is not drawn
+    flat = curve_check(lambda chosen: 0.1, inside, recipients=32)
+    assert (
+        flat.screened
+        and not flat.confirms
+        and "the curve from random images of the class not drawn: the rise is below 0.2" in flat.summary()
+    )
+
+
+def test_a_shortcut_with_no_place_is_confirmed_by_its_direction_or_its_tone_curve() -> None:
+    refuted = DirectionCheck(recipients=64, norm=1.0, plain=0.1, rise=0.05, random=0.0, random_spread=0.01)
+    confirmed = DirectionCheck(recipients=64, norm=1.0, plain=0.1, rise=0.6, random=0.0, random_spread=0.01)
+    curve = CurveCheck(32, 0.6, 0.01, 0.01)
+    flat = CurveCheck(32, 0.1, math.nan, math.nan)
+    cluster = FeatureCluster(0, 30, refuted, None, ANY, curve)
+    assert cluster.flagged and cluster.confirmed_by == ("tone curve",) and cluster.beyond == pytest.approx(0.59)
+    assert "its tone curve, put on 32 images of other classes" in cluster.reason
+    assert FeatureCluster(0, 30, confirmed, None, ANY, curve).confirmed_by == ("direction", "tone curve")
+    assert not FeatureCluster(0, 30, refuted, None, ANY, flat).flagged
+    assert not FeatureCluster(0, 30, refuted, ("gae", 1, MATCHED_AT), ANY, curve).flagged  # a map cluster places it

@@ -242,6 +242,8 @@ def test_a_shortcut_with_no_place_gets_its_repair_command(job, tmp_path, monkeyp
             for tr in driver.find_elements("css selector", "[id$='-features'] tbody tr")
         ]
         assert [row[1] for row in table] == [f"{c['cluster']} ({['1st', '2nd', '3rd'][c['rank'] - 1]})" for c in clusters]
+        # one class: no image of another to put a cluster on, in the features or in pixels
+        assert all(len(row) == 8 and row[4] == "– (no other class)" and row[5] == "–" for row in table)
         commands = [code.text for code in driver.find_elements("css selector", "[id$='-features-next'] code")]
         assert len(commands) == len(clusters)
         for command, cluster in zip(commands, clusters, strict=True):  # the model as explore was given it: here, an object's folder

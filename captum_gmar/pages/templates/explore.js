@@ -591,17 +591,19 @@
     F.groups.forEach(function (g) {
       if (!g.clusters) {
         var tr = body.insertRow(), td = tr.insertCell();
-        td.colSpan = 7; td.textContent = g.target + ": " + className(g.target) + ": not clustered (" + g.note + ")";
+        td.colSpan = 8; td.textContent = g.target + ": " + className(g.target) + ": not clustered (" + g.note + ")";
         return;
       }
       g.clusters.forEach(function (c) {
-        var tr = body.insertRow(), d = c.direction;
+        var tr = body.insertRow(), d = c.direction, p = c.curve;
+        var by = c.confirmed_by.map(function (b) { return "its " + b; }).join(" and ");
         [g.target + ": " + className(g.target), String(c.cluster) + " (" + ordinal(c.rank) + ")", c.size.toLocaleString() + " of " + g.images.toLocaleString(),
           c.matched ? c.matched.method + "'s cluster " + c.matched.cluster + " (" + c.matched.f1.toFixed(2) + ")" + (c.no_place ? ": no place" : "") : "no maps",
           d ? signed(d.rise) + (d.screened ? " (below " + D.confirms_by + ": random directions not drawn)" : " (" + signed(d.random) + " ± " + d.random_spread.toFixed(3) + "; " + d.needed.toFixed(2) + " needed beyond)") : "– (no other class)",
-          c.flagged ? "flagged: a shortcut with no place" : (d && d.confirmed ? "its direction carries the class, but a map cluster places it" : "not flagged")].forEach(function (text, column) {
+          p ? signed(p.rise) + (p.screened ? " (below " + D.confirms_by + ": null not drawn)" : " (random images of the class: " + signed(p.random) + " ± " + p.random_spread.toFixed(3) + "; " + p.needed.toFixed(2) + " needed beyond)") : "–",
+          c.flagged ? "flagged: a shortcut with no place" + (by ? " (confirmed by " + by + ")" : "") : (by ? by + " carries the class, but a map cluster places it" : "not flagged")].forEach(function (text, column) {
           var td = tr.insertCell(); td.textContent = text;
-          if (column === 5 && c.flagged) { td.className = "cg-flag"; }
+          if (column === 6 && c.flagged) { td.className = "cg-flag"; }
         });
         var shown = document.createElement("div");
         shown.className = "cg-thumb-row";
