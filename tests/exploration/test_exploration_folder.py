@@ -346,7 +346,8 @@ def test_the_features_direction_is_added_to_the_images_of_another_class(job):
     """As above, the job's 12 images stand for a second class too: each feature cluster's
     direction is added to them against random directions of its norm."""
     from captum_gmar.exploration.causal import ClusterChecker
-    from captum_gmar.exploration.features import RANDOM_DIRECTIONS, FeatureChecker
+    from captum_gmar.exploration.feature_checks import RANDOM_DIRECTIONS
+    from captum_gmar.exploration.features import FeatureChecker
 
     checker = ClusterChecker(load_reference_model(), None, job.parent / "scenes", seed=0)
     records = load_maps(job, "gmar-l1")
