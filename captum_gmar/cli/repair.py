@@ -132,9 +132,9 @@ def _strongest_proxy(found: _Found, proxies: dict[str, Any], model: Any, data: A
     import torch
 
     from ..exploration.transplant import CONFIRMS_BY
-    from ..repair import strongest
+    from ..repair import HELD_OUT, strongest
 
-    train, _ = data.split(0.2, seed)  # as repair() splits it
+    train, _ = data.split(HELD_OUT, seed)  # as repair() splits it
     others = torch.nonzero(train.labels != found.target).flatten()
     others = others[torch.randperm(len(others), generator=torch.Generator().manual_seed(seed))[:64]].sort().values
     shortcut, rises = strongest(list(proxies.values()), model, train.pixels[others], seed=seed)

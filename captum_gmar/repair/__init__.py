@@ -30,9 +30,12 @@ from .finetune import repair_finetune
 from .heads import repair_heads
 from .shortcut import Labelled, Measurement, Shortcut, measure, strongest
 
-__all__ = ["REPAIRS", "Labelled", "Measurement", "Repaired", "Shortcut", "measure", "repair", "strongest"]
+__all__ = ["HELD_OUT", "REPAIRS", "Labelled", "Measurement", "Repaired", "Shortcut", "measure", "repair", "strongest"]
 
 How = Literal["heads", "finetune", "auto"]
+
+#: the share of each class's labelled images :func:`repair` keeps out to measure on
+HELD_OUT = 0.2
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ def repair(
     shortcut: Shortcut,
     data: Labelled,
     how: How = "auto",
-    held_out: float = 0.2,
+    held_out: float = HELD_OUT,
     **settings: Any,
 ) -> Repaired:
     """Repair ``model`` of ``shortcut``.
