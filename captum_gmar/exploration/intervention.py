@@ -18,7 +18,8 @@ what the model says. :class:`Intervention` is that act:
   (:mod:`~captum_gmar.exploration.features`).
 
 :meth:`Intervention.logits` is the model's output on a batch with the intervention on the
-images chosen, through which a fine-tune trains (:func:`~captum_gmar.repair.finetune.repair_finetune`);
+images chosen, at a strength chosen per image where it is :attr:`~Intervention.graded`,
+through which a fine-tune trains (:func:`~captum_gmar.repair.finetune.repair_finetune`);
 :meth:`Intervention.rise` is the class's mean score rise on images of other classes, what
 every repair is judged by (:func:`~captum_gmar.repair.shortcut.measure`). A new kind of
 intervention is one class here.
@@ -29,6 +30,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -44,12 +46,18 @@ class Intervention(ABC):
     """Puts a shortcut of class :attr:`target` onto images."""
 
     target: int
+    #: whether it can be put on at any strength (a difference, a tone curve, a direction:
+    #: the images' change scaled), or only whole (a paste)
+    graded: ClassVar[bool] = True
 
     @abstractmethod
     def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
         """The logits ``(B, K)`` of ``pixel_values`` ``(B, C, H, W)`` (on the model's
-        device) with the intervention on the images where ``applied`` (``bool (B,)``) is
-        set; what it draws (donors) from ``generator``. Differentiable: no ``no_grad``."""
+        device) with the intervention on each image at the strength ``applied`` gives it
+        (``(B,)``, bool or float: 0 or ``False`` leaves the image as it is, 1 or ``True``
+        puts the intervention on; a :attr:`graded` one scales the change by any other
+        value, one that is not puts it on whole wherever the value is above 0); what it
+        draws (donors) from ``generator``. Differentiable: no ``no_grad``."""
 
     @abstractmethod
     def describe(self) -> str:
@@ -92,11 +100,13 @@ class Paste(Intervention):
     mask: Tensor
     #: ``(N, C, H, W)``: the images the pixels are cut from (the shortcut's cluster)
     donors: Tensor
+    #: a mark is pasted whole: half a mark is another mark
+    graded = False
 
     def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
         drawn = self.donors[torch.randint(len(self.donors), (len(pixel_values),), generator=generator)]
         pasted = paste_region(pixel_values, drawn.to(pixel_values.device), self.mask.to(pixel_values.device))
-        return vit.logits(torch.where(applied.to(pixel_values.device)[:, None, None, None], pasted, pixel_values))
+        return vit.logits(torch.where(applied.to(pixel_values.device)[:, None, None, None] > 0, pasted, pixel_values))
 
     def describe(self) -> str:
         return f"{int(self.mask.sum())} pixels pasted from {len(self.donors)} images"
@@ -149,7 +159,7 @@ class Curve(Intervention):
         members, rest = members.float(), rest.float().to(members.device)
         channels = members.shape[1]
         ours = members.transpose(0, 1).reshape(channels, -1).sort(dim=1).values
-        theirs = rest.transpose(0, 1).reshape(channels, -1).sort(dim=1).values
+        theirs = rest.transpose(0, 1).reshape(channels, -1).sort(dim=1).values.contiguous()
         low, high = theirs[:, 0], theirs[:, -1]
         steps = torch.linspace(0, 1, levels, device=members.device)
         grid = low[:, None] + steps[None] * (high - low)[:, None]  # (C, K)
@@ -178,8 +188,8 @@ class Curve(Intervention):
         return on.reshape(pixel_values.shape)
 
     def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
-        mapped = self.mapped(pixel_values)
-        return vit.logits(torch.where(applied.to(pixel_values.device)[:, None, None, None], mapped, pixel_values))
+        strength = applied.to(pixel_values.device, pixel_values.dtype)[:, None, None, None]
+        return vit.logits(pixel_values + strength * (self.mapped(pixel_values) - pixel_values))
 
     def describe(self) -> str:
         levels = torch.linspace(0, 1, self.values.shape[1], device=self.values.device)

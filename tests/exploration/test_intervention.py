@@ -49,6 +49,31 @@ def test_only_the_images_chosen_change(vit_and_pixels, kind):
     assert (changed[applied] - plain[applied]).abs().amax(dim=1).min() > 1e-3
 
 
+class _Pixels:
+    """A stand-in model whose logits are the pixel values it is given, flattened."""
+
+    def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return pixel_values.flatten(1)
+
+
+def test_a_graded_intervention_scales_its_change_by_the_strength_and_a_paste_is_put_on_whole(vit_and_pixels):
+    pixels = vit_and_pixels[1][:4]
+    strength = torch.tensor([0.0, 0.5, 1.0, 1.5])
+    generator = torch.Generator().manual_seed(0)
+    add = Add(3, 0.5 * _corner().expand(1, 3, 64, 64))
+    curve = Curve(3, _identity().low, _identity().high, _identity().values.flip(1))  # every value in [-2, 2] negated
+    assert add.graded and curve.graded and Shift.graded and not Paste.graded
+    expected_add = pixels + strength[:, None, None, None] * add.difference
+    torch.testing.assert_close(add.logits(_Pixels(), pixels, strength, generator), expected_add.flatten(1))
+    expected_curve = pixels + strength[:, None, None, None] * (-pixels - pixels)
+    torch.testing.assert_close(curve.logits(_Pixels(), pixels, strength, generator), expected_curve.flatten(1))
+    paste = Paste(3, _corner(), torch.full((1, 3, 64, 64), 2.0))
+    pasted = paste.logits(_Pixels(), pixels, strength, generator).view_as(pixels)
+    torch.testing.assert_close(pasted[0], pixels[0])
+    for row, image in zip(pasted[1:], pixels[1:]):  # the whole mark, wherever the strength is above 0
+        assert bool((row[:, :16, :16] == 2.0).all()) and torch.equal(row[:, 16:], image[:, 16:])
+
+
 def test_a_shift_scores_as_the_feature_finder_scores_it(vit_and_pixels):
     vit, pixels = vit_and_pixels
     direction = torch.linspace(-1, 1, vit.hidden_size)

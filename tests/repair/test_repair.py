@@ -12,7 +12,7 @@ from captum_gmar import load_reference_model, load_sample_scenes
 from captum_gmar.exploration.intervention import Add
 from captum_gmar.imagedata import to_pixel_values
 from captum_gmar.repair import Labelled, Measurement, Shortcut, measure, repair, strongest
-from captum_gmar.repair.finetune import repair_finetune
+from captum_gmar.repair.finetune import STRENGTHS, repair_finetune
 from captum_gmar.repair.heads import repair_heads
 from captum_gmar.vit.layers import pooled_patches
 from captum_gmar.vit.model import VisionTransformer
@@ -150,6 +150,34 @@ def test_a_shortcut_with_no_place_is_repaired_through_its_direction(setting):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), unchanged.state_dict().values()))
     repaired = repair_finetune(model, shortcut, data, steps=30, batch_size=8, lr=1e-3, pasted_share=0.5, progress=False)
     assert abs(measure(repaired, shortcut, data).rise) < 0.5 * abs(before.rise)
+
+
+class _Recorded(Add):
+    """An :class:`Add` that records the strengths each batch is given."""
+
+    def __init__(self, target: int, difference: torch.Tensor, graded: bool) -> None:
+        super().__init__(target, difference)
+        object.__setattr__(self, "graded", graded)
+        object.__setattr__(self, "strengths", [])
+
+    def logits(self, vit, pixel_values, applied, generator):
+        self.strengths.append(applied.clone())
+        return super().logits(vit, pixel_values, applied, generator)
+
+
+@pytest.mark.parametrize("graded", [True, False])
+def test_the_fine_tune_puts_a_graded_shortcut_on_at_strengths_drawn_in_its_range(setting, graded):
+    model, region, data = setting
+    intervention = _Recorded(3, torch.zeros(1, 3, 64, 64), graded)
+    repair_finetune(model, Shortcut(intervention, region.members, region.rest), data, steps=4, batch_size=16, progress=False)
+    strengths = torch.cat(intervention.strengths)
+    pasted = strengths[strengths > 0]
+    assert len(strengths) == 64 and 0 < len(pasted) < 64  # a quarter of each batch, drawn
+    low, high = STRENGTHS
+    if graded:
+        assert bool(((pasted >= low) & (pasted <= high)).all()) and pasted.std() > 0.1
+    else:
+        assert bool((pasted == 1).all())
 
 
 def test_a_shortcut_with_no_place_is_put_on_as_its_images_mean_difference(setting):
