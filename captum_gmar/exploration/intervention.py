@@ -47,8 +47,9 @@ class Intervention(ABC):
 
     target: int
     #: whether it can be put on at any strength (a difference, a tone curve, a direction:
-    #: the images' change scaled), or only whole (a paste)
-    graded: ClassVar[bool] = True
+    #: its change of the pixels or of the tokens scaled), or only whole (a paste); a new
+    #: kind that scales by ``applied`` sets it, so that a fine-tune draws its strengths
+    graded: ClassVar[bool] = False
 
     @abstractmethod
     def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
@@ -101,7 +102,7 @@ class Paste(Intervention):
     #: ``(N, C, H, W)``: the images the pixels are cut from (the shortcut's cluster)
     donors: Tensor
     #: a mark is pasted whole: half a mark is another mark
-    graded = False
+    graded: ClassVar[bool] = False
 
     def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
         drawn = self.donors[torch.randint(len(self.donors), (len(pixel_values),), generator=generator)]
@@ -119,6 +120,7 @@ class Add(Intervention):
     target: int
     #: ``(1, C, H, W)``, in the model's pixel values (after its processor's normalisation)
     difference: Tensor
+    graded: ClassVar[bool] = True
 
     @classmethod
     def between(cls, target: int, members: Tensor, rest: Tensor) -> Add:
@@ -147,6 +149,7 @@ class Curve(Intervention):
     high: Tensor
     #: ``(C, K)``: what each channel's ``K`` levels become
     values: Tensor
+    graded: ClassVar[bool] = True
 
     @classmethod
     def matching(cls, target: int, members: Tensor, rest: Tensor, levels: int = 256) -> Curve:
@@ -159,6 +162,8 @@ class Curve(Intervention):
         members, rest = members.float(), rest.float().to(members.device)
         channels = members.shape[1]
         ours = members.transpose(0, 1).reshape(channels, -1).sort(dim=1).values
+        # contiguous for searchsorted: pixel values made from (H, W, C) arrays are channels
+        # last, and the sort keeps their strides
         theirs = rest.transpose(0, 1).reshape(channels, -1).sort(dim=1).values.contiguous()
         low, high = theirs[:, 0], theirs[:, -1]
         steps = torch.linspace(0, 1, levels, device=members.device)
@@ -206,6 +211,7 @@ class Shift(Intervention):
     layer: int
     #: ``(D,)``: the cluster's mean feature less its class's others' (:mod:`~captum_gmar.exploration.features`)
     direction: Tensor
+    graded: ClassVar[bool] = True
 
     def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
         shifts = applied.to(pixel_values.device, self.direction.dtype)[:, None] * self.direction.to(pixel_values.device)

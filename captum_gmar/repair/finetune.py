@@ -23,11 +23,12 @@ from .shortcut import Labelled, Shortcut
 
 __all__ = ["STRENGTHS", "repair_finetune"]
 
-#: the range a graded shortcut's strength is drawn from, per pasted image (1: as the proxy
-#: has it): a proxy estimates a shortcut that varies from image to image, so the model is
-#: taught to ignore it weaker and stronger too. On planted models (docs/repair.md), the
-#: effect removed at 1 only and in this range: a contrast change 85-88% and 90-91%, a cast
-#: 89-90% and 93%, a noise texture 63-77% and 83-85%, a tint 81-86% and 83-85%.
+#: the range a graded shortcut's strength is drawn from, uniformly, per pasted image (1: as
+#: the proxy has it). A proxy only estimates the shortcut, so the model is taught to ignore
+#: it weaker and stronger too; that this is why the range helps was not tested apart (a
+#: fixed strength of 1.5 was not tried). On planted models (docs/repair.md), the effect
+#: removed at 1 only and in this range: a contrast change 85-88% and 90-91%, a cast 89-90%
+#: and 93%, a noise texture 63-77% and 83-85%, a tint 81-86% and 83-85%.
 STRENGTHS = (0.5, 1.5)
 
 
@@ -45,8 +46,8 @@ def repair_finetune(
     """A copy of ``model`` fine-tuned ``steps`` steps on ``train``'s images, a share
     ``pasted_share`` of each batch with the shortcut put on (``shortcut.intervention``:
     its mark pasted from a random donor, its tone curve or difference applied, or its
-    direction added at its layer; a graded one at a strength drawn per image from
-    :data:`STRENGTHS`).
+    direction added at its layer; a graded one at a strength drawn per image, uniformly
+    from :data:`STRENGTHS`).
     The target of every image is the original model's output on it without the shortcut:
     its softmax (cross-entropy), or its sigmoids for a multi-label model (binary
     cross-entropy). An image without the paste starts at its target (no gradient), so the

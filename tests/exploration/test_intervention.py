@@ -63,6 +63,9 @@ def test_a_graded_intervention_scales_its_change_by_the_strength_and_a_paste_is_
     add = Add(3, 0.5 * _corner().expand(1, 3, 64, 64))
     curve = Curve(3, _identity().low, _identity().high, _identity().values.flip(1))  # every value in [-2, 2] negated
     assert add.graded and curve.graded and Shift.graded and not Paste.graded
+    for graded in (add, curve):  # True and 1.0 put the same on
+        on = torch.tensor([True, False, True, True])
+        torch.testing.assert_close(graded.logits(_Pixels(), pixels, on, generator), graded.logits(_Pixels(), pixels, on.float(), generator))
     expected_add = pixels + strength[:, None, None, None] * add.difference
     torch.testing.assert_close(add.logits(_Pixels(), pixels, strength, generator), expected_add.flatten(1))
     expected_curve = pixels + strength[:, None, None, None] * (-pixels - pixels)
@@ -72,6 +75,17 @@ def test_a_graded_intervention_scales_its_change_by_the_strength_and_a_paste_is_
     torch.testing.assert_close(pasted[0], pixels[0])
     for row, image in zip(pasted[1:], pixels[1:]):  # the whole mark, wherever the strength is above 0
         assert bool((row[:, :16, :16] == 2.0).all()) and torch.equal(row[:, 16:], image[:, 16:])
+
+
+def test_a_shift_scales_its_direction_by_the_strength(vit_and_pixels):
+    vit, pixels = vit_and_pixels
+    direction = torch.linspace(-1, 1, vit.hidden_size)
+    strength = torch.tensor([0.0, 0.5, 1.0, 1.5])
+    with torch.no_grad():
+        shifted = Shift(5, 3, direction).logits(vit, pixels[:4], strength, torch.Generator())
+        for row, s in enumerate(strength.tolist()):
+            alone = scores_with_tokens_shifted(vit, pixels[row : row + 1], 3, s * direction[None], lambda logits: logits)[0]
+            torch.testing.assert_close(shifted[row : row + 1], alone, atol=1e-5, rtol=1e-5)
 
 
 def test_a_shift_scores_as_the_feature_finder_scores_it(vit_and_pixels):

@@ -9,7 +9,7 @@ import torch
 import transformers
 
 from captum_gmar import load_reference_model, load_sample_scenes
-from captum_gmar.exploration.intervention import Add
+from captum_gmar.exploration.intervention import Add, Paste
 from captum_gmar.imagedata import to_pixel_values
 from captum_gmar.repair import Labelled, Measurement, Shortcut, measure, repair, strongest
 from captum_gmar.repair.finetune import STRENGTHS, repair_finetune
@@ -152,24 +152,29 @@ def test_a_shortcut_with_no_place_is_repaired_through_its_direction(setting):
     assert abs(measure(repaired, shortcut, data).rise) < 0.5 * abs(before.rise)
 
 
-class _Recorded(Add):
-    """An :class:`Add` that records the strengths each batch is given."""
+def _recording(kind: type) -> type:
+    """``kind`` (an intervention) that records the strengths each batch is given."""
 
-    def __init__(self, target: int, difference: torch.Tensor, graded: bool) -> None:
-        super().__init__(target, difference)
-        object.__setattr__(self, "graded", graded)
-        object.__setattr__(self, "strengths", [])
+    class Recorded(kind):
+        def __init__(self, *fields: object) -> None:
+            super().__init__(*fields)
+            object.__setattr__(self, "strengths", [])  # frozen: set once, appended to
 
-    def logits(self, vit, pixel_values, applied, generator):
-        self.strengths.append(applied.clone())
-        return super().logits(vit, pixel_values, applied, generator)
+        def logits(self, vit, pixel_values, applied, generator):
+            self.strengths.append(applied.clone())
+            return super().logits(vit, pixel_values, applied, generator)
+
+    return Recorded
 
 
 @pytest.mark.parametrize("graded", [True, False])
-def test_the_fine_tune_puts_a_graded_shortcut_on_at_strengths_drawn_in_its_range(setting, graded):
-    model, region, data = setting
-    intervention = _Recorded(3, torch.zeros(1, 3, 64, 64), graded)
-    repair_finetune(model, Shortcut(intervention, region.members, region.rest), data, steps=4, batch_size=16, progress=False)
+def test_the_fine_tune_puts_a_graded_shortcut_on_at_strengths_drawn_in_its_range_and_a_paste_whole(setting, graded):
+    model, region_shortcut, data = setting
+    paste = region_shortcut.intervention
+    intervention = _recording(Add)(3, torch.zeros(1, 3, 64, 64)) if graded else _recording(Paste)(3, paste.mask, paste.donors)
+    assert intervention.graded is graded
+    shortcut = Shortcut(intervention, region_shortcut.members, region_shortcut.rest)
+    repair_finetune(model, shortcut, data, steps=4, batch_size=16, progress=False)
     strengths = torch.cat(intervention.strengths)
     pasted = strengths[strengths > 0]
     assert len(strengths) == 64 and 0 < len(pasted) < 64  # a quarter of each batch, drawn
