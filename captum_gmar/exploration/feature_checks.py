@@ -46,6 +46,7 @@ __all__ = ["RANDOM_DIRECTIONS", "CurveCheck", "DirectionCheck", "curve_check", "
 RANDOM_DIRECTIONS = 8
 
 
+@dataclass(frozen=True)
 class _AgainstNull:
     """A rise against its null's draws, confirmed where it stands beyond both (see the module)."""
 
@@ -95,9 +96,6 @@ class DirectionCheck(_AgainstNull):
     norm: float
     #: their mean class score as they are
     plain: float
-    rise: float
-    random: float
-    random_spread: float
 
     def summary(self) -> str:
         """The check in words and figures."""
@@ -142,9 +140,6 @@ class CurveCheck(_AgainstNull):
 
     #: how many other classes' images it was put on
     recipients: int
-    rise: float
-    random: float
-    random_spread: float
 
     def summary(self) -> str:
         """The check in words and figures."""
@@ -175,4 +170,4 @@ def curve_check(
             drawn[generator.permutation(len(inside))[: int(inside.sum())]] = True
             null.append(rise_of(drawn))
         random, spread = float(np.mean(null)), float(np.std(null, ddof=1)) if draws > 1 else 0.0
-    return CurveCheck(recipients, rise, random, spread)
+    return CurveCheck(recipients=recipients, rise=rise, random=random, random_spread=spread)

@@ -79,8 +79,8 @@ def test_the_layer_defaults_to_two_thirds_of_the_way_up_and_others_are_refused()
 def test_a_shortcut_with_no_place_is_confirmed_by_its_direction_or_its_tone_curve() -> None:
     refuted = DirectionCheck(recipients=64, norm=1.0, plain=0.1, rise=0.05, random=0.0, random_spread=0.01)
     confirmed = DirectionCheck(recipients=64, norm=1.0, plain=0.1, rise=0.6, random=0.0, random_spread=0.01)
-    curve = CurveCheck(32, 0.6, 0.01, 0.01)
-    flat = CurveCheck(32, 0.1, math.nan, math.nan)
+    curve = CurveCheck(recipients=32, rise=0.6, random=0.01, random_spread=0.01)
+    flat = CurveCheck(recipients=32, rise=0.1, random=math.nan, random_spread=math.nan)
     cluster = FeatureCluster(0, 30, refuted, None, ANY, curve)
     assert cluster.flagged and cluster.confirmed_by == ("tone curve",) and cluster.beyond == pytest.approx(0.59)
     assert "its tone curve, put on 32 images of other classes" in cluster.reason
