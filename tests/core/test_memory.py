@@ -1,11 +1,11 @@
 """The memory and time estimates: at or above the measured peak, growing with every
 dimension, and the refusal of a call too slow, before any forward pass."""
 
-import multiprocessing
 import os
 import re
 from dataclasses import replace
 
+import forks
 import pytest
 import torch
 import transformers
@@ -55,13 +55,10 @@ LINUX_PEAK = pytest.mark.skipif(
 )
 
 
-# Each measurement runs in a process of its own, forked from a server that imported torch,
-# transformers and the package once: the heap of this process holds what earlier tests
-# left, and a fresh interpreter per measurement spent 6 to 8 of its 10 to 15 s on imports
-# (forty of them in the slow run). Peaks measured both ways agreed within the heap's own
-# spread (raw attention at 512 px: 574 and 573 MiB; GMAR eager at 512 px: 2,218 and 2,215).
-_FORKS = multiprocessing.get_context("forkserver")
-_FORKS.set_forkserver_preload(["torch", "transformers", "captum_gmar", "captum_gmar.reference"])
+# Each measurement runs in a process of its own (tests/forks.py): the heap of this process
+# holds what earlier tests left. Peaks measured in forks and in fresh interpreters agreed
+# within the heap's own spread (raw attention at 512 px: 574 and 573 MiB; GMAR eager at
+# 512 px: 2,218 and 2,215).
 
 
 def _median_resident_peak_and_estimate(method: type, attn: str, side: int, chunks: int = 1, calls: int = 5) -> tuple[int, int]:
@@ -83,9 +80,8 @@ explainer.attribute(x[:1, :, :56, :56], target=1)  # warm-up: thread pools and k
 peaks = [peak_resident_increase(lambda: explainer.attribute(x, target=1, internal_batch_size=1)) for _ in range({calls})]
 connection.send((int(statistics.median(peaks)), explainer.estimate_bytes(x[:1].shape)))
 """
-    receiver, sender = _FORKS.Pipe(duplex=False)
-    process = _FORKS.Process(target=exec, args=(script, {"connection": sender}))
-    process.start()
+    receiver, sender = forks.FORKS.Pipe(duplex=False)
+    process = forks.start(script, connection=sender)
     sender.close()
     try:
         typical, estimate = receiver.recv()

@@ -7,14 +7,11 @@ import csv
 import errno
 import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 from collections import Counter
-from pathlib import Path
+from multiprocessing.process import BaseProcess
 
+import forks
 import numpy as np
 import pytest
 import torch
@@ -167,37 +164,33 @@ def test_resuming_a_finished_job_explains_nothing(model, processor, images, tmp_
     assert [(r.item, r.map.tolist()) for r in again] == [(r.item, r.map.tolist()) for r in first]
 
 
-JOB = textwrap.dedent(
-    """
-    import sys, torch, transformers
-    from captum_gmar import explain_dataset
-    from captum_gmar.evaluation.data import open_dataset
-    torch.set_num_threads(1)
-    model_dir, images, out, resume = sys.argv[1:]
-    model = transformers.ViTForImageClassification.from_pretrained(model_dir).eval()
-    processor = transformers.AutoImageProcessor.from_pretrained(model_dir)
-    data = open_dataset(images, processor, None, 32)
-    explain_dataset(model, data, ["gmar-l1", "rollout"], out, batch_size=2, shard_mb=1e-4, resume=resume == "1", progress=False)
-    print("finished")
-    """
-)
+JOB = """
+import torch, transformers
+from captum_gmar import explain_dataset
+from captum_gmar.evaluation.data import open_dataset
+torch.set_num_threads(1)
+model = transformers.ViTForImageClassification.from_pretrained(model_dir).eval()
+processor = transformers.AutoImageProcessor.from_pretrained(model_dir)
+data = open_dataset(images, processor, None, 32)
+explain_dataset(model, data, ["gmar-l1", "rollout"], out, batch_size=2, shard_mb=1e-4, resume=resume, progress=False)
+"""
 
 
-def job_process(model_dir, tmp_path, out, resume: bool) -> subprocess.Popen:
-    """:data:`JOB` in another process, on 40 images (written on the first call)."""
+def job_process(model_dir, tmp_path, out, resume: bool) -> BaseProcess:
+    """:data:`JOB` in a process of its own (forked, tests/forks.py), on 40 images (written on
+    the first call); it exits with 0 when the job finished."""
     images = tmp_path / "images"
     if not images.exists():
         write_images(images, 40)
-        (tmp_path / "job.py").write_text(JOB)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(tmp_path / "job.py"), str(model_dir), str(images), str(out), "1" if resume else "0"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE)
+    return forks.start(JOB, model_dir=str(model_dir), images=str(images), out=str(out), resume=resume)
 
 
 @pytest.mark.slow
 def test_a_job_killed_at_any_point_resumes_without_loss_or_double(model_dir, tmp_path):
     full = tmp_path / "full"
-    assert job_process(model_dir, tmp_path, full, resume=False).wait() == 0
+    whole = job_process(model_dir, tmp_path, full, resume=False)
+    whole.join()
+    assert whole.exitcode == 0
     out = tmp_path / "killed"
     kills = 0
     for attempt in range(6):  # kill after a growing number of shards, then let it finish
@@ -205,13 +198,13 @@ def test_a_job_killed_at_any_point_resumes_without_loss_or_double(model_dir, tmp
         if attempt < 5:
             wanted = 4 * (attempt + 1)
             deadline = time.monotonic() + 60
-            while process.poll() is None and len(shard_paths(out)) < wanted and time.monotonic() < deadline:
+            while process.is_alive() and len(shard_paths(out)) < wanted and time.monotonic() < deadline:
                 time.sleep(0.01 * (attempt % 3))
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
+            if process.is_alive():
+                process.kill()  # SIGKILL
                 kills += 1
-        stdout, _ = process.communicate(timeout=120)
-        if b"finished" in stdout:
+        process.join(timeout=120)
+        if process.exitcode == 0:
             break
     assert kills >= 2, "the job finished before it could be killed twice"
     got, expected = load_maps(out), load_maps(full)
@@ -315,16 +308,15 @@ def test_a_second_job_is_refused_while_one_runs_and_a_killed_one_frees_the_folde
     images = tmp_path / "images"
     try:
         deadline = time.monotonic() + 60
-        while running.poll() is None and not shard_paths(out) and time.monotonic() < deadline:
+        while running.is_alive() and not shard_paths(out) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert running.poll() is None, "the job ended before a second one could start"
+        assert running.is_alive(), "the job ended before a second one could start"
         for options in ({"overwrite": True}, {"resume": True}):
             with pytest.raises(ValueError, match=rf"maps' is in use: a captum-gmar job is running there \(process {running.pid} on "):
                 explain_dataset(model, dataset(images, processor, labelled=False), ["gmar-l1", "rollout"], out, progress=False, **options)
-        running.send_signal(signal.SIGKILL)
     finally:
-        running.kill()
-        running.wait()
+        running.kill()  # SIGKILL
+        running.join()
     records = explain_dataset(
         model,
         dataset(images, processor, labelled=False),
