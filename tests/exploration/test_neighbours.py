@@ -59,3 +59,16 @@ def test_identical_rows_are_each_others_neighbours_but_not_their_own():
 def test_a_bad_search_is_refused():
     with pytest.raises(ValueError, match="search must be auto, exact or approximate, got 'fast'"):
         nearest_neighbours(_features(50), 3, "fast")  # type: ignore[arg-type]
+
+
+def test_above_the_cells_it_searches_the_approximate_search_keeps_nearly_every_exact_neighbour_at_its_exact_distance():
+    # 12,000 rows spread evenly over a cube, so that many neighbours lie across a cell's
+    # border: 156 cells, of which each row's cell is compared with a part (recall 0.990;
+    # 0.96 had each map searched 4 cells, 0.89 had it searched 2)
+    x = np.random.default_rng(1).random((12_000, 8)).astype(np.float32)
+    distances, indices = nearest_neighbours(x, 10, "approximate")
+    np.testing.assert_array_equal(distances, np.linalg.norm(x[:, None] - x[indices], axis=-1))  # not the product's
+    assert (np.diff(distances, axis=1) >= 0).all() and not (indices == np.arange(len(x))[:, None]).any()
+    exact = nearest_neighbours(x, 10, "exact")[1]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(indices, exact)])
+    assert recall >= 0.98, recall

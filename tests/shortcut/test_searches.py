@@ -13,7 +13,7 @@ from tools.shortcut.family import settings
 
 
 def test_a_class_above_the_inverted_files_size_keeps_its_clusters_with_the_approximate_search() -> None:
-    # 3,000 maps: 46 cells, 24 searched, so the search is approximate
+    # 3,000 maps: 46 cells, each map's 8 nearest searched, so the search is approximate
     setting = replace(settings()[300], count=3000)
     row = searches.compare(setting)
     assert row["ari"] >= searches.ARI and row["moved"] <= searches.MOVE, row

@@ -17,8 +17,10 @@ k-means), on the same maps. The report gives the share of classes whose index is
 least 0.99 and whose first-ranked recall and precision move by at most 0.01, and the
 classes where they do not.
 
-Below 1,536 maps (24 cells of 64 training maps) the inverted file has at most 24 cells
-and searches them all, so the two searches agree exactly; ``--count`` should be above it.
+Below 576 maps (9 cells of 64 training maps) the inverted file has at most 8 cells and
+every map searches them all, so the two searches agree exactly; ``--count`` should be well
+above it (each cell is compared with the cells its maps would search, which at a few
+thousand maps can still be most of them).
 """
 
 from __future__ import annotations
