@@ -216,7 +216,8 @@ def suspicions(p: np.ndarray, labels: np.ndarray, k: int, width: int, confidence
     sizes = np.bincount(labels, minlength=k)
     sums = cluster_sums(p, labels, k)
     deviation = float(np.sqrt(_variances(p)).sum())
-    figures = [_one(p, labels, c, sums, sizes, width, confidence, deviation) for c in range(k)]
+    own = _mass_and_entropy(p)
+    figures = [_one(p, labels, c, sums, sizes, width, confidence, deviation, own) for c in range(k)]
     flagged = [c for c in range(k) if figures[c].flagged]
     for c in range(k):
         others = [f for f in flagged if f != c]
@@ -225,7 +226,7 @@ def suspicions(p: np.ndarray, labels: np.ndarray, k: int, width: int, confidence
         # against the rest less the flagged clusters (step 7 of the module)
         less_sums, less_sizes = sums.copy(), sizes.copy()
         less_sums[others], less_sizes[others] = 0, 0
-        again = _one(p, labels, c, less_sums, less_sizes, width, confidence, deviation, counted=~np.isin(labels, others))
+        again = _one(p, labels, c, less_sums, less_sizes, width, confidence, deviation, own, counted=~np.isin(labels, others))
         figures[c] = replace(again, rest_less_flagged=True)
     return figures
 
@@ -238,6 +239,16 @@ def _variances(p: np.ndarray) -> np.ndarray:
         first += block.sum(axis=0)
         second += (block**2).sum(axis=0)
     return np.clip(second / len(p) - (first / len(p)) ** 2, 0, None)
+
+
+def _mass_and_entropy(p: np.ndarray) -> np.ndarray:
+    """``float64 (2, n)``: each map's mass and its sum of ``p log p`` (0 where ``p`` is 0), in one pass."""
+    own = np.zeros((2, len(p)))
+    for start in range(0, len(p), _BLOCK):
+        block = p[start : start + _BLOCK].astype(np.float64)
+        own[0, start : start + _BLOCK] = block.sum(axis=1)
+        own[1, start : start + _BLOCK] = (block * np.log(block, out=np.zeros_like(block), where=block > 0)).sum(axis=1)
+    return own
 
 
 def _chance(members: float, rest: float, deviation: float) -> float:
@@ -256,10 +267,12 @@ def _one(
     width: int,
     confidence: np.ndarray | None,
     deviation: float,
+    own: np.ndarray,
     counted: np.ndarray | None = None,
 ) -> Suspicion:
     """Cluster ``c``'s figures against the rest: the other maps, only those ``counted``
-    (``bool (n,)``) where given (``sums`` and ``sizes`` then count only those)."""
+    (``bool (n,)``) where given (``sums`` and ``sizes`` then count only those). ``own``:
+    each map's mass and sum of ``p log p`` (:func:`_mass_and_entropy`)."""
     patches = p.shape[1]
     member_mean = sums[c] / sizes[c]
     e = excess(sums, sizes, c)
@@ -272,7 +285,7 @@ def _one(
     scale = np.divide(1.0, 1.0 - on_region, out=np.zeros_like(on_region), where=on_region < 1 - 1e-6)
     keep = np.ones(patches, dtype=bool)
     keep[region] = False
-    first, second, counts, spreads = _residuals(p, keep, scale, members, rest)
+    first, second, counts, spreads = _residuals(p, keep, scale, members, rest, own)
     means = first / np.maximum(counts, 1)[:, None]
     gap = 0.5 * float(np.abs(means[0] - means[1]).sum())
     total = counts.sum()
@@ -361,23 +374,36 @@ def _spread(mass: np.ndarray) -> float:
 
 
 def _residuals(
-    p: np.ndarray, keep: np.ndarray, scale: np.ndarray, members: np.ndarray, rest: np.ndarray
+    p: np.ndarray, keep: np.ndarray, scale: np.ndarray, members: np.ndarray, rest: np.ndarray, own: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """In one pass over the residual maps ``scale_i * p_i[keep]``: their sums and the sums
     of their squares over the ``members`` (row 0) and the ``rest`` (row 1), how many maps of each
     have a residual, and each map's effective number of patches, ``exp`` of its entropy
-    (``float64 (n,)``; 1 for a map with no residual)."""
-    first, second = np.zeros((2, int(keep.sum()))), np.zeros((2, int(keep.sum())))
-    counts, spreads = np.zeros(2), np.ones(len(p))
+    (``float64 (n,)``; 1 for a map with no residual).
+
+    The sums are products with the weights ``scale`` (BLAS), and the entropy comes from the
+    maps' own (``own``, :func:`_mass_and_entropy`) less the region's few patches: with
+    ``b = s p`` on the kept patches, ``sum b log b = s log(s) sum p + s sum p log p``,
+    both sums over the kept patches. No logarithm of all the maps per cluster: in
+    ``find_strategies`` at 300,000 maps the pass took 4.0 s a cluster with one, 0.8 s without."""
+    first, second = np.zeros((2, p.shape[1])), np.zeros((2, p.shape[1]))
+    has = scale > 0
+    weights = np.stack([np.where(members & has, scale, 0.0), np.where(rest & has, scale, 0.0)])  # (2, n)
+    counts = np.array([(members & has).sum(), (rest & has).sum()], dtype=np.float64)
+    region_mass, region_entropy = np.zeros(len(p)), np.zeros(len(p))
     for start in range(0, len(p), _BLOCK):
-        block = p[start : start + _BLOCK][:, keep].astype(np.float64) * scale[start : start + _BLOCK, None]
-        inside, outside, has = members[start : start + _BLOCK], rest[start : start + _BLOCK], scale[start : start + _BLOCK] > 0
-        for row, where in enumerate((inside & has, outside & has)):
-            first[row] += block[where].sum(axis=0)
-            second[row] += (block[where] ** 2).sum(axis=0)
-            counts[row] += where.sum()
-        logs = np.log(block, out=np.zeros_like(block), where=block > 0)
-        spreads[start : start + _BLOCK] = np.exp(-(block * logs).sum(axis=1))
+        block = p[start : start + _BLOCK].astype(np.float64)  # every patch: selecting the kept ones cost more than it saved
+        w = weights[:, start : start + _BLOCK]
+        first += w @ block
+        second += (w * w) @ (block * block)
+        region = block[:, ~keep]
+        region_mass[start : start + _BLOCK] = region.sum(axis=1)
+        region_entropy[start : start + _BLOCK] = (region * np.log(region, out=np.zeros_like(region), where=region > 0)).sum(axis=1)
+    first, second = first[:, keep], second[:, keep]
+    kept_mass, kept_entropy = own[0] - region_mass, own[1] - region_entropy
+    spreads = np.ones(len(p))
+    s = scale[has]
+    spreads[has] = np.exp(-(s * np.log(s) * kept_mass[has] + s * kept_entropy[has]))
     return first, second, counts, spreads
 
 
