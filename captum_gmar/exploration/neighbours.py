@@ -9,8 +9,8 @@
   every cell that any of them would search (about 26 cells: a superset of each map's own
   8), and each keeps its ``k`` nearest. Time about ``O(N^1.5 P)``, as for faiss's
   ``IndexIVFFlat``, which compares a map with one other at a time, but spent in BLAS's
-  products (30 to 45 GFLOP/s on one core of the machine of ``docs/benchmarks.md``,
-  against 2 to 7); memory: the candidates' copy for one cell per thread, not a copy of
+  matrix products (``docs/benchmarks.md``: 9.3 s against faiss's 27.1 s on
+  100,000 maps); memory: the candidates' copy for one cell per thread, not a copy of
   every map. The cells are trained on one thread and each cell's product runs on one
   thread (the cells are spread over ``torch.get_num_threads()`` threads), so the same maps
   and seed give the same graph on any number of threads.
