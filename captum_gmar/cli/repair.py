@@ -44,9 +44,11 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
     )
     parser.add_argument(
         "--how",
-        choices=["auto", "heads", "finetune"],
+        choices=["auto", "heads", "finetune", "classifier"],
         default="auto",
-        help="heads (remove the heads that carry it), finetune (a counterfactual fine-tune) or auto (default: heads, then the fine-tune where they fall short)",
+        help="heads (remove the heads that carry it), finetune (a counterfactual fine-tune), classifier (the same on the classifier "
+        "alone, the backbone left as it was: for a frozen backbone and its probe) or auto (default: heads, then the fine-tune "
+        "where they fall short)",
     )
     parser.add_argument(
         "--budget", type=float_between(0, 100), default=1.0, help="the clean accuracy a repair may cost, in points, 0 to 100 (default 1)"

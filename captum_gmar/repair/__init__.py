@@ -8,6 +8,8 @@ hold out, and the settings, and returns the repaired model and what it changed, 
 - ``heads`` (:mod:`~captum_gmar.repair.heads`): the heads that carry the shortcut removed,
   as many as measurement says;
 - ``finetune`` (:mod:`~captum_gmar.repair.finetune`): a brief counterfactual fine-tune;
+- ``classifier`` (:mod:`~captum_gmar.repair.classifier`): the classifier alone retrained on
+  the backbone's features, the backbone left as it was (for a frozen backbone and its probe);
 - ``auto``: heads first, then the fine-tune where the heads leave more than a tenth of the
   transplant rise or were refused.
 
@@ -20,19 +22,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from torch import nn
 
 from ..errors import UnsupportedModelError
+from .classifier import repair_classifier
 from .finetune import repair_finetune
 from .heads import repair_heads
 from .shortcut import Labelled, Measurement, Shortcut, measure, strongest
 
 __all__ = ["HELD_OUT", "REPAIRS", "Labelled", "Measurement", "Repaired", "Shortcut", "measure", "repair", "strongest"]
 
-How = Literal["heads", "finetune", "auto"]
+How = Literal["heads", "finetune", "classifier", "auto"]
 
 #: the share of each class's labelled images :func:`repair` keeps out to measure on
 HELD_OUT = 0.2
@@ -64,10 +67,18 @@ def _finetune(
     return repaired, {"steps": settings.steps, "trained_on": len(train)}
 
 
+def _classifier(
+    model: nn.Module, shortcut: Shortcut, train: Labelled, held_out: Labelled, settings: Settings
+) -> tuple[nn.Module, dict[str, Any]]:
+    repaired = repair_classifier(model, shortcut, train, settings.steps, seed=settings.seed, progress=settings.progress)
+    return repaired, {"steps": settings.steps, "trained_on": len(train)}
+
+
 #: every repair by name: ``(model, shortcut, train, held_out, settings) -> (model, what it changed)``
 REPAIRS: dict[str, Callable[[nn.Module, Shortcut, Labelled, Labelled, Settings], tuple[nn.Module, dict[str, Any]]]] = {
     "heads": _heads,
     "finetune": _finetune,
+    "classifier": _classifier,
 }
 
 
@@ -159,13 +170,15 @@ def repair(
         shortcut: what to remove.
         data: labelled images of every class (usually training images); a seeded fifth
             (``held_out``) of each class is kept out to measure on.
-        how: ``"heads"``, ``"finetune"`` or ``"auto"`` (heads, then the fine-tune where the
-            heads leave more than a tenth of the rise or are refused).
+        how: ``"heads"``, ``"finetune"``, ``"classifier"`` or ``"auto"`` (heads, then the
+            fine-tune where the heads leave more than a tenth of the rise or are refused).
         settings: :class:`Settings`' fields (``budget``, ``max_heads``, ``steps``, ``seed``,
             ``progress``).
 
     Returns:
-        :class:`Repaired`: the measurement before, each attempt, the one chosen: of those
+        :class:`Repaired`: the measurement before, each attempt (a fine-tune or the
+        classifier's retraining that cost more than the budget is tried again with half its
+        steps, then a quarter: :func:`_gentler`), the one chosen: of those
         that remove nine tenths of the transplant rise, the one within the budget with the
         lowest rise, else the one that costs least accuracy; where none does, the lowest
         rise within the budget, else the lowest rise.
@@ -173,8 +186,8 @@ def repair(
     Raises:
         ValueError: ``how`` unknown, or ``data`` without images of another class than the shortcut's.
     """
-    if how not in ("heads", "finetune", "auto"):
-        raise ValueError(f"how must be heads, finetune or auto, got {how!r}")
+    if how != "auto" and how not in REPAIRS:
+        raise ValueError(f"how must be {', '.join(REPAIRS)} or auto, got {how!r}")
     options = Settings(**settings)
     train, kept = data.split(held_out, options.seed)
     if not (kept.labels != shortcut.target).any():
@@ -194,7 +207,37 @@ def repair(
             continue
         after = measure(repaired, shortcut, kept, seed=options.seed)
         attempts.append(Attempt(name, repaired, after, time.perf_counter() - start, changed))
+        attempts += _gentler(name, model, shortcut, train, kept, options, before, after)
     return Repaired(before, tuple(attempts), _choose(before, attempts, options.budget), options.budget)
+
+
+#: the repairs that train (``steps``), and so have a gentler form: fewer steps
+TRAINED = ("finetune", "classifier")
+
+
+def _gentler(
+    name: str,
+    model: nn.Module,
+    shortcut: Shortcut,
+    train: Labelled,
+    kept: Labelled,
+    options: Settings,
+    before: Measurement,
+    after: Measurement,
+) -> list[Attempt]:
+    """Where a repair that trains cost more than the budget: the same with half its steps,
+    then a quarter, while the last still cost too much (each its own attempt, named with its
+    steps). Its learning rate is constant, so fewer steps stop it earlier on the same path,
+    nearer the original model."""
+    attempts: list[Attempt] = []
+    steps = options.steps
+    while name in TRAINED and before.accuracy - after.accuracy > options.budget and len(attempts) < 2 and steps >= 2:
+        steps //= 2
+        start = time.perf_counter()
+        repaired, changed = REPAIRS[name](model, shortcut, train, kept, replace(options, steps=steps))
+        after = measure(repaired, shortcut, kept, seed=options.seed)
+        attempts.append(Attempt(f"{name}, {steps} steps", repaired, after, time.perf_counter() - start, changed))
+    return attempts
 
 
 def _choose(before: Measurement, attempts: list[Attempt], budget: float) -> Attempt | None:

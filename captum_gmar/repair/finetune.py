@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..vit.model import VisionTransformer
 from .shortcut import Labelled, Shortcut
 
-__all__ = ["STRENGTHS", "repair_finetune"]
+__all__ = ["STRENGTHS", "distance", "draw_batch", "is_multi_label", "repair_finetune"]
 
 #: the range a graded shortcut's strength is drawn from, uniformly, per pasted image (1: as
 #: the proxy has it). A proxy only estimates the shortcut, so the model is taught to ignore
@@ -80,23 +80,31 @@ def repair_finetune(
     # region carries the donors' objects along, and the model would learn to ignore the
     # class's own content there (a line along the bottom edge cut the bottoms of coats too:
     # Coat's clean accuracy fell 14 to 25 points)
-    multi_label = getattr(getattr(model, "config", None), "problem_type", None) == "multi_label_classification"
+    multi_label = is_multi_label(model)
     for _ in tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress):
-        rows = torch.randint(len(train), (batch_size,), generator=generator)
-        x = _varied(train.pixels[rows], generator)
-        pasted = torch.rand(batch_size, generator=generator) < pasted_share
-        applied = pasted.float()
-        if shortcut.intervention.graded:
-            low, high = STRENGTHS
-            applied = applied * (low + (high - low) * torch.rand(batch_size, generator=generator))
+        x, applied = draw_batch(train, batch_size, pasted_share, shortcut.intervention.graded, generator)
         x = x.to(device)
         with torch.no_grad():
             target = original.logits(x).float()
-        loss = _distance(shortcut.intervention.logits(student, x, applied.to(device), generator).float(), target, multi_label)
+        loss = distance(shortcut.intervention.logits(student, x, applied.to(device), generator).float(), target, multi_label)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     return repaired.eval()
+
+
+def draw_batch(train: Labelled, batch_size: int, pasted_share: float, graded: bool, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """A batch as the fine-tune draws it: ``batch_size`` of ``train``'s images (drawn with
+    replacement, then :func:`_varied`) ``(B, C, H, W)``, and the shortcut's strength on each
+    ``(B,)``: 0 on about ``1 - pasted_share`` of them, else 1, or for a ``graded`` shortcut a
+    strength drawn uniformly from :data:`STRENGTHS`."""
+    rows = torch.randint(len(train), (batch_size,), generator=generator)
+    x = _varied(train.pixels[rows], generator)
+    applied = (torch.rand(batch_size, generator=generator) < pasted_share).float()
+    if graded:
+        low, high = STRENGTHS
+        applied = applied * (low + (high - low) * torch.rand(batch_size, generator=generator))
+    return x, applied
 
 
 def _varied(x: Tensor, generator: torch.Generator) -> Tensor:
@@ -110,7 +118,13 @@ def _varied(x: Tensor, generator: torch.Generator) -> Tensor:
     return x.roll((dy, dx), dims=(-2, -1))
 
 
-def _distance(logits: Tensor, target: Tensor, multi_label: bool) -> Tensor:
+def is_multi_label(model: nn.Module) -> bool:
+    """Whether ``model`` scores each class by its own sigmoid (a transformers config's
+    ``problem_type``), so that its outputs are matched by binary cross-entropy."""
+    return getattr(getattr(model, "config", None), "problem_type", None) == "multi_label_classification"
+
+
+def distance(logits: Tensor, target: Tensor, multi_label: bool) -> Tensor:
     """How far ``logits`` ``(B, K)`` are from the original's ``target`` logits: the
     cross-entropy to its softmax, or the binary cross-entropy to its sigmoids."""
     if multi_label:

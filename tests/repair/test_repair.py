@@ -8,27 +8,12 @@ import pytest
 import torch
 import transformers
 
-from captum_gmar import load_reference_model, load_sample_scenes
 from captum_gmar.exploration.intervention import Add, Paste
-from captum_gmar.imagedata import to_pixel_values
 from captum_gmar.repair import Labelled, Measurement, Shortcut, measure, repair, strongest
 from captum_gmar.repair.finetune import STRENGTHS, repair_finetune
 from captum_gmar.repair.heads import repair_heads
 from captum_gmar.vit.layers import pooled_patches
 from captum_gmar.vit.model import VisionTransformer
-
-
-@pytest.fixture(scope="module")
-def setting():
-    """The reference model, the 8 sample scenes twice over as labelled data, and a
-    "shortcut": a bright corner patch on the first three scenes, for class 3."""
-    scenes = load_sample_scenes()
-    pixels = to_pixel_values(scenes.images)
-    labels = torch.from_numpy(scenes.labels[:, 0])
-    donors = pixels[:3].clone()
-    donors[:, :, :8, :8] = 2.0
-    shortcut = Shortcut.of_region(3, ((0, 0),), (8, 8), donors, pixels[3:6])
-    return load_reference_model(), shortcut, Labelled(torch.cat([pixels, pixels]), torch.cat([labels, labels]))
 
 
 def test_split_holds_out_a_share_of_every_class():
@@ -215,3 +200,29 @@ def test_of_several_proxies_the_one_the_model_follows_most_is_kept(setting):
     )
     with pytest.raises(ValueError, match="needs shortcuts and images"):
         strongest([], model, others)
+
+
+def test_a_trained_repair_over_the_budget_is_tried_again_with_fewer_steps(setting, monkeypatch):
+    import captum_gmar.repair as repairs
+
+    model, shortcut, data = setting
+    steps_run: list[int] = []
+
+    def tuned(model, shortcut, train, held_out, settings):
+        steps_run.append(settings.steps)
+        return model, {"steps": settings.steps}
+
+    before = Measurement(0.8, 0.90, {})
+    # the rise falls and the cost grows with the steps: 300 cost 3 points, 150 two, 75 one
+    after = {300: Measurement(0.02, 0.87, {}), 150: Measurement(0.05, 0.88, {}), 75: Measurement(0.07, 0.89, {})}
+    results = iter([before, after[300], after[150], after[75]])
+    monkeypatch.setitem(repairs.REPAIRS, "finetune", tuned)
+    monkeypatch.setattr(repairs, "measure", lambda *args, **kwargs: next(results))
+    done = repair(model, shortcut, data, how="finetune", budget=0.01, progress=False)
+    assert steps_run == [300, 150, 75]
+    assert [a.how for a in done.attempts] == ["finetune", "finetune, 150 steps", "finetune, 75 steps"]
+    assert done.chosen is done.attempts[2]  # removes nine tenths within the budget
+    results = iter([before, Measurement(0.02, 0.895, {})])
+    steps_run.clear()
+    assert [a.how for a in repair(model, shortcut, data, how="finetune", budget=0.01, progress=False).attempts] == ["finetune"]
+    assert steps_run == [300]  # within the budget: not tried again

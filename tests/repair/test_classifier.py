@@ -1,0 +1,76 @@
+"""The classifier retrained alone on the backbone's features (``repair --how classifier``)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import transformers
+from torch import nn
+
+from captum_gmar.errors import UnsupportedModelError
+from captum_gmar.repair import Shortcut, measure, repair
+from captum_gmar.repair.classifier import classifier_name, repair_classifier
+from captum_gmar.vit.layers import pooled_patches
+from captum_gmar.vit.model import VisionTransformer
+
+
+def test_the_classifier_is_the_one_module_outside_the_vision_transformer(setting):
+    model = setting[0]
+    assert classifier_name(model) == "classifier"
+    two = copy.deepcopy(model)
+    two.extra = nn.Linear(2, 2)  # a second module outside the backbone: which one classifies is unknown
+    with pytest.raises(UnsupportedModelError, match=r"several modules \(classifier, extra\)"):
+        classifier_name(two)
+    none = copy.deepcopy(model)
+    none.classifier = nn.Identity()
+    with pytest.raises(UnsupportedModelError, match="no parameters outside its vision transformer"):
+        classifier_name(none)
+
+
+def test_only_the_classifier_changes_and_the_copy_reloads(setting, tmp_path):
+    model, shortcut, data = setting
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    repaired = repair_classifier(model, shortcut, data, steps=5, batch_size=8, passes=2, progress=False)
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())  # the original untouched
+    after = repaired.state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(name.startswith("classifier.") for name in changed)  # the backbone bit for bit as it was
+    assert not repaired.training
+    repaired.save_pretrained(tmp_path)
+    reloaded = transformers.AutoModelForImageClassification.from_pretrained(tmp_path)
+    torch.testing.assert_close(reloaded(pixel_values=data.pixels[:2]).logits, repaired(pixel_values=data.pixels[:2]).logits)
+
+
+def test_retraining_the_classifier_lowers_the_rise_and_is_one_of_the_repairs(setting):
+    # a shortcut the untouched model follows: class 3's direction in the features, lengthened,
+    # added at layer 2 (the corner patch moves it little)
+    model, region, data = setting
+    features = pooled_patches(VisionTransformer(model), data.pixels, 2)
+    direction = 8 * (features[data.labels == 3].mean(0) - features[data.labels != 3].mean(0))
+    shortcut = Shortcut.of_direction(3, 2, direction, region.members, region.rest)
+    rise = measure(model, shortcut, data).rise
+    repaired = repair_classifier(model, shortcut, data, steps=100, batch_size=16, pasted_share=0.5, progress=False)
+    assert rise > 0.15 and measure(repaired, shortcut, data).rise < 0.5 * rise
+    done = repair(model, shortcut, data, how="classifier", steps=2, progress=False)
+    assert [a.how for a in done.attempts] == ["classifier"] and done.chosen is done.attempts[0]
+
+
+def test_a_classifier_whose_output_is_not_the_logits_is_refused(setting):
+    model, shortcut, data = setting
+
+    class Scaled(nn.Module):
+        """A classifier, its logits doubled after it."""
+
+        def __init__(self, inner: transformers.ViTForImageClassification) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values: torch.Tensor) -> transformers.modeling_outputs.ImageClassifierOutput:
+            return transformers.modeling_outputs.ImageClassifierOutput(logits=2 * self.inner(pixel_values=pixel_values).logits)
+
+    wrapped = Scaled(model)
+    wrapped.num_labels = model.config.num_labels
+    with pytest.raises(UnsupportedModelError, match="not the model's logits"):
+        repair_classifier(wrapped, shortcut, data, steps=1, batch_size=4, progress=False)
