@@ -51,3 +51,26 @@ def test_the_report_says_who_found_confirmed_and_what_removed_it(tmp_path: Path)
 def test_a_repair_not_checked_on_the_test_scenes_says_so(tmp_path: Path) -> None:
     _write(tmp_path / "b", check=False)
     assert "finetune chosen (not measured on the test scenes)" in report([tmp_path / "b"])
+
+
+def test_the_features_cluster_is_a_row_and_finds_a_shortcut_with_no_place(tmp_path: Path) -> None:
+    _write(tmp_path / "c", check=True)
+    confirm = json.loads((tmp_path / "c" / "confirm.json").read_text())
+    confirm["features"] = {
+        "layer": 4,
+        "f1": 0.85,
+        "rank": 2,
+        "flagged": True,
+        "no_place": True,
+        "rise": 0.53,
+        "random": 0.02,
+        "random_spread": 0.03,
+    }
+    (tmp_path / "c" / "confirm.json").write_text(json.dumps(confirm))
+    text = report([tmp_path / "c"])
+    assert "| frame | features (layer 4) | 0.85 | 2 | yes, confirmed, no place | +0.53 (random +0.02 ± 0.03) |" in text
+    assert "isolated and flagged by attnlrp, gae, gmar-l1, features; confirmed by attnlrp, features;" in text
+    confirm["features"].update(f1=0.7, random=None)  # isolates it too little to count; its random directions not drawn
+    (tmp_path / "c" / "confirm.json").write_text(json.dumps(confirm))
+    text = report([tmp_path / "c"])
+    assert "| 0.70 | 2 | yes, confirmed, no place | +0.53 (random –) |" in text and "confirmed by attnlrp;" in text

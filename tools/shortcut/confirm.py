@@ -16,7 +16,7 @@ shortcut's cluster as found (flagged, or first-ranked and isolating it; AttnLRP'
 GAE's, else the first method's; else the features' cluster, flagged with F1 at least 0.8,
 at its layer) with ``captum-gmar repair`` (``--how
 auto``), on a folder of 1,000 training-split scenes (100 a class, the tag on 70% of the tag
-class's, as in training): ``OUT/repaired``. Writes ``confirm.json`` and prints a table.
+class's, as in training): ``OUT/repaired``, by ``--how`` (``auto`` by default). Writes ``confirm.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def write_training_images(root: Path, tag: str, tag_class: int, seed: int) -> No
         export_scenes(Scenes(plant_tag(scenes.images, tagged, TAGS[tag]), scenes.labels, scenes.masks, scenes.num_items), root, CLASS_NAMES)
 
 
-def run(model_folder: Path, tag: str, tag_class: int, out: Path, seed: int) -> dict[str, Any]:
+def run(model_folder: Path, tag: str, tag_class: int, out: Path, seed: int, methods: Sequence[str] = METHODS) -> dict[str, Any]:
     from transformers import AutoModelForImageClassification
 
     model = AutoModelForImageClassification.from_pretrained(model_folder).eval()
@@ -88,12 +88,12 @@ def run(model_folder: Path, tag: str, tag_class: int, out: Path, seed: int) -> d
         write_images(images, tag, tag_class, seed)
         processor = load_image_processor(model)
         data = open_dataset(images, processor, dict(enumerate(CLASS_NAMES)), 64)
-        explain_dataset(model, data, list(METHODS), out / "maps", target="label", batch_size=50, progress=False)
+        explain_dataset(model, data, list(methods), out / "maps", target="label", batch_size=50, progress=False)
     result = explore(out / "maps", out / "exp", images=images, model=model, seed=seed, progress=False)
     assert result is not None  # one process
     summary = json.loads((out / "exp" / "strategies.json").read_text())
     rows: dict[str, Any] = {}
-    for method in METHODS:
+    for method in methods:
         names = [record.image for record in load_maps(out / "maps", method) if record.target == tag_class]
         is_tagged = np.array([name in tagged for name in names])
         strategies = result.strategies.get((method, tag_class))
@@ -124,11 +124,11 @@ def run(model_folder: Path, tag: str, tag_class: int, out: Path, seed: int) -> d
         "tag_class": tag_class,
         "seed": seed,
         "methods": rows,
-        "features": _features(result, summary, out, tag_class, tagged),
+        "features": _features(result, summary, out, tag_class, tagged, methods[0]),
     }
 
 
-def _features(result: Any, summary: dict[str, Any], out: Path, tag_class: int, tagged: set[str]) -> dict[str, Any]:
+def _features(result: Any, summary: dict[str, Any], out: Path, tag_class: int, tagged: set[str], method: str) -> dict[str, Any]:
     """The tag class's feature cluster that best matches the tagged images (F1, rank,
     flagged, no place, its direction's rise and the random directions'), and how many of the
     other classes have a flagged feature cluster."""
@@ -142,7 +142,7 @@ def _features(result: Any, summary: dict[str, Any], out: Path, tag_class: int, t
     }
     if found is None or isinstance(found, str):
         return {**entry, "clustered": False}
-    names = [record.image for record in load_maps(out / "maps", METHODS[0]) if record.target == tag_class]
+    names = [record.image for record in load_maps(out / "maps", method) if record.target == tag_class]
     is_tagged = np.array([name in tagged for name in names])
     order = [c.label for c in found.ranking]
     best = max((cluster_match(found.labels, is_tagged, label, order) for label in order), key=lambda m: m.f1)
@@ -207,17 +207,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repair", action="store_true", help="then repair the model of the shortcut's cluster as found")
     parser.add_argument("--explored", action="store_true", help="OUT holds the images, maps and exploration already: repair only")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"the methods explained (default {','.join(METHODS)})")
+    parser.add_argument("--how", default="auto", help="repair's --how (classifier: for a frozen backbone and its probe)")
     args = parser.parse_args(argv)
     if args.explored:
         results = json.loads((args.out / "confirm.json").read_text())
     else:
-        results = run(args.model, args.tag, args.tag_class, args.out, args.seed)
+        results = run(args.model, args.tag, args.tag_class, args.out, args.seed, args.methods.split(","))
         (args.out / "confirm.json").write_text(json.dumps(results, indent=1))
     print(table(results))
     if args.repair:
         # the shortcut's cluster as found: flagged, else first-ranked and isolating it (F1 >= 0.9)
         found = [m for m, r in results["methods"].items() if r.get("flagged") or (r.get("rank") == 1 and r.get("f1", 0) >= 0.9)]
-        method = next((m for m in ("attnlrp", "gae", *METHODS) if m in found), None)
+        method = next((m for m in ("attnlrp", "gae", *results["methods"]) if m in found), None)
         features = results.get("features") or {}
         if method is not None:
             spec, extra = f"{method}:{args.tag_class}:{results['methods'][method]['rank']}", []
@@ -229,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_training_images(args.out / "data", args.tag, args.tag_class, args.seed)
         command = ["repair", str(args.out / "maps"), "--model", str(args.model), "--cluster", spec, *extra]
         command += ["--images", str(args.out / "images"), "--data", str(args.out / "data"), "--out", str(args.out / "repaired")]
+        command += ["--how", args.how]
         return cli_main(command)
     return 0
 

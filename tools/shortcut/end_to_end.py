@@ -9,13 +9,15 @@ Prints two Markdown tables and one line per shortcut:
 
 - **found and confirmed**, per shortcut and method: the cluster that best matches the
   marked images (F1), its rank, whether it is flagged, and its transplant rise against
-  its control and null (``explore`` with the model pastes every cluster);
+  its control and null (``explore`` with the model pastes every cluster); and the same for
+  the model's features, with its direction's rise against random directions' and
+  whether no map places it;
 - **repaired**, per shortcut: the cluster repaired, the repair ``auto`` chose, the held-out
   transplant rise and accuracy before and after (``repair.json``), and the issue's measure
   on 2,000 test scenes (``repair_check.json``): the share of the effect removed and the
   change of clean top-1;
-- which methods find it (a cluster isolating it, F1 at least 0.9, flagged, whatever its
-  rank) and confirm it (its transplant rises
+- which methods find it (a cluster isolating it, F1 at least 0.9, or 0.8 for the
+  features, flagged, whatever its rank) and confirm it (its transplant rises
   :data:`~captum_gmar.exploration.transplant.CONFIRMS_BY` beyond its control and its null),
   and what removed it.
 """
@@ -31,6 +33,10 @@ from typing import Any
 
 from captum_gmar.exploration.transplant import CONFIRMS_BY
 from tools.shortcut.family import ISOLATED
+
+#: the F1 at which a feature cluster isolates a shortcut (the shortcut issue's bar for the
+#: features, below the maps' :data:`~tools.shortcut.family.ISOLATED`)
+FEATURES_ISOLATED = 0.8
 
 __all__ = ["main"]
 
@@ -62,6 +68,16 @@ def _beyond(r: dict[str, Any]) -> float | None:
     return float(r["transplant_rise"]) - max([0.0] + [r[k] for k in ("transplant_control", "transplant_null") if r.get(k) is not None])
 
 
+def _features_row(tag: str, f: dict[str, Any]) -> str:
+    """The found table's row of the tag class's feature cluster that best matches the tagged
+    images: its flag (set by its direction's or tone curve's rise), whether no map places
+    it, and its direction's rise against random directions'."""
+    random = "–" if f.get("random") is None else f"{f['random']:+.2f} ± {f['random_spread']:.2f}"
+    rise = "–" if f.get("rise") is None else f"{f['rise']:+.2f} (random {random})"
+    flag = ("yes, confirmed" if f["flagged"] else "no") + (", no place" if f.get("no_place") else "")
+    return f"| {tag} | features (layer {f['layer']}) | {f['f1']:.2f} | {f['rank']} | {flag} | {rise} |"
+
+
 def report(folders: Sequence[Path]) -> str:
     found = ["| shortcut | method | best F1 | its rank | flagged | transplant rise (control, null) |", "|---|---|---|---|---|---|"]
     repaired = [
@@ -86,6 +102,12 @@ def report(folders: Sequence[Path]) -> str:
                 f"| {tag} | {method} | {r['f1']:.2f} | {r['rank']} | {'yes' if r['flagged'] else 'no'}"
                 f"{', confirmed' if is_confirmed else ''} | {_rise(r)} |"
             )
+        features = confirm.get("features") or {}
+        if features.get("f1") is not None:
+            found.append(_features_row(tag, features))
+            if features["flagged"] and features["f1"] >= FEATURES_ISOLATED:  # flagged: its direction or curve moved the model
+                isolated_and_flagged.append("features")
+                confirmed.append("features")
         removal = "not repaired"
         if repair is not None:
             table = {row["repair"]: row for row in repair["table"]}

@@ -117,6 +117,12 @@ TAGS = {
     "contrast": Tag(shape="contrast", strength=0.5),
     "noise": Tag(shape="noise", strength=60),
     "blur": Tag(shape="blur", strength=1.5),
+    # the same kinds at another strength: half the cast, a quarter of the contrast taken
+    # instead of half, half the grain, twice the blur
+    "cast-weak": Tag(colour=(35, 15, 0), shape="cast"),
+    "contrast-weak": Tag(shape="contrast", strength=0.75),
+    "noise-weak": Tag(shape="noise", strength=30),
+    "blur-strong": Tag(shape="blur", strength=3.0),
 }
 
 

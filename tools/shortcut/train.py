@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from captum_gmar.imagedata import CLASS_NAMES, Scenes, make_scenes, to_pixel_values
 from captum_gmar.reference import EVAL_SEED, evaluate_accuracy, load_reference_model
+from captum_gmar.reference.inputs import load_image_processor, scene_pixel_values
 from tools.reference.train import _optimizer, _warmup_cosine, add_data_options, build_processor, run_script, script_parser, train_step
 from tools.shortcut.tag import MAGENTA, TAGS, Tag, choose_tagged, plant_tag
 
@@ -81,8 +82,13 @@ def class_scenes(n: int, classes: Sequence[int], seed: int, data_dir: Path | Non
 
 @torch.no_grad()
 def logits(model: nn.Module, images: np.ndarray, batch_size: int = 200) -> Tensor:
-    """The model's logits ``(N, 10)`` on ``uint8 (N, 64, 64, 3)`` scenes."""
-    return torch.cat([model(pixel_values=to_pixel_values(images[i : i + batch_size])).logits for i in range(0, len(images), batch_size)])
+    """The model's logits ``(N, 10)`` on ``uint8 (N, 64, 64, 3)`` scenes, prepared by the image
+    processor saved with the model (for ``vit-tiny``'s, exactly :func:`to_pixel_values`; for a
+    ``dinov2-small`` model, resized to its input)."""
+    processor = load_image_processor(model)
+    return torch.cat(
+        [model(pixel_values=scene_pixel_values(processor, images[i : i + batch_size])).logits for i in range(0, len(images), batch_size)]
+    )
 
 
 def shortcut_effect(model: nn.Module, others: np.ndarray, tag: Tag, target: int) -> float:
