@@ -93,6 +93,8 @@ class Attempt:
     changed: dict[str, Any] = field(default_factory=dict)
     #: why it did not run, or ``None``
     refused: str | None = None
+    #: a gentler form of an earlier attempt (fewer steps: :func:`_gentler`), kept only within the budget
+    gentler: bool = False
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,7 @@ def _gentler(
     """Where a repair that trains cost more than the budget: the same with half its steps,
     then a quarter, while the last still cost too much (each its own attempt, named with its
     steps). Its learning rate is constant, so fewer steps stop it earlier on the same path,
-    nearer the original model."""
+    nearer the original model. :func:`_choose` keeps one only where it is within the budget."""
     attempts: list[Attempt] = []
     steps = options.steps
     while name in TRAINED and before.accuracy - after.accuracy > options.budget and len(attempts) < 2 and steps >= 2:
@@ -236,15 +238,18 @@ def _gentler(
         start = time.perf_counter()
         repaired, changed = REPAIRS[name](model, shortcut, train, kept, replace(options, steps=steps))
         after = measure(repaired, shortcut, kept, seed=options.seed)
-        attempts.append(Attempt(f"{name}, {steps} steps", repaired, after, time.perf_counter() - start, changed))
+        attempts.append(Attempt(f"{name}, {steps} steps", repaired, after, time.perf_counter() - start, changed, gentler=True))
     return attempts
 
 
 def _choose(before: Measurement, attempts: list[Attempt], budget: float) -> Attempt | None:
     """The repair to keep: of those that remove nine tenths of the rise, the one within the
     budget with the lowest rise, else the one that costs least accuracy; where none removes
-    that much, the lowest rise within the budget, else the lowest rise."""
-    done = [(a, a.after) for a in attempts if a.after is not None]
+    that much, the lowest rise within the budget, else the lowest rise. A gentler form
+    counts only within the budget: one that still costs too much saves less than the
+    held-out measurement can tell (on 200 images one image is half a point), and on the
+    notebook's planted model such a one, chosen, removed less and cost more on test images."""
+    done = [(a, a.after) for a in attempts if a.after is not None and (not a.gentler or before.accuracy - a.after.accuracy <= budget)]
     removed = [(a, m) for a, m in done if m.rise <= 0.1 * before.rise]
     within = [(a, m) for a, m in done if before.accuracy - m.accuracy <= budget]
     if removed:

@@ -213,8 +213,8 @@ def test_a_trained_repair_over_the_budget_is_tried_again_with_fewer_steps(settin
         return model, {"steps": settings.steps}
 
     before = Measurement(0.8, 0.90, {})
-    # the rise falls and the cost grows with the steps: 300 cost 3 points, 150 two, 75 one
-    after = {300: Measurement(0.02, 0.87, {}), 150: Measurement(0.05, 0.88, {}), 75: Measurement(0.07, 0.89, {})}
+    # the rise falls and the cost grows with the steps: 300 cost 3 points, 150 two, 75 half of one
+    after = {300: Measurement(0.02, 0.87, {}), 150: Measurement(0.05, 0.88, {}), 75: Measurement(0.07, 0.895, {})}
     results = iter([before, after[300], after[150], after[75]])
     monkeypatch.setitem(repairs.REPAIRS, "finetune", tuned)
     monkeypatch.setattr(repairs, "measure", lambda *args, **kwargs: next(results))
@@ -222,6 +222,10 @@ def test_a_trained_repair_over_the_budget_is_tried_again_with_fewer_steps(settin
     assert steps_run == [300, 150, 75]
     assert [a.how for a in done.attempts] == ["finetune", "finetune, 150 steps", "finetune, 75 steps"]
     assert done.chosen is done.attempts[2]  # removes nine tenths within the budget
+    # each gentler one still over the budget: the full one stays (the least cost is within the measurement's noise)
+    results = iter([before, after[300], after[150], Measurement(0.07, 0.875, {})])
+    done = repair(model, shortcut, data, how="finetune", budget=0.01, progress=False)
+    assert len(done.attempts) == 3 and done.chosen is done.attempts[0]
     results = iter([before, Measurement(0.02, 0.895, {})])
     steps_run.clear()
     assert [a.how for a in repair(model, shortcut, data, how="finetune", budget=0.01, progress=False).attempts] == ["finetune"]
