@@ -109,8 +109,8 @@ def read_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any, Any]:
             len(cluster.members),
             cluster.flagged,
             f"region of {words}",
-            f"is not flagged as a shortcut (suspicion {cluster.suspicion:.3f}): the repair removes whatever the model reads in its "
-            f"region ({words}), which may be the class's own object",
+            f"is not flagged as a shortcut by its suspicion ({cluster.suspicion:.3f}; explore --model's transplant may flag it): "
+            f"the repair removes whatever the model reads in its region ({words}), which may be the class's own object",
             "the shortcut's mark (the region's pixels its images share) pasted",
             {"region": [list(p) for p in cluster.region], "grid": list(cluster.grid)},
         )

@@ -44,8 +44,8 @@ def test_repair_saves_a_model_folder_that_reloads_and_explains(job, tmp_path, ca
     assert re.search(r"region of \d+ patch(es)? in rows? \d+(–\d+)?, columns? \d+(–\d+)?\)", printed.splitlines()[0])
     # the cluster is no flagged shortcut: one line says what the repair will remove
     assert re.fullmatch(
-        r"note: gae:T-shirt/top:1 is not flagged as a shortcut \(suspicion [\d.]+\): the repair removes whatever the model reads in its "
-        r"region \(\d+ patch.*\), which may be the class's own object\n",
+        r"note: gae:T-shirt/top:1 is not flagged as a shortcut by its suspicion \([\d.]+; explore --model's transplant may flag it\): "
+        r"the repair removes whatever the model reads in its region \(\d+ patch.*\), which may be the class's own object\n",
         [line + "\n" for line in captured.err.splitlines() if line.startswith("note:")][0],
     )
     report = json.loads((out / "repair.json").read_text())
