@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import math
 import os
+import weakref
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +30,11 @@ from .finetune import distance, draw_batch, is_multi_label
 from .shortcut import Labelled, Shortcut
 
 __all__ = ["classifier_name", "repair_classifier"]
+
+#: the last inputs computed for each model (while it lives), with what they were drawn for
+#: (the shortcut and the images, by identity, and the draws' settings), so that a gentler
+#: retry (``repair``: fewer steps) trains on them without running the backbone again
+_POOLS: weakref.WeakKeyDictionary[nn.Module, tuple[Any, Any, tuple[Any, ...], tuple[Tensor, Tensor, Tensor]]] = weakref.WeakKeyDictionary()
 
 
 def classifier_name(model: nn.Module) -> str:
@@ -82,7 +89,16 @@ def repair_classifier(
     original = VisionTransformer(model)
     device = original.parameter.device
     generator = torch.Generator().manual_seed(seed)
-    inputs, targets = _inputs(original, model.get_submodule(name), shortcut, train, batch_size, pasted_share, passes, generator, progress)
+    drawn = (batch_size, pasted_share, passes, seed)
+    kept = _POOLS.get(model)
+    if kept is not None and kept[0]() is shortcut and kept[1]() is train and kept[2] == drawn:
+        inputs, targets, state = kept[3]  # the same draws as before (a gentler retry): not computed again
+        generator.set_state(state)
+    else:
+        inputs, targets = _inputs(
+            original, model.get_submodule(name), shortcut, train, batch_size, pasted_share, passes, generator, progress
+        )
+        _POOLS[model] = (weakref.ref(shortcut), weakref.ref(train), drawn, (inputs, targets, generator.get_state()))
 
     repaired = copy.deepcopy(model)
     classifier = repaired.get_submodule(name)

@@ -74,3 +74,21 @@ def test_a_classifier_whose_output_is_not_the_logits_is_refused(setting):
     wrapped.num_labels = model.config.num_labels
     with pytest.raises(UnsupportedModelError, match="not the model's logits"):
         repair_classifier(wrapped, shortcut, data, steps=1, batch_size=4, progress=False)
+
+
+def test_a_retry_with_fewer_steps_reuses_the_inputs_and_stops_the_same_path_earlier(setting, monkeypatch):
+    import captum_gmar.repair.classifier as classifier
+
+    model, shortcut, data = setting
+    runs = []
+    computed = classifier._inputs
+    monkeypatch.setattr(classifier, "_inputs", lambda *args: runs.append(1) or computed(*args))
+    repair_classifier(model, shortcut, data, steps=6, batch_size=8, passes=1, progress=False)
+    shorter = repair_classifier(model, shortcut, data, steps=3, batch_size=8, passes=1, progress=False)
+    assert len(runs) == 1  # the backbone ran once for both
+    classifier._POOLS.clear()
+    fresh = repair_classifier(model, shortcut, data, steps=3, batch_size=8, passes=1, progress=False)
+    assert len(runs) == 2
+    assert all(torch.equal(a, b) for a, b in zip(shorter.state_dict().values(), fresh.state_dict().values()))
+    repair_classifier(model, shortcut, data, steps=3, batch_size=8, passes=2, progress=False)  # other draws: computed again
+    assert len(runs) == 3
