@@ -32,7 +32,7 @@ from .shortcut import Labelled, Shortcut
 __all__ = ["classifier_name", "repair_classifier"]
 
 #: the last inputs computed for each model (while it lives), with what they were drawn for
-#: (the shortcut and the images, by identity, and the draws' settings), so that a gentler
+#: (the shortcut and the images, by identity, the draws' settings and the weights' versions), so that a gentler
 #: retry (``repair``: fewer steps) trains on them without running the backbone again
 _POOLS: weakref.WeakKeyDictionary[nn.Module, tuple[Any, Any, tuple[Any, ...], tuple[Tensor, Tensor, Tensor]]] = weakref.WeakKeyDictionary()
 
@@ -89,7 +89,8 @@ def repair_classifier(
     original = VisionTransformer(model)
     device = original.parameter.device
     generator = torch.Generator().manual_seed(seed)
-    drawn = (batch_size, pasted_share, passes, seed)
+    # the weights' in-place versions too: a model trained further since is drawn for again
+    drawn = (batch_size, pasted_share, passes, seed, tuple(p._version for p in model.parameters()))
     kept = _POOLS.get(model)
     if kept is not None and kept[0]() is shortcut and kept[1]() is train and kept[2] == drawn:
         inputs, targets, state = kept[3]  # the same draws as before (a gentler retry): not computed again

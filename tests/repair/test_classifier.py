@@ -92,3 +92,9 @@ def test_a_retry_with_fewer_steps_reuses_the_inputs_and_stops_the_same_path_earl
     assert all(torch.equal(a, b) for a, b in zip(shorter.state_dict().values(), fresh.state_dict().values()))
     repair_classifier(model, shortcut, data, steps=3, batch_size=8, passes=2, progress=False)  # other draws: computed again
     assert len(runs) == 3
+    changed = copy.deepcopy(model)
+    repair_classifier(changed, shortcut, data, steps=3, batch_size=8, passes=2, progress=False)
+    with torch.no_grad():
+        changed.vit.embeddings.patch_embeddings.projection.weight.mul_(1.01)  # the model changed in place since
+    repair_classifier(changed, shortcut, data, steps=3, batch_size=8, passes=2, progress=False)
+    assert len(runs) == 5
