@@ -33,6 +33,8 @@ def test_the_quick_check_runs_on_a_cpu(tmp_path):
     assert (tmp_path / "bench.md").exists()
     for part, file in (("compare", "compare/summary.md"), ("dataset", "dataset.json")):
         assert f"| {part} | skipped:" in summary or (tmp_path / file).exists(), part
+    if (tmp_path / "dataset.json").exists():  # the progress bar's rate, read from explain's output
+        assert json.loads((tmp_path / "dataset.json").read_text())["progress_bar_images_per_second"] > 0
 
 
 def test_an_unknown_part_is_refused_in_one_line(tmp_path, capsys):
