@@ -145,11 +145,10 @@ def _in_features(result: Any) -> str:
     if not flagged:
         return (
             f"; {where}: no shortcut with no place (no cluster that no map isolates raised the class beyond its null, by its "
-            "direction or its tone curve)"
+            "direction, its tone curve or its filter)"
         )
     group, cluster = flagged[0]
-    checks = {"direction": cluster["direction"], "tone curve": cluster["curve"]}
-    rises = ", ".join(f"its {name}'s rise {checks[name]['rise']:+.3f}" for name in cluster["confirmed_by"])
+    rises = ", ".join(f"its {name}'s rise {cluster[name]['rise']:+.3f}" for name in cluster["confirmed_by"])
     return (
         f"; {where}: {len(flagged)} shortcut{'' if len(flagged) == 1 else 's'} with no place, the first: {group['target_name']}, "
         f"feature cluster {cluster['cluster']} ({cluster['size']} images, confirmed by {rises})"

@@ -1,4 +1,4 @@
-"""The two interventions that confirm a cluster of the model's features
+"""The interventions that confirm a cluster of the model's features
 (:mod:`~captum_gmar.exploration.features`), each a rise of the class's score on other
 classes' images against a null measured alike.
 
@@ -10,16 +10,19 @@ classifier reads: :mod:`captum_gmar.vit.layers`), it moves their mean feature by
 that direction; the class's score rises by :attr:`DirectionCheck.rise`. The null:
 :data:`RANDOM_DIRECTIONS` random directions of the same norm, added alike.
 
-**Its tone curve** (:func:`curve_check`). A direction finds the images, and need not
-reproduce their change: a lower contrast is no shift of the mean feature (docs/explore.md).
-The cluster is also put on the same images in pixels, by the tone curve that turns the
-rest of its class's pixel values into its images'
-(:meth:`~captum_gmar.exploration.intervention.Curve.matching`): the proxy ``repair`` puts
-a tint, a cast or a contrast change on with. The null: the curve made alike from as many
-images of the class drawn at random, :data:`RANDOM_DIRECTIONS` times. The other proxy
-``repair`` has, the images' mean difference, is no check: on the untouched vit-tiny it
-confirmed a cluster in 3 of 7 classes at 100 images a class (an object's silhouette,
-averaged, carries its class), and the tone curve in none (docs/explore.md).
+**Its proxies in pixels** (:func:`pixel_check`). A direction finds the images, and need
+not reproduce their change: a lower contrast is no shift of the mean feature, and neither
+is a blur (docs/explore.md). The cluster is also put on the same images in pixels, by the
+proxies ``repair`` puts it on with (:data:`PROXIES`): the tone curve that turns the rest of
+its class's pixel values into its images'
+(:meth:`~captum_gmar.exploration.intervention.Curve.matching`: a tint, a cast, a contrast
+change), and the filter that gives the rest of its class its images' power spectrum
+(:meth:`~captum_gmar.exploration.intervention.Filter.matching`: a blur). The null of each:
+the proxy made alike from as many images of the class drawn at random,
+:data:`RANDOM_DIRECTIONS` times. The other proxy ``repair`` has, the images' mean
+difference, is no check: on the untouched vit-tiny it confirmed a cluster in 3 of 7
+classes at 100 images a class (an object's silhouette, averaged, carries its class), and
+the tone curve in none (docs/explore.md).
 
 Each null is drawn only where the rise reaches
 :data:`~captum_gmar.exploration.transplant.CONFIRMS_BY` (below, nothing could confirm it).
@@ -38,12 +41,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .intervention import Curve, Filter
 from .transplant import CONFIRMS_BY, NULL_Z
 
-__all__ = ["RANDOM_DIRECTIONS", "CurveCheck", "DirectionCheck", "curve_check", "direction_check"]
+__all__ = ["PROXIES", "RANDOM_DIRECTIONS", "DirectionCheck", "PixelCheck", "direction_check", "pixel_check"]
 
-#: the null's draws: random directions of the cluster's norm, or curves from random images of the class
+#: the null's draws: random directions of the cluster's norm, or proxies from random images of the class
 RANDOM_DIRECTIONS = 8
+#: the proxies in pixels a cluster is checked by, by name (``strategies.json``'s keys): each
+#: made from a cluster's images and the rest of its class (``matching(target, members, rest)``)
+PROXIES: dict[str, type[Curve] | type[Filter]] = {"tone curve": Curve, "filter": Filter}
 
 
 @dataclass(frozen=True)
@@ -134,29 +141,38 @@ def direction_check(
 
 
 @dataclass(frozen=True)
-class CurveCheck(_AgainstNull):
-    """The class's mean score rise where other classes' images go through a cluster's tone
-    curve, against the curve made from random images of the class (see the module)."""
+class PixelCheck(_AgainstNull):
+    """The class's mean score rise where other classes' images go through a proxy made from
+    a cluster's images (a key of :data:`PROXIES`), against the proxy made from random images
+    of the class (see the module)."""
 
     #: how many other classes' images it was put on
     recipients: int
+    #: which proxy: a key of :data:`PROXIES`
+    proxy: str
 
     def summary(self) -> str:
         """The check in words and figures."""
-        null = self._null("the curve from random images of the class")
-        return f"its tone curve, put on {self.recipients} images of other classes in pixels, raises the class's score by {self.rise:+.3f} ({null})"
+        null = self._null(f"the {self.proxy} from random images of the class")
+        return f"its {self.proxy}, put on {self.recipients} images of other classes in pixels, raises the class's score by {self.rise:+.3f} ({null})"
 
 
-def curve_check(
-    rise_of: Callable[[np.ndarray], float], inside: np.ndarray, recipients: int, draws: int = RANDOM_DIRECTIONS, seed: int = 0
-) -> CurveCheck:
-    """A cluster's tone curve against the null (see the module).
+def pixel_check(
+    rise_of: Callable[[np.ndarray], float],
+    inside: np.ndarray,
+    recipients: int,
+    proxy: str,
+    draws: int = RANDOM_DIRECTIONS,
+    seed: int = 0,
+) -> PixelCheck:
+    """A cluster's proxy in pixels against the null (see the module).
 
     Args:
         rise_of: images chosen (``bool (P,)`` over the class's images read in pixels) ->
-            the class's mean score rise with the tone curve from them to the rest on.
+            the class's mean score rise with the proxy made from them and the rest on.
         inside: ``bool (P,)``: the cluster's images among them.
         recipients: how many images of other classes the rises are measured on.
+        proxy: its name, a key of :data:`PROXIES`.
         draws: the null's draws, each as many images of the class as ``inside`` holds.
         seed: their seed.
     """
@@ -170,4 +186,4 @@ def curve_check(
             drawn[generator.permutation(len(inside))[: int(inside.sum())]] = True
             null.append(rise_of(drawn))
         random, spread = float(np.mean(null)), float(np.std(null, ddof=1)) if draws > 1 else 0.0
-    return CurveCheck(recipients=recipients, rise=rise, random=random, random_spread=spread)
+    return PixelCheck(recipients=recipients, proxy=proxy, rise=rise, random=random, random_spread=spread)

@@ -13,13 +13,14 @@ eigengap and k-means).
 **The interventions** (:mod:`~captum_gmar.exploration.feature_checks`). Each cluster's
 direction (its members' mean feature less the rest of the class's,
 :func:`cluster_direction`) is added inside the model to other classes' images, and its
-tone curve (from up to :data:`CURVE_IMAGES` of the rest of the class to as many of its
-images, out of up to :data:`CURVE_POOL` read in pixels) is put on the same images; each
-against its null.
+proxies in pixels (:data:`~captum_gmar.exploration.feature_checks.PROXIES`: its tone curve
+and its filter, each made from up to :data:`CURVE_IMAGES` of its images and as many of the
+rest of the class, out of up to :data:`CURVE_POOL` read in pixels) are put on the same
+images; each against its null.
 
 A cluster that a map cluster of its class also isolates (F1 at least :data:`MATCHED_AT`)
 has a place, where the maps' own checks judge it; one that no map cluster matches, and
-that its direction or its tone curve confirms, is a **shortcut with no place** (:attr:`FeatureCluster.flagged`).
+that its direction or a proxy in pixels confirms, is a **shortcut with no place** (:attr:`FeatureCluster.flagged`).
 """
 
 from __future__ import annotations
@@ -37,8 +38,7 @@ from tqdm.auto import tqdm
 
 from ._extra import need
 from .causal import ClusterChecker
-from .feature_checks import CurveCheck, DirectionCheck, curve_check, direction_check
-from .intervention import Curve
+from .feature_checks import PROXIES, DirectionCheck, PixelCheck, direction_check, pixel_check
 from .spectral import spectral_clusters, typical_members
 from .strategies import maps_needed
 from .transplant import CONFIRMS_BY, NULL_Z
@@ -68,17 +68,18 @@ COMPONENTS = 32
 #: the most images of other classes a direction is added to (half the transplant's: a
 #: direction that rises far enough is followed by ``RANDOM_DIRECTIONS`` passes over them)
 FEATURE_IMAGES = 32
-#: the most of a class's images read in pixels, from which its clusters' tone curves are made
+#: the most of a class's images read in pixels, from which its clusters' proxies are made
 CURVE_POOL = 256
-#: the most of a cluster's images, and of the rest of its class, a tone curve is made from (as ``repair`` makes it)
+#: the most of a cluster's images, and of the rest of its class, a proxy is made from (as ``repair`` makes it)
 CURVE_IMAGES = 64
 #: a feature cluster has a place where a map cluster of its class isolates its images with this F1
 MATCHED_AT = 0.5
 #: the flag of a feature cluster, in words (``strategies.json``'s ``features.rule``)
 FEATURE_RULE = (
     f"no map cluster of its class isolates its images (F1 below {MATCHED_AT}), and added to other classes' images, its direction "
-    f"in the model's features or its tone curve in pixels raises the class's score at least {CONFIRMS_BY} beyond its null "
-    f"(random directions of the same norm; the curve made from random images of the class), and {NULL_Z} times the null's spread"
+    f"in the model's features, or its tone curve or its filter in pixels, raises the class's score at least {CONFIRMS_BY} beyond "
+    f"its null (random directions of the same norm; the proxy made from random images of the class), and {NULL_Z} times the "
+    "null's spread"
 )
 
 
@@ -96,9 +97,9 @@ class FeatureCluster:
     #: ``(D,)``: its direction (:func:`cluster_direction`), what the intervention adds
     #: (:class:`~captum_gmar.exploration.intervention.Shift`)
     direction: Tensor
-    #: its tone curve put on in pixels (``None``: no image of another class, or of the rest
-    #: of its class among those read)
-    curve: CurveCheck | None = None
+    #: its proxies put on in pixels, in the order of :data:`~captum_gmar.exploration.feature_checks.PROXIES`
+    #: (none: no image of another class, or of the rest of its class among those read)
+    pixels: tuple[PixelCheck, ...] = ()
 
     @property
     def no_place(self) -> bool:
@@ -107,19 +108,19 @@ class FeatureCluster:
 
     @property
     def confirmed_by(self) -> tuple[str, ...]:
-        """The interventions that confirm it: ``"direction"``, ``"tone curve"``, both or neither."""
-        checks = {"direction": self.check, "tone curve": self.curve}
-        return tuple(name for name, check in checks.items() if check is not None and check.confirms)
+        """The interventions that confirm it: ``"direction"`` and the proxies' names (``"tone curve"``, ``"filter"``), or none."""
+        direction = ("direction",) if self.check is not None and self.check.confirms else ()
+        return direction + tuple(p.proxy for p in self.pixels if p.confirms)
 
     @property
     def beyond(self) -> float:
         """How far its interventions' rise stands beyond their null at most (``-inf``: none ran)."""
-        return max((c.beyond for c in (self.check, self.curve) if c is not None), default=-math.inf)
+        return max((c.beyond for c in (self.check, *self.pixels) if c is not None), default=-math.inf)
 
     @property
     def flagged(self) -> bool:
-        """A shortcut with no place: no map cluster isolates it, and its direction or its
-        tone curve carries the class."""
+        """A shortcut with no place: no map cluster isolates it, and its direction or a
+        proxy in pixels carries the class."""
         return self.no_place and bool(self.confirmed_by)
 
     @property
@@ -132,8 +133,8 @@ class FeatureCluster:
         )
         verdict = "flagged: a shortcut with no place" if self.flagged else "not flagged"
         check = "no image of another class to add its direction to" if self.check is None else self.check.summary()
-        curve = "" if self.curve is None else f"; {self.curve.summary()}"
-        return f"{verdict} ({where}); {check}{curve}"
+        pixels = "".join(f"; {p.summary()}" for p in self.pixels)
+        return f"{verdict} ({where}); {check}{pixels}"
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds arrays
@@ -240,10 +241,10 @@ class FeatureChecker:
     model is given).
 
     Its cost: one forward pass per image explained, ``K`` per class (the images of other
-    classes as they are, ``K`` at most :data:`FEATURE_IMAGES`), ``2 K`` per cluster (its
-    direction, its tone curve), and ``RANDOM_DIRECTIONS K`` more for each of the two whose
-    rise reaches :data:`CONFIRMS_BY`; and up to :data:`CURVE_POOL` of the class's images
-    read again in pixels.
+    classes as they are, ``K`` at most :data:`FEATURE_IMAGES`), ``3 K`` per cluster (its
+    direction, its tone curve, its filter), and ``RANDOM_DIRECTIONS K`` more for each of the
+    three whose rise reaches :data:`CONFIRMS_BY`; and up to :data:`CURVE_POOL` of the class's
+    images read again in pixels.
     """
 
     def __init__(self, checker: ClusterChecker, layer: int | None) -> None:
@@ -312,28 +313,40 @@ class FeatureChecker:
         for c in range(int(labels.max()) + 1):
             inside = torch.from_numpy(labels == c)
             direction = cluster_direction(features, inside)
-            check = curve = None
+            check: DirectionCheck | None = None
+            proxies: tuple[PixelCheck, ...] = ()
             if pixels is not None and plain is not None and pooled is not None:  # all or none
                 check = direction_check(partial(self._shifted, pixels=pixels, target=target), direction, plain, seed=seed)
                 chosen = labels[pool] == c
                 if chosen.any() and not chosen.all():
-                    rise_of = partial(
-                        self._curve_rise, pooled=pooled, recipients=pixels, plain=plain, target=target, seed=[seed, target, 2, c]
+                    drawn = [seed, target, 2, c]  # the same images for every proxy
+                    proxies = tuple(
+                        pixel_check(
+                            partial(
+                                self._proxy_rise, proxy=proxy, pooled=pooled, recipients=pixels, plain=plain, target=target, seed=drawn
+                            ),
+                            chosen,
+                            len(pixels),
+                            proxy,
+                            seed=seed,
+                        )
+                        for proxy in PROXIES
                     )
-                    curve = curve_check(rise_of, chosen, len(pixels), seed=seed)
-            clusters.append(FeatureCluster(c, int(inside.sum()), check, matches[c], direction, curve))
+            clusters.append(FeatureCluster(c, int(inside.sum()), check, matches[c], direction, proxies))
         ranking = sorted(clusters, key=lambda f: (not f.flagged, -f.beyond, f.label))
         return FeatureStrategies(layer=layer, labels=labels, eigenvalues=eigenvalues, typical=typical, ranking=tuple(ranking))
 
-    def _curve_rise(self, chosen: np.ndarray, pooled: Tensor, recipients: Tensor, plain: Tensor, target: int, seed: list[int]) -> float:
-        """Class ``target``'s mean score rise on ``recipients`` through the tone curve from up to
-        :data:`CURVE_IMAGES` of the images of ``pooled`` not ``chosen`` to as many ``chosen``
-        (drawn by ``seed``)."""
+    def _proxy_rise(
+        self, chosen: np.ndarray, proxy: str, pooled: Tensor, recipients: Tensor, plain: Tensor, target: int, seed: list[int]
+    ) -> float:
+        """Class ``target``'s mean score rise on ``recipients`` through the proxy named
+        ``proxy``, made from up to :data:`CURVE_IMAGES` of the images of ``pooled``
+        ``chosen`` and as many not (drawn by ``seed``)."""
         generator = np.random.default_rng(seed)
         members = generator.permutation(np.flatnonzero(chosen))[:CURVE_IMAGES]
         rest = generator.permutation(np.flatnonzero(~chosen))[:CURVE_IMAGES]
-        curve = Curve.matching(target, pooled[members], pooled[rest])
-        return curve.rise(self.checker.vit, recipients, self.checker.scores, plain=plain)
+        made = PROXIES[proxy].matching(target, pooled[members], pooled[rest])
+        return made.rise(self.checker.vit, recipients, self.checker.scores, plain=plain)
 
     def _shifted(self, directions: Tensor, pixels: Tensor, target: int) -> Tensor:
         """Class ``target``'s score ``(S, B)`` on ``pixels`` with each of ``directions`` ``(S, D)`` added."""

@@ -114,9 +114,10 @@ def explore(
     (``method``, ``cluster``, ``f1`` of the map cluster that best isolates its images),
     ``direction`` (the intervention's ``recipients``, ``norm``, ``plain``, ``rise``,
     ``random``, ``random_spread`` (``null`` where not drawn), ``screened``, ``beyond``,
-    ``needed``, ``confirmed``), ``curve`` (its tone curve put on in pixels, with the
-    same figures as the direction but ``norm`` and ``plain``), ``confirmed_by``
-    (``"direction"``, ``"tone curve"``, both or neither), ``reason`` and
+    ``needed``, ``confirmed``), ``tone curve`` and ``filter`` (its proxies put on in
+    pixels, :data:`~captum_gmar.exploration.feature_checks.PROXIES`, each with the same
+    figures as the direction but ``norm`` and ``plain``), ``confirmed_by`` (those of
+    ``"direction"``, ``"tone curve"`` and ``"filter"`` that confirm it), ``reason`` and
     ``typical`` (``row`` and ``image`` of its most typical images); ``null`` without a model),
     ``files`` (those written), ``disagreement`` (``pairs``, ``top_k``, ``grid``, ``rows``;
     ``null`` with one method) and ``groups``, one per method and target: ``method``,

@@ -13,6 +13,10 @@ what the model says. :class:`Intervention` is that act:
   that turns the rest of the class's values into the shortcut's images' (histogram
   matching), for a shortcut with no place that changes every pixel by its value (a tint,
   a cast, a contrast change);
+- :class:`Filter`: every image filtered, a gain per channel and spatial frequency, the one
+  that gives the rest of the class's images the shortcut's images' power spectrum
+  (spectrum matching), for a shortcut with no place that changes a pixel by its
+  neighbours (a blur, a sharpening);
 - :class:`Shift`: a direction added to every token one layer puts out
   (:func:`~captum_gmar.vit.layers.tokens_shifted`), for a shortcut with no place
   (:mod:`~captum_gmar.exploration.features`).
@@ -39,7 +43,11 @@ from ..vit.layers import tokens_shifted
 from ..vit.model import VisionTransformer
 from .transplant import paste_region
 
-__all__ = ["Add", "Curve", "Intervention", "Paste", "Shift"]
+__all__ = ["MAX_GAIN", "Add", "Curve", "Filter", "Intervention", "Paste", "Shift"]
+
+#: the largest gain :meth:`Filter.matching` gives a frequency: where the rest of the class has
+#: almost no power, the ratio of two small means is mostly their noise
+MAX_GAIN = 4.0
 
 
 class Intervention(ABC):
@@ -200,6 +208,63 @@ class Curve(Intervention):
         levels = torch.linspace(0, 1, self.values.shape[1], device=self.values.device)
         identity = self.low[:, None] + levels[None] * (self.high - self.low)[:, None]
         return f"a tone curve per channel that moves a pixel value by {float((self.values - identity).abs().mean()):.3f} on average"
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
+class Filter(Intervention):
+    """Every image's channels filtered: each spatial frequency of its discrete Fourier
+    transform (``torch.fft.rfft2``, so circular at the borders) scaled by :attr:`gain`."""
+
+    target: int
+    #: ``(C, H, W // 2 + 1)``: each channel's gain at each frequency of ``rfft2``, 1 at
+    #: frequency 0 (a filter keeps the image's mean, so it commutes with the processor's
+    #: normalisation); at strength ``s`` each gain is raised to the power ``s``
+    gain: Tensor
+    #: ``(H, W)``: the size of the images it filters
+    size: tuple[int, int]
+    graded: ClassVar[bool] = True
+
+    @classmethod
+    def matching(cls, target: int, members: Tensor, rest: Tensor) -> Filter:
+        """The filter that gives ``rest`` ``(M, C, H, W)`` the power spectrum of ``members``
+        ``(N, C, H, W)`` (spectrum matching): at each frequency of each channel, the square
+        root of the members' mean power over the rest's, at most :data:`MAX_GAIN`. For a
+        blur this is its transfer function. Both hold images of one class, so what they show
+        cancels and what tells them apart stays.
+
+        Raises:
+            ValueError: the two are not images of one size.
+        """
+        if members.shape[1:] != rest.shape[1:]:
+            raise ValueError(f"a filter is matched between images of one size, got {tuple(members.shape[1:])} and {tuple(rest.shape[1:])}")
+        members, rest = members.float(), rest.float().to(members.device)
+        power = [torch.fft.rfft2(images).abs().square().mean(0) for images in (members, rest)]  # (C, H, W // 2 + 1)
+        tiny = torch.finfo(torch.float32).tiny
+        gain = (power[0] / power[1].clamp(min=tiny)).sqrt().clamp(max=MAX_GAIN)
+        gain[:, 0, 0] = 1.0
+        return cls(target, gain, (members.shape[-2], members.shape[-1]))
+
+    def filtered(self, pixel_values: Tensor, strength: Tensor) -> Tensor:
+        """``pixel_values`` ``(B, C, H, W)`` filtered at ``strength`` ``(B,)`` (0: as they are).
+
+        Raises:
+            ValueError: images of another size than the filter's.
+        """
+        height, width = pixel_values.shape[-2:]
+        if (height, width) != tuple(self.size):
+            raise ValueError(f"the filter was matched on images of {self.size[0]} x {self.size[1]}, not {height} x {width}")
+        gain = self.gain.to(pixel_values.device)[None] ** strength.to(pixel_values.device, torch.float32)[:, None, None, None]
+        spectrum = torch.fft.rfft2(pixel_values.float()) * gain
+        return torch.fft.irfft2(spectrum, s=(height, width)).to(pixel_values.dtype)
+
+    def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+        return vit.logits(self.filtered(pixel_values, applied.float()))
+
+    def describe(self) -> str:
+        rows = torch.fft.fftfreq(self.size[0], device=self.gain.device)[:, None]
+        columns = torch.fft.rfftfreq(self.size[1], device=self.gain.device)[None]
+        upper = (rows.square() + columns.square()).sqrt() > 0.25  # above half the highest frequency along an axis
+        return f"a filter of each channel's spatial frequencies that scales the upper half of them by {float(self.gain[:, upper].mean()):.2f} on average"
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors

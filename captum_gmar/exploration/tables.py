@@ -14,6 +14,7 @@ import numpy as np
 
 from .causal import CausalCheck
 from .disagreement import FIGURES, ODD_MARGIN, UNUSUAL, Disagreement
+from .feature_checks import PROXIES
 from .features import FeatureStrategies
 from .page import Placement
 from .strategies import Strategies
@@ -304,13 +305,15 @@ def feature_summary(
                         "recipients": check.recipients,
                         "confirmed": check.confirms,
                     },
-                    "curve": None
-                    if cluster.curve is None
-                    else {
-                        **{name: _finite(getattr(cluster.curve, name)) for name in ("rise", "random", "random_spread", "beyond", "needed")},
-                        "screened": cluster.curve.screened,
-                        "recipients": cluster.curve.recipients,
-                        "confirmed": cluster.curve.confirms,
+                    **{proxy: None for proxy in PROXIES},
+                    **{
+                        pixel.proxy: {
+                            **{name: _finite(getattr(pixel, name)) for name in ("rise", "random", "random_spread", "beyond", "needed")},
+                            "screened": pixel.screened,
+                            "recipients": pixel.recipients,
+                            "confirmed": pixel.confirms,
+                        }
+                        for pixel in cluster.pixels
                     },
                     "confirmed_by": list(cluster.confirmed_by),
                     "reason": cluster.reason,

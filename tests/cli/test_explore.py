@@ -76,14 +76,14 @@ def test_the_last_line_names_what_confirmed_the_first_shortcut_with_no_place():
     def result(*clusters):
         return SimpleNamespace(summary={"features": {"layer": 4, "groups": [{"target_name": "Shirt", "clusters": list(clusters)}]}})
 
-    plain = {"flagged": False, "confirmed_by": [], "cluster": 0, "size": 9, "direction": {"rise": 0.01}, "curve": {"rise": 0.02}}
+    plain = {"flagged": False, "confirmed_by": [], "cluster": 0, "size": 9, "direction": {"rise": 0.01}, "tone curve": {"rise": 0.02}}
     contrast = {
         "flagged": True,
         "confirmed_by": ["tone curve"],
         "cluster": 1,
         "size": 61,
         "direction": {"rise": 0.182},
-        "curve": {"rise": 0.613},
+        "tone curve": {"rise": 0.613},
     }
     assert _in_features(result(plain, contrast)) == (
         "; in the model's features (layer 4): 1 shortcut with no place, the first: Shirt, feature cluster 1 (61 images, "
@@ -91,7 +91,9 @@ def test_the_last_line_names_what_confirmed_the_first_shortcut_with_no_place():
     )
     both = {**contrast, "confirmed_by": ["direction", "tone curve"]}
     assert "confirmed by its direction's rise +0.182, its tone curve's rise +0.613)" in _in_features(result(both))
+    blur = {**plain, "flagged": True, "confirmed_by": ["filter"], "filter": {"rise": 0.512}}
+    assert _in_features(result(blur)).endswith("feature cluster 0 (9 images, confirmed by its filter's rise +0.512)")
     assert _in_features(result(plain)).endswith(
-        "no cluster that no map isolates raised the class beyond its null, by its direction or its tone curve)"
+        "no cluster that no map isolates raised the class beyond its null, by its direction, its tone curve or its filter)"
     )
     assert _in_features(SimpleNamespace(summary={"features": None})) == ""

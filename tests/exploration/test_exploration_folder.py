@@ -290,14 +290,14 @@ def test_with_the_model_every_cluster_gets_the_transplant(job, tmp_path):
     features = summary["features"]
     assert (
         features["layer"] == 4
-        and "beyond its null (random directions of the same norm; the curve made from random images" in features["rule"]
+        and "beyond its null (random directions of the same norm; the proxy made from random images" in features["rule"]
     )
     (group,) = features["groups"]
     found = result.features[0]
     assert group["target"] == 0 and group["images"] == 12 and len(found.labels) == 12 and found.layer == 4
     assert [c["cluster"] for c in group["clusters"]] == [c.label for c in found.ranking] and group["flagged"] == 0
     for entry, cluster in zip(group["clusters"], found.ranking):
-        assert entry["direction"] is None and entry["curve"] is None and entry["confirmed_by"] == []
+        assert entry["direction"] is None and entry["tone curve"] is None and entry["filter"] is None and entry["confirmed_by"] == []
         assert not entry["flagged"] and entry["size"] == int(np.sum(found.labels == cluster.label))
         assert entry["matched"]["method"] in ("gmar-l1", "rollout") and 0 < entry["matched"]["f1"] <= 1
         assert "no image of another class to add its direction to" in entry["reason"] and entry["typical"]
@@ -363,14 +363,14 @@ def test_the_features_direction_is_added_to_the_images_of_another_class(job):
         assert -1 <= check.rise <= 1 and check.screened == (check.rise < 0.2)  # the random directions: only where it may confirm
         assert check.screened or (-1 <= check.random <= 1 and check.random_spread >= 0)
         assert cluster.matched is None and cluster.no_place  # no maps given: nothing places it
-        # its tone curve put on in pixels, on the same images
-        curve = cluster.curve
-        assert curve is not None and curve.recipients == 12 and -1 <= curve.rise <= 1
-        assert curve.screened == (curve.rise < 0.2) and (curve.screened or curve.random_spread >= 0)
-        assert cluster.confirmed_by == tuple(n for n, c in (("direction", check), ("tone curve", curve)) if c.confirms)
-        assert (
-            cluster.flagged == bool(cluster.confirmed_by) and "random directions" in cluster.reason and "its tone curve" in cluster.reason
-        )
+        # its proxies put on in pixels, on the same images: its tone curve and its filter
+        assert [p.proxy for p in cluster.pixels] == ["tone curve", "filter"]
+        for proxy in cluster.pixels:
+            assert proxy.recipients == 12 and -1 <= proxy.rise <= 1
+            assert proxy.screened == (proxy.rise < 0.2) and (proxy.screened or proxy.random_spread >= 0)
+        assert cluster.confirmed_by == tuple(n for n, c in (("direction", check), *((p.proxy, p) for p in cluster.pixels)) if c.confirms)
+        assert cluster.flagged == bool(cluster.confirmed_by) and "random directions" in cluster.reason
+        assert "its tone curve" in cluster.reason and "its filter" in cluster.reason
         members = torch.from_numpy(strategies.labels == cluster.label)
         assert cluster.direction.shape == (checker.vit.hidden_size,) and members.sum() == cluster.size
     assert RANDOM_DIRECTIONS == 8
@@ -379,7 +379,7 @@ def test_the_features_direction_is_added_to_the_images_of_another_class(job):
     again = FeatureChecker(checker, None).run_class(0, {0: np.arange(12), 1: np.arange(12)}, names, {}, settings)
     assert not isinstance(again, str) and np.array_equal(again.labels, strategies.labels)
     assert [repr(c.check) for c in again.ranking] == [repr(c.check) for c in strategies.ranking]
-    assert [repr(c.curve) for c in again.ranking] == [repr(c.curve) for c in strategies.ranking]
+    assert [repr(c.pixels) for c in again.ranking] == [repr(c.pixels) for c in strategies.ranking]
     assert all(torch.equal(a.direction, b.direction) for a, b in zip(again.ranking, strategies.ranking, strict=True))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from captum_gmar.exploration.feature_checks import DirectionCheck, curve_check, direction_check
+from captum_gmar.exploration.feature_checks import DirectionCheck, direction_check, pixel_check
 
 DIM = 64
 
@@ -56,7 +56,7 @@ def test_the_random_directions_spread_raises_what_a_rise_needs() -> None:
     assert undrawn.screened and undrawn.beyond == pytest.approx(0.15) and undrawn.needed == 0.2 and not undrawn.confirms
 
 
-def test_a_tone_curve_is_confirmed_beyond_the_curve_made_from_random_images_of_the_class() -> None:
+def test_a_proxy_in_pixels_is_confirmed_beyond_the_proxy_made_from_random_images_of_the_class() -> None:
     inside = np.arange(40) < 10
     drawn = []
 
@@ -64,8 +64,8 @@ def test_a_tone_curve_is_confirmed_beyond_the_curve_made_from_random_images_of_t
         drawn.append(chosen.copy())
         return 0.7 * float(chosen[inside].sum()) / chosen.sum()
 
-    check = curve_check(rise_of, inside, recipients=32, draws=5, seed=3)
-    assert check.rise == pytest.approx(0.7) and check.recipients == 32
+    check = pixel_check(rise_of, inside, recipients=32, proxy="tone curve", draws=5, seed=3)
+    assert check.rise == pytest.approx(0.7) and check.recipients == 32 and check.proxy == "tone curve"
     # the null: five draws of as many images of the class as the cluster holds, at random
     assert len(drawn) == 6 and np.array_equal(drawn[0], inside) and all(d.sum() == 10 for d in drawn[1:])
     expected = [rise_of(d) for d in drawn[1:6]]
@@ -75,9 +75,10 @@ def test_a_tone_curve_is_confirmed_beyond_the_curve_made_from_random_images_of_t
         and "its tone curve, put on 32 images of other classes in pixels, raises the class's score by +0.700" in check.summary()
     )
     # below 0.2 nothing could confirm it: the null is not drawn
-    flat = curve_check(lambda chosen: 0.1, inside, recipients=32)
+    flat = pixel_check(lambda chosen: 0.1, inside, recipients=32, proxy="filter")
     assert (
         flat.screened
         and not flat.confirms
-        and "the curve from random images of the class not drawn: the rise is below 0.2" in flat.summary()
+        and "its filter, put on 32 images" in flat.summary()
+        and "the filter from random images of the class not drawn: the rise is below 0.2" in flat.summary()
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from captum_gmar.exploration.feature_checks import CurveCheck, DirectionCheck
+from captum_gmar.exploration.feature_checks import DirectionCheck, PixelCheck
 from captum_gmar.exploration.features import MATCHED_AT, FeatureCluster, check_layer, default_layer, feature_strategies, map_match
 from captum_gmar.exploration.strategies import find_strategies
 
@@ -76,14 +76,18 @@ def test_the_layer_defaults_to_two_thirds_of_the_way_up_and_others_are_refused()
             check_layer(bad, 6)
 
 
-def test_a_shortcut_with_no_place_is_confirmed_by_its_direction_or_its_tone_curve() -> None:
+def test_a_shortcut_with_no_place_is_confirmed_by_its_direction_or_a_proxy_in_pixels() -> None:
     refuted = DirectionCheck(recipients=64, norm=1.0, plain=0.1, rise=0.05, random=0.0, random_spread=0.01)
     confirmed = DirectionCheck(recipients=64, norm=1.0, plain=0.1, rise=0.6, random=0.0, random_spread=0.01)
-    curve = CurveCheck(recipients=32, rise=0.6, random=0.01, random_spread=0.01)
-    flat = CurveCheck(recipients=32, rise=0.1, random=math.nan, random_spread=math.nan)
-    cluster = FeatureCluster(0, 30, refuted, None, ANY, curve)
+    curve = PixelCheck(recipients=32, proxy="tone curve", rise=0.6, random=0.01, random_spread=0.01)
+    flat = PixelCheck(recipients=32, proxy="tone curve", rise=0.1, random=math.nan, random_spread=math.nan)
+    blur = PixelCheck(recipients=32, proxy="filter", rise=0.8, random=0.05, random_spread=0.02)
+    flat_filter = PixelCheck(recipients=32, proxy="filter", rise=0.0, random=math.nan, random_spread=math.nan)
+    cluster = FeatureCluster(0, 30, refuted, None, ANY, (curve, flat_filter))
     assert cluster.flagged and cluster.confirmed_by == ("tone curve",) and cluster.beyond == pytest.approx(0.59)
-    assert "its tone curve, put on 32 images of other classes" in cluster.reason
-    assert FeatureCluster(0, 30, confirmed, None, ANY, curve).confirmed_by == ("direction", "tone curve")
-    assert not FeatureCluster(0, 30, refuted, None, ANY, flat).flagged
-    assert not FeatureCluster(0, 30, refuted, ("gae", 1, MATCHED_AT), ANY, curve).flagged  # a map cluster places it
+    assert "its tone curve, put on 32 images of other classes" in cluster.reason and "its filter, put on 32" in cluster.reason
+    assert FeatureCluster(0, 30, confirmed, None, ANY, (curve, flat_filter)).confirmed_by == ("direction", "tone curve")
+    by_filter = FeatureCluster(0, 30, refuted, None, ANY, (flat, blur))  # a blur: neither direction nor curve carries it
+    assert by_filter.flagged and by_filter.confirmed_by == ("filter",) and by_filter.beyond == pytest.approx(0.75)
+    assert not FeatureCluster(0, 30, refuted, None, ANY, (flat, flat_filter)).flagged
+    assert not FeatureCluster(0, 30, refuted, ("gae", 1, MATCHED_AT), ANY, (curve, blur)).flagged  # a map cluster places it

@@ -4,11 +4,13 @@ class's mean score change on every image."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from captum_gmar import load_reference_model, load_sample_scenes
-from captum_gmar.exploration.intervention import Add, Curve, Paste, Shift
+from captum_gmar.exploration.intervention import MAX_GAIN, Add, Curve, Filter, Paste, Shift
 from captum_gmar.imagedata import to_pixel_values
 from captum_gmar.vit.layers import scores_with_tokens_shifted
 from captum_gmar.vit.model import VisionTransformer
@@ -32,13 +34,21 @@ def _identity(low: float = -2.0, high: float = 2.0, levels: int = 5) -> Curve:
     return Curve(3, torch.full((3,), low), torch.full((3,), high), grid.clone())
 
 
-@pytest.mark.parametrize("kind", ["paste", "add", "curve", "shift"])
+def _low_pass(size: int = 64) -> Filter:
+    """A filter that keeps each image's mean and a fifth of every other frequency."""
+    gain = torch.full((3, size, size // 2 + 1), 0.2)
+    gain[:, 0, 0] = 1.0
+    return Filter(3, gain, (size, size))
+
+
+@pytest.mark.parametrize("kind", ["paste", "add", "curve", "filter", "shift"])
 def test_only_the_images_chosen_change(vit_and_pixels, kind):
     vit, pixels = vit_and_pixels
     intervention = {
         "paste": Paste(3, _corner(), torch.full((2, 3, 64, 64), 2.0)),
         "add": Add(3, 0.5 * _corner().expand(1, 3, 64, 64)),
         "curve": Curve(3, _identity().low, _identity().high, _identity().values.flip(1)),  # every value negated
+        "filter": _low_pass(),
         "shift": Shift(3, 1, torch.linspace(-2, 2, vit.hidden_size)),
     }[kind]
     applied = torch.tensor([True, False] * 4)
@@ -62,14 +72,20 @@ def test_a_graded_intervention_scales_its_change_by_the_strength_and_a_paste_is_
     generator = torch.Generator().manual_seed(0)
     add = Add(3, 0.5 * _corner().expand(1, 3, 64, 64))
     curve = Curve(3, _identity().low, _identity().high, _identity().values.flip(1))  # every value in [-2, 2] negated
-    assert add.graded and curve.graded and Shift.graded and not Paste.graded
-    for graded in (add, curve):  # True and 1.0 put the same on
+    low_pass = _low_pass()
+    assert add.graded and curve.graded and low_pass.graded and Shift.graded and not Paste.graded
+    for graded in (add, curve, low_pass):  # True and 1.0 put the same on
         on = torch.tensor([True, False, True, True])
         torch.testing.assert_close(graded.logits(_Pixels(), pixels, on, generator), graded.logits(_Pixels(), pixels, on.float(), generator))
     expected_add = pixels + strength[:, None, None, None] * add.difference
     torch.testing.assert_close(add.logits(_Pixels(), pixels, strength, generator), expected_add.flatten(1))
     expected_curve = pixels + strength[:, None, None, None] * (-pixels - pixels)
     torch.testing.assert_close(curve.logits(_Pixels(), pixels, strength, generator), expected_curve.flatten(1))
+    # a filter's gains raised to the strength: 0 leaves the image, 1.5 filters more than 1
+    spectrum = torch.fft.rfft2(pixels) * low_pass.gain[None] ** strength[:, None, None, None]
+    expected_filter = torch.fft.irfft2(spectrum, s=(64, 64))
+    torch.testing.assert_close(low_pass.logits(_Pixels(), pixels, strength, generator), expected_filter.flatten(1))
+    torch.testing.assert_close(low_pass.filtered(pixels, strength)[0], pixels[0], atol=1e-5, rtol=0)  # FFT rounding
     paste = Paste(3, _corner(), torch.full((1, 3, 64, 64), 2.0))
     pasted = paste.logits(_Pixels(), pixels, strength, generator).view_as(pixels)
     torch.testing.assert_close(pasted[0], pixels[0])
@@ -108,6 +124,7 @@ def test_nothing_put_on_rises_by_nothing(vit_and_pixels):
     assert Paste(2, torch.zeros(1, 1, 64, 64), pixels[:2]).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-6)
     assert Add(2, torch.zeros(1, 3, 64, 64)).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-6)
     assert _identity().rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-5)  # lerp's rounding, a few ulps
+    assert Filter(2, torch.ones(3, 64, 33), (64, 64)).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-5)  # FFT rounding
     assert torch.isnan(torch.tensor(Paste(2, _corner(), pixels[:2]).rise(vit, pixels[:0], scores)))
 
 
@@ -149,3 +166,50 @@ def test_values_beyond_a_curves_levels_keep_their_distance_from_its_ends():
     values = torch.tensor([-1.0, 0.0, 0.25, 0.5, 0.75, 1.0, 3.0]).reshape(1, 1, 1, 7).expand(2, 3, 1, 7)
     expected = torch.tensor([-0.5, 0.5, 0.5, 0.5, 1.25, 2.0, 4.0]).reshape(1, 1, 1, 7).expand(2, 3, 1, 7)
     torch.testing.assert_close(curve.mapped(values), expected)
+
+
+def _textured(count: int, generator: torch.Generator) -> torch.Tensor:
+    """``(count, 3, 32, 32)``: a background of noise and an item of random values, every
+    frequency present (a filter is estimated where the images have power)."""
+    scenes = 0.3 * torch.rand(count, 3, 32, 32, generator=generator)
+    scenes[:, :, 8:24, 8:24] += torch.rand(count, 3, 16, 16, generator=generator)
+    return scenes
+
+
+def _blurred(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``x`` blurred by a Gaussian of ``sigma`` pixels, circularly: its transfer function
+    ``exp(-2 pi^2 sigma^2 f^2)`` at each frequency ``f`` (cycles a pixel)."""
+    rows = torch.fft.fftfreq(x.shape[-2])[:, None]
+    columns = torch.fft.rfftfreq(x.shape[-1])[None]
+    transfer = torch.exp(-2 * math.pi**2 * sigma**2 * (rows.square() + columns.square()))
+    return torch.fft.irfft2(torch.fft.rfft2(x) * transfer, s=x.shape[-2:])
+
+
+def test_a_filter_matched_to_blurred_images_blurs():
+    generator = torch.Generator().manual_seed(0)
+    blur = Filter.matching(1, _blurred(_textured(64, generator), 1.5), _textured(64, generator))
+    fresh = _textured(16, generator)
+    # the gains are square roots of a ratio of two means of 64 images' powers (each
+    # frequency's power varies by about its mean from image to image): off by about a
+    # tenth of the gain, at frequencies that the blur has all but removed anyway
+    assert float((blur.filtered(fresh, torch.ones(16)) - _blurred(fresh, 1.5)).abs().mean()) < 0.01
+    assert float(fresh.std()) > 0.25  # against images that vary by this much
+    torch.testing.assert_close(blur.filtered(fresh, torch.ones(16)).mean((-2, -1)), fresh.mean((-2, -1)))  # the mean kept
+    assert "scales the upper half of them by 0.01 on average" in blur.describe()  # the Gaussian's own: 0.006
+    sharper = Filter.matching(1, _textured(64, generator), _blurred(_textured(64, generator), 1.5))  # the other way round
+    assert float(sharper.gain.max()) == MAX_GAIN  # where the blurred images have no power left
+
+
+def test_a_filter_matched_to_the_same_images_changes_nothing():
+    scenes = _textured(8, torch.Generator().manual_seed(1))
+    same = Filter.matching(1, scenes, scenes)
+    torch.testing.assert_close(same.gain, torch.ones_like(same.gain))
+    torch.testing.assert_close(same.filtered(scenes, torch.ones(8)), scenes, atol=1e-5, rtol=0)  # FFT rounding
+
+
+def test_a_filter_refuses_images_of_another_size():
+    scenes = _textured(4, torch.Generator().manual_seed(2))
+    with pytest.raises(ValueError, match=r"^a filter is matched between images of one size, got \(3, 32, 32\) and \(3, 32, 31\)$"):
+        Filter.matching(1, scenes, scenes[..., :31])
+    with pytest.raises(ValueError, match=r"^the filter was matched on images of 32 x 32, not 32 x 33$"):
+        Filter.matching(1, scenes, scenes).filtered(torch.zeros(1, 3, 32, 33), torch.ones(1))

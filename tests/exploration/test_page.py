@@ -233,6 +233,15 @@ def test_a_shortcut_with_no_place_gets_its_repair_command(job, tmp_path, monkeyp
     images = job.parent / "scenes"
     explore(job, out, images=images, model=load_reference_model(), feature_layer=3, neighbours=3, max_clusters=3, progress=False)
     clusters = json.loads((out / "strategies.json").read_text())["features"]["groups"][0]["clusters"]
+    # one class, so no proxy was put on: the first cluster is given both proxies' figures
+    # in the page's data, one screened and one against its null, as a model with other classes would give them
+    index_file = out / "explore-data" / "index.js"
+    prefix = "window.EXPLORE_INDEX = "
+    index = json.loads(index_file.read_text().removeprefix(prefix).rstrip().rstrip(";"))
+    first = index["features"]["groups"][0]["clusters"][0]
+    first["tone curve"] = {"rise": 0.123, "random": None, "random_spread": None, "needed": 0.2, "screened": True}
+    first["filter"] = {"rise": 0.512, "random": 0.01, "random_spread": 0.02, "needed": 0.2, "screened": False}
+    index_file.write_text(f"{prefix}{json.dumps(index)};\n")
     driver = chromium("1300,1300")
     try:
         driver.get((out / "explore.html").as_uri())
@@ -243,7 +252,10 @@ def test_a_shortcut_with_no_place_gets_its_repair_command(job, tmp_path, monkeyp
         ]
         assert [row[1] for row in table] == [f"{c['cluster']} ({['1st', '2nd', '3rd'][c['rank'] - 1]})" for c in clusters]
         # one class: no image of another to put a cluster on, in the features or in pixels
-        assert all(len(row) == 8 and row[4] == "– (no other class)" and row[5] == "–" for row in table)
+        assert all(len(row) == 8 and row[4] == "– (no other class)" for row in table)
+        assert all(row[5] == "–" for row in table[1:]) and table[0][5] == (
+            "tone curve +0.123 (below 0.2: null not drawn); filter +0.512 (random images of the class: +0.010 ± 0.020; 0.20 needed beyond)"
+        )
         commands = [code.text for code in driver.find_elements("css selector", "[id$='-features-next'] code")]
         assert len(commands) == len(clusters)
         for command, cluster in zip(commands, clusters, strict=True):  # the model as explore was given it: here, an object's folder
@@ -254,7 +266,10 @@ def test_a_shortcut_with_no_place_gets_its_repair_command(job, tmp_path, monkeyp
             )
         said = driver.find_element("css selector", "[id$='-features-next']").text
         assert "labelled images of every class (TRAIN: one folder per class)" in said
-        assert "by their tone curve or their mean difference from the rest of the class, whichever the model follows most" in said
+        assert (
+            "by their tone curve, their filter or their mean difference from the rest of the class, whichever the model follows most"
+            in said
+        )
         screenshot(driver, tmp_path, "explore_features.png")
         assert not [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     finally:

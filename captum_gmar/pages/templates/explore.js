@@ -595,12 +595,16 @@
         return;
       }
       g.clusters.forEach(function (c) {
-        var tr = body.insertRow(), d = c.direction, p = c.curve;
+        var tr = body.insertRow(), d = c.direction;
+        var pixels = ["tone curve", "filter"].filter(function (name) { return c[name]; }).map(function (name) {
+          var p = c[name];
+          return name + " " + signed(p.rise) + (p.screened ? " (below " + D.confirms_by + ": null not drawn)" : " (random images of the class: " + signed(p.random) + " ± " + p.random_spread.toFixed(3) + "; " + p.needed.toFixed(2) + " needed beyond)");
+        });
         var by = c.confirmed_by.map(function (b) { return "its " + b; }).join(" and ");
         [g.target + ": " + className(g.target), String(c.cluster) + " (" + ordinal(c.rank) + ")", c.size.toLocaleString() + " of " + g.images.toLocaleString(),
           c.matched ? c.matched.method + "'s cluster " + c.matched.cluster + " (" + c.matched.f1.toFixed(2) + ")" + (c.no_place ? ": no place" : "") : "no maps",
           d ? signed(d.rise) + (d.screened ? " (below " + D.confirms_by + ": random directions not drawn)" : " (" + signed(d.random) + " ± " + d.random_spread.toFixed(3) + "; " + d.needed.toFixed(2) + " needed beyond)") : "– (no other class)",
-          p ? signed(p.rise) + (p.screened ? " (below " + D.confirms_by + ": null not drawn)" : " (random images of the class: " + signed(p.random) + " ± " + p.random_spread.toFixed(3) + "; " + p.needed.toFixed(2) + " needed beyond)") : "–",
+          pixels.length ? pixels.join("; ") : "–",
           c.flagged ? "flagged: a shortcut with no place" + (by ? " (confirmed by " + by + ")" : "") : (by ? by + " carries the class, but a map cluster places it" : "not flagged")].forEach(function (text, column) {
           var td = tr.insertCell(); td.textContent = text;
           if (column === 6 && c.flagged) { td.className = "cg-flag"; }
@@ -612,7 +616,7 @@
         tr.title = c.reason;
       });
     });
-    // a repair for each shortcut with no place: put on in pixels (a tone curve or a difference) in a counterfactual fine-tune
+    // a repair for each shortcut with no place: put on in pixels (a tone curve, a filter or a difference) in a counterfactual fine-tune
     var next = el("features-next");
     next.textContent = "";
     F.groups.forEach(function (g) {
@@ -621,7 +625,7 @@
         code.textContent = "captum-gmar repair " + D.maps + " --model " + MODEL + " --cluster features:" + g.target + ":" + c.rank +
           " --feature-layer " + F.layer + " --images " + IMAGES + " --data TRAIN --out repaired";
         div.appendChild(document.createTextNode("The shortcut of " + className(g.target) + "'s feature cluster " + c.cluster + " removed (put on through its images' pixels, " +
-          "by their tone curve or their mean difference from the rest of the class, whichever the model follows most, on a quarter of each batch of a counterfactual fine-tune), measured on labelled images of every class (TRAIN: one folder per class" +
+          "by their tone curve, their filter or their mean difference from the rest of the class, whichever the model follows most, on a quarter of each batch of a counterfactual fine-tune), measured on labelled images of every class (TRAIN: one folder per class" +
           (BUNDLED.indexOf(D.model) >= 0 ? "; for " + D.model + ": captum-gmar export-scenes TRAIN --split train --n 1000 --items 1" : "") + "): "));
         div.appendChild(code);
         next.appendChild(div);
