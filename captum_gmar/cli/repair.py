@@ -145,7 +145,7 @@ def _strongest_proxy(found: _Found, proxies: dict[str, Any], model: Any, data: A
         raise CommandError(
             f"no proxy of the cluster raises the class {found.target_name!r} enough to repair: on {len(others)} training images of "
             f"other classes, it rises by {tried}, below the {CONFIRMS_BY} that confirms a shortcut; a repair cannot remove what it "
-            "cannot put on (a blur, for one: docs/repair.md)"
+            "cannot put on (docs/repair.md)"
         )
     words = next(w for w, proxy in proxies.items() if proxy is shortcut)
     recorded = {**found.recorded, "proxies": [{"put_on": w, "rise": r} for w, r in zip(proxies, rises, strict=True)]}
@@ -156,8 +156,10 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
     """The cluster ``features:CLASS:RANK`` of the model's features, found again as explore
     found it with its defaults (the class's images, their clusters, each cluster's
     direction checked and ranked); the proxies that could put it on (words ->
-    :class:`~captum_gmar.repair.Shortcut`: its images' tone curve, their mean difference),
+    :class:`~captum_gmar.repair.Shortcut`: its images' tone curve, their filter, their mean difference),
     the model and its image processor. The class is refused before the model loads."""
+    import dataclasses
+
     import numpy as np
 
     from ..dataset_maps import load_maps
@@ -212,15 +214,20 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
     layer = features.layer
     # put on through the images' pixels, not the direction in the features (on the
     # strong-tint model a fine-tune against the direction removed 95% of the direction's
-    # rise and none of the drawn tint's effect): a tone curve or a difference, whichever
-    # the model follows most (_strongest_proxy; docs/repair.md)
+    # rise and none of the drawn tint's effect): a tone curve, a filter or a difference,
+    # whichever the model follows most (_strongest_proxy; docs/repair.md)
     members, rest = pixels(inside), pixels(~inside)
     proxies = {
         "a tone curve per channel, the one that turns the rest of the class's pixel values into its images'": Shortcut.of_curve(
             target, members, rest
         ),
+        "a filter of each channel's spatial frequencies, the one that gives the rest of the class its images' power spectrum": (
+            Shortcut.of_filter(target, members, rest)
+        ),
         "its images' mean difference from the rest of the class, added to every pixel": Shortcut.of_difference(target, members, rest),
     }
+    # the held-out images that carry it are told apart where it was found (repair.carriers)
+    proxies = {words: dataclasses.replace(shortcut, layer=layer) for words, shortcut in proxies.items()}
     found_cluster = _Found(
         target,
         name,
@@ -259,7 +266,7 @@ def run(options: RepairOptions) -> None:
     if "layer" in cluster.recorded:
         rises = ", ".join(f"{p['put_on'].split(',')[0]} {p['rise']:+.3f}" for p in cluster.recorded["proxies"])
         print(
-            f"note: a shortcut with no place is measured here through a proxy, {cluster.put_on}, the one of two the model follows "
+            f"note: a shortcut with no place is measured here through a proxy, {cluster.put_on}, the one of three the model follows "
             f"most on other classes' training images (the class's rise: {rises}); check the repaired model on images that carry the "
             "shortcut itself (docs/repair.md: on four planted models the drawn shortcut's effect fell by 63% to 90%)",
             file=sys.stderr,
@@ -331,10 +338,13 @@ def _markdown(
         label = row["worst_class"]
         return "–" if label is None else f"{class_names.get(label, label)} {cell(row['worst_class_accuracy'], True)}"
 
+    first = table[0]
     lines = [
         f"Repair of {options.cluster} ({name}) in {options.model}; chosen: {chosen}; budget: {options.budget:g} points of clean "
         f"accuracy. The transplant rise: the class's mean probability rise with {put_on} on held-out images of other classes; "
-        "removed: the share of the rise before that is gone.",
+        "removed: the share of the rise before that is gone; clean accuracy: top-1 on the "
+        f"{first['clean_images']} held-out images that do not carry the shortcut (its class's images nearer its own images' "
+        "features than the rest of the class's left out, which the shortcut alone may have got right).",
         "",
         "| repair | transplant rise | removed | clean accuracy | change (points) | worst class | seconds | note |",
         "|---|---|---|---|---|---|---|---|",

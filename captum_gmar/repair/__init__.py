@@ -15,7 +15,9 @@ hold out, and the settings, and returns the repaired model and what it changed, 
 
 Every repair is judged alike (:func:`~captum_gmar.repair.shortcut.measure`): the transplant
 rise on held-out images of other classes, before and after, and the clean accuracy overall
-and per class. The repaired model is a standard transformers model of its class.
+and per class, on the held-out images that do not carry the shortcut
+(:func:`~captum_gmar.repair.shortcut.carriers`). The repaired model is a standard
+transformers model of its class.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from ..errors import UnsupportedModelError
 from .classifier import repair_classifier
 from .finetune import repair_finetune
 from .heads import repair_heads
-from .shortcut import Labelled, Measurement, Shortcut, measure, strongest
+from .shortcut import Labelled, Measurement, Shortcut, carriers, measure, strongest
 
-__all__ = ["HELD_OUT", "REPAIRS", "Labelled", "Measurement", "Repaired", "Shortcut", "measure", "repair", "strongest"]
+__all__ = ["HELD_OUT", "REPAIRS", "Labelled", "Measurement", "Repaired", "Shortcut", "carriers", "measure", "repair", "strongest"]
 
 How = Literal["heads", "finetune", "classifier", "auto"]
 
@@ -122,7 +124,16 @@ class Repaired:
             return {
                 "repair": how,
                 **dict.fromkeys(
-                    ("transplant_rise", "removed", "accuracy", "cost_points", "over_budget", "worst_class", "worst_class_accuracy")
+                    (
+                        "transplant_rise",
+                        "removed",
+                        "accuracy",
+                        "cost_points",
+                        "over_budget",
+                        "worst_class",
+                        "worst_class_accuracy",
+                        "clean_images",
+                    )
                 ),
                 "seconds": seconds,
                 "note": note,
@@ -138,6 +149,7 @@ class Repaired:
             "over_budget": cost > self.budget,
             "worst_class": worst,
             "worst_class_accuracy": None if worst is None else after.per_class[worst],
+            "clean_images": after.counted,
             "seconds": seconds,
             "note": note,
         }
@@ -171,7 +183,8 @@ def repair(
         model: a supported model in eval mode (not changed).
         shortcut: what to remove.
         data: labelled images of every class (usually training images); a seeded fifth
-            (``held_out``) of each class is kept out to measure on.
+            (``held_out``) of each class is kept out to measure on, its clean accuracy on
+            the images that do not carry the shortcut (:func:`carriers`, by the original model).
         how: ``"heads"``, ``"finetune"``, ``"classifier"`` or ``"auto"`` (heads, then the
             fine-tune where the heads leave more than a tenth of the rise or are refused).
         settings: :class:`Settings`' fields (``budget``, ``max_heads``, ``steps``, ``seed``,
@@ -194,6 +207,7 @@ def repair(
     train, kept = data.split(held_out, options.seed)
     if not (kept.labels != shortcut.target).any():
         raise ValueError("the data hold no image of another class than the shortcut's: nothing to measure its transplant on")
+    kept = replace(kept, counted=~carriers(model, shortcut, kept))
     before = measure(model, shortcut, kept, seed=options.seed)
     attempts: list[Attempt] = []
     for name in ["heads", "finetune"] if how == "auto" else [how]:

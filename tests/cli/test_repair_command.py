@@ -101,14 +101,15 @@ def test_a_cluster_of_the_features_that_no_proxy_puts_on_is_refused_before_the_f
     code, err = run(capsys, *args)
     line = last_line(err)
     assert code == 2 and line.startswith("captum-gmar repair: error: no proxy of the cluster raises the class 'T-shirt/top' enough")
-    assert "with a tone curve per channel and by " in line and "below the 0.2 that confirms a shortcut" in line
+    assert "with a tone curve per channel and by " in line and "with a filter of each channel's spatial frequencies and by " in line
+    assert "below the 0.2 that confirms a shortcut" in line
     assert not out.exists()
 
 
 def test_a_cluster_of_the_features_is_repaired_through_the_proxy_the_model_follows_most(job, tmp_path, capsys, monkeypatch):
     # features:CLASS:RANK: the class's images clustered by the model's features as explore
-    # clusters them, and put on in the fine-tune by their tone curve or their mean
-    # difference, whichever raises the class more on other classes' images; the bar a
+    # clusters them, and put on in the fine-tune by their tone curve, their filter or their
+    # mean difference, whichever raises the class most on other classes' images; the bar a
     # proxy must reach (the test above) is lowered, the bundled model following neither
     monkeypatch.setattr("captum_gmar.exploration.transplant.CONFIRMS_BY", -1.0)
     out = tmp_path / "features"
@@ -118,13 +119,13 @@ def test_a_cluster_of_the_features_is_repaired_through_the_proxy_the_model_follo
     captured = capsys.readouterr()
     report = json.loads((out / "repair.json").read_text())
     proxies = {p["put_on"]: p["rise"] for p in report["proxies"]}
-    assert len(proxies) == 2 and report["put_on"] == max(proxies, key=proxies.__getitem__)
+    assert len(proxies) == 3 and report["put_on"] == max(proxies, key=proxies.__getitem__)
     assert captured.out.startswith("repairing vit-tiny of features:T-shirt/top:1 (")
     assert f"images, no place, found at layer 3: {report['put_on']}) with finetune" in captured.out
     # the sample scenes all stand for one class here: no other class's images to check its direction on
     assert "note: features:T-shirt/top:1 is not flagged as a shortcut with no place" in captured.err
     note = next(line for line in captured.err.splitlines() if "through a proxy" in line)
-    assert note.startswith(f"note: a shortcut with no place is measured here through a proxy, {report['put_on']}, the one of two")
+    assert note.startswith(f"note: a shortcut with no place is measured here through a proxy, {report['put_on']}, the one of three")
     assert all(f"{rise:+.3f}" in note for rise in proxies.values())
     assert f"with {report['put_on']} on held-out images" in (out / "repair.md").read_text()
     assert report["layer"] == 3 and report["direction_norm"] > 0 and "region" not in report

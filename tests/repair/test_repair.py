@@ -9,7 +9,7 @@ import torch
 import transformers
 
 from captum_gmar.exploration.intervention import Add, Paste
-from captum_gmar.repair import Labelled, Measurement, Shortcut, measure, repair, strongest
+from captum_gmar.repair import Labelled, Measurement, Shortcut, carriers, measure, repair, strongest
 from captum_gmar.repair.finetune import STRENGTHS, repair_finetune
 from captum_gmar.repair.heads import repair_heads
 from captum_gmar.vit.layers import pooled_patches
@@ -31,6 +31,32 @@ def test_measure_gives_the_transplant_rise_and_the_clean_accuracy(setting):
     assert set(found.per_class) == set(data.labels.tolist())
     logits = model(pixel_values=data.pixels).logits
     assert found.accuracy == pytest.approx(float((logits.argmax(1) == data.labels).float().mean()))
+
+
+def test_clean_accuracy_leaves_out_the_images_that_carry_the_shortcut(setting):
+    model, shortcut, data = setting
+    counted = torch.ones(len(data), dtype=torch.bool)
+    counted[:5] = False
+    found = measure(model, shortcut, Labelled(data.pixels, data.labels, counted))
+    right = model(pixel_values=data.pixels).logits.argmax(1) == data.labels
+    assert found.accuracy == pytest.approx(float(right[5:].float().mean())) and (found.counted, found.left_out) == (11, 5)
+    assert set(found.per_class) == set(data.labels[5:].tolist())
+
+
+def test_the_images_that_carry_a_shortcut_are_told_by_the_original_models_features(setting):
+    model, shortcut, data = setting
+    target = shortcut.target
+    # the shortcut's own images and the rest of its class, labelled as its class, and the
+    # same images labelled as another class: only the class's can carry it
+    pixels = torch.cat([shortcut.members, shortcut.rest, shortcut.members])
+    labels = torch.tensor([target] * 6 + [target + 1] * 3)
+    for layer, expected_layer in ((None, 4), (1, 1)):  # the default layer of 6, or where the shortcut was found
+        found = carriers(model, Shortcut(shortcut.intervention, shortcut.members, shortcut.rest, layer), Labelled(pixels, labels), 4)
+        features = pooled_patches(VisionTransformer(model), pixels, expected_layer)
+        inside, outside = features[:3].mean(0), features[3:6].mean(0)  # nearest centroid
+        nearer = (features[:6] - inside).norm(dim=1) < (features[:6] - outside).norm(dim=1)
+        assert torch.equal(found[:6], nearer) and not found[6:].any() and found[:3].sum() >= 2 and found[3:6].sum() <= 1
+    assert not carriers(model, Shortcut(shortcut.intervention, shortcut.members), Labelled(pixels, labels)).any()  # no rest
 
 
 def test_the_shortcuts_mark_is_the_part_of_its_region_its_images_share(setting):
@@ -84,6 +110,11 @@ def test_auto_tries_heads_then_fine_tunes_and_chooses_within_the_budget(setting)
     assert [a.how for a in done.attempts][0] == "heads" and done.chosen is not None
     rows = done.table()
     assert rows[0]["repair"] == "none (as it was)" and [r["repair"] for r in rows[1:]] == [a.how for a in done.attempts]
+    # clean accuracy on the held-out images that do not carry the shortcut, told by the original model
+    _, kept = data.split(0.2, 0)
+    carrying = carriers(model, shortcut, kept)
+    assert all(m.left_out == int(carrying.sum()) and m.counted == len(kept) - m.left_out for m in (done.before, done.chosen.after))
+    assert rows[0]["clean_images"] == done.before.counted
     with pytest.raises(ValueError, match="how must be"):
         repair(model, shortcut, data, how="prune")
     only_class = Labelled(data.pixels[data.labels == 3], data.labels[data.labels == 3])
