@@ -332,7 +332,9 @@ def _markdown(
     def cost(row: dict[str, Any]) -> str:
         if row["cost_points"] is None or row["repair"] == table[0]["repair"]:
             return "–"
-        return f"{-row['cost_points']:+.1f}" + (" (over the budget)" if row["over_budget"] else "")
+        error = row["cost_error_points"]
+        spread = "" if error is None or error != error else f" ± {error:.1f}"  # NaN: no paired images
+        return f"{-row['cost_points']:+.1f}{spread}" + (" (over the budget)" if row["over_budget"] else "")
 
     def worst(row: dict[str, Any]) -> str:
         label = row["worst_class"]
@@ -344,7 +346,9 @@ def _markdown(
         f"accuracy. The transplant rise: the class's mean probability rise with {put_on} on held-out images of other classes; "
         "removed: the share of the rise before that is gone; clean accuracy: top-1 on the "
         f"{first['clean_images']} held-out images that do not carry the shortcut (its class's images nearer its own images' "
-        "features than the rest of the class's left out, which the shortcut alone may have got right).",
+        "features than the rest of the class's left out, which the shortcut alone may have got right); change: its cost in "
+        f"points ± its standard error (one image is {100 / max(first['clean_images'] or 1, 1):.2f} points: more labelled "
+        "images narrow it).",
         "",
         "| repair | transplant rise | removed | clean accuracy | change (points) | worst class | seconds | note |",
         "|---|---|---|---|---|---|---|---|",

@@ -113,7 +113,8 @@ class Repaired:
     def table(self) -> list[dict[str, Any]]:
         """One row per attempt, and one for the model as it was: the transplant rise and the
         share of it removed, clean accuracy and its cost in points (``over_budget`` where it
-        costs more than the budget), the worst class and its accuracy, the time, and a note
+        costs more than the budget) with the cost's standard error (paired: the held-out
+        images that turned), the worst class and its accuracy, the time, and a note
         (why a repair did not run, or where the heads' curve stopped short of its best rise)."""
         rows = [self._row("none (as it was)", self.before, 0.0)]
         rows += [self._row(a.how, a.after, a.seconds, a.refused or _curve_note(a, self.budget)) for a in self.attempts]
@@ -129,6 +130,7 @@ class Repaired:
                         "removed",
                         "accuracy",
                         "cost_points",
+                        "cost_error_points",
                         "over_budget",
                         "worst_class",
                         "worst_class_accuracy",
@@ -146,6 +148,7 @@ class Repaired:
             "removed": 1 - after.rise / self.before.rise if self.before.rise > 0 else None,
             "accuracy": after.accuracy,
             "cost_points": 100 * cost,
+            "cost_error_points": 100 * self.before.cost_error(after),
             "over_budget": cost > self.budget,
             "worst_class": worst,
             "worst_class_accuracy": None if worst is None else after.per_class[worst],

@@ -20,6 +20,7 @@ original model's features do, and the accuracy counts the rest (:attr:`Labelled.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -121,7 +122,7 @@ class Labelled:
         return Labelled(self.pixels[keep], self.labels[keep]), Labelled(self.pixels[~keep], self.labels[~keep])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds a tensor
 class Measurement:
     """How far a model follows a shortcut, and what it gets right without it."""
 
@@ -134,6 +135,18 @@ class Measurement:
     #: how many held-out images the accuracy counts, and how many it leaves out as carrying the shortcut
     counted: int = 0
     left_out: int = 0
+    #: ``bool (counted,)``: which of the images counted the model gets right (``None``: not kept)
+    right: Tensor | None = None
+
+    def cost_error(self, after: Measurement) -> float:
+        """The standard error of the accuracy lost from this measurement to ``after`` (a
+        share), paired over the same images: from the images that turned right or wrong,
+        ``sqrt(b + c - (b - c)^2 / n) / n``; NaN where either kept no images."""
+        if self.right is None or after.right is None or len(self.right) != len(after.right) or not len(self.right):
+            return float("nan")
+        worse, better = int((self.right & ~after.right).sum()), int((~self.right & after.right).sum())
+        count = len(self.right)
+        return math.sqrt(max(worse + better - (worse - better) ** 2 / count, 0.0)) / count
 
 
 def measure(model: nn.Module, shortcut: Shortcut, held_out: Labelled, batch_size: int = 64, seed: int = 0) -> Measurement:
@@ -152,7 +165,7 @@ def measure(model: nn.Module, shortcut: Shortcut, held_out: Labelled, batch_size
     counted = torch.ones(len(held_out), dtype=torch.bool) if held_out.counted is None else held_out.counted.cpu()
     right, labels = (logits.argmax(1) == held_out.labels)[counted], held_out.labels[counted]
     per_class = {int(c): float(right[labels == c].float().mean()) for c in labels.unique()}
-    return Measurement(rise, float(right.float().mean()), per_class, int(counted.sum()), int((~counted).sum()))
+    return Measurement(rise, float(right.float().mean()), per_class, int(counted.sum()), int((~counted).sum()), right)
 
 
 def carriers(model: nn.Module, shortcut: Shortcut, images: Labelled, batch_size: int = 64) -> Tensor:

@@ -59,6 +59,17 @@ def test_the_images_that_carry_a_shortcut_are_told_by_the_original_models_featur
     assert not carriers(model, Shortcut(shortcut.intervention, shortcut.members), Labelled(pixels, labels)).any()  # no rest
 
 
+def test_the_cost_has_the_standard_error_of_a_paired_difference():
+    # 200 images: 8 turned wrong, 2 turned right; the paired difference's error
+    before = Measurement(0.5, 0.9, {}, 200, 0, torch.tensor([True] * 180 + [False] * 20))
+    right = before.right.clone()
+    right[:8], right[180:182] = False, True
+    after = Measurement(0.1, 0.87, {}, 200, 0, right)
+    assert before.cost_error(after) == pytest.approx(((8 + 2 - 6**2 / 200) ** 0.5) / 200)
+    assert before.cost_error(before) == 0.0  # nothing turned
+    assert before.cost_error(Measurement(0.1, 0.87, {})) != before.cost_error(Measurement(0.1, 0.87, {}))  # NaN: no images kept
+
+
 def test_the_shortcuts_mark_is_the_part_of_its_region_its_images_share(setting):
     model, shortcut, data = setting
     region = torch.zeros(1, 1, 64, 64)
@@ -148,6 +159,7 @@ def test_the_table_says_the_share_removed_the_cost_the_worst_class_and_why_the_h
     assert rows[2]["removed"] == pytest.approx(1 - 0.03 / 0.585) and rows[2]["cost_points"] == pytest.approx(2.3)
     assert rows[2]["over_budget"] and rows[2]["worst_class"] == 1 and rows[2]["worst_class_accuracy"] == 0.824
     assert rows[2]["note"] is None  # no curve: nothing to say
+    assert rows[2]["cost_error_points"] != rows[2]["cost_error_points"]  # NaN: no images kept to pair
     refused = Repaired(before, (Attempt("heads", None, None, 0.1, refused="a LoRA adapter"),), None).table()[1]
     assert refused["removed"] is None and refused["over_budget"] is None and refused["note"] == "a LoRA adapter"
 
