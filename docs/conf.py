@@ -34,7 +34,8 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "**/.ipynb_checkpoints", "Thumbs.db", ".DS_Store"]
+# results/*/: a run's raw files (its tables as the scripts wrote them), read from the pages that cite them
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "Thumbs.db", ".DS_Store", "results/*/*.md"]
 
 # Markdown: $...$ and $$...$$ formulas; anchors for headings up to level 3 (page.md#anchor links).
 myst_enable_extensions = ["dollarmath", "amsmath"]
