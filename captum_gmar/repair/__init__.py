@@ -22,6 +22,7 @@ transformers model of its class.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -58,7 +59,8 @@ def _heads(
     model: nn.Module, shortcut: Shortcut, train: Labelled, held_out: Labelled, settings: Settings
 ) -> tuple[nn.Module, dict[str, Any]]:
     found = repair_heads(model, shortcut, held_out, settings.budget, settings.max_heads, settings.progress, settings.seed)
-    curve = [{"heads": k, "rise": m.rise, "accuracy": m.accuracy} for k, m in found.curve]
+    first = found.curve[0][1]
+    curve = [{"heads": k, "rise": m.rise, "accuracy": m.accuracy, "cost_error": first.cost_error(m)} for k, m in found.curve]
     return found.model, {"heads": [list(head) for head in found.heads], "curve": curve}
 
 
@@ -112,9 +114,10 @@ class Repaired:
 
     def table(self) -> list[dict[str, Any]]:
         """One row per attempt, and one for the model as it was: the transplant rise and the
-        share of it removed, clean accuracy and its cost in points (``over_budget`` where it
-        costs more than the budget) with the cost's standard error (paired: the held-out
-        images that turned), the worst class and its accuracy, the time, and a note
+        share of it removed, clean accuracy and its cost in points with the cost's standard
+        error (paired: the held-out images that turned; ``over_budget`` where the cost less
+        that error is more than the budget: :meth:`Measurement.over`), the worst class and
+        its accuracy, the time, and a note
         (why a repair did not run, or where the heads' curve stopped short of its best rise)."""
         rows = [self._row("none (as it was)", self.before, 0.0)]
         rows += [self._row(a.how, a.after, a.seconds, a.refused or _curve_note(a, self.budget)) for a in self.attempts]
@@ -149,7 +152,7 @@ class Repaired:
             "accuracy": after.accuracy,
             "cost_points": 100 * cost,
             "cost_error_points": 100 * self.before.cost_error(after),
-            "over_budget": cost > self.budget,
+            "over_budget": self.before.over(after, self.budget),
             "worst_class": worst,
             "worst_class_accuracy": None if worst is None else after.per_class[worst],
             "clean_images": after.counted,
@@ -162,7 +165,10 @@ def _curve_note(attempt: Attempt, budget: float) -> str | None:
     """Where the heads' curve stopped because the next head cost more than the budget: what
     that head would have done (its rise and cost), which the chosen row does not show."""
     curve = attempt.changed.get("curve") or []
-    if len(curve) < 2 or curve[0]["accuracy"] - curve[-1]["accuracy"] <= budget:
+    if len(curve) < 2:
+        return None
+    error = curve[-1].get("cost_error", 0.0)
+    if curve[0]["accuracy"] - curve[-1]["accuracy"] - (0.0 if math.isnan(error) else error) <= budget:
         return None
     kept, refused = len(curve) - 2, curve[-1]
     cost = 100 * (curve[0]["accuracy"] - refused["accuracy"])
@@ -216,7 +222,7 @@ def repair(
     for name in ["heads", "finetune"] if how == "auto" else [how]:
         if name == "finetune" and how == "auto" and attempts and attempts[-1].after is not None:
             last = attempts[-1].after
-            if last.rise <= 0.1 * before.rise and before.accuracy - last.accuracy <= options.budget:
+            if last.rise <= 0.1 * before.rise and not before.over(last, options.budget):
                 break  # the heads did it
         start = time.perf_counter()
         try:
@@ -250,7 +256,7 @@ def _gentler(
     nearer the original model. :func:`_choose` keeps one only where it is within the budget."""
     attempts: list[Attempt] = []
     steps = options.steps
-    while name in TRAINED and before.accuracy - after.accuracy > options.budget and len(attempts) < 2 and steps >= 2:
+    while name in TRAINED and before.over(after, options.budget) and len(attempts) < 2 and steps >= 2:
         steps //= 2
         start = time.perf_counter()
         repaired, changed = REPAIRS[name](model, shortcut, train, kept, replace(options, steps=steps))
@@ -266,9 +272,9 @@ def _choose(before: Measurement, attempts: list[Attempt], budget: float) -> Atte
     counts only within the budget: one that still costs too much saves less than the
     held-out measurement can tell (on 200 images one image is half a point), and on the
     notebook's planted model such a one, chosen, removed less and cost more on test images."""
-    done = [(a, a.after) for a in attempts if a.after is not None and (not a.gentler or before.accuracy - a.after.accuracy <= budget)]
+    done = [(a, a.after) for a in attempts if a.after is not None and (not a.gentler or not before.over(a.after, budget))]
     removed = [(a, m) for a, m in done if m.rise <= 0.1 * before.rise]
-    within = [(a, m) for a, m in done if before.accuracy - m.accuracy <= budget]
+    within = [(a, m) for a, m in done if not before.over(m, budget)]
     if removed:
         kept = [pair for pair in removed if pair in within]
         return min(kept, key=lambda p: p[1].rise)[0] if kept else max(removed, key=lambda p: p[1].accuracy)[0]

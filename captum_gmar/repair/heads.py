@@ -41,7 +41,8 @@ def repair_heads(
 ) -> HeadsRepair:
     """Remove the heads that carry ``shortcut``, one by one in their ranking's order, while
     the transplant rise falls and clean accuracy (on ``held_out``) loses at most
-    ``budget`` (a share: 0.01 is one point); at most ``max_heads``.
+    ``budget`` (a share: 0.01 is one point) beyond its standard error
+    (:meth:`~captum_gmar.repair.shortcut.Measurement.over`); at most ``max_heads``.
 
     Raises:
         ValueError: the shortcut has no images of the rest of its class to contrast with.
@@ -58,7 +59,7 @@ def repair_heads(
         candidate = without_heads(model, ranking[:k])
         now = measure(candidate, shortcut, held_out, seed=seed)
         curve.append((k, now))
-        if before.accuracy - now.accuracy > budget or now.rise >= curve[-2][1].rise:
+        if before.over(now, budget) or now.rise >= curve[-2][1].rise:
             break  # over the budget, or the rise no longer falls: the previous step stands
         best, best_model = k, candidate
     return HeadsRepair(best_model, tuple(ranking[:best]), tuple(curve))

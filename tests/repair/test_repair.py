@@ -67,6 +67,9 @@ def test_the_cost_has_the_standard_error_of_a_paired_difference():
     after = Measurement(0.1, 0.87, {}, 200, 0, right)
     assert before.cost_error(after) == pytest.approx(((8 + 2 - 6**2 / 200) ** 0.5) / 200)
     assert before.cost_error(before) == 0.0  # nothing turned
+    # too costly where the cost less its error is over the budget: 3 points less 1.57
+    assert before.over(after, 0.01) and not before.over(after, 0.02)
+    assert before.over(Measurement(0.1, 0.885, {}), 0.01)  # no images kept to pair: the cost alone
     assert before.cost_error(Measurement(0.1, 0.87, {})) != before.cost_error(Measurement(0.1, 0.87, {}))  # NaN: no images kept
 
 
