@@ -14,8 +14,8 @@ eigengap and k-means).
 direction (its members' mean feature less the rest of the class's,
 :func:`cluster_direction`) is added inside the model to other classes' images, and its
 proxies in pixels (:data:`~captum_gmar.exploration.feature_checks.PROXIES`: its tone curve
-and its filter, each made from up to :data:`CURVE_IMAGES` of its images and as many of the
-rest of the class, out of up to :data:`CURVE_POOL` read in pixels) are put on the same
+and its filter, each made from up to :data:`PROXY_IMAGES` of its images and as many of the
+rest of the class, out of up to :data:`PROXY_POOL` read in pixels) are put on the same
 images; each against its null.
 
 A cluster that a map cluster of its class also isolates (F1 at least :data:`MATCHED_AT`)
@@ -51,8 +51,8 @@ __all__ = [
     "FEATURE_IMAGES",
     "FEATURE_RULE",
     "MATCHED_AT",
-    "CURVE_IMAGES",
-    "CURVE_POOL",
+    "PROXY_IMAGES",
+    "PROXY_POOL",
     "check_layer",
     "class_features",
     "cluster_direction",
@@ -69,9 +69,9 @@ COMPONENTS = 32
 #: direction that rises far enough is followed by ``RANDOM_DIRECTIONS`` passes over them)
 FEATURE_IMAGES = 32
 #: the most of a class's images read in pixels, from which its clusters' proxies are made
-CURVE_POOL = 256
+PROXY_POOL = 256
 #: the most of a cluster's images, and of the rest of its class, a proxy is made from (as ``repair`` makes it)
-CURVE_IMAGES = 64
+PROXY_IMAGES = 64
 #: a feature cluster has a place where a map cluster of its class isolates its images with this F1
 MATCHED_AT = 0.5
 #: the flag of a feature cluster, in words (``strategies.json``'s ``features.rule``)
@@ -243,7 +243,7 @@ class FeatureChecker:
     Its cost: one forward pass per image explained, ``K`` per class (the images of other
     classes as they are, ``K`` at most :data:`FEATURE_IMAGES`), ``3 K`` per cluster (its
     direction, its tone curve, its filter), and ``RANDOM_DIRECTIONS K`` more for each of the
-    three whose rise reaches :data:`CONFIRMS_BY`; and up to :data:`CURVE_POOL` of the class's
+    three whose rise reaches :data:`CONFIRMS_BY`; and up to :data:`PROXY_POOL` of the class's
     images read again in pixels.
     """
 
@@ -307,7 +307,7 @@ class FeatureChecker:
             plain = None if pixels is None else checker.class_scores(pixels, target).cpu()
         matches = map_match(labels, {method: s for (method, t), s in found.items() if t == target})
         rows = groups[target]
-        pool = np.sort(np.random.default_rng([seed, target, 1]).permutation(len(rows))[:CURVE_POOL])
+        pool = np.sort(np.random.default_rng([seed, target, 1]).permutation(len(rows))[:PROXY_POOL])
         pooled = None if pixels is None else checker.pixels_of([names[int(rows[i])] for i in pool])
         clusters = []
         for c in range(int(labels.max()) + 1):
@@ -340,11 +340,11 @@ class FeatureChecker:
         self, chosen: np.ndarray, proxy: str, pooled: Tensor, recipients: Tensor, plain: Tensor, target: int, seed: list[int]
     ) -> float:
         """Class ``target``'s mean score rise on ``recipients`` through the proxy named
-        ``proxy``, made from up to :data:`CURVE_IMAGES` of the images of ``pooled``
+        ``proxy``, made from up to :data:`PROXY_IMAGES` of the images of ``pooled``
         ``chosen`` and as many not (drawn by ``seed``)."""
         generator = np.random.default_rng(seed)
-        members = generator.permutation(np.flatnonzero(chosen))[:CURVE_IMAGES]
-        rest = generator.permutation(np.flatnonzero(~chosen))[:CURVE_IMAGES]
+        members = generator.permutation(np.flatnonzero(chosen))[:PROXY_IMAGES]
+        rest = generator.permutation(np.flatnonzero(~chosen))[:PROXY_IMAGES]
         made = PROXIES[proxy].matching(target, pooled[members], pooled[rest])
         return made.rise(self.checker.vit, recipients, self.checker.scores, plain=plain)
 
