@@ -44,10 +44,11 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
     )
     parser.add_argument(
         "--how",
-        choices=["auto", "heads", "finetune", "classifier"],
+        choices=["auto", "heads", "finetune", "classifier", "project"],
         default="auto",
         help="heads (remove the heads that carry it), finetune (a counterfactual fine-tune), classifier (the same on the classifier "
-        "alone, the backbone left as it was: for a frozen backbone and its probe) or auto (default: heads, then the fine-tune "
+        "alone, the backbone left as it was: for a frozen backbone and its probe), project (the directions the shortcut moves the "
+        "classifier's inputs in projected out of a linear classifier, nothing trained) or auto (default: heads, then the fine-tune "
         "where they fall short)",
     )
     parser.add_argument(

@@ -10,6 +10,8 @@ hold out, and the settings, and returns the repaired model and what it changed, 
 - ``finetune`` (:mod:`~captum_gmar.repair.finetune`): a brief counterfactual fine-tune;
 - ``classifier`` (:mod:`~captum_gmar.repair.classifier`): the classifier alone retrained on
   the backbone's features, the backbone left as it was (for a frozen backbone and its probe);
+- ``project`` (:mod:`~captum_gmar.repair.project`): the directions the shortcut moves the
+  classifier's inputs in, projected out of a linear classifier (P-ClArC), nothing trained;
 - ``auto``: heads first, then the fine-tune where the heads leave more than a tenth of the
   transplant rise or were refused.
 
@@ -34,11 +36,12 @@ from ..errors import UnsupportedModelError
 from .classifier import repair_classifier
 from .finetune import repair_finetune
 from .heads import repair_heads
+from .project import repair_project
 from .shortcut import Labelled, Measurement, Shortcut, carriers, measure, strongest
 
 __all__ = ["HELD_OUT", "REPAIRS", "Labelled", "Measurement", "Repaired", "Shortcut", "carriers", "measure", "repair", "strongest"]
 
-How = Literal["heads", "finetune", "classifier", "auto"]
+How = Literal["heads", "finetune", "classifier", "project", "auto"]
 
 #: the share of each class's labelled images :func:`repair` keeps out to measure on
 HELD_OUT = 0.2
@@ -71,6 +74,15 @@ def _finetune(
     return repaired, {"steps": settings.steps, "trained_on": len(train)}
 
 
+def _project(
+    model: nn.Module, shortcut: Shortcut, train: Labelled, held_out: Labelled, settings: Settings
+) -> tuple[nn.Module, dict[str, Any]]:
+    found = repair_project(model, shortcut, train, held_out, settings.budget, progress=settings.progress, seed=settings.seed)
+    first = found.curve[0][1]
+    curve = [{"directions": k, "rise": m.rise, "accuracy": m.accuracy, "cost_error": first.cost_error(m)} for k, m in found.curve]
+    return found.model, {"directions": found.k, "share": found.share, "curve": curve}
+
+
 def _classifier(
     model: nn.Module, shortcut: Shortcut, train: Labelled, held_out: Labelled, settings: Settings
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -83,6 +95,7 @@ REPAIRS: dict[str, Callable[[nn.Module, Shortcut, Labelled, Labelled, Settings],
     "heads": _heads,
     "finetune": _finetune,
     "classifier": _classifier,
+    "project": _project,
 }
 
 
@@ -161,9 +174,14 @@ class Repaired:
         }
 
 
+#: the curves a repair keeps (``changed["curve"]``), by the key each step counts with: its unit and what was done
+CURVES = {"heads": ("head", "removed"), "directions": ("direction", "projected out")}
+
+
 def _curve_note(attempt: Attempt, budget: float) -> str | None:
-    """Where the heads' curve stopped because the next head cost more than the budget: what
-    that head would have done (its rise and cost), which the chosen row does not show."""
+    """Where a curve (the heads', the projection's) stopped because its next step cost more
+    than the budget: what that step would have done (its rise and cost), which the chosen
+    row does not show."""
     curve = attempt.changed.get("curve") or []
     if len(curve) < 2:
         return None
@@ -171,9 +189,11 @@ def _curve_note(attempt: Attempt, budget: float) -> str | None:
     if curve[0]["accuracy"] - curve[-1]["accuracy"] - (0.0 if math.isnan(error) else error) <= budget:
         return None
     kept, refused = len(curve) - 2, curve[-1]
+    key = next(key for key in CURVES if key in refused)
+    unit, done = CURVES[key]
     cost = 100 * (curve[0]["accuracy"] - refused["accuracy"])
     return (
-        f"{kept} head{'' if kept == 1 else 's'} removed: {refused['heads']} took the rise to {refused['rise']:.3f} "
+        f"{kept} {unit}{'' if kept == 1 else 's'} {done}: {refused[key]} took the rise to {refused['rise']:.3f} "
         f"but cost {cost:.1f} points, over the budget of {100 * budget:g}"
     )
 
@@ -194,7 +214,7 @@ def repair(
         data: labelled images of every class (usually training images); a seeded fifth
             (``held_out``) of each class is kept out to measure on, its clean accuracy on
             the images that do not carry the shortcut (:func:`carriers`, by the original model).
-        how: ``"heads"``, ``"finetune"``, ``"classifier"`` or ``"auto"`` (heads, then the
+        how: ``"heads"``, ``"finetune"``, ``"classifier"``, ``"project"`` or ``"auto"`` (heads, then the
             fine-tune where the heads leave more than a tenth of the rise or are refused).
         settings: :class:`Settings`' fields (``budget``, ``max_heads``, ``steps``, ``seed``,
             ``progress``).

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..heads import locate_heads, without_heads
-from .shortcut import Labelled, Measurement, Shortcut, measure
+from .shortcut import Labelled, Measurement, Shortcut, while_it_falls
 
 __all__ = ["HeadsRepair", "repair_heads"]
 
@@ -52,14 +51,7 @@ def repair_heads(
     if shortcut.rest is None or not len(shortcut.rest):
         raise ValueError("locating the shortcut's heads needs the rest of its class's images (Shortcut.rest)")
     ranking = locate_heads(model, shortcut.members, shortcut.rest, shortcut.target).ranking
-    before = measure(model, shortcut, held_out, seed=seed)
-    curve = [(0, before)]
-    best, best_model = 0, model
-    for k in tqdm(range(1, min(max_heads, len(ranking)) + 1), desc="heads", unit="head", disable=not progress):
-        candidate = without_heads(model, ranking[:k])
-        now = measure(candidate, shortcut, held_out, seed=seed)
-        curve.append((k, now))
-        if before.over(now, budget) or now.rise >= curve[-2][1].rise:
-            break  # over the budget, or the rise no longer falls: the previous step stands
-        best, best_model = k, candidate
-    return HeadsRepair(best_model, tuple(ranking[:best]), tuple(curve))
+    best, best_model, curve = while_it_falls(
+        model, shortcut, held_out, lambda k: without_heads(model, ranking[:k]), min(max_heads, len(ranking)), budget, "head", progress, seed
+    )
+    return HeadsRepair(best_model, tuple(ranking[:best]), curve)

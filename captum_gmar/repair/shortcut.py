@@ -21,11 +21,12 @@ original model's features do, and the accuracy counts the rest (:attr:`Labelled.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..exploration.intervention import Add, Curve, Filter, Intervention, Paste, Shift
 from ..exploration.transplant import mark_mask, region_mask
@@ -33,7 +34,7 @@ from ..vit.layers import pooled_patches
 from ..vit.model import VisionTransformer
 from ..vit.outputs import logit_scores
 
-__all__ = ["Labelled", "Measurement", "Shortcut", "carriers", "measure", "strongest"]
+__all__ = ["Labelled", "Measurement", "Shortcut", "carriers", "measure", "strongest", "while_it_falls"]
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
@@ -229,3 +230,33 @@ def strongest(
         )
     rises = [s.intervention.rise(vit, images, scores, seed, batch_size, plain[:, s.target]) for s in shortcuts]
     return shortcuts[max(range(len(rises)), key=rises.__getitem__)], rises
+
+
+def while_it_falls(
+    model: nn.Module,
+    shortcut: Shortcut,
+    held_out: Labelled,
+    step: Callable[[int], nn.Module],
+    count: int,
+    budget: float,
+    unit: str,
+    progress: bool = True,
+    seed: int = 0,
+) -> tuple[int, nn.Module, tuple[tuple[int, Measurement], ...]]:
+    """A repair that goes by steps (heads removed, directions projected out): ``step(k)``,
+    the model after ``k`` of them, for ``k = 1..count``, each measured on ``held_out``,
+    while the transplant rise falls and clean accuracy loses at most ``budget`` (a share)
+    beyond its standard error (:meth:`Measurement.over`). Returns the steps kept, their
+    model (``model`` itself for none) and the curve, ``(k, measurement)`` from 0 on, the
+    step that stopped it included."""
+    before = measure(model, shortcut, held_out, seed=seed)
+    curve = [(0, before)]
+    best, best_model = 0, model
+    for k in tqdm(range(1, count + 1), desc=f"{unit}s", unit=unit, disable=not progress):
+        candidate = step(k)
+        now = measure(candidate, shortcut, held_out, seed=seed)
+        curve.append((k, now))
+        if before.over(now, budget) or now.rise >= curve[-2][1].rise:
+            break  # over the budget, or the rise no longer falls: the previous step stands
+        best, best_model = k, candidate
+    return best, best_model, tuple(curve)

@@ -58,6 +58,28 @@ def test_repair_saves_a_model_folder_that_reloads_and_explains(job, tmp_path, ca
     assert main(command(job, out, "--how", "finetune", "--steps", "1", "--budget", "100")) == 0  # its own folder: replaced
 
 
+def test_the_command_offers_every_repair_of_the_package(job, tmp_path):
+    import argparse
+
+    from captum_gmar.cli import repair as command_module
+    from captum_gmar.repair import REPAIRS
+
+    commands = argparse.ArgumentParser().add_subparsers()
+    command_module.add_parser(commands, "")
+    how = next(a for a in commands.choices["repair"]._actions if a.dest == "how")
+    assert sorted(how.choices) == sorted(["auto", *REPAIRS])  # the parser does not import torch: the list is written out
+    out = tmp_path / "projected"
+    assert main(command(job, out, "--how", "project", "--budget", "100")) == 0
+    report = json.loads((out / "repair.json").read_text())
+    assert report["chosen"] == "project" and report["changed"]["project"]["curve"][0]["directions"] == 0
+    from captum_gmar import load_reference_model
+
+    weights = transformers.AutoModelForImageClassification.from_pretrained(out).state_dict()
+    original = load_reference_model().state_dict()
+    changed = {name for name, value in original.items() if not torch.equal(weights[name], value)}
+    assert changed <= {"classifier.weight", "classifier.bias"}  # the backbone as it was
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -159,6 +159,11 @@ def test_the_table_says_the_share_removed_the_cost_the_worst_class_and_why_the_h
     assert [r["repair"] for r in rows] == ["none (as it was)", "heads", "finetune"]
     assert rows[1]["removed"] == 0.0 and rows[1]["cost_points"] == 0.0 and not rows[1]["over_budget"]
     assert rows[1]["note"] == "0 heads removed: 1 took the rise to 0.084 but cost 1.5 points, over the budget of 1"
+    two = [{"directions": k, "rise": r, "accuracy": a} for k, r, a in [(0, 0.585, 0.90), (1, 0.2, 0.90), (2, 0.05, 0.87)]]
+    projected = Attempt("project", None, Measurement(0.2, 0.90, {}), 1.0, {"directions": 1, "curve": two})
+    assert Repaired(before, (projected,), projected).table()[1]["note"] == (
+        "1 direction projected out: 2 took the rise to 0.050 but cost 3.0 points, over the budget of 1"
+    )
     assert rows[2]["removed"] == pytest.approx(1 - 0.03 / 0.585) and rows[2]["cost_points"] == pytest.approx(2.3)
     assert rows[2]["over_budget"] and rows[2]["worst_class"] == 1 and rows[2]["worst_class_accuracy"] == 0.824
     assert rows[2]["note"] is None  # no curve: nothing to say

@@ -1,0 +1,137 @@
+"""The shortcut's directions projected out of a linear classifier (``repair --how project``)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import transformers
+from torch import nn
+
+from captum_gmar.errors import UnsupportedModelError
+from captum_gmar.repair import Shortcut, measure, repair
+from captum_gmar.repair.project import Projection, projection, repair_project
+from captum_gmar.vit.layers import pooled_patches
+from captum_gmar.vit.model import VisionTransformer
+
+
+def test_folding_moves_every_input_along_the_directions_to_the_reference():
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 3)
+    directions = torch.linalg.qr(torch.randn(6, 2)).Q.T  # (2, 6) orthonormal
+    reference = torch.randn(6)
+    found = Projection(directions, reference, torch.eye(6), torch.tensor([0.7, 1.0]))  # isotropic: the orthogonal projection
+    x = torch.randn(5, 6)
+    expected = layer(x - (x - reference) @ directions.T @ directions)
+    found.fold(layer, 2)
+    torch.testing.assert_close(layer(x), expected)
+    # an input moved along the directions reads as before; one moved across them does not
+    torch.testing.assert_close(layer(x + torch.tensor([[3.0], [-1.0]]).T @ directions), layer(x))
+    across = torch.randn(6)
+    across -= directions.T @ (directions @ across)
+    assert not torch.allclose(layer(x + across), layer(x))
+
+
+def test_through_the_covariance_the_clean_logits_change_least():
+    torch.manual_seed(0)
+    mixing = torch.randn(8, 8) * torch.linspace(0.1, 3.0, 8)  # anisotropic clean inputs
+    clean = torch.randn(4000, 8) @ mixing.T
+    direction = torch.nn.functional.normalize(torch.randn(1, 8), dim=1)
+    found = Projection(direction, clean.mean(0), torch.cov(clean.T), torch.ones(1))
+    layer = nn.Linear(8, 4)
+    changes = {}
+    for name, ridge in {"least": 0.0, "orthogonal": 1e9, "ridged": 0.1}.items():
+        edited = copy.deepcopy(layer)
+        found.fold(edited, 1, ridge)
+        with torch.no_grad():
+            # the shortcut's direction no longer moves any logit, whatever the ridge
+            torch.testing.assert_close(edited(clean[:3] + 5 * direction), edited(clean[:3]), atol=1e-4, rtol=0)
+            changes[name] = float((edited(clean) - layer(clean)).pow(2).mean())
+    assert changes["least"] < changes["ridged"] < changes["orthogonal"]
+    orthogonal = copy.deepcopy(layer)
+    Projection(direction, clean.mean(0), torch.eye(8), torch.ones(1)).fold(orthogonal, 1)
+    edited = copy.deepcopy(layer)
+    found.fold(edited, 1, 1e9)  # a ridge that swamps the covariance: the orthogonal projection
+    torch.testing.assert_close(edited.weight, orthogonal.weight, atol=1e-5, rtol=0)
+
+
+def test_a_half_precision_classifier_keeps_its_dtype():
+    layer = nn.Linear(4, 2).to(torch.bfloat16)
+    direction = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
+    Projection(direction, torch.ones(4), torch.eye(4), torch.ones(1)).fold(layer, 1)
+    assert layer.weight.dtype == layer.bias.dtype == torch.bfloat16 and torch.all(layer.weight[:, 1] == 0)
+
+
+def test_a_classifier_without_bias_takes_only_a_projection_through_its_reference():
+    layer = nn.Linear(4, 2, bias=False)
+    direction = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    Projection(direction, torch.zeros(4), torch.eye(4), torch.ones(1)).fold(layer, 1)  # no offset: folds
+    assert torch.all(layer.weight[:, 0] == 0)
+    with pytest.raises(UnsupportedModelError, match="no bias"):
+        Projection(direction, torch.ones(4), torch.eye(4), torch.ones(1)).fold(nn.Linear(4, 2, bias=False), 1)
+
+
+@pytest.fixture(scope="module")
+def lifted(setting):
+    """A shortcut the untouched model follows: class 3's direction in the features,
+    lengthened, added at layer 2."""
+    model, region, data = setting
+    features = pooled_patches(VisionTransformer(model), data.pixels, 2)
+    direction = 8 * (features[data.labels == 3].mean(0) - features[data.labels != 3].mean(0))
+    return Shortcut.of_direction(3, 2, direction, region.members, region.rest)
+
+
+def test_the_directions_are_orthonormal_the_mean_change_first(setting, lifted):
+    model, _, data = setting
+    found = projection(model, lifted, data, 4)
+    assert found.directions.shape == (4, model.config.hidden_size)
+    torch.testing.assert_close(found.directions @ found.directions.T, torch.eye(4), atol=1e-5, rtol=0)
+    assert torch.all(found.share[1:] >= found.share[:-1] - 1e-6) and 0 < found.share[0] and found.share[-1] <= 1 + 1e-6
+    # the first is the mean change of the classifier's input
+    captured = []
+    hook = model.classifier.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+    vit = VisionTransformer(model)
+    with torch.no_grad():
+        vit.logits(data.pixels)
+        lifted.intervention.logits(vit, data.pixels, torch.ones(len(data)), torch.Generator())
+    hook.remove()
+    mean = (captured[1] - captured[0]).mean(0)
+    torch.testing.assert_close(found.directions[0], mean / mean.norm(), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        projection(model, lifted, data, 0)
+
+
+def test_projecting_lowers_the_rise_changes_only_the_classifier_and_reloads(setting, lifted, tmp_path):
+    model, _, data = setting
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    rise = measure(model, lifted, data).rise
+    found = repair_project(model, lifted, data, data, budget=1.0, max_directions=4, progress=False)
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())  # the original untouched
+    assert rise > 0.15 and found.k >= 1 and measure(found.model, lifted, data).rise < 0.5 * rise
+    assert [k for k, _ in found.curve] == list(range(len(found.curve))) and found.curve[found.k][1].rise < rise
+    after = found.model.state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed == {"classifier.weight", "classifier.bias"}  # the backbone bit for bit as it was
+    found.model.save_pretrained(tmp_path)
+    reloaded = transformers.AutoModelForImageClassification.from_pretrained(tmp_path)
+    torch.testing.assert_close(reloaded(pixel_values=data.pixels[:2]).logits, found.model(pixel_values=data.pixels[:2]).logits)
+
+
+def test_no_direction_is_kept_that_costs_more_than_the_budget(setting, lifted):
+    model, _, data = setting
+    found = repair_project(model, lifted, data, data, budget=-1.0, max_directions=4, progress=False)  # every cost is over
+    assert found.k == 0 and found.model is model and len(found.curve) == 2
+
+
+def test_project_is_one_of_the_repairs_and_a_classifier_that_is_not_linear_is_refused(setting, lifted):
+    model, _, data = setting
+    done = repair(model, lifted, data, how="project", progress=False)
+    assert [a.how for a in done.attempts] == ["project"]
+    assert done.attempts[0].changed["directions"] >= 1 and done.attempts[0].changed["curve"][0]["directions"] == 0
+    deep = copy.deepcopy(model)
+    deep.classifier = nn.Sequential(nn.Linear(model.config.hidden_size, 8), nn.ReLU(), nn.Linear(8, model.config.num_labels))
+    with pytest.raises(UnsupportedModelError, match="not one linear layer"):
+        projection(deep, lifted, data, 1)
+    refused = repair(deep, lifted, data, how="project", progress=False)
+    assert refused.chosen is None and "not one linear layer" in refused.attempts[0].refused
