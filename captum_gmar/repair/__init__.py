@@ -131,7 +131,7 @@ class Repaired:
         error (paired: the held-out images that turned; ``over_budget`` where the cost less
         that error is more than the budget: :meth:`Measurement.over`), the worst class and
         its accuracy, the time, and a note
-        (why a repair did not run, or where the heads' curve stopped short of its best rise)."""
+        (why a repair did not run, or where a curve, the heads' or the projection's, stopped short of its best rise)."""
         rows = [self._row("none (as it was)", self.before, 0.0)]
         rows += [self._row(a.how, a.after, a.seconds, a.refused or _curve_note(a, self.budget)) for a in self.attempts]
         return rows
@@ -189,7 +189,9 @@ def _curve_note(attempt: Attempt, budget: float) -> str | None:
     if curve[0]["accuracy"] - curve[-1]["accuracy"] - (0.0 if math.isnan(error) else error) <= budget:
         return None
     kept, refused = len(curve) - 2, curve[-1]
-    key = next(key for key in CURVES if key in refused)
+    key = next((key for key in CURVES if key in refused), None)
+    if key is None:
+        return None  # a curve of another unit: add it to CURVES to have its note
     unit, done = CURVES[key]
     cost = 100 * (curve[0]["accuracy"] - refused["accuracy"])
     return (

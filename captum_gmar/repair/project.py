@@ -6,15 +6,17 @@ the projection made the least change to clean outputs, as LEACE makes it (Belros
 
 The directions are the change the shortcut makes in the classifier's inputs, measured in
 pairs: each training image with the shortcut put on (at strength 1) and without. The first
-is their mean (the pattern), the others the next directions of the changes left over
-(principal, uncentred). The classifier's input ``x`` becomes ``x - V M A^T (x - z)``: ``V``
-``(F, k)`` those directions, ``z`` the mean input without the shortcut, ``A = S^-1 V`` with
-``S`` the clean inputs' covariance (ridged: :data:`RIDGE`) and ``M = (A^T V)^-1``. Along
-``V`` every input moves to where a clean one lies on average, so the classifier no longer
-reads the shortcut's change; of all the edits that do that, this one changes the clean
-inputs' logits least in mean square (exactly so without the ridge), where the orthogonal projection (``A = V``,
-P-ClArC's) moves every input along the directions whatever the clean inputs vary in. For a
-linear classifier it folds into the weights, ``W' = W - (W V) M A^T`` and
+is their mean (the pattern), the others the principal directions of the changes left over.
+The classifier's input ``x`` becomes ``x - V M A^T (x - z)``: ``V`` ``(F, k)`` those
+directions, ``z`` and ``S`` the mean and the covariance of the training images' inputs as
+they are (those that carry the shortcut by nature, a few, included), ``S`` ridged
+(:data:`RIDGE`), ``A = S^-1 V`` and ``M = (A^T V)^-1``. A change along ``V`` then moves no
+logit, so the classifier no longer reads the shortcut's change; of all the edits that do
+that, this one changes the training inputs' logits least in mean square (exactly so
+without the ridge), and keeps their mean. Along ``V`` an input goes where inputs with its
+other coordinates lie on average, where the orthogonal projection (``A = V``, P-ClArC's)
+puts every input at the mean along ``V``, whatever the inputs vary in there. For a linear
+classifier it folds into the weights, ``W' = W - (W V) M A^T`` and
 ``b' = b + (W V) M A^T z``: nothing is trained, the backbone and its attention maps stay bit
 for bit as they were, and the repaired model is a standard model of its class.
 
@@ -39,7 +41,7 @@ from .shortcut import Labelled, Measurement, Shortcut, while_it_falls
 
 __all__ = ["RIDGE", "ProjectRepair", "Projection", "projection", "repair_project"]
 
-#: the ridge added to the clean inputs' covariance, as a share of its mean variance (its
+#: the ridge added to the inputs' covariance, as a share of its mean variance (its
 #: trace over ``F``): ``S = C + RIDGE * tr(C) / F * I``. The covariance of a few hundred
 #: inputs of a few hundred features is nearly singular, and ``S^-1`` then leans on
 #: directions the images barely sample. On the planted grain model and DINOv2's tagged probe
@@ -52,11 +54,11 @@ RIDGE = 0.1
 
 class Projection:
     """The directions a shortcut moves a classifier's inputs in, measured in pairs, and the
-    clean inputs they are projected against.
+    inputs they are projected against.
 
     ``directions`` ``(k, F)`` orthonormal rows: the mean change first, then the changes'
-    principal directions left over; ``reference`` ``(F,)``: the mean input without the
-    shortcut; ``covariance`` ``(F, F)``: the clean inputs'; ``share`` ``(k,)``: the cumulative
+    principal directions left over; ``reference`` ``(F,)`` and ``covariance`` ``(F, F)``: the
+    inputs' mean and covariance, without the shortcut put on; ``share`` ``(k,)``: the cumulative
     share of the changes' squared norm the first ``1..k`` directions hold.
     """
 
@@ -66,8 +68,8 @@ class Projection:
     def reading(self, k: int, ridge: float = RIDGE) -> Tensor:
         """``(k, F)``: ``M A^T`` of the module's formula for the first ``k`` directions, what the
         projection reads off an input to move it back along them (float64)."""
-        v = self.directions[:k].double().T  # (F, k)
-        covariance = self.covariance.double()
+        v = self.directions[:k].cpu().double().T  # (F, k)
+        covariance = self.covariance.cpu().double()
         features = len(covariance)
         ridged = covariance + ridge * covariance.trace() / features * torch.eye(features, dtype=torch.float64)
         a = torch.linalg.solve(ridged, v)  # (F, k)
@@ -84,8 +86,8 @@ class Projection:
         """
         weight = classifier.weight.detach().cpu().double()
         reading = self.reading(k, ridge)
-        along = weight @ self.directions[:k].double().T  # (K, k): each class's weight along each direction
-        shift = along @ (reading @ self.reference.double())
+        along = weight @ self.directions[:k].cpu().double().T  # (K, k): each class's weight along each direction
+        shift = along @ (reading @ self.reference.cpu().double())
         if classifier.bias is None and shift.abs().max() > 0:
             raise UnsupportedModelError("the classifier has no bias to fold the projection's offset into")
         with torch.no_grad():
@@ -99,21 +101,26 @@ def projection(model: nn.Module, shortcut: Shortcut, train: Labelled, k: int, ba
     """The first ``k`` directions the shortcut moves ``model``'s classifier inputs in, on
     ``train``'s images (each with the shortcut on, at strength 1, and without).
 
+    Fewer than ``k`` where the changes span fewer.
+
     Raises:
-        ValueError: no training images, or ``k`` below 1.
+        ValueError: fewer than two training images, or ``k`` below 1.
         UnsupportedModelError: the classifier (:func:`~captum_gmar.repair.classifier.classifier_name`)
-            is not one linear layer reading a vector, or its output is not the model's logits.
+            is not one linear layer with a bias reading a vector, or its output is not the
+            model's logits; or the shortcut does not move its input on average.
     """
-    if not len(train):
-        raise ValueError("the projection needs images (train)")
+    if len(train) < 2:
+        raise ValueError("the projection needs two training images at least (train), for the inputs' covariance")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     classifier = _linear(model)
+    if classifier.bias is None:  # refused before any pass: the offset to the clean mean has nowhere to go
+        raise UnsupportedModelError("the classifier has no bias to fold the projection's offset into")
     vit = VisionTransformer(model.eval())
     device = vit.parameter.device
     generator = torch.Generator().manual_seed(seed)
     captured: list[Tensor] = []
-    hook = classifier.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach().float()))
+    hook = classifier.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
     clean, changes = [], []
     try:
         for start in range(0, len(train), batch_size):
@@ -122,21 +129,26 @@ def projection(model: nn.Module, shortcut: Shortcut, train: Labelled, k: int, ba
             logits = vit.logits(x).float()
             if len(captured) != 1 or captured[0].dim() != 2:
                 raise UnsupportedModelError("the classifier must run once per pass on one vector per image to be projected")
-            if start == 0 and not torch.allclose(classifier(captured[0].to(classifier.weight)).float(), logits, atol=1e-4, rtol=1e-4):
+            # in the input's own dtype: a half-precision copy would differ beyond the tolerance
+            if start == 0 and not torch.allclose(classifier(captured[0]).float(), logits, atol=1e-4, rtol=1e-4):
                 raise UnsupportedModelError("the classifier's output is not the model's logits: its input cannot be projected")
-            off = captured[0]
+            off = captured[0].float()
             captured.clear()
             shortcut.intervention.logits(vit, x, torch.ones(len(x), device=device), generator)
             clean.append(off)
-            changes.append(captured[0] - off)
+            changes.append(captured[0].float() - off)
     finally:
         hook.remove()
     change = torch.cat(changes)
     mean = change.mean(0)
-    first = mean / mean.norm().clamp_min(torch.finfo(mean.dtype).tiny)
-    rest = change - (change @ first)[:, None] * first  # the changes less their part along the mean: orthogonal to it
+    # float32 round-off of the changes: below it a direction is noise, not the shortcut
+    floor = 1e-4 * float(change.norm())
+    if float(mean.norm()) * len(change) ** 0.5 <= floor:
+        raise UnsupportedModelError("the shortcut does not move the classifier's input on average: there is nothing to project out")
+    first = mean / mean.norm()
+    rest = change - (change @ first)[:, None] * first  # the changes less their part along the mean: orthogonal to it, mean zero
     _, values, later = torch.linalg.svd(rest, full_matrices=False)
-    later = later[: k - 1][values[: k - 1] > 1e-6 * values[0].clamp_min(torch.finfo(values.dtype).tiny)]  # none beyond their rank
+    later = later[: k - 1][values[: k - 1] > floor]  # none beyond their rank
     directions = torch.cat([first[None], later])
     total = change.pow(2).sum().clamp_min(torch.finfo(change.dtype).tiny)
     share = torch.cumsum((change @ directions.T).pow(2).sum(0), 0) / total

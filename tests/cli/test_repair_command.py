@@ -72,6 +72,7 @@ def test_the_command_offers_every_repair_of_the_package(job, tmp_path):
     assert main(command(job, out, "--how", "project", "--budget", "100")) == 0
     report = json.loads((out / "repair.json").read_text())
     assert report["chosen"] == "project" and report["changed"]["project"]["curve"][0]["directions"] == 0
+    assert len(report["changed"]["project"]["curve"]) >= 2  # a direction was projected out and measured
     from captum_gmar import load_reference_model
 
     weights = transformers.AutoModelForImageClassification.from_pretrained(out).state_dict()

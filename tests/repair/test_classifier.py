@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import transformers
+from repair_helpers import LogitsDoubled
 from torch import nn
 
 from captum_gmar.errors import UnsupportedModelError
@@ -60,18 +61,7 @@ def test_retraining_the_classifier_lowers_the_rise_and_is_one_of_the_repairs(set
 def test_a_classifier_whose_output_is_not_the_logits_is_refused(setting):
     model, shortcut, data = setting
 
-    class Scaled(nn.Module):
-        """A classifier, its logits doubled after it."""
-
-        def __init__(self, inner: transformers.ViTForImageClassification) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, pixel_values: torch.Tensor) -> transformers.modeling_outputs.ImageClassifierOutput:
-            return transformers.modeling_outputs.ImageClassifierOutput(logits=2 * self.inner(pixel_values=pixel_values).logits)
-
-    wrapped = Scaled(model)
-    wrapped.num_labels = model.config.num_labels
+    wrapped = LogitsDoubled(model)
     with pytest.raises(UnsupportedModelError, match="not the model's logits"):
         repair_classifier(wrapped, shortcut, data, steps=1, batch_size=4, progress=False)
 

@@ -7,10 +7,11 @@ import copy
 import pytest
 import torch
 import transformers
+from repair_helpers import LogitsDoubled
 from torch import nn
 
 from captum_gmar.errors import UnsupportedModelError
-from captum_gmar.repair import Shortcut, measure, repair
+from captum_gmar.repair import Labelled, Shortcut, measure, repair
 from captum_gmar.repair.project import Projection, projection, repair_project
 from captum_gmar.vit.layers import pooled_patches
 from captum_gmar.vit.model import VisionTransformer
@@ -135,3 +136,20 @@ def test_project_is_one_of_the_repairs_and_a_classifier_that_is_not_linear_is_re
         projection(deep, lifted, data, 1)
     refused = repair(deep, lifted, data, how="project", progress=False)
     assert refused.chosen is None and "not one linear layer" in refused.attempts[0].refused
+
+
+def test_a_classifier_without_bias_a_shortcut_that_moves_nothing_and_wrong_logits_are_refused(setting, lifted):
+    model, region, data = setting
+    unbiased = copy.deepcopy(model)
+    unbiased.classifier = nn.Linear(model.config.hidden_size, model.config.num_labels, bias=False)
+    with pytest.raises(UnsupportedModelError, match="no bias"):
+        projection(unbiased, lifted, data, 1)
+    nothing = Shortcut.of_direction(3, 2, torch.zeros(model.config.hidden_size), region.members, region.rest)
+    with pytest.raises(UnsupportedModelError, match="does not move the classifier's input"):
+        projection(model, nothing, data, 1)
+    scaled = LogitsDoubled(copy.deepcopy(model))
+    with pytest.raises(UnsupportedModelError, match="not the model's logits"):
+        projection(scaled, lifted, data, 1)
+    assert not scaled.inner.classifier._forward_pre_hooks  # the capture is removed after a refusal
+    with pytest.raises(ValueError, match="two training images"):
+        projection(model, lifted, Labelled(data.pixels[:1], data.labels[:1]), 1)
