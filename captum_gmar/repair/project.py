@@ -114,7 +114,7 @@ def projection(model: nn.Module, shortcut: Shortcut, train: Labelled, k: int, ba
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     classifier = _linear(model)
-    if classifier.bias is None:  # refused before any pass: the offset to the clean mean has nowhere to go
+    if classifier.bias is None:  # refused before any pass: the offset to the inputs' mean has nowhere to go
         raise UnsupportedModelError("the classifier has no bias to fold the projection's offset into")
     vit = VisionTransformer(model.eval())
     device = vit.parameter.device
@@ -186,8 +186,9 @@ def repair_project(
     ``max_directions``.
 
     Raises:
-        ValueError: no training images.
-        UnsupportedModelError: the classifier is not one linear layer reading a vector.
+        ValueError: fewer than two training images.
+        UnsupportedModelError: as :func:`projection` refuses (a classifier that is not one
+            linear layer with a bias reading a vector, a shortcut that does not move its input).
     """
     found = projection(model, shortcut, train, max_directions, seed=seed)
 
