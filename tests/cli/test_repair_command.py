@@ -75,7 +75,10 @@ def test_the_command_offers_every_repair_of_the_package(job, tmp_path):
     assert len(report["changed"]["project"]["curve"]) >= 2  # a direction was projected out and measured
     from captum_gmar import load_reference_model
 
-    weights = transformers.AutoModelForImageClassification.from_pretrained(out).state_dict()
+    reloaded = transformers.AutoModelForImageClassification.from_pretrained(out)
+    maps = GMARAttribution(reloaded).attribute(torch.randn(2, 3, 64, 64), target=0)  # explained again
+    assert maps.shape == (2, 3, 64, 64) and torch.isfinite(maps).all()
+    weights = reloaded.state_dict()
     original = load_reference_model().state_dict()
     changed = {name for name, value in original.items() if not torch.equal(weights[name], value)}
     assert changed <= {"classifier.weight", "classifier.bias"}  # the backbone as it was
