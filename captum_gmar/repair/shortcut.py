@@ -246,9 +246,10 @@ def while_it_falls(
     """A repair that goes by steps (heads removed, directions projected out): ``step(k)``,
     the model after ``k`` of them, for ``k = 1..count``, each measured on ``held_out``,
     while the transplant rise falls and clean accuracy loses at most ``budget`` (a share)
-    beyond its standard error (:meth:`Measurement.over`). Returns the steps kept, their
-    model (``model`` itself for none) and the curve, ``(k, measurement)`` from 0 on, the
-    step that stopped it included."""
+    beyond its standard error (:meth:`Measurement.over`), and no further once the rise is
+    gone (at or below zero: a step more could only turn the class against the shortcut).
+    Returns the steps kept, their model (``model`` itself for none) and the curve,
+    ``(k, measurement)`` from 0 on, the step that stopped it included."""
     before = measure(model, shortcut, held_out, seed=seed)
     curve = [(0, before)]
     best, best_model = 0, model
@@ -259,4 +260,6 @@ def while_it_falls(
         if before.over(now, budget) or now.rise >= curve[-2][1].rise:
             break  # over the budget, or the rise no longer falls: the previous step stands
         best, best_model = k, candidate
+        if now.rise <= 0:
+            break  # nothing left to remove
     return best, best_model, tuple(curve)

@@ -118,6 +118,23 @@ def test_heads_are_removed_while_the_rise_falls_within_the_budget(setting):
         repair_heads(model, Shortcut.of_region(3, ((0, 0),), (8, 8), shortcut.members), data, progress=False)
 
 
+def test_a_repair_by_steps_stops_where_the_rise_stops_falling_costs_too_much_or_is_gone(monkeypatch):
+    import captum_gmar.repair.shortcut as shortcut_module
+
+    def curve(rises: list[float], accuracies: list[float]) -> list[int]:
+        # step k's "model" is k; measure reads its rise and accuracy off the lists (step 0: the model as it was)
+        monkeypatch.setattr(shortcut_module, "measure", lambda model, *args, **kwargs: Measurement(rises[model], accuracies[model], {}))
+        best, model, found = shortcut_module.while_it_falls(0, None, None, lambda k: k, len(rises) - 1, 0.01, "step", progress=False)
+        assert model == best and [k for k, _ in found] == list(range(len(found)))
+        return [best, len(found) - 1]
+
+    flat = [0.9] * 5
+    assert curve([0.8, 0.5, 0.3, 0.35, 0.1], flat) == [2, 3]  # the rise rose at step 3: step 2 stands
+    assert curve([0.8, 0.5, 0.3, 0.1, 0.0], [0.9, 0.9, 0.9, 0.85, 0.9]) == [2, 3]  # step 3 cost 5 points
+    assert curve([0.8, 0.4, -0.01, -0.2, -0.3], flat) == [2, 2]  # gone at step 2: no step further
+    assert curve([0.8, 0.4, 0.2, 0.1, 0.05], flat) == [4, 4]  # every step taken
+
+
 def test_auto_tries_heads_then_fine_tunes_and_chooses_within_the_budget(setting):
     model, shortcut, data = setting
     done = repair(model, shortcut, data, how="auto", budget=1.0, max_heads=2, steps=2, progress=False)
