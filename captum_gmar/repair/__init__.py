@@ -12,8 +12,8 @@ hold out, and the settings, and returns the repaired model and what it changed, 
   the backbone's features, the backbone left as it was (for a frozen backbone and its probe);
 - ``project`` (:mod:`~captum_gmar.repair.project`): the directions the shortcut moves the
   classifier's inputs in, projected out of a linear classifier (P-ClArC), nothing trained;
-- ``auto``: heads first, then the fine-tune where the heads leave more than a tenth of the
-  transplant rise or were refused.
+- ``auto`` (:data:`AUTO`): the heads, then the projection, then the fine-tune, the first
+  that removes nine tenths of the transplant rise within the budget ending it.
 
 Every repair is judged alike (:func:`~captum_gmar.repair.shortcut.measure`): the transplant
 rise on held-out images of other classes, before and after, and the clean accuracy overall
@@ -39,7 +39,7 @@ from .heads import repair_heads
 from .project import repair_project
 from .shortcut import Labelled, Measurement, Shortcut, carriers, measure, strongest
 
-__all__ = ["HELD_OUT", "REPAIRS", "Labelled", "Measurement", "Repaired", "Shortcut", "carriers", "measure", "repair", "strongest"]
+__all__ = ["AUTO", "HELD_OUT", "REPAIRS", "Labelled", "Measurement", "Repaired", "Shortcut", "carriers", "measure", "repair", "strongest"]
 
 How = Literal["heads", "finetune", "classifier", "project", "auto"]
 
@@ -97,6 +97,12 @@ REPAIRS: dict[str, Callable[[nn.Module, Shortcut, Labelled, Labelled, Settings],
     "classifier": _classifier,
     "project": _project,
 }
+
+
+#: what ``auto`` tries, in this order: the cheapest first (the heads and the projection train
+#: nothing and change the fewest weights); the first that :func:`_repairs` the shortcut ends it.
+#: A repair refused (a projection of a classifier that is not linear) passes to the next.
+AUTO = ("heads", "project", "finetune")
 
 
 @dataclass(frozen=True)
@@ -216,8 +222,8 @@ def repair(
         data: labelled images of every class (usually training images); a seeded fifth
             (``held_out``) of each class is kept out to measure on, its clean accuracy on
             the images that do not carry the shortcut (:func:`carriers`, by the original model).
-        how: ``"heads"``, ``"finetune"``, ``"classifier"``, ``"project"`` or ``"auto"`` (heads, then the
-            fine-tune where the heads leave more than a tenth of the rise or are refused).
+        how: ``"heads"``, ``"finetune"``, ``"classifier"``, ``"project"`` or ``"auto"`` (:data:`AUTO`
+            in turn, until one removes nine tenths of the rise within the budget).
         settings: :class:`Settings`' fields (``budget``, ``max_heads``, ``steps``, ``seed``,
             ``progress``).
 
@@ -241,11 +247,9 @@ def repair(
     kept = replace(kept, counted=~carriers(model, shortcut, kept))
     before = measure(model, shortcut, kept, seed=options.seed)
     attempts: list[Attempt] = []
-    for name in ["heads", "finetune"] if how == "auto" else [how]:
-        if name == "finetune" and how == "auto" and attempts and attempts[-1].after is not None:
-            last = attempts[-1].after
-            if last.rise <= 0.1 * before.rise and not before.over(last, options.budget):
-                break  # the heads did it
+    for name in AUTO if how == "auto" else [how]:
+        if any(_repairs(before, a.after, options.budget) for a in attempts):
+            break  # auto: a cheaper repair did it
         start = time.perf_counter()
         try:
             repaired, changed = REPAIRS[name](model, shortcut, train, kept, options)
@@ -256,6 +260,16 @@ def repair(
         attempts.append(Attempt(name, repaired, after, time.perf_counter() - start, changed))
         attempts += _gentler(name, model, shortcut, train, kept, options, before, after)
     return Repaired(before, tuple(attempts), _choose(before, attempts, options.budget), options.budget)
+
+
+def _removes(before: Measurement, after: Measurement) -> bool:
+    """Whether a repair removed nine tenths of the transplant rise: the bar a repair is held to."""
+    return after.rise <= 0.1 * before.rise
+
+
+def _repairs(before: Measurement, after: Measurement | None, budget: float) -> bool:
+    """Whether a repair removed nine tenths of the transplant rise within the budget."""
+    return after is not None and _removes(before, after) and not before.over(after, budget)
 
 
 #: the repairs that train (``steps``), and so have a gentler form: fewer steps
@@ -295,7 +309,7 @@ def _choose(before: Measurement, attempts: list[Attempt], budget: float) -> Atte
     held-out measurement can tell (on 200 images one image is half a point), and on the
     notebook's planted model such a one, chosen, removed less and cost more on test images."""
     done = [(a, a.after) for a in attempts if a.after is not None and (not a.gentler or not before.over(a.after, budget))]
-    removed = [(a, m) for a, m in done if m.rise <= 0.1 * before.rise]
+    removed = [(a, m) for a, m in done if _removes(before, m)]
     within = [(a, m) for a, m in done if not before.over(m, budget)]
     if removed:
         kept = [pair for pair in removed if pair in within]

@@ -1,12 +1,15 @@
 """The repairs: one shortcut description, one measurement for all, each repair a copy of
-the model (the original untouched) that reloads with from_pretrained; auto tries the heads
-first; a fine-tune that cannot train, or data without another class, is refused in one line."""
+the model (the original untouched) that reloads with from_pretrained; auto tries the heads,
+the projection, then the fine-tune; a fine-tune that cannot train, or data without another class, is refused in one line."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
 import transformers
+from torch import nn
 
 from captum_gmar.exploration.intervention import Add, Paste
 from captum_gmar.repair import Labelled, Measurement, Shortcut, carriers, measure, repair, strongest
@@ -135,10 +138,22 @@ def test_a_repair_by_steps_stops_where_the_rise_stops_falling_costs_too_much_or_
     assert curve([0.8, 0.4, 0.2, 0.1, 0.05], flat) == [4, 4]  # every step taken
 
 
-def test_auto_tries_heads_then_fine_tunes_and_chooses_within_the_budget(setting):
+def test_auto_tries_the_heads_the_projection_then_the_fine_tune_until_one_repairs(setting):
+    from captum_gmar.repair import AUTO, _repairs
+
     model, shortcut, data = setting
     done = repair(model, shortcut, data, how="auto", budget=1.0, max_heads=2, steps=2, progress=False)
-    assert [a.how for a in done.attempts][0] == "heads" and done.chosen is not None
+    tried = [a for a in done.attempts if not a.gentler]
+    assert [a.how for a in tried] == list(AUTO[: len(tried)]) and done.chosen is not None
+    assert not any(_repairs(done.before, a.after, 1.0) for a in tried[:-1])  # each one tried after a repair that fell short
+    assert tried[-1].how == AUTO[-1] or _repairs(done.before, tried[-1].after, 1.0)  # ended by a repair, or by the last
+    # nothing within a budget below zero: every repair is tried, the projection of a classifier
+    # that is not linear refused on the way
+    deep = copy.deepcopy(model)
+    deep.classifier = nn.Sequential(nn.Linear(model.config.hidden_size, 8), nn.ReLU(), nn.Linear(8, model.config.num_labels))
+    every = repair(deep, shortcut, data, how="auto", budget=-1.0, max_heads=1, steps=2, progress=False)
+    assert [a.how for a in every.attempts if not a.gentler] == list(AUTO)
+    assert "not one linear layer" in every.attempts[1].refused and every.attempts[1].after is None
     rows = done.table()
     assert rows[0]["repair"] == "none (as it was)" and [r["repair"] for r in rows[1:]] == [a.how for a in done.attempts]
     # clean accuracy on the held-out images that do not carry the shortcut, told by the original model
