@@ -99,9 +99,10 @@ REPAIRS: dict[str, Callable[[nn.Module, Shortcut, Labelled, Labelled, Settings],
 }
 
 
-#: what ``auto`` tries, in this order: the cheapest first (the heads and the projection train
-#: nothing and change the fewest weights); the first that :func:`_repairs` the shortcut ends it.
-#: A repair refused (a projection of a classifier that is not linear) passes to the next.
+#: what ``auto`` tries, in this order: the two that train nothing first, the heads (tried
+#: first before the projection existed) then the projection, and last the fine-tune, which
+#: trains every weight; the first that :func:`_repairs` the shortcut ends it. A repair
+#: refused (a projection of a classifier that is not linear) passes to the next.
 AUTO = ("heads", "project", "finetune")
 
 

@@ -245,21 +245,23 @@ def while_it_falls(
 ) -> tuple[int, nn.Module, tuple[tuple[int, Measurement], ...]]:
     """A repair that goes by steps (heads removed, directions projected out): ``step(k)``,
     the model after ``k`` of them, for ``k = 1..count``, each measured on ``held_out``,
-    while the transplant rise falls and clean accuracy loses at most ``budget`` (a share)
-    beyond its standard error (:meth:`Measurement.over`), and no further once the rise is
-    gone (at or below zero: a step more could only turn the class against the shortcut).
+    while the transplant rise comes nearer zero (it falls, and does not overshoot below
+    zero by more than it was above) and clean accuracy loses at most ``budget`` (a share)
+    beyond its standard error (:meth:`Measurement.over`). No step is taken where the rise
+    is at or below zero, before or after a step: there is no rise left to remove.
     Returns the steps kept, their model (``model`` itself for none) and the curve,
     ``(k, measurement)`` from 0 on, the step that stopped it included."""
     before = measure(model, shortcut, held_out, seed=seed)
     curve = [(0, before)]
     best, best_model = 0, model
     for k in tqdm(range(1, count + 1), desc=f"{unit}s", unit=unit, disable=not progress):
+        last = curve[-1][1].rise
+        if last <= 0:
+            break  # no rise left to remove
         candidate = step(k)
         now = measure(candidate, shortcut, held_out, seed=seed)
         curve.append((k, now))
-        if before.over(now, budget) or now.rise >= curve[-2][1].rise:
-            break  # over the budget, or the rise no longer falls: the previous step stands
+        if before.over(now, budget) or abs(now.rise) >= last:
+            break  # over the budget, or the rise no nearer zero: the previous step stands
         best, best_model = k, candidate
-        if now.rise <= 0:
-            break  # nothing left to remove
     return best, best_model, tuple(curve)

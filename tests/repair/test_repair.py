@@ -135,6 +135,9 @@ def test_a_repair_by_steps_stops_where_the_rise_stops_falling_costs_too_much_or_
     assert curve([0.8, 0.5, 0.3, 0.35, 0.1], flat) == [2, 3]  # the rise rose at step 3: step 2 stands
     assert curve([0.8, 0.5, 0.3, 0.1, 0.0], [0.9, 0.9, 0.9, 0.85, 0.9]) == [2, 3]  # step 3 cost 5 points
     assert curve([0.8, 0.4, -0.01, -0.2, -0.3], flat) == [2, 2]  # gone at step 2: no step further
+    assert curve([0.8, 0.4, 0.0, -0.2, -0.3], flat) == [2, 2]  # at zero is gone too
+    assert curve([0.8, 0.3, -0.5, -0.1, 0.0], flat) == [1, 2]  # step 2 overshot, further from zero than step 1
+    assert curve([-0.1, -0.2, -0.3], flat) == [0, 0]  # no rise to remove: no step taken
     assert curve([0.8, 0.4, 0.2, 0.1, 0.05], flat) == [4, 4]  # every step taken
 
 
@@ -166,6 +169,40 @@ def test_auto_tries_the_heads_the_projection_then_the_fine_tune_until_one_repair
     only_class = Labelled(data.pixels[data.labels == 3], data.labels[data.labels == 3])
     with pytest.raises(ValueError, match="no image of another class"):
         repair(model, shortcut, only_class, how="finetune", steps=1, progress=False)
+
+
+def test_auto_ends_at_the_first_repair_that_removes_nine_tenths_within_the_budget(setting, monkeypatch):
+    import captum_gmar.repair as repair_module
+    from captum_gmar.errors import UnsupportedModelError
+
+    _, shortcut, data = setting
+
+    def tried(after: dict[str, tuple[float, float] | None], how: str = "auto") -> list[str]:
+        # each repair's (rise, accuracy) after it, None where it is refused; the model as it
+        # was: a rise of 0.8 at 90%; each "model" is its repair's name
+        measured = {"original": (0.8, 0.9), **{name: result for name, result in after.items() if result}}
+        monkeypatch.setattr(repair_module, "carriers", lambda model, shortcut, images: torch.zeros(len(images), dtype=torch.bool))
+        monkeypatch.setattr(repair_module, "measure", lambda model, *args, **kwargs: Measurement(*measured[model], {}))
+
+        def fake(name: str):
+            def run(*args):
+                if after[name] is None:
+                    raise UnsupportedModelError(f"{name} refused")
+                return name, {}
+
+            return run
+
+        monkeypatch.setattr(repair_module, "REPAIRS", {name: fake(name) for name in after})
+        done = repair_module.repair("original", shortcut, data, how=how, progress=False)
+        return [a.how + (" (refused)" if a.refused else "") for a in done.attempts]
+
+    short, done, costly = (0.5, 0.9), (0.02, 0.9), (0.02, 0.85)  # 38% removed; 98%; 98% at 5 points
+    assert tried({"heads": done, "project": done, "finetune": done}) == ["heads"]
+    assert tried({"heads": short, "project": done, "finetune": done}) == ["heads", "project"]
+    assert tried({"heads": short, "project": costly, "finetune": done}) == ["heads", "project", "finetune"]
+    assert tried({"heads": short, "project": None, "finetune": done}) == ["heads", "project (refused)", "finetune"]
+    assert tried({"heads": (0.09, 0.9), "project": done, "finetune": done}) == ["heads", "project"]  # 88.75%: short
+    assert tried({"heads": done, "project": done, "finetune": done}, how="project") == ["project"]
 
 
 def test_the_repair_kept_removes_the_shortcut_first_then_respects_the_budget():
