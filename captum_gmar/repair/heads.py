@@ -40,8 +40,9 @@ def repair_heads(
 ) -> HeadsRepair:
     """Remove the heads that carry ``shortcut``, one by one in their ranking's order, while
     the transplant rise comes nearer zero (:func:`~captum_gmar.repair.shortcut.while_it_falls`)
-    and clean accuracy (on ``held_out``) loses at most ``budget`` (a share: 0.01 is one point) beyond its standard error
-    (:meth:`~captum_gmar.repair.shortcut.Measurement.over`); at most ``max_heads``.
+    and clean accuracy (on ``held_out``) loses at most ``budget`` (a share: 0.01 is one
+    point) beyond its standard error (:meth:`~captum_gmar.repair.shortcut.Measurement.over`);
+    at most ``max_heads``.
 
     Raises:
         ValueError: the shortcut has no images of the rest of its class to contrast with.

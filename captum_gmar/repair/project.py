@@ -181,9 +181,9 @@ def repair_project(
 ) -> ProjectRepair:
     """Project the directions the shortcut moves the classifier's inputs in (:func:`projection`,
     on ``train``) out of a copy of ``model``, one more at a time, while the transplant rise
-    on ``held_out`` comes nearer zero (:func:`~captum_gmar.repair.shortcut.while_it_falls`) and clean accuracy loses at most ``budget`` (a share) beyond its
-    standard error (:meth:`~captum_gmar.repair.shortcut.Measurement.over`); at most
-    ``max_directions``.
+    on ``held_out`` comes nearer zero (:func:`~captum_gmar.repair.shortcut.while_it_falls`)
+    and clean accuracy loses at most ``budget`` (a share) beyond its standard error
+    (:meth:`~captum_gmar.repair.shortcut.Measurement.over`); at most ``max_directions``.
 
     Raises:
         ValueError: fewer than two training images.
