@@ -79,8 +79,12 @@ def _project(
 ) -> tuple[nn.Module, dict[str, Any]]:
     found = repair_project(model, shortcut, train, held_out, settings.budget, progress=settings.progress, seed=settings.seed)
     first = found.curve[0][1]
-    curve = [{"directions": k, "rise": m.rise, "accuracy": m.accuracy, "cost_error": first.cost_error(m)} for k, m in found.curve]
-    return found.model, {"directions": found.k, "share": found.share, "curve": curve}
+
+    def points(curve: tuple[tuple[int, Measurement], ...]) -> list[dict[str, float]]:
+        return [{"directions": k, "rise": m.rise, "accuracy": m.accuracy, "cost_error": first.cost_error(m)} for k, m in curve]
+
+    tried = [{"ridge": ridge, "curve": points(curve)} for ridge, curve in found.curves]
+    return found.model, {"directions": found.k, "share": found.share, "ridge": found.ridge, "curve": points(found.curve), "ridges": tried}
 
 
 def _classifier(
@@ -137,10 +141,10 @@ class Repaired:
         share of it removed, clean accuracy and its cost in points with the cost's standard
         error (paired: the held-out images that turned; ``over_budget`` where the cost less
         that error is more than the budget: :meth:`Measurement.over`), the worst class and
-        its accuracy, the time, and a note
-        (why a repair did not run, or where a curve, the heads' or the projection's, stopped short of its best rise)."""
+        its accuracy, the time, and a note (why a repair did not run; where a curve, the
+        heads' or the projection's, stopped short of its best rise; the projection's ridges)."""
         rows = [self._row("none (as it was)", self.before, 0.0)]
-        rows += [self._row(a.how, a.after, a.seconds, a.refused or _curve_note(a, self.budget)) for a in self.attempts]
+        rows += [self._row(a.how, a.after, a.seconds, a.refused or _notes(a, self.budget)) for a in self.attempts]
         return rows
 
     def _row(self, how: str, after: Measurement | None, seconds: float, note: str | None = None) -> dict[str, Any]:
@@ -183,6 +187,20 @@ class Repaired:
 
 #: the curves a repair keeps (``changed["curve"]``), by the key each step counts with: its unit and what was done
 CURVES = {"heads": ("head", "removed"), "directions": ("direction", "projected out")}
+
+
+def _notes(attempt: Attempt, budget: float) -> str | None:
+    """What the table's note says of an attempt that ran (:func:`_curve_note`, :func:`_ridge_note`)."""
+    return "; ".join(note for note in (_curve_note(attempt, budget), _ridge_note(attempt)) if note) or None
+
+
+def _ridge_note(attempt: Attempt) -> str | None:
+    """Where the projection tried more than one ridge (:data:`~captum_gmar.repair.project.RIDGES`):
+    the one its directions went through, of those tried."""
+    tried = [entry["ridge"] for entry in attempt.changed.get("ridges") or []]
+    if len(tried) < 2:
+        return None
+    return f"through the ridge {attempt.changed['ridge']:g} (tried {', '.join(f'{r:g}' for r in tried)})"
 
 
 def _curve_note(attempt: Attempt, budget: float) -> str | None:

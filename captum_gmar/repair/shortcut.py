@@ -242,6 +242,7 @@ def while_it_falls(
     unit: str,
     progress: bool = True,
     seed: int = 0,
+    before: Measurement | None = None,
 ) -> tuple[int, nn.Module, tuple[tuple[int, Measurement], ...]]:
     """A repair that goes by steps (heads removed, directions projected out): ``step(k)``,
     the model after ``k`` of them, for ``k = 1..count``, each measured on ``held_out``,
@@ -249,9 +250,10 @@ def while_it_falls(
     zero by more than it was above) and clean accuracy loses at most ``budget`` (a share)
     beyond its standard error (:meth:`Measurement.over`). No step is taken where the rise
     is at or below zero, before or after a step: there is no rise left to remove.
-    Returns the steps kept, their model (``model`` itself for none) and the curve,
-    ``(k, measurement)`` from 0 on, the step that stopped it included."""
-    before = measure(model, shortcut, held_out, seed=seed)
+    ``before``: ``model`` measured on ``held_out``, where the caller has it (measured here
+    where not). Returns the steps kept, their model (``model`` itself for none) and the
+    curve, ``(k, measurement)`` from 0 on, the step that stopped it included."""
+    before = measure(model, shortcut, held_out, seed=seed) if before is None else before
     curve = [(0, before)]
     best, best_model = 0, model
     for k in tqdm(range(1, count + 1), desc=f"{unit}s", unit=unit, disable=not progress):

@@ -11,8 +11,8 @@ from repair_helpers import LogitsDoubled
 from torch import nn
 
 from captum_gmar.errors import UnsupportedModelError
-from captum_gmar.repair import Labelled, Shortcut, measure, repair
-from captum_gmar.repair.project import Projection, projection, repair_project
+from captum_gmar.repair import Labelled, Measurement, Shortcut, measure, repair
+from captum_gmar.repair.project import RIDGES, Projection, projection, repair_project
 from captum_gmar.vit.layers import pooled_patches
 from captum_gmar.vit.model import VisionTransformer
 
@@ -129,7 +129,14 @@ def test_project_is_one_of_the_repairs_and_a_classifier_that_is_not_linear_is_re
     model, _, data = setting
     done = repair(model, lifted, data, how="project", progress=False)
     assert [a.how for a in done.attempts] == ["project"]
-    assert done.attempts[0].changed["directions"] >= 1 and done.attempts[0].changed["curve"][0]["directions"] == 0
+    changed = done.attempts[0].changed
+    assert changed["directions"] >= 1 and changed["curve"][0]["directions"] == 0
+    # the ridges tried, smallest first, the kept one among them with its curve
+    tried = [entry["ridge"] for entry in changed["ridges"]]
+    assert tried == list(RIDGES[: len(tried)]) and changed["ridge"] in tried
+    assert changed["curve"] == next(entry["curve"] for entry in changed["ridges"] if entry["ridge"] == changed["ridge"])
+    note = done.table()[1]["note"]
+    assert (note is not None and f"ridge {changed['ridge']:g}" in note) == (len(tried) > 1)
     deep = copy.deepcopy(model)
     deep.classifier = nn.Sequential(nn.Linear(model.config.hidden_size, 8), nn.ReLU(), nn.Linear(8, model.config.num_labels))
     with pytest.raises(UnsupportedModelError, match="not one linear layer"):
@@ -153,3 +160,37 @@ def test_a_classifier_without_bias_a_shortcut_that_moves_nothing_and_wrong_logit
     assert not scaled.inner.classifier._forward_pre_hooks  # the capture is removed after a refusal
     with pytest.raises(ValueError, match="two training images"):
         projection(model, lifted, Labelled(data.pixels[:1], data.labels[:1]), 1)
+
+
+def test_a_larger_ridge_is_tried_while_the_rise_left_is_over_its_share_and_kept_where_nearer_zero(monkeypatch):
+    import captum_gmar.repair.project as project
+
+    def chosen(rises: dict[float, float | None]) -> tuple[float, int, list[float]]:
+        # each ridge's curve keeps one direction with the rise given (None: it keeps none); the model's rise is 1
+        monkeypatch.setattr(
+            project, "projection", lambda *args, **kwargs: Projection(torch.eye(4), torch.zeros(4), torch.eye(4), torch.ones(4))
+        )
+        monkeypatch.setattr(project, "measure", lambda *args, **kwargs: Measurement(1.0, 0.9, {}))
+
+        order = iter(rises.items())  # the ridges are tried in turn
+
+        def curve(model, shortcut, held_out, step, count, budget, unit, progress, seed, before):
+            ridge, rise = next(order)
+            if rise is None:
+                return 0, model, ((0, before), (1, Measurement(1.0, 0.5, {})))  # its first step over the budget
+            return 1, f"ridge {ridge:g}", ((0, before), (1, Measurement(rise, 0.9, {})))
+
+        monkeypatch.setattr(project, "while_it_falls", curve)
+        found = project.repair_project("model", None, None, None, ridges=tuple(rises))
+        assert found.model == (f"ridge {found.ridge:g}" if found.k else "model")
+        return found.ridge, found.k, [ridge for ridge, _ in found.curves]
+
+    left = project.LEFT
+    assert chosen({0.1: left / 2, 1.0: 0.0, 10.0: 0.0}) == (0.1, 1, [0.1])  # near enough zero: no larger ridge
+    assert chosen({0.1: 2 * left, 1.0: left / 2, 10.0: 0.0}) == (1.0, 1, [0.1, 1.0])  # the larger brought it near zero
+    assert chosen({0.1: 2 * left, 1.0: 3 * left, 10.0: -left}) == (10.0, 1, [0.1, 1.0, 10.0])  # nearest zero, from either side
+    assert chosen({0.1: 2 * left, 1.0: 3 * left, 10.0: 4 * left}) == (0.1, 1, [0.1, 1.0, 10.0])  # none nearer: the smallest stands
+    assert chosen({0.1: None, 1.0: 2 * left, 10.0: None}) == (1.0, 1, [0.1, 1.0, 10.0])  # the smallest over the budget
+    assert chosen({0.1: None, 1.0: None}) == (0.1, 0, [0.1, 1.0])  # none within the budget: the model as it was
+    with pytest.raises(ValueError, match="one ridge"):
+        project.repair_project("model", None, None, None, ridges=())
