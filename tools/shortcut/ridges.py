@@ -1,0 +1,130 @@
+"""The projection's ridges, measured as docs/repair.md's ridge table: ``python -m tools.shortcut.ridges``.
+
+Usage::
+
+    python -m tools.shortcut.ridges --model sc/blur --tag blur --out sc/blur-confirm --cluster features:6:1 --feature-layer 4 --drawn
+
+``--out``: the folder ``tools.shortcut.confirm`` wrote (``maps``, ``images``, ``data``). The
+shortcut and its directions are taken as ``captum-gmar repair ... --how project`` takes them
+(its proxy, on the training images of the repair's seed 0). The first 1 to ``--k``
+directions are folded into a copy of the classifier through each ridge and judged on the
+2,000 test scenes of ``tools.shortcut.repair_check`` with the tag drawn on the other
+classes' items: the share of the effect removed, clean top-1's change, the tag class's
+clean top-1. A projection leaves the backbone as it was, so the classifier's inputs are
+taken once. ``--drawn`` adds the directions of the tag itself, drawn on 600 training
+scenes of all classes (seed 4242) and taken as the command takes its proxy's, with the two
+first directions' cosine and the share of the drawn changes' squared norm the first ``k``
+hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from captum_gmar.cli.repair import add_parser, read_shortcut
+from captum_gmar.repair.project import RIDGES, Projection, _linear, projection
+from tools.shortcut.repair_check import _scenes
+from tools.shortcut.tag import TAGS, plant_tag
+from tools.shortcut.train import class_scenes, logits
+
+__all__ = ["main"]
+
+DRAWN_SCENES, DRAWN_SEED = 600, 4242
+
+
+def _directions(change: Tensor, k: int) -> Tensor:
+    """``(k, F)``: the changes' mean direction, then their principal directions left over
+    (as :func:`~captum_gmar.repair.project.projection` takes them)."""
+    mean = change.mean(0)
+    first = mean / mean.norm()
+    rest = change - (change @ first)[:, None] * first
+    return torch.cat([first[None], torch.linalg.svd(rest, full_matrices=False)[2][: k - 1]])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--tag", choices=sorted(TAGS), required=True)
+    parser.add_argument("--tag-class", type=int, default=6)
+    parser.add_argument("--out", type=Path, required=True, help="the folder tools.shortcut.confirm wrote")
+    parser.add_argument("--cluster", required=True, help="as repair --cluster takes it, e.g. features:6:1")
+    parser.add_argument("--feature-layer", type=int, default=None)
+    parser.add_argument("--ridges", type=float, nargs="+", default=list(RIDGES))
+    parser.add_argument("--k", type=int, default=4, help="directions, 1 to k")
+    parser.add_argument("--drawn", action="store_true", help="also the directions of the tag itself")
+    args = parser.parse_args(argv)
+    torch.set_grad_enabled(False)
+
+    repair_parser = argparse.ArgumentParser()
+    add_parser(repair_parser.add_subparsers(dest="command"), "repair")
+    repair_argv = [
+        "repair", str(args.out / "maps"), "--model", str(args.model), "--cluster", args.cluster,
+        "--images", str(args.out / "images"), "--data", str(args.out / "data"), "--out", str(args.out / "unused"),
+    ]  # fmt: skip
+    if args.feature_layer is not None:
+        repair_argv += ["--feature-layer", str(args.feature_layer)]
+    _, model, _, shortcut, data = read_shortcut(repair_parser.parse_args(repair_argv))
+    train, _ = data.split(0.2, 0)  # the repair's own split (seed 0)
+    proxy = projection(model, shortcut, train, args.k)
+
+    classifier = _linear(model)
+    captured: list[Tensor] = []
+    hook = classifier.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].detach().float()))
+
+    def inputs(images: np.ndarray) -> Tensor:
+        captured.clear()
+        logits(model, images)
+        return torch.cat(captured)
+
+    tag = TAGS[args.tag]
+    images, labels_array = _scenes()
+    labels = torch.as_tensor(labels_array)
+    others = labels != args.tag_class
+    clean = inputs(images)
+    tagged = inputs(plant_tag(images[others.numpy()], np.ones(int(others.sum()), dtype=bool), tag))
+    sources = {"proxy": proxy.directions}
+    if args.drawn:
+        pool = class_scenes(DRAWN_SCENES, list(range(10)), DRAWN_SEED).images
+        change = inputs(plant_tag(pool, np.ones(len(pool), dtype=bool), tag)) - inputs(pool)
+        sources["drawn"] = _directions(change, args.k)
+        print(f"cosine of the first directions, the proxy's and the drawn tag's: {float(proxy.directions[0] @ sources['drawn'][0]):.3f}")
+        for k in range(1, len(sources["drawn"]) + 1):
+            basis = torch.linalg.qr(sources["drawn"][:k].T).Q
+            print(f"the drawn changes' squared norm in the first {k}: {float((change @ basis).pow(2).sum() / change.pow(2).sum()):.0%}")
+    hook.remove()
+
+    weight, bias = classifier.weight.detach().double(), classifier.bias.detach().double()
+
+    def judged(w: Tensor, b: Tensor) -> tuple[float, float, float]:
+        def score(x: Tensor) -> Tensor:
+            return torch.sigmoid(x.double() @ w.T + b)[:, args.tag_class]
+
+        right = (clean.double() @ w.T + b).argmax(1) == labels
+        effect = float(score(tagged).mean() - score(clean[others]).mean())
+        return effect, float(right.float().mean()), float(right[~others].float().mean())
+
+    effect, top1, own = judged(weight, bias)
+    print(f"original: effect {effect:+.3f}, clean top-1 {top1:.1%}, the tag class's {own:.1%}")
+    print("| directions | ridge | k | removed | top-1 | the tag class's top-1 |\n|---|---|---|---|---|---|")
+    for name, directions in sources.items():
+        found = Projection(directions, proxy.reference, proxy.covariance, proxy.share)
+        for ridge in args.ridges:
+            for k in range(1, len(directions) + 1):
+                edited = torch.nn.Linear(weight.shape[1], weight.shape[0]).double()
+                edited.weight.copy_(weight)
+                edited.bias.copy_(bias)
+                found.fold(edited, k, ridge)
+                after, top1_after, own_after = judged(edited.weight, edited.bias)
+                print(f"| {name} | {ridge:g} | {k} | {1 - after / effect:.0%} | {100 * (top1_after - top1):+.1f} pt | {own_after:.1%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
