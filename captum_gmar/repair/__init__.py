@@ -196,11 +196,14 @@ def _notes(attempt: Attempt, budget: float) -> str | None:
 
 def _ridge_note(attempt: Attempt) -> str | None:
     """Where the projection tried more than one ridge (:data:`~captum_gmar.repair.project.RIDGES`):
-    the one its directions went through, of those tried."""
+    the one its directions went through, of those tried, or that none kept a direction."""
     tried = [entry["ridge"] for entry in attempt.changed.get("ridges") or []]
     if len(tried) < 2:
         return None
-    return f"through the ridge {attempt.changed['ridge']:g} (tried {', '.join(f'{r:g}' for r in tried)})"
+    listed = ", ".join(f"{r:g}" for r in tried)
+    if not attempt.changed["directions"]:
+        return f"no ridge kept a direction (tried {listed})"
+    return f"through the ridge {attempt.changed['ridge']:g} (tried {listed})"
 
 
 def _curve_note(attempt: Attempt, budget: float) -> str | None:

@@ -136,7 +136,7 @@ def test_project_is_one_of_the_repairs_and_a_classifier_that_is_not_linear_is_re
     assert tried == list(RIDGES[: len(tried)]) and changed["ridge"] in tried
     assert changed["curve"] == next(entry["curve"] for entry in changed["ridges"] if entry["ridge"] == changed["ridge"])
     note = done.table()[1]["note"]
-    assert (note is not None and f"ridge {changed['ridge']:g}" in note) == (len(tried) > 1)
+    assert (note is not None and f"through the ridge {changed['ridge']:g} (" in note) == (len(tried) > 1)
     deep = copy.deepcopy(model)
     deep.classifier = nn.Sequential(nn.Linear(model.config.hidden_size, 8), nn.ReLU(), nn.Linear(8, model.config.num_labels))
     with pytest.raises(UnsupportedModelError, match="not one linear layer"):
@@ -165,32 +165,66 @@ def test_a_classifier_without_bias_a_shortcut_that_moves_nothing_and_wrong_logit
 def test_a_larger_ridge_is_tried_while_the_rise_left_is_over_its_share_and_kept_where_nearer_zero(monkeypatch):
     import captum_gmar.repair.project as project
 
-    def chosen(rises: dict[float, float | None]) -> tuple[float, int, list[float]]:
-        # each ridge's curve keeps one direction with the rise given (None: it keeps none); the model's rise is 1
+    def chosen(rises: dict[float, float | None], before: float = 1.0) -> tuple[float, int, list[float]]:
+        # each ridge's curve keeps one direction with the rise given (None: it keeps none)
         monkeypatch.setattr(
             project, "projection", lambda *args, **kwargs: Projection(torch.eye(4), torch.zeros(4), torch.eye(4), torch.ones(4))
         )
-        monkeypatch.setattr(project, "measure", lambda *args, **kwargs: Measurement(1.0, 0.9, {}))
-
+        monkeypatch.setattr(project, "measure", lambda *args, **kwargs: Measurement(before, 0.9, {}))
+        monkeypatch.setattr(project, "_linear", lambda model: model)  # the "model" is its classifier
+        folds: list[tuple[int, float]] = []
+        monkeypatch.setattr(Projection, "fold", lambda self, classifier, k, ridge: folds.append((k, ridge)))
         order = iter(rises.items())  # the ridges are tried in turn
 
         def curve(model, shortcut, held_out, step, count, budget, unit, progress, seed, before):
             ridge, rise = next(order)
-            if rise is None:
-                return 0, model, ((0, before), (1, Measurement(1.0, 0.5, {})))  # its first step over the budget
-            return 1, f"ridge {ridge:g}", ((0, before), (1, Measurement(rise, 0.9, {})))
+            if rise is None or before.rise <= 0:
+                return 0, model, ((0, before),) if before.rise <= 0 else ((0, before), (1, Measurement(1.0, 0.5, {})))
+            return 1, None, ((0, before), (1, Measurement(rise, 0.9, {})))
 
         monkeypatch.setattr(project, "while_it_falls", curve)
-        found = project.repair_project("model", None, None, None, ridges=tuple(rises))
-        assert found.model == (f"ridge {found.ridge:g}" if found.k else "model")
+        model = nn.Linear(4, 3)
+        found = project.repair_project(model, None, None, None, ridges=tuple(rises))
+        # the kept projection folded once more, through its ridge, into a copy; none kept: the model itself
+        assert (folds == [(found.k, found.ridge)] and found.model is not model) if found.k else (not folds and found.model is model)
+        assert found.curve == dict(found.curves)[found.ridge]
         return found.ridge, found.k, [ridge for ridge, _ in found.curves]
 
     left = project.LEFT
     assert chosen({0.1: left / 2, 1.0: 0.0, 10.0: 0.0}) == (0.1, 1, [0.1])  # near enough zero: no larger ridge
     assert chosen({0.1: 2 * left, 1.0: left / 2, 10.0: 0.0}) == (1.0, 1, [0.1, 1.0])  # the larger brought it near zero
-    assert chosen({0.1: 2 * left, 1.0: 3 * left, 10.0: -left}) == (10.0, 1, [0.1, 1.0, 10.0])  # nearest zero, from either side
+    assert chosen({0.1: 2 * left, 1.0: 3 * left, 10.0: -left}) == (10.0, 1, [0.1, 1.0, 10.0])  # nearest zero, from below
+    assert chosen({0.1: 2 * left, 1.0: -3 * left, 10.0: 0.0}) == (10.0, 1, [0.1, 1.0, 10.0])  # an overshoot is as far
+    assert chosen({0.1: -2 * left, 1.0: left / 2}) == (1.0, 1, [0.1, 1.0])  # overshot by more than the share: tried further
     assert chosen({0.1: 2 * left, 1.0: 3 * left, 10.0: 4 * left}) == (0.1, 1, [0.1, 1.0, 10.0])  # none nearer: the smallest stands
     assert chosen({0.1: None, 1.0: 2 * left, 10.0: None}) == (1.0, 1, [0.1, 1.0, 10.0])  # the smallest over the budget
     assert chosen({0.1: None, 1.0: None}) == (0.1, 0, [0.1, 1.0])  # none within the budget: the model as it was
+    assert chosen({0.1: 0.0, 1.0: 0.0}, before=-0.1) == (0.1, 0, [0.1])  # no rise to remove: one ridge, no step
     with pytest.raises(ValueError, match="one ridge"):
         project.repair_project("model", None, None, None, ridges=())
+
+
+def test_every_ridge_tried_is_the_one_folded(setting, lifted, monkeypatch):
+    import captum_gmar.repair.project as project
+
+    model, _, data = setting
+    monkeypatch.setattr(project, "LEFT", -1.0)  # never near enough: every ridge tried
+    folded: list[float] = []
+    fold = Projection.fold
+    monkeypatch.setattr(Projection, "fold", lambda self, classifier, k, ridge: (folded.append(ridge), fold(self, classifier, k, ridge)))
+    found = repair_project(model, lifted, data, data, budget=1.0, max_directions=2, progress=False, ridges=(0.1, 1e6))
+    assert [ridge for ridge, _ in found.curves] == [0.1, 1e6] and set(folded) == {0.1, 1e6}
+    # the two ridges' curves differ: the ridge reached the fold
+    assert found.curves[0][1][1][1].rise != found.curves[1][1][1][1].rise
+
+
+def test_the_note_names_the_ridge_kept_or_that_none_kept_a_direction():
+    from captum_gmar.repair import Attempt, _ridge_note
+
+    def note(directions: int, ridge: float, tried: list[float]) -> str | None:
+        changed = {"directions": directions, "ridge": ridge, "ridges": [{"ridge": r, "curve": []} for r in tried]}
+        return _ridge_note(Attempt("project", None, None, 0.0, changed))
+
+    assert note(1, 0.1, [0.1]) is None  # one ridge: nothing to tell apart
+    assert note(2, 10.0, [0.1, 1.0, 10.0]) == "through the ridge 10 (tried 0.1, 1, 10)"
+    assert note(0, 0.1, [0.1, 1.0, 10.0]) == "no ridge kept a direction (tried 0.1, 1, 10)"

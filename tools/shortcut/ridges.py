@@ -70,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]  # fmt: skip
     if args.feature_layer is not None:
         repair_argv += ["--feature-layer", str(args.feature_layer)]
-    _, model, _, shortcut, data = read_shortcut(repair_parser.parse_args(repair_argv))
+    parsed = repair_parser.parse_args(repair_argv)
+    _, model, _, shortcut, data = read_shortcut(parsed.options(parsed))  # RepairOptions, checked as the command checks them
     train, _ = data.split(0.2, 0)  # the repair's own split (seed 0)
     proxy = projection(model, shortcut, train, args.k)
 
