@@ -41,7 +41,7 @@ from ..vit.model import VisionTransformer
 from .classifier import classifier_name
 from .shortcut import Labelled, Measurement, Shortcut, measure, while_it_falls
 
-__all__ = ["LEFT", "RIDGES", "ProjectRepair", "Projection", "projection", "repair_project"]
+__all__ = ["LEFT", "RIDGES", "ProjectRepair", "Projection", "change_directions", "projection", "repair_project"]
 
 #: the ridges :func:`repair_project` tries, smallest first, each added to the inputs'
 #: covariance as a share of its mean variance (its trace over ``F``):
@@ -155,7 +155,20 @@ def projection(model: nn.Module, shortcut: Shortcut, train: Labelled, k: int, ba
             changes.append(captured[0].float() - off)
     finally:
         hook.remove()
-    change = torch.cat(changes)
+    directions, share = change_directions(torch.cat(changes), k)
+    inputs = torch.cat(clean)
+    return Projection(directions.cpu(), inputs.mean(0).cpu(), torch.cov(inputs.T).cpu(), share.cpu())
+
+
+def change_directions(change: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The first ``k`` directions of paired changes ``change`` ``(N, F)`` (each image with
+    the shortcut less without): ``(k', F)`` orthonormal rows, their mean first, then the
+    principal directions of the changes left over (``k' <= k``: none beyond their rank),
+    and ``(k',)`` the cumulative share of the changes' squared norm the first ``1..k'`` hold.
+
+    Raises:
+        UnsupportedModelError: the changes do not move the input on average.
+    """
     mean = change.mean(0)
     # float32 round-off of the changes: below it a direction is noise, not the shortcut
     floor = 1e-4 * float(change.norm())
@@ -167,9 +180,7 @@ def projection(model: nn.Module, shortcut: Shortcut, train: Labelled, k: int, ba
     later = later[: k - 1][values[: k - 1] > floor]  # none beyond their rank
     directions = torch.cat([first[None], later])
     total = change.pow(2).sum().clamp_min(torch.finfo(change.dtype).tiny)
-    share = torch.cumsum((change @ directions.T).pow(2).sum(0), 0) / total
-    inputs = torch.cat(clean)
-    return Projection(directions.cpu(), inputs.mean(0).cpu(), torch.cov(inputs.T).cpu(), share.cpu())
+    return directions, torch.cumsum((change @ directions.T).pow(2).sum(0), 0) / total
 
 
 @dataclass(frozen=True)

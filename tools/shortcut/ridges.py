@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from captum_gmar.cli.repair import add_parser, read_shortcut
-from captum_gmar.repair.project import RIDGES, Projection, _linear, projection
+from captum_gmar.repair.project import RIDGES, Projection, _linear, change_directions, projection
 from tools.shortcut.repair_check import _scenes
 from tools.shortcut.tag import TAGS, plant_tag
 from tools.shortcut.train import class_scenes, logits
@@ -37,15 +37,6 @@ from tools.shortcut.train import class_scenes, logits
 __all__ = ["main"]
 
 DRAWN_SCENES, DRAWN_SEED = 600, 4242
-
-
-def _directions(change: Tensor, k: int) -> Tensor:
-    """``(k, F)``: the changes' mean direction, then their principal directions left over
-    (as :func:`~captum_gmar.repair.project.projection` takes them)."""
-    mean = change.mean(0)
-    first = mean / mean.norm()
-    rest = change - (change @ first)[:, None] * first
-    return torch.cat([first[None], torch.linalg.svd(rest, full_matrices=False)[2][: k - 1]])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,11 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.drawn:
         pool = class_scenes(DRAWN_SCENES, list(range(10)), DRAWN_SEED).images
         change = inputs(plant_tag(pool, np.ones(len(pool), dtype=bool), tag)) - inputs(pool)
-        sources["drawn"] = _directions(change, args.k)
+        sources["drawn"], share = change_directions(change, args.k)
         print(f"cosine of the first directions, the proxy's and the drawn tag's: {float(proxy.directions[0] @ sources['drawn'][0]):.3f}")
-        for k in range(1, len(sources["drawn"]) + 1):
-            basis = torch.linalg.qr(sources["drawn"][:k].T).Q
-            print(f"the drawn changes' squared norm in the first {k}: {float((change @ basis).pow(2).sum() / change.pow(2).sum()):.0%}")
+        for k, held in enumerate(share.tolist(), 1):
+            print(f"the drawn changes' squared norm in the first {k}: {held:.0%}")
     hook.remove()
 
     weight, bias = classifier.weight.detach().double(), classifier.bias.detach().double()
