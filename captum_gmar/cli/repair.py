@@ -49,7 +49,7 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
         help="heads (remove the heads that carry it), finetune (a counterfactual fine-tune), classifier (the same on the classifier "
         "alone, the backbone left as it was: for a frozen backbone and its probe), project (the directions the shortcut moves the "
         "classifier's inputs in projected out of a linear classifier, nothing trained) or auto (default: heads, then project, then "
-        "finetune, until one removes nine tenths of the rise within the budget)",
+        "finetune, until one removes nine tenths of the rise within the budget as measured)",
     )
     parser.add_argument(
         "--budget", type=float_between(0, 100), default=1.0, help="the clean accuracy a repair may cost, in points, 0 to 100 (default 1)"

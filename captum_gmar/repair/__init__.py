@@ -13,7 +13,7 @@ hold out, and the settings, and returns the repaired model and what it changed, 
 - ``project`` (:mod:`~captum_gmar.repair.project`): the directions the shortcut moves the
   classifier's inputs in, projected out of a linear classifier (P-ClArC), nothing trained;
 - ``auto`` (:data:`AUTO`): the heads, then the projection, then the fine-tune, the first
-  that removes nine tenths of the transplant rise within the budget ending it.
+  that removes nine tenths of the transplant rise within the budget as measured ending it.
 
 Every repair is judged alike (:func:`~captum_gmar.repair.shortcut.measure`): the transplant
 rise on held-out images of other classes, before and after, and the clean accuracy overall
@@ -168,7 +168,7 @@ class Repaired:
                 "note": note,
             }
         worst = min(after.per_class, key=after.per_class.__getitem__) if after.per_class else None
-        cost = self.before.accuracy - after.accuracy
+        cost = self.before.cost(after)
         return {
             "repair": how,
             "transplant_rise": after.rise,
@@ -245,7 +245,7 @@ def repair(
             (``held_out``) of each class is kept out to measure on, its clean accuracy on
             the images that do not carry the shortcut (:func:`carriers`, by the original model).
         how: ``"heads"``, ``"finetune"``, ``"classifier"``, ``"project"`` or ``"auto"`` (:data:`AUTO`
-            in turn, until one removes nine tenths of the rise within the budget).
+            in turn, until one removes nine tenths of the rise within the budget as measured).
         settings: :class:`Settings`' fields (``budget``, ``max_heads``, ``steps``, ``seed``,
             ``progress``).
 
@@ -254,7 +254,7 @@ def repair(
         classifier's retraining that cost more than the budget is tried again with half its
         steps, then a quarter: :func:`_gentler`), the one chosen: of those
         that remove nine tenths of the transplant rise, the one within the budget with the
-        lowest rise, else the one that costs least accuracy; where none does, the lowest
+        lowest rise (within it as measured first), else the one that costs least accuracy; where none does, the lowest
         rise within the budget, else the lowest rise.
 
     Raises:
@@ -289,9 +289,21 @@ def _removes(before: Measurement, after: Measurement) -> bool:
     return after.rise <= 0.1 * before.rise
 
 
+def _measured_within(before: Measurement, after: Measurement, budget: float) -> bool:
+    """Whether ``after`` costs at most ``budget`` as measured, no standard error granted
+    (:meth:`Measurement.over` grants one: a repair within the budget only by it may cost
+    more on new images)."""
+    return before.cost(after) <= budget
+
+
 def _repairs(before: Measurement, after: Measurement | None, budget: float) -> bool:
-    """Whether a repair removed nine tenths of the transplant rise within the budget."""
-    return after is not None and _removes(before, after) and not before.over(after, budget)
+    """Whether a repair removed nine tenths of the transplant rise within the budget as
+    measured: what ends ``auto``. One within it only by its standard error leaves the next
+    repair tried, and :func:`_choose` prefers one within as measured: the heads that took
+    two tags' held-out rise away at 2.6 ± 1.9 and 1.6 ± 2.1 points cost 1.5 and 2.9 points
+    of clean top-1 on the test scenes, where the repair tried after them and kept removed
+    as much at +0.3 and −0.1 (docs/results.md, end to end)."""
+    return after is not None and _removes(before, after) and _measured_within(before, after, budget)
 
 
 #: the repairs that train (``steps``), and so have a gentler form: fewer steps
@@ -335,5 +347,6 @@ def _choose(before: Measurement, attempts: list[Attempt], budget: float) -> Atte
     within = [(a, m) for a, m in done if not before.over(m, budget)]
     if removed:
         kept = [pair for pair in removed if pair in within]
-        return min(kept, key=lambda p: p[1].rise)[0] if kept else max(removed, key=lambda p: p[1].accuracy)[0]
+        measured = [pair for pair in kept if _measured_within(before, pair[1], budget)]
+        return min(measured or kept, key=lambda p: p[1].rise)[0] if kept else max(removed, key=lambda p: p[1].accuracy)[0]
     return min(within or done, key=lambda p: p[1].rise)[0] if done else None

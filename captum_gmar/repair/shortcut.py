@@ -149,6 +149,10 @@ class Measurement:
         count = len(self.right)
         return math.sqrt(max(worse + better - (worse - better) ** 2 / count, 0.0)) / count
 
+    def cost(self, after: Measurement) -> float:
+        """The clean accuracy lost from this measurement to ``after`` (a share; negative: gained)."""
+        return self.accuracy - after.accuracy
+
     def over(self, after: Measurement, budget: float) -> bool:
         """Whether ``after`` costs more clean accuracy than ``budget`` (a share) beyond one
         standard error of the cost (:meth:`cost_error`; none where it is not known). The
@@ -157,7 +161,7 @@ class Measurement:
         put them at a gain of 0.1 and a cost of 0.6 (docs/repair.md); a repair is refused
         as too costly where the measurement shows it, not where its noise does."""
         error = self.cost_error(after)
-        return self.accuracy - after.accuracy - (0.0 if math.isnan(error) else error) > budget
+        return self.cost(after) - (0.0 if math.isnan(error) else error) > budget
 
 
 def measure(model: nn.Module, shortcut: Shortcut, held_out: Labelled, batch_size: int = 64, seed: int = 0) -> Measurement:
