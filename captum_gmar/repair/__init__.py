@@ -341,8 +341,9 @@ def _gentler(
 
 def _choose(before: Measurement, attempts: list[Attempt], budget: float) -> Attempt | None:
     """The repair to keep: of those that remove nine tenths of the rise, the one within the
-    budget (its standard error granted) with the lowest rise, else the one that costs least accuracy; where none removes
-    that much, the lowest rise within the budget, else the lowest rise. A gentler form
+    budget (its standard error granted) with the lowest rise, those within it as measured
+    (:func:`_measured_within`) first, else the one that costs least accuracy; where none
+    removes that much, the lowest rise within the budget, else the lowest rise. A gentler form
     counts only within the budget: one that still costs too much saves less than the
     held-out measurement can tell (on 200 images one image is half a point), and on the
     notebook's planted model such a one, chosen, removed less and cost more on test images."""
