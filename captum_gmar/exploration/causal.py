@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -44,6 +45,10 @@ __all__ = [
 
 #: the most images of a cluster, and of the rest of its class, the causal check scores
 CAUSAL_IMAGES = 64
+
+#: the group's draws' place in the seed sequence ``[seed, class, 3, method]`` (the
+#: features' checks draw ``[seed, class]``, ``[seed, class, 1]`` and ``[seed, class, 2, ...]``)
+_GROUP_DRAWS = 3
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,12 @@ class ClusterChecker:
 
     Its cost does not grow with the maps: ``2 K`` forward passes a cluster (``K`` the images
     pasted on, at most :data:`CAUSAL_IMAGES`), about ``5 K`` more for each candidate and
-    ``7 K`` for the masking check of each confirmed one (docs/explore.md gives the seconds)."""
+    ``7 K`` for the masking check of each confirmed one (docs/explore.md gives the seconds).
+
+    The draws (the images pasted on, drawn by class; the donors and the null's, by class
+    and method) are seeded by ``seed``, the class and the method, not by the order the
+    groups come in: a group checked alone (``repair`` checks the one it repairs) gets the
+    figures it gets among all the others."""
 
     def __init__(self, model: Any, processor: Any | None, images: str | os.PathLike[str] | None, seed: int) -> None:
         from ..imagedata.processing import processor_options
@@ -218,7 +228,6 @@ class ClusterChecker:
             part: the maps' part that counts as their mass (as they were clustered).
             progress: whether to show a progress bar.
         """
-        rng = np.random.default_rng(self.seed)
         checks: dict[tuple[str, int, int], CausalCheck] = {}
         order = sorted(found, key=lambda group: (group[1], group[0]))  # by class: its images are read once
         bar = tqdm(total=sum(len(found[g].ranking) for g in order), unit="cluster", desc="transplant", disable=not progress)
@@ -231,7 +240,10 @@ class ClusterChecker:
                 current = target
                 cache.clear()
                 elsewhere = [rows for other, rows in groups.items() if other != target]  # images explained for other classes
-                pasted_on = rng.permutation(np.concatenate(elsewhere))[:CAUSAL_IMAGES] if elsewhere else np.zeros(0, dtype=np.int64)
+                drawn = np.random.default_rng([self.seed, target])
+                pasted_on = drawn.permutation(np.concatenate(elsewhere))[:CAUSAL_IMAGES] if elsewhere else np.zeros(0, dtype=np.int64)
+            # each group's own draws: its figures do not depend on the groups checked before it
+            rng = np.random.default_rng([self.seed, target, _GROUP_DRAWS, zlib.crc32(key.encode())])
             members, labels = groups[target], strategies.labels
             masses = distributions(maps[key][members], part)[0].reshape(len(members), *maps[key].shape[1:])
             grid = (int(strategies.mean_maps.shape[1]), int(strategies.mean_maps.shape[2]))
