@@ -125,6 +125,8 @@ class RepairOptions(_ClusterOptions):
     max_images: int
     seed: int
     feature_layer: int | None = None
+    #: repair a cluster the model does not confirm as a shortcut
+    force: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -63,6 +63,13 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
         default=None,
         help="with --cluster features:CLASS:RANK: the layer its features were clustered at, as explore's --feature-layer (default: its default)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="repair the cluster even where the model does not confirm it as a shortcut (its transplant, or for features:CLASS:RANK "
+        "its direction and proxies, as explore --model checks them): the repair then removes what the model reads there, which "
+        "may be the class's own object",
+    )
     parser.set_defaults(options=RepairOptions.from_arguments)
 
 
@@ -73,11 +80,15 @@ class _Found:
     target: int
     target_name: str
     size: int
-    flagged: bool
+    #: whether the model confirms it as a shortcut (its transplant, or its direction or a
+    #: proxy in the features); ``None``: it could not be checked (no other class's images)
+    confirmed: bool | None
+    #: the check, in words and figures (or why it could not run)
+    evidence: str
+    #: what a repair of it removes where the model does not confirm it, in words
+    removes: str
     #: where or how it is put on, in words ("region of 2 patches in rows 0–2, column 0")
     where: str
-    #: the note printed where it is not flagged
-    unflagged: str
     #: how the measurement puts it on, in words
     put_on: str
     #: what ``repair.json`` records of it
@@ -89,7 +100,8 @@ def read_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any, Any]:
     model, its image processor, the :class:`~captum_gmar.repair.Shortcut` (up to 64 of the
     cluster's images, and of the rest) and the labelled ``--data`` images
     (:class:`~captum_gmar.repair.Labelled`)."""
-    from ..heads.cluster import cluster_images, parse_cluster, region_words
+    from ..exploration.causal import ClusterChecker
+    from ..heads.cluster import cluster_images, parse_cluster, region_words, transplant_of
     from ..reference.inputs import load_image_processor
     from ..repair import Shortcut
     from ..vit.model import VisionTransformer
@@ -100,21 +112,25 @@ def read_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any, Any]:
     else:
         cluster, model = cluster_and_model(options.maps, options.cluster, options.model)
         processor = load_image_processor(model)
+        # the model's evidence first, as explore --model decides it (its seed, 0), before any image of --data is read
+        transplant = transplant_of(options.maps, cluster, ClusterChecker(model, processor, options.images, 0))
         size = VisionTransformer(model).image_size or (224, 224)
         images = cluster_images(cluster, options.images, processor, size, 64, options.seed)
         shortcut = Shortcut.of_region(cluster.target, cluster.region, cluster.grid, images.members, images.others)
         words = region_words(cluster.region)
+        suspicion = f"its suspicion ({cluster.suspicion:.3f}) {'flags' if cluster.flagged else 'does not flag'} it"
         found = _Found(
             cluster.target,
             cluster.target_name,
             len(cluster.members),
-            cluster.flagged,
+            transplant.confirms if transplant.pasted else None,
+            f"{transplant.summary()}" + ("" if transplant.pasted else f"; {suspicion}"),
+            f"whatever the model reads in its region ({words}), which may be the class's own object",
             f"region of {words}",
-            f"is not flagged as a shortcut by its suspicion ({cluster.suspicion:.3f}; explore --model's transplant may flag it): "
-            f"the repair removes whatever the model reads in its region ({words}), which may be the class's own object",
             "the shortcut's mark (the region's pixels its images share) pasted",
-            {"region": [list(p) for p in cluster.region], "grid": list(cluster.grid)},
+            {"region": [list(p) for p in cluster.region], "grid": list(cluster.grid), "transplant": _figures(transplant)},
         )
+    _gate(options, found)
     size = VisionTransformer(model).image_size or (224, 224)
     data = _labelled(options.data, processor, model.config.id2label, size, options.max_images, options.seed)
     if not (data.labels == found.target).any():
@@ -229,26 +245,53 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
     }
     # the held-out images that carry it are told apart where it was found (repair.carriers)
     proxies = {words: dataclasses.replace(shortcut, layer=layer) for words, shortcut in proxies.items()}
+    checked = cluster.check is not None or bool(cluster.pixels)
     found_cluster = _Found(
         target,
         name,
         cluster.size,
-        cluster.flagged,
+        bool(cluster.confirmed_by) if checked else None,
+        cluster.reason,
+        "whatever the model reads in its images' difference from the rest of the class",
         f"no place, found at layer {layer}",
-        f"is not flagged as a shortcut with no place ({_unflagged(cluster)}): the repair removes whatever the model reads in its images' "
-        "difference from the rest of the class",
         "",  # the proxy the model follows most (_strongest_proxy)
-        {"layer": layer, "direction_norm": float(cluster.direction.norm())},
+        {"layer": layer, "direction_norm": float(cluster.direction.norm()), "confirmed_by": list(cluster.confirmed_by)},
     )
     return found_cluster, proxies, model, processor
 
 
-def _unflagged(cluster: Any) -> str:
-    """Why a cluster of the features (``exploration.features.FeatureCluster``) is not flagged, in words."""
-    if not cluster.no_place:
-        method, number, f1 = cluster.matched
-        return f"{method}'s cluster {number} places it, with F1 {f1:.2f}"
-    return "no image of another class to add its direction to" if cluster.check is None else cluster.check.summary()
+def _figures(transplant: Any) -> dict[str, Any]:
+    """A :class:`~captum_gmar.exploration.transplant.Transplant`'s figures, for ``repair.json`` (NaN: ``None``)."""
+    figures = {"pasted": transplant.pasted, "rise": transplant.rise, "control": transplant.control, "null": transplant.null}
+    figures = {key: None if value != value else value for key, value in figures.items()}
+    return {**figures, "needed_beyond": transplant.needed, "confirms": transplant.confirms}
+
+
+def _gate(options: RepairOptions, found: _Found) -> None:
+    """Refuse a cluster the model does not confirm as a shortcut, unless ``--force``: a
+    repair removes what the model reads there, which may be the class's own object (on the
+    untouched bundled model, a repair of its Shirts' own cluster cost the Shirts 9.7
+    points: docs/repair.md). Say which evidence decided, on stdout or stderr."""
+    if found.confirmed:
+        print(f"{options.cluster} is confirmed as a shortcut by the model: {found.evidence}", flush=True)
+    elif found.confirmed is None:
+        print(
+            f"note: {options.cluster} could not be checked by the model ({found.evidence}): the repair removes {found.removes}",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif not options.force:
+        raise CommandError(
+            f"{options.cluster} is not confirmed as a shortcut by the model: {found.evidence}. A repair would remove {found.removes}; "
+            "repair it all the same with --force (docs/repair.md)"
+        )
+    else:
+        print(
+            f"note: {options.cluster} is not confirmed as a shortcut by the model ({found.evidence}); --force: the repair removes "
+            f"{found.removes}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def run(options: RepairOptions) -> None:
@@ -262,8 +305,6 @@ def run(options: RepairOptions) -> None:
     from ..repair import repair
 
     cluster, model, processor, shortcut, data = read_shortcut(options)
-    if not cluster.flagged:
-        print(f"note: {options.cluster} {cluster.unflagged}", file=sys.stderr, flush=True)
     if "layer" in cluster.recorded:
         rises = ", ".join(f"{p['put_on'].split(',')[0]} {p['rise']:+.3f}" for p in cluster.recorded["proxies"])
         print(
@@ -295,6 +336,9 @@ def run(options: RepairOptions) -> None:
         "class": cluster.target,
         "class_name": cluster.target_name,
         "put_on": cluster.put_on,
+        "confirmed": cluster.confirmed,
+        "evidence": cluster.evidence,
+        "forced": bool(options.force and cluster.confirmed is False),
         **cluster.recorded,
         "chosen": done.chosen.how,
         "table": table,

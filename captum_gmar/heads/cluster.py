@@ -10,9 +10,9 @@ the cluster ranked ``RANK`` by suspicion (1 the most suspicious).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,8 +22,21 @@ from ..dataset_maps import MapRecord, load_maps, read_maps
 from ..exploration import find_strategies
 from ..exploration.normalise import pool
 from ..exploration.strategies import Strategies
+from ..exploration.transplant import Transplant
 
-__all__ = ["Cluster", "ClusterImages", "class_strategies", "cluster_images", "find_cluster", "parse_cluster", "region_words"]
+if TYPE_CHECKING:
+    from ..exploration.causal import ClusterChecker
+
+__all__ = [
+    "Cluster",
+    "ClusterImages",
+    "class_strategies",
+    "cluster_images",
+    "find_cluster",
+    "parse_cluster",
+    "region_words",
+    "transplant_of",
+]
 
 #: the largest grid side the maps are clustered on, as explore's ``max_side``
 MAX_SIDE = 32
@@ -46,6 +59,10 @@ class Cluster:
     #: its region, ``(row, column)`` patches of the ``grid`` ``(h, w)`` it was clustered on
     region: tuple[tuple[int, int], ...]
     grid: tuple[int, int]
+    #: the clustering of its class it is one cluster of, and the maps ``(N, h, w)`` clustered
+    #: (:func:`class_strategies`): what its transplant check reads (:func:`transplant_of`)
+    strategies: Strategies = field(compare=False, repr=False)
+    maps: np.ndarray = field(compare=False, repr=False)
 
 
 def region_words(region: tuple[tuple[int, int], ...] | list[list[int]]) -> str:
@@ -85,10 +102,11 @@ def parse_cluster(spec: str) -> tuple[str, str, int]:
     return parts[0], parts[1], int(parts[2])
 
 
-def class_strategies(maps_folder: str | os.PathLike[str], method: str, given: str) -> tuple[list[MapRecord], Strategies, tuple[int, int]]:
+def class_strategies(maps_folder: str | os.PathLike[str], method: str, given: str) -> tuple[list[MapRecord], Strategies, np.ndarray]:
     """The maps of ``method`` explaining class ``given`` (an index or a name) in
     ``maps_folder``, clustered as :func:`~captum_gmar.explore` clusters them with its
-    defaults: their records, the strategies, and the grid they were clustered on.
+    defaults: their records, the strategies, and the maps ``(N, h, w)`` as they were
+    clustered (on the grid ``(h, w)``).
 
     Raises:
         ValueError: a method or class the folder does not hold, or a class with too few maps.
@@ -108,7 +126,7 @@ def class_strategies(maps_folder: str | os.PathLike[str], method: str, given: st
     maps = pool(maps, (max(1, round(maps.shape[1] * scale)), max(1, round(maps.shape[2] * scale))))
     margins = np.array([record.margin for record in chosen])
     found = find_strategies(maps, confidence=margins if np.isfinite(margins).any() else np.array([r.score for r in chosen]))
-    return chosen, found, (int(maps.shape[1]), int(maps.shape[2]))
+    return chosen, found, maps
 
 
 def find_cluster(maps_folder: str | os.PathLike[str], spec: str) -> Cluster:
@@ -120,7 +138,7 @@ def find_cluster(maps_folder: str | os.PathLike[str], spec: str) -> Cluster:
         FileNotFoundError: ``maps_folder`` holds no maps.
     """
     method, given, rank = parse_cluster(spec)
-    chosen, found, grid = class_strategies(maps_folder, method, given)
+    chosen, found, maps = class_strategies(maps_folder, method, given)
     target, name = chosen[0].target, chosen[0].target_name
     if rank > len(found.ranking):
         raise ValueError(f"{method}'s maps of class {name!r} form {len(found.ranking)} clusters: the rank must be at most that")
@@ -137,8 +155,34 @@ def find_cluster(maps_folder: str | os.PathLike[str], spec: str) -> Cluster:
         members=tuple(chosen[i].image for i in np.flatnonzero(inside)),
         others=tuple(chosen[i].image for i in np.flatnonzero(outside)),
         region=cluster.region,
-        grid=grid,
+        grid=(int(maps.shape[1]), int(maps.shape[2])),
+        strategies=found,
+        maps=maps,
     )
+
+
+def transplant_of(maps_folder: str | os.PathLike[str], cluster: Cluster, checker: ClusterChecker) -> Transplant:
+    """The transplant check of ``cluster`` (:func:`find_cluster`'s, of ``maps_folder``),
+    run by ``checker`` (the model and the image folder the job read, explore's seed) as
+    ``explore --model`` runs it on the whole maps folder with its defaults, and with the
+    same figures: its region pasted on images explained
+    for the folder's other classes, beside its null (the class's other clusters' images
+    moved there) and, where it may confirm, its control
+    (:class:`~captum_gmar.exploration.causal.ClusterChecker`). Its ``pasted`` is 0 where
+    the folder explains no other class."""
+    found, maps = cluster.strategies, cluster.maps
+    records = load_maps(maps_folder, cluster.method)  # every class's, in explore's rows: the other classes' are pasted on
+    targets = np.array([record.target for record in records])
+    groups = {target: np.flatnonzero(targets == target) for target in np.unique(targets).tolist()}
+    values = np.zeros((len(records), *maps.shape[1:]), dtype=maps.dtype)  # the null moves each image by its own map
+    values[groups[cluster.target]] = maps
+    group = {(cluster.method, cluster.target): found}
+    names = {cluster.method: [record.image for record in records]}
+    checks = checker.run(group, groups, names, {cluster.method: values}, "positive", progress=False)  # explore's part
+    label = found.ranking[cluster.rank - 1].label
+    transplant = checks[cluster.method, cluster.target, label].transplant
+    assert transplant is not None  # run() checks every cluster
+    return transplant
 
 
 def cluster_images(

@@ -57,3 +57,27 @@ def explain_scenes(root: Path, methods: list[str]) -> Path:
     data = open_dataset(root / "scenes", processor, dict(enumerate(CLASS_NAMES)), 64)
     explain_dataset(model, data, methods, root / "maps", target=0, progress=False)
     return root
+
+
+def explain_two_classes(root: Path, methods: list[str]) -> Path:
+    """The bundled sample scenes and their mirror images (16) as an image folder
+    ``root/two`` of two classes (T-shirt/top and Trouser, each holding all 16), explained
+    by the reference model with ``methods`` into ``root/maps`` for each image's label: each
+    class has the other's images to paste its clusters on; returns ``root``."""
+    import transformers
+    from PIL import Image
+
+    from captum_gmar import explain_dataset, load_reference_model, load_sample_scenes
+    from captum_gmar.evaluation.data import open_dataset
+    from captum_gmar.imagedata.fashion_mnist import CLASS_NAMES
+
+    scenes = load_sample_scenes().images
+    for folder in ("T-shirt-top", "Trouser"):
+        (root / "two" / folder).mkdir(parents=True)
+        for number, image in enumerate([*scenes, *scenes[:, :, ::-1]]):
+            Image.fromarray(image).save(root / "two" / folder / f"{number:02d}.png")
+    model = load_reference_model()
+    processor = transformers.AutoImageProcessor.from_pretrained(model.name_or_path, local_files_only=True)
+    data = open_dataset(root / "two", processor, dict(enumerate(CLASS_NAMES)), 64)
+    explain_dataset(model, data, methods, root / "maps", target="label", progress=False)
+    return root

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from cli_helpers import explain_scenes, last_line, run
+from cli_helpers import explain_scenes, explain_two_classes, last_line, run
 
-from captum_gmar import GMARAttribution, explore
+from captum_gmar import GMARAttribution, explore, load_reference_model
 from captum_gmar.cli import main
 
 
@@ -42,13 +42,16 @@ def test_repair_saves_a_model_folder_that_reloads_and_explains(job, tmp_path, ca
     printed = captured.out
     assert printed.startswith("repairing vit-tiny of gae:T-shirt/top:1 (") and "saved the model repaired by finetune in" in printed
     assert re.search(r"region of \d+ patch(es)? in rows? \d+(–\d+)?, columns? \d+(–\d+)?\)", printed.splitlines()[0])
-    # the cluster is no flagged shortcut: one line says what the repair will remove
+    # one class explained: nothing to paste the cluster on, so the model cannot confirm it;
+    # one line says so, and what the repair will remove
     assert re.fullmatch(
-        r"note: gae:T-shirt/top:1 is not flagged as a shortcut by its suspicion \([\d.]+; explore --model's transplant may flag it\): "
+        r"note: gae:T-shirt/top:1 could not be checked by the model \(no transplant: the images hold no other class to paste on; "
+        r"its suspicion \([\d.]+\) does not flag it\): "
         r"the repair removes whatever the model reads in its region \(\d+ patch.*\), which may be the class's own object\n",
         [line + "\n" for line in captured.err.splitlines() if line.startswith("note:")][0],
     )
     report = json.loads((out / "repair.json").read_text())
+    assert report["confirmed"] is None and report["transplant"]["pasted"] == 0 and report["transplant"]["rise"] is None
     assert report["chosen"] == "finetune" and [row["repair"] for row in report["table"]] == ["none (as it was)", "finetune"]
     assert report["table"][1]["accuracy"] is not None and "| finetune |" in (out / "repair.md").read_text()
     reloaded = transformers.AutoModelForImageClassification.from_pretrained(out)
@@ -149,7 +152,9 @@ def test_a_cluster_of_the_features_is_repaired_through_the_proxy_the_model_follo
     assert captured.out.startswith("repairing vit-tiny of features:T-shirt/top:1 (")
     assert f"images, no place, found at layer 3: {report['put_on']}) with finetune" in captured.out
     # the sample scenes all stand for one class here: no other class's images to check its direction on
-    assert "note: features:T-shirt/top:1 is not flagged as a shortcut with no place" in captured.err
+    assert "note: features:T-shirt/top:1 could not be checked by the model (not flagged (" in captured.err
+    assert "no image of another class to add its direction to): the repair removes whatever the model reads in its images'" in captured.err
+    assert report["confirmed"] is None and report["confirmed_by"] == []
     note = next(line for line in captured.err.splitlines() if "through a proxy" in line)
     assert note.startswith(f"note: a shortcut with no place is measured here through a proxy, {report['put_on']}, the one of three")
     assert all(f"{rise:+.3f}" in note for rise in proxies.values())
@@ -186,3 +191,72 @@ def test_out_where_it_would_mix_with_what_the_run_reads_or_another_commands_resu
     code, err = run(capsys, *command(job, out))
     assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
     assert {path: path.stat().st_mtime_ns for root in (job, explored) for path in root.rglob("*")} == before  # nothing written
+
+
+@pytest.fixture(scope="module")
+def two_classes(tmp_path_factory) -> Path:
+    """The sample scenes as two classes' images, explained by the reference model with GAE
+    for their labels (cli_helpers.explain_two_classes)."""
+    return explain_two_classes(tmp_path_factory.mktemp("two"), ["gae"])
+
+
+def two_class_command(job: Path, out: Path, *extra: str) -> list[str]:
+    args = command(job, out, "--how", "project", "--budget", "100", *extra)
+    for flag in ("--images", "--data"):
+        args[args.index(flag) + 1] = str(job / "two")
+    return args
+
+
+def test_the_models_transplant_decides_as_explore_decides_and_an_unconfirmed_cluster_needs_force(two_classes, tmp_path, capsys):
+    # explore --model on the same folder with its defaults: the cluster's transplant figures
+    # are those repair measures (each group's draws are its own: checked alone, the same)
+    explored = tmp_path / "exp"
+    explore(two_classes / "maps", explored, images=two_classes / "two", model=load_reference_model(), progress=False)
+    groups = json.loads((explored / "strategies.json").read_text())["groups"]
+    group = next(g for g in groups if g["method"] == "gae" and g["target"] == 0)
+    first = group["clusters"][0]
+    assert first["transplant"]["pasted"] == 16 and not first["confirmed"]  # the same scenes as the other class: no shortcut
+    # the second class's group, which explore checks after the first's, checked alone
+    from captum_gmar.exploration.causal import ClusterChecker
+    from captum_gmar.heads.cluster import find_cluster, transplant_of
+
+    second = next(g for g in groups if g["method"] == "gae" and g["target"] == 1)["clusters"][0]
+    checker = ClusterChecker(load_reference_model(), None, two_classes / "two", 0)
+    alone = transplant_of(two_classes / "maps", find_cluster(two_classes / "maps", "gae:Trouser:1"), checker)
+    assert (alone.pasted, alone.rise, alone.null) == (
+        16,
+        pytest.approx(second["transplant_rise"], rel=1e-5),
+        pytest.approx(second["transplant_null"], rel=1e-5),
+    )
+    out = tmp_path / "repaired"
+    code, err = run(capsys, *two_class_command(two_classes, out))
+    line = last_line(err)
+    assert code == 2 and line.startswith("captum-gmar repair: error: gae:T-shirt/top:1 is not confirmed as a shortcut by the model: ")
+    rise = re.search(r"pasted on 16 images of other classes raises the class's score by ([-+]\d\.\d{3}) ", line)
+    assert rise is not None and float(rise.group(1)) == pytest.approx(first["transplant_rise"], abs=6e-4)  # printed to 3 places
+    assert line.endswith("which may be the class's own object; repair it all the same with --force (docs/repair.md)")
+    assert not out.exists()  # refused before any model was written
+    assert main(two_class_command(two_classes, out, "--force")) == 0
+    captured = capsys.readouterr()
+    assert "note: gae:T-shirt/top:1 is not confirmed as a shortcut by the model (its region pasted on 16 images" in captured.err
+    assert "--force: the repair removes whatever the model reads in its region" in captured.err
+    report = json.loads((out / "repair.json").read_text())
+    assert report["confirmed"] is False and report["forced"] is True
+    figures = report["transplant"]
+    # strategies.json keeps 6 significant digits; the same images, draws and scores give the same figures
+    assert figures["rise"] == pytest.approx(first["transplant_rise"], rel=1e-5, abs=1e-9) and figures["confirms"] is False
+    assert figures["null"] == pytest.approx(first["transplant"]["null"], rel=1e-5, abs=1e-9)
+
+
+def test_a_cluster_the_model_confirms_is_repaired_and_says_so(two_classes, tmp_path, capsys, monkeypatch):
+    # the bar lowered below any rise: the transplant confirms every cluster
+    monkeypatch.setattr("captum_gmar.exploration.transplant.CONFIRMS_BY", -3.0)
+    monkeypatch.setattr("captum_gmar.exploration.transplant.NULL_Z", 0.0)
+    out = tmp_path / "repaired"
+    assert main(two_class_command(two_classes, out)) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("gae:T-shirt/top:1 is confirmed as a shortcut by the model: its region pasted on 16 images")
+    assert "note:" not in captured.err
+    report = json.loads((out / "repair.json").read_text())
+    assert report["confirmed"] is True and report["forced"] is False and report["transplant"]["confirms"] is True
+    assert report["transplant"]["control"] is not None  # confirming, it ran in full
