@@ -229,7 +229,7 @@ def test_auto_ends_at_the_first_repair_that_removes_nine_tenths_within_the_budge
 
 
 def test_the_repair_kept_removes_the_shortcut_first_then_respects_the_budget():
-    from captum_gmar.repair import Attempt, _choose
+    from captum_gmar.repair import Attempt, Repaired, _choose
 
     before = Measurement(0.8, 0.90, {})
     heads = Attempt("heads", None, Measurement(0.6, 0.895, {}), 1.0)  # within the budget, most of the rise left
@@ -249,6 +249,10 @@ def test_the_repair_kept_removes_the_shortcut_first_then_respects_the_budget():
     assert not paired.over(lucky.after, 0.01) and paired.cost(lucky.after) > 0.01
     assert _choose(paired, [lucky, measured], budget=0.01) is measured
     assert _choose(paired, [lucky], budget=0.01) is lucky  # the only one that removed it within the budget
+    # the table says which of the two is within the budget only by its error
+    notes = [row["note"] for row in Repaired(paired, (lucky, measured), measured, budget=0.01).table()[1:]]
+    assert notes == ["within the budget of 1 only by its standard error", None]
+    assert Repaired(paired, (lucky,), lucky, budget=0.02).table()[1]["note"] is None  # 2 points as measured: within 2
 
 
 def test_the_table_says_the_share_removed_the_cost_the_worst_class_and_why_the_heads_stopped():
