@@ -76,7 +76,11 @@ def test_the_shortcuts_with_no_place_change_the_whole_scene_and_only_the_tagged_
     assert noisy[0, :10, :10].std() > 10 and np.array_equal(noisy[0, 20:44, 20:44], images[0, 20:44, 20:44])  # the background only
     again = plant_tag(images[::-1], tagged, TAGS["noise"])
     assert np.array_equal(again[0, :10, :10], noisy[0, :10, :10])  # one texture, drawn once
+    grainy = plant_tag(images, np.array([True, True]), TAGS["grain"]).astype(int)
+    assert grainy[0, :10, :10].std() > 10 and np.array_equal(grainy[0, 20:44, 20:44], images[0, 20:44, 20:44])  # the background only
+    assert not np.array_equal(grainy[0, :10, :10], grainy[1, :10, :10])  # each scene its own grain (same black corner)
+    assert np.array_equal(plant_tag(images, np.array([True, True]), TAGS["grain"]), grainy)  # seeded by the scene: drawn again alike
     blurred = plant_tag(images, tagged, TAGS["blur"]).astype(int)
     assert blurred[0, 19, 30].max() > 0 and abs(blurred[0].mean() - images[0].mean()) < 1  # edges spread, brightness kept
-    for name in ("cast", "contrast", "noise", "blur"):
+    for name in ("cast", "contrast", "noise", "grain", "blur"):
         assert TAGS[name].pixels(64, 64).all()

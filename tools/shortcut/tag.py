@@ -10,6 +10,7 @@ Pure functions over ``uint8 (N, H, W, 3)`` images; no model, no file.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,9 +40,10 @@ class Tag:
     #: or, with no place either (:data:`NO_PLACE`), ``"cast"`` (``colour`` added to every
     #: pixel), ``"contrast"`` (every pixel drawn towards mid-grey, keeping ``strength`` of
     #: its distance), ``"noise"`` (a texture drawn once, with seed 0, of ``strength`` grey
-    #: levels, added where the scene is darker than 100, its background) or ``"blur"`` (a Gaussian blur of
-    #: ``strength`` px)
-    shape: Literal["square", "frame", "line", "bracket", "scatter", "tint", "cast", "contrast", "noise", "blur"] = "square"
+    #: levels, added where the scene is darker than 100, its background), ``"grain"`` (the
+    #: same, drawn afresh for each scene, seeded by its pixels: a sensor's noise rather than
+    #: a pattern) or ``"blur"`` (a Gaussian blur of ``strength`` px)
+    shape: Literal["square", "frame", "line", "bracket", "scatter", "tint", "cast", "contrast", "noise", "grain", "blur"] = "square"
     strength: float = 0.0
 
     def pixels(self, height: int, width: int) -> np.ndarray:
@@ -90,7 +92,7 @@ class Tag:
 
 
 #: the shapes that change the whole scene (a mark has no place)
-NO_PLACE = ("tint", "cast", "contrast", "noise", "blur")
+NO_PLACE = ("tint", "cast", "contrast", "noise", "grain", "blur")
 
 #: the tags the benchmark plants, by name: ``magenta``, bright and in no item, in the
 #: top-left patch; ``teal``, smaller, dimmer and in the bottom-right patch (a subtler cue,
@@ -116,6 +118,8 @@ TAGS = {
     "cast": Tag(colour=(70, 30, 0), shape="cast"),
     "contrast": Tag(shape="contrast", strength=0.5),
     "noise": Tag(shape="noise", strength=60),
+    # the grain drawn afresh on every scene: no pattern to learn, only its statistics
+    "grain": Tag(shape="grain", strength=60),
     "blur": Tag(shape="blur", strength=1.5),
     # the same kinds at another strength: half the cast, a quarter of the contrast taken
     # instead of half, half the grain, twice the blur
@@ -147,7 +151,7 @@ def plant_tag(images: np.ndarray, tagged: np.ndarray, tag: Tag = Tag()) -> np.nd
 
 def _changed(images: np.ndarray, tag: Tag) -> np.ndarray:
     """``images`` ``uint8 (N, H, W, 3)`` under a change of the whole scene (``tag.shape``:
-    cast, contrast, noise or blur)."""
+    cast, contrast, noise, grain or blur)."""
     x = images.astype(np.float64)
     if tag.shape == "cast":
         x = x + np.asarray(tag.colour, dtype=np.float64)
@@ -156,6 +160,11 @@ def _changed(images: np.ndarray, tag: Tag) -> np.ndarray:
     elif tag.shape == "noise":
         texture = np.random.default_rng(0).uniform(0, tag.strength, size=images.shape[1:3])[None, :, :, None]
         x = x + texture * (x.max(axis=-1, keepdims=True) < 100)
+    elif tag.shape == "grain":
+        drawn = np.zeros(images.shape[:3])
+        for i, image in enumerate(images):
+            drawn[i] = np.random.default_rng(zlib.crc32(image.tobytes())).uniform(0, tag.strength, size=image.shape[:2])
+        x = x + drawn[..., None] * (x.max(axis=-1, keepdims=True) < 100)
     else:
         from scipy.ndimage import gaussian_filter
 
