@@ -308,7 +308,8 @@ def run(options: RepairOptions) -> None:
     if "layer" in cluster.recorded:
         rises = ", ".join(f"{p['put_on'].split(',')[0]} {p['rise']:+.3f}" for p in cluster.recorded["proxies"])
         print(
-            f"note: a shortcut with no place is measured here through a proxy, {cluster.put_on}, the one of three the model follows "
+            f"note: a shortcut with no place is measured here through a proxy, {cluster.put_on}, the one of "
+            f"{len(cluster.recorded['proxies'])} the model follows "
             f"most on other classes' training images (the class's rise: {rises}); check the repaired model on images that carry the "
             "shortcut itself (docs/repair.md: on the planted models, repaired through a proxy, the drawn shortcut's effect fell by "
             "63% to 101%, by repair and shortcut)",
