@@ -156,7 +156,9 @@ def test_a_cluster_of_the_features_is_repaired_through_the_proxy_the_model_follo
     assert "no image of another class to add its direction to): the repair removes whatever the model reads in its images'" in captured.err
     assert report["confirmed"] is None and report["confirmed_by"] == []
     note = next(line for line in captured.err.splitlines() if "through a proxy" in line)
-    assert note.startswith(f"note: a shortcut with no place is measured here through a proxy, {report['put_on']}, the one of 3 the model follows most")
+    assert note.startswith(
+        f"note: a shortcut with no place is measured here through a proxy, {report['put_on']}, the one of 3 the model follows most"
+    )
     assert all(f"{rise:+.3f}" in note for rise in proxies.values())
     assert f"with {report['put_on']} on held-out images" in (out / "repair.md").read_text()
     assert report["layer"] == 3 and report["direction_norm"] > 0 and "region" not in report
