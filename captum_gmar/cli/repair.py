@@ -245,7 +245,7 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
     }
     # the held-out images that carry it are told apart where it was found (repair.carriers)
     proxies = {words: dataclasses.replace(shortcut, layer=layer) for words, shortcut in proxies.items()}
-    checked = cluster.check is not None or bool(cluster.pixels)
+    checked = cluster.check is not None  # its proxies in pixels run only where its direction does (other classes to put it on)
     found_cluster = _Found(
         target,
         name,
