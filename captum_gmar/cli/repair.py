@@ -14,11 +14,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .arguments import float_between, folder, int_at_least
 from .maps_options import RepairOptions, cluster_and_model, load_model_of
 from .options import CommandError
+
+if TYPE_CHECKING:
+    from ..exploration.transplant import Transplant
 
 #: what ``--out`` holds beside the model's own files
 FILES = ("repair.json", "repair.md", "config.json", "model.safetensors", "preprocessor_config.json")
@@ -101,22 +104,21 @@ def read_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any, Any]:
     cluster's images, and of the rest) and the labelled ``--data`` images
     (:class:`~captum_gmar.repair.Labelled`)."""
     from ..exploration.causal import ClusterChecker
-    from ..heads.cluster import cluster_images, parse_cluster, region_words, transplant_of
+    from ..exploration.strategies import DEFAULT_CLUSTERING
+    from ..heads.cluster import cluster_images, parse_cluster, region_words
     from ..reference.inputs import load_image_processor
     from ..repair import Shortcut
     from ..vit.model import VisionTransformer
 
     proxies: dict[str, Any] = {}
     if parse_cluster(options.cluster)[0] == "features":
-        found, proxies, model, processor = _feature_shortcut(options)
+        found, proxies, model, processor = _feature_shortcut(options)  # gated there, before its proxies are built
     else:
         cluster, model = cluster_and_model(options.maps, options.cluster, options.model)
         processor = load_image_processor(model)
-        # the model's evidence first, as explore --model decides it (its seed, 0), before any image of --data is read
-        transplant = transplant_of(options.maps, cluster, ClusterChecker(model, processor, options.images, 0))
-        size = VisionTransformer(model).image_size or (224, 224)
-        images = cluster_images(cluster, options.images, processor, size, 64, options.seed)
-        shortcut = Shortcut.of_region(cluster.target, cluster.region, cluster.grid, images.members, images.others)
+        # the model's evidence first, as explore --model decides it with its defaults, before any image is read for the repair
+        checker = ClusterChecker(model, processor, options.images, DEFAULT_CLUSTERING["seed"])
+        transplant = checker.check_cluster(options.maps, cluster)
         words = region_words(cluster.region)
         suspicion = f"its suspicion ({cluster.suspicion:.3f}) {'flags' if cluster.flagged else 'does not flag'} it"
         found = _Found(
@@ -124,13 +126,16 @@ def read_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any, Any]:
             cluster.target_name,
             len(cluster.members),
             transplant.confirms if transplant.pasted else None,
-            f"{transplant.summary()}" + ("" if transplant.pasted else f"; {suspicion}"),
+            transplant.summary() + ("" if transplant.pasted else f"; {suspicion}"),
             f"whatever the model reads in its region ({words}), which may be the class's own object",
             f"region of {words}",
             "the shortcut's mark (the region's pixels its images share) pasted",
             {"region": [list(p) for p in cluster.region], "grid": list(cluster.grid), "transplant": _figures(transplant)},
         )
-    _gate(options, found)
+        _gate(options, found)
+        size = VisionTransformer(model).image_size or (224, 224)
+        images = cluster_images(cluster, options.images, processor, size, 64, options.seed)
+        shortcut = Shortcut.of_region(cluster.target, cluster.region, cluster.grid, images.members, images.others)
     size = VisionTransformer(model).image_size or (224, 224)
     data = _labelled(options.data, processor, model.config.id2label, size, options.max_images, options.seed)
     if not (data.labels == found.target).any():
@@ -183,6 +188,7 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
     from ..exploration.causal import ClusterChecker
     from ..exploration.features import FeatureChecker, check_layer
     from ..exploration.reading import read_fields
+    from ..exploration.strategies import DEFAULT_CLUSTERING
     from ..heads.cluster import class_strategies, parse_cluster
     from ..reference.inputs import load_image_processor
     from ..repair import Shortcut
@@ -201,34 +207,56 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
     except ValueError as error:
         raise CommandError(f"--feature-layer: {error}") from None
     processor = load_image_processor(model)
-    groups = {t: np.flatnonzero(first.target == t) for t in np.unique(first.target).tolist()}
+    groups = first.class_rows()
     found = {}  # the maps' clusters of the class, which place (match) a cluster of the features
     for method in rows:
         try:
             found[method, target] = class_strategies(options.maps, method, str(target))[1]
         except ValueError:
             continue  # too few maps: explore left this group out too
-    # explore's defaults, its seed (0) included, as for a cluster of maps (find_cluster):
+    # explore's defaults, its seed included, as for a cluster of maps (find_cluster):
     # --seed draws the held-out fifth and the fine-tune, not the clusters
-    settings = {"max_clusters": 10, "neighbours": 10, "typical": 8, "seed": 0}
-    features = FeatureChecker(ClusterChecker(model, processor, options.images, 0), options.feature_layer)
-    checker = features.checker
+    settings = {key: DEFAULT_CLUSTERING[key] for key in ("max_clusters", "neighbours", "typical", "seed")}
+    features = FeatureChecker(ClusterChecker(model, processor, options.images, settings["seed"]), options.feature_layer)
     strategies = features.run_class(target, groups, first.image, found, settings)
     name = class_names[target]
     if isinstance(strategies, str):
         raise CommandError(f"the images of class {name!r} were not clustered by their features: {strategies}")
     if rank > len(strategies.ranking):
         raise CommandError(f"the features of class {name!r} form {len(strategies.ranking)} clusters: the rank must be at most that")
-    cluster = strategies.ranking[rank - 1]
+    cluster, layer = strategies.ranking[rank - 1], features.layer
+    checked = cluster.check is not None  # its proxies in pixels run only where its direction does (other classes to put it on)
+    where, evidence = f"no place, found at layer {layer}", cluster.reason
+    if checked and not cluster.confirmed_by:
+        evidence = f"neither its direction nor a proxy raises the class enough: {cluster.interventions}"
+    elif checked and not cluster.no_place:  # the page does not flag it: a map cluster isolates its images, and repairs it by its mark
+        method, label, f1 = cluster.matched or ("", 0, 0.0)
+        placed = f"{method}:{name}:{[c.label for c in found[method, target].ranking].index(label) + 1}"
+        where = f"found at layer {layer}, placed by {placed}"
+        evidence = (
+            f"it has a place: the maps' cluster {placed} isolates its images (F1 {f1:.2f}), so repair that one "
+            f"(--cluster {placed}), its mark pasted, which the model's transplant checks; {cluster.interventions}"
+        )
+    found_cluster = _Found(
+        target,
+        name,
+        cluster.size,
+        cluster.flagged if checked else None,
+        evidence,
+        "whatever the model reads in its images' difference from the rest of the class",
+        where,
+        "",  # the proxy the model follows most (_strongest_proxy)
+        {"layer": layer, "direction_norm": float(cluster.direction.norm()), "confirmed_by": list(cluster.confirmed_by)},
+    )
+    _gate(options, found_cluster)
     names = [first.image[int(r)] for r in groups[target]]
     inside = strategies.labels == cluster.label
     drawn = np.random.default_rng(options.seed)
 
     def pixels(chosen: np.ndarray) -> Any:
         picked = sorted(drawn.permutation(np.flatnonzero(chosen))[:64].tolist())
-        return checker.pixels_of([names[i] for i in picked]).cpu()
+        return features.checker.pixels_of([names[i] for i in picked]).cpu()
 
-    layer = features.layer
     # put on through the images' pixels, not the direction in the features (on the
     # strong-tint model a fine-tune against the direction removed 95% of the direction's
     # rise and none of the drawn tint's effect): a tone curve, a filter or a difference,
@@ -245,24 +273,13 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
     }
     # the held-out images that carry it are told apart where it was found (repair.carriers)
     proxies = {words: dataclasses.replace(shortcut, layer=layer) for words, shortcut in proxies.items()}
-    checked = cluster.check is not None  # its proxies in pixels run only where its direction does (other classes to put it on)
-    found_cluster = _Found(
-        target,
-        name,
-        cluster.size,
-        bool(cluster.confirmed_by) if checked else None,
-        cluster.reason,
-        "whatever the model reads in its images' difference from the rest of the class",
-        f"no place, found at layer {layer}",
-        "",  # the proxy the model follows most (_strongest_proxy)
-        {"layer": layer, "direction_norm": float(cluster.direction.norm()), "confirmed_by": list(cluster.confirmed_by)},
-    )
     return found_cluster, proxies, model, processor
 
 
-def _figures(transplant: Any) -> dict[str, Any]:
+def _figures(transplant: Transplant) -> dict[str, Any]:
     """A :class:`~captum_gmar.exploration.transplant.Transplant`'s figures, for ``repair.json`` (NaN: ``None``)."""
-    figures = {"pasted": transplant.pasted, "rise": transplant.rise, "control": transplant.control, "null": transplant.null}
+    names = ("pasted", "rise", "control", "null", "null_spread")
+    figures = {name: getattr(transplant, name) for name in names}
     figures = {key: None if value != value else value for key, value in figures.items()}
     return {**figures, "needed_beyond": transplant.needed, "confirms": transplant.confirms}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -27,11 +27,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..dataset_maps import load_maps
 from .normalise import Part, distributions
+from .strategies import DEFAULT_CLUSTERING
 from .transplant import Transplant, best_shifts, moved, transplant_check
 
 if TYPE_CHECKING:
-    from .strategies import Strategies
+    from ..heads.cluster import Cluster as FoundCluster
+    from .strategies import Cluster, Strategies
 
 __all__ = [
     "CAUSAL_IMAGES",
@@ -165,6 +168,58 @@ def causal_check(
     )
 
 
+@dataclass(frozen=True)
+class _Draws:
+    """One cluster's draws, all rows of the maps folder (:meth:`ClusterChecker._draws`)."""
+
+    cluster: Cluster
+    #: its images pasted (donors), and the rest of its class's (the control)
+    inside: np.ndarray
+    outside: np.ndarray
+    #: the null's donors, as rows and as places among the class's rows (``None``: no null)
+    null_rows: np.ndarray | None
+    null_at: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class _Paste:
+    """A group's transplant, applied cluster by cluster (:meth:`ClusterChecker._paste`)."""
+
+    score: Callable[[Tensor], Tensor]
+    grid: tuple[int, int]
+    #: the images pasted on ``(K, C, H, W)`` and their scores as they are (``None``: no other class)
+    others: Tensor | None
+    plain: Tensor | None
+    #: ``(N, h, w)``: the class's maps' mass, in its rows' order (the null's donors are moved by it)
+    masses: np.ndarray
+    pixels: Callable[[np.ndarray], Tensor]
+    seed: int
+
+    def __call__(self, draws: _Draws, donors: Tensor, rest: Tensor | None) -> Transplant:
+        """The cluster's region pasted from ``donors`` and its null in one batch; the
+        control (``rest``) and the class's own images too where it may confirm."""
+        null = None
+        if self.others is not None and draws.null_rows is not None and draws.null_at is not None:
+            # each null donor moved by whole patches so that the most of its own map lies on the region
+            shifts = best_shifts(torch.from_numpy(self.masses[draws.null_at]), draws.cluster.region)
+            patch = torch.tensor([donors.shape[-2] / self.masses.shape[1], donors.shape[-1] / self.masses.shape[2]])
+            null = moved(self.pixels(draws.null_rows), (shifts * patch).round().long())
+        check_with = partial(
+            transplant_check,
+            self.score,
+            donors,
+            region=draws.cluster.region,
+            grid=self.grid,
+            seed=self.seed,
+            null_donors=null,
+            plain=self.plain,
+        )
+        transplant = check_with(None, self.others, screen=True)
+        if not transplant.pasted or transplant.confirms:
+            transplant = check_with(rest, self.others)
+        return transplant
+
+
 class ClusterChecker:
     """The checks of every cluster, with a model and the images its maps folder's job read
     (see :func:`~captum_gmar.exploration.explore`). Every cluster of every group: its region
@@ -224,7 +279,7 @@ class ClusterChecker:
             groups: each class's rows of the maps folder (the same rows for every method).
             images: each method's image names, row by row.
             maps: each method's maps ``(rows, h, w)``, row by row (the null moves each image
-                by its own map).
+                by its own map); read only at the rows of the classes in ``found``.
             part: the maps' part that counts as their mass (as they were clustered).
             progress: whether to show a progress bar.
         """
@@ -239,37 +294,16 @@ class ClusterChecker:
             if target != current:  # a new class: new images to paste on, the same for all its groups
                 current = target
                 cache.clear()
-                elsewhere = [rows for other, rows in groups.items() if other != target]  # images explained for other classes
-                drawn = np.random.default_rng([self.seed, target])
-                pasted_on = drawn.permutation(np.concatenate(elsewhere))[:CAUSAL_IMAGES] if elsewhere else np.zeros(0, dtype=np.int64)
-            # each group's own draws: its figures do not depend on the groups checked before it
-            rng = np.random.default_rng([self.seed, target, _GROUP_DRAWS, zlib.crc32(key.encode())])
-            members, labels = groups[target], strategies.labels
-            masses = distributions(maps[key][members], part)[0].reshape(len(members), *maps[key].shape[1:])
-            grid = (int(strategies.mean_maps.shape[1]), int(strategies.mean_maps.shape[2]))
-            score = partial(self.class_scores, target=target)
-            others = pixels(pasted_on) if len(pasted_on) else None
-            with torch.no_grad():
-                plain = None if others is None else score(others)  # the images pasted on, as they are: once per group
-            for cluster in strategies.ranking:
-                inside = rng.permutation(members[labels == cluster.label])[:CAUSAL_IMAGES]
-                outside = rng.permutation(members[(labels != cluster.label) & (labels >= 0)])[:CAUSAL_IMAGES]
-                donors = pixels(inside)
-                rest = pixels(outside) if len(outside) else None
-                null = None
-                if others is not None:
-                    size = (int(donors.shape[-2]), int(donors.shape[-1]))
-                    null = self._null(strategies, cluster.label, members, masses, len(pasted_on), rng, pixels, size)
-                check_with = partial(
-                    transplant_check, score, donors, region=cluster.region, grid=grid, seed=self.seed, null_donors=null, plain=plain
-                )
-                # every cluster: the paste and the null in one batch; the control and the class's own images where it may confirm
-                transplant = check_with(None, others, screen=True)
-                first = cluster is strategies.ranking[0]
-                if not transplant.pasted or transplant.confirms:
-                    transplant = check_with(rest, others)
+                pasted_on = self._pasted_on(groups, target)
+            masses = distributions(maps[key][groups[target]], part)[0].reshape(len(groups[target]), *maps[key].shape[1:])
+            paste = self._paste(strategies, target, masses, pasted_on, pixels)
+            for draws in self._draws(strategies, groups[target], len(pasted_on), key, target):
+                donors = pixels(draws.inside)
+                rest = pixels(draws.outside) if len(draws.outside) else None
+                transplant = paste(draws, donors, rest)
+                cluster, first = draws.cluster, draws.cluster is strategies.ranking[0]
                 if transplant.confirms or (not transplant.pasted and (first or cluster.suspected)):  # nothing to paste on: as before
-                    check = causal_check(score, donors, rest, cluster.region, grid, seed=self.seed)
+                    check = causal_check(paste.score, donors, rest, cluster.region, paste.grid, seed=self.seed)
                 else:  # not masked
                     nan = math.nan
                     check = CausalCheck(members=0, score=nan, region=nan, random=nan, others=0, others_score=nan, others_region=nan)
@@ -278,30 +312,66 @@ class ClusterChecker:
         bar.close()
         return checks
 
-    @staticmethod
-    def _null(
-        strategies: Strategies,
-        label: int,
-        members: np.ndarray,
-        masses: np.ndarray,
-        count: int,
-        rng: np.random.Generator,
-        pixels: Callable[[np.ndarray], Tensor],
-        size: tuple[int, int],
-    ) -> Tensor | None:
-        """The null's ``count`` donors for cluster ``label``: images of the class's other
-        clusters in turn (each cluster as often as the next), each moved by whole patches
-        so that the most of its own map (``masses``, the class's maps' mass row by row, in
-        ``members``' order) lies on this cluster's region; ``None`` where the class has no
-        other cluster."""
-        clusters = [c.label for c in strategies.ranking if c.label != label]
-        if not clusters:
-            return None
-        picked = np.array([rng.choice(np.flatnonzero(strategies.labels == clusters[j % len(clusters)])) for j in range(count)])
-        grid = masses.shape[1:]
-        shifts = best_shifts(torch.from_numpy(masses[picked]), strategies.cluster(label).region)
-        patch = torch.tensor([size[0] / grid[0], size[1] / grid[1]])
-        return moved(pixels(members[picked]), (shifts * patch).round().long())
+    def check_cluster(self, maps_folder: str | os.PathLike[str], cluster: FoundCluster) -> Transplant:
+        """The transplant check of one cluster of ``maps_folder``
+        (:func:`~captum_gmar.heads.cluster.find_cluster`'s, clustered with
+        :data:`~captum_gmar.exploration.strategies.DEFAULT_CLUSTERING`), with the figures
+        :meth:`run` gives it in an ``explore --model`` of the whole folder with those
+        settings and this checker's seed (every class explored): its region pasted on
+        images explained for the folder's other classes, beside its null and, where it may
+        confirm, its control. The clusters ranked before it are drawn for, not scored; no
+        masking check. Its ``pasted`` is 0 where the folder explains no other class."""
+        from .reading import read_fields  # here: reading's tables read this module's checks
+
+        # every class's rows, as explore reads them: the other classes' images are pasted on
+        rows = read_fields(load_maps(maps_folder, cluster.method), None, None)[0][cluster.method]
+        groups = rows.class_rows()
+        pixels = partial(self._cached, names=rows.image, cache={})
+        target, strategies = cluster.target, cluster.strategies
+        pasted_on = self._pasted_on(groups, target)
+        masses = distributions(cluster.maps, DEFAULT_CLUSTERING["part"])[0].reshape(cluster.maps.shape)
+        paste = self._paste(strategies, target, masses, pasted_on, pixels)
+        label = strategies.ranking[cluster.rank - 1].label
+        ranked = self._draws(strategies, groups[target], len(pasted_on), cluster.method, target)
+        draws = next(d for d in ranked if d.cluster.label == label)
+        return paste(draws, pixels(draws.inside), pixels(draws.outside) if len(draws.outside) else None)
+
+    def _pasted_on(self, groups: dict[int, np.ndarray], target: int) -> np.ndarray:
+        """The rows of up to :data:`CAUSAL_IMAGES` images explained for classes other than
+        ``target``, drawn by the seed and the class: every group of the class pastes on them."""
+        elsewhere = [rows for other, rows in groups.items() if other != target]
+        if not elsewhere:
+            return np.zeros(0, dtype=np.int64)
+        return np.random.default_rng([self.seed, target]).permutation(np.concatenate(elsewhere))[:CAUSAL_IMAGES]
+
+    def _draws(self, strategies: Strategies, members: np.ndarray, count: int, method: str, target: int) -> Iterator[_Draws]:
+        """Each of ``strategies``' clusters, ranked, with its draws (``members``: the class's
+        rows; ``count``: how many images are pasted on). The group's own stream, seeded by
+        the seed, the class and the method: its figures do not depend on the groups checked
+        before it, and a cluster's draws only on the clusters ranked before it."""
+        rng = np.random.default_rng([self.seed, target, _GROUP_DRAWS, zlib.crc32(method.encode())])
+        labels = strategies.labels
+        for cluster in strategies.ranking:
+            inside = rng.permutation(members[labels == cluster.label])[:CAUSAL_IMAGES]
+            outside = rng.permutation(members[(labels != cluster.label) & (labels >= 0)])[:CAUSAL_IMAGES]
+            clusters = [c.label for c in strategies.ranking if c.label != cluster.label]
+            null = None  # the null's donors: the class's other clusters in turn, each as often as the next
+            if count and clusters:
+                null = np.array([rng.choice(np.flatnonzero(labels == clusters[j % len(clusters)])) for j in range(count)])
+            yield _Draws(cluster, inside, outside, None if null is None else members[null], null)
+
+    def _paste(
+        self, strategies: Strategies, target: int, masses: np.ndarray, pasted_on: np.ndarray, pixels: Callable[[np.ndarray], Tensor]
+    ) -> _Paste:
+        """The transplant of ``strategies``' clusters of class ``target`` onto the images of
+        ``pasted_on`` (scored once, as they are); ``masses``: the class's maps' mass, row by
+        row in its members' order, by which the null's donors are moved."""
+        score = partial(self.class_scores, target=target)
+        others = pixels(pasted_on) if len(pasted_on) else None
+        with torch.no_grad():
+            plain = None if others is None else score(others)
+        grid = (int(strategies.mean_maps.shape[1]), int(strategies.mean_maps.shape[2]))
+        return _Paste(score, grid, others, plain, masses, pixels, self.seed)
 
     def _cached(self, rows: np.ndarray, names: Sequence[str], cache: dict[int, Tensor]) -> Tensor:
         """The pixel values ``(len(rows), C, H, W)`` of the images of ``rows``, each read once into ``cache``."""

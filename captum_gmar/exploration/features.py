@@ -132,9 +132,13 @@ class FeatureCluster:
             else f"the maps' best match, {self.matched[0]}'s cluster {self.matched[1]}, has F1 {self.matched[2]:.2f}"
         )
         verdict = "flagged: a shortcut with no place" if self.flagged else "not flagged"
+        return f"{verdict} ({where}); {self.interventions}"
+
+    @property
+    def interventions(self) -> str:
+        """Its direction's check and its proxies', in words and figures."""
         check = "no image of another class to add its direction to" if self.check is None else self.check.summary()
-        pixels = "".join(f"; {p.summary()}" for p in self.pixels)
-        return f"{verdict} ({where}); {check}{pixels}"
+        return check + "".join(f"; {p.summary()}" for p in self.pixels)
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds arrays

@@ -40,7 +40,16 @@ from .features import FEATURE_RULE, FeatureChecker
 from .groups import cluster_groups
 from .normalise import Part
 from .page import DATA, PAGE, THUMBS, Placement, write_page
-from .reading import check_finished, check_not_flat, chosen_methods, chosen_targets, job_class_names, map_grid, read_fields, read_group_maps
+from .reading import (
+    check_finished,
+    check_not_flat,
+    chosen_methods,
+    chosen_targets,
+    job_class_names,
+    map_grid,
+    read_fields,
+    read_group_maps,
+)
 from .result import Exploration, overview_order
 from .strategies import Strategies, check_settings, maps_needed
 from .suspicion import FLAG_AT, FLAG_RULE
@@ -210,7 +219,7 @@ def explore(
         raise ValueError(f"{str(maps_folder)!r} holds no maps of {', '.join(chosen) if chosen else 'any method'} yet")
     needed = maps_needed(neighbours, max_clusters, n_clusters)
     first = rows[keys[0]]
-    groups = {target: np.flatnonzero(first.target == target) for target in np.unique(first.target).tolist()}
+    groups = first.class_rows()
     if all(len(members) < needed for members in groups.values()):
         largest = max(len(members) for members in groups.values())
         raise ValueError(

@@ -53,8 +53,10 @@ predictors") on patch maps, with the clusters ranked by how suspicious they look
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 import numpy as np
 import torch
@@ -65,10 +67,16 @@ from .normalise import Part, as_maps, check_part, distributions
 from .spectral import clusters_by_eigengap, numbered, spectral_clusters, typical_members
 from .suspicion import MIN_FLAGGED, Suspicion, cluster_sums, excess_direction, suspicions
 
-__all__ = ["Cluster", "Strategies", "check_settings", "clusters_by_eigengap", "find_strategies", "maps_needed"]
+__all__ = ["DEFAULT_CLUSTERING", "Cluster", "Strategies", "check_settings", "clusters_by_eigengap", "find_strategies", "maps_needed"]
 
 #: two clusters whose positive excesses have at least this cosine are merged (step 6)
 MERGE_AT = 0.8
+
+#: :func:`find_strategies`' settings by default, which ``explore`` clusters with unless told
+#: otherwise: ``repair`` finds a named cluster, and checks it, with them
+DEFAULT_CLUSTERING: Final[Mapping[str, Any]] = MappingProxyType(
+    {"n_clusters": None, "max_clusters": 10, "neighbours": 10, "part": "positive", "typical": 8, "seed": 0}
+)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,11 @@ class Rows:
     score: np.ndarray
     margin: np.ndarray
 
+    def class_rows(self) -> dict[int, np.ndarray]:
+        """Each explained class's rows, in ascending class order: explore's groups (the same
+        rows for every method)."""
+        return {target: np.flatnonzero(self.target == target) for target in np.unique(self.target).tolist()}
+
 
 def number(value: float) -> str:
     return "" if not math.isfinite(value) else f"{value:.{_DIGITS}g}"

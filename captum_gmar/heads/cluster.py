@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,11 +21,7 @@ from torch import Tensor
 from ..dataset_maps import MapRecord, load_maps, read_maps
 from ..exploration import find_strategies
 from ..exploration.normalise import pool
-from ..exploration.strategies import Strategies
-from ..exploration.transplant import Transplant
-
-if TYPE_CHECKING:
-    from ..exploration.causal import ClusterChecker
+from ..exploration.strategies import DEFAULT_CLUSTERING, Strategies
 
 __all__ = [
     "Cluster",
@@ -35,7 +31,6 @@ __all__ = [
     "find_cluster",
     "parse_cluster",
     "region_words",
-    "transplant_of",
 ]
 
 #: the largest grid side the maps are clustered on, as explore's ``max_side``
@@ -60,7 +55,8 @@ class Cluster:
     region: tuple[tuple[int, int], ...]
     grid: tuple[int, int]
     #: the clustering of its class it is one cluster of, and the maps ``(N, h, w)`` clustered
-    #: (:func:`class_strategies`): what its transplant check reads (:func:`transplant_of`)
+    #: (:func:`class_strategies`): what its transplant check reads
+    #: (:meth:`~captum_gmar.exploration.causal.ClusterChecker.check_cluster`)
     strategies: Strategies = field(compare=False, repr=False)
     maps: np.ndarray = field(compare=False, repr=False)
 
@@ -125,7 +121,9 @@ def class_strategies(maps_folder: str | os.PathLike[str], method: str, given: st
     scale = min(1.0, MAX_SIDE / max(maps.shape[1:]))
     maps = pool(maps, (max(1, round(maps.shape[1] * scale)), max(1, round(maps.shape[2] * scale))))
     margins = np.array([record.margin for record in chosen])
-    found = find_strategies(maps, confidence=margins if np.isfinite(margins).any() else np.array([r.score for r in chosen]))
+    found = find_strategies(
+        maps, **DEFAULT_CLUSTERING, confidence=margins if np.isfinite(margins).any() else np.array([r.score for r in chosen])
+    )
     return chosen, found, maps
 
 
@@ -159,30 +157,6 @@ def find_cluster(maps_folder: str | os.PathLike[str], spec: str) -> Cluster:
         strategies=found,
         maps=maps,
     )
-
-
-def transplant_of(maps_folder: str | os.PathLike[str], cluster: Cluster, checker: ClusterChecker) -> Transplant:
-    """The transplant check of ``cluster`` (:func:`find_cluster`'s, of ``maps_folder``),
-    run by ``checker`` (the model and the image folder the job read, explore's seed) as
-    ``explore --model`` runs it on the whole maps folder with its defaults, and with the
-    same figures: its region pasted on images explained
-    for the folder's other classes, beside its null (the class's other clusters' images
-    moved there) and, where it may confirm, its control
-    (:class:`~captum_gmar.exploration.causal.ClusterChecker`). Its ``pasted`` is 0 where
-    the folder explains no other class."""
-    found, maps = cluster.strategies, cluster.maps
-    records = load_maps(maps_folder, cluster.method)  # every class's, in explore's rows: the other classes' are pasted on
-    targets = np.array([record.target for record in records])
-    groups = {target: np.flatnonzero(targets == target) for target in np.unique(targets).tolist()}
-    values = np.zeros((len(records), *maps.shape[1:]), dtype=maps.dtype)  # the null moves each image by its own map
-    values[groups[cluster.target]] = maps
-    group = {(cluster.method, cluster.target): found}
-    names = {cluster.method: [record.image for record in records]}
-    checks = checker.run(group, groups, names, {cluster.method: values}, "positive", progress=False)  # explore's part
-    label = found.ranking[cluster.rank - 1].label
-    transplant = checks[cluster.method, cluster.target, label].transplant
-    assert transplant is not None  # run() checks every cluster
-    return transplant
 
 
 def cluster_images(

@@ -218,18 +218,24 @@ def test_the_models_transplant_decides_as_explore_decides_and_an_unconfirmed_clu
     group = next(g for g in groups if g["method"] == "gae" and g["target"] == 0)
     first = group["clusters"][0]
     assert first["transplant"]["pasted"] == 16 and not first["confirmed"]  # the same scenes as the other class: no shortcut
-    # the second class's group, which explore checks after the first's, checked alone
+    # every cluster checked alone, as repair checks it: the second class's group, which
+    # explore checks after the first's
     from captum_gmar.exploration.causal import ClusterChecker
-    from captum_gmar.heads.cluster import find_cluster, transplant_of
+    from captum_gmar.heads.cluster import find_cluster
 
-    second = next(g for g in groups if g["method"] == "gae" and g["target"] == 1)["clusters"][0]
+    # (only the second class's figures tell the group's own draws from one stream over all
+    # groups), and each cluster after the first, whose draws follow those ranked before it
     checker = ClusterChecker(load_reference_model(), None, two_classes / "two", 0)
-    alone = transplant_of(two_classes / "maps", find_cluster(two_classes / "maps", "gae:Trouser:1"), checker)
-    assert (alone.pasted, alone.rise, alone.null) == (
-        16,
-        pytest.approx(second["transplant_rise"], rel=1e-5),
-        pytest.approx(second["transplant_null"], rel=1e-5),
-    )
+    for name, target in (("T-shirt/top", 0), ("Trouser", 1)):
+        clusters = next(g for g in groups if g["method"] == "gae" and g["target"] == target)["clusters"]
+        assert len(clusters) >= 2
+        for rank, cluster in enumerate(clusters, 1):
+            alone = checker.check_cluster(two_classes / "maps", find_cluster(two_classes / "maps", f"gae:{name}:{rank}"))
+            assert (alone.pasted, alone.rise, alone.null) == (
+                16,
+                pytest.approx(cluster["transplant_rise"], rel=1e-5),
+                pytest.approx(cluster["transplant_null"], rel=1e-5),
+            ), (name, rank)
     out = tmp_path / "repaired"
     code, err = run(capsys, *two_class_command(two_classes, out))
     line = last_line(err)
@@ -262,3 +268,44 @@ def test_a_cluster_the_model_confirms_is_repaired_and_says_so(two_classes, tmp_p
     report = json.loads((out / "repair.json").read_text())
     assert report["confirmed"] is True and report["forced"] is False and report["transplant"]["confirms"] is True
     assert report["transplant"]["control"] is not None  # confirming, it ran in full
+
+
+@pytest.mark.parametrize("cluster", ["gae:T-shirt/top:1", "features:T-shirt/top:1"])
+def test_the_refusal_comes_before_any_image_is_read_for_the_repair(two_classes, tmp_path, capsys, monkeypatch, cluster):
+    def read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read for a repair that is refused")
+
+    # --data, the cluster's images for its mark, and its images for the proxies: all read after the gate
+    monkeypatch.setattr("captum_gmar.cli.repair._labelled", read)
+    monkeypatch.setattr("captum_gmar.heads.cluster.cluster_images", read)
+    monkeypatch.setattr("captum_gmar.repair.Shortcut.of_curve", read)
+    out = tmp_path / "repaired"
+    code, err = run(capsys, *two_class_command(two_classes, out, "--cluster", cluster))
+    line = last_line(err)
+    assert code == 2 and line.startswith(f"captum-gmar repair: error: {cluster} is not confirmed as a shortcut by the model: "), err
+    if cluster.startswith("features"):  # the bundled model follows neither its direction nor a proxy of the two classes' scenes
+        assert "is not confirmed as a shortcut by the model: neither its direction nor a proxy raises the class enough: " in line
+        assert "its direction (norm " in line and "; its tone curve, put on 16 images of other classes in pixels, raises " in line
+    assert not out.exists()
+
+
+def test_a_cluster_of_the_features_is_repaired_only_where_it_has_no_place(two_classes, tmp_path, capsys, monkeypatch):
+    # the bar lowered below any rise: its direction and proxies confirm it
+    monkeypatch.setattr("captum_gmar.exploration.feature_checks.CONFIRMS_BY", -3.0)
+    monkeypatch.setattr("captum_gmar.exploration.feature_checks.NULL_Z", 0.0)
+    monkeypatch.setattr("captum_gmar.exploration.transplant.CONFIRMS_BY", -3.0)
+    out = tmp_path / "repaired"
+    # a map cluster isolates its images (F1 at least MATCHED_AT): the page does not flag it, and repair names that cluster
+    monkeypatch.setattr("captum_gmar.exploration.features.MATCHED_AT", 0.0)
+    code, err = run(capsys, *two_class_command(two_classes, out, "--cluster", "features:T-shirt/top:1"))
+    placed = re.search(r"it has a place: the maps' cluster (gae:T-shirt/top:\d) isolates its images \(F1 [\d.]+\), so repair", err)
+    assert code == 2 and placed is not None and f"(--cluster {placed.group(1)}), its mark pasted" in err, err
+    assert "confirmed" not in last_line(err).split(" by the model: ", 1)[1] and not out.exists()
+    # no map cluster does: a shortcut with no place, confirmed, and repaired
+    monkeypatch.setattr("captum_gmar.exploration.features.MATCHED_AT", 1.01)
+    assert main(two_class_command(two_classes, out, "--cluster", "features:T-shirt/top:1")) == 0
+    captured = capsys.readouterr()
+    first = captured.out.splitlines()[0]
+    assert first.startswith("features:T-shirt/top:1 is confirmed as a shortcut by the model: flagged: a shortcut with no place ("), first
+    report = json.loads((out / "repair.json").read_text())
+    assert report["confirmed"] is True and report["forced"] is False and report["confirmed_by"]

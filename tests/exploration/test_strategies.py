@@ -284,3 +284,16 @@ def test_clusters_by_eigengap_picks_the_largest_gap_in_any_order() -> None:
     assert clusters_by_eigengap(eigenvalues[::-1]) == 3
     with pytest.raises(ValueError, match="need more than max_clusters=10"):
         clusters_by_eigengap(eigenvalues[:10])
+
+
+def test_the_default_clustering_is_find_strategies_and_explores_defaults():
+    # repair finds a named cluster again with DEFAULT_CLUSTERING: it must be what explore
+    # clusters with when told nothing, or repair would check another cluster than the page's
+    import inspect
+
+    from captum_gmar.exploration import explore
+    from captum_gmar.exploration.strategies import DEFAULT_CLUSTERING
+
+    for function in (find_strategies, explore):
+        parameters = inspect.signature(function).parameters
+        assert {key: parameters[key].default for key in DEFAULT_CLUSTERING} == dict(DEFAULT_CLUSTERING), function.__name__
