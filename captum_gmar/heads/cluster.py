@@ -51,14 +51,18 @@ class Cluster:
     #: the image names (relative to the job's image folder) of its maps, and of the rest's
     members: tuple[str, ...]
     others: tuple[str, ...]
-    #: its region, ``(row, column)`` patches of the ``grid`` ``(h, w)`` it was clustered on
+    #: its region, ``(row, column)`` patches of the :attr:`grid` it was clustered on
     region: tuple[tuple[int, int], ...]
-    grid: tuple[int, int]
     #: the clustering of its class it is one cluster of, and the maps ``(N, h, w)`` clustered
     #: (:func:`class_strategies`): what its transplant check reads
     #: (:meth:`~captum_gmar.exploration.causal.ClusterChecker.check_cluster`)
     strategies: Strategies = field(compare=False, repr=False)
     maps: np.ndarray = field(compare=False, repr=False)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The grid ``(h, w)`` its maps were clustered on."""
+        return int(self.maps.shape[1]), int(self.maps.shape[2])
 
 
 def region_words(region: tuple[tuple[int, int], ...] | list[list[int]]) -> str:
@@ -153,7 +157,6 @@ def find_cluster(maps_folder: str | os.PathLike[str], spec: str) -> Cluster:
         members=tuple(chosen[i].image for i in np.flatnonzero(inside)),
         others=tuple(chosen[i].image for i in np.flatnonzero(outside)),
         region=cluster.region,
-        grid=(int(maps.shape[1]), int(maps.shape[2])),
         strategies=found,
         maps=maps,
     )
