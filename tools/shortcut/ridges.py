@@ -14,7 +14,7 @@ clean top-1. A projection leaves the backbone as it was, so the classifier's inp
 taken once. ``--drawn`` adds the directions of the tag itself, drawn on 600 training
 scenes of all classes (seed 4242) and taken as the command takes its proxy's, with the two
 first directions' cosine and the share of the drawn changes' squared norm the first ``k``
-hold.
+hold. ``--strengths`` folds a share of each projection in (a gentler one below 1).
 """
 
 from __future__ import annotations
@@ -50,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ridges", type=float, nargs="+", default=list(RIDGES))
     parser.add_argument("--k", type=int, default=4, help="directions, 1 to k")
     parser.add_argument("--drawn", action="store_true", help="also the directions of the tag itself")
+    parser.add_argument(
+        "--strengths",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="the share of each projection folded in (default 1, all of it): a gentler projection below 1",
+    )
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
 
@@ -103,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     effect, top1, own = judged(weight, bias)
     print(f"original: effect {effect:+.3f}, clean top-1 {top1:.1%}, the tag class's {own:.1%}")
-    print("| directions | ridge | k | removed | top-1 | the tag class's top-1 |\n|---|---|---|---|---|---|")
+    print("| directions | ridge | k | strength | removed | top-1 | the tag class's top-1 |\n|---|---|---|---|---|---|---|")
     for name, directions in sources.items():
         found = Projection(directions, proxy.reference, proxy.covariance, proxy.share)
         for ridge in args.ridges:
@@ -112,8 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 edited.weight.copy_(weight)
                 edited.bias.copy_(bias)
                 found.fold(edited, k, ridge)
-                after, top1_after, own_after = judged(edited.weight, edited.bias)
-                print(f"| {name} | {ridge:g} | {k} | {1 - after / effect:.0%} | {100 * (top1_after - top1):+.1f} pt | {own_after:.1%} |")
+                for strength in args.strengths:  # the fold is linear in its change: a share of it is a share of the projection
+                    w = weight + strength * (edited.weight - weight)
+                    after, top1_after, own_after = judged(w, bias + strength * (edited.bias - bias))
+                    print(
+                        f"| {name} | {ridge:g} | {k} | {strength:g} | {1 - after / effect:.0%} | {100 * (top1_after - top1):+.1f} pt "
+                        f"| {own_after:.1%} |"
+                    )
     return 0
 
 
