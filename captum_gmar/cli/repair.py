@@ -21,6 +21,8 @@ from .maps_options import RepairOptions, cluster_and_model, load_model_of
 from .options import CommandError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..exploration.transplant import Transplant
 
 #: what ``--out`` holds beside the model's own files
@@ -83,8 +85,9 @@ class _Found:
     target: int
     target_name: str
     size: int
-    #: whether the model confirms it as a shortcut (its transplant, or its direction or a
-    #: proxy in the features); ``None``: it could not be checked (no other class's images)
+    #: whether the model confirms it as a shortcut, as explore's page flags it (its transplant;
+    #: for a cluster of features, no place and its direction or a proxy); ``None``: it could
+    #: not be checked (no other class's images)
     confirmed: bool | None
     #: the check, in words and figures (or why it could not run)
     evidence: str
@@ -182,8 +185,6 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
     the model and its image processor. The class is refused before the model loads."""
     import dataclasses
 
-    import numpy as np
-
     from ..dataset_maps import load_maps
     from ..exploration.causal import ClusterChecker
     from ..exploration.features import FeatureChecker, check_layer
@@ -227,41 +228,46 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
     cluster, layer = strategies.ranking[rank - 1], features.layer
     checked = cluster.check is not None  # its proxies in pixels run only where its direction does (other classes to put it on)
     where, evidence = f"no place, found at layer {layer}", cluster.reason
+    recorded = {"layer": layer, "direction_norm": float(cluster.direction.norm()), "confirmed_by": list(cluster.confirmed_by)}
     if checked and not cluster.confirmed_by:
         evidence = f"neither its direction nor a proxy raises the class enough: {cluster.interventions}"
-    elif checked and not cluster.no_place:  # the page does not flag it: a map cluster isolates its images, and repairs it by its mark
-        method, label, f1 = cluster.matched or ("", 0, 0.0)
-        placed = f"{method}:{name}:{[c.label for c in found[method, target].ranking].index(label) + 1}"
-        where = f"found at layer {layer}, placed by {placed}"
-        evidence = (
-            f"it has a place: the maps' cluster {placed} isolates its images (F1 {f1:.2f}), so repair that one "
-            f"(--cluster {placed}), its mark pasted, which the model's transplant checks; {cluster.interventions}"
+    confirmed = cluster.flagged if checked else None
+    if checked and cluster.confirmed_by and not cluster.no_place:  # the page does not flag it: a map cluster isolates its images
+        assert cluster.matched is not None  # placed: matched
+        method, label, f1 = cluster.matched
+        placed = f"{method}:{target}:{[c.label for c in found[method, target].ranking].index(label) + 1}"  # as the page names it
+        where, recorded["placed_by"] = f"found at layer {layer}, placed by {placed}", placed
+        has_place = (
+            f"{options.cluster} has a place: the maps' cluster {placed} isolates its images (F1 {f1:.2f}), and explore's page does "
+            f"not flag it as a shortcut with no place, though the model follows it ({cluster.interventions})"
         )
+        if not options.force:
+            raise CommandError(
+                f"{has_place}. Repair the maps' cluster (--cluster {placed}), whose transplant the model checks, or this one through "
+                "a proxy with --force (docs/repair.md)"
+            )
+        print(f"note: {has_place}; --force: repaired through a proxy", file=sys.stderr, flush=True)
+        evidence = f"{has_place}; --force"  # not flagged as the page flags it: confirmed stays False, forced True
     found_cluster = _Found(
         target,
         name,
         cluster.size,
-        cluster.flagged if checked else None,
+        confirmed,
         evidence,
         "whatever the model reads in its images' difference from the rest of the class",
         where,
         "",  # the proxy the model follows most (_strongest_proxy)
-        {"layer": layer, "direction_norm": float(cluster.direction.norm()), "confirmed_by": list(cluster.confirmed_by)},
+        recorded,
     )
-    _gate(options, found_cluster)
+    if "placed_by" not in recorded:
+        _gate(options, found_cluster)
     names = [first.image[int(r)] for r in groups[target]]
     inside = strategies.labels == cluster.label
-    drawn = np.random.default_rng(options.seed)
-
-    def pixels(chosen: np.ndarray) -> Any:
-        picked = sorted(drawn.permutation(np.flatnonzero(chosen))[:64].tolist())
-        return features.checker.pixels_of([names[i] for i in picked]).cpu()
-
+    members, rest = _proxy_images(features.checker, names, inside, options.seed)
     # put on through the images' pixels, not the direction in the features (on the
     # strong-tint model a fine-tune against the direction removed 95% of the direction's
     # rise and none of the drawn tint's effect): a tone curve, a filter or a difference,
     # whichever the model follows most (_strongest_proxy; docs/repair.md)
-    members, rest = pixels(inside), pixels(~inside)
     proxies = {
         "a tone curve per channel, the one that turns the rest of the class's pixel values into its images'": Shortcut.of_curve(
             target, members, rest
@@ -274,6 +280,21 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
     # the held-out images that carry it are told apart where it was found (repair.carriers)
     proxies = {words: dataclasses.replace(shortcut, layer=layer) for words, shortcut in proxies.items()}
     return found_cluster, proxies, model, processor
+
+
+def _proxy_images(checker: Any, names: list[str], inside: np.ndarray, seed: int) -> tuple[Any, Any]:
+    """Up to 64 of a feature cluster's images (``inside``, over the class's ``names``) and
+    64 of the rest of its class, drawn by ``seed`` and read by ``checker``
+    (:class:`~captum_gmar.exploration.causal.ClusterChecker`): what its proxies are made from."""
+    import numpy as np
+
+    drawn = np.random.default_rng(seed)
+
+    def pixels(chosen: np.ndarray) -> Any:
+        picked = sorted(drawn.permutation(np.flatnonzero(chosen))[:64].tolist())
+        return checker.pixels_of([names[i] for i in picked]).cpu()
+
+    return pixels(inside), pixels(~inside)
 
 
 def _figures(transplant: Transplant) -> dict[str, Any]:

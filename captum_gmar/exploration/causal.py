@@ -168,20 +168,19 @@ def causal_check(
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds arrays
 class _Draws:
-    """One cluster's draws, all rows of the maps folder (:meth:`ClusterChecker._draws`)."""
+    """One cluster's draws (:meth:`ClusterChecker._draws`)."""
 
     cluster: Cluster
-    #: its images pasted (donors), and the rest of its class's (the control)
+    #: its images pasted (donors), and the rest of its class's (the control): rows of the maps folder
     inside: np.ndarray
     outside: np.ndarray
-    #: the null's donors, as rows and as places among the class's rows (``None``: no null)
-    null_rows: np.ndarray | None
+    #: the null's donors, as places among the class's rows (``None``: no null)
     null_at: np.ndarray | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
 class _Paste:
     """A group's transplant, applied cluster by cluster (:meth:`ClusterChecker._paste`)."""
 
@@ -190,20 +189,25 @@ class _Paste:
     #: the images pasted on ``(K, C, H, W)`` and their scores as they are (``None``: no other class)
     others: Tensor | None
     plain: Tensor | None
-    #: ``(N, h, w)``: the class's maps' mass, in its rows' order (the null's donors are moved by it)
+    #: the class's rows, and its maps' mass ``(N, h, w)`` in their order (the null's donors are moved by it)
+    members: np.ndarray
     masses: np.ndarray
     pixels: Callable[[np.ndarray], Tensor]
     seed: int
+
+    def images(self, draws: _Draws) -> tuple[Tensor, Tensor | None]:
+        """The cluster's donors and the rest of its class's images drawn (``None``: no rest)."""
+        return self.pixels(draws.inside), self.pixels(draws.outside) if len(draws.outside) else None
 
     def __call__(self, draws: _Draws, donors: Tensor, rest: Tensor | None) -> Transplant:
         """The cluster's region pasted from ``donors`` and its null in one batch; the
         control (``rest``) and the class's own images too where it may confirm."""
         null = None
-        if self.others is not None and draws.null_rows is not None and draws.null_at is not None:
+        if self.others is not None and draws.null_at is not None:
             # each null donor moved by whole patches so that the most of its own map lies on the region
             shifts = best_shifts(torch.from_numpy(self.masses[draws.null_at]), draws.cluster.region)
             patch = torch.tensor([donors.shape[-2] / self.masses.shape[1], donors.shape[-1] / self.masses.shape[2]])
-            null = moved(self.pixels(draws.null_rows), (shifts * patch).round().long())
+            null = moved(self.pixels(self.members[draws.null_at]), (shifts * patch).round().long())
         check_with = partial(
             transplant_check,
             self.score,
@@ -237,8 +241,9 @@ class ClusterChecker:
 
     The draws (the images pasted on, drawn by class; the donors and the null's, by class
     and method) are seeded by ``seed``, the class and the method, not by the order the
-    groups come in: a group checked alone (``repair`` checks the one it repairs) gets the
-    figures it gets among all the others."""
+    groups come in: a group's figures do not depend on the groups checked before it, and
+    :meth:`check_cluster` (which ``repair`` runs) gives one cluster the figures it gets
+    among all the others."""
 
     def __init__(self, model: Any, processor: Any | None, images: str | os.PathLike[str] | None, seed: int) -> None:
         from ..imagedata.processing import processor_options
@@ -296,10 +301,9 @@ class ClusterChecker:
                 cache.clear()
                 pasted_on = self._pasted_on(groups, target)
             masses = distributions(maps[key][groups[target]], part)[0].reshape(len(groups[target]), *maps[key].shape[1:])
-            paste = self._paste(strategies, target, masses, pasted_on, pixels)
+            paste = self._paste(strategies, target, groups[target], masses, pasted_on, pixels)
             for draws in self._draws(strategies, groups[target], len(pasted_on), key, target):
-                donors = pixels(draws.inside)
-                rest = pixels(draws.outside) if len(draws.outside) else None
+                donors, rest = paste.images(draws)
                 transplant = paste(draws, donors, rest)
                 cluster, first = draws.cluster, draws.cluster is strategies.ranking[0]
                 if transplant.confirms or (not transplant.pasted and (first or cluster.suspected)):  # nothing to paste on: as before
@@ -312,7 +316,9 @@ class ClusterChecker:
         bar.close()
         return checks
 
-    def check_cluster(self, maps_folder: str | os.PathLike[str], cluster: FoundCluster) -> Transplant:
+    def check_cluster(
+        self, maps_folder: str | os.PathLike[str], cluster: FoundCluster, part: Part = DEFAULT_CLUSTERING["part"]
+    ) -> Transplant:
         """The transplant check of one cluster of ``maps_folder``
         (:func:`~captum_gmar.heads.cluster.find_cluster`'s, clustered with
         :data:`~captum_gmar.exploration.strategies.DEFAULT_CLUSTERING`), with the figures
@@ -320,7 +326,8 @@ class ClusterChecker:
         settings and this checker's seed (every class explored): its region pasted on
         images explained for the folder's other classes, beside its null and, where it may
         confirm, its control. The clusters ranked before it are drawn for, not scored; no
-        masking check. Its ``pasted`` is 0 where the folder explains no other class."""
+        masking check. Its ``pasted`` is 0 where the folder explains no other class.
+        ``part``: the maps' part its class was clustered by, as :meth:`run`'s."""
         from .reading import read_fields  # here: reading's tables read this module's checks
 
         # every class's rows, as explore reads them: the other classes' images are pasted on
@@ -329,12 +336,12 @@ class ClusterChecker:
         pixels = partial(self._cached, names=rows.image, cache={})
         target, strategies = cluster.target, cluster.strategies
         pasted_on = self._pasted_on(groups, target)
-        masses = distributions(cluster.maps, DEFAULT_CLUSTERING["part"])[0].reshape(cluster.maps.shape)
-        paste = self._paste(strategies, target, masses, pasted_on, pixels)
+        masses = distributions(cluster.maps, part)[0].reshape(cluster.maps.shape)
+        paste = self._paste(strategies, target, groups[target], masses, pasted_on, pixels)
         label = strategies.ranking[cluster.rank - 1].label
         ranked = self._draws(strategies, groups[target], len(pasted_on), cluster.method, target)
         draws = next(d for d in ranked if d.cluster.label == label)
-        return paste(draws, pixels(draws.inside), pixels(draws.outside) if len(draws.outside) else None)
+        return paste(draws, *paste.images(draws))
 
     def _pasted_on(self, groups: dict[int, np.ndarray], target: int) -> np.ndarray:
         """The rows of up to :data:`CAUSAL_IMAGES` images explained for classes other than
@@ -358,20 +365,26 @@ class ClusterChecker:
             null = None  # the null's donors: the class's other clusters in turn, each as often as the next
             if count and clusters:
                 null = np.array([rng.choice(np.flatnonzero(labels == clusters[j % len(clusters)])) for j in range(count)])
-            yield _Draws(cluster, inside, outside, None if null is None else members[null], null)
+            yield _Draws(cluster, inside, outside, null)
 
     def _paste(
-        self, strategies: Strategies, target: int, masses: np.ndarray, pasted_on: np.ndarray, pixels: Callable[[np.ndarray], Tensor]
+        self,
+        strategies: Strategies,
+        target: int,
+        members: np.ndarray,
+        masses: np.ndarray,
+        pasted_on: np.ndarray,
+        pixels: Callable[[np.ndarray], Tensor],
     ) -> _Paste:
         """The transplant of ``strategies``' clusters of class ``target`` onto the images of
-        ``pasted_on`` (scored once, as they are); ``masses``: the class's maps' mass, row by
-        row in its members' order, by which the null's donors are moved."""
+        ``pasted_on`` (scored once, as they are); ``members``: the class's rows, and
+        ``masses`` its maps' mass in their order, by which the null's donors are moved."""
         score = partial(self.class_scores, target=target)
         others = pixels(pasted_on) if len(pasted_on) else None
         with torch.no_grad():
             plain = None if others is None else score(others)
         grid = (int(strategies.mean_maps.shape[1]), int(strategies.mean_maps.shape[2]))
-        return _Paste(score, grid, others, plain, masses, pixels, self.seed)
+        return _Paste(score, grid, others, plain, members, masses, pixels, self.seed)
 
     def _cached(self, rows: np.ndarray, names: Sequence[str], cache: dict[int, Tensor]) -> Tensor:
         """The pixel values ``(len(rows), C, H, W)`` of the images of ``rows``, each read once into ``cache``."""

@@ -129,7 +129,7 @@ class FeatureCluster:
         where = (
             "no map cluster of its class"
             if self.matched is None
-            else f"the maps' best match, {self.matched[0]}'s cluster {self.matched[1]}, has F1 {self.matched[2]:.2f}"
+            else f"the maps' best match, {self.matched[0]}'s cluster labelled {self.matched[1]} (its number, not its rank), has F1 {self.matched[2]:.2f}"
         )
         verdict = "flagged: a shortcut with no place" if self.flagged else "not flagged"
         return f"{verdict} ({where}); {self.interventions}"

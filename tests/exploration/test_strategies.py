@@ -286,14 +286,24 @@ def test_clusters_by_eigengap_picks_the_largest_gap_in_any_order() -> None:
         clusters_by_eigengap(eigenvalues[:10])
 
 
-def test_the_default_clustering_is_find_strategies_and_explores_defaults():
-    # repair finds a named cluster again with DEFAULT_CLUSTERING: it must be what explore
-    # clusters with when told nothing, or repair would check another cluster than the page's
+def test_the_default_clustering_is_find_strategies_and_explores_defaults(tmp_path):
+    # repair finds a named cluster again with DEFAULT_CLUSTERING and heads.cluster.MAX_SIDE:
+    # they must be what explore (the function and the command) clusters with when told
+    # nothing, or repair would check another cluster than the page's
+    import argparse
     import inspect
 
+    from captum_gmar.cli import explore as explore_command
     from captum_gmar.exploration import explore
     from captum_gmar.exploration.strategies import DEFAULT_CLUSTERING
+    from captum_gmar.heads.cluster import MAX_SIDE
 
     for function in (find_strategies, explore):
         parameters = inspect.signature(function).parameters
         assert {key: parameters[key].default for key in DEFAULT_CLUSTERING} == dict(DEFAULT_CLUSTERING), function.__name__
+    assert inspect.signature(explore).parameters["max_side"].default == MAX_SIDE
+    commands = argparse.ArgumentParser().add_subparsers()
+    explore_command.add_parser(commands, "")
+    parsed = commands.choices["explore"].parse_args([str(tmp_path)])
+    command = {"n_clusters": parsed.clusters, "max_clusters": parsed.max_clusters, "neighbours": parsed.neighbours, "seed": parsed.seed}
+    assert command == {key: DEFAULT_CLUSTERING[key] for key in command}  # part, typical, max_side: the signature's, as above

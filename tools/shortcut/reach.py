@@ -33,10 +33,12 @@ import torch
 from torch import Tensor
 from transformers import AutoModelForImageClassification
 
-from captum_gmar.cli.repair import add_parser, read_shortcut
 from captum_gmar.exploration.intervention import Paste
 from captum_gmar.exploration.transplant import paste_region
+from captum_gmar.heads.cluster import cluster_images, find_cluster
 from captum_gmar.reference.inputs import load_image_processor, scene_pixel_values
+from captum_gmar.repair import Shortcut
+from captum_gmar.vit.model import VisionTransformer
 from tools.shortcut.repair_check import _scenes
 from tools.shortcut.tag import TAGS, plant_tag
 
@@ -50,23 +52,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="the original model's folder")
     parser.add_argument("--tag", choices=sorted(TAGS), required=True)
-    parser.add_argument("--tag-class", type=int, default=6)
+    parser.add_argument("--tag-class", type=int, default=6, help="the cluster's class (refused where it is another)")
     parser.add_argument("--out", type=Path, required=True, help="the folder tools.shortcut.confirm wrote")
-    parser.add_argument("--cluster", required=True, help="a cluster of maps, as repair --cluster takes it, e.g. attnlrp:6:4")
+    parser.add_argument(
+        "--cluster", required=True, help="a cluster of maps, METHOD:CLASS:RANK as repair --cluster takes it, e.g. attnlrp:6:4"
+    )
     parser.add_argument("--repaired", type=Path, nargs="+", required=True, help="the repaired models' folders")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
 
-    repair_parser = argparse.ArgumentParser()
-    add_parser(repair_parser.add_subparsers(dest="command"), "repair")
-    parsed = repair_parser.parse_args([
-        "repair", str(args.out / "maps"), "--model", str(args.model), "--cluster", args.cluster,
-        "--images", str(args.out / "images"), "--data", str(args.out / "data"), "--out", str(args.out / "unused"), "--force",
-    ])  # fmt: skip
-    _, model, _, shortcut, _ = read_shortcut(parsed.options(parsed))  # RepairOptions, checked as the command checks them
-    paste = shortcut.intervention
-    if not isinstance(paste, Paste):
-        parser.error(f"{args.cluster} is not put on by a pasted mark: name a cluster of maps")
+    cluster = find_cluster(args.out / "maps", args.cluster)
+    if cluster.target != args.tag_class:
+        parser.error(f"{args.cluster} explains class {cluster.target}, not --tag-class {args.tag_class}")
+    model = AutoModelForImageClassification.from_pretrained(args.model).eval()
+    # the mark as repair --cluster takes it: up to 64 of its images and of the rest, seed 0
+    size = VisionTransformer(model).image_size or (224, 224)
+    found = cluster_images(cluster, args.out / "images", load_image_processor(model), size, 64, 0)
+    paste = Shortcut.of_region(cluster.target, cluster.region, cluster.grid, found.members, found.others).intervention
+    assert isinstance(paste, Paste)
     processor = load_image_processor(model)
     images, labels = _scenes()
     others = images[labels != args.tag_class]
@@ -96,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = [score(net, plain) for net in models]
     for name, pixels in variants.items():
         rises = [score(net, pixels) - b for net, b in zip(models, base, strict=True)]
-        cells = [f"{rises[0]:+.3f}"] + [f"{rise:+.3f} ({1 - rise / rises[0]:.0%})" for rise in rises[1:]]
+        removed = [f" ({1 - rise / rises[0]:.0%})" if rises[0] else "" for rise in rises[1:]]
+        cells = [f"{rises[0]:+.3f}"] + [f"{rise:+.3f}{share}" for rise, share in zip(rises[1:], removed, strict=True)]
         print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 

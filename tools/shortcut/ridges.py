@@ -14,7 +14,8 @@ clean top-1. A projection leaves the backbone as it was, so the classifier's inp
 taken once. ``--drawn`` adds the directions of the tag itself, drawn on 600 training
 scenes of all classes (seed 4242) and taken as the command takes its proxy's, with the two
 first directions' cosine and the share of the drawn changes' squared norm the first ``k``
-hold. ``--strengths`` folds a share of each projection in (a gentler one below 1).
+hold. ``--proxy`` takes another of a ``features:`` cluster's proxies than the one the
+command takes. ``--strengths`` folds a share of each projection in (a gentler one below 1).
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+import captum_gmar.repair as repair_module
 from captum_gmar.cli.repair import add_parser, read_shortcut
+from captum_gmar.repair import Shortcut
 from captum_gmar.repair.project import RIDGES, Projection, _linear, change_directions, projection
 from tools.shortcut.repair_check import _scenes
 from tools.shortcut.tag import TAGS, plant_tag
@@ -51,6 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=4, help="directions, 1 to k")
     parser.add_argument("--drawn", action="store_true", help="also the directions of the tag itself")
     parser.add_argument(
+        "--proxy",
+        type=int,
+        choices=[1, 2, 3],
+        default=None,
+        help="a features: cluster's proxy taken in repair's order (1 the tone curve, 2 the filter, 3 the mean difference); "
+        "default: the one repair takes, that raises the class most",
+    )
+    parser.add_argument(
         "--strengths",
         type=float,
         nargs="+",
@@ -69,6 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.feature_layer is not None:
         repair_argv += ["--feature-layer", str(args.feature_layer)]
     parsed = repair_parser.parse_args(repair_argv)
+    if args.proxy is not None:  # repair's choice of proxy replaced by the one named, its rises still printed
+        chosen = repair_module.strongest
+
+        def named(shortcuts: list[Shortcut], *rest: Any, **options: Any) -> tuple[Shortcut, list[float]]:
+            rises = chosen(shortcuts, *rest, **options)[1]
+            return shortcuts[args.proxy - 1], rises
+
+        repair_module.strongest = named  # type: ignore[assignment]
     _, model, _, shortcut, data = read_shortcut(parsed.options(parsed))  # RepairOptions, checked as the command checks them
     train, _ = data.split(0.2, 0)  # the repair's own split (seed 0)
     proxy = projection(model, shortcut, train, args.k)
