@@ -107,6 +107,7 @@ def read_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any, Any]:
     cluster's images, and of the rest) and the labelled ``--data`` images
     (:class:`~captum_gmar.repair.Labelled`)."""
     from ..exploration.causal import ClusterChecker
+    from ..exploration.reading import method_rows
     from ..exploration.strategies import DEFAULT_CLUSTERING
     from ..heads.cluster import cluster_images, parse_cluster, region_words
     from ..reference.inputs import load_image_processor
@@ -121,7 +122,8 @@ def read_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any, Any]:
         processor = load_image_processor(model)
         # the model's evidence first, as explore --model decides it with its defaults, before any image is read for the repair
         checker = ClusterChecker(model, processor, options.images, DEFAULT_CLUSTERING["seed"])
-        transplant = checker.check_cluster(options.maps, cluster)
+        rows = method_rows(options.maps, cluster.method)  # every class's: the other classes' images are pasted on
+        transplant = checker.check_cluster(cluster, rows.class_rows(), rows.image)
         words = region_words(cluster.region)
         suspicion = f"its suspicion ({cluster.suspicion:.3f}) {'flags' if cluster.flagged else 'does not flag'} it"
         found = _Found(

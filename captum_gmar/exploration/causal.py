@@ -20,20 +20,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..dataset_maps import load_maps
 from .normalise import Part, distributions
 from .strategies import DEFAULT_CLUSTERING
 from .transplant import Transplant, best_shifts, moved, transplant_check
 
 if TYPE_CHECKING:
-    from ..heads.cluster import Cluster as FoundCluster
     from .strategies import Cluster, Strategies
 
 __all__ = [
@@ -166,6 +164,23 @@ def causal_check(
         region=out["region"],
         random=out["random"],
     )
+
+
+class RankedCluster(Protocol):
+    """A cluster named by method, class and rank, with its class's clustering and maps
+    (what :meth:`ClusterChecker.check_cluster` reads of a
+    :class:`~captum_gmar.heads.cluster.Cluster`)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def target(self) -> int: ...
+    @property
+    def rank(self) -> int: ...
+    @property
+    def strategies(self) -> Strategies: ...
+    @property
+    def maps(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds arrays
@@ -317,9 +332,13 @@ class ClusterChecker:
         return checks
 
     def check_cluster(
-        self, maps_folder: str | os.PathLike[str], cluster: FoundCluster, part: Part = DEFAULT_CLUSTERING["part"]
+        self,
+        cluster: RankedCluster,
+        groups: dict[int, np.ndarray],
+        images: Sequence[str],
+        part: Part = DEFAULT_CLUSTERING["part"],
     ) -> Transplant:
-        """The transplant check of one cluster of ``maps_folder``
+        """The transplant check of one cluster of a maps folder
         (:func:`~captum_gmar.heads.cluster.find_cluster`'s, clustered with
         :data:`~captum_gmar.exploration.strategies.DEFAULT_CLUSTERING`), with the figures
         :meth:`run` gives it in an ``explore --model`` of the whole folder with those
@@ -327,13 +346,14 @@ class ClusterChecker:
         images explained for the folder's other classes, beside its null and, where it may
         confirm, its control. The clusters ranked before it are drawn for, not scored; no
         masking check. Its ``pasted`` is 0 where the folder explains no other class.
-        ``part``: the maps' part its class was clustered by, as :meth:`run`'s."""
-        from .reading import read_fields  # here: reading's tables read this module's checks
 
-        # every class's rows, as explore reads them: the other classes' images are pasted on
-        rows = read_fields(load_maps(maps_folder, cluster.method), None, None)[0][cluster.method]
-        groups = rows.class_rows()
-        pixels = partial(self._cached, names=rows.image, cache={})
+        Args:
+            cluster: the cluster, with its class's clustering and maps.
+            groups, images: its method's rows of every class and their image names, as
+                explore reads them (:func:`~captum_gmar.exploration.reading.method_rows`).
+            part: the maps' part its class was clustered by, as :meth:`run`'s.
+        """
+        pixels = partial(self._cached, names=images, cache={})
         target, strategies = cluster.target, cluster.strategies
         pasted_on = self._pasted_on(groups, target)
         masses = distributions(cluster.maps, part)[0].reshape(cluster.maps.shape)

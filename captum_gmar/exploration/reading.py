@@ -26,6 +26,7 @@ __all__ = [
     "chosen_targets",
     "job_class_names",
     "map_grid",
+    "method_rows",
     "read_fields",
     "read_group_maps",
 ]
@@ -128,6 +129,11 @@ def read_fields(
                 f"the maps of {key!r} are not of the same images and targets as the other methods': the maps folder is damaged"
             )
     return rows, shapes, dict(sorted(class_names.items()))
+
+
+def method_rows(folder: str | os.PathLike[str], method: str) -> Rows:
+    """One method's records' fields, every class's, in the rows explore reads them in."""
+    return read_fields(load_maps(folder, method), None, None)[0][method]
 
 
 def map_grid(shape: tuple[int, ...], max_side: int) -> tuple[int, int]:

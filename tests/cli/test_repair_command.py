@@ -231,17 +231,19 @@ def test_the_models_transplant_decides_as_explore_decides_and_an_unconfirmed_clu
         assert found == [pytest.approx(f, abs=2e-4) for f in figures], target
     # every cluster checked alone, as repair checks it: the second class's group, which
     # explore checks after the first's
-    from captum_gmar.exploration.causal import ClusterChecker
-    from captum_gmar.heads.cluster import find_cluster
-
     # (only the second class's figures tell the group's own draws from one stream over all
     # groups), and each cluster after the first, whose draws follow those ranked before it
+    from captum_gmar.exploration.causal import ClusterChecker
+    from captum_gmar.exploration.reading import method_rows
+    from captum_gmar.heads.cluster import find_cluster
+
     checker = ClusterChecker(load_reference_model(), None, two_classes / "two", 0)
+    rows = method_rows(two_classes / "maps", "gae")
     for name, target in (("T-shirt/top", 0), ("Trouser", 1)):
         clusters = next(g for g in groups if g["method"] == "gae" and g["target"] == target)["clusters"]
         assert len(clusters) >= 2
         for rank, cluster in enumerate(clusters, 1):
-            alone = checker.check_cluster(two_classes / "maps", find_cluster(two_classes / "maps", f"gae:{name}:{rank}"))
+            alone = checker.check_cluster(find_cluster(two_classes / "maps", f"gae:{name}:{rank}"), rows.class_rows(), rows.image)
             assert (alone.pasted, alone.rise, alone.null) == (
                 16,
                 pytest.approx(cluster["transplant_rise"], rel=1e-5),
