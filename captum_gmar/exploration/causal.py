@@ -167,9 +167,8 @@ def causal_check(
 
 
 class RankedCluster(Protocol):
-    """A cluster named by method, class and rank, with its class's clustering and maps
-    (what :meth:`ClusterChecker.check_cluster` reads of a
-    :class:`~captum_gmar.heads.cluster.Cluster`)."""
+    """A cluster by method, class and rank, with its class's clustering and maps: what
+    :meth:`ClusterChecker.check_cluster` reads of a :class:`~captum_gmar.heads.cluster.Cluster`."""
 
     @property
     def method(self) -> str: ...
