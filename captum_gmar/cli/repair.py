@@ -219,7 +219,7 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
             continue  # too few maps: explore left this group out too
     # explore's defaults, its seed included, as for a cluster of maps (find_cluster):
     # --seed draws the held-out fifth and the fine-tune, not the clusters
-    settings = {key: DEFAULT_CLUSTERING[key] for key in ("max_clusters", "neighbours", "typical", "seed")}
+    settings = dict(DEFAULT_CLUSTERING)  # as explore passes its whole clustering
     features = FeatureChecker(ClusterChecker(model, processor, options.images, settings["seed"]), options.feature_layer)
     strategies = features.run_class(target, groups, first.image, found, settings)
     name = class_names[target]
