@@ -146,35 +146,37 @@ def read_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any, Any]:
     if not (data.labels == found.target).any():
         raise CommandError(f"--data holds no image of the class {found.target_name!r}: it needs labelled images of every class")
     if proxies:
-        found, shortcut = _strongest_proxy(found, proxies, model, data, options.seed)
+        found, shortcut = _confirming_proxies(found, proxies, model, data, options.seed)
     return found, model, processor, shortcut, data
 
 
-def _strongest_proxy(found: _Found, proxies: dict[str, Any], model: Any, data: Any, seed: int) -> tuple[_Found, Any]:
+def _confirming_proxies(found: _Found, proxies: dict[str, Any], model: Any, data: Any, seed: int) -> tuple[_Found, Any]:
     """Of the ways ``proxies`` (words -> :class:`~captum_gmar.repair.Shortcut`) of putting a
-    shortcut with no place on, the one that raises its class most on up to 64 of ``data``'s
-    images of other classes, drawn from those the repair trains on (its held-out fifth,
-    which measures the repair, stays out); ``found`` with it and every proxy's rise.
-    Refused where none raises the class by ``CONFIRMS_BY``."""
+    shortcut with no place on, those that raise its class by ``CONFIRMS_BY`` on up to 64 of
+    ``data``'s images of other classes, drawn from those the repair trains on (its held-out
+    fifth, which measures the repair, stays out), as one shortcut
+    (:func:`~captum_gmar.repair.confirmed_by`); ``found`` with it and every proxy's rise.
+    Refused where none does."""
     import dataclasses
 
     import torch
 
     from ..exploration.transplant import CONFIRMS_BY
-    from ..repair import HELD_OUT, strongest
+    from ..repair import HELD_OUT, confirmed_by
 
     train, _ = data.split(HELD_OUT, seed)  # as repair() splits it
     others = torch.nonzero(train.labels != found.target).flatten()
     others = others[torch.randperm(len(others), generator=torch.Generator().manual_seed(seed))[:64]].sort().values
-    shortcut, rises = strongest(list(proxies.values()), model, train.pixels[others], seed=seed)
-    if max(rises) < CONFIRMS_BY:  # a fine-tune would remove what the model does not follow
+    shortcut, rises = confirmed_by(list(proxies.values()), model, train.pixels[others], CONFIRMS_BY, seed=seed)
+    if shortcut is None:  # a fine-tune would remove what the model does not follow
         tried = " and by ".join(f"{r:+.3f} with {w.split(',')[0]}" for w, r in zip(proxies, rises, strict=True))
         raise CommandError(
             f"no proxy of the cluster raises the class {found.target_name!r} enough to repair: on {len(others)} training images of "
             f"other classes, it rises by {tried}, below the {CONFIRMS_BY} that confirms a shortcut; a repair cannot remove what it "
             "cannot put on (docs/repair.md)"
         )
-    words = next(w for w, proxy in proxies.items() if proxy is shortcut)
+    words = "; or ".join(w for w, r in sorted(zip(proxies, rises, strict=True), key=lambda pair: -pair[1]) if r >= CONFIRMS_BY)
+    words = words if "; or " not in words else f"one of, drawn per image: {words}"
     recorded = {**found.recorded, "proxies": [{"put_on": w, "rise": r} for w, r in zip(proxies, rises, strict=True)]}
     return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=words, recorded=recorded), shortcut
 
@@ -258,7 +260,7 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
         evidence,
         "whatever the model reads in its images' difference from the rest of the class",
         where,
-        "",  # the proxy the model follows most (_strongest_proxy)
+        "",  # the proxies the model follows (_confirming_proxies)
         recorded,
     )
     if "placed_by" not in recorded:
@@ -269,7 +271,7 @@ def _feature_shortcut(options: RepairOptions) -> tuple[_Found, Any, Any, Any]:
     # put on through the images' pixels, not the direction in the features (on the
     # strong-tint model a fine-tune against the direction removed 95% of the direction's
     # rise and none of the drawn tint's effect): a tone curve, a filter or a difference,
-    # whichever the model follows most (_strongest_proxy; docs/repair.md)
+    # each that the model follows (_confirming_proxies; docs/repair.md)
     proxies = {
         "a tone curve per channel, the one that turns the rest of the class's pixel values into its images'": Shortcut.of_curve(
             target, members, rest
@@ -341,6 +343,7 @@ def run(options: RepairOptions) -> None:
     check_apart(options.out, {"the maps folder": options.maps, "--images": options.images, "--data": options.data})
     check_output(options.out, figure=False, files=FILES)
     from .. import loading
+    from ..exploration.transplant import CONFIRMS_BY
     from ..files import claim_files, write_atomic
     from ..repair import repair
 
@@ -348,9 +351,9 @@ def run(options: RepairOptions) -> None:
     if "layer" in cluster.recorded:
         rises = ", ".join(f"{p['put_on'].split(',')[0]} {p['rise']:+.3f}" for p in cluster.recorded["proxies"])
         print(
-            f"note: a shortcut with no place is measured here through a proxy, {cluster.put_on}, the one of "
-            f"{len(cluster.recorded['proxies'])} the model follows "
-            f"most on other classes' training images (the class's rise: {rises}); check the repaired model on images that carry the "
+            f"note: a shortcut with no place is measured here through proxies, {cluster.put_on}: of "
+            f"{len(cluster.recorded['proxies'])}, those that raise the class by {CONFIRMS_BY} at least "
+            f"on other classes' training images (the class's rise: {rises}); check the repaired model on images that carry the "
             "shortcut itself (docs/repair.md: on the planted models, repaired through a proxy, the drawn shortcut's effect fell by "
             "63% to 101%, by repair and shortcut)",
             file=sys.stderr,

@@ -19,7 +19,10 @@ what the model says. :class:`Intervention` is that act:
   neighbours (a blur, a sharpening);
 - :class:`Shift`: a direction added to every token one layer puts out
   (:func:`~captum_gmar.vit.layers.tokens_shifted`), for a shortcut with no place
-  (:mod:`~captum_gmar.exploration.features`).
+  (:mod:`~captum_gmar.exploration.features`);
+- :class:`OneOf`: one of several of those in pixels (:class:`InPixels`: all but
+  :class:`Shift`) drawn per image, for a shortcut that more than one of them puts on (the
+  proxies of a shortcut with no place that each confirm it).
 
 :meth:`Intervention.logits` is the model's output on a batch with the intervention on the
 images chosen, at a strength chosen per image where it is :attr:`~Intervention.graded`,
@@ -43,7 +46,7 @@ from ..vit.layers import tokens_shifted
 from ..vit.model import VisionTransformer
 from .transplant import paste_region
 
-__all__ = ["MAX_GAIN", "Add", "Curve", "Filter", "Intervention", "Paste", "Shift"]
+__all__ = ["MAX_GAIN", "Add", "Curve", "Filter", "InPixels", "Intervention", "OneOf", "Paste", "Shift"]
 
 #: the largest gain :meth:`Filter.matching` gives a frequency: where the rest of the class has
 #: almost no power, the ratio of two small means is mostly their noise
@@ -100,8 +103,21 @@ class Intervention(ABC):
         return float(torch.cat(rises).mean())
 
 
+class InPixels(Intervention):
+    """An intervention that changes the images' pixels alone (every kind but :class:`Shift`):
+    the model then runs once on the changed batch."""
+
+    @abstractmethod
+    def put_on(self, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+        """``pixel_values`` ``(B, C, H, W)`` with the intervention on each image at the
+        strength ``applied`` gives it, as :meth:`Intervention.logits` takes it. Differentiable."""
+
+    def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+        return vit.logits(self.put_on(pixel_values, applied, generator))
+
+
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
-class Paste(Intervention):
+class Paste(InPixels):
     """Pixels under :attr:`mask` taken from one of :attr:`donors`, drawn per image."""
 
     target: int
@@ -112,17 +128,17 @@ class Paste(Intervention):
     #: a mark is pasted whole: half a mark is another mark
     graded: ClassVar[bool] = False
 
-    def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+    def put_on(self, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
         drawn = self.donors[torch.randint(len(self.donors), (len(pixel_values),), generator=generator)]
         pasted = paste_region(pixel_values, drawn.to(pixel_values.device), self.mask.to(pixel_values.device))
-        return vit.logits(torch.where(applied.to(pixel_values.device)[:, None, None, None] > 0, pasted, pixel_values))
+        return torch.where(applied.to(pixel_values.device)[:, None, None, None] > 0, pasted, pixel_values)
 
     def describe(self) -> str:
         return f"{int(self.mask.sum())} pixels pasted from {len(self.donors)} images"
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
-class Add(Intervention):
+class Add(InPixels):
     """:attr:`difference` added to every image's pixel values."""
 
     target: int
@@ -136,16 +152,16 @@ class Add(Intervention):
         both hold images of one class, so what they show cancels and what tells them apart stays."""
         return cls(target, (members.float().mean(0) - rest.float().mean(0).to(members.device))[None])
 
-    def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+    def put_on(self, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
         added = applied.to(pixel_values.device, pixel_values.dtype)[:, None, None, None] * self.difference.to(pixel_values)
-        return vit.logits(pixel_values + added)
+        return pixel_values + added
 
     def describe(self) -> str:
         return f"a difference of mean {float(self.difference.abs().mean()):.3f} added to every pixel"
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
-class Curve(Intervention):
+class Curve(InPixels):
     """Every pixel value mapped through its channel's tone curve: piecewise linear between
     :attr:`values` at levels evenly spaced from :attr:`low` to :attr:`high`, and shifted as
     the curve's ends are outside them."""
@@ -200,9 +216,9 @@ class Curve(Intervention):
         on = on + (flat - high[None, :, None]).clamp(min=0) + (flat - low[None, :, None]).clamp(max=0)
         return on.reshape(pixel_values.shape)
 
-    def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+    def put_on(self, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
         strength = applied.to(pixel_values.device, pixel_values.dtype)[:, None, None, None]
-        return vit.logits(pixel_values + strength * (self.mapped(pixel_values) - pixel_values))
+        return pixel_values + strength * (self.mapped(pixel_values) - pixel_values)
 
     def describe(self) -> str:
         levels = torch.linspace(0, 1, self.values.shape[1], device=self.values.device)
@@ -211,7 +227,7 @@ class Curve(Intervention):
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
-class Filter(Intervention):
+class Filter(InPixels):
     """Every image's channels filtered: each spatial frequency of its discrete Fourier
     transform (``torch.fft.rfft2``, so circular at the borders) scaled by :attr:`gain`."""
 
@@ -257,8 +273,8 @@ class Filter(Intervention):
         spectrum = torch.fft.rfft2(pixel_values.float()) * gain
         return torch.fft.irfft2(spectrum, s=(height, width)).to(pixel_values.dtype)
 
-    def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
-        return vit.logits(self.filtered(pixel_values, applied.float()))
+    def put_on(self, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+        return self.filtered(pixel_values, applied.float())
 
     def describe(self) -> str:
         rows = torch.fft.fftfreq(self.size[0], device=self.gain.device)[:, None]
@@ -285,3 +301,45 @@ class Shift(Intervention):
 
     def describe(self) -> str:
         return f"a direction of norm {float(self.direction.norm()):.2f} added at layer {self.layer}"
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds interventions that hold tensors
+class OneOf(InPixels):
+    """One of :attr:`parts` put on each image, drawn per image: every way a repair knows of
+    putting one shortcut on, so that a repair removes what all of them change (on the
+    DINOv2 colour-cast probe, docs/repair.md, the directions of the proxy that raised the
+    class most removed 51% of the drawn cast through the ridge of 0.1, those of its two
+    confirming proxies together 81%). Its rise is the mean over images of the part each
+    got. The parts change pixels, so the model runs once on the batch, as for one of them.
+
+    Raises:
+        ValueError: fewer than two parts, parts of different classes, or a part that is
+            graded beside one that is not (a strength means one thing for all of them).
+    """
+
+    target: int
+    parts: tuple[InPixels, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.parts) < 2:
+            raise ValueError(f"OneOf takes two parts at least, got {len(self.parts)}")
+        if any(part.target != self.target for part in self.parts):
+            raise ValueError(f"OneOf's parts must all put on class {self.target}, got {[part.target for part in self.parts]}")
+        if len({part.graded for part in self.parts}) > 1:
+            raise ValueError("OneOf's parts must all be graded (put on at any strength) or none")
+
+    @property  # an instance's parts decide it, not the class
+    def graded(self) -> bool:  # type: ignore[override]
+        return self.parts[0].graded
+
+    def put_on(self, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+        drawn = torch.randint(len(self.parts), (len(pixel_values),), generator=generator).to(pixel_values.device)
+        rows = [(part, torch.nonzero(drawn == index).flatten()) for index, part in enumerate(self.parts)]
+        rows = [(part, r) for part, r in rows if len(r)]  # a part no image drew is not run: some cannot take an empty batch
+        if not rows:
+            return pixel_values
+        changed = torch.cat([part.put_on(pixel_values[r], applied.to(r.device)[r], generator) for part, r in rows])
+        return changed[torch.argsort(torch.cat([r for _, r in rows]))]  # each image back in its place
+
+    def describe(self) -> str:
+        return "one of, drawn per image: " + "; ".join(part.describe() for part in self.parts)

@@ -37,9 +37,21 @@ from .classifier import repair_classifier
 from .finetune import repair_finetune
 from .heads import repair_heads
 from .project import repair_project
-from .shortcut import Labelled, Measurement, Shortcut, carriers, measure, strongest
+from .shortcut import Labelled, Measurement, Shortcut, carriers, confirmed_by, measure
 
-__all__ = ["AUTO", "HELD_OUT", "REPAIRS", "Labelled", "Measurement", "Repaired", "Shortcut", "carriers", "measure", "repair", "strongest"]
+__all__ = [
+    "AUTO",
+    "HELD_OUT",
+    "REPAIRS",
+    "Labelled",
+    "Measurement",
+    "Repaired",
+    "Shortcut",
+    "carriers",
+    "confirmed_by",
+    "measure",
+    "repair",
+]
 
 How = Literal["heads", "finetune", "classifier", "project", "auto"]
 

@@ -6,7 +6,9 @@ the projection made the least change to clean outputs, as LEACE makes it (Belros
 
 The directions are the change the shortcut makes in the classifier's inputs, measured in
 pairs: each training image with the shortcut put on (at strength 1) and without. The first
-is their mean (the pattern), the others the principal directions of the changes left over.
+is their mean (the pattern), the others the principal directions of the changes left over;
+where several proxies put it on (:class:`~captum_gmar.exploration.intervention.OneOf`),
+each proxy is put on every image and each one's mean comes first, in turn.
 The classifier's input ``x`` becomes ``x - V M A^T (x - z)``: ``V`` ``(F, k)`` those
 directions, ``z`` and ``S`` the mean and the covariance of the training images' inputs as
 they are (those that carry the shortcut by nature, a few, included), ``S`` ridged
@@ -37,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError
+from ..exploration.intervention import OneOf
 from ..vit.model import VisionTransformer
 from .classifier import classifier_name
 from .shortcut import Labelled, Measurement, Shortcut, measure, while_it_falls
@@ -137,7 +140,10 @@ def projection(model: nn.Module, shortcut: Shortcut, train: Labelled, k: int, ba
     generator = torch.Generator().manual_seed(seed)
     captured: list[Tensor] = []
     hook = classifier.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
-    clean, changes = [], []
+    # each way of putting it on, on every image (a proxy each: OneOf), so that each way's mean change is a direction
+    ways = shortcut.intervention.parts if isinstance(shortcut.intervention, OneOf) else (shortcut.intervention,)
+    clean: list[Tensor] = []
+    changes: list[list[Tensor]] = [[] for _ in ways]
     try:
         for start in range(0, len(train), batch_size):
             x = train.pixels[start : start + batch_size].to(device)
@@ -149,38 +155,48 @@ def projection(model: nn.Module, shortcut: Shortcut, train: Labelled, k: int, ba
             if start == 0 and not torch.allclose(classifier(captured[0]).float(), logits, atol=1e-4, rtol=1e-4):
                 raise UnsupportedModelError("the classifier's output is not the model's logits: its input cannot be projected")
             off = captured[0].float()
-            captured.clear()
-            shortcut.intervention.logits(vit, x, torch.ones(len(x), device=device), generator)
             clean.append(off)
-            changes.append(captured[0].float() - off)
+            for way, changed in zip(ways, changes, strict=True):
+                captured.clear()
+                way.logits(vit, x, torch.ones(len(x), device=device), generator)
+                changed.append(captured[0].float() - off)
     finally:
         hook.remove()
-    directions, share = change_directions(torch.cat(changes), k)
+    directions, share = change_directions(torch.stack([torch.cat(changed) for changed in changes]), k)
     inputs = torch.cat(clean)
     return Projection(directions.cpu(), inputs.mean(0).cpu(), torch.cov(inputs.T).cpu(), share.cpu())
 
 
 def change_directions(change: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The first ``k`` directions of paired changes ``change`` ``(N, F)`` (each image with
-    the shortcut less without): ``(k', F)`` orthonormal rows, their mean first, then the
-    principal directions of the changes left over (``k' <= k``: none beyond their rank),
-    and ``(k',)`` the cumulative share of the changes' squared norm the first ``1..k'`` hold.
+    the shortcut less without), or ``(P, N, F)`` for ``P`` ways of putting it on the same
+    images: ``(k', F)`` orthonormal rows, each way's mean first, in turn (its part not along
+    those before it), then the principal directions of the changes left over (``k' <= k``:
+    none beyond their rank), and ``(k',)`` the cumulative share of the changes' squared
+    norm the first ``1..k'`` hold.
 
     Raises:
         UnsupportedModelError: the changes do not move the input on average.
     """
-    mean = change.mean(0)
+    parts = change if change.dim() == 3 else change[None]
+    count, flat = parts.shape[1], parts.flatten(0, 1)  # flat: (P * N, F)
     # float32 round-off of the changes: below it a direction is noise, not the shortcut
     floor = 1e-4 * float(change.norm())
-    if float(mean.norm()) * len(change) ** 0.5 <= floor:
+    firsts: list[Tensor] = []
+    for mean in parts.mean(1):
+        left = mean - sum(((mean @ d) * d for d in firsts), torch.zeros_like(mean))  # its part not along the means before
+        if float(left.norm()) * count**0.5 > floor and len(firsts) < k:
+            firsts.append(left / left.norm())
+    if not firsts:
         raise UnsupportedModelError("the shortcut does not move the classifier's input on average: there is nothing to project out")
-    first = mean / mean.norm()
-    rest = change - (change @ first)[:, None] * first  # the changes less their part along the mean: orthogonal to it, mean zero
+    basis = torch.stack(firsts)
+    rest = flat - (flat @ basis.T) @ basis  # the changes less their part along the means: mean zero for each way
     _, values, later = torch.linalg.svd(rest, full_matrices=False)
-    later = later[: k - 1][values[: k - 1] > floor]  # none beyond their rank
-    directions = torch.cat([first[None], later])
-    total = change.pow(2).sum().clamp_min(torch.finfo(change.dtype).tiny)
-    return directions, torch.cumsum((change @ directions.T).pow(2).sum(0), 0) / total
+    more = k - len(firsts)
+    later = later[:more][values[:more] > floor]  # none beyond their rank
+    directions = torch.cat([basis, later])
+    total = flat.pow(2).sum().clamp_min(torch.finfo(change.dtype).tiny)
+    return directions, torch.cumsum((flat @ directions.T).pow(2).sum(0), 0) / total
 
 
 @dataclass(frozen=True)

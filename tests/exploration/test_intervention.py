@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from captum_gmar import load_reference_model, load_sample_scenes
-from captum_gmar.exploration.intervention import MAX_GAIN, Add, Curve, Filter, Paste, Shift
+from captum_gmar.exploration.intervention import MAX_GAIN, Add, Curve, Filter, OneOf, Paste, Shift
 from captum_gmar.imagedata import to_pixel_values
 from captum_gmar.vit.layers import scores_with_tokens_shifted
 from captum_gmar.vit.model import VisionTransformer
@@ -41,7 +41,7 @@ def _low_pass(size: int = 64) -> Filter:
     return Filter(3, gain, (size, size))
 
 
-@pytest.mark.parametrize("kind", ["paste", "add", "curve", "filter", "shift"])
+@pytest.mark.parametrize("kind", ["paste", "add", "curve", "filter", "shift", "one of"])
 def test_only_the_images_chosen_change(vit_and_pixels, kind):
     vit, pixels = vit_and_pixels
     intervention = {
@@ -50,6 +50,7 @@ def test_only_the_images_chosen_change(vit_and_pixels, kind):
         "curve": Curve(3, _identity().low, _identity().high, _identity().values.flip(1)),  # every value negated
         "filter": _low_pass(),
         "shift": Shift(3, 1, torch.linspace(-2, 2, vit.hidden_size)),
+        "one of": OneOf(3, (Add(3, 0.5 * _corner().expand(1, 3, 64, 64)), _low_pass())),
     }[kind]
     applied = torch.tensor([True, False] * 4)
     with torch.no_grad():
@@ -91,6 +92,49 @@ def test_a_graded_intervention_scales_its_change_by_the_strength_and_a_paste_is_
     torch.testing.assert_close(pasted[0], pixels[0])
     for row, image in zip(pasted[1:], pixels[1:]):  # the whole mark, wherever the strength is above 0
         assert bool((row[:, :16, :16] == 2.0).all()) and torch.equal(row[:, 16:], image[:, 16:])
+
+
+def test_one_of_puts_one_part_on_each_image_drawn_per_image_at_its_strength(vit_and_pixels):
+    pixels = vit_and_pixels[1][:4].repeat(8, 1, 1, 1)  # 32 images
+    strength = torch.linspace(0.0, 1.5, 32)
+    add, curve = Add(3, 0.5 * _corner().expand(1, 3, 64, 64)), Curve(3, _identity().low, _identity().high, _identity().values.flip(1))
+    one_of = OneOf(3, (add, curve))
+    assert one_of.graded and one_of.target == 3
+    got = one_of.logits(_Pixels(), pixels, strength, torch.Generator().manual_seed(0))
+    parts = [part.logits(_Pixels(), pixels, strength, torch.Generator()) for part in (add, curve)]
+    is_add = (got - parts[0]).abs().amax(dim=1) < 1e-6
+    is_curve = (got - parts[1]).abs().amax(dim=1) < 1e-6
+    assert bool((is_add ^ is_curve)[1:].all())  # each image (the first, at strength 0, is both) takes one part, whole
+    assert int(is_add[1:].sum()) >= 8 and int(is_curve[1:].sum()) >= 8  # both drawn: P(fewer than 8 of 31) < 0.001
+    torch.testing.assert_close(one_of.logits(_Pixels(), pixels, strength, torch.Generator().manual_seed(0)), got)  # seeded
+    assert not torch.equal(one_of.logits(_Pixels(), pixels, strength, torch.Generator().manual_seed(1)), got)
+    # what the fine-tune trains through: the gradient reaches every image
+    through = pixels.clone().requires_grad_()
+    one_of.logits(_Pixels(), through, strength, torch.Generator().manual_seed(0)).sum().backward()
+    assert through.grad is not None and bool((through.grad.flatten(1).abs().sum(1) > 0).all())
+    assert "one of" in one_of.describe() and add.describe() in one_of.describe()
+
+
+def test_one_of_rises_by_its_parts_rises_on_the_images_each_drew(vit_and_pixels):
+    vit, pixels = vit_and_pixels
+    scores = logit_scores(vit)
+    nothing, add = Add(5, torch.zeros(1, 3, 64, 64)), Add(5, 0.8 * _corner().expand(1, 3, 64, 64))
+    drawn = torch.randint(2, (len(pixels),), generator=torch.Generator().manual_seed(0))  # as OneOf draws with seed 0
+    with torch.no_grad():
+        plain = scores(vit.logits(pixels))[:, 5]
+        added = scores(add.logits(vit, pixels, torch.ones(len(pixels)), torch.Generator()))[:, 5]
+    expected = float(((added - plain) * (drawn == 1)).double().mean())  # the first part puts nothing on
+    assert OneOf(5, (nothing, add)).rise(vit, pixels, scores, seed=0, batch_size=len(pixels)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_one_of_refuses_fewer_than_two_parts_other_classes_and_mixed_grading():
+    add = Add(3, torch.zeros(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="two parts at least"):
+        OneOf(3, (add,))
+    with pytest.raises(ValueError, match="all put on class 3"):
+        OneOf(3, (add, Add(4, torch.zeros(1, 3, 64, 64))))
+    with pytest.raises(ValueError, match="graded"):
+        OneOf(3, (add, Paste(3, _corner(), torch.zeros(1, 3, 64, 64))))
 
 
 def test_a_shift_scales_its_direction_by_the_strength(vit_and_pixels):

@@ -12,7 +12,7 @@ from torch import nn
 
 from captum_gmar.errors import UnsupportedModelError
 from captum_gmar.repair import Labelled, Measurement, Shortcut, measure, repair
-from captum_gmar.repair.project import RIDGES, Projection, projection, repair_project
+from captum_gmar.repair.project import RIDGES, Projection, change_directions, projection, repair_project
 from captum_gmar.vit.layers import pooled_patches
 from captum_gmar.vit.model import VisionTransformer
 
@@ -101,6 +101,50 @@ def test_the_directions_are_orthonormal_the_mean_change_first(setting, lifted):
     torch.testing.assert_close(found.directions[0], mean / mean.norm(), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="at least 1"):
         projection(model, lifted, data, 0)
+
+
+def test_several_ways_give_each_ones_mean_change_first_in_turn_then_what_is_left():
+    generator = torch.Generator().manual_seed(0)
+    first, second = torch.zeros(6), torch.zeros(6)
+    first[0], second[:2] = 3.0, torch.tensor([2.0, 1.0])  # the second partly along the first
+    noise = 0.1 * torch.randn(2, 50, 6, generator=generator)
+    noise -= noise.mean(1, keepdim=True)
+    change = torch.stack([first, second])[:, None] + noise  # (2 ways, 50 images, 6 features)
+    directions, share = change_directions(change, 4)
+    assert directions.shape == (4, 6)
+    torch.testing.assert_close(directions @ directions.T, torch.eye(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(directions[0], torch.eye(6)[0], atol=1e-5, rtol=0)  # the first way's mean
+    torch.testing.assert_close(directions[1], torch.eye(6)[1], atol=1e-5, rtol=0)  # the second's, less its part along the first
+    assert float(share[1]) > 0.99 and torch.all(share[1:] >= share[:-1] - 1e-6)
+    # one way alone, with or without its axis of ways, is as before: its mean, then the principal directions left
+    alone, alone_share = change_directions(change[1], 3)
+    torch.testing.assert_close(alone, change_directions(change[1:], 3)[0])
+    torch.testing.assert_close(alone[0], second / second.norm(), atol=1e-2, rtol=0)
+    assert alone.shape == (3, 6) and float(alone_share[0]) > 0.98  # 5 of 5 + 6 * 0.1^2
+    # a way whose mean is along those before adds no direction of its own there
+    along, _ = change_directions(torch.stack([change[0], 2 * change[0]]), 2)
+    torch.testing.assert_close(along[0], torch.eye(6)[0], atol=1e-5, rtol=0)
+    assert abs(float(along[1] @ along[0])) < 1e-5
+    with pytest.raises(UnsupportedModelError, match="does not move"):
+        change_directions(noise, 2)
+
+
+def test_a_shortcut_of_several_proxies_projects_each_ones_mean_change(setting):
+    model, region, data = setting
+    curve, difference = Shortcut.of_curve(3, region.members, region.rest), Shortcut.of_difference(3, region.members, region.rest)
+    found = projection(model, Shortcut.one_of([difference, curve]), data, 3)
+    captured = []
+    hook = model.classifier.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+    vit = VisionTransformer(model)
+    with torch.no_grad():
+        vit.logits(data.pixels)
+        for proxy in (difference, curve):
+            proxy.intervention.logits(vit, data.pixels, torch.ones(len(data)), torch.Generator())
+    hook.remove()
+    means = [(captured[i] - captured[0]).mean(0) for i in (1, 2)]
+    torch.testing.assert_close(found.directions[0], means[0] / means[0].norm(), atol=1e-5, rtol=0)
+    left = means[1] - (means[1] @ found.directions[0]) * found.directions[0]
+    torch.testing.assert_close(found.directions[1], left / left.norm(), atol=1e-4, rtol=0)
 
 
 def test_projecting_lowers_the_rise_changes_only_the_classifier_and_reloads(setting, lifted, tmp_path):

@@ -12,7 +12,7 @@ import transformers
 from torch import nn
 
 from captum_gmar.exploration.intervention import Add, Paste
-from captum_gmar.repair import Labelled, Measurement, Shortcut, carriers, measure, repair, strongest
+from captum_gmar.repair import Labelled, Measurement, Shortcut, carriers, confirmed_by, measure, repair
 from captum_gmar.repair.finetune import STRENGTHS, repair_finetune
 from captum_gmar.repair.heads import repair_heads
 from captum_gmar.vit.layers import pooled_patches
@@ -341,7 +341,7 @@ def test_a_shortcut_with_no_place_is_put_on_as_its_images_mean_difference(settin
     assert measure(model, shortcut, data).rise == pytest.approx(float(expected.double().mean()), abs=1e-5)
 
 
-def test_of_several_proxies_the_one_the_model_follows_most_is_kept(setting):
+def test_of_several_proxies_those_the_model_follows_are_kept_as_one(setting):
     model, region, data = setting
     others = data.pixels[data.labels != 3]
     proxies = [
@@ -349,15 +349,26 @@ def test_of_several_proxies_the_one_the_model_follows_most_is_kept(setting):
         Shortcut.of_curve(3, region.members, region.rest),
         Shortcut.of_difference(3, region.members, region.rest),
     ]
-    kept, rises = strongest(proxies, model, others, batch_size=7)
+    _, rises = confirmed_by(proxies, model, others, at_least=-1.0, batch_size=7)
     assert rises[0] == pytest.approx(0.0, abs=1e-6) and rises[1] != pytest.approx(rises[2], abs=1e-4)
-    assert kept is proxies[max(range(3), key=rises.__getitem__)]
     # each rise is the one the shortcut's measurement gives on those images
     assert rises[1:] == pytest.approx(
         [measure(model, p, Labelled(others, data.labels[data.labels != 3])).rise for p in proxies[1:]], abs=1e-6
     )
+    low, high = sorted(rises[1:])
+    kept, _ = confirmed_by(proxies, model, others, at_least=(low + high) / 2, batch_size=7)
+    assert kept is proxies[1 + rises[1:].index(high)]  # one alone is itself
+    kept, _ = confirmed_by(proxies, model, others, at_least=min(low, 0.0) - 1e-3, batch_size=7)
+    by_rise = sorted(range(3), key=lambda i: -rises[i])
+    assert kept is not None and kept.intervention.parts == tuple(proxies[i].intervention for i in by_rise)  # every one, strongest first
+    assert kept.target == 3 and kept.members is region.members and kept.rest is region.rest
+    assert confirmed_by(proxies, model, others, at_least=high + 1e-3, batch_size=7)[0] is None
     with pytest.raises(ValueError, match="needs shortcuts and images"):
-        strongest([], model, others)
+        confirmed_by([], model, others)
+    with pytest.raises(ValueError, match="two shortcuts at least"):
+        Shortcut.one_of(proxies[:1])
+    with pytest.raises(ValueError, match="in pixels, not a direction"):
+        Shortcut.one_of([proxies[1], Shortcut.of_direction(3, 2, torch.ones(192), region.members)])
 
 
 def test_a_trained_repair_over_the_budget_is_tried_again_with_fewer_steps(setting, monkeypatch):

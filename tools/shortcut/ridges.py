@@ -14,8 +14,8 @@ clean top-1. A projection leaves the backbone as it was, so the classifier's inp
 taken once. ``--drawn`` adds the directions of the tag itself, drawn on 600 training
 scenes of all classes (seed 4242) and taken as the command takes its proxy's, with the two
 first directions' cosine and the share of the drawn changes' squared norm the first ``k``
-hold. ``--proxy`` takes another of a ``features:`` cluster's proxies than the one the
-command takes. ``--strengths`` folds a share of each projection in (a gentler one below 1).
+hold. ``--proxy`` takes other of a ``features:`` cluster's proxies than those the
+command takes (one drawn per image where several, as the command puts them on). ``--strengths`` folds a share of each projection in (a gentler one below 1).
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--proxy",
         type=int,
         choices=[1, 2, 3],
+        nargs="+",
         default=None,
-        help="a features: cluster's proxy taken in repair's order (1 the tone curve, 2 the filter, 3 the mean difference); "
-        "default: the one repair takes, that raises the class most",
+        help="a features: cluster's proxies taken in repair's order (1 the tone curve, 2 the filter, 3 the mean difference), "
+        "one of them drawn per image where several; default: those repair takes, each that raises the class by 0.2",
     )
     parser.add_argument(
         "--strengths",
@@ -81,15 +82,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.feature_layer is not None:
         repair_argv += ["--feature-layer", str(args.feature_layer)]
     parsed = repair_parser.parse_args(repair_argv)
-    if args.proxy is not None:  # repair's choice of proxy replaced by the one named, its rises still printed
-        chosen = repair_module.strongest
+    if args.proxy is not None:  # repair's choice of proxies replaced by those named, its rises still printed
+        chosen = repair_module.confirmed_by
 
         def named(shortcuts: list[Shortcut], *rest: Any, **options: Any) -> tuple[Shortcut, list[float]]:
             rises = chosen(shortcuts, *rest, **options)[1]
-            return shortcuts[args.proxy - 1], rises
+            picked = [shortcuts[p - 1] for p in args.proxy]
+            return (Shortcut.one_of(picked) if len(picked) > 1 else picked[0]), rises
 
-        repair_module.strongest = named  # type: ignore[assignment]
+        repair_module.confirmed_by = named  # type: ignore[assignment]
     _, model, _, shortcut, data = read_shortcut(parsed.options(parsed))  # RepairOptions, checked as the command checks them
+    print(f"put on: {shortcut.intervention.describe()}")
     train, _ = data.split(0.2, 0)  # the repair's own split (seed 0)
     proxy = projection(model, shortcut, train, args.k)
 

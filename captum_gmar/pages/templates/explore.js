@@ -625,7 +625,7 @@
         code.textContent = "captum-gmar repair " + D.maps + " --model " + MODEL + " --cluster features:" + g.target + ":" + c.rank +
           " --feature-layer " + F.layer + " --images " + IMAGES + " --data TRAIN --out repaired";
         div.appendChild(document.createTextNode("The shortcut of " + className(g.target) + "'s feature cluster " + c.cluster + " removed (put on through its images' pixels, " +
-          "by their tone curve, their filter or their mean difference from the rest of the class, whichever the model follows most, on a quarter of each batch of a counterfactual fine-tune), measured on labelled images of every class (TRAIN: one folder per class" +
+          "by their tone curve, their filter or their mean difference from the rest of the class, one drawn per image of those the model follows, on a quarter of each batch of a counterfactual fine-tune), measured on labelled images of every class (TRAIN: one folder per class" +
           (BUNDLED.indexOf(D.model) >= 0 ? "; for " + D.model + ": captum-gmar export-scenes TRAIN --split train --n 1000 --items 1" : "") + "): "));
         div.appendChild(code);
         next.appendChild(div);
