@@ -161,6 +161,7 @@ def _confirming_proxies(found: _Found, proxies: dict[str, Any], model: Any, data
 
     import torch
 
+    from ..exploration.intervention import OneOf
     from ..exploration.transplant import CONFIRMS_BY
     from ..repair import HELD_OUT, confirmed_by
 
@@ -175,9 +176,15 @@ def _confirming_proxies(found: _Found, proxies: dict[str, Any], model: Any, data
             f"other classes, it rises by {tried}, below the {CONFIRMS_BY} that confirms a shortcut; a repair cannot remove what it "
             "cannot put on (docs/repair.md)"
         )
-    words = "; or ".join(w for w, r in sorted(zip(proxies, rises, strict=True), key=lambda pair: -pair[1]) if r >= CONFIRMS_BY)
-    words = words if "; or " not in words else f"one of, drawn per image: {words}"
-    recorded = {**found.recorded, "proxies": [{"put_on": w, "rise": r} for w, r in zip(proxies, rises, strict=True)]}
+    named = {id(proxy.intervention): w for w, proxy in proxies.items()}
+    parts = shortcut.intervention.parts if isinstance(shortcut.intervention, OneOf) else (shortcut.intervention,)
+    words = "; or ".join(named[id(part)] for part in parts)  # in the order confirmed_by keeps them
+    words = f"one of, drawn per image: {words}" if len(parts) > 1 else words
+    kept = {id(part) for part in parts}
+    recorded = {
+        **found.recorded,
+        "proxies": [{"put_on": w, "rise": r, "kept": id(p.intervention) in kept} for (w, p), r in zip(proxies.items(), rises, strict=True)],
+    }
     return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=words, recorded=recorded), shortcut
 
 
@@ -350,8 +357,10 @@ def run(options: RepairOptions) -> None:
     cluster, model, processor, shortcut, data = read_shortcut(options)
     if "layer" in cluster.recorded:
         rises = ", ".join(f"{p['put_on'].split(',')[0]} {p['rise']:+.3f}" for p in cluster.recorded["proxies"])
+        kept = sum(p["kept"] for p in cluster.recorded["proxies"])
         print(
-            f"note: a shortcut with no place is measured here through proxies, {cluster.put_on}: of "
+            f"note: a shortcut with no place is measured here through {'proxies' if kept > 1 else 'a proxy'}, "
+            f"{cluster.put_on}: of "
             f"{len(cluster.recorded['proxies'])}, those that raise the class by {CONFIRMS_BY} at least "
             f"on other classes' training images (the class's rise: {rises}); check the repaired model on images that carry the "
             "shortcut itself (docs/repair.md: on the planted models, repaired through a proxy, the drawn shortcut's effect fell by "

@@ -307,14 +307,15 @@ class Shift(Intervention):
 class OneOf(InPixels):
     """One of :attr:`parts` put on each image, drawn per image: every way a repair knows of
     putting one shortcut on, so that a repair removes what all of them change (on the
-    DINOv2 colour-cast probe, docs/repair.md, the directions of the proxy that raised the
+    DINOv2 colour-cast probe, docs/results.md, the directions of the proxy that raised the
     class most removed 51% of the drawn cast through the ridge of 0.1, those of its two
     confirming proxies together 81%). Its rise is the mean over images of the part each
     got. The parts change pixels, so the model runs once on the batch, as for one of them.
 
     Raises:
         ValueError: fewer than two parts, parts of different classes, or a part that is
-            graded beside one that is not (a strength means one thing for all of them).
+            graded beside one that is not (a strength means one thing for all of them), or a
+            part that is a OneOf.
     """
 
     target: int
@@ -327,8 +328,11 @@ class OneOf(InPixels):
             raise ValueError(f"OneOf's parts must all put on class {self.target}, got {[part.target for part in self.parts]}")
         if len({part.graded for part in self.parts}) > 1:
             raise ValueError("OneOf's parts must all be graded (put on at any strength) or none")
+        if any(isinstance(part, OneOf) for part in self.parts):  # a projection takes each part's mean: one level
+            raise ValueError("OneOf's parts must not be OneOf themselves: give their parts instead")
 
-    @property  # an instance's parts decide it, not the class
+    # an instance's parts decide it, not the class: read it on an instance (on the class it is the property)
+    @property
     def graded(self) -> bool:  # type: ignore[override]
         return self.parts[0].graded
 

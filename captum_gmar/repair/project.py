@@ -171,32 +171,38 @@ def change_directions(change: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The first ``k`` directions of paired changes ``change`` ``(N, F)`` (each image with
     the shortcut less without), or ``(P, N, F)`` for ``P`` ways of putting it on the same
     images: ``(k', F)`` orthonormal rows, each way's mean first, in turn (its part not along
-    those before it), then the principal directions of the changes left over (``k' <= k``:
-    none beyond their rank), and ``(k',)`` the cumulative share of the changes' squared
+    those before it; none where that part is within a thousandth of it), then the principal
+    directions of the changes left over (``k' <= k``: none beyond their rank), and ``(k',)`` the cumulative share of the changes' squared
     norm the first ``1..k'`` hold.
 
     Raises:
         UnsupportedModelError: the changes do not move the input on average.
     """
-    parts = change if change.dim() == 3 else change[None]
+    # in float64: the changes left over can be a thousandth of those along the means, and
+    # float32 round-off of the latter would lean the later directions towards the means
+    parts = (change if change.dim() == 3 else change[None]).double()
     count, flat = parts.shape[1], parts.flatten(0, 1)  # flat: (P * N, F)
     # float32 round-off of the changes: below it a direction is noise, not the shortcut
     floor = 1e-4 * float(change.norm())
     firsts: list[Tensor] = []
     for mean in parts.mean(1):
-        left = mean - sum(((mean @ d) * d for d in firsts), torch.zeros_like(mean))  # its part not along the means before
-        if float(left.norm()) * count**0.5 > floor and len(firsts) < k:
+        left = mean
+        for _ in range(2):  # its part not along the means before; twice, as one pass leaves round-off along them
+            left = left - sum(((left @ d) * d for d in firsts), torch.zeros_like(left))
+        # a mean within a thousandth of those before (0.06 degrees) adds no direction of its own
+        if float(left.norm()) * count**0.5 > floor and float(left.norm()) > 1e-3 * float(mean.norm()) and len(firsts) < k:
             firsts.append(left / left.norm())
     if not firsts:
         raise UnsupportedModelError("the shortcut does not move the classifier's input on average: there is nothing to project out")
     basis = torch.stack(firsts)
-    rest = flat - (flat @ basis.T) @ basis  # the changes less their part along the means: mean zero for each way
+    rest = flat - (flat @ basis.T) @ basis  # the changes less their part along the means taken
     _, values, later = torch.linalg.svd(rest, full_matrices=False)
     more = k - len(firsts)
     later = later[:more][values[:more] > floor]  # none beyond their rank
     directions = torch.cat([basis, later])
-    total = flat.pow(2).sum().clamp_min(torch.finfo(change.dtype).tiny)
-    return directions, torch.cumsum((flat @ directions.T).pow(2).sum(0), 0) / total
+    total = flat.pow(2).sum().clamp_min(torch.finfo(flat.dtype).tiny)
+    share = torch.cumsum((flat @ directions.T).pow(2).sum(0), 0) / total
+    return directions.to(change.dtype), share.to(change.dtype)
 
 
 @dataclass(frozen=True)

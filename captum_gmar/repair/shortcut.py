@@ -103,11 +103,14 @@ class Shortcut:
         """
         if len(shortcuts) < 2:
             raise ValueError(f"one_of takes two shortcuts at least, got {len(shortcuts)}")
-        parts = tuple(s.intervention for s in shortcuts if isinstance(s.intervention, InPixels))
-        if len(parts) < len(shortcuts):
-            raise ValueError("one_of takes shortcuts put on in pixels, not a direction in the features")
+        parts: list[InPixels] = []
+        for shortcut in shortcuts:
+            if not isinstance(shortcut.intervention, InPixels):
+                raise ValueError("one_of takes shortcuts put on in pixels, not a direction in the features")
+            # a OneOf given gives its parts: one level, as a projection takes each part's mean
+            parts.extend(shortcut.intervention.parts if isinstance(shortcut.intervention, OneOf) else (shortcut.intervention,))
         first = shortcuts[0]
-        return cls(OneOf(first.target, parts), first.members, first.rest, first.layer)
+        return cls(OneOf(first.target, tuple(parts)), first.members, first.rest, first.layer)
 
     @classmethod
     def of_direction(cls, target: int, layer: int, direction: Tensor, members: Tensor, rest: Tensor | None = None) -> Shortcut:
@@ -240,9 +243,10 @@ def confirmed_by(
     order given
     (:meth:`~captum_gmar.exploration.intervention.Intervention.rise`). A repair then removes
     what every one of them changes: the one that raises the class most is not always the
-    one nearest the shortcut (on the DINOv2 colour-cast probe, docs/repair.md, the mean
+    one nearest the shortcut (on the DINOv2 colour-cast probe, the mean
     difference raised it by +0.310 and the tone curve by +0.239, and projected out, the
-    tone curve's directions removed 78% of the drawn cast and the difference's 51%).
+    tone curve's directions removed 78% of the drawn cast and the difference's 51%;
+    docs/results.md).
 
     Raises:
         ValueError: no shortcut, or no image.

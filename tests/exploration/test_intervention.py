@@ -133,8 +133,12 @@ def test_one_of_refuses_fewer_than_two_parts_other_classes_and_mixed_grading():
         OneOf(3, (add,))
     with pytest.raises(ValueError, match="all put on class 3"):
         OneOf(3, (add, Add(4, torch.zeros(1, 3, 64, 64))))
+    paste = Paste(3, _corner(), torch.zeros(1, 3, 64, 64))
     with pytest.raises(ValueError, match="graded"):
-        OneOf(3, (add, Paste(3, _corner(), torch.zeros(1, 3, 64, 64))))
+        OneOf(3, (add, paste))
+    with pytest.raises(ValueError, match="not be OneOf themselves"):
+        OneOf(3, (add, OneOf(3, (add, add))))
+    assert not OneOf(3, (paste, paste)).graded and OneOf(3, (add, add)).graded  # its parts decide
 
 
 def test_a_shift_scales_its_direction_by_the_strength(vit_and_pixels):

@@ -125,8 +125,31 @@ def test_several_ways_give_each_ones_mean_change_first_in_turn_then_what_is_left
     along, _ = change_directions(torch.stack([change[0], 2 * change[0]]), 2)
     torch.testing.assert_close(along[0], torch.eye(6)[0], atol=1e-5, rtol=0)
     assert abs(float(along[1] @ along[0])) < 1e-5
+    # more ways than k: k directions, the first ways' means
+    third = torch.zeros(6)
+    third[2] = 1.0
+    three, _ = change_directions(torch.cat([change, (third[None] + noise[0])[None]]), 2)
+    assert three.shape == (2, 6)
+    torch.testing.assert_close(three, torch.eye(6)[:2], atol=1e-5, rtol=0)
     with pytest.raises(UnsupportedModelError, match="does not move"):
         change_directions(noise, 2)
+
+
+@pytest.mark.parametrize("apart", [3e-4, 1e-3, 3e-3])
+def test_a_second_mean_nearly_along_the_first_gives_no_duplicate_direction(apart):
+    # a mean a little off the first: one Gram-Schmidt pass in float32 leaves round-off
+    # along the first that, normalised, is a copy of it; the fold then divides by ~0
+    generator = torch.Generator().manual_seed(1)
+    first = torch.randn(384, generator=generator)
+    off = torch.randn(384, generator=generator)
+    off -= (off @ first) / (first @ first) * first
+    second = first + apart * first.norm() * off / off.norm()
+    noise = 1e-3 * torch.randn(2, 256, 384, generator=generator)
+    noise -= noise.mean(1, keepdim=True)
+    directions, _ = change_directions(torch.stack([first, second])[:, None] + noise, 4)
+    torch.testing.assert_close(directions @ directions.T, torch.eye(len(directions)), atol=1e-4, rtol=0)
+    reading = Projection(directions, torch.zeros(384), torch.eye(384), torch.ones(len(directions))).reading(len(directions))
+    assert float(reading.abs().max()) < 2.0  # orthonormal rows through the identity covariance: the rows themselves
 
 
 def test_a_shortcut_of_several_proxies_projects_each_ones_mean_change(setting):

@@ -367,6 +367,8 @@ def test_of_several_proxies_those_the_model_follows_are_kept_as_one(setting):
         confirmed_by([], model, others)
     with pytest.raises(ValueError, match="two shortcuts at least"):
         Shortcut.one_of(proxies[:1])
+    nested = Shortcut.one_of([kept, proxies[0]])  # a OneOf given gives its parts
+    assert nested.intervention.parts == (*kept.intervention.parts, proxies[0].intervention)
     with pytest.raises(ValueError, match="in pixels, not a direction"):
         Shortcut.one_of([proxies[1], Shortcut.of_direction(3, 2, torch.ones(192), region.members)])
 

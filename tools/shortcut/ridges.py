@@ -14,7 +14,7 @@ clean top-1. A projection leaves the backbone as it was, so the classifier's inp
 taken once. ``--drawn`` adds the directions of the tag itself, drawn on 600 training
 scenes of all classes (seed 4242) and taken as the command takes its proxy's, with the two
 first directions' cosine and the share of the drawn changes' squared norm the first ``k``
-hold. ``--proxy`` takes other of a ``features:`` cluster's proxies than those the
+hold. ``--proxy`` takes others of a ``features:`` cluster's proxies than those the
 command takes (one drawn per image where several, as the command puts them on). ``--strengths`` folds a share of each projection in (a gentler one below 1).
 """
 
