@@ -304,9 +304,9 @@ def test_the_refusal_comes_before_any_image_is_read_for_the_repair(two_classes, 
         raise AssertionError("read for a repair that is refused")
 
     # --data, the cluster's images for its mark, and its images for the proxies: all read after the gate
-    monkeypatch.setattr("captum_gmar.cli.repair._labelled", read)
+    monkeypatch.setattr("captum_gmar.cli.repair_shortcut._labelled", read)
     monkeypatch.setattr("captum_gmar.heads.cluster.cluster_images", read)
-    monkeypatch.setattr("captum_gmar.cli.repair._proxy_images", read)
+    monkeypatch.setattr("captum_gmar.cli.repair_shortcut._proxy_images", read)
     out = tmp_path / "repaired"
     code, err = run(capsys, *two_class_command(two_classes, out, "--cluster", cluster))
     line = last_line(err)

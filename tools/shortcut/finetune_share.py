@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from captum_gmar.cli.maps_options import RepairOptions
-from captum_gmar.cli.repair import read_shortcut
+from captum_gmar.cli.repair_shortcut import read_shortcut
 from captum_gmar.repair.finetune import repair_finetune
 from tools.shortcut.repair_check import compared, scored
 from tools.shortcut.tag import TAGS

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 import captum_gmar.repair as repair_module
-from captum_gmar.cli.repair import add_parser, read_shortcut
+from captum_gmar.cli.repair import add_parser
+from captum_gmar.cli.repair_shortcut import read_shortcut
 from captum_gmar.repair import Shortcut
 from captum_gmar.repair.project import RIDGES, Projection, _linear, change_directions, projection
 from tools.shortcut.repair_check import _scenes

@@ -1,0 +1,298 @@
+"""What ``captum-gmar repair`` removes: the cluster ``--cluster`` names, found again in the
+maps folder as explore found it (a method's cluster, its region's mark pasted; or
+``features:CLASS:RANK``, a cluster of the model's features put on through the pixel proxies
+that confirm it), checked by the model before any image is read for the repair (the gate),
+and the labelled ``--data`` images it is measured on. Each is refused in one line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .maps_options import RepairOptions, cluster_and_model, load_model_of
+from .options import CommandError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..exploration.transplant import Transplant
+
+
+@dataclass(frozen=True)
+class Found:
+    """The cluster a repair removes, as the command reports it."""
+
+    target: int
+    target_name: str
+    size: int
+    #: whether the model confirms it as a shortcut, as explore's page flags it (its transplant;
+    #: for a cluster of features, no place and its direction or a proxy); ``None``: it could
+    #: not be checked (no other class's images)
+    confirmed: bool | None
+    #: the check, in words and figures (or why it could not run)
+    evidence: str
+    #: what a repair of it removes where the model does not confirm it, in words
+    removes: str
+    #: where or how it is put on, in words ("region of 2 patches in rows 0–2, column 0")
+    where: str
+    #: how the measurement puts it on, in words
+    put_on: str
+    #: what ``repair.json`` records of it
+    recorded: dict[str, Any]
+
+
+def read_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any, Any]:
+    """What a repair of ``options`` starts from, each refused in one line: the cluster, the
+    model, its image processor, the :class:`~captum_gmar.repair.Shortcut` (up to 64 of the
+    cluster's images, and of the rest) and the labelled ``--data`` images
+    (:class:`~captum_gmar.repair.Labelled`)."""
+    from ..exploration.causal import ClusterChecker
+    from ..exploration.reading import method_rows
+    from ..exploration.strategies import DEFAULT_CLUSTERING
+    from ..heads.cluster import cluster_images, parse_cluster, region_words
+    from ..reference.inputs import load_image_processor
+    from ..repair import Shortcut
+    from ..vit.model import VisionTransformer
+
+    proxies: dict[str, Any] = {}
+    if parse_cluster(options.cluster)[0] == "features":
+        found, proxies, model, processor = _feature_shortcut(options)  # gated there, before its proxies are built
+    else:
+        cluster, model = cluster_and_model(options.maps, options.cluster, options.model)
+        processor = load_image_processor(model)
+        # the model's evidence first, as explore --model decides it with its defaults, before any image is read for the repair
+        checker = ClusterChecker(model, processor, options.images, DEFAULT_CLUSTERING["seed"])
+        rows = method_rows(options.maps, cluster.method)  # every class's: the other classes' images are pasted on
+        transplant = checker.check_cluster(cluster, rows.class_rows(), rows.image)
+        words = region_words(cluster.region)
+        suspicion = f"its suspicion ({cluster.suspicion:.3f}) {'flags' if cluster.flagged else 'does not flag'} it"
+        found = Found(
+            cluster.target,
+            cluster.target_name,
+            len(cluster.members),
+            transplant.confirms if transplant.pasted else None,
+            transplant.summary() + ("" if transplant.pasted else f"; {suspicion}"),
+            f"whatever the model reads in its region ({words}), which may be the class's own object",
+            f"region of {words}",
+            "the shortcut's mark (the region's pixels its images share) pasted",
+            {"region": [list(p) for p in cluster.region], "grid": list(cluster.grid), "transplant": _figures(transplant)},
+        )
+        _gate(options, found)
+        size = VisionTransformer(model).image_size or (224, 224)
+        images = cluster_images(cluster, options.images, processor, size, 64, options.seed)
+        shortcut = Shortcut.of_region(cluster.target, cluster.region, cluster.grid, images.members, images.others)
+    size = VisionTransformer(model).image_size or (224, 224)
+    data = _labelled(options.data, processor, model.config.id2label, size, options.max_images, options.seed)
+    if not (data.labels == found.target).any():
+        raise CommandError(f"--data holds no image of the class {found.target_name!r}: it needs labelled images of every class")
+    if proxies:
+        found, shortcut = _confirming_proxies(found, proxies, model, data, options.seed)
+    return found, model, processor, shortcut, data
+
+
+def _confirming_proxies(found: Found, proxies: dict[str, Any], model: Any, data: Any, seed: int) -> tuple[Found, Any]:
+    """Of the ways ``proxies`` (words -> :class:`~captum_gmar.repair.Shortcut`) of putting a
+    shortcut with no place on, those that raise its class by ``CONFIRMS_BY`` on up to 64 of
+    ``data``'s images of other classes, drawn from those the repair trains on (its held-out
+    fifth, which measures the repair, stays out), as one shortcut
+    (:func:`~captum_gmar.repair.confirmed_by`); ``found`` with it and every proxy's rise.
+    Refused where none does."""
+    import dataclasses
+
+    import torch
+
+    from ..exploration.intervention import OneOf
+    from ..exploration.transplant import CONFIRMS_BY
+    from ..repair import HELD_OUT, confirmed_by
+
+    train, _ = data.split(HELD_OUT, seed)  # as repair() splits it
+    others = torch.nonzero(train.labels != found.target).flatten()
+    others = others[torch.randperm(len(others), generator=torch.Generator().manual_seed(seed))[:64]].sort().values
+    shortcut, rises = confirmed_by(list(proxies.values()), model, train.pixels[others], CONFIRMS_BY, seed=seed)
+    if shortcut is None:  # a fine-tune would remove what the model does not follow
+        tried = " and by ".join(f"{r:+.3f} with {w.split(',')[0]}" for w, r in zip(proxies, rises, strict=True))
+        raise CommandError(
+            f"no proxy of the cluster raises the class {found.target_name!r} enough to repair: on {len(others)} training images of "
+            f"other classes, it rises by {tried}, below the {CONFIRMS_BY} that confirms a shortcut; a repair cannot remove what it "
+            "cannot put on (docs/repair.md)"
+        )
+    named = {id(proxy.intervention): w for w, proxy in proxies.items()}
+    parts = shortcut.intervention.parts if isinstance(shortcut.intervention, OneOf) else (shortcut.intervention,)
+    words = "; or ".join(named[id(part)] for part in parts)  # in the order confirmed_by keeps them
+    words = f"one of, drawn per image: {words}" if len(parts) > 1 else words
+    kept = {id(part) for part in parts}
+    recorded = {
+        **found.recorded,
+        "proxies": [{"put_on": w, "rise": r, "kept": id(p.intervention) in kept} for (w, p), r in zip(proxies.items(), rises, strict=True)],
+    }
+    return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=words, recorded=recorded), shortcut
+
+
+def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
+    """The cluster ``features:CLASS:RANK`` of the model's features, found again as explore
+    found it with its defaults (the class's images, their clusters, each cluster's
+    direction checked and ranked); the proxies that could put it on (words ->
+    :class:`~captum_gmar.repair.Shortcut`: its images' tone curve, their filter, their mean difference),
+    the model and its image processor. The class is refused before the model loads."""
+    import dataclasses
+
+    from ..dataset_maps import load_maps
+    from ..exploration.causal import ClusterChecker
+    from ..exploration.features import FeatureChecker, check_layer
+    from ..exploration.reading import read_fields
+    from ..exploration.strategies import DEFAULT_CLUSTERING
+    from ..heads.cluster import class_strategies, parse_cluster
+    from ..reference.inputs import load_image_processor
+    from ..repair import Shortcut
+    from ..vit.model import VisionTransformer
+
+    _, given, rank = parse_cluster(options.cluster)
+    rows, _, class_names = read_fields(load_maps(options.maps), None, None)
+    first = rows[next(iter(rows))]
+    target = int(given) if given.isdigit() else next((t for t, n in class_names.items() if n == given), None)
+    if target not in class_names:
+        known = ", ".join(f"{t} ({n})" for t, n in sorted(class_names.items()))
+        raise CommandError(f"{options.maps} holds no maps explaining class {given!r}; it explains {known}")
+    model = load_model_of(options.maps, options.model)
+    try:
+        check_layer(options.feature_layer, VisionTransformer(model).num_layers)
+    except ValueError as error:
+        raise CommandError(f"--feature-layer: {error}") from None
+    processor = load_image_processor(model)
+    groups = first.class_rows()
+    found = {}  # the maps' clusters of the class, which place (match) a cluster of the features
+    for method in rows:
+        try:
+            found[method, target] = class_strategies(options.maps, method, str(target))[1]
+        except ValueError:
+            continue  # too few maps: explore left this group out too
+    # explore's defaults, its seed included, as for a cluster of maps (find_cluster):
+    # --seed draws the held-out fifth and the fine-tune, not the clusters
+    settings = dict(DEFAULT_CLUSTERING)  # as explore passes its whole clustering
+    features = FeatureChecker(ClusterChecker(model, processor, options.images, settings["seed"]), options.feature_layer)
+    strategies = features.run_class(target, groups, first.image, found, settings)
+    name = class_names[target]
+    if isinstance(strategies, str):
+        raise CommandError(f"the images of class {name!r} were not clustered by their features: {strategies}")
+    if rank > len(strategies.ranking):
+        raise CommandError(f"the features of class {name!r} form {len(strategies.ranking)} clusters: the rank must be at most that")
+    cluster, layer = strategies.ranking[rank - 1], features.layer
+    checked = cluster.check is not None  # its proxies in pixels run only where its direction does (other classes to put it on)
+    where, evidence = f"no place, found at layer {layer}", cluster.reason
+    recorded = {"layer": layer, "direction_norm": float(cluster.direction.norm()), "confirmed_by": list(cluster.confirmed_by)}
+    if checked and not cluster.confirmed_by:
+        evidence = f"neither its direction nor a proxy raises the class enough: {cluster.interventions}"
+    confirmed = cluster.flagged if checked else None
+    if checked and cluster.confirmed_by and not cluster.no_place:  # the page does not flag it: a map cluster isolates its images
+        assert cluster.matched is not None  # placed: matched
+        method, label, f1 = cluster.matched
+        placed = f"{method}:{target}:{[c.label for c in found[method, target].ranking].index(label) + 1}"  # as the page names it
+        where, recorded["placed_by"] = f"found at layer {layer}, placed by {placed}", placed
+        has_place = (
+            f"{options.cluster} has a place: the maps' cluster {placed} isolates its images (F1 {f1:.2f}), and explore's page does "
+            f"not flag it as a shortcut with no place, though the model follows it ({cluster.interventions})"
+        )
+        if not options.force:
+            raise CommandError(
+                f"{has_place}. Repair the maps' cluster (--cluster {placed}), whose transplant the model checks, or this one through "
+                "a proxy with --force (docs/repair.md)"
+            )
+        print(f"note: {has_place}; --force: repaired through a proxy", file=sys.stderr, flush=True)
+        evidence = f"{has_place}; --force"  # not flagged as the page flags it: confirmed stays False, forced True
+    found_cluster = Found(
+        target,
+        name,
+        cluster.size,
+        confirmed,
+        evidence,
+        "whatever the model reads in its images' difference from the rest of the class",
+        where,
+        "",  # the proxies the model follows (_confirming_proxies)
+        recorded,
+    )
+    if "placed_by" not in recorded:
+        _gate(options, found_cluster)
+    names = [first.image[int(r)] for r in groups[target]]
+    inside = strategies.labels == cluster.label
+    members, rest = _proxy_images(features.checker, names, inside, options.seed)
+    # put on through the images' pixels, not the direction in the features (on the
+    # strong-tint model a fine-tune against the direction removed 95% of the direction's
+    # rise and none of the drawn tint's effect): a tone curve, a filter or a difference,
+    # each that the model follows (_confirming_proxies; docs/repair.md)
+    proxies = {
+        "a tone curve per channel, the one that turns the rest of the class's pixel values into its images'": Shortcut.of_curve(
+            target, members, rest
+        ),
+        "a filter of each channel's spatial frequencies, the one that gives the rest of the class its images' power spectrum": (
+            Shortcut.of_filter(target, members, rest)
+        ),
+        "its images' mean difference from the rest of the class, added to every pixel": Shortcut.of_difference(target, members, rest),
+    }
+    # the held-out images that carry it are told apart where it was found (repair.carriers)
+    proxies = {words: dataclasses.replace(shortcut, layer=layer) for words, shortcut in proxies.items()}
+    return found_cluster, proxies, model, processor
+
+
+def _proxy_images(checker: Any, names: list[str], inside: np.ndarray, seed: int) -> tuple[Any, Any]:
+    """Up to 64 of a feature cluster's images (``inside``, over the class's ``names``) and
+    64 of the rest of its class, drawn by ``seed`` and read by ``checker``
+    (:class:`~captum_gmar.exploration.causal.ClusterChecker`): what its proxies are made from."""
+    import numpy as np
+
+    drawn = np.random.default_rng(seed)
+
+    def pixels(chosen: np.ndarray) -> Any:
+        picked = sorted(drawn.permutation(np.flatnonzero(chosen))[:64].tolist())
+        return checker.pixels_of([names[i] for i in picked]).cpu()
+
+    return pixels(inside), pixels(~inside)
+
+
+def _figures(transplant: Transplant) -> dict[str, Any]:
+    """A :class:`~captum_gmar.exploration.transplant.Transplant`'s figures, for ``repair.json`` (NaN: ``None``)."""
+    names = ("pasted", "rise", "control", "null", "null_spread")
+    figures = {name: getattr(transplant, name) for name in names}
+    figures = {key: None if value != value else value for key, value in figures.items()}
+    return {**figures, "needed_beyond": transplant.needed, "confirms": transplant.confirms}
+
+
+def _gate(options: RepairOptions, found: Found) -> None:
+    """Refuse a cluster the model does not confirm as a shortcut, unless ``--force``: a
+    repair removes what the model reads there, which may be the class's own object (on the
+    untouched bundled model, a repair of its Shirts' own cluster cost the Shirts 9.7
+    points: docs/repair.md). Say which evidence decided, on stdout or stderr."""
+    if found.confirmed:
+        print(f"{options.cluster} is confirmed as a shortcut by the model: {found.evidence}", flush=True)
+    elif found.confirmed is None:
+        print(
+            f"note: {options.cluster} could not be checked by the model ({found.evidence}): the repair removes {found.removes}",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif not options.force:
+        raise CommandError(
+            f"{options.cluster} is not confirmed as a shortcut by the model: {found.evidence}. A repair would remove {found.removes}; "
+            "repair it all the same with --force (docs/repair.md)"
+        )
+    else:
+        print(
+            f"note: {options.cluster} is not confirmed as a shortcut by the model ({found.evidence}); --force: the repair removes "
+            f"{found.removes}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _labelled(root: str, processor: Any, id2label: Mapping[int | str, str], size: Any, limit: int, seed: int) -> Any:
+    """Up to ``limit`` labelled images of the folder ``root`` (one folder per class), as pixel values."""
+    import torch
+
+    from ..evaluation.data import open_dataset
+    from ..repair import Labelled
+
+    data = open_dataset(root, processor, id2label, size)
+    picked = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:limit].tolist()
+    items = [data[i] for i in picked]
+    return Labelled(torch.stack([item["pixel_values"] for item in items]), torch.tensor([int(item["label"]) for item in items]))
