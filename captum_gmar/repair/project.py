@@ -172,8 +172,8 @@ def change_directions(change: Tensor, k: int) -> tuple[Tensor, Tensor]:
     the shortcut less without), or ``(P, N, F)`` for ``P`` ways of putting it on the same
     images: ``(k', F)`` orthonormal rows, each way's mean first, in turn (its part not along
     those before it; none where that part is within a thousandth of it), then the principal
-    directions of the changes left over (``k' <= k``: none beyond their rank), and ``(k',)`` the cumulative share of the changes' squared
-    norm the first ``1..k'`` hold.
+    directions of the changes left over (``k' <= k``: none beyond their rank), and
+    ``(k',)`` the cumulative share of the changes' squared norm the first ``1..k'`` hold.
 
     Raises:
         UnsupportedModelError: the changes do not move the input on average.
