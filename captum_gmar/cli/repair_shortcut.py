@@ -185,11 +185,14 @@ def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
     if checked and not cluster.confirmed_by:
         evidence = f"neither its direction nor a proxy raises the class enough: {cluster.interventions}"
     confirmed = cluster.flagged if checked else None
-    if checked and cluster.confirmed_by and not cluster.no_place:  # the page does not flag it: a map cluster isolates its images
+    placed = None
+    if not cluster.no_place:  # a map cluster isolates its images: named as the page names it
         assert cluster.matched is not None  # placed: matched
         method, label, f1 = cluster.matched
-        placed = f"{method}:{target}:{[c.label for c in found[method, target].ranking].index(label) + 1}"  # as the page names it
+        placed = f"{method}:{target}:{[c.label for c in found[method, target].ranking].index(label) + 1}"
         where, recorded["placed_by"] = f"found at layer {layer}, placed by {placed}", placed
+    followed_in_place = checked and bool(cluster.confirmed_by) and placed is not None
+    if followed_in_place:  # the page does not flag it: a map cluster isolates its images
         has_place = (
             f"{options.cluster} has a place: the maps' cluster {placed} isolates its images (F1 {f1:.2f}), and explore's page does "
             f"not flag it as a shortcut with no place, though the model follows it ({cluster.interventions})"
@@ -212,7 +215,7 @@ def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
         "",  # the proxies the model follows (_confirming_proxies)
         recorded,
     )
-    if "placed_by" not in recorded:
+    if not followed_in_place:  # refused above, or let through by --force
         _gate(options, found_cluster)
     names = [first.image[int(r)] for r in groups[target]]
     inside = strategies.labels == cluster.label

@@ -164,7 +164,8 @@ def test_a_cluster_of_the_features_is_repaired_through_every_proxy_the_model_fol
     assert len(proxies) == 3 and report["put_on"] == put_on
     assert [p["kept"] for p in report["proxies"]] == [bar == "below every rise" or w == by_rise[0] for w in proxies]
     assert captured.out.startswith("repairing vit-tiny of features:T-shirt/top:1 (")
-    assert f"images, no place, found at layer 3: {report['put_on']}) with finetune" in captured.out
+    # a map cluster isolates its images (the sample scenes' gae cluster ranked 1st): said where, not "no place"
+    assert f"images, found at layer 3, placed by {report['placed_by']}: {report['put_on']}) with finetune" in captured.out
     # the sample scenes all stand for one class here: no other class's images to check its direction on
     assert "note: features:T-shirt/top:1 could not be checked by the model (not flagged (" in captured.err
     assert "no image of another class to add its direction to): the repair removes whatever the model reads in its images'" in captured.err
@@ -345,6 +346,18 @@ def test_a_cluster_of_the_features_is_repaired_only_where_it_has_no_place(two_cl
     assert "note: features:T-shirt/top:1 has a place: the maps' cluster gae:0:2 " in captured.err
     report = json.loads((out / "repair.json").read_text())
     assert report["confirmed"] is False and report["forced"] is True and report["placed_by"] == "gae:0:2" and report["confirmed_by"]
+    assert "found at layer 4, placed by gae:0:2: " in captured.out
+    # placed, and confirmed by nothing: the gate refuses it as not confirmed; --force says where it is placed
+    monkeypatch.setattr("captum_gmar.exploration.feature_checks.CONFIRMS_BY", 3.0)
+    shutil.rmtree(out)
+    code, err = run(capsys, *args)
+    assert code == 2 and "features:T-shirt/top:1 is not confirmed as a shortcut by the model: neither" in last_line(err)
+    assert main([*args, "--force"]) == 0
+    captured = capsys.readouterr()
+    assert "found at layer 4, placed by gae:0:2: " in captured.out
+    report = json.loads((out / "repair.json").read_text())
+    assert report["confirmed"] is False and report["forced"] is True and report["placed_by"] == "gae:0:2" and not report["confirmed_by"]
+    monkeypatch.setattr("captum_gmar.exploration.feature_checks.CONFIRMS_BY", -3.0)
     # no map cluster does: a shortcut with no place, confirmed, and repaired
     monkeypatch.setattr("captum_gmar.exploration.features.MATCHED_AT", 1.01)
     shutil.rmtree(out)
