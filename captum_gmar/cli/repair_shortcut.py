@@ -103,7 +103,7 @@ def _confirming_proxies(found: Found, proxies: dict[str, Any], model: Any, data:
 
     import torch
 
-    from ..exploration.intervention import OneOf
+    from ..exploration.intervention import ways
     from ..exploration.transplant import CONFIRMS_BY
     from ..repair import HELD_OUT, confirmed_by
 
@@ -119,7 +119,7 @@ def _confirming_proxies(found: Found, proxies: dict[str, Any], model: Any, data:
             "cannot put on (docs/repair.md)"
         )
     named = {id(proxy.intervention): w for w, proxy in proxies.items()}
-    parts = shortcut.intervention.parts if isinstance(shortcut.intervention, OneOf) else (shortcut.intervention,)
+    parts = ways(shortcut.intervention)
     words = "; or ".join(named[id(part)] for part in parts)  # in the order confirmed_by keeps them
     words = f"one of, drawn per image: {words}" if len(parts) > 1 else words
     kept = {id(part) for part in parts}

@@ -46,7 +46,7 @@ from ..vit.layers import tokens_shifted
 from ..vit.model import VisionTransformer
 from .transplant import paste_region
 
-__all__ = ["MAX_GAIN", "Add", "Curve", "Filter", "InPixels", "Intervention", "OneOf", "Paste", "Shift"]
+__all__ = ["MAX_GAIN", "Add", "Curve", "Filter", "InPixels", "Intervention", "OneOf", "Paste", "Shift", "ways"]
 
 #: the largest gain :meth:`Filter.matching` gives a frequency: where the rest of the class has
 #: almost no power, the ratio of two small means is mostly their noise
@@ -347,3 +347,8 @@ class OneOf(InPixels):
 
     def describe(self) -> str:
         return "one of, drawn per image: " + "; ".join(part.describe() for part in self.parts)
+
+
+def ways(intervention: Intervention) -> tuple[Intervention, ...]:
+    """The ways ``intervention`` puts its shortcut on: a :class:`OneOf`'s parts, else itself alone."""
+    return intervention.parts if isinstance(intervention, OneOf) else (intervention,)

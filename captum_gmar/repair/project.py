@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError
-from ..exploration.intervention import OneOf
+from ..exploration.intervention import ways
 from ..vit.model import VisionTransformer
 from .classifier import classifier_name
 from .shortcut import Labelled, Measurement, Shortcut, measure, while_it_falls
@@ -141,9 +141,9 @@ def projection(model: nn.Module, shortcut: Shortcut, train: Labelled, k: int, ba
     captured: list[Tensor] = []
     hook = classifier.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
     # each way of putting it on, on every image (a proxy each: OneOf), so that each way's mean change is a direction
-    ways = shortcut.intervention.parts if isinstance(shortcut.intervention, OneOf) else (shortcut.intervention,)
+    each = ways(shortcut.intervention)
     clean: list[Tensor] = []
-    changes: list[list[Tensor]] = [[] for _ in ways]
+    changes: list[list[Tensor]] = [[] for _ in each]
     try:
         for start in range(0, len(train), batch_size):
             x = train.pixels[start : start + batch_size].to(device)
@@ -156,7 +156,7 @@ def projection(model: nn.Module, shortcut: Shortcut, train: Labelled, k: int, ba
                 raise UnsupportedModelError("the classifier's output is not the model's logits: its input cannot be projected")
             off = captured[0].float()
             clean.append(off)
-            for way, changed in zip(ways, changes, strict=True):
+            for way, changed in zip(each, changes, strict=True):
                 captured.clear()
                 way.logits(vit, x, torch.ones(len(x), device=device), generator)
                 changed.append(captured[0].float() - off)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..exploration.intervention import Add, Curve, Filter, InPixels, Intervention, OneOf, Paste, Shift
+from ..exploration.intervention import Add, Curve, Filter, InPixels, Intervention, OneOf, Paste, Shift, ways
 from ..exploration.transplant import CONFIRMS_BY, mark_mask, region_mask
 from ..vit.layers import pooled_patches
 from ..vit.model import VisionTransformer
@@ -103,14 +103,13 @@ class Shortcut:
         """
         if len(shortcuts) < 2:
             raise ValueError(f"one_of takes two shortcuts at least, got {len(shortcuts)}")
-        parts: list[InPixels] = []
-        for shortcut in shortcuts:
-            if not isinstance(shortcut.intervention, InPixels):
-                raise ValueError("one_of takes shortcuts put on in pixels, not a direction in the features")
-            # a OneOf given gives its parts: one level, as a projection takes each part's mean
-            parts.extend(shortcut.intervention.parts if isinstance(shortcut.intervention, OneOf) else (shortcut.intervention,))
+        # a OneOf given gives its parts: one level, as a projection takes each part's mean
+        parts = [part for shortcut in shortcuts for part in ways(shortcut.intervention)]
+        in_pixels = [part for part in parts if isinstance(part, InPixels)]
+        if len(in_pixels) < len(parts):
+            raise ValueError("one_of takes shortcuts put on in pixels, not a direction in the features")
         first = shortcuts[0]
-        return cls(OneOf(first.target, tuple(parts)), first.members, first.rest, first.layer)
+        return cls(OneOf(first.target, tuple(in_pixels)), first.members, first.rest, first.layer)
 
     @classmethod
     def of_direction(cls, target: int, layer: int, direction: Tensor, members: Tensor, rest: Tensor | None = None) -> Shortcut:
