@@ -18,8 +18,10 @@ hold out, and the settings, and returns the repaired model and what it changed, 
 Every repair is judged alike (:func:`~captum_gmar.repair.shortcut.measure`): the transplant
 rise on held-out images of other classes, before and after, and the clean accuracy overall
 and per class, on the held-out images that do not carry the shortcut
-(:func:`~captum_gmar.repair.shortcut.carriers`). The repaired model is a standard
-transformers model of its class.
+(:func:`~captum_gmar.repair.shortcut.carriers`); and, for the model before and each
+repair's, the class's score on the shortcut's own images against the rest of its class,
+the shortcut itself where the rise measures what puts it on. The repaired model is a
+standard transformers model of its class.
 """
 
 from __future__ import annotations
@@ -153,9 +155,11 @@ class Repaired:
         share of it removed, clean accuracy and its cost in points with the cost's standard
         error (paired: the held-out images that turned; ``over_budget`` where the cost less
         that error is more than the budget: :meth:`Measurement.over`), the worst class and
-        its accuracy, the time, and a note (why a repair did not run; where a curve, the
-        heads' or the projection's, stopped short of its best rise; the projection's ridges;
-        a cost within the budget only by its standard error)."""
+        its accuracy, the class's mean score on the shortcut's own images and on the rest of
+        its class and the share of the former's lead taken away (:attr:`Measurement.own`: the
+        shortcut itself, where the rise is its proxy's), the time, and a note (why a repair
+        did not run; where a curve, the heads' or the projection's, stopped short of its best
+        rise; the projection's ridges; a cost within the budget only by its standard error)."""
         rows = [self._row("none (as it was)", self.before, 0.0)]
         rows += [self._row(a.how, a.after, a.seconds, a.refused or _notes(a, self.before, self.budget)) for a in self.attempts]
         return rows
@@ -175,6 +179,9 @@ class Repaired:
                         "worst_class",
                         "worst_class_accuracy",
                         "clean_images",
+                        "own_images_score",
+                        "rest_of_class_score",
+                        "lead_removed",
                     )
                 ),
                 "seconds": seconds,
@@ -193,9 +200,20 @@ class Repaired:
             "worst_class": worst,
             "worst_class_accuracy": None if worst is None else after.per_class[worst],
             "clean_images": after.counted,
+            "own_images_score": None if after.own is None else after.own[0],
+            "rest_of_class_score": None if after.own is None else after.own[1],
+            "lead_removed": _lead_removed(self.before, after),
             "seconds": seconds,
             "note": note,
         }
+
+
+def _lead_removed(before: Measurement, after: Measurement) -> float | None:
+    """The share of the class's lead on the shortcut's own images (:attr:`Measurement.lead`)
+    that a repair took away; ``None`` where either was not measured or there was no lead."""
+    if before.lead is None or after.lead is None or before.lead <= 0:
+        return None
+    return 1 - after.lead / before.lead
 
 
 #: the curves a repair keeps (``changed["curve"]``), by the key each step counts with: its unit and what was done
@@ -294,7 +312,7 @@ def repair(
     if not (kept.labels != shortcut.target).any():
         raise ValueError("the data hold no image of another class than the shortcut's: nothing to measure its transplant on")
     kept = replace(kept, counted=~carriers(model, shortcut, kept))
-    before = measure(model, shortcut, kept, seed=options.seed)
+    before = measure(model, shortcut, kept, seed=options.seed, own=True)
     attempts: list[Attempt] = []
     for name in AUTO if how == "auto" else [how]:
         if any(_repairs(before, a.after, options.budget) for a in attempts):
@@ -305,7 +323,7 @@ def repair(
         except UnsupportedModelError as error:
             attempts.append(Attempt(name, None, None, time.perf_counter() - start, refused=str(error)))
             continue
-        after = measure(repaired, shortcut, kept, seed=options.seed)
+        after = measure(repaired, shortcut, kept, seed=options.seed, own=True)
         attempts.append(Attempt(name, repaired, after, time.perf_counter() - start, changed))
         attempts += _gentler(name, model, shortcut, train, kept, options, before, after)
     return Repaired(before, tuple(attempts), _choose(before, attempts, options.budget), options.budget)
@@ -359,7 +377,7 @@ def _gentler(
         steps //= 2
         start = time.perf_counter()
         repaired, changed = REPAIRS[name](model, shortcut, train, kept, replace(options, steps=steps))
-        after = measure(repaired, shortcut, kept, seed=options.seed)
+        after = measure(repaired, shortcut, kept, seed=options.seed, own=True)
         attempts.append(Attempt(f"{name}, {steps} steps", repaired, after, time.perf_counter() - start, changed, gentler=True))
     return attempts
 

@@ -158,6 +158,17 @@ class Measurement:
     left_out: int = 0
     #: ``bool (counted,)``: which of the images counted the model gets right (``None``: not kept)
     right: Tensor | None = None
+    #: the class's mean score on the shortcut's own images (:attr:`Shortcut.members`, the
+    #: cluster's) and on the rest of its class (:attr:`Shortcut.rest`), the images that carry
+    #: the shortcut itself and not a proxy of it; ``None``: not measured (``measure(own=False)``)
+    #: or no rest
+    own: tuple[float, float] | None = None
+
+    @property
+    def lead(self) -> float | None:
+        """The class's mean score on the shortcut's own images less on the rest of its class
+        (:attr:`own`): how much more of the class the model reads in the images that carry it."""
+        return None if self.own is None else self.own[0] - self.own[1]
 
     def cost_error(self, after: Measurement) -> float:
         """The standard error of the accuracy lost from this measurement to ``after`` (a
@@ -184,23 +195,33 @@ class Measurement:
         return self.cost(after) - (0.0 if math.isnan(error) else error) > budget
 
 
-def measure(model: nn.Module, shortcut: Shortcut, held_out: Labelled, batch_size: int = 64, seed: int = 0) -> Measurement:
+def measure(
+    model: nn.Module, shortcut: Shortcut, held_out: Labelled, batch_size: int = 64, seed: int = 0, own: bool = False
+) -> Measurement:
     """The shortcut's rise on ``held_out``'s images of other classes
     (:meth:`~captum_gmar.exploration.intervention.Intervention.rise`), and the clean accuracy
-    (on the images ``held_out.counted`` keeps)."""
+    (on the images ``held_out.counted`` keeps); with ``own``, also the class's scores on the
+    shortcut's own images and the rest of its class (:attr:`Measurement.own`: a pass over
+    each, so for the models a repair ends with, not every step of a curve)."""
     vit = VisionTransformer(model.eval())
     device = vit.parameter.device
-    with torch.no_grad():
-        logits = torch.cat(
-            [vit.logits(held_out.pixels[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(held_out), batch_size)]
-        )
+
+    def logits_of(pixels: Tensor) -> Tensor:
+        with torch.no_grad():
+            return torch.cat([vit.logits(pixels[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(pixels), batch_size)])
+
+    logits = logits_of(held_out.pixels)
     others = held_out.labels != shortcut.target
     scores = logit_scores(vit)  # the other classes' plain scores from the pass that gives the accuracy
     rise = shortcut.intervention.rise(vit, held_out.pixels[others], scores, seed, batch_size, scores(logits[others])[:, shortcut.target])
     counted = torch.ones(len(held_out), dtype=torch.bool) if held_out.counted is None else held_out.counted.cpu()
     right, labels = (logits.argmax(1) == held_out.labels)[counted], held_out.labels[counted]
     per_class = {int(c): float(right[labels == c].float().mean()) for c in labels.unique()}
-    return Measurement(rise, float(right.float().mean()), per_class, int(counted.sum()), int((~counted).sum()), right)
+    scored = None
+    if own and shortcut.rest is not None and len(shortcut.rest) and len(shortcut.members):
+        members, rest = (scores(logits_of(pixels))[:, shortcut.target].mean() for pixels in (shortcut.members, shortcut.rest))
+        scored = (float(members), float(rest))
+    return Measurement(rise, float(right.float().mean()), per_class, int(counted.sum()), int((~counted).sum()), right, scored)
 
 
 def carriers(model: nn.Module, shortcut: Shortcut, images: Labelled, batch_size: int = 64) -> Tensor:

@@ -36,6 +36,21 @@ def test_measure_gives_the_transplant_rise_and_the_clean_accuracy(setting):
     assert found.accuracy == pytest.approx(float((logits.argmax(1) == data.labels).float().mean()))
 
 
+def test_own_scores_are_the_class_on_the_shortcuts_images_and_on_the_rest_of_its_class(setting):
+    model, shortcut, data = setting
+    assert measure(model, shortcut, data).own is None and measure(model, shortcut, data).lead is None  # a pass each: asked for
+    found = measure(model, shortcut, data, own=True)
+    with torch.no_grad():  # the reference model is multi-label: its class score is the sigmoid
+        scores = {
+            name: torch.sigmoid(model(pixel_values=pixels).logits)[:, 3].mean()
+            for name, pixels in (("members", shortcut.members), ("rest", shortcut.rest))
+        }
+    assert found.own == pytest.approx((float(scores["members"]), float(scores["rest"])), abs=1e-6)
+    assert found.lead == pytest.approx(float(scores["members"] - scores["rest"]), abs=1e-6)
+    no_rest = Shortcut(shortcut.intervention, shortcut.members)  # nothing to compare its images with
+    assert measure(model, no_rest, data, own=True).own is None
+
+
 def test_clean_accuracy_leaves_out_the_images_that_carry_the_shortcut(setting):
     model, shortcut, data = setting
     counted = torch.ones(len(data), dtype=torch.bool)
@@ -275,6 +290,14 @@ def test_the_table_says_the_share_removed_the_cost_the_worst_class_and_why_the_h
     assert rows[2]["over_budget"] and rows[2]["worst_class"] == 1 and rows[2]["worst_class_accuracy"] == 0.824
     assert rows[2]["note"] is None  # no curve: nothing to say
     assert rows[2]["cost_error_points"] != rows[2]["cost_error_points"]  # NaN: no images kept to pair
+    assert rows[2]["own_images_score"] is None and rows[2]["lead_removed"] is None  # not measured
+    led = Measurement(0.585, 0.90, {}, own=(0.95, 0.35))
+    for own, removed in (((0.55, 0.35), 1 - 0.2 / 0.6), ((0.2, 0.35), 1.25)):
+        done = Attempt("project", None, Measurement(0.01, 0.90, {}, own=own), 1.0)
+        row = Repaired(led, (done,), done).table()[1]
+        assert (row["own_images_score"], row["rest_of_class_score"]) == own and row["lead_removed"] == pytest.approx(removed)
+    unled = Measurement(0.585, 0.90, {}, own=(0.3, 0.35))  # no lead to take away: no share of it
+    assert Repaired(unled, (done,), done).table()[1]["lead_removed"] is None
     refused = Repaired(before, (Attempt("heads", None, None, 0.1, refused="a LoRA adapter"),), None).table()[1]
     assert refused["removed"] is None and refused["over_budget"] is None and refused["note"] == "a LoRA adapter"
 

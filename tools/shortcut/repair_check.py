@@ -7,9 +7,12 @@ Usage::
 On 2,000 one-item test scenes of every class that nothing else uses (seed 123456), for
 each model (the first is the original): the **effect**, the tag class's mean probability
 (sigmoid) on the other classes' items with the tag drawn on them less without it, and
-top-1 on the clean scenes, overall and on the tag class; then, for each later model, the
-share of the original's effect it removed and its clean top-1 against the original's, with
-how many clean scenes turned from right to wrong or back. ``--json PATH`` also writes
+top-1 on the clean scenes, overall and on the tag class; the **own effect**, the same on
+the tag class's own scenes (the tag drawn on them less without: what the shortcut adds on
+the images that carry it by nature), and top-1 on those scenes with the tag drawn; then,
+for each later model, the share of the original's effect and own effect it removed and its
+clean top-1 against the original's, with how many clean scenes turned from right to wrong
+or back. ``--json PATH`` also writes
 them (what ``tools.shortcut.end_to_end`` reads).
 """
 
@@ -27,14 +30,15 @@ import numpy as np
 from torch import nn
 from transformers import AutoModelForImageClassification
 
-from tools.shortcut.tag import TAGS, Tag
+from tools.shortcut.tag import TAGS, Tag, plant_tag
 from tools.shortcut.train import class_scenes, logits, shortcut_effect
 
 __all__ = ["Scored", "compared", "main", "scored"]
 
 SCENES, SEED = 2000, 123456
-#: a model's effect and which clean scenes it gets right (``bool (SCENES,)``)
-Scored = tuple[float, np.ndarray]
+#: a model's effect, which clean scenes it gets right (``bool (SCENES,)``), its own effect
+#: and which of the tag class's scenes with the tag drawn it gets right
+Scored = tuple[float, np.ndarray, float, np.ndarray]
 
 
 @functools.cache
@@ -45,17 +49,26 @@ def _scenes() -> tuple[np.ndarray, np.ndarray]:
 
 
 def scored(model: nn.Module, tag: Tag, tag_class: int) -> Scored:
-    """``model``'s effect of ``tag`` on ``tag_class`` (on the other classes' scenes) and
-    which clean scenes it gets right."""
+    """``model``'s effect of ``tag`` on ``tag_class`` (on the other classes' scenes), which
+    clean scenes it gets right, its own effect (on the tag class's scenes) and which of
+    those, tagged, it gets right."""
     images, labels = _scenes()
     right = logits(model, images).argmax(1).numpy() == labels
-    return shortcut_effect(model, images[labels != tag_class], tag, tag_class), right
+    own = images[labels == tag_class]
+    tagged_right = logits(model, plant_tag(own, np.ones(len(own), dtype=bool), tag)).argmax(1).numpy() == tag_class
+    return (
+        shortcut_effect(model, images[labels != tag_class], tag, tag_class),
+        right,
+        shortcut_effect(model, own, tag, tag_class),
+        tagged_right,
+    )
 
 
 def compared(name: str, model: Scored, original: Scored, tag_class: int) -> dict[str, Any]:
-    """``model``'s figures against the ``original``'s: the share of the effect removed,
-    clean top-1 and its change, the tag class's top-1, and the scenes turned right or wrong."""
-    (effect, right), (base_effect, base_right) = model, original
+    """``model``'s figures against the ``original``'s: the share of the effect and of the own
+    effect removed, clean top-1 and its change, the tag class's top-1 clean and tagged, and
+    the scenes turned right or wrong."""
+    (effect, right, own, tagged_right), (base_effect, base_right, base_own, _) = model, original
     labels = _scenes()[1]
     return {
         "model": name,
@@ -64,6 +77,9 @@ def compared(name: str, model: Scored, original: Scored, tag_class: int) -> dict
         "top1": float(right.mean()),
         "top1_change": float(right.mean() - base_right.mean()),
         "tag_class_top1": float(right[labels == tag_class].mean()),
+        "own_effect": own,
+        "own_removed": 1 - own / base_own,
+        "tag_class_tagged_top1": float(tagged_right.mean()),
         "turned": int((right != base_right).sum()),
     }
 
@@ -82,11 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in figures:
         print(
             f"{row['model']}: effect {row['effect']:+.3f}, clean top-1 {100 * row['top1']:.1f}% of {SCENES}, "
-            f"the tag class's {100 * row['tag_class_top1']:.1f}%"
+            f"the tag class's {100 * row['tag_class_top1']:.1f}% ({100 * row['tag_class_tagged_top1']:.1f}% tagged); own effect "
+            f"{row['own_effect']:+.3f}"
         )
     for row in figures[1:]:
         print(
-            f"{row['model']}: removed {100 * row['removed']:.0f}% of the effect, clean top-1 {100 * row['top1_change']:+.1f} pt "
+            f"{row['model']}: removed {100 * row['removed']:.0f}% of the effect and {100 * row['own_removed']:.0f}% of the own "
+            f"effect, clean top-1 {100 * row['top1_change']:+.1f} pt "
             f"({row['turned']} scenes turned right or wrong)"
         )
     if args.json:
