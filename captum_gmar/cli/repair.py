@@ -143,7 +143,7 @@ def run(options: RepairOptions) -> None:
         "changed": {a.how: a.changed for a in done.attempts},
         "per_class_after": {a.how: a.after.per_class for a in done.attempts if a.after is not None},
         "per_class_before": done.before.per_class,
-        "warning": _warning(table, done.chosen.how),
+        "warnings": _warnings(table, done.chosen.how),
     }
     write_atomic(out / "repair.json", json.dumps(report, indent=1) + "\n")
     names = {int(label): str(n) for label, n in (model.config.id2label or {}).items()}
@@ -171,7 +171,8 @@ def _markdown(
     def own(row: dict[str, Any]) -> str:
         if row["own_images_score"] is None:
             return "–"
-        return f"{row['own_images_score']:.3f}, {row['rest_of_class_score']:.3f}"
+        called = f"{100 * row['own_images_called']:.0f}%, {100 * row['rest_of_class_called']:.0f}%"
+        return f"{row['own_images_score']:.3f}, {row['rest_of_class_score']:.3f}; {called}"
 
     def worst(row: dict[str, Any]) -> str:
         label = row["worst_class"]
@@ -186,10 +187,11 @@ def _markdown(
         "features than the rest of the class's left out, which the shortcut alone may have got right); change: its cost in "
         f"points ± its standard error (one image is {100 / max(first['clean_images'] or 1, 1):.2f} points: more labelled "
         "images narrow it); its images, the rest: the class's mean score on the cluster's own images (those that carry the "
-        "shortcut itself, not its mark or proxy) and on the rest of its class's; lead gone: the share of the difference "
-        "between the two that the repair took away.",
+        "shortcut itself, not its mark or proxy) and on the rest of its class's, then the share of each the model calls the "
+        "class; lead gone: the share of the difference between the two scores that the repair took away.",
         "",
-        "| repair | transplant rise | removed | clean accuracy | change (points) | worst class | its images, the rest | lead gone "
+        "| repair | transplant rise | removed | clean accuracy | change (points) | worst class | its images, the rest: score; called "
+        "| lead gone "
         "| seconds | note |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -199,25 +201,34 @@ def _markdown(
             f"{cell(row['accuracy'], True)} | {cost(row)} | {worst(row)} | {own(row)} | "
             f"{cell(row['lead_removed'], True) if row is not table[0] else '–'} | {row['seconds']:.0f} | {row['note'] or ''} |"
         )
-    warning = _warning(table, chosen)
-    return "\n".join(lines + (["", warning] if warning else [])) + "\n"
+    warnings = _warnings(table, chosen)
+    return "\n".join(lines + [line for warning in warnings for line in ("", warning)]) + "\n"
 
 
-def _warning(table: list[dict[str, Any]], chosen: str) -> str | None:
-    """The warning where the repair kept took less of the class's lead on the cluster's own
-    images than :data:`REACHES` (``None`` where it took as much, or there was less lead than
-    :data:`LEADS` to judge)."""
+def _warnings(table: list[dict[str, Any]], chosen: str) -> list[str]:
+    """What the report warns of the repair kept, from the cluster's own images against the
+    rest of its class: it took less of the class's lead on them than :data:`REACHES` (where
+    there was :data:`LEADS` at least to judge), or it calls the class on them less often
+    than on the rest (:meth:`~captum_gmar.repair.OwnImages.called_less`)."""
     first = table[0]
     row = next((row for row in table[1:] if row["repair"] == chosen), None)
-    if row is None or first["own_images_score"] is None or first["own_images_score"] - first["rest_of_class_score"] < LEADS:
-        return None
+    if row is None or first["own_images_score"] is None or row["own_images_score"] is None:
+        return []
+    warnings = []
     gone = row["lead_removed"]
-    if gone is None or gone >= REACHES:
-        return None
-    proxy = "" if row["removed"] is None else f" (it removed {100 * row['removed']:.0f}% of the transplant rise)"
-    return (
-        f"Warning: {chosen} took away {100 * gone:.0f}% of the class's lead on the cluster's own images over the rest of its "
-        f"images{proxy}. The repaired model may still follow the shortcut on images of its class, or the shortcut may reach "
-        "beyond what the repair put on (a part of it found, or a proxy that falls short); check it on images that carry the "
-        "shortcut itself (docs/repair.md)."
-    )
+    if first["own_images_score"] - first["rest_of_class_score"] >= LEADS and gone is not None and gone < REACHES:
+        proxy = "" if row["removed"] is None else f" (it removed {100 * row['removed']:.0f}% of the transplant rise)"
+        warnings.append(
+            f"Warning: {chosen} took away {100 * gone:.0f}% of the class's lead on the cluster's own images over the rest of "
+            f"its images{proxy}. The repaired model may still follow the shortcut on images of its class, or the shortcut may "
+            "reach beyond what the repair put on (a part of it found, or a proxy that falls short); check it on images that "
+            "carry the shortcut itself (docs/repair.md)."
+        )
+    if row["own_images_called_less"] and not first["own_images_called_less"]:
+        warnings.append(
+            f"Warning: {chosen} calls the class on {100 * row['own_images_called']:.0f}% of the cluster's own images and on "
+            f"{100 * row['rest_of_class_called']:.0f}% of the rest of its class's ({100 * first['own_images_called']:.0f}% and "
+            f"{100 * first['rest_of_class_called']:.0f}% before): images of the class that carry the shortcut may now be missed, "
+            "where a model that no longer follows it would read them as the rest; another repair (--how) may not (docs/repair.md)."
+        )
+    return warnings

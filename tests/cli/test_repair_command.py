@@ -55,8 +55,8 @@ def test_repair_saves_a_model_folder_that_reloads_and_explains(job, tmp_path, ca
     assert report["chosen"] == "finetune" and [row["repair"] for row in report["table"]] == ["none (as it was)", "finetune"]
     assert report["table"][1]["accuracy"] is not None and "| finetune |" in (out / "repair.md").read_text()
     # the class's scores on the cluster's own images and the rest of its class, before and after; the warning where it is written
-    assert all(0 <= row["own_images_score"] <= 1 and 0 <= row["rest_of_class_score"] <= 1 for row in report["table"])
-    assert (report["warning"] is None) == ("Warning:" not in (out / "repair.md").read_text())
+    assert all(0 <= row[key] <= 1 for row in report["table"] for key in ("own_images_score", "rest_of_class_called"))
+    assert len(report["warnings"]) == (out / "repair.md").read_text().count("Warning:")
     reloaded = transformers.AutoModelForImageClassification.from_pretrained(out)
     assert (out / "preprocessor_config.json").is_file()
     maps = GMARAttribution(reloaded).attribute(torch.randn(2, 3, 64, 64), target=0)
@@ -372,28 +372,39 @@ def test_a_cluster_of_the_features_is_repaired_only_where_it_has_no_place(two_cl
     assert report["confirmed"] is True and report["forced"] is False and report["confirmed_by"] and "placed_by" not in report
 
 
-def test_the_report_shows_the_clusters_own_images_and_warns_where_the_repair_took_little_of_their_lead():
+def test_the_report_shows_the_clusters_own_images_and_warns_where_the_repair_took_little_of_their_lead_or_misses_them():
     from types import SimpleNamespace
 
     from captum_gmar.cli.repair import LEADS, _markdown
-    from captum_gmar.repair import Attempt, Measurement, Repaired
+    from captum_gmar.repair import Attempt, Measurement, OwnImages, Repaired
 
     options = SimpleNamespace(cluster="attnlrp:Shirt:1", model="m", budget=1.0)
 
-    def report(before: tuple[float, float], after: tuple[float, float]) -> str:
-        done = Attempt("project", None, Measurement(0.01, 0.90, {}, own=after), 1.0)
-        table = Repaired(Measurement(0.5, 0.90, {}, own=before), (done,), done).table()
+    def report(before: tuple[float, float], after: tuple[float, float], called: float = 0.9) -> str:
+        done = Attempt("project", None, Measurement(0.01, 0.90, {}, own=OwnImages(*after, called, 0.35, 64, 64)), 1.0)
+        table = Repaired(Measurement(0.5, 0.90, {}, own=OwnImages(*before, 1.0, 0.3, 64, 64)), (done,), done).table()
         return _markdown(options, "Shirt", table, "project", {}, "its mark pasted")
 
     # the mark's rise gone (98%), and 17% of the images' lead: the repair may reach only part of the shortcut
     short = report((0.95, 0.35), (0.85, 0.35))
-    assert "| 0.950, 0.350 | – |" in short and "| 0.850, 0.350 | 16.7% |" in short
+    assert "| 0.950, 0.350; 100%, 30% | – |" in short and "| 0.850, 0.350; 90%, 35% | 16.7% |" in short
     assert (
         "Warning: project took away 17% of the class's lead on the cluster's own images over the rest of its images "
-        "(it removed 98% of the transplant rise). The repaired model may still follow the shortcut on images of its class" in short
-    )
+        "(it removed 98% of the transplant rise). The repaired model may still follow the shortcut on images of its class"
+    ) in short
     assert "Warning" in report((0.95, 0.35), (0.52, 0.35))  # 72% of the lead gone: short of three quarters
     assert "Warning" not in report((0.95, 0.35), (0.48, 0.35))  # 78% of the lead gone
     assert "Warning" not in report((0.95, 0.35), (0.20, 0.35))  # below the rest: all of it gone, and more
     small = 0.35 + LEADS / 2
     assert "Warning" not in report((small, 0.35), (small, 0.35))  # too little lead to judge a share of
+    # all of the lead gone, and the class called on 13% of its images that carry the shortcut, on 35% of the rest
+    missed = report((0.95, 0.35), (0.20, 0.37), called=0.13)
+    assert (
+        missed.count("Warning") == 1
+        and (
+            "Warning: project calls the class on 13% of the cluster's own images and on 35% of the rest of its class's (100% and "
+            "30% before): images of the class that carry the shortcut may now be missed"
+        )
+        in missed
+    )
+    assert "Warning" not in report((0.95, 0.35), (0.20, 0.37), called=0.30)  # within the error of two shares of 64

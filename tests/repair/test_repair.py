@@ -12,7 +12,7 @@ import transformers
 from torch import nn
 
 from captum_gmar.exploration.intervention import Add, Paste
-from captum_gmar.repair import Labelled, Measurement, Shortcut, carriers, confirmed_by, measure, repair
+from captum_gmar.repair import Labelled, Measurement, OwnImages, Shortcut, carriers, confirmed_by, measure, repair
 from captum_gmar.repair.finetune import STRENGTHS, repair_finetune
 from captum_gmar.repair.heads import repair_heads
 from captum_gmar.vit.layers import pooled_patches
@@ -36,19 +36,28 @@ def test_measure_gives_the_transplant_rise_and_the_clean_accuracy(setting):
     assert found.accuracy == pytest.approx(float((logits.argmax(1) == data.labels).float().mean()))
 
 
-def test_own_scores_are_the_class_on_the_shortcuts_images_and_on_the_rest_of_its_class(setting):
+def test_the_shortcuts_own_images_are_read_against_the_rest_of_its_class(setting):
     model, shortcut, data = setting
     assert measure(model, shortcut, data).own is None and measure(model, shortcut, data).lead is None  # a pass each: asked for
-    found = measure(model, shortcut, data, own=True)
+    found = measure(model, shortcut, data, own=True).own
     with torch.no_grad():  # the reference model is multi-label: its class score is the sigmoid
-        scores = {
-            name: torch.sigmoid(model(pixel_values=pixels).logits)[:, 3].mean()
-            for name, pixels in (("members", shortcut.members), ("rest", shortcut.rest))
-        }
-    assert found.own == pytest.approx((float(scores["members"]), float(scores["rest"])), abs=1e-6)
-    assert found.lead == pytest.approx(float(scores["members"] - scores["rest"]), abs=1e-6)
+        logits = {name: model(pixel_values=pixels).logits for name, pixels in (("members", shortcut.members), ("rest", shortcut.rest))}
+    scores = {name: float(torch.sigmoid(each)[:, 3].mean()) for name, each in logits.items()}
+    called = {name: float((each.argmax(1) == 3).float().mean()) for name, each in logits.items()}
+    assert (found.score, found.rest_score) == pytest.approx((scores["members"], scores["rest"]), abs=1e-6)
+    assert (found.called, found.rest_called, found.count, found.rest_count) == (called["members"], called["rest"], 3, 3)
+    assert found.lead == pytest.approx(scores["members"] - scores["rest"], abs=1e-6)
     no_rest = Shortcut(shortcut.intervention, shortcut.members)  # nothing to compare its images with
     assert measure(model, no_rest, data, own=True).own is None
+
+
+def test_the_shortcuts_images_are_called_less_only_beyond_the_error_of_two_shares():
+    # 64 images each: 13% against 38% is beyond the error (7 points), 31% against 42% (8.5 points) too, 36% against 42% not
+    assert OwnImages(0.2, 0.37, 0.133, 0.375, 64, 64).called_less()
+    assert OwnImages(0.3, 0.36, 0.311, 0.422, 64, 64).called_less()
+    assert not OwnImages(0.3, 0.36, 0.36, 0.422, 64, 64).called_less()
+    assert not OwnImages(0.9, 0.36, 0.9, 0.34, 64, 64).called_less()  # called more: the shortcut still helps, not a miss
+    assert not OwnImages(0.2, 0.37, 0.133, 0.375, 3, 3).called_less()  # three images each: within the error
 
 
 def test_clean_accuracy_leaves_out_the_images_that_carry_the_shortcut(setting):
@@ -243,6 +252,33 @@ def test_auto_ends_at_the_first_repair_that_removes_nine_tenths_within_the_budge
     assert tried({"heads": (0.02, 0.89, two), "project": done, "finetune": done}) == ["heads"]
 
 
+def test_auto_goes_on_past_a_repair_that_misses_the_class_on_the_shortcuts_own_images(setting, monkeypatch):
+    import captum_gmar.repair as repair_module
+
+    _, shortcut, data = setting
+    right = torch.arange(200) < 180
+    # the tint's model as it was: the cluster's images all called the class, a third of the rest
+    was = OwnImages(0.98, 0.33, 1.0, 0.31, 60, 64)
+    read = {
+        "original": (0.8, was),
+        "heads": (0.05, OwnImages(0.21, 0.37, 0.13, 0.38, 60, 64)),  # the rise gone, the tinted Shirts missed
+        "project": (0.0, OwnImages(0.22, 0.36, 0.90, 0.34, 60, 64)),  # the rise gone, the tinted Shirts read as Shirts
+    }
+    monkeypatch.setattr(repair_module, "carriers", lambda model, shortcut, images: torch.zeros(len(images), dtype=torch.bool))
+    monkeypatch.setattr(
+        repair_module, "measure", lambda model, *args, **kwargs: Measurement(read[model][0], 0.9, {}, 200, 0, right, read[model][1])
+    )
+    monkeypatch.setattr(
+        repair_module, "REPAIRS", {name: (lambda *args, name=name: (name, {})) for name in ("heads", "project", "finetune")}
+    )
+    done = repair_module.repair("original", shortcut, data, how="auto", progress=False)
+    assert [a.how for a in done.attempts] == ["heads", "project"] and done.chosen.how == "project"
+    assert [row["own_images_called_less"] for row in done.table()] == [False, True, False]
+    # where the only repair that removes it misses them, it is kept all the same, and the table says so
+    done = repair_module.repair("original", shortcut, data, how="heads", progress=False)
+    assert done.chosen.how == "heads" and done.table()[1]["own_images_called_less"]
+
+
 def test_the_repair_kept_removes_the_shortcut_first_then_respects_the_budget():
     from captum_gmar.repair import Attempt, Repaired, _choose
 
@@ -291,12 +327,14 @@ def test_the_table_says_the_share_removed_the_cost_the_worst_class_and_why_the_h
     assert rows[2]["note"] is None  # no curve: nothing to say
     assert rows[2]["cost_error_points"] != rows[2]["cost_error_points"]  # NaN: no images kept to pair
     assert rows[2]["own_images_score"] is None and rows[2]["lead_removed"] is None  # not measured
-    led = Measurement(0.585, 0.90, {}, own=(0.95, 0.35))
-    for own, removed in (((0.55, 0.35), 1 - 0.2 / 0.6), ((0.2, 0.35), 1.25)):
+    led = Measurement(0.585, 0.90, {}, own=OwnImages(0.95, 0.35, 1.0, 0.3, 64, 64))
+    for own, removed in ((OwnImages(0.55, 0.35, 0.9, 0.3, 64, 64), 1 - 0.2 / 0.6), (OwnImages(0.2, 0.35, 0.1, 0.4, 64, 64), 1.25)):
         done = Attempt("project", None, Measurement(0.01, 0.90, {}, own=own), 1.0)
         row = Repaired(led, (done,), done).table()[1]
-        assert (row["own_images_score"], row["rest_of_class_score"]) == own and row["lead_removed"] == pytest.approx(removed)
-    unled = Measurement(0.585, 0.90, {}, own=(0.3, 0.35))  # no lead to take away: no share of it
+        assert (row["own_images_score"], row["rest_of_class_score"]) == (own.score, own.rest_score)
+        assert (row["own_images_called"], row["rest_of_class_called"]) == (own.called, own.rest_called)
+        assert row["lead_removed"] == pytest.approx(removed) and row["own_images_called_less"] == own.called_less()
+    unled = Measurement(0.585, 0.90, {}, own=OwnImages(0.3, 0.35, 0.3, 0.3, 64, 64))  # no lead to take away: no share of it
     assert Repaired(unled, (done,), done).table()[1]["lead_removed"] is None
     refused = Repaired(before, (Attempt("heads", None, None, 0.1, refused="a LoRA adapter"),), None).table()[1]
     assert refused["removed"] is None and refused["over_budget"] is None and refused["note"] == "a LoRA adapter"
