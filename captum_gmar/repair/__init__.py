@@ -231,8 +231,15 @@ CURVES = {"heads": ("head", "removed"), "directions": ("direction", "projected o
 
 def _notes(attempt: Attempt, before: Measurement, budget: float) -> str | None:
     """What the table's note says of an attempt that ran (:func:`_curve_note`,
-    :func:`_ridge_note`, :func:`_error_note`)."""
-    notes = (_curve_note(attempt, budget), _ridge_note(attempt), _error_note(before, attempt.after, budget))
+    :func:`_ridge_note`, :func:`_error_note`, and where it misses the class on the
+    shortcut's own images: :func:`_misses`)."""
+    missed = attempt.after is not None and _misses(before, attempt.after)
+    notes = (
+        _curve_note(attempt, budget),
+        _ridge_note(attempt),
+        _error_note(before, attempt.after, budget),
+        "calls the class on the shortcut's own images less often than on the rest of its class" if missed else None,
+    )
     return "; ".join(note for note in notes if note) or None
 
 

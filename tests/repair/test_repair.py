@@ -274,6 +274,7 @@ def test_auto_goes_on_past_a_repair_that_misses_the_class_on_the_shortcuts_own_i
     done = repair_module.repair("original", shortcut, data, how="auto", progress=False)
     assert [a.how for a in done.attempts] == ["heads", "project"] and done.chosen.how == "project"
     assert [row["own_images_called_less"] for row in done.table()] == [False, True, False]
+    assert done.table()[1]["note"] == "calls the class on the shortcut's own images less often than on the rest of its class"
     # where the only repair that removes it misses them, it is kept all the same, and the table says so
     done = repair_module.repair("original", shortcut, data, how="heads", progress=False)
     assert done.chosen.how == "heads" and done.table()[1]["own_images_called_less"]
