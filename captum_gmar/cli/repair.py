@@ -22,19 +22,16 @@ from .options import CommandError
 #: what ``--out`` holds beside the model's own files
 FILES = ("repair.json", "repair.md", "config.json", "model.safetensors", "preprocessor_config.json")
 
-#: the class's lead on the cluster's own images before the repair (its mean score on them
-#: less on the rest of its class's images) below which :data:`REACHES` is not judged: the
-#: model then reads them as little more of the class, and a share of a small lead is noise
-#: (the confirmed shortcuts in docs/repair.md led by 0.45 to 0.65)
-LEADS = 0.1
-#: the share of that lead the repair kept must take away for the report not to warn. The
-#: lead is what the shortcut itself does on the images that carry it, where the transplant
-#: rise is what its mark or proxy does on other classes'. On 17 repairs of planted vit-tiny
+#: the share of the class's lead on the cluster's own images (its mean score on them less on
+#: the rest of its class's: :attr:`~captum_gmar.repair.OwnImages.lead`) the repair kept
+#: must take away for the report not to warn. The lead is what the shortcut itself does on the images that carry it, where the transplant
+#: rise is what its mark or proxy does on other classes'. On 18 repairs of planted vit-tiny
 #: models (docs/repair.md) the share of it gone followed the drawn shortcut's own effect on
 #: the class's test scenes: 49% to 62% gone where that effect lost 55% to 64%, 76% or more
-#: where it lost 82% or more. It misses where the repair's direction comes from the
-#: cluster's own images (a blur: 93% of the lead, 59% of the effect on other classes) and
-#: on DINOv2's colour cast (77% of the lead, 70% of the own effect)
+#: where it lost 82% or more. It reads the class's own images, not other classes': a blur's
+#: repair through its cluster's mean difference took 93% of the lead and 82% of the own
+#: effect, and 59% of the effect on other classes; and on DINOv2's colour cast it did not
+#: warn at 77% of the lead, where the own effect lost 70%
 REACHES = 0.75
 
 
@@ -168,11 +165,10 @@ def _markdown(
         spread = "" if error is None or error != error else f" ± {error:.1f}"  # NaN: no paired images
         return f"{-row['cost_points']:+.1f}{spread}" + (" (over the budget)" if row["over_budget"] else "")
 
-    def own(row: dict[str, Any]) -> str:
-        if row["own_images_score"] is None:
+    def pair(row: dict[str, Any], cluster: str, rest: str, points: bool) -> str:
+        if row[cluster] is None:
             return "–"
-        called = f"{100 * row['own_images_called']:.0f}%, {100 * row['rest_of_class_called']:.0f}%"
-        return f"{row['own_images_score']:.3f}, {row['rest_of_class_score']:.3f}; {called}"
+        return f"{100 * row[cluster]:.0f}%, {100 * row[rest]:.0f}%" if points else f"{row[cluster]:.3f}, {row[rest]:.3f}"
 
     def worst(row: dict[str, Any]) -> str:
         label = row["worst_class"]
@@ -186,19 +182,21 @@ def _markdown(
         f"{first['clean_images']} held-out images that do not carry the shortcut (its class's images nearer its own images' "
         "features than the rest of the class's left out, which the shortcut alone may have got right); change: its cost in "
         f"points ± its standard error (one image is {100 / max(first['clean_images'] or 1, 1):.2f} points: more labelled "
-        "images narrow it); its images, the rest: the class's mean score on the cluster's own images (those that carry the "
-        "shortcut itself, not its mark or proxy) and on the rest of its class's, then the share of each the model calls the "
-        "class; lead gone: the share of the difference between the two scores that the repair took away.",
+        "images narrow it). The cluster's own images carry the shortcut itself, not its mark or proxy: class score: the "
+        "class's mean probability on them and on the rest of the class's images; called the class: the share of each whose "
+        "top-1 is the class; lead gone: the share of the first score's lead over the second that the repair took away (over "
+        "100%: they now score below the rest; below 0: the lead grew).",
         "",
-        "| repair | transplant rise | removed | clean accuracy | change (points) | worst class | its images, the rest: score; called "
-        "| lead gone "
-        "| seconds | note |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| repair | transplant rise | removed | clean accuracy | change (points) | worst class | class score: cluster, rest "
+        "| called the class: cluster, rest | lead gone | seconds | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table:
         lines.append(
             f"| {row['repair']} | {cell(row['transplant_rise'])} | {cell(row['removed'], True) if row is not table[0] else '–'} | "
-            f"{cell(row['accuracy'], True)} | {cost(row)} | {worst(row)} | {own(row)} | "
+            f"{cell(row['accuracy'], True)} | {cost(row)} | {worst(row)} | "
+            f"{pair(row, 'own_images_score', 'rest_of_class_score', False)} | "
+            f"{pair(row, 'own_images_called', 'rest_of_class_called', True)} | "
             f"{cell(row['lead_removed'], True) if row is not table[0] else '–'} | {row['seconds']:.0f} | {row['note'] or ''} |"
         )
     warnings = _warnings(table, chosen)
@@ -208,27 +206,30 @@ def _markdown(
 def _warnings(table: list[dict[str, Any]], chosen: str) -> list[str]:
     """What the report warns of the repair kept, from the cluster's own images against the
     rest of its class: it took less of the class's lead on them than :data:`REACHES` (where
-    there was :data:`LEADS` at least to judge), or it calls the class on them less often
-    than on the rest (:meth:`~captum_gmar.repair.OwnImages.called_less`)."""
+    there was lead enough to judge: :data:`~captum_gmar.repair.LEADS`), or it misses the class
+    on them (``misses_own_images``: :meth:`~captum_gmar.repair.OwnImages.called_less`, where
+    the model as it was did not)."""
     first = table[0]
     row = next((row for row in table[1:] if row["repair"] == chosen), None)
-    if row is None or first["own_images_score"] is None or row["own_images_score"] is None:
+    if row is None:
         return []
     warnings = []
     gone = row["lead_removed"]
-    if first["own_images_score"] - first["rest_of_class_score"] >= LEADS and gone is not None and gone < REACHES:
+    if gone is not None and gone < REACHES:
+        took = f"took away {100 * gone:.0f}% of" if gone >= 0 else f"did not take away (it grew by {-100 * gone:.0f}%)"
         proxy = "" if row["removed"] is None else f" (it removed {100 * row['removed']:.0f}% of the transplant rise)"
         warnings.append(
-            f"Warning: {chosen} took away {100 * gone:.0f}% of the class's lead on the cluster's own images over the rest of "
-            f"its images{proxy}. The repaired model may still follow the shortcut on images of its class, or the shortcut may "
-            "reach beyond what the repair put on (a part of it found, or a proxy that falls short); check it on images that "
-            "carry the shortcut itself (docs/repair.md)."
+            f"Warning: {chosen} {took} the class's lead on the cluster's own images over the rest of the class's images"
+            f"{proxy}. The repaired model may still follow the shortcut on images of its class, or the shortcut may reach "
+            "beyond what the repair put on (a part of it found, or a proxy that falls short); check it on images that carry "
+            "the shortcut itself (docs/repair.md)."
         )
-    if row["own_images_called_less"] and not first["own_images_called_less"]:
+    if row["misses_own_images"]:
         warnings.append(
             f"Warning: {chosen} calls the class on {100 * row['own_images_called']:.0f}% of the cluster's own images and on "
-            f"{100 * row['rest_of_class_called']:.0f}% of the rest of its class's ({100 * first['own_images_called']:.0f}% and "
+            f"{100 * row['rest_of_class_called']:.0f}% of the rest of the class's ({100 * first['own_images_called']:.0f}% and "
             f"{100 * first['rest_of_class_called']:.0f}% before): images of the class that carry the shortcut may now be missed, "
-            "where a model that no longer follows it would read them as the rest; another repair (--how) may not (docs/repair.md)."
+            "where a model that no longer follows it would read them as the rest; try another repair (--how), which may not "
+            "miss them (docs/repair.md)."
         )
     return warnings

@@ -375,8 +375,8 @@ def test_a_cluster_of_the_features_is_repaired_only_where_it_has_no_place(two_cl
 def test_the_report_shows_the_clusters_own_images_and_warns_where_the_repair_took_little_of_their_lead_or_misses_them():
     from types import SimpleNamespace
 
-    from captum_gmar.cli.repair import LEADS, _markdown
-    from captum_gmar.repair import Attempt, Measurement, OwnImages, Repaired
+    from captum_gmar.cli.repair import _markdown
+    from captum_gmar.repair import LEADS, Attempt, Measurement, OwnImages, Repaired
 
     options = SimpleNamespace(cluster="attnlrp:Shirt:1", model="m", budget=1.0)
 
@@ -387,11 +387,12 @@ def test_the_report_shows_the_clusters_own_images_and_warns_where_the_repair_too
 
     # the mark's rise gone (98%), and 17% of the images' lead: the repair may reach only part of the shortcut
     short = report((0.95, 0.35), (0.85, 0.35))
-    assert "| 0.950, 0.350; 100%, 30% | – |" in short and "| 0.850, 0.350; 90%, 35% | 16.7% |" in short
+    assert "| 0.950, 0.350 | 100%, 30% | – |" in short and "| 0.850, 0.350 | 90%, 35% | 16.7% |" in short
     assert (
-        "Warning: project took away 17% of the class's lead on the cluster's own images over the rest of its images "
+        "Warning: project took away 17% of the class's lead on the cluster's own images over the rest of the class's images "
         "(it removed 98% of the transplant rise). The repaired model may still follow the shortcut on images of its class"
     ) in short
+    assert "Warning: project did not take away (it grew by 10%) the class's lead" in report((0.95, 0.35), (1.01, 0.35))
     assert "Warning" in report((0.95, 0.35), (0.52, 0.35))  # 72% of the lead gone: short of three quarters
     assert "Warning" not in report((0.95, 0.35), (0.48, 0.35))  # 78% of the lead gone
     assert "Warning" not in report((0.95, 0.35), (0.20, 0.35))  # below the rest: all of it gone, and more
@@ -402,7 +403,7 @@ def test_the_report_shows_the_clusters_own_images_and_warns_where_the_repair_too
     assert (
         missed.count("Warning") == 1
         and (
-            "Warning: project calls the class on 13% of the cluster's own images and on 35% of the rest of its class's (100% and "
+            "Warning: project calls the class on 13% of the cluster's own images and on 35% of the rest of the class's (100% and "
             "30% before): images of the class that carry the shortcut may now be missed"
         )
         in missed

@@ -78,7 +78,7 @@ def compared(name: str, model: Scored, original: Scored, tag_class: int) -> dict
         "top1_change": float(right.mean() - base_right.mean()),
         "tag_class_top1": float(right[labels == tag_class].mean()),
         "own_effect": own,
-        "own_removed": 1 - own / base_own,
+        "own_removed": 1 - own / base_own if base_own > 0 else float("nan"),  # no own effect before: no share of it
         "tag_class_tagged_top1": float(tagged_right.mean()),
         "turned": int((right != base_right).sum()),
     }
