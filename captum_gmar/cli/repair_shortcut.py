@@ -48,6 +48,9 @@ def read_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any, Any]:
     model, its image processor, the :class:`~captum_gmar.repair.Shortcut` (up to 64 of the
     cluster's images, and of the rest) and the labelled ``--data`` images
     (:class:`~captum_gmar.repair.Labelled`)."""
+    import dataclasses
+
+    from ..dataset_maps.checks import read_job
     from ..exploration.causal import ClusterChecker
     from ..exploration.reading import method_rows
     from ..exploration.strategies import DEFAULT_CLUSTERING
@@ -89,6 +92,8 @@ def read_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any, Any]:
         raise CommandError(f"--data holds no image of the class {found.target_name!r}: it needs labelled images of every class")
     if proxies:
         found, shortcut = _confirming_proxies(found, proxies, model, data, options.seed)
+    # the cluster's images and the rest of its class compare by their top-1 where explain chose them by their labels
+    shortcut = dataclasses.replace(shortcut, by_label=(read_job(options.maps) or {}).get("target") == "label")
     return found, model, processor, shortcut, data
 
 

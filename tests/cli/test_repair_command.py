@@ -381,8 +381,8 @@ def test_the_report_shows_the_clusters_own_images_and_warns_where_the_repair_too
     options = SimpleNamespace(cluster="attnlrp:Shirt:1", model="m", budget=1.0)
 
     def report(before: tuple[float, float], after: tuple[float, float], called: float = 0.9) -> str:
-        done = Attempt("project", None, Measurement(0.01, 0.90, {}, own=OwnImages(*after, called, 0.35, 64, 64)), 1.0)
-        table = Repaired(Measurement(0.5, 0.90, {}, own=OwnImages(*before, 1.0, 0.3, 64, 64)), (done,), done).table()
+        done = Attempt("project", None, Measurement(0.01, 0.90, {}, own=OwnImages(*after, called, 0.35, 64, 64, True)), 1.0)
+        table = Repaired(Measurement(0.5, 0.90, {}, own=OwnImages(*before, 1.0, 0.3, 64, 64, True)), (done,), done).table()
         return _markdown(options, "Shirt", table, "project", {}, "its mark pasted")
 
     # the mark's rise gone (98%), and 17% of the images' lead: the repair may reach only part of the shortcut
@@ -409,3 +409,19 @@ def test_the_report_shows_the_clusters_own_images_and_warns_where_the_repair_too
         in missed
     )
     assert "Warning" not in report((0.95, 0.35), (0.20, 0.37), called=0.30)  # within the error of two shares of 64
+
+
+def test_the_clusters_images_are_compared_by_their_top_1_only_where_explain_chose_them_by_label(job, two_classes, tmp_path):
+    import dataclasses
+
+    from captum_gmar.cli.maps_options import RepairOptions
+    from captum_gmar.cli.repair_shortcut import read_shortcut
+
+    def by_label(root: Path, images: str) -> bool:
+        folder, where = str(root / images), str(root / "maps")
+        options = RepairOptions(where, "vit-tiny", "gae:T-shirt/top:1", folder, folder, str(tmp_path / "out"), "project", 100.0, 1, 2000, 0)
+        options = dataclasses.replace(options, force=True)
+        return read_shortcut(options)[3].by_label
+
+    assert by_label(two_classes, "two")  # explained for each image's label
+    assert not by_label(job, "scenes")  # explained for class 0, whatever each image is

@@ -5,6 +5,7 @@ the projection, then the fine-tune; a fine-tune that cannot train, or data witho
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -47,18 +48,21 @@ def test_the_shortcuts_own_images_are_read_against_the_rest_of_its_class(setting
     assert (found.score, found.rest_score) == pytest.approx((scores["members"], scores["rest"]), abs=1e-6)
     assert (found.called, found.rest_called, found.count, found.rest_count) == (called["members"], called["rest"], 3, 3)
     assert found.lead == pytest.approx(scores["members"] - scores["rest"], abs=1e-6)
+    assert not found.by_label and measure(model, replace(shortcut, by_label=True), data, own=True).own.by_label  # as it was chosen
     no_rest = Shortcut(shortcut.intervention, shortcut.members)  # nothing to compare its images with
     assert measure(model, no_rest, data, own=True).own is None
 
 
 def test_the_shortcuts_images_are_called_less_only_beyond_the_error_of_two_shares():
     # 64 images each: 13% against 38% is beyond the error (7 points), 31% against 42% (8.5 points) too, 36% against 42% not
-    assert OwnImages(0.2, 0.37, 0.133, 0.375, 64, 64).called_less()
-    assert OwnImages(0.3, 0.36, 0.311, 0.422, 64, 64).called_less()
-    assert not OwnImages(0.3, 0.36, 0.36, 0.422, 64, 64).called_less()
-    assert not OwnImages(0.9, 0.36, 0.9, 0.34, 64, 64).called_less()  # called more: the shortcut still helps, not a miss
-    assert not OwnImages(0.2, 0.37, 0.0, 0.667, 3, 3).called_less()  # none of three against two: too few to judge
-    assert OwnImages(0.2, 0.37, 0.0, 0.5, 64, 64).called_less()  # none of 64: an error all the same, not 0
+    assert OwnImages(0.2, 0.37, 0.133, 0.375, 64, 64, True).called_less()
+    assert OwnImages(0.3, 0.36, 0.311, 0.422, 64, 64, True).called_less()
+    assert not OwnImages(0.3, 0.36, 0.36, 0.422, 64, 64, True).called_less()
+    assert not OwnImages(0.9, 0.36, 0.9, 0.34, 64, 64, True).called_less()  # called more: the shortcut still helps, not a miss
+    assert not OwnImages(0.2, 0.37, 0.0, 0.667, 3, 3, True).called_less()  # none of three against two: too few to judge
+    assert OwnImages(0.2, 0.37, 0.0, 0.5, 64, 64, True).called_less()  # none of 64: an error all the same, not 0
+    # chosen by the model's own call, not their labels: both called the class before, and not judged
+    assert not OwnImages(0.2, 0.37, 0.133, 0.375, 64, 64, by_label=False).called_less()
 
 
 def test_clean_accuracy_leaves_out_the_images_that_carry_the_shortcut(setting):
@@ -259,12 +263,12 @@ def test_auto_goes_on_past_a_repair_that_misses_the_class_on_the_shortcuts_own_i
     _, shortcut, data = setting
     right = torch.arange(200) < 180
     # the tint's model as it was: the cluster's images all called the class, a third of the rest
-    was = OwnImages(0.98, 0.33, 1.0, 0.31, 60, 64)
+    was = OwnImages(0.98, 0.33, 1.0, 0.31, 60, 64, True)
     read = {
         "original": (0.8, was),
-        "heads": (0.05, OwnImages(0.21, 0.37, 0.13, 0.38, 60, 64)),  # the rise gone, the tinted Shirts missed
+        "heads": (0.05, OwnImages(0.21, 0.37, 0.13, 0.38, 60, 64, True)),  # the rise gone, the tinted Shirts missed
         # the rise gone too (91%), if less of it than the heads took: kept, as it does not miss them
-        "project": (0.07, OwnImages(0.22, 0.36, 0.90, 0.34, 60, 64)),
+        "project": (0.07, OwnImages(0.22, 0.36, 0.90, 0.34, 60, 64, True)),
     }
     monkeypatch.setattr(repair_module, "carriers", lambda model, shortcut, images: torch.zeros(len(images), dtype=torch.bool))
     monkeypatch.setattr(
@@ -281,7 +285,7 @@ def test_auto_goes_on_past_a_repair_that_misses_the_class_on_the_shortcuts_own_i
     done = repair_module.repair("original", shortcut, data, how="heads", progress=False)
     assert done.chosen.how == "heads" and done.table()[1]["misses_own_images"]
     # where the model as it was already called them less often, a repair that does too misses nothing it did not
-    read["original"] = (0.8, OwnImages(0.5, 0.6, 0.1, 0.5, 60, 64))
+    read["original"] = (0.8, OwnImages(0.5, 0.6, 0.1, 0.5, 60, 64, True))
     done = repair_module.repair("original", shortcut, data, how="auto", progress=False)
     assert [a.how for a in done.attempts] == ["heads"] and not done.table()[1]["misses_own_images"]
 
@@ -334,16 +338,19 @@ def test_the_table_says_the_share_removed_the_cost_the_worst_class_and_why_the_h
     assert rows[2]["note"] is None  # no curve: nothing to say
     assert rows[2]["cost_error_points"] != rows[2]["cost_error_points"]  # NaN: no images kept to pair
     assert rows[2]["own_images_score"] is None and rows[2]["lead_removed"] is None  # not measured
-    led = Measurement(0.585, 0.90, {}, own=OwnImages(0.95, 0.35, 1.0, 0.3, 64, 64))
-    for own, removed in ((OwnImages(0.55, 0.35, 0.9, 0.3, 64, 64), 1 - 0.2 / 0.6), (OwnImages(0.2, 0.35, 0.1, 0.4, 64, 64), 1.25)):
+    led = Measurement(0.585, 0.90, {}, own=OwnImages(0.95, 0.35, 1.0, 0.3, 64, 64, True))
+    for own, removed in (
+        (OwnImages(0.55, 0.35, 0.9, 0.3, 64, 64, True), 1 - 0.2 / 0.6),
+        (OwnImages(0.2, 0.35, 0.1, 0.4, 64, 64, True), 1.25),
+    ):
         done = Attempt("project", None, Measurement(0.01, 0.90, {}, own=own), 1.0)
         row = Repaired(led, (done,), done).table()[1]
         assert (row["own_images_score"], row["rest_of_class_score"]) == (own.score, own.rest_score)
         assert (row["own_images_called"], row["rest_of_class_called"]) == (own.called, own.rest_called)
         assert row["lead_removed"] == pytest.approx(removed) and row["misses_own_images"] == own.called_less()
-    unled = Measurement(0.585, 0.90, {}, own=OwnImages(0.3, 0.35, 0.3, 0.3, 64, 64))  # no lead to take away: no share of it
+    unled = Measurement(0.585, 0.90, {}, own=OwnImages(0.3, 0.35, 0.3, 0.3, 64, 64, True))  # no lead to take away: no share of it
     assert Repaired(unled, (done,), done).table()[1]["lead_removed"] is None
-    unled = Measurement(0.585, 0.90, {}, own=OwnImages(0.3 + LEADS / 2, 0.3, 0.3, 0.3, 64, 64))  # too little to judge a share of
+    unled = Measurement(0.585, 0.90, {}, own=OwnImages(0.3 + LEADS / 2, 0.3, 0.3, 0.3, 64, 64, True))  # too little to judge a share of
     assert Repaired(unled, (done,), done).table()[1]["lead_removed"] is None
     refused = Repaired(before, (Attempt("heads", None, None, 0.1, refused="a LoRA adapter"),), None).table()[1]
     assert refused["removed"] is None and refused["over_budget"] is None and refused["note"] == "a LoRA adapter"
