@@ -161,9 +161,11 @@ class Repaired:
         that error is more than the budget: :meth:`Measurement.over`), the worst class and
         its accuracy, the class's mean score on the shortcut's own images and on the rest of
         its class, the share of each called the class, and the share of the former's lead
-        taken away (:class:`OwnImages`: the shortcut itself, where the rise is its proxy's), the time, and a note (why a repair
-        did not run; where a curve, the heads' or the projection's, stopped short of its best
-        rise; the projection's ridges; a cost within the budget only by its standard error)."""
+        taken away (:class:`OwnImages`: the shortcut itself, where the rise is its proxy's),
+        the time, and a note (why a repair did not run; where a curve, the heads' or the
+        projection's, stopped short of its best rise; the projection's ridges; a cost within
+        the budget only by its standard error; a repair that misses the class on the
+        shortcut's own images)."""
         rows = [self._row("none (as it was)", self.before, 0.0)]
         rows += [self._row(a.how, a.after, a.seconds, a.refused or _notes(a, self.before, self.budget)) for a in self.attempts]
         return rows
