@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
+import torch
+from torch import Tensor, nn
 from transformers import AutoModelForImageClassification
 
 from tools.shortcut.tag import TAGS, Tag, plant_tag
-from tools.shortcut.train import class_scenes, logits, shortcut_effect
+from tools.shortcut.train import class_scenes, logits
 
 __all__ = ["Scored", "compared", "main", "scored"]
 
@@ -53,14 +54,20 @@ def scored(model: nn.Module, tag: Tag, tag_class: int) -> Scored:
     clean scenes it gets right, its own effect (on the tag class's scenes) and which of
     those, tagged, it gets right."""
     images, labels = _scenes()
-    right = logits(model, images).argmax(1).numpy() == labels
-    own = images[labels == tag_class]
-    tagged_right = logits(model, plant_tag(own, np.ones(len(own), dtype=bool), tag)).argmax(1).numpy() == tag_class
+    clean = logits(model, images)  # one pass over every clean scene, one over each class's share with the tag drawn
+    own, others = labels == tag_class, labels != tag_class
+    tagged_own, tagged_others = (
+        logits(model, plant_tag(images[which], np.ones(int(which.sum()), dtype=bool), tag)) for which in (own, others)
+    )
+
+    def score(pass_: Tensor) -> Tensor:
+        return torch.sigmoid(pass_[:, tag_class])
+
     return (
-        shortcut_effect(model, images[labels != tag_class], tag, tag_class),
-        right,
-        shortcut_effect(model, own, tag, tag_class),
-        tagged_right,
+        float(score(tagged_others).mean() - score(clean[others]).mean()),
+        clean.argmax(1).numpy() == labels,
+        float(score(tagged_own).mean() - score(clean[own]).mean()),
+        tagged_own.argmax(1).numpy() == tag_class,
     )
 
 
