@@ -151,7 +151,8 @@ def _in_features(result: Any) -> str:
     rises = ", ".join(f"its {name}'s rise {cluster[name]['rise']:+.3f}" for name in cluster["confirmed_by"])
     return (
         f"; {where}: {len(flagged)} shortcut{'' if len(flagged) == 1 else 's'} with no place, the first: {group['target_name']}, "
-        f"feature cluster {cluster['cluster']} ({cluster['size']} images, confirmed by {rises})"
+        f"feature cluster {cluster['cluster']} ({cluster['size']} images"
+        f"{', joined from ' + ' + '.join(map(str, cluster['parts'])) if cluster.get('parts') else ''}, confirmed by {rises})"
     )
 
 

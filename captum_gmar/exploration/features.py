@@ -21,6 +21,11 @@ images; each against its null.
 A cluster that a map cluster of its class also isolates (F1 at least :data:`MATCHED_AT`)
 has a place, where the maps' own checks judge it; one that no map cluster matches, and
 that its direction or a proxy in pixels confirms, is a **shortcut with no place** (:attr:`FeatureCluster.flagged`).
+
+**One shortcut split in two.** The eigengap may split a shortcut's images by what else they
+hold (a tint on long sleeves and on short). Flagged clusters whose directions from the
+class's unflagged images agree (:func:`aligned_groups`, cosine at least :data:`JOINED_AT`)
+are joined into one cluster, which is checked again (:attr:`FeatureCluster.parts`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._extra import need
+from .aligned import JOINED_AT, aligned_groups, joined
 from .causal import ClusterChecker
 from .feature_checks import PROXIES, DirectionCheck, PixelCheck, direction_check, pixel_check
 from .spectral import spectral_clusters, typical_members
@@ -100,6 +106,9 @@ class FeatureCluster:
     #: its proxies put on in pixels, in the order of :data:`~captum_gmar.exploration.feature_checks.PROXIES`
     #: (none: no image of another class, or of the rest of its class among those read)
     pixels: tuple[PixelCheck, ...] = ()
+    #: the sizes of the flagged clusters the clustering had split it into, joined as one
+    #: shortcut (:func:`aligned_groups`); none: as the clustering found it
+    parts: tuple[int, ...] = ()
 
     @property
     def no_place(self) -> bool:
@@ -132,7 +141,13 @@ class FeatureCluster:
             else f"the maps' best match, {self.matched[0]}'s cluster labelled {self.matched[1]} (its number, not its rank), has F1 {self.matched[2]:.2f}"
         )
         verdict = "flagged: a shortcut with no place" if self.flagged else "not flagged"
-        return f"{verdict} ({where}); {self.interventions}"
+        joined = (
+            f"; joins {len(self.parts)} clusters of {' + '.join(map(str, self.parts))} images, each flagged, their directions "
+            f"agreeing (cosine at least {JOINED_AT})"
+            if self.parts
+            else ""
+        )
+        return f"{verdict} ({where}){joined}; {self.interventions}"
 
     @property
     def interventions(self) -> str:
@@ -184,10 +199,11 @@ def check_layer(layer: int | None, num_layers: int) -> int:
 
 
 def feature_strategies(
-    features: np.ndarray, *, max_clusters: int = 10, neighbours: int = 10, typical: int = 8, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    features: np.ndarray, *, max_clusters: int = 10, neighbours: int = 10, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The clusters of one class's pooled features ``(N, D)``: each image's label
-    ``int64 (N,)``, the eigenvalues, and each cluster's most typical images.
+    ``int64 (N,)``, the eigenvalues, and the rows ``(N, k)`` the labels were drawn from
+    (the spectral embedding; :func:`~captum_gmar.exploration.spectral.typical_members` reads them).
 
     Raises:
         ValueError: too few images for these settings.
@@ -199,8 +215,7 @@ def feature_strategies(
     reduced = need("sklearn.decomposition").PCA(n_components=min(COMPONENTS, features.shape[1], count - 1), random_state=seed)
     rows = reduced.fit_transform(features.astype(np.float64))
     found = spectral_clusters(rows, n_clusters=None, max_clusters=max_clusters, neighbours=neighbours, search="exact", seed=seed)
-    chosen = tuple(typical_members(found.rows, found.labels, c, typical) for c in range(int(found.labels.max()) + 1))
-    return found.labels, found.eigenvalues, chosen
+    return found.labels, found.eigenvalues, found.rows
 
 
 def class_features(checker: ClusterChecker, names: Sequence[str], layer: int, batch_size: int = 64) -> Tensor:
@@ -290,12 +305,8 @@ class FeatureChecker:
         checker, layer, seed = self.checker, self.layer, int(settings["seed"])
         features = class_features(checker, [names[int(r)] for r in groups[target]], layer)
         try:
-            labels, eigenvalues, typical = feature_strategies(
-                features.numpy(),
-                max_clusters=settings["max_clusters"],
-                neighbours=settings["neighbours"],
-                typical=settings["typical"],
-                seed=seed,
+            labels, eigenvalues, rows = feature_strategies(
+                features.numpy(), max_clusters=settings["max_clusters"], neighbours=settings["neighbours"], seed=seed
             )
         except ValueError as error:
             return str(error)
@@ -309,10 +320,40 @@ class FeatureChecker:
         pixels = checker.pixels_of([names[int(r)] for r in recipients]) if len(recipients) else None
         with torch.no_grad():  # the recipients as they are: scored once per class
             plain = None if pixels is None else checker.class_scores(pixels, target).cpu()
-        matches = map_match(labels, {method: s for (method, t), s in found.items() if t == target})
-        rows = groups[target]
-        pool = np.sort(np.random.default_rng([seed, target, 1]).permutation(len(rows))[:PROXY_POOL])
-        pooled = None if pixels is None else checker.pixels_of([names[int(rows[i])] for i in pool])
+        rows_of = groups[target]
+        pool = np.sort(np.random.default_rng([seed, target, 1]).permutation(len(rows_of))[:PROXY_POOL])
+        pooled = None if pixels is None else checker.pixels_of([names[int(rows_of[i])] for i in pool])
+        maps = {method: s for (method, t), s in found.items() if t == target}
+        checked = partial(
+            self._clusters, features, target=target, maps=maps, pixels=pixels, plain=plain, pool=pool, pooled=pooled, seed=seed
+        )
+        clusters = checked(labels)
+        split = aligned_groups(features, labels, [c.label for c in clusters if c.flagged])
+        if split:  # one shortcut the clustering split: joined, and every cluster checked again under its new number
+            labels, parts = joined(labels, split)
+            clusters = checked(labels, parts=parts)
+        typical = tuple(typical_members(rows, labels, c, settings["typical"]) for c in range(int(labels.max()) + 1))
+        ranking = sorted(clusters, key=lambda f: (not f.flagged, -f.beyond, f.label))
+        return FeatureStrategies(layer=layer, labels=labels, eigenvalues=eigenvalues, typical=typical, ranking=tuple(ranking))
+
+    def _clusters(
+        self,
+        features: Tensor,
+        labels: np.ndarray,
+        target: int,
+        maps: dict[str, Strategies],
+        pixels: Tensor | None,
+        plain: Tensor | None,
+        pool: np.ndarray,
+        pooled: Tensor | None,
+        seed: int,
+        parts: dict[int, tuple[int, ...]] | None = None,
+    ) -> list[FeatureCluster]:
+        """Each cluster of ``labels`` matched against the class's ``maps`` and checked: its
+        direction added to ``pixels`` (other classes' images, scored ``plain`` as they are)
+        and its proxies made from ``pooled`` (the class's images at ``pool``, its rows); none
+        where there is no other class (``pixels`` ``None``)."""
+        matches = map_match(labels, maps)
         clusters = []
         for c in range(int(labels.max()) + 1):
             inside = torch.from_numpy(labels == c)
@@ -336,9 +377,8 @@ class FeatureChecker:
                         )
                         for proxy in PROXIES
                     )
-            clusters.append(FeatureCluster(c, int(inside.sum()), check, matches[c], direction, proxies))
-        ranking = sorted(clusters, key=lambda f: (not f.flagged, -f.beyond, f.label))
-        return FeatureStrategies(layer=layer, labels=labels, eigenvalues=eigenvalues, typical=typical, ranking=tuple(ranking))
+            clusters.append(FeatureCluster(c, int(inside.sum()), check, matches[c], direction, proxies, (parts or {}).get(c, ())))
+        return clusters
 
     def _proxy_rise(
         self, chosen: np.ndarray, proxy: str, pooled: Tensor, recipients: Tensor, plain: Tensor, target: int, seed: list[int]

@@ -119,7 +119,9 @@ def explore(
     ``layer``, ``rule`` and ``groups``, one per class, each with ``target``,
     ``target_name``, ``images``, ``note`` (why it was not clustered, else ``null``),
     ``eigenvalues``, ``flagged`` and ``clusters``, flagged first, each with ``cluster``,
-    ``rank``, ``size``, ``flagged`` (a shortcut with no place), ``no_place``, ``matched``
+    ``rank``, ``size``, ``parts`` (the sizes of the flagged clusters it joins, one shortcut the
+    clustering split: :mod:`~captum_gmar.exploration.aligned`; empty: as found), ``flagged``
+    (a shortcut with no place), ``no_place``, ``matched``
     (``method``, ``cluster``, ``f1`` of the map cluster that best isolates its images),
     ``direction`` (the intervention's ``recipients``, ``norm``, ``plain``, ``rise``,
     ``random``, ``random_spread`` (``null`` where not drawn), ``screened``, ``beyond``,

@@ -294,6 +294,7 @@ def feature_summary(
                     "cluster": cluster.label,
                     "rank": rank,
                     "size": cluster.size,
+                    "parts": list(cluster.parts),
                     "flagged": cluster.flagged,
                     "no_place": cluster.no_place,
                     "matched": None

@@ -91,6 +91,8 @@ def test_the_last_line_names_what_confirmed_the_first_shortcut_with_no_place():
     )
     both = {**contrast, "confirmed_by": ["direction", "tone curve"]}
     assert "confirmed by its direction's rise +0.182, its tone curve's rise +0.613)" in _in_features(result(both))
+    joined = {**contrast, "size": 60, "parts": [32, 28]}
+    assert "feature cluster 1 (60 images, joined from 32 + 28, confirmed by its tone curve's rise +0.613)" in _in_features(result(joined))
     blur = {**plain, "flagged": True, "confirmed_by": ["filter"], "filter": {"rise": 0.512}}
     assert _in_features(result(blur)).endswith("feature cluster 0 (9 images, confirmed by its filter's rise +0.512)")
     assert _in_features(result(plain)).endswith(

@@ -82,5 +82,8 @@ def test_the_shortcuts_with_no_place_change_the_whole_scene_and_only_the_tagged_
     assert np.array_equal(plant_tag(images, np.array([True, True]), TAGS["grain"]), grainy)  # seeded by the scene: drawn again alike
     blurred = plant_tag(images, tagged, TAGS["blur"]).astype(int)
     assert blurred[0, 19, 30].max() > 0 and abs(blurred[0].mean() - images[0].mean()) < 1  # edges spread, brightness kept
-    for name in ("cast", "contrast", "noise", "grain", "blur"):
+    bright = plant_tag(images, tagged, TAGS["gamma"]).astype(int)
+    assert bright[0, 0, 0].max() == 0 and bright[0, 20:44, 20:44].mean() > images[0, 20:44, 20:44].mean() + 20  # items brighter, black kept
+    assert (bright[0] >= images[0]).all() and bright[0].max() <= 255
+    for name in ("cast", "contrast", "noise", "grain", "blur", "gamma"):
         assert TAGS[name].pixels(64, 64).all()

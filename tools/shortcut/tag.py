@@ -3,7 +3,8 @@ mark of another shape: a thin frame around the whole scene, a dashed line along 
 bottom edge (like a caption), a bracket along its top and left edges, or dots scattered
 over it at fixed places; or a shortcut with no place: a tint that lifts every pixel
 darker than its colour (the black background) to it, a colour cast over the whole scene,
-a lower contrast, a fixed noise texture over the background, or a blur.
+a lower contrast, a fixed noise texture over the background, a blur, or the items
+brightened.
 
 Pure functions over ``uint8 (N, H, W, 3)`` images; no model, no file.
 """
@@ -17,6 +18,9 @@ from typing import Literal
 import numpy as np
 
 __all__ = ["MAGENTA", "TAGS", "Tag", "choose_tagged", "plant_tag"]
+
+
+Shape = Literal["square", "frame", "line", "bracket", "scatter", "tint", "cast", "contrast", "noise", "grain", "blur", "gamma"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,10 @@ class Tag:
     #: its distance), ``"noise"`` (a texture drawn once, with seed 0, of ``strength`` grey
     #: levels, added where the scene is darker than 100, its background), ``"grain"`` (the
     #: same, drawn afresh for each scene, seeded by its pixels: a sensor's noise rather than
-    #: a pattern) or ``"blur"`` (a Gaussian blur of ``strength`` px)
-    shape: Literal["square", "frame", "line", "bracket", "scatter", "tint", "cast", "contrast", "noise", "grain", "blur"] = "square"
+    #: a pattern), ``"blur"`` (a Gaussian blur of ``strength`` px) or ``"gamma"`` (every
+    #: level ``v`` of 0-255 taken to ``255 (v / 255) ** strength``: below 1 the items
+    #: brighter, the black background black)
+    shape: Shape = "square"
     strength: float = 0.0
 
     def pixels(self, height: int, width: int) -> np.ndarray:
@@ -92,7 +98,7 @@ class Tag:
 
 
 #: the shapes that change the whole scene (a mark has no place)
-NO_PLACE = ("tint", "cast", "contrast", "noise", "grain", "blur")
+NO_PLACE = ("tint", "cast", "contrast", "noise", "grain", "blur", "gamma")
 
 #: the tags the benchmark plants, by name: ``magenta``, bright and in no item, in the
 #: top-left patch; ``teal``, smaller, dimmer and in the bottom-right patch (a subtler cue,
@@ -127,6 +133,9 @@ TAGS = {
     "contrast-weak": Tag(shape="contrast", strength=0.75),
     "noise-weak": Tag(shape="noise", strength=30),
     "blur-strong": Tag(shape="blur", strength=3.0),
+    # a kind of its own: the items brightened (their mid-greys most), the background left
+    # black, so that nothing changes where there is no item
+    "gamma": Tag(shape="gamma", strength=0.6),
 }
 
 
@@ -151,7 +160,7 @@ def plant_tag(images: np.ndarray, tagged: np.ndarray, tag: Tag = Tag()) -> np.nd
 
 def _changed(images: np.ndarray, tag: Tag) -> np.ndarray:
     """``images`` ``uint8 (N, H, W, 3)`` under a change of the whole scene (``tag.shape``:
-    cast, contrast, noise, grain or blur)."""
+    cast, contrast, noise, grain, blur or gamma)."""
     x = images.astype(np.float64)
     if tag.shape == "cast":
         x = x + np.asarray(tag.colour, dtype=np.float64)
@@ -165,6 +174,8 @@ def _changed(images: np.ndarray, tag: Tag) -> np.ndarray:
         for i, image in enumerate(images):
             drawn[i] = np.random.default_rng(zlib.crc32(image.tobytes())).uniform(0, tag.strength, size=image.shape[:2])
         x = x + drawn[..., None] * (x.max(axis=-1, keepdims=True) < 100)
+    elif tag.shape == "gamma":
+        x = 255 * (x / 255) ** tag.strength
     else:
         from scipy.ndimage import gaussian_filter
 

@@ -601,7 +601,7 @@
           return name + " " + signed(p.rise) + (p.screened ? " (below " + D.confirms_by + ": null not drawn)" : " (random images of the class: " + signed(p.random) + " ± " + p.random_spread.toFixed(3) + "; " + p.needed.toFixed(2) + " needed beyond)");
         });
         var by = c.confirmed_by.map(function (b) { return "its " + b; }).join(" and ");
-        [g.target + ": " + className(g.target), String(c.cluster) + " (" + ordinal(c.rank) + ")", c.size.toLocaleString() + " of " + g.images.toLocaleString(),
+        [g.target + ": " + className(g.target), String(c.cluster) + " (" + ordinal(c.rank) + ")", c.size.toLocaleString() + " of " + g.images.toLocaleString() + (c.parts && c.parts.length ? " (joined: " + c.parts.join(" + ") + ")" : ""),
           c.matched ? c.matched.method + "'s cluster " + c.matched.cluster + " (" + c.matched.f1.toFixed(2) + ")" + (c.no_place ? ": no place" : "") : "no maps",
           d ? signed(d.rise) + (d.screened ? " (below " + D.confirms_by + ": random directions not drawn)" : " (" + signed(d.random) + " ± " + d.random_spread.toFixed(3) + "; " + d.needed.toFixed(2) + " needed beyond)") : "– (no other class)",
           pixels.length ? pixels.join("; ") : "–",

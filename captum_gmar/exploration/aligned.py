@@ -1,0 +1,64 @@
+"""One shortcut the clustering split: flagged clusters of one class whose directions agree.
+
+The eigengap may split a shortcut's images by what else they hold (a tint on long sleeves
+and on short), and each part is then flagged alone, none of them holding the shortcut's
+images whole. :func:`aligned_groups` finds such parts among the flagged clusters of a
+class, by the direction each moves the class's features in, and :func:`joined` makes each
+group one cluster. Pure functions over arrays; the checks are the caller's
+(:mod:`~captum_gmar.exploration.features`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._extra import need
+from .spectral import numbered
+
+__all__ = ["JOINED_AT", "aligned_groups", "joined"]
+
+#: the cosine of two flagged clusters' directions (each its images' mean feature less the
+#: mean of the class's images in no flagged cluster) at which they are one shortcut the
+#: clustering split. Measured (docs/explore.md): the tint's two halves on one vit-tiny at
+#: 0.986, a brightened item's three parts on another at 0.973 to 0.995. Changes the model
+#: reads along one direction are one to it: on the tint's model, a contrast change and a
+#: cast moved the clean Shirts' features along the tint's own (0.99, 0.97), a blur not
+#: (-0.17)
+JOINED_AT = 0.9
+
+
+def aligned_groups(features: Tensor, labels: np.ndarray, flagged: Sequence[int], at: float = JOINED_AT) -> list[list[int]]:
+    """The clusters of ``flagged`` (labels of ``labels``, ``int (N,)``) that are one shortcut
+    the clustering split: the groups of two or more whose directions (each cluster's mean
+    of ``features`` ``(N, D)`` less that of the images in no flagged cluster) are linked,
+    pair by pair, by a cosine of at least ``at``. None where every image is in a flagged cluster.
+    """
+    if len(flagged) < 2:
+        return []
+    rest = torch.from_numpy(~np.isin(labels, flagged))
+    if not rest.any():
+        return []
+    base = features[rest].double().mean(dim=0)
+    directions = torch.stack([features[torch.from_numpy(labels == c)].double().mean(dim=0) - base for c in flagged])
+    unit = directions / directions.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    linked = (unit @ unit.T >= at).numpy()
+    count, component = need("scipy.sparse.csgraph").connected_components(linked, directed=False)
+    groups = [[flagged[int(i)] for i in np.flatnonzero(component == g)] for g in range(count)]
+    return [group for group in groups if len(group) > 1]
+
+
+def joined(labels: np.ndarray, groups: list[list[int]]) -> tuple[np.ndarray, dict[int, tuple[int, ...]]]:
+    """``labels`` with each of ``groups`` one cluster, renumbered by size, and the sizes of
+    the parts of each joined cluster, by its new label."""
+    merged = labels.copy()
+    for group in groups:
+        merged[np.isin(labels, group)] = group[0]
+    renumbered = numbered(merged)
+    parts = {
+        int(renumbered[labels == group[0]][0]): tuple(sorted((int((labels == c).sum()) for c in group), reverse=True)) for group in groups
+    }
+    return renumbered, parts

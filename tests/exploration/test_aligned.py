@@ -1,0 +1,45 @@
+"""One shortcut the clustering split: flagged clusters whose directions agree are joined,
+flagged clusters that move the features in other directions are not."""
+
+import numpy as np
+import torch
+
+from captum_gmar.exploration.aligned import JOINED_AT, aligned_groups, joined
+
+DIM = 16
+
+
+def split_features(seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """120 features: 60 clean (label 0), 30 + 30 moved far along the first axis and, by
+    half as much, one half up and one half down a second one (labels 1 and 2: a tint on
+    two kinds of item), and 20 moved along a third axis alone (label 3: another change)."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(140, DIM))
+    labels = np.repeat([0, 1, 2, 3], [60, 30, 30, 20])
+    features[labels == 1, 0] += 8
+    features[labels == 2, 0] += 8
+    features[labels == 1, 1] += 1.5
+    features[labels == 2, 1] -= 1.5
+    features[labels == 3, 2] += 8
+    return torch.from_numpy(features).float(), labels
+
+
+def test_two_halves_of_one_shift_are_one_group_and_another_shift_is_not() -> None:
+    features, labels = split_features()
+    assert aligned_groups(features, labels, [1, 2, 3]) == [[1, 2]]
+    assert aligned_groups(features, labels, [1, 3]) == []  # flagged, but along another direction
+    assert aligned_groups(features, labels, [1]) == []  # one flagged cluster: nothing to join
+    assert aligned_groups(features, labels, [0, 1, 2, 3]) == []  # no image outside the flagged: no reference
+    # the halves' cosine (near 0.97 here) stands above the bar; a stricter bar keeps them apart
+    assert aligned_groups(features, labels, [1, 2], at=0.999) == [] and JOINED_AT == 0.9
+
+
+def test_joined_clusters_are_one_renumbered_by_size_with_their_parts() -> None:
+    features, labels = split_features()
+    merged, parts = joined(labels, [[1, 2]])
+    assert sorted(np.bincount(merged).tolist(), reverse=True) == [60, 60, 20]
+    (label,) = parts
+    assert parts[label] == (30, 30) and np.array_equal(merged == label, np.isin(labels, [1, 2]))
+    assert merged[labels == 3].tolist() == [2] * 20  # renumbered by size: the smallest last
+    unchanged, none = joined(labels, [])
+    assert np.array_equal(unchanged, labels) and none == {}
