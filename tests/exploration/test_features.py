@@ -63,7 +63,7 @@ def test_a_shortcut_with_no_place_is_unmatched_and_confirmed() -> None:
     assert FeatureCluster(0, 30, confirmed, None, ANY).flagged
     placed = FeatureCluster(0, 30, confirmed, ("gae", 1, MATCHED_AT), ANY)
     assert (
-        not placed.flagged and not placed.no_place and "gae's cluster labelled 1 (its number, not its rank), has F1 0.50" in placed.reason
+        not placed.flagged and not placed.no_place and "gae's cluster labelled 1 (its number, not its rank), has F1 0.80" in placed.reason
     )
     assert not FeatureCluster(0, 30, refuted, None, ANY).flagged
     assert not FeatureCluster(0, 30, None, None, ANY).flagged  # nothing to add the direction to
