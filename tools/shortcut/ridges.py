@@ -14,7 +14,9 @@ clean top-1. A projection leaves the backbone as it was, so the classifier's inp
 taken once. ``--drawn`` adds the directions of the tag itself, drawn on 600 training
 scenes of all classes (seed 4242) and taken as the command takes its proxy's, with the two
 first directions' cosine and the share of the drawn changes' squared norm the first ``k``
-hold. ``--proxy`` takes others of a ``features:`` cluster's proxies than those the
+hold. ``--pattern`` adds the directions with the cluster's own pattern first: its images' mean
+classifier input less the rest of the class's (P-ClArC's pattern from the images that carry
+the artifact), then the proxy's, each less its part along those before. ``--proxy`` takes others of a ``features:`` cluster's proxies than those the
 command takes (one drawn per image where several, as the command puts them on). ``--strengths`` folds a share of each projection in (a gentler one below 1).
 """
 
@@ -55,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ridges", type=float, nargs="+", default=list(RIDGES))
     parser.add_argument("--k", type=int, default=4, help="directions, 1 to k")
     parser.add_argument("--drawn", action="store_true", help="also the directions of the tag itself")
+    parser.add_argument("--pattern", action="store_true", help="also the cluster's own pattern first, then the proxy's directions")
     parser.add_argument(
         "--proxy",
         type=int,
@@ -113,6 +116,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     clean = inputs(images)
     tagged = inputs(plant_tag(images[others.numpy()], np.ones(int(others.sum()), dtype=bool), tag))
     sources = {"proxy": proxy.directions}
+    if args.pattern:  # the cluster's images' mean input less the rest's, then the proxy's directions, Gram-Schmidt
+        assert shortcut.rest is not None  # a cluster read by repair has the rest of its class
+
+        def read(pixels: Tensor) -> Tensor:  # the classifier's inputs on pixel values as the model reads them
+            captured.clear()
+            model(pixel_values=pixels)
+            return torch.cat(captured)
+
+        pattern = read(shortcut.members).mean(0) - read(shortcut.rest).mean(0)
+        stacked = torch.cat([pattern[None].to(proxy.directions.dtype), proxy.directions])
+        sources["pattern"] = torch.linalg.qr(stacked.double().T)[0].T.to(proxy.directions.dtype)
     if args.drawn:
         pool = class_scenes(DRAWN_SCENES, list(range(10)), DRAWN_SEED).images
         change = inputs(plant_tag(pool, np.ones(len(pool), dtype=bool), tag)) - inputs(pool)
