@@ -186,7 +186,12 @@ def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
     cluster, layer = strategies.ranking[rank - 1], features.layer
     checked = cluster.check is not None  # its proxies in pixels run only where its direction does (other classes to put it on)
     where, evidence = f"no place, found at layer {layer}", cluster.reason
-    recorded = {"layer": layer, "direction_norm": float(cluster.direction.norm()), "confirmed_by": list(cluster.confirmed_by)}
+    recorded = {
+        "layer": layer,
+        "direction_norm": float(cluster.direction.norm()),
+        "confirmed_by": list(cluster.confirmed_by),
+        "parts": list(cluster.parts),  # the flagged clusters it joins, one shortcut the clustering split
+    }
     if checked and not cluster.confirmed_by:
         evidence = f"neither its direction nor a proxy raises the class enough: {cluster.interventions}"
     confirmed = cluster.flagged if checked else None

@@ -1,7 +1,6 @@
 """One shortcut the clustering split: flagged clusters of one class whose directions agree.
 
-The eigengap may split a shortcut's images by what else they hold (a tint on long sleeves
-and on short), and each part is then flagged alone, none of them holding the shortcut's
+The eigengap may split a shortcut's images into parts, and each part is then flagged alone, none of them holding the shortcut's
 images whole. :func:`aligned_groups` finds such parts among the flagged clusters of a
 class, by the direction each moves the class's features in, and :func:`joined` makes each
 group one cluster. Pure functions over arrays; the checks are the caller's
@@ -35,7 +34,8 @@ def aligned_groups(features: Tensor, labels: np.ndarray, flagged: Sequence[int],
     """The clusters of ``flagged`` (labels of ``labels``, ``int (N,)``) that are one shortcut
     the clustering split: the groups of two or more whose directions (each cluster's mean
     of ``features`` ``(N, D)`` less that of the images in no flagged cluster) are linked,
-    pair by pair, by a cosine of at least ``at``. None where every image is in a flagged cluster.
+    pair by pair, by a cosine of at least ``at``: a chain, so two parts below ``at`` of each
+    other are one group where a third links them. None where every image is in a flagged cluster.
     """
     if len(flagged) < 2:
         return []
@@ -52,8 +52,8 @@ def aligned_groups(features: Tensor, labels: np.ndarray, flagged: Sequence[int],
 
 
 def joined(labels: np.ndarray, groups: list[list[int]]) -> tuple[np.ndarray, dict[int, tuple[int, ...]]]:
-    """``labels`` with each of ``groups`` one cluster, renumbered by size, and the sizes of
-    the parts of each joined cluster, by its new label."""
+    """``labels`` (``int (N,)``) with each of ``groups`` one cluster, renumbered by size
+    (``int64 (N,)``, largest first), and the sizes of the parts of each joined cluster, by its new label."""
     merged = labels.copy()
     for group in groups:
         merged[np.isin(labels, group)] = group[0]

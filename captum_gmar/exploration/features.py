@@ -22,8 +22,8 @@ A cluster that a map cluster of its class also isolates (F1 at least :data:`MATC
 has a place, where the maps' own checks judge it; one that no map cluster matches, and
 that its direction or a proxy in pixels confirms, is a **shortcut with no place** (:attr:`FeatureCluster.flagged`).
 
-**One shortcut split in two.** The eigengap may split a shortcut's images by what else they
-hold (a tint on long sleeves and on short). Flagged clusters whose directions from the
+**One shortcut split in parts.** The eigengap may split a shortcut's images into parts, each
+flagged alone. Flagged clusters whose directions from the
 class's unflagged images agree (:func:`aligned_groups`, cosine at least :data:`JOINED_AT`)
 are joined into one cluster, which is checked again (:attr:`FeatureCluster.parts`).
 """
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -163,7 +163,8 @@ class FeatureCluster:
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds arrays
 class FeatureStrategies:
-    """What :func:`feature_strategies` found in ``N`` images of one class."""
+    """The clusters of ``N`` images of one class in the model's features
+    (:func:`feature_strategies`), flagged clusters that agree joined (:mod:`~captum_gmar.exploration.aligned`)."""
 
     #: the layer whose output was read (from 0)
     layer: int
@@ -334,9 +335,11 @@ class FeatureChecker:
         )
         clusters = checked(labels)
         split = aligned_groups(features, labels, [c.label for c in clusters if c.flagged])
-        if split:  # one shortcut the clustering split: joined, and every cluster checked again under its new number
-            labels, parts = joined(labels, split)
-            clusters = checked(labels, parts=parts)
+        if split:  # one shortcut the clustering split: its parts joined and checked as one
+            found_labels, (labels, parts) = labels, joined(labels, split)
+            # the other clusters keep their members and their checks, under their new numbers
+            others = [replace(c, label=int(labels[found_labels == c.label][0])) for c in clusters if not any(c.label in g for g in split)]
+            clusters = others + checked(labels, only=sorted(parts), parts=parts)
         typical = tuple(typical_members(rows, labels, c, settings["typical"]) for c in range(int(labels.max()) + 1))
         ranking = sorted(clusters, key=lambda f: (not f.flagged, -f.beyond, f.label))
         return FeatureStrategies(layer=layer, labels=labels, eigenvalues=eigenvalues, typical=typical, ranking=tuple(ranking))
@@ -352,15 +355,19 @@ class FeatureChecker:
         pool: np.ndarray,
         pooled: Tensor | None,
         seed: int,
+        only: Sequence[int] | None = None,
         parts: dict[int, tuple[int, ...]] | None = None,
     ) -> list[FeatureCluster]:
-        """Each cluster of ``labels`` matched against the class's ``maps`` and checked: its
-        direction added to ``pixels`` (other classes' images, scored ``plain`` as they are)
-        and its proxies made from ``pooled`` (the class's images at ``pool``, its rows); none
-        where there is no other class (``pixels`` ``None``)."""
+        """Each cluster of ``labels`` (``int (N,)``, of the class's ``N`` images; those of
+        ``only`` where given) matched against the class's ``maps`` and checked: its direction
+        in ``features`` ``(N, D)`` added to ``pixels`` ``(K, C, H, W)`` (other classes'
+        images, the class scored ``plain`` ``(K,)`` on them as they are), and its proxies
+        made from ``pooled`` ``(P, C, H, W)`` (the class's images at ``pool`` ``(P,)``, its
+        rows); none where there is no other class (``pixels`` ``None``). ``parts``: the
+        sizes of the parts of each joined cluster, by its label."""
         matches = map_match(labels, maps)
         clusters = []
-        for c in range(int(labels.max()) + 1):
+        for c in range(int(labels.max()) + 1) if only is None else only:
             inside = torch.from_numpy(labels == c)
             direction = cluster_direction(features, inside)
             check: DirectionCheck | None = None

@@ -10,16 +10,16 @@ DIM = 16
 
 
 def split_features(seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
-    """120 features: 60 clean (label 0), 30 + 30 moved far along the first axis and, by
-    half as much, one half up and one half down a second one (labels 1 and 2: a tint on
-    two kinds of item), and 20 moved along a third axis alone (label 3: another change)."""
+    """140 features: 60 clean (label 0), 30 + 30 moved far along the first axis and a
+    little up or down a second one (labels 1 and 2: a tint on two kinds of item), and 20
+    moved along a third axis alone (label 3: another change)."""
     rng = np.random.default_rng(seed)
     features = rng.normal(size=(140, DIM))
     labels = np.repeat([0, 1, 2, 3], [60, 30, 30, 20])
     features[labels == 1, 0] += 8
     features[labels == 2, 0] += 8
-    features[labels == 1, 1] += 1.5
-    features[labels == 2, 1] -= 1.5
+    features[labels == 1, 1] += 0.5
+    features[labels == 2, 1] -= 0.5
     features[labels == 3, 2] += 8
     return torch.from_numpy(features).float(), labels
 
@@ -30,8 +30,11 @@ def test_two_halves_of_one_shift_are_one_group_and_another_shift_is_not() -> Non
     assert aligned_groups(features, labels, [1, 3]) == []  # flagged, but along another direction
     assert aligned_groups(features, labels, [1]) == []  # one flagged cluster: nothing to join
     assert aligned_groups(features, labels, [0, 1, 2, 3]) == []  # no image outside the flagged: no reference
-    # the halves' cosine (near 0.97 here) stands above the bar; a stricter bar keeps them apart
-    assert aligned_groups(features, labels, [1, 2], at=0.999) == [] and JOINED_AT == 0.9
+    # the halves' cosine (0.99 here) stands above the bar; a bar above it keeps them apart
+    assert aligned_groups(features, labels, [1, 2], at=JOINED_AT) == [[1, 2]] and aligned_groups(features, labels, [1, 2], at=0.999) == []
+    # a chain: parts below the bar of each other are one group where a third links them
+    chain = torch.tensor([[1.0, 0.0], [0.940, 0.342], [0.766, 0.643], [0.0, 0.0]]).repeat_interleave(5, 0)  # 0, 20 and 40 degrees
+    assert aligned_groups(chain, np.repeat([0, 1, 2, 3], 5), [0, 1, 2], at=0.9) == [[0, 1, 2]]
 
 
 def test_joined_clusters_are_one_renumbered_by_size_with_their_parts() -> None:

@@ -385,7 +385,9 @@ def test_the_features_direction_is_added_to_the_images_of_another_class(job):
 
 def test_flagged_feature_clusters_that_agree_are_joined_and_checked_again(job, monkeypatch):
     """Where two flagged clusters are one shortcut (``aligned_groups``, here told so), the
-    class's strategies hold one cluster of both, numbered by size, checked anew, with its parts."""
+    class's strategies hold one cluster of both, numbered by size, checked anew, with its
+    parts; the other clusters keep their members and their checks; the same whether the
+    class runs alone or among the others."""
     from captum_gmar.exploration import features as module
     from captum_gmar.exploration.causal import ClusterChecker
 
@@ -394,21 +396,28 @@ def test_flagged_feature_clusters_that_agree_are_joined_and_checked_again(job, m
     settings = {"max_clusters": 3, "neighbours": 3, "typical": 2, "seed": 0}
     rows = {0: np.arange(12), 1: np.arange(12)}
     alone = module.FeatureChecker(checker, None).run_class(0, rows, names, {}, settings)
-    assert not isinstance(alone, str) and alone.labels.max() >= 1
+    assert not isinstance(alone, str) and alone.labels.max() >= 2  # two to join, one to keep
     told: list[list[int]] = []
     monkeypatch.setattr(module, "aligned_groups", lambda features, labels, flagged: told.append(flagged) or [[0, 1]])
     found = module.FeatureChecker(checker, None).run_class(0, rows, names, {}, settings)
-    assert not isinstance(found, str) and told == [[c.label for c in alone.ranking if c.flagged]]  # asked of the flagged only
+    assert not isinstance(found, str) and told == [sorted(c.label for c in alone.ranking if c.flagged)]  # asked of the flagged
     sizes = np.bincount(alone.labels)
     (both,) = [c for c in found.ranking if c.parts]
     assert both.parts == tuple(sorted(sizes[:2].tolist(), reverse=True)) and both.size == sizes[:2].sum()
     assert np.array_equal(found.labels == both.label, alone.labels <= 1) and found.labels.max() == alone.labels.max() - 1
+    features = module.class_features(checker, names, found.layer)
     assert both.check is not None and torch.equal(
-        both.direction,
-        module.cluster_direction(module.class_features(checker, names, found.layer), torch.from_numpy(found.labels == both.label)),
+        both.direction, module.cluster_direction(features, torch.from_numpy(found.labels == both.label))
     )
+    for before in alone.ranking:  # the others: the same members, the same figures, under their new numbers
+        if before.label > 1:
+            (after,) = [c for c in found.ranking if np.array_equal(found.labels == c.label, alone.labels == before.label)]
+            assert repr(after.check) == repr(before.check) and repr(after.pixels) == repr(before.pixels) and not after.parts
     assert len(found.typical) == found.labels.max() + 1 and all(np.all(found.labels[t] == c) for c, t in enumerate(found.typical))
     assert "joins 2 clusters" in both.reason
+    among = module.FeatureChecker(checker, None).run(rows, names, {}, settings, progress=False)[0]
+    assert not isinstance(among, str) and np.array_equal(among.labels, found.labels)
+    assert [repr(c.check) for c in among.ranking] == [repr(c.check) for c in found.ranking]
 
 
 def test_a_folder_a_job_is_still_writing_is_refused_saying_how_far_it_has_come(job, tmp_path):

@@ -117,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tagged = inputs(plant_tag(images[others.numpy()], np.ones(int(others.sum()), dtype=bool), tag))
     sources = {"proxy": proxy.directions}
     if args.pattern:  # the cluster's images' mean input less the rest's, then the proxy's directions, Gram-Schmidt
-        assert shortcut.rest is not None  # a cluster read by repair has the rest of its class
+        if shortcut.rest is None:
+            parser.error("--pattern needs the rest of the cluster's class, and the cluster holds every image of it")
 
         def read(pixels: Tensor) -> Tensor:  # the classifier's inputs on pixel values as the model reads them
             captured.clear()
