@@ -1,9 +1,9 @@
 """One shortcut the clustering split: flagged clusters of one class whose directions agree.
 
-The eigengap may split a shortcut's images into parts, and each part is then flagged alone, none of them holding the shortcut's
-images whole. :func:`aligned_groups` finds such parts among the flagged clusters of a
-class, by the direction each moves the class's features in, and :func:`joined` makes each
-group one cluster. Pure functions over arrays; the checks are the caller's
+The eigengap may split a shortcut's images into parts, and each part is then flagged
+alone, none of them holding the shortcut's images whole. :func:`aligned_groups` finds such
+parts among the flagged clusters of a class, by the direction each moves the class's
+features in, and :func:`joined` makes each group one cluster. Pure functions over arrays; the checks are the caller's
 (:mod:`~captum_gmar.exploration.features`).
 """
 

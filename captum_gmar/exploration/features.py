@@ -22,10 +22,10 @@ A cluster that a map cluster of its class also isolates (F1 at least :data:`MATC
 has a place, where the maps' own checks judge it; one that no map cluster matches, and
 that its direction or a proxy in pixels confirms, is a **shortcut with no place** (:attr:`FeatureCluster.flagged`).
 
-**One shortcut split in parts.** The eigengap may split a shortcut's images into parts, each
-flagged alone. Flagged clusters whose directions from the
-class's unflagged images agree (:func:`aligned_groups`, cosine at least :data:`JOINED_AT`)
-are joined into one cluster, which is checked again (:attr:`FeatureCluster.parts`).
+**One shortcut split in parts.** The eigengap may split a shortcut's images into parts,
+each flagged alone. Flagged clusters whose directions from the class's unflagged images
+agree (:func:`aligned_groups`, cosine at least :data:`JOINED_AT`) are joined into one
+cluster, which is checked again; the others keep their checks (:attr:`FeatureCluster.parts`).
 """
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ clean top-1. A projection leaves the backbone as it was, so the classifier's inp
 taken once. ``--drawn`` adds the directions of the tag itself, drawn on 600 training
 scenes of all classes (seed 4242) and taken as the command takes its proxy's, with the two
 first directions' cosine and the share of the drawn changes' squared norm the first ``k``
-hold. ``--pattern`` adds the directions with the cluster's own pattern first: its images' mean
-classifier input less the rest of the class's (P-ClArC's pattern from the images that carry
-the artifact), then the proxy's, each less its part along those before. ``--proxy`` takes others of a ``features:`` cluster's proxies than those the
-command takes (one drawn per image where several, as the command puts them on). ``--strengths`` folds a share of each projection in (a gentler one below 1).
+hold. ``--pattern`` adds the directions with the cluster's own pattern first: its images'
+mean classifier input less the rest of the class's (P-ClArC's pattern from the images that
+carry the artifact), then the proxy's, each less its part along those before. ``--proxy``
+takes others of a ``features:`` cluster's proxies than those the command takes (one drawn per image where several, as the command puts them on). ``--strengths`` folds a share of each projection in (a gentler one below 1).
 """
 
 from __future__ import annotations
