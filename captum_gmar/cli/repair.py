@@ -22,19 +22,6 @@ from .options import CommandError
 #: what ``--out`` holds beside the model's own files
 FILES = ("repair.json", "repair.md", "config.json", "model.safetensors", "preprocessor_config.json")
 
-#: the share of the class's lead on the cluster's own images (its mean score on them less on
-#: the rest of its class's: :attr:`~captum_gmar.repair.OwnImages.lead`) the repair kept
-#: must take away for the report not to warn. The lead is what the shortcut itself does on
-#: the images that carry it, where the transplant rise is what its mark or proxy does on
-#: other classes'. On 18 repairs of planted vit-tiny models (docs/repair.md) the share of it
-#: gone followed the drawn shortcut's own effect on the class's test scenes: 49% to 62% gone
-#: where that effect lost 55% to 64%, 76% or more where it lost 82% or more. It reads the
-#: class's own images, not other classes': a blur's repair through its cluster's mean
-#: difference took 93% of the lead and 82% of the own effect, and 59% of the effect on
-#: other classes; and on DINOv2's colour cast it did not warn at 77% of the lead, where the
-#: own effect lost 70%
-REACHES = 0.75
-
 
 def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
     """``repair``'s parser, among ``commands``."""
@@ -206,10 +193,12 @@ def _markdown(
 
 def _warnings(table: list[dict[str, Any]], chosen: str) -> list[str]:
     """What the report warns of the repair kept, from the cluster's own images against the
-    rest of its class: it took less of the class's lead on them than :data:`REACHES` (where
-    there was lead enough to judge: :data:`~captum_gmar.repair.LEADS`), or it misses the class
+    rest of its class: it took less of the class's lead on them than :data:`~captum_gmar.repair.REACHES`
+    (where there was lead enough to judge: :data:`~captum_gmar.repair.LEADS`), or it misses the class
     on them (``misses_own_images``: :meth:`~captum_gmar.repair.OwnImages.called_less`, where
     the model as it was did not)."""
+    from ..repair import REACHES
+
     first = table[0]
     row = next((row for row in table[1:] if row["repair"] == chosen), None)
     if row is None:

@@ -41,12 +41,13 @@ from .classifier import repair_classifier
 from .finetune import repair_finetune
 from .heads import repair_heads
 from .project import repair_project
-from .shortcut import Labelled, Measurement, OwnImages, Shortcut, carriers, confirmed_by, measure
+from .shortcut import LEADS, REACHES, Labelled, Measurement, OwnImages, Shortcut, carriers, confirmed_by, measure
 
 __all__ = [
     "AUTO",
     "HELD_OUT",
     "LEADS",
+    "REACHES",
     "REPAIRS",
     "Labelled",
     "Measurement",
@@ -101,7 +102,10 @@ def _project(
     def points(curve: tuple[tuple[int, Measurement], ...]) -> list[dict[str, float]]:
         return [{"directions": k, "rise": m.rise, "accuracy": m.accuracy, "cost_error": first.cost_error(m)} for k, m in curve]
 
-    tried = [{"ridge": ridge, "curve": points(curve)} for ridge, curve in found.curves]
+    tried = [
+        {"ridge": ridge, "curve": points(curve), "lead_removed": lead}
+        for (ridge, curve), lead in zip(found.curves, found.leads, strict=True)
+    ]
     return found.model, {"directions": found.k, "share": found.share, "ridge": found.ridge, "curve": points(found.curve), "ridges": tried}
 
 
@@ -220,20 +224,9 @@ class Repaired:
         }
 
 
-#: the class's lead on the shortcut's own images before a repair (:attr:`OwnImages.lead`)
-#: below which the share of it a repair took away is not given: the model then reads them
-#: as little more of the class, and a share of a small lead is noise (the confirmed
-#: shortcuts in docs/repair.md led by 0.45 to 0.65 before their repairs)
-LEADS = 0.1
-
-
 def _lead_removed(before: Measurement, after: Measurement) -> float | None:
-    """The share of the class's lead on the shortcut's own images (:attr:`Measurement.lead`)
-    that a repair took away (above 1: they now score below the rest of the class; below 0:
-    the lead grew); ``None`` where either was not measured or the lead was below :data:`LEADS`."""
-    if before.lead is None or after.lead is None or before.lead < LEADS:
-        return None
-    return 1 - after.lead / before.lead
+    """:meth:`~captum_gmar.repair.shortcut.OwnImages.removed`, where both were measured."""
+    return None if before.own is None or after.own is None else before.own.removed(after.own)
 
 
 #: the curves a repair keeps (``changed["curve"]``), by the key each step counts with: its unit and what was done

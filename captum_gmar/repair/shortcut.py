@@ -34,7 +34,19 @@ from ..vit.layers import pooled_patches
 from ..vit.model import VisionTransformer
 from ..vit.outputs import logit_scores
 
-__all__ = ["Labelled", "Measurement", "OwnImages", "Shortcut", "carriers", "confirmed_by", "measure", "while_it_falls"]
+__all__ = [
+    "LEADS",
+    "REACHES",
+    "Labelled",
+    "Measurement",
+    "OwnImages",
+    "Shortcut",
+    "carriers",
+    "confirmed_by",
+    "measure",
+    "own_images",
+    "while_it_falls",
+]
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
@@ -68,15 +80,23 @@ class Shortcut:
 
     @classmethod
     def of_region(
-        cls, target: int, region: Sequence[tuple[int, int]], grid: tuple[int, int], members: Tensor, rest: Tensor | None = None
+        cls,
+        target: int,
+        region: Sequence[tuple[int, int]],
+        grid: tuple[int, int],
+        members: Tensor,
+        rest: Tensor | None = None,
+        whole: bool = False,
     ) -> Shortcut:
         """A shortcut in a region of patches (``(row, column)`` of ``grid`` ``(h, w)``):
         the members' pixels pasted where they hold its mark
-        (:func:`~captum_gmar.exploration.transplant.mark_mask`; the whole region where no
-        rest is given): the donors' objects in the region stay out."""
+        (:func:`~captum_gmar.exploration.transplant.mark_mask`), so that the donors'
+        objects in the region stay out; the whole region where no rest is given, or with
+        ``whole`` (a mark that is not drawn alike on every image, such as a texture the
+        objects cover in different places)."""
         size = (members.shape[-2], members.shape[-1])
-        mask = mark_mask(members, rest, region_mask(region, grid, size, members.device))
-        return cls(Paste(target, mask, members), members, rest)
+        mask = region_mask(region, grid, size, members.device)
+        return cls(Paste(target, mask if whole else mark_mask(members, rest, mask), members), members, rest)
 
     @classmethod
     def of_difference(cls, target: int, members: Tensor, rest: Tensor) -> Shortcut:
@@ -204,6 +224,32 @@ class OwnImages:
         how much more of the class the model reads in the images that carry it."""
         return self.score - self.rest_score
 
+    def removed(self, after: OwnImages) -> float | None:
+        """The share of this lead that ``after`` (the same images, read by a repaired model)
+        took away (above 1: they now score below the rest of the class; below 0: the lead
+        grew); ``None`` where this lead is below :data:`LEADS`."""
+        return None if self.lead < LEADS else 1 - after.lead / self.lead
+
+
+#: the class's lead on the shortcut's own images before a repair (:attr:`OwnImages.lead`)
+#: below which the share of it a repair took away is not given: the model then reads them
+#: as little more of the class, and a share of a small lead is noise (the confirmed
+#: shortcuts in docs/repair.md led by 0.45 to 0.65 before their repairs)
+LEADS = 0.1
+
+#: the share of the class's lead on the shortcut's own images (:meth:`OwnImages.removed`)
+#: a repair must take away: below it the command's report warns (``cli.repair``), and the
+#: projection tries a larger ridge (:func:`~captum_gmar.repair.project.repair_project`).
+#: The lead is what the shortcut itself does on the images that carry it, where the
+#: transplant rise is what its mark or proxy does on other classes'. On 18 repairs of
+#: planted vit-tiny models (docs/repair.md) the share of it gone followed the drawn
+#: shortcut's own effect on the class's test scenes: 49% to 62% gone where that effect lost
+#: 55% to 64%, 76% or more where it lost 82% or more. It reads the class's own images, not
+#: other classes': a blur's repair through its cluster's mean difference took 93% of the
+#: lead and 82% of the own effect, and 59% of the effect on other classes; and on DINOv2's
+#: colour cast it did not warn at 77% of the lead, where the own effect lost 70%
+REACHES = 0.75
+
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds a tensor
 class Measurement:
@@ -263,26 +309,37 @@ def measure(
     shortcut's own images and the rest of its class (:attr:`Measurement.own`: a pass over
     each, so for the models a repair ends with, not every step of a curve)."""
     vit = VisionTransformer(model.eval())
-    device = vit.parameter.device
-
-    def logits_of(pixels: Tensor) -> Tensor:
-        with torch.no_grad():
-            return torch.cat([vit.logits(pixels[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(pixels), batch_size)])
-
-    logits = logits_of(held_out.pixels)
+    logits = _logits(vit, held_out.pixels, batch_size)
     others = held_out.labels != shortcut.target
     scores = logit_scores(vit)  # the other classes' plain scores from the pass that gives the accuracy
     rise = shortcut.intervention.rise(vit, held_out.pixels[others], scores, seed, batch_size, scores(logits[others])[:, shortcut.target])
     counted = torch.ones(len(held_out), dtype=torch.bool) if held_out.counted is None else held_out.counted.cpu()
     right, labels = (logits.argmax(1) == held_out.labels)[counted], held_out.labels[counted]
     per_class = {int(c): float(right[labels == c].float().mean()) for c in labels.unique()}
-    read = None
-    if own and shortcut.rest is not None and len(shortcut.rest) and len(shortcut.members):
-        members, rest = logits_of(shortcut.members), logits_of(shortcut.rest)
-        scored = [float(scores(each)[:, shortcut.target].mean()) for each in (members, rest)]
-        called = [float((each.argmax(1) == shortcut.target).float().mean()) for each in (members, rest)]
-        read = OwnImages(scored[0], scored[1], called[0], called[1], len(members), len(rest), shortcut.by_label)
+    read = own_images(model, shortcut, batch_size) if own else None
     return Measurement(rise, float(right.float().mean()), per_class, int(counted.sum()), int((~counted).sum()), right, read)
+
+
+def own_images(model: nn.Module, shortcut: Shortcut, batch_size: int = 64) -> OwnImages | None:
+    """How ``model`` reads the shortcut's own images (:attr:`Shortcut.members`) against the
+    rest of its class (:attr:`Shortcut.rest`): a pass over each; ``None`` where either is
+    missing or empty."""
+    if shortcut.rest is None or not len(shortcut.rest) or not len(shortcut.members):
+        return None
+    vit = VisionTransformer(model.eval())
+    scores = logit_scores(vit)
+    members, rest = _logits(vit, shortcut.members, batch_size), _logits(vit, shortcut.rest, batch_size)
+    scored = [float(scores(each)[:, shortcut.target].mean()) for each in (members, rest)]
+    called = [float((each.argmax(1) == shortcut.target).float().mean()) for each in (members, rest)]
+    return OwnImages(scored[0], scored[1], called[0], called[1], len(members), len(rest), shortcut.by_label)
+
+
+def _logits(vit: VisionTransformer, pixels: Tensor, batch_size: int) -> Tensor:
+    """``(N, K)`` float32 on the host: the logits of ``pixels`` ``(N, C, H, W)``, by batches."""
+    with torch.no_grad():
+        return torch.cat(
+            [vit.logits(pixels[i : i + batch_size].to(vit.parameter.device)).float().cpu() for i in range(0, len(pixels), batch_size)]
+        )
 
 
 def carriers(model: nn.Module, shortcut: Shortcut, images: Labelled, batch_size: int = 64) -> Tensor:

@@ -11,7 +11,7 @@ from repair_helpers import LogitsDoubled
 from torch import nn
 
 from captum_gmar.errors import UnsupportedModelError
-from captum_gmar.repair import Labelled, Measurement, Shortcut, measure, repair
+from captum_gmar.repair import Labelled, Measurement, OwnImages, Shortcut, measure, repair
 from captum_gmar.repair.project import RIDGES, Projection, change_directions, projection, repair_project
 from captum_gmar.vit.layers import pooled_patches
 from captum_gmar.vit.model import VisionTransformer
@@ -229,33 +229,53 @@ def test_a_classifier_without_bias_a_shortcut_that_moves_nothing_and_wrong_logit
         projection(model, lifted, Labelled(data.pixels[:1], data.labels[:1]), 1)
 
 
+def _chosen_ridge(monkeypatch, rises: dict[float, float | None], before: float = 1.0, leads: dict[float, float] | None = None):
+    """``repair_project`` with each ridge's curve keeping one direction at the rise given
+    (None: it keeps none), and, with ``leads``, the class leading by 0.5 on the shortcut's
+    own images before and each ridge's projection taking the share of it given; without,
+    no lead to judge. Returns the ridge kept, its directions, the ridges tried and the
+    shares of the lead they took."""
+    import captum_gmar.repair.project as project
+
+    monkeypatch.setattr(
+        project, "projection", lambda *args, **kwargs: Projection(torch.eye(4), torch.zeros(4), torch.eye(4), torch.ones(4))
+    )
+    monkeypatch.setattr(project, "measure", lambda *args, **kwargs: Measurement(before, 0.9, {}))
+    monkeypatch.setattr(project, "_linear", lambda model: model)  # the "model" is its classifier
+    folds: list[tuple[int, float]] = []
+    monkeypatch.setattr(Projection, "fold", lambda self, classifier, k, ridge: folds.append((k, ridge)))
+    model = nn.Linear(4, 3)
+
+    def own(read: object, shortcut: object) -> OwnImages | None:  # a ridge's model is ("folded", ridge)
+        if leads is None:
+            return None
+        gone = 0.0 if read is model else leads[read[1]]  # type: ignore[index]
+        return OwnImages(0.3 + 0.5 * (1 - gone), 0.3, 0.5, 0.5, 64, 64)
+
+    monkeypatch.setattr(project, "own_images", own)
+    order = iter(rises.items())  # the ridges are tried in turn
+
+    def curve(model, shortcut, held_out, step, count, budget, unit, progress, seed, before):
+        ridge, rise = next(order)
+        if rise is None or before.rise <= 0:
+            return 0, model, ((0, before),) if before.rise <= 0 else ((0, before), (1, Measurement(1.0, 0.5, {})))
+        return 1, ("folded", ridge), ((0, before), (1, Measurement(rise, 0.9, {})))
+
+    monkeypatch.setattr(project, "while_it_falls", curve)
+    found = project.repair_project(model, None, None, None, ridges=tuple(rises))
+    # the kept projection folded once more, through its ridge, into a copy; none kept: the model itself
+    assert (folds == [(found.k, found.ridge)] and found.model is not model) if found.k else (not folds and found.model is model)
+    assert found.curve == dict(found.curves)[found.ridge] and len(found.leads) == len(found.curves)
+    return found.ridge, found.k, [ridge for ridge, _ in found.curves], [None if g is None else round(g, 6) for g in found.leads]
+
+
 def test_a_larger_ridge_is_tried_while_the_rise_left_is_over_its_share_and_kept_where_nearer_zero(monkeypatch):
     import captum_gmar.repair.project as project
 
     def chosen(rises: dict[float, float | None], before: float = 1.0) -> tuple[float, int, list[float]]:
-        # each ridge's curve keeps one direction with the rise given (None: it keeps none)
-        monkeypatch.setattr(
-            project, "projection", lambda *args, **kwargs: Projection(torch.eye(4), torch.zeros(4), torch.eye(4), torch.ones(4))
-        )
-        monkeypatch.setattr(project, "measure", lambda *args, **kwargs: Measurement(before, 0.9, {}))
-        monkeypatch.setattr(project, "_linear", lambda model: model)  # the "model" is its classifier
-        folds: list[tuple[int, float]] = []
-        monkeypatch.setattr(Projection, "fold", lambda self, classifier, k, ridge: folds.append((k, ridge)))
-        order = iter(rises.items())  # the ridges are tried in turn
-
-        def curve(model, shortcut, held_out, step, count, budget, unit, progress, seed, before):
-            ridge, rise = next(order)
-            if rise is None or before.rise <= 0:
-                return 0, model, ((0, before),) if before.rise <= 0 else ((0, before), (1, Measurement(1.0, 0.5, {})))
-            return 1, None, ((0, before), (1, Measurement(rise, 0.9, {})))
-
-        monkeypatch.setattr(project, "while_it_falls", curve)
-        model = nn.Linear(4, 3)
-        found = project.repair_project(model, None, None, None, ridges=tuple(rises))
-        # the kept projection folded once more, through its ridge, into a copy; none kept: the model itself
-        assert (folds == [(found.k, found.ridge)] and found.model is not model) if found.k else (not folds and found.model is model)
-        assert found.curve == dict(found.curves)[found.ridge]
-        return found.ridge, found.k, [ridge for ridge, _ in found.curves]
+        ridge, k, tried, leads = _chosen_ridge(monkeypatch, rises, before)
+        assert leads == [None] * len(tried)  # no lead to judge
+        return ridge, k, tried
 
     left = project.LEFT
     assert chosen({0.1: left / 2, 1.0: 0.0, 10.0: 0.0}) == (0.1, 1, [0.1])  # near enough zero: no larger ridge
@@ -269,6 +289,27 @@ def test_a_larger_ridge_is_tried_while_the_rise_left_is_over_its_share_and_kept_
     assert chosen({0.1: 0.0, 1.0: 0.0}, before=-0.1) == (0.1, 0, [0.1])  # no rise to remove: one ridge, no step
     with pytest.raises(ValueError, match="one ridge"):
         project.repair_project("model", None, None, None, ridges=())
+
+
+def test_a_larger_ridge_is_tried_while_the_lead_on_the_shortcuts_own_images_is_short_and_kept_where_it_takes_more(monkeypatch):
+    from captum_gmar.repair import REACHES
+    from captum_gmar.repair.project import LEFT
+
+    def chosen(rises: dict[float, float | None], leads: dict[float, float]) -> tuple[float, int, list[float], list[float | None]]:
+        return _chosen_ridge(monkeypatch, rises, leads=leads)
+
+    short, enough = REACHES / 2, (1 + REACHES) / 2
+    # the rise near zero and the lead taken: no larger ridge (as where there is no lead)
+    assert chosen({0.1: 0.0, 1.0: 0.0}, {0.1: enough, 1.0: 1.0}) == (0.1, 1, [0.1], [enough])
+    # the rise near zero, the lead short: the next ridge, kept where it takes more, and then done
+    assert chosen({0.1: 0.0, 1.0: 0.0, 10.0: 0.0}, {0.1: short, 1.0: enough, 10.0: 1.0}) == (1.0, 1, [0.1, 1.0], [short, enough])
+    # one that takes less, or whose rise is no longer near zero, is tried and not kept
+    assert chosen({0.1: 0.0, 1.0: 0.0}, {0.1: short, 1.0: short / 2}) == (0.1, 1, [0.1, 1.0], [short, short / 2])
+    assert chosen({0.1: 0.0, 1.0: 2 * LEFT}, {0.1: short, 1.0: 1.0}) == (0.1, 1, [0.1, 1.0], [short, 1.0])
+    # the rise first: one nearer zero is kept whatever the lead, while the kept one's rise is not near
+    assert chosen({0.1: 2 * LEFT, 1.0: 0.0}, {0.1: enough, 1.0: short}) == (1.0, 1, [0.1, 1.0], [enough, short])
+    # a ridge that keeps no direction reads no lead
+    assert chosen({0.1: None, 1.0: 0.0}, {1.0: enough}) == (1.0, 1, [0.1, 1.0], [None, enough])
 
 
 def test_every_ridge_tried_is_the_one_folded(setting, lifted, monkeypatch):

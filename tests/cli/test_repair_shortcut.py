@@ -1,0 +1,66 @@
+"""What ``captum-gmar repair`` pastes for a cluster of maps: its mark where the mark alone
+raises the class, else the whole region the transplant confirmed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from captum_gmar.cli import repair_shortcut
+from captum_gmar.cli.repair_shortcut import PASTES, Found, _mark_or_region
+from captum_gmar.exploration.transplant import CONFIRMS_BY
+from captum_gmar.repair import Labelled, Shortcut
+
+
+def _found() -> Found:
+    return Found(3, "Dress", 4, True, "confirmed", "its region", "region of 1 patch", PASTES[0], {"region": [[0, 0]]})
+
+
+def _images(count: int, seed: int) -> torch.Tensor:
+    # 16 images at least: with 4, chance alone lifts a few random pixels above the mark's bar
+    return torch.rand(count, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+
+
+def _pastes(members: torch.Tensor, rest: torch.Tensor) -> dict[str, Shortcut]:
+    return {
+        words: Shortcut.of_region(3, ((0, 0),), (8, 8), members, rest, whole) for words, whole in zip(PASTES, (False, True), strict=True)
+    }
+
+
+@pytest.fixture
+def data() -> Labelled:
+    generator = torch.Generator().manual_seed(0)
+    return Labelled(torch.rand(20, 3, 64, 64, generator=generator), torch.arange(20) % 5)
+
+
+def test_the_mark_is_pasted_where_it_raises_the_class_and_the_whole_region_where_it_does_not(data, monkeypatch):
+    members, rest = _images(16, 1), _images(16, 2)
+    members[:, :, :2, :2] = 1.0  # four pixels drawn alike on every member: the mark
+    pastes = _pastes(members, rest)
+    mark, region = pastes.values()
+    assert int(mark.intervention.mask.sum()) == 4 and int(region.intervention.mask.sum()) == 64
+    rises: list[float] = []
+
+    def confirmed_by(shortcuts, model, images, at_least, seed=0):
+        assert shortcuts == [mark] and at_least == CONFIRMS_BY
+        own = data.pixels[data.labels == 3]
+        assert len(images) and not any(torch.equal(image, o) for image in images for o in own)  # other classes' images only
+        return None, [rises[-1]]
+
+    monkeypatch.setattr("captum_gmar.repair.confirmed_by", confirmed_by)
+    rises.append(CONFIRMS_BY)
+    found, shortcut = _mark_or_region(_found(), pastes, None, data, 0)
+    assert shortcut is mark and found.put_on == PASTES[0]
+    assert found.recorded == {"region": [[0, 0]], "mark_rise": CONFIRMS_BY, "mark_pixels": 4, "pasted": "mark"}
+    rises.append(CONFIRMS_BY / 4)
+    found, shortcut = _mark_or_region(_found(), pastes, None, data, 0)
+    assert shortcut is region and found.recorded["pasted"] == "region" and found.recorded["mark_rise"] == CONFIRMS_BY / 4
+    assert found.put_on.startswith(PASTES[1]) and f"its mark, 4 pixels, raised the class by {CONFIRMS_BY / 4:+.3f}" in found.put_on
+
+
+def test_a_mark_that_is_the_whole_region_is_pasted_without_a_pass(data, monkeypatch):
+    # nothing drawn alike: mark_mask keeps the whole region, and nothing is measured
+    monkeypatch.setattr(repair_shortcut, "_other_images", lambda *args: pytest.fail("a pass over other classes' images"))
+    pastes = _pastes(_images(16, 1), _images(16, 2))
+    found, shortcut = _mark_or_region(_found(), pastes, None, data, 0)
+    assert shortcut is pastes[PASTES[0]] and found.recorded == {"region": [[0, 0]]} and found.put_on == PASTES[0]
