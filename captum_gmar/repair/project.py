@@ -42,7 +42,7 @@ from ..errors import UnsupportedModelError
 from ..exploration.intervention import ways
 from ..vit.model import VisionTransformer
 from .classifier import classifier_name
-from .shortcut import REACHES, Labelled, Measurement, Shortcut, measure, own_images, while_it_falls
+from .shortcut import LEADS, REACHES, Labelled, Measurement, Shortcut, measure, own_images, while_it_falls
 
 __all__ = ["LEFT", "RIDGES", "ProjectRepair", "Projection", "change_directions", "projection", "repair_project"]
 
@@ -223,7 +223,7 @@ class ProjectRepair:
     #: for each ridge tried, in turn: the share of the class's lead on the shortcut's own
     #: images its curve's projection took away (:meth:`~captum_gmar.repair.shortcut.OwnImages.removed`;
     #: ``None`` where it kept no direction, or there was no lead to judge)
-    leads: tuple[float | None, ...] = ()
+    leads: tuple[float | None, ...]
 
     @property
     def curve(self) -> tuple[tuple[int, Measurement], ...]:
@@ -253,12 +253,13 @@ def repair_project(
     it from zero, on either side, or takes less than :data:`~captum_gmar.repair.shortcut.REACHES`
     of the class's lead on the shortcut's own images over the rest of its class
     (:meth:`~captum_gmar.repair.shortcut.OwnImages.removed`; where there is a lead to
-    judge). A mark's direction can take its transplant rise to zero and leave the shortcut
-    itself where it reaches beyond the mark: on a planted noise model (docs/repair.md) the
-    ridge of 0.1 left 34% of the lead gone and removed 59% of the drawn noise's effect, the
-    ridge of 1 92% and 93%. A larger ridge's projection is kept where it brings the rise
-    nearer zero, or, the rise within :data:`LEFT` of zero for both, where it takes more of
-    the lead; within the budget either way. A larger ridge costs the class's own clean
+    judge). A paste's directions can take its transplant rise to zero and leave the
+    shortcut itself where it reaches beyond the paste: on a planted noise model
+    (docs/repair.md), through its cluster's mark, the ridge of 0.1 took 34% of the lead and
+    removed 59% of the drawn noise's effect, the ridge of 1 92% and 93%. A larger ridge's projection is kept where it brings the rise
+    nearer zero, or, the rise within :data:`LEFT` of zero for both, where it takes nearer
+    all of the lead (an overshoot, the shortcut's images now scored below the rest, counts
+    as far as a shortfall); within the budget either way. A larger ridge costs the class's own clean
     accuracy more (docs/repair.md: on the blur of 1.5 px the ridge of 1 took its class's
     top-1 from 33% to 23% where 0.1 left 38%), which the budget, on all classes, may not
     see. Where the model has no rise to begin with, only the first is tried, and it takes
@@ -273,7 +274,10 @@ def repair_project(
         raise ValueError("repair_project needs one ridge at least (ridges)")
     found = projection(model, shortcut, train, max_directions, seed=seed)
     before = measure(model, shortcut, held_out, seed=seed)
-    own_before = own_images(model, shortcut)
+    # the class's lead on the shortcut's own images, where there is a rise to remove and a lead to judge
+    own_before = own_images(model, shortcut) if before.rise > 0 else None
+    if own_before is not None and own_before.lead < LEADS:
+        own_before = None
 
     def folded(k: int, ridge: float) -> nn.Module:
         candidate = copy.deepcopy(model)
@@ -289,7 +293,8 @@ def repair_project(
     def better(rise: float, lead: float | None, than_rise: float, than_lead: float | None) -> bool:
         if not near(than_rise):
             return abs(rise) < abs(than_rise)  # nearer zero
-        return near(rise) and than_lead is not None and lead is not None and lead > than_lead  # both near zero: more of the lead
+        # both near zero: nearer all of the lead taken (an overshoot, the images now below the rest, is as far)
+        return near(rise) and than_lead is not None and lead is not None and abs(1 - lead) < abs(1 - than_lead)
 
     kept: tuple[float, int, float, float | None] | None = None  # ridge, directions, rise, lead gone: refolded at the end
     curves: list[tuple[float, tuple[tuple[int, Measurement], ...]]] = []
@@ -300,7 +305,7 @@ def repair_project(
         step = functools.partial(folded, ridge=ridge)
         k, best, curve = while_it_falls(model, shortcut, held_out, step, len(found.directions), budget, "direction", progress, seed, before)
         curves.append((ridge, curve))
-        read = own_images(best, shortcut) if k and own_before is not None else None
+        read = own_images(best, shortcut) if k and own_before is not None else None  # a pass over them per ridge
         lead = None if read is None or own_before is None else own_before.removed(read)
         leads.append(lead)
         rise = curve[k][1].rise

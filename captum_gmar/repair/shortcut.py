@@ -270,11 +270,6 @@ class Measurement:
     #: (:class:`OwnImages`); ``None``: not measured (``measure(own=False)``) or no rest
     own: OwnImages | None = None
 
-    @property
-    def lead(self) -> float | None:
-        """:attr:`OwnImages.lead`, or ``None`` where :attr:`own` was not measured."""
-        return None if self.own is None else self.own.lead
-
     def cost_error(self, after: Measurement) -> float:
         """The standard error of the accuracy lost from this measurement to ``after`` (a
         share), paired over the same images: from the images that turned right or wrong,

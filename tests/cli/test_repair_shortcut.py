@@ -9,11 +9,11 @@ import torch
 from captum_gmar.cli import repair_shortcut
 from captum_gmar.cli.repair_shortcut import PASTES, Found, _mark_or_region
 from captum_gmar.exploration.transplant import CONFIRMS_BY
-from captum_gmar.repair import Labelled, Shortcut
+from captum_gmar.repair import HELD_OUT, Labelled, Shortcut
 
 
 def _found() -> Found:
-    return Found(3, "Dress", 4, True, "confirmed", "its region", "region of 1 patch", PASTES[0], {"region": [[0, 0]]})
+    return Found(3, "Dress", 4, True, "confirmed", "its region", "region of 1 patch", "as explore put it on", {"region": [[0, 0]]})
 
 
 def _images(count: int, seed: int) -> torch.Tensor:
@@ -41,16 +41,17 @@ def test_the_mark_is_pasted_where_it_raises_the_class_and_the_whole_region_where
     assert int(mark.intervention.mask.sum()) == 4 and int(region.intervention.mask.sum()) == 64
     rises: list[float] = []
 
+    train, _ = data.split(HELD_OUT, 0)  # as repair() splits it: the held-out fifth stays out
+
     def confirmed_by(shortcuts, model, images, at_least, seed=0):
         assert shortcuts == [mark] and at_least == CONFIRMS_BY
-        own = data.pixels[data.labels == 3]
-        assert len(images) and not any(torch.equal(image, o) for image in images for o in own)  # other classes' images only
+        assert torch.equal(images, train.pixels[train.labels != 3])  # the training images of other classes, fewer than 64
         return None, [rises[-1]]
 
     monkeypatch.setattr("captum_gmar.repair.confirmed_by", confirmed_by)
     rises.append(CONFIRMS_BY)
     found, shortcut = _mark_or_region(_found(), pastes, None, data, 0)
-    assert shortcut is mark and found.put_on == PASTES[0]
+    assert shortcut is mark and found.put_on == "as explore put it on"  # the words as given
     assert found.recorded == {"region": [[0, 0]], "mark_rise": CONFIRMS_BY, "mark_pixels": 4, "pasted": "mark"}
     rises.append(CONFIRMS_BY / 4)
     found, shortcut = _mark_or_region(_found(), pastes, None, data, 0)
@@ -63,4 +64,12 @@ def test_a_mark_that_is_the_whole_region_is_pasted_without_a_pass(data, monkeypa
     monkeypatch.setattr(repair_shortcut, "_other_images", lambda *args: pytest.fail("a pass over other classes' images"))
     pastes = _pastes(_images(16, 1), _images(16, 2))
     found, shortcut = _mark_or_region(_found(), pastes, None, data, 0)
-    assert shortcut is pastes[PASTES[0]] and found.recorded == {"region": [[0, 0]]} and found.put_on == PASTES[0]
+    assert shortcut is pastes[PASTES[0]] and found == _found()
+
+
+def test_the_other_classes_images_are_at_most_64_of_the_training_split():
+    data = Labelled(torch.arange(300.0)[:, None, None, None].expand(300, 3, 2, 2), torch.arange(300) % 5)
+    images = repair_shortcut._other_images(_found(), data, 0)
+    train, _ = data.split(HELD_OUT, 0)
+    firsts = {float(image[0, 0, 0]) for image in images}
+    assert len(images) == 64 == len(firsts) and firsts <= {float(v) for v in train.pixels[train.labels != 3][:, 0, 0, 0]}

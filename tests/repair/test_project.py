@@ -229,12 +229,14 @@ def test_a_classifier_without_bias_a_shortcut_that_moves_nothing_and_wrong_logit
         projection(model, lifted, Labelled(data.pixels[:1], data.labels[:1]), 1)
 
 
-def _chosen_ridge(monkeypatch, rises: dict[float, float | None], before: float = 1.0, leads: dict[float, float] | None = None):
+def _chosen_ridge(
+    monkeypatch, rises: dict[float, float | None], before: float = 1.0, leads: dict[float, float] | None = None, lead: float = 0.5
+):
     """``repair_project`` with each ridge's curve keeping one direction at the rise given
-    (None: it keeps none), and, with ``leads``, the class leading by 0.5 on the shortcut's
-    own images before and each ridge's projection taking the share of it given; without,
-    no lead to judge. Returns the ridge kept, its directions, the ridges tried and the
-    shares of the lead they took."""
+    (None: it keeps none), and, with ``leads``, the class leading by ``lead`` on the
+    shortcut's own images before and each ridge's projection taking the share of it given;
+    without, no lead to judge. Returns the ridge kept, its directions, the ridges tried and
+    the shares of the lead they took."""
     import captum_gmar.repair.project as project
 
     monkeypatch.setattr(
@@ -250,7 +252,7 @@ def _chosen_ridge(monkeypatch, rises: dict[float, float | None], before: float =
         if leads is None:
             return None
         gone = 0.0 if read is model else leads[read[1]]  # type: ignore[index]
-        return OwnImages(0.3 + 0.5 * (1 - gone), 0.3, 0.5, 0.5, 64, 64)
+        return OwnImages(0.3 + lead * (1 - gone), 0.3, 0.5, 0.5, 64, 64)
 
     monkeypatch.setattr(project, "own_images", own)
     order = iter(rises.items())  # the ridges are tried in turn
@@ -310,6 +312,31 @@ def test_a_larger_ridge_is_tried_while_the_lead_on_the_shortcuts_own_images_is_s
     assert chosen({0.1: 2 * LEFT, 1.0: 0.0}, {0.1: enough, 1.0: short}) == (1.0, 1, [0.1, 1.0], [enough, short])
     # a ridge that keeps no direction reads no lead
     assert chosen({0.1: None, 1.0: 0.0}, {1.0: enough}) == (1.0, 1, [0.1, 1.0], [None, enough])
+    # the bar itself is reached; of two that take as much, the smaller ridge stands
+    assert chosen({0.1: 0.0, 1.0: 0.0}, {0.1: REACHES, 1.0: 1.0}) == (0.1, 1, [0.1], [REACHES])
+    assert chosen({0.1: 0.0, 1.0: 0.0, 10.0: 0.0}, {0.1: short, 1.0: short, 10.0: short}) == (0.1, 1, [0.1, 1.0, 10.0], [short] * 3)
+    # the next ridge is decided by the projection kept, not by the last one tried
+    assert chosen({0.1: 0.0, 1.0: 2 * LEFT, 10.0: 0.0}, {0.1: short, 1.0: 1.0, 10.0: enough}) == (
+        10.0,
+        1,
+        [0.1, 1.0, 10.0],
+        [short, 1.0, enough],
+    )
+    # while the kept rise is not near zero, a rise further from it is not kept for its lead
+    assert chosen({0.1: 2 * LEFT, 1.0: 3 * LEFT, 10.0: 4 * LEFT}, {0.1: short, 1.0: 1.0, 10.0: 1.0})[:2] == (0.1, 1)
+    # an overshoot (the images now below the rest) is as far from all of the lead as a shortfall
+    over = 2 - short / 2  # further from all of it than short is
+    assert chosen({0.1: 0.0, 1.0: 0.0, 10.0: 0.0}, {0.1: short, 1.0: over, 10.0: 1.05}) == (10.0, 1, [0.1, 1.0, 10.0], [short, over, 1.05])
+    assert chosen({0.1: 0.0, 1.0: 0.0}, {0.1: short, 1.0: over})[:2] == (0.1, 1)
+
+
+def test_a_lead_too_small_to_judge_or_no_rise_reads_no_lead_and_keeps_the_rise_rule(monkeypatch):
+    from captum_gmar.repair import LEADS
+
+    # the lead below LEADS before: as where there is none, one ridge (no pass over the images after it)
+    assert _chosen_ridge(monkeypatch, {0.1: 0.0, 1.0: 0.0}, leads={0.1: 0.0, 1.0: 1.0}, lead=LEADS / 2) == (0.1, 1, [0.1], [None])
+    # no rise to remove: one ridge, no step, no lead read
+    assert _chosen_ridge(monkeypatch, {0.1: 0.0, 1.0: 0.0}, before=-0.1, leads={0.1: 0.0, 1.0: 1.0}) == (0.1, 0, [0.1], [None])
 
 
 def test_every_ridge_tried_is_the_one_folded(setting, lifted, monkeypatch):
