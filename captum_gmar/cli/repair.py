@@ -128,7 +128,7 @@ def run(options: RepairOptions) -> None:
         "changed": {a.how: a.changed for a in done.attempts},
         "per_class_after": {a.how: a.after.per_class for a in done.attempts if a.after is not None},
         "per_class_before": done.before.per_class,
-        "warnings": _warnings(table, done.chosen.how),
+        "warnings": _warnings(table, done.chosen.how, cluster.put_on),
     }
     write_atomic(out / "repair.json", json.dumps(report, indent=1) + "\n")
     names = {int(label): str(n) for label, n in (model.config.id2label or {}).items()}
@@ -158,6 +158,10 @@ def _markdown(
             return "–"
         return f"{100 * row[cluster]:.0f}%, {100 * row[rest]:.0f}%" if points else f"{row[cluster]:.3f}, {row[rest]:.3f}"
 
+    def rise(row: dict[str, Any]) -> str:
+        error = row["transplant_rise_error"]
+        return cell(row["transplant_rise"]) + ("" if error is None or row["transplant_rise"] is None else f" ± {error:.3f}")
+
     def worst(row: dict[str, Any]) -> str:
         label = row["worst_class"]
         return "–" if label is None else f"{class_names.get(label, label)} {cell(row['worst_class_accuracy'], True)}"
@@ -165,8 +169,9 @@ def _markdown(
     first = table[0]
     lines = [
         f"Repair of {options.cluster} ({name}) in {options.model}; chosen: {chosen}; budget: {options.budget:g} points of clean "
-        f"accuracy. The transplant rise: the class's mean probability rise with {put_on} on held-out images of other classes; "
-        "removed: the share of the rise before that is gone; clean accuracy: top-1 on the "
+        f"accuracy. The transplant rise: the class's mean probability rise with {put_on} on held-out images of other classes, "
+        "± its standard error; removed: the share of the rise before that is gone (where that rise stands beyond twice its "
+        "error); clean accuracy: top-1 on the "
         f"{first['clean_images']} held-out images that do not carry the shortcut (its class's images nearer its own images' "
         "features than the rest of the class's left out, which the shortcut alone may have got right); change: its cost in "
         f"points ± its standard error (one image is {100 / max(first['clean_images'] or 1, 1):.2f} points: more labelled "
@@ -181,29 +186,40 @@ def _markdown(
     ]
     for row in table:
         lines.append(
-            f"| {row['repair']} | {cell(row['transplant_rise'])} | {cell(row['removed'], True) if row is not table[0] else '–'} | "
+            f"| {row['repair']} | {rise(row)} | {cell(row['removed'], True) if row is not table[0] else '–'} | "
             f"{cell(row['accuracy'], True)} | {cost(row)} | {worst(row)} | "
             f"{pair(row, 'own_images_score', 'rest_of_class_score', False)} | "
             f"{pair(row, 'own_images_called', 'rest_of_class_called', True)} | "
             f"{cell(row['lead_removed'], True) if row is not table[0] else '–'} | {row['seconds']:.0f} | {row['note'] or ''} |"
         )
-    warnings = _warnings(table, chosen)
+    warnings = _warnings(table, chosen, put_on)
     return "\n".join(lines + [line for warning in warnings for line in ("", warning)]) + "\n"
 
 
-def _warnings(table: list[dict[str, Any]], chosen: str) -> list[str]:
-    """What the report warns of the repair kept, from the cluster's own images against the
-    rest of its class: it took less of the class's lead on them than :data:`~captum_gmar.repair.REACHES`
+def _warnings(table: list[dict[str, Any]], chosen: str, put_on: str) -> list[str]:
+    """What the report warns of: a shortcut, as put on, that raises the class on the
+    held-out images by no more than twice the rise's standard error (no share of it removed
+    is given: :meth:`~captum_gmar.repair.Measurement.rise_stands`); and of the repair kept,
+    from the cluster's own images against the rest of its class: it took less of the class's lead on them than :data:`~captum_gmar.repair.REACHES`
     (where there was lead enough to judge: :data:`~captum_gmar.repair.LEADS`), or it misses the class
     on them (``misses_own_images``: :meth:`~captum_gmar.repair.OwnImages.called_less`, where
     the model as it was did not)."""
     from ..repair import REACHES
 
     first = table[0]
+    warnings = []
+    if first["removed"] is None:  # the model as it was: 0 where its rise stands, else none given
+        error = first["transplant_rise_error"]
+        warnings.append(
+            f"Warning: with {put_on} the class rises by {first['transplant_rise']:+.3f}"
+            f"{'' if error is None else f' ± {error:.3f}'} on the held-out images of other classes, not beyond twice its "
+            "standard error: the model as it was does not follow what was put on, so there is no rise to remove and no share "
+            "of it is given. A cluster the transplant did not confirm (--force) may not be a shortcut, or the shortcut may lie "
+            "beyond what was put on; the lead on the cluster's own images is then the measure (docs/repair.md)."
+        )
     row = next((row for row in table[1:] if row["repair"] == chosen), None)
     if row is None:
-        return []
-    warnings = []
+        return warnings
     gone = row["lead_removed"]
     if gone is not None and gone < REACHES:
         took = f"took away {100 * gone:.0f}% of" if gone >= 0 else f"did not take away (it grew by {-100 * gone:.0f}%)"

@@ -402,7 +402,7 @@ class FeatureChecker:
         members = generator.permutation(np.flatnonzero(chosen))[:PROXY_IMAGES]
         rest = generator.permutation(np.flatnonzero(~chosen))[:PROXY_IMAGES]
         made = PROXIES[proxy].matching(target, pooled[members], pooled[rest])
-        return made.rise(self.checker.vit, recipients, self.checker.scores, plain=plain)
+        return float(made.rises(self.checker.vit, recipients, self.checker.scores, plain=plain).mean())
 
     def _shifted(self, directions: Tensor, pixels: Tensor, target: int) -> Tensor:
         """Class ``target``'s score ``(S, B)`` on ``pixels`` with each of ``directions`` ``(S, D)`` added."""

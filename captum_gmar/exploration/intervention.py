@@ -27,8 +27,8 @@ what the model says. :class:`Intervention` is that act:
 :meth:`Intervention.logits` is the model's output on a batch with the intervention on the
 images chosen, at a strength chosen per image where it is :attr:`~Intervention.graded`,
 through which a fine-tune trains (:func:`~captum_gmar.repair.finetune.repair_finetune`);
-:meth:`Intervention.rise` is the class's mean score rise on images of other classes, what
-every repair is judged by (:func:`~captum_gmar.repair.shortcut.measure`). A new kind of
+:meth:`Intervention.rises` is the class's score rise on each of a batch of images of other
+classes, whose mean every repair is judged by (:func:`~captum_gmar.repair.shortcut.measure`). A new kind of
 intervention is one class here.
 """
 
@@ -75,7 +75,7 @@ class Intervention(ABC):
     def describe(self) -> str:
         """What is put on, in words."""
 
-    def rise(
+    def rises(
         self,
         vit: VisionTransformer,
         images: Tensor,
@@ -83,24 +83,23 @@ class Intervention(ABC):
         seed: int = 0,
         batch_size: int = 64,
         plain: Tensor | None = None,
-    ) -> float:
-        """The class's mean score rise on ``images`` ``(N, C, H, W)`` (of other classes)
-        with the intervention on every one of them; ``scores`` turns logits into scores
-        (:func:`~captum_gmar.vit.outputs.logit_scores`); ``plain``, the class's scores
-        ``(N,)`` on the images as they are where already known (else scored here). NaN
-        without images."""
-        if not len(images):
-            return float("nan")
+    ) -> Tensor:
+        """The class's score rise on each of ``images`` ``(N, C, H, W)`` (of other classes)
+        with the intervention on: ``(N,)`` float64 on the host (empty without images: its
+        mean is then NaN);
+        ``scores`` turns logits into scores (:func:`~captum_gmar.vit.outputs.logit_scores`);
+        ``plain``, the class's scores ``(N,)`` on the images as they are where already
+        known (else scored here)."""
         generator = torch.Generator().manual_seed(seed)
         device = vit.parameter.device
-        rises = []
+        rises = [torch.zeros(0, dtype=torch.float64)]
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
                 x = images[start : start + batch_size].to(device)
                 on = scores(self.logits(vit, x, torch.ones(len(x), dtype=torch.bool, device=device), generator).float())
                 off = scores(vit.logits(x).float())[:, self.target] if plain is None else plain[start : start + batch_size].to(device)
                 rises.append((on[:, self.target] - off).double().cpu())
-        return float(torch.cat(rises).mean())
+        return torch.cat(rises)
 
 
 class InPixels(Intervention):

@@ -159,8 +159,9 @@ class Repaired:
     budget: float = 0.01
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per attempt, and one for the model as it was: the transplant rise and the
-        share of it removed, clean accuracy and its cost in points with the cost's standard
+        """One row per attempt, and one for the model as it was: the transplant rise, its
+        standard error, and the share of it removed (where the rise before stands beyond
+        twice its error: :meth:`Measurement.rise_stands`), clean accuracy and its cost in points with the cost's standard
         error (paired: the held-out images that turned; ``over_budget`` where the cost less
         that error is more than the budget: :meth:`Measurement.over`), the worst class and
         its accuracy, the class's mean score on the shortcut's own images and on the rest of
@@ -181,6 +182,7 @@ class Repaired:
                 **dict.fromkeys(
                     (
                         "transplant_rise",
+                        "transplant_rise_error",
                         "removed",
                         "accuracy",
                         "cost_points",
@@ -205,7 +207,8 @@ class Repaired:
         return {
             "repair": how,
             "transplant_rise": after.rise,
-            "removed": 1 - after.rise / self.before.rise if self.before.rise > 0 else None,
+            "transplant_rise_error": None if math.isnan(after.rise_error) else after.rise_error,
+            "removed": 1 - after.rise / self.before.rise if self.before.rise_stands() else None,
             "accuracy": after.accuracy,
             "cost_points": 100 * cost,
             "cost_error_points": 100 * self.before.cost_error(after),

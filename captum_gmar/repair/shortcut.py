@@ -7,7 +7,7 @@ added in the model's features), with the images it was seen on (the cluster's) a
 rest of its class. Where several could put it on, :func:`confirmed_by` keeps those the
 model follows, as one. :func:`measure` gives a model's
 rise (the class's mean probability rise on held-out images of other classes with the
-intervention on them, :meth:`~captum_gmar.exploration.intervention.Intervention.rise`)
+intervention on them, :meth:`~captum_gmar.exploration.intervention.Intervention.rises`)
 and its clean top-1 accuracy, overall and per class, on held-out labelled images.
 
 Clean means without the shortcut. Held-out images of the class carry it as often as the
@@ -269,6 +269,17 @@ class Measurement:
     #: how the model reads the shortcut's own images against the rest of its class
     #: (:class:`OwnImages`); ``None``: not measured (``measure(own=False)``) or no rest
     own: OwnImages | None = None
+    #: the standard error of :attr:`rise`: the images' rises' standard deviation over the
+    #: root of their number (NaN: not known, or fewer than two images)
+    rise_error: float = math.nan
+
+    def rise_stands(self) -> bool:
+        """Whether the rise stands above zero beyond twice its standard error (beyond zero
+        where the error is not known): only then is there a rise for a repair to remove, and
+        a share of it removed to give. A mark the model does not follow, pasted, raises the
+        class by noise (a planted noise's six-pixel mark: +0.000; docs/repair.md), and 96%
+        of that says nothing."""
+        return self.rise > (0.0 if math.isnan(self.rise_error) else 2 * self.rise_error)
 
     def cost_error(self, after: Measurement) -> float:
         """The standard error of the accuracy lost from this measurement to ``after`` (a
@@ -299,7 +310,7 @@ def measure(
     model: nn.Module, shortcut: Shortcut, held_out: Labelled, batch_size: int = 64, seed: int = 0, own: bool = False
 ) -> Measurement:
     """The shortcut's rise on ``held_out``'s images of other classes
-    (:meth:`~captum_gmar.exploration.intervention.Intervention.rise`), and the clean accuracy
+    (:meth:`~captum_gmar.exploration.intervention.Intervention.rises`), and the clean accuracy
     (on the images ``held_out.counted`` keeps); with ``own``, also how it reads the
     shortcut's own images and the rest of its class (:attr:`Measurement.own`: a pass over
     each, so for the models a repair ends with, not every step of a curve)."""
@@ -307,12 +318,14 @@ def measure(
     logits = _logits(vit, held_out.pixels, batch_size)
     others = held_out.labels != shortcut.target
     scores = logit_scores(vit)  # the other classes' plain scores from the pass that gives the accuracy
-    rise = shortcut.intervention.rise(vit, held_out.pixels[others], scores, seed, batch_size, scores(logits[others])[:, shortcut.target])
+    rises = shortcut.intervention.rises(vit, held_out.pixels[others], scores, seed, batch_size, scores(logits[others])[:, shortcut.target])
+    rise = float(rises.mean()) if len(rises) else math.nan
+    error = float(rises.std() / math.sqrt(len(rises))) if len(rises) > 1 else math.nan
     counted = torch.ones(len(held_out), dtype=torch.bool) if held_out.counted is None else held_out.counted.cpu()
     right, labels = (logits.argmax(1) == held_out.labels)[counted], held_out.labels[counted]
     per_class = {int(c): float(right[labels == c].float().mean()) for c in labels.unique()}
     read = own_images(model, shortcut, batch_size) if own else None
-    return Measurement(rise, float(right.float().mean()), per_class, int(counted.sum()), int((~counted).sum()), right, read)
+    return Measurement(rise, float(right.float().mean()), per_class, int(counted.sum()), int((~counted).sum()), right, read, error)
 
 
 def own_images(model: nn.Module, shortcut: Shortcut, batch_size: int = 64) -> OwnImages | None:
@@ -374,7 +387,7 @@ def confirmed_by(
     one shortcut, the one that raises it most first (:meth:`Shortcut.one_of`; the one
     itself where only one does; ``None`` where none does), and each one's rise, in the
     order given
-    (:meth:`~captum_gmar.exploration.intervention.Intervention.rise`). A repair then removes
+    (:meth:`~captum_gmar.exploration.intervention.Intervention.rises`). A repair then removes
     what every one of them changes: the one that raises the class most is not always the
     one nearest the shortcut (on the DINOv2 colour-cast probe, the mean
     difference raised it by +0.310 and the tone curve by +0.239, and projected out, the
@@ -392,7 +405,7 @@ def confirmed_by(
         plain = torch.cat(
             [scores(vit.logits(images[i : i + batch_size].to(vit.parameter.device)).float()) for i in range(0, len(images), batch_size)]
         )
-    rises = [s.intervention.rise(vit, images, scores, seed, batch_size, plain[:, s.target]) for s in shortcuts]
+    rises = [float(s.intervention.rises(vit, images, scores, seed, batch_size, plain[:, s.target]).mean()) for s in shortcuts]
     order = sorted(range(len(rises)), key=lambda i: -rises[i])  # the strongest first: a projection takes its mean change first
     kept = [shortcuts[i] for i in order if rises[i] >= at_least]
     return (Shortcut.one_of(kept) if len(kept) > 1 else kept[0] if kept else None), rises

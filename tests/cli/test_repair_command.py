@@ -428,3 +428,27 @@ def test_the_clusters_images_are_compared_by_their_top_1_only_where_explain_chos
 
     assert by_label(two_classes, "two")  # explained for each image's label
     assert not by_label(job, "scenes")  # explained for class 0, whatever each image is
+
+
+def test_the_report_gives_the_rise_with_its_error_and_no_share_of_a_rise_within_it():
+    from types import SimpleNamespace
+
+    from captum_gmar.cli.repair import _markdown
+    from captum_gmar.repair import Attempt, Measurement, Repaired
+
+    options = SimpleNamespace(cluster="attnlrp:Shirt:1", model="m", budget=1.0)
+
+    def report(rise: float, error: float) -> str:
+        done = Attempt("project", None, Measurement(-0.001, 0.90, {}, rise_error=0.002), 1.0)
+        table = Repaired(Measurement(rise, 0.90, {}, rise_error=error), (done,), done).table()
+        return _markdown(options, "Shirt", table, "project", {}, "its mark pasted")
+
+    # a six-pixel mark the model does not follow: +0.004 ± 0.003 is noise, and so would be "125% removed"
+    noise = report(0.004, 0.003)
+    assert "| none (as it was) | +0.004 ± 0.003 | – |" in noise and "| project | -0.001 ± 0.002 | – |" in noise
+    assert (
+        "Warning: with its mark pasted the class rises by +0.004 ± 0.003 on the held-out images of other classes, not "
+        "beyond twice its standard error"
+    ) in noise
+    stands = report(0.5, 0.02)
+    assert "| project | -0.001 ± 0.002 | 100.2% |" in stands and "Warning" not in stands

@@ -124,7 +124,9 @@ def test_one_of_rises_by_its_parts_rises_on_the_images_each_drew(vit_and_pixels)
         plain = scores(vit.logits(pixels))[:, 5]
         added = scores(add.logits(vit, pixels, torch.ones(len(pixels)), torch.Generator()))[:, 5]
     expected = float(((added - plain) * (drawn == 1)).double().mean())  # the first part puts nothing on
-    assert OneOf(5, (nothing, add)).rise(vit, pixels, scores, seed=0, batch_size=len(pixels)) == pytest.approx(expected, abs=1e-6)
+    assert OneOf(5, (nothing, add)).rises(vit, pixels, scores, seed=0, batch_size=len(pixels)).mean().item() == pytest.approx(
+        expected, abs=1e-6
+    )
 
 
 def test_one_of_refuses_fewer_than_two_parts_other_classes_and_mixed_grading():
@@ -161,19 +163,24 @@ def test_a_shift_scores_as_the_feature_finder_scores_it(vit_and_pixels):
         plain = logit_scores(vit)(vit.logits(pixels))
     finder = scores_with_tokens_shifted(vit, pixels, 3, direction[None], logit_scores(vit))[0]
     torch.testing.assert_close(through_logits, finder)
-    expected = float((finder[:, 5] - plain[:, 5]).double().mean())
-    assert shift.rise(vit, pixels, logit_scores(vit), batch_size=3) == pytest.approx(expected, abs=1e-6)
+    each = (finder[:, 5] - plain[:, 5]).double()
+    rises = shift.rises(vit, pixels, logit_scores(vit), batch_size=3)  # each image's, across batches
+    assert rises.dtype == torch.float64 and rises.shape == (8,)
+    torch.testing.assert_close(rises, each, atol=1e-6, rtol=0)
+    assert shift.rises(vit, pixels[:0], logit_scores(vit)).shape == (0,)
 
 
 def test_nothing_put_on_rises_by_nothing(vit_and_pixels):
     vit, pixels = vit_and_pixels
     scores = logit_scores(vit)
-    assert Shift(2, 0, torch.zeros(vit.hidden_size)).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-6)
-    assert Paste(2, torch.zeros(1, 1, 64, 64), pixels[:2]).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-6)
-    assert Add(2, torch.zeros(1, 3, 64, 64)).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-6)
-    assert _identity().rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-5)  # lerp's rounding, a few ulps
-    assert Filter(2, torch.ones(3, 64, 33), (64, 64)).rise(vit, pixels, scores) == pytest.approx(0.0, abs=1e-5)  # FFT rounding
-    assert torch.isnan(torch.tensor(Paste(2, _corner(), pixels[:2]).rise(vit, pixels[:0], scores)))
+    assert Shift(2, 0, torch.zeros(vit.hidden_size)).rises(vit, pixels, scores).mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert Paste(2, torch.zeros(1, 1, 64, 64), pixels[:2]).rises(vit, pixels, scores).mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert Add(2, torch.zeros(1, 3, 64, 64)).rises(vit, pixels, scores).mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert _identity().rises(vit, pixels, scores).mean().item() == pytest.approx(0.0, abs=1e-5)  # lerp's rounding, a few ulps
+    assert Filter(2, torch.ones(3, 64, 33), (64, 64)).rises(vit, pixels, scores).mean().item() == pytest.approx(
+        0.0, abs=1e-5
+    )  # FFT rounding
+    assert torch.isnan(Paste(2, _corner(), pixels[:2]).rises(vit, pixels[:0], scores).mean())
 
 
 def _scenes(count: int, generator: torch.Generator) -> torch.Tensor:

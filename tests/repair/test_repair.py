@@ -18,6 +18,7 @@ from captum_gmar.repair.finetune import STRENGTHS, repair_finetune
 from captum_gmar.repair.heads import repair_heads
 from captum_gmar.vit.layers import pooled_patches
 from captum_gmar.vit.model import VisionTransformer
+from captum_gmar.vit.outputs import logit_scores
 
 
 def test_split_holds_out_a_share_of_every_class():
@@ -35,6 +36,9 @@ def test_measure_gives_the_transplant_rise_and_the_clean_accuracy(setting):
     assert set(found.per_class) == set(data.labels.tolist())
     logits = model(pixel_values=data.pixels).logits
     assert found.accuracy == pytest.approx(float((logits.argmax(1) == data.labels).float().mean()))
+    others = data.pixels[data.labels != shortcut.target]
+    rises = shortcut.intervention.rises(VisionTransformer(model), others, logit_scores(VisionTransformer(model)))
+    assert found.rise_error == pytest.approx(float(rises.std()) / len(rises) ** 0.5, rel=1e-4)  # the mean's standard error
 
 
 def test_the_shortcuts_own_images_are_read_against_the_rest_of_its_class(setting):
@@ -478,3 +482,17 @@ def test_a_trained_repair_over_the_budget_is_tried_again_with_fewer_steps(settin
     steps_run.clear()
     assert [a.how for a in repair(model, shortcut, data, how="finetune", budget=0.01, progress=False).attempts] == ["finetune"]
     assert steps_run == [300]  # within the budget: not tried again
+
+
+def test_a_rise_stands_only_beyond_twice_its_standard_error_and_the_table_gives_no_share_of_one_that_does_not():
+    from captum_gmar.repair import Attempt, Repaired
+
+    assert Measurement(0.05, 0.9, {}, rise_error=0.02).rise_stands()
+    assert not Measurement(0.04, 0.9, {}, rise_error=0.02).rise_stands()  # exactly twice: not beyond
+    assert Measurement(0.001, 0.9, {}).rise_stands() and not Measurement(0.0, 0.9, {}).rise_stands()  # error unknown: above zero
+    done = Attempt("project", None, Measurement(0.0, 0.9, {}, rise_error=0.01), 1.0)
+    rows = Repaired(Measurement(0.03, 0.9, {}, rise_error=0.02), (done,), done).table()
+    assert rows[0]["removed"] is None and rows[1]["removed"] is None and rows[1]["transplant_rise_error"] == 0.01
+    rows = Repaired(Measurement(0.3, 0.9, {}, rise_error=0.02), (done,), done).table()
+    assert rows[0]["removed"] == 0.0 and rows[1]["removed"] == 1.0 and rows[0]["transplant_rise_error"] == 0.02
+    assert Repaired(Measurement(0.3, 0.9, {}), (done,), done).table()[0]["transplant_rise_error"] is None  # NaN: not known
