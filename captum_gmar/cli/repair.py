@@ -200,10 +200,12 @@ def _warnings(table: list[dict[str, Any]], chosen: str, put_on: str) -> list[str
     """What the report warns of: a shortcut, as put on, that raises the class on the
     held-out images by no more than twice the rise's standard error (no share of it removed
     is given: :meth:`~captum_gmar.repair.Measurement.rise_stands`); and of the repair kept,
-    from the cluster's own images against the rest of its class: it took less of the class's lead on them than :data:`~captum_gmar.repair.REACHES`
-    (where there was lead enough to judge: :data:`~captum_gmar.repair.LEADS`), or it misses the class
-    on them (``misses_own_images``: :meth:`~captum_gmar.repair.OwnImages.called_less`, where
-    the model as it was did not)."""
+    from the cluster's own images against the rest of its class: it took less of the
+    class's lead on them than :data:`~captum_gmar.repair.REACHES` (where there was lead
+    enough to judge: :data:`~captum_gmar.repair.LEADS`), it misses the class on them
+    (``misses_own_images``: :meth:`~captum_gmar.repair.OwnImages.called_less`, where the
+    model as it was did not), or it calls the class on the rest of the class's images less
+    often (``costs_class``: :meth:`~captum_gmar.repair.OwnImages.costs_class`)."""
     from ..repair import REACHES
 
     first = table[0]
@@ -237,5 +239,13 @@ def _warnings(table: list[dict[str, Any]], chosen: str, put_on: str) -> list[str
             f"{100 * first['rest_of_class_called']:.0f}% before): images of the class that carry the shortcut may now be missed, "
             "where a model that no longer follows it would read them as the rest; try another repair (--how), which may not "
             "miss them (docs/repair.md)."
+        )
+    if row["costs_class"]:
+        warnings.append(
+            f"Warning: {chosen} calls the class on {100 * row['rest_of_class_called']:.0f}% of the rest of the class's images, "
+            f"which do not carry the shortcut ({100 * first['rest_of_class_called']:.0f}% before), fewer beyond twice the error "
+            "of the difference: the repair costs the class's own evidence, which the clean accuracy over every class, on a "
+            "few held-out images of this one, may not show; check the class's accuracy on more labelled images, or try "
+            "another repair (--how) (docs/repair.md)."
         )
     return warnings

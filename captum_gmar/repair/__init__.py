@@ -161,16 +161,18 @@ class Repaired:
     def table(self) -> list[dict[str, Any]]:
         """One row per attempt, and one for the model as it was: the transplant rise, its
         standard error, and the share of it removed (where the rise before stands beyond
-        twice its error: :meth:`Measurement.rise_stands`), clean accuracy and its cost in points with the cost's standard
-        error (paired: the held-out images that turned; ``over_budget`` where the cost less
-        that error is more than the budget: :meth:`Measurement.over`), the worst class and
-        its accuracy, the class's mean score on the shortcut's own images and on the rest of
-        its class, the share of each called the class, and the share of the former's lead
-        taken away (:class:`OwnImages`: the shortcut itself, where the rise is its proxy's),
-        the time, and a note (why a repair did not run; where a curve, the heads' or the
-        projection's, stopped short of its best rise; the projection's ridges; a cost within
-        the budget only by its standard error; a repair that misses the class on the
-        shortcut's own images)."""
+        twice its error: :meth:`Measurement.rise_stands`), clean accuracy and its cost in
+        points with the cost's standard error (paired: the held-out images that turned;
+        ``over_budget`` where the cost less that error is more than the budget:
+        :meth:`Measurement.over`), the worst class and its accuracy, the class's mean score
+        on the shortcut's own images and on the rest of its class, the share of each called
+        the class, whether it calls the rest less often (``costs_class``:
+        :meth:`OwnImages.costs_class`), and the share of the former's lead taken away
+        (:class:`OwnImages`: the shortcut itself, where the rise is its proxy's), the time,
+        and a note (why a repair did not run; where a curve, the heads' or the projection's,
+        stopped short of its best rise; the projection's ridges; a cost within the budget
+        only by its standard error; a repair that misses the class on the shortcut's own
+        images)."""
         rows = [self._row("none (as it was)", self.before, 0.0)]
         rows += [self._row(a.how, a.after, a.seconds, a.refused or _notes(a, self.before, self.budget)) for a in self.attempts]
         return rows
@@ -196,6 +198,7 @@ class Repaired:
                         "own_images_called",
                         "rest_of_class_called",
                         "misses_own_images",
+                        "costs_class",
                         "lead_removed",
                     )
                 ),
@@ -221,6 +224,7 @@ class Repaired:
             "own_images_called": None if after.own is None else after.own.called,
             "rest_of_class_called": None if after.own is None else after.own.rest_called,
             "misses_own_images": None if after.own is None or self.before.own is None else _misses(self.before, after),
+            "costs_class": None if after.own is None or self.before.own is None else self.before.own.costs_class(after.own),
             "lead_removed": _lead_removed(self.before, after),
             "seconds": seconds,
             "note": note,

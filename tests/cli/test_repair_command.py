@@ -452,3 +452,28 @@ def test_the_report_gives_the_rise_with_its_error_and_no_share_of_a_rise_within_
     ) in noise
     stands = report(0.5, 0.02)
     assert "| project | -0.001 ± 0.002 | 100.2% |" in stands and "Warning" not in stands
+
+
+def test_the_report_warns_where_the_repair_calls_the_rest_of_the_class_less_often():
+    from types import SimpleNamespace
+
+    from captum_gmar.cli.repair import _markdown
+    from captum_gmar.repair import Attempt, Measurement, OwnImages, Repaired
+
+    options = SimpleNamespace(cluster="attnlrp:Shirt:1", model="m", budget=1.0)
+
+    def report(rest_after: int) -> str:
+        calls = [True] * rest_after + [False] * (64 - rest_after)
+        after = OwnImages(0.17, 0.13, 0.89, rest_after / 64, 64, 64, True, tuple(calls))
+        done = Attempt("project", None, Measurement(-0.008, 0.878, {}, own=after), 1.0)
+        before = OwnImages(0.89, 0.40, 0.89, 27 / 64, 64, 64, True, tuple([True] * 27 + [False] * 37))
+        table = Repaired(Measurement(0.713, 0.884, {}, own=before), (done,), done).table()
+        assert table[1]["costs_class"] is (rest_after < 22)
+        return _markdown(options, "Shirt", table, "project", {}, "its region pasted")
+
+    # the planted noise's projection through the ridge of 1: 42% to 25% of the rest called Shirts
+    assert (
+        "Warning: project calls the class on 25% of the rest of the class's images, which do not carry the shortcut (42% "
+        "before), fewer beyond twice the error of the difference: the repair costs the class's own evidence"
+    ) in report(16)
+    assert "Warning" not in report(26)  # one image fewer: within the error

@@ -52,6 +52,7 @@ def test_the_shortcuts_own_images_are_read_against_the_rest_of_its_class(setting
     assert (found.score, found.rest_score) == pytest.approx((scores["members"], scores["rest"]), abs=1e-6)
     assert (found.called, found.rest_called, found.count, found.rest_count) == (called["members"], called["rest"], 3, 3)
     assert found.lead == pytest.approx(scores["members"] - scores["rest"], abs=1e-6)
+    assert found.rest_calls == tuple((logits["rest"].argmax(1) == 3).tolist())  # each, in order, for a paired comparison
     assert not found.by_label and measure(model, replace(shortcut, by_label=True), data, own=True).own.by_label  # as it was chosen
     no_rest = Shortcut(shortcut.intervention, shortcut.members)  # nothing to compare its images with
     assert measure(model, no_rest, data, own=True).own is None
@@ -496,3 +497,20 @@ def test_a_rise_stands_only_beyond_twice_its_standard_error_and_the_table_gives_
     rows = Repaired(Measurement(0.3, 0.9, {}, rise_error=0.02), (done,), done).table()
     assert rows[0]["removed"] == 0.0 and rows[1]["removed"] == 1.0 and rows[0]["transplant_rise_error"] == 0.02
     assert Repaired(Measurement(0.3, 0.9, {}), (done,), done).table()[0]["transplant_rise_error"] is None  # NaN: not known
+
+
+def test_a_repair_costs_the_class_where_it_calls_the_rest_of_it_less_often_beyond_twice_the_paired_error():
+    def own(calls: list[bool]) -> OwnImages:
+        return OwnImages(0.9, 0.4, 0.9, sum(calls) / len(calls), 64, len(calls), True, tuple(calls))
+
+    before = own([True] * 27 + [False] * 37)  # 42% of 64 called the class
+    # the planted noise's projection: 11 of the 27 lost (25%): 11/64 = 17 points against twice 4.7
+    assert before.costs_class(own([True] * 16 + [False] * 48))
+    # 3 lost and 3 gained: no change; 5 lost of 64 is 7.8 points against twice 3.4: beyond
+    assert not before.costs_class(own([True] * 24 + [False] * 3 + [True] * 3 + [False] * 34))
+    assert before.costs_class(own([True] * 22 + [False] * 42))
+    assert not before.costs_class(own([True] * 25 + [False] * 39))  # 2 lost: 3.1 points against twice 2.2
+    assert not before.costs_class(own([True] * 64))  # more called: no cost
+    few = own([True] * 7)
+    assert not few.costs_class(own([False] * 7))  # 7 images: too few to judge
+    assert not before.costs_class(OwnImages(0.9, 0.4, 0.9, 0.0, 64, 64, True))  # calls not kept
