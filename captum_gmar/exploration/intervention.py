@@ -28,7 +28,7 @@ what the model says. :class:`Intervention` is that act:
 images chosen, at a strength chosen per image where it is :attr:`~Intervention.graded`,
 through which a fine-tune trains (:func:`~captum_gmar.repair.finetune.repair_finetune`);
 :meth:`Intervention.rises` is the class's score rise on each of a batch of images of other
-classes, whose mean every repair is judged by (:func:`~captum_gmar.repair.shortcut.measure`). A new kind of
+classes, whose mean every repair is judged by (:func:`~captum_gmar.repair.measurement.measure`). A new kind of
 intervention is one class here.
 """
 

@@ -17,7 +17,7 @@ hold out, and the settings, and returns the repaired model and what it changed, 
   not leave the class called less often on the shortcut's own images than on the rest of
   it, ending it.
 
-Every repair is judged alike (:func:`~captum_gmar.repair.shortcut.measure`): the transplant
+Every repair is judged alike (:func:`~captum_gmar.repair.measurement.measure`): the transplant
 rise on held-out images of other classes, before and after, and the clean accuracy overall
 and per class, on the held-out images that do not carry the shortcut
 (:func:`~captum_gmar.repair.shortcut.carriers`); and, for the model before and each
@@ -40,8 +40,9 @@ from ..errors import UnsupportedModelError
 from .classifier import repair_classifier
 from .finetune import repair_finetune
 from .heads import repair_heads
+from .measurement import LEADS, REACHES, Measurement, OwnImages, measure
 from .project import repair_project
-from .shortcut import LEADS, REACHES, Labelled, Measurement, OwnImages, Shortcut, carriers, confirmed_by, measure
+from .shortcut import Labelled, Shortcut, carriers, confirmed_by
 
 __all__ = [
     "AUTO",
@@ -232,7 +233,7 @@ class Repaired:
 
 
 def _lead_removed(before: Measurement, after: Measurement) -> float | None:
-    """:meth:`~captum_gmar.repair.shortcut.OwnImages.removed`, where both were measured."""
+    """:meth:`~captum_gmar.repair.measurement.OwnImages.removed`, where both were measured."""
     return None if before.own is None or after.own is None else before.own.removed(after.own)
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..heads import locate_heads, without_heads
-from .shortcut import Labelled, Measurement, Shortcut, while_it_falls
+from .measurement import Measurement, while_it_falls
+from .shortcut import Labelled, Shortcut
 
 __all__ = ["HeadsRepair", "repair_heads"]
 
@@ -39,9 +40,9 @@ def repair_heads(
     seed: int = 0,
 ) -> HeadsRepair:
     """Remove the heads that carry ``shortcut``, one by one in their ranking's order, while
-    the transplant rise comes nearer zero (:func:`~captum_gmar.repair.shortcut.while_it_falls`)
+    the transplant rise comes nearer zero (:func:`~captum_gmar.repair.measurement.while_it_falls`)
     and clean accuracy (on ``held_out``) loses at most ``budget`` (a share: 0.01 is one
-    point) beyond its standard error (:meth:`~captum_gmar.repair.shortcut.Measurement.over`);
+    point) beyond its standard error (:meth:`~captum_gmar.repair.measurement.Measurement.over`);
     at most ``max_heads``.
 
     Raises:

@@ -42,7 +42,8 @@ from ..errors import UnsupportedModelError
 from ..exploration.intervention import ways
 from ..vit.model import VisionTransformer
 from .classifier import classifier_name
-from .shortcut import LEADS, REACHES, Labelled, Measurement, Shortcut, measure, own_images, while_it_falls
+from .measurement import LEADS, REACHES, Measurement, measure, own_images, while_it_falls
+from .shortcut import Labelled, Shortcut
 
 __all__ = ["LEFT", "RIDGES", "ProjectRepair", "Projection", "change_directions", "projection", "repair_project"]
 
@@ -221,7 +222,7 @@ class ProjectRepair:
     #: out, measurement)`` from 0 (the model as it was) on, the step that stopped it included
     curves: tuple[tuple[float, tuple[tuple[int, Measurement], ...]], ...]
     #: for each ridge tried, in turn: the share of the class's lead on the shortcut's own
-    #: images its curve's projection took away (:meth:`~captum_gmar.repair.shortcut.OwnImages.removed`;
+    #: images its curve's projection took away (:meth:`~captum_gmar.repair.measurement.OwnImages.removed`;
     #: ``None`` where it kept no direction, or there was no lead to judge)
     leads: tuple[float | None, ...]
 
@@ -244,15 +245,15 @@ def repair_project(
 ) -> ProjectRepair:
     """Project the directions the shortcut moves the classifier's inputs in (:func:`projection`,
     on ``train``) out of a copy of ``model``, one more at a time, while the transplant rise
-    on ``held_out`` comes nearer zero (:func:`~captum_gmar.repair.shortcut.while_it_falls`)
+    on ``held_out`` comes nearer zero (:func:`~captum_gmar.repair.measurement.while_it_falls`)
     and clean accuracy loses at most ``budget`` (a share) beyond its standard error
-    (:meth:`~captum_gmar.repair.shortcut.Measurement.over`); at most ``max_directions``.
+    (:meth:`~captum_gmar.repair.measurement.Measurement.over`); at most ``max_directions``.
 
     Through each of ``ridges`` in turn (:data:`RIDGES`): a larger one is tried only while the
     projection kept (or none, where none was) leaves the rise further than :data:`LEFT` of
-    it from zero, on either side, or takes less than :data:`~captum_gmar.repair.shortcut.REACHES`
+    it from zero, on either side, or takes less than :data:`~captum_gmar.repair.measurement.REACHES`
     of the class's lead on the shortcut's own images over the rest of its class
-    (:meth:`~captum_gmar.repair.shortcut.OwnImages.removed`; where there is a lead to
+    (:meth:`~captum_gmar.repair.measurement.OwnImages.removed`; where there is a lead to
     judge). A paste's directions can take its transplant rise to zero and leave the
     shortcut itself where it reaches beyond the paste: on a planted noise model
     (docs/repair.md), through its cluster's mark, the ridge of 0.1 took 34% of the lead and
