@@ -213,11 +213,12 @@ def _warnings(table: list[dict[str, Any]], chosen: str, put_on: str) -> list[str
     if first["removed"] is None:  # the model as it was: 0 where its rise stands, else none given
         error = first["transplant_rise_error"]
         warnings.append(
-            f"Warning: with {put_on} the class rises by {first['transplant_rise']:+.3f}"
-            f"{'' if error is None else f' ± {error:.3f}'} on the held-out images of other classes, not beyond twice its "
-            "standard error: the model as it was does not follow what was put on, so there is no rise to remove and no share "
-            "of it is given. A cluster the transplant did not confirm (--force) may not be a shortcut, or the shortcut may lie "
-            "beyond what was put on; the lead on the cluster's own images is then the measure (docs/repair.md)."
+            f"Warning: with {put_on} the class's score changes by {first['transplant_rise']:+.3f}"
+            f"{'' if error is None else f' ± {error:.3f}'} on the held-out images of other classes, no rise beyond twice its "
+            "standard error: a rise cannot be told from noise on these images, so no share of it removed is given, and none "
+            "of the repairs counts as removing it. A cluster the transplant did not confirm (--force) may not be a shortcut, "
+            "or the shortcut may lie beyond what was put on; the lead on the cluster's own images is then the measure "
+            "(docs/repair.md)."
         )
     row = next((row for row in table[1:] if row["repair"] == chosen), None)
     if row is None:
@@ -243,8 +244,8 @@ def _warnings(table: list[dict[str, Any]], chosen: str, put_on: str) -> list[str
     if row["costs_class"]:
         warnings.append(
             f"Warning: {chosen} calls the class on {100 * row['rest_of_class_called']:.0f}% of the rest of the class's images, "
-            f"which do not carry the shortcut ({100 * first['rest_of_class_called']:.0f}% before), fewer beyond twice the error "
-            "of the difference: the repair costs the class's own evidence, which the clean accuracy over every class, on a "
+            f"which are not the cluster's ({100 * first['rest_of_class_called']:.0f}% before), fewer beyond chance (McNemar's "
+            "test): the repair costs the class's own evidence, which the clean accuracy over every class, on a "
             "few held-out images of this one, may not show; check the class's accuracy on more labelled images, or try "
             "another repair (--how) (docs/repair.md)."
         )

@@ -37,6 +37,7 @@ from typing import Any, Literal
 from torch import nn
 
 from ..errors import UnsupportedModelError
+from .choice import choose, measured_within, misses, repairs
 from .classifier import repair_classifier
 from .finetune import repair_finetune
 from .heads import repair_heads
@@ -128,7 +129,7 @@ REPAIRS: dict[str, Callable[[nn.Module, Shortcut, Labelled, Labelled, Settings],
 
 #: what ``auto`` tries, in this order: the two that train nothing first, the heads (tried
 #: first before the projection existed) then the projection, and last the fine-tune, which
-#: trains every weight; the first that :func:`_repairs` the shortcut ends it. A repair
+#: trains every weight; the first that :func:`~captum_gmar.repair.choice.repairs` the shortcut ends it. A repair
 #: refused (a projection of a classifier that is not linear) passes to the next.
 AUTO = ("heads", "project", "finetune")
 
@@ -224,7 +225,7 @@ class Repaired:
             "rest_of_class_score": None if after.own is None else after.own.rest_score,
             "own_images_called": None if after.own is None else after.own.called,
             "rest_of_class_called": None if after.own is None else after.own.rest_called,
-            "misses_own_images": None if after.own is None or self.before.own is None else _misses(self.before, after),
+            "misses_own_images": None if after.own is None or self.before.own is None else misses(self.before, after),
             "costs_class": None if after.own is None or self.before.own is None else self.before.own.costs_class(after.own),
             "lead_removed": _lead_removed(self.before, after),
             "seconds": seconds,
@@ -244,8 +245,8 @@ CURVES = {"heads": ("head", "removed"), "directions": ("direction", "projected o
 def _notes(attempt: Attempt, before: Measurement, budget: float) -> str | None:
     """What the table's note says of an attempt that ran (:func:`_curve_note`,
     :func:`_ridge_note`, :func:`_error_note`, and where it misses the class on the
-    shortcut's own images: :func:`_misses`)."""
-    missed = attempt.after is not None and _misses(before, attempt.after)
+    shortcut's own images: :func:`~captum_gmar.repair.choice.misses`)."""
+    missed = attempt.after is not None and misses(before, attempt.after)
     notes = (
         _curve_note(attempt, budget),
         _ridge_note(attempt),
@@ -257,10 +258,11 @@ def _notes(attempt: Attempt, before: Measurement, budget: float) -> str | None:
 
 def _error_note(before: Measurement, after: Measurement | None, budget: float) -> str | None:
     """Where a repair costs more than the budget as measured but not beyond its standard
-    error (not "over the budget", yet not within it as :func:`_measured_within` asks):
-    said, since such a one may cost more on new images (the heads on two tags: 2.6 ± 1.9
-    held out, 1.5 on the test scenes; docs/results.md)."""
-    if after is None or before.over(after, budget) or _measured_within(before, after, budget):
+    error (not "over the budget", yet not within it as
+    :func:`~captum_gmar.repair.choice.measured_within` asks): said, since such a one may
+    cost more on new images (the heads on two tags: 2.6 ± 1.9 held out, 1.5 on the test
+    scenes; docs/results.md)."""
+    if after is None or before.over(after, budget) or measured_within(before, after, budget):
         return None
     return f"within the budget of {100 * budget:g} only by its standard error"
 
@@ -316,8 +318,9 @@ def repair(
             (``held_out``) of each class is kept out to measure on, its clean accuracy on
             the images that do not carry the shortcut (:func:`carriers`, by the original model).
         how: ``"heads"``, ``"finetune"``, ``"classifier"``, ``"project"`` or ``"auto"`` (:data:`AUTO`
-            in turn, until one removes nine tenths of the rise within the budget as measured
-            and does not miss the class on the shortcut's own images: :func:`_repairs`).
+            in turn, until one removes nine tenths of the rise within the budget as measured,
+            does not miss the class on the shortcut's own images and takes its lead there:
+            :func:`~captum_gmar.repair.choice.repairs`).
         settings: :class:`Settings`' fields (``budget``, ``max_heads``, ``steps``, ``seed``,
             ``progress``).
 
@@ -325,11 +328,11 @@ def repair(
         :class:`Repaired`: the measurement before, each attempt (a fine-tune or the
         classifier's retraining that cost more than the budget beyond its standard error is
         tried again with half its steps, then a quarter: :func:`_gentler`), the one chosen
-        (:func:`_choose`): of those that remove nine tenths of the transplant rise and are
-        within the budget (its standard error granted), the lowest rise among those within
-        it as measured, else among the rest; where none is within the budget, the one that
-        costs least accuracy; where none removes nine tenths, the lowest rise within the
-        budget, else the lowest rise.
+        (:func:`~captum_gmar.repair.choice.choose`): of those that remove nine tenths of
+        the transplant rise and are within the budget (its standard error granted), the
+        lowest rise among those within it as measured, else among the rest; where none is
+        within the budget, the one that costs least accuracy; where none removes nine
+        tenths, the lowest rise within the budget, else the lowest rise.
 
     Raises:
         ValueError: ``how`` unknown, or ``data`` without images of another class than the shortcut's.
@@ -344,7 +347,7 @@ def repair(
     before = measure(model, shortcut, kept, seed=options.seed, own=True)
     attempts: list[Attempt] = []
     for name in AUTO if how == "auto" else [how]:
-        if any(_repairs(before, a.after, options.budget) for a in attempts):
+        if any(repairs(before, a.after, options.budget) for a in attempts):
             break  # auto: a cheaper repair did it
         start = time.perf_counter()
         try:
@@ -355,44 +358,11 @@ def repair(
         after = measure(repaired, shortcut, kept, seed=options.seed, own=True)
         attempts.append(Attempt(name, repaired, after, time.perf_counter() - start, changed))
         attempts += _gentler(name, model, shortcut, train, kept, options, before, after)
-    return Repaired(before, tuple(attempts), _choose(before, attempts, options.budget), options.budget)
-
-
-def _removes(before: Measurement, after: Measurement) -> bool:
-    """Whether a repair removed nine tenths of the transplant rise: the bar a repair is held to."""
-    return after.rise <= 0.1 * before.rise
-
-
-def _measured_within(before: Measurement, after: Measurement, budget: float) -> bool:
-    """Whether ``after`` costs at most ``budget`` as measured, no standard error granted
-    (:meth:`Measurement.over` grants one: a repair within the budget only by it may cost
-    more on new images). The accuracies are float32 means: a cost of exactly the budget
-    (2 images of 200 for a point) is within it, whatever the last bit says."""
-    return before.cost(after) <= budget + 1e-6
-
-
-def _misses(before: Measurement, after: Measurement) -> bool:
-    """Whether a repair calls the class on the shortcut's own images less often than on the
-    rest of its class, beyond the error (:meth:`OwnImages.called_less`), where the model as
-    it was did not: it then misses the class where the shortcut is, where one that no longer
-    follows the shortcut would read those images as it reads the rest. On the planted tint
-    and contrast change, the heads removed 97-98% of the shortcut's effect on other classes
-    within the budget, and the class's test scenes with the shortcut drawn were called the
-    class in 9% and 13% (40% and 36% clean), where the projection's were 83% and 88%
-    (docs/repair.md)."""
-    return before.own is not None and after.own is not None and after.own.called_less() and not before.own.called_less()
-
-
-def _repairs(before: Measurement, after: Measurement | None, budget: float) -> bool:
-    """Whether a repair removed nine tenths of the transplant rise within the budget as
-    measured, and does not miss the class on the shortcut's own images (:func:`_misses`):
-    what ends ``auto``. One within it only by its standard error leaves the next
-    repair tried, and :func:`_choose` prefers one within as measured: the heads that took
-    two tags' held-out rise away at a cost of 2.6 ± 1.9 and 1.6 ± 2.1 points lost 1.5 and
-    2.9 points of clean top-1 on the test scenes, where the repairs kept in their place
-    (the projection, the fine-tune) removed as much with clean top-1 changed by +0.3 and
-    −0.1 points (docs/results.md, end to end)."""
-    return after is not None and _removes(before, after) and _measured_within(before, after, budget) and not _misses(before, after)
+    # a gentler form counts only within the budget: one that still costs too much saves less than
+    # the held-out measurement can tell (on 200 images one image is half a point), and on the
+    # notebook's planted model such a one, chosen, removed less and cost more on test images
+    done = [(a, a.after) for a in attempts if a.after is not None and (not a.gentler or not before.over(a.after, options.budget))]
+    return Repaired(before, tuple(attempts), choose(before, done, options.budget), options.budget)
 
 
 #: the repairs that train (``steps``), and so have a gentler form: fewer steps
@@ -412,7 +382,7 @@ def _gentler(
     """Where a repair that trains cost more than the budget: the same with half its steps,
     then a quarter, while the last still cost too much (each its own attempt, named with its
     steps). Its learning rate is constant, so fewer steps stop it earlier on the same path,
-    nearer the original model. :func:`_choose` keeps one only where it is within the budget."""
+    nearer the original model. :func:`~captum_gmar.repair.choice.choose` keeps one only where it is within the budget."""
     attempts: list[Attempt] = []
     steps = options.steps
     while name in TRAINED and before.over(after, options.budget) and len(attempts) < 2 and steps >= 2:
@@ -422,25 +392,3 @@ def _gentler(
         after = measure(repaired, shortcut, kept, seed=options.seed, own=True)
         attempts.append(Attempt(f"{name}, {steps} steps", repaired, after, time.perf_counter() - start, changed, gentler=True))
     return attempts
-
-
-def _choose(before: Measurement, attempts: list[Attempt], budget: float) -> Attempt | None:
-    """The repair to keep: of those that remove nine tenths of the rise, the one within the
-    budget (its standard error granted) with the lowest rise, those that do not miss the class
-    on the shortcut's own images (:func:`_misses`) first, then those within the budget as
-    measured (:func:`_measured_within`), else the one that costs least accuracy; where none
-    removes that much, the lowest rise within the budget, else the lowest rise. A gentler form
-    counts only within the budget: one that still costs too much saves less than the
-    held-out measurement can tell (on 200 images one image is half a point), and on the
-    notebook's planted model such a one, chosen, removed less and cost more on test images."""
-    done = [(a, a.after) for a in attempts if a.after is not None and (not a.gentler or not before.over(a.after, budget))]
-    removed = [(a, m) for a, m in done if _removes(before, m)]
-    within = [(a, m) for a, m in done if not before.over(m, budget)]
-    if removed:
-        kept = [pair for pair in removed if pair in within]
-        if not kept:
-            return max(removed, key=lambda p: p[1].accuracy)[0]
-        kept = [pair for pair in kept if not _misses(before, pair[1])] or kept
-        measured = [pair for pair in kept if _measured_within(before, pair[1], budget)]
-        return min(measured or kept, key=lambda p: p[1].rise)[0]
-    return min(within or done, key=lambda p: p[1].rise)[0] if done else None

@@ -41,8 +41,8 @@ JUDGED_FROM = 8
 
 @dataclass(frozen=True)
 class OwnImages:
-    """How a model reads the images that carry the shortcut itself (:attr:`Shortcut.members`,
-    the cluster's) against the rest of its class (:attr:`Shortcut.rest`): where the transplant
+    """How a model reads the images that carry the shortcut itself (:attr:`~captum_gmar.repair.shortcut.Shortcut.members`,
+    the cluster's) against the rest of its class (:attr:`~captum_gmar.repair.shortcut.Shortcut.rest`): where the transplant
     rise measures what puts the shortcut on, on other classes' images, these are the shortcut
     where it is."""
 
@@ -55,7 +55,7 @@ class OwnImages:
     #: how many images each holds
     count: int
     rest_count: int
-    #: whether the two were chosen by their labels (:attr:`Shortcut.by_label`): only then
+    #: whether the two were chosen by their labels (:attr:`~captum_gmar.repair.shortcut.Shortcut.by_label`): only then
     #: do the shares called the class compare
     by_label: bool = False
     #: for each of the rest of its class's images, in order, whether the model calls it the
@@ -73,7 +73,7 @@ class OwnImages:
         called Shirts in 31% of the cluster's images against 42% of the rest (12.6% against
         35.9% of 2,000 test scenes; docs/repair.md). Not judged on fewer than
         :data:`JUDGED_FROM` images either side, nor where they were not chosen by their
-        labels (:attr:`Shortcut.by_label`)."""
+        labels (:attr:`~captum_gmar.repair.shortcut.Shortcut.by_label`)."""
         if not self.by_label or min(self.count, self.rest_count) < JUDGED_FROM:
             return False
         error = 0.0
@@ -84,23 +84,25 @@ class OwnImages:
 
     def costs_class(self, after: OwnImages) -> bool:
         """Whether ``after`` (the same images, read by a repaired model) calls the class on the
-        rest of its class's images less often, beyond twice the standard error of the paired
-        difference (:meth:`Measurement.cost_error`'s form, over the images that turned). Those
-        images do not carry the shortcut, so a repair that reads them as less of the class
-        costs the class's own evidence: on two planted noise models the projection through
-        the ridge of 1 took the share called Shirts from 42% to 25% and from 44% to 22% of
-        64 of them, where 2,000 test scenes put the Shirts' top-1 from 33.0% to 15.5% and
-        from 38.3% to 19.4%, and the held-out fifth, 9 of its images the class's, put the
-        cost over every class within the budget (docs/repair.md). Not judged on fewer than
-        :data:`JUDGED_FROM` images, nor where either kept no calls."""
+        rest of its class's images less often, beyond chance: of the images that turned,
+        those lost outnumber those gained by more than twice the root of their sum
+        (McNemar's test, about 2.5% one-sided where nothing changed: 5 lost and none gained
+        at the least). Those images are not the cluster's, so a repair that reads them as
+        less of the class costs the class's own evidence: on two planted noise models the
+        projection through the ridge of 1 took the share called Shirts from 42% to 25% and
+        from 44% to 22% of 64 of them, where 2,000 test scenes put the Shirts' top-1 from
+        33.0% to 15.5% and from 38.3% to 19.4%, and the held-out fifth, 9 of its images the
+        class's, put the cost over every class within the budget (docs/repair.md). Judged
+        only where the images were chosen by their labels (:attr:`OwnImages.by_label`: explained for
+        the prediction, they were all called the class before, and those the shortcut alone
+        made so are lost by a repair that works), on :data:`JUDGED_FROM` images at least,
+        and where both kept their calls."""
         before, now = self.rest_calls, after.rest_calls
-        if len(before) != len(now) or len(before) < JUDGED_FROM:
+        if not (self.by_label and after.by_label) or len(before) != len(now) or len(before) < JUDGED_FROM:
             return False
         lost = sum(b and not a for b, a in zip(before, now, strict=True))
         gained = sum(a and not b for b, a in zip(before, now, strict=True))
-        count = len(before)
-        error = math.sqrt(max(lost + gained - (lost - gained) ** 2 / count, 0.0)) / count
-        return (lost - gained) / count > 2 * error
+        return lost - gained > 2 * math.sqrt(lost + gained)
 
     @property
     def lead(self) -> float:
@@ -141,7 +143,7 @@ class Measurement:
 
     #: the class's mean probability rise with the shortcut pasted on other classes' images
     rise: float
-    #: top-1 accuracy on the held-out clean images (:attr:`Labelled.counted`), overall and
+    #: top-1 accuracy on the held-out clean images (:attr:`~captum_gmar.repair.shortcut.Labelled.counted`), overall and
     #: per class (label -> accuracy)
     accuracy: float
     per_class: dict[int, float]
@@ -159,10 +161,12 @@ class Measurement:
 
     def rise_stands(self) -> bool:
         """Whether the rise stands above zero beyond twice its standard error (beyond zero
-        where the error is not known): only then is there a rise for a repair to remove, and
-        a share of it removed to give. A mark the model does not follow, pasted, raises the
-        class by noise (a planted noise's six-pixel mark: +0.000; docs/repair.md), and 96%
-        of that says nothing."""
+        where the error is not known): only then can it be told from noise on these images,
+        and a share of it removed says something. A mark the model does not follow, pasted,
+        raises the class by noise: a planted noise's six-pixel mark, pasted on training
+        images of other classes, by +0.000, and before the command fell back to its
+        region (:mod:`~captum_gmar.cli.repair_shortcut`), the projection's table said 96%
+        of it removed (docs/repair.md)."""
         return self.rise > (0.0 if math.isnan(self.rise_error) else 2 * self.rise_error)
 
     def cost_error(self, after: Measurement) -> float:
@@ -213,8 +217,8 @@ def measure(
 
 
 def own_images(model: nn.Module, shortcut: Shortcut, batch_size: int = 64) -> OwnImages | None:
-    """How ``model`` reads the shortcut's own images (:attr:`Shortcut.members`) against the
-    rest of its class (:attr:`Shortcut.rest`): a pass over each; ``None`` where either is
+    """How ``model`` reads the shortcut's own images (:attr:`~captum_gmar.repair.shortcut.Shortcut.members`) against the
+    rest of its class (:attr:`~captum_gmar.repair.shortcut.Shortcut.rest`): a pass over each; ``None`` where either is
     missing or empty."""
     if shortcut.rest is None or not len(shortcut.rest) or not len(shortcut.members):
         return None

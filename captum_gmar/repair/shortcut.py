@@ -42,7 +42,7 @@ class Shortcut:
     layer: int | None = None
     #: whether :attr:`members` and :attr:`rest` were chosen by their labels (``explain
     #: --target label``), so that the share of each the model calls the class compares
-    #: (:meth:`OwnImages.called_less`). Chosen by the model's own call (explain's default,
+    #: (:meth:`~captum_gmar.repair.measurement.OwnImages.called_less`). Chosen by the model's own call (explain's default,
     #: the prediction), both were called the class before any repair, and images called
     #: so only through the shortcut stop being so when it goes: that is the repair working,
     #: and it is not judged (notebook 04: 79% of the cluster's images called Shirt after the

@@ -105,18 +105,20 @@ def test_a_repair_by_steps_stops_where_the_rise_stops_falling_costs_too_much_or_
     assert curve([0.8, 0.4, 0.2, 0.1, 0.05], flat) == [4, 4]  # every step taken
 
 
-def test_a_repair_costs_the_class_where_it_calls_the_rest_of_it_less_often_beyond_twice_the_paired_error():
-    def own(calls: list[bool]) -> OwnImages:
-        return OwnImages(0.9, 0.4, 0.9, sum(calls) / len(calls), 64, len(calls), True, tuple(calls))
+def test_a_repair_costs_the_class_where_it_calls_the_rest_of_it_less_often_beyond_chance():
+    def own(calls: list[bool], by_label: bool = True) -> OwnImages:
+        return OwnImages(0.9, 0.4, 0.9, sum(calls) / len(calls), 64, len(calls), by_label, tuple(calls))
 
     before = own([True] * 27 + [False] * 37)  # 42% of 64 called the class
-    # the planted noise's projection: 11 of the 27 lost (25%): 11/64 = 17 points against twice 4.7
+    # the planted noise's projection: 11 of the 27 lost (25%), against twice the root of 11 (6.6)
     assert before.costs_class(own([True] * 16 + [False] * 48))
-    # 3 lost and 3 gained: no change; 5 lost of 64 is 7.8 points against twice 3.4: beyond
-    assert not before.costs_class(own([True] * 24 + [False] * 3 + [True] * 3 + [False] * 34))
-    assert before.costs_class(own([True] * 22 + [False] * 42))
-    assert not before.costs_class(own([True] * 25 + [False] * 39))  # 2 lost: 3.1 points against twice 2.2
+    assert not before.costs_class(own([True] * 24 + [False] * 3 + [True] * 3 + [False] * 34))  # 3 lost, 3 gained
+    assert before.costs_class(own([True] * 22 + [False] * 42))  # 5 lost: beyond 4.5
+    assert not before.costs_class(own([True] * 23 + [False] * 41))  # 4 lost: at 4, not beyond
+    assert not before.costs_class(before)  # nothing turned
     assert not before.costs_class(own([True] * 64))  # more called: no cost
-    few = own([True] * 7)
-    assert not few.costs_class(own([False] * 7))  # 7 images: too few to judge
+    assert own([True] * 8).costs_class(own([False] * 8))  # 8 images: judged
+    assert not own([True] * 7).costs_class(own([False] * 7))  # 7: too few to judge
     assert not before.costs_class(OwnImages(0.9, 0.4, 0.9, 0.0, 64, 64, True))  # calls not kept
+    # chosen by the model's own call (explained for the prediction): all called the class before, not judged
+    assert not own([True] * 64, by_label=False).costs_class(own([True] * 40 + [False] * 24, by_label=False))
