@@ -41,10 +41,10 @@ JUDGED_FROM = 8
 
 @dataclass(frozen=True)
 class OwnImages:
-    """How a model reads the images that carry the shortcut itself (:attr:`~captum_gmar.repair.shortcut.Shortcut.members`,
-    the cluster's) against the rest of its class (:attr:`~captum_gmar.repair.shortcut.Shortcut.rest`): where the transplant
-    rise measures what puts the shortcut on, on other classes' images, these are the shortcut
-    where it is."""
+    """How a model reads the images that carry the shortcut itself (the cluster's:
+    :attr:`~captum_gmar.repair.shortcut.Shortcut.members`) against the rest of its class
+    (:attr:`~captum_gmar.repair.shortcut.Shortcut.rest`): where the transplant rise measures
+    what puts the shortcut on, on other classes' images, these are the shortcut where it is."""
 
     #: the class's mean score on the shortcut's images, and on the rest of its class's
     score: float
@@ -55,8 +55,9 @@ class OwnImages:
     #: how many images each holds
     count: int
     rest_count: int
-    #: whether the two were chosen by their labels (:attr:`~captum_gmar.repair.shortcut.Shortcut.by_label`): only then
-    #: do the shares called the class compare
+    #: whether the two were chosen by their labels
+    #: (:attr:`~captum_gmar.repair.shortcut.Shortcut.by_label`): only then do the shares
+    #: called the class compare
     by_label: bool = False
     #: for each of the rest of its class's images, in order, whether the model calls it the
     #: class (empty: not kept)
@@ -93,10 +94,10 @@ class OwnImages:
         from 44% to 22% of 64 of them, where 2,000 test scenes put the Shirts' top-1 from
         33.0% to 15.5% and from 38.3% to 19.4%, and the held-out fifth, 9 of its images the
         class's, put the cost over every class within the budget (docs/repair.md). Judged
-        only where the images were chosen by their labels (:attr:`OwnImages.by_label`: explained for
-        the prediction, they were all called the class before, and those the shortcut alone
-        made so are lost by a repair that works), on :data:`JUDGED_FROM` images at least,
-        and where both kept their calls."""
+        only where the images were chosen by their labels (:attr:`OwnImages.by_label`:
+        explained for the prediction, they were all called the class before, and those the
+        shortcut alone made so are lost by a repair that works), on :data:`JUDGED_FROM`
+        images at least, and where both kept their calls."""
         before, now = self.rest_calls, after.rest_calls
         if not (self.by_label and after.by_label) or len(before) != len(now) or len(before) < JUDGED_FROM:
             return False
@@ -124,8 +125,9 @@ class OwnImages:
 LEADS = 0.1
 
 #: the share of the class's lead on the shortcut's own images (:meth:`OwnImages.removed`)
-#: a repair must take away: below it the command's report warns (``cli.repair``), and the
-#: projection tries a larger ridge (:func:`~captum_gmar.repair.project.repair_project`).
+#: a repair must take away: below it the command's report warns (``cli.repair``), the
+#: projection tries a larger ridge (:func:`~captum_gmar.repair.project.repair_project`), and
+#: ``auto`` goes on to the next repair (:func:`~captum_gmar.repair.choice.short_of_lead`).
 #: The lead is what the shortcut itself does on the images that carry it, where the
 #: transplant rise is what its mark or proxy does on other classes'. On 18 repairs of
 #: planted vit-tiny models (docs/repair.md) the share of it gone followed the drawn
