@@ -28,8 +28,9 @@ what the model says. :class:`Intervention` is that act:
 images chosen, at a strength chosen per image where it is :attr:`~Intervention.graded`,
 through which a fine-tune trains (:func:`~captum_gmar.repair.finetune.repair_finetune`);
 :meth:`Intervention.rises` is the class's score rise on each of a batch of images of other
-classes, whose mean every repair is judged by (:func:`~captum_gmar.repair.measurement.measure`). A new kind of
-intervention is one class here.
+classes, whose mean every repair is judged by
+(:func:`~captum_gmar.repair.measurement.measure`). A new kind of intervention is one class
+here.
 """
 
 from __future__ import annotations
@@ -86,10 +87,9 @@ class Intervention(ABC):
     ) -> Tensor:
         """The class's score rise on each of ``images`` ``(N, C, H, W)`` (of other classes)
         with the intervention on: ``(N,)`` float64 on the host (empty without images: its
-        mean is then NaN);
-        ``scores`` turns logits into scores (:func:`~captum_gmar.vit.outputs.logit_scores`);
-        ``plain``, the class's scores ``(N,)`` on the images as they are where already
-        known (else scored here)."""
+        mean is then NaN); ``scores`` turns logits into scores
+        (:func:`~captum_gmar.vit.outputs.logit_scores`); ``plain``, the class's scores
+        ``(N,)`` on the images as they are where already known (else scored here)."""
         generator = torch.Generator().manual_seed(seed)
         device = vit.parameter.device
         rises = [torch.zeros(0, dtype=torch.float64)]

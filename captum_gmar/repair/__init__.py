@@ -13,9 +13,9 @@ hold out, and the settings, and returns the repaired model and what it changed, 
 - ``project`` (:mod:`~captum_gmar.repair.project`): the directions the shortcut moves the
   classifier's inputs in, projected out of a linear classifier (P-ClArC), nothing trained;
 - ``auto`` (:data:`AUTO`): the heads, then the projection, then the fine-tune, the first
-  that removes nine tenths of the transplant rise within the budget as measured, and does
-  not leave the class called less often on the shortcut's own images than on the rest of
-  it, ending it.
+  that removes nine tenths of the transplant rise within the budget as measured, does not
+  leave the class called less often on the shortcut's own images than on the rest of it,
+  and takes the class's lead on them, ending it (:mod:`~captum_gmar.repair.choice`).
 
 Every repair is judged alike (:func:`~captum_gmar.repair.measurement.measure`): the transplant
 rise on held-out images of other classes, before and after, and the clean accuracy overall
@@ -129,8 +129,9 @@ REPAIRS: dict[str, Callable[[nn.Module, Shortcut, Labelled, Labelled, Settings],
 
 #: what ``auto`` tries, in this order: the two that train nothing first, the heads (tried
 #: first before the projection existed) then the projection, and last the fine-tune, which
-#: trains every weight; the first that :func:`~captum_gmar.repair.choice.repairs` the shortcut ends it. A repair
-#: refused (a projection of a classifier that is not linear) passes to the next.
+#: trains every weight; the first that :func:`~captum_gmar.repair.choice.repairs` the
+#: shortcut ends it. A repair refused (a projection of a classifier that is not linear)
+#: passes to the next.
 AUTO = ("heads", "project", "finetune")
 
 
@@ -227,15 +228,10 @@ class Repaired:
             "rest_of_class_called": None if after.own is None else after.own.rest_called,
             "misses_own_images": None if after.own is None or self.before.own is None else misses(self.before, after),
             "costs_class": None if after.own is None or self.before.own is None else self.before.own.costs_class(after.own),
-            "lead_removed": _lead_removed(self.before, after),
+            "lead_removed": self.before.lead_removed(after),
             "seconds": seconds,
             "note": note,
         }
-
-
-def _lead_removed(before: Measurement, after: Measurement) -> float | None:
-    """:meth:`~captum_gmar.repair.measurement.OwnImages.removed`, where both were measured."""
-    return None if before.own is None or after.own is None else before.own.removed(after.own)
 
 
 #: the curves a repair keeps (``changed["curve"]``), by the key each step counts with: its unit and what was done

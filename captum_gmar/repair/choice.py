@@ -56,9 +56,7 @@ def short_of_lead(before: Measurement, after: Measurement) -> bool:
     (docs/repair.md), the fine-tune took the region's held-out rise away (98%) and the lead
     grew by 11%; kept, it removed 18% of the drawn noise's effect on test scenes, where the
     projection, 88% of the lead, removed 93%."""
-    if before.own is None or after.own is None:
-        return False
-    gone = before.own.removed(after.own)
+    gone = before.lead_removed(after)
     return gone is not None and gone < REACHES
 
 

@@ -161,6 +161,12 @@ class Measurement:
     #: root of their number (NaN: not known, or fewer than two images)
     rise_error: float = math.nan
 
+    def lead_removed(self, after: Measurement) -> float | None:
+        """The share of the class's lead on the shortcut's own images that ``after`` took
+        away (:meth:`OwnImages.removed`); ``None`` where either did not read them, or there
+        was no lead to judge."""
+        return None if self.own is None or after.own is None else self.own.removed(after.own)
+
     def rise_stands(self) -> bool:
         """Whether the rise stands above zero beyond twice its standard error (beyond zero
         where the error is not known): only then can it be told from noise on these images,
