@@ -51,7 +51,7 @@ def read_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any, Any]:
     import dataclasses
 
     from ..dataset_maps.checks import read_job
-    from ..exploration.causal import ClusterChecker
+    from ..exploration.checker import ClusterChecker
     from ..exploration.reading import method_rows
     from ..exploration.strategies import DEFAULT_CLUSTERING
     from ..heads.cluster import cluster_images, parse_cluster, region_words
@@ -183,7 +183,7 @@ def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
     import dataclasses
 
     from ..dataset_maps import load_maps
-    from ..exploration.causal import ClusterChecker
+    from ..exploration.checker import ClusterChecker
     from ..exploration.features import FeatureChecker, check_layer
     from ..exploration.reading import read_fields
     from ..exploration.strategies import DEFAULT_CLUSTERING
@@ -290,7 +290,7 @@ def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
 def _proxy_images(checker: Any, names: list[str], inside: np.ndarray, seed: int) -> tuple[Any, Any]:
     """Up to 64 of a feature cluster's images (``inside``, over the class's ``names``) and
     64 of the rest of its class, drawn by ``seed`` and read by ``checker``
-    (:class:`~captum_gmar.exploration.causal.ClusterChecker`): what its proxies are made from."""
+    (:class:`~captum_gmar.exploration.checker.ClusterChecker`): what its proxies are made from."""
     import numpy as np
 
     drawn = np.random.default_rng(seed)

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from ._extra import need
 from .aligned import JOINED_AT, aligned_groups, joined
-from .causal import ClusterChecker
+from .checker import ClusterChecker
 from .feature_checks import PROXIES, DirectionCheck, PixelCheck, direction_check, pixel_check
 from .spectral import spectral_clusters, typical_members
 from .strategies import maps_needed

@@ -34,7 +34,7 @@ from ..dataset_maps.checks import read_job
 from ..evaluation.distributed import current_context
 from ..files import check_folder, claim_files, replacing, write_atomic
 from ._extra import require
-from .causal import ClusterChecker, decided_by_transplant
+from .checker import ClusterChecker, decided_by_transplant
 from .disagreement import check_top_share, find_disagreement
 from .features import FEATURE_RULE, FeatureChecker
 from .groups import cluster_groups
@@ -168,7 +168,7 @@ def explore(
             :class:`~captum_gmar.vit.model.VisionTransformer`): every cluster's transplant
             against its control and its null, which then decides the flag, and the masking
             check of each confirmed cluster
-            (:class:`~captum_gmar.exploration.causal.ClusterChecker`,
+            (:class:`~captum_gmar.exploration.checker.ClusterChecker`,
             :mod:`~captum_gmar.exploration.transplant`); needs ``images``. Default: no
             check, the suspicion flags.
         processor: the model's image processor (default: the bundled reference model's own,

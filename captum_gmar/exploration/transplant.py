@@ -6,7 +6,7 @@ the cluster (its ordinary content in that place, without what the cluster has th
 The causal check (:mod:`captum_gmar.exploration.causal`) shows that the model uses the
 region on the cluster's own images; a transplant shows that the region alone moves the
 model elsewhere: "pasted on 64 T-shirts, it turns 0.95 of them into Sandals". Pure, over
-pixel values and a scoring function; :class:`~captum_gmar.exploration.causal.ClusterChecker`
+pixel values and a scoring function; :class:`~captum_gmar.exploration.checker.ClusterChecker`
 runs it on a maps folder's clusters.
 
 A region that holds the class's object raises the class wherever it is pasted, as a

@@ -55,7 +55,7 @@ class Cluster:
     region: tuple[tuple[int, int], ...]
     #: the clustering of its class it is one cluster of, and the maps ``(N, h, w)`` clustered
     #: (:func:`class_strategies`): what its transplant check reads
-    #: (:meth:`~captum_gmar.exploration.causal.ClusterChecker.check_cluster`)
+    #: (:meth:`~captum_gmar.exploration.checker.ClusterChecker.check_cluster`)
     strategies: Strategies = field(compare=False, repr=False)
     maps: np.ndarray = field(compare=False, repr=False)
 

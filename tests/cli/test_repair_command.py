@@ -255,7 +255,7 @@ def test_the_models_transplant_decides_as_explore_decides_and_an_unconfirmed_clu
     # explore checks after the first's
     # (only the second class's figures tell the group's own draws from one stream over all
     # groups), and each cluster after the first, whose draws follow those ranked before it
-    from captum_gmar.exploration.causal import ClusterChecker
+    from captum_gmar.exploration.checker import ClusterChecker
     from captum_gmar.exploration.reading import method_rows
     from captum_gmar.heads.cluster import find_cluster
 

@@ -6,7 +6,6 @@ work, and nothing is written outside EXP (nor in it, where refused)."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -310,42 +309,10 @@ def test_with_the_model_every_cluster_gets_the_transplant(job, tmp_path):
     assert not (tmp_path / "exp3").exists() and not (tmp_path / "exp4").exists()
 
 
-def test_the_transplant_pastes_a_clusters_region_on_the_images_of_another_class(job, tmp_path):
-    """The job explains one class; its 12 images stand for another class's here too, so
-    that the checker has images to paste on."""
-    from captum_gmar.dataset_maps.storage import read_maps
-    from captum_gmar.exploration.causal import ClusterChecker, decided_by_transplant
-
-    result = explore(job, tmp_path / "exp", images=job.parent / "scenes", **SMALL)
-    records = load_maps(job, "gmar-l1")
-    names, maps = [record.image for record in records], read_maps(records).numpy()
-    checker = ClusterChecker(load_reference_model(), None, job.parent / "scenes", seed=0)
-    found = {("gmar-l1", 0): result.strategies["gmar-l1", 0]}
-    checks = checker.run(found, {0: np.arange(12), 1: np.arange(12)}, {"gmar-l1": names}, {"gmar-l1": maps}, "positive", progress=False)
-    strategies = found["gmar-l1", 0]
-    assert {label for _, _, label in checks} == {c.label for c in strategies.ranking}  # every cluster
-    for (_, _, label), check in checks.items():
-        transplant = check.transplant
-        assert transplant is not None and transplant.pasted == 12 and -1 <= transplant.rise <= 1 and -1 <= transplant.null <= 1
-        assert "pasted on 12 images of other classes" in check.summary() and "the class's other clusters moved there" in check.summary()
-        if transplant.screened:  # the paste and the null only: the rise does not stand beyond the null
-            assert not transplant.confirms and transplant.rise - transplant.null < transplant.needed
-            assert math.isnan(transplant.control) and "not pasted, the rise standing less than the null" in check.summary()
-        else:
-            assert transplant.note is None and -1 <= transplant.control <= 1
-            assert transplant.pasted_own == int(np.sum((strategies.labels != label) & (strategies.labels >= 0)))
-        assert bool(check.members) == transplant.confirms  # the masking check: where the transplant confirms
-    decided = decided_by_transplant(found, checks)["gmar-l1", 0]
-    for cluster in decided.ranking:
-        assert cluster.flagged_by == "transplant" and cluster.flagged == checks["gmar-l1", 0, cluster.label].transplant.confirms
-        assert cluster.reason.startswith(("flagged by the transplant (", "not flagged by the transplant ("))
-        assert cluster.suspected == strategies.cluster(cluster.label).suspected  # the suspicion's verdict, kept beside it
-
-
 def test_the_features_direction_is_added_to_the_images_of_another_class(job):
     """As above, the job's 12 images stand for a second class too: each feature cluster's
     direction is added to them against random directions of its norm."""
-    from captum_gmar.exploration.causal import ClusterChecker
+    from captum_gmar.exploration.checker import ClusterChecker
     from captum_gmar.exploration.feature_checks import RANDOM_DIRECTIONS
     from captum_gmar.exploration.features import FeatureChecker
 
@@ -389,7 +356,7 @@ def test_flagged_feature_clusters_that_agree_are_joined_and_checked_again(job, m
     parts; the other clusters keep their members and their checks; the same whether the
     class runs alone or among the others."""
     from captum_gmar.exploration import features as module
-    from captum_gmar.exploration.causal import ClusterChecker
+    from captum_gmar.exploration.checker import ClusterChecker
 
     checker = ClusterChecker(load_reference_model(), None, job.parent / "scenes", seed=0)
     names = [record.image for record in load_maps(job, "gmar-l1")]
