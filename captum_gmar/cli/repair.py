@@ -98,6 +98,15 @@ def run(options: RepairOptions) -> None:
             file=sys.stderr,
             flush=True,
         )
+    elif cluster.recorded.get("pasted") == "proxies":  # a cluster of maps with no mark of its own (repair_shortcut._spread)
+        print(
+            "note: the cluster has no mark of its own that the model follows, and its whole region is a patch of what its images "
+            f"share, at one place: it is put on through its images' pixel proxies that raise the class by {CONFIRMS_BY} at least on "
+            f"other classes' training images, {cluster.put_on.split(' (in place of')[0]}; check the repaired model on images that "
+            "carry the shortcut itself (docs/repair.md)",
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         f"repairing {loading.model_name(options.model)} of {options.cluster} ({cluster.size} images, {cluster.where}) with "
         f"{options.how}, on {len(data)} labelled images of {options.data} (a fifth held out)",

@@ -299,10 +299,14 @@ def test_a_cluster_the_model_confirms_is_repaired_and_says_so(two_classes, tmp_p
     assert main(two_class_command(two_classes, out)) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("gae:T-shirt/top:1 is confirmed as a shortcut by the model: its region pasted on 16 images")
-    assert "note:" not in captured.err
+    assert "not confirmed" not in captured.err and "could not be checked" not in captured.err
     report = json.loads((out / "repair.json").read_text())
     assert report["confirmed"] is True and report["forced"] is False and report["transplant"]["confirms"] is True
     assert report["transplant"]["control"] is not None  # confirming, it ran in full
+    # no mark of its own, and with the bar below any rise every pixel proxy confirms: put on as one of them, not the region
+    assert report["pasted"] == "proxies" and [p["kept"] for p in report["proxies"]] == [True, True, True]
+    assert report["put_on"].startswith("one of, drawn per image: ") and report["put_on"].endswith(" (in place of its whole region pasted)")
+    assert "note: the cluster has no mark of its own that the model follows" in captured.err
 
 
 @pytest.mark.parametrize("cluster", ["gae:T-shirt/top:1", "features:T-shirt/top:1"])
