@@ -310,13 +310,11 @@ class OneOf(InPixels):
     class most removed 51% of the drawn cast through the ridge of 0.1, those of its two
     confirming proxies together 81%). Its rise is the mean over images of the part each
     got. The parts change pixels, so the model runs once on the batch, as for one of them.
-    It is :attr:`graded` where one part is: a strength then scales the graded parts' changes,
-    and a part that is not graded (a paste) is put on whole wherever it is above 0, as each
-    part takes it (a region pasted whole beside its images' mean difference:
-    :mod:`~captum_gmar.cli.repair_shortcut`).
 
     Raises:
-        ValueError: fewer than two parts, parts of different classes, or a part that is a OneOf.
+        ValueError: fewer than two parts, parts of different classes, or a part that is
+            graded beside one that is not (a strength means one thing for all of them), or a
+            part that is a OneOf.
     """
 
     target: int
@@ -327,13 +325,15 @@ class OneOf(InPixels):
             raise ValueError(f"OneOf takes two parts at least, got {len(self.parts)}")
         if any(part.target != self.target for part in self.parts):
             raise ValueError(f"OneOf's parts must all put on class {self.target}, got {[part.target for part in self.parts]}")
+        if len({part.graded for part in self.parts}) > 1:
+            raise ValueError("OneOf's parts must all be graded (put on at any strength) or none")
         if any(isinstance(part, OneOf) for part in self.parts):  # a projection takes each part's mean: one level
             raise ValueError("OneOf's parts must not be OneOf themselves: give their parts instead")
 
     # an instance's parts decide it, not the class: read it on an instance (on the class it is the property)
     @property
     def graded(self) -> bool:  # type: ignore[override]
-        return any(part.graded for part in self.parts)
+        return self.parts[0].graded
 
     def put_on(self, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
         drawn = torch.randint(len(self.parts), (len(pixel_values),), generator=generator).to(pixel_values.device)

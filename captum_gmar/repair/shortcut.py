@@ -105,7 +105,7 @@ class Shortcut:
         Raises:
             ValueError: fewer than two; one put on in the features (a direction), not in
                 pixels; or as :class:`~captum_gmar.exploration.intervention.OneOf` refuses (of
-                different classes).
+                different classes, graded beside not graded).
         """
         if len(shortcuts) < 2:
             raise ValueError(f"one_of takes two shortcuts at least, got {len(shortcuts)}")
