@@ -1,7 +1,8 @@
 """``captum-gmar repair MAPS --model M --cluster METHOD:CLASS:RANK --images FOLDER --data FOLDER --out DIR``:
 the model repaired of a confirmed shortcut (:func:`~captum_gmar.repair.repair`): a cluster
-of a method's maps (its region's mark pasted), or ``features:CLASS:RANK``, a cluster of the
-model's features (its direction added at ``--feature-layer``), saved in
+of a method's maps (its region's mark pasted, or its images' pixel proxies where that would
+be its whole region), or ``features:CLASS:RANK``, a cluster of the
+model's features at ``--feature-layer`` (its images' pixel proxies that confirm it), saved in
 ``DIR`` as a standard model folder (config, weights, image processor: ``from_pretrained(DIR)``
 and ``explain --model DIR`` load it), with ``repair.json`` and ``repair.md`` beside it:
 each repair's transplant rise and clean accuracy, before and after, and the time."""
@@ -98,12 +99,13 @@ def run(options: RepairOptions) -> None:
             file=sys.stderr,
             flush=True,
         )
-    elif cluster.recorded.get("pasted") == "proxies":  # a cluster of maps with no mark of its own (repair_shortcut._spread)
+    elif cluster.recorded.get("pasted") == "proxies":  # a cluster of maps put on through its images' proxies (_mark_or_proxies)
+        kept = "; or ".join(p["put_on"] for p in cluster.recorded["proxies"] if p["kept"])
         print(
-            "note: the cluster has no mark of its own that the model follows, and its whole region is a patch of what its images "
-            f"share, at one place: it is put on through its images' pixel proxies that raise the class by {CONFIRMS_BY} at least on "
-            f"other classes' training images, {cluster.put_on.split(' (in place of')[0]}; check the repaired model on images that "
-            "carry the shortcut itself (docs/repair.md)",
+            "note: the cluster's mark would be its whole region (it fills the region, or does not raise the class by "
+            f"{CONFIRMS_BY} on its own), a patch of what its images share at one place: it is put on through its images' pixel "
+            f"proxies that raise the class by {CONFIRMS_BY} at least on other classes' training images ({kept}); check the "
+            "repaired model on images that carry the shortcut itself (docs/repair.md)",
             file=sys.stderr,
             flush=True,
         )

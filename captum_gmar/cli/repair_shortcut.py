@@ -1,5 +1,6 @@
 """What ``captum-gmar repair`` removes: the cluster ``--cluster`` names, found again in the
-maps folder as explore found it (a method's cluster, its region's mark pasted; or
+maps folder as explore found it (a method's cluster, its region's mark pasted, or where it
+would paste its whole region, its images' pixel proxies that confirm it; or
 ``features:CLASS:RANK``, a cluster of the model's features put on through the pixel proxies
 that confirm it), checked by the model before any image is read for the repair (the gate),
 and the labelled ``--data`` images it is measured on. Each is refused in one line."""
@@ -7,6 +8,7 @@ and the labelled ``--data`` images it is measured on. Each is refused in one lin
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,16 +49,16 @@ class Found:
 def read_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any, Any]:
     """What a repair of ``options`` starts from, each refused in one line: the cluster, the
     model, its image processor, the :class:`~captum_gmar.repair.Shortcut` (up to 64 of the
-    cluster's images, and of the rest) and the labelled ``--data`` images
-    (:class:`~captum_gmar.repair.Labelled`)."""
-
+    cluster's images, and of the rest: a cluster of maps' mark, or its images' pixel proxies
+    where it would paste its whole region, :func:`_mark_or_proxies`) and the labelled
+    ``--data`` images (:class:`~captum_gmar.repair.Labelled`)."""
     from ..dataset_maps.checks import read_job
     from ..exploration.checker import ClusterChecker
     from ..exploration.reading import method_rows
     from ..exploration.strategies import DEFAULT_CLUSTERING
     from ..heads.cluster import cluster_images, parse_cluster, region_words
     from ..reference.inputs import load_image_processor
-    from ..repair import Shortcut
+    from ..repair import Shortcut, pixel_proxies
     from ..vit.model import VisionTransformer
 
     if parse_cluster(options.cluster)[0] == "features":
@@ -89,14 +91,16 @@ def read_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any, Any]:
             words: Shortcut.of_region(cluster.target, cluster.region, cluster.grid, images.members, images.others, whole)
             for words, whole in zip(PASTES, (False, True), strict=True)
         }
-        choose = _mark_or_region
+        choose = functools.partial(_mark_or_proxies, spread=pixel_proxies(cluster.target, images.members, images.others))
     size = VisionTransformer(model).image_size or (224, 224)
     data = _labelled(options.data, processor, model.config.id2label, size, options.max_images, options.seed)
     if not (data.labels == found.target).any():
         raise CommandError(f"--data holds no image of the class {found.target_name!r}: it needs labelled images of every class")
+    if not (data.labels != found.target).any():
+        raise CommandError(
+            f"--data holds no image of another class than {found.target_name!r}: the shortcut is measured put on other classes' images"
+        )
     found, shortcut = choose(found, proxies, model, data, options.seed)
-    if choose is _mark_or_region and shortcut.intervention.mask.equal(proxies[PASTES[1]].intervention.mask):
-        found, shortcut = _spread(found, shortcut, pixel_proxies(cluster.target, images.members, images.others), model, data, options.seed)
     # the cluster's images and the rest of its class compare by their top-1 where explain chose them by their labels
     shortcut = dataclasses.replace(shortcut, by_label=(read_job(options.maps) or {}).get("target") == "label")
     return found, model, processor, shortcut, data
@@ -125,15 +129,14 @@ def _mark_or_region(found: Found, proxies: dict[str, Any], model: Any, data: Any
     region's pixels the cluster's images share, and a texture the objects cover in
     different places leaves few of them: on a planted noise model, 6 pixels whose paste
     raised the class by +0.000, where the region's held-out rise was +0.741 (docs/repair.md).
-    ``found.recorded`` gains ``pasted``, ``mark_rise`` and ``mark_pixels`` where the mark is
-    not the whole region."""
-
+    ``found.recorded`` gains ``pasted`` (``"mark"`` or ``"region"``), and ``mark_rise`` and
+    ``mark_pixels`` where the mark is not the whole region."""
     from ..exploration.transplant import CONFIRMS_BY
     from ..repair import confirmed_by
 
     mark, region = proxies.values()
-    if mark.intervention.mask.equal(region.intervention.mask):
-        return found, mark  # no pixel singled out: the mark is the region
+    if mark.intervention.mask.equal(region.intervention.mask):  # no pixel singled out, or every one: the mark is the region
+        return dataclasses.replace(found, recorded={**found.recorded, "pasted": "region"}), mark
     _, (rise,) = confirmed_by([mark], model, _other_images(found, data, seed), CONFIRMS_BY, seed=seed)
     recorded = {**found.recorded, "mark_rise": rise, "mark_pixels": int(mark.intervention.mask.sum())}
     if rise >= CONFIRMS_BY:
@@ -150,46 +153,53 @@ def _confirming_proxies(found: Found, proxies: dict[str, Any], model: Any, data:
     Refused where none does."""
     from ..exploration.transplant import CONFIRMS_BY
 
-    found, shortcut, words = _confirmed(found, proxies, model, data, seed)
+    others = _other_images(found, data, seed)
+    found, shortcut, words = _confirmed(found, proxies, model, others, seed)
     if shortcut is None:  # a fine-tune would remove what the model does not follow
         tried = " and by ".join(f"{p['rise']:+.3f} with {p['put_on'].split(',')[0]}" for p in found.recorded["proxies"])
         raise CommandError(
-            f"no proxy of the cluster raises the class {found.target_name!r} enough to repair: on 64 training images of "
-            f"other classes at most, it rises by {tried}, below the {CONFIRMS_BY} that confirms a shortcut; a repair cannot remove "
-            "what it cannot put on (docs/repair.md)"
+            f"no proxy of the cluster raises the class {found.target_name!r} enough to repair: on {len(others)} training images of "
+            f"other classes, it rises by {tried}, below the {CONFIRMS_BY} that confirms a shortcut; a repair cannot remove what it "
+            "cannot put on (docs/repair.md)"
         )
     return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=words), shortcut
 
 
-def _spread(found: Found, region: Any, proxies: dict[str, Any], model: Any, data: Any, seed: int) -> tuple[Found, Any]:
-    """A cluster of maps pasted as its whole region (no mark of its own that the model
-    follows: :func:`_mark_or_region`), put on instead through its images' pixel proxies
-    (:func:`pixel_proxies`) that raise the class by ``CONFIRMS_BY`` on other classes'
-    training images (one of them drawn per image where several do): the region is a patch
-    of what its images share, at one place, the proxies put it on everywhere. On two planted
-    noise models (a texture over the background; docs/repair.md), through AttnLRP's
-    cluster, the projection through the whole region removed 93% and 93% of the drawn
-    noise's effect at -1.2 and -1.6 points of clean top-1, through its images' mean
-    difference 98% and 101% at -0.9 and -0.5. ``found`` records each proxy's rise, and
-    ``pasted``: ``"proxies"``; the region where none confirms."""
-    found, confirmed, words = _confirmed(found, proxies, model, data, seed)
+def _mark_or_proxies(found: Found, pastes: dict[str, Any], model: Any, data: Any, seed: int, spread: dict[str, Any]) -> tuple[Found, Any]:
+    """A cluster of maps put on as its mark (:func:`_mark_or_region`); where that pastes its
+    whole region (the mark fills it, or raises the class by less than ``CONFIRMS_BY``), as
+    its images' pixel proxies ``spread`` (:func:`~captum_gmar.repair.pixel_proxies`) that
+    raise the class by ``CONFIRMS_BY`` on up to 64 of ``data``'s training images of other
+    classes, one drawn per image where several do, in place of the region; the region
+    where none does. The region is a patch of what its images share, at one place; the
+    proxies are made over the whole image. On two planted noise models (a texture over the
+    background; docs/repair.md), through AttnLRP's cluster, the projection through the
+    whole region removed 93% and 93% of the drawn noise's effect at -1.2 and -1.6 points
+    of clean top-1, through its images' mean difference 98% and 101% at -0.9 and -0.5.
+    ``found.recorded`` gains each proxy's rise (``proxies``), and ``pasted`` is
+    ``"proxies"`` where they are put on."""
+    found, shortcut = _mark_or_region(found, pastes, model, data, seed)
+    if found.recorded["pasted"] != "region":
+        return found, shortcut
+    found, confirmed, words = _confirmed(found, spread, model, _other_images(found, data, seed), seed)
     if confirmed is None:
-        return found, region
+        return found, shortcut
     put_on = f"{words} (in place of its whole region pasted)"
-    return dataclasses.replace(found, put_on=put_on, recorded={**found.recorded, "pasted": "proxies"}), confirmed
+    recorded = {**found.recorded, "pasted": "proxies"}
+    return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=put_on, recorded=recorded), confirmed
 
 
-def _confirmed(found: Found, proxies: dict[str, Any], model: Any, data: Any, seed: int) -> tuple[Found, Any | None, str]:
+def _confirmed(found: Found, proxies: dict[str, Any], model: Any, others: Any, seed: int) -> tuple[Found, Any | None, str]:
     """Of ``proxies`` (words -> :class:`~captum_gmar.repair.Shortcut`), those that raise the
-    class by ``CONFIRMS_BY`` on up to 64 of ``data``'s training images of other classes
-    (:func:`_other_images`), as one shortcut (:func:`~captum_gmar.repair.confirmed_by`;
+    class by ``CONFIRMS_BY`` on ``others`` ``(N, C, H, W)``, training images of other
+    classes (:func:`_other_images`), as one shortcut (:func:`~captum_gmar.repair.confirmed_by`;
     ``None`` where none does), in words; ``found`` records every proxy's rise and whether it
     was kept (``repair.json``'s ``proxies``)."""
     from ..exploration.intervention import ways
     from ..exploration.transplant import CONFIRMS_BY
     from ..repair import confirmed_by
 
-    shortcut, rises = confirmed_by(list(proxies.values()), model, _other_images(found, data, seed), CONFIRMS_BY, seed=seed)
+    shortcut, rises = confirmed_by(list(proxies.values()), model, others, CONFIRMS_BY, seed=seed)
     parts = () if shortcut is None else ways(shortcut.intervention)
     named = {id(proxy.intervention): w for w, proxy in proxies.items()}
     words = "; or ".join(named[id(part)] for part in parts)  # in the order confirmed_by keeps them
@@ -202,34 +212,12 @@ def _confirmed(found: Found, proxies: dict[str, Any], model: Any, data: Any, see
     return dataclasses.replace(found, recorded=recorded), shortcut, words
 
 
-#: the pixel proxies of a shortcut with no place, in words: each made from its images and the
-#: rest of their class (:func:`pixel_proxies`)
-PIXEL_PROXIES = (
-    "a tone curve per channel, the one that turns the rest of the class's pixel values into its images'",
-    "a filter of each channel's spatial frequencies, the one that gives the rest of the class its images' power spectrum",
-    "its images' mean difference from the rest of the class, added to every pixel",
-)
-
-
-def pixel_proxies(target: int, members: Any, rest: Any) -> dict[str, Any]:
-    """The ways of putting a shortcut with no place on in pixels, made from its images
-    ``members`` ``(N, C, H, W)`` and the rest of their class ``rest`` (:data:`PIXEL_PROXIES`
-    -> :class:`~captum_gmar.repair.Shortcut`): a tone curve, for what changes a pixel by its
-    value (a tint, a cast, a contrast change); a filter, for what changes it by its
-    neighbours (a blur); a mean difference, for what is added in place (a texture)."""
-    from ..repair import Shortcut
-
-    makers = (Shortcut.of_curve, Shortcut.of_filter, Shortcut.of_difference)
-    return {words: make(target, members, rest) for words, make in zip(PIXEL_PROXIES, makers, strict=True)}
-
-
 def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
     """The cluster ``features:CLASS:RANK`` of the model's features, found again as explore
     found it with its defaults (the class's images, their clusters, each cluster's
     direction checked and ranked); the proxies that could put it on (words ->
-    :class:`~captum_gmar.repair.Shortcut`: its images' tone curve, their filter, their mean difference),
+    :class:`~captum_gmar.repair.Shortcut`: :func:`~captum_gmar.repair.pixel_proxies`),
     the model and its image processor. The class is refused before the model loads."""
-
     from ..dataset_maps import load_maps
     from ..exploration.checker import ClusterChecker
     from ..exploration.features import FeatureChecker, check_layer
@@ -237,6 +225,7 @@ def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
     from ..exploration.strategies import DEFAULT_CLUSTERING
     from ..heads.cluster import class_strategies, parse_cluster
     from ..reference.inputs import load_image_processor
+    from ..repair import pixel_proxies
     from ..vit.model import VisionTransformer
 
     _, given, rank = parse_cluster(options.cluster)

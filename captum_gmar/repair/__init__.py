@@ -43,7 +43,7 @@ from .finetune import repair_finetune
 from .heads import repair_heads
 from .measurement import LEADS, REACHES, Measurement, OwnImages, measure
 from .project import repair_project
-from .shortcut import Labelled, Shortcut, carriers, confirmed_by
+from .shortcut import Labelled, Shortcut, carriers, confirmed_by, pixel_proxies
 
 __all__ = [
     "AUTO",
@@ -59,6 +59,7 @@ __all__ = [
     "carriers",
     "confirmed_by",
     "measure",
+    "pixel_proxies",
     "repair",
 ]
 

@@ -3,8 +3,8 @@
 A :class:`Shortcut` is an :class:`~captum_gmar.exploration.intervention.Intervention` (a
 region's mark pasted, a tone curve, a filter or a difference over the whole image, or a direction
 added in the model's features), with the images it was seen on (the cluster's) and the
-rest of its class. Where several could put it on, :func:`confirmed_by` keeps those the
-model follows, as one. :func:`carriers` tells which images of its class carry it, as the
+rest of its class. Where several could put it on (:func:`pixel_proxies`), :func:`confirmed_by`
+keeps those the model follows, as one. :func:`carriers` tells which images of its class carry it, as the
 original model's features do. How far a model follows it is measured in
 :mod:`~captum_gmar.repair.measurement`.
 """
@@ -23,7 +23,7 @@ from ..vit.layers import pooled_patches
 from ..vit.model import VisionTransformer
 from ..vit.outputs import logit_scores
 
-__all__ = ["Labelled", "Shortcut", "carriers", "confirmed_by"]
+__all__ = ["Labelled", "Shortcut", "carriers", "confirmed_by", "pixel_proxies"]
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
@@ -122,6 +122,25 @@ class Shortcut:
         """A shortcut with no place: ``direction`` ``(D,)`` added to every token that layer
         ``layer`` puts out (:mod:`~captum_gmar.exploration.features`)."""
         return cls(Shift(target, layer, direction), members, rest, layer)
+
+
+def pixel_proxies(target: int, members: Tensor, rest: Tensor) -> dict[str, Shortcut]:
+    """The ways of putting a shortcut of class ``target`` on in pixels over the whole image,
+    in words -> :class:`Shortcut`, each made from its images ``members`` ``(N, C, H, W)``
+    and the rest of their class ``rest`` ``(M, C, H, W)``: a tone curve, for what changes a
+    pixel by its value (a tint, a cast, a contrast change); a filter, for what changes it by
+    its neighbours (a blur); the mean difference, for what is added in place (a texture).
+    A shortcut with no place is put on so (``captum-gmar repair``), and a cluster of maps
+    whose mark would be its whole region (:mod:`~captum_gmar.cli.repair_shortcut`)."""
+    return {
+        "a tone curve per channel, the one that turns the rest of the class's pixel values into its images'": Shortcut.of_curve(
+            target, members, rest
+        ),
+        "a filter of each channel's spatial frequencies, the one that gives the rest of the class its images' power spectrum": (
+            Shortcut.of_filter(target, members, rest)
+        ),
+        "its images' mean difference from the rest of the class, added to every pixel": Shortcut.of_difference(target, members, rest),
+    }
 
 
 @dataclass(frozen=True)

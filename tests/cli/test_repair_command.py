@@ -303,10 +303,10 @@ def test_a_cluster_the_model_confirms_is_repaired_and_says_so(two_classes, tmp_p
     report = json.loads((out / "repair.json").read_text())
     assert report["confirmed"] is True and report["forced"] is False and report["transplant"]["confirms"] is True
     assert report["transplant"]["control"] is not None  # confirming, it ran in full
-    # no mark of its own, and with the bar below any rise every pixel proxy confirms: put on as one of them, not the region
+    # its mark is its whole region here, and with the bar below any rise every pixel proxy confirms: one of them, not the region
     assert report["pasted"] == "proxies" and [p["kept"] for p in report["proxies"]] == [True, True, True]
     assert report["put_on"].startswith("one of, drawn per image: ") and report["put_on"].endswith(" (in place of its whole region pasted)")
-    assert "note: the cluster has no mark of its own that the model follows" in captured.err
+    assert "note: the cluster's mark would be its whole region" in captured.err
 
 
 @pytest.mark.parametrize("cluster", ["gae:T-shirt/top:1", "features:T-shirt/top:1"])

@@ -1,6 +1,6 @@
 """What ``captum-gmar repair`` pastes for a cluster of maps: its mark where the mark alone
-raises the class, else the whole region the transplant confirmed, with its images' pixel
-proxies that confirm."""
+raises the class; else, in place of the whole region, its images' pixel proxies that
+confirm; else the whole region the transplant confirmed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from captum_gmar.cli import repair_shortcut
 from captum_gmar.cli.repair_shortcut import PASTES, Found, _mark_or_region
 from captum_gmar.exploration.intervention import OneOf
 from captum_gmar.exploration.transplant import CONFIRMS_BY
-from captum_gmar.repair import HELD_OUT, Labelled, Shortcut
+from captum_gmar.repair import HELD_OUT, Labelled, Shortcut, pixel_proxies
 
 
 def _found() -> Found:
@@ -68,7 +68,7 @@ def test_a_mark_that_is_the_whole_region_is_pasted_without_a_pass(data, monkeypa
     monkeypatch.setattr(repair_shortcut, "_other_images", lambda *args: pytest.fail("a pass over other classes' images"))
     pastes = _pastes(_images(16, 1), _images(16, 2))
     found, shortcut = _mark_or_region(_found(), pastes, None, data, 0)
-    assert shortcut is pastes[PASTES[0]] and found == _found()
+    assert shortcut is pastes[PASTES[0]] and found == dataclasses.replace(_found(), recorded={"region": [[0, 0]], "pasted": "region"})
 
 
 def test_the_other_classes_images_are_at_most_64_of_the_training_split():
@@ -79,39 +79,52 @@ def test_the_other_classes_images_are_at_most_64_of_the_training_split():
     assert len(images) == 64 == len(firsts) and firsts <= {float(v) for v in train.pixels[train.labels != 3][:, 0, 0, 0]}
 
 
-def test_a_region_pasted_whole_is_put_on_through_its_images_proxies_that_confirm_instead(data, monkeypatch):
+def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_that_confirm(data, monkeypatch):
     members, rest = _images(16, 1), _images(16, 2)
-    region = _pastes(members, rest)[PASTES[1]]
-    proxies = repair_shortcut.pixel_proxies(3, members, rest)
-    assert list(proxies) == list(repair_shortcut.PIXEL_PROXIES)
-    rises: list[float] = []
+    proxies = pixel_proxies(3, members, rest)
+    words = list(proxies)
+    rises = {"mark": 0.0, "proxies": [0.0, 0.0, 0.0]}
+    asked: list[str] = []
 
     def confirmed_by(shortcuts, model, images, at_least, seed=0):
-        assert shortcuts == list(proxies.values()) and at_least == CONFIRMS_BY
-        assert len(images) == 12  # the training split's: 12 of the 16 images of other classes
-        kept = sorted((r, i) for i, r in enumerate(rises) if r >= at_least)[::-1]  # the strongest first
-        ways = [shortcuts[i] for _, i in kept]
-        return (Shortcut.one_of(ways) if len(ways) > 1 else ways[0] if ways else None), list(rises)
+        assert at_least == CONFIRMS_BY and len(images) == 12  # the training split's: 12 of the 16 images of other classes
+        if shortcuts == list(proxies.values()):
+            asked.append("proxies")
+            kept = [s for s, r in sorted(zip(shortcuts, rises["proxies"], strict=True), key=lambda x: -x[1]) if r >= at_least]
+            return (Shortcut.one_of(kept) if len(kept) > 1 else kept[0] if kept else None), list(rises["proxies"])
+        asked.append("mark")
+        return None, [rises["mark"]]
 
     monkeypatch.setattr("captum_gmar.repair.confirmed_by", confirmed_by)
-    given = dataclasses.replace(_found(), put_on=PASTES[1])
-    words = repair_shortcut.PIXEL_PROXIES
-    rises[:] = [0.01, 0.02, CONFIRMS_BY + 0.2]  # the difference alone confirms: it, not the region
-    found, shortcut = repair_shortcut._spread(given, region, proxies, None, data, 0)
-    assert shortcut is proxies[words[2]] and found.recorded["pasted"] == "proxies"
-    assert found.put_on == f"{words[2]} (in place of its whole region pasted)"
-    assert [(p["put_on"], p["rise"], p["kept"]) for p in found.recorded["proxies"]] == [
-        (words[0], 0.01, False),
-        (words[1], 0.02, False),
-        (words[2], CONFIRMS_BY + 0.2, True),
-    ]
-    rises[:] = [CONFIRMS_BY + 0.1, 0.02, CONFIRMS_BY + 0.2]  # two: one of them drawn per image, the strongest first
-    found, shortcut = repair_shortcut._spread(given, region, proxies, None, data, 0)
+
+    def put_on(pastes):
+        asked.clear()
+        return repair_shortcut._mark_or_proxies(_found(), pastes, None, data, 0, spread=proxies)
+
+    marked = members.clone()
+    marked[:, :, :2, :2] = 1.0  # four pixels drawn alike on every member: a mark of its own
+    with_mark, whole = _pastes(marked, rest), _pastes(members, rest)
+    # a mark that raises the class: pasted, the proxies not asked
+    rises.update(mark=CONFIRMS_BY, proxies=[0.0, 0.0, CONFIRMS_BY + 0.1])
+    found, shortcut = put_on(with_mark)
+    assert shortcut is with_mark[PASTES[0]] and asked == ["mark"] and found.recorded["pasted"] == "mark" and "proxies" not in found.recorded
+    # a mark below the bar, or one that is the whole region: the proxies that confirm, in place of the region
+    rises["mark"] = CONFIRMS_BY / 4
+    for pastes, measured in ((with_mark, ["mark", "proxies"]), (whole, ["proxies"])):
+        found, shortcut = put_on(pastes)
+        assert asked == measured and shortcut is proxies[words[2]] and found.recorded["pasted"] == "proxies"
+        assert found.put_on == f"{words[2]} (in place of its whole region pasted)" and found.where == f"region of 1 patch: {words[2]}"
+        assert [(p["put_on"], p["rise"], p["kept"]) for p in found.recorded["proxies"]] == [
+            (words[0], 0.0, False),
+            (words[1], 0.0, False),
+            (words[2], CONFIRMS_BY + 0.1, True),
+        ]
+    rises["proxies"] = [CONFIRMS_BY + 0.2, 0.0, CONFIRMS_BY + 0.1]  # two: one of them drawn per image
+    found, shortcut = put_on(whole)
     assert isinstance(shortcut.intervention, OneOf)
-    assert shortcut.intervention.parts == (proxies[words[2]].intervention, proxies[words[0]].intervention)
-    assert torch.equal(shortcut.members, members) and torch.equal(shortcut.rest, rest)  # the cluster's own images
-    assert found.put_on.startswith(f"one of, drawn per image: {words[2]}; or {words[0]} (in place of its whole region")
-    rises[:] = [0.01, 0.02, 0.03]  # none: the region, as given, every rise recorded
-    found, shortcut = repair_shortcut._spread(given, region, proxies, None, data, 0)
-    assert shortcut is region and found.put_on == PASTES[1] and "pasted" not in found.recorded
+    assert shortcut.intervention.parts == (proxies[words[0]].intervention, proxies[words[2]].intervention)
+    assert found.put_on == f"one of, drawn per image: {words[0]}; or {words[2]} (in place of its whole region pasted)"
+    rises["proxies"] = [0.0, 0.1, 0.19]  # none: the region, every rise recorded
+    found, shortcut = put_on(whole)
+    assert shortcut is whole[PASTES[0]] and found.put_on == _found().put_on and found.recorded["pasted"] == "region"
     assert [p["kept"] for p in found.recorded["proxies"]] == [False, False, False]
