@@ -97,6 +97,7 @@ def test_the_command_offers_every_repair_of_the_package(job, tmp_path):
         ({"--cluster": "gae:Sandal:1"}, "holds no maps of 'gae' explaining class 'Sandal'"),
         ({"--cluster": "gae-1"}, "--cluster: a cluster is METHOD:CLASS:RANK"),
         ({"--data": "nodata"}, "--data holds no image of the class 'T-shirt/top'"),
+        ({"--data": "onlyit"}, "--data holds no image of another class than 'T-shirt/top': the shortcut is measured put on"),
         ({"--model": "other"}, "holds the maps of another model than"),
         ({"--cluster": "features:Sandal:1"}, "holds no maps explaining class 'Sandal'"),
         ({"--cluster": "features:T-shirt/top:9"}, "the features of class 'T-shirt/top' form"),
@@ -113,6 +114,13 @@ def test_bad_input_is_one_line(job, other_model, tmp_path, capsys, change, messa
         data = tmp_path / "data"
         shutil.copytree(job / "scenes", data)
         shutil.rmtree(data / "T-shirt-top")
+        change = {"--data": str(data)}
+    if change.get("--data") == "onlyit":  # a labelled folder of the class alone
+        data = tmp_path / "data"
+        shutil.copytree(job / "scenes", data)
+        for folder in data.iterdir():
+            if folder.is_dir() and folder.name != "T-shirt-top":
+                shutil.rmtree(folder)
         change = {"--data": str(data)}
     if change.get("--model") == "other":  # another model's weights
         change = {"--model": other_model}
