@@ -307,7 +307,7 @@ def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
     members, rest = _proxy_images(features.checker, names, inside, options.seed)
     # put on through the images' pixels, not the direction in the features (on the
     # strong-tint model a fine-tune against the direction removed 95% of the direction's
-    # rise and none of the drawn tint's effect): a tone curve, a filter or a difference,
+    # rise and none of the drawn tint's effect): a tone curve, a filter, a difference or a texture,
     # each that the model follows (_confirming_proxies; docs/repair.md)
     # the held-out images that carry it are told apart where it was found (repair.carriers)
     proxies = {words: dataclasses.replace(shortcut, layer=layer) for words, shortcut in pixel_proxies(target, members, rest).items()}

@@ -17,6 +17,11 @@ what the model says. :class:`Intervention` is that act:
   that gives the rest of the class's images the shortcut's images' power spectrum
   (spectrum matching), for a shortcut with no place that changes a pixel by its
   neighbours (a blur, a sharpening);
+- :class:`Texture`: the shortcut's images' mean difference plus noise drawn afresh on every
+  image, with the power by which their deviations from their mean exceed the rest of their
+  class's (the first two moments matched), for a texture that is not the same on any two
+  images (a grain), which averages out of the mean difference and which no filter makes of a
+  black background;
 - :class:`Shift`: a direction added to every token one layer puts out
   (:func:`~captum_gmar.vit.layers.tokens_shifted`), for a shortcut with no place
   (:mod:`~captum_gmar.exploration.features`);
@@ -47,7 +52,7 @@ from ..vit.layers import tokens_shifted
 from ..vit.model import VisionTransformer
 from .transplant import paste_region
 
-__all__ = ["MAX_GAIN", "Add", "Curve", "Filter", "InPixels", "Intervention", "OneOf", "Paste", "Shift", "ways"]
+__all__ = ["MAX_GAIN", "Add", "Curve", "Filter", "InPixels", "Intervention", "OneOf", "Paste", "Shift", "Texture", "ways"]
 
 #: the largest gain :meth:`Filter.matching` gives a frequency: where the rest of the class has
 #: almost no power, the ratio of two small means is mostly their noise
@@ -280,6 +285,71 @@ class Filter(InPixels):
         columns = torch.fft.rfftfreq(self.size[1], device=self.gain.device)[None]
         upper = (rows.square() + columns.square()).sqrt() > 0.25  # above half the highest frequency along an axis
         return f"a filter of each channel's spatial frequencies that scales the upper half of them by {float(self.gain[:, upper].mean()):.2f} on average"
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
+class Texture(InPixels):
+    """:attr:`mean` plus Gaussian noise drawn afresh on every image, of power
+    :attr:`amplitude` squared at each spatial frequency of its discrete Fourier transform
+    (circular at the borders), from one white field for every channel, so that a grey grain
+    stays grey (fields drawn apart per channel would add a colour the images lack)."""
+
+    target: int
+    #: ``(1, C, H, W)``: the difference added under the noise (its images' mean less the rest's)
+    mean: Tensor
+    #: ``(C, H, W // 2 + 1)``: each channel's noise amplitude at each frequency of ``rfft2``,
+    #: per unit of white noise; 0 at frequency 0 (the mean is :attr:`mean`'s)
+    amplitude: Tensor
+    graded: ClassVar[bool] = True
+
+    @classmethod
+    def matching(cls, target: int, members: Tensor, rest: Tensor) -> Texture:
+        """The texture that gives ``rest`` ``(M, C, H, W)`` the first two moments of
+        ``members`` ``(N, C, H, W)``: their mean difference, and noise of the power by which
+        the members' deviations from their mean exceed the rest's, at each frequency of each
+        channel (none where they fall short). Both hold images of one class, so what they
+        show cancels and what tells them apart stays.
+
+        Raises:
+            ValueError: the two are not images of one size.
+        """
+        if members.shape[1:] != rest.shape[1:]:
+            raise ValueError(f"a texture is matched between images of one size, got {tuple(members.shape[1:])} and {tuple(rest.shape[1:])}")
+        members, rest = members.float(), rest.float().to(members.device)
+        power = [torch.fft.rfft2(images - images.mean(0)).abs().square().mean(0) for images in (members, rest)]
+        extra = (power[0] - power[1]).clamp(min=0)
+        extra[:, 0, 0] = 0.0
+        height, width = members.shape[-2:]
+        # white noise of unit variance has a power of H * W at every frequency
+        return cls(target, (members.mean(0) - rest.mean(0))[None], (extra / (height * width)).sqrt())
+
+    def noise(self, count: int, size: tuple[int, int], generator: torch.Generator) -> Tensor:
+        """``(count, C, H, W)`` float: the noise, drawn from ``generator`` (on the host).
+
+        Raises:
+            ValueError: a size other than the images' it was matched on.
+        """
+        height, width = size
+        if (self.mean.shape[-2], self.mean.shape[-1]) != (height, width):
+            raise ValueError(f"the texture was matched on images of {self.mean.shape[-2]} x {self.mean.shape[-1]}, not {height} x {width}")
+        white = torch.randn((count, 1, height, width), generator=generator)
+        return torch.fft.irfft2(torch.fft.rfft2(white.to(self.amplitude.device)) * self.amplitude[None], s=(height, width))
+
+    def put_on(self, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
+        drawn = self.noise(len(pixel_values), (pixel_values.shape[-2], pixel_values.shape[-1]), generator).to(pixel_values)
+        strength = applied.to(pixel_values.device, pixel_values.dtype)[:, None, None, None]
+        return pixel_values + strength * (self.mean.to(pixel_values) + drawn)
+
+    def describe(self) -> str:
+        height, width = self.mean.shape[-2:]
+        # a pixel's variance is the power's sum over every frequency over H * W; in the
+        # one-sided spectrum every column but the first (and the last of an even width) stands for two
+        twice = torch.full((self.amplitude.shape[-1],), 2.0, device=self.amplitude.device)
+        twice[0] = 1.0
+        if width % 2 == 0:
+            twice[-1] = 1.0
+        spread = float(((self.amplitude.square() * twice).sum(dim=(-2, -1)) / (height * width)).mean().sqrt())
+        return f"a difference of mean {float(self.mean.abs().mean()):.3f} and noise of standard deviation {spread:.3f}, drawn afresh on every image, added"
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors

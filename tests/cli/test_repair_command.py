@@ -174,9 +174,11 @@ def test_a_cluster_of_the_features_is_repaired_through_every_proxy_the_model_fol
     report = json.loads((out / "repair.json").read_text())
     proxies = {p["put_on"]: p["rise"] for p in report["proxies"]}
     by_rise = sorted(proxies, key=lambda words: -proxies[words])  # the strongest first
-    put_on = "one of, drawn per image: " + "; or ".join(by_rise) if bar == "below every rise" else by_rise[0]
-    assert len(proxies) == 3 and report["put_on"] == put_on
-    assert [p["kept"] for p in report["proxies"]] == [bar == "below every rise" or w == by_rise[0] for w in proxies]
+    # the texture drawn afresh is kept only where none of the fixed three confirms (repair.confirmed_by)
+    fixed = [words for words in by_rise if "drawn afresh" not in words]
+    put_on = "one of, drawn per image: " + "; or ".join(fixed) if bar == "below every rise" else by_rise[0]
+    assert len(proxies) == 4 and len(fixed) == 3 and report["put_on"] == put_on
+    assert [p["kept"] for p in report["proxies"]] == [w in fixed if bar == "below every rise" else w == by_rise[0] for w in proxies]
     assert captured.out.startswith("repairing vit-tiny of features:T-shirt/top:1 (")
     # a map cluster isolates its images (the sample scenes' gae cluster ranked 1st): said where, not "no place"
     assert f"images, found at layer 3, placed by {report['placed_by']}: {report['put_on']}) with finetune" in captured.out
@@ -187,7 +189,7 @@ def test_a_cluster_of_the_features_is_repaired_through_every_proxy_the_model_fol
     note = next(line for line in captured.err.splitlines() if "is measured here through" in line)
     assert note.startswith(
         f"note: a shortcut with no place is measured here through {'proxies' if bar == 'below every rise' else 'a proxy'}, "
-        f"{report['put_on']}: of 3, those that raise the class by -1.0 at least on other classes' training images"
+        f"{report['put_on']}: of 4, those that raise the class by -1.0 at least on other classes' training images"
     )
     assert all(f"{rise:+.3f}" in note for rise in proxies.values())
     assert f"with {report['put_on']} on held-out images" in (out / "repair.md").read_text()
@@ -312,7 +314,8 @@ def test_a_cluster_the_model_confirms_is_repaired_and_says_so(two_classes, tmp_p
     assert report["confirmed"] is True and report["forced"] is False and report["transplant"]["confirms"] is True
     assert report["transplant"]["control"] is not None  # confirming, it ran in full
     # its mark is its whole region here, and with the bar below any rise every pixel proxy confirms: one of them, not the region
-    assert report["pasted"] == "proxies" and [p["kept"] for p in report["proxies"]] == [True, True, True]
+    # (the texture drawn afresh, last, not kept beside the fixed three: repair.confirmed_by)
+    assert report["pasted"] == "proxies" and [p["kept"] for p in report["proxies"]] == [True, True, True, False]
     assert report["put_on"].startswith("one of, drawn per image: ") and report["put_on"].endswith(" (in place of its whole region pasted)")
     assert "note: the cluster's mark would be its whole region" in captured.err
 

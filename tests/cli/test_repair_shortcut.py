@@ -83,7 +83,7 @@ def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_t
     members, rest = _images(16, 1), _images(16, 2)
     proxies = pixel_proxies(3, members, rest)
     words = list(proxies)
-    rises = {"mark": 0.0, "proxies": [0.0, 0.0, 0.0]}
+    rises = {"mark": 0.0, "proxies": [0.0, 0.0, 0.0, 0.0]}
     asked: list[str] = []
 
     def confirmed_by(shortcuts, model, images, at_least, seed=0):
@@ -105,7 +105,7 @@ def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_t
     marked[:, :, :2, :2] = 1.0  # four pixels drawn alike on every member: a mark of its own
     with_mark, whole = _pastes(marked, rest), _pastes(members, rest)
     # a mark that raises the class: pasted, the proxies not asked
-    rises.update(mark=CONFIRMS_BY, proxies=[0.0, 0.0, CONFIRMS_BY + 0.1])
+    rises.update(mark=CONFIRMS_BY, proxies=[0.0, 0.0, CONFIRMS_BY + 0.1, 0.0])
     found, shortcut = put_on(with_mark)
     assert shortcut is with_mark[PASTES[0]] and asked == ["mark"] and found.recorded["pasted"] == "mark" and "proxies" not in found.recorded
     # a mark below the bar, or one that is the whole region: the proxies that confirm, in place of the region
@@ -118,13 +118,14 @@ def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_t
             (words[0], 0.0, False),
             (words[1], 0.0, False),
             (words[2], CONFIRMS_BY + 0.1, True),
+            (words[3], 0.0, False),
         ]
-    rises["proxies"] = [CONFIRMS_BY + 0.2, 0.0, CONFIRMS_BY + 0.1]  # two: one of them drawn per image
+    rises["proxies"] = [CONFIRMS_BY + 0.2, 0.0, CONFIRMS_BY + 0.1, 0.0]  # two: one of them drawn per image
     found, shortcut = put_on(whole)
     assert isinstance(shortcut.intervention, OneOf)
     assert shortcut.intervention.parts == (proxies[words[0]].intervention, proxies[words[2]].intervention)
     assert found.put_on == f"one of, drawn per image: {words[0]}; or {words[2]} (in place of its whole region pasted)"
-    rises["proxies"] = [0.0, 0.1, 0.19]  # none: the region, every rise recorded
+    rises["proxies"] = [0.0, 0.1, 0.19, 0.0]  # none: the region, every rise recorded
     found, shortcut = put_on(whole)
     assert shortcut is whole[PASTES[0]] and found.put_on == _found().put_on and found.recorded["pasted"] == "region"
-    assert [p["kept"] for p in found.recorded["proxies"]] == [False, False, False]
+    assert [p["kept"] for p in found.recorded["proxies"]] == [False, False, False, False]

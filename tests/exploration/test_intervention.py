@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from captum_gmar import load_reference_model, load_sample_scenes
-from captum_gmar.exploration.intervention import MAX_GAIN, Add, Curve, Filter, OneOf, Paste, Shift
+from captum_gmar.exploration.intervention import MAX_GAIN, Add, Curve, Filter, OneOf, Paste, Shift, Texture
 from captum_gmar.imagedata import to_pixel_values
 from captum_gmar.vit.layers import scores_with_tokens_shifted
 from captum_gmar.vit.model import VisionTransformer
@@ -41,7 +41,12 @@ def _low_pass(size: int = 64) -> Filter:
     return Filter(3, gain, (size, size))
 
 
-@pytest.mark.parametrize("kind", ["paste", "add", "curve", "filter", "shift", "one of"])
+def _grainy() -> Texture:
+    """A texture of a corner's difference and white noise of standard deviation 0.5."""
+    return Texture(3, 0.5 * _corner().expand(1, 3, 64, 64), torch.full((3, 64, 33), 0.5 / 64))
+
+
+@pytest.mark.parametrize("kind", ["paste", "add", "curve", "filter", "texture", "shift", "one of"])
 def test_only_the_images_chosen_change(vit_and_pixels, kind):
     vit, pixels = vit_and_pixels
     intervention = {
@@ -49,6 +54,7 @@ def test_only_the_images_chosen_change(vit_and_pixels, kind):
         "add": Add(3, 0.5 * _corner().expand(1, 3, 64, 64)),
         "curve": Curve(3, _identity().low, _identity().high, _identity().values.flip(1)),  # every value negated
         "filter": _low_pass(),
+        "texture": _grainy(),
         "shift": Shift(3, 1, torch.linspace(-2, 2, vit.hidden_size)),
         "one of": OneOf(3, (Add(3, 0.5 * _corner().expand(1, 3, 64, 64)), _low_pass())),
     }[kind]
@@ -74,7 +80,10 @@ def test_a_graded_intervention_scales_its_change_by_the_strength_and_a_paste_is_
     add = Add(3, 0.5 * _corner().expand(1, 3, 64, 64))
     curve = Curve(3, _identity().low, _identity().high, _identity().values.flip(1))  # every value in [-2, 2] negated
     low_pass = _low_pass()
-    assert add.graded and curve.graded and low_pass.graded and Shift.graded and not Paste.graded
+    assert add.graded and curve.graded and low_pass.graded and Texture.graded and Shift.graded and not Paste.graded
+    grainy = _grainy()
+    expected_texture = pixels + strength[:, None, None, None] * (grainy.mean + grainy.noise(4, (64, 64), torch.Generator().manual_seed(1)))
+    torch.testing.assert_close(grainy.put_on(pixels, strength, torch.Generator().manual_seed(1)), expected_texture)
     for graded in (add, curve, low_pass):  # True and 1.0 put the same on
         on = torch.tensor([True, False, True, True])
         torch.testing.assert_close(graded.logits(_Pixels(), pixels, on, generator), graded.logits(_Pixels(), pixels, on.float(), generator))
@@ -176,6 +185,8 @@ def test_nothing_put_on_rises_by_nothing(vit_and_pixels):
     assert Shift(2, 0, torch.zeros(vit.hidden_size)).rises(vit, pixels, scores).mean().item() == pytest.approx(0.0, abs=1e-6)
     assert Paste(2, torch.zeros(1, 1, 64, 64), pixels[:2]).rises(vit, pixels, scores).mean().item() == pytest.approx(0.0, abs=1e-6)
     assert Add(2, torch.zeros(1, 3, 64, 64)).rises(vit, pixels, scores).mean().item() == pytest.approx(0.0, abs=1e-6)
+    unchanging = Texture(2, torch.zeros(1, 3, 64, 64), torch.zeros(3, 64, 33))
+    assert unchanging.rises(vit, pixels, scores).mean().item() == pytest.approx(0.0, abs=1e-6)
     assert _identity().rises(vit, pixels, scores).mean().item() == pytest.approx(0.0, abs=1e-5)  # lerp's rounding, a few ulps
     assert Filter(2, torch.ones(3, 64, 33), (64, 64)).rises(vit, pixels, scores).mean().item() == pytest.approx(
         0.0, abs=1e-5
@@ -268,3 +279,48 @@ def test_a_filter_refuses_images_of_another_size():
         Filter.matching(1, scenes, scenes[..., :31])
     with pytest.raises(ValueError, match=r"^the filter was matched on images of 32 x 32, not 32 x 33$"):
         Filter.matching(1, scenes, scenes).filtered(torch.zeros(1, 3, 32, 33), torch.ones(1))
+
+
+def _grained(count: int, generator: torch.Generator, spread: float) -> torch.Tensor:
+    """:func:`_scenes` with a grey grain over the background: uniform in ``[0, spread]``,
+    drawn afresh on every scene, the same in every channel."""
+    scenes = _scenes(count, generator)
+    grain = spread * torch.rand(count, 1, 32, 32, generator=generator)
+    return scenes + grain * (scenes.amax(1, keepdim=True) == 0)
+
+
+def test_a_texture_matched_to_grained_images_draws_a_grain_of_their_mean_and_spread():
+    generator = torch.Generator().manual_seed(0)
+    texture = Texture.matching(1, _grained(256, generator, 0.6), _scenes(256, generator))
+    drawn = texture.put_on(torch.zeros(64, 3, 32, 32), torch.ones(64), generator)
+    background = torch.ones(32, 32, dtype=torch.bool)
+    background[8:24, 8:24] = False
+    # the grain: mean 0.3 and standard deviation 0.6 / sqrt(12) = 0.173 over three quarters of
+    # the scene, so 0.225 and 0.15 over the whole of it, with the items' own variance
+    # cancelled against the rest's; 256 scenes a side leave the power a few per cent off
+    assert float(drawn[..., background].mean()) == pytest.approx(0.3, abs=0.01)
+    assert float(drawn.mean()) == pytest.approx(0.225, abs=0.01)
+    assert float((drawn - texture.mean).std()) == pytest.approx(0.15, rel=0.1)
+    noise = (drawn - texture.mean)[..., background]
+    # one field for every channel, a grey grain stays grey: the channels' noise moves together
+    # (each channel's amplitudes estimated apart, a few per cent off one another)
+    assert float(torch.corrcoef(torch.stack([noise[:, 0].flatten(), noise[:, 2].flatten()]))[0, 1]) > 0.95
+    assert not torch.allclose(drawn[0], drawn[1])  # drawn afresh on every image
+    assert "noise of standard deviation 0.1" in texture.describe()
+    half = texture.put_on(torch.zeros(2, 3, 32, 32), torch.tensor([0.0, 0.5]), generator)
+    assert float(half[0].abs().max()) == 0.0 and float(half[1].mean()) == pytest.approx(0.5 * 0.225, abs=0.01)
+
+
+def test_a_texture_matched_to_the_same_images_adds_nothing():
+    scenes = _textured(16, torch.Generator().manual_seed(1))
+    same = Texture.matching(1, scenes, scenes)
+    assert float(same.mean.abs().max()) == 0.0 and float(same.amplitude.abs().max()) == 0.0
+    assert "noise of standard deviation 0.000" in same.describe()
+
+
+def test_a_texture_refuses_images_of_another_size():
+    scenes = _textured(4, torch.Generator().manual_seed(2))
+    with pytest.raises(ValueError, match=r"^a texture is matched between images of one size, got \(3, 32, 32\) and \(3, 32, 31\)$"):
+        Texture.matching(1, scenes, scenes[..., :31])
+    with pytest.raises(ValueError, match=r"^the texture was matched on images of 32 x 32, not 32 x 33$"):
+        Texture.matching(1, scenes, scenes).put_on(torch.zeros(1, 3, 32, 33), torch.ones(1), torch.Generator())

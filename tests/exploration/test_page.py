@@ -267,7 +267,7 @@ def test_a_shortcut_with_no_place_gets_its_repair_command(job, tmp_path, monkeyp
         said = driver.find_element("css selector", "[id$='-features-next']").text
         assert "labelled images of every class (TRAIN: one folder per class)" in said
         assert (
-            "by their tone curve, their filter or their mean difference from the rest of the class, one drawn per image of those the model follows"
+            "by their tone curve, their filter or their mean difference from the rest of the class, one drawn per image of those the model follows, else by a texture drawn afresh"
             in said
         )
         screenshot(driver, tmp_path, "explore_features.png")

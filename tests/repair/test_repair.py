@@ -11,7 +11,7 @@ import torch
 import transformers
 from torch import nn
 
-from captum_gmar.exploration.intervention import Add, Paste
+from captum_gmar.exploration.intervention import Add, Paste, Texture
 from captum_gmar.repair import LEADS, Labelled, Measurement, OwnImages, Shortcut, carriers, confirmed_by, measure, repair
 from captum_gmar.repair.finetune import STRENGTHS, repair_finetune
 from captum_gmar.repair.heads import repair_heads
@@ -340,6 +340,21 @@ def test_of_several_proxies_those_the_model_follows_are_kept_as_one(setting):
     assert nested.intervention.parts == (*kept.intervention.parts, proxies[0].intervention)
     with pytest.raises(ValueError, match="in pixels, not a direction"):
         Shortcut.one_of([proxies[1], Shortcut.of_direction(3, 2, torch.ones(192), region.members)])
+
+
+def test_a_texture_drawn_afresh_is_kept_only_where_no_fixed_proxy_confirms(setting):
+    model, region, data = setting
+    others = data.pixels[data.labels != 3]
+    nothing = Shortcut(Add(3, torch.zeros(1, 3, 64, 64)), region.members, region.rest)  # a fixed proxy that rises by 0
+    texture = Shortcut.of_texture(3, region.members, region.rest)
+    assert isinstance(texture.intervention, Texture)
+    _, (zero, rise) = confirmed_by([nothing, texture], model, others, at_least=-1.0, batch_size=7)
+    assert zero == pytest.approx(0.0, abs=1e-6) and rise > 1e-3  # the cluster's texture raises the class
+    # both confirm: the fixed one alone, though the texture rises more and is given first
+    assert confirmed_by([texture, nothing], model, others, at_least=-1e-3, batch_size=7)[0] is nothing
+    # the fixed one falls short: the texture
+    assert confirmed_by([nothing, texture], model, others, at_least=rise / 2, batch_size=7)[0] is texture
+    assert confirmed_by([nothing, texture], model, others, at_least=rise + 1e-3, batch_size=7)[0] is None
 
 
 def test_a_trained_repair_over_the_budget_is_tried_again_with_fewer_steps(setting, monkeypatch):

@@ -617,7 +617,7 @@
         tr.title = c.reason;
       });
     });
-    // a repair for each shortcut with no place: put on in pixels (a tone curve, a filter or a difference) in a counterfactual fine-tune
+    // a repair for each shortcut with no place: put on in pixels (a tone curve, a filter, a difference, else a texture) by the heads, a projection or a fine-tune
     var next = el("features-next");
     next.textContent = "";
     F.groups.forEach(function (g) {
@@ -626,7 +626,7 @@
         code.textContent = "captum-gmar repair " + D.maps + " --model " + MODEL + " --cluster features:" + g.target + ":" + c.rank +
           " --feature-layer " + F.layer + " --images " + IMAGES + " --data TRAIN --out repaired";
         div.appendChild(document.createTextNode("The shortcut of " + className(g.target) + "'s feature cluster " + c.cluster + " removed (put on through its images' pixels, " +
-          "by their tone curve, their filter or their mean difference from the rest of the class, one drawn per image of those the model follows; by the heads, a projection out of the classifier or a counterfactual fine-tune, the first that removes nine tenths of it within the budget), measured on labelled images of every class (TRAIN: one folder per class" +
+          "by their tone curve, their filter or their mean difference from the rest of the class, one drawn per image of those the model follows, else by a texture drawn afresh; by the heads, a projection out of the classifier or a counterfactual fine-tune, the first that removes nine tenths of it within the budget), measured on labelled images of every class (TRAIN: one folder per class" +
           (BUNDLED.indexOf(D.model) >= 0 ? "; for " + D.model + ": captum-gmar export-scenes TRAIN --split train --n 1000 --items 1" : "") + "): "));
         div.appendChild(code);
         next.appendChild(div);
