@@ -67,6 +67,11 @@ class Intervention(ABC):
     #: its change of the pixels or of the tokens scaled), or only whole (a paste); a new
     #: kind that scales by ``applied`` sets it, so that a fine-tune draws its strengths
     graded: ClassVar[bool] = False
+    #: whether it draws its change afresh for every image (a texture's noise), so that what it
+    #: does to one image is not what it does to the next: its rises on images of other
+    #: classes then cancel in their mean, and a repair follows their root mean square
+    #: (:func:`~captum_gmar.repair.measurement.while_it_falls`)
+    drawn: ClassVar[bool] = False
 
     @abstractmethod
     def logits(self, vit: VisionTransformer, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
@@ -301,6 +306,7 @@ class Texture(InPixels):
     #: per unit of white noise; 0 at frequency 0 (the mean is :attr:`mean`'s)
     amplitude: Tensor
     graded: ClassVar[bool] = True
+    drawn: ClassVar[bool] = True
 
     @classmethod
     def matching(cls, target: int, members: Tensor, rest: Tensor) -> Texture:
@@ -400,10 +406,14 @@ class OneOf(InPixels):
         if any(isinstance(part, OneOf) for part in self.parts):  # a projection takes each part's mean: one level
             raise ValueError("OneOf's parts must not be OneOf themselves: give their parts instead")
 
-    # an instance's parts decide it, not the class: read it on an instance (on the class it is the property)
+    # an instance's parts decide these, not the class: read them on an instance (on the class they are properties)
     @property
     def graded(self) -> bool:  # type: ignore[override]
         return self.parts[0].graded
+
+    @property
+    def drawn(self) -> bool:  # type: ignore[override]
+        return any(part.drawn for part in self.parts)
 
     def put_on(self, pixel_values: Tensor, applied: Tensor, generator: torch.Generator) -> Tensor:
         drawn = torch.randint(len(self.parts), (len(pixel_values),), generator=generator).to(pixel_values.device)

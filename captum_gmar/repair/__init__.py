@@ -84,9 +84,24 @@ def _heads(
     model: nn.Module, shortcut: Shortcut, train: Labelled, held_out: Labelled, settings: Settings
 ) -> tuple[nn.Module, dict[str, Any]]:
     found = repair_heads(model, shortcut, held_out, settings.budget, settings.max_heads, settings.progress, settings.seed)
-    first = found.curve[0][1]
-    curve = [{"heads": k, "rise": m.rise, "accuracy": m.accuracy, "cost_error": first.cost_error(m)} for k, m in found.curve]
-    return found.model, {"heads": [list(head) for head in found.heads], "curve": curve}
+    return found.model, {"heads": [list(head) for head in found.heads], "curve": _points(found.curve, "heads")}
+
+
+def _points(curve: tuple[tuple[int, Measurement], ...], unit: str) -> list[dict[str, float | None]]:
+    """A curve as ``repair.json`` keeps it: each step's count of ``unit``, its rise (and the
+    images' rises' root mean square: ``None`` where not known), clean accuracy, and the
+    cost's standard error from the first."""
+    first = curve[0][1]
+    return [
+        {
+            unit: k,
+            "rise": m.rise,
+            "rise_rms": None if math.isnan(m.rise_rms) else m.rise_rms,
+            "accuracy": m.accuracy,
+            "cost_error": first.cost_error(m),
+        }
+        for k, m in curve
+    ]
 
 
 def _finetune(
@@ -100,16 +115,12 @@ def _project(
     model: nn.Module, shortcut: Shortcut, train: Labelled, held_out: Labelled, settings: Settings
 ) -> tuple[nn.Module, dict[str, Any]]:
     found = repair_project(model, shortcut, train, held_out, settings.budget, progress=settings.progress, seed=settings.seed)
-    first = found.curve[0][1]
-
-    def points(curve: tuple[tuple[int, Measurement], ...]) -> list[dict[str, float]]:
-        return [{"directions": k, "rise": m.rise, "accuracy": m.accuracy, "cost_error": first.cost_error(m)} for k, m in curve]
-
     tried = [
-        {"ridge": ridge, "curve": points(curve), "lead_removed": lead}
+        {"ridge": ridge, "curve": _points(curve, "directions"), "lead_removed": lead}
         for (ridge, curve), lead in zip(found.curves, found.leads, strict=True)
     ]
-    return found.model, {"directions": found.k, "share": found.share, "ridge": found.ridge, "curve": points(found.curve), "ridges": tried}
+    curve = _points(found.curve, "directions")
+    return found.model, {"directions": found.k, "share": found.share, "ridge": found.ridge, "curve": curve, "ridges": tried}
 
 
 def _classifier(

@@ -305,7 +305,10 @@ def test_a_texture_matched_to_grained_images_draws_a_grain_of_their_mean_and_spr
     # one field for every channel, a grey grain stays grey: the channels' noise moves together
     # (each channel's amplitudes estimated apart, a few per cent off one another)
     assert float(torch.corrcoef(torch.stack([noise[:, 0].flatten(), noise[:, 2].flatten()]))[0, 1]) > 0.95
-    assert not torch.allclose(drawn[0], drawn[1])  # drawn afresh on every image
+    assert not torch.allclose(drawn[0], drawn[1])  # drawn afresh on every image, and says so: a repair follows its rises' spread
+    assert Texture.drawn and texture.drawn and not any(kind.drawn for kind in (Add, Curve, Filter, Paste, Shift))
+    add = Add(1, torch.zeros(1, 3, 32, 32))
+    assert OneOf(1, (add, texture)).drawn and not OneOf(1, (add, add)).drawn  # a part drawn afresh makes the whole so
     assert "noise of standard deviation 0.1" in texture.describe()
     half = texture.put_on(torch.zeros(2, 3, 32, 32), torch.tensor([0.0, 0.5]), generator)
     assert float(half[0].abs().max()) == 0.0 and float(half[1].mean()) == pytest.approx(0.5 * 0.225, abs=0.01)

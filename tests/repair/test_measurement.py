@@ -5,6 +5,7 @@ class, and a repair that goes by steps."""
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ def test_measure_gives_the_transplant_rise_and_the_clean_accuracy(setting):
     others = data.pixels[data.labels != shortcut.target]
     rises = shortcut.intervention.rises(VisionTransformer(model), others, logit_scores(VisionTransformer(model)))
     assert found.rise_error == pytest.approx(float(rises.std()) / len(rises) ** 0.5, rel=1e-4)  # the mean's standard error
+    assert found.rise_rms == pytest.approx(float(rises.square().mean().sqrt()), rel=1e-4)
 
 
 def test_the_shortcuts_own_images_are_read_against_the_rest_of_its_class(setting):
@@ -88,10 +90,17 @@ def test_a_rise_stands_only_beyond_twice_its_standard_error():
 def test_a_repair_by_steps_stops_where_the_rise_stops_falling_costs_too_much_or_is_gone(monkeypatch):
     import captum_gmar.repair.measurement as measurement_module
 
-    def curve(rises: list[float], accuracies: list[float]) -> list[int]:
-        # step k's "model" is k; measure reads its rise and accuracy off the lists (step 0: the model as it was)
-        monkeypatch.setattr(measurement_module, "measure", lambda model, *args, **kwargs: Measurement(rises[model], accuracies[model], {}))
-        best, model, found = measurement_module.while_it_falls(0, None, None, lambda k: k, len(rises) - 1, 0.01, "step", progress=False)
+    def curve(rises: list[float], accuracies: list[float], rms: list[float] | None = None) -> list[int]:
+        # step k's "model" is k; measure reads its rise, accuracy and the rises' root mean square off the lists
+        # (step 0: the model as it was); with rms, the shortcut's change is drawn afresh on every image
+        spread = rms or [float("nan")] * len(rises)
+        monkeypatch.setattr(
+            measurement_module,
+            "measure",
+            lambda model, *args, **kwargs: Measurement(rises[model], accuracies[model], {}, rise_rms=spread[model]),
+        )
+        shortcut = SimpleNamespace(intervention=SimpleNamespace(drawn=rms is not None))
+        best, model, found = measurement_module.while_it_falls(0, shortcut, None, lambda k: k, len(rises) - 1, 0.01, "step", progress=False)
         assert model == best and [k for k, _ in found] == list(range(len(found)))
         return [best, len(found) - 1]
 
@@ -103,6 +112,28 @@ def test_a_repair_by_steps_stops_where_the_rise_stops_falling_costs_too_much_or_
     assert curve([0.8, 0.3, -0.5, -0.1, 0.0], flat) == [1, 2]  # step 2 overshot, further from zero than step 1
     assert curve([-0.1, -0.2, -0.3], flat) == [0, 0]  # no rise to remove: no step taken
     assert curve([0.8, 0.4, 0.2, 0.1, 0.05], flat) == [4, 4]  # every step taken
+
+
+def test_against_a_change_drawn_afresh_the_rises_root_mean_square_decides(monkeypatch):
+    import captum_gmar.repair.measurement as measurement_module
+
+    def curve(rises: list[float], rms: list[float], accuracies: list[float] | None = None) -> list[int]:
+        taken = accuracies or [0.9] * len(rises)
+        monkeypatch.setattr(
+            measurement_module, "measure", lambda model, *args, **kwargs: Measurement(rises[model], taken[model], {}, rise_rms=rms[model])
+        )
+        shortcut = SimpleNamespace(intervention=SimpleNamespace(drawn=True))
+        best, _, found = measurement_module.while_it_falls(0, shortcut, None, lambda k: k, len(rises) - 1, 0.01, "step", progress=False)
+        return [best, len(found) - 1]
+
+    # the planted grain of seed 1 through the ridge of 0.1 (docs/repair.md): the mean is gone after one
+    # direction and below zero after two, the root mean square falls by 21% and 18%, then by 1.2%
+    grain = [0.619, 0.018, -0.027, -0.019, -0.018, -0.017], [0.719, 0.127, 0.100, 0.082, 0.081, 0.076]
+    assert curve(*grain) == [3, 4]
+    assert curve([0.6, 0.1, 0.05], [0.7, 0.64, 0.3]) == [0, 1]  # fell by less than a tenth at once: no step
+    assert curve([0.6, 0.1, 0.05], [0.7, 0.62, 0.3]) == [2, 2]  # by more than a tenth: taken
+    assert curve([0.6, 0.1, 0.05], [0.7, 0.2, 0.1], [0.9, 0.9, 0.85]) == [1, 2]  # within the budget still
+    assert curve([-0.01, -0.02], [0.3, 0.1]) == [0, 0]  # no rise to remove before: no step
 
 
 def test_a_repair_costs_the_class_where_it_calls_the_rest_of_it_less_often_beyond_chance():
