@@ -136,7 +136,8 @@ def _mark_or_region(found: Found, proxies: dict[str, Any], model: Any, data: Any
 
     mark, region = proxies.values()
     if mark.intervention.mask.equal(region.intervention.mask):  # no pixel singled out, or every one: the mark is the region
-        return dataclasses.replace(found, recorded={**found.recorded, "pasted": "region"}), mark
+        put_on = f"{PASTES[1]} (its mark, the pixels its images share, is all of it)"
+        return dataclasses.replace(found, put_on=put_on, recorded={**found.recorded, "pasted": "region"}), region
     _, (rise,) = confirmed_by([mark], model, _other_images(found, data, seed), CONFIRMS_BY, seed=seed)
     recorded = {**found.recorded, "mark_rise": rise, "mark_pixels": int(mark.intervention.mask.sum())}
     if rise >= CONFIRMS_BY:

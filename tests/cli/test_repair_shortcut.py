@@ -68,7 +68,10 @@ def test_a_mark_that_is_the_whole_region_is_pasted_without_a_pass(data, monkeypa
     monkeypatch.setattr(repair_shortcut, "_other_images", lambda *args: pytest.fail("a pass over other classes' images"))
     pastes = _pastes(_images(16, 1), _images(16, 2))
     found, shortcut = _mark_or_region(_found(), pastes, None, data, 0)
-    assert shortcut is pastes[PASTES[0]] and found == dataclasses.replace(_found(), recorded={"region": [[0, 0]], "pasted": "region"})
+    # said as what it is, the whole region pasted, as "pasted" records it
+    put_on = f"{PASTES[1]} (its mark, the pixels its images share, is all of it)"
+    expected = dataclasses.replace(_found(), put_on=put_on, recorded={"region": [[0, 0]], "pasted": "region"})
+    assert shortcut is pastes[PASTES[1]] and found == expected
 
 
 def test_the_other_classes_images_are_at_most_64_of_the_training_split():
@@ -127,5 +130,5 @@ def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_t
     assert found.put_on == f"one of, drawn per image: {words[0]}; or {words[2]} (in place of its whole region pasted)"
     rises["proxies"] = [0.0, 0.1, 0.19, 0.0]  # none: the region, every rise recorded
     found, shortcut = put_on(whole)
-    assert shortcut is whole[PASTES[0]] and found.put_on == _found().put_on and found.recorded["pasted"] == "region"
+    assert shortcut is whole[PASTES[1]] and found.put_on.startswith(PASTES[1]) and found.recorded["pasted"] == "region"
     assert [p["kept"] for p in found.recorded["proxies"]] == [False, False, False, False]
