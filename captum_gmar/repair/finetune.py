@@ -1,7 +1,7 @@
 """Repair by a counterfactual fine-tune (the idea of A-ClArC, Anders et al. 2022, kept close
 to the original as R-ClArC asks, Bareeva et al. 2024): put the shortcut onto images of
-every class (its mark pasted, its tone curve or difference over the whole image, or its
-direction added in the features:
+every class (its mark pasted, its tone curve, filter, difference or texture over the whole
+image, or its direction added in the features:
 :class:`~captum_gmar.exploration.intervention.Intervention`) and fine-tune briefly so that
 the model says, of each image, what the original model said of it without. The shortcut
 stops predicting the class, and the images without it keep the original's outputs, so
@@ -45,8 +45,8 @@ def repair_finetune(
 ) -> nn.Module:
     """A copy of ``model`` fine-tuned ``steps`` steps on ``train``'s images, a share
     ``pasted_share`` of each batch with the shortcut put on (``shortcut.intervention``:
-    its mark pasted from a random donor, its tone curve or difference applied, or its
-    direction added at its layer; a graded one at a strength drawn per image, uniformly
+    its mark pasted from a random donor, its tone curve, filter, difference or texture
+    applied, or its direction added at its layer; a graded one at a strength drawn per image, uniformly
     from :data:`STRENGTHS`).
     The target of every image is the original model's output on it without the shortcut:
     its softmax (cross-entropy), or its sigmoids for a multi-label model (binary

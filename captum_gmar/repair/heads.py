@@ -40,7 +40,9 @@ def repair_heads(
     seed: int = 0,
 ) -> HeadsRepair:
     """Remove the heads that carry ``shortcut``, one by one in their ranking's order, while
-    the transplant rise comes nearer zero (:func:`~captum_gmar.repair.measurement.while_it_falls`)
+    the transplant rise comes nearer zero (against a change drawn afresh on every image,
+    while its rises' root mean square falls:
+    :func:`~captum_gmar.repair.measurement.while_it_falls`)
     and clean accuracy (on ``held_out``) loses at most ``budget`` (a share: 0.01 is one
     point) beyond its standard error (:meth:`~captum_gmar.repair.measurement.Measurement.over`);
     at most ``max_heads``.

@@ -111,6 +111,7 @@ def test_a_repair_by_steps_stops_where_the_rise_stops_falling_costs_too_much_or_
     assert curve([0.8, 0.4, 0.0, -0.2, -0.3], flat) == [2, 2]  # at zero is gone too
     assert curve([0.8, 0.3, -0.5, -0.1, 0.0], flat) == [1, 2]  # step 2 overshot, further from zero than step 1
     assert curve([-0.1, -0.2, -0.3], flat) == [0, 0]  # no rise to remove: no step taken
+    assert curve([float("nan"), 0.2, 0.1], flat) == [0, 0]  # no rise measured (no image of another class): none either
     assert curve([0.8, 0.4, 0.2, 0.1, 0.05], flat) == [4, 4]  # every step taken
 
 
