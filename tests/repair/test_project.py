@@ -12,6 +12,7 @@ from torch import nn
 
 from captum_gmar.errors import UnsupportedModelError
 from captum_gmar.repair import Labelled, Measurement, OwnImages, Shortcut, measure, repair
+from captum_gmar.repair.measurement import RMS_FALLS
 from captum_gmar.repair.project import RIDGES, Projection, change_directions, projection, repair_project
 from captum_gmar.vit.layers import pooled_patches
 from captum_gmar.vit.model import VisionTransformer
@@ -363,3 +364,18 @@ def test_the_note_names_the_ridge_kept_or_that_none_kept_a_direction():
     assert note(1, 0.1, [0.1]) is None  # one ridge: nothing to tell apart
     assert note(2, 10.0, [0.1, 1.0, 10.0]) == "through the ridge 10 (tried 0.1, 1, 10)"
     assert note(0, 0.1, [0.1, 1.0, 10.0]) == "no ridge kept a direction (tried 0.1, 1, 10)"
+
+
+def test_against_a_texture_drawn_afresh_the_directions_go_by_the_rises_root_mean_square(setting):
+    model, region, data = setting
+    textured = Shortcut.of_texture(3, region.members, region.rest)  # the bright corner, with the donors' spread drawn afresh
+    assert textured.intervention.drawn
+    done = repair(model, textured, data, how="project", budget=1.0, progress=False)  # no step refused for its cost
+    curve = done.attempts[0].changed["curve"]
+    assert curve[0]["rise"] > 0  # a rise to remove, so steps were taken by the rule
+    assert all(point["rise_rms"] >= abs(point["rise"]) - 1e-9 for point in curve)  # repair.json keeps it, and it holds the mean
+    k = done.attempts[0].changed["directions"]
+    kept = [point["rise_rms"] for point in curve[: k + 1]]
+    assert all(now <= (1 - RMS_FALLS) * last for last, now in zip(kept, kept[1:]))  # each step kept fell by a tenth
+    if len(curve) > k + 1:  # the step that stopped it fell by less
+        assert curve[k + 1]["rise_rms"] > (1 - RMS_FALLS) * curve[k]["rise_rms"]
