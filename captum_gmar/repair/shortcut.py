@@ -215,8 +215,9 @@ def confirmed_by(
     """Of several ways of putting one shortcut on (proxies of a shortcut with no place), those
     that raise its class by ``at_least`` on ``images`` ``(N, C, H, W)`` of other classes, as
     one shortcut, the one that raises it most first (:meth:`Shortcut.one_of`; the one
-    itself where only one does; ``None`` where none does), a texture drawn afresh
-    (:meth:`Shortcut.of_texture`) only where none of the others does; and each one's rise, in the
+    itself where only one does; ``None`` where none does), one drawn afresh on every image
+    (:attr:`~captum_gmar.exploration.intervention.Intervention.drawn`: a texture,
+    :meth:`Shortcut.of_texture`) only where none of the others does; and each one's rise, in the
     order given
     (:meth:`~captum_gmar.exploration.intervention.Intervention.rises`). A repair then removes
     what every one of them changes: the one that raises the class most is not always the
@@ -239,8 +240,8 @@ def confirmed_by(
     rises = [float(s.intervention.rises(vit, images, scores, seed, batch_size, plain[:, s.target]).mean()) for s in shortcuts]
     order = sorted(range(len(rises)), key=lambda i: -rises[i])  # the strongest first: a projection takes its mean change first
     kept = [shortcuts[i] for i in order if rises[i] >= at_least]
-    # a texture drawn afresh only where no fixed proxy confirms: beside one, its noise's
+    # one drawn afresh only where no fixed proxy confirms: beside one, a texture's noise's
     # directions go into the projection too (on a planted noise model, beside the mean
     # difference, 87% of the drawn noise removed at +0.1 points; the difference alone: 98% at -0.9)
-    kept = [s for s in kept if not isinstance(s.intervention, Texture)] or kept
+    kept = [s for s in kept if not s.intervention.drawn] or kept
     return (Shortcut.one_of(kept) if len(kept) > 1 else kept[0] if kept else None), rises
