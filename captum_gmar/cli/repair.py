@@ -49,7 +49,8 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
         help="heads (remove the heads that carry it), finetune (a counterfactual fine-tune), classifier (the same on the classifier "
         "alone, the backbone left as it was: for a frozen backbone and its probe), project (the directions the shortcut moves the "
         "classifier's inputs in projected out of a linear classifier, nothing trained) or auto (default: heads, then project, then "
-        "finetune, until one removes nine tenths of the rise within the budget as measured)",
+        "finetune, until one removes nine tenths of the rise within the budget as measured; all three against a change drawn afresh "
+        "on every image, the one that leaves the least of its rises' root mean square kept)",
     )
     parser.add_argument(
         "--budget", type=float_between(0, 100), default=1.0, help="the clean accuracy a repair may cost, in points, 0 to 100 (default 1)"
@@ -143,14 +144,20 @@ def run(options: RepairOptions) -> None:
     }
     write_atomic(out / "repair.json", json.dumps(report, indent=1) + "\n")
     names = {int(label): str(n) for label, n in (model.config.id2label or {}).items()}
-    summary = _markdown(options, cluster.target_name, table, done.chosen.how, names, cluster.put_on)
+    summary = _markdown(options, cluster.target_name, table, done.chosen.how, names, cluster.put_on, done.before.drawn)
     write_atomic(out / "repair.md", summary)
     print(summary)
     print(f"saved the model repaired by {done.chosen.how} in {out}: from_pretrained({str(out)!r}), or explain --model {out}")
 
 
 def _markdown(
-    options: RepairOptions, name: str, table: list[dict[str, Any]], chosen: str, class_names: Mapping[int, str], put_on: str
+    options: RepairOptions,
+    name: str,
+    table: list[dict[str, Any]],
+    chosen: str,
+    class_names: Mapping[int, str],
+    put_on: str,
+    drawn: bool = False,
 ) -> str:
     def cell(value: Any, points: bool = False) -> str:
         if value is None:
@@ -170,8 +177,9 @@ def _markdown(
         return f"{100 * row[cluster]:.0f}%, {100 * row[rest]:.0f}%" if points else f"{row[cluster]:.3f}, {row[rest]:.3f}"
 
     def rise(row: dict[str, Any]) -> str:
-        error = row["transplant_rise_error"]
-        return cell(row["transplant_rise"]) + ("" if error is None or row["transplant_rise"] is None else f" ± {error:.3f}")
+        error, rms = row["transplant_rise_error"], row["transplant_rise_rms"]
+        spread = "" if error is None or row["transplant_rise"] is None else f" ± {error:.3f}"
+        return cell(row["transplant_rise"]) + spread + (f" (root mean square {rms:.3f})" if drawn and rms is not None else "")
 
     def worst(row: dict[str, Any]) -> str:
         label = row["worst_class"]
@@ -181,7 +189,14 @@ def _markdown(
     lines = [
         f"Repair of {options.cluster} ({name}) in {options.model}; chosen: {chosen}; budget: {options.budget:g} points of clean "
         f"accuracy. The transplant rise: the class's mean probability rise with {put_on} on held-out images of other classes, "
-        "± its standard error; removed: the share of the rise before that is gone (where that rise stands beyond twice its "
+        "± its standard error"
+        + (
+            " (drawn afresh on every image, its rises cancel in their mean: what is left shows in their root mean square, "
+            "by which auto, which then tries every repair, keeps the lowest)"
+            if drawn
+            else ""
+        )
+        + "; removed: the share of the rise before that is gone (where that rise stands beyond twice its "
         "error); clean accuracy: top-1 on the "
         f"{first['clean_images']} held-out images that do not carry the shortcut (its class's images nearer its own images' "
         "features than the rest of the class's left out, which the shortcut alone may have got right); change: its cost in "

@@ -15,7 +15,9 @@ hold out, and the settings, and returns the repaired model and what it changed, 
 - ``auto`` (:data:`AUTO`): the heads, then the projection, then the fine-tune, the first
   that removes nine tenths of the transplant rise within the budget as measured, does not
   leave the class called less often on the shortcut's own images than on the rest of it,
-  and takes the class's lead on them, ending it (:mod:`~captum_gmar.repair.choice`).
+  and takes the class's lead on them, ending it (:mod:`~captum_gmar.repair.choice`); all
+  three against a change drawn afresh on every image, the one that leaves the least of its
+  rises' root mean square kept.
 
 Every repair is judged alike (:func:`~captum_gmar.repair.measurement.measure`): the transplant
 rise on held-out images of other classes, before and after, and the clean accuracy overall
@@ -175,7 +177,7 @@ class Repaired:
 
     def table(self) -> list[dict[str, Any]]:
         """One row per attempt, and one for the model as it was: the transplant rise, its
-        standard error, and the share of it removed (where the rise before stands beyond
+        standard error, its images' rises' root mean square, and the share of it removed (where the rise before stands beyond
         twice its error: :meth:`Measurement.rise_stands`), clean accuracy and its cost in
         points with the cost's standard error (paired: the held-out images that turned;
         ``over_budget`` where the cost less that error is more than the budget:
@@ -200,6 +202,7 @@ class Repaired:
                     (
                         "transplant_rise",
                         "transplant_rise_error",
+                        "transplant_rise_rms",
                         "removed",
                         "accuracy",
                         "cost_points",
@@ -226,6 +229,7 @@ class Repaired:
             "repair": how,
             "transplant_rise": after.rise,
             "transplant_rise_error": None if math.isnan(after.rise_error) else after.rise_error,
+            "transplant_rise_rms": None if math.isnan(after.rise_rms) else after.rise_rms,
             "removed": 1 - after.rise / self.before.rise if self.before.rise_stands() else None,
             "accuracy": after.accuracy,
             "cost_points": 100 * cost,
@@ -328,7 +332,8 @@ def repair(
         how: ``"heads"``, ``"finetune"``, ``"classifier"``, ``"project"`` or ``"auto"`` (:data:`AUTO`
             in turn, until one removes nine tenths of the rise within the budget as measured,
             does not miss the class on the shortcut's own images and takes its lead there:
-            :func:`~captum_gmar.repair.choice.repairs`).
+            :func:`~captum_gmar.repair.choice.repairs`; every one of them against a change
+            drawn afresh, :attr:`~captum_gmar.exploration.intervention.Intervention.drawn`).
         settings: :class:`Settings`' fields (``budget``, ``max_heads``, ``steps``, ``seed``,
             ``progress``).
 
@@ -340,7 +345,9 @@ def repair(
         the transplant rise and are within the budget (its standard error granted), the
         lowest rise among those within it as measured, else among the rest; where none is
         within the budget, the one that costs least accuracy; where none removes nine
-        tenths, the lowest rise within the budget, else the lowest rise.
+        tenths, the lowest rise within the budget, else the lowest rise (against a change
+        drawn afresh, the lowest root mean square of the images' rises:
+        :attr:`~captum_gmar.repair.measurement.Measurement.left`).
 
     Raises:
         ValueError: ``how`` unknown, or ``data`` without images of another class than the shortcut's.
@@ -355,8 +362,8 @@ def repair(
     before = measure(model, shortcut, kept, seed=options.seed, own=True)
     attempts: list[Attempt] = []
     for name in AUTO if how == "auto" else [how]:
-        if any(repairs(before, a.after, options.budget) for a in attempts):
-            break  # auto: a cheaper repair did it
+        if not before.drawn and any(repairs(before, a.after, options.budget) for a in attempts):
+            break  # auto: a cheaper repair did it (against a change drawn afresh, no bar tells: each is tried)
         start = time.perf_counter()
         try:
             repaired, changed = REPAIRS[name](model, shortcut, train, kept, options)

@@ -165,6 +165,17 @@ class Measurement:
     #: (:attr:`~captum_gmar.exploration.intervention.Intervention.drawn`), whose rises
     #: cancel in their mean
     rise_rms: float = math.nan
+    #: whether the change measured is drawn afresh on every image
+    #: (:attr:`~captum_gmar.exploration.intervention.Intervention.drawn`)
+    drawn: bool = False
+
+    @property
+    def left(self) -> float:
+        """What is left of the shortcut, by which :func:`~captum_gmar.repair.choice.choose`
+        keeps the lowest: the rises' root mean square (:attr:`rise_rms`) against a change drawn
+        afresh (:attr:`drawn`), whose mean rise every repair tried takes to about zero, else the
+        mean rise (:attr:`rise`)."""
+        return self.rise_rms if self.drawn else self.rise
 
     def lead_removed(self, after: Measurement) -> float | None:
         """The share of the class's lead on the shortcut's own images that ``after`` took
@@ -227,7 +238,18 @@ def measure(
     right, labels = (logits.argmax(1) == held_out.labels)[counted], held_out.labels[counted]
     per_class = {int(c): float(right[labels == c].float().mean()) for c in labels.unique()}
     read = own_images(model, shortcut, batch_size) if own else None
-    return Measurement(rise, float(right.float().mean()), per_class, int(counted.sum()), int((~counted).sum()), right, read, error, rms)
+    return Measurement(
+        rise,
+        float(right.float().mean()),
+        per_class,
+        int(counted.sum()),
+        int((~counted).sum()),
+        right,
+        read,
+        error,
+        rms,
+        shortcut.intervention.drawn,
+    )
 
 
 def own_images(model: nn.Module, shortcut: Shortcut, batch_size: int = 64) -> OwnImages | None:

@@ -467,6 +467,22 @@ def test_the_report_gives_the_rise_with_its_error_and_no_share_of_a_rise_within_
     ) in noise
     stands = report(0.5, 0.02)
     assert "| project | -0.001 ± 0.002 | 100.2% |" in stands and "Warning" not in stands
+    assert "root mean square" not in stands  # a fixed change: its mean is the measure
+
+
+def test_the_report_of_a_change_drawn_afresh_gives_its_rises_root_mean_square_and_says_why():
+    from types import SimpleNamespace
+
+    from captum_gmar.cli.repair import _markdown
+    from captum_gmar.repair import Attempt, Measurement, Repaired
+
+    options = SimpleNamespace(cluster="attnlrp:Shirt:6", model="m", budget=1.0)
+    done = Attempt("project", None, Measurement(-0.015, 0.878, {}, rise_error=0.004, rise_rms=0.061, drawn=True), 1.0)
+    table = Repaired(Measurement(0.449, 0.884, {}, rise_error=0.028, rise_rms=0.581, drawn=True), (done,), done).table()
+    report = _markdown(options, "Shirt", table, "project", {}, "a texture drawn afresh", drawn=True)
+    assert "| none (as it was) | +0.449 ± 0.028 (root mean square 0.581) | – |" in report
+    assert "| project | -0.015 ± 0.004 (root mean square 0.061) | 103.3% |" in report
+    assert "its rises cancel in their mean: what is left shows in their root mean square" in report
 
 
 def test_the_report_warns_where_the_repair_calls_the_rest_of_the_class_less_often():

@@ -401,3 +401,28 @@ def test_the_table_gives_the_rises_error_and_no_share_removed_of_a_rise_within_t
     rows = Repaired(Measurement(0.3, 0.9, {}, rise_error=0.02), (done,), done).table()
     assert rows[0]["removed"] == 0.0 and rows[1]["removed"] == 1.0 and rows[0]["transplant_rise_error"] == 0.02
     assert Repaired(Measurement(0.3, 0.9, {}), (done,), done).table()[0]["transplant_rise_error"] is None  # NaN: not known
+
+
+def test_against_a_change_drawn_afresh_auto_tries_every_repair_and_keeps_the_least_spread_left(setting, monkeypatch):
+    import captum_gmar.repair as repair_module
+
+    _, shortcut, data = setting
+    right = torch.arange(200) < 180
+    # (mean rise, root mean square): each mean within the bar, as the texture's are; the lowest mean not the least spread
+    read = {"original": (0.42, 0.55), "heads": (0.01, 0.10), "project": (-0.005, 0.067), "finetune": (-0.01, 0.08)}
+    drawn = {"value": True}
+    monkeypatch.setattr(repair_module, "carriers", lambda model, shortcut, images: torch.zeros(len(images), dtype=torch.bool))
+    monkeypatch.setattr(
+        repair_module,
+        "measure",
+        lambda model, *args, **kwargs: Measurement(read[model][0], 0.9, {}, 200, 0, right, rise_rms=read[model][1], drawn=drawn["value"]),
+    )
+    monkeypatch.setattr(
+        repair_module, "REPAIRS", {name: (lambda *args, name=name: (name, {})) for name in ("heads", "project", "finetune")}
+    )
+    done = repair_module.repair("original", shortcut, data, how="auto", progress=False)
+    assert [a.how for a in done.attempts] == ["heads", "project", "finetune"] and done.chosen.how == "project"
+    assert [row["transplant_rise_rms"] for row in done.table()] == [0.55, 0.10, 0.067, 0.08]
+    drawn["value"] = False  # a fixed change: the first that repairs ends auto
+    done = repair_module.repair("original", shortcut, data, how="auto", progress=False)
+    assert [a.how for a in done.attempts] == ["heads"]
