@@ -50,7 +50,8 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
         "alone, the backbone left as it was: for a frozen backbone and its probe), project (the directions the shortcut moves the "
         "classifier's inputs in projected out of a linear classifier, nothing trained) or auto (default: heads, then project, then "
         "finetune, until one removes nine tenths of the rise within the budget as measured; all three against a change drawn afresh "
-        "on every image, the one that leaves the least of its rises' root mean square kept)",
+        "on every image with a lead on the cluster's own images to judge, of those that take it the one that leaves the least "
+        "root mean square of its rises kept)",
     )
     parser.add_argument(
         "--budget", type=float_between(0, 100), default=1.0, help="the clean accuracy a repair may cost, in points, 0 to 100 (default 1)"
@@ -192,7 +193,8 @@ def _markdown(
         "± its standard error"
         + (
             " (drawn afresh on every image, its rises cancel in their mean: what is left shows in their root mean square, "
-            "by which auto, which then tries every repair, keeps the lowest)"
+            "by which auto, where the lead on the cluster's own images can be judged, tries every repair and keeps the least of "
+            "those that take it)"
             if drawn
             else ""
         )

@@ -16,8 +16,8 @@ hold out, and the settings, and returns the repaired model and what it changed, 
   that removes nine tenths of the transplant rise within the budget as measured, does not
   leave the class called less often on the shortcut's own images than on the rest of it,
   and takes the class's lead on them, ending it (:mod:`~captum_gmar.repair.choice`); all
-  three against a change drawn afresh on every image, the one that leaves the least of its
-  rises' root mean square kept.
+  three against a change drawn afresh on every image with a lead to judge, the one that
+  takes the lead and leaves the least of its rises' root mean square kept.
 
 Every repair is judged alike (:func:`~captum_gmar.repair.measurement.measure`): the transplant
 rise on held-out images of other classes, before and after, and the clean accuracy overall
@@ -39,7 +39,7 @@ from typing import Any, Literal
 from torch import nn
 
 from ..errors import UnsupportedModelError
-from .choice import choose, measured_within, misses, repairs
+from .choice import by_spread, choose, measured_within, misses, repairs
 from .classifier import repair_classifier
 from .finetune import repair_finetune
 from .heads import repair_heads
@@ -144,8 +144,9 @@ REPAIRS: dict[str, Callable[[nn.Module, Shortcut, Labelled, Labelled, Settings],
 #: what ``auto`` tries, in this order: the two that train nothing first, the heads (tried
 #: first before the projection existed) then the projection, and last the fine-tune, which
 #: trains every weight; the first that :func:`~captum_gmar.repair.choice.repairs` the
-#: shortcut ends it. A repair refused (a projection of a classifier that is not linear)
-#: passes to the next.
+#: shortcut ends it, except where the spread of the rises tells them apart
+#: (:func:`~captum_gmar.repair.choice.by_spread`: all are tried). A repair refused (a
+#: projection of a classifier that is not linear) passes to the next.
 AUTO = ("heads", "project", "finetune")
 
 
@@ -177,9 +178,9 @@ class Repaired:
 
     def table(self) -> list[dict[str, Any]]:
         """One row per attempt, and one for the model as it was: the transplant rise, its
-        standard error, its images' rises' root mean square, and the share of it removed (where the rise before stands beyond
-        twice its error: :meth:`Measurement.rise_stands`), clean accuracy and its cost in
-        points with the cost's standard error (paired: the held-out images that turned;
+        standard error, its images' rises' root mean square, and the share of it removed
+        (where the rise before stands beyond twice its error: :meth:`Measurement.rise_stands`),
+        clean accuracy and its cost in points with the cost's standard error (paired: the held-out images that turned;
         ``over_budget`` where the cost less that error is more than the budget:
         :meth:`Measurement.over`), the worst class and its accuracy, the class's mean score
         on the shortcut's own images and on the rest of its class, the share of each called
@@ -332,8 +333,8 @@ def repair(
         how: ``"heads"``, ``"finetune"``, ``"classifier"``, ``"project"`` or ``"auto"`` (:data:`AUTO`
             in turn, until one removes nine tenths of the rise within the budget as measured,
             does not miss the class on the shortcut's own images and takes its lead there:
-            :func:`~captum_gmar.repair.choice.repairs`; every one of them against a change
-            drawn afresh, :attr:`~captum_gmar.exploration.intervention.Intervention.drawn`).
+            :func:`~captum_gmar.repair.choice.repairs`; every one of them where the spread
+            of the rises tells them apart, :func:`~captum_gmar.repair.choice.by_spread`).
         settings: :class:`Settings`' fields (``budget``, ``max_heads``, ``steps``, ``seed``,
             ``progress``).
 
@@ -345,9 +346,9 @@ def repair(
         the transplant rise and are within the budget (its standard error granted), the
         lowest rise among those within it as measured, else among the rest; where none is
         within the budget, the one that costs least accuracy; where none removes nine
-        tenths, the lowest rise within the budget, else the lowest rise (against a change
-        drawn afresh, the lowest root mean square of the images' rises:
-        :attr:`~captum_gmar.repair.measurement.Measurement.left`).
+        tenths, the lowest rise within the budget, else the lowest rise (the least root
+        mean square of the images' rises where that tells them apart:
+        :func:`~captum_gmar.repair.choice.by_spread`).
 
     Raises:
         ValueError: ``how`` unknown, or ``data`` without images of another class than the shortcut's.
@@ -361,9 +362,10 @@ def repair(
     kept = replace(kept, counted=~carriers(model, shortcut, kept))
     before = measure(model, shortcut, kept, seed=options.seed, own=True)
     attempts: list[Attempt] = []
+    spread = by_spread(before)
     for name in AUTO if how == "auto" else [how]:
-        if not before.drawn and any(repairs(before, a.after, options.budget) for a in attempts):
-            break  # auto: a cheaper repair did it (against a change drawn afresh, no bar tells: each is tried)
+        if not spread and any(repairs(before, a.after, options.budget) for a in attempts):
+            break  # auto: a cheaper repair did it (where the spread tells them apart, each is tried)
         start = time.perf_counter()
         try:
             repaired, changed = REPAIRS[name](model, shortcut, train, kept, options)

@@ -169,14 +169,6 @@ class Measurement:
     #: (:attr:`~captum_gmar.exploration.intervention.Intervention.drawn`)
     drawn: bool = False
 
-    @property
-    def left(self) -> float:
-        """What is left of the shortcut, by which :func:`~captum_gmar.repair.choice.choose`
-        keeps the lowest: the rises' root mean square (:attr:`rise_rms`) against a change drawn
-        afresh (:attr:`drawn`), whose mean rise every repair tried takes to about zero, else the
-        mean rise (:attr:`rise`)."""
-        return self.rise_rms if self.drawn else self.rise
-
     def lead_removed(self, after: Measurement) -> float | None:
         """The share of the class's lead on the shortcut's own images that ``after`` took
         away (:meth:`OwnImages.removed`); ``None`` where either did not read them, or there
@@ -320,7 +312,7 @@ def while_it_falls(
     where not). Returns the steps kept, their model (``model`` itself for none) and the
     curve, ``(k, measurement)`` from 0 on, the step that stopped it included."""
     before = measure(model, shortcut, held_out, seed=seed) if before is None else before
-    drawn = shortcut.intervention.drawn
+    drawn = before.drawn
     curve = [(0, before)]
     best, best_model = 0, model
     for k in tqdm(range(1, count + 1), desc=f"{unit}s", unit=unit, disable=not progress):

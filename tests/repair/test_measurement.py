@@ -97,7 +97,7 @@ def test_a_repair_by_steps_stops_where_the_rise_stops_falling_costs_too_much_or_
         monkeypatch.setattr(
             measurement_module,
             "measure",
-            lambda model, *args, **kwargs: Measurement(rises[model], accuracies[model], {}, rise_rms=spread[model]),
+            lambda model, *args, **kwargs: Measurement(rises[model], accuracies[model], {}, rise_rms=spread[model], drawn=rms is not None),
         )
         shortcut = SimpleNamespace(intervention=SimpleNamespace(drawn=rms is not None))
         best, model, found = measurement_module.while_it_falls(0, shortcut, None, lambda k: k, len(rises) - 1, 0.01, "step", progress=False)
@@ -121,7 +121,9 @@ def test_against_a_change_drawn_afresh_the_rises_root_mean_square_decides(monkey
     def curve(rises: list[float], rms: list[float], accuracies: list[float] | None = None) -> list[int]:
         taken = accuracies or [0.9] * len(rises)
         monkeypatch.setattr(
-            measurement_module, "measure", lambda model, *args, **kwargs: Measurement(rises[model], taken[model], {}, rise_rms=rms[model])
+            measurement_module,
+            "measure",
+            lambda model, *args, **kwargs: Measurement(rises[model], taken[model], {}, rise_rms=rms[model], drawn=True),
         )
         shortcut = SimpleNamespace(intervention=SimpleNamespace(drawn=True))
         best, _, found = measurement_module.while_it_falls(0, shortcut, None, lambda k: k, len(rises) - 1, 0.01, "step", progress=False)

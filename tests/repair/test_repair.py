@@ -408,21 +408,26 @@ def test_against_a_change_drawn_afresh_auto_tries_every_repair_and_keeps_the_lea
 
     _, shortcut, data = setting
     right = torch.arange(200) < 180
-    # (mean rise, root mean square): each mean within the bar, as the texture's are; the lowest mean not the least spread
-    read = {"original": (0.42, 0.55), "heads": (0.01, 0.10), "project": (-0.005, 0.067), "finetune": (-0.01, 0.08)}
-    drawn = {"value": True}
+    # (mean rise, root mean square, the class's score on the shortcut's own images): each mean
+    # within the bar and the lead taken, the lowest mean not the least spread
+    read = {"original": (0.42, 0.55, 0.87), "heads": (0.01, 0.10, 0.45), "project": (-0.005, 0.067, 0.2), "finetune": (-0.01, 0.08, 0.4)}
+    case = {"drawn": True, "rest": 0.44}
     monkeypatch.setattr(repair_module, "carriers", lambda model, shortcut, images: torch.zeros(len(images), dtype=torch.bool))
-    monkeypatch.setattr(
-        repair_module,
-        "measure",
-        lambda model, *args, **kwargs: Measurement(read[model][0], 0.9, {}, 200, 0, right, rise_rms=read[model][1], drawn=drawn["value"]),
-    )
+
+    def measured(model, *args, **kwargs):
+        rise, rms, score = read[model]
+        own = OwnImages(score, case["rest"], 0.8, 0.44, 64, 64, True)
+        return Measurement(rise, 0.9, {}, 200, 0, right, own, rise_rms=rms, drawn=case["drawn"])
+
+    monkeypatch.setattr(repair_module, "measure", measured)
     monkeypatch.setattr(
         repair_module, "REPAIRS", {name: (lambda *args, name=name: (name, {})) for name in ("heads", "project", "finetune")}
     )
     done = repair_module.repair("original", shortcut, data, how="auto", progress=False)
     assert [a.how for a in done.attempts] == ["heads", "project", "finetune"] and done.chosen.how == "project"
     assert [row["transplant_rise_rms"] for row in done.table()] == [0.55, 0.10, 0.067, 0.08]
-    drawn["value"] = False  # a fixed change: the first that repairs ends auto
-    done = repair_module.repair("original", shortcut, data, how="auto", progress=False)
-    assert [a.how for a in done.attempts] == ["heads"]
+    # a fixed change, or no lead to judge (the shortcut's images scored as the rest): the first that repairs ends auto
+    for drawn, rest in ((False, 0.44), (True, 0.85)):
+        case.update(drawn=drawn, rest=rest)
+        done = repair_module.repair("original", shortcut, data, how="auto", progress=False)
+        assert [a.how for a in done.attempts] == ["heads"]

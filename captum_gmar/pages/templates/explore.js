@@ -626,7 +626,7 @@
         code.textContent = "captum-gmar repair " + D.maps + " --model " + MODEL + " --cluster features:" + g.target + ":" + c.rank +
           " --feature-layer " + F.layer + " --images " + IMAGES + " --data TRAIN --out repaired";
         div.appendChild(document.createTextNode("The shortcut of " + className(g.target) + "'s feature cluster " + c.cluster + " removed (put on through its images' pixels, " +
-          "by their tone curve, their filter or their mean difference from the rest of the class, one drawn per image of those the model follows, else by a texture drawn afresh; by the heads, a projection out of the classifier or a counterfactual fine-tune, the first that removes nine tenths of it within the budget), measured on labelled images of every class (TRAIN: one folder per class" +
+          "by their tone curve, their filter or their mean difference from the rest of the class, one drawn per image of those the model follows, else by a texture drawn afresh; by the heads, a projection out of the classifier or a counterfactual fine-tune, the first that removes nine tenths of it within the budget, against the texture the one that leaves least of it), measured on labelled images of every class (TRAIN: one folder per class" +
           (BUNDLED.indexOf(D.model) >= 0 ? "; for " + D.model + ": captum-gmar export-scenes TRAIN --split train --n 1000 --items 1" : "") + "): "));
         div.appendChild(code);
         next.appendChild(div);
