@@ -266,7 +266,7 @@ def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
         "layer": layer,
         "direction_norm": float(cluster.direction.norm()),
         "confirmed_by": list(cluster.confirmed_by),
-        "parts": list(cluster.parts),  # the flagged clusters it joins, one shortcut the clustering split
+        "parts": list(cluster.parts),  # the clusters it joins, one shortcut the clustering split
     }
     if checked and not cluster.confirmed_by:
         evidence = f"neither its direction nor a proxy raises the class enough: {cluster.interventions}"

@@ -23,9 +23,11 @@ has a place, where the maps' own checks judge it; one that no map cluster matche
 that its direction or a proxy in pixels confirms, is a **shortcut with no place** (:attr:`FeatureCluster.flagged`).
 
 **One shortcut split in parts.** The eigengap may split a shortcut's images into parts,
-each flagged alone. Flagged clusters whose directions from the class's unflagged images
-agree (:func:`aligned_groups`, cosine at least :data:`JOINED_AT`) are joined into one
-cluster, which is checked again; the others keep their checks (:attr:`FeatureCluster.parts`).
+each flagged alone, or one flagged and another just short of it. Clusters with no place
+whose directions from the class's unflagged images agree with a flagged cluster's
+(:func:`aligned_groups`, cosine at least :data:`JOINED_AT`) are joined into one cluster,
+which is checked again; the others keep their checks (:attr:`FeatureCluster.parts`). Where
+a joined cluster is not flagged, the flagged parts alone are joined.
 """
 
 from __future__ import annotations
@@ -111,8 +113,9 @@ class FeatureCluster:
     #: its proxies put on in pixels, in the order of :data:`~captum_gmar.exploration.feature_checks.PROXIES`
     #: (none: no image of another class, or of the rest of its class among those read)
     pixels: tuple[PixelCheck, ...] = ()
-    #: the sizes of the flagged clusters the clustering had split it into, joined as one
-    #: shortcut (:func:`aligned_groups`); none: as the clustering found it
+    #: the sizes of the clusters the clustering had split it into (flagged, or agreeing with
+    #: a flagged one's direction), joined as one shortcut (:func:`aligned_groups`); none: as
+    #: the clustering found it
     parts: tuple[int, ...] = ()
 
     @property
@@ -147,8 +150,8 @@ class FeatureCluster:
         )
         verdict = "flagged: a shortcut with no place" if self.flagged else "not flagged"
         joined = (
-            f"; joins {len(self.parts)} clusters of {' + '.join(map(str, self.parts))} images, each flagged, their directions "
-            f"agreeing (cosine at least {JOINED_AT})"
+            f"; joins {len(self.parts)} clusters of {' + '.join(map(str, self.parts))} images, each flagged or its direction "
+            f"agreeing with a flagged one's (cosine at least {JOINED_AT})"
             if self.parts
             else ""
         )
@@ -334,12 +337,21 @@ class FeatureChecker:
             self._clusters, features, target=target, maps=maps, pixels=pixels, plain=plain, pool=pool, pooled=pooled, seed=seed
         )
         clusters = checked(labels)
-        split = aligned_groups(features, labels, [c.label for c in clusters if c.flagged])
-        if split:  # one shortcut the clustering split: its parts joined and checked as one
-            found_labels, (labels, parts) = labels, joined(labels, split)
+
+        def join(groups: list[list[int]]) -> tuple[np.ndarray, list[FeatureCluster]]:
+            merged, parts = joined(labels, groups)
             # the other clusters keep their members and their checks, under their new numbers
-            others = [replace(c, label=int(labels[found_labels == c.label][0])) for c in clusters if not any(c.label in g for g in split)]
-            clusters = others + checked(labels, only=sorted(parts), parts=parts)
+            kept = [replace(c, label=int(merged[labels == c.label][0])) for c in clusters if not any(c.label in g for g in groups)]
+            return merged, kept + checked(merged, only=sorted(parts), parts=parts)
+
+        flagged = [c.label for c in clusters if c.flagged]
+        split = aligned_groups(features, labels, flagged, others=[c.label for c in clusters if c.no_place and not c.flagged])
+        if split:  # one shortcut the clustering split: its parts joined and checked as one
+            merged, rechecked = join(split)
+            if any(c.parts and not c.flagged for c in rechecked):  # a part not flagged diluted it: the flagged parts alone
+                split = aligned_groups(features, labels, flagged)
+                merged, rechecked = join(split) if split else (labels, clusters)
+            labels, clusters = merged, rechecked
         typical = tuple(typical_members(rows, labels, c, settings["typical"]) for c in range(int(labels.max()) + 1))
         ranking = sorted(clusters, key=lambda f: (not f.flagged, -f.beyond, f.label))
         return FeatureStrategies(layer=layer, labels=labels, eigenvalues=eigenvalues, typical=typical, ranking=tuple(ranking))

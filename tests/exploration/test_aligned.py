@@ -46,3 +46,14 @@ def test_joined_clusters_are_one_renumbered_by_size_with_their_parts() -> None:
     assert merged[labels == 3].tolist() == [2] * 20  # renumbered by size: the smallest last
     unchanged, none = joined(labels, [])
     assert np.array_equal(unchanged, labels) and none == {}
+
+
+def test_a_part_not_flagged_joins_a_flagged_one_along_its_direction_and_never_makes_a_group_alone() -> None:
+    features, labels = split_features()
+    # one half flagged, the other short of its check: joined, the flagged one first
+    assert aligned_groups(features, labels, [1], others=[2, 3]) == [[1, 2]]
+    assert aligned_groups(features, labels, [2], others=[1]) == [[2, 1]]
+    # another change, not flagged, joins nothing; parts not flagged are no group among themselves
+    # (the two halves agree at 0.99, linked only through a flagged cluster)
+    assert aligned_groups(features, labels, [3], others=[1, 2]) == []
+    assert aligned_groups(features, labels, [], others=[1, 2]) == []

@@ -364,12 +364,17 @@ def test_flagged_feature_clusters_that_agree_are_joined_and_checked_again(job, m
     rows = {0: np.arange(12), 1: np.arange(12)}
     alone = module.FeatureChecker(checker, None).run_class(0, rows, names, {}, settings)
     assert not isinstance(alone, str) and alone.labels.max() >= 2  # two to join, one to keep
-    told: list[list[int]] = []
-    monkeypatch.setattr(module, "aligned_groups", lambda features, labels, flagged: told.append(flagged) or [[0, 1]])
+    told: list[tuple[list[int], list[int]]] = []
+    monkeypatch.setattr(module, "aligned_groups", lambda features, labels, flagged, others=(): told.append((flagged, others)) or [[0, 1]])
     found = module.FeatureChecker(checker, None).run_class(0, rows, names, {}, settings)
-    assert not isinstance(found, str) and told == [sorted(c.label for c in alone.ranking if c.flagged)]  # asked of the flagged
-    sizes = np.bincount(alone.labels)
+    # asked of the flagged clusters and those with no place not flagged; where the joined one is
+    # not flagged, asked again of the flagged alone
+    flagged = sorted(c.label for c in alone.ranking if c.flagged)
+    others = sorted(c.label for c in alone.ranking if c.no_place and not c.flagged)
+    assert not isinstance(found, str) and told[0] == (flagged, others)
     (both,) = [c for c in found.ranking if c.parts]
+    assert told[1:] == ([] if both.flagged else [(flagged, ())])
+    sizes = np.bincount(alone.labels)
     assert both.parts == tuple(sorted(sizes[:2].tolist(), reverse=True)) and both.size == sizes[:2].sum()
     assert np.array_equal(found.labels == both.label, alone.labels <= 1) and found.labels.max() == alone.labels.max() - 1
     features = module.class_features(checker, names, found.layer)
@@ -385,6 +390,13 @@ def test_flagged_feature_clusters_that_agree_are_joined_and_checked_again(job, m
     among = module.FeatureChecker(checker, None).run(rows, names, {}, settings, progress=False)[0]
     assert not isinstance(among, str) and np.array_equal(among.labels, found.labels)
     assert [repr(c.check) for c in among.ranking] == [repr(c.check) for c in found.ranking]
+    # the joined cluster not flagged (none is, on these 12 images), and the flagged alone no
+    # group: the clusters stay as found, with their checks
+    assert not both.flagged
+    monkeypatch.setattr(module, "aligned_groups", lambda features, labels, flagged, others=(): [[0, 1]] if others else [])
+    kept = module.FeatureChecker(checker, None).run_class(0, rows, names, {}, settings)
+    assert not isinstance(kept, str) and not any(c.parts for c in kept.ranking) and np.array_equal(kept.labels, alone.labels)
+    assert [repr(c.check) for c in kept.ranking] == [repr(c.check) for c in alone.ranking]
 
 
 def test_a_folder_a_job_is_still_writing_is_refused_saying_how_far_it_has_come(job, tmp_path):
