@@ -20,9 +20,9 @@ from .spectral import numbered
 
 __all__ = ["JOINED_AT", "aligned_groups", "joined"]
 
-#: the cosine of two flagged clusters' directions (each its images' mean feature less the
-#: mean of the class's images in no flagged cluster) at which they are one shortcut the
-#: clustering split. Measured (docs/explore.md): the tint's two halves on one vit-tiny at
+#: the cosine of two clusters' directions, one of them flagged (each its images' mean
+#: feature less the mean of the class's images in no flagged cluster and not in it), at
+#: which they are one shortcut the clustering split. Measured (docs/explore.md): the tint's two halves on one vit-tiny at
 #: 0.986, a brightened item's three parts on another at 0.973 to 0.995. Changes the model
 #: reads along one direction are one to it: on the tint's model, a contrast change and a
 #: cast moved the clean Shirts' features along the tint's own (0.99, 0.97), a blur not
@@ -44,11 +44,14 @@ def aligned_groups(
     direction short of the bar (+0.187 against 0.2), and F1 0.67 became one. Two parts not
     flagged are each in the other's reference, which bends both away from the flagged one:
     they may then not join, a part missed rather than a cluster joined wrongly. None where
-    every image is in a flagged cluster."""
+    every image is in a flagged cluster; a part not flagged that holds every other image
+    has no reference and joins nothing."""
     if not flagged or len(flagged) + len(others) < 2:
         return []
     rest = ~np.isin(labels, flagged)
-    if not rest.any():
+    # a part not flagged that holds every image outside the flagged has no reference: it joins nothing
+    others = [c for c in others if (rest & (labels != c)).any()]
+    if not rest.any() or len(flagged) + len(others) < 2:
         return []
     candidates = [*flagged, *others]
     mean = [features[torch.from_numpy(labels == c)].double().mean(dim=0) for c in candidates]

@@ -27,7 +27,8 @@ each flagged alone, or one flagged and another just short of it. Clusters with n
 whose directions from the class's unflagged images agree with a flagged cluster's
 (:func:`aligned_groups`, cosine at least :data:`JOINED_AT`) are joined into one cluster,
 which is checked again; the others keep their checks (:attr:`FeatureCluster.parts`). Where
-a joined cluster is not flagged, the flagged parts alone are joined.
+a cluster joined with a part not flagged is then neither flagged nor placed, its flagged
+parts alone are joined (checked once more).
 """
 
 from __future__ import annotations
@@ -338,19 +339,26 @@ class FeatureChecker:
         )
         clusters = checked(labels)
 
-        def join(groups: list[list[int]]) -> tuple[np.ndarray, list[FeatureCluster]]:
-            merged, parts = joined(labels, groups)
+        def join(chains: list[list[int]]) -> tuple[np.ndarray, list[FeatureCluster]]:
+            merged, parts = joined(labels, chains)
             # the other clusters keep their members and their checks, under their new numbers
-            kept = [replace(c, label=int(merged[labels == c.label][0])) for c in clusters if not any(c.label in g for g in groups)]
+            kept = [replace(c, label=int(merged[labels == c.label][0])) for c in clusters if not any(c.label in g for g in chains)]
             return merged, kept + checked(merged, only=sorted(parts), parts=parts)
 
         flagged = [c.label for c in clusters if c.flagged]
-        split = aligned_groups(features, labels, flagged, others=[c.label for c in clusters if c.no_place and not c.flagged])
-        if split:  # one shortcut the clustering split: its parts joined and checked as one
-            merged, rechecked = join(split)
-            if any(c.parts and not c.flagged for c in rechecked):  # a part not flagged diluted it: the flagged parts alone
-                split = aligned_groups(features, labels, flagged)
-                merged, rechecked = join(split) if split else (labels, clusters)
+        chains = aligned_groups(features, labels, flagged, others=[c.label for c in clusters if c.no_place and not c.flagged])
+        if chains:  # one shortcut the clustering split: its parts joined and checked as one
+            merged, rechecked = join(chains)
+            by_label = {c.label: c for c in rechecked}
+
+            def diluted(chain: list[int]) -> bool:  # a part not flagged left it unflagged, and with no place
+                found = by_label[int(merged[labels == chain[0]][0])]
+                return not set(chain) <= set(flagged) and found.no_place and not found.flagged
+
+            if any(diluted(g) for g in chains):  # those of their flagged parts alone, the others as joined
+                alone = aligned_groups(features, labels, flagged)
+                chains = [g for g in chains if not diluted(g)] + [a for g in chains if diluted(g) for a in alone if set(a) <= set(g)]
+                merged, rechecked = join(chains) if chains else (labels, clusters)
             labels, clusters = merged, rechecked
         typical = tuple(typical_members(rows, labels, c, settings["typical"]) for c in range(int(labels.max()) + 1))
         ranking = sorted(clusters, key=lambda f: (not f.flagged, -f.beyond, f.label))

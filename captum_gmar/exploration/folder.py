@@ -119,8 +119,8 @@ def explore(
     ``layer``, ``rule`` and ``groups``, one per class, each with ``target``,
     ``target_name``, ``images``, ``note`` (why it was not clustered, else ``null``),
     ``eigenvalues``, ``flagged`` and ``clusters``, flagged first, each with ``cluster``,
-    ``rank``, ``size``, ``parts`` (the sizes of the flagged clusters it joins, one shortcut the
-    clustering split: :mod:`~captum_gmar.exploration.aligned`; empty: as found), ``flagged``
+    ``rank``, ``size``, ``parts`` (the sizes of the clusters it joins, flagged or agreeing with a flagged
+    one's direction, one shortcut the clustering split: :mod:`~captum_gmar.exploration.aligned`; empty: as found), ``flagged``
     (a shortcut with no place), ``no_place``, ``matched``
     (``method``, ``cluster``, ``f1`` of the map cluster that best isolates its images),
     ``direction`` (the intervention's ``recipients``, ``norm``, ``plain``, ``rise``,

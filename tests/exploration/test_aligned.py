@@ -1,5 +1,5 @@
-"""One shortcut the clustering split: flagged clusters whose directions agree are joined,
-flagged clusters that move the features in other directions are not."""
+"""One shortcut the clustering split: clusters whose directions agree with a flagged one's
+are joined, clusters that move the features in other directions are not."""
 
 import numpy as np
 import torch
@@ -57,3 +57,5 @@ def test_a_part_not_flagged_joins_a_flagged_one_along_its_direction_and_never_ma
     # (the two halves agree at 0.99, linked only through a flagged cluster)
     assert aligned_groups(features, labels, [3], others=[1, 2]) == []
     assert aligned_groups(features, labels, [], others=[1, 2]) == []
+    # a part not flagged that holds every image outside the flagged one has no reference: nothing joins
+    assert aligned_groups(features[labels <= 1], labels[labels <= 1], [1], others=[0]) == []

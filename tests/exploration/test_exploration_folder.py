@@ -351,7 +351,7 @@ def test_the_features_direction_is_added_to_the_images_of_another_class(job):
 
 
 def test_flagged_feature_clusters_that_agree_are_joined_and_checked_again(job, monkeypatch):
-    """Where two flagged clusters are one shortcut (``aligned_groups``, here told so), the
+    """Where two clusters are one shortcut (``aligned_groups``, here told so), the
     class's strategies hold one cluster of both, numbered by size, checked anew, with its
     parts; the other clusters keep their members and their checks; the same whether the
     class runs alone or among the others."""

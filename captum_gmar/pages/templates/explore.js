@@ -586,7 +586,7 @@
     el("features-box").hidden = false;
     el("features-note").textContent = "Each explained class's images, clustered by the mean of the patch tokens that layer " + F.layer +
       " (from 0) puts out, with the maps' clustering. A cluster is flagged where " + F.rule + ". A cluster that a map cluster isolates has a place: the maps' checks above judge it." +
-      " Flagged clusters of a class whose directions agree are one shortcut the clustering split: they are joined, and their parts' sizes shown.";
+      " Clusters of a class whose directions agree with a flagged one's are one shortcut the clustering split: they are joined, and their parts' sizes shown.";
     var body = el("features").tBodies[0];
     body.textContent = "";
     F.groups.forEach(function (g) {
