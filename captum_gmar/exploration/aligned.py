@@ -46,7 +46,7 @@ def aligned_groups(
     they may then not join, a part missed rather than a cluster joined wrongly. None where
     every image is in a flagged cluster; a part not flagged that holds every other image
     has no reference and joins nothing."""
-    if not flagged or len(flagged) + len(others) < 2:
+    if not flagged:
         return []
     rest = ~np.isin(labels, flagged)
     # a part not flagged that holds every image outside the flagged has no reference: it joins nothing

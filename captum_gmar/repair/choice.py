@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import TypeVar
 
-from .measurement import LEADS, REACHES, Measurement
+from .measurement import REACHES, Measurement
 
 __all__ = ["by_spread", "choose", "measured_within", "misses", "removes", "repairs", "short_of_lead"]
 
@@ -82,8 +82,7 @@ def by_spread(before: Measurement) -> bool:
     left the least spread on both seeds (10% and 9%), removed 76% and 80%, and took 48% and
     49% of the lead; where it cannot be judged, ``auto`` ends at the first repair that passes
     the bars, as against a fixed change."""
-    own = before.own
-    return before.drawn and not math.isnan(before.rise_rms) and own is not None and own.lead >= LEADS
+    return before.drawn and not math.isnan(before.rise_rms) and before.own is not None and before.own.judged
 
 
 def repairs(before: Measurement, after: Measurement | None, budget: float) -> bool:

@@ -111,11 +111,16 @@ class OwnImages:
         how much more of the class the model reads in the images that carry it."""
         return self.score - self.rest_score
 
+    @property
+    def judged(self) -> bool:
+        """Whether this lead is large enough to judge a share of it taken away (:data:`LEADS`)."""
+        return self.lead >= LEADS
+
     def removed(self, after: OwnImages) -> float | None:
         """The share of this lead that ``after`` (the same images, read by a repaired model)
         took away (above 1: they now score below the rest of the class; below 0: the lead
-        grew); ``None`` where this lead is below :data:`LEADS`."""
-        return None if self.lead < LEADS else 1 - after.lead / self.lead
+        grew); ``None`` where this lead is not :attr:`judged`."""
+        return 1 - after.lead / self.lead if self.judged else None
 
 
 #: the class's lead on the shortcut's own images before a repair (:attr:`OwnImages.lead`)

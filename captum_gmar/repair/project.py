@@ -42,7 +42,7 @@ from ..errors import UnsupportedModelError
 from ..exploration.intervention import ways
 from ..vit.model import VisionTransformer
 from .classifier import classifier_name
-from .measurement import LEADS, REACHES, Measurement, measure, own_images, while_it_falls
+from .measurement import REACHES, Measurement, measure, own_images, while_it_falls
 from .shortcut import Labelled, Shortcut
 
 __all__ = ["LEFT", "RIDGES", "ProjectRepair", "Projection", "change_directions", "projection", "repair_project"]
@@ -283,7 +283,7 @@ def repair_project(
     before = measure(model, shortcut, held_out, seed=seed)
     # the class's lead on the shortcut's own images, where there is a rise to remove and a lead to judge
     own_before = own_images(model, shortcut) if before.rise > 0 else None
-    if own_before is not None and own_before.lead < LEADS:
+    if own_before is not None and not own_before.judged:
         own_before = None
 
     def folded(k: int, ridge: float) -> nn.Module:
