@@ -141,7 +141,7 @@ def run(options: RepairOptions) -> None:
         "changed": {a.how: a.changed for a in done.attempts},
         "per_class_after": {a.how: a.after.per_class for a in done.attempts if a.after is not None},
         "per_class_before": done.before.per_class,
-        "warnings": _warnings(table, done.chosen.how, cluster.put_on),
+        "warnings": _warnings(table, done.chosen.how, cluster.put_on, done.before.drawn),
     }
     write_atomic(out / "repair.json", json.dumps(report, indent=1) + "\n")
     names = {int(label): str(n) for label, n in (model.config.id2label or {}).items()}
@@ -220,11 +220,11 @@ def _markdown(
             f"{pair(row, 'own_images_called', 'rest_of_class_called', True)} | "
             f"{cell(row['lead_removed'], True) if row is not table[0] else '–'} | {row['seconds']:.0f} | {row['note'] or ''} |"
         )
-    warnings = _warnings(table, chosen, put_on)
+    warnings = _warnings(table, chosen, put_on, drawn)
     return "\n".join(lines + [line for warning in warnings for line in ("", warning)]) + "\n"
 
 
-def _warnings(table: list[dict[str, Any]], chosen: str, put_on: str) -> list[str]:
+def _warnings(table: list[dict[str, Any]], chosen: str, put_on: str, drawn: bool = False) -> list[str]:
     """What the report warns of: a shortcut, as put on, that raises the class on the
     held-out images by no more than twice the rise's standard error (no share of it removed
     is given: :meth:`~captum_gmar.repair.Measurement.rise_stands`); and of the repair kept,
@@ -233,7 +233,9 @@ def _warnings(table: list[dict[str, Any]], chosen: str, put_on: str) -> list[str
     enough to judge: :data:`~captum_gmar.repair.LEADS`), it misses the class on them
     (``misses_own_images``: :meth:`~captum_gmar.repair.OwnImages.called_less`, where the
     model as it was did not), or it calls the class on the rest of the class's images less
-    often (``costs_class``: :meth:`~captum_gmar.repair.OwnImages.costs_class`)."""
+    often (``costs_class``: :meth:`~captum_gmar.repair.OwnImages.costs_class`). Against a
+    change drawn afresh (``drawn``), whose rises cancel in their mean, the share of the rise
+    removed is given with its rises' root mean square before and after."""
     from ..repair import REACHES
 
     first = table[0]
@@ -254,7 +256,12 @@ def _warnings(table: list[dict[str, Any]], chosen: str, put_on: str) -> list[str
     gone = row["lead_removed"]
     if gone is not None and gone < REACHES:
         took = f"took away {100 * gone:.0f}% of" if gone >= 0 else f"did not take away (it grew by {-100 * gone:.0f}%)"
-        proxy = "" if row["removed"] is None else f" (it removed {100 * row['removed']:.0f}% of the transplant rise)"
+        proxy, before_rms, after_rms = "", first["transplant_rise_rms"], row["transplant_rise_rms"]
+        if row["removed"] is not None:
+            spread = ""
+            if drawn and before_rms is not None and after_rms is not None:
+                spread = f"'s mean; its rises' root mean square went from {before_rms:.3f} to {after_rms:.3f}"
+            proxy = f" (it removed {100 * row['removed']:.0f}% of the transplant rise{spread})"
         warnings.append(
             f"Warning: {chosen} {took} the class's lead on the cluster's own images over the rest of the class's images"
             f"{proxy}. The repaired model may still follow the shortcut on images of its class, or the shortcut may reach "

@@ -261,7 +261,7 @@ def _notes(attempt: Attempt, before: Measurement, budget: float) -> str | None:
     shortcut's own images: :func:`~captum_gmar.repair.choice.misses`)."""
     missed = attempt.after is not None and misses(before, attempt.after)
     notes = (
-        _curve_note(attempt, budget),
+        _curve_note(attempt, budget, before.drawn),
         _ridge_note(attempt),
         _error_note(before, attempt.after, budget),
         "calls the class on the shortcut's own images less often than on the rest of its class" if missed else None,
@@ -292,10 +292,11 @@ def _ridge_note(attempt: Attempt) -> str | None:
     return f"through the ridge {attempt.changed['ridge']:g} (tried {listed})"
 
 
-def _curve_note(attempt: Attempt, budget: float) -> str | None:
+def _curve_note(attempt: Attempt, budget: float, drawn: bool = False) -> str | None:
     """Where a curve (the heads', the projection's) stopped because its next step cost more
-    than the budget: what that step would have done (its rise and cost), which the chosen
-    row does not show."""
+    than the budget: what that step would have done (its rise and cost, and, against a
+    change drawn afresh (``drawn``), whose rises cancel in their mean, its rises' root mean
+    square), which the chosen row does not show."""
     curve = attempt.changed.get("curve") or []
     if len(curve) < 2:
         return None
@@ -308,8 +309,10 @@ def _curve_note(attempt: Attempt, budget: float) -> str | None:
         return None  # a curve of another unit: add it to CURVES to have its note
     unit, done = CURVES[key]
     cost = 100 * (curve[0]["accuracy"] - refused["accuracy"])
+    rms = refused.get("rise_rms")
+    spread = f" (root mean square {rms:.3f})" if drawn and rms is not None else ""
     return (
-        f"{kept} {unit}{'' if kept == 1 else 's'} {done}: {refused[key]} took the rise to {refused['rise']:.3f} "
+        f"{kept} {unit}{'' if kept == 1 else 's'} {done}: {refused[key]} took the rise to {refused['rise']:.3f}{spread} "
         f"but cost {cost:.1f} points, over the budget of {100 * budget:g}"
     )
 

@@ -225,6 +225,14 @@ def test_the_table_says_the_share_removed_the_cost_the_worst_class_and_why_the_h
     assert Repaired(before, (projected,), projected).table()[1]["note"] == (
         "1 direction projected out: 2 took the rise to 0.050 but cost 3.0 points, over the budget of 1"
     )
+    # against a change drawn afresh, whose rises cancel in their mean, the step refused says its root mean square too
+    two[2]["rise_rms"] = 0.12
+    drawn = Measurement(0.585, 0.90, {}, rise_rms=0.4, drawn=True)
+    assert Repaired(drawn, (projected,), projected).table()[1]["note"] == (
+        "1 direction projected out: 2 took the rise to 0.050 (root mean square 0.120) but cost 3.0 points, over the budget of 1"
+    )
+    fixed = Repaired(before, (projected,), projected).table()[1]["note"]
+    assert fixed.startswith("1 direction projected out: 2 took the rise to 0.050 but")
     assert rows[2]["removed"] == pytest.approx(1 - 0.03 / 0.585) and rows[2]["cost_points"] == pytest.approx(2.3)
     assert rows[2]["over_budget"] and rows[2]["worst_class"] == 1 and rows[2]["worst_class_accuracy"] == 0.824
     assert rows[2]["note"] is None  # no curve: nothing to say
