@@ -3,13 +3,14 @@
 The eigengap may split a shortcut's images into parts, and each part is then flagged
 alone, or one flagged and another just short of it, none of them holding the shortcut's
 images whole. :func:`aligned_groups` finds such parts among the clusters of a class, by the
-direction each moves the class's features in, and :func:`joined` makes each group one cluster. Pure functions over arrays; the checks are the caller's
-(:mod:`~captum_gmar.exploration.features`).
+direction each moves the class's features in, :func:`joined` makes each group one cluster,
+and :func:`undiluted` takes back a join that a part not flagged spoilt. Pure functions over
+arrays; the checks are the caller's (:mod:`~captum_gmar.exploration.features`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor
 from ._extra import need
 from .spectral import numbered
 
-__all__ = ["JOINED_AT", "aligned_groups", "joined"]
+__all__ = ["JOINED_AT", "aligned_groups", "joined", "undiluted"]
 
 #: the cosine of two clusters' directions, one of them flagged (each its images' mean
 #: feature less the mean of the class's images in no flagged cluster and not in it), at
@@ -76,3 +77,12 @@ def joined(labels: np.ndarray, groups: list[list[int]]) -> tuple[np.ndarray, dic
         int(renumbered[labels == group[0]][0]): tuple(sorted((int((labels == c).sum()) for c in group), reverse=True)) for group in groups
     }
     return renumbered, parts
+
+
+def undiluted(groups: list[list[int]], diluted: Callable[[list[int]], bool], alone: list[list[int]]) -> list[list[int]]:
+    """``groups`` (of :func:`aligned_groups` with ``others``) as joined, but each that
+    ``diluted`` says came out worse for a part not flagged (joined, it is no longer flagged
+    and has no place): in its place, the groups of ``alone`` (of the flagged clusters alone)
+    that lie within it. The other groups keep their joins."""
+    kept = [group for group in groups if not diluted(group)]
+    return kept + [part for group in groups if diluted(group) for part in alone if set(part) <= set(group)]

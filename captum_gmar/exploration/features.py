@@ -45,7 +45,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._extra import need
-from .aligned import JOINED_AT, aligned_groups, joined
+from .aligned import JOINED_AT, aligned_groups, joined, undiluted
 from .checker import ClusterChecker
 from .feature_checks import PROXIES, DirectionCheck, PixelCheck, direction_check, pixel_check
 from .spectral import spectral_clusters, typical_members
@@ -356,8 +356,7 @@ class FeatureChecker:
                 return not set(chain) <= set(flagged) and found.no_place and not found.flagged
 
             if any(diluted(g) for g in chains):  # those of their flagged parts alone, the others as joined
-                alone = aligned_groups(features, labels, flagged)
-                chains = [g for g in chains if not diluted(g)] + [a for g in chains if diluted(g) for a in alone if set(a) <= set(g)]
+                chains = undiluted(chains, diluted, aligned_groups(features, labels, flagged))
                 merged, rechecked = join(chains) if chains else (labels, clusters)
             labels, clusters = merged, rechecked
         typical = tuple(typical_members(rows, labels, c, settings["typical"]) for c in range(int(labels.max()) + 1))

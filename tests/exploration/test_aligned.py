@@ -4,7 +4,7 @@ are joined, clusters that move the features in other directions are not."""
 import numpy as np
 import torch
 
-from captum_gmar.exploration.aligned import JOINED_AT, aligned_groups, joined
+from captum_gmar.exploration.aligned import JOINED_AT, aligned_groups, joined, undiluted
 
 DIM = 16
 
@@ -59,3 +59,20 @@ def test_a_part_not_flagged_joins_a_flagged_one_along_its_direction_and_never_ma
     assert aligned_groups(features, labels, [], others=[1, 2]) == []
     # a part not flagged that holds every image outside the flagged one has no reference: nothing joins
     assert aligned_groups(features[labels <= 1], labels[labels <= 1], [1], others=[0]) == []
+
+
+def test_a_join_spoilt_by_a_part_not_flagged_falls_back_to_its_flagged_parts_alone_the_others_kept() -> None:
+    # two shortcuts: 1 + 2 + 5 (5 not flagged: it spoilt the join), 3 + 4 (both flagged: kept)
+    groups = [[1, 2, 5], [3, 4]]
+    spoilt = {(1, 2, 5)}
+    alone = [[1, 2], [3, 4]]  # the flagged clusters' own groups
+
+    def diluted(group: list[int]) -> bool:
+        return tuple(group) in spoilt
+
+    assert undiluted(groups, diluted, alone) == [[3, 4], [1, 2]]
+    # a spoilt group whose flagged parts make no group alone: no join left of it
+    assert undiluted(groups, diluted, [[3, 4]]) == [[3, 4]]
+    # none spoilt: every group as joined; every one spoilt, and no flagged group: none
+    assert undiluted(groups, lambda group: False, alone) == groups
+    assert undiluted(groups, lambda group: True, []) == []
