@@ -15,9 +15,10 @@ hold out, and the settings, and returns the repaired model and what it changed, 
 - ``auto`` (:data:`AUTO`): the heads, then the projection, then the fine-tune, the first
   that removes nine tenths of the transplant rise within the budget as measured, does not
   leave the class called less often on the shortcut's own images than on the rest of it,
-  and takes the class's lead on them, ending it (:mod:`~captum_gmar.repair.choice`); all
-  three against a change drawn afresh on every image with a lead to judge, the one that
-  takes the lead and leaves the least of its rises' root mean square kept.
+  takes the class's lead on them and calls the rest of the class as often as before,
+  ending it (:mod:`~captum_gmar.repair.choice`); all three against a change drawn afresh
+  on every image with a lead to judge, the one that takes the lead (of those, one that
+  does not cost the rest of the class) and leaves the least of its rises' root mean square kept.
 
 Every repair is judged alike (:func:`~captum_gmar.repair.measurement.measure`): the transplant
 rise on held-out images of other classes, before and after, and the clean accuracy overall
@@ -39,7 +40,7 @@ from typing import Any, Literal
 from torch import nn
 
 from ..errors import UnsupportedModelError
-from .choice import by_spread, choose, measured_within, misses, repairs
+from .choice import by_spread, choose, costs_class, measured_within, misses, repairs
 from .classifier import repair_classifier
 from .finetune import repair_finetune
 from .heads import repair_heads
@@ -244,7 +245,7 @@ class Repaired:
             "own_images_called": None if after.own is None else after.own.called,
             "rest_of_class_called": None if after.own is None else after.own.rest_called,
             "misses_own_images": None if after.own is None or self.before.own is None else misses(self.before, after),
-            "costs_class": None if after.own is None or self.before.own is None else self.before.own.costs_class(after.own),
+            "costs_class": None if after.own is None or self.before.own is None else costs_class(self.before, after),
             "lead_removed": self.before.lead_removed(after),
             "seconds": seconds,
             "note": note,
@@ -335,7 +336,8 @@ def repair(
             the images that do not carry the shortcut (:func:`carriers`, by the original model).
         how: ``"heads"``, ``"finetune"``, ``"classifier"``, ``"project"`` or ``"auto"`` (:data:`AUTO`
             in turn, until one removes nine tenths of the rise within the budget as measured,
-            does not miss the class on the shortcut's own images and takes its lead there:
+            does not miss the class on the shortcut's own images, takes its lead there and
+            does not cost the rest of the class:
             :func:`~captum_gmar.repair.choice.repairs`; every one of them where the spread
             of the rises tells them apart, :func:`~captum_gmar.repair.choice.by_spread`).
         settings: :class:`Settings`' fields (``budget``, ``max_heads``, ``steps``, ``seed``,
