@@ -15,10 +15,10 @@ hold out, and the settings, and returns the repaired model and what it changed, 
 - ``auto`` (:data:`AUTO`): the heads, then the projection, then the fine-tune, the first
   that removes nine tenths of the transplant rise within the budget as measured, does not
   leave the class called less often on the shortcut's own images than on the rest of it,
-  takes the class's lead on them and calls the rest of the class as often as before,
-  ending it (:mod:`~captum_gmar.repair.choice`); all three against a change drawn afresh
-  on every image with a lead to judge, the one that takes the lead (of those, one that
-  does not cost the rest of the class) and leaves the least of its rises' root mean square kept.
+  takes the class's lead on them and does not call the rest of the class less often,
+  beyond chance, ending it (:mod:`~captum_gmar.repair.choice`, which says how one is kept
+  of those tried); all three against a change drawn afresh on every image with a lead to
+  judge, where the least of the rises' root mean square decides among those the rules leave.
 
 Every repair is judged alike (:func:`~captum_gmar.repair.measurement.measure`): the transplant
 rise on held-out images of other classes, before and after, and the clean accuracy overall
@@ -337,7 +337,7 @@ def repair(
         how: ``"heads"``, ``"finetune"``, ``"classifier"``, ``"project"`` or ``"auto"`` (:data:`AUTO`
             in turn, until one removes nine tenths of the rise within the budget as measured,
             does not miss the class on the shortcut's own images, takes its lead there and
-            does not cost the rest of the class:
+            does not call the rest of the class less often beyond chance:
             :func:`~captum_gmar.repair.choice.repairs`; every one of them where the spread
             of the rises tells them apart, :func:`~captum_gmar.repair.choice.by_spread`).
         settings: :class:`Settings`' fields (``budget``, ``max_heads``, ``steps``, ``seed``,

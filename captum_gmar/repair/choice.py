@@ -4,7 +4,7 @@
 :func:`repairs` ends ``auto``: the rise removed (:func:`removes`) within the budget as
 measured (:func:`measured_within`), the class not missed on the shortcut's own images
 (:func:`misses`), its lead on them taken (:func:`short_of_lead`), and the rest of the class
-called as often as before (:func:`costs_class`). :func:`choose` keeps one of those tried. Against a change drawn afresh on every image, with a lead to
+not called less often beyond chance (:func:`costs_class`). :func:`choose` keeps one of those tried. Against a change drawn afresh on every image, with a lead to
 judge, ``auto`` tries every repair and the spread of the rises tells them apart
 (:func:`by_spread`).
 """
@@ -125,8 +125,9 @@ def choose(before: Measurement, done: Sequence[tuple[Tried, Measurement]], budge
     lowest rise, those that do not miss the class on the shortcut's own images
     (:func:`misses`) first, then those that took its lead there (:func:`short_of_lead`),
     then those within the budget as measured (:func:`measured_within`), then those that do
-    not cost the rest of the class (:func:`costs_class`; after the lead, since a repair
-    that leaves the shortcut costs the class nothing), else the one that
+    not cost the rest of the class (:func:`costs_class`; after the lead by choice: one that
+    leaves the lead has not removed the shortcut where it is, and may cost the class too),
+    each step skipped where it would leave none; else the one that
     costs least accuracy; where none removes that much, the lowest rise within the budget,
     else the lowest rise; ``None`` where none was tried. The lowest rise is the lowest mean
     rise, or the least root mean square of the images' rises where the repairs are told
