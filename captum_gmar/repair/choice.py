@@ -4,9 +4,9 @@
 :func:`repairs` ends ``auto``: the rise removed (:func:`removes`) within the budget as
 measured (:func:`measured_within`), the class not missed on the shortcut's own images
 (:func:`misses`), its lead on them taken (:func:`short_of_lead`), and the rest of the class
-not called less often beyond chance (:func:`costs_class`). :func:`choose` keeps one of those tried. Against a change drawn afresh on every image, with a lead to
-judge, ``auto`` tries every repair and the spread of the rises tells them apart
-(:func:`by_spread`).
+not called less often beyond chance (:func:`costs_class`). :func:`choose` keeps one of
+those tried. Against a change drawn afresh on every image, with a lead to judge, ``auto``
+tries every repair and the spread of the rises tells them apart (:func:`by_spread`).
 """
 
 from __future__ import annotations
