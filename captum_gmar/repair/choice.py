@@ -139,9 +139,13 @@ def choose(before: Measurement, done: Sequence[tuple[Tried, Measurement]], budge
         kept = [pair for pair in removed if pair in within]
         if not kept:
             return max(removed, key=lambda p: p[1].accuracy)[0]
-        kept = [pair for pair in kept if not misses(before, pair[1])] or kept
-        kept = [pair for pair in kept if not short_of_lead(before, pair[1])] or kept
-        kept = [pair for pair in kept if measured_within(before, pair[1], budget)] or kept
-        kept = [pair for pair in kept if not costs_class(before, pair[1])] or kept
+        preferred = (
+            lambda after: not misses(before, after),
+            lambda after: not short_of_lead(before, after),
+            lambda after: measured_within(before, after, budget),
+            lambda after: not costs_class(before, after),
+        )
+        for keep in preferred:  # in turn, each skipped where it would leave none
+            kept = [pair for pair in kept if keep(pair[1])] or kept
         return min(kept, key=left)[0]
     return min(within or done, key=left)[0] if done else None
