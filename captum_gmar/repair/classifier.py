@@ -29,7 +29,7 @@ from ..vit.model import VisionTransformer
 from .finetune import distance, draw_batch, is_multi_label
 from .shortcut import Labelled, Shortcut
 
-__all__ = ["classifier_name", "repair_classifier"]
+__all__ = ["classifier_name", "drawn_inputs", "repair_classifier"]
 
 #: the last inputs computed for each model (while it lives), with what they were drawn for
 #: (the shortcut and the images, by identity, the draws' settings and the weights' versions), so that a gentler
@@ -96,7 +96,7 @@ def repair_classifier(
         inputs, targets, state = kept[3]  # the same draws as before (a gentler retry): not computed again
         generator.set_state(state)
     else:
-        inputs, targets = _inputs(
+        inputs, targets = drawn_inputs(
             original, model.get_submodule(name), shortcut, train, batch_size, pasted_share, passes, generator, progress
         )
         _POOLS[model] = (weakref.ref(shortcut), weakref.ref(train), drawn, (inputs, targets, generator.get_state()))
@@ -118,7 +118,7 @@ def repair_classifier(
 
 
 @torch.no_grad()
-def _inputs(
+def drawn_inputs(
     original: VisionTransformer,
     classifier: nn.Module,
     shortcut: Shortcut,

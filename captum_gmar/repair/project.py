@@ -45,7 +45,7 @@ from .classifier import classifier_name
 from .measurement import REACHES, Measurement, measure, own_images, while_it_falls
 from .shortcut import Labelled, Shortcut
 
-__all__ = ["LEFT", "RIDGES", "ProjectRepair", "Projection", "change_directions", "projection", "repair_project"]
+__all__ = ["LEFT", "RIDGES", "ProjectRepair", "Projection", "change_directions", "linear_classifier", "projection", "repair_project"]
 
 #: the ridges :func:`repair_project` tries, smallest first, each added to the inputs'
 #: covariance as a share of its mean variance (its trace over ``F``):
@@ -133,7 +133,7 @@ def projection(model: nn.Module, shortcut: Shortcut, train: Labelled, k: int, ba
         raise ValueError("the projection needs two training images at least (train), for the inputs' covariance")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    classifier = _linear(model)
+    classifier = linear_classifier(model)
     if classifier.bias is None:  # refused before any pass: the offset to the inputs' mean has nowhere to go
         raise UnsupportedModelError("the classifier has no bias to fold the projection's offset into")
     vit = VisionTransformer(model.eval())
@@ -221,6 +221,8 @@ class ProjectRepair:
     #: for each ridge tried, in turn: ``(ridge, curve)``, the curve ``(directions projected
     #: out, measurement)`` from 0 (the model as it was) on, the step that stopped it included
     curves: tuple[tuple[float, tuple[tuple[int, Measurement], ...]], ...]
+    #: ``(k, F)``: the directions projected out, orthonormal rows (none where ``k`` is 0)
+    directions: Tensor
     #: for each ridge tried, in turn: the share of the class's lead on the shortcut's own
     #: images its curve's projection took away (:meth:`~captum_gmar.repair.measurement.OwnImages.removed`;
     #: ``None`` where it kept no direction, or there was no lead to judge)
@@ -288,7 +290,7 @@ def repair_project(
 
     def folded(k: int, ridge: float) -> nn.Module:
         candidate = copy.deepcopy(model)
-        found.fold(_linear(candidate), k, ridge)
+        found.fold(linear_classifier(candidate), k, ridge)
         return candidate.eval()
 
     def near(rise: float) -> bool:
@@ -319,12 +321,12 @@ def repair_project(
         if k and (kept is None or better(rise, lead, kept[2], kept[3])):
             kept = (ridge, k, rise, lead)
     if kept is None:
-        return ProjectRepair(model, 0, 0.0, ridges[0], tuple(curves), tuple(leads))
+        return ProjectRepair(model, 0, 0.0, ridges[0], tuple(curves), found.directions[:0], tuple(leads))
     ridge, k, _, _ = kept
-    return ProjectRepair(folded(k, ridge), k, float(found.share[k - 1]), ridge, tuple(curves), tuple(leads))
+    return ProjectRepair(folded(k, ridge), k, float(found.share[k - 1]), ridge, tuple(curves), found.directions[:k], tuple(leads))
 
 
-def _linear(model: nn.Module) -> nn.Linear:
+def linear_classifier(model: nn.Module) -> nn.Linear:
     """The model's classifier, where it is one linear layer.
 
     Raises:

@@ -14,7 +14,6 @@ from captum_gmar.errors import UnsupportedModelError
 from captum_gmar.repair import Labelled, Measurement, OwnImages, Shortcut, measure, repair
 from captum_gmar.repair.measurement import RMS_FALLS
 from captum_gmar.repair.project import RIDGES, Projection, change_directions, projection, repair_project
-from captum_gmar.vit.layers import pooled_patches
 from captum_gmar.vit.model import VisionTransformer
 
 
@@ -72,16 +71,6 @@ def test_a_classifier_without_bias_takes_only_a_projection_through_its_reference
     assert torch.all(layer.weight[:, 0] == 0)
     with pytest.raises(UnsupportedModelError, match="no bias"):
         Projection(direction, torch.ones(4), torch.eye(4), torch.ones(1)).fold(nn.Linear(4, 2, bias=False), 1)
-
-
-@pytest.fixture(scope="module")
-def lifted(setting):
-    """A shortcut the untouched model follows: class 3's direction in the features,
-    lengthened, added at layer 2."""
-    model, region, data = setting
-    features = pooled_patches(VisionTransformer(model), data.pixels, 2)
-    direction = 8 * (features[data.labels == 3].mean(0) - features[data.labels != 3].mean(0))
-    return Shortcut.of_direction(3, 2, direction, region.members, region.rest)
 
 
 def test_the_directions_are_orthonormal_the_mean_change_first(setting, lifted):
@@ -244,7 +233,7 @@ def _chosen_ridge(
         project, "projection", lambda *args, **kwargs: Projection(torch.eye(4), torch.zeros(4), torch.eye(4), torch.ones(4))
     )
     monkeypatch.setattr(project, "measure", lambda *args, **kwargs: Measurement(before, 0.9, {}))
-    monkeypatch.setattr(project, "_linear", lambda model: model)  # the "model" is its classifier
+    monkeypatch.setattr(project, "linear_classifier", lambda model: model)  # the "model" is its classifier
     folds: list[tuple[int, float]] = []
     monkeypatch.setattr(Projection, "fold", lambda self, classifier, k, ridge: folds.append((k, ridge)))
     model = nn.Linear(4, 3)

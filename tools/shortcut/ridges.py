@@ -36,7 +36,7 @@ import captum_gmar.repair as repair_module
 from captum_gmar.cli.repair import add_parser
 from captum_gmar.cli.repair_shortcut import read_shortcut
 from captum_gmar.repair import Shortcut
-from captum_gmar.repair.project import RIDGES, Projection, _linear, change_directions, projection
+from captum_gmar.repair.project import RIDGES, Projection, change_directions, linear_classifier, projection
 from tools.shortcut.repair_check import _scenes
 from tools.shortcut.tag import TAGS, plant_tag
 from tools.shortcut.train import class_scenes, logits
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     train, _ = data.split(0.2, 0)  # the repair's own split (seed 0)
     proxy = projection(model, shortcut, train, args.k)
 
-    classifier = _linear(model)
+    classifier = linear_classifier(model)
     captured: list[Tensor] = []
     hook = classifier.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].detach().float()))
 
