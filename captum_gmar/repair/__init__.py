@@ -12,12 +12,14 @@ hold out, and the settings, and returns the repaired model and what it changed, 
   the backbone's features, the backbone left as it was (for a frozen backbone and its probe);
 - ``project`` (:mod:`~captum_gmar.repair.project`): the directions the shortcut moves the
   classifier's inputs in, projected out of a linear classifier (P-ClArC), nothing trained;
-- ``auto`` (:data:`AUTO`): the heads, then the projection, then the fine-tune, the first
+- ``refit`` (:mod:`~captum_gmar.repair.refit`): the projection, then the classifier fitted
+  again blind to its directions, on the images that do not carry the shortcut;
+- ``auto`` (:data:`AUTO`): the heads, then the projection, then its refit, then the fine-tune, the first
   that removes nine tenths of the transplant rise within the budget as measured, does not
   leave the class called less often on the shortcut's own images than on the rest of it,
   takes the class's lead on them and does not call the rest of the class less often,
   beyond chance, ending it (:mod:`~captum_gmar.repair.choice`, which says how one is kept
-  of those tried); all three against a change drawn afresh on every image with a lead to
+  of those tried); all four against a change drawn afresh on every image with a lead to
   judge, where the least of the rises' root mean square decides among those the rules leave.
 
 Every repair is judged alike (:func:`~captum_gmar.repair.measurement.measure`): the transplant
@@ -40,12 +42,13 @@ from typing import Any, Literal
 from torch import nn
 
 from ..errors import UnsupportedModelError
-from .choice import by_spread, choose, costs_class, measured_within, misses, repairs
+from .choice import as_well, by_spread, choose, costs_class, measured_within, misses, repairs
 from .classifier import repair_classifier
 from .finetune import repair_finetune
 from .heads import repair_heads
 from .measurement import LEADS, REACHES, Measurement, OwnImages, measure
 from .project import repair_project
+from .refit import repair_refit
 from .shortcut import Labelled, Shortcut, carriers, confirmed_by, pixel_proxies
 
 __all__ = [
@@ -66,7 +69,7 @@ __all__ = [
     "repair",
 ]
 
-How = Literal["heads", "finetune", "classifier", "project", "auto"]
+How = Literal["heads", "finetune", "classifier", "project", "refit", "auto"]
 
 #: the share of each class's labelled images :func:`repair` keeps out to measure on
 HELD_OUT = 0.2
@@ -126,6 +129,21 @@ def _project(
     return found.model, {"directions": found.k, "share": found.share, "ridge": found.ridge, "curve": curve, "ridges": tried}
 
 
+def _refit(
+    model: nn.Module, shortcut: Shortcut, train: Labelled, held_out: Labelled, settings: Settings
+) -> tuple[nn.Module, dict[str, Any]]:
+    found = repair_refit(model, shortcut, train, held_out, settings.budget, progress=settings.progress, seed=settings.seed)
+    projected = found.projected
+    fits = [{"ridge": ridge, "held_out_distance": far, "misses_own_images": misses} for ridge, far, misses in found.fits]
+    changed = {
+        "directions": projected.k,
+        "share": projected.share,
+        "ridge": projected.ridge,
+        "curve": _points(projected.curve, "directions"),
+    }
+    return found.model, {**changed, "fit_ridge": found.ridge, "fits": fits, "trained_on": found.trained_on}
+
+
 def _classifier(
     model: nn.Module, shortcut: Shortcut, train: Labelled, held_out: Labelled, settings: Settings
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -139,16 +157,21 @@ REPAIRS: dict[str, Callable[[nn.Module, Shortcut, Labelled, Labelled, Settings],
     "finetune": _finetune,
     "classifier": _classifier,
     "project": _project,
+    "refit": _refit,
 }
 
 
 #: what ``auto`` tries, in this order: the two that train nothing first, the heads (tried
-#: first before the projection existed) then the projection, and last the fine-tune, which
-#: trains every weight; the first that :func:`~captum_gmar.repair.choice.repairs` the
+#: first before the projection existed) then the projection, then the projection's refit,
+#: which trains the classifier alone, and last the fine-tune, which trains every weight; the first that :func:`~captum_gmar.repair.choice.repairs` the
 #: shortcut ends it, except where the spread of the rises tells them apart
 #: (:func:`~captum_gmar.repair.choice.by_spread`: all are tried). A repair refused (a
 #: projection of a classifier that is not linear) passes to the next.
-AUTO = ("heads", "project", "finetune")
+AUTO = ("heads", "project", "refit", "finetune")
+
+#: a repair kept, and the one that refines it: tried after it from where it ends, kept in its
+#: place wherever it passes every bar the first passes (:func:`~captum_gmar.repair.choice.as_well`)
+REFINES = {"project": "refit"}
 
 
 @dataclass(frozen=True)
@@ -334,7 +357,7 @@ def repair(
         data: labelled images of every class (usually training images); a seeded fifth
             (``held_out``) of each class is kept out to measure on, its clean accuracy on
             the images that do not carry the shortcut (:func:`carriers`, by the original model).
-        how: ``"heads"``, ``"finetune"``, ``"classifier"``, ``"project"`` or ``"auto"`` (:data:`AUTO`
+        how: ``"heads"``, ``"finetune"``, ``"classifier"``, ``"project"``, ``"refit"`` or ``"auto"`` (:data:`AUTO`
             in turn, until one removes nine tenths of the rise within the budget as measured,
             does not miss the class on the shortcut's own images, takes its lead there and
             does not call the rest of the class less often beyond chance:
@@ -353,7 +376,8 @@ def repair(
         within the budget, the one that costs least accuracy; where none removes nine
         tenths, the lowest rise within the budget, else the lowest rise (the least root
         mean square of the images' rises where that tells them apart:
-        :func:`~captum_gmar.repair.choice.by_spread`).
+        :func:`~captum_gmar.repair.choice.by_spread`); the projection's refit in its place
+        where it was tried and passes every bar the projection passes (:data:`REFINES`).
 
     Raises:
         ValueError: ``how`` unknown, or ``data`` without images of another class than the shortcut's.
@@ -384,7 +408,11 @@ def repair(
     # the held-out measurement can tell (on 200 images one image is half a point), and on the
     # notebook's planted model such a one, chosen, removed less and cost more on test images
     done = [(a, a.after) for a in attempts if a.after is not None and (not a.gentler or not before.over(a.after, options.budget))]
-    return Repaired(before, tuple(attempts), choose(before, done, options.budget), options.budget)
+    chosen = choose(before, done, options.budget)
+    refined = next((a for a, _ in done if chosen is not None and a.how == REFINES.get(chosen.how)), None)
+    if chosen is not None and chosen.after is not None and refined is not None and refined.after is not None:
+        chosen = refined if as_well(before, chosen.after, refined.after, options.budget) else chosen
+    return Repaired(before, tuple(attempts), chosen, options.budget)
 
 
 #: the repairs that train (``steps``), and so have a gentler form: fewer steps

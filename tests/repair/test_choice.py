@@ -8,7 +8,7 @@ from dataclasses import replace
 import torch
 
 from captum_gmar.repair import Attempt, Measurement, OwnImages, Repaired
-from captum_gmar.repair.choice import by_spread, choose, costs_class, repairs, short_of_lead
+from captum_gmar.repair.choice import as_well, by_spread, choose, costs_class, repairs, short_of_lead
 
 
 def _choose(before: Measurement, attempts: list[Attempt], budget: float) -> Attempt | None:
@@ -139,3 +139,26 @@ def test_a_repair_that_calls_the_rest_of_the_class_less_often_does_not_end_auto_
     # not judged where the images were not chosen by their labels: nothing is held against the heads
     unlabelled = replace(before, own=replace(before.own, by_label=False))
     assert not costs_class(unlabelled, heads.after)
+
+
+def test_another_passes_as_well_only_where_it_keeps_every_bar_the_kept_one_keeps():
+    right = torch.arange(200) < 180
+    before = Measurement(0.8, 0.90, {}, 200, 0, right)
+    lost = right.clone()
+    lost[:2] = False  # one point: within the budget as measured
+    noisy = right.clone()
+    noisy[:6], noisy[180:182] = False, True  # 2 points ± 1.4: within only by its standard error
+    costly = right.clone()
+    costly[:20] = False  # 10 points
+
+    def after(rise: float, which: torch.Tensor) -> Measurement:
+        return Measurement(rise, float(which.float().mean()), {}, 200, 0, which)
+
+    kept = after(0.02, right)
+    assert as_well(before, kept, after(0.03, lost), 0.01)  # removed, within as measured: as well, if a higher rise
+    assert not as_well(before, kept, after(0.2, right), 0.01)  # 75% removed where the kept one removed 98%
+    assert not as_well(before, kept, after(0.02, noisy), 0.01)  # within only by its error, the kept one as measured
+    assert not as_well(before, kept, after(0.02, costly), 0.01)
+    # a bar the kept one does not pass is not asked of the other
+    assert as_well(before, after(0.02, noisy), after(0.03, noisy), 0.01)
+    assert as_well(before, after(0.5, right), after(0.6, right), 0.01)

@@ -105,6 +105,7 @@ def test_auto_tries_the_heads_the_projection_then_the_fine_tune_until_one_repair
     every = repair(deep, shortcut, data, how="auto", budget=-1.0, max_heads=1, steps=2, progress=False)
     assert [a.how for a in every.attempts if not a.gentler] == list(AUTO)
     assert "not one linear layer" in every.attempts[1].refused and every.attempts[1].after is None
+    assert every.attempts[2].how == "refit" and "not one linear layer" in every.attempts[2].refused  # it starts from the projection
     rows = done.table()
     assert rows[0]["repair"] == "none (as it was)" and [r["repair"] for r in rows[1:]] == [a.how for a in done.attempts]
     # clean accuracy on the held-out images that do not carry the shortcut, told by the original model
@@ -133,6 +134,8 @@ def test_auto_ends_at_the_first_repair_that_removes_nine_tenths_within_the_budge
     def tried(after: dict[str, tuple[float, float] | tuple[float, float, torch.Tensor] | None], how: str = "auto") -> list[str]:
         # each repair's (rise, accuracy[, which images it gets right]) after it, None where it
         # is refused; each "model" is its repair's name
+        # the refit, where not given, measures as the projection it starts from (refused where it is)
+        after = {"refit": after.get("project"), **after}
         measured = {"original": (0.8, 0.9, right), **{name: result for name, result in after.items() if result}}
         monkeypatch.setattr(repair_module, "carriers", lambda model, shortcut, images: torch.zeros(len(images), dtype=torch.bool))
         monkeypatch.setattr(
@@ -150,26 +153,30 @@ def test_auto_ends_at_the_first_repair_that_removes_nine_tenths_within_the_budge
         monkeypatch.setattr(repair_module, "REPAIRS", {name: fake(name) for name in after})
         done = repair_module.repair("original", shortcut, data, how=how, progress=False)
         kept[:] = [done.chosen.how if done.chosen else None]
-        return [a.how + (" (refused)" if a.refused else "") for a in done.attempts]
+        return [a.how + (" (refused)" if a.refused else "") for a in done.attempts if not a.gentler]
 
     short, done, costly = (0.5, 0.9), (0.02, 0.9), (0.02, 0.85)  # 38% removed; 98%; 98% at 5 points
     assert tried({"heads": done, "project": done, "finetune": done}) == ["heads"]
     assert tried({"heads": short, "project": done, "finetune": done}) == ["heads", "project"]
-    assert tried({"heads": short, "project": costly, "finetune": done}) == ["heads", "project", "finetune"]
-    assert tried({"heads": short, "project": None, "finetune": done}) == ["heads", "project (refused)", "finetune"]
+    assert tried({"heads": short, "project": costly, "finetune": done}) == ["heads", "project", "refit", "finetune"]
+    assert tried({"heads": short, "project": costly, "refit": done, "finetune": done}) == ["heads", "project", "refit"]
+    assert tried({"heads": short, "project": None, "finetune": done}) == ["heads", "project (refused)", "refit (refused)", "finetune"]
     assert tried({"heads": (0.09, 0.9), "project": done, "finetune": done}) == ["heads", "project"]  # 88.75%: short
     assert tried({"heads": done, "project": done, "finetune": done}, how="project") == ["project"]
     # 6 images turned wrong and 2 right: 2 points ± 1.4, within the budget of 1 only by its
     # standard error, so the next repair is tried, and kept where it is within as measured
     noisy = right.clone()
     noisy[:6], noisy[180:182] = False, True
-    assert tried({"heads": (0.02, 0.88, noisy), "project": done, "finetune": done}) == ["heads", "project"] and kept == ["project"]
-    assert tried({"heads": (0.02, 0.88, noisy), "project": costly, "finetune": costly})[:3] == ["heads", "project", "finetune"]
+    assert tried({"heads": (0.02, 0.88, noisy), "project": done, "finetune": done}) == ["heads", "project"] and kept == [
+        "project"
+    ]  # the refit not tried
+    assert tried({"heads": (0.02, 0.88, noisy), "project": costly, "finetune": costly})[:4] == ["heads", "project", "refit", "finetune"]
     assert kept == ["heads"]  # the only one that removed it within the budget, if only by its error
     # notebook 04's case: the heads short, the projection and the fine-tune both within only by
-    # their error; all three tried, the lower rise kept
-    assert tried({"heads": short, "project": (0.01, 0.88, noisy), "finetune": (0.02, 0.88, noisy)}) == ["heads", "project", "finetune"]
-    assert kept == ["project"]
+    # their error; all tried, the lower rise kept
+    every = ["heads", "project", "refit", "finetune"]
+    assert tried({"heads": short, "project": (0.01, 0.88, noisy), "finetune": (0.02, 0.88, noisy)}) == every
+    assert kept == ["refit"]  # the projection, and its refit in its place: it measures as the projection here
     # a cost of exactly the budget (2 images of 200 for a point) is within it as measured
     two = right.clone()
     two[:2] = False
@@ -418,7 +425,13 @@ def test_against_a_change_drawn_afresh_auto_tries_every_repair_and_keeps_the_lea
     right = torch.arange(200) < 180
     # (mean rise, root mean square, the class's score on the shortcut's own images): each mean
     # within the bar and the lead taken, the lowest mean not the least spread
-    read = {"original": (0.42, 0.55, 0.87), "heads": (0.01, 0.10, 0.45), "project": (-0.005, 0.067, 0.2), "finetune": (-0.01, 0.08, 0.4)}
+    read = {
+        "original": (0.42, 0.55, 0.87),
+        "heads": (0.01, 0.10, 0.45),
+        "project": (-0.005, 0.067, 0.2),
+        "refit": (-0.004, 0.07, 0.25),
+        "finetune": (-0.01, 0.08, 0.4),
+    }
     case = {"drawn": True, "rest": 0.44}
     monkeypatch.setattr(repair_module, "carriers", lambda model, shortcut, images: torch.zeros(len(images), dtype=torch.bool))
 
@@ -429,11 +442,16 @@ def test_against_a_change_drawn_afresh_auto_tries_every_repair_and_keeps_the_lea
 
     monkeypatch.setattr(repair_module, "measure", measured)
     monkeypatch.setattr(
-        repair_module, "REPAIRS", {name: (lambda *args, name=name: (name, {})) for name in ("heads", "project", "finetune")}
+        repair_module, "REPAIRS", {name: (lambda *args, name=name: (name, {})) for name in ("heads", "project", "refit", "finetune")}
     )
     done = repair_module.repair("original", shortcut, data, how="auto", progress=False)
-    assert [a.how for a in done.attempts] == ["heads", "project", "finetune"] and done.chosen.how == "project"
-    assert [row["transplant_rise_rms"] for row in done.table()] == [0.55, 0.10, 0.067, 0.08]
+    # the projection has the least spread; its refit, which passes every bar it passes, is kept in its place
+    assert [a.how for a in done.attempts] == ["heads", "project", "refit", "finetune"] and done.chosen.how == "refit"
+    assert [row["transplant_rise_rms"] for row in done.table()] == [0.55, 0.10, 0.067, 0.07, 0.08]
+    read["refit"] = (-0.004, 0.07, 0.8)  # the refit leaves the lead, which the projection took: the projection kept
+    assert repair_module.repair("original", shortcut, data, how="auto", progress=False).chosen.how == "project"
+    read["finetune"] = (-0.01, 0.06, 0.4)  # the least spread another's: the refit is not put in its place
+    assert repair_module.repair("original", shortcut, data, how="auto", progress=False).chosen.how == "finetune"
     # a fixed change, or no lead to judge (the shortcut's images scored as the rest): the first that repairs ends auto
     for drawn, rest in ((False, 0.44), (True, 0.85)):
         case.update(drawn=drawn, rest=rest)
