@@ -56,6 +56,7 @@ __all__ = [
     "HELD_OUT",
     "LEADS",
     "REACHES",
+    "REFINES",
     "REPAIRS",
     "Labelled",
     "Measurement",
@@ -169,8 +170,9 @@ REPAIRS: dict[str, Callable[[nn.Module, Shortcut, Labelled, Labelled, Settings],
 #: projection of a classifier that is not linear) passes to the next.
 AUTO = ("heads", "project", "refit", "finetune")
 
-#: a repair kept, and the one that refines it: tried after it from where it ends, kept in its
-#: place wherever it passes every bar the first passes (:func:`~captum_gmar.repair.choice.as_well`)
+#: a repair kept, and the one that refines it (the refit runs the projection again, then
+#: fits; 14 s and 31 s on the Pullovers' grain): where both were tried, the second takes the
+#: first's place wherever it passes every bar the first passes (:func:`~captum_gmar.repair.choice.as_well`)
 REFINES = {"project": "refit"}
 
 
@@ -377,7 +379,8 @@ def repair(
         tenths, the lowest rise within the budget, else the lowest rise (the least root
         mean square of the images' rises where that tells them apart:
         :func:`~captum_gmar.repair.choice.by_spread`); the projection's refit in its place
-        where it was tried and passes every bar the projection passes (:data:`REFINES`).
+        where it was tried and passes every bar the projection passes, the projection
+        removing nine tenths within the budget (:data:`REFINES`).
 
     Raises:
         ValueError: ``how`` unknown, or ``data`` without images of another class than the shortcut's.

@@ -157,17 +157,19 @@ def _preferred(before: Measurement, budget: float) -> tuple[Callable[[Measuremen
 
 
 def as_well(before: Measurement, kept: Measurement, other: Measurement, budget: float) -> bool:
-    """Whether ``other`` passes every bar ``kept`` passes: it removes nine tenths of the rise
-    where ``kept`` does (:func:`removes`), is within the budget, its standard error granted,
-    where ``kept`` is, and keeps each of :func:`choose`'s preferences that ``kept`` keeps.
-    What puts the projection's refit (:mod:`~captum_gmar.repair.refit`) in the projection's
-    place: neither the held-out fifth's cost nor the root mean square of the rises tells
-    them apart. On the grain planted on Coats (docs/repair.md) the projection cost
-    -0.5 ± 0.7 held-out points and left a root mean square of 0.070, the refit -0.0 ± 0.5 and
-    0.071; on 2,000 test scenes both removed 99% of the drawn grain, the projection at -1.1
-    points of clean top-1, the refit at -0.8. On the Pullovers the refit left the least
-    (0.055 against 0.056) and cost 0.0 points on the test scenes, the projection 1.4.
+    """Whether ``other`` passes every bar ``kept`` passes, where ``kept`` removes nine tenths
+    of the rise within the budget, its standard error granted (else ``False``: ``kept`` was
+    then chosen for its rise or its accuracy, which the bars do not weigh): ``other``
+    removes nine tenths and is within the budget too, and keeps each of :func:`choose`'s
+    preferences that ``kept`` keeps. What puts the projection's refit
+    (:mod:`~captum_gmar.repair.refit`) in the projection's place: neither the held-out
+    fifth's cost nor the root mean square of the rises told them apart on the grain planted
+    on Coats (docs/repair.md): the projection cost 0.5 ± 0.7 held-out points and left a root
+    mean square of 0.070, the refit 0.0 ± 0.5 and 0.071; on 2,000 test scenes both removed
+    99% of the drawn grain, the projection at 1.1 points of clean top-1, the refit at 0.8.
     """
+    if not removes(before, kept) or before.over(kept, budget):
+        return False
     bars: tuple[Callable[[Measurement], bool], ...] = (
         lambda after: removes(before, after),
         lambda after: not before.over(after, budget),

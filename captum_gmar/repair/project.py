@@ -221,12 +221,12 @@ class ProjectRepair:
     #: for each ridge tried, in turn: ``(ridge, curve)``, the curve ``(directions projected
     #: out, measurement)`` from 0 (the model as it was) on, the step that stopped it included
     curves: tuple[tuple[float, tuple[tuple[int, Measurement], ...]], ...]
-    #: ``(k, F)``: the directions projected out, orthonormal rows (none where ``k`` is 0)
-    directions: Tensor
     #: for each ridge tried, in turn: the share of the class's lead on the shortcut's own
     #: images its curve's projection took away (:meth:`~captum_gmar.repair.measurement.OwnImages.removed`;
     #: ``None`` where it kept no direction, or there was no lead to judge)
     leads: tuple[float | None, ...]
+    #: ``(k, F)``: the directions projected out, orthonormal rows (none where ``k`` is 0)
+    directions: Tensor
 
     @property
     def curve(self) -> tuple[tuple[int, Measurement], ...]:
@@ -321,9 +321,9 @@ def repair_project(
         if k and (kept is None or better(rise, lead, kept[2], kept[3])):
             kept = (ridge, k, rise, lead)
     if kept is None:
-        return ProjectRepair(model, 0, 0.0, ridges[0], tuple(curves), found.directions[:0], tuple(leads))
+        return ProjectRepair(model, 0, 0.0, ridges[0], tuple(curves), tuple(leads), found.directions[:0])
     ridge, k, _, _ = kept
-    return ProjectRepair(folded(k, ridge), k, float(found.share[k - 1]), ridge, tuple(curves), found.directions[:k], tuple(leads))
+    return ProjectRepair(folded(k, ridge), k, float(found.share[k - 1]), ridge, tuple(curves), tuple(leads), found.directions[:k])
 
 
 def linear_classifier(model: nn.Module) -> nn.Linear:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import transformers
 from torch import nn
@@ -39,10 +40,11 @@ def test_the_refit_starts_from_the_projection_stays_blind_to_it_and_reloads(sett
 def test_every_ridge_is_fitted_and_the_nearest_the_original_on_the_held_out_images_kept(setting, lifted):
     model, _, data = setting
     found = repair_refit(model, lifted, data, data, budget=1.0, progress=False)
-    assert [ridge for ridge, _, _ in found.fits] == [0.0, *RIDGES]  # the fold, then every ridge, strongest first
-    eligible = [(far, ridge) for ridge, far, misses in found.fits if not misses]
-    nearest = min(eligible)[1]
-    assert found.ridge == (None if nearest == 0.0 else nearest)
+    assert [ridge for ridge, _, _ in found.fits] == [None, *RIDGES]  # the fold, then every ridge, strongest first
+    eligible = [(far, ridge) for ridge, far, misses in found.fits[1:] if not misses]
+    fold = found.fits[0][1]
+    nearer = [pair for pair in eligible if pair[0] < fold]
+    assert found.ridge == (min(nearer)[1] if nearer else None)
 
 
 def test_a_fit_that_misses_the_class_on_the_shortcuts_own_images_is_not_kept(setting, lifted, monkeypatch):
@@ -94,12 +96,32 @@ def test_where_nothing_is_projected_nothing_is_fitted(setting, lifted):
     assert found.projected.k == 0 and found.model is model and found.trained_on == 0 and found.ridge is None
 
 
-def test_the_fit_runs_on_every_input_at_once_so_two_runs_agree(setting, lifted):
+def test_each_fit_reads_every_input_at_once_and_two_runs_agree(setting, lifted, monkeypatch):
     model, _, data = setting
-    first, second = (repair_refit(model, lifted, data, data, budget=1.0, progress=False) for _ in range(2))
+    rows: list[int] = []
+    distance = refit_module.distance
+
+    def counted(logits, target, multi_label):
+        if torch.is_grad_enabled():  # a fit's loss, not a held-out reading
+            rows.append(len(logits))
+        return distance(logits, target, multi_label)
+
+    monkeypatch.setattr(refit_module, "distance", counted)
+    first = repair_refit(model, lifted, data, data, budget=1.0, progress=False)
+    # every evaluation of every fit over the whole pool: 4 draws per image, in batches of 64
+    pool = -(-4 * first.trained_on // 64) * 64
+    assert rows and set(rows) == {pool}
+    second = repair_refit(model, lifted, data, data, budget=1.0, progress=False)
     assert first.fits == second.fits
     for name, value in first.model.state_dict().items():
         torch.testing.assert_close(value, second.model.state_dict()[name], atol=0, rtol=0)
+
+
+def test_no_held_out_image_to_judge_the_fits_on_is_refused(setting, lifted):
+    model, _, data = setting
+    none_counted = Labelled(data.pixels, data.labels, torch.zeros(len(data), dtype=torch.bool))
+    with pytest.raises(ValueError, match="held-out images"):
+        repair_refit(model, lifted, data, none_counted, budget=1.0, progress=False)
 
 
 def test_refit_is_one_of_the_repairs_and_says_what_it_changed(setting, lifted):
@@ -108,4 +130,4 @@ def test_refit_is_one_of_the_repairs_and_says_what_it_changed(setting, lifted):
     assert [a.how for a in done.attempts] == ["refit"] and done.chosen is done.attempts[0]
     changed = done.attempts[0].changed
     assert changed["directions"] >= 1 and 0 < changed["trained_on"] <= len(data)
-    assert changed["fits"][0]["ridge"] == 0.0 and changed["fit_ridge"] in (None, *RIDGES)
+    assert changed["fits"][0]["ridge"] is None and changed["fit_ridge"] in (None, *RIDGES)

@@ -88,7 +88,7 @@ def test_heads_are_removed_while_the_rise_falls_within_the_budget(setting):
         repair_heads(model, Shortcut.of_region(3, ((0, 0),), (8, 8), shortcut.members), data, progress=False)
 
 
-def test_auto_tries_the_heads_the_projection_then_the_fine_tune_until_one_repairs(setting):
+def test_auto_tries_the_heads_the_projection_its_refit_then_the_fine_tune_until_one_repairs(setting):
     from captum_gmar.repair import AUTO
     from captum_gmar.repair.choice import repairs
 
