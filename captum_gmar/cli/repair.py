@@ -49,7 +49,7 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
         help="heads (remove the heads that carry it), finetune (a counterfactual fine-tune), classifier (the same on the classifier "
         "alone, the backbone left as it was: for a frozen backbone and its probe), project (the directions the shortcut moves the "
         "classifier's inputs in projected out of a linear classifier, nothing trained), refit (project, then the classifier "
-        "retrained blind to those directions on the images that do not carry the shortcut) or auto (default: heads, then project, "
+        "fitted again blind to those directions on the images that do not carry the shortcut) or auto (default: heads, then project, "
         "then refit, then finetune, until one removes nine tenths of the rise within the budget as measured, takes the class's lead on the "
         "cluster's own images and does not call the rest of the class less often beyond chance; all four against a change drawn afresh "
         "on every image with a lead on the cluster's own images to judge, of those that take it the one that leaves the least "
