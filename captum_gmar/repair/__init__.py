@@ -412,9 +412,10 @@ def repair(
     # notebook's planted model such a one, chosen, removed less and cost more on test images
     done = [(a, a.after) for a in attempts if a.after is not None and (not a.gentler or not before.over(a.after, options.budget))]
     chosen = choose(before, done, options.budget)
-    refined = next((a for a, _ in done if chosen is not None and a.how == REFINES.get(chosen.how)), None)
-    if chosen is not None and chosen.after is not None and refined is not None and refined.after is not None:
-        chosen = refined if as_well(before, chosen.after, refined.after, options.budget) else chosen
+    if chosen is not None and chosen.after is not None:  # its refinement in its place, where tried and as good by every bar
+        first = chosen.after
+        refined = (a for a, after in done if a.how == REFINES.get(chosen.how) and as_well(before, first, after, options.budget))
+        chosen = next(refined, chosen)
     return Repaired(before, tuple(attempts), chosen, options.budget)
 
 

@@ -170,9 +170,5 @@ def as_well(before: Measurement, kept: Measurement, other: Measurement, budget: 
     """
     if not removes(before, kept) or before.over(kept, budget):
         return False
-    bars: tuple[Callable[[Measurement], bool], ...] = (
-        lambda after: removes(before, after),
-        lambda after: not before.over(after, budget),
-        *_preferred(before, budget),
-    )
-    return all(bar(other) for bar in bars if bar(kept))
+    within = removes(before, other) and not before.over(other, budget)
+    return within and all(keep(other) for keep in _preferred(before, budget) if keep(kept))
