@@ -51,7 +51,7 @@ def add_parser(commands: argparse._SubParsersAction, help: str) -> None:
         "classifier's inputs in projected out of a linear classifier, nothing trained), refit (project, then the classifier "
         "fitted again blind to those directions on the images that do not carry the shortcut) or auto (default: heads, then project, "
         "then refit, then finetune, until one removes nine tenths of the rise within the budget as measured, takes the class's lead on the "
-        "cluster's own images and does not call the rest of the class less often beyond chance; all four against a change drawn afresh "
+        "cluster's own images and does not call the rest of the class less often beyond chance, and, after project, refit too; all four against a change drawn afresh "
         "on every image with a lead on the cluster's own images to judge, of those that take it the one that leaves the least "
         "root mean square of its rises kept)",
     )

@@ -120,7 +120,7 @@ def test_auto_tries_the_heads_the_projection_its_refit_then_the_fine_tune_until_
         repair(model, shortcut, only_class, how="finetune", steps=1, progress=False)
 
 
-def test_auto_ends_at_the_first_repair_that_removes_nine_tenths_within_the_budget(setting, monkeypatch):
+def test_auto_ends_at_the_first_repair_that_removes_nine_tenths_within_the_budget_and_its_refinement(setting, monkeypatch):
     import captum_gmar.repair as repair_module
     from captum_gmar.errors import UnsupportedModelError
 
@@ -157,19 +157,21 @@ def test_auto_ends_at_the_first_repair_that_removes_nine_tenths_within_the_budge
 
     short, done, costly = (0.5, 0.9), (0.02, 0.9), (0.02, 0.85)  # 38% removed; 98%; 98% at 5 points
     assert tried({"heads": done, "project": done, "finetune": done}) == ["heads"]
-    assert tried({"heads": short, "project": done, "finetune": done}) == ["heads", "project"]
+    # the projection did it: its refinement is tried beside it, and nothing after
+    assert tried({"heads": short, "project": done, "finetune": done}) == ["heads", "project", "refit"]
+    assert tried({"heads": short, "project": done, "refit": costly, "finetune": done}) == ["heads", "project", "refit"]
+    assert kept == ["project"]  # the refit over the budget: the projection stays
     assert tried({"heads": short, "project": costly, "finetune": done}) == ["heads", "project", "refit", "finetune"]
     assert tried({"heads": short, "project": costly, "refit": done, "finetune": done}) == ["heads", "project", "refit"]
     assert tried({"heads": short, "project": None, "finetune": done}) == ["heads", "project (refused)", "refit (refused)", "finetune"]
-    assert tried({"heads": (0.09, 0.9), "project": done, "finetune": done}) == ["heads", "project"]  # 88.75%: short
+    assert tried({"heads": (0.09, 0.9), "project": done, "finetune": done}) == ["heads", "project", "refit"]  # 88.75%: short
     assert tried({"heads": done, "project": done, "finetune": done}, how="project") == ["project"]
     # 6 images turned wrong and 2 right: 2 points ± 1.4, within the budget of 1 only by its
     # standard error, so the next repair is tried, and kept where it is within as measured
     noisy = right.clone()
     noisy[:6], noisy[180:182] = False, True
-    assert tried({"heads": (0.02, 0.88, noisy), "project": done, "finetune": done}) == ["heads", "project"] and kept == [
-        "project"
-    ]  # the refit not tried
+    assert tried({"heads": (0.02, 0.88, noisy), "project": done, "finetune": done}) == ["heads", "project", "refit"]
+    assert kept == ["refit"]  # it measures as the projection here, and takes its place
     assert tried({"heads": (0.02, 0.88, noisy), "project": costly, "finetune": costly})[:4] == ["heads", "project", "refit", "finetune"]
     assert kept == ["heads"]  # the only one that removed it within the budget, if only by its error
     # notebook 04's case: the heads short, the projection and the fine-tune both within only by
@@ -195,17 +197,19 @@ def test_auto_goes_on_past_a_repair_that_misses_the_class_on_the_shortcuts_own_i
         "heads": (0.05, OwnImages(0.21, 0.37, 0.13, 0.38, 60, 64, True)),  # the rise gone, the tinted Shirts missed
         # the rise gone too (91%), if less of it than the heads took: kept, as it does not miss them
         "project": (0.07, OwnImages(0.22, 0.36, 0.90, 0.34, 60, 64, True)),
+        # its refit, tried as the projection did it, leaves the tinted Shirts called less: the projection stays
+        "refit": (0.06, OwnImages(0.2, 0.37, 0.2, 0.4, 60, 64, True)),
     }
     monkeypatch.setattr(repair_module, "carriers", lambda model, shortcut, images: torch.zeros(len(images), dtype=torch.bool))
     monkeypatch.setattr(
         repair_module, "measure", lambda model, *args, **kwargs: Measurement(read[model][0], 0.9, {}, 200, 0, right, read[model][1])
     )
     monkeypatch.setattr(
-        repair_module, "REPAIRS", {name: (lambda *args, name=name: (name, {})) for name in ("heads", "project", "finetune")}
+        repair_module, "REPAIRS", {name: (lambda *args, name=name: (name, {})) for name in ("heads", "project", "refit", "finetune")}
     )
     done = repair_module.repair("original", shortcut, data, how="auto", progress=False)
-    assert [a.how for a in done.attempts] == ["heads", "project"] and done.chosen.how == "project"
-    assert [row["misses_own_images"] for row in done.table()] == [False, True, False]
+    assert [a.how for a in done.attempts] == ["heads", "project", "refit"] and done.chosen.how == "project"
+    assert [row["misses_own_images"] for row in done.table()] == [False, True, False, True]
     assert done.table()[1]["note"] == "calls the class on the shortcut's own images less often than on the rest of its class"
     # where the only repair that removes it misses them, it is kept all the same, and the table says so
     done = repair_module.repair("original", shortcut, data, how="heads", progress=False)
