@@ -58,7 +58,7 @@ def read_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any, Any]:
     from ..exploration.strategies import DEFAULT_CLUSTERING
     from ..heads.cluster import cluster_images, parse_cluster, region_words
     from ..reference.inputs import load_image_processor
-    from ..repair import Shortcut, pixel_proxies
+    from ..repair import Shortcut
     from ..vit.model import VisionTransformer
 
     if parse_cluster(options.cluster)[0] == "features":
@@ -91,7 +91,7 @@ def read_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any, Any]:
             words: Shortcut.of_region(cluster.target, cluster.region, cluster.grid, images.members, images.others, whole)
             for words, whole in zip(PASTES, (False, True), strict=True)
         }
-        choose = functools.partial(_mark_or_proxies, spread=pixel_proxies(cluster.target, images.members, images.others))
+        choose = functools.partial(_mark_or_proxies, members=images.members, rest=images.others)
     size = VisionTransformer(model).image_size or (224, 224)
     data = _labelled(options.data, processor, model.config.id2label, size, options.max_images, options.seed)
     if not (data.labels == found.target).any():
@@ -166,26 +166,45 @@ def _confirming_proxies(found: Found, proxies: dict[str, Any], model: Any, data:
     return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=words), shortcut
 
 
-def _mark_or_proxies(found: Found, pastes: dict[str, Any], model: Any, data: Any, seed: int, spread: dict[str, Any]) -> tuple[Found, Any]:
+def _mark_or_proxies(found: Found, pastes: dict[str, Any], model: Any, data: Any, seed: int, members: Any, rest: Any) -> tuple[Found, Any]:
     """A cluster of maps put on as its mark (:func:`_mark_or_region`); where that pastes its
     whole region (the mark fills it, or raises the class by less than ``CONFIRMS_BY``), as
-    its images' pixel proxies ``spread`` (:func:`~captum_gmar.repair.pixel_proxies`) that
-    raise the class by ``CONFIRMS_BY`` on up to 64 of ``data``'s training images of other
-    classes, one drawn per image where several do, in place of the region; the region
-    where none does. The region is a patch of what its images share, at one place; the
-    proxies are made over the whole image. On two planted noise models (a texture over the
-    background; docs/repair.md), through AttnLRP's cluster, the projection through the
-    whole region removed 93% and 93% of the drawn noise's effect at -1.2 and -1.6 points
-    of clean top-1, through its images' mean difference 98% and 101% at -0.9 and -0.5.
-    ``found.recorded`` gains each proxy's rise (``proxies``), and ``pasted`` is
-    ``"proxies"`` where they are put on."""
+    its images' pixel proxies (:func:`~captum_gmar.repair.pixel_proxies`) that raise the
+    class by ``CONFIRMS_BY`` on up to 64 of ``data``'s training images of other classes, one
+    drawn per image where several do, in place of the region; the region where none does.
+    The proxies are made from the cluster's images ``members`` against the rest of its class
+    ``rest``, each put with the group it lies nearer in the model's features
+    (:func:`~captum_gmar.repair.regroup`). The region is a patch of what its images share,
+    at one place; the proxies are made over the whole image. On two planted noise models (a
+    texture over the background; docs/repair.md), through AttnLRP's cluster, the projection
+    through the whole region removed 93% and 93% of the drawn noise's effect at -1.2 and
+    -1.6 points of clean top-1, through its images' mean difference 98% and 101% at -0.9
+    and -0.5. ``found.recorded`` gains each proxy's rise (``proxies``) and how many of the
+    images made them (``proxy_images``), the cluster's left out and the rest's put with them
+    (``left_out``, ``joined``),
+    and ``pasted`` is ``"proxies"`` where they are put on."""
+    import torch
+
+    from ..repair import pixel_proxies, regroup
+
     found, shortcut = _mark_or_region(found, pastes, model, data, seed)
     if found.recorded["pasted"] != "region":
         return found, shortcut
+    near = regroup(model, members, rest)
+    both, count = torch.cat([members, rest]), len(members)
+    left, joined = int((~near[:count]).sum()), int(near[count:].sum())
+    spread = pixel_proxies(found.target, both[near], both[~near])
+    found = dataclasses.replace(found, recorded={**found.recorded, "proxy_images": int(near.sum()), "left_out": left, "joined": joined})
     found, confirmed, words = _confirmed(found, spread, model, _other_images(found, data, seed), seed)
     if confirmed is None:
         return found, shortcut
-    put_on = f"{words} (in place of its whole region pasted)"
+    regrouped = [
+        f"{left} of its {count} images left out" if left else "",
+        f"{joined} of the rest's {len(rest)} put with them" if joined else "",
+    ]
+    regrouped = [part for part in regrouped if part]
+    moved = f"; {' and '.join(regrouped)}, nearer the other group in the model's features" if regrouped else ""
+    put_on = f"{words} (in place of its whole region pasted{moved})"
     recorded = {**found.recorded, "pasted": "proxies"}
     return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=put_on, recorded=recorded), confirmed
 

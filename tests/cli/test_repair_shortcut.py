@@ -99,10 +99,15 @@ def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_t
         return None, [rises["mark"]]
 
     monkeypatch.setattr("captum_gmar.repair.confirmed_by", confirmed_by)
+    # the proxies are made from the images as regroup puts them (as given, here, until the last case)
+    near = torch.arange(32) < 16
+    made: list[tuple[torch.Tensor, torch.Tensor]] = []
+    monkeypatch.setattr("captum_gmar.repair.regroup", lambda model, inside, outside: near)
+    monkeypatch.setattr("captum_gmar.repair.pixel_proxies", lambda target, inside, outside: made.append((inside, outside)) or proxies)
 
     def put_on(pastes):
         asked.clear()
-        return repair_shortcut._mark_or_proxies(_found(), pastes, None, data, 0, spread=proxies)
+        return repair_shortcut._mark_or_proxies(_found(), pastes, None, data, 0, members=members, rest=rest)
 
     marked = members.clone()
     marked[:, :, :2, :2] = 1.0  # four pixels drawn alike on every member: a mark of its own
@@ -128,6 +133,18 @@ def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_t
     assert isinstance(shortcut.intervention, OneOf)
     assert shortcut.intervention.parts == (proxies[words[0]].intervention, proxies[words[2]].intervention)
     assert found.put_on == f"one of, drawn per image: {words[0]}; or {words[2]} (in place of its whole region pasted)"
+    assert torch.equal(made[-1][0], members) and torch.equal(made[-1][1], rest)
+    assert (found.recorded["proxy_images"], found.recorded["left_out"], found.recorded["joined"]) == (16, 0, 0)
+    # two of the cluster's images nearer the rest, one of the rest's nearer them: the proxies made so, and said
+    near = torch.arange(32) < 16
+    near[:2], near[16] = False, True
+    found, _ = put_on(whole)
+    assert torch.equal(made[-1][0], torch.cat([members[2:], rest[:1]])) and torch.equal(made[-1][1], torch.cat([members[:2], rest[1:]]))
+    assert (found.recorded["proxy_images"], found.recorded["left_out"], found.recorded["joined"]) == (15, 2, 1)
+    assert found.put_on.endswith(
+        "(in place of its whole region pasted; 2 of its 16 images left out and 1 of the rest's 16 put with them, nearer the other "
+        "group in the model's features)"
+    )
     rises["proxies"] = [0.0, 0.1, 0.19, 0.0]  # none: the region, every rise recorded
     found, shortcut = put_on(whole)
     assert shortcut is whole[PASTES[1]] and found.put_on.startswith(PASTES[1]) and found.recorded["pasted"] == "region"

@@ -1,10 +1,13 @@
-"""``repair.shortcut``: the ways a shortcut is put on in pixels, made from its images."""
+"""``repair.shortcut``: the ways a shortcut is put on in pixels, made from its images, and
+which images go with its own."""
 
 from __future__ import annotations
 
 import torch
 
-from captum_gmar.repair import pixel_proxies
+from captum_gmar.repair import pixel_proxies, regroup
+from captum_gmar.vit.layers import pooled_patches
+from captum_gmar.vit.model import VisionTransformer
 
 
 def test_pixel_proxies_are_made_from_the_images_against_the_rest_of_their_class():
@@ -23,3 +26,22 @@ def test_pixel_proxies_are_made_from_the_images_against_the_rest_of_their_class(
     difference, texture = (p.intervention for p in list(proxies.values())[2:])
     torch.testing.assert_close(difference.difference, (members.mean(0) - rest.mean(0))[None])  # the members less the rest
     torch.testing.assert_close(texture.mean, difference.difference)  # the texture's mean: the same difference
+
+
+def test_regroup_puts_each_image_with_the_group_it_lies_nearer_in_the_models_features(setting):
+    model, shortcut, _ = setting
+    # a cluster of the three marked images and one of the rest hiding among them; the rest, the other two and a marked one
+    members = torch.cat([shortcut.members, shortcut.rest[:1]])
+    rest = torch.cat([shortcut.rest[1:], shortcut.members[:1]])
+    for layer, expected_layer in ((None, 4), (1, 1)):  # the default layer of 6, or the one given
+        near = regroup(model, members, rest, layer)
+        features = pooled_patches(VisionTransformer(model), torch.cat([members, rest]), expected_layer)
+        inside, outside = features[:4].mean(0), features[4:].mean(0)  # the means of the groups as given
+        assert torch.equal(near, (features - inside).norm(dim=1) < (features - outside).norm(dim=1))
+        assert near.dtype == torch.bool and near.shape == (7,)
+    assert not torch.equal(regroup(model, members, rest), torch.arange(7) < 4)  # the default layer moves one at least
+    # fewer than two left on a side (the marked image of a rest of two joins the members): the grouping as given
+    rest = torch.cat([shortcut.rest[1:2], shortcut.members[:1]])
+    features = pooled_patches(VisionTransformer(model), torch.cat([members, rest]), 4)
+    raw = (features - features[:4].mean(0)).norm(dim=1) < (features - features[4:].mean(0)).norm(dim=1)
+    assert int((~raw).sum()) < 2 and torch.equal(regroup(model, members, rest), torch.arange(6) < 4)
