@@ -1,7 +1,7 @@
 """Which repair ``auto`` keeps: the bars a repair is held to, read off the measurements
 (:mod:`~captum_gmar.repair.measurement`) of the model before and after it.
 
-:func:`repairs` ends ``auto``: the rise removed (:func:`removes`) within the budget as
+:func:`repairs` ends ``auto``, once the refinement of the repair that did it is tried: the rise removed (:func:`removes`) within the budget as
 measured (:func:`measured_within`), the class not missed on the shortcut's own images
 (:func:`misses`), its lead on them taken (:func:`short_of_lead`), and the rest of the class
 not called less often beyond chance (:func:`costs_class`). :func:`choose` keeps one of
@@ -95,7 +95,7 @@ def by_spread(before: Measurement) -> bool:
     96%. The lead must be there to judge: the fine-tune, trained against the texture itself,
     left the least spread on both seeds (10% and 9%), removed 76% and 80%, and took 48% and
     49% of the lead; where it cannot be judged, ``auto`` ends at the first repair that passes
-    the bars, as against a fixed change."""
+    the bars (and its refinement), as against a fixed change."""
     return before.drawn and not math.isnan(before.rise_rms) and before.own is not None and before.own.judged
 
 
@@ -103,7 +103,7 @@ def repairs(before: Measurement, after: Measurement | None, budget: float) -> bo
     """Whether a repair removed nine tenths of the transplant rise within the budget as
     measured, does not miss the class on the shortcut's own images (:func:`misses`), took
     its lead there (:func:`short_of_lead`) and does not cost the rest of the class
-    (:func:`costs_class`): what ends ``auto``, except where the repairs are
+    (:func:`costs_class`): what ends ``auto`` (its refinement tried first), except where the repairs are
     told apart by the spread of the rises (:func:`by_spread`). One within the budget only by
     its standard error leaves the next repair tried, and :func:`choose` prefers one within
     as measured: the heads that took two tags' held-out rise away at a cost of 2.6 ± 1.9 and

@@ -198,22 +198,23 @@ def carriers(model: nn.Module, shortcut: Shortcut, images: Labelled, batch_size:
 
 
 def regroup(model: nn.Module, members: Tensor, rest: Tensor, layer: int | None = None, batch_size: int = 64) -> Tensor:
-    """``bool (N + M,)``: for a cluster's images ``members`` ``(N, C, H, W)`` then the rest
-    of their class ``rest`` ``(M, C, H, W)``, whether the image goes with the members: it
-    lies nearer their mean than the rest's in ``model``'s features, as :func:`carriers`
-    tells (its mean patch token at ``layer``, the default where ``None``). A cluster of maps
-    holds a few images that do not carry the shortcut, and its images' mean difference from
-    the rest then puts on less of it: on a planted noise model (docs/repair.md) 8 of
-    AttnLRP's cluster's 64 images lay nearer the rest, and the difference of all 64 raised
-    the class by +0.693 on held-out images of other classes, that of the 56 left by
-    +0.871; projected out, the first removed 80% of the drawn noise and the second 97%.
-    Where fewer than two would be left on either side, the grouping as given."""
+    """``bool (N + M,)`` on the host: for a cluster's images ``members`` ``(N, C, H, W)``
+    then the rest of their class ``rest`` ``(M, C, H, W)``, whether the image goes with the
+    members: it lies nearer their mean than the rest's in ``model``'s features, as
+    :func:`carriers` tells (its mean patch token at ``layer``, the default where ``None``).
+    A cluster of maps can hold images that do not carry the shortcut: on a planted noise
+    model (docs/repair.md), 8 of the 64 of AttnLRP's cluster's images read lay nearer the
+    rest, 7 of them without the noise; the difference of all 64 raised the class by +0.693
+    on held-out images of other classes, that of the 56 left by +0.871, and projected out,
+    the first removed 80% of the drawn noise and the second 97%. Where fewer than two are,
+    or would be left, on either side, the grouping as given."""
+    given = torch.arange(len(members) + len(rest)) < len(members)
+    if min(len(members), len(rest)) < 2:
+        return given
     read = _Pooled(model, layer, batch_size)
     inside, outside = read(members), read(rest)
     near = read.nearer(inside, outside, torch.cat([inside, outside]))
-    if min(int(near.sum()), int((~near).sum())) < 2:
-        return torch.arange(len(near)) < len(members)
-    return near
+    return given if min(int(near.sum()), int((~near).sum())) < 2 else near
 
 
 class _Pooled:

@@ -142,10 +142,11 @@ def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_t
     assert torch.equal(made[-1][0], torch.cat([members[2:], rest[:1]])) and torch.equal(made[-1][1], torch.cat([members[:2], rest[1:]]))
     assert (found.recorded["proxy_images"], found.recorded["left_out"], found.recorded["joined"]) == (15, 2, 1)
     assert found.put_on.endswith(
-        "(in place of its whole region pasted; 2 of its 16 images left out and 1 of the rest's 16 put with them, nearer the other "
-        "group in the model's features)"
+        "(in place of its whole region pasted; 2 of the 16 of its images read left out and 1 of the rest's 16 put with them, nearer "
+        "the other group in the model's features)"
     )
     rises["proxies"] = [0.0, 0.1, 0.19, 0.0]  # none: the region, every rise recorded
     found, shortcut = put_on(whole)
     assert shortcut is whole[PASTES[1]] and found.put_on.startswith(PASTES[1]) and found.recorded["pasted"] == "region"
     assert [p["kept"] for p in found.recorded["proxies"]] == [False, False, False, False]
+    assert "proxy_images" not in found.recorded  # recorded only where the proxies are put on

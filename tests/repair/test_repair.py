@@ -1,6 +1,6 @@
 """The repairs: one shortcut description, one measurement for all, each repair a copy of
 the model (the original untouched) that reloads with from_pretrained; auto tries the heads,
-the projection, then the fine-tune; a fine-tune that cannot train, or data without another class, is refused in one line."""
+the projection, its refit, then the fine-tune; a fine-tune that cannot train, or data without another class, is refused in one line."""
 
 from __future__ import annotations
 
@@ -161,6 +161,7 @@ def test_auto_ends_at_the_first_repair_that_removes_nine_tenths_within_the_budge
     assert tried({"heads": short, "project": done, "finetune": done}) == ["heads", "project", "refit"]
     assert tried({"heads": short, "project": done, "refit": costly, "finetune": done}) == ["heads", "project", "refit"]
     assert kept == ["project"]  # the refit over the budget: the projection stays
+    assert tried({"heads": short, "project": done, "refit": None, "finetune": done}) == ["heads", "project", "refit (refused)"]
     assert tried({"heads": short, "project": costly, "finetune": done}) == ["heads", "project", "refit", "finetune"]
     assert tried({"heads": short, "project": costly, "refit": done, "finetune": done}) == ["heads", "project", "refit"]
     assert tried({"heads": short, "project": None, "finetune": done}) == ["heads", "project (refused)", "refit (refused)", "finetune"]

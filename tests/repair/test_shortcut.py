@@ -35,13 +35,18 @@ def test_regroup_puts_each_image_with_the_group_it_lies_nearer_in_the_models_fea
     rest = torch.cat([shortcut.rest[1:], shortcut.members[:1]])
     for layer, expected_layer in ((None, 4), (1, 1)):  # the default layer of 6, or the one given
         near = regroup(model, members, rest, layer)
-        features = pooled_patches(VisionTransformer(model), torch.cat([members, rest]), expected_layer)
+        vit = VisionTransformer(model)
+        features = torch.cat([pooled_patches(vit, members, expected_layer), pooled_patches(vit, rest, expected_layer)])  # as it reads them
         inside, outside = features[:4].mean(0), features[4:].mean(0)  # the means of the groups as given
         assert torch.equal(near, (features - inside).norm(dim=1) < (features - outside).norm(dim=1))
         assert near.dtype == torch.bool and near.shape == (7,)
     assert not torch.equal(regroup(model, members, rest), torch.arange(7) < 4)  # the default layer moves one at least
     # fewer than two left on a side (the marked image of a rest of two joins the members): the grouping as given
     rest = torch.cat([shortcut.rest[1:2], shortcut.members[:1]])
-    features = pooled_patches(VisionTransformer(model), torch.cat([members, rest]), 4)
+    vit = VisionTransformer(model)
+    features = torch.cat([pooled_patches(vit, members, 4), pooled_patches(vit, rest, 4)])
     raw = (features - features[:4].mean(0)).norm(dim=1) < (features - features[4:].mean(0)).norm(dim=1)
     assert int((~raw).sum()) < 2 and torch.equal(regroup(model, members, rest), torch.arange(6) < 4)
+    # fewer than two given on a side, none read: the grouping as given
+    assert torch.equal(regroup(None, members, rest[:1]), torch.arange(5) < 4)
+    assert torch.equal(regroup(None, members[:0], rest), torch.arange(2) < 0)
