@@ -179,10 +179,10 @@ def _mark_or_proxies(found: Found, pastes: dict[str, Any], model: Any, data: Any
     texture over the background; docs/repair.md), through AttnLRP's cluster, the projection
     through the whole region removed 93% and 93% of the drawn noise's effect at -1.2 and
     -1.6 points of clean top-1, through its images' mean difference (as the maps grouped
-    them) 98% and 101% at -0.9 and -0.5. ``found.recorded`` gains each proxy's rise (``proxies``), and where they are put on,
-    ``pasted`` is ``"proxies"``, with how many images made them (``proxy_images``) and how
-    many of the cluster's were left out and of the rest's put with them (``left_out``,
-    ``joined``)."""
+    them) 98% and 101% at -0.9 and -0.5. ``found.recorded`` gains each proxy's rise
+    (``proxies``), and where they are put on, ``pasted`` is ``"proxies"``, with how many
+    images made them (``proxy_images``) and how many of the cluster's were left out and of
+    the rest's put with them (``left_out``, ``joined``)."""
     import torch
 
     from ..repair import pixel_proxies, regroup
@@ -197,12 +197,9 @@ def _mark_or_proxies(found: Found, pastes: dict[str, Any], model: Any, data: Any
     found, confirmed, words = _confirmed(found, spread, model, _other_images(found, data, seed), seed)
     if confirmed is None:
         return found, shortcut
-    regrouped = [
-        f"{left} of the {count} of its images read left out" if left else "",
-        f"{joined} of the rest's {len(rest)} put with them" if joined else "",
-    ]
-    regrouped = [part for part in regrouped if part]
-    moved = f"; {' and '.join(regrouped)}, nearer the other group in the model's features" if regrouped else ""
+    said = ((left, f"{left} of the {count} of its images read left out"), (joined, f"{joined} of the rest's {len(rest)} put with them"))
+    moved = " and ".join(words for many, words in said if many)
+    moved = f"; {moved}, nearer the other group in the model's features" if moved else ""
     put_on = f"{words} (in place of its whole region pasted{moved})"
     recorded = {**found.recorded, "pasted": "proxies", "proxy_images": int(near.sum()), "left_out": left, "joined": joined}
     return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=put_on, recorded=recorded), confirmed

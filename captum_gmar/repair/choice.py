@@ -1,8 +1,9 @@
 """Which repair ``auto`` keeps: the bars a repair is held to, read off the measurements
 (:mod:`~captum_gmar.repair.measurement`) of the model before and after it.
 
-:func:`repairs` ends ``auto``, once the refinement of the repair that did it is tried: the rise removed (:func:`removes`) within the budget as
-measured (:func:`measured_within`), the class not missed on the shortcut's own images
+:func:`repairs` ends ``auto``, once the refinement of the repair that did it is tried:
+the rise removed (:func:`removes`) within the budget as measured
+(:func:`measured_within`), the class not missed on the shortcut's own images
 (:func:`misses`), its lead on them taken (:func:`short_of_lead`), and the rest of the class
 not called less often beyond chance (:func:`costs_class`). :func:`choose` keeps one of
 those tried. Against a change drawn afresh on every image, with a lead to judge, ``auto``
