@@ -62,8 +62,8 @@ def read_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any, Any]:
     from ..vit.model import VisionTransformer
 
     if parse_cluster(options.cluster)[0] == "features":
-        found, proxies, model, processor = _feature_shortcut(options)  # gated there, before its proxies are built
-        choose = _confirming_proxies
+        found, model, processor, (members, rest) = _feature_shortcut(options)  # gated there, before its images are read
+        choose = functools.partial(_confirming_proxies, members=members, rest=rest)
     else:
         cluster, model = cluster_and_model(options.maps, options.cluster, options.model)
         processor = load_image_processor(model)
@@ -87,11 +87,11 @@ def read_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any, Any]:
         _gate(options, found)
         size = VisionTransformer(model).image_size or (224, 224)
         images = cluster_images(cluster, options.images, processor, size, 64, options.seed)
-        proxies = {
+        pastes = {
             words: Shortcut.of_region(cluster.target, cluster.region, cluster.grid, images.members, images.others, whole)
             for words, whole in zip(PASTES, (False, True), strict=True)
         }
-        choose = functools.partial(_mark_or_proxies, members=images.members, rest=images.others)
+        choose = functools.partial(_mark_or_proxies, pastes=pastes, members=images.members, rest=images.others)
     size = VisionTransformer(model).image_size or (224, 224)
     data = _labelled(options.data, processor, model.config.id2label, size, options.max_images, options.seed)
     if not (data.labels == found.target).any():
@@ -100,7 +100,7 @@ def read_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any, Any]:
         raise CommandError(
             f"--data holds no image of another class than {found.target_name!r}: the shortcut is measured put on other classes' images"
         )
-    found, shortcut = choose(found, proxies, model, data, options.seed)
+    found, shortcut = choose(found, model, data, options.seed)
     # the cluster's images and the rest of its class compare by their top-1 where explain chose them by their labels
     shortcut = dataclasses.replace(shortcut, by_label=(read_job(options.maps) or {}).get("target") == "label")
     return found, model, processor, shortcut, data
@@ -146,16 +146,17 @@ def _mark_or_region(found: Found, proxies: dict[str, Any], model: Any, data: Any
     return dataclasses.replace(found, put_on=put_on, recorded={**recorded, "pasted": "region"}), region
 
 
-def _confirming_proxies(found: Found, proxies: dict[str, Any], model: Any, data: Any, seed: int) -> tuple[Found, Any]:
-    """Of the ways ``proxies`` (words -> :class:`~captum_gmar.repair.Shortcut`) of putting a
-    shortcut with no place on, those that raise its class by ``CONFIRMS_BY`` on up to 64 of
-    ``data``'s images of other classes (:func:`_other_images`), as one shortcut
+def _confirming_proxies(found: Found, model: Any, data: Any, seed: int, members: Any, rest: Any) -> tuple[Found, Any]:
+    """A cluster of the model's features put on through its images' pixel proxies
+    (:func:`_regrouped`: ``members``, up to 64 of its images, against ``rest``, the rest of
+    its class) that raise its class by ``CONFIRMS_BY`` on up to 64 of ``data``'s images of
+    other classes (:func:`_other_images`), as one shortcut
     (:func:`~captum_gmar.repair.confirmed_by`); ``found`` with it and every proxy's rise.
     Refused where none does."""
     from ..exploration.transplant import CONFIRMS_BY
 
     others = _other_images(found, data, seed)
-    found, shortcut, words = _confirmed(found, proxies, model, others, seed)
+    found, shortcut, words, moved = _regrouped(found, model, members, rest, others, seed)
     if shortcut is None:  # a fine-tune would remove what the model does not follow
         tried = " and by ".join(f"{p['rise']:+.3f} with {p['put_on'].split(',')[0]}" for p in found.recorded["proxies"])
         raise CommandError(
@@ -163,46 +164,78 @@ def _confirming_proxies(found: Found, proxies: dict[str, Any], model: Any, data:
             f"other classes, it rises by {tried}, below the {CONFIRMS_BY} that confirms a shortcut; a repair cannot remove what it "
             "cannot put on (docs/repair.md)"
         )
-    return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=words), shortcut
+    put_on = f"{words} ({moved})" if moved else words
+    return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=put_on), shortcut
 
 
-def _mark_or_proxies(found: Found, pastes: dict[str, Any], model: Any, data: Any, seed: int, members: Any, rest: Any) -> tuple[Found, Any]:
-    """A cluster of maps put on as its mark (:func:`_mark_or_region`); where that pastes its
-    whole region (the mark fills it, or raises the class by less than ``CONFIRMS_BY``), as
-    its images' pixel proxies (:func:`~captum_gmar.repair.pixel_proxies`) that raise the
+def _mark_or_proxies(found: Found, model: Any, data: Any, seed: int, pastes: dict[str, Any], members: Any, rest: Any) -> tuple[Found, Any]:
+    """A cluster of maps put on as its mark (:func:`_mark_or_region`: ``pastes``, its mark
+    and its whole region); where that pastes its whole region (the mark fills it, or raises
+    the class by less than ``CONFIRMS_BY``), as its images' pixel proxies that raise the
     class by ``CONFIRMS_BY`` on up to 64 of ``data``'s training images of other classes, one
-    drawn per image where several do, in place of the region; the region where none does.
-    The proxies are made from the cluster's images ``members`` against the rest of its class
-    ``rest``, each put with the group it lies nearer in the model's features
-    (:func:`~captum_gmar.repair.regroup`). The region is a patch of what its images share,
-    at one place; the proxies are made over the whole image. On two planted noise models (a
+    drawn per image where several do, in place of the region (:func:`_regrouped`:
+    ``members``, up to 64 of the cluster's images, against ``rest``, the rest of its class);
+    the region where none does. The region is a patch of what its images share, at one
+    place; the proxies are made over the whole image. On two planted noise models (a
     texture over the background; docs/repair.md), through AttnLRP's cluster, the projection
     through the whole region removed 93% and 93% of the drawn noise's effect at -1.2 and
     -1.6 points of clean top-1, through its images' mean difference (as the maps grouped
     them) 98% and 101% at -0.9 and -0.5. ``found.recorded`` gains each proxy's rise
-    (``proxies``), and where they are put on, ``pasted`` is ``"proxies"``, with how many
-    images made them (``proxy_images``) and how many of the cluster's were left out and of
-    the rest's put with them (``left_out``, ``joined``)."""
-    import torch
-
-    from ..repair import pixel_proxies, regroup
-
+    (``proxies``), and where they are put on, ``pasted`` is ``"proxies"``."""
     found, shortcut = _mark_or_region(found, pastes, model, data, seed)
     if found.recorded["pasted"] != "region":
         return found, shortcut
-    near = regroup(model, members, rest)
-    both, count = torch.cat([members, rest]), len(members)
-    left, joined = int((~near[:count]).sum()), int(near[count:].sum())
-    spread = pixel_proxies(found.target, both[near], both[~near])
-    found, confirmed, words = _confirmed(found, spread, model, _other_images(found, data, seed), seed)
+    regrouped, confirmed, words, moved = _regrouped(found, model, members, rest, _other_images(found, data, seed), seed)
     if confirmed is None:
-        return found, shortcut
+        return dataclasses.replace(found, recorded={**found.recorded, "proxies": regrouped.recorded["proxies"]}), shortcut
+    put_on = f"{words} (in place of its whole region pasted{'; ' if moved else ''}{moved})"
+    recorded = {**regrouped.recorded, "pasted": "proxies"}
+    return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=put_on, recorded=recorded), confirmed
+
+
+def _regrouped(found: Found, model: Any, members: Any, rest: Any, others: Any, seed: int) -> tuple[Found, Any | None, str, str]:
+    """The pixel proxies (:func:`~captum_gmar.repair.pixel_proxies`) of a cluster's images
+    ``members`` ``(N, C, H, W)`` against the rest of its class ``rest`` ``(M, C, H, W)``,
+    those that raise the class by ``CONFIRMS_BY`` on ``others`` as one shortcut, in words
+    (:func:`_confirmed`), made from the images as the model's features group them: each put
+    with the group it lies nearer at each layer of
+    :func:`~captum_gmar.repair.shortcut.regroup_layers` (:func:`~captum_gmar.repair.regroup`;
+    a cluster can hold images that do not carry the shortcut, and miss some that do), and of
+    these groupings the one whose strongest proxy raises the class most, the first of
+    equals. Its layer is where :func:`~captum_gmar.repair.carriers` then tells the carriers
+    apart. The grouping as given is not among them, where it differs: on the untouched
+    bundled model forced through a cluster that is no shortcut (docs/repair.md), the mean
+    difference of the images as the maps grouped them raised the class by +0.253, of those
+    regrouped by +0.126 at most. ``found.recorded`` gains the kept grouping's proxies' rises
+    (``proxies``), ``proxy_images``, ``left_out`` and ``joined`` (how many of the cluster's
+    images it leaves out and of the rest's it puts with them), ``grouped_at`` (its layer)
+    and every grouping's figures (``groupings``); and in words, how it moved images (""
+    where it moved none)."""
+    import torch
+
+    from ..repair import pixel_proxies, regroup
+    from ..repair.shortcut import regroup_layers
+    from ..vit.model import VisionTransformer
+
+    count, both = len(members), torch.cat([members, rest])
+    groupings: list[tuple[int, Any]] = []  # (layer, whether each image goes with the members)
+    for layer in regroup_layers(VisionTransformer(model).num_layers):
+        near = regroup(model, members, rest, layer)
+        if not any(near.equal(seen) for _, seen in groupings):
+            groupings.append((layer, near))
+    tried = []
+    for layer, near in groupings:
+        proxies = pixel_proxies(found.target, both[near], both[~near]).items()
+        confirmed = _confirmed(found, {words: dataclasses.replace(proxy, layer=layer) for words, proxy in proxies}, model, others, seed)
+        tried.append((max(p["rise"] for p in confirmed[0].recorded["proxies"]), layer, near, confirmed))
+    _, layer, near, (found, shortcut, words) = max(tried, key=lambda t: t[0])  # the first of equals
+    left, joined = int((~near[:count]).sum()), int(near[count:].sum())
     said = ((left, f"{left} of the {count} of its images read left out"), (joined, f"{joined} of the rest's {len(rest)} put with them"))
     moved = " and ".join(words for many, words in said if many)
-    moved = f"; {moved}, nearer the other group in the model's features" if moved else ""
-    put_on = f"{words} (in place of its whole region pasted{moved})"
-    recorded = {**found.recorded, "pasted": "proxies", "proxy_images": int(near.sum()), "left_out": left, "joined": joined}
-    return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=put_on, recorded=recorded), confirmed
+    moved = f"{moved}, nearer the other group in the model's features at layer {layer}" if moved else ""
+    groups = [{"grouped_at": at, "images": int(n.sum()), "strongest_rise": r} for r, at, n, _ in tried]
+    recorded = {"proxy_images": int(near.sum()), "left_out": left, "joined": joined, "grouped_at": layer, "groupings": groups}
+    return dataclasses.replace(found, recorded={**found.recorded, **recorded}), shortcut, words, moved
 
 
 def _confirmed(found: Found, proxies: dict[str, Any], model: Any, others: Any, seed: int) -> tuple[Found, Any | None, str]:
@@ -228,12 +261,11 @@ def _confirmed(found: Found, proxies: dict[str, Any], model: Any, others: Any, s
     return dataclasses.replace(found, recorded=recorded), shortcut, words
 
 
-def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
+def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, tuple[Any, Any]]:
     """The cluster ``features:CLASS:RANK`` of the model's features, found again as explore
     found it with its defaults (the class's images, their clusters, each cluster's
-    direction checked and ranked); the proxies that could put it on (words ->
-    :class:`~captum_gmar.repair.Shortcut`: :func:`~captum_gmar.repair.pixel_proxies`),
-    the model and its image processor. The class is refused before the model loads."""
+    direction checked and ranked); the model, its image processor, and the images its
+    proxies are made from (:func:`_proxy_images`). The class is refused before the model loads."""
     from ..dataset_maps import load_maps
     from ..exploration.checker import ClusterChecker
     from ..exploration.features import FeatureChecker, check_layer
@@ -241,7 +273,6 @@ def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
     from ..exploration.strategies import DEFAULT_CLUSTERING
     from ..heads.cluster import class_strategies, parse_cluster
     from ..reference.inputs import load_image_processor
-    from ..repair import pixel_proxies
     from ..vit.model import VisionTransformer
 
     _, given, rank = parse_cluster(options.cluster)
@@ -320,14 +351,11 @@ def _feature_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any]:
         _gate(options, found_cluster)
     names = [first.image[int(r)] for r in groups[target]]
     inside = strategies.labels == cluster.label
-    members, rest = _proxy_images(features.checker, names, inside, options.seed)
     # put on through the images' pixels, not the direction in the features (on the
     # strong-tint model a fine-tune against the direction removed 95% of the direction's
     # rise and none of the drawn tint's effect): a tone curve, a filter, a difference or a texture,
     # each that the model follows (_confirming_proxies; docs/repair.md)
-    # the held-out images that carry it are told apart where it was found (repair.carriers)
-    proxies = {words: dataclasses.replace(shortcut, layer=layer) for words, shortcut in pixel_proxies(target, members, rest).items()}
-    return found_cluster, proxies, model, processor
+    return found_cluster, model, processor, _proxy_images(features.checker, names, inside, options.seed)
 
 
 def _proxy_images(checker: Any, names: list[str], inside: np.ndarray, seed: int) -> tuple[Any, Any]:

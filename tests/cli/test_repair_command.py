@@ -178,6 +178,11 @@ def test_a_cluster_of_the_features_is_repaired_through_every_proxy_the_model_fol
     fixed = [words for words in by_rise if "drawn afresh" not in words]
     put_on = "one of, drawn per image: " + "; or ".join(fixed) if bar == "below every rise" else by_rise[0]
     assert len(proxies) == 4 and len(fixed) == 3 and report["put_on"] == put_on
+    # the images as regrouped at layers 2, 3 and 4 (each grouping once): the strongest proxy's grouping kept
+    tried = report["groupings"]
+    assert [g["grouped_at"] for g in tried] in ([2], [2, 3], [2, 4], [2, 3, 4]) and report["grouped_at"] in (2, 3, 4)
+    assert max(proxies.values()) == max(g["strongest_rise"] for g in tried)
+    assert next(g for g in tried if g["grouped_at"] == report["grouped_at"])["strongest_rise"] == max(proxies.values())
     assert [p["kept"] for p in report["proxies"]] == [w in fixed if bar == "below every rise" else w == by_rise[0] for w in proxies]
     assert captured.out.startswith("repairing vit-tiny of features:T-shirt/top:1 (")
     # a map cluster isolates its images (the sample scenes' gae cluster ranked 1st): said where, not "no place"
@@ -321,7 +326,10 @@ def test_a_cluster_the_model_confirms_is_repaired_and_says_so(two_classes, tmp_p
     left, joined = report["left_out"], report["joined"]
     assert report["proxy_images"] == 7 - left + joined
     said = [f"{left} of the 7 of its images read left out" if left else "", f"{joined} of the rest's 9 put with them" if joined else ""]
-    moved = f"; {' and '.join(w for w in said if w)}, nearer the other group in the model's features" if left or joined else ""
+    at = report["grouped_at"]
+    moved = (
+        f"; {' and '.join(w for w in said if w)}, nearer the other group in the model's features at layer {at}" if left or joined else ""
+    )
     assert report["put_on"].endswith(f" (in place of its whole region pasted{moved})")
     assert "note: the cluster's mark would be its whole region" in captured.err
 

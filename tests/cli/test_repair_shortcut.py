@@ -11,7 +11,7 @@ import torch
 
 from captum_gmar.cli import repair_shortcut
 from captum_gmar.cli.repair_shortcut import PASTES, Found, _mark_or_region
-from captum_gmar.exploration.intervention import OneOf
+from captum_gmar.exploration.intervention import Add, Curve, OneOf, ways
 from captum_gmar.exploration.transplant import CONFIRMS_BY
 from captum_gmar.repair import HELD_OUT, Labelled, Shortcut, pixel_proxies
 
@@ -82,16 +82,34 @@ def test_the_other_classes_images_are_at_most_64_of_the_training_split():
     assert len(images) == 64 == len(firsts) and firsts <= {float(v) for v in train.pixels[train.labels != 3][:, 0, 0, 0]}
 
 
+def _grouped(monkeypatch, groupings: dict[int, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``regroup`` at each layer of ``groupings`` (layer -> bool mask) gives its mask, and
+    ``pixel_proxies`` the images it is made from, appended to the list returned."""
+    from types import SimpleNamespace
+
+    made: list[tuple[torch.Tensor, torch.Tensor]] = []
+    monkeypatch.setattr("captum_gmar.vit.model.VisionTransformer", lambda model: SimpleNamespace(num_layers=6))
+    monkeypatch.setattr("captum_gmar.repair.shortcut.regroup_layers", lambda num_layers: tuple(groupings))
+    monkeypatch.setattr("captum_gmar.repair.regroup", lambda model, inside, outside, layer: groupings[layer])
+    real = pixel_proxies
+
+    def proxies(target, inside, outside):
+        made.append((inside, outside))
+        return real(target, inside, outside)
+
+    monkeypatch.setattr("captum_gmar.repair.pixel_proxies", proxies)
+    return made
+
+
 def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_that_confirm(data, monkeypatch):
     members, rest = _images(16, 1), _images(16, 2)
-    proxies = pixel_proxies(3, members, rest)
-    words = list(proxies)
+    words = list(pixel_proxies(3, members, rest))
     rises = {"mark": 0.0, "proxies": [0.0, 0.0, 0.0, 0.0]}
     asked: list[str] = []
 
     def confirmed_by(shortcuts, model, images, at_least, seed=0):
         assert at_least == CONFIRMS_BY and len(images) == 12  # the training split's: 12 of the 16 images of other classes
-        if shortcuts == list(proxies.values()):
+        if len(shortcuts) == len(words):
             asked.append("proxies")
             kept = [s for s, r in sorted(zip(shortcuts, rises["proxies"], strict=True), key=lambda x: -x[1]) if r >= at_least]
             return (Shortcut.one_of(kept) if len(kept) > 1 else kept[0] if kept else None), list(rises["proxies"])
@@ -99,15 +117,12 @@ def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_t
         return None, [rises["mark"]]
 
     monkeypatch.setattr("captum_gmar.repair.confirmed_by", confirmed_by)
-    # the proxies are made from the images as regroup puts them (as given, here, until the last case)
-    near = torch.arange(32) < 16
-    made: list[tuple[torch.Tensor, torch.Tensor]] = []
-    monkeypatch.setattr("captum_gmar.repair.regroup", lambda model, inside, outside: near)
-    monkeypatch.setattr("captum_gmar.repair.pixel_proxies", lambda target, inside, outside: made.append((inside, outside)) or proxies)
+    # regrouped at layer 2 as given: one grouping, the proxies made from the images as given
+    made = _grouped(monkeypatch, {2: torch.arange(32) < 16})
 
     def put_on(pastes):
         asked.clear()
-        return repair_shortcut._mark_or_proxies(_found(), pastes, None, data, 0, members=members, rest=rest)
+        return repair_shortcut._mark_or_proxies(_found(), None, data, 0, pastes=pastes, members=members, rest=rest)
 
     marked = members.clone()
     marked[:, :, :2, :2] = 1.0  # four pixels drawn alike on every member: a mark of its own
@@ -120,7 +135,8 @@ def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_t
     rises["mark"] = CONFIRMS_BY / 4
     for pastes, measured in ((with_mark, ["mark", "proxies"]), (whole, ["proxies"])):
         found, shortcut = put_on(pastes)
-        assert asked == measured and shortcut is proxies[words[2]] and found.recorded["pasted"] == "proxies"
+        assert asked == measured and ways(shortcut.intervention) == (shortcut.intervention,) and found.recorded["pasted"] == "proxies"
+        assert isinstance(shortcut.intervention, Add) and shortcut.layer == 2  # the difference, told apart where grouped
         assert found.put_on == f"{words[2]} (in place of its whole region pasted)" and found.where == f"region of 1 patch: {words[2]}"
         assert [(p["put_on"], p["rise"], p["kept"]) for p in found.recorded["proxies"]] == [
             (words[0], 0.0, False),
@@ -130,23 +146,64 @@ def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_t
         ]
     rises["proxies"] = [CONFIRMS_BY + 0.2, 0.0, CONFIRMS_BY + 0.1, 0.0]  # two: one of them drawn per image
     found, shortcut = put_on(whole)
-    assert isinstance(shortcut.intervention, OneOf)
-    assert shortcut.intervention.parts == (proxies[words[0]].intervention, proxies[words[2]].intervention)
+    assert isinstance(shortcut.intervention, OneOf) and [type(part) for part in shortcut.intervention.parts] == [Curve, Add]
     assert found.put_on == f"one of, drawn per image: {words[0]}; or {words[2]} (in place of its whole region pasted)"
     assert torch.equal(made[-1][0], members) and torch.equal(made[-1][1], rest)
-    assert (found.recorded["proxy_images"], found.recorded["left_out"], found.recorded["joined"]) == (16, 0, 0)
-    # two of the cluster's images nearer the rest, one of the rest's nearer them: the proxies made so, and said
-    near = torch.arange(32) < 16
-    near[:2], near[16] = False, True
-    found, _ = put_on(whole)
-    assert torch.equal(made[-1][0], torch.cat([members[2:], rest[:1]])) and torch.equal(made[-1][1], torch.cat([members[:2], rest[1:]]))
-    assert (found.recorded["proxy_images"], found.recorded["left_out"], found.recorded["joined"]) == (15, 2, 1)
-    assert found.put_on.endswith(
-        "(in place of its whole region pasted; 2 of the 16 of its images read left out and 1 of the rest's 16 put with them, nearer "
-        "the other group in the model's features)"
-    )
+    recorded = found.recorded
+    assert (recorded["proxy_images"], recorded["left_out"], recorded["joined"], recorded["grouped_at"]) == (16, 0, 0, 2)
+    assert recorded["groupings"] == [{"grouped_at": 2, "images": 16, "strongest_rise": CONFIRMS_BY + 0.2}]
     rises["proxies"] = [0.0, 0.1, 0.19, 0.0]  # none: the region, every rise recorded
     found, shortcut = put_on(whole)
     assert shortcut is whole[PASTES[1]] and found.put_on.startswith(PASTES[1]) and found.recorded["pasted"] == "region"
     assert [p["kept"] for p in found.recorded["proxies"]] == [False, False, False, False]
-    assert "proxy_images" not in found.recorded  # recorded only where the proxies are put on
+    assert "proxy_images" not in found.recorded and "groupings" not in found.recorded  # recorded only where the proxies are put on
+
+
+def test_the_proxies_are_made_from_the_regrouping_whose_strongest_proxy_raises_the_class_most(data, monkeypatch):
+    members, rest = _images(16, 1), _images(16, 2)
+    given = torch.arange(32) < 16
+    moved = given.clone()
+    moved[:2], moved[16] = False, True  # two of the cluster's images nearer the rest, one of the rest's nearer them
+    fewer = given.clone()
+    fewer[:4] = False
+    # layer 2 groups them as given, layer 3 moves three, layer 4 the same three (not tried twice), layer 5 leaves four out
+    made = _grouped(monkeypatch, {2: given, 3: moved, 4: moved.clone(), 5: fewer})
+    strongest = {16: 0.5, 15: 0.7, 12: 0.6}  # by how many images make the proxies: the one moved at layer 3 the strongest
+
+    def confirmed_by(shortcuts, model, images, at_least, seed=0):
+        rises = [strongest[len(shortcuts[0].members)], 0.0, 0.0, 0.0]
+        return shortcuts[0], rises
+
+    def put_on() -> tuple[Found, Shortcut]:
+        return repair_shortcut._mark_or_proxies(_found(), None, data, 0, pastes=_pastes(members, rest), members=members, rest=rest)
+
+    monkeypatch.setattr("captum_gmar.repair.confirmed_by", confirmed_by)
+    found, shortcut = put_on()
+    assert [len(inside) for inside, _ in made] == [16, 15, 12]  # at layers 2, 3 and 5
+    assert torch.equal(shortcut.members, torch.cat([members[2:], rest[:1]])) and torch.equal(
+        shortcut.rest, torch.cat([members[:2], rest[1:]])
+    )
+    assert shortcut.layer == 3  # the carriers told apart where the images were grouped
+    recorded = found.recorded
+    assert (recorded["proxy_images"], recorded["left_out"], recorded["joined"], recorded["grouped_at"]) == (15, 2, 1, 3)
+    assert recorded["groupings"] == [
+        {"grouped_at": 2, "images": 16, "strongest_rise": 0.5},
+        {"grouped_at": 3, "images": 15, "strongest_rise": 0.7},
+        {"grouped_at": 5, "images": 12, "strongest_rise": 0.6},
+    ]
+    assert found.put_on.endswith(
+        "(in place of its whole region pasted; 2 of the 16 of its images read left out and 1 of the rest's 16 put with them, nearer "
+        "the other group in the model's features at layer 3)"
+    )
+    # equal rises: the first layer's grouping is kept, here the one as given, and no move is said
+    strongest.update({15: 0.5, 12: 0.5})
+    found, shortcut = put_on()
+    assert torch.equal(shortcut.members, members) and found.recorded["grouped_at"] == 2 and shortcut.layer == 2
+    assert found.put_on.endswith("(in place of its whole region pasted)")
+    # the grouping as given is not among those tried where every layer regroups: a stronger rise there is not read
+    made.clear()
+    monkeypatch.setattr("captum_gmar.repair.shortcut.regroup_layers", lambda num_layers: (3, 5))
+    strongest[16] = 0.9
+    found, shortcut = put_on()
+    assert [len(inside) for inside, _ in made] == [15, 12] and found.recorded["grouped_at"] == 3
+    assert [g["strongest_rise"] for g in found.recorded["groupings"]] == [0.5, 0.5]

@@ -3,9 +3,12 @@ which images go with its own."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from captum_gmar.exploration.features import default_layer
 from captum_gmar.repair import pixel_proxies, regroup
+from captum_gmar.repair.shortcut import regroup_layers
 from captum_gmar.vit.layers import pooled_patches
 from captum_gmar.vit.model import VisionTransformer
 
@@ -50,3 +53,9 @@ def test_regroup_puts_each_image_with_the_group_it_lies_nearer_in_the_models_fea
     # fewer than two given on a side, none read: the grouping as given
     assert torch.equal(regroup(None, members, rest[:1]), torch.arange(5) < 4)
     assert torch.equal(regroup(None, members[:0], rest), torch.arange(2) < 0)
+
+
+@pytest.mark.parametrize(("num_layers", "layers"), [(6, (2, 3, 4)), (12, (4, 6, 8)), (24, (8, 12, 16)), (2, (0, 1)), (1, (0,))])
+def test_regroup_is_tried_at_a_third_half_and_two_thirds_of_the_way_up_each_once(num_layers, layers):
+    assert regroup_layers(num_layers) == layers
+    assert default_layer(num_layers) == layers[-1]  # the layer a cluster of the features is found at by default
