@@ -156,13 +156,14 @@ def _confirming_proxies(found: Found, model: Any, data: Any, seed: int, members:
     from ..exploration.transplant import CONFIRMS_BY
 
     others = _other_images(found, data, seed)
-    found, shortcut, words, moved = _regrouped(found, model, members, rest, others, seed)
+    found, shortcut, words, moved = _regrouped(found, model, members, rest, others, seed, found.recorded["layer"])
     if shortcut is None:  # a fine-tune would remove what the model does not follow
         tried = " and by ".join(f"{p['rise']:+.3f} with {p['put_on'].split(',')[0]}" for p in found.recorded["proxies"])
+        layers = ", ".join(str(g["grouped_at"]) for g in found.recorded["groupings"])
         raise CommandError(
             f"no proxy of the cluster raises the class {found.target_name!r} enough to repair: on {len(others)} training images of "
-            f"other classes, it rises by {tried}, below the {CONFIRMS_BY} that confirms a shortcut; a repair cannot remove what it "
-            "cannot put on (docs/repair.md)"
+            f"other classes, it rises by {tried} at most (its images as the model's features group them at layers {layers}), below "
+            f"the {CONFIRMS_BY} that confirms a shortcut; a repair cannot remove what it cannot put on (docs/repair.md)"
         )
     put_on = f"{words} ({moved})" if moved else words
     return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=put_on), shortcut
@@ -181,35 +182,43 @@ def _mark_or_proxies(found: Found, model: Any, data: Any, seed: int, pastes: dic
     through the whole region removed 93% and 93% of the drawn noise's effect at -1.2 and
     -1.6 points of clean top-1, through its images' mean difference (as the maps grouped
     them) 98% and 101% at -0.9 and -0.5. ``found.recorded`` gains each proxy's rise
-    (``proxies``), and where they are put on, ``pasted`` is ``"proxies"``."""
+    (``proxies``) and each grouping's (``groupings``), and where they are put on,
+    ``pasted`` is ``"proxies"``."""
     found, shortcut = _mark_or_region(found, pastes, model, data, seed)
     if found.recorded["pasted"] != "region":
         return found, shortcut
     regrouped, confirmed, words, moved = _regrouped(found, model, members, rest, _other_images(found, data, seed), seed)
     if confirmed is None:
-        return dataclasses.replace(found, recorded={**found.recorded, "proxies": regrouped.recorded["proxies"]}), shortcut
+        tried = {key: regrouped.recorded[key] for key in ("proxies", "groupings")}
+        return dataclasses.replace(found, recorded={**found.recorded, **tried}), shortcut
     put_on = f"{words} (in place of its whole region pasted{'; ' if moved else ''}{moved})"
     recorded = {**regrouped.recorded, "pasted": "proxies"}
     return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=put_on, recorded=recorded), confirmed
 
 
-def _regrouped(found: Found, model: Any, members: Any, rest: Any, others: Any, seed: int) -> tuple[Found, Any | None, str, str]:
+def _regrouped(
+    found: Found, model: Any, members: Any, rest: Any, others: Any, seed: int, found_at: int | None = None
+) -> tuple[Found, Any | None, str, str]:
     """The pixel proxies (:func:`~captum_gmar.repair.pixel_proxies`) of a cluster's images
     ``members`` ``(N, C, H, W)`` against the rest of its class ``rest`` ``(M, C, H, W)``,
     those that raise the class by ``CONFIRMS_BY`` on ``others`` as one shortcut, in words
     (:func:`_confirmed`), made from the images as the model's features group them: each put
     with the group it lies nearer at each layer of
-    :func:`~captum_gmar.repair.shortcut.regroup_layers` (:func:`~captum_gmar.repair.regroup`;
-    a cluster can hold images that do not carry the shortcut, and miss some that do), and of
-    these groupings the one whose strongest proxy raises the class most, the first of
-    equals. Its layer is where :func:`~captum_gmar.repair.carriers` then tells the carriers
-    apart. The grouping as given is not among them, where it differs: on the untouched
-    bundled model forced through a cluster that is no shortcut (docs/repair.md), the mean
-    difference of the images as the maps grouped them raised the class by +0.253, of those
-    regrouped by +0.126 at most. ``found.recorded`` gains the kept grouping's proxies' rises
-    (``proxies``), ``proxy_images``, ``left_out`` and ``joined`` (how many of the cluster's
-    images it leaves out and of the rest's it puts with them), ``grouped_at`` (its layer)
-    and every grouping's figures (``groupings``); and in words, how it moved images (""
+    :func:`~captum_gmar.repair.shortcut.regroup_layers` and at ``found_at``, the layer a
+    cluster of the features was found at (:func:`~captum_gmar.repair.regroup`; a cluster
+    can hold images that do not carry the shortcut, and miss some that do), each grouping
+    once, at the lowest layer that makes it. Kept: the grouping whose proxies put on
+    raise the class most (the strongest of those :func:`~captum_gmar.repair.confirmed_by`
+    keeps; of all, where it keeps none), the first of equals. Its layer is where
+    :func:`~captum_gmar.repair.carriers` then tells the carriers apart. The grouping as
+    given is not among them, where it differs: on the untouched bundled model forced
+    through a cluster that is no shortcut (docs/repair.md), the mean difference of the
+    images as the maps grouped them raised the class by +0.253, and the projection through
+    it cost 1.2 points; regrouped, no proxy confirmed. ``found.recorded`` gains the kept
+    grouping's proxies' rises (``proxies``) and every grouping's layer, images and rise
+    (``groupings``), and where a proxy confirms, ``proxy_images``, ``left_out`` and
+    ``joined`` (how many of the cluster's images it leaves out and of the rest's it puts
+    with them) and ``grouped_at`` (its layer); and in words, how it moved images (""
     where it moved none)."""
     import torch
 
@@ -218,8 +227,9 @@ def _regrouped(found: Found, model: Any, members: Any, rest: Any, others: Any, s
     from ..vit.model import VisionTransformer
 
     count, both = len(members), torch.cat([members, rest])
+    layers = sorted({*regroup_layers(VisionTransformer(model).num_layers), *([] if found_at is None else [found_at])})
     groupings: list[tuple[int, Any]] = []  # (layer, whether each image goes with the members)
-    for layer in regroup_layers(VisionTransformer(model).num_layers):
+    for layer in layers:
         near = regroup(model, members, rest, layer)
         if not any(near.equal(seen) for _, seen in groupings):
             groupings.append((layer, near))
@@ -227,15 +237,26 @@ def _regrouped(found: Found, model: Any, members: Any, rest: Any, others: Any, s
     for layer, near in groupings:
         proxies = pixel_proxies(found.target, both[near], both[~near]).items()
         confirmed = _confirmed(found, {words: dataclasses.replace(proxy, layer=layer) for words, proxy in proxies}, model, others, seed)
-        tried.append((max(p["rise"] for p in confirmed[0].recorded["proxies"]), layer, near, confirmed))
+        tried.append((_put_on_rise(confirmed[0].recorded["proxies"]), layer, near, confirmed))
     _, layer, near, (found, shortcut, words) = max(tried, key=lambda t: t[0])  # the first of equals
+    groups = {"groupings": [{"grouped_at": at, "images": int(n.sum()), "rise": r} for r, at, n, _ in tried]}
+    if shortcut is None:
+        return dataclasses.replace(found, recorded={**found.recorded, **groups}), None, words, ""
     left, joined = int((~near[:count]).sum()), int(near[count:].sum())
     said = ((left, f"{left} of the {count} of its images read left out"), (joined, f"{joined} of the rest's {len(rest)} put with them"))
     moved = " and ".join(words for many, words in said if many)
     moved = f"{moved}, nearer the other group in the model's features at layer {layer}" if moved else ""
-    groups = [{"grouped_at": at, "images": int(n.sum()), "strongest_rise": r} for r, at, n, _ in tried]
-    recorded = {"proxy_images": int(near.sum()), "left_out": left, "joined": joined, "grouped_at": layer, "groupings": groups}
+    recorded = {**groups, "proxy_images": int(near.sum()), "left_out": left, "joined": joined, "grouped_at": layer}
     return dataclasses.replace(found, recorded={**found.recorded, **recorded}), shortcut, words, moved
+
+
+def _put_on_rise(proxies: list[dict[str, Any]]) -> float:
+    """What a grouping is judged by: the strongest rise of the proxies put on
+    (:func:`_confirmed`'s record, ``kept``), of all where none is; a rise that is not a
+    number counts as none. A texture drawn afresh can rise most and not be put on, where a
+    fixed proxy confirms beside it (:func:`~captum_gmar.repair.confirmed_by`)."""
+    rises = [p["rise"] for p in proxies if p["kept"]] or [p["rise"] for p in proxies]
+    return max((rise for rise in rises if rise == rise), default=float("-inf"))
 
 
 def _confirmed(found: Found, proxies: dict[str, Any], model: Any, others: Any, seed: int) -> tuple[Found, Any | None, str]:

@@ -37,8 +37,9 @@ class Shortcut:
     members: Tensor
     #: ``(M, C, H, W)``: the class's images without it (the rest of the class), or ``None``
     rest: Tensor | None = None
-    #: the layer whose pooled features told its images from the rest of the class (a
-    #: cluster of the model's features), where :func:`carriers` reads; ``None``: the default
+    #: the layer whose pooled features told its images from the rest of the class (where a
+    #: cluster of the model's features was found, or its images were regrouped:
+    #: :func:`regroup`), where :func:`carriers` reads; ``None``: the default
     #: (:func:`~captum_gmar.exploration.features.default_layer`)
     layer: int | None = None
     #: whether :attr:`members` and :attr:`rest` were chosen by their labels (``explain
@@ -184,7 +185,7 @@ class Labelled:
 def carriers(model: nn.Module, shortcut: Shortcut, images: Labelled, batch_size: int = 64) -> Tensor:
     """``bool (N,)``: which of ``images`` of the shortcut's class carry it, as ``model``
     (the original) tells: their mean patch token at ``shortcut.layer``
-    (:func:`~captum_gmar.vit.layers.pooled_patches`, where the feature clusters are found)
+    (:func:`~captum_gmar.vit.layers.pooled_patches`, where its images were told apart)
     lies nearer the mean of ``shortcut.members``' than of ``shortcut.rest``'s (nearest
     centroid). Images of other classes, and every image where the shortcut has no rest,
     are taken not to carry it."""

@@ -1,6 +1,7 @@
 """What ``captum-gmar repair`` pastes for a cluster of maps: its mark where the mark alone
 raises the class; else, in place of the whole region, its images' pixel proxies that
-confirm; else the whole region the transplant confirmed."""
+confirm; else the whole region the transplant confirmed. And which grouping of a
+cluster's images (of maps or of the features) its proxies are made from."""
 
 from __future__ import annotations
 
@@ -151,12 +152,13 @@ def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_t
     assert torch.equal(made[-1][0], members) and torch.equal(made[-1][1], rest)
     recorded = found.recorded
     assert (recorded["proxy_images"], recorded["left_out"], recorded["joined"], recorded["grouped_at"]) == (16, 0, 0, 2)
-    assert recorded["groupings"] == [{"grouped_at": 2, "images": 16, "strongest_rise": CONFIRMS_BY + 0.2}]
+    assert recorded["groupings"] == [{"grouped_at": 2, "images": 16, "rise": CONFIRMS_BY + 0.2}]
     rises["proxies"] = [0.0, 0.1, 0.19, 0.0]  # none: the region, every rise recorded
     found, shortcut = put_on(whole)
     assert shortcut is whole[PASTES[1]] and found.put_on.startswith(PASTES[1]) and found.recorded["pasted"] == "region"
     assert [p["kept"] for p in found.recorded["proxies"]] == [False, False, False, False]
-    assert "proxy_images" not in found.recorded and "groupings" not in found.recorded  # recorded only where the proxies are put on
+    assert "proxy_images" not in found.recorded and "grouped_at" not in found.recorded  # recorded only where the proxies are put on
+    assert found.recorded["groupings"] == [{"grouped_at": 2, "images": 16, "rise": 0.19}]  # the strongest of all, none put on
 
 
 def test_the_proxies_are_made_from_the_regrouping_whose_strongest_proxy_raises_the_class_most(data, monkeypatch):
@@ -169,10 +171,11 @@ def test_the_proxies_are_made_from_the_regrouping_whose_strongest_proxy_raises_t
     # layer 2 groups them as given, layer 3 moves three, layer 4 the same three (not tried twice), layer 5 leaves four out
     made = _grouped(monkeypatch, {2: given, 3: moved, 4: moved.clone(), 5: fewer})
     strongest = {16: 0.5, 15: 0.7, 12: 0.6}  # by how many images make the proxies: the one moved at layer 3 the strongest
+    texture = {16: 0.0, 15: 0.0, 12: 0.0}  # the texture drawn afresh, never put on here
 
     def confirmed_by(shortcuts, model, images, at_least, seed=0):
-        rises = [strongest[len(shortcuts[0].members)], 0.0, 0.0, 0.0]
-        return shortcuts[0], rises
+        count = len(shortcuts[0].members)
+        return shortcuts[0], [strongest[count], 0.0, 0.0, texture[count]]  # the tone curve alone put on
 
     def put_on() -> tuple[Found, Shortcut]:
         return repair_shortcut._mark_or_proxies(_found(), None, data, 0, pastes=_pastes(members, rest), members=members, rest=rest)
@@ -184,12 +187,16 @@ def test_the_proxies_are_made_from_the_regrouping_whose_strongest_proxy_raises_t
         shortcut.rest, torch.cat([members[:2], rest[1:]])
     )
     assert shortcut.layer == 3  # the carriers told apart where the images were grouped
+    # a texture that rises most but is not put on does not choose the grouping
+    texture[12] = 0.99
+    assert put_on()[0].recorded["grouped_at"] == 3
+    texture[12] = 0.0
     recorded = found.recorded
     assert (recorded["proxy_images"], recorded["left_out"], recorded["joined"], recorded["grouped_at"]) == (15, 2, 1, 3)
     assert recorded["groupings"] == [
-        {"grouped_at": 2, "images": 16, "strongest_rise": 0.5},
-        {"grouped_at": 3, "images": 15, "strongest_rise": 0.7},
-        {"grouped_at": 5, "images": 12, "strongest_rise": 0.6},
+        {"grouped_at": 2, "images": 16, "rise": 0.5},
+        {"grouped_at": 3, "images": 15, "rise": 0.7},
+        {"grouped_at": 5, "images": 12, "rise": 0.6},
     ]
     assert found.put_on.endswith(
         "(in place of its whole region pasted; 2 of the 16 of its images read left out and 1 of the rest's 16 put with them, nearer "
@@ -206,4 +213,33 @@ def test_the_proxies_are_made_from_the_regrouping_whose_strongest_proxy_raises_t
     strongest[16] = 0.9
     found, shortcut = put_on()
     assert [len(inside) for inside, _ in made] == [15, 12] and found.recorded["grouped_at"] == 3
-    assert [g["strongest_rise"] for g in found.recorded["groupings"]] == [0.5, 0.5]
+    assert [g["rise"] for g in found.recorded["groupings"]] == [0.5, 0.5]
+
+
+def test_a_cluster_of_the_features_is_regrouped_at_the_layer_it_was_found_at_as_well(data, monkeypatch):
+    members, rest = _images(16, 1), _images(16, 2)
+    moved = torch.arange(32) < 16
+    moved[0] = False
+    made = _grouped(monkeypatch, {1: moved, 2: torch.arange(32) < 16})
+    monkeypatch.setattr("captum_gmar.repair.shortcut.regroup_layers", lambda num_layers: (2,))
+    rises = {15: 0.6, 16: 0.5}
+    monkeypatch.setattr(
+        "captum_gmar.repair.confirmed_by",
+        lambda shortcuts, model, images, at_least, seed=0: (shortcuts[0], [rises[len(shortcuts[0].members)]] * 4),
+    )
+    found = dataclasses.replace(_found(), where="no place, found at layer 1", recorded={"layer": 1})
+    found, shortcut = repair_shortcut._confirming_proxies(found, None, data, 0, members=members, rest=rest)
+    assert [len(inside) for inside, _ in made] == [15, 16]  # at the layer it was found at, 1, and at 2
+    assert found.recorded["grouped_at"] == 1 == shortcut.layer and found.recorded["left_out"] == 1
+    assert found.put_on.endswith("(1 of the 16 of its images read left out, nearer the other group in the model's features at layer 1)")
+    assert found.where.startswith("no place, found at layer 1: ")
+    # none confirms: refused, with the layers its images were grouped at
+    rises.update({15: 0.1, 16: 0.15})
+    monkeypatch.setattr(
+        "captum_gmar.repair.confirmed_by", lambda shortcuts, model, images, at_least, seed=0: (None, [rises[len(shortcuts[0].members)]] * 4)
+    )
+    with pytest.raises(
+        repair_shortcut.CommandError,
+        match=r"rises by \+0\.150 with .* at most \(its images as the model's features group them at layers 1, 2\)",
+    ):
+        repair_shortcut._confirming_proxies(found, None, data, 0, members=members, rest=rest)
