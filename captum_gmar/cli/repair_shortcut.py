@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -159,11 +160,14 @@ def _confirming_proxies(found: Found, model: Any, data: Any, seed: int, members:
     found, shortcut, words, moved = _regrouped(found, model, members, rest, others, seed, found.recorded["layer"])
     if shortcut is None:  # a fine-tune would remove what the model does not follow
         tried = " and by ".join(f"{p['rise']:+.3f} with {p['put_on'].split(',')[0]}" for p in found.recorded["proxies"])
-        layers = ", ".join(str(g["grouped_at"]) for g in found.recorded["groupings"])
+        groupings = found.recorded["groupings"]
+        grouped = f"layer {found.recorded['grouped_at']}" + (
+            f", the strongest of the groupings at layers {', '.join(str(g['grouped_at']) for g in groupings)}" if len(groupings) > 1 else ""
+        )
         raise CommandError(
             f"no proxy of the cluster raises the class {found.target_name!r} enough to repair: on {len(others)} training images of "
-            f"other classes, it rises by {tried} at most (its images as the model's features group them at layers {layers}), below "
-            f"the {CONFIRMS_BY} that confirms a shortcut; a repair cannot remove what it cannot put on (docs/repair.md)"
+            f"other classes, its images as the model's features group them at {grouped}, it rises by {tried}, below the "
+            f"{CONFIRMS_BY} that confirms a shortcut; a repair cannot remove what it cannot put on (docs/repair.md)"
         )
     put_on = f"{words} ({moved})" if moved else words
     return dataclasses.replace(found, where=f"{found.where}: {words}", put_on=put_on), shortcut
@@ -216,10 +220,10 @@ def _regrouped(
     images as the maps grouped them raised the class by +0.253, and the projection through
     it cost 1.2 points; regrouped, no proxy confirmed. ``found.recorded`` gains the kept
     grouping's proxies' rises (``proxies``) and every grouping's layer, images and rise
-    (``groupings``), and where a proxy confirms, ``proxy_images``, ``left_out`` and
-    ``joined`` (how many of the cluster's images it leaves out and of the rest's it puts
-    with them) and ``grouped_at`` (its layer); and in words, how it moved images (""
-    where it moved none)."""
+    (``groupings``) and its layer (``grouped_at``), and where a proxy confirms,
+    ``proxy_images``, ``left_out`` and ``joined`` (how many of the cluster's images it
+    leaves out and of the rest's it puts with them); and in words, how it moved images
+    ("" where it moved none)."""
     import torch
 
     from ..repair import pixel_proxies, regroup
@@ -239,14 +243,18 @@ def _regrouped(
         confirmed = _confirmed(found, {words: dataclasses.replace(proxy, layer=layer) for words, proxy in proxies}, model, others, seed)
         tried.append((_put_on_rise(confirmed[0].recorded["proxies"]), layer, near, confirmed))
     _, layer, near, (found, shortcut, words) = max(tried, key=lambda t: t[0])  # the first of equals
-    groups = {"groupings": [{"grouped_at": at, "images": int(n.sum()), "rise": r} for r, at, n, _ in tried]}
+    # a rise that is no number is recorded as none (JSON has no infinity)
+    groups = {
+        "groupings": [{"grouped_at": at, "images": int(n.sum()), "rise": r if math.isfinite(r) else None} for r, at, n, _ in tried],
+        "grouped_at": layer,
+    }
     if shortcut is None:
         return dataclasses.replace(found, recorded={**found.recorded, **groups}), None, words, ""
     left, joined = int((~near[:count]).sum()), int(near[count:].sum())
     said = ((left, f"{left} of the {count} of its images read left out"), (joined, f"{joined} of the rest's {len(rest)} put with them"))
     moved = " and ".join(words for many, words in said if many)
     moved = f"{moved}, nearer the other group in the model's features at layer {layer}" if moved else ""
-    recorded = {**groups, "proxy_images": int(near.sum()), "left_out": left, "joined": joined, "grouped_at": layer}
+    recorded = {**groups, "proxy_images": int(near.sum()), "left_out": left, "joined": joined}
     return dataclasses.replace(found, recorded={**found.recorded, **recorded}), shortcut, words, moved
 
 

@@ -238,8 +238,14 @@ def test_a_cluster_of_the_features_is_regrouped_at_the_layer_it_was_found_at_as_
     monkeypatch.setattr(
         "captum_gmar.repair.confirmed_by", lambda shortcuts, model, images, at_least, seed=0: (None, [rises[len(shortcuts[0].members)]] * 4)
     )
-    with pytest.raises(
-        repair_shortcut.CommandError,
-        match=r"rises by \+0\.150 with .* at most \(its images as the model's features group them at layers 1, 2\)",
-    ):
+    said = r"its images as the model's features group them at layer 2, the strongest of the groupings at layers 1, 2, it rises by \+0\.150 with "
+    with pytest.raises(repair_shortcut.CommandError, match=said):
         repair_shortcut._confirming_proxies(found, None, data, 0, members=members, rest=rest)
+    # one grouping: its layer alone; a rise that is no number recorded as none
+    monkeypatch.setattr("captum_gmar.repair.shortcut.regroup_layers", lambda num_layers: (2,))
+    rises[16] = float("nan")
+    one = dataclasses.replace(found, recorded={"layer": 2})
+    with pytest.raises(repair_shortcut.CommandError, match=r"group them at layer 2, it rises by \+nan with "):
+        repair_shortcut._confirming_proxies(one, None, data, 0, members=members, rest=rest)
+    regrouped, shortcut, _, _ = repair_shortcut._regrouped(one, None, members, rest, data.pixels[:4], 0, 2)
+    assert shortcut is None and regrouped.recorded["groupings"] == [{"grouped_at": 2, "images": 16, "rise": None}]
