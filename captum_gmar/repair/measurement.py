@@ -186,7 +186,7 @@ class Measurement:
         and a share of it removed says something. A mark the model does not follow, pasted,
         raises the class by noise: a planted noise's six-pixel mark, pasted on training
         images of other classes, by +0.000, and before the command fell back to its
-        region (:mod:`~captum_gmar.cli.repair_shortcut`), the projection's table said 96%
+        region (:mod:`~captum_gmar.cli.repair_put_on`), the projection's table said 96%
         of it removed (docs/repair.md)."""
         return self.rise > (0.0 if math.isnan(self.rise_error) else 2 * self.rise_error)
 

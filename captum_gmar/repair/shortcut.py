@@ -142,7 +142,7 @@ def pixel_proxies(target: int, members: Tensor, rest: Tensor) -> dict[str, Short
     its neighbours (a blur); the mean difference, for what is added in place (a texture);
     a texture drawn afresh, for what is added at random (a grain).
     A shortcut with no place is put on so (``captum-gmar repair``), and a cluster of maps
-    whose mark would be its whole region (:mod:`~captum_gmar.cli.repair_shortcut`)."""
+    whose mark would be its whole region (:mod:`~captum_gmar.cli.repair_put_on`)."""
     return {
         "a tone curve per channel, the one that turns the rest of the class's pixel values into its images'": Shortcut.of_curve(
             target, members, rest

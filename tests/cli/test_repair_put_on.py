@@ -10,8 +10,9 @@ import dataclasses
 import pytest
 import torch
 
-from captum_gmar.cli import repair_shortcut
-from captum_gmar.cli.repair_shortcut import PASTES, Found, _mark_or_region
+from captum_gmar.cli import repair_put_on
+from captum_gmar.cli.repair_put_on import PASTES, _mark_or_region
+from captum_gmar.cli.repair_shortcut import Found
 from captum_gmar.exploration.intervention import Add, Curve, OneOf, ways
 from captum_gmar.exploration.transplant import CONFIRMS_BY
 from captum_gmar.repair import HELD_OUT, Labelled, Shortcut, pixel_proxies
@@ -66,7 +67,7 @@ def test_the_mark_is_pasted_where_it_raises_the_class_and_the_whole_region_where
 
 def test_a_mark_that_is_the_whole_region_is_pasted_without_a_pass(data, monkeypatch):
     # nothing drawn alike: mark_mask keeps the whole region, and nothing is measured
-    monkeypatch.setattr(repair_shortcut, "_other_images", lambda *args: pytest.fail("a pass over other classes' images"))
+    monkeypatch.setattr(repair_put_on, "_other_images", lambda *args: pytest.fail("a pass over other classes' images"))
     pastes = _pastes(_images(16, 1), _images(16, 2))
     found, shortcut = _mark_or_region(_found(), pastes, None, data, 0)
     # said as what it is, the whole region pasted, as "pasted" records it
@@ -77,7 +78,7 @@ def test_a_mark_that_is_the_whole_region_is_pasted_without_a_pass(data, monkeypa
 
 def test_the_other_classes_images_are_at_most_64_of_the_training_split():
     data = Labelled(torch.arange(300.0)[:, None, None, None].expand(300, 3, 2, 2), torch.arange(300) % 5)
-    images = repair_shortcut._other_images(_found(), data, 0)
+    images = repair_put_on._other_images(_found(), data, 0)
     train, _ = data.split(HELD_OUT, 0)
     firsts = {float(image[0, 0, 0]) for image in images}
     assert len(images) == 64 == len(firsts) and firsts <= {float(v) for v in train.pixels[train.labels != 3][:, 0, 0, 0]}
@@ -123,7 +124,7 @@ def test_a_mark_that_would_be_the_whole_region_gives_way_to_the_images_proxies_t
 
     def put_on(pastes):
         asked.clear()
-        return repair_shortcut._mark_or_proxies(_found(), None, data, 0, pastes=pastes, members=members, rest=rest)
+        return repair_put_on.mark_or_proxies(_found(), None, data, 0, pastes=pastes, members=members, rest=rest)
 
     marked = members.clone()
     marked[:, :, :2, :2] = 1.0  # four pixels drawn alike on every member: a mark of its own
@@ -178,7 +179,7 @@ def test_the_proxies_are_made_from_the_regrouping_whose_strongest_proxy_raises_t
         return shortcuts[0], [strongest[count], 0.0, 0.0, texture[count]]  # the tone curve alone put on
 
     def put_on() -> tuple[Found, Shortcut]:
-        return repair_shortcut._mark_or_proxies(_found(), None, data, 0, pastes=_pastes(members, rest), members=members, rest=rest)
+        return repair_put_on.mark_or_proxies(_found(), None, data, 0, pastes=_pastes(members, rest), members=members, rest=rest)
 
     monkeypatch.setattr("captum_gmar.repair.confirmed_by", confirmed_by)
     found, shortcut = put_on()
@@ -228,7 +229,7 @@ def test_a_cluster_of_the_features_is_regrouped_at_the_layer_it_was_found_at_as_
         lambda shortcuts, model, images, at_least, seed=0: (shortcuts[0], [rises[len(shortcuts[0].members)]] * 4),
     )
     found = dataclasses.replace(_found(), where="no place, found at layer 1", recorded={"layer": 1})
-    found, shortcut = repair_shortcut._confirming_proxies(found, None, data, 0, members=members, rest=rest)
+    found, shortcut = repair_put_on.confirming_proxies(found, None, data, 0, members=members, rest=rest)
     assert [len(inside) for inside, _ in made] == [15, 16]  # at the layer it was found at, 1, and at 2
     assert found.recorded["grouped_at"] == 1 == shortcut.layer and found.recorded["left_out"] == 1
     assert found.put_on.endswith("(1 of the 16 of its images read left out, nearer the other group in the model's features at layer 1)")
@@ -239,13 +240,13 @@ def test_a_cluster_of_the_features_is_regrouped_at_the_layer_it_was_found_at_as_
         "captum_gmar.repair.confirmed_by", lambda shortcuts, model, images, at_least, seed=0: (None, [rises[len(shortcuts[0].members)]] * 4)
     )
     said = r"its images as the model's features group them at layer 2, the strongest of the groupings at layers 1, 2, it rises by \+0\.150 with "
-    with pytest.raises(repair_shortcut.CommandError, match=said):
-        repair_shortcut._confirming_proxies(found, None, data, 0, members=members, rest=rest)
+    with pytest.raises(repair_put_on.CommandError, match=said):
+        repair_put_on.confirming_proxies(found, None, data, 0, members=members, rest=rest)
     # one grouping: its layer alone; a rise that is no number recorded as none
     monkeypatch.setattr("captum_gmar.repair.shortcut.regroup_layers", lambda num_layers: (2,))
     rises[16] = float("nan")
     one = dataclasses.replace(found, recorded={"layer": 2})
-    with pytest.raises(repair_shortcut.CommandError, match=r"group them at layer 2, it rises by \+nan with "):
-        repair_shortcut._confirming_proxies(one, None, data, 0, members=members, rest=rest)
-    regrouped, shortcut, _, _ = repair_shortcut._regrouped(one, None, members, rest, data.pixels[:4], 0, 2)
+    with pytest.raises(repair_put_on.CommandError, match=r"group them at layer 2, it rises by \+nan with "):
+        repair_put_on.confirming_proxies(one, None, data, 0, members=members, rest=rest)
+    regrouped, shortcut, _, _ = repair_put_on._regrouped(one, None, members, rest, data.pixels[:4], 0, 2)
     assert shortcut is None and regrouped.recorded["groupings"] == [{"grouped_at": 2, "images": 16, "rise": None}]
