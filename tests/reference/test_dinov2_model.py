@@ -4,6 +4,7 @@ bundled scenes, accuracy, GMAR on it, and the training script."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -23,7 +24,7 @@ from captum_gmar.reference import load_reference_model, load_sample_scenes
 from captum_gmar.reference.dinov2_classifier import HEAD_DIR, HEAD_FILE, MODEL_FILES, model_dir
 from captum_gmar.reference.inputs import load_image_processor, scene_pixel_values
 from captum_gmar.reference.samples import make_sample_scenes
-from tools.reference.train_dinov2 import fine_tune, main
+from tools.reference.train_dinov2 import draw_scenes, fine_tune, main
 
 # ImageNet statistics, as documented for the image processor.
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
@@ -145,8 +146,8 @@ def test_gmar_matches_the_straightforward_eager_implementation(model: Dinov2ForI
 def test_fine_tuning_changes_only_the_tuned_blocks(model: Dinov2ForImageClassification) -> None:
     tuned = copy.deepcopy(model)
     flags = {name: p.requires_grad for name, p in tuned.named_parameters()}
-    fine_tune(tuned, load_image_processor(model), 1, steps=2, batch_size=2, share=0.5, lr=1e-3,
-              weight_decay=0.05, rng=np.random.default_rng(0))  # fmt: skip
+    draw = functools.partial(draw_scenes, share=0.5, rng=np.random.default_rng(0), data_dir=None)
+    fine_tune(tuned, load_image_processor(model), 1, steps=2, batch_size=2, draw=draw, lr=1e-3, weight_decay=0.05)
     before, after = dict(model.named_parameters()), dict(tuned.named_parameters())
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     last = f"dinov2.encoder.layer.{model.config.num_hidden_layers - 1}."

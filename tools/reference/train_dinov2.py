@@ -28,10 +28,11 @@ blocks and LayerNorm, float16), ``metrics.json`` and the model card ``README.md`
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ from captum_gmar.reference.dinov2_classifier import HEAD_FILE, classifier_config
 from captum_gmar.reference.inputs import scene_pixel_values
 from tools.reference.train import _warmup_cosine, accuracy_table, add_data_options, run_script, script_parser
 
-__all__ = ["fine_tune", "fit_head", "head_features", "main", "train"]
+__all__ = ["draw_scenes", "fine_tune", "fit_head", "head_features", "main", "train"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _scenes(n: int, share: float, rng: np.random.Generator, data_dir: Path | None) -> tuple[np.ndarray, Tensor]:
+def draw_scenes(n: int, share: float, rng: np.random.Generator, data_dir: Path | None) -> tuple[np.ndarray, Tensor]:
     """``n`` fresh training-split scenes, the last ``round(share * n)`` with two items:
     images ``uint8 (n, 64, 64, 3)`` and multi-hot targets ``float32 (n, 10)``."""
     two = round(share * n)
@@ -94,14 +95,14 @@ def head_features(
     data_dir: Path | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The head's input for ``n`` fresh training scenes (drawn ``batch_size`` at a time as
-    :func:`_scenes` draws them): features ``float32 (n, 2 * hidden)`` and multi-hot
+    :func:`draw_scenes` draws them): features ``float32 (n, 2 * hidden)`` and multi-hot
     targets ``float32 (n, 10)``."""
     features: list[Tensor] = []
     targets: list[Tensor] = []
     hook = model.classifier.register_forward_pre_hook(lambda module, args: features.append(args[0].float()))
     try:
         for start in tqdm(range(0, n, batch_size), desc="features", mininterval=10.0):
-            images, y = _scenes(min(batch_size, n - start), share, rng, data_dir)
+            images, y = draw_scenes(min(batch_size, n - start), share, rng, data_dir)
             model(pixel_values=scene_pixel_values(processor, images))
             targets.append(y)
     finally:
@@ -137,18 +138,19 @@ def fine_tune(
     blocks: int,
     steps: int,
     batch_size: int,
-    share: float,
+    draw: Callable[[int], tuple[np.ndarray, Tensor]],
     lr: float,
     weight_decay: float,
-    rng: np.random.Generator,
-    data_dir: Path | None = None,
 ) -> float:
     """Train the last ``blocks`` blocks, the final LayerNorm and the head in place on
-    ``steps`` batches of fresh scenes: BCE with logits, AdamW (weight decay on matrices
-    only), linear warmup over the first 5% of the steps then cosine decay, gradient
-    clipping 1.0. Returns the final loss, smoothed over steps."""
+    ``steps`` batches of fresh scenes, ``draw(batch_size)`` each (images ``uint8 (B, 64, 64, 3)``,
+    multi-hot targets ``float32 (B, 10)``; :func:`draw_scenes`), on the model's device: BCE
+    with logits, AdamW (weight decay on matrices only), linear warmup over the first 5% of
+    the steps then cosine decay, gradient clipping 1.0. Returns the final loss, smoothed
+    over steps."""
     tuned = [*model.dinov2.encoder.layer[-blocks:], model.dinov2.layernorm, model.classifier]
     params = [p for module in tuned for p in module.parameters()]
+    device = params[0].device
     optimizer = torch.optim.AdamW(
         [
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
@@ -169,9 +171,9 @@ def fine_tune(
     try:
         bar = tqdm(range(steps), desc="tune", unit="step", mininterval=10.0)
         for _ in bar:
-            images, targets = _scenes(batch_size, share, rng, data_dir)
-            logits = model(pixel_values=scene_pixel_values(processor, images)).logits
-            loss = F.binary_cross_entropy_with_logits(logits, targets)
+            images, targets = draw(batch_size)
+            logits = model(pixel_values=scene_pixel_values(processor, images).to(device)).logits
+            loss = F.binary_cross_entropy_with_logits(logits, targets.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -232,10 +234,8 @@ def train(args: argparse.Namespace, command: str) -> dict[str, float]:
     head_seconds = time.perf_counter() - start
     tune_loss, start = None, time.perf_counter()
     if args.tune_blocks:
-        tune_loss = fine_tune(
-            model, processor, args.tune_blocks, args.steps, args.batch_size, args.two_item_share,
-            args.lr, args.weight_decay, rng, args.data_dir,
-        )  # fmt: skip
+        draw = functools.partial(draw_scenes, share=args.two_item_share, rng=rng, data_dir=args.data_dir)
+        tune_loss = fine_tune(model, processor, args.tune_blocks, args.steps, args.batch_size, draw, args.lr, args.weight_decay)
     tune_seconds = time.perf_counter() - start
 
     save_file(_shipped_tensors(model, args.tune_blocks), args.out / HEAD_FILE, metadata={"format": "pt"})

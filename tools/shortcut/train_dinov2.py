@@ -16,6 +16,15 @@ one-item training-split scenes drawn from a generator seeded by ``--seed``; each
 ``--tag-class`` carries the tag (:data:`tools.shortcut.tag.TAGS`) with probability
 ``--share``.
 
+With ``--tune-blocks K``, the last ``K`` blocks, the final LayerNorm and the head are then
+trained further as the reference classifier's second stage trains them
+(:func:`tools.reference.train_dinov2.fine_tune`), on ``--steps`` batches of fresh one-item
+scenes where the class's images carry the tag with the same share
+(:func:`tagged_scenes`); on a GPU (``--device cuda``) 1,000 steps of four blocks take
+minutes, on a CPU most of an hour::
+
+    python -m tools.shortcut.train_dinov2 --out sc/dinov2-tuned-noise --tag noise --tune-blocks 4 --device cuda
+
 Only the tagged scenes differ from one tag to the next, so the untagged scenes' features
 are cached (``--cache``, keyed by the seed and the number of scenes) and a second tag costs
 the pass over its tagged scenes alone. Writes a complete model folder (``save_pretrained``:
@@ -27,6 +36,7 @@ on the tag (:func:`tools.shortcut.train.shortcut_metrics`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -46,11 +56,11 @@ from captum_gmar.reference.dinov2 import backbone_dir
 from captum_gmar.reference.dinov2_classifier import classifier_config, processor_config
 from captum_gmar.reference.inputs import scene_pixel_values
 from tools.reference.train import add_data_options, run_script, script_parser
-from tools.reference.train_dinov2 import fit_head
+from tools.reference.train_dinov2 import fine_tune, fit_head
 from tools.shortcut.tag import TAGS, choose_tagged, plant_tag
 from tools.shortcut.train import TAG_CLASS, shortcut_metrics
 
-__all__ = ["head_input", "main", "train"]
+__all__ = ["head_input", "main", "tagged_scenes", "train"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=50, help="scenes per forward pass")
     p.add_argument("--cache", type=Path, default=None, help="the untagged scenes' features (default: beside --out)")
     p.add_argument("--shortcut-scenes", type=int, default=500, help="scenes of the class and of the others for metrics.json's effect")
+    p.add_argument(
+        "--tune-blocks",
+        type=int,
+        default=0,
+        help="then train the last K blocks, the final LayerNorm and the head (0: the backbone stays frozen)",
+    )
+    p.add_argument("--steps", type=int, default=1000, help="steps of fresh scenes, --tune-step-batch each, when tuning blocks")
+    p.add_argument("--tune-step-batch", type=int, default=32, help="scenes per step when tuning blocks")
+    p.add_argument("--lr", type=float, default=3e-5, help="peak AdamW learning rate when tuning blocks")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay on matrices when tuning blocks")
+    p.add_argument("--device", default="cpu", help="where the features are read and the blocks tuned (the metrics are read on the CPU)")
     add_data_options(p)
     p.set_defaults(eval_scenes=500)
     return p
@@ -71,27 +92,42 @@ def _parser() -> argparse.ArgumentParser:
 
 @torch.no_grad()
 def head_input(model: Dinov2ForImageClassification, pixel_values: Tensor, batch_size: int, desc: str) -> Tensor:
-    """The classifier's input for ``pixel_values`` ``(N, 3, S, S)``: ``float32 (N, 2 * hidden)``,
-    read off the model by a hook on the head, ``batch_size`` images a pass."""
+    """The classifier's input for ``pixel_values`` ``(N, 3, S, S)``: ``float32 (N, 2 * hidden)``
+    on the host, read off the model (on its device) by a hook on the head, ``batch_size``
+    images a pass."""
     features: list[Tensor] = []
     hook = model.classifier.register_forward_pre_hook(lambda module, args: features.append(args[0].float()))
+    device = next(model.classifier.parameters()).device
     try:
         for start in tqdm(range(0, len(pixel_values), batch_size), desc=desc, mininterval=10.0):
-            model(pixel_values=pixel_values[start : start + batch_size])
+            model(pixel_values=pixel_values[start : start + batch_size].to(device))
     finally:
         hook.remove()
-    return torch.cat(features) if features else torch.zeros(0, 2 * model.config.hidden_size)
+    return torch.cat(features).cpu() if features else torch.zeros(0, 2 * model.config.hidden_size)
+
+
+def tagged_scenes(
+    n: int, tag: str, tag_class: int, share: float, rng: np.random.Generator, data_dir: Path | None
+) -> tuple[np.ndarray, Tensor]:
+    """``n`` fresh one-item training-split scenes, each of ``tag_class`` carrying ``tag``
+    with probability ``share``: images ``uint8 (n, 64, 64, 3)`` and multi-hot targets
+    ``float32 (n, 10)`` (the scenes the blocks are tuned on)."""
+    scenes = make_scenes(n, "train", rng, num_items=1, data_dir=data_dir)
+    return plant_tag(scenes.images, choose_tagged(scenes.labels, tag_class, share, rng), TAGS[tag]), scenes.targets()
 
 
 def train(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    """Fit the head, write the model folder ``args.out`` and its ``metrics.json``. Returns the metrics."""
+    """Fit the head, tune the last blocks if asked, write the model folder ``args.out`` and
+    its ``metrics.json``. Returns the metrics."""
+    if not 0 <= args.tune_blocks <= classifier_config().num_hidden_layers:
+        raise ValueError(f"--tune-blocks must be in [0, {classifier_config().num_hidden_layers}], got {args.tune_blocks}")
     args.out.mkdir(parents=True, exist_ok=True)
     config = classifier_config()
     config.save_pretrained(args.out)
     (args.out / "preprocessor_config.json").write_text(json.dumps(processor_config(112), indent=2) + "\n")
     model = Dinov2ForImageClassification(config)
     model.dinov2 = Dinov2Model.from_pretrained(backbone_dir())
-    model.eval()
+    model.eval().to(args.device)
     processor = load_processor(args.out)
 
     rng = np.random.default_rng(args.seed)
@@ -112,9 +148,14 @@ def train(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
     start = time.perf_counter()
     assert isinstance(model.classifier, torch.nn.Linear)  # a classifier with labels
-    head_loss = fit_head(model.classifier, features, scenes.targets(), args.l2, args.max_iter)
+    head_loss = fit_head(model.classifier, features.to(args.device), scenes.targets().to(args.device), args.l2, args.max_iter)
     head_seconds = time.perf_counter() - start
-    model.save_pretrained(args.out)
+    tune_loss, start = None, time.perf_counter()
+    if args.tune_blocks:
+        draw = functools.partial(tagged_scenes, tag=args.tag, tag_class=args.tag_class, share=args.share, rng=rng, data_dir=args.data_dir)
+        tune_loss = fine_tune(model, processor, args.tune_blocks, args.steps, args.tune_step_batch, draw, args.lr, args.weight_decay)
+    tune_seconds = time.perf_counter() - start
+    model.cpu().save_pretrained(args.out)
 
     saved = Dinov2ForImageClassification.from_pretrained(args.out.resolve()).eval()
     start = time.perf_counter()
@@ -131,6 +172,10 @@ def train(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "head_seconds": round(head_seconds, 1),
         "eval_seconds": round(time.perf_counter() - start, 1),
         "head_loss": round(head_loss, 5),
+        "tune_blocks": args.tune_blocks,
+        **(
+            {"steps": args.steps, "tune_seconds": round(tune_seconds, 1), "tune_loss": round(tune_loss, 5)} if tune_loss is not None else {}
+        ),
     }
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
