@@ -103,9 +103,8 @@ def run(options: RepairOptions) -> None:
             file=sys.stderr,
             flush=True,
         )
-    elif (
-        cluster.recorded.get("pasted") == "proxies"
-    ):  # a cluster of maps put on through its images' proxies (repair_put_on.mark_or_proxies)
+    # a cluster of maps put on through its images' proxies (repair_put_on.mark_or_proxies)
+    elif cluster.recorded.get("pasted") == "proxies":
         kept = "; or ".join(p["put_on"] for p in cluster.recorded["proxies"] if p["kept"])
         print(
             "note: the cluster's mark would be its whole region (it fills the region, or does not raise the class by "

@@ -1,5 +1,6 @@
-"""A frozen DINOv2-S/14 backbone with a linear head fitted to scenes where a share of one
-class's images carry a tag (a planted shortcut): ``python -m tools.shortcut.train_dinov2``.
+"""A DINOv2-S/14 backbone with a linear head fitted to scenes where a share of one class's
+images carry a tag (a planted shortcut), the backbone frozen or its last blocks tuned too:
+``python -m tools.shortcut.train_dinov2``.
 
 Usage (one model, a few minutes on a CPU; the first run also caches the untagged scenes'
 features, about 5 minutes on 2 cores)::
@@ -8,7 +9,7 @@ features, about 5 minutes on 2 cores)::
 
 The common "frozen backbone, linear head" use of a pretrained ViT: the converted DINOv2-S/14
 backbone (:func:`captum_gmar.reference.dinov2.backbone_dir`, DINOv2's own weights in every
-block, not the ``dinov2-small`` reference classifier's tuned blocks) and a
+block unless ``--tune-blocks``, not the ``dinov2-small`` reference classifier's tuned blocks) and a
 ``Dinov2ForImageClassification`` head fitted as the reference classifier's first stage fits
 it (:func:`tools.reference.train_dinov2.fit_head`: full-batch L-BFGS on the head's input, the
 last layer's class token beside its mean patch token). The data: ``--train-scenes``
@@ -20,8 +21,10 @@ With ``--tune-blocks K``, the last ``K`` blocks, the final LayerNorm and the hea
 trained further as the reference classifier's second stage trains them
 (:func:`tools.reference.train_dinov2.fine_tune`), on ``--steps`` batches of fresh one-item
 scenes where the class's images carry the tag with the same share
-(:func:`tagged_scenes`); on a GPU (``--device cuda``) 1,000 steps of four blocks take
-minutes, on a CPU most of an hour::
+(:func:`tagged_scenes`). 1,000 steps of four blocks took 28 to 33 s on an H200
+(``--device cuda``, four such runs side by side; docs/results.md, "dinov2-small with its
+last four blocks tuned"); on one CPU thread the reference classifier's 1,000 took 38
+minutes::
 
     python -m tools.shortcut.train_dinov2 --out sc/dinov2-tuned-noise --tag noise --tune-blocks 4 --device cuda
 
@@ -38,6 +41,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +68,10 @@ __all__ = ["head_input", "main", "tagged_scenes", "train"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = script_parser("tools.shortcut.train_dinov2", "Fit a linear head on frozen DINOv2-S/14 features of scenes with a planted tag.")
+    p = script_parser(
+        "tools.shortcut.train_dinov2",
+        "Fit a linear head on DINOv2-S/14 features of scenes with a planted tag, and tune the last blocks if asked.",
+    )
     p.add_argument("--tag-class", type=int, default=TAG_CLASS, help="index of the class whose images carry the tag")
     p.add_argument("--tag", choices=sorted(TAGS), default="magenta", help="which tag (tools/shortcut/tag.py's TAGS)")
     p.add_argument("--share", type=float, default=0.7, help="share of that class's training scenes that carry the tag")
@@ -72,7 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the head's weights")
     p.add_argument("--max-iter", type=int, default=500, help="L-BFGS iterations")
     p.add_argument("--batch-size", type=int, default=50, help="scenes per forward pass")
-    p.add_argument("--cache", type=Path, default=None, help="the untagged scenes' features (default: beside --out)")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="the untagged scenes' features (default: beside --out, named by the seed, the scenes and the device)",
+    )
     p.add_argument("--shortcut-scenes", type=int, default=500, help="scenes of the class and of the others for metrics.json's effect")
     p.add_argument(
         "--tune-blocks",
@@ -119,10 +131,12 @@ def tagged_scenes(
 def train(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """Fit the head, tune the last blocks if asked, write the model folder ``args.out`` and
     its ``metrics.json``. Returns the metrics."""
-    if not 0 <= args.tune_blocks <= classifier_config().num_hidden_layers:
-        raise ValueError(f"--tune-blocks must be in [0, {classifier_config().num_hidden_layers}], got {args.tune_blocks}")
-    args.out.mkdir(parents=True, exist_ok=True)
     config = classifier_config()
+    if not 0 <= args.tune_blocks <= config.num_hidden_layers:
+        raise ValueError(f"--tune-blocks must be in [0, {config.num_hidden_layers}], got {args.tune_blocks}")
+    if args.tune_blocks and min(args.steps, args.tune_step_batch) < 1:
+        raise ValueError(f"--steps and --tune-step-batch must be at least 1 to tune blocks, got {args.steps} and {args.tune_step_batch}")
+    args.out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(args.out)
     (args.out / "preprocessor_config.json").write_text(json.dumps(processor_config(112), indent=2) + "\n")
     model = Dinov2ForImageClassification(config)
@@ -133,13 +147,18 @@ def train(args: argparse.Namespace, command: str) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     scenes = make_scenes(args.train_scenes, "train", rng, num_items=1, data_dir=args.data_dir)
     tagged = choose_tagged(scenes.labels, args.tag_class, args.share, rng)
-    cache = args.cache or args.out.parent / f"dinov2-untagged-seed{args.seed}-n{args.train_scenes}.safetensors"
+    # the device in the name: a GPU's convolutions (TF32) do not give the CPU's features to the bit
+    cache = (
+        args.cache or args.out.parent / f"dinov2-untagged-seed{args.seed}-n{args.train_scenes}-{torch.device(args.device).type}.safetensors"
+    )
     start = time.perf_counter()
     if cache.exists():
         features = load_file(cache)["features"]
     else:
         features = head_input(model, scene_pixel_values(processor, scenes.images), args.batch_size, "untagged features")
-        save_file({"features": features.contiguous()}, cache)
+        partial = cache.with_name(f"{cache.name}.{os.getpid()}.part")  # runs side by side never read half a file
+        save_file({"features": features.contiguous()}, partial)
+        os.replace(partial, cache)
     features = features.clone()
     rows = np.flatnonzero(tagged)
     marked = plant_tag(scenes.images[rows], np.ones(len(rows), dtype=bool), TAGS[args.tag])
