@@ -99,7 +99,7 @@ def run(options: RepairOptions) -> None:
             f"{len(cluster.recorded['proxies'])}, those that raise the class by {CONFIRMS_BY} at least "
             f"on other classes' training images (the class's rise: {rises}); check the repaired model on images that carry the "
             "shortcut itself (docs/repair.md: on the planted models, repaired through a proxy, the drawn shortcut's effect fell by "
-            "63% to 101%, by repair and shortcut)",
+            "62% to 103%, by model and shortcut)",
             file=sys.stderr,
             flush=True,
         )
