@@ -2,18 +2,40 @@
 a cluster of maps as its mark, or its whole region; where that would be its whole region,
 and for a cluster of the model's features, as its images' pixel proxies that raise the
 class on other classes' images, made from the grouping of its images (by the model's
-features, at a few layers) whose proxies put on raise it most."""
+features, at a few layers) whose proxies put on raise it most; and the cluster as the
+command reports it (:class:`Found`), which each step passes on with what it adds."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from .options import CommandError
 
-if TYPE_CHECKING:
-    from .repair_shortcut import Found
+
+@dataclass(frozen=True)
+class Found:
+    """The cluster a repair removes, as the command reports it."""
+
+    target: int
+    target_name: str
+    size: int
+    #: whether the model confirms it as a shortcut, as explore's page flags it (its transplant;
+    #: for a cluster of features, no place and its direction or a proxy); ``None``: it could
+    #: not be checked (no other class's images)
+    confirmed: bool | None
+    #: the check, in words and figures (or why it could not run)
+    evidence: str
+    #: what a repair of it removes where the model does not confirm it, in words
+    removes: str
+    #: where or how it is put on, in words ("region of 2 patches in rows 0–2, column 0")
+    where: str
+    #: how the measurement puts it on, in words
+    put_on: str
+    #: what ``repair.json`` records of it
+    recorded: dict[str, Any]
 
 
 #: how a cluster of maps is pasted, in words: its mark, else its whole region (:func:`_mark_or_region`)

@@ -11,40 +11,16 @@ import dataclasses
 import functools
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .maps_options import RepairOptions, cluster_and_model, load_model_of
 from .options import CommandError
-from .repair_put_on import PASTES, confirming_proxies, mark_or_proxies
+from .repair_put_on import PASTES, Found, confirming_proxies, mark_or_proxies
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ..exploration.transplant import Transplant
-
-
-@dataclass(frozen=True)
-class Found:
-    """The cluster a repair removes, as the command reports it."""
-
-    target: int
-    target_name: str
-    size: int
-    #: whether the model confirms it as a shortcut, as explore's page flags it (its transplant;
-    #: for a cluster of features, no place and its direction or a proxy); ``None``: it could
-    #: not be checked (no other class's images)
-    confirmed: bool | None
-    #: the check, in words and figures (or why it could not run)
-    evidence: str
-    #: what a repair of it removes where the model does not confirm it, in words
-    removes: str
-    #: where or how it is put on, in words ("region of 2 patches in rows 0–2, column 0")
-    where: str
-    #: how the measurement puts it on, in words
-    put_on: str
-    #: what ``repair.json`` records of it
-    recorded: dict[str, Any]
 
 
 def read_shortcut(options: RepairOptions) -> tuple[Found, Any, Any, Any, Any]:

@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from captum_gmar.cli import repair_put_on
-from captum_gmar.cli.repair_put_on import PASTES, _mark_or_region
-from captum_gmar.cli.repair_shortcut import Found
+from captum_gmar.cli.repair_put_on import PASTES, Found, _mark_or_region
 from captum_gmar.exploration.intervention import Add, Curve, OneOf, ways
 from captum_gmar.exploration.transplant import CONFIRMS_BY
 from captum_gmar.repair import HELD_OUT, Labelled, Shortcut, pixel_proxies

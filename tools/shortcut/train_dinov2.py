@@ -147,7 +147,7 @@ def train(args: argparse.Namespace, command: str) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     scenes = make_scenes(args.train_scenes, "train", rng, num_items=1, data_dir=args.data_dir)
     tagged = choose_tagged(scenes.labels, args.tag_class, args.share, rng)
-    # the device in the name: a GPU's convolutions (TF32) do not give the CPU's features to the bit
+    # the device in the name: a GPU's features need not match the CPU's to the bit (TF32 convolutions, other kernels)
     cache = (
         args.cache or args.out.parent / f"dinov2-untagged-seed{args.seed}-n{args.train_scenes}-{torch.device(args.device).type}.safetensors"
     )
@@ -161,8 +161,9 @@ def train(args: argparse.Namespace, command: str) -> dict[str, Any]:
         os.replace(partial, cache)
     features = features.clone()
     rows = np.flatnonzero(tagged)
-    marked = plant_tag(scenes.images[rows], np.ones(len(rows), dtype=bool), TAGS[args.tag])
-    features[torch.from_numpy(rows)] = head_input(model, scene_pixel_values(processor, marked), args.batch_size, "tagged features")
+    if len(rows):  # none where the class drew no tag (an image processor may refuse an empty batch)
+        marked = plant_tag(scenes.images[rows], np.ones(len(rows), dtype=bool), TAGS[args.tag])
+        features[torch.from_numpy(rows)] = head_input(model, scene_pixel_values(processor, marked), args.batch_size, "tagged features")
     feature_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
