@@ -29,7 +29,7 @@ minutes::
     python -m tools.shortcut.train_dinov2 --out sc/dinov2-tuned-noise --tag noise --tune-blocks 4 --device cuda
 
 Only the tagged scenes differ from one tag to the next, so the untagged scenes' features
-are cached (``--cache``, keyed by the seed and the number of scenes) and a second tag costs
+are cached (``--cache``, keyed by the seed, the number of scenes and the device) and a second tag costs
 the pass over its tagged scenes alone. Writes a complete model folder (``save_pretrained``:
 ``config.json``, ``model.safetensors``, ``preprocessor_config.json``) and ``metrics.json``:
 the accuracy (:func:`captum_gmar.reference.evaluate_accuracy`) and how far the model relies
